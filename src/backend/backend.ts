@@ -1,0 +1,169 @@
+/**
+ * The Backend interface: the only place where tensor values are touched.
+ *
+ * The tensor layer (src/tensor) owns shapes, strides, autograd and memory scopes; a backend owns storages and
+ * the kernels that read and write them. Kernels never allocate their outputs: the caller passes a storage of
+ * the right size (taken from the backend's pool), and every kernel overwrites all of its output unless its doc
+ * says it accumulates. Outputs are always contiguous (row-major); inputs are strided views, so transposes,
+ * slices and broadcasts (stride 0) reach kernels without copies.
+ *
+ * Nothing here is Node-specific, and kernels return nothing, so a future asynchronous (WebGPU) backend can
+ * queue work and only synchronise in `read`.
+ */
+
+/** Element types a storage can hold: float32 for compute, int32 for token ids, labels and indices. */
+export type DType = "float32" | "int32";
+
+/** A flat buffer of elements owned by a backend. CPU backends keep the values in `data`. */
+export interface Storage {
+  readonly dtype: DType;
+  /** Number of elements. */
+  readonly size: number;
+  /** The values (CPU backends); kernels of other backends may keep them elsewhere. */
+  readonly data: Float32Array | Int32Array;
+}
+
+/** A strided window on a storage: element (i0, i1, …) lives at offset + Σ ik·strides[k]. */
+export interface View {
+  readonly storage: Storage;
+  readonly shape: readonly number[];
+  readonly strides: readonly number[];
+  readonly offset: number;
+}
+
+/** Element-wise functions of one argument. */
+export type UnaryOp =
+  | "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "abs" | "square" | "reciprocal"
+  | "tanh" | "sigmoid" | "relu" | "gelu" | "gelu_tanh" | "silu" | "sin" | "cos";
+
+/** Unary ops whose derivative a kernel computes directly: out = dy · f'(x). */
+export type UnaryGradOp = "tanh" | "sigmoid" | "relu" | "gelu" | "gelu_tanh" | "silu";
+
+/** Element-wise functions of two arguments; comparisons write 1 or 0. */
+export type BinaryOp = "add" | "sub" | "mul" | "div" | "pow" | "max" | "min" | "eq" | "ne" | "lt" | "le" | "gt" | "ge";
+
+/** Reductions over a set of axes. */
+export type ReduceOp = "sum" | "max" | "min";
+
+/**
+ * One (batched) matrix product out[b] = A[b] · B[b] (+ out[b] when accumulate), A[b] is m×k, B[b] is k×n.
+ * A matrix is addressed BLAS-style: element (i, j) of A at aOffset + batchOffset + (transA ? j·lda + i : i·lda + j).
+ * Batch index b walks `batchShape` row-major; its offset in A is Σ bk·aBatchStrides[k] (0 strides broadcast).
+ */
+export interface GemmSpec {
+  readonly a: Storage;
+  readonly aOffset: number;
+  readonly transA: boolean;
+  readonly lda: number;
+  readonly aBatchStrides: readonly number[];
+  readonly b: Storage;
+  readonly bOffset: number;
+  readonly transB: boolean;
+  readonly ldb: number;
+  readonly bBatchStrides: readonly number[];
+  readonly batchShape: readonly number[];
+  readonly m: number;
+  readonly n: number;
+  readonly k: number;
+  /** Contiguous [...batchShape, m, n]. */
+  readonly out: Storage;
+  /** Add into `out` instead of overwriting it. */
+  readonly accumulate: boolean;
+}
+
+/** Hyper-parameters of one fused AdamW update (PyTorch semantics). */
+export interface AdamWStep {
+  readonly lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  /** 1-based step number, for bias correction. */
+  readonly step: number;
+}
+
+/** The kernels every backend provides. */
+export interface Backend {
+  readonly name: string;
+
+  /** A storage of `size` elements; its contents are unspecified (pooled buffers are reused). */
+  alloc(dtype: DType, size: number): Storage;
+  /** Give a storage back to the pool; it must not be used afterwards. */
+  release(storage: Storage): void;
+  /** Bytes currently held by the pool, ready for reuse. */
+  pooledBytes(): number;
+  /** Copy values from the host into a storage. */
+  write(storage: Storage, values: ArrayLike<number>, offset?: number): void;
+  /** The values of a storage (a copy). */
+  read(storage: Storage): Float32Array | Int32Array;
+
+  /** out = contiguous copy of the view, converting between dtypes when they differ. */
+  copy(x: View, out: Storage): void;
+  /** Every element of out = value. */
+  fill(out: Storage, value: number): void;
+  /** out[i] = start + i·step. */
+  arange(out: Storage, start: number, step: number): void;
+  /**
+   * Counter-based random numbers (reproducible on every backend): element i depends only on (seed, counter + i).
+   * "uniform": a + (b − a)·u with u in [0, 1); "normal": a + b·z with z ~ N(0, 1); "bernoulli": (u < a ? b : 0).
+   */
+  random(out: Storage, kind: "uniform" | "normal" | "bernoulli", a: number, b: number, seed: number, counter: number): void;
+
+  /** out = f(x), element-wise, out contiguous in x's shape. */
+  unary(op: UnaryOp, x: View, out: Storage): void;
+  /** out = dy · f'(x); x and dy have the same shape. */
+  unaryGrad(op: UnaryGradOp, x: View, dy: View, out: Storage): void;
+  /** out = a ∘ b; a and b are already broadcast to out's shape (stride 0 on broadcast axes). */
+  binary(op: BinaryOp, a: View, b: View, out: Storage): void;
+  /** out = cond ≠ 0 ? a : b; all three already broadcast to out's shape. */
+  where(cond: View, a: View, b: View, out: Storage): void;
+  /** out = reduction of x over the axes where keep[axis] is false; out is x's shape with those axes set to 1. */
+  reduce(op: ReduceOp, x: View, keep: readonly boolean[], out: Storage): void;
+  /** out (int32, [outer, inner]) = index of the maximum along the middle axis of contiguous [outer, n, inner]. */
+  argmax(x: Storage, outer: number, n: number, inner: number, out: Storage): void;
+
+  /** Matrix products through BLAS where available. */
+  gemm(spec: GemmSpec): void;
+
+  /** Row-wise softmax (or log-softmax) of a contiguous [rows, cols] matrix. */
+  softmax(x: Storage, rows: number, cols: number, log: boolean, out: Storage): void;
+  /** Gradient of softmax (log=false) or log-softmax (log=true) given its output y and the output gradient dy. */
+  softmaxGrad(y: Storage, dy: Storage, rows: number, cols: number, log: boolean, out: Storage): void;
+
+  /**
+   * Layer norm over the last axis of contiguous [rows, cols]; weight/bias may be null.
+   * Also writes the per-row mean and reciprocal standard deviation for the backward pass.
+   */
+  layerNorm(x: Storage, weight: Storage | null, bias: Storage | null, rows: number, cols: number, eps: number,
+    out: Storage, mean: Storage, rstd: Storage): void;
+  /** Gradients of layerNorm: dx always; dWeight and dBias (overwritten) when not null. */
+  layerNormGrad(x: Storage, weight: Storage | null, mean: Storage, rstd: Storage, dy: Storage, rows: number, cols: number,
+    dx: Storage, dWeight: Storage | null, dBias: Storage | null): void;
+  /** RMS norm over the last axis: out = x · rsqrt(mean(x²) + eps) · weight; writes rstd per row. */
+  rmsNorm(x: Storage, weight: Storage | null, rows: number, cols: number, eps: number, out: Storage, rstd: Storage): void;
+  /** Gradients of rmsNorm: dx always; dWeight (overwritten) when not null. */
+  rmsNormGrad(x: Storage, weight: Storage | null, rstd: Storage, dy: Storage, rows: number, cols: number,
+    dx: Storage, dWeight: Storage | null): void;
+
+  /**
+   * Gather along the middle axis: src is contiguous [outer, n, inner], ids (int32) has `count` entries in [0, n),
+   * out is [outer, count, inner]. An id outside [0, n) is an error.
+   */
+  gather(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void;
+  /** The adjoint of gather: out[:, ids[j], :] += src[:, j, :]; out ([outer, n, inner]) is accumulated into. */
+  scatterAdd(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void;
+
+  /**
+   * Cross-entropy of contiguous logits [rows, cols] against int32 targets [rows]: loss[r] = logsumexp − logit[target],
+   * 0 where target = ignoreIndex. lse[r] receives the log-sum-exp for the backward pass. Targets outside
+   * [0, cols) other than ignoreIndex are an error.
+   */
+  crossEntropy(logits: Storage, targets: Storage, rows: number, cols: number, ignoreIndex: number,
+    loss: Storage, lse: Storage): void;
+  /** dLogits[r] = (softmax(logits[r]) − onehot(target[r])) · dLoss[r], 0 for ignored rows. */
+  crossEntropyGrad(logits: Storage, targets: Storage, lse: Storage, dLoss: Storage, rows: number, cols: number,
+    ignoreIndex: number, out: Storage): void;
+
+  /** One AdamW update in place: param, expAvg, expAvgSq (all contiguous, same size as grad). */
+  adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void;
+}

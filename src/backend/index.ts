@@ -1,0 +1,36 @@
+/** Backend selection: the native addon when it loads, the pure-TypeScript backend otherwise (or when asked). */
+import type { Backend } from "./backend.js";
+import { JsBackend } from "./js/js-backend.js";
+import { loadNativeBackend } from "./native/native-backend.js";
+
+export type { Backend, DType, Storage, View } from "./backend.js";
+
+let active: Backend | null = null;
+
+function choose(): Backend {
+  const wanted = process.env["PEFT_TS_BACKEND"];
+  if (wanted === "js") return new JsBackend();
+  if (wanted !== undefined && wanted !== "native") {
+    throw new Error(`PEFT_TS_BACKEND=${wanted} is not a backend; use "native" or "js"`);
+  }
+  try {
+    return loadNativeBackend();
+  } catch (err) {
+    if (wanted === "native") throw err;
+    process.emitWarning(
+      `peft-ts: native backend unavailable (${(err as Error).message}); using the slow js backend. ` +
+        `Fix: install OpenBLAS (apt-get install libopenblas-dev) and a C++ compiler, then run "npm rebuild peft-ts".`,
+    );
+    return new JsBackend();
+  }
+}
+
+/** The backend every new tensor uses. */
+export function backend(): Backend {
+  return (active ??= choose());
+}
+
+/** Replace the active backend (tests compare backends; existing tensors keep the storages of the old one). */
+export function setBackend(b: Backend): void {
+  active = b;
+}

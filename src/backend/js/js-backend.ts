@@ -1,0 +1,355 @@
+/** The portable backend: every kernel in plain TypeScript. It is the reference the native kernels are tested against. */
+import type { AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, UnaryGradOp, UnaryOp, View } from "../backend.js";
+import { innerAxis, numel, rowOffsets, erf } from "./strided.js";
+import { normalAt, uniformAt } from "./random.js";
+import { StoragePool } from "../pool.js";
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+const INV_SQRT_2 = Math.SQRT1_2;
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+function unaryFn(op: UnaryOp): (x: number) => number {
+  switch (op) {
+    case "neg": return (x) => -x;
+    case "exp": return Math.exp;
+    case "log": return Math.log;
+    case "sqrt": return Math.sqrt;
+    case "rsqrt": return (x) => 1 / Math.sqrt(x);
+    case "abs": return Math.abs;
+    case "square": return (x) => x * x;
+    case "reciprocal": return (x) => 1 / x;
+    case "tanh": return Math.tanh;
+    case "sigmoid": return (x) => 1 / (1 + Math.exp(-x));
+    case "relu": return (x) => (x > 0 ? x : 0);
+    case "gelu": return (x) => 0.5 * x * (1 + erf(x * INV_SQRT_2));
+    case "gelu_tanh": return (x) => 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+    case "silu": return (x) => x / (1 + Math.exp(-x));
+    case "sin": return Math.sin;
+    case "cos": return Math.cos;
+  }
+}
+
+function unaryDerivative(op: UnaryGradOp): (x: number) => number {
+  switch (op) {
+    case "tanh": return (x) => { const t = Math.tanh(x); return 1 - t * t; };
+    case "sigmoid": return (x) => { const s = 1 / (1 + Math.exp(-x)); return s * (1 - s); };
+    case "relu": return (x) => (x > 0 ? 1 : 0);
+    case "gelu": return (x) => 0.5 * (1 + erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * Math.exp(-0.5 * x * x);
+    case "gelu_tanh": return (x) => {
+      const inner = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+      const t = Math.tanh(inner);
+      return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x);
+    };
+    case "silu": return (x) => { const s = 1 / (1 + Math.exp(-x)); return s * (1 + x * (1 - s)); };
+  }
+}
+
+function binaryFn(op: BinaryOp): (a: number, b: number) => number {
+  switch (op) {
+    case "add": return (a, b) => a + b;
+    case "sub": return (a, b) => a - b;
+    case "mul": return (a, b) => a * b;
+    case "div": return (a, b) => a / b;
+    case "pow": return Math.pow;
+    case "max": return (a, b) => (a >= b || Number.isNaN(a) ? a : b);
+    case "min": return (a, b) => (a <= b || Number.isNaN(a) ? a : b);
+    case "eq": return (a, b) => (a === b ? 1 : 0);
+    case "ne": return (a, b) => (a !== b ? 1 : 0);
+    case "lt": return (a, b) => (a < b ? 1 : 0);
+    case "le": return (a, b) => (a <= b ? 1 : 0);
+    case "gt": return (a, b) => (a > b ? 1 : 0);
+    case "ge": return (a, b) => (a >= b ? 1 : 0);
+  }
+}
+
+/** Calls fn(outIndex, offsetInEachView) for every element of views that share one shape, in row-major order. */
+function forEachElement(views: readonly View[], fn: (i: number, offsets: readonly number[]) => void): void {
+  const [len] = innerAxis(views[0]!);
+  const rows = views.map(rowOffsets);
+  const inner = views.map((v) => innerAxis(v)[1]);
+  const offs = new Array<number>(views.length).fill(0);
+  let i = 0;
+  for (let r = 0; r < rows[0]!.length; r++) {
+    for (let j = 0; j < len; j++, i++) {
+      for (let v = 0; v < views.length; v++) offs[v] = rows[v]![r]! + j * inner[v]!;
+      fn(i, offs);
+    }
+  }
+}
+
+function checkIndex(id: number, n: number, what: string): void {
+  if (!(id >= 0 && id < n)) throw new RangeError(`${what} ${id} is out of range [0, ${n})`);
+}
+
+/** The pure-TypeScript backend. */
+export class JsBackend implements Backend {
+  readonly name = "js";
+  private readonly pool = new StoragePool();
+
+  alloc(dtype: DType, size: number): Storage { return this.pool.take(dtype, size); }
+  release(storage: Storage): void { this.pool.give(storage); }
+  pooledBytes(): number { return this.pool.bytes; }
+  write(storage: Storage, values: ArrayLike<number>, offset = 0): void { storage.data.set(values, offset); }
+  read(storage: Storage): Float32Array | Int32Array { return storage.data.slice(); }
+
+  copy(x: View, out: Storage): void {
+    const src = x.storage.data, dst = out.data;
+    const toInt = out.dtype === "int32" && x.storage.dtype !== "int32";
+    forEachElement([x], (i, [o]) => { dst[i] = toInt ? Math.trunc(src[o!]!) : src[o!]!; });
+  }
+
+  fill(out: Storage, value: number): void { out.data.fill(value); }
+
+  arange(out: Storage, start: number, step: number): void {
+    for (let i = 0; i < out.size; i++) out.data[i] = start + i * step;
+  }
+
+  random(out: Storage, kind: "uniform" | "normal" | "bernoulli", a: number, b: number, seed: number, counter: number): void {
+    const d = out.data;
+    for (let i = 0; i < out.size; i++) {
+      if (kind === "normal") d[i] = a + b * normalAt(seed, counter + i);
+      else {
+        const u = uniformAt(seed, counter + i);
+        d[i] = kind === "uniform" ? a + (b - a) * u : u < a ? b : 0;
+      }
+    }
+  }
+
+  unary(op: UnaryOp, x: View, out: Storage): void {
+    const f = unaryFn(op), src = x.storage.data, dst = out.data;
+    forEachElement([x], (i, [o]) => { dst[i] = f(src[o!]!); });
+  }
+
+  unaryGrad(op: UnaryGradOp, x: View, dy: View, out: Storage): void {
+    const f = unaryDerivative(op), xs = x.storage.data, gs = dy.storage.data, dst = out.data;
+    forEachElement([x, dy], (i, [ox, og]) => { dst[i] = gs[og!]! * f(xs[ox!]!); });
+  }
+
+  binary(op: BinaryOp, a: View, b: View, out: Storage): void {
+    const f = binaryFn(op), as = a.storage.data, bs = b.storage.data, dst = out.data;
+    forEachElement([a, b], (i, [oa, ob]) => { dst[i] = f(as[oa!]!, bs[ob!]!); });
+  }
+
+  where(cond: View, a: View, b: View, out: Storage): void {
+    const cs = cond.storage.data, as = a.storage.data, bs = b.storage.data, dst = out.data;
+    forEachElement([cond, a, b], (i, [oc, oa, ob]) => { dst[i] = cs[oc!] !== 0 ? as[oa!]! : bs[ob!]!; });
+  }
+
+  reduce(op: ReduceOp, x: View, keep: readonly boolean[], out: Storage): void {
+    const outShape = x.shape.map((d, ax) => (keep[ax] ? d : 1));
+    const outStrides = new Array<number>(outShape.length);
+    let s = 1;
+    for (let ax = outShape.length - 1; ax >= 0; ax--) {
+      outStrides[ax] = keep[ax] ? s : 0;
+      s *= outShape[ax]!;
+    }
+    const dst = out.data;
+    dst.fill(op === "sum" ? 0 : op === "max" ? -Infinity : Infinity);
+    const src = x.storage.data;
+    const outView: View = { storage: out, shape: x.shape, strides: outStrides, offset: 0 };
+    forEachElement([x, outView], (_i, [ox, oo]) => {
+      const v = src[ox!]!, cur = dst[oo!]!;
+      if (op === "sum") dst[oo!] = cur + v;
+      else if (op === "max") dst[oo!] = v > cur || Number.isNaN(v) ? v : cur;
+      else dst[oo!] = v < cur || Number.isNaN(v) ? v : cur;
+    });
+  }
+
+  argmax(x: Storage, outer: number, n: number, inner: number, out: Storage): void {
+    const d = x.data;
+    for (let o = 0; o < outer; o++) {
+      for (let i = 0; i < inner; i++) {
+        let best = 0, bestV = -Infinity;
+        for (let j = 0; j < n; j++) {
+          const v = d[(o * n + j) * inner + i]!;
+          if (v > bestV) { bestV = v; best = j; }
+        }
+        out.data[o * inner + i] = best;
+      }
+    }
+  }
+
+  gemm(g: GemmSpec): void {
+    const A = g.a.data, B = g.b.data, C = g.out.data;
+    const batch = numel(g.batchShape);
+    const nd = g.batchShape.length;
+    const idx = new Array<number>(nd).fill(0);
+    const row = new Float64Array(g.n);
+    for (let bi = 0; bi < batch; bi++) {
+      let ao = g.aOffset, bo = g.bOffset;
+      for (let ax = 0; ax < nd; ax++) { ao += idx[ax]! * g.aBatchStrides[ax]!; bo += idx[ax]! * g.bBatchStrides[ax]!; }
+      const co = bi * g.m * g.n;
+      for (let i = 0; i < g.m; i++) {
+        row.fill(0);
+        for (let p = 0; p < g.k; p++) {
+          const av = A[ao + (g.transA ? p * g.lda + i : i * g.lda + p)]!;
+          if (av === 0) continue;
+          if (g.transB) for (let j = 0; j < g.n; j++) row[j]! += av * B[bo + j * g.ldb + p]!;
+          else { const base = bo + p * g.ldb; for (let j = 0; j < g.n; j++) row[j]! += av * B[base + j]!; }
+        }
+        const c = co + i * g.n;
+        for (let j = 0; j < g.n; j++) C[c + j] = g.accumulate ? C[c + j]! + row[j]! : row[j]!;
+      }
+      for (let ax = nd - 1; ax >= 0; ax--) { if (++idx[ax]! < g.batchShape[ax]!) break; idx[ax] = 0; }
+    }
+  }
+
+  softmax(x: Storage, rows: number, cols: number, log: boolean, out: Storage): void {
+    const s = x.data, d = out.data;
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let max = -Infinity;
+      for (let j = 0; j < cols; j++) max = Math.max(max, s[o + j]!);
+      let sum = 0;
+      for (let j = 0; j < cols; j++) sum += Math.exp(s[o + j]! - max);
+      if (log) { const lse = max + Math.log(sum); for (let j = 0; j < cols; j++) d[o + j] = s[o + j]! - lse; }
+      else for (let j = 0; j < cols; j++) d[o + j] = Math.exp(s[o + j]! - max) / sum;
+    }
+  }
+
+  softmaxGrad(y: Storage, dy: Storage, rows: number, cols: number, log: boolean, out: Storage): void {
+    const Y = y.data, G = dy.data, D = out.data;
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let acc = 0;
+      for (let j = 0; j < cols; j++) acc += log ? G[o + j]! : G[o + j]! * Y[o + j]!;
+      for (let j = 0; j < cols; j++) D[o + j] = log ? G[o + j]! - Math.exp(Y[o + j]!) * acc : Y[o + j]! * (G[o + j]! - acc);
+    }
+  }
+
+  layerNorm(x: Storage, weight: Storage | null, bias: Storage | null, rows: number, cols: number, eps: number,
+    out: Storage, mean: Storage, rstd: Storage): void {
+    const X = x.data, W = weight?.data, B = bias?.data, Y = out.data;
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let mu = 0;
+      for (let j = 0; j < cols; j++) mu += X[o + j]!;
+      mu /= cols;
+      let v = 0;
+      for (let j = 0; j < cols; j++) { const c = X[o + j]! - mu; v += c * c; }
+      const rs = 1 / Math.sqrt(v / cols + eps);
+      mean.data[r] = mu;
+      rstd.data[r] = rs;
+      for (let j = 0; j < cols; j++) Y[o + j] = (X[o + j]! - mu) * rs * (W ? W[j]! : 1) + (B ? B[j]! : 0);
+    }
+  }
+
+  layerNormGrad(x: Storage, weight: Storage | null, mean: Storage, rstd: Storage, dy: Storage, rows: number, cols: number,
+    dx: Storage, dWeight: Storage | null, dBias: Storage | null): void {
+    const X = x.data, W = weight?.data, G = dy.data, DX = dx.data;
+    const dw = new Float64Array(cols), db = new Float64Array(cols);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols, mu = mean.data[r]!, rs = rstd.data[r]!;
+      let sumG = 0, sumGX = 0;
+      for (let j = 0; j < cols; j++) {
+        const xhat = (X[o + j]! - mu) * rs;
+        const g = G[o + j]! * (W ? W[j]! : 1);
+        sumG += g;
+        sumGX += g * xhat;
+        dw[j]! += G[o + j]! * xhat;
+        db[j]! += G[o + j]!;
+      }
+      for (let j = 0; j < cols; j++) {
+        const xhat = (X[o + j]! - mu) * rs;
+        const g = G[o + j]! * (W ? W[j]! : 1);
+        DX[o + j] = rs * (g - sumG / cols - xhat * sumGX / cols);
+      }
+    }
+    if (dWeight) dWeight.data.set(dw);
+    if (dBias) dBias.data.set(db);
+  }
+
+  rmsNorm(x: Storage, weight: Storage | null, rows: number, cols: number, eps: number, out: Storage, rstd: Storage): void {
+    const X = x.data, W = weight?.data, Y = out.data;
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let ss = 0;
+      for (let j = 0; j < cols; j++) ss += X[o + j]! * X[o + j]!;
+      const rs = 1 / Math.sqrt(ss / cols + eps);
+      rstd.data[r] = rs;
+      for (let j = 0; j < cols; j++) Y[o + j] = X[o + j]! * rs * (W ? W[j]! : 1);
+    }
+  }
+
+  rmsNormGrad(x: Storage, weight: Storage | null, rstd: Storage, dy: Storage, rows: number, cols: number,
+    dx: Storage, dWeight: Storage | null): void {
+    const X = x.data, W = weight?.data, G = dy.data, DX = dx.data;
+    const dw = new Float64Array(cols);
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols, rs = rstd.data[r]!;
+      let dot = 0;
+      for (let j = 0; j < cols; j++) {
+        dot += G[o + j]! * (W ? W[j]! : 1) * X[o + j]!;
+        dw[j]! += G[o + j]! * X[o + j]! * rs;
+      }
+      const c = (dot * rs * rs * rs) / cols;
+      for (let j = 0; j < cols; j++) DX[o + j] = G[o + j]! * (W ? W[j]! : 1) * rs - X[o + j]! * c;
+    }
+    if (dWeight) dWeight.data.set(dw);
+  }
+
+  gather(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void {
+    const S = src.data, I = ids.data, D = out.data, count = ids.size;
+    for (let o = 0; o < outer; o++) {
+      for (let j = 0; j < count; j++) {
+        const id = I[j]!;
+        checkIndex(id, n, "index");
+        D.set(S.subarray((o * n + id) * inner, (o * n + id + 1) * inner), (o * count + j) * inner);
+      }
+    }
+  }
+
+  scatterAdd(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void {
+    const S = src.data, I = ids.data, D = out.data, count = ids.size;
+    for (let o = 0; o < outer; o++) {
+      for (let j = 0; j < count; j++) {
+        const id = I[j]!;
+        checkIndex(id, n, "index");
+        const so = (o * count + j) * inner, dOff = (o * n + id) * inner;
+        for (let i = 0; i < inner; i++) D[dOff + i]! += S[so + i]!;
+      }
+    }
+  }
+
+  crossEntropy(logits: Storage, targets: Storage, rows: number, cols: number, ignoreIndex: number,
+    loss: Storage, lse: Storage): void {
+    const L = logits.data, T = targets.data;
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols, t = T[r]!;
+      let max = -Infinity;
+      for (let j = 0; j < cols; j++) max = Math.max(max, L[o + j]!);
+      let sum = 0;
+      for (let j = 0; j < cols; j++) sum += Math.exp(L[o + j]! - max);
+      const l = max + Math.log(sum);
+      lse.data[r] = l;
+      if (t === ignoreIndex) { loss.data[r] = 0; continue; }
+      checkIndex(t, cols, "target class");
+      loss.data[r] = l - L[o + t]!;
+    }
+  }
+
+  crossEntropyGrad(logits: Storage, targets: Storage, lse: Storage, dLoss: Storage, rows: number, cols: number,
+    ignoreIndex: number, out: Storage): void {
+    const L = logits.data, T = targets.data, D = out.data;
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols, t = T[r]!;
+      if (t === ignoreIndex) { D.fill(0, o, o + cols); continue; }
+      const g = dLoss.data[r]!, l = lse.data[r]!;
+      for (let j = 0; j < cols; j++) D[o + j] = Math.exp(L[o + j]! - l) * g;
+      D[o + t]! -= g;
+    }
+  }
+
+  adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void {
+    const P = param.data, G = grad.data, M = expAvg.data, V = expAvgSq.data;
+    const bc1 = 1 - Math.pow(hp.beta1, hp.step), bc2 = 1 - Math.pow(hp.beta2, hp.step);
+    const stepSize = hp.lr / bc1, bc2Sqrt = Math.sqrt(bc2), decay = 1 - hp.lr * hp.weightDecay;
+    for (let i = 0; i < P.length; i++) {
+      const g = G[i]!;
+      P[i]! *= decay;
+      M[i] = hp.beta1 * M[i]! + (1 - hp.beta1) * g;
+      V[i] = hp.beta2 * V[i]! + (1 - hp.beta2) * g * g;
+      P[i]! -= (stepSize * M[i]!) / (Math.sqrt(V[i]!) / bc2Sqrt + hp.eps);
+    }
+  }
+}
