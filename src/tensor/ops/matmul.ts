@@ -1,0 +1,71 @@
+/** Matrix products. Transposed views reach BLAS as transpose flags, never as copies. */
+import { backend } from "../../backend/index.js";
+import { record } from "../autograd.js";
+import { broadcastShapes, fmtShape, numel } from "../shape.js";
+import { empty, Tensor } from "../tensor.js";
+import { add, sumTo, toFloat } from "./elementwise.js";
+import { contiguous, reshape, transpose } from "./views.js";
+
+interface GemmOperand {
+  t: Tensor;
+  trans: boolean;
+  ld: number;
+}
+
+/** How BLAS can read the last two axes of t ([rows, cols]) without a copy; copies when it cannot. */
+function gemmOperand(t: Tensor): GemmOperand {
+  const r = t.rank;
+  const rows = t.shape[r - 2]!, cols = t.shape[r - 1]!;
+  const sr = t.strides[r - 2]!, sc = t.strides[r - 1]!;
+  if ((sc === 1 || cols === 1) && (rows === 1 || sr >= Math.max(cols, 1))) return { t, trans: false, ld: rows === 1 ? Math.max(cols, 1) : sr };
+  if ((sr === 1 || rows === 1) && (cols === 1 || sc >= Math.max(rows, 1))) return { t, trans: true, ld: cols === 1 ? Math.max(rows, 1) : sc };
+  return gemmOperand(contiguous(t, true));
+}
+
+function rawMatmul(a: Tensor, b: Tensor): Tensor {
+  const m = a.shape[a.rank - 2]!, k = a.shape[a.rank - 1]!, n = b.shape[b.rank - 1]!;
+  if (b.shape[b.rank - 2] !== k) {
+    throw new Error(`matmul: inner dimensions differ: ${fmtShape(a.shape)} @ ${fmtShape(b.shape)} (${k} vs ${b.shape[b.rank - 2]})`);
+  }
+  const batchShape = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const out = empty([...batchShape, m, n]);
+  const A = gemmOperand(a), B = gemmOperand(b);
+  const batchStrides = (t: Tensor) => {
+    const lead = batchShape.length - (t.rank - 2);
+    return batchShape.map((_, i) => (i < lead || t.shape[i - lead] === 1 ? 0 : t.strides[i - lead]!));
+  };
+  if (numel(out.shape) > 0) {
+    backend().gemm({
+      a: A.t.storage, aOffset: A.t.offset, transA: A.trans, lda: A.ld, aBatchStrides: batchStrides(A.t),
+      b: B.t.storage, bOffset: B.t.offset, transB: B.trans, ldb: B.ld, bBatchStrides: batchStrides(B.t),
+      batchShape, m, n, k, out: out.storage, accumulate: false,
+    });
+  }
+  return out;
+}
+
+/** Matrix product of the last two axes, broadcasting leading (batch) axes. Both operands need rank ≥ 2. */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  if (a.rank < 2 || b.rank < 2) throw new Error(`matmul needs rank ≥ 2 operands, got ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
+  const fa = toFloat(a), fb = toFloat(b);
+  const out = rawMatmul(fa, fb);
+  return record("matmul", out, [fa, fb], (dy) => [
+    fa.requiresGrad ? sumTo(rawMatmul(dy, transpose(fb)), fa.shape) : null,
+    fb.requiresGrad ? sumTo(rawMatmul(transpose(fa), dy), fb.shape) : null,
+  ]);
+}
+
+/**
+ * y = x·Wᵀ + b with W of shape [out, in] (PyTorch's Linear layout). Leading axes of x are flattened into one
+ * matrix so that the weight gradient is a single GEMM over all tokens.
+ */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  const inF = weight.shape[1]!, outF = weight.shape[0]!;
+  if (x.shape[x.rank - 1] !== inF) {
+    throw new Error(`linear: input has ${x.shape[x.rank - 1]} features but the weight ${fmtShape(weight.shape)} expects ${inF}`);
+  }
+  const lead = x.shape.slice(0, -1);
+  let y = matmul(reshape(x, [-1, inF]), transpose(weight));
+  if (bias) y = add(y, bias);
+  return reshape(y, [...lead, outF]);
+}

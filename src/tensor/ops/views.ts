@@ -1,0 +1,180 @@
+/** Shape ops: views where the layout allows (no copy), copies otherwise; gather/concat along an axis. */
+import { backend } from "../../backend/index.js";
+import { record } from "../autograd.js";
+import { contiguousStrides, fmtShape, normAxis, numel } from "../shape.js";
+import { arange, empty, Tensor, zeros } from "../tensor.js";
+import { sumTo, toInt } from "./elementwise.js";
+
+/** A contiguous tensor with t's values: t itself when already contiguous, unless `forceCopy`. */
+export function contiguous(t: Tensor, forceCopy = false): Tensor {
+  if (!forceCopy && t.isContiguous()) return t;
+  const out = empty(t.shape, t.dtype);
+  backend().copy(t, out.storage);
+  return record("contiguous", out, [t], (dy) => [dy]);
+}
+
+function resolveShape(shape: readonly number[], size: number, from: readonly number[]): number[] {
+  const inferred = shape.indexOf(-1);
+  const known = numel(shape.filter((d) => d !== -1));
+  const out = [...shape];
+  if (inferred >= 0) out[inferred] = known === 0 ? 0 : size / known;
+  if (numel(out) !== size || !out.every((d) => Number.isInteger(d) && d >= 0)) {
+    throw new Error(`cannot reshape a tensor of shape ${fmtShape(from)} (${size} elements) to ${fmtShape(shape)}`);
+  }
+  return out;
+}
+
+/** The same values with another shape (one axis may be -1); a view when t is contiguous. */
+export function reshape(t: Tensor, shape: readonly number[]): Tensor {
+  const target = resolveShape(shape, t.size, t.shape);
+  const src = contiguous(t);
+  const out = src.view_(target, contiguousStrides(target), src.offset);
+  return record("reshape", out, [src], (dy) => [reshape(dy, src.shape)]);
+}
+
+/** Reorder axes (a view). */
+export function permute(t: Tensor, axes: readonly number[]): Tensor {
+  if (axes.length !== t.rank || new Set(axes.map((a) => normAxis(a, t.rank))).size !== t.rank) {
+    throw new Error(`permute: ${fmtShape(axes)} is not a permutation of the ${t.rank} axes of a tensor of shape ${fmtShape(t.shape)}`);
+  }
+  const ax = axes.map((a) => normAxis(a, t.rank));
+  const out = t.view_(ax.map((a) => t.shape[a]!), ax.map((a) => t.strides[a]!), t.offset);
+  const inverse = new Array<number>(ax.length);
+  ax.forEach((a, i) => (inverse[a] = i));
+  return record("permute", out, [t], (dy) => [permute(dy, inverse)]);
+}
+
+/** Swap two axes (a view). */
+export function transpose(t: Tensor, a = -2, b = -1): Tensor {
+  const axes = [...Array(t.rank).keys()];
+  const i = normAxis(a, t.rank), j = normAxis(b, t.rank);
+  [axes[i], axes[j]] = [axes[j]!, axes[i]!];
+  return permute(t, axes);
+}
+
+/** Insert an axis of length 1. */
+export function unsqueeze(t: Tensor, axis: number): Tensor {
+  const a = normAxis(axis, t.rank + 1);
+  const shape = [...t.shape];
+  shape.splice(a, 0, 1);
+  return reshape(t, shape);
+}
+
+/** Remove an axis of length 1 (or every such axis when none is given). */
+export function squeeze(t: Tensor, axis?: number): Tensor {
+  if (axis === undefined) return reshape(t, t.shape.filter((d) => d !== 1));
+  const a = normAxis(axis, t.rank);
+  if (t.shape[a] !== 1) throw new Error(`squeeze: axis ${axis} has length ${t.shape[a]}, not 1`);
+  return reshape(t, t.shape.filter((_, i) => i !== a));
+}
+
+/** Broadcast to a larger shape (a view with stride 0 on expanded axes; -1 keeps an axis). */
+export function expand(t: Tensor, shape: readonly number[]): Tensor {
+  const lead = shape.length - t.rank;
+  if (lead < 0) throw new Error(`expand: cannot expand ${fmtShape(t.shape)} to fewer axes ${fmtShape(shape)}`);
+  const outShape = shape.map((d, i) => (d === -1 ? t.shape[i - lead]! : d));
+  const strides = outShape.map((d, i) => {
+    if (i < lead) return 0;
+    const src = t.shape[i - lead]!;
+    if (src === d) return t.strides[i - lead]!;
+    if (src === 1) return 0;
+    throw new Error(`expand: cannot expand ${fmtShape(t.shape)} to ${fmtShape(shape)}`);
+  });
+  const out = t.view_(outShape, strides, t.offset);
+  return record("expand", out, [t], (dy) => [sumTo(dy, t.shape)]);
+}
+
+/** Elements start … start+length−1 along an axis (a view). */
+export function narrow(t: Tensor, axis: number, start: number, length: number): Tensor {
+  const a = normAxis(axis, t.rank);
+  const n = t.shape[a]!;
+  if (start < 0) start += n;
+  if (start < 0 || length < 0 || start + length > n) {
+    throw new Error(`narrow: [${start}, ${start + length}) is outside axis ${axis} of length ${n}`);
+  }
+  const shape = [...t.shape];
+  shape[a] = length;
+  const out = t.view_(shape, t.strides, t.offset + start * t.strides[a]!);
+  return record("narrow", out, [t], (dy) => [scatterAlong(dy, a, arange(length, start), n)]);
+}
+
+/** One index along an axis, removing that axis (a view). */
+export function select(t: Tensor, axis: number, index: number): Tensor {
+  return squeeze(narrow(t, axis, index, 1), axis);
+}
+
+function asOuterMidInner(shape: readonly number[], axis: number): [number, number, number] {
+  return [numel(shape.slice(0, axis)), shape[axis]!, numel(shape.slice(axis + 1))];
+}
+
+/** out has t's shape with axis length n; out[…, ids[j], …] += t[…, j, …]. The adjoint of indexSelect. */
+function scatterAlong(t: Tensor, axis: number, ids: Tensor, n: number): Tensor {
+  const src = contiguous(t);
+  const shape = [...t.shape];
+  shape[axis] = n;
+  const out = zeros(shape);
+  const [outer, , inner] = asOuterMidInner(shape, axis);
+  backend().scatterAdd(src.storage, outer, n, inner, ids.storage, out.storage);
+  return out;
+}
+
+/** Pick entries along an axis by int32 ids (ids is 1-D); the output axis has ids.length entries. */
+export function indexSelect(t: Tensor, axis: number, ids: Tensor): Tensor {
+  const a = normAxis(axis, t.rank);
+  const idx = contiguous(toInt(ids));
+  if (idx.rank !== 1) throw new Error(`indexSelect: ids must be 1-D, got ${fmtShape(idx.shape)}`);
+  const src = contiguous(t);
+  const [outer, n, inner] = asOuterMidInner(src.shape, a);
+  const shape = [...src.shape];
+  shape[a] = idx.size;
+  const out = empty(shape, t.dtype);
+  backend().gather(src.storage, outer, n, inner, idx.storage, out.storage);
+  return record("indexSelect", out, [src], (dy) => [scatterAlong(dy, a, idx, n)]);
+}
+
+/** Join tensors along an existing axis. */
+export function cat(tensors: readonly Tensor[], axis = 0): Tensor {
+  if (tensors.length === 0) throw new Error("cat: needs at least one tensor");
+  const first = tensors[0]!;
+  const a = normAxis(axis, first.rank);
+  for (const t of tensors) {
+    if (t.rank !== first.rank || t.shape.some((d, i) => i !== a && d !== first.shape[i])) {
+      throw new Error(`cat: shapes ${tensors.map((x) => fmtShape(x.shape)).join(", ")} differ outside axis ${axis}`);
+    }
+  }
+  const total = tensors.reduce((s, t) => s + t.shape[a]!, 0);
+  const shape = [...first.shape];
+  shape[a] = total;
+  const out = zeros(shape, first.dtype);
+  const [outer, , inner] = asOuterMidInner(shape, a);
+  let start = 0;
+  const starts: number[] = [];
+  for (const t of tensors) {
+    starts.push(start);
+    const ids = arange(t.shape[a]!, start);
+    backend().scatterAdd(contiguous(t).storage, outer, total, inner, ids.storage, out.storage);
+    start += t.shape[a]!;
+  }
+  return record("cat", out, tensors, (dy) => tensors.map((t, i) => narrow(dy, a, starts[i]!, t.shape[a]!)));
+}
+
+/** Split along an axis into pieces of the given sizes (views). */
+export function split(t: Tensor, sizes: readonly number[], axis = 0): Tensor[] {
+  const a = normAxis(axis, t.rank);
+  if (sizes.reduce((s, x) => s + x, 0) !== t.shape[a]) {
+    throw new Error(`split: sizes ${fmtShape(sizes)} do not add up to axis ${axis} of length ${t.shape[a]}`);
+  }
+  let start = 0;
+  return sizes.map((len) => {
+    const piece = narrow(t, a, start, len);
+    start += len;
+    return piece;
+  });
+}
+
+/** Split into `n` equal pieces along an axis. */
+export function chunk(t: Tensor, n: number, axis = 0): Tensor[] {
+  const len = t.shape[normAxis(axis, t.rank)]!;
+  if (len % n !== 0) throw new Error(`chunk: axis ${axis} of length ${len} does not split into ${n} equal pieces`);
+  return split(t, new Array<number>(n).fill(len / n), axis);
+}

@@ -1,0 +1,77 @@
+/** Shared test utilities: a deterministic PRNG, random tensors, closeness checks, finite-difference gradients. */
+import assert from "node:assert/strict";
+import { Tensor, tensor, noGrad, tidy } from "../src/tensor/index.js";
+
+/** Deterministic PRNG (mulberry32) independent of the engine's own generator. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Values in ±[lo, hi] with random signs: away from 0 so that kinks (relu, abs, max) are not crossed by a finite difference. */
+export function randValues(n: number, seed: number, lo = 0.1, hi = 1): number[] {
+  const r = rng(seed);
+  return Array.from({ length: n }, () => (r() < 0.5 ? -1 : 1) * (lo + (hi - lo) * r()));
+}
+
+/** A float32 tensor of random values (see randValues). */
+export function randTensor(shape: number[], seed: number, lo = 0.1, hi = 1): Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return tensor(randValues(n, seed, lo, hi), shape);
+}
+
+/** Assert that two arrays agree within |a − b| ≤ atol + rtol·|b|, naming the first bad index. */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol = 0, what = "values"): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i]!, e = expected[i]!;
+    if (Number.isNaN(e) && Number.isNaN(a)) continue;
+    if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e))) {
+      assert.fail(`${what}[${i}]: ${a} vs expected ${e} (|diff| ${Math.abs(a - e)} > ${atol} + ${rtol}·|expected|)`);
+    }
+  }
+}
+
+/**
+ * Compare the autograd gradient of L = Σ w ⊙ f(inputs) (w fixed random weights) with central finite differences.
+ * L is accumulated in double from f's float32 outputs, so the numeric side's error is f's own rounding
+ * (~1e-7 relative) divided by 2·eps, plus the O(eps²) truncation term: with eps = 1e-2 both stay below 1e-3
+ * for the O(1) functions tested, hence the default tolerance atol 2e-3, rtol 1e-2.
+ */
+export function gradCheck(f: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opts: { eps?: number; atol?: number; rtol?: number; seed?: number } = {}): void {
+  const eps = opts.eps ?? 1e-2, atol = opts.atol ?? 2e-3, rtol = opts.rtol ?? 1e-2;
+  const values = inputs.map((t) => Array.from(t.dataSync()));
+  const weightsFor = (n: number) => randValues(n, opts.seed ?? 99, 0.5, 1.5);
+  const objective = (vals: number[][]): number =>
+    tidy(() => {
+      const ts = vals.map((v, i) => tensor(v, [...inputs[i]!.shape]));
+      const out = noGrad(() => f(...ts)).dataSync();
+      const w = weightsFor(out.length);
+      let s = 0;
+      for (let i = 0; i < out.length; i++) s += w[i]! * out[i]!;
+      return s;
+    });
+  const analytic = tidy(() => {
+    const leaves = values.map((v, i) => tensor(v, [...inputs[i]!.shape]).requiresGrad_());
+    const out = f(...leaves);
+    const w = tensor(weightsFor(out.size), [...out.shape]);
+    out.backward(w);
+    return leaves.map((l) => Array.from(l.grad?.dataSync() ?? new Float32Array(l.size)));
+  });
+  values.forEach((v, which) => {
+    const numeric = v.map((x, i) => {
+      const plus = values.map((vv) => [...vv]);
+      const minus = values.map((vv) => [...vv]);
+      plus[which]![i] = x + eps;
+      minus[which]![i] = x - eps;
+      return (objective(plus) - objective(minus)) / (2 * eps);
+    });
+    assertClose(analytic[which]!, numeric, atol, rtol, `gradient of input ${which}`);
+  });
+}
