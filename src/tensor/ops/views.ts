@@ -178,3 +178,10 @@ export function chunk(t: Tensor, n: number, axis = 0): Tensor[] {
   if (len % n !== 0) throw new Error(`chunk: axis ${axis} of length ${len} does not split into ${n} equal pieces`);
   return split(t, new Array<number>(n).fill(len / n), axis);
 }
+
+/** Join tensors of one shape along a new axis. */
+export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
+  if (tensors.length === 0) throw new Error("stack: needs at least one tensor");
+  const a = normAxis(axis, tensors[0]!.rank + 1);
+  return cat(tensors.map((t) => unsqueeze(t, a)), a);
+}

@@ -1,0 +1,15 @@
+/** Neural-network modules. */
+export { Module } from "./module.js";
+export type { StateDict, LoadResult } from "./module.js";
+export { Linear, Conv1D } from "./layers/linear.js";
+export type { LinearOptions } from "./layers/linear.js";
+export { Embedding } from "./layers/embedding.js";
+export type { EmbeddingOptions } from "./layers/embedding.js";
+export { LayerNorm, RMSNorm } from "./layers/norm.js";
+export type { LayerNormOptions } from "./layers/norm.js";
+export { Activation, activation, activationFn, ReLU, GELU, Tanh, SiLU, Sigmoid, Dropout } from "./layers/activations.js";
+export type { TensorModule } from "./layers/activations.js";
+export { Sequential, ModuleList, ModuleDict } from "./layers/containers.js";
+export { LSTM } from "./layers/lstm.js";
+export type { LSTMOptions } from "./layers/lstm.js";
+export * as init from "./init.js";

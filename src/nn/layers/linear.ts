@@ -1,0 +1,57 @@
+/** Fully connected layers: PyTorch's Linear ([out, in] weight) and GPT-2's Conv1D ([in, out] weight). */
+import { Generator, Tensor, linear, matmul, add, reshape, parameter } from "../../tensor/index.js";
+import { Module } from "../module.js";
+import { kaimingUniformA5, normal, uniform, zeros } from "../init.js";
+
+/** Options of Linear. */
+export interface LinearOptions {
+  bias?: boolean;
+  generator?: Generator;
+}
+
+/** y = x·Wᵀ + b, W of shape [outFeatures, inFeatures]. */
+export class Linear extends Module {
+  weight: Tensor;
+  bias: Tensor | null;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LinearOptions = {}) {
+    super();
+    this.weight = this.registerParameter("weight", parameter(kaimingUniformA5([outFeatures, inFeatures], inFeatures, opts.generator)));
+    this.bias = this.registerParameter(
+      "bias",
+      opts.bias === false ? null : parameter(uniform([outFeatures], inFeatures > 0 ? 1 / Math.sqrt(inFeatures) : 0, opts.generator)),
+    );
+  }
+
+  /** Apply the layer to [..., inFeatures]. */
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+
+  protected override extraRepr(): string {
+    return `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias !== null}`;
+  }
+}
+
+/** GPT-2's Conv1D: y = x·W + b with W stored as [nx (in), nf (out)], initialised N(0, 0.02²) as in transformers. */
+export class Conv1D extends Module {
+  weight: Tensor;
+  bias: Tensor;
+
+  constructor(readonly nf: number, readonly nx: number, generator?: Generator) {
+    super();
+    this.weight = this.registerParameter("weight", parameter(normal([nx, nf], 0.02, 0, generator)));
+    this.bias = this.registerParameter("bias", parameter(zeros([nf])));
+  }
+
+  /** Apply the layer to [..., nx]. */
+  forward(x: Tensor): Tensor {
+    const lead = x.shape.slice(0, -1);
+    const y = add(matmul(reshape(x, [-1, this.nx]), this.weight), this.bias);
+    return reshape(y, [...lead, this.nf]);
+  }
+
+  protected override extraRepr(): string {
+    return `nf=${this.nf}, nx=${this.nx}`;
+  }
+}
