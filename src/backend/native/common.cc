@@ -1,0 +1,69 @@
+// Thread control and strided-view construction.
+#include "common.h"
+
+#ifdef PEFT_BLAS_OPENBLAS
+#include <cblas.h>
+#endif
+
+namespace peft {
+
+int maxThreads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+void setThreads(int n) {
+  if (n < 1) n = 1;
+#ifdef _OPENMP
+  omp_set_num_threads(n);
+#endif
+#ifdef PEFT_BLAS_OPENBLAS
+  // The OpenMP build follows omp_get_max_threads() anyway; the pthreads build needs telling.
+  openblas_set_num_threads(n);
+#endif
+}
+
+Strided makeStrided(int nv, int nd, const double* shape, const double* const* strides, const double* offsets) {
+  Strided s;
+  s.nv = nv;
+  s.size = 1;
+  for (int d = 0; d < nd; d++) s.size *= static_cast<int64_t>(shape[d]);
+  for (int v = 0; v < nv; v++) s.offset[v] = static_cast<int64_t>(offsets[v]);
+  if (s.size == 0) {  // nothing to visit
+    s.nd = 1;
+    s.shape[0] = 0;
+    for (int v = 0; v < nv; v++) s.stride[v][0] = 0;
+    return s;
+  }
+  // Drop size-1 axes and fuse an axis into the one outside it when every view steps through both as one.
+  int k = 0;
+  for (int d = 0; d < nd; d++) {
+    const int64_t len = static_cast<int64_t>(shape[d]);
+    if (len == 1) continue;
+    bool fuse = k > 0;
+    for (int v = 0; v < nv && fuse; v++) {
+      fuse = s.stride[v][k - 1] == static_cast<int64_t>(strides[v][d]) * len;
+    }
+    if (fuse) {
+      s.shape[k - 1] *= len;
+      for (int v = 0; v < nv; v++) s.stride[v][k - 1] = static_cast<int64_t>(strides[v][d]);
+      continue;
+    }
+    if (k == kMaxDims) throw std::invalid_argument("view has too many axes");
+    s.shape[k] = len;
+    for (int v = 0; v < nv; v++) s.stride[v][k] = static_cast<int64_t>(strides[v][d]);
+    k++;
+  }
+  if (k == 0) {  // a single element
+    s.shape[0] = 1;
+    for (int v = 0; v < nv; v++) s.stride[v][0] = 0;
+    k = 1;
+  }
+  s.nd = k;
+  return s;
+}
+
+}  // namespace peft

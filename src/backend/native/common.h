@@ -1,0 +1,137 @@
+// Shared helpers of the native kernels: thread control, a parallel-for over index ranges, and strided views.
+// Nothing here knows about N-API, so the kernels stay plain C++ (addon.cc does all the JS conversion).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace peft {
+
+// Work sizes (in elements) below which a kernel runs on the calling thread: waking the OpenMP team costs a
+// few microseconds, more than a cheap loop over this many floats takes.
+constexpr int64_t kGrainCheap = 32768;     // memory-bound loops: copy, add, fill
+constexpr int64_t kGrainMath = 4096;       // a libm call per element: exp, tanh, erf, pow
+
+int maxThreads();
+void setThreads(int n);
+
+// Calls f(chunk, begin, end) on disjoint consecutive pieces of [0, n), in parallel when n is at least two grains.
+// Chunk c covers [n·c/T, n·(c+1)/T) for T = chunksFor(n, grain), so callers can size per-chunk scratch.
+inline int chunksFor(int64_t n, int64_t grain) {
+  int64_t t = grain > 0 ? n / grain : n;
+  int m = maxThreads();
+  return static_cast<int>(t < 1 ? 1 : (t > m ? m : t));
+}
+
+template <class F>
+void parallelChunks(int64_t n, int64_t grain, F&& f) {
+  if (n <= 0) return;
+  const int T = chunksFor(n, grain);
+  if (T == 1) {
+    f(0, int64_t(0), n);
+    return;
+  }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(T)
+#endif
+  for (int c = 0; c < T; c++) f(c, n * c / T, n * (c + 1) / T);
+}
+
+template <class F>
+void parallelFor(int64_t n, int64_t grain, F&& f) {
+  parallelChunks(n, grain, [&](int, int64_t b, int64_t e) { f(b, e); });
+}
+
+// ---- strided views ---------------------------------------------------------------------------------------------
+
+constexpr int kMaxViews = 4;
+constexpr int kMaxDims = 40;  // after collapsing size-1 axes a view of < 2^40 elements has at most 40 axes
+
+// Up to kMaxViews views that share one shape, with size-1 axes dropped and mergeable axes fused (so a contiguous
+// tensor becomes one axis and a broadcast row [1, n] → [m, n] becomes two). Iteration is row-major, the order
+// of the contiguous output.
+struct Strided {
+  int nv = 0;
+  int nd = 0;
+  int64_t size = 0;
+  int64_t shape[kMaxDims];
+  int64_t stride[kMaxViews][kMaxDims];
+  int64_t offset[kMaxViews];
+
+  // Innermost-axis stride of view v (the one kernels specialise on: 1 = contiguous, 0 = broadcast).
+  int64_t inner(int v) const { return stride[v][nd - 1]; }
+  int64_t rowLength() const { return shape[nd - 1]; }
+
+  // Element range [lo, hi] of storage positions that view v touches (for bounds checks); size must be > 0.
+  void extent(int v, int64_t& lo, int64_t& hi) const {
+    lo = hi = offset[v];
+    for (int d = 0; d < nd; d++) {
+      int64_t s = (shape[d] - 1) * stride[v][d];
+      (s < 0 ? lo : hi) += s;
+    }
+  }
+};
+
+// Builds a Strided from one shape and per-view strides/offsets; throws std::invalid_argument on bad input.
+Strided makeStrided(int nv, int nd, const double* shape, const double* const* strides, const double* offsets);
+
+// Calls seg(outIndex, offsets, n) for the elements [begin, end) in row-major order, one call per piece of an
+// innermost row: offsets[v] is the storage position of the piece's first element in view v, and the next
+// elements follow at s.inner(v) apart.
+template <class Seg>
+void forRange(const Strided& s, int64_t begin, int64_t end, Seg&& seg) {
+  if (begin >= end) return;
+  const int nd = s.nd, nv = s.nv;
+  const int64_t len = s.shape[nd - 1];
+  int64_t idx[kMaxDims];
+  int64_t off[kMaxViews];
+  int64_t row = begin / len, j = begin % len;
+  for (int v = 0; v < nv; v++) off[v] = s.offset[v];
+  for (int d = nd - 2; d >= 0; d--) {
+    idx[d] = row % s.shape[d];
+    row /= s.shape[d];
+    for (int v = 0; v < nv; v++) off[v] += idx[d] * s.stride[v][d];
+  }
+  int64_t pos = begin;
+  while (true) {
+    int64_t n = len - j < end - pos ? len - j : end - pos;
+    int64_t segOff[kMaxViews];
+    for (int v = 0; v < nv; v++) segOff[v] = off[v] + j * s.stride[v][nd - 1];
+    seg(pos, static_cast<const int64_t*>(segOff), n);
+    pos += n;
+    if (pos >= end) return;
+    j = 0;
+    for (int d = nd - 2; d >= 0; d--) {  // next row: odometer increment over the outer axes
+      for (int v = 0; v < nv; v++) off[v] += s.stride[v][d];
+      if (++idx[d] < s.shape[d]) break;
+      for (int v = 0; v < nv; v++) off[v] -= idx[d] * s.stride[v][d];
+      idx[d] = 0;
+    }
+  }
+}
+
+// ---- conversions with JavaScript's semantics --------------------------------------------------------------------
+
+// ECMAScript ToInt32 (what storing a double into an Int32Array does): NaN and ±∞ → 0, otherwise truncate and
+// wrap modulo 2³².
+inline int32_t toInt32(double x) {
+  if (x > -2147483649.0 && x < 2147483648.0) return static_cast<int32_t>(x);  // the common case (truncates)
+  if (!std::isfinite(x)) return 0;
+  double m = std::fmod(std::trunc(x), 4294967296.0);  // exact
+  if (m < 0) m += 4294967296.0;
+  return static_cast<int32_t>(static_cast<uint32_t>(m));
+}
+
+// Stores a double the way a typed-array assignment does.
+inline void store(float* p, double v) { *p = static_cast<float>(v); }
+inline void store(int32_t* p, double v) { *p = toInt32(v); }
+
+}  // namespace peft

@@ -1,0 +1,95 @@
+// The kernels behind every Backend method (src/backend/backend.ts documents their semantics; the pure-TypeScript
+// backend is the reference). Arguments are raw pointers and element counts already checked by addon.cc.
+#pragma once
+
+#include <cstdint>
+
+#include "common.h"
+
+namespace peft {
+
+// Op lists, in one place: the enums index these names and addon.cc exports them, so the TypeScript side maps
+// op strings to numbers without keeping a second copy of the order.
+#define PEFT_UNARY_OPS(X) \
+  X(neg) X(exp) X(log) X(sqrt) X(rsqrt) X(abs) X(square) X(reciprocal) \
+  X(tanh) X(sigmoid) X(relu) X(gelu) X(gelu_tanh) X(silu) X(sin) X(cos)
+#define PEFT_UNARY_GRAD_OPS(X) X(tanh) X(sigmoid) X(relu) X(gelu) X(gelu_tanh) X(silu)
+#define PEFT_BINARY_OPS(X) \
+  X(add) X(sub) X(mul) X(div) X(pow) X(max) X(min) X(eq) X(ne) X(lt) X(le) X(gt) X(ge)
+#define PEFT_REDUCE_OPS(X) X(sum) X(max) X(min)
+#define PEFT_RANDOM_KINDS(X) X(uniform) X(normal) X(bernoulli)
+
+#define PEFT_ENUM_ITEM(name) name,
+enum class Unary { PEFT_UNARY_OPS(PEFT_ENUM_ITEM) count };
+enum class UnaryGrad { PEFT_UNARY_GRAD_OPS(PEFT_ENUM_ITEM) count };
+enum class Binary { PEFT_BINARY_OPS(PEFT_ENUM_ITEM) count };
+enum class Reduce { PEFT_REDUCE_OPS(PEFT_ENUM_ITEM) count };
+enum class RandomKind { PEFT_RANDOM_KINDS(PEFT_ENUM_ITEM) count };
+#undef PEFT_ENUM_ITEM
+
+// elementwise.cc — views in `s` (view 0 is the first input, and so on); outputs are contiguous in s's order.
+template <class In, class Out>
+void copyKernel(const Strided& s, const In* x, Out* out);
+void unaryKernel(Unary op, const Strided& s, const float* x, float* out);
+void unaryGradKernel(UnaryGrad op, const Strided& s, const float* x, const float* dy, float* out);
+void binaryKernel(Binary op, const Strided& s, const float* a, const float* b, float* out);
+template <class Cond>
+void whereKernel(const Strided& s, const Cond* cond, const float* a, const float* b, float* out);
+
+// generate.cc
+template <class T>
+void fillKernel(T* out, int64_t n, double value);
+template <class T>
+void arangeKernel(T* out, int64_t n, double start, double step);
+template <class T>
+void randomKernel(T* out, int64_t n, RandomKind kind, double a, double b, uint32_t seed, int64_t counter);
+
+// reduce.cc — x is the view (shape, strides, offset) of rank nd; axes with keep[d] false are reduced.
+void reduceKernel(Reduce op, int nd, const double* shape, const double* strides, int64_t offset, const bool* keep,
+                  const float* x, float* out);
+void argmaxKernel(const float* x, int64_t outer, int64_t n, int64_t inner, int32_t* out);
+
+// gemm.cc
+struct Gemm {
+  const float* a;
+  const float* b;
+  float* out;
+  int64_t aOffset, lda, bOffset, ldb, m, n, k;
+  bool transA, transB, accumulate;
+  int nbatch;
+  const double* batchShape;
+  const double* aBatchStrides;
+  const double* bBatchStrides;
+};
+void gemmKernel(const Gemm& g);
+
+// rows.cc — row-wise kernels of contiguous [rows, cols] matrices.
+void softmaxKernel(const float* x, int64_t rows, int64_t cols, bool log, float* out);
+void softmaxGradKernel(const float* y, const float* dy, int64_t rows, int64_t cols, bool log, float* out);
+void layerNormKernel(const float* x, const float* w, const float* b, int64_t rows, int64_t cols, double eps,
+                     float* out, float* mean, float* rstd);
+void layerNormGradKernel(const float* x, const float* w, const float* mean, const float* rstd, const float* dy,
+                         int64_t rows, int64_t cols, float* dx, float* dw, float* db);
+void rmsNormKernel(const float* x, const float* w, int64_t rows, int64_t cols, double eps, float* out, float* rstd);
+void rmsNormGradKernel(const float* x, const float* w, const float* rstd, const float* dy, int64_t rows,
+                       int64_t cols, float* dx, float* dw);
+// Targets were checked by the caller (in [0, cols) or == ignoreIndex).
+void crossEntropyKernel(const float* logits, const int32_t* targets, int64_t rows, int64_t cols, double ignoreIndex,
+                        float* loss, float* lse);
+void crossEntropyGradKernel(const float* logits, const int32_t* targets, const float* lse, const float* dLoss,
+                            int64_t rows, int64_t cols, double ignoreIndex, float* out);
+
+// indexing.cc — ids were checked by the caller. T is float or int32_t (same for src and out).
+template <class T>
+void gatherKernel(const T* src, int64_t outer, int64_t n, int64_t inner, const int32_t* ids, int64_t count, T* out);
+template <class T>
+void scatterAddKernel(const T* src, int64_t outer, int64_t n, int64_t inner, const int32_t* ids, int64_t count,
+                      T* out);
+
+// optim.cc — the scalars are precomputed in JavaScript exactly as the reference does, so results match bit for bit.
+struct AdamW {
+  double beta1, beta2, eps, stepSize, bc2Sqrt, decay;
+};
+void adamwKernel(float* p, const float* g, float* m, float* v, int64_t n, const AdamW& hp);
+
+}  // namespace peft
