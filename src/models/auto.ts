@@ -1,0 +1,92 @@
+/**
+ * Auto classes: pick the architecture from config.json's model_type, as transformers' AutoModel* do.
+ * Families register here; adding one is one entry in FAMILIES.
+ */
+import { join } from "node:path";
+import { readJsonObject } from "../io/json.js";
+import type { PretrainedConfig } from "./config.js";
+import { loadPretrained, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
+import { gpt2Config } from "./gpt2/config.js";
+import { GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model } from "./gpt2/modeling.js";
+import { llamaConfig } from "./llama/config.js";
+import { LlamaForCausalLM, LlamaForSequenceClassification, LlamaModel } from "./llama/modeling.js";
+
+/** The head a model carries, named after transformers' Auto classes. */
+export type Task = "base" | "causal-lm" | "seq2seq-lm" | "sequence-classification" | "token-classification" | "question-answering";
+
+interface Family {
+  parseConfig: (raw: Record<string, unknown>) => PretrainedConfig;
+  classes: Partial<Record<Task, ModelClass>>;
+}
+
+const gpt2: Family = {
+  parseConfig: gpt2Config,
+  classes: { base: GPT2Model, "causal-lm": GPT2LMHeadModel, "sequence-classification": GPT2ForSequenceClassification },
+};
+const llama: Family = {
+  parseConfig: llamaConfig,
+  classes: { base: LlamaModel, "causal-lm": LlamaForCausalLM, "sequence-classification": LlamaForSequenceClassification },
+};
+
+const FAMILIES: Record<string, Family> = { gpt2, llama, qwen2: llama, mistral: llama };
+
+/** Register another family (used by the family modules that live outside this file). */
+export function registerFamily(modelTypes: readonly string[], family: Family): void {
+  for (const t of modelTypes) FAMILIES[t] = family;
+}
+
+function familyOf(modelType: string, where: string): Family {
+  const f = FAMILIES[modelType];
+  if (!f) throw new Error(`${where}: model_type "${modelType}" is not supported; supported: ${Object.keys(FAMILIES).join(", ")}`);
+  return f;
+}
+
+function classFor(family: Family, modelType: string, task: Task): ModelClass {
+  const cls = family.classes[task];
+  if (!cls) {
+    throw new Error(`model_type "${modelType}" has no ${task} model; available: ${Object.keys(family.classes).join(", ")}`);
+  }
+  return cls;
+}
+
+/** Parse a raw config.json object with its family's defaults. */
+export function parseConfig(raw: Record<string, unknown>): PretrainedConfig {
+  const type = String(raw["model_type"] ?? "");
+  return familyOf(type, "config").parseConfig(raw);
+}
+
+/** A freshly initialised model for a config (random weights), e.g. to pretrain or for tests. */
+export function modelFromConfig(config: Record<string, unknown>, task: Task): PreTrainedModel {
+  const parsed = parseConfig(config);
+  return new (classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task))(parsed);
+}
+
+/** Load the model with the given head from an HF folder. */
+export function fromPretrained(dir: string, task: Task, opts: FromPretrainedOptions = {}): PreTrainedModel {
+  const raw = readJsonObject(join(dir, "config.json"));
+  const type = String(raw["model_type"] ?? "");
+  const family = familyOf(type, join(dir, "config.json"));
+  return loadPretrained(classFor(family, type, task), dir, family.parseConfig, opts);
+}
+
+function autoClass(task: Task) {
+  return {
+    /** Load from a local HF model folder. */
+    fromPretrained: (dir: string, opts?: FromPretrainedOptions) => fromPretrained(dir, task, opts),
+    /** A randomly initialised model for a config object. */
+    fromConfig: (config: Record<string, unknown>) => modelFromConfig(config, task),
+  };
+}
+
+/** Base models (no head). */
+export const AutoModel = autoClass("base");
+/** Decoder-only language models. */
+export const AutoModelForCausalLM = autoClass("causal-lm");
+/** Encoder-decoder language models. */
+export const AutoModelForSeq2SeqLM = autoClass("seq2seq-lm");
+/** Sequence classification. */
+export const AutoModelForSequenceClassification = autoClass("sequence-classification");
+/** Token classification. */
+export const AutoModelForTokenClassification = autoClass("token-classification");
+/** Extractive question answering. */
+export const AutoModelForQuestionAnswering = autoClass("question-answering");

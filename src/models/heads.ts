@@ -1,0 +1,73 @@
+/** Pieces shared by the task heads: input embedding, causal-LM loss, sequence-classification pooling and loss. */
+import type { Embedding } from "../nn/index.js";
+import {
+  Tensor, add, crossEntropy, exp, indexSelect, log, mean, mul, narrow, relu, reshape, square, sub, abs, neg, tensor, toFloat,
+} from "../tensor/index.js";
+import type { PretrainedConfig } from "./config.js";
+import type { ModelInputs, ModelOutput, PastKeyValues } from "./outputs.js";
+
+/** inputsEmbeds when given, else the embeddings of inputIds; exactly one must be present. */
+export function embedOrUse(inputs: ModelInputs, table: Embedding): Tensor {
+  if ((inputs.inputIds === undefined) === (inputs.inputsEmbeds === undefined)) {
+    throw new Error("pass exactly one of inputIds and inputsEmbeds");
+  }
+  if (inputs.inputsEmbeds) return inputs.inputsEmbeds;
+  const ids = inputs.inputIds!;
+  if (ids.rank !== 2) throw new Error(`inputIds must be [batch, length], got rank ${ids.rank}`);
+  return table.forward(ids);
+}
+
+/** Number of cached/prefix positions before the current tokens. */
+export function pastLength(past: PastKeyValues | undefined): number {
+  return past && past.length > 0 ? past[0]!.key.shape[2]! : 0;
+}
+
+/** HF's causal-LM loss: logits at position t predict labels at t + 1; -100 labels are ignored; mean over the rest. */
+export function causalLmLoss(logits: Tensor, labels: Tensor): Tensor {
+  const [b, t, v] = logits.shape as [number, number, number];
+  const shifted = reshape(narrow(logits, 1, 0, t - 1), [b * (t - 1), v]);
+  const targets = reshape(narrow(labels, 1, 1, t - 1), [b * (t - 1)]);
+  return crossEntropy(shifted, targets);
+}
+
+/** Mean cross-entropy of token-level logits [batch, length, classes] against labels [batch, length]. */
+export function tokenLoss(logits: Tensor, labels: Tensor): Tensor {
+  const c = logits.shape[logits.rank - 1]!;
+  return crossEntropy(reshape(logits, [-1, c]), reshape(labels, [-1]));
+}
+
+/**
+ * Pool per-token logits [batch, length, labels] at each row's last non-padding token (HF's rule for decoder-only
+ * classifiers: the position before the first pad id, the last position when there is none or when
+ * inputsEmbeds are given), and compute the loss for the config's problem type.
+ */
+export function sequenceClassification(tokenLogits: Tensor, inputs: ModelInputs, config: PretrainedConfig): Pick<ModelOutput, "logits" | "loss"> {
+  const [b, t, n] = tokenLogits.shape as [number, number, number];
+  const last = new Int32Array(b).fill(t - 1);
+  if (inputs.inputIds) {
+    const pad = config.pad_token_id;
+    if ((pad === null || pad === undefined) && b > 1) throw new Error("Cannot handle batch sizes > 1 if no padding token is defined (set pad_token_id in the config)");
+    if (pad !== null && pad !== undefined) {
+      const ids = inputs.inputIds.dataSync();
+      for (let r = 0; r < b; r++) {
+        let first = 0;
+        for (let j = 0; j < t; j++) if (ids[r * t + j] === pad) { first = j; break; }
+        last[r] = (((first - 1) % t) + t) % t;
+      }
+    }
+  }
+  const rows = tensor(Int32Array.from(last, (p, r) => r * t + p), [b]);
+  const logits = indexSelect(reshape(tokenLogits, [b * t, n]), 0, rows);
+  return { logits, ...(inputs.labels ? { loss: classificationLoss(logits, inputs.labels, config) } : {}) };
+}
+
+/** HF's loss for classification heads: MSE for one label, cross-entropy for int labels, BCE-with-logits otherwise. */
+export function classificationLoss(logits: Tensor, labels: Tensor, config: PretrainedConfig): Tensor {
+  const n = logits.shape[logits.rank - 1]!;
+  const problem = config.problem_type ?? (n === 1 ? "regression" : labels.dtype === "int32" ? "single_label_classification" : "multi_label_classification");
+  if (problem === "regression") return mean(square(sub(reshape(logits, [-1]), reshape(toFloat(labels), [-1]))));
+  if (problem === "single_label_classification") return crossEntropy(reshape(logits, [-1, n]), reshape(labels, [-1]));
+  // Stable BCE with logits: max(x, 0) − x·y + log(1 + e^(−|x|)).
+  const y = toFloat(labels);
+  return mean(add(sub(relu(logits), mul(logits, y)), log(add(exp(neg(abs(logits))), 1))));
+}

@@ -1,0 +1,132 @@
+/**
+ * PreTrainedModel: what every architecture shares — its config, loading HF checkpoint folders (single or
+ * sharded safetensors, half-precision converted on load), saving them back, and the key rules HF uses
+ * (tied weights not stored twice, base-model prefixes added or stripped).
+ */
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { Module, type LoadResult } from "../nn/index.js";
+import type { Embedding } from "../nn/index.js";
+import { Tensor, noGrad } from "../tensor/index.js";
+import { readJsonObject, writeJsonAtomic } from "../io/json.js";
+import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
+import type { PretrainedConfig } from "./config.js";
+import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
+
+/** Options of fromPretrained. */
+export interface FromPretrainedOptions {
+  /** Compute dtype; weights stored as float16/bfloat16 are converted. Only float32 is supported for compute. */
+  dtype?: "float32";
+}
+
+/**
+ * A constructor of a concrete model class from its config. Each family takes its own config type, which the
+ * family's parseConfig produced, so the parameter is typed loosely here.
+ */
+export type ModelClass<M extends PreTrainedModel = PreTrainedModel> = {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  new (config: any): M;
+};
+
+/** Base class of the architectures: config, checkpoint loading and saving. */
+export abstract class PreTrainedModel extends Module {
+  /** The folder this model was loaded from (adapters record it as base_model_name_or_path). */
+  nameOrPath: string | null = null;
+  /** Keys of the last weight load that the model did not have / the checkpoint did not have. */
+  loadReport: LoadResult = { missingKeys: [], unexpectedKeys: [] };
+
+  constructor(readonly config: PretrainedConfig) {
+    super();
+  }
+
+  /** Run the model (see ModelInputs / Seq2SeqInputs); base models return hidden states, task models logits. */
+  abstract forward(inputs: Seq2SeqInputs): BaseModelOutput | ModelOutput;
+
+  /** Name of the attribute holding the base model in task models ("transformer", "model", "bert", …; "" for none). */
+  abstract get baseModelPrefix(): string;
+
+  /** The token embedding table (prompt tuning and LoRA on embeddings use it). */
+  abstract getInputEmbeddings(): Embedding;
+
+  /** Whether this is an encoder-decoder model (T5). */
+  get isEncoderDecoder(): boolean {
+    return this.config.is_encoder_decoder === true;
+  }
+
+  /** The class name written to config.json "architectures". */
+  get architecture(): string {
+    return this.constructor.name;
+  }
+
+  /**
+   * Load weights from a state dict with HF's key handling: the base-model prefix is added or stripped when the
+   * checkpoint was saved from a model with/without a task head, and tied weights may be absent.
+   */
+  loadWeights(weights: ReadonlyMap<string, Tensor>): LoadResult {
+    const own = this.stateDict();
+    const prefix = this.baseModelPrefix ? `${this.baseModelPrefix}.` : "";
+    const ownHasPrefix = prefix !== "" && [...own.keys()].some((k) => k.startsWith(prefix));
+    const fileHasPrefix = prefix !== "" && [...weights.keys()].some((k) => k.startsWith(prefix));
+    const renamed = new Map<string, Tensor>();
+    for (const [k, t] of weights) {
+      let key = k;
+      if (ownHasPrefix && !fileHasPrefix && !own.has(k)) key = prefix + k;
+      else if (!ownHasPrefix && fileHasPrefix && k.startsWith(prefix)) key = k.slice(prefix.length);
+      renamed.set(key, t);
+    }
+    const tied = new Set(this.tiedWeightKeys());
+    const result = noGrad(() => this.loadStateDict(renamed, { strict: false }));
+    this.loadReport = { missingKeys: result.missingKeys.filter((k) => !tied.has(k)), unexpectedKeys: result.unexpectedKeys };
+    return this.loadReport;
+  }
+
+  /** State-dict keys that share their tensor with an earlier key (e.g. lm_head.weight tied to the embeddings). */
+  tiedWeightKeys(): string[] {
+    const seen = new Set<Tensor>();
+    const tied: string[] = [];
+    for (const [k, t] of this.stateDict()) {
+      if (seen.has(t)) tied.push(k);
+      seen.add(t);
+    }
+    return tied;
+  }
+
+  /** Write config.json and model.safetensors (each tensor once, like HF), atomically. */
+  savePretrained(dir: string): void {
+    mkdirSync(dir, { recursive: true });
+    const tied = new Set(this.tiedWeightKeys());
+    const tensors = new Map([...this.stateDict()].filter(([k]) => !tied.has(k)));
+    writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
+    writeJsonAtomic(join(dir, "config.json"), { ...this.config, architectures: [this.architecture], torch_dtype: "float32" });
+  }
+}
+
+/**
+ * Load a model class from an HF folder: config.json, then weights from model.safetensors or the sharded index.
+ * The model is returned in eval mode, as transformers does; missing or unexpected keys are reported in
+ * `loadReport` and warned about.
+ */
+export function loadPretrained<M extends PreTrainedModel>(
+  cls: ModelClass<M>,
+  dir: string,
+  parseConfig: (raw: Record<string, unknown>) => PretrainedConfig,
+  opts: FromPretrainedOptions = {},
+): M {
+  if (opts.dtype && opts.dtype !== "float32") throw new Error(`dtype "${opts.dtype}" is not supported for compute; use "float32"`);
+  const config = parseConfig(readJsonObject(join(dir, "config.json")));
+  const model = new cls(config);
+  const weights = loadModelWeights(dir);
+  try {
+    const report = model.loadWeights(weights);
+    if (report.missingKeys.length > 0) {
+      process.emitWarning(`${cls.name}: weights not found in ${dir} (newly initialised): ${report.missingKeys.join(", ")}`);
+    }
+    if (report.unexpectedKeys.length > 0) {
+      process.emitWarning(`${cls.name}: checkpoint weights not used by this model: ${report.unexpectedKeys.join(", ")}`);
+    }
+  } finally {
+    for (const t of weights.values()) t.dispose();
+  }
+  model.nameOrPath = dir;
+  return model.eval();
+}
