@@ -1,0 +1,166 @@
+/**
+ * generate(): autoregressive decoding with a KV cache for decoder-only and encoder-decoder models — greedy or
+ * sampled (temperature, top-k, top-p), repetition penalty, eos stopping, batches with left padding — following
+ * transformers' GenerationMixin (positions from the attention mask, finished rows continued with pad ids).
+ */
+import { Generator, Tensor, keep, noGrad, ones, select, tensor, tidy } from "../tensor/index.js";
+import { eosIds } from "../models/config.js";
+import type { ModelOutput, PastKeyValues, Seq2SeqInputs } from "../models/outputs.js";
+import type { PreTrainedModel } from "../models/pretrained.js";
+import { applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, argmax, sampleIndex, softmax } from "./logits.js";
+
+/** Options of generate (transformers' names in camelCase). */
+export interface GenerateOptions {
+  /** Prompt ids [batch, length] (int32); rows shorter than the longest are left-padded. */
+  inputIds: Tensor;
+  /** 1 for prompt tokens, 0 for padding; all ones when absent. */
+  attentionMask?: Tensor;
+  /** Number of tokens to add (default 20). */
+  maxNewTokens?: number;
+  /** Sample instead of taking the most likely token. */
+  doSample?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+  /** Stop a row when it emits one of these (default: the config's eos). */
+  eosTokenId?: number | number[];
+  /** Id written after a row has finished (default: the config's pad, else eos). */
+  padTokenId?: number;
+  /** Seed of the sampling generator. */
+  seed?: number;
+  /** Encoder-decoder models: the first decoder token (default: the config's decoder_start_token_id). */
+  decoderStartTokenId?: number;
+}
+
+/**
+ * A model that generate() can drive: a causal LM or a seq2seq LM (PreTrainedModel), or a PEFT wrapper that
+ * adds its own inputs (prompts, prefixes) and forwards the same way.
+ */
+export interface Generative {
+  readonly config: PreTrainedModel["config"];
+  readonly isEncoderDecoder: boolean;
+  forward(inputs: Seq2SeqInputs): ModelOutput;
+  /** Encoder-decoder models: run the encoder once. */
+  encode?(inputs: Seq2SeqInputs): Tensor;
+}
+
+interface Stepper {
+  /** Logits [batch, vocab] of the next token, given the newest tokens [batch, n] (the whole prompt at first). */
+  next(tokens: Tensor): Tensor;
+}
+
+function intRows(t: Tensor): number[][] {
+  const [b, n] = t.shape as [number, number];
+  const v = t.dataSync();
+  return Array.from({ length: b }, (_, r) => Array.from(v.subarray(r * n, (r + 1) * n)));
+}
+
+/** Decoder-only stepping: positions = cumsum(mask) − 1 (pads at 1), the mask grows by one column per step. */
+function decoderOnlyStepper(model: Generative, mask: number[][]): Stepper {
+  let past: PastKeyValues | undefined;
+  return {
+    next(tokens) {
+      const [b, n] = tokens.shape as [number, number];
+      const total = mask[0]!.length;
+      const positions = mask.map((row) => {
+        let seen = 0;
+        return row.map((m) => (m === 1 ? seen++ : 1)).slice(total - n);
+      });
+      const out = model.forward({
+        inputIds: tokens,
+        attentionMask: tensor(Int32Array.from(mask.flat()), [b, total]),
+        positionIds: tensor(Int32Array.from(positions.flat()), [b, n]),
+        ...(past ? { pastKeyValues: past } : {}),
+        useCache: true,
+      });
+      replaceCache(past, out.pastKeyValues);
+      past = out.pastKeyValues;
+      return select(out.logits, 1, out.logits.shape[1]! - 1);
+    },
+  };
+}
+
+/** Encoder-decoder stepping: encode once, then feed decoder tokens with the decoder cache. */
+function encoderDecoderStepper(model: Generative, inputIds: Tensor, attentionMask: Tensor): Stepper {
+  const encoderOutputs = keep(model.encode!({ inputIds, attentionMask }));
+  let past: PastKeyValues | undefined;
+  return {
+    next(tokens) {
+      const out = model.forward({
+        attentionMask, encoderOutputs, decoderInputIds: tokens, ...(past ? { pastKeyValues: past } : {}), useCache: true,
+      });
+      replaceCache(past, out.pastKeyValues);
+      past = out.pastKeyValues;
+      return select(out.logits, 1, out.logits.shape[1]! - 1);
+    },
+  };
+}
+
+/** Keep the new cache beyond the step's memory scope and free the previous one. */
+function replaceCache(previous: PastKeyValues | undefined, next: PastKeyValues | undefined): void {
+  if (!next) throw new Error("generate: the model did not return pastKeyValues with useCache");
+  for (const layer of next) for (const t of Object.values(layer)) if (t) keep(t);
+  for (const layer of previous ?? []) {
+    for (const [name, t] of Object.entries(layer)) {
+      // Cross-attention keys are computed once and carried over unchanged.
+      if (t && !(next.some((l) => (l as unknown as Record<string, Tensor>)[name] === t))) t.dispose();
+    }
+  }
+}
+
+/** Generate continuations; returns [batch, length + new] for decoder-only models, decoder ids for seq2seq ones. */
+export function generate(model: Generative, opts: GenerateOptions): Tensor {
+  const maxNew = opts.maxNewTokens ?? 20;
+  const [batch, length] = opts.inputIds.shape as [number, number];
+  const eos = opts.eosTokenId === undefined ? eosIds(model.config) : [opts.eosTokenId].flat();
+  const pad = opts.padTokenId ?? model.config.pad_token_id ?? eos[0];
+  if (pad === undefined || pad === null) throw new Error("generate: no padTokenId given and the config has neither pad_token_id nor eos_token_id");
+  const maskRows = opts.attentionMask ? intRows(opts.attentionMask) : Array.from({ length: batch }, () => new Array<number>(length).fill(1));
+  const gen = new Generator(opts.seed ?? 0);
+  const wasTraining = model instanceof Object && "training" in model ? (model as unknown as { training: boolean }).training : false;
+  (model as unknown as { eval?: () => void }).eval?.();
+  try {
+    return noGrad(() => {
+      let sequences: number[][];
+      let stepper: Stepper;
+      let feed: Tensor;
+      if (model.isEncoderDecoder) {
+        const start = opts.decoderStartTokenId ?? model.config.decoder_start_token_id ?? pad;
+        sequences = Array.from({ length: batch }, () => [start]);
+        const mask = opts.attentionMask ?? ones([batch, length], "int32");
+        stepper = encoderDecoderStepper(model, opts.inputIds, keep(mask));
+        feed = tensor(Int32Array.from(sequences.flat()), [batch, 1]);
+      } else {
+        sequences = intRows(opts.inputIds);
+        stepper = decoderOnlyStepper(model, maskRows);
+        feed = opts.inputIds;
+      }
+      const finished = new Array<boolean>(batch).fill(false);
+      for (let step = 0; step < maxNew && !finished.every(Boolean); step++) {
+        const logits = tidy(() => stepper.next(feed).dataSync());
+        const vocab = logits.length / batch;
+        const chosen = sequences.map((seq, r) => {
+          if (finished[r]) return pad;
+          const scores = Float64Array.from(logits.subarray(r * vocab, (r + 1) * vocab));
+          applyRepetitionPenalty(scores, seq, opts.repetitionPenalty ?? 1);
+          if (!opts.doSample) return argmax(scores);
+          applyTemperature(scores, opts.temperature ?? 1);
+          applyTopK(scores, opts.topK ?? 50);
+          applyTopP(scores, opts.topP ?? 1);
+          return sampleIndex(softmax(scores), tidy(() => gen.uniform([1]).dataSync()[0]!));
+        });
+        chosen.forEach((tok, r) => {
+          sequences[r]!.push(tok);
+          if (eos.includes(tok)) finished[r] = true;
+          maskRows[r]!.push(1);
+        });
+        if (feed !== opts.inputIds) feed.dispose();
+        feed = tensor(Int32Array.from(chosen), [batch, 1]);
+      }
+      return tensor(Int32Array.from(sequences.flat()), [batch, sequences[0]!.length]);
+    });
+  } finally {
+    if (wasTraining) (model as unknown as { train?: () => void }).train?.();
+  }
+}
