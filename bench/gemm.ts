@@ -1,0 +1,171 @@
+/**
+ * GEMM and bandwidth benchmark of the native backend, with two yardsticks:
+ *  • "direct": cblas_sgemm called from a C program (bench/gemm_direct.c) linked with the same OpenBLAS the addon
+ *    uses — the ceiling the native backend's GEMM can reach, so native/direct shows the binding's overhead;
+ *  • "js": the pure-TypeScript backend (only where it finishes in seconds).
+ * Method: every measurement has a warm-up call, and takes the best of several timed calls; native and direct runs
+ * of one size alternate for a few rounds, so a noisy neighbour slows both alike rather than one of them.
+ * Both sides use the same thread count (the addon's; the C program gets it through OMP_NUM_THREADS).
+ */
+import { execFile } from "node:child_process";
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import type { Backend, GemmSpec, Storage } from "../src/backend/backend.js";
+import { JsBackend } from "../src/backend/js/js-backend.js";
+import { loadNativeBackend, threads } from "../src/backend/native/native-backend.js";
+import { CpuStorage } from "../src/backend/pool.js";
+
+const run = promisify(execFile);
+
+/** One line of results. Throughputs in `unit`; absent where not measured. */
+export interface BenchRow {
+  kernel: string;
+  /** M×K×N for GEMM, the tensor shape otherwise. */
+  shape: string;
+  unit: "GFLOP/s" | "GB/s";
+  native: number;
+  direct?: number;
+  js?: number;
+  /** native / direct. */
+  ratio?: number;
+}
+
+export interface GemmBenchOptions {
+  /** Alternating native/direct rounds per GEMM size (default 3). */
+  rounds?: number;
+  /** Timed calls per round (default 3; the best counts). */
+  repeats?: number;
+  /** Also time the js backend (default true). */
+  js?: boolean;
+  /** Progress messages (default: none). */
+  log?: (line: string) => void;
+}
+
+const SQUARE = [256, 512, 1024, 2048];
+/** Transformer-sized products M×K×N: the QKV projection, the MLP's down projection, the attention output. */
+const TRANSFORMER: [number, number, number][] = [[512, 768, 2304], [512, 3072, 768], [512, 768, 768]];
+
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error("no package.json above bench/gemm.ts");
+    dir = up;
+  }
+  return dir;
+}
+
+/** Compiles bench/gemm_direct.c against the addon's OpenBLAS into build/bench/; returns the executable's path. */
+async function buildDirect(root: string): Promise<string> {
+  const { stdout } = await run(process.execPath, [join(root, "scripts", "find-openblas.cjs"), "json"]);
+  const blas = JSON.parse(stdout) as { include: string; libdir: string; libs: string };
+  const outDir = join(root, "build", "bench");
+  mkdirSync(outDir, { recursive: true });
+  const exe = join(outDir, "gemm_direct");
+  const link = blas.libdir ? [`-L${blas.libdir}`, `-Wl,-rpath,${blas.libdir}`] : [];
+  await run("cc", ["-O2", "-std=c11", "-D_POSIX_C_SOURCE=199309L", ...(blas.include ? [`-I${blas.include}`] : []),
+    join(root, "bench", "gemm_direct.c"), "-o", exe, ...link, ...blas.libs.split(" ")]);
+  return exe;
+}
+
+async function direct(exe: string, m: number, k: number, n: number, repeats: number, nThreads: number): Promise<number> {
+  const env = { ...process.env, OMP_NUM_THREADS: String(nThreads), OPENBLAS_NUM_THREADS: String(nThreads) };
+  const { stdout } = await run(exe, [m, k, n, repeats].map(String), { env });
+  const rows = stdout.trim().split("\n").map((l) => JSON.parse(l) as { gflops: number });
+  return Math.max(...rows.map((r) => r.gflops));
+}
+
+function randomStorage(n: number, seed: number): Storage {
+  const d = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    d[i] = (s >>> 8) / 16777216 - 0.5;
+  }
+  return new CpuStorage("float32", d);
+}
+
+/** Best of `repeats` timed calls after one warm-up, in seconds. */
+function bestTime(fn: () => void, repeats: number): number {
+  fn();
+  let best = Infinity;
+  for (let r = 0; r < repeats; r++) {
+    const t0 = performance.now();
+    fn();
+    best = Math.min(best, (performance.now() - t0) / 1e3);
+  }
+  return best;
+}
+
+function gemmSpec(m: number, k: number, n: number): GemmSpec {
+  return {
+    a: randomStorage(m * k, 1), aOffset: 0, transA: false, lda: k, aBatchStrides: [],
+    b: randomStorage(k * n, 2), bOffset: 0, transB: false, ldb: n, bBatchStrides: [],
+    batchShape: [], m, n, k, out: new CpuStorage("float32", new Float32Array(m * n)), accumulate: false,
+  };
+}
+
+/** Runs the benchmark (a minute or so on two cores) and returns one row per kernel and size. */
+export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]> {
+  const rounds = opts.rounds ?? 3, repeats = opts.repeats ?? 3, withJs = opts.js ?? true;
+  const log = opts.log ?? (() => {});
+  const root = packageRoot();
+  const native: Backend = loadNativeBackend();
+  const js = new JsBackend();
+  const nThreads = threads();
+  const exe = await buildDirect(root);
+  const rows: BenchRow[] = [];
+
+  const sizes: [number, number, number][] = [...SQUARE.map((s): [number, number, number] => [s, s, s]), ...TRANSFORMER];
+  for (const [m, k, n] of sizes) {
+    const spec = gemmSpec(m, k, n), flops = 2 * m * n * k;
+    let bestNative = 0, bestDirect = 0;
+    for (let r = 0; r < rounds; r++) {
+      bestDirect = Math.max(bestDirect, await direct(exe, m, k, n, repeats, nThreads));
+      bestNative = Math.max(bestNative, flops / bestTime(() => native.gemm(spec), repeats) / 1e9);
+    }
+    const row: BenchRow = { kernel: "gemm", shape: `${m}×${k}×${n}`, unit: "GFLOP/s", native: bestNative, direct: bestDirect,
+      ratio: bestNative / bestDirect };
+    if (withJs) {
+      // The reference is ~100× slower: best of 2 for the small squares, a single timed call for the others.
+      const jsRepeats = Math.max(m, k, n) <= 512 ? 2 : 1;
+      if (m * n * k <= 512 * 768 * 3072) row.js = flops / bestTime(() => js.gemm(spec), jsRepeats) / 1e9;
+    }
+    log(`gemm ${row.shape}: native ${bestNative.toFixed(1)}, direct ${bestDirect.toFixed(1)} GFLOP/s`);
+    rows.push(row);
+  }
+
+  // Bandwidth: bytes each kernel must move (inputs read + output written) per second.
+  const N = 1 << 22;  // 4 Mi floats = 16 MiB per tensor, beyond the caches
+  const a = randomStorage(N, 3), b = randomStorage(N, 4), out = new CpuStorage("float32", new Float32Array(N));
+  const view = (s: Storage) => ({ storage: s, shape: [N], strides: [1], offset: 0 });
+  const add = (be: Backend) => () => be.binary("add", view(a), view(b), out);
+  const addBytes = 3 * 4 * N;
+  const addRow: BenchRow = { kernel: "add", shape: `[${N}]`, unit: "GB/s", native: addBytes / bestTime(add(native), 10) / 1e9 };
+  if (withJs) addRow.js = addBytes / bestTime(add(js), 3) / 1e9;
+  rows.push(addRow);
+
+  const [rowsS, colsS] = [4096, 1024];
+  const sm = (be: Backend) => () => be.softmax(a, rowsS, colsS, false, out);
+  const smBytes = 2 * 4 * rowsS * colsS;
+  const smRow: BenchRow = { kernel: "softmax", shape: `[${rowsS}, ${colsS}]`, unit: "GB/s", native: smBytes / bestTime(sm(native), 10) / 1e9 };
+  if (withJs) smRow.js = smBytes / bestTime(sm(js), 3) / 1e9;
+  rows.push(smRow);
+  log(`add ${addRow.native.toFixed(1)} GB/s, softmax ${smRow.native.toFixed(1)} GB/s (native)`);
+  return rows;
+}
+
+/** The rows as a markdown table. */
+export function formatBenchTable(rows: readonly BenchRow[]): string {
+  const f = (v: number | undefined, digits = 1) => (v === undefined ? "–" : v.toFixed(digits));
+  const lines = [
+    "| kernel | shape (M×K×N) | unit | native | direct C OpenBLAS | native/direct | js |",
+    "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+  ];
+  for (const r of rows) {
+    lines.push(`| ${r.kernel} | ${r.shape} | ${r.unit} | ${f(r.native)} | ${f(r.direct)} | ${f(r.ratio, 2)} | ${f(r.js, 2)} |`);
+  }
+  return lines.join("\n");
+}
