@@ -19,9 +19,10 @@
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all"],
       "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED", "<!@(node scripts/find-openblas.cjs defines)"],
       "include_dirs": ["<!@(node scripts/find-openblas.cjs include)"],
-      # -O3 vectorises the kernels' inner loops; no FMA contraction, so results match the reference's rounding
-      # where the code promises it (AdamW) whatever -march a build uses.
-      "cflags_cc": ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      # -O3 vectorises the kernels' inner loops (-fno-trapping-math lets it turn float selects into blends; nothing
+      # here reads FP exception flags); no FMA contraction, so results match the reference's rounding where the
+      # code promises it (AdamW) whatever -march a build uses.
+      "cflags_cc": ["-std=c++17", "-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "cflags_cc!": ["-std=gnu++17", "-std=gnu++1y", "-O2", "-O0"],
       "conditions": [
         ["OS=='linux'", {

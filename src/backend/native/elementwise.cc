@@ -2,13 +2,17 @@
 //
 // Each kernel walks its views with forRange (common.h) and specialises the innermost loop on the views' inner
 // strides (contiguous, broadcast, other), so the common cases compile to plain vectorisable loops.
-// Precision follows the reference: it computes in double and rounds once on store. For + − × ÷ √ of floats,
-// float arithmetic gives the very same result (double rounding is harmless for them), so those stay in float;
-// everything with a libm call is evaluated in double, which also keeps GELU's 1 + erf(x) accurate for x ≪ 0.
+// Precision follows the reference, which computes in double and rounds once on store. For + − × ÷ √ of floats,
+// float arithmetic gives the very same result (double rounding is harmless for them), so those stay in float.
+// The activations of transformer blocks (exp, sigmoid, SiLU, tanh, GELU-tanh and their gradients) use the
+// vectorisable float functions of vmath.h, in forms without cancellation, so they stay within a few ulps;
+// the rest (log, erf-GELU, sin, cos, pow, rsqrt) call libm in double, which also keeps erf-GELU's 1 + erf(x)
+// accurate for x ≪ 0.
 #include <cmath>
 #include <type_traits>
 
 #include "kernels.h"
+#include "vmath.h"
 
 namespace peft {
 namespace {
@@ -16,6 +20,7 @@ namespace {
 const double kSqrt2OverPi = std::sqrt(2 / M_PI);
 const double kInvSqrt2 = M_SQRT1_2;
 const double kInvSqrt2Pi = 1 / std::sqrt(2 * M_PI);
+constexpr float kSqrt2OverPiF = 0.7978845608028654f;
 
 // out[i] = f(x[i]) for a one-view Strided.
 template <class F>
@@ -26,6 +31,7 @@ void map1(const Strided& s, const float* x, float* out, int64_t grain, F f) {
       const float* xp = x + off[0];
       float* op = out + o;
       if (sx == 1) {
+#pragma omp simd
         for (int64_t i = 0; i < n; i++) op[i] = f(xp[i]);
       } else {
         for (int64_t i = 0; i < n; i++) op[i] = f(xp[i * sx]);
@@ -44,6 +50,7 @@ void map2(const Strided& s, const float* a, const float* b, float* out, int64_t 
       const float* bp = b + off[1];
       float* op = out + o;
       if (sa == 1 && sb == 1) {
+#pragma omp simd
         for (int64_t i = 0; i < n; i++) op[i] = f(ap[i], bp[i]);
       } else if (sa == 1 && sb == 0) {
         const float bv = *bp;
@@ -63,8 +70,6 @@ float jsPow(float a, float b) {
   if (std::isnan(b) || (std::isinf(b) && std::fabs(a) == 1.0f)) return NAN;
   return static_cast<float>(std::pow(static_cast<double>(a), static_cast<double>(b)));
 }
-
-double sigmoid(double x) { return 1 / (1 + std::exp(-x)); }
 
 }  // namespace
 
@@ -93,23 +98,24 @@ template void copyKernel(const Strided&, const int32_t*, int32_t*);
 void unaryKernel(Unary op, const Strided& s, const float* x, float* out) {
   using D = double;
   auto libm = [&](auto f) { map1(s, x, out, kGrainMath, [f](float v) { return static_cast<float>(f(D(v))); }); };
+  auto vec = [&](auto f) { map1(s, x, out, kGrainMath, f); };
   auto cheap = [&](auto f) { map1(s, x, out, kGrainCheap, f); };
   switch (op) {
     case Unary::neg: return cheap([](float v) { return -v; });
-    case Unary::exp: return libm([](D v) { return std::exp(v); });
+    case Unary::exp: return vec([](float v) { return vexp(v); });
     case Unary::log: return libm([](D v) { return std::log(v); });
     case Unary::sqrt: return cheap([](float v) { return std::sqrt(v); });
     case Unary::rsqrt: return libm([](D v) { return 1 / std::sqrt(v); });
     case Unary::abs: return cheap([](float v) { return std::fabs(v); });
     case Unary::square: return cheap([](float v) { return v * v; });
     case Unary::reciprocal: return cheap([](float v) { return 1.0f / v; });
-    case Unary::tanh: return libm([](D v) { return std::tanh(v); });
-    case Unary::sigmoid: return libm([](D v) { return sigmoid(v); });
+    case Unary::tanh: return vec([](float v) { return vtanh(v); });
+    case Unary::sigmoid: return vec([](float v) { return vsigmoid(v); });
     case Unary::relu: return cheap([](float v) { return v > 0 ? v : 0.0f; });
     case Unary::gelu: return libm([](D v) { return 0.5 * v * (1 + std::erf(v * kInvSqrt2)); });
-    case Unary::gelu_tanh:
-      return libm([](D v) { return 0.5 * v * (1 + std::tanh(kSqrt2OverPi * (v + 0.044715 * v * v * v))); });
-    case Unary::silu: return libm([](D v) { return v / (1 + std::exp(-v)); });
+    case Unary::gelu_tanh:  // 0.5·x·(1 + tanh(u)) = x·σ(2u), which has no cancellation for x ≪ 0
+      return vec([](float v) { return v * vsigmoid(2.0f * kSqrt2OverPiF * (v + 0.044715f * v * v * v)); });
+    case Unary::silu: return vec([](float v) { return v * vsigmoid(v); });
     case Unary::sin: return libm([](D v) { return std::sin(v); });
     case Unary::cos: return libm([](D v) { return std::cos(v); });
     case Unary::count: break;
@@ -118,23 +124,27 @@ void unaryKernel(Unary op, const Strided& s, const float* x, float* out) {
 
 void unaryGradKernel(UnaryGrad op, const Strided& s, const float* x, const float* dy, float* out) {
   using D = double;
-  // out = dy · f'(x), with f' in double as in the reference.
-  auto grad = [&](auto df) {
+  // out = dy · f'(x)
+  auto libm = [&](auto df) {
     map2(s, x, dy, out, kGrainMath, [df](float xv, float g) { return static_cast<float>(D(g) * df(D(xv))); });
   };
+  auto vec = [&](auto df) { map2(s, x, dy, out, kGrainMath, [df](float xv, float g) { return g * df(xv); }); };
   switch (op) {
-    case UnaryGrad::tanh: return grad([](D v) { D t = std::tanh(v); return 1 - t * t; });
-    case UnaryGrad::sigmoid: return grad([](D v) { D q = sigmoid(v); return q * (1 - q); });
+    case UnaryGrad::tanh: return vec([](float v) { return vtanhGrad(v); });
+    case UnaryGrad::sigmoid: return vec([](float v) { float q, dq; vsigmoidAndGrad(v, q, dq); return dq; });
     case UnaryGrad::relu:
       return map2(s, x, dy, out, kGrainCheap, [](float xv, float g) { return g * (xv > 0 ? 1.0f : 0.0f); });
     case UnaryGrad::gelu:
-      return grad([](D v) { return 0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v); });
+      return libm([](D v) { return 0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v); });
     case UnaryGrad::gelu_tanh:
-      return grad([](D v) {
-        D t = std::tanh(kSqrt2OverPi * (v + 0.044715 * v * v * v));
-        return 0.5 * (1 + t) + 0.5 * v * (1 - t * t) * kSqrt2OverPi * (1 + 3 * 0.044715 * v * v);
+      // With σ = σ(2u): 0.5·(1 + tanh u) = σ and 0.5·(1 − tanh² u) = 2σ(1 − σ) = 2σ'(2u).
+      return vec([](float v) {
+        float q, dq;
+        vsigmoidAndGrad(2.0f * kSqrt2OverPiF * (v + 0.044715f * v * v * v), q, dq);
+        return q + 2.0f * v * dq * kSqrt2OverPiF * (1.0f + 3.0f * 0.044715f * v * v);
       });
-    case UnaryGrad::silu: return grad([](D v) { D q = sigmoid(v); return q * (1 + v * (1 - q)); });
+    case UnaryGrad::silu:
+      return vec([](float v) { float q, dq; vsigmoidAndGrad(v, q, dq); return q + v * dq; });
     case UnaryGrad::count: break;
   }
 }
