@@ -10,6 +10,12 @@ import { gpt2Config } from "./gpt2/config.js";
 import { GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model } from "./gpt2/modeling.js";
 import { llamaConfig } from "./llama/config.js";
 import { LlamaForCausalLM, LlamaForSequenceClassification, LlamaModel } from "./llama/modeling.js";
+import { bertConfig } from "./bert/config.js";
+import { BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, BertModel } from "./bert/modeling.js";
+import { distilBertConfig } from "./distilbert/config.js";
+import {
+  DistilBertForQuestionAnswering, DistilBertForSequenceClassification, DistilBertForTokenClassification, DistilBertModel,
+} from "./distilbert/modeling.js";
 
 /** The head a model carries, named after transformers' Auto classes. */
 export type Task = "base" | "causal-lm" | "seq2seq-lm" | "sequence-classification" | "token-classification" | "question-answering";
@@ -28,7 +34,22 @@ const llama: Family = {
   classes: { base: LlamaModel, "causal-lm": LlamaForCausalLM, "sequence-classification": LlamaForSequenceClassification },
 };
 
-const FAMILIES: Record<string, Family> = { gpt2, llama, qwen2: llama, mistral: llama };
+const bert: Family = {
+  parseConfig: bertConfig,
+  classes: {
+    base: BertModel, "sequence-classification": BertForSequenceClassification, "token-classification": BertForTokenClassification,
+    "question-answering": BertForQuestionAnswering,
+  },
+};
+const distilbert: Family = {
+  parseConfig: distilBertConfig,
+  classes: {
+    base: DistilBertModel, "sequence-classification": DistilBertForSequenceClassification,
+    "token-classification": DistilBertForTokenClassification, "question-answering": DistilBertForQuestionAnswering,
+  },
+};
+
+const FAMILIES: Record<string, Family> = { gpt2, llama, qwen2: llama, mistral: llama, bert, distilbert };
 
 /** Register another family (used by the family modules that live outside this file). */
 export function registerFamily(modelTypes: readonly string[], family: Family): void {

@@ -1,7 +1,7 @@
 /** Pieces shared by the task heads: input embedding, causal-LM loss, sequence-classification pooling and loss. */
 import type { Embedding } from "../nn/index.js";
 import {
-  Tensor, add, crossEntropy, exp, indexSelect, log, mean, mul, narrow, relu, reshape, square, sub, abs, neg, tensor, toFloat,
+  Tensor, add, crossEntropy, exp, indexSelect, log, mean, mul, narrow, relu, reshape, select, square, sub, abs, neg, tensor, toFloat,
 } from "../tensor/index.js";
 import type { PretrainedConfig } from "./config.js";
 import type { ModelInputs, ModelOutput, PastKeyValues } from "./outputs.js";
@@ -70,4 +70,25 @@ export function classificationLoss(logits: Tensor, labels: Tensor, config: Pretr
   // Stable BCE with logits: max(x, 0) − x·y + log(1 + e^(−|x|)).
   const y = toFloat(labels);
   return mean(add(sub(relu(logits), mul(logits, y)), log(add(exp(neg(abs(logits))), 1))));
+}
+
+/**
+ * HF's extractive-QA head: span logits [batch, length, 2] → startLogits / endLogits [batch, length]; with
+ * startPositions and endPositions ([batch]), loss = (CE(start) + CE(end)) / 2 where positions are clamped to
+ * [0, length] and those equal to length (outside the input) are ignored.
+ */
+export function questionAnswering(spanLogits: Tensor, inputs: ModelInputs): Pick<ModelOutput, "logits" | "startLogits" | "endLogits" | "loss"> {
+  const [b, t, n] = spanLogits.shape as [number, number, number];
+  if (n !== 2) throw new Error(`question answering needs num_labels = 2 (start and end), got ${n}`);
+  const startLogits = select(spanLogits, 2, 0), endLogits = select(spanLogits, 2, 1);
+  const out = { logits: spanLogits, startLogits, endLogits };
+  if (inputs.startPositions === undefined || inputs.endPositions === undefined) return out;
+  const clamped = (p: Tensor) => {
+    const v = p.dataSync();
+    if (v.length !== b) throw new Error(`start/end positions must have one entry per row (${b}), got ${v.length}`);
+    return tensor(Int32Array.from(v, (x) => Math.min(Math.max(x, 0), t)), [b], "int32");
+  };
+  const opts = { ignoreIndex: t };
+  const loss = mul(add(crossEntropy(startLogits, clamped(inputs.startPositions), opts), crossEntropy(endLogits, clamped(inputs.endPositions), opts)), 0.5);
+  return { ...out, loss };
 }

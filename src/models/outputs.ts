@@ -33,6 +33,9 @@ export interface ModelInputs {
   labels?: Tensor;
   /** Token-type (segment) ids, BERT only. */
   tokenTypeIds?: Tensor;
+  /** Extractive question answering: gold span start and end indices [batch]. */
+  startPositions?: Tensor;
+  endPositions?: Tensor;
 }
 
 /** Inputs of encoder-decoder models (T5): the encoder side plus decoder ids. */
