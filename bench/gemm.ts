@@ -138,7 +138,7 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
   }
 
   // Bandwidth: bytes each kernel must move (inputs read + output written) per second.
-  const N = 1 << 22;  // 4 Mi floats = 16 MiB per tensor, beyond the caches
+  const N = 1 << 24;  // 16 Mi floats = 64 MiB per tensor, well beyond the caches
   const a = randomStorage(N, 3), b = randomStorage(N, 4), out = new CpuStorage("float32", new Float32Array(N));
   const view = (s: Storage) => ({ storage: s, shape: [N], strides: [1], offset: 0 });
   const add = (be: Backend) => () => be.binary("add", view(a), view(b), out);
@@ -147,7 +147,7 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
   if (withJs) addRow.js = addBytes / bestTime(add(js), 3) / 1e9;
   rows.push(addRow);
 
-  const [rowsS, colsS] = [4096, 1024];
+  const [rowsS, colsS] = [4096, N / 4096];
   const sm = (be: Backend) => () => be.softmax(a, rowsS, colsS, false, out);
   const smBytes = 2 * 4 * rowsS * colsS;
   const smRow: BenchRow = { kernel: "softmax", shape: `[${rowsS}, ${colsS}]`, unit: "GB/s", native: smBytes / bestTime(sm(native), 10) / 1e9 };
