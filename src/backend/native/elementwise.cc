@@ -4,10 +4,9 @@
 // strides (contiguous, broadcast, other), so the common cases compile to plain vectorisable loops.
 // Precision follows the reference, which computes in double and rounds once on store. For + − × ÷ √ of floats,
 // float arithmetic gives the very same result (double rounding is harmless for them), so those stay in float.
-// The activations of transformer blocks (exp, sigmoid, SiLU, tanh, GELU-tanh and their gradients) use the
+// The activations of transformer blocks (exp, sigmoid, SiLU, tanh, both GELUs and their gradients) use the
 // vectorisable float functions of vmath.h, in forms without cancellation, so they stay within a few ulps;
-// the rest (log, erf-GELU, sin, cos, pow, rsqrt) call libm in double, which also keeps erf-GELU's 1 + erf(x)
-// accurate for x ≪ 0.
+// the rest (log, sin, cos, pow, rsqrt) call libm in double.
 #include <cmath>
 #include <type_traits>
 
@@ -17,10 +16,7 @@
 namespace peft {
 namespace {
 
-const double kSqrt2OverPi = std::sqrt(2 / M_PI);
-const double kInvSqrt2 = M_SQRT1_2;
-const double kInvSqrt2Pi = 1 / std::sqrt(2 * M_PI);
-constexpr float kSqrt2OverPiF = 0.7978845608028654f;
+constexpr float kSqrt2OverPiF = 0.7978845608028654f;  // √(2/π)
 
 // out[i] = f(x[i]) for a one-view Strided.
 template <class F>
@@ -112,7 +108,7 @@ void unaryKernel(Unary op, const Strided& s, const float* x, float* out) {
     case Unary::tanh: return vec([](float v) { return vtanh(v); });
     case Unary::sigmoid: return vec([](float v) { return vsigmoid(v); });
     case Unary::relu: return cheap([](float v) { return v > 0 ? v : 0.0f; });
-    case Unary::gelu: return libm([](D v) { return 0.5 * v * (1 + std::erf(v * kInvSqrt2)); });
+    case Unary::gelu: return vec([](float v) { return v * vnormcdf(v); });  // ½·x·(1 + erf(x/√2)) = x·Φ(x)
     case Unary::gelu_tanh:  // 0.5·x·(1 + tanh(u)) = x·σ(2u), which has no cancellation for x ≪ 0
       return vec([](float v) { return v * vsigmoid(2.0f * kSqrt2OverPiF * (v + 0.044715f * v * v * v)); });
     case Unary::silu: return vec([](float v) { return v * vsigmoid(v); });
@@ -123,19 +119,14 @@ void unaryKernel(Unary op, const Strided& s, const float* x, float* out) {
 }
 
 void unaryGradKernel(UnaryGrad op, const Strided& s, const float* x, const float* dy, float* out) {
-  using D = double;
   // out = dy · f'(x)
-  auto libm = [&](auto df) {
-    map2(s, x, dy, out, kGrainMath, [df](float xv, float g) { return static_cast<float>(D(g) * df(D(xv))); });
-  };
   auto vec = [&](auto df) { map2(s, x, dy, out, kGrainMath, [df](float xv, float g) { return g * df(xv); }); };
   switch (op) {
     case UnaryGrad::tanh: return vec([](float v) { return vtanhGrad(v); });
     case UnaryGrad::sigmoid: return vec([](float v) { float q, dq; vsigmoidAndGrad(v, q, dq); return dq; });
     case UnaryGrad::relu:
       return map2(s, x, dy, out, kGrainCheap, [](float xv, float g) { return g * (xv > 0 ? 1.0f : 0.0f); });
-    case UnaryGrad::gelu:
-      return libm([](D v) { return 0.5 * (1 + std::erf(v * kInvSqrt2)) + v * kInvSqrt2Pi * std::exp(-0.5 * v * v); });
+    case UnaryGrad::gelu: return vec([](float v) { return vnormcdf(v) + v * vnormpdf(v); });
     case UnaryGrad::gelu_tanh:
       // With σ = σ(2u): 0.5·(1 + tanh u) = σ and 0.5·(1 − tanh² u) = 2σ(1 − σ) = 2σ'(2u).
       return vec([](float v) {
