@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Tensor, tensor } from "../src/tensor/index.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
+import type { Task } from "../src/models/auto.js";
 
 /** ../shared/reference, resolved from the repository root (tests run from dist/test). */
 export const REFERENCE = fileURLToPath(new URL("../../../shared/reference/", import.meta.url));
@@ -49,3 +50,14 @@ export function maxAbsDiff(a: Tensor, b: Tensor): number {
   for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
   return Number.isNaN(m) ? Infinity : m;
 }
+
+/** The task of a transformers class name. */
+export function taskOfClass(cls: string): Task {
+  if (/LMHeadModel$|ForCausalLM$/.test(cls)) return "causal-lm";
+  if (/ForConditionalGeneration$/.test(cls)) return "seq2seq-lm";
+  if (/ForSequenceClassification$/.test(cls)) return "sequence-classification";
+  if (/ForTokenClassification$/.test(cls)) return "token-classification";
+  if (/ForQuestionAnswering$/.test(cls)) return "question-answering";
+  return "base";
+}
+

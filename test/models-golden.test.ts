@@ -8,22 +8,12 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fromPretrained, type Task } from "../src/models/auto.js";
+import { fromPretrained } from "../src/models/auto.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import { noGrad } from "../src/tensor/index.js";
-import { REFERENCE, maxAbsDiff, modelDir, readCase, readExpected, readInputs } from "./golden.js";
+import { REFERENCE, maxAbsDiff, modelDir, readCase, readExpected, readInputs, taskOfClass } from "./golden.js";
 
 const TOLERANCE = 1e-4;
-
-/** The task of a transformers class name. */
-export function taskOfClass(cls: string): Task {
-  if (/LMHeadModel$|ForCausalLM$/.test(cls)) return "causal-lm";
-  if (/ForConditionalGeneration$/.test(cls)) return "seq2seq-lm";
-  if (/ForSequenceClassification$/.test(cls)) return "sequence-classification";
-  if (/ForTokenClassification$/.test(cls)) return "token-classification";
-  if (/ForQuestionAnswering$/.test(cls)) return "question-answering";
-  return "base";
-}
 
 const index = JSON.parse(readFileSync(join(REFERENCE, "index.json"), "utf8")) as { models: Record<string, { class: string }> };
 

@@ -48,6 +48,11 @@ export abstract class PreTrainedModel extends Module {
   /** The token embedding table (prompt tuning and LoRA on embeddings use it). */
   abstract getInputEmbeddings(): Embedding;
 
+  /** The output head that maps hidden states to the vocabulary (LM heads), or null. */
+  getOutputEmbeddings(): Module | null {
+    return null;
+  }
+
   /** Whether this is an encoder-decoder model (T5). */
   get isEncoderDecoder(): boolean {
     return this.config.is_encoder_decoder === true;

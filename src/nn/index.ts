@@ -1,5 +1,5 @@
 /** Neural-network modules. */
-export { Module } from "./module.js";
+export { Module, cloneModule } from "./module.js";
 export type { StateDict, LoadResult } from "./module.js";
 export { Linear, Conv1D } from "./layers/linear.js";
 export type { LinearOptions } from "./layers/linear.js";

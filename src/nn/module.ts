@@ -3,7 +3,7 @@
  * dotted paths, state dicts, train/eval). Names are the Hugging Face Python names, because PEFT's target
  * matching and saved adapter keys are built from them.
  */
-import { Tensor, keep, noGrad } from "../tensor/index.js";
+import { Tensor, contiguous, keep, noGrad } from "../tensor/index.js";
 import { fmtShape, sameShape } from "../tensor/shape.js";
 
 /** A flat mapping from dotted names to tensors (PyTorch's state_dict). */
@@ -47,6 +47,11 @@ export class Module {
     checkName(name);
     this.children.set(name, m);
     return m;
+  }
+
+  /** Unregister a child module (no-op when absent). */
+  removeModule(name: string): void {
+    this.children.delete(name);
   }
 
   /** Direct children in registration order. */
@@ -232,4 +237,37 @@ export class Module {
 
 function checkName(name: string): void {
   if (name === "" || name.includes(".")) throw new Error(`invalid module/parameter name "${name}": it must be non-empty and contain no "."`);
+}
+
+/**
+ * A deep copy of a module tree with fresh copies of its parameters and buffers (PyTorch's copy.deepcopy of a
+ * module). Shared tensors and modules stay shared within the copy; configs and functions are shared with the
+ * original.
+ */
+export function cloneModule<M extends Module>(m: M): M {
+  const memo = new Map<unknown, unknown>();
+  const copyValue = (v: unknown): unknown => {
+    if (memo.has(v)) return memo.get(v);
+    if (v instanceof Module) {
+      const copy = Object.create(Object.getPrototypeOf(v)) as Record<string, unknown>;
+      memo.set(v, copy);
+      for (const [k, field] of Object.entries(v)) copy[k] = copyValue(field);
+      return copy;
+    }
+    if (v instanceof Tensor) {
+      const copy = keep(noGrad(() => contiguous(v, true)));
+      copy.requiresGrad = v.requiresGrad;
+      memo.set(v, copy);
+      return copy;
+    }
+    if (v instanceof Map) {
+      const copy = new Map();
+      memo.set(v, copy);
+      for (const [k, x] of v) copy.set(k, copyValue(x));
+      return copy;
+    }
+    if (v instanceof Set) return new Set(v);
+    return v;
+  };
+  return copyValue(m) as M;
 }

@@ -147,6 +147,10 @@ export class GPT2LMHeadModel extends PreTrainedModel {
     return "transformer";
   }
 
+  override getOutputEmbeddings(): Linear {
+    return this.lm_head;
+  }
+
   getInputEmbeddings(): Embedding {
     return this.transformer.wte;
   }

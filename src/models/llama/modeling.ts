@@ -165,6 +165,10 @@ export class LlamaForCausalLM extends PreTrainedModel {
     return "model";
   }
 
+  override getOutputEmbeddings(): Linear {
+    return this.lm_head;
+  }
+
   getInputEmbeddings(): Embedding {
     return this.model.embed_tokens;
   }

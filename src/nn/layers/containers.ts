@@ -58,6 +58,11 @@ export class ModuleDict<M extends Module = Module> extends Module {
     this.registerModule(key, m);
   }
 
+  /** Remove the module under key (no-op when absent). */
+  remove(key: string): void {
+    this.removeModule(key);
+  }
+
   /** The module under key. */
   get(key: string): M {
     return this.getSubmodule(key) as M;

@@ -1,0 +1,46 @@
+/**
+ * The method registry: one entry per PEFT type says how to parse its config and how to attach it to a model.
+ * A new method is a folder under tuners/ that calls registerMethod — nothing else changes.
+ */
+import type { Module } from "../nn/index.js";
+import type { PreTrainedModel } from "../models/pretrained.js";
+import type { Tensor } from "../tensor/index.js";
+import type { PeftConfig } from "./config.js";
+import type { BaseTuner } from "./tuners/tuner.js";
+
+/** What a method registers. */
+export interface PeftMethod<C extends PeftConfig = PeftConfig> {
+  peftType: string;
+  /** Substring of this method's parameter names ("lora_", …), used to pick saved tensors. */
+  prefix: string;
+  /** A config from adapter_config.json fields (unknown fields kept with a warning), validated. */
+  configFromJson(fields: Record<string, unknown>): C;
+  /** Wrap a model for its first adapter of this method. */
+  createTuner(model: PreTrainedModel, config: C, adapterName: string): BaseTuner;
+  /** Names in the saved state dict → names in the model (beyond the generic adapter-name insertion), or the reverse. */
+  renameOnSave?(key: string, adapterName: string): string;
+  renameOnLoad?(key: string, adapterName: string): string;
+  /** Extra tensors to save with the adapter (besides the prefix-matched ones). */
+  extraSavedTensors?(root: Module, adapterName: string): Map<string, Tensor>;
+}
+
+const METHODS = new Map<string, PeftMethod>();
+
+/** Register a PEFT method under its peft_type. */
+export function registerMethod<C extends PeftConfig>(method: PeftMethod<C>): void {
+  METHODS.set(method.peftType, method as unknown as PeftMethod);
+}
+
+/** The method of a peft_type, or an error listing the supported ones. */
+export function methodFor(peftType: string): PeftMethod {
+  const m = METHODS.get(peftType);
+  if (!m) throw new Error(`peft_type "${peftType}" is not supported; supported: ${[...METHODS.keys()].join(", ")}`);
+  return m;
+}
+
+/** A config object from adapter_config.json contents. */
+export function configFromJson(fields: Record<string, unknown>): PeftConfig {
+  const type = fields["peft_type"];
+  if (typeof type !== "string") throw new Error("adapter_config.json has no \"peft_type\" field; is this a PEFT adapter folder?");
+  return methodFor(type).configFromJson(fields);
+}

@@ -1,0 +1,85 @@
+/**
+ * Adapter state dicts in HF peft's naming: the PeftModel's parameter paths with the adapter name removed
+ * ("…c_attn.lora_A.default.weight" → "…c_attn.lora_A.weight"), modules_to_save copies under the original
+ * module's path, and the reverse mapping when loading.
+ */
+import type { Tensor } from "../tensor/index.js";
+import type { Module } from "../nn/index.js";
+import { fmtShape, sameShape } from "../tensor/index.js";
+import type { PeftMethod } from "./registry.js";
+import { ModulesToSaveWrapper } from "./modules-to-save.js";
+
+function wrappers(root: Module): [string, ModulesToSaveWrapper][] {
+  return root.namedModules().filter((e): e is [string, ModulesToSaveWrapper] => e[1] instanceof ModulesToSaveWrapper);
+}
+
+/** The tensors saved for one adapter of a tuner method, keyed as in adapter_model.safetensors. */
+export function adapterStateDict(root: Module, method: PeftMethod, adapterName: string, bias: string): Map<string, Tensor> {
+  const sd = root.stateDict();
+  const prefix = method.prefix;
+  const selected = new Map<string, Tensor>();
+  for (const [k, t] of sd) {
+    if (k.includes(".modules_to_save.") || k.includes(".original_module.")) continue;
+    const isAdapter = k.includes(prefix) && k.includes(adapterName);
+    const isBias = k.includes("bias") && !k.includes(prefix);
+    if (isAdapter) selected.set(k, t);
+    else if (isBias && bias === "all") selected.set(k, t);
+  }
+  if (bias === "lora_only") {
+    for (const k of [...selected.keys()]) {
+      const biasKey = `${k.split(prefix)[0]}bias`;
+      const baseBias = `${k.split(prefix)[0]}base_layer.bias`;
+      for (const b of [biasKey, baseBias]) if (sd.has(b)) selected.set(b, sd.get(b)!);
+    }
+  }
+  for (const [path, w] of wrappers(root)) {
+    if (!w.modules_to_save.has(adapterName)) continue;
+    for (const [k, t] of w.modules_to_save.get(adapterName).stateDict()) selected.set(`${path}.${k}`, t);
+  }
+  for (const [k, t] of method.extraSavedTensors?.(root, adapterName) ?? []) selected.set(k, t);
+  const out = new Map<string, Tensor>();
+  for (const [k, t] of selected) {
+    const renamed = method.renameOnSave ? method.renameOnSave(k, adapterName) : k;
+    out.set(renamed.replaceAll(`.${adapterName}`, ""), t);
+  }
+  return out;
+}
+
+/** HF's _insert_adapter_name_into_state_dict: "…lora_A.weight" → "…lora_A.<adapter>.weight", "…lora_embedding_A" → "….<adapter>". */
+export function insertAdapterName(key: string, prefix: string, adapterName: string): string {
+  if (!key.includes(prefix)) return key;
+  const suffix = key.split(prefix)[1]!;
+  if (!suffix.includes(".")) return `${key}.${adapterName}`;
+  const rest = suffix.split(".").slice(1).join(".");
+  const at = key.lastIndexOf(rest);
+  return `${key.slice(0, at)}${adapterName}.${rest}`;
+}
+
+/**
+ * Copy saved adapter tensors into the model. Keys the model lacks, or shapes that differ, mean the adapter was
+ * made for another base model (or another config): that is an error naming the keys.
+ */
+export function loadAdapterStateDict(root: Module, method: PeftMethod, saved: ReadonlyMap<string, Tensor>, adapterName: string, where: string): { missingKeys: string[] } {
+  const own = root.stateDict();
+  const wrapperPaths = wrappers(root).map(([p]) => p);
+  const mapped = new Map<string, Tensor>();
+  for (const [k, t] of saved) {
+    const wrapper = wrapperPaths.find((p) => k.startsWith(`${p}.`));
+    let key = wrapper !== undefined ? `${wrapper}.modules_to_save.${adapterName}.${k.slice(wrapper.length + 1)}` : insertAdapterName(k, method.prefix, adapterName);
+    if (method.renameOnLoad) key = method.renameOnLoad(key, adapterName);
+    mapped.set(key, t);
+  }
+  const unexpected = [...mapped.keys()].filter((k) => !own.has(k));
+  if (unexpected.length > 0) {
+    throw new Error(`${where}: the adapter does not fit this model: ${unexpected.length} tensor(s) have no place in it, e.g. ${unexpected.slice(0, 3).join(", ")}. Was it trained on another base model, or with another config?`);
+  }
+  for (const [k, t] of mapped) {
+    const target = own.get(k)!;
+    if (!sameShape(t.shape, target.shape)) {
+      throw new Error(`${where}: size mismatch for ${k}: the adapter has shape ${fmtShape(t.shape)} but the model expects ${fmtShape(target.shape)} (different base model or rank?)`);
+    }
+  }
+  for (const [k, t] of mapped) own.get(k)!.copy_(t);
+  const adapterKeys = [...own.keys()].filter((k) => k.includes(method.prefix) && k.includes(`.${adapterName}`));
+  return { missingKeys: adapterKeys.filter((k) => !mapped.has(k)) };
+}

@@ -1,0 +1,27 @@
+/** LoRA: registration of the method and its public names. */
+import { makeConfig, PeftType } from "../../config.js";
+import { registerMethod } from "../../registry.js";
+import { LORA_DEFAULTS, validateLoraFields, type LoraConfig } from "./config.js";
+import { LoraModel } from "./model.js";
+
+export { LoraConfig } from "./config.js";
+export { LoraModel } from "./model.js";
+export { LoraLinear, LoraEmbedding } from "./layer.js";
+
+registerMethod<LoraConfig>({
+  peftType: PeftType.LORA,
+  prefix: "lora_",
+  configFromJson(fields) {
+    const c = makeConfig<LoraConfig>(PeftType.LORA, LORA_DEFAULTS as unknown as Omit<LoraConfig, "peft_type">, fields, true);
+    validateLoraFields(c);
+    return c;
+  },
+  createTuner(model, config, adapterName) {
+    const tuner = new LoraModel(model);
+    tuner.injectAdapter(config, adapterName);
+    return tuner;
+  },
+  // DoRA's magnitude is a module holding "weight" in the model but a bare tensor in the file (as in peft).
+  renameOnSave: (key, adapter) => (key.endsWith(`lora_magnitude_vector.${adapter}.weight`) ? key.slice(0, -".weight".length) : key),
+  renameOnLoad: (key, adapter) => (key.endsWith(`lora_magnitude_vector.${adapter}`) ? `${key}.weight` : key),
+});

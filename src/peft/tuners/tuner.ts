@@ -1,0 +1,172 @@
+/**
+ * BaseTuner: methods that inject adapter layers into a model (LoRA, AdaLoRA, IA3, LoHa, LoKr) share this —
+ * walking the module tree, matching targets, replacing modules by path, freezing everything but the adapters,
+ * modules_to_save copies, switching/deleting/disabling adapters, merging and unloading. A method supplies how
+ * to wrap one module and its config preparation.
+ */
+import { Module } from "../../nn/index.js";
+import type { PreTrainedModel } from "../../models/pretrained.js";
+import type { ModelOutput, Seq2SeqInputs, BaseModelOutput } from "../../models/outputs.js";
+import type { PeftConfig } from "../config.js";
+import { checkAllTargetsFound, checkTarget, type TargetFields } from "../targets.js";
+import { ModulesToSaveWrapper, isModuleToSave } from "../modules-to-save.js";
+import { BaseTunerLayer } from "./tuner-layer.js";
+
+/** A config of an injection method: the target fields plus modules_to_save. */
+export type TunerConfig = PeftConfig & TargetFields & { modules_to_save?: string[] | null; bias?: string };
+
+/** The model wrapper of an injection method (HF's LoraModel, IA3Model, …), registered as "model" inside. */
+export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Module {
+  model: PreTrainedModel;
+  readonly peftConfig = new Map<string, C>();
+  activeAdapters: string[] = [];
+  /** Substring that marks this method's parameters ("lora_", "ia3_", …). */
+  abstract readonly prefix: string;
+
+  constructor(model: PreTrainedModel) {
+    super();
+    this.model = this.registerModule("model", model);
+  }
+
+  /** Fill in defaults that depend on the model (default targets, "all-linear" expansion, …). */
+  protected abstract prepareConfig(config: C): C;
+
+  /** Wrap `target` (at path `key`) with this adapter, or add the adapter to an existing wrapper. */
+  protected abstract createOrUpdate(config: C, adapterName: string, target: Module, key: string): void;
+
+  /** Add an adapter: wrap every matching module, freeze the rest, set up modules_to_save. */
+  injectAdapter(config: C, adapterName: string): C {
+    if (this.peftConfig.has(adapterName)) throw new Error(`an adapter named "${adapterName}" already exists; pick another name or delete it first`);
+    const prepared = this.prepareConfig(config);
+    if (this.activeAdapters.length === 0) this.activeAdapters = [adapterName];
+    const matched: string[] = [];
+    for (const [key, module] of this.targetCandidates()) {
+      if (checkTarget(prepared, key) !== true) continue;
+      matched.push(key);
+      this.createOrUpdate(prepared, adapterName, module, key);
+    }
+    checkAllTargetsFound(prepared, matched, this.model);
+    this.peftConfig.set(adapterName, prepared);
+    this.markOnlyAdaptersTrainable(prepared);
+    this.wrapModulesToSave(prepared, adapterName);
+    this.setAdapter(this.activeAdapters);
+    if (prepared.inference_mode) for (const p of this.adapterParameters(adapterName)) p.requiresGrad = false;
+    return prepared;
+  }
+
+  /** Module paths that can be targeted: everything but the insides of adapter layers and saved copies. */
+  private targetCandidates(): [string, Module][] {
+    const skip: string[] = [];
+    const out: [string, Module][] = [];
+    for (const [key, m] of this.model.namedModules()) {
+      if (key === "" || skip.some((s) => key.startsWith(s))) continue;
+      if (m instanceof BaseTunerLayer || m instanceof ModulesToSaveWrapper) {
+        skip.push(`${key}.`);
+        if (m instanceof ModulesToSaveWrapper) continue;
+      }
+      out.push([key, m]);
+    }
+    return out;
+  }
+
+  /** Freeze every model parameter that is not this method's, then unfreeze biases as config.bias asks. */
+  protected markOnlyAdaptersTrainable(config: C): void {
+    for (const [name, p] of this.model.namedParameters()) if (!name.includes(this.prefix)) p.requiresGrad = false;
+    if (config.bias === "all") {
+      for (const [name, p] of this.model.namedParameters()) if (name.includes("bias")) p.requiresGrad = true;
+    } else if (config.bias === "lora_only") {
+      for (const layer of this.tunerLayers().map(([, l]) => l)) {
+        const b = layer.base_layer.ownParameter("bias");
+        if (b) b.requiresGrad = true;
+      }
+    }
+  }
+
+  private wrapModulesToSave(config: C, adapterName: string): void {
+    const names = config.modules_to_save;
+    if (!names || names.length === 0) return;
+    for (const [key, m] of [...this.model.namedModules()]) {
+      if (key === "" || !isModuleToSave(key, names) || key.split(".").some((part) => part === "modules_to_save" || part === "original_module")) continue;
+      if (m instanceof ModulesToSaveWrapper) m.update(adapterName);
+      else this.model.setSubmodule(key, new ModulesToSaveWrapper(m, adapterName));
+    }
+  }
+
+  /** Adapter layers by path. */
+  tunerLayers(): [string, BaseTunerLayer][] {
+    return this.model.namedModules().filter((e): e is [string, BaseTunerLayer] => e[1] instanceof BaseTunerLayer);
+  }
+
+  /** modules_to_save wrappers by path. */
+  savedModules(): [string, ModulesToSaveWrapper][] {
+    return this.model.namedModules().filter((e): e is [string, ModulesToSaveWrapper] => e[1] instanceof ModulesToSaveWrapper);
+  }
+
+  /** Parameters belonging to one adapter (adapter layers and modules_to_save copies). */
+  adapterParameters(adapterName: string) {
+    const fromLayers = this.tunerLayers().flatMap(([, l]) => l.adapterParameters(adapterName));
+    const fromCopies = this.savedModules().flatMap(([, w]) => (w.modules_to_save.has(adapterName) ? w.modules_to_save.get(adapterName).parameters() : []));
+    return [...fromLayers, ...fromCopies];
+  }
+
+  /** Make adapters active (their parameters trainable unless in inference mode, the others frozen). */
+  setAdapter(names: string | string[]): void {
+    const list = typeof names === "string" ? [names] : names;
+    for (const n of list) if (!this.peftConfig.has(n)) throw new Error(`adapter "${n}" not found; adapters: ${[...this.peftConfig.keys()].join(", ")}`);
+    for (const [, layer] of this.tunerLayers()) {
+      if (layer.merged) layer.unmerge();
+      layer.setAdapter(list);
+    }
+    for (const [, w] of this.savedModules()) w.setAdapter(list[0]!);
+    for (const n of list) if (this.peftConfig.get(n)!.inference_mode) for (const p of this.adapterParameters(n)) p.requiresGrad = false;
+    this.activeAdapters = [...list];
+  }
+
+  /** Remove an adapter everywhere. */
+  deleteAdapter(name: string): void {
+    if (!this.peftConfig.has(name)) throw new Error(`adapter "${name}" does not exist`);
+    this.peftConfig.delete(name);
+    for (const [, layer] of this.tunerLayers()) layer.deleteAdapter(name);
+    for (const [, w] of this.savedModules()) {
+      if (w.modules_to_save.has(name)) w.modules_to_save.get(name).dispose();
+      w.modules_to_save.remove(name);
+    }
+    const remaining = [...this.peftConfig.keys()];
+    this.activeAdapters = this.activeAdapters.filter((a) => a !== name);
+    if (this.activeAdapters.length === 0 && remaining.length > 0) this.setAdapter(remaining[remaining.length - 1]!);
+  }
+
+  /** Turn every adapter layer off (true) or back on (false). */
+  setAdaptersDisabled(disabled: boolean): void {
+    for (const [, layer] of this.tunerLayers()) layer.disableAdapters = disabled;
+    for (const [, w] of this.savedModules()) w.disableAdapters = disabled;
+  }
+
+  /** Fold adapters (the active ones by default) into the base weights. */
+  merge(names?: string[]): void {
+    for (const [, layer] of this.tunerLayers()) layer.merge(names ?? this.activeAdapters);
+  }
+
+  /** Undo merges. */
+  unmerge(): void {
+    for (const [, layer] of this.tunerLayers()) layer.unmerge();
+  }
+
+  /**
+   * Replace every adapter layer by its base layer (after merging when `merge`) and every modules_to_save wrapper
+   * by its active copy; returns the plain model.
+   */
+  unloadAndMaybeMerge(merge: boolean, names?: string[]): PreTrainedModel {
+    for (const [key, layer] of this.tunerLayers()) {
+      if (merge) layer.merge(names ?? layer.activeAdapters);
+      this.model.setSubmodule(key, layer.base_layer);
+    }
+    for (const [key, w] of this.savedModules()) this.model.setSubmodule(key, w.activeModule());
+    return this.model;
+  }
+
+  /** Run the wrapped model. */
+  forward(inputs: Seq2SeqInputs): ModelOutput | BaseModelOutput {
+    return this.model.forward(inputs);
+  }
+}
