@@ -340,9 +340,9 @@ nativeTest("gemm (transposes, padded lda/ldb, offsets, batch broadcasting, accum
       }
     }
   }
-  // Batched [2, 3] with A broadcast over the second batch axis and B over the first, many small items (the path
-  // that spreads items over threads) and a few big ones (BLAS threads each).
-  for (const [m, n, k, batch] of [[8, 16, 12, [2, 3]], [32, 32, 64, [5, 12]], [200, 150, 180, [2, 2]]] as const) {
+  // Batched, A broadcast over the second batch axis and B over the first: many small items (the path that spreads
+  // items over threads) and a few big ones (one after another, BLAS threading each).
+  for (const [m, n, k, batch] of [[8, 16, 12, [2, 3]], [32, 32, 64, [5, 12]], [200, 150, 180, [2, 2]], [260, 270, 280, [1, 3]]] as const) {
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
         const mat = m * k, matB = k * n;

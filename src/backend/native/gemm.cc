@@ -27,9 +27,12 @@ constexpr bool kBatchInParallel = true;
 constexpr bool kBatchInParallel = false;
 #endif
 
-// Items of fewer flops than this share the threads (one item per thread at a time) instead of being threaded
-// one by one: below it, OpenBLAS's own threading costs more than it gains.
-constexpr double kSmallItemFlops = 2.0 * 96 * 96 * 96;
+// How a batch is run: items below kSmallItemFlops go one per thread at a time (OpenBLAS's own threading scales
+// poorly on them, e.g. 128×64×128 attention products), provided there are enough items to keep every thread busy
+// (or they are tiny, where threading one product is hopeless anyway); each thread gets at least kMinTaskFlops.
+constexpr double kSmallItemFlops = 2.0 * 512 * 512 * 512;
+constexpr double kTinyItemFlops = 2.0 * 128 * 128 * 128;
+constexpr double kMinTaskFlops = 1 << 20;
 
 struct Operand {
   const float* base;
@@ -101,8 +104,9 @@ void gemmKernel(const Gemm& g) {
     }
   };
   const double flops = 2.0 * static_cast<double>(mn) * static_cast<double>(g.k);
-  if (kBatchInParallel && batch > 1 && flops < kSmallItemFlops) {
-    parallelFor(batch, std::max<int64_t>(1, static_cast<int64_t>(kSmallItemFlops / 4 / flops)), items);
+  const bool spread = flops < kTinyItemFlops || (flops < kSmallItemFlops && batch >= 2 * maxThreads());
+  if (kBatchInParallel && batch > 1 && spread) {
+    parallelFor(batch, std::max<int64_t>(1, static_cast<int64_t>(kMinTaskFlops / flops)), items);
   } else {
     items(0, batch);
   }
