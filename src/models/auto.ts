@@ -16,6 +16,8 @@ import { distilBertConfig } from "./distilbert/config.js";
 import {
   DistilBertForQuestionAnswering, DistilBertForSequenceClassification, DistilBertForTokenClassification, DistilBertModel,
 } from "./distilbert/modeling.js";
+import { t5Config } from "./t5/config.js";
+import { T5ForConditionalGeneration, T5Model } from "./t5/modeling.js";
 
 /** The head a model carries, named after transformers' Auto classes. */
 export type Task = "base" | "causal-lm" | "seq2seq-lm" | "sequence-classification" | "token-classification" | "question-answering";
@@ -49,7 +51,12 @@ const distilbert: Family = {
   },
 };
 
-const FAMILIES: Record<string, Family> = { gpt2, llama, qwen2: llama, mistral: llama, bert, distilbert };
+const t5: Family = {
+  parseConfig: t5Config,
+  classes: { base: T5Model, "seq2seq-lm": T5ForConditionalGeneration },
+};
+
+const FAMILIES: Record<string, Family> = { gpt2, llama, qwen2: llama, mistral: llama, bert, distilbert, t5, mt5: t5 };
 
 /** Register another family (used by the family modules that live outside this file). */
 export function registerFamily(modelTypes: readonly string[], family: Family): void {
