@@ -1,5 +1,6 @@
 /** Every differentiable op's gradient against central finite differences (see helpers.gradCheck for tolerances). */
 import { describe, it } from "node:test";
+import assert from "node:assert/strict";
 import * as T from "../src/tensor/index.js";
 import { gradCheck, randTensor } from "./helpers.js";
 
@@ -103,5 +104,21 @@ describe("gradients agree with finite differences", () => {
       gradCheck((q, k, v) => T.scaledDotProductAttention(q, k, v, mask), [randTensor([2, 3, 4], 75), randTensor([2, 3, 4], 76), randTensor([2, 3, 4], 77)]);
     });
     it("rotary embedding", () => gradCheck((x) => T.applyRotary(x, randTensor([3, 4], 78), randTensor([3, 4], 79)), [randTensor([2, 3, 4], 80)]));
+  });
+});
+
+describe("contiguous views at an offset", () => {
+  // narrow of a [1, 1, n] tensor is contiguous but starts inside its storage; kernels that take a bare storage
+  // (cat, indexSelect, softmax, norms, cross-entropy) must see its own values, not the storage's first ones.
+  const x = T.tensor([0, 1, 2, 3, 4, 5], [1, 1, 6]);
+  const k = T.narrow(x, 2, 3, 3);
+  it("cat, indexSelect, reshape and softmax read the view's values", () => {
+    assert.deepEqual(Array.from(T.cat([k, k], 2).dataSync()), [3, 4, 5, 3, 4, 5]);
+    assert.deepEqual(Array.from(T.indexSelect(k, 2, T.tensor(new Int32Array([2, 0]), [2])).dataSync()), [5, 3]);
+    assert.deepEqual(Array.from(T.reshape(k, [3]).dataSync()), [3, 4, 5]);
+    const s = Array.from(T.softmax(T.mul(k, k)).dataSync());
+    const e = [9, 16, 25].map((v) => Math.exp(v - 25)), z = e.reduce((a, b) => a + b);
+    s.forEach((v, i) => assert.ok(Math.abs(v - e[i]! / z) < 1e-6));
+    gradCheck((t) => T.cat([T.narrow(t, 2, 3, 3), T.narrow(t, 2, 0, 2)], 2), [randTensor([1, 1, 6], 81)]);
   });
 });

@@ -5,9 +5,13 @@ import { contiguousStrides, fmtShape, normAxis, numel } from "../shape.js";
 import { arange, empty, Tensor, zeros } from "../tensor.js";
 import { sumTo, toInt } from "./elementwise.js";
 
-/** A contiguous tensor with t's values: t itself when already contiguous, unless `forceCopy`. */
+/**
+ * A contiguous tensor with t's values starting at element 0 of its storage (what kernels taking a bare storage
+ * read): t itself when it already is, unless `forceCopy`. A contiguous view at an offset (e.g. a narrow of a
+ * [1, 1, n] tensor) is copied.
+ */
 export function contiguous(t: Tensor, forceCopy = false): Tensor {
-  if (!forceCopy && t.isContiguous()) return t;
+  if (!forceCopy && t.isContiguous() && t.offset === 0) return t;
   const out = empty(t.shape, t.dtype);
   backend().copy(t, out.storage);
   return record("contiguous", out, [t], (dy) => [dy]);
@@ -27,7 +31,8 @@ function resolveShape(shape: readonly number[], size: number, from: readonly num
 /** The same values with another shape (one axis may be -1); a view when t is contiguous. */
 export function reshape(t: Tensor, shape: readonly number[]): Tensor {
   const target = resolveShape(shape, t.size, t.shape);
-  const src = contiguous(t);
+  // A contiguous view at an offset reshapes as a view too.
+  const src = t.isContiguous() ? t : contiguous(t);
   const out = src.view_(target, contiguousStrides(target), src.offset);
   return record("reshape", out, [src], (dy) => [reshape(dy, src.shape)]);
 }
