@@ -206,7 +206,8 @@ export class PeftModel extends Module {
     this.loadAdapterWeights(dir, adapterName);
   }
 
-  private loadAdapterWeights(dir: string, adapterName: string): void {
+  /** Copy an adapter folder's weights into the already-configured adapter `adapterName`. */
+  loadAdapterWeights(dir: string, adapterName: string): void {
     const file = join(dir, "adapter_model.safetensors");
     if (!existsSync(file)) {
       const found = existsSync(dir) ? readdirSync(dir).join(", ") : "nothing (the folder does not exist)";

@@ -1,0 +1,12 @@
+/** Training: TrainingArguments, Trainer, datasets, collators, chat formatting, callbacks, checkpoints. */
+export { TrainingArguments } from "./arguments.js";
+export { Trainer, decayParameterNames } from "./trainer.js";
+export type { TrainerOptions, TrainOutput, EvalPrediction, TrainableModel } from "./trainer.js";
+export type { TrainerCallback, TrainerState, LogEntry } from "./callbacks.js";
+export { Dataset, loadDataset, shuffledIndices } from "./data.js";
+export type { Example } from "./data.js";
+export { DataCollatorForSeq2Seq, DataCollatorWithPadding } from "./collators.js";
+export type { Batch, DataCollator, PaddingOptions } from "./collators.js";
+export { tokenizeInstruction, tokenizeText, tokenizeClassification, promptMessages } from "./chat.js";
+export type { InstructionRecord, InstructionOptions } from "./chat.js";
+export { listCheckpoints, saveCheckpoint, loadCheckpointState } from "./checkpoint.js";

@@ -1,0 +1,325 @@
+/**
+ * Trainer: transformers' training loop for PEFT (or plain) models — AdamW over trainable parameters (no weight
+ * decay on biases and norm weights), LR schedule with warmup, gradient accumulation and clipping, logging,
+ * evaluation, checkpoints with exact resume, callbacks. Each micro-batch runs in its own memory scope.
+ */
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { Tensor, Generator, manualSeed, mul, noGrad, tidy } from "../tensor/index.js";
+import { LayerNorm, RMSNorm, type Module } from "../nn/index.js";
+import { AdamW, clipGradNorm, getScheduler, type LRScheduler } from "../optim/index.js";
+import type { ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
+import { PreTrainedModel } from "../models/pretrained.js";
+import { PeftModel } from "../peft/index.js";
+import { loadModelWeights } from "../io/safetensors.js";
+import type { TrainingArguments } from "./arguments.js";
+import type { LogEntry, TrainerCallback, TrainerState } from "./callbacks.js";
+import { Dataset, shuffledIndices, type Example } from "./data.js";
+import type { Batch, DataCollator } from "./collators.js";
+import { listCheckpoints, loadCheckpointState, removeStaleTemporaries, saveCheckpoint } from "./checkpoint.js";
+
+/** A model the Trainer can train: forward with labels returns a loss; savePretrained writes its files. */
+export interface TrainableModel extends Module {
+  forward(inputs: Seq2SeqInputs): ModelOutput | { loss?: Tensor; logits?: Tensor };
+  savePretrained(dir: string): void;
+}
+
+/** What computeMetrics receives: logits and labels of the whole eval set, row by row. */
+export interface EvalPrediction {
+  predictions: Float32Array[];
+  labelIds: Int32Array[];
+}
+
+/** Options of the Trainer (transformers' keyword arguments in camelCase). */
+export interface TrainerOptions {
+  model: TrainableModel;
+  args: TrainingArguments;
+  trainDataset?: Dataset;
+  evalDataset?: Dataset;
+  dataCollator: DataCollator;
+  computeMetrics?: (p: EvalPrediction) => Record<string, number>;
+  callbacks?: TrainerCallback[];
+  /** Reloads weights from a checkpoint folder (PEFT models: the adapter); needed for resume and load_best_model_at_end. */
+  loadWeights?: (checkpointDir: string) => void;
+}
+
+/** Result of train(). */
+export interface TrainOutput {
+  globalStep: number;
+  trainingLoss: number;
+  metrics: Record<string, number>;
+}
+
+/** Names of parameters that get weight decay: everything but biases and LayerNorm/RMSNorm weights (HF's rule). */
+export function decayParameterNames(model: Module): Set<string> {
+  const normPaths = new Set(model.namedModules().filter(([, m]) => m instanceof LayerNorm || m instanceof RMSNorm).map(([n]) => n));
+  return new Set(
+    model.namedParameters()
+      .filter(([name]) => !name.endsWith("bias") && !normPaths.has(name.slice(0, name.lastIndexOf("."))))
+      .map(([name]) => name),
+  );
+}
+
+/** How checkpoints are reloaded: PEFT models reload their active adapter, plain models their full weights. */
+function defaultWeightLoader(model: TrainableModel): (dir: string) => void {
+  if (model instanceof PeftModel) return (dir) => model.loadAdapterWeights(dir, model.activeAdapter);
+  if (model instanceof PreTrainedModel) {
+    return (dir) => {
+      const weights = loadModelWeights(dir);
+      noGrad(() => model.loadWeights(weights));
+      for (const t of weights.values()) t.dispose();
+    };
+  }
+  return () => {
+    throw new Error("this model type cannot be reloaded from a checkpoint; pass the Trainer's loadWeights option");
+  };
+}
+
+/** transformers' Trainer, for CPU training with peft-ts models. */
+export class Trainer {
+  readonly args: TrainingArguments;
+  readonly model: TrainableModel;
+  state: TrainerState;
+  private readonly callbacks: TrainerCallback[];
+  private optimizer: AdamW | null = null;
+  private scheduler: LRScheduler | null = null;
+
+  private readonly loadWeights: (dir: string) => void;
+
+  constructor(private readonly opts: TrainerOptions) {
+    this.args = opts.args;
+    this.loadWeights = opts.loadWeights ?? defaultWeightLoader(opts.model);
+    this.model = opts.model;
+    this.callbacks = opts.callbacks ?? [];
+    this.state = this.freshState(0);
+  }
+
+  private freshState(maxSteps: number): TrainerState {
+    const a = this.args;
+    return {
+      epoch: 0, global_step: 0, max_steps: maxSteps, num_train_epochs: a.num_train_epochs, logging_steps: a.logging_steps,
+      eval_steps: a.eval_steps, save_steps: a.save_steps, train_batch_size: a.per_device_train_batch_size, num_input_tokens_seen: 0,
+      best_metric: null, best_model_checkpoint: null, log_history: [],
+    };
+  }
+
+  private emit<K extends keyof TrainerCallback>(hook: K, ...rest: unknown[]): void {
+    for (const cb of this.callbacks) (cb[hook] as ((...a: unknown[]) => void) | undefined)?.call(cb, this.args, this.state, ...rest);
+  }
+
+  /** Micro-batches per epoch (HF's dataloader length). */
+  private batchesPerEpoch(n: number): number {
+    const bs = this.args.per_device_train_batch_size;
+    return this.args.dataloader_drop_last ? Math.floor(n / bs) : Math.ceil(n / bs);
+  }
+
+  /** Optimizer updates per epoch: full accumulation groups (at least one). */
+  updatesPerEpoch(n: number): number {
+    return Math.max(1, Math.floor(this.batchesPerEpoch(n) / this.args.gradient_accumulation_steps));
+  }
+
+  /** Total optimizer steps of the run. */
+  totalSteps(n: number): number {
+    return this.args.max_steps > 0 ? this.args.max_steps : Math.ceil(this.args.num_train_epochs * this.updatesPerEpoch(n));
+  }
+
+  private createOptimizer(totalSteps: number): void {
+    const decay = decayParameterNames(this.model);
+    const trainable = this.model.namedParameters().filter(([, p]) => p.requiresGrad);
+    if (trainable.length === 0) throw new Error("the model has no trainable parameters (did you freeze everything? getPeftModel makes the adapter trainable)");
+    const a = this.args;
+    this.optimizer = new AdamW(
+      [
+        { params: trainable.filter(([n]) => decay.has(n)).map(([, p]) => p), weightDecay: a.weight_decay },
+        { params: trainable.filter(([n]) => !decay.has(n)).map(([, p]) => p), weightDecay: 0 },
+      ],
+      { lr: a.learning_rate, betas: [a.adam_beta1, a.adam_beta2], eps: a.adam_epsilon },
+    );
+    const warmup = a.warmup_steps > 0 ? a.warmup_steps : Math.ceil(totalSteps * a.warmup_ratio);
+    this.scheduler = getScheduler(a.lr_scheduler_type, this.optimizer, { numWarmupSteps: warmup, numTrainingSteps: totalSteps });
+  }
+
+  /** The micro-batches of one epoch in training order (a seeded shuffle per epoch, so resume sees the same order). */
+  private epochBatches(dataset: Dataset, epoch: number): Example[][] {
+    const order = shuffledIndices(dataset.length, new Generator(this.args.seed + epoch));
+    const bs = this.args.per_device_train_batch_size;
+    const batches: Example[][] = [];
+    for (let i = 0; i < this.batchesPerEpoch(dataset.length); i++) batches.push(order.slice(i * bs, (i + 1) * bs).map((j) => dataset.get(j)));
+    return batches;
+  }
+
+  /** Forward + backward of one micro-batch, scaled for accumulation; returns the unscaled loss and token count. */
+  private microStep(batch: Batch, scale: number): { loss: number; tokens: number } {
+    return tidy(() => {
+      const out = this.model.forward({ ...batch } as Seq2SeqInputs);
+      if (!out.loss) throw new Error("the model returned no loss: training batches need labels");
+      mul(out.loss, scale).backward();
+      let tokens = 0;
+      for (const v of batch.attentionMask.dataSync()) tokens += v;
+      return { loss: out.loss.item(), tokens };
+    });
+  }
+
+  /** Train; with resumeFromCheckpoint (a folder, or true for the latest in output_dir) continue exactly where it stopped. */
+  train(opts: { resumeFromCheckpoint?: string | boolean } = {}): TrainOutput {
+    const dataset = this.opts.trainDataset;
+    if (!dataset || dataset.length === 0) throw new Error("Trainer.train needs a non-empty trainDataset");
+    const a = this.args;
+    mkdirSync(a.output_dir, { recursive: true });
+    removeStaleTemporaries(a.output_dir);
+    const total = this.totalSteps(dataset.length);
+    const perEpoch = this.updatesPerEpoch(dataset.length);
+    const epochs = Math.ceil(total / perEpoch);
+    manualSeed(a.seed);
+    this.createOptimizer(total);
+    this.state = this.freshState(total);
+    const resumeDir = this.resolveResume(opts.resumeFromCheckpoint);
+    if (resumeDir) {
+      this.loadWeights(resumeDir);
+      this.state = loadCheckpointState(resumeDir, this.optimizer!, this.scheduler!);
+    }
+    this.model.train();
+    this.emit("onTrainBegin");
+    let sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
+    let totalLoss = 0;
+    const accum = a.gradient_accumulation_steps;
+    for (let epoch = Math.floor(this.state.global_step / perEpoch); epoch < epochs && this.state.global_step < total; epoch++) {
+      this.emit("onEpochBegin");
+      const batches = this.epochBatches(dataset, epoch);
+      const groups = batches.length < accum ? [batches] : Array.from({ length: perEpoch }, (_, i) => batches.slice(i * accum, (i + 1) * accum));
+      for (let u = this.state.global_step - epoch * perEpoch; u < groups.length && this.state.global_step < total; u++) {
+        const group = groups[u]!;
+        let stepLoss = 0;
+        for (const examples of group) {
+          const batch = this.opts.dataCollator(examples);
+          const { loss, tokens } = this.microStep(batch, 1 / group.length);
+          for (const t of Object.values(batch)) (t as Tensor).dispose();
+          stepLoss += loss / group.length;
+          sinceLog.tokens += tokens;
+          this.state.num_input_tokens_seen += tokens;
+        }
+        const params = this.optimizer!.paramGroups.flatMap((g) => g.params);
+        const gradNorm = a.max_grad_norm > 0 ? clipGradNorm(params, a.max_grad_norm) : Number.NaN;
+        this.optimizer!.step();
+        this.afterOptimizerStep();
+        this.scheduler!.step();
+        this.optimizer!.zeroGrad();
+        this.state.global_step++;
+        this.state.epoch = epoch + (u + 1) / groups.length;
+        sinceLog.loss += stepLoss;
+        sinceLog.steps++;
+        totalLoss += stepLoss;
+        this.emit("onStepEnd");
+        if (this.state.global_step % a.logging_steps === 0 || this.state.global_step === total) {
+          const seconds = (performance.now() - sinceLog.start) / 1000;
+          this.log({
+            loss: sinceLog.loss / sinceLog.steps, grad_norm: gradNorm, learning_rate: this.scheduler!.getLastLr()[0]!,
+            epoch: this.state.epoch, tokens_per_second: sinceLog.tokens / seconds,
+          });
+          sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
+        }
+        const epochEnd = u === groups.length - 1;
+        const evalNow = a.eval_strategy === "steps" ? this.state.global_step % a.eval_steps! === 0 : a.eval_strategy === "epoch" && epochEnd;
+        const metrics = evalNow && this.opts.evalDataset ? this.evaluate() : null;
+        const saveNow = a.save_strategy === "steps" ? this.state.global_step % a.save_steps === 0 : a.save_strategy === "epoch" && epochEnd;
+        if (saveNow) this.saveCheckpoint(metrics);
+      }
+      this.emit("onEpochEnd");
+    }
+    if (a.load_best_model_at_end && this.state.best_model_checkpoint) this.loadWeights(this.state.best_model_checkpoint);
+    this.emit("onTrainEnd");
+    const trainingLoss = totalLoss / Math.max(1, this.state.global_step);
+    return { globalStep: this.state.global_step, trainingLoss, metrics: { train_loss: trainingLoss } };
+  }
+
+  /** Hook for methods that act after each optimizer step (AdaLoRA's rank allocation). */
+  private afterOptimizerStep(): void {
+    const tuner = (this.model as unknown as { base_model?: { updateAndAllocate?: (step: number) => void } }).base_model;
+    tuner?.updateAndAllocate?.(this.state.global_step);
+  }
+
+  private resolveResume(resume: string | boolean | undefined): string | null {
+    if (!resume) return null;
+    if (typeof resume === "string") {
+      if (!existsSync(resume)) throw new Error(`resumeFromCheckpoint: ${resume} does not exist`);
+      return resume;
+    }
+    const latest = listCheckpoints(this.args.output_dir).pop();
+    if (!latest) throw new Error(`resumeFromCheckpoint: no checkpoint-N folder in ${this.args.output_dir}`);
+    return latest;
+  }
+
+  private log(entry: LogEntry): void {
+    const withStep = { ...entry, step: this.state.global_step };
+    this.state.log_history.push(withStep);
+    this.emit("onLog", withStep);
+  }
+
+  /** Loss (and computeMetrics) on the eval set, in eval mode; keys prefixed "eval_". */
+  evaluate(dataset: Dataset | undefined = this.opts.evalDataset): Record<string, number> {
+    if (!dataset) throw new Error("evaluate needs an evalDataset");
+    const wasTraining = this.model.training;
+    this.model.eval();
+    const bs = this.args.per_device_eval_batch_size;
+    let lossSum = 0, count = 0;
+    const predictions: Float32Array[] = [], labelIds: Int32Array[] = [];
+    const start = performance.now();
+    for (let i = 0; i < dataset.length; i += bs) {
+      const batch = this.opts.dataCollator(dataset.examples.slice(i, i + bs));
+      noGrad(() => tidy(() => {
+        const out = this.model.forward({ ...batch } as Seq2SeqInputs);
+        const n = batch.inputIds.shape[0]!;
+        if (out.loss) { lossSum += out.loss.item() * n; count += n; }
+        if (this.opts.computeMetrics && out.logits && batch.labels) {
+          const rows = out.logits.shape[0]!, per = out.logits.size / rows, values = out.logits.dataSync() as Float32Array;
+          const labels = batch.labels.dataSync() as Int32Array, perLabel = batch.labels.size / rows;
+          for (let r = 0; r < rows; r++) {
+            predictions.push(values.slice(r * per, (r + 1) * per));
+            labelIds.push(labels.slice(r * perLabel, (r + 1) * perLabel));
+          }
+        }
+      }));
+      for (const t of Object.values(batch)) (t as Tensor).dispose();
+    }
+    if (wasTraining) this.model.train();
+    const metrics: Record<string, number> = { ...(count > 0 ? { eval_loss: lossSum / count } : {}) };
+    if (this.opts.computeMetrics) for (const [k, v] of Object.entries(this.opts.computeMetrics({ predictions, labelIds }))) metrics[k.startsWith("eval_") ? k : `eval_${k}`] = v;
+    metrics["eval_runtime"] = (performance.now() - start) / 1000;
+    this.log({ ...metrics, epoch: this.state.epoch });
+    this.emit("onEvaluate", metrics);
+    return metrics;
+  }
+
+  private saveCheckpoint(metrics: Record<string, number> | null): void {
+    const a = this.args;
+    const dir = saveCheckpoint(a.output_dir, {
+      saveModel: (d) => this.model.savePretrained(d), optimizer: this.optimizer!, scheduler: this.scheduler!, state: this.state, args: a,
+    });
+    if (metrics && a.metric_for_best_model) {
+      const key = a.metric_for_best_model.startsWith("eval_") ? a.metric_for_best_model : `eval_${a.metric_for_best_model}`;
+      const value = metrics[key];
+      if (value === undefined) throw new Error(`metric_for_best_model "${a.metric_for_best_model}" is not among the eval metrics (${Object.keys(metrics).join(", ")})`);
+      const better = this.state.best_metric === null || (a.greater_is_better ? value > this.state.best_metric : value < this.state.best_metric);
+      if (better) {
+        this.state.best_metric = value;
+        this.state.best_model_checkpoint = dir;
+      }
+    }
+    this.rotateCheckpoints();
+    this.emit("onSave", dir);
+  }
+
+  /** Keep at most save_total_limit checkpoints (never deleting the best one). */
+  private rotateCheckpoints(): void {
+    const limit = this.args.save_total_limit;
+    if (limit === null) return;
+    const all = listCheckpoints(this.args.output_dir);
+    const removable = all.filter((d) => d !== this.state.best_model_checkpoint);
+    const keep = limit - (all.length - removable.length);
+    for (const d of removable.slice(0, Math.max(0, removable.length - keep))) rmSync(d, { recursive: true, force: true });
+  }
+
+  /** Save the model (PEFT: the adapter) to a folder (default: output_dir). */
+  saveModel(dir = this.args.output_dir): void {
+    this.model.savePretrained(dir);
+  }
+}
