@@ -11,7 +11,7 @@ import type { PreTrainedModel } from "../src/models/pretrained.js";
 import {
   applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, argmax, sampleIndex, softmax,
 } from "../src/generation/index.js";
-import { Tensor, noGrad, tensor, tidy } from "../src/tensor/index.js";
+import { Tensor, memory, noGrad, tensor, tidy } from "../src/tensor/index.js";
 import { modelDir, readInputs } from "./golden.js";
 
 function rows(t: Tensor): number[][] {
@@ -118,6 +118,25 @@ describe("generate: batches", () => {
         assert.deepEqual(single.slice(0, alone.length), alone, "the prompt is returned first");
         assert.deepEqual(batch[r]!.slice(row.length), single.slice(alone.length), `row ${r}: new tokens`);
       });
+    });
+  }
+});
+
+describe("generate: memory", () => {
+  for (const [name, task] of [["gpt2", "causal-lm"], ["t5", "seq2seq-lm"]] as const) {
+    it(`${name}: frees its cache and encoder output, leaves the caller's tensors alone`, () => {
+      const dir = modelDir(name);
+      const model = fromPretrained(dir, task);
+      const inputs = readInputs(dir);
+      const opts = { inputIds: inputs["genInputIds"]!, attentionMask: inputs["genAttentionMask"]!, maxNewTokens: 6 };
+      model.generate(opts).dispose();
+      const before = memory().liveBytes;
+      for (let i = 0; i < 3; i++) {
+        model.generate(opts).dispose();
+        model.generate({ ...opts, attentionMask: undefined, doSample: true }).dispose();
+      }
+      assert.equal(memory().liveBytes, before);
+      assert.ok(!opts.inputIds.isDisposed && !opts.attentionMask.isDisposed);
     });
   }
 });

@@ -3,7 +3,7 @@
  * sampled (temperature, top-k, top-p), repetition penalty, eos stopping, batches with left padding — following
  * transformers' GenerationMixin (positions from the attention mask, finished rows continued with pad ids).
  */
-import { Generator, Tensor, keep, noGrad, ones, select, tensor, tidy } from "../tensor/index.js";
+import { Generator, Tensor, noGrad, ones, select, tensor, tidy } from "../tensor/index.js";
 import { eosIds } from "../models/config.js";
 import type { ModelOutput, PastKeyValues, Seq2SeqInputs } from "../models/outputs.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
@@ -48,6 +48,8 @@ export interface Generative {
 interface Stepper {
   /** Logits [batch, vocab] of the next token, given the newest tokens [batch, n] (the whole prompt at first). */
   next(tokens: Tensor): Tensor;
+  /** The cache after the last step (returned from each step's memory scope so that it outlives it). */
+  cache(): PastKeyValues | undefined;
 }
 
 function intRows(t: Tensor): number[][] {
@@ -78,12 +80,13 @@ function decoderOnlyStepper(model: Generative, mask: number[][]): Stepper {
       past = out.pastKeyValues;
       return select(out.logits, 1, out.logits.shape[1]! - 1);
     },
+    cache: () => past,
   };
 }
 
 /** Encoder-decoder stepping: encode once, then feed decoder tokens with the decoder cache. */
 function encoderDecoderStepper(model: Generative, inputIds: Tensor, attentionMask: Tensor): Stepper {
-  const encoderOutputs = keep(model.encode!({ inputIds, attentionMask }));
+  const encoderOutputs = model.encode!({ inputIds, attentionMask });
   let past: PastKeyValues | undefined;
   return {
     next(tokens) {
@@ -94,13 +97,16 @@ function encoderDecoderStepper(model: Generative, inputIds: Tensor, attentionMas
       past = out.pastKeyValues;
       return select(out.logits, 1, out.logits.shape[1]! - 1);
     },
+    cache: () => past,
   };
 }
 
-/** Keep the new cache beyond the step's memory scope and free the previous one. */
+/**
+ * Free the previous step's cache tensors that the new cache does not reuse. The new cache outlives the step's
+ * memory scope because the step returns it (see generate); everything generate allocated is freed when it ends.
+ */
 function replaceCache(previous: PastKeyValues | undefined, next: PastKeyValues | undefined): void {
   if (!next) throw new Error("generate: the model did not return pastKeyValues with useCache");
-  for (const layer of next) for (const t of Object.values(layer)) if (t) keep(t);
   for (const layer of previous ?? []) {
     for (const [name, t] of Object.entries(layer)) {
       // Cross-attention keys are computed once and carried over unchanged.
@@ -121,7 +127,9 @@ export function generate(model: Generative, opts: GenerateOptions): Tensor {
   const wasTraining = model instanceof Object && "training" in model ? (model as unknown as { training: boolean }).training : false;
   (model as unknown as { eval?: () => void }).eval?.();
   try {
-    return noGrad(() => {
+    // One memory scope for the whole generation: the encoder output, the cache and the fed tokens are freed when it
+    // ends; only the returned sequences survive. Tensors passed in (inputs, prefixes, parameters) are not owned here.
+    return noGrad(() => tidy(() => {
       let sequences: number[][];
       let stepper: Stepper;
       let feed: Tensor;
@@ -129,7 +137,7 @@ export function generate(model: Generative, opts: GenerateOptions): Tensor {
         const start = opts.decoderStartTokenId ?? model.config.decoder_start_token_id ?? pad;
         sequences = Array.from({ length: batch }, () => [start]);
         const mask = opts.attentionMask ?? ones([batch, length], "int32");
-        stepper = encoderDecoderStepper(model, opts.inputIds, keep(mask));
+        stepper = encoderDecoderStepper(model, opts.inputIds, mask);
         feed = tensor(Int32Array.from(sequences.flat()), [batch, 1]);
       } else {
         sequences = intRows(opts.inputIds);
@@ -138,7 +146,7 @@ export function generate(model: Generative, opts: GenerateOptions): Tensor {
       }
       const finished = new Array<boolean>(batch).fill(false);
       for (let step = 0; step < maxNew && !finished.every(Boolean); step++) {
-        const logits = tidy(() => stepper.next(feed).dataSync());
+        const { logits } = tidy(() => ({ logits: stepper.next(feed).dataSync(), cache: stepper.cache() }));
         const vocab = logits.length / batch;
         const chosen = sequences.map((seq, r) => {
           if (finished[r]) return pad;
@@ -159,7 +167,7 @@ export function generate(model: Generative, opts: GenerateOptions): Tensor {
         feed = tensor(Int32Array.from(chosen), [batch, 1]);
       }
       return tensor(Int32Array.from(sequences.flat()), [batch, sequences[0]!.length]);
-    });
+    }));
   } finally {
     if (wasTraining) (model as unknown as { train?: () => void }).train?.();
   }
