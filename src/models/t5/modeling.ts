@@ -501,6 +501,10 @@ export class T5ForConditionalGeneration extends PreTrainedModel {
     return this.shared;
   }
 
+  override getOutputEmbeddings(): Linear {
+    return this.lm_head;
+  }
+
   override loadWeights(weights: ReadonlyMap<string, Tensor>) {
     return super.loadWeights(foldStackEmbeddings(weights, ""));
   }
