@@ -2,7 +2,7 @@
 import type { AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, UnaryGradOp, UnaryOp, View } from "../backend.js";
 import { innerAxis, numel, rowOffsets, erf } from "./strided.js";
 import { normalAt, uniformAt } from "./random.js";
-import { StoragePool } from "../pool.js";
+import { CpuStorage, StoragePool } from "../pool.js";
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const INV_SQRT_2 = Math.SQRT1_2;
@@ -143,16 +143,17 @@ export class JsBackend implements Backend {
       outStrides[ax] = keep[ax] ? s : 0;
       s *= outShape[ax]!;
     }
-    const dst = out.data;
-    dst.fill(op === "sum" ? 0 : op === "max" ? -Infinity : Infinity);
+    // Accumulate in double, as the native kernel does, so that long sums do not drift.
+    const acc = new Float64Array(out.size).fill(op === "sum" ? 0 : op === "max" ? -Infinity : Infinity);
     const src = x.storage.data;
-    const outView: View = { storage: out, shape: x.shape, strides: outStrides, offset: 0 };
+    const outView: View = { storage: new CpuStorage("float32", new Float32Array(0)), shape: x.shape, strides: outStrides, offset: 0 };
     forEachElement([x, outView], (_i, [ox, oo]) => {
-      const v = src[ox!]!, cur = dst[oo!]!;
-      if (op === "sum") dst[oo!] = cur + v;
-      else if (op === "max") dst[oo!] = v > cur || Number.isNaN(v) ? v : cur;
-      else dst[oo!] = v < cur || Number.isNaN(v) ? v : cur;
+      const v = src[ox!]!, cur = acc[oo!]!;
+      if (op === "sum") acc[oo!] = cur + v;
+      else if (op === "max") acc[oo!] = v > cur || Number.isNaN(v) ? v : cur;
+      else acc[oo!] = v < cur || Number.isNaN(v) ? v : cur;
     });
+    out.data.set(acc);
   }
 
   argmax(x: Storage, outer: number, n: number, inner: number, out: Storage): void {
@@ -334,6 +335,7 @@ export class JsBackend implements Backend {
     for (let r = 0; r < rows; r++) {
       const o = r * cols, t = T[r]!;
       if (t === ignoreIndex) { D.fill(0, o, o + cols); continue; }
+      checkIndex(t, cols, "target class");
       const g = dLoss.data[r]!, l = lse.data[r]!;
       for (let j = 0; j < cols; j++) D[o + j] = Math.exp(L[o + j]! - l) * g;
       D[o + t]! -= g;
