@@ -83,10 +83,10 @@ export function parseConfig(raw: Record<string, unknown>): PretrainedConfig {
   return familyOf(type, "config").parseConfig(raw);
 }
 
-/** A freshly initialised model for a config (random weights), e.g. to pretrain or for tests. */
+/** A freshly initialised model for a config (random weights drawn as transformers does), e.g. to pretrain or for tests. */
 export function modelFromConfig(config: Record<string, unknown>, task: Task): PreTrainedModel {
   const parsed = parseConfig(config);
-  return new (classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task))(parsed);
+  return new (classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task))(parsed).initWeights();
 }
 
 /** Load the model with the given head from an HF folder. */

@@ -5,9 +5,8 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Module, type LoadResult } from "../nn/index.js";
-import type { Embedding } from "../nn/index.js";
-import { Tensor, noGrad } from "../tensor/index.js";
+import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, type LoadResult } from "../nn/index.js";
+import { Generator, Tensor, defaultGenerator, noGrad, ones, zeros } from "../tensor/index.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
 import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
 import type { PretrainedConfig } from "./config.js";
@@ -85,6 +84,30 @@ export abstract class PreTrainedModel extends Module {
     return this.loadReport;
   }
 
+  /**
+   * transformers' default initialisation of a fresh model (_init_weights): Linear/Conv1D weights and embeddings
+   * ~ N(0, initializer_range²), biases 0, norm weights 1. Layers' own PyTorch defaults (Kaiming-uniform, N(0, 1)
+   * embeddings) are far too large for a tied LM head.
+   */
+  initWeights(gen: Generator = defaultGenerator): this {
+    const std = typeof this.config["initializer_range"] === "number" ? (this.config["initializer_range"] as number) : 0.02;
+    noGrad(() => {
+      for (const [, m] of this.namedModules()) {
+        if (m instanceof Linear || m instanceof Conv1D || m instanceof Embedding) {
+          const w = m.weight;
+          w.copy_(gen.normal(w.shape, 0, std));
+          const b = m.ownParameter("bias");
+          if (b) b.copy_(zeros(b.shape));
+        } else if (m instanceof LayerNorm || m instanceof RMSNorm) {
+          const w = m.ownParameter("weight"), b = m.ownParameter("bias");
+          if (w) w.copy_(ones(w.shape));
+          if (b) b.copy_(zeros(b.shape));
+        }
+      }
+    });
+    return this;
+  }
+
   /** State-dict keys that share their tensor with an earlier key (e.g. lm_head.weight tied to the embeddings). */
   tiedWeightKeys(): string[] {
     const seen = new Set<Tensor>();
@@ -96,13 +119,18 @@ export abstract class PreTrainedModel extends Module {
     return tied;
   }
 
-  /** Write config.json and model.safetensors (each tensor once, like HF), atomically. */
-  savePretrained(dir: string): void {
+  /**
+   * Write config.json and model.safetensors (each tensor once, like HF), atomically; `dtype` stores the weights
+   * as float16 or bfloat16 (halving the files; they load back as float32).
+   */
+  savePretrained(dir: string, opts: { dtype?: "float32" | "float16" | "bfloat16" } = {}): void {
     mkdirSync(dir, { recursive: true });
     const tied = new Set(this.tiedWeightKeys());
     const tensors = new Map([...this.stateDict()].filter(([k]) => !tied.has(k)));
-    writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
-    writeJsonAtomic(join(dir, "config.json"), { ...this.config, architectures: [this.architecture], torch_dtype: "float32" });
+    const dtype = opts.dtype ?? "float32";
+    const onDisk = { float32: "F32", float16: "F16", bfloat16: "BF16" } as const;
+    writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" }, { dtype: onDisk[dtype] });
+    writeJsonAtomic(join(dir, "config.json"), { ...this.config, architectures: [this.architecture], torch_dtype: dtype });
   }
 }
 

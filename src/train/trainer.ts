@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { Tensor, Generator, manualSeed, mul, noGrad, tidy } from "../tensor/index.js";
 import { LayerNorm, RMSNorm, type Module } from "../nn/index.js";
 import { AdamW, clipGradNorm, getScheduler, type LRScheduler } from "../optim/index.js";
-import type { ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
+import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
 import { PreTrainedModel } from "../models/pretrained.js";
 import { PeftModel } from "../peft/index.js";
 import { loadModelWeights } from "../io/safetensors.js";
@@ -19,7 +19,7 @@ import { listCheckpoints, loadCheckpointState, removeStaleTemporaries, saveCheck
 
 /** A model the Trainer can train: forward with labels returns a loss; savePretrained writes its files. */
 export interface TrainableModel extends Module {
-  forward(inputs: Seq2SeqInputs): ModelOutput | { loss?: Tensor; logits?: Tensor };
+  forward(inputs: Seq2SeqInputs): ModelOutput | BaseModelOutput;
   savePretrained(dir: string): void;
 }
 
@@ -150,7 +150,7 @@ export class Trainer {
   /** Forward + backward of one micro-batch, scaled for accumulation; returns the unscaled loss and token count. */
   private microStep(batch: Batch, scale: number): { loss: number; tokens: number } {
     return tidy(() => {
-      const out = this.model.forward({ ...batch } as Seq2SeqInputs);
+      const out = this.model.forward({ ...batch } as Seq2SeqInputs) as Partial<ModelOutput>;
       if (!out.loss) throw new Error("the model returned no loss: training batches need labels");
       mul(out.loss, scale).backward();
       let tokens = 0;
@@ -266,7 +266,7 @@ export class Trainer {
     for (let i = 0; i < dataset.length; i += bs) {
       const batch = this.opts.dataCollator(dataset.examples.slice(i, i + bs));
       noGrad(() => tidy(() => {
-        const out = this.model.forward({ ...batch } as Seq2SeqInputs);
+        const out = this.model.forward({ ...batch } as Seq2SeqInputs) as Partial<ModelOutput>;
         const n = batch.inputIds.shape[0]!;
         if (out.loss) { lossSum += out.loss.item() * n; count += n; }
         if (this.opts.computeMetrics && out.logits && batch.labels) {
