@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { fromPretrained } from "../src/models/auto.js";
 import { PeftModel, getPeftModel, configFromJson } from "../src/peft/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
-import { noGrad, type Tensor } from "../src/tensor/index.js";
+import { matmul, noGrad, type Tensor } from "../src/tensor/index.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
 import { REFERENCE, maxAbsDiff, modelDir, peftDir, readExpected, readInputs, taskOfClass } from "./golden.js";
 
@@ -120,4 +120,59 @@ describe("LoRA adapters against Python peft 0.15", () => {
     it(`${name}: loads and reproduces Python's outputs`, () => checkLoadedCase(name, c));
     if (name !== "llama-multi-adapter") it(`${name}: a fresh adapter saves what Python saves`, () => checkFreshCase(name, c));
   }
+});
+
+describe("LoRA add_weighted_adapter against Python peft 0.15", () => {
+  const name = "llama-multi-adapter";
+  const types = ["linear", "cat", "svd"] as const;
+
+  it(`${name}: adapter "second" and its linear / cat / svd combinations with "default" reproduce Python's logits`, () => {
+    const c = casesOf(["LORA"]).find(([n]) => n === name)![1];
+    const expected = readExpected(peftDir(name));
+    const inputs = forwardInputs(inputsFor(name, c), false);
+    const dir = join(peftDir(name), "adapter");
+    const model = PeftModel.fromPretrained(baseModel(c), dir);
+    model.loadAdapter(join(dir, "second"), "second");
+    const logits = () => noGrad(() => model.forward(inputs)).logits;
+    close(logits(), expected.get("logits_adapter"), "logits_adapter (default)");
+    model.setAdapter("second");
+    close(logits(), expected.get("logits_second"), "logits_second");
+
+    for (const type of types) {
+      const adapterName = `weighted_${type}`;
+      model.addWeightedAdapter(["default", "second"], [0.7, 0.3], adapterName, { combinationType: type });
+      model.setAdapter(adapterName);
+      close(logits(), expected.get(`logits_weighted_${type}`), `logits_weighted_${type}`);
+
+      // The combined tensors match the ones Python saved (weighted/): exactly for linear and cat; for svd the
+      // factors' signs are implementation-defined, so compare each layer's B·A.
+      const theirs = loadSafetensors(join(peftDir(name), "weighted", adapterName, "adapter_model.safetensors"));
+      const ours = model.adapterStateDict(adapterName);
+      assert.deepEqual([...ours.keys()].sort(), [...theirs.keys()].sort(), `${adapterName}: saved tensor names`);
+      for (const [k, t] of theirs) assert.deepEqual(ours.get(k)!.shape, t.shape, `${adapterName}: shape of ${k}`);
+      if (type !== "svd") {
+        for (const [k, t] of theirs) assert.ok(maxAbsDiff(ours.get(k)!, t) <= 1e-6, `${adapterName}: ${k} differs by ${maxAbsDiff(ours.get(k)!, t)}`);
+      } else {
+        for (const k of [...theirs.keys()].filter((key) => key.endsWith("lora_A.weight"))) {
+          const kb = k.replace("lora_A", "lora_B");
+          const product = (sd: ReadonlyMap<string, Tensor>) => noGrad(() => matmul(sd.get(kb)!, sd.get(k)!));
+          const diff = maxAbsDiff(product(ours), product(theirs));
+          assert.ok(diff <= 1e-5, `${adapterName}: B·A of ${k.replace(".lora_A.weight", "")} differs by ${diff}`);
+        }
+      }
+      const config = JSON.parse(readFileSync(join(peftDir(name), "weighted", adapterName, "adapter_config.json"), "utf8")) as Record<string, unknown>;
+      const mine = model.peftConfig[adapterName]!;
+      for (const key of ["r", "lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern", "task_type"]) assert.deepEqual(mine[key], config[key], `${adapterName}: config ${key}`);
+      assert.deepEqual([...(mine["target_modules"] as string[])].sort(), [...(config["target_modules"] as string[])].sort(), `${adapterName}: target_modules`);
+      for (const t of theirs.values()) t.dispose();
+    }
+
+    // The source adapters are untouched, and a combined adapter survives a save / load round trip.
+    model.setAdapter("second");
+    close(logits(), expected.get("logits_second"), "logits_second after combining");
+    const out = mkdtempSync(join(tmpdir(), "peft-ts-weighted-"));
+    model.savePretrained(out, { selectedAdapters: ["weighted_svd"] });
+    const reloaded = PeftModel.fromPretrained(baseModel(c), join(out, "weighted_svd"));
+    close(noGrad(() => reloaded.forward(inputs)).logits, expected.get("logits_weighted_svd"), "logits_weighted_svd after save/load");
+  });
 });

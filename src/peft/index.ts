@@ -13,3 +13,4 @@ export type { SaveOptions, LoadOptions } from "./peft-model.js";
 export { configFromJson, registerMethod } from "./registry.js";
 export type { PeftMethod } from "./registry.js";
 export { LoraConfig, LoraModel, LoraLinear, LoraEmbedding } from "./tuners/lora/index.js";
+export type { CombinationType, WeightedAdapterOptions } from "./tuners/lora/index.js";

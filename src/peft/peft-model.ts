@@ -19,6 +19,7 @@ import { configFromJson, methodFor } from "./registry.js";
 import { TASK_HEADS } from "./mapping.js";
 import { adapterStateDict, loadAdapterStateDict } from "./state-dict.js";
 import type { BaseTuner } from "./tuners/tuner.js";
+import { LoraModel, type WeightedAdapterOptions } from "./tuners/lora/model.js";
 import { adapterModelCard } from "./model-card.js";
 
 /** Options of savePretrained. */
@@ -134,6 +135,18 @@ export class PeftModel extends Module {
     this.base_model.deleteAdapter(adapterName);
     delete this.peftConfig[adapterName];
     this.activeAdapter = this.base_model.activeAdapters[0] ?? "";
+  }
+
+  /**
+   * Add an adapter that combines LoRA adapters with weights (peft's add_weighted_adapter): "linear" (equal
+   * ranks), "cat" (rank Σr, exact weighted sum of the deltas) or "svd" (truncated SVD of the weighted deltas at
+   * rank svdRank or max r). The new adapter is not made active; call setAdapter(adapterName).
+   */
+  addWeightedAdapter(adapters: string[], weights: number[], adapterName: string, opts: WeightedAdapterOptions = {}): void {
+    if (!(this.base_model instanceof LoraModel)) {
+      throw new Error(`addWeightedAdapter combines LoRA adapters only; this model's adapters are ${this.activePeftConfig.peft_type}`);
+    }
+    this.peftConfig[adapterName] = this.base_model.addWeightedAdapter(adapters, weights, adapterName, opts);
   }
 
   /** Run fn with every adapter switched off (the base model's behaviour), then switch them back on. */

@@ -6,6 +6,7 @@ import { LoraModel } from "./model.js";
 
 export { LoraConfig } from "./config.js";
 export { LoraModel } from "./model.js";
+export type { CombinationType, WeightedAdapterOptions } from "./model.js";
 export { LoraLinear, LoraEmbedding } from "./layer.js";
 
 registerMethod<LoraConfig>({

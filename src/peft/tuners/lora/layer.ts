@@ -53,6 +53,17 @@ abstract class LoraLayer extends BaseTunerLayer {
   /** ΔW of one adapter in the base weight's layout. */
   abstract getDeltaWeight(adapter: string): Tensor;
 
+  /** Whether this layer holds adapter `name`. */
+  hasAdapter(name: string): boolean {
+    return this.r.has(name);
+  }
+
+  /**
+   * One adapter's parameters as A [r, n] and B [m, r] with ΔW = B·A·scaling in [m, n] = [out, in] orientation
+   * (Linear and Conv1D alike; embeddings: lora_embedding_A [r, vocab], lora_embedding_B [dim, r]).
+   */
+  abstract loraFactors(adapter: string): { A: Tensor; B: Tensor };
+
   protected recordSettings(name: string, s: LoraSettings): void {
     if (!Number.isInteger(s.r) || s.r <= 0) throw new Error(`\`r\` should be a positive integer value but the value passed is ${s.r}`);
     this.r.set(name, s.r);
@@ -110,6 +121,10 @@ export class LoraLinear extends LoraLayer {
   /** B·A·scaling as [out, in]. */
   private deltaOutIn(adapter: string): Tensor {
     return mul(matmul(this.lora_B.get(adapter).weight, this.lora_A.get(adapter).weight), this.scaling.get(adapter)!);
+  }
+
+  loraFactors(adapter: string): { A: Tensor; B: Tensor } {
+    return { A: this.lora_A.get(adapter).weight, B: this.lora_B.get(adapter).weight };
   }
 
   getDeltaWeight(adapter: string): Tensor {
@@ -199,6 +214,10 @@ export class LoraEmbedding extends LoraLayer {
     this.lora_embedding_A.registerParameter(name, parameter(a));
     this.lora_embedding_B.registerParameter(name, parameter(defaultGenerator.normal([embeddingDim, s.r])));
     this.setAdapter(this.activeAdapters);
+  }
+
+  loraFactors(adapter: string): { A: Tensor; B: Tensor } {
+    return { A: this.lora_embedding_A.ownParameter(adapter)!, B: this.lora_embedding_B.ownParameter(adapter)! };
   }
 
   getDeltaWeight(adapter: string): Tensor {

@@ -5,6 +5,29 @@ import { allLinearTargets, defaultTargets } from "../../targets.js";
 import { LORA_TARGETS } from "../../mapping.js";
 import { LoraEmbedding, LoraLinear, type LoraSettings } from "./layer.js";
 import type { LoraConfig } from "./config.js";
+import { PeftType } from "../../config.js";
+import { noGrad, tensor, fmtShape, type Tensor } from "../../../tensor/index.js";
+import { combineCat, combineLinear, combineSvd, type CombinedFactors, type LoraPart } from "./weighted.js";
+
+/** How add_weighted_adapter combines adapters (the ones implemented here). */
+export type CombinationType = "linear" | "cat" | "svd";
+
+/** Options of addWeightedAdapter (peft's keyword arguments). */
+export interface WeightedAdapterOptions {
+  /** "svd" by default, as in peft. With a single adapter peft always uses "linear". */
+  combinationType?: CombinationType;
+  /** Rank of an "svd" result (default: the largest rank among the adapters). */
+  svdRank?: number | null;
+  /** Quantile in [0, 1] at which an "svd" result's entries are clamped (default: no clamping). */
+  svdClamp?: number | null;
+}
+
+const COMBINATION_TYPES: readonly string[] = ["linear", "cat", "svd"];
+const PEFT_ONLY_COMBINATION_TYPES: readonly string[] = [
+  "ties", "ties_svd", "dare_ties", "dare_linear", "dare_ties_svd", "dare_linear_svd", "magnitude_prune", "magnitude_prune_svd",
+];
+
+type LoraLayerAny = LoraLinear | LoraEmbedding;
 
 /** HF's get_pattern_key: the rank_pattern/alpha_pattern key matching a module path, if any. */
 export function patternKey(keys: readonly string[], modulePath: string): string | null {
@@ -36,6 +59,161 @@ export class LoraModel extends BaseTuner<LoraConfig> {
     };
   }
 
+  /**
+   * peft's add_weighted_adapter: a new adapter `adapterName` combining `adapters` with `weights` (see weighted.ts
+   * for the math of "linear", "cat" and "svd"). Its config is a copy of the first adapter's with r and lora_alpha
+   * set to the new rank (scaling 1) and target_modules the union of the adapters' (for string targets, the
+   * regexes joined as "(a)|(b)"). It is added inactive and frozen, like in peft. Returns the new config.
+   *
+   * Where this differs from peft 0.15.2: an existing `adapterName` is an error (peft silently does nothing);
+   * use_rslora is switched off in the new config so its scaling really is 1 (peft copies it, and the result's
+   * scale would be off by √r); DoRA adapters are refused (peft ignores their magnitudes); with rank_pattern,
+   * per-layer ranks are honoured and recorded in the new config's rank_pattern/alpha_pattern; an "svd" rank above
+   * a layer's min(out, in) pads with zeros instead of failing.
+   */
+  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, opts: WeightedAdapterOptions = {}): LoraConfig {
+    const { combinationType, newRank, config } = this.checkWeightedAdapter(adapters, weights, adapterName, opts);
+    const clamp = opts.svdClamp ?? null;
+
+    // Per layer: the adapters present there and the new adapter's rank (peft's global rank unless rank_pattern
+    // makes the adapters' layer ranks differ).
+    const plans = new Map<string, { present: number[]; rank: number }>();
+    for (const [key, layer] of this.loraLayers()) {
+      const present = adapters.map((_, i) => i).filter((i) => layer.hasAdapter(adapters[i]!));
+      if (present.length === 0) continue;
+      let rank: number;
+      if (combinationType === "linear") {
+        const ranks = [...new Set(present.map((i) => layer.r.get(adapters[i]!)!))];
+        if (ranks.length > 1) throw new Error(`addWeightedAdapter: combination_type "linear" needs equal ranks, but in ${key} the adapters have ranks ${present.map((i) => `${adapters[i]}: ${layer.r.get(adapters[i]!)}`).join(", ")}; use "cat" or "svd"`);
+        rank = ranks[0]!;
+        for (const i of present) {
+          const ws = weights[i]! * layer.scaling.get(adapters[i]!)!;
+          if (ws < 0) throw new Error(`addWeightedAdapter: combination_type "linear" takes √(weight·scaling), but adapter "${adapters[i]}" has weight ${weights[i]} and scaling ${layer.scaling.get(adapters[i]!)} in ${key}; use "cat" or "svd" for negative weights`);
+        }
+      } else if (combinationType === "cat") {
+        rank = adapters.reduce((sum, a) => sum + (layer.hasAdapter(a) ? layer.r.get(a)! : this.settingsFor(this.peftConfig.get(a)!, key).r), 0);
+      } else {
+        rank = newRank;
+      }
+      plans.set(key, { present, rank });
+    }
+    for (const [key, { rank }] of plans) {
+      if (rank === newRank) continue;
+      config.rank_pattern[key] = rank;
+      config.alpha_pattern[key] = rank;
+    }
+
+    this.injectAdapter(config, adapterName);
+    try {
+      noGrad(() => {
+        for (const [key, layer] of this.loraLayers()) {
+          if (!layer.hasAdapter(adapterName)) continue;
+          const plan = plans.get(key);
+          if (!plan) throw new Error(`addWeightedAdapter: none of the adapters ${adapters.join(", ")} is in ${key}, where the new adapter's config puts "${adapterName}" (do the adapters use different layers_to_transform or exclude_modules?)`);
+          const target = layer.loraFactors(adapterName);
+          const [m, rank] = target.B.shape as [number, number];
+          const n = target.A.shape[1]!;
+          const parts: LoraPart[] = plan.present.map((i) => {
+            const { A, B } = layer.loraFactors(adapters[i]!);
+            return { a: A.dataSync(), b: B.dataSync(), r: layer.r.get(adapters[i]!)!, weight: weights[i]!, scaling: layer.scaling.get(adapters[i]!)! };
+          });
+          let combined: CombinedFactors;
+          if (combinationType === "linear") combined = combineLinear(parts, m, n);
+          else if (combinationType === "cat") combined = combineCat(parts, m, n, rank);
+          else combined = combineSvd(parts, m, n, rank, clamp);
+          writeInto(target.A, combined.a, [rank, n], key);
+          writeInto(target.B, combined.b, [m, rank], key);
+        }
+      });
+    } catch (err) {
+      this.deleteAdapter(adapterName);
+      throw err;
+    }
+    // peft's _freeze_adapter: the combined adapter is not trainable.
+    for (const p of this.adapterParameters(adapterName)) p.requiresGrad = false;
+    return this.peftConfig.get(adapterName)!;
+  }
+
+  /** peft's _check_add_weighted_adapter plus argument checks: the combination type, the new rank and config. */
+  private checkWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, opts: WeightedAdapterOptions): { combinationType: CombinationType; newRank: number; config: LoraConfig } {
+    const names = () => [...this.peftConfig.keys()].map((n) => `"${n}"`).join(", ");
+    if (typeof adapterName !== "string" || adapterName === "") throw new Error("addWeightedAdapter: the new adapter needs a non-empty name");
+    if (this.peftConfig.has(adapterName)) throw new Error(`addWeightedAdapter: an adapter named "${adapterName}" already exists; pick another name or delete it first`);
+    if (!Array.isArray(adapters) || adapters.length === 0) throw new Error("addWeightedAdapter: give at least one adapter to combine");
+    if (!Array.isArray(weights) || weights.length !== adapters.length) {
+      throw new Error(`addWeightedAdapter: ${adapters.length} adapter(s) but ${Array.isArray(weights) ? weights.length : "no"} weights; give one weight per adapter`);
+    }
+    weights.forEach((w, i) => {
+      if (typeof w !== "number" || !Number.isFinite(w)) throw new Error(`addWeightedAdapter: the weight of adapter "${adapters[i]}" must be a finite number, got ${String(w)}`);
+    });
+    for (const a of adapters) if (!this.peftConfig.has(a)) throw new Error(`addWeightedAdapter: adapter "${a}" does not exist; adapters: ${names()}`);
+    const configs = adapters.map((a) => this.peftConfig.get(a)!);
+    configs.forEach((c, i) => {
+      if (c.peft_type !== PeftType.LORA) throw new Error(`addWeightedAdapter: adapter "${adapters[i]}" is a ${c.peft_type} adapter; only LoRA adapters can be combined`);
+      if (c.use_dora) throw new Error(`addWeightedAdapter: adapter "${adapters[i]}" uses DoRA, whose magnitude vectors cannot be combined this way; combine plain LoRA adapters`);
+    });
+    const wrappers = this.savedModules().filter(([, w]) => adapters.filter((a) => w.modules_to_save.has(a)).length > 1);
+    if (wrappers.length > 0) {
+      throw new Error(`addWeightedAdapter: cannot add weighted adapters if they target the same module with modules_to_save, but found ${wrappers.length} such instance(s): ${wrappers.map(([k]) => k).join(", ")}`);
+    }
+
+    const requested = opts.combinationType ?? "svd";
+    if (!COMBINATION_TYPES.includes(requested)) {
+      if (PEFT_ONLY_COMBINATION_TYPES.includes(requested)) throw new Error(`addWeightedAdapter: combination_type "${requested}" is not supported yet; use "linear", "cat" or "svd"`);
+      throw new Error(`addWeightedAdapter: invalid combination_type "${String(requested)}"; use "linear", "cat" or "svd"`);
+    }
+    // With a single adapter, peft only does linear merging.
+    const combinationType: CombinationType = adapters.length === 1 ? "linear" : (requested as CombinationType);
+    const svdRank = opts.svdRank ?? null;
+    if (svdRank !== null && !(Number.isInteger(svdRank) && svdRank > 0)) throw new Error(`addWeightedAdapter: svdRank must be a positive integer, got ${svdRank}`);
+    const svdClamp = opts.svdClamp ?? null;
+    if (svdClamp !== null && !(typeof svdClamp === "number" && svdClamp >= 0 && svdClamp <= 1)) throw new Error(`addWeightedAdapter: svdClamp is a quantile and must be in [0, 1], got ${svdClamp}`);
+
+    const ranks = configs.map((c) => c.r);
+    let newRank: number;
+    if (combinationType === "linear") {
+      if (new Set(ranks).size !== 1) {
+        throw new Error(`addWeightedAdapter: all adapters must have the same r value when using combination_type "linear" (got ${adapters.map((a, i) => `${a}: r=${ranks[i]}`).join(", ")}); use "cat" or "svd"`);
+      }
+      newRank = ranks[0]!;
+    } else if (combinationType === "cat") {
+      newRank = ranks.reduce((a, b) => a + b, 0);
+    } else {
+      newRank = svdRank ?? Math.max(...ranks);
+    }
+
+    const targets = configs.map((c) => c.target_modules);
+    const kinds = new Set(targets.map((t) => (typeof t === "string" ? "string" : Array.isArray(t) ? "list" : "none")));
+    if (kinds.has("none")) throw new Error(`addWeightedAdapter: adapter "${adapters[targets.findIndex((t) => typeof t !== "string" && !Array.isArray(t))]}" has no target_modules`);
+    if (kinds.size > 1) {
+      throw new Error("addWeightedAdapter: all adapter configs should follow the same target modules type. Combining adapters with `target_modules` type being a mix of list and string is not supported.");
+    }
+    const targetModules = kinds.has("string")
+      ? (targets as string[]).map((t) => `(${t})`).join("|")
+      : [...new Set((targets as string[][]).flat())];
+
+    const first = configs[0]!;
+    // peft's _check_new_adapter_config: only one adapter may train biases.
+    if (first.bias !== "none") {
+      throw new Error(`addWeightedAdapter: the new adapter would copy bias="${first.bias}" from "${adapters[0]}", but LoRA supports only 1 adapter with bias; when using multiple adapters, set bias to "none" for all adapters`);
+    }
+    const config: LoraConfig = {
+      ...structuredClone(first),
+      r: newRank,
+      lora_alpha: newRank,
+      target_modules: targetModules,
+      rank_pattern: {},
+      alpha_pattern: {},
+      use_rslora: false,
+    };
+    return { combinationType, newRank, config };
+  }
+
+  /** The LoRA layers (Linear, Conv1D, Embedding) by path. */
+  private loraLayers(): [string, LoraLayerAny][] {
+    return this.tunerLayers().filter((e): e is [string, LoraLayerAny] => e[1] instanceof LoraLinear || e[1] instanceof LoraEmbedding);
+  }
+
   protected createOrUpdate(config: LoraConfig, adapterName: string, target: Module, key: string): void {
     const settings = this.settingsFor(config, key);
     if (target instanceof LoraLinear || target instanceof LoraEmbedding) {
@@ -63,5 +241,18 @@ export class LoraModel extends BaseTuner<LoraConfig> {
     layer.activeAdapters = [...this.activeAdapters];
     layer.updateLayer(adapterName, settings);
     this.model.setSubmodule(key, layer);
+  }
+}
+
+/** Copy computed values into an adapter parameter, checking the shape the new adapter got at injection. */
+function writeInto(param: Tensor, values: Float32Array, shape: number[], key: string): void {
+  if (param.shape.length !== shape.length || param.shape.some((d, i) => d !== shape[i])) {
+    throw new Error(`addWeightedAdapter: internal shape mismatch in ${key}: the new adapter's parameter is ${fmtShape(param.shape)} but the combination is ${fmtShape(shape)}`);
+  }
+  const t = tensor(values, shape);
+  try {
+    param.copy_(t);
+  } finally {
+    t.dispose();
   }
 }
