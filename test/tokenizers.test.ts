@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { AutoTokenizer, PreTrainedTokenizer } from "../src/tokenizers/index.js";
 import {
   bertConfig, bertTokenizerJson, bpeTokenizerJson, ENDOFTEXT, IM_END, IM_START, qwenConfig, QWEN2_TEMPLATE, t5Config, t5TokenizerJson, writeFolder,
-} from "./tokenizerFixtures.js";
+} from "./tokenizer-fixtures.js";
 
 // Letter ids of the BPE fixture (a..z = 0..25) and its merged tokens.
 const L = (s: string): number[] => s.split("").map((c) => c.charCodeAt(0) - 97);

@@ -11,7 +11,7 @@ import {
   Dataset, DataCollatorForSeq2Seq, Trainer, TrainingArguments, listCheckpoints, saveCheckpoint, tokenizeInstruction,
 } from "../src/train/index.js";
 import { AutoTokenizer } from "../src/tokenizers/index.js";
-import { bpeTokenizerJson, qwenConfig, writeFolder, IM_END } from "./tokenizerFixtures.js";
+import { bpeTokenizerJson, qwenConfig, writeFolder, IM_END } from "./tokenizer-fixtures.js";
 import { assertClose, rng } from "./helpers.js";
 
 const CONFIG = { model_type: "gpt2", vocab_size: 48, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 };

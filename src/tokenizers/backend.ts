@@ -1,6 +1,6 @@
 /** Builds the @huggingface/tokenizers Tokenizer from tokenizer.json plus what transformers adds from tokenizer_config.json. */
 import { Tokenizer } from "@huggingface/tokenizers";
-import { tokenText, type SpecialTokens } from "./specialTokens.js";
+import { tokenText, type SpecialTokens } from "./special-tokens.js";
 
 type Json = Record<string, unknown>;
 

@@ -1,6 +1,6 @@
 /** The tokenizer's settings: tokenizer_config.json, special_tokens_map.json and tokenizer.json defaults, plus overrides. */
 import type { TokenizerFiles } from "./files.js";
-import { resolveSpecialTokens, type SpecialTokens } from "./specialTokens.js";
+import { resolveSpecialTokens, type SpecialTokens } from "./special-tokens.js";
 import type { Side } from "./types.js";
 
 /** Settings that override the folder's files, as keyword arguments of transformers' from_pretrained do. */

@@ -1,11 +1,11 @@
 /** A Hugging Face tokenizer with transformers' PreTrainedTokenizerFast behaviour, built on @huggingface/tokenizers. */
 import { createBackend, modelVocabSize, type BackendTokenizer } from "./backend.js";
-import { cutAfterFinalMessage, parseChatTemplate, renderChatTemplate, selectChatTemplate, type ChatTemplates } from "./chatTemplate.js";
+import { cutAfterFinalMessage, parseChatTemplate, renderChatTemplate, selectChatTemplate, type ChatTemplates } from "./chat-template.js";
 import { modelInputNames, resolveConfig, type TokenizerOverrides } from "./config.js";
 import type { TokenizerFiles } from "./files.js";
 import { padSequences, type Padded } from "./padding.js";
-import { numSpecialTokensToAdd, postProcessIds, type WithTypes } from "./postProcess.js";
-import { SPECIAL_TOKEN_KEYS, type SpecialTokenKey } from "./specialTokens.js";
+import { numSpecialTokensToAdd, postProcessIds, type WithTypes } from "./post-process.js";
+import { SPECIAL_TOKEN_KEYS, type SpecialTokenKey } from "./special-tokens.js";
 import { resolveStrategies, VERY_LARGE_INTEGER, type Strategies } from "./strategies.js";
 import { truncatePair } from "./truncation.js";
 import type {

@@ -1,7 +1,7 @@
 /** AutoTokenizer: loads a tokenizer folder the way transformers' AutoTokenizer.from_pretrained does (fast tokenizers only). */
 import { readTokenizerFolder } from "./files.js";
 import type { TokenizerOverrides } from "./config.js";
-import { PreTrainedTokenizer } from "./PreTrainedTokenizer.js";
+import { PreTrainedTokenizer } from "./pretrained-tokenizer.js";
 
 /** Entry point for loading tokenizers from local Hugging Face folders. */
 export class AutoTokenizer {
