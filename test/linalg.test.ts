@@ -2,7 +2,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { tensor } from "../src/tensor/index.js";
-import { qrF64, quantile, svd, svdF64, svdOfProduct, type SvdF64 } from "../src/tensor/linalg.js";
+import { orthonormalComplementVector, qrF64, quantile, svd, svdF64, svdOfProduct, type SvdF64 } from "../src/tensor/linalg.js";
 import { rng } from "./helpers.js";
 
 function randMatrix(m: number, n: number, seed: number): Float64Array {
@@ -226,6 +226,18 @@ describe("qr and svdOfProduct", () => {
     assert.ok(maxAbsDiff(reconstruct(low), matmul(b, a, m, r, n)) < 1e-13);
     assert.ok(columnOrthonormalityError(low.u, m, r) < 1e-13);
     assert.ok(columnOrthonormalityError(transpose(low.vh, r, n), n, r) < 1e-13);
+  });
+});
+
+describe("orthonormalComplementVector", () => {
+  it("completes two orthonormal vectors of R^5 to an orthonormal basis, and refuses a sixth", () => {
+    const u = svdF64(randMatrix(5, 2, 8), 5, 2).u; // 5×2, orthonormal columns
+    const basis: Float64Array[] = [0, 1].map((c) => Float64Array.from({ length: 5 }, (_, i) => u[i * 2 + c]!));
+    while (basis.length < 5) basis.push(orthonormalComplementVector(basis, 5));
+    const flat = new Float64Array(25);
+    basis.forEach((b, j) => b.forEach((x, i) => (flat[i * 5 + j] = x)));
+    assert.ok(columnOrthonormalityError(flat, 5, 5) < 1e-14);
+    assert.throws(() => orthonormalComplementVector(basis, 5), /no unit vector of length 5/);
   });
 });
 

@@ -61,21 +61,20 @@ function orthogonalise(v: Float64Array, basis: readonly Float64Array[]): number 
 
 /**
  * A unit vector of length `dim` orthogonal to the orthonormal `basis` (basis.length < dim): the standard basis
- * vector with the largest remaining part after projecting the basis out (at least √((dim − b)/dim) of it is left
- * for some e_i, so the choice is well conditioned). Stops at the first one with ≥ 1/√2 left.
+ * vector e_i with the largest part left after projecting the basis out (1 − Σ_b b_i², at least (dim − |basis|)/dim
+ * for the best i, so the choice is well conditioned), orthogonalised and normalised. O(dim·|basis|).
  */
 export function orthonormalComplementVector(basis: readonly Float64Array[], dim: number): Float64Array {
   if (basis.length >= dim) throw new Error(`no unit vector of length ${dim} is orthogonal to ${basis.length} orthonormal vectors`);
-  let best: Float64Array | null = null, bestNorm = -1;
-  for (let i = 0; i < dim; i++) {
-    const v = new Float64Array(dim);
-    v[i] = 1;
-    const norm = orthogonalise(v, basis);
-    if (norm > bestNorm) [best, bestNorm] = [v, norm];
-    if (norm >= Math.SQRT1_2) break;
-  }
-  for (let i = 0; i < dim; i++) best![i]! /= bestNorm;
-  return best!;
+  const left = new Float64Array(dim).fill(1);
+  for (const b of basis) for (let i = 0; i < dim; i++) left[i]! -= b[i]! * b[i]!;
+  let best = 0;
+  for (let i = 1; i < dim; i++) if (left[i]! > left[best]!) best = i;
+  const v = new Float64Array(dim);
+  v[best] = 1;
+  const norm = orthogonalise(v, basis);
+  for (let i = 0; i < dim; i++) v[i]! /= norm;
+  return v;
 }
 
 /**
