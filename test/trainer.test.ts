@@ -14,13 +14,13 @@ import { AutoTokenizer } from "../src/tokenizers/index.js";
 import { bpeTokenizerJson, qwenConfig, writeFolder, IM_END } from "./tokenizer-fixtures.js";
 import { assertClose, rng } from "./helpers.js";
 
-const CONFIG = { model_type: "gpt2", vocab_size: 48, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 };
+const CONFIG = { model_type: "gpt2", vocab_size: 48, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0, initializer_range: 0.3 };
 
 /** A tiny GPT-2 with LoRA whose weights depend only on `seed`. */
 function tinyPeft(seed = 1): PeftModel {
   T.manualSeed(seed);
   const base = AutoModelForCausalLM.fromConfig(CONFIG);
-  return getPeftModel(base, LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, init_lora_weights: "gaussian" }));
+  return getPeftModel(base, LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, init_lora_weights: "gaussian", target_modules: "all-linear" }));
 }
 
 /** Sequences with a learnable pattern: token t+1 = (token t · 3 + 1) mod 40 from a random start. */
@@ -43,7 +43,7 @@ function adapterValues(m: PeftModel): number[] {
 describe("Trainer", () => {
   it("the loss of a tiny LoRA model falls over a few dozen steps", () => {
     const model = tinyPeft();
-    const args = TrainingArguments({ output_dir: tmp(), learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 40, logging_steps: 5, save_strategy: "no", lr_scheduler_type: "constant" });
+    const args = TrainingArguments({ output_dir: tmp(), learning_rate: 2e-2, per_device_train_batch_size: 4, max_steps: 40, logging_steps: 5, save_strategy: "no", lr_scheduler_type: "constant" });
     const trainer = new Trainer({ model, args, trainDataset: patternDataset(16), dataCollator: collator });
     trainer.train();
     const losses = trainer.state.log_history.map((e) => e["loss"]!).filter((l) => l !== undefined);
