@@ -17,6 +17,7 @@ import type { Backend, BinaryOp, GemmSpec, ReduceOp, Storage, UnaryGradOp, Unary
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
 import { loadNativeBackend } from "../src/backend/native/native-backend.js";
+import { rng } from "./helpers.js";
 
 let native: Backend | null = null;
 let loadError = "";
@@ -42,18 +43,6 @@ function nativeTest(name: string, fn: (nb: Backend) => void): void {
 }
 
 // ---- inputs --------------------------------------------------------------------------------------------------------
-
-/** mulberry32: a tiny deterministic PRNG, independent of the backends' own generator. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let seedCounter = 1;
 /** n uniform values in [lo, hi), rounded to multiples of `quantum` when given (so comparisons and ties happen). */
