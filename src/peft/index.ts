@@ -1,5 +1,8 @@
 /** PEFT: configs, getPeftModel, PeftModel and its task classes, and every registered method. */
 import "./tuners/lora/index.js";
+import "./tuners/prompt_tuning/index.js";
+import "./tuners/p_tuning/index.js";
+import "./tuners/prefix_tuning/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -11,6 +14,11 @@ export {
 } from "./peft-model.js";
 export type { SaveOptions, LoadOptions } from "./peft-model.js";
 export { configFromJson, registerMethod } from "./registry.js";
-export type { PeftMethod } from "./registry.js";
+export type { PeftMethod, TunerMethod, PromptLearningMethod, PromptEncoderContext } from "./registry.js";
 export { LoraConfig, LoraModel, LoraLinear, LoraEmbedding } from "./tuners/lora/index.js";
 export type { CombinationType, WeightedAdapterOptions } from "./tuners/lora/index.js";
+export { PromptLearningModel, PromptLearningEncoder } from "./tuners/prompt-learning.js";
+export type { PromptLearningConfig, PromptTask } from "./tuners/prompt-learning.js";
+export { PromptTuningConfig, PromptTuningInit, PromptEmbedding } from "./tuners/prompt_tuning/index.js";
+export { PromptEncoderConfig, PromptEncoderReparameterizationType, PromptEncoder } from "./tuners/p_tuning/index.js";
+export { PrefixTuningConfig, PrefixEncoder } from "./tuners/prefix_tuning/index.js";

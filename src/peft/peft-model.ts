@@ -19,6 +19,7 @@ import { configFromJson, methodFor } from "./registry.js";
 import { TASK_HEADS } from "./mapping.js";
 import { adapterStateDict, loadAdapterStateDict } from "./state-dict.js";
 import type { BaseTuner } from "./tuners/tuner.js";
+import { PromptLearningModel, type PromptLearningConfig, type PromptTask } from "./tuners/prompt-learning.js";
 import { LoraModel, type WeightedAdapterOptions } from "./tuners/lora/model.js";
 import { adapterModelCard } from "./model-card.js";
 
@@ -37,17 +38,29 @@ export interface LoadOptions {
   isTrainable?: boolean;
 }
 
-/** A model with adapters. `base_model` is the method's wrapper (HF's LoraModel), whose `model` is the transformers model. */
+/** The method's wrapper around a model for its first adapter. */
+function createTuner(model: PreTrainedModel, config: PeftConfig, adapterName: string): BaseTuner {
+  const method = methodFor(config.peft_type);
+  if (method.kind === "prompt") return new PromptLearningModel(model, config as PromptLearningConfig, adapterName);
+  return method.createTuner(model, config, adapterName);
+}
+
+/**
+ * A model with adapters. `base_model` is the method's wrapper (HF's LoraModel), whose `model` is the transformers
+ * model. For prompt-learning methods the wrapper is a PromptLearningModel holding the prompt encoders next to the
+ * untouched model, and the task subclasses run peft's task-specific forwards with the prompts.
+ */
 export class PeftModel extends Module {
   base_model: BaseTuner;
   readonly peftConfig: Record<string, PeftConfig> = {};
   activeAdapter: string;
+  /** Which of peft's task forwards prompt learning runs (the task subclasses set theirs). */
+  protected readonly promptTask: PromptTask = "feature-extraction";
 
   constructor(model: PreTrainedModel, config: PeftConfig, adapterName = "default") {
     super();
     const prepared = this.prepareConfig(config);
-    const method = methodFor(prepared.peft_type);
-    this.base_model = this.registerModule("base_model", method.createTuner(model, prepared, adapterName));
+    this.base_model = this.registerModule("base_model", createTuner(model, prepared, adapterName));
     this.peftConfig[adapterName] = this.base_model.peftConfig.get(adapterName)!;
     this.activeAdapter = adapterName;
     this.peftConfig[adapterName]!.base_model_name_or_path ??= model.nameOrPath;
@@ -81,13 +94,22 @@ export class PeftModel extends Module {
     return this.peftConfig[this.activeAdapter]!;
   }
 
-  /** Run the model with the active adapters. */
+  /** The prompt-learning wrapper when this model's adapters are prompt/P-/prefix tuning, else null. */
+  get promptLearning(): PromptLearningModel | null {
+    return this.base_model instanceof PromptLearningModel ? this.base_model : null;
+  }
+
+  /** Run the model with the active adapters (prompt learning: with the active prompt, unless disabled). */
   forward(inputs: Seq2SeqInputs): ModelOutput {
+    const prompts = this.promptLearning;
+    if (prompts && !prompts.disabled) return prompts.forwardWithPrompts(this.promptTask, inputs);
     return this.base_model.forward(inputs) as ModelOutput;
   }
 
   /** Generate with the active adapters (see GenerateOptions). */
   generate(opts: GenerateOptions): Tensor {
+    const prompts = this.promptLearning;
+    if (prompts && !prompts.disabled) return generate(prompts.generative(), opts);
     return generate(this.getBaseModel() as unknown as Parameters<typeof generate>[0], opts);
   }
 
@@ -188,6 +210,8 @@ export class PeftModel extends Module {
   adapterStateDict(adapterName = this.activeAdapter): Map<string, Tensor> {
     const config = this.peftConfig[adapterName];
     if (!config) throw new Error(`adapter "${adapterName}" not found`);
+    const prompts = this.promptLearning;
+    if (prompts) return prompts.savedTensors(adapterName);
     return adapterStateDict(this, methodFor(config.peft_type), adapterName, String(config["bias"] ?? "none"));
   }
 
@@ -228,6 +252,11 @@ export class PeftModel extends Module {
     }
     const weights = loadSafetensors(file);
     try {
+      const prompts = this.promptLearning;
+      if (prompts) {
+        noGrad(() => prompts.loadSaved(weights, adapterName, file));
+        return;
+      }
       const method = methodFor(this.peftConfig[adapterName]!.peft_type);
       const { missingKeys } = noGrad(() => loadAdapterStateDict(this, method, weights, adapterName, file));
       if (missingKeys.length > 0) process.emitWarning(`${file}: adapter weights missing (left at their initial values): ${missingKeys.join(", ")}`);
@@ -247,18 +276,33 @@ export class PeftModel extends Module {
   }
 }
 
-/** Causal language modelling (CAUSAL_LM). */
-export class PeftModelForCausalLM extends PeftModel {}
-/** Encoder-decoder language modelling (SEQ_2_SEQ_LM). */
-export class PeftModelForSeq2SeqLM extends PeftModel {}
-/** Sequence classification (SEQ_CLS): the classifier/score head is trained and saved as modules_to_save. */
-export class PeftModelForSequenceClassification extends PeftModel {}
-/** Token classification (TOKEN_CLS). */
-export class PeftModelForTokenClassification extends PeftModel {}
-/** Extractive question answering (QUESTION_ANS). */
-export class PeftModelForQuestionAnswering extends PeftModel {}
+/** Causal language modelling (CAUSAL_LM). Prompt learning: labels get -100 for the virtual tokens. */
+export class PeftModelForCausalLM extends PeftModel {
+  protected override readonly promptTask: PromptTask = "causal-lm";
+}
+/** Encoder-decoder language modelling (SEQ_2_SEQ_LM). Prompt learning: prompts go before the encoder input. */
+export class PeftModelForSeq2SeqLM extends PeftModel {
+  protected override readonly promptTask: PromptTask = "seq2seq-lm";
+}
+/**
+ * Sequence classification (SEQ_CLS): the classifier/score head is trained and saved as modules_to_save (not with
+ * prompt learning, as in peft 0.15: the prompt alone is trained).
+ */
+export class PeftModelForSequenceClassification extends PeftModel {
+  protected override readonly promptTask: PromptTask = "sequence-classification";
+}
+/** Token classification (TOKEN_CLS). Prompt learning: the logits of the virtual tokens are dropped. */
+export class PeftModelForTokenClassification extends PeftModel {
+  protected override readonly promptTask: PromptTask = "token-classification";
+}
+/** Extractive question answering (QUESTION_ANS). Prompt learning: the virtual tokens' span logits are dropped. */
+export class PeftModelForQuestionAnswering extends PeftModel {
+  protected override readonly promptTask: PromptTask = "question-answering";
+}
 /** Feature extraction (FEATURE_EXTRACTION). */
-export class PeftModelForFeatureExtraction extends PeftModel {}
+export class PeftModelForFeatureExtraction extends PeftModel {
+  protected override readonly promptTask: PromptTask = "feature-extraction";
+}
 
 const TASK_CLASSES: Record<string, new (model: PreTrainedModel, config: PeftConfig, adapterName: string) => PeftModel> = {
   [TaskType.CAUSAL_LM]: PeftModelForCausalLM,
