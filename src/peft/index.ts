@@ -3,6 +3,7 @@ import "./tuners/lora/index.js";
 import "./tuners/prompt_tuning/index.js";
 import "./tuners/p_tuning/index.js";
 import "./tuners/prefix_tuning/index.js";
+import "./tuners/adaption_prompt/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -22,3 +23,4 @@ export type { PromptLearningConfig, PromptTask } from "./tuners/prompt-learning.
 export { PromptTuningConfig, PromptTuningInit, PromptEmbedding } from "./tuners/prompt_tuning/index.js";
 export { PromptEncoderConfig, PromptEncoderReparameterizationType, PromptEncoder } from "./tuners/p_tuning/index.js";
 export { PrefixTuningConfig, PrefixEncoder } from "./tuners/prefix_tuning/index.js";
+export { AdaptionPromptConfig, AdaptionPromptModel, AdaptedAttention } from "./tuners/adaption_prompt/index.js";
