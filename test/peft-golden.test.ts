@@ -122,6 +122,13 @@ describe("LoRA adapters against Python peft 0.15", () => {
   }
 });
 
+describe("prompt learning and LLaMA-Adapter against Python peft 0.15", () => {
+  for (const [name, c] of casesOf(["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "ADAPTION_PROMPT"])) {
+    it(`${name}: loads and reproduces Python's outputs`, () => checkLoadedCase(name, c));
+    it(`${name}: a fresh adapter saves what Python saves`, () => checkFreshCase(name, c));
+  }
+});
+
 describe("LoRA add_weighted_adapter against Python peft 0.15", () => {
   const name = "llama-multi-adapter";
   const types = ["linear", "cat", "svd"] as const;
