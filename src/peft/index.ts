@@ -1,5 +1,6 @@
 /** PEFT: configs, getPeftModel, PeftModel and its task classes, and every registered method. */
 import "./tuners/lora/index.js";
+import "./tuners/adalora/index.js";
 import "./tuners/prompt_tuning/index.js";
 import "./tuners/p_tuning/index.js";
 import "./tuners/prefix_tuning/index.js";
@@ -18,6 +19,8 @@ export { configFromJson, registerMethod } from "./registry.js";
 export type { PeftMethod, TunerMethod, PromptLearningMethod, PromptEncoderContext } from "./registry.js";
 export { LoraConfig, LoraModel, LoraLinear, LoraEmbedding } from "./tuners/lora/index.js";
 export type { CombinationType, WeightedAdapterOptions } from "./tuners/lora/index.js";
+export { AdaLoraConfig, AdaLoraModel, AdaLoraLinear, RankAllocator, budgetSchedule } from "./tuners/adalora/index.js";
+export type { RankPattern } from "./tuners/adalora/index.js";
 export { PromptLearningModel, PromptLearningEncoder } from "./tuners/prompt-learning.js";
 export type { PromptLearningConfig, PromptTask } from "./tuners/prompt-learning.js";
 export { PromptTuningConfig, PromptTuningInit, PromptEmbedding } from "./tuners/prompt_tuning/index.js";

@@ -212,7 +212,7 @@ export class PeftModel extends Module {
     if (!config) throw new Error(`adapter "${adapterName}" not found`);
     const prompts = this.promptLearning;
     if (prompts) return prompts.savedTensors(adapterName);
-    return adapterStateDict(this, methodFor(config.peft_type), adapterName, String(config["bias"] ?? "none"));
+    return this.base_model.finalizeSavedState(adapterName, adapterStateDict(this, methodFor(config.peft_type), adapterName, String(config["bias"] ?? "none")));
   }
 
   /**
@@ -258,6 +258,7 @@ export class PeftModel extends Module {
         return;
       }
       const method = methodFor(this.peftConfig[adapterName]!.peft_type);
+      this.base_model.beforeLoadWeights(adapterName);
       const { missingKeys } = noGrad(() => loadAdapterStateDict(this, method, weights, adapterName, file));
       if (missingKeys.length > 0) process.emitWarning(`${file}: adapter weights missing (left at their initial values): ${missingKeys.join(", ")}`);
     } finally {

@@ -5,6 +5,7 @@
  * to wrap one module and its config preparation.
  */
 import { Module } from "../../nn/index.js";
+import type { Tensor } from "../../tensor/index.js";
 import type { PreTrainedModel } from "../../models/pretrained.js";
 import type { ModelOutput, Seq2SeqInputs, BaseModelOutput } from "../../models/outputs.js";
 import type { PeftConfig } from "../config.js";
@@ -163,6 +164,14 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
     }
     for (const [key, w] of this.savedModules()) this.model.setSubmodule(key, w.activeModule());
     return this.model;
+  }
+
+  /** Called before an adapter's saved tensors are copied in (AdaLoRA resizes its layers to the saved ranks). */
+  beforeLoadWeights(_adapterName: string): void {}
+
+  /** The tensors to save for an adapter, from the generic selection (AdaLoRA prunes them to the kept ranks). */
+  finalizeSavedState(_adapterName: string, state: Map<string, Tensor>): Map<string, Tensor> {
+    return state;
   }
 
   /** Run the wrapped model. */
