@@ -61,8 +61,14 @@ function forwardInputs(inputs: Record<string, Tensor>, labels: boolean): Record<
   return out;
 }
 
+/** How a case's recording differs from the common one. */
+export interface LoadedCaseOptions {
+  /** loss_adapter was computed on a copy loaded with is_trainable=True (AdaLoRA: its loss needs the trainable adapter). */
+  lossFromTrainableLoad?: boolean;
+}
+
 /** Check everything a golden case records for an adapter folder loaded from disk. */
-export function checkLoadedCase(name: string, c: PeftCase): void {
+export function checkLoadedCase(name: string, c: PeftCase, opts: LoadedCaseOptions = {}): void {
   const expected = readExpected(peftDir(name));
   const inputs = inputsFor(name, c);
   const model = PeftModel.fromPretrained(baseModel(c), join(peftDir(name), "adapter"));
@@ -75,7 +81,14 @@ export function checkLoadedCase(name: string, c: PeftCase): void {
     close(out.startLogits, expected.get("start_logits_adapter"), "start_logits_adapter");
     close(out.endLogits, expected.get("end_logits_adapter"), "end_logits_adapter");
   }
-  if (expected.has("loss_adapter")) close(run(true).loss, expected.get("loss_adapter"), "loss_adapter");
+  if (expected.has("loss_adapter")) {
+    if (opts.lossFromTrainableLoad) {
+      const trainable = PeftModel.fromPretrained(baseModel(c), join(peftDir(name), "adapter"), { isTrainable: true }).eval();
+      close(noGrad(() => trainable.forward(forwardInputs(inputs, true))).loss, expected.get("loss_adapter"), "loss_adapter (trainable load)");
+    } else {
+      close(run(true).loss, expected.get("loss_adapter"), "loss_adapter");
+    }
+  }
   if (expected.has("logits_disabled")) close(model.withAdapterDisabled(() => noGrad(() => model.forward(forwardInputs(inputs, false)))).logits, expected.get("logits_disabled"), "logits_disabled");
   if (expected.has("start_logits_disabled")) {
     const d = model.withAdapterDisabled(() => noGrad(() => model.forward(forwardInputs(inputs, false))));
@@ -93,8 +106,16 @@ export function checkLoadedCase(name: string, c: PeftCase): void {
   }
 }
 
+/** How a fresh adapter's files differ from the recorded (trained) ones. */
+export interface FreshCaseOptions {
+  /** Expected saved shapes by key, where they differ from the recorded adapter's (AdaLoRA: unpruned init_r). */
+  shapes?: Record<string, number[]>;
+  /** Expected adapter_config.json values, where they differ from the recorded adapter's (AdaLoRA: rank_pattern null). */
+  fields?: Record<string, unknown>;
+}
+
 /** A fresh adapter made here from the case's config saves the same tensors and config fields as Python's. */
-export function checkFreshCase(name: string, c: PeftCase): void {
+export function checkFreshCase(name: string, c: PeftCase, opts: FreshCaseOptions = {}): void {
   const config = configFromJson({ ...c.config, peft_type: c.peft_type });
   const peft = getPeftModel(baseModel(c), config);
   assert.equal(peft.trainableParametersLine(), c.print_trainable_parameters);
@@ -103,7 +124,7 @@ export function checkFreshCase(name: string, c: PeftCase): void {
   peft.savePretrained(dir);
   const saved = loadSafetensors(join(dir, "adapter_model.safetensors"));
   const shapes = Object.fromEntries([...saved].map(([k, t]) => [k, t.shape]));
-  const want = Object.fromEntries(Object.entries(c.adapter_tensors).map(([k, [shape]]) => [k, shape]));
+  const want = Object.fromEntries(Object.entries(c.adapter_tensors).map(([k, [shape]]) => [k, opts.shapes?.[k] ?? shape]));
   assert.deepEqual(shapes, want, "saved tensor names and shapes");
   const ours = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
   const theirs = JSON.parse(readFileSync(join(peftDir(name), "adapter", "adapter_config.json"), "utf8")) as Record<string, unknown>;
@@ -111,7 +132,8 @@ export function checkFreshCase(name: string, c: PeftCase): void {
   for (const key of c.adapter_config_keys) {
     if (key === "base_model_name_or_path") continue;
     const norm = (v: unknown) => (key === "target_modules" && Array.isArray(v) ? [...v].sort() : v);
-    assert.deepEqual(norm(ours[key]), norm(theirs[key]), `adapter_config.json field ${key}`);
+    const wanted = opts.fields && key in opts.fields ? opts.fields[key] : theirs[key];
+    assert.deepEqual(norm(ours[key]), norm(wanted), `adapter_config.json field ${key}`);
   }
 }
 
@@ -126,6 +148,17 @@ describe("prompt learning and LLaMA-Adapter against Python peft 0.15", () => {
   for (const [name, c] of casesOf(["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "ADAPTION_PROMPT"])) {
     it(`${name}: loads and reproduces Python's outputs`, () => checkLoadedCase(name, c));
     it(`${name}: a fresh adapter saves what Python saves`, () => checkFreshCase(name, c));
+  }
+});
+
+describe("AdaLoRA adapters against Python peft 0.15", () => {
+  for (const [name, c] of casesOf(["ADALORA"])) {
+    it(`${name}: loads (resized to rank_pattern) and reproduces Python's outputs, loss with the orthogonal regulariser`, () =>
+      checkLoadedCase(name, c, { lossFromTrainableLoad: true }));
+    // A fresh adapter has init_r everywhere and no rank_pattern yet: Python's recorded files are pruned after training.
+    const initR = c.config["init_r"] as number;
+    const shapes = Object.fromEntries(Object.entries(c.adapter_tensors).map(([k, [[d0, d1]]]) => [k, k.endsWith("lora_B") ? [d0!, initR] : [initR, d1!]]));
+    it(`${name}: a fresh adapter saves what Python saves (unpruned init_r shapes, no rank_pattern)`, () => checkFreshCase(name, c, { shapes, fields: { rank_pattern: null } }));
   }
 });
 
