@@ -8,7 +8,7 @@ import type { ModelOutput, BaseModelOutput, Seq2SeqInputs } from "../../../model
 import { add, div, matmul, mul, sqrt, square, sub, sum, tensor, transpose, type Tensor } from "../../../tensor/index.js";
 import { BaseTuner } from "../tuner.js";
 import { allLinearTargets, defaultTargets } from "../../targets.js";
-import type { AdaLoraConfig } from "./config.js";
+import { makeAdaLoraConfig, type AdaLoraConfig } from "./config.js";
 import { AdaLoraLinear, type AdaLoraSettings } from "./layer.js";
 import { RankAllocator, applyMask, type NamedLayer, type RankPattern } from "./allocator.js";
 
@@ -43,7 +43,9 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> {
   }
 
   /** Add an adapter; at most one may be trainable (the others need inference_mode), as in peft. */
-  override injectAdapter(config: AdaLoraConfig, adapterName: string): AdaLoraConfig {
+  override injectAdapter(fields: AdaLoraConfig, adapterName: string): AdaLoraConfig {
+    // Plain objects (not made by AdaLoraConfig()) get the defaults and checks too.
+    const config = makeAdaLoraConfig(fields, false);
     const trainable = [...this.peftConfig.values()].filter((c) => !c.inference_mode).length + (config.inference_mode ? 0 : 1);
     if (trainable > 1) {
       throw new Error("AdaLoraModel supports only 1 trainable adapter. When using multiple adapters, set inference_mode to True for all adapters except the one you want to train.");
