@@ -198,6 +198,7 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
     const prepared = this.prepareConfig(config);
     const method = methodFor(prepared.peft_type);
     if (method.kind !== "prompt") throw new Error(`${prepared.peft_type} is not a prompt-learning method`);
+    this.checkFitsModel(prepared);
     this.model.requiresGrad_(false);
     const encoder = (method as PromptLearningMethod<PromptLearningConfig>).createPromptEncoder(prepared, { model: this.model, wordEmbeddings: this.model.getInputEmbeddings() });
     encoder.train(this.training);
@@ -206,6 +207,21 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
     this.peftConfig.set(adapterName, prepared);
     if (this.activeAdapters.length === 0) this.activeAdapters = [adapterName];
     return prepared;
+  }
+
+  /**
+   * A config read from an adapter folder carries token_dim and num_layers of the model it was made for; refuse one
+   * that does not fit this model (the prompts or prefixes would not line up with its embeddings or layers).
+   */
+  private checkFitsModel(config: PromptTunerConfig): void {
+    const own = preparePromptLearningConfig({ ...config, token_dim: null, num_layers: null, num_attention_heads: null }, this.model.config);
+    const prefix = config.peft_type === PeftType.PREFIX_TUNING;
+    const fields = prefix ? (["token_dim", "num_layers", "num_attention_heads"] as const) : (["token_dim"] as const);
+    for (const field of fields) {
+      if (config[field] !== own[field]) {
+        throw new Error(`${config.peft_type}: ${field} ${config[field]} does not fit this model (the model's ${own[field]}${prefix && field !== "num_layers" ? ", counting key/value heads" : ""}); was the adapter made for another base model?`);
+      }
+    }
   }
 
   /** Make one adapter the active one (prompt learning runs one prompt at a time). */
