@@ -45,11 +45,14 @@ export const PROMPT_LEARNING_DEFAULTS = {
 
 const isPositiveInt = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v > 0;
 
-/** Checks shared by the prompt-learning configs. */
+/**
+ * Checks shared by the prompt-learning configs. num_virtual_tokens may still be null in a config (as in peft, so
+ * that defaults can be listed); a model needs it (see requireVirtualTokens).
+ */
 export function validatePromptLearningFields(c: PromptLearningConfig): void {
-  check(isPositiveInt(c.num_virtual_tokens), `${c.peft_type}: num_virtual_tokens must be a positive integer (the number of virtual tokens), got ${String(c.num_virtual_tokens)}`);
-  for (const field of ["token_dim", "num_transformer_submodules", "num_attention_heads", "num_layers"] as const) {
-    check(c[field] === null || c[field] === undefined || isPositiveInt(c[field]), `${c.peft_type}: ${field} must be a positive integer or null (taken from the model's config), got ${String(c[field])}`);
+  for (const field of ["num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads", "num_layers"] as const) {
+    const unset = field === "num_virtual_tokens" ? "null (to be set before use)" : "null (taken from the model's config)";
+    check(c[field] === null || c[field] === undefined || isPositiveInt(c[field]), `${c.peft_type}: ${field} must be a positive integer or ${unset}, got ${String(c[field])}`);
   }
   check(c.num_transformer_submodules === null || c.num_transformer_submodules === undefined || c.num_transformer_submodules <= 2, `${c.peft_type}: num_transformer_submodules must be 1 or 2, got ${String(c.num_transformer_submodules)}`);
 }
@@ -57,6 +60,11 @@ export function validatePromptLearningFields(c: PromptLearningConfig): void {
 function firstNumber(config: PretrainedConfig, keys: readonly string[]): number | null {
   for (const k of keys) if (typeof config[k] === "number") return config[k] as number;
   return null;
+}
+
+/** The check a config must pass before it is attached to a model: num_virtual_tokens is set. */
+export function requireVirtualTokens(c: PromptLearningConfig): void {
+  check(isPositiveInt(c.num_virtual_tokens), `${c.peft_type}: num_virtual_tokens must be a positive integer (the number of virtual tokens), got ${String(c.num_virtual_tokens)}`);
 }
 
 /**
@@ -195,6 +203,7 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
   /** Add a prompt encoder for an adapter; the model's own parameters are frozen. */
   override injectAdapter(config: PromptTunerConfig, adapterName: string): PromptTunerConfig {
     if (this.peftConfig.has(adapterName)) throw new Error(`an adapter named "${adapterName}" already exists; pick another name or delete it first`);
+    requireVirtualTokens(config);
     const prepared = this.prepareConfig(config);
     const method = methodFor(prepared.peft_type);
     if (method.kind !== "prompt") throw new Error(`${prepared.peft_type} is not a prompt-learning method`);

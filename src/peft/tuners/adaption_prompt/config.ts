@@ -14,10 +14,14 @@ export interface AdaptionPromptConfig extends PeftConfig {
 /** Defaults of every adaption-prompt field (peft 0.15.2: adapter_len and adapter_layers must be given). */
 export const ADAPTION_PROMPT_DEFAULTS = { target_modules: null, adapter_len: null, adapter_layers: null } as const;
 
-/** Checks of an adaption-prompt config. */
-export function validateAdaptionPromptFields(c: AdaptionPromptConfig): void {
+/**
+ * Checks of an adaption-prompt config. adapter_len and adapter_layers may be null in a config (peft's defaults, so
+ * that defaults can be listed); a model needs them (`complete`).
+ */
+export function validateAdaptionPromptFields(c: AdaptionPromptConfig, complete = false): void {
   for (const field of ["adapter_len", "adapter_layers"] as const) {
     const v = c[field];
+    if (!complete && (v === null || v === undefined)) continue;
     check(typeof v === "number" && Number.isInteger(v) && v > 0, `ADAPTION_PROMPT: ${field} must be a positive integer, got ${String(v)}`);
   }
   check(c.target_modules === null || typeof c.target_modules === "string", `ADAPTION_PROMPT: target_modules must be the name of the attention submodules (a string such as "self_attn"), got ${JSON.stringify(c.target_modules)}`);

@@ -7,7 +7,7 @@
 import type { Module } from "../../../nn/index.js";
 import type { LlamaConfig } from "../../../models/llama/config.js";
 import { BaseTuner } from "../tuner.js";
-import type { AdaptionPromptConfig } from "./config.js";
+import { validateAdaptionPromptFields, type AdaptionPromptConfig } from "./config.js";
 import { AdaptedAttention } from "./layer.js";
 
 /** Model types whose attention AdaptedAttention knows (peft supports llama and mistral; qwen2 has the same layout). */
@@ -39,6 +39,7 @@ export class AdaptionPromptModel extends BaseTuner<AdaptionPromptConfig> {
   /** Wrap the top adapter_layers attentions (or add this adapter to the existing wrappers); freeze the rest. */
   override injectAdapter(config: AdaptionPromptConfig, adapterName: string): AdaptionPromptConfig {
     if (this.peftConfig.has(adapterName)) throw new Error(`an adapter named "${adapterName}" already exists; pick another name or delete it first`);
+    validateAdaptionPromptFields(config, true);
     const prepared = this.prepareConfig(config);
     const target = prepared.target_modules!;
     const candidates = this.model.namedModules().filter(([key]) => key === target || key.endsWith(`.${target}`));
