@@ -77,6 +77,11 @@ describe("gradients agree with finite differences", () => {
     it("matmul 2-D", () => gradCheck(T.matmul, [randTensor([3, 4], 51), randTensor([4, 5], 52)]));
     it("matmul with transposed views", () => gradCheck((a, b) => T.matmul(T.transpose(a), T.transpose(b)), [randTensor([4, 3], 53), randTensor([5, 4], 54)]));
     it("batched matmul with a broadcast batch", () => gradCheck(T.matmul, [randTensor([2, 3, 4], 55), randTensor([4, 2], 56)]));
+    it("matmul with an empty inner or outer dimension", () => {
+      assert.deepEqual(T.matmul(T.zeros([2, 0]), T.zeros([0, 3])).toArray(), [[0, 0, 0], [0, 0, 0]]);
+      assert.deepEqual(T.matmul(T.zeros([0, 4]), randTensor([4, 3], 60)).shape, [0, 3]);
+      gradCheck((a, b) => T.add(T.matmul(T.narrow(a, 1, 0, 0), T.narrow(b, 0, 0, 0)), T.sum(a)), [randTensor([2, 3], 61), randTensor([4, 2], 62)]);
+    });
     it("linear with bias", () => gradCheck(T.linear, [randTensor([2, 3, 4], 57), randTensor([5, 4], 58), randTensor([5], 59)]));
   });
 

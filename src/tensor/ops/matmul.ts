@@ -17,6 +17,8 @@ function gemmOperand(t: Tensor): GemmOperand {
   const r = t.rank;
   const rows = t.shape[r - 2]!, cols = t.shape[r - 1]!;
   const sr = t.strides[r - 2]!, sc = t.strides[r - 1]!;
+  // An empty matrix is never read; any layout will do (copying it would not change its strides).
+  if (rows === 0 || cols === 0) return { t, trans: false, ld: Math.max(cols, 1) };
   if ((sc === 1 || cols === 1) && (rows === 1 || sr >= Math.max(cols, 1))) return { t, trans: false, ld: rows === 1 ? Math.max(cols, 1) : sr };
   if ((sr === 1 || rows === 1) && (cols === 1 || sc >= Math.max(rows, 1))) return { t, trans: true, ld: cols === 1 ? Math.max(rows, 1) : sc };
   return gemmOperand(contiguous(t, true));
@@ -29,6 +31,10 @@ function rawMatmul(a: Tensor, b: Tensor): Tensor {
   }
   const batchShape = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2));
   const out = empty([...batchShape, m, n]);
+  if (k === 0) {
+    backend().fill(out.storage, 0); // a sum over nothing
+    return out;
+  }
   const A = gemmOperand(a), B = gemmOperand(b);
   const batchStrides = (t: Tensor) => {
     const lead = batchShape.length - (t.rank - 2);
