@@ -39,6 +39,7 @@ export const LORA_DEFAULTS = {
 /** Checks shared by LoRA-like configs (LoRA, AdaLoRA). */
 export function validateLoraFields(c: LoraConfig): void {
   check(Number.isInteger(c.r) && c.r > 0, `\`r\` should be a positive integer value but the value passed is ${c.r}`);
+  check(typeof c.lora_alpha === "number" && Number.isFinite(c.lora_alpha), `lora_alpha must be a number, got ${JSON.stringify(c.lora_alpha)}`);
   check(["none", "all", "lora_only"].includes(c.bias), `bias must be "none", "all" or "lora_only", got "${c.bias}"`);
   check(c.lora_dropout >= 0 && c.lora_dropout < 1, `lora_dropout must be in [0, 1), got ${c.lora_dropout}`);
   check(!(typeof c.target_modules === "string" && c.layers_to_transform !== null), "`layers_to_transform` cannot be used when `target_modules` is a str.");
