@@ -5,6 +5,8 @@
  */
 import { Conv1D, Linear, type Module } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
+import { BaseTunerLayer } from "./tuners/tuner-layer.js";
+import { ModulesToSaveWrapper } from "./modules-to-save.js";
 
 /** The config fields that steer matching (LoRA-like methods). */
 export interface TargetFields {
@@ -50,9 +52,25 @@ export function checkTarget(fields: TargetFields, key: string): boolean | "exclu
   return typeof layers === "number" ? idx === layers : layers.includes(idx);
 }
 
-/** Module paths of the model's linear layers (Linear and GPT-2's Conv1D). */
+/**
+ * Module paths of the model's linear layers (Linear and GPT-2's Conv1D). A linear layer that already carries
+ * adapters counts under its own path; the insides of adapter layers (base_layer, lora_A.<name>, …) and of
+ * modules_to_save wrappers are not the model's layers and are left out.
+ */
 export function linearModuleNames(model: Module): string[] {
-  return model.namedModules().filter(([, m]) => m instanceof Linear || m instanceof Conv1D).map(([n]) => n);
+  const names: string[] = [];
+  const inside: string[] = [];
+  const isLinear = (m: Module) => m instanceof Linear || m instanceof Conv1D;
+  for (const [n, m] of model.namedModules()) {
+    if (inside.some((p) => n.startsWith(p))) continue;
+    if (m instanceof BaseTunerLayer || m instanceof ModulesToSaveWrapper) {
+      inside.push(`${n}.`);
+      if (m instanceof BaseTunerLayer && isLinear(m.base_layer)) names.push(n);
+    } else if (isLinear(m)) {
+      names.push(n);
+    }
+  }
+  return names;
 }
 
 /**
@@ -78,9 +96,10 @@ export function defaultTargets(table: Record<string, string[]>, modelType: strin
 
 /**
  * Throw when nothing matched, or when an entry of a target list matched no module, naming the entries and
- * listing the model's linear modules.
+ * listing the model's linear modules. `excluded` are the module paths that exclude_modules removed: an entry
+ * that only matched excluded modules was found (it is what "all-linear" plus exclude_modules gives).
  */
-export function checkAllTargetsFound(fields: TargetFields, matched: readonly string[], model: Module): void {
+export function checkAllTargetsFound(fields: TargetFields, matched: readonly string[], model: Module, excluded: readonly string[] = []): void {
   const targets = fields.target_modules;
   const hint = () => {
     const names = linearModuleNames(model);
@@ -88,10 +107,15 @@ export function checkAllTargetsFound(fields: TargetFields, matched: readonly str
     return `The model's linear modules are named ${shortNames.join(", ")} (e.g. ${names.slice(0, 3).join(", ")})`;
   };
   if (matched.length === 0) {
+    const wouldMatch = excluded.filter((k) => checkTarget({ ...fields, exclude_modules: null }, k) === true);
+    if (wouldMatch.length > 0) {
+      throw new Error(`All modules were excluded: exclude_modules ${JSON.stringify(fields.exclude_modules)} removed every module that target_modules ${JSON.stringify(targets)} selects (${wouldMatch.slice(0, 3).join(", ")}${wouldMatch.length > 3 ? ", …" : ""}). This is likely unintended; check target_modules and exclude_modules.`);
+    }
     throw new Error(`Target modules ${JSON.stringify(targets)} not found in the base model. ${hint()}. Please check the target modules and try again.`);
   }
   if (Array.isArray(targets) && !(fields.layers_to_transform !== null && fields.layers_to_transform !== undefined)) {
-    const missing = targets.filter((t) => !matched.some((k) => k === t || k.endsWith(`.${t}`)));
+    const found = [...matched, ...excluded];
+    const missing = targets.filter((t) => !found.some((k) => k === t || k.endsWith(`.${t}`)));
     if (missing.length > 0) {
       throw new Error(`Target module(s) ${JSON.stringify(missing)} matched no module of the base model. ${hint()}.`);
     }

@@ -39,14 +39,17 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
   injectAdapter(config: C, adapterName: string): C {
     if (this.peftConfig.has(adapterName)) throw new Error(`an adapter named "${adapterName}" already exists; pick another name or delete it first`);
     const prepared = this.prepareConfig(config);
-    if (this.activeAdapters.length === 0) this.activeAdapters = [adapterName];
-    const matched: string[] = [];
+    // Match first, inject after the checks: a config that matches badly leaves the model untouched.
+    const matched: [string, Module][] = [];
+    const excluded: string[] = [];
     for (const [key, module] of this.targetCandidates()) {
-      if (checkTarget(prepared, key) !== true) continue;
-      matched.push(key);
-      this.createOrUpdate(prepared, adapterName, module, key);
+      const hit = checkTarget(prepared, key);
+      if (hit === "excluded") excluded.push(key);
+      else if (hit) matched.push([key, module]);
     }
-    checkAllTargetsFound(prepared, matched, this.model);
+    checkAllTargetsFound(prepared, matched.map(([key]) => key), this.model, excluded);
+    if (this.activeAdapters.length === 0) this.activeAdapters = [adapterName];
+    for (const [key, module] of matched) this.createOrUpdate(prepared, adapterName, module, key);
     this.peftConfig.set(adapterName, prepared);
     this.markOnlyAdaptersTrainable(prepared);
     this.wrapModulesToSave(prepared, adapterName);

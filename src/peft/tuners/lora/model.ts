@@ -47,11 +47,12 @@ export class LoraModel extends BaseTuner<LoraConfig> {
 
   /** Rank, alpha and init of the adapter for one module (rank_pattern / alpha_pattern override r / lora_alpha). */
   protected settingsFor(config: LoraConfig, key: string): LoraSettings {
-    const keys = [...Object.keys(config.rank_pattern ?? {}), ...Object.keys(config.alpha_pattern ?? {})];
-    const k = patternKey(keys, key);
+    // Each pattern is searched on its own, as in peft (a module may match one key of rank_pattern and another of alpha_pattern).
+    const rKey = patternKey(Object.keys(config.rank_pattern ?? {}), key);
+    const alphaKey = patternKey(Object.keys(config.alpha_pattern ?? {}), key);
     return {
-      r: (k !== null ? config.rank_pattern?.[k] : undefined) ?? config.r,
-      alpha: (k !== null ? config.alpha_pattern?.[k] : undefined) ?? config.lora_alpha,
+      r: (rKey !== null ? config.rank_pattern?.[rKey] : undefined) ?? config.r,
+      alpha: (alphaKey !== null ? config.alpha_pattern?.[alphaKey] : undefined) ?? config.lora_alpha,
       dropout: config.lora_dropout,
       initWeights: config.init_lora_weights,
       useRslora: config.use_rslora,
