@@ -8,7 +8,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as T from "../src/tensor/index.js";
@@ -20,7 +20,7 @@ import {
   configFromJson, type PeftConfig,
 } from "../src/peft/index.js";
 import { AdamW } from "../src/optim/index.js";
-import { Trainer, TrainingArguments, Dataset, DataCollatorForSeq2Seq } from "../src/train/index.js";
+import { Trainer, TrainingArguments, Dataset, DataCollatorForSeq2Seq, listCheckpoints } from "../src/train/index.js";
 import { bertConfig, bertTokenizerJson, bpeTokenizerJson, qwenConfig, writeFolder, ENDOFTEXT, IM_END } from "./tokenizer-fixtures.js";
 import { assertClose } from "./helpers.js";
 import { modelDir } from "./golden.js";
@@ -313,11 +313,16 @@ describe("saving and loading prompt adapters", () => {
       const config2 = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
       assert.equal(config2["inference_mode"], true);
 
-      // Loaded for training: the saved output is trained directly (peft saves no encoder weights).
+      // Loaded for training: the encoder network comes back from peft-ts's prompt_encoder.safetensors.
+      assert.ok(existsSync(join(dir, "prompt_encoder.safetensors")));
       const trainable = PeftModel.fromPretrained(tinyCausal(GPT2, 5), dir, { isTrainable: true });
-      const rows = saved.get("prompt_embeddings")!;
-      assert.equal(trainable.getNbTrainableParameters()[0], rows.size);
+      assert.deepEqual(trainable.getNbTrainableParameters(), peft.getNbTrainableParameters());
       assertClose(values(T.noGrad(() => trainable.forward(BATCH)).logits), values(before), 1e-5);
+      // A folder without it (as Python peft writes): the saved output is trained directly.
+      rmSync(join(dir, "prompt_encoder.safetensors"));
+      const direct = PeftModel.fromPretrained(tinyCausal(GPT2, 5), dir, { isTrainable: true });
+      assert.equal(direct.getNbTrainableParameters()[0], saved.get("prompt_embeddings")!.size);
+      assertClose(values(T.noGrad(() => direct.forward(BATCH)).logits), values(before), 1e-5);
     });
   }
 
@@ -421,6 +426,21 @@ describe("prompt learning per task", () => {
     trainer.train();
     const losses = trainer.state.log_history.map((e) => e["loss"]).filter((l): l is number => l !== undefined);
     assert.ok(losses[losses.length - 1]! < 0.7 * losses[0]!, `losses ${losses.map((l) => l.toFixed(3)).join(" ")}`);
+  });
+
+  it("the Trainer resumes a P-tuning (LSTM) run from a checkpoint exactly (the encoder network is checkpointed)", () => {
+    const rows = Array.from({ length: 8 }, (_, i) => { const r = Array.from({ length: 8 }, (_, j) => 3 + 10 * (i % 2) + j); return { input_ids: r, labels: r }; });
+    const config = () => PromptEncoderConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 3, encoder_reparameterization_type: "LSTM", encoder_hidden_size: 8 });
+    const argsFor = (dir: string) => TrainingArguments({ output_dir: dir, learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 4, save_steps: 2, logging_steps: 1, lr_scheduler_type: "cosine" });
+    const encoderValues = (m: PeftModel) => m.namedParameters().filter(([n]) => n.includes("prompt_encoder")).flatMap(([, p]) => values(p));
+    const fullDir = mkdtempSync(join(tmpdir(), "peft-ts-prompt-resume-"));
+    const full = getPeftModel(tinyCausal(GPT2, 10), config());
+    new Trainer({ model: full, args: argsFor(fullDir), trainDataset: new Dataset(rows), dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }) }).train();
+    assert.deepEqual(listCheckpoints(fullDir).map((d) => d.split("/").pop()), ["checkpoint-2", "checkpoint-4"]);
+    const resumed = getPeftModel(tinyCausal(GPT2, 10), config());
+    new Trainer({ model: resumed, args: argsFor(mkdtempSync(join(tmpdir(), "peft-ts-prompt-resume-"))), trainDataset: new Dataset(rows), dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }) })
+      .train({ resumeFromCheckpoint: join(fullDir, "checkpoint-2") });
+    assert.deepEqual(encoderValues(resumed), encoderValues(full));
   });
 
   it("configFromJson accepts every prompt method's adapter_config.json fields", () => {

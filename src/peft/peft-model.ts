@@ -38,6 +38,13 @@ export interface LoadOptions {
   isTrainable?: boolean;
 }
 
+/**
+ * peft-ts's extra file in a prompt-learning adapter folder: the prompt encoder's own weights (embedding and
+ * MLP/LSTM/projection), written when the encoder has a network. Loading for training restores the encoder from it;
+ * without it (folders from Python peft) training continues on the saved output directly.
+ */
+export const PROMPT_ENCODER_FILE = "prompt_encoder.safetensors";
+
 /** The method's wrapper around a model for its first adapter. */
 function createTuner(model: PreTrainedModel, config: PeftConfig, adapterName: string): BaseTuner {
   const method = methodFor(config.peft_type);
@@ -229,6 +236,10 @@ export class PeftModel extends Module {
       const out = name === "default" ? dir : join(dir, name);
       mkdirSync(out, { recursive: true });
       writeSafetensors(join(out, "adapter_model.safetensors"), this.adapterStateDict(name), { format: "pt" });
+      // P-tuning / projected prefixes: peft saves only the encoder's output; the network's weights go beside it so
+      // that training can resume exactly (Python peft ignores the extra file).
+      const encoder = this.promptLearning?.encoderTensors(name);
+      if (encoder) writeSafetensors(join(out, PROMPT_ENCODER_FILE), encoder, { format: "pt" });
       const saved = { ...config, inference_mode: true, base_model_name_or_path: config.base_model_name_or_path ?? this.getBaseModel().nameOrPath };
       writeFileAtomic(join(out, "adapter_config.json"), pythonJson(saved));
       if (!existsSync(join(out, "README.md"))) writeFileAtomic(join(out, "README.md"), adapterModelCard(saved.base_model_name_or_path));
@@ -254,7 +265,13 @@ export class PeftModel extends Module {
     try {
       const prompts = this.promptLearning;
       if (prompts) {
-        noGrad(() => prompts.loadSaved(weights, adapterName, file));
+        const encoderFile = join(dir, PROMPT_ENCODER_FILE);
+        const encoder = existsSync(encoderFile) ? loadSafetensors(encoderFile) : null;
+        try {
+          noGrad(() => prompts.loadSaved(weights, adapterName, file, encoder));
+        } finally {
+          for (const t of encoder?.values() ?? []) t.dispose();
+        }
         return;
       }
       const method = methodFor(this.peftConfig[adapterName]!.peft_type);

@@ -292,15 +292,36 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
     return new Map([["prompt_embeddings", noGrad(() => contiguous(this.prompt_encoder.get(adapterName).encode()))]]);
   }
 
-  /** Load `prompt_embeddings` from a saved adapter into an adapter's encoder. */
-  loadSaved(weights: ReadonlyMap<string, Tensor>, adapterName: string, where: string): void {
+  /** The encoder's own weights (embedding and network) when it has a network (P-tuning, projected prefixes), else null. */
+  encoderTensors(adapterName: string): Map<string, Tensor> | null {
+    const encoder = this.prompt_encoder.get(adapterName);
+    return encoder.direct ? null : encoder.stateDict();
+  }
+
+  /**
+   * Load `prompt_embeddings` from a saved adapter into an adapter's encoder. An encoder with a network (an adapter
+   * set up for training) takes the network's weights from `encoderWeights` (peft-ts's prompt_encoder.safetensors)
+   * when given, in place, so that training resumes exactly; otherwise, as peft's inference path does, the encoder
+   * becomes the saved output itself.
+   */
+  loadSaved(weights: ReadonlyMap<string, Tensor>, adapterName: string, where: string, encoderWeights: ReadonlyMap<string, Tensor> | null = null): void {
     const unexpected = [...weights.keys()].filter((k) => k !== "prompt_embeddings");
     if (unexpected.length > 0) throw new Error(`${where}: a prompt-learning adapter holds only "prompt_embeddings", but this file also has ${unexpected.slice(0, 3).join(", ")}`);
     const saved = weights.get("prompt_embeddings");
     if (!saved) throw new Error(`${where}: "prompt_embeddings" is missing; is this a ${this.peftConfig.get(adapterName)?.peft_type} adapter?`);
+    const encoder = this.prompt_encoder.get(adapterName);
+    if (!encoder.direct && encoderWeights) {
+      const own = encoder.stateDict();
+      const keys = (m: ReadonlyMap<string, Tensor>) => [...m.keys()].sort().join(", ");
+      if (keys(own) !== keys(encoderWeights) || [...own].some(([k, t]) => !sameShape(t.shape, encoderWeights.get(k)!.shape))) {
+        throw new Error(`${where}: the prompt encoder weights beside it (${keys(encoderWeights)}) do not fit this adapter's encoder (${keys(own)})`);
+      }
+      for (const [k, t] of own) t.copy_(contiguous(encoderWeights.get(k)!));
+      return;
+    }
     let dropped: boolean;
     try {
-      dropped = this.prompt_encoder.get(adapterName).loadEncoded(saved);
+      dropped = encoder.loadEncoded(saved);
     } catch (err) {
       throw new Error(`${where}: ${(err as Error).message}`);
     }
