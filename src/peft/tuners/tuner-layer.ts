@@ -37,7 +37,7 @@ export abstract class BaseTunerLayer extends Module {
     for (const attr of this.adapterLayerNames) {
       const holder = this.maybeChild(attr);
       if (holder instanceof ModuleDict) for (const k of holder.keys()) names.add(k);
-      else if (holder) for (const k of holder.ownParameterNames()) names.add(k);
+      else if (holder) for (const k of holder.ownParameterNames()) if (holder.ownParameter(k)) names.add(k);
     }
     return [...names];
   }

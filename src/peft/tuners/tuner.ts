@@ -32,6 +32,9 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
   /** Fill in defaults that depend on the model (default targets, "all-linear" expansion, …). */
   protected abstract prepareConfig(config: C): C;
 
+  /** Throw if the method cannot adapt `target` (at path `key`); runs for every match before any layer is created. */
+  protected checkTargetModule(_key: string, _target: Module): void {}
+
   /** Wrap `target` (at path `key`) with this adapter, or add the adapter to an existing wrapper. */
   protected abstract createOrUpdate(config: C, adapterName: string, target: Module, key: string): void;
 
@@ -48,6 +51,7 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
       else if (hit) matched.push([key, module]);
     }
     checkAllTargetsFound(prepared, matched.map(([key]) => key), this.model, excluded);
+    for (const [key, module] of matched) this.checkTargetModule(key, module);
     if (this.activeAdapters.length === 0) this.activeAdapters = [adapterName];
     for (const [key, module] of matched) this.createOrUpdate(prepared, adapterName, module, key);
     this.peftConfig.set(adapterName, prepared);
