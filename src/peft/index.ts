@@ -5,6 +5,7 @@ import "./tuners/prompt_tuning/index.js";
 import "./tuners/p_tuning/index.js";
 import "./tuners/prefix_tuning/index.js";
 import "./tuners/adaption_prompt/index.js";
+import "./tuners/ia3/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -27,3 +28,4 @@ export { PromptTuningConfig, PromptTuningInit, PromptEmbedding } from "./tuners/
 export { PromptEncoderConfig, PromptEncoderReparameterizationType, PromptEncoder } from "./tuners/p_tuning/index.js";
 export { PrefixTuningConfig, PrefixEncoder } from "./tuners/prefix_tuning/index.js";
 export { AdaptionPromptConfig, AdaptionPromptModel, AdaptedAttention } from "./tuners/adaption_prompt/index.js";
+export { IA3Config, IA3Model, IA3Linear } from "./tuners/ia3/index.js";

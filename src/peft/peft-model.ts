@@ -169,13 +169,21 @@ export class PeftModel extends Module {
   /**
    * Add an adapter that combines LoRA adapters with weights (peft's add_weighted_adapter): "linear" (equal
    * ranks), "cat" (rank Σr, exact weighted sum of the deltas) or "svd" (truncated SVD of the weighted deltas at
-   * rank svdRank or max r). The new adapter is not made active; call setAdapter(adapterName).
+   * rank svdRank or max r). IA3 adapters combine as Σ weightᵢ·lᵢ (no options). The new adapter is not made
+   * active; call setAdapter(adapterName).
    */
   addWeightedAdapter(adapters: string[], weights: number[], adapterName: string, opts: WeightedAdapterOptions = {}): void {
-    if (!(this.base_model instanceof LoraModel)) {
-      throw new Error(`addWeightedAdapter combines LoRA adapters only; this model's adapters are ${this.activePeftConfig.peft_type}`);
+    if (this.base_model instanceof LoraModel) {
+      this.peftConfig[adapterName] = this.base_model.addWeightedAdapter(adapters, weights, adapterName, opts);
+      return;
     }
-    this.peftConfig[adapterName] = this.base_model.addWeightedAdapter(adapters, weights, adapterName, opts);
+    // Other methods that can combine adapters (IA3: a weighted sum of the vectors; no options).
+    const tuner = this.base_model as BaseTuner & { addWeightedAdapter?: (adapters: string[], weights: number[], adapterName: string) => PeftConfig };
+    if (typeof tuner.addWeightedAdapter !== "function") {
+      throw new Error(`addWeightedAdapter combines LoRA adapters only (and IA3 adapters); this model's adapters are ${this.activePeftConfig.peft_type}`);
+    }
+    if (Object.keys(opts).length > 0) throw new Error(`addWeightedAdapter: options (${Object.keys(opts).join(", ")}) apply to LoRA only; ${this.activePeftConfig.peft_type} adapters are combined as a weighted sum`);
+    this.peftConfig[adapterName] = tuner.addWeightedAdapter(adapters, weights, adapterName);
   }
 
   /** Run fn with every adapter switched off (the base model's behaviour), then switch them back on. */

@@ -1,0 +1,60 @@
+/**
+ * IA3Config: peft 0.15.2's fields and defaults. (IA)³ learns one vector per adapted layer that rescales the layer's
+ * output (attention projections) or its input (the feed-forward modules listed in feedforward_modules).
+ */
+import { check, makeConfig, PeftType, type PeftConfig } from "../../config.js";
+
+/** (IA)³ configuration (HF field names). */
+export interface IA3Config extends PeftConfig {
+  /** Modules to adapt (list: exact name or "."-suffix; string: full-match regex; "all-linear"); null: the model type's default. */
+  target_modules: string | string[] | null;
+  exclude_modules: string | string[] | null;
+  /**
+   * Which targets are feed-forward modules, scaled on their input instead of their output (list: plain name suffix,
+   * as peft matches them; string: full-match regex). null: the model type's default. A list must be a subset of a
+   * target_modules list.
+   */
+  feedforward_modules: string | string[] | null;
+  /** The layer stores its weight as [in, out] (GPT-2's Conv1D; forced true for Conv1D targets, false for Linear ones). */
+  fan_in_fan_out: boolean;
+  modules_to_save: string[] | null;
+  /** Start the vectors at 1 (the adapter then changes nothing); false draws them from N(0, 1). */
+  init_ia3_weights: boolean;
+}
+
+/** Defaults of every IA3 field (peft 0.15.2). */
+export const IA3_DEFAULTS = {
+  target_modules: null, exclude_modules: null, feedforward_modules: null, fan_in_fan_out: false, modules_to_save: null,
+  init_ia3_weights: true,
+} as const;
+
+function isNameSpec(v: unknown): boolean {
+  return v === null || typeof v === "string" || (Array.isArray(v) && v.every((s) => typeof s === "string"));
+}
+
+/** IA3Config.__post_init__'s checks, with clear errors. */
+export function validateIA3Fields(c: IA3Config): void {
+  for (const f of ["target_modules", "exclude_modules", "feedforward_modules"] as const) {
+    check(isNameSpec(c[f]), `\`${f}\` must be a list of module names, a regex string or null, got ${JSON.stringify(c[f])}`);
+  }
+  check(typeof c.fan_in_fan_out === "boolean", `\`fan_in_fan_out\` must be true or false, got ${JSON.stringify(c.fan_in_fan_out)}`);
+  check(typeof c.init_ia3_weights === "boolean", `\`init_ia3_weights\` must be true or false, got ${JSON.stringify(c.init_ia3_weights)}`);
+  check(c.modules_to_save === null || (Array.isArray(c.modules_to_save) && c.modules_to_save.every((s) => typeof s === "string")), `\`modules_to_save\` must be a list of module names or null, got ${JSON.stringify(c.modules_to_save)}`);
+  if (Array.isArray(c.feedforward_modules) && Array.isArray(c.target_modules)) {
+    const targets = c.target_modules;
+    const extra = c.feedforward_modules.filter((f) => !targets.includes(f));
+    check(extra.length === 0, `\`feedforward_modules\` should be a subset of \`target_modules\` (not in target_modules: ${JSON.stringify(extra)})`);
+  }
+}
+
+/** Build an IA3 config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
+export function makeIA3Config(fields: Partial<IA3Config> | Record<string, unknown>, warnUnknown: boolean): IA3Config {
+  const c = makeConfig<IA3Config>(PeftType.IA3, IA3_DEFAULTS as unknown as Omit<IA3Config, "peft_type">, fields, warnUnknown);
+  validateIA3Fields(c);
+  return c;
+}
+
+/** An (IA)³ config from user fields (TypeScript users) — defaults filled in, validated. */
+export function IA3Config(fields: Partial<IA3Config> = {}): IA3Config {
+  return makeIA3Config(fields, false);
+}

@@ -1,0 +1,20 @@
+/** (IA)³: registration of the method and its public names. */
+import { PeftType } from "../../config.js";
+import { registerMethod } from "../../registry.js";
+import { makeIA3Config, type IA3Config } from "./config.js";
+import { IA3Model } from "./model.js";
+
+export { IA3Config, IA3_DEFAULTS } from "./config.js";
+export { IA3Model, isFeedforwardModule } from "./model.js";
+export { IA3Linear } from "./layer.js";
+
+registerMethod<IA3Config>({
+  peftType: PeftType.IA3,
+  prefix: "ia3_",
+  configFromJson: (fields) => makeIA3Config(fields, true),
+  createTuner(model, config, adapterName) {
+    const tuner = new IA3Model(model);
+    tuner.injectAdapter(config, adapterName);
+    return tuner;
+  },
+});
