@@ -6,6 +6,8 @@ import "./tuners/p_tuning/index.js";
 import "./tuners/prefix_tuning/index.js";
 import "./tuners/adaption_prompt/index.js";
 import "./tuners/ia3/index.js";
+import "./tuners/loha/index.js";
+import "./tuners/lokr/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -29,3 +31,6 @@ export { PromptEncoderConfig, PromptEncoderReparameterizationType, PromptEncoder
 export { PrefixTuningConfig, PrefixEncoder } from "./tuners/prefix_tuning/index.js";
 export { AdaptionPromptConfig, AdaptionPromptModel, AdaptedAttention } from "./tuners/adaption_prompt/index.js";
 export { IA3Config, IA3Model, IA3Linear } from "./tuners/ia3/index.js";
+export { LoHaConfig, LoHaModel, LoHaLinear } from "./tuners/loha/index.js";
+export { LoKrConfig, LoKrModel, LoKrLinear } from "./tuners/lokr/index.js";
+export type { LycorisConfig } from "./tuners/lycoris.js";

@@ -1,0 +1,20 @@
+/** LoHa: registration of the method and its public names. */
+import { PeftType } from "../../config.js";
+import { registerMethod } from "../../registry.js";
+import { makeLoHaConfig, type LoHaConfig } from "./config.js";
+import { LoHaModel } from "./model.js";
+
+export { LoHaConfig, LOHA_DEFAULTS } from "./config.js";
+export { LoHaModel } from "./model.js";
+export { LoHaLinear } from "./layer.js";
+
+registerMethod<LoHaConfig>({
+  peftType: PeftType.LOHA,
+  prefix: "hada_",
+  configFromJson: (fields) => makeLoHaConfig(fields, true),
+  createTuner(model, config, adapterName) {
+    const tuner = new LoHaModel(model);
+    tuner.injectAdapter(config, adapterName);
+    return tuner;
+  },
+});

@@ -1,0 +1,21 @@
+/** LoKr: registration of the method and its public names. */
+import { PeftType } from "../../config.js";
+import { registerMethod } from "../../registry.js";
+import { makeLoKrConfig, type LoKrConfig } from "./config.js";
+import { LoKrModel } from "./model.js";
+
+export { LoKrConfig, LOKR_DEFAULTS } from "./config.js";
+export { LoKrModel } from "./model.js";
+export { LoKrLinear, factorization, kron, lokrShape } from "./layer.js";
+export type { LoKrShape, LoKrSettings } from "./layer.js";
+
+registerMethod<LoKrConfig>({
+  peftType: PeftType.LOKR,
+  prefix: "lokr_",
+  configFromJson: (fields) => makeLoKrConfig(fields, true),
+  createTuner(model, config, adapterName) {
+    const tuner = new LoKrModel(model);
+    tuner.injectAdapter(config, adapterName);
+    return tuner;
+  },
+});
