@@ -162,6 +162,27 @@ describe("AdaLoRA adapters against Python peft 0.15", () => {
   }
 });
 
+describe("IA3 adapters against Python peft 0.15", () => {
+  for (const [name, c] of casesOf(["IA3"])) {
+    it(`${name}: loads and reproduces Python's outputs`, () => checkLoadedCase(name, c));
+    it(`${name}: a fresh adapter saves what Python saves`, () => checkFreshCase(name, c));
+  }
+});
+
+describe("LOHA adapters against Python peft 0.15", () => {
+  for (const [name, c] of casesOf(["LOHA"])) {
+    it(`${name}: loads and reproduces Python's outputs`, () => checkLoadedCase(name, c));
+    it(`${name}: a fresh adapter saves what Python saves`, () => checkFreshCase(name, c));
+  }
+});
+
+describe("LOKR adapters against Python peft 0.15", () => {
+  for (const [name, c] of casesOf(["LOKR"])) {
+    it(`${name}: loads and reproduces Python's outputs`, () => checkLoadedCase(name, c));
+    it(`${name}: a fresh adapter saves what Python saves`, () => checkFreshCase(name, c));
+  }
+});
+
 describe("LoRA add_weighted_adapter against Python peft 0.15", () => {
   const name = "llama-multi-adapter";
   const types = ["linear", "cat", "svd"] as const;
