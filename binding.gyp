@@ -8,6 +8,7 @@
         "src/backend/native/addon.cc",
         "src/backend/native/common.cc",
         "src/backend/native/elementwise.cc",
+        "src/backend/native/fused.cc",
         "src/backend/native/gemm.cc",
         "src/backend/native/generate.cc",
         "src/backend/native/indexing.cc",

@@ -359,6 +359,129 @@ nativeTest("gemm (transposes, padded lda/ldb, offsets, batch broadcasting, accum
   compare(nb, "gemm k=0 accumulate", [randF32(54)], (b, [o]) => b.gemm(empty(o!, true)), 0, 0);
 });
 
+nativeTest("gemm alpha, bias, strided outputs, and skinny products cut over threads", (nb) => {
+  // Skinny and small shapes (LoRA factors, decoding rows) take the path that cuts one product into pieces.
+  const shapes: [number, number, number][] = [[512, 8, 768], [512, 2304, 8], [8, 768, 512], [4, 3072, 768], [1, 2000, 300], [300, 1, 64], [37, 50, 3]];
+  for (const [m, n, k] of shapes) {
+    for (const transA of [false, true]) {
+      for (const transB of [false, true]) {
+        const A = randF32(m * k + 5), B = randF32(k * n + 2), bias = randF32(n + 4);
+        for (const [alpha, withBias, accumulate] of [[1, false, false], [0.25, true, false], [-3, true, true], [2, false, true]] as const) {
+          const spec = (out: Storage): GemmSpec => ({
+            a: A, aOffset: 5, transA, lda: transA ? m : k, aBatchStrides: [], b: B, bOffset: 2, transB, ldb: transB ? k : n,
+            bBatchStrides: [], batchShape: [], m, n, k, out, accumulate, alpha, bias: withBias ? bias : null, biasOffset: 4,
+          });
+          compare(nb, `gemm ${m}x${n}x${k} tA=${transA} tB=${transB} alpha=${alpha} bias=${withBias} acc=${accumulate}`,
+            [accumulate ? randF32(m * n) : outF32(m * n)], (b, [o]) => b.gemm(spec(o!)), 1e-5, 2e-6 * k * Math.abs(alpha));
+        }
+      }
+    }
+  }
+  // Output written with a row stride and permuted batch strides into a bigger buffer ([B, T, H, D] from [B, H] items
+  // of T×D, as attention writes merged heads); elements outside the items stay untouched.
+  for (const [m, n, k] of [[16, 8, 12], [128, 64, 128], [1, 64, 20]] as const) {
+    const [B0, H] = [2, 3];
+    const A = randF32(B0 * H * m * k), Bm = randF32(B0 * H * k * n), bias = randF32(n);
+    const total = B0 * m * H * n + 7;
+    const spec = (out: Storage, accumulate: boolean): GemmSpec => ({
+      a: A, aOffset: 0, transA: false, lda: k, aBatchStrides: [H * m * k, m * k], b: Bm, bOffset: 0, transB: true, ldb: k,
+      bBatchStrides: [H * k * n, k * n], batchShape: [B0, H], m, n, k, out, accumulate, alpha: 0.5, bias,
+      outOffset: 7, ldc: H * n, outBatchStrides: [m * H * n, n],
+    });
+    compare(nb, `gemm strided out ${m}x${n}x${k}`, [randF32(total)], (b, [o]) => b.gemm(spec(o!, false)), 1e-5, 1e-6 * k);
+    compare(nb, `gemm strided out accumulate ${m}x${n}x${k}`, [randF32(total)], (b, [o]) => b.gemm(spec(o!, true)), 1e-5, 1e-6 * k);
+  }
+  // k = 0 with a bias: the bias alone (or added).
+  const bias = randF32(9);
+  const empty = (out: Storage, accumulate: boolean): GemmSpec => ({ a: randF32(1), aOffset: 0, transA: false, lda: 1, aBatchStrides: [],
+    b: randF32(9), bOffset: 0, transB: false, ldb: 9, bBatchStrides: [], batchShape: [], m: 6, n: 9, k: 0, out, accumulate, bias });
+  compare(nb, "gemm k=0 bias", [outF32(54)], (b, [o]) => b.gemm(empty(o!, false)), 0, 0);
+  compare(nb, "gemm k=0 bias accumulate", [randF32(54)], (b, [o]) => b.gemm(empty(o!, true)), 0, 0);
+  assert.throws(() => nb.gemm({ ...empty(outF32(54), false), outOffset: 1 }), RangeError);
+});
+
+nativeTest("assign into strided slices (copy and accumulate, float32 and int32), exact", (nb) => {
+  for (const shape of [[7], [5, 7], [3, 4, 5], [2, 3, 70000]]) {
+    for (const layout of ["contiguous", "transposed", "offset", "broadcast"] as Layout[]) {
+      const src = makeView(shape, layout, (n) => randF32(n, -1, 1, 1 / 1024));
+      // dst: the same shape inside a bigger buffer (padded last axis, offset 3), every element distinct.
+      const padded = [...shape];
+      padded[padded.length - 1] = shape[shape.length - 1]! + 2;
+      const size = numel(padded) + 3;
+      const dst = (st: Storage): View => ({ storage: st, shape, strides: contiguousStrides(padded), offset: 3 });
+      const init = randF32(size, -1, 1, 1 / 1024);
+      for (const accumulate of [false, true]) {
+        compare(nb, `assign ${layout} [${shape}] acc=${accumulate}`, [init], (b, [o]) => b.assign(src, dst(o!), accumulate), 0, 0);
+      }
+      const srcI: View = { ...src, storage: i32(Array.from(src.storage.data, (v) => v * 1024)) };
+      compare(nb, `assign int32 ${layout} [${shape}]`, [i32(new Array(size).fill(-5))], (b, [o]) => b.assign(srcI, dst(o!), false));
+    }
+  }
+  // Transposed destination (a permuted dense layout).
+  const src = makeView([6, 9], "contiguous");
+  const dstT = (st: Storage): View => ({ storage: st, shape: [6, 9], strides: [1, 6], offset: 0 });
+  compare(nb, "assign into a transposed dst", [outF32(54)], (b, [o]) => b.assign(src, dstT(o!), false), 0, 0);
+  assert.throws(() => nb.assign(makeView([3, 4], "contiguous"), { storage: outF32(4), shape: [3, 4], strides: [0, 1], offset: 0 }, false), RangeError);
+});
+
+nativeTest("dropout: bit-exact, equal to x · bernoulli mask, the same mask again on the gradient, across 2^32", (nb) => {
+  for (const shape of [[7], [33, 35], [2, 3, 70000]]) {
+    for (const layout of ["contiguous", "transposed", "offset"] as Layout[]) {
+      for (const [p, counter] of [[0.1, 0], [0.5, 12345], [0.9, 4294967296 - 1000]] as const) {
+        const x = makeView(shape, layout);
+        const n = numel(shape);
+        compare(nb, `dropout p=${p} ${layout} [${shape}] counter=${counter}`, [outF32(n)],
+          (b, [o]) => b.dropout(x, 1 - p, 1 / (1 - p), 77, counter, o!), 0, 0);
+        // The same values as multiplying by the bernoulli mask of `random`.
+        const mask = outF32(n), want = outF32(n), got = outF32(n);
+        js.random(mask, "bernoulli", 1 - p, 1 / (1 - p), 77, counter);
+        js.binary("mul", x, { storage: mask, shape, strides: contiguousStrides(shape), offset: 0 }, want);
+        nb.dropout(x, 1 - p, 1 / (1 - p), 77, counter, got);
+        assertExact(got.data, want.data, `dropout = x·mask p=${p} ${layout} [${shape}]`);
+      }
+    }
+  }
+});
+
+nativeTest("maskedSoftmax: additive broadcast masks (causal, padding), no mask, in place", (nb) => {
+  for (const [B, H, Tq, Tk] of [[1, 1, 1, 1], [2, 3, 5, 7], [4, 12, 128, 128], [1, 14, 1, 40]]) {
+    const shape = [B, H, Tq, Tk], n = numel(shape);
+    const x = randF32(n, -8, 8);
+    // A mask [B, 1, Tq, Tk] broadcast over heads, with the most negative float (as attention masks use).
+    const maskValues = new Float32Array(B * Tq * Tk);
+    for (let b = 0; b < B; b++) for (let i = 0; i < Tq; i++) for (let j = 0; j < Tk; j++) {
+      maskValues[(b * Tq + i) * Tk + j] = j > i + (Tk - Tq) || (b === 1 && j === 0 && Tk > 1) ? -3.4028234663852886e38 : 0;
+    }
+    const mask: View = { storage: f32(maskValues), shape, strides: [Tq * Tk, 0, Tk, 1], offset: 0 };
+    compare(nb, `maskedSoftmax [${shape}]`, [outF32(n)], (b, [o]) => b.maskedSoftmax(x, shape, mask, o!));
+    compare(nb, `maskedSoftmax no mask [${shape}]`, [outF32(n)], (b, [o]) => b.maskedSoftmax(x, shape, null, o!));
+    // The fused kernel gives exactly what add followed by softmax gives on the same backend; in place too.
+    const added = outF32(n), want = outF32(n), inPlace = new CpuStorage("float32", x.data.slice());
+    nb.binary("add", { storage: x, shape, strides: contiguousStrides(shape), offset: 0 }, mask, added);
+    nb.softmax(added, n / Tk, Tk, false, want);
+    nb.maskedSoftmax(inPlace, shape, mask, inPlace);
+    assertExact(inPlace.data, want.data, `maskedSoftmax in place = add + softmax [${shape}]`);
+  }
+});
+
+nativeTest("rotary and its adjoint: strided and broadcast views, bit-exact", (nb) => {
+  for (const [B, H, T, D] of [[1, 1, 1, 2], [2, 3, 5, 8], [2, 14, 128, 64], [1, 2, 3, 6]]) {
+    const shape = [B, H, T, D], n = numel(shape);
+    // x as a [B, H, T, D] view of a [B, T, H, D] buffer (what splitting heads gives); cos/sin [B, 1, T, D] broadcast.
+    const x: View = { storage: randF32(n), shape, strides: [T * H * D, D, H * D, 1], offset: 0 };
+    const cs = (lo: number) => ({ storage: randF32(B * T * D, lo, 1), shape, strides: [T * D, 0, D, 1], offset: 0 });
+    const cosV = cs(-1), sinV = cs(-1);
+    for (const transpose of [false, true]) {
+      compare(nb, `rotary [${shape}] transpose=${transpose}`, [outF32(n)],
+        (b, [o]) => b.rotary(x, cosV, sinV, { storage: o!, shape, strides: contiguousStrides(shape), offset: 0 }, transpose), 0, 0);
+      compare(nb, `rotary strided out [${shape}] transpose=${transpose}`, [outF32(n)],
+        (b, [o]) => b.rotary(x, cosV, sinV, { storage: o!, shape, strides: [T * H * D, D, H * D, 1], offset: 0 }, transpose), 0, 0);
+    }
+  }
+  assert.throws(() => nb.rotary(makeView([2, 3], "contiguous"), makeView([2, 3], "contiguous"), makeView([2, 3], "contiguous"),
+    makeView([2, 3], "contiguous"), false), RangeError);
+});
+
 const ROWS: [number, number][] = [[1, 1], [1, 7], [7, 33], [100, 1000], [3, 100003], [2000, 65]];
 
 nativeTest("softmax and log-softmax, forward and backward", (nb) => {

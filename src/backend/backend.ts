@@ -46,9 +46,12 @@ export type BinaryOp = "add" | "sub" | "mul" | "div" | "pow" | "max" | "min" | "
 export type ReduceOp = "sum" | "max" | "min";
 
 /**
- * One (batched) matrix product out[b] = A[b] · B[b] (+ out[b] when accumulate), A[b] is m×k, B[b] is k×n.
+ * One (batched) matrix product out[b] = alpha·A[b]·B[b] (+ bias, broadcast over rows) (+ out[b] when accumulate),
+ * A[b] is m×k, B[b] is k×n.
  * A matrix is addressed BLAS-style: element (i, j) of A at aOffset + batchOffset + (transA ? j·lda + i : i·lda + j).
  * Batch index b walks `batchShape` row-major; its offset in A is Σ bk·aBatchStrides[k] (0 strides broadcast).
+ * The output is contiguous [...batchShape, m, n] unless outOffset/ldc/outBatchStrides say otherwise: element (i, j)
+ * of item b at outOffset + Σ bk·outBatchStrides[k] + i·ldc + j (items must not overlap; other elements are untouched).
  */
 export interface GemmSpec {
   readonly a: Storage;
@@ -65,10 +68,30 @@ export interface GemmSpec {
   readonly m: number;
   readonly n: number;
   readonly k: number;
-  /** Contiguous [...batchShape, m, n]. */
+  /** The output (contiguous [...batchShape, m, n] by default). */
   readonly out: Storage;
   /** Add into `out` instead of overwriting it. */
   readonly accumulate: boolean;
+  /** Multiplies the product (default 1). */
+  readonly alpha?: number;
+  /** A row of n values added to every output row (at biasOffset, default 0), or null. */
+  readonly bias?: Storage | null;
+  readonly biasOffset?: number;
+  /** Output addressing (defaults: 0, n, contiguous strides of [...batchShape, m, n]). */
+  readonly outOffset?: number;
+  readonly ldc?: number;
+  readonly outBatchStrides?: readonly number[];
+}
+
+/** Contiguous batch strides of an output [...batchShape, m, n]. */
+export function contiguousOutStrides(batchShape: readonly number[], m: number, n: number): number[] {
+  const s = new Array<number>(batchShape.length);
+  let acc = m * n;
+  for (let d = batchShape.length - 1; d >= 0; d--) {
+    s[d] = acc;
+    acc *= batchShape[d]!;
+  }
+  return s;
 }
 
 /** Hyper-parameters of one fused AdamW update (PyTorch semantics). */
@@ -163,6 +186,30 @@ export interface Backend {
   /** dLogits[r] = (softmax(logits[r]) − onehot(target[r])) · dLoss[r], 0 for ignored rows. */
   crossEntropyGrad(logits: Storage, targets: Storage, lse: Storage, dLoss: Storage, rows: number, cols: number,
     ignoreIndex: number, out: Storage): void;
+
+  /**
+   * dst = src, or dst += src when accumulate (float32 only); both views have the same shape. dst is a strided view
+   * (a slice of a bigger tensor: cat, KV caches, gradients of slices) and must not overlap itself.
+   */
+  assign(src: View, dst: View, accumulate: boolean): void;
+  /**
+   * Dropout with the mask drawn from the counter-based stream: out[i] = x[i] · (u(seed, counter + i) < keep ? scale : 0),
+   * i the row-major index in x's shape, u as in `random` ("bernoulli" with a = keep, b = scale gives the same mask).
+   * Calling it again on the output gradient with the same seed and counter gives the input gradient.
+   */
+  dropout(x: View, keep: number, scale: number, seed: number, counter: number, out: Storage): void;
+  /**
+   * Softmax over the last axis of contiguous x, whose logical shape is `mask.shape` (or `shape`), after adding the
+   * additive `mask` (a view of that shape; stride 0 broadcasts) when it is not null: the same values as binary add
+   * followed by softmax. out may be x.
+   */
+  maskedSoftmax(x: Storage, shape: readonly number[], mask: View | null, out: Storage): void;
+  /**
+   * Rotary position embedding over the last axis (even length D, halves x₁ and x₂): out = x·cos + [−x₂, x₁]·sin, or,
+   * when transpose, its adjoint out = x·cos + [x₂·sin₂, −x₁·sin₁] (the input gradient for output gradient x).
+   * All four views have one shape; cos and sin may broadcast; out must not overlap itself.
+   */
+  rotary(x: View, cos: View, sin: View, out: View, transpose: boolean): void;
 
   /** One AdamW update in place: param, expAvg, expAvgSq (all contiguous, same size as grad). */
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void;

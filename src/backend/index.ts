@@ -2,8 +2,10 @@
 import type { Backend } from "./backend.js";
 import { JsBackend } from "./js/js-backend.js";
 import { loadNativeBackend } from "./native/native-backend.js";
+import { isProfiling, profiledBackend } from "./profile.js";
 
 export type { Backend, DType, Storage, View } from "./backend.js";
+export { isProfiling, setProfiling, profileReport, profileReset, profileEntries, profileAdd } from "./profile.js";
 
 let active: Backend | null = null;
 
@@ -27,7 +29,7 @@ function choose(): Backend {
 
 /** The backend every new tensor uses. */
 export function backend(): Backend {
-  return (active ??= choose());
+  return (active ??= isProfiling() ? profiledBackend(choose()) : choose());
 }
 
 /** Replace the active backend (tests compare backends; existing tensors keep the storages of the old one). */

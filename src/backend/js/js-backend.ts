@@ -1,5 +1,6 @@
 /** The portable backend: every kernel in plain TypeScript. It is the reference the native kernels are tested against. */
 import type { AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, UnaryGradOp, UnaryOp, View } from "../backend.js";
+import { contiguousOutStrides } from "../backend.js";
 import { innerAxis, numel, rowOffsets, erf } from "./strided.js";
 import { normalAt, uniformAt } from "./random.js";
 import { CpuStorage, StoragePool } from "../pool.js";
@@ -176,10 +177,14 @@ export class JsBackend implements Backend {
     const nd = g.batchShape.length;
     const idx = new Array<number>(nd).fill(0);
     const row = new Float64Array(g.n);
+    const alpha = g.alpha ?? 1, ldc = g.ldc ?? g.n;
+    const outStrides = g.outBatchStrides ?? contiguousOutStrides(g.batchShape, g.m, g.n);
+    const bias = g.bias?.data ?? null, bo0 = g.biasOffset ?? 0;
     for (let bi = 0; bi < batch; bi++) {
-      let ao = g.aOffset, bo = g.bOffset;
-      for (let ax = 0; ax < nd; ax++) { ao += idx[ax]! * g.aBatchStrides[ax]!; bo += idx[ax]! * g.bBatchStrides[ax]!; }
-      const co = bi * g.m * g.n;
+      let ao = g.aOffset, bo = g.bOffset, co = g.outOffset ?? 0;
+      for (let ax = 0; ax < nd; ax++) {
+        ao += idx[ax]! * g.aBatchStrides[ax]!; bo += idx[ax]! * g.bBatchStrides[ax]!; co += idx[ax]! * outStrides[ax]!;
+      }
       for (let i = 0; i < g.m; i++) {
         row.fill(0);
         for (let p = 0; p < g.k; p++) {
@@ -188,8 +193,12 @@ export class JsBackend implements Backend {
           if (g.transB) for (let j = 0; j < g.n; j++) row[j]! += av * B[bo + j * g.ldb + p]!;
           else { const base = bo + p * g.ldb; for (let j = 0; j < g.n; j++) row[j]! += av * B[base + j]!; }
         }
-        const c = co + i * g.n;
-        for (let j = 0; j < g.n; j++) C[c + j] = g.accumulate ? C[c + j]! + row[j]! : row[j]!;
+        const c = co + i * ldc;
+        for (let j = 0; j < g.n; j++) {
+          let v = alpha === 1 ? row[j]! : alpha * row[j]!;
+          if (bias) v += bias[bo0 + j]!;
+          C[c + j] = g.accumulate ? C[c + j]! + v : v;
+        }
       }
       for (let ax = nd - 1; ax >= 0; ax--) { if (++idx[ax]! < g.batchShape[ax]!) break; idx[ax] = 0; }
     }
@@ -339,6 +348,62 @@ export class JsBackend implements Backend {
       const g = dLoss.data[r]!, l = lse.data[r]!;
       for (let j = 0; j < cols; j++) D[o + j] = Math.exp(L[o + j]! - l) * g;
       D[o + t]! -= g;
+    }
+  }
+
+  assign(src: View, dst: View, accumulate: boolean): void {
+    const s = src.storage.data, d = dst.storage.data;
+    const so = rowOffsets(src), dOff = rowOffsets(dst);
+    const [len, ss] = innerAxis(src), [, ds] = innerAxis(dst);
+    for (let r = 0; r < so.length; r++) {
+      for (let j = 0; j < len; j++) {
+        const at = dOff[r]! + j * ds;
+        d[at] = accumulate ? d[at]! + s[so[r]! + j * ss]! : s[so[r]! + j * ss]!;
+      }
+    }
+  }
+
+  dropout(x: View, keep: number, scale: number, seed: number, counter: number, out: Storage): void {
+    const s = x.storage.data, d = out.data, m = Math.fround(scale);
+    const offs = rowOffsets(x), [len, st] = innerAxis(x);
+    let i = 0;
+    for (let r = 0; r < offs.length; r++) {
+      for (let j = 0; j < len; j++, i++) d[i] = s[offs[r]! + j * st]! * (uniformAt(seed, counter + i) < keep ? m : 0);
+    }
+  }
+
+  maskedSoftmax(x: Storage, shape: readonly number[], mask: View | null, out: Storage): void {
+    const cols = shape.length === 0 ? 1 : shape[shape.length - 1]!;
+    const rows = cols === 0 ? 0 : numel(shape) / cols;
+    const src = x.data, d = out.data, row = new Float64Array(cols);
+    const mOff = mask ? rowOffsets(mask) : null, ms = mask ? innerAxis(mask)[1] : 0;
+    for (let r = 0; r < rows; r++) {
+      const o = r * cols;
+      let max = -Infinity;
+      for (let j = 0; j < cols; j++) {
+        row[j] = mask ? Math.fround(src[o + j]! + mask.storage.data[mOff![r]! + j * ms]!) : src[o + j]!;
+        max = Math.max(max, row[j]!);
+      }
+      let sum = 0;
+      for (let j = 0; j < cols; j++) sum += Math.exp(row[j]! - max);
+      for (let j = 0; j < cols; j++) d[o + j] = Math.exp(row[j]! - max) / sum;
+    }
+  }
+
+  rotary(x: View, cos: View, sin: View, out: View, transpose: boolean): void {
+    const X = x.storage.data, C = cos.storage.data, S = sin.storage.data, O = out.storage.data;
+    const xo = rowOffsets(x), co = rowOffsets(cos), so = rowOffsets(sin), oo = rowOffsets(out);
+    const [D, sx] = innerAxis(x), sc = innerAxis(cos)[1], ss = innerAxis(sin)[1], sd = innerAxis(out)[1];
+    const h = D / 2, f = Math.fround;
+    for (let r = 0; r < xo.length; r++) {
+      const xv = (j: number) => X[xo[r]! + j * sx]!, c = (j: number) => C[co[r]! + j * sc]!, s = (j: number) => S[so[r]! + j * ss]!;
+      for (let j = 0; j < D; j++) {
+        const xc = f(xv(j) * c(j));
+        let v: number;
+        if (!transpose) v = j < h ? xc + f(-xv(j + h) * s(j)) : xc + f(xv(j - h) * s(j));
+        else v = j < h ? xc + f(xv(j + h) * s(j + h)) : xc - f(xv(j - h) * s(j - h));
+        O[oo[r]! + j * sd] = v;
+      }
     }
   }
 

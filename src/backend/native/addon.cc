@@ -276,13 +276,17 @@ void Argmax(const Napi::CallbackInfo& info) {
   peft::argmaxKernel(x, outer, n, inner, out);
 }
 
-// gemm(a, b, out, meta) with meta = [aOffset, transA, lda, bOffset, transB, ldb, m, n, k, accumulate,
-//                                    nbatch, batchShape[nbatch], aBatchStrides[nbatch], bBatchStrides[nbatch]]
+// gemm(a, b, out, meta, alpha, bias) with meta = [aOffset, transA, lda, bOffset, transB, ldb, m, n, k, accumulate,
+//   outOffset, ldc, biasOffset, nbatch, batchShape[nbatch], aBatchStrides[nbatch], bBatchStrides[nbatch],
+//   outBatchStrides[nbatch]]; bias is a Float32Array or null.
 void Gemm(const Napi::CallbackInfo& info) {
   Args args(info, "gemm");
   size_t len;
   const double* m = args.meta(3, len);
-  if (len < 11 || !(isInt(m[10]) && m[10] >= 0 && len >= 11 + 3 * size_t(m[10]))) args.rangeError("bad gemm description");
+  constexpr size_t kHead = 14;
+  if (len < kHead || !(isInt(m[kHead - 1]) && m[kHead - 1] >= 0 && len >= kHead + 4 * size_t(m[kHead - 1]))) {
+    args.rangeError("bad gemm description");
+  }
   for (size_t i = 0; i < len; i++) {
     if (!isInt(m[i])) args.rangeError("gemm description entries must be integers");
   }
@@ -290,31 +294,57 @@ void Gemm(const Napi::CallbackInfo& info) {
   g.aOffset = int64_t(m[0]), g.transA = m[1] != 0, g.lda = int64_t(m[2]);
   g.bOffset = int64_t(m[3]), g.transB = m[4] != 0, g.ldb = int64_t(m[5]);
   g.m = int64_t(m[6]), g.n = int64_t(m[7]), g.k = int64_t(m[8]), g.accumulate = m[9] != 0;
-  g.nbatch = int(m[10]);
-  g.batchShape = m + 11, g.aBatchStrides = g.batchShape + g.nbatch, g.bBatchStrides = g.aBatchStrides + g.nbatch;
+  g.outOffset = int64_t(m[10]), g.ldc = int64_t(m[11]);
+  const int64_t biasOffset = int64_t(m[12]);
+  g.nbatch = int(m[13]);
+  g.batchShape = m + kHead, g.aBatchStrides = g.batchShape + g.nbatch, g.bBatchStrides = g.aBatchStrides + g.nbatch;
+  g.outBatchStrides = g.bBatchStrides + g.nbatch;
+  g.alpha = args.number(4, "alpha");
   if (g.m < 0 || g.n < 0 || g.k < 0) args.rangeError("m, n and k must be non-negative");
+  if (g.outOffset < 0 || g.ldc < 0 || biasOffset < 0) args.rangeError("outOffset, ldc and biasOffset must be non-negative");
   double batch = 1;
   for (int d = 0; d < g.nbatch; d++) {
     if (g.batchShape[d] < 0) args.rangeError("batch shape entries must be non-negative");
     batch *= g.batchShape[d];
   }
   Buf a = args.storage(0, "a", 0), b = args.storage(1, "b", 0);
-  g.out = args.f32(2, "out", batch * g.m * g.n);
+  Buf out = args.storage(2, "out", 0);
+  if (out.dtype != DType::f32) args.typeError("out must be float32");
+  g.out = out.f();
+  const float* bias = args.f32(5, "bias", biasOffset + double(g.n), true);
+  g.bias = bias ? bias + biasOffset : nullptr;
   if (a.dtype != DType::f32 || b.dtype != DType::f32) args.typeError("a and b must be float32");
   g.a = a.f(), g.b = b.f();
+  // The element range a (batched) matrix of `rows × cols` with row stride ld covers.
+  auto extent = [&](double offset, const double* bstrides, double rows, double cols, double ld, double& lo, double& hi) {
+    lo = hi = offset;
+    for (int d = 0; d < g.nbatch; d++) {
+      const double reach = (g.batchShape[d] - 1) * bstrides[d];
+      (reach < 0 ? lo : hi) += reach;
+    }
+    const double reach = (rows - 1) * ld;
+    (reach < 0 ? lo : hi) += reach;
+    hi += cols - 1;
+  };
+  if (batch > 0 && g.m > 0 && g.n > 0) {
+    double lo, hi;
+    extent(double(g.outOffset), g.outBatchStrides, double(g.m), double(g.n), double(g.ldc), lo, hi);
+    if (lo < 0 || hi >= out.size) {
+      args.rangeError("out is written at elements [" + num(lo) + ", " + num(hi) + "] of a storage of " + num(out.size));
+    }
+    if (g.m > 1 && g.ldc < g.n) args.rangeError("ldc must be at least n");
+    // Output items must not overlap (they are written in parallel): distinct items differ by at least one whole matrix.
+    for (int d = 0; d < g.nbatch; d++) {
+      if (g.batchShape[d] > 1 && std::fabs(g.outBatchStrides[d]) < 1) args.rangeError("output batch strides must not be 0");
+    }
+  }
   if (batch > 0 && g.m > 0 && g.n > 0 && g.k > 0) {
     // Every element a product reads must lie in its storage.
     auto check = [&](const Buf& s, const char* name, double offset, const double* bstrides, bool trans, double rows,
                      double cols, double ld) {
       if (trans) std::swap(rows, cols);  // stored shape
-      double lo = offset, hi = offset;
-      for (int d = 0; d < g.nbatch; d++) {
-        const double reach = (g.batchShape[d] - 1) * bstrides[d];
-        (reach < 0 ? lo : hi) += reach;
-      }
-      const double reach = (rows - 1) * ld;
-      (reach < 0 ? lo : hi) += reach;
-      hi += cols - 1;
+      double lo, hi;
+      extent(offset, bstrides, rows, cols, ld, lo, hi);
       if (lo < 0 || hi >= s.size) {
         args.rangeError(std::string(name) + " is read at elements [" + num(lo) + ", " + num(hi) + "] of a storage of " +
                         num(s.size));
@@ -374,6 +404,77 @@ void RmsNormGrad(const Napi::CallbackInfo& info) {
   peft::rmsNormGradKernel(args.f32(0, "x", n), args.f32(1, "weight", double(cols), true),
                           args.f32(2, "rstd", double(rows)), args.f32(3, "dy", n), rows, cols, args.f32(6, "dx", n),
                           args.f32(7, "dWeight", double(cols), true));
+}
+
+// assign(src, dst, meta, accumulate): meta packs [dst view, src view] (same shape).
+void Assign(const Napi::CallbackInfo& info) {
+  Args args(info, "assign");
+  Buf v[2] = {args.storage(1, "dst", 0), args.storage(0, "src", 0)};
+  ParsedViews p = parseViews(args, 2, 2, v);
+  const bool accumulate = args.flag(3);
+  if (v[0].dtype != v[1].dtype) args.typeError("src and dst must have the same dtype");
+  for (int d = 0; d < p.s.nd; d++) {
+    if (p.s.shape[d] > 1 && p.s.stride[0][d] == 0) args.rangeError("dst must not overlap itself (a stride of 0)");
+  }
+  if (v[0].dtype == DType::f32) peft::assignKernel(p.s, v[1].f(), v[0].f(), accumulate);
+  else if (!accumulate) peft::assignKernel(p.s, v[1].i(), v[0].i(), false);
+  else args.typeError("accumulating assign needs float32");
+}
+
+// dropout(x, meta, out, keep, scale, seed, counter)
+void Dropout(const Napi::CallbackInfo& info) {
+  Args args(info, "dropout");
+  Buf x = args.storage(0, "x", 0);
+  ParsedViews p = parseViews(args, 1, 1, &x);
+  float* out = args.f32(2, "out", p.size);
+  if (x.dtype != DType::f32) args.typeError("x must be float32");
+  const double keep = args.number(3, "keep"), scale = args.number(4, "scale");
+  const uint32_t seed = static_cast<uint32_t>(peft::toInt32(args.number(5, "seed")));
+  const double counter = args.number(6, "counter");
+  if (!isInt(counter) || std::fabs(counter) + p.size > 9007199254740991.0) args.rangeError("counter must be an integer below 2^53");
+  peft::dropoutKernel(p.s, x.f(), out, keep, scale, seed, static_cast<int64_t>(counter));
+}
+
+// Views for a row-wise kernel: parsed and bounds-checked like parseViews, walked by rows.
+peft::Rows parseRows(const Args& args, const ParsedViews& p, int nv) {
+  if (p.nd < 1) args.rangeError("row-wise views need at least one axis");
+  try {
+    return peft::makeRows(nv, p.nd, p.shape, p.strides, p.offsets);
+  } catch (const std::exception& e) {
+    args.rangeError(e.what());
+  }
+}
+
+// maskedSoftmax(x, mask, meta, out): meta packs the mask's view in x's logical shape [..., cols] (or, with a null
+// mask, a view whose shape alone counts); x and out are contiguous.
+void MaskedSoftmax(const Napi::CallbackInfo& info) {
+  Args args(info, "maskedSoftmax");
+  const bool hasMask = !info[1].IsNull();
+  Buf m = hasMask ? args.storage(1, "mask", 0) : Buf{};
+  if (!hasMask) m.size = 9007199254740991.0;  // only the shape is read
+  ParsedViews p = parseViews(args, 2, 1, &m);
+  if (hasMask && m.dtype != DType::f32) args.typeError("mask must be float32");
+  peft::Rows r = parseRows(args, p, 1);
+  const float* x = args.f32(0, "x", p.size);
+  float* out = args.f32(3, "out", p.size);
+  peft::maskedSoftmaxKernel(r, x, hasMask ? m.f() : nullptr, out);
+}
+
+// rotary(x, cos, sin, out, meta, transpose): meta packs the four views (same shape, last axis even).
+void Rotary(const Napi::CallbackInfo& info) {
+  Args args(info, "rotary");
+  Buf v[4] = {args.storage(0, "x", 0), args.storage(1, "cos", 0), args.storage(2, "sin", 0), args.storage(3, "out", 0)};
+  ParsedViews p = parseViews(args, 4, 4, v);
+  for (const Buf& b : v) {
+    if (b.dtype != DType::f32) args.typeError("rotary needs float32 views");
+  }
+  peft::Rows r = parseRows(args, p, 4);
+  if (r.cols % 2 != 0) args.rangeError("the last axis must have an even length");
+  for (int d = 0; d < r.lead.nd; d++) {
+    if (r.lead.shape[d] > 1 && r.lead.stride[3][d] == 0) args.rangeError("out must not overlap itself (a stride of 0)");
+  }
+  if (r.cols > 1 && r.inner[3] == 0) args.rangeError("out must not overlap itself (a stride of 0)");
+  peft::rotaryKernel(r, v[0].f(), v[1].f(), v[2].f(), v[3].f(), args.flag(5));
 }
 
 // The reference checks ids while copying, so an empty outer axis checks none; otherwise the first bad id throws.
@@ -511,6 +612,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("crossEntropy", CrossEntropy);
   fn("crossEntropyGrad", CrossEntropyGrad);
   fn("adamw", Adamw);
+  fn("assign", Assign);
+  fn("dropout", Dropout);
+  fn("maskedSoftmax", MaskedSoftmax);
+  fn("rotary", Rotary);
   fn("threads", Threads);
   fn("setThreads", SetThreads);
 #define PEFT_NAME(name) #name,

@@ -66,4 +66,16 @@ Strided makeStrided(int nv, int nd, const double* shape, const double* const* st
   return s;
 }
 
+Rows makeRows(int nv, int nd, const double* shape, const double* const* strides, const double* offsets) {
+  Rows r;
+  if (nd == 0) throw std::invalid_argument("row-wise views need at least one axis");
+  const double* leadStrides[kMaxViews] = {};
+  for (int v = 0; v < nv; v++) leadStrides[v] = strides[v];
+  r.lead = makeStrided(nv, nd - 1, shape, leadStrides, offsets);
+  r.cols = static_cast<int64_t>(shape[nd - 1]);
+  r.rows = r.lead.size;
+  for (int v = 0; v < nv; v++) r.inner[v] = static_cast<int64_t>(strides[v][nd - 1]);
+  return r;
+}
+
 }  // namespace peft

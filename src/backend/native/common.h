@@ -13,12 +13,24 @@
 #include <omp.h>
 #endif
 
+// Hot loops compiled twice, for AVX2 and for the build's baseline, the version picked at load time (GCC's function
+// multiversioning; x86-64 Linux only). Without FMA contraction (-ffp-contract=off) both compute the same values,
+// except where vector width changes the order of a reduction.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define PEFT_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PEFT_SIMD_CLONES
+#endif
+
 namespace peft {
 
-// Work sizes (in elements) below which a kernel runs on the calling thread: waking the OpenMP team costs a
-// few microseconds, more than a cheap loop over this many floats takes.
-constexpr int64_t kGrainCheap = 32768;     // memory-bound loops: copy, add, fill
-constexpr int64_t kGrainMath = 4096;       // a libm call per element: exp, tanh, erf, pow
+// Work sizes (in elements) below which a kernel runs on the calling thread. Waking the OpenMP team costs a few
+// microseconds on an idle machine, but on a shared one a thread of the team may be waiting for a core another
+// process holds, and then every parallel region costs a scheduler time slice (milliseconds). Memory-bound loops
+// gain little from a second thread anyway (one core moves most of the bandwidth), so they stay on one thread up to
+// a few MiB; loops with a transcendental function per element are split from a few tens of microseconds of work.
+constexpr int64_t kGrainCheap = 1 << 20;   // memory-bound loops: copy, add, fill, norms
+constexpr int64_t kGrainMath = 1 << 15;    // a vexp or libm call per element: exp, tanh, erf, pow, softmax
 
 int maxThreads();
 void setThreads(int n);
@@ -110,6 +122,46 @@ void forRange(const Strided& s, int64_t begin, int64_t end, Seg&& seg) {
     if (pos >= end) return;
     j = 0;
     for (int d = nd - 2; d >= 0; d--) {  // next row: odometer increment over the outer axes
+      for (int v = 0; v < nv; v++) off[v] += s.stride[v][d];
+      if (++idx[d] < s.shape[d]) break;
+      for (int v = 0; v < nv; v++) off[v] -= idx[d] * s.stride[v][d];
+      idx[d] = 0;
+    }
+  }
+}
+
+// ---- rows of views ---------------------------------------------------------------------------------------------
+
+// Up to kMaxViews views sharing one shape [..., cols], walked row by row (a row = the last axis): row-wise kernels
+// (masked softmax, rotary) take strided and broadcast views this way. `lead` is the collapsed Strided of the
+// leading axes; inner[v] is view v's stride along the last axis.
+struct Rows {
+  Strided lead;
+  int64_t rows = 0, cols = 0;
+  int64_t inner[kMaxViews];
+};
+
+Rows makeRows(int nv, int nd, const double* shape, const double* const* strides, const double* offsets);
+
+// Calls f(row, offsets) for rows [begin, end): offsets[v] is the storage position of the row's first element in
+// view v.
+template <class F>
+void forRows(const Rows& r, int64_t begin, int64_t end, F&& f) {
+  if (begin >= end) return;
+  const Strided& s = r.lead;
+  const int nd = s.nd, nv = s.nv;
+  int64_t idx[kMaxDims];
+  int64_t off[kMaxViews];
+  for (int v = 0; v < nv; v++) off[v] = s.offset[v];
+  int64_t rem = begin;
+  for (int d = nd - 1; d >= 0; d--) {
+    idx[d] = rem % s.shape[d];
+    rem /= s.shape[d];
+    for (int v = 0; v < nv; v++) off[v] += idx[d] * s.stride[v][d];
+  }
+  for (int64_t row = begin; row < end; row++) {
+    f(row, static_cast<const int64_t*>(off));
+    for (int d = nd - 1; d >= 0; d--) {
       for (int v = 0; v < nv; v++) off[v] += s.stride[v][d];
       if (++idx[d] < s.shape[d]) break;
       for (int v = 0; v < nv; v++) off[v] -= idx[d] * s.stride[v][d];

@@ -1,12 +1,19 @@
 // Batched matrix products through CBLAS (OpenBLAS, or Accelerate on macOS).
 //
-// Each batch item is one cblas_sgemm call in row-major order; GemmSpec's addressing (element (i, j) of A at
-// i·lda + j, or j·lda + i when transposed) is exactly BLAS's, so operands are passed as they are. BLAS insists on
-// lda ≥ the stored row length; a matrix with a single stored row never uses its stride, so it gets a legal one, and
-// a matrix whose rows overlap (lda = 0 for a broadcast row, say) is packed into scratch first.
-// Big items run one after another and BLAS threads each; many small items (attention heads) are spread over our
-// threads with one single-threaded BLAS call each, which OpenBLAS's OpenMP build does by itself inside a
-// parallel region. The pthreads build is not safe to call that way, so there the batch stays sequential.
+// Each batch item is one or more cblas_sgemm calls in row-major order; GemmSpec's addressing (element (i, j) of A at
+// i·lda + j, or j·lda + i when transposed; of the output at i·ldc + j) is exactly BLAS's, so operands are passed as
+// they are. BLAS insists on lda ≥ the stored row length; a matrix with a single stored row never uses its stride, so
+// it gets a legal one, and a matrix whose rows overlap (lda = 0 for a broadcast row, say) is packed into scratch.
+// A bias row is written into the output first and the product added to it (beta = 1), so it costs no extra pass.
+//
+// Threading. OpenBLAS threads a product well when all three dimensions are large; on skinny products (LoRA's rank-8
+// factors, decoding's few rows, attention heads) its threading costs more than it gains, and badly so when another
+// process holds a core. So only products with every dimension ≥ kBlasThreadDim go to OpenBLAS's own threads;
+// the others are cut along their longest output axis into pieces, one single-threaded BLAS call per piece inside
+// our parallel region (OpenBLAS's OpenMP build runs single-threaded in a parallel region). Many small batch items
+// (attention heads) are spread over the threads likewise, one item per call. The pthreads build of OpenBLAS is not
+// safe to call that way, so there everything stays sequential and OpenBLAS threads what it will.
+#include <algorithm>
 #include <climits>
 #include <vector>
 
@@ -22,17 +29,15 @@ namespace peft {
 namespace {
 
 #if defined(PEFT_BLAS_OPENMP) || defined(PEFT_BLAS_ACCELERATE)
-constexpr bool kBatchInParallel = true;
+constexpr bool kSplitOurselves = true;
 #else
-constexpr bool kBatchInParallel = false;
+constexpr bool kSplitOurselves = false;
 #endif
 
-// How a batch is run: items below kSmallItemFlops go one per thread at a time (OpenBLAS's own threading scales
-// poorly on them, e.g. 128×64×128 attention products), provided there are enough items to keep every thread busy
-// (or they are tiny, where threading one product is hopeless anyway); each thread gets at least kMinTaskFlops.
-constexpr double kSmallItemFlops = 2.0 * 512 * 512 * 512;
-constexpr double kTinyItemFlops = 2.0 * 128 * 128 * 128;
-constexpr double kMinTaskFlops = 1 << 20;
+// Products with m, n and k all at least this large are threaded by BLAS itself.
+constexpr int64_t kBlasThreadDim = 128;
+// The least work worth a thread (≈ 20 µs at 100 GFLOP/s): smaller products or pieces run on the calling thread.
+constexpr double kMinTaskFlops = 2e6;
 
 struct Operand {
   const float* base;
@@ -62,27 +67,24 @@ const float* packed(const Operand& o, int64_t offset, std::vector<float>& scratc
 void gemmKernel(const Gemm& g) {
   int64_t batch = 1;
   for (int d = 0; d < g.nbatch; d++) batch *= static_cast<int64_t>(g.batchShape[d]);
-  const int64_t mn = g.m * g.n;
-  if (batch == 0 || mn == 0) return;
-  if (g.k == 0) {  // an empty sum: zeros, or nothing added
-    if (!g.accumulate) fillKernel(g.out, batch * mn, 0.0);
-    return;
-  }
-  if (g.m > INT_MAX || g.n > INT_MAX || g.k > INT_MAX || g.lda > INT_MAX || g.ldb > INT_MAX) {
+  if (batch == 0 || g.m == 0 || g.n == 0) return;
+  if (g.m > INT_MAX || g.n > INT_MAX || g.k > INT_MAX || g.lda > INT_MAX || g.ldb > INT_MAX || g.ldc > INT_MAX) {
     throw std::length_error("gemm: a dimension exceeds BLAS's 32-bit integers");
   }
 
   // Per-item storage offsets, walking batchShape row-major.
-  std::vector<int64_t> aOff(batch), bOff(batch);
+  std::vector<int64_t> aOff(batch), bOff(batch), cOff(batch);
   std::vector<int64_t> idx(g.nbatch, 0);
   for (int64_t bi = 0; bi < batch; bi++) {
-    int64_t ao = g.aOffset, bo = g.bOffset;
+    int64_t ao = g.aOffset, bo = g.bOffset, co = g.outOffset;
     for (int d = 0; d < g.nbatch; d++) {
       ao += idx[d] * static_cast<int64_t>(g.aBatchStrides[d]);
       bo += idx[d] * static_cast<int64_t>(g.bBatchStrides[d]);
+      co += idx[d] * static_cast<int64_t>(g.outBatchStrides[d]);
     }
     aOff[bi] = ao;
     bOff[bi] = bo;
+    cOff[bi] = co;
     for (int d = g.nbatch - 1; d >= 0; d--) {
       if (++idx[d] < static_cast<int64_t>(g.batchShape[d])) break;
       idx[d] = 0;
@@ -91,25 +93,90 @@ void gemmKernel(const Gemm& g) {
 
   const Operand A = operand(g.a, g.transA, g.m, g.k, g.lda);
   const Operand B = operand(g.b, g.transB, g.k, g.n, g.ldb);
-  const float beta = g.accumulate ? 1.0f : 0.0f;
-  auto items = [&](int64_t lo, int64_t hi) {
-    std::vector<float> scratchA, scratchB;
-    for (int64_t bi = lo; bi < hi; bi++) {
-      const float* a = packed(A, aOff[bi], scratchA);
-      const float* b = packed(B, bOff[bi], scratchB);
-      cblas_sgemm(CblasRowMajor, g.transA ? CblasTrans : CblasNoTrans, g.transB ? CblasTrans : CblasNoTrans,
-                  static_cast<int>(g.m), static_cast<int>(g.n), static_cast<int>(g.k), 1.0f, a,
-                  static_cast<int>(A.pack ? A.cols : A.ld), b, static_cast<int>(B.pack ? B.cols : B.ld), beta,
-                  g.out + bi * mn, static_cast<int>(g.n));
+  const float alpha = static_cast<float>(g.alpha);
+  const bool addOut = g.accumulate || g.bias != nullptr;
+
+  // Rows [i0, i1) × columns [j0, j1) of item bi's output.
+  auto block = [&](int64_t bi, int64_t i0, int64_t i1, int64_t j0, int64_t j1, std::vector<float>& sa, std::vector<float>& sb) {
+    float* c = g.out + cOff[bi];
+    const int64_t rows = i1 - i0, cols = j1 - j0;
+    if (g.bias) {
+      for (int64_t i = i0; i < i1; i++) {
+        float* row = c + i * g.ldc;
+        if (g.accumulate) {
+          for (int64_t j = j0; j < j1; j++) row[j] += g.bias[j];
+        } else {
+          for (int64_t j = j0; j < j1; j++) row[j] = g.bias[j];
+        }
+      }
     }
+    if (g.k == 0) {  // an empty sum: zeros (plus bias), or nothing added
+      if (!addOut) {
+        for (int64_t i = i0; i < i1; i++) std::fill(c + i * g.ldc + j0, c + i * g.ldc + j1, 0.0f);
+      }
+      return;
+    }
+    const float* a = packed(A, aOff[bi], sa);
+    const float* b = packed(B, bOff[bi], sb);
+    const int64_t lda = A.pack ? A.cols : A.ld, ldb = B.pack ? B.cols : B.ld;
+    // Row i of op(A) starts at i·lda (or at column i when transposed); column j of op(B) likewise.
+    const float* ap = a + (g.transA ? i0 : i0 * lda);
+    const float* bp = b + (g.transB ? j0 * ldb : j0);
+    // A block with one row (or column) has a single stored row in its transposed operand: give BLAS a legal ld.
+    int ldA = static_cast<int>(lda), ldB = static_cast<int>(ldb);
+    if (g.transA ? g.k == 1 : rows == 1) ldA = std::max<int>(ldA, static_cast<int>(g.transA ? rows : g.k));
+    if (g.transB ? cols == 1 : g.k == 1) ldB = std::max<int>(ldB, static_cast<int>(g.transB ? g.k : cols));
+    int ldC = static_cast<int>(g.ldc);
+    if (rows == 1) ldC = std::max<int>(ldC, static_cast<int>(cols));
+    cblas_sgemm(CblasRowMajor, g.transA ? CblasTrans : CblasNoTrans, g.transB ? CblasTrans : CblasNoTrans,
+                static_cast<int>(rows), static_cast<int>(cols), static_cast<int>(g.k), alpha, ap, ldA, bp, ldB,
+                addOut ? 1.0f : 0.0f, c + i0 * g.ldc + j0, ldC);
   };
-  const double flops = 2.0 * static_cast<double>(mn) * static_cast<double>(g.k);
-  const bool spread = flops < kTinyItemFlops || (flops < kSmallItemFlops && batch >= 2 * maxThreads());
-  if (kBatchInParallel && batch > 1 && spread) {
-    parallelFor(batch, std::max<int64_t>(1, static_cast<int64_t>(kMinTaskFlops / flops)), items);
-  } else {
-    items(0, batch);
+
+  const double flops = 2.0 * static_cast<double>(g.m) * static_cast<double>(g.n) * static_cast<double>(std::max<int64_t>(g.k, 1));
+  const int T = maxThreads();
+  const bool blasThreads = g.m >= kBlasThreadDim && g.n >= kBlasThreadDim && g.k >= kBlasThreadDim;
+  if (!kSplitOurselves || T == 1 || (batch == 1 && blasThreads)) {
+    // Sequential items; BLAS threads each as it sees fit (big products) or runs them on this thread (tiny ones).
+    std::vector<float> sa, sb;
+    for (int64_t bi = 0; bi < batch; bi++) block(bi, 0, g.m, 0, g.n, sa, sb);
+    return;
   }
+  if (batch > 1 && !(blasThreads && batch < 2 * T)) {
+    // Items spread over the threads, each item one single-threaded call; at least kMinTaskFlops per task.
+    parallelFor(batch, std::max<int64_t>(1, static_cast<int64_t>(kMinTaskFlops / flops)), [&](int64_t lo, int64_t hi) {
+      std::vector<float> sa, sb;
+      for (int64_t bi = lo; bi < hi; bi++) block(bi, 0, g.m, 0, g.n, sa, sb);
+    });
+    return;
+  }
+  if (batch > 1) {  // a few big items: one after another, BLAS threading each
+    std::vector<float> sa, sb;
+    for (int64_t bi = 0; bi < batch; bi++) block(bi, 0, g.m, 0, g.n, sa, sb);
+    return;
+  }
+  // One skinny or small product: cut the longer output axis into pieces of at least kMinTaskFlops (and a
+  // multiple of 16 columns, so that pieces keep whole vector widths).
+  const bool alongRows = g.m >= g.n;
+  const int64_t len = alongRows ? g.m : g.n;
+  const int64_t unit = alongRows ? 1 : 16;
+  const int64_t units = (len + unit - 1) / unit;
+  const int64_t pieces = std::min<int64_t>({static_cast<int64_t>(T), units, std::max<int64_t>(1, static_cast<int64_t>(flops / kMinTaskFlops))});
+  if (pieces <= 1) {
+    std::vector<float> sa, sb;
+    // Inside a (one-thread) parallel region BLAS would still thread; a tiny product is single-threaded by BLAS anyway.
+    block(0, 0, g.m, 0, g.n, sa, sb);
+    return;
+  }
+  parallelChunks(pieces, 1, [&](int, int64_t p0, int64_t p1) {
+    std::vector<float> sa, sb;
+    for (int64_t p = p0; p < p1; p++) {
+      const int64_t lo = std::min(len, (units * p / pieces) * unit), hi = std::min(len, (units * (p + 1) / pieces) * unit);
+      if (lo >= hi) continue;
+      if (alongRows) block(0, lo, hi, 0, g.n, sa, sb);
+      else block(0, 0, g.m, lo, hi, sa, sb);
+    }
+  });
 }
 
 }  // namespace peft

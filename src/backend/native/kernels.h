@@ -50,16 +50,21 @@ void reduceKernel(Reduce op, int nd, const double* shape, const double* strides,
 void argmaxKernel(const float* x, int64_t outer, int64_t n, int64_t inner, int32_t* out);
 
 // gemm.cc
+// out[b](i, j) at outOffset + Σ bd·outBatchStrides[d] + i·ldc + j = alpha·(A[b]·B[b])(i, j) + bias[j] (when bias is
+// not null) + out[b](i, j) (when accumulate).
 struct Gemm {
   const float* a;
   const float* b;
   float* out;
-  int64_t aOffset, lda, bOffset, ldb, m, n, k;
+  const float* bias;  // n entries, or null
+  double alpha;
+  int64_t aOffset, lda, bOffset, ldb, m, n, k, outOffset, ldc;
   bool transA, transB, accumulate;
   int nbatch;
   const double* batchShape;
   const double* aBatchStrides;
   const double* bBatchStrides;
+  const double* outBatchStrides;
 };
 void gemmKernel(const Gemm& g);
 
@@ -78,6 +83,21 @@ void crossEntropyKernel(const float* logits, const int32_t* targets, int64_t row
                         float* loss, float* lse);
 void crossEntropyGradKernel(const float* logits, const int32_t* targets, const float* lse, const float* dLoss,
                             int64_t rows, int64_t cols, double ignoreIndex, float* out);
+
+// One softmax row (y may be x).
+void softmaxRow(const float* x, int64_t cols, float* y);
+
+// fused.cc
+// dst (view 0 of s, must not overlap itself) = (or +=) src (view 1).
+template <class T>
+void assignKernel(const Strided& s, const T* src, T* dst, bool accumulate);
+// out (contiguous) = x · (u(seed, counter + i) < keep ? scale : 0), i the row-major index of x's view.
+void dropoutKernel(const Strided& s, const float* x, float* out, double keep, double scale, uint32_t seed,
+                   int64_t counter);
+// Rows of contiguous x (+ the mask row, view 0 of r, when mask is not null) → softmax into out (may be x).
+void maskedSoftmaxKernel(const Rows& r, const float* x, const float* mask, float* out);
+// Views of r: x, cos, sin, out; see fused.cc.
+void rotaryKernel(const Rows& r, const float* x, const float* cosT, const float* sinT, float* out, bool transpose);
 
 // indexing.cc — ids were checked by the caller. T is float or int32_t (same for src and out).
 template <class T>

@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 import type {
   AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, UnaryGradOp, UnaryOp, View,
 } from "../backend.js";
+import { contiguousOutStrides } from "../backend.js";
 import { JsBackend } from "../js/js-backend.js";
 import { StoragePool } from "../pool.js";
 
@@ -34,7 +35,7 @@ interface Addon {
   where(cond: Data, a: Data, b: Data, meta: Float64Array, out: Data): void;
   reduce(op: number, x: Data, meta: Float64Array, out: Data): void;
   argmax(x: Data, outer: number, n: number, inner: number, out: Data): void;
-  gemm(a: Data, b: Data, out: Data, meta: Float64Array): void;
+  gemm(a: Data, b: Data, out: Data, meta: Float64Array, alpha: number, bias: Nullable): void;
   softmax(x: Data, rows: number, cols: number, log: boolean, out: Data): void;
   softmaxGrad(y: Data, dy: Data, rows: number, cols: number, log: boolean, out: Data): void;
   layerNorm(x: Data, w: Nullable, b: Nullable, rows: number, cols: number, eps: number, out: Data, mean: Data, rstd: Data): void;
@@ -49,6 +50,10 @@ interface Addon {
     ignoreIndex: number, out: Data): void;
   adamw(p: Data, g: Data, m: Data, v: Data, beta1: number, beta2: number, eps: number,
     stepSize: number, bc2Sqrt: number, decay: number): void;
+  assign(src: Data, dst: Data, meta: Float64Array, accumulate: boolean): void;
+  dropout(x: Data, meta: Float64Array, out: Data, keep: number, scale: number, seed: number, counter: number): void;
+  maskedSoftmax(x: Data, mask: Nullable, meta: Float64Array, out: Data): void;
+  rotary(x: Data, cos: Data, sin: Data, out: Data, meta: Float64Array, transpose: boolean): void;
   threads(): number;
   setThreads(n: number): void;
   readonly unaryOps: readonly string[];
@@ -210,19 +215,22 @@ export class NativeBackend implements Backend {
   }
 
   gemm(g: GemmSpec): void {
-    if (!isF32(g.a) || !isF32(g.b) || !isF32(g.out)) return this.js.gemm(g);
-    const nb = g.batchShape.length, len = 11 + 3 * nb;
+    if (!isF32(g.a) || !isF32(g.b) || !isF32(g.out) || (g.bias && !isF32(g.bias))) return this.js.gemm(g);
+    const nb = g.batchShape.length, len = 14 + 4 * nb;
     if (this.meta.length < len) this.meta = new Float64Array(Math.max(len, 2 * this.meta.length));
     const m = this.meta;
     m[0] = g.aOffset; m[1] = g.transA ? 1 : 0; m[2] = g.lda;
     m[3] = g.bOffset; m[4] = g.transB ? 1 : 0; m[5] = g.ldb;
-    m[6] = g.m; m[7] = g.n; m[8] = g.k; m[9] = g.accumulate ? 1 : 0; m[10] = nb;
+    m[6] = g.m; m[7] = g.n; m[8] = g.k; m[9] = g.accumulate ? 1 : 0;
+    m[10] = g.outOffset ?? 0; m[11] = g.ldc ?? g.n; m[12] = g.biasOffset ?? 0; m[13] = nb;
+    const outStrides = g.outBatchStrides ?? contiguousOutStrides(g.batchShape, g.m, g.n);
     for (let d = 0; d < nb; d++) {
-      m[11 + d] = g.batchShape[d]!;
-      m[11 + nb + d] = g.aBatchStrides[d]!;
-      m[11 + 2 * nb + d] = g.bBatchStrides[d]!;
+      m[14 + d] = g.batchShape[d]!;
+      m[14 + nb + d] = g.aBatchStrides[d]!;
+      m[14 + 2 * nb + d] = g.bBatchStrides[d]!;
+      m[14 + 3 * nb + d] = outStrides[d]!;
     }
-    this.addon.gemm(g.a.data, g.b.data, g.out.data, m);
+    this.addon.gemm(g.a.data, g.b.data, g.out.data, m, g.alpha ?? 1, g.bias?.data ?? null);
   }
 
   softmax(x: Storage, rows: number, cols: number, log: boolean, out: Storage): void {
@@ -289,6 +297,27 @@ export class NativeBackend implements Backend {
       return this.js.crossEntropyGrad(logits, targets, lse, dLoss, rows, cols, ignoreIndex, out);
     }
     this.addon.crossEntropyGrad(logits.data, targets.data, lse.data, dLoss.data, rows, cols, ignoreIndex, out.data);
+  }
+
+  assign(src: View, dst: View, accumulate: boolean): void {
+    if (src.storage.dtype !== dst.storage.dtype || (accumulate && !isF32(dst.storage))) return this.js.assign(src, dst, accumulate);
+    this.addon.assign(src.storage.data, dst.storage.data, this.pack([dst, src]), accumulate);
+  }
+
+  dropout(x: View, keep: number, scale: number, seed: number, counter: number, out: Storage): void {
+    if (!isF32(x.storage) || !isF32(out)) return this.js.dropout(x, keep, scale, seed, counter, out);
+    this.addon.dropout(x.storage.data, this.pack([x]), out.data, keep, scale, seed, counter);
+  }
+
+  maskedSoftmax(x: Storage, shape: readonly number[], mask: View | null, out: Storage): void {
+    if (!isF32(x) || !isF32(out) || (mask && !isF32(mask.storage))) return this.js.maskedSoftmax(x, shape, mask, out);
+    const view = mask ?? { storage: x, shape, strides: shape.map(() => 0), offset: 0 };
+    this.addon.maskedSoftmax(x.data, mask ? mask.storage.data : null, this.pack([view]), out.data);
+  }
+
+  rotary(x: View, cos: View, sin: View, out: View, transpose: boolean): void {
+    if (![x, cos, sin, out].every((v) => isF32(v.storage))) return this.js.rotary(x, cos, sin, out, transpose);
+    this.addon.rotary(x.storage.data, cos.storage.data, sin.storage.data, out.storage.data, this.pack([x, cos, sin, out]), transpose);
   }
 
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void {

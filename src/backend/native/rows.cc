@@ -5,6 +5,9 @@
 // The exponentials of softmax and cross-entropy use the vectorised float vexp (vmath.h): they dominate the time,
 // their results are within an ulp or two of the reference's, and they feed double sums.
 // Weight/bias gradients sum over rows, so every thread accumulates its own double partials, added in order.
+// The per-row work is in PEFT_SIMD_CLONES functions: an AVX2 version is picked at load time where the CPU has it
+// (the build itself targets any x86-64-v2 machine); the loops are written branch-free (the presence of a weight or
+// bias is a template parameter) so that both versions vectorise.
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -15,11 +18,12 @@
 namespace peft {
 namespace {
 
-// Rows per task such that a task has about kGrainCheap elements.
+// Rows per task such that a task has about kGrainCheap elements (kGrainMath for rows with an exponential each).
 int64_t rowGrain(int64_t cols) { return std::max<int64_t>(1, kGrainCheap / std::max<int64_t>(cols, 1)); }
+int64_t expRowGrain(int64_t cols) { return std::max<int64_t>(1, kGrainMath / std::max<int64_t>(cols, 1)); }
 
 // Math.max over a row: NaN wins. (Max and NaN test separately, so that both loops vectorise.)
-float rowMax(const float* x, int64_t n) {
+PEFT_SIMD_CLONES float rowMax(const float* x, int64_t n) {
   float m = -std::numeric_limits<float>::infinity();
   int nan = 0;
 #pragma omp simd reduction(max : m) reduction(| : nan)
@@ -30,8 +34,8 @@ float rowMax(const float* x, int64_t n) {
   return nan ? std::numeric_limits<float>::quiet_NaN() : m;
 }
 
-// Σ exp(x − max) in double, optionally storing the exponentials.
-double sumExp(const float* x, int64_t n, float mx, float* store) {
+// Σ exp(x − max) in double, optionally storing the exponentials (store may be x itself).
+PEFT_SIMD_CLONES double sumExp(const float* x, int64_t n, float mx, float* store) {
   double s = 0;
   if (store) {
 #pragma omp simd reduction(+ : s)
@@ -47,11 +51,110 @@ double sumExp(const float* x, int64_t n, float mx, float* store) {
   return s;
 }
 
-double sum(const float* x, int64_t n) {
+PEFT_SIMD_CLONES double sum(const float* x, int64_t n) {
   double s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t j = 0; j < n; j++) s += x[j];
   return s;
+}
+
+PEFT_SIMD_CLONES void scaleRow(float* y, int64_t n, float f) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; j++) y[j] *= f;
+}
+
+PEFT_SIMD_CLONES void logSoftmaxRow(const float* x, int64_t n, double lse, float* y) {
+#pragma omp simd
+  for (int64_t j = 0; j < n; j++) y[j] = static_cast<float>(x[j] - lse);
+}
+
+PEFT_SIMD_CLONES void softmaxGradRow(const float* Y, const float* G, int64_t n, bool log, float* D) {
+  if (log) {  // d = g − exp(y)·Σg
+    const double acc = sum(G, n);
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) D[j] = static_cast<float>(G[j] - vexp(Y[j]) * acc);
+  } else {  // d = y·(g − Σ g·y)
+    double acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < n; j++) acc += double(G[j]) * Y[j];
+#pragma omp simd
+    for (int64_t j = 0; j < n; j++) D[j] = static_cast<float>(Y[j] * (G[j] - acc));
+  }
+}
+
+template <bool W, bool B>
+PEFT_SIMD_CLONES void layerNormRow(const float* X, const float* w, const float* bias, int64_t cols, double eps,
+                                   float* Y, float& mean, float& rstd) {
+  const double mu = sum(X, cols) / cols;
+  double v = 0;
+#pragma omp simd reduction(+ : v)
+  for (int64_t j = 0; j < cols; j++) v += (X[j] - mu) * (X[j] - mu);
+  const double rs = 1 / std::sqrt(v / cols + eps);
+  mean = static_cast<float>(mu);
+  rstd = static_cast<float>(rs);
+#pragma omp simd
+  for (int64_t j = 0; j < cols; j++) {
+    double y = (X[j] - mu) * rs;
+    if constexpr (W) y *= w[j];
+    if constexpr (B) y += bias[j];
+    Y[j] = static_cast<float>(y);
+  }
+}
+
+template <bool W, bool P>
+PEFT_SIMD_CLONES void layerNormGradRow(const float* X, const float* G, const float* w, int64_t cols, double mu, double rs,
+                                       float* DX, double* PW, double* PB) {
+  double sumG = 0, sumGX = 0;
+#pragma omp simd reduction(+ : sumG, sumGX)
+  for (int64_t j = 0; j < cols; j++) {
+    const double xhat = (X[j] - mu) * rs, g = W ? G[j] * double(w[j]) : double(G[j]);
+    sumG += g;
+    sumGX += g * xhat;
+  }
+  if constexpr (P) {
+#pragma omp simd
+    for (int64_t j = 0; j < cols; j++) {
+      PW[j] += G[j] * ((X[j] - mu) * rs);
+      PB[j] += G[j];
+    }
+  }
+  const double a = sumG / cols, c = sumGX / cols;
+#pragma omp simd
+  for (int64_t j = 0; j < cols; j++) {
+    const double xhat = (X[j] - mu) * rs, g = W ? G[j] * double(w[j]) : double(G[j]);
+    DX[j] = static_cast<float>(rs * (g - a - xhat * c));
+  }
+}
+
+template <bool W>
+PEFT_SIMD_CLONES void rmsNormRow(const float* X, const float* w, int64_t cols, double eps, float* Y, float& rstd) {
+  double ss = 0;
+#pragma omp simd reduction(+ : ss)
+  for (int64_t j = 0; j < cols; j++) ss += double(X[j]) * X[j];
+  const double rs = 1 / std::sqrt(ss / cols + eps);
+  rstd = static_cast<float>(rs);
+#pragma omp simd
+  for (int64_t j = 0; j < cols; j++) Y[j] = static_cast<float>(W ? X[j] * rs * w[j] : X[j] * rs);
+}
+
+template <bool W>
+PEFT_SIMD_CLONES void rmsNormGradRow(const float* X, const float* G, const float* w, int64_t cols, double rs, float* DX,
+                                     double* PW) {
+  double dot = 0;
+#pragma omp simd reduction(+ : dot)
+  for (int64_t j = 0; j < cols; j++) dot += W ? double(G[j]) * w[j] * X[j] : double(G[j]) * X[j];
+  if (PW) {
+#pragma omp simd
+    for (int64_t j = 0; j < cols; j++) PW[j] += double(G[j]) * X[j] * rs;
+  }
+  const double k = dot * rs * rs * rs / cols;
+#pragma omp simd
+  for (int64_t j = 0; j < cols; j++) DX[j] = static_cast<float>((W ? double(G[j]) * w[j] * rs : double(G[j]) * rs) - X[j] * k);
+}
+
+PEFT_SIMD_CLONES void crossEntropyGradRow(const float* L, int64_t cols, float l, float g, float* D) {
+#pragma omp simd
+  for (int64_t j = 0; j < cols; j++) D[j] = vexp(L[j] - l) * g;
 }
 
 // Adds per-chunk partial sums (chunk-major, `cols` each) in chunk order into `out`.
@@ -65,38 +168,30 @@ void combine(const std::vector<double>& partial, int chunks, int64_t cols, float
 
 }  // namespace
 
+void softmaxRow(const float* x, int64_t cols, float* y) {
+  const float mx = rowMax(x, cols);
+  const float inv = static_cast<float>(1 / sumExp(x, cols, mx, y));
+  scaleRow(y, cols, inv);
+}
+
 void softmaxKernel(const float* x, int64_t rows, int64_t cols, bool log, float* out) {
-  parallelFor(rows, rowGrain(cols), [&](int64_t b, int64_t e) {
+  parallelFor(rows, expRowGrain(cols), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
       const float* xr = x + r * cols;
       float* yr = out + r * cols;
-      const float mx = rowMax(xr, cols);
       if (log) {
-        const double lse = mx + std::log(sumExp(xr, cols, mx, nullptr));
-        for (int64_t j = 0; j < cols; j++) yr[j] = static_cast<float>(xr[j] - lse);
+        const float mx = rowMax(xr, cols);
+        logSoftmaxRow(xr, cols, mx + std::log(sumExp(xr, cols, mx, nullptr)), yr);
       } else {
-        const float inv = static_cast<float>(1 / sumExp(xr, cols, mx, yr));
-        for (int64_t j = 0; j < cols; j++) yr[j] *= inv;
+        softmaxRow(xr, cols, yr);
       }
     }
   });
 }
 
 void softmaxGradKernel(const float* y, const float* dy, int64_t rows, int64_t cols, bool log, float* out) {
-  parallelFor(rows, rowGrain(cols), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; r++) {
-      const float *Y = y + r * cols, *G = dy + r * cols;
-      float* D = out + r * cols;
-      if (log) {  // d = g − exp(y)·Σg
-        const double acc = sum(G, cols);
-        for (int64_t j = 0; j < cols; j++) D[j] = static_cast<float>(G[j] - vexp(Y[j]) * acc);
-      } else {  // d = y·(g − Σ g·y)
-        double acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t j = 0; j < cols; j++) acc += double(G[j]) * Y[j];
-        for (int64_t j = 0; j < cols; j++) D[j] = static_cast<float>(Y[j] * (G[j] - acc));
-      }
-    }
+  parallelFor(rows, expRowGrain(cols), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; r++) softmaxGradRow(y + r * cols, dy + r * cols, cols, log, out + r * cols);
   });
 }
 
@@ -106,16 +201,10 @@ void layerNormKernel(const float* x, const float* w, const float* bias, int64_t 
     for (int64_t r = b; r < e; r++) {
       const float* X = x + r * cols;
       float* Y = out + r * cols;
-      const double mu = sum(X, cols) / cols;
-      double v = 0;
-#pragma omp simd reduction(+ : v)
-      for (int64_t j = 0; j < cols; j++) v += (X[j] - mu) * (X[j] - mu);
-      const double rs = 1 / std::sqrt(v / cols + eps);
-      mean[r] = static_cast<float>(mu);
-      rstd[r] = static_cast<float>(rs);
-      for (int64_t j = 0; j < cols; j++) {
-        Y[j] = static_cast<float>((X[j] - mu) * rs * (w ? w[j] : 1.0) + (bias ? bias[j] : 0.0));
-      }
+      if (w && bias) layerNormRow<true, true>(X, w, bias, cols, eps, Y, mean[r], rstd[r]);
+      else if (w) layerNormRow<true, false>(X, w, bias, cols, eps, Y, mean[r], rstd[r]);
+      else if (bias) layerNormRow<false, true>(X, w, bias, cols, eps, Y, mean[r], rstd[r]);
+      else layerNormRow<false, false>(X, w, bias, cols, eps, Y, mean[r], rstd[r]);
     }
   });
 }
@@ -131,24 +220,10 @@ void layerNormGradKernel(const float* x, const float* w, const float* mean, cons
     for (int64_t r = b; r < e; r++) {
       const float *X = x + r * cols, *G = dy + r * cols;
       float* DX = dx + r * cols;
-      const double mu = mean[r], rs = rstd[r];
-      double sumG = 0, sumGX = 0;
-#pragma omp simd reduction(+ : sumG, sumGX)
-      for (int64_t j = 0; j < cols; j++) {
-        const double xhat = (X[j] - mu) * rs, g = G[j] * (w ? double(w[j]) : 1.0);
-        sumG += g;
-        sumGX += g * xhat;
-      }
-      if (params) {
-        for (int64_t j = 0; j < cols; j++) {
-          PW[j] += G[j] * ((X[j] - mu) * rs);
-          PB[j] += G[j];
-        }
-      }
-      for (int64_t j = 0; j < cols; j++) {
-        const double xhat = (X[j] - mu) * rs, g = G[j] * (w ? double(w[j]) : 1.0);
-        DX[j] = static_cast<float>(rs * (g - sumG / cols - xhat * sumGX / cols));
-      }
+      if (w && params) layerNormGradRow<true, true>(X, G, w, cols, mean[r], rstd[r], DX, PW, PB);
+      else if (w) layerNormGradRow<true, false>(X, G, w, cols, mean[r], rstd[r], DX, PW, PB);
+      else if (params) layerNormGradRow<false, true>(X, G, w, cols, mean[r], rstd[r], DX, PW, PB);
+      else layerNormGradRow<false, false>(X, G, w, cols, mean[r], rstd[r], DX, PW, PB);
     }
   });
   if (dw) combine(pw, chunks, cols, dw);
@@ -158,14 +233,8 @@ void layerNormGradKernel(const float* x, const float* w, const float* mean, cons
 void rmsNormKernel(const float* x, const float* w, int64_t rows, int64_t cols, double eps, float* out, float* rstd) {
   parallelFor(rows, rowGrain(cols), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
-      const float* X = x + r * cols;
-      float* Y = out + r * cols;
-      double ss = 0;
-#pragma omp simd reduction(+ : ss)
-      for (int64_t j = 0; j < cols; j++) ss += double(X[j]) * X[j];
-      const double rs = 1 / std::sqrt(ss / cols + eps);
-      rstd[r] = static_cast<float>(rs);
-      for (int64_t j = 0; j < cols; j++) Y[j] = static_cast<float>(X[j] * rs * (w ? w[j] : 1.0));
+      if (w) rmsNormRow<true>(x + r * cols, w, cols, eps, out + r * cols, rstd[r]);
+      else rmsNormRow<false>(x + r * cols, w, cols, eps, out + r * cols, rstd[r]);
     }
   });
 }
@@ -177,17 +246,8 @@ void rmsNormGradKernel(const float* x, const float* w, const float* rstd, const 
   parallelChunks(rows, rowGrain(cols), [&](int c, int64_t b, int64_t e) {
     double* PW = dw ? pw.data() + c * cols : nullptr;
     for (int64_t r = b; r < e; r++) {
-      const float *X = x + r * cols, *G = dy + r * cols;
-      float* DX = dx + r * cols;
-      const double rs = rstd[r];
-      double dot = 0;
-#pragma omp simd reduction(+ : dot)
-      for (int64_t j = 0; j < cols; j++) dot += double(G[j]) * (w ? w[j] : 1.0) * X[j];
-      if (PW) {
-        for (int64_t j = 0; j < cols; j++) PW[j] += double(G[j]) * X[j] * rs;
-      }
-      const double k = dot * rs * rs * rs / cols;
-      for (int64_t j = 0; j < cols; j++) DX[j] = static_cast<float>(double(G[j]) * (w ? w[j] : 1.0) * rs - X[j] * k);
+      if (w) rmsNormGradRow<true>(x + r * cols, dy + r * cols, w, cols, rstd[r], dx + r * cols, PW);
+      else rmsNormGradRow<false>(x + r * cols, dy + r * cols, w, cols, rstd[r], dx + r * cols, PW);
     }
   });
   if (dw) combine(pw, chunks, cols, dw);
@@ -195,7 +255,7 @@ void rmsNormGradKernel(const float* x, const float* w, const float* rstd, const 
 
 void crossEntropyKernel(const float* logits, const int32_t* targets, int64_t rows, int64_t cols, double ignoreIndex,
                         float* loss, float* lse) {
-  parallelFor(rows, rowGrain(cols), [&](int64_t b, int64_t e) {
+  parallelFor(rows, expRowGrain(cols), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
       const float* L = logits + r * cols;
       const float mx = rowMax(L, cols);
@@ -209,7 +269,7 @@ void crossEntropyKernel(const float* logits, const int32_t* targets, int64_t row
 
 void crossEntropyGradKernel(const float* logits, const int32_t* targets, const float* lse, const float* dLoss,
                             int64_t rows, int64_t cols, double ignoreIndex, float* out) {
-  parallelFor(rows, rowGrain(cols), [&](int64_t b, int64_t e) {
+  parallelFor(rows, expRowGrain(cols), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
       const float* L = logits + r * cols;
       float* D = out + r * cols;
@@ -218,9 +278,8 @@ void crossEntropyGradKernel(const float* logits, const int32_t* targets, const f
         for (int64_t j = 0; j < cols; j++) D[j] = 0;
         continue;
       }
-      const float g = dLoss[r], l = lse[r];
-#pragma omp simd
-      for (int64_t j = 0; j < cols; j++) D[j] = vexp(L[j] - l) * g;
+      const float g = dLoss[r];
+      crossEntropyGradRow(L, cols, lse[r], g, D);
       D[t] = static_cast<float>(D[t] - double(g));
     }
   });
