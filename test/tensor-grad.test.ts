@@ -109,6 +109,50 @@ describe("gradients agree with finite differences", () => {
       gradCheck((q, k, v) => T.scaledDotProductAttention(q, k, v, mask), [randTensor([2, 3, 4], 75), randTensor([2, 3, 4], 76), randTensor([2, 3, 4], 77)]);
     });
     it("rotary embedding", () => gradCheck((x) => T.applyRotary(x, randTensor([3, 4], 78), randTensor([3, 4], 79)), [randTensor([2, 3, 4], 80)]));
+    it("rotary embedding of a head-split view, broadcast over heads", () => {
+      const cos = randTensor([2, 1, 3, 4], 81), sin = randTensor([2, 1, 3, 4], 82);
+      gradCheck((x) => T.applyRotary(T.transpose(T.reshape(x, [2, 3, 2, 4]), 1, 2), cos, sin), [randTensor([2, 3, 8], 83)]);
+    });
+  });
+
+  describe("fused ops", () => {
+    it("addmm: x·W + b with a transposed weight view, and without bias", () => {
+      gradCheck((x, w, b) => T.addmm(x, T.transpose(w), b), [randTensor([2, 3, 4], 90), randTensor([5, 4], 91), randTensor([5], 92)]);
+      gradCheck((x, w) => T.addmm(x, w), [randTensor([3, 4], 93), randTensor([4, 2], 94)]);
+    });
+    it("attention: causal mask, heads split from one projection (strided q/k/v views), scale", () => {
+      // q, k, v are slices of one [B, T, 3·H·D] tensor, split into heads without copies, as GPT-2 does.
+      const mask = T.reshape(T.causalMask(3, 3), [1, 1, 3, 3]);
+      gradCheck((qkv) => {
+        const [q, k, v] = T.split(qkv, [4, 4, 4], 2).map((t) => T.transpose(T.reshape(t, [2, 3, 2, 2]), 1, 2));
+        return T.attention(q!, k!, v!, { mask, scale: 0.7 });
+      }, [randTensor([2, 3, 12], 95)]);
+    });
+    it("attention: grouped-query heads (4 query heads on 2 key/value heads), padding mask, queries after a cache", () => {
+      const pad = T.tensor([0, 0, 0, 0, 0, -1e9, 0, 0, 0, 0], [2, 1, 1, 5]);
+      gradCheck((q, k, v) => T.attention(q, k, v, { mask: pad }),
+        [randTensor([2, 4, 2, 3], 96), randTensor([2, 2, 5, 3], 97), randTensor([2, 2, 5, 2], 98)]);
+    });
+    it("attention with dropout (a fixed mask from a seeded generator)", () => {
+      gradCheck((q, k, v) => T.attention(q, k, v, { dropoutP: 0.3, training: true, generator: new T.Generator(11) }),
+        [randTensor([1, 2, 3, 4], 99), randTensor([1, 2, 3, 4], 100), randTensor([1, 2, 3, 4], 101)]);
+    });
+    it("the pieces of a split meet in one gradient (slices accumulated in place), also when used twice", () => {
+      gradCheck((t) => {
+        const [a, b, c] = T.split(t, [1, 2, 1], 1);
+        return T.cat([T.mul(a!, b!), T.mul(T.exp(c!), a!), T.narrow(t, 1, 1, 2)], 1);
+      }, [randTensor([3, 4, 2], 102)]);
+    });
+    it("reshape of strided views stays a view where possible", () => {
+      const base = randTensor([2, 3, 12], 103);
+      const sliced = T.narrow(base, 2, 4, 4);              // [2, 3, 4] with row stride 12
+      const heads = T.reshape(sliced, [2, 3, 2, 2]);        // splits the contiguous last axis: a view
+      assert.deepEqual([...heads.strides], [36, 12, 2, 1]);
+      const merged = T.reshape(T.transpose(heads, 1, 2), [2, 2, 6]); // merges non-adjacent axes: a copy
+      assert.deepEqual([...merged.strides], [12, 6, 1]);
+      assert.deepEqual(Array.from(merged.dataSync()), Array.from(T.contiguous(T.reshape(T.contiguous(T.transpose(heads, 1, 2)), [2, 2, 6]), true).dataSync()));
+      gradCheck((t) => T.mul(T.reshape(T.narrow(t, 2, 4, 4), [2, 3, 2, 2]), 2), [base]);
+    });
   });
 });
 

@@ -1,5 +1,5 @@
 /** The tensor engine: tensors, autograd, memory scopes, random numbers and every op. */
-export { Tensor, tensor, empty, zeros, ones, full, arange, parameter } from "./tensor.js";
+export { Tensor, tensor, empty, emptyLike, emptyStrided, zeros, ones, full, arange, parameter } from "./tensor.js";
 export type { NestedArray } from "./tensor.js";
 export { tidy, keep, noGrad, isGradEnabled, memory, resetPeakBytes } from "./engine.js";
 export type { MemoryStats } from "./engine.js";

@@ -104,6 +104,11 @@ export class Tensor implements View {
     return true;
   }
 
+  /** Internal: the reference-counted buffer (an identity for caches that grow in place; never reused). */
+  get bufferRef(): object {
+    return this.buffer;
+  }
+
   /** A tensor on the same buffer with another shape/strides/offset (no autograd; ops record it themselves). */
   view_(shape: readonly number[], strides: readonly number[], offset: number): Tensor {
     void this.storage; // throws if disposed
@@ -184,6 +189,36 @@ export class Tensor implements View {
 export function empty(shape: readonly number[], dtype: DType = "float32"): Tensor {
   const b = backend();
   return new Tensor(new Buffer(b.alloc(dtype, numel(shape)), b), [...shape], contiguousStrides(shape), 0);
+}
+
+/**
+ * A new tensor of `shape` read with `strides` from a fresh buffer of `size` elements (uninitialised): outputs laid out
+ * in another order than row-major (attention writes [batch, heads, length, dim] in [batch, length, heads, dim] order,
+ * so that merging heads is a view).
+ */
+export function emptyStrided(shape: readonly number[], strides: readonly number[], size: number, dtype: DType = "float32"): Tensor {
+  const b = backend();
+  return new Tensor(new Buffer(b.alloc(dtype, size), b), [...shape], [...strides], 0);
+}
+
+/**
+ * A new uninitialised tensor shaped like t, laid out in the same axis order when t is dense (a permutation of a
+ * row-major layout), row-major otherwise: an op whose output has its input's layout lets later reshapes stay views.
+ */
+export function emptyLike(t: { shape: readonly number[]; strides: readonly number[] }, dtype: DType = "float32"): Tensor {
+  const nd = t.shape.length;
+  const order = [...Array(nd).keys()].sort((a, b) => t.strides[b]! - t.strides[a]! || a - b);
+  let acc = 1;
+  for (let i = nd - 1; i >= 0; i--) {
+    const ax = order[i]!;
+    if (t.shape[ax] !== 1 && t.strides[ax] !== acc) return empty(t.shape, dtype);
+    acc *= t.shape[ax]!;
+  }
+  const permShape = order.map((a) => t.shape[a]!);
+  const ps = contiguousStrides(permShape);
+  const strides = new Array<number>(nd);
+  order.forEach((ax, i) => (strides[ax] = ps[i]!));
+  return emptyStrided(t.shape, strides, numel(t.shape), dtype);
 }
 
 function inferShape(data: NestedArray): number[] {

@@ -1,5 +1,5 @@
 /** Fully connected layers: PyTorch's Linear ([out, in] weight) and GPT-2's Conv1D ([in, out] weight). */
-import { Generator, Tensor, linear, matmul, add, reshape, parameter } from "../../tensor/index.js";
+import { Generator, Tensor, addmm, linear, parameter } from "../../tensor/index.js";
 import { Module } from "../module.js";
 import { kaimingUniformA5, normal, uniform, zeros } from "../init.js";
 
@@ -46,9 +46,7 @@ export class Conv1D extends Module {
 
   /** Apply the layer to [..., nx]. */
   forward(x: Tensor): Tensor {
-    const lead = x.shape.slice(0, -1);
-    const y = add(matmul(reshape(x, [-1, this.nx]), this.weight), this.bias);
-    return reshape(y, [...lead, this.nf]);
+    return addmm(x, this.weight, this.bias);
   }
 
   protected override extraRepr(): string {

@@ -4,3 +4,4 @@ export * from "./views.js";
 export * from "./reduce.js";
 export * from "./matmul.js";
 export * from "./nn-functional.js";
+export * from "./attention.js";

@@ -3,7 +3,8 @@ import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
 import { broadcastShapes, fmtShape, numel } from "../shape.js";
 import { empty, Tensor } from "../tensor.js";
-import { add, sumTo, toFloat } from "./elementwise.js";
+import { sumTo, toFloat } from "./elementwise.js";
+import { sum } from "./reduce.js";
 import { contiguous, reshape, transpose } from "./views.js";
 
 interface GemmOperand {
@@ -62,16 +63,49 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 }
 
 /**
- * y = x·Wᵀ + b with W of shape [out, in] (PyTorch's Linear layout). Leading axes of x are flattened into one
- * matrix so that the weight gradient is a single GEMM over all tokens.
+ * y = x·W + b for x [..., k], W [k, n] (any strided view: a transposed Linear weight reaches BLAS as a flag) and an
+ * optional bias [n], as one GEMM: the bias is written into the output and the product added to it. Leading axes of x
+ * are flattened into one matrix, so the weight gradient is a single GEMM over all tokens. Gradients go only to the
+ * operands that require them (a frozen weight costs no weight-gradient product).
+ */
+export function addmm(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
+  if (w.rank !== 2) throw new Error(`addmm: the weight must be 2-D, got ${fmtShape(w.shape)}`);
+  const k = w.shape[0]!, n = w.shape[1]!;
+  if (x.shape[x.rank - 1] !== k) {
+    throw new Error(`linear: input has ${x.shape[x.rank - 1]} features but the weight expects ${k} (weight as [in, out]: ${fmtShape(w.shape)})`);
+  }
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== n)) throw new Error(`linear: bias of shape ${fmtShape(bias.shape)} does not match ${n} outputs`);
+  const lead = x.shape.slice(0, -1);
+  const fx = toFloat(reshape(x, [-1, k])), fw = toFloat(w);
+  const fb = bias ? contiguous(toFloat(bias)) : null;
+  const m = fx.shape[0]!;
+  const out = empty([m, n]);
+  if (m > 0 && n > 0) {
+    const A = gemmOperand(fx), B = gemmOperand(fw);
+    backend().gemm({
+      a: A.t.storage, aOffset: A.t.offset, transA: A.trans, lda: A.ld, aBatchStrides: [],
+      b: B.t.storage, bOffset: B.t.offset, transB: B.trans, ldb: B.ld, bBatchStrides: [],
+      batchShape: [], m, n, k, out: out.storage, accumulate: false, bias: fb?.storage ?? null,
+    });
+  }
+  const y = record("addmm", out, fb ? [fx, fw, fb] : [fx, fw], (dy) => {
+    const grads: (Tensor | null)[] = [
+      fx.requiresGrad ? rawMatmul(dy, transpose(fw)) : null,
+      fw.requiresGrad ? rawMatmul(transpose(fx), dy) : null,
+    ];
+    if (fb) grads.push(fb.requiresGrad ? sum(dy, 0) : null);
+    return grads;
+  });
+  return reshape(y, [...lead, n]);
+}
+
+/**
+ * y = x·Wᵀ + b with W of shape [out, in] (PyTorch's Linear layout): one GEMM with the bias fused (see addmm).
  */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
-  const inF = weight.shape[1]!, outF = weight.shape[0]!;
+  const inF = weight.shape[1]!;
   if (x.shape[x.rank - 1] !== inF) {
     throw new Error(`linear: input has ${x.shape[x.rank - 1]} features but the weight ${fmtShape(weight.shape)} expects ${inF}`);
   }
-  const lead = x.shape.slice(0, -1);
-  let y = matmul(reshape(x, [-1, inF]), transpose(weight));
-  if (bias) y = add(y, bias);
-  return reshape(y, [...lead, outF]);
+  return addmm(x, transpose(weight), bias);
 }

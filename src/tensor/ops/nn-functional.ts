@@ -1,10 +1,12 @@
 /** Neural-network functions with fused kernels: softmax, norms, embedding, cross-entropy, dropout, attention, rotary. */
 import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
-import { fmtShape, normAxis } from "../shape.js";
-import { empty, Tensor } from "../tensor.js";
+import { broadcastShapes, fmtShape, normAxis, sameShape } from "../shape.js";
+import { empty, emptyLike, Tensor } from "../tensor.js";
+import { isGradEnabled } from "../engine.js";
+import { attention } from "./attention.js";
 import { defaultGenerator, Generator } from "../random.js";
-import { add, mul, neg, toInt, where } from "./elementwise.js";
+import { add, broadcastView, mul, neg, toFloat, toInt, where } from "./elementwise.js";
 import { matmul } from "./matmul.js";
 import { cat, contiguous, indexSelect, narrow, reshape, transpose } from "./views.js";
 import { sum } from "./reduce.js";
@@ -120,12 +122,24 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
   return mul(total, 1 / counted);
 }
 
-/** Zero each element with probability p and scale the rest by 1/(1−p) (identity when not training or p = 0). */
+/**
+ * Zero each element with probability p and scale the rest by 1/(1−p) (identity when not training or p = 0). One
+ * fused kernel; the mask is the generator's bernoulli stream (the same values as x · generator.bernoulli(…)) and is
+ * regenerated from its seed for the backward pass rather than stored.
+ */
 export function dropout(x: Tensor, p: number, training: boolean, generator: Generator = defaultGenerator): Tensor {
   if (p < 0 || p >= 1) throw new Error(`dropout probability must be in [0, 1), got ${p}`);
   if (!training || p === 0) return x;
-  const mask = generator.bernoulli(x.shape, 1 - p, 1 / (1 - p));
-  return mul(x, mask);
+  const fx = toFloat(x);
+  const [seed, counter] = generator.next(fx.size);
+  const keepP = 1 - p, scale = 1 / (1 - p);
+  const out = empty(fx.shape);
+  backend().dropout(fx, keepP, scale, seed, counter, out.storage);
+  return record("dropout", out, [fx], (dy) => {
+    const dx = empty(fx.shape);
+    backend().dropout(dy, keepP, scale, seed, counter, dx.storage);
+    return [dx];
+  });
 }
 
 /**
@@ -134,6 +148,9 @@ export function dropout(x: Tensor, p: number, training: boolean, generator: Gene
  */
 export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, mask?: Tensor | null, scale?: number): Tensor {
   const d = q.shape[q.rank - 1]!;
+  if (q.rank === 4 && k.rank === 4 && v.rank === 4 && !mask?.requiresGrad && q.shape[1] === k.shape[1]) {
+    return attention(q, k, v, { mask: mask ?? null, scale: scale ?? 1 / Math.sqrt(d) });
+  }
   let scores = mul(matmul(q, transpose(k)), scale ?? 1 / Math.sqrt(d));
   if (mask) scores = add(scores, mask);
   return matmul(softmax(scores), v);
@@ -163,7 +180,23 @@ export function rotateHalf(x: Tensor): Tensor {
   return cat([neg(narrow(x, -1, half, half)), narrow(x, -1, 0, half)], -1);
 }
 
-/** Rotary position embedding: x·cos + rotateHalf(x)·sin (cos/sin broadcast against x). */
+/**
+ * Rotary position embedding: x·cos + rotateHalf(x)·sin (cos/sin broadcast against x). One kernel each way, with the
+ * output laid out like x (so that the heads of a projection stay a view); the values are those of the unfused ops.
+ */
 export function applyRotary(x: Tensor, cosT: Tensor, sinT: Tensor): Tensor {
-  return add(mul(x, cosT), mul(rotateHalf(x), sinT));
+  const d = x.shape[x.rank - 1]!;
+  const shape = broadcastShapes(x.shape, broadcastShapes(cosT.shape, sinT.shape));
+  if (!sameShape(shape, x.shape) || d % 2 !== 0 || x.dtype !== "float32" || (isGradEnabled() && (cosT.requiresGrad || sinT.requiresGrad))) {
+    return add(mul(x, cosT), mul(rotateHalf(x), sinT));
+  }
+  const c = toFloat(cosT), s = toFloat(sinT);
+  const cv = broadcastView(c, shape), sv = broadcastView(s, shape);
+  const out = emptyLike(x);
+  backend().rotary(x, cv, sv, out, false);
+  return record("rotary", out, [x], (dy) => {
+    const dx = emptyLike(dy);
+    backend().rotary(dy, cv, sv, dx, true);
+    return [dx];
+  });
 }

@@ -1,8 +1,10 @@
 /** Shape ops: views where the layout allows (no copy), copies otherwise; gather/concat along an axis. */
 import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
-import { contiguousStrides, fmtShape, normAxis, numel } from "../shape.js";
-import { arange, empty, Tensor, zeros } from "../tensor.js";
+import type { View } from "../../backend/backend.js";
+import { isGradEnabled } from "../engine.js";
+import { contiguousStrides, fmtShape, normAxis, numel, viewStrides } from "../shape.js";
+import { empty, emptyStrided, Tensor, zeros } from "../tensor.js";
 import { sumTo, toInt } from "./elementwise.js";
 
 /**
@@ -28,12 +30,21 @@ function resolveShape(shape: readonly number[], size: number, from: readonly num
   return out;
 }
 
-/** The same values with another shape (one axis may be -1); a view when t is contiguous. */
+/**
+ * The same values with another shape (one axis may be -1): a view whenever the layout allows (always for a
+ * contiguous tensor; for a strided one when each group of axes that is contiguous in memory is only split or
+ * merged, as PyTorch's view does), a copy otherwise.
+ */
 export function reshape(t: Tensor, shape: readonly number[]): Tensor {
   const target = resolveShape(shape, t.size, t.shape);
   // A contiguous view at an offset reshapes as a view too.
-  const src = t.isContiguous() ? t : contiguous(t);
-  const out = src.view_(target, contiguousStrides(target), src.offset);
+  let src = t;
+  let strides = t.isContiguous() ? contiguousStrides(target) : viewStrides(t.shape, t.strides, target);
+  if (!strides) {
+    src = contiguous(t);
+    strides = contiguousStrides(target);
+  }
+  const out = src.view_(target, strides, src.offset);
   return record("reshape", out, [src], (dy) => [reshape(dy, src.shape)]);
 }
 
@@ -100,7 +111,20 @@ export function narrow(t: Tensor, axis: number, start: number, length: number): 
   const shape = [...t.shape];
   shape[a] = length;
   const out = t.view_(shape, t.strides, t.offset + start * t.strides[a]!);
-  return record("narrow", out, [t], (dy) => [scatterAlong(dy, a, arange(length, start), n)]);
+  // The tape accumulates the gradient of a slice straight into a slice of the input's gradient (see autograd.ts);
+  // this backward (zeros with dy written into the slice) is for other callers.
+  return record("narrow", out, [t], (dy) => {
+    const g = zeros(t.shape);
+    backend().assign(dy, sliceView(g, a, start, length), false);
+    return [g];
+  }, { axis: a, start });
+}
+
+/** The view of elements start … start+length−1 along an axis of t (no tensor, no autograd). */
+export function sliceView(t: Tensor, axis: number, start: number, length: number): View {
+  const shape = [...t.shape];
+  shape[axis] = length;
+  return { storage: t.storage, shape, strides: t.strides, offset: t.offset + start * t.strides[axis]! };
 }
 
 /** One index along an axis, removing that axis (a view). */
@@ -150,17 +174,58 @@ export function cat(tensors: readonly Tensor[], axis = 0): Tensor {
   const total = tensors.reduce((s, t) => s + t.shape[a]!, 0);
   const shape = [...first.shape];
   shape[a] = total;
-  const out = zeros(shape, first.dtype);
-  const [outer, , inner] = asOuterMidInner(shape, a);
+  const out = empty(shape, first.dtype);
   let start = 0;
   const starts: number[] = [];
   for (const t of tensors) {
     starts.push(start);
-    const ids = arange(t.shape[a]!, start);
-    backend().scatterAdd(contiguous(t).storage, outer, total, inner, ids.storage, out.storage);
-    start += t.shape[a]!;
+    const len = t.shape[a]!;
+    if (len > 0 && t.size > 0) backend().assign(t, sliceView(out, a, start, len), false);
+    start += len;
   }
   return record("cat", out, tensors, (dy) => tensors.map((t, i) => narrow(dy, a, starts[i]!, t.shape[a]!)));
+}
+
+/** What appendAlong knows about a buffer it grows: the axis and how many positions along it are written. */
+const growable = new WeakMap<object, { axis: number; used: number; capacity: number }>();
+
+/**
+ * cat([past, x], axis) for caches that grow by appending (KV caches in generation): when past is the latest result
+ * of appendAlong on its buffer and the buffer has room, x is written after it in place and the result is a longer
+ * view of the same buffer; otherwise a buffer with room to grow (twice the length) is allocated and both copied in.
+ * Views handed out earlier keep their values (only positions beyond them are written). Inputs that need gradients
+ * go through cat.
+ */
+export function appendAlong(past: Tensor, x: Tensor, axis: number): Tensor {
+  const a = normAxis(axis, past.rank);
+  if ((isGradEnabled() && (past.requiresGrad || x.requiresGrad)) || past.dtype !== x.dtype || past.rank !== x.rank ||
+    past.shape.some((d, i) => i !== a && d !== x.shape[i])) {
+    return cat([past, x], a);
+  }
+  const tp = past.shape[a]!, total = tp + x.shape[a]!;
+  const info = growable.get(past.bufferRef);
+  if (info && info.axis === a && info.used === tp && total <= info.capacity && past.offset === 0) {
+    const full = [...past.shape];
+    full[a] = info.capacity;
+    const cs = contiguousStrides(full);
+    if (cs.every((s, i) => past.shape[i] === 1 || s === past.strides[i])) {
+      if (x.size > 0) backend().assign(x, sliceView(past, a, tp, x.shape[a]!), false);
+      info.used = total;
+      const shape = [...past.shape];
+      shape[a] = total;
+      return past.view_(shape, past.strides, 0);
+    }
+  }
+  const capacity = Math.max(2 * total, total + 16);
+  const full = [...past.shape];
+  full[a] = capacity;
+  const shape = [...past.shape];
+  shape[a] = total;
+  const out = emptyStrided(shape, contiguousStrides(full), numel(full), past.dtype);
+  if (past.size > 0) backend().assign(past, sliceView(out, a, 0, tp), false);
+  if (x.size > 0) backend().assign(x, sliceView(out, a, tp, x.shape[a]!), false);
+  growable.set(out.bufferRef, { axis: a, used: total, capacity });
+  return out;
 }
 
 /** Split along an axis into pieces of the given sizes (views). */
