@@ -1,6 +1,6 @@
 /** Attention shared by the architectures: mask construction and multi-head / grouped-query attention. */
 import {
-  Tensor, add, dropout, matmul, mul, reshape, softmax, tensor, transpose, MASK_VALUE,
+  Tensor, add, attention, dropout, matmul, mul, reshape, softmax, tensor, transpose, MASK_VALUE,
 } from "../tensor/index.js";
 
 /**
@@ -59,6 +59,11 @@ export interface AttendOptions {
  * never copied r times.
  */
 export function attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, opts: AttendOptions = {}): Tensor {
+  // The fused op (one kernel for mask and softmax, no copies of heads, dropout mask regenerated in the backward pass)
+  // unless a bias that needs gradients joins the scores.
+  if (!opts.positionBias && !mask?.requiresGrad) {
+    return attention(q, k, v, { mask, ...(opts.scale !== undefined ? { scale: opts.scale } : {}), dropoutP: opts.dropoutP ?? 0, training: opts.training ?? false });
+  }
   const [b, h, tq, d] = q.shape as [number, number, number, number];
   const hkv = k.shape[1]!, tk = k.shape[2]!;
   if (h % hkv !== 0) throw new Error(`attention: ${h} query heads cannot share ${hkv} key/value heads`);

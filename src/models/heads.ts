@@ -1,7 +1,7 @@
 /** Pieces shared by the task heads: input embedding, causal-LM loss, sequence-classification pooling and loss. */
 import type { Embedding } from "../nn/index.js";
 import {
-  Tensor, add, crossEntropy, exp, indexSelect, log, mean, mul, narrow, relu, reshape, select, square, sub, abs, neg, tensor, toFloat,
+  Tensor, add, crossEntropy, exp, indexSelect, log, mean, mul, relu, reshape, select, square, sub, abs, neg, tensor, toFloat,
 } from "../tensor/index.js";
 import type { PretrainedConfig } from "./config.js";
 import type { ModelInputs, ModelOutput, PastKeyValues } from "./outputs.js";
@@ -22,12 +22,21 @@ export function pastLength(past: PastKeyValues | undefined): number {
   return past && past.length > 0 ? past[0]!.key.shape[2]! : 0;
 }
 
-/** HF's causal-LM loss: logits at position t predict labels at t + 1; -100 labels are ignored; mean over the rest. */
+/**
+ * HF's causal-LM loss: logits at position t predict labels at t + 1; -100 labels are ignored; mean over the rest.
+ * The labels are shifted rather than the logits (the last position of each row gets the ignored label), which
+ * counts the same terms while the [batch, length, vocab] logits are read in place: no copy of them, and no
+ * scatter of their gradient.
+ */
 export function causalLmLoss(logits: Tensor, labels: Tensor): Tensor {
   const [b, t, v] = logits.shape as [number, number, number];
-  const shifted = reshape(narrow(logits, 1, 0, t - 1), [b * (t - 1), v]);
-  const targets = reshape(narrow(labels, 1, 1, t - 1), [b * (t - 1)]);
-  return crossEntropy(shifted, targets);
+  if (labels.rank !== 2 || labels.shape[0] !== b || labels.shape[1] !== t) {
+    throw new Error(`labels of shape [${labels.shape.join(", ")}] do not match logits [${b}, ${t}, …]`);
+  }
+  const given = labels.dataSync();
+  const targets = new Int32Array(b * t).fill(-100);
+  for (let r = 0; r < b; r++) for (let i = 0; i + 1 < t; i++) targets[r * t + i] = given[r * t + i + 1]!;
+  return crossEntropy(reshape(logits, [b * t, v]), tensor(targets, [b * t]));
 }
 
 /** Mean cross-entropy of token-level logits [batch, length, classes] against labels [batch, length]. */

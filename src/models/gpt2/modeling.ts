@@ -1,6 +1,6 @@
 /** GPT-2 (transformers' modeling_gpt2, eager attention) with HF module and parameter names. */
 import { Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn } from "../../nn/index.js";
-import { Tensor, add, arange, cat, expand, reshape, split } from "../../tensor/index.js";
+import { Tensor, add, appendAlong, arange, expand, reshape, split } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
@@ -26,8 +26,9 @@ class GPT2Attention extends Module {
     const [q, k, v] = split(this.c_attn.forward(x), [c, c, c], 2) as [Tensor, Tensor, Tensor];
     let key = splitHeads(k, heads), value = splitHeads(v, heads);
     if (past) {
-      key = cat([past.key, key], 2);
-      value = cat([past.value, value], 2);
+      // Grows the cache in place when past is its latest extension (generation), else copies (see appendAlong).
+      key = appendAlong(past.key, key, 2);
+      value = appendAlong(past.value, value, 2);
     }
     let scale = this.config.scale_attn_weights ? 1 / Math.sqrt(c / heads) : 1;
     if (this.config.scale_attn_by_inverse_layer_idx) scale /= this.layerIdx + 1;

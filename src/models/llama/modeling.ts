@@ -1,6 +1,6 @@
 /** The LLaMA family (LLaMA, Qwen2, Mistral; transformers' modeling_llama, eager attention) with HF names. */
 import { Embedding, Linear, Module, ModuleList, RMSNorm, activationFn } from "../../nn/index.js";
-import { Tensor, add, applyRotary, arange, cat, expand, mul, reshape, unsqueeze } from "../../tensor/index.js";
+import { Tensor, add, appendAlong, applyRotary, arange, expand, mul, reshape, unsqueeze } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
@@ -43,8 +43,9 @@ class LlamaAttention extends Module {
     let key = applyRotary(splitHeads(this.k_proj.forward(x), c.num_key_value_heads), cos, sin);
     let value = splitHeads(this.v_proj.forward(x), c.num_key_value_heads);
     if (past) {
-      key = cat([past.key, key], 2);
-      value = cat([past.value, value], 2);
+      // Grows the cache in place when past is its latest extension (generation), else copies (see appendAlong).
+      key = appendAlong(past.key, key, 2);
+      value = appendAlong(past.value, value, 2);
     }
     const attn = attend(q, key, value, mask, { dropoutP: c.attention_dropout, training: this.training });
     return { out: this.o_proj.forward(mergeHeads(attn)), present: { key, value } };
