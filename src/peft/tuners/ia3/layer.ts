@@ -21,16 +21,14 @@ export class IA3Linear extends BaseTunerLayer {
   readonly outFeatures: number;
   ia3_l: ParameterDict;
 
-  /**
-   * `isFeedforward` is fixed when the layer is created (later adapters added to it keep it, as in peft);
-   * `isTargetConv1dLayer` records that the base is GPT-2's Conv1D.
-   */
+  /** `isFeedforward` is fixed when the layer is created (later adapters added to it keep it, as in peft). */
   constructor(base: Linear | Conv1D, readonly fanInFanOut: boolean, readonly isFeedforward: boolean) {
     super(base);
     [this.inFeatures, this.outFeatures] = base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
     this.ia3_l = this.registerModule("ia3_l", new ParameterDict());
   }
 
+  /** Whether the base is GPT-2's Conv1D (peft's is_target_conv_1d_layer). */
   get isTargetConv1dLayer(): boolean {
     return this.base_layer instanceof Conv1D;
   }

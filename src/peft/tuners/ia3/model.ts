@@ -64,15 +64,13 @@ export class IA3Model extends BaseTuner<IA3Config> {
         config.fan_in_fan_out = true;
       }
       layer = new IA3Linear(target, true, isFeedforward);
-    } else if (target instanceof Linear) {
+    } else {
+      this.checkTargetModule(key, target);
       if (config.fan_in_fan_out) {
         process.emitWarning("fan_in_fan_out is set to True but the target module is `Linear`. Setting fan_in_fan_out to False.");
         config.fan_in_fan_out = false;
       }
-      layer = new IA3Linear(target, false, isFeedforward);
-    } else {
-      this.checkTargetModule(key, target);
-      return;
+      layer = new IA3Linear(target as Linear, false, isFeedforward);
     }
     layer.activeAdapters = [...this.activeAdapters];
     layer.updateLayer(adapterName, config.init_ia3_weights);
