@@ -1,22 +1,61 @@
 // Thread control and strided-view construction.
 #include "common.h"
 
+#include <cstdlib>
+
 #ifdef PEFT_BLAS_OPENBLAS
 #include <cblas.h>
 #endif
 
 namespace peft {
 
-int maxThreads() {
+namespace {
+// The thread count asked for (PEFT_TS_THREADS / setThreads / OpenMP's default); omp_set_num_threads(1) around a
+// single-threaded BLAS call does not change it.
+int configured = [] {
 #ifdef _OPENMP
   return omp_get_max_threads();
 #else
   return 1;
 #endif
+}();
+}  // namespace
+
+int maxThreads() { return configured; }
+int maxThreadsSetting() { return configured; }
+
+namespace {
+constexpr double kLateSeconds = 1e-3;
+constexpr int64_t kMinSerialRegions = 64;
+constexpr int64_t kMaxSerialRegions = 8192;
+// Kernels run on the thread that calls the addon (JavaScript's), one at a time: plain variables suffice.
+int64_t serialLeft = 0;       // regions still to run on one thread
+int64_t backoff = kMinSerialRegions;
+const bool adaptive = [] {
+  const char* v = std::getenv("PEFT_TS_ADAPTIVE_THREADS");
+  return !(v && v[0] == '0');
+}();
+}  // namespace
+
+int activeThreads() { return serialLeft > 0 ? 1 : maxThreads(); }
+
+void noteSerialRegion() {
+  if (serialLeft > 0) serialLeft--;
+}
+
+void noteRegion(double late) {
+  if (!adaptive) return;
+  if (late > kLateSeconds) {
+    serialLeft = backoff;
+    backoff = backoff * 2 > kMaxSerialRegions ? kMaxSerialRegions : backoff * 2;
+  } else {
+    backoff = kMinSerialRegions;
+  }
 }
 
 void setThreads(int n) {
   if (n < 1) n = 1;
+  configured = n;
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #endif

@@ -33,14 +33,48 @@ constexpr int64_t kGrainCheap = 1 << 20;   // memory-bound loops: copy, add, fil
 constexpr int64_t kGrainMath = 1 << 15;    // a vexp or libm call per element: exp, tanh, erf, pow, softmax
 
 int maxThreads();
+// The same (the configured count), for restoring OpenMP's setting after a single-threaded BLAS call.
+int maxThreadsSetting();
 void setThreads(int n);
 
+// Threads a parallel region may use now: maxThreads(), or 1 while the machine is contended. On a shared machine a
+// thread of our team may have to wait for a core that another process holds; the region then lasts until that
+// thread gets the core back (a scheduler time slice, milliseconds), which costs far more than one thread would
+// take. Every parallel region measures how late its threads start; when one starts more than kLateSeconds late,
+// the next regions (and BLAS calls) run on one thread, for a number of regions that doubles while the contention
+// lasts (up to kMaxSerialRegions) and starts over once a probe finds the threads on time.
+// PEFT_TS_ADAPTIVE_THREADS=0 turns this off.
+int activeThreads();
+// Records how late the threads of a region started (seconds); called after every parallel region.
+void noteRegion(double maxLateSeconds);
+// Counts one region decided serial by activeThreads() == 1 (advances the back-off).
+void noteSerialRegion();
+
 // Calls f(chunk, begin, end) on disjoint consecutive pieces of [0, n), in parallel when n is at least two grains.
-// Chunk c covers [n·c/T, n·(c+1)/T) for T = chunksFor(n, grain), so callers can size per-chunk scratch.
+// Chunk c covers [n·c/T, n·(c+1)/T) for T = chunksFor(n, grain), so callers can size per-chunk scratch (T only
+// changes after a parallel region, never between a chunksFor and the parallelChunks that follows it).
 inline int chunksFor(int64_t n, int64_t grain) {
   int64_t t = grain > 0 ? n / grain : n;
-  int m = maxThreads();
+  int m = activeThreads();
   return static_cast<int>(t < 1 ? 1 : (t > m ? m : t));
+}
+
+// Runs f(c) for c in [0, T) on T threads (T ≥ 2), measuring how late each thread starts.
+template <class F>
+void parallelRegion(int T, F&& f) {
+#ifdef _OPENMP
+  const double t0 = omp_get_wtime();
+  double late = 0;
+#pragma omp parallel for schedule(static, 1) num_threads(T) reduction(max : late)
+  for (int c = 0; c < T; c++) {
+    const double d = omp_get_wtime() - t0;
+    late = d > late ? d : late;
+    f(c);
+  }
+  noteRegion(late);
+#else
+  for (int c = 0; c < T; c++) f(c);
+#endif
 }
 
 template <class F>
@@ -48,13 +82,11 @@ void parallelChunks(int64_t n, int64_t grain, F&& f) {
   if (n <= 0) return;
   const int T = chunksFor(n, grain);
   if (T == 1) {
+    if (grain > 0 && n / grain >= 2 && maxThreads() > 1) noteSerialRegion();
     f(0, int64_t(0), n);
     return;
   }
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(T)
-#endif
-  for (int c = 0; c < T; c++) f(c, n * c / T, n * (c + 1) / T);
+  parallelRegion(T, [&](int c) { f(c, n * c / T, n * (c + 1) / T); });
 }
 
 template <class F>

@@ -62,6 +62,63 @@ const float* packed(const Operand& o, int64_t offset, std::vector<float>& scratc
   return scratch.data();
 }
 
+// Products with at most kSmallM rows (decoding: one row per sequence) are bandwidth-bound: the weight is streamed
+// once and every row of A reused from cache. BLAS packs panels first (and threads on its own); this does not.
+constexpr int64_t kSmallM = 8;
+constexpr int64_t kTile = 256;  // output columns per tile (kSmallM × kTile accumulators fit in L1)
+
+// out[i, j0 + t] for t < w: alpha·Σ_p A[i, p]·B[p, j0 + t] + (out if accumulate) + bias, B not transposed
+// (row p of B at p·ldb). Accumulates in float over p in order.
+PEFT_SIMD_CLONES void smallTileN(const Gemm& g, const float* a, const float* b, float* c, int64_t j0, int64_t w) {
+  float acc[kSmallM][kTile];
+  const int64_t m = g.m;
+  for (int64_t i = 0; i < m; i++) {
+    for (int64_t t = 0; t < w; t++) acc[i][t] = 0.0f;
+  }
+  for (int64_t p = 0; p < g.k; p++) {
+    const float* brow = b + p * g.ldb + j0;
+    for (int64_t i = 0; i < m; i++) {
+      const float av = g.transA ? a[p * g.lda + i] : a[i * g.lda + p];
+      float* ai = acc[i];
+#pragma omp simd
+      for (int64_t t = 0; t < w; t++) ai[t] += av * brow[t];
+    }
+  }
+  const float alpha = static_cast<float>(g.alpha);
+  for (int64_t i = 0; i < m; i++) {
+    float* row = c + i * g.ldc + j0;
+    for (int64_t t = 0; t < w; t++) {
+      float base = g.accumulate ? row[t] : 0.0f;
+      if (g.bias) base += g.bias[j0 + t];
+      row[t] = alpha * acc[i][t] + base;
+    }
+  }
+}
+
+// The same with B transposed (row j of B, k long, at j·ldb): one dot product per output, B's row read once for all
+// m rows of A.
+PEFT_SIMD_CLONES void smallTileT(const Gemm& g, const float* a, const float* b, float* c, int64_t j0, int64_t w) {
+  const float alpha = static_cast<float>(g.alpha);
+  const int64_t m = g.m, k = g.k;
+  for (int64_t t = 0; t < w; t++) {
+    const float* brow = b + (j0 + t) * g.ldb;
+    for (int64_t i = 0; i < m; i++) {
+      float s = 0.0f;
+      if (!g.transA) {
+        const float* arow = a + i * g.lda;
+#pragma omp simd reduction(+ : s)
+        for (int64_t p = 0; p < k; p++) s += arow[p] * brow[p];
+      } else {
+        for (int64_t p = 0; p < k; p++) s += a[p * g.lda + i] * brow[p];
+      }
+      float* o = c + i * g.ldc + j0 + t;
+      float base = g.accumulate ? *o : 0.0f;
+      if (g.bias) base += g.bias[j0 + t];
+      *o = alpha * s + base;
+    }
+  }
+}
+
 }  // namespace
 
 void gemmKernel(const Gemm& g) {
@@ -134,8 +191,40 @@ void gemmKernel(const Gemm& g) {
   };
 
   const double flops = 2.0 * static_cast<double>(g.m) * static_cast<double>(g.n) * static_cast<double>(std::max<int64_t>(g.k, 1));
-  const int T = maxThreads();
+  const int T = activeThreads();
+  if (g.m <= kSmallM && g.k > 0 && !A.pack && !B.pack) {
+    // Few rows: stream B once per item, in column tiles; split the tiles over threads only when B is big enough
+    // (≥ 8 MiB) for a second thread's bandwidth to pay for its wake-up.
+    const int64_t tiles = (g.n + kTile - 1) / kTile;
+    const double bytes = 4.0 * static_cast<double>(g.k) * static_cast<double>(g.n) * static_cast<double>(batch);
+    const int64_t grain = bytes >= 8.0 * (1 << 20) ? std::max<int64_t>(1, tiles * batch / std::max(T, 1)) : tiles * batch;
+    parallelFor(tiles * batch, grain, [&](int64_t lo, int64_t hi) {
+      for (int64_t q = lo; q < hi; q++) {
+        const int64_t bi = q / tiles, j0 = (q % tiles) * kTile, w = std::min(kTile, g.n - j0);
+        const float* a = g.a + aOff[bi];
+        const float* b = g.b + bOff[bi];
+        float* c = g.out + cOff[bi];
+        if (g.transB) smallTileT(g, a, b, c, j0, w);
+        else smallTileN(g, a, b, c, j0, w);
+      }
+    });
+    return;
+  }
   const bool blasThreads = g.m >= kBlasThreadDim && g.n >= kBlasThreadDim && g.k >= kBlasThreadDim;
+  if (kSplitOurselves && T == 1 && maxThreads() > 1) {
+    // Contended (see activeThreads): everything on this thread, BLAS included (it reads the OpenMP thread count on
+    // every call).
+    noteSerialRegion();
+    std::vector<float> sa, sb;
+#if defined(PEFT_BLAS_OPENMP)
+    omp_set_num_threads(1);
+#endif
+    for (int64_t bi = 0; bi < batch; bi++) block(bi, 0, g.m, 0, g.n, sa, sb);
+#if defined(PEFT_BLAS_OPENMP)
+    omp_set_num_threads(maxThreadsSetting());
+#endif
+    return;
+  }
   if (!kSplitOurselves || T == 1 || (batch == 1 && blasThreads)) {
     // Sequential items; BLAS threads each as it sees fit (big products) or runs them on this thread (tiny ones).
     std::vector<float> sa, sb;
@@ -164,8 +253,15 @@ void gemmKernel(const Gemm& g) {
   const int64_t pieces = std::min<int64_t>({static_cast<int64_t>(T), units, std::max<int64_t>(1, static_cast<int64_t>(flops / kMinTaskFlops))});
   if (pieces <= 1) {
     std::vector<float> sa, sb;
-    // Inside a (one-thread) parallel region BLAS would still thread; a tiny product is single-threaded by BLAS anyway.
+#if defined(PEFT_BLAS_OPENMP)
+    // OpenBLAS would thread a product of this size itself (its threshold is m·n·k ≥ 262144); it reads the OpenMP
+    // thread count on every call, so one thread it is.
+    omp_set_num_threads(1);
     block(0, 0, g.m, 0, g.n, sa, sb);
+    omp_set_num_threads(maxThreadsSetting());
+#else
+    block(0, 0, g.m, 0, g.n, sa, sb);
+#endif
     return;
   }
   parallelChunks(pieces, 1, [&](int, int64_t p0, int64_t p1) {
