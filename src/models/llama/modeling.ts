@@ -1,6 +1,6 @@
 /** The LLaMA family (LLaMA, Qwen2, Mistral; transformers' modeling_llama, eager attention) with HF names. */
 import { Embedding, Linear, Module, ModuleList, RMSNorm, activationFn } from "../../nn/index.js";
-import { Tensor, add, appendAlong, applyRotary, arange, expand, mul, reshape, unsqueeze } from "../../tensor/index.js";
+import { Tensor, add, appendAlong, isGradEnabled, tidy, applyRotary, arange, expand, mul, reshape, unsqueeze } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
@@ -132,9 +132,15 @@ export class LlamaModel extends PreTrainedModel {
     const presents: PastKeyValues = [];
     [...this.layers].forEach((layer, i) => {
       if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-      const { out, present } = layer.forward(hidden, rope, mask, inputs.pastKeyValues?.[i]);
+      // Without a tape, each layer runs in its own memory scope: its intermediates are freed as soon as it returns,
+      // so inference holds one layer's activations at a time (the tape needs them all, so training keeps them).
+      const run = () => {
+        const r = layer.forward(hidden, rope, mask, inputs.pastKeyValues?.[i]);
+        return inputs.useCache ? r : { out: r.out, present: undefined };
+      };
+      const { out, present } = isGradEnabled() ? run() : tidy(run);
       hidden = out;
-      presents.push(present);
+      if (present) presents.push(present);
     });
     hidden = this.norm.forward(hidden);
     if (inputs.outputHiddenStates) hiddenStates.push(hidden);
