@@ -65,12 +65,14 @@ const float* packed(const Operand& o, int64_t offset, std::vector<float>& scratc
 // Products with at most kSmallM rows (decoding: one row per sequence) are bandwidth-bound: the weight is streamed
 // once and every row of A reused from cache. BLAS packs panels first (and threads on its own); this does not.
 constexpr int64_t kSmallM = 8;
-constexpr int64_t kTile = 256;  // output columns per tile (kSmallM × kTile accumulators fit in L1)
+// Output columns per tile: B is read in row pieces this long (longer pieces stream better), and the kSmallM × kTile
+// accumulators (64 KiB) stay in L2.
+constexpr int64_t kTile = 2048;
 
 // out[i, j0 + t] for t < w: alpha·Σ_p A[i, p]·B[p, j0 + t] + (out if accumulate) + bias, B not transposed
 // (row p of B at p·ldb). Accumulates in float over p in order.
 PEFT_SIMD_CLONES void smallTileN(const Gemm& g, const float* a, const float* b, float* c, int64_t j0, int64_t w) {
-  float acc[kSmallM][kTile];
+  alignas(64) float acc[kSmallM][kTile];
   const int64_t m = g.m;
   for (int64_t i = 0; i < m; i++) {
     for (int64_t t = 0; t < w; t++) acc[i][t] = 0.0f;
@@ -95,26 +97,73 @@ PEFT_SIMD_CLONES void smallTileN(const Gemm& g, const float* a, const float* b, 
   }
 }
 
+// Σ_{p ∈ [p0, p1)} A[i, p]·B[p, :] into acc[i·n …] for all m rows, B not transposed: whole rows of B, read in order
+// (one sequential stream; reading column tiles of a wider B interleaves streams and halves the bandwidth).
+PEFT_SIMD_CLONES void smallRowsN(const Gemm& g, const float* a, const float* b, int64_t p0, int64_t p1, float* acc) {
+  const int64_t m = g.m, n = g.n;
+  for (int64_t q = 0; q < m * n; q++) acc[q] = 0.0f;
+  for (int64_t p = p0; p < p1; p++) {
+    const float* brow = b + p * g.ldb;
+    for (int64_t i = 0; i < m; i++) {
+      const float av = g.transA ? a[p * g.lda + i] : a[i * g.lda + p];
+      float* ai = acc + i * n;
+#pragma omp simd
+      for (int64_t t = 0; t < n; t++) ai[t] += av * brow[t];
+    }
+  }
+}
+
+// R dot products of rows of A (row i at a + i·lda) with one row of B, sharing the loads of B.
+template <int R>
+inline void dots(const float* a, int64_t lda, const float* brow, int64_t k, float* s) {
+  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  const float* a0 = a;
+  const float* a1 = a + (R > 1 ? lda : 0);
+  const float* a2 = a + (R > 2 ? 2 * lda : 0);
+  const float* a3 = a + (R > 3 ? 3 * lda : 0);
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+  for (int64_t p = 0; p < k; p++) {
+    const float bv = brow[p];
+    s0 += a0[p] * bv;
+    if (R > 1) s1 += a1[p] * bv;
+    if (R > 2) s2 += a2[p] * bv;
+    if (R > 3) s3 += a3[p] * bv;
+  }
+  s[0] = s0;
+  if (R > 1) s[1] = s1;
+  if (R > 2) s[2] = s2;
+  if (R > 3) s[3] = s3;
+}
+
 // The same with B transposed (row j of B, k long, at j·ldb): one dot product per output, B's row read once for all
-// m rows of A.
+// m rows of A (four at a time).
 PEFT_SIMD_CLONES void smallTileT(const Gemm& g, const float* a, const float* b, float* c, int64_t j0, int64_t w) {
   const float alpha = static_cast<float>(g.alpha);
   const int64_t m = g.m, k = g.k;
+  float s[kSmallM];
   for (int64_t t = 0; t < w; t++) {
     const float* brow = b + (j0 + t) * g.ldb;
-    for (int64_t i = 0; i < m; i++) {
-      float s = 0.0f;
-      if (!g.transA) {
-        const float* arow = a + i * g.lda;
-#pragma omp simd reduction(+ : s)
-        for (int64_t p = 0; p < k; p++) s += arow[p] * brow[p];
-      } else {
-        for (int64_t p = 0; p < k; p++) s += a[p * g.lda + i] * brow[p];
+    if (!g.transA) {
+      int64_t i = 0;
+      for (; i + 4 <= m; i += 4) dots<4>(a + i * g.lda, g.lda, brow, k, s + i);
+      switch (m - i) {
+        case 3: dots<3>(a + i * g.lda, g.lda, brow, k, s + i); break;
+        case 2: dots<2>(a + i * g.lda, g.lda, brow, k, s + i); break;
+        case 1: dots<1>(a + i * g.lda, g.lda, brow, k, s + i); break;
+        default: break;
       }
+    } else {
+      for (int64_t i = 0; i < m; i++) {
+        float acc = 0.0f;
+        for (int64_t p = 0; p < k; p++) acc += a[p * g.lda + i] * brow[p];
+        s[i] = acc;
+      }
+    }
+    for (int64_t i = 0; i < m; i++) {
       float* o = c + i * g.ldc + j0 + t;
       float base = g.accumulate ? *o : 0.0f;
       if (g.bias) base += g.bias[j0 + t];
-      *o = alpha * s + base;
+      *o = alpha * s[i] + base;
     }
   }
 }
@@ -194,13 +243,46 @@ void gemmKernel(const Gemm& g) {
   const int T = activeThreads();
   if (g.m <= kSmallM && g.k > 0 && !A.pack && !B.pack) {
     // Few rows: stream B once per item, in column tiles; split the tiles over threads only when B is big enough
-    // (≥ 8 MiB) for a second thread's bandwidth to pay for its wake-up.
-    const int64_t tiles = (g.n + kTile - 1) / kTile;
+    // (≥ 2 MiB) for a second thread's bandwidth to pay for its wake-up.
     const double bytes = 4.0 * static_cast<double>(g.k) * static_cast<double>(g.n) * static_cast<double>(batch);
-    const int64_t grain = bytes >= 8.0 * (1 << 20) ? std::max<int64_t>(1, tiles * batch / std::max(T, 1)) : tiles * batch;
-    parallelFor(tiles * batch, grain, [&](int64_t lo, int64_t hi) {
+    const bool split = T > 1 && bytes >= 2.0 * (1 << 20);
+    if (!g.transB && g.m * g.n <= kSmallM * kTile) {
+      // Whole rows of B in order; threads take ranges of k (rows of B) and their partial sums are added in order.
+      const int P = split ? T : 1;
+      std::vector<float> partial(static_cast<size_t>(P * g.m * g.n));
+      const float alpha = static_cast<float>(g.alpha);
+      for (int64_t bi = 0; bi < batch; bi++) {
+        const float* a = g.a + aOff[bi];
+        const float* b = g.b + bOff[bi];
+        float* c = g.out + cOff[bi];
+        const int64_t grain = P > 1 ? (g.k + P - 1) / P : g.k;
+        const int used = chunksFor(g.k, grain);  // before the region: it may change the thread count afterwards
+        parallelChunks(g.k, grain, [&](int ch, int64_t p0, int64_t p1) {
+          smallRowsN(g, a, b, p0, p1, partial.data() + ch * g.m * g.n);
+        });
+        for (int64_t i = 0; i < g.m; i++) {
+          float* row = c + i * g.ldc;
+          for (int64_t j = 0; j < g.n; j++) {
+            float sum = partial[i * g.n + j];
+            for (int ch = 1; ch < used; ch++) sum += partial[(ch * g.m + i) * g.n + j];
+            float base = g.accumulate ? row[j] : 0.0f;
+            if (g.bias) base += g.bias[j];
+            row[j] = alpha * sum + base;
+          }
+        }
+      }
+      return;
+    }
+    // Equal tiles of at most kTile columns (a multiple of 16), their count a multiple of T when split.
+    int64_t tiles = (g.n + kTile - 1) / kTile;
+    if (split && batch == 1) tiles = (tiles + T - 1) / T * T;
+    const int64_t width = std::min(kTile, ((g.n + tiles - 1) / tiles + 15) / 16 * 16);
+    tiles = (g.n + width - 1) / width;
+    const int64_t total = tiles * batch;
+    const int64_t grain = split ? std::max<int64_t>(1, (total + T - 1) / T) : total;
+    parallelFor(total, grain, [&](int64_t lo, int64_t hi) {
       for (int64_t q = lo; q < hi; q++) {
-        const int64_t bi = q / tiles, j0 = (q % tiles) * kTile, w = std::min(kTile, g.n - j0);
+        const int64_t bi = q / tiles, j0 = (q % tiles) * width, w = std::min(width, g.n - j0);
         const float* a = g.a + aOff[bi];
         const float* b = g.b + bOff[bi];
         float* c = g.out + cOff[bi];
