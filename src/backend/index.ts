@@ -5,7 +5,7 @@ import { loadNativeBackend } from "./native/native-backend.js";
 import { isProfiling, profiledBackend } from "./profile.js";
 
 export type { Backend, DType, Storage, View } from "./backend.js";
-export { isProfiling, setProfiling, profileReport, profileReset, profileEntries, profileAdd } from "./profile.js";
+export { isProfiling, setProfiling, profileReport, profileReset, profileEntries, profileAdd, profiledBackend } from "./profile.js";
 
 let active: Backend | null = null;
 
