@@ -1,4 +1,4 @@
-/** Shared test utilities: a deterministic PRNG, random tensors, closeness checks, finite-difference gradients. */
+/** Shared test utilities: a deterministic PRNG, random tensors, closeness and identity checks, finite-difference gradients. */
 import assert from "node:assert/strict";
 import { Tensor, tensor, noGrad, tidy } from "../src/tensor/index.js";
 
@@ -36,6 +36,33 @@ export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<numbe
       assert.fail(`${what}[${i}]: ${a} vs expected ${e} (|diff| ${Math.abs(a - e)} > ${atol} + ${rtol}·|expected|)`);
     }
   }
+}
+
+/** A tensor's values as a plain array. */
+export function values(t: Tensor): number[] {
+  return Array.from(t.dataSync());
+}
+
+/** Assert bit-identical float32 arrays (the first differing index is named). */
+export function assertSame(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
+  assert.equal(actual.length, expected.length, `${what}: length`);
+  for (let i = 0; i < actual.length; i++) {
+    if (actual[i] !== expected[i]) assert.fail(`${what}[${i}]: ${actual[i]} vs ${expected[i]} (expected identical values)`);
+  }
+}
+
+/** The largest |a[i] − b[i]|. */
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+/** The largest |a[i]|. */
+export function maxAbs(a: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
+  return m;
 }
 
 /**

@@ -14,70 +14,24 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AutoModelForCausalLM, AutoModelForSequenceClassification } from "../src/models/auto.js";
+import { AutoModelForSequenceClassification } from "../src/models/auto.js";
 import type { PreTrainedModel } from "../src/models/pretrained.js";
-import type { ModelOutput } from "../src/models/outputs.js";
 import { cloneModule, type Linear, type Module } from "../src/nn/index.js";
 import { LoraConfig, LoraEmbedding, LoraLinear, PeftModel, TaskType, getPeftModel } from "../src/peft/index.js";
 import { BaseTunerLayer } from "../src/peft/tuners/tuner-layer.js";
 import { ModulesToSaveWrapper } from "../src/peft/modules-to-save.js";
 import { AdamW } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
-import { assertClose, randTensor, rng } from "./helpers.js";
+import { assertClose, assertSame, maxAbs, maxAbsDiff, randTensor, rng, values } from "./helpers.js";
+import { IDS, gpt2, llama, logits } from "./tiny-models.js";
 
 const EPS = 2 ** -23;
 type Fields = Partial<LoraConfig>;
 
 // ---------------------------------------------------------------------------------------------------------------
-// Tiny models and inputs
+// Helpers (tiny models and inputs: tiny-models.ts)
 
-const GPT2 = { model_type: "gpt2", vocab_size: 64, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 };
-const LLAMA = {
-  model_type: "llama", vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, max_position_embeddings: 32,
-};
 const LLAMA_LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"];
-
-function gpt2(seed = 11, extra: Record<string, unknown> = {}): PreTrainedModel {
-  T.manualSeed(seed);
-  return AutoModelForCausalLM.fromConfig({ ...GPT2, ...extra }).eval();
-}
-
-function llama(seed = 12, extra: Record<string, unknown> = {}): PreTrainedModel {
-  T.manualSeed(seed);
-  return AutoModelForCausalLM.fromConfig({ ...LLAMA, ...extra }).eval();
-}
-
-const IDS = () => T.tensor(Int32Array.from([3, 17, 42, 5, 63, 0, 28, 9, 11, 2, 50, 33, 7, 61, 19, 40]), [2, 8]);
-
-/** Logits of a model (PeftModel or plain) for IDS, as a plain array. */
-function logits(model: Module & { forward(inputs: { inputIds: T.Tensor }): unknown }): number[] {
-  return T.tidy(() => Array.from(T.noGrad(() => (model.forward({ inputIds: IDS() }) as ModelOutput).logits.dataSync())));
-}
-
-function values(t: T.Tensor): number[] {
-  return Array.from(t.dataSync());
-}
-
-/** Bit-identical float32 arrays (the first differing index is named). */
-function assertSame(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
-  assert.equal(actual.length, expected.length, `${what}: length`);
-  for (let i = 0; i < actual.length; i++) {
-    if (actual[i] !== expected[i]) assert.fail(`${what}[${i}]: ${actual[i]} vs ${expected[i]} (expected identical values)`);
-  }
-}
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
-
-function maxAbs(a: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
-  return m;
-}
 
 /**
  * Merged vs unmerged logits: the two compute x·(W + BAs) and x·W + ((x·Aᵀ)·Bᵀ)·s, the same real number rounded

@@ -9,10 +9,10 @@ import { LoraConfig, LoraEmbedding, LoraLinear, PeftModel, getPeftModel, TaskTyp
 import type { LoraModel } from "../src/peft/index.js";
 
 type Fields = Partial<LoraConfig>;
-import { manualSeed, noGrad, tensor, type Tensor } from "../src/tensor/index.js";
+import { manualSeed, noGrad, tensor } from "../src/tensor/index.js";
 import { quantile, svdF64 } from "../src/tensor/linalg.js";
 import { modelDir } from "./golden.js";
-import { assertClose } from "./helpers.js";
+import { assertClose, values } from "./helpers.js";
 
 const W = [0.7, -0.4];
 
@@ -29,10 +29,6 @@ function model(): PeftModel {
 
 function loraLayers(peft: PeftModel): [string, LoraLinear | LoraEmbedding][] {
   return (peft.base_model as LoraModel).tunerLayers().filter((e): e is [string, LoraLinear | LoraEmbedding] => e[1] instanceof LoraLinear || e[1] instanceof LoraEmbedding);
-}
-
-function values(t: Tensor): number[] {
-  return Array.from(t.dataSync());
 }
 
 /** Σ coefᵢ·getDeltaWeight(adapterᵢ) over the adapters present in the layer (base-weight layout). */

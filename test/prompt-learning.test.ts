@@ -22,7 +22,7 @@ import {
 import { AdamW } from "../src/optim/index.js";
 import { Trainer, TrainingArguments, Dataset, DataCollatorForSeq2Seq, listCheckpoints } from "../src/train/index.js";
 import { bertConfig, bertTokenizerJson, bpeTokenizerJson, qwenConfig, writeFolder, ENDOFTEXT, IM_END } from "./tokenizer-fixtures.js";
-import { assertClose } from "./helpers.js";
+import { assertClose, values } from "./helpers.js";
 import { modelDir } from "./golden.js";
 
 const GPT2 = { model_type: "gpt2", vocab_size: 40, n_positions: 48, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0, initializer_range: 0.2 };
@@ -41,7 +41,6 @@ function tinyCausal(config: Record<string, unknown>, seed = 1): PreTrainedModel 
 }
 
 const ids = (rows: number[][]) => T.tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
-const values = (t: T.Tensor) => Array.from(t.dataSync());
 
 /** Parameter names with a gradient after backward, and the names that are trainable. */
 function gradientNames(peft: PeftModel, loss: T.Tensor): { withGrad: string[]; trainable: string[] } {

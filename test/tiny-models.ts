@@ -1,0 +1,37 @@
+/** Tiny random GPT-2 (Conv1D, tied embeddings) and LLaMA (GQA) models for behaviour tests, a fixed batch of token ids, and logits as plain arrays. */
+import { AutoModelForCausalLM } from "../src/models/auto.js";
+import type { PreTrainedModel } from "../src/models/pretrained.js";
+import type { ModelOutput } from "../src/models/outputs.js";
+import type { Module } from "../src/nn/index.js";
+import * as T from "../src/tensor/index.js";
+
+/** Config of the tiny GPT-2: 2 layers, 4 heads, width 32, vocabulary 64, no dropout. */
+export const GPT2 = { model_type: "gpt2", vocab_size: 64, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 };
+/** Config of the tiny LLaMA: 2 layers, 4 query heads and 2 key/value heads, width 32, vocabulary 64. */
+export const LLAMA = {
+  model_type: "llama", vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
+  num_key_value_heads: 2, max_position_embeddings: 32,
+};
+
+/** A tiny GPT-2 causal LM with weights drawn after manualSeed(seed), in eval mode; `extra` overrides config fields. */
+export function gpt2(seed = 11, extra: Record<string, unknown> = {}): PreTrainedModel {
+  T.manualSeed(seed);
+  return AutoModelForCausalLM.fromConfig({ ...GPT2, ...extra }).eval();
+}
+
+/** A tiny LLaMA causal LM with weights drawn after manualSeed(seed), in eval mode; `extra` overrides config fields. */
+export function llama(seed = 12, extra: Record<string, unknown> = {}): PreTrainedModel {
+  T.manualSeed(seed);
+  return AutoModelForCausalLM.fromConfig({ ...LLAMA, ...extra }).eval();
+}
+
+/** A fixed [2, 8] batch of token ids within both models' vocabulary. */
+export const IDS = () => T.tensor(Int32Array.from([3, 17, 42, 5, 63, 0, 28, 9, 11, 2, 50, 33, 7, 61, 19, 40]), [2, 8]);
+
+/** A model (PeftModel or plain) that takes named input tensors. */
+export type Forwardable = Module & { forward(inputs: Record<string, T.Tensor>): unknown };
+
+/** Logits of a model (PeftModel or plain) for `inputs` (IDS by default), as a plain array. */
+export function logits(model: Forwardable, inputs?: () => Record<string, T.Tensor>): number[] {
+  return T.tidy(() => Array.from(T.noGrad(() => (model.forward(inputs ? inputs() : { inputIds: IDS() }) as ModelOutput).logits.dataSync())));
+}
