@@ -10,12 +10,10 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AutoModelForCausalLM, fromPretrained } from "../src/models/auto.js";
+import { fromPretrained } from "../src/models/auto.js";
 import type { PreTrainedModel } from "../src/models/pretrained.js";
 import { Conv1D, Linear, cloneModule, type Module } from "../src/nn/index.js";
 import {
@@ -29,7 +27,7 @@ import * as T from "../src/tensor/index.js";
 import { assertClose, assertSame, maxAbs, maxAbsDiff, randTensor, rng, values } from "./helpers.js";
 import { IDS, LLAMA, gpt2, llama, logits, type Forwardable } from "./tiny-models.js";
 import { modelDir, readInputs } from "./golden.js";
-import { bpeTokenizerJson, qwenConfig, ENDOFTEXT, IM_END } from "./tokenizer-fixtures.js";
+import { cliWorkspace, trainMethod } from "./cli-workspace.js";
 
 const EPS = 2 ** -23;
 
@@ -616,35 +614,19 @@ describe("IA3, LoHa, LoKr: training", () => {
 
 describe("peft CLI with IA3, LoHa, LoKr", () => {
   it("`peft train` accepts each method's config, `peft generate` uses the adapter and `peft merge` folds it in", () => {
-    const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
-    const root = mkdtempSync(join(tmpdir(), "peft-ts-ia3-lycoris-cli-"));
-    T.manualSeed(7);
-    const model = AutoModelForCausalLM.fromConfig({ ...LLAMA, model_type: "qwen2", max_position_embeddings: 128, tie_word_embeddings: true, bos_token_id: ENDOFTEXT, eos_token_id: IM_END, pad_token_id: ENDOFTEXT });
-    model.savePretrained(join(root, "model"));
-    writeFileSync(join(root, "model", "tokenizer.json"), JSON.stringify(bpeTokenizerJson("qwen2")));
-    writeFileSync(join(root, "model", "tokenizer_config.json"), JSON.stringify(qwenConfig()));
-    writeFileSync(join(root, "train.json"), JSON.stringify([{ instruction: "say hello", output: "hello world!" }, { instruction: "whisper", output: "hello" }]));
+    const ws = cliWorkspace("peft-ts-ia3-lycoris-cli-", LLAMA);
     const methods: Record<string, { fields: Record<string, unknown>; key: RegExp }> = {
       IA3: { fields: {}, key: /\.(q_proj|v_proj|down_proj)\.ia3_l$/ },
       LOHA: { fields: { r: 2, alpha: 4, target_modules: ["q_proj", "v_proj"] }, key: /\.(q_proj|v_proj)\.hada_w[12]_[ab]$/ },
       LOKR: { fields: { r: 2, alpha: 4, target_modules: ["q_proj", "v_proj"], init_weights: "lycoris" }, key: /\.(q_proj|v_proj)\.lokr_w[12](_[ab])?$/ },
     };
-    const runCli = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: "utf8", timeout: 60_000 });
     for (const [type, { fields, key }] of Object.entries(methods)) {
-      writeFileSync(join(root, `${type}.json`), JSON.stringify({
-        model_name_or_path: "model", dataset: "train.json", max_length: 64, peft: { peft_type: type, task_type: "CAUSAL_LM", ...fields },
-        training_args: { output_dir: `out-${type}`, learning_rate: 0.05, per_device_train_batch_size: 2, max_steps: 2, logging_steps: 1, save_strategy: "no" },
-      }));
-      const train = runCli("train", `${type}.json`);
-      assert.equal(train.status, 0, `${type}: peft train failed:\n${train.stderr}`);
-      assert.match(train.stdout, /trainable params: [\d,]+ \|\| all params/);
-      const saved = JSON.parse(readFileSync(join(root, `out-${type}`, "adapter_config.json"), "utf8")) as Record<string, unknown>;
-      assert.equal(saved["peft_type"], type);
-      const tensors = [...loadSafetensors(join(root, `out-${type}`, "adapter_model.safetensors")).keys()];
+      trainMethod(ws, type, fields);
+      const tensors = [...loadSafetensors(join(ws.root, `out-${type}`, "adapter_model.safetensors")).keys()];
       assert.ok(tensors.length > 0 && tensors.every((k) => key.test(k)), `${type}: ${tensors.join(", ")}`);
-      const gen = runCli("generate", "--model", "model", "--adapter", `out-${type}`, "--prompt", "say hello", "--max-new-tokens", "3");
+      const gen = ws.run("generate", "--model", "model", "--adapter", `out-${type}`, "--prompt", "say hello", "--max-new-tokens", "3");
       assert.equal(gen.status, 0, `${type}: peft generate failed:\n${gen.stderr}`);
-      const merged = runCli("merge", "--model", "model", "--adapter", `out-${type}`, "--out", `merged-${type}`);
+      const merged = ws.run("merge", "--model", "model", "--adapter", `out-${type}`, "--out", `merged-${type}`);
       assert.equal(merged.status, 0, `${type}: peft merge failed:\n${merged.stderr}`);
     }
   });

@@ -6,9 +6,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as T from "../src/tensor/index.js";
@@ -21,9 +19,10 @@ import {
 } from "../src/peft/index.js";
 import { AdamW } from "../src/optim/index.js";
 import { Trainer, TrainingArguments, Dataset, DataCollatorForSeq2Seq, listCheckpoints } from "../src/train/index.js";
-import { bertConfig, bertTokenizerJson, bpeTokenizerJson, qwenConfig, writeFolder, ENDOFTEXT, IM_END } from "./tokenizer-fixtures.js";
+import { bertConfig, bertTokenizerJson, writeFolder } from "./tokenizer-fixtures.js";
 import { assertClose, values } from "./helpers.js";
 import { modelDir } from "./golden.js";
+import { cliWorkspace, trainMethod } from "./cli-workspace.js";
 
 const GPT2 = { model_type: "gpt2", vocab_size: 40, n_positions: 48, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0, initializer_range: 0.2 };
 const LLAMA = {
@@ -487,32 +486,16 @@ describe("LLaMA-Adapter", () => {
 
 describe("peft CLI with prompt methods", () => {
   it("`peft train` accepts each method's config, and `peft generate` uses the adapter it wrote", () => {
-    const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
-    const root = mkdtempSync(join(tmpdir(), "peft-ts-prompt-cli-"));
-    T.manualSeed(7);
-    const model = AutoModelForCausalLM.fromConfig({ ...LLAMA, model_type: "qwen2", max_position_embeddings: 128, tie_word_embeddings: true, bos_token_id: ENDOFTEXT, eos_token_id: IM_END, pad_token_id: ENDOFTEXT });
-    model.savePretrained(join(root, "model"));
-    writeFileSync(join(root, "model", "tokenizer.json"), JSON.stringify(bpeTokenizerJson("qwen2")));
-    writeFileSync(join(root, "model", "tokenizer_config.json"), JSON.stringify(qwenConfig()));
-    writeFileSync(join(root, "train.json"), JSON.stringify([{ instruction: "say hello", output: "hello world!" }, { instruction: "whisper", output: "hello" }]));
+    const ws = cliWorkspace("peft-ts-prompt-cli-", LLAMA);
     const methods: Record<string, Record<string, unknown>> = {
-      PROMPT_TUNING: { num_virtual_tokens: 4, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "hello world", tokenizer_name_or_path: join(root, "model") },
+      PROMPT_TUNING: { num_virtual_tokens: 4, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "hello world", tokenizer_name_or_path: join(ws.root, "model") },
       P_TUNING: { num_virtual_tokens: 4, encoder_reparameterization_type: "LSTM", encoder_hidden_size: 8 },
       PREFIX_TUNING: { num_virtual_tokens: 4, prefix_projection: true },
       ADAPTION_PROMPT: { adapter_len: 4, adapter_layers: 1 },
     };
-    const run = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { cwd: root, encoding: "utf8", timeout: 60_000 });
     for (const [type, fields] of Object.entries(methods)) {
-      writeFileSync(join(root, `${type}.json`), JSON.stringify({
-        model_name_or_path: "model", dataset: "train.json", max_length: 64, peft: { peft_type: type, task_type: "CAUSAL_LM", ...fields },
-        training_args: { output_dir: `out-${type}`, learning_rate: 0.05, per_device_train_batch_size: 2, max_steps: 2, logging_steps: 1, save_strategy: "no" },
-      }));
-      const train = run("train", `${type}.json`);
-      assert.equal(train.status, 0, `${type}: peft train failed:\n${train.stderr}`);
-      assert.match(train.stdout, /trainable params: [\d,]+ \|\| all params/);
-      const saved = JSON.parse(readFileSync(join(root, `out-${type}`, "adapter_config.json"), "utf8")) as Record<string, unknown>;
-      assert.equal(saved["peft_type"], type);
-      const gen = run("generate", "--model", "model", "--adapter", `out-${type}`, "--prompt", "say hello", "--max-new-tokens", "3");
+      trainMethod(ws, type, fields);
+      const gen = ws.run("generate", "--model", "model", "--adapter", `out-${type}`, "--prompt", "say hello", "--max-new-tokens", "3");
       assert.equal(gen.status, 0, `${type}: peft generate failed:\n${gen.stderr}`);
     }
   });
