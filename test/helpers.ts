@@ -1,4 +1,4 @@
-/** Shared test utilities: a deterministic PRNG, random tensors, closeness and identity checks, finite-difference gradients. */
+/** Shared test utilities: a deterministic PRNG, random tensors, closeness and identity checks, float64 reference products, finite-difference gradients. */
 import assert from "node:assert/strict";
 import { Tensor, tensor, noGrad, tidy } from "../src/tensor/index.js";
 
@@ -63,6 +63,23 @@ export function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]!));
   return m;
+}
+
+/** a [m, k] · b [k, n] in float64 (row-major flat arrays; each sum taken in order of k). */
+export function mm(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) {
+    const aip = a[i * k + p]!;
+    for (let j = 0; j < n; j++) out[i * n + j]! += aip * b[p * n + j]!;
+  }
+  return out;
+}
+
+/** The transpose [cols, rows] of a row-major [rows, cols] matrix, in float64. */
+export function transposed(a: ArrayLike<number>, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(rows * cols);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = a[i * cols + j]!;
+  return out;
 }
 
 /**

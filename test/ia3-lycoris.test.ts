@@ -24,7 +24,7 @@ import type { LycorisSettings } from "../src/peft/tuners/lycoris.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
 import { AdamW } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
-import { assertClose, assertSame, maxAbs, maxAbsDiff, randTensor, rng, values } from "./helpers.js";
+import { assertClose, assertSame, maxAbs, maxAbsDiff, mm, randTensor, rng, transposed, values } from "./helpers.js";
 import { IDS, LLAMA, gpt2, llama, logits, type Forwardable } from "./tiny-models.js";
 import { modelDir, readInputs } from "./golden.js";
 import { cliWorkspace, trainMethod } from "./cli-workspace.js";
@@ -34,26 +34,9 @@ const EPS = 2 ** -23;
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers (tiny models and inputs: tiny-models.ts)
 
-/** Row-major float64 matrix product of [m, k] and [k, n]. */
-function matmul64(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): number[] {
-  const out = new Array<number>(m * n).fill(0);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
-    let s = 0;
-    for (let t = 0; t < k; t++) s += a[i * k + t]! * b[t * n + j]!;
-    out[i * n + j] = s;
-  }
-  return out;
-}
-
 /** x [rows, in] · ΔWᵀ with ΔW [out, in], in float64. */
-function xDeltaT(x: ArrayLike<number>, delta: ArrayLike<number>, rows: number, inF: number, outF: number): number[] {
-  const out = new Array<number>(rows * outF).fill(0);
-  for (let r = 0; r < rows; r++) for (let o = 0; o < outF; o++) {
-    let s = 0;
-    for (let i = 0; i < inF; i++) s += x[r * inF + i]! * delta[o * inF + i]!;
-    out[r * outF + o] = s;
-  }
-  return out;
+function xDeltaT(x: ArrayLike<number>, delta: ArrayLike<number>, rows: number, inF: number, outF: number): Float64Array {
+  return mm(x, transposed(delta, outF, inF), rows, inF, outF);
 }
 
 /** A layer's output for x, without gradients. */
@@ -261,9 +244,9 @@ describe("LoHa: ΔW = (w1a·w1b) ⊙ (w2a·w2b) · α/r", () => {
     const f = layer.factors(name);
     const [out, r] = f.w1a.shape as [number, number];
     const inF = f.w1b.shape[1]!;
-    const p1 = matmul64(values(f.w1a), values(f.w1b), out, r, inF);
-    const p2 = matmul64(values(f.w2a), values(f.w2b), out, r, inF);
-    return p1.map((v, i) => v * p2[i]! * scale);
+    const p1 = mm(values(f.w1a), values(f.w1b), out, r, inF);
+    const p2 = mm(values(f.w2a), values(f.w2b), out, r, inF);
+    return Array.from(p1, (v, i) => v * p2[i]! * scale);
   }
 
   it("a Linear 6 → 4 at r 2, α 3: out − base(x) = x·ΔWᵀ with ΔW by hand; merged W = W + ΔW; unmerge restores W", () => {
@@ -360,7 +343,7 @@ describe("LoKr: ΔW = kron(w1, w2) · α/r", () => {
       const w = (layer as unknown as Record<string, Module>)[whole]!.ownParameter(name);
       if (w) return values(w);
       const A = p(fa), B = p(fb);
-      return matmul64(values(A), values(B), rows, A.shape[1]!, cols);
+      return mm(values(A), values(B), rows, A.shape[1]!, cols);
     };
     const w1 = factor("lokr_w1", "lokr_w1_a", "lokr_w1_b", a, c);
     const w2 = factor("lokr_w2", "lokr_w2_a", "lokr_w2_b", b, d);

@@ -22,7 +22,7 @@ import { BaseTunerLayer } from "../src/peft/tuners/tuner-layer.js";
 import { ModulesToSaveWrapper } from "../src/peft/modules-to-save.js";
 import { AdamW } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
-import { assertClose, assertSame, maxAbs, maxAbsDiff, randTensor, rng, values } from "./helpers.js";
+import { assertClose, assertSame, maxAbs, maxAbsDiff, mm, randTensor, rng, transposed, values } from "./helpers.js";
 import { IDS, gpt2, llama, logits } from "./tiny-models.js";
 
 const EPS = 2 ** -23;
@@ -74,27 +74,11 @@ function copyAdapterWeights(from: Module, to: Module): number {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Float64 reference arithmetic
-
-/** a [m, k] · b [k, n] in float64 (row-major flat arrays). */
-function mm(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
-  const out = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) {
-    const aip = a[i * k + p]!;
-    for (let j = 0; j < n; j++) out[i * n + j]! += aip * b[p * n + j]!;
-  }
-  return out;
-}
+// Float64 reference arithmetic (mm, transposed: helpers.ts)
 
 /** |a| [m, k] · |b| [k, n]: the magnitude that bounds the rounding error of a float32 product. */
 function mmAbs(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
   return mm(Array.from(a, Math.abs), Array.from(b, Math.abs), m, k, n);
-}
-
-function transposed(a: ArrayLike<number>, rows: number, cols: number): Float64Array {
-  const out = new Float64Array(rows * cols);
-  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = a[i * cols + j]!;
-  return out;
 }
 
 /**
