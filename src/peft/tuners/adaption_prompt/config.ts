@@ -27,9 +27,14 @@ export function validateAdaptionPromptFields(c: AdaptionPromptConfig, complete =
   check(c.target_modules === null || typeof c.target_modules === "string", `ADAPTION_PROMPT: target_modules must be the name of the attention submodules (a string such as "self_attn"), got ${JSON.stringify(c.target_modules)}`);
 }
 
-/** An adaption-prompt config from user fields (TypeScript users) — defaults filled in, validated. */
-export function AdaptionPromptConfig(fields: Partial<AdaptionPromptConfig> = {}): AdaptionPromptConfig {
-  const c = makeConfig<AdaptionPromptConfig>(PeftType.ADAPTION_PROMPT, ADAPTION_PROMPT_DEFAULTS as unknown as Omit<AdaptionPromptConfig, "peft_type">, fields, false);
+/** Build an adaption-prompt config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
+export function makeAdaptionPromptConfig(fields: Partial<AdaptionPromptConfig> | Record<string, unknown>, warnUnknown: boolean): AdaptionPromptConfig {
+  const c = makeConfig<AdaptionPromptConfig>(PeftType.ADAPTION_PROMPT, ADAPTION_PROMPT_DEFAULTS as unknown as Omit<AdaptionPromptConfig, "peft_type">, fields, warnUnknown);
   validateAdaptionPromptFields(c);
   return c;
+}
+
+/** An adaption-prompt config from user fields (TypeScript users) — defaults filled in, validated. */
+export function AdaptionPromptConfig(fields: Partial<AdaptionPromptConfig> = {}): AdaptionPromptConfig {
+  return makeAdaptionPromptConfig(fields, false);
 }

@@ -1,7 +1,7 @@
 /** LLaMA-Adapter (adaption prompt): registration of the method and its public names. */
-import { makeConfig, PeftType } from "../../config.js";
+import { PeftType } from "../../config.js";
 import { registerMethod } from "../../registry.js";
-import { ADAPTION_PROMPT_DEFAULTS, validateAdaptionPromptFields, type AdaptionPromptConfig } from "./config.js";
+import { makeAdaptionPromptConfig, type AdaptionPromptConfig } from "./config.js";
 import { AdaptionPromptModel } from "./model.js";
 
 export { AdaptionPromptConfig } from "./config.js";
@@ -11,11 +11,7 @@ export { AdaptedAttention } from "./layer.js";
 registerMethod<AdaptionPromptConfig>({
   peftType: PeftType.ADAPTION_PROMPT,
   prefix: "adaption_",
-  configFromJson(fields) {
-    const c = makeConfig<AdaptionPromptConfig>(PeftType.ADAPTION_PROMPT, ADAPTION_PROMPT_DEFAULTS as unknown as Omit<AdaptionPromptConfig, "peft_type">, fields, true);
-    validateAdaptionPromptFields(c);
-    return c;
-  },
+  configFromJson: (fields) => makeAdaptionPromptConfig(fields, true),
   createTuner(model, config, adapterName) {
     const tuner = new AdaptionPromptModel(model);
     tuner.injectAdapter(config, adapterName);

@@ -52,9 +52,14 @@ export function validateLoraFields(c: LoraConfig): void {
   check(!c.lora_bias, "lora_bias=true is not supported yet");
 }
 
-/** A LoRA config from user fields (TypeScript users) — defaults filled in, validated. */
-export function LoraConfig(fields: Partial<LoraConfig> = {}): LoraConfig {
-  const c = makeConfig<LoraConfig>(PeftType.LORA, LORA_DEFAULTS as unknown as Omit<LoraConfig, "peft_type">, fields, false);
+/** Build a LoRA config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
+export function makeLoraConfig(fields: Partial<LoraConfig> | Record<string, unknown>, warnUnknown: boolean): LoraConfig {
+  const c = makeConfig<LoraConfig>(PeftType.LORA, LORA_DEFAULTS as unknown as Omit<LoraConfig, "peft_type">, fields, warnUnknown);
   validateLoraFields(c);
   return c;
+}
+
+/** A LoRA config from user fields (TypeScript users) — defaults filled in, validated. */
+export function LoraConfig(fields: Partial<LoraConfig> = {}): LoraConfig {
+  return makeLoraConfig(fields, false);
 }

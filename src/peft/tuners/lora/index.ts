@@ -1,7 +1,7 @@
 /** LoRA: registration of the method and its public names. */
-import { makeConfig, PeftType } from "../../config.js";
+import { PeftType } from "../../config.js";
 import { registerMethod } from "../../registry.js";
-import { LORA_DEFAULTS, validateLoraFields, type LoraConfig } from "./config.js";
+import { makeLoraConfig, type LoraConfig } from "./config.js";
 import { LoraModel } from "./model.js";
 
 export { LoraConfig } from "./config.js";
@@ -12,11 +12,7 @@ export { LoraLinear, LoraEmbedding } from "./layer.js";
 registerMethod<LoraConfig>({
   peftType: PeftType.LORA,
   prefix: "lora_",
-  configFromJson(fields) {
-    const c = makeConfig<LoraConfig>(PeftType.LORA, LORA_DEFAULTS as unknown as Omit<LoraConfig, "peft_type">, fields, true);
-    validateLoraFields(c);
-    return c;
-  },
+  configFromJson: (fields) => makeLoraConfig(fields, true),
   createTuner(model, config, adapterName) {
     const tuner = new LoraModel(model);
     tuner.injectAdapter(config, adapterName);

@@ -41,9 +41,14 @@ export function validatePromptEncoderFields(c: PromptEncoderConfig): void {
   check(c.encoder_dropout >= 0 && c.encoder_dropout < 1, `encoder_dropout must be in [0, 1), got ${c.encoder_dropout}`);
 }
 
-/** A P-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
-export function PromptEncoderConfig(fields: Partial<PromptEncoderConfig> = {}): PromptEncoderConfig {
-  const c = makeConfig<PromptEncoderConfig>(PeftType.P_TUNING, PROMPT_ENCODER_DEFAULTS as unknown as Omit<PromptEncoderConfig, "peft_type">, fields, false);
+/** Build a P-tuning config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
+export function makePromptEncoderConfig(fields: Partial<PromptEncoderConfig> | Record<string, unknown>, warnUnknown: boolean): PromptEncoderConfig {
+  const c = makeConfig<PromptEncoderConfig>(PeftType.P_TUNING, PROMPT_ENCODER_DEFAULTS as unknown as Omit<PromptEncoderConfig, "peft_type">, fields, warnUnknown);
   validatePromptEncoderFields(c);
   return c;
+}
+
+/** A P-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
+export function PromptEncoderConfig(fields: Partial<PromptEncoderConfig> = {}): PromptEncoderConfig {
+  return makePromptEncoderConfig(fields, false);
 }

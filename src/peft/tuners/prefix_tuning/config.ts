@@ -20,9 +20,14 @@ export function validatePrefixTuningFields(c: PrefixTuningConfig): void {
   check(typeof c.prefix_projection === "boolean", `prefix_projection must be true or false, got ${String(c.prefix_projection)}`);
 }
 
-/** A prefix-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
-export function PrefixTuningConfig(fields: Partial<PrefixTuningConfig> = {}): PrefixTuningConfig {
-  const c = makeConfig<PrefixTuningConfig>(PeftType.PREFIX_TUNING, PREFIX_TUNING_DEFAULTS as unknown as Omit<PrefixTuningConfig, "peft_type">, fields, false);
+/** Build a prefix-tuning config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
+export function makePrefixTuningConfig(fields: Partial<PrefixTuningConfig> | Record<string, unknown>, warnUnknown: boolean): PrefixTuningConfig {
+  const c = makeConfig<PrefixTuningConfig>(PeftType.PREFIX_TUNING, PREFIX_TUNING_DEFAULTS as unknown as Omit<PrefixTuningConfig, "peft_type">, fields, warnUnknown);
   validatePrefixTuningFields(c);
   return c;
+}
+
+/** A prefix-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
+export function PrefixTuningConfig(fields: Partial<PrefixTuningConfig> = {}): PrefixTuningConfig {
+  return makePrefixTuningConfig(fields, false);
 }

@@ -44,9 +44,14 @@ export function validatePromptTuningFields(c: PromptTuningConfig): void {
   check(!(c.tokenizer_kwargs && Object.keys(c.tokenizer_kwargs).length > 0 && c.prompt_tuning_init !== PromptTuningInit.TEXT), "tokenizer_kwargs only valid when using prompt_tuning_init='TEXT'.");
 }
 
-/** A prompt-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
-export function PromptTuningConfig(fields: Partial<PromptTuningConfig> = {}): PromptTuningConfig {
-  const c = makeConfig<PromptTuningConfig>(PeftType.PROMPT_TUNING, PROMPT_TUNING_DEFAULTS as unknown as Omit<PromptTuningConfig, "peft_type">, fields, false);
+/** Build a prompt-tuning config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
+export function makePromptTuningConfig(fields: Partial<PromptTuningConfig> | Record<string, unknown>, warnUnknown: boolean): PromptTuningConfig {
+  const c = makeConfig<PromptTuningConfig>(PeftType.PROMPT_TUNING, PROMPT_TUNING_DEFAULTS as unknown as Omit<PromptTuningConfig, "peft_type">, fields, warnUnknown);
   validatePromptTuningFields(c);
   return c;
+}
+
+/** A prompt-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
+export function PromptTuningConfig(fields: Partial<PromptTuningConfig> = {}): PromptTuningConfig {
+  return makePromptTuningConfig(fields, false);
 }
