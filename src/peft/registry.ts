@@ -30,6 +30,15 @@ export interface TunerMethod<C extends PeftConfig = PeftConfig> extends PeftMeth
   createTuner(model: PreTrainedModel, config: C, adapterName: string): BaseTuner;
 }
 
+/** A createTuner for a tuner class: wrap the model in a new tuner and inject the first adapter into it. */
+export function tunerFactory<C extends PeftConfig>(Tuner: new (model: PreTrainedModel) => BaseTuner & { injectAdapter(config: C, adapterName: string): unknown }): TunerMethod<C>["createTuner"] {
+  return (model, config, adapterName) => {
+    const tuner = new Tuner(model);
+    tuner.injectAdapter(config, adapterName);
+    return tuner;
+  };
+}
+
 /** What a prompt-learning method's encoder gets to build itself from. */
 export interface PromptEncoderContext {
   model: PreTrainedModel;

@@ -1,6 +1,6 @@
 /** AdaLoRA: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod } from "../../registry.js";
+import { registerMethod, tunerFactory } from "../../registry.js";
 import { makeAdaLoraConfig, type AdaLoraConfig } from "./config.js";
 import { AdaLoraModel } from "./model.js";
 
@@ -14,9 +14,5 @@ registerMethod<AdaLoraConfig>({
   peftType: PeftType.ADALORA,
   prefix: "lora_",
   configFromJson: (fields) => makeAdaLoraConfig(fields, true),
-  createTuner(model, config, adapterName) {
-    const tuner = new AdaLoraModel(model);
-    tuner.injectAdapter(config, adapterName);
-    return tuner;
-  },
+  createTuner: tunerFactory(AdaLoraModel),
 });

@@ -1,6 +1,6 @@
 /** LoHa: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod } from "../../registry.js";
+import { registerMethod, tunerFactory } from "../../registry.js";
 import { makeLoHaConfig, type LoHaConfig } from "./config.js";
 import { LoHaModel } from "./model.js";
 
@@ -12,9 +12,5 @@ registerMethod<LoHaConfig>({
   peftType: PeftType.LOHA,
   prefix: "hada_",
   configFromJson: (fields) => makeLoHaConfig(fields, true),
-  createTuner(model, config, adapterName) {
-    const tuner = new LoHaModel(model);
-    tuner.injectAdapter(config, adapterName);
-    return tuner;
-  },
+  createTuner: tunerFactory(LoHaModel),
 });

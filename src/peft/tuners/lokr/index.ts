@@ -1,6 +1,6 @@
 /** LoKr: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod } from "../../registry.js";
+import { registerMethod, tunerFactory } from "../../registry.js";
 import { makeLoKrConfig, type LoKrConfig } from "./config.js";
 import { LoKrModel } from "./model.js";
 
@@ -13,9 +13,5 @@ registerMethod<LoKrConfig>({
   peftType: PeftType.LOKR,
   prefix: "lokr_",
   configFromJson: (fields) => makeLoKrConfig(fields, true),
-  createTuner(model, config, adapterName) {
-    const tuner = new LoKrModel(model);
-    tuner.injectAdapter(config, adapterName);
-    return tuner;
-  },
+  createTuner: tunerFactory(LoKrModel),
 });

@@ -1,6 +1,6 @@
 /** LoRA: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod } from "../../registry.js";
+import { registerMethod, tunerFactory } from "../../registry.js";
 import { makeLoraConfig, type LoraConfig } from "./config.js";
 import { LoraModel } from "./model.js";
 
@@ -13,11 +13,7 @@ registerMethod<LoraConfig>({
   peftType: PeftType.LORA,
   prefix: "lora_",
   configFromJson: (fields) => makeLoraConfig(fields, true),
-  createTuner(model, config, adapterName) {
-    const tuner = new LoraModel(model);
-    tuner.injectAdapter(config, adapterName);
-    return tuner;
-  },
+  createTuner: tunerFactory(LoraModel),
   // DoRA's magnitude is a module holding "weight" in the model but a bare tensor in the file (as in peft).
   renameOnSave: (key, adapter) => (key.endsWith(`lora_magnitude_vector.${adapter}.weight`) ? key.slice(0, -".weight".length) : key),
   renameOnLoad: (key, adapter) => (key.endsWith(`lora_magnitude_vector.${adapter}`) ? `${key}.weight` : key),
