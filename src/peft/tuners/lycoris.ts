@@ -212,10 +212,8 @@ export abstract class LycorisTuner<C extends LycorisConfig, L extends LycorisLay
   protected abstract readonly methodName: string;
   /** Defaults filled in and checks run on a config (plain objects passed to injectAdapter too). */
   protected abstract makeConfig(fields: C): C;
-  /** A new layer of this method around a Linear. */
-  protected abstract newLayer(base: Linear): L;
-  /** Whether a module is already this method's layer. */
-  protected abstract isOwnLayer(m: Module): m is L;
+  /** This method's layer class (wraps a Linear). */
+  protected abstract readonly layerClass: new (base: Linear) => L;
   /** The layer settings of the adapter for one module path. */
   protected abstract settingsFor(config: C, key: string): LycorisSettings;
 
@@ -229,6 +227,11 @@ export abstract class LycorisTuner<C extends LycorisConfig, L extends LycorisLay
     if (c.target_modules === null) throw new Error(`Please specify \`target_modules\` in the ${this.methodName} config (LyCORIS methods have no per-model default), e.g. ["q_proj", "v_proj"] or "all-linear"`);
     if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear") c.target_modules = allLinearTargets(this.model, c.task_type);
     return c;
+  }
+
+  /** Whether a module is already this method's layer. */
+  protected isOwnLayer(m: Module): m is L {
+    return m instanceof this.layerClass;
   }
 
   /** rank_pattern / alpha_pattern looked up on their own, as peft's get_pattern_key does. */
@@ -257,7 +260,7 @@ export abstract class LycorisTuner<C extends LycorisConfig, L extends LycorisLay
       return;
     }
     this.checkTargetModule(key, target);
-    const layer = this.newLayer(target as Linear);
+    const layer = new this.layerClass(target as Linear);
     layer.activeAdapters = [...this.activeAdapters];
     layer.updateLayer(adapterName, settings);
     this.model.setSubmodule(key, layer);

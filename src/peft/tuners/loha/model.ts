@@ -1,5 +1,4 @@
 /** LoHaModel (peft 0.15.2): LoHa layers injected into Linear targets (rank/alpha per module from the patterns). */
-import { Linear, type Module } from "../../../nn/index.js";
 import { LycorisTuner, type LycorisSettings } from "../lycoris.js";
 import { makeLoHaConfig, type LoHaConfig } from "./config.js";
 import { LoHaLinear } from "./layer.js";
@@ -7,18 +6,11 @@ import { LoHaLinear } from "./layer.js";
 /** LoHa injected into a model. */
 export class LoHaModel extends LycorisTuner<LoHaConfig, LoHaLinear> {
   readonly prefix = "hada_";
+  protected readonly layerClass = LoHaLinear;
   protected readonly methodName = "LoHa";
 
   protected makeConfig(fields: LoHaConfig): LoHaConfig {
     return makeLoHaConfig(fields, false);
-  }
-
-  protected newLayer(base: Linear): LoHaLinear {
-    return new LoHaLinear(base);
-  }
-
-  protected isOwnLayer(m: Module): m is LoHaLinear {
-    return m instanceof LoHaLinear;
   }
 
   protected settingsFor(config: LoHaConfig, key: string): LycorisSettings {

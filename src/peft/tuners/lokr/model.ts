@@ -1,5 +1,4 @@
 /** LoKrModel (peft 0.15.2): LoKr layers injected into Linear targets (rank/alpha per module from the patterns). */
-import { Linear, type Module } from "../../../nn/index.js";
 import { LycorisTuner } from "../lycoris.js";
 import { makeLoKrConfig, type LoKrConfig } from "./config.js";
 import { LoKrLinear, type LoKrSettings } from "./layer.js";
@@ -7,18 +6,11 @@ import { LoKrLinear, type LoKrSettings } from "./layer.js";
 /** LoKr injected into a model. */
 export class LoKrModel extends LycorisTuner<LoKrConfig, LoKrLinear> {
   readonly prefix = "lokr_";
+  protected readonly layerClass = LoKrLinear;
   protected readonly methodName = "LoKr";
 
   protected makeConfig(fields: LoKrConfig): LoKrConfig {
     return makeLoKrConfig(fields, false);
-  }
-
-  protected newLayer(base: Linear): LoKrLinear {
-    return new LoKrLinear(base);
-  }
-
-  protected isOwnLayer(m: Module): m is LoKrLinear {
-    return m instanceof LoKrLinear;
   }
 
   protected settingsFor(config: LoKrConfig, key: string): LoKrSettings {
