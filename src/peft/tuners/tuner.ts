@@ -100,6 +100,24 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
     }
   }
 
+  /**
+   * addWeightedAdapter's argument checks (LoRA, IA3): `adapterName` is new and not empty, `adapters` are one or more
+   * existing adapters, and `weights` holds one finite number per adapter.
+   */
+  protected checkWeightedAdapterArguments(adapters: readonly string[], weights: readonly number[], adapterName: string): void {
+    const names = () => [...this.peftConfig.keys()].map((n) => `"${n}"`).join(", ");
+    if (typeof adapterName !== "string" || adapterName === "") throw new Error("addWeightedAdapter: the new adapter needs a non-empty name");
+    if (this.peftConfig.has(adapterName)) throw new Error(`addWeightedAdapter: an adapter named "${adapterName}" already exists; pick another name or delete it first`);
+    if (!Array.isArray(adapters) || adapters.length === 0) throw new Error("addWeightedAdapter: give at least one adapter to combine");
+    if (!Array.isArray(weights) || weights.length !== adapters.length) {
+      throw new Error(`addWeightedAdapter: ${adapters.length} adapter(s) but ${Array.isArray(weights) ? weights.length : "no"} weights; give one weight per adapter`);
+    }
+    weights.forEach((w, i) => {
+      if (typeof w !== "number" || !Number.isFinite(w)) throw new Error(`addWeightedAdapter: the weight of adapter "${adapters[i]}" must be a finite number, got ${String(w)}`);
+    });
+    for (const a of adapters) if (!this.peftConfig.has(a)) throw new Error(`addWeightedAdapter: adapter "${a}" does not exist; adapters: ${names()}`);
+  }
+
   /** Adapter layers by path. */
   tunerLayers(): [string, BaseTunerLayer][] {
     return this.model.namedModules().filter((e): e is [string, BaseTunerLayer] => e[1] instanceof BaseTunerLayer);

@@ -112,17 +112,7 @@ export class IA3Model extends BaseTuner<IA3Config> {
 
   /** peft's _check_add_weighted_adapter plus argument checks; the new adapter's config. */
   private checkWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string): IA3Config {
-    const names = () => [...this.peftConfig.keys()].map((n) => `"${n}"`).join(", ");
-    if (typeof adapterName !== "string" || adapterName === "") throw new Error("addWeightedAdapter: the new adapter needs a non-empty name");
-    if (this.peftConfig.has(adapterName)) throw new Error(`addWeightedAdapter: an adapter named "${adapterName}" already exists; pick another name or delete it first`);
-    if (!Array.isArray(adapters) || adapters.length === 0) throw new Error("addWeightedAdapter: give at least one adapter to combine");
-    if (!Array.isArray(weights) || weights.length !== adapters.length) {
-      throw new Error(`addWeightedAdapter: ${adapters.length} adapter(s) but ${Array.isArray(weights) ? weights.length : "no"} weights; give one weight per adapter`);
-    }
-    weights.forEach((w, i) => {
-      if (typeof w !== "number" || !Number.isFinite(w)) throw new Error(`addWeightedAdapter: the weight of adapter "${adapters[i]}" must be a finite number, got ${String(w)}`);
-    });
-    for (const a of adapters) if (!this.peftConfig.has(a)) throw new Error(`addWeightedAdapter: adapter "${a}" does not exist; adapters: ${names()}`);
+    this.checkWeightedAdapterArguments(adapters, weights, adapterName);
     const wrappers = this.savedModules().filter(([, w]) => adapters.filter((a) => w.modules_to_save.has(a)).length > 1);
     if (wrappers.length > 0) throw new Error(`addWeightedAdapter: cannot add weighted adapters targeting the same module with modules_to_save (${wrappers.map(([k]) => k).join(", ")})`);
     const configs = adapters.map((a) => this.peftConfig.get(a)!);

@@ -137,17 +137,7 @@ export class LoraModel extends BaseTuner<LoraConfig> {
 
   /** peft's _check_add_weighted_adapter plus argument checks: the combination type, the new rank and config. */
   private checkWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, opts: WeightedAdapterOptions): { combinationType: CombinationType; newRank: number; config: LoraConfig } {
-    const names = () => [...this.peftConfig.keys()].map((n) => `"${n}"`).join(", ");
-    if (typeof adapterName !== "string" || adapterName === "") throw new Error("addWeightedAdapter: the new adapter needs a non-empty name");
-    if (this.peftConfig.has(adapterName)) throw new Error(`addWeightedAdapter: an adapter named "${adapterName}" already exists; pick another name or delete it first`);
-    if (!Array.isArray(adapters) || adapters.length === 0) throw new Error("addWeightedAdapter: give at least one adapter to combine");
-    if (!Array.isArray(weights) || weights.length !== adapters.length) {
-      throw new Error(`addWeightedAdapter: ${adapters.length} adapter(s) but ${Array.isArray(weights) ? weights.length : "no"} weights; give one weight per adapter`);
-    }
-    weights.forEach((w, i) => {
-      if (typeof w !== "number" || !Number.isFinite(w)) throw new Error(`addWeightedAdapter: the weight of adapter "${adapters[i]}" must be a finite number, got ${String(w)}`);
-    });
-    for (const a of adapters) if (!this.peftConfig.has(a)) throw new Error(`addWeightedAdapter: adapter "${a}" does not exist; adapters: ${names()}`);
+    this.checkWeightedAdapterArguments(adapters, weights, adapterName);
     const configs = adapters.map((a) => this.peftConfig.get(a)!);
     configs.forEach((c, i) => {
       if (c.peft_type !== PeftType.LORA) throw new Error(`addWeightedAdapter: adapter "${adapters[i]}" is a ${c.peft_type} adapter; only LoRA adapters can be combined`);
