@@ -4,7 +4,7 @@
  * modules_to_save copies, switching/deleting/disabling adapters, merging and unloading. A method supplies how
  * to wrap one module and its config preparation.
  */
-import { Module } from "../../nn/index.js";
+import { Conv1D, Module, type Linear } from "../../nn/index.js";
 import type { Tensor } from "../../tensor/index.js";
 import type { PreTrainedModel } from "../../models/pretrained.js";
 import type { ModelOutput, Seq2SeqInputs, BaseModelOutput } from "../../models/outputs.js";
@@ -15,6 +15,21 @@ import { BaseTunerLayer } from "./tuner-layer.js";
 
 /** A config of an injection method: the target fields plus modules_to_save. */
 export type TunerConfig = PeftConfig & TargetFields & { modules_to_save?: string[] | null; bias?: string };
+
+/**
+ * peft's fan_in_fan_out fix-up for a Linear or GPT-2 Conv1D target: the layer's fan_in_fan_out (true for Conv1D,
+ * false for Linear); where the config says otherwise, peft's warning (naming Linear `linearName`) and the config corrected.
+ */
+export function fanInFanOutFor(config: { fan_in_fan_out: boolean }, target: Linear | Conv1D, linearName = "Linear"): boolean {
+  const conv1d = target instanceof Conv1D;
+  if (!!config.fan_in_fan_out !== conv1d) {
+    process.emitWarning(conv1d
+      ? "fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True."
+      : `fan_in_fan_out is set to True but the target module is \`${linearName}\`. Setting fan_in_fan_out to False.`);
+    config.fan_in_fan_out = conv1d;
+  }
+  return conv1d;
+}
 
 /** The model wrapper of an injection method (HF's LoraModel, IA3Model, …), registered as "model" inside. */
 export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Module {

@@ -6,7 +6,7 @@
 import { Conv1D, Linear, type Module } from "../../../nn/index.js";
 import type { ModelOutput, BaseModelOutput, Seq2SeqInputs } from "../../../models/outputs.js";
 import { add, div, matmul, mul, sqrt, square, sub, sum, tensor, transpose, type Tensor } from "../../../tensor/index.js";
-import { BaseTuner } from "../tuner.js";
+import { BaseTuner, fanInFanOutFor } from "../tuner.js";
 import { allLinearTargets, defaultTargets } from "../../targets.js";
 import { makeAdaLoraConfig, type AdaLoraConfig } from "./config.js";
 import { AdaLoraLinear, type AdaLoraSettings } from "./layer.js";
@@ -84,22 +84,11 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> {
       target.updateLayer(adapterName, settings);
       return;
     }
-    let layer: AdaLoraLinear;
-    if (target instanceof Conv1D) {
-      if (!config.fan_in_fan_out) {
-        process.emitWarning("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True.");
-        config.fan_in_fan_out = true;
-      }
-      layer = new AdaLoraLinear(target, true);
-    } else if (target instanceof Linear) {
-      if (config.fan_in_fan_out) {
-        process.emitWarning("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False.");
-        config.fan_in_fan_out = false;
-      }
-      layer = new AdaLoraLinear(target, false);
-    } else {
+    if (!(target instanceof Conv1D || target instanceof Linear)) {
       throw new Error(`Target module ${key} (${target.constructor.name}) is not supported by AdaLoRA. Currently, only Linear and GPT-2's Conv1D are supported.`);
     }
+    // peft's AdaLoRA warning names Linear "torch.nn.Linear".
+    const layer = new AdaLoraLinear(target, fanInFanOutFor(config, target, "torch.nn.Linear"));
     layer.activeAdapters = [...this.activeAdapters];
     layer.updateLayer(adapterName, settings);
     this.model.setSubmodule(key, layer);

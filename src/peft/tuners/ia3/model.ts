@@ -5,7 +5,7 @@
  */
 import { Conv1D, Linear, type Module } from "../../../nn/index.js";
 import { add, mul, noGrad, tidy, zeros } from "../../../tensor/index.js";
-import { BaseTuner } from "../tuner.js";
+import { BaseTuner, fanInFanOutFor } from "../tuner.js";
 import { allLinearTargets } from "../../targets.js";
 import { IA3_FEEDFORWARD, IA3_TARGETS } from "../../mapping.js";
 import { makeIA3Config, type IA3Config } from "./config.js";
@@ -57,21 +57,9 @@ export class IA3Model extends BaseTuner<IA3Config> {
       return;
     }
     const isFeedforward = isFeedforwardModule(config.feedforward_modules, key);
-    let layer: IA3Linear;
-    if (target instanceof Conv1D) {
-      if (!config.fan_in_fan_out) {
-        process.emitWarning("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True.");
-        config.fan_in_fan_out = true;
-      }
-      layer = new IA3Linear(target, true, isFeedforward);
-    } else {
-      this.checkTargetModule(key, target);
-      if (config.fan_in_fan_out) {
-        process.emitWarning("fan_in_fan_out is set to True but the target module is `Linear`. Setting fan_in_fan_out to False.");
-        config.fan_in_fan_out = false;
-      }
-      layer = new IA3Linear(target as Linear, false, isFeedforward);
-    }
+    this.checkTargetModule(key, target);
+    const base = target as Linear | Conv1D;
+    const layer = new IA3Linear(base, fanInFanOutFor(config, base), isFeedforward);
     layer.activeAdapters = [...this.activeAdapters];
     layer.updateLayer(adapterName, config.init_ia3_weights);
     this.model.setSubmodule(key, layer);

@@ -1,6 +1,6 @@
 /** LoraModel: LoRA's injection rules (which layers, which rank/alpha per layer, GPT-2's fan_in_fan_out). */
 import { Conv1D, Embedding, Linear, type Module } from "../../../nn/index.js";
-import { BaseTuner } from "../tuner.js";
+import { BaseTuner, fanInFanOutFor } from "../tuner.js";
 import { allLinearTargets, defaultTargets } from "../../targets.js";
 import { LORA_TARGETS } from "../../mapping.js";
 import { LoraEmbedding, LoraLinear, type LoraSettings } from "./layer.js";
@@ -212,18 +212,8 @@ export class LoraModel extends BaseTuner<LoraConfig> {
       return;
     }
     let layer: LoraLinear | LoraEmbedding;
-    if (target instanceof Conv1D) {
-      if (!config.fan_in_fan_out) {
-        process.emitWarning("fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True.");
-        config.fan_in_fan_out = true;
-      }
-      layer = new LoraLinear(target, true);
-    } else if (target instanceof Linear) {
-      if (config.fan_in_fan_out) {
-        process.emitWarning("fan_in_fan_out is set to True but the target module is `Linear`. Setting fan_in_fan_out to False.");
-        config.fan_in_fan_out = false;
-      }
-      layer = new LoraLinear(target, false);
+    if (target instanceof Conv1D || target instanceof Linear) {
+      layer = new LoraLinear(target, fanInFanOutFor(config, target));
     } else if (target instanceof Embedding) {
       layer = new LoraEmbedding(target);
     } else {
