@@ -24,8 +24,8 @@ import type { LycorisSettings } from "../src/peft/tuners/lycoris.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
 import { AdamW } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
-import { assertClose, assertSame, maxAbs, maxAbsDiff, mm, randTensor, rng, transposed, values } from "./helpers.js";
-import { IDS, LLAMA, gpt2, llama, logits, type Forwardable } from "./tiny-models.js";
+import { assertClose, assertSame, maxAbs, maxAbsDiff, mm, randTensor, transposed, values } from "./helpers.js";
+import { IDS, LLAMA, gpt2, llama, logits, toyIds, trainSteps, type Forwardable } from "./tiny-models.js";
 import { modelDir, readInputs } from "./golden.js";
 import { cliWorkspace, trainMethod } from "./cli-workspace.js";
 
@@ -540,19 +540,9 @@ describe("IA3, LoHa, LoKr: training", () => {
       const baseLogits = logits(base as unknown as Forwardable);
       const peft = getPeftModel(base, m.config());
       peft.train();
-      const r = rng(2024);
-      const ids = T.tensor(Int32Array.from({ length: 8 * 16 }, () => Math.floor(r() * 64)), [8, 16]);
+      const ids = toyIds();
       const opt = new AdamW(peft.parameters(), { lr: m.lr });
-      const losses: number[] = [];
-      for (let step = 0; step < 60; step++) {
-        losses.push(T.tidy(() => {
-          const loss = peft.forward({ inputIds: ids, labels: ids }).loss!;
-          loss.backward();
-          opt.step();
-          opt.zeroGrad();
-          return loss.item();
-        }));
-      }
+      const losses = trainSteps(peft, opt, ids, 60);
       opt.dispose();
       assert.ok(losses.every(Number.isFinite));
       assert.ok(losses[59]! < m.ratio * losses[0]!, `loss ${losses[0]} → ${losses[59]}`);

@@ -22,8 +22,8 @@ import { BaseTunerLayer } from "../src/peft/tuners/tuner-layer.js";
 import { ModulesToSaveWrapper } from "../src/peft/modules-to-save.js";
 import { AdamW } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
-import { assertClose, assertSame, maxAbs, maxAbsDiff, mm, randTensor, rng, transposed, values } from "./helpers.js";
-import { IDS, gpt2, llama, logits } from "./tiny-models.js";
+import { assertClose, assertSame, maxAbs, maxAbsDiff, mm, randTensor, transposed, values } from "./helpers.js";
+import { IDS, gpt2, llama, logits, toyIds, trainSteps } from "./tiny-models.js";
 
 const EPS = 2 ** -23;
 type Fields = Partial<LoraConfig>;
@@ -714,21 +714,10 @@ describe("LoRA: end to end", () => {
     const peft = getPeftModel(base, LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 8, lora_alpha: 16, fan_in_fan_out: true }));
     assert.deepEqual(loraPaths(peft), ["transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"]);
     peft.train();
-    const r = rng(2024);
-    const ids = T.tensor(Int32Array.from({ length: 8 * 16 }, () => Math.floor(r() * 64)), [8, 16]);
+    const ids = toyIds();
     const opt = new AdamW(peft.parameters(), { lr: 1e-2 });
-    const losses: number[] = [];
     const live: number[] = [];
-    for (let step = 0; step < 60; step++) {
-      losses.push(T.tidy(() => {
-        const loss = peft.forward({ inputIds: ids, labels: ids }).loss!;
-        loss.backward();
-        opt.step();
-        opt.zeroGrad();
-        return loss.item();
-      }));
-      live.push(T.memory().liveStorages);
-    }
+    const losses = trainSteps(peft, opt, ids, 60, () => live.push(T.memory().liveStorages));
     assert.ok(losses.every(Number.isFinite));
     assert.ok(losses[59]! < 0.5 * losses[0]!, `loss ${losses[0]} → ${losses[59]}`);
     // After the first step (which creates the AdamW moments) no step leaves storages behind. ≤ rather than ===:

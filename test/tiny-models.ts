@@ -1,9 +1,12 @@
-/** Tiny random GPT-2 (Conv1D, tied embeddings) and LLaMA (GQA) models for behaviour tests, a fixed batch of token ids, and logits as plain arrays. */
+/** Tiny random GPT-2 (Conv1D, tied embeddings) and LLaMA (GQA) models for behaviour tests, fixed batches of token ids, logits as plain arrays, a training loop. */
 import { AutoModelForCausalLM } from "../src/models/auto.js";
 import type { PreTrainedModel } from "../src/models/pretrained.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import type { Module } from "../src/nn/index.js";
+import type { PeftModel } from "../src/peft/index.js";
+import type { Optimizer } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
+import { rng } from "./helpers.js";
 
 /** Config of the tiny GPT-2: 2 layers, 4 heads, width 32, vocabulary 64, no dropout. */
 export const GPT2 = { model_type: "gpt2", vocab_size: 64, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 };
@@ -34,4 +37,26 @@ export type Forwardable = Module & { forward(inputs: Record<string, T.Tensor>): 
 /** Logits of a model (PeftModel or plain) for `inputs` (IDS by default), as a plain array. */
 export function logits(model: Forwardable, inputs?: () => Record<string, T.Tensor>): number[] {
   return T.tidy(() => Array.from(T.noGrad(() => (model.forward(inputs ? inputs() : { inputIds: IDS() }) as ModelOutput).logits.dataSync())));
+}
+
+/** A fixed toy dataset: 8 rows of 16 token ids below 64, drawn with rng(2024). */
+export function toyIds(): T.Tensor {
+  const r = rng(2024);
+  return T.tensor(Int32Array.from({ length: 8 * 16 }, () => Math.floor(r() * 64)), [8, 16]);
+}
+
+/** `steps` language-modelling steps of `opt` on `ids` (labels = inputs); the losses. `afterStep` runs after each step's tidy scope. */
+export function trainSteps(peft: PeftModel, opt: Optimizer<any>, ids: T.Tensor, steps: number, afterStep?: () => void): number[] {
+  const losses: number[] = [];
+  for (let step = 0; step < steps; step++) {
+    losses.push(T.tidy(() => {
+      const loss = peft.forward({ inputIds: ids, labels: ids }).loss!;
+      loss.backward();
+      opt.step();
+      opt.zeroGrad();
+      return loss.item();
+    }));
+    afterStep?.();
+  }
+  return losses;
 }
