@@ -5,7 +5,7 @@
  * until step total_step − tfinal where the total rank shrinks on a cubic schedule to target_r per layer, and
  * `tfinal` final steps at the fixed final ranks. `r` is LoRA's and unused (a warning when set to anything but 8).
  */
-import { check, makeConfig, PeftType, type PeftConfig } from "../../config.js";
+import { check, configBuilder, PeftType, type PeftConfig } from "../../config.js";
 import { LORA_DEFAULTS, validateLoraFields, type LoraConfig } from "../lora/config.js";
 
 /** The LoRA fields AdaLoRA shares (every one but rank_pattern, which AdaLoRA redefines). */
@@ -72,11 +72,7 @@ export function validateAdaLoraFields(c: AdaLoraConfig): void {
 }
 
 /** Build an AdaLoRA config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export function makeAdaLoraConfig(fields: Partial<AdaLoraConfig> | Record<string, unknown>, warnUnknown: boolean): AdaLoraConfig {
-  const c = makeConfig<AdaLoraConfig>(PeftType.ADALORA, ADALORA_DEFAULTS as unknown as Omit<AdaLoraConfig, "peft_type">, fields, warnUnknown);
-  validateAdaLoraFields(c);
-  return c;
-}
+export const makeAdaLoraConfig = configBuilder<AdaLoraConfig>(PeftType.ADALORA, ADALORA_DEFAULTS, validateAdaLoraFields);
 
 /** An AdaLoRA config from user fields (TypeScript users) — defaults filled in, validated. */
 export function AdaLoraConfig(fields: Partial<AdaLoraConfig> = {}): AdaLoraConfig {

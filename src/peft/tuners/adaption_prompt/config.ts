@@ -1,5 +1,5 @@
 /** AdaptionPromptConfig (LLaMA-Adapter): peft 0.15's fields, validated. */
-import { check, makeConfig, PeftType, type PeftConfig } from "../../config.js";
+import { check, configBuilder, PeftType, type PeftConfig } from "../../config.js";
 
 /** LLaMA-Adapter configuration (HF field names). */
 export interface AdaptionPromptConfig extends PeftConfig {
@@ -28,11 +28,7 @@ export function validateAdaptionPromptFields(c: AdaptionPromptConfig, complete =
 }
 
 /** Build an adaption-prompt config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export function makeAdaptionPromptConfig(fields: Partial<AdaptionPromptConfig> | Record<string, unknown>, warnUnknown: boolean): AdaptionPromptConfig {
-  const c = makeConfig<AdaptionPromptConfig>(PeftType.ADAPTION_PROMPT, ADAPTION_PROMPT_DEFAULTS as unknown as Omit<AdaptionPromptConfig, "peft_type">, fields, warnUnknown);
-  validateAdaptionPromptFields(c);
-  return c;
-}
+export const makeAdaptionPromptConfig = configBuilder<AdaptionPromptConfig>(PeftType.ADAPTION_PROMPT, ADAPTION_PROMPT_DEFAULTS, validateAdaptionPromptFields);
 
 /** An adaption-prompt config from user fields (TypeScript users) — defaults filled in, validated. */
 export function AdaptionPromptConfig(fields: Partial<AdaptionPromptConfig> = {}): AdaptionPromptConfig {

@@ -2,7 +2,7 @@
  * IA3Config: peft 0.15.2's fields and defaults. (IA)³ learns one vector per adapted layer that rescales the layer's
  * output (attention projections) or its input (the feed-forward modules listed in feedforward_modules).
  */
-import { check, makeConfig, PeftType, type PeftConfig } from "../../config.js";
+import { check, configBuilder, PeftType, type PeftConfig } from "../../config.js";
 
 /** (IA)³ configuration (HF field names). */
 export interface IA3Config extends PeftConfig {
@@ -48,11 +48,7 @@ export function validateIA3Fields(c: IA3Config): void {
 }
 
 /** Build an IA3 config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export function makeIA3Config(fields: Partial<IA3Config> | Record<string, unknown>, warnUnknown: boolean): IA3Config {
-  const c = makeConfig<IA3Config>(PeftType.IA3, IA3_DEFAULTS as unknown as Omit<IA3Config, "peft_type">, fields, warnUnknown);
-  validateIA3Fields(c);
-  return c;
-}
+export const makeIA3Config = configBuilder<IA3Config>(PeftType.IA3, IA3_DEFAULTS, validateIA3Fields);
 
 /** An (IA)³ config from user fields (TypeScript users) — defaults filled in, validated. */
 export function IA3Config(fields: Partial<IA3Config> = {}): IA3Config {

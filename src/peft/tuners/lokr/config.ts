@@ -1,5 +1,5 @@
 /** LoKrConfig: peft 0.15.2's fields and defaults (LyCORIS's shared fields plus the Kronecker options). */
-import { check, makeConfig, PeftType } from "../../config.js";
+import { check, configBuilder, PeftType } from "../../config.js";
 import { LYCORIS_DEFAULTS, validateLycorisFields, type LycorisConfig } from "../lycoris.js";
 
 /** LoKr configuration (HF field names). */
@@ -20,16 +20,17 @@ export interface LoKrConfig extends LycorisConfig {
 /** Defaults of every LoKr field (peft 0.15.2). */
 export const LOKR_DEFAULTS = { ...LYCORIS_DEFAULTS, decompose_both: false, decompose_factor: -1, rank_dropout_scale: false, init_weights: true } as const;
 
-/** Build a LoKr config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export function makeLoKrConfig(fields: Partial<LoKrConfig> | Record<string, unknown>, warnUnknown: boolean): LoKrConfig {
-  const c = makeConfig<LoKrConfig>(PeftType.LOKR, LOKR_DEFAULTS as unknown as Omit<LoKrConfig, "peft_type">, fields, warnUnknown);
+/** The LyCORIS checks plus LoKr's own fields, with clear errors. */
+export function validateLoKrFields(c: LoKrConfig): void {
   validateLycorisFields(c);
   check(c.init_weights === true || c.init_weights === false || c.init_weights === "lycoris", `\`init_weights\` must be true, false or "lycoris" for LoKr, got ${JSON.stringify(c.init_weights)}`);
   check(typeof c.decompose_both === "boolean", `\`decompose_both\` must be true or false, got ${JSON.stringify(c.decompose_both)}`);
   check(typeof c.rank_dropout_scale === "boolean", `\`rank_dropout_scale\` must be true or false, got ${JSON.stringify(c.rank_dropout_scale)}`);
   check(Number.isInteger(c.decompose_factor) && (c.decompose_factor === -1 || c.decompose_factor > 0), `\`decompose_factor\` must be -1 or a positive integer, got ${JSON.stringify(c.decompose_factor)}`);
-  return c;
 }
+
+/** Build a LoKr config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
+export const makeLoKrConfig = configBuilder<LoKrConfig>(PeftType.LOKR, LOKR_DEFAULTS, validateLoKrFields);
 
 /** A LoKr config from user fields (TypeScript users) — defaults filled in, validated. */
 export function LoKrConfig(fields: Partial<LoKrConfig> = {}): LoKrConfig {

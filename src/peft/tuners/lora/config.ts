@@ -1,5 +1,5 @@
 /** LoraConfig: HF peft 0.15's fields and defaults, validated with clear errors. */
-import { check, makeConfig, PeftType, type PeftConfig } from "../../config.js";
+import { check, configBuilder, PeftType, type PeftConfig } from "../../config.js";
 
 /** LoRA configuration (HF field names). */
 export interface LoraConfig extends PeftConfig {
@@ -53,11 +53,7 @@ export function validateLoraFields(c: LoraConfig): void {
 }
 
 /** Build a LoRA config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export function makeLoraConfig(fields: Partial<LoraConfig> | Record<string, unknown>, warnUnknown: boolean): LoraConfig {
-  const c = makeConfig<LoraConfig>(PeftType.LORA, LORA_DEFAULTS as unknown as Omit<LoraConfig, "peft_type">, fields, warnUnknown);
-  validateLoraFields(c);
-  return c;
-}
+export const makeLoraConfig = configBuilder<LoraConfig>(PeftType.LORA, LORA_DEFAULTS, validateLoraFields);
 
 /** A LoRA config from user fields (TypeScript users) — defaults filled in, validated. */
 export function LoraConfig(fields: Partial<LoraConfig> = {}): LoraConfig {

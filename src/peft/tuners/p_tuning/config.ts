@@ -1,5 +1,5 @@
 /** PromptEncoderConfig (P-tuning): peft 0.15's fields and defaults, validated. */
-import { check, makeConfig, PeftType } from "../../config.js";
+import { check, configBuilder, PeftType } from "../../config.js";
 import { PROMPT_LEARNING_DEFAULTS, validatePromptLearningFields, type PromptLearningConfig } from "../prompt-learning.js";
 
 /** The prompt encoder's network (HF's PromptEncoderReparameterizationType). */
@@ -42,11 +42,7 @@ export function validatePromptEncoderFields(c: PromptEncoderConfig): void {
 }
 
 /** Build a P-tuning config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export function makePromptEncoderConfig(fields: Partial<PromptEncoderConfig> | Record<string, unknown>, warnUnknown: boolean): PromptEncoderConfig {
-  const c = makeConfig<PromptEncoderConfig>(PeftType.P_TUNING, PROMPT_ENCODER_DEFAULTS as unknown as Omit<PromptEncoderConfig, "peft_type">, fields, warnUnknown);
-  validatePromptEncoderFields(c);
-  return c;
-}
+export const makePromptEncoderConfig = configBuilder<PromptEncoderConfig>(PeftType.P_TUNING, PROMPT_ENCODER_DEFAULTS, validatePromptEncoderFields);
 
 /** A P-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
 export function PromptEncoderConfig(fields: Partial<PromptEncoderConfig> = {}): PromptEncoderConfig {

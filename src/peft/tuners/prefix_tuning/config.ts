@@ -1,5 +1,5 @@
 /** PrefixTuningConfig (prefix tuning / P-tuning v2): peft 0.15's fields and defaults, validated. */
-import { check, makeConfig, PeftType } from "../../config.js";
+import { check, configBuilder, PeftType } from "../../config.js";
 import { PROMPT_LEARNING_DEFAULTS, validatePromptLearningFields, type PromptLearningConfig } from "../prompt-learning.js";
 
 /** Prefix tuning configuration (HF field names). */
@@ -21,11 +21,7 @@ export function validatePrefixTuningFields(c: PrefixTuningConfig): void {
 }
 
 /** Build a prefix-tuning config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export function makePrefixTuningConfig(fields: Partial<PrefixTuningConfig> | Record<string, unknown>, warnUnknown: boolean): PrefixTuningConfig {
-  const c = makeConfig<PrefixTuningConfig>(PeftType.PREFIX_TUNING, PREFIX_TUNING_DEFAULTS as unknown as Omit<PrefixTuningConfig, "peft_type">, fields, warnUnknown);
-  validatePrefixTuningFields(c);
-  return c;
-}
+export const makePrefixTuningConfig = configBuilder<PrefixTuningConfig>(PeftType.PREFIX_TUNING, PREFIX_TUNING_DEFAULTS, validatePrefixTuningFields);
 
 /** A prefix-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
 export function PrefixTuningConfig(fields: Partial<PrefixTuningConfig> = {}): PrefixTuningConfig {

@@ -1,5 +1,5 @@
 /** PromptTuningConfig: peft 0.15's fields and defaults (plus SAMPLE_VOCAB init from later peft), validated. */
-import { check, makeConfig, PeftType } from "../../config.js";
+import { check, configBuilder, PeftType } from "../../config.js";
 import { PROMPT_LEARNING_DEFAULTS, validatePromptLearningFields, type PromptLearningConfig } from "../prompt-learning.js";
 
 /** How the virtual-token embeddings start (HF's PromptTuningInit). */
@@ -45,11 +45,7 @@ export function validatePromptTuningFields(c: PromptTuningConfig): void {
 }
 
 /** Build a prompt-tuning config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export function makePromptTuningConfig(fields: Partial<PromptTuningConfig> | Record<string, unknown>, warnUnknown: boolean): PromptTuningConfig {
-  const c = makeConfig<PromptTuningConfig>(PeftType.PROMPT_TUNING, PROMPT_TUNING_DEFAULTS as unknown as Omit<PromptTuningConfig, "peft_type">, fields, warnUnknown);
-  validatePromptTuningFields(c);
-  return c;
-}
+export const makePromptTuningConfig = configBuilder<PromptTuningConfig>(PeftType.PROMPT_TUNING, PROMPT_TUNING_DEFAULTS, validatePromptTuningFields);
 
 /** A prompt-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
 export function PromptTuningConfig(fields: Partial<PromptTuningConfig> = {}): PromptTuningConfig {
