@@ -210,15 +210,15 @@ export abstract class LycorisLayer extends BaseTunerLayer {
 export abstract class LycorisTuner<C extends LycorisConfig, L extends LycorisLayer> extends BaseTuner<C> {
   /** The method's name in messages ("LoHa", "LoKr"). */
   protected abstract readonly methodName: string;
-  /** Defaults filled in and checks run on a config (plain objects passed to injectAdapter too). */
-  protected abstract makeConfig(fields: C): C;
+  /** The method's config builder (makeXConfig): defaults filled in and checks run on plain objects passed to injectAdapter too. */
+  protected abstract readonly makeConfig: (fields: C, warnUnknown: boolean) => C;
   /** This method's layer class (wraps a Linear). */
   protected abstract readonly layerClass: new (base: Linear) => L;
   /** The layer settings of the adapter for one module path. */
   protected abstract settingsFor(config: C, key: string): LycorisSettings;
 
   override injectAdapter(fields: C, adapterName: string): C {
-    return super.injectAdapter(this.makeConfig(fields), adapterName);
+    return super.injectAdapter(this.makeConfig(fields, false), adapterName);
   }
 
   /** No default targets (peft asks for them); "all-linear" expanded. */

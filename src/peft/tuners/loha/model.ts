@@ -7,11 +7,8 @@ import { LoHaLinear } from "./layer.js";
 export class LoHaModel extends LycorisTuner<LoHaConfig, LoHaLinear> {
   readonly prefix = "hada_";
   protected readonly layerClass = LoHaLinear;
+  protected readonly makeConfig = makeLoHaConfig;
   protected readonly methodName = "LoHa";
-
-  protected makeConfig(fields: LoHaConfig): LoHaConfig {
-    return makeLoHaConfig(fields, false);
-  }
 
   protected settingsFor(config: LoHaConfig, key: string): LycorisSettings {
     return { ...this.rankAndAlpha(config, key), rankDropout: config.rank_dropout, moduleDropout: config.module_dropout, initWeights: config.init_weights, rankDropoutScale: true };

@@ -7,11 +7,8 @@ import { LoKrLinear, type LoKrSettings } from "./layer.js";
 export class LoKrModel extends LycorisTuner<LoKrConfig, LoKrLinear> {
   readonly prefix = "lokr_";
   protected readonly layerClass = LoKrLinear;
+  protected readonly makeConfig = makeLoKrConfig;
   protected readonly methodName = "LoKr";
-
-  protected makeConfig(fields: LoKrConfig): LoKrConfig {
-    return makeLoKrConfig(fields, false);
-  }
 
   protected settingsFor(config: LoKrConfig, key: string): LoKrSettings {
     return {
