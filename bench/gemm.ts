@@ -16,6 +16,8 @@ import type { Backend, GemmSpec, Storage } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { loadNativeBackend, threads } from "../src/backend/native/native-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
+import * as T from "../src/tensor/index.js";
+import { Linear } from "../src/nn/index.js";
 
 const run = promisify(execFile);
 
@@ -154,7 +156,28 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
   if (withJs) smRow.js = smBytes / bestTime(sm(js), 3) / 1e9;
   rows.push(smRow);
   log(`add ${addRow.native.toFixed(1)} GB/s, softmax ${smRow.native.toFixed(1)} GB/s (native)`);
+  rows.push(linearStepRow(repeats));
   return rows;
+}
+
+/**
+ * A Linear layer's forward + backward through the tensor engine (autograd, memory scopes, the active backend):
+ * y = x·Wᵀ + b, then dX, dW and db — three products of 2·M·K·N FLOPs, so the overhead of the engine above the
+ * raw GEMM shows as the gap to the gemm rows.
+ */
+function linearStepRow(repeats: number): BenchRow {
+  const [m, k, n] = [512, 768, 768];
+  const layer = new Linear(k, n);
+  const x = T.keep(T.tensor(new Float32Array(m * k).fill(0.01), [m, k]));
+  x.requiresGrad = true;
+  const step = () => T.tidy(() => {
+    T.sum(layer.forward(x)).backward();
+    for (const p of [x, ...layer.parameters()]) { p.grad?.dispose(); p.grad = null; }
+  });
+  const row: BenchRow = { kernel: "Linear fwd+bwd", shape: `${m}×${k}×${n}`, unit: "GFLOP/s", native: (3 * 2 * m * k * n) / bestTime(step, repeats + 2) / 1e9 };
+  layer.dispose();
+  x.dispose();
+  return row;
 }
 
 /** The rows as a markdown table. */
