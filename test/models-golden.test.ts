@@ -8,7 +8,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fromPretrained } from "../src/models/auto.js";
+import { fromPretrained, type Task } from "../src/models/auto.js";
+import type { PreTrainedModel } from "../src/models/pretrained.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import "../src/generation/index.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
@@ -19,6 +20,16 @@ import { randTensor } from "./helpers.js";
 const TOLERANCE = 1e-4;
 
 const index = JSON.parse(readFileSync(join(REFERENCE, "index.json"), "utf8")) as { models: Record<string, { class: string }> };
+
+/** Reload the model `model` saved to `out` as `task`: no missing or unexpected keys, and logits identical to `model`'s on the inputs of golden folder `dir`. */
+function assertReloadsIdentically(model: PreTrainedModel, out: string, task: Task, dir: string, name: string): void {
+  const again = fromPretrained(out, task);
+  assert.deepEqual(again.loadReport, { missingKeys: [], unexpectedKeys: [] });
+  const inputs = readInputs(dir);
+  const a = noGrad(() => model.forward(inputs)) as ModelOutput;
+  const b = noGrad(() => again.forward(inputs)) as ModelOutput;
+  assert.equal(maxAbsDiff(a.logits, b.logits), 0, name);
+}
 
 describe("golden models from Python transformers 4.44", () => {
   for (const [name, info] of Object.entries(index.models)) {
@@ -39,12 +50,7 @@ describe("golden models from Python transformers 4.44", () => {
       const model = fromPretrained(dir, "causal-lm");
       const out = mkdtempSync(join(tmpdir(), "peft-ts-save-"));
       model.savePretrained(out);
-      const again = fromPretrained(out, "causal-lm");
-      assert.deepEqual(again.loadReport, { missingKeys: [], unexpectedKeys: [] });
-      const inputs = readInputs(dir);
-      const a = noGrad(() => model.forward(inputs)) as ModelOutput;
-      const b = noGrad(() => again.forward(inputs)) as ModelOutput;
-      assert.equal(maxAbsDiff(a.logits, b.logits), 0, name);
+      assertReloadsIdentically(model, out, "causal-lm", dir, name);
     }
   });
 });
@@ -63,12 +69,7 @@ describe("encoder and encoder-decoder families", () => {
       assert.ok(!keys.some((k) => k.includes("embed_tokens")), `${name}: the stacks' embed_tokens are shared.weight`);
       if (name === "t5") assert.ok(!keys.includes("lm_head.weight"), "t5: the tied lm_head is not written");
       if (name === "mt5") assert.ok(keys.includes("lm_head.weight"), "mt5: the untied lm_head is written");
-      const again = fromPretrained(out, taskOfClass(cls));
-      assert.deepEqual(again.loadReport, { missingKeys: [], unexpectedKeys: [] });
-      const inputs = readInputs(dir);
-      const a = noGrad(() => model.forward(inputs)) as ModelOutput;
-      const b = noGrad(() => again.forward(inputs)) as ModelOutput;
-      assert.equal(maxAbsDiff(a.logits, b.logits), 0, name);
+      assertReloadsIdentically(model, out, taskOfClass(cls), dir, name);
     }
   });
 
