@@ -72,10 +72,7 @@ export function makeConfig<C extends PeftConfig>(peftType: PeftType, defaults: O
   return { ...COMMON_DEFAULTS, ...structuredClone(defaults), ...fields, peft_type: peftType } as unknown as C;
 }
 
-/**
- * A method's config builder (fields, warnUnknown) → config: makeConfig over `defaults`, then the method's checks.
- * warnUnknown is for files written by other peft versions.
- */
+/** A method's config builder (fields, warnUnknown) → config: makeConfig over `defaults`, then the method's checks. */
 export function configBuilder<C extends PeftConfig>(peftType: PeftType, defaults: object, validate: (c: C) => void): (fields: Partial<C> | Record<string, unknown>, warnUnknown: boolean) => C {
   return (fields, warnUnknown) => {
     const c = makeConfig<C>(peftType, defaults as Omit<C, "peft_type" | keyof typeof COMMON_DEFAULTS>, fields, warnUnknown);

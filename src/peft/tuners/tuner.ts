@@ -16,10 +16,7 @@ import { BaseTunerLayer } from "./tuner-layer.js";
 /** A config of an injection method: the target fields plus modules_to_save. */
 export type TunerConfig = PeftConfig & TargetFields & { modules_to_save?: string[] | null; bias?: string };
 
-/**
- * peft's fan_in_fan_out fix-up for a Linear or GPT-2 Conv1D target: the layer's fan_in_fan_out (true for Conv1D,
- * false for Linear); where the config says otherwise, peft's warning (naming Linear `linearName`) and the config corrected.
- */
+/** A Linear/Conv1D target's fan_in_fan_out (true for Conv1D); a config saying otherwise gets peft's warning (naming Linear `linearName`) and is corrected. */
 export function fanInFanOutFor(config: { fan_in_fan_out: boolean }, target: Linear | Conv1D, linearName = "Linear"): boolean {
   const conv1d = target instanceof Conv1D;
   if (!!config.fan_in_fan_out !== conv1d) {
