@@ -19,7 +19,7 @@ import { generate, type Generative } from "../src/generation/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import { manualSeed, noGrad, tensor, tidy, type Tensor } from "../src/tensor/index.js";
 import { isProfiling, profileReport, profileReset } from "../src/backend/index.js";
-import { loadNativeBackend } from "../src/backend/native/native-backend.js";
+import { loadNativeBackend, threadStats, type ThreadStats } from "../src/backend/native/native-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
 
 export type ModelName = "gpt2" | "qwen2";
@@ -159,6 +159,8 @@ export interface CaseResult {
   newTokens?: number;
   loss?: [number, number];
   profile?: string;
+  /** The adaptive thread count's counters over the timed steps (native backend). */
+  threads?: ThreadStats;
 }
 
 /** Run one case in this process. */
@@ -216,6 +218,7 @@ export function runCase(o: CaseOptions): CaseResult {
   for (let i = 0; i < warmup; i++) step(false);
   if (o.profile) profileReset();
   const times: number[] = [];
+  const stats0 = threadStats();
   const start = performance.now();
   for (let i = 0; i < steps; i++) {
     const a = performance.now();
@@ -223,6 +226,11 @@ export function runCase(o: CaseOptions): CaseResult {
     times.push((performance.now() - a) / 1e3);
   }
   const wall = (performance.now() - start) / 1e3;
+  const stats1 = threadStats();
+  const threads: ThreadStats = {
+    parallel: stats1.parallel - stats0.parallel, late: stats1.late - stats0.late, serial: stats1.serial - stats0.serial,
+    lateMeanMs: stats1.lateMeanMs, lateMaxMs: stats1.lateMaxMs,
+  };
   const profile = o.profile && isProfiling() ? profileReport({ wallMs: wall * 1e3, title: `profile of ${steps} ${model}-${mode} steps` }) : undefined;
   const tokensPerStep = mode === "generate" ? B * newTokens : B * S;
   const paramsTotal = net.parameters().reduce((n, p) => n + p.size, 0);
@@ -235,6 +243,7 @@ export function runCase(o: CaseOptions): CaseResult {
     ...(mode === "generate" ? { newTokens } : {}),
     ...(losses.length ? { loss: [losses[0]!, losses[losses.length - 1]!] as [number, number] } : {}),
     ...(profile ? { profile } : {}),
+    threads,
   };
   if (mode !== "generate") {
     const P = matmulParams(net);

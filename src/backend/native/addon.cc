@@ -554,6 +554,18 @@ void Adamw(const Napi::CallbackInfo& info) {
 
 // ---- module --------------------------------------------------------------------------------------------------------
 
+// threadStats(): {parallel, late, serial, lateMeanMs, lateMaxMs} of the adaptive thread count (common.h).
+Napi::Value ThreadStats(const Napi::CallbackInfo& info) {
+  const auto& st = peft::adaptiveStats;
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("parallel", double(st.parallel));
+  o.Set("late", double(st.late));
+  o.Set("serial", double(st.serial));
+  o.Set("lateMeanMs", st.parallel ? 1e3 * st.lateSum / double(st.parallel) : 0.0);
+  o.Set("lateMaxMs", 1e3 * st.lateMax);
+  return o;
+}
+
 Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), peft::maxThreads()); }
 
 void SetThreads(const Napi::CallbackInfo& info) {
@@ -617,6 +629,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("maskedSoftmax", MaskedSoftmax);
   fn("rotary", Rotary);
   fn("threads", Threads);
+  fn("threadStats", ThreadStats);
   fn("setThreads", SetThreads);
 #define PEFT_NAME(name) #name,
   exports.Set("unaryOps", names(env, {PEFT_UNARY_OPS(PEFT_NAME)}));

@@ -26,8 +26,8 @@ int maxThreadsSetting() { return configured; }
 
 namespace {
 constexpr double kLateSeconds = 1e-3;
-constexpr int64_t kMinSerialRegions = 64;
-constexpr int64_t kMaxSerialRegions = 8192;
+constexpr int64_t kMinSerialRegions = 32;
+constexpr int64_t kMaxSerialRegions = 512;
 // Kernels run on the thread that calls the addon (JavaScript's), one at a time: plain variables suffice.
 int64_t serialLeft = 0;       // regions still to run on one thread
 int64_t backoff = kMinSerialRegions;
@@ -39,11 +39,18 @@ const bool adaptive = [] {
 
 int activeThreads() { return serialLeft > 0 ? 1 : maxThreads(); }
 
+AdaptiveStats adaptiveStats;
+
 void noteSerialRegion() {
+  adaptiveStats.serial++;
   if (serialLeft > 0) serialLeft--;
 }
 
 void noteRegion(double late) {
+  adaptiveStats.parallel++;
+  adaptiveStats.lateSum += late;
+  if (late > kLateSeconds) adaptiveStats.late++;
+  if (late > adaptiveStats.lateMax) adaptiveStats.lateMax = late;
   if (!adaptive) return;
   if (late > kLateSeconds) {
     serialLeft = backoff;

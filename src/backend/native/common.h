@@ -42,9 +42,15 @@ void setThreads(int n);
 // thread gets the core back (a scheduler time slice, milliseconds), which costs far more than one thread would
 // take. Every parallel region measures how late its threads start; when one starts more than kLateSeconds late,
 // the next regions (and BLAS calls) run on one thread, for a number of regions that doubles while the contention
-// lasts (up to kMaxSerialRegions) and starts over once a probe finds the threads on time.
+// lasts (32 … 512: a probe costs at most one time slice, staying serial too long costs half the machine) and starts over once a probe finds the threads on time.
 // PEFT_TS_ADAPTIVE_THREADS=0 turns this off.
 int activeThreads();
+// Counts for diagnostics: parallel regions run, how many started a thread late, regions run serially instead.
+struct AdaptiveStats {
+  int64_t parallel = 0, late = 0, serial = 0;
+  double lateSum = 0, lateMax = 0;
+};
+extern AdaptiveStats adaptiveStats;
 // Records how late the threads of a region started (seconds); called after every parallel region.
 void noteRegion(double maxLateSeconds);
 // Counts one region decided serial by activeThreads() == 1 (advances the back-off).

@@ -55,6 +55,7 @@ interface Addon {
   maskedSoftmax(x: Data, mask: Nullable, meta: Float64Array, out: Data): void;
   rotary(x: Data, cos: Data, sin: Data, out: Data, meta: Float64Array, transpose: boolean): void;
   threads(): number;
+  threadStats(): ThreadStats;
   setThreads(n: number): void;
   readonly unaryOps: readonly string[];
   readonly unaryGradOps: readonly string[];
@@ -102,6 +103,21 @@ export function loadNativeBackend(): Backend {
 /** Threads the native kernels use (PEFT_TS_THREADS, else OMP_NUM_THREADS, else the number of cores). */
 export function threads(): number {
   return loadAddon().threads();
+}
+
+/** How the adaptive thread count (see common.h) behaved: parallel regions, how many started a thread late (> 1 ms,
+ * a core held by another process), regions run on one thread because of that, mean and max lateness. */
+export interface ThreadStats {
+  parallel: number;
+  late: number;
+  serial: number;
+  lateMeanMs: number;
+  lateMaxMs: number;
+}
+
+/** The adaptive thread count's counters since the addon loaded. */
+export function threadStats(): ThreadStats {
+  return loadAddon().threadStats();
 }
 
 /** Change the number of threads of the native kernels and of OpenBLAS. */
