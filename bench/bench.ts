@@ -143,6 +143,11 @@ if (only.includes("forward") || only.includes("training")) {
         rows.push(`| ${name} | – | ${ours} | | | | | | |`);
         continue;
       }
+      if (ours.threads && ours.threads.parallel + ours.threads.serial > 0) {
+        const th = ours.threads;
+        notes.push(`${name}: peft-ts ran ${th.parallel} parallel regions (${th.late} with a thread > 1 ms late: a core held by ` +
+          `another process) and ${th.serial} on one thread because of that`);
+      }
       const t = typeof torch === "string" ? null : torch;
       if (typeof torch === "string") notes.push(`${name}: PyTorch ${torch}`);
       else if (torch.note) notes.push(`${name}: PyTorch ${torch.note}`);
@@ -160,7 +165,8 @@ if (only.includes("forward") || only.includes("training")) {
   for (const r of rows) console.log(r);
   console.log("\nGEMM limit share: FLOPs per step (4·P·tokens for training — forward plus input gradients, frozen weights get no " +
     "weight gradient — plus attention; 2·P·tokens plus attention for a forward) ÷ (s/step × the native GEMM GFLOP/s on " +
-    "512×768×3072 measured in the same process). LoRA r=8 alpha=16 on c_attn (GPT-2) / q_proj,v_proj (Qwen2), AdamW, train mode.");
+    "512×768×3072 measured in the same process right after the steps, with as many threads as the machine allowed then: on a " +
+    "contended machine that is the one-thread rate). LoRA r=8 alpha=16 on c_attn (GPT-2) / q_proj,v_proj (Qwen2), AdamW, train mode.");
   for (const n of notes) console.log(`- ${n}`);
 }
 
