@@ -44,8 +44,15 @@ export abstract class PreTrainedModel extends Module {
   /** Name of the attribute holding the base model in task models ("transformer", "model", "bert", …; "" for none). */
   abstract get baseModelPrefix(): string;
 
-  /** The token embedding table (prompt tuning and LoRA on embeddings use it). */
-  abstract getInputEmbeddings(): Embedding;
+  /**
+   * The token embedding table (prompt tuning and LoRA on embeddings use it). Base models override this; task
+   * models find it in their base model, the child named baseModelPrefix.
+   */
+  getInputEmbeddings(): Embedding {
+    const base = this.namedChildren().find(([name]) => name === this.baseModelPrefix)?.[1];
+    if (!(base instanceof PreTrainedModel)) throw new Error(`${this.constructor.name} has no input embeddings`);
+    return base.getInputEmbeddings();
+  }
 
   /** The output head that maps hidden states to the vocabulary (LM heads), or null. */
   getOutputEmbeddings(): Module | null {

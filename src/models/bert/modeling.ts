@@ -178,7 +178,7 @@ export class BertModel extends PreTrainedModel {
     return "bert";
   }
 
-  getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): Embedding {
     return this.embeddings.word_embeddings;
   }
 
@@ -237,9 +237,6 @@ export class BertForSequenceClassification extends PreTrainedModel {
     return "bert";
   }
 
-  getInputEmbeddings(): Embedding {
-    return this.bert.getInputEmbeddings();
-  }
 
   /** Class logits [batch, num_labels]; loss (by the config's problem type) when labels are given. */
   forward(inputs: ModelInputs): ModelOutput {
@@ -266,9 +263,6 @@ export class BertForTokenClassification extends PreTrainedModel {
     return "bert";
   }
 
-  getInputEmbeddings(): Embedding {
-    return this.bert.getInputEmbeddings();
-  }
 
   /** Logits [batch, length, num_labels]; mean cross-entropy over labels ≠ -100 when labels are given. */
   forward(inputs: ModelInputs): ModelOutput {
@@ -293,9 +287,6 @@ export class BertForQuestionAnswering extends PreTrainedModel {
     return "bert";
   }
 
-  getInputEmbeddings(): Embedding {
-    return this.bert.getInputEmbeddings();
-  }
 
   /**
    * startLogits / endLogits [batch, length] (logits: the raw [batch, length, 2]); with startPositions and

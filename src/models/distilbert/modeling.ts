@@ -138,7 +138,7 @@ export class DistilBertModel extends PreTrainedModel {
     return "distilbert";
   }
 
-  getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): Embedding {
     return this.embeddings.word_embeddings;
   }
 
@@ -180,9 +180,6 @@ export class DistilBertForSequenceClassification extends PreTrainedModel {
     return "distilbert";
   }
 
-  getInputEmbeddings(): Embedding {
-    return this.distilbert.getInputEmbeddings();
-  }
 
   /** Class logits [batch, num_labels]; loss (by the config's problem type) when labels are given. */
   forward(inputs: ModelInputs): ModelOutput {
@@ -214,9 +211,6 @@ export class DistilBertForTokenClassification extends PreTrainedModel {
     return "distilbert";
   }
 
-  getInputEmbeddings(): Embedding {
-    return this.distilbert.getInputEmbeddings();
-  }
 
   /** Logits [batch, length, num_labels]; mean cross-entropy over labels ≠ -100 when labels are given. */
   forward(inputs: ModelInputs): ModelOutput {
@@ -247,9 +241,6 @@ export class DistilBertForQuestionAnswering extends PreTrainedModel {
     return "distilbert";
   }
 
-  getInputEmbeddings(): Embedding {
-    return this.distilbert.getInputEmbeddings();
-  }
 
   /** startLogits / endLogits [batch, length]; HF's span loss with startPositions / endPositions. */
   forward(inputs: ModelInputs): ModelOutput {

@@ -99,7 +99,7 @@ export class GPT2Model extends PreTrainedModel {
     return "transformer";
   }
 
-  getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): Embedding {
     return this.wte;
   }
 
@@ -158,9 +158,6 @@ export class GPT2LMHeadModel extends PreTrainedModel {
     return this.lm_head;
   }
 
-  getInputEmbeddings(): Embedding {
-    return this.transformer.wte;
-  }
 
   /** Logits for every position; loss when labels are given (shifted inside). */
   forward(inputs: ModelInputs): ModelOutput {
@@ -185,9 +182,6 @@ export class GPT2ForSequenceClassification extends PreTrainedModel {
     return "transformer";
   }
 
-  getInputEmbeddings(): Embedding {
-    return this.transformer.wte;
-  }
 
   /** Class logits [batch, num_labels]; loss when labels are given. */
   forward(inputs: ModelInputs): ModelOutput {

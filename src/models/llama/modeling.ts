@@ -115,7 +115,7 @@ export class LlamaModel extends PreTrainedModel {
     return "model";
   }
 
-  getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): Embedding {
     return this.embed_tokens;
   }
 
@@ -176,9 +176,6 @@ export class LlamaForCausalLM extends PreTrainedModel {
     return this.lm_head;
   }
 
-  getInputEmbeddings(): Embedding {
-    return this.model.embed_tokens;
-  }
 
   /** Logits for every position; loss when labels are given (shifted inside). */
   forward(inputs: ModelInputs): ModelOutput {
@@ -207,9 +204,6 @@ export class LlamaForSequenceClassification extends PreTrainedModel {
     return "model";
   }
 
-  getInputEmbeddings(): Embedding {
-    return this.model.embed_tokens;
-  }
 
   /** Class logits [batch, num_labels]; loss when labels are given. */
   forward(inputs: ModelInputs): ModelOutput {

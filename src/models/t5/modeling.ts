@@ -444,7 +444,7 @@ export class T5Model extends PreTrainedModel {
     return "transformer";
   }
 
-  getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): Embedding {
     return this.shared;
   }
 
@@ -497,7 +497,7 @@ export class T5ForConditionalGeneration extends PreTrainedModel {
     return "transformer";
   }
 
-  getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): Embedding {
     return this.shared;
   }
 
