@@ -7,12 +7,14 @@
  *   --gen-steps N --new-tokens N              timed generate() calls and tokens each decodes (default 3, 32)
  *   --no-pytorch                              skip the PyTorch + peft anchor (shared/pyref/bench_peft_cpu.py)
  *   --profile                                 print the per-kernel profile of each peft-ts case (PEFT_TS_PROFILE)
+ *   --busy-neighbour                          keep one core busy with another process during the model sections (both
+ *                                             peft-ts and PyTorch run beside it): a shared machine, reproducibly
  *
  * Each model case runs in its own process (bench/models.ts), so its peak RSS is its own. The PyTorch anchor runs
  * the same cases right after ours (same shapes, same step), so that a noisy neighbour on a shared machine slows
  * both alike; the ratio column is peft-ts ÷ PyTorch tokens/s from this one run.
  */
-import { execFile } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir, cpus } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -45,6 +47,7 @@ const trainSteps = Number(opt("steps") ?? 10), inferSteps = Number(opt("infer-st
 const genSteps = Number(opt("gen-steps") ?? 3), newTokens = Number(opt("new-tokens") ?? 32);
 const withPytorch = !argv.includes("--no-pytorch");
 const profile = argv.includes("--profile");
+const busyNeighbour = argv.includes("--busy-neighbour");
 const log = (line: string) => console.error(line);
 
 const root = packageRoot();
@@ -127,6 +130,14 @@ async function torchCase(name: string, batch: number, seq: number, steps: number
 const f1 = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? "–" : v.toFixed(1));
 const mib = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? "–" : `${(v / 1024).toFixed(2)} GiB`);
 
+/** A process that spins on one core until killed (the --busy-neighbour option). */
+let neighbour: ChildProcess | null = null;
+if (busyNeighbour && only.some((s) => s !== "gemm")) {
+  neighbour = spawn(process.execPath, ["-e", "for (;;) {}"], { stdio: "ignore" });
+  console.log("\n(a busy neighbour process spins on one core during the model sections)");
+}
+process.on("exit", () => neighbour?.kill());
+
 if (only.includes("forward") || only.includes("training")) {
   torchUnavailable = await torchAvailable();
   const rows: string[] = [];
@@ -187,3 +198,5 @@ if (only.includes("generation")) {
   console.log("| --- | ---: | --- | ---: | ---: | ---: |");
   for (const r of rows) console.log(r);
 }
+
+neighbour?.kill();
