@@ -1,4 +1,4 @@
-/** Access to the golden files made by Python transformers/peft in ../shared/reference (read-only). */
+/** Access to the golden files made by Python transformers/peft, vendored in test/fixtures/reference (scripts/vendor-reference.sh). */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -6,8 +6,8 @@ import { Tensor, tensor } from "../src/tensor/index.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
 import type { Task } from "../src/models/auto.js";
 
-/** ../shared/reference, resolved from the repository root (tests run from dist/test). */
-export const REFERENCE = fileURLToPath(new URL("../../../shared/reference/", import.meta.url));
+/** test/fixtures/reference, resolved from the compiled tests (dist/test). */
+export const REFERENCE = fileURLToPath(new URL("../../test/fixtures/reference/", import.meta.url));
 
 /** Path of a golden model folder. */
 export function modelDir(name: string): string {

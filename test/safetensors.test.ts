@@ -2,10 +2,9 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile, readFile, readdir, mkdir, cp, unlink } from "node:fs/promises";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, dirname } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import * as T from "../src/tensor/index.js";
 import {
   readSafetensors, loadSafetensors, loadSafetensorsSharded, readSafetensorsFolder, readSafetensorsHeader,
@@ -19,14 +18,10 @@ import {
 } from "../src/io/dtypes.js";
 import { writeFileAtomic } from "../src/io/atomic.js";
 import { rng } from "./helpers.js";
+import { REFERENCE } from "./golden.js";
 
-// The golden files live beside the repository (../shared/reference); tests run from the repository root or
-// from dist/test (two levels below it).
-const here = dirname(fileURLToPath(import.meta.url));
-const REF = [process.cwd(), join(here, ".."), join(here, "..", "..")]
-  .map((root) => join(root, "..", "shared", "reference", "models"))
-  .find((p) => existsSync(p)) ?? join(process.cwd(), "..", "shared", "reference", "models");
-const hasRef = existsSync(REF);
+// The golden HF model folders, vendored from Python transformers (scripts/vendor-reference.sh).
+const REF = join(REFERENCE, "models");
 
 let tmp: string;
 before(async () => {
@@ -355,7 +350,7 @@ describe("round trips", () => {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-describe("golden Hugging Face files", { skip: hasRef ? false : `no ${REF}` }, () => {
+describe("golden Hugging Face files", () => {
   const model = (name: string) => join(REF, name, "model.safetensors");
 
   it("gpt2: header names, shapes and dtypes match the model's config", async () => {
