@@ -18,3 +18,5 @@ export type { GenerateOptions } from "./generation/index.js";
 export * from "./train/index.js";
 export { tensor, tidy, keep, noGrad, manualSeed, memory } from "./tensor/index.js";
 export type { Tensor } from "./tensor/index.js";
+export { PeftError, ConfigError, CheckpointError, ModelMismatchError, DatasetError, EnvironmentError } from "./errors.js";
+export type { PeftErrorCode } from "./errors.js";

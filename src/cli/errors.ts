@@ -1,4 +1,5 @@
 /** Errors of the `peft` command: one line saying what is wrong, and a hint saying what to do about it. */
+import { PeftError } from "../errors.js";
 
 /** A user mistake the CLI recognised; `hint` says how to fix it. */
 export class CliError extends Error {
@@ -24,7 +25,7 @@ const LIBRARY_HINTS: [RegExp, string][] = [
 
 /** The hint for an error: its own, one recognised from a library message, or the --debug reminder. */
 export function hintFor(err: unknown): string {
-  if (err instanceof CliError && err.hint) return err.hint;
+  if ((err instanceof CliError || err instanceof PeftError) && err.hint) return err.hint;
   const message = err instanceof Error ? err.message : String(err);
   for (const [pattern, hint] of LIBRARY_HINTS) if (pattern.test(message)) return `${hint} (--debug shows the stack trace)`;
   return "run again with --debug for the stack trace";
