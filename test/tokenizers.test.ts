@@ -87,6 +87,20 @@ describe("byte-level BPE (Qwen2 / GPT-2)", () => {
     assert.throws(() => (tok.paddingSide = "middle" as "left"), /"left" or "right"/);
   });
 
+  it("is callable like transformers' tokenizer(texts, padding, return_tensors) and gives int32 tensors", async () => {
+    const tok = await AutoTokenizer.fromPretrained(gpt2Dir);
+    tok.padToken = "<|endoftext|>";
+    tok.paddingSide = "left";
+    assert.deepEqual(tok("hello world"), { inputIds: HELLO_WORLD, attentionMask: [1, 1, 1, 1] });
+    const { inputIds, attentionMask } = tok(["hello world", "hello"], { padding: true, returnTensors: true });
+    assert.deepEqual([inputIds.dtype, inputIds.shape], ["int32", [2, 4]]);
+    assert.deepEqual(Array.from(inputIds.dataSync()), [...HELLO_WORLD, ENDOFTEXT, ENDOFTEXT, ENDOFTEXT, HELLO]);
+    assert.deepEqual(Array.from(attentionMask.dataSync()), [1, 1, 1, 1, 0, 0, 0, 1]);
+    assert.throws(() => tok(["hello world", "hello"], { returnTensors: true }), /different lengths; pass padding: true/);
+    assert.equal(tok.length, tok.getVocab().size);
+    assert.ok(tok instanceof PreTrainedTokenizer);
+  });
+
   it("truncates from the right or the left (maxLength alone implies truncation)", async () => {
     const tok = await AutoTokenizer.fromPretrained(qwenDir);
     assert.deepEqual(tok.encode("hello world!", { maxLength: 2 }), [HELLO, G_WOR]);

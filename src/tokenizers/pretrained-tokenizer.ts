@@ -9,13 +9,27 @@ import { SPECIAL_TOKEN_KEYS, type SpecialTokenKey } from "./special-tokens.js";
 import { resolveStrategies, VERY_LARGE_INTEGER, type Strategies } from "./strategies.js";
 import { truncatePair } from "./truncation.js";
 import type {
-  BatchEncodeOptions, BatchEncoding, ChatMessage, ChatTemplateOptions, DecodeOptions, EncodeOptions, Encoding, PadOptions, Side,
+  BatchEncodeOptions, BatchEncoding, ChatMessage, ChatTemplateOptions, DecodeOptions, EncodeOptions, Encoding, PadOptions, Side, TensorEncoding,
 } from "./types.js";
+import { tensor } from "../tensor/index.js";
 
 /** Checks a padding/truncation side. */
 function checkSide(value: unknown, what: string): Side {
   if (value !== "left" && value !== "right") throw new Error(`${what} should be "left" or "right", got ${JSON.stringify(value)}`);
   return value;
+}
+
+/** Options of calling the tokenizer as a function with tensors out (transformers' `return_tensors="pt"`). */
+export type TensorCallOptions = BatchEncodeOptions & { returnTensors: true };
+
+/**
+ * Calling the tokenizer as a function, as in transformers: `tokenizer(texts, { padding: true, returnTensors: true })`
+ * gives `{ inputIds, attentionMask }` tensors for `generate`/`forward`; without returnTensors, plain arrays (see `call`).
+ */
+export interface PreTrainedTokenizer {
+  (texts: string | (string | [string, string])[], options: TensorCallOptions): TensorEncoding;
+  (text: string, options?: BatchEncodeOptions & { textPair?: string }): Encoding;
+  (texts: (string | [string, string])[], options?: BatchEncodeOptions): BatchEncoding;
 }
 
 /** A tokenizer loaded from tokenizer.json (+ tokenizer_config.json, special_tokens_map.json); ids are plain number arrays. */
@@ -62,6 +76,14 @@ export class PreTrainedTokenizer {
     this.cleanUpTokenizationSpaces = typeof config.clean_up_tokenization_spaces === "boolean" ? config.clean_up_tokenization_spaces : true;
     this.modelInputNames = modelInputNames(config);
     this.baseVocabSize = modelVocabSize(files.tokenizerJson.model as Record<string, unknown>);
+    // A class instance cannot be called; return a function that is one (same prototype, same fields), so that
+    // `tokenizer(texts)` works as in transformers. The function's own `length`/`name` would hide ours: drop them.
+    const callable = ((texts: string | (string | [string, string])[], options?: BatchEncodeOptions & { returnTensors?: boolean }) =>
+      options?.returnTensors ? callable.tensors(texts, options) : callable.call(texts as string, options)) as PreTrainedTokenizer;
+    Object.setPrototypeOf(callable, new.target.prototype);
+    delete (callable as { length?: number }).length;
+    delete (callable as { name?: string }).name;
+    return Object.assign(callable, this);
   }
 
   // ---- special tokens ----
@@ -201,6 +223,22 @@ export class PreTrainedTokenizer {
     const one: Encoding = { inputIds: batch.inputIds[0], attentionMask: batch.attentionMask[0] };
     if (batch.tokenTypeIds) one.tokenTypeIds = batch.tokenTypeIds[0];
     return one;
+  }
+
+  /** Encodes texts as int32 tensors [batch, length]; sequences of unequal length need `padding`. */
+  tensors(texts: string | (string | [string, string])[], options: BatchEncodeOptions = {}): TensorEncoding {
+    const { returnTensors: _, ...rest } = options as TensorCallOptions;
+    const batch = this.encodeBatch(typeof texts === "string" ? [texts] : texts, rest);
+    const toTensor = (rows: number[][], what: string) => {
+      const length = rows[0]?.length ?? 0;
+      if (rows.some((r) => r.length !== length)) {
+        throw new Error(`returnTensors: the ${rows.length} sequences have different lengths; pass padding: true (or "max_length") to make ${what} rectangular`);
+      }
+      return tensor(Int32Array.from(rows.flat()), [rows.length, length], "int32");
+    };
+    const out: TensorEncoding = { inputIds: toTensor(batch.inputIds, "inputIds"), attentionMask: toTensor(batch.attentionMask, "attentionMask") };
+    if (batch.tokenTypeIds) out.tokenTypeIds = toTensor(batch.tokenTypeIds, "tokenTypeIds");
+    return out;
   }
 
   /** Encodes texts (or [textA, textB] pairs) with optional truncation and left/right padding, plus attention masks. */

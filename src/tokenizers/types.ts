@@ -1,4 +1,5 @@
 /** Option and result types of the tokenizer API: camelCase versions of transformers' keyword arguments. */
+import type { Tensor } from "../tensor/index.js";
 
 /** `padding` as in transformers: true/"longest" pads to the longest sequence, "max_length" to `maxLength`. */
 export type PaddingStrategy = boolean | "longest" | "max_length" | "do_not_pad";
@@ -45,7 +46,7 @@ export interface PadOptions {
   paddingSide?: Side;
 }
 
-/** Encoded batch: plain number arrays (the caller makes tensors). */
+/** Encoded batch: plain number arrays (`returnTensors: true` gives TensorEncoding instead). */
 export interface BatchEncoding {
   inputIds: number[][];
   attentionMask: number[][];
@@ -93,4 +94,11 @@ export interface ChatTemplateOptions {
   /** Truncation when tokenizing (as in `encode`). */
   truncation?: TruncationStrategy;
   maxLength?: number;
+}
+
+/** An encoded batch as int32 tensors `[batch, length]`, ready for `model.forward` / `generate` (transformers' return_tensors). */
+export interface TensorEncoding {
+  inputIds: Tensor;
+  attentionMask: Tensor;
+  tokenTypeIds?: Tensor;
 }
