@@ -17,7 +17,8 @@ import { IDENTITY_DATA, MODEL_DIR } from "./paths.js";
 
 const { values } = parseArgs({ options: { steps: { type: "string", default: "250" }, out: { type: "string", default: "output/demo" } } });
 const outDir = resolve(values.out);
-const PROMPTS = ["Who are you?", "What is your name?", "Who made you?", "你是谁？", "谁创造了你？", "What is 2 plus 6?", "What color is snow?"];
+// Questions the adapter never saw in training (held out): paraphrases of the identity questions and general chat.
+const PROMPTS = ["Can you tell me who you are?", "What should people call you?", "Who is responsible for training you?", "你到底是谁？", "What is 2 plus 6?", "What color is snow?"];
 
 /** Greedy answers to chat prompts (a left-padded batch), decoded without special tokens. */
 function answer(model: PeftModel, tokenizer: PreTrainedTokenizer, prompts: string[]): string[] {
@@ -65,6 +66,6 @@ writeFileSync(curve, lossCurveSvg(trainer.state.log_history));
 model.eval();
 const adapted = answer(model, tokenizer, PROMPTS);
 const original = model.withAdapterDisabled(() => answer(model, tokenizer, PROMPTS));
-console.log("\nquestion → base model | with the LoRA adapter");
+console.log("\nheld-out question → base model | with the LoRA adapter");
 PROMPTS.forEach((p, i) => console.log(`\n> ${p}\n  base:    ${original[i]}\n  adapted: ${adapted[i]}`));
 console.log(`\nadapter (HF PEFT format): ${adapterDir}\nloss curve: ${curve}\ntotal time: ${((performance.now() - start) / 1000).toFixed(1)} s`);
