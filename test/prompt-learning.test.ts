@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as T from "../src/tensor/index.js";
 import { AutoModelForCausalLM, AutoModelForSeq2SeqLM, fromPretrained } from "../src/models/auto.js";
-import type { PreTrainedModel } from "../src/models/pretrained.js";
+import type { GenerativeModel } from "../src/models/generation/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import {
   AdaptionPromptConfig, PeftModel, PrefixTuningConfig, PromptEncoder, PromptEncoderConfig, PromptTuningConfig, TaskType, getPeftModel,
@@ -34,7 +34,7 @@ const T5 = {
   pad_token_id: 0, eos_token_id: 1, decoder_start_token_id: 0,
 };
 
-function tinyCausal(config: Record<string, unknown>, seed = 1): PreTrainedModel {
+function tinyCausal(config: Record<string, unknown>, seed = 1): GenerativeModel {
   T.manualSeed(seed);
   return AutoModelForCausalLM.fromConfig(config).initWeights(new T.Generator(seed));
 }
@@ -263,7 +263,7 @@ function recomputeGreedy(peft: PeftModel, prompt: number[][], mask: number[][], 
 describe("generation with prompt learning", () => {
   const prompt = [[0, 0, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16]];
   const mask = [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]];
-  const cases: [string, () => PreTrainedModel, () => PeftConfig, boolean][] = [
+  const cases: [string, () => GenerativeModel, () => PeftConfig, boolean][] = [
     ["prompt-tuned GPT-2", () => tinyCausal(GPT2, 4), () => PromptTuningConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 3 }), false],
     ["prefix-tuned GPT-2", () => tinyCausal(GPT2, 4), () => PrefixTuningConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 3 }), false],
     ["P-tuned (LSTM) GPT-2", () => tinyCausal(GPT2, 4), () => PromptEncoderConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 3, encoder_reparameterization_type: "LSTM" }), false],

@@ -4,6 +4,7 @@ import { Tensor, add, appendAlong, isGradEnabled, tidy, arange, expand, reshape,
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
+import { GenerativeModel } from "../generation/generative-model.js";
 import { causalLmLoss, embedOrUse, pastLength, sequenceClassification } from "../heads.js";
 import type { GPT2Config } from "./config.js";
 
@@ -139,7 +140,7 @@ export class GPT2Model extends PreTrainedModel {
 }
 
 /** GPT-2 with the language-modelling head (tied to wte unless the config unties it). */
-export class GPT2LMHeadModel extends PreTrainedModel {
+export class GPT2LMHeadModel extends GenerativeModel {
   transformer: GPT2Model;
   lm_head: Linear;
 

@@ -4,6 +4,7 @@ import { Tensor, add, appendAlong, isGradEnabled, tidy, applyRotary, arange, exp
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
+import { GenerativeModel } from "../generation/generative-model.js";
 import { causalLmLoss, embedOrUse, pastLength, sequenceClassification } from "../heads.js";
 import { checkRopeScaling, rotaryTables } from "../rotary.js";
 import { attentionBiases, slidingWindow, type LlamaConfig } from "./config.js";
@@ -153,7 +154,7 @@ export class LlamaModel extends PreTrainedModel {
 }
 
 /** LLaMA-family model with the language-modelling head (tied to the embeddings when tie_word_embeddings). */
-export class LlamaForCausalLM extends PreTrainedModel {
+export class LlamaForCausalLM extends GenerativeModel {
   model: LlamaModel;
   lm_head: Linear;
 

@@ -8,6 +8,7 @@ import { Tensor, add, cat, crossEntropy, mul, permute, reshape, tensor, unsqueez
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelOutput, PastKeyValues, Seq2SeqInputs } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
+import { GenerativeModel } from "../generation/generative-model.js";
 import { embedOrUse, pastLength } from "../heads.js";
 import type { T5Config } from "./config.js";
 
@@ -474,7 +475,7 @@ export class T5Model extends PreTrainedModel {
  * T5 / mT5 with the language-modelling head. With tie_word_embeddings (T5's default; mT5 configs untie it),
  * lm_head shares shared.weight and the decoder output is scaled by d_model^-0.5 before it.
  */
-export class T5ForConditionalGeneration extends PreTrainedModel {
+export class T5ForConditionalGeneration extends GenerativeModel {
   shared: Embedding;
   encoder: T5Stack;
   decoder: T5Stack;
