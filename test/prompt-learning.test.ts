@@ -15,7 +15,7 @@ import type { GenerativeModel } from "../src/models/generation/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import {
   AdaptionPromptConfig, PeftModel, PrefixTuningConfig, PromptEncoder, PromptEncoderConfig, PromptTuningConfig, TaskType, getPeftModel,
-  configFromJson, type PeftConfig,
+  PromptLearningModel, configFromJson, type PeftConfig,
 } from "../src/peft/index.js";
 import { AdamW } from "../src/optim/index.js";
 import { Trainer, TrainingArguments, Dataset, DataCollatorForSeq2Seq, listCheckpoints } from "../src/train/index.js";
@@ -63,7 +63,7 @@ describe("prompt tuning init", () => {
         task_type: TaskType.SEQ_CLS, num_virtual_tokens: n, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "The cat sat", tokenizer_name_or_path: tokDir,
       }));
       const table = model.getInputEmbeddings().weight;
-      const prompt = peft.promptLearning!.activeEncoder.embedding.weight;
+      const prompt = (peft.base_model as PromptLearningModel).activeEncoder.embedding.weight;
       const want = T.noGrad(() => T.indexSelect(table, 0, T.tensor(Int32Array.from(expected), [n])));
       assert.deepEqual(values(prompt), values(want), `num_virtual_tokens ${n}`);
       assert.notEqual(prompt, table, "a copy, not the table itself");
@@ -79,14 +79,14 @@ describe("prompt tuning init", () => {
       task_type: TaskType.SEQ_2_SEQ_LM, num_virtual_tokens: 3, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "the cat sat", tokenizer_name_or_path: tokDir,
     }));
     const want = T.noGrad(() => T.indexSelect(t5.getInputEmbeddings().weight, 0, T.tensor(Int32Array.from([2, 5, 6, 7, 3, 2]), [6])));
-    assert.deepEqual(values(peft.promptLearning!.activeEncoder.embedding.weight), values(want));
+    assert.deepEqual(values((peft.base_model as PromptLearningModel).activeEncoder.embedding.weight), values(want));
   });
 
   it("SAMPLE_VOCAB starts every virtual token at some row of the vocabulary", () => {
     const model = tinyCausal(GPT2);
     const peft = getPeftModel(model, PromptTuningConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 6, prompt_tuning_init: "SAMPLE_VOCAB" }));
     const table = values(model.getInputEmbeddings().weight), d = GPT2.n_embd;
-    const prompt = values(peft.promptLearning!.activeEncoder.embedding.weight);
+    const prompt = values((peft.base_model as PromptLearningModel).activeEncoder.embedding.weight);
     for (let r = 0; r < 6; r++) {
       const row = prompt.slice(r * d, (r + 1) * d);
       const found = Array.from({ length: GPT2.vocab_size }, (_, v) => table.slice(v * d, (v + 1) * d)).some((w) => w.every((x, i) => x === row[i]));
@@ -301,10 +301,10 @@ describe("saving and loading prompt adapters", () => {
       peft.savePretrained(dir);
       const saved = peft.adapterStateDict();
       assert.deepEqual([...saved.keys()], ["prompt_embeddings"]);
-      assertClose(values(saved.get("prompt_embeddings")!), values(T.noGrad(() => peft.promptLearning!.activeEncoder.encode())), 0);
+      assertClose(values(saved.get("prompt_embeddings")!), values(T.noGrad(() => (peft.base_model as PromptLearningModel).activeEncoder.encode())), 0);
 
       const loaded = PeftModel.fromPretrained(tinyCausal(GPT2, 5), dir);
-      const enc = loaded.promptLearning!.activeEncoder;
+      const enc = (loaded.base_model as PromptLearningModel).activeEncoder;
       assert.deepEqual(enc.namedParameters().map(([n, p]) => [n, p.shape]), [["embedding.weight", saved.get("prompt_embeddings")!.shape]], "only the embedding, holding the output");
       assert.equal(loaded.getNbTrainableParameters()[0], 0, "frozen for inference");
       assertClose(values(T.noGrad(() => loaded.forward(BATCH)).logits), values(before), 1e-5);
