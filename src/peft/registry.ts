@@ -3,7 +3,7 @@
  * method is a folder under tuners/ that calls registerMethod — nothing else changes. What a method can do beyond
  * the basics is declared by its host (contract.ts), not found out by the callers.
  */
-import type { Embedding } from "../nn/index.js";
+import type { EmbeddingLayer } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
 import type { PeftConfig } from "./config.js";
 import type { AdapterHost } from "./contract.js";
@@ -32,7 +32,7 @@ export interface InjectedLayersMethod<C extends PeftConfig = PeftConfig> extends
 export interface PromptEncoderContext {
   model: PreTrainedModel;
   /** The model's token embedding table (prompt tuning copies rows of it). */
-  wordEmbeddings: Embedding;
+  wordEmbeddings: EmbeddingLayer;
 }
 
 /**

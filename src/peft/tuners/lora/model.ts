@@ -2,7 +2,7 @@
 import type { Module } from "../../../nn/index.js";
 import type { AdapterCapabilities, CombinationType, WeightedAdapterOptions, WeightedCombination } from "../../contract.js";
 import { BaseTuner } from "../tuner.js";
-import { allLinearTargets, defaultTargets } from "../../targets.js";
+import { allLinearTargets, defaultTargets, patternKey } from "../../targets.js";
 import { LORA_TARGETS } from "../../mapping.js";
 import { LoraLayer, type LoraSettings } from "./layer.js";
 import { dispatchLora } from "./dispatch.js";
@@ -15,11 +15,6 @@ const COMBINATION_TYPES: readonly string[] = ["linear", "cat", "svd"];
 const PEFT_ONLY_COMBINATION_TYPES: readonly string[] = [
   "ties", "ties_svd", "dare_ties", "dare_linear", "dare_ties_svd", "dare_linear_svd", "magnitude_prune", "magnitude_prune_svd",
 ];
-
-/** HF's get_pattern_key: the rank_pattern/alpha_pattern key matching a module path, if any. */
-export function patternKey(keys: readonly string[], modulePath: string): string | null {
-  return keys.find((k) => new RegExp(`^(.*\\.)?(${k})$`).test(modulePath)) ?? null;
-}
 
 /** LoRA injected into a model. */
 export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombination {
