@@ -399,12 +399,25 @@ describe("prompt learning per task", () => {
     assert.deepEqual(T.noGrad(() => prefix.forward({ ...bertIds, labels })).logits.shape, [2, 6, 5]);
   });
 
-  it("question answering: start/end logits cover the real tokens only", () => {
+  it("question answering (as peft 0.15): start/end logits cover the virtual tokens too and the loss uses the positions as given", () => {
     const peft = getPeftModel(fromPretrained(modelDir("bert-qa"), "question-answering"), PromptEncoderConfig({ task_type: TaskType.QUESTION_ANS, num_virtual_tokens: 4, encoder_hidden_size: 8 }));
-    const out = T.noGrad(() => peft.forward({ ...bertIds, startPositions: ids([[1], [2]]).view_([2], [1], 0), endPositions: ids([[3], [3]]).view_([2], [1], 0) }));
-    assert.deepEqual(out.startLogits!.shape, [2, 6]);
-    assert.deepEqual(out.endLogits!.shape, [2, 6]);
-    assert.ok(Number.isFinite(out.loss!.dataSync()[0]!));
+    // Row 1's end position 20 is past the 4 + 6 positions: it is clamped to 10, the ignored index (transformers' rule).
+    const start = [1, 2], end = [3, 20];
+    const out = T.noGrad(() => peft.forward({ ...bertIds, startPositions: ids([start]).view_([2], [1], 0), endPositions: ids([end]).view_([2], [1], 0) }));
+    assert.deepEqual(out.startLogits!.shape, [2, 10]);
+    assert.deepEqual(out.endLogits!.shape, [2, 10]);
+    // By hand: the mean over rows of −log softmax(logits)[position], start and end averaged, ignored rows left out.
+    const nll = (logits: T.Tensor, positions: number[]): number => {
+      const v = values(logits);
+      const terms = positions.flatMap((p, r) => {
+        if (p >= 10) return [];
+        const row = v.slice(r * 10, (r + 1) * 10);
+        const max = Math.max(...row);
+        return [-(row[p]! - max - Math.log(row.reduce((acc, x) => acc + Math.exp(x - max), 0)))];
+      });
+      return terms.reduce((a, x) => a + x, 0) / terms.length;
+    };
+    assertClose(values(out.loss!), [(nll(out.startLogits!, start) + nll(out.endLogits!, end)) / 2], 1e-5);
   });
 
   it("sequence classification: the head is not trained (as in peft 0.15) and the classifier sees the prompted input", () => {

@@ -295,7 +295,10 @@ export class PeftModelForSequenceClassification extends PeftModel {
 export class PeftModelForTokenClassification extends PeftModel {
   protected override readonly peftTask: PeftTask = "token-classification";
 }
-/** Extractive question answering (QUESTION_ANS). Prompt learning: the virtual tokens' span logits are dropped. */
+/**
+ * Extractive question answering (QUESTION_ANS). Prompt/P-tuning, as in peft 0.15: the start/end logits cover the
+ * virtual tokens too ([batch, P + length]) and the loss is computed over them with the positions as given.
+ */
 export class PeftModelForQuestionAnswering extends PeftModel {
   protected override readonly peftTask: PeftTask = "question-answering";
 }

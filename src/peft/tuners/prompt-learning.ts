@@ -16,7 +16,7 @@ import { Embedding, Module, ModuleDict } from "../../nn/index.js";
 import type { PreTrainedModel } from "../../models/pretrained.js";
 import type { PretrainedConfig } from "../../models/config.js";
 import type { LayerKV, ModelOutput, PastKeyValues, Seq2SeqInputs } from "../../models/outputs.js";
-import { questionAnswering, tokenLoss } from "../../models/heads.js";
+import { tokenLoss } from "../../models/heads.js";
 import { asGenerative, type Generative } from "../../models/generation/index.js";
 import {
   Tensor, cat, contiguous, expand, full, narrow, noGrad, ones, permute, reshape, select, unsqueeze, zeros, fmtShape, sameShape,
@@ -400,8 +400,10 @@ export class PromptLearningModel extends Module implements AdapterHost {
    *   decoder mask for prefix tuning); position ids are dropped (the model counts positions itself);
    * - prefix tuning passes the prefixes as pastKeyValues; prompt/P-tuning prepend the prompts to the input
    *   embeddings. Causal LM: labels get num_virtual_tokens leading -100 and the outputs keep the virtual
-   *   positions (as in peft). Token classification and question answering: the virtual positions are dropped
-   *   from the logits and the loss is computed on the real tokens (peft would fail on the length mismatch).
+   *   positions (as in peft). Token classification: the virtual positions are dropped from the logits and the
+   *   loss is computed on the real tokens (peft would fail on the length mismatch). Question answering, as in
+   *   peft 0.15: the start/end logits cover the virtual positions too ([batch, P + length]) and the loss is
+   *   computed over them with the positions unchanged.
    *   Sequence classification: the head pools as usual (a decoder-only model given embeddings pools the last
    *   position). Token type ids get zeros for the virtual tokens (classification) or are dropped (LMs, QA).
    */
@@ -447,16 +449,6 @@ export class PromptLearningModel extends Module implements AdapterHost {
       const out = this.model.forward(inputs) as ModelOutput;
       const logits = narrow(out.logits, 1, P, out.logits.shape[1]! - P);
       return { ...out, logits, ...(labels ? { loss: tokenLoss(logits, labels) } : {}) };
-    }
-    if (task === "question-answering") {
-      const positions = { startPositions: inputs.startPositions, endPositions: inputs.endPositions };
-      delete inputs.startPositions;
-      delete inputs.endPositions;
-      const out = this.model.forward(inputs) as ModelOutput;
-      const span = narrow(out.logits, 1, P, out.logits.shape[1]! - P);
-      const { loss: _ignored, ...rest } = out;
-      void _ignored;
-      return { ...rest, ...questionAnswering(span, { ...(positions.startPositions ? { startPositions: positions.startPositions } : {}), ...(positions.endPositions ? { endPositions: positions.endPositions } : {}) }) };
     }
     return this.model.forward(inputs) as ModelOutput;
   }
