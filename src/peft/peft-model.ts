@@ -158,7 +158,9 @@ export class PeftModel extends Module {
    */
   addWeightedAdapter(adapters: string[], weights: number[], adapterName: string, opts: WeightedAdapterOptions = {}): void {
     const combiner = this.base_model.capabilities.weightedCombination;
-    if (!combiner) throw new Error(`addWeightedAdapter combines LoRA adapters only (and IA3 adapters); this model's adapters are ${this.activePeftConfig.peft_type}`);
+    if (!combiner) {
+      throw new Error(`addWeightedAdapter combines LoRA adapters only (and IA3 adapters); this model's adapters are ${this.activePeftConfig.peft_type}`);
+    }
     this.peftConfig[adapterName] = combiner.addWeightedAdapter(adapters, weights, adapterName, opts);
   }
 
@@ -181,7 +183,8 @@ export class PeftModel extends Module {
   private merging(): Merging {
     const merging = this.base_model.capabilities.merge;
     if (!merging) {
-      throw new Error(`${this.activePeftConfig.peft_type} adapters cannot be merged into the weights: they are extra inputs or attention, not weight changes; use unload() to remove them`);
+      const type = this.activePeftConfig.peft_type;
+      throw new Error(`${type} adapters cannot be merged into the weights: they are extra inputs or attention, not weight changes; use unload() to remove them`);
     }
     return merging;
   }

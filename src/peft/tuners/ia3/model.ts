@@ -81,7 +81,8 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
    * do not apply. Returns the new config.
    */
   addWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, opts: WeightedAdapterOptions = {}): IA3Config {
-    if (Object.keys(opts).length > 0) throw new Error(`addWeightedAdapter: options (${Object.keys(opts).join(", ")}) apply to LoRA only; IA3 adapters are combined as a weighted sum`);
+    const options = Object.keys(opts);
+    if (options.length > 0) throw new Error(`addWeightedAdapter: options (${options.join(", ")}) apply to LoRA only; IA3 adapters are combined as a weighted sum`);
     const config = this.checkWeightedAdapter(adapters, weights, adapterName);
     this.injectAdapter(config, adapterName);
     noGrad(() => {
