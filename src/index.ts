@@ -3,8 +3,6 @@
  * The names users of Python's peft/transformers know, in camelCase; lower layers are under subpaths
  * (peft-ts/tensor, peft-ts/nn, peft-ts/optim, peft-ts/io).
  */
-import "./generation/index.js";
-
 export * from "./peft/index.js";
 export {
   AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModelForTokenClassification,
@@ -13,7 +11,7 @@ export {
 export { PreTrainedModel } from "./models/pretrained.js";
 export type { ModelInputs, Seq2SeqInputs, ModelOutput, BaseModelOutput, PastKeyValues } from "./models/outputs.js";
 export { AutoTokenizer, PreTrainedTokenizer } from "./tokenizers/index.js";
-export { generate } from "./generation/index.js";
+export { generate, GenerativeModel, asGenerative } from "./generation/index.js";
 export type { GenerateOptions } from "./generation/index.js";
 export * from "./train/index.js";
 export { tensor, tidy, keep, noGrad, manualSeed, memory } from "./tensor/index.js";

@@ -11,11 +11,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as T from "../src/tensor/index.js";
 import { AutoModelForCausalLM, AutoModelForSeq2SeqLM, fromPretrained } from "../src/models/auto.js";
-import type { PreTrainedModel } from "../src/models/pretrained.js";
+import type { GenerativeModel } from "../src/models/generation/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import {
   AdaptionPromptConfig, PeftModel, PrefixTuningConfig, PromptEncoder, PromptEncoderConfig, PromptTuningConfig, TaskType, getPeftModel,
-  configFromJson, type PeftConfig,
+  PromptLearningModel, configFromJson, type PeftConfig,
 } from "../src/peft/index.js";
 import { AdamW } from "../src/optim/index.js";
 import { Trainer, TrainingArguments, Dataset, DataCollatorForSeq2Seq, listCheckpoints } from "../src/train/index.js";
@@ -34,7 +34,7 @@ const T5 = {
   pad_token_id: 0, eos_token_id: 1, decoder_start_token_id: 0,
 };
 
-function tinyCausal(config: Record<string, unknown>, seed = 1): PreTrainedModel {
+function tinyCausal(config: Record<string, unknown>, seed = 1): GenerativeModel {
   T.manualSeed(seed);
   return AutoModelForCausalLM.fromConfig(config).initWeights(new T.Generator(seed));
 }
@@ -63,7 +63,7 @@ describe("prompt tuning init", () => {
         task_type: TaskType.SEQ_CLS, num_virtual_tokens: n, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "The cat sat", tokenizer_name_or_path: tokDir,
       }));
       const table = model.getInputEmbeddings().weight;
-      const prompt = peft.promptLearning!.activeEncoder.embedding.weight;
+      const prompt = (peft.base_model as PromptLearningModel).activeEncoder.embedding.weight;
       const want = T.noGrad(() => T.indexSelect(table, 0, T.tensor(Int32Array.from(expected), [n])));
       assert.deepEqual(values(prompt), values(want), `num_virtual_tokens ${n}`);
       assert.notEqual(prompt, table, "a copy, not the table itself");
@@ -79,14 +79,14 @@ describe("prompt tuning init", () => {
       task_type: TaskType.SEQ_2_SEQ_LM, num_virtual_tokens: 3, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "the cat sat", tokenizer_name_or_path: tokDir,
     }));
     const want = T.noGrad(() => T.indexSelect(t5.getInputEmbeddings().weight, 0, T.tensor(Int32Array.from([2, 5, 6, 7, 3, 2]), [6])));
-    assert.deepEqual(values(peft.promptLearning!.activeEncoder.embedding.weight), values(want));
+    assert.deepEqual(values((peft.base_model as PromptLearningModel).activeEncoder.embedding.weight), values(want));
   });
 
   it("SAMPLE_VOCAB starts every virtual token at some row of the vocabulary", () => {
     const model = tinyCausal(GPT2);
     const peft = getPeftModel(model, PromptTuningConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 6, prompt_tuning_init: "SAMPLE_VOCAB" }));
     const table = values(model.getInputEmbeddings().weight), d = GPT2.n_embd;
-    const prompt = values(peft.promptLearning!.activeEncoder.embedding.weight);
+    const prompt = values((peft.base_model as PromptLearningModel).activeEncoder.embedding.weight);
     for (let r = 0; r < 6; r++) {
       const row = prompt.slice(r * d, (r + 1) * d);
       const found = Array.from({ length: GPT2.vocab_size }, (_, v) => table.slice(v * d, (v + 1) * d)).some((w) => w.every((x, i) => x === row[i]));
@@ -263,7 +263,7 @@ function recomputeGreedy(peft: PeftModel, prompt: number[][], mask: number[][], 
 describe("generation with prompt learning", () => {
   const prompt = [[0, 0, 7, 8, 9, 10], [11, 12, 13, 14, 15, 16]];
   const mask = [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]];
-  const cases: [string, () => PreTrainedModel, () => PeftConfig, boolean][] = [
+  const cases: [string, () => GenerativeModel, () => PeftConfig, boolean][] = [
     ["prompt-tuned GPT-2", () => tinyCausal(GPT2, 4), () => PromptTuningConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 3 }), false],
     ["prefix-tuned GPT-2", () => tinyCausal(GPT2, 4), () => PrefixTuningConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 3 }), false],
     ["P-tuned (LSTM) GPT-2", () => tinyCausal(GPT2, 4), () => PromptEncoderConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 3, encoder_reparameterization_type: "LSTM" }), false],
@@ -301,10 +301,10 @@ describe("saving and loading prompt adapters", () => {
       peft.savePretrained(dir);
       const saved = peft.adapterStateDict();
       assert.deepEqual([...saved.keys()], ["prompt_embeddings"]);
-      assertClose(values(saved.get("prompt_embeddings")!), values(T.noGrad(() => peft.promptLearning!.activeEncoder.encode())), 0);
+      assertClose(values(saved.get("prompt_embeddings")!), values(T.noGrad(() => (peft.base_model as PromptLearningModel).activeEncoder.encode())), 0);
 
       const loaded = PeftModel.fromPretrained(tinyCausal(GPT2, 5), dir);
-      const enc = loaded.promptLearning!.activeEncoder;
+      const enc = (loaded.base_model as PromptLearningModel).activeEncoder;
       assert.deepEqual(enc.namedParameters().map(([n, p]) => [n, p.shape]), [["embedding.weight", saved.get("prompt_embeddings")!.shape]], "only the embedding, holding the output");
       assert.equal(loaded.getNbTrainableParameters()[0], 0, "frozen for inference");
       assertClose(values(T.noGrad(() => loaded.forward(BATCH)).logits), values(before), 1e-5);
@@ -399,12 +399,25 @@ describe("prompt learning per task", () => {
     assert.deepEqual(T.noGrad(() => prefix.forward({ ...bertIds, labels })).logits.shape, [2, 6, 5]);
   });
 
-  it("question answering: start/end logits cover the real tokens only", () => {
+  it("question answering (as peft 0.15): start/end logits cover the virtual tokens too and the loss uses the positions as given", () => {
     const peft = getPeftModel(fromPretrained(modelDir("bert-qa"), "question-answering"), PromptEncoderConfig({ task_type: TaskType.QUESTION_ANS, num_virtual_tokens: 4, encoder_hidden_size: 8 }));
-    const out = T.noGrad(() => peft.forward({ ...bertIds, startPositions: ids([[1], [2]]).view_([2], [1], 0), endPositions: ids([[3], [3]]).view_([2], [1], 0) }));
-    assert.deepEqual(out.startLogits!.shape, [2, 6]);
-    assert.deepEqual(out.endLogits!.shape, [2, 6]);
-    assert.ok(Number.isFinite(out.loss!.dataSync()[0]!));
+    // Row 1's end position 20 is past the 4 + 6 positions: it is clamped to 10, the ignored index (transformers' rule).
+    const start = [1, 2], end = [3, 20];
+    const out = T.noGrad(() => peft.forward({ ...bertIds, startPositions: ids([start]).view_([2], [1], 0), endPositions: ids([end]).view_([2], [1], 0) }));
+    assert.deepEqual(out.startLogits!.shape, [2, 10]);
+    assert.deepEqual(out.endLogits!.shape, [2, 10]);
+    // By hand: the mean over rows of −log softmax(logits)[position], start and end averaged, ignored rows left out.
+    const nll = (logits: T.Tensor, positions: number[]): number => {
+      const v = values(logits);
+      const terms = positions.flatMap((p, r) => {
+        if (p >= 10) return [];
+        const row = v.slice(r * 10, (r + 1) * 10);
+        const max = Math.max(...row);
+        return [-(row[p]! - max - Math.log(row.reduce((acc, x) => acc + Math.exp(x - max), 0)))];
+      });
+      return terms.reduce((a, x) => a + x, 0) / terms.length;
+    };
+    assertClose(values(out.loss!), [(nll(out.startLogits!, start) + nll(out.endLogits!, end)) / 2], 1e-5);
   });
 
   it("sequence classification: the head is not trained (as in peft 0.15) and the classifier sees the prompted input", () => {

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { tensor } from "../tensor/index.js";
-import { generate as generateIds, type GenerateOptions } from "../generation/index.js";
+import { asGenerative, type GenerateOptions } from "../generation/index.js";
 import { eosIds } from "../models/config.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
 import { AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, PeftModel } from "../peft/index.js";
@@ -150,7 +150,7 @@ export function generate(argv: string[]): void {
   const inputIds = tensor(Int32Array.from(ids.flatMap((r) => [...new Array<number>(len - r.length).fill(pad), ...r])), [ids.length, len]);
   const attentionMask = tensor(Int32Array.from(ids.flatMap((r) => [...new Array<number>(len - r.length).fill(0), ...r.map(() => 1)])), [ids.length, len]);
   const full: GenerateOptions = { ...opts, inputIds, attentionMask, padTokenId: pad, ...(eos.length > 0 ? { eosTokenId: eos } : {}) };
-  const run = () => (peft ? peft.generate(full) : generateIds(model as unknown as Parameters<typeof generateIds>[0], full));
+  const run = () => (peft ? peft.generate(full) : asGenerative(model).generate(full));
   const out = peft && v["no-adapter"] ? peft.withAdapterDisabled(run) : run();
   const [rows, cols] = out.shape as [number, number];
   const values = out.dataSync();

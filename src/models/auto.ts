@@ -18,6 +18,7 @@ import {
 } from "./distilbert/modeling.js";
 import { t5Config } from "./t5/config.js";
 import { T5ForConditionalGeneration, T5Model } from "./t5/modeling.js";
+import { asGenerative, type GenerativeModel } from "./generation/generative-model.js";
 
 /** The head a model carries, named after transformers' Auto classes. */
 export type Task = "base" | "causal-lm" | "seq2seq-lm" | "sequence-classification" | "token-classification" | "question-answering";
@@ -83,21 +84,32 @@ export function parseConfig(raw: Record<string, unknown>): PretrainedConfig {
   return familyOf(type, "config").parseConfig(raw);
 }
 
+/** The tasks whose models generate text. */
+export type GenerativeTask = "causal-lm" | "seq2seq-lm";
+
+/** The model type a task gives: GenerativeModel for the language-modelling tasks. */
+export type ModelFor<T extends Task> = T extends GenerativeTask ? GenerativeModel : PreTrainedModel;
+
+/** The model typed for its task (the language-modelling heads are GenerativeModels). */
+function typed<T extends Task>(model: PreTrainedModel, task: T): ModelFor<T> {
+  return (task === "causal-lm" || task === "seq2seq-lm" ? asGenerative(model) : model) as ModelFor<T>;
+}
+
 /** A freshly initialised model for a config (random weights drawn as transformers does), e.g. to pretrain or for tests. */
-export function modelFromConfig(config: Record<string, unknown>, task: Task): PreTrainedModel {
+export function modelFromConfig<T extends Task>(config: Record<string, unknown>, task: T): ModelFor<T> {
   const parsed = parseConfig(config);
-  return new (classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task))(parsed).initWeights();
+  return typed(new (classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task))(parsed).initWeights(), task);
 }
 
 /** Load the model with the given head from an HF folder. */
-export function fromPretrained(dir: string, task: Task, opts: FromPretrainedOptions = {}): PreTrainedModel {
+export function fromPretrained<T extends Task>(dir: string, task: T, opts: FromPretrainedOptions = {}): ModelFor<T> {
   const raw = readJsonObject(join(dir, "config.json"));
   const type = String(raw["model_type"] ?? "");
   const family = familyOf(type, join(dir, "config.json"));
-  return loadPretrained(classFor(family, type, task), dir, family.parseConfig, opts);
+  return typed(loadPretrained(classFor(family, type, task), dir, family.parseConfig, opts), task);
 }
 
-function autoClass(task: Task) {
+function autoClass<T extends Task>(task: T) {
   return {
     /** Load from a local HF model folder. */
     fromPretrained: (dir: string, opts?: FromPretrainedOptions) => fromPretrained(dir, task, opts),

@@ -1,5 +1,5 @@
 /** Pieces shared by the task heads: input embedding, causal-LM loss, sequence-classification pooling and loss. */
-import type { Embedding } from "../nn/index.js";
+import type { TensorLayer } from "../nn/index.js";
 import {
   Tensor, add, crossEntropy, exp, indexSelect, log, mean, mul, relu, reshape, select, square, sub, abs, neg, tensor, toFloat,
 } from "../tensor/index.js";
@@ -7,7 +7,7 @@ import type { PretrainedConfig } from "./config.js";
 import type { ModelInputs, ModelOutput, PastKeyValues } from "./outputs.js";
 
 /** inputsEmbeds when given, else the embeddings of inputIds; exactly one must be present. */
-export function embedOrUse(inputs: ModelInputs, table: Embedding): Tensor {
+export function embedOrUse(inputs: ModelInputs, table: TensorLayer): Tensor {
   if ((inputs.inputIds === undefined) === (inputs.inputsEmbeds === undefined)) {
     throw new Error("pass exactly one of inputIds and inputsEmbeds");
   }

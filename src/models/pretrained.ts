@@ -5,7 +5,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, type LoadResult } from "../nn/index.js";
+import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, type EmbeddingLayer, type LoadResult } from "../nn/index.js";
 import { Generator, Tensor, defaultGenerator, noGrad, ones, zeros } from "../tensor/index.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
 import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
@@ -48,7 +48,7 @@ export abstract class PreTrainedModel extends Module {
    * The token embedding table (prompt tuning and LoRA on embeddings use it). Base models override this; task
    * models find it in their base model, the child named baseModelPrefix.
    */
-  getInputEmbeddings(): Embedding {
+  getInputEmbeddings(): EmbeddingLayer {
     const base = this.namedChildren().find(([name]) => name === this.baseModelPrefix)?.[1];
     if (!(base instanceof PreTrainedModel)) throw new Error(`${this.constructor.name} has no input embeddings`);
     return base.getInputEmbeddings();

@@ -1,6 +1,6 @@
 /** Neural-network modules. */
 export { Module, cloneModule } from "./module.js";
-export type { StateDict, LoadResult } from "./module.js";
+export type { StateDict, LoadResult, TensorLayer, EmbeddingLayer } from "./module.js";
 export { Linear, Conv1D } from "./layers/linear.js";
 export type { LinearOptions } from "./layers/linear.js";
 export { Embedding } from "./layers/embedding.js";

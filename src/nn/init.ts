@@ -7,6 +7,11 @@ export function kaimingUniformA5(shape: readonly number[], fanIn: number, gen: G
   return gen.uniform(shape, -bound, bound);
 }
 
+/** Kaiming-uniform(a = √5) of a 2-D tensor, as torch's kaiming_uniform_ (fan_in = shape[1]). */
+export function kaimingUniform2d(shape: [number, number], gen: Generator = defaultGenerator): Tensor {
+  return kaimingUniformA5(shape, shape[1], gen);
+}
+
 /** U(−bound, bound). */
 export function uniform(shape: readonly number[], bound: number, gen: Generator = defaultGenerator): Tensor {
   return gen.uniform(shape, -bound, bound);

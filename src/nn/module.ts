@@ -130,7 +130,8 @@ export class Module {
 
   /**
    * Replace the module at a dotted path. Fields of the parent that held the old module are updated too,
-   * so forward passes written against fields see the replacement (what PyTorch's setattr does).
+   * so forward passes written against fields see the replacement (what PyTorch's setattr does). Fields that may
+   * be replaced are therefore typed by what their parent uses (TensorLayer), not by the class first put there.
    */
   setSubmodule(path: string, replacement: Module): void {
     const dot = path.lastIndexOf(".");
@@ -270,4 +271,20 @@ export function cloneModule<M extends Module>(m: M): M {
     return v;
   };
   return copyValue(m) as M;
+}
+
+/**
+ * What a model's layer field holds when setSubmodule may replace it: the Linear, Conv1D or Embedding the model
+ * built, or what PEFT or quantisation puts in its place (an adapter layer, a modules_to_save wrapper, a quantised
+ * Linear). The parent only calls forward on it.
+ */
+export interface TensorLayer extends Module {
+  /** Map the input (activations, or token ids for embeddings) to the output. */
+  forward(x: Tensor): Tensor;
+}
+
+/** A TensorLayer slot holding token embeddings: tied heads and prompt tuning read its table. */
+export interface EmbeddingLayer extends TensorLayer {
+  /** The [vocab, dim] table (through an adapter layer: the base table). */
+  readonly weight: Tensor;
 }

@@ -18,14 +18,22 @@ export {
   AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
 } from "./peft-model.js";
 export type { SaveOptions, LoadOptions } from "./peft-model.js";
-export { configFromJson, registerMethod } from "./registry.js";
-export type { PeftMethod, TunerMethod, PromptLearningMethod, PromptEncoderContext } from "./registry.js";
-export { LoraConfig, LoraModel, LoraLinear, LoraEmbedding } from "./tuners/lora/index.js";
-export type { CombinationType, WeightedAdapterOptions } from "./tuners/lora/index.js";
+export { configFromJson, registerMethod, hostFactory } from "./registry.js";
+export type { PeftMethod, InjectedLayersMethod, VirtualTokensMethod, PromptEncoderContext } from "./registry.js";
+export { HOST_NAME } from "./contract.js";
+export type {
+  AdapterHost, AdapterCapabilities, Merging, WeightedCombination, OptimizerStepHook, SavedAdapter, AdapterFiles, PeftTask,
+} from "./contract.js";
+export {
+  LoraConfig, LoraModel, LoraLayer, LoraLinear, LoraEmbedding, DoraLayer, DoraLinearVariant, plainLora, LORA_DISPATCHERS, dispatchLinear, dispatchEmbedding,
+} from "./tuners/lora/index.js";
+export type { LoraVariant, LoraDispatcher } from "./tuners/lora/index.js";
+export type { CombinationType, WeightedAdapterOptions } from "./contract.js";
 export { AdaLoraConfig, AdaLoraModel, AdaLoraLinear, RankAllocator, budgetSchedule } from "./tuners/adalora/index.js";
 export type { RankPattern } from "./tuners/adalora/index.js";
-export { PromptLearningModel, PromptLearningEncoder } from "./tuners/prompt-learning.js";
-export type { PromptLearningConfig, PromptTask } from "./tuners/prompt-learning.js";
+export { PromptLearningModel, PromptLearningEncoder, PROMPT_ENCODER_FILE } from "./tuners/prompt-learning.js";
+export type { PromptLearningConfig } from "./tuners/prompt-learning.js";
+export { BaseTuner } from "./tuners/tuner.js";
 export { PromptTuningConfig, PromptTuningInit, PromptEmbedding } from "./tuners/prompt_tuning/index.js";
 export { PromptEncoderConfig, PromptEncoderReparameterizationType, PromptEncoder } from "./tuners/p_tuning/index.js";
 export { PrefixTuningConfig, PrefixEncoder } from "./tuners/prefix_tuning/index.js";

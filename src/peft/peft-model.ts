@@ -9,7 +9,7 @@ import type { PreTrainedModel } from "../models/pretrained.js";
 import type { ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
 import { fromPretrained as loadModel, type Task } from "../models/auto.js";
 import { generate, type GenerateOptions } from "../generation/index.js";
-import { Tensor, noGrad } from "../tensor/index.js";
+import type { Tensor } from "../tensor/index.js";
 import { loadSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -17,10 +17,7 @@ import { pythonJson } from "../io/json.js";
 import { TaskType, type PeftConfig } from "./config.js";
 import { configFromJson, methodFor } from "./registry.js";
 import { TASK_HEADS } from "./mapping.js";
-import { adapterStateDict, loadAdapterStateDict } from "./state-dict.js";
-import type { BaseTuner } from "./tuners/tuner.js";
-import { PromptLearningModel, type PromptLearningConfig, type PromptTask } from "./tuners/prompt-learning.js";
-import { LoraModel, type WeightedAdapterOptions } from "./tuners/lora/model.js";
+import { HOST_NAME, type AdapterHost, type Merging, type PeftTask, type WeightedAdapterOptions } from "./contract.js";
 import { adapterModelCard } from "./model-card.js";
 
 /** Options of savePretrained. */
@@ -39,35 +36,23 @@ export interface LoadOptions {
 }
 
 /**
- * peft-ts's extra file in a prompt-learning adapter folder: the prompt encoder's own weights (embedding and
- * MLP/LSTM/projection), written when the encoder has a network. Loading for training restores the encoder from it;
- * without it (folders from Python peft) training continues on the saved output directly.
- */
-export const PROMPT_ENCODER_FILE = "prompt_encoder.safetensors";
-
-/** The method's wrapper around a model for its first adapter. */
-function createTuner(model: PreTrainedModel, config: PeftConfig, adapterName: string): BaseTuner {
-  const method = methodFor(config.peft_type);
-  if (method.kind === "prompt") return new PromptLearningModel(model, config as PromptLearningConfig, adapterName);
-  return method.createTuner(model, config, adapterName);
-}
-
-/**
- * A model with adapters. `base_model` is the method's wrapper (HF's LoraModel), whose `model` is the transformers
- * model. For prompt-learning methods the wrapper is a PromptLearningModel holding the prompt encoders next to the
- * untouched model, and the task subclasses run peft's task-specific forwards with the prompts.
+ * A model with adapters. `base_model` is the method's host (contract.ts; HF's LoraModel), whose `model` is the
+ * transformers model: for injected-layers methods with adapter layers in it, for virtual-tokens methods untouched,
+ * with the prompt encoders beside it. The task subclasses choose which of peft's task forwards the host runs.
+ * Everything beyond the basics (merging, weighted combination, the per-step hook) is asked of the host's declared
+ * capabilities.
  */
 export class PeftModel extends Module {
-  base_model: BaseTuner;
+  base_model: AdapterHost;
   readonly peftConfig: Record<string, PeftConfig> = {};
   activeAdapter: string;
-  /** Which of peft's task forwards prompt learning runs (the task subclasses set theirs). */
-  protected readonly promptTask: PromptTask = "feature-extraction";
+  /** Which of peft's task forwards the host runs (the task subclasses set theirs). */
+  protected readonly peftTask: PeftTask = "feature-extraction";
 
   constructor(model: PreTrainedModel, config: PeftConfig, adapterName = "default") {
     super();
     const prepared = this.prepareConfig(config);
-    this.base_model = this.registerModule("base_model", createTuner(model, prepared, adapterName));
+    this.base_model = this.registerModule(HOST_NAME, methodFor(prepared.peft_type).createHost(model, prepared, adapterName));
     this.peftConfig[adapterName] = this.base_model.peftConfig.get(adapterName)!;
     this.activeAdapter = adapterName;
     this.peftConfig[adapterName]!.base_model_name_or_path ??= model.nameOrPath;
@@ -86,8 +71,8 @@ export class PeftModel extends Module {
     return this.base_model.model;
   }
 
-  /** The method wrapper (HF's `peft_model.base_model`). */
-  get baseModel(): BaseTuner {
+  /** The method's host (HF's `peft_model.base_model`). */
+  get baseModel(): AdapterHost {
     return this.base_model;
   }
 
@@ -101,23 +86,22 @@ export class PeftModel extends Module {
     return this.peftConfig[this.activeAdapter]!;
   }
 
-  /** The prompt-learning wrapper when this model's adapters are prompt/P-/prefix tuning, else null. */
-  get promptLearning(): PromptLearningModel | null {
-    return this.base_model instanceof PromptLearningModel ? this.base_model : null;
-  }
-
   /** Run the model with the active adapters (prompt learning: with the active prompt, unless disabled). */
   forward(inputs: Seq2SeqInputs): ModelOutput {
-    const prompts = this.promptLearning;
-    if (prompts && !prompts.disabled) return prompts.forwardWithPrompts(this.promptTask, inputs);
-    return this.base_model.forward(inputs) as ModelOutput;
+    return this.base_model.forwardTask(this.peftTask, inputs);
   }
 
   /** Generate with the active adapters (see GenerateOptions). */
   generate(opts: GenerateOptions): Tensor {
-    const prompts = this.promptLearning;
-    if (prompts && !prompts.disabled) return generate(prompts.generative(), opts);
-    return generate(this.getBaseModel() as unknown as Parameters<typeof generate>[0], opts);
+    return generate(this.base_model.generative(), opts);
+  }
+
+  /**
+   * Call after every optimizer step, before the gradients are zeroed, with the 0-based global step: methods that
+   * declare a per-step hook (AdaLoRA's rank allocation) run it; for the others it does nothing. The Trainer calls it.
+   */
+  afterOptimizerStep(globalStep: number): void {
+    this.base_model.capabilities.optimizerStepHook?.afterOptimizerStep(globalStep);
   }
 
   /** [trainable, all] parameter counts (HF's get_nb_trainable_parameters; shared tensors counted once). */
@@ -147,7 +131,7 @@ export class PeftModel extends Module {
     if (config.peft_type !== this.activePeftConfig.peft_type) {
       throw new Error(`cannot add a ${config.peft_type} adapter to a model whose adapters are ${this.activePeftConfig.peft_type}`);
     }
-    const prepared = this.base_model.injectAdapter(this.prepareConfig(config) as never, adapterName);
+    const prepared = this.base_model.injectAdapter(this.prepareConfig(config), adapterName);
     prepared.base_model_name_or_path ??= this.getBaseModel().nameOrPath;
     this.peftConfig[adapterName] = prepared;
   }
@@ -173,17 +157,11 @@ export class PeftModel extends Module {
    * active; call setAdapter(adapterName).
    */
   addWeightedAdapter(adapters: string[], weights: number[], adapterName: string, opts: WeightedAdapterOptions = {}): void {
-    if (this.base_model instanceof LoraModel) {
-      this.peftConfig[adapterName] = this.base_model.addWeightedAdapter(adapters, weights, adapterName, opts);
-      return;
-    }
-    // Other methods that can combine adapters (IA3: a weighted sum of the vectors; no options).
-    const tuner = this.base_model as BaseTuner & { addWeightedAdapter?: (adapters: string[], weights: number[], adapterName: string) => PeftConfig };
-    if (typeof tuner.addWeightedAdapter !== "function") {
+    const combiner = this.base_model.capabilities.weightedCombination;
+    if (!combiner) {
       throw new Error(`addWeightedAdapter combines LoRA adapters only (and IA3 adapters); this model's adapters are ${this.activePeftConfig.peft_type}`);
     }
-    if (Object.keys(opts).length > 0) throw new Error(`addWeightedAdapter: options (${Object.keys(opts).join(", ")}) apply to LoRA only; ${this.activePeftConfig.peft_type} adapters are combined as a weighted sum`);
-    this.peftConfig[adapterName] = tuner.addWeightedAdapter(adapters, weights, adapterName);
+    this.peftConfig[adapterName] = combiner.addWeightedAdapter(adapters, weights, adapterName, opts);
   }
 
   /** Run fn with every adapter switched off (the base model's behaviour), then switch them back on. */
@@ -201,33 +179,40 @@ export class PeftModel extends Module {
     return result;
   }
 
-  /** Fold the active adapters into the base weights (outputs unchanged, faster inference). */
-  mergeAdapter(adapterNames?: string[]): void {
-    this.base_model.merge(adapterNames);
+  /** The host's merging capability, or an error naming the method that has none. */
+  private merging(): Merging {
+    const merging = this.base_model.capabilities.merge;
+    if (!merging) {
+      const type = this.activePeftConfig.peft_type;
+      throw new Error(`${type} adapters cannot be merged into the weights: they are extra inputs or attention, not weight changes; use unload() to remove them`);
+    }
+    return merging;
   }
 
-  /** Undo mergeAdapter. */
+  /** Fold the active adapters into the base weights (outputs unchanged, faster inference). */
+  mergeAdapter(adapterNames?: string[]): void {
+    this.merging().merge(adapterNames);
+  }
+
+  /** Undo mergeAdapter (nothing to undo for methods that cannot merge). */
   unmergeAdapter(): void {
-    this.base_model.unmerge();
+    this.base_model.capabilities.merge?.unmerge();
   }
 
   /** Merge the adapters and return the plain transformers model (save it with savePretrained). */
   mergeAndUnload(adapterNames?: string[]): PreTrainedModel {
-    return noGrad(() => this.base_model.unloadAndMaybeMerge(true, adapterNames));
+    return this.merging().mergeAndUnload(adapterNames);
   }
 
   /** Remove the adapter layers without merging; returns the original transformers model. */
   unload(): PreTrainedModel {
-    return this.base_model.unloadAndMaybeMerge(false);
+    return this.base_model.unload();
   }
 
   /** The tensors saved for an adapter, keyed as in adapter_model.safetensors. */
   adapterStateDict(adapterName = this.activeAdapter): Map<string, Tensor> {
-    const config = this.peftConfig[adapterName];
-    if (!config) throw new Error(`adapter "${adapterName}" not found`);
-    const prompts = this.promptLearning;
-    if (prompts) return prompts.savedTensors(adapterName);
-    return this.base_model.finalizeSavedState(adapterName, adapterStateDict(this, methodFor(config.peft_type), adapterName, String(config["bias"] ?? "none")));
+    if (!this.peftConfig[adapterName]) throw new Error(`adapter "${adapterName}" not found`);
+    return this.base_model.saveAdapter(adapterName).tensors;
   }
 
   /**
@@ -243,11 +228,11 @@ export class PeftModel extends Module {
       if (!config) throw new Error(`cannot save adapter "${name}": no such adapter; adapters: ${Object.keys(this.peftConfig).join(", ")}`);
       const out = name === "default" ? dir : join(dir, name);
       mkdirSync(out, { recursive: true });
-      writeSafetensors(join(out, "adapter_model.safetensors"), this.adapterStateDict(name), { format: "pt" });
-      // P-tuning / projected prefixes: peft saves only the encoder's output; the network's weights go beside it so
-      // that training can resume exactly (Python peft ignores the extra file).
-      const encoder = this.promptLearning?.encoderTensors(name);
-      if (encoder) writeSafetensors(join(out, PROMPT_ENCODER_FILE), encoder, { format: "pt" });
+      const state = this.base_model.saveAdapter(name);
+      writeSafetensors(join(out, "adapter_model.safetensors"), state.tensors, { format: "pt" });
+      // Side files (P-tuning / projected prefixes: the encoder network's weights, so that training can resume
+      // exactly; Python peft ignores them).
+      for (const [file, tensors] of state.sideFiles) writeSafetensors(join(out, file), tensors, { format: "pt" });
       const saved = { ...config, inference_mode: true, base_model_name_or_path: config.base_model_name_or_path ?? this.getBaseModel().nameOrPath };
       writeFileAtomic(join(out, "adapter_config.json"), pythonJson(saved));
       if (!existsSync(join(out, "README.md"))) writeFileAtomic(join(out, "README.md"), adapterModelCard(saved.base_model_name_or_path));
@@ -269,25 +254,17 @@ export class PeftModel extends Module {
       const found = existsSync(dir) ? readdirSync(dir).join(", ") : "nothing (the folder does not exist)";
       throw new Error(`${dir} has no adapter_model.safetensors (found: ${found}); is this a PEFT adapter folder?`);
     }
-    const weights = loadSafetensors(file);
+    const loaded = [loadSafetensors(file)];
+    const sideFile = (name: string) => {
+      const path = join(dir, name);
+      if (!existsSync(path)) return null;
+      loaded.push(loadSafetensors(path));
+      return loaded[loaded.length - 1]!;
+    };
     try {
-      const prompts = this.promptLearning;
-      if (prompts) {
-        const encoderFile = join(dir, PROMPT_ENCODER_FILE);
-        const encoder = existsSync(encoderFile) ? loadSafetensors(encoderFile) : null;
-        try {
-          noGrad(() => prompts.loadSaved(weights, adapterName, file, encoder));
-        } finally {
-          for (const t of encoder?.values() ?? []) t.dispose();
-        }
-        return;
-      }
-      const method = methodFor(this.peftConfig[adapterName]!.peft_type);
-      this.base_model.beforeLoadWeights(adapterName);
-      const { missingKeys } = noGrad(() => loadAdapterStateDict(this, method, weights, adapterName, file));
-      if (missingKeys.length > 0) process.emitWarning(`${file}: adapter weights missing (left at their initial values): ${missingKeys.join(", ")}`);
+      this.base_model.loadAdapter(adapterName, { tensors: loaded[0]!, sideFile, where: file });
     } finally {
-      for (const t of weights.values()) t.dispose();
+      for (const t of loaded.flatMap((m) => [...m.values()])) t.dispose();
     }
   }
 
@@ -304,30 +281,33 @@ export class PeftModel extends Module {
 
 /** Causal language modelling (CAUSAL_LM). Prompt learning: labels get -100 for the virtual tokens. */
 export class PeftModelForCausalLM extends PeftModel {
-  protected override readonly promptTask: PromptTask = "causal-lm";
+  protected override readonly peftTask: PeftTask = "causal-lm";
 }
 /** Encoder-decoder language modelling (SEQ_2_SEQ_LM). Prompt learning: prompts go before the encoder input. */
 export class PeftModelForSeq2SeqLM extends PeftModel {
-  protected override readonly promptTask: PromptTask = "seq2seq-lm";
+  protected override readonly peftTask: PeftTask = "seq2seq-lm";
 }
 /**
  * Sequence classification (SEQ_CLS): the classifier/score head is trained and saved as modules_to_save (not with
  * prompt learning, as in peft 0.15: the prompt alone is trained).
  */
 export class PeftModelForSequenceClassification extends PeftModel {
-  protected override readonly promptTask: PromptTask = "sequence-classification";
+  protected override readonly peftTask: PeftTask = "sequence-classification";
 }
 /** Token classification (TOKEN_CLS). Prompt learning: the logits of the virtual tokens are dropped. */
 export class PeftModelForTokenClassification extends PeftModel {
-  protected override readonly promptTask: PromptTask = "token-classification";
+  protected override readonly peftTask: PeftTask = "token-classification";
 }
-/** Extractive question answering (QUESTION_ANS). Prompt learning: the virtual tokens' span logits are dropped. */
+/**
+ * Extractive question answering (QUESTION_ANS). Prompt/P-tuning, as in peft 0.15: the start/end logits cover the
+ * virtual tokens too ([batch, P + length]) and the loss is computed over them with the positions as given.
+ */
 export class PeftModelForQuestionAnswering extends PeftModel {
-  protected override readonly promptTask: PromptTask = "question-answering";
+  protected override readonly peftTask: PeftTask = "question-answering";
 }
 /** Feature extraction (FEATURE_EXTRACTION). */
 export class PeftModelForFeatureExtraction extends PeftModel {
-  protected override readonly promptTask: PromptTask = "feature-extraction";
+  protected override readonly peftTask: PeftTask = "feature-extraction";
 }
 
 const TASK_CLASSES: Record<string, new (model: PreTrainedModel, config: PeftConfig, adapterName: string) => PeftModel> = {

@@ -1,63 +1,61 @@
 /**
- * The method registry: one entry per PEFT type says how to parse its config and how to attach it to a model.
- * A new method is a folder under tuners/ that calls registerMethod — nothing else changes.
+ * The method registry: one entry per PEFT type says how to parse its config and which host carries it. A new
+ * method is a folder under tuners/ that calls registerMethod — nothing else changes. What a method can do beyond
+ * the basics is declared by its host (contract.ts), not found out by the callers.
  */
-import type { Embedding, Module } from "../nn/index.js";
+import type { EmbeddingLayer } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
-import type { Tensor } from "../tensor/index.js";
 import type { PeftConfig } from "./config.js";
-import type { BaseTuner } from "./tuners/tuner.js";
+import type { AdapterHost } from "./contract.js";
 import type { PromptLearningEncoder } from "./tuners/prompt-learning.js";
 
 /** What every method registers. */
-interface PeftMethodBase<C extends PeftConfig> {
+interface MethodBase<C extends PeftConfig> {
   peftType: string;
   /** Substring of this method's parameter names ("lora_", …), used to pick saved tensors. */
   prefix: string;
   /** A config from adapter_config.json fields (unknown fields kept with a warning), validated. */
   configFromJson(fields: Record<string, unknown>): C;
+  /** Wrap a model for its first adapter of this method. */
+  createHost(model: PreTrainedModel, config: C, adapterName: string): AdapterHost;
+}
+
+/** A method that changes the model's layers (LoRA, IA3, LLaMA-Adapter, …): its host injects adapter layers. */
+export interface InjectedLayersMethod<C extends PeftConfig = PeftConfig> extends MethodBase<C> {
+  family: "injected-layers";
   /** Names in the saved state dict → names in the model (beyond the generic adapter-name insertion), or the reverse. */
   renameOnSave?(key: string, adapterName: string): string;
   renameOnLoad?(key: string, adapterName: string): string;
-  /** Extra tensors to save with the adapter (besides the prefix-matched ones). */
-  extraSavedTensors?(root: Module, adapterName: string): Map<string, Tensor>;
-}
-
-/** A method that changes the model's layers (LoRA, IA3, LLaMA-Adapter, …): it wraps the model in a tuner. */
-export interface TunerMethod<C extends PeftConfig = PeftConfig> extends PeftMethodBase<C> {
-  kind?: "tuner";
-  /** Wrap a model for its first adapter of this method. */
-  createTuner(model: PreTrainedModel, config: C, adapterName: string): BaseTuner;
-}
-
-/** A createTuner for a tuner class: wrap the model in a new tuner and inject the first adapter into it. */
-export function tunerFactory<C extends PeftConfig>(Tuner: new (model: PreTrainedModel) => BaseTuner & { injectAdapter(config: C, adapterName: string): unknown }): TunerMethod<C>["createTuner"] {
-  return (model, config, adapterName) => {
-    const tuner = new Tuner(model);
-    tuner.injectAdapter(config, adapterName);
-    return tuner;
-  };
 }
 
 /** What a prompt-learning method's encoder gets to build itself from. */
 export interface PromptEncoderContext {
   model: PreTrainedModel;
   /** The model's token embedding table (prompt tuning copies rows of it). */
-  wordEmbeddings: Embedding;
+  wordEmbeddings: EmbeddingLayer;
 }
 
 /**
- * A prompt-learning method (prompt tuning, P-tuning, prefix tuning): the model is left untouched and a prompt
- * encoder produces virtual-token embeddings (or per-layer prefixes) that the PeftModel feeds in. The config
- * it gets has token_dim, num_layers, … already filled from the model's config.
+ * A virtual-tokens method (prompt tuning, P-tuning, prefix tuning): the model is left untouched and a prompt
+ * encoder produces virtual-token embeddings (or per-layer prefixes) that the host feeds in. The config it gets
+ * has token_dim, num_layers, … already filled from the model's config.
  */
-export interface PromptLearningMethod<C extends PeftConfig = PeftConfig> extends PeftMethodBase<C> {
-  kind: "prompt";
+export interface VirtualTokensMethod<C extends PeftConfig = PeftConfig> extends MethodBase<C> {
+  family: "virtual-tokens";
   createPromptEncoder(config: C, context: PromptEncoderContext): PromptLearningEncoder;
 }
 
-/** What a method registers: a tuner method or a prompt-learning method. */
-export type PeftMethod<C extends PeftConfig = PeftConfig> = TunerMethod<C> | PromptLearningMethod<C>;
+/** What a method registers: an injected-layers method or a virtual-tokens method. */
+export type PeftMethod<C extends PeftConfig = PeftConfig> = InjectedLayersMethod<C> | VirtualTokensMethod<C>;
+
+/** A createHost for a host class: wrap the model in a new host and add the first adapter to it. */
+export function hostFactory<C extends PeftConfig>(Host: new (model: PreTrainedModel) => AdapterHost): MethodBase<C>["createHost"] {
+  return (model, config, adapterName) => {
+    const host = new Host(model);
+    host.injectAdapter(config, adapterName);
+    return host;
+  };
+}
 
 const METHODS = new Map<string, PeftMethod>();
 

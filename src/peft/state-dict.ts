@@ -1,21 +1,28 @@
 /**
  * Adapter state dicts in HF peft's naming: the PeftModel's parameter paths with the adapter name removed
  * ("…c_attn.lora_A.default.weight" → "…c_attn.lora_A.weight"), modules_to_save copies under the original
- * module's path, and the reverse mapping when loading.
+ * module's path, and the reverse mapping when loading. The host computes them from itself, so every key gets the
+ * host's own path in the PeftModel (`keyPrefix`, "base_model.") in front.
  */
 import type { Tensor } from "../tensor/index.js";
 import type { Module } from "../nn/index.js";
 import { fmtShape, sameShape } from "../tensor/index.js";
-import type { PeftMethod } from "./registry.js";
+import type { InjectedLayersMethod } from "./registry.js";
 import { ModulesToSaveWrapper } from "./modules-to-save.js";
 
-function wrappers(root: Module): [string, ModulesToSaveWrapper][] {
-  return root.namedModules().filter((e): e is [string, ModulesToSaveWrapper] => e[1] instanceof ModulesToSaveWrapper);
+function wrappers(root: Module, keyPrefix: string): [string, ModulesToSaveWrapper][] {
+  return root.namedModules()
+    .filter((e): e is [string, ModulesToSaveWrapper] => e[1] instanceof ModulesToSaveWrapper)
+    .map(([path, w]) => [keyPrefix + path, w]);
 }
 
-/** The tensors saved for one adapter of a tuner method, keyed as in adapter_model.safetensors. */
-export function adapterStateDict(root: Module, method: PeftMethod, adapterName: string, bias: string): Map<string, Tensor> {
-  const sd = root.stateDict();
+function prefixedStateDict(root: Module, keyPrefix: string): Map<string, Tensor> {
+  return new Map([...root.stateDict()].map(([k, t]) => [keyPrefix + k, t]));
+}
+
+/** The tensors saved for one adapter of an injected-layers method, keyed as in adapter_model.safetensors. */
+export function adapterStateDict(root: Module, method: InjectedLayersMethod, adapterName: string, bias: string, keyPrefix: string): Map<string, Tensor> {
+  const sd = prefixedStateDict(root, keyPrefix);
   const prefix = method.prefix;
   const selected = new Map<string, Tensor>();
   for (const [k, t] of sd) {
@@ -32,11 +39,10 @@ export function adapterStateDict(root: Module, method: PeftMethod, adapterName: 
       for (const b of [biasKey, baseBias]) if (sd.has(b)) selected.set(b, sd.get(b)!);
     }
   }
-  for (const [path, w] of wrappers(root)) {
+  for (const [path, w] of wrappers(root, keyPrefix)) {
     if (!w.modules_to_save.has(adapterName)) continue;
     for (const [k, t] of w.modules_to_save.get(adapterName).stateDict()) selected.set(`${path}.${k}`, t);
   }
-  for (const [k, t] of method.extraSavedTensors?.(root, adapterName) ?? []) selected.set(k, t);
   const out = new Map<string, Tensor>();
   for (const [k, t] of selected) {
     const renamed = method.renameOnSave ? method.renameOnSave(k, adapterName) : k;
@@ -59,9 +65,11 @@ export function insertAdapterName(key: string, prefix: string, adapterName: stri
  * Copy saved adapter tensors into the model. Keys the model lacks, or shapes that differ, mean the adapter was
  * made for another base model (or another config): that is an error naming the keys.
  */
-export function loadAdapterStateDict(root: Module, method: PeftMethod, saved: ReadonlyMap<string, Tensor>, adapterName: string, where: string): { missingKeys: string[] } {
-  const own = root.stateDict();
-  const wrapperPaths = wrappers(root).map(([p]) => p);
+export function loadAdapterStateDict(
+  root: Module, method: InjectedLayersMethod, saved: ReadonlyMap<string, Tensor>, adapterName: string, where: string, keyPrefix: string,
+): { missingKeys: string[] } {
+  const own = prefixedStateDict(root, keyPrefix);
+  const wrapperPaths = wrappers(root, keyPrefix).map(([p]) => p);
   const mapped = new Map<string, Tensor>();
   for (const [k, t] of saved) {
     const wrapper = wrapperPaths.find((p) => k.startsWith(`${p}.`));

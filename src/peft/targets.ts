@@ -121,3 +121,8 @@ export function checkAllTargetsFound(fields: TargetFields, matched: readonly str
     }
   }
 }
+
+/** HF's get_pattern_key: the rank_pattern/alpha_pattern key matching a module path, if any. */
+export function patternKey(keys: readonly string[], modulePath: string): string | null {
+  return keys.find((k) => new RegExp(`^(.*\\.)?(${k})$`).test(modulePath)) ?? null;
+}

@@ -231,10 +231,9 @@ export class Trainer {
     return { globalStep: this.state.global_step, trainingLoss, metrics: { train_loss: trainingLoss } };
   }
 
-  /** Hook for methods that act after each optimizer step (AdaLoRA's rank allocation). */
+  /** The per-step hook of methods that declare one (AdaLoRA's rank allocation). */
   private afterOptimizerStep(): void {
-    const tuner = (this.model as unknown as { base_model?: { updateAndAllocate?: (step: number) => void } }).base_model;
-    tuner?.updateAndAllocate?.(this.state.global_step);
+    if (this.model instanceof PeftModel) this.model.afterOptimizerStep(this.state.global_step);
   }
 
   private resolveResume(resume: string | boolean | undefined): string | null {

@@ -1,5 +1,5 @@
 /** BERT (transformers' modeling_bert, eager attention, encoder only) with HF module and parameter names. */
-import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn } from "../../nn/index.js";
+import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
 import { Tensor, add, arange, cat, expand, reshape, select, tanh, zeros } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
@@ -8,9 +8,9 @@ import { classificationLoss, embedOrUse, pastLength, questionAnswering, tokenLos
 import type { BertConfig } from "./config.js";
 
 class BertEmbeddings extends Module {
-  word_embeddings: Embedding;
-  position_embeddings: Embedding;
-  token_type_embeddings: Embedding;
+  word_embeddings: EmbeddingLayer;
+  position_embeddings: EmbeddingLayer;
+  token_type_embeddings: EmbeddingLayer;
   LayerNorm: LayerNorm;
   dropout: Dropout;
 
@@ -39,9 +39,9 @@ class BertEmbeddings extends Module {
 }
 
 class BertSelfAttention extends Module {
-  query: Linear;
-  key: Linear;
-  value: Linear;
+  query: TensorLayer;
+  key: TensorLayer;
+  value: TensorLayer;
   dropout: Dropout;
 
   constructor(private readonly config: BertConfig) {
@@ -68,7 +68,7 @@ class BertSelfAttention extends Module {
 
 /** dense → dropout → LayerNorm(· + residual): BertSelfOutput and BertOutput. */
 class BertResidualOutput extends Module {
-  dense: Linear;
+  dense: TensorLayer;
   LayerNorm: LayerNorm;
   dropout: Dropout;
 
@@ -101,7 +101,7 @@ class BertAttention extends Module {
 }
 
 class BertIntermediate extends Module {
-  dense: Linear;
+  dense: TensorLayer;
   private readonly act: (x: Tensor) => Tensor;
 
   constructor(config: BertConfig) {
@@ -143,7 +143,7 @@ class BertEncoder extends Module {
 }
 
 class BertPooler extends Module {
-  dense: Linear;
+  dense: TensorLayer;
 
   constructor(config: BertConfig) {
     super();
@@ -178,7 +178,7 @@ export class BertModel extends PreTrainedModel {
     return "bert";
   }
 
-  override getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): EmbeddingLayer {
     return this.embeddings.word_embeddings;
   }
 
@@ -224,7 +224,7 @@ function classifierDropout(config: BertConfig): number {
 export class BertForSequenceClassification extends PreTrainedModel {
   bert: BertModel;
   dropout: Dropout;
-  classifier: Linear;
+  classifier: TensorLayer;
 
   constructor(override readonly config: BertConfig) {
     super(config);
@@ -250,7 +250,7 @@ export class BertForSequenceClassification extends PreTrainedModel {
 export class BertForTokenClassification extends PreTrainedModel {
   bert: BertModel;
   dropout: Dropout;
-  classifier: Linear;
+  classifier: TensorLayer;
 
   constructor(override readonly config: BertConfig) {
     super(config);
@@ -275,7 +275,7 @@ export class BertForTokenClassification extends PreTrainedModel {
 /** BERT with a span head: start and end logits per token (no pooler). */
 export class BertForQuestionAnswering extends PreTrainedModel {
   bert: BertModel;
-  qa_outputs: Linear;
+  qa_outputs: TensorLayer;
 
   constructor(override readonly config: BertConfig) {
     super(config);

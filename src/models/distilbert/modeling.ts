@@ -1,5 +1,5 @@
 /** DistilBERT (transformers' modeling_distilbert, eager attention) with HF module and parameter names. */
-import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn } from "../../nn/index.js";
+import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
 import { Tensor, add, arange, expand, noGrad, relu, reshape, select, tensor } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, ModelInputs, ModelOutput } from "../outputs.js";
@@ -20,8 +20,8 @@ function sinusoidalTable(positions: number, dim: number): Tensor {
 }
 
 class Embeddings extends Module {
-  word_embeddings: Embedding;
-  position_embeddings: Embedding;
+  word_embeddings: EmbeddingLayer;
+  position_embeddings: EmbeddingLayer;
   LayerNorm: LayerNorm;
   dropout: Dropout;
 
@@ -52,10 +52,10 @@ class Embeddings extends Module {
 
 class MultiHeadSelfAttention extends Module {
   dropout: Dropout;
-  q_lin: Linear;
-  k_lin: Linear;
-  v_lin: Linear;
-  out_lin: Linear;
+  q_lin: TensorLayer;
+  k_lin: TensorLayer;
+  v_lin: TensorLayer;
+  out_lin: TensorLayer;
 
   constructor(private readonly config: DistilBertConfig) {
     super();
@@ -77,8 +77,8 @@ class MultiHeadSelfAttention extends Module {
 
 class FFN extends Module {
   dropout: Dropout;
-  lin1: Linear;
-  lin2: Linear;
+  lin1: TensorLayer;
+  lin2: TensorLayer;
   private readonly act: (x: Tensor) => Tensor;
 
   constructor(config: DistilBertConfig) {
@@ -138,7 +138,7 @@ export class DistilBertModel extends PreTrainedModel {
     return "distilbert";
   }
 
-  override getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): EmbeddingLayer {
     return this.embeddings.word_embeddings;
   }
 
@@ -164,8 +164,8 @@ export class DistilBertModel extends PreTrainedModel {
 /** DistilBERT with pre_classifier → ReLU → dropout → classifier on the first ([CLS]) position. */
 export class DistilBertForSequenceClassification extends PreTrainedModel {
   distilbert: DistilBertModel;
-  pre_classifier: Linear;
-  classifier: Linear;
+  pre_classifier: TensorLayer;
+  classifier: TensorLayer;
   dropout: Dropout;
 
   constructor(override readonly config: DistilBertConfig) {
@@ -198,7 +198,7 @@ export class DistilBertForSequenceClassification extends PreTrainedModel {
 export class DistilBertForTokenClassification extends PreTrainedModel {
   distilbert: DistilBertModel;
   dropout: Dropout;
-  classifier: Linear;
+  classifier: TensorLayer;
 
   constructor(override readonly config: DistilBertConfig) {
     super(config);
@@ -227,7 +227,7 @@ export class DistilBertForTokenClassification extends PreTrainedModel {
 /** DistilBERT with a span head (dropout qa_dropout → qa_outputs): start and end logits per token. */
 export class DistilBertForQuestionAnswering extends PreTrainedModel {
   distilbert: DistilBertModel;
-  qa_outputs: Linear;
+  qa_outputs: TensorLayer;
   dropout: Dropout;
 
   constructor(override readonly config: DistilBertConfig) {

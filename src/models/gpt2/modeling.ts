@@ -1,15 +1,16 @@
 /** GPT-2 (transformers' modeling_gpt2, eager attention) with HF module and parameter names. */
-import { Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn } from "../../nn/index.js";
+import { Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
 import { Tensor, add, appendAlong, isGradEnabled, tidy, arange, expand, reshape, split } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
+import { GenerativeModel } from "../generation/generative-model.js";
 import { causalLmLoss, embedOrUse, pastLength, sequenceClassification } from "../heads.js";
 import type { GPT2Config } from "./config.js";
 
 class GPT2Attention extends Module {
-  c_attn: Conv1D;
-  c_proj: Conv1D;
+  c_attn: TensorLayer;
+  c_proj: TensorLayer;
   private readonly attnDropout: number;
   private readonly residDropout: Dropout;
 
@@ -38,8 +39,8 @@ class GPT2Attention extends Module {
 }
 
 class GPT2MLP extends Module {
-  c_fc: Conv1D;
-  c_proj: Conv1D;
+  c_fc: TensorLayer;
+  c_proj: TensorLayer;
   private readonly act: (x: Tensor) => Tensor;
   private readonly dropout: Dropout;
 
@@ -80,8 +81,8 @@ class GPT2Block extends Module {
 
 /** The GPT-2 transformer without a head. */
 export class GPT2Model extends PreTrainedModel {
-  wte: Embedding;
-  wpe: Embedding;
+  wte: EmbeddingLayer;
+  wpe: EmbeddingLayer;
   drop: Dropout;
   h: ModuleList<GPT2Block>;
   ln_f: LayerNorm;
@@ -99,7 +100,7 @@ export class GPT2Model extends PreTrainedModel {
     return "transformer";
   }
 
-  override getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): EmbeddingLayer {
     return this.wte;
   }
 
@@ -139,22 +140,23 @@ export class GPT2Model extends PreTrainedModel {
 }
 
 /** GPT-2 with the language-modelling head (tied to wte unless the config unties it). */
-export class GPT2LMHeadModel extends PreTrainedModel {
+export class GPT2LMHeadModel extends GenerativeModel {
   transformer: GPT2Model;
-  lm_head: Linear;
+  lm_head: TensorLayer;
 
   constructor(override readonly config: GPT2Config) {
     super(config);
     this.transformer = this.registerModule("transformer", new GPT2Model(config));
-    this.lm_head = this.registerModule("lm_head", new Linear(config.n_embd, config.vocab_size, { bias: false }));
-    if (config.tie_word_embeddings) this.lm_head.weight = this.lm_head.registerParameter("weight", this.transformer.wte.weight);
+    const lmHead = new Linear(config.n_embd, config.vocab_size, { bias: false });
+    if (config.tie_word_embeddings) lmHead.weight = lmHead.registerParameter("weight", this.transformer.wte.weight);
+    this.lm_head = this.registerModule("lm_head", lmHead);
   }
 
   get baseModelPrefix(): string {
     return "transformer";
   }
 
-  override getOutputEmbeddings(): Linear {
+  override getOutputEmbeddings(): TensorLayer {
     return this.lm_head;
   }
 
@@ -170,7 +172,7 @@ export class GPT2LMHeadModel extends PreTrainedModel {
 /** GPT-2 with a classification head on the last non-padding token. */
 export class GPT2ForSequenceClassification extends PreTrainedModel {
   transformer: GPT2Model;
-  score: Linear;
+  score: TensorLayer;
 
   constructor(override readonly config: GPT2Config) {
     super(config);

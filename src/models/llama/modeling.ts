@@ -1,9 +1,10 @@
 /** The LLaMA family (LLaMA, Qwen2, Mistral; transformers' modeling_llama, eager attention) with HF names. */
-import { Embedding, Linear, Module, ModuleList, RMSNorm, activationFn } from "../../nn/index.js";
+import { Embedding, Linear, Module, ModuleList, RMSNorm, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
 import { Tensor, add, appendAlong, isGradEnabled, tidy, applyRotary, arange, expand, mul, reshape, unsqueeze } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
+import { GenerativeModel } from "../generation/generative-model.js";
 import { causalLmLoss, embedOrUse, pastLength, sequenceClassification } from "../heads.js";
 import { checkRopeScaling, rotaryTables } from "../rotary.js";
 import { attentionBiases, slidingWindow, type LlamaConfig } from "./config.js";
@@ -20,11 +21,20 @@ function headDim(config: LlamaConfig): number {
   return config.head_dim ?? config.hidden_size / config.num_attention_heads;
 }
 
-class LlamaAttention extends Module {
-  q_proj: Linear;
-  k_proj: Linear;
-  v_proj: Linear;
-  o_proj: Linear;
+/**
+ * What a decoder layer's self_attn slot holds: LlamaAttention, or what PEFT puts in its place (LLaMA-Adapter's
+ * AdaptedAttention, a modules_to_save copy) with setSubmodule.
+ */
+export interface LlamaAttentionLayer extends Module {
+  /** Attend over the past and the new positions; returns the output and this layer's new cache entry. */
+  forward(x: Tensor, rope: { cos: Tensor; sin: Tensor }, mask: Tensor | null, past: LayerKV | undefined): { out: Tensor; present: LayerKV };
+}
+
+class LlamaAttention extends Module implements LlamaAttentionLayer {
+  q_proj: TensorLayer;
+  k_proj: TensorLayer;
+  v_proj: TensorLayer;
+  o_proj: TensorLayer;
 
   constructor(private readonly config: LlamaConfig) {
     super();
@@ -53,9 +63,9 @@ class LlamaAttention extends Module {
 }
 
 class LlamaMLP extends Module {
-  gate_proj: Linear;
-  up_proj: Linear;
-  down_proj: Linear;
+  gate_proj: TensorLayer;
+  up_proj: TensorLayer;
+  down_proj: TensorLayer;
   private readonly act: (x: Tensor) => Tensor;
 
   constructor(config: LlamaConfig) {
@@ -73,7 +83,7 @@ class LlamaMLP extends Module {
 }
 
 class LlamaDecoderLayer extends Module {
-  self_attn: LlamaAttention;
+  self_attn: LlamaAttentionLayer;
   mlp: LlamaMLP;
   input_layernorm: RMSNorm;
   post_attention_layernorm: RMSNorm;
@@ -95,7 +105,7 @@ class LlamaDecoderLayer extends Module {
 
 /** The LLaMA-family decoder without a head. */
 export class LlamaModel extends PreTrainedModel {
-  embed_tokens: Embedding;
+  embed_tokens: EmbeddingLayer;
   layers: ModuleList<LlamaDecoderLayer>;
   norm: RMSNorm;
 
@@ -115,7 +125,7 @@ export class LlamaModel extends PreTrainedModel {
     return "model";
   }
 
-  override getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): EmbeddingLayer {
     return this.embed_tokens;
   }
 
@@ -153,15 +163,16 @@ export class LlamaModel extends PreTrainedModel {
 }
 
 /** LLaMA-family model with the language-modelling head (tied to the embeddings when tie_word_embeddings). */
-export class LlamaForCausalLM extends PreTrainedModel {
+export class LlamaForCausalLM extends GenerativeModel {
   model: LlamaModel;
-  lm_head: Linear;
+  lm_head: TensorLayer;
 
   constructor(override readonly config: LlamaConfig) {
     super(config);
     this.model = this.registerModule("model", new LlamaModel(config));
-    this.lm_head = this.registerModule("lm_head", new Linear(config.hidden_size, config.vocab_size, { bias: false }));
-    if (config.tie_word_embeddings) this.lm_head.weight = this.lm_head.registerParameter("weight", this.model.embed_tokens.weight);
+    const lmHead = new Linear(config.hidden_size, config.vocab_size, { bias: false });
+    if (config.tie_word_embeddings) lmHead.weight = lmHead.registerParameter("weight", this.model.embed_tokens.weight);
+    this.lm_head = this.registerModule("lm_head", lmHead);
   }
 
   override get architecture(): string {
@@ -172,7 +183,7 @@ export class LlamaForCausalLM extends PreTrainedModel {
     return "model";
   }
 
-  override getOutputEmbeddings(): Linear {
+  override getOutputEmbeddings(): TensorLayer {
     return this.lm_head;
   }
 
@@ -188,7 +199,7 @@ export class LlamaForCausalLM extends PreTrainedModel {
 /** LLaMA-family model with a classification head on the last non-padding token. */
 export class LlamaForSequenceClassification extends PreTrainedModel {
   model: LlamaModel;
-  score: Linear;
+  score: TensorLayer;
 
   constructor(override readonly config: LlamaConfig) {
     super(config);

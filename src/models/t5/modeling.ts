@@ -3,11 +3,12 @@
  * relative-position-bias attention without 1/√d scaling, RMS layer norms without mean or bias, encoder and decoder
  * stacks sharing one embedding table, and a language-modelling head (tied to it unless the config unties it).
  */
-import { Dropout, Embedding, Linear, Module, ModuleList, RMSNorm, activationFn } from "../../nn/index.js";
+import { Dropout, Embedding, Linear, Module, ModuleList, RMSNorm, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
 import { Tensor, add, cat, crossEntropy, mul, permute, reshape, tensor, unsqueeze } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelOutput, PastKeyValues, Seq2SeqInputs } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
+import { GenerativeModel } from "../generation/generative-model.js";
 import { embedOrUse, pastLength } from "../heads.js";
 import type { T5Config } from "./config.js";
 
@@ -42,8 +43,8 @@ export function relativePositionBucket(relativePosition: number, bidirectional: 
 }
 
 class T5DenseActDense extends Module {
-  wi: Linear;
-  wo: Linear;
+  wi: TensorLayer;
+  wo: TensorLayer;
   dropout: Dropout;
   private readonly act: (x: Tensor) => Tensor;
 
@@ -61,9 +62,9 @@ class T5DenseActDense extends Module {
 }
 
 class T5DenseGatedActDense extends Module {
-  wi_0: Linear;
-  wi_1: Linear;
-  wo: Linear;
+  wi_0: TensorLayer;
+  wi_1: TensorLayer;
+  wo: TensorLayer;
   dropout: Dropout;
   private readonly act: (x: Tensor) => Tensor;
 
@@ -106,10 +107,10 @@ interface AttentionResult {
 }
 
 class T5Attention extends Module {
-  q: Linear;
-  k: Linear;
-  v: Linear;
-  o: Linear;
+  q: TensorLayer;
+  k: TensorLayer;
+  v: TensorLayer;
+  o: TensorLayer;
   relative_attention_bias: Embedding | null;
 
   constructor(private readonly config: T5Config, private readonly isDecoder: boolean, hasRelativeAttentionBias: boolean) {
@@ -261,12 +262,12 @@ export interface T5StackInputs {
 
 /** The encoder or the decoder of T5: blocks, a final RMS norm and dropout; block 0 owns the relative-position bias. */
 export class T5Stack extends Module {
-  embed_tokens: Embedding;
+  embed_tokens: EmbeddingLayer;
   block: ModuleList<T5Block>;
   final_layer_norm: RMSNorm;
   dropout: Dropout;
 
-  constructor(config: T5Config, embedTokens: Embedding, readonly isDecoder: boolean) {
+  constructor(config: T5Config, embedTokens: EmbeddingLayer, readonly isDecoder: boolean) {
     super();
     this.embed_tokens = this.registerModule("embed_tokens", embedTokens);
     const n = isDecoder ? config.num_decoder_layers : config.num_layers;
@@ -425,7 +426,7 @@ export interface Seq2SeqModelOutput extends BaseModelOutput {
 
 /** T5 (or mT5) without a head: the decoder's last hidden state. */
 export class T5Model extends PreTrainedModel {
-  shared: Embedding;
+  shared: EmbeddingLayer;
   encoder: T5Stack;
   decoder: T5Stack;
 
@@ -444,7 +445,7 @@ export class T5Model extends PreTrainedModel {
     return "transformer";
   }
 
-  override getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): EmbeddingLayer {
     return this.shared;
   }
 
@@ -474,19 +475,20 @@ export class T5Model extends PreTrainedModel {
  * T5 / mT5 with the language-modelling head. With tie_word_embeddings (T5's default; mT5 configs untie it),
  * lm_head shares shared.weight and the decoder output is scaled by d_model^-0.5 before it.
  */
-export class T5ForConditionalGeneration extends PreTrainedModel {
-  shared: Embedding;
+export class T5ForConditionalGeneration extends GenerativeModel {
+  shared: EmbeddingLayer;
   encoder: T5Stack;
   decoder: T5Stack;
-  lm_head: Linear;
+  lm_head: TensorLayer;
 
   constructor(override readonly config: T5Config) {
     super(config);
     this.shared = this.registerModule("shared", new Embedding(config.vocab_size, config.d_model));
     this.encoder = this.registerModule("encoder", new T5Stack(config, this.shared, false));
     this.decoder = this.registerModule("decoder", new T5Stack(config, this.shared, true));
-    this.lm_head = this.registerModule("lm_head", new Linear(config.d_model, config.vocab_size, { bias: false }));
-    if (config.tie_word_embeddings) this.lm_head.weight = this.lm_head.registerParameter("weight", this.shared.weight);
+    const lmHead = new Linear(config.d_model, config.vocab_size, { bias: false });
+    if (config.tie_word_embeddings) lmHead.weight = lmHead.registerParameter("weight", this.shared.weight);
+    this.lm_head = this.registerModule("lm_head", lmHead);
   }
 
   override get architecture(): string {
@@ -497,11 +499,11 @@ export class T5ForConditionalGeneration extends PreTrainedModel {
     return "transformer";
   }
 
-  override getInputEmbeddings(): Embedding {
+  override getInputEmbeddings(): EmbeddingLayer {
     return this.shared;
   }
 
-  override getOutputEmbeddings(): Linear {
+  override getOutputEmbeddings(): TensorLayer {
     return this.lm_head;
   }
 

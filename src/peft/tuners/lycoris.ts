@@ -9,10 +9,9 @@
 import { Conv1D, Linear, type Module } from "../../nn/index.js";
 import { Tensor, addInPlace, add, defaultGenerator, linear, mul, noGrad, tensor, tidy } from "../../tensor/index.js";
 import { check, type PeftConfig } from "../config.js";
-import { allLinearTargets } from "../targets.js";
+import { allLinearTargets, patternKey } from "../targets.js";
 import { BaseTuner } from "./tuner.js";
 import { BaseTunerLayer, ParameterDict } from "./tuner-layer.js";
-import { patternKey } from "./lora/model.js";
 
 /** The fields LoHa and LoKr share (HF names). */
 export interface LycorisConfig extends PeftConfig {

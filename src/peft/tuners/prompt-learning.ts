@@ -9,21 +9,21 @@
  * - PromptLearningEncoder: the base of the encoders. Its output for all virtual tokens is what gets saved as
  *   `prompt_embeddings`; a loaded adapter (and one created in inference mode) holds that output directly, so
  *   inference needs no MLP/LSTM.
- * - PromptLearningModel: the BaseTuner that holds the encoders (`prompt_encoder.<adapter>`) around the frozen
+ * - PromptLearningModel: the virtual-tokens host (contract.ts) that holds the encoders (`prompt_encoder.<adapter>`) around the frozen
  *   model, and the task-specific forwards and the generation adapter of peft's PeftModelFor* classes.
  */
 import { Embedding, Module, ModuleDict } from "../../nn/index.js";
 import type { PreTrainedModel } from "../../models/pretrained.js";
 import type { PretrainedConfig } from "../../models/config.js";
 import type { LayerKV, ModelOutput, PastKeyValues, Seq2SeqInputs } from "../../models/outputs.js";
-import { questionAnswering, tokenLoss } from "../../models/heads.js";
-import type { Generative } from "../../generation/index.js";
+import { tokenLoss } from "../../models/heads.js";
+import { asGenerative, type Generative } from "../../models/generation/index.js";
 import {
   Tensor, cat, contiguous, expand, full, narrow, noGrad, ones, permute, reshape, select, unsqueeze, zeros, fmtShape, sameShape,
 } from "../../tensor/index.js";
 import { check, PeftType, TaskType, type PeftConfig } from "../config.js";
-import { methodFor, type PromptLearningMethod } from "../registry.js";
-import { BaseTuner, type TunerConfig } from "./tuner.js";
+import type { AdapterCapabilities, AdapterFiles, AdapterHost, PeftTask, SavedAdapter } from "../contract.js";
+import { methodFor } from "../registry.js";
 
 /** The fields every prompt-learning config has (peft's PromptLearningConfig). */
 export interface PromptLearningConfig extends PeftConfig {
@@ -156,9 +156,6 @@ export abstract class PromptLearningEncoder extends Module {
   }
 }
 
-/** Which task-specific forward of peft's PeftModelFor* classes to run. */
-export type PromptTask = "causal-lm" | "seq2seq-lm" | "sequence-classification" | "token-classification" | "question-answering" | "feature-extraction";
-
 /** The batch size of a forward's inputs. */
 function batchOf(inputs: Seq2SeqInputs): number {
   const t = inputs.inputIds ?? inputs.inputsEmbeds ?? inputs.encoderOutputs ?? inputs.decoderInputIds ?? inputs.decoderInputsEmbeds;
@@ -172,44 +169,44 @@ function extendMask(mask: Tensor, n: number): Tensor {
 }
 
 /**
- * BaseTuner's config type: prompt-learning configs have no targets (target_modules is absent at runtime; BaseTuner's
- * target matching is never used here).
+ * peft-ts's extra file in a prompt-learning adapter folder: the prompt encoder's own weights (embedding and
+ * MLP/LSTM/projection), written when the encoder has a network. Loading for training restores the encoder from it;
+ * without it (folders from Python peft) training continues on the saved output directly.
  */
-type PromptTunerConfig = PromptLearningConfig & TunerConfig;
+export const PROMPT_ENCODER_FILE = "prompt_encoder.safetensors";
 
-/** A model whose adapters are prompt encoders; the transformers model inside stays frozen and unchanged. */
-export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
-  readonly prefix = "prompt_encoder";
+/**
+ * The virtual-tokens host of the adapter contract: the adapters are prompt encoders; the transformers model inside
+ * stays frozen and unchanged. Nothing merges or combines, and no per-step work is needed.
+ */
+export class PromptLearningModel extends Module implements AdapterHost {
+  readonly family = "virtual-tokens";
+  readonly capabilities: AdapterCapabilities = { merge: null, weightedCombination: null, optimizerStepHook: null };
+  model: PreTrainedModel;
+  readonly peftConfig = new Map<string, PromptLearningConfig>();
+  activeAdapters: string[] = [];
   prompt_encoder: ModuleDict<PromptLearningEncoder>;
   /** withAdapterDisabled: the plain model runs. */
   disabled = false;
   private warnedPositionIds = false;
   private warnedTokenTypeIds = false;
 
-  constructor(model: PreTrainedModel, config: PromptLearningConfig, adapterName: string) {
-    super(model);
+  constructor(model: PreTrainedModel) {
+    super();
+    this.model = this.registerModule("model", model);
     this.prompt_encoder = this.registerModule("prompt_encoder", new ModuleDict<PromptLearningEncoder>());
-    this.injectAdapter(config as PromptTunerConfig, adapterName);
-  }
-
-  protected prepareConfig(config: PromptTunerConfig): PromptTunerConfig {
-    return preparePromptLearningConfig(config, this.model.config);
-  }
-
-  protected createOrUpdate(): void {
-    throw new Error("prompt learning does not inject layers");
   }
 
   /** Add a prompt encoder for an adapter; the model's own parameters are frozen. */
-  override injectAdapter(config: PromptTunerConfig, adapterName: string): PromptTunerConfig {
+  injectAdapter(config: PromptLearningConfig, adapterName: string): PromptLearningConfig {
     if (this.peftConfig.has(adapterName)) throw new Error(`an adapter named "${adapterName}" already exists; pick another name or delete it first`);
     requireVirtualTokens(config);
-    const prepared = this.prepareConfig(config);
+    const prepared = preparePromptLearningConfig(config, this.model.config);
     const method = methodFor(prepared.peft_type);
-    if (method.kind !== "prompt") throw new Error(`${prepared.peft_type} is not a prompt-learning method`);
+    if (method.family !== "virtual-tokens") throw new Error(`${prepared.peft_type} is not a prompt-learning method`);
     this.checkFitsModel(prepared);
     this.model.requiresGrad_(false);
-    const encoder = (method as PromptLearningMethod<PromptLearningConfig>).createPromptEncoder(prepared, { model: this.model, wordEmbeddings: this.model.getInputEmbeddings() });
+    const encoder = method.createPromptEncoder(prepared, { model: this.model, wordEmbeddings: this.model.getInputEmbeddings() });
     encoder.train(this.training);
     if (prepared.inference_mode) encoder.requiresGrad_(false);
     this.prompt_encoder.set(adapterName, encoder);
@@ -222,7 +219,7 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
    * A config read from an adapter folder carries token_dim and num_layers of the model it was made for; refuse one
    * that does not fit this model (the prompts or prefixes would not line up with its embeddings or layers).
    */
-  private checkFitsModel(config: PromptTunerConfig): void {
+  private checkFitsModel(config: PromptLearningConfig): void {
     const own = preparePromptLearningConfig({ ...config, token_dim: null, num_layers: null, num_attention_heads: null }, this.model.config);
     const prefix = config.peft_type === PeftType.PREFIX_TUNING;
     const fields = prefix ? (["token_dim", "num_layers", "num_attention_heads"] as const) : (["token_dim"] as const);
@@ -234,14 +231,15 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
   }
 
   /** Make one adapter the active one (prompt learning runs one prompt at a time). */
-  override setAdapter(names: string | string[]): void {
+  setAdapter(names: string | string[]): void {
     const list = typeof names === "string" ? [names] : names;
     if (list.length !== 1) throw new Error(`prompt learning uses one adapter at a time; got ${list.length} (${list.join(", ")})`);
     if (!this.peftConfig.has(list[0]!)) throw new Error(`adapter "${list[0]}" not found; adapters: ${[...this.peftConfig.keys()].join(", ")}`);
     this.activeAdapters = [list[0]!];
   }
 
-  override deleteAdapter(name: string): void {
+  /** Remove an adapter's encoder; the last remaining adapter becomes active if the active one was removed. */
+  deleteAdapter(name: string): void {
     if (!this.peftConfig.has(name)) throw new Error(`adapter "${name}" does not exist`);
     this.peftConfig.delete(name);
     this.prompt_encoder.get(name).dispose();
@@ -251,23 +249,35 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
     if (this.activeAdapters.length === 0 && remaining.length > 0) this.activeAdapters = [remaining[remaining.length - 1]!];
   }
 
-  override adapterParameters(adapterName: string): Tensor[] {
+  /** The parameters of an adapter's encoder. */
+  adapterParameters(adapterName: string): Tensor[] {
     return this.prompt_encoder.has(adapterName) ? this.prompt_encoder.get(adapterName).parameters() : [];
   }
 
-  override setAdaptersDisabled(disabled: boolean): void {
+  /** Disabled: the plain model runs (and generates) without prompts. */
+  setAdaptersDisabled(disabled: boolean): void {
     this.disabled = disabled;
   }
 
-  override merge(): void {
-    throw new Error("prompt-learning adapters cannot be merged into the weights: the virtual tokens are extra inputs, not weight changes");
+  /** The untouched model (prompt learning changes nothing inside it). */
+  unload(): PreTrainedModel {
+    return this.model;
   }
 
-  override unmerge(): void {}
+  /** peft's task forward with the active prompt, or the plain model's forward when disabled. */
+  forwardTask(task: PeftTask, inputs: Seq2SeqInputs): ModelOutput {
+    return this.disabled ? (this.model.forward(inputs) as ModelOutput) : this.forwardWithPrompts(task, inputs);
+  }
 
-  override unloadAndMaybeMerge(merge: boolean): PreTrainedModel {
-    if (merge) this.merge();
-    return this.model;
+  /** Save hook: `prompt_embeddings` (the encoder's output) and, for encoders with a network, its weights beside it. */
+  saveAdapter(adapterName: string): SavedAdapter {
+    const encoder = this.encoderTensors(adapterName);
+    return { tensors: this.savedTensors(adapterName), sideFiles: new Map(encoder ? [[PROMPT_ENCODER_FILE, encoder]] : []) };
+  }
+
+  /** Load hook: see loadSaved. */
+  loadAdapter(adapterName: string, files: AdapterFiles): void {
+    noGrad(() => this.loadSaved(files.tensors, adapterName, files.where, files.sideFile(PROMPT_ENCODER_FILE)));
   }
 
   /** The active adapter's config. */
@@ -287,13 +297,13 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
   }
 
   /** The tensors saved for an adapter: `prompt_embeddings`, the encoder's output. */
-  savedTensors(adapterName: string): Map<string, Tensor> {
+  private savedTensors(adapterName: string): Map<string, Tensor> {
     if (!this.prompt_encoder.has(adapterName)) throw new Error(`adapter "${adapterName}" not found`);
     return new Map([["prompt_embeddings", noGrad(() => contiguous(this.prompt_encoder.get(adapterName).encode()))]]);
   }
 
   /** The encoder's own weights (embedding and network) when it has a network (P-tuning, projected prefixes), else null. */
-  encoderTensors(adapterName: string): Map<string, Tensor> | null {
+  private encoderTensors(adapterName: string): Map<string, Tensor> | null {
     const encoder = this.prompt_encoder.get(adapterName);
     return encoder.direct ? null : encoder.stateDict();
   }
@@ -304,7 +314,7 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
    * when given, in place, so that training resumes exactly; otherwise, as peft's inference path does, the encoder
    * becomes the saved output itself.
    */
-  loadSaved(weights: ReadonlyMap<string, Tensor>, adapterName: string, where: string, encoderWeights: ReadonlyMap<string, Tensor> | null = null): void {
+  private loadSaved(weights: ReadonlyMap<string, Tensor>, adapterName: string, where: string, encoderWeights: ReadonlyMap<string, Tensor> | null = null): void {
     const unexpected = [...weights.keys()].filter((k) => k !== "prompt_embeddings");
     if (unexpected.length > 0) throw new Error(`${where}: a prompt-learning adapter holds only "prompt_embeddings", but this file also has ${unexpected.slice(0, 3).join(", ")}`);
     const saved = weights.get("prompt_embeddings");
@@ -390,12 +400,14 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
    *   decoder mask for prefix tuning); position ids are dropped (the model counts positions itself);
    * - prefix tuning passes the prefixes as pastKeyValues; prompt/P-tuning prepend the prompts to the input
    *   embeddings. Causal LM: labels get num_virtual_tokens leading -100 and the outputs keep the virtual
-   *   positions (as in peft). Token classification and question answering: the virtual positions are dropped
-   *   from the logits and the loss is computed on the real tokens (peft would fail on the length mismatch).
+   *   positions (as in peft). Token classification: the virtual positions are dropped from the logits and the
+   *   loss is computed on the real tokens (peft would fail on the length mismatch). Question answering, as in
+   *   peft 0.15: the start/end logits cover the virtual positions too ([batch, P + length]) and the loss is
+   *   computed over them with the positions unchanged.
    *   Sequence classification: the head pools as usual (a decoder-only model given embeddings pools the last
    *   position). Token type ids get zeros for the virtual tokens (classification) or are dropped (LMs, QA).
    */
-  forwardWithPrompts(task: PromptTask, given: Seq2SeqInputs): ModelOutput {
+  private forwardWithPrompts(task: PeftTask, given: Seq2SeqInputs): ModelOutput {
     const inputs: Seq2SeqInputs = { ...given };
     const P = this.numVirtualTokens;
     const batch = batchOf(inputs);
@@ -438,17 +450,12 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
       const logits = narrow(out.logits, 1, P, out.logits.shape[1]! - P);
       return { ...out, logits, ...(labels ? { loss: tokenLoss(logits, labels) } : {}) };
     }
-    if (task === "question-answering") {
-      const positions = { startPositions: inputs.startPositions, endPositions: inputs.endPositions };
-      delete inputs.startPositions;
-      delete inputs.endPositions;
-      const out = this.model.forward(inputs) as ModelOutput;
-      const span = narrow(out.logits, 1, P, out.logits.shape[1]! - P);
-      const { loss: _ignored, ...rest } = out;
-      void _ignored;
-      return { ...rest, ...questionAnswering(span, { ...(positions.startPositions ? { startPositions: positions.startPositions } : {}), ...(positions.endPositions ? { endPositions: positions.endPositions } : {}) }) };
-    }
     return this.model.forward(inputs) as ModelOutput;
+  }
+
+  /** The model as generate() drives it: the plain model when disabled, else with the active prompt. */
+  generative(): Generative {
+    return this.disabled ? asGenerative(this.model) : this.promptedGenerative();
   }
 
   /**
@@ -458,8 +465,8 @@ export class PromptLearningModel extends BaseTuner<PromptTunerConfig> {
    * decoder-only model prepends the prompts (or passes the prefixes as the cache); later steps feed the cache.
    * Encoder-decoder: prompts go in front of the encoder input; prefixes are the decoder's first cache.
    */
-  generative(): Generative {
-    const model = this.model as PreTrainedModel & Partial<Pick<Generative, "encode">>;
+  private promptedGenerative(): Generative {
+    const model: Generative = asGenerative(this.model);
     const P = this.numVirtualTokens;
     const prefix = this.activeEncoder.isPrefix;
     const self = this;

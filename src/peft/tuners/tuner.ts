@@ -1,14 +1,19 @@
 /**
- * BaseTuner: methods that inject adapter layers into a model (LoRA, AdaLoRA, IA3, LoHa, LoKr) share this —
- * walking the module tree, matching targets, replacing modules by path, freezing everything but the adapters,
- * modules_to_save copies, switching/deleting/disabling adapters, merging and unloading. A method supplies how
- * to wrap one module and its config preparation.
+ * BaseTuner, the injected-layers host of the adapter contract: methods that inject adapter layers into a model
+ * (LoRA, AdaLoRA, IA3, LoHa, LoKr, LLaMA-Adapter) share this — walking the module tree, matching targets,
+ * replacing modules by path, freezing everything but the adapters, modules_to_save copies, switching/deleting/
+ * disabling adapters, merging and unloading, saving and loading. A method supplies how to wrap one module and its
+ * config preparation, and declares its capabilities (merging is on by default).
  */
 import { Conv1D, Module, type Linear } from "../../nn/index.js";
-import type { Tensor } from "../../tensor/index.js";
+import { noGrad, type Tensor } from "../../tensor/index.js";
 import type { PreTrainedModel } from "../../models/pretrained.js";
 import type { ModelOutput, Seq2SeqInputs, BaseModelOutput } from "../../models/outputs.js";
+import { asGenerative, type Generative } from "../../models/generation/index.js";
 import type { PeftConfig } from "../config.js";
+import { HOST_NAME, type AdapterCapabilities, type AdapterFiles, type AdapterHost, type Merging, type PeftTask, type SavedAdapter } from "../contract.js";
+import { methodFor, type InjectedLayersMethod } from "../registry.js";
+import { adapterStateDict, loadAdapterStateDict } from "../state-dict.js";
 import { checkAllTargetsFound, checkTarget, type TargetFields } from "../targets.js";
 import { ModulesToSaveWrapper, isModuleToSave } from "../modules-to-save.js";
 import { BaseTunerLayer } from "./tuner-layer.js";
@@ -29,12 +34,15 @@ export function fanInFanOutFor(config: { fan_in_fan_out: boolean }, target: Line
 }
 
 /** The model wrapper of an injection method (HF's LoraModel, IA3Model, …), registered as "model" inside. */
-export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Module {
+export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Module implements AdapterHost, Merging {
+  readonly family = "injected-layers";
   model: PreTrainedModel;
   readonly peftConfig = new Map<string, C>();
   activeAdapters: string[] = [];
   /** Substring that marks this method's parameters ("lora_", "ia3_", …). */
   abstract readonly prefix: string;
+  /** Injected layers merge into the base weights unless a method says otherwise. */
+  readonly capabilities: AdapterCapabilities = { merge: this, weightedCombination: null, optimizerStepHook: null };
 
   constructor(model: PreTrainedModel) {
     super();
@@ -194,7 +202,7 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
    * Replace every adapter layer by its base layer (after merging when `merge`) and every modules_to_save wrapper
    * by its active copy; returns the plain model.
    */
-  unloadAndMaybeMerge(merge: boolean, names?: string[]): PreTrainedModel {
+  private unloadAndMaybeMerge(merge: boolean, names?: string[]): PreTrainedModel {
     for (const [key, layer] of this.tunerLayers()) {
       if (merge) layer.merge(names ?? layer.activeAdapters);
       this.model.setSubmodule(key, layer.base_layer);
@@ -203,16 +211,60 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
     return this.model;
   }
 
+  /** Merge the adapters (the active ones by default), then return the plain model. */
+  mergeAndUnload(names?: string[]): PreTrainedModel {
+    return noGrad(() => this.unloadAndMaybeMerge(true, names));
+  }
+
+  /** Remove the adapter layers without merging; returns the original model. */
+  unload(): PreTrainedModel {
+    return this.unloadAndMaybeMerge(false);
+  }
+
+  /** This host's registry entry. */
+  private method(adapterName: string): InjectedLayersMethod {
+    const config = this.peftConfig.get(adapterName);
+    if (!config) throw new Error(`adapter "${adapterName}" not found; adapters: ${[...this.peftConfig.keys()].join(", ")}`);
+    const method = methodFor(config.peft_type);
+    if (method.family !== "injected-layers") throw new Error(`${config.peft_type} is not an injected-layers method`);
+    return method;
+  }
+
+  /** Save hook: the adapter's layer tensors and modules_to_save copies, keyed as peft saves them. */
+  saveAdapter(adapterName: string): SavedAdapter {
+    const bias = String(this.peftConfig.get(adapterName)?.bias ?? "none");
+    const tensors = adapterStateDict(this, this.method(adapterName), adapterName, bias, `${HOST_NAME}.`);
+    return { tensors: this.finalizeSavedState(adapterName, tensors), sideFiles: new Map() };
+  }
+
+  /** Load hook: copy saved tensors into the adapter's layers; tensors the file lacks keep their initial values (with a warning). */
+  loadAdapter(adapterName: string, files: AdapterFiles): void {
+    const method = this.method(adapterName);
+    this.beforeLoadWeights(adapterName);
+    const { missingKeys } = noGrad(() => loadAdapterStateDict(this, method, files.tensors, adapterName, files.where, `${HOST_NAME}.`));
+    if (missingKeys.length > 0) process.emitWarning(`${files.where}: adapter weights missing (left at their initial values): ${missingKeys.join(", ")}`);
+  }
+
   /** Called before an adapter's saved tensors are copied in (AdaLoRA resizes its layers to the saved ranks). */
-  beforeLoadWeights(_adapterName: string): void {}
+  protected beforeLoadWeights(_adapterName: string): void {}
 
   /** The tensors to save for an adapter, from the generic selection (AdaLoRA prunes them to the kept ranks). */
-  finalizeSavedState(_adapterName: string, state: Map<string, Tensor>): Map<string, Tensor> {
+  protected finalizeSavedState(_adapterName: string, state: Map<string, Tensor>): Map<string, Tensor> {
     return state;
   }
 
   /** Run the wrapped model. */
   forward(inputs: Seq2SeqInputs): ModelOutput | BaseModelOutput {
     return this.model.forward(inputs);
+  }
+
+  /** Injected layers act inside the model, so every task runs the model's own forward. */
+  forwardTask(_task: PeftTask, inputs: Seq2SeqInputs): ModelOutput {
+    return this.forward(inputs) as ModelOutput;
+  }
+
+  /** The model itself generates: its adapter layers are already in place. */
+  generative(): Generative {
+    return asGenerative(this.model);
   }
 }

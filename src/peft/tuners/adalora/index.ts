@@ -1,6 +1,6 @@
 /** AdaLoRA: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod, tunerFactory } from "../../registry.js";
+import { hostFactory, registerMethod } from "../../registry.js";
 import { makeAdaLoraConfig, type AdaLoraConfig } from "./config.js";
 import { AdaLoraModel } from "./model.js";
 
@@ -14,5 +14,6 @@ registerMethod<AdaLoraConfig>({
   peftType: PeftType.ADALORA,
   prefix: "lora_",
   configFromJson: (fields) => makeAdaLoraConfig(fields, true),
-  createTuner: tunerFactory(AdaLoraModel),
+  family: "injected-layers",
+  createHost: hostFactory(AdaLoraModel),
 });

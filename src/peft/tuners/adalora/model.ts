@@ -6,6 +6,7 @@
 import { Conv1D, Linear, type Module } from "../../../nn/index.js";
 import type { ModelOutput, BaseModelOutput, Seq2SeqInputs } from "../../../models/outputs.js";
 import { add, div, matmul, mul, sqrt, square, sub, sum, tensor, transpose, type Tensor } from "../../../tensor/index.js";
+import type { AdapterCapabilities, OptimizerStepHook } from "../../contract.js";
 import { BaseTuner, fanInFanOutFor } from "../tuner.js";
 import { allLinearTargets, defaultTargets } from "../../targets.js";
 import { makeAdaLoraConfig, type AdaLoraConfig } from "./config.js";
@@ -27,9 +28,10 @@ export function rankPatternModule(key: string, adapterName: string): string {
   throw new Error(`rank_pattern key "${key}" does not name a lora_E ("<module path>.lora_E")`);
 }
 
-/** AdaLoRA injected into a model. */
-export class AdaLoraModel extends BaseTuner<AdaLoraConfig> {
+/** AdaLoRA injected into a model; it declares the per-step hook that drives its rank allocation. */
+export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerStepHook {
   readonly prefix = "lora_";
+  override readonly capabilities: AdapterCapabilities = { merge: this, weightedCombination: null, optimizerStepHook: this };
   /** The adapter being trained (AdaLoRA trains one adapter at a time), or null when all are loaded for inference. */
   trainableAdapterName: string | null = null;
   /** The rank allocator of the trainable adapter. */
@@ -169,6 +171,11 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> {
     }
   }
 
+  /** The per-step hook: updateAndAllocate (the Trainer calls it after each optimizer step). */
+  afterOptimizerStep(globalStep: number): void {
+    this.updateAndAllocate(globalStep);
+  }
+
   /** Set the total number of training steps of the schedule (peft's set_total_step). */
   setTotalStep(totalStep: number): void {
     const { config } = this.requireTrainable("setTotalStep");
@@ -232,7 +239,7 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> {
   }
 
   /** Before an adapter's saved tensors are loaded: resize its layers to the config's rank_pattern. */
-  override beforeLoadWeights(adapterName: string): void {
+  protected override beforeLoadWeights(adapterName: string): void {
     const pattern = this.peftConfig.get(adapterName)?.rank_pattern;
     if (pattern) this.resizeModulesByRankPattern(pattern, adapterName);
   }
@@ -241,7 +248,7 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> {
    * The tensors to save for an adapter: pruned to its rank_pattern, whose keys lose the adapter name (peft
    * rewrites the config's rank_pattern this way when saving, so adapter_config.json has "<path>.lora_E" keys).
    */
-  override finalizeSavedState(adapterName: string, state: Map<string, Tensor>): Map<string, Tensor> {
+  protected override finalizeSavedState(adapterName: string, state: Map<string, Tensor>): Map<string, Tensor> {
     const config = this.peftConfig.get(adapterName);
     if (!config?.rank_pattern) return state;
     const stripped: RankPattern = {};

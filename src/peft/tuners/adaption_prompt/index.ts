@@ -1,6 +1,6 @@
 /** LLaMA-Adapter (adaption prompt): registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod, tunerFactory } from "../../registry.js";
+import { hostFactory, registerMethod } from "../../registry.js";
 import { makeAdaptionPromptConfig, type AdaptionPromptConfig } from "./config.js";
 import { AdaptionPromptModel } from "./model.js";
 
@@ -12,5 +12,6 @@ registerMethod<AdaptionPromptConfig>({
   peftType: PeftType.ADAPTION_PROMPT,
   prefix: "adaption_",
   configFromJson: (fields) => makeAdaptionPromptConfig(fields, true),
-  createTuner: tunerFactory(AdaptionPromptModel),
+  family: "injected-layers",
+  createHost: hostFactory(AdaptionPromptModel),
 });

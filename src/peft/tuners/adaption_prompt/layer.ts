@@ -4,10 +4,11 @@
  * the adapter's prompt tokens projected by the layer's own k_proj / v_proj (no positions, no mask), the result is
  * scaled by a gate that starts at zero, projected by o_proj and added to the attention output.
  */
-import type { Linear, Module } from "../../../nn/index.js";
+import type { Module, TensorLayer } from "../../../nn/index.js";
 import { Tensor, add, applyRotary, defaultGenerator, expand, mul, parameter, unsqueeze, zeros } from "../../../tensor/index.js";
 import { attend, mergeHeads, splitHeads } from "../../../models/attention.js";
 import type { LayerKV } from "../../../models/outputs.js";
+import type { LlamaAttentionLayer } from "../../../models/llama/modeling.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
 
 /** Head layout of the wrapped attention. */
@@ -19,16 +20,15 @@ export interface AttentionDims {
 }
 
 /** The LLaMA attention as the adapter uses it. */
-interface LlamaLikeAttention extends Module {
-  q_proj: Linear;
-  k_proj: Linear;
-  v_proj: Linear;
-  o_proj: Linear;
-  forward(x: Tensor, rope: { cos: Tensor; sin: Tensor }, mask: Tensor | null, past: LayerKV | undefined): { out: Tensor; present: LayerKV };
+interface LlamaLikeAttention extends LlamaAttentionLayer {
+  q_proj: TensorLayer;
+  k_proj: TensorLayer;
+  v_proj: TensorLayer;
+  o_proj: TensorLayer;
 }
 
 /** A LLaMA attention with adaption prompts (`adaption_prompt.<adapter>` [1, len, hidden], `adaption_gate.<adapter>` [1]). */
-export class AdaptedAttention extends BaseTunerLayer {
+export class AdaptedAttention extends BaseTunerLayer implements LlamaAttentionLayer {
   readonly adapterLayerNames = ["adaption_prompt", "adaption_gate"] as const;
   adaption_prompt: ParameterDict;
   adaption_gate: ParameterDict;

@@ -6,6 +6,7 @@
  */
 import type { Module } from "../../../nn/index.js";
 import type { LlamaConfig } from "../../../models/llama/config.js";
+import type { AdapterCapabilities } from "../../contract.js";
 import { BaseTuner } from "../tuner.js";
 import { validateAdaptionPromptFields, type AdaptionPromptConfig } from "./config.js";
 import { AdaptedAttention } from "./layer.js";
@@ -16,6 +17,8 @@ const SUPPORTED = ["llama", "mistral", "qwen2"];
 /** LLaMA-Adapter injected into a LLaMA-family model. */
 export class AdaptionPromptModel extends BaseTuner<AdaptionPromptConfig> {
   readonly prefix = "adaption_";
+  /** Adaption prompts add attention over learned tokens: there is no weight change to merge. */
+  override readonly capabilities: AdapterCapabilities = { merge: null, weightedCombination: null, optimizerStepHook: null };
 
   protected prepareConfig(config: AdaptionPromptConfig): AdaptionPromptConfig {
     const type = this.model.config.model_type;

@@ -1,6 +1,6 @@
 /** (IA)³: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod, tunerFactory } from "../../registry.js";
+import { hostFactory, registerMethod } from "../../registry.js";
 import { makeIA3Config, type IA3Config } from "./config.js";
 import { IA3Model } from "./model.js";
 
@@ -12,5 +12,6 @@ registerMethod<IA3Config>({
   peftType: PeftType.IA3,
   prefix: "ia3_",
   configFromJson: (fields) => makeIA3Config(fields, true),
-  createTuner: tunerFactory(IA3Model),
+  family: "injected-layers",
+  createHost: hostFactory(IA3Model),
 });

@@ -5,6 +5,7 @@
  */
 import { Conv1D, Linear, type Module } from "../../../nn/index.js";
 import { add, mul, noGrad, tidy, zeros } from "../../../tensor/index.js";
+import type { AdapterCapabilities, WeightedAdapterOptions, WeightedCombination } from "../../contract.js";
 import { BaseTuner, fanInFanOutFor } from "../tuner.js";
 import { allLinearTargets } from "../../targets.js";
 import { IA3_FEEDFORWARD, IA3_TARGETS } from "../../mapping.js";
@@ -19,8 +20,9 @@ export function isFeedforwardModule(feedforward: string | readonly string[] | nu
 }
 
 /** (IA)³ injected into a model. */
-export class IA3Model extends BaseTuner<IA3Config> {
+export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombination {
   readonly prefix = "ia3_";
+  override readonly capabilities: AdapterCapabilities = { merge: this, weightedCombination: this, optimizerStepHook: null };
 
   /** Add an adapter; plain config objects (not made by IA3Config()) get the defaults and checks too. */
   override injectAdapter(fields: IA3Config, adapterName: string): IA3Config {
@@ -75,9 +77,12 @@ export class IA3Model extends BaseTuner<IA3Config> {
    * adapters present there (0 where none is). Its config is the first adapter's with target_modules and
    * feedforward_modules the unions of the adapters' (regex strings joined as "(a)|(b)"). It is added inactive and
    * frozen, as in peft. Where this differs from peft 0.15.2: an existing `adapterName` is an error (peft silently
-   * does nothing), and weights must be one finite number per adapter (peft zips, dropping extras). Returns the new config.
+   * does nothing), and weights must be one finite number per adapter (peft zips, dropping extras). LoRA's options
+   * do not apply. Returns the new config.
    */
-  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string): IA3Config {
+  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, opts: WeightedAdapterOptions = {}): IA3Config {
+    const options = Object.keys(opts);
+    if (options.length > 0) throw new Error(`addWeightedAdapter: options (${options.join(", ")}) apply to LoRA only; IA3 adapters are combined as a weighted sum`);
     const config = this.checkWeightedAdapter(adapters, weights, adapterName);
     this.injectAdapter(config, adapterName);
     noGrad(() => {

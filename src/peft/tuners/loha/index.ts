@@ -1,6 +1,6 @@
 /** LoHa: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod, tunerFactory } from "../../registry.js";
+import { hostFactory, registerMethod } from "../../registry.js";
 import { makeLoHaConfig, type LoHaConfig } from "./config.js";
 import { LoHaModel } from "./model.js";
 
@@ -12,5 +12,6 @@ registerMethod<LoHaConfig>({
   peftType: PeftType.LOHA,
   prefix: "hada_",
   configFromJson: (fields) => makeLoHaConfig(fields, true),
-  createTuner: tunerFactory(LoHaModel),
+  family: "injected-layers",
+  createHost: hostFactory(LoHaModel),
 });

@@ -8,14 +8,9 @@
  */
 import { Linear } from "../../../nn/index.js";
 import { Tensor, matmul, mul, parameter, zeros } from "../../../tensor/index.js";
-import { kaimingUniformA5 } from "../../../nn/init.js";
+import { kaimingUniform2d } from "../../../nn/init.js";
 import { ParameterDict } from "../tuner-layer.js";
 import { LycorisLayer, type LycorisSettings } from "../lycoris.js";
-
-/** Kaiming-uniform(a = √5) of a 2-D tensor, as torch's kaiming_uniform_ (fan_in = shape[1]). */
-export function kaimingUniform2d(shape: [number, number]): Tensor {
-  return kaimingUniformA5(shape, shape[1]);
-}
 
 /** LoHa on a Linear ([out, in] weight). */
 export class LoHaLinear extends LycorisLayer {

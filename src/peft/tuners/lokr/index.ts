@@ -1,6 +1,6 @@
 /** LoKr: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod, tunerFactory } from "../../registry.js";
+import { hostFactory, registerMethod } from "../../registry.js";
 import { makeLoKrConfig, type LoKrConfig } from "./config.js";
 import { LoKrModel } from "./model.js";
 
@@ -13,5 +13,6 @@ registerMethod<LoKrConfig>({
   peftType: PeftType.LOKR,
   prefix: "lokr_",
   configFromJson: (fields) => makeLoKrConfig(fields, true),
-  createTuner: tunerFactory(LoKrModel),
+  family: "injected-layers",
+  createHost: hostFactory(LoKrModel),
 });

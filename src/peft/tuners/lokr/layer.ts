@@ -12,7 +12,7 @@ import { Linear } from "../../../nn/index.js";
 import { Tensor, matmul, mul, parameter, reshape, zeros } from "../../../tensor/index.js";
 import { ParameterDict } from "../tuner-layer.js";
 import { LycorisLayer, type LycorisSettings } from "../lycoris.js";
-import { kaimingUniform2d } from "../loha/layer.js";
+import { kaimingUniform2d } from "../../../nn/init.js";
 
 /**
  * peft's (LyCORIS's) factorization: dimension = m·n with m ≤ n. With factor > 0 dividing the dimension it is

@@ -1,19 +1,23 @@
 /** LoRA: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod, tunerFactory } from "../../registry.js";
+import { hostFactory, registerMethod } from "../../registry.js";
 import { makeLoraConfig, type LoraConfig } from "./config.js";
 import { LoraModel } from "./model.js";
 
 export { LoraConfig } from "./config.js";
 export { LoraModel } from "./model.js";
-export type { CombinationType, WeightedAdapterOptions } from "./model.js";
-export { LoraLinear, LoraEmbedding } from "./layer.js";
+export { LoraLayer, LoraLinear, LoraEmbedding } from "./layer.js";
+export { DoraLayer, DoraLinearVariant, plainLora } from "./variants.js";
+export type { LoraVariant } from "./variants.js";
+export { LORA_DISPATCHERS, dispatchLinear, dispatchEmbedding } from "./dispatch.js";
+export type { LoraDispatcher } from "./dispatch.js";
 
 registerMethod<LoraConfig>({
   peftType: PeftType.LORA,
   prefix: "lora_",
   configFromJson: (fields) => makeLoraConfig(fields, true),
-  createTuner: tunerFactory(LoraModel),
+  family: "injected-layers",
+  createHost: hostFactory(LoraModel),
   // DoRA's magnitude is a module holding "weight" in the model but a bare tensor in the file (as in peft).
   renameOnSave: (key, adapter) => (key.endsWith(`lora_magnitude_vector.${adapter}.weight`) ? key.slice(0, -".weight".length) : key),
   renameOnLoad: (key, adapter) => (key.endsWith(`lora_magnitude_vector.${adapter}`) ? `${key}.weight` : key),

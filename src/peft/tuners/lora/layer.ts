@@ -1,14 +1,16 @@
 /**
  * LoRA layers: y = base(x) + B·A·dropout(x)·scaling for Linear and GPT-2's Conv1D (fan_in_fan_out), and the
- * embedding variant; DoRA's magnitude re-scaling; merge/unmerge of ΔW = B·A·scaling into the base weight.
+ * embedding layer; merge/unmerge of ΔW = B·A·scaling into the base weight. What differs between LoRA variants
+ * (DoRA's magnitude re-scaling, …) is the adapter's LoraVariant (variants.ts); which layer wraps which module kind
+ * is the dispatcher list (dispatch.ts).
  * Parameter names and layouts are HF peft's: lora_A.<adapter> is a Linear(in, r) ([r, in]), lora_B a Linear(r, out).
  */
-import { Conv1D, Dropout, Embedding, Linear, Module, ModuleDict } from "../../../nn/index.js";
+import { Conv1D, Dropout, Embedding, Linear, ModuleDict } from "../../../nn/index.js";
 import {
-  Tensor, add, div, embedding, keep, matmul, mul, noGrad, parameter, reshape, sqrt, sub, sum, square, transpose, zeros,
-  defaultGenerator, addInPlace,
+  Tensor, add, embedding, matmul, mul, noGrad, parameter, sqrt, sum, square, transpose, zeros, defaultGenerator, addInPlace,
 } from "../../../tensor/index.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
+import { DoraLinearVariant, plainLora, type DoraLayer, type LoraVariant } from "./variants.js";
 
 /** How one adapter is set up in a layer. */
 export interface LoraSettings {
@@ -25,30 +27,23 @@ export function loraScaling(s: LoraSettings): number {
   return s.useRslora ? s.alpha / Math.sqrt(s.r) : s.alpha / s.r;
 }
 
-/** The per-output-row magnitude of DoRA (a module holding one parameter "weight", as in HF). */
-export class DoraLayer extends Module {
-  weight: Tensor;
-  constructor(weight: Tensor) {
-    super();
-    this.weight = this.registerParameter("weight", parameter(weight));
-  }
-}
-
 /** State shared by the LoRA layer kinds: per-adapter rank, alpha, scaling. */
-abstract class LoraLayer extends BaseTunerLayer {
+export abstract class LoraLayer extends BaseTunerLayer {
   readonly r = new Map<string, number>();
   readonly loraAlpha = new Map<string, number>();
   readonly scaling = new Map<string, number>();
-  readonly useDora = new Map<string, boolean>();
 
   protected forgetAdapter(name: string): void {
-    for (const m of [this.r, this.loraAlpha, this.scaling, this.useDora]) m.delete(name);
+    for (const m of [this.r, this.loraAlpha, this.scaling]) m.delete(name);
   }
 
   /** Replace an adapter's scaling (used by AdaLoRA-like rescaling and weighted adapters). */
   setScale(adapter: string, scale: number): void {
     this.scaling.set(adapter, scale);
   }
+
+  /** Add (or re-create) an adapter (HF's update_layer). */
+  abstract updateLayer(name: string, s: LoraSettings): void;
 
   /** ΔW of one adapter in the base weight's layout. */
   abstract getDeltaWeight(adapter: string): Tensor;
@@ -69,7 +64,6 @@ abstract class LoraLayer extends BaseTunerLayer {
     this.r.set(name, s.r);
     this.loraAlpha.set(name, s.alpha);
     this.scaling.set(name, loraScaling(s));
-    this.useDora.set(name, s.useDora);
   }
 }
 
@@ -82,8 +76,8 @@ export class LoraLinear extends LoraLayer {
   lora_A: ModuleDict<Linear>;
   lora_B: ModuleDict<Linear>;
   lora_magnitude_vector: ModuleDict<DoraLayer>;
-  /** DoRA's weight norms at merge time, to unmerge exactly. */
-  private readonly doraMergeNorms = new Map<string, Tensor>();
+  /** Each adapter's variant (plain LoRA unless the config asks for another). */
+  private readonly variants = new Map<string, LoraVariant>();
 
   constructor(base: Linear | Conv1D, readonly fanInFanOut: boolean) {
     super(base);
@@ -94,33 +88,36 @@ export class LoraLinear extends LoraLayer {
     this.lora_magnitude_vector = this.registerModule("lora_magnitude_vector", new ModuleDict<DoraLayer>());
   }
 
-  /** Add (or re-create) an adapter (HF's update_layer). */
+  /** Add (or re-create) an adapter (HF's update_layer): its factors, then its variant's own state. */
   updateLayer(name: string, s: LoraSettings): void {
     this.recordSettings(name, s);
     this.lora_dropout.set(name, new Dropout(s.dropout));
     const a = new Linear(this.inFeatures, s.r, { bias: false });
     const b = new Linear(s.r, this.outFeatures, { bias: false });
-    noGrad(() => {
-      if (s.initWeights === "gaussian") a.weight.copy_(defaultGenerator.normal(a.weight.shape, 0, 1 / s.r));
-      // true: A keeps Linear's Kaiming-uniform(a=√5) init and B starts at 0, so a fresh adapter changes nothing.
-      if (s.initWeights !== false) b.weight.copy_(zeros(b.weight.shape));
-    });
+    noGrad(() => initFactors(a.weight, b.weight, s));
     this.lora_A.set(name, a);
     this.lora_B.set(name, b);
-    if (s.useDora) this.lora_magnitude_vector.set(name, new DoraLayer(noGrad(() => this.weightNorm(this.baseWeightOutIn(), name))));
-    else this.lora_magnitude_vector.remove(name);
+    this.lora_magnitude_vector.remove(name);
+    const variant = s.useDora ? new DoraLinearVariant() : plainLora;
+    this.variants.set(name, variant);
+    noGrad(() => variant.init(this, name));
     this.setAdapter(this.activeAdapters);
   }
 
   /** The base weight as [out, in], whatever the layer's storage layout. */
-  private baseWeightOutIn(): Tensor {
+  baseWeightOutIn(): Tensor {
     const w = this.base_layer.getTensor("weight");
     return this.fanInFanOut ? transpose(w) : w;
   }
 
   /** B·A·scaling as [out, in]. */
-  private deltaOutIn(adapter: string): Tensor {
+  deltaOutIn(adapter: string): Tensor {
     return mul(matmul(this.lora_B.get(adapter).weight, this.lora_A.get(adapter).weight), this.scaling.get(adapter)!);
+  }
+
+  /** B·A·input·scaling: one adapter's low-rank path on an (already dropped-out) input. */
+  loraOutput(adapter: string, input: Tensor): Tensor {
+    return this.lora_B.get(adapter).forward(mul(this.lora_A.get(adapter).forward(input), this.scaling.get(adapter)!));
   }
 
   loraFactors(adapter: string): { A: Tensor; B: Tensor } {
@@ -133,57 +130,48 @@ export class LoraLinear extends LoraLayer {
   }
 
   /** Row norms ‖W + ΔW‖ (DoRA's weight norm), W as [out, in]; never differentiated (HF detaches it). */
-  private weightNorm(wOutIn: Tensor, adapter: string): Tensor {
+  weightNorm(wOutIn: Tensor, adapter: string): Tensor {
     return sqrt(sum(square(add(wOutIn, this.deltaOutIn(adapter).detach())), 1)).detach();
   }
 
-  /** Apply the layer. */
+  /** Apply the layer: the base output plus each active adapter's contribution, as its variant computes it. */
   forward(x: Tensor): Tensor {
     const base = this.baseForward(x);
     let result = base;
-    for (const name of this.adaptersToApply()) {
-      const drop = this.lora_dropout.get(name);
-      const s = this.scaling.get(name)!;
-      const lora = (input: Tensor) => this.lora_B.get(name).forward(mul(this.lora_A.get(name).forward(input), s));
-      if (!this.useDora.get(name)) {
-        result = add(result, lora(drop.forward(x)));
-        continue;
-      }
-      // DoRA: rescale each output row to the learned magnitude; with active dropout the base output is recomputed on the dropped input.
-      const dropped = drop.forward(x);
-      const w = this.baseWeightOutIn();
-      const bias = this.base_layer.ownParameter("bias");
-      const baseResult = dropped === x ? (bias ? sub(base, bias) : base) : matmul(reshape(dropped, [-1, this.inFeatures]), transpose(w));
-      const magScale = div(this.lora_magnitude_vector.get(name).weight, this.weightNorm(w, name));
-      const shapedBase = reshape(baseResult, base.shape);
-      result = add(result, add(mul(sub(magScale, 1), shapedBase), mul(magScale, lora(dropped))));
-    }
+    for (const name of this.adaptersToApply()) result = this.variants.get(name)!.forward(this, name, x, result, base);
     return result;
   }
 
   protected mergeOne(name: string): void {
-    noGrad(() => {
-      const w = this.base_layer.getTensor("weight");
-      if (!this.useDora.get(name)) return addInPlace(w, this.getDeltaWeight(name));
-      const norm = this.weightNorm(this.baseWeightOutIn(), name);
-      const factor = div(this.lora_magnitude_vector.get(name).weight, norm); // [out]
-      const merged = mul(add(this.baseWeightOutIn(), this.deltaOutIn(name)), reshape(factor, [-1, 1]));
-      this.doraMergeNorms.set(name, keep(factor));
-      w.copy_(this.fanInFanOut ? transpose(merged) : merged);
-    });
+    this.replaceBaseWeight((w) => this.variants.get(name)!.merge(this, name, w));
   }
 
   protected unmergeOne(name: string): void {
+    this.replaceBaseWeight((w) => this.variants.get(name)!.unmerge(this, name, w));
+  }
+
+  /** Write f(W) into the base weight, W and f(W) as [out, in]. */
+  private replaceBaseWeight(f: (wOutIn: Tensor) => Tensor): void {
     noGrad(() => {
-      const w = this.base_layer.getTensor("weight");
-      if (!this.useDora.get(name)) return addInPlace(w, mul(this.getDeltaWeight(name), -1));
-      const factor = this.doraMergeNorms.get(name)!;
-      const restored = sub(div(this.baseWeightOutIn(), reshape(factor, [-1, 1])), this.deltaOutIn(name));
-      w.copy_(this.fanInFanOut ? transpose(restored) : restored);
-      factor.dispose();
-      this.doraMergeNorms.delete(name);
+      const updated = f(this.baseWeightOutIn());
+      this.base_layer.getTensor("weight").copy_(this.fanInFanOut ? transpose(updated) : updated);
     });
   }
+
+  protected override forgetAdapter(name: string): void {
+    super.forgetAdapter(name);
+    this.variants.delete(name);
+  }
+}
+
+/**
+ * How an adapter's A [r, in] and B [out, r] start, by init_lora_weights: true keeps A's Kaiming-uniform(a=√5) init
+ * and zeroes B, so a fresh adapter changes nothing; "gaussian" draws A ~ N(0, 1/r); false leaves both random.
+ * Inits that also rewrite the base weight (PiSSA, OLoRA, LoftQ) go here, beside these.
+ */
+function initFactors(a: Tensor, b: Tensor, s: LoraSettings): void {
+  if (s.initWeights === "gaussian") a.copy_(defaultGenerator.normal(a.shape, 0, 1 / s.r));
+  if (s.initWeights !== false) b.copy_(zeros(b.shape));
 }
 
 /** LoRA on an Embedding: lora_embedding_A [r, vocab] and lora_embedding_B [dim, r] (parameter dicts, as in HF). */

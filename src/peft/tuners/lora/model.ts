@@ -1,42 +1,25 @@
 /** LoraModel: LoRA's injection rules (which layers, which rank/alpha per layer, GPT-2's fan_in_fan_out). */
-import { Conv1D, Embedding, Linear, type Module } from "../../../nn/index.js";
-import { BaseTuner, fanInFanOutFor } from "../tuner.js";
-import { allLinearTargets, defaultTargets } from "../../targets.js";
+import type { Module } from "../../../nn/index.js";
+import type { AdapterCapabilities, CombinationType, WeightedAdapterOptions, WeightedCombination } from "../../contract.js";
+import { BaseTuner } from "../tuner.js";
+import { allLinearTargets, defaultTargets, patternKey } from "../../targets.js";
 import { LORA_TARGETS } from "../../mapping.js";
-import { LoraEmbedding, LoraLinear, type LoraSettings } from "./layer.js";
+import { LoraLayer, type LoraSettings } from "./layer.js";
+import { dispatchLora } from "./dispatch.js";
 import type { LoraConfig } from "./config.js";
 import { PeftType } from "../../config.js";
 import { noGrad, tensor, fmtShape, type Tensor } from "../../../tensor/index.js";
 import { combineCat, combineLinear, combineSvd, type CombinedFactors, type LoraPart } from "./weighted.js";
-
-/** How add_weighted_adapter combines adapters (the ones implemented here). */
-export type CombinationType = "linear" | "cat" | "svd";
-
-/** Options of addWeightedAdapter (peft's keyword arguments). */
-export interface WeightedAdapterOptions {
-  /** "svd" by default, as in peft. With a single adapter peft always uses "linear". */
-  combinationType?: CombinationType;
-  /** Rank of an "svd" result (default: the largest rank among the adapters). */
-  svdRank?: number | null;
-  /** Quantile in [0, 1] at which an "svd" result's entries are clamped (default: no clamping). */
-  svdClamp?: number | null;
-}
 
 const COMBINATION_TYPES: readonly string[] = ["linear", "cat", "svd"];
 const PEFT_ONLY_COMBINATION_TYPES: readonly string[] = [
   "ties", "ties_svd", "dare_ties", "dare_linear", "dare_ties_svd", "dare_linear_svd", "magnitude_prune", "magnitude_prune_svd",
 ];
 
-type LoraLayerAny = LoraLinear | LoraEmbedding;
-
-/** HF's get_pattern_key: the rank_pattern/alpha_pattern key matching a module path, if any. */
-export function patternKey(keys: readonly string[], modulePath: string): string | null {
-  return keys.find((k) => new RegExp(`^(.*\\.)?(${k})$`).test(modulePath)) ?? null;
-}
-
 /** LoRA injected into a model. */
-export class LoraModel extends BaseTuner<LoraConfig> {
+export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombination {
   readonly prefix = "lora_";
+  override readonly capabilities: AdapterCapabilities = { merge: this, weightedCombination: this, optimizerStepHook: null };
 
   protected prepareConfig(config: LoraConfig): LoraConfig {
     const c: LoraConfig = { ...config };
@@ -201,24 +184,18 @@ export class LoraModel extends BaseTuner<LoraConfig> {
   }
 
   /** The LoRA layers (Linear, Conv1D, Embedding) by path. */
-  private loraLayers(): [string, LoraLayerAny][] {
-    return this.tunerLayers().filter((e): e is [string, LoraLayerAny] => e[1] instanceof LoraLinear || e[1] instanceof LoraEmbedding);
+  private loraLayers(): [string, LoraLayer][] {
+    return this.tunerLayers().filter((e): e is [string, LoraLayer] => e[1] instanceof LoraLayer);
   }
 
+  /** A module that already carries LoRA gets another adapter; any other goes through the dispatcher list. */
   protected createOrUpdate(config: LoraConfig, adapterName: string, target: Module, key: string): void {
     const settings = this.settingsFor(config, key);
-    if (target instanceof LoraLinear || target instanceof LoraEmbedding) {
+    if (target instanceof LoraLayer) {
       target.updateLayer(adapterName, settings);
       return;
     }
-    let layer: LoraLinear | LoraEmbedding;
-    if (target instanceof Conv1D || target instanceof Linear) {
-      layer = new LoraLinear(target, fanInFanOutFor(config, target));
-    } else if (target instanceof Embedding) {
-      layer = new LoraEmbedding(target);
-    } else {
-      throw new Error(`Target module ${key} (${target.constructor.name}) is not supported. Currently, only Linear, Embedding and GPT-2's Conv1D are supported.`);
-    }
+    const layer = dispatchLora(target, config, key);
     layer.activeAdapters = [...this.activeAdapters];
     layer.updateLayer(adapterName, settings);
     this.model.setSubmodule(key, layer);

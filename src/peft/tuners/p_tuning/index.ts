@@ -1,6 +1,7 @@
 /** P-tuning: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod } from "../../registry.js";
+import { hostFactory, registerMethod } from "../../registry.js";
+import { PromptLearningModel } from "../prompt-learning.js";
 import { makePromptEncoderConfig, type PromptEncoderConfig } from "./config.js";
 import { PromptEncoder } from "./model.js";
 
@@ -8,7 +9,8 @@ export { PromptEncoderConfig, PromptEncoderReparameterizationType } from "./conf
 export { PromptEncoder } from "./model.js";
 
 registerMethod<PromptEncoderConfig>({
-  kind: "prompt",
+  family: "virtual-tokens",
+  createHost: hostFactory(PromptLearningModel),
   peftType: PeftType.P_TUNING,
   prefix: "prompt_encoder",
   configFromJson: (fields) => makePromptEncoderConfig(fields, true),

@@ -1,6 +1,7 @@
 /** Prefix tuning: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod } from "../../registry.js";
+import { hostFactory, registerMethod } from "../../registry.js";
+import { PromptLearningModel } from "../prompt-learning.js";
 import { makePrefixTuningConfig, type PrefixTuningConfig } from "./config.js";
 import { PrefixEncoder } from "./model.js";
 
@@ -8,7 +9,8 @@ export { PrefixTuningConfig } from "./config.js";
 export { PrefixEncoder } from "./model.js";
 
 registerMethod<PrefixTuningConfig>({
-  kind: "prompt",
+  family: "virtual-tokens",
+  createHost: hostFactory(PromptLearningModel),
   peftType: PeftType.PREFIX_TUNING,
   prefix: "prompt_encoder",
   configFromJson: (fields) => makePrefixTuningConfig(fields, true),

@@ -1,6 +1,7 @@
 /** Prompt tuning: registration of the method and its public names. */
 import { PeftType } from "../../config.js";
-import { registerMethod } from "../../registry.js";
+import { hostFactory, registerMethod } from "../../registry.js";
+import { PromptLearningModel } from "../prompt-learning.js";
 import { makePromptTuningConfig, type PromptTuningConfig } from "./config.js";
 import { PromptEmbedding } from "./model.js";
 
@@ -8,7 +9,8 @@ export { PromptTuningConfig, PromptTuningInit } from "./config.js";
 export { PromptEmbedding } from "./model.js";
 
 registerMethod<PromptTuningConfig>({
-  kind: "prompt",
+  family: "virtual-tokens",
+  createHost: hostFactory(PromptLearningModel),
   peftType: PeftType.PROMPT_TUNING,
   prefix: "prompt_encoder",
   configFromJson: (fields) => makePromptTuningConfig(fields, true),

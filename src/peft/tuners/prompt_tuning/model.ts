@@ -1,5 +1,5 @@
 /** PromptEmbedding: prompt tuning's virtual-token embeddings (HF's PromptEmbedding), with RANDOM / TEXT / SAMPLE_VOCAB init. */
-import type { Embedding } from "../../../nn/index.js";
+import type { EmbeddingLayer } from "../../../nn/index.js";
 import { Generator, defaultGenerator, indexSelect, noGrad, tensor, type Tensor } from "../../../tensor/index.js";
 import { AutoTokenizer, type TokenizerOverrides } from "../../../tokenizers/index.js";
 import { PromptLearningEncoder } from "../prompt-learning.js";
@@ -28,22 +28,22 @@ export class PromptEmbedding extends PromptLearningEncoder {
    * @param config a prepared config (token_dim and num_transformer_submodules filled in)
    * @param wordEmbeddings the model's token embeddings (TEXT and SAMPLE_VOCAB copy rows of it)
    */
-  constructor(config: PromptTuningConfig, wordEmbeddings: Embedding, generator: Generator = defaultGenerator) {
+  constructor(config: PromptTuningConfig, wordEmbeddings: EmbeddingLayer, generator: Generator = defaultGenerator) {
     const rows = config.num_virtual_tokens! * config.num_transformer_submodules!;
     super(rows, config.token_dim!, config.token_dim!, true);
     if (config.inference_mode || config.prompt_tuning_init === PromptTuningInit.RANDOM) return;
-    if (wordEmbeddings.embeddingDim !== config.token_dim) {
-      throw new Error(`prompt tuning: token_dim ${config.token_dim} differs from the model's embedding width ${wordEmbeddings.embeddingDim}`);
+    const [vocab, width] = wordEmbeddings.weight.shape as [number, number];
+    if (width !== config.token_dim) {
+      throw new Error(`prompt tuning: token_dim ${config.token_dim} differs from the model's embedding width ${width}`);
     }
     let ids: number[];
     if (config.prompt_tuning_init === PromptTuningInit.TEXT) {
       const tokenizer = AutoTokenizer.fromPretrainedSync(config.tokenizer_name_or_path!, tokenizerOverrides(config.tokenizer_kwargs));
       ids = initTokenIds(tokenizer.encode(config.prompt_tuning_init_text!), rows);
-      const vocab = wordEmbeddings.numEmbeddings;
       const bad = ids.find((id) => id < 0 || id >= vocab);
       if (bad !== undefined) throw new Error(`prompt_tuning_init_text: the tokenizer at ${config.tokenizer_name_or_path} gives id ${bad}, outside the model's vocabulary of ${vocab}; is it the model's tokenizer?`);
     } else {
-      ids = Array.from({ length: rows }, () => generator.int(wordEmbeddings.numEmbeddings));
+      ids = Array.from({ length: rows }, () => generator.int(vocab));
     }
     noGrad(() => {
       const idx: Tensor = tensor(Int32Array.from(ids), [rows]);

@@ -3,10 +3,9 @@
  * sampled (temperature, top-k, top-p), repetition penalty, eos stopping, batches with left padding — following
  * transformers' GenerationMixin (positions from the attention mask, finished rows continued with pad ids).
  */
-import { Generator, Tensor, noGrad, ones, select, tensor, tidy } from "../tensor/index.js";
-import { eosIds } from "../models/config.js";
-import type { ModelOutput, PastKeyValues, Seq2SeqInputs } from "../models/outputs.js";
-import type { PreTrainedModel } from "../models/pretrained.js";
+import { Generator, Tensor, noGrad, ones, select, tensor, tidy } from "../../tensor/index.js";
+import { eosIds, type PretrainedConfig } from "../config.js";
+import type { ModelOutput, PastKeyValues, Seq2SeqInputs } from "../outputs.js";
 import { applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, argmax, sampleIndex, softmax } from "./logits.js";
 
 /** Options of generate (transformers' names in camelCase). */
@@ -34,15 +33,21 @@ export interface GenerateOptions {
 }
 
 /**
- * A model that generate() can drive: a causal LM or a seq2seq LM (PreTrainedModel), or a PEFT wrapper that
+ * A model that generate() can drive: a causal LM or a seq2seq LM (GenerativeModel), or a PEFT wrapper that
  * adds its own inputs (prompts, prefixes) and forwards the same way.
  */
 export interface Generative {
-  readonly config: PreTrainedModel["config"];
+  readonly config: PretrainedConfig;
   readonly isEncoderDecoder: boolean;
+  /** Whether dropout is on; generate() runs in eval mode and restores training mode afterwards. */
+  readonly training: boolean;
   forward(inputs: Seq2SeqInputs): ModelOutput;
   /** Encoder-decoder models: run the encoder once. */
   encode?(inputs: Seq2SeqInputs): Tensor;
+  /** Switch dropout off. */
+  eval(): void;
+  /** Switch training mode on or off. */
+  train(mode?: boolean): void;
 }
 
 interface Stepper {
@@ -124,8 +129,8 @@ export function generate(model: Generative, opts: GenerateOptions): Tensor {
   if (pad === undefined || pad === null) throw new Error("generate: no padTokenId given and the config has neither pad_token_id nor eos_token_id");
   const maskRows = opts.attentionMask ? intRows(opts.attentionMask) : Array.from({ length: batch }, () => new Array<number>(length).fill(1));
   const gen = new Generator(opts.seed ?? 0);
-  const wasTraining = model instanceof Object && "training" in model ? (model as unknown as { training: boolean }).training : false;
-  (model as unknown as { eval?: () => void }).eval?.();
+  const wasTraining = model.training;
+  model.eval();
   try {
     // One memory scope for the whole generation: the encoder output, the cache and the fed tokens are freed when it
     // ends; only the returned sequences survive. Tensors passed in (inputs, prefixes, parameters) are not owned here.
@@ -169,6 +174,6 @@ export function generate(model: Generative, opts: GenerateOptions): Tensor {
       return tensor(Int32Array.from(sequences.flat()), [batch, sequences[0]!.length]);
     }));
   } finally {
-    if (wasTraining) (model as unknown as { train?: () => void }).train?.();
+    if (wasTraining) model.train();
   }
 }

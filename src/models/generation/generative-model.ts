@@ -1,0 +1,26 @@
+/**
+ * GenerativeModel: the base of the model classes that generate text (causal LMs and encoder-decoder LMs), as
+ * transformers' GenerationMixin is. The decoding loop lives beside it at the models layer, so `generate` is an
+ * ordinary method: nothing has to be installed on the class from a layer above.
+ */
+import type { Tensor } from "../../tensor/index.js";
+import type { ModelOutput, Seq2SeqInputs } from "../outputs.js";
+import { PreTrainedModel } from "../pretrained.js";
+import { generate, type GenerateOptions, type Generative } from "./generate.js";
+
+/** A model with a language-modelling head that generate() can drive. */
+export abstract class GenerativeModel extends PreTrainedModel implements Generative {
+  /** Run the model; generative models always return logits. */
+  abstract override forward(inputs: Seq2SeqInputs): ModelOutput;
+
+  /** Generate continuations of inputIds (see GenerateOptions). */
+  generate(opts: GenerateOptions): Tensor {
+    return generate(this, opts);
+  }
+}
+
+/** The model as a GenerativeModel, or an error saying that its class has no language-modelling head. */
+export function asGenerative(model: PreTrainedModel): GenerativeModel {
+  if (model instanceof GenerativeModel) return model;
+  throw new Error(`${model.constructor.name} cannot generate text: it has no language-modelling head; load it as a causal LM or seq2seq LM`);
+}
