@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for peft-ts: OpenBLAS (through apt-get when it is missing and we may install),
 # then the npm dependencies, which builds the native addon. Safe to run again.
+# --with-test-tools also installs what the test suite checks against: llama.cpp's prebuilt binaries from npm
+# (node-llama-cpp, into .llama-cpp/, apart from the package's own dependencies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,3 +18,20 @@ if ! node scripts/find-openblas.cjs json >/dev/null 2>&1; then
 fi
 
 npm ci --no-audit --no-fund
+
+if [ "${1:-}" = "--with-test-tools" ]; then
+  # The CPU build only (--omit=optional skips its CUDA/Vulkan builds, ~600 MB); its postinstall is not needed.
+  LLAMA_CPP_VERSION=3.22.1
+  platform="$(node -p 'process.platform + "-" + process.arch')"
+  if [ "$platform" = "linux-x64" ] || [ "$platform" = "darwin-arm64" ]; then
+    pkg="@node-llama-cpp/${platform/darwin-arm64/mac-arm64-metal}"
+    if [ ! -f .llama-cpp/node_modules/node-llama-cpp/package.json ]; then
+      mkdir -p .llama-cpp && [ -f .llama-cpp/package.json ] || echo '{"private": true}' > .llama-cpp/package.json
+      npm install --prefix .llama-cpp --omit=optional --no-audit --no-fund --ignore-scripts \
+        "node-llama-cpp@$LLAMA_CPP_VERSION" "$pkg@$LLAMA_CPP_VERSION" \
+        || echo "peft-ts setup: node-llama-cpp could not be installed; the llama.cpp checks of the GGUF export will be skipped" >&2
+    fi
+  else
+    echo "peft-ts setup: no prebuilt llama.cpp for $platform; the llama.cpp checks of the GGUF export will be skipped" >&2
+  fi
+fi

@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { CliError, hintFor, oneLine } from "./errors.js";
 
-const COMMANDS = ["train", "generate", "merge", "info"] as const;
+const COMMANDS = ["train", "generate", "merge", "export", "info"] as const;
 type Command = (typeof COMMANDS)[number];
 
 const USAGE = `usage: peft <command> [options]   (peft <command> --help for its options)
@@ -15,6 +15,7 @@ commands:
   train CONFIG        fine-tune a model with a PEFT method from a JSON/YAML config
   generate            generate text with a model, with or without an adapter
   merge               merge an adapter into its base model and save a plain model
+  export gguf|ollama  write a model or LoRA adapter for llama.cpp / Ollama
   info DIR            describe a model or adapter folder
 
 global options:
@@ -45,6 +46,10 @@ async function load(cmd: Command): Promise<{ run: (argv: string[]) => void; usag
     case "merge": {
       const m = await import("./merge.js");
       return { run: m.merge, usage: m.MERGE_USAGE };
+    }
+    case "export": {
+      const m = await import("./export.js");
+      return { run: m.exportCommand, usage: m.EXPORT_USAGE };
     }
     case "info": {
       const m = await import("./info.js");
