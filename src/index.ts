@@ -18,3 +18,5 @@ export { tensor, tidy, keep, noGrad, manualSeed, memory } from "./tensor/index.j
 export type { Tensor } from "./tensor/index.js";
 export { PeftError, ConfigError, CheckpointError, ModelMismatchError, DatasetError, EnvironmentError } from "./errors.js";
 export type { PeftErrorCode } from "./errors.js";
+export { exportModelToGguf, exportLoraToGguf } from "./export/gguf.js";
+export type { GgufOutType, GgufModelExportOptions, GgufAdapterExportOptions } from "./export/gguf.js";

@@ -16,7 +16,7 @@ import { AutoModelForCausalLM } from "../src/models/auto.js";
 import { LoraConfig, PeftModel, getPeftModel } from "../src/peft/index.js";
 import { dequantizeQ8_0, parseGguf, quantizeQ8_0, serializeGguf, type GgufValue } from "../src/io/gguf.js";
 import { fromFloat16Bits } from "../src/io/dtypes.js";
-import type { PreTrainedModel } from "../src/models/pretrained.js";
+import type { GenerativeModel } from "../src/models/generation/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -62,7 +62,7 @@ describe("GGUF format", () => {
 });
 
 /** Greedy tokens and the first step's top-5 probabilities from peft-ts. */
-function ours(model: PreTrainedModel | PeftModel, ids: number[], steps: number): { tokens: number[]; top: [number, number][] } {
+function ours(model: GenerativeModel | PeftModel, ids: number[], steps: number): { tokens: number[]; top: [number, number][] } {
   const input = T.tensor(Int32Array.from(ids), [1, ids.length], "int32");
   const out = Array.from(model.generate({ inputIds: input, maxNewTokens: steps }).dataSync()).slice(ids.length);
   const logits = (model.forward({ inputIds: input }) as ModelOutput).logits;
