@@ -4,6 +4,7 @@
  */
 import { join } from "node:path";
 import { readJsonObject } from "../io/json.js";
+import { resolvePretrainedSync } from "../io/hub-sync.js";
 import type { PretrainedConfig } from "./config.js";
 import { loadPretrained, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
 import { gpt2Config } from "./gpt2/config.js";
@@ -89,18 +90,22 @@ export function modelFromConfig(config: Record<string, unknown>, task: Task): Pr
   return new (classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task))(parsed).initWeights();
 }
 
-/** Load the model with the given head from an HF folder. */
-export function fromPretrained(dir: string, task: Task, opts: FromPretrainedOptions = {}): PreTrainedModel {
+/** Load the model with the given head from an HF folder, or from a Hub repo id (downloaded into the shared cache). */
+export function fromPretrained(nameOrPath: string, task: Task, opts: FromPretrainedOptions = {}): PreTrainedModel {
+  const dir = resolvePretrainedSync(nameOrPath, "model", opts);
   const raw = readJsonObject(join(dir, "config.json"));
   const type = String(raw["model_type"] ?? "");
   const family = familyOf(type, join(dir, "config.json"));
-  return loadPretrained(classFor(family, type, task), dir, family.parseConfig, opts);
+  const model = loadPretrained(classFor(family, type, task), dir, family.parseConfig, opts);
+  // As transformers' name_or_path: the id, so adapters record a base model that loads anywhere.
+  model.nameOrPath = nameOrPath;
+  return model;
 }
 
 function autoClass(task: Task) {
   return {
-    /** Load from a local HF model folder. */
-    fromPretrained: (dir: string, opts?: FromPretrainedOptions) => fromPretrained(dir, task, opts),
+    /** Load from a local HF model folder or a Hub repo id ("org/name", with revision, token, cacheDir, localFilesOnly). */
+    fromPretrained: (nameOrPath: string, opts?: FromPretrainedOptions) => fromPretrained(nameOrPath, task, opts),
     /** A randomly initialised model for a config object. */
     fromConfig: (config: Record<string, unknown>) => modelFromConfig(config, task),
   };

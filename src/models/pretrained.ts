@@ -9,11 +9,12 @@ import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, type LoadResult 
 import { Generator, Tensor, defaultGenerator, noGrad, ones, zeros } from "../tensor/index.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
 import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
+import type { HubOptions } from "../io/hub.js";
 import type { PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
 
-/** Options of fromPretrained. */
-export interface FromPretrainedOptions {
+/** Options of fromPretrained (the Hub options apply when the name is a repo id rather than a local folder). */
+export interface FromPretrainedOptions extends HubOptions {
   /** Compute dtype; weights stored as float16/bfloat16 are converted. Only float32 is supported for compute. */
   dtype?: "float32";
 }
