@@ -6,10 +6,12 @@
  */
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { noGrad } from "../src/tensor/index.js";
 import { AutoModelForCausalLM } from "../src/models/auto.js";
 import type { ModelOutput } from "../src/models/outputs.js";
@@ -286,5 +288,82 @@ describe("loading by Hub id", () => {
     const auto = AutoPeftModelForCausalLM.fromPretrained("tiny/llama-lora");
     assert.equal(maxAbsDiff(logits(auto), reference), 0);
     assert.equal(auto.getBaseModel().nameOrPath, "tiny/llama");
+  });
+});
+
+describe("uploading through the commit API", () => {
+  const adapterModel = () => PeftModel.fromPretrained(local(), join(peftDir("llama-lora"), "adapter"));
+
+  it("PeftModel.pushToHub creates the repo, uploads the weights through LFS and commits the files savePretrained writes", async () => {
+    // IA3, not the LoRA adapter the mock Hub already holds: its weights must really travel.
+    const peft = PeftModel.fromPretrained(local(), join(peftDir("llama-ia3"), "adapter"));
+    const info = await peft.pushToHub("me/llama-lora", { token: TOKEN, private: true, commitMessage: "first adapter" });
+    const log = summary(await hub.takeRequests());
+    const saved = mkdtempSync(join(tmpdir(), "peft-ts-hub-saved-"));
+    try {
+      peft.savePretrained(saved);
+      const weights = new Uint8Array(readFileSync(join(saved, "adapter_model.safetensors")));
+      assert.deepEqual(log, [
+        "POST /api/repos/create", "POST /api/models/me/llama-lora/preupload/main", "POST /me/llama-lora.git/info/lfs/objects/batch",
+        `PUT /lfs-upload/${sha256(weights)}`, "POST /lfs-verify", "POST /api/models/me/llama-lora/commit/main",
+      ]);
+      const repo = (await hub.repos())["me/llama-lora"]!;
+      assert.equal(repo.private, true);
+      assert.equal(repo.refs["main"], info.commitOid);
+      const uploaded = repo.commits[info.commitOid]!;
+      assert.deepEqual(Object.keys(uploaded).sort(), readdirSync(saved).sort());
+      for (const name of readdirSync(saved)) assert.deepEqual(new Uint8Array(uploaded[name]!), new Uint8Array(readFileSync(join(saved, name))), name);
+    } finally {
+      rmSync(saved, { recursive: true, force: true });
+    }
+    // And back down: the uploaded adapter gives the same logits.
+    assert.equal(maxAbsDiff(logits(PeftModel.fromPretrained(local(), "me/llama-lora")), logits(peft)), 0);
+  });
+
+  it("a merged model pushes as a plain checkpoint; pushing it again uploads no LFS bytes", async () => {
+    process.env["HF_TOKEN"] = TOKEN;
+    const merged = adapterModel().mergeAndUnload();
+    await merged.pushToHub("me/merged");
+    assert.equal(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained("me/merged")), logits(merged)), 0);
+    await hub.takeRequests();
+    await merged.pushToHub("me/merged", { commitMessage: "again" });
+    assert.ok(!summary(await hub.takeRequests()).some((r) => r.startsWith("PUT ")), "the Hub already has the blob");
+  });
+
+  it("without a token, or with a refused one, says how to get a write token", async () => {
+    await assert.rejects(adapterModel().pushToHub("me/x"), (err: unknown) =>
+      err instanceof HubError && err.reason === "unauthorized" && /needs a token with write access/.test(err.message) && /HF_TOKEN/.test(err.hint ?? ""));
+  });
+});
+
+describe("the peft command with Hub ids", () => {
+  const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+  const peftCli = (cwd: string, ...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: "utf8", timeout: 120_000, env: process.env });
+
+  it("peft merge takes --model/--adapter ids; peft push uploads the result", async () => {
+    const work = mkdtempSync(join(tmpdir(), "peft-ts-hub-cli-"));
+    try {
+      const merge = peftCli(work, "merge", "--model", "tiny/llama", "--adapter", "tiny/llama-lora", "--out", "merged");
+      assert.equal(merge.status, 0, merge.stderr);
+      const expected = logits(PeftModel.fromPretrained(local(), join(peftDir("llama-lora"), "adapter")).mergeAndUnload());
+      assert.ok(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained(join(work, "merged"))), expected) < 1e-6);
+      assert.ok(existsSync(join(work, "merged", "tokenizer.json")), "the model repo's tokenizer came along");
+
+      const denied = peftCli(work, "push", "merged", "me/merged-cli");
+      assert.equal(denied.status, 1);
+      assert.match(denied.stderr, /^error: uploading to me\/merged-cli needs a token with write access.*\nhint: create a write token/m);
+      process.env["HF_TOKEN"] = TOKEN;
+      const pushed = peftCli(work, "push", "merged", "me/merged-cli", "--message", "merged by the CLI");
+      assert.equal(pushed.status, 0, pushed.stderr);
+      assert.match(pushed.stdout, /pushed model merged to me\/merged-cli: http:\/\/127\.0\.0\.1:\d+\/me\/merged-cli\/commit\/[0-9a-f]{40}/);
+      const repo = (await hub.repos())["me/merged-cli"]!;
+      assert.deepEqual(Object.keys(repo.commits[repo.refs["main"]!]!).sort(), readdirSync(join(work, "merged")).sort());
+
+      const missing = peftCli(work, "generate", "--model", "tiny/nope", "--prompt", "x");
+      assert.equal(missing.status, 1);
+      assert.match(missing.stderr, /^error: tiny\/nope is not a local folder, and the Hub .* has no repo tiny\/nope.*\nhint: check the id/m);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });

@@ -88,6 +88,12 @@ export function repoCacheFolder(repoId: string, opts: HubOptions = {}): string {
   return join(hubCacheDir(opts), `models--${repoId.split("/").join("--")}`);
 }
 
+/** The repo id of a snapshot folder of the cache (`…/models--org--name/snapshots/<commit>`), else undefined. */
+export function repoIdOfSnapshot(path: string): string | undefined {
+  const m = /(?:^|[\\/])models--([^\\/]+)[\\/]snapshots[\\/][0-9a-f]{40}[\\/]?$/.exec(path);
+  return m ? m[1]!.split("--").join("/") : undefined;
+}
+
 /** The commit a revision points to in the cache: the revision itself when it is a commit, else refs/<revision>. */
 export function cachedCommit(repoFolder: string, revision: string): string | undefined {
   if (COMMIT_HASH.test(revision)) return revision;

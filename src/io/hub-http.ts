@@ -16,6 +16,8 @@ export interface HubTarget {
   filename?: string;
   endpoint: string;
   token?: string;
+  /** Set for uploads: a 401 then means a bad token, not a missing repo. */
+  upload?: boolean;
 }
 
 /** The headers huggingface_hub sends: a user agent and, with a token, its bearer authorisation. */
@@ -48,9 +50,13 @@ export function errorFromResponse(res: Response, t: HubTarget): HubError {
     return new HubError("entry-not-found", `${t.repoId} has no file ${t.filename ?? "?"} at revision "${t.revision}" (the repo and revision exist)${detail}`,
       `check the file name against ${repoPage(t)}/tree/${t.revision}`, res.status, res.headers.get("x-repo-commit") ?? undefined);
   }
+  if (t.upload && res.status === 401) {
+    return new HubError("unauthorized", `the Hub at ${t.endpoint} refused the token for ${t.repoId} (HTTP 401: invalid or expired)${detail}`,
+      `create a write token at https://huggingface.co/settings/tokens and set HF_TOKEN=hf_… (or pass { token })`, res.status);
+  }
   if (code === "RepoNotFound" || res.status === 401 || res.status === 404) {
     const reason = res.status === 401 && !t.token ? "unauthorized" : "repo-not-found";
-    return new HubError(reason, `${t.repoId} is not a local folder, and the Hub at ${t.endpoint} has no repo ${t.repoId} that ${t.token ? "your token can see" : "is public"} ` +
+    return new HubError(reason, `${t.upload ? "" : `${t.repoId} is not a local folder, and `}the Hub at ${t.endpoint} has no repo ${t.repoId} that ${t.token ? "your token can see" : "is public"} ` +
       `(HTTP ${res.status})${detail}`, `check the id (org/name); if the repo is private or gated, ${t.token ? "use a token with access to it" : TOKEN_HINT}`, res.status);
   }
   if (res.status === 403) {

@@ -5,6 +5,7 @@
 import { join } from "node:path";
 import { readJsonObject } from "../io/json.js";
 import { resolvePretrainedSync } from "../io/hub-sync.js";
+import { repoIdOfSnapshot } from "../io/hub-cache.js";
 import type { PretrainedConfig } from "./config.js";
 import { loadPretrained, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
 import { gpt2Config } from "./gpt2/config.js";
@@ -97,8 +98,8 @@ export function fromPretrained(nameOrPath: string, task: Task, opts: FromPretrai
   const type = String(raw["model_type"] ?? "");
   const family = familyOf(type, join(dir, "config.json"));
   const model = loadPretrained(classFor(family, type, task), dir, family.parseConfig, opts);
-  // As transformers' name_or_path: the id, so adapters record a base model that loads anywhere.
-  model.nameOrPath = nameOrPath;
+  // The id (also for a snapshot folder of the cache), so adapters record a base model that loads anywhere.
+  model.nameOrPath = repoIdOfSnapshot(nameOrPath) ?? nameOrPath;
   return model;
 }
 

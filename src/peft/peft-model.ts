@@ -14,6 +14,7 @@ import { loadSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
 import { isRepoId, type HubOptions } from "../io/hub-cache.js";
 import { resolvePretrainedSync } from "../io/hub-sync.js";
+import { pushSaved, type CommitInfo, type PushOptions } from "../io/hub-upload.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { pythonJson } from "../io/json.js";
 import { TaskType, type PeftConfig } from "./config.js";
@@ -291,6 +292,11 @@ export class PeftModel extends Module {
     } finally {
       for (const t of weights.values()) t.dispose();
     }
+  }
+
+  /** Upload the adapter files savePretrained writes to a Hub repo, created if needed (peft's push_to_hub). */
+  pushToHub(repoId: string, opts: PushOptions & SaveOptions = {}): Promise<CommitInfo> {
+    return pushSaved(repoId, (dir) => this.savePretrained(dir, opts), { commitMessage: "Upload model", ...opts });
   }
 
   /** A PeftModel from a base model and a saved adapter folder (frozen unless isTrainable, as in HF). */
