@@ -23,7 +23,9 @@ export function resolvePretrainedSync(nameOrPath: string, kind: PretrainedKind |
   if (isLocalPath(nameOrPath) || !isRepoId(nameOrPath)) return nameOrPath;
   const done = new Int32Array(new SharedArrayBuffer(4));
   const { port1, port2 } = new MessageChannel();
+  // execArgv: none of the parent's flags (an `-e`/`--input-type` entry would stop the worker from starting).
   const worker = new Worker(new URL("./hub-worker.js", import.meta.url), {
+    execArgv: [],
     workerData: { nameOrPath, kind, opts: hubOptionsOf(opts), done, port: port2 },
     transferList: [port2],
   });
