@@ -140,7 +140,8 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
   const server = createServer(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
     const path = decodeURIComponent(url.pathname);
-    log.push({ method: req.method ?? "", path, ...(req.headers.range ? { range: req.headers.range } : {}), ...(req.headers.authorization ? { auth: req.headers.authorization } : {}) });
+    const { range, authorization } = req.headers;
+    log.push({ method: req.method ?? "", path, ...(range ? { range } : {}), ...(authorization ? { auth: authorization } : {}) });
     const host = `http://${req.headers.host}`;
     let m: RegExpMatchArray | null;
 
@@ -148,7 +149,8 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       const found = lookup(res, m[1]!, m[2]!);
       if (!found) return;
       const [repo, sha] = found;
-      json(res, { id: m[1], sha, private: repo.private, gated: repo.gatedToken ? "manual" : false, siblings: Object.keys(repo.commits[sha]!).sort().map((rfilename) => ({ rfilename })) });
+      const siblings = Object.keys(repo.commits[sha]!).sort().map((rfilename) => ({ rfilename }));
+      json(res, { id: m[1], sha, private: repo.private, gated: repo.gatedToken ? "manual" : false, siblings });
       return;
     }
     if ((m = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(path)) && (req.method === "HEAD" || req.method === "GET")) {
@@ -212,7 +214,8 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       if (!auth) return fail(res, 401, null, "Invalid credentials");
       if (!repos.has(m[1]!)) return fail(res, 404, "RepoNotFound", "Repository not found");
       const { files } = JSON.parse((await body(req)).toString()) as { files: { path: string; sample: string; size: number }[] };
-      json(res, { files: files.map((f) => ({ path: f.path, uploadMode: f.path.endsWith(".safetensors") && f.size > 0 ? "lfs" : "regular", shouldIgnore: false })) });
+      const mode = (f: { path: string; size: number }) => (f.path.endsWith(".safetensors") && f.size > 0 ? "lfs" : "regular");
+      json(res, { files: files.map((f) => ({ path: f.path, uploadMode: mode(f), shouldIgnore: false })) });
       return;
     }
     if ((m = /^\/(.+)\.git\/info\/lfs\/objects\/batch$/.exec(path)) && req.method === "POST") {

@@ -48,7 +48,10 @@ const REPOS: MockRepo[] = [
   { id: "tiny/llama", commits: [{ files: llamaFiles(), refs: ["main", "v1.0"] }] },
   {
     id: "tiny/llama-sharded",
-    commits: [{ files: files(modelDir("llama-sharded"), ["config.json", "model.safetensors.index.json", ...[1, 2, 3].map((i) => `model-0000${i}-of-00003.safetensors`)]), refs: ["main"] }],
+    commits: [{
+      files: files(modelDir("llama-sharded"), ["config.json", "model.safetensors.index.json", ...[1, 2, 3].map((i) => `model-0000${i}-of-00003.safetensors`)]),
+      refs: ["main"],
+    }],
   },
   { id: "tiny/llama-lora", commits: [{ files: adapterFiles(), refs: ["main"] }] },
   { id: "tiny/gated", commits: [{ files: files(LLAMA, ["config.json", "model.safetensors"]), refs: ["main"] }], gatedToken: TOKEN },
@@ -178,15 +181,15 @@ describe("loading by Hub id", () => {
 
   it("offline: works from the cache; a repo that is not cached fails naming what is cached", async () => {
     process.env["HF_HUB_OFFLINE"] = "1";
-    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/llama"), "offline-not-cached", /offline mode: .*tiny\/llama@main is not in the cache \(nothing is cached/,
-      /unset HF_HUB_OFFLINE/);
+    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/llama"), "offline-not-cached",
+      /offline mode: .*tiny\/llama@main is not in the cache \(nothing is cached/, /unset HF_HUB_OFFLINE/);
     delete process.env["HF_HUB_OFFLINE"];
     AutoModelForCausalLM.fromPretrained("tiny/llama");
     process.env["HF_HUB_OFFLINE"] = "1";
     await hub.takeRequests();
     assert.equal(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained("tiny/llama")), logits(local())), 0);
     expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/llama", { revision: "v2" }), "offline-not-cached",
-      /tiny\/llama@v2 is not in the cache \(cached in .*models--tiny--llama: main → [0-9a-f]{40} \(config\.json, generation_config\.json, model\.safetensors\)\)/);
+      /tiny\/llama@v2 is not in the cache \(cached in .*models--tiny--llama: main → [0-9a-f]{40} \(config\.json, generation_config\.json, model/);
     assert.deepEqual(await hub.takeRequests(), []);
   });
 
@@ -229,15 +232,17 @@ describe("loading by Hub id", () => {
   });
 
   it("404s say whether the repo, the revision or the file is missing", async () => {
-    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/nope"), "repo-not-found", /tiny\/nope is not a local folder, and the Hub .* has no repo tiny\/nope/,
-      /check the id/);
-    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/llama", { revision: "v9" }), "revision-not-found", /revision "v9" does not exist in tiny\/llama \(the repo exists\)/);
+    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/nope"), "repo-not-found",
+      /tiny\/nope is not a local folder, and the Hub .* has no repo tiny\/nope/, /check the id/);
+    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/llama", { revision: "v9" }), "revision-not-found",
+      /revision "v9" does not exist in tiny\/llama \(the repo exists\)/);
     await assert.rejects(hfHubDownload("tiny/llama", "nope.json"), (err: unknown) =>
       err instanceof HubError && err.reason === "entry-not-found" && /tiny\/llama has no file nope\.json at revision "main"/.test(err.message));
     // Remembered as huggingface_hub does, so transformers (Python) skips the lookup next time.
     const sha = readFileSync(join(repoFolder("tiny/llama"), "refs", "main"), "utf8");
     assert.ok(existsSync(join(repoFolder("tiny/llama"), ".no_exist", sha, "nope.json")));
-    expectHubError(() => PeftModel.fromPretrained(local(), "tiny/llama"), "entry-not-found", /tiny\/llama@main has no adapter_config\.json, so it is not a adapter repo/);
+    expectHubError(() => PeftModel.fromPretrained(local(), "tiny/llama"), "entry-not-found",
+      /tiny\/llama@main has no adapter_config\.json, so it is not an adapter repo/);
   });
 
   it("finds a cache folder laid out by hand as Python's snapshot_download lays it out, with no request", async () => {
@@ -338,7 +343,8 @@ describe("uploading through the commit API", () => {
 
 describe("the peft command with Hub ids", () => {
   const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
-  const peftCli = (cwd: string, ...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: "utf8", timeout: 120_000, env: process.env });
+  const peftCli = (cwd: string, ...args: string[]) =>
+    spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: "utf8", timeout: 120_000, env: process.env });
 
   it("peft merge takes --model/--adapter ids; peft push uploads the result", async () => {
     const work = mkdtempSync(join(tmpdir(), "peft-ts-hub-cli-"));

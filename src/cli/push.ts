@@ -4,6 +4,7 @@ import { uploadFolder } from "../io/hub-upload.js";
 import { CliError } from "./errors.js";
 import { folderKind } from "./folders.js";
 
+/** Help text of `peft push`. */
 export const PUSH_USAGE = `usage: peft push DIR REPO_ID [--private] [--message TEXT] [--revision BRANCH]
 
 Upload every file of DIR (an adapter or model folder) to the Hub repo REPO_ID ("org/name"), creating the repo
@@ -19,7 +20,9 @@ export async function push(argv: string[]): Promise<void> {
     args: argv, allowPositionals: true,
     options: { private: { type: "boolean" }, message: { type: "string" }, revision: { type: "string" } },
   });
-  if (positionals.length !== 2) throw new CliError(`peft push takes a folder and a repo id, got ${positionals.length} argument(s)`, "usage: peft push DIR REPO_ID");
+  if (positionals.length !== 2) {
+    throw new CliError(`peft push takes a folder and a repo id, got ${positionals.length} argument(s)`, "usage: peft push DIR REPO_ID");
+  }
   const [dir, repoId] = positionals as [string, string];
   const kind = folderKind(dir);
   if (kind !== "adapter" && kind !== "model") {

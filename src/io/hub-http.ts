@@ -39,15 +39,18 @@ export function errorFromResponse(res: Response, t: HubTarget): HubError {
   const detail = serverMessage ? ` (server: ${serverMessage})` : "";
   const what = t.filename ? `${t.filename} from ${t.repoId}` : t.repoId;
   if (code === "GatedRepo") {
-    return new HubError("gated", `${t.repoId} is a gated repo and ${t.token ? "your token has no access to it" : "no token was sent"}: cannot download ${what}${detail}`,
-      `open ${repoPage(t)} while logged in and accept its conditions (access may need the owners' approval); then ${t.token ? "use a token of that account" : TOKEN_HINT}`, res.status);
+    const why = t.token ? "your token has no access to it" : "no token was sent";
+    return new HubError("gated", `${t.repoId} is a gated repo and ${why}: cannot download ${what}${detail}`,
+      `open ${repoPage(t)} while logged in and accept its conditions (access may need the owners' approval); ` +
+        `then ${t.token ? "use a token of that account" : TOKEN_HINT}`, res.status);
   }
   if (code === "RevisionNotFound") {
     return new HubError("revision-not-found", `revision "${t.revision}" does not exist in ${t.repoId} (the repo exists)${detail}`,
       `pass an existing branch, tag or commit as revision (see ${repoPage(t)}/tree/main); the default is "main"`, res.status);
   }
   if (code === "EntryNotFound") {
-    return new HubError("entry-not-found", `${t.repoId} has no file ${t.filename ?? "?"} at revision "${t.revision}" (the repo and revision exist)${detail}`,
+    return new HubError("entry-not-found",
+      `${t.repoId} has no file ${t.filename ?? "?"} at revision "${t.revision}" (the repo and revision exist)${detail}`,
       `check the file name against ${repoPage(t)}/tree/${t.revision}`, res.status, res.headers.get("x-repo-commit") ?? undefined);
   }
   if (t.upload && res.status === 401) {
@@ -56,14 +59,17 @@ export function errorFromResponse(res: Response, t: HubTarget): HubError {
   }
   if (code === "RepoNotFound" || res.status === 401 || res.status === 404) {
     const reason = res.status === 401 && !t.token ? "unauthorized" : "repo-not-found";
-    return new HubError(reason, `${t.upload ? "" : `${t.repoId} is not a local folder, and `}the Hub at ${t.endpoint} has no repo ${t.repoId} that ${t.token ? "your token can see" : "is public"} ` +
-      `(HTTP ${res.status})${detail}`, `check the id (org/name); if the repo is private or gated, ${t.token ? "use a token with access to it" : TOKEN_HINT}`, res.status);
+    const local = t.upload ? "" : `${t.repoId} is not a local folder, and `;
+    const visible = t.token ? "your token can see" : "is public";
+    return new HubError(reason, `${local}the Hub at ${t.endpoint} has no repo ${t.repoId} that ${visible} (HTTP ${res.status})${detail}`,
+      `check the id (org/name); if the repo is private or gated, ${t.token ? "use a token with access to it" : TOKEN_HINT}`, res.status);
   }
   if (res.status === 403) {
     return new HubError("unauthorized", `access to ${what} was refused (HTTP 403)${detail}`,
       `make sure your token has the needed permission (read for downloads, write for uploads): ${TOKEN_HINT}`, res.status);
   }
-  return new HubError("http", `the Hub answered HTTP ${res.status} for ${what}${detail}`, "retry later; if it persists, check https://status.huggingface.co", res.status);
+  return new HubError("http", `the Hub answered HTTP ${res.status} for ${what}${detail}`,
+    "retry later; if it persists, check https://status.huggingface.co", res.status);
 }
 
 /** A fetch that turns connection failures into HubError("network") naming the endpoint. */
@@ -181,7 +187,8 @@ export async function downloadBlob(location: string, blobPath: string, meta: Fil
         }
       } catch (err) {
         if (attempt + 1 >= RETRIES) {
-          throw new HubError("network", `the download of ${t.filename} from ${t.repoId} broke off ${RETRIES} times (${(err as Error).message}); ${have} of ${meta.size} bytes are kept in ${incomplete}`,
+          throw new HubError("network", `the download of ${t.filename} from ${t.repoId} broke off ${RETRIES} times (${(err as Error).message}); ` +
+            `${have} of ${meta.size} bytes are kept in ${incomplete}`,
             "run again to resume where it stopped; to work from the cache only, set HF_HUB_OFFLINE=1");
         }
         continue;

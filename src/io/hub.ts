@@ -54,7 +54,9 @@ function linkPointer(blob: string, pointer: string): void {
 
 function notCached(repoId: string, revision: string, what: string, opts: HubOptions, cause?: HubError): HubError {
   const cache = describeCache(repoCacheFolder(repoId, opts));
-  if (cause) return new HubError(cause.reason, `${cause.message}, and ${what} of ${repoId}@${revision} is not in the cache (${cache})`, cause.hint, cause.status);
+  if (cause) {
+    return new HubError(cause.reason, `${cause.message}, and ${what} of ${repoId}@${revision} is not in the cache (${cache})`, cause.hint, cause.status);
+  }
   return new HubError("offline-not-cached", `offline mode: ${what} of ${repoId}@${revision} is not in the cache (${cache})`,
     "download it once while online (unset HF_HUB_OFFLINE, drop localFilesOnly), or pick a revision listed as cached");
 }
@@ -128,7 +130,8 @@ export async function repoInfo(repoId: string, opts: HubOptions = {}): Promise<{
   if (!res.ok) throw errorFromResponse(res, t);
   const body = (await res.json()) as { sha?: unknown; siblings?: { rfilename?: unknown }[] };
   if (typeof body.sha !== "string" || !Array.isArray(body.siblings)) {
-    throw new HubError("http", `${t.endpoint} answered the repo info of ${repoId} without "sha" and "siblings"`, "check HF_ENDPOINT: it must point at a Hugging Face Hub");
+    throw new HubError("http", `${t.endpoint} answered the repo info of ${repoId} without "sha" and "siblings"`,
+      "check HF_ENDPOINT: it must point at a Hugging Face Hub");
   }
   return { sha: body.sha, files: body.siblings.map((s) => String(s.rfilename)) };
 }
@@ -204,7 +207,7 @@ export async function resolvePretrained(
   if (!existsSync(join(snapshot, required))) {
     const revision = opts.revision ?? "main";
     if (isOffline(opts)) throw notCached(nameOrPath, revision, required, opts);
-    throw new HubError("entry-not-found", `${nameOrPath}@${revision} has no ${required}, so it is not a ${kinds[0]} repo`,
+    throw new HubError("entry-not-found", `${nameOrPath}@${revision} has no ${required}, so it is not ${kinds[0] === "adapter" ? "an" : "a"} ${kinds[0]} repo`,
       `check the id: a ${kinds[0]} repo holds ${required}${kinds[0] === "adapter" ? " (pass a base model with --model, an adapter with --adapter)" : ""}`);
   }
   return snapshot;
