@@ -20,6 +20,7 @@ import { AutoPeftModelForCausalLM, PeftModel } from "../src/peft/index.js";
 import { AutoTokenizer } from "../src/tokenizers/index.js";
 import { HubError } from "../src/errors.js";
 import { hfHubDownload } from "../src/io/hub.js";
+import { resolveConfigIds } from "../src/cli/hub-args.js";
 import { maxAbsDiff, modelDir, peftDir, readInputs } from "./golden.js";
 import { bpeTokenizerJson } from "./tokenizer-fixtures.js";
 import { startMockHub, type LoggedRequest, type MockHub, type MockRepo } from "./hub-server.js";
@@ -345,6 +346,15 @@ describe("the peft command with Hub ids", () => {
   const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
   const peftCli = (cwd: string, ...args: string[]) =>
     spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: "utf8", timeout: 120_000, env: process.env });
+
+  it("a train config's model_name_or_path id becomes its snapshot folder; models loaded from it record the id", async () => {
+    const cfg = { model_name_or_path: "tiny/llama", tokenizer: "tiny/llama" };
+    resolveConfigIds(cfg);
+    assert.equal(cfg.tokenizer, cfg.model_name_or_path);
+    assert.match(cfg.model_name_or_path, /models--tiny--llama[\\/]snapshots[\\/][0-9a-f]{40}$/);
+    assert.ok(existsSync(join(cfg.model_name_or_path, "tokenizer.json")) && existsSync(join(cfg.model_name_or_path, "model.safetensors")));
+    assert.equal(AutoModelForCausalLM.fromPretrained(cfg.model_name_or_path).nameOrPath, "tiny/llama", "the adapter's base_model_name_or_path");
+  });
 
   it("peft merge takes --model/--adapter ids; peft push uploads the result", async () => {
     const work = mkdtempSync(join(tmpdir(), "peft-ts-hub-cli-"));
