@@ -58,3 +58,22 @@ export class EnvironmentError extends PeftError {
     super("ENVIRONMENT_INVALID", message, hint);
   }
 }
+
+/** What went wrong talking to the Hugging Face Hub (or reading its cache), for code that reacts to one case. */
+export type HubErrorReason =
+  | "gated" | "unauthorized" | "repo-not-found" | "revision-not-found" | "entry-not-found"
+  | "offline-not-cached" | "network" | "corrupt-download" | "http";
+
+/** A Hub download or upload that failed: `reason` says which case, `hint` what to do (get access, go offline, …). */
+export class HubError extends PeftError {
+  constructor(
+    readonly reason: HubErrorReason,
+    message: string,
+    hint?: string,
+    readonly status?: number,
+    /** The commit the Hub named in its answer (X-Repo-Commit), when it did. */
+    readonly commit?: string,
+  ) {
+    super("HUB_ERROR", message, hint);
+  }
+}

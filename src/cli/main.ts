@@ -5,8 +5,9 @@
  */
 import { readFileSync } from "node:fs";
 import { CliError, hintFor, oneLine } from "./errors.js";
+import { resolveHubArguments } from "./hub-args.js";
 
-const COMMANDS = ["train", "generate", "merge", "export", "info"] as const;
+const COMMANDS = ["train", "generate", "merge", "export", "info", "push"] as const;
 type Command = (typeof COMMANDS)[number];
 
 const USAGE = `usage: peft <command> [options]   (peft <command> --help for its options)
@@ -17,6 +18,10 @@ commands:
   merge               merge an adapter into its base model and save a plain model
   export gguf|ollama  write a model or LoRA adapter for llama.cpp / Ollama
   info DIR            describe a model or adapter folder
+  push DIR REPO_ID    upload an adapter or model folder to the Hugging Face Hub
+
+--model, --adapter and --tokenizer take a local folder or a Hub id (org/name), downloaded into the
+huggingface_hub cache (HF_HOME, HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE apply).
 
 global options:
   --debug             show stack traces of errors
@@ -33,7 +38,7 @@ function version(): string {
 }
 
 /** Usage text of a command (loaded lazily with the command, so `peft info` never loads the trainer). */
-async function load(cmd: Command): Promise<{ run: (argv: string[]) => void; usage: string }> {
+async function load(cmd: Command): Promise<{ run: (argv: string[]) => void | Promise<void>; usage: string }> {
   switch (cmd) {
     case "train": {
       const m = await import("./train.js");
@@ -54,6 +59,10 @@ async function load(cmd: Command): Promise<{ run: (argv: string[]) => void; usag
     case "info": {
       const m = await import("./info.js");
       return { run: m.info, usage: m.INFO_USAGE };
+    }
+    case "push": {
+      const m = await import("./push.js");
+      return { run: m.push, usage: m.PUSH_USAGE };
     }
   }
 }
@@ -98,7 +107,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     try {
-      run(rest);
+      await run(await resolveHubArguments(rest));
     } catch (err) {
       // node:util parseArgs errors (unknown option, missing value) name the option; point at the usage.
       const code = (err as { code?: string }).code;

@@ -15,6 +15,7 @@ import {
 import type { PreTrainedTokenizer } from "../tokenizers/index.js";
 import { CliError } from "./errors.js";
 import { copyTokenizerFiles, loadModel, loadTokenizer, requireModelDir } from "./folders.js";
+import { resolveConfigIds } from "./hub-args.js";
 import { JsonlLogCallback, ProgressCallback } from "./progress.js";
 import { lossCurveSvg } from "./loss-plot.js";
 import { closest, parseTrainConfig, readConfigFile, type TrainConfig } from "./train-config.js";
@@ -105,7 +106,8 @@ export function train(argv: string[]): void {
   checkTrainingArgFields(argFields);
   const args = TrainingArguments(argFields as Partial<TrainingArguments>);
 
-  // Check every path before loading anything heavy.
+  // Check every path before loading anything heavy (Hub ids become their cached snapshot folders first).
+  resolveConfigIds(cfg);
   requireModelDir(cfg.model_name_or_path, "model_name_or_path");
   if (!existsSync(join(cfg.tokenizer, "tokenizer.json"))) {
     throw new CliError(`${cfg.tokenizer === cfg.model_name_or_path ? "model_name_or_path" : "tokenizer"}: no tokenizer.json in ${cfg.tokenizer}`,

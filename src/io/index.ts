@@ -7,4 +7,9 @@ export {
 } from "./dtypes.js";
 export type { DTypeInfo, RawDataOf } from "./dtypes.js";
 export { writeFileAtomic } from "./atomic.js";
+export { snapshotDownload, hfHubDownload, hubCacheDir, resolvePretrained, repoInfo, PRETRAINED_FILES } from "./hub.js";
+export type { HubOptions, SnapshotOptions, PretrainedKind } from "./hub.js";
+export { resolvePretrainedSync } from "./hub-sync.js";
+export { createRepo, createCommit, uploadFolder } from "./hub-upload.js";
+export type { PushOptions, CommitInfo, CommitFile } from "./hub-upload.js";
 export type { AtomicData, AtomicWriteOptions } from "./atomic.js";

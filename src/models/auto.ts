@@ -4,6 +4,8 @@
  */
 import { join } from "node:path";
 import { readJsonObject } from "../io/json.js";
+import { resolvePretrainedSync } from "../io/hub-sync.js";
+import { repoIdOfSnapshot } from "../io/hub-cache.js";
 import type { PretrainedConfig } from "./config.js";
 import { loadPretrained, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
 import { gpt2Config } from "./gpt2/config.js";
@@ -101,18 +103,22 @@ export function modelFromConfig<T extends Task>(config: Record<string, unknown>,
   return typed(new (classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task))(parsed).initWeights(), task);
 }
 
-/** Load the model with the given head from an HF folder. */
-export function fromPretrained<T extends Task>(dir: string, task: T, opts: FromPretrainedOptions = {}): ModelFor<T> {
+/** Load the model with the given head from an HF folder, or from a Hub repo id (downloaded into the shared cache). */
+export function fromPretrained<T extends Task>(nameOrPath: string, task: T, opts: FromPretrainedOptions = {}): ModelFor<T> {
+  const dir = resolvePretrainedSync(nameOrPath, "model", opts);
   const raw = readJsonObject(join(dir, "config.json"));
   const type = String(raw["model_type"] ?? "");
   const family = familyOf(type, join(dir, "config.json"));
-  return typed(loadPretrained(classFor(family, type, task), dir, family.parseConfig, opts), task);
+  const model = loadPretrained(classFor(family, type, task), dir, family.parseConfig, opts);
+  // The id (also for a snapshot folder of the cache), so adapters record a base model that loads anywhere.
+  model.nameOrPath = repoIdOfSnapshot(nameOrPath) ?? nameOrPath;
+  return typed(model, task);
 }
 
 function autoClass<T extends Task>(task: T) {
   return {
-    /** Load from a local HF model folder. */
-    fromPretrained: (dir: string, opts?: FromPretrainedOptions) => fromPretrained(dir, task, opts),
+    /** Load from a local HF model folder or a Hub repo id ("org/name", with revision, token, cacheDir, localFilesOnly). */
+    fromPretrained: (nameOrPath: string, opts?: FromPretrainedOptions) => fromPretrained(nameOrPath, task, opts),
     /** A randomly initialised model for a config object. */
     fromConfig: (config: Record<string, unknown>) => modelFromConfig(config, task),
   };

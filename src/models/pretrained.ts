@@ -9,11 +9,13 @@ import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, type EmbeddingLa
 import { Generator, Tensor, defaultGenerator, noGrad, ones, zeros } from "../tensor/index.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
 import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
+import type { HubOptions } from "../io/hub.js";
+import { pushSaved, type CommitInfo, type PushOptions } from "../io/hub-upload.js";
 import type { PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
 
-/** Options of fromPretrained. */
-export interface FromPretrainedOptions {
+/** Options of fromPretrained (the Hub options apply when the name is a repo id rather than a local folder). */
+export interface FromPretrainedOptions extends HubOptions {
   /** Compute dtype; weights stored as float16/bfloat16 are converted. Only float32 is supported for compute. */
   dtype?: "float32";
 }
@@ -138,6 +140,11 @@ export abstract class PreTrainedModel extends Module {
     const onDisk = { float32: "F32", float16: "F16", bfloat16: "BF16" } as const;
     writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" }, { dtype: onDisk[dtype] });
     writeJsonAtomic(join(dir, "config.json"), { ...this.config, architectures: [this.architecture], torch_dtype: dtype });
+  }
+
+  /** Upload the model as savePretrained writes it (e.g. a merged model) to a Hub repo, created if needed (transformers' push_to_hub). */
+  pushToHub(repoId: string, opts: PushOptions & { dtype?: "float32" | "float16" | "bfloat16" } = {}): Promise<CommitInfo> {
+    return pushSaved(repoId, (dir) => this.savePretrained(dir, opts), { commitMessage: "Upload model", ...opts });
   }
 }
 

@@ -12,6 +12,9 @@ import { generate, type GenerateOptions } from "../generation/index.js";
 import type { Tensor } from "../tensor/index.js";
 import { loadSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
+import { isRepoId, type HubOptions } from "../io/hub-cache.js";
+import { resolvePretrainedSync } from "../io/hub-sync.js";
+import { pushSaved, type CommitInfo, type PushOptions } from "../io/hub-upload.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { pythonJson } from "../io/json.js";
 import { TaskType, type PeftConfig } from "./config.js";
@@ -28,8 +31,8 @@ export interface SaveOptions {
   selectedAdapters?: string[];
 }
 
-/** Options of fromPretrained / loadAdapter. */
-export interface LoadOptions {
+/** Options of fromPretrained / loadAdapter (the Hub options apply when the adapter is named by repo id). */
+export interface LoadOptions extends HubOptions {
   adapterName?: string;
   /** Load with trainable adapter weights (frozen by default, as in HF). */
   isTrainable?: boolean;
@@ -268,8 +271,14 @@ export class PeftModel extends Module {
     }
   }
 
+  /** Upload the adapter files savePretrained writes to a Hub repo, created if needed (peft's push_to_hub). */
+  pushToHub(repoId: string, opts: PushOptions & SaveOptions = {}): Promise<CommitInfo> {
+    return pushSaved(repoId, (dir) => this.savePretrained(dir, opts), { commitMessage: "Upload model", ...opts });
+  }
+
   /** A PeftModel from a base model and a saved adapter folder (frozen unless isTrainable, as in HF). */
-  static fromPretrained(model: PreTrainedModel, dir: string, opts: LoadOptions = {}): PeftModel {
+  static fromPretrained(model: PreTrainedModel, nameOrPath: string, opts: LoadOptions = {}): PeftModel {
+    const dir = resolvePretrainedSync(nameOrPath, "adapter", opts);
     const adapterName = opts.adapterName ?? "default";
     const config = readAdapterConfig(dir, opts.isTrainable ?? false);
     const peft = getPeftModel(model, config, adapterName);
@@ -352,19 +361,24 @@ function resolveBasePath(adapterDir: string, recorded: string): string {
   for (const candidate of [resolve(recorded), resolve(adapterDir, recorded), resolve(adapterDir, "..", recorded), resolve(adapterDir, "../..", recorded)]) {
     if (existsSync(join(candidate, "config.json"))) return candidate;
   }
+  if (isRepoId(recorded)) return recorded; // a Hub id: fromPretrained downloads it
   throw new Error(`the adapter's base model "${recorded}" was not found (looked relative to the working directory and to ${adapterDir}); pass the base model explicitly with PeftModel.fromPretrained(model, dir)`);
 }
 
 function autoPeft(task: Task) {
   return {
-    /** Load the base model named in adapter_config.json's base_model_name_or_path, then the adapter. */
-    fromPretrained(dir: string, opts: LoadOptions & { baseModelPath?: string } = {}): PeftModel {
+    /** Load the base model named in adapter_config.json's base_model_name_or_path (a folder or a Hub id), then the adapter. */
+    fromPretrained(nameOrPath: string, opts: LoadOptions & { baseModelPath?: string } = {}): PeftModel {
+      const dir = resolvePretrainedSync(nameOrPath, "adapter", opts);
       const config = readJsonObject(join(dir, "adapter_config.json"));
       const recorded = opts.baseModelPath ?? config["base_model_name_or_path"];
       if (typeof recorded !== "string") throw new Error(`${dir}/adapter_config.json has no base_model_name_or_path; load the base model yourself and use PeftModel.fromPretrained`);
       const taskType = config["task_type"];
       const wanted = typeof taskType === "string" ? TASK_OF_TYPE[taskType] ?? task : task;
-      const base = loadModel(opts.baseModelPath ?? resolveBasePath(dir, recorded), wanted);
+      // The base model's revision is the config's "revision" (peft's AutoPeftModel), not the adapter's.
+      const { revision: _adapterRevision, ...hub } = opts;
+      const baseRevision = typeof config["revision"] === "string" ? { revision: config["revision"] } : {};
+      const base = loadModel(opts.baseModelPath ?? resolveBasePath(dir, recorded), wanted, { ...hub, ...baseRevision });
       return PeftModel.fromPretrained(base, dir, opts);
     },
   };
