@@ -18,5 +18,7 @@ export type { GenerateOptions } from "./generation/index.js";
 export * from "./train/index.js";
 export { tensor, tidy, keep, noGrad, manualSeed, memory } from "./tensor/index.js";
 export type { Tensor } from "./tensor/index.js";
+// PEFT_TS_PROFILE=1 (or setProfiling(true) before the first tensor) times every kernel; profileReport() prints the table.
+export { isProfiling, setProfiling, profileReport, profileReset, profileEntries } from "./backend/index.js";
 export { PeftError, ConfigError, CheckpointError, ModelMismatchError, DatasetError, EnvironmentError } from "./errors.js";
 export type { PeftErrorCode } from "./errors.js";
