@@ -21,8 +21,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { Backend, GemmSpec, Storage, View } from "../src/backend/backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
-import { loadNativeBackend, setAdaptiveThreads, setThreads, threads } from "../src/backend/native/native-backend.js";
-import { rng } from "./helpers.js";
+import { setAdaptiveThreads, setThreads, threads } from "../src/backend/native/native-backend.js";
+import { nativeOrReason, rng } from "./helpers.js";
 
 const CHILD_ENV = "PEFT_TS_DETERMINISM_CHILD";
 
@@ -90,13 +90,7 @@ if (process.env[CHILD_ENV] === "1") {
 // ---- the tests ----------------------------------------------------------------------------------------------------
 
 function parentTests(): void {
-  let native: Backend | null = null;
-  let loadError = "";
-  try {
-    native = loadNativeBackend();
-  } catch (err) {
-    loadError = (err as Error).message;
-  }
+  const { native, loadError } = nativeOrReason();
 
   test("training runs are bit-identical with 1 thread, 2 threads, and 2 adaptive threads beside a busy neighbour", async (t) => {
     if (!native) return t.skip(`native addon not built: ${loadError}`);

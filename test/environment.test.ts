@@ -9,17 +9,13 @@ import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
 import { cpus } from "node:os";
 import { promisify } from "node:util";
-import { loadNativeBackend, threadLimit } from "../src/backend/native/native-backend.js";
+import { threadLimit } from "../src/backend/native/native-backend.js";
+import { nativeOrReason } from "./helpers.js";
 
 const run = promisify(execFile);
 const backendModule = new URL("../src/backend/index.js", import.meta.url).href;
 
-let nativeError = "";
-try {
-  loadNativeBackend();
-} catch (err) {
-  nativeError = (err as Error).message;
-}
+const nativeError = nativeOrReason().loadError;
 
 interface Outcome {
   ok?: { backend: string; threads?: number };
