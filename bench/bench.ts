@@ -52,7 +52,8 @@ const withPytorch = !argv.includes("--no-pytorch");
 const profile = argv.includes("--profile");
 const busyNeighbour = argv.includes("--busy-neighbour");
 const baselineDir = opt("baseline") === undefined ? undefined : resolve(opt("baseline")!);
-if (baselineDir && !existsSync(join(baselineDir, "build", "Release", "peft_ts_native.node")) || baselineDir && !existsSync(join(baselineDir, "dist", "bench", "models.js"))) {
+const baselineAddon = baselineDir && join(baselineDir, "build", "Release", "peft_ts_native.node");
+if (baselineDir && (!existsSync(baselineAddon!) || !existsSync(join(baselineDir, "dist", "bench", "models.js")))) {
   throw new Error(`--baseline ${baselineDir}: build that checkout first (node-gyp rebuild and npx tsc -p . there)`);
 }
 const log = (line: string) => console.error(line);
@@ -70,9 +71,8 @@ console.log(`machine: ${cpu}, ${cpus().length} cores; native backend: ${threads(
 
 if (only.includes("gemm")) {
   // The baseline's addon, loaded beside ours (another file, so another module), behind this build's NativeBackend.
-  const baseline = baselineDir
-    ? new NativeBackend(createRequire(import.meta.url)(join(baselineDir, "build", "Release", "peft_ts_native.node")) as ConstructorParameters<typeof NativeBackend>[0])
-    : undefined;
+  type Addon = ConstructorParameters<typeof NativeBackend>[0];
+  const baseline = baselineAddon ? new NativeBackend(createRequire(import.meta.url)(baselineAddon) as Addon) : undefined;
   const rows = await gemmBench({ log, ...(baseline ? { baseline } : {}) });
   console.log("\n### GEMM and bandwidth\n");
   console.log(formatBenchTable(rows));
@@ -160,7 +160,9 @@ if (only.includes("forward") || only.includes("training")) {
       const name = `${model}-${mode}`;
       const steps = mode === "train" ? trainSteps : inferSteps;
       const ours = await oursCase(name, ["--steps", String(steps), "--warmup", String(warmup)]);
-      const before = baselineDir ? await oursCase(name, ["--steps", String(steps), "--warmup", String(warmup)], join(baselineDir, "dist", "bench")) : undefined;
+      const before = baselineDir
+        ? await oursCase(name, ["--steps", String(steps), "--warmup", String(warmup)], join(baselineDir, "dist", "bench"))
+        : undefined;
       if (typeof before === "string") notes.push(`${name}: baseline ${before}`);
       else if (before) beforeRows.push(`| ${name} | ${f1(typeof ours === "string" ? NaN : ours.tokensPerS)} | ${f1(before.tokensPerS)} | ` +
         `${typeof ours === "string" ? "–" : (ours.tokensPerS / before.tokensPerS).toFixed(2) + "×"} |`);

@@ -14,6 +14,7 @@ import { nativeOrReason } from "./helpers.js";
 
 const run = promisify(execFile);
 const backendModule = new URL("../src/backend/index.js", import.meta.url).href;
+const nativeModule = new URL("../src/backend/native/native-backend.js", import.meta.url).href;
 
 const nativeError = nativeOrReason().loadError;
 
@@ -28,7 +29,7 @@ async function loadWith(env: Record<string, string>): Promise<Outcome> {
     try {
       const b = await import(${JSON.stringify(backendModule)});
       const chosen = b.backend();
-      const threads = chosen.name === "native" ? (await import(${JSON.stringify(new URL("../src/backend/native/native-backend.js", import.meta.url).href)})).threads() : undefined;
+      const threads = chosen.name === "native" ? (await import(${JSON.stringify(nativeModule)})).threads() : undefined;
       console.log(JSON.stringify({ ok: { backend: chosen.name, threads } }));
     } catch (e) {
       console.log(JSON.stringify({ error: { name: e.name, code: e.code, message: e.message } }));
