@@ -9,6 +9,8 @@
  *   --profile                                 print the per-kernel profile of each peft-ts case (PEFT_TS_PROFILE)
  *   --busy-neighbour                          keep one core busy with another process during the model sections (both
  *                                             peft-ts and PyTorch run beside it): a shared machine, reproducibly
+ *   --baseline DIR                            also measure another checkout (built: build/Release and dist/) in the same
+ *                                             run, alternating with this one: the "before" columns of a change
  *
  * Each model case runs in its own process (bench/models.ts), so its peak RSS is its own. The PyTorch anchor runs
  * the same cases right after ours (same shapes, same step), so that a noisy neighbour on a shared machine slows
@@ -22,7 +24,8 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { formatBenchTable, gemmBench } from "./gemm.js";
 import type { CaseResult, ModelName } from "./models.js";
-import { blasInfo, threads } from "../src/backend/native/native-backend.js";
+import { blasInfo, NativeBackend, threads } from "../src/backend/native/native-backend.js";
+import { createRequire } from "node:module";
 
 const run = promisify(execFile);
 const here = dirname(fileURLToPath(import.meta.url));
@@ -48,6 +51,11 @@ const genSteps = Number(opt("gen-steps") ?? 3), newTokens = Number(opt("new-toke
 const withPytorch = !argv.includes("--no-pytorch");
 const profile = argv.includes("--profile");
 const busyNeighbour = argv.includes("--busy-neighbour");
+const baselineDir = opt("baseline") === undefined ? undefined : resolve(opt("baseline")!);
+const baselineAddon = baselineDir && join(baselineDir, "build", "Release", "peft_ts_native.node");
+if (baselineDir && (!existsSync(baselineAddon!) || !existsSync(join(baselineDir, "dist", "bench", "models.js")))) {
+  throw new Error(`--baseline ${baselineDir}: build that checkout first (node-gyp rebuild and npx tsc -p . there)`);
+}
 const log = (line: string) => console.error(line);
 
 const root = packageRoot();
@@ -62,15 +70,18 @@ console.log(`peft-ts benchmarks, ${new Date().toISOString().slice(0, 16).replace
 console.log(`machine: ${cpu}, ${cpus().length} cores; native backend: ${threads()} threads, ${blasInfo()}`);
 
 if (only.includes("gemm")) {
-  const rows = await gemmBench({ log });
+  // The baseline's addon, loaded beside ours (another file, so another module), behind this build's NativeBackend.
+  type Addon = ConstructorParameters<typeof NativeBackend>[0];
+  const baseline = baselineAddon ? new NativeBackend(createRequire(import.meta.url)(baselineAddon) as Addon) : undefined;
+  const rows = await gemmBench({ log, ...(baseline ? { baseline } : {}) });
   console.log("\n### GEMM and bandwidth\n");
   console.log(formatBenchTable(rows));
 }
 
-/** One peft-ts case in a child process. */
-async function oursCase(name: string, extra: string[]): Promise<CaseResult | string> {
-  const script = join(here, "models.js");
-  log(`peft-ts ${name} ${extra.join(" ")} …`);
+/** One peft-ts case in a child process (of this build, or of the baseline checkout's). */
+async function oursCase(name: string, extra: string[], dir = here): Promise<CaseResult | string> {
+  const script = join(dir, "models.js");
+  log(`peft-ts${dir === here ? "" : " (baseline)"} ${name} ${extra.join(" ")} …`);
   try {
     const env = profile ? { ...process.env, PEFT_TS_PROFILE: process.env["PEFT_TS_PROFILE"] ?? "1" } : process.env;
     const { stdout, stderr } = await run(process.execPath, [script, "--case", name, ...extra, ...(profile ? ["--profile"] : [])],
@@ -142,12 +153,19 @@ if (only.includes("forward") || only.includes("training")) {
   torchUnavailable = await torchAvailable();
   const rows: string[] = [];
   const notes: string[] = [];
+  const beforeRows: string[] = [];
   const modes = [...(only.includes("training") ? ["train"] : []), ...(only.includes("forward") ? ["infer"] : [])];
   for (const model of models) {
     for (const mode of modes) {
       const name = `${model}-${mode}`;
       const steps = mode === "train" ? trainSteps : inferSteps;
       const ours = await oursCase(name, ["--steps", String(steps), "--warmup", String(warmup)]);
+      const before = baselineDir
+        ? await oursCase(name, ["--steps", String(steps), "--warmup", String(warmup)], join(baselineDir, "dist", "bench"))
+        : undefined;
+      if (typeof before === "string") notes.push(`${name}: baseline ${before}`);
+      else if (before) beforeRows.push(`| ${name} | ${f1(typeof ours === "string" ? NaN : ours.tokensPerS)} | ${f1(before.tokensPerS)} | ` +
+        `${typeof ours === "string" ? "–" : (ours.tokensPerS / before.tokensPerS).toFixed(2) + "×"} |`);
       const shape = typeof ours === "string" ? [0, 0] : [ours.batch, ours.seq];
       const torch = typeof ours === "string" ? "not run" : await torchCase(name, shape[0]!, shape[1]!, steps);
       if (typeof ours === "string") {
@@ -179,6 +197,12 @@ if (only.includes("forward") || only.includes("training")) {
     "512×768×3072 measured in the same process right after the steps, with as many threads as the machine allowed then: on a " +
     "contended machine that is the one-thread rate). LoRA r=8 alpha=16 on c_attn (GPT-2) / q_proj,v_proj (Qwen2), AdamW, train mode.");
   for (const n of notes) console.log(`- ${n}`);
+  if (beforeRows.length > 0) {
+    console.log(`\n### This build against the baseline ${baselineDir} (tokens/s, each case run right after the other)\n`);
+    console.log("| case | this build | baseline | ratio |");
+    console.log("| --- | ---: | ---: | ---: |");
+    for (const r of beforeRows) console.log(r);
+  }
 }
 
 if (only.includes("generation")) {

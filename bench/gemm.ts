@@ -6,6 +6,8 @@
  * Method: every measurement has a warm-up call, and takes the best of several timed calls; native and direct runs
  * of one size alternate for a few rounds, so a noisy neighbour slows both alike rather than one of them.
  * Both sides use the same thread count (the addon's; the C program gets it through OMP_NUM_THREADS).
+ * With a baseline backend (another build of the addon, `--baseline DIR` in bench.ts) its GEMM and Linear rows are
+ * measured in the same rounds, alternating with the native ones, so that a change's cost shows side by side.
  */
 import { execFile } from "node:child_process";
 import { existsSync, mkdirSync } from "node:fs";
@@ -16,6 +18,7 @@ import type { Backend, GemmSpec, Storage } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { loadNativeBackend, threads } from "../src/backend/native/native-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
+import { backend, setBackend } from "../src/backend/index.js";
 import * as T from "../src/tensor/index.js";
 import { Linear } from "../src/nn/index.js";
 
@@ -32,6 +35,8 @@ export interface BenchRow {
   js?: number;
   /** native / direct. */
   ratio?: number;
+  /** The baseline build's native throughput, when one was given. */
+  before?: number;
 }
 
 export interface GemmBenchOptions {
@@ -43,6 +48,8 @@ export interface GemmBenchOptions {
   js?: boolean;
   /** Progress messages (default: none). */
   log?: (line: string) => void;
+  /** Another build's native backend, measured beside this one (the "before" column). */
+  baseline?: Backend;
 }
 
 const SQUARE = [256, 512, 1024, 2048];
@@ -123,13 +130,14 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
   const sizes: [number, number, number][] = [...SQUARE.map((s): [number, number, number] => [s, s, s]), ...TRANSFORMER];
   for (const [m, k, n] of sizes) {
     const spec = gemmSpec(m, k, n), flops = 2 * m * n * k;
-    let bestNative = 0, bestDirect = 0;
+    let bestNative = 0, bestDirect = 0, bestBefore = 0;
     for (let r = 0; r < rounds; r++) {
       bestDirect = Math.max(bestDirect, await direct(exe, m, k, n, repeats, nThreads));
       bestNative = Math.max(bestNative, flops / bestTime(() => native.gemm(spec), repeats) / 1e9);
+      if (opts.baseline) bestBefore = Math.max(bestBefore, flops / bestTime(() => opts.baseline!.gemm(spec), repeats) / 1e9);
     }
     const row: BenchRow = { kernel: "gemm", shape: `${m}×${k}×${n}`, unit: "GFLOP/s", native: bestNative, direct: bestDirect,
-      ratio: bestNative / bestDirect };
+      ratio: bestNative / bestDirect, ...(opts.baseline ? { before: bestBefore } : {}) };
     if (withJs) {
       // The reference is ~100× slower: best of 2 for the small squares, a single timed call for the others.
       const jsRepeats = Math.max(m, k, n) <= 512 ? 2 : 1;
@@ -156,7 +164,18 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
   if (withJs) smRow.js = smBytes / bestTime(sm(js), 3) / 1e9;
   rows.push(smRow);
   log(`add ${addRow.native.toFixed(1)} GB/s, softmax ${smRow.native.toFixed(1)} GB/s (native)`);
-  rows.push(linearStepRow(repeats));
+  const linear = linearStepRow(repeats);
+  if (opts.baseline) {
+    // The tensor engine runs on whichever backend is active: the baseline's for a moment.
+    const ours = backend();
+    setBackend(opts.baseline);
+    try {
+      linear.before = linearStepRow(repeats).native;
+    } finally {
+      setBackend(ours);
+    }
+  }
+  rows.push(linear);
   return rows;
 }
 
@@ -180,15 +199,17 @@ function linearStepRow(repeats: number): BenchRow {
   return row;
 }
 
-/** The rows as a markdown table. */
+/** The rows as a markdown table (with "before" columns when a baseline was measured). */
 export function formatBenchTable(rows: readonly BenchRow[]): string {
   const f = (v: number | undefined, digits = 1) => (v === undefined ? "–" : v.toFixed(digits));
+  const withBefore = rows.some((r) => r.before !== undefined);
   const lines = [
-    "| kernel | shape (M×K×N) | unit | native | direct C OpenBLAS | native/direct | js |",
-    "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    `| kernel | shape (M×K×N) | unit | native |${withBefore ? " before (baseline build) | native/before |" : ""} direct C OpenBLAS | native/direct | js |`,
+    `| --- | --- | --- | ---: |${withBefore ? " ---: | ---: |" : ""} ---: | ---: | ---: |`,
   ];
   for (const r of rows) {
-    lines.push(`| ${r.kernel} | ${r.shape} | ${r.unit} | ${f(r.native)} | ${f(r.direct)} | ${f(r.ratio, 2)} | ${f(r.js, 2)} |`);
+    const before = withBefore ? ` ${f(r.before)} | ${r.before ? f(r.native / r.before, 2) : "–"} |` : "";
+    lines.push(`| ${r.kernel} | ${r.shape} | ${r.unit} | ${f(r.native)} |${before} ${f(r.direct)} | ${f(r.ratio, 2)} | ${f(r.js, 2)} |`);
   }
   return lines.join("\n");
 }

@@ -24,3 +24,5 @@ export { createRepo, createCommit, uploadFolder } from "./io/hub-upload.js";
 export type { PushOptions, CommitInfo, CommitFile } from "./io/hub-upload.js";
 export { exportModelToGguf, exportLoraToGguf } from "./export/gguf.js";
 export type { GgufOutType, GgufModelExportOptions, GgufAdapterExportOptions } from "./export/gguf.js";
+// PEFT_TS_PROFILE=1 (or setProfiling(true) before the first tensor) times every kernel; profileReport() prints the table.
+export { isProfiling, setProfiling, profileReport, profileReset, profileEntries } from "./backend/index.js";

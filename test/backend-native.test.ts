@@ -16,16 +16,9 @@ import assert from "node:assert/strict";
 import type { Backend, BinaryOp, GemmSpec, ReduceOp, Storage, UnaryGradOp, UnaryOp, View } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
-import { loadNativeBackend } from "../src/backend/native/native-backend.js";
-import { rng } from "./helpers.js";
+import { nativeOrReason, rng } from "./helpers.js";
 
-let native: Backend | null = null;
-let loadError = "";
-try {
-  native = loadNativeBackend();
-} catch (err) {
-  loadError = (err as Error).message;
-}
+const { native, loadError } = nativeOrReason();
 const js = new JsBackend();
 
 test("native addon loads (required when PEFT_TS_REQUIRE_NATIVE=1)", (t) => {

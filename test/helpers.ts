@@ -1,6 +1,8 @@
 /** Shared test utilities: a deterministic PRNG, random tensors, closeness and identity checks, float64 reference products, finite-difference gradients. */
 import assert from "node:assert/strict";
 import { Tensor, tensor, noGrad, tidy } from "../src/tensor/index.js";
+import type { Backend } from "../src/backend/backend.js";
+import { loadNativeBackend } from "../src/backend/native/native-backend.js";
 
 /** Deterministic PRNG (mulberry32) independent of the engine's own generator. */
 export function rng(seed: number): () => number {
@@ -118,4 +120,13 @@ export function gradCheck(f: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opts
     });
     assertClose(analytic[which]!, numeric, atol, rtol, `gradient of input ${which}`);
   });
+}
+
+/** The native backend, or null and the reason it did not load (tests that need it skip with that reason). */
+export function nativeOrReason(): { native: Backend | null; loadError: string } {
+  try {
+    return { native: loadNativeBackend(), loadError: "" };
+  } catch (err) {
+    return { native: null, loadError: (err as Error).message };
+  }
 }

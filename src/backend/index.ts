@@ -3,6 +3,8 @@ import type { Backend } from "./backend.js";
 import { JsBackend } from "./js/js-backend.js";
 import { loadNativeBackend } from "./native/native-backend.js";
 import { isProfiling, profiledBackend } from "./profile.js";
+import { envChoice } from "./env.js";
+import { EnvironmentError } from "../errors.js";
 
 export type { Backend, DType, Storage, View } from "./backend.js";
 export { isProfiling, setProfiling, profileReport, profileReset, profileEntries, profileAdd, profiledBackend } from "./profile.js";
@@ -10,15 +12,12 @@ export { isProfiling, setProfiling, profileReport, profileReset, profileEntries,
 let active: Backend | null = null;
 
 function choose(): Backend {
-  const wanted = process.env["PEFT_TS_BACKEND"];
+  const wanted = envChoice("PEFT_TS_BACKEND", ["native", "js"], "the backend");
   if (wanted === "js") return new JsBackend();
-  if (wanted !== undefined && wanted !== "native") {
-    throw new Error(`PEFT_TS_BACKEND=${wanted} is not a backend; use "native" or "js"`);
-  }
   try {
     return loadNativeBackend();
   } catch (err) {
-    if (wanted === "native") throw err;
+    if (wanted === "native" || err instanceof EnvironmentError) throw err;
     process.emitWarning(
       `peft-ts: native backend unavailable (${(err as Error).message}); using the slow js backend. ` +
         `Fix: install OpenBLAS (apt-get install libopenblas-dev) and a C++ compiler, then run "npm rebuild peft-ts".`,

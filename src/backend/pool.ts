@@ -3,6 +3,7 @@
  * buffers avoids both the allocator's zero-filling of large ArrayBuffers and garbage-collector pressure.
  */
 import type { DType, Storage } from "./backend.js";
+import { envNumber } from "./env.js";
 
 /** A storage whose values live in a typed array on the host. */
 export class CpuStorage implements Storage {
@@ -13,7 +14,7 @@ export class CpuStorage implements Storage {
 }
 
 /** Pooled buffers above this many bytes are dropped instead of kept (PEFT_TS_POOL_MB overrides). */
-const DEFAULT_POOL_LIMIT = Number(process.env["PEFT_TS_POOL_MB"] ?? 2048) * 2 ** 20;
+const DEFAULT_POOL_LIMIT = (envNumber("PEFT_TS_POOL_MB", "the buffer pool's limit in MiB") ?? 2048) * 2 ** 20;
 
 /** Reuses buffers of exactly the same dtype and size. */
 export class StoragePool {

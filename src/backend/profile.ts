@@ -5,6 +5,7 @@
  * table. Off, it costs one boolean test per backend selection: the backend is only wrapped when profiling is on.
  */
 import type { Backend } from "./backend.js";
+import { envChoice } from "./env.js";
 
 interface Entry {
   calls: number;
@@ -12,7 +13,9 @@ interface Entry {
 }
 
 const table = new Map<string, Entry>();
-let enabled = typeof process !== "undefined" && ["1", "2"].includes(process.env?.["PEFT_TS_PROFILE"] ?? "");
+/** PEFT_TS_PROFILE: "0" (or unset) off, "1" on, "2" on with element-wise kernels keyed by shape too. */
+const level = typeof process !== "undefined" ? envChoice("PEFT_TS_PROFILE", ["0", "1", "2"], "the profiler level") : undefined;
+let enabled = level === "1" || level === "2";
 
 /** Whether the profiler records. */
 export function isProfiling(): boolean {
@@ -72,8 +75,7 @@ export function profileReport(opts: { wallMs?: number; top?: number; title?: str
   return lines.join("\n");
 }
 
-/** PEFT_TS_PROFILE=2 keys element-wise kernels by shape too. */
-const detail = typeof process !== "undefined" && process.env?.["PEFT_TS_PROFILE"] === "2";
+const detail = level === "2";
 
 function keyOf(method: string, args: unknown[]): string {
   switch (method) {

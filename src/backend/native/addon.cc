@@ -7,6 +7,7 @@
 // RangeErrors with the reference backend's wording.
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -571,9 +572,13 @@ Napi::Value Threads(const Napi::CallbackInfo& info) { return Napi::Number::New(i
 void SetThreads(const Napi::CallbackInfo& info) {
   Args args(info, "setThreads");
   const int64_t n = args.count(0, "threads");
-  if (n < 1 || n > 1024) args.rangeError("threads must be in [1, 1024]");
+  if (n < 1 || n > peft::threadLimit()) args.rangeError("threads must be in [1, " + num(peft::threadLimit()) + "]");
   peft::setThreads(static_cast<int>(n));
 }
+
+Napi::Value ThreadLimit(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), peft::threadLimit()); }
+
+void SetAdaptiveThreads(const Napi::CallbackInfo& info) { peft::setAdaptive(info[0].ToBoolean().Value()); }
 
 std::string blasName() {
 #if defined(PEFT_BLAS_ACCELERATE)
@@ -597,10 +602,9 @@ Napi::Array names(Napi::Env env, std::initializer_list<const char*> list) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  if (const char* t = std::getenv("PEFT_TS_THREADS")) {
-    const int n = std::atoi(t);
-    if (n >= 1) peft::setThreads(n);
-  }
+  // OpenMP's default count (OMP_NUM_THREADS or the cores); this also makes a pthreads OpenBLAS single-threaded.
+  // PEFT_TS_THREADS and PEFT_TS_ADAPTIVE_THREADS are read, checked and applied by native-backend.ts.
+  peft::setThreads(std::min(peft::maxThreads(), peft::threadLimit()));
   auto fn = [&](const char* name, auto f) { exports.Set(name, Napi::Function::New(env, f, name)); };
   fn("copy", Copy);
   fn("fill", Fill);
@@ -631,6 +635,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("threads", Threads);
   fn("threadStats", ThreadStats);
   fn("setThreads", SetThreads);
+  fn("threadLimit", ThreadLimit);
+  fn("setAdaptiveThreads", SetAdaptiveThreads);
 #define PEFT_NAME(name) #name,
   exports.Set("unaryOps", names(env, {PEFT_UNARY_OPS(PEFT_NAME)}));
   exports.Set("unaryGradOps", names(env, {PEFT_UNARY_GRAD_OPS(PEFT_NAME)}));

@@ -1,7 +1,7 @@
 // Thread control and strided-view construction.
 #include "common.h"
 
-#include <cstdlib>
+#include <unistd.h>
 
 #ifdef PEFT_BLAS_OPENBLAS
 #include <cblas.h>
@@ -22,7 +22,19 @@ int configured = [] {
 }  // namespace
 
 int maxThreads() { return configured; }
-int maxThreadsSetting() { return configured; }
+
+int onlineCores() {
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n >= 1 ? static_cast<int>(n) : 1;
+}
+
+int threadLimit() {
+  int limit = 4 * onlineCores();
+#ifdef _OPENMP
+  if (omp_get_thread_limit() < limit) limit = omp_get_thread_limit();
+#endif
+  return limit;
+}
 
 namespace {
 constexpr double kLateSeconds = 1e-3;
@@ -31,13 +43,15 @@ constexpr int64_t kMaxSerialRegions = 512;
 // Kernels run on the thread that calls the addon (JavaScript's), one at a time: plain variables suffice.
 int64_t serialLeft = 0;       // regions still to run on one thread
 int64_t backoff = kMinSerialRegions;
-const bool adaptive = [] {
-  const char* v = std::getenv("PEFT_TS_ADAPTIVE_THREADS");
-  return !(v && v[0] == '0');
-}();
+bool adaptive = true;
 }  // namespace
 
 int activeThreads() { return serialLeft > 0 ? 1 : maxThreads(); }
+
+void setAdaptive(bool on) {
+  adaptive = on;
+  if (!on) serialLeft = 0;
+}
 
 AdaptiveStats adaptiveStats;
 
@@ -66,9 +80,10 @@ void setThreads(int n) {
 #ifdef _OPENMP
   omp_set_num_threads(n);
 #endif
-#ifdef PEFT_BLAS_OPENBLAS
-  // The OpenMP build follows omp_get_max_threads() anyway; the pthreads build needs telling.
-  openblas_set_num_threads(n);
+#if defined(PEFT_BLAS_OPENBLAS) && !defined(PEFT_BLAS_OPENMP)
+  // BLAS calls are single-threaded, each on a piece of a product (gemm.cc). The OpenMP build reads the OpenMP thread
+  // count on every call, and gemm.cc sets it; the pthreads build is told here, once.
+  openblas_set_num_threads(1);
 #endif
 }
 

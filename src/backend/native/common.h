@@ -2,6 +2,7 @@
 // Nothing here knows about N-API, so the kernels stay plain C++ (addon.cc does all the JS conversion).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -33,18 +34,23 @@ constexpr int64_t kGrainCheap = 1 << 20;   // memory-bound loops: copy, add, fil
 constexpr int64_t kGrainMath = 1 << 15;    // a vexp or libm call per element: exp, tanh, erf, pow, softmax
 
 int maxThreads();
-// The same (the configured count), for restoring OpenMP's setting after a single-threaded BLAS call.
-int maxThreadsSetting();
 void setThreads(int n);
+// The most threads setThreads accepts: 4 × onlineCores() (more never helps: every region waits for its slowest
+// thread, and an oversubscribed thread waits a time slice), within OpenMP's thread limit.
+int threadLimit();
+// Processors online on this machine (not those this process may use: the same for every run on the machine).
+int onlineCores();
 
 // Threads a parallel region may use now: maxThreads(), or 1 while the machine is contended. On a shared machine a
 // thread of our team may have to wait for a core that another process holds; the region then lasts until that
 // thread gets the core back (a scheduler time slice, milliseconds), which costs far more than one thread would
 // take. Every parallel region measures how late its threads start; when one starts more than kLateSeconds late,
-// the next regions (and BLAS calls) run on one thread, for a number of regions that doubles while the contention
-// lasts (32 … 512: a probe costs at most one time slice, staying serial too long costs half the machine) and starts over once a probe finds the threads on time.
-// PEFT_TS_ADAPTIVE_THREADS=0 turns this off.
+// the next regions run on one thread, for a number of regions that doubles while the contention lasts (32 … 512:
+// a probe costs at most one time slice, staying serial too long costs half the machine) and starts over once a
+// probe finds the threads on time. Results never depend on it: work is cut into pieces fixed by the shapes.
+// setAdaptive(false) (PEFT_TS_ADAPTIVE_THREADS=0) turns this off.
 int activeThreads();
+void setAdaptive(bool on);
 // Counts for diagnostics: parallel regions run, how many started a thread late, regions run serially instead.
 struct AdaptiveStats {
   int64_t parallel = 0, late = 0, serial = 0;
@@ -56,9 +62,7 @@ void noteRegion(double maxLateSeconds);
 // Counts one region decided serial by activeThreads() == 1 (advances the back-off).
 void noteSerialRegion();
 
-// Calls f(chunk, begin, end) on disjoint consecutive pieces of [0, n), in parallel when n is at least two grains.
-// Chunk c covers [n·c/T, n·(c+1)/T) for T = chunksFor(n, grain), so callers can size per-chunk scratch (T only
-// changes after a parallel region, never between a chunksFor and the parallelChunks that follows it).
+// Threads a parallel loop over n items with a grain of `grain` items per thread uses: at most activeThreads().
 inline int chunksFor(int64_t n, int64_t grain) {
   int64_t t = grain > 0 ? n / grain : n;
   int m = activeThreads();
@@ -83,21 +87,31 @@ void parallelRegion(int T, F&& f) {
 #endif
 }
 
+// Calls f(begin, end) on disjoint consecutive pieces of [0, n), one per thread, in parallel when n is at least two
+// grains. Which thread gets which items depends on the thread count, so f must compute each item the same way
+// wherever it runs (element-wise work, rows, or the fixed chunks below).
 template <class F>
-void parallelChunks(int64_t n, int64_t grain, F&& f) {
+void parallelFor(int64_t n, int64_t grain, F&& f) {
   if (n <= 0) return;
   const int T = chunksFor(n, grain);
   if (T == 1) {
     if (grain > 0 && n / grain >= 2 && maxThreads() > 1) noteSerialRegion();
-    f(0, int64_t(0), n);
+    f(int64_t(0), n);
     return;
   }
-  parallelRegion(T, [&](int c) { f(c, n * c / T, n * (c + 1) / T); });
+  parallelRegion(T, [&](int c) { f(n * c / T, n * (c + 1) / T); });
 }
 
+// Fixed chunks for reductions: [0, n) cut into chunks of `size` (the last one shorter), their number a function of
+// n and size alone. f(c, begin, end) runs once per chunk, on some thread (in parallel from two grains of work on);
+// partial results kept per chunk and combined in chunk order are the same whatever the thread count.
+inline int64_t fixedChunkCount(int64_t n, int64_t size) { return n <= 0 ? 0 : (n + size - 1) / size; }
+
 template <class F>
-void parallelFor(int64_t n, int64_t grain, F&& f) {
-  parallelChunks(n, grain, [&](int, int64_t b, int64_t e) { f(b, e); });
+void forFixedChunks(int64_t n, int64_t size, int64_t grain, F&& f) {
+  parallelFor(fixedChunkCount(n, size), std::max<int64_t>(1, grain / size), [&](int64_t lo, int64_t hi) {
+    for (int64_t c = lo; c < hi; c++) f(c, c * size, std::min(n, (c + 1) * size));
+  });
 }
 
 // ---- strided views ---------------------------------------------------------------------------------------------

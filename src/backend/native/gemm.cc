@@ -6,13 +6,14 @@
 // it gets a legal one, and a matrix whose rows overlap (lda = 0 for a broadcast row, say) is packed into scratch.
 // A bias row is written into the output first and the product added to it (beta = 1), so it costs no extra pass.
 //
-// Threading. OpenBLAS threads a product well when all three dimensions are large; on skinny products (LoRA's rank-8
-// factors, decoding's few rows, attention heads) its threading costs more than it gains, and badly so when another
-// process holds a core. So only products with every dimension ≥ kBlasThreadDim go to OpenBLAS's own threads;
-// the others are cut along their longest output axis into pieces, one single-threaded BLAS call per piece inside
-// our parallel region (OpenBLAS's OpenMP build runs single-threaded in a parallel region). Many small batch items
-// (attention heads) are spread over the threads likewise, one item per call. The pthreads build of OpenBLAS is not
-// safe to call that way, so there everything stays sequential and OpenBLAS threads what it will.
+// Threading and determinism. OpenBLAS's results depend on how a product is cut: its threaded driver blocks k
+// differently from its single-threaded one, and an element's rounding depends on where it falls in the micro-kernel's
+// tiles, so the same product with 1, 2 or 3 threads, or cut into other pieces, differs in the last bits (measured:
+// 512×768×768 differs in 7% of its elements between 1 and 2 OpenBLAS threads, and between whole and halved calls).
+// So BLAS never threads a call here: every call is single-threaded, on a piece of the output whose bounds depend on
+// the product's shape (and the machine's core count) alone, never on the thread count; threads only decide who
+// computes which piece. Results are then bit-identical whatever PEFT_TS_THREADS or the adaptive thread count says.
+// The cost is that pieces re-pack their shares of A and B (a few per cent; see the benchmark).
 #include <algorithm>
 #include <climits>
 #include <vector>
@@ -28,16 +29,10 @@
 namespace peft {
 namespace {
 
-#if defined(PEFT_BLAS_OPENMP) || defined(PEFT_BLAS_ACCELERATE)
-constexpr bool kSplitOurselves = true;
-#else
-constexpr bool kSplitOurselves = false;
-#endif
-
-// Products with m, n and k all at least this large are threaded by BLAS itself.
-constexpr int64_t kBlasThreadDim = 128;
-// The least work worth a thread (≈ 20 µs at 100 GFLOP/s): smaller products or pieces run on the calling thread.
+// The least work worth a piece (≈ 20 µs at 100 GFLOP/s): smaller products run whole on the calling thread.
 constexpr double kMinTaskFlops = 2e6;
+// Piece bounds fall on multiples of this many rows or columns (whole vector widths and micro-kernel tiles).
+constexpr int64_t kPieceUnit = 16;
 
 struct Operand {
   const float* base;
@@ -68,6 +63,8 @@ constexpr int64_t kSmallM = 8;
 // Output columns per tile: B is read in row pieces this long (longer pieces stream better), and the kSmallM × kTile
 // accumulators (64 KiB) stay in L2.
 constexpr int64_t kTile = 2048;
+// The most ranges of k a few-row product that sums whole rows of B is cut into (bounds the partial sums kept).
+constexpr int64_t kSmallChunks = 16;
 
 // out[i, j0 + t] for t < w: alpha·Σ_p A[i, p]·B[p, j0 + t] + (out if accumulate) + bias, B not transposed
 // (row p of B at p·ldb). Accumulates in float over p in order.
@@ -168,6 +165,64 @@ PEFT_SIMD_CLONES void smallTileT(const Gemm& g, const float* a, const float* b, 
   }
 }
 
+// How one product's output is cut: pm × pn pieces, as nearly square as possible (a piece re-packs its rows of A and
+// its columns of B, so square pieces re-pack least), at most `limit` of them and each of at least kMinTaskFlops.
+// A function of the shape and the limit only.
+struct Pieces {
+  int64_t pm = 1, pn = 1, mUnits = 1, nUnits = 1;
+  int64_t count() const { return pm * pn; }
+  // Rows (or columns) [lo, hi) of piece index a of `parts` along an axis of `len` (units of kPieceUnit).
+  static void bounds(int64_t len, int64_t units, int64_t parts, int64_t a, int64_t& lo, int64_t& hi) {
+    lo = std::min(len, units * a / parts * kPieceUnit);
+    hi = std::min(len, units * (a + 1) / parts * kPieceUnit);
+  }
+};
+
+Pieces piecesFor(int64_t m, int64_t n, double flops, int64_t limit) {
+  Pieces p;
+  p.mUnits = (m + kPieceUnit - 1) / kPieceUnit;
+  p.nUnits = (n + kPieceUnit - 1) / kPieceUnit;
+  const double most = std::min<double>(static_cast<double>(limit), flops / kMinTaskFlops);
+  while (2.0 * p.count() <= most) {
+    const bool rowsLonger = m * p.pn >= n * p.pm;  // m / pm ≥ n / pn
+    if (rowsLonger && p.mUnits >= 2 * p.pm) p.pm *= 2;
+    else if (p.nUnits >= 2 * p.pn) p.pn *= 2;
+    else if (p.mUnits >= 2 * p.pm) p.pm *= 2;
+    else break;
+  }
+  return p;
+}
+
+// The most pieces a product is cut into: the machine's core count rounded up to a power of two (at most 64), so that
+// every core can get a share. It is fixed for the machine, whatever threads this process is told to use.
+int64_t pieceLimit() {
+  static const int64_t limit = [] {
+    int64_t cores = onlineCores(), p = 1;
+    while (p < cores && p < 64) p *= 2;
+    return p;
+  }();
+  return limit;
+}
+
+// Runs BLAS single-threaded for the lifetime of the guard. The OpenMP build of OpenBLAS reads the OpenMP thread count
+// on every call (our parallel regions inherit the setting for nested calls); the pthreads build was told once, in
+// setThreads.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+#if defined(PEFT_BLAS_OPENMP)
+    omp_set_num_threads(1);
+#endif
+  }
+  ~SingleThreadedBlas() {
+#if defined(PEFT_BLAS_OPENMP)
+    omp_set_num_threads(maxThreads());
+#endif
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+};
+
 }  // namespace
 
 void gemmKernel(const Gemm& g) {
@@ -247,24 +302,27 @@ void gemmKernel(const Gemm& g) {
     const double bytes = 4.0 * static_cast<double>(g.k) * static_cast<double>(g.n) * static_cast<double>(batch);
     const bool split = T > 1 && bytes >= 2.0 * (1 << 20);
     if (!g.transB && g.m * g.n <= kSmallM * kTile) {
-      // Whole rows of B in order; threads take ranges of k (rows of B) and their partial sums are added in order.
-      const int P = split ? T : 1;
-      std::vector<float> partial(static_cast<size_t>(P * g.m * g.n));
+      // Whole rows of B in order, in ranges of k (rows of B) fixed by the shape alone: one per MiB of B, at most
+      // kSmallChunks. Threads take ranges, and the ranges' partial sums are added in range order.
+      const int64_t chunks = std::clamp<int64_t>((4 * g.k * g.n) >> 20, 1, std::min<int64_t>(kSmallChunks, g.k));
+      const int64_t rowsPerChunk = (g.k + chunks - 1) / chunks;
+      std::vector<float> partial(static_cast<size_t>(chunks * g.m * g.n));
       const float alpha = static_cast<float>(g.alpha);
       for (int64_t bi = 0; bi < batch; bi++) {
         const float* a = g.a + aOff[bi];
         const float* b = g.b + bOff[bi];
         float* c = g.out + cOff[bi];
-        const int64_t grain = P > 1 ? (g.k + P - 1) / P : g.k;
-        const int used = chunksFor(g.k, grain);  // before the region: it may change the thread count afterwards
-        parallelChunks(g.k, grain, [&](int ch, int64_t p0, int64_t p1) {
-          smallRowsN(g, a, b, p0, p1, partial.data() + ch * g.m * g.n);
+        // In parallel from 2 MiB of B on: a second thread's bandwidth then pays for its wake-up.
+        parallelFor(chunks, 1, [&](int64_t lo, int64_t hi) {
+          for (int64_t ch = lo; ch < hi; ch++) {
+            smallRowsN(g, a, b, ch * rowsPerChunk, std::min(g.k, (ch + 1) * rowsPerChunk), partial.data() + ch * g.m * g.n);
+          }
         });
         for (int64_t i = 0; i < g.m; i++) {
           float* row = c + i * g.ldc;
           for (int64_t j = 0; j < g.n; j++) {
             float sum = partial[i * g.n + j];
-            for (int ch = 1; ch < used; ch++) sum += partial[(ch * g.m + i) * g.n + j];
+            for (int64_t ch = 1; ch < chunks; ch++) sum += partial[(ch * g.m + i) * g.n + j];
             float base = g.accumulate ? row[j] : 0.0f;
             if (g.bias) base += g.bias[j];
             row[j] = alpha * sum + base;
@@ -292,67 +350,19 @@ void gemmKernel(const Gemm& g) {
     });
     return;
   }
-  const bool blasThreads = g.m >= kBlasThreadDim && g.n >= kBlasThreadDim && g.k >= kBlasThreadDim;
-  if (kSplitOurselves && T == 1 && maxThreads() > 1) {
-    // Contended (see activeThreads): everything on this thread, BLAS included (it reads the OpenMP thread count on
-    // every call).
-    noteSerialRegion();
+  // Tasks: every batch item cut into the same pieces; each task is one single-threaded BLAS call.
+  const Pieces pieces = piecesFor(g.m, g.n, flops, pieceLimit());
+  const int64_t perItem = pieces.count(), tasks = batch * perItem;
+  const double taskFlops = flops / static_cast<double>(perItem);
+  SingleThreadedBlas single;
+  parallelFor(tasks, std::max<int64_t>(1, static_cast<int64_t>(kMinTaskFlops / taskFlops)), [&](int64_t lo, int64_t hi) {
     std::vector<float> sa, sb;
-#if defined(PEFT_BLAS_OPENMP)
-    omp_set_num_threads(1);
-#endif
-    for (int64_t bi = 0; bi < batch; bi++) block(bi, 0, g.m, 0, g.n, sa, sb);
-#if defined(PEFT_BLAS_OPENMP)
-    omp_set_num_threads(maxThreadsSetting());
-#endif
-    return;
-  }
-  if (!kSplitOurselves || T == 1 || (batch == 1 && blasThreads)) {
-    // Sequential items; BLAS threads each as it sees fit (big products) or runs them on this thread (tiny ones).
-    std::vector<float> sa, sb;
-    for (int64_t bi = 0; bi < batch; bi++) block(bi, 0, g.m, 0, g.n, sa, sb);
-    return;
-  }
-  if (batch > 1 && !(blasThreads && batch < 2 * T)) {
-    // Items spread over the threads, each item one single-threaded call; at least kMinTaskFlops per task.
-    parallelFor(batch, std::max<int64_t>(1, static_cast<int64_t>(kMinTaskFlops / flops)), [&](int64_t lo, int64_t hi) {
-      std::vector<float> sa, sb;
-      for (int64_t bi = lo; bi < hi; bi++) block(bi, 0, g.m, 0, g.n, sa, sb);
-    });
-    return;
-  }
-  if (batch > 1) {  // a few big items: one after another, BLAS threading each
-    std::vector<float> sa, sb;
-    for (int64_t bi = 0; bi < batch; bi++) block(bi, 0, g.m, 0, g.n, sa, sb);
-    return;
-  }
-  // One skinny or small product: cut the longer output axis into pieces of at least kMinTaskFlops (and a
-  // multiple of 16 columns, so that pieces keep whole vector widths).
-  const bool alongRows = g.m >= g.n;
-  const int64_t len = alongRows ? g.m : g.n;
-  const int64_t unit = alongRows ? 1 : 16;
-  const int64_t units = (len + unit - 1) / unit;
-  const int64_t pieces = std::min<int64_t>({static_cast<int64_t>(T), units, std::max<int64_t>(1, static_cast<int64_t>(flops / kMinTaskFlops))});
-  if (pieces <= 1) {
-    std::vector<float> sa, sb;
-#if defined(PEFT_BLAS_OPENMP)
-    // OpenBLAS would thread a product of this size itself (its threshold is m·n·k ≥ 262144); it reads the OpenMP
-    // thread count on every call, so one thread it is.
-    omp_set_num_threads(1);
-    block(0, 0, g.m, 0, g.n, sa, sb);
-    omp_set_num_threads(maxThreadsSetting());
-#else
-    block(0, 0, g.m, 0, g.n, sa, sb);
-#endif
-    return;
-  }
-  parallelChunks(pieces, 1, [&](int, int64_t p0, int64_t p1) {
-    std::vector<float> sa, sb;
-    for (int64_t p = p0; p < p1; p++) {
-      const int64_t lo = std::min(len, (units * p / pieces) * unit), hi = std::min(len, (units * (p + 1) / pieces) * unit);
-      if (lo >= hi) continue;
-      if (alongRows) block(0, lo, hi, 0, g.n, sa, sb);
-      else block(0, 0, g.m, lo, hi, sa, sb);
+    for (int64_t t = lo; t < hi; t++) {
+      const int64_t bi = t / perItem, piece = t % perItem;
+      int64_t i0, i1, j0, j1;
+      Pieces::bounds(g.m, pieces.mUnits, pieces.pm, piece / pieces.pn, i0, i1);
+      Pieces::bounds(g.n, pieces.nUnits, pieces.pn, piece % pieces.pn, j0, j1);
+      if (i0 < i1 && j0 < j1) block(bi, i0, i1, j0, j1, sa, sb);
     }
   });
 }

@@ -19,6 +19,7 @@ import type {
 import { contiguousOutStrides } from "../backend.js";
 import { JsBackend } from "../js/js-backend.js";
 import { StoragePool } from "../pool.js";
+import { envChoice, envInteger } from "../env.js";
 
 type Data = Float32Array | Int32Array;
 type Nullable = Data | null;
@@ -57,6 +58,8 @@ interface Addon {
   threads(): number;
   threadStats(): ThreadStats;
   setThreads(n: number): void;
+  threadLimit(): number;
+  setAdaptiveThreads(on: boolean): void;
   readonly unaryOps: readonly string[];
   readonly unaryGradOps: readonly string[];
   readonly binaryOps: readonly string[];
@@ -87,12 +90,25 @@ function loadAddon(): Addon {
   if (addon) return addon;
   const path = addonPath();
   if (!existsSync(path)) throw new Error(`the addon ${path} is not built (npm install runs node-gyp; see its output)`);
+  let loaded: Addon;
   try {
-    addon = createRequire(import.meta.url)(path) as Addon;
+    loaded = createRequire(import.meta.url)(path) as Addon;
   } catch (err) {
     throw new Error(`the addon ${path} failed to load: ${(err as Error).message}`);
   }
-  return addon;
+  applyThreadEnvironment(loaded);
+  return (addon = loaded);
+}
+
+/**
+ * PEFT_TS_THREADS (1 to 4 × the machine's cores: more threads than that only wait for cores) and
+ * PEFT_TS_ADAPTIVE_THREADS ("0" or "1"); an EnvironmentError for anything else.
+ */
+function applyThreadEnvironment(a: Addon): void {
+  const n = envInteger("PEFT_TS_THREADS", 1, a.threadLimit(), "the thread count (at most 4 per core of this machine)");
+  const adaptive = envChoice("PEFT_TS_ADAPTIVE_THREADS", ["0", "1"], "the adaptive thread count switch");
+  if (n !== undefined) a.setThreads(n);
+  a.setAdaptiveThreads(adaptive !== "0");
 }
 
 /** Load the native backend; throws an Error saying why when the addon is missing or does not load. */
@@ -120,9 +136,19 @@ export function threadStats(): ThreadStats {
   return loadAddon().threadStats();
 }
 
-/** Change the number of threads of the native kernels and of OpenBLAS. */
+/** Change the number of threads of the native kernels (1 to threadLimit()); results do not depend on it. */
 export function setThreads(n: number): void {
   loadAddon().setThreads(n);
+}
+
+/** Turn the adaptive thread count (one thread while other processes hold the cores) on or off. */
+export function setAdaptiveThreads(on: boolean): void {
+  loadAddon().setAdaptiveThreads(on);
+}
+
+/** The most threads setThreads and PEFT_TS_THREADS accept: 4 × the machine's cores. */
+export function threadLimit(): number {
+  return loadAddon().threadLimit();
 }
 
 /** Which BLAS the addon was built with (OpenBLAS's configuration string, or "Accelerate"). */

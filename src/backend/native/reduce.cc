@@ -2,11 +2,12 @@
 //
 // The kept axes (K) index the output, the reduced axes (R) are folded into each output element. After dropping
 // size-1 axes and fusing contiguous runs there are three shapes of work:
-//   • everything reduced: split R among threads, combine the per-thread partials in order;
+//   • everything reduced: split R into fixed chunks (whatever the thread count), combine their partials in order;
 //   • R is innermost in memory (a last-axis sum, the softmax denominator kind): one output per task, the inner
 //     loop runs along contiguous memory;
 //   • K is innermost (a column sum such as a bias gradient over [tokens, features]): each task owns a block of
 //     adjacent outputs and adds whole row pieces into a small accumulator array, again contiguous.
+// Every output element is computed by one thread in a fixed order, so results never depend on the thread count.
 // Sums accumulate in double (the reference adds in float32 storage, so it is the less accurate of the two);
 // max/min keep the reference's NaN propagation and first-wins ties, because R is always visited in row-major
 // order for each output.
@@ -95,9 +96,10 @@ void reduceWith(const Strided& K, const Strided& R, const float* x, float* out) 
     forRange(R, b, e, [&](int64_t, const int64_t* off, int64_t n) { Op::segment(acc, base + off[0], n, rIn); });
   };
 
-  if (nOut == 1) {  // everything reduced
-    std::vector<T> partial(chunksFor(nRed, kGrainCheap), Op::init());
-    parallelChunks(nRed, kGrainCheap, [&](int c, int64_t b, int64_t e) { reduceAll(partial[c], x + K.offset[0], b, e); });
+  if (nOut == 1) {  // everything reduced: fixed chunks (see forFixedChunks), their partials combined in order
+    const int64_t size = kGrainCheap / 4;
+    std::vector<T> partial(fixedChunkCount(nRed, size), Op::init());
+    forFixedChunks(nRed, size, kGrainCheap, [&](int64_t c, int64_t b, int64_t e) { reduceAll(partial[c], x + K.offset[0], b, e); });
     T acc = Op::init();
     for (T p : partial) Op::add(acc, p);
     out[0] = static_cast<float>(acc);

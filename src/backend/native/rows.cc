@@ -4,7 +4,8 @@
 // arithmetic stays in double too (it is memory-bound, so that costs little and keeps x − mean exact enough).
 // The exponentials of softmax and cross-entropy use the vectorised float vexp (vmath.h): they dominate the time,
 // their results are within an ulp or two of the reference's, and they feed double sums.
-// Weight/bias gradients sum over rows, so every thread accumulates its own double partials, added in order.
+// Weight/bias gradients sum over rows: rows are cut into fixed chunks (whatever the thread count), each chunk
+// accumulates its own double partials, and those are added in chunk order, so results never depend on the threads.
 // The per-row work is in PEFT_SIMD_CLONES functions: an AVX2 version is picked at load time where the CPU has it
 // (the build itself targets any x86-64-v2 machine); the loops are written branch-free (the presence of a weight or
 // bias is a template parameter) so that both versions vectorise.
@@ -157,11 +158,15 @@ PEFT_SIMD_CLONES void crossEntropyGradRow(const float* L, int64_t cols, float l,
   for (int64_t j = 0; j < cols; j++) D[j] = vexp(L[j] - l) * g;
 }
 
+// Rows per fixed chunk of the weight-gradient partial sums: a quarter of a task's grain, so that the threads share
+// the chunks evenly.
+int64_t chunkRows(int64_t cols) { return std::max<int64_t>(1, rowGrain(cols) / 4); }
+
 // Adds per-chunk partial sums (chunk-major, `cols` each) in chunk order into `out`.
-void combine(const std::vector<double>& partial, int chunks, int64_t cols, float* out) {
+void combine(const std::vector<double>& partial, int64_t chunks, int64_t cols, float* out) {
   for (int64_t j = 0; j < cols; j++) {
     double s = 0;
-    for (int c = 0; c < chunks; c++) s += partial[c * cols + j];
+    for (int64_t c = 0; c < chunks; c++) s += partial[c * cols + j];
     out[j] = static_cast<float>(s);
   }
 }
@@ -211,10 +216,10 @@ void layerNormKernel(const float* x, const float* w, const float* bias, int64_t 
 
 void layerNormGradKernel(const float* x, const float* w, const float* mean, const float* rstd, const float* dy,
                          int64_t rows, int64_t cols, float* dx, float* dw, float* db) {
-  const int chunks = chunksFor(rows, rowGrain(cols));
+  const int64_t chunks = fixedChunkCount(rows, chunkRows(cols));
   const bool params = dw || db;
   std::vector<double> pw(params ? chunks * cols : 0, 0.0), pb(params ? chunks * cols : 0, 0.0);
-  parallelChunks(rows, rowGrain(cols), [&](int c, int64_t b, int64_t e) {
+  forFixedChunks(rows, chunkRows(cols), rowGrain(cols), [&](int64_t c, int64_t b, int64_t e) {
     double* PW = params ? pw.data() + c * cols : nullptr;
     double* PB = params ? pb.data() + c * cols : nullptr;
     for (int64_t r = b; r < e; r++) {
@@ -241,9 +246,9 @@ void rmsNormKernel(const float* x, const float* w, int64_t rows, int64_t cols, d
 
 void rmsNormGradKernel(const float* x, const float* w, const float* rstd, const float* dy, int64_t rows,
                        int64_t cols, float* dx, float* dw) {
-  const int chunks = chunksFor(rows, rowGrain(cols));
+  const int64_t chunks = fixedChunkCount(rows, chunkRows(cols));
   std::vector<double> pw(dw ? chunks * cols : 0, 0.0);
-  parallelChunks(rows, rowGrain(cols), [&](int c, int64_t b, int64_t e) {
+  forFixedChunks(rows, chunkRows(cols), rowGrain(cols), [&](int64_t c, int64_t b, int64_t e) {
     double* PW = dw ? pw.data() + c * cols : nullptr;
     for (int64_t r = b; r < e; r++) {
       if (w) rmsNormGradRow<true>(x + r * cols, dy + r * cols, w, cols, rstd[r], dx + r * cols, PW);
