@@ -8,7 +8,7 @@ import type { PretrainedConfig } from "./config.js";
 import { loadPretrained, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
 import { gpt2Config } from "./gpt2/config.js";
 import { GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model } from "./gpt2/modeling.js";
-import { llamaConfig } from "./llama/config.js";
+import { DECODER_MODEL_TYPES, llamaConfig } from "./llama/config.js";
 import { LlamaForCausalLM, LlamaForSequenceClassification, LlamaModel } from "./llama/modeling.js";
 import { bertConfig } from "./bert/config.js";
 import { BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, BertModel } from "./bert/modeling.js";
@@ -56,7 +56,9 @@ const t5: Family = {
   classes: { base: T5Model, "seq2seq-lm": T5ForConditionalGeneration },
 };
 
-const FAMILIES: Record<string, Family> = { gpt2, llama, qwen2: llama, mistral: llama, bert, distilbert, t5, mt5: t5 };
+const FAMILIES: Record<string, Family> = {
+  gpt2, ...Object.fromEntries(DECODER_MODEL_TYPES.map((t) => [t, llama])), bert, distilbert, t5, mt5: t5,
+};
 
 /** Register another family (used by the family modules that live outside this file). */
 export function registerFamily(modelTypes: readonly string[], family: Family): void {

@@ -107,7 +107,8 @@ export abstract class PreTrainedModel extends Module {
           if (b) b.copy_(zeros(b.shape));
         } else if (m instanceof LayerNorm || m instanceof RMSNorm) {
           const w = m.ownParameter("weight"), b = m.ownParameter("bias");
-          if (w) w.copy_(ones(w.shape));
+          // Gemma's norms scale by (1 + weight): their neutral weight is 0.
+          if (w) w.copy_(m instanceof RMSNorm && m.unitOffset ? zeros(w.shape) : ones(w.shape));
           if (b) b.copy_(zeros(b.shape));
         }
       }

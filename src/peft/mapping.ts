@@ -7,6 +7,8 @@ export const LORA_TARGETS: Record<string, string[]> = {
   bert: ["query", "value"], roberta: ["query", "value"], "xlm-roberta": ["query", "value"], electra: ["query", "value"],
   llama: ["q_proj", "v_proj"], mistral: ["q_proj", "v_proj"], mixtral: ["q_proj", "v_proj"], gemma: ["q_proj", "v_proj"],
   gemma2: ["q_proj", "v_proj"], qwen2: ["q_proj", "v_proj"], phi: ["q_proj", "v_proj", "fc1", "fc2"],
+  // Newer than peft 0.15.2 (peft ≥ 0.16): Gemma 3 text and Qwen3.
+  gemma3_text: ["q_proj", "v_proj"], qwen3: ["q_proj", "v_proj"],
 };
 
 /** IA3 targets by model_type. */

@@ -1,0 +1,110 @@
+/**
+ * The newer families (LLaMA 3 rope scaling and head_dim, Qwen2 sliding window, Qwen3, Gemma 1/2/3, Phi-3) against the
+ * goldens of scripts/make_family_fixtures.py (transformers 4.44 + peft 0.15.2, with the references that script
+ * documents for Qwen3, Gemma 3, the Qwen2 window and LLaMA's head_dim): logits, loss and hidden states within 1e-4,
+ * greedy generation exact, LoRA adapters from Python reproduce their outputs, and LoRA adapters made here save what
+ * Python saves.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { fromPretrained } from "../src/models/auto.js";
+import type { ModelOutput } from "../src/models/outputs.js";
+import "../src/generation/index.js";
+import { ConfigError } from "../src/errors.js";
+import { decoderTraits, llamaConfig } from "../src/models/llama/config.js";
+import { buildAttentionMask } from "../src/models/attention.js";
+import { RotaryEmbedding, ropeParameters } from "../src/models/rotary.js";
+import { writeSafetensors } from "../src/io/safetensors.js";
+import { configFromJson, getPeftModel } from "../src/peft/index.js";
+import { MASK_VALUE, noGrad, tensor } from "../src/tensor/index.js";
+import { FAMILIES, GoldenSet, compareOutputs, readCase, readExpected, readInputs, taskOfClass } from "./golden.js";
+import { baseModel, casesOf, checkFreshCase, checkLoadedCase, forwardInputs } from "./peft-cases.js";
+
+const set = new GoldenSet(FAMILIES);
+
+describe("newer model families against transformers goldens", () => {
+  for (const [name, info] of Object.entries(set.index.models)) {
+    const dir = set.modelDir(name);
+    it(`${name} (${info.class}) loads every weight and reproduces logits, loss and hidden states`, () => {
+      const model = fromPretrained(dir, taskOfClass(info.class));
+      assert.deepEqual(model.loadReport, { missingKeys: [], unexpectedKeys: [] });
+      assert.equal(model.architecture, info.class);
+      const out = noGrad(() => model.forward({ ...forwardInputs(readInputs(dir), true), outputHiddenStates: true })) as ModelOutput;
+      compareOutputs(out, readExpected(dir), readCase(dir).expected);
+    });
+    if (!("generate_greedy" in readCase(dir).expected)) continue;
+    it(`${name} generates exactly the stored greedy tokens (left-padded batch, KV cache)`, () => {
+      const model = fromPretrained(dir, taskOfClass(info.class));
+      const inputs = readInputs(dir);
+      const got = model.generate({ inputIds: inputs["genInputIds"]!, attentionMask: inputs["genAttentionMask"]!, maxNewTokens: 6 });
+      assert.deepEqual(Array.from(got.dataSync()), Array.from(readExpected(dir).get("generate_greedy")!.dataSync()));
+    });
+  }
+});
+
+describe("LoRA with default targets on the newer families against Python peft 0.15", () => {
+  for (const [name, c] of casesOf(["LORA"], set)) {
+    it(`${name}: Python's adapter reproduces its outputs here (on, disabled, merged, greedy)`, () => checkLoadedCase(name, c, { set }));
+    it(`${name}: an adapter made here saves Python's tensor names, shapes and config fields`, () => checkFreshCase(name, c, { set }));
+  }
+
+  it("with PEFT_TS_ADAPTERS set, writes adapters made here (+ their logits) for `make_family_fixtures.py --check-ts-adapters`", (t) => {
+    const out = process.env["PEFT_TS_ADAPTERS"];
+    if (!out) return t.skip("PEFT_TS_ADAPTERS not set");
+    for (const [name, c] of casesOf(["LORA"], set)) {
+      const peft = getPeftModel(baseModel(c, set), configFromJson({ ...c.config, peft_type: c.peft_type }));
+      noGrad(() => {
+        for (const [, p] of peft.namedParameters()) if (p.requiresGrad) p.copy_(tensor(Float32Array.from(p.dataSync(), (_, i) => Math.sin(i + 1) * 0.1), p.shape));
+      });
+      peft.eval().savePretrained(join(out, name));
+      const inputs = forwardInputs(readInputs(set.modelDir(c.base.replace(/^models\//, ""))), false);
+      mkdirSync(join(out, name), { recursive: true });
+      writeSafetensors(join(out, name, "logits.safetensors"), new Map([["logits", noGrad(() => peft.forward(inputs)).logits]]), { format: "pt" });
+    }
+  });
+});
+
+describe("decoder traits per model type", () => {
+  const base = { hidden_size: 64, intermediate_size: 96, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 32 };
+
+  it("sliding layers follow current transformers: Qwen2 from max_window_layers on (only with use_sliding_window), Gemma 2 even, Gemma 3 by pattern", () => {
+    const windows = (raw: Record<string, unknown>) => decoderTraits(llamaConfig({ ...base, ...raw })).layers.map((l) => l.window);
+    assert.deepEqual(windows({ model_type: "qwen2", use_sliding_window: true, sliding_window: 3, max_window_layers: 2 }), [null, null, 3, 3]);
+    assert.deepEqual(windows({ model_type: "qwen2", use_sliding_window: false, sliding_window: 3, max_window_layers: 2 }), [null, null, null, null]);
+    assert.deepEqual(windows({ model_type: "gemma2", sliding_window: 5 }), [5, null, 5, null]);
+    assert.deepEqual(windows({ model_type: "gemma3_text", sliding_window: 5, sliding_window_pattern: 3 }), [5, 5, null, 5]);
+    assert.deepEqual(windows({ model_type: "qwen3", use_sliding_window: true, sliding_window: 2, layer_types: ["full_attention", "sliding_attention", "full_attention", "sliding_attention"] }), [null, 2, null, 2]);
+    assert.deepEqual(decoderTraits(llamaConfig({ ...base, model_type: "gemma3_text" })).layers.map((l) => l.rope), [1, 1, 1, 1].map((r, i) => ((i + 1) % 6 ? r : 0)));
+  });
+
+  it("a window mask equals the hand-built one: query at position p sees keys p-w+1 … p (prefill and one decode step)", () => {
+    const w = 3;
+    const hand = (q: number, k: number) => Array.from({ length: q * k }, (_, n) => {
+      const p = Math.floor(n / k) + k - q, j = n % k;
+      return j > p || j <= p - w ? MASK_VALUE : 0;
+    });
+    assert.deepEqual(Array.from(buildAttentionMask(undefined, 1, 7, 7, true, w)!.dataSync()), hand(7, 7));
+    assert.deepEqual(Array.from(buildAttentionMask(undefined, 1, 1, 9, true, w)!.dataSync()), hand(1, 9));
+  });
+
+  it("bad rope_scaling and layer_types are ConfigErrors that name the field", () => {
+    const llama = (rope_scaling: Record<string, unknown>) => llamaConfig({ ...base, model_type: "llama", rope_scaling });
+    assert.throws(() => llama({ rope_type: "ntk-by-parts", factor: 2 }), (e) => e instanceof ConfigError && /"ntk-by-parts" is not supported/.test(e.message));
+    assert.throws(() => llama({ rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4 }), /needs the field "original_max_position_embeddings"/);
+    assert.throws(() => llama({ rope_type: "linear", factor: "4" }), /rope_scaling.factor must be a number/);
+    assert.throws(() => llamaConfig({ ...base, model_type: "phi3", rope_scaling: { type: "su", short_factor: [1], long_factor: [1] } }), /short_factor must be a list of 8 numbers/);
+    assert.throws(() => llamaConfig({ ...base, model_type: "gemma2", layer_types: ["full_attention"] }), /layer_types must list .* each of the 4 layers/);
+  });
+
+  it("dynamic NTK keeps the base up to max_position_embeddings, then grows it with the sequence (hand-computed base)", () => {
+    const s = { dim: 8, theta: 10000, maxPositions: 16, scaling: { rope_type: "dynamic", factor: 2 }, modelType: "llama" };
+    assert.deepEqual(ropeParameters(s, 10).invFreq, ropeParameters({ ...s, scaling: null }, 10).invFreq);
+    const grown = 10000 * Math.pow((2 * 32) / 16 - 1, 8 / 6);
+    const want = 1 / Math.pow(grown, 2 / 8);
+    assert.ok(Math.abs(ropeParameters(s, 32).invFreq[1]! - want) < 1e-6 * want, "float32 inverse frequency of the grown base");
+    const tables = new RotaryEmbedding(s).tables(tensor(Int32Array.from([0, 31]), [1, 2], "int32"));
+    assert.ok(Math.abs(tables.cos.dataSync()[8 + 1]! - Math.cos(31 * ropeParameters(s, 32).invFreq[1]!)) < 1e-6, "position 31 uses the grown base");
+  });
+});
