@@ -1,4 +1,5 @@
-"""Golden files for the newer model families (LLaMA 3 rope scaling, Qwen2 sliding window, Qwen3, Gemma 1/2/3, Phi-3),
+"""Golden files for the newer model families (LLaMA 3 rope scaling, Qwen2 sliding window, Qwen3, Gemma 1/2/3, Phi-3,
+OPT, BLOOM, GPT-NeoX, RoBERTa / XLM-RoBERTa),
 made with Python transformers 4.44.0 + peft 0.15.2 (../shared/pyref), for test/families-golden.test.ts.
 
     source ../shared/pyref/env.sh
@@ -47,6 +48,9 @@ CLM_SPECIAL = dict(pad_token_id=0, bos_token_id=1, eos_token_id=2)
 # initializer_range 0.1 makes logits O(1), so that 1e-4 means something.
 SMALL = dict(vocab_size=128, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, initializer_range=0.1, **CLM_SPECIAL)
+
+ROBERTA = dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+               max_position_embeddings=40, initializer_range=0.1, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 # name: config class, model class, model_type written to config.json (if it differs), config kwargs, and how it is made.
 MODELS = {
@@ -127,6 +131,55 @@ MODELS = {
         seed=3012, seq=10, greedy="generate",
         notes="Phi-3 fused qkv_proj / gate_up_proj; LongRoPE with original context 8: the 10-token forward uses the "
               "long factors, generation switches from short to long at position 8 (attention factor sqrt(1 + ln 4 / ln 8))"),
+    "opt": dict(
+        config="OPTConfig", cls="OPTForCausalLM",
+        kwargs=dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
+                    max_position_embeddings=64, init_std=0.1, **CLM_SPECIAL),
+        seed=3013, seq=8, greedy="generate", notes="OPT: learned positions from the attention mask (offset 2), tied head"),
+    "opt-350m-style": dict(
+        config="OPTConfig", cls="OPTForCausalLM",
+        kwargs=dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
+                    max_position_embeddings=64, init_std=0.1, do_layer_norm_before=False, word_embed_proj_dim=16,
+                    **CLM_SPECIAL),
+        seed=3014, seq=8, greedy="generate",
+        notes="OPT-350m's layout: post-norm blocks, no final norm, embeddings of 16 projected in and out"),
+    "opt-seqcls": dict(
+        config="OPTConfig", cls="OPTForSequenceClassification",
+        kwargs=dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
+                    max_position_embeddings=64, init_std=0.1, num_labels=3, **CLM_SPECIAL),
+        seed=3015, seq=8, kind="seqcls"),
+    "bloom": dict(
+        config="BloomConfig", cls="BloomForCausalLM",
+        kwargs=dict(vocab_size=128, hidden_size=24, n_layer=2, n_head=6, initializer_range=0.1, **CLM_SPECIAL),
+        seed=3016, seq=8, greedy="generate",
+        notes="BLOOM: ALiBi with 6 heads (not a power of two: interleaved extra slopes), per-head fused query_key_value"),
+    "bloom-seqcls": dict(
+        config="BloomConfig", cls="BloomForSequenceClassification",
+        kwargs=dict(vocab_size=128, hidden_size=24, n_layer=2, n_head=6, initializer_range=0.1, num_labels=3,
+                    apply_residual_connection_post_layernorm=True, **CLM_SPECIAL),
+        seed=3017, seq=8, kind="seqcls", notes="apply_residual_connection_post_layernorm switched on"),
+    "gpt-neox": dict(
+        config="GPTNeoXConfig", cls="GPTNeoXForCausalLM",
+        kwargs=dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                    rotary_pct=0.5, max_position_embeddings=64, initializer_range=0.1, **CLM_SPECIAL),
+        seed=3018, seq=8, greedy="generate",
+        notes="Pythia layout: parallel residual, partial rotary (4 of 8 head dims), untied embed_out"),
+    "gpt-neox-sequential": dict(
+        config="GPTNeoXConfig", cls="GPTNeoXForCausalLM",
+        kwargs=dict(vocab_size=128, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                    rotary_pct=1.0, max_position_embeddings=64, initializer_range=0.1, use_parallel_residual=False,
+                    **CLM_SPECIAL),
+        seed=3019, seq=8, greedy="generate", notes="sequential residual, full rotary"),
+    "roberta-seqcls": dict(
+        config="RobertaConfig", cls="RobertaForSequenceClassification",
+        kwargs=dict(ROBERTA, num_labels=3), seed=3020, seq=9, kind="seqcls",
+        notes="positions numbered from pad_token_id + 1 over real tokens (pads at pad_token_id); dense-tanh-out_proj head"),
+    "roberta-tokcls": dict(
+        config="RobertaConfig", cls="RobertaForTokenClassification",
+        kwargs=dict(ROBERTA, num_labels=5), seed=3021, seq=9, kind="tokcls"),
+    "xlm-roberta-seqcls": dict(
+        config="XLMRobertaConfig", cls="XLMRobertaForSequenceClassification",
+        kwargs=dict(ROBERTA, num_labels=2), seed=3022, seq=9, kind="seqcls"),
 }
 
 CASES = {
@@ -137,6 +190,12 @@ CASES = {
     "phi3-lora": dict(base="phi3-longrope", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8,
                                                         target_modules=["qkv_proj", "gate_up_proj"]),
                       notes="peft has no default targets for phi3 (0.15.2 nor later): the fused projections are named"),
+    "opt-lora": dict(base="opt", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8)),
+    "bloom-lora": dict(base="bloom", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8)),
+    "gpt-neox-lora": dict(base="gpt-neox", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8)),
+    "roberta-seqcls-lora": dict(base="roberta-seqcls", method=dict(task_type="SEQ_CLS", r=4, lora_alpha=8),
+                                notes="default targets (query, value); the classifier head is trained and saved "
+                                      "(modules_to_save, added by peft for SEQ_CLS)"),
 }
 
 
@@ -212,9 +271,11 @@ def make_normed_attention(attn, cfg, norm_cls, bias, rope_base, rope_factor, sca
 
 def patch_model(model, spec):
     """Applies the spec's reference patch to a freshly built model (before its weights are initialised or loaded)."""
-    cfg = model.config
-    layers = model.base_model.layers if hasattr(model.base_model, "layers") else model.model.layers
     kind = spec.get("patch")
+    if kind not in ("window", "qwen3", "gemma3"):
+        return model
+    cfg = model.config
+    layers = model.model.layers
     if kind in ("window", "qwen3"):
         for i, layer in enumerate(layers):
             if i >= cfg.max_window_layers:
@@ -304,6 +365,8 @@ def make_inputs(vocab, seq, seed, kind, num_labels=None):
     x = dict(input_ids=ids, attention_mask=mask)
     if kind == "seqcls":
         x["labels"] = torch.randint(0, num_labels, (2,), generator=g)
+    elif kind == "tokcls":
+        x["labels"] = torch.randint(0, num_labels, (2, seq), generator=g).masked_fill(mask == 0, -100)
     else:
         x["labels"] = ids.masked_fill(mask == 0, -100)
         x.update(gen_inputs(vocab, g))
@@ -354,7 +417,9 @@ def greedy_with_margin(model, x, vocab, seed, mode):
 def forward(model, x, labels=False, **kw):
     keys = ["input_ids", "attention_mask"] + (["labels"] if labels else [])
     with torch.no_grad():
-        return model(**{k: x[k] for k in keys}, use_cache=False, **kw)
+        if model.config.model_type not in ("roberta", "xlm-roberta"):  # decoders: no cache (the windows' patch needs that)
+            kw["use_cache"] = False
+        return model(**{k: x[k] for k in keys}, **kw)
 
 
 def write_json(path, obj):
@@ -398,7 +463,7 @@ def make_model(name, spec):
         exp[f"hidden_states_{i}"] = h
     record = dict(name=name, cls=spec["arch"] if spec.get("arch") else spec["cls"], notes=spec.get("notes", ""),
                   config=spec["kwargs"], seed=spec["seed"], versions=versions())
-    if kind == "clm":
+    if spec.get("greedy"):
         exp["generate_greedy"], margin, x = greedy_with_margin(loaded, x, vocab, spec["seed"] + 100, spec["greedy"])
         record["generate"] = dict(mode=spec["greedy"], max_new_tokens=6, min_top2_logit_margin=margin)
     write_json(os.path.join(folder, "inputs.json"), {k: v.tolist() for k, v in x.items()})
@@ -441,10 +506,12 @@ def make_case(name, case):
     exp = dict(logits_adapter=forward(lm, x).logits, loss_adapter=forward(lm, x, labels=True).loss.reshape(1))
     with lm.disable_adapter():
         exp["logits_disabled"] = forward(lm, x).logits
-    exp["generate_greedy_adapter"], margin, x2 = greedy_with_margin(lm, x, spec["kwargs"]["vocab_size"], seed + 100,
-                                                                     spec["greedy"])
-    if x2 is not x:
-        write_json(os.path.join(folder, "inputs.json"), {k: v.tolist() for k, v in x2.items()})
+    margin = None
+    if spec.get("greedy"):
+        exp["generate_greedy_adapter"], margin, x2 = greedy_with_margin(lm, x, spec["kwargs"]["vocab_size"], seed + 100,
+                                                                         spec["greedy"])
+        if x2 is not x:
+            write_json(os.path.join(folder, "inputs.json"), {k: v.tolist() for k, v in x2.items()})
     exp["logits_merged"] = forward(lm.merge_and_unload(), x).logits
     save_tensors(os.path.join(folder, "expected.safetensors"), exp, f"make_family_fixtures.py {name}")
     sd = load_file(os.path.join(adir, "adapter_model.safetensors"))
@@ -453,7 +520,7 @@ def make_case(name, case):
                   config=case["method"], print_trainable_parameters=buf.getvalue().strip(), trainable_params=trainable,
                   all_params=total, notes=case.get("notes", "") + f"; trainable tensors += N(0, {NOISE_STD}^2) noise "
                   f"(torch.Generator seed {seed + 1}) after get_peft_model (torch.manual_seed({seed}))",
-                  generate=dict(mode=spec["greedy"], min_top2_logit_margin=margin),
+                  generate=dict(mode=spec.get("greedy"), min_top2_logit_margin=margin),
                   adapter_tensors={k: [list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sorted(sd.items())},
                   adapter_config_keys=sorted(adapter_config), expected={k: list(v.shape) for k, v in exp.items()},
                   versions=versions())

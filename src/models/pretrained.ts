@@ -97,7 +97,9 @@ export abstract class PreTrainedModel extends Module {
    * embeddings) are far too large for a tied LM head.
    */
   initWeights(gen: Generator = defaultGenerator): this {
-    const std = typeof this.config["initializer_range"] === "number" ? (this.config["initializer_range"] as number) : 0.02;
+    // initializer_range, or OPT's name for it.
+    const given = this.config["initializer_range"] ?? this.config["init_std"];
+    const std = typeof given === "number" ? given : 0.02;
     noGrad(() => {
       for (const [, m] of this.namedModules()) {
         if (m instanceof Linear || m instanceof Conv1D || m instanceof Embedding) {
