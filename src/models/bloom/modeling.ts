@@ -1,10 +1,11 @@
 /** BLOOM (transformers' modeling_bloom, eager attention, ALiBi positions) with HF module and parameter names. */
 import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn } from "../../nn/index.js";
-import { Tensor, add, appendAlong, isGradEnabled, narrow, ones, reshape, tensor, tidy, transpose } from "../../tensor/index.js";
+import { Tensor, add, appendAlong, narrow, ones, reshape, tensor, transpose } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads } from "../attention.js";
-import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
+import type { BaseModelOutput, LayerKV, ModelInputs } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
-import { causalLmLoss, embedOrUse, pastLength, sequenceClassification } from "../heads.js";
+import { embedOrUse, pastLength, runDecoderStack } from "../heads.js";
+import { causalLmClass, sequenceClassificationClass, type DecoderFamily } from "../task-models.js";
 import type { BloomConfig } from "./config.js";
 
 /** ALiBi slopes per head (geometric from 2^(-8/n), interleaved extras when heads are not a power of two), in float32. */
@@ -140,75 +141,13 @@ export class BloomModel extends PreTrainedModel {
     const attentionMask = inputs.attentionMask ?? ones([batch, past + length], "int32");
     const alibi = alibiBias(attentionMask, this.config.n_head);
     const mask = buildAttentionMask(attentionMask, batch, length, past + length, true);
-    let hidden = this.word_embeddings_layernorm.forward(embeds);
-    const hiddenStates: Tensor[] = [];
-    const presents: PastKeyValues = [];
-    [...this.h].forEach((block, i) => {
-      if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-      const run = () => {
-        const r = block.forward(hidden, alibi, mask, inputs.pastKeyValues?.[i]);
-        return inputs.useCache ? r : { out: r.out, present: undefined };
-      };
-      const { out, present } = isGradEnabled() ? run() : tidy(run);
-      hidden = out;
-      if (present) presents.push(present);
-    });
-    hidden = this.ln_f.forward(hidden);
-    if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-    return {
-      lastHiddenState: hidden,
-      ...(inputs.useCache ? { pastKeyValues: presents } : {}),
-      ...(inputs.outputHiddenStates ? { hiddenStates } : {}),
-    };
+    const hidden = this.word_embeddings_layernorm.forward(embeds);
+    return runDecoderStack(this.h.length, hidden, inputs, (h, past, i) => this.h.get(i).forward(h, alibi, mask, past), (h) => this.ln_f.forward(h));
   }
 }
 
+const BLOOM: DecoderFamily<BloomConfig> = { prefix: "Bloom", base: BloomModel, baseName: "transformer", headInput: (c) => c.hidden_size };
 /** BLOOM with the language-modelling head (tied to the embeddings). */
-export class BloomForCausalLM extends PreTrainedModel {
-  transformer: BloomModel;
-  lm_head: Linear;
-
-  constructor(override readonly config: BloomConfig) {
-    super(config);
-    this.transformer = this.registerModule("transformer", new BloomModel(config));
-    this.lm_head = this.registerModule("lm_head", new Linear(config.hidden_size, config.vocab_size, { bias: false }));
-    if (config.tie_word_embeddings) this.lm_head.weight = this.lm_head.registerParameter("weight", this.transformer.word_embeddings.weight);
-  }
-
-  get baseModelPrefix(): string {
-    return "transformer";
-  }
-
-  override getOutputEmbeddings(): Linear {
-    return this.lm_head;
-  }
-
-  /** Logits for every position; loss when labels are given (shifted inside). */
-  forward(inputs: ModelInputs): ModelOutput {
-    const out = this.transformer.forward(inputs);
-    const logits = this.lm_head.forward(out.lastHiddenState);
-    return { ...out, logits, ...(inputs.labels ? { loss: causalLmLoss(logits, inputs.labels) } : {}) };
-  }
-}
-
+export const BloomForCausalLM = causalLmClass(BLOOM);
 /** BLOOM with a classification head on the last non-padding token. */
-export class BloomForSequenceClassification extends PreTrainedModel {
-  transformer: BloomModel;
-  score: Linear;
-
-  constructor(override readonly config: BloomConfig) {
-    super(config);
-    this.transformer = this.registerModule("transformer", new BloomModel(config));
-    this.score = this.registerModule("score", new Linear(config.hidden_size, config.num_labels, { bias: false }));
-  }
-
-  get baseModelPrefix(): string {
-    return "transformer";
-  }
-
-  /** Class logits [batch, num_labels]; loss when labels are given. */
-  forward(inputs: ModelInputs): ModelOutput {
-    const out = this.transformer.forward(inputs);
-    return { ...out, ...sequenceClassification(this.score.forward(out.lastHiddenState), inputs, this.config) };
-  }
-}
+export const BloomForSequenceClassification = sequenceClassificationClass(BLOOM);

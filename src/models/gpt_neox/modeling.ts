@@ -1,10 +1,11 @@
 /** GPT-NeoX / Pythia (transformers' modeling_gpt_neox, eager attention) with HF module and parameter names. */
 import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn } from "../../nn/index.js";
-import { Tensor, add, appendAlong, arange, expand, isGradEnabled, narrow, reshape, tidy, transpose, unsqueeze } from "../../tensor/index.js";
+import { Tensor, add, appendAlong, arange, expand, narrow, reshape, transpose, unsqueeze } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads } from "../attention.js";
-import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
+import type { BaseModelOutput, LayerKV, ModelInputs } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
-import { causalLmLoss, embedOrUse, pastLength, sequenceClassification } from "../heads.js";
+import { embedOrUse, pastLength, runDecoderStack } from "../heads.js";
+import { causalLmClass, sequenceClassificationClass, type DecoderFamily } from "../task-models.js";
 import { RotaryEmbedding, applyRope } from "../rotary.js";
 import type { GPTNeoXConfig } from "./config.js";
 
@@ -124,75 +125,15 @@ export class GPTNeoXModel extends PreTrainedModel {
     const positions = inputs.positionIds ?? expand(reshape(arange(length, past), [1, length]), [batch, length]);
     const rope = this.rope.tables(positions);
     const mask = buildAttentionMask(inputs.attentionMask, batch, length, past + length, true);
-    let hidden = this.emb_dropout.forward(embeds);
-    const hiddenStates: Tensor[] = [];
-    const presents: PastKeyValues = [];
-    [...this.layers].forEach((layer, i) => {
-      if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-      const run = () => {
-        const r = layer.forward(hidden, rope, mask, inputs.pastKeyValues?.[i]);
-        return inputs.useCache ? r : { out: r.out, present: undefined };
-      };
-      const { out, present } = isGradEnabled() ? run() : tidy(run);
-      hidden = out;
-      if (present) presents.push(present);
-    });
-    hidden = this.final_layer_norm.forward(hidden);
-    if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-    return {
-      lastHiddenState: hidden,
-      ...(inputs.useCache ? { pastKeyValues: presents } : {}),
-      ...(inputs.outputHiddenStates ? { hiddenStates } : {}),
-    };
+    const hidden = this.emb_dropout.forward(embeds);
+    return runDecoderStack(this.layers.length, hidden, inputs, (h, past, i) => this.layers.get(i).forward(h, rope, mask, past), (h) => this.final_layer_norm.forward(h));
   }
 }
 
-/** GPT-NeoX with its (untied by default) output projection embed_out. */
-export class GPTNeoXForCausalLM extends PreTrainedModel {
-  gpt_neox: GPTNeoXModel;
-  embed_out: Linear;
-
-  constructor(override readonly config: GPTNeoXConfig) {
-    super(config);
-    this.gpt_neox = this.registerModule("gpt_neox", new GPTNeoXModel(config));
-    this.embed_out = this.registerModule("embed_out", new Linear(config.hidden_size, config.vocab_size, { bias: false }));
-    if (config.tie_word_embeddings) this.embed_out.weight = this.embed_out.registerParameter("weight", this.gpt_neox.embed_in.weight);
-  }
-
-  get baseModelPrefix(): string {
-    return "gpt_neox";
-  }
-
-  override getOutputEmbeddings(): Linear {
-    return this.embed_out;
-  }
-
-  /** Logits for every position; loss when labels are given (shifted inside). */
-  forward(inputs: ModelInputs): ModelOutput {
-    const out = this.gpt_neox.forward(inputs);
-    const logits = this.embed_out.forward(out.lastHiddenState);
-    return { ...out, logits, ...(inputs.labels ? { loss: causalLmLoss(logits, inputs.labels) } : {}) };
-  }
-}
-
+const GPT_NEOX: DecoderFamily<GPTNeoXConfig> = {
+  prefix: "GPTNeoX", base: GPTNeoXModel, baseName: "gpt_neox", lmHeadName: "embed_out", headInput: (c) => c.hidden_size,
+};
+/** GPT-NeoX with its output projection embed_out (untied by default). */
+export const GPTNeoXForCausalLM = causalLmClass(GPT_NEOX);
 /** GPT-NeoX with a classification head on the last non-padding token. */
-export class GPTNeoXForSequenceClassification extends PreTrainedModel {
-  gpt_neox: GPTNeoXModel;
-  score: Linear;
-
-  constructor(override readonly config: GPTNeoXConfig) {
-    super(config);
-    this.gpt_neox = this.registerModule("gpt_neox", new GPTNeoXModel(config));
-    this.score = this.registerModule("score", new Linear(config.hidden_size, config.num_labels, { bias: false }));
-  }
-
-  get baseModelPrefix(): string {
-    return "gpt_neox";
-  }
-
-  /** Class logits [batch, num_labels]; loss when labels are given. */
-  forward(inputs: ModelInputs): ModelOutput {
-    const out = this.gpt_neox.forward(inputs);
-    return { ...out, ...sequenceClassification(this.score.forward(out.lastHiddenState), inputs, this.config) };
-  }
-}
+export const GPTNeoXForSequenceClassification = sequenceClassificationClass(GPT_NEOX);

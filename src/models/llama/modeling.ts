@@ -5,12 +5,12 @@
  */
 import { Embedding, Linear, Module, ModuleList, RMSNorm, activationFn } from "../../nn/index.js";
 import {
-  Tensor, add, appendAlong, arange, div, dropout, expand, isGradEnabled, mul, narrow, reshape, tanh, tidy, transpose, unsqueeze,
+  Tensor, add, appendAlong, arange, div, dropout, expand, mul, narrow, reshape, tanh, transpose, unsqueeze,
 } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads } from "../attention.js";
-import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
+import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
-import { causalLmLoss, embedOrUse, pastLength, sequenceClassification } from "../heads.js";
+import { causalLmLoss, embedOrUse, pastLength, runDecoderStack, sequenceClassification } from "../heads.js";
 import { RotaryEmbedding, applyRope } from "../rotary.js";
 import { decoderClassName, decoderTraits, type DecoderTraits, type LlamaConfig } from "./config.js";
 
@@ -206,36 +206,13 @@ export class LlamaModel extends PreTrainedModel {
     const past = pastLength(inputs.pastKeyValues);
     const positions = inputs.positionIds ?? expand(reshape(arange(length, past), [1, length]), [batch, length]);
     const ropes = this.ropes.map((r) => r.tables(positions));
-    // One mask per distinct window (full-attention layers share the null one).
-    const masks = new Map<number | null, Tensor | null>();
-    const maskFor = (window: number | null) => {
-      if (!masks.has(window)) masks.set(window, buildAttentionMask(inputs.attentionMask, batch, length, past + length, true, window));
-      return masks.get(window)!;
-    };
-    let hidden = embeds;
-    const hiddenStates: Tensor[] = [];
-    const presents: PastKeyValues = [];
-    [...this.layers].forEach((layer, i) => {
-      if (inputs.outputHiddenStates) hiddenStates.push(hidden);
+    // One mask per distinct window (full-attention layers share the null one), built before the layers' memory scopes.
+    const masks = new Map(this.traits.layers.map(({ window }) => [window, null as Tensor | null]));
+    for (const window of masks.keys()) masks.set(window, buildAttentionMask(inputs.attentionMask, batch, length, past + length, true, window));
+    return runDecoderStack(this.layers.length, embeds, inputs, (h, past, i) => {
       const { window, rope } = this.traits.layers[i]!;
-      const mask = maskFor(window);
-      // Without a tape, each layer runs in its own memory scope: its intermediates are freed as soon as it returns,
-      // so inference holds one layer's activations at a time (the tape needs them all, so training keeps them).
-      const run = () => {
-        const r = layer.forward(hidden, ropes[rope]!, mask, inputs.pastKeyValues?.[i]);
-        return inputs.useCache ? r : { out: r.out, present: undefined };
-      };
-      const { out, present } = isGradEnabled() ? run() : tidy(run);
-      hidden = out;
-      if (present) presents.push(present);
-    });
-    hidden = this.norm.forward(hidden);
-    if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-    return {
-      lastHiddenState: hidden,
-      ...(inputs.useCache ? { pastKeyValues: presents } : {}),
-      ...(inputs.outputHiddenStates ? { hiddenStates } : {}),
-    };
+      return this.layers.get(i).forward(h, ropes[rope]!, masks.get(window) ?? null, past);
+    }, (h) => this.norm.forward(h));
   }
 }
 

@@ -1,10 +1,11 @@
 /** OPT (transformers' modeling_opt, eager attention) with HF module and parameter names. */
 import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn } from "../../nn/index.js";
-import { Tensor, add, appendAlong, isGradEnabled, ones, tensor, tidy } from "../../tensor/index.js";
+import { Tensor, add, appendAlong, ones, tensor } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
-import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
+import type { BaseModelOutput, LayerKV, ModelInputs } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
-import { causalLmLoss, embedOrUse, pastLength, sequenceClassification } from "../heads.js";
+import { embedOrUse, pastLength, runDecoderStack } from "../heads.js";
+import { causalLmClass, sequenceClassificationClass, type DecoderFamily } from "../task-models.js";
 import type { OPTConfig } from "./config.js";
 
 /** OPT's learned positions start at index 2 of the table (fairseq's offset). */
@@ -119,28 +120,12 @@ class OPTDecoder extends Module {
     const past = pastLength(inputs.pastKeyValues);
     const attentionMask = inputs.attentionMask ?? ones([batch, past + length], "int32");
     if (this.project_in) embeds = this.project_in.forward(embeds);
-    let hidden = this.dropout.forward(add(embeds, this.embed_positions.forward(optPositions(attentionMask, past, length))));
+    const hidden = this.dropout.forward(add(embeds, this.embed_positions.forward(optPositions(attentionMask, past, length))));
     const mask = buildAttentionMask(attentionMask, batch, length, past + length, true);
-    const hiddenStates: Tensor[] = [];
-    const presents: PastKeyValues = [];
-    [...this.layers].forEach((layer, i) => {
-      if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-      const run = () => {
-        const r = layer.forward(hidden, mask, inputs.pastKeyValues?.[i]);
-        return inputs.useCache ? r : { out: r.out, present: undefined };
-      };
-      const { out, present } = isGradEnabled() ? run() : tidy(run);
-      hidden = out;
-      if (present) presents.push(present);
+    return runDecoderStack(this.layers.length, hidden, inputs, (h, past, i) => this.layers.get(i).forward(h, mask, past), (h) => {
+      const normed = this.final_layer_norm ? this.final_layer_norm.forward(h) : h;
+      return this.project_out ? this.project_out.forward(normed) : normed;
     });
-    if (this.final_layer_norm) hidden = this.final_layer_norm.forward(hidden);
-    if (this.project_out) hidden = this.project_out.forward(hidden);
-    if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-    return {
-      lastHiddenState: hidden,
-      ...(inputs.useCache ? { pastKeyValues: presents } : {}),
-      ...(inputs.outputHiddenStates ? { hiddenStates } : {}),
-    };
   }
 }
 
@@ -167,52 +152,8 @@ export class OPTModel extends PreTrainedModel {
   }
 }
 
-/** OPT with the language-modelling head (tied to the embeddings when tie_word_embeddings, the default). */
-export class OPTForCausalLM extends PreTrainedModel {
-  model: OPTModel;
-  lm_head: Linear;
-
-  constructor(override readonly config: OPTConfig) {
-    super(config);
-    this.model = this.registerModule("model", new OPTModel(config));
-    this.lm_head = this.registerModule("lm_head", new Linear(config.word_embed_proj_dim, config.vocab_size, { bias: false }));
-    if (config.tie_word_embeddings) this.lm_head.weight = this.lm_head.registerParameter("weight", this.model.decoder.embed_tokens.weight);
-  }
-
-  get baseModelPrefix(): string {
-    return "model";
-  }
-
-  override getOutputEmbeddings(): Linear {
-    return this.lm_head;
-  }
-
-  /** Logits for every position; loss when labels are given (shifted inside). */
-  forward(inputs: ModelInputs): ModelOutput {
-    const out = this.model.forward(inputs);
-    const logits = this.lm_head.forward(out.lastHiddenState);
-    return { ...out, logits, ...(inputs.labels ? { loss: causalLmLoss(logits, inputs.labels) } : {}) };
-  }
-}
-
+const OPT: DecoderFamily<OPTConfig> = { prefix: "OPT", base: OPTModel, baseName: "model", headInput: (c) => c.word_embed_proj_dim };
+/** OPT with the language-modelling head (tied to the embeddings by default). */
+export const OPTForCausalLM = causalLmClass(OPT);
 /** OPT with a classification head on the last non-padding token. */
-export class OPTForSequenceClassification extends PreTrainedModel {
-  model: OPTModel;
-  score: Linear;
-
-  constructor(override readonly config: OPTConfig) {
-    super(config);
-    this.model = this.registerModule("model", new OPTModel(config));
-    this.score = this.registerModule("score", new Linear(config.word_embed_proj_dim, config.num_labels, { bias: false }));
-  }
-
-  get baseModelPrefix(): string {
-    return "model";
-  }
-
-  /** Class logits [batch, num_labels]; loss when labels are given. */
-  forward(inputs: ModelInputs): ModelOutput {
-    const out = this.model.forward(inputs);
-    return { ...out, ...sequenceClassification(this.score.forward(out.lastHiddenState), inputs, this.config) };
-  }
-}
+export const OPTForSequenceClassification = sequenceClassificationClass(OPT);
