@@ -4,6 +4,9 @@ made with Python transformers 4.44.0 + peft 0.15.2 (../shared/pyref), for test/f
 
     source ../shared/pyref/env.sh
     /usr/bin/python3 scripts/make_family_fixtures.py [--only SUBSTR[,SUBSTR...]]
+    # adapters saved by peft-ts load in Python peft with peft-ts' logits (needs `npx tsc -p .` first):
+    PEFT_TS_ADAPTERS=/tmp/ts-adapters node --test dist/test/families-golden.test.js
+    PEFT_TS_ADAPTERS=/tmp/ts-adapters /usr/bin/python3 scripts/make_family_fixtures.py --check-ts-adapters
 
 Writes test/fixtures/families/{index.json, models/<name>/, peft/<case>/}, laid out like test/fixtures/reference (see
 its README): models/<name>/ holds config.json + model.safetensors + inputs.json + expected.safetensors + case.json;

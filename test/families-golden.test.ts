@@ -7,7 +7,8 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fromPretrained } from "../src/models/auto.js";
 import type { ModelOutput } from "../src/models/outputs.js";
@@ -17,9 +18,9 @@ import { decoderTraits, llamaConfig } from "../src/models/llama/config.js";
 import { buildAttentionMask } from "../src/models/attention.js";
 import { RotaryEmbedding, ropeParameters } from "../src/models/rotary.js";
 import { writeSafetensors } from "../src/io/safetensors.js";
-import { configFromJson, getPeftModel } from "../src/peft/index.js";
+import { PeftModel, configFromJson, getPeftModel } from "../src/peft/index.js";
 import { MASK_VALUE, noGrad, tensor } from "../src/tensor/index.js";
-import { FAMILIES, GoldenSet, compareOutputs, readCase, readExpected, readInputs, taskOfClass } from "./golden.js";
+import { FAMILIES, GoldenSet, compareOutputs, maxAbsDiff, readCase, readExpected, readInputs, taskOfClass } from "./golden.js";
 import { baseModel, casesOf, checkFreshCase, checkLoadedCase, forwardInputs } from "./peft-cases.js";
 
 const set = new GoldenSet(FAMILIES);
@@ -50,18 +51,22 @@ describe("LoRA with default targets on the newer families against Python peft 0.
     it(`${name}: an adapter made here saves Python's tensor names, shapes and config fields`, () => checkFreshCase(name, c, { set }));
   }
 
-  it("with PEFT_TS_ADAPTERS set, writes adapters made here (+ their logits) for `make_family_fixtures.py --check-ts-adapters`", (t) => {
-    const out = process.env["PEFT_TS_ADAPTERS"];
-    if (!out) return t.skip("PEFT_TS_ADAPTERS not set");
+  it("adapters made here reload to the same outputs; they go to $PEFT_TS_ADAPTERS for `make_family_fixtures.py --check-ts-adapters`", () => {
+    // With PEFT_TS_ADAPTERS set, the Python script then loads each folder in peft and compares with logits.safetensors.
+    const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-family-adapters-"));
     for (const [name, c] of casesOf(["LORA"], set)) {
       const peft = getPeftModel(baseModel(c, set), configFromJson({ ...c.config, peft_type: c.peft_type }));
       noGrad(() => {
         for (const [, p] of peft.namedParameters()) if (p.requiresGrad) p.copy_(tensor(Float32Array.from(p.dataSync(), (_, i) => Math.sin(i + 1) * 0.1), p.shape));
       });
-      peft.eval().savePretrained(join(out, name));
+      const dir = join(out, name);
+      peft.eval().savePretrained(dir);
       const inputs = forwardInputs(readInputs(set.modelDir(c.base.replace(/^models\//, ""))), false);
-      mkdirSync(join(out, name), { recursive: true });
-      writeSafetensors(join(out, name, "logits.safetensors"), new Map([["logits", noGrad(() => peft.forward(inputs)).logits]]), { format: "pt" });
+      const logits = noGrad(() => peft.forward(inputs)).logits;
+      const reloaded = PeftModel.fromPretrained(baseModel(c, set), dir);
+      assert.equal(maxAbsDiff(noGrad(() => reloaded.forward(inputs)).logits, logits), 0, `${name}: reloaded adapter`);
+      assert.ok(maxAbsDiff(logits, noGrad(() => reloaded.withAdapterDisabled(() => reloaded.forward(inputs))).logits) > 1e-3, `${name}: the adapter acts`);
+      writeSafetensors(join(dir, "logits.safetensors"), new Map([["logits", logits]]), { format: "pt" });
     }
   });
 });
