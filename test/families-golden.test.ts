@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fromPretrained } from "../src/models/auto.js";
+import { fromPretrained, parseConfig } from "../src/models/auto.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import "../src/generation/index.js";
 import { ConfigError } from "../src/errors.js";
@@ -101,6 +101,8 @@ describe("decoder traits per model type", () => {
     assert.throws(() => llama({ rope_type: "linear", factor: "4" }), /rope_scaling.factor must be a number/);
     assert.throws(() => llamaConfig({ ...base, model_type: "phi3", rope_scaling: { type: "su", short_factor: [1], long_factor: [1] } }), /short_factor must be a list of 8 numbers/);
     assert.throws(() => llamaConfig({ ...base, model_type: "gemma2", layer_types: ["full_attention"] }), /layer_types must list .* each of the 4 layers/);
+    assert.throws(() => parseConfig({ model_type: "opt", layerdrop: 0.1 }), (e) => e instanceof ConfigError && /layerdrop 0.1/.test(e.message));
+    assert.throws(() => parseConfig({ model_type: "gemma3" }), /model_type "gemma3" is not supported/);
   });
 
   it("dynamic NTK keeps the base up to max_position_embeddings, then grows it with the sequence (hand-computed base)", () => {

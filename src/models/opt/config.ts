@@ -29,6 +29,9 @@ export function optConfig(raw: Record<string, unknown>): OPTConfig {
     bos_token_id: 2, eos_token_id: 2,
   }, []);
   config.word_embed_proj_dim ??= config.hidden_size;
+  if (typeof config["layerdrop"] === "number" && config["layerdrop"] > 0) {
+    throw new ConfigError(`opt: layerdrop ${config["layerdrop"]} (skipping layers at random in training) is not supported`, "set layerdrop to 0");
+  }
   if (config.hidden_size % config.num_attention_heads !== 0) {
     throw new ConfigError(`opt: hidden_size ${config.hidden_size} is not a multiple of num_attention_heads ${config.num_attention_heads}`);
   }
