@@ -7,7 +7,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fromPretrained, parseConfig } from "../src/models/auto.js";
@@ -21,6 +21,7 @@ import { writeSafetensors } from "../src/io/safetensors.js";
 import { PeftModel, configFromJson, getPeftModel } from "../src/peft/index.js";
 import { MASK_VALUE, noGrad, tensor } from "../src/tensor/index.js";
 import { FAMILIES, GoldenSet, compareOutputs, maxAbsDiff, readCase, readExpected, readInputs, taskOfClass } from "./golden.js";
+import { gradCheck, randTensor } from "./helpers.js";
 import { baseModel, casesOf, checkFreshCase, checkLoadedCase, forwardInputs } from "./peft-cases.js";
 
 const set = new GoldenSet(FAMILIES);
@@ -41,6 +42,34 @@ describe("newer model families against transformers goldens", () => {
       const inputs = readInputs(dir);
       const got = model.generate({ inputIds: inputs["genInputIds"]!, attentionMask: inputs["genAttentionMask"]!, maxNewTokens: 6 });
       assert.deepEqual(Array.from(got.dataSync()), Array.from(readExpected(dir).get("generate_greedy")!.dataSync()));
+    });
+  }
+});
+
+describe("newer families: saving and gradients", () => {
+  it("savePretrained then fromPretrained gives identical logits, HF's architecture name and no extra or missing keys", () => {
+    for (const [name, info] of Object.entries(set.index.models)) {
+      const dir = set.modelDir(name), task = taskOfClass(info.class);
+      const model = fromPretrained(dir, task);
+      const out = mkdtempSync(join(tmpdir(), `peft-ts-${name}-`));
+      model.savePretrained(out);
+      assert.deepEqual((JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as { architectures: string[] }).architectures, [info.class], name);
+      const again = fromPretrained(out, task);
+      assert.deepEqual(again.loadReport, { missingKeys: [], unexpectedKeys: [] }, name);
+      const inputs = forwardInputs(readInputs(dir), false);
+      const logits = (m: typeof model) => (noGrad(() => m.forward(inputs)) as ModelOutput).logits;
+      assert.equal(maxAbsDiff(logits(again), logits(model)), 0, name);
+    }
+  });
+
+  // Through every special path: soft-capping and sandwich norms, fused projections, ALiBi, partial rotary, q/k norms.
+  for (const name of ["gemma2", "gemma3", "phi3-longrope", "qwen3", "bloom", "gpt-neox", "opt-350m-style", "llama-yarn"]) {
+    it(`${name}: gradients with respect to the input embeddings match finite differences`, () => {
+      const dir = set.modelDir(name);
+      const model = fromPretrained(dir, "causal-lm");
+      const width = model.getInputEmbeddings().weight.shape[1]!;
+      const attentionMask = tensor(Int32Array.from([1, 1, 1]), [1, 3], "int32");
+      gradCheck((embeds) => (model.forward({ inputsEmbeds: embeds, attentionMask }) as ModelOutput).logits, [randTensor([1, 3, width], 7, -1, 1)]);
     });
   }
 });
