@@ -19,7 +19,7 @@ import { buildAttentionMask } from "../src/models/attention.js";
 import { RotaryEmbedding, ropeParameters } from "../src/models/rotary.js";
 import { writeSafetensors } from "../src/io/safetensors.js";
 import { PeftModel, configFromJson, getPeftModel } from "../src/peft/index.js";
-import { MASK_VALUE, noGrad, tensor } from "../src/tensor/index.js";
+import { MASK_VALUE, noGrad, tensor, type Tensor } from "../src/tensor/index.js";
 import { FAMILIES, GoldenSet, compareOutputs, maxAbsDiff, readCase, readExpected, readInputs, taskOfClass } from "./golden.js";
 import { gradCheck, randTensor } from "./helpers.js";
 import { baseModel, casesOf, checkFreshCase, checkLoadedCase, forwardInputs } from "./peft-cases.js";
@@ -86,7 +86,8 @@ describe("LoRA with default targets on the newer families against Python peft 0.
     for (const [name, c] of casesOf(["LORA"], set)) {
       const peft = getPeftModel(baseModel(c, set), configFromJson({ ...c.config, peft_type: c.peft_type }));
       noGrad(() => {
-        for (const [, p] of peft.namedParameters()) if (p.requiresGrad) p.copy_(tensor(Float32Array.from(p.dataSync(), (_, i) => Math.sin(i + 1) * 0.1), p.shape));
+        const wave = (p: Tensor) => tensor(Float32Array.from(p.dataSync(), (_, i) => Math.sin(i + 1) * 0.1), p.shape);
+        for (const [, p] of peft.namedParameters()) if (p.requiresGrad) p.copy_(wave(p));
       });
       const dir = join(out, name);
       peft.eval().savePretrained(dir);
@@ -109,8 +110,10 @@ describe("decoder traits per model type", () => {
     assert.deepEqual(windows({ model_type: "qwen2", use_sliding_window: false, sliding_window: 3, max_window_layers: 2 }), [null, null, null, null]);
     assert.deepEqual(windows({ model_type: "gemma2", sliding_window: 5 }), [5, null, 5, null]);
     assert.deepEqual(windows({ model_type: "gemma3_text", sliding_window: 5, sliding_window_pattern: 3 }), [5, 5, null, 5]);
-    assert.deepEqual(windows({ model_type: "qwen3", use_sliding_window: true, sliding_window: 2, layer_types: ["full_attention", "sliding_attention", "full_attention", "sliding_attention"] }), [null, 2, null, 2]);
-    assert.deepEqual(decoderTraits(llamaConfig({ ...base, model_type: "gemma3_text" })).layers.map((l) => l.rope), [1, 1, 1, 1].map((r, i) => ((i + 1) % 6 ? r : 0)));
+    const types = ["full_attention", "sliding_attention", "full_attention", "sliding_attention"];
+    assert.deepEqual(windows({ model_type: "qwen3", use_sliding_window: true, sliding_window: 2, layer_types: types }), [null, 2, null, 2]);
+    const gemma3 = { ...base, model_type: "gemma3_text", num_hidden_layers: 7 };
+    assert.deepEqual(decoderTraits(llamaConfig(gemma3)).layers.map((l) => l.rope), [1, 1, 1, 1, 1, 0, 1], "local rope on sliding layers, every 6th global");
   });
 
   it("a window mask equals the hand-built one: query at position p sees keys p-w+1 … p (prefill and one decode step)", () => {
@@ -126,9 +129,11 @@ describe("decoder traits per model type", () => {
   it("bad rope_scaling and layer_types are ConfigErrors that name the field", () => {
     const llama = (rope_scaling: Record<string, unknown>) => llamaConfig({ ...base, model_type: "llama", rope_scaling });
     assert.throws(() => llama({ rope_type: "ntk-by-parts", factor: 2 }), (e) => e instanceof ConfigError && /"ntk-by-parts" is not supported/.test(e.message));
-    assert.throws(() => llama({ rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4 }), /needs the field "original_max_position_embeddings"/);
+    const llama3 = { rope_type: "llama3", factor: 8, low_freq_factor: 1, high_freq_factor: 4 };
+    assert.throws(() => llama(llama3), /needs the field "original_max_position_embeddings"/);
     assert.throws(() => llama({ rope_type: "linear", factor: "4" }), /rope_scaling.factor must be a number/);
-    assert.throws(() => llamaConfig({ ...base, model_type: "phi3", rope_scaling: { type: "su", short_factor: [1], long_factor: [1] } }), /short_factor must be a list of 8 numbers/);
+    const su = { type: "su", short_factor: [1], long_factor: [1] };
+    assert.throws(() => llamaConfig({ ...base, model_type: "phi3", rope_scaling: su }), /short_factor must be a list of 8 numbers/);
     assert.throws(() => llamaConfig({ ...base, model_type: "gemma2", layer_types: ["full_attention"] }), /layer_types must list .* each of the 4 layers/);
     assert.throws(() => parseConfig({ model_type: "opt", layerdrop: 0.1 }), (e) => e instanceof ConfigError && /layerdrop 0.1/.test(e.message));
     assert.throws(() => parseConfig({ model_type: "gemma3" }), /model_type "gemma3" is not supported/);

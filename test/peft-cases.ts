@@ -88,7 +88,10 @@ export function checkLoadedCase(name: string, c: PeftCase, opts: LoadedCaseOptio
       close(run(true).loss, expected.get("loss_adapter"), "loss_adapter");
     }
   }
-  if (expected.has("logits_disabled")) close(model.withAdapterDisabled(() => noGrad(() => model.forward(forwardInputs(inputs, false)))).logits, expected.get("logits_disabled"), "logits_disabled");
+  if (expected.has("logits_disabled")) {
+    const disabled = model.withAdapterDisabled(() => noGrad(() => model.forward(forwardInputs(inputs, false))));
+    close(disabled.logits, expected.get("logits_disabled"), "logits_disabled");
+  }
   if (expected.has("start_logits_disabled")) {
     const d = model.withAdapterDisabled(() => noGrad(() => model.forward(forwardInputs(inputs, false))));
     close(d.startLogits, expected.get("start_logits_disabled"), "start_logits_disabled");

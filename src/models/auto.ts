@@ -84,7 +84,8 @@ const t5: Family = {
 };
 
 const FAMILIES: Record<string, Family> = {
-  gpt2, ...Object.fromEntries(DECODER_MODEL_TYPES.map((t) => [t, llama])), opt, bloom, gpt_neox: gptNeoX, bert, roberta, "xlm-roberta": roberta, distilbert, t5, mt5: t5,
+  gpt2, ...Object.fromEntries(DECODER_MODEL_TYPES.map((t) => [t, llama])), opt, bloom, gpt_neox: gptNeoX,
+  bert, roberta, "xlm-roberta": roberta, distilbert, t5, mt5: t5,
 };
 
 /** Register another family (used by the family modules that live outside this file). */

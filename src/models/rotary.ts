@@ -40,7 +40,8 @@ function field(s: RopeSettings, name: string, fallback?: number): number {
   const v = s.scaling?.[name];
   if (v === undefined || v === null) {
     if (fallback !== undefined) return fallback;
-    throw new ConfigError(`${s.modelType}: rope_scaling of type "${ropeKind(s)}" needs the field "${name}"`, "copy rope_scaling from the model's original config.json");
+    const hint = "copy rope_scaling from the model's original config.json";
+    throw new ConfigError(`${s.modelType}: rope_scaling of type "${ropeKind(s)}" needs the field "${name}"`, hint);
   }
   if (typeof v !== "number" || !Number.isFinite(v)) throw new ConfigError(`${s.modelType}: rope_scaling.${name} must be a number, got ${JSON.stringify(v)}`);
   return v;
@@ -151,7 +152,9 @@ export class RotaryEmbedding {
 
   constructor(readonly settings: RopeSettings) {
     const kind = ropeKind(settings);
-    if (settings.dim % 2 !== 0 || settings.dim <= 0) throw new ConfigError(`${settings.modelType}: the rotary dimension must be even and positive, got ${settings.dim}`);
+    if (settings.dim % 2 !== 0 || settings.dim <= 0) {
+      throw new ConfigError(`${settings.modelType}: the rotary dimension must be even and positive, got ${settings.dim}`);
+    }
     // Validates the fields now (both LongRoPE lists too), so a bad config fails at load time, not on some later forward.
     const first = ropeParameters(settings, 0);
     ropeParameters(settings, Number.MAX_SAFE_INTEGER);

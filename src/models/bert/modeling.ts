@@ -73,7 +73,8 @@ class BertEmbeddings extends Module {
     const pad = this.config.pad_token_id ?? 1;
     const first = isRoberta(this.config) ? pad + 1 : 0;
     if (inputs.positionIds === undefined && first + past + length > this.config.max_position_embeddings) {
-      throw new Error(`sequence of ${past + length} positions (past ${past} + ${length}, numbered from ${first}) exceeds max_position_embeddings ${this.config.max_position_embeddings}`);
+      const max = this.config.max_position_embeddings;
+      throw new Error(`sequence of ${past + length} positions (past ${past} + ${length}, numbered from ${first}) exceeds max_position_embeddings ${max}`);
     }
     const positions = inputs.positionIds
       ?? (isRoberta(this.config) ? robertaPositions(inputs, pad, batch, length, past) : expand(reshape(arange(length, past), [1, length]), [batch, length]));

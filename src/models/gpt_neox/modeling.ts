@@ -126,7 +126,8 @@ export class GPTNeoXModel extends PreTrainedModel {
     const rope = this.rope.tables(positions);
     const mask = buildAttentionMask(inputs.attentionMask, batch, length, past + length, true);
     const hidden = this.emb_dropout.forward(embeds);
-    return runDecoderStack(this.layers.length, hidden, inputs, (h, past, i) => this.layers.get(i).forward(h, rope, mask, past), (h) => this.final_layer_norm.forward(h));
+    const step = (h: Tensor, past: LayerKV | undefined, i: number) => this.layers.get(i).forward(h, rope, mask, past);
+    return runDecoderStack(this.layers.length, hidden, inputs, step, (h) => this.final_layer_norm.forward(h));
   }
 }
 

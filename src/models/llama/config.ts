@@ -49,6 +49,11 @@ const COMMON: Partial<LlamaConfig> = {
   mlp_bias: false, initializer_range: 0.02, tie_word_embeddings: false,
 };
 
+const QWEN: Partial<LlamaConfig> = {
+  vocab_size: 151936, hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32,
+  max_position_embeddings: 32768, sliding_window: 4096, use_sliding_window: false, max_window_layers: 28,
+};
+
 const GEMMA: Partial<LlamaConfig> = {
   hidden_act: "gelu_pytorch_tanh", pad_token_id: 0, eos_token_id: 1, bos_token_id: 2, tie_word_embeddings: true, head_dim: 256,
   max_position_embeddings: 8192, vocab_size: 256000,
@@ -58,12 +63,12 @@ const GEMMA: Partial<LlamaConfig> = {
 const DEFAULTS: Record<string, Partial<LlamaConfig>> = {
   llama: { vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, max_position_embeddings: 2048, bos_token_id: 1, eos_token_id: 2 },
   mistral: { vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 4096 * 32, sliding_window: 4096, bos_token_id: 1, eos_token_id: 2 },
-  qwen2: { vocab_size: 151936, hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, max_position_embeddings: 32768, sliding_window: 4096, use_sliding_window: false, max_window_layers: 28 },
-  qwen3: { vocab_size: 151936, hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32, head_dim: 128, max_position_embeddings: 32768, sliding_window: 4096, use_sliding_window: false, max_window_layers: 28 },
+  qwen2: { ...QWEN },
+  qwen3: { ...QWEN, head_dim: 128 },
   gemma: { ...GEMMA, hidden_size: 3072, intermediate_size: 24576, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 16 },
   gemma2: {
-    ...GEMMA, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8, num_key_value_heads: 4, hidden_activation: "gelu_pytorch_tanh",
-    query_pre_attn_scalar: 256, sliding_window: 4096, final_logit_softcapping: 30, attn_logit_softcapping: 50,
+    ...GEMMA, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8, num_key_value_heads: 4,
+    hidden_activation: "gelu_pytorch_tanh", query_pre_attn_scalar: 256, sliding_window: 4096, final_logit_softcapping: 30, attn_logit_softcapping: 50,
   },
   gemma3_text: {
     ...GEMMA, vocab_size: 262208, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8, num_key_value_heads: 4,
@@ -123,7 +128,9 @@ export interface DecoderTraits {
 function positiveOrNull(config: LlamaConfig, name: keyof LlamaConfig): number | null {
   const v = config[name];
   if (v === null || v === undefined) return null;
-  if (typeof v !== "number" || !(v > 0)) throw new ConfigError(`${config.model_type}: ${String(name)} must be a positive number or null, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !(v > 0)) {
+    throw new ConfigError(`${config.model_type}: ${String(name)} must be a positive number or null, got ${JSON.stringify(v)}`);
+  }
   return v;
 }
 
@@ -161,7 +168,9 @@ export function decoderTraits(c: LlamaConfig): DecoderTraits {
   const type = c.model_type;
   const gemma = type.startsWith("gemma");
   const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
-  if (!Number.isInteger(headDim)) throw new ConfigError(`${type}: hidden_size ${c.hidden_size} is not a multiple of num_attention_heads ${c.num_attention_heads}; set head_dim`);
+  if (!Number.isInteger(headDim)) {
+    throw new ConfigError(`${type}: hidden_size ${c.hidden_size} is not a multiple of num_attention_heads ${c.num_attention_heads}; set head_dim`);
+  }
   const rotaryDim = Math.floor(headDim * (c.partial_rotary_factor ?? 1));
   const rope = (theta: number, scaling: Record<string, unknown> | null): RopeSettings => ({
     dim: rotaryDim, theta, maxPositions: c.max_position_embeddings, originalMaxPositions: c.original_max_position_embeddings, scaling, modelType: type,
@@ -169,7 +178,9 @@ export function decoderTraits(c: LlamaConfig): DecoderTraits {
   const ropes = [rope(c.rope_theta, c.rope_scaling)];
   // Gemma 3's sliding layers rotate with their own base and no scaling.
   if (type === "gemma3_text") ropes.push(rope(c.rope_local_base_freq ?? 10000, null));
-  const window = type === "qwen2" || type === "qwen3" ? (c.use_sliding_window ? positiveOrNull(c, "sliding_window") : null) : positiveOrNull(c, "sliding_window");
+  // Qwen's window is off unless use_sliding_window; the other types slide whenever sliding_window is set.
+  const qwen = type === "qwen2" || type === "qwen3";
+  const window = qwen && !c.use_sliding_window ? null : positiveOrNull(c, "sliding_window");
   const sliding = slidingLayers(c);
   const scalar = gemma && type !== "gemma" ? positiveOrNull(c, "query_pre_attn_scalar") : null;
   return {

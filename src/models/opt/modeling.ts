@@ -109,7 +109,8 @@ class OPTDecoder extends Module {
     this.project_out = this.registerModule("project_out", proj !== h ? new Linear(h, proj, { bias: false }) : null);
     this.project_in = this.registerModule("project_in", proj !== h ? new Linear(proj, h, { bias: false }) : null);
     const finalNorm = config.do_layer_norm_before && !config._remove_final_layer_norm;
-    this.final_layer_norm = this.registerModule("final_layer_norm", finalNorm ? new LayerNorm(h, { elementwiseAffine: config.layer_norm_elementwise_affine }) : null);
+    const affine = { elementwiseAffine: config.layer_norm_elementwise_affine };
+    this.final_layer_norm = this.registerModule("final_layer_norm", finalNorm ? new LayerNorm(h, affine) : null);
     this.layers = this.registerModule("layers", new ModuleList([...Array(config.num_hidden_layers)].map(() => new OPTDecoderLayer(config))));
     this.dropout = this.registerModule("dropout", new Dropout(config.dropout));
   }
