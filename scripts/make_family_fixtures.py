@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import io
 import json
-import math
 import os
 import shutil
 import sys
