@@ -2,12 +2,39 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import assert from "node:assert/strict";
 import { Tensor, tensor } from "../src/tensor/index.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
 import type { Task } from "../src/models/auto.js";
+import type { ModelOutput } from "../src/models/outputs.js";
 
 /** test/fixtures/reference, resolved from the compiled tests (dist/test). */
 export const REFERENCE = fileURLToPath(new URL("../../test/fixtures/reference/", import.meta.url));
+
+/** test/fixtures/families: the golden files of scripts/make_family_fixtures.py (newer model families). */
+export const FAMILIES = fileURLToPath(new URL("../../test/fixtures/families/", import.meta.url));
+
+/** A folder of golden files laid out as test/fixtures/reference: index.json, models/<name>/, peft/<case>/. */
+export class GoldenSet {
+  readonly index: { models: Record<string, { class: string }>; cases: Record<string, unknown> };
+
+  constructor(readonly root: string) {
+    this.index = JSON.parse(readFileSync(join(root, "index.json"), "utf8"));
+  }
+
+  /** Path of a golden model folder. */
+  modelDir(name: string): string {
+    return join(this.root, "models", name);
+  }
+
+  /** Path of a golden PEFT case folder. */
+  peftDir(name: string): string {
+    return join(this.root, "peft", name);
+  }
+}
+
+/** The goldens of Python transformers/peft vendored from ../shared/reference. */
+export const REFERENCE_SET = new GoldenSet(REFERENCE);
 
 /** Path of a golden model folder. */
 export function modelDir(name: string): string {
@@ -61,3 +88,31 @@ export function taskOfClass(cls: string): Task {
   return "base";
 }
 
+/** Golden outputs agree within 1e-4 absolute (logits are O(1) in the goldens, so this is ~1e-4 relative too). */
+export const TOLERANCE = 1e-4;
+
+/** Assert every recorded output of `names` (logits, loss, hidden_states_N, …; not generations) is within TOLERANCE. */
+export function compareOutputs(out: ModelOutput, expected: Map<string, Tensor>, names: Record<string, unknown>): void {
+  for (const key of Object.keys(names)) {
+    if (key.startsWith("generate")) continue;
+    const want = expected.get(key)!;
+    const got = pick(out, key);
+    assert.ok(got, `model output has nothing for ${key}`);
+    const diff = maxAbsDiff(got.rank === 0 ? reshape1(got) : got, want);
+    assert.ok(diff <= TOLERANCE, `${key}: max |diff| ${diff} > ${TOLERANCE}`);
+  }
+}
+
+function reshape1(t: Tensor) {
+  return t.view_([1], [1], t.offset);
+}
+
+function pick(out: ModelOutput, key: string) {
+  const layer = /^(encoder_|decoder_)?hidden_states_(\d+)$/.exec(key);
+  if (layer) {
+    const list = layer[1] === "encoder_" ? out.encoderHiddenStates : layer[1] === "decoder_" ? out.decoderHiddenStates : out.hiddenStates;
+    return list?.[Number(layer[2])];
+  }
+  const map: Record<string, keyof ModelOutput> = { logits: "logits", loss: "loss", start_logits: "startLogits", end_logits: "endLogits" };
+  return out[map[key]!] as Tensor | undefined;
+}

@@ -14,10 +14,8 @@ import type { ModelOutput } from "../src/models/outputs.js";
 import { asGenerative } from "../src/models/generation/index.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
 import { noGrad, tensor } from "../src/tensor/index.js";
-import { REFERENCE, maxAbsDiff, modelDir, readCase, readExpected, readInputs, taskOfClass } from "./golden.js";
+import { REFERENCE, compareOutputs, maxAbsDiff, modelDir, readCase, readExpected, readInputs, taskOfClass } from "./golden.js";
 import { randTensor } from "./helpers.js";
-
-const TOLERANCE = 1e-4;
 
 const index = JSON.parse(readFileSync(join(REFERENCE, "index.json"), "utf8")) as { models: Record<string, { class: string }> };
 
@@ -131,28 +129,3 @@ describe("greedy generation goldens (transformers' generate, max_new_tokens 6, l
     });
   }
 });
-
-function compareOutputs(out: ModelOutput, expected: Map<string, import("../src/tensor/index.js").Tensor>, names: Record<string, unknown>): void {
-  for (const key of Object.keys(names)) {
-    if (key.startsWith("generate")) continue;
-    const want = expected.get(key)!;
-    const got = pick(out, key);
-    assert.ok(got, `model output has nothing for ${key}`);
-    const diff = maxAbsDiff(got.rank === 0 ? reshape1(got) : got, want);
-    assert.ok(diff <= TOLERANCE, `${key}: max |diff| ${diff} > ${TOLERANCE}`);
-  }
-}
-
-function reshape1(t: import("../src/tensor/index.js").Tensor) {
-  return t.view_([1], [1], t.offset);
-}
-
-function pick(out: ModelOutput, key: string) {
-  const layer = /^(encoder_|decoder_)?hidden_states_(\d+)$/.exec(key);
-  if (layer) {
-    const list = layer[1] === "encoder_" ? out.encoderHiddenStates : layer[1] === "decoder_" ? out.decoderHiddenStates : out.hiddenStates;
-    return list?.[Number(layer[2])];
-  }
-  const map: Record<string, keyof ModelOutput> = { logits: "logits", loss: "loss", start_logits: "startLogits", end_logits: "endLogits" };
-  return out[map[key]!] as import("../src/tensor/index.js").Tensor | undefined;
-}

@@ -1,6 +1,6 @@
 /** Attention shared by the architectures: mask construction and multi-head / grouped-query attention. */
 import {
-  Tensor, add, attention, dropout, matmul, mul, reshape, softmax, tensor, transpose, MASK_VALUE,
+  Tensor, add, attention, div, dropout, matmul, mul, reshape, softmax, tanh, tensor, transpose, MASK_VALUE,
 } from "../tensor/index.js";
 
 /**
@@ -51,17 +51,19 @@ export interface AttendOptions {
   training?: boolean;
   /** An additive bias [1|batch, heads, q, k] added to the scores before the mask (T5's relative positions). */
   positionBias?: Tensor | null;
+  /** Soft-capping of the scores before the mask: cap·tanh(scores / cap) (Gemma 2). */
+  softcap?: number | null;
 }
 
 /**
- * softmax(q·kᵀ·scale + mask)·v with q [B, H, Tq, D] and k, v [B, Hkv, Tk, D]. With grouped-query attention
+ * softmax(softcap(q·kᵀ·scale) + mask)·v with q [B, H, Tq, D] and k, v [B, Hkv, Tk, D]. With grouped-query attention
  * (H = r·Hkv) the r query heads sharing a key/value head are stacked into one matrix, so keys and values are
  * never copied r times.
  */
 export function attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, opts: AttendOptions = {}): Tensor {
   // The fused op (one kernel for mask and softmax, no copies of heads, dropout mask regenerated in the backward pass)
   // unless a bias that needs gradients joins the scores.
-  if (!opts.positionBias && !mask?.requiresGrad) {
+  if (!opts.positionBias && !opts.softcap && !mask?.requiresGrad) {
     return attention(q, k, v, { mask, ...(opts.scale !== undefined ? { scale: opts.scale } : {}), dropoutP: opts.dropoutP ?? 0, training: opts.training ?? false });
   }
   const [b, h, tq, d] = q.shape as [number, number, number, number];
@@ -72,6 +74,7 @@ export function attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, opt
   const qg = rep === 1 ? q : reshape(q, [b, hkv, rep * tq, d]);
   let scores = matmul(qg, transpose(k));
   if (scale !== 1) scores = mul(scores, scale);
+  if (opts.softcap) scores = mul(tanh(div(scores, opts.softcap)), opts.softcap);
   if (rep !== 1) scores = reshape(scores, [b, hkv, rep, tq, tk]);
   if (opts.positionBias) scores = add(scores, rep === 1 ? opts.positionBias : reshape(opts.positionBias, [opts.positionBias.shape[0]!, hkv, rep, tq, tk]));
   if (mask) scores = add(scores, rep === 1 ? mask : reshape(mask, [mask.shape[0]!, 1, 1, tq, tk]));

@@ -10,10 +10,17 @@ import type { PretrainedConfig } from "./config.js";
 import { loadPretrained, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
 import { gpt2Config } from "./gpt2/config.js";
 import { GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model } from "./gpt2/modeling.js";
-import { llamaConfig } from "./llama/config.js";
+import { DECODER_MODEL_TYPES, llamaConfig } from "./llama/config.js";
 import { LlamaForCausalLM, LlamaForSequenceClassification, LlamaModel } from "./llama/modeling.js";
 import { bertConfig } from "./bert/config.js";
 import { BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, BertModel } from "./bert/modeling.js";
+import { bloomConfig } from "./bloom/config.js";
+import { BloomForCausalLM, BloomForSequenceClassification, BloomModel } from "./bloom/modeling.js";
+import { gptNeoXConfig } from "./gpt_neox/config.js";
+import { GPTNeoXForCausalLM, GPTNeoXForSequenceClassification, GPTNeoXModel } from "./gpt_neox/modeling.js";
+import { optConfig } from "./opt/config.js";
+import { OPTForCausalLM, OPTForSequenceClassification, OPTModel } from "./opt/modeling.js";
+import { RobertaForSequenceClassification } from "./roberta/modeling.js";
 import { distilBertConfig } from "./distilbert/config.js";
 import {
   DistilBertForQuestionAnswering, DistilBertForSequenceClassification, DistilBertForTokenClassification, DistilBertModel,
@@ -46,6 +53,26 @@ const bert: Family = {
     "question-answering": BertForQuestionAnswering,
   },
 };
+const opt: Family = {
+  parseConfig: optConfig,
+  classes: { base: OPTModel, "causal-lm": OPTForCausalLM, "sequence-classification": OPTForSequenceClassification },
+};
+const bloom: Family = {
+  parseConfig: bloomConfig,
+  classes: { base: BloomModel, "causal-lm": BloomForCausalLM, "sequence-classification": BloomForSequenceClassification },
+};
+const gptNeoX: Family = {
+  parseConfig: gptNeoXConfig,
+  classes: { base: GPTNeoXModel, "causal-lm": GPTNeoXForCausalLM, "sequence-classification": GPTNeoXForSequenceClassification },
+};
+const roberta: Family = {
+  // RoBERTa's defaults are BERT's but for the special tokens.
+  parseConfig: (raw) => bertConfig({ pad_token_id: 1, bos_token_id: 0, eos_token_id: 2, ...raw }),
+  classes: {
+    base: BertModel, "sequence-classification": RobertaForSequenceClassification, "token-classification": BertForTokenClassification,
+    "question-answering": BertForQuestionAnswering,
+  },
+};
 const distilbert: Family = {
   parseConfig: distilBertConfig,
   classes: {
@@ -59,7 +86,10 @@ const t5: Family = {
   classes: { base: T5Model, "seq2seq-lm": T5ForConditionalGeneration },
 };
 
-const FAMILIES: Record<string, Family> = { gpt2, llama, qwen2: llama, mistral: llama, bert, distilbert, t5, mt5: t5 };
+const FAMILIES: Record<string, Family> = {
+  gpt2, ...Object.fromEntries(DECODER_MODEL_TYPES.map((t) => [t, llama])), opt, bloom, gpt_neox: gptNeoX,
+  bert, roberta, "xlm-roberta": roberta, distilbert, t5, mt5: t5,
+};
 
 /** Register another family (used by the family modules that live outside this file). */
 export function registerFamily(modelTypes: readonly string[], family: Family): void {

@@ -1,10 +1,10 @@
-/** Pieces shared by the task heads: input embedding, causal-LM loss, sequence-classification pooling and loss. */
+/** Pieces shared by the models: input embedding, the decoder layer loop, causal-LM loss, sequence-classification pooling and loss. */
 import type { TensorLayer } from "../nn/index.js";
 import {
-  Tensor, add, crossEntropy, exp, indexSelect, log, mean, mul, relu, reshape, select, square, sub, abs, neg, tensor, toFloat,
+  Tensor, add, crossEntropy, isGradEnabled, tidy, exp, indexSelect, log, mean, mul, relu, reshape, select, square, sub, abs, neg, tensor, toFloat,
 } from "../tensor/index.js";
 import type { PretrainedConfig } from "./config.js";
-import type { ModelInputs, ModelOutput, PastKeyValues } from "./outputs.js";
+import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "./outputs.js";
 
 /** inputsEmbeds when given, else the embeddings of inputIds; exactly one must be present. */
 export function embedOrUse(inputs: ModelInputs, table: TensorLayer): Tensor {
@@ -100,4 +100,34 @@ export function questionAnswering(spanLogits: Tensor, inputs: ModelInputs): Pick
   const opts = { ignoreIndex: t };
   const loss = mul(add(crossEntropy(startLogits, clamped(inputs.startPositions), opts), crossEntropy(endLogits, clamped(inputs.endPositions), opts)), 0.5);
   return { ...out, loss };
+}
+
+/** One decoder layer as runDecoderStack calls it: hidden states and the layer's cache entry in, new ones out. */
+export type DecoderStep = (hidden: Tensor, past: LayerKV | undefined, index: number) => { out: Tensor; present: LayerKV };
+
+/**
+ * Run a decoder's layers as HF's models do: hidden states recorded before every layer and after `finish` (the final
+ * norm), each layer's keys/values returned when useCache. Without a tape, each layer runs in its own memory scope,
+ * so inference holds one layer's activations at a time (the tape needs them all, so training keeps them).
+ */
+export function runDecoderStack(count: number, hidden: Tensor, inputs: ModelInputs, step: DecoderStep, finish: (h: Tensor) => Tensor): BaseModelOutput {
+  const hiddenStates: Tensor[] = [];
+  const presents: PastKeyValues = [];
+  for (let i = 0; i < count; i++) {
+    if (inputs.outputHiddenStates) hiddenStates.push(hidden);
+    const run = () => {
+      const r = step(hidden, inputs.pastKeyValues?.[i], i);
+      return inputs.useCache ? r : { out: r.out, present: undefined };
+    };
+    const { out, present } = isGradEnabled() ? run() : tidy(run);
+    hidden = out;
+    if (present) presents.push(present);
+  }
+  hidden = finish(hidden);
+  if (inputs.outputHiddenStates) hiddenStates.push(hidden);
+  return {
+    lastHiddenState: hidden,
+    ...(inputs.useCache ? { pastKeyValues: presents } : {}),
+    ...(inputs.outputHiddenStates ? { hiddenStates } : {}),
+  };
 }

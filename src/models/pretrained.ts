@@ -99,7 +99,9 @@ export abstract class PreTrainedModel extends Module {
    * embeddings) are far too large for a tied LM head.
    */
   initWeights(gen: Generator = defaultGenerator): this {
-    const std = typeof this.config["initializer_range"] === "number" ? (this.config["initializer_range"] as number) : 0.02;
+    // initializer_range, or OPT's name for it.
+    const given = this.config["initializer_range"] ?? this.config["init_std"];
+    const std = typeof given === "number" ? given : 0.02;
     noGrad(() => {
       for (const [, m] of this.namedModules()) {
         if (m instanceof Linear || m instanceof Conv1D || m instanceof Embedding) {
@@ -109,7 +111,8 @@ export abstract class PreTrainedModel extends Module {
           if (b) b.copy_(zeros(b.shape));
         } else if (m instanceof LayerNorm || m instanceof RMSNorm) {
           const w = m.ownParameter("weight"), b = m.ownParameter("bias");
-          if (w) w.copy_(ones(w.shape));
+          // Gemma's norms scale by (1 + weight): their neutral weight is 0.
+          if (w) w.copy_(m instanceof RMSNorm && m.unitOffset ? zeros(w.shape) : ones(w.shape));
           if (b) b.copy_(zeros(b.shape));
         }
       }

@@ -1,11 +1,51 @@
-/** BERT (transformers' modeling_bert, eager attention, encoder only) with HF module and parameter names. */
+/**
+ * BERT (transformers' modeling_bert, eager attention, encoder only) with HF module and parameter names. RoBERTa and
+ * XLM-RoBERTa are the same encoder under the prefix "roberta", with positions counted from padding_idx + 1.
+ */
 import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
-import { Tensor, add, arange, cat, expand, reshape, select, tanh, zeros } from "../../tensor/index.js";
+import { Tensor, add, arange, cat, expand, reshape, select, tanh, tensor, zeros } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
 import { classificationLoss, embedOrUse, pastLength, questionAnswering, tokenLoss } from "../heads.js";
 import type { BertConfig } from "./config.js";
+
+const ROBERTA_TYPES: Record<string, string> = { roberta: "Roberta", "xlm-roberta": "XLMRoberta" };
+
+/** Whether the config is a RoBERTa-style encoder (roberta, xlm-roberta). */
+export function isRoberta(config: BertConfig): boolean {
+  return config.model_type in ROBERTA_TYPES;
+}
+
+/** The attribute holding the encoder in task models: "roberta" for RoBERTa-style configs, else "bert". */
+function encoderPrefix(config: BertConfig): string {
+  return isRoberta(config) ? "roberta" : "bert";
+}
+
+/** transformers' class name for this model type ("XLMRobertaForTokenClassification" for an xlm-roberta BertForTokenClassification). */
+export function encoderClassName(bertName: string, config: BertConfig): string {
+  const prefix = ROBERTA_TYPES[config.model_type];
+  return prefix ? bertName.replace(/^Bert/, prefix) : bertName;
+}
+
+/**
+ * RoBERTa's positions (fairseq's make_positions): padding_idx + 1 + the count of real tokens so far (past included)
+ * for real tokens, padding_idx for pads; from embeddings (no ids to see pads), padding_idx + 1 + index.
+ */
+function robertaPositions(inputs: ModelInputs, pad: number, batch: number, length: number, past: number): Tensor {
+  if (!inputs.inputIds) return expand(reshape(arange(length, pad + 1), [1, length]), [batch, length]);
+  const ids = inputs.inputIds.dataSync();
+  const out = new Int32Array(batch * length);
+  for (let b = 0; b < batch; b++) {
+    let count = 0;
+    for (let t = 0; t < length; t++) {
+      const real = ids[b * length + t] !== pad;
+      if (real) count++;
+      out[b * length + t] = real ? count + past + pad : pad;
+    }
+  }
+  return tensor(out, [batch, length], "int32");
+}
 
 class BertEmbeddings extends Module {
   word_embeddings: EmbeddingLayer;
@@ -18,7 +58,9 @@ class BertEmbeddings extends Module {
     super();
     const pad = config.pad_token_id ?? undefined;
     this.word_embeddings = this.registerModule("word_embeddings", new Embedding(config.vocab_size, config.hidden_size, pad === undefined ? {} : { paddingIdx: pad }));
-    this.position_embeddings = this.registerModule("position_embeddings", new Embedding(config.max_position_embeddings, config.hidden_size));
+    // RoBERTa's padding positions sit at padding_idx (their row gets no gradient, as in PyTorch).
+    const positionPad = isRoberta(config) && pad !== undefined ? { paddingIdx: pad } : {};
+    this.position_embeddings = this.registerModule("position_embeddings", new Embedding(config.max_position_embeddings, config.hidden_size, positionPad));
     this.token_type_embeddings = this.registerModule("token_type_embeddings", new Embedding(config.type_vocab_size, config.hidden_size));
     this.LayerNorm = this.registerModule("LayerNorm", new LayerNorm(config.hidden_size, { eps: config.layer_norm_eps }));
     this.dropout = this.registerModule("dropout", new Dropout(config.hidden_dropout_prob));
@@ -28,10 +70,14 @@ class BertEmbeddings extends Module {
   forward(inputs: ModelInputs, past: number): Tensor {
     const embeds = embedOrUse(inputs, this.word_embeddings);
     const [batch, length] = embeds.shape as [number, number];
-    if (inputs.positionIds === undefined && past + length > this.config.max_position_embeddings) {
-      throw new Error(`sequence of ${past + length} positions (past ${past} + ${length}) exceeds BERT's max_position_embeddings ${this.config.max_position_embeddings}`);
+    const pad = this.config.pad_token_id ?? 1;
+    const first = isRoberta(this.config) ? pad + 1 : 0;
+    if (inputs.positionIds === undefined && first + past + length > this.config.max_position_embeddings) {
+      const max = this.config.max_position_embeddings;
+      throw new Error(`sequence of ${past + length} positions (past ${past} + ${length}, numbered from ${first}) exceeds max_position_embeddings ${max}`);
     }
-    const positions = inputs.positionIds ?? expand(reshape(arange(length, past), [1, length]), [batch, length]);
+    const positions = inputs.positionIds
+      ?? (isRoberta(this.config) ? robertaPositions(inputs, pad, batch, length, past) : expand(reshape(arange(length, past), [1, length]), [batch, length]));
     const tokenTypes = inputs.tokenTypeIds ?? zeros([batch, length], "int32");
     const summed = add(add(embeds, this.token_type_embeddings.forward(tokenTypes)), this.position_embeddings.forward(positions));
     return this.dropout.forward(this.LayerNorm.forward(summed));
@@ -175,7 +221,11 @@ export class BertModel extends PreTrainedModel {
   }
 
   get baseModelPrefix(): string {
-    return "bert";
+    return encoderPrefix(this.config);
+  }
+
+  override get architecture(): string {
+    return encoderClassName(this.constructor.name, this.config);
   }
 
   override getInputEmbeddings(): EmbeddingLayer {
@@ -228,13 +278,17 @@ export class BertForSequenceClassification extends PreTrainedModel {
 
   constructor(override readonly config: BertConfig) {
     super(config);
-    this.bert = this.registerModule("bert", new BertModel(config));
+    this.bert = this.registerModule(encoderPrefix(config), new BertModel(config));
     this.dropout = this.registerModule("dropout", new Dropout(classifierDropout(config)));
     this.classifier = this.registerModule("classifier", new Linear(config.hidden_size, config.num_labels));
   }
 
   get baseModelPrefix(): string {
-    return "bert";
+    return encoderPrefix(this.config);
+  }
+
+  override get architecture(): string {
+    return encoderClassName(this.constructor.name, this.config);
   }
 
 
@@ -254,13 +308,17 @@ export class BertForTokenClassification extends PreTrainedModel {
 
   constructor(override readonly config: BertConfig) {
     super(config);
-    this.bert = this.registerModule("bert", new BertModel(config, false));
+    this.bert = this.registerModule(encoderPrefix(config), new BertModel(config, false));
     this.dropout = this.registerModule("dropout", new Dropout(classifierDropout(config)));
     this.classifier = this.registerModule("classifier", new Linear(config.hidden_size, config.num_labels));
   }
 
   get baseModelPrefix(): string {
-    return "bert";
+    return encoderPrefix(this.config);
+  }
+
+  override get architecture(): string {
+    return encoderClassName(this.constructor.name, this.config);
   }
 
 
@@ -279,12 +337,16 @@ export class BertForQuestionAnswering extends PreTrainedModel {
 
   constructor(override readonly config: BertConfig) {
     super(config);
-    this.bert = this.registerModule("bert", new BertModel(config, false));
+    this.bert = this.registerModule(encoderPrefix(config), new BertModel(config, false));
     this.qa_outputs = this.registerModule("qa_outputs", new Linear(config.hidden_size, config.num_labels));
   }
 
   get baseModelPrefix(): string {
-    return "bert";
+    return encoderPrefix(this.config);
+  }
+
+  override get architecture(): string {
+    return encoderClassName(this.constructor.name, this.config);
   }
 
 

@@ -1,11 +1,11 @@
 /** GPT-2 (transformers' modeling_gpt2, eager attention) with HF module and parameter names. */
 import { Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
-import { Tensor, add, appendAlong, isGradEnabled, tidy, arange, expand, reshape, split } from "../../tensor/index.js";
+import { Tensor, add, appendAlong, arange, expand, reshape, split } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
-import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
+import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
+import { causalLmLoss, embedOrUse, pastLength, runDecoderStack, sequenceClassification } from "../heads.js";
 import { GenerativeModel } from "../generation/generative-model.js";
-import { causalLmLoss, embedOrUse, pastLength, sequenceClassification } from "../heads.js";
 import type { GPT2Config } from "./config.js";
 
 class GPT2Attention extends Module {
@@ -113,29 +113,9 @@ export class GPT2Model extends PreTrainedModel {
       throw new Error(`sequence of ${past + length} positions exceeds GPT-2's n_positions ${this.config.n_positions}`);
     }
     const positions = inputs.positionIds ?? expand(reshape(arange(length, past), [1, length]), [batch, length]);
-    let hidden = this.drop.forward(add(embeds, this.wpe.forward(positions)));
+    const hidden = this.drop.forward(add(embeds, this.wpe.forward(positions)));
     const mask = buildAttentionMask(inputs.attentionMask, batch, length, past + length, true);
-    const hiddenStates: Tensor[] = [];
-    const presents: PastKeyValues = [];
-    [...this.h].forEach((block, i) => {
-      if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-      // Without a tape, each layer runs in its own memory scope: its intermediates are freed as soon as it returns,
-      // so inference holds one layer's activations at a time (the tape needs them all, so training keeps them).
-      const run = () => {
-        const r = block.forward(hidden, mask, inputs.pastKeyValues?.[i]);
-        return inputs.useCache ? r : { out: r.out, present: undefined };
-      };
-      const { out, present } = isGradEnabled() ? run() : tidy(run);
-      hidden = out;
-      if (present) presents.push(present);
-    });
-    hidden = this.ln_f.forward(hidden);
-    if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-    return {
-      lastHiddenState: hidden,
-      ...(inputs.useCache ? { pastKeyValues: presents } : {}),
-      ...(inputs.outputHiddenStates ? { hiddenStates } : {}),
-    };
+    return runDecoderStack(this.h.length, hidden, inputs, (h, past, i) => this.h.get(i).forward(h, mask, past), (h) => this.ln_f.forward(h));
   }
 }
 

@@ -1,5 +1,5 @@
 /** Normalisation layers over the last axis. */
-import { Tensor, layerNorm, rmsNorm, parameter, ones, zeros } from "../../tensor/index.js";
+import { Tensor, add, layerNorm, rmsNorm, parameter, ones, zeros } from "../../tensor/index.js";
 import { Module } from "../module.js";
 
 /** Options of LayerNorm. */
@@ -35,21 +35,24 @@ export class LayerNorm extends Module {
   }
 }
 
-/** x/√(mean(x²) + eps)·weight (LLaMA's RMSNorm, T5's layer norm); weight starts at 1. */
+/**
+ * x/√(mean(x²) + eps)·weight (LLaMA's RMSNorm, T5's layer norm); weight starts at 1. With `unitOffset` the scale is
+ * (1 + weight) and weight starts at 0 (Gemma's RMSNorm, whose checkpoints store the offset from 1).
+ */
 export class RMSNorm extends Module {
   weight: Tensor;
 
-  constructor(readonly hiddenSize: number, readonly eps = 1e-6) {
+  constructor(readonly hiddenSize: number, readonly eps = 1e-6, readonly unitOffset = false) {
     super();
-    this.weight = this.registerParameter("weight", parameter(ones([hiddenSize])));
+    this.weight = this.registerParameter("weight", parameter(unitOffset ? zeros([hiddenSize]) : ones([hiddenSize])));
   }
 
   /** Normalise the last axis. */
   forward(x: Tensor): Tensor {
-    return rmsNorm(x, this.weight, this.eps);
+    return rmsNorm(x, this.unitOffset ? add(this.weight, 1) : this.weight, this.eps);
   }
 
   protected override extraRepr(): string {
-    return `(${this.hiddenSize},), eps=${this.eps}`;
+    return `(${this.hiddenSize},), eps=${this.eps}${this.unitOffset ? ", 1 + weight" : ""}`;
   }
 }
