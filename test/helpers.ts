@@ -1,5 +1,8 @@
-/** Shared test utilities: a deterministic PRNG, random tensors, closeness and identity checks, float64 reference products, finite-difference gradients. */
+/** Shared test utilities: a deterministic PRNG, random tensors, closeness and identity checks, float64 reference products, finite-difference gradients, temporary folders. */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Tensor, tensor, noGrad, tidy } from "../src/tensor/index.js";
 
 /** Deterministic PRNG (mulberry32) independent of the engine's own generator. */
@@ -118,4 +121,19 @@ export function gradCheck(f: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opts
     });
     assertClose(analytic[which]!, numeric, atol, rtol, `gradient of input ${which}`);
   });
+}
+
+/** Temporary folders for one test file: `make()` creates one under the OS temp dir, `removeAll()` (call it in `after`) deletes them. */
+export function tempDirs(prefix: string): { make(): string; removeAll(): void } {
+  const made: string[] = [];
+  return {
+    make: () => {
+      const dir = mkdtempSync(join(tmpdir(), prefix));
+      made.push(dir);
+      return dir;
+    },
+    removeAll: () => {
+      for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

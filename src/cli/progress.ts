@@ -7,6 +7,7 @@ import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import type { TrainingArguments } from "../train/arguments.js";
 import type { LogEntry, TrainerCallback, TrainerState } from "../train/callbacks.js";
+import { toJson } from "../io/json.js";
 
 /** Seconds as m:ss or h:mm:ss. */
 export function formatDuration(seconds: number): string {
@@ -138,10 +139,10 @@ export class JsonlLogCallback implements TrainerCallback {
 
   onTrainBegin(_args: TrainingArguments, state: TrainerState): void {
     mkdirSync(dirname(this.path), { recursive: true });
-    writeFileSync(this.path, state.log_history.map((e) => `${JSON.stringify(e)}\n`).join(""));
+    writeFileSync(this.path, state.log_history.map((e) => `${toJson(e)}\n`).join(""));
   }
 
   onLog(_args: TrainingArguments, _state: TrainerState, logs: LogEntry): void {
-    appendFileSync(this.path, `${JSON.stringify(logs)}\n`);
+    appendFileSync(this.path, `${toJson(logs)}\n`);
   }
 }

@@ -7,6 +7,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { manualSeed } from "../tensor/index.js";
+import { writeJsonAtomic } from "../io/json.js";
 import { configFromJson, getPeftModel, type PeftConfig } from "../peft/index.js";
 import {
   DataCollatorForSeq2Seq, Dataset, Trainer, TrainingArguments, listCheckpoints, loadDataset, tokenizeClassification,
@@ -177,7 +178,7 @@ export function train(argv: string[]): void {
 
   trainer.saveModel(args.output_dir);
   copyTokenizerFiles(cfg.tokenizer, args.output_dir);
-  writeFileSync(join(args.output_dir, "trainer_state.json"), JSON.stringify(trainer.state, null, 2) + "\n");
+  writeJsonAtomic(join(args.output_dir, "trainer_state.json"), trainer.state);
   writeFileSync(join(args.output_dir, "loss.svg"), lossCurveSvg(trainer.state.log_history, { title: `Training loss (${peftConfig.peft_type})` }));
   const bad = trainer.state.log_history.find((e) => e["loss"] !== undefined && !Number.isFinite(e["loss"]));
   if (bad) process.emitWarning(`the training loss became ${bad["loss"]} at step ${bad["step"]}: lower learning_rate, or check the peft fields (lora_alpha, r, …)`);

@@ -84,6 +84,8 @@ export class Trainer {
   private scheduler: LRScheduler | null = null;
 
   private readonly loadWeights: (dir: string) => void;
+  /** Micro-batches of the current train() call skipped because their labels were all -100. */
+  private skippedBatches = 0;
 
   constructor(private readonly opts: TrainerOptions) {
     this.args = opts.args;
@@ -147,8 +149,18 @@ export class Trainer {
     return batches;
   }
 
-  /** Forward + backward of one micro-batch, scaled for accumulation; returns the unscaled loss and token count. */
-  private microStep(batch: Batch, scale: number): { loss: number; tokens: number } {
+  /**
+   * Forward + backward of one micro-batch, scaled for accumulation; returns the unscaled loss and token count.
+   * A batch whose labels are all -100 has nothing to learn (its mean loss is 0/0): it is skipped and its loss is
+   * null, which gives the same zero gradient as PyTorch without a NaN in the logs.
+   */
+  private microStep(batch: Batch, scale: number): { loss: number | null; tokens: number } {
+    if (batch.labels && batch.labels.dataSync().every((l) => l === -100)) {
+      if (this.skippedBatches++ === 0) {
+        process.emitWarning(`step ${this.state.global_step + 1}: a batch whose labels are all -100 (no tokens to learn) was skipped; later ones are counted and reported at the end`);
+      }
+      return { loss: null, tokens: 0 };
+    }
     return tidy(() => {
       const out = this.model.forward({ ...batch } as Seq2SeqInputs) as Partial<ModelOutput>;
       if (!out.loss) throw new Error("the model returned no loss: training batches need labels");
@@ -180,7 +192,8 @@ export class Trainer {
     this.model.train();
     this.emit("onTrainBegin");
     let sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
-    let totalLoss = 0;
+    let totalLoss = 0, lossSteps = 0;
+    this.skippedBatches = 0;
     const accum = a.gradient_accumulation_steps;
     for (let epoch = Math.floor(this.state.global_step / perEpoch); epoch < epochs && this.state.global_step < total; epoch++) {
       this.emit("onEpochBegin");
@@ -188,32 +201,37 @@ export class Trainer {
       const groups = batches.length < accum ? [batches] : Array.from({ length: perEpoch }, (_, i) => batches.slice(i * accum, (i + 1) * accum));
       for (let u = this.state.global_step - epoch * perEpoch; u < groups.length && this.state.global_step < total; u++) {
         const group = groups[u]!;
-        let stepLoss = 0;
+        let lossSum = 0, lossCount = 0;
         for (const examples of group) {
           const batch = this.opts.dataCollator(examples);
           const { loss, tokens } = this.microStep(batch, 1 / group.length);
           for (const t of Object.values(batch)) (t as Tensor).dispose();
-          stepLoss += loss / group.length;
+          if (loss !== null) [lossSum, lossCount] = [lossSum + loss, lossCount + 1];
           sinceLog.tokens += tokens;
           this.state.num_input_tokens_seen += tokens;
         }
         const params = this.optimizer!.paramGroups.flatMap((g) => g.params);
-        const gradNorm = a.max_grad_norm > 0 ? clipGradNorm(params, a.max_grad_norm) : Number.NaN;
+        // With clipping off (max_grad_norm 0) the norm is still measured, for the logs and to catch divergence.
+        const gradNorm = clipGradNorm(params, a.max_grad_norm > 0 ? a.max_grad_norm : Infinity);
         this.optimizer!.step();
         this.afterOptimizerStep();
         this.scheduler!.step();
         this.optimizer!.zeroGrad();
         this.state.global_step++;
         this.state.epoch = epoch + (u + 1) / groups.length;
-        sinceLog.loss += stepLoss;
-        sinceLog.steps++;
-        totalLoss += stepLoss;
+        if (lossCount > 0) {
+          const stepLoss = lossSum / lossCount;
+          sinceLog.loss += stepLoss;
+          sinceLog.steps++;
+          totalLoss += stepLoss;
+          lossSteps++;
+        }
         this.emit("onStepEnd");
         if (this.state.global_step % a.logging_steps === 0 || this.state.global_step === total) {
           const seconds = (performance.now() - sinceLog.start) / 1000;
           this.log({
-            loss: sinceLog.loss / sinceLog.steps, grad_norm: gradNorm, learning_rate: this.scheduler!.getLastLr()[0]!,
-            epoch: this.state.epoch, tokens_per_second: sinceLog.tokens / seconds,
+            ...(sinceLog.steps > 0 ? { loss: sinceLog.loss / sinceLog.steps } : {}), grad_norm: gradNorm,
+            learning_rate: this.scheduler!.getLastLr()[0]!, epoch: this.state.epoch, tokens_per_second: sinceLog.tokens / seconds,
           });
           sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
         }
@@ -225,9 +243,10 @@ export class Trainer {
       }
       this.emit("onEpochEnd");
     }
+    if (this.skippedBatches > 1) process.emitWarning(`${this.skippedBatches} batches had labels all -100 and were skipped`);
     if (a.load_best_model_at_end && this.state.best_model_checkpoint) this.loadWeights(this.state.best_model_checkpoint);
     this.emit("onTrainEnd");
-    const trainingLoss = totalLoss / Math.max(1, this.state.global_step);
+    const trainingLoss = totalLoss / Math.max(1, lossSteps);
     return { globalStep: this.state.global_step, trainingLoss, metrics: { train_loss: trainingLoss } };
   }
 
