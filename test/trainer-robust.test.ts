@@ -8,8 +8,10 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as T from "../src/tensor/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
-import { DataCollatorForSeq2Seq, Dataset, Trainer, TrainingArguments, listCheckpoints } from "../src/train/index.js";
+import { DataCollatorForSeq2Seq, Dataset, Trainer, TrainingArguments, listCheckpoints, type TrainOutput } from "../src/train/index.js";
+import { CheckpointError } from "../src/errors.js";
 import { parseJson } from "../src/io/json.js";
+import { JsonlLogCallback } from "../src/cli/progress.js";
 import { tempDirs } from "./helpers.js";
 import { patternDataset, tinyPeft } from "./tiny-models.js";
 
@@ -18,6 +20,29 @@ const dirs = tempDirs("peft-ts-trainer-robust-");
 after(() => dirs.removeAll());
 
 type LogEntries = Record<string, number>[];
+
+/** The tiny LoRA GPT-2 with one NaN in its (frozen, tied) embedding matrix: every logit row has a NaN, so every loss is NaN. */
+function poisonedPeft(seed: number) {
+  const model = tinyPeft(seed);
+  const wte = model.namedParameters().find(([n]) => n.endsWith("wte.weight"))![1];
+  const values = wte.dataSync() as Float32Array;
+  values[0] = Number.NaN;
+  wte.copy_(T.tensor(values, [...wte.shape]));
+  return model;
+}
+
+/** Run `fn`, collecting the messages of the warnings it emits (synchronously, instead of printing them). */
+function captureWarnings(fn: () => void): string[] {
+  const seen: string[] = [];
+  const original = process.emitWarning;
+  process.emitWarning = ((w: string | Error) => void seen.push(typeof w === "string" ? w : w.message)) as typeof process.emitWarning;
+  try {
+    fn();
+  } finally {
+    process.emitWarning = original;
+  }
+  return seen;
+}
 
 function savedState(checkpoint: string): { log_history: LogEntries; global_step: number } {
   return parseJson(readFileSync(join(checkpoint, "trainer_state.json"), "utf8")) as { log_history: LogEntries; global_step: number };
@@ -42,27 +67,20 @@ describe("Trainer: non-finite numbers", () => {
     assert.ok(Math.abs(logged["grad_norm"]! - norm) <= 1e-5 * norm, `grad_norm ${logged["grad_norm"]} vs ${norm}`);
   });
 
-  it("a NaN loss is logged and checkpointed as NaN (Python's spelling), and the checkpoint resumes", () => {
+  it("a NaN loss does not abort the run: training_log.jsonl holds NaN in Python's spelling and reads back", () => {
     const dir = dirs.make();
-    const poisoned = () => {
-      const model = tinyPeft(5);
-      // One NaN in the tied embedding matrix: every logit row then has a NaN, so every loss is NaN.
-      const wte = model.namedParameters().find(([n]) => n.endsWith("wte.weight"))![1];
-      const values = wte.dataSync() as Float32Array;
-      values[0] = Number.NaN;
-      wte.copy_(T.tensor(values, [...wte.shape]));
-      return model;
-    };
+    const model = poisonedPeft(5);
+    const log = new JsonlLogCallback(join(dir, "training_log.jsonl"));
     const args = TrainingArguments({ output_dir: dir, learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, logging_steps: 1, save_steps: 1 });
-    new Trainer({ model: poisoned(), args, trainDataset: patternDataset(8), dataCollator: collator }).train();
-    const checkpoints = listCheckpoints(dir);
-    assert.equal(checkpoints.length, 2);
-    const text = readFileSync(join(checkpoints[1]!, "trainer_state.json"), "utf8");
-    assert.match(text, /"loss": NaN,/);
-    assert.ok(Number.isNaN(savedState(checkpoints[1]!).log_history[1]!["loss"]));
-    const resumed = new Trainer({ model: poisoned(), args: TrainingArguments({ ...args, max_steps: 3 }), trainDataset: patternDataset(8), dataCollator: collator });
-    resumed.train({ resumeFromCheckpoint: checkpoints[1]! });
-    assert.equal(resumed.state.global_step, 3);
+    const warnings = captureWarnings(() => new Trainer({ model, args, trainDataset: patternDataset(8), dataCollator: collator, callbacks: [log] }).train());
+    const lines = readFileSync(log.path, "utf8").trim().split("\n");
+    assert.equal(lines.length, 2);
+    for (const line of lines) {
+      assert.match(line, /"loss":NaN,"grad_norm":NaN,/);
+      assert.ok(Number.isNaN((parseJson(line) as Record<string, number>)["loss"]));
+    }
+    assert.deepEqual(listCheckpoints(dir), [], "no checkpoint of NaN weights");
+    assert.equal(warnings.filter((w) => /checkpoint-\d not written: NaN or infinite values/.test(w)).length, 2);
   });
 
   it("a batch whose labels are all -100 is skipped: no NaN in the logs, and the same weights as a run without it", () => {
@@ -85,5 +103,37 @@ describe("Trainer: non-finite numbers", () => {
     for (const e of mixed.state.log_history) for (const v of Object.values(e)) assert.ok(Number.isFinite(v), JSON.stringify(e));
     // A skipped batch leaves no gradient, so AdamW leaves the weights (and their step counts) alone on that step.
     assert.deepEqual(mixed.weights, run([good!, good!]).weights);
+  });
+});
+
+describe("Trainer: divergence", () => {
+  it("warns at the step the loss or gradient norm stops being finite, reports it, and keeps a good adapter", () => {
+    const dir = dirs.make();
+    const args = TrainingArguments({ output_dir: dir, learning_rate: 1e30, per_device_train_batch_size: 4, max_steps: 4, logging_steps: 1, save_strategy: "no" });
+    const trainer = new Trainer({ model: tinyPeft(8), args, trainDataset: patternDataset(8), dataCollator: collator });
+    // A good adapter from an earlier run in the same folder.
+    const good = tinyPeft(8);
+    good.savePretrained(dir);
+    const before = readFileSync(join(dir, "adapter_model.safetensors"));
+    let result: TrainOutput | undefined;
+    const warnings = captureWarnings(() => void (result = trainer.train()));
+    // The first logged step whose loss or grad_norm is not finite, found independently in the log history.
+    const first = trainer.state.log_history.find((e) => !Number.isFinite(e["loss"]) || !Number.isFinite(e["grad_norm"]))!;
+    assert.ok(first, "lr 1e30 diverges within 4 steps");
+    assert.equal(result!.divergedAtStep, first["step"]);
+    const warned = warnings.filter((w) => w.startsWith("training diverged"));
+    assert.equal(warned.length, 1, warnings.join("\n"));
+    assert.match(warned[0]!, new RegExp(`^training diverged at step ${first["step"]}: .*learning_rate 1e\\+30 is too high, float16 overflow, or bad data`));
+
+    assert.throws(() => trainer.saveModel(dir), (err: Error) => err instanceof CheckpointError && /not replacing .*adapter_model\.safetensors with non-finite weights/.test(err.message));
+    assert.deepEqual(readFileSync(join(dir, "adapter_model.safetensors")), before, "the good adapter is untouched");
+    const fresh = join(dirs.make(), "diverged");
+    assert.match(captureWarnings(() => trainer.saveModel(fresh)).join("\n"), /saving non-finite weights to .*diverged/);
+  });
+
+  it("a run that stays finite reports no divergence", () => {
+    const args = TrainingArguments({ output_dir: dirs.make(), learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, logging_steps: 1, save_strategy: "no" });
+    const result = new Trainer({ model: tinyPeft(8), args, trainDataset: patternDataset(8), dataCollator: collator }).train();
+    assert.equal(result.divergedAtStep, null);
   });
 });

@@ -20,7 +20,8 @@ export function formatDuration(seconds: number): string {
 
 /** A number in a short form for the progress line. */
 function short(v: number | undefined, digits = 4): string {
-  if (v === undefined || !Number.isFinite(v)) return "-";
+  if (v === undefined) return "-";
+  if (!Number.isFinite(v)) return String(v);
   return Math.abs(v) !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5) ? v.toExponential(2) : v.toFixed(digits);
 }
 

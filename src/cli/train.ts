@@ -3,11 +3,13 @@
  * method, train with a progress display, and leave in output_dir the adapter (adapter_config.json +
  * adapter_model.safetensors), the tokenizer files, training_log.jsonl, loss.svg and the checkpoints.
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { manualSeed } from "../tensor/index.js";
 import { writeJsonAtomic } from "../io/json.js";
+import { writeFileAtomic } from "../io/atomic.js";
+import { CheckpointError } from "../errors.js";
 import { configFromJson, getPeftModel, type PeftConfig } from "../peft/index.js";
 import {
   DataCollatorForSeq2Seq, Dataset, Trainer, TrainingArguments, listCheckpoints, loadDataset, tokenizeClassification,
@@ -176,12 +178,22 @@ export function train(argv: string[]): void {
   const history = trainer.state.log_history;
   if (evalSet && !history.some((e) => e["eval_loss"] !== undefined && e["step"] === trainer.state.global_step)) trainer.evaluate();
 
-  trainer.saveModel(args.output_dir);
-  copyTokenizerFiles(cfg.tokenizer, args.output_dir);
+  // A diverged run still leaves its log, state and loss curve; its weights never replace an adapter already there.
+  let kept: CheckpointError | null = null;
+  try {
+    trainer.saveModel(args.output_dir);
+    copyTokenizerFiles(cfg.tokenizer, args.output_dir);
+  } catch (err) {
+    if (!(err instanceof CheckpointError) || result.divergedAtStep === null) throw err;
+    kept = err;
+  }
   writeJsonAtomic(join(args.output_dir, "trainer_state.json"), trainer.state);
-  writeFileSync(join(args.output_dir, "loss.svg"), lossCurveSvg(trainer.state.log_history, { title: `Training loss (${peftConfig.peft_type})` }));
-  const bad = trainer.state.log_history.find((e) => e["loss"] !== undefined && !Number.isFinite(e["loss"]));
-  if (bad) process.emitWarning(`the training loss became ${bad["loss"]} at step ${bad["step"]}: lower learning_rate, or check the peft fields (lora_alpha, r, …)`);
+  writeFileAtomic(join(args.output_dir, "loss.svg"), lossCurveSvg(trainer.state.log_history, { title: `Training loss (${peftConfig.peft_type})` }));
+  if (result.divergedAtStep !== null) {
+    throw new CliError(`training diverged at step ${result.divergedAtStep} (the loss or gradient norm became NaN or infinite); ` +
+      (kept ? `the adapter already in ${args.output_dir} was kept, not replaced` : `the adapter saved to ${args.output_dir} holds NaN or infinite weights`),
+    `lower training_args.learning_rate (now ${args.learning_rate}), keep max_grad_norm > 0, or check the dataset; see ${logPath}`);
+  }
   const evalLoss = [...trainer.state.log_history].reverse().find((e) => e["eval_loss"] !== undefined)?.["eval_loss"];
   console.log(`train_loss: ${result.trainingLoss.toFixed(4)}${evalLoss !== undefined ? ` | eval_loss: ${evalLoss.toFixed(4)}` : ""} | steps: ${result.globalStep}`);
   console.log(`adapter saved to ${args.output_dir} (adapter_config.json, adapter_model.safetensors, tokenizer files)`);

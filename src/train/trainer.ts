@@ -4,6 +4,8 @@
  * evaluation, checkpoints with exact resume, callbacks. Each micro-batch runs in its own memory scope.
  */
 import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { CheckpointError } from "../errors.js";
 import { Tensor, Generator, manualSeed, mul, noGrad, tidy } from "../tensor/index.js";
 import { LayerNorm, RMSNorm, type Module } from "../nn/index.js";
 import { AdamW, clipGradNorm, getScheduler, type LRScheduler } from "../optim/index.js";
@@ -47,6 +49,16 @@ export interface TrainOutput {
   globalStep: number;
   trainingLoss: number;
   metrics: Record<string, number>;
+  /** The first step whose loss or gradient norm was NaN or ±Infinity (a warning named it then), or null. */
+  divergedAtStep: number | null;
+}
+
+/** Weight files whose presence means a folder already holds a saved model or adapter. */
+const SAVED_WEIGHTS = ["adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json"];
+
+/** "NaN or ±Infinity in N tensors (a, b, …)" for messages. */
+function describeNonFinite(names: string[]): string {
+  return `NaN or infinite values in ${names.length} trainable tensor(s) (${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""})`;
 }
 
 /** Names of parameters that get weight decay: everything but biases and LayerNorm/RMSNorm weights (HF's rule). */
@@ -86,6 +98,8 @@ export class Trainer {
   private readonly loadWeights: (dir: string) => void;
   /** Micro-batches of the current train() call skipped because their labels were all -100. */
   private skippedBatches = 0;
+  /** The first step of the current train() call whose loss or gradient norm was not finite. */
+  private divergedAtStep: number | null = null;
 
   constructor(private readonly opts: TrainerOptions) {
     this.args = opts.args;
@@ -155,20 +169,21 @@ export class Trainer {
    * null, which gives the same zero gradient as PyTorch without a NaN in the logs.
    */
   private microStep(batch: Batch, scale: number): { loss: number | null; tokens: number } {
+    let tokens = 0;
+    for (const v of batch.attentionMask.dataSync()) tokens += v;
     if (batch.labels && batch.labels.dataSync().every((l) => l === -100)) {
       if (this.skippedBatches++ === 0) {
         process.emitWarning(`step ${this.state.global_step + 1}: a batch whose labels are all -100 (no tokens to learn) was skipped; later ones are counted and reported at the end`);
       }
-      return { loss: null, tokens: 0 };
+      return { loss: null, tokens };
     }
-    return tidy(() => {
+    const loss = tidy(() => {
       const out = this.model.forward({ ...batch } as Seq2SeqInputs) as Partial<ModelOutput>;
       if (!out.loss) throw new Error("the model returned no loss: training batches need labels");
       mul(out.loss, scale).backward();
-      let tokens = 0;
-      for (const v of batch.attentionMask.dataSync()) tokens += v;
-      return { loss: out.loss.item(), tokens };
+      return out.loss.item();
     });
+    return { loss, tokens };
   }
 
   /** Train; with resumeFromCheckpoint (a folder, or true for the latest in output_dir) continue exactly where it stopped. */
@@ -194,6 +209,7 @@ export class Trainer {
     let sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
     let totalLoss = 0, lossSteps = 0;
     this.skippedBatches = 0;
+    this.divergedAtStep = null;
     const accum = a.gradient_accumulation_steps;
     for (let epoch = Math.floor(this.state.global_step / perEpoch); epoch < epochs && this.state.global_step < total; epoch++) {
       this.emit("onEpochBegin");
@@ -219,8 +235,9 @@ export class Trainer {
         this.optimizer!.zeroGrad();
         this.state.global_step++;
         this.state.epoch = epoch + (u + 1) / groups.length;
+        const stepLoss = lossCount > 0 ? lossSum / lossCount : 0;
+        if (this.divergedAtStep === null && !(Number.isFinite(stepLoss) && Number.isFinite(gradNorm))) this.reportDivergence(stepLoss, gradNorm);
         if (lossCount > 0) {
-          const stepLoss = lossSum / lossCount;
           sinceLog.loss += stepLoss;
           sinceLog.steps++;
           totalLoss += stepLoss;
@@ -247,7 +264,25 @@ export class Trainer {
     if (a.load_best_model_at_end && this.state.best_model_checkpoint) this.loadWeights(this.state.best_model_checkpoint);
     this.emit("onTrainEnd");
     const trainingLoss = totalLoss / Math.max(1, lossSteps);
-    return { globalStep: this.state.global_step, trainingLoss, metrics: { train_loss: trainingLoss } };
+    return { globalStep: this.state.global_step, trainingLoss, metrics: { train_loss: trainingLoss }, divergedAtStep: this.divergedAtStep };
+  }
+
+  /** Warn, at the step it happens, that the loss or gradient norm stopped being finite, with the usual causes. */
+  private reportDivergence(loss: number, gradNorm: number): void {
+    const a = this.args;
+    this.divergedAtStep = this.state.global_step;
+    process.emitWarning(
+      `training diverged at step ${this.state.global_step}: the loss is ${loss} and the gradient norm is ${gradNorm}. Likely causes: ` +
+        `learning_rate ${a.learning_rate} is too high, float16 overflow, or bad data (extreme values, labels out of range). ` +
+        `Lower learning_rate, keep max_grad_norm > 0 (it is ${a.max_grad_norm}) or check the data; ` +
+        "checkpoints are not written while the weights are NaN or infinite.",
+    );
+  }
+
+  /** Names of trainable parameters holding NaN or ±Infinity. */
+  nonFiniteParameters(): string[] {
+    const bad = (p: Tensor) => p.dataSync().some((v) => !Number.isFinite(v));
+    return this.model.namedParameters().filter(([, p]) => p.requiresGrad && bad(p)).map(([n]) => n);
   }
 
   /** Hook for methods that act after each optimizer step (AdaLoRA's rank allocation). */
@@ -310,6 +345,12 @@ export class Trainer {
 
   private saveCheckpoint(metrics: Record<string, number> | null): void {
     const a = this.args;
+    const bad = this.nonFiniteParameters();
+    if (bad.length > 0) {
+      // Such a checkpoint cannot be resumed from, and rotation would delete good ones to make room for it.
+      process.emitWarning(`checkpoint-${this.state.global_step} not written: ${describeNonFinite(bad)}; the last good checkpoint is ${listCheckpoints(a.output_dir).pop() ?? "none"}`);
+      return;
+    }
     const dir = saveCheckpoint(a.output_dir, {
       saveModel: (d) => this.model.savePretrained(d), optimizer: this.optimizer!, scheduler: this.scheduler!, state: this.state, args: a,
     });
@@ -337,8 +378,20 @@ export class Trainer {
     for (const d of removable.slice(0, Math.max(0, removable.length - keep))) rmSync(d, { recursive: true, force: true });
   }
 
-  /** Save the model (PEFT: the adapter) to a folder (default: output_dir). */
+  /**
+   * Save the model (PEFT: the adapter) to a folder (default: output_dir). Non-finite weights (a diverged run) never
+   * replace weights already in the folder: that throws a CheckpointError; into a new folder they are saved with a warning.
+   */
   saveModel(dir = this.args.output_dir): void {
+    const bad = this.nonFiniteParameters();
+    if (bad.length > 0) {
+      const existing = SAVED_WEIGHTS.find((f) => existsSync(join(dir, f)));
+      if (existing) {
+        throw new CheckpointError(`not replacing ${join(dir, existing)} with non-finite weights: ${describeNonFinite(bad)}`,
+          "the folder keeps its earlier weights; lower learning_rate (or fix the data) and train again, or save to a new folder to inspect the diverged weights");
+      }
+      process.emitWarning(`saving non-finite weights to ${dir}: ${describeNonFinite(bad)}`);
+    }
     this.model.savePretrained(dir);
   }
 }

@@ -1,0 +1,42 @@
+/**
+ * The `peft train` command when things go wrong: divergence, interrupted saves, another run's checkpoint, bad option
+ * values and config syntax, merging into the wrong base model.
+ */
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { parseJson } from "../src/io/json.js";
+import { cliWorkspace, type CliWorkspace } from "./cli-workspace.js";
+import { LLAMA } from "./tiny-models.js";
+
+let ws: CliWorkspace;
+before(() => (ws = cliWorkspace("peft-ts-cli-robust-", { ...LLAMA, vocab_size: 40 })));
+after(() => rmSync(ws.root, { recursive: true, force: true }));
+
+/** Write `<name>.json`, a LoRA run of `peft train` on the workspace's model with `args` over the defaults. */
+function config(name: string, args: Record<string, unknown>, extra: Record<string, unknown> = {}): string {
+  writeFileSync(join(ws.root, `${name}.json`), JSON.stringify({
+    model_name_or_path: "model", dataset: "train.json", max_length: 64, peft: { peft_type: "LORA", r: 2, target_modules: ["q_proj"] },
+    training_args: { output_dir: `out-${name}`, learning_rate: 0.01, per_device_train_batch_size: 2, max_steps: 2, logging_steps: 1, save_steps: 1, ...args },
+    ...extra,
+  }));
+  return `${name}.json`;
+}
+
+describe("peft train: divergence", () => {
+  it("exits 1 naming the step, keeps the good adapter, and still writes the log and state with NaN", () => {
+    const good = ws.run("train", config("good", { output_dir: "out-div" }));
+    assert.equal(good.status, 0, good.stderr);
+    const adapter = readFileSync(join(ws.root, "out-div", "adapter_model.safetensors"));
+    const r = ws.run("train", config("div", { output_dir: "out-div", learning_rate: 1e30, max_steps: 4, save_strategy: "no" }, { peft: { peft_type: "LORA", r: 2, target_modules: "all-linear" } }));
+    assert.equal(r.status, 1, r.stderr);
+    const state = parseJson(readFileSync(join(ws.root, "out-div", "trainer_state.json"), "utf8")) as { log_history: Record<string, number>[] };
+    const first = state.log_history.find((e) => !Number.isFinite(e["loss"]) || !Number.isFinite(e["grad_norm"]))!;
+    assert.ok(first, "lr 1e30 diverges within 4 steps");
+    assert.match(r.stderr, new RegExp(`^warning: training diverged at step ${first["step"]}: .*learning_rate 1e\\+30 is too high`, "m"));
+    assert.match(r.stderr, new RegExp(`^error: training diverged at step ${first["step"]} .*the adapter already in out-div was kept, not replaced$`, "m"));
+    assert.match(r.stderr, /^hint: lower training_args\.learning_rate/m);
+    assert.deepEqual(readFileSync(join(ws.root, "out-div", "adapter_model.safetensors")), adapter);
+  });
+});
