@@ -3,11 +3,12 @@
  * redrawn in place on a terminal and one plain line per log entry otherwise; and training_log.jsonl, one JSON
  * object per log entry, written as training goes.
  */
-import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type { TrainingArguments } from "../train/arguments.js";
 import type { LogEntry, TrainerCallback, TrainerState } from "../train/callbacks.js";
 import { toJson } from "../io/json.js";
+import { writeFileAtomic } from "../io/atomic.js";
 
 /** Seconds as m:ss or h:mm:ss. */
 export function formatDuration(seconds: number): string {
@@ -140,7 +141,7 @@ export class JsonlLogCallback implements TrainerCallback {
 
   onTrainBegin(_args: TrainingArguments, state: TrainerState): void {
     mkdirSync(dirname(this.path), { recursive: true });
-    writeFileSync(this.path, state.log_history.map((e) => `${toJson(e)}\n`).join(""));
+    writeFileAtomic(this.path, state.log_history.map((e) => `${toJson(e)}\n`).join(""));
   }
 
   onLog(_args: TrainingArguments, _state: TrainerState, logs: LogEntry): void {

@@ -86,6 +86,26 @@ function taskTypeFor(format: TrainConfig["dataset_format"]): string {
   return format === "classification" ? "SEQ_CLS" : "CAUSAL_LM";
 }
 
+/**
+ * The end-of-run save of `peft train` into output_dir, every file atomic: the adapter (its folder swapped whole), the
+ * tokenizer files, trainer_state.json and loss.svg. When the run diverged, the CheckpointError of an adapter that was
+ * kept rather than replaced by non-finite weights is returned instead of thrown (the log, state and curve are written).
+ */
+export function saveRunOutputs(trainer: Trainer, tokenizerDir: string, plotTitle: string, diverged: boolean): CheckpointError | null {
+  const dir = trainer.args.output_dir;
+  let kept: CheckpointError | null = null;
+  try {
+    trainer.saveModel(dir);
+    copyTokenizerFiles(tokenizerDir, dir);
+  } catch (err) {
+    if (!(err instanceof CheckpointError) || !diverged) throw err;
+    kept = err;
+  }
+  writeJsonAtomic(join(dir, "trainer_state.json"), trainer.state);
+  writeFileAtomic(join(dir, "loss.svg"), lossCurveSvg(trainer.state.log_history, { title: plotTitle }));
+  return kept;
+}
+
 /** Run `peft train`. */
 export function train(argv: string[]): void {
   const { values, positionals } = parseArgs({
@@ -178,17 +198,7 @@ export function train(argv: string[]): void {
   const history = trainer.state.log_history;
   if (evalSet && !history.some((e) => e["eval_loss"] !== undefined && e["step"] === trainer.state.global_step)) trainer.evaluate();
 
-  // A diverged run still leaves its log, state and loss curve; its weights never replace an adapter already there.
-  let kept: CheckpointError | null = null;
-  try {
-    trainer.saveModel(args.output_dir);
-    copyTokenizerFiles(cfg.tokenizer, args.output_dir);
-  } catch (err) {
-    if (!(err instanceof CheckpointError) || result.divergedAtStep === null) throw err;
-    kept = err;
-  }
-  writeJsonAtomic(join(args.output_dir, "trainer_state.json"), trainer.state);
-  writeFileAtomic(join(args.output_dir, "loss.svg"), lossCurveSvg(trainer.state.log_history, { title: `Training loss (${peftConfig.peft_type})` }));
+  const kept = saveRunOutputs(trainer, cfg.tokenizer, `Training loss (${peftConfig.peft_type})`, result.divergedAtStep !== null);
   if (result.divergedAtStep !== null) {
     throw new CliError(`training diverged at step ${result.divergedAtStep} (the loss or gradient norm became NaN or infinite); ` +
       (kept ? `the adapter already in ${args.output_dir} was kept, not replaced` : `the adapter saved to ${args.output_dir} holds NaN or infinite weights`),

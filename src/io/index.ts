@@ -6,5 +6,5 @@ export {
   toFloat16Bits, fromFloat16Bits, toBfloat16Bits, fromBfloat16Bits,
 } from "./dtypes.js";
 export type { DTypeInfo, RawDataOf } from "./dtypes.js";
-export { writeFileAtomic } from "./atomic.js";
-export type { AtomicData, AtomicWriteOptions } from "./atomic.js";
+export { writeFileAtomic, writeFolderAtomic, recoverInterruptedSaves } from "./atomic.js";
+export type { AtomicData, AtomicWriteOptions, FolderWriteOptions } from "./atomic.js";

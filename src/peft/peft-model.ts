@@ -2,7 +2,7 @@
  * PeftModel: a transformers model with one or more adapters — getPeftModel, the task-specific subclasses,
  * parameter counts, adapter management, saving/loading adapter folders in HF peft's format, merging.
  */
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { Module } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
@@ -12,7 +12,7 @@ import { generate, type GenerateOptions } from "../generation/index.js";
 import { Tensor, noGrad } from "../tensor/index.js";
 import { loadSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
-import { writeFileAtomic } from "../io/atomic.js";
+import { writeFileAtomic, writeFolderAtomic } from "../io/atomic.js";
 import { pythonJson } from "../io/json.js";
 import { TaskType, type PeftConfig } from "./config.js";
 import { configFromJson, methodFor } from "./registry.js";
@@ -242,15 +242,17 @@ export class PeftModel extends Module {
       const config = this.peftConfig[name];
       if (!config) throw new Error(`cannot save adapter "${name}": no such adapter; adapters: ${Object.keys(this.peftConfig).join(", ")}`);
       const out = name === "default" ? dir : join(dir, name);
-      mkdirSync(out, { recursive: true });
-      writeSafetensors(join(out, "adapter_model.safetensors"), this.adapterStateDict(name), { format: "pt" });
-      // P-tuning / projected prefixes: peft saves only the encoder's output; the network's weights go beside it so
-      // that training can resume exactly (Python peft ignores the extra file).
-      const encoder = this.promptLearning?.encoderTensors(name);
-      if (encoder) writeSafetensors(join(out, PROMPT_ENCODER_FILE), encoder, { format: "pt" });
-      const saved = { ...config, inference_mode: true, base_model_name_or_path: config.base_model_name_or_path ?? this.getBaseModel().nameOrPath };
-      writeFileAtomic(join(out, "adapter_config.json"), pythonJson(saved));
-      if (!existsSync(join(out, "README.md"))) writeFileAtomic(join(out, "README.md"), adapterModelCard(saved.base_model_name_or_path));
+      // The folder is replaced as a whole (weights and config never from two saves); other files in it are kept.
+      writeFolderAtomic(out, (tmp) => {
+        writeSafetensors(join(tmp, "adapter_model.safetensors"), this.adapterStateDict(name), { format: "pt" });
+        // P-tuning / projected prefixes: peft saves only the encoder's output; the network's weights go beside it so
+        // that training can resume exactly (Python peft ignores the extra file).
+        const encoder = this.promptLearning?.encoderTensors(name);
+        if (encoder) writeSafetensors(join(tmp, PROMPT_ENCODER_FILE), encoder, { format: "pt" });
+        const saved = { ...config, inference_mode: true, base_model_name_or_path: config.base_model_name_or_path ?? this.getBaseModel().nameOrPath };
+        writeFileAtomic(join(tmp, "adapter_config.json"), pythonJson(saved));
+        if (!existsSync(join(out, "README.md"))) writeFileAtomic(join(tmp, "README.md"), adapterModelCard(saved.base_model_name_or_path));
+      }, { carryOver: (f) => !/^adapter_(config\.json|model\.(safetensors|bin))$/.test(f) && f !== PROMPT_ENCODER_FILE });
     }
   }
 

@@ -1,14 +1,16 @@
 /**
  * Checkpoints: output_dir/checkpoint-N/ with the model (the adapter for PEFT models), optimizer, scheduler and
  * RNG state, trainer_state.json and training_args.json. A checkpoint is written into a temporary folder and
- * renamed into place, so a run killed while saving leaves the earlier checkpoints intact and never a partial one.
+ * renamed into place (writeFolderAtomic), so a run killed while saving leaves the earlier checkpoints intact and
+ * never a partial one.
  */
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tensor } from "../tensor/index.js";
 import { defaultGenerator } from "../tensor/random.js";
 import { loadSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
+import { recoverInterruptedSaves, writeFolderAtomic } from "../io/atomic.js";
 import type { Optimizer, OptimizerStateDict, LRScheduler, SchedulerStateDict } from "../optim/index.js";
 import type { TrainerState } from "./callbacks.js";
 import type { TrainingArguments } from "./arguments.js";
@@ -23,8 +25,6 @@ export interface CheckpointParts {
   args: TrainingArguments;
 }
 
-const TMP_PREFIX = ".tmp-checkpoint-";
-
 /** checkpoint-N folders of an output dir, oldest first. */
 export function listCheckpoints(outputDir: string): string[] {
   if (!existsSync(outputDir)) return [];
@@ -34,38 +34,36 @@ export function listCheckpoints(outputDir: string): string[] {
     .map((n) => join(outputDir, n));
 }
 
-/** Remove temporary folders left by a run that was killed while saving. */
+/** Remove what saves killed in an output dir left (temporary files and folders; an interrupted folder swap is finished). */
 export function removeStaleTemporaries(outputDir: string): void {
-  if (!existsSync(outputDir)) return;
-  for (const n of readdirSync(outputDir)) if (n.startsWith(TMP_PREFIX)) rmSync(join(outputDir, n), { recursive: true, force: true });
+  recoverInterruptedSaves(outputDir);
+  // Temporary checkpoint folders of peft-ts versions before writeFolderAtomic.
+  for (const n of readdirSync(outputDir)) if (n.startsWith(".tmp-checkpoint-")) rmSync(join(outputDir, n), { recursive: true, force: true });
 }
 
-/** Write checkpoint-<global_step> atomically (temp folder + rename); returns its path. */
+/** Write checkpoint-<global_step> atomically (a temporary folder renamed into place); returns its path. */
 export function saveCheckpoint(outputDir: string, parts: CheckpointParts, beforeRename?: (tmpDir: string) => void): string {
   const final = join(outputDir, `checkpoint-${parts.state.global_step}`);
-  const tmp = join(outputDir, `${TMP_PREFIX}${parts.state.global_step}-${process.pid}`);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp, { recursive: true });
-  parts.saveModel(tmp);
-  const opt = parts.optimizer.stateDict();
-  const tensors = new Map<string, ReturnType<typeof tensor>>();
-  const numbers: Record<string, Record<string, number>> = {};
-  for (const [id, entry] of Object.entries(opt.state)) {
-    for (const [k, v] of Object.entries(entry)) {
-      if (typeof v === "number") (numbers[id] ??= {})[k] = v;
-      else tensors.set(`state.${id}.${k}`, tensor(Float32Array.from(v)));
+  writeFolderAtomic(final, (tmp) => {
+    parts.saveModel(tmp);
+    const opt = parts.optimizer.stateDict();
+    const tensors = new Map<string, ReturnType<typeof tensor>>();
+    const numbers: Record<string, Record<string, number>> = {};
+    for (const [id, entry] of Object.entries(opt.state)) {
+      for (const [k, v] of Object.entries(entry)) {
+        if (typeof v === "number") (numbers[id] ??= {})[k] = v;
+        else tensors.set(`state.${id}.${k}`, tensor(Float32Array.from(v)));
+      }
     }
-  }
-  writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "pt" });
-  for (const t of tensors.values()) t.dispose();
-  writeJsonAtomic(join(tmp, "optimizer.json"), { param_groups: opt.paramGroups, numbers });
-  writeJsonAtomic(join(tmp, "scheduler.json"), parts.scheduler.stateDict());
-  writeJsonAtomic(join(tmp, "rng_state.json"), defaultGenerator.getState());
-  writeJsonAtomic(join(tmp, "trainer_state.json"), parts.state);
-  writeJsonAtomic(join(tmp, "training_args.json"), parts.args);
-  beforeRename?.(tmp);
-  rmSync(final, { recursive: true, force: true });
-  renameSync(tmp, final);
+    writeSafetensors(join(tmp, "optimizer.safetensors"), tensors, { format: "pt" });
+    for (const t of tensors.values()) t.dispose();
+    writeJsonAtomic(join(tmp, "optimizer.json"), { param_groups: opt.paramGroups, numbers });
+    writeJsonAtomic(join(tmp, "scheduler.json"), parts.scheduler.stateDict());
+    writeJsonAtomic(join(tmp, "rng_state.json"), defaultGenerator.getState());
+    writeJsonAtomic(join(tmp, "trainer_state.json"), parts.state);
+    writeJsonAtomic(join(tmp, "training_args.json"), parts.args);
+    beforeRename?.(tmp);
+  });
   return final;
 }
 
