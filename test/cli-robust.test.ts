@@ -40,3 +40,17 @@ describe("peft train: divergence", () => {
     assert.deepEqual(readFileSync(join(ws.root, "out-div", "adapter_model.safetensors")), adapter);
   });
 });
+
+describe("peft train --resume", () => {
+  it("refuses the checkpoint of another run in the same output_dir, naming what differs", () => {
+    const a = ws.run("train", config("run-a", { output_dir: "out-shared", seed: 1 }));
+    assert.equal(a.status, 0, a.stderr);
+    const b = ws.run("train", config("run-b", { output_dir: "out-shared", seed: 2, learning_rate: 0.02, max_steps: 4 }), "--resume");
+    assert.equal(b.status, 1, b.stderr);
+    assert.match(b.stderr, /^error: out-shared\/checkpoint-2 was made by a different run; these differ: learning_rate 0\.01 → 0\.02; seed 1 → 2$/m);
+    assert.match(b.stderr, /^hint: resume with the config, data and model that made the checkpoint, or train in a new output_dir/m);
+    const same = ws.run("train", config("run-a2", { output_dir: "out-shared", seed: 1, max_steps: 3 }), "--resume");
+    assert.equal(same.status, 0, same.stderr);
+    assert.match(same.stderr, /resuming at step 2/);
+  });
+});

@@ -4,7 +4,7 @@
  */
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import * as T from "../src/tensor/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
@@ -13,7 +13,9 @@ import { CheckpointError } from "../src/errors.js";
 import { parseJson } from "../src/io/json.js";
 import { JsonlLogCallback } from "../src/cli/progress.js";
 import { tempDirs } from "./helpers.js";
-import { patternDataset, tinyPeft } from "./tiny-models.js";
+import { AutoModelForCausalLM } from "../src/models/auto.js";
+import { LoraConfig, getPeftModel, type PeftModel } from "../src/peft/index.js";
+import { TRAINER_GPT2, patternDataset, tinyPeft } from "./tiny-models.js";
 
 const collator = DataCollatorForSeq2Seq({ padTokenId: 0 });
 const dirs = tempDirs("peft-ts-trainer-robust-");
@@ -135,5 +137,46 @@ describe("Trainer: divergence", () => {
     const args = TrainingArguments({ output_dir: dirs.make(), learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, logging_steps: 1, save_strategy: "no" });
     const result = new Trainer({ model: tinyPeft(8), args, trainDataset: patternDataset(8), dataCollator: collator }).train();
     assert.equal(result.divergedAtStep, null);
+  });
+});
+
+describe("Trainer: resume checks what made the checkpoint", () => {
+  const argsIn = (dir: string, fields: Partial<TrainingArguments> = {}) => TrainingArguments({
+    output_dir: dir, learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, logging_steps: 1, save_steps: 1, seed: 1, ...fields,
+  });
+  /** Run A: two steps in a fresh folder, checkpoints 1 and 2. */
+  const runA = () => {
+    const dir = dirs.make();
+    new Trainer({ model: tinyPeft(10), args: argsIn(dir), trainDataset: patternDataset(8), dataCollator: collator }).train();
+    return dir;
+  };
+  const resume = (dir: string, opts: { args?: Partial<TrainingArguments>; model?: PeftModel; data?: Dataset } = {}) =>
+    new Trainer({ model: opts.model ?? tinyPeft(10), args: argsIn(dir, opts.args), trainDataset: opts.data ?? patternDataset(8), dataCollator: collator })
+      .train({ resumeFromCheckpoint: true });
+  const refused = (pattern: RegExp) => (err: Error) => err instanceof CheckpointError && pattern.test(err.message);
+
+  it("refuses another run's checkpoint, listing what differs", () => {
+    const dir = runA();
+    assert.throws(() => resume(dir, { args: { learning_rate: 2e-2, seed: 3, max_steps: 5 } }),
+      refused(/checkpoint-2 was made by a different run; these differ: learning_rate 0\.01 → 0\.02; seed 1 → 3$/));
+    assert.throws(() => resume(dir, { data: patternDataset(8, 12, 6) }), refused(/these differ: the training data \(8 examples, sha256 [0-9a-f]{12}… → 8 examples/));
+    assert.throws(() => resume(dir, { model: tinyPeft(11) }), refused(/these differ: the model weights/));
+    assert.throws(() => resume(dir, { model: tinyPeft(10, { n_layer: 3 }) }), refused(/model config\.n_layer 2 → 3/));
+    T.manualSeed(10);
+    const otherRank = getPeftModel(AutoModelForCausalLM.fromConfig(TRAINER_GPT2), LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: "all-linear", fan_in_fan_out: true }));
+    assert.throws(() => resume(dir, { model: otherRank }), refused(/these differ: peft\.init_lora_weights "gaussian" → true; peft\.r 4 → 2$/));
+  });
+
+  it("resumes when only fields that may change differ (max_steps, saving, logging, output_dir)", () => {
+    const dir = runA();
+    const result = resume(dir, { args: { max_steps: 3, save_steps: 7, logging_steps: 2 } });
+    assert.equal(result.globalStep, 3);
+  });
+
+  it("a checkpoint without a fingerprint (an older peft-ts) is resumed with a warning", () => {
+    const dir = runA();
+    rmSync(join(dir, "checkpoint-2", "run_fingerprint.json"));
+    const warnings = captureWarnings(() => assert.equal(resume(dir, { args: { max_steps: 3 } }).globalStep, 3));
+    assert.ok(warnings.some((w) => /checkpoint-2 has no run_fingerprint\.json \(made by an older peft-ts\): cannot check/.test(w)), warnings.join("\n"));
   });
 });

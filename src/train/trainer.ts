@@ -17,7 +17,9 @@ import type { TrainingArguments } from "./arguments.js";
 import type { LogEntry, TrainerCallback, TrainerState } from "./callbacks.js";
 import { Dataset, shuffledIndices, type Example } from "./data.js";
 import type { Batch, DataCollator } from "./collators.js";
-import { listCheckpoints, loadCheckpointState, removeStaleTemporaries, saveCheckpoint } from "./checkpoint.js";
+import {
+  checkRunFingerprint, listCheckpoints, loadCheckpointState, removeStaleTemporaries, runFingerprint, saveCheckpoint, type RunFingerprint,
+} from "./checkpoint.js";
 
 /** A model the Trainer can train: forward with labels returns a loss; savePretrained writes its files. */
 export interface TrainableModel extends Module {
@@ -98,6 +100,8 @@ export class Trainer {
   private readonly loadWeights: (dir: string) => void;
   /** Micro-batches of the current train() call skipped because their labels were all -100. */
   private skippedBatches = 0;
+  /** What made the current run (recorded in its checkpoints). */
+  private fingerprint: RunFingerprint | null = null;
   /** The first step of the current train() call whose loss or gradient norm was not finite. */
   private divergedAtStep: number | null = null;
 
@@ -200,7 +204,10 @@ export class Trainer {
     this.createOptimizer(total);
     this.state = this.freshState(total);
     const resumeDir = this.resolveResume(opts.resumeFromCheckpoint);
+    // Taken before a checkpoint's weights are loaded: it describes what the run starts from.
+    this.fingerprint = this.runFingerprint(dataset);
     if (resumeDir) {
+      checkRunFingerprint(resumeDir, this.fingerprint);
       this.loadWeights(resumeDir);
       this.state = loadCheckpointState(resumeDir, this.optimizer!, this.scheduler!);
     }
@@ -291,6 +298,16 @@ export class Trainer {
     tuner?.updateAndAllocate?.(this.state.global_step);
   }
 
+  /** The run's fingerprint: arguments, PEFT config, data, and the base model with the weights training leaves frozen. */
+  private runFingerprint(dataset: Dataset): RunFingerprint {
+    const m = this.model;
+    const base = m instanceof PeftModel ? m.getBaseModel() : m instanceof PreTrainedModel ? m : null;
+    const params = m.namedParameters();
+    const peftConfig = m instanceof PeftModel ? { ...m.peftConfig[m.activeAdapter] } : null;
+    return runFingerprint(this.args, peftConfig, dataset.examples, { nameOrPath: base?.nameOrPath ?? null, config: { ...base?.config } },
+      m instanceof PeftModel ? params.filter(([, p]) => !p.requiresGrad) : params);
+  }
+
   private resolveResume(resume: string | boolean | undefined): string | null {
     if (!resume) return null;
     if (typeof resume === "string") {
@@ -353,6 +370,7 @@ export class Trainer {
     }
     const dir = saveCheckpoint(a.output_dir, {
       saveModel: (d) => this.model.savePretrained(d), optimizer: this.optimizer!, scheduler: this.scheduler!, state: this.state, args: a,
+      ...(this.fingerprint ? { fingerprint: this.fingerprint } : {}),
     });
     if (metrics && a.metric_for_best_model) {
       const key = a.metric_for_best_model.startsWith("eval_") ? a.metric_for_best_model : `eval_${a.metric_for_best_model}`;
