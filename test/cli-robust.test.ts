@@ -54,3 +54,32 @@ describe("peft train --resume", () => {
     assert.match(same.stderr, /resuming at step 2/);
   });
 });
+
+describe("peft train: the first hour", () => {
+  it("--resume with a larger --max-steps shows the new total; resuming a finished run says so and reports its last loss", () => {
+    assert.equal(ws.run("train", config("len", {}), "--max-steps", "2").status, 0);
+    const more = ws.run("train", config("len", {}), "--resume", "--max-steps", "3");
+    assert.equal(more.status, 0, more.stderr);
+    assert.match(more.stderr, /training: 3 steps, resuming at step 2/);
+    assert.match(more.stderr, /^step 3\/3 \| loss \d/m);
+    assert.doesNotMatch(more.stderr, /step \d+\/2\b/);
+    const log = readFileSync(join(ws.root, "out-len", "training_log.jsonl"), "utf8").trim().split("\n").map((l) => parseJson(l) as Record<string, number>);
+    const again = ws.run("train", config("len", {}), "--resume", "--max-steps", "3");
+    assert.equal(again.status, 0, again.stderr);
+    assert.match(again.stdout, /nothing to train: the run in out-len is already at step 3 of 3 \(raise --max-steps to train further\)/);
+    assert.match(again.stdout, new RegExp(`^train_loss: ${log[log.length - 1]!["loss"]!.toFixed(4)} \\(last logged\\)`, "m"));
+  });
+
+  it("a negative --max-steps is refused by its own check, not as an ambiguous argument", () => {
+    const r = ws.run("train", config("neg", {}), "--max-steps", "-5");
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^error: --max-steps must be ≥ 1, got -5$/m);
+  });
+
+  it("a JSON config error names the line and column", () => {
+    writeFileSync(join(ws.root, "broken.json"), '{\n  "model_name_or_path": "model",\n  "dataset": "train.json",\n}\n');
+    const r = ws.run("train", "broken.json");
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^error: broken\.json is not valid JSON: line 4, column 1: expected a double-quoted property name \(a trailing comma\?\), found "}"$/m);
+  });
+});

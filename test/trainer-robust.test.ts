@@ -11,7 +11,7 @@ import type { ModelOutput } from "../src/models/outputs.js";
 import { DataCollatorForSeq2Seq, Dataset, Trainer, TrainingArguments, listCheckpoints, type TrainOutput } from "../src/train/index.js";
 import { CheckpointError } from "../src/errors.js";
 import { parseJson } from "../src/io/json.js";
-import { JsonlLogCallback } from "../src/cli/progress.js";
+import { JsonlLogCallback } from "../src/train/progress.js";
 import { tempDirs } from "./helpers.js";
 import { AutoModelForCausalLM } from "../src/models/auto.js";
 import { LoraConfig, getPeftModel, type PeftModel } from "../src/peft/index.js";
@@ -178,5 +178,29 @@ describe("Trainer: resume checks what made the checkpoint", () => {
     rmSync(join(dir, "checkpoint-2", "run_fingerprint.json"));
     const warnings = captureWarnings(() => assert.equal(resume(dir, { args: { max_steps: 3 } }).globalStep, 3));
     assert.ok(warnings.some((w) => /checkpoint-2 has no run_fingerprint\.json \(made by an older peft-ts\): cannot check/.test(w)), warnings.join("\n"));
+  });
+});
+
+describe("Trainer: progress", () => {
+  /** What train() writes to stderr while stderr claims to be a terminal. */
+  const stderrOnTerminal = (fields: Partial<TrainingArguments>): string => {
+    const args = TrainingArguments({ output_dir: dirs.make(), learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, save_strategy: "no", ...fields });
+    const model = tinyPeft(12);
+    const { isTTY } = process.stderr, write = process.stderr.write;
+    let text = "";
+    process.stderr.isTTY = true;
+    process.stderr.write = ((chunk: string) => ((text += chunk), true)) as typeof process.stderr.write;
+    try {
+      new Trainer({ model, args, trainDataset: patternDataset(8), dataCollator: collator }).train();
+    } finally {
+      process.stderr.isTTY = isTTY;
+      process.stderr.write = write;
+    }
+    return text;
+  };
+
+  it("shows a progress bar on a terminal by default, and none with disable_tqdm", () => {
+    assert.match(stderrOnTerminal({}), /\r\x1b\[K\[#{24}\] step 2\/2 \| loss \d/);
+    assert.equal(stderrOnTerminal({ disable_tqdm: true }), "");
   });
 });

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { CliError, hintFor, oneLine } from "./errors.js";
+import { joinNegativeValues } from "./options.js";
 
 const COMMANDS = ["train", "generate", "merge", "info"] as const;
 type Command = (typeof COMMANDS)[number];
@@ -87,7 +88,7 @@ export async function main(argv: string[]): Promise<number> {
       throw new CliError(`unknown command "${cmd}"${guess ? ` (did you mean "${guess}"?)` : ""}`, `commands: ${COMMANDS.join(", ")} (peft --help)`);
     }
     const { run, usage } = await load(cmd as Command);
-    const rest = args.slice(1);
+    const rest = joinNegativeValues(args.slice(1));
     if (rest.includes("--help") || rest.includes("-h")) {
       process.stdout.write(usage);
       return 0;

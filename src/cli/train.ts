@@ -18,7 +18,7 @@ import {
 import type { PreTrainedTokenizer } from "../tokenizers/index.js";
 import { CliError } from "./errors.js";
 import { copyTokenizerFiles, loadModel, loadTokenizer, requireModelDir } from "./folders.js";
-import { JsonlLogCallback, ProgressCallback } from "./progress.js";
+import { JsonlLogCallback, ProgressCallback } from "../train/progress.js";
 import { lossCurveSvg } from "./loss-plot.js";
 import { closest, parseTrainConfig, readConfigFile, type TrainConfig } from "./train-config.js";
 import { intOption } from "./options.js";
@@ -192,7 +192,7 @@ export function train(argv: string[]): void {
   const trainer = new Trainer({
     model, args, trainDataset: trainSet, ...(evalSet ? { evalDataset: evalSet } : {}),
     dataCollator: DataCollatorForSeq2Seq({ padTokenId: padId }),
-    callbacks: [new ProgressCallback(), new JsonlLogCallback(logPath)],
+    callbacks: [...(args.disable_tqdm ? [] : [new ProgressCallback()]), new JsonlLogCallback(logPath)],
   });
   const result = trainer.train(values.resume ? { resumeFromCheckpoint: true } : {});
   const history = trainer.state.log_history;
@@ -205,7 +205,10 @@ export function train(argv: string[]): void {
     `lower training_args.learning_rate (now ${args.learning_rate}), keep max_grad_norm > 0, or check the dataset; see ${logPath}`);
   }
   const evalLoss = [...trainer.state.log_history].reverse().find((e) => e["eval_loss"] !== undefined)?.["eval_loss"];
-  console.log(`train_loss: ${result.trainingLoss.toFixed(4)}${evalLoss !== undefined ? ` | eval_loss: ${evalLoss.toFixed(4)}` : ""} | steps: ${result.globalStep}`);
+  if (result.stepsRun === 0) {
+    console.log(`nothing to train: the run in ${args.output_dir} is already at step ${result.globalStep} of ${trainer.state.max_steps} (raise --max-steps to train further)`);
+  }
+  console.log(`train_loss: ${result.trainingLoss.toFixed(4)}${result.stepsRun === 0 ? " (last logged)" : ""}${evalLoss !== undefined ? ` | eval_loss: ${evalLoss.toFixed(4)}` : ""} | steps: ${result.globalStep}`);
   console.log(`adapter saved to ${args.output_dir} (adapter_config.json, adapter_model.safetensors, tokenizer files)`);
   console.log(`log: ${logPath} | loss curve: ${join(args.output_dir, "loss.svg")}`);
 }

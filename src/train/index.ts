@@ -3,6 +3,8 @@ export { TrainingArguments } from "./arguments.js";
 export { Trainer, decayParameterNames } from "./trainer.js";
 export type { TrainerOptions, TrainOutput, EvalPrediction, TrainableModel } from "./trainer.js";
 export type { TrainerCallback, TrainerState, LogEntry } from "./callbacks.js";
+export { ProgressCallback, JsonlLogCallback, formatDuration } from "./progress.js";
+export type { ProgressStream } from "./progress.js";
 export { Dataset, loadDataset, shuffledIndices } from "./data.js";
 export type { Example } from "./data.js";
 export { DataCollatorForSeq2Seq, DataCollatorWithPadding } from "./collators.js";

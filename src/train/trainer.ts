@@ -17,6 +17,7 @@ import type { TrainingArguments } from "./arguments.js";
 import type { LogEntry, TrainerCallback, TrainerState } from "./callbacks.js";
 import { Dataset, shuffledIndices, type Example } from "./data.js";
 import type { Batch, DataCollator } from "./collators.js";
+import { ProgressCallback } from "./progress.js";
 import {
   checkRunFingerprint, listCheckpoints, loadCheckpointState, removeStaleTemporaries, runFingerprint, saveCheckpoint, type RunFingerprint,
 } from "./checkpoint.js";
@@ -49,10 +50,13 @@ export interface TrainerOptions {
 /** Result of train(). */
 export interface TrainOutput {
   globalStep: number;
+  /** The mean training loss of the steps this call ran. */
   trainingLoss: number;
   metrics: Record<string, number>;
   /** The first step whose loss or gradient norm was NaN or ±Infinity (a warning named it then), or null. */
   divergedAtStep: number | null;
+  /** Optimizer steps this call ran (0 when a finished run is resumed; trainingLoss is then its last logged loss). */
+  stepsRun: number;
 }
 
 /** Weight files whose presence means a folder already holds a saved model or adapter. */
@@ -109,7 +113,9 @@ export class Trainer {
     this.args = opts.args;
     this.loadWeights = opts.loadWeights ?? defaultWeightLoader(opts.model);
     this.model = opts.model;
-    this.callbacks = opts.callbacks ?? [];
+    this.callbacks = [...(opts.callbacks ?? [])];
+    // As HF's Trainer shows tqdm: a progress bar on a terminal unless disable_tqdm or a ProgressCallback is given.
+    if (!this.args.disable_tqdm && process.stderr.isTTY && !this.callbacks.some((c) => c instanceof ProgressCallback)) this.callbacks.push(new ProgressCallback());
     this.state = this.freshState(0);
   }
 
@@ -209,8 +215,13 @@ export class Trainer {
     if (resumeDir) {
       checkRunFingerprint(resumeDir, this.fingerprint);
       this.loadWeights(resumeDir);
-      this.state = loadCheckpointState(resumeDir, this.optimizer!, this.scheduler!);
+      // The saved state keeps the saved run's length and intervals; this run's arguments may change them (as in HF).
+      this.state = {
+        ...loadCheckpointState(resumeDir, this.optimizer!, this.scheduler!),
+        max_steps: total, num_train_epochs: a.num_train_epochs, logging_steps: a.logging_steps, eval_steps: a.eval_steps, save_steps: a.save_steps,
+      };
     }
+    const startStep = this.state.global_step;
     this.model.train();
     this.emit("onTrainBegin");
     let sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
@@ -270,8 +281,13 @@ export class Trainer {
     if (this.skippedBatches > 1) process.emitWarning(`${this.skippedBatches} batches had labels all -100 and were skipped`);
     if (a.load_best_model_at_end && this.state.best_model_checkpoint) this.loadWeights(this.state.best_model_checkpoint);
     this.emit("onTrainEnd");
-    const trainingLoss = totalLoss / Math.max(1, lossSteps);
-    return { globalStep: this.state.global_step, trainingLoss, metrics: { train_loss: trainingLoss }, divergedAtStep: this.divergedAtStep };
+    // No step run (a finished run resumed): report the loss the run ended with rather than an empty average.
+    const lastLogged = [...this.state.log_history].reverse().find((e) => e["loss"] !== undefined)?.["loss"] ?? Number.NaN;
+    const trainingLoss = lossSteps > 0 ? totalLoss / lossSteps : lastLogged;
+    return {
+      globalStep: this.state.global_step, trainingLoss, metrics: { train_loss: trainingLoss }, divergedAtStep: this.divergedAtStep,
+      stepsRun: this.state.global_step - startStep,
+    };
   }
 
   /** Warn, at the step it happens, that the loss or gradient norm stopped being finite, with the usual causes. */

@@ -1,12 +1,12 @@
 /**
- * Trainer callbacks of `peft train`: a progress bar on stderr (step/total, loss, learning rate, tokens/s, ETA),
+ * Progress callbacks (the Trainer shows the bar on a terminal by default; `peft train` uses both): a progress bar on stderr (step/total, loss, learning rate, tokens/s, ETA),
  * redrawn in place on a terminal and one plain line per log entry otherwise; and training_log.jsonl, one JSON
  * object per log entry, written as training goes.
  */
 import { appendFileSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { TrainingArguments } from "../train/arguments.js";
-import type { LogEntry, TrainerCallback, TrainerState } from "../train/callbacks.js";
+import type { TrainingArguments } from "./arguments.js";
+import type { LogEntry, TrainerCallback, TrainerState } from "./callbacks.js";
 import { toJson } from "../io/json.js";
 import { writeFileAtomic } from "../io/atomic.js";
 
