@@ -4,8 +4,11 @@
  */
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import * as T from "../src/tensor/index.js";
+import { AutoModelForCausalLM } from "../src/models/auto.js";
+import { LoraConfig, getPeftModel } from "../src/peft/index.js";
 import { parseJson } from "../src/io/json.js";
 import { cliWorkspace, type CliWorkspace } from "./cli-workspace.js";
 import { LLAMA } from "./tiny-models.js";
@@ -81,5 +84,42 @@ describe("peft train: the first hour", () => {
     const r = ws.run("train", "broken.json");
     assert.equal(r.status, 1);
     assert.match(r.stderr, /^error: broken\.json is not valid JSON: line 4, column 1: expected a double-quoted property name \(a trailing comma\?\), found "}"$/m);
+  });
+});
+
+describe("peft merge: the wrong base model", () => {
+  it("refuses another layer count or other shapes, warns for same-shaped other weights, naming the adapter's base model", () => {
+    const modelDir = join(ws.root, "model");
+    const config = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8")) as Record<string, unknown>;
+    const variant = (name: string, fields: Record<string, unknown>, seed: number) => {
+      T.manualSeed(seed);
+      AutoModelForCausalLM.fromConfig({ ...config, ...fields }).savePretrained(join(ws.root, name));
+    };
+    variant("model-3-layers", { num_hidden_layers: 3 }, 7);
+    variant("model-wider", { hidden_size: 48, intermediate_size: 96 }, 7);
+    variant("model-other-weights", {}, 99);
+    cpSync(modelDir, join(ws.root, "model-copy"), { recursive: true });
+    T.manualSeed(3);
+    getPeftModel(AutoModelForCausalLM.fromPretrained(modelDir), LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: ["q_proj"], init_lora_weights: "gaussian" }))
+      .savePretrained(join(ws.root, "adapter-merge"));
+    const merge = (model: string) => ws.run("merge", "--model", model, "--adapter", "adapter-merge", "--out", `merged-${model}`);
+    const hint = new RegExp(`^hint: pass --model ${modelDir} \\(base_model_name_or_path in adapter_config\\.json\\)$`, "m");
+
+    const layers = merge("model-3-layers");
+    assert.equal(layers.status, 1);
+    assert.match(layers.stderr, /^error: the adapter adapter-merge has weights for 2 layers but --model model-3-layers has 3: it was trained on another base model$/m);
+    assert.match(layers.stderr, hint);
+    const wider = merge("model-wider");
+    assert.equal(wider.status, 1);
+    assert.match(wider.stderr, /^error: the adapter does not fit --model model-wider: .*size mismatch .*\[2, 32\] but the model expects \[2, 48\]/m);
+    assert.match(wider.stderr, hint);
+    const other = merge("model-other-weights");
+    assert.equal(other.status, 0, other.stderr);
+    assert.match(other.stderr, /^warning: --model model-other-weights is not the adapter's base model ".*\/model" .*though the shapes fit/m);
+    for (const same of ["model", "model-copy"]) {
+      const r = merge(same);
+      assert.equal(r.status, 0, r.stderr);
+      assert.doesNotMatch(r.stderr, /warning/, `${same}: the adapter's own base model (or a copy) merges without a word`);
+    }
   });
 });
