@@ -1,4 +1,7 @@
-/** Shared test utilities: a deterministic PRNG, random tensors, closeness and identity checks, float64 reference products, finite-difference gradients, temporary folders. */
+/**
+ * Shared test utilities: a deterministic PRNG, random tensors, closeness and identity checks, float64 reference products,
+ * finite-difference gradients, temporary folders.
+ */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

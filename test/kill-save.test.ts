@@ -74,7 +74,7 @@ describe("kill -9 during the end-of-run save", () => {
       for (const f of ["tokenizer.json", "tokenizer_config.json"]) assert.deepEqual(readFileSync(join(out, f)), readFileSync(join(tok, f)), `${what}: ${f}`);
       assert.equal((parseJson(readFileSync(join(out, "trainer_state.json"), "utf8")) as { global_step: number }).global_step, 1, what);
       assert.match(readFileSync(join(out, "loss.svg"), "utf8"), /<\/svg>\s*$/, `${what}: loss.svg`);
-      // checkpoint-1 sits in out, or, right after a swap, still in the previous folder waiting to be moved over.
+      // checkpoint-1 (a folder) sits in out, or, right after a swap, still in the previous folder waiting to be moved over.
       const inOld = readdirSync(root).some((n) => n.startsWith(".out.old-") && existsSync(join(root, n, "checkpoint-1")));
       assert.ok(existsSync(join(out, "checkpoint-1", "adapter_model.safetensors")) || inOld, `${what}: checkpoint-1 lost`);
       for (const [f, size] of files(out)) if (!f.split("/").some((part) => part.startsWith("."))) assert.ok(size > 0, `${what}: ${f} is empty`);

@@ -72,7 +72,10 @@ export const TRAINER_GPT2 = { ...GPT2, vocab_size: 48, initializer_range: 0.3 };
 export function tinyPeft(seed = 1, extra: Record<string, unknown> = {}): PeftModel {
   T.manualSeed(seed);
   const base = AutoModelForCausalLM.fromConfig({ ...TRAINER_GPT2, ...extra });
-  return getPeftModel(base, LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, init_lora_weights: "gaussian", target_modules: "all-linear", fan_in_fan_out: true }));
+  const lora = LoraConfig({
+    task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, init_lora_weights: "gaussian", target_modules: "all-linear", fan_in_fan_out: true,
+  });
+  return getPeftModel(base, lora);
 }
 
 /** `n` sequences with a learnable pattern: token t+1 = (token t · 3 + 1) mod 40 from a random start drawn with rng(seed). */

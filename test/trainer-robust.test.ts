@@ -54,7 +54,9 @@ describe("Trainer: non-finite numbers", () => {
   it("max_grad_norm 0 (clipping off) logs the true gradient norm and saves checkpoints", () => {
     const data = patternDataset(4);
     const dir = dirs.make();
-    const args = TrainingArguments({ output_dir: dir, learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 1, logging_steps: 1, save_steps: 1, max_grad_norm: 0 });
+    const args = TrainingArguments({
+      output_dir: dir, learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 1, logging_steps: 1, save_steps: 1, max_grad_norm: 0,
+    });
     new Trainer({ model: tinyPeft(4), args, trainDataset: data, dataCollator: collator }).train();
     const logged = savedState(listCheckpoints(dir)[0]!).log_history[0]!;
 
@@ -111,7 +113,8 @@ describe("Trainer: non-finite numbers", () => {
 describe("Trainer: divergence", () => {
   it("warns at the step the loss or gradient norm stops being finite, reports it, and keeps a good adapter", () => {
     const dir = dirs.make();
-    const args = TrainingArguments({ output_dir: dir, learning_rate: 1e30, per_device_train_batch_size: 4, max_steps: 4, logging_steps: 1, save_strategy: "no" });
+    const args = TrainingArguments({ output_dir: dir, learning_rate: 1e30, per_device_train_batch_size: 4, max_steps: 4, logging_steps: 1,
+      save_strategy: "no" });
     const trainer = new Trainer({ model: tinyPeft(8), args, trainDataset: patternDataset(8), dataCollator: collator });
     // A good adapter from an earlier run in the same folder.
     const good = tinyPeft(8);
@@ -127,14 +130,16 @@ describe("Trainer: divergence", () => {
     assert.equal(warned.length, 1, warnings.join("\n"));
     assert.match(warned[0]!, new RegExp(`^training diverged at step ${first["step"]}: .*learning_rate 1e\\+30 is too high, float16 overflow, or bad data`));
 
-    assert.throws(() => trainer.saveModel(dir), (err: Error) => err instanceof CheckpointError && /not replacing .*adapter_model\.safetensors with non-finite weights/.test(err.message));
+    const notReplaced = /not replacing .*adapter_model\.safetensors with non-finite weights/;
+    assert.throws(() => trainer.saveModel(dir), (err: Error) => err instanceof CheckpointError && notReplaced.test(err.message));
     assert.deepEqual(readFileSync(join(dir, "adapter_model.safetensors")), before, "the good adapter is untouched");
     const fresh = join(dirs.make(), "diverged");
     assert.match(captureWarnings(() => trainer.saveModel(fresh)).join("\n"), /saving non-finite weights to .*diverged/);
   });
 
   it("a run that stays finite reports no divergence", () => {
-    const args = TrainingArguments({ output_dir: dirs.make(), learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, logging_steps: 1, save_strategy: "no" });
+    const args = TrainingArguments({ output_dir: dirs.make(), learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, logging_steps: 1,
+      save_strategy: "no" });
     const result = new Trainer({ model: tinyPeft(8), args, trainDataset: patternDataset(8), dataCollator: collator }).train();
     assert.equal(result.divergedAtStep, null);
   });
@@ -159,11 +164,13 @@ describe("Trainer: resume checks what made the checkpoint", () => {
     const dir = runA();
     assert.throws(() => resume(dir, { args: { learning_rate: 2e-2, seed: 3, max_steps: 5 } }),
       refused(/checkpoint-2 was made by a different run; these differ: learning_rate 0\.01 → 0\.02; seed 1 → 3$/));
-    assert.throws(() => resume(dir, { data: patternDataset(8, 12, 6) }), refused(/these differ: the training data \(8 examples, sha256 [0-9a-f]{12}… → 8 examples/));
+    assert.throws(() => resume(dir, { data: patternDataset(8, 12, 6) }),
+      refused(/these differ: the training data \(8 examples, sha256 [0-9a-f]{12}… → 8 examples/));
     assert.throws(() => resume(dir, { model: tinyPeft(11) }), refused(/these differ: the model weights/));
     assert.throws(() => resume(dir, { model: tinyPeft(10, { n_layer: 3 }) }), refused(/model config\.n_layer 2 → 3/));
     T.manualSeed(10);
-    const otherRank = getPeftModel(AutoModelForCausalLM.fromConfig(TRAINER_GPT2), LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: "all-linear", fan_in_fan_out: true }));
+    const rank2 = LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: "all-linear", fan_in_fan_out: true });
+    const otherRank = getPeftModel(AutoModelForCausalLM.fromConfig(TRAINER_GPT2), rank2);
     assert.throws(() => resume(dir, { model: otherRank }), refused(/these differ: peft\.init_lora_weights "gaussian" → true; peft\.r 4 → 2$/));
   });
 
@@ -184,7 +191,9 @@ describe("Trainer: resume checks what made the checkpoint", () => {
 describe("Trainer: progress", () => {
   /** What train() writes to stderr while stderr claims to be a terminal. */
   const stderrOnTerminal = (fields: Partial<TrainingArguments>): string => {
-    const args = TrainingArguments({ output_dir: dirs.make(), learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, save_strategy: "no", ...fields });
+    const args = TrainingArguments({
+      output_dir: dirs.make(), learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, save_strategy: "no", ...fields,
+    });
     const model = tinyPeft(12);
     const { isTTY } = process.stderr, write = process.stderr.write;
     let text = "";

@@ -105,8 +105,9 @@ export function merge(argv: string[]): void {
   const base = loadModel(modelDir, task, task === "sequence-classification" || task === "token-classification" ? headOverrides(adapterDir) : {}, false);
   const recorded = typeof adapterConfig["base_model_name_or_path"] === "string" ? adapterConfig["base_model_name_or_path"] : null;
   const recordedDir = recorded === null ? undefined : [recorded, join(adapterDir, recorded)].find((d) => existsSync(join(d, "config.json")));
-  const rightModel = recordedDir ? `pass --model ${recordedDir} (base_model_name_or_path in adapter_config.json)`
-    : recorded ? `pass the folder of "${recorded}" as --model (base_model_name_or_path in adapter_config.json)` : "pass the base model the adapter was trained on as --model";
+  const named = "(base_model_name_or_path in adapter_config.json)";
+  const rightModel = recordedDir ? `pass --model ${recordedDir} ${named}`
+    : recorded ? `pass the folder of "${recorded}" as --model ${named}` : "pass the base model the adapter was trained on as --model";
   checkLayerCount(adapterDir, adapterConfig, modelDir, base.config, rightModel);
   let peft: PeftModel;
   try {

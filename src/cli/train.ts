@@ -206,9 +206,11 @@ export function train(argv: string[]): void {
   }
   const evalLoss = [...trainer.state.log_history].reverse().find((e) => e["eval_loss"] !== undefined)?.["eval_loss"];
   if (result.stepsRun === 0) {
-    console.log(`nothing to train: the run in ${args.output_dir} is already at step ${result.globalStep} of ${trainer.state.max_steps} (raise --max-steps to train further)`);
+    console.log(`nothing to train: the run in ${args.output_dir} is already at step ${result.globalStep} of ${trainer.state.max_steps} ` +
+      "(raise --max-steps to train further)");
   }
-  console.log(`train_loss: ${result.trainingLoss.toFixed(4)}${result.stepsRun === 0 ? " (last logged)" : ""}${evalLoss !== undefined ? ` | eval_loss: ${evalLoss.toFixed(4)}` : ""} | steps: ${result.globalStep}`);
+  const trainLoss = `${result.trainingLoss.toFixed(4)}${result.stepsRun === 0 ? " (last logged)" : ""}`;
+  console.log(`train_loss: ${trainLoss}${evalLoss !== undefined ? ` | eval_loss: ${evalLoss.toFixed(4)}` : ""} | steps: ${result.globalStep}`);
   console.log(`adapter saved to ${args.output_dir} (adapter_config.json, adapter_model.safetensors, tokenizer files)`);
   console.log(`log: ${logPath} | loss curve: ${join(args.output_dir, "loss.svg")}`);
 }

@@ -7,7 +7,7 @@
  * saves. Temporaries of a killed save are cleaned up (and an interrupted swap finished or undone) on the next save.
  */
 import {
-  closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync,
+  closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync,
 } from "node:fs";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -135,8 +135,11 @@ export function writeFolderAtomic(dir: string, fill: (tmpDir: string) => void, o
   try {
     fill(tmp);
     if (existsSync(target)) {
+      // Carried-over files get a second name (a hard link) in the new folder, so they never go missing; folders (and
+      // files on filesystems without hard links) are listed and moved over right after the swap.
       const carried = readdirSync(target).filter((e) => !existsSync(join(tmp, e)) && (opts.carryOver?.(e) ?? false));
-      if (carried.length > 0) writeFileAtomic(join(tmp, CARRY_OVER_LIST), JSON.stringify(carried));
+      const moveLater = carried.filter((e) => !linked(join(target, e), join(tmp, e)));
+      if (moveLater.length > 0) writeFileAtomic(join(tmp, CARRY_OVER_LIST), JSON.stringify(moveLater));
     }
     syncDir(tmp);
   } catch (err) {
@@ -156,6 +159,17 @@ export function writeFolderAtomic(dir: string, fill: (tmpDir: string) => void, o
   renameSync(tmp, target);
   syncDir(parent);
   finishSwap(old, target);
+}
+
+/** Hard-link the file `from` as `to`; false for folders or where links are not possible. */
+function linked(from: string, to: string): boolean {
+  try {
+    if (!statSync(from).isFile()) return false;
+    linkSync(from, to);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** Rename `target` to `old`; false where the folder cannot be renamed (then it is updated in place). */

@@ -44,7 +44,8 @@ export interface RunFingerprint {
 
 const FINGERPRINT_FILE = "run_fingerprint.json";
 /** TrainingArguments that may change between a run and its resume (length, saving, logging, evaluation, display). */
-const MAY_CHANGE = /^(output_dir|max_steps|num_train_epochs|save_.*|logging_.*|eval_.*|evaluation_strategy|per_device_eval_batch_size|load_best_model_at_end|metric_for_best_model|greater_is_better|disable_tqdm)$/;
+const MAY_CHANGE = new RegExp("^(output_dir|max_steps|num_train_epochs|save_.*|logging_.*|eval_.*|evaluation_strategy|per_device_eval_batch_size|" +
+  "load_best_model_at_end|metric_for_best_model|greater_is_better|disable_tqdm)$");
 /** Fields that name where things are rather than what they are. */
 const LOCATION_FIELDS = /^(_name_or_path|base_model_name_or_path|transformers_version|inference_mode|revision)$/;
 // Values sampled per weight tensor for the model hash: enough to tell two checkpoints apart, cheap for billions of weights.
@@ -93,7 +94,8 @@ export function checkRunFingerprint(dir: string, current: RunFingerprint): void 
   ];
   const { dataset: a, model: m } = saved;
   if (a.sha256 !== current.dataset.sha256) {
-    diffs.push(`the training data (${a.examples} examples, sha256 ${a.sha256.slice(0, 12)}… → ${current.dataset.examples} examples, sha256 ${current.dataset.sha256.slice(0, 12)}…)`);
+    const data = (d: RunFingerprint["dataset"]) => `${d.examples} examples, sha256 ${d.sha256.slice(0, 12)}…`;
+    diffs.push(`the training data (${data(a)} → ${data(current.dataset)})`);
   }
   if (m.weights_sha256 !== current.model.weights_sha256) diffs.push(`the model weights (${m.name_or_path ?? "?"} → ${current.model.name_or_path ?? "?"})`);
   if (diffs.length > 0) {

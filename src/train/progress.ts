@@ -1,5 +1,6 @@
 /**
- * Progress callbacks (the Trainer shows the bar on a terminal by default; `peft train` uses both): a progress bar on stderr (step/total, loss, learning rate, tokens/s, ETA),
+ * Progress callbacks (the Trainer shows the bar on a terminal by default; `peft train` uses both): a progress bar
+ * on stderr (step/total, loss, learning rate, tokens/s, ETA),
  * redrawn in place on a terminal and one plain line per log entry otherwise; and training_log.jsonl, one JSON
  * object per log entry, written as training goes.
  */

@@ -115,7 +115,8 @@ export class Trainer {
     this.model = opts.model;
     this.callbacks = [...(opts.callbacks ?? [])];
     // As HF's Trainer shows tqdm: a progress bar on a terminal unless disable_tqdm or a ProgressCallback is given.
-    if (!this.args.disable_tqdm && process.stderr.isTTY && !this.callbacks.some((c) => c instanceof ProgressCallback)) this.callbacks.push(new ProgressCallback());
+    const hasProgress = this.callbacks.some((c) => c instanceof ProgressCallback);
+    if (!this.args.disable_tqdm && process.stderr.isTTY && !hasProgress) this.callbacks.push(new ProgressCallback());
     this.state = this.freshState(0);
   }
 
@@ -183,7 +184,8 @@ export class Trainer {
     for (const v of batch.attentionMask.dataSync()) tokens += v;
     if (batch.labels && batch.labels.dataSync().every((l) => l === -100)) {
       if (this.skippedBatches++ === 0) {
-        process.emitWarning(`step ${this.state.global_step + 1}: a batch whose labels are all -100 (no tokens to learn) was skipped; later ones are counted and reported at the end`);
+        process.emitWarning(`step ${this.state.global_step + 1}: a batch whose labels are all -100 (no tokens to learn) was skipped; ` +
+          "later ones are counted and reported at the end");
       }
       return { loss: null, tokens };
     }
@@ -381,7 +383,8 @@ export class Trainer {
     const bad = this.nonFiniteParameters();
     if (bad.length > 0) {
       // Such a checkpoint cannot be resumed from, and rotation would delete good ones to make room for it.
-      process.emitWarning(`checkpoint-${this.state.global_step} not written: ${describeNonFinite(bad)}; the last good checkpoint is ${listCheckpoints(a.output_dir).pop() ?? "none"}`);
+      const lastGood = listCheckpoints(a.output_dir).pop() ?? "none";
+      process.emitWarning(`checkpoint-${this.state.global_step} not written: ${describeNonFinite(bad)}; the last good checkpoint is ${lastGood}`);
       return;
     }
     const dir = saveCheckpoint(a.output_dir, {
@@ -422,7 +425,8 @@ export class Trainer {
       const existing = SAVED_WEIGHTS.find((f) => existsSync(join(dir, f)));
       if (existing) {
         throw new CheckpointError(`not replacing ${join(dir, existing)} with non-finite weights: ${describeNonFinite(bad)}`,
-          "the folder keeps its earlier weights; lower learning_rate (or fix the data) and train again, or save to a new folder to inspect the diverged weights");
+          "the folder keeps its earlier weights; lower learning_rate (or fix the data) and train again, " +
+          "or save to a new folder to inspect the diverged weights");
       }
       process.emitWarning(`saving non-finite weights to ${dir}: ${describeNonFinite(bad)}`);
     }
