@@ -1,5 +1,11 @@
-/** Shared test utilities: a deterministic PRNG, random tensors, closeness and identity checks, float64 reference products, finite-difference gradients. */
+/**
+ * Shared test utilities: a deterministic PRNG, random tensors, closeness and identity checks, float64 reference products,
+ * finite-difference gradients, temporary folders.
+ */
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Tensor, tensor, noGrad, tidy } from "../src/tensor/index.js";
 import type { Backend } from "../src/backend/backend.js";
 import { loadNativeBackend } from "../src/backend/native/native-backend.js";
@@ -129,4 +135,19 @@ export function nativeOrReason(): { native: Backend | null; loadError: string } 
   } catch (err) {
     return { native: null, loadError: (err as Error).message };
   }
+}
+
+/** Temporary folders for one test file: `make()` creates one under the OS temp dir, `removeAll()` (call it in `after`) deletes them. */
+export function tempDirs(prefix: string): { make(): string; removeAll(): void } {
+  const made: string[] = [];
+  return {
+    make: () => {
+      const dir = mkdtempSync(join(tmpdir(), prefix));
+      made.push(dir);
+      return dir;
+    },
+    removeAll: () => {
+      for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -695,12 +695,14 @@ describe("LoRA: savePretrained / fromPretrained", () => {
     peft.savePretrained(dir);
     assert.deepEqual(readFileSync(join(dir, "adapter_model.safetensors")), first);
     noTempFiles(dir);
-    // The weights file cannot be replaced (a folder is in the way): the save fails and cleans up after itself.
+    // A folder in the way of the weights file: the adapter folder is replaced whole, so it goes too (a fill that fails
+    // half-way is test/atomic.test.ts' "a failing fill leaves the previous folder as it was").
     const blocked = tmp();
     mkdirSync(join(blocked, "adapter_model.safetensors"));
-    assert.throws(() => peft.savePretrained(blocked), /adapter_model\.safetensors/);
+    peft.savePretrained(blocked);
+    assert.deepEqual(readFileSync(join(blocked, "adapter_model.safetensors")), first);
     noTempFiles(blocked);
-    assert.ok(!existsSync(join(blocked, "adapter_config.json")), "no config next to weights that were not written");
+    assert.ok(existsSync(join(blocked, "adapter_config.json")));
   });
 });
 

@@ -1,9 +1,13 @@
-/** Tiny random GPT-2 (Conv1D, tied embeddings) and LLaMA (GQA) models for behaviour tests, fixed batches of token ids, logits as plain arrays, a training loop. */
+/**
+ * Tiny random GPT-2 (Conv1D, tied embeddings) and LLaMA (GQA) models for behaviour tests, fixed batches of token ids,
+ * logits as plain arrays, a training loop; a tiny LoRA GPT-2 and a learnable dataset for the Trainer tests.
+ */
 import { AutoModelForCausalLM } from "../src/models/auto.js";
 import type { PreTrainedModel } from "../src/models/pretrained.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import type { Module } from "../src/nn/index.js";
-import type { PeftModel } from "../src/peft/index.js";
+import { LoraConfig, getPeftModel, TaskType, type PeftModel } from "../src/peft/index.js";
+import { Dataset } from "../src/train/index.js";
 import type { Optimizer } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
 import { rng } from "./helpers.js";
@@ -59,4 +63,27 @@ export function trainSteps(peft: PeftModel, opt: Optimizer<any>, ids: T.Tensor, 
     afterStep?.();
   }
   return losses;
+}
+
+/** Config of the Trainer tests' GPT-2: vocabulary 48, initializer_range 0.3 (so that a few steps visibly lower the loss). */
+export const TRAINER_GPT2 = { ...GPT2, vocab_size: 48, initializer_range: 0.3 };
+
+/** A tiny GPT-2 (TRAINER_GPT2 with `extra`) with LoRA (r 4, gaussian init, all linear layers) whose weights depend only on `seed`. */
+export function tinyPeft(seed = 1, extra: Record<string, unknown> = {}): PeftModel {
+  T.manualSeed(seed);
+  const base = AutoModelForCausalLM.fromConfig({ ...TRAINER_GPT2, ...extra });
+  const lora = LoraConfig({
+    task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, init_lora_weights: "gaussian", target_modules: "all-linear", fan_in_fan_out: true,
+  });
+  return getPeftModel(base, lora);
+}
+
+/** `n` sequences with a learnable pattern: token t+1 = (token t · 3 + 1) mod 40 from a random start drawn with rng(seed). */
+export function patternDataset(n: number, len = 12, seed = 5): Dataset {
+  const r = rng(seed);
+  return new Dataset(Array.from({ length: n }, () => {
+    const ids = [Math.floor(r() * 40)];
+    while (ids.length < len) ids.push((ids[ids.length - 1]! * 3 + 1) % 40);
+    return { input_ids: ids, labels: ids };
+  }));
 }

@@ -1,10 +1,11 @@
 /** Model, adapter and tokenizer folders for the CLI: checks with clear errors, loading, copying tokenizer files. */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fromPretrained, modelFromConfig, type Task } from "../models/auto.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
 import { loadModelWeights } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
+import { writeFileAtomic } from "../io/atomic.js";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../tokenizers/index.js";
 import { CliError } from "./errors.js";
 
@@ -74,14 +75,14 @@ export function loadTokenizer(dir: string): PreTrainedTokenizer {
   return tok;
 }
 
-/** Copy the tokenizer files of `from` into `to` (only those present); returns the names copied. */
+/** Copy the tokenizer files of `from` into `to` (only those present, each atomically); returns the names copied. */
 export function copyTokenizerFiles(from: string, to: string): string[] {
   if (resolve(from) === resolve(to)) return [];
   mkdirSync(to, { recursive: true });
   const copied: string[] = [];
   for (const f of TOKENIZER_FILES) {
     if (existsSync(join(from, f))) {
-      copyFileSync(join(from, f), join(to, f));
+      writeFileAtomic(join(to, f), readFileSync(join(from, f)));
       copied.push(f);
     }
   }

@@ -6,6 +6,7 @@
 import { readFileSync } from "node:fs";
 import { CliError, hintFor, oneLine } from "./errors.js";
 import { resolveHubArguments } from "./hub-args.js";
+import { joinNegativeValues } from "./options.js";
 
 const COMMANDS = ["train", "generate", "merge", "export", "info", "push"] as const;
 type Command = (typeof COMMANDS)[number];
@@ -101,7 +102,7 @@ export async function main(argv: string[]): Promise<number> {
       throw new CliError(`unknown command "${cmd}"${guess ? ` (did you mean "${guess}"?)` : ""}`, `commands: ${COMMANDS.join(", ")} (peft --help)`);
     }
     const { run, usage } = await load(cmd as Command);
-    const rest = args.slice(1);
+    const rest = joinNegativeValues(args.slice(1));
     if (rest.includes("--help") || rest.includes("-h")) {
       process.stdout.write(usage);
       return 0;

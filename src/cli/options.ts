@@ -1,6 +1,22 @@
 /** Parsing numeric command-line option values with one-line errors. */
 import { CliError } from "./errors.js";
 
+/**
+ * Join "--name -5" into "--name=-5": node's parseArgs takes a value that starts with a dash for an option and
+ * refuses it as "ambiguous", where the user meant a (negative) number that the option's own check then judges.
+ */
+export function joinNegativeValues(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!, next = argv[i + 1];
+    if (/^--[^=]+$/.test(arg) && next !== undefined && /^-(\d|\.\d)/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+}
+
 /** A number option value (finite, ≥ min when given). */
 export function numOption(name: string, value: string, min?: number, max?: number): number {
   const v = Number(value);

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { CliError } from "./errors.js";
+import { parseJson } from "../io/json.js";
 
 /** How dataset records become training examples. */
 export type DatasetFormat = "instruction" | "text" | "classification";
@@ -73,7 +74,7 @@ export function readConfigFile(path: string): Record<string, unknown> {
   const yaml = [".yaml", ".yml"].includes(extname(path).toLowerCase());
   let value: unknown;
   try {
-    value = yaml ? parseYaml(text) : JSON.parse(text);
+    value = yaml ? parseYaml(text) : parseJson(text);
   } catch (err) {
     const msg = (err as Error).message.split("\n")[0];
     throw new CliError(`${path} is not valid ${yaml ? "YAML" : "JSON"}: ${msg}`, yaml ? "check the indentation and quoting near the position shown" : "JSON needs double-quoted keys and no trailing commas (or write the config as .yaml)");

@@ -3,10 +3,13 @@
  * method, train with a progress display, and leave in output_dir the adapter (adapter_config.json +
  * adapter_model.safetensors), the tokenizer files, training_log.jsonl, loss.svg and the checkpoints.
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { manualSeed } from "../tensor/index.js";
+import { writeJsonAtomic } from "../io/json.js";
+import { writeFileAtomic } from "../io/atomic.js";
+import { CheckpointError } from "../errors.js";
 import { configFromJson, getPeftModel, type PeftConfig } from "../peft/index.js";
 import {
   DataCollatorForSeq2Seq, Dataset, Trainer, TrainingArguments, listCheckpoints, loadDataset, tokenizeClassification,
@@ -16,7 +19,7 @@ import type { PreTrainedTokenizer } from "../tokenizers/index.js";
 import { CliError } from "./errors.js";
 import { copyTokenizerFiles, loadModel, loadTokenizer, requireModelDir } from "./folders.js";
 import { resolveConfigIds } from "./hub-args.js";
-import { JsonlLogCallback, ProgressCallback } from "./progress.js";
+import { JsonlLogCallback, ProgressCallback } from "../train/progress.js";
 import { lossCurveSvg } from "./loss-plot.js";
 import { closest, parseTrainConfig, readConfigFile, type TrainConfig } from "./train-config.js";
 import { intOption } from "./options.js";
@@ -82,6 +85,26 @@ function checkTrainingArgFields(fields: Record<string, unknown>): void {
 /** The task_type the dataset format needs. */
 function taskTypeFor(format: TrainConfig["dataset_format"]): string {
   return format === "classification" ? "SEQ_CLS" : "CAUSAL_LM";
+}
+
+/**
+ * The end-of-run save of `peft train` into output_dir, every file atomic: the adapter (its folder swapped whole), the
+ * tokenizer files, trainer_state.json and loss.svg. When the run diverged, the CheckpointError of an adapter that was
+ * kept rather than replaced by non-finite weights is returned instead of thrown (the log, state and curve are written).
+ */
+export function saveRunOutputs(trainer: Trainer, tokenizerDir: string, plotTitle: string, diverged: boolean): CheckpointError | null {
+  const dir = trainer.args.output_dir;
+  let kept: CheckpointError | null = null;
+  try {
+    trainer.saveModel(dir);
+    copyTokenizerFiles(tokenizerDir, dir);
+  } catch (err) {
+    if (!(err instanceof CheckpointError) || !diverged) throw err;
+    kept = err;
+  }
+  writeJsonAtomic(join(dir, "trainer_state.json"), trainer.state);
+  writeFileAtomic(join(dir, "loss.svg"), lossCurveSvg(trainer.state.log_history, { title: plotTitle }));
+  return kept;
 }
 
 /** Run `peft train`. */
@@ -171,20 +194,25 @@ export function train(argv: string[]): void {
   const trainer = new Trainer({
     model, args, trainDataset: trainSet, ...(evalSet ? { evalDataset: evalSet } : {}),
     dataCollator: DataCollatorForSeq2Seq({ padTokenId: padId }),
-    callbacks: [new ProgressCallback(), new JsonlLogCallback(logPath)],
+    callbacks: [...(args.disable_tqdm ? [] : [new ProgressCallback()]), new JsonlLogCallback(logPath)],
   });
   const result = trainer.train(values.resume ? { resumeFromCheckpoint: true } : {});
   const history = trainer.state.log_history;
   if (evalSet && !history.some((e) => e["eval_loss"] !== undefined && e["step"] === trainer.state.global_step)) trainer.evaluate();
 
-  trainer.saveModel(args.output_dir);
-  copyTokenizerFiles(cfg.tokenizer, args.output_dir);
-  writeFileSync(join(args.output_dir, "trainer_state.json"), JSON.stringify(trainer.state, null, 2) + "\n");
-  writeFileSync(join(args.output_dir, "loss.svg"), lossCurveSvg(trainer.state.log_history, { title: `Training loss (${peftConfig.peft_type})` }));
-  const bad = trainer.state.log_history.find((e) => e["loss"] !== undefined && !Number.isFinite(e["loss"]));
-  if (bad) process.emitWarning(`the training loss became ${bad["loss"]} at step ${bad["step"]}: lower learning_rate, or check the peft fields (lora_alpha, r, …)`);
+  const kept = saveRunOutputs(trainer, cfg.tokenizer, `Training loss (${peftConfig.peft_type})`, result.divergedAtStep !== null);
+  if (result.divergedAtStep !== null) {
+    throw new CliError(`training diverged at step ${result.divergedAtStep} (the loss or gradient norm became NaN or infinite); ` +
+      (kept ? `the adapter already in ${args.output_dir} was kept, not replaced` : `the adapter saved to ${args.output_dir} holds NaN or infinite weights`),
+    `lower training_args.learning_rate (now ${args.learning_rate}), keep max_grad_norm > 0, or check the dataset; see ${logPath}`);
+  }
   const evalLoss = [...trainer.state.log_history].reverse().find((e) => e["eval_loss"] !== undefined)?.["eval_loss"];
-  console.log(`train_loss: ${result.trainingLoss.toFixed(4)}${evalLoss !== undefined ? ` | eval_loss: ${evalLoss.toFixed(4)}` : ""} | steps: ${result.globalStep}`);
+  if (result.stepsRun === 0) {
+    console.log(`nothing to train: the run in ${args.output_dir} is already at step ${result.globalStep} of ${trainer.state.max_steps} ` +
+      "(raise --max-steps to train further)");
+  }
+  const trainLoss = `${result.trainingLoss.toFixed(4)}${result.stepsRun === 0 ? " (last logged)" : ""}`;
+  console.log(`train_loss: ${trainLoss}${evalLoss !== undefined ? ` | eval_loss: ${evalLoss.toFixed(4)}` : ""} | steps: ${result.globalStep}`);
   console.log(`adapter saved to ${args.output_dir} (adapter_config.json, adapter_model.safetensors, tokenizer files)`);
   console.log(`log: ${logPath} | loss curve: ${join(args.output_dir, "loss.svg")}`);
 }

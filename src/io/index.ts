@@ -6,10 +6,10 @@ export {
   toFloat16Bits, fromFloat16Bits, toBfloat16Bits, fromBfloat16Bits,
 } from "./dtypes.js";
 export type { DTypeInfo, RawDataOf } from "./dtypes.js";
-export { writeFileAtomic } from "./atomic.js";
+export { writeFileAtomic, writeFolderAtomic, recoverInterruptedSaves } from "./atomic.js";
+export type { AtomicData, AtomicWriteOptions, FolderWriteOptions } from "./atomic.js";
 export { snapshotDownload, hfHubDownload, hubCacheDir, resolvePretrained, repoInfo, PRETRAINED_FILES } from "./hub.js";
 export type { HubOptions, SnapshotOptions, PretrainedKind } from "./hub.js";
 export { resolvePretrainedSync } from "./hub-sync.js";
 export { createRepo, createCommit, uploadFolder } from "./hub-upload.js";
 export type { PushOptions, CommitInfo, CommitFile } from "./hub-upload.js";
-export type { AtomicData, AtomicWriteOptions } from "./atomic.js";

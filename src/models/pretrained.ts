@@ -3,7 +3,6 @@
  * sharded safetensors, half-precision converted on load), saving them back, and the key rules HF uses
  * (tied weights not stored twice, base-model prefixes added or stripped).
  */
-import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, type EmbeddingLayer, type LoadResult } from "../nn/index.js";
 import { Generator, Tensor, defaultGenerator, noGrad, ones, zeros } from "../tensor/index.js";
@@ -11,6 +10,7 @@ import { readJsonObject, writeJsonAtomic } from "../io/json.js";
 import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
 import type { HubOptions } from "../io/hub.js";
 import { pushSaved, type CommitInfo, type PushOptions } from "../io/hub-upload.js";
+import { writeFolderAtomic } from "../io/atomic.js";
 import type { PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
 
@@ -136,13 +136,15 @@ export abstract class PreTrainedModel extends Module {
    * as float16 or bfloat16 (halving the files; they load back as float32).
    */
   savePretrained(dir: string, opts: { dtype?: "float32" | "float16" | "bfloat16" } = {}): void {
-    mkdirSync(dir, { recursive: true });
     const tied = new Set(this.tiedWeightKeys());
     const tensors = new Map([...this.stateDict()].filter(([k]) => !tied.has(k)));
     const dtype = opts.dtype ?? "float32";
     const onDisk = { float32: "F32", float16: "F16", bfloat16: "BF16" } as const;
-    writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" }, { dtype: onDisk[dtype] });
-    writeJsonAtomic(join(dir, "config.json"), { ...this.config, architectures: [this.architecture], torch_dtype: dtype });
+    // The folder is replaced as a whole (weights and config never from two saves); files other than weights are kept.
+    writeFolderAtomic(dir, (tmp) => {
+      writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" }, { dtype: onDisk[dtype] });
+      writeJsonAtomic(join(tmp, "config.json"), { ...this.config, architectures: [this.architecture], torch_dtype: dtype });
+    }, { carryOver: (f) => !/^(config\.json|(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?)$/.test(f) });
   }
 
   /** Upload the model as savePretrained writes it (e.g. a merged model) to a Hub repo, created if needed (transformers' push_to_hub). */

@@ -2,7 +2,7 @@
  * PeftModel: a transformers model with one or more adapters — getPeftModel, the task-specific subclasses,
  * parameter counts, adapter management, saving/loading adapter folders in HF peft's format, merging.
  */
-import { existsSync, mkdirSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { Module } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
@@ -15,7 +15,7 @@ import { readJsonObject } from "../io/json.js";
 import { isRepoId, type HubOptions } from "../io/hub-cache.js";
 import { resolvePretrainedSync } from "../io/hub-sync.js";
 import { pushSaved, type CommitInfo, type PushOptions } from "../io/hub-upload.js";
-import { writeFileAtomic } from "../io/atomic.js";
+import { writeFileAtomic, writeFolderAtomic } from "../io/atomic.js";
 import { pythonJson } from "../io/json.js";
 import { TaskType, type PeftConfig } from "./config.js";
 import { configFromJson, methodFor } from "./registry.js";
@@ -230,15 +230,17 @@ export class PeftModel extends Module {
       const config = this.peftConfig[name];
       if (!config) throw new Error(`cannot save adapter "${name}": no such adapter; adapters: ${Object.keys(this.peftConfig).join(", ")}`);
       const out = name === "default" ? dir : join(dir, name);
-      mkdirSync(out, { recursive: true });
       const state = this.base_model.saveAdapter(name);
-      writeSafetensors(join(out, "adapter_model.safetensors"), state.tensors, { format: "pt" });
-      // Side files (P-tuning / projected prefixes: the encoder network's weights, so that training can resume
-      // exactly; Python peft ignores them).
-      for (const [file, tensors] of state.sideFiles) writeSafetensors(join(out, file), tensors, { format: "pt" });
-      const saved = { ...config, inference_mode: true, base_model_name_or_path: config.base_model_name_or_path ?? this.getBaseModel().nameOrPath };
-      writeFileAtomic(join(out, "adapter_config.json"), pythonJson(saved));
-      if (!existsSync(join(out, "README.md"))) writeFileAtomic(join(out, "README.md"), adapterModelCard(saved.base_model_name_or_path));
+      // The folder is replaced as a whole (weights and config never from two saves); other files in it are kept.
+      writeFolderAtomic(out, (tmp) => {
+        writeSafetensors(join(tmp, "adapter_model.safetensors"), state.tensors, { format: "pt" });
+        // Side files (P-tuning / projected prefixes: the encoder network's weights, so that training can resume
+        // exactly; Python peft ignores them).
+        for (const [file, tensors] of state.sideFiles) writeSafetensors(join(tmp, file), tensors, { format: "pt" });
+        const saved = { ...config, inference_mode: true, base_model_name_or_path: config.base_model_name_or_path ?? this.getBaseModel().nameOrPath };
+        writeFileAtomic(join(tmp, "adapter_config.json"), pythonJson(saved));
+        if (!existsSync(join(out, "README.md"))) writeFileAtomic(join(tmp, "README.md"), adapterModelCard(saved.base_model_name_or_path));
+      }, { carryOver: (f) => !/^adapter_(config\.json|model\.(safetensors|bin))$/.test(f) && !state.sideFiles.has(f) });
     }
   }
 

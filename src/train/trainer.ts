@@ -4,6 +4,8 @@
  * evaluation, checkpoints with exact resume, callbacks. Each micro-batch runs in its own memory scope.
  */
 import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { CheckpointError } from "../errors.js";
 import { Tensor, Generator, manualSeed, mul, noGrad, tidy } from "../tensor/index.js";
 import { LayerNorm, RMSNorm, type Module } from "../nn/index.js";
 import { AdamW, clipGradNorm, getScheduler, type LRScheduler } from "../optim/index.js";
@@ -15,7 +17,10 @@ import type { TrainingArguments } from "./arguments.js";
 import type { LogEntry, TrainerCallback, TrainerState } from "./callbacks.js";
 import { Dataset, shuffledIndices, type Example } from "./data.js";
 import type { Batch, DataCollator } from "./collators.js";
-import { listCheckpoints, loadCheckpointState, removeStaleTemporaries, saveCheckpoint } from "./checkpoint.js";
+import { ProgressCallback } from "./progress.js";
+import {
+  checkRunFingerprint, listCheckpoints, loadCheckpointState, removeStaleTemporaries, runFingerprint, saveCheckpoint, type RunFingerprint,
+} from "./checkpoint.js";
 
 /** A model the Trainer can train: forward with labels returns a loss; savePretrained writes its files. */
 export interface TrainableModel extends Module {
@@ -45,8 +50,21 @@ export interface TrainerOptions {
 /** Result of train(). */
 export interface TrainOutput {
   globalStep: number;
+  /** The mean training loss of the steps this call ran. */
   trainingLoss: number;
   metrics: Record<string, number>;
+  /** The first step whose loss or gradient norm was NaN or ±Infinity (a warning named it then), or null. */
+  divergedAtStep: number | null;
+  /** Optimizer steps this call ran (0 when a finished run is resumed; trainingLoss is then its last logged loss). */
+  stepsRun: number;
+}
+
+/** Weight files whose presence means a folder already holds a saved model or adapter. */
+const SAVED_WEIGHTS = ["adapter_model.safetensors", "model.safetensors", "model.safetensors.index.json"];
+
+/** "NaN or ±Infinity in N tensors (a, b, …)" for messages. */
+function describeNonFinite(names: string[]): string {
+  return `NaN or infinite values in ${names.length} trainable tensor(s) (${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""})`;
 }
 
 /** Names of parameters that get weight decay: everything but biases and LayerNorm/RMSNorm weights (HF's rule). */
@@ -84,12 +102,21 @@ export class Trainer {
   private scheduler: LRScheduler | null = null;
 
   private readonly loadWeights: (dir: string) => void;
+  /** Micro-batches of the current train() call skipped because their labels were all -100. */
+  private skippedBatches = 0;
+  /** What made the current run (recorded in its checkpoints). */
+  private fingerprint: RunFingerprint | null = null;
+  /** The first step of the current train() call whose loss or gradient norm was not finite. */
+  private divergedAtStep: number | null = null;
 
   constructor(private readonly opts: TrainerOptions) {
     this.args = opts.args;
     this.loadWeights = opts.loadWeights ?? defaultWeightLoader(opts.model);
     this.model = opts.model;
-    this.callbacks = opts.callbacks ?? [];
+    this.callbacks = [...(opts.callbacks ?? [])];
+    // As HF's Trainer shows tqdm: a progress bar on a terminal unless disable_tqdm or a ProgressCallback is given.
+    const hasProgress = this.callbacks.some((c) => c instanceof ProgressCallback);
+    if (!this.args.disable_tqdm && process.stderr.isTTY && !hasProgress) this.callbacks.push(new ProgressCallback());
     this.state = this.freshState(0);
   }
 
@@ -147,16 +174,28 @@ export class Trainer {
     return batches;
   }
 
-  /** Forward + backward of one micro-batch, scaled for accumulation; returns the unscaled loss and token count. */
-  private microStep(batch: Batch, scale: number): { loss: number; tokens: number } {
-    return tidy(() => {
+  /**
+   * Forward + backward of one micro-batch, scaled for accumulation; returns the unscaled loss and token count.
+   * A batch whose labels are all -100 has nothing to learn (its mean loss is 0/0): it is skipped and its loss is
+   * null, which gives the same zero gradient as PyTorch without a NaN in the logs.
+   */
+  private microStep(batch: Batch, scale: number): { loss: number | null; tokens: number } {
+    let tokens = 0;
+    for (const v of batch.attentionMask.dataSync()) tokens += v;
+    if (batch.labels && batch.labels.dataSync().every((l) => l === -100)) {
+      if (this.skippedBatches++ === 0) {
+        process.emitWarning(`step ${this.state.global_step + 1}: a batch whose labels are all -100 (no tokens to learn) was skipped; ` +
+          "later ones are counted and reported at the end");
+      }
+      return { loss: null, tokens };
+    }
+    const loss = tidy(() => {
       const out = this.model.forward({ ...batch } as Seq2SeqInputs) as Partial<ModelOutput>;
       if (!out.loss) throw new Error("the model returned no loss: training batches need labels");
       mul(out.loss, scale).backward();
-      let tokens = 0;
-      for (const v of batch.attentionMask.dataSync()) tokens += v;
-      return { loss: out.loss.item(), tokens };
+      return out.loss.item();
     });
+    return { loss, tokens };
   }
 
   /** Train; with resumeFromCheckpoint (a folder, or true for the latest in output_dir) continue exactly where it stopped. */
@@ -173,14 +212,24 @@ export class Trainer {
     this.createOptimizer(total);
     this.state = this.freshState(total);
     const resumeDir = this.resolveResume(opts.resumeFromCheckpoint);
+    // Taken before a checkpoint's weights are loaded: it describes what the run starts from.
+    this.fingerprint = this.runFingerprint(dataset);
     if (resumeDir) {
+      checkRunFingerprint(resumeDir, this.fingerprint);
       this.loadWeights(resumeDir);
-      this.state = loadCheckpointState(resumeDir, this.optimizer!, this.scheduler!);
+      // The saved state keeps the saved run's length and intervals; this run's arguments may change them (as in HF).
+      this.state = {
+        ...loadCheckpointState(resumeDir, this.optimizer!, this.scheduler!),
+        max_steps: total, num_train_epochs: a.num_train_epochs, logging_steps: a.logging_steps, eval_steps: a.eval_steps, save_steps: a.save_steps,
+      };
     }
+    const startStep = this.state.global_step;
     this.model.train();
     this.emit("onTrainBegin");
     let sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
-    let totalLoss = 0;
+    let totalLoss = 0, lossSteps = 0;
+    this.skippedBatches = 0;
+    this.divergedAtStep = null;
     const accum = a.gradient_accumulation_steps;
     for (let epoch = Math.floor(this.state.global_step / perEpoch); epoch < epochs && this.state.global_step < total; epoch++) {
       this.emit("onEpochBegin");
@@ -188,32 +237,38 @@ export class Trainer {
       const groups = batches.length < accum ? [batches] : Array.from({ length: perEpoch }, (_, i) => batches.slice(i * accum, (i + 1) * accum));
       for (let u = this.state.global_step - epoch * perEpoch; u < groups.length && this.state.global_step < total; u++) {
         const group = groups[u]!;
-        let stepLoss = 0;
+        let lossSum = 0, lossCount = 0;
         for (const examples of group) {
           const batch = this.opts.dataCollator(examples);
           const { loss, tokens } = this.microStep(batch, 1 / group.length);
           for (const t of Object.values(batch)) (t as Tensor).dispose();
-          stepLoss += loss / group.length;
+          if (loss !== null) [lossSum, lossCount] = [lossSum + loss, lossCount + 1];
           sinceLog.tokens += tokens;
           this.state.num_input_tokens_seen += tokens;
         }
         const params = this.optimizer!.paramGroups.flatMap((g) => g.params);
-        const gradNorm = a.max_grad_norm > 0 ? clipGradNorm(params, a.max_grad_norm) : Number.NaN;
+        // With clipping off (max_grad_norm 0) the norm is still measured, for the logs and to catch divergence.
+        const gradNorm = clipGradNorm(params, a.max_grad_norm > 0 ? a.max_grad_norm : Infinity);
         this.optimizer!.step();
         this.afterOptimizerStep();
         this.scheduler!.step();
         this.optimizer!.zeroGrad();
         this.state.global_step++;
         this.state.epoch = epoch + (u + 1) / groups.length;
-        sinceLog.loss += stepLoss;
-        sinceLog.steps++;
-        totalLoss += stepLoss;
+        const stepLoss = lossCount > 0 ? lossSum / lossCount : 0;
+        if (this.divergedAtStep === null && !(Number.isFinite(stepLoss) && Number.isFinite(gradNorm))) this.reportDivergence(stepLoss, gradNorm);
+        if (lossCount > 0) {
+          sinceLog.loss += stepLoss;
+          sinceLog.steps++;
+          totalLoss += stepLoss;
+          lossSteps++;
+        }
         this.emit("onStepEnd");
         if (this.state.global_step % a.logging_steps === 0 || this.state.global_step === total) {
           const seconds = (performance.now() - sinceLog.start) / 1000;
           this.log({
-            loss: sinceLog.loss / sinceLog.steps, grad_norm: gradNorm, learning_rate: this.scheduler!.getLastLr()[0]!,
-            epoch: this.state.epoch, tokens_per_second: sinceLog.tokens / seconds,
+            ...(sinceLog.steps > 0 ? { loss: sinceLog.loss / sinceLog.steps } : {}), grad_norm: gradNorm,
+            learning_rate: this.scheduler!.getLastLr()[0]!, epoch: this.state.epoch, tokens_per_second: sinceLog.tokens / seconds,
           });
           sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
         }
@@ -225,15 +280,49 @@ export class Trainer {
       }
       this.emit("onEpochEnd");
     }
+    if (this.skippedBatches > 1) process.emitWarning(`${this.skippedBatches} batches had labels all -100 and were skipped`);
     if (a.load_best_model_at_end && this.state.best_model_checkpoint) this.loadWeights(this.state.best_model_checkpoint);
     this.emit("onTrainEnd");
-    const trainingLoss = totalLoss / Math.max(1, this.state.global_step);
-    return { globalStep: this.state.global_step, trainingLoss, metrics: { train_loss: trainingLoss } };
+    // No step run (a finished run resumed): report the loss the run ended with rather than an empty average.
+    const lastLogged = [...this.state.log_history].reverse().find((e) => e["loss"] !== undefined)?.["loss"] ?? Number.NaN;
+    const trainingLoss = lossSteps > 0 ? totalLoss / lossSteps : lastLogged;
+    return {
+      globalStep: this.state.global_step, trainingLoss, metrics: { train_loss: trainingLoss }, divergedAtStep: this.divergedAtStep,
+      stepsRun: this.state.global_step - startStep,
+    };
+  }
+
+  /** Warn, at the step it happens, that the loss or gradient norm stopped being finite, with the usual causes. */
+  private reportDivergence(loss: number, gradNorm: number): void {
+    const a = this.args;
+    this.divergedAtStep = this.state.global_step;
+    process.emitWarning(
+      `training diverged at step ${this.state.global_step}: the loss is ${loss} and the gradient norm is ${gradNorm}. Likely causes: ` +
+        `learning_rate ${a.learning_rate} is too high, float16 overflow, or bad data (extreme values, labels out of range). ` +
+        `Lower learning_rate, keep max_grad_norm > 0 (it is ${a.max_grad_norm}) or check the data; ` +
+        "checkpoints are not written while the weights are NaN or infinite.",
+    );
+  }
+
+  /** Names of trainable parameters holding NaN or ±Infinity. */
+  nonFiniteParameters(): string[] {
+    const bad = (p: Tensor) => p.dataSync().some((v) => !Number.isFinite(v));
+    return this.model.namedParameters().filter(([, p]) => p.requiresGrad && bad(p)).map(([n]) => n);
   }
 
   /** The per-step hook of methods that declare one (AdaLoRA's rank allocation). */
   private afterOptimizerStep(): void {
     if (this.model instanceof PeftModel) this.model.afterOptimizerStep(this.state.global_step);
+  }
+
+  /** The run's fingerprint: arguments, PEFT config, data, and the base model with the weights training leaves frozen. */
+  private runFingerprint(dataset: Dataset): RunFingerprint {
+    const m = this.model;
+    const base = m instanceof PeftModel ? m.getBaseModel() : m instanceof PreTrainedModel ? m : null;
+    const params = m.namedParameters();
+    const peftConfig = m instanceof PeftModel ? { ...m.peftConfig[m.activeAdapter] } : null;
+    return runFingerprint(this.args, peftConfig, dataset.examples, { nameOrPath: base?.nameOrPath ?? null, config: { ...base?.config } },
+      m instanceof PeftModel ? params.filter(([, p]) => !p.requiresGrad) : params);
   }
 
   private resolveResume(resume: string | boolean | undefined): string | null {
@@ -290,8 +379,16 @@ export class Trainer {
 
   private saveCheckpoint(metrics: Record<string, number> | null): void {
     const a = this.args;
+    const bad = this.nonFiniteParameters();
+    if (bad.length > 0) {
+      // Such a checkpoint cannot be resumed from, and rotation would delete good ones to make room for it.
+      const lastGood = listCheckpoints(a.output_dir).pop() ?? "none";
+      process.emitWarning(`checkpoint-${this.state.global_step} not written: ${describeNonFinite(bad)}; the last good checkpoint is ${lastGood}`);
+      return;
+    }
     const dir = saveCheckpoint(a.output_dir, {
       saveModel: (d) => this.model.savePretrained(d), optimizer: this.optimizer!, scheduler: this.scheduler!, state: this.state, args: a,
+      ...(this.fingerprint ? { fingerprint: this.fingerprint } : {}),
     });
     if (metrics && a.metric_for_best_model) {
       const key = a.metric_for_best_model.startsWith("eval_") ? a.metric_for_best_model : `eval_${a.metric_for_best_model}`;
@@ -317,8 +414,21 @@ export class Trainer {
     for (const d of removable.slice(0, Math.max(0, removable.length - keep))) rmSync(d, { recursive: true, force: true });
   }
 
-  /** Save the model (PEFT: the adapter) to a folder (default: output_dir). */
+  /**
+   * Save the model (PEFT: the adapter) to a folder (default: output_dir). Non-finite weights (a diverged run) never
+   * replace weights already in the folder: that throws a CheckpointError; into a new folder they are saved with a warning.
+   */
   saveModel(dir = this.args.output_dir): void {
+    const bad = this.nonFiniteParameters();
+    if (bad.length > 0) {
+      const existing = SAVED_WEIGHTS.find((f) => existsSync(join(dir, f)));
+      if (existing) {
+        throw new CheckpointError(`not replacing ${join(dir, existing)} with non-finite weights: ${describeNonFinite(bad)}`,
+          "the folder keeps its earlier weights; lower learning_rate (or fix the data) and train again, " +
+          "or save to a new folder to inspect the diverged weights");
+      }
+      process.emitWarning(`saving non-finite weights to ${dir}: ${describeNonFinite(bad)}`);
+    }
     this.model.savePretrained(dir);
   }
 }

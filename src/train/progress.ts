@@ -1,12 +1,15 @@
 /**
- * Trainer callbacks of `peft train`: a progress bar on stderr (step/total, loss, learning rate, tokens/s, ETA),
+ * Progress callbacks (the Trainer shows the bar on a terminal by default; `peft train` uses both): a progress bar
+ * on stderr (step/total, loss, learning rate, tokens/s, ETA),
  * redrawn in place on a terminal and one plain line per log entry otherwise; and training_log.jsonl, one JSON
  * object per log entry, written as training goes.
  */
-import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { TrainingArguments } from "../train/arguments.js";
-import type { LogEntry, TrainerCallback, TrainerState } from "../train/callbacks.js";
+import type { TrainingArguments } from "./arguments.js";
+import type { LogEntry, TrainerCallback, TrainerState } from "./callbacks.js";
+import { toJson } from "../io/json.js";
+import { writeFileAtomic } from "../io/atomic.js";
 
 /** Seconds as m:ss or h:mm:ss. */
 export function formatDuration(seconds: number): string {
@@ -19,7 +22,8 @@ export function formatDuration(seconds: number): string {
 
 /** A number in a short form for the progress line. */
 function short(v: number | undefined, digits = 4): string {
-  if (v === undefined || !Number.isFinite(v)) return "-";
+  if (v === undefined) return "-";
+  if (!Number.isFinite(v)) return String(v);
   return Math.abs(v) !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5) ? v.toExponential(2) : v.toFixed(digits);
 }
 
@@ -138,10 +142,10 @@ export class JsonlLogCallback implements TrainerCallback {
 
   onTrainBegin(_args: TrainingArguments, state: TrainerState): void {
     mkdirSync(dirname(this.path), { recursive: true });
-    writeFileSync(this.path, state.log_history.map((e) => `${JSON.stringify(e)}\n`).join(""));
+    writeFileAtomic(this.path, state.log_history.map((e) => `${toJson(e)}\n`).join(""));
   }
 
   onLog(_args: TrainingArguments, _state: TrainerState, logs: LogEntry): void {
-    appendFileSync(this.path, `${JSON.stringify(logs)}\n`);
+    appendFileSync(this.path, `${toJson(logs)}\n`);
   }
 }
