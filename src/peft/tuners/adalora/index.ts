@@ -13,6 +13,6 @@ export type { RankPattern } from "./allocator.js";
 registerMethod<AdaLoraConfig>({
   peftType: PeftType.ADALORA,
   prefix: "lora_",
-  configFromJson: (fields) => makeAdaLoraConfig(fields, true),
+  configFromJson: makeAdaLoraConfig,
   createTuner: tunerFactory(AdaLoraModel),
 });

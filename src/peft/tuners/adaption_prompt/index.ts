@@ -11,6 +11,6 @@ export { AdaptedAttention } from "./layer.js";
 registerMethod<AdaptionPromptConfig>({
   peftType: PeftType.ADAPTION_PROMPT,
   prefix: "adaption_",
-  configFromJson: (fields) => makeAdaptionPromptConfig(fields, true),
+  configFromJson: makeAdaptionPromptConfig,
   createTuner: tunerFactory(AdaptionPromptModel),
 });

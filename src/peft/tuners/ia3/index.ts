@@ -11,6 +11,6 @@ export { IA3Linear } from "./layer.js";
 registerMethod<IA3Config>({
   peftType: PeftType.IA3,
   prefix: "ia3_",
-  configFromJson: (fields) => makeIA3Config(fields, true),
+  configFromJson: makeIA3Config,
   createTuner: tunerFactory(IA3Model),
 });

@@ -11,6 +11,6 @@ export { LoHaLinear } from "./layer.js";
 registerMethod<LoHaConfig>({
   peftType: PeftType.LOHA,
   prefix: "hada_",
-  configFromJson: (fields) => makeLoHaConfig(fields, true),
+  configFromJson: makeLoHaConfig,
   createTuner: tunerFactory(LoHaModel),
 });

@@ -12,6 +12,6 @@ export type { LoKrShape, LoKrSettings } from "./layer.js";
 registerMethod<LoKrConfig>({
   peftType: PeftType.LOKR,
   prefix: "lokr_",
-  configFromJson: (fields) => makeLoKrConfig(fields, true),
+  configFromJson: makeLoKrConfig,
   createTuner: tunerFactory(LoKrModel),
 });

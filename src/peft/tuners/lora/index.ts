@@ -12,7 +12,7 @@ export { LoraLinear, LoraEmbedding } from "./layer.js";
 registerMethod<LoraConfig>({
   peftType: PeftType.LORA,
   prefix: "lora_",
-  configFromJson: (fields) => makeLoraConfig(fields, true),
+  configFromJson: makeLoraConfig,
   createTuner: tunerFactory(LoraModel),
   // DoRA's magnitude is a module holding "weight" in the model but a bare tensor in the file (as in peft).
   renameOnSave: (key, adapter) => (key.endsWith(`lora_magnitude_vector.${adapter}.weight`) ? key.slice(0, -".weight".length) : key),

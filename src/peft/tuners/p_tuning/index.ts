@@ -11,6 +11,6 @@ registerMethod<PromptEncoderConfig>({
   kind: "prompt",
   peftType: PeftType.P_TUNING,
   prefix: "prompt_encoder",
-  configFromJson: (fields) => makePromptEncoderConfig(fields, true),
+  configFromJson: makePromptEncoderConfig,
   createPromptEncoder: (config) => new PromptEncoder(config),
 });

@@ -11,6 +11,6 @@ registerMethod<PrefixTuningConfig>({
   kind: "prompt",
   peftType: PeftType.PREFIX_TUNING,
   prefix: "prompt_encoder",
-  configFromJson: (fields) => makePrefixTuningConfig(fields, true),
+  configFromJson: makePrefixTuningConfig,
   createPromptEncoder: (config) => new PrefixEncoder(config),
 });

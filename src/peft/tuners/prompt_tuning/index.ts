@@ -11,6 +11,6 @@ registerMethod<PromptTuningConfig>({
   kind: "prompt",
   peftType: PeftType.PROMPT_TUNING,
   prefix: "prompt_encoder",
-  configFromJson: (fields) => makePromptTuningConfig(fields, true),
+  configFromJson: makePromptTuningConfig,
   createPromptEncoder: (config, { wordEmbeddings }) => new PromptEmbedding(config, wordEmbeddings),
 });
