@@ -147,10 +147,14 @@ export function showValue(value: unknown): string {
   return text + kind;
 }
 
-/** Check every field of `values` against the table: the type and range, then whether peft-ts implements the value. */
-export function checkFields(owner: string, table: FieldTable, values: Record<string, unknown>): void {
+/**
+ * Check every field of `values` against the table: the type and range, then whether peft-ts implements the value.
+ * With `presentOnly`, fields that `values` lacks are skipped.
+ */
+export function checkFields(owner: string, table: FieldTable, values: Record<string, unknown>, presentOnly = false): void {
   for (const [name, spec] of Object.entries(table)) {
     const value = values[name];
+    if (presentOnly && value === undefined) continue;
     if (!spec.type.accepts(value)) {
       throw new ConfigError(`${owner}: \`${name}\` must be ${spec.type.expected}, got ${showValue(value)}`, `${name}: ${spec.help}`);
     }
@@ -164,7 +168,7 @@ export function checkFields(owner: string, table: FieldTable, values: Record<str
 export interface ForeignField {
   /** The versions that have it ("≥ 0.16", "0.0.1–0.2.0"). */
   readonly versions: string;
-  /** Its value when unused: a field at that value changes nothing and is accepted silently. */
+  /** Its value when unused: a field at that value (or null, Python's None) changes nothing and is accepted silently. */
   readonly default: unknown;
   /** Set when no value changes what peft-ts computes (metadata, GPU-only options): never an error. */
   readonly inert?: boolean;
@@ -206,7 +210,7 @@ export function checkFieldNames(owner: string, library: string, table: FieldTabl
     if (name in table) continue;
     const other = foreign[name];
     if (other) {
-      if (other.inert || sameValue(values[name], other.default)) continue;
+      if (other.inert || values[name] === null || sameValue(values[name], other.default)) continue;
       const message = `${owner}: \`${name}\` = ${showValue(values[name])} (a field of ${library} ${other.versions}) is not implemented by peft-ts`;
       if (source === "code") throw new ConfigError(message, `remove \`${name}\` (or set it to ${JSON.stringify(other.default)}): peft-ts would not apply it`);
       process.emitWarning(`${message}; it is kept in the config but ignored`);

@@ -72,6 +72,17 @@ const COMMON_FOREIGN: Record<string, ForeignField> = {
 /** The defaults of the common fields. */
 export const COMMON_DEFAULTS = defaultsOf(COMMON_FIELDS);
 
+/** Each method's check of the field values a config holds, by peft_type. */
+const CHECKS = new Map<string, (c: PeftConfig) => void>();
+
+/**
+ * Check the values a config holds again where it enters a model: a config object may have been edited, or spread
+ * from a built one, after its builder checked it. Missing fields are left to the method, which fills its defaults.
+ */
+export function checkConfigValues(config: PeftConfig): void {
+  CHECKS.get(config.peft_type)?.(config);
+}
+
 /** A method's config builder: fields (from code, a CLI config or a file) → a complete, checked config. */
 export type ConfigBuilder<C extends PeftConfig> = (fields: Partial<C> | Record<string, unknown>, fromFile: boolean) => C;
 
@@ -85,6 +96,7 @@ export function configBuilder<C extends PeftConfig>(peftType: PeftType, fields: 
   const table: FieldTable = { ...COMMON_FIELDS, ...(fields as FieldTable) };
   const allForeign = { ...COMMON_FOREIGN, ...foreign };
   const owner = `${peftType} config`;
+  CHECKS.set(peftType, (c) => checkFields(owner, table, c, true));
   return (given, fromFile) => {
     const { peft_type: claimed, ...rest } = given as Record<string, unknown>;
     if (claimed !== undefined && claimed !== peftType) {

@@ -14,7 +14,7 @@ import { loadSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { pythonJson } from "../io/json.js";
-import { TaskType, type PeftConfig } from "./config.js";
+import { TaskType, checkConfigValues, type PeftConfig } from "./config.js";
 import { configFromJson, methodFor } from "./registry.js";
 import { TASK_HEADS } from "./mapping.js";
 import { adapterStateDict, loadAdapterStateDict } from "./state-dict.js";
@@ -75,6 +75,7 @@ export class PeftModel extends Module {
 
   /** Task subclasses add their heads to modules_to_save here. */
   protected prepareConfig(config: PeftConfig): PeftConfig {
+    checkConfigValues(config);
     const heads = config.task_type ? TASK_HEADS[config.task_type] : undefined;
     if (!heads || !("modules_to_save" in config)) return config;
     const existing = (config["modules_to_save"] as string[] | null) ?? [];

@@ -82,7 +82,7 @@ const TRAINING_FIELDS = {
 /** transformers fields that change what is trained: set to anything but their default, they are refused. */
 const TRANSFORMERS_TRAINING: Record<string, unknown> = {
   fp16: false, bf16_full_eval: false, fp16_full_eval: false, optim_args: null, optim_target_modules: null, adafactor: false,
-  lr_scheduler_kwargs: null, label_smoothing_factor: 0, group_by_length: false, train_sampling_strategy: "random", data_seed: null,
+  lr_scheduler_kwargs: {}, label_smoothing_factor: 0, group_by_length: false, train_sampling_strategy: "random", data_seed: null,
   neftune_noise_alpha: null, per_gpu_train_batch_size: null, per_gpu_eval_batch_size: null, logging_strategy: "steps", eval_delay: 0,
   label_names: null, ignore_data_skip: false, save_only_model: false, eval_on_start: false, use_liger_kernel: false, liger_kernel_config: null,
   average_tokens_across_devices: true, include_for_metrics: [], batch_eval_metrics: false, prediction_loss_only: false,
@@ -122,7 +122,7 @@ export function TrainingArguments(fields: Partial<TrainingArguments> & { evaluat
   const infrastructure = Object.keys(given).filter((k) => TRANSFORMERS_INFRASTRUCTURE.includes(k));
   if (infrastructure.length > 0) process.emitWarning(`TrainingArguments: ${infrastructure.join(", ")} concern(s) infrastructure that peft-ts's Trainer does not have (ignored)`);
   const a = { ...defaultsOf(TRAINING_FIELDS), ...given } as TrainingArguments;
-  if (legacyEval !== undefined && given["eval_strategy"] === undefined) a.eval_strategy = legacyEval as TrainingArguments["eval_strategy"];
+  if (legacyEval !== undefined && legacyEval !== null && given["eval_strategy"] === undefined) a.eval_strategy = legacyEval as TrainingArguments["eval_strategy"];
   checkFields("TrainingArguments", TRAINING_FIELDS, a);
   if (a.max_steps <= 0 && !(a.num_train_epochs > 0)) fail("set max_steps > 0 or num_train_epochs > 0");
   if (a.eval_strategy === "steps") a.eval_steps ??= a.logging_steps;
