@@ -189,7 +189,7 @@ describe("unknown and unimplemented fields (item 7)", () => {
   });
 
   it("peft train refuses typos in the peft and training_args objects, with a did-you-mean, before loading the model", () => {
-    const ws = cliWorkspace("peft-ts-typos-", { vocab_size: 64, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2 });
+    const ws = cliWorkspace("peft-ts-typos-", { vocab_size: 64, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2 });
     try {
       const write = (name: string, peft: Record<string, unknown>, args: Record<string, unknown>) => writeFileSync(join(ws.root, name), JSON.stringify({
         model_name_or_path: "model", dataset: "train.json", peft: { peft_type: "LORA", ...peft }, training_args: { output_dir: "out", max_steps: 1, ...args },

@@ -9,7 +9,7 @@ import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, type LoadResult 
 import { Generator, Tensor, defaultGenerator, noGrad, ones, zeros } from "../tensor/index.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
 import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
-import type { PretrainedConfig } from "./config.js";
+import { checkModelConfig, checkModelFitsInMemory, type PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
 
 /** Options of fromPretrained. */
@@ -36,6 +36,9 @@ export abstract class PreTrainedModel extends Module {
 
   constructor(readonly config: PretrainedConfig) {
     super();
+    // Before any layer allocates: a config built by hand skips resolveConfig's checks.
+    checkModelConfig(config);
+    checkModelFitsInMemory(config);
   }
 
   /** Run the model (see ModelInputs / Seq2SeqInputs); base models return hidden states, task models logits. */

@@ -16,6 +16,7 @@ import { writeFileAtomic } from "../io/atomic.js";
 import { pythonJson } from "../io/json.js";
 import { TaskType, checkConfigValues, type PeftConfig } from "./config.js";
 import { configFromJson, methodFor } from "./registry.js";
+import { checkAdapterFitsInMemory } from "./memory.js";
 import { TASK_HEADS } from "./mapping.js";
 import { adapterStateDict, loadAdapterStateDict } from "./state-dict.js";
 import type { BaseTuner } from "./tuners/tuner.js";
@@ -45,6 +46,12 @@ export interface LoadOptions {
  */
 export const PROMPT_ENCODER_FILE = "prompt_encoder.safetensors";
 
+/** Where a config enters a model: its values are checked again (it may have been edited), then its memory need. */
+function checkBeforeInjecting(model: PreTrainedModel, config: PeftConfig): void {
+  checkConfigValues(config);
+  checkAdapterFitsInMemory(model, config);
+}
+
 /** The method's wrapper around a model for its first adapter. */
 function createTuner(model: PreTrainedModel, config: PeftConfig, adapterName: string): BaseTuner {
   const method = methodFor(config.peft_type);
@@ -66,6 +73,7 @@ export class PeftModel extends Module {
 
   constructor(model: PreTrainedModel, config: PeftConfig, adapterName = "default") {
     super();
+    checkBeforeInjecting(model, config);
     const prepared = this.prepareConfig(config);
     this.base_model = this.registerModule("base_model", createTuner(model, prepared, adapterName));
     this.peftConfig[adapterName] = this.base_model.peftConfig.get(adapterName)!;
@@ -75,7 +83,6 @@ export class PeftModel extends Module {
 
   /** Task subclasses add their heads to modules_to_save here. */
   protected prepareConfig(config: PeftConfig): PeftConfig {
-    checkConfigValues(config);
     const heads = config.task_type ? TASK_HEADS[config.task_type] : undefined;
     if (!heads || !("modules_to_save" in config)) return config;
     const existing = (config["modules_to_save"] as string[] | null) ?? [];
@@ -148,6 +155,7 @@ export class PeftModel extends Module {
     if (config.peft_type !== this.activePeftConfig.peft_type) {
       throw new Error(`cannot add a ${config.peft_type} adapter to a model whose adapters are ${this.activePeftConfig.peft_type}`);
     }
+    checkBeforeInjecting(this.getBaseModel(), config);
     const prepared = this.base_model.injectAdapter(this.prepareConfig(config) as never, adapterName);
     prepared.base_model_name_or_path ??= this.getBaseModel().nameOrPath;
     this.peftConfig[adapterName] = prepared;

@@ -2,7 +2,7 @@
 import { createBackend, modelVocabSize, type BackendTokenizer } from "./backend.js";
 import { cutAfterFinalMessage, parseChatTemplate, renderChatTemplate, selectChatTemplate, type ChatTemplates } from "./chat-template.js";
 import { modelInputNames, resolveConfig, type TokenizerOverrides } from "./config.js";
-import type { TokenizerFiles } from "./files.js";
+import { checkTokenizerJson, type TokenizerFiles } from "./files.js";
 import { padSequences, type Padded } from "./padding.js";
 import { numSpecialTokensToAdd, postProcessIds, type WithTypes } from "./post-process.js";
 import { SPECIAL_TOKEN_KEYS, type SpecialTokenKey } from "./special-tokens.js";
@@ -45,6 +45,7 @@ export class PreTrainedTokenizer {
 
   /** Builds the tokenizer from parsed files (see AutoTokenizer.fromPretrained for loading a folder). */
   constructor(files: TokenizerFiles, overrides: TokenizerOverrides = {}) {
+    checkTokenizerJson(files.tokenizerJson, files.nameOrPath ?? "the given tokenizer files");
     const { config, specials } = resolveConfig(files, overrides);
     try {
       this.backendTokenizer = createBackend(files.tokenizerJson, config, specials);
