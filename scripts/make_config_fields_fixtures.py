@@ -57,5 +57,6 @@ for f in dataclasses.fields(transformers.TrainingArguments):
 
 os.makedirs(OUT, exist_ok=True)
 with open(os.path.join(OUT, "python-defaults.json"), "w") as fh:
-    json.dump({"peft": peft.__version__, "transformers": transformers.__version__, "configs": peft_configs, "training_arguments": args}, fh, indent=1, sort_keys=True)
+    everything = {"peft": peft.__version__, "transformers": transformers.__version__, "configs": peft_configs, "training_arguments": args}
+    json.dump(everything, fh, indent=1, sort_keys=True)
     fh.write("\n")

@@ -73,7 +73,10 @@ describe("config field types and ranges (item 6)", () => {
     throwsConfigError(() => LoraConfig({ lora_dropout: "0.1" as never }), /`lora_dropout` must be a number in \[0, 1\), got "0\.1" \(a string\)/);
     throwsConfigError(() => LoraConfig({ lora_dropout: null as never }), /`lora_dropout` must be a number in \[0, 1\), got null/);
     throwsConfigError(() => LoraConfig({ target_modules: 5 as never }), /`target_modules` must be a string or a list of items each a string or null, got 5/);
-    throwsConfigError(() => LoraConfig({ modules_to_save: "lm_head" as never }), /`modules_to_save` must be a list of items each a string or null, got "lm_head" \(a string\)/);
+    throwsConfigError(
+      () => LoraConfig({ modules_to_save: "lm_head" as never }),
+      /`modules_to_save` must be a list of items each a string or null, got "lm_head" \(a string\)/,
+    );
   });
 
   it("ranges: numbers outside their range are refused with the range in words", () => {
@@ -85,7 +88,10 @@ describe("config field types and ranges (item 6)", () => {
     throwsConfigError(() => LoHaConfig({ rank_dropout: 1.5 }), /`rank_dropout` must be a number in \[0, 1\], got 1\.5/);
     throwsConfigError(() => LoKrConfig({ decompose_factor: 0 }), /`decompose_factor` must be -1 or an integer ≥ 1, got 0/);
     throwsConfigError(() => PromptEncoderConfig({ encoder_dropout: 1 }), /`encoder_dropout` must be a number in \[0, 1\)/);
-    throwsConfigError(() => PromptTuningConfig({ num_virtual_tokens: "8" as never }), /`num_virtual_tokens` must be an integer ≥ 1 or null, got "8" \(a string\)/);
+    throwsConfigError(
+      () => PromptTuningConfig({ num_virtual_tokens: "8" as never }),
+      /`num_virtual_tokens` must be an integer ≥ 1 or null, got "8" \(a string\)/,
+    );
     throwsConfigError(() => PrefixTuningConfig({ num_virtual_tokens: 4, prefix_projection: 1 as never }), /`prefix_projection` must be a boolean/);
     throwsConfigError(() => AdaptionPromptConfig({ adapter_len: -1 }), /`adapter_len` must be an integer ≥ 1 or null, got -1/);
     throwsConfigError(() => IA3Config({ fan_in_fan_out: "true" as never }), /`fan_in_fan_out` must be a boolean/);
@@ -116,15 +122,27 @@ describe("config field types and ranges (item 6)", () => {
   });
 
   it("a string 'false' no longer turns rsLoRA on: the model is never built", () => {
-    throwsConfigError(() => getPeftModel(llama(), { ...LoraConfig({ target_modules: ["q_proj"] }), use_rslora: "false" } as never), /`use_rslora` must be a boolean/);
+    throwsConfigError(
+      () => getPeftModel(llama(), { ...LoraConfig({ target_modules: ["q_proj"] }), use_rslora: "false" } as never),
+      /`use_rslora` must be a boolean/,
+    );
   });
 
   it("TrainingArguments: every field typed, and its defaults are transformers'", () => {
-    throwsConfigError(() => TrainingArguments({ output_dir: "o", learning_rate: "1e-3" as never }), /TrainingArguments: `learning_rate` must be a number ≥ 0, got "1e-3" \(a string\)/);
-    throwsConfigError(() => TrainingArguments({ output_dir: "o", per_device_train_batch_size: 2.5 }), /`per_device_train_batch_size` must be an integer ≥ 1, got 2\.5/);
+    throwsConfigError(
+      () => TrainingArguments({ output_dir: "o", learning_rate: "1e-3" as never }),
+      /TrainingArguments: `learning_rate` must be a number ≥ 0, got "1e-3" \(a string\)/,
+    );
+    throwsConfigError(
+      () => TrainingArguments({ output_dir: "o", per_device_train_batch_size: 2.5 }),
+      /`per_device_train_batch_size` must be an integer ≥ 1, got 2\.5/,
+    );
     throwsConfigError(() => TrainingArguments({ output_dir: "o", seed: -1 }), /`seed` must be an integer ≥ 0, got -1/);
     throwsConfigError(() => TrainingArguments({ output_dir: "o", logging_steps: 0.5 }), /`logging_steps` must be an integer ≥ 1, got 0\.5/);
-    throwsConfigError(() => TrainingArguments({ output_dir: "o", lr_scheduler_type: "cosine_annealing" as never }), /`lr_scheduler_type` must be one of "linear"/);
+    throwsConfigError(
+      () => TrainingArguments({ output_dir: "o", lr_scheduler_type: "cosine_annealing" as never }),
+      /`lr_scheduler_type` must be one of "linear"/,
+    );
     throwsConfigError(() => TrainingArguments({ output_dir: "" }), /`output_dir` must be a non-empty string, got ""/);
     const ours = TrainingArguments({});
     for (const [name, value] of Object.entries(ours)) {
@@ -136,16 +154,23 @@ describe("config field types and ranges (item 6)", () => {
 
 describe("unknown and unimplemented fields (item 7)", () => {
   it("a field no peft version has is an error from code, with a did-you-mean", () => {
-    throwsConfigError(() => LoraConfig({ lora_alpah: 16 } as never), /LORA config: unknown field `lora_alpah` \(did you mean `lora_alpha`\?\); no version of peft has it/);
+    throwsConfigError(
+      () => LoraConfig({ lora_alpah: 16 } as never),
+      /LORA config: unknown field `lora_alpah` \(did you mean `lora_alpha`\?\); no version of peft has it/,
+    );
     throwsConfigError(() => IA3Config({ feedforward_module: ["x"] } as never), /did you mean `feedforward_modules`\?/);
     throwsConfigError(() => PromptTuningConfig({ num_virtual_token: 4 } as never), /did you mean `num_virtual_tokens`\?/);
-    throwsConfigError(() => TrainingArguments({ learning_rat: 1e-3 } as never), /TrainingArguments: unknown field `learning_rat` \(did you mean `learning_rate`\?\); no version of transformers has it/);
+    throwsConfigError(
+      () => TrainingArguments({ learning_rat: 1e-3 } as never),
+      /TrainingArguments: unknown field `learning_rat` \(did you mean `learning_rate`\?\); no version of transformers has it/,
+    );
   });
 
   it("from a file, unknown fields and those of newer peft versions are warnings, and kept", () => {
     let config: PeftConfig | undefined;
     const warnings = warningsOf(() => {
-      config = configFromJson({ peft_type: "LORA", lora_alpah: 16, use_qalora: true, target_parameters: null, ensure_weight_tying: false, peft_version: "0.18.0" });
+      const fields = { lora_alpah: 16, use_qalora: true, target_parameters: null, ensure_weight_tying: false, peft_version: "0.18.0" };
+      config = configFromJson({ peft_type: "LORA", ...fields });
     });
     assert.equal(warnings.length, 2, warnings.join("\n"));
     assert.match(warnings[0]!, /unknown field `lora_alpah` \(did you mean `lora_alpha`\?\)/);
@@ -174,11 +199,17 @@ describe("unknown and unimplemented fields (item 7)", () => {
   });
 
   it("TrainingArguments: transformers fields that change training are refused; infrastructure ones warn", () => {
-    throwsConfigError(() => TrainingArguments({ label_smoothing_factor: 0.1 } as never), /`label_smoothing_factor` = 0\.1 \(a field of transformers TrainingArguments\) is not implemented/);
+    throwsConfigError(
+      () => TrainingArguments({ label_smoothing_factor: 0.1 } as never),
+      /`label_smoothing_factor` = 0\.1 \(a field of transformers TrainingArguments\) is not implemented/,
+    );
     throwsConfigError(() => TrainingArguments({ fp16: true } as never), /`fp16`/);
     assert.equal(TrainingArguments({ label_smoothing_factor: 0, optim: "adamw_torch_fused" } as never).optim, "adamw_torch_fused");
     const warnings = warningsOf(() => TrainingArguments({ report_to: "wandb", dataloader_num_workers: 4 } as never));
-    assert.deepEqual(warnings, ["TrainingArguments: report_to, dataloader_num_workers concern(s) infrastructure that peft-ts's Trainer does not have (ignored)"]);
+    assert.deepEqual(
+      warnings,
+      ["TrainingArguments: report_to, dataloader_num_workers concern(s) infrastructure that peft-ts's Trainer does not have (ignored)"],
+    );
   });
 
   it("every field of transformers 4.44's TrainingArguments is known (accepted at its default)", () => {
@@ -189,7 +220,10 @@ describe("unknown and unimplemented fields (item 7)", () => {
   });
 
   it("peft train refuses typos in the peft and training_args objects, with a did-you-mean, before loading the model", () => {
-    const ws = cliWorkspace("peft-ts-typos-", { vocab_size: 64, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2 });
+    const ws = cliWorkspace(
+      "peft-ts-typos-",
+      { vocab_size: 64, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 2 },
+    );
     try {
       const write = (name: string, peft: Record<string, unknown>, args: Record<string, unknown>) => writeFileSync(join(ws.root, name), JSON.stringify({
         model_name_or_path: "model", dataset: "train.json", peft: { peft_type: "LORA", ...peft }, training_args: { output_dir: "out", max_steps: 1, ...args },

@@ -24,7 +24,9 @@ import { bpeTokenizerJson } from "./tokenizer-fixtures.js";
 import { rng } from "./helpers.js";
 
 const SEED = 20261204;
-const JSON_TOKENS = ["-1", "0", "1e400", "-1e400", "1.5", "NaN", "null", "true", '"x"', "[]", "{}", "[[]]", '""', "9007199254740993", "1e6", ",", ":", "{", "}", "[", "]", '"'];
+const JSON_TOKENS = [
+  "-1", "0", "1e400", "-1e400", "1.5", "NaN", "null", "true", '"x"', "[]", "{}", "[[]]", '""', "9007199254740993", "1e6", ",", ":", "{", "}", "[", "]", '"',
+];
 
 /** One random mutation of `bytes`. */
 function mutate(bytes: Uint8Array, next: () => number): Uint8Array {
@@ -139,14 +141,18 @@ describe("fuzzed files load or fail with a clear error", { timeout: 120_000 }, (
     const adapter = join(dir, "adapter");
     const file = join(adapter, "adapter_config.json");
     mkdirSync(adapter);
-    const valid = encode({ ...LoraConfig({ r: 4, target_modules: ["q_proj", "v_proj"], rank_pattern: { q_proj: 2 }, alpha_pattern: { v_proj: 16 }, layers_to_transform: [0, 1], layers_pattern: "layers" }), base_model_name_or_path: "m" });
+    const config = LoraConfig({
+      r: 4, target_modules: ["q_proj", "v_proj"], rank_pattern: { q_proj: 2 }, alpha_pattern: { v_proj: 16 },
+      layers_to_transform: [0, 1], layers_pattern: "layers",
+    });
+    const valid = encode({ ...config, base_model_name_or_path: "m" });
     const loaded = quietly(() => fuzz(valid, 400, SEED + 1, file, () => void readAdapterConfig(adapter, true)));
     assert.ok(loaded > 0, "some mutants load");
   });
 
   it("config.json (parsed, and the model built when it is small)", () => {
     const file = join(dir, "config.json");
-    const valid = encode({ ...LLAMA, rms_norm_eps: 1e-6, rope_theta: 10000, bos_token_id: 1, eos_token_id: 2, tie_word_embeddings: false, torch_dtype: "float32" });
+    const valid = encode({ ...LLAMA, rms_norm_eps: 1e-6, rope_theta: 10000, bos_token_id: 1, eos_token_id: 2, tie_word_embeddings: false });
     const loaded = quietly(() => fuzz(valid, 400, SEED + 2, file, () => {
       const config = parseConfig(readJsonObject(file));
       // Build what is small enough to build in a test; bigger configs were checked by the memory estimate.
@@ -168,7 +174,9 @@ describe("fuzzed files load or fail with a clear error", { timeout: 120_000 }, (
   });
 
   it("datasets: JSON arrays and JSONL", () => {
-    const records = [{ instruction: "say hello", output: "hello world!" }, { instruction: "whisper", input: "x", output: "hello", system: "be brief" }, { text: "plain" }];
+    const records = [
+      { instruction: "say hello", output: "hello world!" }, { instruction: "whisper", input: "x", output: "hello", system: "be brief" }, { text: "plain" },
+    ];
     const array = join(dir, "train.json");
     const lines = join(dir, "train.jsonl");
     const loadedArray = fuzz(encode(records), 300, SEED + 4, array, () => void loadDataset(array));

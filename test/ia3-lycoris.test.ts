@@ -461,7 +461,10 @@ describe("LoHa / LoKr: injection", () => {
     assert.throws(() => LoHaConfig({ r: 0 }), /`r` must be an integer ≥ 1, got 0/);
     assert.throws(() => LoKrConfig({ init_weights: "olora" as never }), /init_weights/);
     assert.throws(() => LoHaConfig({ layers_pattern: "layers" }), /When `layers_pattern` is specified, `layers_to_transform` must also be specified/);
-    assert.throws(() => LoKrConfig({ rank_pattern: { q_proj: 0 } }), /`rank_pattern` must be an object whose values are each an integer ≥ 1, got \{"q_proj":0\}/);
+    assert.throws(
+      () => LoKrConfig({ rank_pattern: { q_proj: 0 } }),
+      /`rank_pattern` must be an object whose values are each an integer ≥ 1, got \{"q_proj":0\}/,
+    );
   });
 
   it("configFromJson fills defaults and keeps unknown fields; several adapters switch; deleteAdapter removes one", () => {

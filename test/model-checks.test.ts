@@ -33,23 +33,36 @@ describe("model configs are checked before allocating", () => {
   it("the issue's configs give a ConfigError naming the field", () => {
     throwsTyped(() => modelFromConfig({ ...LLAMA, hidden_size: 191, num_attention_heads: 4, num_key_value_heads: 4 }, "causal-lm"), ConfigError,
       /`hidden_size` 191 is not a multiple of `num_attention_heads` 4/);
-    throwsTyped(() => modelFromConfig({ ...LLAMA, hidden_size: "192" }, "causal-lm"), ConfigError, /`hidden_size` must be an integer ≥ 1, got "192" \(a string\)/);
+    throwsTyped(
+      () => modelFromConfig({ ...LLAMA, hidden_size: "192" }, "causal-lm"),
+      ConfigError,
+      /`hidden_size` must be an integer ≥ 1, got "192" \(a string\)/,
+    );
     throwsTyped(() => modelFromConfig({ ...LLAMA, rms_norm_eps: -1 }, "causal-lm"), ConfigError, /`rms_norm_eps` must be a number > 0, got -1/);
     throwsTyped(() => modelFromConfig({ ...GPT2, n_embd: 30 }, "causal-lm"), ConfigError, /`n_embd` 30 is not a multiple of `n_head` 4/);
-    throwsTyped(() => modelFromConfig({ ...LLAMA, num_key_value_heads: 3 }, "causal-lm"), ConfigError, /`num_attention_heads` 4 is not a multiple of `num_key_value_heads` 3/);
+    throwsTyped(
+      () => modelFromConfig({ ...LLAMA, num_key_value_heads: 3 }, "causal-lm"),
+      ConfigError,
+      /`num_attention_heads` 4 is not a multiple of `num_key_value_heads` 3/,
+    );
     throwsTyped(() => modelFromConfig({ ...GPT2, attn_pdrop: 1.5 }, "causal-lm"), ConfigError, /`attn_pdrop` must be a number in \[0, 1\], got 1\.5/);
     throwsTyped(() => modelFromConfig({ ...GPT2, eos_token_id: "2" }, "causal-lm"), ConfigError, /`eos_token_id` must be/);
   });
 
   it("num_hidden_layers 100000 is refused before any layer is built (fast, no out-of-memory abort)", () => {
-    throwsTyped(() => modelFromConfig({ ...LLAMA, hidden_size: 192, num_attention_heads: 4, num_key_value_heads: 4, num_hidden_layers: 100000 }, "causal-lm"), ConfigError, /100000/, /free/);
+    throwsTyped(
+      () => modelFromConfig({ ...LLAMA, hidden_size: 192, num_attention_heads: 4, num_key_value_heads: 4, num_hidden_layers: 100000 }, "causal-lm"),
+      ConfigError,
+      /100000/,
+      /free/,
+    );
     throwsTyped(() => modelFromConfig({ ...GPT2, vocab_size: 4e12 }, "causal-lm"), ConfigError, /vocab_size 4000000000000/, /float32 weights/);
   });
 
   it("the parameter estimate is a lower bound within a factor 2 of the real count, for every family", () => {
     const configs: [Record<string, unknown>, "causal-lm" | "base" | "seq2seq-lm"][] = [
       [GPT2, "causal-lm"], [LLAMA, "causal-lm"], [{ ...LLAMA, model_type: "qwen2", tie_word_embeddings: true }, "causal-lm"],
-      [{ model_type: "bert", vocab_size: 64, hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 4, intermediate_size: 64, max_position_embeddings: 32 }, "base"],
+      [{ ...LLAMA, model_type: "bert", num_key_value_heads: undefined }, "base"],
       [{ model_type: "distilbert", vocab_size: 64, dim: 32, n_layers: 2, n_heads: 4, hidden_dim: 64, max_position_embeddings: 32 }, "base"],
       [{ model_type: "t5", vocab_size: 64, d_model: 32, d_kv: 8, d_ff: 64, num_layers: 2, num_heads: 4, is_encoder_decoder: true }, "seq2seq-lm"],
     ];
@@ -64,10 +77,18 @@ describe("model configs are checked before allocating", () => {
   it("an adapter whose rank would not fit in memory is refused before its factors are allocated", () => {
     const model = llama();
     // LoRA on q_proj and v_proj holds r · (in + out) values per layer: pick r so that it needs twice the machine's memory.
-    const fans = model.namedModules().filter(([n, m]) => /\.(q_proj|v_proj)$/.test(n) && m instanceof Linear).map(([, m]) => (m as Linear).inFeatures + (m as Linear).outFeatures);
+    const targets = model.namedModules().filter(([n, m]) => /\.(q_proj|v_proj)$/.test(n) && m instanceof Linear);
+    const fans = targets.map(([, m]) => (m as Linear).inFeatures + (m as Linear).outFeatures);
     const r = Math.ceil((2 * totalmem()) / (4 * fans.reduce((a, b) => a + b, 0)));
-    throwsTyped(() => getPeftModel(model, LoraConfig({ r, target_modules: ["q_proj", "v_proj"] })), ConfigError, new RegExp(`r ${r} on these target modules needs at least`));
-    assert.equal(getPeftModel(llama(), LoraConfig({ r: 4, target_modules: ["q_proj", "v_proj"] })).getNbTrainableParameters()[0], 4 * fans.reduce((a, b) => a + b, 0));
+    throwsTyped(
+      () => getPeftModel(model, LoraConfig({ r, target_modules: ["q_proj", "v_proj"] })),
+      ConfigError,
+      new RegExp(`r ${r} on these target modules needs at least`),
+    );
+    assert.equal(
+      getPeftModel(llama(), LoraConfig({ r: 4, target_modules: ["q_proj", "v_proj"] })).getNbTrainableParameters()[0],
+      4 * fans.reduce((a, b) => a + b, 0),
+    );
   });
 });
 
@@ -90,7 +111,8 @@ describe("bad weights and tokenizer files", () => {
       ["a non-integer id", (j) => void (j.model.vocab["a"] = 1.5), /model\.vocab\["a"\] is 1\.5, not a token id/],
       ["a string id", (j) => void (j.model.vocab["a"] = "3"), /model\.vocab\["a"\] is "3" \(a string\), not a token id/],
       ["an empty vocabulary", (j) => void (j.model.vocab = {}), /has an empty model\.vocab/],
-      ["an added token without an id (NaN in Python's JSON)", (j) => void (j.added_tokens[0].id = null), /added_tokens\[0\] \("<\|endoftext\|>"\) has id null, not a token id/],
+      ["an added token without an id (NaN in Python's JSON)", (j) => void (j.added_tokens[0].id = null),
+        /added_tokens\[0\] \("<\|endoftext\|>"\) has id null, not a token id/],
     ];
     for (const [what, corrupt, pattern] of cases) {
       const json = structuredClone(bpeTokenizerJson("qwen2")) as Record<string, any>;
@@ -121,7 +143,10 @@ describe("NaN logits in generation", () => {
     T.noGrad(() => norm.copy_(T.full(norm.shape, Number.NaN)));
     throwsTyped(() => model.generate({ inputIds: T.tensor(Int32Array.from([1, 2, 3]), [1, 3]), maxNewTokens: 2 }), CheckpointError,
       /logits are NaN at step 1 \(batch row 0\)/);
-    assert.throws(() => model.generate({ inputIds: T.tensor(Int32Array.from([1, 2, 3]), [1, 3]), maxNewTokens: 2 }), (e: CheckpointError) => /rms_norm_eps/.test(e.hint ?? ""));
+    assert.throws(
+      () => model.generate({ inputIds: T.tensor(Int32Array.from([1, 2, 3]), [1, 3]), maxNewTokens: 2 }),
+      (e: CheckpointError) => /rms_norm_eps/.test(e.hint ?? ""),
+    );
   });
 
   it("peft generate exits non-zero on a model with NaN weights", () => {

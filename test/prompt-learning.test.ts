@@ -449,8 +449,14 @@ describe("prompt learning per task", () => {
     }
     const a = configFromJson({ peft_type: "ADAPTION_PROMPT", task_type: "CAUSAL_LM", adapter_len: 4, adapter_layers: 1 });
     assert.deepEqual([a["adapter_len"], a["adapter_layers"], a["target_modules"]], [4, 1, null]);
-    assert.throws(() => configFromJson({ peft_type: "P_TUNING", num_virtual_tokens: 8, encoder_reparameterization_type: "GRU" }), /`encoder_reparameterization_type` must be one of "MLP", "LSTM", got "GRU"/);
-    assert.throws(() => configFromJson({ peft_type: "ADAPTION_PROMPT", adapter_len: 4, adapter_layers: 0 }), /`adapter_layers` must be an integer ≥ 1 or null, got 0/);
+    assert.throws(
+      () => configFromJson({ peft_type: "P_TUNING", num_virtual_tokens: 8, encoder_reparameterization_type: "GRU" }),
+      /`encoder_reparameterization_type` must be one of "MLP", "LSTM", got "GRU"/,
+    );
+    assert.throws(
+      () => configFromJson({ peft_type: "ADAPTION_PROMPT", adapter_len: 4, adapter_layers: 0 }),
+      /`adapter_layers` must be an integer ≥ 1 or null, got 0/,
+    );
     assert.throws(() => getPeftModel(tinyCausal(LLAMA), configFromJson({ peft_type: "ADAPTION_PROMPT", adapter_len: 4 })), /adapter_layers must be a positive integer, got null/);
     // Defaults can be listed (peft info does): every method's config builds from its peft_type alone.
     for (const peft_type of ["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "ADAPTION_PROMPT"]) assert.equal(configFromJson({ peft_type }).peft_type, peft_type);

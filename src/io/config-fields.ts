@@ -41,7 +41,8 @@ export interface Range {
 }
 
 function inRange(v: number, r: Range): boolean {
-  return (r.min === undefined || v >= r.min) && (r.max === undefined || v <= r.max) && (r.above === undefined || v > r.above) && (r.below === undefined || v < r.below);
+  return (r.min === undefined || v >= r.min) && (r.max === undefined || v <= r.max)
+    && (r.above === undefined || v > r.above) && (r.below === undefined || v < r.below);
 }
 
 function describeRange(r: Range): string {
@@ -66,7 +67,10 @@ export function integer(range: Range = {}): FieldType {
 
 /** One of the listed values. */
 export function oneOf(...values: readonly (string | number | boolean)[]): FieldType {
-  return fieldType(values.length === 1 ? JSON.stringify(values[0]) : `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`, (v) => values.includes(v as never));
+  return fieldType(
+    values.length === 1 ? JSON.stringify(values[0]) : `one of ${values.map((v) => JSON.stringify(v)).join(", ")}`,
+    (v) => values.includes(v as never),
+  );
 }
 
 /** A string matching `pattern` (described as `what`). */
@@ -143,8 +147,9 @@ export function showValue(value: unknown): string {
     text = String(value);
   }
   if (text.length > 80) text = `${text.slice(0, 77)}…`;
-  const kind = value === null ? "" : Array.isArray(value) ? " (a list)" : typeof value === "object" ? " (an object)" : typeof value === "string" ? " (a string)" : "";
-  return text + kind;
+  if (Array.isArray(value)) return `${text} (a list)`;
+  if (value !== null && typeof value === "object") return `${text} (an object)`;
+  return typeof value === "string" ? `${text} (a string)` : text;
 }
 
 /**
@@ -204,7 +209,14 @@ export type FieldSource = "code" | "file";
  * file (newer releases add fields every month). A field no version has is an error from code, with a "did you
  * mean", and a warning from a file; it is kept either way, so that a file round-trips.
  */
-export function checkFieldNames(owner: string, library: string, table: FieldTable, foreign: Readonly<Record<string, ForeignField>>, values: Record<string, unknown>, source: FieldSource): void {
+export function checkFieldNames(
+  owner: string,
+  library: string,
+  table: FieldTable,
+  foreign: Readonly<Record<string, ForeignField>>,
+  values: Record<string, unknown>,
+  source: FieldSource,
+): void {
   const known = Object.keys(table);
   for (const name of Object.keys(values)) {
     if (name in table) continue;

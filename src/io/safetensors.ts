@@ -275,7 +275,10 @@ export class SafetensorsFile {
   static open(path: string): SafetensorsFile {
     checkHost(path);
     if (existsSync(path) && statSync(path).isDirectory()) {
-      throw new CheckpointError(`${path} is a directory, not a safetensors file`, "pass the .safetensors file itself, or load the folder with loadSafetensorsSharded(dir) / fromPretrained(dir)");
+      throw new CheckpointError(
+        `${path} is a directory, not a safetensors file`,
+        "pass the .safetensors file itself, or load the folder with loadSafetensorsSharded(dir) / fromPretrained(dir)",
+      );
     }
     let fd: number;
     try {

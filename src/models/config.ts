@@ -67,8 +67,16 @@ const MODEL_FIELDS: FieldTable = {
     "n_layer", "n_head", "n_positions", "n_ctx", "d_model", "d_ff", "d_kv", "num_layers", "num_decoder_layers", "num_heads", "dim",
     "n_layers", "n_heads", "hidden_dim", "type_vocab_size", "relative_attention_num_buckets", "relative_attention_max_distance", "num_labels",
   ], integer({ min: 1 }), "A size of the network: a whole number of units, layers, heads or tokens."),
-  ...group(["num_key_value_heads", "head_dim", "n_inner", "sliding_window"], nullable(integer({ min: 1 })), "A size of the network, or null for the family's default."),
-  ...group(["rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"], number({ above: 0 }), "The epsilon added to the variance in normalisation layers: a small positive number such as 1e-6."),
+  ...group(
+    ["num_key_value_heads", "head_dim", "n_inner", "sliding_window"],
+    nullable(integer({ min: 1 })),
+    "A size of the network, or null for the family's default.",
+  ),
+  ...group(
+    ["rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"],
+    number({ above: 0 }),
+    "The epsilon added to the variance in normalisation layers: a small positive number such as 1e-6.",
+  ),
   ...group(["rope_theta"], number({ above: 0 }), "The base of the rotary position embedding's frequencies (e.g. 10000)."),
   ...group(["initializer_range", "initializer_factor"], number({ min: 0 }), "The scale of randomly initialised weights."),
   ...group([
@@ -94,11 +102,15 @@ export function checkModelConfig(config: PretrainedConfig): void {
     const w = config[width], h = config[heads];
     if (typeof w !== "number" || typeof h !== "number" || (headDim !== undefined && headDim !== null) || w % h === 0) continue;
     throw new ConfigError(`${owner}: \`${width}\` ${w} is not a multiple of \`${heads}\` ${h}, so the heads cannot split it`,
-      `each attention head gets ${width} / ${heads} units: pick sizes that divide (e.g. ${width} ${Math.max(h, Math.round(w / h) * h)}), or check the file for a typo`);
+      `each attention head gets ${width} / ${heads} units: pick sizes that divide (e.g. ${width} ${Math.max(h, Math.round(w / h) * h)}), ` +
+        "or check the file for a typo");
   }
   const q = config["num_attention_heads"], kv = config["num_key_value_heads"];
   if (typeof q === "number" && typeof kv === "number" && q % kv !== 0) {
-    throw new ConfigError(`${owner}: \`num_attention_heads\` ${q} is not a multiple of \`num_key_value_heads\` ${kv}`, "grouped-query attention shares each key/value head among an equal number of query heads");
+    throw new ConfigError(
+      `${owner}: \`num_attention_heads\` ${q} is not a multiple of \`num_key_value_heads\` ${kv}`,
+      "grouped-query attention shares each key/value head among an equal number of query heads",
+    );
   }
 }
 
@@ -147,13 +159,17 @@ export function checkModelFitsInMemory(config: PretrainedConfig): void {
   const needed = 4 * params;
   const free = freemem();
   if (needed > free) {
-    throw new ConfigError(`config.json for model_type "${config.model_type}" (${sizes}) needs at least ${bytes(needed)} for its float32 weights, but only ${bytes(free)} of memory is free`,
+    throw new ConfigError(
+      `config.json for model_type "${config.model_type}" (${sizes}) needs at least ${bytes(needed)} for its float32 weights, ` +
+        `but only ${bytes(free)} of memory is free`,
       "check these sizes in config.json for a typo, or free memory (close other programs) before loading the model");
   }
   const heap = getHeapStatistics();
   const heapFree = heap.heap_size_limit - heap.used_heap_size;
   if (layers * HEAP_BYTES_PER_LAYER > heapFree) {
-    throw new ConfigError(`config.json for model_type "${config.model_type}" has ${layers} layers, which need about ${bytes(layers * HEAP_BYTES_PER_LAYER)} of JavaScript heap to be built and trained, but only ${bytes(heapFree)} is free`,
+    throw new ConfigError(
+      `config.json for model_type "${config.model_type}" has ${layers} layers, which need about ${bytes(layers * HEAP_BYTES_PER_LAYER)} ` +
+        `of JavaScript heap to be built and trained, but only ${bytes(heapFree)} is free`,
       "check num_hidden_layers (n_layer, num_layers) in config.json, or raise the heap with node --max-old-space-size");
   }
 }

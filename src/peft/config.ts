@@ -92,7 +92,12 @@ export type ConfigBuilder<C extends PeftConfig> = (fields: Partial<C> | Record<s
  * checked, then `validate` runs the checks that span several fields. `foreign` lists the fields of other peft
  * versions that this method does not implement.
  */
-export function configBuilder<C extends PeftConfig>(peftType: PeftType, fields: MethodFields<C>, validate: (c: C) => void, foreign: Readonly<Record<string, ForeignField>> = {}): ConfigBuilder<C> {
+export function configBuilder<C extends PeftConfig>(
+  peftType: PeftType,
+  fields: MethodFields<C>,
+  validate: (c: C) => void,
+  foreign: Readonly<Record<string, ForeignField>> = {},
+): ConfigBuilder<C> {
   const table: FieldTable = { ...COMMON_FIELDS, ...(fields as FieldTable) };
   const allForeign = { ...COMMON_FOREIGN, ...foreign };
   const owner = `${peftType} config`;
@@ -100,7 +105,10 @@ export function configBuilder<C extends PeftConfig>(peftType: PeftType, fields: 
   return (given, fromFile) => {
     const { peft_type: claimed, ...rest } = given as Record<string, unknown>;
     if (claimed !== undefined && claimed !== peftType) {
-      throw new ConfigError(`this is a ${peftType} config but the fields say peft_type ${showValue(claimed)}`, `set peft_type to "${peftType}" or use that method's config`);
+      throw new ConfigError(
+        `this is a ${peftType} config but the fields say peft_type ${showValue(claimed)}`,
+        `set peft_type to "${peftType}" or use that method's config`,
+      );
     }
     checkFieldNames(owner, "peft", table, allForeign, rest, fromFile ? "file" : "code");
     const c = { ...defaultsOf(table), ...structuredClone(rest), peft_type: peftType } as unknown as C;

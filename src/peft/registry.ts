@@ -76,7 +76,8 @@ export function methodFor(peftType: string): PeftMethod {
   const m = METHODS.get(peftType);
   if (!m) {
     const guess = closest(peftType, [...METHODS.keys()]);
-    throw new ConfigError(`peft_type "${peftType}" is not supported${guess ? ` (did you mean "${guess}"?)` : ""}; supported: ${[...METHODS.keys()].join(", ")}`);
+    const suggestion = guess ? ` (did you mean "${guess}"?)` : "";
+    throw new ConfigError(`peft_type "${peftType}" is not supported${suggestion}; supported: ${[...METHODS.keys()].join(", ")}`);
   }
   return m;
 }

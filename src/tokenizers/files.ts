@@ -63,7 +63,10 @@ function isTokenId(v: unknown): boolean {
 
 /** Throw a CheckpointError for a corrupt tokenizer.json, naming the entry. */
 function corrupt(where: string, problem: string): never {
-  throw new CheckpointError(`${where}: tokenizer.json ${problem}`, "the file is corrupt or hand-edited: re-download it, or re-save it in Python with tokenizer.save_pretrained(dir)");
+  throw new CheckpointError(
+    `${where}: tokenizer.json ${problem}`,
+    "the file is corrupt or hand-edited: re-download it, or re-save it in Python with tokenizer.save_pretrained(dir)",
+  );
 }
 
 /**
@@ -84,7 +87,10 @@ export function checkTokenizerJson(json: Record<string, unknown>, where: string)
   } else if (vocab !== null && typeof vocab === "object") {
     const entries = Object.entries(vocab);
     if (entries.length === 0) corrupt(where, "has an empty model.vocab");
-    for (const [token, id] of entries) if (!isTokenId(id)) corrupt(where, `model.vocab[${JSON.stringify(token)}] is ${showValue(id)}, not a token id (a non-negative integer)`);
+    for (const [token, id] of entries) if (!isTokenId(id)) corrupt(
+      where,
+      `model.vocab[${JSON.stringify(token)}] is ${showValue(id)}, not a token id (a non-negative integer)`,
+    );
   } else {
     corrupt(where, "has no model.vocab (an object of token → id, or a list of [piece, score])");
   }
@@ -93,6 +99,9 @@ export function checkTokenizerJson(json: Record<string, unknown>, where: string)
   added.forEach((t: unknown, i) => {
     const entry = t as Record<string, unknown> | null;
     if (entry === null || typeof entry !== "object" || typeof entry["content"] !== "string") corrupt(where, `added_tokens[${i}] has no string "content"`);
-    if (!isTokenId(entry["id"])) corrupt(where, `added_tokens[${i}] (${JSON.stringify(entry["content"])}) has id ${showValue(entry["id"])}, not a token id (a non-negative integer)`);
+    if (!isTokenId(entry["id"])) corrupt(
+      where,
+      `added_tokens[${i}] (${JSON.stringify(entry["content"])}) has id ${showValue(entry["id"])}, not a token id (a non-negative integer)`,
+    );
   });
 }

@@ -61,7 +61,11 @@ const TRAINING_FIELDS = {
   adam_beta2: field(number({ min: 0, below: 1 }), 0.999, "AdamW's decay rate of the second moment."),
   adam_epsilon: field(number({ min: 0 }), 1e-8, "AdamW's epsilon."),
   max_grad_norm: field(number({ min: 0 }), 1, "Clip the global gradient norm to this; 0 turns clipping off."),
-  optim: field<TrainingArguments["optim"]>(oneOf("adamw_torch", "adamw_torch_fused"), "adamw_torch", "The optimizer: PyTorch's AdamW (both names mean the same here)."),
+  optim: field<TrainingArguments["optim"]>(
+    oneOf("adamw_torch", "adamw_torch_fused"),
+    "adamw_torch",
+    "The optimizer: PyTorch's AdamW (both names mean the same here).",
+  ),
   lr_scheduler_type: field<TrainingArguments["lr_scheduler_type"]>(oneOf(...SCHEDULER_NAMES), "linear", "The learning-rate schedule after warm-up."),
   warmup_ratio: field(number({ min: 0, max: 1 }), 0, "Warm-up as a fraction of the total steps (when warmup_steps is 0)."),
   warmup_steps: field(integer({ min: 0 }), 0, "Linear warm-up steps from 0 to learning_rate."),
@@ -72,7 +76,11 @@ const TRAINING_FIELDS = {
   save_steps: field(steps, 500, `Steps between checkpoints ${STEP_COUNTS}.`),
   save_total_limit: field<number | null>(nullable(integer({ min: 1 })), null, "Keep at most this many checkpoints (the oldest are deleted); null: all."),
   load_best_model_at_end: field(bool, false, "Load the best checkpoint (by metric_for_best_model) when training ends."),
-  metric_for_best_model: field<string | null>(nullable(nonEmptyString), null, 'The metric that picks the best checkpoint; null: "loss" with load_best_model_at_end.'),
+  metric_for_best_model: field<string | null>(
+    nullable(nonEmptyString),
+    null,
+    'The metric that picks the best checkpoint; null: "loss" with load_best_model_at_end.',
+  ),
   greater_is_better: field<boolean | null>(nullable(bool), null, "Whether a larger metric is better; null: false for losses, true otherwise."),
   seed: field(integer({ min: 0 }), 42, "The seed of every random draw (initialisation, dropout, shuffling)."),
   bf16: field(bool, false, "bfloat16 mixed precision (not supported on the CPU backend yet: training runs in float32)."),
@@ -120,9 +128,12 @@ export function TrainingArguments(fields: Partial<TrainingArguments> & { evaluat
   const { evaluation_strategy: legacyEval, ...given } = fields as Record<string, unknown>;
   checkFieldNames("TrainingArguments", "transformers", TRAINING_FIELDS, FOREIGN, given, "code");
   const infrastructure = Object.keys(given).filter((k) => TRANSFORMERS_INFRASTRUCTURE.includes(k));
-  if (infrastructure.length > 0) process.emitWarning(`TrainingArguments: ${infrastructure.join(", ")} concern(s) infrastructure that peft-ts's Trainer does not have (ignored)`);
+  if (infrastructure.length > 0) {
+    process.emitWarning(`TrainingArguments: ${infrastructure.join(", ")} concern(s) infrastructure that peft-ts's Trainer does not have (ignored)`);
+  }
   const a = { ...defaultsOf(TRAINING_FIELDS), ...given } as TrainingArguments;
-  if (legacyEval !== undefined && legacyEval !== null && given["eval_strategy"] === undefined) a.eval_strategy = legacyEval as TrainingArguments["eval_strategy"];
+  const legacy = legacyEval !== undefined && legacyEval !== null && given["eval_strategy"] === undefined;
+  if (legacy) a.eval_strategy = legacyEval as TrainingArguments["eval_strategy"];
   checkFields("TrainingArguments", TRAINING_FIELDS, a);
   if (a.max_steps <= 0 && !(a.num_train_epochs > 0)) fail("set max_steps > 0 or num_train_epochs > 0");
   if (a.eval_strategy === "steps") a.eval_steps ??= a.logging_steps;

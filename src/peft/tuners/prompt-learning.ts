@@ -44,9 +44,21 @@ const positive = integer({ min: 1 });
 /** The fields every prompt-learning method shares (peft 0.15.2): type and range, default, and what each does. */
 export const PROMPT_LEARNING_FIELDS = {
   num_virtual_tokens: field<number | null>(nullable(positive), null, "The number of virtual tokens (required before the config is used)."),
-  token_dim: field<number | null>(nullable(positive), null, "The model's hidden size (prefix tuning on grouped-query attention: the key/value width); null: from the model."),
-  num_transformer_submodules: field<number | null>(nullable(oneOf(1, 2)), null, "2 for encoder-decoder models (SEQ_2_SEQ_LM), else 1; null: from the task type."),
-  num_attention_heads: field<number | null>(nullable(positive), null, "The model's attention heads (prefix tuning on GQA models: key/value heads); null: from the model."),
+  token_dim: field<number | null>(
+    nullable(positive),
+    null,
+    "The model's hidden size (prefix tuning on grouped-query attention: the key/value width); null: from the model.",
+  ),
+  num_transformer_submodules: field<number | null>(
+    nullable(oneOf(1, 2)),
+    null,
+    "2 for encoder-decoder models (SEQ_2_SEQ_LM), else 1; null: from the task type.",
+  ),
+  num_attention_heads: field<number | null>(
+    nullable(positive),
+    null,
+    "The model's attention heads (prefix tuning on GQA models: key/value heads); null: from the model.",
+  ),
   num_layers: field<number | null>(nullable(positive), null, "The model's transformer layers; null: from the model."),
 } as const;
 
@@ -62,7 +74,10 @@ function firstNumber(config: PretrainedConfig, keys: readonly string[]): number 
 
 /** The check a config must pass before it is attached to a model: num_virtual_tokens is set. */
 export function requireVirtualTokens(c: PromptLearningConfig): void {
-  check(positive.accepts(c.num_virtual_tokens), `${c.peft_type}: num_virtual_tokens must be a positive integer (the number of virtual tokens), got ${String(c.num_virtual_tokens)}`);
+  check(
+    positive.accepts(c.num_virtual_tokens),
+    `${c.peft_type}: num_virtual_tokens must be a positive integer (the number of virtual tokens), got ${String(c.num_virtual_tokens)}`,
+  );
 }
 
 /**

@@ -54,7 +54,11 @@ export const ADALORA_FIELDS: MethodFields<AdaLoraConfig> = {
   beta2: field(ema, 0.85, "EMA coefficient of the uncertainty."),
   orth_reg_weight: field(number(), 0.5, "Weight of the orthogonality penalty added to the training loss."),
   total_step: field<number | null>(nullable(integer({ min: 1 })), null, "Total training steps (required): the rank budget is scheduled over them."),
-  rank_pattern: field<Record<string, boolean[]> | null>(nullable(recordOf(listOf(bool))), null, "Kept singular triplets per layer, written by the rank allocator (null until ranks are allocated)."),
+  rank_pattern: field<Record<string, boolean[]> | null>(
+    nullable(recordOf(listOf(bool))),
+    null,
+    "Kept singular triplets per layer, written by the rank allocator (null until ranks are allocated).",
+  ),
 };
 
 /** Defaults of every AdaLoRA field (peft 0.15.2). */

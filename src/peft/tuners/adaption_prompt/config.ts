@@ -14,7 +14,11 @@ export interface AdaptionPromptConfig extends PeftConfig {
 
 /** Every adaption-prompt field (peft 0.15.2: adapter_len and adapter_layers must be given before use). */
 export const ADAPTION_PROMPT_FIELDS: MethodFields<AdaptionPromptConfig> = {
-  target_modules: field<string | null>(nullable(string), null, 'The name of the attention submodules that get adaption prompts; null: "self_attn" (LLaMA family).'),
+  target_modules: field<string | null>(
+    nullable(string),
+    null,
+    'The name of the attention submodules that get adaption prompts; null: "self_attn" (LLaMA family).',
+  ),
   adapter_len: field<number | null>(nullable(integer({ min: 1 })), null, "The number of learned prompt tokens per adapted layer (required)."),
   adapter_layers: field<number | null>(nullable(integer({ min: 1 })), null, "The number of adapted layers, counted from the top (required)."),
 };

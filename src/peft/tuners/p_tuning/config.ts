@@ -27,7 +27,11 @@ export interface PromptEncoderConfig extends PromptLearningConfig {
 /** Every P-tuning field (peft 0.15.2). */
 export const PROMPT_ENCODER_FIELDS: MethodFields<PromptEncoderConfig> = {
   ...PROMPT_LEARNING_FIELDS,
-  encoder_reparameterization_type: field<PromptEncoderReparameterizationType>(oneOf(...Object.values(PromptEncoderReparameterizationType)), "MLP", "The prompt encoder's network: MLP (recommended) or LSTM."),
+  encoder_reparameterization_type: field<PromptEncoderReparameterizationType>(
+    oneOf(...Object.values(PromptEncoderReparameterizationType)),
+    "MLP",
+    "The prompt encoder's network: MLP (recommended) or LSTM.",
+  ),
   encoder_hidden_size: field<number | null>(nullable(integer({ min: 1 })), null, "Hidden size of the encoder network; null: token_dim."),
   encoder_num_layers: field(integer({ min: 1 }), 2, "LSTM layers (the MLP always has 3 linear layers)."),
   encoder_dropout: field(number({ min: 0, below: 1 }), 0, "Dropout between LSTM layers."),

@@ -28,7 +28,11 @@ export interface PromptTuningConfig extends PromptLearningConfig {
 /** Every prompt-tuning field (peft 0.15.2, plus SAMPLE_VOCAB). */
 export const PROMPT_TUNING_FIELDS: MethodFields<PromptTuningConfig> = {
   ...PROMPT_LEARNING_FIELDS,
-  prompt_tuning_init: field<PromptTuningInit>(oneOf(...Object.values(PromptTuningInit)), "RANDOM", "How the virtual-token embeddings start: RANDOM, TEXT (the embeddings of prompt_tuning_init_text) or SAMPLE_VOCAB."),
+  prompt_tuning_init: field<PromptTuningInit>(
+    oneOf(...Object.values(PromptTuningInit)),
+    "RANDOM",
+    "How the virtual-token embeddings start: RANDOM, TEXT (the embeddings of prompt_tuning_init_text) or SAMPLE_VOCAB.",
+  ),
   prompt_tuning_init_text: field<string | null>(nullable(string), null, "The text whose token embeddings start the prompt (TEXT init)."),
   tokenizer_name_or_path: field<string | null>(nullable(string), null, "The tokenizer folder that tokenizes prompt_tuning_init_text (TEXT init)."),
   tokenizer_kwargs: field<Record<string, unknown> | null>(nullable(anyObject), null, "Options for that tokenizer (TEXT init only)."),
@@ -44,7 +48,12 @@ export function validatePromptTuningFields(c: PromptTuningConfig): void {
 }
 
 /** Build a prompt-tuning config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export const makePromptTuningConfig = configBuilder<PromptTuningConfig>(PeftType.PROMPT_TUNING, PROMPT_TUNING_FIELDS, validatePromptTuningFields, PROMPT_LEARNING_FOREIGN);
+export const makePromptTuningConfig = configBuilder<PromptTuningConfig>(
+  PeftType.PROMPT_TUNING,
+  PROMPT_TUNING_FIELDS,
+  validatePromptTuningFields,
+  PROMPT_LEARNING_FOREIGN,
+);
 
 /** A prompt-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
 export function PromptTuningConfig(fields: Partial<PromptTuningConfig> = {}): PromptTuningConfig {
