@@ -17,7 +17,7 @@ function fieldType(expected: string, accepts: (value: unknown) => boolean): Fiel
 }
 
 /** A plain object (not null, not an array). */
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
+function isPlainObject(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
@@ -28,7 +28,7 @@ export const string = fieldType("a string", (v) => typeof v === "string");
 /** A non-empty string. */
 export const nonEmptyString = fieldType("a non-empty string", (v) => typeof v === "string" && v !== "");
 /** Only null. */
-export const nullValue = fieldType("null", (v) => v === null);
+const nullValue = fieldType("null", (v) => v === null);
 /** Any JSON object (its contents are checked elsewhere, or not used). */
 export const anyObject = fieldType("an object", isPlainObject);
 

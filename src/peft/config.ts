@@ -69,9 +69,6 @@ const COMMON_FOREIGN: Record<string, ForeignField> = {
   peft_version: { versions: "≥ 0.18", default: null, inert: true },
 };
 
-/** The defaults of the common fields. */
-export const COMMON_DEFAULTS = defaultsOf(COMMON_FIELDS);
-
 /** Each method's check of the field values a config holds, by peft_type. */
 const CHECKS = new Map<string, (c: PeftConfig) => void>();
 
