@@ -236,3 +236,8 @@ export function checkFieldNames(
     process.emitWarning(`${owner}: unknown field \`${name}\`${suggestion}; it is kept in the config but ignored (written by another ${library} version?)`);
   }
 }
+
+/** Some fields of a table (for configs that share only part of another's fields). */
+export function pick<T extends FieldTable, K extends keyof T & string>(table: T, ...names: K[]): Pick<T, K> {
+  return Object.fromEntries(names.map((n) => [n, table[n]])) as Pick<T, K>;
+}

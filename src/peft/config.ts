@@ -4,8 +4,8 @@
  * builds and checks its configs.
  */
 import {
-  anyObject, bool, checkFieldNames, checkFields, defaultsOf, field, nullable, oneOf, showValue, string, type FieldSpec, type FieldTable,
-  type ForeignField,
+  anyObject, bool, checkFieldNames, checkFields, defaultsOf, either, field, integer, listOf, moduleNames, nullable, oneOf, showValue, string,
+  type FieldSpec, type FieldTable, type ForeignField,
 } from "../io/config-fields.js";
 import { ConfigError } from "../errors.js";
 
@@ -62,6 +62,28 @@ export const COMMON_FIELDS = {
   revision: field<string | null>(nullable(string), null, "The Hub revision of the base model."),
   inference_mode: field(bool, false, "Load the adapter frozen, for inference only (set to true on save)."),
   auto_mapping: field<Record<string, unknown> | null>(nullable(anyObject), null, "Which classes saved the base model (written by peft for custom models)."),
+} as const;
+
+/** The fields several injected-layer methods share (LoRA, AdaLoRA, IA3, LoHa, LoKr): one spec each. */
+export const TARGETING_FIELDS = {
+  target_modules: field<string | string[] | null>(
+    nullable(moduleNames),
+    null,
+    'Modules to adapt: a list of names (matched at the end of module paths), a full-match regex string, or "all-linear"; null: the model type\'s default.',
+  ),
+  exclude_modules: field<string | string[] | null>(nullable(moduleNames), null, "Modules not to adapt: a list of names or a full-match regex string."),
+  modules_to_save: field<string[] | null>(
+    nullable(listOf(string)),
+    null,
+    'Modules besides the adapter to train and save, as a list of names (e.g. ["lm_head"] or ["classifier"]).',
+  ),
+  layers_to_transform: field<number | number[] | null>(
+    nullable(either(integer({ min: 0 }), listOf(integer({ min: 0 })))),
+    null,
+    "Adapt only the layers with these indices (with layers_pattern naming the layer list).",
+  ),
+  layers_pattern: field<string | string[] | null>(nullable(moduleNames), null, 'The name of the layer list that layers_to_transform indexes ("layers", "h").'),
+  fan_in_fan_out: field(bool, false, "The layer stores its weight as [in, out] (GPT-2's Conv1D; forced to true there)."),
 } as const;
 
 /** Fields every config of newer peft releases may hold that change nothing here. */

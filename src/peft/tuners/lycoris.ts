@@ -8,8 +8,8 @@
  */
 import { Conv1D, Linear, type Module } from "../../nn/index.js";
 import { Tensor, addInPlace, add, defaultGenerator, linear, mul, noGrad, tensor, tidy } from "../../tensor/index.js";
-import { check, type PeftConfig } from "../config.js";
-import { bool, either, field, integer, listOf, moduleNames, nullable, number, recordOf, string } from "../../io/config-fields.js";
+import { check, TARGETING_FIELDS, type PeftConfig } from "../config.js";
+import { bool, field, integer, number, pick, recordOf } from "../../io/config-fields.js";
 import { allLinearTargets } from "../targets.js";
 import { BaseTuner } from "./tuner.js";
 import { BaseTunerLayer, ParameterDict } from "./tuner-layer.js";
@@ -42,26 +42,14 @@ const probability = number({ min: 0, max: 1 });
 
 /** The fields LoHa and LoKr share (peft 0.15.2): type and range, default, and what each does. */
 export const LYCORIS_FIELDS = {
+  ...pick(TARGETING_FIELDS, "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern", "modules_to_save"),
   r: field(integer({ min: 1 }), 8, "The rank of the factors."),
   alpha: field(number(), 8, "ΔW is scaled by alpha / r."),
   rank_dropout: field(probability, 0, "Probability of dropping each row of ΔW while training."),
   module_dropout: field(probability, 0, "Probability of skipping the whole adapter in a training forward."),
   use_effective_conv2d: field(bool, false, "Conv2d layers only (which no model here has): factor the kernel dimensions too."),
-  target_modules: field<string | string[] | null>(
-    nullable(moduleNames),
-    null,
-    'Modules to adapt: a list of names, a full-match regex string, or "all-linear" (required).',
-  ),
-  exclude_modules: field<string | string[] | null>(nullable(moduleNames), null, "Modules not to adapt: a list of names or a full-match regex string."),
-  layers_to_transform: field<number | number[] | null>(
-    nullable(either(integer({ min: 0 }), listOf(integer({ min: 0 })))),
-    null,
-    "Adapt only the layers with these indices.",
-  ),
-  layers_pattern: field<string | string[] | null>(nullable(moduleNames), null, "The name of the layer list that layers_to_transform indexes."),
   rank_pattern: field<Record<string, number>>(recordOf(integer({ min: 1 })), {}, "Module-name pattern → rank, overriding r."),
   alpha_pattern: field<Record<string, number>>(recordOf(number()), {}, "Module-name pattern → alpha, overriding alpha."),
-  modules_to_save: field<string[] | null>(nullable(listOf(string)), null, "Modules besides the adapter to train and save, as a list of names."),
 } as const;
 
 /** The shared check that spans two fields (peft's __post_init__), with a clear error. */

@@ -2,8 +2,8 @@
  * IA3Config: peft 0.15.2's fields and defaults. (IA)³ learns one vector per adapted layer that rescales the layer's
  * output (attention projections) or its input (the feed-forward modules listed in feedforward_modules).
  */
-import { check, configBuilder, PeftType, type MethodFields, type PeftConfig } from "../../config.js";
-import { bool, defaultsOf, field, listOf, moduleNames, nullable, string } from "../../../io/config-fields.js";
+import { check, configBuilder, PeftType, TARGETING_FIELDS, type MethodFields, type PeftConfig } from "../../config.js";
+import { bool, defaultsOf, field, moduleNames, nullable, pick } from "../../../io/config-fields.js";
 
 /** (IA)³ configuration (HF field names). */
 export interface IA3Config extends PeftConfig {
@@ -25,22 +25,11 @@ export interface IA3Config extends PeftConfig {
 
 /** Every IA3 field (peft 0.15.2): type and range, default, and what it does. */
 export const IA3_FIELDS: MethodFields<IA3Config> = {
-  target_modules: field<string | string[] | null>(
-    nullable(moduleNames),
-    null,
-    'Modules to adapt: a list of names, a full-match regex string, or "all-linear"; null: the model type\'s default.',
-  ),
-  exclude_modules: field<string | string[] | null>(nullable(moduleNames), null, "Modules not to adapt: a list of names or a full-match regex string."),
+  ...pick(TARGETING_FIELDS, "target_modules", "exclude_modules", "fan_in_fan_out", "modules_to_save"),
   feedforward_modules: field<string | string[] | null>(
     nullable(moduleNames),
     null,
     "Which targets are feed-forward modules, scaled on their input (a subset of target_modules).",
-  ),
-  fan_in_fan_out: field(bool, false, "The layer stores its weight as [in, out] (GPT-2's Conv1D; forced to true there)."),
-  modules_to_save: field<string[] | null>(
-    nullable(listOf(string)),
-    null,
-    'Modules besides the adapter to train and save, as a list of names (e.g. ["classifier"]).',
   ),
   init_ia3_weights: field(bool, true, "Start the vectors at 1 (the adapter then changes nothing); false draws them from N(0, 1)."),
 };

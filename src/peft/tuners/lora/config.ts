@@ -1,7 +1,7 @@
 /** LoraConfig: HF peft 0.15's fields and defaults in one table (type, range, help), validated with clear errors. */
-import { check, configBuilder, PeftType, type MethodFields, type PeftConfig } from "../../config.js";
+import { check, configBuilder, PeftType, TARGETING_FIELDS, type MethodFields, type PeftConfig } from "../../config.js";
 import {
-  anyObject, bool, either, field, integer, listOf, matching, moduleNames, nullable, number, oneOf, recordOf, string, type ForeignField,
+  anyObject, bool, either, field, integer, listOf, matching, nullable, number, oneOf, recordOf, string, type ForeignField,
 } from "../../../io/config-fields.js";
 
 /** LoRA configuration (HF field names). */
@@ -36,27 +36,16 @@ const NOT_YET = "peft-ts does not implement it yet; remove the field (or set it 
 
 /** Every LoRA field (peft 0.15.2): type and range, default, and what it does. */
 export const LORA_FIELDS: MethodFields<LoraConfig> = {
+  ...TARGETING_FIELDS,
   r: field(integer({ min: 1 }), 8, "The rank of the update matrices A [r, in] and B [out, r]."),
-  target_modules: field<string | string[] | null>(
-    nullable(moduleNames),
-    null,
-    'Modules to adapt: a list of names (matched at the end of module paths), a full-match regex string, or "all-linear"; null: the model type\'s default.',
-  ),
-  exclude_modules: field<string | string[] | null>(nullable(moduleNames), null, "Modules not to adapt: a list of names or a full-match regex string."),
   lora_alpha: field(number(), 8, "The update is scaled by lora_alpha / r (lora_alpha / √r with use_rslora)."),
   lora_dropout: field(number({ min: 0, below: 1 }), 0, "Dropout probability on the input of the LoRA path while training."),
-  fan_in_fan_out: field(bool, false, "The layer stores its weight as [in, out] (GPT-2's Conv1D; forced to true there)."),
   bias: field<"none" | "all" | "lora_only">(
     oneOf("none", "all", "lora_only"),
     "none",
     'Which biases to train: "none", "all", or those of the adapted layers ("lora_only").',
   ),
   use_rslora: field(bool, false, "Rank-stabilised LoRA: scale by lora_alpha / √r instead of lora_alpha / r."),
-  modules_to_save: field<string[] | null>(
-    nullable(listOf(string)),
-    null,
-    'Modules besides the adapter to train and save, as a list of names (e.g. ["lm_head"]).',
-  ),
   init_lora_weights: field<LoraConfig["init_lora_weights"]>(
     either(bool, oneOf("gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal"), matching(/^pissa_niter_\d+$/, '"pissa_niter_<n>"')),
     true,
@@ -66,12 +55,6 @@ export const LORA_FIELDS: MethodFields<LoraConfig> = {
       implemented: (v) => v === true || v === false || v === "gaussian",
     },
   ),
-  layers_to_transform: field<number | number[] | null>(
-    nullable(either(index, listOf(index))),
-    null,
-    "Adapt only the layers with these indices (with layers_pattern naming the layer list).",
-  ),
-  layers_pattern: field<string | string[] | null>(nullable(moduleNames), null, 'The name of the layer list that layers_to_transform indexes ("layers", "h").'),
   rank_pattern: field<Record<string, number>>(recordOf(integer({ min: 1 })), {}, "Module-name pattern → rank, overriding r for those modules."),
   alpha_pattern: field<Record<string, number>>(recordOf(number()), {}, "Module-name pattern → alpha, overriding lora_alpha for those modules."),
   megatron_config: field<Record<string, unknown> | null>(
