@@ -458,10 +458,13 @@ describe("LoHa / LoKr: injection", () => {
       assert.ok(!model.namedModules().some(([, m]) => m instanceof LoHaLinear || m instanceof LoKrLinear));
       assert.throws(() => getPeftModel(llama(), { ...config, target_modules: null }), new RegExp(`Please specify \`target_modules\` in the ${name} config`));
     }
-    assert.throws(() => LoHaConfig({ r: 0 }), /`r` should be a positive integer/);
+    assert.throws(() => LoHaConfig({ r: 0 }), /`r` must be an integer ≥ 1, got 0/);
     assert.throws(() => LoKrConfig({ init_weights: "olora" as never }), /init_weights/);
     assert.throws(() => LoHaConfig({ layers_pattern: "layers" }), /When `layers_pattern` is specified, `layers_to_transform` must also be specified/);
-    assert.throws(() => LoKrConfig({ rank_pattern: { q_proj: 0 } }), /rank_pattern\["q_proj"\]/);
+    assert.throws(
+      () => LoKrConfig({ rank_pattern: { q_proj: 0 } }),
+      /`rank_pattern` must be an object whose values are each an integer ≥ 1, got \{"q_proj":0\}/,
+    );
   });
 
   it("configFromJson fills defaults and keeps unknown fields; several adapters switch; deleteAdapter removes one", () => {

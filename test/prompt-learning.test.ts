@@ -98,8 +98,8 @@ describe("prompt tuning init", () => {
     assert.throws(() => PromptTuningConfig({ num_virtual_tokens: 4, prompt_tuning_init: "TEXT", prompt_tuning_init_text: "x" }), /tokenizer_name_or_path can't be/);
     assert.throws(() => PromptTuningConfig({ num_virtual_tokens: 4, prompt_tuning_init: "TEXT", tokenizer_name_or_path: tokDir }), /prompt_tuning_init_text can't be/);
     assert.throws(() => PromptTuningConfig({ num_virtual_tokens: 4, tokenizer_kwargs: { padding_side: "left" } }), /tokenizer_kwargs only valid/);
-    assert.throws(() => PromptTuningConfig({ num_virtual_tokens: 4, prompt_tuning_init: "ZEROS" as never }), /prompt_tuning_init must be one of/);
-    assert.throws(() => PromptTuningConfig({ num_virtual_tokens: 2.5 }), /num_virtual_tokens must be a positive integer or null/);
+    assert.throws(() => PromptTuningConfig({ num_virtual_tokens: 4, prompt_tuning_init: "ZEROS" as never }), /`prompt_tuning_init` must be one of/);
+    assert.throws(() => PromptTuningConfig({ num_virtual_tokens: 2.5 }), /`num_virtual_tokens` must be an integer ≥ 1 or null, got 2.5/);
     // As in peft, a config may leave num_virtual_tokens unset (to list defaults); a model needs it.
     assert.equal(PromptTuningConfig({})["num_virtual_tokens"], null);
     assert.throws(() => getPeftModel(tinyCausal(GPT2), PromptTuningConfig({ task_type: TaskType.CAUSAL_LM })), /num_virtual_tokens must be a positive integer \(the number of virtual tokens\), got null/);
@@ -462,8 +462,14 @@ describe("prompt learning per task", () => {
     }
     const a = configFromJson({ peft_type: "ADAPTION_PROMPT", task_type: "CAUSAL_LM", adapter_len: 4, adapter_layers: 1 });
     assert.deepEqual([a["adapter_len"], a["adapter_layers"], a["target_modules"]], [4, 1, null]);
-    assert.throws(() => configFromJson({ peft_type: "P_TUNING", num_virtual_tokens: 8, encoder_reparameterization_type: "GRU" }), /Please use one of MLP \(recommended\) or LSTM/);
-    assert.throws(() => configFromJson({ peft_type: "ADAPTION_PROMPT", adapter_len: 4, adapter_layers: 0 }), /adapter_layers must be a positive integer/);
+    assert.throws(
+      () => configFromJson({ peft_type: "P_TUNING", num_virtual_tokens: 8, encoder_reparameterization_type: "GRU" }),
+      /`encoder_reparameterization_type` must be one of "MLP", "LSTM", got "GRU"/,
+    );
+    assert.throws(
+      () => configFromJson({ peft_type: "ADAPTION_PROMPT", adapter_len: 4, adapter_layers: 0 }),
+      /`adapter_layers` must be an integer ≥ 1 or null, got 0/,
+    );
     assert.throws(() => getPeftModel(tinyCausal(LLAMA), configFromJson({ peft_type: "ADAPTION_PROMPT", adapter_len: 4 })), /adapter_layers must be a positive integer, got null/);
     // Defaults can be listed (peft info does): every method's config builds from its peft_type alone.
     for (const peft_type of ["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "ADAPTION_PROMPT"]) assert.equal(configFromJson({ peft_type }).peft_type, peft_type);

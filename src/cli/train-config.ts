@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { extname } from "node:path";
 import { parse as parseYaml } from "yaml";
+import { closest } from "../io/config-fields.js";
 import { CliError } from "./errors.js";
 import { parseJson } from "../io/json.js";
 
@@ -44,28 +45,6 @@ const FIELDS = [
   "eval_split", "system_prompt", "text_field", "num_labels",
 ] as const;
 const FORMATS: readonly DatasetFormat[] = ["instruction", "text", "classification"];
-
-/** Edit distance, for "did you mean" suggestions. */
-function distance(a: string, b: string): number {
-  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
-  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-  }
-  return d[a.length]![b.length]!;
-}
-
-/** The closest of `names` to `word`, when it is close enough to be a likely typo. */
-export function closest(word: string, names: readonly string[]): string | null {
-  let best: string | null = null, bestD = Infinity;
-  for (const n of names) {
-    const d = distance(word.toLowerCase(), n.toLowerCase());
-    if (d < bestD) [best, bestD] = [n, d];
-  }
-  return best !== null && bestD <= Math.max(2, Math.floor(word.length / 3)) ? best : null;
-}
 
 /** Parse a JSON or YAML file into an object (YAML for .yaml/.yml, JSON otherwise). */
 export function readConfigFile(path: string): Record<string, unknown> {

@@ -16,12 +16,13 @@ import {
   tokenizeInstruction, tokenizeText, type Example,
 } from "../train/index.js";
 import type { PreTrainedTokenizer } from "../tokenizers/index.js";
+import { PeftError } from "../errors.js";
 import { CliError } from "./errors.js";
 import { copyTokenizerFiles, loadModel, loadTokenizer, requireModelDir } from "./folders.js";
 import { resolveConfigIds } from "./hub-args.js";
 import { JsonlLogCallback, ProgressCallback } from "../train/progress.js";
 import { lossCurveSvg } from "./loss-plot.js";
-import { closest, parseTrainConfig, readConfigFile, type TrainConfig } from "./train-config.js";
+import { parseTrainConfig, readConfigFile, type TrainConfig } from "./train-config.js";
 import { intOption } from "./options.js";
 
 export const TRAIN_USAGE = `usage: peft train CONFIG.{json,yaml} [--resume] [--max-steps N] [--output-dir DIR]
@@ -71,17 +72,6 @@ function tokenizeDataset(ds: Dataset, cfg: TrainConfig, tok: PreTrainedTokenizer
   return new Dataset(examples);
 }
 
-/** Known TrainingArguments field names (warn about the others: HF has many we do not use). */
-function checkTrainingArgFields(fields: Record<string, unknown>): void {
-  const known = [...Object.keys(TrainingArguments({ output_dir: "x" })), "evaluation_strategy"];
-  for (const k of Object.keys(fields)) {
-    if (!known.includes(k)) {
-      const guess = closest(k, known);
-      process.emitWarning(`training_args: "${k}" is not used by peft-ts's Trainer (ignored)${guess ? `; did you mean "${guess}"?` : ""}`);
-    }
-  }
-}
-
 /** The task_type the dataset format needs. */
 function taskTypeFor(format: TrainConfig["dataset_format"]): string {
   return format === "classification" ? "SEQ_CLS" : "CAUSAL_LM";
@@ -126,7 +116,6 @@ export function train(argv: string[]): void {
   const argFields = { ...cfg.training_args };
   if (values["max-steps"] !== undefined) argFields["max_steps"] = intOption("--max-steps", values["max-steps"], 1);
   if (values["output-dir"] !== undefined) argFields["output_dir"] = values["output-dir"];
-  checkTrainingArgFields(argFields);
   const args = TrainingArguments(argFields as Partial<TrainingArguments>);
 
   // Check every path before loading anything heavy (Hub ids become their cached snapshot folders first).
@@ -150,9 +139,10 @@ export function train(argv: string[]): void {
   }
   let peftConfig: PeftConfig;
   try {
-    peftConfig = configFromJson(peftFields);
+    peftConfig = configFromJson(peftFields, false);
   } catch (err) {
-    throw new CliError(`peft: ${(err as Error).message}`, `fix the "peft" object of ${configPath} (the method's config in HF field names)`);
+    const hint = err instanceof PeftError ? err.hint : undefined;
+    throw new CliError(`peft: ${(err as Error).message}`, hint ?? `fix the "peft" object of ${configPath} (the method's config in HF field names)`);
   }
 
   const tok = loadTokenizer(cfg.tokenizer);

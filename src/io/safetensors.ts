@@ -27,6 +27,7 @@ import {
 } from "./dtypes.js";
 import type { RawData, SafetensorsDType } from "./dtypes.js";
 import { writeFileAtomic } from "./atomic.js";
+import { CheckpointError } from "../errors.js";
 
 export type { SafetensorsDType, RawData } from "./dtypes.js";
 
@@ -273,6 +274,12 @@ export class SafetensorsFile {
   /** Open and validate a file; nothing but the header is read. */
   static open(path: string): SafetensorsFile {
     checkHost(path);
+    if (existsSync(path) && statSync(path).isDirectory()) {
+      throw new CheckpointError(
+        `${path} is a directory, not a safetensors file`,
+        "pass the .safetensors file itself, or load the folder with loadSafetensorsSharded(dir) / fromPretrained(dir)",
+      );
+    }
     let fd: number;
     try {
       fd = openSync(path, "r");

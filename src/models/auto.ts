@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { readJsonObject } from "../io/json.js";
 import { resolvePretrainedSync } from "../io/hub-sync.js";
 import { repoIdOfSnapshot } from "../io/hub-cache.js";
+import { ConfigError } from "../errors.js";
 import type { PretrainedConfig } from "./config.js";
 import { loadPretrained, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
 import { gpt2Config } from "./gpt2/config.js";
@@ -98,7 +99,7 @@ export function registerFamily(modelTypes: readonly string[], family: Family): v
 
 function familyOf(modelType: string, where: string): Family {
   const f = FAMILIES[modelType];
-  if (!f) throw new Error(`${where}: model_type "${modelType}" is not supported; supported: ${Object.keys(FAMILIES).join(", ")}`);
+  if (!f) throw new ConfigError(`${where}: model_type "${modelType}" is not supported; supported: ${Object.keys(FAMILIES).join(", ")}`);
   return f;
 }
 

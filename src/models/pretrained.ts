@@ -11,7 +11,7 @@ import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
 import type { HubOptions } from "../io/hub.js";
 import { pushSaved, type CommitInfo, type PushOptions } from "../io/hub-upload.js";
 import { writeFolderAtomic } from "../io/atomic.js";
-import type { PretrainedConfig } from "./config.js";
+import { checkModelConfig, checkModelFitsInMemory, type PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
 
 /** Options of fromPretrained (the Hub options apply when the name is a repo id rather than a local folder). */
@@ -38,6 +38,9 @@ export abstract class PreTrainedModel extends Module {
 
   constructor(readonly config: PretrainedConfig) {
     super();
+    // Before any layer allocates: a config built by hand skips resolveConfig's checks.
+    checkModelConfig(config);
+    checkModelFitsInMemory(config);
   }
 
   /** Run the model (see ModelInputs / Seq2SeqInputs); base models return hidden states, task models logits. */

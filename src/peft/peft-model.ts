@@ -17,8 +17,9 @@ import { resolvePretrainedSync } from "../io/hub-sync.js";
 import { pushSaved, type CommitInfo, type PushOptions } from "../io/hub-upload.js";
 import { writeFileAtomic, writeFolderAtomic } from "../io/atomic.js";
 import { pythonJson } from "../io/json.js";
-import { TaskType, type PeftConfig } from "./config.js";
+import { TaskType, checkConfigValues, type PeftConfig } from "./config.js";
 import { configFromJson, methodFor } from "./registry.js";
+import { checkAdapterFitsInMemory } from "./memory.js";
 import { TASK_HEADS } from "./mapping.js";
 import { HOST_NAME, type AdapterHost, type Merging, type PeftTask, type WeightedAdapterOptions } from "./contract.js";
 import { adapterModelCard } from "./model-card.js";
@@ -38,6 +39,12 @@ export interface LoadOptions extends HubOptions {
   isTrainable?: boolean;
 }
 
+/** Where a config enters a model: its values are checked again (it may have been edited), then its memory need. */
+function checkBeforeInjecting(model: PreTrainedModel, config: PeftConfig): void {
+  checkConfigValues(config);
+  checkAdapterFitsInMemory(model, config);
+}
+
 /**
  * A model with adapters. `base_model` is the method's host (contract.ts; HF's LoraModel), whose `model` is the
  * transformers model: for injected-layers methods with adapter layers in it, for virtual-tokens methods untouched,
@@ -54,6 +61,7 @@ export class PeftModel extends Module {
 
   constructor(model: PreTrainedModel, config: PeftConfig, adapterName = "default") {
     super();
+    checkBeforeInjecting(model, config);
     const prepared = this.prepareConfig(config);
     this.base_model = this.registerModule(HOST_NAME, methodFor(prepared.peft_type).createHost(model, prepared, adapterName));
     this.peftConfig[adapterName] = this.base_model.peftConfig.get(adapterName)!;
@@ -134,6 +142,7 @@ export class PeftModel extends Module {
     if (config.peft_type !== this.activePeftConfig.peft_type) {
       throw new Error(`cannot add a ${config.peft_type} adapter to a model whose adapters are ${this.activePeftConfig.peft_type}`);
     }
+    checkBeforeInjecting(this.getBaseModel(), config);
     const prepared = this.base_model.injectAdapter(this.prepareConfig(config), adapterName);
     prepared.base_model_name_or_path ??= this.getBaseModel().nameOrPath;
     this.peftConfig[adapterName] = prepared;

@@ -7,6 +7,8 @@ import type { EmbeddingLayer } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
 import type { PeftConfig } from "./config.js";
 import type { AdapterHost } from "./contract.js";
+import { ConfigError } from "../errors.js";
+import { closest } from "../io/config-fields.js";
 import type { PromptLearningEncoder } from "./tuners/prompt-learning.js";
 
 /** What every method registers. */
@@ -14,8 +16,11 @@ interface MethodBase<C extends PeftConfig> {
   peftType: string;
   /** Substring of this method's parameter names ("lora_", …), used to pick saved tensors. */
   prefix: string;
-  /** A config from adapter_config.json fields (unknown fields kept with a warning), validated. */
-  configFromJson(fields: Record<string, unknown>): C;
+  /**
+   * A complete, checked config from fields: from a file (`fromFile`, adapter_config.json) fields of other peft
+   * versions are kept with a warning; from code or a CLI config, unknown fields are errors.
+   */
+  configFromJson(fields: Record<string, unknown>, fromFile: boolean): C;
   /** Wrap a model for its first adapter of this method. */
   createHost(model: PreTrainedModel, config: C, adapterName: string): AdapterHost;
 }
@@ -67,13 +72,20 @@ export function registerMethod<C extends PeftConfig>(method: PeftMethod<C>): voi
 /** The method of a peft_type, or an error listing the supported ones. */
 export function methodFor(peftType: string): PeftMethod {
   const m = METHODS.get(peftType);
-  if (!m) throw new Error(`peft_type "${peftType}" is not supported; supported: ${[...METHODS.keys()].join(", ")}`);
+  if (!m) {
+    const guess = closest(peftType, [...METHODS.keys()]);
+    const suggestion = guess ? ` (did you mean "${guess}"?)` : "";
+    throw new ConfigError(`peft_type "${peftType}" is not supported${suggestion}; supported: ${[...METHODS.keys()].join(", ")}`);
+  }
   return m;
 }
 
-/** A config object from adapter_config.json contents. */
-export function configFromJson(fields: Record<string, unknown>): PeftConfig {
+/**
+ * A config object from adapter_config.json contents (`fromFile`, the default: fields of other peft versions are
+ * warned about), or from fields a user wrote (a CLI config: unknown fields are errors).
+ */
+export function configFromJson(fields: Record<string, unknown>, fromFile = true): PeftConfig {
   const type = fields["peft_type"];
-  if (typeof type !== "string") throw new Error("adapter_config.json has no \"peft_type\" field; is this a PEFT adapter folder?");
-  return methodFor(type).configFromJson(fields);
+  if (typeof type !== "string") throw new ConfigError("adapter_config.json has no \"peft_type\" field; is this a PEFT adapter folder?");
+  return methodFor(type).configFromJson(fields, fromFile);
 }

@@ -2,7 +2,8 @@
 import { createBackend, modelVocabSize, type BackendTokenizer } from "./backend.js";
 import { cutAfterFinalMessage, parseChatTemplate, renderChatTemplate, selectChatTemplate, type ChatTemplates } from "./chat-template.js";
 import { modelInputNames, resolveConfig, type TokenizerOverrides } from "./config.js";
-import type { TokenizerFiles } from "./files.js";
+import { checkTokenizerJson, type TokenizerFiles } from "./files.js";
+import { CheckpointError } from "../errors.js";
 import { padSequences, type Padded } from "./padding.js";
 import { numSpecialTokensToAdd, postProcessIds, type WithTypes } from "./post-process.js";
 import { SPECIAL_TOKEN_KEYS, type SpecialTokenKey } from "./special-tokens.js";
@@ -59,11 +60,13 @@ export class PreTrainedTokenizer {
 
   /** Builds the tokenizer from parsed files (see AutoTokenizer.fromPretrained for loading a folder). */
   constructor(files: TokenizerFiles, overrides: TokenizerOverrides = {}) {
+    checkTokenizerJson(files.tokenizerJson, files.nameOrPath ?? "the given tokenizer files");
     const { config, specials } = resolveConfig(files, overrides);
     try {
       this.backendTokenizer = createBackend(files.tokenizerJson, config, specials);
     } catch (e) {
-      throw new Error(`Cannot build the tokenizer of ${files.nameOrPath ?? "the given files"} from tokenizer.json: ${(e as Error).message}`);
+      throw new CheckpointError(`Cannot build the tokenizer of ${files.nameOrPath ?? "the given files"} from tokenizer.json: ${(e as Error).message}`,
+        "the file is corrupt or written by a tokenizers version with features this one lacks: re-save it with tokenizer.save_pretrained(dir)");
     }
     this.initKwargs = config;
     this.nameOrPath = files.nameOrPath ?? String(config.name_or_path ?? "");

@@ -6,6 +6,7 @@
 import { Generator, Tensor, noGrad, ones, select, tensor, tidy } from "../../tensor/index.js";
 import { eosIds, type PretrainedConfig } from "../config.js";
 import type { ModelOutput, PastKeyValues, Seq2SeqInputs } from "../outputs.js";
+import { CheckpointError } from "../../errors.js";
 import { applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, argmax, sampleIndex, softmax } from "./logits.js";
 
 /** Options of generate (transformers' names in camelCase). */
@@ -55,6 +56,15 @@ interface Stepper {
   next(tokens: Tensor): Tensor;
   /** The cache after the last step (returned from each step's memory scope so that it outlives it). */
   cache(): PastKeyValues | undefined;
+}
+
+/** The error for NaN logits: decoding them would print garbage (argmax of NaN is token 0) and look like success. */
+function nanLogits(step: number, row: number): CheckpointError {
+  return new CheckpointError(
+    `generate: the model's logits are NaN at step ${step + 1} (batch row ${row}), so no token can be chosen`,
+    "likely causes: NaN or infinite weights in the model or adapter (e.g. saved by a diverged training run: retrain with a lower learning_rate), " +
+      "or a broken config value such as rms_norm_eps/layer_norm_eps ≤ 0",
+  );
 }
 
 function intRows(t: Tensor): number[][] {
@@ -156,6 +166,7 @@ export function generate(model: Generative, opts: GenerateOptions): Tensor {
         const chosen = sequences.map((seq, r) => {
           if (finished[r]) return pad;
           const scores = Float64Array.from(logits.subarray(r * vocab, (r + 1) * vocab));
+          if (scores.some(Number.isNaN)) throw nanLogits(step, r);
           applyRepetitionPenalty(scores, seq, opts.repetitionPenalty ?? 1);
           if (!opts.doSample) return argmax(scores);
           applyTemperature(scores, opts.temperature ?? 1);

@@ -8,7 +8,8 @@
  */
 import { Conv1D, Linear, type Module } from "../../nn/index.js";
 import { Tensor, addInPlace, add, defaultGenerator, linear, mul, noGrad, tensor, tidy } from "../../tensor/index.js";
-import { check, type PeftConfig } from "../config.js";
+import { check, TARGETING_FIELDS, type PeftConfig } from "../config.js";
+import { bool, field, integer, number, pick, recordOf } from "../../io/config-fields.js";
 import { allLinearTargets, patternKey } from "../targets.js";
 import { BaseTuner } from "./tuner.js";
 import { BaseTunerLayer, ParameterDict } from "./tuner-layer.js";
@@ -36,40 +37,24 @@ export interface LycorisConfig extends PeftConfig {
   modules_to_save: string[] | null;
 }
 
-/** Defaults of the shared fields (peft 0.15.2). */
-export const LYCORIS_DEFAULTS = {
-  r: 8, alpha: 8, rank_dropout: 0, module_dropout: 0, use_effective_conv2d: false, target_modules: null, exclude_modules: null,
-  layers_to_transform: null, layers_pattern: null, rank_pattern: {}, alpha_pattern: {}, modules_to_save: null,
+const probability = number({ min: 0, max: 1 });
+
+/** The fields LoHa and LoKr share (peft 0.15.2): type and range, default, and what each does. */
+export const LYCORIS_FIELDS = {
+  ...pick(TARGETING_FIELDS, "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern", "modules_to_save"),
+  r: field(integer({ min: 1 }), 8, "The rank of the factors."),
+  alpha: field(number(), 8, "ΔW is scaled by alpha / r."),
+  rank_dropout: field(probability, 0, "Probability of dropping each row of ΔW while training."),
+  module_dropout: field(probability, 0, "Probability of skipping the whole adapter in a training forward."),
+  use_effective_conv2d: field(bool, false, "Conv2d layers only (which no model here has): factor the kernel dimensions too."),
+  rank_pattern: field<Record<string, number>>(recordOf(integer({ min: 1 })), {}, "Module-name pattern → rank, overriding r."),
+  alpha_pattern: field<Record<string, number>>(recordOf(number()), {}, "Module-name pattern → alpha, overriding alpha."),
 } as const;
 
-function isNameSpec(v: unknown): boolean {
-  return v === null || typeof v === "string" || (Array.isArray(v) && v.every((s) => typeof s === "string"));
-}
-
-function isPositiveInt(v: unknown): boolean {
-  return typeof v === "number" && Number.isInteger(v) && v > 0;
-}
-
-/** The shared checks (peft's __post_init__ and update_layer's), with clear errors. */
+/** The shared check that spans two fields (peft's __post_init__), with a clear error. */
 export function validateLycorisFields(c: LycorisConfig): void {
-  check(isPositiveInt(c.r), `\`r\` should be a positive integer value but the value passed is ${JSON.stringify(c.r)}`);
-  check(typeof c.alpha === "number" && Number.isFinite(c.alpha), `\`alpha\` must be a number, got ${JSON.stringify(c.alpha)}`);
-  for (const f of ["rank_dropout", "module_dropout"] as const) {
-    check(typeof c[f] === "number" && c[f] >= 0 && c[f] <= 1, `\`${f}\` is a probability and must be in [0, 1], got ${JSON.stringify(c[f])}`);
-  }
-  for (const f of ["target_modules", "exclude_modules"] as const) {
-    check(isNameSpec(c[f]), `\`${f}\` must be a list of module names, a regex string or null, got ${JSON.stringify(c[f])}`);
-  }
-  check(c.modules_to_save === null || (Array.isArray(c.modules_to_save) && c.modules_to_save.every((s) => typeof s === "string")), `\`modules_to_save\` must be a list of module names or null, got ${JSON.stringify(c.modules_to_save)}`);
-  check(!(c.layers_pattern && !(c.layers_to_transform !== null && c.layers_to_transform !== undefined && !(Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0))), "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
-  for (const f of ["rank_pattern", "alpha_pattern"] as const) {
-    const p = c[f];
-    check(p !== null && typeof p === "object" && !Array.isArray(p), `\`${f}\` must be an object mapping module-name patterns to numbers, got ${JSON.stringify(p)}`);
-    for (const [k, v] of Object.entries(p)) {
-      if (f === "rank_pattern") check(isPositiveInt(v), `rank_pattern["${k}"]: \`r\` should be a positive integer value but the value passed is ${JSON.stringify(v)}`);
-      else check(typeof v === "number" && Number.isFinite(v), `alpha_pattern["${k}"] must be a number, got ${JSON.stringify(v)}`);
-    }
-  }
+  const noLayers = c.layers_to_transform === null || (Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0);
+  check(!(c.layers_pattern && noLayers), "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
 }
 
 /** How one adapter is set up in a layer (peft's update_layer arguments). */

@@ -24,6 +24,7 @@ import {
 import { check, PeftType, TaskType, type PeftConfig } from "../config.js";
 import type { AdapterCapabilities, AdapterFiles, AdapterHost, PeftTask, SavedAdapter } from "../contract.js";
 import { methodFor } from "../registry.js";
+import { field, integer, nullable, oneOf, type ForeignField } from "../../io/config-fields.js";
 
 /** The fields every prompt-learning config has (peft's PromptLearningConfig). */
 export interface PromptLearningConfig extends PeftConfig {
@@ -38,24 +39,33 @@ export interface PromptLearningConfig extends PeftConfig {
   num_layers: number | null;
 }
 
-/** Defaults of the shared prompt-learning fields (peft 0.15.2). */
-export const PROMPT_LEARNING_DEFAULTS = {
-  num_virtual_tokens: null, token_dim: null, num_transformer_submodules: null, num_attention_heads: null, num_layers: null,
+const positive = integer({ min: 1 });
+
+/** The fields every prompt-learning method shares (peft 0.15.2): type and range, default, and what each does. */
+export const PROMPT_LEARNING_FIELDS = {
+  num_virtual_tokens: field<number | null>(nullable(positive), null, "The number of virtual tokens (required before the config is used)."),
+  token_dim: field<number | null>(
+    nullable(positive),
+    null,
+    "The model's hidden size (prefix tuning on grouped-query attention: the key/value width); null: from the model.",
+  ),
+  num_transformer_submodules: field<number | null>(
+    nullable(oneOf(1, 2)),
+    null,
+    "2 for encoder-decoder models (SEQ_2_SEQ_LM), else 1; null: from the task type.",
+  ),
+  num_attention_heads: field<number | null>(
+    nullable(positive),
+    null,
+    "The model's attention heads (prefix tuning on GQA models: key/value heads); null: from the model.",
+  ),
+  num_layers: field<number | null>(nullable(positive), null, "The model's transformer layers; null: from the model."),
 } as const;
 
-const isPositiveInt = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v > 0;
-
-/**
- * Checks shared by the prompt-learning configs. num_virtual_tokens may still be null in a config (as in peft, so
- * that defaults can be listed); a model needs it (see requireVirtualTokens).
- */
-export function validatePromptLearningFields(c: PromptLearningConfig): void {
-  for (const field of ["num_virtual_tokens", "token_dim", "num_transformer_submodules", "num_attention_heads", "num_layers"] as const) {
-    const unset = field === "num_virtual_tokens" ? "null (to be set before use)" : "null (taken from the model's config)";
-    check(c[field] === null || c[field] === undefined || isPositiveInt(c[field]), `${c.peft_type}: ${field} must be a positive integer or ${unset}, got ${String(c[field])}`);
-  }
-  check(c.num_transformer_submodules === null || c.num_transformer_submodules === undefined || c.num_transformer_submodules <= 2, `${c.peft_type}: num_transformer_submodules must be 1 or 2, got ${String(c.num_transformer_submodules)}`);
-}
+/** Fields of newer peft versions that the prompt-learning methods here do not implement. */
+export const PROMPT_LEARNING_FOREIGN: Record<string, ForeignField> = {
+  modules_to_save: { versions: "≥ 0.17", default: null },
+};
 
 function firstNumber(config: PretrainedConfig, keys: readonly string[]): number | null {
   for (const k of keys) if (typeof config[k] === "number") return config[k] as number;
@@ -64,7 +74,10 @@ function firstNumber(config: PretrainedConfig, keys: readonly string[]): number 
 
 /** The check a config must pass before it is attached to a model: num_virtual_tokens is set. */
 export function requireVirtualTokens(c: PromptLearningConfig): void {
-  check(isPositiveInt(c.num_virtual_tokens), `${c.peft_type}: num_virtual_tokens must be a positive integer (the number of virtual tokens), got ${String(c.num_virtual_tokens)}`);
+  check(
+    positive.accepts(c.num_virtual_tokens),
+    `${c.peft_type}: num_virtual_tokens must be a positive integer (the number of virtual tokens), got ${String(c.num_virtual_tokens)}`,
+  );
 }
 
 /**

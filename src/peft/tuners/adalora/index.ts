@@ -13,7 +13,7 @@ export type { RankPattern } from "./allocator.js";
 registerMethod<AdaLoraConfig>({
   peftType: PeftType.ADALORA,
   prefix: "lora_",
-  configFromJson: (fields) => makeAdaLoraConfig(fields, true),
+  configFromJson: makeAdaLoraConfig,
   family: "injected-layers",
   createHost: hostFactory(AdaLoraModel),
 });

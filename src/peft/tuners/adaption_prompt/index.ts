@@ -11,7 +11,7 @@ export { AdaptedAttention } from "./layer.js";
 registerMethod<AdaptionPromptConfig>({
   peftType: PeftType.ADAPTION_PROMPT,
   prefix: "adaption_",
-  configFromJson: (fields) => makeAdaptionPromptConfig(fields, true),
+  configFromJson: makeAdaptionPromptConfig,
   family: "injected-layers",
   createHost: hostFactory(AdaptionPromptModel),
 });

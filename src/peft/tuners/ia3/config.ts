@@ -2,7 +2,8 @@
  * IA3Config: peft 0.15.2's fields and defaults. (IA)³ learns one vector per adapted layer that rescales the layer's
  * output (attention projections) or its input (the feed-forward modules listed in feedforward_modules).
  */
-import { check, configBuilder, PeftType, type PeftConfig } from "../../config.js";
+import { check, configBuilder, PeftType, TARGETING_FIELDS, type MethodFields, type PeftConfig } from "../../config.js";
+import { bool, defaultsOf, field, moduleNames, nullable, pick } from "../../../io/config-fields.js";
 
 /** (IA)³ configuration (HF field names). */
 export interface IA3Config extends PeftConfig {
@@ -22,24 +23,22 @@ export interface IA3Config extends PeftConfig {
   init_ia3_weights: boolean;
 }
 
+/** Every IA3 field (peft 0.15.2): type and range, default, and what it does. */
+export const IA3_FIELDS: MethodFields<IA3Config> = {
+  ...pick(TARGETING_FIELDS, "target_modules", "exclude_modules", "fan_in_fan_out", "modules_to_save"),
+  feedforward_modules: field<string | string[] | null>(
+    nullable(moduleNames),
+    null,
+    "Which targets are feed-forward modules, scaled on their input (a subset of target_modules).",
+  ),
+  init_ia3_weights: field(bool, true, "Start the vectors at 1 (the adapter then changes nothing); false draws them from N(0, 1)."),
+};
+
 /** Defaults of every IA3 field (peft 0.15.2). */
-export const IA3_DEFAULTS = {
-  target_modules: null, exclude_modules: null, feedforward_modules: null, fan_in_fan_out: false, modules_to_save: null,
-  init_ia3_weights: true,
-} as const;
+export const IA3_DEFAULTS = defaultsOf(IA3_FIELDS);
 
-function isNameSpec(v: unknown): boolean {
-  return v === null || typeof v === "string" || (Array.isArray(v) && v.every((s) => typeof s === "string"));
-}
-
-/** IA3Config.__post_init__'s checks, with clear errors. */
+/** IA3Config.__post_init__'s check that spans two fields, with a clear error. */
 export function validateIA3Fields(c: IA3Config): void {
-  for (const f of ["target_modules", "exclude_modules", "feedforward_modules"] as const) {
-    check(isNameSpec(c[f]), `\`${f}\` must be a list of module names, a regex string or null, got ${JSON.stringify(c[f])}`);
-  }
-  check(typeof c.fan_in_fan_out === "boolean", `\`fan_in_fan_out\` must be true or false, got ${JSON.stringify(c.fan_in_fan_out)}`);
-  check(typeof c.init_ia3_weights === "boolean", `\`init_ia3_weights\` must be true or false, got ${JSON.stringify(c.init_ia3_weights)}`);
-  check(c.modules_to_save === null || (Array.isArray(c.modules_to_save) && c.modules_to_save.every((s) => typeof s === "string")), `\`modules_to_save\` must be a list of module names or null, got ${JSON.stringify(c.modules_to_save)}`);
   if (Array.isArray(c.feedforward_modules) && Array.isArray(c.target_modules)) {
     const targets = c.target_modules;
     const extra = c.feedforward_modules.filter((f) => !targets.includes(f));
@@ -48,7 +47,7 @@ export function validateIA3Fields(c: IA3Config): void {
 }
 
 /** Build an IA3 config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export const makeIA3Config = configBuilder<IA3Config>(PeftType.IA3, IA3_DEFAULTS, validateIA3Fields);
+export const makeIA3Config = configBuilder<IA3Config>(PeftType.IA3, IA3_FIELDS, validateIA3Fields);
 
 /** An (IA)³ config from user fields (TypeScript users) — defaults filled in, validated. */
 export function IA3Config(fields: Partial<IA3Config> = {}): IA3Config {

@@ -11,7 +11,7 @@ export { IA3Linear } from "./layer.js";
 registerMethod<IA3Config>({
   peftType: PeftType.IA3,
   prefix: "ia3_",
-  configFromJson: (fields) => makeIA3Config(fields, true),
+  configFromJson: makeIA3Config,
   family: "injected-layers",
   createHost: hostFactory(IA3Model),
 });

@@ -11,7 +11,7 @@ export { LoHaLinear } from "./layer.js";
 registerMethod<LoHaConfig>({
   peftType: PeftType.LOHA,
   prefix: "hada_",
-  configFromJson: (fields) => makeLoHaConfig(fields, true),
+  configFromJson: makeLoHaConfig,
   family: "injected-layers",
   createHost: hostFactory(LoHaModel),
 });

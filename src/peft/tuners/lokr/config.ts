@@ -1,6 +1,7 @@
 /** LoKrConfig: peft 0.15.2's fields and defaults (LyCORIS's shared fields plus the Kronecker options). */
-import { check, configBuilder, PeftType } from "../../config.js";
-import { LYCORIS_DEFAULTS, validateLycorisFields, type LycorisConfig } from "../lycoris.js";
+import { configBuilder, PeftType, type MethodFields } from "../../config.js";
+import { bool, defaultsOf, either, field, integer, oneOf } from "../../../io/config-fields.js";
+import { LYCORIS_FIELDS, validateLycorisFields, type LycorisConfig } from "../lycoris.js";
 
 /** LoKr configuration (HF field names). */
 export interface LoKrConfig extends LycorisConfig {
@@ -17,20 +18,24 @@ export interface LoKrConfig extends LycorisConfig {
   init_weights: boolean | "lycoris";
 }
 
+/** Every LoKr field (peft 0.15.2). */
+export const LOKR_FIELDS: MethodFields<LoKrConfig> = {
+  ...LYCORIS_FIELDS,
+  decompose_both: field(bool, false, "Also factor the left Kronecker factor w1 as w1_a·w1_b."),
+  decompose_factor: field(either(oneOf(-1), integer({ min: 1 })), -1, "Split the dimensions as factor × dim/factor; -1: the split closest to a square."),
+  rank_dropout_scale: field(bool, false, "Divide the rows kept by rank dropout by their fraction."),
+  init_weights: field<boolean | "lycoris">(
+    either(bool, oneOf("lycoris")),
+    true,
+    'true: w1 starts at 0 (a fresh adapter changes nothing); "lycoris": w2 starts at 0; false: all random.',
+  ),
+};
+
 /** Defaults of every LoKr field (peft 0.15.2). */
-export const LOKR_DEFAULTS = { ...LYCORIS_DEFAULTS, decompose_both: false, decompose_factor: -1, rank_dropout_scale: false, init_weights: true } as const;
+export const LOKR_DEFAULTS = defaultsOf(LOKR_FIELDS);
 
-/** The LyCORIS checks plus LoKr's own fields, with clear errors. */
-export function validateLoKrFields(c: LoKrConfig): void {
-  validateLycorisFields(c);
-  check(c.init_weights === true || c.init_weights === false || c.init_weights === "lycoris", `\`init_weights\` must be true, false or "lycoris" for LoKr, got ${JSON.stringify(c.init_weights)}`);
-  check(typeof c.decompose_both === "boolean", `\`decompose_both\` must be true or false, got ${JSON.stringify(c.decompose_both)}`);
-  check(typeof c.rank_dropout_scale === "boolean", `\`rank_dropout_scale\` must be true or false, got ${JSON.stringify(c.rank_dropout_scale)}`);
-  check(Number.isInteger(c.decompose_factor) && (c.decompose_factor === -1 || c.decompose_factor > 0), `\`decompose_factor\` must be -1 or a positive integer, got ${JSON.stringify(c.decompose_factor)}`);
-}
-
-/** Build a LoKr config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export const makeLoKrConfig = configBuilder<LoKrConfig>(PeftType.LOKR, LOKR_DEFAULTS, validateLoKrFields);
+/** Build a LoKr config from fields over the defaults (`fromFile`: lenient with fields of other peft versions). */
+export const makeLoKrConfig = configBuilder<LoKrConfig>(PeftType.LOKR, LOKR_FIELDS, validateLycorisFields);
 
 /** A LoKr config from user fields (TypeScript users) — defaults filled in, validated. */
 export function LoKrConfig(fields: Partial<LoKrConfig> = {}): LoKrConfig {

@@ -12,7 +12,7 @@ export type { LoKrShape, LoKrSettings } from "./layer.js";
 registerMethod<LoKrConfig>({
   peftType: PeftType.LOKR,
   prefix: "lokr_",
-  configFromJson: (fields) => makeLoKrConfig(fields, true),
+  configFromJson: makeLoKrConfig,
   family: "injected-layers",
   createHost: hostFactory(LoKrModel),
 });

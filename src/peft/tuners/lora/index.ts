@@ -15,7 +15,7 @@ export type { LoraDispatcher } from "./dispatch.js";
 registerMethod<LoraConfig>({
   peftType: PeftType.LORA,
   prefix: "lora_",
-  configFromJson: (fields) => makeLoraConfig(fields, true),
+  configFromJson: makeLoraConfig,
   family: "injected-layers",
   createHost: hostFactory(LoraModel),
   // DoRA's magnitude is a module holding "weight" in the model but a bare tensor in the file (as in peft).

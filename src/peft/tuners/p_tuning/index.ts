@@ -13,6 +13,6 @@ registerMethod<PromptEncoderConfig>({
   createHost: hostFactory(PromptLearningModel),
   peftType: PeftType.P_TUNING,
   prefix: "prompt_encoder",
-  configFromJson: (fields) => makePromptEncoderConfig(fields, true),
+  configFromJson: makePromptEncoderConfig,
   createPromptEncoder: (config) => new PromptEncoder(config),
 });

@@ -1,6 +1,7 @@
 /** PrefixTuningConfig (prefix tuning / P-tuning v2): peft 0.15's fields and defaults, validated. */
-import { check, configBuilder, PeftType } from "../../config.js";
-import { PROMPT_LEARNING_DEFAULTS, validatePromptLearningFields, type PromptLearningConfig } from "../prompt-learning.js";
+import { configBuilder, PeftType, type MethodFields } from "../../config.js";
+import { bool, field, integer, nullable, type ForeignField } from "../../../io/config-fields.js";
+import { PROMPT_LEARNING_FIELDS, PROMPT_LEARNING_FOREIGN, type PromptLearningConfig } from "../prompt-learning.js";
 
 /** Prefix tuning configuration (HF field names). */
 export interface PrefixTuningConfig extends PromptLearningConfig {
@@ -10,18 +11,22 @@ export interface PrefixTuningConfig extends PromptLearningConfig {
   prefix_projection: boolean;
 }
 
-/** Defaults of every prefix-tuning field (peft 0.15.2). */
-export const PREFIX_TUNING_DEFAULTS = { ...PROMPT_LEARNING_DEFAULTS, encoder_hidden_size: null, prefix_projection: false } as const;
+/** Every prefix-tuning field (peft 0.15.2). */
+export const PREFIX_TUNING_FIELDS: MethodFields<PrefixTuningConfig> = {
+  ...PROMPT_LEARNING_FIELDS,
+  encoder_hidden_size: field<number | null>(nullable(integer({ min: 1 })), null, "Hidden size of the projection MLP; null: token_dim."),
+  prefix_projection: field(bool, false, "Embedding → Linear-Tanh-Linear (prefix tuning) instead of a plain Embedding (P-tuning v2)."),
+};
 
-/** Checks of a prefix-tuning config. */
-export function validatePrefixTuningFields(c: PrefixTuningConfig): void {
-  validatePromptLearningFields(c);
-  check(c.encoder_hidden_size === null || (Number.isInteger(c.encoder_hidden_size) && c.encoder_hidden_size > 0), `encoder_hidden_size must be a positive integer or null (token_dim), got ${String(c.encoder_hidden_size)}`);
-  check(typeof c.prefix_projection === "boolean", `prefix_projection must be true or false, got ${String(c.prefix_projection)}`);
-}
+/** Fields of other peft versions that prefix tuning here does not implement. */
+const PREFIX_TUNING_FOREIGN: Record<string, ForeignField> = {
+  ...PROMPT_LEARNING_FOREIGN,
+  init_weights: { versions: "≥ 0.19", default: null },
+  postprocess_past_key_value_function: { versions: "0.0.1–0.0.2", default: null },
+};
 
 /** Build a prefix-tuning config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export const makePrefixTuningConfig = configBuilder<PrefixTuningConfig>(PeftType.PREFIX_TUNING, PREFIX_TUNING_DEFAULTS, validatePrefixTuningFields);
+export const makePrefixTuningConfig = configBuilder<PrefixTuningConfig>(PeftType.PREFIX_TUNING, PREFIX_TUNING_FIELDS, () => {}, PREFIX_TUNING_FOREIGN);
 
 /** A prefix-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
 export function PrefixTuningConfig(fields: Partial<PrefixTuningConfig> = {}): PrefixTuningConfig {

@@ -13,6 +13,6 @@ registerMethod<PrefixTuningConfig>({
   createHost: hostFactory(PromptLearningModel),
   peftType: PeftType.PREFIX_TUNING,
   prefix: "prompt_encoder",
-  configFromJson: (fields) => makePrefixTuningConfig(fields, true),
+  configFromJson: makePrefixTuningConfig,
   createPromptEncoder: (config) => new PrefixEncoder(config),
 });

@@ -13,6 +13,6 @@ registerMethod<PromptTuningConfig>({
   createHost: hostFactory(PromptLearningModel),
   peftType: PeftType.PROMPT_TUNING,
   prefix: "prompt_encoder",
-  configFromJson: (fields) => makePromptTuningConfig(fields, true),
+  configFromJson: makePromptTuningConfig,
   createPromptEncoder: (config, { wordEmbeddings }) => new PromptEmbedding(config, wordEmbeddings),
 });
