@@ -41,7 +41,7 @@ export interface TrainingArguments {
   bf16: boolean;
   dataloader_drop_last: boolean;
   /** No progress bar (by default the Trainer draws one when stderr is a terminal). */
-  disable_tqdm: boolean;
+  disable_tqdm: boolean | null;
   [field: string]: unknown;
 }
 
@@ -87,7 +87,7 @@ const TRAINING_FIELDS = {
   seed: field(integer({ min: 0 }), 42, "The seed of every random draw (initialisation, dropout, shuffling)."),
   bf16: field(bool, false, "bfloat16 mixed precision (not supported on the CPU backend yet: training runs in float32)."),
   dataloader_drop_last: field(bool, false, "Drop the last incomplete batch of each epoch."),
-  disable_tqdm: field(bool, false, "Turn off the progress bar the Trainer draws on a terminal."),
+  disable_tqdm: field<boolean | null>(nullable(bool), null, "Turn off the progress bar the Trainer draws on a terminal (null: shown)."),
 } as const;
 
 /** transformers fields that change what is trained: set to anything but their default, they are refused. */
