@@ -67,6 +67,8 @@ export type ReduceOp = "sum" | "max" | "min";
  * Batch index b walks `batchShape` row-major; its offset in A is Σ bk·aBatchStrides[k] (0 strides broadcast).
  * The output is contiguous [...batchShape, m, n] unless outOffset/ldc/outBatchStrides say otherwise: element (i, j)
  * of item b at outOffset + Σ bk·outBatchStrides[k] + i·ldc + j (items must not overlap; other elements are untouched).
+ * a and b are float32, or bfloat16/float16 (frozen half weights): their values are widened to float32 and the
+ * products accumulate in float32. out and bias are float32.
  */
 export interface GemmSpec {
   readonly a: Storage;

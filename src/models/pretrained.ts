@@ -5,17 +5,30 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, type LoadResult } from "../nn/index.js";
-import { Generator, Tensor, defaultGenerator, noGrad, ones, zeros } from "../tensor/index.js";
+import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, buildModules, type LoadResult, type ParameterDType } from "../nn/index.js";
+import { Generator, Tensor, defaultGenerator, noGrad, ones, toDtype, zeros } from "../tensor/index.js";
+import { DTYPE_BYTES, isHalf } from "../backend/backend.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
-import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
+import { loadModelWeights, readSafetensorsHeader, resolveCheckpointFiles, writeSafetensors } from "../io/safetensors.js";
+import { DTYPES } from "../io/dtypes.js";
+import { ConfigError } from "../errors.js";
 import type { PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
 
+/** What `dtype` of fromPretrained accepts: a parameter dtype, or "auto" for the checkpoint's own. */
+export type ModelDType = ParameterDType | "auto";
+
+/** The values `dtype` accepts, for validation and help texts. */
+export const MODEL_DTYPES: readonly ModelDType[] = ["auto", "float32", "bfloat16", "float16"];
+
 /** Options of fromPretrained. */
 export interface FromPretrainedOptions {
-  /** Compute dtype; weights stored as float16/bfloat16 are converted. Only float32 is supported for compute. */
-  dtype?: "float32";
+  /**
+   * HF's torch_dtype: the dtype the weights are kept in (default float32). bfloat16/float16 weights stay half in
+   * memory and are frozen (products accumulate in float32; adapters added later train in float32). "auto" takes
+   * config.json's torch_dtype, else the dtype of the checkpoint's first float tensor.
+   */
+  dtype?: ModelDType;
 }
 
 /**
@@ -94,12 +107,15 @@ export abstract class PreTrainedModel extends Module {
   /**
    * transformers' default initialisation of a fresh model (_init_weights): Linear/Conv1D weights and embeddings
    * ~ N(0, initializer_range²), biases 0, norm weights 1. Layers' own PyTorch defaults (Kaiming-uniform, N(0, 1)
-   * embeddings) are far too large for a tied LM head.
+   * embeddings) are far too large for a tied LM head. `only` limits it to the modules owning these state-dict keys.
    */
-  initWeights(gen: Generator = defaultGenerator): this {
+  initWeights(gen: Generator = defaultGenerator, only?: ReadonlySet<string>): this {
     const std = typeof this.config["initializer_range"] === "number" ? (this.config["initializer_range"] as number) : 0.02;
+    const prefixOf = (k: string) => k.slice(0, Math.max(k.lastIndexOf("."), 0));
+    const owners = only && new Set([...only].map(prefixOf));
     noGrad(() => {
-      for (const [, m] of this.namedModules()) {
+      for (const [name, m] of this.namedModules()) {
+        if (owners && !owners.has(name)) continue;
         if (m instanceof Linear || m instanceof Conv1D || m instanceof Embedding) {
           const w = m.weight;
           w.copy_(gen.normal(w.shape, 0, std));
@@ -126,17 +142,43 @@ export abstract class PreTrainedModel extends Module {
     return tied;
   }
 
+  /** HF's model.dtype: the dtype of the first floating-point parameter (float32 when there is none). */
+  get dtype(): ParameterDType {
+    for (const [, p] of this.namedParameters()) {
+      if (p.dtype === "float32" || p.dtype === "bfloat16" || p.dtype === "float16") return p.dtype;
+    }
+    return "float32";
+  }
+
+  /** HF's get_memory_footprint: bytes held by the parameters and buffers (each tensor counted once). */
+  memoryFootprint(): number {
+    const seen = new Set<object>();
+    let bytes = 0;
+    for (const t of [...this.parameters(), ...this.stateDict().values()]) {
+      if (seen.has(t.bufferRef)) continue;
+      seen.add(t.bufferRef);
+      bytes += t.storage.size * DTYPE_BYTES[t.dtype];
+    }
+    return bytes;
+  }
+
   /**
-   * Write config.json and model.safetensors (each tensor once, like HF), atomically; `dtype` stores the weights
-   * as float16 or bfloat16 (halving the files; they load back as float32).
+   * Write config.json and model.safetensors (each tensor once, like HF), atomically, in `dtype` (default: the
+   * model's own, see `dtype`): float32 weights are rounded into float16/bfloat16 files, and half weights of another
+   * dtype converted tensor by tensor.
    */
-  savePretrained(dir: string, opts: { dtype?: "float32" | "float16" | "bfloat16" } = {}): void {
+  savePretrained(dir: string, opts: { dtype?: ParameterDType } = {}): void {
     mkdirSync(dir, { recursive: true });
     const tied = new Set(this.tiedWeightKeys());
-    const tensors = new Map([...this.stateDict()].filter(([k]) => !tied.has(k)));
-    const dtype = opts.dtype ?? "float32";
+    const dtype = opts.dtype ?? this.dtype;
+    const own = this.stateDict();
+    const tensors = new Map([...own].filter(([k]) => !tied.has(k)).map(([k, t]) => [k, toSaveDtype(t, dtype)] as const));
     const onDisk = { float32: "F32", float16: "F16", bfloat16: "BF16" } as const;
-    writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" }, { dtype: onDisk[dtype] });
+    try {
+      writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" }, { dtype: onDisk[dtype] });
+    } finally {
+      for (const [k, t] of tensors) if (t !== own.get(k)) t.dispose();
+    }
     writeJsonAtomic(join(dir, "config.json"), { ...this.config, architectures: [this.architecture], torch_dtype: dtype });
   }
 }
@@ -152,12 +194,15 @@ export function loadPretrained<M extends PreTrainedModel>(
   parseConfig: (raw: Record<string, unknown>) => PretrainedConfig,
   opts: FromPretrainedOptions = {},
 ): M {
-  if (opts.dtype && opts.dtype !== "float32") throw new Error(`dtype "${opts.dtype}" is not supported for compute; use "float32"`);
-  const config = parseConfig(readJsonObject(join(dir, "config.json")));
-  const model = new cls(config);
-  const weights = loadModelWeights(dir);
+  const raw = readJsonObject(join(dir, "config.json"));
+  const config = parseConfig(raw);
+  const dtype = resolveModelDType(opts.dtype ?? "float32", raw, dir);
+  // Half models are built in their dtype with zero weights (the checkpoint fills them), as HF's low_cpu_mem_usage.
+  const model = dtype === "float32" ? new cls(config) : buildModules({ dtype, init: false }, () => new cls(config));
+  const weights = loadModelWeights(dir, { floatDtype: dtype });
   try {
     const report = model.loadWeights(weights);
+    if (dtype !== "float32" && report.missingKeys.length > 0) model.initWeights(defaultGenerator, new Set(report.missingKeys));
     if (report.missingKeys.length > 0) {
       process.emitWarning(`${cls.name}: weights not found in ${dir} (newly initialised): ${report.missingKeys.join(", ")}`);
     }
@@ -169,4 +214,26 @@ export function loadPretrained<M extends PreTrainedModel>(
   }
   model.nameOrPath = dir;
   return model.eval();
+}
+
+/** A half tensor of another dtype than `dtype` converted for saving (a new tensor); anything else as it is. */
+function toSaveDtype(t: Tensor, dtype: ParameterDType): Tensor {
+  return isHalf(t.dtype) && t.dtype !== dtype ? toDtype(t, dtype) : t;
+}
+
+/** The parameter dtype `dtype` asks for in the folder `dir` (whose config.json is `raw`); a bad value is a ConfigError. */
+export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown>, dir: string): ParameterDType {
+  if (!MODEL_DTYPES.includes(dtype)) {
+    throw new ConfigError(`dtype ${JSON.stringify(dtype)} is not a model dtype`, `use one of ${MODEL_DTYPES.join(", ")}`);
+  }
+  if (dtype !== "auto") return dtype;
+  const fromConfig = raw["torch_dtype"];
+  if (fromConfig === "float32" || fromConfig === "bfloat16" || fromConfig === "float16") return fromConfig;
+  const names: Partial<Record<string, ParameterDType>> = { F32: "float32", BF16: "bfloat16", F16: "float16" };
+  for (const file of resolveCheckpointFiles(dir).files) {
+    for (const info of readSafetensorsHeader(file).tensors.values()) {
+      if (DTYPES[info.dtype].kind === "float") return names[info.dtype] ?? "float32";
+    }
+  }
+  return "float32";
 }

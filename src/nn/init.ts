@@ -1,20 +1,24 @@
-/** Parameter initialisations matching PyTorch's defaults, drawn from a seedable Generator. */
+/**
+ * Parameter initialisations matching PyTorch's defaults, drawn from a seedable Generator (zeros, without drawing,
+ * inside buildModules({ init: false })).
+ */
 import { defaultGenerator, Generator, Tensor, zeros, full } from "../tensor/index.js";
+import { initialValues } from "./build.js";
 
 /** Kaiming-uniform with a = √5, PyTorch's default for Linear weights: U(−1/√fanIn, 1/√fanIn). */
 export function kaimingUniformA5(shape: readonly number[], fanIn: number, gen: Generator = defaultGenerator): Tensor {
   const bound = fanIn > 0 ? 1 / Math.sqrt(fanIn) : 0;
-  return gen.uniform(shape, -bound, bound);
+  return initialValues(shape, () => gen.uniform(shape, -bound, bound));
 }
 
 /** U(−bound, bound). */
 export function uniform(shape: readonly number[], bound: number, gen: Generator = defaultGenerator): Tensor {
-  return gen.uniform(shape, -bound, bound);
+  return initialValues(shape, () => gen.uniform(shape, -bound, bound));
 }
 
 /** N(mean, std²). */
 export function normal(shape: readonly number[], std = 1, mean = 0, gen: Generator = defaultGenerator): Tensor {
-  return gen.normal(shape, mean, std);
+  return initialValues(shape, () => gen.normal(shape, mean, std));
 }
 
 export { zeros, full };

@@ -93,6 +93,14 @@ function decoder(dtype: DType): (e: number) => number {
   return (e) => e;
 }
 
+/** A storage's elements as numbers: the data itself, or 16-bit floats decoded into a new array. */
+function floatValues(s: Storage): ArrayLike<number> {
+  if (!isHalf(s.dtype)) return s.data;
+  const dec = decoder(s.dtype), out = new Float32Array(s.size);
+  for (let i = 0; i < s.size; i++) out[i] = dec(s.data[i]!);
+  return out;
+}
+
 function checkIndex(id: number, n: number, what: string): void {
   if (!(id >= 0 && id < n)) throw new RangeError(`${what} ${id} is out of range [0, ${n})`);
 }
@@ -198,7 +206,7 @@ export class JsBackend implements Backend {
   }
 
   gemm(g: GemmSpec): void {
-    const A = g.a.data, B = g.b.data, C = g.out.data;
+    const A = floatValues(g.a), B = floatValues(g.b), C = g.out.data;
     const batch = numel(g.batchShape);
     const nd = g.batchShape.length;
     const idx = new Array<number>(nd).fill(0);

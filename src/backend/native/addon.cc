@@ -21,7 +21,7 @@ namespace {
 
 using peft::Strided;
 
-enum class DType { f32, i32 };
+enum class DType { f32, i32, u16 };
 
 struct Buf {
   void* data = nullptr;
@@ -29,6 +29,7 @@ struct Buf {
   DType dtype = DType::f32;
   float* f() const { return static_cast<float*>(data); }
   int32_t* i() const { return static_cast<int32_t*>(data); }
+  const uint16_t* h() const { return static_cast<const uint16_t*>(data); }
 };
 
 std::string num(double v) {  // integers as JavaScript prints them
@@ -63,6 +64,20 @@ class Args {
     if (b.size < need) {
       rangeError(std::string(name) + " has " + num(b.size) + " elements, the call needs " + num(need));
     }
+    return b;
+  }
+  // A Uint16Array of half-precision bits (bfloat16 or float16, as the call says), any length.
+  Buf halfStorage(size_t i, const char* name) const {
+    Buf b;
+    napi_typedarray_type type;
+    size_t length = 0;
+    if (!info_[i].IsTypedArray() ||
+        napi_get_typedarray_info(env_, info_[i], &type, &length, &b.data, nullptr, nullptr) != napi_ok ||
+        type != napi_uint16_array) {
+      typeError(std::string(name) + " must be a Uint16Array (half-precision bits)");
+    }
+    b.dtype = DType::u16;
+    b.size = static_cast<double>(length);
     return b;
   }
   float* f32(size_t i, const char* name, double need, bool nullable = false) const {
@@ -278,13 +293,14 @@ void Argmax(const Napi::CallbackInfo& info) {
 
 // gemm(a, b, out, meta, alpha, bias) with meta = [aOffset, transA, lda, bOffset, transB, ldb, m, n, k, accumulate,
 //   outOffset, ldc, biasOffset, nbatch, batchShape[nbatch], aBatchStrides[nbatch], bBatchStrides[nbatch],
-//   outBatchStrides[nbatch]]; bias is a Float32Array or null.
+//   outBatchStrides[nbatch], aKind, bKind]; bias is a Float32Array or null. A kind of 0 means a Float32Array operand,
+//   1 (bfloat16) or 2 (float16) a Uint16Array of those bits.
 void Gemm(const Napi::CallbackInfo& info) {
   Args args(info, "gemm");
   size_t len;
   const double* m = args.meta(3, len);
   constexpr size_t kHead = 14;
-  if (len < kHead || !(isInt(m[kHead - 1]) && m[kHead - 1] >= 0 && len >= kHead + 4 * size_t(m[kHead - 1]))) {
+  if (len < kHead || !(isInt(m[kHead - 1]) && m[kHead - 1] >= 0 && len >= kHead + 4 * size_t(m[kHead - 1]) + 2)) {
     args.rangeError("bad gemm description");
   }
   for (size_t i = 0; i < len; i++) {
@@ -307,14 +323,20 @@ void Gemm(const Napi::CallbackInfo& info) {
     if (g.batchShape[d] < 0) args.rangeError("batch shape entries must be non-negative");
     batch *= g.batchShape[d];
   }
-  Buf a = args.storage(0, "a", 0), b = args.storage(1, "b", 0);
+  const double* kinds = g.outBatchStrides + g.nbatch;
+  for (int i = 0; i < 2; i++) {
+    if (kinds[i] < 0 || kinds[i] > 2) args.rangeError("operand kinds must be 0 (float32), 1 (bfloat16) or 2 (float16)");
+  }
+  const auto aKind = static_cast<peft::HalfKind>(int(kinds[0])), bKind = static_cast<peft::HalfKind>(int(kinds[1]));
+  Buf a = aKind == peft::HalfKind::none ? args.storage(0, "a", 0) : args.halfStorage(0, "a");
+  Buf b = bKind == peft::HalfKind::none ? args.storage(1, "b", 0) : args.halfStorage(1, "b");
   Buf out = args.storage(2, "out", 0);
   if (out.dtype != DType::f32) args.typeError("out must be float32");
   g.out = out.f();
   const float* bias = args.f32(5, "bias", biasOffset + double(g.n), true);
   g.bias = bias ? bias + biasOffset : nullptr;
-  if (a.dtype != DType::f32 || b.dtype != DType::f32) args.typeError("a and b must be float32");
-  g.a = a.f(), g.b = b.f();
+  if (a.dtype == DType::i32 || b.dtype == DType::i32) args.typeError("a and b must be float32 (or half bits with their kind)");
+  g.a = a.dtype == DType::f32 ? a.f() : nullptr, g.b = b.dtype == DType::f32 ? b.f() : nullptr;
   // The element range a (batched) matrix of `rows × cols` with row stride ld covers.
   auto extent = [&](double offset, const double* bstrides, double rows, double cols, double ld, double& lo, double& hi) {
     lo = hi = offset;
@@ -353,7 +375,8 @@ void Gemm(const Napi::CallbackInfo& info) {
     check(a, "a", double(g.aOffset), g.aBatchStrides, g.transA, double(g.m), double(g.k), double(g.lda));
     check(b, "b", double(g.bOffset), g.bBatchStrides, g.transB, double(g.k), double(g.n), double(g.ldb));
   }
-  peft::gemmKernel(g);
+  if (aKind == peft::HalfKind::none && bKind == peft::HalfKind::none) return peft::gemmKernel(g);
+  peft::gemmHalfKernel(g, a.dtype == DType::u16 ? a.h() : nullptr, aKind, b.dtype == DType::u16 ? b.h() : nullptr, bKind);
 }
 
 void Softmax(const Napi::CallbackInfo& info) {

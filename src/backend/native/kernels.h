@@ -68,6 +68,12 @@ struct Gemm {
 };
 void gemmKernel(const Gemm& g);
 
+// gemm-half.cc — products with bfloat16/float16 operands (a16/b16 replace g.a/g.b where not null), float32 accumulation.
+enum class HalfKind { none = 0, bf16 = 1, f16 = 2 };
+void gemmHalfKernel(const Gemm& g, const uint16_t* a16, HalfKind aKind, const uint16_t* b16, HalfKind bKind);
+// n half elements widened to float32 (exact).
+void halfToFloat(const uint16_t* src, int64_t n, HalfKind kind, float* dst);
+
 // rows.cc — row-wise kernels of contiguous [rows, cols] matrices.
 void softmaxKernel(const float* x, int64_t rows, int64_t cols, bool log, float* out);
 void softmaxGradKernel(const float* y, const float* dy, int64_t rows, int64_t cols, bool log, float* out);

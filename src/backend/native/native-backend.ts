@@ -16,7 +16,7 @@ import { fileURLToPath } from "node:url";
 import type {
   AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, StorageData, UnaryGradOp, UnaryOp, View,
 } from "../backend.js";
-import { contiguousOutStrides } from "../backend.js";
+import { contiguousOutStrides, isHalf } from "../backend.js";
 import { JsBackend } from "../js/js-backend.js";
 import { StoragePool } from "../pool.js";
 
@@ -141,6 +141,8 @@ function opIndex(map: Map<string, number>, op: string, what: string): number {
 }
 
 const isF32 = (s: Storage): boolean => s.dtype === "float32";
+/** The addon's code for a gemm operand's element type (0: float32). */
+const HALF_KIND: Partial<Record<DType, number>> = { bfloat16: 1, float16: 2 };
 /** The dtypes the addon's generic kernels (copy, fill, arange, random, gather, assign) take. */
 const isWord = (s: Storage): boolean => s.dtype === "float32" || s.dtype === "int32";
 
@@ -241,8 +243,9 @@ export class NativeBackend implements Backend {
   }
 
   gemm(g: GemmSpec): void {
-    if (!isF32(g.a) || !isF32(g.b) || !isF32(g.out) || (g.bias && !isF32(g.bias))) return this.js.gemm(g);
-    const nb = g.batchShape.length, len = 14 + 4 * nb;
+    const operand = (s: Storage) => (isF32(s) || isHalf(s.dtype));
+    if (!operand(g.a) || !operand(g.b) || !isF32(g.out) || (g.bias && !isF32(g.bias))) return this.js.gemm(g);
+    const nb = g.batchShape.length, len = 16 + 4 * nb;
     if (this.meta.length < len) this.meta = new Float64Array(Math.max(len, 2 * this.meta.length));
     const m = this.meta;
     m[0] = g.aOffset; m[1] = g.transA ? 1 : 0; m[2] = g.lda;
@@ -256,6 +259,8 @@ export class NativeBackend implements Backend {
       m[14 + 2 * nb + d] = g.bBatchStrides[d]!;
       m[14 + 3 * nb + d] = outStrides[d]!;
     }
+    m[14 + 4 * nb] = HALF_KIND[g.a.dtype] ?? 0;
+    m[15 + 4 * nb] = HALF_KIND[g.b.dtype] ?? 0;
     this.addon.gemm(g.a.data, g.b.data, g.out.data, m, g.alpha ?? 1, g.bias?.data ?? null);
   }
 

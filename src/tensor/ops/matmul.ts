@@ -1,4 +1,5 @@
 /** Matrix products. Transposed views reach BLAS as transpose flags, never as copies. */
+import { isHalf } from "../../backend/backend.js";
 import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
 import { broadcastShapes, fmtShape, numel } from "../shape.js";
@@ -23,6 +24,14 @@ function gemmOperand(t: Tensor): GemmOperand {
   if ((sc === 1 || cols === 1) && (rows === 1 || sr >= Math.max(cols, 1))) return { t, trans: false, ld: rows === 1 ? Math.max(cols, 1) : sr };
   if ((sr === 1 || rows === 1) && (cols === 1 || sc >= Math.max(rows, 1))) return { t, trans: true, ld: cols === 1 ? Math.max(rows, 1) : sc };
   return gemmOperand(contiguous(t, true));
+}
+
+/**
+ * An operand as the product reads it: float32, or a bfloat16/float16 tensor as it is (frozen half weights; the kernel
+ * widens them to float32 block by block and accumulates in float32).
+ */
+function gemmInput(t: Tensor): Tensor {
+  return isHalf(t.dtype) ? t : toFloat(t);
 }
 
 function rawMatmul(a: Tensor, b: Tensor): Tensor {
@@ -54,7 +63,7 @@ function rawMatmul(a: Tensor, b: Tensor): Tensor {
 /** Matrix product of the last two axes, broadcasting leading (batch) axes. Both operands need rank ≥ 2. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.rank < 2 || b.rank < 2) throw new Error(`matmul needs rank ≥ 2 operands, got ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
-  const fa = toFloat(a), fb = toFloat(b);
+  const fa = gemmInput(a), fb = gemmInput(b);
   const out = rawMatmul(fa, fb);
   return record("matmul", out, [fa, fb], (dy) => [
     fa.requiresGrad ? sumTo(rawMatmul(dy, transpose(fb)), fa.shape) : null,
@@ -76,7 +85,7 @@ export function addmm(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
   }
   if (bias && (bias.rank !== 1 || bias.shape[0] !== n)) throw new Error(`linear: bias of shape ${fmtShape(bias.shape)} does not match ${n} outputs`);
   const lead = x.shape.slice(0, -1);
-  const fx = toFloat(reshape(x, [-1, k])), fw = toFloat(w);
+  const fx = toFloat(reshape(x, [-1, k])), fw = gemmInput(w);
   const fb = bias ? contiguous(toFloat(bias)) : null;
   const m = fx.shape[0]!;
   const out = empty([m, n]);
