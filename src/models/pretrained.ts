@@ -6,7 +6,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, buildModules, type LoadResult, type ParameterDType } from "../nn/index.js";
-import { Generator, Tensor, defaultGenerator, noGrad, ones, toDtype, zeros } from "../tensor/index.js";
+import { Generator, Tensor, checkpoint, defaultGenerator, isGradEnabled, noGrad, ones, tidy, toDtype, zeros } from "../tensor/index.js";
 import { DTYPE_BYTES, isHalf } from "../backend/backend.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
 import { loadModelWeights, readSafetensorsHeader, resolveCheckpointFiles, writeSafetensors } from "../io/safetensors.js";
@@ -46,6 +46,7 @@ export abstract class PreTrainedModel extends Module {
   nameOrPath: string | null = null;
   /** Keys of the last weight load that the model did not have / the checkpoint did not have. */
   loadReport: LoadResult = { missingKeys: [], unexpectedKeys: [] };
+  private checkpointing = false;
 
   constructor(readonly config: PretrainedConfig) {
     super();
@@ -142,6 +143,56 @@ export abstract class PreTrainedModel extends Module {
     return tied;
   }
 
+  /**
+   * Gradient checkpointing (HF's gradient_checkpointing_enable): while training, decoder layers keep only their
+   * input and are recomputed during backward, trading a second forward pass for most activation memory. Gradients
+   * are bit-identical to a run without it. Applies to every model in this one's module tree (a task model's base).
+   */
+  gradientCheckpointingEnable(): this {
+    if (!this.modules().some((m) => m instanceof PreTrainedModel && m.supportsGradientCheckpointing)) {
+      throw new ConfigError(`${this.constructor.name} does not support gradient checkpointing`,
+        "gradient checkpointing works on the decoder layers of the GPT-2 and LLaMA-family models; turn it off for this model");
+    }
+    return this.setCheckpointing(true);
+  }
+
+  /** Whether this model's own forward runs layers through runLayer (HF's supports_gradient_checkpointing). */
+  get supportsGradientCheckpointing(): boolean {
+    return false;
+  }
+
+  /** Turn gradient checkpointing off again (HF's gradient_checkpointing_disable). */
+  gradientCheckpointingDisable(): this {
+    return this.setCheckpointing(false);
+  }
+
+  /** Whether gradient checkpointing is on (HF's is_gradient_checkpointing). */
+  get isGradientCheckpointing(): boolean {
+    return this.checkpointing;
+  }
+
+  private setCheckpointing(on: boolean): this {
+    for (const m of this.modules()) if (m instanceof PreTrainedModel) m.checkpointing = on;
+    return this;
+  }
+
+  /**
+   * One decoder layer on `hidden`: without a tape, in its own memory scope (inference holds one layer's activations
+   * at a time); while training under gradient checkpointing, recomputed during backward; otherwise recorded as usual
+   * (the tape keeps its activations). The KV cache it returns is kept only with `useCache` (never checkpointed, as HF).
+   */
+  protected runLayer<P>(layer: Module, hidden: Tensor, forward: (h: Tensor) => { out: Tensor; present: P }, useCache: boolean,
+  ): { out: Tensor; present: P | undefined } {
+    const run = () => {
+      const r = forward(hidden);
+      return useCache ? r : { out: r.out, present: undefined };
+    };
+    if (!isGradEnabled()) return tidy(run);
+    if (!this.checkpointing || !this.training || useCache) return run();
+    const trainable = layer.parameters().filter((p) => p.requiresGrad);
+    return { out: checkpoint((h) => forward(h).out, [hidden], trainable), present: undefined };
+  }
+
   /** HF's model.dtype: the dtype of the first floating-point parameter (float32 when there is none). */
   get dtype(): ParameterDType {
     for (const [, p] of this.namedParameters()) {
@@ -214,6 +265,15 @@ export function loadPretrained<M extends PreTrainedModel>(
   }
   model.nameOrPath = dir;
   return model.eval();
+}
+
+/** Turn gradient checkpointing on or off in every model inside `root` (a PeftModel's base model, say). */
+export function setGradientCheckpointing(root: Module, on: boolean): void {
+  const models = root.modules().filter((m): m is PreTrainedModel => m instanceof PreTrainedModel);
+  if (models.length === 0) throw new ConfigError("gradient checkpointing needs a model with decoder layers", "pass a PreTrainedModel or a PeftModel wrapping one");
+  const outer = models[0]!;
+  if (on) outer.gradientCheckpointingEnable();
+  else outer.gradientCheckpointingDisable();
 }
 
 /** A half tensor of another dtype than `dtype` converted for saving (a new tensor); anything else as it is. */

@@ -141,10 +141,19 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
+/** Run fn recording gradients even inside noGrad (PyTorch's enable_grad; gradient checkpointing recomputes with it). */
+export function withGrad<T>(fn: () => T): T {
+  return withGradMode(true, fn);
+}
+
 /** Run fn without recording gradients (inference, optimizer updates). */
 export function noGrad<T>(fn: () => T): T {
+  return withGradMode(false, fn);
+}
+
+function withGradMode<T>(enabled: boolean, fn: () => T): T {
   const before = gradEnabled;
-  gradEnabled = false;
+  gradEnabled = enabled;
   try {
     return fn();
   } finally {

@@ -28,6 +28,8 @@ export interface TrainingArguments {
   greater_is_better: boolean | null;
   seed: number;
   bf16: boolean;
+  /** Recompute each decoder layer during backward instead of keeping its activations. */
+  gradient_checkpointing: boolean;
   dataloader_drop_last: boolean;
   [field: string]: unknown;
 }
@@ -38,7 +40,7 @@ const DEFAULTS: TrainingArguments = {
   adam_epsilon: 1e-8, max_grad_norm: 1, lr_scheduler_type: "linear", warmup_ratio: 0, warmup_steps: 0, logging_steps: 500,
   eval_strategy: "no", eval_steps: null, save_strategy: "steps", save_steps: 500, save_total_limit: null,
   load_best_model_at_end: false, metric_for_best_model: null, greater_is_better: null, seed: 42, bf16: false,
-  dataloader_drop_last: false,
+  gradient_checkpointing: false, dataloader_drop_last: false,
 };
 
 function fail(msg: string): never {

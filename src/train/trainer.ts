@@ -8,7 +8,7 @@ import { Tensor, Generator, manualSeed, mul, noGrad, tidy } from "../tensor/inde
 import { LayerNorm, RMSNorm, type Module } from "../nn/index.js";
 import { AdamW, clipGradNorm, getScheduler, type LRScheduler } from "../optim/index.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
-import { PreTrainedModel } from "../models/pretrained.js";
+import { PreTrainedModel, setGradientCheckpointing } from "../models/pretrained.js";
 import { PeftModel } from "../peft/index.js";
 import { loadModelWeights } from "../io/safetensors.js";
 import type { TrainingArguments } from "./arguments.js";
@@ -177,6 +177,7 @@ export class Trainer {
       this.loadWeights(resumeDir);
       this.state = loadCheckpointState(resumeDir, this.optimizer!, this.scheduler!);
     }
+    if (a.gradient_checkpointing) setGradientCheckpointing(this.model, true);
     this.model.train();
     this.emit("onTrainBegin");
     let sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };

@@ -1,6 +1,6 @@
 /** GPT-2 (transformers' modeling_gpt2, eager attention) with HF module and parameter names. */
 import { Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn } from "../../nn/index.js";
-import { Tensor, add, appendAlong, isGradEnabled, tidy, arange, expand, reshape, split } from "../../tensor/index.js";
+import { Tensor, add, appendAlong, arange, expand, reshape, split } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
@@ -95,6 +95,10 @@ export class GPT2Model extends PreTrainedModel {
     this.ln_f = this.registerModule("ln_f", new LayerNorm(config.n_embd, { eps: config.layer_norm_epsilon }));
   }
 
+  override get supportsGradientCheckpointing(): boolean {
+    return true;
+  }
+
   get baseModelPrefix(): string {
     return "transformer";
   }
@@ -118,13 +122,7 @@ export class GPT2Model extends PreTrainedModel {
     const presents: PastKeyValues = [];
     [...this.h].forEach((block, i) => {
       if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-      // Without a tape, each layer runs in its own memory scope: its intermediates are freed as soon as it returns,
-      // so inference holds one layer's activations at a time (the tape needs them all, so training keeps them).
-      const run = () => {
-        const r = block.forward(hidden, mask, inputs.pastKeyValues?.[i]);
-        return inputs.useCache ? r : { out: r.out, present: undefined };
-      };
-      const { out, present } = isGradEnabled() ? run() : tidy(run);
+      const { out, present } = this.runLayer(block, hidden, (h) => block.forward(h, mask, inputs.pastKeyValues?.[i]), inputs.useCache === true);
       hidden = out;
       if (present) presents.push(present);
     });

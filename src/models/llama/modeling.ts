@@ -1,6 +1,6 @@
 /** The LLaMA family (LLaMA, Qwen2, Mistral; transformers' modeling_llama, eager attention) with HF names. */
 import { Embedding, Linear, Module, ModuleList, RMSNorm, activationFn } from "../../nn/index.js";
-import { Tensor, add, appendAlong, isGradEnabled, tidy, applyRotary, arange, expand, mul, reshape, unsqueeze } from "../../tensor/index.js";
+import { Tensor, add, appendAlong, applyRotary, arange, expand, mul, reshape, unsqueeze } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
@@ -111,6 +111,10 @@ export class LlamaModel extends PreTrainedModel {
     return familyClassName(this.constructor.name, this.config);
   }
 
+  override get supportsGradientCheckpointing(): boolean {
+    return true;
+  }
+
   get baseModelPrefix(): string {
     return "model";
   }
@@ -132,13 +136,7 @@ export class LlamaModel extends PreTrainedModel {
     const presents: PastKeyValues = [];
     [...this.layers].forEach((layer, i) => {
       if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-      // Without a tape, each layer runs in its own memory scope: its intermediates are freed as soon as it returns,
-      // so inference holds one layer's activations at a time (the tape needs them all, so training keeps them).
-      const run = () => {
-        const r = layer.forward(hidden, rope, mask, inputs.pastKeyValues?.[i]);
-        return inputs.useCache ? r : { out: r.out, present: undefined };
-      };
-      const { out, present } = isGradEnabled() ? run() : tidy(run);
+      const { out, present } = this.runLayer(layer, hidden, (h) => layer.forward(h, rope, mask, inputs.pastKeyValues?.[i]), inputs.useCache === true);
       hidden = out;
       if (present) presents.push(present);
     });
