@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Backend, DType } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
+import { CpuStorage } from "../src/backend/pool.js";
 import { loadNativeBackend } from "../src/backend/native/native-backend.js";
 import { backend, setBackend } from "../src/backend/index.js";
 import { tensor, memory, add, contiguous, transpose, narrow, keep } from "../src/tensor/index.js";
@@ -77,6 +78,28 @@ for (const [name, make] of backends) {
     assert.deepEqual(Array.from(y.dataSync()), [1.5, 3, -2.5]);
   }));
 }
+
+test("native conversions between float32 and the half formats match the reference on every kind of value", (t) => {
+  const native = backends.find(([n]) => n === "native");
+  if (!native) return t.skip("native addon not built");
+  const nb = native[1](), js = new JsBackend();
+  // Random bit patterns hit every class: NaNs with payloads, infinities, subnormals, overflow, ties.
+  const bits = new Uint32Array(20000);
+  let s = 7;
+  for (let i = 0; i < bits.length; i++) bits[i] = s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+  const src = new CpuStorage("float32", new Float32Array(bits.buffer));
+  const view = { storage: src, shape: [bits.length - 3], strides: [1], offset: 3 };
+  for (const dtype of ["bfloat16", "float16"] as const) {
+    const a = nb.alloc(dtype, bits.length - 3), b = js.alloc(dtype, bits.length - 3);
+    nb.copy(view, a);
+    js.copy(view, b);
+    assert.deepEqual(a.data, b.data, `float32 → ${dtype}`);
+    const wa = nb.alloc("float32", a.size), wb = js.alloc("float32", a.size);
+    nb.copy({ storage: a, shape: [a.size], strides: [1], offset: 0 }, wa);
+    js.copy({ storage: a, shape: [a.size], strides: [1], offset: 0 }, wb);
+    assert.deepEqual(new Uint32Array((wa.data as Float32Array).buffer), new Uint32Array((wb.data as Float32Array).buffer), `${dtype} → float32`);
+  }
+});
 
 test("half and byte storages count their real size in memory()", () => {
   const before = memory().liveBytes;

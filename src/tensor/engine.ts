@@ -141,6 +141,31 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
+/** The 16-bit formats mixed precision computes matrix products in. */
+export type AutocastDType = "bfloat16" | "float16";
+
+let autocastFormat: AutocastDType | null = null;
+
+/**
+ * Run fn with mixed precision (torch.autocast): matrix products round their float32 inputs to `dtype` and accumulate
+ * in float32, in forward and in the backward passes of the products recorded inside; everything else stays float32.
+ * null runs fn in full precision.
+ */
+export function autocast<T>(dtype: AutocastDType | null, fn: () => T): T {
+  const before = autocastFormat;
+  autocastFormat = dtype;
+  try {
+    return fn();
+  } finally {
+    autocastFormat = before;
+  }
+}
+
+/** The format matrix products round their inputs to now, or null (full precision). */
+export function autocastDtype(): AutocastDType | null {
+  return autocastFormat;
+}
+
 /** Run fn recording gradients even inside noGrad (PyTorch's enable_grad; gradient checkpointing recomputes with it). */
 export function withGrad<T>(fn: () => T): T {
   return withGradMode(true, fn);

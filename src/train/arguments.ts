@@ -27,7 +27,10 @@ export interface TrainingArguments {
   metric_for_best_model: string | null;
   greater_is_better: boolean | null;
   seed: number;
+  /** Mixed precision: matrix products round their inputs to bfloat16 (float32 accumulation); the rest stays float32. */
   bf16: boolean;
+  /** The same with float16, with dynamic loss scaling so that small gradients do not flush to zero. */
+  fp16: boolean;
   /** Recompute each decoder layer during backward instead of keeping its activations. */
   gradient_checkpointing: boolean;
   dataloader_drop_last: boolean;
@@ -40,7 +43,7 @@ const DEFAULTS: TrainingArguments = {
   adam_epsilon: 1e-8, max_grad_norm: 1, lr_scheduler_type: "linear", warmup_ratio: 0, warmup_steps: 0, logging_steps: 500,
   eval_strategy: "no", eval_steps: null, save_strategy: "steps", save_steps: 500, save_total_limit: null,
   load_best_model_at_end: false, metric_for_best_model: null, greater_is_better: null, seed: 42, bf16: false,
-  gradient_checkpointing: false, dataloader_drop_last: false,
+  fp16: false, gradient_checkpointing: false, dataloader_drop_last: false,
 };
 
 function fail(msg: string): never {
@@ -70,6 +73,6 @@ export function TrainingArguments(fields: Partial<TrainingArguments> & { evaluat
   }
   a.metric_for_best_model ??= a.load_best_model_at_end ? "loss" : null;
   if (a.metric_for_best_model !== null) a.greater_is_better ??= !["loss", "eval_loss"].includes(a.metric_for_best_model);
-  if (a.bf16) process.emitWarning("bf16 is not supported on the CPU backend yet; training runs in float32");
+  if (a.bf16 && a.fp16) fail("bf16 and fp16 are both true; choose one mixed-precision format");
   return a;
 }

@@ -4,7 +4,7 @@
  * evaluation, checkpoints with exact resume, callbacks. Each micro-batch runs in its own memory scope.
  */
 import { existsSync, mkdirSync, rmSync } from "node:fs";
-import { Tensor, Generator, manualSeed, mul, noGrad, tidy } from "../tensor/index.js";
+import { Tensor, Generator, autocast, manualSeed, mul, noGrad, tidy } from "../tensor/index.js";
 import { LayerNorm, RMSNorm, type Module } from "../nn/index.js";
 import { AdamW, clipGradNorm, getScheduler, type LRScheduler } from "../optim/index.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
@@ -16,6 +16,7 @@ import type { LogEntry, TrainerCallback, TrainerState } from "./callbacks.js";
 import { Dataset, shuffledIndices, type Example } from "./data.js";
 import type { Batch, DataCollator } from "./collators.js";
 import { listCheckpoints, loadCheckpointState, removeStaleTemporaries, saveCheckpoint } from "./checkpoint.js";
+import { GradScaler, autocastFormat } from "./mixed-precision.js";
 
 /** A model the Trainer can train: forward with labels returns a loss; savePretrained writes its files. */
 export interface TrainableModel extends Module {
@@ -147,16 +148,19 @@ export class Trainer {
     return batches;
   }
 
-  /** Forward + backward of one micro-batch, scaled for accumulation; returns the unscaled loss and token count. */
-  private microStep(batch: Batch, scale: number): { loss: number; tokens: number } {
-    return tidy(() => {
+  /**
+   * Forward + backward of one micro-batch (under autocast with bf16/fp16), scaled for accumulation (and by the fp16
+   * loss scale); returns the unscaled loss and token count.
+   */
+  private microStep(batch: Batch, scale: number, scaler: GradScaler | null): { loss: number; tokens: number } {
+    return tidy(() => autocast(autocastFormat(this.args), () => {
       const out = this.model.forward({ ...batch } as Seq2SeqInputs) as Partial<ModelOutput>;
       if (!out.loss) throw new Error("the model returned no loss: training batches need labels");
-      mul(out.loss, scale).backward();
+      mul(out.loss, scale * (scaler?.scale ?? 1)).backward();
       let tokens = 0;
       for (const v of batch.attentionMask.dataSync()) tokens += v;
       return { loss: out.loss.item(), tokens };
-    });
+    }));
   }
 
   /** Train; with resumeFromCheckpoint (a folder, or true for the latest in output_dir) continue exactly where it stopped. */
@@ -183,6 +187,7 @@ export class Trainer {
     let sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
     let totalLoss = 0;
     const accum = a.gradient_accumulation_steps;
+    const scaler = a.fp16 ? new GradScaler() : null;
     for (let epoch = Math.floor(this.state.global_step / perEpoch); epoch < epochs && this.state.global_step < total; epoch++) {
       this.emit("onEpochBegin");
       const batches = this.epochBatches(dataset, epoch);
@@ -192,15 +197,17 @@ export class Trainer {
         let stepLoss = 0;
         for (const examples of group) {
           const batch = this.opts.dataCollator(examples);
-          const { loss, tokens } = this.microStep(batch, 1 / group.length);
+          const { loss, tokens } = this.microStep(batch, 1 / group.length, scaler);
           for (const t of Object.values(batch)) (t as Tensor).dispose();
           stepLoss += loss / group.length;
           sinceLog.tokens += tokens;
           this.state.num_input_tokens_seen += tokens;
         }
         const params = this.optimizer!.paramGroups.flatMap((g) => g.params);
-        const gradNorm = a.max_grad_norm > 0 ? clipGradNorm(params, a.max_grad_norm) : Number.NaN;
-        this.optimizer!.step();
+        // An fp16 step whose gradients overflowed is skipped (GradScaler's rule); the scale is lower for the next.
+        const finite = scaler ? scaler.unscaleAndUpdate(params) : true;
+        const gradNorm = a.max_grad_norm > 0 && finite ? clipGradNorm(params, a.max_grad_norm) : Number.NaN;
+        if (finite) this.optimizer!.step();
         this.afterOptimizerStep();
         this.scheduler!.step();
         this.optimizer!.zeroGrad();

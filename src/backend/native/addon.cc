@@ -196,6 +196,26 @@ void Copy(const Napi::CallbackInfo& info) {
   }
 }
 
+// convertHalf(src, srcOffset, dst, n, kind): n contiguous elements from src[srcOffset…] into dst[0…], one side a
+// Float32Array and the other a Uint16Array of half bits of `kind` (1 bfloat16, 2 float16): widening or rounding.
+void ConvertHalf(const Napi::CallbackInfo& info) {
+  Args args(info, "convertHalf");
+  const int64_t offset = args.count(1, "srcOffset"), n = args.count(3, "n"), kind = args.count(4, "kind");
+  if (kind != 1 && kind != 2) args.rangeError("kind must be 1 (bfloat16) or 2 (float16)");
+  const auto k = static_cast<peft::HalfKind>(kind);
+  const bool widen = info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  Buf src = widen ? args.halfStorage(0, "src") : args.storage(0, "src", double(offset + n));
+  Buf dst = widen ? args.storage(2, "dst", double(n)) : args.halfStorage(2, "dst");
+  if (src.size < double(offset + n) || dst.size < double(n)) args.rangeError("src or dst is too short for n elements");
+  if (widen) {
+    if (dst.dtype != DType::f32) args.typeError("dst must be a Float32Array");
+    peft::halfToFloat(src.h() + offset, n, k, dst.f());
+  } else {
+    if (src.dtype != DType::f32) args.typeError("src must be a Float32Array");
+    peft::floatToHalf(src.f() + offset, n, k, const_cast<uint16_t*>(dst.h()));
+  }
+}
+
 void Fill(const Napi::CallbackInfo& info) {
   Args args(info, "fill");
   Buf out = args.storage(0, "out", 0);
@@ -626,6 +646,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   }
   auto fn = [&](const char* name, auto f) { exports.Set(name, Napi::Function::New(env, f, name)); };
   fn("copy", Copy);
+  fn("convertHalf", ConvertHalf);
   fn("fill", Fill);
   fn("arange", Arange);
   fn("random", Random);

@@ -91,7 +91,50 @@ void widen(const uint16_t* src, int64_t ld, int64_t rows, int64_t cols, HalfKind
   });
 }
 
+// float32 → bfloat16 bits, rounded to nearest even; NaN → 0x7FC0 (PyTorch's).
+PEFT_SIMD_CLONES void bf16Narrow(const float* src, uint16_t* dst, int64_t n) {
+  const uint32_t* in = reinterpret_cast<const uint32_t*>(src);
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) {
+    const uint32_t x = in[i];
+    dst[i] = (x & 0x7fffffffu) > 0x7f800000u ? uint16_t(0x7fc0) : uint16_t((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+  }
+}
+
+// float32 → IEEE half bits, rounded to nearest even; NaN → sign | 0x7E00 (PyTorch's). A port of the reference's
+// f32BitsToF16Bits (src/backend/half.ts).
+uint16_t f16FromBits(uint32_t x) {
+  const uint32_t sign = (x >> 16) & 0x8000u, abs = x & 0x7fffffffu;
+  if (abs > 0x7f800000u) return uint16_t(sign | 0x7e00u);
+  if (abs >= 0x477ff000u) return uint16_t(sign | 0x7c00u);
+  if (abs < 0x38800000u) {
+    if (abs <= 0x33000000u) return uint16_t(sign);
+    const uint32_t e = abs >> 23, m = (abs & 0x7fffffu) | 0x800000u, shift = 126 - e;
+    uint32_t q = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1u))) q++;
+    return uint16_t(sign | q);
+  }
+  const uint32_t r = abs - 0x38000000u;
+  uint32_t q = r >> 13;
+  const uint32_t rem = r & 0x1fffu;
+  if (rem > 0x1000u || (rem == 0x1000u && (q & 1u))) q++;
+  return uint16_t(sign | q);
+}
+
+void f16Narrow(const float* src, uint16_t* dst, int64_t n) {
+  const uint32_t* in = reinterpret_cast<const uint32_t*>(src);
+  for (int64_t i = 0; i < n; i++) dst[i] = f16FromBits(in[i]);
+}
+
 }  // namespace
+
+void floatToHalf(const float* src, int64_t n, HalfKind kind, uint16_t* dst) {
+  parallelFor(n, kConvertGrain, [&](int64_t b, int64_t e) {
+    if (kind == HalfKind::bf16) bf16Narrow(src + b, dst + b, e - b);
+    else f16Narrow(src + b, dst + b, e - b);
+  });
+}
 
 void halfToFloat(const uint16_t* src, int64_t n, HalfKind kind, float* dst) { widen(src, n, 1, n, kind, dst); }
 

@@ -73,6 +73,8 @@ enum class HalfKind { none = 0, bf16 = 1, f16 = 2 };
 void gemmHalfKernel(const Gemm& g, const uint16_t* a16, HalfKind aKind, const uint16_t* b16, HalfKind bKind);
 // n half elements widened to float32 (exact).
 void halfToFloat(const uint16_t* src, int64_t n, HalfKind kind, float* dst);
+// n float32 values rounded to half bits (nearest even; NaN as PyTorch writes it).
+void floatToHalf(const float* src, int64_t n, HalfKind kind, uint16_t* dst);
 
 // rows.cc — row-wise kernels of contiguous [rows, cols] matrices.
 void softmaxKernel(const float* x, int64_t rows, int64_t cols, bool log, float* out);

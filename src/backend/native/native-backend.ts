@@ -26,6 +26,7 @@ type Nullable = Data | null;
 /** The addon's exports (src/backend/native/addon.cc). */
 interface Addon {
   copy(x: Data, meta: Float64Array, out: Data): void;
+  convertHalf(src: Data, srcOffset: number, dst: Data, n: number, kind: number): void;
   fill(out: Data, value: number): void;
   arange(out: Data, start: number, step: number): void;
   random(out: Data, kind: number, a: number, b: number, seed: number, counter: number): void;
@@ -141,7 +142,17 @@ function opIndex(map: Map<string, number>, op: string, what: string): number {
 }
 
 const isF32 = (s: Storage): boolean => s.dtype === "float32";
-/** The addon's code for a gemm operand's element type (0: float32). */
+/** Whether a view reads its elements row-major without gaps from its offset on. */
+function isDense(v: View): boolean {
+  let expected = 1;
+  for (let d = v.shape.length - 1; d >= 0; d--) {
+    if (v.shape[d] !== 1 && v.strides[d] !== expected) return false;
+    expected *= v.shape[d]!;
+  }
+  return true;
+}
+
+/** The addon's code for a half operand's element type (absent: float32). */
 const HALF_KIND: Partial<Record<DType, number>> = { bfloat16: 1, float16: 2 };
 /** The dtypes the addon's generic kernels (copy, fill, arange, random, gather, assign) take. */
 const isWord = (s: Storage): boolean => s.dtype === "float32" || s.dtype === "int32";
@@ -192,6 +203,10 @@ export class NativeBackend implements Backend {
   }
 
   copy(x: View, out: Storage): void {
+    const kind = HALF_KIND[x.storage.dtype] ?? HALF_KIND[out.dtype];
+    if (kind && (isF32(x.storage) || isF32(out)) && isDense(x)) {
+      return this.addon.convertHalf(x.storage.data, x.offset, out.data, x.shape.reduce((a, b) => a * b, 1), kind);
+    }
     if (!isWord(x.storage) || !isWord(out)) return this.js.copy(x, out);
     this.addon.copy(x.storage.data, this.pack([x]), out.data);
   }
