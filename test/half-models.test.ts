@@ -91,3 +91,33 @@ test("LoRA on a bfloat16 base: adapters and optimizer state are float32, and the
   assert.ok(losses[7]! < losses[0]! - 0.05, `loss ${losses[0]} → ${losses[7]}`);
   for (const [, p] of trainable) assert.equal(p.grad === null || p.grad.dtype === "float32", true);
 }));
+
+test("fromConfig builds a model directly in bfloat16 with transformers' init, without a float32 copy", () => {
+  const config = { model_type: "llama", vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
+    num_key_value_heads: 2, max_position_embeddings: 32, initializer_range: 0.02 };
+  T.resetPeakBytes();
+  const before = T.memory().liveBytes;
+  T.manualSeed(8);
+  const half = AutoModelForCausalLM.fromConfig(config, { dtype: "bfloat16" });
+  const peak = T.memory().peakBytes - before;
+  assert.equal(half.dtype, "bfloat16");
+  for (const [name, p] of half.stateDict()) {
+    assert.equal(p.dtype, "bfloat16", name);
+    const v = Array.from(p.dataSync());
+    if (name.endsWith("norm.weight")) assert.ok(v.every((x) => x === 1), `${name} starts at 1`);
+    else {
+      // N(0, 0.02²) draws: the sample mean and standard deviation of ≥ 1024 values are within a few standard errors.
+      const mean = v.reduce((a, b) => a + b, 0) / v.length;
+      const std = Math.sqrt(v.reduce((a, b) => a + (b - mean) ** 2, 0) / v.length);
+      assert.ok(Math.abs(mean) < 0.004 && Math.abs(std - 0.02) < 0.003, `${name}: mean ${mean}, std ${std}`);
+    }
+  }
+  // Reproducible: the same seed gives the same bits.
+  T.manualSeed(8);
+  const again = AutoModelForCausalLM.fromConfig(config, { dtype: "bfloat16" });
+  for (const [name, p] of half.stateDict()) assert.deepEqual(again.stateDict().get(name)!.rawSync(), p.rawSync(), name);
+  // Never the whole model in float32: the peak stays below the half model plus one float32 module's scratch.
+  const footprint = half.memoryFootprint();
+  assert.ok(peak < footprint + 2 * 64 * 32 * 4 + 1024, `peak ${peak} B for a ${footprint} B model`);
+  assert.throws(() => AutoModelForCausalLM.fromConfig(config, { dtype: "int8" as never }), ConfigError);
+});

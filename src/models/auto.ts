@@ -5,7 +5,8 @@
 import { join } from "node:path";
 import { readJsonObject } from "../io/json.js";
 import type { PretrainedConfig } from "./config.js";
-import { loadPretrained, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
+import { loadPretrained, resolveModelDType, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
+import { buildModules, type ParameterDType } from "../nn/index.js";
 import { gpt2Config } from "./gpt2/config.js";
 import { GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model } from "./gpt2/modeling.js";
 import { llamaConfig } from "./llama/config.js";
@@ -83,10 +84,23 @@ export function parseConfig(raw: Record<string, unknown>): PretrainedConfig {
   return familyOf(type, "config").parseConfig(raw);
 }
 
-/** A freshly initialised model for a config (random weights drawn as transformers does), e.g. to pretrain or for tests. */
-export function modelFromConfig(config: Record<string, unknown>, task: Task): PreTrainedModel {
+/** Options of fromConfig. */
+export interface FromConfigOptions {
+  /** Parameter dtype (HF's torch_dtype; default float32): a half model is built and initialised layer by layer in it. */
+  dtype?: ParameterDType;
+}
+
+/**
+ * A freshly initialised model for a config (random weights drawn as transformers does), e.g. to pretrain or for tests.
+ * With a half dtype each layer's weights are made in that dtype as the layer is built (zeros, then drawn module by
+ * module through float32 scratch), so a model never exists whole in float32: an 8B-shaped bf16 model needs 16 GB.
+ */
+export function modelFromConfig(config: Record<string, unknown>, task: Task, opts: FromConfigOptions = {}): PreTrainedModel {
   const parsed = parseConfig(config);
-  return new (classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task))(parsed).initWeights();
+  const cls = classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task);
+  const dtype = resolveModelDType(opts.dtype ?? "float32", config);
+  const model = dtype === "float32" ? new cls(parsed) : buildModules({ dtype, init: false }, () => new cls(parsed));
+  return model.initWeights();
 }
 
 /** Load the model with the given head from an HF folder. */
@@ -101,8 +115,8 @@ function autoClass(task: Task) {
   return {
     /** Load from a local HF model folder. */
     fromPretrained: (dir: string, opts?: FromPretrainedOptions) => fromPretrained(dir, task, opts),
-    /** A randomly initialised model for a config object. */
-    fromConfig: (config: Record<string, unknown>) => modelFromConfig(config, task),
+    /** A randomly initialised model for a config object, optionally in a half dtype. */
+    fromConfig: (config: Record<string, unknown>, opts?: FromConfigOptions) => modelFromConfig(config, task, opts),
   };
 }
 

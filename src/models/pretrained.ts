@@ -117,16 +117,8 @@ export abstract class PreTrainedModel extends Module {
     noGrad(() => {
       for (const [name, m] of this.namedModules()) {
         if (owners && !owners.has(name)) continue;
-        if (m instanceof Linear || m instanceof Conv1D || m instanceof Embedding) {
-          const w = m.weight;
-          w.copy_(gen.normal(w.shape, 0, std));
-          const b = m.ownParameter("bias");
-          if (b) b.copy_(zeros(b.shape));
-        } else if (m instanceof LayerNorm || m instanceof RMSNorm) {
-          const w = m.ownParameter("weight"), b = m.ownParameter("bias");
-          if (w) w.copy_(ones(w.shape));
-          if (b) b.copy_(zeros(b.shape));
-        }
+        // One module at a time in its own scope: the float32 values drawn for a half weight never pile up.
+        tidy(() => initModule(m, gen, std));
       }
     });
     return this;
@@ -267,6 +259,20 @@ export function loadPretrained<M extends PreTrainedModel>(
   return model.eval();
 }
 
+/** transformers' _init_weights for one module (see initWeights). */
+function initModule(m: Module, gen: Generator, std: number): void {
+  if (m instanceof Linear || m instanceof Conv1D || m instanceof Embedding) {
+    const w = m.weight;
+    w.copy_(gen.normal(w.shape, 0, std));
+    const b = m.ownParameter("bias");
+    if (b) b.copy_(zeros(b.shape));
+  } else if (m instanceof LayerNorm || m instanceof RMSNorm) {
+    const w = m.ownParameter("weight"), b = m.ownParameter("bias");
+    if (w) w.copy_(ones(w.shape));
+    if (b) b.copy_(zeros(b.shape));
+  }
+}
+
 /** Turn gradient checkpointing on or off in every model inside `root` (a PeftModel's base model, say). */
 export function setGradientCheckpointing(root: Module, on: boolean): void {
   const models = root.modules().filter((m): m is PreTrainedModel => m instanceof PreTrainedModel);
@@ -281,8 +287,11 @@ function toSaveDtype(t: Tensor, dtype: ParameterDType): Tensor {
   return isHalf(t.dtype) && t.dtype !== dtype ? toDtype(t, dtype) : t;
 }
 
-/** The parameter dtype `dtype` asks for in the folder `dir` (whose config.json is `raw`); a bad value is a ConfigError. */
-export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown>, dir: string): ParameterDType {
+/**
+ * The parameter dtype `dtype` asks for, given config.json's fields `raw` and, for "auto" without a torch_dtype there,
+ * the checkpoint folder `dir` (no folder: float32). A bad value is a ConfigError.
+ */
+export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown>, dir?: string): ParameterDType {
   if (!MODEL_DTYPES.includes(dtype)) {
     throw new ConfigError(`dtype ${JSON.stringify(dtype)} is not a model dtype`, `use one of ${MODEL_DTYPES.join(", ")}`);
   }
@@ -290,7 +299,7 @@ export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown
   const fromConfig = raw["torch_dtype"];
   if (fromConfig === "float32" || fromConfig === "bfloat16" || fromConfig === "float16") return fromConfig;
   const names: Partial<Record<string, ParameterDType>> = { F32: "float32", BF16: "bfloat16", F16: "float16" };
-  for (const file of resolveCheckpointFiles(dir).files) {
+  for (const file of dir === undefined ? [] : resolveCheckpointFiles(dir).files) {
     for (const info of readSafetensorsHeader(file).tensors.values()) {
       if (DTYPES[info.dtype].kind === "float") return names[info.dtype] ?? "float32";
     }
