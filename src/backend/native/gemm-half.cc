@@ -143,20 +143,12 @@ void gemmHalfKernel(const Gemm& g, const uint16_t* a16, HalfKind aKind, const ui
   for (int d = 0; d < g.nbatch; d++) batch *= static_cast<int64_t>(g.batchShape[d]);
   if (batch == 0 || g.m == 0 || g.n == 0) return;
   std::vector<float> aWide, panel;
-  std::vector<int64_t> idx(g.nbatch, 0);
+  std::vector<int64_t> aOff, bOff, cOff;
+  gemmItemOffsets(g, batch, aOff, bOff, cOff);
   // Columns of op(B) per panel: about kPanelElems widened elements, a multiple of 16.
   const int64_t width = b16 ? std::min(g.n, std::max<int64_t>(16, kPanelElems / std::max<int64_t>(g.k, 1) / 16 * 16)) : g.n;
   for (int64_t bi = 0; bi < batch; bi++) {
-    int64_t ao = g.aOffset, bo = g.bOffset, co = g.outOffset;
-    for (int d = 0; d < g.nbatch; d++) {
-      ao += idx[d] * static_cast<int64_t>(g.aBatchStrides[d]);
-      bo += idx[d] * static_cast<int64_t>(g.bBatchStrides[d]);
-      co += idx[d] * static_cast<int64_t>(g.outBatchStrides[d]);
-    }
-    for (int d = g.nbatch - 1; d >= 0; d--) {
-      if (++idx[d] < static_cast<int64_t>(g.batchShape[d])) break;
-      idx[d] = 0;
-    }
+    const int64_t ao = aOff[bi], bo = bOff[bi], co = cOff[bi];
     Gemm item = g;
     item.nbatch = 0;
     item.outOffset = 0;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common.h"
 
@@ -67,6 +68,8 @@ struct Gemm {
   const double* outBatchStrides;
 };
 void gemmKernel(const Gemm& g);
+// Storage offsets of A, B and the output for each of the `batch` items (batchShape walked row-major).
+void gemmItemOffsets(const Gemm& g, int64_t batch, std::vector<int64_t>& aOff, std::vector<int64_t>& bOff, std::vector<int64_t>& cOff);
 
 // gemm-half.cc — products with bfloat16/float16 operands (a16/b16 replace g.a/g.b where not null), float32 accumulation.
 enum class HalfKind { none = 0, bf16 = 1, f16 = 2 };
