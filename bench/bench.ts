@@ -208,7 +208,8 @@ if (only.includes("memory")) {
       const [batch, seq] = model === "gpt2" ? [4, 128] : [1, 128];
       const t = await torchCase(`${model}-train`, batch!, seq!, trainSteps);
       rows.push(typeof t === "string" ? `| ${model} | PyTorch+peft float32 | – | ${t} | | |`
-        : `| ${model} | PyTorch+peft float32 | ${batch}×${seq} | ${f1(t.tokens_per_s)} | ${(t.tokens_per_s / f32Speed).toFixed(2)}× | ${mib(t.peak_rss_mib)} |`);
+        : `| ${model} | PyTorch+peft float32 | ${batch}×${seq} | ${f1(t.tokens_per_s)} | ${(t.tokens_per_s / f32Speed).toFixed(2)}× | ` +
+          `${mib(t.peak_rss_mib)} |`);
     }
   }
   console.log("\n### Memory: LoRA training (r=8, q/v or c_attn) in float32 and bf16, with and without gradient checkpointing\n");

@@ -276,7 +276,9 @@ function initModule(m: Module, gen: Generator, std: number): void {
 /** Turn gradient checkpointing on or off in every model inside `root` (a PeftModel's base model, say). */
 export function setGradientCheckpointing(root: Module, on: boolean): void {
   const models = root.modules().filter((m): m is PreTrainedModel => m instanceof PreTrainedModel);
-  if (models.length === 0) throw new ConfigError("gradient checkpointing needs a model with decoder layers", "pass a PreTrainedModel or a PeftModel wrapping one");
+  if (models.length === 0) {
+    throw new ConfigError("gradient checkpointing needs a model with decoder layers", "pass a PreTrainedModel or a PeftModel wrapping one");
+  }
   const outer = models[0]!;
   if (on) outer.gradientCheckpointingEnable();
   else outer.gradientCheckpointingDisable();

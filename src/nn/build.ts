@@ -31,11 +31,6 @@ export function buildModules<T>(opts: BuildOptions, fn: () => T): T {
   }
 }
 
-/** Whether initialisers draw values now (false inside buildModules({ init: false })). */
-export function initEnabled(): boolean {
-  return current.init;
-}
-
 /** Zeros of `shape` when initialisation is off, otherwise draw(): what the init functions return. */
 export function initialValues(shape: readonly number[], draw: () => Tensor): Tensor {
   return current.init ? draw() : zeros(shape);
