@@ -1,7 +1,8 @@
 /**
  * Benchmarks: `npm run bench [-- options]`.
  *
- *   --only gemm,forward,generation,training   sections to run (default: all)
+ *   --only gemm,forward,generation,training,memory   sections to run (default: all but memory, which is slow)
+ *   --memory-models gpt2,qwen2,qwen2.5-1.5b   models of the memory section (default: all three)
  *   --models gpt2,qwen2                       models of the model sections (default: both)
  *   --steps N / --infer-steps N / --warmup N  timed training / forward steps and warm-up steps (default 10 / 20 / 2)
  *   --gen-steps N --new-tokens N              timed generate() calls and tokens each decodes (default 3, 32)
@@ -41,8 +42,8 @@ const opt = (name: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
 };
-const SECTIONS = ["gemm", "forward", "generation", "training"] as const;
-const only = (opt("only") ?? SECTIONS.join(",")).split(",").map((s) => s.trim()).filter(Boolean);
+const SECTIONS = ["gemm", "forward", "generation", "training", "memory"] as const;
+const only = (opt("only") ?? SECTIONS.filter((s) => s !== "memory").join(",")).split(",").map((s) => s.trim()).filter(Boolean);
 for (const s of only) if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`--only: unknown section "${s}"; sections: ${SECTIONS.join(", ")}`);
 const models = (opt("models") ?? "gpt2,qwen2").split(",").map((s) => s.trim()) as ModelName[];
 for (const m of models) if (m !== "gpt2" && m !== "qwen2") throw new Error(`--models: unknown model "${m}"; models: gpt2, qwen2`);
@@ -203,6 +204,45 @@ if (only.includes("forward") || only.includes("training")) {
     console.log("| --- | ---: | ---: | ---: |");
     for (const r of beforeRows) console.log(r);
   }
+}
+
+if (only.includes("memory")) {
+  // LoRA training (the training section's step) in float32 and with bfloat16 frozen weights + bf16 autocast, each with
+  // and without gradient checkpointing; models built layer by layer in their dtype (fromConfig). PyTorch + peft in
+  // float32 is the training section's anchor where that section has the model (gpt2, qwen2).
+  const memoryModels = (opt("memory-models") ?? "gpt2,qwen2,qwen2.5-1.5b").split(",").map((s) => s.trim()) as ModelName[];
+  const variants: [string, string[]][] = [
+    ["float32", []], ["float32 + checkpointing", ["--checkpointing"]],
+    ["bf16", ["--dtype", "bfloat16", "--bf16"]], ["bf16 + checkpointing", ["--dtype", "bfloat16", "--bf16", "--checkpointing"]],
+  ];
+  const rows: string[] = [];
+  for (const model of memoryModels) {
+    let f32Speed = Number.NaN;
+    for (const [label, flags] of variants) {
+      const r = await oursCase(`${model}-train`, ["--steps", String(trainSteps), "--warmup", String(warmup), ...flags]);
+      if (typeof r === "string") {
+        rows.push(`| ${model} | ${label} | – | ${r} | | |`);
+        continue;
+      }
+      if (label === "float32") f32Speed = r.tokensPerS;
+      rows.push(`| ${model} | ${label} | ${r.batch}×${r.seq} | ${f1(r.tokensPerS)} | ${(r.tokensPerS / f32Speed).toFixed(2)}× | ${mib(r.peakRssMiB)} |`);
+      log(rows[rows.length - 1]!);
+    }
+    if (withPytorch && model !== "qwen2.5-1.5b") {
+      const [batch, seq] = model === "gpt2" ? [4, 128] : [1, 128];
+      const t = await torchCase(`${model}-train`, batch!, seq!, trainSteps);
+      rows.push(typeof t === "string" ? `| ${model} | PyTorch+peft float32 | – | ${t} | | |`
+        : `| ${model} | PyTorch+peft float32 | ${batch}×${seq} | ${f1(t.tokens_per_s)} | ${(t.tokens_per_s / f32Speed).toFixed(2)}× | ` +
+          `${mib(t.peak_rss_mib)} |`);
+    }
+  }
+  console.log("\n### Memory: LoRA training (r=8, q/v or c_attn) in float32 and bf16, with and without gradient checkpointing\n");
+  console.log("| model | precision | batch×seq | tok/s | vs float32 | peak RSS |");
+  console.log("| --- | --- | --- | ---: | ---: | ---: |");
+  for (const r of rows) console.log(r);
+  console.log("\nbf16: frozen weights stored in bfloat16 (fromConfig dtype), products under bf16 autocast (inputs rounded, float32 " +
+    "accumulation), LoRA weights and AdamW state float32. This CPU has no bfloat16 arithmetic (AVX2, no AVX-512 BF16), so bf16 " +
+    "products are float32 sgemm on widened panels: bf16 saves memory, not time.");
 }
 
 if (only.includes("generation")) {

@@ -17,12 +17,13 @@ import { AdamW } from "../src/optim/index.js";
 import { Conv1D, Linear } from "../src/nn/index.js";
 import { generate, type Generative } from "../src/generation/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
-import { manualSeed, noGrad, tensor, tidy, type Tensor } from "../src/tensor/index.js";
+import { autocast, manualSeed, noGrad, tensor, tidy, type Tensor } from "../src/tensor/index.js";
+import type { ParameterDType } from "../src/nn/index.js";
 import { isProfiling, profileReport, profileReset } from "../src/backend/index.js";
 import { loadNativeBackend, threadStats, type ThreadStats } from "../src/backend/native/native-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
 
-export type ModelName = "gpt2" | "qwen2";
+export type ModelName = "gpt2" | "qwen2" | "qwen2.5-1.5b";
 export type Mode = "train" | "infer" | "generate";
 
 /** The model configurations (what bench_peft_cpu.py builds). */
@@ -33,12 +34,18 @@ export const CONFIGS: Record<ModelName, Record<string, unknown>> = {
     num_attention_heads: 14, num_key_value_heads: 2, max_position_embeddings: 32768, rope_theta: 1e6, rms_norm_eps: 1e-6,
     tie_word_embeddings: true, use_sliding_window: false, attention_dropout: 0,
   },
+  "qwen2.5-1.5b": {
+    model_type: "qwen2", vocab_size: 151936, hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: 28,
+    num_attention_heads: 12, num_key_value_heads: 2, max_position_embeddings: 32768, rope_theta: 1e6, rms_norm_eps: 1e-6,
+    tie_word_embeddings: true, use_sliding_window: false, attention_dropout: 0,
+  },
 };
 
 /** Default shapes: bench_peft_cpu.py's for train/infer; generation decodes `newTokens` after a prompt of `seq`. */
 export const DEFAULT_SHAPES: Record<ModelName, { train: [number, number]; infer: [number, number] }> = {
   gpt2: { train: [4, 128], infer: [4, 128] },
   qwen2: { train: [1, 128], infer: [1, 128] },
+  "qwen2.5-1.5b": { train: [1, 128], infer: [1, 128] },
 };
 
 function loraConfig(model: ModelName) {
@@ -133,6 +140,12 @@ export interface CaseOptions {
   newTokens?: number;
   /** Print the per-kernel profile of the timed steps (needs PEFT_TS_PROFILE=1 in the environment). */
   profile?: boolean;
+  /** The frozen weights' dtype (fromConfig's dtype, built layer by layer; default float32). */
+  dtype?: ParameterDType;
+  /** Mixed precision of the training step (TrainingArguments.bf16: products under bfloat16 autocast). */
+  bf16?: boolean;
+  /** Gradient checkpointing of the decoder layers. */
+  checkpointing?: boolean;
 }
 
 /** What one case measured. */
@@ -171,7 +184,8 @@ export function runCase(o: CaseOptions): CaseResult {
   const steps = o.steps ?? (mode === "train" ? 10 : mode === "infer" ? 20 : 3), warmup = o.warmup ?? (mode === "generate" ? 1 : 2);
   const t0 = performance.now();
   manualSeed(0);
-  const base = AutoModelForCausalLM.fromConfig(CONFIGS[model]);
+  const base = AutoModelForCausalLM.fromConfig(CONFIGS[model], { dtype: o.dtype ?? "float32" });
+  if (o.checkpointing) base.gradientCheckpointingEnable();
   const net: PreTrainedModel | PeftModel = mode === "generate" ? base : getPeftModel(base, loraConfig(model));
   const buildS = (performance.now() - t0) / 1e3;
   const rssAfterBuildMiB = rssMiB("VmRSS");
@@ -185,7 +199,7 @@ export function runCase(o: CaseOptions): CaseResult {
   if (mode === "train") {
     net.train();
     const opt = new AdamW(net.parameters().filter((p) => p.requiresGrad), { lr: 1e-4 });
-    step = (rec) => tidy(() => {
+    step = (rec) => tidy(() => autocast(o.bf16 ? "bfloat16" : null, () => {
       const a = performance.now();
       opt.zeroGrad();
       const out = net.forward({ inputIds: ids, labels: ids }) as ModelOutput;
@@ -198,7 +212,7 @@ export function runCase(o: CaseOptions): CaseResult {
       addPhase("fwd", b - a, rec);
       addPhase("bwd", c - b, rec);
       addPhase("opt", d - c, rec);
-    });
+    }));
   } else if (mode === "infer") {
     net.eval();
     step = (rec) => {
@@ -261,9 +275,14 @@ function parseArgs(argv: string[]): CaseOptions {
   };
   const num = (name: string) => (get(name) === undefined ? undefined : Number(get(name)));
   const c = get("case");
-  const m = c ? /^(gpt2|qwen2)-(train|infer|generate)$/.exec(c) : null;
-  if (!m) throw new Error(`--case must be gpt2|qwen2 - train|infer|generate, got ${c}`);
-  const o: CaseOptions = { model: m[1] as ModelName, mode: m[2] as Mode, profile: argv.includes("--profile") };
+  const m = c ? /^(gpt2|qwen2|qwen2\.5-1\.5b)-(train|infer|generate)$/.exec(c) : null;
+  if (!m) throw new Error(`--case must be gpt2|qwen2|qwen2.5-1.5b - train|infer|generate, got ${c}`);
+  const o: CaseOptions = {
+    model: m[1] as ModelName, mode: m[2] as Mode, profile: argv.includes("--profile"), bf16: argv.includes("--bf16"),
+    checkpointing: argv.includes("--checkpointing"),
+  };
+  const dtype = get("dtype");
+  if (dtype !== undefined) o.dtype = dtype as ParameterDType;
   for (const k of ["batch", "seq", "steps", "warmup", "newTokens"] as const) {
     const v = num(k === "newTokens" ? "new-tokens" : k);
     if (v !== undefined) o[k] = v;

@@ -8,7 +8,9 @@ export {
   AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModelForTokenClassification,
   AutoModelForQuestionAnswering,
 } from "./models/auto.js";
-export { PreTrainedModel } from "./models/pretrained.js";
+export type { FromConfigOptions } from "./models/auto.js";
+export { PreTrainedModel, MODEL_DTYPES } from "./models/pretrained.js";
+export type { FromPretrainedOptions, ModelDType } from "./models/pretrained.js";
 export type { ModelInputs, Seq2SeqInputs, ModelOutput, BaseModelOutput, PastKeyValues } from "./models/outputs.js";
 export { AutoTokenizer, PreTrainedTokenizer } from "./tokenizers/index.js";
 export { generate, GenerativeModel, asGenerative } from "./generation/index.js";

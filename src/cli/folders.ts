@@ -2,7 +2,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fromPretrained, modelFromConfig, type Task } from "../models/auto.js";
-import type { PreTrainedModel } from "../models/pretrained.js";
+import { resolveModelDType, type ModelDType, type PreTrainedModel } from "../models/pretrained.js";
 import { loadModelWeights } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -104,13 +104,16 @@ export function taskOf(taskType: unknown): Task {
 /**
  * Load a model folder with a head; `overrides` replace config.json fields (e.g. num_labels for a new classifier
  * head). Weights missing from the folder are warned about unless `warnMissing` is false (merge: the adapter has them).
+ * `dtype` is fromPretrained's (the config's model.dtype).
  */
-export function loadModel(dir: string, task: Task, overrides: Record<string, unknown> = {}, warnMissing = true): PreTrainedModel {
+export function loadModel(dir: string, task: Task, overrides: Record<string, unknown> = {}, warnMissing = true,
+  dtype: ModelDType = "float32"): PreTrainedModel {
   requireModelDir(dir);
-  if (Object.keys(overrides).length === 0) return fromPretrained(dir, task);
+  if (Object.keys(overrides).length === 0) return fromPretrained(dir, task, { dtype });
   const raw = readJsonObject(join(dir, "config.json"));
-  const model = modelFromConfig({ ...raw, ...overrides }, task);
-  const weights = loadModelWeights(dir);
+  const resolved = resolveModelDType(dtype, raw, dir);
+  const model = modelFromConfig({ ...raw, ...overrides }, task, { dtype: resolved });
+  const weights = loadModelWeights(dir, { floatDtype: resolved });
   try {
     const report = model.loadWeights(weights);
     if (warnMissing && report.missingKeys.length > 0) process.emitWarning(`weights not in ${dir} (newly initialised): ${report.missingKeys.join(", ")}`);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { readSafetensorsHeader, resolveCheckpointFiles, type SafetensorsHeader } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
+import { resolveModelDType } from "../models/pretrained.js";
 import { configFromJson } from "../peft/index.js";
 import { CliError } from "./errors.js";
 import { folderKind } from "./folders.js";
@@ -104,6 +105,9 @@ export function modelInfo(dir: string): Record<string, unknown> {
     dtypes: weights?.dtypes ?? null,
     weight_files: weights?.files ?? null,
     weight_bytes: weights?.bytes ?? null,
+    // What fromPretrained(dir, {dtype: "auto"}) keeps in memory, and what float32 would take.
+    dtype: weights ? resolveModelDType("auto", raw, dir) : null,
+    memory: weights ? { float32: weights.parameters * 4, bfloat16: weights.parameters * 2 } : null,
     ...(weightsError ? { weights_error: weightsError } : {}),
     tokenizer: tokenizerSummary(dir),
   };
@@ -191,6 +195,14 @@ function round(v: unknown): string {
   return typeof v === "number" && !Number.isInteger(v) ? String(Number(v.toPrecision(5))) : show(v);
 }
 
+/** "bfloat16: 942.4 MiB (float32: 1.8 GiB)": the weights in memory as dtype "auto" loads them, and in float32. */
+function memoryText(i: Record<string, unknown>): string {
+  const m = i["memory"] as { float32: number; bfloat16: number } | null;
+  if (!m) return "-";
+  return i["dtype"] === "float32" ? `float32: ${fmtBytes(m.float32)} (bfloat16: ${fmtBytes(m.bfloat16)})`
+    : `${i["dtype"]}: ${fmtBytes(m.bfloat16)} (float32: ${fmtBytes(m.float32)})`;
+}
+
 function modelText(i: Record<string, unknown>): string[] {
   const tok = i["tokenizer"] as { present: boolean; chat_template: boolean };
   const lines = [
@@ -200,6 +212,7 @@ function modelText(i: Record<string, unknown>): string[] {
     `  parameters:        ${i["parameters"] === null ? "-" : fmtCount(i["parameters"] as number)}${i["tensors"] !== null ? ` in ${i["tensors"]} tensors` : ""}`,
     `  stored dtype:      ${i["dtypes"] ? fmtDtypes(i["dtypes"] as Record<string, number>) : "-"}${i["weight_bytes"] !== null ? ` (${fmtBytes(i["weight_bytes"] as number)} in ${i["weight_files"]} file${i["weight_files"] === 1 ? "" : "s"})` : ""}`,
     `  torch_dtype:       ${show(i["torch_dtype"])}`,
+    `  memory:            ${memoryText(i)}`,
     `  vocab_size:        ${show(i["vocab_size"])}`,
     `  layers:            ${show(i["num_layers"])}`,
     `  hidden_size:       ${show(i["hidden_size"])}`,

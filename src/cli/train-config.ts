@@ -9,6 +9,7 @@ import { parse as parseYaml } from "yaml";
 import { closest } from "../io/config-fields.js";
 import { CliError } from "./errors.js";
 import { parseJson } from "../io/json.js";
+import { MODEL_DTYPES, type ModelDType } from "../models/pretrained.js";
 
 /** How dataset records become training examples. */
 export type DatasetFormat = "instruction" | "text" | "classification";
@@ -17,6 +18,8 @@ export type DatasetFormat = "instruction" | "text" | "classification";
 export interface TrainConfig {
   /** Model folder (config.json + safetensors). */
   model_name_or_path: string;
+  /** How the model is loaded: dtype is fromPretrained's (default float32). */
+  model: { dtype: ModelDType };
   /** Tokenizer folder; defaults to the model folder. */
   tokenizer: string;
   /** Training records: a JSON array or JSONL file. */
@@ -41,7 +44,7 @@ export interface TrainConfig {
 }
 
 const FIELDS = [
-  "model_name_or_path", "tokenizer", "dataset", "dataset_format", "max_length", "peft", "training_args", "eval_dataset",
+  "model_name_or_path", "model", "tokenizer", "dataset", "dataset_format", "max_length", "peft", "training_args", "eval_dataset",
   "eval_split", "system_prompt", "text_field", "num_labels",
 ] as const;
 const FORMATS: readonly DatasetFormat[] = ["instruction", "text", "classification"];
@@ -121,12 +124,22 @@ export function parseTrainConfig(raw: Record<string, unknown>, path: string): Tr
     throw new CliError(`${path}: "eval_split" must be a fraction in (0, 1) or a whole number of records, got ${JSON.stringify(evalSplit)}`, "e.g. \"eval_split\": 0.1 holds out 10% of the records");
   }
   if (evalDataset !== null && evalSplit !== null) throw new CliError(`${path}: give either "eval_dataset" or "eval_split", not both`, "eval_split holds out part of dataset; eval_dataset is a separate file");
+  const modelOpts = obj(raw, "model", path) ?? {};
+  for (const key of Object.keys(modelOpts)) {
+    if (key !== "dtype") throw new CliError(`${path}: unknown field "model.${key}"`, 'the "model" object takes "dtype"');
+  }
+  const dtype = modelOpts["dtype"] ?? "float32";
+  if (!MODEL_DTYPES.includes(dtype as ModelDType)) {
+    throw new CliError(`${path}: "model.dtype" must be one of ${MODEL_DTYPES.join(", ")}, got ${JSON.stringify(dtype)}`,
+      '"bfloat16" keeps the frozen weights in half the memory; "auto" uses the checkpoint\'s own dtype');
+  }
   const numLabels = raw["num_labels"] ?? null;
   if (numLabels !== null && (typeof numLabels !== "number" || !Number.isInteger(numLabels) || numLabels < 1)) {
     throw new CliError(`${path}: "num_labels" must be a positive integer, got ${JSON.stringify(numLabels)}`, "num_labels is the number of classes");
   }
   return {
     model_name_or_path: model,
+    model: { dtype: dtype as ModelDType },
     tokenizer: str(raw, "tokenizer", path, false) ?? model,
     dataset: str(raw, "dataset", path, true)!,
     dataset_format: format,

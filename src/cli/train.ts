@@ -29,6 +29,8 @@ export const TRAIN_USAGE = `usage: peft train CONFIG.{json,yaml} [--resume] [--m
 
 Fine-tune a model with a PEFT method as the config file says:
   model_name_or_path  model folder (config.json + model.safetensors)
+  model               {"dtype": "bfloat16"}: frozen weights kept in bfloat16/float16 ("auto": as stored;
+                      default float32)
   tokenizer           tokenizer folder (default: the model folder)
   dataset             JSON array or JSONL file of records
   dataset_format      "instruction" ({instruction, input?, output, system?}; the default),
@@ -36,7 +38,8 @@ Fine-tune a model with a PEFT method as the config file says:
   max_length          tokens per example (default 512)
   peft                PEFT config in HF field names, e.g. {"peft_type": "LORA", "r": 8, "lora_alpha": 16,
                       "target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"}
-  training_args       TrainingArguments fields (output_dir, learning_rate, num_train_epochs, max_steps, …)
+  training_args       TrainingArguments fields (output_dir, learning_rate, num_train_epochs, max_steps, bf16,
+                      fp16, gradient_checkpointing, …)
   eval_dataset        a separate eval file, or
   eval_split          a fraction (or count) of the records held out for evaluation
   system_prompt       instruction format: system prompt for records without one
@@ -173,7 +176,8 @@ export function train(argv: string[]): void {
   }
 
   manualSeed(args.seed);
-  const base = loadModel(cfg.model_name_or_path, cfg.dataset_format === "classification" ? "sequence-classification" : "causal-lm", overrides);
+  const task = cfg.dataset_format === "classification" ? "sequence-classification" : "causal-lm";
+  const base = loadModel(cfg.model_name_or_path, task, overrides, true, cfg.model.dtype);
   const padId = tok.padTokenId ?? 0;
   if (base.config.pad_token_id === null || base.config.pad_token_id === undefined) base.config.pad_token_id = padId;
   const model = getPeftModel(base, peftConfig);

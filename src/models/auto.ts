@@ -8,7 +8,8 @@ import { resolvePretrainedSync } from "../io/hub-sync.js";
 import { repoIdOfSnapshot } from "../io/hub-cache.js";
 import { ConfigError } from "../errors.js";
 import type { PretrainedConfig } from "./config.js";
-import { loadPretrained, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
+import { loadPretrained, resolveModelDType, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
+import { buildModules, type ParameterDType } from "../nn/index.js";
 import { gpt2Config } from "./gpt2/config.js";
 import { GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model } from "./gpt2/modeling.js";
 import { DECODER_MODEL_TYPES, llamaConfig } from "./llama/config.js";
@@ -128,10 +129,23 @@ function typed<T extends Task>(model: PreTrainedModel, task: T): ModelFor<T> {
   return (task === "causal-lm" || task === "seq2seq-lm" ? asGenerative(model) : model) as ModelFor<T>;
 }
 
-/** A freshly initialised model for a config (random weights drawn as transformers does), e.g. to pretrain or for tests. */
-export function modelFromConfig<T extends Task>(config: Record<string, unknown>, task: T): ModelFor<T> {
+/** Options of fromConfig. */
+export interface FromConfigOptions {
+  /** Parameter dtype (HF's torch_dtype; default float32): a half model is built and initialised layer by layer in it. */
+  dtype?: ParameterDType;
+}
+
+/**
+ * A freshly initialised model for a config (random weights drawn as transformers does), e.g. to pretrain or for tests.
+ * With a half dtype each layer's weights are made in that dtype as the layer is built (zeros, then drawn module by
+ * module through float32 scratch), so a model never exists whole in float32: an 8B-shaped bf16 model needs 16 GB.
+ */
+export function modelFromConfig<T extends Task>(config: Record<string, unknown>, task: T, opts: FromConfigOptions = {}): ModelFor<T> {
   const parsed = parseConfig(config);
-  return typed(new (classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task))(parsed).initWeights(), task);
+  const cls = classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task);
+  const dtype = resolveModelDType(opts.dtype ?? "float32", config);
+  const model = dtype === "float32" ? new cls(parsed) : buildModules({ dtype, init: false }, () => new cls(parsed));
+  return typed(model.initWeights(), task);
 }
 
 /** Load the model with the given head from an HF folder, or from a Hub repo id (downloaded into the shared cache). */
@@ -150,8 +164,8 @@ function autoClass<T extends Task>(task: T) {
   return {
     /** Load from a local HF model folder or a Hub repo id ("org/name", with revision, token, cacheDir, localFilesOnly). */
     fromPretrained: (nameOrPath: string, opts?: FromPretrainedOptions) => fromPretrained(nameOrPath, task, opts),
-    /** A randomly initialised model for a config object. */
-    fromConfig: (config: Record<string, unknown>) => modelFromConfig(config, task),
+    /** A randomly initialised model for a config object, optionally in a half dtype. */
+    fromConfig: (config: Record<string, unknown>, opts?: FromConfigOptions) => modelFromConfig(config, task, opts),
   };
 }
 

@@ -1,7 +1,8 @@
 /** Pieces shared by the models: input embedding, the decoder layer loop, causal-LM loss, sequence-classification pooling and loss. */
-import type { TensorLayer } from "../nn/index.js";
+import type { Module, TensorLayer } from "../nn/index.js";
+import type { PreTrainedModel } from "./pretrained.js";
 import {
-  Tensor, add, crossEntropy, isGradEnabled, tidy, exp, indexSelect, log, mean, mul, relu, reshape, select, square, sub, abs, neg, tensor, toFloat,
+  Tensor, add, crossEntropy, exp, indexSelect, log, mean, mul, relu, reshape, select, square, sub, abs, neg, tensor, toFloat,
 } from "../tensor/index.js";
 import type { PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "./outputs.js";
@@ -107,22 +108,20 @@ export type DecoderStep = (hidden: Tensor, past: LayerKV | undefined, index: num
 
 /**
  * Run a decoder's layers as HF's models do: hidden states recorded before every layer and after `finish` (the final
- * norm), each layer's keys/values returned when useCache. Without a tape, each layer runs in its own memory scope,
- * so inference holds one layer's activations at a time (the tape needs them all, so training keeps them).
+ * norm), each layer's keys/values returned when useCache. Each layer goes through the model's runLayer: in its own
+ * memory scope without a tape, recomputed in backward under gradient checkpointing.
  */
-export function runDecoderStack(count: number, hidden: Tensor, inputs: ModelInputs, step: DecoderStep, finish: (h: Tensor) => Tensor): BaseModelOutput {
+export function runDecoderStack(
+  model: PreTrainedModel, layers: readonly Module[], hidden: Tensor, inputs: ModelInputs, step: DecoderStep, finish: (h: Tensor) => Tensor,
+): BaseModelOutput {
   const hiddenStates: Tensor[] = [];
   const presents: PastKeyValues = [];
-  for (let i = 0; i < count; i++) {
+  layers.forEach((layer, i) => {
     if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-    const run = () => {
-      const r = step(hidden, inputs.pastKeyValues?.[i], i);
-      return inputs.useCache ? r : { out: r.out, present: undefined };
-    };
-    const { out, present } = isGradEnabled() ? run() : tidy(run);
+    const { out, present } = model.runLayer(layer, hidden, (h) => step(h, inputs.pastKeyValues?.[i], i), inputs.useCache === true);
     hidden = out;
     if (present) presents.push(present);
-  }
+  });
   hidden = finish(hidden);
   if (inputs.outputHiddenStates) hiddenStates.push(hidden);
   return {

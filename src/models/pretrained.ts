@@ -4,20 +4,33 @@
  * (tied weights not stored twice, base-model prefixes added or stripped).
  */
 import { join } from "node:path";
-import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, type EmbeddingLayer, type LoadResult } from "../nn/index.js";
-import { Generator, Tensor, defaultGenerator, noGrad, ones, zeros } from "../tensor/index.js";
+import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, buildModules, type EmbeddingLayer, type LoadResult, type ParameterDType } from "../nn/index.js";
+import { Generator, Tensor, checkpoint, defaultGenerator, isGradEnabled, noGrad, ones, tidy, toDtype, zeros } from "../tensor/index.js";
+import { DTYPE_BYTES, isHalf } from "../backend/backend.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
-import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
+import { loadModelWeights, readSafetensorsHeader, resolveCheckpointFiles, writeSafetensors } from "../io/safetensors.js";
+import { DTYPES } from "../io/dtypes.js";
+import { ConfigError } from "../errors.js";
 import type { HubOptions } from "../io/hub.js";
 import { pushSaved, type CommitInfo, type PushOptions } from "../io/hub-upload.js";
 import { writeFolderAtomic } from "../io/atomic.js";
 import { checkModelConfig, checkModelFitsInMemory, type PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
 
+/** What `dtype` of fromPretrained accepts: a parameter dtype, or "auto" for the checkpoint's own. */
+export type ModelDType = ParameterDType | "auto";
+
+/** The values `dtype` accepts, for validation and help texts. */
+export const MODEL_DTYPES: readonly ModelDType[] = ["auto", "float32", "bfloat16", "float16"];
+
 /** Options of fromPretrained (the Hub options apply when the name is a repo id rather than a local folder). */
 export interface FromPretrainedOptions extends HubOptions {
-  /** Compute dtype; weights stored as float16/bfloat16 are converted. Only float32 is supported for compute. */
-  dtype?: "float32";
+  /**
+   * HF's torch_dtype: the dtype the weights are kept in (default float32). bfloat16/float16 weights stay half in
+   * memory and are frozen (products accumulate in float32; adapters added later train in float32). "auto" takes
+   * config.json's torch_dtype, else the dtype of the checkpoint's first float tensor.
+   */
+  dtype?: ModelDType;
 }
 
 /**
@@ -35,6 +48,7 @@ export abstract class PreTrainedModel extends Module {
   nameOrPath: string | null = null;
   /** Keys of the last weight load that the model did not have / the checkpoint did not have. */
   loadReport: LoadResult = { missingKeys: [], unexpectedKeys: [] };
+  private checkpointing = false;
 
   constructor(readonly config: PretrainedConfig) {
     super();
@@ -99,25 +113,19 @@ export abstract class PreTrainedModel extends Module {
   /**
    * transformers' default initialisation of a fresh model (_init_weights): Linear/Conv1D weights and embeddings
    * ~ N(0, initializer_range²), biases 0, norm weights 1. Layers' own PyTorch defaults (Kaiming-uniform, N(0, 1)
-   * embeddings) are far too large for a tied LM head.
+   * embeddings) are far too large for a tied LM head. `only` limits it to the modules owning these state-dict keys.
    */
-  initWeights(gen: Generator = defaultGenerator): this {
+  initWeights(gen: Generator = defaultGenerator, only?: ReadonlySet<string>): this {
     // initializer_range, or OPT's name for it.
     const given = this.config["initializer_range"] ?? this.config["init_std"];
     const std = typeof given === "number" ? given : 0.02;
+    const prefixOf = (k: string) => k.slice(0, Math.max(k.lastIndexOf("."), 0));
+    const owners = only && new Set([...only].map(prefixOf));
     noGrad(() => {
-      for (const [, m] of this.namedModules()) {
-        if (m instanceof Linear || m instanceof Conv1D || m instanceof Embedding) {
-          const w = m.weight;
-          w.copy_(gen.normal(w.shape, 0, std));
-          const b = m.ownParameter("bias");
-          if (b) b.copy_(zeros(b.shape));
-        } else if (m instanceof LayerNorm || m instanceof RMSNorm) {
-          const w = m.ownParameter("weight"), b = m.ownParameter("bias");
-          // Gemma's norms scale by (1 + weight): their neutral weight is 0.
-          if (w) w.copy_(m instanceof RMSNorm && m.unitOffset ? zeros(w.shape) : ones(w.shape));
-          if (b) b.copy_(zeros(b.shape));
-        }
+      for (const [name, m] of this.namedModules()) {
+        if (owners && !owners.has(name)) continue;
+        // One module at a time in its own scope: the float32 values drawn for a half weight never pile up.
+        tidy(() => initModule(m, gen, std));
       }
     });
     return this;
@@ -135,23 +143,99 @@ export abstract class PreTrainedModel extends Module {
   }
 
   /**
-   * Write config.json and model.safetensors (each tensor once, like HF), atomically; `dtype` stores the weights
-   * as float16 or bfloat16 (halving the files; they load back as float32).
+   * Gradient checkpointing (HF's gradient_checkpointing_enable): while training, decoder layers keep only their
+   * input and are recomputed during backward, trading a second forward pass for most activation memory. Gradients
+   * are bit-identical to a run without it. Applies to every model in this one's module tree (a task model's base).
    */
-  savePretrained(dir: string, opts: { dtype?: "float32" | "float16" | "bfloat16" } = {}): void {
+  gradientCheckpointingEnable(): this {
+    if (!this.modules().some((m) => m instanceof PreTrainedModel && m.supportsGradientCheckpointing)) {
+      throw new ConfigError(`${this.constructor.name} does not support gradient checkpointing`,
+        "gradient checkpointing works on the decoder layers of the GPT-2 and LLaMA-family models; turn it off for this model");
+    }
+    return this.setCheckpointing(true);
+  }
+
+  /** Whether this model's own forward runs layers through runLayer (HF's supports_gradient_checkpointing). */
+  get supportsGradientCheckpointing(): boolean {
+    return false;
+  }
+
+  /** Turn gradient checkpointing off again (HF's gradient_checkpointing_disable). */
+  gradientCheckpointingDisable(): this {
+    return this.setCheckpointing(false);
+  }
+
+  /** Whether gradient checkpointing is on (HF's is_gradient_checkpointing). */
+  get isGradientCheckpointing(): boolean {
+    return this.checkpointing;
+  }
+
+  private setCheckpointing(on: boolean): this {
+    for (const m of this.modules()) if (m instanceof PreTrainedModel) m.checkpointing = on;
+    return this;
+  }
+
+  /**
+   * One decoder layer on `hidden`: without a tape, in its own memory scope (inference holds one layer's activations
+   * at a time); while training under gradient checkpointing, recomputed during backward; otherwise recorded as usual
+   * (the tape keeps its activations). The KV cache it returns is kept only with `useCache` (never checkpointed, as HF).
+   */
+  runLayer<P>(layer: Module, hidden: Tensor, forward: (h: Tensor) => { out: Tensor; present: P }, useCache: boolean,
+  ): { out: Tensor; present: P | undefined } {
+    const run = () => {
+      const r = forward(hidden);
+      return useCache ? r : { out: r.out, present: undefined };
+    };
+    if (!isGradEnabled()) return tidy(run);
+    if (!this.checkpointing || !this.training || useCache) return run();
+    const trainable = layer.parameters().filter((p) => p.requiresGrad);
+    return { out: checkpoint((h) => forward(h).out, [hidden], trainable), present: undefined };
+  }
+
+  /** HF's model.dtype: the dtype of the first floating-point parameter (float32 when there is none). */
+  get dtype(): ParameterDType {
+    for (const [, p] of this.namedParameters()) {
+      if (p.dtype === "float32" || p.dtype === "bfloat16" || p.dtype === "float16") return p.dtype;
+    }
+    return "float32";
+  }
+
+  /** HF's get_memory_footprint: bytes held by the parameters and buffers (each tensor counted once). */
+  memoryFootprint(): number {
+    const seen = new Set<object>();
+    let bytes = 0;
+    for (const t of [...this.parameters(), ...this.stateDict().values()]) {
+      if (seen.has(t.bufferRef)) continue;
+      seen.add(t.bufferRef);
+      bytes += t.storage.size * DTYPE_BYTES[t.dtype];
+    }
+    return bytes;
+  }
+
+  /**
+   * Write config.json and model.safetensors (each tensor once, like HF), atomically, in `dtype` (default: the
+   * model's own, see `dtype`): float32 weights are rounded into float16/bfloat16 files, and half weights of another
+   * dtype converted tensor by tensor.
+   */
+  savePretrained(dir: string, opts: { dtype?: ParameterDType } = {}): void {
     const tied = new Set(this.tiedWeightKeys());
-    const tensors = new Map([...this.stateDict()].filter(([k]) => !tied.has(k)));
-    const dtype = opts.dtype ?? "float32";
+    const dtype = opts.dtype ?? this.dtype;
+    const own = this.stateDict();
+    const tensors = new Map([...own].filter(([k]) => !tied.has(k)).map(([k, t]) => [k, toSaveDtype(t, dtype)] as const));
     const onDisk = { float32: "F32", float16: "F16", bfloat16: "BF16" } as const;
     // The folder is replaced as a whole (weights and config never from two saves); files other than weights are kept.
-    writeFolderAtomic(dir, (tmp) => {
-      writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" }, { dtype: onDisk[dtype] });
-      writeJsonAtomic(join(tmp, "config.json"), { ...this.config, architectures: [this.architecture], torch_dtype: dtype });
-    }, { carryOver: (f) => !/^(config\.json|(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?)$/.test(f) });
+    try {
+      writeFolderAtomic(dir, (tmp) => {
+        writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" }, { dtype: onDisk[dtype] });
+        writeJsonAtomic(join(tmp, "config.json"), { ...this.config, architectures: [this.architecture], torch_dtype: dtype });
+      }, { carryOver: (f) => !/^(config\.json|(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?)$/.test(f) });
+    } finally {
+      for (const [k, t] of tensors) if (t !== own.get(k)) t.dispose();
+    }
   }
 
   /** Upload the model as savePretrained writes it (e.g. a merged model) to a Hub repo, created if needed (transformers' push_to_hub). */
-  pushToHub(repoId: string, opts: PushOptions & { dtype?: "float32" | "float16" | "bfloat16" } = {}): Promise<CommitInfo> {
+  pushToHub(repoId: string, opts: PushOptions & { dtype?: ParameterDType } = {}): Promise<CommitInfo> {
     return pushSaved(repoId, (dir) => this.savePretrained(dir, opts), { commitMessage: "Upload model", ...opts });
   }
 }
@@ -167,12 +251,15 @@ export function loadPretrained<M extends PreTrainedModel>(
   parseConfig: (raw: Record<string, unknown>) => PretrainedConfig,
   opts: FromPretrainedOptions = {},
 ): M {
-  if (opts.dtype && opts.dtype !== "float32") throw new Error(`dtype "${opts.dtype}" is not supported for compute; use "float32"`);
-  const config = parseConfig(readJsonObject(join(dir, "config.json")));
-  const model = new cls(config);
-  const weights = loadModelWeights(dir);
+  const raw = readJsonObject(join(dir, "config.json"));
+  const config = parseConfig(raw);
+  const dtype = resolveModelDType(opts.dtype ?? "float32", raw, dir);
+  // Half models are built in their dtype with zero weights (the checkpoint fills them), as HF's low_cpu_mem_usage.
+  const model = dtype === "float32" ? new cls(config) : buildModules({ dtype, init: false }, () => new cls(config));
+  const weights = loadModelWeights(dir, { floatDtype: dtype });
   try {
     const report = model.loadWeights(weights);
+    if (dtype !== "float32" && report.missingKeys.length > 0) model.initWeights(defaultGenerator, new Set(report.missingKeys));
     if (report.missingKeys.length > 0) {
       process.emitWarning(`${cls.name}: weights not found in ${dir} (newly initialised): ${report.missingKeys.join(", ")}`);
     }
@@ -184,4 +271,55 @@ export function loadPretrained<M extends PreTrainedModel>(
   }
   model.nameOrPath = dir;
   return model.eval();
+}
+
+/** transformers' _init_weights for one module (see initWeights). */
+function initModule(m: Module, gen: Generator, std: number): void {
+  if (m instanceof Linear || m instanceof Conv1D || m instanceof Embedding) {
+    const w = m.weight;
+    w.copy_(gen.normal(w.shape, 0, std));
+    const b = m.ownParameter("bias");
+    if (b) b.copy_(zeros(b.shape));
+  } else if (m instanceof LayerNorm || m instanceof RMSNorm) {
+    const w = m.ownParameter("weight"), b = m.ownParameter("bias");
+    // Gemma's norms scale by (1 + weight): their neutral weight is 0.
+    if (w) w.copy_(m instanceof RMSNorm && m.unitOffset ? zeros(w.shape) : ones(w.shape));
+    if (b) b.copy_(zeros(b.shape));
+  }
+}
+
+/** Turn gradient checkpointing on or off in every model inside `root` (a PeftModel's base model, say). */
+export function setGradientCheckpointing(root: Module, on: boolean): void {
+  const models = root.modules().filter((m): m is PreTrainedModel => m instanceof PreTrainedModel);
+  if (models.length === 0) {
+    throw new ConfigError("gradient checkpointing needs a model with decoder layers", "pass a PreTrainedModel or a PeftModel wrapping one");
+  }
+  const outer = models[0]!;
+  if (on) outer.gradientCheckpointingEnable();
+  else outer.gradientCheckpointingDisable();
+}
+
+/** A half tensor of another dtype than `dtype` converted for saving (a new tensor); anything else as it is. */
+function toSaveDtype(t: Tensor, dtype: ParameterDType): Tensor {
+  return isHalf(t.dtype) && t.dtype !== dtype ? toDtype(t, dtype) : t;
+}
+
+/**
+ * The parameter dtype `dtype` asks for, given config.json's fields `raw` and, for "auto" without a torch_dtype there,
+ * the checkpoint folder `dir` (no folder: float32). A bad value is a ConfigError.
+ */
+export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown>, dir?: string): ParameterDType {
+  if (!MODEL_DTYPES.includes(dtype)) {
+    throw new ConfigError(`dtype ${JSON.stringify(dtype)} is not a model dtype`, `use one of ${MODEL_DTYPES.join(", ")}`);
+  }
+  if (dtype !== "auto") return dtype;
+  const fromConfig = raw["torch_dtype"];
+  if (fromConfig === "float32" || fromConfig === "bfloat16" || fromConfig === "float16") return fromConfig;
+  const names: Partial<Record<string, ParameterDType>> = { F32: "float32", BF16: "bfloat16", F16: "float16" };
+  for (const file of dir === undefined ? [] : resolveCheckpointFiles(dir).files) {
+    for (const info of readSafetensorsHeader(file).tensors.values()) {
+      if (DTYPES[info.dtype].kind === "float") return names[info.dtype] ?? "float32";
+    }
+  }
+  return "float32";
 }

@@ -13,3 +13,5 @@ export { Sequential, ModuleList, ModuleDict } from "./layers/containers.js";
 export { LSTM } from "./layers/lstm.js";
 export type { LSTMOptions } from "./layers/lstm.js";
 export * as init from "./init.js";
+export { buildModules } from "./build.js";
+export type { BuildOptions, ParameterDType } from "./build.js";

@@ -5,6 +5,7 @@
  */
 import { Tensor, contiguous, keep, noGrad } from "../tensor/index.js";
 import { fmtShape, sameShape } from "../tensor/shape.js";
+import { inBuildDtype } from "./build.js";
 
 /** A flat mapping from dotted names to tensors (PyTorch's state_dict). */
 export type StateDict = Map<string, Tensor>;
@@ -24,12 +25,16 @@ export class Module {
   private readonly nonPersistent = new Set<string>();
   private readonly children = new Map<string, Module | null>();
 
-  /** Register (or replace) a parameter under `name`; the tensor survives memory scopes. */
+  /**
+   * Register (or replace) a parameter under `name`; the tensor survives memory scopes. Inside buildModules with a
+   * half dtype, a float32 tensor is stored converted (and frozen): use the returned tensor.
+   */
   registerParameter<T extends Tensor | null>(name: string, t: T): T {
     checkName(name);
-    if (t) keep(t);
-    this.params.set(name, t);
-    return t;
+    const stored = (t && inBuildDtype(t)) as T;
+    if (stored) keep(stored);
+    this.params.set(name, stored);
+    return stored;
   }
 
   /** Register a non-trainable tensor (saved in the state dict unless persistent is false). */

@@ -9,17 +9,20 @@
  * collection, which also gives their bytes back to the accounting).
  */
 import type { Backend, Storage } from "../backend/backend.js";
+import { DTYPE_BYTES } from "../backend/backend.js";
 
 /** A storage shared by a tensor and its views. */
 export class Buffer {
   private refs = 0;
   private released = false;
+  private readonly bytes: number;
 
   constructor(readonly storage: Storage, readonly backend: Backend) {
     stats.liveStorages++;
-    stats.liveBytes += storage.size * 4;
+    this.bytes = storage.size * DTYPE_BYTES[storage.dtype];
+    stats.liveBytes += this.bytes;
     stats.peakBytes = Math.max(stats.peakBytes, stats.liveBytes);
-    finalizer.register(this, { size: storage.size }, this);
+    finalizer.register(this, { bytes: this.bytes }, this);
   }
 
   /** Another tensor now points at this buffer. */
@@ -33,7 +36,7 @@ export class Buffer {
     this.released = true;
     finalizer.unregister(this);
     stats.liveStorages--;
-    stats.liveBytes -= this.storage.size * 4;
+    stats.liveBytes -= this.bytes;
     this.backend.release(this.storage);
   }
 }
@@ -49,9 +52,9 @@ export interface MemoryStats {
 const stats: MemoryStats = { liveStorages: 0, liveBytes: 0, peakBytes: 0 };
 
 // A buffer dropped without dispose (outside every scope) is collected by V8; keep the accounting true.
-const finalizer = new FinalizationRegistry<{ size: number }>(({ size }) => {
+const finalizer = new FinalizationRegistry<{ bytes: number }>(({ bytes }) => {
   stats.liveStorages--;
-  stats.liveBytes -= size * 4;
+  stats.liveBytes -= bytes;
 });
 
 /** Live storage count and bytes, for tests and benchmarks. */
@@ -138,10 +141,44 @@ export function isGradEnabled(): boolean {
   return gradEnabled;
 }
 
+/** The 16-bit formats mixed precision computes matrix products in. */
+export type AutocastDType = "bfloat16" | "float16";
+
+let autocastFormat: AutocastDType | null = null;
+
+/**
+ * Run fn with mixed precision (torch.autocast): matrix products round their float32 inputs to `dtype` and accumulate
+ * in float32, in forward and in the backward passes of the products recorded inside; everything else stays float32.
+ * null runs fn in full precision.
+ */
+export function autocast<T>(dtype: AutocastDType | null, fn: () => T): T {
+  const before = autocastFormat;
+  autocastFormat = dtype;
+  try {
+    return fn();
+  } finally {
+    autocastFormat = before;
+  }
+}
+
+/** The format matrix products round their inputs to now, or null (full precision). */
+export function autocastDtype(): AutocastDType | null {
+  return autocastFormat;
+}
+
+/** Run fn recording gradients even inside noGrad (PyTorch's enable_grad; gradient checkpointing recomputes with it). */
+export function withGrad<T>(fn: () => T): T {
+  return withGradMode(true, fn);
+}
+
 /** Run fn without recording gradients (inference, optimizer updates). */
 export function noGrad<T>(fn: () => T): T {
+  return withGradMode(false, fn);
+}
+
+function withGradMode<T>(enabled: boolean, fn: () => T): T {
   const before = gradEnabled;
-  gradEnabled = false;
+  gradEnabled = enabled;
   try {
     return fn();
   } finally {

@@ -38,7 +38,12 @@ export interface TrainingArguments {
   metric_for_best_model: string | null;
   greater_is_better: boolean | null;
   seed: number;
+  /** Mixed precision: matrix products round their inputs to bfloat16 (float32 accumulation); the rest stays float32. */
   bf16: boolean;
+  /** The same with float16, with dynamic loss scaling so that small gradients do not flush to zero. */
+  fp16: boolean;
+  /** Recompute each decoder layer during backward instead of keeping its activations. */
+  gradient_checkpointing: boolean;
   dataloader_drop_last: boolean;
   /** No progress bar (by default the Trainer draws one when stderr is a terminal). */
   disable_tqdm: boolean | null;
@@ -85,14 +90,16 @@ const TRAINING_FIELDS = {
   ),
   greater_is_better: field<boolean | null>(nullable(bool), null, "Whether a larger metric is better; null: false for losses, true otherwise."),
   seed: field(integer({ min: 0 }), 42, "The seed of every random draw (initialisation, dropout, shuffling)."),
-  bf16: field(bool, false, "bfloat16 mixed precision (not supported on the CPU backend yet: training runs in float32)."),
+  bf16: field(bool, false, "bfloat16 mixed precision: products round their inputs to bfloat16 and accumulate in float32."),
+  fp16: field(bool, false, "float16 mixed precision with dynamic loss scaling (GradScaler)."),
+  gradient_checkpointing: field(bool, false, "Keep only each decoder layer's input and recompute the layer during backward."),
   dataloader_drop_last: field(bool, false, "Drop the last incomplete batch of each epoch."),
   disable_tqdm: field<boolean | null>(nullable(bool), null, "Turn off the progress bar the Trainer draws on a terminal (null: shown)."),
 } as const;
 
 /** transformers fields that change what is trained: set to anything but their default, they are refused. */
 const TRANSFORMERS_TRAINING: Record<string, unknown> = {
-  fp16: false, bf16_full_eval: false, fp16_full_eval: false, optim_args: null, optim_target_modules: null, adafactor: false,
+  bf16_full_eval: false, fp16_full_eval: false, optim_args: null, optim_target_modules: null, adafactor: false,
   lr_scheduler_kwargs: {}, label_smoothing_factor: 0, group_by_length: false, train_sampling_strategy: "random", data_seed: null,
   neftune_noise_alpha: null, per_gpu_train_batch_size: null, per_gpu_eval_batch_size: null, logging_strategy: "steps", eval_delay: 0,
   label_names: null, ignore_data_skip: false, save_only_model: false, eval_on_start: false, use_liger_kernel: false, liger_kernel_config: null,
@@ -109,7 +116,7 @@ const TRANSFORMERS_INFRASTRUCTURE = [
   "fsdp_min_num_params", "fsdp_config", "fsdp_transformer_layer_cls_to_wrap", "accelerator_config", "deepspeed", "length_column_name",
   "report_to", "ddp_find_unused_parameters", "ddp_bucket_cap_mb", "ddp_broadcast_buffers", "dataloader_pin_memory",
   "dataloader_persistent_workers", "skip_memory_metrics", "use_legacy_prediction_loop", "push_to_hub", "resume_from_checkpoint",
-  "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push", "hub_revision", "gradient_checkpointing",
+  "hub_model_id", "hub_strategy", "hub_token", "hub_private_repo", "hub_always_push", "hub_revision",
   "gradient_checkpointing_kwargs", "include_inputs_for_metrics", "eval_do_concat_batches", "fp16_backend", "push_to_hub_model_id",
   "push_to_hub_organization", "push_to_hub_token", "mp_parameters", "auto_find_batch_size", "full_determinism", "torchdynamo", "ray_scope",
   "ddp_timeout", "torch_compile", "torch_compile_backend", "torch_compile_mode", "dispatch_batches", "split_batches",
@@ -147,6 +154,6 @@ export function TrainingArguments(fields: Partial<TrainingArguments> & { evaluat
   }
   a.metric_for_best_model ??= a.load_best_model_at_end ? "loss" : null;
   if (a.metric_for_best_model !== null) a.greater_is_better ??= !["loss", "eval_loss"].includes(a.metric_for_best_model);
-  if (a.bf16) process.emitWarning("bf16 is not supported on the CPU backend yet; training runs in float32");
+  if (a.bf16 && a.fp16) fail("bf16 and fp16 are both true; choose one mixed-precision format");
   return a;
 }

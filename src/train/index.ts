@@ -1,6 +1,7 @@
 /** Training: TrainingArguments, Trainer, datasets, collators, chat formatting, callbacks, checkpoints. */
 export { TrainingArguments } from "./arguments.js";
 export { Trainer, decayParameterNames } from "./trainer.js";
+export { GradScaler, autocastFormat } from "./mixed-precision.js";
 export type { TrainerOptions, TrainOutput, EvalPrediction, TrainableModel } from "./trainer.js";
 export type { TrainerCallback, TrainerState, LogEntry } from "./callbacks.js";
 export { ProgressCallback, JsonlLogCallback, formatDuration } from "./progress.js";

@@ -6,11 +6,11 @@
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { CheckpointError } from "../errors.js";
-import { Tensor, Generator, manualSeed, mul, noGrad, tidy } from "../tensor/index.js";
+import { Tensor, Generator, autocast, manualSeed, mul, noGrad, tidy } from "../tensor/index.js";
 import { LayerNorm, RMSNorm, type Module } from "../nn/index.js";
 import { AdamW, clipGradNorm, getScheduler, type LRScheduler } from "../optim/index.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
-import { PreTrainedModel } from "../models/pretrained.js";
+import { PreTrainedModel, setGradientCheckpointing } from "../models/pretrained.js";
 import { PeftModel } from "../peft/index.js";
 import { loadModelWeights } from "../io/safetensors.js";
 import type { TrainingArguments } from "./arguments.js";
@@ -21,6 +21,7 @@ import { ProgressCallback } from "./progress.js";
 import {
   checkRunFingerprint, listCheckpoints, loadCheckpointState, removeStaleTemporaries, runFingerprint, saveCheckpoint, type RunFingerprint,
 } from "./checkpoint.js";
+import { GradScaler, autocastFormat } from "./mixed-precision.js";
 
 /** A model the Trainer can train: forward with labels returns a loss; savePretrained writes its files. */
 export interface TrainableModel extends Module {
@@ -175,11 +176,11 @@ export class Trainer {
   }
 
   /**
-   * Forward + backward of one micro-batch, scaled for accumulation; returns the unscaled loss and token count.
-   * A batch whose labels are all -100 has nothing to learn (its mean loss is 0/0): it is skipped and its loss is
+   * Forward + backward of one micro-batch (under autocast with bf16/fp16), scaled for accumulation (and by the fp16
+   * loss scale); returns the unscaled loss and token count. A batch whose labels are all -100 has nothing to learn (its mean loss is 0/0): it is skipped and its loss is
    * null, which gives the same zero gradient as PyTorch without a NaN in the logs.
    */
-  private microStep(batch: Batch, scale: number): { loss: number | null; tokens: number } {
+  private microStep(batch: Batch, scale: number, scaler: GradScaler | null): { loss: number | null; tokens: number } {
     let tokens = 0;
     for (const v of batch.attentionMask.dataSync()) tokens += v;
     if (batch.labels && batch.labels.dataSync().every((l) => l === -100)) {
@@ -189,12 +190,12 @@ export class Trainer {
       }
       return { loss: null, tokens };
     }
-    const loss = tidy(() => {
+    const loss = tidy(() => autocast(autocastFormat(this.args), () => {
       const out = this.model.forward({ ...batch } as Seq2SeqInputs) as Partial<ModelOutput>;
       if (!out.loss) throw new Error("the model returned no loss: training batches need labels");
-      mul(out.loss, scale).backward();
+      mul(out.loss, scale * (scaler?.scale ?? 1)).backward();
       return out.loss.item();
-    });
+    }));
     return { loss, tokens };
   }
 
@@ -224,6 +225,7 @@ export class Trainer {
       };
     }
     const startStep = this.state.global_step;
+    if (a.gradient_checkpointing) setGradientCheckpointing(this.model, true);
     this.model.train();
     this.emit("onTrainBegin");
     let sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
@@ -231,6 +233,7 @@ export class Trainer {
     this.skippedBatches = 0;
     this.divergedAtStep = null;
     const accum = a.gradient_accumulation_steps;
+    const scaler = a.fp16 ? new GradScaler() : null;
     for (let epoch = Math.floor(this.state.global_step / perEpoch); epoch < epochs && this.state.global_step < total; epoch++) {
       this.emit("onEpochBegin");
       const batches = this.epochBatches(dataset, epoch);
@@ -240,16 +243,18 @@ export class Trainer {
         let lossSum = 0, lossCount = 0;
         for (const examples of group) {
           const batch = this.opts.dataCollator(examples);
-          const { loss, tokens } = this.microStep(batch, 1 / group.length);
+          const { loss, tokens } = this.microStep(batch, 1 / group.length, scaler);
           for (const t of Object.values(batch)) (t as Tensor).dispose();
           if (loss !== null) [lossSum, lossCount] = [lossSum + loss, lossCount + 1];
           sinceLog.tokens += tokens;
           this.state.num_input_tokens_seen += tokens;
         }
         const params = this.optimizer!.paramGroups.flatMap((g) => g.params);
+        // An fp16 step whose gradients overflowed is skipped (GradScaler's rule); the scale is lower for the next.
+        const finite = scaler ? scaler.unscaleAndUpdate(params) : true;
         // With clipping off (max_grad_norm 0) the norm is still measured, for the logs and to catch divergence.
-        const gradNorm = clipGradNorm(params, a.max_grad_norm > 0 ? a.max_grad_norm : Infinity);
-        this.optimizer!.step();
+        const gradNorm = finite ? clipGradNorm(params, a.max_grad_norm > 0 ? a.max_grad_norm : Infinity) : Number.NaN;
+        if (finite) this.optimizer!.step();
         this.afterOptimizerStep();
         this.scheduler!.step();
         this.optimizer!.zeroGrad();

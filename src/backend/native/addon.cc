@@ -22,7 +22,7 @@ namespace {
 
 using peft::Strided;
 
-enum class DType { f32, i32 };
+enum class DType { f32, i32, u16 };
 
 struct Buf {
   void* data = nullptr;
@@ -30,6 +30,7 @@ struct Buf {
   DType dtype = DType::f32;
   float* f() const { return static_cast<float*>(data); }
   int32_t* i() const { return static_cast<int32_t*>(data); }
+  const uint16_t* h() const { return static_cast<const uint16_t*>(data); }
 };
 
 std::string num(double v) {  // integers as JavaScript prints them
@@ -64,6 +65,20 @@ class Args {
     if (b.size < need) {
       rangeError(std::string(name) + " has " + num(b.size) + " elements, the call needs " + num(need));
     }
+    return b;
+  }
+  // A Uint16Array of half-precision bits (bfloat16 or float16, as the call says), any length.
+  Buf halfStorage(size_t i, const char* name) const {
+    Buf b;
+    napi_typedarray_type type;
+    size_t length = 0;
+    if (!info_[i].IsTypedArray() ||
+        napi_get_typedarray_info(env_, info_[i], &type, &length, &b.data, nullptr, nullptr) != napi_ok ||
+        type != napi_uint16_array) {
+      typeError(std::string(name) + " must be a Uint16Array (half-precision bits)");
+    }
+    b.dtype = DType::u16;
+    b.size = static_cast<double>(length);
     return b;
   }
   float* f32(size_t i, const char* name, double need, bool nullable = false) const {
@@ -182,6 +197,26 @@ void Copy(const Napi::CallbackInfo& info) {
   }
 }
 
+// convertHalf(src, srcOffset, dst, n, kind): n contiguous elements from src[srcOffset…] into dst[0…], one side a
+// Float32Array and the other a Uint16Array of half bits of `kind` (1 bfloat16, 2 float16): widening or rounding.
+void ConvertHalf(const Napi::CallbackInfo& info) {
+  Args args(info, "convertHalf");
+  const int64_t offset = args.count(1, "srcOffset"), n = args.count(3, "n"), kind = args.count(4, "kind");
+  if (kind != 1 && kind != 2) args.rangeError("kind must be 1 (bfloat16) or 2 (float16)");
+  const auto k = static_cast<peft::HalfKind>(kind);
+  const bool widen = info[0].IsTypedArray() && info[0].As<Napi::TypedArray>().TypedArrayType() == napi_uint16_array;
+  Buf src = widen ? args.halfStorage(0, "src") : args.storage(0, "src", double(offset + n));
+  Buf dst = widen ? args.storage(2, "dst", double(n)) : args.halfStorage(2, "dst");
+  if (src.size < double(offset + n) || dst.size < double(n)) args.rangeError("src or dst is too short for n elements");
+  if (widen) {
+    if (dst.dtype != DType::f32) args.typeError("dst must be a Float32Array");
+    peft::halfToFloat(src.h() + offset, n, k, dst.f());
+  } else {
+    if (src.dtype != DType::f32) args.typeError("src must be a Float32Array");
+    peft::floatToHalf(src.f() + offset, n, k, const_cast<uint16_t*>(dst.h()));
+  }
+}
+
 void Fill(const Napi::CallbackInfo& info) {
   Args args(info, "fill");
   Buf out = args.storage(0, "out", 0);
@@ -279,13 +314,14 @@ void Argmax(const Napi::CallbackInfo& info) {
 
 // gemm(a, b, out, meta, alpha, bias) with meta = [aOffset, transA, lda, bOffset, transB, ldb, m, n, k, accumulate,
 //   outOffset, ldc, biasOffset, nbatch, batchShape[nbatch], aBatchStrides[nbatch], bBatchStrides[nbatch],
-//   outBatchStrides[nbatch]]; bias is a Float32Array or null.
+//   outBatchStrides[nbatch], aKind, bKind]; bias is a Float32Array or null. A kind of 0 means a Float32Array operand,
+//   1 (bfloat16) or 2 (float16) a Uint16Array of those bits.
 void Gemm(const Napi::CallbackInfo& info) {
   Args args(info, "gemm");
   size_t len;
   const double* m = args.meta(3, len);
   constexpr size_t kHead = 14;
-  if (len < kHead || !(isInt(m[kHead - 1]) && m[kHead - 1] >= 0 && len >= kHead + 4 * size_t(m[kHead - 1]))) {
+  if (len < kHead || !(isInt(m[kHead - 1]) && m[kHead - 1] >= 0 && len >= kHead + 4 * size_t(m[kHead - 1]) + 2)) {
     args.rangeError("bad gemm description");
   }
   for (size_t i = 0; i < len; i++) {
@@ -308,14 +344,20 @@ void Gemm(const Napi::CallbackInfo& info) {
     if (g.batchShape[d] < 0) args.rangeError("batch shape entries must be non-negative");
     batch *= g.batchShape[d];
   }
-  Buf a = args.storage(0, "a", 0), b = args.storage(1, "b", 0);
+  const double* kinds = g.outBatchStrides + g.nbatch;
+  for (int i = 0; i < 2; i++) {
+    if (kinds[i] < 0 || kinds[i] > 2) args.rangeError("operand kinds must be 0 (float32), 1 (bfloat16) or 2 (float16)");
+  }
+  const auto aKind = static_cast<peft::HalfKind>(int(kinds[0])), bKind = static_cast<peft::HalfKind>(int(kinds[1]));
+  Buf a = aKind == peft::HalfKind::none ? args.storage(0, "a", 0) : args.halfStorage(0, "a");
+  Buf b = bKind == peft::HalfKind::none ? args.storage(1, "b", 0) : args.halfStorage(1, "b");
   Buf out = args.storage(2, "out", 0);
   if (out.dtype != DType::f32) args.typeError("out must be float32");
   g.out = out.f();
   const float* bias = args.f32(5, "bias", biasOffset + double(g.n), true);
   g.bias = bias ? bias + biasOffset : nullptr;
-  if (a.dtype != DType::f32 || b.dtype != DType::f32) args.typeError("a and b must be float32");
-  g.a = a.f(), g.b = b.f();
+  if (a.dtype == DType::i32 || b.dtype == DType::i32) args.typeError("a and b must be float32 (or half bits with their kind)");
+  g.a = a.dtype == DType::f32 ? a.f() : nullptr, g.b = b.dtype == DType::f32 ? b.f() : nullptr;
   // The element range a (batched) matrix of `rows × cols` with row stride ld covers.
   auto extent = [&](double offset, const double* bstrides, double rows, double cols, double ld, double& lo, double& hi) {
     lo = hi = offset;
@@ -354,7 +396,8 @@ void Gemm(const Napi::CallbackInfo& info) {
     check(a, "a", double(g.aOffset), g.aBatchStrides, g.transA, double(g.m), double(g.k), double(g.lda));
     check(b, "b", double(g.bOffset), g.bBatchStrides, g.transB, double(g.k), double(g.n), double(g.ldb));
   }
-  peft::gemmKernel(g);
+  if (aKind == peft::HalfKind::none && bKind == peft::HalfKind::none) return peft::gemmKernel(g);
+  peft::gemmHalfKernel(g, a.dtype == DType::u16 ? a.h() : nullptr, aKind, b.dtype == DType::u16 ? b.h() : nullptr, bKind);
 }
 
 void Softmax(const Napi::CallbackInfo& info) {
@@ -607,6 +650,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   peft::setThreads(std::min(peft::maxThreads(), peft::threadLimit()));
   auto fn = [&](const char* name, auto f) { exports.Set(name, Napi::Function::New(env, f, name)); };
   fn("copy", Copy);
+  fn("convertHalf", ConvertHalf);
   fn("fill", Fill);
   fn("arange", Arange);
   fn("random", Random);

@@ -225,16 +225,8 @@ class SingleThreadedBlas {
 
 }  // namespace
 
-void gemmKernel(const Gemm& g) {
-  int64_t batch = 1;
-  for (int d = 0; d < g.nbatch; d++) batch *= static_cast<int64_t>(g.batchShape[d]);
-  if (batch == 0 || g.m == 0 || g.n == 0) return;
-  if (g.m > INT_MAX || g.n > INT_MAX || g.k > INT_MAX || g.lda > INT_MAX || g.ldb > INT_MAX || g.ldc > INT_MAX) {
-    throw std::length_error("gemm: a dimension exceeds BLAS's 32-bit integers");
-  }
-
-  // Per-item storage offsets, walking batchShape row-major.
-  std::vector<int64_t> aOff(batch), bOff(batch), cOff(batch);
+void gemmItemOffsets(const Gemm& g, int64_t batch, std::vector<int64_t>& aOff, std::vector<int64_t>& bOff, std::vector<int64_t>& cOff) {
+  aOff.resize(batch), bOff.resize(batch), cOff.resize(batch);
   std::vector<int64_t> idx(g.nbatch, 0);
   for (int64_t bi = 0; bi < batch; bi++) {
     int64_t ao = g.aOffset, bo = g.bOffset, co = g.outOffset;
@@ -251,6 +243,18 @@ void gemmKernel(const Gemm& g) {
       idx[d] = 0;
     }
   }
+}
+
+void gemmKernel(const Gemm& g) {
+  int64_t batch = 1;
+  for (int d = 0; d < g.nbatch; d++) batch *= static_cast<int64_t>(g.batchShape[d]);
+  if (batch == 0 || g.m == 0 || g.n == 0) return;
+  if (g.m > INT_MAX || g.n > INT_MAX || g.k > INT_MAX || g.lda > INT_MAX || g.ldb > INT_MAX || g.ldc > INT_MAX) {
+    throw std::length_error("gemm: a dimension exceeds BLAS's 32-bit integers");
+  }
+
+  std::vector<int64_t> aOff, bOff, cOff;
+  gemmItemOffsets(g, batch, aOff, bOff, cOff);
 
   const Operand A = operand(g.a, g.transA, g.m, g.k, g.lda);
   const Operand B = operand(g.b, g.transB, g.k, g.n, g.ldb);

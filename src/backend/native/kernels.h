@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "common.h"
 
@@ -67,6 +68,16 @@ struct Gemm {
   const double* outBatchStrides;
 };
 void gemmKernel(const Gemm& g);
+// Storage offsets of A, B and the output for each of the `batch` items (batchShape walked row-major).
+void gemmItemOffsets(const Gemm& g, int64_t batch, std::vector<int64_t>& aOff, std::vector<int64_t>& bOff, std::vector<int64_t>& cOff);
+
+// gemm-half.cc — products with bfloat16/float16 operands (a16/b16 replace g.a/g.b where not null), float32 accumulation.
+enum class HalfKind { none = 0, bf16 = 1, f16 = 2 };
+void gemmHalfKernel(const Gemm& g, const uint16_t* a16, HalfKind aKind, const uint16_t* b16, HalfKind bKind);
+// n half elements widened to float32 (exact).
+void halfToFloat(const uint16_t* src, int64_t n, HalfKind kind, float* dst);
+// n float32 values rounded to half bits (nearest even; NaN as PyTorch writes it).
+void floatToHalf(const float* src, int64_t n, HalfKind kind, uint16_t* dst);
 
 // rows.cc — row-wise kernels of contiguous [rows, cols] matrices.
 void softmaxKernel(const float* x, int64_t rows, int64_t cols, bool log, float* out);

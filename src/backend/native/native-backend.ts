@@ -14,19 +14,20 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type {
-  AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, UnaryGradOp, UnaryOp, View,
+  AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, StorageData, UnaryGradOp, UnaryOp, View,
 } from "../backend.js";
-import { contiguousOutStrides } from "../backend.js";
+import { contiguousOutStrides, isHalf } from "../backend.js";
 import { JsBackend } from "../js/js-backend.js";
 import { StoragePool } from "../pool.js";
 import { envChoice, envInteger } from "../env.js";
 
-type Data = Float32Array | Int32Array;
+type Data = StorageData;
 type Nullable = Data | null;
 
 /** The addon's exports (src/backend/native/addon.cc). */
 interface Addon {
   copy(x: Data, meta: Float64Array, out: Data): void;
+  convertHalf(src: Data, srcOffset: number, dst: Data, n: number, kind: number): void;
   fill(out: Data, value: number): void;
   arange(out: Data, start: number, step: number): void;
   random(out: Data, kind: number, a: number, b: number, seed: number, counter: number): void;
@@ -167,6 +168,20 @@ function opIndex(map: Map<string, number>, op: string, what: string): number {
 }
 
 const isF32 = (s: Storage): boolean => s.dtype === "float32";
+/** Whether a view reads its elements row-major without gaps from its offset on. */
+function isDense(v: View): boolean {
+  let expected = 1;
+  for (let d = v.shape.length - 1; d >= 0; d--) {
+    if (v.shape[d] !== 1 && v.strides[d] !== expected) return false;
+    expected *= v.shape[d]!;
+  }
+  return true;
+}
+
+/** The addon's code for a half operand's element type (absent: float32). */
+const HALF_KIND: Partial<Record<DType, number>> = { bfloat16: 1, float16: 2 };
+/** The dtypes the addon's generic kernels (copy, fill, arange, random, gather, assign) take. */
+const isWord = (s: Storage): boolean => s.dtype === "float32" || s.dtype === "int32";
 
 /** The Backend implemented by the addon. */
 export class NativeBackend implements Backend {
@@ -193,8 +208,8 @@ export class NativeBackend implements Backend {
   alloc(dtype: DType, size: number): Storage { return this.pool.take(dtype, size); }
   release(storage: Storage): void { this.pool.give(storage); }
   pooledBytes(): number { return this.pool.bytes; }
-  write(storage: Storage, values: ArrayLike<number>, offset = 0): void { storage.data.set(values, offset); }
-  read(storage: Storage): Float32Array | Int32Array { return storage.data.slice(); }
+  write(storage: Storage, values: ArrayLike<number>, offset = 0): void { this.js.write(storage, values, offset); }
+  read(storage: Storage): StorageData { return storage.data.slice(); }
 
   /** Packs views that share views[0]'s shape as [nd, shape…, then per view: offset, strides…], then `extra`. */
   private pack(views: readonly View[], extra?: readonly boolean[]): Float64Array {
@@ -214,14 +229,26 @@ export class NativeBackend implements Backend {
   }
 
   copy(x: View, out: Storage): void {
+    const kind = HALF_KIND[x.storage.dtype] ?? HALF_KIND[out.dtype];
+    if (kind && (isF32(x.storage) || isF32(out)) && isDense(x)) {
+      return this.addon.convertHalf(x.storage.data, x.offset, out.data, x.shape.reduce((a, b) => a * b, 1), kind);
+    }
+    if (!isWord(x.storage) || !isWord(out)) return this.js.copy(x, out);
     this.addon.copy(x.storage.data, this.pack([x]), out.data);
   }
 
-  fill(out: Storage, value: number): void { this.addon.fill(out.data, value); }
+  fill(out: Storage, value: number): void {
+    if (!isWord(out)) return this.js.fill(out, value);
+    this.addon.fill(out.data, value);
+  }
 
-  arange(out: Storage, start: number, step: number): void { this.addon.arange(out.data, start, step); }
+  arange(out: Storage, start: number, step: number): void {
+    if (!isWord(out)) return this.js.arange(out, start, step);
+    this.addon.arange(out.data, start, step);
+  }
 
   random(out: Storage, kind: "uniform" | "normal" | "bernoulli", a: number, b: number, seed: number, counter: number): void {
+    if (!isWord(out)) return this.js.random(out, kind, a, b, seed, counter);
     this.addon.random(out.data, opIndex(this.randomKinds, kind, "random kind"), a, b, seed, counter);
   }
 
@@ -257,8 +284,9 @@ export class NativeBackend implements Backend {
   }
 
   gemm(g: GemmSpec): void {
-    if (!isF32(g.a) || !isF32(g.b) || !isF32(g.out) || (g.bias && !isF32(g.bias))) return this.js.gemm(g);
-    const nb = g.batchShape.length, len = 14 + 4 * nb;
+    const operand = (s: Storage) => (isF32(s) || isHalf(s.dtype));
+    if (!operand(g.a) || !operand(g.b) || !isF32(g.out) || (g.bias && !isF32(g.bias))) return this.js.gemm(g);
+    const nb = g.batchShape.length, len = 16 + 4 * nb;
     if (this.meta.length < len) this.meta = new Float64Array(Math.max(len, 2 * this.meta.length));
     const m = this.meta;
     m[0] = g.aOffset; m[1] = g.transA ? 1 : 0; m[2] = g.lda;
@@ -272,6 +300,8 @@ export class NativeBackend implements Backend {
       m[14 + 2 * nb + d] = g.bBatchStrides[d]!;
       m[14 + 3 * nb + d] = outStrides[d]!;
     }
+    m[14 + 4 * nb] = HALF_KIND[g.a.dtype] ?? 0;
+    m[15 + 4 * nb] = HALF_KIND[g.b.dtype] ?? 0;
     this.addon.gemm(g.a.data, g.b.data, g.out.data, m, g.alpha ?? 1, g.bias?.data ?? null);
   }
 
@@ -316,12 +346,12 @@ export class NativeBackend implements Backend {
   }
 
   gather(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void {
-    if (src.dtype !== out.dtype || ids.dtype !== "int32") return this.js.gather(src, outer, n, inner, ids, out);
+    if (src.dtype !== out.dtype || !isWord(src) || ids.dtype !== "int32") return this.js.gather(src, outer, n, inner, ids, out);
     this.addon.gather(src.data, outer, n, inner, ids.data, out.data);
   }
 
   scatterAdd(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void {
-    if (src.dtype !== out.dtype || ids.dtype !== "int32") return this.js.scatterAdd(src, outer, n, inner, ids, out);
+    if (src.dtype !== out.dtype || !isWord(src) || ids.dtype !== "int32") return this.js.scatterAdd(src, outer, n, inner, ids, out);
     this.addon.scatterAdd(src.data, outer, n, inner, ids.data, out.data);
   }
 
@@ -342,7 +372,7 @@ export class NativeBackend implements Backend {
   }
 
   assign(src: View, dst: View, accumulate: boolean): void {
-    if (src.storage.dtype !== dst.storage.dtype || (accumulate && !isF32(dst.storage))) return this.js.assign(src, dst, accumulate);
+    if (src.storage.dtype !== dst.storage.dtype || !isWord(dst.storage) || (accumulate && !isF32(dst.storage))) return this.js.assign(src, dst, accumulate);
     this.addon.assign(src.storage.data, dst.storage.data, this.pack([dst, src]), accumulate);
   }
 

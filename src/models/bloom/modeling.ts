@@ -142,7 +142,7 @@ export class BloomModel extends PreTrainedModel {
     const alibi = alibiBias(attentionMask, this.config.n_head);
     const mask = buildAttentionMask(attentionMask, batch, length, past + length, true);
     const hidden = this.word_embeddings_layernorm.forward(embeds);
-    return runDecoderStack(this.h.length, hidden, inputs, (h, past, i) => this.h.get(i).forward(h, alibi, mask, past), (h) => this.ln_f.forward(h));
+    return runDecoderStack(this, [...this.h], hidden, inputs, (h, past, i) => this.h.get(i).forward(h, alibi, mask, past), (h) => this.ln_f.forward(h));
   }
 }
 

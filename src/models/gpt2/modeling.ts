@@ -96,6 +96,10 @@ export class GPT2Model extends PreTrainedModel {
     this.ln_f = this.registerModule("ln_f", new LayerNorm(config.n_embd, { eps: config.layer_norm_epsilon }));
   }
 
+  override get supportsGradientCheckpointing(): boolean {
+    return true;
+  }
+
   get baseModelPrefix(): string {
     return "transformer";
   }
@@ -115,7 +119,7 @@ export class GPT2Model extends PreTrainedModel {
     const positions = inputs.positionIds ?? expand(reshape(arange(length, past), [1, length]), [batch, length]);
     const hidden = this.drop.forward(add(embeds, this.wpe.forward(positions)));
     const mask = buildAttentionMask(inputs.attentionMask, batch, length, past + length, true);
-    return runDecoderStack(this.h.length, hidden, inputs, (h, past, i) => this.h.get(i).forward(h, mask, past), (h) => this.ln_f.forward(h));
+    return runDecoderStack(this, [...this.h], hidden, inputs, (h, past, i) => this.h.get(i).forward(h, mask, past), (h) => this.ln_f.forward(h));
   }
 }
 

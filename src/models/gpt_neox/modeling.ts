@@ -127,7 +127,7 @@ export class GPTNeoXModel extends PreTrainedModel {
     const mask = buildAttentionMask(inputs.attentionMask, batch, length, past + length, true);
     const hidden = this.emb_dropout.forward(embeds);
     const step = (h: Tensor, past: LayerKV | undefined, i: number) => this.layers.get(i).forward(h, rope, mask, past);
-    return runDecoderStack(this.layers.length, hidden, inputs, step, (h) => this.final_layer_norm.forward(h));
+    return runDecoderStack(this, [...this.layers], hidden, inputs, step, (h) => this.final_layer_norm.forward(h));
   }
 }
 

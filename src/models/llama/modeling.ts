@@ -194,6 +194,10 @@ export class LlamaModel extends PreTrainedModel {
     return decoderClassName(this.constructor.name, this.config.model_type);
   }
 
+  override get supportsGradientCheckpointing(): boolean {
+    return true;
+  }
+
   get baseModelPrefix(): string {
     return "model";
   }
@@ -219,7 +223,7 @@ export class LlamaModel extends PreTrainedModel {
     // One mask per distinct window (full-attention layers share the null one), built before the layers' memory scopes.
     const masks = new Map(this.traits.layers.map(({ window }) => [window, null as Tensor | null]));
     for (const window of masks.keys()) masks.set(window, buildAttentionMask(inputs.attentionMask, batch, length, past + length, true, window));
-    return runDecoderStack(this.layers.length, embeds, inputs, (h, past, i) => {
+    return runDecoderStack(this, [...this.layers], embeds, inputs, (h, past, i) => {
       const { window, rope } = this.traits.layers[i]!;
       return this.layers.get(i).forward(h, ropes[rope]!, masks.get(window) ?? null, past);
     }, (h) => this.norm.forward(h));

@@ -115,7 +115,8 @@ class OPTDecoder extends Module {
     this.dropout = this.registerModule("dropout", new Dropout(config.dropout));
   }
 
-  forward(inputs: ModelInputs): BaseModelOutput {
+  /** Run the decoder; `owner` (the OPTModel holding it) runs each layer (memory scopes, checkpointing). */
+  forward(inputs: ModelInputs, owner: PreTrainedModel): BaseModelOutput {
     let embeds = embedOrUse(inputs, this.embed_tokens);
     const [batch, length] = embeds.shape as [number, number];
     const past = pastLength(inputs.pastKeyValues);
@@ -123,7 +124,7 @@ class OPTDecoder extends Module {
     if (this.project_in) embeds = this.project_in.forward(embeds);
     const hidden = this.dropout.forward(add(embeds, this.embed_positions.forward(optPositions(attentionMask, past, length))));
     const mask = buildAttentionMask(attentionMask, batch, length, past + length, true);
-    return runDecoderStack(this.layers.length, hidden, inputs, (h, past, i) => this.layers.get(i).forward(h, mask, past), (h) => {
+    return runDecoderStack(owner, [...this.layers], hidden, inputs, (h, past, i) => this.layers.get(i).forward(h, mask, past), (h) => {
       const normed = this.final_layer_norm ? this.final_layer_norm.forward(h) : h;
       return this.project_out ? this.project_out.forward(normed) : normed;
     });
@@ -149,7 +150,7 @@ export class OPTModel extends PreTrainedModel {
 
   /** Hidden states for ids or embeddings, with optional KV cache / prefix and padding mask. */
   forward(inputs: ModelInputs): BaseModelOutput {
-    return this.decoder.forward(inputs);
+    return this.decoder.forward(inputs, this);
   }
 }
 

@@ -1,5 +1,5 @@
 /** Element-wise ops with NumPy broadcasting, and their gradients. */
-import type { BinaryOp, UnaryGradOp, UnaryOp, View } from "../../backend/backend.js";
+import type { BinaryOp, DType, UnaryGradOp, UnaryOp, View } from "../../backend/backend.js";
 import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
 import { broadcastShapes, broadcastStrides, fmtShape, numel, sameShape } from "../shape.js";
@@ -18,6 +18,14 @@ function scalar(v: number): Tensor {
 export function toFloat(t: Tensor): Tensor {
   if (t.dtype === "float32") return t;
   const out = empty(t.shape, "float32");
+  backend().copy(t, out.storage);
+  return out;
+}
+
+/** A contiguous copy of t in another dtype (rounded to nearest even into 16-bit floats), without autograd; t when it already is. */
+export function toDtype(t: Tensor, dtype: DType): Tensor {
+  if (t.dtype === dtype) return t;
+  const out = empty(t.shape, dtype);
   backend().copy(t, out.storage);
   return out;
 }

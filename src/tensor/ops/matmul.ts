@@ -1,9 +1,11 @@
 /** Matrix products. Transposed views reach BLAS as transpose flags, never as copies. */
+import { isHalf } from "../../backend/backend.js";
 import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
 import { broadcastShapes, fmtShape, numel } from "../shape.js";
 import { empty, Tensor } from "../tensor.js";
-import { sumTo, toFloat } from "./elementwise.js";
+import { sumTo, toDtype, toFloat } from "./elementwise.js";
+import { autocastDtype, type AutocastDType } from "../engine.js";
 import { sum } from "./reduce.js";
 import { contiguous, reshape, transpose } from "./views.js";
 
@@ -23,6 +25,26 @@ function gemmOperand(t: Tensor): GemmOperand {
   if ((sc === 1 || cols === 1) && (rows === 1 || sr >= Math.max(cols, 1))) return { t, trans: false, ld: rows === 1 ? Math.max(cols, 1) : sr };
   if ((sr === 1 || rows === 1) && (cols === 1 || sc >= Math.max(rows, 1))) return { t, trans: true, ld: cols === 1 ? Math.max(rows, 1) : sc };
   return gemmOperand(contiguous(t, true));
+}
+
+/**
+ * An operand as the product reads it: a bfloat16/float16 tensor as it is (frozen half weights; the kernel widens them
+ * to float32 block by block and accumulates in float32); under autocast, float32 rounded to the autocast format
+ * (`half`, captured when the product was recorded, so that its backward products round the same way); else float32.
+ */
+function gemmInput(t: Tensor, half: AutocastDType | null): Tensor {
+  if (isHalf(t.dtype)) return t;
+  return half ? toDtype(t, half) : toFloat(t);
+}
+
+/** A float32 version of t, or t itself when it is a half tensor (products read those directly). */
+function toFloatOrHalf(t: Tensor): Tensor {
+  return isHalf(t.dtype) ? t : toFloat(t);
+}
+
+/** a·b with both operands read as gemmInput reads them under `half`. */
+function product(a: Tensor, b: Tensor, half: AutocastDType | null): Tensor {
+  return rawMatmul(gemmInput(a, half), gemmInput(b, half));
 }
 
 function rawMatmul(a: Tensor, b: Tensor): Tensor {
@@ -54,11 +76,12 @@ function rawMatmul(a: Tensor, b: Tensor): Tensor {
 /** Matrix product of the last two axes, broadcasting leading (batch) axes. Both operands need rank ≥ 2. */
 export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.rank < 2 || b.rank < 2) throw new Error(`matmul needs rank ≥ 2 operands, got ${fmtShape(a.shape)} @ ${fmtShape(b.shape)}`);
-  const fa = toFloat(a), fb = toFloat(b);
-  const out = rawMatmul(fa, fb);
+  const half = autocastDtype();
+  const fa = toFloatOrHalf(a), fb = toFloatOrHalf(b);
+  const out = product(fa, fb, half);
   return record("matmul", out, [fa, fb], (dy) => [
-    fa.requiresGrad ? sumTo(rawMatmul(dy, transpose(fb)), fa.shape) : null,
-    fb.requiresGrad ? sumTo(rawMatmul(transpose(fa), dy), fb.shape) : null,
+    fa.requiresGrad ? sumTo(product(dy, transpose(fb), half), fa.shape) : null,
+    fb.requiresGrad ? sumTo(product(transpose(fa), dy, half), fb.shape) : null,
   ]);
 }
 
@@ -76,12 +99,14 @@ export function addmm(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
   }
   if (bias && (bias.rank !== 1 || bias.shape[0] !== n)) throw new Error(`linear: bias of shape ${fmtShape(bias.shape)} does not match ${n} outputs`);
   const lead = x.shape.slice(0, -1);
-  const fx = toFloat(reshape(x, [-1, k])), fw = toFloat(w);
+  const half = autocastDtype();
+  const fx = toFloat(reshape(x, [-1, k])), fw = toFloatOrHalf(w);
+  const gx = gemmInput(fx, half), gw = gemmInput(fw, half);
   const fb = bias ? contiguous(toFloat(bias)) : null;
   const m = fx.shape[0]!;
   const out = empty([m, n]);
   if (m > 0 && n > 0) {
-    const A = gemmOperand(fx), B = gemmOperand(fw);
+    const A = gemmOperand(gx), B = gemmOperand(gw);
     backend().gemm({
       a: A.t.storage, aOffset: A.t.offset, transA: A.trans, lda: A.ld, aBatchStrides: [],
       b: B.t.storage, bOffset: B.t.offset, transB: B.trans, ldb: B.ld, bBatchStrides: [],
@@ -90,8 +115,8 @@ export function addmm(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
   }
   const y = record("addmm", out, fb ? [fx, fw, fb] : [fx, fw], (dy) => {
     const grads: (Tensor | null)[] = [
-      fx.requiresGrad ? rawMatmul(dy, transpose(fw)) : null,
-      fw.requiresGrad ? rawMatmul(transpose(fx), dy) : null,
+      fx.requiresGrad ? product(dy, transpose(gw), half) : null,
+      fw.requiresGrad ? product(transpose(gx), dy, half) : null,
     ];
     if (fb) grads.push(fb.requiresGrad ? sum(dy, 0) : null);
     return grads;

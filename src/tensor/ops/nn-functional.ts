@@ -48,7 +48,7 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   checkNormParam(weight, cols, "layerNorm weight");
   checkNormParam(bias, cols, "layerNorm bias");
   const out = empty(src.shape), meanT = empty([rows]), rstdT = empty([rows]);
-  const w = weight && contiguous(weight), b = bias && contiguous(bias);
+  const w = weight && contiguous(toFloat(weight)), b = bias && contiguous(toFloat(bias));
   backend().layerNorm(src.storage, w?.storage ?? null, b?.storage ?? null, rows, cols, eps, out.storage, meanT.storage, rstdT.storage);
   const inputs = [src, ...(w ? [w] : []), ...(b ? [b] : [])];
   return record("layerNorm", out, inputs, (dy) => {
@@ -67,7 +67,7 @@ export function rmsNorm(x: Tensor, weight: Tensor | null, eps = 1e-6): Tensor {
   const src = contiguous(x);
   const [rows, cols] = lastAxisRows(src);
   checkNormParam(weight, cols, "rmsNorm weight");
-  const w = weight && contiguous(weight);
+  const w = weight && contiguous(toFloat(weight));
   const out = empty(src.shape), rstdT = empty([rows]);
   backend().rmsNorm(src.storage, w?.storage ?? null, rows, cols, eps, out.storage, rstdT.storage);
   return record("rmsNorm", out, w ? [src, w] : [src], (dy) => {

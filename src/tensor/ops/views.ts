@@ -2,6 +2,7 @@
 import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
 import type { View } from "../../backend/backend.js";
+import { isHalf } from "../../backend/backend.js";
 import { isGradEnabled } from "../engine.js";
 import { contiguousStrides, fmtShape, normAxis, numel, viewStrides } from "../shape.js";
 import { empty, emptyStrided, Tensor, zeros } from "../tensor.js";
@@ -147,7 +148,10 @@ function scatterAlong(t: Tensor, axis: number, ids: Tensor, n: number): Tensor {
   return out;
 }
 
-/** Pick entries along an axis by int32 ids (ids is 1-D); the output axis has ids.length entries. */
+/**
+ * Pick entries along an axis by int32 ids (ids is 1-D); the output axis has ids.length entries. A bfloat16/float16
+ * table (a frozen half embedding) gives float32 rows, the compute dtype.
+ */
 export function indexSelect(t: Tensor, axis: number, ids: Tensor): Tensor {
   const a = normAxis(axis, t.rank);
   const idx = contiguous(toInt(ids));
@@ -156,7 +160,7 @@ export function indexSelect(t: Tensor, axis: number, ids: Tensor): Tensor {
   const [outer, n, inner] = asOuterMidInner(src.shape, a);
   const shape = [...src.shape];
   shape[a] = idx.size;
-  const out = empty(shape, t.dtype);
+  const out = empty(shape, isHalf(t.dtype) ? "float32" : t.dtype);
   backend().gather(src.storage, outer, n, inner, idx.storage, out.storage);
   return record("indexSelect", out, [src], (dy) => [scatterAlong(dy, a, idx, n)]);
 }
