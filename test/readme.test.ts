@@ -1,15 +1,19 @@
 /**
  * The README's TypeScript snippets are checked examples: each ```ts block stands verbatim in a file under
  * examples/readme/ (compiled with the rest of the project by `npm test`), and every such file runs to completion
- * on the shipped tiny model.
+ * on the shipped tiny model; Hub ids resolve against a local mock Hub (test/hub-server.ts) serving that model and an
+ * adapter of it.
  */
-import { describe, it, after } from "node:test";
+import { describe, it, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { AutoModelForCausalLM } from "../src/models/auto.js";
+import { LoraConfig, getPeftModel } from "../src/peft/index.js";
+import { startMockHub, type MockHub } from "./hub-server.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const sources = join(root, "examples", "readme");
@@ -42,11 +46,29 @@ describe("README snippets", () => {
 
   const cwd = mkdtempSync(join(tmpdir(), "peft-ts-readme-"));
   symlinkSync(join(root, "assets"), join(cwd, "assets"));
-  after(() => rmSync(cwd, { recursive: true, force: true }));
+  let hub: MockHub;
+  before(async () => {
+    const folder = (dir: string, names: string[]) => Object.fromEntries(names.map((n) => [n, new Uint8Array(readFileSync(join(dir, n)))]));
+    const model = join(root, "assets", "tiny-bard");
+    const adapter = join(cwd, "adapter");
+    const peft = getPeftModel(AutoModelForCausalLM.fromPretrained(model), LoraConfig({ task_type: "CAUSAL_LM", r: 8, target_modules: ["q_proj", "v_proj"] }));
+    peft.peftConfig["default"]!.base_model_name_or_path = "Qwen/Qwen2.5-0.5B-Instruct";
+    peft.savePretrained(adapter);
+    hub = await startMockHub([
+      { id: "Qwen/Qwen2.5-0.5B-Instruct", commits: [{ refs: ["main"], files: folder(model, ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]) }] },
+      { id: "someone/qwen2.5-lora", commits: [{ refs: ["main"], files: folder(adapter, ["adapter_config.json", "adapter_model.safetensors"]) }] },
+    ]);
+  });
+  after(async () => {
+    await hub.stop();
+    rmSync(cwd, { recursive: true, force: true });
+  });
   for (const file of examples) {
     it(`examples/readme/${file} runs`, () => {
       const script = join(root, "dist", "examples", "readme", file.replace(/\.ts$/, ".js"));
-      execFileSync(process.execPath, [script], { cwd, stdio: "pipe", timeout: 120_000 });
+      const env: NodeJS.ProcessEnv = { ...process.env, HF_ENDPOINT: hub.url, HF_HOME: join(cwd, "hf-home"), HF_TOKEN: "hf_readme", HF_HUB_DISABLE_PROGRESS_BARS: "1" };
+      for (const k of ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"]) delete env[k];
+      execFileSync(process.execPath, [script], { cwd, env, stdio: "pipe", timeout: 120_000 });
     });
   }
 });

@@ -20,7 +20,8 @@ function choose(): Backend {
     if (wanted === "native" || err instanceof EnvironmentError) throw err;
     process.emitWarning(
       `peft-ts: native backend unavailable (${(err as Error).message}); using the slow js backend. ` +
-        `Fix: install OpenBLAS (apt-get install libopenblas-dev) and a C++ compiler, then run "npm rebuild peft-ts".`,
+        "Fix: install OpenBLAS (apt-get install libopenblas-dev) and a C++ compiler; with npm 11, allow the build " +
+        `(npm install-scripts approve peft-ts); then run "npm rebuild peft-ts".`,
     );
     return new JsBackend();
   }
