@@ -51,10 +51,6 @@ export function causalLmClass<C extends PretrainedConfig>(family: DecoderFamily<
       return family.baseName;
     }
 
-    override get architecture(): string {
-      return name;
-    }
-
     override getOutputEmbeddings(): TensorLayer {
       return this.head;
     }
@@ -84,10 +80,6 @@ export function sequenceClassificationClass<C extends PretrainedConfig>(family: 
 
     get baseModelPrefix(): string {
       return family.baseName;
-    }
-
-    override get architecture(): string {
-      return name;
     }
 
     forward(inputs: ModelInputs): ModelOutput {
