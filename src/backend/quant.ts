@@ -130,7 +130,7 @@ export function quantizeDynamic(code: Float32Array, x: number): number {
 }
 
 /** max |x| per block of `blocksize` (the last block may be partial), as kQuantizeBlockwise reduces it. */
-function blockAbsmaxOf(values: Float32Array, blocksize: number): Float32Array {
+function absmaxPerBlock(values: Float32Array, blocksize: number): Float32Array {
   const blocks = Math.ceil(values.length / blocksize);
   const absmax = new Float32Array(blocks);
   for (let b = 0; b < blocks; b++) {
@@ -169,7 +169,7 @@ export interface Quantized4bit {
 
 /** functional.quantize_blockwise with the dynamic map: 8-bit codes and absmax per block (kQuantizeBlockwise<General8bit>). */
 export function quantizeBlockwise(values: Float32Array, code: Float32Array, blocksize: number): { codes: Uint8Array; absmax: Float32Array } {
-  const absmax = blockAbsmaxOf(values, blocksize);
+  const absmax = absmaxPerBlock(values, blocksize);
   const codes = new Uint8Array(values.length);
   for (let i = 0; i < values.length; i++) codes[i] = quantizeDynamic(code, f(values[i]! * f(1 / absmax[(i / blocksize) | 0]!)));
   return { codes, absmax };
@@ -185,18 +185,23 @@ export function nestAbsmax(absmax: Float32Array, blocksize = 256): NestedAbsmax 
   return { ...quantizeBlockwise(centred, code, blocksize), code, blocksize, offset };
 }
 
-/** The float32 absmax of every block: stored, or dequantised (code[q]·absmax2 + offset) when nested. */
-export function blockAbsmax(q: Quantized4bit): Float32Array {
-  if (q.absmax) return q.absmax;
+/** The float32 absmax of block b: stored, or dequantised (code[q]·absmax2 + offset) when nested. */
+function absmaxOfBlock(q: Quantized4bit, b: number): number {
+  if (q.absmax) return q.absmax[b]!;
   const n = q.nested!;
-  return Float32Array.from(n.codes, (c, i) => f(f(n.code[c]! * n.absmax[(i / n.blocksize) | 0]!) + n.offset));
+  return f(f(n.code[n.codes[b]!]! * n.absmax[(b / n.blocksize) | 0]!) + n.offset);
+}
+
+/** The float32 absmax of every block. */
+export function blockAbsmax(q: Quantized4bit): Float32Array {
+  return Float32Array.from({ length: Math.ceil(q.numel / q.blocksize) }, (_, b) => absmaxOfBlock(q, b));
 }
 
 /** functional.quantize_4bit: absmax per block, x·(1/absmax) through the NF4/FP4 tree, two codes per byte. */
 export function quantize4bit(values: Float32Array, quantType: QuantType4, opts: { blocksize?: number; doubleQuant?: boolean } = {}): Quantized4bit {
   const blocksize = opts.blocksize ?? 64;
   if (blocksize % 2 !== 0) throw new Error(`quantize4bit: blocksize must be even, got ${blocksize}`);
-  const absmax = blockAbsmaxOf(values, blocksize);
+  const absmax = absmaxPerBlock(values, blocksize);
   const scale = Float32Array.from(absmax, (a) => 1 / a); // 1/0 = Infinity: a zero block quantises NaN, as the kernel does
   const tree = quantType === "nf4" ? quantizeNF4 : quantizeFP4;
   const n = values.length;
@@ -211,22 +216,21 @@ export function quantize4bit(values: Float32Array, quantType: QuantType4, opts: 
   return { quantType, blocksize, numel: n, packed, absmax: nested ? null : absmax, nested, code: code4bit(quantType) };
 }
 
-/**
- * Dequantise values [start, start + count) of a 4-bit tensor into out[outOffset…]: code[q]·absmax (float32), given
- * the blocks' float32 absmax (blockAbsmax). Kernels call it panel by panel.
- */
-export function dequantize4bitRange(q: Quantized4bit, absmax: Float32Array, start: number, count: number, out: Float32Array, outOffset = 0): void {
+/** Dequantise values [start, start + count) of a 4-bit tensor into out[outOffset…]: code[q]·absmax in float32. */
+export function dequantize4bitRange(q: Quantized4bit, start: number, count: number, out: Float32Array, outOffset = 0): void {
   const { packed, code, blocksize } = q;
+  let block = -1, absmax = 0;
   for (let i = start, o = outOffset; i < start + count; i++, o++) {
+    if (((i / blocksize) | 0) !== block) absmax = absmaxOfBlock(q, (block = (i / blocksize) | 0));
     const byte = packed[i >> 1]!;
-    out[o] = f(code[(i & 1) === 0 ? byte >> 4 : byte & 0x0f]! * absmax[(i / blocksize) | 0]!);
+    out[o] = f(code[(i & 1) === 0 ? byte >> 4 : byte & 0x0f]! * absmax);
   }
 }
 
 /** functional.dequantize_4bit: every value, float32. */
 export function dequantize4bit(q: Quantized4bit): Float32Array {
   const out = new Float32Array(q.numel);
-  dequantize4bitRange(q, blockAbsmax(q), 0, q.numel, out);
+  dequantize4bitRange(q, 0, q.numel, out);
   return out;
 }
 
@@ -302,4 +306,20 @@ export function dequantizeInt8Rows(w: QuantizedInt8, row0: number, count: number
     const s = w.scb[r]!;
     for (let c = 0; c < w.cols; c++, o++) out[o] = f(f(w.data[r * w.cols + c]! * s) * INV_127);
   }
+}
+
+/** A frozen quantised weight [n, k] (PyTorch's Linear layout: n outputs, k inputs) as the quantised products read it. */
+export type QuantizedMatrix =
+  | { readonly format: "4bit"; readonly n: number; readonly k: number; readonly q: Quantized4bit }
+  | { readonly format: "int8"; readonly n: number; readonly k: number; readonly w: QuantizedInt8 };
+
+/** Dequantise rows [r0, r1) of a quantised matrix into out (row-major, (r1 − r0)·k values). */
+export function dequantizeRows(w: QuantizedMatrix, r0: number, r1: number, out: Float32Array): void {
+  if (w.format === "4bit") dequantize4bitRange(w.q, r0 * w.k, (r1 - r0) * w.k, out);
+  else dequantizeInt8Rows(w.w, r0, r1 - r0, out);
+}
+
+/** Rows of W dequantised at once by the quantised products: a panel of about 256 KiB, which stays in cache. */
+export function panelRows(k: number): number {
+  return Math.max(1, Math.floor(65536 / Math.max(k, 1)));
 }

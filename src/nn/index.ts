@@ -13,3 +13,5 @@ export { Sequential, ModuleList, ModuleDict } from "./layers/containers.js";
 export { LSTM } from "./layers/lstm.js";
 export type { LSTMOptions } from "./layers/lstm.js";
 export * as init from "./init.js";
+export { QuantizedLinear, Linear4bit, Linear8bitLt, quantizedWeightElements } from "./layers/quantized.js";
+export type { Linear4bitOptions } from "./layers/quantized.js";
