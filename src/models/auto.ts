@@ -6,6 +6,9 @@ import { join } from "node:path";
 import { readJsonObject } from "../io/json.js";
 import type { PretrainedConfig } from "./config.js";
 import { loadPretrained, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
+import { convertLinear, modulesToNotConvert, parseQuantizationConfig, type BitsAndBytesConfig } from "./quantization.js";
+import { withDeferredLinearWeights } from "../nn/index.js";
+import { defaultGenerator } from "../tensor/index.js";
 import { gpt2Config } from "./gpt2/config.js";
 import { GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model } from "./gpt2/modeling.js";
 import { llamaConfig } from "./llama/config.js";
@@ -83,10 +86,26 @@ export function parseConfig(raw: Record<string, unknown>): PretrainedConfig {
   return familyOf(type, "config").parseConfig(raw);
 }
 
-/** A freshly initialised model for a config (random weights drawn as transformers does), e.g. to pretrain or for tests. */
-export function modelFromConfig(config: Record<string, unknown>, task: Task): PreTrainedModel {
+/** Options of fromConfig. */
+export interface FromConfigOptions {
+  /** Build the Linear layers quantised (BitsAndBytesConfig fields), one layer at a time: no float32 copy of the model. */
+  quantizationConfig?: BitsAndBytesConfig;
+}
+
+/**
+ * A freshly initialised model for a config (random weights drawn as transformers does), e.g. to pretrain or for tests.
+ * Quantised, each Linear is drawn and quantised in turn with the same random values as the float model would have.
+ */
+export function modelFromConfig(config: Record<string, unknown>, task: Task, opts: FromConfigOptions = {}): PreTrainedModel {
   const parsed = parseConfig(config);
-  return new (classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task))(parsed).initWeights();
+  const cls = classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task);
+  if (!opts.quantizationConfig) return new cls(parsed).initWeights();
+  const settings = parseQuantizationConfig(opts.quantizationConfig);
+  const model = withDeferredLinearWeights(() => new cls(parsed));
+  const notConvert = modulesToNotConvert(settings, model);
+  model.initWeights(defaultGenerator, (path, m) => convertLinear(model, path, m, settings, notConvert));
+  model.config["quantization_config"] = settings.dict;
+  return model;
 }
 
 /** Load the model with the given head from an HF folder. */
@@ -102,7 +121,7 @@ function autoClass(task: Task) {
     /** Load from a local HF model folder. */
     fromPretrained: (dir: string, opts?: FromPretrainedOptions) => fromPretrained(dir, task, opts),
     /** A randomly initialised model for a config object. */
-    fromConfig: (config: Record<string, unknown>) => modelFromConfig(config, task),
+    fromConfig: (config: Record<string, unknown>, opts?: FromConfigOptions) => modelFromConfig(config, task, opts),
   };
 }
 

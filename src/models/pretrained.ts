@@ -5,17 +5,20 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, type LoadResult } from "../nn/index.js";
-import { Generator, Tensor, defaultGenerator, noGrad, ones, zeros } from "../tensor/index.js";
+import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, isDeferredWeight, type LoadResult } from "../nn/index.js";
+import { Generator, Tensor, defaultGenerator, noGrad, ones, parameter, zeros } from "../tensor/index.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
 import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
 import type { PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
+import { parseQuantizationConfig, quantizeModel, type BitsAndBytesConfig } from "./quantization.js";
 
 /** Options of fromPretrained. */
 export interface FromPretrainedOptions {
   /** Compute dtype; weights stored as float16/bfloat16 are converted. Only float32 is supported for compute. */
   dtype?: "float32";
+  /** Quantise the Linear layers on load (transformers' BitsAndBytesConfig fields: load_in_4bit, bnb_4bit_quant_type, …). */
+  quantizationConfig?: BitsAndBytesConfig;
 }
 
 /**
@@ -94,17 +97,23 @@ export abstract class PreTrainedModel extends Module {
   /**
    * transformers' default initialisation of a fresh model (_init_weights): Linear/Conv1D weights and embeddings
    * ~ N(0, initializer_range²), biases 0, norm weights 1. Layers' own PyTorch defaults (Kaiming-uniform, N(0, 1)
-   * embeddings) are far too large for a tied LM head.
+   * embeddings) are far too large for a tied LM head. Deferred Linear weights (withDeferredLinearWeights) get their
+   * values here, and `afterLinear` sees each Linear/Conv1D right after its initialisation (to quantise it).
    */
-  initWeights(gen: Generator = defaultGenerator): this {
+  initWeights(gen: Generator = defaultGenerator, afterLinear?: (path: string, m: Linear | Conv1D) => void): this {
     const std = typeof this.config["initializer_range"] === "number" ? (this.config["initializer_range"] as number) : 0.02;
     noGrad(() => {
-      for (const [, m] of this.namedModules()) {
+      for (const [path, m] of this.namedModules()) {
         if (m instanceof Linear || m instanceof Conv1D || m instanceof Embedding) {
-          const w = m.weight;
-          w.copy_(gen.normal(w.shape, 0, std));
+          if (isDeferredWeight(m.weight)) {
+            m.weight.dispose();
+            m.weight = m.registerParameter("weight", parameter(gen.normal(m.weight.shape, 0, std)));
+          } else {
+            m.weight.copy_(gen.normal(m.weight.shape, 0, std));
+          }
           const b = m.ownParameter("bias");
           if (b) b.copy_(zeros(b.shape));
+          if (!(m instanceof Embedding)) afterLinear?.(path, m);
         } else if (m instanceof LayerNorm || m instanceof RMSNorm) {
           const w = m.ownParameter("weight"), b = m.ownParameter("bias");
           if (w) w.copy_(ones(w.shape));
@@ -166,6 +175,11 @@ export function loadPretrained<M extends PreTrainedModel>(
     }
   } finally {
     for (const t of weights.values()) t.dispose();
+  }
+  if (opts.quantizationConfig) {
+    const settings = parseQuantizationConfig(opts.quantizationConfig);
+    quantizeModel(model, settings);
+    model.config["quantization_config"] = settings.dict;
   }
   model.nameOrPath = dir;
   return model.eval();

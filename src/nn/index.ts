@@ -1,7 +1,7 @@
 /** Neural-network modules. */
 export { Module, cloneModule } from "./module.js";
 export type { StateDict, LoadResult } from "./module.js";
-export { Linear, Conv1D } from "./layers/linear.js";
+export { Linear, Conv1D, withDeferredLinearWeights, isDeferredWeight } from "./layers/linear.js";
 export type { LinearOptions } from "./layers/linear.js";
 export { Embedding } from "./layers/embedding.js";
 export type { EmbeddingOptions } from "./layers/embedding.js";
