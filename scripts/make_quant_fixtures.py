@@ -22,7 +22,8 @@ bitsandbytes is not installed here (it needs CUDA), so this script is a NumPy TR
 The mean of double quantisation is summed in float64 and rounded once to float32 (torch's float32 reduction order
 is device-specific; the two can differ in the last bit of the offset for large tensors).
 
-Writes test/fixtures/quant/*.safetensors (+ the bnb-layout checkpoint in test/fixtures/quant/bnb-nf4-llama/).
+Writes test/fixtures/quant/*.safetensors and two tiny Llama checkpoints in the layout transformers + bitsandbytes save
+(test/fixtures/quant/bnb-nf4-llama/, bnb-int8-llama/: config.json with quantization_config, model.safetensors).
 Deterministic: fixed seeds; rerunning rewrites the same bytes.
 """
 
@@ -249,7 +250,7 @@ def half_exact(rng, shape, std):
 
 def write(name, tensors):
     os.makedirs(OUT, exist_ok=True)
-    save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, os.path.join(OUT, name), metadata={"format": "pt"})
+    save_file({k: np.require(v, requirements="C") for k, v in tensors.items()}, os.path.join(OUT, name), metadata={"format": "pt"})
 
 
 def four_bit_cases():
@@ -281,7 +282,79 @@ def int8_case():
                                "y_threshold0": y0, "y_threshold6": y6, "outlier_cols": cols.astype(np.int32)})
 
 
+TINY_LLAMA = {
+    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 64, "hidden_size": 64, "intermediate_size": 128,
+    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 32,
+    "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "tie_word_embeddings": False, "torch_dtype": "float32",
+    "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+}
+LINEARS = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+
+
+def linear_shapes(c):
+    h, i, d = c["hidden_size"], c["intermediate_size"], c["hidden_size"] // c["num_attention_heads"]
+    kv = c["num_key_value_heads"] * d
+    return {"self_attn.q_proj": (h, h), "self_attn.k_proj": (kv, h), "self_attn.v_proj": (kv, h), "self_attn.o_proj": (h, h),
+            "mlp.gate_proj": (i, h), "mlp.up_proj": (i, h), "mlp.down_proj": (h, i)}
+
+
+def bnb_checkpoints():
+    """A tiny Llama saved as transformers + bitsandbytes save 4-bit (NF4, double quant) and 8-bit models.
+
+    Keys, dtypes and shapes follow Linear4bit._save_to_state_dict / QuantState.as_dict(packed=True) and
+    Linear8bitLt._save_to_state_dict; quantization_config is BitsAndBytesConfig.to_dict(). Also writes
+    dequantized.safetensors: two layers' weights as bitsandbytes dequantises them.
+    """
+    rng = np.random.default_rng(31)
+    c = TINY_LLAMA
+    floats = {"model.embed_tokens.weight": rng.standard_normal((c["vocab_size"], c["hidden_size"])).astype(f32) * f32(0.5),
+              "model.norm.weight": (1 + 0.1 * rng.standard_normal(c["hidden_size"])).astype(f32),
+              "lm_head.weight": (rng.standard_normal((c["vocab_size"], c["hidden_size"])) * 0.1).astype(f32)}
+    linears = {}
+    for layer in range(c["num_hidden_layers"]):
+        p = f"model.layers.{layer}."
+        floats[p + "input_layernorm.weight"] = (1 + 0.1 * rng.standard_normal(c["hidden_size"])).astype(f32)
+        floats[p + "post_attention_layernorm.weight"] = (1 + 0.1 * rng.standard_normal(c["hidden_size"])).astype(f32)
+        for name, shape in linear_shapes(c).items():
+            linears[p + name] = (rng.standard_normal(shape) * 0.1).astype(f32)
+    for label, qc in (("nf4", {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True}),
+                      ("int8", {"load_in_8bit": True})):
+        tensors, dequantized = dict(floats), {}
+        for name, w in linears.items():
+            if label == "nf4":
+                packed, st = quantize_4bit(w, "nf4", True)
+                qs = {"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": list(w.shape), "nested_blocksize": 256,
+                      "nested_dtype": "float32", "nested_offset": float(st["offset"][0])}
+                tensors.update({name + ".weight": packed, name + ".weight.absmax": st["absmax"], name + ".weight.quant_map": NF4,
+                                name + ".weight.nested_absmax": st["nested_absmax"], name + ".weight.nested_quant_map": st["nested_quant_map"],
+                                name + ".weight.quant_state.bitsandbytes__nf4": np.frombuffer(json.dumps(qs).encode("utf-8"), dtype=np.uint8)})
+                dequantized[name + ".weight"] = dequantize_4bit(packed, st, "nf4", w.shape)
+            else:
+                cb, scb, _ = int8_quantize_rows(w.astype(np.float16).astype(f32))
+                tensors.update({name + ".weight": cb, name + ".SCB": scb, name + ".weight_format": np.array(0, dtype=np.uint8)})
+                dequantized[name + ".weight"] = int8_dequantize(cb, scb)
+        folder = os.path.join(OUT, f"bnb-{label}-llama")
+        os.makedirs(folder, exist_ok=True)
+        save_file({k: np.require(v, requirements="C") for k, v in tensors.items()}, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
+        kept = ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.k_proj.weight")
+        save_file({k: dequantized[k] for k in kept}, os.path.join(folder, "dequantized.safetensors"), metadata={"format": "pt"})
+        config = dict(c, quantization_config=bnb_config_dict(qc))
+        with open(os.path.join(folder, "config.json"), "w") as fh:
+            json.dump(config, fh, indent=2, sort_keys=True)
+            fh.write("\n")
+
+
+def bnb_config_dict(fields):
+    """BitsAndBytesConfig(**fields).to_dict() in transformers 4.44 (float32 compute dtype, uint8 storage)."""
+    in4, in8 = fields.get("load_in_4bit", False), fields.get("load_in_8bit", False)
+    return {"_load_in_4bit": in4, "_load_in_8bit": in8, "bnb_4bit_compute_dtype": "float32", "bnb_4bit_quant_storage": "uint8",
+            "bnb_4bit_quant_type": fields.get("bnb_4bit_quant_type", "fp4"), "bnb_4bit_use_double_quant": fields.get("bnb_4bit_use_double_quant", False),
+            "llm_int8_enable_fp32_cpu_offload": False, "llm_int8_has_fp16_weight": False, "llm_int8_skip_modules": None,
+            "llm_int8_threshold": 6.0, "load_in_4bit": in4, "load_in_8bit": in8, "quant_method": "bitsandbytes"}
+
+
 if __name__ == "__main__":
     four_bit_cases()
     int8_case()
+    bnb_checkpoints()
     print("wrote", sorted(os.listdir(OUT)))

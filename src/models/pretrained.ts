@@ -5,13 +5,18 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, isDeferredWeight, type LoadResult } from "../nn/index.js";
+import {
+  Conv1D, Embedding, LayerNorm, Linear, Module, QuantizedLinear, RMSNorm, isDeferredWeight, withDeferredLinearWeights, type LoadResult,
+} from "../nn/index.js";
 import { Generator, Tensor, defaultGenerator, noGrad, ones, parameter, zeros } from "../tensor/index.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
-import { loadModelWeights, writeSafetensors } from "../io/safetensors.js";
+import { loadModelWeights, rawToTensor, readSafetensorsFolder, writeSafetensors, type RawTensor } from "../io/safetensors.js";
+import { linear4bitFromTensors, linear8bitFromTensors, quantizedLayerTensors } from "../io/bnb.js";
 import type { PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
-import { parseQuantizationConfig, quantizeModel, type BitsAndBytesConfig } from "./quantization.js";
+import {
+  isConverted, modulesToNotConvert, parseQuantizationConfig, quantizeModel, type BitsAndBytesConfig, type QuantizationSettings,
+} from "./quantization.js";
 
 /** Options of fromPretrained. */
 export interface FromPretrainedOptions {
@@ -142,7 +147,10 @@ export abstract class PreTrainedModel extends Module {
   savePretrained(dir: string, opts: { dtype?: "float32" | "float16" | "bfloat16" } = {}): void {
     mkdirSync(dir, { recursive: true });
     const tied = new Set(this.tiedWeightKeys());
-    const tensors = new Map([...this.stateDict()].filter(([k]) => !tied.has(k)));
+    const tensors = new Map<string, Tensor | RawTensor>([...this.stateDict()].filter(([k]) => !tied.has(k)));
+    for (const [path, m] of this.namedModules()) {
+      if (m instanceof QuantizedLinear) for (const [k, t] of quantizedLayerTensors(path, m)) tensors.set(k, t);
+    }
     const dtype = opts.dtype ?? "float32";
     const onDisk = { float32: "F32", float16: "F16", bfloat16: "BF16" } as const;
     writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" }, { dtype: onDisk[dtype] });
@@ -163,8 +171,11 @@ export function loadPretrained<M extends PreTrainedModel>(
 ): M {
   if (opts.dtype && opts.dtype !== "float32") throw new Error(`dtype "${opts.dtype}" is not supported for compute; use "float32"`);
   const config = parseConfig(readJsonObject(join(dir, "config.json")));
-  const model = new cls(config);
-  const weights = loadModelWeights(dir);
+  const stored = config["quantization_config"] as BitsAndBytesConfig | null | undefined;
+  if (stored && opts.quantizationConfig) {
+    process.emitWarning(`${dir} holds a quantised checkpoint; its own quantization_config is used and the one passed is ignored`);
+  }
+  const { model, weights } = stored ? loadQuantizedLayers(cls, config, dir, parseQuantizationConfig(stored)) : { model: new cls(config), weights: loadModelWeights(dir) };
   try {
     const report = model.loadWeights(weights);
     if (report.missingKeys.length > 0) {
@@ -176,11 +187,34 @@ export function loadPretrained<M extends PreTrainedModel>(
   } finally {
     for (const t of weights.values()) t.dispose();
   }
-  if (opts.quantizationConfig) {
+  if (opts.quantizationConfig && !stored) {
     const settings = parseQuantizationConfig(opts.quantizationConfig);
     quantizeModel(model, settings);
     model.config["quantization_config"] = settings.dict;
   }
   model.nameOrPath = dir;
   return model.eval();
+}
+
+/**
+ * A model whose Linear layers come quantised from a bitsandbytes checkpoint (transformers' pre-quantised loading):
+ * the converted layers are built from their packed tensors, never in float32; the other weights are returned to load.
+ */
+function loadQuantizedLayers<M extends PreTrainedModel>(cls: ModelClass<M>, config: PretrainedConfig, dir: string, s: QuantizationSettings): { model: M; weights: Map<string, Tensor> } {
+  const model = withDeferredLinearWeights(() => new cls(config));
+  const { tensors } = readSafetensorsFolder(dir);
+  const notConvert = modulesToNotConvert(s, model);
+  for (const [path, m] of model.namedModules()) {
+    if (!(m instanceof Linear || m instanceof Conv1D)) continue;
+    if (isConverted(path, notConvert)) {
+      const [inF, outF] = m instanceof Conv1D ? [m.nx, m.nf] : [m.inFeatures, m.outFeatures];
+      const layer = s.bits === 4 ? linear4bitFromTensors(path, tensors, inF, outF) : linear8bitFromTensors(path, tensors, inF, outF, s.threshold);
+      const bias = m.ownParameter("bias");
+      if (bias) layer.bias = layer.registerParameter("bias", bias); // loaded below with the other weights
+      model.setSubmodule(path, layer);
+    } else if (isDeferredWeight(m.weight)) {
+      m.weight = m.registerParameter("weight", parameter(zeros(m.weight.shape))); // a float layer (lm_head): loaded below
+    }
+  }
+  return { model, weights: new Map([...tensors].map(([k, raw]) => [k, rawToTensor(raw, k)])) };
 }

@@ -58,6 +58,8 @@ export interface Linear4bitOptions {
 /** bitsandbytes' Linear4bit: y = x·dequant(W)ᵀ + b. */
 export class Linear4bit extends QuantizedLinear {
   private q: Quantized4bit;
+  /** The dtype of the weight before quantisation (the `dtype` of bitsandbytes' quant_state, kept for saving). */
+  weightDtype = "float32";
 
   constructor(inFeatures: number, outFeatures: number, weight: Quantized4bit, bias: Tensor | null = null) {
     super(inFeatures, outFeatures, bias);
