@@ -13,16 +13,31 @@
 
 import type { QuantizedInt8, QuantizedMatrix } from "./quant.js";
 
-/** Element types a storage can hold: float32 for compute, int32 for token ids, labels and indices. */
-export type DType = "float32" | "int32";
+/**
+ * Element types a storage can hold: float32 for compute, int32 for token ids, labels and indices; bfloat16 and
+ * float16 (raw bits in a Uint16Array) for frozen weights kept in half precision; uint8 for packed quantised bytes.
+ * Kernels compute in float32: `copy` converts between every pair of dtypes, and ops read other dtypes through it.
+ */
+export type DType = "float32" | "int32" | "bfloat16" | "float16" | "uint8";
+
+/** The typed arrays storages keep their elements in (16-bit floats as their bit patterns). */
+export type StorageData = Float32Array | Int32Array | Uint16Array | Uint8Array;
+
+/** Bytes per element of each dtype. */
+export const DTYPE_BYTES: Readonly<Record<DType, number>> = { float32: 4, int32: 4, bfloat16: 2, float16: 2, uint8: 1 };
+
+/** Whether a dtype is one of the 16-bit float formats. */
+export function isHalf(dtype: DType): dtype is "bfloat16" | "float16" {
+  return dtype === "bfloat16" || dtype === "float16";
+}
 
 /** A flat buffer of elements owned by a backend. CPU backends keep the values in `data`. */
 export interface Storage {
   readonly dtype: DType;
   /** Number of elements. */
   readonly size: number;
-  /** The values (CPU backends); kernels of other backends may keep them elsewhere. */
-  readonly data: Float32Array | Int32Array;
+  /** The elements (CPU backends; 16-bit floats as bits); kernels of other backends may keep them elsewhere. */
+  readonly data: StorageData;
 }
 
 /** A strided window on a storage: element (i0, i1, …) lives at offset + Σ ik·strides[k]. */
@@ -117,12 +132,15 @@ export interface Backend {
   release(storage: Storage): void;
   /** Bytes currently held by the pool, ready for reuse. */
   pooledBytes(): number;
-  /** Copy values from the host into a storage. */
+  /** Copy values from the host into a storage (rounded to nearest even for 16-bit floats). */
   write(storage: Storage, values: ArrayLike<number>, offset?: number): void;
-  /** The values of a storage (a copy). */
-  read(storage: Storage): Float32Array | Int32Array;
+  /** The elements of a storage (a copy; 16-bit floats as their bits). */
+  read(storage: Storage): StorageData;
 
-  /** out = contiguous copy of the view, converting between dtypes when they differ. */
+  /**
+   * out = contiguous copy of the view, converting between dtypes when they differ: to 16-bit floats rounded to
+   * nearest even, to integers truncated toward zero (uint8 keeps the low 8 bits); same-dtype copies keep the bits.
+   */
   copy(x: View, out: Storage): void;
   /** Every element of out = value. */
   fill(out: Storage, value: number): void;
@@ -172,7 +190,8 @@ export interface Backend {
 
   /**
    * Gather along the middle axis: src is contiguous [outer, n, inner], ids (int32) has `count` entries in [0, n),
-   * out is [outer, count, inner]. An id outside [0, n) is an error.
+   * out is [outer, count, inner]. An id outside [0, n) is an error. src may hold another dtype than out (values are
+   * converted as `copy` converts them: a bfloat16 embedding table gathers into float32 rows).
    */
   gather(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void;
   /** The adjoint of gather: out[:, ids[j], :] += src[:, j, :]; out ([outer, n, inner]) is accumulated into. */

@@ -2,12 +2,13 @@
  * A size-bucketed pool of CPU buffers. A training step allocates the same sizes every step, so reusing freed
  * buffers avoids both the allocator's zero-filling of large ArrayBuffers and garbage-collector pressure.
  */
-import type { DType, Storage } from "./backend.js";
+import type { DType, Storage, StorageData } from "./backend.js";
+import { DTYPE_BYTES } from "./backend.js";
 
 /** A storage whose values live in a typed array on the host. */
 export class CpuStorage implements Storage {
   readonly size: number;
-  constructor(readonly dtype: DType, readonly data: Float32Array | Int32Array) {
+  constructor(readonly dtype: DType, readonly data: StorageData) {
     this.size = data.length;
   }
 }
@@ -28,20 +29,21 @@ export class StoragePool {
     const bucket = this.free.get(key(dtype, size));
     const reused = bucket?.pop();
     if (reused) {
-      this.bytes -= size * 4;
+      this.bytes -= size * DTYPE_BYTES[dtype];
       return reused;
     }
-    return new CpuStorage(dtype, dtype === "int32" ? new Int32Array(size) : new Float32Array(size));
+    return new CpuStorage(dtype, newArray(dtype, size));
   }
 
   /** Return a storage for reuse (dropped when the pool is full). */
   give(storage: Storage): void {
-    if (!(storage instanceof CpuStorage) || this.bytes + storage.size * 4 > this.limitBytes) return;
+    const bytes = storage.size * DTYPE_BYTES[storage.dtype];
+    if (!(storage instanceof CpuStorage) || this.bytes + bytes > this.limitBytes) return;
     const k = key(storage.dtype, storage.size);
     let bucket = this.free.get(k);
     if (!bucket) this.free.set(k, (bucket = []));
     bucket.push(storage);
-    this.bytes += storage.size * 4;
+    this.bytes += bytes;
   }
 
   /** Drop every pooled buffer. */
@@ -53,4 +55,14 @@ export class StoragePool {
 
 function key(dtype: DType, size: number): string {
   return `${dtype}:${size}`;
+}
+
+/** A zero-filled typed array for `size` elements of dtype. */
+export function newArray(dtype: DType, size: number): StorageData {
+  switch (dtype) {
+    case "float32": return new Float32Array(size);
+    case "int32": return new Int32Array(size);
+    case "bfloat16": case "float16": return new Uint16Array(size);
+    case "uint8": return new Uint8Array(size);
+  }
 }

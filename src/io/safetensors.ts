@@ -15,6 +15,8 @@
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from "node:fs";
 import { endianness } from "node:os";
 import { isAbsolute, join, normalize, sep } from "node:path";
+import type { DType, Storage, StorageData } from "../backend/backend.js";
+import { isHalf } from "../backend/backend.js";
 import { Tensor, empty } from "../tensor/index.js";
 import {
   DTYPES,
@@ -322,13 +324,15 @@ export class SafetensorsFile {
     return { dtype: info.dtype, shape: info.shape, data };
   }
 
-  /** One tensor as an engine tensor (float32 for float dtypes, int32 for integers and BOOL), read in place. */
-  readTensor(name: string): Tensor {
+  /**
+   * One tensor as an engine tensor, read in place: float dtypes become float32 (or opts.floatDtype), integers and
+   * BOOL int32 (U8 stays uint8 with opts.keepBytes).
+   */
+  readTensor(name: string, opts: TensorReadOptions = {}): Tensor {
     const info = this.info(name);
-    const kind = DTYPES[info.dtype].kind;
-    const t = empty(info.shape, kind === "float" ? "float32" : "int32");
+    const t = empty(info.shape, engineDType(info.dtype, opts));
     try {
-      this.fill(name, info, t.storage.data);
+      this.fill(name, info, t.storage);
       return t;
     } catch (err) {
       t.dispose();
@@ -337,11 +341,12 @@ export class SafetensorsFile {
   }
 
   /** Read a tensor's bytes into `out` (the engine storage), converting chunk by chunk where dtypes differ. */
-  private fill(name: string, info: TensorInfo, out: Float32Array | Int32Array): void {
+  private fill(name: string, info: TensorInfo, storage: Storage): void {
     const { size } = DTYPES[info.dtype];
     const start = this.header.dataStart + info.dataOffsets[0];
     const n = (info.dataOffsets[1] - info.dataOffsets[0]) / size;
-    if (info.dtype === "F32" || info.dtype === "I32") {
+    const out = storage.data;
+    if (STORED_AS[info.dtype] === storage.dtype) {
       // Same element type as the engine: read the bytes directly into the tensor's storage.
       readExactly(this.path, this.handle(), new Uint8Array(out.buffer, out.byteOffset, n * size), start);
       return;
@@ -352,7 +357,7 @@ export class SafetensorsFile {
       const m = Math.min(perChunk, n - i);
       const bytes = scratch.subarray(0, m * size);
       readExactly(this.path, this.handle(), bytes, start + i * size);
-      convertInto(this.path, name, info.dtype, bytes, out, i);
+      decodeInto(this.path, name, info.dtype, bytes, storage, i);
     }
   }
 
@@ -390,6 +395,20 @@ function typed(dtype: SafetensorsDType, bytes: Uint8Array): RawData {
 }
 
 const INT32_MAX = 2 ** 31 - 1;
+
+/**
+ * Convert raw values of `dtype` into a storage from element `at` on: a plain copy where the engine dtype holds the
+ * same bits, 16-bit targets rounded through float32, everything else as convertInto converts it.
+ */
+function decodeInto(file: string, name: string, dtype: SafetensorsDType, bytes: Uint8Array, storage: Storage, at: number): void {
+  const src = typed(dtype, bytes);
+  if (STORED_AS[dtype] === storage.dtype) return storage.data.set(src as ArrayLike<number>, at);
+  if (!isHalf(storage.dtype)) return convertInto(file, name, dtype, bytes, storage.data as Float32Array | Int32Array, at);
+  const values = new Float32Array(src.length);
+  convertInto(file, name, dtype, bytes, values, 0);
+  const round = storage.dtype === "bfloat16" ? float32ToBfloat16Bits : float32ToFloat16Bits;
+  round(values, (storage.data as Uint16Array).subarray(at, at + src.length));
+}
 
 /** Convert raw values of `dtype` into engine values at out[at…] (float32 or int32). */
 function convertInto(file: string, name: string, dtype: SafetensorsDType, bytes: Uint8Array, out: Float32Array | Int32Array, at: number): void {
@@ -447,10 +466,32 @@ function outOfRange(file: string, name: string, dtype: SafetensorsDType, index: 
 // ---------------------------------------------------------------------------------------------------------------
 // Public readers.
 
+/** How stored dtypes map to engine dtypes. */
+export interface TensorReadOptions {
+  /**
+   * Engine dtype of float tensors: "float32" (default), "bfloat16" or "float16" (rounded to nearest even), or "keep":
+   * F16 and BF16 stay as stored, other float dtypes become float32.
+   */
+  floatDtype?: "float32" | "bfloat16" | "float16" | "keep";
+  /** Keep U8 tensors as uint8 bytes (packed quantised weights) instead of int32 values. */
+  keepBytes?: boolean;
+}
+
 /** Options of the readers. */
-export interface ReadOptions {
+export interface ReadOptions extends TensorReadOptions {
   /** Read only these tensors (an unknown name is an error); default: all. */
   names?: Iterable<string>;
+}
+
+/** The engine dtype whose elements have exactly the bits of a stored dtype. */
+const STORED_AS: Partial<Record<SafetensorsDType, DType>> = { F32: "float32", I32: "int32", BF16: "bfloat16", F16: "float16", U8: "uint8" };
+
+/** The engine dtype a stored tensor of `dtype` is read into. */
+function engineDType(dtype: SafetensorsDType, opts: TensorReadOptions): DType {
+  if (DTYPES[dtype].kind !== "float") return dtype === "U8" && opts.keepBytes ? "uint8" : "int32";
+  const want = opts.floatDtype ?? "float32";
+  if (want !== "keep") return want;
+  return dtype === "BF16" ? "bfloat16" : dtype === "F16" ? "float16" : "float32";
 }
 
 /** Read and validate only the header of a file. */
@@ -482,7 +523,7 @@ export function readSafetensors(path: string, opts: ReadOptions = {}): { metadat
 export function loadSafetensors(path: string, opts: ReadOptions = {}): Map<string, Tensor> {
   const f = SafetensorsFile.open(path);
   try {
-    return loadFrom(f, selectNames(f, opts.names));
+    return loadFrom(f, selectNames(f, opts.names), opts);
   } finally {
     f.close();
   }
@@ -497,10 +538,10 @@ function selectNames(f: SafetensorsFile, names: Iterable<string> | undefined): s
   return f.keys().filter((k) => set.has(k));
 }
 
-function loadFrom(f: SafetensorsFile, names: string[]): Map<string, Tensor> {
+function loadFrom(f: SafetensorsFile, names: string[], opts: TensorReadOptions): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
   try {
-    for (const name of names) out.set(name, f.readTensor(name));
+    for (const name of names) out.set(name, f.readTensor(name, opts));
     return out;
   } catch (err) {
     // Give back what was loaded so a failed load does not hold the memory of a half model.
@@ -526,13 +567,16 @@ export function parseSafetensors(bytes: Uint8Array, opts: ReadOptions & { file?:
   return { metadata: header.metadata, tensors };
 }
 
-/** Convert a raw tensor to an engine tensor: floats → float32 (F16/BF16 exact, F64 rounded), integers/BOOL → int32. */
-export function rawToTensor(raw: RawTensor, name = "<tensor>"): Tensor {
+/**
+ * Convert a raw tensor to an engine tensor: floats → float32 (F16/BF16 exact, F64 rounded) or opts.floatDtype,
+ * integers/BOOL → int32 (U8 → uint8 with opts.keepBytes).
+ */
+export function rawToTensor(raw: RawTensor, name = "<tensor>", opts: TensorReadOptions = {}): Tensor {
   const { dtype, shape } = checkRaw("<memory>", name, raw);
-  const t = empty(shape, DTYPES[dtype].kind === "float" ? "float32" : "int32");
+  const t = empty(shape, engineDType(dtype, opts));
   try {
     const d = raw.data;
-    convertInto("<memory>", name, dtype, new Uint8Array(d.buffer, d.byteOffset, d.byteLength), t.storage.data, 0);
+    decodeInto("<memory>", name, dtype, new Uint8Array(d.buffer, d.byteOffset, d.byteLength), t.storage, 0);
     return t;
   } catch (err) {
     t.dispose();
@@ -656,7 +700,7 @@ export function loadSafetensorsSharded(dir: string, opts: FolderOptions = {}): M
   const { files, plan } = openCheckpoint(dir, opts);
   const out = new Map<string, Tensor>();
   try {
-    for (const [f, names] of plan) for (const [k, t] of loadFrom(f, names)) out.set(k, t);
+    for (const [f, names] of plan) for (const [k, t] of loadFrom(f, names, opts)) out.set(k, t);
     return out;
   } catch (err) {
     for (const t of out.values()) t.dispose();
@@ -674,7 +718,7 @@ export const loadModelWeights: (dir: string, opts?: FolderOptions) => Map<string
 
 /** Options of the writers. */
 export interface WriteOptions {
-  /** On-disk dtype of float32 engine tensors (default F32); raw tensors keep their own dtype. */
+  /** On-disk dtype of float32 engine tensors (default F32); raw, bfloat16, float16 and uint8 tensors keep their own dtype. */
   dtype?: "F32" | "F16" | "BF16";
   /** On-disk dtype of int32 engine tensors (default I32; I64 is what PyTorch uses for ids). */
   intDtype?: "I32" | "I64";
@@ -711,13 +755,16 @@ function checkRaw(file: string, name: string, raw: RawTensor): { dtype: Safetens
   return { dtype: raw.dtype, shape: [...raw.shape] };
 }
 
-/** The host values of an engine tensor in row-major order, without a copy when it is already contiguous. */
-function hostValues(t: Tensor): Float32Array | Int32Array {
+/** The host elements of an engine tensor in row-major order, without a copy when it is already contiguous. */
+function hostValues(t: Tensor): StorageData {
   if (t.isContiguous()) return t.storage.data.subarray(t.offset, t.offset + t.size);
-  return t.dataSync();
+  return t.rawSync();
 }
 
-function* convertedChunks(values: Float32Array | Int32Array, dtype: SafetensorsDType): Iterable<Uint8Array> {
+/** The file dtype of a tensor stored as is (bfloat16, float16 and uint8 tensors are written in their own dtype). */
+const FILE_DTYPE: Partial<Record<DType, SafetensorsDType>> = { bfloat16: "BF16", float16: "F16", uint8: "U8" };
+
+function* convertedChunks(values: StorageData, dtype: SafetensorsDType): Iterable<Uint8Array> {
   const size = DTYPES[dtype].size;
   const per = Math.max(1, Math.floor(CHUNK_BYTES / size));
   // One scratch buffer reused for every chunk: the writer consumes each chunk before asking for the next.
@@ -750,8 +797,8 @@ function plan(file: string, tensors: TensorsToWrite, opts: WriteOptions): Planne
     const nameBytes = Buffer.from(name, "utf8");
     if (value instanceof Tensor) {
       if (value.isDisposed) throw new SafetensorsError("BAD_ARGUMENT", file, `tensor ${q(name)} was disposed`, "keep() tensors you want to save, or save them inside the scope that made them");
-      const dtype: SafetensorsDType = value.dtype === "float32" ? floatDtype : intDtype;
-      const native = dtype === "F32" || dtype === "I32";
+      const dtype: SafetensorsDType = FILE_DTYPE[value.dtype] ?? (value.dtype === "float32" ? floatDtype : intDtype);
+      const native = STORED_AS[dtype] === value.dtype;
       out.push({
         name, nameBytes, dtype, shape: [...value.shape], nbytes: value.size * DTYPES[dtype].size,
         chunks: () => (native ? [bytesOf(hostValues(value))] : convertedChunks(hostValues(value), dtype)),

@@ -9,17 +9,20 @@
  * collection, which also gives their bytes back to the accounting).
  */
 import type { Backend, Storage } from "../backend/backend.js";
+import { DTYPE_BYTES } from "../backend/backend.js";
 
 /** A storage shared by a tensor and its views. */
 export class Buffer {
   private refs = 0;
   private released = false;
+  private readonly bytes: number;
 
   constructor(readonly storage: Storage, readonly backend: Backend) {
     stats.liveStorages++;
-    stats.liveBytes += storage.size * 4;
+    this.bytes = storage.size * DTYPE_BYTES[storage.dtype];
+    stats.liveBytes += this.bytes;
     stats.peakBytes = Math.max(stats.peakBytes, stats.liveBytes);
-    finalizer.register(this, { size: storage.size }, this);
+    finalizer.register(this, { bytes: this.bytes }, this);
   }
 
   /** Another tensor now points at this buffer. */
@@ -33,7 +36,7 @@ export class Buffer {
     this.released = true;
     finalizer.unregister(this);
     stats.liveStorages--;
-    stats.liveBytes -= this.storage.size * 4;
+    stats.liveBytes -= this.bytes;
     this.backend.release(this.storage);
   }
 }
@@ -49,9 +52,9 @@ export interface MemoryStats {
 const stats: MemoryStats = { liveStorages: 0, liveBytes: 0, peakBytes: 0 };
 
 // A buffer dropped without dispose (outside every scope) is collected by V8; keep the accounting true.
-const finalizer = new FinalizationRegistry<{ size: number }>(({ size }) => {
+const finalizer = new FinalizationRegistry<{ bytes: number }>(({ bytes }) => {
   stats.liveStorages--;
-  stats.liveBytes -= size * 4;
+  stats.liveBytes -= bytes;
 });
 
 /** Live storage count and bytes, for tests and benchmarks. */

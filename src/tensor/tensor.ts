@@ -1,5 +1,6 @@
 /** The Tensor class and the functions that create tensors from values. */
-import type { DType, View } from "../backend/backend.js";
+import type { DType, StorageData, View } from "../backend/backend.js";
+import { isHalf } from "../backend/backend.js";
 import { backend } from "../backend/index.js";
 import { Buffer, track, keep } from "./engine.js";
 import { contiguousStrides, fmtShape, numel } from "./shape.js";
@@ -10,7 +11,7 @@ import { runBackward } from "./autograd.js";
 export type NestedArray = number | readonly NestedArray[];
 
 /**
- * An n-dimensional array of float32 or int32 values with an optional autograd history.
+ * An n-dimensional array of float32 or int32 values (or bfloat16/float16/uint8 storage) with an optional autograd history.
  * Tensors are views (shape, strides, offset) on a shared, reference-counted buffer.
  */
 export class Tensor implements View {
@@ -120,11 +121,21 @@ export class Tensor implements View {
     return this.view_(this.shape, this.strides, this.offset);
   }
 
-  /** The values as a new contiguous typed array. */
+  /** The values as a new contiguous typed array: float32 for float dtypes (16-bit floats decoded), int32 otherwise. */
   dataSync(): Float32Array | Int32Array {
+    const valueDtype = this.dtype === "float32" || isHalf(this.dtype) ? "float32" : "int32";
+    return this.readAs(valueDtype) as Float32Array | Int32Array;
+  }
+
+  /** The elements as stored, as a new contiguous typed array (16-bit floats as their bits, uint8 as bytes). */
+  rawSync(): StorageData {
+    return this.readAs(this.dtype);
+  }
+
+  private readAs(dtype: DType): StorageData {
     const b = this.buffer.backend;
-    if (this.isContiguous() && this.offset === 0 && this.size === this.storage.size) return b.read(this.storage);
-    const out = b.alloc(this.dtype, this.size);
+    if (dtype === this.dtype && this.isContiguous() && this.offset === 0 && this.size === this.storage.size) return b.read(this.storage);
+    const out = b.alloc(dtype, this.size);
     try {
       b.copy(this, out);
       return b.read(out);
@@ -133,7 +144,7 @@ export class Tensor implements View {
     }
   }
 
-  /** The values, asynchronously (the form a GPU backend needs). */
+  /** The values (as dataSync gives them), asynchronously (the form a GPU backend needs). */
   async data(): Promise<Float32Array | Int32Array> {
     return this.dataSync();
   }
@@ -233,7 +244,7 @@ function inferShape(data: NestedArray): number[] {
 
 /**
  * A tensor from values: nested arrays (shape inferred) or a flat array/typed array with an explicit shape.
- * dtype defaults to int32 for an Int32Array, float32 otherwise.
+ * dtype defaults to int32 for an Int32Array, float32 otherwise; values for bfloat16/float16 are rounded to nearest even.
  */
 export function tensor(data: NestedArray | Float32Array | Int32Array | readonly number[], shape?: readonly number[], dtype?: DType): Tensor {
   const flat: ArrayLike<number> = ArrayBuffer.isView(data)
@@ -244,7 +255,7 @@ export function tensor(data: NestedArray | Float32Array | Int32Array | readonly 
   const s = shape ?? (ArrayBuffer.isView(data) ? [data.length] : inferShape(data as NestedArray));
   if (numel(s) !== flat.length) throw new Error(`tensor(): ${flat.length} values do not fill shape ${fmtShape(s)}`);
   const t = empty(s, dtype ?? (data instanceof Int32Array ? "int32" : "float32"));
-  t.storage.data.set(flat);
+  backend().write(t.storage, flat);
   return t;
 }
 

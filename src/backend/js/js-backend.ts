@@ -1,6 +1,7 @@
 /** The portable backend: every kernel in plain TypeScript. It is the reference the native kernels are tested against. */
-import type { AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, UnaryGradOp, UnaryOp, View } from "../backend.js";
-import { contiguousOutStrides } from "../backend.js";
+import type { AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, StorageData, UnaryGradOp, UnaryOp, View } from "../backend.js";
+import { contiguousOutStrides, isHalf } from "../backend.js";
+import { fromBfloat16Bits, fromFloat16Bits, toBfloat16Bits, toFloat16Bits } from "../half.js";
 import { innerAxis, numel, rowOffsets, erf } from "./strided.js";
 import { normalAt, uniformAt } from "./random.js";
 import { CpuStorage, StoragePool } from "../pool.js";
@@ -80,6 +81,20 @@ function forEachElement(views: readonly View[], fn: (i: number, offsets: readonl
   }
 }
 
+/** Element value → what a storage of `dtype` holds (16-bit floats: bits rounded to nearest even; others as typed arrays store). */
+function encoder(dtype: DType): (v: number) => number {
+  if (dtype === "bfloat16") return toBfloat16Bits;
+  if (dtype === "float16") return toFloat16Bits;
+  return (v) => v;
+}
+
+/** Stored element → its value (16-bit floats decoded). */
+function decoder(dtype: DType): (e: number) => number {
+  if (dtype === "bfloat16") return fromBfloat16Bits;
+  if (dtype === "float16") return fromFloat16Bits;
+  return (e) => e;
+}
+
 function checkIndex(id: number, n: number, what: string): void {
   if (!(id >= 0 && id < n)) throw new RangeError(`${what} ${id} is out of range [0, ${n})`);
 }
@@ -98,28 +113,39 @@ export class JsBackend implements Backend {
   alloc(dtype: DType, size: number): Storage { return this.pool.take(dtype, size); }
   release(storage: Storage): void { this.pool.give(storage); }
   pooledBytes(): number { return this.pool.bytes; }
-  write(storage: Storage, values: ArrayLike<number>, offset = 0): void { storage.data.set(values, offset); }
-  read(storage: Storage): Float32Array | Int32Array { return storage.data.slice(); }
+  write(storage: Storage, values: ArrayLike<number>, offset = 0): void {
+    const d = storage.data;
+    if (!isHalf(storage.dtype)) return d.set(values, offset);
+    const enc = encoder(storage.dtype);
+    for (let i = 0; i < values.length; i++) d[offset + i] = enc(values[i]!);
+  }
+  read(storage: Storage): StorageData { return storage.data.slice(); }
 
   copy(x: View, out: Storage): void {
     const src = x.storage.data, dst = out.data;
-    const toInt = out.dtype === "int32" && x.storage.dtype !== "int32";
-    forEachElement([x], (i, [o]) => { dst[i] = toInt ? Math.trunc(src[o!]!) : src[o!]!; });
+    if (x.storage.dtype === out.dtype) {
+      forEachElement([x], (i, [o]) => { dst[i] = src[o!]!; });
+      return;
+    }
+    // Integer typed arrays truncate toward zero on assignment (Uint8Array then keeps the low 8 bits).
+    const dec = decoder(x.storage.dtype), enc = encoder(out.dtype);
+    forEachElement([x], (i, [o]) => { dst[i] = enc(dec(src[o!]!)); });
   }
 
-  fill(out: Storage, value: number): void { out.data.fill(value); }
+  fill(out: Storage, value: number): void { out.data.fill(encoder(out.dtype)(value)); }
 
   arange(out: Storage, start: number, step: number): void {
-    for (let i = 0; i < out.size; i++) out.data[i] = start + i * step;
+    const enc = encoder(out.dtype);
+    for (let i = 0; i < out.size; i++) out.data[i] = enc(start + i * step);
   }
 
   random(out: Storage, kind: "uniform" | "normal" | "bernoulli", a: number, b: number, seed: number, counter: number): void {
-    const d = out.data;
+    const d = out.data, enc = encoder(out.dtype);
     for (let i = 0; i < out.size; i++) {
-      if (kind === "normal") d[i] = a + b * normalAt(seed, counter + i);
+      if (kind === "normal") d[i] = enc(a + b * normalAt(seed, counter + i));
       else {
         const u = uniformAt(seed, counter + i);
-        d[i] = kind === "uniform" ? a + (b - a) * u : u < a ? b : 0;
+        d[i] = enc(kind === "uniform" ? a + (b - a) * u : u < a ? b : 0);
       }
     }
   }
@@ -308,11 +334,14 @@ export class JsBackend implements Backend {
 
   gather(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void {
     const S = src.data, I = ids.data, D = out.data, count = ids.size;
+    const same = src.dtype === out.dtype, dec = decoder(src.dtype), enc = encoder(out.dtype);
     for (let o = 0; o < outer; o++) {
       for (let j = 0; j < count; j++) {
         const id = I[j]!;
         checkIndex(id, n, "index");
-        D.set(S.subarray((o * n + id) * inner, (o * n + id + 1) * inner), (o * count + j) * inner);
+        const so = (o * n + id) * inner, dOff = (o * count + j) * inner;
+        if (same) D.set(S.subarray(so, so + inner), dOff);
+        else for (let i = 0; i < inner; i++) D[dOff + i] = enc(dec(S[so + i]!));
       }
     }
   }

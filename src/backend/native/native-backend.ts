@@ -14,7 +14,7 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type {
-  AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, UnaryGradOp, UnaryOp, View,
+  AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, StorageData, UnaryGradOp, UnaryOp, View,
 } from "../backend.js";
 import { contiguousOutStrides } from "../backend.js";
 import { JsBackend } from "../js/js-backend.js";
@@ -22,7 +22,7 @@ import { int8LinearJs } from "../js/quant-kernels.js";
 import type { QuantizedInt8, QuantizedMatrix } from "../quant.js";
 import { StoragePool } from "../pool.js";
 
-type Data = Float32Array | Int32Array;
+type Data = StorageData;
 type Nullable = Data | null;
 
 /** The addon's exports (src/backend/native/addon.cc). */
@@ -147,6 +147,8 @@ function opIndex(map: Map<string, number>, op: string, what: string): number {
 }
 
 const isF32 = (s: Storage): boolean => s.dtype === "float32";
+/** The dtypes the addon's generic kernels (copy, fill, arange, random, gather, assign) take. */
+const isWord = (s: Storage): boolean => s.dtype === "float32" || s.dtype === "int32";
 
 /** The Backend implemented by the addon. */
 export class NativeBackend implements Backend {
@@ -173,8 +175,8 @@ export class NativeBackend implements Backend {
   alloc(dtype: DType, size: number): Storage { return this.pool.take(dtype, size); }
   release(storage: Storage): void { this.pool.give(storage); }
   pooledBytes(): number { return this.pool.bytes; }
-  write(storage: Storage, values: ArrayLike<number>, offset = 0): void { storage.data.set(values, offset); }
-  read(storage: Storage): Float32Array | Int32Array { return storage.data.slice(); }
+  write(storage: Storage, values: ArrayLike<number>, offset = 0): void { this.js.write(storage, values, offset); }
+  read(storage: Storage): StorageData { return storage.data.slice(); }
 
   /** Packs views that share views[0]'s shape as [nd, shape…, then per view: offset, strides…], then `extra`. */
   private pack(views: readonly View[], extra?: readonly boolean[]): Float64Array {
@@ -194,14 +196,22 @@ export class NativeBackend implements Backend {
   }
 
   copy(x: View, out: Storage): void {
+    if (!isWord(x.storage) || !isWord(out)) return this.js.copy(x, out);
     this.addon.copy(x.storage.data, this.pack([x]), out.data);
   }
 
-  fill(out: Storage, value: number): void { this.addon.fill(out.data, value); }
+  fill(out: Storage, value: number): void {
+    if (!isWord(out)) return this.js.fill(out, value);
+    this.addon.fill(out.data, value);
+  }
 
-  arange(out: Storage, start: number, step: number): void { this.addon.arange(out.data, start, step); }
+  arange(out: Storage, start: number, step: number): void {
+    if (!isWord(out)) return this.js.arange(out, start, step);
+    this.addon.arange(out.data, start, step);
+  }
 
   random(out: Storage, kind: "uniform" | "normal" | "bernoulli", a: number, b: number, seed: number, counter: number): void {
+    if (!isWord(out)) return this.js.random(out, kind, a, b, seed, counter);
     this.addon.random(out.data, opIndex(this.randomKinds, kind, "random kind"), a, b, seed, counter);
   }
 
@@ -296,12 +306,12 @@ export class NativeBackend implements Backend {
   }
 
   gather(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void {
-    if (src.dtype !== out.dtype || ids.dtype !== "int32") return this.js.gather(src, outer, n, inner, ids, out);
+    if (src.dtype !== out.dtype || !isWord(src) || ids.dtype !== "int32") return this.js.gather(src, outer, n, inner, ids, out);
     this.addon.gather(src.data, outer, n, inner, ids.data, out.data);
   }
 
   scatterAdd(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void {
-    if (src.dtype !== out.dtype || ids.dtype !== "int32") return this.js.scatterAdd(src, outer, n, inner, ids, out);
+    if (src.dtype !== out.dtype || !isWord(src) || ids.dtype !== "int32") return this.js.scatterAdd(src, outer, n, inner, ids, out);
     this.addon.scatterAdd(src.data, outer, n, inner, ids.data, out.data);
   }
 
@@ -322,7 +332,7 @@ export class NativeBackend implements Backend {
   }
 
   assign(src: View, dst: View, accumulate: boolean): void {
-    if (src.storage.dtype !== dst.storage.dtype || (accumulate && !isF32(dst.storage))) return this.js.assign(src, dst, accumulate);
+    if (src.storage.dtype !== dst.storage.dtype || !isWord(dst.storage) || (accumulate && !isF32(dst.storage))) return this.js.assign(src, dst, accumulate);
     this.addon.assign(src.storage.data, dst.storage.data, this.pack([dst, src]), accumulate);
   }
 
