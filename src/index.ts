@@ -11,6 +11,8 @@ export {
   AutoModelForQuestionAnswering,
 } from "./models/auto.js";
 export { PreTrainedModel } from "./models/pretrained.js";
+export { dequantizeModel } from "./models/quantization.js";
+export type { BitsAndBytesConfig } from "./models/quantization.js";
 export type { ModelInputs, Seq2SeqInputs, ModelOutput, BaseModelOutput, PastKeyValues } from "./models/outputs.js";
 export { AutoTokenizer, PreTrainedTokenizer } from "./tokenizers/index.js";
 export { generate } from "./generation/index.js";

@@ -5,8 +5,8 @@
  * `llm_int8_skip_modules` when given — matched as transformers does, by substring of the module's dotted name.
  */
 import { ConfigError } from "../errors.js";
-import { Conv1D, Linear, Linear4bit, Linear8bitLt, type Module, type QuantizedLinear } from "../nn/index.js";
-import { transpose, type Tensor } from "../tensor/index.js";
+import { Conv1D, Linear, Linear4bit, Linear8bitLt, QuantizedLinear, withDeferredLinearWeights, type Module } from "../nn/index.js";
+import { Generator, parameter, transpose, type Tensor } from "../tensor/index.js";
 
 /** BitsAndBytesConfig's fields (snake_case, as in config.json's quantization_config). */
 export interface BitsAndBytesConfig {
@@ -121,4 +121,19 @@ export function quantizeModel(root: Module, s: QuantizationSettings): void {
   for (const [path, m] of root.namedModules()) {
     if (m instanceof Linear || m instanceof Conv1D) convertLinear(root, path, m, s, notConvert);
   }
+}
+
+/**
+ * transformers' model.dequantize(): every quantised Linear of the tree (adapter layers' base layers included) back to a
+ * float32 Linear with the dequantised weight and the same bias. Merging adapters afterwards gives a float32 model.
+ */
+export function dequantizeModel<M extends Module>(root: M): M {
+  for (const [path, m] of root.namedModules()) {
+    if (!(m instanceof QuantizedLinear)) continue;
+    const linear = withDeferredLinearWeights(() => new Linear(m.inFeatures, m.outFeatures, { bias: false, generator: new Generator() }));
+    linear.weight = linear.registerParameter("weight", parameter(m.dequantizeWeight()));
+    if (m.bias) linear.bias = linear.registerParameter("bias", m.bias);
+    root.setSubmodule(path, linear);
+  }
+  return root;
 }

@@ -3,7 +3,7 @@
  * embedding variant; DoRA's magnitude re-scaling; merge/unmerge of ΔW = B·A·scaling into the base weight.
  * Parameter names and layouts are HF peft's: lora_A.<adapter> is a Linear(in, r) ([r, in]), lora_B a Linear(r, out).
  */
-import { Conv1D, Dropout, Embedding, Linear, Module, ModuleDict } from "../../../nn/index.js";
+import { Conv1D, Dropout, Embedding, Linear, Module, ModuleDict, QuantizedLinear } from "../../../nn/index.js";
 import {
   Tensor, add, div, embedding, keep, matmul, mul, noGrad, parameter, reshape, sqrt, sub, sum, square, transpose, zeros,
   defaultGenerator, addInPlace,
@@ -85,7 +85,7 @@ export class LoraLinear extends LoraLayer {
   /** DoRA's weight norms at merge time, to unmerge exactly. */
   private readonly doraMergeNorms = new Map<string, Tensor>();
 
-  constructor(base: Linear | Conv1D, readonly fanInFanOut: boolean) {
+  constructor(base: Linear | Conv1D | QuantizedLinear, readonly fanInFanOut: boolean) {
     super(base);
     [this.inFeatures, this.outFeatures] = base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
     this.lora_dropout = this.registerModule("lora_dropout", new ModuleDict<Dropout>());
@@ -96,6 +96,7 @@ export class LoraLinear extends LoraLayer {
 
   /** Add (or re-create) an adapter (HF's update_layer). */
   updateLayer(name: string, s: LoraSettings): void {
+    if (s.useDora && this.base_layer instanceof QuantizedLinear) throw new Error("DoRA on quantised (4-bit/8-bit) layers is not supported yet; use plain LoRA");
     this.recordSettings(name, s);
     this.lora_dropout.set(name, new Dropout(s.dropout));
     const a = new Linear(this.inFeatures, s.r, { bias: false });
@@ -161,7 +162,14 @@ export class LoraLinear extends LoraLayer {
     return result;
   }
 
+  /** A quantised base is dequantised, changed and quantised again (peft's bnb merge). */
+  private requantize(delta: Tensor): void {
+    const base = this.base_layer as QuantizedLinear;
+    noGrad(() => base.setWeight(add(base.dequantizeWeight(), delta)));
+  }
+
   protected mergeOne(name: string): void {
+    if (this.base_layer instanceof QuantizedLinear) return this.requantize(this.getDeltaWeight(name));
     noGrad(() => {
       const w = this.base_layer.getTensor("weight");
       if (!this.useDora.get(name)) return addInPlace(w, this.getDeltaWeight(name));
@@ -174,6 +182,7 @@ export class LoraLinear extends LoraLayer {
   }
 
   protected unmergeOne(name: string): void {
+    if (this.base_layer instanceof QuantizedLinear) return this.requantize(mul(this.getDeltaWeight(name), -1));
     noGrad(() => {
       const w = this.base_layer.getTensor("weight");
       if (!this.useDora.get(name)) return addInPlace(w, mul(this.getDeltaWeight(name), -1));

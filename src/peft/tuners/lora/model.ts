@@ -1,5 +1,5 @@
 /** LoraModel: LoRA's injection rules (which layers, which rank/alpha per layer, GPT-2's fan_in_fan_out). */
-import { Conv1D, Embedding, Linear, type Module } from "../../../nn/index.js";
+import { Conv1D, Embedding, Linear, QuantizedLinear, type Module } from "../../../nn/index.js";
 import { BaseTuner, fanInFanOutFor } from "../tuner.js";
 import { allLinearTargets, defaultTargets } from "../../targets.js";
 import { LORA_TARGETS } from "../../mapping.js";
@@ -214,6 +214,8 @@ export class LoraModel extends BaseTuner<LoraConfig> {
     let layer: LoraLinear | LoraEmbedding;
     if (target instanceof Conv1D || target instanceof Linear) {
       layer = new LoraLinear(target, fanInFanOutFor(config, target));
+    } else if (target instanceof QuantizedLinear) {
+      layer = new LoraLinear(target, false); // bitsandbytes' Linear4bit / Linear8bitLt (peft's dispatch_bnb_4bit / 8bit)
     } else if (target instanceof Embedding) {
       layer = new LoraEmbedding(target);
     } else {
