@@ -29,6 +29,7 @@ Deterministic: fixed seeds; rerunning rewrites the same bytes.
 
 import json
 import os
+from fractions import Fraction
 
 import numpy as np
 from safetensors.numpy import save_file
@@ -93,11 +94,23 @@ def create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8):
 
 DYNAMIC = create_dynamic_map()
 
+def f32_literal(text):
+    """A C++ float literal `text`f as the compiler rounds it: straight from the decimal to the nearest float32 (ties to
+    even), which for four NF4 pivots (midpoints of two code values, so at a float32 tie) differs from
+    np.float32(float(text))."""
+    exact = Fraction(text)
+    near = np.float32(float(text))
+    bits = int(np.array(near, dtype=f32).view(np.uint32))
+    cands = [np.array(bits + d, dtype=np.uint32).view(f32)[()] for d in (-1, 0, 1)]
+    return min(cands, key=lambda v: (abs(Fraction(float(v)) - exact), int(np.array(v, dtype=f32).view(np.uint32)) & 1))
+
+
 # dQuantizeNF4 / dQuantizeFP4 pivots (float32 literals in csrc/kernels.cu).
-NF4_TREE = [f32(v) for v in (0.03979014977812767, 0.3893125355243683, 0.6427869200706482, 0.8614784181118011,
-                             0.5016634166240692, 0.2035212516784668, 0.2920137718319893, 0.1202552504837513,
-                             -0.33967943489551544, -0.13791173323988914, -0.045525018125772476,
-                             -0.23460740596055984, -0.6106329262256622, -0.4599952697753906, -0.8480964004993439)]
+NF4_TREE = [f32_literal(v) for v in ("0.03979014977812767", "0.3893125355243683", "0.6427869200706482", "0.8614784181118011",
+                             "0.5016634166240692", "0.2035212516784668", "0.2920137718319893", "0.1202552504837513",
+                             "-0.33967943489551544", "-0.13791173323988914", "-0.045525018125772476",
+                             "-0.23460740596055984", "-0.6106329262256622", "-0.4599952697753906", "-0.8480964004993439")]
+FP4_TREE = [f32_literal(v) for v in ("0.29166667", "0.583333", "0.8333333", "0.4166667", "0.0859375", "0.20833333", "0.00260417")]
 
 
 def d_quantize_nf4(x):
@@ -122,13 +135,14 @@ def d_quantize_nf4(x):
 def d_quantize_fp4(x):
     sign = 0b1000 if x < 0 else 0
     x = abs(x)
-    if x > f32(0.29166667):
-        if x > f32(0.583333):
-            return (0b0011 if x > f32(0.8333333) else 0b0010) + sign
-        return (0b101 if x > f32(0.4166667) else 0b100) + sign
-    if x > f32(0.0859375):
-        return (0b0111 if x > f32(0.20833333) else 0b0110) + sign
-    return (0b0001 if x > f32(0.00260417) else 0b0000) + sign
+    a, b, c, d, e, g, h = FP4_TREE
+    if x > a:
+        if x > b:
+            return (0b0011 if x > c else 0b0010) + sign
+        return (0b101 if x > d else 0b100) + sign
+    if x > e:
+        return (0b0111 if x > g else 0b0110) + sign
+    return (0b0001 if x > h else 0b0000) + sign
 
 
 def d_quantize_dynamic(code, x):
@@ -258,9 +272,13 @@ def four_bit_cases():
     rng = np.random.default_rng(12)
     big = half_exact(rng, (96, 192), 0.05)           # 288 absmax values: one full nested block of 256 + 32
     big[5, :64] = 0                                  # one all-zero block
-    small = half_exact(rng, (3, 67), 1.0)             # odd count: a partial last block and a padded nibble
+    small = half_exact(rng, (3, 67), 1.0).astype(f32)  # odd count: a partial last block and a padded nibble
     small[1, 0:61] = 0                               # block 1 (elements 64..127) is all zero
-    small[0, 3] = np.float16(-2.5)                   # absmax carried by a negative value
+    small[0, 3] = -2.5                               # absmax carried by a negative value
+    # block 2 (elements 128..191) has absmax 1: its values meet the pivots exactly, both float32 neighbours of each
+    ties = [v for p in NF4_TREE + FP4_TREE for v in (p, np.nextafter(p, f32(2)), -p)]
+    small.reshape(-1)[128:128 + len(ties)] = ties
+    small.reshape(-1)[190] = 1.0
     for quant_type in ("nf4", "fp4"):
         for label, x, dq in (("dq", big, True), ("small", small, False)):
             packed, state = quantize_4bit(x.astype(f32), quant_type, dq)

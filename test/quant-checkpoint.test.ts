@@ -13,7 +13,7 @@ import { pythonFloat } from "../src/io/bnb.js";
 import { readSafetensors } from "../src/io/safetensors.js";
 import * as T from "../src/tensor/index.js";
 import { assertClose } from "./helpers.js";
-import { QUANT_FIXTURES } from "./quant.test.js";
+import { QUANT_FIXTURES } from "./quant-fixtures.js";
 import { LLAMA, logits } from "./tiny-models.js";
 
 let tmp: string;

@@ -14,7 +14,7 @@ import { backend, setBackend } from "../src/backend/index.js";
 import { Linear4bit, Linear8bitLt } from "../src/nn/index.js";
 import { tensor, sum, mul } from "../src/tensor/index.js";
 import { assertClose, mm, randValues, transposed } from "./helpers.js";
-import { readQuantFixture } from "./quant.test.js";
+import { floatInput, readQuantFixture } from "./quant-fixtures.js";
 
 let native: Backend | null = null;
 try {
@@ -67,6 +67,20 @@ describe("quantised products (Backend.quantMatmul)", () => {
         assertMatchesProduct(out.data, mm(X, transposed(deq, n, k), 5, k, n), "x·Wᵀ");
         b.quantMatmul(new CpuStorage("float32", DY), 5, w, true, dx);
         assertMatchesProduct(dx.data, mm(DY, deq, 5, n, k), "dy·W");
+      });
+    }
+  }
+});
+
+describe("4-bit quantisation kernels (Backend.quantize4bit)", () => {
+  for (const [bname, b] of backends) {
+    for (const name of ["nf4_small", "fp4_small", "nf4_dq"]) {
+      it(`${bname}: ${name} packs the golden bytes and absmax (pivot ties included)`, (t) => {
+        if (!b) return t.skip("native addon not built");
+        const g = readQuantFixture(`${name}.safetensors`);
+        const q = quantize4bit(floatInput(g.get("input")!), name.startsWith("nf4") ? "nf4" : "fp4", { kernel: (...a) => b.quantize4bit(...a) });
+        assert.deepEqual(Array.from(q.packed), Array.from(g.get("packed")!.data as Uint8Array));
+        assert.deepEqual(Array.from(q.absmax!), Array.from(g.get("absmax_fp32")!.data as Float32Array));
       });
     }
   }

@@ -4,30 +4,11 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { readSafetensors, type RawTensor } from "../src/io/safetensors.js";
 import {
   FP4_CODE, NF4_CODE, blockAbsmax, dequantize4bit, dequantizeInt8Rows, dynamicMap, quantize4bit, quantizeInt8Rows,
   quantizeInt8Weight, roundToFloat16, type QuantType4,
 } from "../src/backend/quant.js";
-import { float16BitsToFloat32 } from "../src/io/dtypes.js";
-
-/** test/fixtures/quant, resolved from the compiled tests (dist/test). */
-export const QUANT_FIXTURES = fileURLToPath(new URL("../../test/fixtures/quant/", import.meta.url));
-
-/** The tensors of one fixture file. */
-export function readQuantFixture(name: string): Map<string, RawTensor> {
-  return readSafetensors(join(QUANT_FIXTURES, name)).tensors;
-}
-
-/** A fixture input as float32 (inputs are stored as F16 or F32). */
-function floatInput(t: RawTensor): Float32Array {
-  if (t.dtype !== "F16") return t.data as Float32Array;
-  const out = new Float32Array((t.data as Uint16Array).length);
-  float16BitsToFloat32(t.data as Uint16Array, out);
-  return out;
-}
+import { floatInput, readQuantFixture } from "./quant-fixtures.js";
 
 /** Equal bit patterns (so -0 ≠ +0 and NaN = NaN), reporting the first difference. */
 function assertSameBits(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {

@@ -11,7 +11,7 @@
  * queue work and only synchronise in `read`.
  */
 
-import type { QuantizedInt8, QuantizedMatrix } from "./quant.js";
+import type { QuantType4, QuantizedInt8, QuantizedMatrix } from "./quant.js";
 
 /**
  * Element types a storage can hold: float32 for compute, int32 for token ids, labels and indices; bfloat16 and
@@ -244,6 +244,8 @@ export interface Backend {
    * dequantised as ((acc·1/127²)·rowAbsmax)·SCB + bias, plus the outlier columns times the dequantised weight.
    */
   int8Linear(x: Storage, rows: number, w: QuantizedInt8, threshold: number, bias: Storage | null, out: Storage): void;
+  /** bitsandbytes' 4-bit quantisation of `values` (quant.ts' Quantize4bitKernel): codes into packed, block absmax into absmax. */
+  quantize4bit(values: Float32Array, quantType: QuantType4, blocksize: number, packed: Uint8Array, absmax: Float32Array): void;
 
   /** One AdamW update in place: param, expAvg, expAvgSq (all contiguous, same size as grad). */
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void;

@@ -65,11 +65,14 @@ export function dynamicMap(): Float32Array {
   return Float32Array.from(data.sort((a, b) => a - b));
 }
 
-// dQuantizeNF4's pivots (float32 literals of csrc/kernels.cu), in the order the tree reads them.
+// dQuantizeNF4's pivots, in the order the tree reads them: the float32 literals of csrc/kernels.cu as the compiler rounds
+// them, straight from the decimal. Four pivots sit at a float32 tie (midpoints of two code values) where rounding the
+// decimal through a double would give the other neighbour, so they are written as their exact float32 values.
 const NF4_PIVOTS = Float32Array.from([
-  0.03979014977812767, 0.3893125355243683, 0.6427869200706482, 0.8614784181118011, 0.5016634166240692,
-  0.2035212516784668, 0.2920137718319893, 0.1202552504837513, -0.33967943489551544, -0.13791173323988914,
-  -0.045525018125772476, -0.23460740596055984, -0.6106329262256622, -0.4599952697753906, -0.8480964004993439,
+  0.03979014977812767, 0.3893125355243683, 0.6427869200706482, 0.8614783883094788 /* 0.8614784181118011f */,
+  0.5016633868217468 /* 0.5016634166240692f */, 0.2035212516784668, 0.2920137718319893, 0.1202552542090416 /* 0.1202552504837513f */,
+  -0.33967943489551544, -0.13791173323988914, -0.045525018125772476, -0.23460740596055984, -0.6106329262256622,
+  -0.4599952697753906, -0.8480964303016663 /* -0.8480964004993439f */,
 ]);
 
 /** dQuantizeNF4: the decision tree of the CUDA kernel (strict comparisons; NaN, from a zero block, gives 0). */
@@ -197,21 +200,32 @@ export function blockAbsmax(q: Quantized4bit): Float32Array {
   return Float32Array.from({ length: Math.ceil(q.numel / q.blocksize) }, (_, b) => absmaxOfBlock(q, b));
 }
 
-/** functional.quantize_4bit: absmax per block, x·(1/absmax) through the NF4/FP4 tree, two codes per byte. */
-export function quantize4bit(values: Float32Array, quantType: QuantType4, opts: { blocksize?: number; doubleQuant?: boolean } = {}): Quantized4bit {
-  const blocksize = opts.blocksize ?? 64;
-  if (blocksize % 2 !== 0) throw new Error(`quantize4bit: blocksize must be even, got ${blocksize}`);
-  const absmax = absmaxPerBlock(values, blocksize);
+/** kQuantizeBlockwise<NF4|FP4>: absmax per block into `absmax`, x·(1/absmax) through the tree, two codes per byte into `packed`. */
+export type Quantize4bitKernel = (values: Float32Array, quantType: QuantType4, blocksize: number, packed: Uint8Array, absmax: Float32Array) => void;
+
+/** The reference Quantize4bitKernel (backends may bring a faster one with the same results). */
+export const quantize4bitJs: Quantize4bitKernel = (values, quantType, blocksize, packed, absmax) => {
+  absmax.set(absmaxPerBlock(values, blocksize));
   const scale = Float32Array.from(absmax, (a) => 1 / a); // 1/0 = Infinity: a zero block quantises NaN, as the kernel does
   const tree = quantType === "nf4" ? quantizeNF4 : quantizeFP4;
   const n = values.length;
-  const packed = new Uint8Array((n + 1) >> 1);
   for (let i = 0; i < n; i += 2) {
     const s = scale[(i / blocksize) | 0]!;
     const hi = tree(f(values[i]! * s));
     const lo = tree(i + 1 < n ? f(values[i + 1]! * s) : 0 * s); // an odd tail is padded with 0.0
     packed[i >> 1] = (hi << 4) | lo;
   }
+};
+
+/** functional.quantize_4bit: absmax per block, x·(1/absmax) through the NF4/FP4 tree, two codes per byte. */
+export function quantize4bit(values: Float32Array, quantType: QuantType4,
+  opts: { blocksize?: number; doubleQuant?: boolean; kernel?: Quantize4bitKernel } = {}): Quantized4bit {
+  const blocksize = opts.blocksize ?? 64;
+  if (blocksize % 2 !== 0) throw new Error(`quantize4bit: blocksize must be even, got ${blocksize}`);
+  const n = values.length;
+  const packed = new Uint8Array((n + 1) >> 1);
+  const absmax = new Float32Array(Math.ceil(n / blocksize));
+  (opts.kernel ?? quantize4bitJs)(values, quantType, blocksize, packed, absmax);
   const nested = opts.doubleQuant ? nestAbsmax(absmax) : null;
   return { quantType, blocksize, numel: n, packed, absmax: nested ? null : absmax, nested, code: code4bit(quantType) };
 }

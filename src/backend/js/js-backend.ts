@@ -5,7 +5,7 @@ import { fromBfloat16Bits, fromFloat16Bits, toBfloat16Bits, toFloat16Bits } from
 import { innerAxis, numel, rowOffsets, erf } from "./strided.js";
 import { normalAt, uniformAt } from "./random.js";
 import { CpuStorage, StoragePool } from "../pool.js";
-import type { QuantizedInt8, QuantizedMatrix } from "../quant.js";
+import { quantize4bitJs, type QuantType4, type QuantizedInt8, type QuantizedMatrix } from "../quant.js";
 import { int8LinearJs, quantMatmulJs } from "./quant-kernels.js";
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
@@ -450,6 +450,10 @@ export class JsBackend implements Backend {
 
   int8Linear(x: Storage, rows: number, w: QuantizedInt8, threshold: number, bias: Storage | null, out: Storage): void {
     int8LinearJs(floats(x, "int8Linear"), rows, w, threshold, bias ? floats(bias, "int8Linear") : null, floats(out, "int8Linear"));
+  }
+
+  quantize4bit(values: Float32Array, quantType: QuantType4, blocksize: number, packed: Uint8Array, absmax: Float32Array): void {
+    quantize4bitJs(values, quantType, blocksize, packed, absmax);
   }
 
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void {

@@ -608,6 +608,19 @@ void Int8Product(const Napi::CallbackInfo& info) {
   peft::int8ProductKernel(a, rows, b, n, k, acc);
 }
 
+// quantize4bit(values, nf4, blocksize, packed, absmax)
+void Quantize4bit(const Napi::CallbackInfo& info) {
+  Args args(info, "quantize4bit");
+  Buf v = args.storage(0, "values", 0);
+  if (v.dtype != DType::f32) args.typeError("values must be float32");
+  const bool nf4 = args.flag(1);
+  const int64_t blocksize = args.count(2, "blocksize");
+  if (blocksize < 2 || blocksize % 2 != 0) args.rangeError("blocksize must be even and at least 2");
+  auto* packed = static_cast<uint8_t*>(const_cast<void*>(args.bytes(3, "packed", std::ceil(v.size / 2), napi_uint8_array)));
+  float* absmax = args.f32(4, "absmax", std::ceil(v.size / double(blocksize)));
+  peft::quantize4bitKernel(v.f(), int64_t(v.size), nf4, blocksize, packed, absmax);
+}
+
 // ---- module --------------------------------------------------------------------------------------------------------
 
 // threadStats(): {parallel, late, serial, lateMeanMs, lateMaxMs} of the adaptive thread count (common.h).
@@ -682,6 +695,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("adamw", Adamw);
   fn("quantMatmul", QuantMatmul);
   fn("int8Product", Int8Product);
+  fn("quantize4bit", Quantize4bit);
   fn("assign", Assign);
   fn("dropout", Dropout);
   fn("maskedSoftmax", MaskedSoftmax);

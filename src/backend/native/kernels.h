@@ -134,6 +134,8 @@ int64_t quantPanelRows(int64_t k);
 void dequantRowsKernel(const QuantMatrix& w, int64_t r0, int64_t r1, float* out);
 // out [rows, n] = x [rows, k]·Wᵀ, or with transpose out [rows, k] = x [rows, n]·W, one panel of W at a time.
 void quantMatmulKernel(const float* x, int64_t rows, const QuantMatrix& w, bool transpose, float* out);
+// bitsandbytes' 4-bit quantisation (kQuantizeBlockwise<NF4|FP4>): absmax per block, codes two per byte (high nibble first).
+void quantize4bitKernel(const float* x, int64_t n, bool nf4, int64_t blocksize, uint8_t* packed, float* absmax);
 // acc [rows, n] = a [rows, k]·bᵀ (b [n, k]) exactly, in int32.
 void int8ProductKernel(const int8_t* a, int64_t rows, const int8_t* b, int64_t n, int64_t k, int32_t* acc);
 

@@ -19,7 +19,7 @@ import type {
 import { contiguousOutStrides } from "../backend.js";
 import { JsBackend } from "../js/js-backend.js";
 import { int8LinearJs } from "../js/quant-kernels.js";
-import type { QuantizedInt8, QuantizedMatrix } from "../quant.js";
+import type { QuantType4, QuantizedInt8, QuantizedMatrix } from "../quant.js";
 import { StoragePool } from "../pool.js";
 
 type Data = StorageData;
@@ -60,6 +60,7 @@ interface Addon {
     absmaxOrScb: Float32Array | null, code: Float32Array | null, blocksize: number, nestedCodes: Uint8Array | null,
     nestedAbsmax: Float32Array | null, nestedCode: Float32Array | null, nestedBlocksize: number, offset: number): void;
   int8Product(a: Int8Array, rows: number, b: Int8Array, n: number, k: number, acc: Int32Array): void;
+  quantize4bit(values: Float32Array, nf4: boolean, blocksize: number, packed: Uint8Array, absmax: Float32Array): void;
   threads(): number;
   threadStats(): ThreadStats;
   setThreads(n: number): void;
@@ -366,6 +367,10 @@ export class NativeBackend implements Backend {
     if (!isF32(x) || !isF32(out) || (bias && !isF32(bias))) return this.js.int8Linear(x, rows, w, threshold, bias, out);
     int8LinearJs(x.data as Float32Array, rows, w, threshold, (bias?.data as Float32Array | undefined) ?? null, out.data as Float32Array,
       (a, r, b, n, k, acc) => this.addon.int8Product(a, r, b, n, k, acc));
+  }
+
+  quantize4bit(values: Float32Array, quantType: QuantType4, blocksize: number, packed: Uint8Array, absmax: Float32Array): void {
+    this.addon.quantize4bit(values, quantType === "nf4", blocksize, packed, absmax);
   }
 
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void {

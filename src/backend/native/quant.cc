@@ -71,6 +71,53 @@ void quantMatmulKernel(const float* x, int64_t rows, const QuantMatrix& w, bool 
   }
 }
 
+// dQuantizeNF4 / dQuantizeFP4 of csrc/kernels.cu (strict comparisons: NaN, from a zero block, gives code 0).
+uint8_t quantizeNF4(float x) {
+  if (x > 0.03979014977812767f) {
+    if (x > 0.3893125355243683f) {
+      if (x > 0.6427869200706482f) return x > 0.8614784181118011f ? 0b1111 : 0b1110;
+      return x > 0.5016634166240692f ? 0b1101 : 0b1100;
+    }
+    if (x > 0.2035212516784668f) return x > 0.2920137718319893f ? 0b1011 : 0b1010;
+    return x > 0.1202552504837513f ? 0b1001 : 0b1000;
+  }
+  if (x > -0.33967943489551544f) {
+    if (x > -0.13791173323988914f) return x > -0.045525018125772476f ? 0b0111 : 0b0110;
+    return x > -0.23460740596055984f ? 0b0101 : 0b0100;
+  }
+  if (x > -0.6106329262256622f) return x > -0.4599952697753906f ? 0b0011 : 0b0010;
+  return x > -0.8480964004993439f ? 0b0001 : 0b0000;
+}
+
+uint8_t quantizeFP4(float x) {
+  const uint8_t sign = x < 0 ? 0b1000 : 0;
+  const float a = std::fabs(x);
+  if (a > 0.29166667f) {
+    if (a > 0.583333f) return (a > 0.8333333f ? 0b0011 : 0b0010) + sign;
+    return (a > 0.4166667f ? 0b0101 : 0b0100) + sign;
+  }
+  if (a > 0.0859375f) return (a > 0.20833333f ? 0b0111 : 0b0110) + sign;
+  return (a > 0.00260417f ? 0b0001 : 0b0000) + sign;
+}
+
+void quantize4bitKernel(const float* x, int64_t n, bool nf4, int64_t blocksize, uint8_t* packed, float* absmax) {
+  const int64_t blocks = (n + blocksize - 1) / blocksize;
+  parallelFor(blocks, 64, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; b++) {
+      const int64_t start = b * blocksize, end = std::min(n, start + blocksize);
+      float m = 0;
+      for (int64_t i = start; i < end; i++) m = std::max(m, std::fabs(x[i]));
+      absmax[b] = m;
+      const float scale = 1.0f / m;  // a zero block: Infinity, then NaN codes, as the CUDA kernel
+      for (int64_t i = start; i < end; i += 2) {
+        const float lo = i + 1 < n ? x[i + 1] * scale : 0.0f * scale;  // an odd tail is padded with 0.0
+        packed[i >> 1] = uint8_t((nf4 ? quantizeNF4(x[i] * scale) : quantizeFP4(x[i] * scale)) << 4) |
+                         (nf4 ? quantizeNF4(lo) : quantizeFP4(lo));
+      }
+    }
+  });
+}
+
 void int8ProductKernel(const int8_t* a, int64_t rows, const int8_t* b, int64_t n, int64_t k, int32_t* acc) {
   parallelFor(n, std::max<int64_t>(1, 65536 / std::max<int64_t>(rows * k, 1)), [&](int64_t j0, int64_t j1) {
     for (int64_t i = 0; i < rows; i++) {

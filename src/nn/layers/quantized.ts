@@ -7,16 +7,21 @@
 import { Tensor, noGrad, parameter, quantizedLinear, tensor } from "../../tensor/index.js";
 import {
   dequantize4bit, dequantizeInt8Rows, quantize4bit, quantizeInt8Weight,
-  type QuantType4, type Quantized4bit, type QuantizedInt8, type QuantizedMatrix,
+  type QuantType4, type Quantize4bitKernel, type Quantized4bit, type QuantizedInt8, type QuantizedMatrix,
 } from "../../backend/quant.js";
+import { backend } from "../../backend/index.js";
 import { Module } from "../module.js";
+
+/** The active backend's 4-bit quantiser. */
+const nativeOrJs: Quantize4bitKernel = (values, type, blocksize, packed, absmax) => backend().quantize4bit(values, type, blocksize, packed, absmax);
 
 /** The float32 values of a [out, in] weight tensor. */
 function weightValues(w: Tensor, outFeatures: number, inFeatures: number): Float32Array {
   if (w.rank !== 2 || w.shape[0] !== outFeatures || w.shape[1] !== inFeatures) {
     throw new Error(`quantized linear: a weight of shape [${w.shape}] does not fit [${outFeatures}, ${inFeatures}]`);
   }
-  return Float32Array.from(noGrad(() => w.dataSync()));
+  const values = noGrad(() => w.dataSync()); // a fresh copy
+  return values instanceof Float32Array ? values : Float32Array.from(values);
 }
 
 /** What both quantised Linear kinds share: sizes, the float32 bias, the forward through the quantised product. */
@@ -70,7 +75,7 @@ export class Linear4bit extends QuantizedLinear {
   /** Quantise a float32 [out, in] weight (and keep the bias). */
   static fromFloat(weight: Tensor, bias: Tensor | null, opts: Linear4bitOptions): Linear4bit {
     const [outF, inF] = weight.shape as [number, number];
-    return new Linear4bit(inF, outF, quantize4bit(weightValues(weight, outF, inF), opts.quantType, { doubleQuant: opts.doubleQuant }), bias);
+    return new Linear4bit(inF, outF, quantize4bit(weightValues(weight, outF, inF), opts.quantType, { doubleQuant: opts.doubleQuant, kernel: nativeOrJs }), bias);
   }
 
   /** The quantised weight (packed values, absmax or nested absmax, code). */
@@ -87,7 +92,7 @@ export class Linear4bit extends QuantizedLinear {
   }
 
   setWeight(w: Tensor): void {
-    this.q = quantize4bit(weightValues(w, this.outFeatures, this.inFeatures), this.q.quantType, { doubleQuant: this.q.nested !== null });
+    this.q = quantize4bit(weightValues(w, this.outFeatures, this.inFeatures), this.q.quantType, { doubleQuant: this.q.nested !== null, kernel: nativeOrJs });
   }
 
   weightBytes(): number {
