@@ -114,22 +114,9 @@ FP4_TREE = [f32_literal(v) for v in ("0.29166667", "0.583333", "0.8333333", "0.4
 
 
 def d_quantize_nf4(x):
-    a, b, c, d, e, f, g, h, i, j, k, l, m, n, o = NF4_TREE
-    if x > a:
-        if x > b:
-            if x > c:
-                return 0b1111 if x > d else 0b1110
-            return 0b1101 if x > e else 0b1100
-        if x > f:
-            return 0b1011 if x > g else 0b1010
-        return 0b1001 if x > h else 0b1000
-    if x > i:
-        if x > j:
-            return 0b0111 if x > k else 0b0110
-        return 0b0101 if x > l else 0b0100
-    if x > m:
-        return 0b0011 if x > n else 0b0010
-    return 0b0001 if x > o else 0b0000
+    """dQuantizeNF4's tree is a binary search over pivots that grow with the code, so the code it reaches is the number of
+    pivots x exceeds (strict >; NaN exceeds none and gives 0, as in the kernel)."""
+    return sum(1 for p in sorted(NF4_TREE) if x > p)
 
 
 def d_quantize_fp4(x):
