@@ -14,6 +14,7 @@
         "src/backend/native/generate.cc",
         "src/backend/native/indexing.cc",
         "src/backend/native/optim.cc",
+        "src/backend/native/quant.cc",
         "src/backend/native/reduce.cc",
         "src/backend/native/rows.cc"
       ],

@@ -11,6 +11,8 @@ export {
 export type { FromConfigOptions } from "./models/auto.js";
 export { PreTrainedModel, MODEL_DTYPES } from "./models/pretrained.js";
 export type { FromPretrainedOptions, ModelDType } from "./models/pretrained.js";
+export { dequantizeModel } from "./models/quantization.js";
+export type { BitsAndBytesConfig } from "./models/quantization.js";
 export type { ModelInputs, Seq2SeqInputs, ModelOutput, BaseModelOutput, PastKeyValues } from "./models/outputs.js";
 export { AutoTokenizer, PreTrainedTokenizer } from "./tokenizers/index.js";
 export { generate, GenerativeModel, asGenerative } from "./generation/index.js";

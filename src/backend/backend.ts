@@ -11,6 +11,8 @@
  * queue work and only synchronise in `read`.
  */
 
+import type { QuantType4, QuantizedInt8, QuantizedMatrix } from "./quant.js";
+
 /**
  * Element types a storage can hold: float32 for compute, int32 for token ids, labels and indices; bfloat16 and
  * float16 (raw bits in a Uint16Array) for frozen weights kept in half precision; uint8 for packed quantised bytes.
@@ -231,6 +233,21 @@ export interface Backend {
    * All four views have one shape; cos and sin may broadcast; out must not overlap itself.
    */
   rotary(x: View, cos: View, sin: View, out: View, transpose: boolean): void;
+
+  /**
+   * Products with a frozen quantised weight W [n, k], dequantised a panel of rows at a time (never as a whole matrix):
+   * out [rows, n] = x [rows, k]·Wᵀ, or with transpose out [rows, k] = x [rows, n]·W (the input gradient).
+   * x and out are contiguous float32.
+   */
+  quantMatmul(x: Storage, rows: number, w: QuantizedMatrix, transpose: boolean, out: Storage): void;
+  /**
+   * LLM.int8's product (bitsandbytes' MatMul8bitLt forward): x [rows, k] quantised row-wise to int8 except the columns
+   * holding a value with |x| ≥ threshold (none when threshold is 0), an exact integer product with the int8 weight,
+   * dequantised as ((acc·1/127²)·rowAbsmax)·SCB + bias, plus the outlier columns times the dequantised weight.
+   */
+  int8Linear(x: Storage, rows: number, w: QuantizedInt8, threshold: number, bias: Storage | null, out: Storage): void;
+  /** bitsandbytes' 4-bit quantisation of `values` (quant.ts' Quantize4bitKernel): codes into packed, block absmax into absmax. */
+  quantize4bit(values: Float32Array, quantType: QuantType4, blocksize: number, packed: Uint8Array, absmax: Float32Array): void;
 
   /** One AdamW update in place: param, expAvg, expAvgSq (all contiguous, same size as grad). */
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void;

@@ -10,6 +10,9 @@ import { ConfigError } from "../errors.js";
 import type { PretrainedConfig } from "./config.js";
 import { loadPretrained, resolveModelDType, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
 import { buildModules, type ParameterDType } from "../nn/index.js";
+import { convertLinear, modulesToNotConvert, parseQuantizationConfig, type BitsAndBytesConfig } from "./quantization.js";
+import { withDeferredLinearWeights } from "../nn/index.js";
+import { defaultGenerator } from "../tensor/index.js";
 import { gpt2Config } from "./gpt2/config.js";
 import { GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model } from "./gpt2/modeling.js";
 import { DECODER_MODEL_TYPES, llamaConfig } from "./llama/config.js";
@@ -133,6 +136,8 @@ function typed<T extends Task>(model: PreTrainedModel, task: T): ModelFor<T> {
 export interface FromConfigOptions {
   /** Parameter dtype (HF's torch_dtype; default float32): a half model is built and initialised layer by layer in it. */
   dtype?: ParameterDType;
+  /** Build the Linear layers quantised (BitsAndBytesConfig fields), one layer at a time: no float32 copy of the model. */
+  quantizationConfig?: BitsAndBytesConfig;
 }
 
 /**
@@ -144,6 +149,16 @@ export function modelFromConfig<T extends Task>(config: Record<string, unknown>,
   const parsed = parseConfig(config);
   const cls = classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task);
   const dtype = resolveModelDType(opts.dtype ?? "float32", config);
+  if (opts.quantizationConfig) {
+    if (dtype !== "float32") throw new ConfigError(`dtype "${dtype}" with quantizationConfig is not supported yet`, "build quantised models in float32 (the default)");
+    // Each Linear is drawn and quantised in turn, with the same random values as the float model would have.
+    const settings = parseQuantizationConfig(opts.quantizationConfig);
+    const model = withDeferredLinearWeights(() => new cls(parsed));
+    const notConvert = modulesToNotConvert(settings, model);
+    model.initWeights(defaultGenerator, undefined, (path, m) => convertLinear(model, path, m, settings, notConvert));
+    model.config["quantization_config"] = settings.dict;
+    return typed(model, task);
+  }
   const model = dtype === "float32" ? new cls(parsed) : buildModules({ dtype, init: false }, () => new cls(parsed));
   return typed(model.initWeights(), task);
 }

@@ -4,11 +4,17 @@
  * (tied weights not stored twice, base-model prefixes added or stripped).
  */
 import { join } from "node:path";
-import { Conv1D, Embedding, LayerNorm, Linear, Module, RMSNorm, buildModules, type EmbeddingLayer, type LoadResult, type ParameterDType } from "../nn/index.js";
-import { Generator, Tensor, checkpoint, defaultGenerator, isGradEnabled, noGrad, ones, tidy, toDtype, zeros } from "../tensor/index.js";
+import {
+  Conv1D, Embedding, LayerNorm, Linear, Module, QuantizedLinear, RMSNorm, buildModules, isDeferredWeight, withDeferredLinearWeights,
+  type EmbeddingLayer, type LoadResult, type ParameterDType,
+} from "../nn/index.js";
+import { Generator, Tensor, checkpoint, defaultGenerator, isGradEnabled, noGrad, ones, parameter, tidy, toDtype, zeros } from "../tensor/index.js";
 import { DTYPE_BYTES, isHalf } from "../backend/backend.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
-import { loadModelWeights, readSafetensorsHeader, resolveCheckpointFiles, writeSafetensors } from "../io/safetensors.js";
+import {
+  loadModelWeights, rawToTensor, readSafetensorsFolder, readSafetensorsHeader, resolveCheckpointFiles, writeSafetensors, type RawTensor,
+} from "../io/safetensors.js";
+import { linear4bitFromTensors, linear8bitFromTensors, quantizedLayerTensors } from "../io/bnb.js";
 import { DTYPES } from "../io/dtypes.js";
 import { ConfigError } from "../errors.js";
 import type { HubOptions } from "../io/hub.js";
@@ -16,6 +22,9 @@ import { pushSaved, type CommitInfo, type PushOptions } from "../io/hub-upload.j
 import { writeFolderAtomic } from "../io/atomic.js";
 import { checkModelConfig, checkModelFitsInMemory, type PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
+import {
+  isConverted, modulesToNotConvert, parseQuantizationConfig, quantizeModel, type BitsAndBytesConfig, type QuantizationSettings,
+} from "./quantization.js";
 
 /** What `dtype` of fromPretrained accepts: a parameter dtype, or "auto" for the checkpoint's own. */
 export type ModelDType = ParameterDType | "auto";
@@ -31,6 +40,8 @@ export interface FromPretrainedOptions extends HubOptions {
    * config.json's torch_dtype, else the dtype of the checkpoint's first float tensor.
    */
   dtype?: ModelDType;
+  /** Quantise the Linear layers on load (transformers' BitsAndBytesConfig fields: load_in_4bit, bnb_4bit_quant_type, …). */
+  quantizationConfig?: BitsAndBytesConfig;
 }
 
 /**
@@ -114,8 +125,10 @@ export abstract class PreTrainedModel extends Module {
    * transformers' default initialisation of a fresh model (_init_weights): Linear/Conv1D weights and embeddings
    * ~ N(0, initializer_range²), biases 0, norm weights 1. Layers' own PyTorch defaults (Kaiming-uniform, N(0, 1)
    * embeddings) are far too large for a tied LM head. `only` limits it to the modules owning these state-dict keys.
+   * Deferred Linear weights (withDeferredLinearWeights) get their values here, and `afterLinear` sees each
+   * Linear/Conv1D right after its initialisation (to quantise it).
    */
-  initWeights(gen: Generator = defaultGenerator, only?: ReadonlySet<string>): this {
+  initWeights(gen: Generator = defaultGenerator, only?: ReadonlySet<string>, afterLinear?: (path: string, m: Linear | Conv1D) => void): this {
     // initializer_range, or OPT's name for it.
     const given = this.config["initializer_range"] ?? this.config["init_std"];
     const std = typeof given === "number" ? given : 0.02;
@@ -125,7 +138,7 @@ export abstract class PreTrainedModel extends Module {
       for (const [name, m] of this.namedModules()) {
         if (owners && !owners.has(name)) continue;
         // One module at a time in its own scope: the float32 values drawn for a half weight never pile up.
-        tidy(() => initModule(m, gen, std));
+        tidy(() => initModule(m, gen, std, () => afterLinear?.(name, m as Linear | Conv1D)));
       }
     });
     return this;
@@ -221,7 +234,10 @@ export abstract class PreTrainedModel extends Module {
     const tied = new Set(this.tiedWeightKeys());
     const dtype = opts.dtype ?? this.dtype;
     const own = this.stateDict();
-    const tensors = new Map([...own].filter(([k]) => !tied.has(k)).map(([k, t]) => [k, toSaveDtype(t, dtype)] as const));
+    const tensors = new Map<string, Tensor | RawTensor>([...own].filter(([k]) => !tied.has(k)).map(([k, t]) => [k, toSaveDtype(t, dtype)] as const));
+    for (const [path, m] of this.namedModules()) {
+      if (m instanceof QuantizedLinear) for (const [k, t] of quantizedLayerTensors(path, m)) tensors.set(k, t);
+    }
     const onDisk = { float32: "F32", float16: "F16", bfloat16: "BF16" } as const;
     // The folder is replaced as a whole (weights and config never from two saves); files other than weights are kept.
     try {
@@ -230,7 +246,7 @@ export abstract class PreTrainedModel extends Module {
         writeJsonAtomic(join(tmp, "config.json"), { ...this.config, architectures: [this.architecture], torch_dtype: dtype });
       }, { carryOver: (f) => !/^(config\.json|(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?)$/.test(f) });
     } finally {
-      for (const [k, t] of tensors) if (t !== own.get(k)) t.dispose();
+      for (const [k, t] of tensors) if (t instanceof Tensor && t !== own.get(k)) t.dispose();
     }
   }
 
@@ -254,9 +270,17 @@ export function loadPretrained<M extends PreTrainedModel>(
   const raw = readJsonObject(join(dir, "config.json"));
   const config = parseConfig(raw);
   const dtype = resolveModelDType(opts.dtype ?? "float32", raw, dir);
+  const stored = config["quantization_config"] as BitsAndBytesConfig | null | undefined;
+  if ((stored || opts.quantizationConfig) && dtype !== "float32") {
+    throw new ConfigError(`dtype "${dtype}" with a quantised model is not supported yet`, "load quantised models with dtype float32 (the default)");
+  }
+  if (stored && opts.quantizationConfig) {
+    process.emitWarning(`${dir} holds a quantised checkpoint; its own quantization_config is used and the one passed is ignored`);
+  }
   // Half models are built in their dtype with zero weights (the checkpoint fills them), as HF's low_cpu_mem_usage.
-  const model = dtype === "float32" ? new cls(config) : buildModules({ dtype, init: false }, () => new cls(config));
-  const weights = loadModelWeights(dir, { floatDtype: dtype });
+  const { model, weights } = stored
+    ? loadQuantizedLayers(cls, config, dir, parseQuantizationConfig(stored))
+    : { model: dtype === "float32" ? new cls(config) : buildModules({ dtype, init: false }, () => new cls(config)), weights: loadModelWeights(dir, { floatDtype: dtype }) };
   try {
     const report = model.loadWeights(weights);
     if (dtype !== "float32" && report.missingKeys.length > 0) model.initWeights(defaultGenerator, new Set(report.missingKeys));
@@ -269,17 +293,28 @@ export function loadPretrained<M extends PreTrainedModel>(
   } finally {
     for (const t of weights.values()) t.dispose();
   }
+  if (opts.quantizationConfig && !stored) {
+    const settings = parseQuantizationConfig(opts.quantizationConfig);
+    quantizeModel(model, settings);
+    model.config["quantization_config"] = settings.dict;
+  }
   model.nameOrPath = dir;
   return model.eval();
 }
 
 /** transformers' _init_weights for one module (see initWeights). */
-function initModule(m: Module, gen: Generator, std: number): void {
+function initModule(m: Module, gen: Generator, std: number, afterLinear: () => void): void {
   if (m instanceof Linear || m instanceof Conv1D || m instanceof Embedding) {
-    const w = m.weight;
-    w.copy_(gen.normal(w.shape, 0, std));
+    if (isDeferredWeight(m.weight)) {
+      const shape = m.weight.shape;
+      m.weight.dispose();
+      m.weight = m.registerParameter("weight", parameter(gen.normal(shape, 0, std)));
+    } else {
+      m.weight.copy_(gen.normal(m.weight.shape, 0, std));
+    }
     const b = m.ownParameter("bias");
     if (b) b.copy_(zeros(b.shape));
+    if (!(m instanceof Embedding)) afterLinear();
   } else if (m instanceof LayerNorm || m instanceof RMSNorm) {
     const w = m.ownParameter("weight"), b = m.ownParameter("bias");
     // Gemma's norms scale by (1 + weight): their neutral weight is 0.
@@ -322,4 +357,27 @@ export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown
     }
   }
   return "float32";
+}
+
+/**
+ * A model whose Linear layers come quantised from a bitsandbytes checkpoint (transformers' pre-quantised loading):
+ * the converted layers are built from their packed tensors, never in float32; the other weights are returned to load.
+ */
+function loadQuantizedLayers<M extends PreTrainedModel>(cls: ModelClass<M>, config: PretrainedConfig, dir: string, s: QuantizationSettings): { model: M; weights: Map<string, Tensor> } {
+  const model = withDeferredLinearWeights(() => new cls(config));
+  const { tensors } = readSafetensorsFolder(dir);
+  const notConvert = modulesToNotConvert(s, model);
+  for (const [path, m] of model.namedModules()) {
+    if (!(m instanceof Linear || m instanceof Conv1D)) continue;
+    if (isConverted(path, notConvert)) {
+      const [inF, outF] = m instanceof Conv1D ? [m.nx, m.nf] : [m.inFeatures, m.outFeatures];
+      const layer = s.bits === 4 ? linear4bitFromTensors(path, tensors, inF, outF) : linear8bitFromTensors(path, tensors, inF, outF, s.threshold);
+      const bias = m.ownParameter("bias");
+      if (bias) layer.bias = layer.registerParameter("bias", bias); // loaded below with the other weights
+      model.setSubmodule(path, layer);
+    } else if (isDeferredWeight(m.weight)) {
+      m.weight = m.registerParameter("weight", parameter(zeros(m.weight.shape))); // a float layer (lm_head): loaded below
+    }
+  }
+  return { model, weights: new Map([...tensors].map(([k, raw]) => [k, rawToTensor(raw, k)])) };
 }

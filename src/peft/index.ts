@@ -39,6 +39,8 @@ export { PromptEncoderConfig, PromptEncoderReparameterizationType, PromptEncoder
 export { PrefixTuningConfig, PrefixEncoder } from "./tuners/prefix_tuning/index.js";
 export { AdaptionPromptConfig, AdaptionPromptModel, AdaptedAttention } from "./tuners/adaption_prompt/index.js";
 export { IA3Config, IA3Model, IA3Linear } from "./tuners/ia3/index.js";
+export { prepareModelForKbitTraining, isQuantizedModel, enableInputRequireGrads } from "./kbit.js";
+export type { KbitTrainingOptions } from "./kbit.js";
 export { LoHaConfig, LoHaModel, LoHaLinear } from "./tuners/loha/index.js";
 export { LoKrConfig, LoKrModel, LoKrLinear } from "./tuners/lokr/index.js";
 export type { LycorisConfig } from "./tuners/lycoris.js";

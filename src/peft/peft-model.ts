@@ -4,7 +4,7 @@
  */
 import { existsSync, readdirSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
-import { Module } from "../nn/index.js";
+import { Module, quantizedWeightElements } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
 import type { ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
 import { fromPretrained as loadModel, type Task } from "../models/auto.js";
@@ -122,7 +122,7 @@ export class PeftModel extends Module {
       all += p.size;
       if (p.requiresGrad) trainable += p.size;
     }
-    return [trainable, all];
+    return [trainable, all + quantizedWeightElements(this)]; // quantised weights are no parameters; peft counts them unpacked
   }
 
   /** The line HF peft prints: "trainable params: 2,048 || all params: 122,624 || trainable%: 1.6701". */

@@ -3,7 +3,7 @@
  * or as a "."-suffix, a string is a full-match regex; exclude_modules first; layers_to_transform with
  * layers_pattern), "all-linear", the default target tables, and errors that list what the model has.
  */
-import { Conv1D, Linear, type Module } from "../nn/index.js";
+import { Conv1D, Linear, QuantizedLinear, type Module } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
 import { BaseTunerLayer } from "./tuners/tuner-layer.js";
 import { ModulesToSaveWrapper } from "./modules-to-save.js";
@@ -60,7 +60,7 @@ export function checkTarget(fields: TargetFields, key: string): boolean | "exclu
 export function linearModuleNames(model: Module): string[] {
   const names: string[] = [];
   const inside: string[] = [];
-  const isLinear = (m: Module) => m instanceof Linear || m instanceof Conv1D;
+  const isLinear = (m: Module) => m instanceof Linear || m instanceof Conv1D || m instanceof QuantizedLinear;
   for (const [n, m] of model.namedModules()) {
     if (inside.some((p) => n.startsWith(p))) continue;
     if (m instanceof BaseTunerLayer || m instanceof ModulesToSaveWrapper) {

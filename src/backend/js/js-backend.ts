@@ -5,6 +5,8 @@ import { fromBfloat16Bits, fromFloat16Bits, toBfloat16Bits, toFloat16Bits } from
 import { innerAxis, numel, rowOffsets, erf } from "./strided.js";
 import { normalAt, uniformAt } from "./random.js";
 import { CpuStorage, StoragePool } from "../pool.js";
+import { quantize4bitJs, type QuantType4, type QuantizedInt8, type QuantizedMatrix } from "../quant.js";
+import { int8LinearJs, quantMatmulJs } from "./quant-kernels.js";
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const INV_SQRT_2 = Math.SQRT1_2;
@@ -106,6 +108,12 @@ function checkIndex(id: number, n: number, what: string): void {
 }
 
 /** The pure-TypeScript backend. */
+/** The values of a float32 storage (quantised products take no other). */
+function floats(s: Storage, kernel: string): Float32Array {
+  if (!(s.data instanceof Float32Array)) throw new Error(`${kernel}: expected a float32 storage, got ${s.dtype}`);
+  return s.data;
+}
+
 export class JsBackend implements Backend {
   readonly name = "js";
   private readonly pool = new StoragePool();
@@ -442,6 +450,18 @@ export class JsBackend implements Backend {
         O[oo[r]! + j * sd] = v;
       }
     }
+  }
+
+  quantMatmul(x: Storage, rows: number, w: QuantizedMatrix, transpose: boolean, out: Storage): void {
+    quantMatmulJs(floats(x, "quantMatmul"), rows, w, transpose, floats(out, "quantMatmul"));
+  }
+
+  int8Linear(x: Storage, rows: number, w: QuantizedInt8, threshold: number, bias: Storage | null, out: Storage): void {
+    int8LinearJs(floats(x, "int8Linear"), rows, w, threshold, bias ? floats(bias, "int8Linear") : null, floats(out, "int8Linear"));
+  }
+
+  quantize4bit(values: Float32Array, quantType: QuantType4, blocksize: number, packed: Uint8Array, absmax: Float32Array): void {
+    quantize4bitJs(values, quantType, blocksize, packed, absmax);
   }
 
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void {

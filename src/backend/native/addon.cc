@@ -91,6 +91,19 @@ class Args {
     if (b.dtype != DType::i32) typeError(std::string(name) + " must be int32");
     return b.i();
   }
+  // A Uint8Array or Int8Array (as `type` says) with at least `need` elements, or null when allowed.
+  const void* bytes(size_t i, const char* name, double need, napi_typedarray_type want, bool nullable = false) const {
+    Napi::Value v = info_[i];
+    if (nullable && v.IsNull()) return nullptr;
+    napi_typedarray_type type;
+    size_t length = 0;
+    void* data = nullptr;
+    if (!v.IsTypedArray() || napi_get_typedarray_info(env_, v, &type, &length, &data, nullptr, nullptr) != napi_ok || type != want) {
+      typeError(std::string(name) + (want == napi_uint8_array ? " must be a Uint8Array" : " must be an Int8Array"));
+    }
+    if (double(length) < need) rangeError(std::string(name) + " has " + num(double(length)) + " elements, the call needs " + num(need));
+    return data;
+  }
   double number(size_t i, const char* name) const {
     if (!info_[i].IsNumber()) typeError(std::string(name) + " must be a number");
     return info_[i].As<Napi::Number>().DoubleValue();
@@ -596,6 +609,62 @@ void Adamw(const Napi::CallbackInfo& info) {
   peft::adamwKernel(p.f(), args.f32(1, "grad", n), args.f32(2, "expAvg", n), args.f32(3, "expAvgSq", n), int64_t(n), hp);
 }
 
+// quantMatmul(x, rows, transpose, out, n, k, packedOrInt8, absmaxOrScb, code, blocksize, nestedCodes, nestedAbsmax,
+//             nestedCode, nestedBlocksize, offset): a 4-bit weight when code is not null, else int8 rows.
+void QuantMatmul(const Napi::CallbackInfo& info) {
+  Args args(info, "quantMatmul");
+  peft::QuantMatrix w;
+  const int64_t rows = args.count(1, "rows");
+  const bool transpose = args.flag(2);
+  w.n = args.count(4, "n"), w.k = args.count(5, "k");
+  const double numel = double(w.n) * double(w.k);
+  const float* x = args.f32(0, "x", double(rows) * double(transpose ? w.n : w.k));
+  float* out = args.f32(3, "out", double(rows) * double(transpose ? w.k : w.n));
+  w.code = args.f32(8, "code", 16, true);
+  if (!w.code) {
+    w.int8 = static_cast<const int8_t*>(args.bytes(6, "int8", numel, napi_int8_array));
+    w.scb = args.f32(7, "scb", double(w.n));
+    return peft::quantMatmulKernel(x, rows, w, transpose, out);
+  }
+  w.blocksize = args.count(9, "blocksize");
+  if (w.blocksize < 2 || w.blocksize % 2 != 0) args.rangeError("blocksize must be even and at least 2");
+  const double blocks = std::ceil(numel / double(w.blocksize));
+  w.packed = static_cast<const uint8_t*>(args.bytes(6, "packed", std::ceil(numel / 2), napi_uint8_array));
+  w.absmax = args.f32(7, "absmax", blocks, true);
+  if (!w.absmax) {
+    w.nestedCodes = static_cast<const uint8_t*>(args.bytes(10, "nestedCodes", blocks, napi_uint8_array));
+    w.nestedBlocksize = args.count(13, "nestedBlocksize");
+    if (w.nestedBlocksize < 1) args.rangeError("nestedBlocksize must be positive");
+    w.nestedAbsmax = args.f32(11, "nestedAbsmax", std::ceil(blocks / double(w.nestedBlocksize)));
+    w.nestedCode = args.f32(12, "nestedCode", 256);
+    w.offset = float(args.number(14, "offset"));
+  }
+  peft::quantMatmulKernel(x, rows, w, transpose, out);
+}
+
+// int8Product(a, rows, b, n, k, acc): acc [rows, n] = a [rows, k]·bᵀ in int32.
+void Int8Product(const Napi::CallbackInfo& info) {
+  Args args(info, "int8Product");
+  const int64_t rows = args.count(1, "rows"), n = args.count(3, "n"), k = args.count(4, "k");
+  const auto* a = static_cast<const int8_t*>(args.bytes(0, "a", double(rows) * double(k), napi_int8_array));
+  const auto* b = static_cast<const int8_t*>(args.bytes(2, "b", double(n) * double(k), napi_int8_array));
+  int32_t* acc = args.i32(5, "acc", double(rows) * double(n));
+  peft::int8ProductKernel(a, rows, b, n, k, acc);
+}
+
+// quantize4bit(values, nf4, blocksize, packed, absmax)
+void Quantize4bit(const Napi::CallbackInfo& info) {
+  Args args(info, "quantize4bit");
+  Buf v = args.storage(0, "values", 0);
+  if (v.dtype != DType::f32) args.typeError("values must be float32");
+  const bool nf4 = args.flag(1);
+  const int64_t blocksize = args.count(2, "blocksize");
+  if (blocksize < 2 || blocksize % 2 != 0) args.rangeError("blocksize must be even and at least 2");
+  auto* packed = static_cast<uint8_t*>(const_cast<void*>(args.bytes(3, "packed", std::ceil(v.size / 2), napi_uint8_array)));
+  float* absmax = args.f32(4, "absmax", std::ceil(v.size / double(blocksize)));
+  peft::quantize4bitKernel(v.f(), int64_t(v.size), nf4, blocksize, packed, absmax);
+}
+
 // ---- module --------------------------------------------------------------------------------------------------------
 
 // threadStats(): {parallel, late, serial, lateMeanMs, lateMaxMs} of the adaptive thread count (common.h).
@@ -672,6 +741,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fn("crossEntropy", CrossEntropy);
   fn("crossEntropyGrad", CrossEntropyGrad);
   fn("adamw", Adamw);
+  fn("quantMatmul", QuantMatmul);
+  fn("int8Product", Int8Product);
+  fn("quantize4bit", Quantize4bit);
   fn("assign", Assign);
   fn("dropout", Dropout);
   fn("maskedSoftmax", MaskedSoftmax);

@@ -123,4 +123,31 @@ struct AdamW {
 };
 void adamwKernel(float* p, const float* g, float* m, float* v, int64_t n, const AdamW& hp);
 
+// quant.cc — a frozen quantised weight [n, k]: 4-bit (packed, code, blocksize, and absmax or the nested absmax) or
+// int8 rows (int8, scb). Sizes were checked by the caller.
+struct QuantMatrix {
+  int64_t n = 0, k = 0;
+  const uint8_t* packed = nullptr;
+  const float* code = nullptr;
+  int64_t blocksize = 0;
+  const float* absmax = nullptr;
+  const uint8_t* nestedCodes = nullptr;
+  const float* nestedAbsmax = nullptr;
+  const float* nestedCode = nullptr;
+  int64_t nestedBlocksize = 0;
+  float offset = 0;
+  const int8_t* int8 = nullptr;
+  const float* scb = nullptr;
+};
+// Rows of W dequantised at once (a panel of about 256 KiB).
+int64_t quantPanelRows(int64_t k);
+// Rows [r0, r1) of W, dequantised into out (row-major).
+void dequantRowsKernel(const QuantMatrix& w, int64_t r0, int64_t r1, float* out);
+// out [rows, n] = x [rows, k]·Wᵀ, or with transpose out [rows, k] = x [rows, n]·W, one panel of W at a time.
+void quantMatmulKernel(const float* x, int64_t rows, const QuantMatrix& w, bool transpose, float* out);
+// bitsandbytes' 4-bit quantisation (kQuantizeBlockwise<NF4|FP4>): absmax per block, codes two per byte (high nibble first).
+void quantize4bitKernel(const float* x, int64_t n, bool nf4, int64_t blocksize, uint8_t* packed, float* absmax);
+// acc [rows, n] = a [rows, k]·bᵀ (b [n, k]) exactly, in int32.
+void int8ProductKernel(const int8_t* a, int64_t rows, const int8_t* b, int64_t n, int64_t k, int32_t* acc);
+
 }  // namespace peft

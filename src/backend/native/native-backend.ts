@@ -18,6 +18,8 @@ import type {
 } from "../backend.js";
 import { contiguousOutStrides, isHalf } from "../backend.js";
 import { JsBackend } from "../js/js-backend.js";
+import { int8LinearJs } from "../js/quant-kernels.js";
+import type { QuantType4, QuantizedInt8, QuantizedMatrix } from "../quant.js";
 import { StoragePool } from "../pool.js";
 import { envChoice, envInteger } from "../env.js";
 
@@ -56,6 +58,11 @@ interface Addon {
   dropout(x: Data, meta: Float64Array, out: Data, keep: number, scale: number, seed: number, counter: number): void;
   maskedSoftmax(x: Data, mask: Nullable, meta: Float64Array, out: Data): void;
   rotary(x: Data, cos: Data, sin: Data, out: Data, meta: Float64Array, transpose: boolean): void;
+  quantMatmul(x: Data, rows: number, transpose: boolean, out: Data, n: number, k: number, packedOrInt8: Uint8Array | Int8Array,
+    absmaxOrScb: Float32Array | null, code: Float32Array | null, blocksize: number, nestedCodes: Uint8Array | null,
+    nestedAbsmax: Float32Array | null, nestedCode: Float32Array | null, nestedBlocksize: number, offset: number): void;
+  int8Product(a: Int8Array, rows: number, b: Int8Array, n: number, k: number, acc: Int32Array): void;
+  quantize4bit(values: Float32Array, nf4: boolean, blocksize: number, packed: Uint8Array, absmax: Float32Array): void;
   threads(): number;
   threadStats(): ThreadStats;
   setThreads(n: number): void;
@@ -390,6 +397,26 @@ export class NativeBackend implements Backend {
   rotary(x: View, cos: View, sin: View, out: View, transpose: boolean): void {
     if (![x, cos, sin, out].every((v) => isF32(v.storage))) return this.js.rotary(x, cos, sin, out, transpose);
     this.addon.rotary(x.storage.data, cos.storage.data, sin.storage.data, out.storage.data, this.pack([x, cos, sin, out]), transpose);
+  }
+
+  quantMatmul(x: Storage, rows: number, w: QuantizedMatrix, transpose: boolean, out: Storage): void {
+    if (!isF32(x) || !isF32(out)) return this.js.quantMatmul(x, rows, w, transpose, out);
+    if (w.format === "int8") {
+      return this.addon.quantMatmul(x.data, rows, transpose, out.data, w.n, w.k, w.w.data, w.w.scb, null, 0, null, null, null, 0, 0);
+    }
+    const q = w.q, nested = q.nested;
+    this.addon.quantMatmul(x.data, rows, transpose, out.data, w.n, w.k, q.packed, q.absmax, q.code, q.blocksize,
+      nested?.codes ?? null, nested?.absmax ?? null, nested?.code ?? null, nested?.blocksize ?? 0, nested?.offset ?? 0);
+  }
+
+  int8Linear(x: Storage, rows: number, w: QuantizedInt8, threshold: number, bias: Storage | null, out: Storage): void {
+    if (!isF32(x) || !isF32(out) || (bias && !isF32(bias))) return this.js.int8Linear(x, rows, w, threshold, bias, out);
+    int8LinearJs(x.data as Float32Array, rows, w, threshold, (bias?.data as Float32Array | undefined) ?? null, out.data as Float32Array,
+      (a, r, b, n, k, acc) => this.addon.int8Product(a, r, b, n, k, acc));
+  }
+
+  quantize4bit(values: Float32Array, quantType: QuantType4, blocksize: number, packed: Uint8Array, absmax: Float32Array): void {
+    this.addon.quantize4bit(values, quantType === "nf4", blocksize, packed, absmax);
   }
 
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void {

@@ -1,5 +1,5 @@
 /** Fully connected layers: PyTorch's Linear ([out, in] weight) and GPT-2's Conv1D ([in, out] weight). */
-import { Generator, Tensor, addmm, linear, parameter } from "../../tensor/index.js";
+import { Generator, Tensor, addmm, defaultGenerator, emptyStrided, linear, parameter } from "../../tensor/index.js";
 import { Module } from "../module.js";
 import { kaimingUniformA5, normal, uniform, zeros } from "../init.js";
 
@@ -9,6 +9,35 @@ export interface LinearOptions {
   generator?: Generator;
 }
 
+let deferWeights = false;
+
+/**
+ * Build modules in fn with every Linear weight deferred: a [out, in] view of one element (stride 0) instead of the
+ * matrix, whose initial values are skipped in the random stream as if drawn. The caller then gives each deferred
+ * weight its real values, or swaps the layer for a quantised one, one layer at a time: so a model built quantised
+ * never holds all of its float32 weights at once.
+ */
+export function withDeferredLinearWeights<T>(fn: () => T): T {
+  const before = deferWeights;
+  deferWeights = true;
+  try {
+    return fn();
+  } finally {
+    deferWeights = before;
+  }
+}
+
+/** Whether a weight is a placeholder left by withDeferredLinearWeights. */
+export function isDeferredWeight(w: Tensor): boolean {
+  return w.size > 1 && w.strides.every((s) => s === 0);
+}
+
+function initialWeight(outFeatures: number, inFeatures: number, generator?: Generator): Tensor {
+  if (!deferWeights) return kaimingUniformA5([outFeatures, inFeatures], inFeatures, generator);
+  (generator ?? defaultGenerator).next(outFeatures * inFeatures);
+  return emptyStrided([outFeatures, inFeatures], [0, 0], 1);
+}
+
 /** y = x·Wᵀ + b, W of shape [outFeatures, inFeatures]. */
 export class Linear extends Module {
   weight: Tensor;
@@ -16,7 +45,7 @@ export class Linear extends Module {
 
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LinearOptions = {}) {
     super();
-    this.weight = this.registerParameter("weight", parameter(kaimingUniformA5([outFeatures, inFeatures], inFeatures, opts.generator)));
+    this.weight = this.registerParameter("weight", parameter(initialWeight(outFeatures, inFeatures, opts.generator)));
     this.bias = this.registerParameter(
       "bias",
       opts.bias === false ? null : parameter(uniform([outFeatures], inFeatures > 0 ? 1 / Math.sqrt(inFeatures) : 0, opts.generator)),

@@ -5,3 +5,4 @@ export * from "./reduce.js";
 export * from "./matmul.js";
 export * from "./nn-functional.js";
 export * from "./attention.js";
+export * from "./quantized.js";

@@ -8,7 +8,7 @@
  * ".weight"). Merging multiplies the weight's output rows (and the bias) or input columns by l; unmerging divides
  * by l + 1e-8, as peft does, so it is exact only up to that tolerance (peft warns "Unmerge result can be inaccurate").
  */
-import { Conv1D, Linear } from "../../../nn/index.js";
+import { Conv1D, Linear, QuantizedLinear } from "../../../nn/index.js";
 import { Tensor, defaultGenerator, div, mul, noGrad, ones, parameter, reshape, tidy, add, transpose } from "../../../tensor/index.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
 
@@ -22,7 +22,7 @@ export class IA3Linear extends BaseTunerLayer {
   ia3_l: ParameterDict;
 
   /** `isFeedforward` is fixed when the layer is created (later adapters added to it keep it, as in peft). */
-  constructor(base: Linear | Conv1D, readonly fanInFanOut: boolean, readonly isFeedforward: boolean) {
+  constructor(base: Linear | Conv1D | QuantizedLinear, readonly fanInFanOut: boolean, readonly isFeedforward: boolean) {
     super(base);
     [this.inFeatures, this.outFeatures] = base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
     this.ia3_l = this.registerModule("ia3_l", new ParameterDict());
@@ -75,6 +75,7 @@ export class IA3Linear extends BaseTunerLayer {
   }
 
   protected mergeOne(name: string): void {
+    if (this.base_layer instanceof QuantizedLinear) throw new Error("merging (IA)³ into a quantised layer is not supported (peft's bnb (IA)³ layers cannot merge either)");
     noGrad(() => tidy(() => {
       const w = this.base_layer.getTensor("weight");
       w.copy_(mul(w, this.weightFactor(name)));

@@ -3,7 +3,7 @@
  * by model type, GPT-2's Conv1D handled with fan_in_fan_out, and add_weighted_adapter (a weighted sum of the
  * adapters' vectors).
  */
-import { Conv1D, Linear, type Module } from "../../../nn/index.js";
+import { Conv1D, Linear, QuantizedLinear, type Module } from "../../../nn/index.js";
 import { add, mul, noGrad, tidy, zeros } from "../../../tensor/index.js";
 import type { AdapterCapabilities, WeightedAdapterOptions, WeightedCombination } from "../../contract.js";
 import { BaseTuner, fanInFanOutFor } from "../tuner.js";
@@ -49,7 +49,7 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
 
   /** Only Linear and GPT-2's Conv1D layers (or (IA)³ layers, which get another adapter) can be adapted. */
   protected override checkTargetModule(key: string, target: Module): void {
-    if (target instanceof IA3Linear || target instanceof Linear || target instanceof Conv1D) return;
+    if (target instanceof IA3Linear || target instanceof Linear || target instanceof Conv1D || target instanceof QuantizedLinear) return;
     throw new Error(`Target module ${key} (${target.constructor.name}) is not supported by IA3. Currently, only Linear and GPT-2's Conv1D are supported.`);
   }
 
@@ -60,8 +60,8 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
     }
     const isFeedforward = isFeedforwardModule(config.feedforward_modules, key);
     this.checkTargetModule(key, target);
-    const base = target as Linear | Conv1D;
-    const layer = new IA3Linear(base, fanInFanOutFor(config, base), isFeedforward);
+    const base = target as Linear | Conv1D | QuantizedLinear;
+    const layer = new IA3Linear(base, base instanceof QuantizedLinear ? false : fanInFanOutFor(config, base), isFeedforward);
     layer.activeAdapters = [...this.activeAdapters];
     layer.updateLayer(adapterName, config.init_ia3_weights);
     this.model.setSubmodule(key, layer);

@@ -5,7 +5,7 @@
  * is the dispatcher list (dispatch.ts).
  * Parameter names and layouts are HF peft's: lora_A.<adapter> is a Linear(in, r) ([r, in]), lora_B a Linear(r, out).
  */
-import { Conv1D, Dropout, Embedding, Linear, ModuleDict } from "../../../nn/index.js";
+import { Conv1D, Dropout, Embedding, Linear, ModuleDict, QuantizedLinear } from "../../../nn/index.js";
 import {
   Tensor, add, embedding, matmul, mul, noGrad, parameter, sqrt, sum, square, transpose, zeros, defaultGenerator, addInPlace,
 } from "../../../tensor/index.js";
@@ -79,7 +79,7 @@ export class LoraLinear extends LoraLayer {
   /** Each adapter's variant (plain LoRA unless the config asks for another). */
   private readonly variants = new Map<string, LoraVariant>();
 
-  constructor(base: Linear | Conv1D, readonly fanInFanOut: boolean) {
+  constructor(base: Linear | Conv1D | QuantizedLinear, readonly fanInFanOut: boolean) {
     super(base);
     [this.inFeatures, this.outFeatures] = base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
     this.lora_dropout = this.registerModule("lora_dropout", new ModuleDict<Dropout>());
@@ -90,6 +90,7 @@ export class LoraLinear extends LoraLayer {
 
   /** Add (or re-create) an adapter (HF's update_layer): its factors, then its variant's own state. */
   updateLayer(name: string, s: LoraSettings): void {
+    if (s.useDora && this.base_layer instanceof QuantizedLinear) throw new Error("DoRA on quantised (4-bit/8-bit) layers is not supported yet; use plain LoRA");
     this.recordSettings(name, s);
     this.lora_dropout.set(name, new Dropout(s.dropout));
     const a = new Linear(this.inFeatures, s.r, { bias: false });
@@ -142,11 +143,19 @@ export class LoraLinear extends LoraLayer {
     return result;
   }
 
+  /** A quantised base is dequantised, changed and quantised again (peft's bnb merge). */
+  private requantize(delta: Tensor): void {
+    const base = this.base_layer as QuantizedLinear;
+    noGrad(() => base.setWeight(add(base.dequantizeWeight(), delta)));
+  }
+
   protected mergeOne(name: string): void {
+    if (this.base_layer instanceof QuantizedLinear) return this.requantize(this.getDeltaWeight(name));
     this.replaceBaseWeight((w) => this.variants.get(name)!.merge(this, name, w));
   }
 
   protected unmergeOne(name: string): void {
+    if (this.base_layer instanceof QuantizedLinear) return this.requantize(mul(this.getDeltaWeight(name), -1));
     this.replaceBaseWeight((w) => this.variants.get(name)!.unmerge(this, name, w));
   }
 

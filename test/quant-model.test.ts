@@ -1,0 +1,115 @@
+/**
+ * quantization_config (BitsAndBytesConfig fields) in fromConfig and fromPretrained: which modules are converted
+ * (transformers' rules), errors for bad fields, a quantised fromConfig equal to quantising the float model built
+ * from the same seed, and a loaded model's logits equal to the float model's with the dequantised weights.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { AutoModelForCausalLM } from "../src/models/auto.js";
+import type { PreTrainedModel } from "../src/models/pretrained.js";
+import { parseQuantizationConfig, quantizeModel } from "../src/models/quantization.js";
+import { Linear, Linear4bit, Linear8bitLt, QuantizedLinear } from "../src/nn/index.js";
+import { ConfigError } from "../src/errors.js";
+import * as T from "../src/tensor/index.js";
+import { assertClose } from "./helpers.js";
+import { modelDir } from "./golden.js";
+import { LLAMA, GPT2, logits } from "./tiny-models.js";
+
+const NF4_DQ = { load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true } as const;
+
+/** Module paths of each kind. */
+function kinds(m: PreTrainedModel): { q4: string[]; q8: string[]; float: string[] } {
+  const out = { q4: [] as string[], q8: [] as string[], float: [] as string[] };
+  for (const [path, mod] of m.namedModules()) {
+    if (mod instanceof Linear4bit) out.q4.push(path);
+    else if (mod instanceof Linear8bitLt) out.q8.push(path);
+    else if (mod instanceof Linear) out.float.push(path);
+  }
+  return out;
+}
+
+/** A copy of `quantized`'s float twin: every quantised layer's weight replaced by its dequantised values. */
+function dequantizedTwin(quantized: PreTrainedModel, float: PreTrainedModel): PreTrainedModel {
+  T.noGrad(() => {
+    for (const [path, m] of quantized.namedModules()) {
+      if (m instanceof QuantizedLinear) (float.getSubmodule(path) as Linear).weight.copy_(m.dequantizeWeight());
+    }
+  });
+  return float;
+}
+
+describe("quantization_config: fields", () => {
+  it("unknown fields are an error naming them", () => {
+    assert.throws(() => parseQuantizationConfig({ load_in_4bit: true, bnb_4bit_quant_typ: "nf4" }), (e: Error) =>
+      e instanceof ConfigError && /bnb_4bit_quant_typ/.test(e.message));
+  });
+  it("exactly one of load_in_4bit / load_in_8bit; bad values name the field", () => {
+    assert.throws(() => parseQuantizationConfig({}), /exactly one of load_in_4bit and load_in_8bit/);
+    assert.throws(() => parseQuantizationConfig({ load_in_4bit: true, load_in_8bit: true }), /exactly one/);
+    assert.throws(() => parseQuantizationConfig({ load_in_4bit: true, bnb_4bit_quant_type: "int4" }), /bnb_4bit_quant_type must be "nf4" or "fp4"/);
+    assert.throws(() => parseQuantizationConfig({ load_in_4bit: true, bnb_4bit_compute_dtype: "bfloat16" }), /bnb_4bit_compute_dtype "bfloat16" is not supported/);
+  });
+  it("transformers' defaults (fp4, no double quant, threshold 6) and its to_dict form", () => {
+    const s = parseQuantizationConfig({ load_in_4bit: true });
+    assert.equal(s.quantType, "fp4");
+    assert.equal(s.doubleQuant, false);
+    assert.equal(s.threshold, 6);
+    assert.equal(s.dict["quant_method"], "bitsandbytes");
+    assert.equal(s.dict["_load_in_4bit"], true);
+    assert.deepEqual(parseQuantizationConfig(s.dict).dict, s.dict); // config.json's form reads back
+  });
+});
+
+describe("quantization_config: building and loading", () => {
+  it("fromConfig: every Linear but lm_head is Linear4bit, with the values the float model would have had", () => {
+    T.manualSeed(5);
+    const q = AutoModelForCausalLM.fromConfig(LLAMA, { quantizationConfig: NF4_DQ });
+    T.manualSeed(5);
+    const float = AutoModelForCausalLM.fromConfig(LLAMA);
+    const k = kinds(q);
+    assert.deepEqual(k.float, ["lm_head"]);
+    assert.equal(k.q4.length, 14);
+    const expected = AutoModelForCausalLM.fromConfig(LLAMA); // structure only; overwritten below
+    T.noGrad(() => expected.loadStateDict(float.stateDict()));
+    quantizeModel(expected, parseQuantizationConfig(NF4_DQ));
+    for (const path of k.q4) {
+      assert.deepEqual(Array.from((q.getSubmodule(path) as Linear4bit).quantized.packed),
+        Array.from((expected.getSubmodule(path) as Linear4bit).quantized.packed), path);
+    }
+    assertClose(logits(q.eval()), logits(dequantizedTwin(q, float).eval()), 1e-4, 1e-4, "logits");
+    assert.equal((q.config["quantization_config"] as Record<string, unknown>)["bnb_4bit_quant_type"], "nf4");
+  });
+
+  it("GPT-2's Conv1D layers are quantised as [out, in]; its tied lm_head stays float", () => {
+    T.manualSeed(6);
+    const q = AutoModelForCausalLM.fromConfig(GPT2, { quantizationConfig: { load_in_4bit: true, bnb_4bit_quant_type: "fp4" } });
+    T.manualSeed(6);
+    const float = AutoModelForCausalLM.fromConfig(GPT2);
+    assert.deepEqual(kinds(q).float, ["lm_head"]);
+    T.noGrad(() => {
+      for (const [path, m] of q.namedModules()) {
+        if (m instanceof QuantizedLinear) (float.getSubmodule(path).getTensor("weight")).copy_(T.transpose(m.dequantizeWeight()));
+      }
+    });
+    assertClose(logits(q.eval()), logits(float.eval()), 1e-4, 1e-4, "logits");
+  });
+
+  it("fromPretrained(dir, { quantizationConfig }): 8-bit with llm_int8_skip_modules keeps the named modules float", () => {
+    const dir = modelDir("llama");
+    const q = AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: { load_in_8bit: true, llm_int8_skip_modules: ["mlp"], llm_int8_threshold: 0 } });
+    const k = kinds(q);
+    assert.ok(k.float.length === 6 && k.float.every((p) => p.includes("mlp")), k.float.join());
+    assert.ok(k.q8.includes("lm_head")); // the skip list replaces the default (lm_head), as in transformers
+    // threshold 0: no outlier columns, so the int8 product's error is bounded by both sides' 8-bit rounding
+    const float = AutoModelForCausalLM.fromPretrained(dir);
+    const ref = logits(float), got = logits(q);
+    const scale = Math.max(...ref.map(Math.abs));
+    assertClose(got, ref, 0.05 * scale, 0, "logits");
+  });
+
+  it("fromPretrained(dir, { quantizationConfig }): NF4 logits equal the float model with dequantised weights", () => {
+    const dir = modelDir("llama");
+    const q = AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: NF4_DQ });
+    assertClose(logits(q), logits(dequantizedTwin(q, AutoModelForCausalLM.fromPretrained(dir))), 1e-4, 1e-4, "logits");
+  });
+});
