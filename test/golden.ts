@@ -33,7 +33,7 @@ export class GoldenSet {
   }
 }
 
-/** The goldens of Python transformers/peft vendored from ../shared/reference. */
+/** The goldens of Python transformers/peft, vendored into test/fixtures/reference by scripts/vendor-reference.sh. */
 export const REFERENCE_SET = new GoldenSet(REFERENCE);
 
 /** Path of a golden model folder. */

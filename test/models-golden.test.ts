@@ -1,5 +1,5 @@
 /**
- * Real HF checkpoints: every tiny model in ../shared/reference/models loads with no missing/unexpected keys and
+ * Real HF checkpoints: every tiny model in test/fixtures/reference/models (made by Python transformers) loads with no missing/unexpected keys and
  * reproduces Python transformers' logits, loss and per-layer hidden states within 1e-4 absolute (logits are
  * O(1) there, so this is ~1e-4 relative too; Python reloading its own files agrees to 1e-5).
  */
