@@ -56,7 +56,7 @@ describe("model configs are checked before allocating", () => {
       /100000/,
       /free/,
     );
-    throwsTyped(() => modelFromConfig({ ...GPT2, vocab_size: 4e12 }, "causal-lm"), ConfigError, /vocab_size 4000000000000/, /float32 weights/);
+    throwsTyped(() => modelFromConfig({ ...GPT2, vocab_size: 4e12 }, "causal-lm"), ConfigError, /vocab_size 4000000000000/, /even at 4 bits each/);
   });
 
   it("the parameter estimate is a lower bound within a factor 2 of the real count, for every family", () => {

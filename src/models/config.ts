@@ -156,11 +156,13 @@ export function checkModelFitsInMemory(config: PretrainedConfig): void {
   const layers = firstNumber(config, ["num_hidden_layers", "n_layer", "num_layers", "n_layers"]) ?? 0;
   const sizes = ["vocab_size", "hidden_size", "n_embd", "d_model", "dim", "intermediate_size", "num_hidden_layers", "n_layer", "num_layers", "n_layers"]
     .filter((n) => typeof config[n] === "number").map((n) => `${n} ${config[n]}`).join(", ");
-  const needed = 4 * params;
+  // The model may be built in float32, a half dtype or 4-bit, which the config does not say: the bound uses the
+  // smallest (half a byte per weight), so bf16 and quantised models fit and only configs off by far are refused.
+  const needed = 0.5 * params;
   const free = freemem();
   if (needed > free) {
     throw new ConfigError(
-      `config.json for model_type "${config.model_type}" (${sizes}) needs at least ${bytes(needed)} for its float32 weights, ` +
+      `config.json for model_type "${config.model_type}" (${sizes}) needs at least ${bytes(needed)} for its weights even at 4 bits each (float32: ${bytes(4 * params)}), ` +
         `but only ${bytes(free)} of memory is free`,
       "check these sizes in config.json for a typo, or free memory (close other programs) before loading the model");
   }
