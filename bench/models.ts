@@ -14,7 +14,7 @@ import { AutoModelForCausalLM } from "../src/models/auto.js";
 import type { PreTrainedModel } from "../src/models/pretrained.js";
 import { getPeftModel, LoraConfig, TaskType, type PeftModel } from "../src/peft/index.js";
 import { AdamW } from "../src/optim/index.js";
-import { Conv1D, Linear } from "../src/nn/index.js";
+import { Conv1D, Linear, QuantizedLinear } from "../src/nn/index.js";
 import { generate, type Generative } from "../src/generation/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import { autocast, manualSeed, noGrad, tensor, tidy, type Tensor } from "../src/tensor/index.js";
@@ -23,7 +23,7 @@ import { isProfiling, profileReport, profileReset } from "../src/backend/index.j
 import { loadNativeBackend, threadStats, type ThreadStats } from "../src/backend/native/native-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
 
-export type ModelName = "gpt2" | "qwen2" | "qwen2.5-1.5b";
+export type ModelName = "gpt2" | "qwen2" | "qwen2.5-1.5b" | "llama3-8b";
 export type Mode = "train" | "infer" | "generate";
 
 /** The model configurations (what bench_peft_cpu.py builds). */
@@ -39,13 +39,22 @@ export const CONFIGS: Record<ModelName, Record<string, unknown>> = {
     num_attention_heads: 12, num_key_value_heads: 2, max_position_embeddings: 32768, rope_theta: 1e6, rms_norm_eps: 1e-6,
     tie_word_embeddings: true, use_sliding_window: false, attention_dropout: 0,
   },
+  "llama3-8b": {
+    model_type: "llama", vocab_size: 128256, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32,
+    num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 8192, rope_theta: 500000, rms_norm_eps: 1e-5,
+    tie_word_embeddings: false,
+  },
 };
+
+/** NF4 with double quantisation (the QLoRA paper's setting), as a BitsAndBytesConfig. */
+export const NF4_DOUBLE_QUANT = { load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true } as const;
 
 /** Default shapes: bench_peft_cpu.py's for train/infer; generation decodes `newTokens` after a prompt of `seq`. */
 export const DEFAULT_SHAPES: Record<ModelName, { train: [number, number]; infer: [number, number] }> = {
   gpt2: { train: [4, 128], infer: [4, 128] },
   qwen2: { train: [1, 128], infer: [1, 128] },
   "qwen2.5-1.5b": { train: [1, 128], infer: [1, 128] },
+  "llama3-8b": { train: [1, 512], infer: [1, 512] },
 };
 
 function loraConfig(model: ModelName) {
@@ -64,12 +73,13 @@ export function rssMiB(field: "VmHWM" | "VmRSS" = "VmHWM"): number {
   }
 }
 
-/** Weights that take part in matrix products (Linear/Conv1D, the LM head included; embedding lookups are not products). */
+/** Weights that take part in matrix products (Linear/Conv1D, quantised or not, the LM head included; embedding lookups are not products). */
 function matmulParams(model: PreTrainedModel | PeftModel): number {
   const seen = new Set<Tensor>();
   let n = 0;
   for (const [, m] of model.namedModules()) {
-    if ((m instanceof Linear || m instanceof Conv1D) && !seen.has(m.weight)) {
+    if (m instanceof QuantizedLinear) n += m.inFeatures * m.outFeatures;
+    else if ((m instanceof Linear || m instanceof Conv1D) && !seen.has(m.weight)) {
       seen.add(m.weight);
       n += m.weight.size;
     }
@@ -146,6 +156,8 @@ export interface CaseOptions {
   bf16?: boolean;
   /** Gradient checkpointing of the decoder layers. */
   checkpointing?: boolean;
+  /** Quantise the Linear layers (NF4 with double quantisation) as they are built; other modules stay in `dtype`. */
+  nf4?: boolean;
 }
 
 /** What one case measured. */
@@ -184,7 +196,7 @@ export function runCase(o: CaseOptions): CaseResult {
   const steps = o.steps ?? (mode === "train" ? 10 : mode === "infer" ? 20 : 3), warmup = o.warmup ?? (mode === "generate" ? 1 : 2);
   const t0 = performance.now();
   manualSeed(0);
-  const base = AutoModelForCausalLM.fromConfig(CONFIGS[model], { dtype: o.dtype ?? "float32" });
+  const base = AutoModelForCausalLM.fromConfig(CONFIGS[model], { dtype: o.dtype ?? "float32", ...(o.nf4 ? { quantizationConfig: NF4_DOUBLE_QUANT } : {}) });
   if (o.checkpointing) base.gradientCheckpointingEnable();
   const net: PreTrainedModel | PeftModel = mode === "generate" ? base : getPeftModel(base, loraConfig(model));
   const buildS = (performance.now() - t0) / 1e3;
@@ -275,11 +287,11 @@ function parseArgs(argv: string[]): CaseOptions {
   };
   const num = (name: string) => (get(name) === undefined ? undefined : Number(get(name)));
   const c = get("case");
-  const m = c ? /^(gpt2|qwen2|qwen2\.5-1\.5b)-(train|infer|generate)$/.exec(c) : null;
-  if (!m) throw new Error(`--case must be gpt2|qwen2|qwen2.5-1.5b - train|infer|generate, got ${c}`);
+  const m = c ? /^(gpt2|qwen2|qwen2\.5-1\.5b|llama3-8b)-(train|infer|generate)$/.exec(c) : null;
+  if (!m) throw new Error(`--case must be gpt2|qwen2|qwen2.5-1.5b|llama3-8b - train|infer|generate, got ${c}`);
   const o: CaseOptions = {
     model: m[1] as ModelName, mode: m[2] as Mode, profile: argv.includes("--profile"), bf16: argv.includes("--bf16"),
-    checkpointing: argv.includes("--checkpointing"),
+    checkpointing: argv.includes("--checkpointing"), nf4: argv.includes("--nf4"),
   };
   const dtype = get("dtype");
   if (dtype !== undefined) o.dtype = dtype as ParameterDType;

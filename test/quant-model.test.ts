@@ -47,7 +47,6 @@ describe("quantization_config: fields", () => {
     assert.throws(() => parseQuantizationConfig({}), /exactly one of load_in_4bit and load_in_8bit/);
     assert.throws(() => parseQuantizationConfig({ load_in_4bit: true, load_in_8bit: true }), /exactly one/);
     assert.throws(() => parseQuantizationConfig({ load_in_4bit: true, bnb_4bit_quant_type: "int4" }), /bnb_4bit_quant_type must be "nf4" or "fp4"/);
-    assert.throws(() => parseQuantizationConfig({ load_in_4bit: true, bnb_4bit_compute_dtype: "bfloat16" }), /bnb_4bit_compute_dtype "bfloat16" is not supported/);
   });
   it("transformers' defaults (fp4, no double quant, threshold 6) and its to_dict form", () => {
     const s = parseQuantizationConfig({ load_in_4bit: true });
@@ -112,4 +111,31 @@ describe("quantization_config: building and loading", () => {
     const q = AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: NF4_DQ });
     assertClose(logits(q), logits(dequantizedTwin(q, AutoModelForCausalLM.fromPretrained(dir))), 1e-4, 1e-4, "logits");
   });
+
+  it("fromConfig with dtype bfloat16: the other modules are bf16, the quantised codes those of the bf16 weights", () => {
+    T.manualSeed(7);
+    const q = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16", quantizationConfig: NF4_DQ });
+    T.manualSeed(7);
+    const half = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16" });
+    const floats = q.namedParameters().filter(([, p]) => p.dtype !== "bfloat16").map(([k]) => k);
+    assert.deepEqual(floats, [], "every parameter left outside the quantised layers is bfloat16");
+    const expected = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16" }); // structure only; overwritten below
+    T.noGrad(() => expected.loadStateDict(half.stateDict()));
+    quantizeModel(expected, parseQuantizationConfig(NF4_DQ));
+    for (const path of kinds(q).q4) {
+      assert.deepEqual(Array.from((q.getSubmodule(path) as Linear4bit).quantized.packed),
+        Array.from((expected.getSubmodule(path) as Linear4bit).quantized.packed), path);
+    }
+    assertClose(logits(q.eval()), logits(expected.eval()), 0, 0, "logits");
+  });
+
+  it("fromPretrained(bf16 checkpoint, { dtype: bfloat16, quantizationConfig }): logits equal the float32 load's, in less memory", () => {
+    const dir = modelDir("llama-bf16"); // bf16 values: float32 holds them exactly, so both loads quantise the same numbers
+    const q16 = AutoModelForCausalLM.fromPretrained(dir, { dtype: "bfloat16", quantizationConfig: NF4_DQ });
+    const q32 = AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: NF4_DQ });
+    assertClose(logits(q16), logits(q32), 1e-6, 1e-6, "logits");
+    const bytes = (m: PreTrainedModel) => m.parameters().reduce((n, p) => n + p.size * (p.dtype === "float32" ? 4 : 2), 0);
+    assert.equal(bytes(q16) * 2, bytes(q32));
+  });
 });
+

@@ -150,12 +150,12 @@ export function modelFromConfig<T extends Task>(config: Record<string, unknown>,
   const cls = classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task);
   const dtype = resolveModelDType(opts.dtype ?? "float32", config);
   if (opts.quantizationConfig) {
-    if (dtype !== "float32") throw new ConfigError(`dtype "${dtype}" with quantizationConfig is not supported yet`, "build quantised models in float32 (the default)");
-    // Each Linear is drawn and quantised in turn, with the same random values as the float model would have.
+    // Each Linear is drawn and quantised in turn; the other modules (embeddings, norms, lm_head) are in `dtype`.
     const settings = parseQuantizationConfig(opts.quantizationConfig);
-    const model = withDeferredLinearWeights(() => new cls(parsed));
+    const build = () => withDeferredLinearWeights(() => new cls(parsed));
+    const model = dtype === "float32" ? build() : buildModules({ dtype, init: false }, build);
     const notConvert = modulesToNotConvert(settings, model);
-    model.initWeights(defaultGenerator, undefined, (path, m) => convertLinear(model, path, m, settings, notConvert));
+    buildModules({ dtype }, () => model.initWeights(defaultGenerator, undefined, (path, m) => convertLinear(model, path, m, settings, notConvert)));
     model.config["quantization_config"] = settings.dict;
     return typed(model, task);
   }

@@ -5,11 +5,12 @@
  */
 import { join } from "node:path";
 import {
-  Conv1D, Embedding, LayerNorm, Linear, Module, QuantizedLinear, RMSNorm, buildModules, isDeferredWeight, withDeferredLinearWeights,
+  Conv1D, Embedding, LayerNorm, Linear, Module, QuantizedLinear, RMSNorm, buildModules, isDeferredWeight, zeroParameter, withDeferredLinearWeights,
   type EmbeddingLayer, type LoadResult, type ParameterDType,
 } from "../nn/index.js";
-import { Generator, Tensor, checkpoint, defaultGenerator, isGradEnabled, noGrad, ones, parameter, tidy, toDtype, zeros } from "../tensor/index.js";
+import { Generator, Tensor, checkpoint, defaultGenerator, isGradEnabled, noGrad, ones, tidy, toDtype, zeros } from "../tensor/index.js";
 import { DTYPE_BYTES, isHalf } from "../backend/backend.js";
+import { backend } from "../backend/index.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
 import {
   loadModelWeights, rawToTensor, readSafetensorsFolder, readSafetensorsHeader, resolveCheckpointFiles, writeSafetensors, type RawTensor,
@@ -271,15 +272,12 @@ export function loadPretrained<M extends PreTrainedModel>(
   const config = parseConfig(raw);
   const dtype = resolveModelDType(opts.dtype ?? "float32", raw, dir);
   const stored = config["quantization_config"] as BitsAndBytesConfig | null | undefined;
-  if ((stored || opts.quantizationConfig) && dtype !== "float32") {
-    throw new ConfigError(`dtype "${dtype}" with a quantised model is not supported yet`, "load quantised models with dtype float32 (the default)");
-  }
   if (stored && opts.quantizationConfig) {
     process.emitWarning(`${dir} holds a quantised checkpoint; its own quantization_config is used and the one passed is ignored`);
   }
   // Half models are built in their dtype with zero weights (the checkpoint fills them), as HF's low_cpu_mem_usage.
   const { model, weights } = stored
-    ? loadQuantizedLayers(cls, config, dir, parseQuantizationConfig(stored))
+    ? loadQuantizedLayers(cls, config, dir, parseQuantizationConfig(stored), dtype)
     : { model: dtype === "float32" ? new cls(config) : buildModules({ dtype, init: false }, () => new cls(config)), weights: loadModelWeights(dir, { floatDtype: dtype }) };
   try {
     const report = model.loadWeights(weights);
@@ -308,10 +306,9 @@ function initModule(m: Module, gen: Generator, std: number, afterLinear: () => v
     if (isDeferredWeight(m.weight)) {
       const shape = m.weight.shape;
       m.weight.dispose();
-      m.weight = m.registerParameter("weight", parameter(gen.normal(shape, 0, std)));
-    } else {
-      m.weight.copy_(gen.normal(m.weight.shape, 0, std));
+      m.weight = m.registerParameter("weight", zeroParameter(shape));
     }
+    fillNormal(m.weight, gen, std);
     const b = m.ownParameter("bias");
     if (b) b.copy_(zeros(b.shape));
     if (!(m instanceof Embedding)) afterLinear();
@@ -320,6 +317,25 @@ function initModule(m: Module, gen: Generator, std: number, afterLinear: () => v
     // Gemma's norms scale by (1 + weight): their neutral weight is 0.
     if (w) w.copy_(m instanceof RMSNorm && m.unitOffset ? zeros(w.shape) : ones(w.shape));
     if (b) b.copy_(zeros(b.shape));
+  }
+}
+
+/** Values drawn per block of fillNormal: the float32 scratch of a half weight stays this small (16 MiB). */
+const DRAW_BLOCK = 1 << 22;
+
+/**
+ * Overwrite w with N(0, std) values, drawn in blocks of rows: a half (or huge) weight never has a whole float32 copy.
+ * The values equal one draw of the whole weight (the generator is counter-based).
+ */
+function fillNormal(w: Tensor, gen: Generator, std: number): void {
+  const rows = w.rank === 0 ? 1 : w.shape[0]!, rowSize = rows === 0 ? 1 : w.size / rows;
+  const per = Math.max(1, Math.floor(DRAW_BLOCK / Math.max(rowSize, 1)));
+  for (let r = 0; r < rows; r += per) {
+    tidy(() => {
+      const n = Math.min(per, rows - r);
+      const block = toDtype(gen.normal([n * rowSize], 0, std), w.dtype);
+      backend().assign(block, { storage: w.storage, shape: [n * rowSize], strides: [1], offset: w.offset + r * rowSize }, false);
+    });
   }
 }
 
@@ -363,8 +379,11 @@ export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown
  * A model whose Linear layers come quantised from a bitsandbytes checkpoint (transformers' pre-quantised loading):
  * the converted layers are built from their packed tensors, never in float32; the other weights are returned to load.
  */
-function loadQuantizedLayers<M extends PreTrainedModel>(cls: ModelClass<M>, config: PretrainedConfig, dir: string, s: QuantizationSettings): { model: M; weights: Map<string, Tensor> } {
-  const model = withDeferredLinearWeights(() => new cls(config));
+function loadQuantizedLayers<M extends PreTrainedModel>(
+  cls: ModelClass<M>, config: PretrainedConfig, dir: string, s: QuantizationSettings, dtype: ParameterDType,
+): { model: M; weights: Map<string, Tensor> } {
+  const build = () => withDeferredLinearWeights(() => new cls(config));
+  const model = dtype === "float32" ? build() : buildModules({ dtype, init: false }, build);
   const { tensors } = readSafetensorsFolder(dir);
   const notConvert = modulesToNotConvert(s, model);
   for (const [path, m] of model.namedModules()) {
@@ -376,8 +395,8 @@ function loadQuantizedLayers<M extends PreTrainedModel>(cls: ModelClass<M>, conf
       if (bias) layer.bias = layer.registerParameter("bias", bias); // loaded below with the other weights
       model.setSubmodule(path, layer);
     } else if (isDeferredWeight(m.weight)) {
-      m.weight = m.registerParameter("weight", parameter(zeros(m.weight.shape))); // a float layer (lm_head): loaded below
+      m.weight = m.registerParameter("weight", buildModules({ dtype }, () => zeroParameter(m.weight.shape))); // a float layer (lm_head): loaded below
     }
   }
-  return { model, weights: new Map([...tensors].map(([k, raw]) => [k, rawToTensor(raw, k)])) };
+  return { model, weights: new Map([...tensors].map(([k, raw]) => [k, rawToTensor(raw, k, { floatDtype: dtype })])) };
 }

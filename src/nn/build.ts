@@ -5,7 +5,7 @@
  * built (no float32 copy of the model ever exists) and left at zero for the checkpoint to fill.
  */
 import type { DType } from "../backend/backend.js";
-import { Tensor, toDtype, zeros } from "../tensor/index.js";
+import { Tensor, parameter, toDtype, zeros, type Generator } from "../tensor/index.js";
 
 /** Dtypes parameters can be built in; anything but float32 is frozen (only float32 tensors take gradients). */
 export type ParameterDType = "float32" | "bfloat16" | "float16";
@@ -36,10 +36,25 @@ export function initialValues(shape: readonly number[], draw: () => Tensor): Ten
   return current.init ? draw() : zeros(shape);
 }
 
-/** A new parameter in the build dtype: t itself for float32, else a frozen converted copy (t is disposed). */
+/** Advance `gen` past `count` values as drawing initial values would: only when initialisation is on. */
+export function skipInitialValues(gen: Generator, count: number): void {
+  if (current.init) gen.next(count);
+}
+
+/** A new zero weight in the build dtype: a float32 parameter, or a frozen half tensor (no float32 copy made). */
+export function zeroParameter(shape: readonly number[]): Tensor {
+  return current.dtype === "float32" ? parameter(zeros(shape)) : zeros(shape, current.dtype);
+}
+
+/** Whether a weight is a placeholder left by withDeferredLinearWeights (one element seen through zero strides). */
+export function isDeferredWeight(w: Tensor): boolean {
+  return w.size > 1 && w.strides.every((s) => s === 0);
+}
+
+/** A new parameter in the build dtype: t itself for float32 (or a deferred placeholder), else a frozen converted copy (t is disposed). */
 export function inBuildDtype(t: Tensor): Tensor {
   const dtype: DType = current.dtype;
-  if (dtype === "float32" || t.dtype !== "float32") return t;
+  if (dtype === "float32" || t.dtype !== "float32" || isDeferredWeight(t)) return t;
   const converted = toDtype(t, dtype);
   t.dispose();
   return converted;

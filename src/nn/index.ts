@@ -1,7 +1,7 @@
 /** Neural-network modules. */
 export { Module, cloneModule } from "./module.js";
 export type { StateDict, LoadResult, TensorLayer, EmbeddingLayer } from "./module.js";
-export { Linear, Conv1D, withDeferredLinearWeights, isDeferredWeight } from "./layers/linear.js";
+export { Linear, Conv1D, withDeferredLinearWeights } from "./layers/linear.js";
 export type { LinearOptions } from "./layers/linear.js";
 export { Embedding } from "./layers/embedding.js";
 export type { EmbeddingOptions } from "./layers/embedding.js";
@@ -13,7 +13,7 @@ export { Sequential, ModuleList, ModuleDict } from "./layers/containers.js";
 export { LSTM } from "./layers/lstm.js";
 export type { LSTMOptions } from "./layers/lstm.js";
 export * as init from "./init.js";
-export { buildModules } from "./build.js";
+export { buildModules, inBuildDtype, isDeferredWeight, zeroParameter } from "./build.js";
 export type { BuildOptions, ParameterDType } from "./build.js";
 export { QuantizedLinear, Linear4bit, Linear8bitLt, quantizedWeightElements } from "./layers/quantized.js";
 export type { Linear4bitOptions } from "./layers/quantized.js";

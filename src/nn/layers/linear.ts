@@ -1,6 +1,7 @@
 /** Fully connected layers: PyTorch's Linear ([out, in] weight) and GPT-2's Conv1D ([in, out] weight). */
 import { Generator, Tensor, addmm, defaultGenerator, emptyStrided, linear, parameter } from "../../tensor/index.js";
 import { Module } from "../module.js";
+import { skipInitialValues } from "../build.js";
 import { kaimingUniformA5, normal, uniform, zeros } from "../init.js";
 
 /** Options of Linear. */
@@ -27,14 +28,10 @@ export function withDeferredLinearWeights<T>(fn: () => T): T {
   }
 }
 
-/** Whether a weight is a placeholder left by withDeferredLinearWeights. */
-export function isDeferredWeight(w: Tensor): boolean {
-  return w.size > 1 && w.strides.every((s) => s === 0);
-}
 
 function initialWeight(outFeatures: number, inFeatures: number, generator?: Generator): Tensor {
   if (!deferWeights) return kaimingUniformA5([outFeatures, inFeatures], inFeatures, generator);
-  (generator ?? defaultGenerator).next(outFeatures * inFeatures);
+  skipInitialValues(generator ?? defaultGenerator, outFeatures * inFeatures);
   return emptyStrided([outFeatures, inFeatures], [0, 0], 1);
 }
 

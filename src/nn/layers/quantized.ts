@@ -2,7 +2,7 @@
  * Linear layers with frozen quantised weights, named as bitsandbytes names them: Linear4bit (NF4/FP4 in blocks of
  * 64, optionally double-quantised absmax) and Linear8bitLt (LLM.int8 rows with the outlier threshold). The weight is
  * no Parameter: it never trains, never has a gradient, and the float32 matrix exists only panel by panel inside the
- * kernels. The bias stays a float32 parameter. `dequantizeWeight()` and `setWeight()` are for merging adapters.
+ * kernels. The bias keeps its dtype (a float32 parameter, or frozen half). `dequantizeWeight()` and `setWeight()` are for merging adapters.
  */
 import { Tensor, noGrad, parameter, quantizedLinear, tensor } from "../../tensor/index.js";
 import {
@@ -30,7 +30,8 @@ export abstract class QuantizedLinear extends Module {
 
   constructor(readonly inFeatures: number, readonly outFeatures: number, bias: Tensor | null) {
     super();
-    this.bias = this.registerParameter("bias", bias ? parameter(bias) : null);
+    // A half bias (a bf16 model's) is stored as it is: only float32 tensors train.
+    this.bias = this.registerParameter("bias", bias && bias.dtype === "float32" ? parameter(bias) : bias);
   }
 
   /** The weight as the quantised kernels read it. */
