@@ -2,7 +2,9 @@
  * Benchmarks: `npm run bench [-- options]`.
  *
  *   --only gemm,forward,generation,training,memory   sections to run (default: all but memory, which is slow)
- *   --memory-models gpt2,qwen2,qwen2.5-1.5b   models of the memory section (default: all three)
+ *   --memory-models gpt2,qwen2,qwen2.5-1.5b,llama3-8b   models of the memory section (default: all four; the 8B cases
+ *                                             take tens of minutes each on 2 cores)
+ *   --memory-steps N                          timed steps of each memory case after one warm-up step (default 3)
  *   --models gpt2,qwen2                       models of the model sections (default: both)
  *   --steps N / --infer-steps N / --warmup N  timed training / forward steps and warm-up steps (default 10 / 20 / 2)
  *   --gen-steps N --new-tokens N              timed generate() calls and tokens each decodes (default 3, 32)
@@ -18,13 +20,13 @@
  * both alike; the ratio column is peft-ts ÷ PyTorch tokens/s from this one run.
  */
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir, cpus } from "node:os";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir, cpus, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { formatBenchTable, gemmBench } from "./gemm.js";
-import type { CaseResult, ModelName } from "./models.js";
+import { CONFIGS, DEFAULT_SHAPES, type CaseResult, type ModelName } from "./models.js";
 import { blasInfo, NativeBackend, threads } from "../src/backend/native/native-backend.js";
 import { createRequire } from "node:module";
 
@@ -139,6 +141,39 @@ async function torchCase(name: string, batch: number, seq: number, steps: number
   }
 }
 
+/** The PyTorch side of one memory-table case (bench/pytorch_memory.py), or why there is none. */
+async function torchMemoryCase(model: ModelName, batch: number, seq: number, steps: number, flags: string[]): Promise<TorchResult | string> {
+  if (torchUnavailable) return torchUnavailable;
+  const dir = mkdtempSync(join(tmpdir(), "peft-ts-bench-"));
+  const config = join(dir, "config.json");
+  writeFileSync(config, JSON.stringify(CONFIGS[model]));
+  const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+  const cmd = `source ${q(join(pyrefDir, "env.sh"))} && /usr/bin/python3 ${q(join(root, "bench", "pytorch_memory.py"))} --config ${q(config)} ` +
+    `--batch ${batch} --seq ${seq} --steps ${steps} --warmup 1 --threads ${threads()} ${flags.join(" ")}`;
+  log(`pytorch ${model} ${flags.join(" ")} …`);
+  try {
+    const { stdout } = await run("bash", ["-c", cmd], { maxBuffer: 1 << 26, timeout: 3600e3 });
+    const line = stdout.split("\n").find((l) => l.startsWith("RESULT "));
+    return line ? (JSON.parse(line.slice(7)) as TorchResult) : "no result";
+  } catch (err) {
+    return `failed: ${((err as Error).message ?? String(err)).split("\n").slice(-2).join(" ")}`;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Parameters of a decoder config (embeddings, attention, MLP; norms neglected), to tell whether a case can fit. */
+function approximateParams(c: Record<string, unknown>): number {
+  const n = (k: string, alt?: string) => Number(c[k] ?? (alt ? c[alt] : undefined) ?? 0);
+  const hidden = n("hidden_size", "n_embd"), layers = n("num_hidden_layers", "n_layer"), vocab = n("vocab_size");
+  const heads = n("num_attention_heads", "n_head"), kv = n("num_key_value_heads") || heads;
+  const inter = n("intermediate_size") || 4 * hidden, headDim = hidden / heads;
+  const mlp = c["model_type"] === "gpt2" ? 2 * hidden * inter : 3 * hidden * inter;
+  const embeddings = vocab * hidden * (c["tie_word_embeddings"] === false ? 2 : 1);
+  return embeddings + layers * (2 * hidden * hidden + 2 * hidden * kv * headDim + mlp);
+}
+
+const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
 const f1 = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? "–" : v.toFixed(1));
 const mib = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? "–" : `${(v / 1024).toFixed(2)} GiB`);
 
@@ -207,42 +242,51 @@ if (only.includes("forward") || only.includes("training")) {
 }
 
 if (only.includes("memory")) {
-  // LoRA training (the training section's step) in float32 and with bfloat16 frozen weights + bf16 autocast, each with
-  // and without gradient checkpointing; models built layer by layer in their dtype (fromConfig). PyTorch + peft in
-  // float32 is the training section's anchor where that section has the model (gpt2, qwen2).
-  const memoryModels = (opt("memory-models") ?? "gpt2,qwen2,qwen2.5-1.5b").split(",").map((s) => s.trim()) as ModelName[];
-  const variants: [string, string[]][] = [
-    ["float32", []], ["float32 + checkpointing", ["--checkpointing"]],
-    ["bf16", ["--dtype", "bfloat16", "--bf16"]], ["bf16 + checkpointing", ["--dtype", "bfloat16", "--bf16", "--checkpointing"]],
+  // LoRA training (the training section's step) with float32, bf16 and NF4 (double quantisation, bf16 around it) frozen
+  // weights, each with and without gradient checkpointing, built layer by layer in their final form (fromConfig);
+  // beside PyTorch + peft on the same shapes in float32 and under bf16 autocast (bench/pytorch_memory.py).
+  torchUnavailable ??= await torchAvailable();
+  const memoryModels = (opt("memory-models") ?? "gpt2,qwen2,qwen2.5-1.5b,llama3-8b").split(",").map((s) => s.trim()) as ModelName[];
+  const steps = Number(opt("memory-steps") ?? 3);
+  const variants: { label: string; flags: string[]; bytesPerWeight: number; torch: string[] | null }[] = [
+    { label: "float32", flags: [], bytesPerWeight: 4, torch: [] },
+    { label: "float32 + ckpt", flags: ["--checkpointing"], bytesPerWeight: 4, torch: ["--checkpointing"] },
+    { label: "bf16", flags: ["--dtype", "bfloat16", "--bf16"], bytesPerWeight: 2, torch: ["--bf16-autocast"] },
+    { label: "bf16 + ckpt", flags: ["--dtype", "bfloat16", "--bf16", "--checkpointing"], bytesPerWeight: 2, torch: ["--bf16-autocast", "--checkpointing"] },
+    { label: "NF4", flags: ["--nf4", "--dtype", "bfloat16"], bytesPerWeight: 0.6, torch: null },
+    { label: "NF4 + ckpt", flags: ["--nf4", "--dtype", "bfloat16", "--checkpointing"], bytesPerWeight: 0.6, torch: null },
   ];
   const rows: string[] = [];
+  const ram = totalmem();
   for (const model of memoryModels) {
+    if (!(model in CONFIGS)) throw new Error(`--memory-models: unknown model "${model}"; models: ${Object.keys(CONFIGS).join(", ")}`);
+    const [batch, seq] = DEFAULT_SHAPES[model].train;
+    const shape = ["--batch", String(batch), "--seq", String(seq)];
     let f32Speed = Number.NaN;
-    for (const [label, flags] of variants) {
-      const r = await oursCase(`${model}-train`, ["--steps", String(trainSteps), "--warmup", String(warmup), ...flags]);
-      if (typeof r === "string") {
-        rows.push(`| ${model} | ${label} | – | ${r} | | |`);
+    for (const v of variants) {
+      // A case whose frozen weights alone would take most of this machine's memory is not started.
+      const weights = approximateParams(CONFIGS[model]) * v.bytesPerWeight;
+      if (weights > 0.6 * ram) {
+        rows.push(`| ${model} | ${v.label} | ${batch}×${seq} | not run: weights alone ≈ ${gib(weights)} of ${gib(ram)} | | | |`);
         continue;
       }
-      if (label === "float32") f32Speed = r.tokensPerS;
-      rows.push(`| ${model} | ${label} | ${r.batch}×${r.seq} | ${f1(r.tokensPerS)} | ${(r.tokensPerS / f32Speed).toFixed(2)}× | ${mib(r.peakRssMiB)} |`);
+      const ours = await oursCase(`${model}-train`, [...shape, "--steps", String(steps), "--warmup", "1", ...v.flags]);
+      if (typeof ours !== "string" && v.label === "float32") f32Speed = ours.tokensPerS;
+      const torch = v.torch === null ? "– (bitsandbytes is GPU-only)" : await torchMemoryCase(model, batch!, seq!, steps, v.torch);
+      const oursCols = typeof ours === "string" ? `${ours} | | ` : `${f1(ours.tokensPerS)} | ${(ours.tokensPerS / f32Speed).toFixed(2)}× | ${mib(ours.peakRssMiB)}`;
+      const torchCols = typeof torch === "string" ? `${torch} | ` : `${f1(torch.tokens_per_s)} | ${mib(torch.peak_rss_mib)}`;
+      rows.push(`| ${model} | ${v.label} | ${batch}×${seq} | ${oursCols} | ${torchCols} |`);
       log(rows[rows.length - 1]!);
     }
-    if (withPytorch && model !== "qwen2.5-1.5b") {
-      const [batch, seq] = model === "gpt2" ? [4, 128] : [1, 128];
-      const t = await torchCase(`${model}-train`, batch!, seq!, trainSteps);
-      rows.push(typeof t === "string" ? `| ${model} | PyTorch+peft float32 | – | ${t} | | |`
-        : `| ${model} | PyTorch+peft float32 | ${batch}×${seq} | ${f1(t.tokens_per_s)} | ${(t.tokens_per_s / f32Speed).toFixed(2)}× | ` +
-          `${mib(t.peak_rss_mib)} |`);
-    }
   }
-  console.log("\n### Memory: LoRA training (r=8, q/v or c_attn) in float32 and bf16, with and without gradient checkpointing\n");
-  console.log("| model | precision | batch×seq | tok/s | vs float32 | peak RSS |");
-  console.log("| --- | --- | --- | ---: | ---: | ---: |");
+  console.log("\n### Memory: LoRA training (r=8 on q/v or c_attn; AdamW) by weight format, with and without gradient checkpointing\n");
+  console.log("| model | frozen weights | batch×seq | peft-ts tok/s | vs float32 | peft-ts peak RSS | PyTorch tok/s | PyTorch peak RSS |");
+  console.log("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
   for (const r of rows) console.log(r);
-  console.log("\nbf16: frozen weights stored in bfloat16 (fromConfig dtype), products under bf16 autocast (inputs rounded, float32 " +
-    "accumulation), LoRA weights and AdamW state float32. This CPU has no bfloat16 arithmetic (AVX2, no AVX-512 BF16), so bf16 " +
-    "products are float32 sgemm on widened panels: bf16 saves memory, not time.");
+  console.log("\nbf16: frozen weights stored in bfloat16, products under bf16 autocast (inputs rounded, float32 accumulation); NF4: " +
+    "every Linear but lm_head in NF4 with double quantisation, embeddings, norms and lm_head in bfloat16. LoRA weights and " +
+    "AdamW state are float32 throughout. PyTorch columns: float32 rows in float32, bf16 rows under torch.autocast(\"cpu\", " +
+    "bfloat16) with float32 weights. This CPU has no bfloat16 arithmetic (AVX2, no AVX-512 BF16): bf16 saves memory, not time.");
 }
 
 if (only.includes("generation")) {

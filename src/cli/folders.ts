@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync } from "node
 import { join, resolve } from "node:path";
 import { fromPretrained, modelFromConfig, type Task } from "../models/auto.js";
 import { resolveModelDType, type ModelDType, type PreTrainedModel } from "../models/pretrained.js";
+import { parseQuantizationConfig, quantizeModel, type BitsAndBytesConfig } from "../models/quantization.js";
 import { loadModelWeights } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
 import { writeFileAtomic } from "../io/atomic.js";
@@ -101,15 +102,23 @@ export function taskOf(taskType: unknown): Task {
   }
 }
 
+/** How the CLI loads a model: the config's model.dtype and model.quantization_config. */
+export interface ModelLoadOptions {
+  dtype?: ModelDType;
+  quantizationConfig?: BitsAndBytesConfig | null;
+}
+
 /**
  * Load a model folder with a head; `overrides` replace config.json fields (e.g. num_labels for a new classifier
  * head). Weights missing from the folder are warned about unless `warnMissing` is false (merge: the adapter has them).
- * `dtype` is fromPretrained's (the config's model.dtype).
+ * `opts` are fromPretrained's dtype and quantizationConfig.
  */
 export function loadModel(dir: string, task: Task, overrides: Record<string, unknown> = {}, warnMissing = true,
-  dtype: ModelDType = "float32"): PreTrainedModel {
+  opts: ModelLoadOptions = {}): PreTrainedModel {
   requireModelDir(dir);
-  if (Object.keys(overrides).length === 0) return fromPretrained(dir, task, { dtype });
+  const dtype = opts.dtype ?? "float32";
+  const quantizationConfig = opts.quantizationConfig ?? undefined;
+  if (Object.keys(overrides).length === 0) return fromPretrained(dir, task, { dtype, ...(quantizationConfig ? { quantizationConfig } : {}) });
   const raw = readJsonObject(join(dir, "config.json"));
   const resolved = resolveModelDType(dtype, raw, dir);
   const model = modelFromConfig({ ...raw, ...overrides }, task, { dtype: resolved });
@@ -119,6 +128,11 @@ export function loadModel(dir: string, task: Task, overrides: Record<string, unk
     if (warnMissing && report.missingKeys.length > 0) process.emitWarning(`weights not in ${dir} (newly initialised): ${report.missingKeys.join(", ")}`);
   } finally {
     for (const t of weights.values()) t.dispose();
+  }
+  if (quantizationConfig) {
+    const settings = parseQuantizationConfig(quantizationConfig);
+    quantizeModel(model, settings);
+    model.config["quantization_config"] = settings.dict;
   }
   model.nameOrPath = dir;
   return model.eval();

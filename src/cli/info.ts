@@ -9,6 +9,7 @@ import { parseArgs } from "node:util";
 import { readSafetensorsHeader, resolveCheckpointFiles, type SafetensorsHeader } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
 import { resolveModelDType } from "../models/pretrained.js";
+import { parseQuantizationConfig } from "../models/quantization.js";
 import { configFromJson } from "../peft/index.js";
 import { CliError } from "./errors.js";
 import { folderKind } from "./folders.js";
@@ -105,12 +106,30 @@ export function modelInfo(dir: string): Record<string, unknown> {
     dtypes: weights?.dtypes ?? null,
     weight_files: weights?.files ?? null,
     weight_bytes: weights?.bytes ?? null,
-    // What fromPretrained(dir, {dtype: "auto"}) keeps in memory, and what float32 would take.
+    // What fromPretrained(dir, {dtype: "auto"}) keeps in memory, and what float32 would take; a quantised checkpoint
+    // loads as stored (its packed weights count bytes, not parameters).
     dtype: weights ? resolveModelDType("auto", raw, dir) : null,
-    memory: weights ? { float32: weights.parameters * 4, bfloat16: weights.parameters * 2 } : null,
+    quantization: quantizationSummary(raw["quantization_config"]),
+    memory: weights && !raw["quantization_config"] ? { float32: weights.parameters * 4, bfloat16: weights.parameters * 2 } : null,
     ...(weightsError ? { weights_error: weightsError } : {}),
     tokenizer: tokenizerSummary(dir),
   };
+}
+
+/** A config.json quantization_config in short (bitsandbytes' fields), or null for a float model. */
+function quantizationSummary(config: unknown): Record<string, unknown> | null {
+  if (!config || typeof config !== "object") return null;
+  const s = parseQuantizationConfig(config as Record<string, unknown>);
+  return s.bits === 4
+    ? { method: "bitsandbytes", bits: 4, quant_type: s.quantType, double_quant: s.doubleQuant, compute_dtype: s.dict["bnb_4bit_compute_dtype"] }
+    : { method: "bitsandbytes", bits: 8, threshold: s.threshold };
+}
+
+/** "bitsandbytes nf4 (4-bit, double quantisation)" or "bitsandbytes LLM.int8 (threshold 6)". */
+function quantizationText(q: Record<string, unknown> | null): string {
+  if (!q) return "none";
+  return q["bits"] === 4 ? `bitsandbytes ${String(q["quant_type"])} (4-bit${q["double_quant"] ? ", double quantisation" : ""})`
+    : `bitsandbytes LLM.int8 (threshold ${String(q["threshold"])})`;
 }
 
 /** Fields every PEFT config has (shown separately from the method's own fields). */
@@ -203,7 +222,8 @@ function memoryText(i: Record<string, unknown>): string {
     : `${i["dtype"]}: ${fmtBytes(m.bfloat16)} (float32: ${fmtBytes(m.float32)})`;
 }
 
-function modelText(i: Record<string, unknown>): string[] {
+/** The lines `peft info` prints for a model folder. */
+export function modelText(i: Record<string, unknown>): string[] {
   const tok = i["tokenizer"] as { present: boolean; chat_template: boolean };
   const lines = [
     `${i["path"]}: model`,
@@ -212,7 +232,8 @@ function modelText(i: Record<string, unknown>): string[] {
     `  parameters:        ${i["parameters"] === null ? "-" : fmtCount(i["parameters"] as number)}${i["tensors"] !== null ? ` in ${i["tensors"]} tensors` : ""}`,
     `  stored dtype:      ${i["dtypes"] ? fmtDtypes(i["dtypes"] as Record<string, number>) : "-"}${i["weight_bytes"] !== null ? ` (${fmtBytes(i["weight_bytes"] as number)} in ${i["weight_files"]} file${i["weight_files"] === 1 ? "" : "s"})` : ""}`,
     `  torch_dtype:       ${show(i["torch_dtype"])}`,
-    `  memory:            ${memoryText(i)}`,
+    `  quantization:      ${quantizationText(i["quantization"] as Record<string, unknown> | null)}`,
+    `  memory:            ${i["quantization"] ? `${fmtBytes(i["weight_bytes"] as number)} (as stored)` : memoryText(i)}`,
     `  vocab_size:        ${show(i["vocab_size"])}`,
     `  layers:            ${show(i["num_layers"])}`,
     `  hidden_size:       ${show(i["hidden_size"])}`,

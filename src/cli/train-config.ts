@@ -10,6 +10,7 @@ import { closest } from "../io/config-fields.js";
 import { CliError } from "./errors.js";
 import { parseJson } from "../io/json.js";
 import { MODEL_DTYPES, type ModelDType } from "../models/pretrained.js";
+import { parseQuantizationConfig, type BitsAndBytesConfig } from "../models/quantization.js";
 
 /** How dataset records become training examples. */
 export type DatasetFormat = "instruction" | "text" | "classification";
@@ -18,8 +19,8 @@ export type DatasetFormat = "instruction" | "text" | "classification";
 export interface TrainConfig {
   /** Model folder (config.json + safetensors). */
   model_name_or_path: string;
-  /** How the model is loaded: dtype is fromPretrained's (default float32). */
-  model: { dtype: ModelDType };
+  /** How the model is loaded: fromPretrained's dtype (default float32) and quantization_config (BitsAndBytesConfig fields). */
+  model: { dtype: ModelDType; quantization_config: BitsAndBytesConfig | null };
   /** Tokenizer folder; defaults to the model folder. */
   tokenizer: string;
   /** Training records: a JSON array or JSONL file. */
@@ -126,8 +127,13 @@ export function parseTrainConfig(raw: Record<string, unknown>, path: string): Tr
   if (evalDataset !== null && evalSplit !== null) throw new CliError(`${path}: give either "eval_dataset" or "eval_split", not both`, "eval_split holds out part of dataset; eval_dataset is a separate file");
   const modelOpts = obj(raw, "model", path) ?? {};
   for (const key of Object.keys(modelOpts)) {
-    if (key !== "dtype") throw new CliError(`${path}: unknown field "model.${key}"`, 'the "model" object takes "dtype"');
+    if (key !== "dtype" && key !== "quantization_config") {
+      const guess = closest(key, ["dtype", "quantization_config"]);
+      throw new CliError(`${path}: unknown field "model.${key}"${guess ? ` (did you mean "${guess}"?)` : ""}`, 'the "model" object takes "dtype" and "quantization_config"');
+    }
   }
+  const quantization = obj(modelOpts, "quantization_config", `${path}: model`);
+  if (quantization) parseQuantizationConfig(quantization); // checked now, before any loading
   const dtype = modelOpts["dtype"] ?? "float32";
   if (!MODEL_DTYPES.includes(dtype as ModelDType)) {
     throw new CliError(`${path}: "model.dtype" must be one of ${MODEL_DTYPES.join(", ")}, got ${JSON.stringify(dtype)}`,
@@ -139,7 +145,7 @@ export function parseTrainConfig(raw: Record<string, unknown>, path: string): Tr
   }
   return {
     model_name_or_path: model,
-    model: { dtype: dtype as ModelDType },
+    model: { dtype: dtype as ModelDType, quantization_config: quantization as BitsAndBytesConfig | null },
     tokenizer: str(raw, "tokenizer", path, false) ?? model,
     dataset: str(raw, "dataset", path, true)!,
     dataset_format: format,

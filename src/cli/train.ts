@@ -30,7 +30,8 @@ export const TRAIN_USAGE = `usage: peft train CONFIG.{json,yaml} [--resume] [--m
 Fine-tune a model with a PEFT method as the config file says:
   model_name_or_path  model folder (config.json + model.safetensors)
   model               {"dtype": "bfloat16"}: frozen weights kept in bfloat16/float16 ("auto": as stored;
-                      default float32)
+                      default float32); "quantization_config": {"load_in_4bit": true, "bnb_4bit_quant_type":
+                      "nf4", "bnb_4bit_use_double_quant": true} (QLoRA; BitsAndBytesConfig fields)
   tokenizer           tokenizer folder (default: the model folder)
   dataset             JSON array or JSONL file of records
   dataset_format      "instruction" ({instruction, input?, output, system?}; the default),
@@ -177,7 +178,7 @@ export function train(argv: string[]): void {
 
   manualSeed(args.seed);
   const task = cfg.dataset_format === "classification" ? "sequence-classification" : "causal-lm";
-  const base = loadModel(cfg.model_name_or_path, task, overrides, true, cfg.model.dtype);
+  const base = loadModel(cfg.model_name_or_path, task, overrides, true, { dtype: cfg.model.dtype, quantizationConfig: cfg.model.quantization_config });
   const padId = tok.padTokenId ?? 0;
   if (base.config.pad_token_id === null || base.config.pad_token_id === undefined) base.config.pad_token_id = padId;
   const model = getPeftModel(base, peftConfig);
