@@ -137,5 +137,19 @@ describe("quantization_config: building and loading", () => {
     const bytes = (m: PreTrainedModel) => m.parameters().reduce((n, p) => n + p.size * (p.dtype === "float32" ? 4 : 2), 0);
     assert.equal(bytes(q16) * 2, bytes(q32));
   });
+
+  it("quantisation on load reads one Linear weight at a time: the float weights of the layers never coexist", () => {
+    const dir = modelDir("llama");
+    const float = AutoModelForCausalLM.fromPretrained(dir);
+    const linearBytes = kinds(float).float.filter((p) => p !== "lm_head").map((p) => (float.getSubmodule(p) as Linear).weight.size * 4);
+    const otherBytes = float.parameters().reduce((n, p) => n + p.size * 4, 0) - linearBytes.reduce((a, b) => a + b, 0);
+    T.resetPeakBytes();
+    const before = T.memory().liveBytes;
+    AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: NF4_DQ });
+    // the model's float modules and their checkpoint copies, plus the largest Linear and its quantiser's scratch
+    const bound = 2 * otherBytes + 2 * Math.max(...linearBytes);
+    assert.ok(T.memory().peakBytes - before <= bound, `peak ${T.memory().peakBytes - before} B > ${bound} B`);
+    assert.ok(bound < otherBytes + linearBytes.reduce((a, b) => a + b, 0) * 2, "the bound is below what a whole float load takes");
+  });
 });
 

@@ -24,7 +24,7 @@ import { writeFolderAtomic } from "../io/atomic.js";
 import { checkModelConfig, checkModelFitsInMemory, type PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
 import {
-  isConverted, modulesToNotConvert, parseQuantizationConfig, quantizeModel, type BitsAndBytesConfig, type QuantizationSettings,
+  convertLinear, isConverted, modulesToNotConvert, parseQuantizationConfig, type BitsAndBytesConfig, type QuantizationSettings,
 } from "./quantization.js";
 
 /** What `dtype` of fromPretrained accepts: a parameter dtype, or "auto" for the checkpoint's own. */
@@ -101,21 +101,32 @@ export abstract class PreTrainedModel extends Module {
   }
 
   /**
+   * Checkpoint key → this model's state-dict key, with HF's key handling: the base-model prefix is added or stripped
+   * when the checkpoint was saved from a model with/without a task head.
+   */
+  stateDictNames(checkpointKeys: readonly string[]): Map<string, string> {
+    const own = this.stateDict();
+    const prefix = this.baseModelPrefix ? `${this.baseModelPrefix}.` : "";
+    const ownHasPrefix = prefix !== "" && [...own.keys()].some((k) => k.startsWith(prefix));
+    const fileHasPrefix = prefix !== "" && checkpointKeys.some((k) => k.startsWith(prefix));
+    const names = new Map<string, string>();
+    for (const k of checkpointKeys) {
+      let key = k;
+      if (ownHasPrefix && !fileHasPrefix && !own.has(k)) key = prefix + k;
+      else if (!ownHasPrefix && fileHasPrefix && k.startsWith(prefix)) key = k.slice(prefix.length);
+      names.set(k, key);
+    }
+    return names;
+  }
+
+  /**
    * Load weights from a state dict with HF's key handling: the base-model prefix is added or stripped when the
    * checkpoint was saved from a model with/without a task head, and tied weights may be absent.
    */
   loadWeights(weights: ReadonlyMap<string, Tensor>): LoadResult {
-    const own = this.stateDict();
-    const prefix = this.baseModelPrefix ? `${this.baseModelPrefix}.` : "";
-    const ownHasPrefix = prefix !== "" && [...own.keys()].some((k) => k.startsWith(prefix));
-    const fileHasPrefix = prefix !== "" && [...weights.keys()].some((k) => k.startsWith(prefix));
+    const names = this.stateDictNames([...weights.keys()]);
     const renamed = new Map<string, Tensor>();
-    for (const [k, t] of weights) {
-      let key = k;
-      if (ownHasPrefix && !fileHasPrefix && !own.has(k)) key = prefix + k;
-      else if (!ownHasPrefix && fileHasPrefix && k.startsWith(prefix)) key = k.slice(prefix.length);
-      renamed.set(key, t);
-    }
+    for (const [k, t] of weights) renamed.set(names.get(k)!, t);
     const tied = new Set(this.tiedWeightKeys());
     const result = noGrad(() => this.loadStateDict(renamed, { strict: false }));
     this.loadReport = { missingKeys: result.missingKeys.filter((k) => !tied.has(k)), unexpectedKeys: result.unexpectedKeys };
@@ -278,7 +289,9 @@ export function loadPretrained<M extends PreTrainedModel>(
   // Half models are built in their dtype with zero weights (the checkpoint fills them), as HF's low_cpu_mem_usage.
   const { model, weights } = stored
     ? loadQuantizedLayers(cls, config, dir, parseQuantizationConfig(stored), dtype)
-    : { model: dtype === "float32" ? new cls(config) : buildModules({ dtype, init: false }, () => new cls(config)), weights: loadModelWeights(dir, { floatDtype: dtype }) };
+    : opts.quantizationConfig
+      ? quantizeOnLoad(cls, config, dir, parseQuantizationConfig(opts.quantizationConfig), dtype)
+      : { model: dtype === "float32" ? new cls(config) : buildModules({ dtype, init: false }, () => new cls(config)), weights: loadModelWeights(dir, { floatDtype: dtype }) };
   try {
     const report = model.loadWeights(weights);
     if (dtype !== "float32" && report.missingKeys.length > 0) model.initWeights(defaultGenerator, new Set(report.missingKeys));
@@ -290,11 +303,6 @@ export function loadPretrained<M extends PreTrainedModel>(
     }
   } finally {
     for (const t of weights.values()) t.dispose();
-  }
-  if (opts.quantizationConfig && !stored) {
-    const settings = parseQuantizationConfig(opts.quantizationConfig);
-    quantizeModel(model, settings);
-    model.config["quantization_config"] = settings.dict;
   }
   model.nameOrPath = dir;
   return model.eval();
@@ -375,6 +383,45 @@ export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown
   return "float32";
 }
 
+/** A model built in `dtype` around deferred Linear weights (each gets its values, or is quantised, in turn). */
+function buildDeferred<M extends PreTrainedModel>(cls: ModelClass<M>, config: PretrainedConfig, dtype: ParameterDType): M {
+  const build = () => withDeferredLinearWeights(() => new cls(config));
+  return dtype === "float32" ? build() : buildModules({ dtype, init: false }, build);
+}
+
+/** Give a Linear/Conv1D still holding a deferred placeholder a zero weight in `dtype`, for the checkpoint to fill. */
+function materialiseDeferred(m: Linear | Conv1D, dtype: ParameterDType): void {
+  if (isDeferredWeight(m.weight)) m.weight = m.registerParameter("weight", buildModules({ dtype }, () => zeroParameter(m.weight.shape)));
+}
+
+/**
+ * A float checkpoint quantised as it loads (transformers' quantisation on load): each converted Linear's weight is
+ * read alone, quantised and dropped, so neither the float model nor the whole checkpoint is ever in memory. The other
+ * weights are returned to load; `quantization_config` is recorded in the model's config.
+ */
+function quantizeOnLoad<M extends PreTrainedModel>(
+  cls: ModelClass<M>, config: PretrainedConfig, dir: string, s: QuantizationSettings, dtype: ParameterDType,
+): { model: M; weights: Map<string, Tensor> } {
+  const model = buildDeferred(cls, config, dtype);
+  const keys = resolveCheckpointFiles(dir).files.flatMap((f) => [...readSafetensorsHeader(f).tensors.keys()]);
+  const fileKeyOf = new Map([...model.stateDictNames(keys)].map(([file, own]) => [own, file]));
+  const notConvert = modulesToNotConvert(s, model);
+  const quantized = new Set<string>();
+  for (const [path, m] of model.namedModules()) {
+    if (!(m instanceof Linear || m instanceof Conv1D)) continue;
+    const key = fileKeyOf.get(`${path}.weight`);
+    if (key !== undefined && isConverted(path, notConvert)) {
+      m.weight = loadModelWeights(dir, { names: [key], floatDtype: dtype }).get(key)!;
+      convertLinear(model, path, m, s, notConvert);
+      quantized.add(key);
+    } else {
+      materialiseDeferred(m, dtype); // kept float (lm_head), or missing from the checkpoint: reported by the load
+    }
+  }
+  model.config["quantization_config"] = s.dict;
+  return { model, weights: loadModelWeights(dir, { names: keys.filter((k) => !quantized.has(k)), floatDtype: dtype }) };
+}
+
 /**
  * A model whose Linear layers come quantised from a bitsandbytes checkpoint (transformers' pre-quantised loading):
  * the converted layers are built from their packed tensors, never in float32; the other weights are returned to load.
@@ -382,8 +429,7 @@ export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown
 function loadQuantizedLayers<M extends PreTrainedModel>(
   cls: ModelClass<M>, config: PretrainedConfig, dir: string, s: QuantizationSettings, dtype: ParameterDType,
 ): { model: M; weights: Map<string, Tensor> } {
-  const build = () => withDeferredLinearWeights(() => new cls(config));
-  const model = dtype === "float32" ? build() : buildModules({ dtype, init: false }, build);
+  const model = buildDeferred(cls, config, dtype);
   const { tensors } = readSafetensorsFolder(dir);
   const notConvert = modulesToNotConvert(s, model);
   for (const [path, m] of model.namedModules()) {
@@ -394,8 +440,8 @@ function loadQuantizedLayers<M extends PreTrainedModel>(
       const bias = m.ownParameter("bias");
       if (bias) layer.bias = layer.registerParameter("bias", bias); // loaded below with the other weights
       model.setSubmodule(path, layer);
-    } else if (isDeferredWeight(m.weight)) {
-      m.weight = m.registerParameter("weight", buildModules({ dtype }, () => zeroParameter(m.weight.shape))); // a float layer (lm_head): loaded below
+    } else {
+      materialiseDeferred(m, dtype); // a float layer (lm_head): loaded below
     }
   }
   return { model, weights: new Map([...tensors].map(([k, raw]) => [k, rawToTensor(raw, k, { floatDtype: dtype })])) };
