@@ -132,6 +132,8 @@ export interface Backend {
   alloc(dtype: DType, size: number): Storage;
   /** Give a storage back to the pool; it must not be used afterwards. */
   release(storage: Storage): void;
+  /** Drop the pooled free buffers, e.g. after loading a model, whose one-off sizes a training step never reuses. */
+  trimPool(): void;
   /** Bytes currently held by the pool, ready for reuse. */
   pooledBytes(): number;
   /** Copy values from the host into a storage (rounded to nearest even for 16-bit floats). */

@@ -13,6 +13,7 @@ import { buildModules, type ParameterDType } from "../nn/index.js";
 import { convertLinear, modulesToNotConvert, parseQuantizationConfig, type BitsAndBytesConfig } from "./quantization.js";
 import { withDeferredLinearWeights } from "../nn/index.js";
 import { defaultGenerator } from "../tensor/index.js";
+import { backend } from "../backend/index.js";
 import { gpt2Config } from "./gpt2/config.js";
 import { GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model } from "./gpt2/modeling.js";
 import { DECODER_MODEL_TYPES, llamaConfig } from "./llama/config.js";
@@ -157,10 +158,13 @@ export function modelFromConfig<T extends Task>(config: Record<string, unknown>,
     const notConvert = modulesToNotConvert(settings, model);
     buildModules({ dtype }, () => model.initWeights(defaultGenerator, undefined, (path, m) => convertLinear(model, path, m, settings, notConvert)));
     model.config["quantization_config"] = settings.dict;
+    backend().trimPool(); // the build's scratch buffers come in one-off sizes
     return typed(model, task);
   }
   const model = dtype === "float32" ? new cls(parsed) : buildModules({ dtype, init: false }, () => new cls(parsed));
-  return typed(model.initWeights(), task);
+  model.initWeights();
+  backend().trimPool();
+  return typed(model, task);
 }
 
 /** Load the model with the given head from an HF folder, or from a Hub repo id (downloaded into the shared cache). */

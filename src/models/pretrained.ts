@@ -305,6 +305,7 @@ export function loadPretrained<M extends PreTrainedModel>(
     for (const t of weights.values()) t.dispose();
   }
   model.nameOrPath = dir;
+  backend().trimPool(); // the load's buffers come in one-off sizes
   return model.eval();
 }
 

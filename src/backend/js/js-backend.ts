@@ -120,6 +120,7 @@ export class JsBackend implements Backend {
 
   alloc(dtype: DType, size: number): Storage { return this.pool.take(dtype, size); }
   release(storage: Storage): void { this.pool.give(storage); }
+  trimPool(): void { this.pool.clear(); }
   pooledBytes(): number { return this.pool.bytes; }
   write(storage: Storage, values: ArrayLike<number>, offset = 0): void {
     const d = storage.data;

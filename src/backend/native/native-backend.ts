@@ -214,6 +214,7 @@ export class NativeBackend implements Backend {
 
   alloc(dtype: DType, size: number): Storage { return this.pool.take(dtype, size); }
   release(storage: Storage): void { this.pool.give(storage); }
+  trimPool(): void { this.pool.clear(); }
   pooledBytes(): number { return this.pool.bytes; }
   write(storage: Storage, values: ArrayLike<number>, offset = 0): void { this.js.write(storage, values, offset); }
   read(storage: Storage): StorageData { return storage.data.slice(); }
