@@ -202,8 +202,9 @@ describe("peft train --engine accelerate with transformers' Trainer", { skip: ty
     assert.equal(r.status, 0, r.stdout + r.stderr);
     t.diagnostic(`2-process run: ${seconds.toFixed(1)} s wall (peft train, hand-off written, torchrun, save)`);
     const out = join(ws.root, "out-two");
-    const state = JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")) as { global_step: number };
+    const state = JSON.parse(readFileSync(join(out, "trainer_state.json"), "utf8")) as { global_step: number; log_history: Record<string, number>[] };
     assert.equal(state.global_step, 4);
+    t.diagnostic(`transformers' train_runtime: ${state.log_history.find((e) => e["train_runtime"] !== undefined)?.["train_runtime"]} s`);
 
     const base = AutoModelForCausalLM.fromPretrained(join(ws.root, "model"));
     const model = PeftModel.fromPretrained(base, out);

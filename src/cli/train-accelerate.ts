@@ -22,6 +22,7 @@ export const HANDOFF_OPTIONS = {
   launcher: { type: "string" },
 } as const;
 
+/** The lines of `peft train --help` about the accelerate engine. */
 export const HANDOFF_USAGE = `  --engine E          peft-ts (default) trains here; accelerate hands the run to Hugging Face's Trainer and peft
                       (Python): a script, the tokenised data and an accelerate config, run with accelerate launch
   --num-processes N   accelerate: processes (GPUs) to launch (default 1)

@@ -1,7 +1,8 @@
 /**
  * `peft train CONFIG`: load the model and tokenizer named in a JSON/YAML config, wrap the model with the PEFT
  * method, train with a progress display, and leave in output_dir the adapter (adapter_config.json +
- * adapter_model.safetensors), the tokenizer files, training_log.jsonl, loss.svg and the checkpoints.
+ * adapter_model.safetensors), the tokenizer files, training_log.jsonl, loss.svg and the checkpoints. With
+ * --engine accelerate the prepared run is handed to Python's transformers and peft instead (train-accelerate.ts).
  */
 import { join } from "node:path";
 import { parseArgs } from "node:util";

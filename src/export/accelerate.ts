@@ -139,6 +139,9 @@ def main():
         train_dataset=read_jsonl("train.jsonl"), eval_dataset=read_jsonl("eval.jsonl"),
     )
     trainer.train()
+    if trainer.is_fsdp_enabled:
+        # One whole adapter file rather than a shard per process.
+        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
     trainer.save_model(args.output_dir)
     if trainer.is_world_process_zero():
         trainer.save_state()
