@@ -110,7 +110,9 @@ def collate(examples):
 class Trainer(transformers.Trainer):
     """transformers' Trainer that also keeps each optimizer step's loss unrounded (the logs round to 4 digits)."""
 
-    step_losses = {}
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.step_losses = {}
 
     def training_step(self, model, inputs):
         loss = super().training_step(model, inputs)
@@ -149,7 +151,7 @@ def main():
             shutil.copy(file, Path(args.output_dir) / file.name)
         # This process's losses (with several processes, the others' batches are not in them).
         with (Path(args.output_dir) / "step_losses.jsonl").open("w", encoding="utf-8") as f:
-            for step, loss in sorted(Trainer.step_losses.items()):
+            for step, loss in sorted(trainer.step_losses.items()):
                 f.write(json.dumps({"step": step, "loss": loss}) + "\\n")
 
 
