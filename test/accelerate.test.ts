@@ -117,6 +117,16 @@ print(json.dumps({t.targets[0].id: ast.literal_eval(t.value) for t in tree.body
     });
   });
 
+  it("text data: every token is learned, eos appended", () => {
+    writeFileSync(join(ws.root, "text.json"), JSON.stringify([{ text: "hello world" }, { text: "hello" }]));
+    const r = peft(["train", config("plain", {}, { dataset: "text.json", dataset_format: "text" }), "--engine", "accelerate", "--dry-run"]);
+    assert.equal(r.status, 0, r.stderr);
+    const tok = AutoTokenizer.fromPretrainedSync(join(ws.root, "model"));
+    const rows = readJsonl(join(ws.root, "out-plain", "accelerate", "train.jsonl"));
+    assert.deepEqual(rows.map((row) => row["labels"]), rows.map((row) => row["input_ids"]));
+    assert.deepEqual(rows.map((row) => row["input_ids"]), ["hello world", "hello"].map((text) => [...tok.encode(text), IM_END]));
+  });
+
   it("replaces the folder as a whole and carries eval data and peft-ts' initial adapter when asked", () => {
     writeFileSync(join(dir, "stale.txt"), "from an earlier hand-off");
     const r = peft(["train", config("dry", {}, { eval_split: 1 }), "--engine", "accelerate", "--dry-run", "--same-init"]);
