@@ -1,31 +1,24 @@
 /**
  * `peft train CONFIG`: load the model and tokenizer named in a JSON/YAML config, wrap the model with the PEFT
  * method, train with a progress display, and leave in output_dir the adapter (adapter_config.json +
- * adapter_model.safetensors), the tokenizer files, training_log.jsonl, loss.svg and the checkpoints.
+ * adapter_model.safetensors), the tokenizer files, training_log.jsonl, loss.svg and the checkpoints. With
+ * --engine accelerate the prepared run is handed to Python's transformers and peft instead (train-accelerate.ts).
  */
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { manualSeed } from "../tensor/index.js";
 import { writeJsonAtomic } from "../io/json.js";
 import { writeFileAtomic } from "../io/atomic.js";
 import { CheckpointError } from "../errors.js";
-import { configFromJson, getPeftModel, type PeftConfig } from "../peft/index.js";
-import {
-  DataCollatorForSeq2Seq, Dataset, Trainer, TrainingArguments, listCheckpoints, loadDataset, tokenizeClassification,
-  tokenizeInstruction, tokenizeText, type Example,
-} from "../train/index.js";
-import type { PreTrainedTokenizer } from "../tokenizers/index.js";
-import { PeftError } from "../errors.js";
+import { DataCollatorForSeq2Seq, Trainer } from "../train/index.js";
 import { CliError } from "./errors.js";
-import { copyTokenizerFiles, loadModel, loadTokenizer, requireModelDir } from "./folders.js";
-import { resolveConfigIds } from "./hub-args.js";
+import { copyTokenizerFiles } from "./folders.js";
 import { JsonlLogCallback, ProgressCallback } from "../train/progress.js";
 import { lossCurveSvg } from "./loss-plot.js";
-import { parseTrainConfig, readConfigFile, type TrainConfig } from "./train-config.js";
-import { intOption } from "./options.js";
+import { buildPeftModel, padIdOf, prepareRun } from "./train-run.js";
+import { HANDOFF_OPTIONS, HANDOFF_USAGE, handOffToAccelerate, handoffOptions } from "./train-accelerate.js";
 
 export const TRAIN_USAGE = `usage: peft train CONFIG.{json,yaml} [--resume] [--max-steps N] [--output-dir DIR]
+       peft train CONFIG.{json,yaml} --engine accelerate [--num-processes N] [--python PATH] [--dry-run] [--same-init]
 
 Fine-tune a model with a PEFT method as the config file says:
   model_name_or_path  model folder (config.json + model.safetensors)
@@ -51,35 +44,7 @@ Options:
   --resume            continue from the latest checkpoint-N in output_dir
   --max-steps N       override training_args.max_steps
   --output-dir DIR    override training_args.output_dir
-`;
-
-/** Tokenize the records of a dataset for the config's format; records that teach nothing are dropped with a warning. */
-function tokenizeDataset(ds: Dataset, cfg: TrainConfig, tok: PreTrainedTokenizer, file: string): Dataset {
-  const opts = { maxLength: cfg.max_length };
-  const examples: Example[] = [];
-  let dropped = 0;
-  ds.examples.forEach((record, i) => {
-    let e: Example;
-    try {
-      if (cfg.dataset_format === "instruction") e = tokenizeInstruction(tok, record, { ...opts, ...(cfg.system_prompt ? { defaultSystem: cfg.system_prompt } : {}) });
-      else if (cfg.dataset_format === "text") e = tokenizeText(tok, record, { ...opts, field: cfg.text_field });
-      else e = tokenizeClassification(tok, record, opts);
-    } catch (err) {
-      throw new CliError(`${file}: record ${i + 1}: ${(err as Error).message}`, `every record must fit dataset_format "${cfg.dataset_format}"`);
-    }
-    const labels = e["labels"];
-    if (Array.isArray(labels) && !labels.some((l) => l !== -100)) dropped++;
-    else examples.push(e);
-  });
-  if (dropped > 0) process.emitWarning(`${file}: ${dropped} record(s) dropped: their prompt fills max_length (${cfg.max_length}) and leaves no response tokens to learn`);
-  if (examples.length === 0) throw new CliError(`${file}: no record has tokens to learn within max_length ${cfg.max_length}`, "raise max_length or shorten the prompts");
-  return new Dataset(examples);
-}
-
-/** The task_type the dataset format needs. */
-function taskTypeFor(format: TrainConfig["dataset_format"]): string {
-  return format === "classification" ? "SEQ_CLS" : "CAUSAL_LM";
-}
+${HANDOFF_USAGE}`;
 
 /**
  * The end-of-run save of `peft train` into output_dir, every file atomic: the adapter (its folder swapped whole), the
@@ -110,78 +75,22 @@ export function train(argv: string[]): void {
       resume: { type: "boolean" },
       "max-steps": { type: "string" },
       "output-dir": { type: "string" },
+      ...HANDOFF_OPTIONS,
     },
   });
   if (positionals.length !== 1) {
     throw new CliError(positionals.length === 0 ? "peft train needs a config file" : `peft train takes one config file, got ${positionals.length}: ${positionals.join(" ")}`, "usage: peft train CONFIG.{json,yaml} (see peft train --help)");
   }
-  const configPath = positionals[0]!;
-  const cfg = parseTrainConfig(readConfigFile(configPath), configPath);
-  const argFields = { ...cfg.training_args };
-  if (values["max-steps"] !== undefined) argFields["max_steps"] = intOption("--max-steps", values["max-steps"], 1);
-  if (values["output-dir"] !== undefined) argFields["output_dir"] = values["output-dir"];
-  const args = TrainingArguments(argFields as Partial<TrainingArguments>);
-
-  // Check every path before loading anything heavy (Hub ids become their cached snapshot folders first).
-  resolveConfigIds(cfg);
-  requireModelDir(cfg.model_name_or_path, "model_name_or_path");
-  if (!existsSync(join(cfg.tokenizer, "tokenizer.json"))) {
-    throw new CliError(`${cfg.tokenizer === cfg.model_name_or_path ? "model_name_or_path" : "tokenizer"}: no tokenizer.json in ${cfg.tokenizer}`,
-      'set "tokenizer" in the config to a folder with tokenizer.json');
+  const handoff = handoffOptions(values);
+  if (handoff && values.resume) throw new CliError("--resume is not available with --engine accelerate", "resume a hand-off run with transformers' own resume_from_checkpoint, or train with peft-ts");
+  const run = prepareRun(positionals[0]!, values);
+  if (handoff) {
+    handOffToAccelerate(run, handoff);
+    return;
   }
-  for (const [field, path] of [["dataset", cfg.dataset], ["eval_dataset", cfg.eval_dataset]] as const) {
-    if (path !== null && !existsSync(path)) throw new CliError(`${field}: file ${path} does not exist`, `set "${field}" to a JSON array or JSONL file (relative paths are relative to the working directory)`);
-  }
-  if (values.resume && listCheckpoints(args.output_dir).length === 0) {
-    throw new CliError(`--resume: no checkpoint-N folder in ${args.output_dir}`, "checkpoints are written every save_steps steps; run without --resume to start over");
-  }
-  const peftFields = { ...cfg.peft };
-  const wantedTask = taskTypeFor(cfg.dataset_format);
-  peftFields["task_type"] ??= wantedTask;
-  if (peftFields["task_type"] !== wantedTask) {
-    throw new CliError(`peft.task_type is ${JSON.stringify(peftFields["task_type"])} but dataset_format "${cfg.dataset_format}" trains ${wantedTask}`, `set peft.task_type to "${wantedTask}" or leave it out`);
-  }
-  let peftConfig: PeftConfig;
-  try {
-    peftConfig = configFromJson(peftFields, false);
-  } catch (err) {
-    const hint = err instanceof PeftError ? err.hint : undefined;
-    throw new CliError(`peft: ${(err as Error).message}`, hint ?? `fix the "peft" object of ${configPath} (the method's config in HF field names)`);
-  }
-
-  const tok = loadTokenizer(cfg.tokenizer);
-  const trainRecords = loadDataset(cfg.dataset);
-  let trainSet = tokenizeDataset(trainRecords, cfg, tok, cfg.dataset);
-  let evalSet: Dataset | undefined;
-  if (cfg.eval_dataset !== null) evalSet = tokenizeDataset(loadDataset(cfg.eval_dataset), cfg, tok, cfg.eval_dataset);
-  else if (cfg.eval_split !== null) {
-    let split;
-    try {
-      split = trainSet.trainTestSplit(cfg.eval_split, args.seed);
-    } catch (err) {
-      throw new CliError(`eval_split: ${(err as Error).message}`, "use a smaller eval_split or more records");
-    }
-    [trainSet, evalSet] = [split.train, split.test];
-  }
-  if (args.eval_strategy !== "no" && !evalSet) {
-    throw new CliError(`training_args.eval_strategy is "${args.eval_strategy}" but there is no eval data`, 'add "eval_dataset" (a file) or "eval_split" (e.g. 0.1) to the config, or set eval_strategy "no"');
-  }
-
-  const overrides: Record<string, unknown> = {};
-  if (cfg.dataset_format === "classification") {
-    const labels = trainSet.examples.map((e) => e["label"] as number);
-    const numLabels = cfg.num_labels ?? Math.max(...labels) + 1;
-    const bad = [...labels, ...(evalSet?.examples.map((e) => e["label"] as number) ?? [])].find((l) => !Number.isInteger(l) || l < 0 || l >= numLabels);
-    if (bad !== undefined) throw new CliError(`classification label ${bad} is not a class id in 0..${numLabels - 1}`, "labels must be integers from 0 to num_labels - 1");
-    overrides["num_labels"] = numLabels;
-  }
-
-  manualSeed(args.seed);
-  const task = cfg.dataset_format === "classification" ? "sequence-classification" : "causal-lm";
-  const base = loadModel(cfg.model_name_or_path, task, overrides, true, { dtype: cfg.model.dtype, quantizationConfig: cfg.model.quantization_config });
-  const padId = tok.padTokenId ?? 0;
-  if (base.config.pad_token_id === null || base.config.pad_token_id === undefined) base.config.pad_token_id = padId;
-  const model = getPeftModel(base, peftConfig);
+  const { cfg, args, peftConfig, trainSet, evalSet } = run;
+  const model = buildPeftModel(run);
+  const padId = padIdOf(run);
   model.printTrainableParameters();
   console.log(`train examples: ${trainSet.length}${evalSet ? ` | eval examples: ${evalSet.length}` : ""} | output_dir: ${args.output_dir}`);
 
