@@ -92,6 +92,7 @@ def make_adapters():
         with open(cfg_path) as f:
             cfg = json.load(f)
         cfg["base_model_name_or_path"] = "gpt2-tiny"
+        cfg["target_modules"] = sorted(cfg["target_modules"])  # a Python set: its order changes between runs
         with open(cfg_path, "w") as f:
             json.dump(cfg, f, indent=2, sort_keys=True)
 
@@ -150,8 +151,8 @@ def main():
         model.base_model.set_adapter(active)
         expected["active_" + "_".join(active) + ".logits"] = logits(model)
 
-    # Status objects: first trainable, second and third loaded for inference, then first and second active, then merged, then disabled.
-    model = load(["first", "second", "third"], trainable=("first",))
+    # Status objects: first and second trainable, third loaded for inference, then first and second active, then merged, then disabled.
+    model = load(["first", "second", "third"], trainable=("first", "second"))
     cases["status"]["loaded"] = status_json(model)
     model.base_model.set_adapter(["first", "second"])
     cases["status"]["active_first_second"] = status_json(model)

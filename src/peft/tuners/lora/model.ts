@@ -33,7 +33,7 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
   }
 
   /** Rank, alpha and init of the adapter for one module (rank_pattern / alpha_pattern override r / lora_alpha). */
-  protected settingsFor(config: LoraConfig, key: string): LoraSettings {
+  settingsFor(config: LoraConfig, key: string): LoraSettings {
     // Each pattern is searched on its own, as in peft (a module may match one key of rank_pattern and another of alpha_pattern).
     const rKey = patternKey(Object.keys(config.rank_pattern ?? {}), key);
     const alphaKey = patternKey(Object.keys(config.alpha_pattern ?? {}), key);
