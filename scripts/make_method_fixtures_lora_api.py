@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import AdaLoraConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, PeftModel, get_peft_model
 from peft.peft_model import get_layer_status, get_model_status
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from peft.utils.hotswap import hotswap_adapter
@@ -161,6 +161,18 @@ def main():
     model.unmerge_adapter()
     with model.disable_adapter():
         cases["status"]["disabled"] = status_json(model)
+
+    # How each method's layer names itself in the status (on lm_head, a plain Linear every method supports).
+    cases["module_types"] = {}
+    for method, config in (
+        ("LORA", LoraConfig(target_modules=["lm_head", "wte"])),
+        ("IA3", IA3Config(target_modules=["lm_head"], feedforward_modules=[])),
+        ("LOHA", LoHaConfig(target_modules=["lm_head"])),
+        ("LOKR", LoKrConfig(target_modules=["lm_head"])),
+        ("ADALORA", AdaLoraConfig(target_modules=["lm_head"], total_step=10)),
+    ):
+        model = get_peft_model(base_model(), config)
+        cases["module_types"][method] = {s.name: s.module_type for s in get_layer_status(model)}
 
     # State-dict keys: what get_peft_model_state_dict returns per adapter, and what loading second's file as "first" reports.
     model = load(["first", "second", "third"])

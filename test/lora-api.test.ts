@@ -9,7 +9,8 @@ import { fromPretrained } from "../src/models/auto.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import {
   LoraConfig, LoraLinear, TaskType, getLayerStatus, getModelStatus, getPeftModel, getPeftModelStateDict, hotswapAdapter,
-  injectAdapterInModel, setPeftModelStateDict, PromptTuningConfig, type LoraModel, type PeftModel,
+  injectAdapterInModel, setPeftModelStateDict, PromptTuningConfig, IA3Config, LoHaConfig, LoKrConfig, AdaLoraConfig,
+  type LoraModel, type PeftModel,
 } from "../src/peft/index.js";
 import { ConfigError, ModelMismatchError } from "../src/errors.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
@@ -66,6 +67,21 @@ describe("getModelStatus / getLayerStatus equal peft's", () => {
       assert.deepEqual(got, { ...rest, trainable_params: 8960 });
       assert.deepEqual(getLayerStatus(peft).map((l) => l.enabled), want.layers.map((l) => l["enabled"]));
     });
+  });
+
+  it("each method's layers name themselves as peft's do", () => {
+    const configs = {
+      LORA: LoraConfig({ target_modules: ["lm_head", "wte"] }),
+      IA3: IA3Config({ target_modules: ["lm_head"], feedforward_modules: [] }),
+      LOHA: LoHaConfig({ target_modules: ["lm_head"] }),
+      LOKR: LoKrConfig({ target_modules: ["lm_head"] }),
+      ADALORA: AdaLoraConfig({ target_modules: ["lm_head"], total_step: 10 }),
+    };
+    const want = LORA_API_CASES["module_types"] as Record<string, Record<string, string>>;
+    for (const [method, config] of Object.entries(configs)) {
+      const model = getPeftModel(fromPretrained(modelDir("gpt2"), "causal-lm"), config);
+      assert.deepEqual(Object.fromEntries(getLayerStatus(model).map((l) => [l.name, l.moduleType])), want[method], method);
+    }
   });
 
   it("mixed merges are irregular; a model without adapter layers and prompt learning are refused", () => {
