@@ -110,7 +110,7 @@ export function getModelStatus(model: PeftModel | Module): TunerModelStatus {
     totalParams,
     numAdapterLayers: layers.length,
     enabled: enabledSet.size === 1 ? [...enabledSet][0]! : "irregular",
-    activeAdapters: activeSet.size === 0 ? [] : activeSet.size === 1 ? layers[0]!.activeAdapters : "irregular",
+    activeAdapters: activeSet.size === 1 ? layers[0]!.activeAdapters : "irregular",
     mergedAdapters: mixed ? "irregular" : [...mergedAll].sort(),
     requiresGrad: Object.fromEntries([...grads].map(([k, v]) => [k, agreement(v)])),
     availableAdapters: [...new Set(layers.flatMap((l) => l.availableAdapters))].sort(),
