@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
 
-from peft import AdaLoraConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, PeftModel, get_peft_model
+from peft import AdaLoraConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, PeftModel, get_peft_model, inject_adapter_in_model
 from peft.peft_model import get_layer_status, get_model_status
 from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 from peft.utils.hotswap import hotswap_adapter
@@ -184,6 +184,10 @@ def main():
         "unexpected_keys": sorted(result.unexpected_keys),
         "missing_lora_keys": sorted(k for k in result.missing_keys if "lora_" in k and (k.endswith(".first") or ".first." in k)),
     }
+
+    # inject_adapter_in_model: the adapter layers in the bare model, state-dict keys without base_model.model.
+    model = inject_adapter_in_model(LoraConfig(r=2, target_modules=["c_attn"], modules_to_save=["ln_f"]), base_model(), "mine")
+    cases["state_dict"]["injected_mine"] = sorted(get_peft_model_state_dict(model, adapter_name="mine").keys())
 
     # Hot swap: fourth (rank 2, c_attn only) into first (rank 4, c_attn + wte), same alpha_pattern/dropout/rslora/dora.
     model = load(["first"])

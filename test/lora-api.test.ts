@@ -14,7 +14,7 @@ import {
 } from "../src/peft/index.js";
 import { ConfigError, ModelMismatchError } from "../src/errors.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
-import { manualSeed, noGrad } from "../src/tensor/index.js";
+import { manualSeed, noGrad, tensor, zeros } from "../src/tensor/index.js";
 import { modelDir } from "./golden.js";
 import { assertClose, values } from "./helpers.js";
 import { LORA_API_CASES, loadLoraApiAdapters, loraApiAdapter, loraApiExpected, loraApiInputs } from "./lora-api-fixtures.js";
@@ -135,6 +135,28 @@ describe("getPeftModelStateDict / setPeftModelStateDict", () => {
   });
 });
 
+describe("state dicts of a model given adapters by injectAdapterInModel", () => {
+  it("keys are the model's own paths, as peft's; a round trip through setPeftModelStateDict restores the values", () => {
+    const config = LoraConfig({ r: 2, target_modules: ["c_attn"], modules_to_save: ["ln_f"], init_lora_weights: false, fan_in_fan_out: true });
+    const model = injectAdapterInModel(config, fromPretrained(modelDir("gpt2"), "causal-lm"), "mine");
+    const sd = getPeftModelStateDict(model, "mine");
+    assert.deepEqual([...sd.keys()].sort(), (LORA_API_CASES["state_dict"] as Record<string, unknown>)["injected_mine"]);
+    const wanted = [...sd].map(([k, t]) => [k, values(t)] as const);
+    const saved = new Map(wanted.map(([k, v]) => [k, tensor(Float32Array.from(v), sd.get(k)!.shape)]));
+    noGrad(() => { for (const t of sd.values()) t.copy_(zeros(t.shape)); });
+    assert.ok(values(sd.get("transformer.ln_f.weight")!).every((x) => x === 0));
+    const result = setPeftModelStateDict(model, saved, "mine");
+    assert.deepEqual(result.unexpectedKeys, []);
+    const after = getPeftModelStateDict(model, "mine");
+    for (const [k, v] of wanted) assert.deepEqual(values(after.get(k)!), v, k);
+    // A second adapter goes into the same model and has its own keys.
+    injectAdapterInModel(LoraConfig({ r: 2, target_modules: ["c_attn"], fan_in_fan_out: true }), model, "other");
+    assert.ok(model.getSubmodule("transformer.h.0.attn.c_attn") instanceof LoraLinear);
+    assert.deepEqual(getModelStatus(model).availableAdapters, ["mine", "other"]);
+    assert.throws(() => getPeftModelStateDict(model, "nope"), /no adapter named "nope"/);
+  });
+});
+
 describe("hotswapAdapter", () => {
   const golden = LORA_API_CASES["hotswap"] as Record<string, unknown>;
 
@@ -200,6 +222,7 @@ describe("setRequiresGrad and injectAdapterInModel", () => {
     const peft = getPeftModel(fromPretrained(modelDir("gpt2"), "causal-lm"), LoraConfig(config), "mine");
     const ids = loraApiInputs();
     assertClose(values((noGrad(() => model.forward(ids)) as ModelOutput).logits!), logits(peft), 1e-6, 0, "logits");
+    assert.throws(() => getPeftModelStateDict(fromPretrained(modelDir("gpt2"), "causal-lm")), /this model has no adapters/);
     assert.throws(() => injectAdapterInModel(PromptTuningConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 2 }), fromPretrained(modelDir("gpt2"), "causal-lm")), (e: unknown) => e instanceof ConfigError && /does not support PROMPT_TUNING/.test(e.message));
   });
 });

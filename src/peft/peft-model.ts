@@ -372,7 +372,21 @@ export function injectAdapterInModel(config: PeftConfig, model: PreTrainedModel,
     throw new ConfigError(`injectAdapterInModel does not support ${config.peft_type}: prompt learning methods and adaption prompt need a PeftModel`, "use getPeftModel(model, config)");
   }
   checkBeforeInjecting(model, config);
-  return method.createHost(model, config, adapterName).model;
+  const host = injectedHosts.get(model);
+  if (host && host.peftConfig.values().next().value?.peft_type !== config.peft_type) {
+    throw new ConfigError(`injectAdapterInModel: this model already has adapters of another method; cannot add a ${config.peft_type} adapter`);
+  }
+  if (host) host.injectAdapter(config, adapterName);
+  else injectedHosts.set(model, method.createHost(model, config, adapterName));
+  return model;
+}
+
+/** The hosts of models given adapters by injectAdapterInModel (peft keeps the configs on the model as `peft_config`). */
+const injectedHosts = new WeakMap<PreTrainedModel, AdapterHost>();
+
+/** The host holding the adapters injectAdapterInModel put into `model`, if any. */
+export function injectedHost(model: PreTrainedModel): AdapterHost | undefined {
+  return injectedHosts.get(model);
 }
 
 /** Read and parse adapter_config.json; inference_mode follows isTrainable. */
