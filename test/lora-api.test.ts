@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { fromPretrained } from "../src/models/auto.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import {
-  LoraConfig, LoraLinear, TaskType, getLayerStatus, getModelStatus, getPeftModel, getPeftModelStateDict, hotswapAdapter,
+  LoraConfig, LoraLinear, TaskType, getLayerStatus, getModelStatus, getPeftModel, getPeftModelStateDict, hotswapAdapter, hotswapAdapterFromStateDict,
   injectAdapterInModel, setPeftModelStateDict, PromptTuningConfig, IA3Config, LoHaConfig, LoKrConfig, AdaLoraConfig,
   type LoraModel, type PeftModel,
 } from "../src/peft/index.js";
@@ -185,9 +185,23 @@ describe("hotswapAdapter", () => {
     assert.deepEqual(logits(other), before);
   });
 
-  it("a larger rank and incompatible configs are refused", () => {
+  it("a larger rank replaces the factors (as peft's swap_tensors); swapping back pads again", () => {
+    const peft = loadLoraApiAdapters(["fourth"], ["fourth"]);
+    hotswapAdapter(peft, loraApiAdapter("third"), "fourth");
+    assertClose(logits(peft), logits(loadLoraApiAdapters(["third"])), 1e-5, 0, "vs third loaded");
+    const layer = (peft.base_model as LoraModel).model.getSubmodule("transformer.h.1.attn.c_attn") as LoraLinear;
+    assert.deepEqual([layer.r.get("fourth"), layer.loraFactors("fourth").A.shape, layer.loraFactors("fourth").B.shape], [4, [4, 64], [192, 4]]);
+    assert.ok(peft.base_model.adapterParameters("fourth").every((p) => p.requiresGrad), "stays trainable");
+    hotswapAdapter(peft, loraApiAdapter("fourth"), "fourth");
+    assertClose(logits(peft), logits(loadLoraApiAdapters(["fourth"])), 1e-5, 0, "vs fourth loaded");
+  });
+
+  it("other shapes, a larger rank in one factor only, and incompatible configs are refused", () => {
     const peft = loadLoraApiAdapters(["fourth"]);
-    assert.throws(() => hotswapAdapter(peft, loraApiAdapter("third"), "fourth"), (e: unknown) => e instanceof ModelMismatchError && /Incompatible shapes found for LoRA weights .*lora_A\.fourth\.weight: \[2, 64\] vs \[4, 64\]/.test(e.message));
+    const key = "base_model.model.transformer.h.0.attn.c_attn.lora_A.fourth.weight";
+    const config = peft.peftConfig["fourth"] as LoraConfig;
+    assert.throws(() => hotswapAdapterFromStateDict(peft, new Map([[key, zeros([2, 65])]]), "fourth", config), (e: unknown) => e instanceof ModelMismatchError && /Incompatible shapes found for LoRA weights .*lora_A\.fourth\.weight: \[2, 64\] vs \[2, 65\]/.test(e.message));
+    assert.throws(() => hotswapAdapterFromStateDict(peft, new Map([[key, zeros([3, 64])]]), "fourth", config), /lora_A\.fourth\.weight has a larger rank than the loaded adapter but .*lora_B\.fourth\.weight does not/);
     manualSeed(3);
     const rslora = getPeftModel(fromPretrained(modelDir("gpt2"), "causal-lm"), LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, target_modules: ["c_attn"], use_rslora: true, fan_in_fan_out: true }));
     assert.throws(() => hotswapAdapter(rslora, loraApiAdapter("third"), "default"), (e: unknown) => e instanceof ConfigError && e.message === "Configs are incompatible: for use_rslora, true != false");

@@ -2,23 +2,25 @@
  * peft's hotswap_adapter for LoRA: replace a loaded adapter's weights and scaling in place with those of another
  * saved adapter, keeping its name (serving swaps adapters without rebuilding the model). The configs must agree on
  * what the weights cannot carry (use_rslora, lora_dropout, alpha_pattern, use_dora); the new adapter may target
- * fewer layers (the others are zeroed) but no new ones, and a smaller rank is zero-padded.
+ * fewer layers (the others are zeroed) but no new ones. A smaller rank is zero-padded (peft's fallback, the same
+ * outputs); a larger one replaces the factors with tensors of the new rank (what peft's torch.utils.swap_tensors does).
  *
  * Where this differs from peft 0.15.2: scaling follows rank_pattern / alpha_pattern by module path (peft matches the
  * patterns against parameter names, so they never apply), and embedding layers are swapped too (peft looks for their
- * scaling on the parent module and fails). A larger rank is refused, as in peft without torch.utils.swap_tensors.
+ * scaling on the parent module and fails).
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { loadSafetensors } from "../../../io/safetensors.js";
-import { fmtShape, noGrad, sameShape, tensor, zeros, type Tensor } from "../../../tensor/index.js";
+import { fmtShape, noGrad, parameter, sameShape, tensor, zeros, type Tensor } from "../../../tensor/index.js";
+import { Linear } from "../../../nn/index.js";
 import { CheckpointError, ConfigError, ModelMismatchError } from "../../../errors.js";
 import type { PeftConfig } from "../../config.js";
 import { HOST_NAME } from "../../contract.js";
 import { readAdapterConfig, type PeftModel } from "../../peft-model.js";
 import { insertAdapterName } from "../../state-dict.js";
 import type { LoraConfig } from "./config.js";
-import { LoraLayer, loraScaling } from "./layer.js";
+import { LoraEmbedding, LoraLayer, LoraLinear, loraScaling } from "./layer.js";
 import { LoraModel } from "./model.js";
 
 /** Config fields that change a LoRA adapter's output besides its weights, so hot-swapped adapters must agree on them. */
@@ -65,14 +67,23 @@ export function hotswapAdapterFromStateDict(model: PeftModel, stateDict: Readonl
   }
   // Check every shape before changing anything, so a refused swap leaves the model as it was.
   const layers = new Map([...stateDict.keys()].map((k) => [k, owningLayer(model, k)]));
-  for (const [k, t] of stateDict) paddedInto(own.get(k)!, t, k);
+  const grown = new Set<string>();
+  for (const [k, t] of stateDict) if (swapKind(own.get(k)!, t, k) === "grow") grown.add(k);
+  for (const k of grown) {
+    const partner = k.replace(/lora_(embedding_)?([AB])\./, (_, e: string | undefined, f: string) => `lora_${e ?? ""}${f === "A" ? "B" : "A"}.`);
+    if (!grown.has(partner)) throw new ModelMismatchError(`Hot swapping the adapter did not succeed: ${k} has a larger rank than the loaded adapter but ${partner} does not`, "a larger rank needs both factors, A and B, in the new adapter");
+  }
   const modelPrefix = `${HOST_NAME}.model.`;
   noGrad(() => {
     for (const k of own.keys()) if (k.includes("lora_") && k.includes(adapterName) && !stateDict.has(k)) own.get(k)!.copy_(zeros(own.get(k)!.shape));
     for (const [k, t] of stateDict) {
       const { layer, path } = layers.get(k)!;
       layer.setScale(adapterName, loraScaling(host.settingsFor(config, path.slice(modelPrefix.length))));
-      const padded = paddedInto(own.get(k)!, t, k);
+      if (grown.has(k)) {
+        replaceFactor(layer, k.slice(path.length + 1).split(".")[0]!, adapterName, t, own.get(k)!.requiresGrad);
+        continue;
+      }
+      const padded = paddedInto(own.get(k)!, t);
       own.get(k)!.copy_(padded);
       if (padded !== t) padded.dispose();
     }
@@ -90,16 +101,41 @@ function owningLayer(model: PeftModel, key: string): { layer: LoraLayer; path: s
   throw new ModelMismatchError(`Hot swapping the adapter did not succeed: ${key} is not a parameter of a LoRA layer`);
 }
 
+/** How `t` goes into `target`: copied, zero-padded to its rank, or replacing it at a larger rank; other shapes are refused. */
+function swapKind(target: Tensor, t: Tensor, key: string): "copy" | "pad" | "grow" {
+  if (sameShape(target.shape, t.shape)) return "copy";
+  // The rank is the rows of A (lora_A, lora_embedding_A) and the columns of B.
+  const rankDim = /\.lora_(embedding_)?A\./.test(key) ? 0 : 1;
+  if (target.rank === 2 && t.rank === 2 && target.shape[1 - rankDim] === t.shape[1 - rankDim]) return t.shape[rankDim]! < target.shape[rankDim]! ? "pad" : "grow";
+  throw new ModelMismatchError(`Incompatible shapes found for LoRA weights ${key}: ${fmtShape(target.shape)} vs ${fmtShape(t.shape)}`, "only the rank may differ between hot-swapped adapters");
+}
+
 /** `t` in the shape of `target`: itself when equal, else zero-padded along the rank dimension (rows of A, columns of B). */
-function paddedInto(target: Tensor, t: Tensor, key: string): Tensor {
+function paddedInto(target: Tensor, t: Tensor): Tensor {
   if (sameShape(target.shape, t.shape)) return t;
   const [rows, cols] = target.shape as [number, number];
   const [r, c] = t.shape as [number, number];
-  const fits = target.rank === 2 && t.rank === 2 && ((r < rows && c === cols) || (r === rows && c < cols));
-  if (!fits) {
-    throw new ModelMismatchError(`Incompatible shapes found for LoRA weights ${key}: ${fmtShape(target.shape)} vs ${fmtShape(t.shape)}`, "hot-swapping needs the new adapter's rank to be at most the loaded adapter's; load the adapter with the largest rank first");
-  }
   const src = t.dataSync(), out = new Float32Array(rows * cols);
   for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) out[i * cols + j] = src[i * c + j]!;
   return tensor(out, [rows, cols]);
+}
+
+/** Put factor `attr` (lora_A, lora_B, lora_embedding_A/B) of `adapter` back at the new tensor's rank, and record that rank. */
+function replaceFactor(layer: LoraLayer, attr: string, adapter: string, t: Tensor, requiresGrad: boolean): void {
+  const value = parameter(tensor(t.dataSync().slice(), [...t.shape]));
+  value.requiresGrad = requiresGrad;
+  if (layer instanceof LoraLinear && (attr === "lora_A" || attr === "lora_B")) {
+    const [out, inp] = t.shape as [number, number];
+    const replacement = new Linear(inp, out, { bias: false });
+    replacement.weight.dispose();
+    replacement.weight = replacement.registerParameter("weight", value);
+    layer[attr].get(adapter).dispose();
+    layer[attr].set(adapter, replacement);
+  } else if (layer instanceof LoraEmbedding && (attr === "lora_embedding_A" || attr === "lora_embedding_B")) {
+    layer[attr].ownParameter(adapter)?.dispose();
+    layer[attr].registerParameter(adapter, value);
+  } else {
+    throw new ModelMismatchError(`Hot swapping the adapter did not succeed: cannot change the rank of ${attr} in a ${layer.moduleType()} layer`);
+  }
+  layer.r.set(adapter, layer.loraFactors(adapter).A.shape[0]!);
 }
