@@ -202,6 +202,9 @@ describe("hotswapAdapter", () => {
     const config = peft.peftConfig["fourth"] as LoraConfig;
     assert.throws(() => hotswapAdapterFromStateDict(peft, new Map([[key, zeros([2, 65])]]), "fourth", config), (e: unknown) => e instanceof ModelMismatchError && /Incompatible shapes found for LoRA weights .*lora_A\.fourth\.weight: \[2, 64\] vs \[2, 65\]/.test(e.message));
     assert.throws(() => hotswapAdapterFromStateDict(peft, new Map([[key, zeros([3, 64])]]), "fourth", config), /lora_A\.fourth\.weight has a larger rank than the loaded adapter but .*lora_B\.fourth\.weight does not/);
+    peft.mergeAdapter();
+    assert.throws(() => hotswapAdapter(peft, loraApiAdapter("fourth"), "fourth"), (e: unknown) => e instanceof ConfigError && /while it is merged/.test(e.message));
+    peft.unmergeAdapter();
     manualSeed(3);
     const rslora = getPeftModel(fromPretrained(modelDir("gpt2"), "causal-lm"), LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, target_modules: ["c_attn"], use_rslora: true, fan_in_fan_out: true }));
     assert.throws(() => hotswapAdapter(rslora, loraApiAdapter("third"), "default"), (e: unknown) => e instanceof ConfigError && e.message === "Configs are incompatible: for use_rslora, true != false");

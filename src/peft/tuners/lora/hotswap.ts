@@ -55,11 +55,14 @@ export function hotswapAdapter(model: PeftModel, dir: string, adapterName: strin
 /**
  * peft's hotswap_adapter_from_state_dict: `stateDict` is keyed as the PeftModel's own parameters (adapter name
  * inserted). Every key must exist in the model; the adapter's tensors it lacks are zeroed; each layer's scaling
- * becomes the new config's.
+ * becomes the new config's. A merged adapter must be unmerged first (its delta is in the base weights).
  */
 export function hotswapAdapterFromStateDict(model: PeftModel, stateDict: ReadonlyMap<string, Tensor>, adapterName: string, config: LoraConfig): void {
   const host = model.base_model;
   if (!(host instanceof LoraModel)) throw new ConfigError(`hot-swapping supports LoRA models; this model's adapters are ${model.activePeftConfig.peft_type}`);
+  if (host.tunerLayers().some(([, l]) => l.mergedAdapters.includes(adapterName))) {
+    throw new ConfigError(`cannot hot-swap adapter "${adapterName}" while it is merged into the base weights`, "call unmergeAdapter() first");
+  }
   const own = model.stateDict();
   const unexpected = [...stateDict.keys()].filter((k) => !own.has(k));
   if (unexpected.length > 0) {
