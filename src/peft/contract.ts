@@ -22,8 +22,10 @@ export const HOST_NAME = "base_model";
 /** Which of peft's task forwards (PeftModelForCausalLM.forward, …) a PeftModel runs. */
 export type PeftTask = "causal-lm" | "seq2seq-lm" | "sequence-classification" | "token-classification" | "question-answering" | "feature-extraction";
 
-/** How add_weighted_adapter combines LoRA adapters (the ones implemented here). */
-export type CombinationType = "linear" | "cat" | "svd";
+/** How add_weighted_adapter combines LoRA adapters (peft 0.15.2's combination types). */
+export type CombinationType =
+  | "linear" | "cat" | "svd" | "ties" | "ties_svd" | "dare_linear" | "dare_linear_svd" | "dare_ties" | "dare_ties_svd"
+  | "magnitude_prune" | "magnitude_prune_svd";
 
 /** Options of addWeightedAdapter (peft's keyword arguments; LoRA only). */
 export interface WeightedAdapterOptions {
@@ -33,6 +35,15 @@ export interface WeightedAdapterOptions {
   svdRank?: number | null;
   /** Quantile in [0, 1] at which an "svd" result's entries are clamped (default: no clamping). */
   svdClamp?: number | null;
+  /** Fraction of values kept by pruning, in [0, 1]; required by ties, dare_* and magnitude_prune (and their _svd). */
+  density?: number | null;
+  /** How ties / dare_ties elect each value's sign: "total" (default, sum of values) or "frequency" (count of signs). */
+  majoritySignMethod?: "total" | "frequency";
+  /**
+   * DARE's mask source: (count, density) → count values, each 1 with probability density, else 0. Defaults to
+   * peft-ts' seeded generator (manualSeed), whose masks differ from torch's.
+   */
+  bernoulliMask?: (count: number, density: number) => ArrayLike<number>;
 }
 
 /** Capability: adapters fold into the base weights and back out. */

@@ -13,7 +13,7 @@ export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
 export {
   PeftModel, PeftModelForCausalLM, PeftModelForSeq2SeqLM, PeftModelForSequenceClassification, PeftModelForTokenClassification,
-  PeftModelForQuestionAnswering, PeftModelForFeatureExtraction, getPeftModel, readAdapterConfig,
+  PeftModelForQuestionAnswering, PeftModelForFeatureExtraction, getPeftModel, readAdapterConfig, injectAdapterInModel, countTrainableParameters,
   AutoPeftModel, AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
   AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
 } from "./peft-model.js";
@@ -28,6 +28,11 @@ export {
   LoraConfig, LoraModel, LoraLayer, LoraLinear, LoraEmbedding, DoraLayer, DoraLinearVariant, plainLora, LORA_DISPATCHERS, dispatchLinear, dispatchEmbedding,
 } from "./tuners/lora/index.js";
 export type { LoraVariant, LoraDispatcher } from "./tuners/lora/index.js";
+export { hotswapAdapter, hotswapAdapterFromStateDict, checkHotswapConfigsCompatible } from "./tuners/lora/index.js";
+export { getLayerStatus, getModelStatus } from "./status.js";
+export type { TunerLayerStatus, TunerModelStatus } from "./status.js";
+export { getPeftModelStateDict, setPeftModelStateDict } from "./peft-state-dict.js";
+export type { StateDictLoadResult } from "./peft-state-dict.js";
 export type { CombinationType, WeightedAdapterOptions } from "./contract.js";
 export { AdaLoraConfig, AdaLoraModel, AdaLoraLinear, RankAllocator, budgetSchedule } from "./tuners/adalora/index.js";
 export type { RankPattern } from "./tuners/adalora/index.js";

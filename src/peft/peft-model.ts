@@ -23,6 +23,7 @@ import { checkAdapterFitsInMemory } from "./memory.js";
 import { TASK_HEADS } from "./mapping.js";
 import { HOST_NAME, type AdapterHost, type Merging, type PeftTask, type WeightedAdapterOptions } from "./contract.js";
 import { adapterModelCard } from "./model-card.js";
+import { ConfigError } from "../errors.js";
 
 /** Options of savePretrained. */
 export interface SaveOptions {
@@ -37,6 +38,16 @@ export interface LoadOptions extends HubOptions {
   adapterName?: string;
   /** Load with trainable adapter weights (frozen by default, as in HF). */
   isTrainable?: boolean;
+}
+
+/** [trainable, all] parameter counts of any module (peft's get_nb_trainable_parameters; shared tensors counted once). */
+export function countTrainableParameters(module: Module): [number, number] {
+  let trainable = 0, all = 0;
+  for (const p of module.parameters()) {
+    all += p.size;
+    if (p.requiresGrad) trainable += p.size;
+  }
+  return [trainable, all + quantizedWeightElements(module)]; // quantised weights are no parameters; peft counts them unpacked
 }
 
 /** Where a config enters a model: its values are checked again (it may have been edited), then its memory need. */
@@ -117,12 +128,7 @@ export class PeftModel extends Module {
 
   /** [trainable, all] parameter counts (HF's get_nb_trainable_parameters; shared tensors counted once). */
   getNbTrainableParameters(): [number, number] {
-    let trainable = 0, all = 0;
-    for (const p of this.parameters()) {
-      all += p.size;
-      if (p.requiresGrad) trainable += p.size;
-    }
-    return [trainable, all + quantizedWeightElements(this)]; // quantised weights are no parameters; peft counts them unpacked
+    return countTrainableParameters(this);
   }
 
   /** The line HF peft prints: "trainable params: 2,048 || all params: 122,624 || trainable%: 1.6701". */
@@ -153,6 +159,17 @@ export class PeftModel extends Module {
     if (!(adapterName in this.peftConfig)) throw new Error(`adapter "${adapterName}" not found; adapters: ${Object.keys(this.peftConfig).join(", ")}`);
     this.base_model.setAdapter(adapterName);
     this.activeAdapter = adapterName;
+  }
+
+  /**
+   * Make the named adapters' parameters (layers and modules_to_save copies) trainable, or frozen with false,
+   * whichever adapters are active (peft's set_requires_grad).
+   */
+  setRequiresGrad(adapterNames: string | string[], requiresGrad = true): void {
+    const names = typeof adapterNames === "string" ? [adapterNames] : adapterNames;
+    const unknown = names.filter((n) => !(n in this.peftConfig));
+    if (unknown.length > 0) throw new ConfigError(`setRequiresGrad: no adapter named ${unknown.map((n) => `"${n}"`).join(", ")}`, `adapters: ${Object.keys(this.peftConfig).join(", ")}`);
+    for (const n of names) for (const p of this.base_model.adapterParameters(n)) p.requiresGrad = requiresGrad;
   }
 
   /** Delete an adapter and its weights. */
@@ -343,6 +360,33 @@ const TASK_CLASSES: Record<string, new (model: PreTrainedModel, config: PeftConf
 export function getPeftModel(model: PreTrainedModel, config: PeftConfig, adapterName = "default"): PeftModel {
   const cls = config.task_type ? TASK_CLASSES[config.task_type] : PeftModel;
   return new (cls ?? PeftModel)(model, config, adapterName);
+}
+
+/**
+ * Inject a new adapter's layers into `model` in place, without a PeftModel around it (peft's inject_adapter_in_model);
+ * returns the model. Injected-layers methods only (not LLaMA-Adapter, as in peft).
+ */
+export function injectAdapterInModel(config: PeftConfig, model: PreTrainedModel, adapterName = "default"): PreTrainedModel {
+  const method = methodFor(config.peft_type);
+  if (method.family !== "injected-layers" || config.peft_type === "ADAPTION_PROMPT") {
+    throw new ConfigError(`injectAdapterInModel does not support ${config.peft_type}: prompt learning methods and adaption prompt need a PeftModel`, "use getPeftModel(model, config)");
+  }
+  checkBeforeInjecting(model, config);
+  const host = injectedHosts.get(model);
+  if (host && host.peftConfig.values().next().value?.peft_type !== config.peft_type) {
+    throw new ConfigError(`injectAdapterInModel: this model already has adapters of another method; cannot add a ${config.peft_type} adapter`);
+  }
+  if (host) host.injectAdapter(config, adapterName);
+  else injectedHosts.set(model, method.createHost(model, config, adapterName));
+  return model;
+}
+
+/** The hosts of models given adapters by injectAdapterInModel (peft keeps the configs on the model as `peft_config`). */
+const injectedHosts = new WeakMap<PreTrainedModel, AdapterHost>();
+
+/** The host holding the adapters injectAdapterInModel put into `model`, if any. */
+export function injectedHost(model: PreTrainedModel): AdapterHost | undefined {
+  return injectedHosts.get(model);
 }
 
 /** Read and parse adapter_config.json; inference_mode follows isTrainable. */

@@ -62,13 +62,10 @@ export function insertAdapterName(key: string, prefix: string, adapterName: stri
 }
 
 /**
- * Copy saved adapter tensors into the model. Keys the model lacks, or shapes that differ, mean the adapter was
- * made for another base model (or another config): that is an error naming the keys.
+ * Saved keys → the model's own keys for adapter `adapterName` (peft's set_peft_model_state_dict mapping): the
+ * adapter name inserted after the method's prefix, modules_to_save copies under their wrapper.
  */
-export function loadAdapterStateDict(
-  root: Module, method: InjectedLayersMethod, saved: ReadonlyMap<string, Tensor>, adapterName: string, where: string, keyPrefix: string,
-): { missingKeys: string[] } {
-  const own = prefixedStateDict(root, keyPrefix);
+export function mapSavedKeys(root: Module, method: InjectedLayersMethod, saved: ReadonlyMap<string, Tensor>, adapterName: string, keyPrefix: string): Map<string, Tensor> {
   const wrapperPaths = wrappers(root, keyPrefix).map(([p]) => p);
   const mapped = new Map<string, Tensor>();
   for (const [k, t] of saved) {
@@ -77,6 +74,18 @@ export function loadAdapterStateDict(
     if (method.renameOnLoad) key = method.renameOnLoad(key, adapterName);
     mapped.set(key, t);
   }
+  return mapped;
+}
+
+/**
+ * Copy saved adapter tensors into the model. Keys the model lacks, or shapes that differ, mean the adapter was
+ * made for another base model (or another config): that is an error naming the keys.
+ */
+export function loadAdapterStateDict(
+  root: Module, method: InjectedLayersMethod, saved: ReadonlyMap<string, Tensor>, adapterName: string, where: string, keyPrefix: string,
+): { missingKeys: string[] } {
+  const own = prefixedStateDict(root, keyPrefix);
+  const mapped = mapSavedKeys(root, method, saved, adapterName, keyPrefix);
   const unexpected = [...mapped.keys()].filter((k) => !own.has(k));
   if (unexpected.length > 0) {
     throw new Error(`${where}: the adapter does not fit this model: ${unexpected.length} tensor(s) have no place in it, e.g. ${unexpected.slice(0, 3).join(", ")}. Was it trained on another base model, or with another config?`);

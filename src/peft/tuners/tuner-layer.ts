@@ -21,6 +21,11 @@ export abstract class BaseTunerLayer extends Module {
     this.base_layer = this.registerModule("base_layer", base);
   }
 
+  /** The layer's kind as peft's repr names it in layer status ("lora.Linear"); the class name unless a method says otherwise. */
+  moduleType(): string {
+    return this.constructor.name;
+  }
+
   /** Whether some adapter is merged into the base weights. */
   get merged(): boolean {
     return this.mergedAdapters.length > 0;

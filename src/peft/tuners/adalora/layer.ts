@@ -24,6 +24,11 @@ export interface AdaLoraSettings {
 
 /** AdaLoRA on a Linear ([out, in] weight) or a GPT-2 Conv1D ([in, out] weight, fan_in_fan_out). */
 export class AdaLoraLinear extends BaseTunerLayer {
+  /** peft's repr of the layer (layer status). */
+  override moduleType(): string {
+    return "adalora.SVDLinear";
+  }
+
   readonly adapterLayerNames = ["lora_A", "lora_B", "lora_E"] as const;
   readonly inFeatures: number;
   readonly outFeatures: number;

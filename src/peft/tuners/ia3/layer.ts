@@ -16,6 +16,11 @@ let warnedUnmerge = false;
 
 /** (IA)³ on a Linear ([out, in] weight) or a GPT-2 Conv1D ([in, out] weight, fan_in_fan_out). */
 export class IA3Linear extends BaseTunerLayer {
+  /** peft's repr of the layer (layer status). */
+  override moduleType(): string {
+    return "Linear";
+  }
+
   readonly adapterLayerNames = ["ia3_l"] as const;
   readonly inFeatures: number;
   readonly outFeatures: number;

@@ -14,6 +14,11 @@ import { LycorisLayer, type LycorisSettings } from "../lycoris.js";
 
 /** LoHa on a Linear ([out, in] weight). */
 export class LoHaLinear extends LycorisLayer {
+  /** peft's repr of the layer (layer status). */
+  override moduleType(): string {
+    return "loha.Linear";
+  }
+
   readonly adapterLayerNames = ["hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"] as const;
   hada_w1_a: ParameterDict;
   hada_w1_b: ParameterDict;

@@ -70,6 +70,11 @@ export function lokrShape(outFeatures: number, inFeatures: number, r: number, de
 
 /** LoKr on a Linear ([out, in] weight). */
 export class LoKrLinear extends LycorisLayer {
+  /** peft's repr of the layer (layer status). */
+  override moduleType(): string {
+    return "lokr.Linear";
+  }
+
   readonly adapterLayerNames = ["lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b"] as const;
   lokr_w1: ParameterDict;
   lokr_w1_a: ParameterDict;

@@ -11,6 +11,7 @@ export { DoraLayer, DoraLinearVariant, plainLora } from "./variants.js";
 export type { LoraVariant } from "./variants.js";
 export { LORA_DISPATCHERS, dispatchLinear, dispatchEmbedding } from "./dispatch.js";
 export type { LoraDispatcher } from "./dispatch.js";
+export { hotswapAdapter, hotswapAdapterFromStateDict, checkHotswapConfigsCompatible } from "./hotswap.js";
 
 registerMethod<LoraConfig>({
   peftType: PeftType.LORA,

@@ -88,6 +88,11 @@ export class LoraLinear extends LoraLayer {
     this.lora_magnitude_vector = this.registerModule("lora_magnitude_vector", new ModuleDict<DoraLayer>());
   }
 
+  /** peft's repr: lora.Linear (also around Conv1D), lora.Linear4bit / lora.Linear8bitLt around quantised layers. */
+  override moduleType(): string {
+    return `lora.${this.base_layer instanceof QuantizedLinear ? this.base_layer.constructor.name : "Linear"}`;
+  }
+
   /** Add (or re-create) an adapter (HF's update_layer): its factors, then its variant's own state. */
   updateLayer(name: string, s: LoraSettings): void {
     if (s.useDora && this.base_layer instanceof QuantizedLinear) throw new Error("DoRA on quantised (4-bit/8-bit) layers is not supported yet; use plain LoRA");
@@ -195,6 +200,11 @@ export class LoraEmbedding extends LoraLayer {
     this.lora_dropout = this.registerModule("lora_dropout", new ModuleDict<Dropout>());
     this.lora_embedding_A = this.registerModule("lora_embedding_A", new ParameterDict());
     this.lora_embedding_B = this.registerModule("lora_embedding_B", new ParameterDict());
+  }
+
+  /** peft's repr of the layer. */
+  override moduleType(): string {
+    return "lora.Embedding";
   }
 
   private get baseEmbedding(): Embedding {

@@ -9,12 +9,16 @@ import { dispatchLora } from "./dispatch.js";
 import type { LoraConfig } from "./config.js";
 import { PeftType } from "../../config.js";
 import { noGrad, tensor, fmtShape, type Tensor } from "../../../tensor/index.js";
-import { combineCat, combineLinear, combineSvd, type CombinedFactors, type LoraPart } from "./weighted.js";
+import { ConfigError } from "../../../errors.js";
+import { combineCat, combineFactorwise, combineSvd, seededBernoulliMask, type CombinedFactors, type LoraPart, type TaskMerge, type TaskMergeOptions } from "./weighted.js";
 
-const COMBINATION_TYPES: readonly string[] = ["linear", "cat", "svd"];
-const PEFT_ONLY_COMBINATION_TYPES: readonly string[] = [
-  "ties", "ties_svd", "dare_ties", "dare_linear", "dare_ties_svd", "dare_linear_svd", "magnitude_prune", "magnitude_prune_svd",
-];
+/** The combination types that merge A and B each on its own (equal ranks, weights √(w·s)). */
+const FACTORWISE_TYPES: readonly string[] = ["linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"];
+/** The combination types ending in an SVD, by the merge of the dense deltas before it. */
+const SVD_TYPES: Readonly<Record<string, TaskMerge>> = {
+  svd: "linear", ties_svd: "ties", dare_linear_svd: "dare_linear", dare_ties_svd: "dare_ties", magnitude_prune_svd: "magnitude_prune",
+};
+const COMBINATION_TYPES: readonly string[] = [...FACTORWISE_TYPES, "cat", ...Object.keys(SVD_TYPES)];
 
 /** LoRA injected into a model. */
 export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombination {
@@ -29,7 +33,7 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
   }
 
   /** Rank, alpha and init of the adapter for one module (rank_pattern / alpha_pattern override r / lora_alpha). */
-  protected settingsFor(config: LoraConfig, key: string): LoraSettings {
+  settingsFor(config: LoraConfig, key: string): LoraSettings {
     // Each pattern is searched on its own, as in peft (a module may match one key of rank_pattern and another of alpha_pattern).
     const rKey = patternKey(Object.keys(config.rank_pattern ?? {}), key);
     const alphaKey = patternKey(Object.keys(config.alpha_pattern ?? {}), key);
@@ -45,7 +49,7 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
 
   /**
    * peft's add_weighted_adapter: a new adapter `adapterName` combining `adapters` with `weights` (see weighted.ts
-   * for the math of "linear", "cat" and "svd"). Its config is a copy of the first adapter's with r and lora_alpha
+   * for the math of every combination type). Its config is a copy of the first adapter's with r and lora_alpha
    * set to the new rank (scaling 1) and target_modules the union of the adapters' (for string targets, the
    * regexes joined as "(a)|(b)"). It is added inactive and frozen, like in peft. Returns the new config.
    *
@@ -56,8 +60,9 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
    * a layer's min(out, in) pads with zeros instead of failing.
    */
   addWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, opts: WeightedAdapterOptions = {}): LoraConfig {
-    const { combinationType, newRank, config } = this.checkWeightedAdapter(adapters, weights, adapterName, opts);
+    const { combinationType, newRank, config, merge } = this.checkWeightedAdapter(adapters, weights, adapterName, opts);
     const clamp = opts.svdClamp ?? null;
+    const factorwise = FACTORWISE_TYPES.includes(combinationType);
 
     // Per layer: the adapters present there and the new adapter's rank (peft's global rank unless rank_pattern
     // makes the adapters' layer ranks differ).
@@ -66,13 +71,13 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
       const present = adapters.map((_, i) => i).filter((i) => layer.hasAdapter(adapters[i]!));
       if (present.length === 0) continue;
       let rank: number;
-      if (combinationType === "linear") {
+      if (factorwise) {
         const ranks = [...new Set(present.map((i) => layer.r.get(adapters[i]!)!))];
-        if (ranks.length > 1) throw new Error(`addWeightedAdapter: combination_type "linear" needs equal ranks, but in ${key} the adapters have ranks ${present.map((i) => `${adapters[i]}: ${layer.r.get(adapters[i]!)}`).join(", ")}; use "cat" or "svd"`);
+        if (ranks.length > 1) throw new Error(`addWeightedAdapter: combination_type "${combinationType}" needs equal ranks, but in ${key} the adapters have ranks ${present.map((i) => `${adapters[i]}: ${layer.r.get(adapters[i]!)}`).join(", ")}; use "cat" or "svd"`);
         rank = ranks[0]!;
         for (const i of present) {
           const ws = weights[i]! * layer.scaling.get(adapters[i]!)!;
-          if (ws < 0) throw new Error(`addWeightedAdapter: combination_type "linear" takes √(weight·scaling), but adapter "${adapters[i]}" has weight ${weights[i]} and scaling ${layer.scaling.get(adapters[i]!)} in ${key}; use "cat" or "svd" for negative weights`);
+          if (ws < 0) throw new Error(`addWeightedAdapter: combination_type "${combinationType}" takes √(weight·scaling), but adapter "${adapters[i]}" has weight ${weights[i]} and scaling ${layer.scaling.get(adapters[i]!)} in ${key}; use "cat" or "svd" for negative weights`);
         }
       } else if (combinationType === "cat") {
         rank = adapters.reduce((sum, a) => sum + (layer.hasAdapter(a) ? layer.r.get(a)! : this.settingsFor(this.peftConfig.get(a)!, key).r), 0);
@@ -102,9 +107,9 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
             return { a: A.dataSync(), b: B.dataSync(), r: layer.r.get(adapters[i]!)!, weight: weights[i]!, scaling: layer.scaling.get(adapters[i]!)! };
           });
           let combined: CombinedFactors;
-          if (combinationType === "linear") combined = combineLinear(parts, m, n);
+          if (factorwise) combined = combineFactorwise(combinationType as TaskMerge, parts, merge);
           else if (combinationType === "cat") combined = combineCat(parts, m, n, rank);
-          else combined = combineSvd(parts, m, n, rank, clamp);
+          else combined = combineSvd(SVD_TYPES[combinationType]!, parts, m, n, rank, clamp, merge);
           writeInto(target.A, combined.a, [rank, n], key);
           writeInto(target.B, combined.b, [m, rank], key);
         }
@@ -119,7 +124,7 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
   }
 
   /** peft's _check_add_weighted_adapter plus argument checks: the combination type, the new rank and config. */
-  private checkWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, opts: WeightedAdapterOptions): { combinationType: CombinationType; newRank: number; config: LoraConfig } {
+  private checkWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, opts: WeightedAdapterOptions): { combinationType: CombinationType; newRank: number; config: LoraConfig; merge: TaskMergeOptions } {
     this.checkWeightedAdapterArguments(adapters, weights, adapterName);
     const configs = adapters.map((a) => this.peftConfig.get(a)!);
     configs.forEach((c, i) => {
@@ -132,10 +137,7 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     }
 
     const requested = opts.combinationType ?? "svd";
-    if (!COMBINATION_TYPES.includes(requested)) {
-      if (PEFT_ONLY_COMBINATION_TYPES.includes(requested)) throw new Error(`addWeightedAdapter: combination_type "${requested}" is not supported yet; use "linear", "cat" or "svd"`);
-      throw new Error(`addWeightedAdapter: invalid combination_type "${String(requested)}"; use "linear", "cat" or "svd"`);
-    }
+    if (!COMBINATION_TYPES.includes(requested)) throw new ConfigError(`addWeightedAdapter: invalid combination_type "${String(requested)}"`, `use one of ${COMBINATION_TYPES.join(", ")}`);
     // With a single adapter, peft only does linear merging.
     const combinationType: CombinationType = adapters.length === 1 ? "linear" : (requested as CombinationType);
     const svdRank = opts.svdRank ?? null;
@@ -143,11 +145,13 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     const svdClamp = opts.svdClamp ?? null;
     if (svdClamp !== null && !(typeof svdClamp === "number" && svdClamp >= 0 && svdClamp <= 1)) throw new Error(`addWeightedAdapter: svdClamp is a quantile and must be in [0, 1], got ${svdClamp}`);
 
+    const merge = this.taskMergeOptions(combinationType, opts);
+
     const ranks = configs.map((c) => c.r);
     let newRank: number;
-    if (combinationType === "linear") {
+    if (FACTORWISE_TYPES.includes(combinationType)) {
       if (new Set(ranks).size !== 1) {
-        throw new Error(`addWeightedAdapter: all adapters must have the same r value when using combination_type "linear" (got ${adapters.map((a, i) => `${a}: r=${ranks[i]}`).join(", ")}); use "cat" or "svd"`);
+        throw new Error(`addWeightedAdapter: all adapters must have the same r value when using combination_type "${combinationType}" (got ${adapters.map((a, i) => `${a}: r=${ranks[i]}`).join(", ")}); use "cat" or "svd"`);
       }
       newRank = ranks[0]!;
     } else if (combinationType === "cat") {
@@ -180,7 +184,22 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
       alpha_pattern: {},
       use_rslora: false,
     };
-    return { combinationType, newRank, config };
+    return { combinationType, newRank, config, merge };
+  }
+
+  /** density, majority_sign_method and DARE's mask source, checked for the combination types that use them. */
+  private taskMergeOptions(combinationType: CombinationType, opts: WeightedAdapterOptions): TaskMergeOptions {
+    const density = opts.density ?? null;
+    const majoritySignMethod = opts.majoritySignMethod ?? "total";
+    const prunes = combinationType !== "linear" && combinationType !== "cat" && combinationType !== "svd";
+    if (prunes && (density === null || typeof density !== "number" || !(density >= 0))) {
+      throw new ConfigError(`addWeightedAdapter: combination_type "${combinationType}" needs a density ≥ 0, got ${String(density)}`, "pass density, the fraction of values kept (e.g. 0.5; 1 keeps all)");
+    }
+    if (prunes && density! >= 1) process.emitWarning(`The density ${density} is greater than or equal to 1, no pruning will be performed.`);
+    if (majoritySignMethod !== "total" && majoritySignMethod !== "frequency") {
+      throw new ConfigError(`addWeightedAdapter: invalid majoritySignMethod "${String(majoritySignMethod)}"`, 'use "total" or "frequency"');
+    }
+    return { density, majoritySignMethod, mask: opts.bernoulliMask ?? seededBernoulliMask };
   }
 
   /** The LoRA layers (Linear, Conv1D, Embedding) by path. */

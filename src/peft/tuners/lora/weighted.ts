@@ -11,8 +11,14 @@
  *   weight·scaling again), B = U·diag(S), A = Vh; with a clamp, both are clipped to [−q, q] where q is
  *   torch.quantile(clamp) of all the signed entries of U·diag(S) and Vh, as peft does. Singular vectors' signs
  *   are implementation-defined, so clamped values (not the unclamped B·A) can differ from torch's.
+ * - ties, dare_linear, dare_ties, magnitude_prune (peft's merge_utils): like linear, A and B are each merged on
+ *   their own with weights √(wᵢ·sᵢ), but through `mergeTaskTensors` (pruning, sign election, disjoint mean).
+ * - their _svd variants: the dense deltas sᵢ·Bᵢ·Aᵢ are merged by `mergeTaskTensors` with weights wᵢ·sᵢ, then
+ *   factored by a truncated SVD as in svd.
  */
-import { quantile, svdOfProduct, orthonormalComplementVector } from "../../../tensor/linalg.js";
+import { quantile, svdF64, svdOfProduct, orthonormalComplementVector, type SvdF64 } from "../../../tensor/linalg.js";
+import { defaultGenerator } from "../../../tensor/random.js";
+import { ConfigError } from "../../../errors.js";
 
 /** One source adapter in one layer. */
 export interface LoraPart {
@@ -31,16 +37,103 @@ export interface CombinedFactors {
   b: Float32Array;
 }
 
-/** linear: A = Σ √(w·s)·Aᵢ, B = Σ √(w·s)·Bᵢ (all ranks equal; w·s ≥ 0, checked by the caller). */
-export function combineLinear(parts: readonly LoraPart[], m: number, n: number): CombinedFactors {
-  const r = parts[0]!.r;
-  const a = new Float64Array(r * n), b = new Float64Array(m * r);
-  for (const p of parts) {
-    if (p.r !== r) throw new Error(`linear combination needs equal ranks, got ${r} and ${p.r}`);
-    const f = Math.sqrt(p.weight * p.scaling);
-    for (let i = 0; i < a.length; i++) a[i]! += f * p.a[i]!;
-    for (let i = 0; i < b.length; i++) b[i]! += f * p.b[i]!;
+/** How task tensors are merged (peft's merge_utils functions; "linear" is task_arithmetic). */
+export type TaskMerge = "linear" | "ties" | "dare_linear" | "dare_ties" | "magnitude_prune";
+
+/** How ties elects each entry's sign: by the sum of the values ("total") or by counting signs ("frequency"). */
+export type MajoritySignMethod = "total" | "frequency";
+
+/**
+ * DARE's mask source: `count` entries, each 1 with probability `density` and 0 otherwise (peft draws
+ * torch.bernoulli(full_like(t, density)) from torch's generator). Injected so that a torch-compatible generator
+ * can replace the default one.
+ */
+export type BernoulliMaskSource = (count: number, density: number) => ArrayLike<number>;
+
+/** DARE masks from peft-ts' own seeded generator (torch.manual_seed does not reproduce torch's masks with it). */
+export const seededBernoulliMask: BernoulliMaskSource = (count, density) => {
+  const t = defaultGenerator.bernoulli([count], density);
+  try {
+    return t.dataSync().slice();
+  } finally {
+    t.dispose();
   }
+};
+
+/** The pruning and sign-election settings of mergeTaskTensors. */
+export interface TaskMergeOptions {
+  /** Fraction of entries kept by pruning, in [0, 1] (≥ 1 keeps all); needed by every merge but "linear". */
+  density: number | null;
+  majoritySignMethod: MajoritySignMethod;
+  /** Where DARE's random masks come from. */
+  mask: BernoulliMaskSource;
+}
+
+/** peft's magnitude_based_pruning: keep the ⌊density·size⌋ entries of largest |value|, zero the rest. */
+export function magnitudePruned(t: Float64Array, density: number): Float64Array {
+  const k = Math.trunc(density * t.length);
+  const order = Array.from(t.keys()).sort((i, j) => Math.abs(t[j]!) - Math.abs(t[i]!));
+  const out = new Float64Array(t.length);
+  for (const i of order.slice(0, k)) out[i] = t[i]!;
+  return out;
+}
+
+/**
+ * peft's prune: "magnitude" keeps the largest entries, "random" multiplies by a Bernoulli(density) mask. peft
+ * 0.15.2 does not rescale DARE's survivors by 1/density (its torch.div result is discarded), so neither does this.
+ */
+function pruned(t: Float64Array, density: number, method: "magnitude" | "random", mask: BernoulliMaskSource): Float64Array {
+  if (density >= 1) return t;
+  if (method === "magnitude") return magnitudePruned(t, density);
+  const keep = mask(t.length, density);
+  if (keep.length !== t.length) throw new Error(`the DARE mask source returned ${keep.length} values for a tensor of ${t.length}`);
+  return t.map((x, i) => x * keep[i]!);
+}
+
+/**
+ * peft's merge of task tensors (all the same size) with one weight each: optional pruning (magnitude for ties /
+ * magnitude_prune, random for DARE), then either the weighted sum or, for the ties kinds, the disjoint merge —
+ * per entry, the mean of the weighted values whose sign agrees with the elected majority sign.
+ */
+export function mergeTaskTensors(kind: TaskMerge, tensors: readonly Float64Array[], weights: readonly number[], opts: TaskMergeOptions): Float64Array {
+  let ts = tensors;
+  if (kind !== "linear") {
+    const density = opts.density;
+    if (density === null || !(density >= 0)) throw new ConfigError(`combination type "${kind}" needs a density in [0, 1], got ${density}`, "pass density (the fraction of values kept), e.g. { density: 0.5 }");
+    const method = kind === "dare_linear" || kind === "dare_ties" ? "random" : "magnitude";
+    ts = ts.map((t) => pruned(t, density, method, opts.mask));
+  }
+  const size = ts[0]!.length;
+  const out = new Float64Array(size);
+  if (kind !== "ties" && kind !== "dare_ties") {
+    ts.forEach((t, k) => { for (let i = 0; i < size; i++) out[i]! += weights[k]! * t[i]!; });
+    return out;
+  }
+  for (let i = 0; i < size; i++) {
+    let elect = 0;
+    for (const t of ts) elect += opts.majoritySignMethod === "total" ? t[i]! : Math.sign(t[i]!);
+    const majority = elect >= 0 ? 1 : -1;
+    let sum = 0, count = 0;
+    ts.forEach((t, k) => {
+      if (Math.sign(t[i]!) !== majority) return;
+      sum += weights[k]! * t[i]!;
+      count++;
+    });
+    out[i] = sum / Math.max(count, 1);
+  }
+  return out;
+}
+
+/**
+ * linear, ties, dare_linear, dare_ties, magnitude_prune: A and B each merged by `kind` with weights √(wᵢ·sᵢ)
+ * (all ranks equal; w·s ≥ 0, checked by the caller).
+ */
+export function combineFactorwise(kind: TaskMerge, parts: readonly LoraPart[], opts: TaskMergeOptions): CombinedFactors {
+  const r = parts[0]!.r;
+  for (const p of parts) if (p.r !== r) throw new Error(`"${kind}" combination needs equal ranks, got ${r} and ${p.r}`);
+  const weights = parts.map((p) => Math.sqrt(p.weight * p.scaling));
+  const a = mergeTaskTensors(kind, parts.map((p) => Float64Array.from(p.a)), weights, opts);
+  const b = mergeTaskTensors(kind, parts.map((p) => Float64Array.from(p.b)), weights, opts);
   return { a: Float32Array.from(a), b: Float32Array.from(b) };
 }
 
@@ -60,12 +153,26 @@ export function combineCat(parts: readonly LoraPart[], m: number, n: number, ran
 }
 
 /**
- * svd: rank-`rank` truncated SVD of Σ wᵢ·sᵢ²·Bᵢ·Aᵢ (computed from the factors, without forming the m×n matrix
- * when its rank bound Σrᵢ is below min(m, n)), optionally clamped. Beyond the available singular triplets the
- * singular values are 0: B gets zero columns, A further orthonormal rows (what torch's full_matrices=True
- * leaves there), and zero rows past n.
+ * svd (kind "linear") and the _svd variants: the rank-`rank` truncated SVD of the merged deltas, optionally clamped.
+ * Plain svd decomposes Σ wᵢ·sᵢ²·Bᵢ·Aᵢ from the factors, without forming the m×n matrix when its rank bound Σrᵢ
+ * is below min(m, n); the other kinds merge the dense deltas sᵢ·Bᵢ·Aᵢ with weights wᵢ·sᵢ first.
  */
-export function combineSvd(parts: readonly LoraPart[], m: number, n: number, rank: number, clamp: number | null): CombinedFactors {
+export function combineSvd(kind: TaskMerge, parts: readonly LoraPart[], m: number, n: number, rank: number, clamp: number | null, opts: TaskMergeOptions): CombinedFactors {
+  if (kind === "linear") return truncatedFactors(svdOfWeightedProduct(parts, m, n), m, n, rank, clamp);
+  const deltas = parts.map((p) => {
+    const d = new Float64Array(m * n);
+    for (let i = 0; i < m; i++) for (let l = 0; l < p.r; l++) {
+      const bil = p.scaling * p.b[i * p.r + l]!;
+      for (let j = 0; j < n; j++) d[i * n + j]! += bil * p.a[l * n + j]!;
+    }
+    return d;
+  });
+  const merged = mergeTaskTensors(kind, deltas, parts.map((p) => p.weight * p.scaling), opts);
+  return truncatedFactors(svdF64(merged, m, n), m, n, rank, clamp);
+}
+
+/** The SVD of Σ wᵢ·sᵢ²·Bᵢ·Aᵢ from the stacked factors. */
+function svdOfWeightedProduct(parts: readonly LoraPart[], m: number, n: number): SvdF64 {
   const total = parts.reduce((s, p) => s + p.r, 0);
   const bcat = new Float64Array(m * total), acat = new Float64Array(total * n);
   let off = 0;
@@ -75,7 +182,15 @@ export function combineSvd(parts: readonly LoraPart[], m: number, n: number, ran
     for (let i = 0; i < p.r * n; i++) acat[off * n + i] = p.a[i]!;
     off += p.r;
   }
-  const d = svdOfProduct(bcat, acat, m, total, n);
+  return svdOfProduct(bcat, acat, m, total, n);
+}
+
+/**
+ * B = U·diag(S) and A = Vh truncated to `rank`, optionally clamped. Beyond the available singular triplets the
+ * singular values are 0: B gets zero columns, A further orthonormal rows (what torch's full_matrices=True leaves
+ * there), and zero rows past n.
+ */
+function truncatedFactors(d: SvdF64, m: number, n: number, rank: number, clamp: number | null): CombinedFactors {
   const us = new Float64Array(m * rank), vh = new Float64Array(rank * n);
   const kept = Math.min(rank, d.k);
   for (let i = 0; i < m; i++) for (let t = 0; t < kept; t++) us[i * rank + t] = d.u[i * d.k + t]! * d.s[t]!;
