@@ -8,6 +8,9 @@ import "./tuners/adaption_prompt/index.js";
 import "./tuners/ia3/index.js";
 import "./tuners/loha/index.js";
 import "./tuners/lokr/index.js";
+import "./tuners/ln_tuning/index.js";
+import "./tuners/hra/index.js";
+import "./tuners/bone/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -44,3 +47,7 @@ export type { KbitTrainingOptions } from "./kbit.js";
 export { LoHaConfig, LoHaModel, LoHaLinear } from "./tuners/loha/index.js";
 export { LoKrConfig, LoKrModel, LoKrLinear } from "./tuners/lokr/index.js";
 export type { LycorisConfig } from "./tuners/lycoris.js";
+export { LNTuningConfig, LNTuningModel, LNTuningLayer } from "./tuners/ln_tuning/index.js";
+export { HRAConfig, HRAModel, HRALinear } from "./tuners/hra/index.js";
+export { BoneConfig, BoneModel, BoneLinear } from "./tuners/bone/index.js";
+export type { WeightTransformConfig } from "./tuners/weight-transform.js";

@@ -1,0 +1,24 @@
+/** BoneModel (peft 0.15.2): Bone or Bat blocks injected into Linear targets (LoRA's default targets). */
+import type { Linear } from "../../../nn/index.js";
+import { WeightTransformTuner } from "../weight-transform.js";
+import { makeBoneConfig, type BoneConfig } from "./config.js";
+import { BoneLinear } from "./layer.js";
+
+/** Bone injected into a model. */
+export class BoneModel extends WeightTransformTuner<BoneConfig> {
+  readonly prefix = "bone_";
+  protected readonly methodName = "Bone";
+
+  /** Add an adapter; plain config objects (not made by BoneConfig()) get the defaults and checks too. */
+  override injectAdapter(fields: BoneConfig, adapterName: string): BoneConfig {
+    return super.injectAdapter(makeBoneConfig(fields, false), adapterName);
+  }
+
+  protected makeLayer(base: Linear): BoneLinear {
+    return new BoneLinear(base);
+  }
+
+  protected addAdapter(layer: BoneLinear, config: BoneConfig, adapterName: string): void {
+    layer.updateLayer(adapterName, config.r, config.init_weights);
+  }
+}
