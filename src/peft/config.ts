@@ -24,6 +24,7 @@ export const PeftType = {
   HRA: "HRA",
   BONE: "BONE",
   LN_TUNING: "LN_TUNING",
+  POLY: "POLY",
 } as const;
 /** A PEFT method name. */
 export type PeftType = (typeof PeftType)[keyof typeof PeftType];

@@ -11,6 +11,7 @@ import "./tuners/lokr/index.js";
 import "./tuners/ln_tuning/index.js";
 import "./tuners/hra/index.js";
 import "./tuners/bone/index.js";
+import "./tuners/poly/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -50,4 +51,5 @@ export type { LycorisConfig } from "./tuners/lycoris.js";
 export { LNTuningConfig, LNTuningModel, LNTuningLayer } from "./tuners/ln_tuning/index.js";
 export { HRAConfig, HRAModel, HRALinear } from "./tuners/hra/index.js";
 export { BoneConfig, BoneModel, BoneLinear } from "./tuners/bone/index.js";
+export { PolyConfig, PolyModel, PolyLinear, PolyRouter } from "./tuners/poly/index.js";
 export type { WeightTransformConfig } from "./tuners/weight-transform.js";

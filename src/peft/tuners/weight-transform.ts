@@ -1,16 +1,12 @@
 /**
- * What HRA and Bone share (peft 0.15.2): config fields (targets, layer selection, r, init_weights, bias), a layer
- * around a Linear that keeps one parameter per adapter, and a tuner that adapts Linear layers only, with LoRA's
- * default targets. Both methods rewrite the weight W itself (HRA: W·H, Bone: block updates), so peft refuses GPT-2's
- * Conv1D for them; so does this.
+ * What HRA and Bone share (peft 0.15.2): config fields (targets, layer selection, r, init_weights, bias) and a layer
+ * around a Linear that keeps one parameter per adapter. Both rewrite the weight W itself (HRA: W·H, Bone: block
+ * updates); their hosts are LinearTargetsTuners.
  */
-import { Conv1D, Linear, QuantizedLinear, type Module } from "../../nn/index.js";
+import type { Linear } from "../../nn/index.js";
 import type { Tensor } from "../../tensor/index.js";
-import { ConfigError } from "../../errors.js";
 import { check, TARGETING_FIELDS, type PeftConfig } from "../config.js";
 import { field, integer, oneOf, pick } from "../../io/config-fields.js";
-import { LORA_TARGETS } from "../mapping.js";
-import { BaseTuner } from "./tuner.js";
 import { BaseTunerLayer, ParameterDict } from "./tuner-layer.js";
 
 /** The fields HRA and Bone share (HF names). */
@@ -77,48 +73,5 @@ export abstract class WeightTransformLayer extends BaseTunerLayer {
 
   protected override extraRepr(): string {
     return `in=${this.inFeatures}, out=${this.outFeatures}, adapters=[${this.adapterNames().join(", ")}]`;
-  }
-}
-
-/** The host of HRA and Bone: Linear targets only, LoRA's default targets per model type. */
-export abstract class WeightTransformTuner<C extends WeightTransformConfig> extends BaseTuner<C> {
-  /** The method's name in errors ("HRA", "Bone"). */
-  protected abstract readonly methodName: string;
-
-  /** peft's _prepare_adapter_config: LoRA's default targets when target_modules is not given. */
-  protected prepareConfig(config: C): C {
-    if (config.target_modules !== null) return { ...config };
-    const modelType = this.model.config.model_type;
-    const targets = LORA_TARGETS[modelType];
-    if (!targets) throw new ConfigError(`Please specify \`target_modules\` in the ${this.methodName} config: there is no default for model_type "${modelType}"`);
-    return { ...config, target_modules: [...targets] };
-  }
-
-  /** Only plain Linear layers (peft's torch.nn.Linear check; GPT-2's Conv1D and quantised layers are refused). */
-  protected override checkTargetModule(key: string, target: Module): void {
-    const base = target instanceof BaseTunerLayer ? target.base_layer : target;
-    if (base instanceof Linear) return;
-    if (base instanceof Conv1D) {
-      throw new Error(`Target module ${key} is GPT-2's Conv1D, which ${this.methodName} does not support (peft 0.15.2 adapts only torch.nn.Linear here); use LoRA or IA3 for GPT-2, or target Linear layers`);
-    }
-    if (base instanceof QuantizedLinear) throw new Error(`Target module ${key} is quantised; ${this.methodName} rewrites the full-precision weight and cannot adapt it`);
-    throw new Error(`Target module ${key} (${base.constructor.name}) is not supported. Currently, only \`torch.nn.Linear\` is supported by ${this.methodName}.`);
-  }
-
-  /** A new adapter layer of this method around a Linear. */
-  protected abstract makeLayer(base: Linear): WeightTransformLayer;
-
-  /** Add (or re-create) an adapter in one of this method's layers. */
-  protected abstract addAdapter(layer: WeightTransformLayer, config: C, adapterName: string): void;
-
-  protected createOrUpdate(config: C, adapterName: string, target: Module, key: string): void {
-    if (target instanceof WeightTransformLayer) {
-      this.addAdapter(target, config, adapterName);
-      return;
-    }
-    const layer = this.makeLayer(target as Linear);
-    layer.activeAdapters = [...this.activeAdapters];
-    this.addAdapter(layer, config, adapterName);
-    this.model.setSubmodule(key, layer);
   }
 }

@@ -1,11 +1,11 @@
 /** BoneModel (peft 0.15.2): Bone or Bat blocks injected into Linear targets (LoRA's default targets). */
 import type { Linear } from "../../../nn/index.js";
-import { WeightTransformTuner } from "../weight-transform.js";
+import { LinearTargetsTuner } from "../linear-tuner.js";
 import { makeBoneConfig, type BoneConfig } from "./config.js";
 import { BoneLinear } from "./layer.js";
 
 /** Bone injected into a model. */
-export class BoneModel extends WeightTransformTuner<BoneConfig> {
+export class BoneModel extends LinearTargetsTuner<BoneConfig> {
   readonly prefix = "bone_";
   protected readonly methodName = "Bone";
 

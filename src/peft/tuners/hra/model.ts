@@ -1,11 +1,11 @@
 /** HRAModel (peft 0.15.2): Householder reflections injected into Linear targets (LoRA's default targets). */
 import type { Linear } from "../../../nn/index.js";
-import { WeightTransformTuner } from "../weight-transform.js";
+import { LinearTargetsTuner } from "../linear-tuner.js";
 import { makeHRAConfig, type HRAConfig } from "./config.js";
 import { HRALinear } from "./layer.js";
 
 /** HRA injected into a model. */
-export class HRAModel extends WeightTransformTuner<HRAConfig> {
+export class HRAModel extends LinearTargetsTuner<HRAConfig> {
   readonly prefix = "hra_";
   protected readonly methodName = "HRA";
 
