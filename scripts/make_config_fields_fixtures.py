@@ -47,6 +47,7 @@ peft_configs = {
     "HRA": defaults(peft.HRAConfig),
     "BONE": defaults(peft.BoneConfig),
     "LN_TUNING": defaults(peft.LNTuningConfig),
+    "POLY": defaults(peft.PolyConfig),
 }
 for fields in peft_configs.values():
     fields.pop("peft_type", None)

@@ -6,7 +6,7 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -16,7 +16,8 @@ import { writeSafetensors, loadSafetensors } from "../src/io/safetensors.js";
 import { Linear } from "../src/nn/index.js";
 import { AdamW } from "../src/optim/index.js";
 import {
-  BoneConfig, BoneLinear, HRAConfig, HRALinear, LNTuningConfig, LNTuningLayer, PeftModel, configFromJson, getPeftModel, type PeftConfig,
+  BoneConfig, BoneLinear, HRAConfig, HRALinear, LNTuningConfig, LNTuningLayer, PeftModel, PolyConfig, PolyRouter, configFromJson, getPeftModel,
+  type PeftConfig,
 } from "../src/peft/index.js";
 import * as T from "../src/tensor/index.js";
 import { inverseF64 } from "../src/tensor/linalg.js";
@@ -244,7 +245,70 @@ describe("HRA, Bone and LN tuning: what peft refuses, and other rules", () => {
   });
 });
 
-describe("HRA, Bone and LN tuning train", () => {
+describe("Poly: routing by task", () => {
+  const poly = () => {
+    const peft = getPeftModel(llama(), PolyConfig({ task_type: "CAUSAL_LM", r: 2, n_tasks: 3, n_skills: 2, n_splits: 2, init_weights: false }));
+    return peft.eval();
+  };
+  const tasks = (...ids: number[]) => T.tensor(Int32Array.from(ids), [ids.length], "int32");
+
+  it("the router's eval weights are σ(logits) normalised over the skills, computed by hand", () => {
+    T.manualSeed(40);
+    const router = new PolyRouter(3, 2, 2).eval();
+    T.noGrad(() => router.module_logits.copy_(randTensor([3, 4], 41, -2, 2)));
+    const logitsOf = router.module_logits.dataSync();
+    const got = router.forward(tasks(2, 0)).dataSync();
+    [2, 0].forEach((task, row) => {
+      for (let split = 0; split < 2; split++) {
+        const g = [0, 1].map((s) => 1 / (1 + Math.exp(-logitsOf[task * 4 + split * 2 + s]!)));
+        for (let s = 0; s < 2; s++) assert.ok(Math.abs(got[row * 4 + split * 2 + s]! - g[s]! / (g[0]! + g[1]! + 1e-12)) < 1e-6);
+      }
+    });
+    assert.throws(() => router.forward(tasks(3)), /Only 3 tasks available\. Found task id = 3/);
+  });
+
+  it("each batch row is routed by its own task: a batch equals its rows run alone, and tasks differ", () => {
+    const peft = poly();
+    wave(peft);
+    const ids = IDS();
+    const run = (inputIds: T.Tensor, taskIds: T.Tensor) => T.noGrad(() => peft.forward({ inputIds, taskIds })).logits;
+    const both = run(ids, tasks(2, 0));
+    for (const [row, task] of [[0, 2], [1, 0]] as const) {
+      const alone = run(T.tensor(ids.dataSync().slice(row * 8, row * 8 + 8), [1, 8], "int32"), tasks(task));
+      assert.ok(maxAbsDiff(T.contiguous(T.narrow(both, 0, row, 1)), alone) < 1e-5, `row ${row}`);
+    }
+    assert.ok(maxAbsDiff(run(ids, tasks(1, 1)), run(ids, tasks(2, 2))) > 1e-3, "different tasks, different outputs");
+  });
+
+  it("forward and generate need taskIds; Poly adapters cannot be merged", () => {
+    const peft = poly();
+    assert.throws(() => peft.forward({ inputIds: IDS() }), /Poly needs the task of each batch row: pass taskIds/);
+    assert.throws(() => peft.generate({ inputIds: IDS(), maxNewTokens: 2 }), /pass taskIds/);
+    assert.equal(peft.generate({ inputIds: IDS(), maxNewTokens: 2, taskIds: tasks(0, 1) }).shape.join(), "2,10");
+    assert.throws(() => peft.mergeAndUnload(), /POLY adapters cannot be merged|cannot be merged/);
+  });
+
+  it("AdamW steps with per-row tasks lower the loss and touch only the adapter", () => {
+    const peft = getPeftModel(llama(), PolyConfig({ task_type: "CAUSAL_LM", r: 2, n_tasks: 2, n_skills: 2 })).train();
+    const trainable = peft.namedParameters().filter(([, p]) => p.requiresGrad).map(([, p]) => p);
+    const opt = new AdamW(trainable, { lr: 0.05 });
+    const ids = toyIds();
+    const taskIds = tasks(0, 1, 0, 1, 0, 1, 0, 1);
+    const losses: number[] = [];
+    for (let step = 0; step < 8; step++) {
+      losses.push(T.tidy(() => {
+        const loss = peft.forward({ inputIds: ids, labels: ids, taskIds }).loss!;
+        loss.backward();
+        opt.step();
+        opt.zeroGrad();
+        return loss.item();
+      }));
+    }
+    assert.ok(losses[losses.length - 1]! < losses[0]! - 0.01, losses.map((l) => l.toFixed(4)).join(" "));
+  });
+});
+
+describe("HRA, Bone, LN tuning and Poly train", () => {
   for (const [name, config] of [
     ["HRA", HRAConfig({ task_type: "CAUSAL_LM", r: 4, init_weights: false })],
     ["Bone", BoneConfig({ task_type: "CAUSAL_LM", r: 4, target_modules: ["q_proj", "v_proj", "down_proj"] })],
@@ -265,17 +329,22 @@ describe("HRA, Bone and LN tuning train", () => {
     });
   }
 
-  it("`peft train` accepts each method's config and saves its adapter; `peft merge` folds it in", () => {
+  it("`peft train` accepts each method's config and saves its adapter; `peft merge` folds in the mergeable ones", () => {
     const ws = cliWorkspace("peft-ts-methods-b-cli-", LLAMA);
+    // Poly routes each record by its task_ids; the other methods ignore the field.
+    const records = [{ instruction: "say hello", output: "hello world!", task_ids: 0 }, { instruction: "whisper", output: "hello", task_ids: 1 }];
+    writeFileSync(join(ws.root, "train.json"), JSON.stringify(records));
     const methods: Record<string, { fields: Record<string, unknown>; key: RegExp }> = {
       HRA: { fields: { r: 2 }, key: /\.(q_proj|v_proj)\.hra_u$/ },
       BONE: { fields: { r: 4, init_weights: "bat", target_modules: ["q_proj", "v_proj"] }, key: /\.(q_proj|v_proj)\.bone_block$/ },
       LN_TUNING: { fields: {}, key: /\.post_attention_layernorm\.ln_tuning_layers\.weight$/ },
+      POLY: { fields: { r: 2, n_tasks: 2, n_skills: 2 }, key: /\.(q_proj|v_proj)\.(poly_lora_[AB]|poly_router\.module_logits)$/ },
     };
     for (const [type, { fields, key }] of Object.entries(methods)) {
       trainMethod(ws, type, fields);
       const tensors = [...loadSafetensors(join(ws.root, `out-${type}`, "adapter_model.safetensors")).keys()];
       assert.ok(tensors.length > 0 && tensors.every((k) => key.test(k)), `${type}: ${tensors.join(", ")}`);
+      if (type === "POLY") continue; // not mergeable
       const merged = ws.run("merge", "--model", "model", "--adapter", `out-${type}`, "--out", `merged-${type}`);
       assert.equal(merged.status, 0, `${type}: peft merge failed:\n${merged.stderr}`);
     }
