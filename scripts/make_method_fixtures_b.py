@@ -22,7 +22,6 @@ poly.Linear.forward(x, task_ids=...) called directly. Poly adapters cannot be me
 The adapter, its config and its saved keys are peft's own.
 """
 
-import argparse
 import contextlib
 import io
 import json
@@ -183,36 +182,7 @@ def check_ts_adapters():
 
 
 def main():
-    if os.environ.get("PYTHONHASHSEED") != "0":  # peft writes target_modules in set order: pin it
-        os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, PYTHONHASHSEED="0"))
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default="", help="comma-separated substrings of model/case names")
-    ap.add_argument("--check-ts-adapters", action="store_true", help="only load the adapters in $PEFT_TS_ADAPTERS")
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    fam.ROOT = ROOT  # make_model writes under the module's ROOT
-    if args.check_ts_adapters:
-        check_ts_adapters()
-        return
-    sel = [s for s in args.only.split(",") if s]
-    pick = lambda n: not sel or any(s in n for s in sel)  # noqa: E731
-    index_path = os.path.join(ROOT, "index.json")
-    index = json.load(open(index_path)) if sel and os.path.exists(index_path) else dict(models={}, cases={})
-    for name, spec in MODELS.items():
-        if pick(name):
-            r = fam.make_model(name, spec)
-            index["models"][name] = {"class": r["cls"]}
-            print(f"model {name:8s} {r['cls']:20s} {r.get('generate', {})}", flush=True)
-    for name, case in CASES.items():
-        if pick(name):
-            r = make_case(name, case)
-            index["cases"][name] = dict(base=r["base"], peft_type=r["peft_type"], task_type=r["task_type"])
-            print(f"case  {name:18s} {r['print_trainable_parameters']}", flush=True)
-    index["versions"] = fam.versions()
-    index["models"] = dict(sorted(index["models"].items()))
-    index["cases"] = dict(sorted(index["cases"].items()))
-    fam.write_json(index_path, index)
-
+    fam.cli(__doc__, ROOT, MODELS, CASES, make_case, check_ts_adapters)
 
 if __name__ == "__main__":
     main()

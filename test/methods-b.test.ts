@@ -68,6 +68,14 @@ describe("HRA, Bone, LN tuning and Poly against Python peft 0.15.2 (Poly through
   });
 });
 
+/** The gradient of a layer's output with respect to its adapter's parameter matches finite differences. */
+function checkAdapterGradient(layer: HRALinear | BoneLinear, x: T.Tensor): void {
+  gradCheck((v) => {
+    layer.adapterWeights.registerParameter("default", v);
+    return layer.forward(x);
+  }, [T.contiguous(layer.param("default"), true)]);
+}
+
 describe("HRA: the math", () => {
   const hra = (r: number, applyGS: boolean, seed: number) => {
     T.manualSeed(seed);
@@ -118,12 +126,7 @@ describe("HRA: the math", () => {
   it("gradients of the reflection vectors match finite differences (plain and Gram–Schmidt)", () => {
     for (const applyGS of [false, true]) {
       const layer = hra(2, applyGS, 6);
-      const x = randTensor([3, 6], 7, -1, 1);
-      const u = T.contiguous(layer.param("default"), true);
-      gradCheck((v) => {
-        layer.adapterWeights.registerParameter("default", v);
-        return layer.forward(x);
-      }, [u]);
+      checkAdapterGradient(layer, randTensor([3, 6], 7, -1, 1));
     }
   });
 });
@@ -190,12 +193,7 @@ describe("Bone: the math", () => {
   it("gradients of the blocks match finite differences (Bone with padding, Bat)", () => {
     for (const [r, init, inF, outF] of [[4, true, 6, 3], [2, "bat", 4, 4]] as const) {
       const layer = bone(r, init, inF, outF, 30);
-      const x = randTensor([3, inF], 31, -1, 1);
-      const p = T.contiguous(layer.param("default"), true);
-      gradCheck((v) => {
-        layer.adapterWeights.registerParameter("default", v);
-        return layer.forward(x);
-      }, [p]);
+      checkAdapterGradient(layer, randTensor([3, inF], 31, -1, 1));
     }
   });
 });

@@ -4,7 +4,7 @@
  */
 import { Conv1D, Linear, QuantizedLinear, type Module } from "../../nn/index.js";
 import { ConfigError } from "../../errors.js";
-import type { PeftConfig } from "../config.js";
+import type { ConfigBuilder, PeftConfig } from "../config.js";
 import { LORA_TARGETS } from "../mapping.js";
 import { BaseTuner } from "./tuner.js";
 import { BaseTunerLayer } from "./tuner-layer.js";
@@ -16,6 +16,13 @@ export type LinearTargetsConfig = PeftConfig & { target_modules: string | string
 export abstract class LinearTargetsTuner<C extends LinearTargetsConfig> extends BaseTuner<C> {
   /** The method's name in errors ("HRA", "Bone", "Poly"). */
   protected abstract readonly methodName: string;
+  /** The method's config builder (defaults and checks). */
+  protected abstract readonly buildConfig: ConfigBuilder<C>;
+
+  /** Add an adapter; plain config objects (not made by the method's config function) get the defaults and checks too. */
+  override injectAdapter(fields: C, adapterName: string): C {
+    return super.injectAdapter(this.buildConfig(fields, false), adapterName);
+  }
 
   /** peft's _prepare_adapter_config: LoRA's default targets when target_modules is not given. */
   protected prepareConfig(config: C): C {

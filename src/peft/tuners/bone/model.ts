@@ -8,11 +8,7 @@ import { BoneLinear } from "./layer.js";
 export class BoneModel extends LinearTargetsTuner<BoneConfig> {
   readonly prefix = "bone_";
   protected readonly methodName = "Bone";
-
-  /** Add an adapter; plain config objects (not made by BoneConfig()) get the defaults and checks too. */
-  override injectAdapter(fields: BoneConfig, adapterName: string): BoneConfig {
-    return super.injectAdapter(makeBoneConfig(fields, false), adapterName);
-  }
+  protected readonly buildConfig = makeBoneConfig;
 
   protected makeLayer(base: Linear): BoneLinear {
     return new BoneLinear(base);

@@ -8,11 +8,7 @@ import { HRALinear } from "./layer.js";
 export class HRAModel extends LinearTargetsTuner<HRAConfig> {
   readonly prefix = "hra_";
   protected readonly methodName = "HRA";
-
-  /** Add an adapter; plain config objects (not made by HRAConfig()) get the defaults and checks too. */
-  override injectAdapter(fields: HRAConfig, adapterName: string): HRAConfig {
-    return super.injectAdapter(makeHRAConfig(fields, false), adapterName);
-  }
+  protected readonly buildConfig = makeHRAConfig;
 
   protected makeLayer(base: Linear): HRALinear {
     return new HRALinear(base);

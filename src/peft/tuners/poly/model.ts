@@ -18,10 +18,7 @@ export class PolyModel extends LinearTargetsTuner<PolyConfig> {
   protected readonly methodName = "Poly";
   override readonly capabilities: AdapterCapabilities = { merge: null, weightedCombination: null, optimizerStepHook: null };
 
-  /** Add an adapter; plain config objects (not made by PolyConfig()) get the defaults and checks too. */
-  override injectAdapter(fields: PolyConfig, adapterName: string): PolyConfig {
-    return super.injectAdapter(makePolyConfig(fields, false), adapterName);
-  }
+  protected readonly buildConfig = makePolyConfig;
 
   protected makeLayer(base: Linear): PolyLinear {
     return new PolyLinear(base);
