@@ -4,7 +4,6 @@
  * pre-forward hooks do. Poly adapters cannot be merged.
  */
 import type { Linear } from "../../../nn/index.js";
-import type { Tensor } from "../../../tensor/index.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../../../models/outputs.js";
 import type { Generative } from "../../../models/generation/index.js";
 import type { AdapterCapabilities } from "../../contract.js";
@@ -28,17 +27,14 @@ export class PolyModel extends LinearTargetsTuner<PolyConfig> {
     layer.updateLayer(adapterName, config);
   }
 
-  /** Run the model with the rows' tasks (inputs.taskIds) routed to every Poly layer. */
+  /**
+   * Run the model with the rows' tasks (inputs.taskIds) routed to every Poly layer. They stay set until the next
+   * forward: gradient checkpointing reruns the layers during backward.
+   */
   override forward(inputs: Seq2SeqInputs): ModelOutput | BaseModelOutput {
     const { taskIds, ...rest } = inputs;
-    const layers = this.tunerLayers().map(([, l]) => l as PolyLinear);
-    const set = (t: Tensor | null) => layers.forEach((l) => (l.taskIds = t));
-    set(taskIds ?? null);
-    try {
-      return this.model.forward(rest);
-    } finally {
-      set(null);
-    }
+    for (const [, layer] of this.tunerLayers()) (layer as PolyLinear).taskIds = taskIds ?? null;
+    return this.model.forward(rest);
   }
 
   /** The model generates through this host, so that each step gets the task ids. */
