@@ -44,6 +44,10 @@ peft_configs = {
     "P_TUNING": defaults(peft.PromptEncoderConfig),
     "PREFIX_TUNING": defaults(peft.PrefixTuningConfig),
     "ADAPTION_PROMPT": {f.name: plain(f.default) for f in dataclasses.fields(peft.AdaptionPromptConfig)},
+    "HRA": defaults(peft.HRAConfig),
+    "BONE": defaults(peft.BoneConfig),
+    "LN_TUNING": defaults(peft.LNTuningConfig),
+    "POLY": defaults(peft.PolyConfig),
 }
 for fields in peft_configs.values():
     fields.pop("peft_type", None)

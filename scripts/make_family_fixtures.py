@@ -547,36 +547,43 @@ def check_ts_adapters():
         assert diff < 1e-4, name
 
 
-def main():
+def cli(doc, root, models, cases, make_case_fn, check_fn):
+    """The command line of a golden script (this one, make_method_fixtures_b.py): --only SUBSTR,... remakes some
+    models/cases into root/index.json; --check-ts-adapters runs check_fn instead."""
+    global ROOT
     if os.environ.get("PYTHONHASHSEED") != "0":  # peft writes target_modules in set order: pin it
         os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, PYTHONHASHSEED="0"))
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="", help="comma-separated substrings of model/case names")
     ap.add_argument("--check-ts-adapters", action="store_true", help="only load the adapters in $PEFT_TS_ADAPTERS")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    ROOT = root  # make_model writes under ROOT
     if args.check_ts_adapters:
-        check_ts_adapters()
+        check_fn()
         return
     sel = [s for s in args.only.split(",") if s]
     pick = lambda n: not sel or any(s in n for s in sel)  # noqa: E731
     index_path = os.path.join(ROOT, "index.json")
     index = json.load(open(index_path)) if sel and os.path.exists(index_path) else dict(models={}, cases={})
-    for name, spec in MODELS.items():
+    for name, spec in models.items():
         if pick(name):
             r = make_model(name, spec)
             index["models"][name] = {"class": r["cls"]}
             print(f"model {name:22s} {r['cls']:36s} {r.get('generate', {})}", flush=True)
-    for name, case in CASES.items():
+    for name, case in cases.items():
         if pick(name):
-            r = make_case(name, case)
-            index["cases"][name] = dict(base=r["base"], peft_type="LORA", task_type=r["task_type"])
+            r = make_case_fn(name, case)
+            index["cases"][name] = dict(base=r["base"], peft_type=r["peft_type"], task_type=r["task_type"])
             print(f"case  {name:22s} {r['print_trainable_parameters']}", flush=True)
     index["versions"] = versions()
     index["models"] = dict(sorted(index["models"].items()))
     index["cases"] = dict(sorted(index["cases"].items()))
     write_json(index_path, index)
 
+
+def main():
+    cli(__doc__, ROOT, MODELS, CASES, make_case, check_ts_adapters)
 
 if __name__ == "__main__":
     main()

@@ -9,8 +9,8 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../src/errors.js";
 import {
-  AdaLoraConfig, AdaptionPromptConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, PrefixTuningConfig, PromptEncoderConfig,
-  PromptTuningConfig, configFromJson, getPeftModel, type PeftConfig,
+  AdaLoraConfig, AdaptionPromptConfig, BoneConfig, HRAConfig, IA3Config, LNTuningConfig, LoHaConfig, LoKrConfig, LoraConfig, PolyConfig,
+  PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, configFromJson, getPeftModel, type PeftConfig,
 } from "../src/peft/index.js";
 import { LORA_FIELDS } from "../src/peft/tuners/lora/config.js";
 import { ADALORA_FIELDS } from "../src/peft/tuners/adalora/config.js";
@@ -21,6 +21,10 @@ import { PROMPT_TUNING_FIELDS } from "../src/peft/tuners/prompt_tuning/config.js
 import { PROMPT_ENCODER_FIELDS } from "../src/peft/tuners/p_tuning/config.js";
 import { PREFIX_TUNING_FIELDS } from "../src/peft/tuners/prefix_tuning/config.js";
 import { ADAPTION_PROMPT_FIELDS } from "../src/peft/tuners/adaption_prompt/config.js";
+import { HRA_FIELDS } from "../src/peft/tuners/hra/config.js";
+import { BONE_FIELDS } from "../src/peft/tuners/bone/config.js";
+import { LN_TUNING_FIELDS } from "../src/peft/tuners/ln_tuning/config.js";
+import { POLY_FIELDS } from "../src/peft/tuners/poly/config.js";
 import { COMMON_FIELDS } from "../src/peft/config.js";
 import type { FieldTable } from "../src/io/config-fields.js";
 import { TrainingArguments } from "../src/train/index.js";
@@ -65,6 +69,10 @@ const METHODS: [string, Builder, FieldTable][] = [
   ["P_TUNING", (f) => PromptEncoderConfig(f), PROMPT_ENCODER_FIELDS],
   ["PREFIX_TUNING", (f) => PrefixTuningConfig(f), PREFIX_TUNING_FIELDS],
   ["ADAPTION_PROMPT", (f) => AdaptionPromptConfig(f), ADAPTION_PROMPT_FIELDS],
+  ["HRA", (f) => HRAConfig(f), HRA_FIELDS],
+  ["BONE", (f) => BoneConfig(f), BONE_FIELDS],
+  ["LN_TUNING", (f) => LNTuningConfig(f), LN_TUNING_FIELDS],
+  ["POLY", (f) => PolyConfig(f), POLY_FIELDS],
 ];
 
 describe("config field types and ranges (item 6)", () => {

@@ -97,7 +97,8 @@ export function checkLoadedCase(name: string, c: PeftCase, opts: LoadedCaseOptio
     close(d.startLogits, expected.get("start_logits_disabled"), "start_logits_disabled");
   }
   if (expected.has("generate_greedy_adapter")) {
-    const gen = model.generate({ inputIds: inputs["genInputIds"]!, attentionMask: inputs["genAttentionMask"]!, maxNewTokens: 6 });
+    const taskIds = inputs["taskIds"] ? { taskIds: inputs["taskIds"] } : {};
+    const gen = model.generate({ inputIds: inputs["genInputIds"]!, attentionMask: inputs["genAttentionMask"]!, maxNewTokens: 6, ...taskIds });
     assert.deepEqual(Array.from(gen.dataSync()), Array.from(expected.get("generate_greedy_adapter")!.dataSync()), "generate_greedy_adapter");
   }
   if (expected.has("logits_merged") || expected.has("start_logits_merged")) {

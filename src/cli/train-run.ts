@@ -32,6 +32,8 @@ function tokenizeDataset(ds: Dataset, cfg: TrainConfig, tok: PreTrainedTokenizer
     } catch (err) {
       throw new CliError(`${file}: record ${i + 1}: ${(err as Error).message}`, `every record must fit dataset_format "${cfg.dataset_format}"`);
     }
+    // Poly routes each record by its task.
+    if (typeof record["task_ids"] === "number") e = { ...e, task_ids: record["task_ids"] };
     const labels = e["labels"];
     if (Array.isArray(labels) && !labels.some((l) => l !== -100)) dropped++;
     else examples.push(e);

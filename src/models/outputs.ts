@@ -36,6 +36,8 @@ export interface ModelInputs {
   /** Extractive question answering: gold span start and end indices [batch]. */
   startPositions?: Tensor;
   endPositions?: Tensor;
+  /** Poly adapters: the task of each batch row [batch] (int32); models themselves ignore it. */
+  taskIds?: Tensor;
 }
 
 /** Inputs of encoder-decoder models (T5): the encoder side plus decoder ids. */

@@ -21,6 +21,10 @@ export const PeftType = {
   PREFIX_TUNING: "PREFIX_TUNING",
   ADAPTION_PROMPT: "ADAPTION_PROMPT",
   MULTITASK_PROMPT_TUNING: "MULTITASK_PROMPT_TUNING",
+  HRA: "HRA",
+  BONE: "BONE",
+  LN_TUNING: "LN_TUNING",
+  POLY: "POLY",
 } as const;
 /** A PEFT method name. */
 export type PeftType = (typeof PeftType)[keyof typeof PeftType];

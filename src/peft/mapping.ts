@@ -27,6 +27,15 @@ export const IA3_FEEDFORWARD: Record<string, string[]> = {
   gemma2: ["down_proj"], gemma3_text: ["down_proj"], qwen3: ["down_proj"],
 };
 
+/** LN tuning targets by model_type (the normalisation layers whose copies are trained). */
+export const LN_TUNING_TARGETS: Record<string, string[]> = {
+  llama: ["input_layernorm", "post_attention_layernorm", "norm"], bloom: ["input_layernorm", "post_attention_layernorm", "ln_f"],
+  t5: ["layer_norm", "final_layer_norm"], mt5: ["layer_norm", "final_layer_norm"], gpt2: ["ln_1", "ln_2", "ln_f"],
+  mistral: ["input_layernorm", "post_attention_layernorm", "norm"], gemma: ["input_layernorm", "post_attention_layernorm", "norm"],
+  gemma2: ["input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm", "norm"],
+  qwen2: ["post_attention_layernorm"],
+};
+
 /** Heads that become modules_to_save automatically per task type. */
 export const TASK_HEADS: Record<string, string[]> = {
   SEQ_CLS: ["classifier", "score"],

@@ -313,3 +313,34 @@ export function svd(t: Tensor): SvdResult {
     Vh: tensor(Float32Array.from(r.vh), [r.k, n]),
   };
 }
+
+/** The inverse of a row-major n×n matrix (Gauss–Jordan with partial pivoting); a singular matrix is an error. */
+export function inverseF64(a: ArrayLike<number>, n: number): Float64Array {
+  const m = Float64Array.from(a);
+  const inv = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) inv[i * n + i] = 1;
+  const swapRows = (x: Float64Array, i: number, j: number) => {
+    for (let c = 0; c < n; c++) [x[i * n + c], x[j * n + c]] = [x[j * n + c]!, x[i * n + c]!];
+  };
+  for (let col = 0; col < n; col++) {
+    let pivot = col;
+    for (let r = col + 1; r < n; r++) if (Math.abs(m[r * n + col]!) > Math.abs(m[pivot * n + col]!)) pivot = r;
+    const p = m[pivot * n + col]!;
+    if (p === 0 || !Number.isFinite(p)) throw new Error(`inverse: the ${n}×${n} matrix is singular`);
+    swapRows(m, col, pivot);
+    swapRows(inv, col, pivot);
+    for (let c = 0; c < n; c++) {
+      m[col * n + c]! /= p;
+      inv[col * n + c]! /= p;
+    }
+    for (let r = 0; r < n; r++) {
+      const f = m[r * n + col]!;
+      if (r === col || f === 0) continue;
+      for (let c = 0; c < n; c++) {
+        m[r * n + c]! -= f * m[col * n + c]!;
+        inv[r * n + c]! -= f * inv[col * n + c]!;
+      }
+    }
+  }
+  return inv;
+}

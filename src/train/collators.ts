@@ -11,6 +11,8 @@ export interface Batch {
   attentionMask: Tensor;
   labels?: Tensor;
   tokenTypeIds?: Tensor;
+  /** Poly adapters: each row's task, from the examples' "task_ids" numbers. */
+  taskIds?: Tensor;
 }
 
 /** Turns examples into a batch. */
@@ -66,6 +68,7 @@ export function DataCollatorForSeq2Seq(opts: PaddingOptions): DataCollator {
     } else if (examples.every((e) => typeof e["labels"] === "number" || typeof e["label"] === "number")) {
       batch.labels = tensor(Int32Array.from(examples.map((e) => (e["labels"] ?? e["label"]) as number)), [b]);
     }
+    if (examples.every((e) => typeof e["task_ids"] === "number")) batch.taskIds = tensor(Int32Array.from(examples.map((e) => e["task_ids"] as number)), [b]);
     return batch;
   };
 }

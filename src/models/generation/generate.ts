@@ -31,6 +31,8 @@ export interface GenerateOptions {
   seed?: number;
   /** Encoder-decoder models: the first decoder token (default: the config's decoder_start_token_id). */
   decoderStartTokenId?: number;
+  /** Poly adapters: the task of each batch row [batch] (int32), passed to every forward step. */
+  taskIds?: Tensor;
 }
 
 /**
@@ -74,7 +76,7 @@ function intRows(t: Tensor): number[][] {
 }
 
 /** Decoder-only stepping: positions = cumsum(mask) − 1 (pads at 1), the mask grows by one column per step. */
-function decoderOnlyStepper(model: Generative, mask: number[][]): Stepper {
+function decoderOnlyStepper(model: Generative, mask: number[][], taskIds?: Tensor): Stepper {
   let past: PastKeyValues | undefined;
   return {
     next(tokens) {
@@ -89,6 +91,7 @@ function decoderOnlyStepper(model: Generative, mask: number[][]): Stepper {
         attentionMask: tensor(Int32Array.from(mask.flat()), [b, total]),
         positionIds: tensor(Int32Array.from(positions.flat()), [b, n]),
         ...(past ? { pastKeyValues: past } : {}),
+        ...(taskIds ? { taskIds } : {}),
         useCache: true,
       });
       replaceCache(past, out.pastKeyValues);
@@ -100,13 +103,13 @@ function decoderOnlyStepper(model: Generative, mask: number[][]): Stepper {
 }
 
 /** Encoder-decoder stepping: encode once, then feed decoder tokens with the decoder cache. */
-function encoderDecoderStepper(model: Generative, inputIds: Tensor, attentionMask: Tensor): Stepper {
-  const encoderOutputs = model.encode!({ inputIds, attentionMask });
+function encoderDecoderStepper(model: Generative, inputIds: Tensor, attentionMask: Tensor, taskIds?: Tensor): Stepper {
+  const encoderOutputs = model.encode!({ inputIds, attentionMask, ...(taskIds ? { taskIds } : {}) });
   let past: PastKeyValues | undefined;
   return {
     next(tokens) {
       const out = model.forward({
-        attentionMask, encoderOutputs, decoderInputIds: tokens, ...(past ? { pastKeyValues: past } : {}), useCache: true,
+        attentionMask, encoderOutputs, decoderInputIds: tokens, ...(past ? { pastKeyValues: past } : {}), ...(taskIds ? { taskIds } : {}), useCache: true,
       });
       replaceCache(past, out.pastKeyValues);
       past = out.pastKeyValues;
@@ -152,11 +155,11 @@ export function generate(model: Generative, opts: GenerateOptions): Tensor {
         const start = opts.decoderStartTokenId ?? model.config.decoder_start_token_id ?? pad;
         sequences = Array.from({ length: batch }, () => [start]);
         const mask = opts.attentionMask ?? ones([batch, length], "int32");
-        stepper = encoderDecoderStepper(model, opts.inputIds, mask);
+        stepper = encoderDecoderStepper(model, opts.inputIds, mask, opts.taskIds);
         feed = tensor(Int32Array.from(sequences.flat()), [batch, 1]);
       } else {
         sequences = intRows(opts.inputIds);
-        stepper = decoderOnlyStepper(model, maskRows);
+        stepper = decoderOnlyStepper(model, maskRows, opts.taskIds);
         feed = opts.inputIds;
       }
       const finished = new Array<boolean>(batch).fill(false);

@@ -1,0 +1,55 @@
+/**
+ * PolyModel (peft 0.15.2): Poly layers injected into Linear targets (LoRA's default targets). Every forward and
+ * generate needs `taskIds` (one task per batch row); the host hands them to its layers for the call, as peft's
+ * pre-forward hooks do. Poly adapters cannot be merged.
+ */
+import type { Linear } from "../../../nn/index.js";
+import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../../../models/outputs.js";
+import type { Generative } from "../../../models/generation/index.js";
+import type { AdapterCapabilities } from "../../contract.js";
+import { LinearTargetsTuner } from "../linear-tuner.js";
+import { makePolyConfig, type PolyConfig } from "./config.js";
+import { PolyLinear } from "./layer.js";
+
+/** Poly injected into a model. */
+export class PolyModel extends LinearTargetsTuner<PolyConfig> {
+  readonly prefix = "poly_";
+  protected readonly methodName = "Poly";
+  override readonly capabilities: AdapterCapabilities = { merge: null, weightedCombination: null, optimizerStepHook: null };
+
+  protected readonly buildConfig = makePolyConfig;
+
+  protected makeLayer(base: Linear): PolyLinear {
+    return new PolyLinear(base);
+  }
+
+  protected addAdapter(layer: PolyLinear, config: PolyConfig, adapterName: string): void {
+    layer.updateLayer(adapterName, config);
+  }
+
+  /**
+   * Run the model with the rows' tasks (inputs.taskIds) routed to every Poly layer. They stay set until the next
+   * forward: gradient checkpointing reruns the layers during backward.
+   */
+  override forward(inputs: Seq2SeqInputs): ModelOutput | BaseModelOutput {
+    const { taskIds, ...rest } = inputs;
+    for (const [, layer] of this.tunerLayers()) (layer as PolyLinear).taskIds = taskIds ?? null;
+    return this.model.forward(rest);
+  }
+
+  /** The model generates through this host, so that each step gets the task ids. */
+  override generative(): Generative {
+    const model = super.generative();
+    return {
+      config: model.config,
+      isEncoderDecoder: model.isEncoderDecoder,
+      get training() {
+        return model.training;
+      },
+      forward: (inputs) => this.forward(inputs) as ModelOutput,
+      ...(model.encode ? { encode: (inputs: Seq2SeqInputs) => model.encode!(inputs) } : {}),
+      eval: () => model.eval(),
+      train: (mode?: boolean) => model.train(mode),
+    };
+  }
+}
