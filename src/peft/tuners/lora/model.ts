@@ -40,6 +40,8 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
       initWeights: config.init_lora_weights,
       useRslora: config.use_rslora,
       useDora: config.use_dora,
+      loraBias: config.lora_bias,
+      key,
     };
   }
 

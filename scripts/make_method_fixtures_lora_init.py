@@ -1,0 +1,96 @@
+"""Golden files for LoRA's base-weight initialisers (init_lora_weights "pissa" and "olora") and lora_bias, made with
+Python transformers 4.44.0 + peft 0.15.2 (../shared/pyref), for test/lora-init.test.ts.
+
+    source ../shared/pyref/env.sh
+    /usr/bin/python3 scripts/make_method_fixtures_lora_init.py [--only SUBSTR[,SUBSTR...]]
+    # adapters saved by peft-ts load in Python peft with peft-ts' logits (needs `npx tsc -p .` first):
+    PEFT_TS_ADAPTERS=/tmp/ts-lora-init node --test dist/test/lora-init.test.js
+    PEFT_TS_ADAPTERS=/tmp/ts-lora-init /usr/bin/python3 scripts/make_method_fixtures_lora_init.py --check-ts-adapters
+
+Writes test/fixtures/methods-lora-init/ in the GoldenSet layout of scripts/make_family_fixtures.py (whose model
+builder, case maker and adapter check it reuses): models/<name>/ and peft/<case>/ (the adapter Python peft saved
+after N(0, 0.1^2) noise on the trainable tensors, expected logits with the adapter on / disabled / merged, greedy
+generation). Loading such an adapter in peft re-runs the initialiser on the original base weight (that is how
+peft 0.15.2 restores the residual), so the disabled logits are those of the residual model.
+
+Each case also gets init.safetensors: the adapter tensors right after get_peft_model (before noise), under the
+saved key names, and the residual base weights ("<module>.base_layer.weight"), to check the initialisers' values.
+PiSSA's singular vectors are determined up to sign only; the test compares them up to sign.
+
+Not here: "pissa_niter_<n>" (torch.svd_lowrank draws its start matrix from torch's generator, and peft redraws it on
+every load, so there is no stable golden: the test checks its algebra instead), LoftQ, layer_replication and
+trainable tokens (not implemented in peft-ts yet).
+"""
+
+import os
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_family_fixtures as fam  # noqa: E402
+from peft import LoraConfig, get_peft_model  # noqa: E402
+
+fam.ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "methods-lora-init")
+
+SPECIAL = fam.CLM_SPECIAL
+fam.MODELS = {
+    "llama": dict(config="LlamaConfig", cls="LlamaForCausalLM", kwargs=dict(fam.SMALL, max_position_embeddings=64),
+                  seed=5001, seq=8, greedy="generate"),
+    "qwen2": dict(config="Qwen2Config", cls="Qwen2ForCausalLM", kwargs=dict(fam.SMALL, max_position_embeddings=64),
+                  seed=5002, seq=8, greedy="generate", notes="q/k/v projections with biases (for lora_bias's merge)"),
+    "gpt2": dict(config="GPT2Config", cls="GPT2LMHeadModel",
+                 kwargs=dict(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64, initializer_range=0.1,
+                             **SPECIAL),
+                 seed=5003, seq=8, greedy="generate", notes="Conv1D layers: weights stored [in, out] (fan_in_fan_out)"),
+}
+
+fam.CASES = {
+    "llama-pissa": dict(base="llama", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8, init_lora_weights="pissa"),
+                        notes="default targets (q_proj, v_proj)"),
+    "llama-pissa-rslora": dict(
+        base="llama", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8, init_lora_weights="pissa", use_rslora=True,
+                                  target_modules=["o_proj", "up_proj", "down_proj"], rank_pattern={"down_proj": 2}),
+        notes="scaling alpha / sqrt(r); a wide (down_proj) and a tall (up_proj) weight; rank_pattern"),
+    "llama-olora": dict(base="llama", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8, init_lora_weights="olora",
+                                                  target_modules=["q_proj", "gate_proj", "down_proj"]),
+                        notes="square, tall (gate_proj) and wide (down_proj) QR"),
+    "gpt2-pissa": dict(base="gpt2", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=16, init_lora_weights="pissa"),
+                       notes="default target c_attn (Conv1D, [in, out] storage: peft transposes for the SVD)"),
+    "qwen2-lora-bias": dict(base="qwen2", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8, lora_bias=True),
+                            notes="scaling 2: peft's forward scales lora_B's bias, its merge adds it unscaled, so the "
+                                  "merged logits differ from the adapter's (recorded as peft computes them)"),
+}
+
+
+def make_init(name, case):
+    """init.safetensors: the adapter right after get_peft_model and the residual base weights it left."""
+    spec = fam.MODELS[case["base"]]
+    torch.manual_seed(spec["seed"] + 500)  # as make_case does before get_peft_model
+    pm = get_peft_model(fam.load(spec, os.path.join(fam.ROOT, "models", case["base"])), LoraConfig(**case["method"]))
+    out = {}
+    for key, p in pm.named_parameters():
+        key = key.removeprefix("base_model.model.")
+        if "lora_" in key:
+            out[key.replace(".default", "")] = p
+        elif key.endswith(".base_layer.weight"):
+            out[key] = p
+    fam.save_tensors(os.path.join(fam.ROOT, "peft", name, "init.safetensors"), out,
+                     f"make_method_fixtures_lora_init.py {name} (before noise)")
+
+
+def main():
+    orig = fam.make_case
+
+    def make_case(name, case):
+        record = orig(name, case)
+        make_init(name, case)
+        return record
+
+    fam.make_case = make_case
+    fam.main()
+
+
+if __name__ == "__main__":
+    main()
