@@ -13,6 +13,10 @@ after N(0, 0.1^2) noise on the trainable tensors, expected logits with the adapt
 generation). Loading such an adapter in peft re-runs the initialiser on the original base weight (that is how
 peft 0.15.2 restores the residual), so the disabled logits are those of the residual model.
 
+With --check-ts-adapters, "<case>-as-lora" folders are PiSSA/OLoRA adapters peft-ts saved converted to a plain LoRA
+(savePretrained's pathInitialModelForWeightConversion, peft's path_initial_model_for_weight_conversion); they load on
+the original base model.
+
 Each case also gets init.safetensors: the adapter tensors right after get_peft_model (before noise), under the
 saved key names, and the residual base weights ("<module>.base_layer.weight"), to check the initialisers' values.
 PiSSA's singular vectors are determined up to sign only; the test compares them up to sign.
@@ -62,6 +66,16 @@ fam.CASES = {
                             notes="scaling 2: peft's forward scales lora_B's bias, its merge adds it unscaled, so the "
                                   "merged logits differ from the adapter's (recorded as peft computes them)"),
 }
+
+
+class _Cases(dict):
+    """The cases, where "<case>-as-lora" (a PiSSA/OLoRA adapter peft-ts saved converted to plain LoRA) is its case."""
+
+    def __missing__(self, name):
+        return self[name.removesuffix("-as-lora")]
+
+
+fam.CASES = _Cases(fam.CASES)
 
 
 def make_init(name, case):

@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ConfigError } from "../src/errors.js";
+import { CheckpointError, ConfigError } from "../src/errors.js";
 import { writeSafetensors, loadSafetensors } from "../src/io/safetensors.js";
 import { AdaLoraConfig, LoraConfig, PeftModel, configFromJson, getPeftModel } from "../src/peft/index.js";
 import { LoraLinear } from "../src/peft/tuners/lora/layer.js";
@@ -77,6 +77,9 @@ describe("LoRA initialisers and lora_bias against Python peft 0.15.2", () => {
     const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-lora-init-adapters-"));
     for (const [name, c] of cases) {
       const peft = freshModel(c);
+      const mutatesBase = c.config["init_lora_weights"] !== undefined;
+      const initialDir = join(mkdtempSync(join(tmpdir(), "peft-ts-lora-init-initial-")), name);
+      if (mutatesBase) peft.savePretrained(initialDir);
       noGrad(() => {
         for (const [, p] of peft.namedParameters()) if (p.requiresGrad) p.copy_(tensor(Float32Array.from(p.dataSync(), (v, i) => v + Math.sin(i + 1) * 0.1), p.shape));
       });
@@ -88,7 +91,31 @@ describe("LoRA initialisers and lora_bias against Python peft 0.15.2", () => {
       assert.ok(maxAbsDiff(noGrad(() => reloaded.forward(inputs)).logits!, logits) < 1e-5, `${name}: reloaded adapter (the residual is recomputed on load)`);
       assert.ok(maxAbsDiff(logits, noGrad(() => reloaded.withAdapterDisabled(() => reloaded.forward(inputs))).logits!) > 1e-3, `${name}: the adapter acts`);
       writeSafetensors(join(dir, "logits.safetensors"), new Map([["logits", logits]]), { format: "pt" });
+      // peft refuses to convert rsLoRA with rank_pattern (tested below).
+      if (!mutatesBase || (c.config["use_rslora"] && c.config["rank_pattern"])) continue;
+      // Converted to a plain LoRA of rank 2r: the same logits on the original base (Python checks it as <case>-as-lora).
+      const asLora = join(out, `${name}-as-lora`);
+      peft.savePretrained(asLora, { pathInitialModelForWeightConversion: initialDir });
+      const saved = JSON.parse(readFileSync(join(asLora, "adapter_config.json"), "utf8")) as Record<string, unknown>;
+      assert.deepEqual([saved["init_lora_weights"], saved["r"]], [true, 2 * (c.config["r"] as number)], `${name}: converted config`);
+      assert.equal((JSON.parse(readFileSync(join(initialDir, "adapter_config.json"), "utf8")) as Record<string, unknown>)["init_lora_weights"], true, "the initial folder's config is rewritten, as peft does");
+      const plain = PeftModel.fromPretrained(baseModel(c, set), asLora);
+      const diff = maxAbsDiff(noGrad(() => plain.forward(inputs)).logits!, logits);
+      assert.ok(diff < 1e-4, `${name}: the converted adapter on the original base gives the trained logits (${diff})`);
+      const original = readExpected(set.modelDir(baseName(c))).get("logits")!;
+      assert.ok(maxAbsDiff(noGrad(() => plain.withAdapterDisabled(() => plain.forward(inputs))).logits!, original) < 1e-5, `${name}: converted adapter leaves the base untouched`);
+      writeSafetensors(join(asLora, "logits.safetensors"), new Map([["logits", logits]]), { format: "pt" });
     }
+  });
+
+  it("the conversion refuses rsLoRA with rank_pattern (as peft) and a missing initial adapter", () => {
+    const [, c] = cases.find(([n]) => n === "llama-pissa-rslora")!;
+    const model = freshModel(c);
+    const dir = mkdtempSync(join(tmpdir(), "peft-ts-lora-init-conv-"));
+    model.savePretrained(join(dir, "init"));
+    assert.throws(() => model.savePretrained(join(dir, "out"), { pathInitialModelForWeightConversion: join(dir, "init") }), (e) => e instanceof ConfigError && /not supported when using `rank_pattern` or `alpha_pattern` at the same time as `use_rslora=True`/.test(e.message));
+    const pissa = freshModel(cases.find(([n]) => n === "llama-pissa")![1]);
+    assert.throws(() => pissa.savePretrained(join(dir, "out2"), { pathInitialModelForWeightConversion: join(dir, "nothing") }), (e) => e instanceof CheckpointError && /has no adapter_model\.safetensors/.test(e.message));
   });
 });
 
