@@ -215,6 +215,19 @@ describe("lora_bias (hand-computed)", () => {
   });
 });
 
+describe("layer_replication", () => {
+  it("copies share the base tensors (not the adapters), merging is refused as peft means to, bad ranges and unsupported models are ConfigErrors", () => {
+    const model = getPeftModel(llama(), LoraConfig({ r: 2, target_modules: ["q_proj"], layer_replication: [[0, 2], [0, 1]] }));
+    const weight = (i: number, name: string) => model.getBaseModel().getTensor(`model.layers.${i}.self_attn.q_proj.${name}`);
+    assert.equal(weight(2, "base_layer.weight"), weight(0, "base_layer.weight"), "layer 2 is a copy of layer 0 with the same weight tensor");
+    assert.notEqual(weight(2, "lora_A.default.weight"), weight(0, "lora_A.default.weight"), "each copy has its own LoRA");
+    assert.equal((model.getBaseModel().config as unknown as { num_hidden_layers: number }).num_hidden_layers, 3);
+    assert.throws(() => model.mergeAndUnload(), (e) => e instanceof ConfigError && /Cannot merge LORA layers when base model layers are replicated/.test(e.message));
+    assert.throws(() => getPeftModel(llama(), LoraConfig({ r: 2, target_modules: ["q_proj"], layer_replication: [[1, 3]] })), (e) => e instanceof ConfigError && /\[1,3\] is not a range \[start, end\) of the 2 layers/.test(e.message));
+    assert.throws(() => getPeftModel(gpt2(), LoraConfig({ r: 2, target_modules: ["c_attn"], fan_in_fan_out: true, layer_replication: [[0, 1]] })), (e) => e instanceof ConfigError && /layer_replication is not supported for GPT2/.test(e.message));
+  });
+});
+
 describe("initialiser and lora_bias errors, as peft 0.15.2 raises them (or where it would go wrong)", () => {
   it("config checks: lora_bias needs init true/false and no DoRA; AdaLoRA refuses both; LoftQ is not implemented", () => {
     assert.throws(() => LoraConfig({ lora_bias: true, init_lora_weights: "pissa" }), (e) => e instanceof ConfigError && /lora_bias=True is only supported with init_lora_weights=True or False/.test(e.message));
@@ -232,13 +245,14 @@ describe("initialiser and lora_bias errors, as peft 0.15.2 raises them (or where
 });
 
 describe("`peft train` with the initialisers and lora_bias", () => {
-  it("trains PiSSA, pissa_niter, OLoRA and lora_bias adapters and saves their config fields", () => {
+  it("trains PiSSA, pissa_niter, OLoRA, lora_bias and layer_replication adapters and saves their config fields", () => {
     const ws = cliWorkspace("peft-ts-lora-init-cli-", LLAMA);
     const variants: Record<string, unknown>[] = [
       { r: 2, lora_alpha: 4, init_lora_weights: "pissa" },
       { r: 2, lora_alpha: 4, init_lora_weights: "pissa_niter_2" },
       { r: 2, lora_alpha: 4, init_lora_weights: "olora", target_modules: ["q_proj", "down_proj"] },
       { r: 2, lora_alpha: 4, lora_bias: true, target_modules: ["q_proj", "v_proj"] },
+      { r: 2, lora_alpha: 4, layer_replication: [[0, 2], [1, 2]] },
     ];
     for (const fields of variants) {
       trainMethod(ws, "LORA", fields);

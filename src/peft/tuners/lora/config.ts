@@ -89,8 +89,7 @@ export const LORA_FIELDS: MethodFields<LoraConfig> = {
   ),
   use_dora: field(bool, false, "Weight-decomposed LoRA (DoRA): a learned magnitude per output row."),
   layer_replication: field<[number, number][] | null>(
-    nullable(listOf(listOf(index))), null, "Build a deeper model by repeating ranges [start, end) of the base layers.",
-    { notImplemented: `layer replication: ${NOT_YET}` },
+    nullable(listOf(listOf(index))), null, "Build a deeper model by repeating ranges [start, end) of the base layers (the copies share weights, each gets its own LoRA).",
   ),
   lora_bias: field(bool, false, "Give the B matrix a trainable bias (merged into the base layer's bias)."),
 };

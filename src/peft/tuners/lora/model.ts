@@ -8,6 +8,9 @@ import { LoraLayer, type LoraSettings } from "./layer.js";
 import { dispatchLora } from "./dispatch.js";
 import type { LoraConfig } from "./config.js";
 import { PeftType } from "../../config.js";
+import { replicateLayers } from "../../layer-replication.js";
+import { ConfigError } from "../../../errors.js";
+import type { PreTrainedModel } from "../../../models/pretrained.js";
 import { noGrad, tensor, fmtShape, type Tensor } from "../../../tensor/index.js";
 import { combineCat, combineLinear, combineSvd, type CombinedFactors, type LoraPart } from "./weighted.js";
 
@@ -26,6 +29,30 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     if (c.target_modules === null) c.target_modules = defaultTargets(LORA_TARGETS, this.model.config.model_type, "LoRA");
     else if (c.target_modules === "all-linear") c.target_modules = allLinearTargets(this.model, c.task_type);
     return c;
+  }
+
+  /** peft's _prepare_model: layer_replication rebuilds the layer stack before the targets are matched. */
+  override injectAdapter(config: LoraConfig, adapterName: string): LoraConfig {
+    if (config.layer_replication) replicateLayers(this.model, config.layer_replication);
+    return super.injectAdapter(config, adapterName);
+  }
+
+  /** Merging into weights shared by replicated layers would fold every copy's adapter into all of them. */
+  private refuseMergeWhenReplicated(): void {
+    const replicated = [...this.peftConfig].filter(([, c]) => c.layer_replication).map(([name]) => name);
+    if (replicated.length > 0) {
+      throw new ConfigError(`Cannot merge LORA layers when base model layers are replicated (adapter ${replicated.join(", ")} has layer_replication)`, "run the model unmerged, or train without layer_replication to merge");
+    }
+  }
+
+  override merge(names?: string[]): void {
+    this.refuseMergeWhenReplicated();
+    super.merge(names);
+  }
+
+  override mergeAndUnload(names?: string[]): PreTrainedModel {
+    this.refuseMergeWhenReplicated();
+    return super.mergeAndUnload(names);
   }
 
   /** Rank, alpha and init of the adapter for one module (rank_pattern / alpha_pattern override r / lora_alpha). */
