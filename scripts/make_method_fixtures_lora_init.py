@@ -1,4 +1,5 @@
-"""Golden files for LoRA's base-weight initialisers (init_lora_weights "pissa" and "olora") and lora_bias, made with
+"""Golden files for LoRA's base-weight initialisers (init_lora_weights "pissa" and "olora"), lora_bias,
+layer_replication and the TRAINABLE_TOKENS method (with a tied LM head), made with
 Python transformers 4.44.0 + peft 0.15.2 (../shared/pyref), for test/lora-init.test.ts.
 
     source ../shared/pyref/env.sh
@@ -17,15 +18,18 @@ With --check-ts-adapters, "<case>-as-lora" folders are PiSSA/OLoRA adapters peft
 (savePretrained's pathInitialModelForWeightConversion, peft's path_initial_model_for_weight_conversion); they load on
 the original base model.
 
-Each case also gets init.safetensors: the adapter tensors right after get_peft_model (before noise), under the
+Each init_lora_weights case also gets init.safetensors: the adapter tensors right after get_peft_model (before noise), under the
 saved key names, and the residual base weights ("<module>.base_layer.weight"), to check the initialisers' values.
 PiSSA's singular vectors are determined up to sign only; the test compares them up to sign.
 
-layer_replication's case has no merged logits (see its notes). Not here: "pissa_niter_<n>" (torch.svd_lowrank draws its start matrix from torch's generator, and peft redraws it on
-every load, so there is no stable golden: the test checks its algebra instead), LoftQ and trainable tokens (not
-implemented in peft-ts yet).
+layer_replication's case has no merged logits (see its notes).
+
+Not here: "pissa_niter_<n>" (torch.svd_lowrank draws its start matrix from torch's generator, and peft redraws it on
+every load, so there is no stable golden: the test checks its algebra instead), LoftQ and LoRA's
+trainable_token_indices (not implemented in peft-ts yet).
 """
 
+import json
 import os
 import sys
 
@@ -34,7 +38,7 @@ from safetensors.torch import load_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_family_fixtures as fam  # noqa: E402
-from peft import LoraConfig, get_peft_model  # noqa: E402
+from peft import LoraConfig, TrainableTokensConfig, get_peft_model  # noqa: E402
 
 fam.ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "methods-lora-init")
 
@@ -44,6 +48,9 @@ fam.MODELS = {
                   seed=5001, seq=8, greedy="generate"),
     "qwen2": dict(config="Qwen2Config", cls="Qwen2ForCausalLM", kwargs=dict(fam.SMALL, max_position_embeddings=64),
                   seed=5002, seq=8, greedy="generate", notes="q/k/v projections with biases (for lora_bias's merge)"),
+    "llama-tied": dict(config="LlamaConfig", cls="LlamaForCausalLM",
+                       kwargs=dict(fam.SMALL, max_position_embeddings=64, tie_word_embeddings=True),
+                       seed=5004, seq=8, greedy="generate", notes="LM head tied to the input embeddings"),
     "gpt2": dict(config="GPT2Config", cls="GPT2LMHeadModel",
                  kwargs=dict(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64, initializer_range=0.1,
                              **SPECIAL),
@@ -67,6 +74,13 @@ fam.CASES = {
         notes="layers [0, 1, 1]: the copy of layer 1 shares its weights and has its own LoRA; no merged logits (peft "
               "0.15.2 means to refuse merging replicated layers, but its check never fires and it folds every copy's "
               "adapter into the shared weights)"),
+    "llama-trainable-tokens": dict(
+        base="llama", method=dict(task_type="CAUSAL_LM", token_indices=[6, 13, 65, 84], target_modules=["embed_tokens"]),
+        peft_type="TRAINABLE_TOKENS", notes="untied head: only the input embedding rows change (ids that the inputs use)"),
+    "llama-tied-trainable-tokens": dict(
+        base="llama-tied", method=dict(task_type="CAUSAL_LM", token_indices=[4, 91, 48, 22]), peft_type="TRAINABLE_TOKENS",
+        notes="default target (the input embeddings); the tied lm_head is wrapped too and shares the delta (both keys "
+              "saved)"),
     "qwen2-lora-bias": dict(base="qwen2", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8, lora_bias=True),
                             notes="scaling 2: peft's forward scales lora_B's bias, its merge adds it unscaled, so the "
                                   "merged logits differ from the adapter's (recorded as peft computes them)"),
@@ -81,6 +95,23 @@ class _Cases(dict):
 
 
 fam.CASES = _Cases(fam.CASES)
+
+
+def config_for(**method):
+    """make_family_fixtures builds every case with LoraConfig: trainable-tokens cases (token_indices) get their config."""
+    return TrainableTokensConfig(**method) if "token_indices" in method else LoraConfig(**method)
+
+
+fam.LoraConfig = config_for
+
+
+def set_peft_type(name, case):
+    """The case's peft_type in case.json and index.json (make_family_fixtures writes LORA)."""
+    path = os.path.join(fam.ROOT, "peft", name, "case.json")
+    record = json.load(open(path))
+    record["peft_type"] = case.get("peft_type", "LORA")
+    fam.write_json(path, record)
+    return record
 
 
 def make_init(name, case):
@@ -118,10 +149,15 @@ def main():
             make_init(name, case)
         if case["method"].get("layer_replication"):
             drop_merged(name, record)
-        return record
+        return set_peft_type(name, case)
 
     fam.make_case = make_case
     fam.main()
+    index_path = os.path.join(fam.ROOT, "index.json")
+    index = json.load(open(index_path))
+    for name, entry in index["cases"].items():
+        entry["peft_type"] = fam.CASES[name].get("peft_type", "LORA")
+    fam.write_json(index_path, index)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 /**
- * LoRA's base-weight initialisers (init_lora_weights "pissa", "pissa_niter_<n>", "olora") and lora_bias: against the
+ * LoRA's base-weight initialisers (init_lora_weights "pissa", "pissa_niter_<n>", "olora"), lora_bias,
+ * layer_replication and the TRAINABLE_TOKENS method: against the
  * goldens of scripts/make_method_fixtures_lora_init.py (peft 0.15.2), against hand-computed values, and their errors.
  */
 import { describe, it } from "node:test";
@@ -10,7 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { CheckpointError, ConfigError } from "../src/errors.js";
 import { writeSafetensors, loadSafetensors } from "../src/io/safetensors.js";
-import { AdaLoraConfig, LoraConfig, PeftModel, configFromJson, getPeftModel } from "../src/peft/index.js";
+import { AdaLoraConfig, LoraConfig, PeftModel, TrainableTokensConfig, TrainableTokensLayer, configFromJson, getPeftModel } from "../src/peft/index.js";
 import { LoraLinear } from "../src/peft/tuners/lora/layer.js";
 import { oloraFactors, pissaFactors } from "../src/peft/tuners/lora/init.js";
 import { qrLeadingF64, svdF64, svdLowRankF64 } from "../src/tensor/linalg.js";
@@ -22,7 +23,7 @@ import { cliWorkspace, trainMethod } from "./cli-workspace.js";
 import { LLAMA, gpt2, llama } from "./tiny-models.js";
 
 const set = new GoldenSet(fileURLToPath(new URL("../../test/fixtures/methods-lora-init/", import.meta.url)));
-const cases = casesOf(["LORA"], set);
+const cases = casesOf(["LORA", "TRAINABLE_TOKENS"], set);
 
 /** The base model's folder name of a case. */
 const baseName = (c: PeftCase) => c.base.replace(/^models\//, "");
@@ -228,6 +229,47 @@ describe("layer_replication", () => {
   });
 });
 
+describe("trainable tokens (hand-computed)", () => {
+  it("the listed rows are replaced by the trained ones in the embedding and the tied head; merge writes them, unmerge restores them", () => {
+    const base = llama(12, { tie_word_embeddings: true });
+    const table = Float32Array.from(base.getInputEmbeddings().weight.dataSync());
+    const [vocab, dim] = base.getInputEmbeddings().weight.shape as [number, number];
+    const model = getPeftModel(base, TrainableTokensConfig({ token_indices: [2, 7] }));
+    const embed = model.getBaseModel().getInputEmbeddings() as unknown as TrainableTokensLayer;
+    const head = model.getBaseModel().getOutputEmbeddings() as unknown as TrainableTokensLayer;
+    assert.ok(embed instanceof TrainableTokensLayer && head instanceof TrainableTokensLayer && head.tiedTo === embed, "the tied head is wrapped and tied");
+    const delta = embed.trainable_tokens_delta.ownParameter("default")!;
+    assert.equal(head.trainable_tokens_delta.ownParameter("default"), delta, "one delta tensor for both");
+    assertClose(delta.dataSync(), [...table.slice(2 * dim, 3 * dim), ...table.slice(7 * dim, 8 * dim)], 0, 0, "init_weights: the rows' values");
+    const rows = Float32Array.from(randValues(2 * dim, 4, -1, 1));
+    noGrad(() => delta.copy_(tensor(rows, [2, dim])));
+    const want = Float32Array.from(table);
+    want.set(rows.slice(0, dim), 2 * dim);
+    want.set(rows.slice(dim), 7 * dim);
+    const ids = tensor(Int32Array.from([7, 1, 2]), [1, 3], "int32");
+    assertClose(noGrad(() => embed.forward(ids)).dataSync(), [...want.slice(7 * dim, 8 * dim), ...want.slice(dim, 2 * dim), ...want.slice(2 * dim, 3 * dim)], 0, 0, "embedding rows");
+    const x = tensor(Float32Array.from(randValues(dim, 5, -1, 1)), [1, dim]);
+    assertClose(noGrad(() => head.forward(x)).dataSync(), mm(x.dataSync(), transposed(want, vocab, dim), 1, dim, vocab), 1e-5, 0, "tied head: x·W'ᵀ");
+    const inputs = { inputIds: ids };
+    const adapted = noGrad(() => model.forward(inputs)).logits!;
+    model.mergeAdapter();
+    assertClose(model.getBaseModel().getTensor("model.embed_tokens.base_layer.weight").dataSync(), want, 0, 0, "merged table");
+    assert.ok(maxAbsDiff(noGrad(() => model.forward(inputs)).logits!, adapted) < 1e-5, "merged = adapted");
+    model.unmergeAdapter();
+    assertClose(model.getBaseModel().getTensor("model.embed_tokens.base_layer.weight").dataSync(), table, 0, 0, "unmerged table");
+  });
+
+  it("only the delta trains; overlapping adapters, out-of-range ids and non-embedding targets are refused", () => {
+    const model = getPeftModel(llama(), TrainableTokensConfig({ token_indices: [1, 2] }));
+    assert.deepEqual(model.namedParameters().filter(([, p]) => p.requiresGrad).map(([k]) => k), ["base_model.model.model.embed_tokens.trainable_tokens_delta.default"]);
+    model.addAdapter("other", TrainableTokensConfig({ token_indices: [2, 3] }));
+    model.base_model.setAdapter(["default", "other"]);
+    assert.throws(() => model.forward({ inputIds: tensor(Int32Array.from([1]), [1, 1], "int32") }), /Only disjunct token indices are currently supported/);
+    assert.throws(() => getPeftModel(llama(), TrainableTokensConfig({ token_indices: [1000] })), /token_indices \[1000\] are out of range for the 64-row embedding/);
+    assert.throws(() => getPeftModel(llama(), TrainableTokensConfig({ token_indices: [1], target_modules: ["q_proj"] })), /not supported by trainable tokens/);
+  });
+});
+
 describe("initialiser and lora_bias errors, as peft 0.15.2 raises them (or where it would go wrong)", () => {
   it("config checks: lora_bias needs init true/false and no DoRA; AdaLoRA refuses both; LoftQ is not implemented", () => {
     assert.throws(() => LoraConfig({ lora_bias: true, init_lora_weights: "pissa" }), (e) => e instanceof ConfigError && /lora_bias=True is only supported with init_lora_weights=True or False/.test(e.message));
@@ -245,7 +287,7 @@ describe("initialiser and lora_bias errors, as peft 0.15.2 raises them (or where
 });
 
 describe("`peft train` with the initialisers and lora_bias", () => {
-  it("trains PiSSA, pissa_niter, OLoRA, lora_bias and layer_replication adapters and saves their config fields", () => {
+  it("trains PiSSA, pissa_niter, OLoRA, lora_bias, layer_replication and trainable-tokens adapters and saves their config fields", () => {
     const ws = cliWorkspace("peft-ts-lora-init-cli-", LLAMA);
     const variants: Record<string, unknown>[] = [
       { r: 2, lora_alpha: 4, init_lora_weights: "pissa" },
@@ -254,6 +296,9 @@ describe("`peft train` with the initialisers and lora_bias", () => {
       { r: 2, lora_alpha: 4, lora_bias: true, target_modules: ["q_proj", "v_proj"] },
       { r: 2, lora_alpha: 4, layer_replication: [[0, 2], [1, 2]] },
     ];
+    trainMethod(ws, "TRAINABLE_TOKENS", { token_indices: [3, 4] });
+    const tokens = [...loadSafetensors(join(ws.root, "out-TRAINABLE_TOKENS", "adapter_model.safetensors")).keys()].sort();
+    assert.deepEqual(tokens, ["base_model.model.lm_head.trainable_tokens_delta", "base_model.model.model.embed_tokens.trainable_tokens_delta"], "tied head: both keys, as peft saves them");
     for (const fields of variants) {
       trainMethod(ws, "LORA", fields);
       const saved = JSON.parse(readFileSync(join(ws.root, "out-LORA", "adapter_config.json"), "utf8")) as Record<string, unknown>;
