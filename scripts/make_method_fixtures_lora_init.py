@@ -1,5 +1,5 @@
 """Golden files for LoRA's base-weight initialisers (init_lora_weights "pissa" and "olora"), lora_bias,
-layer_replication and the TRAINABLE_TOKENS method (with a tied LM head), made with
+layer_replication, trainable_token_indices and the TRAINABLE_TOKENS method (with a tied LM head), made with
 Python transformers 4.44.0 + peft 0.15.2 (../shared/pyref), for test/lora-init.test.ts.
 
     source ../shared/pyref/env.sh
@@ -25,8 +25,8 @@ PiSSA's singular vectors are determined up to sign only; the test compares them 
 layer_replication's case has no merged logits (see its notes).
 
 Not here: "pissa_niter_<n>" (torch.svd_lowrank draws its start matrix from torch's generator, and peft redraws it on
-every load, so there is no stable golden: the test checks its algebra instead), LoftQ and LoRA's
-trainable_token_indices (not implemented in peft-ts yet).
+every load, so there is no stable golden: the test checks its algebra instead) and LoftQ (not implemented in
+peft-ts yet).
 """
 
 import json
@@ -81,6 +81,14 @@ fam.CASES = {
         base="llama-tied", method=dict(task_type="CAUSAL_LM", token_indices=[4, 91, 48, 22]), peft_type="TRAINABLE_TOKENS",
         notes="default target (the input embeddings); the tied lm_head is wrapped too and shares the delta (both keys "
               "saved)"),
+    "llama-tied-lora-tokens": dict(
+        base="llama-tied", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8, trainable_token_indices=[4, 91, 48, 22]),
+        notes="LoRA's trainable_token_indices on the input embeddings; the tied lm_head shares the rows (only the "
+              "embedding's key is saved)"),
+    "llama-lora-tokens-dict": dict(
+        base="llama", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8, target_modules=["q_proj"],
+                                  trainable_token_indices={"embed_tokens": [6, 13, 65]}),
+        notes="trainable_token_indices as module name -> ids, untied head"),
     "qwen2-lora-bias": dict(base="qwen2", method=dict(task_type="CAUSAL_LM", r=4, lora_alpha=8, lora_bias=True),
                             notes="scaling 2: peft's forward scales lora_B's bias, its merge adds it unscaled, so the "
                                   "merged logits differ from the adapter's (recorded as peft computes them)"),

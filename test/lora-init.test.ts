@@ -287,7 +287,7 @@ describe("initialiser and lora_bias errors, as peft 0.15.2 raises them (or where
 });
 
 describe("`peft train` with the initialisers and lora_bias", () => {
-  it("trains PiSSA, pissa_niter, OLoRA, lora_bias, layer_replication and trainable-tokens adapters and saves their config fields", () => {
+  it("trains PiSSA, pissa_niter, OLoRA, lora_bias, layer_replication, trainable_token_indices and TRAINABLE_TOKENS adapters and saves their config fields", () => {
     const ws = cliWorkspace("peft-ts-lora-init-cli-", LLAMA);
     const variants: Record<string, unknown>[] = [
       { r: 2, lora_alpha: 4, init_lora_weights: "pissa" },
@@ -295,6 +295,7 @@ describe("`peft train` with the initialisers and lora_bias", () => {
       { r: 2, lora_alpha: 4, init_lora_weights: "olora", target_modules: ["q_proj", "down_proj"] },
       { r: 2, lora_alpha: 4, lora_bias: true, target_modules: ["q_proj", "v_proj"] },
       { r: 2, lora_alpha: 4, layer_replication: [[0, 2], [1, 2]] },
+      { r: 2, lora_alpha: 4, trainable_token_indices: [3, 4] },
     ];
     trainMethod(ws, "TRAINABLE_TOKENS", { token_indices: [3, 4] });
     const tokens = [...loadSafetensors(join(ws.root, "out-TRAINABLE_TOKENS", "adapter_model.safetensors")).keys()].sort();
@@ -305,6 +306,8 @@ describe("`peft train` with the initialisers and lora_bias", () => {
       for (const [k, v] of Object.entries(fields)) if (k !== "target_modules") assert.deepEqual(saved[k], v, `${JSON.stringify(fields)}: saved ${k}`);
       const tensors = [...loadSafetensors(join(ws.root, "out-LORA", "adapter_model.safetensors")).keys()];
       assert.equal(tensors.some((k) => k.endsWith("lora_B.bias")), fields["lora_bias"] === true, `lora_B.bias saved iff lora_bias: ${tensors.join(", ")}`);
+      const tokenKeys = tensors.filter((k) => k.endsWith("token_adapter.trainable_tokens_delta"));
+      assert.deepEqual(tokenKeys, fields["trainable_token_indices"] ? ["base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"] : [], "trainable tokens: the embedding's rows only (tied head not saved, as peft)");
     }
   });
 });

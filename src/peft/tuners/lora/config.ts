@@ -66,8 +66,7 @@ export const LORA_FIELDS: MethodFields<LoraConfig> = {
   ),
   megatron_core: field(string, "megatron.core", "The Megatron core module (used only with megatron_config)."),
   trainable_token_indices: field<LoraConfig["trainable_token_indices"]>(
-    nullable(either(listOf(index), recordOf(listOf(index)))), null, "Token ids whose embedding rows are trained (a list, or module name → list).",
-    { notImplemented: `trainable tokens: ${NOT_YET}` },
+    nullable(either(listOf(index), recordOf(listOf(index)))), null, "Token ids whose embedding rows are trained (a list for the input embeddings, or module name → list).",
   ),
   loftq_config: field<Record<string, unknown>>(
     anyObject,

@@ -9,6 +9,8 @@ import { dispatchLora } from "./dispatch.js";
 import type { LoraConfig } from "./config.js";
 import { PeftType } from "../../config.js";
 import { replicateLayers } from "../../layer-replication.js";
+import { trainableTokensState, wrapTrainableTokens } from "../../trainable-tokens-wrapper.js";
+import { HOST_NAME } from "../../contract.js";
 import { ConfigError } from "../../../errors.js";
 import type { PreTrainedModel } from "../../../models/pretrained.js";
 import { noGrad, tensor, fmtShape, type Tensor } from "../../../tensor/index.js";
@@ -31,10 +33,24 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     return c;
   }
 
-  /** peft's _prepare_model: layer_replication rebuilds the layer stack before the targets are matched. */
+  /**
+   * peft's _prepare_model: layer_replication rebuilds the layer stack before the targets are matched; afterwards
+   * (peft's add_adapter) trainable_token_indices wraps the embeddings.
+   */
   override injectAdapter(config: LoraConfig, adapterName: string): LoraConfig {
     if (config.layer_replication) replicateLayers(this.model, config.layer_replication);
-    return super.injectAdapter(config, adapterName);
+    const prepared = super.injectAdapter(config, adapterName);
+    if (prepared.trainable_token_indices) {
+      wrapTrainableTokens(this.model, adapterName, prepared.trainable_token_indices, prepared.modules_to_save);
+      this.setAdapter(this.activeAdapters);
+      if (prepared.inference_mode) for (const p of this.adapterParameters(adapterName)) p.requiresGrad = false;
+    }
+    return prepared;
+  }
+
+  /** The trainable tokens' rows are saved beside the LoRA tensors. */
+  protected override finalizeSavedState(adapterName: string, state: Map<string, Tensor>): Map<string, Tensor> {
+    return new Map([...state, ...trainableTokensState(this, adapterName, `${HOST_NAME}.`)]);
   }
 
   /** Merging into weights shared by replicated layers would fold every copy's adapter into all of them. */
