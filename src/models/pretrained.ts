@@ -185,6 +185,14 @@ export abstract class PreTrainedModel extends Module {
     return false;
   }
 
+  /**
+   * Rebuild the decoder stack from ranges [start, end) of its layers, the copies sharing their weights (peft's
+   * replicate_layers); models whose stack supports it override this.
+   */
+  replicateLayers(_ranges: readonly (readonly number[])[]): void {
+    throw new ConfigError(`layer_replication is not supported for ${this.constructor.name}`, "peft replicates the layers of LLaMA-style models (model.layers); remove layer_replication for this model");
+  }
+
   /** Turn gradient checkpointing off again (HF's gradient_checkpointing_disable). */
   gradientCheckpointingDisable(): this {
     return this.setCheckpointing(false);

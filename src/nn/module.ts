@@ -78,6 +78,22 @@ export class Module {
     return out;
   }
 
+  /**
+   * A copy of this module tree holding the same parameter and buffer tensors (PyTorch's clone_module with
+   * share_weights, which peft's layer_replication uses): fields that point at a child point at its copy.
+   */
+  cloneSharingWeights(): this {
+    const copy = Object.assign(Object.create(Object.getPrototypeOf(this) as object) as object, this) as this;
+    Object.assign(copy, { params: new Map(this.params), buffers: new Map(this.buffers), nonPersistent: new Set(this.nonPersistent), children: new Map() });
+    const fields = copy as unknown as Record<string, unknown>;
+    for (const [name, child] of this.children) {
+      const cloned = child && child.cloneSharingWeights();
+      copy.children.set(name, cloned);
+      for (const key of Object.keys(fields)) if (child !== null && fields[key] === child) fields[key] = cloned;
+    }
+    return copy;
+  }
+
   /** All modules below and including this one. */
   modules(): Module[] {
     return this.namedModules().map(([, m]) => m);

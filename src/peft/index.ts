@@ -6,6 +6,7 @@ import "./tuners/p_tuning/index.js";
 import "./tuners/prefix_tuning/index.js";
 import "./tuners/adaption_prompt/index.js";
 import "./tuners/ia3/index.js";
+import "./tuners/trainable_tokens/index.js";
 import "./tuners/loha/index.js";
 import "./tuners/lokr/index.js";
 import "./tuners/ln_tuning/index.js";
@@ -48,6 +49,7 @@ export { PromptEncoderConfig, PromptEncoderReparameterizationType, PromptEncoder
 export { PrefixTuningConfig, PrefixEncoder } from "./tuners/prefix_tuning/index.js";
 export { AdaptionPromptConfig, AdaptionPromptModel, AdaptedAttention } from "./tuners/adaption_prompt/index.js";
 export { IA3Config, IA3Model, IA3Linear } from "./tuners/ia3/index.js";
+export { TrainableTokensConfig, TrainableTokensModel, TrainableTokensLayer } from "./tuners/trainable_tokens/index.js";
 export { prepareModelForKbitTraining, isQuantizedModel, enableInputRequireGrads } from "./kbit.js";
 export type { KbitTrainingOptions } from "./kbit.js";
 export { LoHaConfig, LoHaModel, LoHaLinear } from "./tuners/loha/index.js";

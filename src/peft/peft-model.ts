@@ -24,6 +24,7 @@ import { TASK_HEADS } from "./mapping.js";
 import { HOST_NAME, type AdapterHost, type Merging, type PeftTask, type WeightedAdapterOptions } from "./contract.js";
 import { adapterModelCard } from "./model-card.js";
 import { ConfigError } from "../errors.js";
+import { mutatedAdapterAsLora } from "./tuners/lora/convert.js";
 
 /** Options of savePretrained. */
 export interface SaveOptions {
@@ -31,6 +32,11 @@ export interface SaveOptions {
   safeSerialization?: boolean;
   /** Adapters to save (all by default). */
   selectedAdapters?: string[];
+  /**
+   * The folder where a PiSSA/OLoRA adapter was saved right after getPeftModel: each adapter is saved converted to a
+   * plain LoRA of rank 2r that applies to the original base weights (peft's path_initial_model_for_weight_conversion).
+   */
+  pathInitialModelForWeightConversion?: string;
 }
 
 /** Options of fromPretrained / loadAdapter (the Hub options apply when the adapter is named by repo id). */
@@ -257,13 +263,15 @@ export class PeftModel extends Module {
       if (!config) throw new Error(`cannot save adapter "${name}": no such adapter; adapters: ${Object.keys(this.peftConfig).join(", ")}`);
       const out = name === "default" ? dir : join(dir, name);
       const state = this.base_model.saveAdapter(name);
+      const initialDir = opts.pathInitialModelForWeightConversion;
+      const { config: savedConfig, tensors } = initialDir ? mutatedAdapterAsLora(config, state.tensors, initialDir) : { config, tensors: state.tensors };
       // The folder is replaced as a whole (weights and config never from two saves); other files in it are kept.
       writeFolderAtomic(out, (tmp) => {
-        writeSafetensors(join(tmp, "adapter_model.safetensors"), state.tensors, { format: "pt" });
+        writeSafetensors(join(tmp, "adapter_model.safetensors"), tensors, { format: "pt" });
         // Side files (P-tuning / projected prefixes: the encoder network's weights, so that training can resume
         // exactly; Python peft ignores them).
         for (const [file, tensors] of state.sideFiles) writeSafetensors(join(tmp, file), tensors, { format: "pt" });
-        const saved = { ...config, inference_mode: true, base_model_name_or_path: config.base_model_name_or_path ?? this.getBaseModel().nameOrPath };
+        const saved = { ...savedConfig, inference_mode: true, base_model_name_or_path: config.base_model_name_or_path ?? this.getBaseModel().nameOrPath };
         writeFileAtomic(join(tmp, "adapter_config.json"), pythonJson(saved));
         if (!existsSync(join(out, "README.md"))) writeFileAtomic(join(tmp, "README.md"), adapterModelCard(saved.base_model_name_or_path));
       }, { carryOver: (f) => !/^adapter_(config\.json|model\.(safetensors|bin))$/.test(f) && !state.sideFiles.has(f) });

@@ -194,52 +194,105 @@ export function svdF64(a: ArrayLike<number>, m: number, n: number): SvdF64 {
  */
 export function qrF64(x: ArrayLike<number>, n: number, r: number): { q: Float64Array; r: Float64Array } {
   if (n < r) throw new Error(`qr: needs at least as many rows as columns, got ${n}×${r}`);
-  const cols = Array.from({ length: r }, (_, j) => Float64Array.from({ length: n }, (_, i) => x[i * r + j]!));
+  return qrLeadingF64(x, n, r, r);
+}
+
+/**
+ * The first k columns of Q and first k rows of R of the Householder QR of a row-major m×n matrix X
+ * (k ≤ min(m, n)): torch.linalg.qr(X)'s Q[:, :k] (m×k) and R[:k] (k×n), with LAPACK's sign convention
+ * (each reflector sends its column to −sign(x_jj)·‖x‖). Both row-major.
+ */
+export function qrLeadingF64(x: ArrayLike<number>, m: number, n: number, k: number): { q: Float64Array; r: Float64Array } {
+  if (!(k <= Math.min(m, n))) throw new Error(`qr: cannot take ${k} leading columns of a ${m}×${n} matrix`);
+  if (x.length !== m * n) throw new Error(`qr: ${x.length} values do not make a ${m}×${n} matrix`);
+  const cols = Array.from({ length: n }, (_, j) => Float64Array.from({ length: m }, (_, i) => x[i * n + j]!));
   const reflectors: (Float64Array | null)[] = [];
-  const R = new Float64Array(r * r);
-  for (let j = 0; j < r; j++) {
+  const R = new Float64Array(k * n);
+  for (let j = 0; j < k; j++) {
     const cj = cols[j]!;
     let norm = 0;
-    for (let i = j; i < n; i++) norm += cj[i]! * cj[i]!;
+    for (let i = j; i < m; i++) norm += cj[i]! * cj[i]!;
     norm = Math.sqrt(norm);
     let v: Float64Array | null = null;
     if (norm > 0) {
       const alpha = cj[j]! >= 0 ? -norm : norm;
-      v = new Float64Array(n - j);
-      for (let i = j; i < n; i++) v[i - j] = cj[i]!;
+      v = new Float64Array(m - j);
+      for (let i = j; i < m; i++) v[i - j] = cj[i]!;
       v[0]! -= alpha;
       const vv = dot(v, v);
       // H = I − 2vvᵀ/(vᵀv) on rows j.. of columns j..
-      for (let c = j; c < r; c++) {
+      for (let c = j; c < n; c++) {
         const col = cols[c]!;
         let d = 0;
-        for (let i = j; i < n; i++) d += v[i - j]! * col[i]!;
+        for (let i = j; i < m; i++) d += v[i - j]! * col[i]!;
         const f = (2 * d) / vv;
-        for (let i = j; i < n; i++) col[i]! -= f * v[i - j]!;
+        for (let i = j; i < m; i++) col[i]! -= f * v[i - j]!;
       }
     }
     reflectors.push(v);
-    for (let c = j; c < r; c++) R[j * r + c] = cols[c]![j]!;
+    for (let c = j; c < n; c++) R[j * n + c] = cols[c]![j]!;
   }
-  // Q = H_0·H_1·…·H_{r−1} applied to the first r columns of the identity.
-  const q = new Float64Array(n * r);
-  for (let c = 0; c < r; c++) {
-    const e = new Float64Array(n);
+  // Q = H_0·H_1·…·H_{k−1} applied to the first k columns of the identity.
+  const q = new Float64Array(m * k);
+  for (let c = 0; c < k; c++) {
+    const e = new Float64Array(m);
     e[c] = 1;
-    for (let j = r - 1; j >= 0; j--) {
+    for (let j = k - 1; j >= 0; j--) {
       const v = reflectors[j];
       if (!v) continue;
       let d = 0, vv = 0;
-      for (let i = j; i < n; i++) {
+      for (let i = j; i < m; i++) {
         d += v[i - j]! * e[i]!;
         vv += v[i - j]! * v[i - j]!;
       }
       const f = (2 * d) / vv;
-      for (let i = j; i < n; i++) e[i]! -= f * v[i - j]!;
+      for (let i = j; i < m; i++) e[i]! -= f * v[i - j]!;
     }
-    for (let i = 0; i < n; i++) q[i * r + c] = e[i]!;
+    for (let i = 0; i < m; i++) q[i * k + c] = e[i]!;
   }
   return { q, r: R };
+}
+
+/** Row-major (m×p)·(p×n), with either operand read transposed from its stored layout. */
+function matmulF64(a: Float64Array, aT: boolean, b: Float64Array, bT: boolean, m: number, p: number, n: number): Float64Array {
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let l = 0; l < p; l++) {
+      const ail = aT ? a[l * m + i]! : a[i * p + l]!;
+      if (ail === 0) continue;
+      for (let j = 0; j < n; j++) out[i * n + j]! += ail * (bT ? b[j * p + l]! : b[l * n + j]!);
+    }
+  }
+  return out;
+}
+
+/**
+ * torch.svd_lowrank(A, q, niter) (Halko et al.'s randomised range finder with `niter` subspace iterations, no
+ * oversampling) for a row-major m×n matrix: A ≈ U (m×q) · diag(S) · Vᵀ, V n×q. The Gaussian start matrix comes
+ * from `randn(rows, cols)` (torch draws it from its own generator, so the factors match torch's only in what they
+ * span once converged). Like torch, the basis is built for Aᵀ when m < n or n > q.
+ */
+export function svdLowRankF64(
+  a: ArrayLike<number>, m: number, n: number, q: number, niter: number, randn: (rows: number, cols: number) => Float64Array,
+): { u: Float64Array; s: Float64Array; v: Float64Array } {
+  if (!(Number.isInteger(q) && q > 0 && q <= Math.min(m, n))) throw new Error(`svd_lowrank: q must be in [1, ${Math.min(m, n)}] for a ${m}×${n} matrix, got ${q}`);
+  const A = Float64Array.from(a);
+  const transposed = m < n || n > q;
+  // The basis is found for M = Aᵀ (rows = n) or M = A (rows = m).
+  const [rows, cols] = transposed ? [n, m] : [m, n];
+  const mul = (left: boolean, x: Float64Array, width: number) =>
+    // M·x (left) or Mᵀ·x, with M = Aᵀ or A read from A's storage.
+    left ? matmulF64(A, transposed, x, false, rows, cols, width) : matmulF64(A, !transposed, x, false, cols, rows, width);
+  let Q = qrF64(mul(true, randn(cols, q), q), rows, q).q;
+  for (let i = 0; i < niter; i++) {
+    Q = qrF64(mul(false, Q, q), cols, q).q;
+    Q = qrF64(mul(true, Q, q), rows, q).q;
+  }
+  // Bt = Mᵀ·Q (cols×q) = A·Q or Aᵀ·Q; Bt = U'·S·W', so Mᵀ ≈ U'·S·(Q·W')ᵀ.
+  const bt = mul(false, Q, q);
+  const inner = svdF64(bt, cols, q);
+  const qw = matmulF64(Q, false, inner.vh, true, rows, q, q);
+  return transposed ? { u: inner.u, s: inner.s, v: qw } : { u: qw, s: inner.s, v: inner.u };
 }
 
 /**

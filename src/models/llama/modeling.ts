@@ -14,6 +14,7 @@ import { GenerativeModel } from "../generation/generative-model.js";
 import { causalLmLoss, embedOrUse, pastLength, runDecoderStack, sequenceClassification } from "../heads.js";
 import { RotaryEmbedding, applyRope } from "../rotary.js";
 import { decoderClassName, decoderTraits, type DecoderTraits, type LlamaConfig } from "./config.js";
+import { ConfigError } from "../../errors.js";
 
 /** Rotary tables of one layer, [batch, length, rotaryDim] each. */
 export interface Rope {
@@ -178,7 +179,7 @@ export class LlamaModel extends PreTrainedModel {
   embed_tokens: EmbeddingLayer;
   layers: ModuleList<LlamaDecoderLayer>;
   norm: RMSNorm;
-  private readonly traits: DecoderTraits;
+  private traits: DecoderTraits;
   private readonly ropes: RotaryEmbedding[];
 
   constructor(override readonly config: LlamaConfig) {
@@ -200,6 +201,22 @@ export class LlamaModel extends PreTrainedModel {
 
   get baseModelPrefix(): string {
     return "model";
+  }
+
+  /** peft's replicate_layers: each copy keeps its source layer's attention window and rope, as HF's cloned modules do. */
+  override replicateLayers(ranges: readonly (readonly number[])[]): void {
+    const n = this.layers.length;
+    const picks = ranges.flatMap((range) => {
+      const [start, end] = range;
+      if (range.length !== 2 || !(start! <= end! && end! <= n)) {
+        throw new ConfigError(`layer_replication: ${JSON.stringify(range)} is not a range [start, end) of the ${n} layers`, "give pairs [start, end] with start ≤ end ≤ the number of layers");
+      }
+      return Array.from({ length: end! - start! }, (_, i) => start! + i);
+    });
+    const old = [...this.layers];
+    this.layers = this.registerModule("layers", new ModuleList(picks.map((i) => old[i]!.cloneSharingWeights())));
+    this.traits = { ...this.traits, layers: picks.map((i) => this.traits.layers[i]!) };
+    this.config.num_hidden_layers = picks.length;
   }
 
   override getInputEmbeddings(): EmbeddingLayer {

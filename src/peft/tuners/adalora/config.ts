@@ -8,6 +8,7 @@
 import { check, configBuilder, PeftType, type MethodFields, type PeftConfig } from "../../config.js";
 import { bool, defaultsOf, field, integer, listOf, nullable, number, recordOf } from "../../../io/config-fields.js";
 import { LORA_FIELDS, LORA_FOREIGN, validateLoraFields, type LoraConfig } from "../lora/config.js";
+import { initUsesBaseWeight } from "../lora/init.js";
 
 /** The LoRA fields AdaLoRA shares (every one but rank_pattern, which AdaLoRA redefines). */
 type SharedLoraFields = Omit<Pick<LoraConfig, keyof typeof LORA_FIELDS>, "rank_pattern">;
@@ -68,6 +69,9 @@ export const ADALORA_DEFAULTS = defaultsOf(ADALORA_FIELDS);
 export function validateAdaLoraFields(c: AdaLoraConfig): void {
   validateLoraFields(c as unknown as LoraConfig);
   check(!c.use_dora, "ADALORA does not support DoRA.");
+  // peft 0.15.2's AdaLoRA layers take neither (they would be silently ignored there).
+  check(!initUsesBaseWeight(c.init_lora_weights), `AdaLoRA does not support init_lora_weights "${String(c.init_lora_weights)}" (peft 0.15.2's AdaLoRA layers ignore it); use true, false or "gaussian"`);
+  check(!c.lora_bias, "AdaLoRA does not support lora_bias (peft 0.15.2's AdaLoRA layers ignore it); set lora_bias false");
   if (c.r !== 8) {
     process.emitWarning("Note that `r` is not used in AdaLora and will be ignored. If you intended to set the initial rank, use `init_r` instead.");
   }

@@ -3,6 +3,7 @@ import { check, configBuilder, PeftType, TARGETING_FIELDS, type MethodFields, ty
 import {
   anyObject, bool, either, field, integer, listOf, matching, nullable, number, oneOf, recordOf, string, type ForeignField,
 } from "../../../io/config-fields.js";
+import { initUsesBaseWeight } from "./init.js";
 
 /** LoRA configuration (HF field names). */
 export interface LoraConfig extends PeftConfig {
@@ -51,8 +52,8 @@ export const LORA_FIELDS: MethodFields<LoraConfig> = {
     true,
     'How A and B start: true (Kaiming-uniform A, zero B), "gaussian" (normal A), false (random B too), or a data- or SVD-based method.',
     {
-      notImplemented: 'peft-ts implements init_lora_weights true, false and "gaussian"; PiSSA, OLoRA, EVA, CorDA, LoftQ and orthogonal are not yet',
-      implemented: (v) => v === true || v === false || v === "gaussian",
+      notImplemented: 'peft-ts implements init_lora_weights true, false, "gaussian", "pissa", "pissa_niter_<n>" and "olora"; EVA, CorDA, LoftQ and orthogonal are not yet',
+      implemented: (v) => v === true || v === false || v === "gaussian" || initUsesBaseWeight(v),
     },
   ),
   rank_pattern: field<Record<string, number>>(recordOf(integer({ min: 1 })), {}, "Module-name pattern → rank, overriding r for those modules."),
@@ -65,8 +66,7 @@ export const LORA_FIELDS: MethodFields<LoraConfig> = {
   ),
   megatron_core: field(string, "megatron.core", "The Megatron core module (used only with megatron_config)."),
   trainable_token_indices: field<LoraConfig["trainable_token_indices"]>(
-    nullable(either(listOf(index), recordOf(listOf(index)))), null, "Token ids whose embedding rows are trained (a list, or module name → list).",
-    { notImplemented: `trainable tokens: ${NOT_YET}` },
+    nullable(either(listOf(index), recordOf(listOf(index)))), null, "Token ids whose embedding rows are trained (a list for the input embeddings, or module name → list).",
   ),
   loftq_config: field<Record<string, unknown>>(
     anyObject,
@@ -88,10 +88,9 @@ export const LORA_FIELDS: MethodFields<LoraConfig> = {
   ),
   use_dora: field(bool, false, "Weight-decomposed LoRA (DoRA): a learned magnitude per output row."),
   layer_replication: field<[number, number][] | null>(
-    nullable(listOf(listOf(index))), null, "Build a deeper model by repeating ranges [start, end) of the base layers.",
-    { notImplemented: `layer replication: ${NOT_YET}` },
+    nullable(listOf(listOf(index))), null, "Build a deeper model by repeating ranges [start, end) of the base layers (the copies share weights, each gets its own LoRA).",
   ),
-  lora_bias: field(bool, false, "Give the B matrix a trainable bias.", { notImplemented: `lora_bias: ${NOT_YET}` }),
+  lora_bias: field(bool, false, "Give the B matrix a trainable bias (merged into the base layer's bias)."),
 };
 
 /** Fields of other peft versions that LoRA here does not implement (their unused values are accepted). */
@@ -117,6 +116,11 @@ export function validateLoraFields(c: LoraConfig): void {
   check(!(typeof c.target_modules === "string" && c.layers_to_transform !== null), "`layers_to_transform` cannot be used when `target_modules` is a str.");
   check(!(typeof c.target_modules === "string" && c.layers_pattern !== null), "`layers_pattern` cannot be used when `target_modules` is a str.");
   check(!(c.layers_pattern !== null && c.layers_to_transform === null), "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
+  check(
+    !(c.lora_bias && c.init_lora_weights !== true && c.init_lora_weights !== false),
+    `The argument lora_bias=True is only supported with init_lora_weights=True or False, got init_lora_weights=${JSON.stringify(c.init_lora_weights)} instead.`,
+  );
+  check(!(c.lora_bias && c.use_dora), "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False");
 }
 
 /** Build a LoRA config from fields over the defaults (`fromFile`: lenient with fields of other peft versions). */

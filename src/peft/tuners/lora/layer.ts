@@ -11,6 +11,8 @@ import {
 } from "../../../tensor/index.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
 import { DoraLinearVariant, plainLora, type DoraLayer, type LoraVariant } from "./variants.js";
+import { initFromBaseWeight, initUsesBaseWeight } from "./init.js";
+import { ConfigError } from "../../../errors.js";
 
 /** How one adapter is set up in a layer. */
 export interface LoraSettings {
@@ -20,6 +22,10 @@ export interface LoraSettings {
   initWeights: boolean | "gaussian" | string;
   useRslora: boolean;
   useDora: boolean;
+  /** lora_B gets a trainable bias (peft's lora_bias). */
+  loraBias?: boolean;
+  /** The module's path, for error messages. */
+  key?: string;
 }
 
 /** LoRA scaling: alpha / r, or alpha / √r with rsLoRA. */
@@ -96,11 +102,16 @@ export class LoraLinear extends LoraLayer {
   /** Add (or re-create) an adapter (HF's update_layer): its factors, then its variant's own state. */
   updateLayer(name: string, s: LoraSettings): void {
     if (s.useDora && this.base_layer instanceof QuantizedLinear) throw new Error("DoRA on quantised (4-bit/8-bit) layers is not supported yet; use plain LoRA");
+    if (initUsesBaseWeight(s.initWeights) && this.base_layer instanceof QuantizedLinear) {
+      throw new ConfigError(`init_lora_weights "${String(s.initWeights)}" on ${s.key ?? "a layer"}: the base weight is quantised; initialise on the float model, then quantise the residual model (as peft advises)`);
+    }
     this.recordSettings(name, s);
     this.lora_dropout.set(name, new Dropout(s.dropout));
     const a = new Linear(this.inFeatures, s.r, { bias: false });
-    const b = new Linear(s.r, this.outFeatures, { bias: false });
-    noGrad(() => initFactors(a.weight, b.weight, s));
+    const b = new Linear(s.r, this.outFeatures, { bias: s.loraBias === true });
+    if (initUsesBaseWeight(s.initWeights)) initFromBaseWeight(this, a.weight, b.weight, String(s.initWeights), s.r, this.scaling.get(name)!, s.key ?? name);
+    else noGrad(() => initFactors(a.weight, b.weight, s));
+    if (b.bias && s.initWeights !== false) noGrad(() => b.bias!.copy_(zeros(b.bias!.shape)));
     this.lora_A.set(name, a);
     this.lora_B.set(name, b);
     this.lora_magnitude_vector.remove(name);
@@ -123,7 +134,10 @@ export class LoraLinear extends LoraLayer {
 
   /** B·A·input·scaling: one adapter's low-rank path on an (already dropped-out) input. */
   loraOutput(adapter: string, input: Tensor): Tensor {
-    return this.lora_B.get(adapter).forward(mul(this.lora_A.get(adapter).forward(input), this.scaling.get(adapter)!));
+    const b = this.lora_B.get(adapter);
+    // With lora_bias, peft scales B's output, bias included.
+    if (b.bias) return mul(b.forward(this.lora_A.get(adapter).forward(input)), this.scaling.get(adapter)!);
+    return b.forward(mul(this.lora_A.get(adapter).forward(input), this.scaling.get(adapter)!));
   }
 
   loraFactors(adapter: string): { A: Tensor; B: Tensor } {
@@ -155,21 +169,34 @@ export class LoraLinear extends LoraLayer {
   }
 
   protected mergeOne(name: string): void {
+    this.addLoraBias(name, 1);
     if (this.base_layer instanceof QuantizedLinear) return this.requantize(this.getDeltaWeight(name));
     this.replaceBaseWeight((w) => this.variants.get(name)!.merge(this, name, w));
   }
 
   protected unmergeOne(name: string): void {
+    this.addLoraBias(name, -1);
     if (this.base_layer instanceof QuantizedLinear) return this.requantize(mul(this.getDeltaWeight(name), -1));
     this.replaceBaseWeight((w) => this.variants.get(name)!.unmerge(this, name, w));
   }
 
+  /** Merging lora_bias adds B's bias to the base bias, unscaled (as peft 0.15.2 does, although its forward scales it). */
+  private addLoraBias(name: string, sign: 1 | -1): void {
+    const loraBias = this.lora_B.get(name).bias;
+    if (!loraBias) return;
+    const bias = this.base_layer.ownParameter("bias");
+    if (!bias) throw new ConfigError(`cannot merge adapter "${name}": it has lora_bias but its base layer has no bias to merge it into (peft fails here too); keep the adapter unmerged`);
+    noGrad(() => addInPlace(bias, sign === 1 ? loraBias : mul(loraBias, -1)));
+  }
+
   /** Write f(W) into the base weight, W and f(W) as [out, in]. */
   private replaceBaseWeight(f: (wOutIn: Tensor) => Tensor): void {
-    noGrad(() => {
-      const updated = f(this.baseWeightOutIn());
-      this.base_layer.getTensor("weight").copy_(this.fanInFanOut ? transpose(updated) : updated);
-    });
+    noGrad(() => this.setBaseWeightOutIn(f(this.baseWeightOutIn())));
+  }
+
+  /** Overwrite the base weight with w given as [out, in]. */
+  setBaseWeightOutIn(w: Tensor): void {
+    this.base_layer.getTensor("weight").copy_(this.fanInFanOut ? transpose(w) : w);
   }
 
   protected override forgetAdapter(name: string): void {
@@ -214,6 +241,7 @@ export class LoraEmbedding extends LoraLayer {
   /** Add (or re-create) an adapter: A starts at 0 and B ~ N(0, 1), so a fresh adapter changes nothing. */
   updateLayer(name: string, s: LoraSettings): void {
     if (s.useDora) throw new Error("DoRA is not supported on embedding layers");
+    if (s.loraBias) throw new ConfigError(`lora_bias=true is not supported for Embedding layers (${s.key ?? "embedding"}), as in peft; target only Linear layers or set lora_bias false`);
     this.recordSettings(name, s);
     this.lora_dropout.set(name, new Dropout(s.dropout));
     const { numEmbeddings, embeddingDim } = this.baseEmbedding;

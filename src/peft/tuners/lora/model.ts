@@ -8,8 +8,12 @@ import { LoraLayer, type LoraSettings } from "./layer.js";
 import { dispatchLora } from "./dispatch.js";
 import type { LoraConfig } from "./config.js";
 import { PeftType } from "../../config.js";
-import { noGrad, tensor, fmtShape, type Tensor } from "../../../tensor/index.js";
+import { replicateLayers } from "../../layer-replication.js";
+import { trainableTokensState, wrapTrainableTokens } from "../../trainable-tokens-wrapper.js";
+import { HOST_NAME } from "../../contract.js";
 import { ConfigError } from "../../../errors.js";
+import type { PreTrainedModel } from "../../../models/pretrained.js";
+import { noGrad, tensor, fmtShape, type Tensor } from "../../../tensor/index.js";
 import { combineCat, combineFactorwise, combineSvd, seededBernoulliMask, type CombinedFactors, type LoraPart, type TaskMerge, type TaskMergeOptions } from "./weighted.js";
 
 /** The combination types that merge A and B each on its own (equal ranks, weights √(w·s)). */
@@ -32,6 +36,44 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     return c;
   }
 
+  /**
+   * peft's _prepare_model: layer_replication rebuilds the layer stack before the targets are matched; afterwards
+   * (peft's add_adapter) trainable_token_indices wraps the embeddings.
+   */
+  override injectAdapter(config: LoraConfig, adapterName: string): LoraConfig {
+    if (config.layer_replication) replicateLayers(this.model, config.layer_replication);
+    const prepared = super.injectAdapter(config, adapterName);
+    if (prepared.trainable_token_indices) {
+      wrapTrainableTokens(this.model, adapterName, prepared.trainable_token_indices, prepared.modules_to_save);
+      this.setAdapter(this.activeAdapters);
+      if (prepared.inference_mode) for (const p of this.adapterParameters(adapterName)) p.requiresGrad = false;
+    }
+    return prepared;
+  }
+
+  /** The trainable tokens' rows are saved beside the LoRA tensors. */
+  protected override finalizeSavedState(adapterName: string, state: Map<string, Tensor>): Map<string, Tensor> {
+    return new Map([...state, ...trainableTokensState(this, adapterName, `${HOST_NAME}.`)]);
+  }
+
+  /** Merging into weights shared by replicated layers would fold every copy's adapter into all of them. */
+  private refuseMergeWhenReplicated(): void {
+    const replicated = [...this.peftConfig].filter(([, c]) => c.layer_replication).map(([name]) => name);
+    if (replicated.length > 0) {
+      throw new ConfigError(`Cannot merge LORA layers when base model layers are replicated (adapter ${replicated.join(", ")} has layer_replication)`, "run the model unmerged, or train without layer_replication to merge");
+    }
+  }
+
+  override merge(names?: string[]): void {
+    this.refuseMergeWhenReplicated();
+    super.merge(names);
+  }
+
+  override mergeAndUnload(names?: string[]): PreTrainedModel {
+    this.refuseMergeWhenReplicated();
+    return super.mergeAndUnload(names);
+  }
+
   /** Rank, alpha and init of the adapter for one module (rank_pattern / alpha_pattern override r / lora_alpha). */
   settingsFor(config: LoraConfig, key: string): LoraSettings {
     // Each pattern is searched on its own, as in peft (a module may match one key of rank_pattern and another of alpha_pattern).
@@ -44,6 +86,8 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
       initWeights: config.init_lora_weights,
       useRslora: config.use_rslora,
       useDora: config.use_dora,
+      loraBias: config.lora_bias,
+      key,
     };
   }
 
