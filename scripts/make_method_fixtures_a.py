@@ -95,6 +95,71 @@ def generator_goldens():
     write_json(os.path.join(ROOT, "torch-generator.json"), out)
 
 
+# ------------------------------------------------------------------------------------------ adapters
+def record_case(name, case):
+    """A Python peft adapter of the case's method on its base model, with the logits (on, off, merged), loss and
+    greedy generation it gives after save and load, and what the case says about the saved files."""
+    spec = MODELS[case["base"]]
+    base_folder = os.path.join(ROOT, "models", case["base"])
+    folder = os.path.join(ROOT, "peft", name)
+    fresh_dir(folder)
+    adir = os.path.join(folder, "adapter")
+    x = {k: torch.tensor(v) for k, v in json.load(open(os.path.join(base_folder, "inputs.json"))).items()}
+    seed = spec["seed"] + 500
+    torch.manual_seed(seed)
+    pm = get_peft_model(load(spec, base_folder), CONFIGS[case["peft_type"]](**case["method"]))
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        pm.print_trainable_parameters()
+    fam.add_noise(pm, seed + 1)
+    pm.eval()
+    pm.save_pretrained(adir)
+    cfg_path = os.path.join(adir, "adapter_config.json")
+    adapter_config = json.load(open(cfg_path))
+    adapter_config["base_model_name_or_path"] = f"models/{case['base']}"
+    write_json(cfg_path, adapter_config)
+
+    lm = PeftModel.from_pretrained(load(spec, base_folder), adir).eval()
+    exp = dict(logits_adapter=forward(lm, x).logits, loss_adapter=forward(lm, x, labels=True).loss.reshape(1))
+    with lm.disable_adapter():
+        exp["logits_disabled"] = forward(lm, x).logits
+    exp["generate_greedy_adapter"], margin, x2 = greedy_with_margin(lm, x, spec["kwargs"]["vocab_size"], seed + 100,
+                                                                     spec["greedy"])
+    if x2 is not x:
+        write_json(os.path.join(folder, "inputs.json"), {k: v.tolist() for k, v in x2.items()})
+    exp["logits_merged"] = forward(lm.merge_and_unload(), x).logits
+    save_tensors(os.path.join(folder, "expected.safetensors"), exp, f"make_method_fixtures_a.py {name}")
+    sd = load_file(os.path.join(adir, "adapter_model.safetensors"))
+    trainable, total = pm.get_nb_trainable_parameters()
+    record = dict(base=f"models/{case['base']}", task_type=case["method"]["task_type"], peft_type=case["peft_type"],
+                  config=case["method"], print_trainable_parameters=buf.getvalue().strip(), trainable_params=trainable,
+                  all_params=total, notes=case.get("notes", "") + f"; trainable tensors += N(0, {fam.NOISE_STD}^2) "
+                  f"noise (torch.Generator seed {seed + 1}) after get_peft_model (torch.manual_seed({seed}))",
+                  generate=dict(mode=spec["greedy"], min_top2_logit_margin=margin),
+                  adapter_tensors={k: [list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sorted(sd.items())},
+                  adapter_config_keys=sorted(adapter_config), expected={k: list(v.shape) for k, v in exp.items()},
+                  versions=versions())
+    write_json(os.path.join(folder, "case.json"), record)
+    return record
+
+
+def check_ts_adapters():
+    """Adapters saved by peft-ts (test/methods-a-golden.test.ts writes them to $PEFT_TS_ADAPTERS/<case>, with the
+    logits peft-ts computed beside them) load in Python peft and give the same logits."""
+    root = os.environ.get("PEFT_TS_ADAPTERS")
+    if not root:
+        sys.exit("set PEFT_TS_ADAPTERS to the folder test/methods-a-golden.test.ts wrote")
+    for name in sorted(os.listdir(root)):
+        spec = MODELS[CASES[name]["base"]]
+        base_folder = os.path.join(ROOT, "models", CASES[name]["base"])
+        model = PeftModel.from_pretrained(load(spec, base_folder), os.path.join(root, name)).eval()
+        x = {k: torch.tensor(v) for k, v in json.load(open(os.path.join(base_folder, "inputs.json"))).items()}
+        want = load_file(os.path.join(root, name, "logits.safetensors"))["logits"]
+        diff = float((forward(model, x).logits - want).abs().max())
+        print(f"peft-ts adapter {name:24s} loads in Python peft; max |logits diff| {diff:.2e}")
+        assert diff < 1e-4, name
+
+
 def main():
     if os.environ.get("PYTHONHASHSEED") != "0":  # peft writes target_modules in set order: pin it
         os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, PYTHONHASHSEED="0"))
@@ -103,11 +168,30 @@ def main():
     ap.add_argument("--check-ts-adapters", action="store_true", help="only load the adapters in $PEFT_TS_ADAPTERS")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.check_ts_adapters:
+        check_ts_adapters()
+        return
     os.makedirs(ROOT, exist_ok=True)
     sel = [s for s in args.only.split(",") if s]
     pick = lambda n: not sel or any(s in n for s in sel)  # noqa: E731
     if pick("generator"):
         generator_goldens()
+    index_path = os.path.join(ROOT, "index.json")
+    index = json.load(open(index_path)) if sel and os.path.exists(index_path) else dict(models={}, cases={})
+    for name, spec in MODELS.items():
+        if pick(name):
+            r = fam.make_model(name, spec)
+            index["models"][name] = {"class": r["cls"]}
+            print(f"model {name:22s} {r['cls']:36s} {r.get('generate', {})}", flush=True)
+    for name, case in CASES.items():
+        if pick(name):
+            r = record_case(name, case)
+            index["cases"][name] = dict(base=r["base"], peft_type=r["peft_type"], task_type=r["task_type"])
+            print(f"case  {name:24s} {r['print_trainable_parameters']}", flush=True)
+    index["versions"] = versions()
+    index["models"] = dict(sorted(index["models"].items()))
+    index["cases"] = dict(sorted(index["cases"].items()))
+    write_json(index_path, index)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ export const PeftType = {
   PREFIX_TUNING: "PREFIX_TUNING",
   ADAPTION_PROMPT: "ADAPTION_PROMPT",
   MULTITASK_PROMPT_TUNING: "MULTITASK_PROMPT_TUNING",
+  FOURIERFT: "FOURIERFT",
+  VERA: "VERA",
 } as const;
 /** A PEFT method name. */
 export type PeftType = (typeof PeftType)[keyof typeof PeftType];

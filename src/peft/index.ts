@@ -8,6 +8,7 @@ import "./tuners/adaption_prompt/index.js";
 import "./tuners/ia3/index.js";
 import "./tuners/loha/index.js";
 import "./tuners/lokr/index.js";
+import "./tuners/fourierft/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -44,3 +45,4 @@ export type { KbitTrainingOptions } from "./kbit.js";
 export { LoHaConfig, LoHaModel, LoHaLinear } from "./tuners/loha/index.js";
 export { LoKrConfig, LoKrModel, LoKrLinear } from "./tuners/lokr/index.js";
 export type { LycorisConfig } from "./tuners/lycoris.js";
+export { FourierFTConfig, FourierFTModel, FourierFTLinear } from "./tuners/fourierft/index.js";

@@ -1,0 +1,154 @@
+/**
+ * FourierFT and VeRA behaviour on tiny models built here (the Python goldens are in methods-a-golden.test.ts).
+ * Expected values come from independent computations: a plain float64 inverse 2-D DFT of the dense spectrum, the
+ * positions of torch's randperm recorded by Python (torch-generator.json), the base layer's own outputs, finite
+ * differences of the loss.
+ *
+ * Tolerances: float32 products of O(1) values over ≤ 64 terms against float64 references: 1e-5 absolute.
+ */
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import { ConfigError } from "../src/errors.js";
+import { Conv1D, Linear } from "../src/nn/index.js";
+import { FourierFTConfig, FourierFTLinear, getPeftModel } from "../src/peft/index.js";
+import { frequencyPositions } from "../src/peft/tuners/fourierft/index.js";
+import { loadSafetensors } from "../src/io/safetensors.js";
+import { AdamW } from "../src/optim/index.js";
+import * as T from "../src/tensor/index.js";
+import { assertClose, maxAbsDiff, randTensor, values } from "./helpers.js";
+import { IDS, LLAMA, gpt2, llama, logits, toyIds, trainSteps } from "./tiny-models.js";
+import { cliWorkspace, trainMethod } from "./cli-workspace.js";
+
+const GENERATOR_GOLDEN = JSON.parse(readFileSync(fileURLToPath(new URL("../../test/fixtures/methods-a/torch-generator.json", import.meta.url)), "utf8"));
+
+/** Re(ifft2(S)) of a dense [rows, cols] complex-free spectrum, by the definition, in float64. */
+function inverseDft2Real(dense: Float64Array, rows: number, cols: number): Float64Array {
+  const out = new Float64Array(rows * cols);
+  for (let p = 0; p < rows; p++) {
+    for (let q = 0; q < cols; q++) {
+      let re = 0;
+      for (let u = 0; u < rows; u++) {
+        for (let v = 0; v < cols; v++) {
+          const s = dense[u * cols + v]!;
+          if (s !== 0) re += s * Math.cos(2 * Math.PI * ((u * p) / rows + (v * q) / cols));
+        }
+      }
+      out[p * cols + q] = re / (rows * cols);
+    }
+  }
+  return out;
+}
+
+/** A FourierFT layer on a fresh Linear(inF → outF) with a random spectrum. */
+function fourierLayer(inF: number, outF: number, n: number, scaling: number, seed: number): FourierFTLinear {
+  T.manualSeed(seed);
+  const layer = new FourierFTLinear(new Linear(inF, outF));
+  layer.updateLayer("default", n, scaling, false, seed);
+  T.noGrad(() => layer.spectrum("default").copy_(randTensor([n], seed + 1, -1, 1)));
+  return layer;
+}
+
+describe("FourierFT", () => {
+  it("places the coefficients at torch's randperm(out·in)[:n] positions (row = index // in, column = index % in)", () => {
+    const golden = (GENERATOR_GOLDEN.randperm as { seed: number; n: number; head: number[] }[]).find((g) => g.seed === 777 && g.n === 3072)!;
+    const { rows, cols } = frequencyPositions(64, 48, 64, 777); // out 64 · in 48 = 3072
+    assert.deepEqual(rows, golden.head.map((i) => Math.floor(i / 48)));
+    assert.deepEqual(cols, golden.head.map((i) => i % 48));
+  });
+
+  it("ΔW is the real part of the inverse 2-D DFT of the scattered spectrum, times scaling", () => {
+    for (const [inF, outF, n, scaling] of [[12, 8, 10, 3], [7, 9, 63, 150], [16, 16, 5, 0.5]] as const) {
+      const layer = fourierLayer(inF, outF, n, scaling, inF * 100 + n);
+      const { rows, cols } = layer.indices.get("default")!;
+      const s = values(layer.spectrum("default"));
+      const dense = new Float64Array(outF * inF);
+      s.forEach((v, k) => (dense[rows[k]! * inF + cols[k]!] = v));
+      const want = Array.from(inverseDft2Real(dense, outF, inF), (v) => v * scaling);
+      assertClose(values(layer.getDeltaWeight("default")), want, 1e-5 * Math.max(1, scaling / 10), 0, `ΔW ${outF}x${inF} n=${n}`);
+    }
+  });
+
+  it("forward adds x·ΔWᵀ; merge folds ΔW into the weight (transposed for GPT-2's Conv1D) and unmerge restores it", () => {
+    for (const base of [new Linear(12, 8), new Conv1D(8, 12)]) {
+      const layer = new FourierFTLinear(base);
+      layer.updateLayer("default", 20, 40, false, 3);
+      const x = randTensor([3, 12], 9, -1, 1);
+      const plain = values(T.noGrad(() => base.forward(x)));
+      const delta = values(layer.getDeltaWeight("default"));
+      const xs = values(x);
+      const want = plain.map((v, i) => {
+        const [r, o] = [Math.floor(i / 8), i % 8];
+        let acc = v;
+        for (let k = 0; k < 12; k++) acc += xs[r * 12 + k]! * delta[o * 12 + k]!;
+        return acc;
+      });
+      const adapted = values(T.noGrad(() => layer.forward(x)));
+      assertClose(adapted, want, 1e-5, 0, `${base.constructor.name} forward`);
+      const before = values(base.getTensor("weight"));
+      layer.merge();
+      assertClose(values(T.noGrad(() => layer.forward(x))), adapted, 1e-5, 0, `${base.constructor.name} merged`);
+      layer.unmerge();
+      assertClose(values(base.getTensor("weight")), before, 1e-6, 0, `${base.constructor.name} unmerged weight`);
+    }
+  });
+
+  it("the spectrum's gradient matches finite differences of the loss", () => {
+    const peft = getPeftModel(llama(3), FourierFTConfig({ n_frequency: 12, scaling: 20, target_modules: ["q_proj", "v_proj"] }));
+    const ids = IDS();
+    const loss = () => T.tidy(() => T.noGrad(() => peft.forward({ inputIds: ids, labels: ids }).loss!.dataSync()[0]!));
+    const p = peft.namedParameters().find(([k]) => k.endsWith("q_proj.fourierft_spectrum.default"))![1];
+    T.tidy(() => peft.forward({ inputIds: ids, labels: ids }).loss!.backward());
+    const grad = values(p.grad!);
+    const eps = 1e-2;
+    for (const k of [0, 5, 11]) {
+      const orig = p.dataSync()[k]!;
+      const set = (v: number) => T.noGrad(() => { const d = Float32Array.from(p.dataSync()); d[k] = v; p.copy_(T.tensor(d, p.shape)); });
+      set(orig + eps); const up = loss();
+      set(orig - eps); const down = loss();
+      set(orig);
+      assert.ok(Math.abs((up - down) / (2 * eps) - grad[k]!) <= 2e-3 + 2e-2 * Math.abs(grad[k]!), `∂loss/∂s[${k}]: ${grad[k]} vs ${(up - down) / (2 * eps)}`);
+    }
+  });
+
+  it("a default config changes the model (spectrum N(0, 1)); init_weights true starts as the base model", () => {
+    const base = logits(gpt2(4));
+    assert.ok(maxAbsDiff(logits(getPeftModel(gpt2(4), FourierFTConfig({ n_frequency: 50 }))), base) > 1e-4);
+    assert.ok(maxAbsDiff(logits(getPeftModel(gpt2(4), FourierFTConfig({ n_frequency: 50, init_weights: true }))), base) === 0);
+  });
+
+  it("trains: a few AdamW steps on a toy batch lower the loss, only the spectra change", () => {
+    const peft = getPeftModel(llama(5), FourierFTConfig({ n_frequency: 64, scaling: 100, init_weights: true }));
+    const frozen = peft.namedParameters().filter(([, p]) => !p.requiresGrad).map(([k, p]) => [k, values(p)] as const);
+    const losses = trainSteps(peft, new AdamW(peft.parameters().filter((p) => p.requiresGrad), { lr: 0.05 }), toyIds(), 6);
+    assert.ok(losses[5]! < losses[0]! - 0.05, `losses ${losses.join(", ")}`);
+    for (const [k, v] of frozen.slice(0, 5)) assert.deepEqual(values(peft.namedParameters().find(([n]) => n === k)![1]), v, `${k} frozen`);
+  });
+
+  it("refuses bad settings with ConfigErrors naming the field", () => {
+    assert.throws(() => getPeftModel(llama(1), FourierFTConfig({ n_frequency: 32 * 32 + 1, target_modules: ["q_proj"] })), (e: unknown) => e instanceof ConfigError && /n_frequency/.test(e.message));
+    assert.throws(() => getPeftModel(llama(1), FourierFTConfig({ random_loc_seed: null, target_modules: ["q_proj"] })), (e: unknown) => e instanceof ConfigError && /random_loc_seed/.test(e.message));
+    assert.throws(() => FourierFTConfig({ n_frequncy: 3 } as never), ConfigError);
+    assert.throws(() => FourierFTConfig({ target_modules: "q_proj", layers_to_transform: [0] }), /layers_to_transform/);
+  });
+});
+
+describe("peft CLI with the methods of issue 16", () => {
+  it("`peft train` trains each method's adapter, `peft generate` uses it and `peft merge` folds it in", () => {
+    const ws = cliWorkspace("peft-ts-methods-a-cli-", LLAMA);
+    const methods: Record<string, { fields: Record<string, unknown>; key: RegExp }> = {
+      FOURIERFT: { fields: { n_frequency: 30, scaling: 50, target_modules: ["q_proj", "v_proj"] }, key: /\.(q_proj|v_proj)\.fourierft_spectrum$/ },
+    };
+    for (const [type, { fields, key }] of Object.entries(methods)) {
+      trainMethod(ws, type, fields);
+      const tensors = [...loadSafetensors(join(ws.root, `out-${type}`, "adapter_model.safetensors")).keys()];
+      assert.ok(tensors.length > 0 && tensors.every((k) => key.test(k)), `${type}: ${tensors.join(", ")}`);
+      const gen = ws.run("generate", "--model", "model", "--adapter", `out-${type}`, "--prompt", "say hello", "--max-new-tokens", "3");
+      assert.equal(gen.status, 0, `${type}: peft generate failed:\n${gen.stderr}`);
+      const merged = ws.run("merge", "--model", "model", "--adapter", `out-${type}`, "--out", `merged-${type}`);
+      assert.equal(merged.status, 0, `${type}: peft merge failed:\n${merged.stderr}`);
+    }
+  });
+});
