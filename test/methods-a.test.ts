@@ -8,14 +8,15 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
-import { ConfigError } from "../src/errors.js";
+import { CheckpointError, ConfigError } from "../src/errors.js";
 import { Conv1D, Linear } from "../src/nn/index.js";
-import { FourierFTConfig, FourierFTLinear, getPeftModel } from "../src/peft/index.js";
+import { FourierFTConfig, FourierFTLinear, VeraConfig, VeraLinear, VeraModel, getPeftModel, PeftModel } from "../src/peft/index.js";
 import { frequencyPositions } from "../src/peft/tuners/fourierft/index.js";
-import { loadSafetensors } from "../src/io/safetensors.js";
+import { loadSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { AdamW } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
 import { assertClose, maxAbsDiff, randTensor, values } from "./helpers.js";
@@ -135,11 +136,78 @@ describe("FourierFT", () => {
   });
 });
 
+const VERA_GOLDEN = fileURLToPath(new URL("../../test/fixtures/methods-a/peft/llama-vera/adapter/", import.meta.url));
+
+describe("VeRA", () => {
+  it("draws vera_A then vera_B from torch's generator seeded with projection_prng_key exactly as Python peft saved them", () => {
+    const saved = loadSafetensors(join(VERA_GOLDEN, "adapter_model.safetensors"));
+    const fields = JSON.parse(readFileSync(join(VERA_GOLDEN, "adapter_config.json"), "utf8"));
+    const peft = getPeftModel(llama(1, { intermediate_size: 48 }), VeraConfig({ r: fields.r, target_modules: fields.target_modules, projection_prng_key: fields.projection_prng_key }));
+    const host = peft.base_model as unknown as VeraModel;
+    for (const [holder, key] of [[host.vera_A, "base_model.vera_A"], [host.vera_B, "base_model.vera_B"]] as const) {
+      const ours = holder.namedBuffers().find(([k]) => k === "default")![1];
+      assert.deepEqual(ours.shape, saved.get(key)!.shape, key);
+      assert.deepEqual(values(ours), values(saved.get(key)!), `${key} bit-identical`);
+    }
+  });
+
+  it("forward adds λ_b ⊙ B[:out]·(λ_d ⊙ A[:, :in]·x) (float64 reference); merge folds it in (transposed for Conv1D) and unmerge restores", () => {
+    const peft = getPeftModel(gpt2(6), VeraConfig({ r: 4, init_weights: false, target_modules: ["c_attn", "c_proj"] }));
+    const host = peft.base_model as unknown as VeraModel;
+    const [, layer] = host.veraLayers().find(([k]) => k.endsWith("0.attn.c_proj"))!;
+    const a = values(host.vera_A.namedBuffers()[0]![1]), b = values(host.vera_B.namedBuffers()[0]![1]);
+    const [maxIn] = [host.vera_A.namedBuffers()[0]![1].shape[1]!];
+    T.noGrad(() => layer.vera_lambda_b.ownParameter("default")!.copy_(randTensor([32], 3, -1, 1)));
+    const lb = values(layer.vera_lambda_b.ownParameter("default")!), ld = values(layer.vera_lambda_d.ownParameter("default")!);
+    const x = randTensor([2, 32], 4, -1, 1), xs = values(x);
+    const base = values(T.noGrad(() => (layer.base_layer as Conv1D).forward(x)));
+    const want = base.map((v, i) => {
+      const [row, o] = [Math.floor(i / 32), i % 32];
+      let acc = 0;
+      for (let k = 0; k < 4; k++) {
+        let ax = 0;
+        for (let j = 0; j < 32; j++) ax += a[k * maxIn + j]! * xs[row * 32 + j]!;
+        acc += b[o * 4 + k]! * ld[k]! * ax;
+      }
+      return v + lb[o]! * acc;
+    });
+    const adapted = values(T.noGrad(() => layer.forward(x)));
+    assertClose(adapted, want, 1e-5, 0, "VeRA forward");
+    const before = values(layer.base_layer.getTensor("weight"));
+    layer.merge();
+    assertClose(values(T.noGrad(() => layer.forward(x))), adapted, 1e-5, 0, "merged");
+    layer.unmerge();
+    assertClose(values(layer.base_layer.getTensor("weight")), before, 1e-6, 0, "unmerged weight");
+    assert.ok(layer instanceof VeraLinear);
+  });
+
+  it("starts as the base model with init_weights, trains (only the λ vectors change) and refuses mismatched adapters", () => {
+    const base = logits(llama(5));
+    const peft = getPeftModel(llama(5), VeraConfig({ r: 8, target_modules: ["q_proj", "v_proj", "down_proj"] }));
+    assert.equal(maxAbsDiff(logits(peft), base), 0);
+    const losses = trainSteps(peft, new AdamW(peft.parameters().filter((p) => p.requiresGrad), { lr: 0.05 }), toyIds(), 6);
+    // λ_b starts at 0, so the first steps move the loss little: it must fall at every step.
+    assert.ok(losses.every((l, i) => i === 0 || l < losses[i - 1]!) && losses[5]! < losses[0]! - 0.01, `losses ${losses.join(", ")}`);
+    assert.ok(peft.namedParameters().filter(([, p]) => p.requiresGrad).every(([k]) => /vera_lambda_[bd]/.test(k)));
+    assert.throws(() => peft.addAdapter("other", VeraConfig({ r: 8, target_modules: ["q_proj"], projection_prng_key: 3 })), (e: unknown) => e instanceof ConfigError && /PRNG/.test(e.message));
+    assert.throws(() => peft.addAdapter("other", VeraConfig({ r: 8, target_modules: ["q_proj"], save_projection: false })), (e: unknown) => e instanceof ConfigError && /save_projection/.test(e.message));
+  });
+
+  it("a save_projection adapter whose file lacks vera_A / vera_B is refused with a CheckpointError", () => {
+    const dir = mkdtempSync(join(tmpdir(), "peft-ts-vera-noproj-"));
+    writeFileSync(join(dir, "adapter_config.json"), readFileSync(join(VERA_GOLDEN, "adapter_config.json")));
+    const saved = loadSafetensors(join(VERA_GOLDEN, "adapter_model.safetensors"));
+    writeSafetensors(join(dir, "adapter_model.safetensors"), new Map([...saved].filter(([k]) => !/vera_[AB]$/.test(k))), { format: "pt" });
+    assert.throws(() => PeftModel.fromPretrained(llama(1, { intermediate_size: 48 }), dir), (e: unknown) => e instanceof CheckpointError && /vera_A and vera_B/.test(e.message));
+  });
+});
+
 describe("peft CLI with the methods of issue 16", () => {
   it("`peft train` trains each method's adapter, `peft generate` uses it and `peft merge` folds it in", () => {
     const ws = cliWorkspace("peft-ts-methods-a-cli-", LLAMA);
     const methods: Record<string, { fields: Record<string, unknown>; key: RegExp }> = {
       FOURIERFT: { fields: { n_frequency: 30, scaling: 50, target_modules: ["q_proj", "v_proj"] }, key: /\.(q_proj|v_proj)\.fourierft_spectrum$/ },
+      VERA: { fields: { r: 4, target_modules: ["q_proj", "v_proj"] }, key: /(\.(q_proj|v_proj)\.vera_lambda_[bd]|^base_model\.vera_[AB])$/ },
     };
     for (const [type, { fields, key }] of Object.entries(methods)) {
       trainMethod(ws, type, fields);

@@ -9,6 +9,7 @@ import "./tuners/ia3/index.js";
 import "./tuners/loha/index.js";
 import "./tuners/lokr/index.js";
 import "./tuners/fourierft/index.js";
+import "./tuners/vera/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -46,3 +47,4 @@ export { LoHaConfig, LoHaModel, LoHaLinear } from "./tuners/loha/index.js";
 export { LoKrConfig, LoKrModel, LoKrLinear } from "./tuners/lokr/index.js";
 export type { LycorisConfig } from "./tuners/lycoris.js";
 export { FourierFTConfig, FourierFTModel, FourierFTLinear } from "./tuners/fourierft/index.js";
+export { VeraConfig, VeraModel, VeraLinear } from "./tuners/vera/index.js";
