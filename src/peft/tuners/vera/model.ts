@@ -8,8 +8,10 @@ import { Conv1D, Linear, Module } from "../../../nn/index.js";
 import { TorchGenerator, type Tensor } from "../../../tensor/index.js";
 import { ConfigError, CheckpointError } from "../../../errors.js";
 import { HOST_NAME, type AdapterFiles } from "../../contract.js";
-import { BaseTuner, fanInFanOutFor } from "../tuner.js";
-import { allLinearTargets, checkTarget } from "../../targets.js";
+import { fanInFanOutFor } from "../tuner.js";
+import type { PreTrainedModel } from "../../../models/pretrained.js";
+import { LinearTuner } from "../linear-tuner.js";
+import { checkTarget } from "../../targets.js";
 import { VERA_TARGETS } from "../../mapping.js";
 import { makeVeraConfig, type VeraConfig } from "./config.js";
 import { VeraLinear, type VeraProjections } from "./layer.js";
@@ -23,13 +25,16 @@ export function projectionKeyOnLoad(key: string, adapterName: string): string {
 }
 
 /** VeRA injected into a model. */
-export class VeraModel extends BaseTuner<VeraConfig> implements VeraProjections {
+export class VeraModel extends LinearTuner<VeraConfig> implements VeraProjections {
   readonly prefix = "vera_lambda_";
+  protected readonly methodName = "VeRA";
+  protected readonly defaultTargets = VERA_TARGETS;
+  protected readonly ownBias = "vera_only";
   /** The shared projections, one buffer per adapter (persistent only with save_projection). */
   readonly vera_A: Module;
   readonly vera_B: Module;
 
-  constructor(model: ConstructorParameters<typeof BaseTuner>[0]) {
+  constructor(model: PreTrainedModel) {
     super(model);
     this.vera_A = this.registerModule("vera_A", new Module());
     this.vera_B = this.registerModule("vera_B", new Module());
@@ -79,19 +84,6 @@ export class VeraModel extends BaseTuner<VeraConfig> implements VeraProjections 
     return largest;
   }
 
-  /** Default targets by model type, "all-linear" expanded. */
-  protected prepareConfig(config: VeraConfig): VeraConfig {
-    const c: VeraConfig = { ...config };
-    const modelType = this.model.config.model_type;
-    if (c.target_modules === null) {
-      const t = VERA_TARGETS[modelType];
-      if (!t) throw new Error(`Please specify \`target_modules\` in \`peft_config\`: VeRA has no default for model_type "${modelType}"`);
-      c.target_modules = [...t];
-    }
-    if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear") c.target_modules = allLinearTargets(this.model, c.task_type);
-    return c;
-  }
-
   /** Only Linear and GPT-2's Conv1D (or VeRA layers, which get another adapter) can be adapted. */
   protected override checkTargetModule(key: string, target: Module): void {
     if (target instanceof VeraLinear || target instanceof Linear || target instanceof Conv1D) return;
@@ -109,11 +101,6 @@ export class VeraModel extends BaseTuner<VeraConfig> implements VeraProjections 
     layer.activeAdapters = [...this.activeAdapters];
     layer.updateLayer(adapterName, config.r, config.vera_dropout, config.init_weights, config.d_initial);
     this.model.setSubmodule(key, layer);
-  }
-
-  /** bias "vera_only" trains the biases of the adapted layers (the generic "lora_only"). */
-  protected override markOnlyAdaptersTrainable(config: VeraConfig): void {
-    super.markOnlyAdaptersTrainable({ ...config, bias: config.bias === "vera_only" ? "lora_only" : config.bias } as VeraConfig);
   }
 
   /** With save_projection, the projections are saved beside the layers' vectors. */
