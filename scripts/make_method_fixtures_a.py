@@ -26,7 +26,7 @@ import torch
 
 import make_family_fixtures as fam
 from make_family_fixtures import fresh_dir, forward, greedy_with_margin, load, save_tensors, versions, write_json
-from peft import FourierFTConfig, PeftModel, VeraConfig, get_peft_model
+from peft import BOFTConfig, FourierFTConfig, OFTConfig, PeftModel, VeraConfig, get_peft_model
 from safetensors.torch import load_file
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "methods-a")
@@ -39,7 +39,7 @@ MODELS = {
         notes="tiny LLaMA: q/k/v/o 32x32 (k/v 32x16), MLP 32x48"),
 }
 
-CONFIGS = {"FOURIERFT": FourierFTConfig, "VERA": VeraConfig}
+CONFIGS = {"FOURIERFT": FourierFTConfig, "VERA": VeraConfig, "OFT": OFTConfig, "BOFT": BOFTConfig}
 
 CASES = {
     "llama-fourierft": dict(base="llama-tiny", peft_type="FOURIERFT",
@@ -61,6 +61,24 @@ CASES = {
                                           save_projection=False, d_initial=0.5, projection_prng_key=5),
                               notes="save_projection=False: vera_A/vera_B are redrawn on load from projection_prng_key "
                                     "with torch's generator (kaiming-uniform)"),
+    "llama-oft": dict(base="llama-tiny", peft_type="OFT",
+                      method=dict(task_type="CAUSAL_LM", r=4, target_modules=["q_proj", "v_proj", "down_proj"]),
+                      notes="4 blocks per layer (8x8, 12x12 for down_proj); Cayley rotation of the input space"),
+    "llama-oft-coft-share": dict(base="llama-tiny", peft_type="OFT",
+                                 method=dict(task_type="CAUSAL_LM", r=0, oft_block_size=8, coft=True, eps=1e-3,
+                                             block_share=True, target_modules=["k_proj", "o_proj", "up_proj"]),
+                                 notes="oft_block_size 8, one shared block, COFT projection (radius eps·ceil(out/r)^2/"
+                                       "sqrt(1)) applied in place at every forward"),
+    "llama-boft": dict(base="llama-tiny", peft_type="BOFT",
+                       method=dict(task_type="CAUSAL_LM", boft_block_size=4, boft_n_butterfly_factor=2,
+                                   target_modules=["q_proj", "v_proj", "down_proj"]),
+                       notes="block size 4, 2 butterfly factors"),
+    "llama-boft-blocknum": dict(base="llama-tiny", peft_type="BOFT",
+                                method=dict(task_type="CAUSAL_LM", boft_block_size=0, boft_block_num=4,
+                                            boft_n_butterfly_factor=1, bias="boft_only",
+                                            target_modules=["q_proj", "o_proj"]),
+                                notes="boft_block_num 4 (block size 8), one butterfly factor (block-diagonal), "
+                                      "bias boft_only"),
 }
 
 

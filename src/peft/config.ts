@@ -23,6 +23,8 @@ export const PeftType = {
   MULTITASK_PROMPT_TUNING: "MULTITASK_PROMPT_TUNING",
   FOURIERFT: "FOURIERFT",
   VERA: "VERA",
+  OFT: "OFT",
+  BOFT: "BOFT",
 } as const;
 /** A PEFT method name. */
 export type PeftType = (typeof PeftType)[keyof typeof PeftType];

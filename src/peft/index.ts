@@ -10,6 +10,7 @@ import "./tuners/loha/index.js";
 import "./tuners/lokr/index.js";
 import "./tuners/fourierft/index.js";
 import "./tuners/vera/index.js";
+import "./tuners/oft/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -48,3 +49,4 @@ export { LoKrConfig, LoKrModel, LoKrLinear } from "./tuners/lokr/index.js";
 export type { LycorisConfig } from "./tuners/lycoris.js";
 export { FourierFTConfig, FourierFTModel, FourierFTLinear } from "./tuners/fourierft/index.js";
 export { VeraConfig, VeraModel, VeraLinear } from "./tuners/vera/index.js";
+export { OFTConfig, OFTModel, OFTLinear } from "./tuners/oft/index.js";
