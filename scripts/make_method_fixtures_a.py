@@ -13,6 +13,11 @@ sizes) and a GoldenSet (index.json, models/<name>/, peft/<case>/) laid out as te
 make_family_fixtures.py's model building, inputs and golden recording. The adapters' trainable tensors get seeded
 noise after get_peft_model so that nothing is zero; FourierFT's frequency positions and VeRA's projections (with
 save_projection=False) are not in the saved files: peft-ts must redraw them with torch's generator.
+
+BOFT: peft 0.15.2 builds its butterfly factors' block-diagonal matrices with a CUDA extension (fbd_cuda); where it
+cannot be built (this CPU-only reference) peft silently sets boft_n_butterfly_factor to 1. To record what peft does
+where the extension works, this script supplies the extension's two functions on the CPU (_CpuBlockDiag: blocks
+[N, D, H, H] -> block-diagonal [N, D*H, D*H] and its gradient back to the blocks), following its published code.
 """
 
 import argparse
@@ -28,6 +33,25 @@ import make_family_fixtures as fam
 from make_family_fixtures import fresh_dir, forward, greedy_with_margin, load, save_tensors, versions, write_json
 from peft import BOFTConfig, FourierFTConfig, OFTConfig, PeftModel, VeraConfig, get_peft_model
 from safetensors.torch import load_file
+
+import peft.tuners.boft.layer as boft_layer
+
+
+class _CpuBlockDiag:
+    """fbd_cuda's forward and backward on the CPU (see the module docstring)."""
+
+    @staticmethod
+    def forward(x):
+        return [torch.stack([torch.block_diag(*torch.unbind(xi)) for xi in x])]
+
+    @staticmethod
+    def backward(grad, x):
+        h = x.shape[-1]
+        return [torch.stack([torch.stack([g[d * h:(d + 1) * h, d * h:(d + 1) * h] for d in range(x.shape[1])])
+                             for g in grad])]
+
+
+boft_layer._FBD_CUDA = _CpuBlockDiag  # peft's get_fbd_cuda() returns it instead of building the CUDA extension
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "methods-a")
 fam.ROOT = ROOT  # make_family_fixtures writes models under our folder

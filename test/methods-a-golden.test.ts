@@ -19,7 +19,7 @@ import { GoldenSet, maxAbsDiff, readInputs } from "./golden.js";
 import { baseModel, casesOf, checkFreshCase, checkLoadedCase, forwardInputs } from "./peft-cases.js";
 
 const set = new GoldenSet(fileURLToPath(new URL("../../test/fixtures/methods-a/", import.meta.url)));
-const METHODS = ["FOURIERFT", "VERA", "OFT"];
+const METHODS = ["FOURIERFT", "VERA", "OFT", "BOFT"];
 
 describe("FourierFT and VeRA adapters saved by Python peft 0.15.2", () => {
   for (const [name, c] of casesOf(METHODS, set)) {

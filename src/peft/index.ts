@@ -11,6 +11,7 @@ import "./tuners/lokr/index.js";
 import "./tuners/fourierft/index.js";
 import "./tuners/vera/index.js";
 import "./tuners/oft/index.js";
+import "./tuners/boft/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -50,3 +51,4 @@ export type { LycorisConfig } from "./tuners/lycoris.js";
 export { FourierFTConfig, FourierFTModel, FourierFTLinear } from "./tuners/fourierft/index.js";
 export { VeraConfig, VeraModel, VeraLinear } from "./tuners/vera/index.js";
 export { OFTConfig, OFTModel, OFTLinear } from "./tuners/oft/index.js";
+export { BOFTConfig, BOFTModel, BOFTLinear } from "./tuners/boft/index.js";

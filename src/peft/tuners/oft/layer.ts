@@ -29,7 +29,7 @@ export function nearestDivisor(inFeatures: number, value: number): number {
 }
 
 /** I_b batched as [1, b, b]. */
-function identityBatch(b: number): Tensor {
+export function identityBatch(b: number): Tensor {
   const eye = new Float32Array(b * b);
   for (let i = 0; i < b; i++) eye[i * b + i] = 1;
   return tensor(eye, [1, b, b]);
@@ -50,6 +50,71 @@ export function rotateColumns(w: Tensor, q: Tensor): Tensor {
   return reshape(permute(matmul(grouped, transpose(q)), [1, 0, 2]), [out, inp]);
 }
 
+/** peft's MultiplicativeDropoutLayer on blocks Q [n, b, b]: int(p · n) random blocks become the identity (none when n is 1). */
+export function dropBlocks(q: Tensor, p: number): Tensor {
+  const n = q.shape[0]!, b = q.shape[1]!;
+  if (n === 1) return q;
+  const order = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = defaultGenerator.int(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const replace = new Float32Array(n);
+  for (const i of order.slice(0, Math.floor(p * n))) replace[i] = 1;
+  const mask = tensor(replace, [n, 1, 1]);
+  return add(mul(sub(1, mask), q), mul(mask, identityBatch(b)));
+}
+
+/**
+ * What OFT and BOFT layers share around a Linear: the weight is rotated in its input space by each active adapter
+ * in turn and its rows scaled, y = x·W'ᵀ + bias; merging writes W' into the weight, unmerging rotates back and
+ * divides by the scale (exact up to rounding: the rotations are orthogonal).
+ */
+export abstract class OrthogonalLayer extends BaseTunerLayer {
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+
+  constructor(base: Linear) {
+    super(base);
+    this.inFeatures = base.inFeatures;
+    this.outFeatures = base.outFeatures;
+  }
+
+  /** Whether this layer holds adapter `name`. */
+  abstract hasAdapter(name: string): boolean;
+  /** W·Mᵀ for the adapter's rotation M (with training-time dropout when `training`). */
+  protected abstract rotate(w: Tensor, name: string, training: boolean): Tensor;
+  /** W·M: undoes `rotate`. */
+  protected abstract unrotate(w: Tensor, name: string): Tensor;
+  /** The adapter's output scale [out, 1]. */
+  protected abstract scale(name: string): Tensor;
+
+  /** The weight with every given adapter's rotation and scale applied, as [out, in]. */
+  private adaptedWeight(names: string[], training: boolean): Tensor {
+    let w: Tensor = this.base_layer.getTensor("weight");
+    for (const name of names) w = mul(this.rotate(w, name, training), this.scale(name));
+    return w;
+  }
+
+  /** Apply the layer: the base layer with its weight rotated and scaled by the active adapters. */
+  forward(x: Tensor): Tensor {
+    const names = this.adaptersToApply().filter((n) => this.hasAdapter(n));
+    if (names.length === 0) return this.baseForward(x);
+    return linear(x, this.adaptedWeight(names, this.training), this.base_layer.ownParameter("bias"));
+  }
+
+  protected mergeOne(name: string): void {
+    noGrad(() => tidy(() => this.base_layer.getTensor("weight").copy_(this.adaptedWeight([name], false))));
+  }
+
+  protected unmergeOne(name: string): void {
+    noGrad(() => tidy(() => {
+      const w = this.base_layer.getTensor("weight");
+      w.copy_(div(this.unrotate(w, name), this.scale(name)));
+    }));
+  }
+}
+
 /** What an OFT adapter was set up with. */
 export interface OFTSettings {
   r: number;
@@ -62,10 +127,8 @@ export interface OFTSettings {
 }
 
 /** OFT on a Linear ([out, in] weight). */
-export class OFTLinear extends BaseTunerLayer {
+export class OFTLinear extends OrthogonalLayer {
   readonly adapterLayerNames = ["oft_r", "oft_s"] as const;
-  readonly inFeatures: number;
-  readonly outFeatures: number;
   /** Each adapter's settings after peft's adjustment of r / oft_block_size (eps already scaled). */
   readonly settings = new Map<string, OFTSettings>();
   oft_r: ParameterDict;
@@ -73,13 +136,10 @@ export class OFTLinear extends BaseTunerLayer {
 
   constructor(base: Linear) {
     super(base);
-    this.inFeatures = base.inFeatures;
-    this.outFeatures = base.outFeatures;
     this.oft_r = this.registerModule("oft_r", new ParameterDict());
     this.oft_s = this.registerModule("oft_s", new ParameterDict());
   }
 
-  /** Whether this layer holds adapter `name`. */
   hasAdapter(name: string): boolean {
     return this.settings.has(name);
   }
@@ -143,51 +203,19 @@ export class OFTLinear extends BaseTunerLayer {
     const s = this.settings.get(name)!;
     if (s.coft) this.projectInPlace(r, s.eps);
     const q = cayley(r);
-    return training && s.moduleDropout > 0 ? this.dropBlocks(q, s.moduleDropout) : q;
+    return training && s.moduleDropout > 0 ? dropBlocks(q, s.moduleDropout) : q;
   }
 
-  /** peft's MultiplicativeDropoutLayer: int(p · n) random blocks become the identity (none when there is one block). */
-  private dropBlocks(q: Tensor, p: number): Tensor {
-    const n = q.shape[0]!, b = q.shape[1]!;
-    if (n === 1) return q;
-    const order = Array.from({ length: n }, (_, i) => i);
-    for (let i = n - 1; i > 0; i--) {
-      const j = defaultGenerator.int(i + 1);
-      [order[i], order[j]] = [order[j]!, order[i]!];
-    }
-    const replace = new Float32Array(n);
-    for (const i of order.slice(0, Math.floor(p * n))) replace[i] = 1;
-    const mask = tensor(replace, [n, 1, 1]);
-    return add(mul(sub(1, mask), q), mul(mask, identityBatch(b)));
+  protected rotate(w: Tensor, name: string, training: boolean): Tensor {
+    return rotateColumns(w, this.rotationBlocks(name, training));
   }
 
-  /** The weight with every given adapter's rotation and scale applied, as [out, in]. */
-  private adaptedWeight(names: string[], training: boolean): Tensor {
-    let w: Tensor = this.base_layer.getTensor("weight");
-    for (const name of names) w = mul(rotateColumns(w, this.rotationBlocks(name, training)), this.factors(name).s);
-    return w;
+  protected unrotate(w: Tensor, name: string): Tensor {
+    return rotateColumns(w, transpose(this.rotationBlocks(name)));
   }
 
-  /** Apply the layer: the base layer with its weight rotated and scaled by the active adapters. */
-  forward(x: Tensor): Tensor {
-    const names = this.adaptersToApply().filter((n) => this.hasAdapter(n));
-    if (names.length === 0) return this.baseForward(x);
-    return linear(x, this.adaptedWeight(names, this.training), this.base_layer.ownParameter("bias"));
-  }
-
-  protected mergeOne(name: string): void {
-    noGrad(() => tidy(() => {
-      const w = this.base_layer.getTensor("weight");
-      w.copy_(this.adaptedWeight([name], false));
-    }));
-  }
-
-  protected unmergeOne(name: string): void {
-    noGrad(() => tidy(() => {
-      const w = this.base_layer.getTensor("weight");
-      // W'·M = W·Mᵀ·M = W (M is orthogonal): rotate by the blocks' transposes, then undo the scale.
-      w.copy_(div(rotateColumns(w, transpose(this.rotationBlocks(name))), this.factors(name).s));
-    }));
+  protected scale(name: string): Tensor {
+    return this.factors(name).s;
   }
 
   protected forgetAdapter(name: string): void {
