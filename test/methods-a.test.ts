@@ -14,12 +14,17 @@ import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { CheckpointError, ConfigError } from "../src/errors.js";
 import { Conv1D, Linear } from "../src/nn/index.js";
-import { FourierFTConfig, FourierFTLinear, VeraConfig, VeraLinear, VeraModel, getPeftModel, PeftModel } from "../src/peft/index.js";
+import {
+  BOFTConfig, BOFTLinear, FourierFTConfig, FourierFTLinear, OFTConfig, OFTLinear, VeraConfig, VeraLinear, VeraModel, getPeftModel, PeftModel,
+} from "../src/peft/index.js";
+import { blockButterflyPerm } from "../src/peft/tuners/boft/index.js";
+import { cayley, nearestDivisor } from "../src/peft/tuners/oft/index.js";
+import { inverse } from "../src/tensor/linalg.js";
 import { frequencyPositions } from "../src/peft/tuners/fourierft/index.js";
 import { loadSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { AdamW } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
-import { assertClose, maxAbsDiff, randTensor, values } from "./helpers.js";
+import { assertClose, gradCheck, maxAbsDiff, mm, randTensor, transposed, values } from "./helpers.js";
 import { IDS, LLAMA, gpt2, llama, logits, toyIds, trainSteps } from "./tiny-models.js";
 import { cliWorkspace, trainMethod } from "./cli-workspace.js";
 
@@ -202,11 +207,117 @@ describe("VeRA", () => {
   });
 });
 
+/** blockdiag of blocks [n, b, b] (or one block repeated `times`) as a dense float64 [n·b, n·b] matrix. */
+function blockDiag(blocks: number[], b: number, n: number, shared = false): Float64Array {
+  const d = new Float64Array(n * b * n * b);
+  for (let k = 0; k < n; k++) {
+    const src = shared ? 0 : k;
+    for (let i = 0; i < b; i++) for (let j = 0; j < b; j++) d[(k * b + i) * n * b + k * b + j] = blocks[src * b * b + i * b + j]!;
+  }
+  return d;
+}
+
+/** The permutation matrix of `perm` (row k has its 1 in column perm[k]) as dense float64. */
+function permMatrix(perm: number[]): Float64Array {
+  const n = perm.length, m = new Float64Array(n * n);
+  perm.forEach((v, k) => (m[k * n + v] = 1));
+  return m;
+}
+
+describe("OFT and BOFT", () => {
+  it("inverse: A·A⁻¹ = I, and its gradient matches finite differences", () => {
+    const a = T.add(randTensor([2, 4, 4], 5, -0.5, 0.5), T.mul(T.tensor(Float32Array.from({ length: 32 }, (_, i) => (i % 5 === 0 ? 1 : 0)), [2, 4, 4]), 2));
+    const prod = values(T.matmul(a, inverse(a)));
+    assertClose(prod, Array.from({ length: 32 }, (_, i) => (i % 16) % 5 === 0 ? 1 : 0), 1e-5, 0, "A·A⁻¹");
+    gradCheck((x) => inverse(x), [a]);
+    assert.throws(() => inverse(T.zeros([2, 2])), /singular/);
+  });
+
+  it("Cayley blocks are orthogonal, and the identity for a zero (or symmetric) matrix", () => {
+    const q = cayley(randTensor([3, 5, 5], 8, -1, 1));
+    const qtq = values(T.matmul(T.transpose(q), q));
+    assertClose(qtq, Array.from({ length: 75 }, (_, i) => (i % 25) % 6 === 0 ? 1 : 0), 1e-5, 0, "QᵀQ");
+    const sym = randTensor([1, 4, 4], 9);
+    assertClose(values(cayley(T.add(sym, T.transpose(sym)))), Array.from({ length: 16 }, (_, i) => i % 5 === 0 ? 1 : 0), 1e-6, 0, "symmetric → I");
+  });
+
+  it("OFT's weight is (W·blockdiag(Q)ᵀ) ⊙ s (float64 reference); merge and unmerge round-trip; r is moved to a divisor", () => {
+    for (const [r, share] of [[4, false], [2, true]] as const) {
+      const layer = new OFTLinear(new Linear(8, 6));
+      layer.updateLayer("default", { r, blockSize: 0, moduleDropout: 0, coft: false, eps: 6e-5, blockShare: share, initWeights: false });
+      const b = 8 / r;
+      const q = values(layer.rotationBlocks("default"));
+      const s = values(layer.oft_s.ownParameter("default")!);
+      const w = values(layer.base_layer.getTensor("weight"));
+      const rotated = mm(w, transposed(blockDiag(q, b, r, share), 8, 8), 6, 8, 8);
+      const x = randTensor([3, 8], 2, -1, 1);
+      const bias = values(layer.base_layer.ownParameter("bias")!);
+      const want = Array.from({ length: 18 }, (_, i) => {
+        const [row, o] = [Math.floor(i / 6), i % 6];
+        let acc = bias[o]!;
+        for (let k = 0; k < 8; k++) acc += values(x)[row * 8 + k]! * rotated[o * 8 + k]! * s[o]!;
+        return acc;
+      });
+      const adapted = values(T.noGrad(() => layer.forward(x)));
+      assertClose(adapted, want, 1e-5, 0, `OFT r=${r} share=${share}`);
+      layer.merge();
+      assertClose(values(T.noGrad(() => layer.forward(x))), adapted, 1e-5, 0, "merged");
+      layer.unmerge();
+      assertClose(values(layer.base_layer.getTensor("weight")), w, 1e-5, 0, "unmerged");
+    }
+    assert.deepEqual([nearestDivisor(32, 5), nearestDivisor(32, 6), nearestDivisor(48, 7), nearestDivisor(12, 40)], [4, 4, 6, 12]); // ties go to the lower divisor
+  });
+
+  it("BOFT's butterfly permutations follow peft (hand-worked n = 8) and its rotation is Π P_i·blockdiag(Q_i)·P_iᵀ (dense float64 reference)", () => {
+    // n 8, 2 blocks of 4 halves: within each run of 8 / 2 = 4 indices, pairs (r = 1) are ordered evens then odds.
+    assert.deepEqual(blockButterflyPerm(8, 2, 1, 1), [0, 2, 1, 3, 4, 6, 5, 7]);
+    assert.deepEqual(blockButterflyPerm(8, 1, 2, 2), [0, 1, 4, 5, 2, 3, 6, 7]);
+    assert.deepEqual(blockButterflyPerm(8, 4, 1, 0), [0, 1, 2, 3, 4, 5, 6, 7]);
+    const layer = new BOFTLinear(new Linear(16, 5));
+    layer.updateLayer("default", { blockSize: 2, blockNum: 0, nButterflyFactor: 3, dropout: 0, initWeights: false });
+    const blocks = layer.rotationBlocks("default").map(values);
+    let m: Float64Array | null = null;
+    blocks.forEach((q, i) => {
+      const p = permMatrix(blockButterflyPerm(16, 8 / 2 ** i, 1, 2));
+      const factor = mm(mm(p, blockDiag(q, 2, 8), 16, 16, 16), transposed(p, 16, 16), 16, 16, 16);
+      m = m === null ? factor : mm(factor, m, 16, 16, 16);
+    });
+    const w = values(layer.base_layer.getTensor("weight"));
+    const s = values(layer.boft_s.ownParameter("default")!);
+    const want = Array.from(mm(w, transposed(m!, 16, 16), 5, 16, 16), (v, i) => v * s[Math.floor(i / 16)]!);
+    layer.merge();
+    assertClose(values(layer.base_layer.getTensor("weight")), want, 1e-5, 0, "merged BOFT weight");
+    layer.unmerge();
+    assertClose(values(layer.base_layer.getTensor("weight")), w, 1e-5, 0, "unmerged");
+    assert.throws(() => new BOFTLinear(new Linear(12, 4)).updateLayer("x", { blockSize: 4, blockNum: 0, nButterflyFactor: 2, dropout: 0, initWeights: true }), ConfigError);
+  });
+
+  it("refuse GPT-2's Conv1D as peft 0.15.2 does, and configs giving both r and oft_block_size", () => {
+    assert.throws(() => getPeftModel(gpt2(1), OFTConfig({ target_modules: ["c_attn"] })), /Conv1D.*not supported|not supported.*Conv1D/s);
+    assert.throws(() => getPeftModel(gpt2(1), BOFTConfig({ target_modules: ["c_attn"] })), /not supported/);
+    assert.throws(() => OFTConfig({ r: 4, oft_block_size: 8 }), ConfigError);
+    assert.throws(() => BOFTConfig({ boft_block_size: 0, boft_block_num: 0 }), ConfigError);
+  });
+
+  it("start as the base model and train (loss falls, only their parameters change)", () => {
+    const base = logits(llama(5));
+    for (const config of [OFTConfig({ r: 4, target_modules: ["q_proj", "v_proj", "up_proj"] }), BOFTConfig({ boft_block_size: 4, boft_n_butterfly_factor: 2, target_modules: ["q_proj", "v_proj", "up_proj"] })]) {
+      const peft = getPeftModel(llama(5), config);
+      assert.ok(maxAbsDiff(logits(peft), base) < 1e-6, `${config.peft_type}: identity at init`);
+      const losses = trainSteps(peft, new AdamW(peft.parameters().filter((p) => p.requiresGrad), { lr: 0.05 }), toyIds(), 6);
+      assert.ok(losses.every((l, i) => i === 0 || l < losses[i - 1]!) && losses[5]! < losses[0]! - 0.03, `${config.peft_type} losses ${losses.join(", ")}`);
+      assert.ok(peft.namedParameters().filter(([, p]) => p.requiresGrad).every(([k]) => /\.(oft_[rs]|boft_[Rs])\./.test(k)));
+    }
+  });
+});
+
 describe("peft CLI with the methods of issue 16", () => {
   it("`peft train` trains each method's adapter, `peft generate` uses it and `peft merge` folds it in", () => {
     const ws = cliWorkspace("peft-ts-methods-a-cli-", LLAMA);
     const methods: Record<string, { fields: Record<string, unknown>; key: RegExp }> = {
       FOURIERFT: { fields: { n_frequency: 30, scaling: 50, target_modules: ["q_proj", "v_proj"] }, key: /\.(q_proj|v_proj)\.fourierft_spectrum$/ },
+      OFT: { fields: { r: 4, target_modules: ["q_proj", "v_proj"] }, key: /\.(q_proj|v_proj)\.oft_[rs]$/ },
+      BOFT: { fields: { boft_block_size: 4, boft_n_butterfly_factor: 2, target_modules: ["q_proj", "v_proj"] }, key: /\.(q_proj|v_proj)\.boft_[Rs]$/ },
       VERA: { fields: { r: 4, target_modules: ["q_proj", "v_proj"] }, key: /(\.(q_proj|v_proj)\.vera_lambda_[bd]|^base_model\.vera_[AB])$/ },
     };
     for (const [type, { fields, key }] of Object.entries(methods)) {
