@@ -483,8 +483,10 @@ def add_noise(model, seed):
                 p.add_(torch.randn(p.shape, generator=g) * NOISE_STD)
 
 
-def make_case(name, case):
-    spec = MODELS[case["base"]]
+def make_case(name, case, models=None, make_config=LoraConfig):
+    """A Python peft adapter (LoRA unless `make_config` says otherwise; case["peft_type"] names it) on its base model
+    (from `models`, default MODELS), with its goldens after save and load, and what the case says about its files."""
+    spec = (models or MODELS)[case["base"]]
     base_folder = os.path.join(ROOT, "models", case["base"])
     folder = os.path.join(ROOT, "peft", name)
     fresh_dir(folder)
@@ -492,7 +494,7 @@ def make_case(name, case):
     x = {k: torch.tensor(v) for k, v in json.load(open(os.path.join(base_folder, "inputs.json"))).items()}
     seed = spec["seed"] + 500
     torch.manual_seed(seed)
-    pm = get_peft_model(load(spec, base_folder), LoraConfig(**case["method"]))
+    pm = get_peft_model(load(spec, base_folder), make_config(**case["method"]))
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         pm.print_trainable_parameters()
@@ -515,10 +517,10 @@ def make_case(name, case):
         if x2 is not x:
             write_json(os.path.join(folder, "inputs.json"), {k: v.tolist() for k, v in x2.items()})
     exp["logits_merged"] = forward(lm.merge_and_unload(), x).logits
-    save_tensors(os.path.join(folder, "expected.safetensors"), exp, f"make_family_fixtures.py {name}")
+    save_tensors(os.path.join(folder, "expected.safetensors"), exp, f"{os.path.basename(sys.argv[0])} {name}")
     sd = load_file(os.path.join(adir, "adapter_model.safetensors"))
     trainable, total = pm.get_nb_trainable_parameters()
-    record = dict(base=f"models/{case['base']}", task_type=case["method"]["task_type"], peft_type="LORA",
+    record = dict(base=f"models/{case['base']}", task_type=case["method"]["task_type"], peft_type=case.get("peft_type", "LORA"),
                   config=case["method"], print_trainable_parameters=buf.getvalue().strip(), trainable_params=trainable,
                   all_params=total, notes=case.get("notes", "") + f"; trainable tensors += N(0, {NOISE_STD}^2) noise "
                   f"(torch.Generator seed {seed + 1}) after get_peft_model (torch.manual_seed({seed}))",

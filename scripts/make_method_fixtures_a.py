@@ -21,8 +21,6 @@ where the extension works, this script supplies the extension's two functions on
 """
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import sys
@@ -30,8 +28,8 @@ import sys
 import torch
 
 import make_family_fixtures as fam
-from make_family_fixtures import fresh_dir, forward, greedy_with_margin, load, save_tensors, versions, write_json
-from peft import BOFTConfig, FourierFTConfig, OFTConfig, PeftModel, VeraConfig, get_peft_model
+from make_family_fixtures import forward, load, versions, write_json
+from peft import BOFTConfig, FourierFTConfig, OFTConfig, PeftModel, VeraConfig
 from safetensors.torch import load_file
 
 import peft.tuners.boft.layer as boft_layer
@@ -137,54 +135,7 @@ def generator_goldens():
     write_json(os.path.join(ROOT, "torch-generator.json"), out)
 
 
-# ------------------------------------------------------------------------------------------ adapters
-def record_case(name, case):
-    """A Python peft adapter of the case's method on its base model, with the logits (on, off, merged), loss and
-    greedy generation it gives after save and load, and what the case says about the saved files."""
-    spec = MODELS[case["base"]]
-    base_folder = os.path.join(ROOT, "models", case["base"])
-    folder = os.path.join(ROOT, "peft", name)
-    fresh_dir(folder)
-    adir = os.path.join(folder, "adapter")
-    x = {k: torch.tensor(v) for k, v in json.load(open(os.path.join(base_folder, "inputs.json"))).items()}
-    seed = spec["seed"] + 500
-    torch.manual_seed(seed)
-    pm = get_peft_model(load(spec, base_folder), CONFIGS[case["peft_type"]](**case["method"]))
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        pm.print_trainable_parameters()
-    fam.add_noise(pm, seed + 1)
-    pm.eval()
-    pm.save_pretrained(adir)
-    cfg_path = os.path.join(adir, "adapter_config.json")
-    adapter_config = json.load(open(cfg_path))
-    adapter_config["base_model_name_or_path"] = f"models/{case['base']}"
-    write_json(cfg_path, adapter_config)
-
-    lm = PeftModel.from_pretrained(load(spec, base_folder), adir).eval()
-    exp = dict(logits_adapter=forward(lm, x).logits, loss_adapter=forward(lm, x, labels=True).loss.reshape(1))
-    with lm.disable_adapter():
-        exp["logits_disabled"] = forward(lm, x).logits
-    exp["generate_greedy_adapter"], margin, x2 = greedy_with_margin(lm, x, spec["kwargs"]["vocab_size"], seed + 100,
-                                                                     spec["greedy"])
-    if x2 is not x:
-        write_json(os.path.join(folder, "inputs.json"), {k: v.tolist() for k, v in x2.items()})
-    exp["logits_merged"] = forward(lm.merge_and_unload(), x).logits
-    save_tensors(os.path.join(folder, "expected.safetensors"), exp, f"make_method_fixtures_a.py {name}")
-    sd = load_file(os.path.join(adir, "adapter_model.safetensors"))
-    trainable, total = pm.get_nb_trainable_parameters()
-    record = dict(base=f"models/{case['base']}", task_type=case["method"]["task_type"], peft_type=case["peft_type"],
-                  config=case["method"], print_trainable_parameters=buf.getvalue().strip(), trainable_params=trainable,
-                  all_params=total, notes=case.get("notes", "") + f"; trainable tensors += N(0, {fam.NOISE_STD}^2) "
-                  f"noise (torch.Generator seed {seed + 1}) after get_peft_model (torch.manual_seed({seed}))",
-                  generate=dict(mode=spec["greedy"], min_top2_logit_margin=margin),
-                  adapter_tensors={k: [list(v.shape), str(v.dtype).replace("torch.", "")] for k, v in sorted(sd.items())},
-                  adapter_config_keys=sorted(adapter_config), expected={k: list(v.shape) for k, v in exp.items()},
-                  versions=versions())
-    write_json(os.path.join(folder, "case.json"), record)
-    return record
-
-
+# ------------------------------------------------------------------------------------------ adapters: make_family_fixtures.make_case
 def check_ts_adapters():
     """Adapters saved by peft-ts (test/methods-a-golden.test.ts writes them to $PEFT_TS_ADAPTERS/<case>, with the
     logits peft-ts computed beside them) load in Python peft and give the same logits."""
@@ -227,7 +178,7 @@ def main():
             print(f"model {name:22s} {r['cls']:36s} {r.get('generate', {})}", flush=True)
     for name, case in CASES.items():
         if pick(name):
-            r = record_case(name, case)
+            r = fam.make_case(name, case, MODELS, CONFIGS[case["peft_type"]])
             index["cases"][name] = dict(base=r["base"], peft_type=r["peft_type"], task_type=r["task_type"])
             print(f"case  {name:24s} {r['print_trainable_parameters']}", flush=True)
     index["versions"] = versions()

@@ -14,9 +14,10 @@
  * config says boft_n_butterfly_factor 1.
  */
 import { Linear } from "../../../nn/index.js";
-import { Tensor, defaultGenerator, indexSelect, keep, narrow, ones, parameter, reshape, tensor, transpose, zeros } from "../../../tensor/index.js";
+import { Tensor, defaultGenerator, indexSelect, keep, narrow, ones, reshape, tensor, transpose, zeros } from "../../../tensor/index.js";
 import { ConfigError } from "../../../errors.js";
 import { ParameterDict } from "../tuner-layer.js";
+import { setAdapterParameter } from "../linear-tuner.js";
 import { OrthogonalLayer, cayley, dropBlocks, rotateColumns } from "../oft/layer.js";
 
 /**
@@ -110,11 +111,8 @@ export class BOFTLinear extends OrthogonalLayer {
     const shape = [m + 1, blockNum, blockSize, blockSize];
     const rot = s.initWeights ? zeros(shape) : defaultGenerator.normal(shape, 0, 0.1);
     const scale = s.initWeights ? ones([this.outFeatures, 1]) : defaultGenerator.normal([this.outFeatures, 1], 1, 0.1);
-    for (const [dict, value] of [[this.boft_R, rot], [this.boft_s, scale]] as const) {
-      const old = dict.ownParameter(name);
-      dict.registerParameter(name, parameter(value));
-      if (old) old.dispose();
-    }
+    setAdapterParameter(this.boft_R, name, rot);
+    setAdapterParameter(this.boft_s, name, scale);
     this.setAdapter(this.activeAdapters);
   }
 

@@ -13,9 +13,10 @@
  * The cosine/sine tables depend only on the positions and are built once per adapter.
  */
 import { Conv1D, Linear } from "../../../nn/index.js";
-import { Tensor, TorchGenerator, add, addInPlace, defaultGenerator, keep, linear, matmul, mul, noGrad, parameter, sub, tensor, tidy, transpose, zeros } from "../../../tensor/index.js";
+import { Tensor, TorchGenerator, add, defaultGenerator, keep, linear, matmul, mul, sub, tensor, zeros } from "../../../tensor/index.js";
 import { ConfigError } from "../../../errors.js";
-import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
+import { ParameterDict } from "../tuner-layer.js";
+import { AdditiveLayer, setAdapterParameter } from "../linear-tuner.js";
 
 /** The cos/sin tables of one adapter's positions: Cu, Su [out, n]; Cv, Sv [n, in]. */
 interface Tables {
@@ -49,7 +50,7 @@ function trigTables(positions: number[], size: number, transposed: boolean): [Te
 }
 
 /** FourierFT on a Linear ([out, in] weight) or a GPT-2 Conv1D ([in, out] weight). */
-export class FourierFTLinear extends BaseTunerLayer {
+export class FourierFTLinear extends AdditiveLayer {
   readonly adapterLayerNames = ["fourierft_spectrum"] as const;
   readonly inFeatures: number;
   readonly outFeatures: number;
@@ -65,11 +66,6 @@ export class FourierFTLinear extends BaseTunerLayer {
     super(base);
     [this.inFeatures, this.outFeatures] = base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
     this.fourierft_spectrum = this.registerModule("fourierft_spectrum", new ParameterDict());
-  }
-
-  /** Whether the base is GPT-2's Conv1D, whose weight is stored [in, out]. */
-  get isTargetConv1dLayer(): boolean {
-    return this.base_layer instanceof Conv1D;
   }
 
   /** Whether this layer holds adapter `name`. */
@@ -92,9 +88,7 @@ export class FourierFTLinear extends BaseTunerLayer {
     this.randomLocSeed.set(name, randomLocSeed);
     this.indices.set(name, frequencyPositions(this.outFeatures, this.inFeatures, nFrequency, randomLocSeed));
     this.dropTables(name);
-    const old = this.fourierft_spectrum.ownParameter(name);
-    this.fourierft_spectrum.registerParameter(name, parameter(initWeights ? zeros([nFrequency]) : defaultGenerator.normal([nFrequency])));
-    if (old) old.dispose();
+    setAdapterParameter(this.fourierft_spectrum, name, initWeights ? zeros([nFrequency]) : defaultGenerator.normal([nFrequency]));
     this.setAdapter(this.activeAdapters);
   }
 
@@ -138,20 +132,6 @@ export class FourierFTLinear extends BaseTunerLayer {
       if (this.hasAdapter(name)) result = add(result, linear(x, this.getDeltaWeight(name)));
     }
     return result;
-  }
-
-  /** ΔW laid out as the stored weight: transposed for Conv1D. */
-  private storedDelta(name: string): Tensor {
-    const delta = this.getDeltaWeight(name);
-    return this.isTargetConv1dLayer ? transpose(delta) : delta;
-  }
-
-  protected mergeOne(name: string): void {
-    noGrad(() => tidy(() => addInPlace(this.base_layer.getTensor("weight"), this.storedDelta(name))));
-  }
-
-  protected unmergeOne(name: string): void {
-    noGrad(() => tidy(() => addInPlace(this.base_layer.getTensor("weight"), mul(this.storedDelta(name), -1))));
   }
 
   protected forgetAdapter(name: string): void {

@@ -12,11 +12,12 @@
  */
 import { Linear } from "../../../nn/index.js";
 import {
-  Tensor, add, defaultGenerator, div, linear, matmul, mul, noGrad, ones, parameter, permute, reshape, sub, tensor, tidy, transpose, zeros,
+  Tensor, add, defaultGenerator, div, linear, matmul, mul, noGrad, ones, permute, reshape, sub, tensor, tidy, transpose, zeros,
 } from "../../../tensor/index.js";
 import { inverse } from "../../../tensor/linalg.js";
 import { ConfigError } from "../../../errors.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
+import { setAdapterParameter } from "../linear-tuner.js";
 
 /** peft's adjust_oft_parameters: the divisor of `inFeatures` nearest to `value` (the lower one on ties). */
 export function nearestDivisor(inFeatures: number, value: number): number {
@@ -169,11 +170,8 @@ export class OFTLinear extends OrthogonalLayer {
     const shape = [s.blockShare ? 1 : r, blockSize, blockSize];
     const rot = s.initWeights ? zeros(shape) : defaultGenerator.normal(shape, 0, 0.1);
     const scale = s.initWeights ? ones([this.outFeatures, 1]) : defaultGenerator.normal([this.outFeatures, 1], 1, 0.1);
-    for (const [dict, value] of [[this.oft_r, rot], [this.oft_s, scale]] as const) {
-      const old = dict.ownParameter(name);
-      dict.registerParameter(name, parameter(value));
-      if (old) old.dispose();
-    }
+    setAdapterParameter(this.oft_r, name, rot);
+    setAdapterParameter(this.oft_s, name, scale);
     this.setAdapter(this.activeAdapters);
   }
 

@@ -8,9 +8,10 @@
  * this layer's trainable vectors, parameter dicts as in peft (saved without ".weight").
  */
 import { Conv1D, Linear, Module } from "../../../nn/index.js";
-import { Tensor, add, addInPlace, defaultGenerator, dropout, full, linear, matmul, mul, narrow, noGrad, ones, parameter, reshape, tidy, transpose, zeros } from "../../../tensor/index.js";
+import { Tensor, add, defaultGenerator, dropout, full, linear, matmul, mul, narrow, ones, reshape, zeros } from "../../../tensor/index.js";
 import { ConfigError } from "../../../errors.js";
-import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
+import { ParameterDict } from "../tuner-layer.js";
+import { AdditiveLayer, setAdapterParameter } from "../linear-tuner.js";
 
 /** The shared projections of each adapter, by name (peft's BufferDicts vera_A and vera_B). */
 export interface VeraProjections {
@@ -19,7 +20,7 @@ export interface VeraProjections {
 }
 
 /** VeRA on a Linear ([out, in] weight) or a GPT-2 Conv1D ([in, out] weight). */
-export class VeraLinear extends BaseTunerLayer {
+export class VeraLinear extends AdditiveLayer {
   readonly adapterLayerNames = ["vera_lambda_b", "vera_lambda_d"] as const;
   readonly inFeatures: number;
   readonly outFeatures: number;
@@ -34,11 +35,6 @@ export class VeraLinear extends BaseTunerLayer {
     [this.inFeatures, this.outFeatures] = base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
     this.vera_lambda_b = this.registerModule("vera_lambda_b", new ParameterDict());
     this.vera_lambda_d = this.registerModule("vera_lambda_d", new ParameterDict());
-  }
-
-  /** Whether the base is GPT-2's Conv1D, whose weight is stored [in, out]. */
-  get isTargetConv1dLayer(): boolean {
-    return this.base_layer instanceof Conv1D;
   }
 
   /** Whether this layer holds adapter `name`. */
@@ -57,11 +53,8 @@ export class VeraLinear extends BaseTunerLayer {
     this.dropoutP.set(name, dropoutP);
     const lambdaB = initWeights ? zeros([this.outFeatures]) : ones([this.outFeatures]);
     const lambdaD = initWeights ? full([r], dInitial) : defaultGenerator.normal([r]);
-    for (const [dict, value] of [[this.vera_lambda_b, lambdaB], [this.vera_lambda_d, lambdaD]] as const) {
-      const old = dict.ownParameter(name);
-      dict.registerParameter(name, parameter(value));
-      if (old) old.dispose();
-    }
+    setAdapterParameter(this.vera_lambda_b, name, lambdaB);
+    setAdapterParameter(this.vera_lambda_d, name, lambdaD);
     this.setAdapter(this.activeAdapters);
   }
 
@@ -103,20 +96,6 @@ export class VeraLinear extends BaseTunerLayer {
       result = add(result, mul(lambdaB, linear(h, b)));
     }
     return result;
-  }
-
-  /** ΔW laid out as the stored weight: transposed for Conv1D. */
-  private storedDelta(name: string): Tensor {
-    const delta = this.getDeltaWeight(name);
-    return this.isTargetConv1dLayer ? transpose(delta) : delta;
-  }
-
-  protected mergeOne(name: string): void {
-    noGrad(() => tidy(() => addInPlace(this.base_layer.getTensor("weight"), this.storedDelta(name))));
-  }
-
-  protected unmergeOne(name: string): void {
-    noGrad(() => tidy(() => addInPlace(this.base_layer.getTensor("weight"), mul(this.storedDelta(name), -1))));
   }
 
   protected forgetAdapter(name: string): void {
