@@ -532,21 +532,45 @@ def make_case(name, case, models=None, make_config=LoraConfig):
     return record
 
 
-def check_ts_adapters():
-    """Adapters saved by peft-ts for these families (test/families-golden.test.ts writes them to $PEFT_TS_ADAPTERS)
-    load in Python peft and give the logits peft-ts recorded beside them."""
+def check_ts_adapters(models=None, cases=None):
+    """Adapters saved by peft-ts for these cases (the golden test writes them to $PEFT_TS_ADAPTERS/<case>) load in
+    Python peft and give the logits peft-ts recorded beside them."""
+    models, cases = models or MODELS, cases or CASES
     root = os.environ.get("PEFT_TS_ADAPTERS")
     if not root:
         return
     for name in sorted(os.listdir(root)):
-        case = CASES[name]
-        spec = MODELS[case["base"]]
+        case = cases[name]
+        spec = models[case["base"]]
         model = PeftModel.from_pretrained(load(spec, os.path.join(ROOT, "models", case["base"])), os.path.join(root, name))
         x = {k: torch.tensor(v) for k, v in json.load(open(os.path.join(ROOT, "models", case["base"], "inputs.json"))).items()}
         want = load_file(os.path.join(root, name, "logits.safetensors"))["logits"]
         diff = float((forward(model.eval(), x).logits - want).abs().max())
         print(f"peft-ts adapter {name:24s} loads in Python peft; max |logits diff| {diff:.2e}")
         assert diff < 1e-4, name
+
+
+def make_goldens(sel, models=None, cases=None, config_of=lambda case: LoraConfig):
+    """The models and cases whose names contain one of `sel` (all when empty), and index.json; `config_of(case)` is
+    the peft config class of a case."""
+    models, cases = models or MODELS, cases or CASES
+    pick = lambda n: not sel or any(s in n for s in sel)  # noqa: E731
+    index_path = os.path.join(ROOT, "index.json")
+    index = json.load(open(index_path)) if sel and os.path.exists(index_path) else dict(models={}, cases={})
+    for name, spec in models.items():
+        if pick(name):
+            r = make_model(name, spec)
+            index["models"][name] = {"class": r["cls"]}
+            print(f"model {name:22s} {r['cls']:36s} {r.get('generate', {})}", flush=True)
+    for name, case in cases.items():
+        if pick(name):
+            r = make_case(name, case, models, config_of(case))
+            index["cases"][name] = dict(base=r["base"], peft_type=r["peft_type"], task_type=r["task_type"])
+            print(f"case  {name:24s} {r['print_trainable_parameters']}", flush=True)
+    index["versions"] = versions()
+    index["models"] = dict(sorted(index["models"].items()))
+    index["cases"] = dict(sorted(index["cases"].items()))
+    write_json(index_path, index)
 
 
 def main():
@@ -560,24 +584,7 @@ def main():
     if args.check_ts_adapters:
         check_ts_adapters()
         return
-    sel = [s for s in args.only.split(",") if s]
-    pick = lambda n: not sel or any(s in n for s in sel)  # noqa: E731
-    index_path = os.path.join(ROOT, "index.json")
-    index = json.load(open(index_path)) if sel and os.path.exists(index_path) else dict(models={}, cases={})
-    for name, spec in MODELS.items():
-        if pick(name):
-            r = make_model(name, spec)
-            index["models"][name] = {"class": r["cls"]}
-            print(f"model {name:22s} {r['cls']:36s} {r.get('generate', {})}", flush=True)
-    for name, case in CASES.items():
-        if pick(name):
-            r = make_case(name, case)
-            index["cases"][name] = dict(base=r["base"], peft_type="LORA", task_type=r["task_type"])
-            print(f"case  {name:22s} {r['print_trainable_parameters']}", flush=True)
-    index["versions"] = versions()
-    index["models"] = dict(sorted(index["models"].items()))
-    index["cases"] = dict(sorted(index["cases"].items()))
-    write_json(index_path, index)
+    make_goldens([s for s in args.only.split(",") if s])
 
 
 if __name__ == "__main__":

@@ -21,18 +21,15 @@ where the extension works, this script supplies the extension's two functions on
 """
 
 import argparse
-import json
 import os
 import sys
 
 import torch
 
 import make_family_fixtures as fam
-from make_family_fixtures import forward, load, versions, write_json
-from peft import BOFTConfig, FourierFTConfig, OFTConfig, PeftModel, VeraConfig
-from safetensors.torch import load_file
-
 import peft.tuners.boft.layer as boft_layer
+from make_family_fixtures import versions, write_json
+from peft import BOFTConfig, FourierFTConfig, OFTConfig, VeraConfig
 
 
 class _CpuBlockDiag:
@@ -135,24 +132,6 @@ def generator_goldens():
     write_json(os.path.join(ROOT, "torch-generator.json"), out)
 
 
-# ------------------------------------------------------------------------------------------ adapters: make_family_fixtures.make_case
-def check_ts_adapters():
-    """Adapters saved by peft-ts (test/methods-a-golden.test.ts writes them to $PEFT_TS_ADAPTERS/<case>, with the
-    logits peft-ts computed beside them) load in Python peft and give the same logits."""
-    root = os.environ.get("PEFT_TS_ADAPTERS")
-    if not root:
-        sys.exit("set PEFT_TS_ADAPTERS to the folder test/methods-a-golden.test.ts wrote")
-    for name in sorted(os.listdir(root)):
-        spec = MODELS[CASES[name]["base"]]
-        base_folder = os.path.join(ROOT, "models", CASES[name]["base"])
-        model = PeftModel.from_pretrained(load(spec, base_folder), os.path.join(root, name)).eval()
-        x = {k: torch.tensor(v) for k, v in json.load(open(os.path.join(base_folder, "inputs.json"))).items()}
-        want = load_file(os.path.join(root, name, "logits.safetensors"))["logits"]
-        diff = float((forward(model, x).logits - want).abs().max())
-        print(f"peft-ts adapter {name:24s} loads in Python peft; max |logits diff| {diff:.2e}")
-        assert diff < 1e-4, name
-
-
 def main():
     if os.environ.get("PYTHONHASHSEED") != "0":  # peft writes target_modules in set order: pin it
         os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, PYTHONHASHSEED="0"))
@@ -162,29 +141,13 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.check_ts_adapters:
-        check_ts_adapters()
+        fam.check_ts_adapters(MODELS, CASES)
         return
     os.makedirs(ROOT, exist_ok=True)
     sel = [s for s in args.only.split(",") if s]
-    pick = lambda n: not sel or any(s in n for s in sel)  # noqa: E731
-    if pick("generator"):
+    if not sel or any(s in "generator" for s in sel):
         generator_goldens()
-    index_path = os.path.join(ROOT, "index.json")
-    index = json.load(open(index_path)) if sel and os.path.exists(index_path) else dict(models={}, cases={})
-    for name, spec in MODELS.items():
-        if pick(name):
-            r = fam.make_model(name, spec)
-            index["models"][name] = {"class": r["cls"]}
-            print(f"model {name:22s} {r['cls']:36s} {r.get('generate', {})}", flush=True)
-    for name, case in CASES.items():
-        if pick(name):
-            r = fam.make_case(name, case, MODELS, CONFIGS[case["peft_type"]])
-            index["cases"][name] = dict(base=r["base"], peft_type=r["peft_type"], task_type=r["task_type"])
-            print(f"case  {name:24s} {r['print_trainable_parameters']}", flush=True)
-    index["versions"] = versions()
-    index["models"] = dict(sorted(index["models"].items()))
-    index["cases"] = dict(sorted(index["cases"].items()))
-    write_json(index_path, index)
+    fam.make_goldens(sel, MODELS, CASES, lambda case: CONFIGS[case["peft_type"]])
 
 
 if __name__ == "__main__":
