@@ -44,6 +44,10 @@ peft_configs = {
     "P_TUNING": defaults(peft.PromptEncoderConfig),
     "PREFIX_TUNING": defaults(peft.PrefixTuningConfig),
     "ADAPTION_PROMPT": {f.name: plain(f.default) for f in dataclasses.fields(peft.AdaptionPromptConfig)},
+    "FOURIERFT": defaults(peft.FourierFTConfig),
+    "VERA": defaults(peft.VeraConfig),
+    "OFT": defaults(peft.OFTConfig),
+    "BOFT": defaults(peft.BOFTConfig),
 }
 for fields in peft_configs.values():
     fields.pop("peft_type", None)

@@ -9,7 +9,7 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../src/errors.js";
 import {
-  AdaLoraConfig, AdaptionPromptConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, PrefixTuningConfig, PromptEncoderConfig,
+  AdaLoraConfig, AdaptionPromptConfig, BOFTConfig, FourierFTConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, OFTConfig, PrefixTuningConfig, PromptEncoderConfig, VeraConfig,
   PromptTuningConfig, configFromJson, getPeftModel, type PeftConfig,
 } from "../src/peft/index.js";
 import { LORA_FIELDS } from "../src/peft/tuners/lora/config.js";
@@ -22,6 +22,10 @@ import { PROMPT_ENCODER_FIELDS } from "../src/peft/tuners/p_tuning/config.js";
 import { PREFIX_TUNING_FIELDS } from "../src/peft/tuners/prefix_tuning/config.js";
 import { ADAPTION_PROMPT_FIELDS } from "../src/peft/tuners/adaption_prompt/config.js";
 import { COMMON_FIELDS } from "../src/peft/config.js";
+import { FOURIERFT_FIELDS } from "../src/peft/tuners/fourierft/config.js";
+import { VERA_FIELDS } from "../src/peft/tuners/vera/config.js";
+import { OFT_FIELDS } from "../src/peft/tuners/oft/config.js";
+import { BOFT_FIELDS } from "../src/peft/tuners/boft/config.js";
 import type { FieldTable } from "../src/io/config-fields.js";
 import { TrainingArguments } from "../src/train/index.js";
 import { llama } from "./tiny-models.js";
@@ -65,6 +69,10 @@ const METHODS: [string, Builder, FieldTable][] = [
   ["P_TUNING", (f) => PromptEncoderConfig(f), PROMPT_ENCODER_FIELDS],
   ["PREFIX_TUNING", (f) => PrefixTuningConfig(f), PREFIX_TUNING_FIELDS],
   ["ADAPTION_PROMPT", (f) => AdaptionPromptConfig(f), ADAPTION_PROMPT_FIELDS],
+  ["FOURIERFT", (f) => FourierFTConfig(f), FOURIERFT_FIELDS],
+  ["VERA", (f) => VeraConfig(f), VERA_FIELDS],
+  ["OFT", (f) => OFTConfig(f), OFT_FIELDS],
+  ["BOFT", (f) => BOFTConfig(f), BOFT_FIELDS],
 ];
 
 describe("config field types and ranges (item 6)", () => {

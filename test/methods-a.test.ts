@@ -1,5 +1,5 @@
 /**
- * FourierFT and VeRA behaviour on tiny models built here (the Python goldens are in methods-a-golden.test.ts).
+ * FourierFT, VeRA, OFT and BOFT behaviour on tiny models built here (the Python goldens are in methods-a-golden.test.ts).
  * Expected values come from independent computations: a plain float64 inverse 2-D DFT of the dense spectrum, the
  * positions of torch's randperm recorded by Python (torch-generator.json), the base layer's own outputs, finite
  * differences of the loss.
@@ -26,7 +26,7 @@ import { AdamW } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
 import { assertClose, gradCheck, maxAbsDiff, mm, randTensor, transposed, values } from "./helpers.js";
 import { IDS, LLAMA, gpt2, llama, logits, toyIds, trainSteps } from "./tiny-models.js";
-import { cliWorkspace, trainMethod } from "./cli-workspace.js";
+import { cliWorkspace, trainGenerateMerge } from "./cli-workspace.js";
 
 const GENERATOR_GOLDEN = JSON.parse(readFileSync(fileURLToPath(new URL("../../test/fixtures/methods-a/torch-generator.json", import.meta.url)), "utf8"));
 
@@ -320,14 +320,6 @@ describe("peft CLI with the methods of issue 16", () => {
       BOFT: { fields: { boft_block_size: 4, boft_n_butterfly_factor: 2, target_modules: ["q_proj", "v_proj"] }, key: /\.(q_proj|v_proj)\.boft_[Rs]$/ },
       VERA: { fields: { r: 4, target_modules: ["q_proj", "v_proj"] }, key: /(\.(q_proj|v_proj)\.vera_lambda_[bd]|^base_model\.vera_[AB])$/ },
     };
-    for (const [type, { fields, key }] of Object.entries(methods)) {
-      trainMethod(ws, type, fields);
-      const tensors = [...loadSafetensors(join(ws.root, `out-${type}`, "adapter_model.safetensors")).keys()];
-      assert.ok(tensors.length > 0 && tensors.every((k) => key.test(k)), `${type}: ${tensors.join(", ")}`);
-      const gen = ws.run("generate", "--model", "model", "--adapter", `out-${type}`, "--prompt", "say hello", "--max-new-tokens", "3");
-      assert.equal(gen.status, 0, `${type}: peft generate failed:\n${gen.stderr}`);
-      const merged = ws.run("merge", "--model", "model", "--adapter", `out-${type}`, "--out", `merged-${type}`);
-      assert.equal(merged.status, 0, `${type}: peft merge failed:\n${merged.stderr}`);
-    }
+    trainGenerateMerge(ws, methods);
   });
 });

@@ -29,6 +29,7 @@ export class TorchGenerator {
   /** normal_distribution<double> makes two values per pair of draws and keeps the second for the next call. */
   private cachedNormal: number | null = null;
 
+  /** The default seed is torch's own (default_rng_seed_val), as torch.Generator() starts. */
   constructor(seed = 67280421310721) {
     this.manualSeed(seed);
   }
