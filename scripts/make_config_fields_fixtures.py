@@ -48,6 +48,10 @@ peft_configs = {
     "BONE": defaults(peft.BoneConfig),
     "LN_TUNING": defaults(peft.LNTuningConfig),
     "POLY": defaults(peft.PolyConfig),
+    "FOURIERFT": defaults(peft.FourierFTConfig),
+    "VERA": defaults(peft.VeraConfig),
+    "OFT": defaults(peft.OFTConfig),
+    "BOFT": defaults(peft.BOFTConfig),
 }
 for fields in peft_configs.values():
     fields.pop("peft_type", None)

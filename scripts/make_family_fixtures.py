@@ -483,8 +483,10 @@ def add_noise(model, seed):
                 p.add_(torch.randn(p.shape, generator=g) * NOISE_STD)
 
 
-def make_case(name, case):
-    spec = MODELS[case["base"]]
+def make_case(name, case, models=None, make_config=LoraConfig):
+    """A Python peft adapter (LoRA unless `make_config` says otherwise; case["peft_type"] names it) on its base model
+    (from `models`, default MODELS), with its goldens after save and load, and what the case says about its files."""
+    spec = (models or MODELS)[case["base"]]
     base_folder = os.path.join(ROOT, "models", case["base"])
     folder = os.path.join(ROOT, "peft", name)
     fresh_dir(folder)
@@ -492,7 +494,7 @@ def make_case(name, case):
     x = {k: torch.tensor(v) for k, v in json.load(open(os.path.join(base_folder, "inputs.json"))).items()}
     seed = spec["seed"] + 500
     torch.manual_seed(seed)
-    pm = get_peft_model(load(spec, base_folder), LoraConfig(**case["method"]))
+    pm = get_peft_model(load(spec, base_folder), make_config(**case["method"]))
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         pm.print_trainable_parameters()
@@ -515,10 +517,10 @@ def make_case(name, case):
         if x2 is not x:
             write_json(os.path.join(folder, "inputs.json"), {k: v.tolist() for k, v in x2.items()})
     exp["logits_merged"] = forward(lm.merge_and_unload(), x).logits
-    save_tensors(os.path.join(folder, "expected.safetensors"), exp, f"make_family_fixtures.py {name}")
+    save_tensors(os.path.join(folder, "expected.safetensors"), exp, f"{os.path.basename(sys.argv[0])} {name}")
     sd = load_file(os.path.join(adir, "adapter_model.safetensors"))
     trainable, total = pm.get_nb_trainable_parameters()
-    record = dict(base=f"models/{case['base']}", task_type=case["method"]["task_type"], peft_type="LORA",
+    record = dict(base=f"models/{case['base']}", task_type=case["method"]["task_type"], peft_type=case.get("peft_type", "LORA"),
                   config=case["method"], print_trainable_parameters=buf.getvalue().strip(), trainable_params=trainable,
                   all_params=total, notes=case.get("notes", "") + f"; trainable tensors += N(0, {NOISE_STD}^2) noise "
                   f"(torch.Generator seed {seed + 1}) after get_peft_model (torch.manual_seed({seed}))",
@@ -530,15 +532,16 @@ def make_case(name, case):
     return record
 
 
-def check_ts_adapters():
-    """Adapters saved by peft-ts for these families (test/families-golden.test.ts writes them to $PEFT_TS_ADAPTERS)
-    load in Python peft and give the logits peft-ts recorded beside them."""
+def check_ts_adapters(models=None, cases=None):
+    """Adapters saved by peft-ts for these cases (the golden test writes them to $PEFT_TS_ADAPTERS/<case>) load in
+    Python peft and give the logits peft-ts recorded beside them."""
+    models, cases = models or MODELS, cases or CASES
     root = os.environ.get("PEFT_TS_ADAPTERS")
     if not root:
         return
     for name in sorted(os.listdir(root)):
-        case = CASES[name]
-        spec = MODELS[case["base"]]
+        case = cases[name]
+        spec = models[case["base"]]
         model = PeftModel.from_pretrained(load(spec, os.path.join(ROOT, "models", case["base"])), os.path.join(root, name))
         x = {k: torch.tensor(v) for k, v in json.load(open(os.path.join(ROOT, "models", case["base"], "inputs.json"))).items()}
         want = load_file(os.path.join(root, name, "logits.safetensors"))["logits"]
@@ -547,8 +550,30 @@ def check_ts_adapters():
         assert diff < 1e-4, name
 
 
+def make_goldens(sel, models, cases, make_case_fn):
+    """The models and cases whose names contain one of `sel` (all when empty), and index.json; `make_case_fn(name,
+    case)` makes a case's adapter and goldens."""
+    pick = lambda n: not sel or any(s in n for s in sel)  # noqa: E731
+    index_path = os.path.join(ROOT, "index.json")
+    index = json.load(open(index_path)) if sel and os.path.exists(index_path) else dict(models={}, cases={})
+    for name, spec in models.items():
+        if pick(name):
+            r = make_model(name, spec)
+            index["models"][name] = {"class": r["cls"]}
+            print(f"model {name:22s} {r['cls']:36s} {r.get('generate', {})}", flush=True)
+    for name, case in cases.items():
+        if pick(name):
+            r = make_case_fn(name, case)
+            index["cases"][name] = dict(base=r["base"], peft_type=r["peft_type"], task_type=r["task_type"])
+            print(f"case  {name:24s} {r['print_trainable_parameters']}", flush=True)
+    index["versions"] = versions()
+    index["models"] = dict(sorted(index["models"].items()))
+    index["cases"] = dict(sorted(index["cases"].items()))
+    write_json(index_path, index)
+
+
 def cli(doc, root, models, cases, make_case_fn, check_fn):
-    """The command line of a golden script (this one, make_method_fixtures_b.py): --only SUBSTR,... remakes some
+    """The command line of a golden script (this one, make_method_fixtures_b.py, …): --only SUBSTR,... remakes some
     models/cases into root/index.json; --check-ts-adapters runs check_fn instead."""
     global ROOT
     if os.environ.get("PYTHONHASHSEED") != "0":  # peft writes target_modules in set order: pin it
@@ -562,25 +587,7 @@ def cli(doc, root, models, cases, make_case_fn, check_fn):
     if args.check_ts_adapters:
         check_fn()
         return
-    sel = [s for s in args.only.split(",") if s]
-    pick = lambda n: not sel or any(s in n for s in sel)  # noqa: E731
-    index_path = os.path.join(ROOT, "index.json")
-    index = json.load(open(index_path)) if sel and os.path.exists(index_path) else dict(models={}, cases={})
-    for name, spec in models.items():
-        if pick(name):
-            r = make_model(name, spec)
-            index["models"][name] = {"class": r["cls"]}
-            print(f"model {name:22s} {r['cls']:36s} {r.get('generate', {})}", flush=True)
-    for name, case in cases.items():
-        if pick(name):
-            r = make_case_fn(name, case)
-            index["cases"][name] = dict(base=r["base"], peft_type=r["peft_type"], task_type=r["task_type"])
-            print(f"case  {name:22s} {r['print_trainable_parameters']}", flush=True)
-    index["versions"] = versions()
-    index["models"] = dict(sorted(index["models"].items()))
-    index["cases"] = dict(sorted(index["cases"].items()))
-    write_json(index_path, index)
-
+    make_goldens([s for s in args.only.split(",") if s], models, cases, make_case_fn)
 
 def main():
     cli(__doc__, ROOT, MODELS, CASES, make_case, check_ts_adapters)

@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import * as T from "../src/tensor/index.js";
 import { AutoModelForCausalLM } from "../src/models/auto.js";
 import { bpeTokenizerJson, qwenConfig, ENDOFTEXT, IM_END } from "./tokenizer-fixtures.js";
+import { loadSafetensors } from "../src/io/safetensors.js";
 
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 
@@ -41,4 +42,20 @@ export function trainMethod(ws: CliWorkspace, type: string, fields: Record<strin
   assert.match(train.stdout, /trainable params: [\d,]+ \|\| all params/);
   const saved = JSON.parse(readFileSync(join(ws.root, `out-${type}`, "adapter_config.json"), "utf8")) as Record<string, unknown>;
   assert.equal(saved["peft_type"], type);
+}
+
+/**
+ * For each method: `peft train` saves an adapter whose tensors all match `key`, then `peft generate` runs with it and
+ * `peft merge` folds it in.
+ */
+export function trainGenerateMerge(ws: CliWorkspace, methods: Record<string, { fields: Record<string, unknown>; key: RegExp }>): void {
+  for (const [type, { fields, key }] of Object.entries(methods)) {
+    trainMethod(ws, type, fields);
+    const tensors = [...loadSafetensors(join(ws.root, `out-${type}`, "adapter_model.safetensors")).keys()];
+    assert.ok(tensors.length > 0 && tensors.every((k) => key.test(k)), `${type}: ${tensors.join(", ")}`);
+    const gen = ws.run("generate", "--model", "model", "--adapter", `out-${type}`, "--prompt", "say hello", "--max-new-tokens", "3");
+    assert.equal(gen.status, 0, `${type}: peft generate failed:\n${gen.stderr}`);
+    const merged = ws.run("merge", "--model", "model", "--adapter", `out-${type}`, "--out", `merged-${type}`);
+    assert.equal(merged.status, 0, `${type}: peft merge failed:\n${merged.stderr}`);
+  }
 }

@@ -9,8 +9,9 @@ import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConfigError } from "../src/errors.js";
 import {
-  AdaLoraConfig, AdaptionPromptConfig, BoneConfig, HRAConfig, IA3Config, LNTuningConfig, LoHaConfig, LoKrConfig, LoraConfig, PolyConfig,
-  PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, configFromJson, getPeftModel, type PeftConfig,
+  AdaLoraConfig, AdaptionPromptConfig, BOFTConfig, BoneConfig, FourierFTConfig, HRAConfig, IA3Config, LNTuningConfig, LoHaConfig,
+  LoKrConfig, LoraConfig, OFTConfig, PolyConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, VeraConfig,
+  configFromJson, getPeftModel, type PeftConfig,
 } from "../src/peft/index.js";
 import { LORA_FIELDS } from "../src/peft/tuners/lora/config.js";
 import { ADALORA_FIELDS } from "../src/peft/tuners/adalora/config.js";
@@ -26,6 +27,10 @@ import { BONE_FIELDS } from "../src/peft/tuners/bone/config.js";
 import { LN_TUNING_FIELDS } from "../src/peft/tuners/ln_tuning/config.js";
 import { POLY_FIELDS } from "../src/peft/tuners/poly/config.js";
 import { COMMON_FIELDS } from "../src/peft/config.js";
+import { FOURIERFT_FIELDS } from "../src/peft/tuners/fourierft/config.js";
+import { VERA_FIELDS } from "../src/peft/tuners/vera/config.js";
+import { OFT_FIELDS } from "../src/peft/tuners/oft/config.js";
+import { BOFT_FIELDS } from "../src/peft/tuners/boft/config.js";
 import type { FieldTable } from "../src/io/config-fields.js";
 import { TrainingArguments } from "../src/train/index.js";
 import { llama } from "./tiny-models.js";
@@ -73,6 +78,10 @@ const METHODS: [string, Builder, FieldTable][] = [
   ["BONE", (f) => BoneConfig(f), BONE_FIELDS],
   ["LN_TUNING", (f) => LNTuningConfig(f), LN_TUNING_FIELDS],
   ["POLY", (f) => PolyConfig(f), POLY_FIELDS],
+  ["FOURIERFT", (f) => FourierFTConfig(f), FOURIERFT_FIELDS],
+  ["VERA", (f) => VeraConfig(f), VERA_FIELDS],
+  ["OFT", (f) => OFTConfig(f), OFT_FIELDS],
+  ["BOFT", (f) => BOFTConfig(f), BOFT_FIELDS],
 ];
 
 describe("config field types and ranges (item 6)", () => {

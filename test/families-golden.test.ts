@@ -17,12 +17,10 @@ import { ConfigError } from "../src/errors.js";
 import { decoderTraits, llamaConfig } from "../src/models/llama/config.js";
 import { buildAttentionMask } from "../src/models/attention.js";
 import { RotaryEmbedding, ropeParameters } from "../src/models/rotary.js";
-import { writeSafetensors } from "../src/io/safetensors.js";
-import { PeftModel, configFromJson, getPeftModel } from "../src/peft/index.js";
-import { MASK_VALUE, noGrad, tensor, type Tensor } from "../src/tensor/index.js";
+import { MASK_VALUE, noGrad, tensor } from "../src/tensor/index.js";
 import { FAMILIES, GoldenSet, compareOutputs, maxAbsDiff, readCase, readExpected, readInputs, taskOfClass } from "./golden.js";
 import { gradCheck, randTensor } from "./helpers.js";
-import { baseModel, casesOf, checkFreshCase, checkLoadedCase, forwardInputs } from "./peft-cases.js";
+import { casesOf, checkFreshCase, checkLoadedCase, forwardInputs, saveTsAdapters } from "./peft-cases.js";
 
 const set = new GoldenSet(FAMILIES);
 
@@ -83,21 +81,7 @@ describe("LoRA with default targets on the newer families against Python peft 0.
   it("adapters made here reload to the same outputs; they go to $PEFT_TS_ADAPTERS for `make_family_fixtures.py --check-ts-adapters`", () => {
     // With PEFT_TS_ADAPTERS set, the Python script then loads each folder in peft and compares with logits.safetensors.
     const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-family-adapters-"));
-    for (const [name, c] of casesOf(["LORA"], set)) {
-      const peft = getPeftModel(baseModel(c, set), configFromJson({ ...c.config, peft_type: c.peft_type }));
-      noGrad(() => {
-        const wave = (p: Tensor) => tensor(Float32Array.from(p.dataSync(), (_, i) => Math.sin(i + 1) * 0.1), p.shape);
-        for (const [, p] of peft.namedParameters()) if (p.requiresGrad) p.copy_(wave(p));
-      });
-      const dir = join(out, name);
-      peft.eval().savePretrained(dir);
-      const inputs = forwardInputs(readInputs(set.modelDir(c.base.replace(/^models\//, ""))), false);
-      const logits = noGrad(() => peft.forward(inputs)).logits;
-      const reloaded = PeftModel.fromPretrained(baseModel(c, set), dir);
-      assert.equal(maxAbsDiff(noGrad(() => reloaded.forward(inputs)).logits, logits), 0, `${name}: reloaded adapter`);
-      assert.ok(maxAbsDiff(logits, noGrad(() => reloaded.withAdapterDisabled(() => reloaded.forward(inputs))).logits) > 1e-3, `${name}: the adapter acts`);
-      writeSafetensors(join(dir, "logits.safetensors"), new Map([["logits", logits]]), { format: "pt" });
-    }
+    saveTsAdapters(set, ["LORA"], out, 0.1);
   });
 });
 

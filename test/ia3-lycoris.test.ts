@@ -27,7 +27,7 @@ import * as T from "../src/tensor/index.js";
 import { assertClose, assertSame, maxAbs, maxAbsDiff, mm, randTensor, transposed, values } from "./helpers.js";
 import { IDS, LLAMA, gpt2, llama, logits, toyIds, trainSteps, type Forwardable } from "./tiny-models.js";
 import { modelDir, readInputs } from "./golden.js";
-import { cliWorkspace, trainMethod } from "./cli-workspace.js";
+import { cliWorkspace, trainGenerateMerge } from "./cli-workspace.js";
 
 const EPS = 2 ** -23;
 
@@ -596,14 +596,6 @@ describe("peft CLI with IA3, LoHa, LoKr", () => {
       LOHA: { fields: { r: 2, alpha: 4, target_modules: ["q_proj", "v_proj"] }, key: /\.(q_proj|v_proj)\.hada_w[12]_[ab]$/ },
       LOKR: { fields: { r: 2, alpha: 4, target_modules: ["q_proj", "v_proj"], init_weights: "lycoris" }, key: /\.(q_proj|v_proj)\.lokr_w[12](_[ab])?$/ },
     };
-    for (const [type, { fields, key }] of Object.entries(methods)) {
-      trainMethod(ws, type, fields);
-      const tensors = [...loadSafetensors(join(ws.root, `out-${type}`, "adapter_model.safetensors")).keys()];
-      assert.ok(tensors.length > 0 && tensors.every((k) => key.test(k)), `${type}: ${tensors.join(", ")}`);
-      const gen = ws.run("generate", "--model", "model", "--adapter", `out-${type}`, "--prompt", "say hello", "--max-new-tokens", "3");
-      assert.equal(gen.status, 0, `${type}: peft generate failed:\n${gen.stderr}`);
-      const merged = ws.run("merge", "--model", "model", "--adapter", `out-${type}`, "--out", `merged-${type}`);
-      assert.equal(merged.status, 0, `${type}: peft merge failed:\n${merged.stderr}`);
-    }
+    trainGenerateMerge(ws, methods);
   });
 });

@@ -6,8 +6,8 @@ import { join } from "node:path";
 import { fromPretrained } from "../src/models/auto.js";
 import { PeftModel, getPeftModel, configFromJson } from "../src/peft/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
-import { noGrad, type Tensor } from "../src/tensor/index.js";
-import { loadSafetensors } from "../src/io/safetensors.js";
+import { noGrad, tensor, type Tensor } from "../src/tensor/index.js";
+import { loadSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { GoldenSet, REFERENCE_SET, TOLERANCE, maxAbsDiff, readExpected, readInputs, taskOfClass } from "./golden.js";
 
 /** A peft/<case>/case.json. */
@@ -143,3 +143,26 @@ export function checkFreshCase(name: string, c: PeftCase, opts: FreshCaseOptions
   }
 }
 
+
+/**
+ * For each case of `peftTypes`, an adapter made here (its trainable tensors set to amplitude·sin(i + 1)) saved under
+ * `out/<case>` with the logits it gives in logits.safetensors, for the golden script's --check-ts-adapters; each
+ * reloads to the same logits and changes the model's.
+ */
+export function saveTsAdapters(set: GoldenSet, peftTypes: string[], out: string, amplitude: number): void {
+  for (const [name, c] of casesOf(peftTypes, set)) {
+    const peft = getPeftModel(baseModel(c, set), configFromJson({ ...c.config, peft_type: c.peft_type }));
+    noGrad(() => {
+      const wave = (p: Tensor) => tensor(Float32Array.from(p.dataSync(), (_, i) => Math.sin(i + 1) * amplitude), p.shape);
+      for (const [, p] of peft.namedParameters()) if (p.requiresGrad) p.copy_(wave(p));
+    });
+    const dir = join(out, name);
+    peft.eval().savePretrained(dir);
+    const inputs = forwardInputs(readInputs(set.modelDir(c.base.replace(/^models\//, ""))), false);
+    const logits = noGrad(() => peft.forward(inputs)).logits;
+    const reloaded = PeftModel.fromPretrained(baseModel(c, set), dir);
+    assert.equal(maxAbsDiff(noGrad(() => reloaded.forward(inputs)).logits, logits), 0, `${name}: reloaded adapter`);
+    assert.ok(maxAbsDiff(logits, noGrad(() => reloaded.withAdapterDisabled(() => reloaded.forward(inputs))).logits) > 1e-3, `${name}: the adapter acts`);
+    writeSafetensors(join(dir, "logits.safetensors"), new Map([["logits", logits]]), { format: "pt" });
+  }
+}

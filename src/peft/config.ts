@@ -26,6 +26,10 @@ export const PeftType = {
   BONE: "BONE",
   LN_TUNING: "LN_TUNING",
   POLY: "POLY",
+  FOURIERFT: "FOURIERFT",
+  VERA: "VERA",
+  OFT: "OFT",
+  BOFT: "BOFT",
 } as const;
 /** A PEFT method name. */
 export type PeftType = (typeof PeftType)[keyof typeof PeftType];

@@ -13,6 +13,10 @@ import "./tuners/ln_tuning/index.js";
 import "./tuners/hra/index.js";
 import "./tuners/bone/index.js";
 import "./tuners/poly/index.js";
+import "./tuners/fourierft/index.js";
+import "./tuners/vera/index.js";
+import "./tuners/oft/index.js";
+import "./tuners/boft/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -60,3 +64,7 @@ export { HRAConfig, HRAModel, HRALinear } from "./tuners/hra/index.js";
 export { BoneConfig, BoneModel, BoneLinear } from "./tuners/bone/index.js";
 export { PolyConfig, PolyModel, PolyLinear, PolyRouter } from "./tuners/poly/index.js";
 export type { WeightTransformConfig } from "./tuners/weight-transform.js";
+export { FourierFTConfig, FourierFTModel, FourierFTLinear } from "./tuners/fourierft/index.js";
+export { VeraConfig, VeraModel, VeraLinear } from "./tuners/vera/index.js";
+export { OFTConfig, OFTModel, OFTLinear } from "./tuners/oft/index.js";
+export { BOFTConfig, BOFTModel, BOFTLinear } from "./tuners/boft/index.js";

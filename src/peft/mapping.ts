@@ -36,6 +36,22 @@ export const LN_TUNING_TARGETS: Record<string, string[]> = {
   qwen2: ["post_attention_layernorm"],
 };
 
+/** FourierFT targets by model_type (the model types peft-ts has). */
+export const FOURIERFT_TARGETS: Record<string, string[]> = {
+  t5: ["q", "v"], mt5: ["q", "v"], bart: ["q_proj", "v_proj"], gpt2: ["mlp.c_proj"], bloom: ["query_key_value"], opt: ["q_proj", "v_proj"],
+  gpt_neox: ["query_key_value"], bert: ["query", "value"], roberta: ["query", "value"], "xlm-roberta": ["query", "value"],
+  llama: ["q_proj", "v_proj"], mistral: ["q_proj", "v_proj"], phi: ["q_proj", "v_proj", "fc1", "fc2"], gemma: ["q_proj", "v_proj"],
+  gemma2: ["q_proj", "v_proj"], qwen2: ["q_proj", "v_proj"],
+};
+
+/** VeRA targets by model_type (the model types peft-ts has). */
+export const VERA_TARGETS: Record<string, string[]> = {
+  t5: ["q", "v"], mt5: ["q", "v"], bart: ["q_proj", "v_proj"], gpt2: ["c_attn"], bloom: ["query_key_value"], opt: ["q_proj", "v_proj"],
+  gpt_neox: ["query_key_value"], bert: ["query", "value"], roberta: ["query", "value"], "xlm-roberta": ["query", "value"],
+  llama: ["q_proj", "v_proj"], mistral: ["q_proj", "v_proj"], phi: ["q_proj", "v_proj"], gemma: ["q_proj", "v_proj"],
+  gemma2: ["q_proj", "v_proj"], qwen2: ["q_proj", "v_proj"],
+};
+
 /** Heads that become modules_to_save automatically per task type. */
 export const TASK_HEADS: Record<string, string[]> = {
   SEQ_CLS: ["classifier", "score"],

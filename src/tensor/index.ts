@@ -5,6 +5,7 @@ export { tidy, keep, noGrad, withGrad, isGradEnabled, memory, resetPeakBytes, au
 export { checkpoint } from "./checkpoint.js";
 export type { MemoryStats, AutocastDType } from "./engine.js";
 export { Generator, defaultGenerator, manualSeed } from "./random.js";
+export { TorchGenerator } from "./torch-generator.js";
 export type { GradFn } from "./autograd.js";
 export * from "./ops/index.js";
 export * from "./shape.js";

@@ -16,6 +16,8 @@
  */
 import { Tensor, tensor } from "./tensor.js";
 import { fmtShape } from "./shape.js";
+import { record } from "./autograd.js";
+import { matmul, mul, transpose } from "./ops/index.js";
 
 /** A thin SVD in Float64, row-major: A (m×n) = u (m×k) · diag(s) (k) · vh (k×n), k = min(m, n) unless stated. */
 export interface SvdF64 {
@@ -367,33 +369,51 @@ export function svd(t: Tensor): SvdResult {
   };
 }
 
-/** The inverse of a row-major n×n matrix (Gauss–Jordan with partial pivoting); a singular matrix is an error. */
+/** The inverse of an n×n Float64 matrix (row-major) by Gauss–Jordan elimination with partial pivoting. */
 export function inverseF64(a: ArrayLike<number>, n: number): Float64Array {
   const m = Float64Array.from(a);
   const inv = new Float64Array(n * n);
   for (let i = 0; i < n; i++) inv[i * n + i] = 1;
-  const swapRows = (x: Float64Array, i: number, j: number) => {
-    for (let c = 0; c < n; c++) [x[i * n + c], x[j * n + c]] = [x[j * n + c]!, x[i * n + c]!];
-  };
   for (let col = 0; col < n; col++) {
     let pivot = col;
     for (let r = col + 1; r < n; r++) if (Math.abs(m[r * n + col]!) > Math.abs(m[pivot * n + col]!)) pivot = r;
     const p = m[pivot * n + col]!;
-    if (p === 0 || !Number.isFinite(p)) throw new Error(`inverse: the ${n}×${n} matrix is singular`);
-    swapRows(m, col, pivot);
-    swapRows(inv, col, pivot);
+    if (p === 0 || !Number.isFinite(p)) throw new RangeError("inverse: the matrix is singular");
+    if (pivot !== col) {
+      for (let c = 0; c < n; c++) {
+        [m[col * n + c], m[pivot * n + c]] = [m[pivot * n + c]!, m[col * n + c]!];
+        [inv[col * n + c], inv[pivot * n + c]] = [inv[pivot * n + c]!, inv[col * n + c]!];
+      }
+    }
     for (let c = 0; c < n; c++) {
-      m[col * n + c]! /= p;
-      inv[col * n + c]! /= p;
+      m[col * n + c] = m[col * n + c]! / p;
+      inv[col * n + c] = inv[col * n + c]! / p;
     }
     for (let r = 0; r < n; r++) {
       const f = m[r * n + col]!;
       if (r === col || f === 0) continue;
       for (let c = 0; c < n; c++) {
-        m[r * n + c]! -= f * m[col * n + c]!;
-        inv[r * n + c]! -= f * inv[col * n + c]!;
+        m[r * n + c] = m[r * n + c]! - f * m[col * n + c]!;
+        inv[r * n + c] = inv[r * n + c]! - f * inv[col * n + c]!;
       }
     }
   }
   return inv;
+}
+
+/**
+ * The inverse of each n×n matrix of a float32 tensor [..., n, n] (torch.linalg.inv), computed in Float64; differentiable:
+ * d(A⁻¹) = −A⁻¹·dA·A⁻¹, so the input's gradient is −Yᵀ·dY·Yᵀ with Y = A⁻¹.
+ */
+export function inverse(t: Tensor): Tensor {
+  const n = t.shape[t.rank - 1]!;
+  if (t.rank < 2 || t.shape[t.rank - 2] !== n) throw new Error(`inverse needs square matrices [..., n, n], got shape ${fmtShape(t.shape)}`);
+  const data = t.dataSync();
+  const out = new Float32Array(data.length);
+  for (let at = 0; at < data.length; at += n * n) out.set(inverseF64(data.subarray(at, at + n * n), n), at);
+  const y = tensor(out, t.shape);
+  return record("inverse", y, [t], (dy) => {
+    const yt = transpose(y);
+    return [mul(matmul(matmul(yt, dy), yt), -1)];
+  });
 }

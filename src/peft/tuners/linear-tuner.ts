@@ -1,63 +1,71 @@
 /**
- * The host of methods that adapt plain Linear layers only (HRA, Bone, Poly in peft 0.15.2): LoRA's default targets
- * per model type, and GPT-2's Conv1D and quantised layers refused with a clear error, as peft refuses them.
+ * What FourierFT, VeRA, OFT and BOFT share on top of BaseTuner: target_modules from a per-model-type table when
+ * not given ("all-linear" expanded), and their own bias value ("fourier_only", "vera_only", …) meaning the biases
+ * of the adapted layers, which BaseTuner calls "lora_only"; and, for FourierFT and VeRA, a layer that adds x·ΔWᵀ
+ * on a Linear or GPT-2 Conv1D and merges ΔW in the weight's own layout.
  */
-import { Conv1D, Linear, QuantizedLinear, type Module } from "../../nn/index.js";
-import { ConfigError } from "../../errors.js";
-import type { ConfigBuilder, PeftConfig } from "../config.js";
-import { LORA_TARGETS } from "../mapping.js";
-import { BaseTuner } from "./tuner.js";
-import { BaseTunerLayer } from "./tuner-layer.js";
+import { Conv1D } from "../../nn/index.js";
+import { addInPlace, mul, noGrad, parameter, tidy, transpose, type Tensor } from "../../tensor/index.js";
+import { allLinearTargets } from "../targets.js";
+import { BaseTuner, type TunerConfig } from "./tuner.js";
+import { BaseTunerLayer, type ParameterDict } from "./tuner-layer.js";
 
-/** The config fields this host reads. */
-export type LinearTargetsConfig = PeftConfig & { target_modules: string | string[] | null };
+/** Put a new trainable `value` under `name` in a parameter dict, disposing what was there. */
+export function setAdapterParameter(dict: ParameterDict, name: string, value: Tensor): void {
+  const old = dict.ownParameter(name);
+  dict.registerParameter(name, parameter(value));
+  if (old) old.dispose();
+}
 
-/** The host of methods that adapt plain Linear layers only, with LoRA's default targets per model type. */
-export abstract class LinearTargetsTuner<C extends LinearTargetsConfig> extends BaseTuner<C> {
-  /** The method's name in errors ("HRA", "Bone", "Poly"). */
+/** A layer whose adapters add x·ΔWᵀ (ΔW [out, in]) to a Linear's or Conv1D's output; merging adds ΔW to the weight. */
+export abstract class AdditiveLayer extends BaseTunerLayer {
+  /** ΔW of one adapter as [out, in]. */
+  abstract getDeltaWeight(name: string): Tensor;
+
+  /** Whether the base is GPT-2's Conv1D, whose weight is stored [in, out]. */
+  get isTargetConv1dLayer(): boolean {
+    return this.base_layer instanceof Conv1D;
+  }
+
+  /** ΔW laid out as the stored weight: transposed for Conv1D. */
+  private storedDelta(name: string): Tensor {
+    const delta = this.getDeltaWeight(name);
+    return this.isTargetConv1dLayer ? transpose(delta) : delta;
+  }
+
+  protected mergeOne(name: string): void {
+    noGrad(() => tidy(() => addInPlace(this.base_layer.getTensor("weight"), this.storedDelta(name))));
+  }
+
+  protected unmergeOne(name: string): void {
+    noGrad(() => tidy(() => addInPlace(this.base_layer.getTensor("weight"), mul(this.storedDelta(name), -1))));
+  }
+}
+
+/** An injection method whose config has target_modules and a bias field with its own "<method>_only" value. */
+export abstract class LinearTuner<C extends TunerConfig & { target_modules: string | string[] | null }> extends BaseTuner<C> {
+  /** The method's name in messages ("FourierFT"). */
   protected abstract readonly methodName: string;
-  /** The method's config builder (defaults and checks). */
-  protected abstract readonly buildConfig: ConfigBuilder<C>;
+  /** Default target_modules by model_type. */
+  protected abstract readonly defaultTargets: Readonly<Record<string, readonly string[]>>;
+  /** The bias value that trains the adapted layers' biases ("fourier_only"). */
+  protected abstract readonly ownBias: string;
 
-  /** Add an adapter; plain config objects (not made by the method's config function) get the defaults and checks too. */
-  override injectAdapter(fields: C, adapterName: string): C {
-    return super.injectAdapter(this.buildConfig(fields, false), adapterName);
-  }
-
-  /** peft's _prepare_adapter_config: LoRA's default targets when target_modules is not given. */
+  /** Default targets by model type, "all-linear" expanded. */
   protected prepareConfig(config: C): C {
-    if (config.target_modules !== null) return { ...config };
+    const c: C = { ...config };
     const modelType = this.model.config.model_type;
-    const targets = LORA_TARGETS[modelType];
-    if (!targets) throw new ConfigError(`Please specify \`target_modules\` in the ${this.methodName} config: there is no default for model_type "${modelType}"`);
-    return { ...config, target_modules: [...targets] };
+    if (c.target_modules === null) {
+      const t = this.defaultTargets[modelType];
+      if (!t) throw new Error(`Please specify \`target_modules\` in \`peft_config\`: ${this.methodName} has no default for model_type "${modelType}"`);
+      c.target_modules = [...t];
+    }
+    if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear") c.target_modules = allLinearTargets(this.model, c.task_type);
+    return c;
   }
 
-  /** Only plain Linear layers (peft's torch.nn.Linear check; GPT-2's Conv1D and quantised layers are refused). */
-  protected override checkTargetModule(key: string, target: Module): void {
-    const base = target instanceof BaseTunerLayer ? target.base_layer : target;
-    if (base instanceof Linear) return;
-    if (base instanceof Conv1D) {
-      throw new Error(`Target module ${key} is GPT-2's Conv1D, which ${this.methodName} does not support (peft 0.15.2 adapts only torch.nn.Linear here); use LoRA or IA3 for GPT-2, or target Linear layers`);
-    }
-    if (base instanceof QuantizedLinear) throw new Error(`Target module ${key} is quantised; ${this.methodName} rewrites the full-precision weight and cannot adapt it`);
-    throw new Error(`Target module ${key} (${base.constructor.name}) is not supported. Currently, only \`torch.nn.Linear\` is supported by ${this.methodName}.`);
-  }
-
-  /** A new adapter layer of this method around a Linear. */
-  protected abstract makeLayer(base: Linear): BaseTunerLayer;
-
-  /** Add (or re-create) an adapter in one of this method's layers. */
-  protected abstract addAdapter(layer: BaseTunerLayer, config: C, adapterName: string): void;
-
-  protected createOrUpdate(config: C, adapterName: string, target: Module, key: string): void {
-    if (target instanceof BaseTunerLayer) {
-      this.addAdapter(target, config, adapterName);
-      return;
-    }
-    const layer = this.makeLayer(target as Linear);
-    layer.activeAdapters = [...this.activeAdapters];
-    this.addAdapter(layer, config, adapterName);
-    this.model.setSubmodule(key, layer);
+  /** The method's own bias value trains the adapted layers' biases (the generic "lora_only"). */
+  protected override markOnlyAdaptersTrainable(config: C): void {
+    super.markOnlyAdaptersTrainable(config.bias === this.ownBias ? { ...config, bias: "lora_only" } : config);
   }
 }

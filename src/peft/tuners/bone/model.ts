@@ -1,6 +1,6 @@
 /** BoneModel (peft 0.15.2): Bone or Bat blocks injected into Linear targets (LoRA's default targets). */
 import type { Linear } from "../../../nn/index.js";
-import { LinearTargetsTuner } from "../linear-tuner.js";
+import { LinearTargetsTuner } from "../linear-targets-tuner.js";
 import { makeBoneConfig, type BoneConfig } from "./config.js";
 import { BoneLinear } from "./layer.js";
 

@@ -1,6 +1,6 @@
 /** HRAModel (peft 0.15.2): Householder reflections injected into Linear targets (LoRA's default targets). */
 import type { Linear } from "../../../nn/index.js";
-import { LinearTargetsTuner } from "../linear-tuner.js";
+import { LinearTargetsTuner } from "../linear-targets-tuner.js";
 import { makeHRAConfig, type HRAConfig } from "./config.js";
 import { HRALinear } from "./layer.js";
 

@@ -7,7 +7,7 @@ import type { Linear } from "../../../nn/index.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../../../models/outputs.js";
 import type { Generative } from "../../../models/generation/index.js";
 import type { AdapterCapabilities } from "../../contract.js";
-import { LinearTargetsTuner } from "../linear-tuner.js";
+import { LinearTargetsTuner } from "../linear-targets-tuner.js";
 import { makePolyConfig, type PolyConfig } from "./config.js";
 import { PolyLinear } from "./layer.js";
 
