@@ -21,6 +21,9 @@ export const PeftType = {
   PREFIX_TUNING: "PREFIX_TUNING",
   ADAPTION_PROMPT: "ADAPTION_PROMPT",
   MULTITASK_PROMPT_TUNING: "MULTITASK_PROMPT_TUNING",
+  BITFIT: "BITFIT",
+  FREEZE: "FREEZE",
+  DIFF_PRUNING: "DIFF_PRUNING",
 } as const;
 /** A PEFT method name. */
 export type PeftType = (typeof PeftType)[keyof typeof PeftType];

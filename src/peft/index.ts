@@ -8,6 +8,8 @@ import "./tuners/adaption_prompt/index.js";
 import "./tuners/ia3/index.js";
 import "./tuners/loha/index.js";
 import "./tuners/lokr/index.js";
+import "./tuners/bitfit/index.js";
+import "./tuners/freeze/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -44,3 +46,7 @@ export type { KbitTrainingOptions } from "./kbit.js";
 export { LoHaConfig, LoHaModel, LoHaLinear } from "./tuners/loha/index.js";
 export { LoKrConfig, LoKrModel, LoKrLinear } from "./tuners/lokr/index.js";
 export type { LycorisConfig } from "./tuners/lycoris.js";
+export { SelectionHost } from "./tuners/selection.js";
+export type { ParameterSelection } from "./tuners/selection.js";
+export { BitFitConfig, bitFitParameters } from "./tuners/bitfit/index.js";
+export { FreezeConfig, freezeParameters, layerLists } from "./tuners/freeze/index.js";
