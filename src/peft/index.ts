@@ -10,6 +10,7 @@ import "./tuners/loha/index.js";
 import "./tuners/lokr/index.js";
 import "./tuners/bitfit/index.js";
 import "./tuners/freeze/index.js";
+import "./tuners/diff_pruning/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -50,3 +51,4 @@ export { SelectionHost } from "./tuners/selection.js";
 export type { ParameterSelection } from "./tuners/selection.js";
 export { BitFitConfig, bitFitParameters } from "./tuners/bitfit/index.js";
 export { FreezeConfig, freezeParameters, layerLists } from "./tuners/freeze/index.js";
+export { DiffPruningConfig, DiffPruningModel, DiffPruningLinear, hardConcreteGate, expectedL0, HC_BETA, HC_GAMMA, HC_ZETA } from "./tuners/diff_pruning/index.js";
