@@ -24,6 +24,7 @@ export const PeftType = {
   BITFIT: "BITFIT",
   FREEZE: "FREEZE",
   DIFF_PRUNING: "DIFF_PRUNING",
+  BOTTLENECK: "BOTTLENECK",
 } as const;
 /** A PEFT method name. */
 export type PeftType = (typeof PeftType)[keyof typeof PeftType];

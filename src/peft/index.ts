@@ -11,6 +11,7 @@ import "./tuners/lokr/index.js";
 import "./tuners/bitfit/index.js";
 import "./tuners/freeze/index.js";
 import "./tuners/diff_pruning/index.js";
+import "./tuners/bottleneck/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -50,5 +51,8 @@ export type { LycorisConfig } from "./tuners/lycoris.js";
 export { SelectionHost } from "./tuners/selection.js";
 export type { ParameterSelection } from "./tuners/selection.js";
 export { BitFitConfig, bitFitParameters } from "./tuners/bitfit/index.js";
-export { FreezeConfig, freezeParameters, layerLists } from "./tuners/freeze/index.js";
+export { FreezeConfig, freezeParameters } from "./tuners/freeze/index.js";
+export { layerLists } from "./layer-lists.js";
 export { DiffPruningConfig, DiffPruningModel, DiffPruningLinear, hardConcreteGate, expectedL0, HC_BETA, HC_GAMMA, HC_ZETA } from "./tuners/diff_pruning/index.js";
+export { SeqBnConfig, DoubleSeqBnConfig, BottleneckModel, BottleneckAdapter, BottleneckSite } from "./tuners/bottleneck/index.js";
+export type { BottleneckConfig } from "./tuners/bottleneck/index.js";

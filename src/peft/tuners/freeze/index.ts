@@ -6,27 +6,11 @@ import { ConfigError } from "../../../errors.js";
 import type { PreTrainedModel } from "../../../models/pretrained.js";
 import { PeftType } from "../../config.js";
 import { registerMethod } from "../../registry.js";
+import { LAYER_LIST_NAMES, layerLists } from "../../layer-lists.js";
 import { ownParameterNames, parametersOfModules, selectionHostFactory, type ParameterSelection } from "../selection.js";
 import { makeFreezeConfig, type FreezeConfig } from "./config.js";
 
 export { FreezeConfig, FREEZE_FIELDS } from "./config.js";
-
-const LAYER_LISTS = ["layers", "h", "layer", "block", "blocks"];
-
-/** Each layer list's layer paths by index (`model.layers` → [model.layers.0, …]). */
-export function layerLists(model: PreTrainedModel, pattern: string | null): Map<string, string[]> {
-  const names = pattern === null ? LAYER_LISTS : [pattern];
-  const lists = new Map<string, string[]>();
-  for (const [path] of model.namedModules()) {
-    const m = /^(?:(.*)\.)?([^.]+)\.(\d+)$/.exec(path);
-    if (!m || !names.includes(m[2]!)) continue;
-    const list = m[1] ? `${m[1]}.${m[2]}` : m[2]!;
-    const layers = lists.get(list) ?? [];
-    layers[Number(m[3])] = path;
-    lists.set(list, layers);
-  }
-  return lists;
-}
 
 /** The parameters Freeze trains: those of each layer list's last num_trainable_layers layers and of the named modules. */
 export function freezeParameters(model: PreTrainedModel, config: FreezeConfig): string[] {
@@ -34,7 +18,7 @@ export function freezeParameters(model: PreTrainedModel, config: FreezeConfig): 
   if (config.num_trainable_layers > 0) {
     const lists = layerLists(model, config.layers_pattern);
     if (lists.size === 0) {
-      throw new ConfigError(`FREEZE: no list of numbered layers named ${config.layers_pattern ?? LAYER_LISTS.join("/")} in this model`, "set layers_pattern to the name of the model's layer list");
+      throw new ConfigError(`FREEZE: no list of numbered layers named ${config.layers_pattern ?? LAYER_LIST_NAMES.join("/")} in this model`, "set layers_pattern to the name of the model's layer list");
     }
     for (const [list, layers] of lists) {
       if (config.num_trainable_layers > layers.length) {
