@@ -42,6 +42,7 @@ export class BottleneckModel extends Module implements AdapterHost {
     const lists = [...layerLists(this.model, null)];
     if (lists.length !== 1) throw new ConfigError(`BOTTLENECK: expected one list of decoder layers, found ${lists.length === 0 ? "none" : lists.map(([l]) => l).join(", ")}`, "use a decoder-only model (GPT-2, LLaMA-style)");
     const hidden = Number(this.model.config["hidden_size"] ?? this.model.config["n_embd"]);
+    if (!Number.isInteger(hidden) || hidden <= 0) throw new ConfigError("BOTTLENECK: the model config has no hidden_size (or n_embd)", "use a decoder-only model (GPT-2, LLaMA-style)");
     for (const p of this.model.parameters()) p.requiresGrad = false;
     lists[0]![1].forEach((path, i) => {
       if (config.leave_out.includes(i)) return;

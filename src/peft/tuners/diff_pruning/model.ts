@@ -18,15 +18,10 @@ export class DiffPruningModel extends BaseTuner<DiffPruningConfig> implements Op
   readonly prefix = "diff_";
   override readonly capabilities: AdapterCapabilities = { merge: this, weightedCombination: null, optimizerStepHook: this };
 
-  /** Add an adapter; plain config objects get the defaults and checks too. */
-  override injectAdapter(fields: DiffPruningConfig, adapterName: string): DiffPruningConfig {
-    return super.injectAdapter(makeDiffPruningConfig(fields, false), adapterName);
-  }
-
-  /** target_modules is required ("all-linear" is expanded). */
+  /** Defaults and checks (plain config objects too); target_modules is required ("all-linear" is expanded). */
   protected prepareConfig(config: DiffPruningConfig): DiffPruningConfig {
-    if (config.target_modules === null) throw new ConfigError("DIFF_PRUNING needs target_modules", 'name the Linear modules to adapt, or use "all-linear"');
-    const c = { ...config };
+    const c = makeDiffPruningConfig(config, false);
+    if (c.target_modules === null) throw new ConfigError("DIFF_PRUNING needs target_modules", 'name the Linear modules to adapt, or use "all-linear"');
     if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear") c.target_modules = allLinearTargets(this.model, c.task_type);
     return c;
   }
