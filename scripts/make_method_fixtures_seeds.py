@@ -124,7 +124,7 @@ def main():
     make_target("gpt2-mpt-target-average", "AVERAGE_SOURCE_TASKS", source_file)
     index = dict(versions=dict(transformers=transformers.__version__, peft=peft.__version__, torch=torch.__version__),
                  models=dict(gpt2=dict({"class": "GPT2LMHeadModel"}, at="../reference/models/gpt2")),
-                 cases=sorted(os.listdir(os.path.join(ROOT, "peft"))))
+                 cases={name: json.load(open(os.path.join(ROOT, "peft", name, "case.json")))["config"] for name in sorted(os.listdir(os.path.join(ROOT, "peft")))})
     with open(os.path.join(ROOT, "index.json"), "w") as f:
         json.dump(index, f, indent=1, sort_keys=True)
 
