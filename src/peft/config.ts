@@ -30,6 +30,10 @@ export const PeftType = {
   VERA: "VERA",
   OFT: "OFT",
   BOFT: "BOFT",
+  BITFIT: "BITFIT",
+  FREEZE: "FREEZE",
+  DIFF_PRUNING: "DIFF_PRUNING",
+  BOTTLENECK: "BOTTLENECK",
 } as const;
 /** A PEFT method name. */
 export type PeftType = (typeof PeftType)[keyof typeof PeftType];

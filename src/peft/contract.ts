@@ -19,6 +19,12 @@ import type { PeftConfig } from "./config.js";
 /** The name under which a PeftModel holds its host (peft's `base_model`, hence the saved `base_model.model.…` keys). */
 export const HOST_NAME = "base_model";
 
+/** A PEFT forward's inputs: the model's, plus the task of each row for multitask prompt tuning (peft's task_ids). */
+export type PeftInputs = Seq2SeqInputs & {
+  /** Multitask prompt tuning: the task index of each batch row, [batch] int32 (other methods ignore it, as peft does). */
+  taskIds?: Tensor;
+};
+
 /** Which of peft's task forwards (PeftModelForCausalLM.forward, …) a PeftModel runs. */
 export type PeftTask = "causal-lm" | "seq2seq-lm" | "sequence-classification" | "token-classification" | "question-answering" | "feature-extraction";
 
@@ -116,9 +122,9 @@ export interface AdapterHost extends Module {
   /** The parameters of one adapter. */
   adapterParameters(adapterName: string): Tensor[];
   /** Run peft's forward for `task` with the active adapters. */
-  forwardTask(task: PeftTask, inputs: Seq2SeqInputs): ModelOutput;
-  /** The model as generate() drives it with the active adapters. */
-  generative(): Generative;
+  forwardTask(task: PeftTask, inputs: PeftInputs): ModelOutput;
+  /** The model as generate() drives it with the active adapters (`taskIds`: multitask prompt tuning's tasks per row). */
+  generative(taskIds?: Tensor): Generative;
   /** Remove every adapter without merging; returns the plain model. */
   unload(): PreTrainedModel;
   /** Save hook: the tensors (and side files) to write for an adapter. */

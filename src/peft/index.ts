@@ -17,6 +17,11 @@ import "./tuners/fourierft/index.js";
 import "./tuners/vera/index.js";
 import "./tuners/oft/index.js";
 import "./tuners/boft/index.js";
+import "./tuners/bitfit/index.js";
+import "./tuners/freeze/index.js";
+import "./tuners/diff_pruning/index.js";
+import "./tuners/bottleneck/index.js";
+import "./tuners/multitask_prompt_tuning/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -31,7 +36,7 @@ export { configFromJson, registerMethod, hostFactory } from "./registry.js";
 export type { PeftMethod, InjectedLayersMethod, VirtualTokensMethod, PromptEncoderContext } from "./registry.js";
 export { HOST_NAME } from "./contract.js";
 export type {
-  AdapterHost, AdapterCapabilities, Merging, WeightedCombination, OptimizerStepHook, SavedAdapter, AdapterFiles, PeftTask,
+  AdapterHost, AdapterCapabilities, Merging, WeightedCombination, OptimizerStepHook, SavedAdapter, AdapterFiles, PeftTask, PeftInputs,
 } from "./contract.js";
 export {
   LoraConfig, LoraModel, LoraLayer, LoraLinear, LoraEmbedding, DoraLayer, DoraLinearVariant, plainLora, LORA_DISPATCHERS, dispatchLinear, dispatchEmbedding,
@@ -68,3 +73,12 @@ export { FourierFTConfig, FourierFTModel, FourierFTLinear } from "./tuners/fouri
 export { VeraConfig, VeraModel, VeraLinear } from "./tuners/vera/index.js";
 export { OFTConfig, OFTModel, OFTLinear } from "./tuners/oft/index.js";
 export { BOFTConfig, BOFTModel, BOFTLinear } from "./tuners/boft/index.js";
+export { SelectionHost } from "./tuners/selection.js";
+export type { ParameterSelection } from "./tuners/selection.js";
+export { BitFitConfig, bitFitParameters } from "./tuners/bitfit/index.js";
+export { FreezeConfig, freezeParameters } from "./tuners/freeze/index.js";
+export { layerLists } from "./layer-lists.js";
+export { DiffPruningConfig, DiffPruningModel, DiffPruningLinear, hardConcreteGate, expectedL0, HC_BETA, HC_GAMMA, HC_ZETA } from "./tuners/diff_pruning/index.js";
+export { SeqBnConfig, DoubleSeqBnConfig, BottleneckModel, BottleneckAdapter, BottleneckSite } from "./tuners/bottleneck/index.js";
+export type { BottleneckConfig } from "./tuners/bottleneck/index.js";
+export { MultitaskPromptTuningConfig, MultitaskPromptTuningInit, MultitaskPromptEmbedding } from "./tuners/multitask_prompt_tuning/index.js";

@@ -6,7 +6,7 @@ import { existsSync, readdirSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { Module, quantizedWeightElements } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
-import type { ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
+import type { ModelOutput } from "../models/outputs.js";
 import { fromPretrained as loadModel, type Task } from "../models/auto.js";
 import { generate, type GenerateOptions } from "../generation/index.js";
 import type { Tensor } from "../tensor/index.js";
@@ -21,7 +21,7 @@ import { TaskType, checkConfigValues, type PeftConfig } from "./config.js";
 import { configFromJson, methodFor } from "./registry.js";
 import { checkAdapterFitsInMemory } from "./memory.js";
 import { TASK_HEADS } from "./mapping.js";
-import { HOST_NAME, type AdapterHost, type Merging, type PeftTask, type WeightedAdapterOptions } from "./contract.js";
+import { HOST_NAME, type AdapterHost, type Merging, type PeftInputs, type PeftTask, type WeightedAdapterOptions } from "./contract.js";
 import { adapterModelCard } from "./model-card.js";
 import { ConfigError } from "../errors.js";
 import { mutatedAdapterAsLora } from "./tuners/lora/convert.js";
@@ -115,13 +115,14 @@ export class PeftModel extends Module {
   }
 
   /** Run the model with the active adapters (prompt learning: with the active prompt, unless disabled). */
-  forward(inputs: Seq2SeqInputs): ModelOutput {
+  forward(inputs: PeftInputs): ModelOutput {
     return this.base_model.forwardTask(this.peftTask, inputs);
   }
 
-  /** Generate with the active adapters (see GenerateOptions). */
-  generate(opts: GenerateOptions): Tensor {
-    return generate(this.base_model.generative(), opts);
+  /** Generate with the active adapters (see GenerateOptions; `taskIds`: multitask prompt tuning's task of each row). */
+  generate(opts: GenerateOptions & { taskIds?: Tensor }): Tensor {
+    const { taskIds, ...rest } = opts;
+    return generate(this.base_model.generative(taskIds), rest);
   }
 
   /**

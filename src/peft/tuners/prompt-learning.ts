@@ -22,7 +22,7 @@ import {
   Tensor, cat, contiguous, expand, full, narrow, noGrad, ones, permute, reshape, select, unsqueeze, zeros, fmtShape, sameShape,
 } from "../../tensor/index.js";
 import { check, PeftType, TaskType, type PeftConfig } from "../config.js";
-import type { AdapterCapabilities, AdapterFiles, AdapterHost, PeftTask, SavedAdapter } from "../contract.js";
+import type { AdapterCapabilities, AdapterFiles, AdapterHost, PeftInputs, PeftTask, SavedAdapter } from "../contract.js";
 import { methodFor } from "../registry.js";
 import { field, integer, nullable, oneOf, type ForeignField } from "../../io/config-fields.js";
 
@@ -142,6 +142,17 @@ export abstract class PromptLearningEncoder extends Module {
   /** The encoder output for every virtual token, [rows, outputDim]. */
   encode(): Tensor {
     return this.direct ? this.embedding.weight : this.reparameterize(this.embedding.weight);
+  }
+
+  /** The prompts of a batch, [batch, rows, outputDim]: the same for every row (multitask prompts depend on `taskIds`). */
+  encodeBatch(batch: number, _taskIds: Tensor | undefined): Tensor {
+    const out = this.encode();
+    return expand(unsqueeze(out, 0), [batch, out.shape[0]!, out.shape[1]!]);
+  }
+
+  /** Tensors saved beside `prompt_embeddings` (multitask prompt tuning's task factors), by their saved names. */
+  extraSavedTensors(): Map<string, Tensor> {
+    return new Map();
   }
 
   /**
@@ -278,8 +289,9 @@ export class PromptLearningModel extends Module implements AdapterHost {
   }
 
   /** peft's task forward with the active prompt, or the plain model's forward when disabled. */
-  forwardTask(task: PeftTask, inputs: Seq2SeqInputs): ModelOutput {
-    return this.disabled ? (this.model.forward(inputs) as ModelOutput) : this.forwardWithPrompts(task, inputs);
+  forwardTask(task: PeftTask, given: PeftInputs): ModelOutput {
+    const { taskIds, ...inputs } = given;
+    return this.disabled ? (this.model.forward(inputs) as ModelOutput) : this.forwardWithPrompts(task, inputs, taskIds);
   }
 
   /** Save hook: `prompt_embeddings` (the encoder's output) and, for encoders with a network, its weights beside it. */
@@ -312,7 +324,8 @@ export class PromptLearningModel extends Module implements AdapterHost {
   /** The tensors saved for an adapter: `prompt_embeddings`, the encoder's output. */
   private savedTensors(adapterName: string): Map<string, Tensor> {
     if (!this.prompt_encoder.has(adapterName)) throw new Error(`adapter "${adapterName}" not found`);
-    return new Map([["prompt_embeddings", noGrad(() => contiguous(this.prompt_encoder.get(adapterName).encode()))]]);
+    const encoder = this.prompt_encoder.get(adapterName);
+    return new Map([["prompt_embeddings", noGrad(() => contiguous(encoder.encode()))], ...encoder.extraSavedTensors()]);
   }
 
   /** The encoder's own weights (embedding and network) when it has a network (P-tuning, projected prefixes), else null. */
@@ -328,7 +341,8 @@ export class PromptLearningModel extends Module implements AdapterHost {
    * becomes the saved output itself.
    */
   private loadSaved(weights: ReadonlyMap<string, Tensor>, adapterName: string, where: string, encoderWeights: ReadonlyMap<string, Tensor> | null = null): void {
-    const unexpected = [...weights.keys()].filter((k) => k !== "prompt_embeddings");
+    const extra = this.prompt_encoder.get(adapterName).extraSavedTensors();
+    const unexpected = [...weights.keys()].filter((k) => k !== "prompt_embeddings" && !extra.has(k));
     if (unexpected.length > 0) throw new Error(`${where}: a prompt-learning adapter holds only "prompt_embeddings", but this file also has ${unexpected.slice(0, 3).join(", ")}`);
     const saved = weights.get("prompt_embeddings");
     if (!saved) throw new Error(`${where}: "prompt_embeddings" is missing; is this a ${this.peftConfig.get(adapterName)?.peft_type} adapter?`);
@@ -348,15 +362,19 @@ export class PromptLearningModel extends Module implements AdapterHost {
     } catch (err) {
       throw new Error(`${where}: ${(err as Error).message}`);
     }
+    for (const [k, own] of encoder.extraSavedTensors()) {
+      const t = weights.get(k);
+      if (!t || !sameShape(t.shape, own.shape)) throw new Error(`${where}: "${k}" is ${t ? `of shape [${t.shape.join(", ")}]` : "missing"}; this adapter's is [${own.shape.join(", ")}]`);
+      own.copy_(contiguous(t));
+    }
     if (dropped && !this.peftConfig.get(adapterName)!.inference_mode) {
       process.emitWarning(`${where}: the adapter stores the prompt encoder's output only (as peft saves it), so training continues on those embeddings directly; the encoder network is not restored`);
     }
   }
 
   /** The virtual-token embeddings for a batch: [batch, rows, token_dim] (rows = num_virtual_tokens · submodules). */
-  prompts(batch: number): Tensor {
-    const out = this.activeEncoder.encode();
-    return expand(unsqueeze(out, 0), [batch, out.shape[0]!, out.shape[1]!]);
+  prompts(batch: number, taskIds?: Tensor): Tensor {
+    return this.activeEncoder.encodeBatch(batch, taskIds);
   }
 
   /**
@@ -401,9 +419,9 @@ export class PromptLearningModel extends Module implements AdapterHost {
   }
 
   /** inputsEmbeds (or the embeddings of inputIds) with the first num_virtual_tokens prompt rows in front. */
-  private withPrompts(inputs: Seq2SeqInputs, batch: number): Tensor {
+  private withPrompts(inputs: Seq2SeqInputs, batch: number, taskIds: Tensor | undefined): Tensor {
     const embeds = inputs.inputsEmbeds ?? this.model.getInputEmbeddings().forward(inputs.inputIds!);
-    const prompts = narrow(this.prompts(batch), 1, 0, this.numVirtualTokens);
+    const prompts = narrow(this.prompts(batch, taskIds), 1, 0, this.numVirtualTokens);
     return cat([prompts, embeds], 1);
   }
 
@@ -420,7 +438,7 @@ export class PromptLearningModel extends Module implements AdapterHost {
    *   Sequence classification: the head pools as usual (a decoder-only model given embeddings pools the last
    *   position). Token type ids get zeros for the virtual tokens (classification) or are dropped (LMs, QA).
    */
-  private forwardWithPrompts(task: PeftTask, given: Seq2SeqInputs): ModelOutput {
+  private forwardWithPrompts(task: PeftTask, given: Seq2SeqInputs, taskIds: Tensor | undefined): ModelOutput {
     const inputs: Seq2SeqInputs = { ...given };
     const P = this.numVirtualTokens;
     const batch = batchOf(inputs);
@@ -434,7 +452,7 @@ export class PromptLearningModel extends Module implements AdapterHost {
       } else {
         if (inputs.attentionMask) inputs.attentionMask = extendMask(inputs.attentionMask, P);
         if (inputs.inputIds || inputs.inputsEmbeds) {
-          inputs.inputsEmbeds = this.withPrompts(inputs, batch);
+          inputs.inputsEmbeds = this.withPrompts(inputs, batch, taskIds);
           delete inputs.inputIds;
         }
       }
@@ -450,7 +468,7 @@ export class PromptLearningModel extends Module implements AdapterHost {
       if (task === "causal-lm" || task === "question-answering") this.dropTokenTypeIds(inputs);
       else inputs.tokenTypeIds = cat([zeros([batch, P], inputs.tokenTypeIds.dtype), inputs.tokenTypeIds], 1);
     }
-    inputs.inputsEmbeds = this.withPrompts(inputs, batch);
+    inputs.inputsEmbeds = this.withPrompts(inputs, batch, taskIds);
     delete inputs.inputIds;
     if (task === "causal-lm") {
       if (inputs.labels) inputs.labels = cat([full([batch, P], -100, inputs.labels.dtype), inputs.labels], 1);
@@ -467,8 +485,8 @@ export class PromptLearningModel extends Module implements AdapterHost {
   }
 
   /** The model as generate() drives it: the plain model when disabled, else with the active prompt. */
-  generative(): Generative {
-    return this.disabled ? asGenerative(this.model) : this.promptedGenerative();
+  generative(taskIds?: Tensor): Generative {
+    return this.disabled ? asGenerative(this.model) : this.promptedGenerative(taskIds);
   }
 
   /**
@@ -478,7 +496,7 @@ export class PromptLearningModel extends Module implements AdapterHost {
    * decoder-only model prepends the prompts (or passes the prefixes as the cache); later steps feed the cache.
    * Encoder-decoder: prompts go in front of the encoder input; prefixes are the decoder's first cache.
    */
-  private promptedGenerative(): Generative {
+  private promptedGenerative(taskIds: Tensor | undefined): Generative {
     const model: Generative = asGenerative(this.model);
     const P = this.numVirtualTokens;
     const prefix = this.activeEncoder.isPrefix;
@@ -504,7 +522,7 @@ export class PromptLearningModel extends Module implements AdapterHost {
           };
           if (inputs.pastKeyValues) return model.forward({ ...step, inputIds: ids, pastKeyValues: inputs.pastKeyValues }) as ModelOutput;
           if (prefix) return model.forward({ ...step, inputIds: ids, pastKeyValues: self.prefixPastKeyValues(batch) }) as ModelOutput;
-          return model.forward({ ...step, inputsEmbeds: self.withPrompts({ inputIds: ids }, batch) }) as ModelOutput;
+          return model.forward({ ...step, inputsEmbeds: self.withPrompts({ inputIds: ids }, batch, taskIds) }) as ModelOutput;
         },
       });
     }
@@ -514,7 +532,7 @@ export class PromptLearningModel extends Module implements AdapterHost {
       encode(inputs: Seq2SeqInputs): Tensor {
         if (prefix) return encode(inputs);
         const batch = batchOf(inputs);
-        return encode({ inputsEmbeds: self.withPrompts(inputs, batch), ...(inputs.attentionMask ? { attentionMask: extendMask(inputs.attentionMask, P) } : {}) });
+        return encode({ inputsEmbeds: self.withPrompts(inputs, batch, taskIds), ...(inputs.attentionMask ? { attentionMask: extendMask(inputs.attentionMask, P) } : {}) });
       },
       forward(inputs: Seq2SeqInputs): ModelOutput {
         if (prefix) {

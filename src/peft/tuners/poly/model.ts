@@ -6,6 +6,7 @@
 import type { Linear } from "../../../nn/index.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../../../models/outputs.js";
 import type { Generative } from "../../../models/generation/index.js";
+import type { Tensor } from "../../../tensor/index.js";
 import type { AdapterCapabilities } from "../../contract.js";
 import { LinearTargetsTuner } from "../linear-targets-tuner.js";
 import { makePolyConfig, type PolyConfig } from "./config.js";
@@ -37,8 +38,8 @@ export class PolyModel extends LinearTargetsTuner<PolyConfig> {
     return this.model.forward(rest);
   }
 
-  /** The model generates through this host, so that each step gets the task ids. */
-  override generative(): Generative {
+  /** The model generates through this host, so that each step gets the task ids (given here, or in the step's inputs). */
+  override generative(taskIds?: Tensor): Generative {
     const model = super.generative();
     return {
       config: model.config,
@@ -46,7 +47,7 @@ export class PolyModel extends LinearTargetsTuner<PolyConfig> {
       get training() {
         return model.training;
       },
-      forward: (inputs) => this.forward(inputs) as ModelOutput,
+      forward: (inputs) => this.forward(taskIds ? { ...inputs, taskIds } : inputs) as ModelOutput,
       ...(model.encode ? { encode: (inputs: Seq2SeqInputs) => model.encode!(inputs) } : {}),
       eval: () => model.eval(),
       train: (mode?: boolean) => model.train(mode),
