@@ -8,7 +8,7 @@ import { Module, quantizedWeightElements } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
 import type { ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
 import { fromPretrained as loadModel, type Task } from "../models/auto.js";
-import { generate, type GenerateOptions } from "../generation/index.js";
+import { generate, generateDetailed, generateStream, type GenerateOptions, type GenerateOutput, type GenerationStep } from "../generation/index.js";
 import type { Tensor } from "../tensor/index.js";
 import { loadSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
@@ -105,6 +105,16 @@ export class PeftModel extends Module {
   /** Generate with the active adapters (see GenerateOptions). */
   generate(opts: GenerateOptions): Tensor {
     return generate(this.base_model.generative(), opts);
+  }
+
+  /** generate with each token's log-probability and each row's finish reason. */
+  generateDetailed(opts: GenerateOptions): GenerateOutput {
+    return generateDetailed(this.base_model.generative(), opts);
+  }
+
+  /** generate as an async iterator of steps (streaming). */
+  generateStream(opts: GenerateOptions): AsyncGenerator<GenerationStep, void> {
+    return generateStream(this.base_model.generative(), opts);
   }
 
   /**
