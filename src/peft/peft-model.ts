@@ -21,8 +21,17 @@ import { TaskType, checkConfigValues, type PeftConfig } from "./config.js";
 import { configFromJson, methodFor } from "./registry.js";
 import { checkAdapterFitsInMemory } from "./memory.js";
 import { TASK_HEADS } from "./mapping.js";
+import { BASE_ROW, withAdapterNames } from "./mixed-batch.js";
+import type { Generative } from "../generation/index.js";
+import { ConfigError } from "../errors.js";
 import { HOST_NAME, type AdapterHost, type Merging, type PeftTask, type WeightedAdapterOptions } from "./contract.js";
 import { adapterModelCard } from "./model-card.js";
+
+/** Inputs of PeftModel.forward: the model's, plus one adapter name per batch row (peft's adapter_names; LoRA only). */
+export type PeftInputs = Seq2SeqInputs & { adapterNames?: readonly string[] };
+
+/** GenerateOptions plus one adapter name per batch row ("__base__" for none). */
+export type PeftGenerateOptions = GenerateOptions & { adapterNames?: readonly string[] };
 
 /** Options of savePretrained. */
 export interface SaveOptions {
@@ -97,24 +106,57 @@ export class PeftModel extends Module {
     return this.peftConfig[this.activeAdapter]!;
   }
 
-  /** Run the model with the active adapters (prompt learning: with the active prompt, unless disabled). */
-  forward(inputs: Seq2SeqInputs): ModelOutput {
-    return this.base_model.forwardTask(this.peftTask, inputs);
+  /**
+   * Run the model with the active adapters (prompt learning: with the active prompt, unless disabled), or with one
+   * LoRA adapter per batch row when adapterNames is given.
+   */
+  forward(inputs: PeftInputs): ModelOutput {
+    const { adapterNames, ...modelInputs } = inputs;
+    if (!adapterNames) return this.base_model.forwardTask(this.peftTask, modelInputs);
+    this.checkAdapterNames(adapterNames);
+    return withAdapterNames(adapterNames, () => this.base_model.forwardTask(this.peftTask, modelInputs));
   }
 
-  /** Generate with the active adapters (see GenerateOptions). */
-  generate(opts: GenerateOptions): Tensor {
-    return generate(this.base_model.generative(), opts);
+  /** Generate with the active adapters, or one adapter per row (see GenerateOptions, PeftGenerateOptions). */
+  generate(opts: PeftGenerateOptions): Tensor {
+    return generate(this.generativeFor(opts.adapterNames), opts);
   }
 
   /** generate with each token's log-probability and each row's finish reason. */
-  generateDetailed(opts: GenerateOptions): GenerateOutput {
-    return generateDetailed(this.base_model.generative(), opts);
+  generateDetailed(opts: PeftGenerateOptions): GenerateOutput {
+    return generateDetailed(this.generativeFor(opts.adapterNames), opts);
   }
 
   /** generate as an async iterator of steps (streaming). */
-  generateStream(opts: GenerateOptions): AsyncGenerator<GenerationStep, void> {
-    return generateStream(this.base_model.generative(), opts);
+  generateStream(opts: PeftGenerateOptions): AsyncGenerator<GenerationStep, void> {
+    return generateStream(this.generativeFor(opts.adapterNames), opts);
+  }
+
+  /** The model that generate drives: the host's, with every forward run under the row adapter names when given. */
+  generativeFor(adapterNames: readonly string[] | undefined): Generative {
+    const inner = this.base_model.generative();
+    if (!adapterNames) return inner;
+    this.checkAdapterNames(adapterNames);
+    const encode = inner.encode;
+    return {
+      get config() { return inner.config; },
+      get isEncoderDecoder() { return inner.isEncoderDecoder; },
+      get training() { return inner.training; },
+      forward: (i) => withAdapterNames(adapterNames, () => inner.forward(i)),
+      ...(encode ? { encode: (i: Seq2SeqInputs) => withAdapterNames(adapterNames, () => encode.call(inner, i)) } : {}),
+      eval: () => inner.eval(),
+      train: (mode?: boolean) => inner.train(mode),
+    };
+  }
+
+  /** Row adapter names must be loaded LoRA adapters or "__base__" (peft's adapter_names rules). */
+  private checkAdapterNames(names: readonly string[]): void {
+    for (const name of new Set(names)) {
+      if (name === BASE_ROW) continue;
+      const config = this.peftConfig[name];
+      if (!config) throw new ConfigError(`adapterNames: no adapter named "${name}"`, `loaded adapters: ${Object.keys(this.peftConfig).join(", ")}; "${BASE_ROW}" means none`);
+      if (config.peft_type !== "LORA") throw new ConfigError(`adapterNames: adapter "${name}" is ${config.peft_type}; mixed-adapter batches work with LoRA adapters only`, "run it alone with setAdapter");
+    }
   }
 
   /**
