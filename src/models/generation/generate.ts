@@ -12,8 +12,33 @@ import { CheckpointError, ConfigError } from "../../errors.js";
 import { applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, argmax, logSoftmaxAt, sampleIndex, softmax } from "./logits.js";
 import { StopStrings, type TokenDecoder } from "./stopping.js";
 
+/** How the next token is picked (transformers' names in camelCase). */
+export interface SamplingOptions {
+  /** Sample instead of taking the most likely token. */
+  doSample?: boolean;
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  repetitionPenalty?: number;
+}
+
+/** Pick the next token from one row of the model's logits (greedy or sampled with `uniform`), with its log-probability under the model. */
+export function chooseToken(logits: Float64Array, previous: readonly number[], opts: SamplingOptions, uniform: () => number): { token: number; logprob: number } {
+  const scores = Float64Array.from(logits);
+  applyRepetitionPenalty(scores, previous, opts.repetitionPenalty ?? 1);
+  let token: number;
+  if (!opts.doSample) token = argmax(scores);
+  else {
+    applyTemperature(scores, opts.temperature ?? 1);
+    applyTopK(scores, opts.topK ?? 50);
+    applyTopP(scores, opts.topP ?? 1);
+    token = sampleIndex(softmax(scores), uniform());
+  }
+  return { token, logprob: logSoftmaxAt(logits, token) };
+}
+
 /** Options of generate (transformers' names in camelCase). */
-export interface GenerateOptions {
+export interface GenerateOptions extends SamplingOptions {
   /** Prompt ids [batch, length] (int32); rows shorter than the longest are left-padded. */
   inputIds: Tensor;
   /** 1 for prompt tokens, 0 for padding; all ones when absent. */
@@ -22,12 +47,6 @@ export interface GenerateOptions {
   maxNewTokens?: number;
   /** Longest result, prompt included (seq2seq: decoder tokens, start token included), as transformers' max_length. */
   maxLength?: number;
-  /** Sample instead of taking the most likely token. */
-  doSample?: boolean;
-  temperature?: number;
-  topK?: number;
-  topP?: number;
-  repetitionPenalty?: number;
   /** Stop a row when it emits one of these (default: the config's eos). */
   eosTokenId?: number | number[];
   /** Id written after a row has finished (default: the config's pad, else eos). */
@@ -105,8 +124,13 @@ interface Stepper {
   dispose(): void;
 }
 
+/** One uniform number in [0, 1) from a generator. */
+export function uniformDraw(gen: Generator): number {
+  return tidy(() => gen.uniform([1]).dataSync()[0]!);
+}
+
 /** The error for NaN logits: decoding them would print garbage (argmax of NaN is token 0) and look like success. */
-function nanLogits(step: number, row: number): CheckpointError {
+export function nanLogits(step: number, row: number): CheckpointError {
   return new CheckpointError(
     `generate: the model's logits are NaN at step ${step + 1} (batch row ${row}), so no token can be chosen`,
     "likely causes: NaN or infinite weights in the model or adapter (e.g. saved by a diverged training run: retrain with a lower learning_rate), " +
@@ -275,17 +299,8 @@ class Decoding {
       if (done[r]) return this.pad;
       const scores = Float64Array.from(logits.subarray(r * vocab, (r + 1) * vocab));
       if (scores.some(Number.isNaN)) throw nanLogits(step, r);
-      const raw = Float64Array.from(scores);
-      applyRepetitionPenalty(scores, seq, this.opts.repetitionPenalty ?? 1);
-      let token: number;
-      if (!this.opts.doSample) token = argmax(scores);
-      else {
-        applyTemperature(scores, this.opts.temperature ?? 1);
-        applyTopK(scores, this.opts.topK ?? 50);
-        applyTopP(scores, this.opts.topP ?? 1);
-        token = sampleIndex(softmax(scores), tidy(() => this.generators[r]!.uniform([1]).dataSync()[0]!));
-      }
-      logprobs[r] = logSoftmaxAt(raw, token);
+      const { token, logprob } = chooseToken(scores, seq, this.opts, () => uniformDraw(this.generators[r]!));
+      logprobs[r] = logprob;
       return token;
     });
     const finishReasons = tokens.map((tok, r): FinishReason | null => {
