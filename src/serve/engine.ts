@@ -143,7 +143,11 @@ export class DecodeEngine {
   submit(request: SequenceRequest): Sequence {
     const seq = new Sequence(request, this.model.config, (s) => this.remove(s));
     this.waiting.push(seq);
-    if (!this.looping) void this.loop();
+    if (!this.looping) {
+      // Start on a later tick, so that the caller holds the Sequence before its first token is reported.
+      this.looping = true;
+      setImmediate(() => void this.loop());
+    }
     return seq;
   }
 
@@ -175,7 +179,6 @@ export class DecodeEngine {
   }
 
   private async loop(): Promise<void> {
-    this.looping = true;
     try {
       while (this.waiting.length || this.running.length) {
         while (this.waiting.length && this.running.length < this.maxBatch) this.guard([this.waiting[0]!], () => this.prefill(this.waiting[0]!));
