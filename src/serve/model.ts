@@ -14,8 +14,10 @@ export class ServedModel implements EngineModel {
   private readonly base: GenerativeModel;
   private peft: PeftModel | null = null;
 
-  constructor(model: PreTrainedModel) {
-    this.base = asGenerative(model);
+  /** A plain model, or a PeftModel whose LoRA adapters are served as they are. */
+  constructor(model: PreTrainedModel | PeftModel) {
+    if (model instanceof PeftModel) this.peft = model.eval() as PeftModel;
+    this.base = asGenerative(model instanceof PeftModel ? model.getBaseModel() : model);
     this.base.eval();
   }
 

@@ -63,7 +63,7 @@ async function ask(pane, text) {
   const out = line(pane, "assistant", "");
   const res = await fetch("/v1/chat/completions", {
     method: "POST", headers: headers(),
-    body: JSON.stringify({ model: pane.querySelector("select").value, messages: pane.history, stream: true, max_tokens: 64 }),
+    body: JSON.stringify({ model: pane.querySelector("select").value, messages: pane.history, stream: true }),
   });
   if (!res.ok) { out.className = "error"; out.textContent = (await res.json()).error.message; return; }
   const reader = res.body.getReader();

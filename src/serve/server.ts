@@ -295,6 +295,7 @@ export class PeftServer {
       "# HELP peft_running_sequences Sequences in the decode batch.", "# TYPE peft_running_sequences gauge", `peft_running_sequences ${s.running}`,
       "# HELP peft_tokens_per_second Generated tokens per second over the last 5 s.", "# TYPE peft_tokens_per_second gauge", `peft_tokens_per_second ${s.tokensPerSecond}`,
       "# HELP peft_generated_tokens_total Tokens generated.", "# TYPE peft_generated_tokens_total counter", `peft_generated_tokens_total ${s.generatedTokens}`,
+      "# HELP peft_process_resident_bytes Resident memory of the server process.", "# TYPE peft_process_resident_bytes gauge", `peft_process_resident_bytes ${process.memoryUsage.rss()}`,
       "# HELP peft_loaded_adapters LoRA adapters loaded.", "# TYPE peft_loaded_adapters gauge", `peft_loaded_adapters ${this.model.adapters().length}`,
       "# HELP peft_active_adapter_sequences Running sequences per adapter.", "# TYPE peft_active_adapter_sequences gauge",
       ...Object.entries(s.activeAdapters).map(([a, n]) => `peft_active_adapter_sequences{adapter="${a === BASE_ROW ? this.modelName : a}"} ${n}`),
