@@ -2,8 +2,9 @@
  * Benchmarks: `npm run bench [-- options]`.
  *
  *   --only gemm,forward,generation,training,memory,serve   sections to run (default: all but memory and serve, which are slow)
- *   --serve-models gpt2,qwen2 --serve-seconds S --serve-requests N   the serve section's models, seconds per load
- *                                             point (default 3) and requests of its memory run (default 10000)
+ *   --serve-models gpt2,qwen2 --serve-clients 1,8,32 --serve-seconds S --serve-requests N   the serve section's
+ *                                             models (none: only the memory run), client counts, seconds per load point
+ *                                             (default 3) and requests of its memory run (default 10000)
  *   --memory-models gpt2,qwen2,qwen2.5-1.5b   models of the memory section (default: all three)
  *   --models gpt2,qwen2                       models of the model sections (default: both)
  *   --steps N / --infer-steps N / --warmup N  timed training / forward steps and warm-up steps (default 10 / 20 / 2)
@@ -74,8 +75,11 @@ console.log(`machine: ${cpu}, ${cpus().length} cores; native backend: ${threads(
 
 if (only.includes("serve")) {
   const { serveBench } = await import("./serve.js");
-  const serveModels = (opt("serve-models") ?? "gpt2,qwen2").split(",").map((s) => s.trim());
-  const table = await serveBench({ log, models: serveModels, seconds: Number(opt("serve-seconds") ?? 3), requests: Number(opt("serve-requests") ?? 10000) });
+  const list = (name: string, fallback: string) => (opt(name) ?? fallback).split(",").map((s) => s.trim()).filter(Boolean);
+  const table = await serveBench({
+    log, models: list("serve-models", "gpt2,qwen2"), clients: list("serve-clients", "1,8,32").map(Number),
+    seconds: Number(opt("serve-seconds") ?? 3), requests: Number(opt("serve-requests") ?? 10000),
+  });
   console.log("\n### Serving (peft serve, 127.0.0.1; closed-loop streaming clients, 16-token prompts, 16 new tokens)\n");
   console.log(table);
 }

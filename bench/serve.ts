@@ -76,14 +76,14 @@ async function rssOf(url: string): Promise<number> {
 }
 
 /** Run the serve section; returns its markdown. */
-export async function serveBench(o: { log: (line: string) => void; models: string[]; seconds: number; requests: number }): Promise<string> {
+export async function serveBench(o: { log: (line: string) => void; models: string[]; clients: number[]; seconds: number; requests: number }): Promise<string> {
   const rows = ["| model | clients | adapters | requests | p50 TTFT ms | p99 TTFT ms | p50 ITL ms | tokens/s | vs 1 client | vs base |", "|---|---|---|---|---|---|---|---|---|---|"];
   for (const model of o.models) {
     const { url, child } = await startWorker(model, 16);
     try {
       await load(url, 1, ["base"], 0.5, 4); // warm-up
       let sequential = NaN;
-      for (const clients of [1, 8, 32]) {
+      for (const clients of o.clients) {
         let base = NaN;
         for (const adapters of [0, 1, 4, 16]) {
           const names = adapters === 0 ? ["base"] : Array.from({ length: adapters }, (_, i) => `a${i}`);

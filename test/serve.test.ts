@@ -8,6 +8,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { spawn, spawnSync } from "node:child_process";
 import OpenAI from "openai";
 import { fromPretrained } from "../src/models/auto.js";
 import { PeftModel } from "../src/peft/index.js";
@@ -217,5 +218,38 @@ describe("peft serve: API key, a model without adapters, disconnects", () => {
     assert.ok(server.engine.stats().generatedTokens < 4000, "it stopped long before max_tokens");
     const ok = await post(`${url}/v1/completions`, { model: "base", prompt: "hello", max_tokens: 3, temperature: 0 }, auth);
     assert.equal(ok.status, 200);
+  });
+});
+
+describe("peft serve: the command", () => {
+  const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
+
+  it("starts on a free port with NAME=DIR adapters, serves, and stops on SIGTERM", async () => {
+    const tokenizerDir = writeFolder({ "tokenizer.json": bpeTokenizerJson("qwen2"), "tokenizer_config.json": qwenConfig() });
+    const child = spawn(process.execPath, [cli, "serve", "--model", join(ROOT, "model"), "--tokenizer", tokenizerDir, "--adapter", `left=${join(ROOT, "adapters", "left")}`, "--port", "0", "--served-model-name", "tiny"], { stdio: ["ignore", "ignore", "pipe"] });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let err = "";
+        child.stderr!.on("data", (d: Buffer) => {
+          err += d.toString();
+          const m = /listening on (http:\/\/\S+)/.exec(err);
+          if (m) resolve(m[1]!);
+        });
+        child.once("exit", (code) => reject(new Error(`peft serve exited with ${code}: ${err}`)));
+      });
+      const models = await (await fetch(`${url}/v1/models`)).json();
+      assert.deepEqual(models.data.map((m: { id: string }) => m.id), ["tiny", "left"]);
+      const res = await post(`${url}/v1/completions`, { model: "left", prompt: "hello", max_tokens: 3, temperature: 0 });
+      assert.equal(res.status, 200);
+    } finally {
+      child.kill("SIGTERM");
+    }
+    assert.equal(await new Promise((resolve) => child.once("exit", resolve)), 0);
+  });
+
+  it("refuses an --adapter without NAME=", () => {
+    const r = spawnSync(process.execPath, [cli, "serve", "--model", join(ROOT, "model"), "--adapter", join(ROOT, "adapters", "left")], { encoding: "utf8" });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /expected NAME=DIR/);
   });
 });

@@ -153,8 +153,7 @@ export class DecodeEngine {
 
   /** Counters for /metrics. */
   stats(): EngineStats {
-    const now = Date.now();
-    while (this.recent.length && this.recent[0]! < now - 5000) this.recent.shift();
+    this.forgetOld(Date.now());
     const activeAdapters: Record<string, number> = {};
     for (const s of this.running) activeAdapters[s.adapter] = (activeAdapters[s.adapter] ?? 0) + 1;
     return { waiting: this.waiting.length, running: this.running.length, generatedTokens: this.generated, tokensPerSecond: this.recent.length / 5, activeAdapters };
@@ -176,6 +175,14 @@ export class DecodeEngine {
     this.generated += n;
     const now = Date.now();
     for (let i = 0; i < n; i++) this.recent.push(now);
+    this.forgetOld(now);
+  }
+
+  /** Keep only the last 5 s of token times (the tokens/s window), so that the list stays bounded. */
+  private forgetOld(now: number): void {
+    let old = 0;
+    while (old < this.recent.length && this.recent[old]! < now - 5000) old++;
+    if (old > 0) this.recent.splice(0, old);
   }
 
   private async loop(): Promise<void> {
