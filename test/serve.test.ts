@@ -157,6 +157,7 @@ describe("peft serve", () => {
       ["/v1/completions", { model: "nope", prompt: "hi" }, 404, "model", "model_not_found"],
       ["/v1/completions", { model: "tiny", prompt: "hello ".repeat(40) }, 400, "prompt", "context_length_exceeded"],
       ["/v1/completions", { model: "tiny", prompt: "hi", max_tokens: 21 }, 400, "max_tokens", "invalid_value"],
+      ["/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "hello ".repeat(40) }] }, 400, "messages", "context_length_exceeded"],
       ["/v1/chat/completions", { model: "tiny", messages: [{ role: "user" }] }, 400, "messages", "invalid_type"],
       ["/v1/chat/completions", { model: "tiny", messages: "hi" }, 400, "messages", "invalid_type"],
       ["/v1/load_lora_adapter", { lora_name: "x" }, 400, "lora_path", "missing_field"],

@@ -196,7 +196,7 @@ export class PeftServer {
     const cap = this.opts.maxTokens ?? 1024;
     if (request.maxTokens !== undefined && request.maxTokens > cap) throw new ApiError(400, `max_tokens ${request.maxTokens} is over this server's limit of ${cap}`, "max_tokens", "invalid_value");
     const room = this.maxModelLen - promptIds.length;
-    const maxTokens = request.maxTokens ?? Math.min(cap, room);
+    const maxTokens = request.maxTokens ?? Math.max(1, Math.min(cap, room));
     if (promptIds.length + maxTokens > this.maxModelLen) {
       throw new ApiError(400, `this model's maximum context length is ${this.maxModelLen} tokens; the prompt has ${promptIds.length} and max_tokens asks for ${maxTokens}: shorten the prompt or lower max_tokens`, chat ? "messages" : "prompt", "context_length_exceeded");
     }
