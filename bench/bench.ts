@@ -1,10 +1,13 @@
 /**
  * Benchmarks: `npm run bench [-- options]`.
  *
- *   --only gemm,forward,generation,training,memory   sections to run (default: all but memory, which is slow)
+ *   --only gemm,forward,generation,training,memory,serve   sections to run (default: all but memory and serve, which are slow)
  *   --memory-models gpt2,qwen2,qwen2.5-1.5b,llama3-8b   models of the memory section (default: all four; the 8B cases
  *                                             take tens of minutes each on 2 cores)
  *   --memory-steps N                          timed steps of each memory case after one warm-up step (default 3)
+ *   --serve-models gpt2,qwen2 --serve-clients 1,8,32 --serve-seconds S --serve-requests N   the serve section's
+ *                                             models (none: only the memory run), client counts, seconds per load point
+ *                                             (default 3) and requests of its memory run (default 10000)
  *   --models gpt2,qwen2                       models of the model sections (default: both)
  *   --steps N / --infer-steps N / --warmup N  timed training / forward steps and warm-up steps (default 10 / 20 / 2)
  *   --gen-steps N --new-tokens N              timed generate() calls and tokens each decodes (default 3, 32)
@@ -44,8 +47,8 @@ const opt = (name: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
 };
-const SECTIONS = ["gemm", "forward", "generation", "training", "memory"] as const;
-const only = (opt("only") ?? SECTIONS.filter((s) => s !== "memory").join(",")).split(",").map((s) => s.trim()).filter(Boolean);
+const SECTIONS = ["gemm", "forward", "generation", "training", "memory", "serve"] as const;
+const only = (opt("only") ?? SECTIONS.filter((s) => s !== "memory" && s !== "serve").join(",")).split(",").map((s) => s.trim()).filter(Boolean);
 for (const s of only) if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`--only: unknown section "${s}"; sections: ${SECTIONS.join(", ")}`);
 const models = (opt("models") ?? "gpt2,qwen2").split(",").map((s) => s.trim()) as ModelName[];
 for (const m of models) if (m !== "gpt2" && m !== "qwen2") throw new Error(`--models: unknown model "${m}"; models: gpt2, qwen2`);
@@ -71,6 +74,17 @@ const cpu = (() => {
 })();
 console.log(`peft-ts benchmarks, ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC`);
 console.log(`machine: ${cpu}, ${cpus().length} cores; native backend: ${threads()} threads, ${blasInfo()}`);
+
+if (only.includes("serve")) {
+  const { serveBench } = await import("./serve.js");
+  const list = (name: string, fallback: string) => (opt(name) ?? fallback).split(",").map((s) => s.trim()).filter(Boolean);
+  const table = await serveBench({
+    log, models: list("serve-models", "gpt2,qwen2"), clients: list("serve-clients", "1,8,32").map(Number),
+    seconds: Number(opt("serve-seconds") ?? 3), requests: Number(opt("serve-requests") ?? 10000),
+  });
+  console.log("\n### Serving (peft serve, 127.0.0.1; closed-loop streaming clients, 16-token prompts, 16 new tokens)\n");
+  console.log(table);
+}
 
 if (only.includes("gemm")) {
   // The baseline's addon, loaded beside ours (another file, so another module), behind this build's NativeBackend.

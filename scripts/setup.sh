@@ -2,7 +2,7 @@
 # Sets up a fresh machine for peft-ts: OpenBLAS (through apt-get when it is missing and we may install),
 # then the npm dependencies, which builds the native addon. Safe to run again.
 # --with-test-tools also installs what the test suite checks against: llama.cpp's prebuilt binaries from npm
-# (node-llama-cpp, into .llama-cpp/, apart from the package's own dependencies).
+# (node-llama-cpp, into .llama-cpp/, apart from the package's own dependencies), and chromium (apt-get, as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +20,16 @@ fi
 npm ci --no-audit --no-fund
 
 if [ "${1:-}" = "--with-test-tools" ]; then
+  # Chromium for the browser test of peft serve's chat page (driven by puppeteer-core, which downloads no browser).
+  if ! command -v chromium >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = "0" ]; then
+      echo "peft-ts setup: installing chromium with apt-get"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "peft-ts setup: chromium not found and apt-get is not usable here; the browser test of peft serve will be skipped" >&2
+    fi
+  fi
   # The CPU build only (--omit=optional skips its CUDA/Vulkan builds, ~600 MB); its postinstall is not needed.
   LLAMA_CPP_VERSION=3.22.1
   platform="$(node -p 'process.platform + "-" + process.arch')"

@@ -17,6 +17,10 @@ export type { ModelInputs, Seq2SeqInputs, ModelOutput, BaseModelOutput, PastKeyV
 export { AutoTokenizer, PreTrainedTokenizer } from "./tokenizers/index.js";
 export { generate, GenerativeModel, asGenerative } from "./generation/index.js";
 export type { GenerateOptions } from "./generation/index.js";
+export { generateDetailed, generateStream, TextStreamer } from "./generation/index.js";
+export type { GenerateOutput, GenerationStep, FinishReason, Streamer, SamplingOptions } from "./generation/index.js";
+export { PeftServer, ServedModel, DecodeEngine } from "./serve/index.js";
+export type { ServeOptions, SequenceRequest, SequenceResult, EngineStats } from "./serve/index.js";
 export * from "./train/index.js";
 export { tensor, tidy, keep, noGrad, manualSeed, memory } from "./tensor/index.js";
 export type { Tensor } from "./tensor/index.js";

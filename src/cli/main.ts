@@ -8,7 +8,7 @@ import { CliError, hintFor, oneLine } from "./errors.js";
 import { resolveHubArguments } from "./hub-args.js";
 import { joinNegativeValues } from "./options.js";
 
-const COMMANDS = ["train", "generate", "merge", "export", "info", "push"] as const;
+const COMMANDS = ["train", "generate", "merge", "export", "info", "push", "serve"] as const;
 type Command = (typeof COMMANDS)[number];
 
 const USAGE = `usage: peft <command> [options]   (peft <command> --help for its options)
@@ -20,6 +20,7 @@ commands:
   export gguf|ollama  write a model or LoRA adapter for llama.cpp / Ollama
   info DIR            describe a model or adapter folder
   push DIR REPO_ID    upload an adapter or model folder to the Hugging Face Hub
+  serve               serve a model and its LoRA adapters with OpenAI's HTTP API
 
 --model, --adapter and --tokenizer take a local folder or a Hub id (org/name), downloaded into the
 huggingface_hub cache (HF_HOME, HF_TOKEN, HF_ENDPOINT and HF_HUB_OFFLINE apply).
@@ -64,6 +65,10 @@ async function load(cmd: Command): Promise<{ run: (argv: string[]) => void | Pro
     case "push": {
       const m = await import("./push.js");
       return { run: m.push, usage: m.PUSH_USAGE };
+    }
+    case "serve": {
+      const m = await import("./serve.js");
+      return { run: m.serve, usage: m.SERVE_USAGE };
     }
   }
 }

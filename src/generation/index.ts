@@ -5,3 +5,4 @@
  * streaming, …).
  */
 export * from "../models/generation/index.js";
+export { TextStreamer, type StreamingDecoder, type TextStreamerOptions } from "./streamers.js";

@@ -19,10 +19,12 @@ import type { PeftConfig } from "./config.js";
 /** The name under which a PeftModel holds its host (peft's `base_model`, hence the saved `base_model.model.…` keys). */
 export const HOST_NAME = "base_model";
 
-/** A PEFT forward's inputs: the model's, plus the task of each row for multitask prompt tuning (peft's task_ids). */
+/** A PEFT forward's inputs: the model's, plus the task of each row (peft's task_ids) and the adapter of each row. */
 export type PeftInputs = Seq2SeqInputs & {
-  /** Multitask prompt tuning: the task index of each batch row, [batch] int32 (other methods ignore it, as peft does). */
+  /** Multitask prompt tuning and Poly: the task index of each batch row, [batch] int32 (other methods ignore it, as peft does). */
   taskIds?: Tensor;
+  /** Mixed-adapter batches (peft's adapter_names): one LoRA adapter name per batch row, "__base__" for none. */
+  adapterNames?: readonly string[];
 };
 
 /** Which of peft's task forwards (PeftModelForCausalLM.forward, …) a PeftModel runs. */

@@ -31,7 +31,8 @@ export {
   AutoPeftModel, AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
   AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
 } from "./peft-model.js";
-export type { SaveOptions, LoadOptions } from "./peft-model.js";
+export type { SaveOptions, LoadOptions, PeftGenerateOptions } from "./peft-model.js";
+export { BASE_ROW, withAdapterNames } from "./mixed-batch.js";
 export { configFromJson, registerMethod, hostFactory } from "./registry.js";
 export type { PeftMethod, InjectedLayersMethod, VirtualTokensMethod, PromptEncoderContext } from "./registry.js";
 export { HOST_NAME } from "./contract.js";

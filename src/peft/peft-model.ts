@@ -6,9 +6,9 @@ import { existsSync, readdirSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { Module, quantizedWeightElements } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
-import type { ModelOutput } from "../models/outputs.js";
+import type { ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
 import { fromPretrained as loadModel, type Task } from "../models/auto.js";
-import { generate, type GenerateOptions } from "../generation/index.js";
+import { generate, generateDetailed, generateStream, type GenerateOptions, type GenerateOutput, type GenerationStep } from "../generation/index.js";
 import type { Tensor } from "../tensor/index.js";
 import { loadSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
@@ -21,10 +21,17 @@ import { TaskType, checkConfigValues, type PeftConfig } from "./config.js";
 import { configFromJson, methodFor } from "./registry.js";
 import { checkAdapterFitsInMemory } from "./memory.js";
 import { TASK_HEADS } from "./mapping.js";
+import { BASE_ROW, withAdapterNames } from "./mixed-batch.js";
+import type { Generative } from "../generation/index.js";
 import { HOST_NAME, type AdapterHost, type Merging, type PeftInputs, type PeftTask, type WeightedAdapterOptions } from "./contract.js";
 import { adapterModelCard } from "./model-card.js";
 import { ConfigError } from "../errors.js";
 import { mutatedAdapterAsLora } from "./tuners/lora/convert.js";
+
+/** Inputs of PeftModel.forward: the model's, plus one adapter name per batch row (peft's adapter_names; LoRA only). */
+
+/** GenerateOptions plus one adapter name per batch row ("__base__" for none). */
+export type PeftGenerateOptions = GenerateOptions & { adapterNames?: readonly string[]; taskIds?: Tensor };
 
 /** Options of savePretrained. */
 export interface SaveOptions {
@@ -114,15 +121,63 @@ export class PeftModel extends Module {
     return this.peftConfig[this.activeAdapter]!;
   }
 
-  /** Run the model with the active adapters (prompt learning: with the active prompt, unless disabled). */
+  /**
+   * Run the model with the active adapters (prompt learning: with the active prompt, unless disabled), or with one
+   * LoRA adapter per batch row when adapterNames is given.
+   */
   forward(inputs: PeftInputs): ModelOutput {
-    return this.base_model.forwardTask(this.peftTask, inputs);
+    const { adapterNames, ...modelInputs } = inputs;
+    if (!adapterNames) return this.base_model.forwardTask(this.peftTask, modelInputs);
+    this.checkAdapterNames(adapterNames);
+    return withAdapterNames(adapterNames, () => this.base_model.forwardTask(this.peftTask, modelInputs));
   }
 
-  /** Generate with the active adapters (see GenerateOptions; `taskIds`: multitask prompt tuning's task of each row). */
-  generate(opts: GenerateOptions & { taskIds?: Tensor }): Tensor {
+  /** Generate with the active adapters, or one adapter per row (see GenerateOptions, PeftGenerateOptions). */
+  generate(opts: PeftGenerateOptions): Tensor {
     const { taskIds, ...rest } = opts;
-    return generate(this.base_model.generative(taskIds), rest);
+    return generate(this.generativeFor(rest.adapterNames, taskIds), rest);
+  }
+
+  /** generate with each token's log-probability and each row's finish reason. */
+  generateDetailed(opts: PeftGenerateOptions): GenerateOutput {
+    const { taskIds, ...rest } = opts;
+    return generateDetailed(this.generativeFor(rest.adapterNames, taskIds), rest);
+  }
+
+  /** generate as an async iterator of steps (streaming). */
+  generateStream(opts: PeftGenerateOptions): AsyncGenerator<GenerationStep, void> {
+    const { taskIds, ...rest } = opts;
+    return generateStream(this.generativeFor(rest.adapterNames, taskIds), rest);
+  }
+
+  /**
+   * The model that generate drives: the host's (with the rows' tasks, for multitask prompt tuning and Poly), with every
+   * forward run under the row adapter names when given.
+   */
+  generativeFor(adapterNames: readonly string[] | undefined, taskIds?: Tensor): Generative {
+    const inner = this.base_model.generative(taskIds);
+    if (!adapterNames) return inner;
+    this.checkAdapterNames(adapterNames);
+    const encode = inner.encode;
+    return {
+      get config() { return inner.config; },
+      get isEncoderDecoder() { return inner.isEncoderDecoder; },
+      get training() { return inner.training; },
+      forward: (i) => withAdapterNames(adapterNames, () => inner.forward(i)),
+      ...(encode ? { encode: (i: Seq2SeqInputs) => withAdapterNames(adapterNames, () => encode.call(inner, i)) } : {}),
+      eval: () => inner.eval(),
+      train: (mode?: boolean) => inner.train(mode),
+    };
+  }
+
+  /** Row adapter names must be loaded LoRA adapters or "__base__" (peft's adapter_names rules). */
+  private checkAdapterNames(names: readonly string[]): void {
+    for (const name of new Set(names)) {
+      if (name === BASE_ROW) continue;
+      const config = this.peftConfig[name];
+      if (!config) throw new ConfigError(`adapterNames: no adapter named "${name}"`, `loaded adapters: ${Object.keys(this.peftConfig).join(", ")}; "${BASE_ROW}" means none`);
+      if (config.peft_type !== "LORA") throw new ConfigError(`adapterNames: adapter "${name}" is ${config.peft_type}; mixed-adapter batches work with LoRA adapters only`, "run it alone with setAdapter");
+    }
   }
 
   /**

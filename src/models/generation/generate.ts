@@ -1,34 +1,66 @@
 /**
  * generate(): autoregressive decoding with a KV cache for decoder-only and encoder-decoder models — greedy or
- * sampled (temperature, top-k, top-p), repetition penalty, eos stopping, batches with left padding — following
- * transformers' GenerationMixin (positions from the attention mask, finished rows continued with pad ids).
+ * sampled (temperature, top-k, top-p), repetition penalty, eos / stop-token / stop-string stopping, max_new_tokens or
+ * max_length, batches with left padding — following transformers' GenerationMixin (positions from the attention mask,
+ * finished rows continued with pad ids). The loop is one step at a time (decodeSteps), so that generate, streamers
+ * and the async iterator generateStream share it.
  */
-import { Generator, Tensor, noGrad, ones, select, tensor, tidy } from "../../tensor/index.js";
+import { Generator, Tensor, keep, noGrad, ones, select, tensor, tidy } from "../../tensor/index.js";
 import { eosIds, type PretrainedConfig } from "../config.js";
 import type { ModelOutput, PastKeyValues, Seq2SeqInputs } from "../outputs.js";
-import { CheckpointError } from "../../errors.js";
-import { applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, argmax, sampleIndex, softmax } from "./logits.js";
+import { CheckpointError, ConfigError } from "../../errors.js";
+import { applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, argmax, logSoftmaxAt, sampleIndex, softmax } from "./logits.js";
+import { StopStrings, type TokenDecoder } from "./stopping.js";
 
-/** Options of generate (transformers' names in camelCase). */
-export interface GenerateOptions {
-  /** Prompt ids [batch, length] (int32); rows shorter than the longest are left-padded. */
-  inputIds: Tensor;
-  /** 1 for prompt tokens, 0 for padding; all ones when absent. */
-  attentionMask?: Tensor;
-  /** Number of tokens to add (default 20). */
-  maxNewTokens?: number;
+/** How the next token is picked (transformers' names in camelCase). */
+export interface SamplingOptions {
   /** Sample instead of taking the most likely token. */
   doSample?: boolean;
   temperature?: number;
   topK?: number;
   topP?: number;
   repetitionPenalty?: number;
+}
+
+/** Pick the next token from one row of the model's logits (greedy or sampled with `uniform`), with its log-probability under the model. */
+export function chooseToken(logits: Float64Array, previous: readonly number[], opts: SamplingOptions, uniform: () => number): { token: number; logprob: number } {
+  const scores = Float64Array.from(logits);
+  applyRepetitionPenalty(scores, previous, opts.repetitionPenalty ?? 1);
+  let token: number;
+  if (!opts.doSample) token = argmax(scores);
+  else {
+    applyTemperature(scores, opts.temperature ?? 1);
+    applyTopK(scores, opts.topK ?? 50);
+    applyTopP(scores, opts.topP ?? 1);
+    token = sampleIndex(softmax(scores), uniform());
+  }
+  return { token, logprob: logSoftmaxAt(logits, token) };
+}
+
+/** Options of generate (transformers' names in camelCase). */
+export interface GenerateOptions extends SamplingOptions {
+  /** Prompt ids [batch, length] (int32); rows shorter than the longest are left-padded. */
+  inputIds: Tensor;
+  /** 1 for prompt tokens, 0 for padding; all ones when absent. */
+  attentionMask?: Tensor;
+  /** Number of tokens to add (default 20; wins over maxLength when both are given). */
+  maxNewTokens?: number;
+  /** Longest result, prompt included (seq2seq: decoder tokens, start token included), as transformers' max_length. */
+  maxLength?: number;
   /** Stop a row when it emits one of these (default: the config's eos). */
   eosTokenId?: number | number[];
   /** Id written after a row has finished (default: the config's pad, else eos). */
   padTokenId?: number;
-  /** Seed of the sampling generator. */
-  seed?: number;
+  /** Further ids that end a row as eos does (vLLM's stop_token_ids). */
+  stopTokenIds?: number[];
+  /** A row ends once its generated text contains one of these (the tokens that complete it are kept); needs tokenizer. */
+  stopStrings?: string[];
+  /** Decodes ids to text, for stopStrings. */
+  tokenizer?: TokenDecoder;
+  /** Seed of the sampling generator: one for the batch, or one per row (each row then samples independently of the others). */
+  seed?: number | number[];
+  /** Gets each step's new tokens (one per row), then end() (transformers' streamer protocol). */
+  streamer?: Streamer;
   /** Encoder-decoder models: the first decoder token (default: the config's decoder_start_token_id). */
   decoderStartTokenId?: number;
   /** Poly adapters: the task of each batch row [batch] (int32), passed to every forward step. */
@@ -53,15 +85,54 @@ export interface Generative {
   train(mode?: boolean): void;
 }
 
+/** Receives generated tokens as they come (TextStreamer implements it). */
+export interface Streamer {
+  /** The new token of every row (finished rows get the pad id). */
+  put(tokens: number[]): void;
+  /** Generation has ended. */
+  end(): void;
+}
+
+/** Why a row ended: an eos / stop token / stop string, or the length limit. */
+export type FinishReason = "stop" | "length";
+
+/** One decoding step: the new token of every row, its log-probability under the model, and which rows have ended. */
+export interface GenerationStep {
+  tokens: number[];
+  /** log softmax of the model's logits (before repetition penalty, temperature, top-k/top-p) at the chosen token. */
+  logprobs: number[];
+  /** The reason of each row that has ended by this step, null while it runs (and for rows that ended earlier: see done). */
+  finishReasons: (FinishReason | null)[];
+  /** Rows that ended at an earlier step (their token is padding). */
+  done: boolean[];
+}
+
+/** generate's result with the per-token details. */
+export interface GenerateOutput {
+  /** As generate returns it. */
+  sequences: Tensor;
+  /** Per row, the log-probability of each generated token up to and including its last real one. */
+  logprobs: number[][];
+  /** Per row, why it ended. */
+  finishReasons: FinishReason[];
+}
+
 interface Stepper {
   /** Logits [batch, vocab] of the next token, given the newest tokens [batch, n] (the whole prompt at first). */
   next(tokens: Tensor): Tensor;
   /** The cache after the last step (returned from each step's memory scope so that it outlives it). */
   cache(): PastKeyValues | undefined;
+  /** Free what the stepper holds (cache, encoder output). */
+  dispose(): void;
+}
+
+/** One uniform number in [0, 1) from a generator. */
+export function uniformDraw(gen: Generator): number {
+  return tidy(() => gen.uniform([1]).dataSync()[0]!);
 }
 
 /** The error for NaN logits: decoding them would print garbage (argmax of NaN is token 0) and look like success. */
-function nanLogits(step: number, row: number): CheckpointError {
+export function nanLogits(step: number, row: number): CheckpointError {
   return new CheckpointError(
     `generate: the model's logits are NaN at step ${step + 1} (batch row ${row}), so no token can be chosen`,
     "likely causes: NaN or infinite weights in the model or adapter (e.g. saved by a diverged training run: retrain with a lower learning_rate), " +
@@ -99,12 +170,13 @@ function decoderOnlyStepper(model: Generative, mask: number[][], taskIds?: Tenso
       return select(out.logits, 1, out.logits.shape[1]! - 1);
     },
     cache: () => past,
+    dispose: () => disposeCache(past),
   };
 }
 
 /** Encoder-decoder stepping: encode once, then feed decoder tokens with the decoder cache. */
 function encoderDecoderStepper(model: Generative, inputIds: Tensor, attentionMask: Tensor, taskIds?: Tensor): Stepper {
-  const encoderOutputs = model.encode!({ inputIds, attentionMask, ...(taskIds ? { taskIds } : {}) });
+  const encoderOutputs = keep(model.encode!({ inputIds, attentionMask, ...(taskIds ? { taskIds } : {}) }));
   let past: PastKeyValues | undefined;
   return {
     next(tokens) {
@@ -116,7 +188,15 @@ function encoderDecoderStepper(model: Generative, inputIds: Tensor, attentionMas
       return select(out.logits, 1, out.logits.shape[1]! - 1);
     },
     cache: () => past,
+    dispose: () => {
+      disposeCache(past);
+      encoderOutputs.dispose();
+    },
   };
+}
+
+function disposeCache(past: PastKeyValues | undefined): void {
+  for (const layer of past ?? []) for (const t of Object.values(layer)) (t as Tensor | undefined)?.dispose();
 }
 
 /**
@@ -133,60 +213,165 @@ function replaceCache(previous: PastKeyValues | undefined, next: PastKeyValues |
   }
 }
 
-/** Generate continuations; returns [batch, length + new] for decoder-only models, decoder ids for seq2seq ones. */
-export function generate(model: Generative, opts: GenerateOptions): Tensor {
-  const maxNew = opts.maxNewTokens ?? 20;
-  const [batch, length] = opts.inputIds.shape as [number, number];
-  const eos = opts.eosTokenId === undefined ? eosIds(model.config) : [opts.eosTokenId].flat();
-  const pad = opts.padTokenId ?? model.config.pad_token_id ?? eos[0];
-  if (pad === undefined || pad === null) throw new Error("generate: no padTokenId given and the config has neither pad_token_id nor eos_token_id");
-  const maskRows = opts.attentionMask ? intRows(opts.attentionMask) : Array.from({ length: batch }, () => new Array<number>(length).fill(1));
-  const gen = new Generator(opts.seed ?? 0);
+/** The number of tokens to add: maxNewTokens, else what maxLength leaves after the prompt, else 20. */
+function newTokenBudget(opts: GenerateOptions, promptLength: number): number {
+  if (opts.maxNewTokens !== undefined) return opts.maxNewTokens;
+  if (opts.maxLength === undefined) return 20;
+  const budget = opts.maxLength - promptLength;
+  if (budget <= 0) {
+    throw new ConfigError(
+      `generate: maxLength ${opts.maxLength} leaves no room after the ${promptLength}-token prompt`,
+      "raise maxLength above the prompt length, or pass maxNewTokens instead",
+    );
+  }
+  return budget;
+}
+
+function rowGenerators(seed: number | number[] | undefined, batch: number): Generator[] {
+  if (!Array.isArray(seed)) return new Array<Generator>(batch).fill(new Generator(seed ?? 0));
+  if (seed.length !== batch) throw new ConfigError(`generate: ${seed.length} seeds for a batch of ${batch} rows`, "pass one seed, or one per row");
+  return seed.map((s) => new Generator(s));
+}
+
+/** The decoding state of one generate call; steps() yields each step, output() gives the result. */
+class Decoding {
+  readonly sequences: number[][];
+  readonly logprobs: number[][];
+  readonly reasons: (FinishReason | null)[];
+  private readonly stepper: Stepper;
+  private feed: Tensor;
+  private readonly maxNew: number;
+  private readonly stopIds: number[];
+  private readonly pad: number;
+  private readonly generators: Generator[];
+  private readonly stopStrings: StopStrings | null;
+  private readonly promptLength: number;
+  /** Decoder-only models: the attention mask, one column longer after each step. */
+  private maskRows: number[][] | null = null;
+
+  constructor(model: Generative, private readonly opts: GenerateOptions) {
+    const [batch, length] = opts.inputIds.shape as [number, number];
+    const eos = opts.eosTokenId === undefined ? eosIds(model.config) : [opts.eosTokenId].flat();
+    this.stopIds = [...eos, ...(opts.stopTokenIds ?? [])];
+    const pad = opts.padTokenId ?? model.config.pad_token_id ?? eos[0];
+    if (pad === undefined || pad === null) throw new Error("generate: no padTokenId given and the config has neither pad_token_id nor eos_token_id");
+    this.pad = pad;
+    this.generators = rowGenerators(opts.seed, batch);
+    this.stopStrings = opts.stopStrings?.length ? new StopStrings(opts.stopStrings, opts.tokenizer, batch) : null;
+    this.logprobs = Array.from({ length: batch }, () => []);
+    this.reasons = new Array<FinishReason | null>(batch).fill(null);
+    if (model.isEncoderDecoder) {
+      const start = opts.decoderStartTokenId ?? model.config.decoder_start_token_id ?? pad;
+      this.sequences = Array.from({ length: batch }, () => [start]);
+      const mask = opts.attentionMask ?? ones([batch, length], "int32");
+      this.stepper = noGrad(() => encoderDecoderStepper(model, opts.inputIds, mask, opts.taskIds));
+      this.feed = tensor(Int32Array.from(this.sequences.flat()), [batch, 1]);
+    } else {
+      this.sequences = intRows(opts.inputIds);
+      const maskRows = opts.attentionMask ? intRows(opts.attentionMask) : Array.from({ length: batch }, () => new Array<number>(length).fill(1));
+      this.maskRows = maskRows;
+      this.stepper = decoderOnlyStepper(model, maskRows, opts.taskIds);
+      this.feed = opts.inputIds;
+    }
+    this.promptLength = this.sequences[0]!.length;
+    this.maxNew = newTokenBudget(opts, this.promptLength);
+  }
+
+  /** Run step by step; the stepper's tensors are freed when the iteration ends (also when it is abandoned). */
+  *steps(): globalThis.Generator<GenerationStep, void> {
+    try {
+      for (let step = 0; step < this.maxNew && this.reasons.includes(null); step++) {
+        const result = this.step(step);
+        this.opts.streamer?.put(result.tokens);
+        yield result;
+      }
+    } finally {
+      this.stepper.dispose();
+      if (this.feed !== this.opts.inputIds) this.feed.dispose();
+      this.opts.streamer?.end();
+    }
+  }
+
+  private step(step: number): GenerationStep {
+    const logits = noGrad(() => tidy(() => ({ logits: this.stepper.next(this.feed).dataSync(), cache: this.stepper.cache() }))).logits;
+    const batch = this.sequences.length;
+    const vocab = logits.length / batch;
+    const done = this.reasons.map((r) => r !== null);
+    const logprobs = new Array<number>(batch).fill(0);
+    const tokens = this.sequences.map((seq, r) => {
+      if (done[r]) return this.pad;
+      const scores = Float64Array.from(logits.subarray(r * vocab, (r + 1) * vocab));
+      if (scores.some(Number.isNaN)) throw nanLogits(step, r);
+      const { token, logprob } = chooseToken(scores, seq, this.opts, () => uniformDraw(this.generators[r]!));
+      logprobs[r] = logprob;
+      return token;
+    });
+    const finishReasons = tokens.map((tok, r): FinishReason | null => {
+      if (done[r]) return null;
+      this.sequences[r]!.push(tok);
+      this.logprobs[r]!.push(logprobs[r]!);
+      const stopped = this.stopIds.includes(tok) || (this.stopStrings?.hit(r, this.sequences[r]!.slice(this.promptLength)) ?? false);
+      const reason = stopped ? "stop" : step + 1 >= this.maxNew ? "length" : null;
+      this.reasons[r] = reason;
+      return reason;
+    });
+    done.forEach((d, r) => d && this.sequences[r]!.push(this.pad));
+    this.maskRows?.forEach((row) => row.push(1));
+    if (this.feed !== this.opts.inputIds) this.feed.dispose();
+    this.feed = tensor(Int32Array.from(tokens), [batch, 1]);
+    return { tokens, logprobs, finishReasons, done };
+  }
+
+  /** The result so far (sequences as a tensor in the current memory scope). */
+  output(): GenerateOutput {
+    const n = this.sequences[0]!.length;
+    return {
+      sequences: tensor(Int32Array.from(this.sequences.flat()), [this.sequences.length, n]),
+      logprobs: this.logprobs,
+      finishReasons: this.reasons.map((r) => r ?? "length"),
+    };
+  }
+}
+
+/** Run fn in eval mode, restoring training mode afterwards. */
+function inEval<T>(model: Generative, fn: () => T): T {
   const wasTraining = model.training;
   model.eval();
   try {
-    // One memory scope for the whole generation: the encoder output, the cache and the fed tokens are freed when it
-    // ends; only the returned sequences survive. Tensors passed in (inputs, prefixes, parameters) are not owned here.
-    return noGrad(() => tidy(() => {
-      let sequences: number[][];
-      let stepper: Stepper;
-      let feed: Tensor;
-      if (model.isEncoderDecoder) {
-        const start = opts.decoderStartTokenId ?? model.config.decoder_start_token_id ?? pad;
-        sequences = Array.from({ length: batch }, () => [start]);
-        const mask = opts.attentionMask ?? ones([batch, length], "int32");
-        stepper = encoderDecoderStepper(model, opts.inputIds, mask, opts.taskIds);
-        feed = tensor(Int32Array.from(sequences.flat()), [batch, 1]);
-      } else {
-        sequences = intRows(opts.inputIds);
-        stepper = decoderOnlyStepper(model, maskRows, opts.taskIds);
-        feed = opts.inputIds;
-      }
-      const finished = new Array<boolean>(batch).fill(false);
-      for (let step = 0; step < maxNew && !finished.every(Boolean); step++) {
-        const { logits } = tidy(() => ({ logits: stepper.next(feed).dataSync(), cache: stepper.cache() }));
-        const vocab = logits.length / batch;
-        const chosen = sequences.map((seq, r) => {
-          if (finished[r]) return pad;
-          const scores = Float64Array.from(logits.subarray(r * vocab, (r + 1) * vocab));
-          if (scores.some(Number.isNaN)) throw nanLogits(step, r);
-          applyRepetitionPenalty(scores, seq, opts.repetitionPenalty ?? 1);
-          if (!opts.doSample) return argmax(scores);
-          applyTemperature(scores, opts.temperature ?? 1);
-          applyTopK(scores, opts.topK ?? 50);
-          applyTopP(scores, opts.topP ?? 1);
-          return sampleIndex(softmax(scores), tidy(() => gen.uniform([1]).dataSync()[0]!));
-        });
-        chosen.forEach((tok, r) => {
-          sequences[r]!.push(tok);
-          if (eos.includes(tok)) finished[r] = true;
-          maskRows[r]!.push(1);
-        });
-        if (feed !== opts.inputIds) feed.dispose();
-        feed = tensor(Int32Array.from(chosen), [batch, 1]);
-      }
-      return tensor(Int32Array.from(sequences.flat()), [batch, sequences[0]!.length]);
-    }));
+    return fn();
+  } finally {
+    if (wasTraining) model.train();
+  }
+}
+
+/** Generate with the per-token log-probabilities and finish reasons. */
+export function generateDetailed(model: Generative, opts: GenerateOptions): GenerateOutput {
+  // One memory scope for the whole generation: only the returned sequences survive it. Tensors passed in (inputs,
+  // prefixes, parameters) are not owned here.
+  return inEval(model, () => tidy(() => {
+    const decoding = new Decoding(model, opts);
+    for (const _ of decoding.steps());
+    return decoding.output();
+  }));
+}
+
+/** Generate continuations; returns [batch, length + new] for decoder-only models, decoder ids for seq2seq ones. */
+export function generate(model: Generative, opts: GenerateOptions): Tensor {
+  return generateDetailed(model, opts).sequences;
+}
+
+/**
+ * Generate as an async iterator of steps, yielding to the event loop between steps. Breaking out of the loop stops
+ * generation and frees its cache. The model stays in eval mode until the iteration ends.
+ */
+export async function* generateStream(model: Generative, opts: GenerateOptions): AsyncGenerator<GenerationStep, void> {
+  const wasTraining = model.training;
+  model.eval();
+  try {
+    for (const step of new Decoding(model, opts).steps()) {
+      yield step;
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   } finally {
     if (wasTraining) model.train();
   }

@@ -6,7 +6,7 @@
 import type { Tensor } from "../../tensor/index.js";
 import type { ModelOutput, Seq2SeqInputs } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
-import { generate, type GenerateOptions, type Generative } from "./generate.js";
+import { generate, generateDetailed, generateStream, type GenerateOptions, type GenerateOutput, type Generative, type GenerationStep } from "./generate.js";
 
 /** A model with a language-modelling head that generate() can drive. */
 export abstract class GenerativeModel extends PreTrainedModel implements Generative {
@@ -16,6 +16,16 @@ export abstract class GenerativeModel extends PreTrainedModel implements Generat
   /** Generate continuations of inputIds (see GenerateOptions). */
   generate(opts: GenerateOptions): Tensor {
     return generate(this, opts);
+  }
+
+  /** generate with each token's log-probability and each row's finish reason. */
+  generateDetailed(opts: GenerateOptions): GenerateOutput {
+    return generateDetailed(this, opts);
+  }
+
+  /** generate as an async iterator of steps (streaming). */
+  generateStream(opts: GenerateOptions): AsyncGenerator<GenerationStep, void> {
+    return generateStream(this, opts);
   }
 }
 

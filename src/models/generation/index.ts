@@ -1,5 +1,6 @@
 /** The decoding loop, its logits processors and the generative model base class. */
-export { generate } from "./generate.js";
-export type { GenerateOptions, Generative } from "./generate.js";
+export { chooseToken, generate, generateDetailed, generateStream, nanLogits, uniformDraw } from "./generate.js";
+export type { FinishReason, GenerateOptions, GenerateOutput, GenerationStep, Generative, SamplingOptions, Streamer } from "./generate.js";
 export * from "./logits.js";
+export { StopStrings, stopStringIndex, type TokenDecoder } from "./stopping.js";
 export { GenerativeModel, asGenerative } from "./generative-model.js";

@@ -71,3 +71,12 @@ export function sampleIndex(probs: Float64Array, u: number): number {
   }
   return last;
 }
+
+/** log softmax(scores)[index], computed stably (max subtracted before the exponentials). */
+export function logSoftmaxAt(scores: Float64Array, index: number): number {
+  let max = -Infinity;
+  for (const s of scores) max = Math.max(max, s);
+  let sum = 0;
+  for (const s of scores) sum += Math.exp(s - max);
+  return scores[index]! - max - Math.log(sum);
+}

@@ -12,6 +12,7 @@ import {
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
 import { DoraLinearVariant, plainLora, type DoraLayer, type LoraVariant } from "./variants.js";
 import { initFromBaseWeight, initUsesBaseWeight } from "./init.js";
+import { checkMixedBatch, currentAdapterNames, mixedBatchForward } from "../../mixed-batch.js";
 import { ConfigError } from "../../../errors.js";
 
 /** How one adapter is set up in a layer. */
@@ -156,10 +157,21 @@ export class LoraLinear extends LoraLayer {
 
   /** Apply the layer: the base output plus each active adapter's contribution, as its variant computes it. */
   forward(x: Tensor): Tensor {
+    const rowAdapters = currentAdapterNames();
+    if (rowAdapters && !this.disableAdapters) return this.mixedForward(x, rowAdapters);
     const base = this.baseForward(x);
     let result = base;
     for (const name of this.adaptersToApply()) result = this.variants.get(name)!.forward(this, name, x, result, base);
     return result;
+  }
+
+  /** One adapter per batch row (peft's adapter_names); DoRA is refused there, as in peft. */
+  private mixedForward(x: Tensor, names: readonly string[]): Tensor {
+    checkMixedBatch(names, x.shape[0]!, this.merged);
+    if (names.some((n) => this.variants.get(n) instanceof DoraLinearVariant)) {
+      throw new ConfigError("cannot pass adapterNames when DoRA is enabled (peft refuses it too)", "serve DoRA adapters one at a time with setAdapter");
+    }
+    return mixedBatchForward(x, this.baseForward(x), names, (n) => this.hasAdapter(n), (n, rows) => this.loraOutput(n, this.lora_dropout.get(n).forward(rows)));
   }
 
   /** A quantised base is dequantised, changed and quantised again (peft's bnb merge). */
@@ -262,13 +274,20 @@ export class LoraEmbedding extends LoraLayer {
 
   /** Look up ids, adding each active adapter's low-rank rows. */
   forward(ids: Tensor): Tensor {
-    let result = this.baseForward(ids);
-    for (const name of this.adaptersToApply()) {
-      const a = this.lora_embedding_A.ownParameter(name)!, b = this.lora_embedding_B.ownParameter(name)!;
-      const afterA = embedding(ids, transpose(a));
-      result = add(result, mul(matmul(afterA, transpose(b)), this.scaling.get(name)!));
+    const rowAdapters = currentAdapterNames();
+    if (rowAdapters && !this.disableAdapters) {
+      checkMixedBatch(rowAdapters, ids.shape[0]!, this.merged);
+      return mixedBatchForward(ids, this.baseForward(ids), rowAdapters, (n) => this.hasAdapter(n), (n, rows) => this.embeddingDelta(n, rows));
     }
+    let result = this.baseForward(ids);
+    for (const name of this.adaptersToApply()) result = add(result, this.embeddingDelta(name, ids));
     return result;
+  }
+
+  /** One adapter's low-rank rows for ids. */
+  private embeddingDelta(name: string, ids: Tensor): Tensor {
+    const a = this.lora_embedding_A.ownParameter(name)!, b = this.lora_embedding_B.ownParameter(name)!;
+    return mul(matmul(embedding(ids, transpose(a)), transpose(b)), this.scaling.get(name)!);
   }
 
   protected mergeOne(name: string): void {

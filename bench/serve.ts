@@ -1,0 +1,120 @@
+/**
+ * `npm run bench -- --only serve`: a load generator against `peft serve` on 127.0.0.1 (the server runs in its own
+ * process, bench/serve-worker.ts). Closed-loop clients stream completions for a fixed time; reported: p50/p99 time
+ * to first token, p50 inter-token latency, total tokens/s, for 1/8/32 clients over 1/4/16 adapters and over the base
+ * model alone. Then the memory run: 10,000 short requests on a tiny model, the server's RSS at start/middle/end.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+/** Start a worker; resolves with its URL and the process. */
+async function startWorker(model: string, adapters: number): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [join(here, "serve-worker.js"), "--model", model, "--adapters", String(adapters)], { stdio: ["ignore", "pipe", "inherit"] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const line = out.split("\n")[0];
+      if (out.includes("\n")) resolve(line!.trim());
+    });
+    child.once("exit", (code) => reject(new Error(`serve worker exited with ${code}`)));
+  });
+  return { url, child };
+}
+
+interface Timing { ttft: number[]; itl: number[]; tokens: number; seconds: number; requests: number }
+
+/** One streamed completion; records its time to first token and the gaps between later tokens. */
+async function streamOne(url: string, model: string, prompt: string, maxTokens: number, t: Timing): Promise<void> {
+  const start = performance.now();
+  const res = await fetch(`${url}/v1/completions`, {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model, prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream: true }),
+  });
+  if (!res.ok) throw new Error(`serve bench: ${res.status} ${await res.text()}`);
+  const reader = res.body!.getReader();
+  let last = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    const now = performance.now();
+    const pieces = new TextDecoder().decode(value).split("\n\n").filter((e) => e.startsWith("data: {") && !e.includes('"finish_reason":"length"')).length;
+    if (pieces === 0) continue;
+    if (last === 0) t.ttft.push(now - start);
+    else t.itl.push((now - last) / pieces);
+    last = now;
+    t.tokens += pieces;
+  }
+  t.requests++;
+}
+
+/** `clients` closed-loop clients for `seconds`, client i on models[i % models.length]. */
+async function load(url: string, clients: number, models: string[], seconds: number, maxTokens: number): Promise<Timing> {
+  const t: Timing = { ttft: [], itl: [], tokens: 0, seconds: 0, requests: 0 };
+  const prompt = Array.from({ length: 16 }, (_, i) => `t${i * 7 + 3}`).join(" ");
+  const start = performance.now();
+  const end = start + seconds * 1000;
+  await Promise.all(Array.from({ length: clients }, async (_, i) => {
+    while (performance.now() < end) await streamOne(url, models[i % models.length]!, prompt, maxTokens, t);
+  }));
+  t.seconds = (performance.now() - start) / 1000;
+  return t;
+}
+
+const pct = (xs: number[], p: number) => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+};
+
+async function rssOf(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return Number(/peft_process_resident_bytes (\d+)/.exec(text)![1]) / 2 ** 20;
+}
+
+/** Run the serve section; returns its markdown. */
+export async function serveBench(o: { log: (line: string) => void; models: string[]; clients: number[]; seconds: number; requests: number }): Promise<string> {
+  const rows = ["| model | clients | adapters | requests | p50 TTFT ms | p99 TTFT ms | p50 ITL ms | tokens/s | vs 1 client | vs base |", "|---|---|---|---|---|---|---|---|---|---|"];
+  for (const model of o.models) {
+    const { url, child } = await startWorker(model, 16);
+    try {
+      await load(url, 1, ["base"], 0.5, 4); // warm-up
+      let sequential = NaN;
+      for (const clients of o.clients) {
+        let base = NaN;
+        for (const adapters of [0, 1, 4, 16]) {
+          const names = adapters === 0 ? ["base"] : Array.from({ length: adapters }, (_, i) => `a${i}`);
+          const t = await load(url, clients, names, o.seconds, 16);
+          const tps = t.tokens / t.seconds;
+          if (adapters === 0) base = tps;
+          if (clients === 1 && adapters === 0) sequential = tps;
+          const row = `| ${model} | ${clients} | ${adapters === 0 ? "base" : adapters} | ${t.requests} | ${pct(t.ttft, 50).toFixed(0)} | ${pct(t.ttft, 99).toFixed(0)} | ${pct(t.itl, 50).toFixed(1)} | ${tps.toFixed(1)} | ${(tps / sequential).toFixed(2)}× | ${(tps / base).toFixed(2)} |`;
+          o.log(row);
+          rows.push(row);
+        }
+      }
+    } finally {
+      child.kill();
+    }
+  }
+  const { url, child } = await startWorker("tiny", 4);
+  const rss: string[] = [];
+  try {
+    const per = Math.ceil(o.requests / 8);
+    let done = 0;
+    await Promise.all(Array.from({ length: 8 }, async (_, i) => {
+      const t: Timing = { ttft: [], itl: [], tokens: 0, seconds: 0, requests: 0 };
+      for (let k = 0; k < per; k++) {
+        await streamOne(url, i % 2 ? `a${i % 4}` : "base", "t1 t2 t3 t4", 2, t);
+        if (++done === 100 || done === Math.floor(o.requests / 2) || done === o.requests) rss.push(`${done}: ${(await rssOf(url)).toFixed(0)} MiB`);
+      }
+    }));
+  } finally {
+    child.kill();
+  }
+  o.log(`RSS ${rss.join(", ")}`);
+  return `${rows.join("\n")}\n\nServer RSS over ${o.requests} short requests (tiny model, 8 clients, 4 adapters + base), after request n: ${rss.join(", ")}\n`;
+}

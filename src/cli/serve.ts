@@ -1,0 +1,67 @@
+/**
+ * `peft serve`: an OpenAI-compatible server for a base model and any number of LoRA adapters, chosen per request
+ * by the "model" field; Ctrl-C stops it.
+ */
+import { basename, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { PeftServer } from "../serve/server.js";
+import { ServedModel } from "../serve/model.js";
+import { CliError } from "./errors.js";
+import { findTokenizerDir, loadModel, loadTokenizer, requireAdapterDir } from "./folders.js";
+import { intOption } from "./options.js";
+
+export const SERVE_USAGE = `usage: peft serve --model DIR [--adapter NAME=DIR ...] [--port 8000] [options]
+
+Serve the model over HTTP with OpenAI's API: POST /v1/completions, /v1/chat/completions (stream: true for
+server-sent events), GET /v1/models; "model" names the base model (--served-model-name) or a loaded adapter.
+Adapters load and unload at run time with POST /v1/load_lora_adapter {"lora_name","lora_path"} and
+/v1/unload_lora_adapter {"lora_name"}. GET /health, GET /metrics (Prometheus text), and a chat page at /.
+  --model DIR               base model folder (causal LM)
+  --adapter NAME=DIR        a LoRA adapter folder served as NAME (repeatable)
+  --tokenizer DIR           tokenizer folder (default: the model folder)
+  --port N                  port (default 8000; 0 picks a free one)   --host H (default 127.0.0.1)
+  --served-model-name NAME  the base model's name in requests (default: the model folder's name)
+  --api-key KEY             require "Authorization: Bearer KEY" on /v1/ and /metrics
+  --max-batch N             most sequences decoded together (default 32)
+  --max-queue N             most waiting requests before 429 (default 256)
+  --max-tokens N            largest max_tokens a request may ask for (default 1024)
+  --max-model-len N         longest prompt + completion (default: the model's position limit)
+`;
+
+/** Run `peft serve`; resolves when the server stops (SIGINT/SIGTERM). */
+export async function serve(argv: string[]): Promise<void> {
+  const { values: v, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      model: { type: "string" }, adapter: { type: "string", multiple: true }, tokenizer: { type: "string" },
+      port: { type: "string" }, host: { type: "string" }, "served-model-name": { type: "string" }, "api-key": { type: "string" },
+      "max-batch": { type: "string" }, "max-queue": { type: "string" }, "max-tokens": { type: "string" }, "max-model-len": { type: "string" },
+    },
+  });
+  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"`, "see peft serve --help");
+  if (!v.model) throw new CliError("peft serve needs --model DIR", "e.g. peft serve --model ./model --adapter sql=./sql-lora");
+  const adapters = (v.adapter ?? []).map((spec) => {
+    const eq = spec.indexOf("=");
+    if (eq <= 0) throw new CliError(`--adapter ${spec}: expected NAME=DIR`, "e.g. --adapter sql=./sql-lora");
+    const [name, dir] = [spec.slice(0, eq), spec.slice(eq + 1)];
+    requireAdapterDir(dir, `--adapter ${name}`);
+    return { name, dir };
+  });
+  const model = new ServedModel(loadModel(v.model, "causal-lm"));
+  for (const { name, dir } of adapters) model.loadAdapter(name, dir);
+  const tokenizer = loadTokenizer(findTokenizerDir(v.tokenizer, [v.model]));
+  const opt = (name: "max-batch" | "max-queue" | "max-tokens" | "max-model-len") => (v[name] !== undefined ? intOption(`--${name}`, v[name]!, 1) : undefined);
+  const server = new PeftServer(model, tokenizer, {
+    modelName: v["served-model-name"] ?? basename(resolve(v.model)),
+    ...(v["api-key"] !== undefined ? { apiKey: v["api-key"] } : {}),
+    maxBatch: opt("max-batch"), maxQueue: opt("max-queue"), maxTokens: opt("max-tokens"), maxModelLen: opt("max-model-len"),
+  });
+  const url = await server.listen(v.port !== undefined ? intOption("--port", v.port, 0) : 8000, v.host ?? "127.0.0.1");
+  process.stderr.write(`peft serve: listening on ${url} (models: ${[server.modelName, ...model.adapters()].join(", ")})\n`);
+  await new Promise<void>((done) => {
+    const stop = () => void server.close().then(done);
+    process.once("SIGINT", stop);
+    process.once("SIGTERM", stop);
+  });
+}
