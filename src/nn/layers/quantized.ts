@@ -4,7 +4,8 @@
  * no Parameter: it never trains, never has a gradient, and the float32 matrix exists only panel by panel inside the
  * kernels. The bias keeps its dtype (a float32 parameter, or frozen half). `dequantizeWeight()` and `setWeight()` are for merging adapters.
  */
-import { Tensor, noGrad, parameter, quantizedLinear, tensor } from "../../tensor/index.js";
+import { Tensor, contiguous, noGrad, parameter, quantizedLinear, tensor, tidy, toFloat } from "../../tensor/index.js";
+import { CpuStorage } from "../../backend/pool.js";
 import {
   dequantize4bit, dequantizeInt8Rows, quantize4bit, quantizeInt8Weight,
   type QuantType4, type Quantize4bitKernel, type Quantized4bit, type QuantizedInt8, type QuantizedMatrix,
@@ -15,13 +16,20 @@ import { Module } from "../module.js";
 /** The active backend's 4-bit quantiser. */
 const nativeOrJs: Quantize4bitKernel = (values, type, blocksize, packed, absmax) => backend().quantize4bit(values, type, blocksize, packed, absmax);
 
-/** The float32 values of a [out, in] weight tensor. */
-function weightValues(w: Tensor, outFeatures: number, inFeatures: number): Float32Array {
+/**
+ * fn applied to the float32 values of a [out, in] weight, read in place from an engine tensor (a half weight through a
+ * float32 copy that is disposed afterwards): a quantised build makes no garbage the size of a weight, which the
+ * garbage collector would free only later.
+ */
+function withWeightValues<T>(w: Tensor, outFeatures: number, inFeatures: number, fn: (values: Float32Array) => T): T {
   if (w.rank !== 2 || w.shape[0] !== outFeatures || w.shape[1] !== inFeatures) {
     throw new Error(`quantized linear: a weight of shape [${w.shape}] does not fit [${outFeatures}, ${inFeatures}]`);
   }
-  const values = noGrad(() => w.dataSync()); // a fresh copy
-  return values instanceof Float32Array ? values : Float32Array.from(values);
+  return noGrad(() => tidy(() => {
+    const f = contiguous(toFloat(w));
+    if (!(f.storage instanceof CpuStorage)) return fn(Float32Array.from(f.dataSync()));
+    return fn((f.storage.data as Float32Array).subarray(f.offset, f.offset + f.size));
+  }));
 }
 
 /** What both quantised Linear kinds share: sizes, the float32 bias, the forward through the quantised product. */
@@ -76,7 +84,8 @@ export class Linear4bit extends QuantizedLinear {
   /** Quantise a float32 [out, in] weight (and keep the bias). */
   static fromFloat(weight: Tensor, bias: Tensor | null, opts: Linear4bitOptions): Linear4bit {
     const [outF, inF] = weight.shape as [number, number];
-    return new Linear4bit(inF, outF, quantize4bit(weightValues(weight, outF, inF), opts.quantType, { doubleQuant: opts.doubleQuant, kernel: nativeOrJs }), bias);
+    const q = withWeightValues(weight, outF, inF, (values) => quantize4bit(values, opts.quantType, { doubleQuant: opts.doubleQuant, kernel: nativeOrJs }));
+    return new Linear4bit(inF, outF, q, bias);
   }
 
   /** The quantised weight (packed values, absmax or nested absmax, code). */
@@ -93,7 +102,8 @@ export class Linear4bit extends QuantizedLinear {
   }
 
   setWeight(w: Tensor): void {
-    this.q = quantize4bit(weightValues(w, this.outFeatures, this.inFeatures), this.q.quantType, { doubleQuant: this.q.nested !== null, kernel: nativeOrJs });
+    const { quantType, nested } = this.q;
+    this.q = withWeightValues(w, this.outFeatures, this.inFeatures, (values) => quantize4bit(values, quantType, { doubleQuant: nested !== null, kernel: nativeOrJs }));
   }
 
   weightBytes(): number {
@@ -119,7 +129,7 @@ export class Linear8bitLt extends QuantizedLinear {
   /** Quantise a float32 [out, in] weight (rounded to float16 first, as bitsandbytes does). */
   static fromFloat(weight: Tensor, bias: Tensor | null, threshold = 6.0): Linear8bitLt {
     const [outF, inF] = weight.shape as [number, number];
-    return new Linear8bitLt(inF, outF, quantizeInt8Weight(weightValues(weight, outF, inF), outF, inF), bias, threshold);
+    return new Linear8bitLt(inF, outF, withWeightValues(weight, outF, inF, (values) => quantizeInt8Weight(values, outF, inF)), bias, threshold);
   }
 
   /** The int8 rows (CB) and their absmax (SCB). */
@@ -142,7 +152,8 @@ export class Linear8bitLt extends QuantizedLinear {
   }
 
   setWeight(w: Tensor): void {
-    this.w = quantizeInt8Weight(weightValues(w, this.outFeatures, this.inFeatures), this.outFeatures, this.inFeatures);
+    const { outFeatures, inFeatures } = this;
+    this.w = withWeightValues(w, outFeatures, inFeatures, (values) => quantizeInt8Weight(values, outFeatures, inFeatures));
   }
 
   weightBytes(): number {
