@@ -4,7 +4,7 @@ import type { AdapterCapabilities, CombinationType, WeightedAdapterOptions, Weig
 import { BaseTuner } from "../tuner.js";
 import { allLinearTargets, defaultTargets, patternKey } from "../../targets.js";
 import { LORA_TARGETS } from "../../mapping.js";
-import { LoraLayer, type LoraSettings } from "./layer.js";
+import { LoraEmbedding, LoraLayer, LoraLinear, type LoraSettings } from "./layer.js";
 import { dispatchLora } from "./dispatch.js";
 import type { LoraConfig } from "./config.js";
 import { PeftType } from "../../config.js";
@@ -14,7 +14,7 @@ import { HOST_NAME } from "../../contract.js";
 import { ConfigError } from "../../../errors.js";
 import type { PreTrainedModel } from "../../../models/pretrained.js";
 import { noGrad, tensor, fmtShape, type Tensor } from "../../../tensor/index.js";
-import { combineCat, combineFactorwise, combineSvd, seededBernoulliMask, type CombinedFactors, type LoraPart, type TaskMerge, type TaskMergeOptions } from "./weighted.js";
+import { combineCat, combineFactorwise, combineSvd, replaysInitDraws, seededBernoulliMask, skipNewAdapterInitDraws, torchBernoulliMask, type CombinedFactors, type LoraPart, type TaskMerge, type TaskMergeOptions } from "./weighted.js";
 
 /** The combination types that merge A and B each on its own (equal ranks, weights √(w·s)). */
 const FACTORWISE_TYPES: readonly string[] = ["linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"];
@@ -138,6 +138,16 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
 
     this.injectAdapter(config, adapterName);
     try {
+      const generator = opts.generator;
+      if (generator) {
+        // peft's inject_adapter draws every new layer's initial factors before any mask.
+        for (const [, layer] of this.loraLayers()) {
+          if (!layer.hasAdapter(adapterName)) continue;
+          const { A, B } = layer.loraFactors(adapterName);
+          const bias = layer instanceof LoraLinear ? layer.lora_B.get(adapterName).bias : null;
+          skipNewAdapterInitDraws(generator, { embedding: layer instanceof LoraEmbedding, aSize: A.size, bSize: B.size, biasSize: bias?.size ?? 0, initLoraWeights: config.init_lora_weights });
+        }
+      }
       noGrad(() => {
         for (const [key, layer] of this.loraLayers()) {
           if (!layer.hasAdapter(adapterName)) continue;
@@ -153,7 +163,7 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
           let combined: CombinedFactors;
           if (factorwise) combined = combineFactorwise(combinationType as TaskMerge, parts, merge);
           else if (combinationType === "cat") combined = combineCat(parts, m, n, rank);
-          else combined = combineSvd(SVD_TYPES[combinationType]!, parts, m, n, rank, clamp, merge);
+          else combined = combineSvd(SVD_TYPES[combinationType]!, parts, m, n, rank, clamp, merge, layer instanceof LoraEmbedding || (layer instanceof LoraLinear && layer.fanInFanOut));
           writeInto(target.A, combined.a, [rank, n], key);
           writeInto(target.B, combined.b, [m, rank], key);
         }
@@ -228,6 +238,9 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
       alpha_pattern: {},
       use_rslora: false,
     };
+    if (opts.generator && !replaysInitDraws(config.init_lora_weights)) {
+      throw new ConfigError(`addWeightedAdapter: the generator option follows torch's draws for a new adapter with init_lora_weights true, false or "gaussian", but "${adapters[0]}" (whose config the new adapter copies) has ${JSON.stringify(config.init_lora_weights)}`, "combine without a generator, or list an adapter with one of those init_lora_weights first");
+    }
     return { combinationType, newRank, config, merge };
   }
 
@@ -243,7 +256,7 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     if (majoritySignMethod !== "total" && majoritySignMethod !== "frequency") {
       throw new ConfigError(`addWeightedAdapter: invalid majoritySignMethod "${String(majoritySignMethod)}"`, 'use "total" or "frequency"');
     }
-    return { density, majoritySignMethod, mask: opts.bernoulliMask ?? seededBernoulliMask };
+    return { density, majoritySignMethod, mask: opts.generator ? torchBernoulliMask(opts.generator) : seededBernoulliMask };
   }
 
   /** The LoRA layers (Linear, Conv1D, Embedding) by path. */
