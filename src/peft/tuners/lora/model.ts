@@ -13,7 +13,7 @@ import { trainableTokensState, wrapTrainableTokens } from "../../trainable-token
 import { HOST_NAME } from "../../contract.js";
 import { ConfigError } from "../../../errors.js";
 import type { PreTrainedModel } from "../../../models/pretrained.js";
-import { noGrad, tensor, fmtShape, type Tensor } from "../../../tensor/index.js";
+import { noGrad, tensor, fmtShape, type Tensor, type TorchGenerator } from "../../../tensor/index.js";
 import { combineCat, combineFactorwise, combineSvd, replaysInitDraws, seededBernoulliMask, skipNewAdapterInitDraws, torchBernoulliMask, type CombinedFactors, type LoraPart, type TaskMerge, type TaskMergeOptions } from "./weighted.js";
 
 /** The combination types that merge A and B each on its own (equal ranks, weights √(w·s)). */
@@ -138,16 +138,8 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
 
     this.injectAdapter(config, adapterName);
     try {
-      const generator = opts.generator;
-      if (generator) {
-        // peft's inject_adapter draws every new layer's initial factors before any mask.
-        for (const [, layer] of this.loraLayers()) {
-          if (!layer.hasAdapter(adapterName)) continue;
-          const { A, B } = layer.loraFactors(adapterName);
-          const bias = layer instanceof LoraLinear ? layer.lora_B.get(adapterName).bias : null;
-          skipNewAdapterInitDraws(generator, { embedding: layer instanceof LoraEmbedding, aSize: A.size, bSize: B.size, biasSize: bias?.size ?? 0, initLoraWeights: config.init_lora_weights });
-        }
-      }
+      // peft's inject_adapter draws every new layer's initial factors before any mask.
+      if (opts.generator) this.skipInitDraws(opts.generator, adapterName, config.init_lora_weights);
       noGrad(() => {
         for (const [key, layer] of this.loraLayers()) {
           if (!layer.hasAdapter(adapterName)) continue;
@@ -257,6 +249,16 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
       throw new ConfigError(`addWeightedAdapter: invalid majoritySignMethod "${String(majoritySignMethod)}"`, 'use "total" or "frequency"');
     }
     return { density, majoritySignMethod, mask: opts.generator ? torchBernoulliMask(opts.generator) : seededBernoulliMask };
+  }
+
+  /** Moves `generator` past what torch draws while peft creates adapter `name` in each of its layers, in module order. */
+  private skipInitDraws(generator: TorchGenerator, name: string, initLoraWeights: LoraConfig["init_lora_weights"]): void {
+    for (const [, layer] of this.loraLayers()) {
+      if (!layer.hasAdapter(name)) continue;
+      const { A, B } = layer.loraFactors(name);
+      const bias = layer instanceof LoraLinear ? layer.lora_B.get(name).bias : null;
+      skipNewAdapterInitDraws(generator, { embedding: layer instanceof LoraEmbedding, aSize: A.size, bSize: B.size, biasSize: bias?.size ?? 0, initLoraWeights });
+    }
   }
 
   /** The LoRA layers (Linear, Conv1D, Embedding) by path. */
