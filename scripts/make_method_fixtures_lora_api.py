@@ -17,7 +17,10 @@ Writes test/fixtures/methods-lora-api/:
 - cases.json: each case's arguments, the status objects (dataclasses.asdict) and the state-dict key sets.
 torch 1.13 has no torch.utils.swap_tensors (peft calls it first when hot-swapping): a stand-in raising RuntimeError
 sends peft down its own fallback, which copies equal shapes and zero-pads a smaller rank — the same outputs.
-DARE masks come from torch.bernoulli, so its goldens use density 1 (no pruning); other densities are checked by hand.
+DARE masks come from torch.bernoulli on torch's global generator: the `*_seeded` cases call torch.manual_seed(seed) just
+before add_weighted_adapter (cases.json keeps the seed) and record torch.rand(8) just after (`<case>.next_rand`), where
+the generator stands once peft has drawn the new adapter's initial factors and every mask. Those draws depend on
+init_lora_weights, which the new adapter copies from the first one: `init_lora_weights` in a case overrides it there.
 """
 
 import dataclasses
@@ -51,7 +54,8 @@ ADAPTERS = {
     "fourth": dict(r=2, lora_alpha=8, target_modules=["c_attn"]),
 }
 
-# name: add_weighted_adapter arguments. DARE only with density 1 (its masks are torch's random draws).
+# name: add_weighted_adapter arguments, and for DARE below density 1 the seed of torch's global generator (and the
+# first adapter's init_lora_weights for the call, when not that of its saved config).
 WEIGHTED = {
     "ties_total": dict(adapters=["first", "second", "third"], weights=[1.0, 0.6, 0.8], combination_type="ties", density=0.5),
     "ties_frequency": dict(adapters=["first", "second", "third"], weights=[1.0, 0.6, 0.8], combination_type="ties", density=0.3,
@@ -67,6 +71,11 @@ WEIGHTED = {
     "dare_linear_svd_dense": dict(adapters=["first", "second"], weights=[0.7, 0.5], combination_type="dare_linear_svd", density=1.0),
     "dare_ties_svd_dense": dict(adapters=["first", "second", "third"], weights=[1.0, 0.6, 0.8], combination_type="dare_ties_svd",
                                 density=1.0),
+    "dare_linear_seeded": dict(adapters=["first", "second"], weights=[0.7, 0.5], combination_type="dare_linear", density=0.5, seed=11),
+    "dare_ties_seeded": dict(adapters=["first", "second", "third"], weights=[1.0, 0.6, 0.8], combination_type="dare_ties",
+                             density=0.6, seed=12, init_lora_weights=True),
+    "dare_ties_svd_seeded": dict(adapters=["first", "second", "third"], weights=[1.0, 0.6, 0.8], combination_type="dare_ties_svd",
+                                 density=0.5, majority_sign_method="frequency", seed=13, init_lora_weights="gaussian"),
 }
 FACTOR_LAYERS = {"c_attn": "transformer.h.0.attn.c_attn", "wte": "transformer.wte"}
 
@@ -127,7 +136,14 @@ def main():
 
     for name, kwargs in WEIGHTED.items():
         model = load(["first", "second", "third"])
-        model.add_weighted_adapter(adapter_name="new", **kwargs)
+        seed = kwargs.get("seed")
+        if "init_lora_weights" in kwargs:
+            model.peft_config[kwargs["adapters"][0]].init_lora_weights = kwargs["init_lora_weights"]
+        if seed is not None:
+            torch.manual_seed(seed)
+        model.add_weighted_adapter(adapter_name="new", **{k: v for k, v in kwargs.items() if k not in ("seed", "init_lora_weights")})
+        if seed is not None:
+            expected[f"{name}.next_rand"] = torch.rand(8)
         model.set_adapter("new")
         expected[f"{name}.logits"] = logits(model)
         lora = model.base_model.model

@@ -1,12 +1,13 @@
 /**
  * addWeightedAdapter's pruning merges (ties, dare_linear, dare_ties, magnitude_prune and their _svd variants) against
  * peft 0.15.2 goldens (scripts/make_method_fixtures_lora_api.py), and DARE against hand-computed values for given masks.
+ * DARE below density 1 is compared with a TorchGenerator seeded as the script seeded torch before the call.
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError } from "../src/errors.js";
 import { LoraLinear, type LoraModel } from "../src/peft/index.js";
-import { noGrad } from "../src/tensor/index.js";
+import { noGrad, TorchGenerator } from "../src/tensor/index.js";
 import { mergeTaskTensors, magnitudePruned, type TaskMergeOptions } from "../src/peft/tuners/lora/weighted.js";
 import { assertClose, values } from "./helpers.js";
 import { LORA_API_CASES, loraApiExpected, loraApiInputs, loadLoraApiAdapters } from "./lora-api-fixtures.js";
@@ -21,16 +22,24 @@ interface WeightedCase {
   density: number;
   majority_sign_method?: "total" | "frequency";
   svd_rank?: number;
+  /** torch.manual_seed before the call (DARE below density 1). */
+  seed?: number;
+  /** The first adapter's init_lora_weights for the call (the new adapter's initial draws follow it). */
+  init_lora_weights?: boolean | string;
   new_rank: number;
 }
 
 describe("addWeightedAdapter: pruning merges against peft 0.15.2", () => {
   for (const [name, c] of Object.entries(LORA_API_CASES.weighted as Record<string, WeightedCase>)) {
-    it(`${name}: ${c.combination_type} (density ${c.density}${c.majority_sign_method ? `, ${c.majority_sign_method}` : ""})`, () => {
+    it(`${name}: ${c.combination_type} (density ${c.density}${c.majority_sign_method ? `, ${c.majority_sign_method}` : ""}${c.seed === undefined ? "" : `, seed ${c.seed}`}${c.init_lora_weights === undefined ? "" : `, init_lora_weights ${c.init_lora_weights}`})`, () => {
       const peft = loadLoraApiAdapters(["first", "second", "third"]);
+      if (c.init_lora_weights !== undefined) peft.peftConfig[c.adapters[0]!]!["init_lora_weights"] = c.init_lora_weights;
+      const generator = c.seed === undefined ? undefined : new TorchGenerator().manualSeed(c.seed);
       peft.addWeightedAdapter(c.adapters, c.weights, "new", {
-        combinationType: c.combination_type as never, density: c.density, majoritySignMethod: c.majority_sign_method, svdRank: c.svd_rank ?? null,
+        combinationType: c.combination_type as never, density: c.density, majoritySignMethod: c.majority_sign_method, svdRank: c.svd_rank ?? null, generator,
       });
+      // The generator has made exactly torch's draws: the next ones are torch.rand(8) after the call.
+      if (generator) assert.deepEqual([...generator.uniformValues(8)], [...values(expected.get(`${name}.next_rand`)!)], "torch.rand(8) after the call");
       assert.equal(peft.peftConfig["new"]!["r"], c.new_rank);
       peft.setAdapter("new");
       const model = (peft.base_model as LoraModel).model;
@@ -108,16 +117,11 @@ describe("merge_utils by hand", () => {
     assert.deepEqual(mask.densities, []);
   });
 
-  it("DARE through addWeightedAdapter: the injected mask source decides A and B of the new adapter", () => {
+  it("the generator option refuses a new adapter whose init_lora_weights draws are not followed", () => {
     const peft = loadLoraApiAdapters(["first", "second"]);
-    // c_attn's B has 192·4 = 768 entries: every such tensor is dropped, every other kept.
-    const bernoulliMask = (count: number) => new Float32Array(count).fill(count === 768 ? 0 : 1);
-    peft.addWeightedAdapter(["first", "second"], [0.7, 0.5], "dare", { combinationType: "dare_linear", density: 0.5, bernoulliMask });
-    const layer = (peft.base_model as LoraModel).model.getSubmodule("transformer.h.0.attn.c_attn") as LoraLinear;
-    const { A, B } = layer.loraFactors("dare");
-    const [a1, a2] = [values(layer.loraFactors("first").A), values(layer.loraFactors("second").A)];
-    const [f1, f2] = [Math.sqrt(0.7 * layer.scaling.get("first")!), Math.sqrt(0.5 * layer.scaling.get("second")!)];
-    assertClose(values(A), a1.map((x, i) => f1 * x + f2 * a2[i]!), 1e-6, 0, "A");
-    assert.ok(values(B).every((x) => x === 0));
+    peft.peftConfig["first"]!["init_lora_weights"] = "olora";
+    assert.throws(() => peft.addWeightedAdapter(["first", "second"], [0.7, 0.5], "dare", { combinationType: "dare_linear", density: 0.5, generator: new TorchGenerator() }),
+      (e: unknown) => e instanceof ConfigError && /init_lora_weights true, false or "gaussian".*"first".*"olora"/.test(e.message));
+    assert.ok(!("dare" in peft.peftConfig));
   });
 });

@@ -11,6 +11,7 @@
  */
 import type { Module } from "../nn/index.js";
 import type { Tensor } from "../tensor/index.js";
+import type { TorchGenerator } from "../tensor/torch-generator.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
 import type { ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
 import type { Generative } from "../models/generation/generate.js";
@@ -48,10 +49,12 @@ export interface WeightedAdapterOptions {
   /** How ties / dare_ties elect each value's sign: "total" (default, sum of values) or "frequency" (count of signs). */
   majoritySignMethod?: "total" | "frequency";
   /**
-   * DARE's mask source: (count, density) → count values, each 1 with probability density, else 0. Defaults to
-   * peft-ts' seeded generator (manualSeed), whose masks differ from torch's.
+   * The state of torch's global generator when peft's add_weighted_adapter is called, e.g.
+   * `new TorchGenerator().manualSeed(s)` for torch.manual_seed(s) just before it: DARE's masks are then peft's
+   * exactly, and the generator is left where torch's would be (past the new adapter's initial factors and every
+   * mask). Without it, DARE draws its masks from peft-ts' seeded generator (manualSeed), unlike torch's.
    */
-  bernoulliMask?: (count: number, density: number) => ArrayLike<number>;
+  generator?: TorchGenerator;
 }
 
 /** Capability: adapters fold into the base weights and back out. */

@@ -177,14 +177,18 @@ export class TorchGenerator {
 
   /** torch.bernoulli(p, generator=g) for a float32 tensor of probabilities: 1 where a float uniform < p, else 0. */
   bernoulli(probabilities: Tensor): Tensor {
-    const p = probabilities.dataSync();
+    return tensor(this.bernoulliValues(probabilities.dataSync()), probabilities.shape);
+  }
+
+  /** bernoulli's mask on flat probabilities, in order (float32 values, as a float32 tensor holds them). */
+  bernoulliValues(p: ArrayLike<number>): Float32Array {
     const out = new Float32Array(p.length);
     for (let i = 0; i < p.length; i++) {
       const pi = p[i]!;
       if (!(pi >= 0 && pi <= 1)) throw new RangeError(`bernoulli: probabilities must lie in [0, 1], got ${pi} at index ${i}`);
       out[i] = this.unitFloat() < pi ? 1 : 0;
     }
-    return tensor(out, probabilities.shape);
+    return out;
   }
 }
 

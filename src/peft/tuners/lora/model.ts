@@ -4,7 +4,7 @@ import type { AdapterCapabilities, CombinationType, WeightedAdapterOptions, Weig
 import { BaseTuner } from "../tuner.js";
 import { allLinearTargets, defaultTargets, patternKey } from "../../targets.js";
 import { LORA_TARGETS } from "../../mapping.js";
-import { LoraLayer, type LoraSettings } from "./layer.js";
+import { LoraEmbedding, LoraLayer, LoraLinear, type LoraSettings } from "./layer.js";
 import { dispatchLora } from "./dispatch.js";
 import type { LoraConfig } from "./config.js";
 import { PeftType } from "../../config.js";
@@ -13,8 +13,8 @@ import { trainableTokensState, wrapTrainableTokens } from "../../trainable-token
 import { HOST_NAME } from "../../contract.js";
 import { ConfigError } from "../../../errors.js";
 import type { PreTrainedModel } from "../../../models/pretrained.js";
-import { noGrad, tensor, fmtShape, type Tensor } from "../../../tensor/index.js";
-import { combineCat, combineFactorwise, combineSvd, seededBernoulliMask, type CombinedFactors, type LoraPart, type TaskMerge, type TaskMergeOptions } from "./weighted.js";
+import { noGrad, tensor, fmtShape, type Tensor, type TorchGenerator } from "../../../tensor/index.js";
+import { combineCat, combineFactorwise, combineSvd, replaysInitDraws, seededBernoulliMask, skipNewAdapterInitDraws, torchBernoulliMask, type CombinedFactors, type LoraPart, type TaskMerge, type TaskMergeOptions } from "./weighted.js";
 
 /** The combination types that merge A and B each on its own (equal ranks, weights √(w·s)). */
 const FACTORWISE_TYPES: readonly string[] = ["linear", "ties", "dare_linear", "dare_ties", "magnitude_prune"];
@@ -138,6 +138,8 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
 
     this.injectAdapter(config, adapterName);
     try {
+      // peft's inject_adapter draws every new layer's initial factors before any mask.
+      if (opts.generator) this.skipInitDraws(opts.generator, adapterName, config.init_lora_weights);
       noGrad(() => {
         for (const [key, layer] of this.loraLayers()) {
           if (!layer.hasAdapter(adapterName)) continue;
@@ -153,7 +155,7 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
           let combined: CombinedFactors;
           if (factorwise) combined = combineFactorwise(combinationType as TaskMerge, parts, merge);
           else if (combinationType === "cat") combined = combineCat(parts, m, n, rank);
-          else combined = combineSvd(SVD_TYPES[combinationType]!, parts, m, n, rank, clamp, merge);
+          else combined = combineSvd(SVD_TYPES[combinationType]!, parts, m, n, rank, clamp, merge, layer instanceof LoraEmbedding || (layer instanceof LoraLinear && layer.fanInFanOut));
           writeInto(target.A, combined.a, [rank, n], key);
           writeInto(target.B, combined.b, [m, rank], key);
         }
@@ -228,6 +230,9 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
       alpha_pattern: {},
       use_rslora: false,
     };
+    if (opts.generator && !replaysInitDraws(config.init_lora_weights)) {
+      throw new ConfigError(`addWeightedAdapter: the generator option follows torch's draws for a new adapter with init_lora_weights true, false or "gaussian", but "${adapters[0]}" (whose config the new adapter copies) has ${JSON.stringify(config.init_lora_weights)}`, "combine without a generator, or list an adapter with one of those init_lora_weights first");
+    }
     return { combinationType, newRank, config, merge };
   }
 
@@ -243,7 +248,17 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     if (majoritySignMethod !== "total" && majoritySignMethod !== "frequency") {
       throw new ConfigError(`addWeightedAdapter: invalid majoritySignMethod "${String(majoritySignMethod)}"`, 'use "total" or "frequency"');
     }
-    return { density, majoritySignMethod, mask: opts.bernoulliMask ?? seededBernoulliMask };
+    return { density, majoritySignMethod, mask: opts.generator ? torchBernoulliMask(opts.generator) : seededBernoulliMask };
+  }
+
+  /** Moves `generator` past what torch draws while peft creates adapter `name` in each of its layers, in module order. */
+  private skipInitDraws(generator: TorchGenerator, name: string, initLoraWeights: LoraConfig["init_lora_weights"]): void {
+    for (const [, layer] of this.loraLayers()) {
+      if (!layer.hasAdapter(name)) continue;
+      const { A, B } = layer.loraFactors(name);
+      const bias = layer instanceof LoraLinear ? layer.lora_B.get(name).bias : null;
+      skipNewAdapterInitDraws(generator, { embedding: layer instanceof LoraEmbedding, aSize: A.size, bSize: B.size, biasSize: bias?.size ?? 0, initLoraWeights });
+    }
   }
 
   /** The LoRA layers (Linear, Conv1D, Embedding) by path. */

@@ -15,9 +15,14 @@
  *   their own with weights √(wᵢ·sᵢ), but through `mergeTaskTensors` (pruning, sign election, disjoint mean).
  * - their _svd variants: the dense deltas sᵢ·Bᵢ·Aᵢ are merged by `mergeTaskTensors` with weights wᵢ·sᵢ, then
  *   factored by a truncated SVD as in svd.
+ *
+ * DARE's masks are reproducible against peft with a TorchGenerator standing for torch's global generator: peft first
+ * draws the new adapter's initial factors from it (`skipNewAdapterInitDraws`), then one torch.bernoulli per pruned
+ * tensor, layer by layer, each over the tensor as peft holds it (`torchBernoulliMask`, combineSvd's `deltaTransposed`).
  */
 import { quantile, svdF64, svdOfProduct, orthonormalComplementVector, type SvdF64 } from "../../../tensor/linalg.js";
 import { defaultGenerator } from "../../../tensor/random.js";
+import type { TorchGenerator } from "../../../tensor/torch-generator.js";
 import { ConfigError } from "../../../errors.js";
 
 /** One source adapter in one layer. */
@@ -43,14 +48,10 @@ export type TaskMerge = "linear" | "ties" | "dare_linear" | "dare_ties" | "magni
 /** How ties elects each entry's sign: by the sum of the values ("total") or by counting signs ("frequency"). */
 export type MajoritySignMethod = "total" | "frequency";
 
-/**
- * DARE's mask source: `count` entries, each 1 with probability `density` and 0 otherwise (peft draws
- * torch.bernoulli(full_like(t, density)) from torch's generator). Injected so that a torch-compatible generator
- * can replace the default one.
- */
+/** DARE's mask source: `count` entries in row-major order, each 1 with probability `density` and 0 otherwise. */
 export type BernoulliMaskSource = (count: number, density: number) => ArrayLike<number>;
 
-/** DARE masks from peft-ts' own seeded generator (torch.manual_seed does not reproduce torch's masks with it). */
+/** DARE masks from peft-ts' own seeded generator (manualSeed): the default, unrelated to torch's masks. */
 export const seededBernoulliMask: BernoulliMaskSource = (count, density) => {
   const t = defaultGenerator.bernoulli([count], density);
   try {
@@ -59,6 +60,62 @@ export const seededBernoulliMask: BernoulliMaskSource = (count, density) => {
     t.dispose();
   }
 };
+
+/**
+ * DARE masks as peft draws them: torch.bernoulli(torch.full_like(t, density)) on a float32 tensor, so with density
+ * rounded to float32 and one float draw per entry, in row-major order.
+ */
+export function torchBernoulliMask(generator: TorchGenerator): BernoulliMaskSource {
+  return (count, density) => generator.bernoulliValues(new Float32Array(count).fill(density));
+}
+
+/** A mask source drawing in [n, m] row-major order for tensors kept as [m, n]. */
+function transposedMask(mask: BernoulliMaskSource, m: number, n: number): BernoulliMaskSource {
+  return (count, density) => {
+    const drawn = mask(count, density);
+    const out = new Float32Array(count);
+    for (let j = 0; j < n; j++) for (let i = 0; i < m; i++) out[i * n + j] = drawn[j * m + i]!;
+    return out;
+  };
+}
+
+/** What peft's update_layer draws when it creates the new adapter in one layer. */
+export interface NewAdapterInit {
+  /** An embedding (torch.randn factors) rather than a Linear / Conv1D (nn.Linear factors). */
+  embedding: boolean;
+  /** Entries of A [r, in] and of B [out, r]. */
+  aSize: number;
+  bSize: number;
+  /** B's bias entries (lora_bias), else 0. */
+  biasSize: number;
+  initLoraWeights: boolean | string;
+}
+
+/** The init_lora_weights values whose draws `skipNewAdapterInitDraws` knows (the others rewrite the base weight). */
+export function replaysInitDraws(init: boolean | string): boolean {
+  return typeof init === "boolean" || init.toLowerCase() === "gaussian";
+}
+
+/**
+ * Moves `generator` past the draws peft 0.15.2 takes from torch's global generator while add_weighted_adapter
+ * creates the new adapter in one layer; the values themselves are overwritten by the combination. Linear: nn.Linear's
+ * Kaiming-uniform init of A, then of B (and its bias), then reset_lora_parameters redraws A (uniform for true, normal
+ * for "gaussian"). Embedding: torch.randn of A, then of B, then a truthy init redraws B from a normal.
+ */
+export function skipNewAdapterInitDraws(generator: TorchGenerator, layer: NewAdapterInit): void {
+  const init = layer.initLoraWeights;
+  if (layer.embedding) {
+    generator.normalValues(layer.aSize);
+    generator.normalValues(layer.bSize);
+    if (init !== false) generator.normalValues(layer.bSize);
+    return;
+  }
+  generator.uniformValues(layer.aSize);
+  generator.uniformValues(layer.bSize);
+  generator.uniformValues(layer.biasSize);
+  if (init === true) generator.uniformValues(layer.aSize);
+  else if (init !== false) generator.normalValues(layer.aSize);
+}
 
 /** The pruning and sign-election settings of mergeTaskTensors. */
 export interface TaskMergeOptions {
@@ -155,9 +212,10 @@ export function combineCat(parts: readonly LoraPart[], m: number, n: number, ran
 /**
  * svd (kind "linear") and the _svd variants: the rank-`rank` truncated SVD of the merged deltas, optionally clamped.
  * Plain svd decomposes Σ wᵢ·sᵢ²·Bᵢ·Aᵢ from the factors, without forming the m×n matrix when its rank bound Σrᵢ
- * is below min(m, n); the other kinds merge the dense deltas sᵢ·Bᵢ·Aᵢ with weights wᵢ·sᵢ first.
+ * is below min(m, n); the other kinds merge the dense deltas sᵢ·Bᵢ·Aᵢ with weights wᵢ·sᵢ first. `deltaTransposed`:
+ * peft's get_delta_weight is [n, m] (Conv1D, embeddings), so DARE's masks are drawn in that order.
  */
-export function combineSvd(kind: TaskMerge, parts: readonly LoraPart[], m: number, n: number, rank: number, clamp: number | null, opts: TaskMergeOptions): CombinedFactors {
+export function combineSvd(kind: TaskMerge, parts: readonly LoraPart[], m: number, n: number, rank: number, clamp: number | null, opts: TaskMergeOptions, deltaTransposed: boolean): CombinedFactors {
   if (kind === "linear") return truncatedFactors(svdOfWeightedProduct(parts, m, n), m, n, rank, clamp);
   const deltas = parts.map((p) => {
     const d = new Float64Array(m * n);
@@ -167,7 +225,8 @@ export function combineSvd(kind: TaskMerge, parts: readonly LoraPart[], m: numbe
     }
     return d;
   });
-  const merged = mergeTaskTensors(kind, deltas, parts.map((p) => p.weight * p.scaling), opts);
+  const mergeOpts = deltaTransposed ? { ...opts, mask: transposedMask(opts.mask, m, n) } : opts;
+  const merged = mergeTaskTensors(kind, deltas, parts.map((p) => p.weight * p.scaling), mergeOpts);
   return truncatedFactors(svdF64(merged, m, n), m, n, rank, clamp);
 }
 
