@@ -12,7 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { AutoModelForCausalLM } from "../src/models/auto.js";
-import { LoraConfig, getPeftModel } from "../src/peft/index.js";
+import { LoraConfig, configFromJson, getPeftModel } from "../src/peft/index.js";
+import { parseTrainConfig } from "../src/cli/train-config.js";
+import { TrainingArguments } from "../src/train/index.js";
 import { startMockHub, type MockHub } from "./hub-server.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -20,12 +22,12 @@ const sources = join(root, "examples", "readme");
 const examples = readdirSync(sources).filter((f) => f.endsWith(".ts")).sort();
 const texts = new Map(examples.map((f) => [f, readFileSync(join(sources, f), "utf8")]));
 
-/** The ```ts blocks of a markdown file, with the line each starts on. */
-function tsBlocks(markdown: string): { line: number; code: string }[] {
+/** The ```<lang> blocks of a markdown file, with the line each starts on. */
+function codeBlocks(markdown: string, lang = "ts"): { line: number; code: string }[] {
   const out: { line: number; code: string }[] = [];
   const lines = markdown.split("\n");
   for (let i = 0; i < lines.length; i++) {
-    if (lines[i] !== "```ts") continue;
+    if (lines[i] !== "```" + lang) continue;
     const end = lines.indexOf("```", i + 1);
     out.push({ line: i + 1, code: lines.slice(i + 1, end).join("\n") });
     i = end;
@@ -34,7 +36,21 @@ function tsBlocks(markdown: string): { line: number; code: string }[] {
 }
 
 describe("README snippets", () => {
-  const blocks = tsBlocks(readFileSync(join(root, "README.md"), "utf8"));
+  const blocks = codeBlocks(readFileSync(join(root, "README.md"), "utf8"));
+
+  it("every ```json block of the README is a peft train config of examples/configs/ that parses", () => {
+    const configs = join(root, "examples", "configs");
+    const files = readdirSync(configs).map((f) => [f, readFileSync(join(configs, f), "utf8")] as const);
+    const json = codeBlocks(readFileSync(join(root, "README.md"), "utf8"), "json");
+    assert.ok(json.length >= 1);
+    for (const { line, code } of json) {
+      const home = files.find(([, text]) => text.trim() === code.trim());
+      assert.ok(home, `README.md:${line}: this config is in no file of examples/configs/`);
+      const cfg = parseTrainConfig(JSON.parse(code) as Record<string, unknown>, home[0]);
+      TrainingArguments(cfg.training_args as Partial<TrainingArguments>);
+      configFromJson(cfg.peft, false);
+    }
+  });
 
   it("every ```ts block of the README stands verbatim in an example under examples/readme/", () => {
     assert.ok(blocks.length >= 5, `found ${blocks.length} blocks`);
