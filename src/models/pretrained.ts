@@ -11,6 +11,7 @@ import {
 import { Generator, Tensor, checkpoint, defaultGenerator, isGradEnabled, noGrad, ones, tidy, toDtype, zeros } from "../tensor/index.js";
 import { DTYPE_BYTES, isHalf } from "../backend/backend.js";
 import { backend } from "../backend/index.js";
+import { CpuStorage } from "../backend/pool.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
 import {
   loadModelWeights, rawToTensor, readSafetensorsFolder, readSafetensorsHeader, resolveCheckpointFiles, writeSafetensors, type RawTensor,
@@ -351,7 +352,10 @@ function fillNormal(w: Tensor, gen: Generator, std: number): void {
     tidy(() => {
       const n = Math.min(per, rows - r);
       const block = toDtype(gen.normal([n * rowSize], 0, std), w.dtype);
-      backend().assign(block, { storage: w.storage, shape: [n * rowSize], strides: [1], offset: w.offset + r * rowSize }, false);
+      const at = w.offset + r * rowSize;
+      // Host buffers of one dtype: a plain typed-array copy (the generic assign has no native path for 16-bit floats).
+      if (w.storage instanceof CpuStorage && block.storage instanceof CpuStorage) (w.storage.data as Float32Array).set(block.storage.data as Float32Array, at);
+      else backend().assign(block, { storage: w.storage, shape: [n * rowSize], strides: [1], offset: at }, false);
     });
   }
 }

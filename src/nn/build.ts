@@ -31,9 +31,9 @@ export function buildModules<T>(opts: BuildOptions, fn: () => T): T {
   }
 }
 
-/** Zeros of `shape` when initialisation is off, otherwise draw(): what the init functions return. */
+/** Zeros of `shape` in the build dtype when initialisation is off, otherwise draw(): what the init functions return. */
 export function initialValues(shape: readonly number[], draw: () => Tensor): Tensor {
-  return current.init ? draw() : zeros(shape);
+  return current.init ? draw() : zeros(shape, current.dtype);
 }
 
 /** Advance `gen` past `count` values as drawing initial values would: only when initialisation is on. */
@@ -43,7 +43,7 @@ export function skipInitialValues(gen: Generator, count: number): void {
 
 /** A new zero weight in the build dtype: a float32 parameter, or a frozen half tensor (no float32 copy made). */
 export function zeroParameter(shape: readonly number[]): Tensor {
-  return current.dtype === "float32" ? parameter(zeros(shape)) : zeros(shape, current.dtype);
+  return parameter(zeros(shape, current.dtype));
 }
 
 /** Whether a weight is a placeholder left by withDeferredLinearWeights (one element seen through zero strides). */

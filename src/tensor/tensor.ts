@@ -283,9 +283,12 @@ export function arange(n: number, start = 0, step = 1, dtype: DType = "int32"): 
   return t;
 }
 
-/** A leaf tensor that is trainable and survives every scope (what nn.Parameter is in PyTorch). */
+/**
+ * A leaf tensor that survives every scope (what nn.Parameter is in PyTorch): trainable when float32; a half or integer
+ * tensor stays frozen (frozen half weights of a bf16 model are built this way, with no float32 copy).
+ */
 export function parameter(t: Tensor): Tensor {
   const p = t.isLeaf && !t.requiresGrad ? t : t.detach();
-  p.requiresGrad = true;
+  p.requiresGrad = p.dtype === "float32";
   return keep(p);
 }
