@@ -30,6 +30,7 @@ export const PeftType = {
   VERA: "VERA",
   OFT: "OFT",
   BOFT: "BOFT",
+  XLORA: "XLORA",
 } as const;
 /** A PEFT method name. */
 export type PeftType = (typeof PeftType)[keyof typeof PeftType];

@@ -17,6 +17,7 @@ import "./tuners/fourierft/index.js";
 import "./tuners/vera/index.js";
 import "./tuners/oft/index.js";
 import "./tuners/boft/index.js";
+import "./tuners/xlora/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -68,3 +69,4 @@ export { FourierFTConfig, FourierFTModel, FourierFTLinear } from "./tuners/fouri
 export { VeraConfig, VeraModel, VeraLinear } from "./tuners/vera/index.js";
 export { OFTConfig, OFTModel, OFTLinear } from "./tuners/oft/index.js";
 export { BOFTConfig, BOFTModel, BOFTLinear } from "./tuners/boft/index.js";
+export { XLoraConfig, XLoraModel, XLoraClassifier } from "./tuners/xlora/index.js";
