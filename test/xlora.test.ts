@@ -19,7 +19,8 @@ import { layerScalings } from "../src/peft/tuners/xlora/layer.js";
 import * as T from "../src/tensor/index.js";
 import { GoldenSet, readExpected, readInputs } from "./golden.js";
 import { close } from "./peft-cases.js";
-import { trainSteps } from "./tiny-models.js";
+import { LLAMA, trainSteps } from "./tiny-models.js";
+import { cliWorkspace, trainMethod } from "./cli-workspace.js";
 
 const set = new GoldenSet(fileURLToPath(new URL("../../test/fixtures/methods-xlora/", import.meta.url)));
 const CASES = set.index.cases as unknown as string[];
@@ -89,6 +90,18 @@ describe("X-LoRA against Python peft 0.15.2 (through the script's hand-written h
   });
 });
 
+describe("X-LoRA disabled (peft's behaviour)", () => {
+  it("withAdapterDisabled skips the classifier and every expert adds its full output, as plain LoRA with all experts active", () => {
+    const xlora = loadCase("deep");
+    const got = xlora.withAdapterDisabled(() => T.noGrad(() => xlora.forward(inputs())).logits!);
+    const lora = PeftModel.fromPretrained(base(), EXPERTS[0]!, { adapterName: "0" });
+    lora.loadAdapter(EXPERTS[1]!, "1");
+    lora.loadAdapter(EXPERTS[2]!, "2");
+    lora.baseModel.setAdapter(["0", "1", "2"]);
+    close(got, T.noGrad(() => lora.forward(inputs())).logits!, "disabled X-LoRA vs plain LoRA");
+  });
+});
+
 describe("X-LoRA scalings by hand", () => {
   const config = (fields: Partial<XLoraConfig>) => XLoraConfig({ hidden_size: 4, adapters: { "0": "a" }, ...fields });
   // [batch 1, length 2, layers 1, experts 3]
@@ -133,6 +146,21 @@ describe("X-LoRA trains its gating", () => {
     const peft = fresh({ use_trainable_adapters: true });
     const experts = peft.namedParameters().filter(([k]) => /\.lora_[AB]\./.test(k));
     assert.ok(experts.length === 3 * 3 * 2 * 2 && experts.every(([, p]) => p.requiresGrad));
+  });
+});
+
+describe("X-LoRA from `peft train`", () => {
+  it("a config naming two LoRA experts trains the classifier and saves it under peft's names", () => {
+    const ws = cliWorkspace("peft-ts-xlora-cli-", LLAMA);
+    for (const [i, targets] of [["q_proj", "v_proj"], ["q_proj", "v_proj"]].entries()) {
+      T.manualSeed(20 + i);
+      getPeftModel(fromPretrained(join(ws.root, "model"), "causal-lm"), LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: targets, init_lora_weights: false }))
+        .savePretrained(join(ws.root, `expert-${i}`));
+    }
+    trainMethod(ws, "XLORA", { hidden_size: LLAMA.hidden_size, adapters: { "0": "expert-0", "1": "expert-1" } });
+    const saved = loadSafetensors(join(ws.root, "out-XLORA", "adapter_model.safetensors"));
+    assert.deepEqual([...saved.keys()].sort(), ["base_model.internal_xlora_classifier.layers.0.bias", "base_model.internal_xlora_classifier.layers.0.weight"]);
+    assert.deepEqual(saved.get("base_model.internal_xlora_classifier.layers.0.weight")!.shape, [2, LLAMA.hidden_size]);
   });
 });
 
