@@ -14,7 +14,8 @@ with every layer given the classifier's scalings. The layers' and the classifier
 
 Writes test/fixtures/methods-xlora/: models/llama (tiny LLaMA, use_cache false), experts/<i> (LoRA adapters saved by
 peft, seeded noise on their factors), peft/<case>/{adapter/ (peft's save_pretrained: the classifier; the expert copies it also writes, whose keys peft mangles
-and never reads, are removed), expected.safetensors (logits, scalings, loss)},
+and never reads, are removed), expected.safetensors (logits, scalings, loss,
+4 greedy tokens the way peft's X-LoRA generate makes them: without a cache)},
 inputs.json and index.json.
 """
 
@@ -73,7 +74,7 @@ def set_layer_scalings(layers, scalings):
         layer.forward = partial(layer._xlora_forward, scalings=scalings)
 
 
-def xlora_forward(pm, x, labels=False):
+def xlora_forward(pm, x, labels=False, position_ids=None):
     """peft's X-LoRA forward with the hooks written out: scaling pass, classifier, real pass."""
     xm = pm.base_model
     model = xm.lora_model.model
@@ -83,15 +84,29 @@ def xlora_forward(pm, x, labels=False):
         set_layer_scalings(layers, clf.make_dummy_scalings(input_ids=x["input_ids"]))
         xm.lora_model.disable_adapter_layers()
         try:
-            base = model(input_ids=x["input_ids"], attention_mask=x["attention_mask"], output_hidden_states=True,
-                         return_dict=True)
+            base = model(input_ids=x["input_ids"], attention_mask=x["attention_mask"], position_ids=position_ids,
+                         output_hidden_states=True, return_dict=True)
         finally:
             xm.lora_model.enable_adapter_layers()
         scalings = clf(result=base, input_ids=x["input_ids"])
         set_layer_scalings(layers, scalings)
         kw = dict(labels=x["input_ids"]) if labels else {}
-        out = model(input_ids=x["input_ids"], attention_mask=x["attention_mask"], **kw)
+        out = model(input_ids=x["input_ids"], attention_mask=x["attention_mask"], position_ids=position_ids, **kw)
     return out, scalings
+
+
+def xlora_greedy(pm, x, steps=4):
+    """peft's X-LoRA generate (use_cache=False: both passes over the whole sequence each step), greedy, on the
+    left-padded gen_* prompts with generate's position ids; returns (ids, smallest top-1/top-2 logit gap)."""
+    ids, mask, margin = x["gen_input_ids"], x["gen_attention_mask"], float("inf")
+    for _ in range(steps):
+        pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        s = xlora_forward(pm, dict(input_ids=ids, attention_mask=mask), position_ids=pos)[0].logits[:, -1]
+        top2 = s.topk(2).values
+        margin = min(margin, float((top2[:, 0] - top2[:, 1]).min()))
+        ids = torch.cat([ids, s.argmax(-1, keepdim=True)], dim=1)
+        mask = torch.cat([mask, torch.ones(ids.shape[0], 1, dtype=mask.dtype)], dim=1)
+    return ids, margin
 
 
 def make_case(name, case, spec, base_folder, expert_paths, x):
@@ -116,9 +131,13 @@ def make_case(name, case, spec, base_folder, expert_paths, x):
     fam.write_json(cfg_path, saved)
     out, scalings = xlora_forward(pm, x)
     loss = xlora_forward(pm, x, labels=True)[0].loss
+    greedy, margin = xlora_greedy(pm, x)
+    assert margin >= fam.MIN_MARGIN, f"{name}: greedy top-2 margin {margin} too small to compare"
     fam.save_tensors(os.path.join(folder, "expected.safetensors"),
-                     dict(logits=out.logits, scalings=scalings, loss=loss.reshape(1)), f"make_method_fixtures_xlora.py {name}")
+                     dict(logits=out.logits, scalings=scalings, loss=loss.reshape(1), generate_greedy=greedy),
+                     f"make_method_fixtures_xlora.py {name}")
     fam.write_json(os.path.join(folder, "case.json"), dict(config=fields, notes=case["notes"], n_layers=scalings.shape[2],
+                                                           generate=dict(max_new_tokens=4, min_top2_logit_margin=margin),
                                                            versions=fam.versions()))
 
 

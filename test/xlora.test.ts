@@ -58,6 +58,12 @@ describe("X-LoRA against Python peft 0.15.2 (through the script's hand-written h
       const loss = T.noGrad(() => peft.forward({ inputIds, attentionMask, labels: inputIds })).loss!;
       close(loss, want.get("loss"), `${name} loss`);
     });
+    it(`${name}: generate (two caches, one per pass) gives Python's cache-less greedy tokens`, () => {
+      const peft = loadCase(name);
+      const { genInputIds, genAttentionMask } = readInputs(set.modelDir("llama"));
+      const got = peft.generate({ inputIds: genInputIds!, attentionMask: genAttentionMask!, maxNewTokens: 4 });
+      assert.deepEqual([...got.dataSync()], [...readExpected(set.peftDir(name)).get("generate_greedy")!.dataSync()]);
+    });
   }
 
   it("the cases differ from each other and from the base model (the goldens exercise the mixing)", () => {

@@ -2,4 +2,4 @@
 export { generate } from "./generate.js";
 export type { GenerateOptions, Generative } from "./generate.js";
 export * from "./logits.js";
-export { GenerativeModel, asGenerative } from "./generative-model.js";
+export { GenerativeModel, asGenerative, withForward } from "./generative-model.js";

@@ -5,7 +5,7 @@
  */
 import type { Linear } from "../../../nn/index.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../../../models/outputs.js";
-import type { Generative } from "../../../models/generation/index.js";
+import { withForward, type Generative } from "../../../models/generation/index.js";
 import type { AdapterCapabilities } from "../../contract.js";
 import { LinearTargetsTuner } from "../linear-targets-tuner.js";
 import { makePolyConfig, type PolyConfig } from "./config.js";
@@ -39,17 +39,6 @@ export class PolyModel extends LinearTargetsTuner<PolyConfig> {
 
   /** The model generates through this host, so that each step gets the task ids. */
   override generative(): Generative {
-    const model = super.generative();
-    return {
-      config: model.config,
-      isEncoderDecoder: model.isEncoderDecoder,
-      get training() {
-        return model.training;
-      },
-      forward: (inputs) => this.forward(inputs) as ModelOutput,
-      ...(model.encode ? { encode: (inputs: Seq2SeqInputs) => model.encode!(inputs) } : {}),
-      eval: () => model.eval(),
-      train: (mode?: boolean) => model.train(mode),
-    };
+    return withForward(super.generative(), (inputs) => this.forward(inputs) as ModelOutput);
   }
 }

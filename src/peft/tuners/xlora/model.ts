@@ -10,7 +10,7 @@ import { CheckpointError, ConfigError } from "../../../errors.js";
 import { readJsonObject } from "../../../io/json.js";
 import { loadSafetensors } from "../../../io/safetensors.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../../../models/outputs.js";
-import type { Generative } from "../../../models/generation/index.js";
+import { withForward, type Generative } from "../../../models/generation/index.js";
 import { noGrad, type Tensor } from "../../../tensor/index.js";
 import { HOST_NAME, type AdapterCapabilities, type AdapterFiles, type SavedAdapter } from "../../contract.js";
 import { PeftType } from "../../config.js";
@@ -97,24 +97,33 @@ export class XLoraModel extends LoraModel {
     return this.scalings;
   }
 
-  /** Scaling pass, classifier, real pass. The scalings stay set for gradient checkpointing's recomputation. */
+  /**
+   * Scaling pass, classifier, real pass. The scalings stay set for gradient checkpointing's recomputation. With
+   * useCache, each pass keeps its own cache: the returned pastKeyValues are the real pass's layers followed by the
+   * scaling pass's, and a pastKeyValues given back is split the same way. Every token's scalings depend on earlier
+   * tokens only, so this gives what peft's cache-less generation gives.
+   */
   override forward(inputs: Seq2SeqInputs): ModelOutput | BaseModelOutput {
     const classifier = this.internal_xlora_classifier;
     if (!classifier || this.disabled) return this.model.forward(inputs);
+    if (this.model.isEncoderDecoder) throw new ConfigError("X-LoRA on encoder-decoder models is not supported here", "use a decoder-only model");
     const shape = (inputs.inputIds ?? inputs.inputsEmbeds)!.shape;
-    const hidden = noGrad(() => {
+    const past = inputs.pastKeyValues;
+    const half = past ? past.length / 2 : 0;
+    const { labels: _labels, ...unlabelled } = inputs;
+    const scalingPass = noGrad(() => {
       this.scalings = classifier.dummyScalings(shape[0]!, shape[1]!);
-      const { labels: _labels, ...rest } = inputs;
-      const out = this.model.forward({ ...rest, outputHiddenStates: true, useCache: false });
-      return out.hiddenStates![out.hiddenStates!.length - 1]!;
+      return this.model.forward({ ...unlabelled, ...(past ? { pastKeyValues: past.slice(half) } : {}), outputHiddenStates: true });
     });
-    this.scalings = classifier.forward(hidden);
-    return this.model.forward({ ...inputs, useCache: false });
+    this.scalings = classifier.forward(scalingPass.hiddenStates![scalingPass.hiddenStates!.length - 1]!);
+    const out = this.model.forward({ ...inputs, ...(past ? { pastKeyValues: past.slice(0, half) } : {}) });
+    if (!inputs.useCache) return out;
+    return { ...out, pastKeyValues: [...out.pastKeyValues!, ...scalingPass.pastKeyValues!] };
   }
 
-  /** X-LoRA runs two passes without a cache; generation here would drop the scaling pass. */
+  /** The model generates through this host, so that every step runs the scaling pass. */
   override generative(): Generative {
-    throw new ConfigError("generate() with an X-LoRA adapter is not implemented in peft-ts yet", "call forward() and pick tokens from the logits");
+    return withForward(super.generative(), (inputs) => this.forward(inputs) as ModelOutput);
   }
 
   /** Save hook: the classifier's tensors under peft's names. */
