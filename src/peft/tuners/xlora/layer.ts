@@ -7,8 +7,7 @@
  * after s[:, :, l, :] went through top-k (the other experts zeroed) and, with enable_softmax_topk, a softmax that
  * peft takes jointly over all the layer's nonzero entries (every token of the batch together).
  */
-import { Dropout, Linear, ReLU, Sequential, type TensorModule } from "../../../nn/index.js";
-import { Module } from "../../../nn/module.js";
+import { Dropout, Linear, Module, ReLU, Sequential, type TensorModule } from "../../../nn/index.js";
 import {
   Tensor, div, exp, expand, full, mul, narrow, reshape, select, softmax, sub, sum, tensor, unsqueeze, add,
 } from "../../../tensor/index.js";
