@@ -44,7 +44,8 @@ export class XLoraModel extends LoraModel {
     const experts = Object.entries(xc.adapters ?? {});
     if (experts.length === 0) throw new ConfigError("X-LoRA needs LoRA experts: `adapters` is empty", 'set adapters to {"0": "path/to/lora", …}');
     experts.forEach(([, dir], i) => this.loadExpert(dir, String(i), xc.use_trainable_adapters));
-    // peft activates the experts under the adapters' keys; its layers skip names they lack, so other keys mix nothing.
+    // By position, as peft loads them. (peft then activates the `adapters` keys themselves, so with keys other than
+    // "0", "1", … its experts silently stay unused; here they are always mixed.)
     super.setAdapter(experts.map((_, i) => String(i)));
     const layers = this.expertLayers();
     layers.forEach((layer, number) => {
