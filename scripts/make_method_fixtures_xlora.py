@@ -3,6 +3,9 @@ test/xlora.test.ts.
 
     source ../shared/pyref/env.sh
     /usr/bin/python3 scripts/make_method_fixtures_xlora.py
+    # X-LoRA adapters saved by peft-ts load in Python peft with peft-ts' logits (needs `npx tsc -p .` first):
+    PEFT_TS_ADAPTERS=/tmp/ts-adapters-xlora node --test dist/test/xlora.test.js
+    PEFT_TS_ADAPTERS=/tmp/ts-adapters-xlora /usr/bin/python3 scripts/make_method_fixtures_xlora.py --check-ts-adapters
 
 peft 0.15.2's XLoraModel hands the scalings to its layers through register_forward_pre_hook(..., with_kwargs=True),
 which needs torch >= 2.0; pyref's torch is 1.13. So this script builds peft's real XLoraModel (get_peft_model with an
@@ -29,8 +32,9 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_family_fixtures as fam  # noqa: E402
-from peft import LoraConfig, XLoraConfig, get_peft_model  # noqa: E402
+from peft import LoraConfig, PeftModel, XLoraConfig, get_peft_model  # noqa: E402
 from peft.tuners import lora  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "test", "fixtures", "methods-xlora")
 MODEL = dict(config="LlamaConfig", cls="LlamaForCausalLM", seed=4101, seq=6, greedy=None,
@@ -67,6 +71,12 @@ def make_experts(spec, base_folder):
         fam.write_json(cfg_path, cfg)
         paths.append(folder)
     return paths
+
+
+def remember_layer_forwards(pm):
+    for m in pm.base_model.lora_model.model.modules():
+        if isinstance(m, lora.Linear):
+            m._xlora_forward = m.forward  # peft's XLoraLinearLayer.forward, bound
 
 
 def set_layer_scalings(layers, scalings):
@@ -117,9 +127,7 @@ def make_case(name, case, spec, base_folder, expert_paths, x):
     cfg = XLoraConfig(task_type="CAUSAL_LM", hidden_size=spec["kwargs"]["hidden_size"],
                       adapters={str(i): p for i, p in enumerate(expert_paths)}, **fields)
     pm = get_peft_model(fam.load(spec, base_folder), cfg).eval()
-    for m in pm.base_model.lora_model.model.modules():
-        if isinstance(m, lora.Linear):
-            m._xlora_forward = m.forward  # peft's XLoraLinearLayer.forward, bound
+    remember_layer_forwards(pm)
     adir = os.path.join(folder, "adapter")
     pm.save_pretrained(adir)
     for i in range(len(expert_paths)):  # peft also writes the experts, under mangled keys; they are not read back
@@ -141,10 +149,32 @@ def make_case(name, case, spec, base_folder, expert_paths, x):
                                                            versions=fam.versions()))
 
 
+def check_ts_adapters():
+    """X-LoRA adapters saved by peft-ts (test/xlora.test.ts writes them to $PEFT_TS_ADAPTERS, one folder per case, with
+    the logits peft-ts computed) load in Python peft (from_pretrained with the experts as `adapters`, as peft asks for
+    a local folder) and give the same logits."""
+    root = os.environ.get("PEFT_TS_ADAPTERS")
+    if not root:
+        sys.exit("set PEFT_TS_ADAPTERS to the folder the test wrote")
+    base_folder = os.path.join(ROOT, "models", "llama")
+    x = {k: torch.tensor(v) for k, v in json.load(open(os.path.join(base_folder, "inputs.json"))).items()}
+    experts = {str(i): os.path.join(ROOT, "experts", str(i)) for i in range(len(EXPERTS))}
+    for name in sorted(os.listdir(root)):
+        pm = PeftModel.from_pretrained(fam.load(MODEL, base_folder), os.path.join(root, name), adapters=experts).eval()
+        remember_layer_forwards(pm)
+        want = load_file(os.path.join(root, name, "logits.safetensors"))["logits"]
+        diff = float((xlora_forward(pm, x)[0].logits - want).abs().max())
+        print(f"peft-ts X-LoRA adapter {name:10s} loads in Python peft; max |logits diff| {diff:.2e}")
+        assert diff < 1e-4, name
+
+
 def main():
     if os.environ.get("PYTHONHASHSEED") != "0":  # peft writes target_modules in set order: pin it
         os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, PYTHONHASHSEED="0"))
     torch.set_num_threads(1)
+    if "--check-ts-adapters" in sys.argv[1:]:
+        check_ts_adapters()
+        return
     shutil.rmtree(ROOT, ignore_errors=True)
     os.makedirs(ROOT)
     fam.ROOT = ROOT

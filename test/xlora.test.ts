@@ -17,7 +17,7 @@ import { AdamW } from "../src/optim/index.js";
 import { LoraConfig, PeftModel, XLoraConfig, XLoraModel, configFromJson, getPeftModel } from "../src/peft/index.js";
 import { layerScalings } from "../src/peft/tuners/xlora/layer.js";
 import * as T from "../src/tensor/index.js";
-import { GoldenSet, readExpected, readInputs } from "./golden.js";
+import { GoldenSet, maxAbsDiff, readExpected, readInputs } from "./golden.js";
 import { close } from "./peft-cases.js";
 import { LLAMA, trainSteps } from "./tiny-models.js";
 import { cliWorkspace, trainMethod } from "./cli-workspace.js";
@@ -92,6 +92,23 @@ describe("X-LoRA against Python peft 0.15.2 (through the script's hand-written h
       reloaded.loadAdapterWeights(dir, "default");
       const a = T.noGrad(() => peft.forward(inputs())).logits!, b = T.noGrad(() => reloaded.eval().forward(inputs())).logits!;
       close(a, b, `${name} reloaded`);
+    }
+  });
+});
+
+describe("X-LoRA adapters made here", () => {
+  it("a fresh classifier saves and reloads to the same logits; they go to $PEFT_TS_ADAPTERS for `make_method_fixtures_xlora.py --check-ts-adapters`", () => {
+    const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-xlora-made-"));
+    for (const name of CASES) {
+      T.manualSeed(40 + name.length);
+      const peft = getPeftModel(base(), caseConfig(name)).eval();
+      const dir = join(out, name);
+      peft.savePretrained(dir);
+      const got = T.noGrad(() => peft.forward(inputs())).logits!;
+      writeSafetensors(join(dir, "logits.safetensors"), new Map([["logits", got]]), { format: "pt" });
+      const reloaded = getPeftModel(base(), caseConfig(name));
+      reloaded.loadAdapterWeights(dir, "default");
+      assert.equal(maxAbsDiff(T.noGrad(() => reloaded.eval().forward(inputs())).logits!, got), 0, name);
     }
   });
 });
