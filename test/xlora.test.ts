@@ -165,6 +165,13 @@ describe("X-LoRA trains its gating", () => {
     experts.forEach(([k, p], i) => assert.deepEqual(p.dataSync(), before[i], `${k} changed`));
   });
 
+  it("gradient checkpointing is refused while training (a recomputed layer would give the classifier no gradient)", () => {
+    const peft = getPeftModel(base().gradientCheckpointingEnable(), { ...caseConfig("topk"), inference_mode: false } as XLoraConfig).train();
+    const { inputIds } = inputs();
+    assert.throws(() => peft.forward({ inputIds, labels: inputIds }), (e: Error) => e instanceof ConfigError && /gradient checkpointing/.test(e.message));
+    assert.ok(T.noGrad(() => peft.forward({ inputIds })).logits!.dataSync().every(Number.isFinite));
+  });
+
   it("use_trainable_adapters makes the experts trainable too", () => {
     const peft = fresh({ use_trainable_adapters: true });
     const experts = peft.namedParameters().filter(([k]) => /\.lora_[AB]\./.test(k));

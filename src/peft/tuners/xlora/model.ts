@@ -11,7 +11,7 @@ import { readJsonObject } from "../../../io/json.js";
 import { loadSafetensors } from "../../../io/safetensors.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../../../models/outputs.js";
 import { withForward, type Generative } from "../../../models/generation/index.js";
-import { noGrad, type Tensor } from "../../../tensor/index.js";
+import { isGradEnabled, noGrad, type Tensor } from "../../../tensor/index.js";
 import { HOST_NAME, type AdapterCapabilities, type AdapterFiles, type SavedAdapter } from "../../contract.js";
 import { PeftType } from "../../config.js";
 import { configFromJson } from "../../registry.js";
@@ -99,7 +99,7 @@ export class XLoraModel extends LoraModel {
   }
 
   /**
-   * Scaling pass, classifier, real pass. The scalings stay set for gradient checkpointing's recomputation. With
+   * Scaling pass, classifier, real pass. With
    * useCache, each pass keeps its own cache: the returned pastKeyValues are the real pass's layers followed by the
    * scaling pass's, and a pastKeyValues given back is split the same way. Every token's scalings depend on earlier
    * tokens only, so this gives what peft's cache-less generation gives.
@@ -108,6 +108,10 @@ export class XLoraModel extends LoraModel {
     const classifier = this.internal_xlora_classifier;
     if (!classifier || this.disabled) return this.model.forward(inputs);
     if (this.model.isEncoderDecoder) throw new ConfigError("X-LoRA on encoder-decoder models is not supported here", "use a decoder-only model");
+    // A checkpointed layer gets gradients only for its input and its own parameters; the scalings come from outside.
+    if (this.model.isGradientCheckpointing && this.model.training && isGradEnabled()) {
+      throw new ConfigError("X-LoRA cannot train with gradient checkpointing: the classifier's scalings reach every layer from outside it, so a recomputed layer would pass them no gradient", "turn gradient_checkpointing off for X-LoRA");
+    }
     const shape = (inputs.inputIds ?? inputs.inputsEmbeds)!.shape;
     const past = inputs.pastKeyValues;
     const half = past ? past.length / 2 : 0;
