@@ -52,6 +52,7 @@ peft_configs = {
     "VERA": defaults(peft.VeraConfig),
     "OFT": defaults(peft.OFTConfig),
     "BOFT": defaults(peft.BOFTConfig),
+    "XLORA": defaults(peft.XLoraConfig),
 }
 for fields in peft_configs.values():
     fields.pop("peft_type", None)

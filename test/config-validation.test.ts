@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { ConfigError } from "../src/errors.js";
 import {
   AdaLoraConfig, AdaptionPromptConfig, BOFTConfig, BoneConfig, FourierFTConfig, HRAConfig, IA3Config, LNTuningConfig, LoHaConfig,
-  LoKrConfig, LoraConfig, OFTConfig, PolyConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, VeraConfig,
+  LoKrConfig, LoraConfig, OFTConfig, PolyConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, VeraConfig, XLoraConfig,
   configFromJson, getPeftModel, type PeftConfig,
 } from "../src/peft/index.js";
 import { LORA_FIELDS } from "../src/peft/tuners/lora/config.js";
@@ -31,6 +31,7 @@ import { FOURIERFT_FIELDS } from "../src/peft/tuners/fourierft/config.js";
 import { VERA_FIELDS } from "../src/peft/tuners/vera/config.js";
 import { OFT_FIELDS } from "../src/peft/tuners/oft/config.js";
 import { BOFT_FIELDS } from "../src/peft/tuners/boft/config.js";
+import { XLORA_FIELDS } from "../src/peft/tuners/xlora/config.js";
 import type { FieldTable } from "../src/io/config-fields.js";
 import { TrainingArguments } from "../src/train/index.js";
 import { llama } from "./tiny-models.js";
@@ -82,6 +83,7 @@ const METHODS: [string, Builder, FieldTable][] = [
   ["VERA", (f) => VeraConfig(f), VERA_FIELDS],
   ["OFT", (f) => OFTConfig(f), OFT_FIELDS],
   ["BOFT", (f) => BOFTConfig(f), BOFT_FIELDS],
+  ["XLORA", (f) => XLoraConfig(f), XLORA_FIELDS],
 ];
 
 describe("config field types and ranges (item 6)", () => {

@@ -34,6 +34,7 @@ export const PeftType = {
   FREEZE: "FREEZE",
   DIFF_PRUNING: "DIFF_PRUNING",
   BOTTLENECK: "BOTTLENECK",
+  XLORA: "XLORA",
 } as const;
 /** A PEFT method name. */
 export type PeftType = (typeof PeftType)[keyof typeof PeftType];

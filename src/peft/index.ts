@@ -22,6 +22,7 @@ import "./tuners/freeze/index.js";
 import "./tuners/diff_pruning/index.js";
 import "./tuners/bottleneck/index.js";
 import "./tuners/multitask_prompt_tuning/index.js";
+import "./tuners/xlora/index.js";
 
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
@@ -83,3 +84,4 @@ export { DiffPruningConfig, DiffPruningModel, DiffPruningLinear, hardConcreteGat
 export { SeqBnConfig, DoubleSeqBnConfig, BottleneckModel, BottleneckAdapter, BottleneckSite } from "./tuners/bottleneck/index.js";
 export type { BottleneckConfig } from "./tuners/bottleneck/index.js";
 export { MultitaskPromptTuningConfig, MultitaskPromptTuningInit, MultitaskPromptEmbedding } from "./tuners/multitask_prompt_tuning/index.js";
+export { XLoraConfig, XLoraModel, XLoraClassifier } from "./tuners/xlora/index.js";

@@ -97,6 +97,7 @@ export function loadAdapterStateDict(
     }
   }
   for (const [k, t] of mapped) own.get(k)!.copy_(t);
-  const adapterKeys = [...own.keys()].filter((k) => k.includes(method.prefix) && k.includes(`.${adapterName}`));
+  // The adapter's own keys: `<…prefix…>.<adapterName>.…` (a bare ".<name>" test would also catch layer indices: X-LoRA's experts are "0", "1", …).
+  const adapterKeys = [...own.keys()].filter((k) => k.split(".").some((part, i, parts) => part.includes(method.prefix) && parts[i + 1] === adapterName));
   return { missingKeys: adapterKeys.filter((k) => !mapped.has(k)) };
 }

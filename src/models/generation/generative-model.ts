@@ -34,3 +34,18 @@ export function asGenerative(model: PreTrainedModel): GenerativeModel {
   if (model instanceof GenerativeModel) return model;
   throw new Error(`${model.constructor.name} cannot generate text: it has no language-modelling head; load it as a causal LM or seq2seq LM`);
 }
+
+/** `model` as generate() drives it, with each step's forward run by `forward` instead (a host that wraps its passes). */
+export function withForward(model: Generative, forward: (inputs: Seq2SeqInputs) => ModelOutput): Generative {
+  return {
+    config: model.config,
+    isEncoderDecoder: model.isEncoderDecoder,
+    get training() {
+      return model.training;
+    },
+    forward,
+    ...(model.encode ? { encode: (inputs: Seq2SeqInputs) => model.encode!(inputs) } : {}),
+    eval: () => model.eval(),
+    train: (mode?: boolean) => model.train(mode),
+  };
+}

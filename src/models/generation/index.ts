@@ -3,4 +3,4 @@ export { chooseToken, generate, generateDetailed, generateStream, nanLogits, uni
 export type { FinishReason, GenerateOptions, GenerateOutput, GenerationStep, Generative, SamplingOptions, Streamer } from "./generate.js";
 export * from "./logits.js";
 export { StopStrings, stopStringIndex, type TokenDecoder } from "./stopping.js";
-export { GenerativeModel, asGenerative } from "./generative-model.js";
+export { GenerativeModel, asGenerative, withForward } from "./generative-model.js";

@@ -5,7 +5,7 @@
  */
 import type { Linear } from "../../../nn/index.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../../../models/outputs.js";
-import type { Generative } from "../../../models/generation/index.js";
+import { withForward, type Generative } from "../../../models/generation/index.js";
 import type { Tensor } from "../../../tensor/index.js";
 import type { AdapterCapabilities } from "../../contract.js";
 import { LinearTargetsTuner } from "../linear-targets-tuner.js";
@@ -40,17 +40,6 @@ export class PolyModel extends LinearTargetsTuner<PolyConfig> {
 
   /** The model generates through this host, so that each step gets the task ids (given here, or in the step's inputs). */
   override generative(taskIds?: Tensor): Generative {
-    const model = super.generative();
-    return {
-      config: model.config,
-      isEncoderDecoder: model.isEncoderDecoder,
-      get training() {
-        return model.training;
-      },
-      forward: (inputs) => this.forward(taskIds ? { ...inputs, taskIds } : inputs) as ModelOutput,
-      ...(model.encode ? { encode: (inputs: Seq2SeqInputs) => model.encode!(inputs) } : {}),
-      eval: () => model.eval(),
-      train: (mode?: boolean) => model.train(mode),
-    };
+    return withForward(super.generative(), (inputs) => this.forward(taskIds ? { ...inputs, taskIds } : inputs) as ModelOutput);
   }
 }
