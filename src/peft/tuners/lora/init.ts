@@ -86,8 +86,9 @@ const AS241_E = [6.6579046435011037772, 5.4637849111641143699, 1.784826539917291
 const AS241_F = [1, 0.59983220655588793769, 0.13692988092273580531, 0.0148753612908506148525, 7.868691311456132591e-4, 1.8463183175100546818e-5, 1.4215117583164458887e-7, 2.04426310338993978564e-15];
 
 /**
- * torch.linspace(start, end, n) in float32 as torch 1.13's CPU kernel computes it: each 8-wide vector starts at
- * start + step·i₀ (or end − step·(n−1−i₀) past the half), rounded once, and adds step·j; the last n mod 16 go one by one.
+ * torch.linspace(start, end, n) in float32 as torch 1.13's CPU kernel computes it (AVX2 build, matched bit for bit):
+ * each 8-wide vector starts at start + step·i₀ (or end − step·(n−1−i₀) past the half), rounded once, and adds step·j;
+ * the last n mod 16 go one by one. Another vector width moves a few table entries by an ulp (~1e-7).
  */
 function linspaceF32(start: number, end: number, n: number): number[] {
   const f = Math.fround, s = f(start), e = f(end), step = f((e - s) / (n - 1));
