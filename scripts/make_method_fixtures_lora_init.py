@@ -25,8 +25,8 @@ PiSSA's singular vectors are determined up to sign only; the test compares them 
 layer_replication's case has no merged logits (see its notes).
 
 Not here: "pissa_niter_<n>" (torch.svd_lowrank draws its start matrix from torch's generator, and peft redraws it on
-every load, so there is no stable golden: the test checks its algebra instead) and LoftQ (not implemented in
-peft-ts yet).
+every load, so there is no stable golden: the test checks its algebra instead) and LoftQ (in
+make_method_fixtures_loftq.py).
 """
 
 import json

@@ -151,3 +151,16 @@ export function tempDirs(prefix: string): { make(): string; removeAll(): void } 
     },
   };
 }
+
+/** The maximum of |x·sign − y| where each row (sign per row) or column of a row-major matrix may be flipped. */
+export function diffUpToSign(ours: ArrayLike<number>, theirs: ArrayLike<number>, rows: number, cols: number, perRow: boolean): number {
+  let worst = 0;
+  for (let l = 0; l < (perRow ? rows : cols); l++) {
+    const at = (i: number) => (perRow ? l * cols + i : i * cols + l);
+    let dot = 0;
+    for (let i = 0; i < (perRow ? cols : rows); i++) dot += ours[at(i)]! * theirs[at(i)]!;
+    const sign = dot < 0 ? -1 : 1;
+    for (let i = 0; i < (perRow ? cols : rows); i++) worst = Math.max(worst, Math.abs(sign * ours[at(i)]! - theirs[at(i)]!));
+  }
+  return worst;
+}

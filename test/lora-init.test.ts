@@ -17,7 +17,7 @@ import { oloraFactors, pissaFactors } from "../src/peft/tuners/lora/init.js";
 import { qrLeadingF64, svdF64, svdLowRankF64 } from "../src/tensor/linalg.js";
 import { manualSeed, noGrad, tensor, type Tensor } from "../src/tensor/index.js";
 import { GoldenSet, maxAbsDiff, readExpected, readInputs } from "./golden.js";
-import { assertClose, maxAbs, mm, randValues, transposed } from "./helpers.js";
+import { assertClose, diffUpToSign, maxAbs, mm, randValues, transposed } from "./helpers.js";
 import { baseModel, casesOf, checkFreshCase, checkLoadedCase, forwardInputs, type PeftCase } from "./peft-cases.js";
 import { cliWorkspace, trainMethod } from "./cli-workspace.js";
 import { LLAMA, gpt2, llama } from "./tiny-models.js";
@@ -30,19 +30,6 @@ const baseName = (c: PeftCase) => c.base.replace(/^models\//, "");
 
 /** A fresh adapter made here from a case's config (same seed-independent init as Python's for these inits). */
 const freshModel = (c: PeftCase) => getPeftModel(baseModel(c, set), configFromJson({ ...c.config, peft_type: c.peft_type }));
-
-/** The maximum of |x·sign − y| where each row (sign per row) or column of a row-major matrix may be flipped. */
-function diffUpToSign(ours: ArrayLike<number>, theirs: ArrayLike<number>, rows: number, cols: number, perRow: boolean): number {
-  let worst = 0;
-  for (let l = 0; l < (perRow ? rows : cols); l++) {
-    const at = (i: number) => (perRow ? l * cols + i : i * cols + l);
-    let dot = 0;
-    for (let i = 0; i < (perRow ? cols : rows); i++) dot += ours[at(i)]! * theirs[at(i)]!;
-    const sign = dot < 0 ? -1 : 1;
-    for (let i = 0; i < (perRow ? cols : rows); i++) worst = Math.max(worst, Math.abs(sign * ours[at(i)]! - theirs[at(i)]!));
-  }
-  return worst;
-}
 
 describe("LoRA initialisers and lora_bias against Python peft 0.15.2", () => {
   for (const [name, c] of cases) {
@@ -271,7 +258,7 @@ describe("trainable tokens (hand-computed)", () => {
 });
 
 describe("initialiser and lora_bias errors, as peft 0.15.2 raises them (or where it would go wrong)", () => {
-  it("config checks: lora_bias needs init true/false and no DoRA; AdaLoRA refuses both; LoftQ is not implemented", () => {
+  it("config checks: lora_bias needs init true/false and no DoRA; AdaLoRA refuses both; LoftQ needs loftq_config", () => {
     assert.throws(() => LoraConfig({ lora_bias: true, init_lora_weights: "pissa" }), (e) => e instanceof ConfigError && /lora_bias=True is only supported with init_lora_weights=True or False/.test(e.message));
     assert.throws(() => LoraConfig({ lora_bias: true, use_dora: true }), (e) => e instanceof ConfigError && /not supported for DoRA/.test(e.message));
     assert.throws(() => AdaLoraConfig({ total_step: 10, init_lora_weights: "olora" }), (e) => e instanceof ConfigError && /AdaLoRA does not support init_lora_weights "olora"/.test(e.message));

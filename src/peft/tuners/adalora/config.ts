@@ -69,6 +69,7 @@ export const ADALORA_DEFAULTS = defaultsOf(ADALORA_FIELDS);
 export function validateAdaLoraFields(c: AdaLoraConfig): void {
   validateLoraFields(c as unknown as LoraConfig);
   check(!c.use_dora, "ADALORA does not support DoRA.");
+  check(Object.keys(c.loftq_config).length === 0, "ADALORA does not support LOFTQ.");
   // peft 0.15.2's AdaLoRA layers take neither (they would be silently ignored there).
   check(!initUsesBaseWeight(c.init_lora_weights), `AdaLoRA does not support init_lora_weights "${String(c.init_lora_weights)}" (peft 0.15.2's AdaLoRA layers ignore it); use true, false or "gaussian"`);
   check(!c.lora_bias, "AdaLoRA does not support lora_bias (peft 0.15.2's AdaLoRA layers ignore it); set lora_bias false");

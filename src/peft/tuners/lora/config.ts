@@ -3,7 +3,7 @@ import { check, configBuilder, PeftType, TARGETING_FIELDS, type MethodFields, ty
 import {
   anyObject, bool, either, field, integer, listOf, matching, nullable, number, oneOf, recordOf, string, type ForeignField,
 } from "../../../io/config-fields.js";
-import { initUsesBaseWeight } from "./init.js";
+import { initUsesBaseWeight, loftqSettings } from "./init.js";
 
 /** LoRA configuration (HF field names). */
 export interface LoraConfig extends PeftConfig {
@@ -52,7 +52,7 @@ export const LORA_FIELDS: MethodFields<LoraConfig> = {
     true,
     'How A and B start: true (Kaiming-uniform A, zero B), "gaussian" (normal A), false (random B too), or a data- or SVD-based method.',
     {
-      notImplemented: 'peft-ts implements init_lora_weights true, false, "gaussian", "pissa", "pissa_niter_<n>" and "olora"; EVA, CorDA, LoftQ and orthogonal are not yet',
+      notImplemented: 'peft-ts implements init_lora_weights true, false, "gaussian", "pissa", "pissa_niter_<n>", "olora" and "loftq"; EVA, CorDA and orthogonal are not yet',
       implemented: (v) => v === true || v === false || v === "gaussian" || initUsesBaseWeight(v),
     },
   ),
@@ -71,8 +71,7 @@ export const LORA_FIELDS: MethodFields<LoraConfig> = {
   loftq_config: field<Record<string, unknown>>(
     anyObject,
     {},
-    "LoftQ settings (bits, iterations); used with init_lora_weights \"loftq\".",
-    { notImplemented: `LoftQ: ${NOT_YET}` },
+    "LoftQ settings {loftq_bits (2, 4 or 8; default 4), loftq_iter (default 1)}; used with init_lora_weights \"loftq\".",
   ),
   eva_config: field<Record<string, unknown> | null>(
     nullable(anyObject),
@@ -121,6 +120,12 @@ export function validateLoraFields(c: LoraConfig): void {
     `The argument lora_bias=True is only supported with init_lora_weights=True or False, got init_lora_weights=${JSON.stringify(c.init_lora_weights)} instead.`,
   );
   check(!(c.lora_bias && c.use_dora), "The argument lora_bias=True is not supported for DoRA, please pass use_dora=False");
+  if (c.init_lora_weights === "loftq") loftqSettings(c.loftq_config);
+  else if (Object.keys(c.loftq_config).length > 0) {
+    // peft 0.15.2 drops it with this warning too
+    process.emitWarning("`loftq_config` specified but will be ignored when `init_lora_weights` is not 'loftq'.");
+    c.loftq_config = {};
+  }
 }
 
 /** Build a LoRA config from fields over the defaults (`fromFile`: lenient with fields of other peft versions). */

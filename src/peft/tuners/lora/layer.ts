@@ -11,7 +11,7 @@ import {
 } from "../../../tensor/index.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
 import { DoraLinearVariant, plainLora, type DoraLayer, type LoraVariant } from "./variants.js";
-import { initFromBaseWeight, initUsesBaseWeight } from "./init.js";
+import { initFromBaseWeight, initUsesBaseWeight, type LoftqSettings } from "./init.js";
 import { checkMixedBatch, currentAdapterNames, mixedBatchForward } from "../../mixed-batch.js";
 import { ConfigError } from "../../../errors.js";
 
@@ -27,6 +27,8 @@ export interface LoraSettings {
   loraBias?: boolean;
   /** The module's path, for error messages. */
   key?: string;
+  /** LoftQ's bits and iterations (with initWeights "loftq"). */
+  loftq?: LoftqSettings;
 }
 
 /** LoRA scaling: alpha / r, or alpha / √r with rsLoRA. */
@@ -110,7 +112,7 @@ export class LoraLinear extends LoraLayer {
     this.lora_dropout.set(name, new Dropout(s.dropout));
     const a = new Linear(this.inFeatures, s.r, { bias: false });
     const b = new Linear(s.r, this.outFeatures, { bias: s.loraBias === true });
-    if (initUsesBaseWeight(s.initWeights)) initFromBaseWeight(this, a.weight, b.weight, String(s.initWeights), s.r, this.scaling.get(name)!, s.key ?? name);
+    if (initUsesBaseWeight(s.initWeights)) initFromBaseWeight(this, a.weight, b.weight, String(s.initWeights), s.r, this.scaling.get(name)!, s.key ?? name, s.loftq);
     else noGrad(() => initFactors(a.weight, b.weight, s));
     if (b.bias && s.initWeights !== false) noGrad(() => b.bias!.copy_(zeros(b.bias!.shape)));
     this.lora_A.set(name, a);
@@ -253,6 +255,7 @@ export class LoraEmbedding extends LoraLayer {
   /** Add (or re-create) an adapter: A starts at 0 and B ~ N(0, 1), so a fresh adapter changes nothing. */
   updateLayer(name: string, s: LoraSettings): void {
     if (s.useDora) throw new Error("DoRA is not supported on embedding layers");
+    if (s.initWeights === "loftq") throw new ConfigError(`init_lora_weights "loftq" on the Embedding ${s.key ?? "layer"}: peft 0.15.2's LoftQ fails on embeddings; leave embeddings out of target_modules`);
     if (s.loraBias) throw new ConfigError(`lora_bias=true is not supported for Embedding layers (${s.key ?? "embedding"}), as in peft; target only Linear layers or set lora_bias false`);
     this.recordSettings(name, s);
     this.lora_dropout.set(name, new Dropout(s.dropout));

@@ -6,6 +6,7 @@ import { allLinearTargets, defaultTargets, patternKey } from "../../targets.js";
 import { LORA_TARGETS } from "../../mapping.js";
 import { LoraEmbedding, LoraLayer, LoraLinear, type LoraSettings } from "./layer.js";
 import { dispatchLora } from "./dispatch.js";
+import { loftqSettings } from "./init.js";
 import type { LoraConfig } from "./config.js";
 import { PeftType } from "../../config.js";
 import { replicateLayers } from "../../layer-replication.js";
@@ -88,6 +89,7 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
       useDora: config.use_dora,
       loraBias: config.lora_bias,
       key,
+      ...(config.init_lora_weights === "loftq" ? { loftq: loftqSettings(config.loftq_config) } : {}),
     };
   }
 
