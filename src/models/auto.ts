@@ -8,10 +8,9 @@ import { resolvePretrainedSync } from "../io/hub-sync.js";
 import { repoIdOfSnapshot } from "../io/hub-cache.js";
 import { ConfigError } from "../errors.js";
 import type { PretrainedConfig } from "./config.js";
-import { loadPretrained, resolveModelDType, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
+import { buildDeferred, loadPretrained, resolveModelDType, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
 import { buildModules, type ParameterDType } from "../nn/index.js";
 import { convertLinear, modulesToNotConvert, parseQuantizationConfig, type BitsAndBytesConfig } from "./quantization.js";
-import { withDeferredLinearWeights } from "../nn/index.js";
 import { defaultGenerator } from "../tensor/index.js";
 import { backend } from "../backend/index.js";
 import { gpt2Config } from "./gpt2/config.js";
@@ -150,20 +149,19 @@ export function modelFromConfig<T extends Task>(config: Record<string, unknown>,
   const parsed = parseConfig(config);
   const cls = classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task);
   const dtype = resolveModelDType(opts.dtype ?? "float32", config);
+  let model: PreTrainedModel;
   if (opts.quantizationConfig) {
     // Each Linear is drawn and quantised in turn; the other modules (embeddings, norms, lm_head) are in `dtype`.
     const settings = parseQuantizationConfig(opts.quantizationConfig);
-    const build = () => withDeferredLinearWeights(() => new cls(parsed));
-    const model = dtype === "float32" ? build() : buildModules({ dtype, init: false }, build);
-    const notConvert = modulesToNotConvert(settings, model);
-    buildModules({ dtype }, () => model.initWeights(defaultGenerator, undefined, (path, m) => convertLinear(model, path, m, settings, notConvert)));
-    model.config["quantization_config"] = settings.dict;
-    backend().trimPool(); // the build's scratch buffers come in one-off sizes
-    return typed(model, task);
+    const built = buildDeferred(cls, parsed, dtype);
+    const notConvert = modulesToNotConvert(settings, built);
+    buildModules({ dtype }, () => built.initWeights(defaultGenerator, undefined, (path, m) => convertLinear(built, path, m, settings, notConvert)));
+    built.config["quantization_config"] = settings.dict;
+    model = built;
+  } else {
+    model = (dtype === "float32" ? new cls(parsed) : buildModules({ dtype, init: false }, () => new cls(parsed))).initWeights();
   }
-  const model = dtype === "float32" ? new cls(parsed) : buildModules({ dtype, init: false }, () => new cls(parsed));
-  model.initWeights();
-  backend().trimPool();
+  backend().trimPool(); // the build's scratch buffers come in one-off sizes
   return typed(model, task);
 }
 

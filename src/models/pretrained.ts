@@ -397,7 +397,7 @@ export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown
 }
 
 /** A model built in `dtype` around deferred Linear weights (each gets its values, or is quantised, in turn). */
-function buildDeferred<M extends PreTrainedModel>(cls: ModelClass<M>, config: PretrainedConfig, dtype: ParameterDType): M {
+export function buildDeferred<M extends PreTrainedModel>(cls: ModelClass<M>, config: PretrainedConfig, dtype: ParameterDType): M {
   const build = () => withDeferredLinearWeights(() => new cls(config));
   return dtype === "float32" ? build() : buildModules({ dtype, init: false }, build);
 }

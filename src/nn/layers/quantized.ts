@@ -38,8 +38,7 @@ export abstract class QuantizedLinear extends Module {
 
   constructor(readonly inFeatures: number, readonly outFeatures: number, bias: Tensor | null) {
     super();
-    // A half bias (a bf16 model's) is stored as it is: only float32 tensors train.
-    this.bias = this.registerParameter("bias", bias && bias.dtype === "float32" ? parameter(bias) : bias);
+    this.bias = this.registerParameter("bias", bias ? parameter(bias) : null); // a half bias stays frozen
   }
 
   /** The weight as the quantised kernels read it. */
