@@ -54,7 +54,11 @@ export interface GemmBenchOptions {
 
 const SQUARE = [256, 512, 1024, 2048];
 /** Transformer-sized products M×K×N: the QKV projection, the MLP's down projection, the attention output. */
-const TRANSFORMER: [number, number, number][] = [[512, 768, 2304], [512, 3072, 768], [512, 768, 768]];
+const TRANSFORMER: [number, number, number][] = [
+  [512, 768, 2304],
+  [512, 3072, 768],
+  [512, 768, 768],
+];
 
 function packageRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
@@ -74,15 +78,34 @@ async function buildDirect(root: string): Promise<string> {
   mkdirSync(outDir, { recursive: true });
   const exe = join(outDir, "gemm_direct");
   const link = blas.libdir ? [`-L${blas.libdir}`, `-Wl,-rpath,${blas.libdir}`] : [];
-  await run("cc", ["-O2", "-std=c11", "-D_POSIX_C_SOURCE=199309L", ...(blas.include ? [`-I${blas.include}`] : []),
-    join(root, "bench", "gemm_direct.c"), "-o", exe, ...link, ...blas.libs.split(" ")]);
+  await run("cc", [
+    "-O2",
+    "-std=c11",
+    "-D_POSIX_C_SOURCE=199309L",
+    ...(blas.include ? [`-I${blas.include}`] : []),
+    join(root, "bench", "gemm_direct.c"),
+    "-o",
+    exe,
+    ...link,
+    ...blas.libs.split(" "),
+  ]);
   return exe;
 }
 
-async function direct(exe: string, m: number, k: number, n: number, repeats: number, nThreads: number): Promise<number> {
+async function direct(
+  exe: string,
+  m: number,
+  k: number,
+  n: number,
+  repeats: number,
+  nThreads: number,
+): Promise<number> {
   const env = { ...process.env, OMP_NUM_THREADS: String(nThreads), OPENBLAS_NUM_THREADS: String(nThreads) };
   const { stdout } = await run(exe, [m, k, n, repeats].map(String), { env });
-  const rows = stdout.trim().split("\n").map((l) => JSON.parse(l) as { gflops: number });
+  const rows = stdout
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l) as { gflops: number });
   return Math.max(...rows.map((r) => r.gflops));
 }
 
@@ -110,15 +133,30 @@ function bestTime(fn: () => void, repeats: number): number {
 
 function gemmSpec(m: number, k: number, n: number): GemmSpec {
   return {
-    a: randomStorage(m * k, 1), aOffset: 0, transA: false, lda: k, aBatchStrides: [],
-    b: randomStorage(k * n, 2), bOffset: 0, transB: false, ldb: n, bBatchStrides: [],
-    batchShape: [], m, n, k, out: new CpuStorage("float32", new Float32Array(m * n)), accumulate: false,
+    a: randomStorage(m * k, 1),
+    aOffset: 0,
+    transA: false,
+    lda: k,
+    aBatchStrides: [],
+    b: randomStorage(k * n, 2),
+    bOffset: 0,
+    transB: false,
+    ldb: n,
+    bBatchStrides: [],
+    batchShape: [],
+    m,
+    n,
+    k,
+    out: new CpuStorage("float32", new Float32Array(m * n)),
+    accumulate: false,
   };
 }
 
 /** Runs the benchmark (a minute or so on two cores) and returns one row per kernel and size. */
 export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]> {
-  const rounds = opts.rounds ?? 3, repeats = opts.repeats ?? 3, withJs = opts.js ?? true;
+  const rounds = opts.rounds ?? 3,
+    repeats = opts.repeats ?? 3,
+    withJs = opts.js ?? true;
   const log = opts.log ?? (() => {});
   const root = packageRoot();
   const native: Backend = loadNativeBackend();
@@ -129,15 +167,26 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
 
   const sizes: [number, number, number][] = [...SQUARE.map((s): [number, number, number] => [s, s, s]), ...TRANSFORMER];
   for (const [m, k, n] of sizes) {
-    const spec = gemmSpec(m, k, n), flops = 2 * m * n * k;
-    let bestNative = 0, bestDirect = 0, bestBefore = 0;
+    const spec = gemmSpec(m, k, n),
+      flops = 2 * m * n * k;
+    let bestNative = 0,
+      bestDirect = 0,
+      bestBefore = 0;
     for (let r = 0; r < rounds; r++) {
       bestDirect = Math.max(bestDirect, await direct(exe, m, k, n, repeats, nThreads));
       bestNative = Math.max(bestNative, flops / bestTime(() => native.gemm(spec), repeats) / 1e9);
-      if (opts.baseline) bestBefore = Math.max(bestBefore, flops / bestTime(() => opts.baseline!.gemm(spec), repeats) / 1e9);
+      if (opts.baseline)
+        bestBefore = Math.max(bestBefore, flops / bestTime(() => opts.baseline!.gemm(spec), repeats) / 1e9);
     }
-    const row: BenchRow = { kernel: "gemm", shape: `${m}×${k}×${n}`, unit: "GFLOP/s", native: bestNative, direct: bestDirect,
-      ratio: bestNative / bestDirect, ...(opts.baseline ? { before: bestBefore } : {}) };
+    const row: BenchRow = {
+      kernel: "gemm",
+      shape: `${m}×${k}×${n}`,
+      unit: "GFLOP/s",
+      native: bestNative,
+      direct: bestDirect,
+      ratio: bestNative / bestDirect,
+      ...(opts.baseline ? { before: bestBefore } : {}),
+    };
     if (withJs) {
       // The reference is ~100× slower: best of 2 for the small squares, a single timed call for the others.
       const jsRepeats = Math.max(m, k, n) <= 512 ? 2 : 1;
@@ -148,19 +197,31 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
   }
 
   // Bandwidth: bytes each kernel must move (inputs read + output written) per second.
-  const N = 1 << 24;  // 16 Mi floats = 64 MiB per tensor, well beyond the caches
-  const a = randomStorage(N, 3), b = randomStorage(N, 4), out = new CpuStorage("float32", new Float32Array(N));
+  const N = 1 << 24; // 16 Mi floats = 64 MiB per tensor, well beyond the caches
+  const a = randomStorage(N, 3),
+    b = randomStorage(N, 4),
+    out = new CpuStorage("float32", new Float32Array(N));
   const view = (s: Storage) => ({ storage: s, shape: [N], strides: [1], offset: 0 });
   const add = (be: Backend) => () => be.binary("add", view(a), view(b), out);
   const addBytes = 3 * 4 * N;
-  const addRow: BenchRow = { kernel: "add", shape: `[${N}]`, unit: "GB/s", native: addBytes / bestTime(add(native), 10) / 1e9 };
+  const addRow: BenchRow = {
+    kernel: "add",
+    shape: `[${N}]`,
+    unit: "GB/s",
+    native: addBytes / bestTime(add(native), 10) / 1e9,
+  };
   if (withJs) addRow.js = addBytes / bestTime(add(js), 3) / 1e9;
   rows.push(addRow);
 
   const [rowsS, colsS] = [4096, N / 4096];
   const sm = (be: Backend) => () => be.softmax(a, rowsS, colsS, false, out);
   const smBytes = 2 * 4 * rowsS * colsS;
-  const smRow: BenchRow = { kernel: "softmax", shape: `[${rowsS}, ${colsS}]`, unit: "GB/s", native: smBytes / bestTime(sm(native), 10) / 1e9 };
+  const smRow: BenchRow = {
+    kernel: "softmax",
+    shape: `[${rowsS}, ${colsS}]`,
+    unit: "GB/s",
+    native: smBytes / bestTime(sm(native), 10) / 1e9,
+  };
   if (withJs) smRow.js = smBytes / bestTime(sm(js), 3) / 1e9;
   rows.push(smRow);
   log(`add ${addRow.native.toFixed(1)} GB/s, softmax ${smRow.native.toFixed(1)} GB/s (native)`);
@@ -189,11 +250,20 @@ function linearStepRow(repeats: number): BenchRow {
   const layer = new Linear(k, n);
   const x = T.keep(T.tensor(new Float32Array(m * k).fill(0.01), [m, k]));
   x.requiresGrad = true;
-  const step = () => T.tidy(() => {
-    T.sum(layer.forward(x)).backward();
-    for (const p of [x, ...layer.parameters()]) { p.grad?.dispose(); p.grad = null; }
-  });
-  const row: BenchRow = { kernel: "Linear fwd+bwd", shape: `${m}×${k}×${n}`, unit: "GFLOP/s", native: (3 * 2 * m * k * n) / bestTime(step, repeats + 2) / 1e9 };
+  const step = () =>
+    T.tidy(() => {
+      T.sum(layer.forward(x)).backward();
+      for (const p of [x, ...layer.parameters()]) {
+        p.grad?.dispose();
+        p.grad = null;
+      }
+    });
+  const row: BenchRow = {
+    kernel: "Linear fwd+bwd",
+    shape: `${m}×${k}×${n}`,
+    unit: "GFLOP/s",
+    native: (3 * 2 * m * k * n) / bestTime(step, repeats + 2) / 1e9,
+  };
   layer.dispose();
   x.dispose();
   return row;
@@ -209,7 +279,9 @@ export function formatBenchTable(rows: readonly BenchRow[]): string {
   ];
   for (const r of rows) {
     const before = withBefore ? ` ${f(r.before)} | ${r.before ? f(r.native / r.before, 2) : "–"} |` : "";
-    lines.push(`| ${r.kernel} | ${r.shape} | ${r.unit} | ${f(r.native)} |${before} ${f(r.direct)} | ${f(r.ratio, 2)} | ${f(r.js, 2)} |`);
+    lines.push(
+      `| ${r.kernel} | ${r.shape} | ${r.unit} | ${f(r.native)} |${before} ${f(r.direct)} | ${f(r.ratio, 2)} | ${f(r.js, 2)} |`,
+    );
   }
   return lines.join("\n");
 }

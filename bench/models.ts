@@ -30,24 +30,56 @@ export type Mode = "train" | "infer" | "generate";
 export const CONFIGS: Record<ModelName, Record<string, unknown>> = {
   gpt2: { model_type: "gpt2", vocab_size: 50257, n_embd: 768, n_layer: 12, n_head: 12, n_positions: 1024 },
   qwen2: {
-    model_type: "qwen2", vocab_size: 151936, hidden_size: 896, intermediate_size: 4864, num_hidden_layers: 24,
-    num_attention_heads: 14, num_key_value_heads: 2, max_position_embeddings: 32768, rope_theta: 1e6, rms_norm_eps: 1e-6,
-    tie_word_embeddings: true, use_sliding_window: false, attention_dropout: 0,
+    model_type: "qwen2",
+    vocab_size: 151936,
+    hidden_size: 896,
+    intermediate_size: 4864,
+    num_hidden_layers: 24,
+    num_attention_heads: 14,
+    num_key_value_heads: 2,
+    max_position_embeddings: 32768,
+    rope_theta: 1e6,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: true,
+    use_sliding_window: false,
+    attention_dropout: 0,
   },
   "qwen2.5-1.5b": {
-    model_type: "qwen2", vocab_size: 151936, hidden_size: 1536, intermediate_size: 8960, num_hidden_layers: 28,
-    num_attention_heads: 12, num_key_value_heads: 2, max_position_embeddings: 32768, rope_theta: 1e6, rms_norm_eps: 1e-6,
-    tie_word_embeddings: true, use_sliding_window: false, attention_dropout: 0,
+    model_type: "qwen2",
+    vocab_size: 151936,
+    hidden_size: 1536,
+    intermediate_size: 8960,
+    num_hidden_layers: 28,
+    num_attention_heads: 12,
+    num_key_value_heads: 2,
+    max_position_embeddings: 32768,
+    rope_theta: 1e6,
+    rms_norm_eps: 1e-6,
+    tie_word_embeddings: true,
+    use_sliding_window: false,
+    attention_dropout: 0,
   },
   "llama3-8b": {
-    model_type: "llama", vocab_size: 128256, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32,
-    num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 8192, rope_theta: 500000, rms_norm_eps: 1e-5,
+    model_type: "llama",
+    vocab_size: 128256,
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    max_position_embeddings: 8192,
+    rope_theta: 500000,
+    rms_norm_eps: 1e-5,
     tie_word_embeddings: false,
   },
 };
 
 /** NF4 with double quantisation (the QLoRA paper's setting), as a BitsAndBytesConfig. */
-export const NF4_DOUBLE_QUANT = { load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true } as const;
+export const NF4_DOUBLE_QUANT = {
+  load_in_4bit: true,
+  bnb_4bit_quant_type: "nf4",
+  bnb_4bit_use_double_quant: true,
+} as const;
 
 /** Default shapes: bench_peft_cpu.py's for train/infer; generation decodes `newTokens` after a prompt of `seq`. */
 export const DEFAULT_SHAPES: Record<ModelName, { train: [number, number]; infer: [number, number] }> = {
@@ -59,8 +91,21 @@ export const DEFAULT_SHAPES: Record<ModelName, { train: [number, number]; infer:
 
 function loraConfig(model: ModelName) {
   return model === "gpt2"
-    ? LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: ["c_attn"], fan_in_fan_out: true })
-    : LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 8, lora_alpha: 16, lora_dropout: 0, target_modules: ["q_proj", "v_proj"] });
+    ? LoraConfig({
+        task_type: TaskType.CAUSAL_LM,
+        r: 8,
+        lora_alpha: 16,
+        lora_dropout: 0,
+        target_modules: ["c_attn"],
+        fan_in_fan_out: true,
+      })
+    : LoraConfig({
+        task_type: TaskType.CAUSAL_LM,
+        r: 8,
+        lora_alpha: 16,
+        lora_dropout: 0,
+        target_modules: ["q_proj", "v_proj"],
+      });
 }
 
 /** VmHWM / VmRSS of this process in MiB. */
@@ -89,7 +134,9 @@ function matmulParams(model: PreTrainedModel | PeftModel): number {
 
 function attentionShape(model: ModelName): { layers: number; width: number } {
   const c = CONFIGS[model];
-  return model === "gpt2" ? { layers: c["n_layer"] as number, width: c["n_embd"] as number } : { layers: c["num_hidden_layers"] as number, width: c["hidden_size"] as number };
+  return model === "gpt2"
+    ? { layers: c["n_layer"] as number, width: c["n_embd"] as number }
+    : { layers: c["num_hidden_layers"] as number, width: c["hidden_size"] as number };
 }
 
 /**
@@ -98,13 +145,15 @@ function attentionShape(model: ModelName): { layers: number; width: number } {
  * token and layer) and their four backward products (8·T·width).
  */
 export function trainingFlops(P: number, pLora: number, model: ModelName, batch: number, seq: number): number {
-  const tokens = batch * seq, { layers, width } = attentionShape(model);
+  const tokens = batch * seq,
+    { layers, width } = attentionShape(model);
   return 4 * P * tokens + 2 * pLora * tokens + 12 * seq * width * layers * tokens;
 }
 
 /** FLOPs of one forward pass. */
 export function forwardFlops(P: number, model: ModelName, batch: number, seq: number): number {
-  const tokens = batch * seq, { layers, width } = attentionShape(model);
+  const tokens = batch * seq,
+    { layers, width } = attentionShape(model);
   return 2 * P * tokens + 4 * seq * width * layers * tokens;
 }
 
@@ -117,8 +166,22 @@ export function measureGemmGflops(m = 512, k = 768, n = 3072, repeats = 5): numb
     return new CpuStorage("float32", d);
   };
   const spec = {
-    a: rand(m * k), aOffset: 0, transA: false, lda: k, aBatchStrides: [], b: rand(k * n), bOffset: 0, transB: false, ldb: n,
-    bBatchStrides: [], batchShape: [], m, n, k, out: new CpuStorage("float32", new Float32Array(m * n)), accumulate: false,
+    a: rand(m * k),
+    aOffset: 0,
+    transA: false,
+    lda: k,
+    aBatchStrides: [],
+    b: rand(k * n),
+    bOffset: 0,
+    transB: false,
+    ldb: n,
+    bBatchStrides: [],
+    batchShape: [],
+    m,
+    n,
+    k,
+    out: new CpuStorage("float32", new Float32Array(m * n)),
+    accumulate: false,
   };
   b.gemm(spec);
   let best = Infinity;
@@ -132,10 +195,13 @@ export function measureGemmGflops(m = 512, k = 768, n = 3072, repeats = 5): numb
 
 function randomIds(batch: number, seq: number, vocab: number, seed = 1): Tensor {
   let s = seed >>> 0;
-  return tensor(Int32Array.from({ length: batch * seq }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s % vocab;
-  }), [batch, seq]);
+  return tensor(
+    Int32Array.from({ length: batch * seq }, () => {
+      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+      return s % vocab;
+    }),
+    [batch, seq],
+  );
 }
 
 /** Options of one case. */
@@ -190,13 +256,20 @@ export interface CaseResult {
 
 /** Run one case in this process. */
 export function runCase(o: CaseOptions): CaseResult {
-  const model = o.model, mode = o.mode;
-  const shape = mode === "generate" ? [o.batch ?? 1, o.seq ?? 16] : DEFAULT_SHAPES[model][mode === "train" ? "train" : "infer"];
-  const B = o.batch ?? shape[0]!, S = o.seq ?? shape[1]!;
-  const steps = o.steps ?? (mode === "train" ? 10 : mode === "infer" ? 20 : 3), warmup = o.warmup ?? (mode === "generate" ? 1 : 2);
+  const model = o.model,
+    mode = o.mode;
+  const shape =
+    mode === "generate" ? [o.batch ?? 1, o.seq ?? 16] : DEFAULT_SHAPES[model][mode === "train" ? "train" : "infer"];
+  const B = o.batch ?? shape[0]!,
+    S = o.seq ?? shape[1]!;
+  const steps = o.steps ?? (mode === "train" ? 10 : mode === "infer" ? 20 : 3),
+    warmup = o.warmup ?? (mode === "generate" ? 1 : 2);
   const t0 = performance.now();
   manualSeed(0);
-  const base = AutoModelForCausalLM.fromConfig(CONFIGS[model], { dtype: o.dtype ?? "float32", ...(o.nf4 ? { quantizationConfig: NF4_DOUBLE_QUANT } : {}) });
+  const base = AutoModelForCausalLM.fromConfig(CONFIGS[model], {
+    dtype: o.dtype ?? "float32",
+    ...(o.nf4 ? { quantizationConfig: NF4_DOUBLE_QUANT } : {}),
+  });
   if (o.checkpointing) base.gradientCheckpointingEnable();
   const net: PreTrainedModel | PeftModel = mode === "generate" ? base : getPeftModel(base, loraConfig(model));
   const buildS = (performance.now() - t0) / 1e3;
@@ -204,27 +277,35 @@ export function runCase(o: CaseOptions): CaseResult {
   const vocab = CONFIGS[model]["vocab_size"] as number;
   const ids = randomIds(B, S, vocab);
   const phase: Record<string, number> = {};
-  const addPhase = (k: string, ms: number, rec: boolean) => { if (rec) phase[k] = (phase[k] ?? 0) + ms / 1e3; };
+  const addPhase = (k: string, ms: number, rec: boolean) => {
+    if (rec) phase[k] = (phase[k] ?? 0) + ms / 1e3;
+  };
   const losses: number[] = [];
   let step: (rec: boolean) => void;
   const newTokens = o.newTokens ?? 32;
   if (mode === "train") {
     net.train();
-    const opt = new AdamW(net.parameters().filter((p) => p.requiresGrad), { lr: 1e-4 });
-    step = (rec) => tidy(() => autocast(o.bf16 ? "bfloat16" : null, () => {
-      const a = performance.now();
-      opt.zeroGrad();
-      const out = net.forward({ inputIds: ids, labels: ids }) as ModelOutput;
-      const b = performance.now();
-      out.loss!.backward();
-      const c = performance.now();
-      opt.step();
-      const d = performance.now();
-      losses.push(out.loss!.item());
-      addPhase("fwd", b - a, rec);
-      addPhase("bwd", c - b, rec);
-      addPhase("opt", d - c, rec);
-    }));
+    const opt = new AdamW(
+      net.parameters().filter((p) => p.requiresGrad),
+      { lr: 1e-4 },
+    );
+    step = (rec) =>
+      tidy(() =>
+        autocast(o.bf16 ? "bfloat16" : null, () => {
+          const a = performance.now();
+          opt.zeroGrad();
+          const out = net.forward({ inputIds: ids, labels: ids }) as ModelOutput;
+          const b = performance.now();
+          out.loss!.backward();
+          const c = performance.now();
+          opt.step();
+          const d = performance.now();
+          losses.push(out.loss!.item());
+          addPhase("fwd", b - a, rec);
+          addPhase("bwd", c - b, rec);
+          addPhase("opt", d - c, rec);
+        }),
+      );
   } else if (mode === "infer") {
     net.eval();
     step = (rec) => {
@@ -237,7 +318,12 @@ export function runCase(o: CaseOptions): CaseResult {
     step = (rec) => {
       const a = performance.now();
       // eos -1: never stops early, so every run decodes exactly newTokens tokens.
-      generate(net as unknown as Generative, { inputIds: ids, maxNewTokens: newTokens, eosTokenId: -1, padTokenId: 0 }).dispose();
+      generate(net as unknown as Generative, {
+        inputIds: ids,
+        maxNewTokens: newTokens,
+        eosTokenId: -1,
+        padTokenId: 0,
+      }).dispose();
       addPhase("generate", performance.now() - a, rec);
     };
   }
@@ -254,18 +340,35 @@ export function runCase(o: CaseOptions): CaseResult {
   const wall = (performance.now() - start) / 1e3;
   const stats1 = threadStats();
   const threads: ThreadStats = {
-    parallel: stats1.parallel - stats0.parallel, late: stats1.late - stats0.late, serial: stats1.serial - stats0.serial,
-    lateMeanMs: stats1.lateMeanMs, lateMaxMs: stats1.lateMaxMs,
+    parallel: stats1.parallel - stats0.parallel,
+    late: stats1.late - stats0.late,
+    serial: stats1.serial - stats0.serial,
+    lateMeanMs: stats1.lateMeanMs,
+    lateMaxMs: stats1.lateMaxMs,
   };
-  const profile = o.profile && isProfiling() ? profileReport({ wallMs: wall * 1e3, title: `profile of ${steps} ${model}-${mode} steps` }) : undefined;
+  const profile =
+    o.profile && isProfiling()
+      ? profileReport({ wallMs: wall * 1e3, title: `profile of ${steps} ${model}-${mode} steps` })
+      : undefined;
   const tokensPerStep = mode === "generate" ? B * newTokens : B * S;
   const paramsTotal = net.parameters().reduce((n, p) => n + p.size, 0);
   const paramsTrainable = net.parameters().reduce((n, p) => n + (p.requiresGrad ? p.size : 0), 0);
   const res: CaseResult = {
-    case: `${model}-${mode}`, model, mode, batch: B, seq: S, steps, tokensPerS: (tokensPerStep * steps) / wall,
-    sPerStepMean: wall / steps, sPerStepMin: Math.min(...times),
+    case: `${model}-${mode}`,
+    model,
+    mode,
+    batch: B,
+    seq: S,
+    steps,
+    tokensPerS: (tokensPerStep * steps) / wall,
+    sPerStepMean: wall / steps,
+    sPerStepMin: Math.min(...times),
     phaseSPerStep: Object.fromEntries(Object.entries(phase).map(([k, v]) => [k, v / steps])),
-    paramsTotal, paramsTrainable, buildS, rssAfterBuildMiB, peakRssMiB: rssMiB(),
+    paramsTotal,
+    paramsTrainable,
+    buildS,
+    rssAfterBuildMiB,
+    peakRssMiB: rssMiB(),
     ...(mode === "generate" ? { newTokens } : {}),
     ...(losses.length ? { loss: [losses[0]!, losses[losses.length - 1]!] as [number, number] } : {}),
     ...(profile ? { profile } : {}),
@@ -290,8 +393,12 @@ function parseArgs(argv: string[]): CaseOptions {
   const m = c ? /^(gpt2|qwen2|qwen2\.5-1\.5b|llama3-8b)-(train|infer|generate)$/.exec(c) : null;
   if (!m) throw new Error(`--case must be gpt2|qwen2|qwen2.5-1.5b|llama3-8b - train|infer|generate, got ${c}`);
   const o: CaseOptions = {
-    model: m[1] as ModelName, mode: m[2] as Mode, profile: argv.includes("--profile"), bf16: argv.includes("--bf16"),
-    checkpointing: argv.includes("--checkpointing"), nf4: argv.includes("--nf4"),
+    model: m[1] as ModelName,
+    mode: m[2] as Mode,
+    profile: argv.includes("--profile"),
+    bf16: argv.includes("--bf16"),
+    checkpointing: argv.includes("--checkpointing"),
+    nf4: argv.includes("--nf4"),
   };
   const dtype = get("dtype");
   if (dtype !== undefined) o.dtype = dtype as ParameterDType;

@@ -23,11 +23,24 @@ const TINY = { model_type: "gpt2", vocab_size: 256, n_embd: 32, n_layer: 2, n_he
 function wordTokenizer(vocabSize: number): string {
   const dir = mkdtempSync(join(tmpdir(), "peft-serve-bench-"));
   const vocab = Object.fromEntries(Array.from({ length: vocabSize }, (_, i) => [`t${i}`, i]));
-  writeFileSync(join(dir, "tokenizer.json"), JSON.stringify({
-    version: "1.0", truncation: null, padding: null, added_tokens: [], normalizer: null, pre_tokenizer: { type: "WhitespaceSplit" },
-    post_processor: null, decoder: null, model: { type: "WordLevel", vocab, unk_token: "t0" },
-  }));
-  writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify({ tokenizer_class: "PreTrainedTokenizerFast", eos_token: null }));
+  writeFileSync(
+    join(dir, "tokenizer.json"),
+    JSON.stringify({
+      version: "1.0",
+      truncation: null,
+      padding: null,
+      added_tokens: [],
+      normalizer: null,
+      pre_tokenizer: { type: "WhitespaceSplit" },
+      post_processor: null,
+      decoder: null,
+      model: { type: "WordLevel", vocab, unk_token: "t0" },
+    }),
+  );
+  writeFileSync(
+    join(dir, "tokenizer_config.json"),
+    JSON.stringify({ tokenizer_class: "PreTrainedTokenizerFast", eos_token: null }),
+  );
   return dir;
 }
 
@@ -42,11 +55,21 @@ const config = name === "tiny" ? TINY : CONFIGS[name as "gpt2" | "qwen2"];
 manualSeed(0);
 const base = AutoModelForCausalLM.fromConfig(config);
 const lora = LoraConfig({
-  task_type: TaskType.CAUSAL_LM, r: 8, lora_alpha: 16, lora_dropout: 0, init_lora_weights: "gaussian",
-  ...(config.model_type === "gpt2" ? { target_modules: ["c_attn"], fan_in_fan_out: true } : { target_modules: ["q_proj", "v_proj"] }),
+  task_type: TaskType.CAUSAL_LM,
+  r: 8,
+  lora_alpha: 16,
+  lora_dropout: 0,
+  init_lora_weights: "gaussian",
+  ...(config.model_type === "gpt2"
+    ? { target_modules: ["c_attn"], fan_in_fan_out: true }
+    : { target_modules: ["q_proj", "v_proj"] }),
 });
 const model = adapters > 0 ? getPeftModel(base, lora, "a0") : base;
 for (let i = 1; i < adapters; i++) (model as ReturnType<typeof getPeftModel>).addAdapter(`a${i}`, lora);
 const tokenizer = AutoTokenizer.fromPretrainedSync(wordTokenizer(config.vocab_size as number));
-const server = new PeftServer(new ServedModel(model), tokenizer, { modelName: "base", maxModelLen: 1024, maxQueue: 4096 });
+const server = new PeftServer(new ServedModel(model), tokenizer, {
+  modelName: "base",
+  maxModelLen: 1024,
+  maxQueue: 4096,
+});
 console.log(await server.listen(0));

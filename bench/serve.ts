@@ -12,7 +12,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 /** Start a worker; resolves with its URL and the process. */
 async function startWorker(model: string, adapters: number): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [join(here, "serve-worker.js"), "--model", model, "--adapters", String(adapters)], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(
+    process.execPath,
+    [join(here, "serve-worker.js"), "--model", model, "--adapters", String(adapters)],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
   const url = await new Promise<string>((resolve, reject) => {
     let out = "";
     child.stdout!.on("data", (d: Buffer) => {
@@ -25,13 +29,20 @@ async function startWorker(model: string, adapters: number): Promise<{ url: stri
   return { url, child };
 }
 
-interface Timing { ttft: number[]; itl: number[]; tokens: number; seconds: number; requests: number }
+interface Timing {
+  ttft: number[];
+  itl: number[];
+  tokens: number;
+  seconds: number;
+  requests: number;
+}
 
 /** One streamed completion; records its time to first token and the gaps between later tokens. */
 async function streamOne(url: string, model: string, prompt: string, maxTokens: number, t: Timing): Promise<void> {
   const start = performance.now();
   const res = await fetch(`${url}/v1/completions`, {
-    method: "POST", headers: { "content-type": "application/json" },
+    method: "POST",
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ model, prompt, max_tokens: maxTokens, temperature: 0, ignore_eos: true, stream: true }),
   });
   if (!res.ok) throw new Error(`serve bench: ${res.status} ${await res.text()}`);
@@ -41,7 +52,10 @@ async function streamOne(url: string, model: string, prompt: string, maxTokens: 
     const { done, value } = await reader.read();
     if (done) break;
     const now = performance.now();
-    const pieces = new TextDecoder().decode(value).split("\n\n").filter((e) => e.startsWith("data: {") && !e.includes('"finish_reason":"length"')).length;
+    const pieces = new TextDecoder()
+      .decode(value)
+      .split("\n\n")
+      .filter((e) => e.startsWith("data: {") && !e.includes('"finish_reason":"length"')).length;
     if (pieces === 0) continue;
     if (last === 0) t.ttft.push(now - start);
     else t.itl.push((now - last) / pieces);
@@ -52,14 +66,22 @@ async function streamOne(url: string, model: string, prompt: string, maxTokens: 
 }
 
 /** `clients` closed-loop clients for `seconds`, client i on models[i % models.length]. */
-async function load(url: string, clients: number, models: string[], seconds: number, maxTokens: number): Promise<Timing> {
+async function load(
+  url: string,
+  clients: number,
+  models: string[],
+  seconds: number,
+  maxTokens: number,
+): Promise<Timing> {
   const t: Timing = { ttft: [], itl: [], tokens: 0, seconds: 0, requests: 0 };
   const prompt = Array.from({ length: 16 }, (_, i) => `t${i * 7 + 3}`).join(" ");
   const start = performance.now();
   const end = start + seconds * 1000;
-  await Promise.all(Array.from({ length: clients }, async (_, i) => {
-    while (performance.now() < end) await streamOne(url, models[i % models.length]!, prompt, maxTokens, t);
-  }));
+  await Promise.all(
+    Array.from({ length: clients }, async (_, i) => {
+      while (performance.now() < end) await streamOne(url, models[i % models.length]!, prompt, maxTokens, t);
+    }),
+  );
   t.seconds = (performance.now() - start) / 1000;
   return t;
 }
@@ -76,8 +98,17 @@ async function rssOf(url: string): Promise<number> {
 }
 
 /** Run the serve section; returns its markdown. */
-export async function serveBench(o: { log: (line: string) => void; models: string[]; clients: number[]; seconds: number; requests: number }): Promise<string> {
-  const rows = ["| model | clients | adapters | requests | p50 TTFT ms | p99 TTFT ms | p50 ITL ms | tokens/s | vs 1 client | vs base |", "|---|---|---|---|---|---|---|---|---|---|"];
+export async function serveBench(o: {
+  log: (line: string) => void;
+  models: string[];
+  clients: number[];
+  seconds: number;
+  requests: number;
+}): Promise<string> {
+  const rows = [
+    "| model | clients | adapters | requests | p50 TTFT ms | p99 TTFT ms | p50 ITL ms | tokens/s | vs 1 client | vs base |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+  ];
   for (const model of o.models) {
     const { url, child } = await startWorker(model, 16);
     try {
@@ -105,13 +136,16 @@ export async function serveBench(o: { log: (line: string) => void; models: strin
   try {
     const per = Math.ceil(o.requests / 8);
     let done = 0;
-    await Promise.all(Array.from({ length: 8 }, async (_, i) => {
-      const t: Timing = { ttft: [], itl: [], tokens: 0, seconds: 0, requests: 0 };
-      for (let k = 0; k < per; k++) {
-        await streamOne(url, i % 2 ? `a${i % 4}` : "base", "t1 t2 t3 t4", 2, t);
-        if (++done === 100 || done === Math.floor(o.requests / 2) || done === o.requests) rss.push(`${done}: ${(await rssOf(url)).toFixed(0)} MiB`);
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, i) => {
+        const t: Timing = { ttft: [], itl: [], tokens: 0, seconds: 0, requests: 0 };
+        for (let k = 0; k < per; k++) {
+          await streamOne(url, i % 2 ? `a${i % 4}` : "base", "t1 t2 t3 t4", 2, t);
+          if (++done === 100 || done === Math.floor(o.requests / 2) || done === o.requests)
+            rss.push(`${done}: ${(await rssOf(url)).toFixed(0)} MiB`);
+        }
+      }),
+    );
   } finally {
     child.kill();
   }

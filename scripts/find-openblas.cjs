@@ -18,7 +18,13 @@ const path = require("node:path");
 
 function find() {
   if (process.platform === "darwin") {
-    return { variant: "accelerate", include: "", libdir: "", libs: "-framework Accelerate", defines: "PEFT_BLAS_ACCELERATE" };
+    return {
+      variant: "accelerate",
+      include: "",
+      libdir: "",
+      libs: "-framework Accelerate",
+      defines: "PEFT_BLAS_ACCELERATE",
+    };
   }
   const env = process.env;
   const candidates = [];
@@ -27,7 +33,8 @@ function find() {
   }
   const triplet = { x64: "x86_64-linux-gnu", arm64: "aarch64-linux-gnu", ppc64: "powerpc64le-linux-gnu" }[process.arch];
   if (triplet) {
-    const inc = `/usr/include/${triplet}`, lib = `/usr/lib/${triplet}`;
+    const inc = `/usr/include/${triplet}`,
+      lib = `/usr/lib/${triplet}`;
     candidates.push({ variant: "openmp", include: `${inc}/openblas-openmp`, libdir: `${lib}/openblas-openmp` });
     candidates.push({ variant: "pthread", include: `${inc}/openblas-pthread`, libdir: `${lib}/openblas-pthread` });
     candidates.push({ variant: "system", include: inc, libdir: lib });
@@ -59,8 +66,10 @@ function find() {
 const what = process.argv[2] ?? "json";
 const found = find();
 if (!found) {
-  process.stderr.write("find-openblas: no OpenBLAS found (looked for cblas.h and libopenblas.so); " +
-    "install it with: apt-get install libopenblas-openmp-dev\n");
+  process.stderr.write(
+    "find-openblas: no OpenBLAS found (looked for cblas.h and libopenblas.so); " +
+      "install it with: apt-get install libopenblas-openmp-dev\n",
+  );
   process.exit(1);
 }
 if (what === "json") process.stdout.write(JSON.stringify(found, null, 2) + "\n");

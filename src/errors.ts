@@ -61,8 +61,15 @@ export class EnvironmentError extends PeftError {
 
 /** What went wrong talking to the Hugging Face Hub (or reading its cache), for code that reacts to one case. */
 export type HubErrorReason =
-  | "gated" | "unauthorized" | "repo-not-found" | "revision-not-found" | "entry-not-found"
-  | "offline-not-cached" | "network" | "corrupt-download" | "http";
+  | "gated"
+  | "unauthorized"
+  | "repo-not-found"
+  | "revision-not-found"
+  | "entry-not-found"
+  | "offline-not-cached"
+  | "network"
+  | "corrupt-download"
+  | "http";
 
 /** A Hub download or upload that failed: `reason` says which case, `hint` what to do (get access, go offline, …). */
 export class HubError extends PeftError {

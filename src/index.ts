@@ -5,7 +5,11 @@
  */
 export * from "./peft/index.js";
 export {
-  AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoModelForTokenClassification,
+  AutoModel,
+  AutoModelForCausalLM,
+  AutoModelForSeq2SeqLM,
+  AutoModelForSequenceClassification,
+  AutoModelForTokenClassification,
   AutoModelForQuestionAnswering,
 } from "./models/auto.js";
 export type { FromConfigOptions } from "./models/auto.js";
@@ -24,7 +28,15 @@ export type { ServeOptions, SequenceRequest, SequenceResult, EngineStats } from 
 export * from "./train/index.js";
 export { tensor, tidy, keep, noGrad, manualSeed, memory } from "./tensor/index.js";
 export type { Tensor } from "./tensor/index.js";
-export { PeftError, ConfigError, CheckpointError, ModelMismatchError, DatasetError, EnvironmentError, HubError } from "./errors.js";
+export {
+  PeftError,
+  ConfigError,
+  CheckpointError,
+  ModelMismatchError,
+  DatasetError,
+  EnvironmentError,
+  HubError,
+} from "./errors.js";
 export type { PeftErrorCode, HubErrorReason } from "./errors.js";
 export { snapshotDownload, hfHubDownload, hubCacheDir } from "./io/hub.js";
 export type { HubOptions, SnapshotOptions } from "./io/hub.js";

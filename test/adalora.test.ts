@@ -12,20 +12,42 @@ import { join } from "node:path";
 import * as T from "../src/tensor/index.js";
 import { AutoModelForCausalLM } from "../src/models/auto.js";
 import type { ModelOutput } from "../src/models/outputs.js";
-import { AdaLoraConfig, AdaLoraModel, LoraConfig, PeftModel, TaskType, budgetSchedule, getPeftModel } from "../src/peft/index.js";
+import {
+  AdaLoraConfig,
+  AdaLoraModel,
+  LoraConfig,
+  PeftModel,
+  TaskType,
+  budgetSchedule,
+  getPeftModel,
+} from "../src/peft/index.js";
 import type { AdaLoraLinear } from "../src/peft/index.js";
 import { AdamW } from "../src/optim/index.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
 import { Dataset, DataCollatorForSeq2Seq, Trainer, TrainingArguments } from "../src/train/index.js";
 import { assertClose, randValues, rng } from "./helpers.js";
 
-const CONFIG = { model_type: "gpt2", vocab_size: 48, n_positions: 32, n_embd: 32, n_layer: 2, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0, initializer_range: 0.3 };
+const CONFIG = {
+  model_type: "gpt2",
+  vocab_size: 48,
+  n_positions: 32,
+  n_embd: 32,
+  n_layer: 2,
+  n_head: 4,
+  resid_pdrop: 0,
+  embd_pdrop: 0,
+  attn_pdrop: 0,
+  initializer_range: 0.3,
+};
 const tmp = () => mkdtempSync(join(tmpdir(), "peft-ts-adalora-"));
 
 function tinyAdaLora(fields: Partial<AdaLoraConfig> = {}, seed = 1): PeftModel {
   T.manualSeed(seed);
   const base = AutoModelForCausalLM.fromConfig(CONFIG);
-  return getPeftModel(base, AdaLoraConfig({ task_type: TaskType.CAUSAL_LM, init_r: 4, target_r: 2, lora_alpha: 8, total_step: 10, ...fields }));
+  return getPeftModel(
+    base,
+    AdaLoraConfig({ task_type: TaskType.CAUSAL_LM, init_r: 4, target_r: 2, lora_alpha: 8, total_step: 10, ...fields }),
+  );
 }
 
 function tuner(m: PeftModel): AdaLoraModel {
@@ -36,18 +58,25 @@ function tuner(m: PeftModel): AdaLoraModel {
 function batch(seed: number): { inputIds: T.Tensor; labels: T.Tensor; attentionMask: T.Tensor } {
   const r = rng(seed);
   const ids = Array.from({ length: 20 }, () => 3 + Math.floor(r() * 45));
-  return { inputIds: T.tensor(Int32Array.from(ids), [2, 10]), labels: T.tensor(Int32Array.from(ids), [2, 10]), attentionMask: T.tensor(Int32Array.from(ids.map(() => 1)), [2, 10]) };
+  return {
+    inputIds: T.tensor(Int32Array.from(ids), [2, 10]),
+    labels: T.tensor(Int32Array.from(ids), [2, 10]),
+    attentionMask: T.tensor(Int32Array.from(ids.map(() => 1)), [2, 10]),
+  };
 }
 
 function logits(m: { forward(i: never): unknown }, b: ReturnType<typeof batch>): Float32Array {
-  return T.noGrad(() => (m.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask } as never) as ModelOutput).logits!).dataSync() as Float32Array;
+  return T.noGrad(
+    () => (m.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask } as never) as ModelOutput).logits!,
+  ).dataSync() as Float32Array;
 }
 
 /** Give every adapter tensor random values (E included, so that the adapter changes the output). */
 function randomizeAdapter(m: PeftModel, seed: number): void {
   let s = seed;
   T.noGrad(() => {
-    for (const [name, p] of m.namedParameters()) if (name.includes("lora_") && p.size > 0) p.copy_(T.tensor(randValues(p.size, s++, 0.05, 0.5), p.shape));
+    for (const [name, p] of m.namedParameters())
+      if (name.includes("lora_") && p.size > 0) p.copy_(T.tensor(randValues(p.size, s++, 0.05, 0.5), p.shape));
   });
 }
 
@@ -59,7 +88,20 @@ describe("AdaLoRA config", () => {
     assert.throws(() => AdaLoraConfig({ total_step: 10, use_dora: true }), /DoRA/);
     const c = AdaLoraConfig({ total_step: 10 });
     assert.deepEqual(
-      [c.peft_type, c.init_r, c.target_r, c.tinit, c.tfinal, c.deltaT, c.beta1, c.beta2, c.orth_reg_weight, c.rank_pattern, c.r, c.lora_alpha],
+      [
+        c.peft_type,
+        c.init_r,
+        c.target_r,
+        c.tinit,
+        c.tfinal,
+        c.deltaT,
+        c.beta1,
+        c.beta2,
+        c.orth_reg_weight,
+        c.rank_pattern,
+        c.r,
+        c.lora_alpha,
+      ],
       ["ADALORA", 12, 8, 0, 0, 1, 0.85, 0.85, 0.5, null, 8, 8],
     );
   });
@@ -106,21 +148,24 @@ describe("AdaLoRA orthogonality penalty", () => {
         const at = (i: number, j: number) => v[i * cols + j]!;
         const r = which === "A" ? rows : cols;
         const M = new Float64Array(r * r);
-        for (let i = 0; i < r; i++) for (let j = 0; j < r; j++) {
-          let s = 0;
-          if (which === "A") for (let k = 0; k < cols; k++) s += at(i, k) * at(j, k);
-          else for (let k = 0; k < rows; k++) s += at(k, i) * at(k, j);
-          M[i * r + j] = s - (i === j ? 1 : 0);
-        }
+        for (let i = 0; i < r; i++)
+          for (let j = 0; j < r; j++) {
+            let s = 0;
+            if (which === "A") for (let k = 0; k < cols; k++) s += at(i, k) * at(j, k);
+            else for (let k = 0; k < rows; k++) s += at(k, i) * at(k, j);
+            M[i * r + j] = s - (i === j ? 1 : 0);
+          }
         const N = Math.sqrt(M.reduce((s, x) => s + x * x, 0));
         expected += N;
         const g = new Float64Array(rows * cols);
-        for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) {
-          let s = 0;
-          if (which === "A") for (let k = 0; k < r; k++) s += M[i * r + k]! * at(k, j); // (M·A)[i, j]
-          else for (let k = 0; k < r; k++) s += at(i, k) * M[k * r + j]!; // (B·M)[i, j]
-          g[i * cols + j] = ((w / count) * 2 * s) / N;
-        }
+        for (let i = 0; i < rows; i++)
+          for (let j = 0; j < cols; j++) {
+            let s = 0;
+            if (which === "A")
+              for (let k = 0; k < r; k++) s += M[i * r + k]! * at(k, j); // (M·A)[i, j]
+            else for (let k = 0; k < r; k++) s += at(i, k) * M[k * r + j]!; // (B·M)[i, j]
+            g[i * cols + j] = ((w / count) * 2 * s) / N;
+          }
         grads.set(p, g);
       }
     }
@@ -129,7 +174,15 @@ describe("AdaLoRA orthogonality penalty", () => {
     assertClose([reg.item()], [expected], 0, 1e-5, "penalty");
     reg.backward();
     for (const [p, g] of grads) assertClose(p.grad!.dataSync(), g, 1e-6, 1e-4, `gradient of ${p.shape.join("×")}`);
-    for (const [, l] of layers) assert.ok(!l.E("default").grad || l.E("default").grad!.dataSync().every((x) => x === 0), "E gets no gradient from the penalty");
+    for (const [, l] of layers)
+      assert.ok(
+        !l.E("default").grad ||
+          l
+            .E("default")
+            .grad!.dataSync()
+            .every((x) => x === 0),
+        "E gets no gradient from the penalty",
+      );
   });
 
   it("is added to the loss whenever the model returns one, counting rank-0 layers with 0", () => {
@@ -149,8 +202,12 @@ describe("AdaLoRA orthogonality penalty", () => {
     const only0 = T.noGrad(() => {
       const l = layers[0]![1];
       const n = (t: T.Tensor) => Math.sqrt(Array.from(t.dataSync()).reduce((s, x) => s + x * x, 0));
-      const a = l.A("default"), bb = l.B("default");
-      const eye = T.tensor(Array.from({ length: 16 }, (_, i) => (i % 5 === 0 ? 1 : 0)), [4, 4]);
+      const a = l.A("default"),
+        bb = l.B("default");
+      const eye = T.tensor(
+        Array.from({ length: 16 }, (_, i) => (i % 5 === 0 ? 1 : 0)),
+        [4, 4],
+      );
       return n(T.sub(T.matmul(a, T.transpose(a)), eye)) + n(T.sub(T.matmul(T.transpose(bb), bb), eye));
     });
     assertClose([reg()], [(0.5 * only0) / 4], 0, 1e-5, "penalty with a rank-0 layer");
@@ -165,7 +222,11 @@ function snapshot(m: PeftModel): Map<string, { w: Float64Array; g: Float64Array 
   for (const [path, l] of tuner(m).adaLoraLayers()) {
     for (const part of ["A", "B", "E"] as const) {
       const p = l[part]("default");
-      out.set(`${path}.lora_${part}.default`, { w: Float64Array.from(p.dataSync()), g: p.grad ? Float64Array.from(p.grad.dataSync()) : null, shape: [...p.shape] });
+      out.set(`${path}.lora_${part}.default`, {
+        w: Float64Array.from(p.dataSync()),
+        g: p.grad ? Float64Array.from(p.grad.dataSync()) : null,
+        shape: [...p.shape],
+      });
     }
   }
   return out;
@@ -173,32 +234,59 @@ function snapshot(m: PeftModel): Map<string, { w: Float64Array; g: Float64Array 
 
 describe("AdaLoRA rank allocation", () => {
   it("after training past tinit, keeps exactly the budget and the highest-scoring triplets (independent computation)", () => {
-    const beta1 = 0.8, beta2 = 0.9;
-    const m = tinyAdaLora({ target_modules: ["c_attn", "c_proj", "c_fc"], init_r: 4, target_r: 2, tinit: 2, tfinal: 2, total_step: 10, deltaT: 2, beta1, beta2 }, 4);
+    const beta1 = 0.8,
+      beta2 = 0.9;
+    const m = tinyAdaLora(
+      {
+        target_modules: ["c_attn", "c_proj", "c_fc"],
+        init_r: 4,
+        target_r: 2,
+        tinit: 2,
+        tfinal: 2,
+        total_step: 10,
+        deltaT: 2,
+        beta1,
+        beta2,
+      },
+      4,
+    );
     const t = tuner(m);
     const layers = t.adaLoraLayers();
     assert.equal(layers.length, 8);
     assert.equal(t.rankAllocator!.initBudget, 32);
     assert.equal(t.rankAllocator!.targetBudget, 16);
-    const opt = new AdamW(m.parameters().filter((p) => p.requiresGrad), { lr: 1e-2 });
+    const opt = new AdamW(
+      m.parameters().filter((p) => p.requiresGrad),
+      { lr: 1e-2 },
+    );
 
     // Independent state: EMA of |w·g| and of |ipt − EMA|, in double.
-    const avg = new Map<string, Float64Array>(), unc = new Map<string, Float64Array>();
+    const avg = new Map<string, Float64Array>(),
+      unc = new Map<string, Float64Array>();
     const expectedPattern = (budget: number): Record<string, boolean[]> => {
       const scoreOf = (name: string, i: number) => avg.get(name)![i]! * unc.get(name)![i]!;
       const triplets: [string, number[]][] = layers.map(([path, l]) => {
-        const r = 4, n = l.inFeatures, mOut = l.outFeatures;
-        return [`${path}.lora_E.default`, Array.from({ length: r }, (_, i) => {
-          let a = 0, bsum = 0;
-          for (let j = 0; j < n; j++) a += scoreOf(`${path}.lora_A.default`, i * n + j);
-          for (let j = 0; j < mOut; j++) bsum += scoreOf(`${path}.lora_B.default`, j * r + i);
-          return scoreOf(`${path}.lora_E.default`, i) + a / n + bsum / mOut;
-        })];
+        const r = 4,
+          n = l.inFeatures,
+          mOut = l.outFeatures;
+        return [
+          `${path}.lora_E.default`,
+          Array.from({ length: r }, (_, i) => {
+            let a = 0,
+              bsum = 0;
+            for (let j = 0; j < n; j++) a += scoreOf(`${path}.lora_A.default`, i * n + j);
+            for (let j = 0; j < mOut; j++) bsum += scoreOf(`${path}.lora_B.default`, j * r + i);
+            return scoreOf(`${path}.lora_E.default`, i) + a / n + bsum / mOut;
+          }),
+        ];
       });
       const all = triplets.flatMap(([, s]) => s).sort((x, y) => x - y);
       const threshold = all[32 - budget - 1]!;
       // No near-ties, so float32 rounding in the implementation cannot flip the order.
-      assert.ok(all[32 - budget]! - threshold > 1e-6 * Math.abs(threshold), "test setup: the cut falls between well-separated scores");
+      assert.ok(
+        all[32 - budget]! - threshold > 1e-6 * Math.abs(threshold),
+        "test setup: the cut falls between well-separated scores",
+      );
       return Object.fromEntries(triplets.map(([k, s]) => [k, s.map((v) => v > threshold)]));
     };
 
@@ -216,7 +304,8 @@ describe("AdaLoRA rank allocation", () => {
             avg.set(name, new Float64Array(w.length));
             unc.set(name, new Float64Array(w.length));
           }
-          const a = avg.get(name)!, u = unc.get(name)!;
+          const a = avg.get(name)!,
+            u = unc.get(name)!;
           for (let i = 0; i < w.length; i++) {
             const ipt = Math.abs(w[i]! * g![i]!);
             a[i] = beta1 * a[i]! + (1 - beta1) * ipt;
@@ -230,7 +319,9 @@ describe("AdaLoRA rank allocation", () => {
       if (step in budgets) {
         const want = expectedPattern(budgets[step]!);
         assert.deepEqual(pattern, want, `rank pattern after step ${step}`);
-        const kept = Object.values(pattern!).flat().filter((k) => k).length;
+        const kept = Object.values(pattern!)
+          .flat()
+          .filter((k) => k).length;
         assert.equal(kept, budgets[step], `kept rank after step ${step}`);
       } else {
         assert.equal(pattern, before, `no new allocation at step ${step}`);
@@ -247,7 +338,11 @@ describe("AdaLoRA rank allocation", () => {
       }
       opt.zeroGrad();
     }
-    assert.equal(t.rankAllocator!.importance("transformer.h.0.attn.c_attn.lora_A.default"), null, "scores are reset once the final ranks are fixed");
+    assert.equal(
+      t.rankAllocator!.importance("transformer.h.0.attn.c_attn.lora_A.default"),
+      null,
+      "scores are reset once the final ranks are fixed",
+    );
   });
 
   it("needs the gradients: called after zeroGrad it says so", () => {
@@ -258,16 +353,37 @@ describe("AdaLoRA rank allocation", () => {
   it("the Trainer calls updateAndAllocate after each optimizer step (before zeroGrad) and ends at the target budget", () => {
     const m = tinyAdaLora({ target_modules: ["c_attn", "c_fc"], tinit: 1, tfinal: 1, total_step: 6 }, 2);
     const r = rng(9);
-    const data = new Dataset(Array.from({ length: 8 }, () => {
-      const ids = Array.from({ length: 10 }, () => 3 + Math.floor(r() * 40));
-      return { input_ids: ids, labels: ids };
-    }));
-    const args = TrainingArguments({ output_dir: tmp(), learning_rate: 1e-2, per_device_train_batch_size: 2, max_steps: 6, save_strategy: "no", logging_steps: 1, lr_scheduler_type: "constant" });
-    new Trainer({ model: m, args, trainDataset: data, dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }) }).train();
+    const data = new Dataset(
+      Array.from({ length: 8 }, () => {
+        const ids = Array.from({ length: 10 }, () => 3 + Math.floor(r() * 40));
+        return { input_ids: ids, labels: ids };
+      }),
+    );
+    const args = TrainingArguments({
+      output_dir: tmp(),
+      learning_rate: 1e-2,
+      per_device_train_batch_size: 2,
+      max_steps: 6,
+      save_strategy: "no",
+      logging_steps: 1,
+      lr_scheduler_type: "constant",
+    });
+    new Trainer({
+      model: m,
+      args,
+      trainDataset: data,
+      dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }),
+    }).train();
     const pattern = m.peftConfig["default"]!["rank_pattern"] as Record<string, boolean[]>;
     assert.ok(pattern, "rank_pattern was allocated");
     assert.equal(Object.keys(pattern).length, 4);
-    assert.equal(Object.values(pattern).flat().filter((k) => k).length, 2 * 4, "kept rank = target_r × layers");
+    assert.equal(
+      Object.values(pattern)
+        .flat()
+        .filter((k) => k).length,
+      2 * 4,
+      "kept rank = target_r × layers",
+    );
   });
 });
 
@@ -276,7 +392,10 @@ describe("AdaLoRA save / load / merge", () => {
     const m = tinyAdaLora({ target_modules: ["c_attn"] });
     randomizeAdapter(m, 21);
     const t = tuner(m);
-    const pattern = { "transformer.h.0.attn.c_attn.lora_E.default": [true, false, true, true], "transformer.h.1.attn.c_attn.lora_E.default": [false, false, false, false] };
+    const pattern = {
+      "transformer.h.0.attn.c_attn.lora_E.default": [true, false, true, true],
+      "transformer.h.1.attn.c_attn.lora_E.default": [false, false, false, false],
+    };
     m.peftConfig["default"]!["rank_pattern"] = pattern;
     t.maskUsingRankPattern(pattern);
     const b = batch(5);
@@ -289,13 +408,26 @@ describe("AdaLoRA save / load / merge", () => {
     const saved = loadSafetensors(join(dir, "adapter_model.safetensors"));
     const p = "base_model.model.transformer.h";
     assert.deepEqual(Object.fromEntries([...saved].map(([k, v]) => [k, v.shape])), {
-      [`${p}.0.attn.c_attn.lora_A`]: [3, 32], [`${p}.0.attn.c_attn.lora_E`]: [3, 1], [`${p}.0.attn.c_attn.lora_B`]: [96, 3],
-      [`${p}.1.attn.c_attn.lora_A`]: [0, 32], [`${p}.1.attn.c_attn.lora_E`]: [0, 1], [`${p}.1.attn.c_attn.lora_B`]: [96, 0],
+      [`${p}.0.attn.c_attn.lora_A`]: [3, 32],
+      [`${p}.0.attn.c_attn.lora_E`]: [3, 1],
+      [`${p}.0.attn.c_attn.lora_B`]: [96, 3],
+      [`${p}.1.attn.c_attn.lora_A`]: [0, 32],
+      [`${p}.1.attn.c_attn.lora_E`]: [0, 1],
+      [`${p}.1.attn.c_attn.lora_B`]: [96, 0],
     });
-    assert.deepEqual(Array.from(saved.get(`${p}.0.attn.c_attn.lora_A`)!.dataSync()), [...a0.slice(0, 32), ...a0.slice(64, 128)]);
-    assert.deepEqual(Array.from(saved.get(`${p}.0.attn.c_attn.lora_B`)!.dataSync()), Array.from({ length: 96 }, (_, i) => [b0[i * 4]!, b0[i * 4 + 2]!, b0[i * 4 + 3]!]).flat());
+    assert.deepEqual(Array.from(saved.get(`${p}.0.attn.c_attn.lora_A`)!.dataSync()), [
+      ...a0.slice(0, 32),
+      ...a0.slice(64, 128),
+    ]);
+    assert.deepEqual(
+      Array.from(saved.get(`${p}.0.attn.c_attn.lora_B`)!.dataSync()),
+      Array.from({ length: 96 }, (_, i) => [b0[i * 4]!, b0[i * 4 + 2]!, b0[i * 4 + 3]!]).flat(),
+    );
     const config = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
-    assert.deepEqual(config["rank_pattern"], { "transformer.h.0.attn.c_attn.lora_E": [true, false, true, true], "transformer.h.1.attn.c_attn.lora_E": [false, false, false, false] });
+    assert.deepEqual(config["rank_pattern"], {
+      "transformer.h.0.attn.c_attn.lora_E": [true, false, true, true],
+      "transformer.h.1.attn.c_attn.lora_E": [false, false, false, false],
+    });
     assert.equal(config["r"], 8);
     assert.equal(config["init_r"], 4);
 
@@ -303,14 +435,22 @@ describe("AdaLoRA save / load / merge", () => {
       T.manualSeed(1);
       const reloaded = PeftModel.fromPretrained(AutoModelForCausalLM.fromConfig(CONFIG), dir, { isTrainable });
       const layers = tuner(reloaded).adaLoraLayers();
-      assert.deepEqual(layers.map(([, l]) => [l.r.get("default"), l.ranknumOf("default")]), [[3, 4], [0, 0]], "ranks and ranknum (kept at init_r, 0 for rank 0 as in peft)");
+      assert.deepEqual(
+        layers.map(([, l]) => [l.r.get("default"), l.ranknumOf("default")]),
+        [
+          [3, 4],
+          [0, 0],
+        ],
+        "ranks and ranknum (kept at init_r, 0 for rank 0 as in peft)",
+      );
       assertClose(logits(reloaded, b), want, 2e-6, 0, `logits after reload (isTrainable ${isTrainable})`);
       assert.equal(reloaded.getNbTrainableParameters()[0], isTrainable ? 3 * 32 + 3 + 96 * 3 : 0);
       // Saving the reloaded adapter writes the same files.
       const again = tmp();
       reloaded.savePretrained(again);
       const twice = loadSafetensors(join(again, "adapter_model.safetensors"));
-      for (const [k, v] of saved) assert.deepEqual(Array.from(twice.get(k)!.dataSync()), Array.from(v.dataSync()), `re-saved ${k}`);
+      for (const [k, v] of saved)
+        assert.deepEqual(Array.from(twice.get(k)!.dataSync()), Array.from(v.dataSync()), `re-saved ${k}`);
     }
   });
 
@@ -324,21 +464,50 @@ describe("AdaLoRA save / load / merge", () => {
       const w0 = Array.from(weight.dataSync());
       m.mergeAdapter();
       assertClose(logits(m, b), want, 1e-5, 0, "merged logits");
-      assert.ok(Math.max(...Array.from(weight.dataSync(), (x, i) => Math.abs(x - w0[i]!))) > 1e-3, "merging changed the weight");
+      assert.ok(
+        Math.max(...Array.from(weight.dataSync(), (x, i) => Math.abs(x - w0[i]!))) > 1e-3,
+        "merging changed the weight",
+      );
       m.unmergeAdapter();
       assertClose(weight.dataSync(), w0, 1e-6, 0, "weights after unmerge");
       const disabled = m.withAdapterDisabled(() => logits(m, b));
       const merged = m.mergeAndUnload();
       assertClose(logits(merged, b), want, 1e-5, 0, "mergeAndUnload logits");
-      assert.ok(Math.max(...Array.from(disabled, (x, i) => Math.abs(x - want[i]!))) > 1e-3, "the adapter changes the output");
+      assert.ok(
+        Math.max(...Array.from(disabled, (x, i) => Math.abs(x - want[i]!))) > 1e-3,
+        "the adapter changes the output",
+      );
     }
   });
 
   it("a Linear-target model (llama-like) works too: rank_pattern by module path", () => {
     T.manualSeed(3);
-    const base = AutoModelForCausalLM.fromConfig({ model_type: "llama", vocab_size: 48, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 32, initializer_range: 0.2 });
-    const m = getPeftModel(base, AdaLoraConfig({ task_type: TaskType.CAUSAL_LM, init_r: 3, target_r: 1, total_step: 4 }));
-    assert.deepEqual(tuner(m).adaLoraLayers().map(([p]) => p), ["model.layers.0.self_attn.q_proj", "model.layers.0.self_attn.v_proj", "model.layers.1.self_attn.q_proj", "model.layers.1.self_attn.v_proj"]);
+    const base = AutoModelForCausalLM.fromConfig({
+      model_type: "llama",
+      vocab_size: 48,
+      hidden_size: 32,
+      intermediate_size: 64,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      max_position_embeddings: 32,
+      initializer_range: 0.2,
+    });
+    const m = getPeftModel(
+      base,
+      AdaLoraConfig({ task_type: TaskType.CAUSAL_LM, init_r: 3, target_r: 1, total_step: 4 }),
+    );
+    assert.deepEqual(
+      tuner(m)
+        .adaLoraLayers()
+        .map(([p]) => p),
+      [
+        "model.layers.0.self_attn.q_proj",
+        "model.layers.0.self_attn.v_proj",
+        "model.layers.1.self_attn.q_proj",
+        "model.layers.1.self_attn.v_proj",
+      ],
+    );
     assert.equal(m.peftConfig["default"]!["fan_in_fan_out"], false);
   });
 });
@@ -353,12 +522,25 @@ describe("AdaLoRA errors", () => {
     assert.throws(() => T.noGrad(() => frozen.forward(batch(1))), /isTrainable: true/);
     assert.doesNotThrow(() => logits(frozen, batch(1)));
     assert.throws(() => tuner(frozen).updateAndAllocate(0), /trainable AdaLoRA adapter/);
-    assert.throws(() => m.addAdapter("other", AdaLoraConfig({ target_modules: ["c_attn"], total_step: 5 })), /only 1 trainable adapter/);
+    assert.throws(
+      () => m.addAdapter("other", AdaLoraConfig({ target_modules: ["c_attn"], total_step: 5 })),
+      /only 1 trainable adapter/,
+    );
     m.addAdapter("other", AdaLoraConfig({ target_modules: ["c_attn"], total_step: 5, inference_mode: true }));
     assert.throws(() => m.addWeightedAdapter(["default", "other"], [0.5, 0.5], "mix"), /LoRA adapters only/);
     T.manualSeed(1);
-    assert.throws(() => getPeftModel(AutoModelForCausalLM.fromConfig(CONFIG), AdaLoraConfig({ target_modules: ["wte"], total_step: 5 })), /not supported by AdaLoRA/);
+    assert.throws(
+      () =>
+        getPeftModel(
+          AutoModelForCausalLM.fromConfig(CONFIG),
+          AdaLoraConfig({ target_modules: ["wte"], total_step: 5 }),
+        ),
+      /not supported by AdaLoRA/,
+    );
     T.manualSeed(1);
-    assert.throws(() => getPeftModel(AutoModelForCausalLM.fromConfig(CONFIG), { ...LoraConfig({}), peft_type: "ADALORA" } as never), /total_step/);
+    assert.throws(
+      () => getPeftModel(AutoModelForCausalLM.fromConfig(CONFIG), { ...LoraConfig({}), peft_type: "ADALORA" } as never),
+      /total_step/,
+    );
   });
 });

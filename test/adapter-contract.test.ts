@@ -7,8 +7,18 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { AutoModelForCausalLM } from "../src/models/auto.js";
 import {
-  AdaLoraConfig, AdaLoraModel, AdaptionPromptConfig, IA3Config, LoHaConfig, LoKrConfig, LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType,
-  getPeftModel, type PeftConfig,
+  AdaLoraConfig,
+  AdaLoraModel,
+  AdaptionPromptConfig,
+  IA3Config,
+  LoHaConfig,
+  LoKrConfig,
+  LoraConfig,
+  PrefixTuningConfig,
+  PromptTuningConfig,
+  TaskType,
+  getPeftModel,
+  type PeftConfig,
 } from "../src/peft/index.js";
 import * as T from "../src/tensor/index.js";
 import { LLAMA, IDS, llama, logits } from "./tiny-models.js";
@@ -24,7 +34,11 @@ const METHODS: [string, () => PeftConfig, [boolean, boolean, boolean]][] = [
   ["IA3", () => IA3Config({ ...CAUSAL }), [true, true, false]],
   ["LOHA", () => LoHaConfig({ ...CAUSAL, r: 2, target_modules: LINEARS }), [true, false, false]],
   ["LOKR", () => LoKrConfig({ ...CAUSAL, r: 2, target_modules: LINEARS }), [true, false, false]],
-  ["ADAPTION_PROMPT", () => AdaptionPromptConfig({ ...CAUSAL, adapter_len: 2, adapter_layers: 1 }), [false, false, false]],
+  [
+    "ADAPTION_PROMPT",
+    () => AdaptionPromptConfig({ ...CAUSAL, adapter_len: 2, adapter_layers: 1 }),
+    [false, false, false],
+  ],
   ["PROMPT_TUNING", () => PromptTuningConfig({ ...CAUSAL, num_virtual_tokens: 2 }), [false, false, false]],
   ["PREFIX_TUNING", () => PrefixTuningConfig({ ...CAUSAL, num_virtual_tokens: 2 }), [false, false, false]],
 ];
@@ -35,18 +49,27 @@ describe("adapter contract: declared capabilities", () => {
       const peft = getPeftModel(llama(), config());
       const { capabilities, family } = peft.base_model;
       assert.equal(family, name.endsWith("_TUNING") ? "virtual-tokens" : "injected-layers");
-      const declared = [capabilities.merge, capabilities.weightedCombination, capabilities.optimizerStepHook].map((c) => c !== null);
+      const declared = [capabilities.merge, capabilities.weightedCombination, capabilities.optimizerStepHook].map(
+        (c) => c !== null,
+      );
       assert.deepEqual(declared, [merge, weighted, stepHook]);
       if (!merge) {
         assert.throws(() => peft.mergeAdapter(), new RegExp(`${name} adapters cannot be merged`));
         assert.throws(() => peft.mergeAndUnload(), /cannot be merged/);
       }
-      if (!weighted) assert.throws(() => peft.addWeightedAdapter(["default"], [1], "mix"), new RegExp(`LoRA adapters only.*${name}`));
+      if (!weighted)
+        assert.throws(
+          () => peft.addWeightedAdapter(["default"], [1], "mix"),
+          new RegExp(`LoRA adapters only.*${name}`),
+        );
       if (!stepHook) {
         // No hook: a step changes nothing (the adapter's parameters are not touched).
         const before = peft.base_model.adapterParameters("default").map((p) => values(p));
         peft.afterOptimizerStep(0);
-        assert.deepEqual(peft.base_model.adapterParameters("default").map((p) => values(p)), before);
+        assert.deepEqual(
+          peft.base_model.adapterParameters("default").map((p) => values(p)),
+          before,
+        );
       }
     });
   }
@@ -58,9 +81,15 @@ describe("adapter contract: declared capabilities", () => {
     peft.afterOptimizerStep(0);
     const tuner = peft.base_model as AdaLoraModel;
     const name = "model.layers.0.self_attn.q_proj";
-    const A = tuner.adaLoraLayers().find(([path]) => path === name)![1].A("default");
+    const A = tuner
+      .adaLoraLayers()
+      .find(([path]) => path === name)![1]
+      .A("default");
     const want = values(A).map((w, i) => Math.fround(Math.abs(w * values(A.grad!)[i]!)));
-    assert.ok(want.some((v) => v > 0), "A starts random, so its importance is not all zero");
+    assert.ok(
+      want.some((v) => v > 0),
+      "A starts random, so its importance is not all zero",
+    );
     assert.deepEqual(Array.from(tuner.rankAllocator!.importance(`${name}.lora_A.default`)!.ipt), want);
   });
 });

@@ -14,7 +14,11 @@ after(() => dirs.removeAll());
 const deadPid = () => spawnSync(process.execPath, ["-e", ""]).pid!;
 
 function folder(dir: string): Record<string, string> {
-  return Object.fromEntries(readdirSync(dir).sort().map((f) => [f, readFileSync(join(dir, f), "utf8")]));
+  return Object.fromEntries(
+    readdirSync(dir)
+      .sort()
+      .map((f) => [f, readFileSync(join(dir, f), "utf8")]),
+  );
 }
 
 describe("writeFolderAtomic", () => {
@@ -31,18 +35,24 @@ describe("writeFolderAtomic", () => {
   });
 
   it("a failing fill leaves the previous folder as it was and no temporary", () => {
-    const parent = dirs.make(), dir = join(parent, "m");
+    const parent = dirs.make(),
+      dir = join(parent, "m");
     writeFolderAtomic(dir, (tmp) => writeFileSync(join(tmp, "weights"), "old"));
-    assert.throws(() => writeFolderAtomic(dir, (tmp) => {
-      writeFileSync(join(tmp, "weights"), "new");
-      throw new Error("disk full");
-    }), /disk full/);
+    assert.throws(
+      () =>
+        writeFolderAtomic(dir, (tmp) => {
+          writeFileSync(join(tmp, "weights"), "new");
+          throw new Error("disk full");
+        }),
+      /disk full/,
+    );
     assert.deepEqual(folder(dir), { weights: "old" });
     assert.deepEqual(readdirSync(parent), ["m"]);
   });
 
   it("recovery restores a folder killed between the two renames and finishes a swap killed before its carry-over", () => {
-    const parent = dirs.make(), pid = deadPid();
+    const parent = dirs.make(),
+      pid = deadPid();
     // Killed between renames: only the previous folder (renamed aside) and the new one (still temporary) exist.
     mkdirSync(join(parent, `.a.old-${pid}-0123456789ab`));
     writeFileSync(join(parent, `.a.old-${pid}-0123456789ab`, "weights"), "old");
@@ -65,7 +75,8 @@ describe("writeFolderAtomic", () => {
   });
 
   it("a folder that cannot be renamed (the working directory) is updated in place", () => {
-    const dir = dirs.make(), cwd = process.cwd();
+    const dir = dirs.make(),
+      cwd = process.cwd();
     writeFolderAtomic(dir, (tmp) => writeFileSync(join(tmp, "weights"), "1"));
     writeFileSync(join(dir, "weights.bin"), "stale");
     process.chdir(dir);

@@ -18,9 +18,21 @@ import { lossCurveSvg, niceTicks } from "../src/cli/loss-plot.js";
 const CLI = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 
 const MODEL_CONFIG = {
-  model_type: "qwen2", vocab_size: 40, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
-  num_key_value_heads: 2, max_position_embeddings: 128, rms_norm_eps: 1e-6, rope_theta: 10000, tie_word_embeddings: true,
-  initializer_range: 0.2, bos_token_id: ENDOFTEXT, eos_token_id: IM_END, pad_token_id: ENDOFTEXT,
+  model_type: "qwen2",
+  vocab_size: 40,
+  hidden_size: 32,
+  intermediate_size: 64,
+  num_hidden_layers: 2,
+  num_attention_heads: 4,
+  num_key_value_heads: 2,
+  max_position_embeddings: 128,
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  tie_word_embeddings: true,
+  initializer_range: 0.2,
+  bos_token_id: ENDOFTEXT,
+  eos_token_id: IM_END,
+  pad_token_id: ENDOFTEXT,
 };
 
 /** Instruction records in the fixture's alphabet (a-z, space, newline, "!"). */
@@ -78,11 +90,17 @@ function xmlTags(svg: string): { name: string; attrs: string }[] {
 }
 
 function readJsonl(path: string): Record<string, number>[] {
-  return readFileSync(path, "utf8").split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, number>);
+  return readFileSync(path, "utf8")
+    .split("\n")
+    .filter((l) => l !== "")
+    .map((l) => JSON.parse(l) as Record<string, number>);
 }
 
 describe("peft CLI", () => {
-  let modelDir = "", emptyDir = "", out = "", merged = "";
+  let modelDir = "",
+    emptyDir = "",
+    out = "",
+    merged = "";
   let modelParams = 0;
 
   before(() => {
@@ -100,19 +118,41 @@ describe("peft CLI", () => {
     mkdirSync(emptyDir);
     out = join(root, "out");
     merged = join(root, "merged");
-    writeFileSync(join(root, "config.json"), JSON.stringify({
-      model_name_or_path: "model",
-      dataset: "train.jsonl",
-      dataset_format: "instruction",
-      eval_dataset: "eval.json",
-      max_length: 64,
-      system_prompt: "you are a bot",
-      peft: { peft_type: "LORA", r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj"], lora_dropout: 0, task_type: "CAUSAL_LM" },
-      training_args: {
-        output_dir: "out", learning_rate: 0.05, per_device_train_batch_size: 2, max_steps: 6, logging_steps: 1, save_steps: 3,
-        eval_strategy: "steps", eval_steps: 3, lr_scheduler_type: "constant", seed: 3,
-      },
-    }, null, 2));
+    writeFileSync(
+      join(root, "config.json"),
+      JSON.stringify(
+        {
+          model_name_or_path: "model",
+          dataset: "train.jsonl",
+          dataset_format: "instruction",
+          eval_dataset: "eval.json",
+          max_length: 64,
+          system_prompt: "you are a bot",
+          peft: {
+            peft_type: "LORA",
+            r: 4,
+            lora_alpha: 8,
+            target_modules: ["q_proj", "v_proj"],
+            lora_dropout: 0,
+            task_type: "CAUSAL_LM",
+          },
+          training_args: {
+            output_dir: "out",
+            learning_rate: 0.05,
+            per_device_train_batch_size: 2,
+            max_steps: 6,
+            logging_steps: 1,
+            save_steps: 3,
+            eval_strategy: "steps",
+            eval_steps: 3,
+            lr_scheduler_type: "constant",
+            seed: 3,
+          },
+        },
+        null,
+        2,
+      ),
+    );
   });
 
   after(() => rmSync(root, { recursive: true, force: true }));
@@ -121,7 +161,16 @@ describe("peft CLI", () => {
     const r = ok(peft("train", "config.json"), "peft train");
     assert.match(r.stdout, /trainable params: 896 \|\| all params: [\d,]+ \|\| trainable%: \d+\.\d{4}/);
     assert.match(r.stderr, /step 6\/6 \| loss \d/, "progress lines on stderr");
-    for (const f of ["adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "tokenizer_config.json", "training_log.jsonl", "loss.svg", "checkpoint-3", "checkpoint-6"]) {
+    for (const f of [
+      "adapter_config.json",
+      "adapter_model.safetensors",
+      "tokenizer.json",
+      "tokenizer_config.json",
+      "training_log.jsonl",
+      "loss.svg",
+      "checkpoint-3",
+      "checkpoint-6",
+    ]) {
       assert.ok(existsSync(join(out, f)), `${f} in output_dir`);
     }
     const config = JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8")) as Record<string, unknown>;
@@ -130,9 +179,16 @@ describe("peft CLI", () => {
 
     const log = readJsonl(join(out, "training_log.jsonl"));
     const losses = log.filter((e) => e["loss"] !== undefined);
-    assert.deepEqual(losses.map((e) => e["step"]), [1, 2, 3, 4, 5, 6]);
-    for (const e of losses) assert.ok(Number.isFinite(e["loss"]) && Number.isFinite(e["learning_rate"]), JSON.stringify(e));
-    assert.deepEqual(log.filter((e) => e["eval_loss"] !== undefined).map((e) => e["step"]), [3, 6]);
+    assert.deepEqual(
+      losses.map((e) => e["step"]),
+      [1, 2, 3, 4, 5, 6],
+    );
+    for (const e of losses)
+      assert.ok(Number.isFinite(e["loss"]) && Number.isFinite(e["learning_rate"]), JSON.stringify(e));
+    assert.deepEqual(
+      log.filter((e) => e["eval_loss"] !== undefined).map((e) => e["step"]),
+      [3, 6],
+    );
 
     const svg = readFileSync(join(out, "loss.svg"), "utf8");
     assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
@@ -142,7 +198,11 @@ describe("peft CLI", () => {
     const points = /points="([^"]*)"/.exec(lines[0]!.attrs)![1]!.trim().split(/\s+/);
     assert.equal(points.length, losses.length, "one polyline point per logged loss");
     for (const p of points) assert.ok(p.split(",").map(Number).every(Number.isFinite), `point ${p}`);
-    assert.equal(tags.filter((t) => t.name === "circle" && t.attrs.includes("eval-loss")).length, 2, "eval loss points");
+    assert.equal(
+      tags.filter((t) => t.name === "circle" && t.attrs.includes("eval-loss")).length,
+      2,
+      "eval loss points",
+    );
   });
 
   it("info describes the adapter and the model, as text and as JSON", () => {
@@ -180,61 +240,121 @@ describe("peft CLI", () => {
   let withAdapter: { prompt: string; output: string }[] = [];
 
   it("generate: adapter on and off; off equals the base model", () => {
-    withAdapter = JSON.parse(ok(peft("generate", "--model", "model", "--adapter", "out", ...prompts, ...gen), "generate with adapter").stdout);
+    withAdapter = JSON.parse(
+      ok(peft("generate", "--model", "model", "--adapter", "out", ...prompts, ...gen), "generate with adapter").stdout,
+    );
     assert.equal(withAdapter.length, 2);
-    assert.deepEqual(withAdapter.map((o) => o.prompt), ["say hello", "shout\nloud"]);
-    const disabled = JSON.parse(ok(peft("generate", "--model", "model", "--adapter", "out", "--no-adapter", ...prompts, ...gen), "generate --no-adapter").stdout);
+    assert.deepEqual(
+      withAdapter.map((o) => o.prompt),
+      ["say hello", "shout\nloud"],
+    );
+    const disabled = JSON.parse(
+      ok(
+        peft("generate", "--model", "model", "--adapter", "out", "--no-adapter", ...prompts, ...gen),
+        "generate --no-adapter",
+      ).stdout,
+    );
     const base = JSON.parse(ok(peft("generate", "--model", "model", ...prompts, ...gen), "generate base").stdout);
     assert.deepEqual(disabled, base);
     // Without --json, one prompt prints just its continuation.
-    const single = ok(peft("generate", "--model", "model", "--adapter", "out", "--prompt", "say hello", "--chat", "--system", "you are a bot", "--max-new-tokens", "6"), "single prompt").stdout;
+    const single = ok(
+      peft(
+        "generate",
+        "--model",
+        "model",
+        "--adapter",
+        "out",
+        "--prompt",
+        "say hello",
+        "--chat",
+        "--system",
+        "you are a bot",
+        "--max-new-tokens",
+        "6",
+      ),
+      "single prompt",
+    ).stdout;
     assert.equal(single, `${withAdapter[0]!.output}\n`);
     // The adapter's base model is found from adapter_config.json when --model is left out.
-    const auto = JSON.parse(ok(peft("generate", "--adapter", "out", ...prompts, ...gen), "generate --adapter only").stdout);
+    const auto = JSON.parse(
+      ok(peft("generate", "--adapter", "out", ...prompts, ...gen), "generate --adapter only").stdout,
+    );
     assert.deepEqual(auto, withAdapter);
   });
 
   it("generate: seeded sampling is reproducible", () => {
-    const args = ["generate", "--model", "model", "--adapter", "out", ...prompts, ...gen, "--do-sample", "--temperature", "1.5", "--top-k", "20", "--top-p", "0.95", "--seed", "11"];
-    assert.deepEqual(JSON.parse(ok(peft(...args), "sample 1").stdout), JSON.parse(ok(peft(...args), "sample 2").stdout));
+    const args = [
+      "generate",
+      "--model",
+      "model",
+      "--adapter",
+      "out",
+      ...prompts,
+      ...gen,
+      "--do-sample",
+      "--temperature",
+      "1.5",
+      "--top-k",
+      "20",
+      "--top-p",
+      "0.95",
+      "--seed",
+      "11",
+    ];
+    assert.deepEqual(
+      JSON.parse(ok(peft(...args), "sample 1").stdout),
+      JSON.parse(ok(peft(...args), "sample 2").stdout),
+    );
   });
 
   it("merge: a plain checkpoint whose greedy outputs equal the adapter's", () => {
     const r = ok(peft("merge", "--model", "model", "--adapter", "out", "--out", "merged"), "peft merge");
     assert.match(r.stdout, /saved to merged/);
-    for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]) assert.ok(existsSync(join(merged, f)), f);
+    for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"])
+      assert.ok(existsSync(join(merged, f)), f);
     assert.ok(!existsSync(join(merged, "adapter_config.json")));
     const m = JSON.parse(ok(peft("info", "merged", "--json"), "info merged").stdout) as Record<string, unknown>;
     assert.equal(m["kind"], "model");
     assert.equal(m["parameters"], modelParams);
-    const fromMerged = JSON.parse(ok(peft("generate", "--model", "merged", ...prompts, ...gen), "generate merged").stdout);
+    const fromMerged = JSON.parse(
+      ok(peft("generate", "--model", "merged", ...prompts, ...gen), "generate merged").stdout,
+    );
     assert.deepEqual(fromMerged, withAdapter);
   });
 
   it("train --resume continues from the latest checkpoint without repeating logged steps (YAML config)", () => {
-    writeFileSync(join(root, "resume.yaml"), [
-      "# the same run, written as YAML",
-      "model_name_or_path: model",
-      "dataset: train.jsonl",
-      "max_length: 64",
-      "peft:",
-      "  peft_type: LORA",
-      "  r: 2",
-      "  target_modules: [q_proj]",
-      "training_args:",
-      "  output_dir: out-resume",
-      "  learning_rate: 0.01",
-      "  per_device_train_batch_size: 2",
-      "  max_steps: 4",
-      "  logging_steps: 1",
-      "  save_steps: 2",
-      "  lr_scheduler_type: constant",
-    ].join("\n") + "\n");
+    writeFileSync(
+      join(root, "resume.yaml"),
+      [
+        "# the same run, written as YAML",
+        "model_name_or_path: model",
+        "dataset: train.jsonl",
+        "max_length: 64",
+        "peft:",
+        "  peft_type: LORA",
+        "  r: 2",
+        "  target_modules: [q_proj]",
+        "training_args:",
+        "  output_dir: out-resume",
+        "  learning_rate: 0.01",
+        "  per_device_train_batch_size: 2",
+        "  max_steps: 4",
+        "  logging_steps: 1",
+        "  save_steps: 2",
+        "  lr_scheduler_type: constant",
+      ].join("\n") + "\n",
+    );
     ok(peft("train", "resume.yaml", "--max-steps", "2"), "first part");
-    assert.deepEqual(readJsonl(join(root, "out-resume", "training_log.jsonl")).map((e) => e["step"]), [1, 2]);
+    assert.deepEqual(
+      readJsonl(join(root, "out-resume", "training_log.jsonl")).map((e) => e["step"]),
+      [1, 2],
+    );
     const r = ok(peft("train", "resume.yaml", "--resume"), "resumed part");
     assert.match(r.stderr, /resuming at step 2/);
-    assert.deepEqual(readJsonl(join(root, "out-resume", "training_log.jsonl")).map((e) => e["step"]), [1, 2, 3, 4]);
+    assert.deepEqual(
+      readJsonl(join(root, "out-resume", "training_log.jsonl")).map((e) => e["step"]),
+      [1, 2, 3, 4],
+    );
     const svg = readFileSync(join(root, "out-resume", "loss.svg"), "utf8");
     assert.equal(/points="([^"]*)"/.exec(svg)![1]!.trim().split(/\s+/).length, 4);
   });
@@ -248,22 +368,83 @@ describe("peft CLI", () => {
       return name;
     };
     assertOneLineError(peft("train", "nope.json"), /config file nope\.json does not exist/, "missing config file");
-    assertOneLineError(peft("train", variant("c1.json", (c) => delete c["model_name_or_path"])), /missing required field "model_name_or_path"/, "missing model field");
-    assertOneLineError(peft("train", variant("c2.json", (c) => (c["dataset_format"] = "instructions"))), /unknown dataset_format "instructions" \(did you mean "instruction"\?\)/, "bad format");
-    assertOneLineError(peft("train", variant("c3.json", (c) => (c["dataset"] = "missing.jsonl"))), /dataset: file missing\.jsonl does not exist/, "missing dataset");
-    assertOneLineError(peft("train", variant("c4.json", (c) => (c["model_name_or_path"] = "empty"))), /empty has no config\.json/, "model folder without config.json");
-    assertOneLineError(peft("train", variant("c5.json", (c) => (c["peft"] = { peft_type: "NOPE" }))), /peft_type "NOPE" is not supported/, "unknown method");
-    assertOneLineError(peft("train", variant("c6.json", (c) => (c["datset"] = "x"))), /unknown field "datset" \(did you mean "dataset"\?\)/, "typo in a field");
-    assertOneLineError(peft("train", variant("c7.json", (c) => delete c["training_args"])), /missing required field "training_args"/, "no training_args");
+    assertOneLineError(
+      peft(
+        "train",
+        variant("c1.json", (c) => delete c["model_name_or_path"]),
+      ),
+      /missing required field "model_name_or_path"/,
+      "missing model field",
+    );
+    assertOneLineError(
+      peft(
+        "train",
+        variant("c2.json", (c) => (c["dataset_format"] = "instructions")),
+      ),
+      /unknown dataset_format "instructions" \(did you mean "instruction"\?\)/,
+      "bad format",
+    );
+    assertOneLineError(
+      peft(
+        "train",
+        variant("c3.json", (c) => (c["dataset"] = "missing.jsonl")),
+      ),
+      /dataset: file missing\.jsonl does not exist/,
+      "missing dataset",
+    );
+    assertOneLineError(
+      peft(
+        "train",
+        variant("c4.json", (c) => (c["model_name_or_path"] = "empty")),
+      ),
+      /empty has no config\.json/,
+      "model folder without config.json",
+    );
+    assertOneLineError(
+      peft(
+        "train",
+        variant("c5.json", (c) => (c["peft"] = { peft_type: "NOPE" })),
+      ),
+      /peft_type "NOPE" is not supported/,
+      "unknown method",
+    );
+    assertOneLineError(
+      peft(
+        "train",
+        variant("c6.json", (c) => (c["datset"] = "x")),
+      ),
+      /unknown field "datset" \(did you mean "dataset"\?\)/,
+      "typo in a field",
+    );
+    assertOneLineError(
+      peft(
+        "train",
+        variant("c7.json", (c) => delete c["training_args"]),
+      ),
+      /missing required field "training_args"/,
+      "no training_args",
+    );
     writeFileSync(join(root, "broken.yaml"), "model_name_or_path: [unclosed\n");
     assertOneLineError(peft("train", "broken.yaml"), /broken\.yaml is not valid YAML/, "broken YAML");
     assertOneLineError(peft("generate", "--model", "model", "--bogus"), /Unknown option '--bogus'/, "unknown option");
-    assertOneLineError(peft("generate", "--model", "out", "--prompt", "x"), /is an adapter folder, not a model folder/, "adapter given as model");
+    assertOneLineError(
+      peft("generate", "--model", "out", "--prompt", "x"),
+      /is an adapter folder, not a model folder/,
+      "adapter given as model",
+    );
     assertOneLineError(peft("generate", "--model", "model"), /no prompts given/, "no prompts");
-    assertOneLineError(peft("generate", "--model", "model", "--prompt", "x", "--max-new-tokens", "many"), /--max-new-tokens expects a whole number/, "bad number");
+    assertOneLineError(
+      peft("generate", "--model", "model", "--prompt", "x", "--max-new-tokens", "many"),
+      /--max-new-tokens expects a whole number/,
+      "bad number",
+    );
     assertOneLineError(peft("merge", "--model", "model", "--adapter", "out"), /needs --out/, "merge without --out");
     assertOneLineError(peft("info", "does-not-exist"), /does-not-exist does not exist/, "info on a missing folder");
-    assertOneLineError(peft("info", "empty"), /has neither config\.json nor adapter_config\.json/, "info on an empty folder");
+    assertOneLineError(
+      peft("info", "empty"),
+      /has neither config\.json nor adapter_config\.json/,
+      "info on an empty folder",
+    );
     assertOneLineError(peft("trian"), /unknown command "trian" \(did you mean "train"\?\)/, "unknown command");
     const debug = peft("info", "does-not-exist", "--debug");
     assert.equal(debug.status, 1);
@@ -286,7 +467,13 @@ describe("loss plot", () => {
   });
 
   it("one polyline point per training loss, eval losses as points, an empty history still draws", () => {
-    const svg = lossCurveSvg([{ loss: 2, step: 1 }, { loss: 1.5, step: 2 }, { eval_loss: 1.7, step: 2 }, { loss: 1.2, step: 3 }, { train_loss: 1.5, step: 3 }]);
+    const svg = lossCurveSvg([
+      { loss: 2, step: 1 },
+      { loss: 1.5, step: 2 },
+      { eval_loss: 1.7, step: 2 },
+      { loss: 1.2, step: 3 },
+      { train_loss: 1.5, step: 3 },
+    ]);
     const tags = xmlTags(svg);
     assert.equal(/points="([^"]*)"/.exec(svg)![1]!.split(" ").length, 3);
     assert.equal(tags.filter((t) => t.attrs.includes("eval-loss")).length, 1);

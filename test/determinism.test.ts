@@ -42,8 +42,14 @@ async function child(): Promise<void> {
     },
     llama: {
       config: {
-        model_type: "llama", vocab_size: 512, hidden_size: 128, intermediate_size: 384, num_hidden_layers: 2,
-        num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64,
+        model_type: "llama",
+        vocab_size: 512,
+        hidden_size: 128,
+        intermediate_size: 384,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 64,
       },
       lora: { target_modules: "all-linear" },
     },
@@ -56,24 +62,34 @@ async function child(): Promise<void> {
     for (const [name, m] of Object.entries(models)) {
       T.manualSeed(1234);
       const base = AutoModelForCausalLM.fromConfig(m.config);
-      const peft = getPeftModel(base, LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 8, lora_alpha: 16, lora_dropout: 0.1, ...m.lora }));
+      const peft = getPeftModel(
+        base,
+        LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 8, lora_alpha: 16, lora_dropout: 0.1, ...m.lora }),
+      );
       peft.train();
       const params = peft.parameters().filter((p) => p.requiresGrad);
       const opt = new AdamW(params, { lr: 1e-2, weightDecay: 0.01 });
       const input = T.keep(T.tensor(ids, [4, 32]));
       const losses: number[] = [];
       for (let step = 0; step < 4; step++) {
-        losses.push(T.tidy(() => {
-          const loss = peft.forward({ inputIds: input, labels: input }).loss!;
-          loss.backward();
-          clipGradNorm(params, 0.5);
-          opt.step();
-          opt.zeroGrad();
-          return loss.item();
-        }));
+        losses.push(
+          T.tidy(() => {
+            const loss = peft.forward({ inputIds: input, labels: input }).loss!;
+            loss.backward();
+            clipGradNorm(params, 0.5);
+            opt.step();
+            opt.zeroGrad();
+            return loss.item();
+          }),
+        );
       }
       peft.savePretrained(join(dir, name));
-      out[name] = { losses, adapter: createHash("sha256").update(readFileSync(join(dir, name, "adapter_model.safetensors"))).digest("hex") };
+      out[name] = {
+        losses,
+        adapter: createHash("sha256")
+          .update(readFileSync(join(dir, name, "adapter_model.safetensors")))
+          .digest("hex"),
+      };
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -106,7 +122,9 @@ function parentTests(): void {
     const one = await trainRun({ PEFT_TS_THREADS: "1" });
     const two = await trainRun({ PEFT_TS_THREADS: "2", PEFT_TS_ADAPTIVE_THREADS: "0" });
     // The neighbour spins on one core (for at most 60 s, in case this process dies) while the adaptive run trains.
-    const neighbour = spawn(process.execPath, ["-e", "const t = Date.now(); while (Date.now() - t < 60e3) {}"], { stdio: "ignore" });
+    const neighbour = spawn(process.execPath, ["-e", "const t = Date.now(); while (Date.now() - t < 60e3) {}"], {
+      stdio: "ignore",
+    });
     let adaptive;
     try {
       adaptive = await trainRun({ PEFT_TS_THREADS: "2", PEFT_TS_ADAPTIVE_THREADS: "1" });
@@ -115,8 +133,14 @@ function parentTests(): void {
     }
     for (const model of ["gpt2", "llama"]) {
       const a = one[model]!;
-      assert.ok(a.losses.every(Number.isFinite) && a.losses[3]! < a.losses[0]!, `${model}: training should lower the loss (${a.losses})`);
-      for (const [what, b] of [["2 threads", two[model]!], ["2 adaptive threads with a busy neighbour", adaptive[model]!]] as const) {
+      assert.ok(
+        a.losses.every(Number.isFinite) && a.losses[3]! < a.losses[0]!,
+        `${model}: training should lower the loss (${a.losses})`,
+      );
+      for (const [what, b] of [
+        ["2 threads", two[model]!],
+        ["2 adaptive threads with a busy neighbour", adaptive[model]!],
+      ] as const) {
         assert.deepEqual(b.losses, a.losses, `${model}: losses with ${what} vs 1 thread`);
         assert.equal(b.adapter, a.adapter, `${model}: adapter_model.safetensors with ${what} vs 1 thread`);
       }
@@ -140,7 +164,9 @@ function parentTests(): void {
         });
         for (const [i, r] of results.entries()) {
           if (i === 0) continue;
-          r.forEach((out, j) => assertBitIdentical(out, results[0]![j]!, `${name}: output ${j} with ${i + 1} threads vs 1 thread`));
+          r.forEach((out, j) =>
+            assertBitIdentical(out, results[0]![j]!, `${name}: output ${j} with ${i + 1} threads vs 1 thread`),
+          );
         }
       } finally {
         setThreads(before);
@@ -168,19 +194,41 @@ function parentTests(): void {
   };
 
   /** out = A·B of one shape class (operands made once, so every thread count multiplies the same values). */
-  function gemmCase(name: string, m: number, k: number, n: number, opts: { transA?: boolean; transB?: boolean; batch?: number; bias?: boolean } = {}) {
+  function gemmCase(
+    name: string,
+    m: number,
+    k: number,
+    n: number,
+    opts: { transA?: boolean; transB?: boolean; batch?: number; bias?: boolean } = {},
+  ) {
     const batch = opts.batch ?? 1;
     sameAcrossThreads(`gemm ${name} (${batch > 1 ? `${batch}×` : ""}${m}×${k}×${n})`, () => {
-      const a = rand(batch * m * k), b = rand(batch * k * n), bias = opts.bias ? rand(n) : null;
+      const a = rand(batch * m * k),
+        b = rand(batch * k * n),
+        bias = opts.bias ? rand(n) : null;
       return (nb) => {
-      const out = zeros(batch * m * n);
-      const spec: GemmSpec = {
-        a, aOffset: 0, transA: opts.transA ?? false, lda: opts.transA ? m : k, aBatchStrides: batch > 1 ? [m * k] : [],
-        b, bOffset: 0, transB: opts.transB ?? false, ldb: opts.transB ? k : n, bBatchStrides: batch > 1 ? [k * n] : [],
-        batchShape: batch > 1 ? [batch] : [], m, n, k, out, accumulate: false, bias,
-      };
-      nb.gemm(spec);
-      return [data(out)];
+        const out = zeros(batch * m * n);
+        const spec: GemmSpec = {
+          a,
+          aOffset: 0,
+          transA: opts.transA ?? false,
+          lda: opts.transA ? m : k,
+          aBatchStrides: batch > 1 ? [m * k] : [],
+          b,
+          bOffset: 0,
+          transB: opts.transB ?? false,
+          ldb: opts.transB ? k : n,
+          bBatchStrides: batch > 1 ? [k * n] : [],
+          batchShape: batch > 1 ? [batch] : [],
+          m,
+          n,
+          k,
+          out,
+          accumulate: false,
+          bias,
+        };
+        nb.gemm(spec);
+        return [data(out)];
       };
     });
   }
@@ -198,26 +246,32 @@ function parentTests(): void {
   // Sizes: just above two grains of a kernel's work (common.h), where the old code split the work by thread count.
   sameAcrossThreads("sum, max and min of everything", () => {
     const x = contiguous(rand(2_200_017), [2_200_017]);
-    return (nb) => (["sum", "max", "min"] as const).map((op) => {
-      const out = zeros(1);
-      nb.reduce(op, x, [false], out);
-      return data(out);
-    });
+    return (nb) =>
+      (["sum", "max", "min"] as const).map((op) => {
+        const out = zeros(1);
+        nb.reduce(op, x, [false], out);
+        return data(out);
+      });
   });
-  sameAcrossThreads("sum of everything with cancellation (±2⁶⁰ at both ends: the order of the partial sums shows)", () => {
-    const n = 2_200_017, x = rand(n, 0, 1);
-    data(x)[0] = 2 ** 60;
-    data(x)[n - 1] = -(2 ** 60);
-    return (nb) => {
-      const out = zeros(1);
-      nb.reduce("sum", contiguous(x, [n]), [false], out);
-      return [data(out)];
-    };
-  });
+  sameAcrossThreads(
+    "sum of everything with cancellation (±2⁶⁰ at both ends: the order of the partial sums shows)",
+    () => {
+      const n = 2_200_017,
+        x = rand(n, 0, 1);
+      data(x)[0] = 2 ** 60;
+      data(x)[n - 1] = -(2 ** 60);
+      return (nb) => {
+        const out = zeros(1);
+        nb.reduce("sum", contiguous(x, [n]), [false], out);
+        return [data(out)];
+      };
+    },
+  );
   sameAcrossThreads("row sums, column sums (the gradient of a broadcast bias)", () => {
     const x = contiguous(rand(2048 * 1100), [2048, 1100]);
     return (nb) => {
-      const rows = zeros(2048), cols = zeros(1100);
+      const rows = zeros(2048),
+        cols = zeros(1100);
       nb.reduce("sum", x, [true, false], rows);
       nb.reduce("sum", x, [false, true], cols);
       return [data(rows), data(cols)];
@@ -225,18 +279,31 @@ function parentTests(): void {
   });
   const [rows, cols] = [2048, 1100];
   sameAcrossThreads("layer norm and its gradients", () => {
-    const x = rand(rows * cols), w = rand(cols), b = rand(cols), dy = rand(rows * cols);
+    const x = rand(rows * cols),
+      w = rand(cols),
+      b = rand(cols),
+      dy = rand(rows * cols);
     return (nb) => {
-      const out = zeros(rows * cols), mean = zeros(rows), rstd = zeros(rows), dx = zeros(rows * cols), dw = zeros(cols), db = zeros(cols);
+      const out = zeros(rows * cols),
+        mean = zeros(rows),
+        rstd = zeros(rows),
+        dx = zeros(rows * cols),
+        dw = zeros(cols),
+        db = zeros(cols);
       nb.layerNorm(x, w, b, rows, cols, 1e-5, out, mean, rstd);
       nb.layerNormGrad(x, w, mean, rstd, dy, rows, cols, dx, dw, db);
       return [data(out), data(dx), data(dw), data(db)];
     };
   });
   sameAcrossThreads("RMS norm and its gradients", () => {
-    const x = rand(rows * cols), w = rand(cols), dy = rand(rows * cols);
+    const x = rand(rows * cols),
+      w = rand(cols),
+      dy = rand(rows * cols);
     return (nb) => {
-      const out = zeros(rows * cols), rstd = zeros(rows), dx = zeros(rows * cols), dw = zeros(cols);
+      const out = zeros(rows * cols),
+        rstd = zeros(rows),
+        dx = zeros(rows * cols),
+        dw = zeros(cols);
       nb.rmsNorm(x, w, rows, cols, 1e-6, out, rstd);
       nb.rmsNormGrad(x, w, rstd, dy, rows, cols, dx, dw);
       return [data(out), data(dx), data(dw)];
@@ -244,10 +311,21 @@ function parentTests(): void {
   });
   sameAcrossThreads("softmax, masked softmax, cross-entropy and their gradients", () => {
     const [r, c] = [512, 1000];
-    const x = rand(r * c, -8, 8), dy = rand(r * c), mask = rand(c, -4, 0), dLoss = rand(r);
-    const targets = new CpuStorage("int32", Int32Array.from({ length: r }, (_, i) => (i * 37) % c));
+    const x = rand(r * c, -8, 8),
+      dy = rand(r * c),
+      mask = rand(c, -4, 0),
+      dLoss = rand(r);
+    const targets = new CpuStorage(
+      "int32",
+      Int32Array.from({ length: r }, (_, i) => (i * 37) % c),
+    );
     return (nb) => {
-      const y = zeros(r * c), dx = zeros(r * c), masked = zeros(r * c), loss = zeros(r), lse = zeros(r), dl = zeros(r * c);
+      const y = zeros(r * c),
+        dx = zeros(r * c),
+        masked = zeros(r * c),
+        loss = zeros(r),
+        lse = zeros(r),
+        dl = zeros(r * c);
       nb.softmax(x, r, c, false, y);
       nb.softmaxGrad(y, dy, r, c, false, dx);
       nb.maskedSoftmax(x, [r, c], { storage: mask, shape: [r, c], strides: [0, 1], offset: 0 }, masked);
@@ -258,9 +336,16 @@ function parentTests(): void {
   });
   sameAcrossThreads("AdamW", () => {
     const n = 600_001;
-    const p = rand(n), g = rand(n), m = rand(n, 0, 0.1), v = rand(n, 0, 0.1);
+    const p = rand(n),
+      g = rand(n),
+      m = rand(n, 0, 0.1),
+      v = rand(n, 0, 0.1);
     return (nb) => {
-      const [pc, mc, vc] = [p, m, v].map((s) => new CpuStorage("float32", data(s).slice())) as [Storage, Storage, Storage];
+      const [pc, mc, vc] = [p, m, v].map((s) => new CpuStorage("float32", data(s).slice())) as [
+        Storage,
+        Storage,
+        Storage,
+      ];
       nb.adamw(pc, g, mc, vc, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 3 });
       return [data(pc), data(mc), data(vc)];
     };
@@ -272,12 +357,16 @@ function assertBitIdentical(actual: Float32Array, expected: Float32Array, what: 
   assert.equal(actual.length, expected.length, `${what}: length`);
   const a = new Uint32Array(actual.buffer, actual.byteOffset, actual.length);
   const e = new Uint32Array(expected.buffer, expected.byteOffset, expected.length);
-  let differ = 0, first = -1;
+  let differ = 0,
+    first = -1;
   for (let i = 0; i < a.length; i++) {
     if (a[i] !== e[i]) {
       differ++;
       if (first < 0) first = i;
     }
   }
-  if (differ > 0) assert.fail(`${what}: ${differ} of ${a.length} values differ, first at [${first}]: ${actual[first]} vs ${expected[first]}`);
+  if (differ > 0)
+    assert.fail(
+      `${what}: ${differ} of ${a.length} values differ, first at [${first}]: ${actual[first]} vs ${expected[first]}`,
+    );
 }

@@ -35,7 +35,10 @@ async function loadWith(env: Record<string, string>): Promise<Outcome> {
       console.log(JSON.stringify({ error: { name: e.name, code: e.code, message: e.message } }));
     }`;
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("PEFT_TS_")));
-  const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { env: { ...clean, ...env }, timeout: 60e3 });
+  const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], {
+    env: { ...clean, ...env },
+    timeout: 60e3,
+  });
   return JSON.parse(stdout.trim()) as Outcome;
 }
 
@@ -43,7 +46,10 @@ function assertRejected(o: Outcome, variable: string, value: string, range: RegE
   assert.ok(o.error, `${variable}=${value} should be rejected, got ${JSON.stringify(o.ok)}`);
   assert.equal(o.error.name, "EnvironmentError");
   assert.equal(o.error.code, "ENVIRONMENT_INVALID");
-  assert.ok(o.error.message.includes(`${variable}=${JSON.stringify(value)}`), `the message names the variable and value: ${o.error.message}`);
+  assert.ok(
+    o.error.message.includes(`${variable}=${JSON.stringify(value)}`),
+    `the message names the variable and value: ${o.error.message}`,
+  );
   assert.match(o.error.message, range);
 }
 
@@ -52,14 +58,22 @@ test("PEFT_TS_THREADS: 0, -1, abc, 1.5, 2x and values above 4 × the cores are r
   const limit = threadLimit();
   assert.equal(limit, 4 * cpus().length, "the limit is 4 threads per core");
   for (const value of ["0", "-1", "abc", "1.5", "2x", String(limit + 1), "1025"]) {
-    assertRejected(await loadWith({ PEFT_TS_THREADS: value }), "PEFT_TS_THREADS", value, new RegExp(`integer from 1 to ${limit}\\b`));
+    assertRejected(
+      await loadWith({ PEFT_TS_THREADS: value }),
+      "PEFT_TS_THREADS",
+      value,
+      new RegExp(`integer from 1 to ${limit}\\b`),
+    );
   }
 });
 
 test("PEFT_TS_THREADS: 1 and the limit are accepted; unset or empty leaves the default", async (t) => {
   if (nativeError) return t.skip(`native addon not built: ${nativeError}`);
   assert.deepEqual((await loadWith({ PEFT_TS_THREADS: "1" })).ok, { backend: "native", threads: 1 });
-  assert.deepEqual((await loadWith({ PEFT_TS_THREADS: String(threadLimit()) })).ok, { backend: "native", threads: threadLimit() });
+  assert.deepEqual((await loadWith({ PEFT_TS_THREADS: String(threadLimit()) })).ok, {
+    backend: "native",
+    threads: threadLimit(),
+  });
   const dflt = (await loadWith({ OMP_NUM_THREADS: "2" })).ok;
   assert.deepEqual(dflt, { backend: "native", threads: 2 }, "unset: OpenMP's default (OMP_NUM_THREADS)");
   assert.deepEqual((await loadWith({ PEFT_TS_THREADS: "", OMP_NUM_THREADS: "2" })).ok, dflt, "empty counts as unset");
@@ -67,9 +81,15 @@ test("PEFT_TS_THREADS: 1 and the limit are accepted; unset or empty leaves the d
 
 test("PEFT_TS_ADAPTIVE_THREADS accepts 0 and 1 only", async (t) => {
   if (nativeError) return t.skip(`native addon not built: ${nativeError}`);
-  for (const value of ["0", "1"]) assert.equal((await loadWith({ PEFT_TS_ADAPTIVE_THREADS: value })).ok?.backend, "native");
+  for (const value of ["0", "1"])
+    assert.equal((await loadWith({ PEFT_TS_ADAPTIVE_THREADS: value })).ok?.backend, "native");
   for (const value of ["yes", "off", "2"]) {
-    assertRejected(await loadWith({ PEFT_TS_ADAPTIVE_THREADS: value }), "PEFT_TS_ADAPTIVE_THREADS", value, /one of "0", "1"/);
+    assertRejected(
+      await loadWith({ PEFT_TS_ADAPTIVE_THREADS: value }),
+      "PEFT_TS_ADAPTIVE_THREADS",
+      value,
+      /one of "0", "1"/,
+    );
   }
 });
 

@@ -25,7 +25,28 @@ import { rng } from "./helpers.js";
 
 const SEED = 20261204;
 const JSON_TOKENS = [
-  "-1", "0", "1e400", "-1e400", "1.5", "NaN", "null", "true", '"x"', "[]", "{}", "[[]]", '""', "9007199254740993", "1e6", ",", ":", "{", "}", "[", "]", '"',
+  "-1",
+  "0",
+  "1e400",
+  "-1e400",
+  "1.5",
+  "NaN",
+  "null",
+  "true",
+  '"x"',
+  "[]",
+  "{}",
+  "[[]]",
+  '""',
+  "9007199254740993",
+  "1e6",
+  ",",
+  ":",
+  "{",
+  "}",
+  "[",
+  "]",
+  '"',
 ];
 
 /** One random mutation of `bytes`. */
@@ -49,25 +70,28 @@ function mutate(bytes: Uint8Array, next: () => number): Uint8Array {
     case 4: // truncate
       out.length = at;
       break;
-    case 5: { // replace a number with a JSON token (or insert one)
+    case 5: {
+      // replace a number with a JSON token (or insert one)
       const text = new TextDecoder().decode(bytes);
       const numbers = [...text.matchAll(/-?\d+(\.\d+)?(e-?\d+)?/g)];
       const token = JSON_TOKENS[Math.floor(next() * JSON_TOKENS.length)]!;
       const m = numbers[Math.floor(next() * numbers.length)];
-      const changed = m ? text.slice(0, m.index) + token + text.slice(m.index! + m[0].length) : text.slice(0, at) + token + text.slice(at);
+      const changed = m
+        ? text.slice(0, m.index) + token + text.slice(m.index! + m[0].length)
+        : text.slice(0, at) + token + text.slice(at);
       return new TextEncoder().encode(changed);
     }
-    default: // replace a JSON value after a colon with a token
-      {
-        const text = new TextDecoder().decode(bytes);
-        const colons = [...text.matchAll(/:\s*/g)];
-        const c = colons[Math.floor(next() * colons.length)];
-        if (!c) break;
-        const start = c.index! + c[0].length;
-        const end = text.slice(start).search(/[,}\]\n]/);
-        const token = JSON_TOKENS[Math.floor(next() * JSON_TOKENS.length)]!;
-        return new TextEncoder().encode(text.slice(0, start) + token + (end < 0 ? "" : text.slice(start + end)));
-      }
+    default: {
+      // replace a JSON value after a colon with a token
+      const text = new TextDecoder().decode(bytes);
+      const colons = [...text.matchAll(/:\s*/g)];
+      const c = colons[Math.floor(next() * colons.length)];
+      if (!c) break;
+      const start = c.index! + c[0].length;
+      const end = text.slice(start).search(/[,}\]\n]/);
+      const token = JSON_TOKENS[Math.floor(next() * JSON_TOKENS.length)]!;
+      return new TextEncoder().encode(text.slice(0, start) + token + (end < 0 ? "" : text.slice(start + end)));
+    }
   }
   return Uint8Array.from(out);
 }
@@ -86,7 +110,10 @@ function assertClearError(err: unknown, file: string, what: string): void {
     assert.ok(!(err instanceof crash), `${what}: crashed with ${err.name}: ${err.message}\n${err.stack}`);
   }
   const typed = err instanceof PeftError || err instanceof SafetensorsError;
-  assert.ok(typed || err.message.includes(file), `${what}: an untyped error that does not name the file: ${err.message}`);
+  assert.ok(
+    typed || err.message.includes(file),
+    `${what}: an untyped error that does not name the file: ${err.message}`,
+  );
 }
 
 /** Run `load` on `count` mutants of `valid` written to `file`; count the ones that loaded. */
@@ -123,13 +150,16 @@ describe("fuzzed files load or fail with a clear error", { timeout: 120_000 }, (
   const dir = mkdtempSync(join(tmpdir(), "peft-ts-fuzz-"));
 
   it("safetensors", () => {
-    const valid = serializeSafetensors(new Map<string, T.Tensor | { dtype: "I64" | "F16" | "BF16" | "U8"; shape: number[]; data: ArrayBufferView }>([
-      ["a", T.tensor([1, 2, 3, 4, 5, 6], [2, 3])],
-      ["b", { dtype: "I64", shape: [3], data: BigInt64Array.from([1n, -2n, 3n]) }],
-      ["c", { dtype: "F16", shape: [2], data: Uint16Array.from([0x3c00, 0xc000]) }],
-      ["d", { dtype: "BF16", shape: [1, 2], data: Uint16Array.from([0x3f80, 0x4000]) }],
-      ["e", { dtype: "U8", shape: [4], data: Uint8Array.from([1, 2, 3, 4]) }],
-    ]), { format: "pt" });
+    const valid = serializeSafetensors(
+      new Map<string, T.Tensor | { dtype: "I64" | "F16" | "BF16" | "U8"; shape: number[]; data: ArrayBufferView }>([
+        ["a", T.tensor([1, 2, 3, 4, 5, 6], [2, 3])],
+        ["b", { dtype: "I64", shape: [3], data: BigInt64Array.from([1n, -2n, 3n]) }],
+        ["c", { dtype: "F16", shape: [2], data: Uint16Array.from([0x3c00, 0xc000]) }],
+        ["d", { dtype: "BF16", shape: [1, 2], data: Uint16Array.from([0x3f80, 0x4000]) }],
+        ["e", { dtype: "U8", shape: [4], data: Uint8Array.from([1, 2, 3, 4]) }],
+      ]),
+      { format: "pt" },
+    );
     const loaded = fuzz(valid, 600, SEED, join(dir, "model.safetensors"), (bytes) => {
       const { tensors } = parseSafetensors(bytes, { file: join(dir, "model.safetensors") });
       for (const [name, raw] of tensors) rawToTensor(raw, name).dispose();
@@ -142,8 +172,12 @@ describe("fuzzed files load or fail with a clear error", { timeout: 120_000 }, (
     const file = join(adapter, "adapter_config.json");
     mkdirSync(adapter);
     const config = LoraConfig({
-      r: 4, target_modules: ["q_proj", "v_proj"], rank_pattern: { q_proj: 2 }, alpha_pattern: { v_proj: 16 },
-      layers_to_transform: [0, 1], layers_pattern: "layers",
+      r: 4,
+      target_modules: ["q_proj", "v_proj"],
+      rank_pattern: { q_proj: 2 },
+      alpha_pattern: { v_proj: 16 },
+      layers_to_transform: [0, 1],
+      layers_pattern: "layers",
     });
     const valid = encode({ ...config, base_model_name_or_path: "m" });
     const loaded = quietly(() => fuzz(valid, 400, SEED + 1, file, () => void readAdapterConfig(adapter, true)));
@@ -152,12 +186,21 @@ describe("fuzzed files load or fail with a clear error", { timeout: 120_000 }, (
 
   it("config.json (parsed, and the model built when it is small)", () => {
     const file = join(dir, "config.json");
-    const valid = encode({ ...LLAMA, rms_norm_eps: 1e-6, rope_theta: 10000, bos_token_id: 1, eos_token_id: 2, tie_word_embeddings: false });
-    const loaded = quietly(() => fuzz(valid, 400, SEED + 2, file, () => {
-      const config = parseConfig(readJsonObject(file));
-      // Build what is small enough to build in a test; bigger configs were checked by the memory estimate.
-      if (estimateParameterCount(config) < 200_000) modelFromConfig(config, "causal-lm");
-    }));
+    const valid = encode({
+      ...LLAMA,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+      bos_token_id: 1,
+      eos_token_id: 2,
+      tie_word_embeddings: false,
+    });
+    const loaded = quietly(() =>
+      fuzz(valid, 400, SEED + 2, file, () => {
+        const config = parseConfig(readJsonObject(file));
+        // Build what is small enough to build in a test; bigger configs were checked by the memory estimate.
+        if (estimateParameterCount(config) < 200_000) modelFromConfig(config, "causal-lm");
+      }),
+    );
     assert.ok(loaded > 0, "some mutants load");
   });
 
@@ -166,16 +209,20 @@ describe("fuzzed files load or fail with a clear error", { timeout: 120_000 }, (
     mkdirSync(tok);
     const file = join(tok, "tokenizer.json");
     const valid = encode(bpeTokenizerJson("qwen2"));
-    const loaded = quietly(() => fuzz(valid, 200, SEED + 3, file, () => {
-      const t = AutoTokenizer.fromPretrainedSync(tok);
-      t.decode(t.encode("hello world!"));
-    }));
+    const loaded = quietly(() =>
+      fuzz(valid, 200, SEED + 3, file, () => {
+        const t = AutoTokenizer.fromPretrainedSync(tok);
+        t.decode(t.encode("hello world!"));
+      }),
+    );
     assert.ok(loaded > 0, "some mutants load");
   });
 
   it("datasets: JSON arrays and JSONL", () => {
     const records = [
-      { instruction: "say hello", output: "hello world!" }, { instruction: "whisper", input: "x", output: "hello", system: "be brief" }, { text: "plain" },
+      { instruction: "say hello", output: "hello world!" },
+      { instruction: "whisper", input: "x", output: "hello", system: "be brief" },
+      { text: "plain" },
     ];
     const array = join(dir, "train.json");
     const lines = join(dir, "train.jsonl");

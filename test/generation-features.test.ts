@@ -22,10 +22,19 @@ function greedy(model: GenerativeModel, n: number): number[] {
 }
 
 describe("generate: log-probabilities", () => {
-  for (const [name, make] of [["gpt2", gpt2], ["llama", llama]] as const) {
+  for (const [name, make] of [
+    ["gpt2", gpt2],
+    ["llama", llama],
+  ] as const) {
     it(`${name}: each token's logprob is log softmax of the full forward's logits at its position`, () => {
       const model = asGenerative(make());
-      const out = model.generateDetailed({ inputIds: ids([PROMPT]), maxNewTokens: 6, doSample: true, temperature: 0.7, seed: 3 });
+      const out = model.generateDetailed({
+        inputIds: ids([PROMPT]),
+        maxNewTokens: 6,
+        doSample: true,
+        temperature: 0.7,
+        seed: 3,
+      });
       const seq = row0(out.sequences);
       const expected = tidy(() => {
         const logits = noGrad(() => (model.forward({ inputIds: ids([seq]) }) as ModelOutput).logits).dataSync();
@@ -37,7 +46,9 @@ describe("generate: log-probabilities", () => {
         });
       });
       assert.equal(out.logprobs[0]!.length, 6);
-      out.logprobs[0]!.forEach((lp, i) => assert.ok(Math.abs(lp - expected[i]!) < 1e-4, `token ${i}: ${lp} vs ${expected[i]}`));
+      out.logprobs[0]!.forEach((lp, i) =>
+        assert.ok(Math.abs(lp - expected[i]!) < 1e-4, `token ${i}: ${lp} vs ${expected[i]}`),
+      );
       assert.deepEqual(out.finishReasons, ["length"]);
     });
   }
@@ -48,8 +59,14 @@ describe("generate: length and stop conditions", () => {
   const ten = greedy(model, 10);
 
   it("maxLength counts the prompt; maxNewTokens wins over it; a maxLength without room is a ConfigError", () => {
-    assert.deepEqual(row0(model.generate({ inputIds: ids([PROMPT]), maxLength: PROMPT.length + 4 })).slice(PROMPT.length), ten.slice(0, 4));
-    assert.equal(row0(model.generate({ inputIds: ids([PROMPT]), maxLength: 7, maxNewTokens: 3 })).length, PROMPT.length + 3);
+    assert.deepEqual(
+      row0(model.generate({ inputIds: ids([PROMPT]), maxLength: PROMPT.length + 4 })).slice(PROMPT.length),
+      ten.slice(0, 4),
+    );
+    assert.equal(
+      row0(model.generate({ inputIds: ids([PROMPT]), maxLength: 7, maxNewTokens: 3 })).length,
+      PROMPT.length + 3,
+    );
     assert.throws(() => model.generate({ inputIds: ids([PROMPT]), maxLength: PROMPT.length }), ConfigError);
   });
 
@@ -66,7 +83,12 @@ describe("generate: length and stop conditions", () => {
     const text = letters.decode(ten);
     const stop = text.slice(4, 6);
     const end = text.indexOf(stop) + stop.length; // one letter per token
-    const out = model.generateDetailed({ inputIds: ids([PROMPT]), maxNewTokens: 10, stopStrings: [stop, "zzzz"], tokenizer: letters });
+    const out = model.generateDetailed({
+      inputIds: ids([PROMPT]),
+      maxNewTokens: 10,
+      stopStrings: [stop, "zzzz"],
+      tokenizer: letters,
+    });
     assert.deepEqual(row0(out.sequences).slice(PROMPT.length), ten.slice(0, end));
     assert.deepEqual(out.finishReasons, ["stop"]);
     assert.throws(() => model.generate({ inputIds: ids([PROMPT]), stopStrings: ["x"] }), ConfigError);
@@ -76,7 +98,12 @@ describe("generate: length and stop conditions", () => {
     const other = [8, 1, 30, 2, 6];
     const alone = greedy(model, 10);
     const stop = alone[2]!;
-    const out = model.generateDetailed({ inputIds: ids([PROMPT, other]), maxNewTokens: 10, stopTokenIds: [stop], padTokenId: 0 });
+    const out = model.generateDetailed({
+      inputIds: ids([PROMPT, other]),
+      maxNewTokens: 10,
+      stopTokenIds: [stop],
+      padTokenId: 0,
+    });
     const rows = row0(out.sequences);
     const first = rows.slice(PROMPT.length, PROMPT.length + 10);
     const end = alone.indexOf(stop) + 1;
@@ -92,8 +119,15 @@ describe("generate: streaming", () => {
   it("a streamer gets each step's tokens, then end(); generateStream yields the same steps", async () => {
     const put: number[][] = [];
     let ended = 0;
-    const out = model.generateDetailed({ inputIds: ids([PROMPT]), maxNewTokens: 5, streamer: { put: (t) => put.push(t), end: () => ended++ } });
-    assert.deepEqual(put.map((t) => t[0]), row0(out.sequences).slice(PROMPT.length));
+    const out = model.generateDetailed({
+      inputIds: ids([PROMPT]),
+      maxNewTokens: 5,
+      streamer: { put: (t) => put.push(t), end: () => ended++ },
+    });
+    assert.deepEqual(
+      put.map((t) => t[0]),
+      row0(out.sequences).slice(PROMPT.length),
+    );
     assert.equal(ended, 1);
     const streamed: number[] = [];
     const logprobs: number[] = [];
@@ -101,7 +135,10 @@ describe("generate: streaming", () => {
       streamed.push(step.tokens[0]!);
       logprobs.push(step.logprobs[0]!);
     }
-    assert.deepEqual(streamed, put.map((t) => t[0]));
+    assert.deepEqual(
+      streamed,
+      put.map((t) => t[0]),
+    );
     assert.deepEqual(logprobs, out.logprobs[0]);
   });
 
@@ -116,7 +153,12 @@ describe("generate: streaming", () => {
 
   it("TextStreamer emits whole characters only, and its pieces join to the decoded text", () => {
     // Token 7 decodes to half a character until token 8 follows (as byte-level BPE does for multi-byte characters).
-    const tok = { decode: (t: number[]) => t.map((i, j) => (i === 7 ? (t[j + 1] === 8 ? "é" : "\uFFFD") : i === 8 && t[j - 1] === 7 ? "" : `<${i}>`)).join("") };
+    const tok = {
+      decode: (t: number[]) =>
+        t
+          .map((i, j) => (i === 7 ? (t[j + 1] === 8 ? "é" : "\uFFFD") : i === 8 && t[j - 1] === 7 ? "" : `<${i}>`))
+          .join(""),
+    };
     const pieces: string[] = [];
     const streamer = new TextStreamer(tok, { onText: (text) => pieces.push(text) });
     for (const t of [1, 7, 8, 2]) streamer.put([t]);
@@ -130,12 +172,16 @@ describe("generate: seeds per row", () => {
   it("with one seed per row, each row samples exactly as it does alone", () => {
     const model = asGenerative(llama());
     const opts = { maxNewTokens: 8, doSample: true, temperature: 1.5 };
-    const alone = [11, 12].map((seed) => row0(model.generate({ ...opts, inputIds: ids([PROMPT]), seed })).slice(PROMPT.length));
+    const alone = [11, 12].map((seed) =>
+      row0(model.generate({ ...opts, inputIds: ids([PROMPT]), seed })).slice(PROMPT.length),
+    );
     assert.notDeepEqual(alone[0], alone[1]);
     const both = row0(model.generate({ ...opts, inputIds: ids([PROMPT, PROMPT]), seed: [11, 12] }));
     const n = both.length / 2;
     // A row that ends early (eos) is shorter alone; in the batch it is padded after that.
-    alone.forEach((seq, r) => assert.deepEqual(both.slice(r * n + PROMPT.length, r * n + PROMPT.length + seq.length), seq));
+    alone.forEach((seq, r) =>
+      assert.deepEqual(both.slice(r * n + PROMPT.length, r * n + PROMPT.length + seq.length), seq),
+    );
     assert.throws(() => model.generate({ ...opts, inputIds: ids([PROMPT]), seed: [1, 2] }), ConfigError);
   });
 });

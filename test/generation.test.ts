@@ -9,7 +9,13 @@ import { fromPretrained } from "../src/models/auto.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import type { PreTrainedModel } from "../src/models/pretrained.js";
 import {
-  applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, argmax, sampleIndex, softmax,
+  applyRepetitionPenalty,
+  applyTemperature,
+  applyTopK,
+  applyTopP,
+  argmax,
+  sampleIndex,
+  softmax,
 } from "../src/generation/index.js";
 import { Tensor, memory, noGrad, tensor, tidy } from "../src/tensor/index.js";
 import { modelDir, readInputs } from "./golden.js";
@@ -38,7 +44,14 @@ function lastArgmax(logits: Tensor): number[] {
  * Greedy decoding of a decoder-only model without a cache: every step runs the model on the whole sequence so far,
  * with transformers' positions for left padding (cumsum(mask) − 1, pads at 1). Rows that emitted eos continue with pad.
  */
-function greedyRecomputeCausal(model: PreTrainedModel, prompt: number[][], promptMask: number[][], maxNew: number, eos: number, pad: number): number[][] {
+function greedyRecomputeCausal(
+  model: PreTrainedModel,
+  prompt: number[][],
+  promptMask: number[][],
+  maxNew: number,
+  eos: number,
+  pad: number,
+): number[][] {
   const seqs = prompt.map((r) => [...r]);
   const masks = promptMask.map((r) => [...r]);
   const done = seqs.map(() => false);
@@ -48,7 +61,9 @@ function greedyRecomputeCausal(model: PreTrainedModel, prompt: number[][], promp
         let seen = 0;
         return row.map((m) => (m === 1 ? seen++ : 1));
       });
-      const out = noGrad(() => model.forward({ inputIds: ids(seqs), attentionMask: ids(masks), positionIds: ids(positions) })) as ModelOutput;
+      const out = noGrad(() =>
+        model.forward({ inputIds: ids(seqs), attentionMask: ids(masks), positionIds: ids(positions) }),
+      ) as ModelOutput;
       return lastArgmax(out.logits);
     });
     next.forEach((tok, r) => {
@@ -62,12 +77,22 @@ function greedyRecomputeCausal(model: PreTrainedModel, prompt: number[][], promp
 }
 
 /** Greedy decoding of an encoder-decoder model without a cache: encoder and decoder rerun on everything each step. */
-function greedyRecomputeSeq2Seq(model: PreTrainedModel, source: number[][], sourceMask: number[][], maxNew: number, start: number, eos: number, pad: number): number[][] {
+function greedyRecomputeSeq2Seq(
+  model: PreTrainedModel,
+  source: number[][],
+  sourceMask: number[][],
+  maxNew: number,
+  start: number,
+  eos: number,
+  pad: number,
+): number[][] {
   const seqs = source.map(() => [start]);
   const done = seqs.map(() => false);
   for (let step = 0; step < maxNew; step++) {
     const next = tidy(() => {
-      const out = noGrad(() => model.forward({ inputIds: ids(source), attentionMask: ids(sourceMask), decoderInputIds: ids(seqs) })) as ModelOutput;
+      const out = noGrad(() =>
+        model.forward({ inputIds: ids(source), attentionMask: ids(sourceMask), decoderInputIds: ids(seqs) }),
+      ) as ModelOutput;
       return lastArgmax(out.logits);
     });
     next.forEach((tok, r) => {
@@ -85,8 +110,15 @@ describe("generate: KV cache vs recomputation", () => {
       const dir = modelDir(name);
       const model = fromPretrained(dir, "causal-lm");
       const inputs = readInputs(dir);
-      const prompt = rows(inputs["genInputIds"]!), mask = rows(inputs["genAttentionMask"]!);
-      const cached = rows(model.generate({ inputIds: inputs["genInputIds"]!, attentionMask: inputs["genAttentionMask"]!, maxNewTokens: 10 }));
+      const prompt = rows(inputs["genInputIds"]!),
+        mask = rows(inputs["genAttentionMask"]!);
+      const cached = rows(
+        model.generate({
+          inputIds: inputs["genInputIds"]!,
+          attentionMask: inputs["genAttentionMask"]!,
+          maxNewTokens: 10,
+        }),
+      );
       assert.deepEqual(cached, greedyRecomputeCausal(model, prompt, mask, 10, 2, 0));
     });
   }
@@ -96,8 +128,15 @@ describe("generate: KV cache vs recomputation", () => {
       const dir = modelDir(name);
       const model = fromPretrained(dir, "seq2seq-lm");
       const inputs = readInputs(dir);
-      const source = rows(inputs["genInputIds"]!), mask = rows(inputs["genAttentionMask"]!);
-      const cached = rows(model.generate({ inputIds: inputs["genInputIds"]!, attentionMask: inputs["genAttentionMask"]!, maxNewTokens: 10 }));
+      const source = rows(inputs["genInputIds"]!),
+        mask = rows(inputs["genAttentionMask"]!);
+      const cached = rows(
+        model.generate({
+          inputIds: inputs["genInputIds"]!,
+          attentionMask: inputs["genAttentionMask"]!,
+          maxNewTokens: 10,
+        }),
+      );
       assert.deepEqual(cached, greedyRecomputeSeq2Seq(model, source, mask, 10, 0, 1, 0));
     });
   }
@@ -109,9 +148,16 @@ describe("generate: batches", () => {
       const dir = modelDir(name);
       const model = fromPretrained(dir, "causal-lm");
       const inputs = readInputs(dir);
-      const prompt = rows(inputs["genInputIds"]!), mask = rows(inputs["genAttentionMask"]!);
+      const prompt = rows(inputs["genInputIds"]!),
+        mask = rows(inputs["genAttentionMask"]!);
       assert.ok(mask[1]!.includes(0), "row 1 of the golden generation batch is left-padded");
-      const batch = rows(model.generate({ inputIds: inputs["genInputIds"]!, attentionMask: inputs["genAttentionMask"]!, maxNewTokens: 6 }));
+      const batch = rows(
+        model.generate({
+          inputIds: inputs["genInputIds"]!,
+          attentionMask: inputs["genAttentionMask"]!,
+          maxNewTokens: 6,
+        }),
+      );
       prompt.forEach((row, r) => {
         const alone = row.filter((_, j) => mask[r]![j] === 1);
         const single = rows(model.generate({ inputIds: ids([alone]), maxNewTokens: 6 }))[0]!;
@@ -123,7 +169,10 @@ describe("generate: batches", () => {
 });
 
 describe("generate: memory", () => {
-  for (const [name, task] of [["gpt2", "causal-lm"], ["t5", "seq2seq-lm"]] as const) {
+  for (const [name, task] of [
+    ["gpt2", "causal-lm"],
+    ["t5", "seq2seq-lm"],
+  ] as const) {
     it(`${name}: frees its cache and encoder output, leaves the caller's tensors alone`, () => {
       const dir = modelDir(name);
       const model = fromPretrained(dir, task);
@@ -155,21 +204,33 @@ describe("generate: sampling", () => {
     const prompt = rows(inputs["genInputIds"]!);
     for (const [r, row] of a.entries()) {
       assert.deepEqual(row.slice(0, 6), prompt[r], "prompt kept");
-      assert.ok(row.every((t) => Number.isInteger(t) && t >= 0 && t < 256), "ids inside the vocabulary");
+      assert.ok(
+        row.every((t) => Number.isInteger(t) && t >= 0 && t < 256),
+        "ids inside the vocabulary",
+      );
     }
     const greedy = rows(model.generate(base));
     assert.deepEqual(rows(model.generate({ ...base, doSample: true, topK: 1, seed: 99 })), greedy);
     // With a tiny temperature the distribution collapses onto the argmax as well (over the 6 golden steps, whose
     // top-2 logit gaps are ≥ 2e-3, i.e. ≥ 200 after dividing by 1e-5).
     const six = { ...base, maxNewTokens: 6 };
-    assert.deepEqual(rows(model.generate({ ...six, doSample: true, temperature: 1e-5, seed: 7 })), rows(model.generate(six)));
+    assert.deepEqual(
+      rows(model.generate({ ...six, doSample: true, temperature: 1e-5, seed: 7 })),
+      rows(model.generate(six)),
+    );
   });
 
   it("is reproducible for an encoder-decoder model (t5)", () => {
     const dir = modelDir("t5");
     const model = fromPretrained(dir, "seq2seq-lm");
     const inputs = readInputs(dir);
-    const base = { inputIds: inputs["genInputIds"]!, attentionMask: inputs["genAttentionMask"]!, maxNewTokens: 8, doSample: true, topP: 0.9 };
+    const base = {
+      inputIds: inputs["genInputIds"]!,
+      attentionMask: inputs["genAttentionMask"]!,
+      maxNewTokens: 8,
+      doSample: true,
+      topP: 0.9,
+    };
     assert.deepEqual(rows(model.generate({ ...base, seed: 5 })), rows(model.generate({ ...base, seed: 5 })));
   });
 });

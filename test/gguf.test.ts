@@ -31,14 +31,36 @@ describe("GGUF format", () => {
     ]);
     const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     assert.equal(new TextDecoder().decode(bytes.subarray(0, 4)), "GGUF");
-    assert.deepEqual([v.getUint32(4, true), Number(v.getBigUint64(8, true)), Number(v.getBigUint64(16, true))], [3, 1, 1]);
+    assert.deepEqual(
+      [v.getUint32(4, true), Number(v.getBigUint64(8, true)), Number(v.getBigUint64(16, true))],
+      [3, 1, 1],
+    );
     // key: u64 length 3, "a.b", type UINT32 (4), value 7
-    assert.deepEqual([Number(v.getBigUint64(24, true)), new TextDecoder().decode(bytes.subarray(32, 35)), v.getUint32(35, true), v.getUint32(39, true)], [3, "a.b", 4, 7]);
+    assert.deepEqual(
+      [
+        Number(v.getBigUint64(24, true)),
+        new TextDecoder().decode(bytes.subarray(32, 35)),
+        v.getUint32(35, true),
+        v.getUint32(39, true),
+      ],
+      [3, "a.b", 4, 7],
+    );
     // tensor info: name "t", 2 dims stored innermost first (3, 2), type F32 (0), offset 0
     assert.deepEqual([Number(v.getBigUint64(43, true)), bytes[51], v.getUint32(52, true)], [1, "t".charCodeAt(0), 2]);
-    assert.deepEqual([Number(v.getBigUint64(56, true)), Number(v.getBigUint64(64, true)), v.getUint32(72, true), Number(v.getBigUint64(76, true))], [3, 2, 0, 0]);
+    assert.deepEqual(
+      [
+        Number(v.getBigUint64(56, true)),
+        Number(v.getBigUint64(64, true)),
+        v.getUint32(72, true),
+        Number(v.getBigUint64(76, true)),
+      ],
+      [3, 2, 0, 0],
+    );
     // the data starts at the next multiple of 32 after the 84 header bytes
-    assert.deepEqual(Array.from(new Float32Array(bytes.buffer.slice(bytes.byteOffset + 96, bytes.byteOffset + 120))), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(
+      Array.from(new Float32Array(bytes.buffer.slice(bytes.byteOffset + 96, bytes.byteOffset + 120))),
+      [1, 2, 3, 4, 5, 6],
+    );
     const back = parseGguf(bytes);
     assert.equal(back.metadata.get("a.b"), 7);
     assert.deepEqual(back.tensors.get("t")!.shape, [2, 3]);
@@ -51,7 +73,10 @@ describe("GGUF format", () => {
     // 5.25/127 = 0.0413386; the nearest float16 is 2^-5 + 331·2^-15 = 0.041351318359375
     assert.equal(d, 0.041351318359375);
     const ints = Array.from(new Int8Array(q.buffer, 2, 32));
-    const expected = Array.from(x, (v) => { const r = Math.fround(v * Math.fround(1 / Math.fround(5.25 / 127))); return Math.sign(r) * Math.round(Math.abs(r)); });
+    const expected = Array.from(x, (v) => {
+      const r = Math.fround(v * Math.fround(1 / Math.fround(5.25 / 127)));
+      return Math.sign(r) * Math.round(Math.abs(r));
+    });
     assert.deepEqual(ints, expected);
     assert.equal(ints[31], 127);
     assert.equal(ints[0], -60); // -2.5·127/5.25 = -60.476…
@@ -62,7 +87,11 @@ describe("GGUF format", () => {
 });
 
 /** Greedy tokens and the first step's top-5 probabilities from peft-ts. */
-function ours(model: GenerativeModel | PeftModel, ids: number[], steps: number): { tokens: number[]; top: [number, number][] } {
+function ours(
+  model: GenerativeModel | PeftModel,
+  ids: number[],
+  steps: number,
+): { tokens: number[]; top: [number, number][] } {
   const input = T.tensor(Int32Array.from(ids), [1, ids.length], "int32");
   const out = Array.from(model.generate({ inputIds: input, maxNewTokens: steps }).dataSync()).slice(ids.length);
   const logits = (model.forward({ inputIds: input }) as ModelOutput).logits;
@@ -71,7 +100,10 @@ function ours(model: GenerativeModel | PeftModel, ids: number[], steps: number):
   const max = Math.max(...last);
   const exp = last.map((v) => Math.exp(v - max));
   const sum = exp.reduce((a, b) => a + b, 0);
-  const top = exp.map((e, i) => [i, e / sum] as [number, number]).sort((a, b) => b[1] - a[1]).slice(0, 5);
+  const top = exp
+    .map((e, i) => [i, e / sum] as [number, number])
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 5);
   return { tokens: out, top };
 }
 
@@ -79,7 +111,9 @@ const PROMPT = [1457, 882, 198, 15, 40, 300, 1458, 198, 1457, 64, 198];
 const STEPS = 10;
 const EOS = 1458;
 
-describe("exported GGUF files in llama.cpp", { skip: existsSync(LLAMA_CPP) ? false : "node-llama-cpp is not installed (bash scripts/setup.sh --with-test-tools)" }, () => {
+describe("exported GGUF files in llama.cpp", {
+  skip: existsSync(LLAMA_CPP) ? false : "node-llama-cpp is not installed (bash scripts/setup.sh --with-test-tools)",
+}, () => {
   let dir: string;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   let llama: any;
@@ -93,11 +127,17 @@ describe("exported GGUF files in llama.cpp", { skip: existsSync(LLAMA_CPP) ? fal
   /** Greedy tokens and first-step probabilities of a GGUF model (+ adapter) in llama.cpp. */
   async function theirs(model: string, adapter?: string): Promise<{ tokens: number[]; top: Map<number, number> }> {
     const m = await llama.loadModel({ modelPath: model });
-    const ctx = await m.createContext({ contextSize: 128, sequences: 1, ...(adapter ? { lora: { adapters: [{ filePath: adapter }] } } : {}) });
+    const ctx = await m.createContext({
+      contextSize: 128,
+      sequences: 1,
+      ...(adapter ? { lora: { adapters: [{ filePath: adapter }] } } : {}),
+    });
     try {
       const tokens: number[] = [];
       let top: Map<number, number> | null = null;
-      for await (const r of ctx.getSequence().evaluateWithMetadata(PROMPT, { probabilities: true }, { temperature: 0 })) {
+      for await (const r of ctx
+        .getSequence()
+        .evaluateWithMetadata(PROMPT, { probabilities: true }, { temperature: 0 })) {
         top ??= r.probabilities as Map<number, number>;
         if (r.token === EOS) break; // llama.cpp stops at end of generation; peft-ts reports the token
         tokens.push(r.token);
@@ -110,10 +150,15 @@ describe("exported GGUF files in llama.cpp", { skip: existsSync(LLAMA_CPP) ? fal
     }
   }
 
-  function assertSameRun(mine: { tokens: number[]; top: [number, number][] }, other: { tokens: number[]; top: Map<number, number> }, what: string): void {
+  function assertSameRun(
+    mine: { tokens: number[]; top: [number, number][] },
+    other: { tokens: number[]; top: Map<number, number> },
+    what: string,
+  ): void {
     const cut = mine.tokens.indexOf(EOS);
     assert.deepEqual(other.tokens, cut < 0 ? mine.tokens : mine.tokens.slice(0, cut), `${what}: greedy tokens`);
-    for (const [id, p] of mine.top) assert.ok(Math.abs(other.top.get(id)! - p) < 1e-3, `${what}: P(${id}) ${other.top.get(id)} vs ${p}`);
+    for (const [id, p] of mine.top)
+      assert.ok(Math.abs(other.top.get(id)! - p) < 1e-3, `${what}: P(${id}) ${other.top.get(id)} vs ${p}`);
   }
 
   /** A random tiny model of `config` with the shipped tokenizer, saved to dir/name. */
@@ -126,12 +171,40 @@ describe("exported GGUF files in llama.cpp", { skip: existsSync(LLAMA_CPP) ? fal
   }
 
   const cases: [string, () => string, Record<string, unknown>][] = [
-    ["qwen2 (tiny-bard)", () => TINY_BARD, { use_rslora: true, rank_pattern: { q_proj: 2 }, alpha_pattern: { down_proj: 3 } }],
-    ["llama (query/key rows permuted)", () => tinyModel("llama", {
-      model_type: "llama", hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2,
-      max_position_embeddings: 128, rms_norm_eps: 1e-5, tie_word_embeddings: false,
-    }), {}],
-    ["gpt2 (Conv1D weights transposed)", () => tinyModel("gpt2", { model_type: "gpt2", n_embd: 64, n_layer: 2, n_head: 4, n_positions: 128, layer_norm_epsilon: 1e-5 }), {}],
+    [
+      "qwen2 (tiny-bard)",
+      () => TINY_BARD,
+      { use_rslora: true, rank_pattern: { q_proj: 2 }, alpha_pattern: { down_proj: 3 } },
+    ],
+    [
+      "llama (query/key rows permuted)",
+      () =>
+        tinyModel("llama", {
+          model_type: "llama",
+          hidden_size: 64,
+          intermediate_size: 128,
+          num_hidden_layers: 2,
+          num_attention_heads: 4,
+          num_key_value_heads: 2,
+          max_position_embeddings: 128,
+          rms_norm_eps: 1e-5,
+          tie_word_embeddings: false,
+        }),
+      {},
+    ],
+    [
+      "gpt2 (Conv1D weights transposed)",
+      () =>
+        tinyModel("gpt2", {
+          model_type: "gpt2",
+          n_embd: 64,
+          n_layer: 2,
+          n_head: 4,
+          n_positions: 128,
+          layer_norm_epsilon: 1e-5,
+        }),
+      {},
+    ],
   ];
   for (const [what, modelDir, loraExtra] of cases) {
     it(`${what}: the model and a LoRA adapter give peft-ts' greedy tokens and probabilities`, async () => {
@@ -143,13 +216,26 @@ describe("exported GGUF files in llama.cpp", { skip: existsSync(LLAMA_CPP) ? fal
         assert.equal(r.status, 0, r.stderr);
       };
       run(["export", "gguf", "--model", src, "--outtype", "f32", "--out", modelFile]);
-      assertSameRun(ours(AutoModelForCausalLM.fromPretrained(src), PROMPT, STEPS), await theirs(modelFile), `${what} model`);
+      assertSameRun(
+        ours(AutoModelForCausalLM.fromPretrained(src), PROMPT, STEPS),
+        await theirs(modelFile),
+        `${what} model`,
+      );
 
       const adapterDir = join(dir, `${name}-lora`);
       T.manualSeed(9);
-      getPeftModel(AutoModelForCausalLM.fromPretrained(src), LoraConfig({
-        task_type: "CAUSAL_LM", r: 4, lora_alpha: 8, target_modules: "all-linear", init_lora_weights: false, fan_in_fan_out: name === "gpt2", ...loraExtra,
-      })).savePretrained(adapterDir);
+      getPeftModel(
+        AutoModelForCausalLM.fromPretrained(src),
+        LoraConfig({
+          task_type: "CAUSAL_LM",
+          r: 4,
+          lora_alpha: 8,
+          target_modules: "all-linear",
+          init_lora_weights: false,
+          fan_in_fan_out: name === "gpt2",
+          ...loraExtra,
+        }),
+      ).savePretrained(adapterDir);
       const adapterFile = join(dir, `${name}-lora.gguf`);
       run(["export", "gguf", "--adapter", adapterDir, "--model", src, "--out", adapterFile]);
       const adapted = PeftModel.fromPretrained(AutoModelForCausalLM.fromPretrained(src), adapterDir);
@@ -159,13 +245,20 @@ describe("exported GGUF files in llama.cpp", { skip: existsSync(LLAMA_CPP) ? fal
       assert.equal(header.metadata.get("general.type"), "adapter");
       assert.equal(header.metadata.get("adapter.type"), "lora");
       assert.equal(header.metadata.get("adapter.lora.alpha"), 8);
-      assert.ok([...header.tensors.keys()].every((k) => /^blk\.\d+\.\w+\.weight\.lora_[ab]$/.test(k)), [...header.tensors.keys()].join(", "));
+      assert.ok(
+        [...header.tensors.keys()].every((k) => /^blk\.\d+\.\w+\.weight\.lora_[ab]$/.test(k)),
+        [...header.tensors.keys()].join(", "),
+      );
     });
   }
 
   it("a Q8_0 model (a quarter of the float32 size) runs and picks the same first token", async () => {
     const file = join(dir, "q8.gguf");
-    const r = spawnSync(process.execPath, [CLI, "export", "gguf", "--model", TINY_BARD, "--outtype", "q8_0", "--out", file], { encoding: "utf8" });
+    const r = spawnSync(
+      process.execPath,
+      [CLI, "export", "gguf", "--model", TINY_BARD, "--outtype", "q8_0", "--out", file],
+      { encoding: "utf8" },
+    );
     assert.equal(r.status, 0, r.stderr);
     const parsed = parseGguf(readFileSync(file));
     assert.equal(parsed.tensors.get("blk.0.attn_q.weight")!.type, 8);
@@ -177,26 +270,45 @@ describe("exported GGUF files in llama.cpp", { skip: existsSync(LLAMA_CPP) ? fal
 
 describe("peft export", () => {
   let dir: string;
-  before(() => { dir = mkdtempSync(join(tmpdir(), "peft-ts-export-")); });
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "peft-ts-export-"));
+  });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it("ollama: model.gguf, adapter.gguf and a Modelfile with FROM, ADAPTER, the ChatML template and stops", () => {
     const adapterDir = join(dir, "lora");
-    getPeftModel(AutoModelForCausalLM.fromPretrained(TINY_BARD), LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: ["q_proj"] })).savePretrained(adapterDir);
-    const r = spawnSync(process.execPath, [CLI, "export", "ollama", "--model", TINY_BARD, "--adapter", adapterDir, "--out", join(dir, "ollama")], { encoding: "utf8" });
+    getPeftModel(
+      AutoModelForCausalLM.fromPretrained(TINY_BARD),
+      LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: ["q_proj"] }),
+    ).savePretrained(adapterDir);
+    const r = spawnSync(
+      process.execPath,
+      [CLI, "export", "ollama", "--model", TINY_BARD, "--adapter", adapterDir, "--out", join(dir, "ollama")],
+      { encoding: "utf8" },
+    );
     assert.equal(r.status, 0, r.stderr);
     const text = readFileSync(join(dir, "ollama", "Modelfile"), "utf8");
     assert.match(text, /^FROM \.\/model\.gguf$/m);
     assert.match(text, /^ADAPTER \.\/adapter\.gguf$/m);
     assert.match(text, /TEMPLATE """[^]*<\|im_start\|>\{\{ \.Role \}\}\n\{\{ \.Content \}\}<\|im_end\|>[^]*"""/);
     assert.match(text, /^PARAMETER stop "<\|im_end\|>"$/m);
-    assert.equal(parseGguf(readFileSync(join(dir, "ollama", "adapter.gguf"))).metadata.get("general.architecture"), "qwen2");
+    assert.equal(
+      parseGguf(readFileSync(join(dir, "ollama", "adapter.gguf"))).metadata.get("general.architecture"),
+      "qwen2",
+    );
   });
 
   it("refuses what llama.cpp adapters cannot hold, naming the field", () => {
     const adapterDir = join(dir, "dora");
-    getPeftModel(AutoModelForCausalLM.fromPretrained(TINY_BARD), LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: ["q_proj"], use_dora: true })).savePretrained(adapterDir);
-    const r = spawnSync(process.execPath, [CLI, "export", "gguf", "--adapter", adapterDir, "--model", TINY_BARD, "--out", join(dir, "x.gguf")], { encoding: "utf8" });
+    getPeftModel(
+      AutoModelForCausalLM.fromPretrained(TINY_BARD),
+      LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: ["q_proj"], use_dora: true }),
+    ).savePretrained(adapterDir);
+    const r = spawnSync(
+      process.execPath,
+      [CLI, "export", "gguf", "--adapter", adapterDir, "--model", TINY_BARD, "--out", join(dir, "x.gguf")],
+      { encoding: "utf8" },
+    );
     assert.equal(r.status, 1);
     assert.match(r.stderr, /cannot hold "use_dora"/);
     assert.ok(!existsSync(join(dir, "x.gguf")));

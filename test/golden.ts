@@ -47,7 +47,9 @@ export function peftDir(name: string): string {
 }
 
 /** A case.json object. */
-export function readCase(dir: string): Record<string, unknown> & { class?: string; expected: Record<string, [number[], string]> } {
+export function readCase(
+  dir: string,
+): Record<string, unknown> & { class?: string; expected: Record<string, [number[], string]> } {
   return JSON.parse(readFileSync(join(dir, "case.json"), "utf8"));
 }
 
@@ -72,7 +74,8 @@ export function readExpected(dir: string): Map<string, Tensor> {
 /** Largest |a − b| over two tensors of the same shape. */
 export function maxAbsDiff(a: Tensor, b: Tensor): number {
   if (a.shape.join() !== b.shape.join()) throw new Error(`shapes differ: [${a.shape}] vs [${b.shape}]`);
-  const x = a.dataSync(), y = b.dataSync();
+  const x = a.dataSync(),
+    y = b.dataSync();
   let m = 0;
   for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]! - y[i]!));
   return Number.isNaN(m) ? Infinity : m;
@@ -110,9 +113,19 @@ function reshape1(t: Tensor) {
 function pick(out: ModelOutput, key: string) {
   const layer = /^(encoder_|decoder_)?hidden_states_(\d+)$/.exec(key);
   if (layer) {
-    const list = layer[1] === "encoder_" ? out.encoderHiddenStates : layer[1] === "decoder_" ? out.decoderHiddenStates : out.hiddenStates;
+    const list =
+      layer[1] === "encoder_"
+        ? out.encoderHiddenStates
+        : layer[1] === "decoder_"
+          ? out.decoderHiddenStates
+          : out.hiddenStates;
     return list?.[Number(layer[2])];
   }
-  const map: Record<string, keyof ModelOutput> = { logits: "logits", loss: "loss", start_logits: "startLogits", end_logits: "endLogits" };
+  const map: Record<string, keyof ModelOutput> = {
+    logits: "logits",
+    loss: "loss",
+    start_logits: "startLogits",
+    end_logits: "endLogits",
+  };
   return out[map[key]!] as Tensor | undefined;
 }

@@ -26,7 +26,16 @@ interface Run {
 /** One forward/backward in train mode with dropout seeded; the loss, every gradient, and the step's peak bytes. */
 function step(model: PreTrainedModel, lora: boolean, checkpointing: boolean): Run {
   const root = lora
-    ? getPeftModel(model, LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, lora_dropout: 0.1, target_modules: "all-linear" }))
+    ? getPeftModel(
+        model,
+        LoraConfig({
+          task_type: TaskType.CAUSAL_LM,
+          r: 4,
+          lora_alpha: 8,
+          lora_dropout: 0.1,
+          target_modules: "all-linear",
+        }),
+      )
     : model;
   if (checkpointing) model.gradientCheckpointingEnable();
   assert.equal(model.isGradientCheckpointing, checkpointing);
@@ -59,7 +68,10 @@ for (const [family, make] of families) {
       assert.deepEqual([...ckpt.grads.keys()], [...plain.grads.keys()]);
       assert.ok(plain.grads.size > 0);
       for (const [name, g] of plain.grads) assertSame(ckpt.grads.get(name)!, g, name);
-      assert.ok(ckpt.peakBytes < plain.peakBytes, `peak ${ckpt.peakBytes} B with checkpointing vs ${plain.peakBytes} B without`);
+      assert.ok(
+        ckpt.peakBytes < plain.peakBytes,
+        `peak ${ckpt.peakBytes} B with checkpointing vs ${plain.peakBytes} B without`,
+      );
     });
   }
 }
@@ -87,7 +99,8 @@ test("checkpoint() alone: the gradient of the input and of a parameter match the
     T.sum(y).backward();
     return { x: Array.from(x.grad!.dataSync()), w: Array.from(w.grad!.dataSync()) };
   };
-  const plain = run(false), ckpt = run(true);
+  const plain = run(false),
+    ckpt = run(true);
   assertSame(ckpt.x, plain.x, "dx");
   assertSame(ckpt.w, plain.w, "dw");
 });
@@ -96,24 +109,49 @@ test("Trainer with gradient_checkpointing: the same losses as without, and a mod
   const run = (ckpt: boolean) => {
     const dir = mkdtempSync(join(tmpdir(), "peft-ts-ckpt-"));
     const model = gpt2(5, { resid_pdrop: 0.1, embd_pdrop: 0.1, attn_pdrop: 0.1 });
-    const peft = getPeftModel(model, LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, target_modules: ["c_attn"] }));
+    const peft = getPeftModel(
+      model,
+      LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, target_modules: ["c_attn"] }),
+    );
     const ids = toyIds();
     const rows = Array.from({ length: 8 }, (_, i) => {
       const row = Array.from(ids.dataSync().slice(i * 16, (i + 1) * 16));
       return { input_ids: row, labels: row };
     });
-    const args = TrainingArguments({ output_dir: dir, max_steps: 3, per_device_train_batch_size: 4, learning_rate: 1e-2, logging_steps: 1,
-      save_strategy: "no", gradient_checkpointing: ckpt });
-    const trainer = new Trainer({ model: peft, args, trainDataset: new Dataset(rows), dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }) });
+    const args = TrainingArguments({
+      output_dir: dir,
+      max_steps: 3,
+      per_device_train_batch_size: 4,
+      learning_rate: 1e-2,
+      logging_steps: 1,
+      save_strategy: "no",
+      gradient_checkpointing: ckpt,
+    });
+    const trainer = new Trainer({
+      model: peft,
+      args,
+      trainDataset: new Dataset(rows),
+      dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }),
+    });
     trainer.train();
     rmSync(dir, { recursive: true, force: true });
     assert.equal(model.isGradientCheckpointing, ckpt);
     return trainer.state.log_history.map((e) => e["loss"]);
   };
-  const plain = run(false), ckpt = run(true);
+  const plain = run(false),
+    ckpt = run(true);
   assert.equal(plain.length, 3);
   assert.deepEqual(ckpt, plain);
-  const bert = AutoModelForSequenceClassification.fromConfig({ model_type: "bert", vocab_size: 32, hidden_size: 16, num_hidden_layers: 1,
-    num_attention_heads: 2, intermediate_size: 32 });
-  assert.throws(() => setGradientCheckpointing(bert, true), (err: unknown) => err instanceof ConfigError && /does not support/.test(err.message));
+  const bert = AutoModelForSequenceClassification.fromConfig({
+    model_type: "bert",
+    vocab_size: 32,
+    hidden_size: 16,
+    num_hidden_layers: 1,
+    num_attention_heads: 2,
+    intermediate_size: 32,
+  });
+  assert.throws(
+    () => setGradientCheckpointing(bert, true),
+    (err: unknown) => err instanceof ConfigError && /does not support/.test(err.message),
+  );
 });

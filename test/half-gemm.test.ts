@@ -9,7 +9,12 @@ import type { Backend, GemmSpec, Storage } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { loadNativeBackend } from "../src/backend/native/native-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
-import { float32ToBfloat16Bits, float32ToFloat16Bits, bfloat16BitsToFloat32, float16BitsToFloat32 } from "../src/backend/half.js";
+import {
+  float32ToBfloat16Bits,
+  float32ToFloat16Bits,
+  bfloat16BitsToFloat32,
+  float16BitsToFloat32,
+} from "../src/backend/half.js";
 import { assertClose, rng } from "./helpers.js";
 
 const backends: [string, () => Backend][] = [["js", () => new JsBackend()]];
@@ -27,7 +32,8 @@ function randomF32(n: number, seed: number): Float32Array {
 
 /** A half storage of random values and the float32 storage of the same (widened) values. */
 function halfPair(dtype: "bfloat16" | "float16", n: number, seed: number): [Storage, Storage] {
-  const bits = new Uint16Array(n), wide = new Float32Array(n);
+  const bits = new Uint16Array(n),
+    wide = new Float32Array(n);
   if (dtype === "bfloat16") {
     float32ToBfloat16Bits(randomF32(n, seed), bits);
     bfloat16BitsToFloat32(bits, wide);
@@ -39,7 +45,15 @@ function halfPair(dtype: "bfloat16" | "float16", n: number, seed: number): [Stor
 }
 
 interface Case {
-  m: number; n: number; k: number; transA: boolean; transB: boolean; batch: number; halfA: boolean; bias: boolean; accumulate: boolean;
+  m: number;
+  n: number;
+  k: number;
+  transA: boolean;
+  transB: boolean;
+  batch: number;
+  halfA: boolean;
+  bias: boolean;
+  accumulate: boolean;
 }
 
 const cases: Case[] = [
@@ -59,17 +73,34 @@ for (const [name, make] of backends) {
       const b = make();
       let seed = 1;
       for (const c of cases) {
-        const aSize = c.batch * c.m * c.k, bSize = c.batch * c.k * c.n;
+        const aSize = c.batch * c.m * c.k,
+          bSize = c.batch * c.k * c.n;
         const [aHalf, aWide] = halfPair(dtype, aSize, seed++);
         const [bHalf, bWide] = halfPair(dtype, bSize, seed++);
         const bias = c.bias ? new CpuStorage("float32", randomF32(c.n, seed++)) : null;
         const start = randomF32(c.batch * c.m * c.n, seed++);
         const spec = (a: Storage, bs: Storage, out: Storage): GemmSpec => ({
-          a, aOffset: 0, transA: c.transA, lda: c.transA ? c.m : c.k, aBatchStrides: [c.m * c.k],
-          b: bs, bOffset: 0, transB: c.transB, ldb: c.transB ? c.k : c.n, bBatchStrides: [c.k * c.n],
-          batchShape: [c.batch], m: c.m, n: c.n, k: c.k, out, accumulate: c.accumulate, bias, alpha: 0.5,
+          a,
+          aOffset: 0,
+          transA: c.transA,
+          lda: c.transA ? c.m : c.k,
+          aBatchStrides: [c.m * c.k],
+          b: bs,
+          bOffset: 0,
+          transB: c.transB,
+          ldb: c.transB ? c.k : c.n,
+          bBatchStrides: [c.k * c.n],
+          batchShape: [c.batch],
+          m: c.m,
+          n: c.n,
+          k: c.k,
+          out,
+          accumulate: c.accumulate,
+          bias,
+          alpha: 0.5,
         });
-        const got = new CpuStorage("float32", start.slice()), want = new CpuStorage("float32", start.slice());
+        const got = new CpuStorage("float32", start.slice()),
+          want = new CpuStorage("float32", start.slice());
         b.gemm(spec(c.halfA ? aHalf : aWide, bHalf, got));
         b.gemm(spec(aWide, bWide, want));
         assertClose(got.data as Float32Array, want.data as Float32Array, 1e-5, 1e-5, JSON.stringify(c));

@@ -29,72 +29,99 @@ function inTmp(fn: (dir: string) => void): void {
   }
 }
 
-for (const [family, make] of [["gpt2", gpt2], ["llama", llama]] as const) {
+for (const [family, make] of [
+  ["gpt2", gpt2],
+  ["llama", llama],
+] as const) {
   for (const dtype of ["bfloat16", "float16"] as const) {
-    test(`${family} ${dtype}: weights stay ${dtype} in memory, compute like float32 on the same values, save the same bytes`, () => inTmp((dir) => {
-      make().savePretrained(dir, { dtype });
-      const half = AutoModelForCausalLM.fromPretrained(dir, { dtype: "auto" });
-      assert.equal(half.dtype, dtype);
-      for (const [name, p] of half.namedParameters()) {
-        assert.equal(p.dtype, dtype, `${name} is ${p.dtype}`);
-        assert.equal(p.requiresGrad, false, `${name} is frozen`);
-      }
-      const wide = AutoModelForCausalLM.fromPretrained(dir);
-      assert.equal(wide.dtype, "float32");
-      assert.equal(half.memoryFootprint() * 2, wide.memoryFootprint());
-      // Same values, same products up to sgemm's summation order.
-      assertClose(logits(half), logits(wide), 1e-5, 1e-5, "logits");
-      // Saved again: the same tensors, bit for bit, and the same dtype in config.json.
-      const again = join(dir, "again");
-      half.savePretrained(again);
-      const a = readSafetensors(join(dir, "model.safetensors")).tensors, b = readSafetensors(join(again, "model.safetensors")).tensors;
-      assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort());
-      for (const [k, t] of a) assert.deepEqual(Buffer.from(b.get(k)!.data.buffer), Buffer.from(t.data.buffer), k);
-      assert.equal(JSON.parse(readFileSync(join(again, "config.json"), "utf8")).torch_dtype, dtype);
-    }));
+    test(`${family} ${dtype}: weights stay ${dtype} in memory, compute like float32 on the same values, save the same bytes`, () =>
+      inTmp((dir) => {
+        make().savePretrained(dir, { dtype });
+        const half = AutoModelForCausalLM.fromPretrained(dir, { dtype: "auto" });
+        assert.equal(half.dtype, dtype);
+        for (const [name, p] of half.namedParameters()) {
+          assert.equal(p.dtype, dtype, `${name} is ${p.dtype}`);
+          assert.equal(p.requiresGrad, false, `${name} is frozen`);
+        }
+        const wide = AutoModelForCausalLM.fromPretrained(dir);
+        assert.equal(wide.dtype, "float32");
+        assert.equal(half.memoryFootprint() * 2, wide.memoryFootprint());
+        // Same values, same products up to sgemm's summation order.
+        assertClose(logits(half), logits(wide), 1e-5, 1e-5, "logits");
+        // Saved again: the same tensors, bit for bit, and the same dtype in config.json.
+        const again = join(dir, "again");
+        half.savePretrained(again);
+        const a = readSafetensors(join(dir, "model.safetensors")).tensors,
+          b = readSafetensors(join(again, "model.safetensors")).tensors;
+        assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort());
+        for (const [k, t] of a) assert.deepEqual(Buffer.from(b.get(k)!.data.buffer), Buffer.from(t.data.buffer), k);
+        assert.equal(JSON.parse(readFileSync(join(again, "config.json"), "utf8")).torch_dtype, dtype);
+      }));
   }
 }
 
-test("dtype converts a float32 checkpoint: bfloat16 rounds each weight to nearest even", () => inTmp((dir) => {
-  const model = llama();
-  model.savePretrained(dir);
-  const half = AutoModelForCausalLM.fromPretrained(dir, { dtype: "bfloat16" });
-  const w = model.stateDict().get("model.layers.0.mlp.up_proj.weight")!;
-  const h = half.stateDict().get("model.layers.0.mlp.up_proj.weight")!;
-  assert.equal(h.dtype, "bfloat16");
-  assert.deepEqual(Array.from(h.rawSync()), Array.from(T.toDtype(w, "bfloat16").rawSync()));
-  // "auto" on a float32 checkpoint keeps float32.
-  assert.equal(AutoModelForCausalLM.fromPretrained(dir, { dtype: "auto" }).dtype, "float32");
-  // Saved as float32 when asked: the widened values.
-  half.savePretrained(join(dir, "f32"), { dtype: "float32" });
-  const back = readSafetensors(join(dir, "f32", "model.safetensors")).tensors.get("model.layers.0.mlp.up_proj.weight")!;
-  assert.equal(back.dtype, "F32");
-  assert.deepEqual(Array.from(back.data as Float32Array), Array.from(h.dataSync()));
-}));
+test("dtype converts a float32 checkpoint: bfloat16 rounds each weight to nearest even", () =>
+  inTmp((dir) => {
+    const model = llama();
+    model.savePretrained(dir);
+    const half = AutoModelForCausalLM.fromPretrained(dir, { dtype: "bfloat16" });
+    const w = model.stateDict().get("model.layers.0.mlp.up_proj.weight")!;
+    const h = half.stateDict().get("model.layers.0.mlp.up_proj.weight")!;
+    assert.equal(h.dtype, "bfloat16");
+    assert.deepEqual(Array.from(h.rawSync()), Array.from(T.toDtype(w, "bfloat16").rawSync()));
+    // "auto" on a float32 checkpoint keeps float32.
+    assert.equal(AutoModelForCausalLM.fromPretrained(dir, { dtype: "auto" }).dtype, "float32");
+    // Saved as float32 when asked: the widened values.
+    half.savePretrained(join(dir, "f32"), { dtype: "float32" });
+    const back = readSafetensors(join(dir, "f32", "model.safetensors")).tensors.get(
+      "model.layers.0.mlp.up_proj.weight",
+    )!;
+    assert.equal(back.dtype, "F32");
+    assert.deepEqual(Array.from(back.data as Float32Array), Array.from(h.dataSync()));
+  }));
 
-test("a bad dtype is a ConfigError naming the choices", () => inTmp((dir) => {
-  gpt2().savePretrained(dir);
-  assert.throws(() => AutoModelForCausalLM.fromPretrained(dir, { dtype: "half" as never }), (err: unknown) =>
-    err instanceof ConfigError && /auto, float32, bfloat16, float16/.test(err.hint ?? ""));
-}));
+test("a bad dtype is a ConfigError naming the choices", () =>
+  inTmp((dir) => {
+    gpt2().savePretrained(dir);
+    assert.throws(
+      () => AutoModelForCausalLM.fromPretrained(dir, { dtype: "half" as never }),
+      (err: unknown) => err instanceof ConfigError && /auto, float32, bfloat16, float16/.test(err.hint ?? ""),
+    );
+  }));
 
-test("LoRA on a bfloat16 base: adapters and optimizer state are float32, and the loss falls", () => inTmp((dir) => {
-  llama().savePretrained(dir, { dtype: "bfloat16" });
-  const base = AutoModelForCausalLM.fromPretrained(dir, { dtype: "auto" });
-  const peft = getPeftModel(base, LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj"] }));
-  const trainable = peft.namedParameters().filter(([, p]) => p.requiresGrad);
-  assert.ok(trainable.length > 0);
-  for (const [name, p] of trainable) assert.equal(p.dtype, "float32", name);
-  peft.train();
-  const opt = new AdamW(trainable.map(([, p]) => p), { lr: 1e-2 });
-  const losses = trainSteps(peft, opt, toyIds(), 8);
-  assert.ok(losses[7]! < losses[0]! - 0.05, `loss ${losses[0]} → ${losses[7]}`);
-  for (const [, p] of trainable) assert.equal(p.grad === null || p.grad.dtype === "float32", true);
-}));
+test("LoRA on a bfloat16 base: adapters and optimizer state are float32, and the loss falls", () =>
+  inTmp((dir) => {
+    llama().savePretrained(dir, { dtype: "bfloat16" });
+    const base = AutoModelForCausalLM.fromPretrained(dir, { dtype: "auto" });
+    const peft = getPeftModel(
+      base,
+      LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj"] }),
+    );
+    const trainable = peft.namedParameters().filter(([, p]) => p.requiresGrad);
+    assert.ok(trainable.length > 0);
+    for (const [name, p] of trainable) assert.equal(p.dtype, "float32", name);
+    peft.train();
+    const opt = new AdamW(
+      trainable.map(([, p]) => p),
+      { lr: 1e-2 },
+    );
+    const losses = trainSteps(peft, opt, toyIds(), 8);
+    assert.ok(losses[7]! < losses[0]! - 0.05, `loss ${losses[0]} → ${losses[7]}`);
+    for (const [, p] of trainable) assert.equal(p.grad === null || p.grad.dtype === "float32", true);
+  }));
 
 test("fromConfig builds a model directly in bfloat16 with transformers' init, without a float32 copy", () => {
-  const config = { model_type: "llama", vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4,
-    num_key_value_heads: 2, max_position_embeddings: 32, initializer_range: 0.02 };
+  const config = {
+    model_type: "llama",
+    vocab_size: 64,
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 32,
+    initializer_range: 0.02,
+  };
   T.resetPeakBytes();
   const before = T.memory().liveBytes;
   T.manualSeed(8);
@@ -104,7 +131,11 @@ test("fromConfig builds a model directly in bfloat16 with transformers' init, wi
   for (const [name, p] of half.stateDict()) {
     assert.equal(p.dtype, "bfloat16", name);
     const v = Array.from(p.dataSync());
-    if (name.endsWith("norm.weight")) assert.ok(v.every((x) => x === 1), `${name} starts at 1`);
+    if (name.endsWith("norm.weight"))
+      assert.ok(
+        v.every((x) => x === 1),
+        `${name} starts at 1`,
+      );
     else {
       // N(0, 0.02²) draws: the sample mean and standard deviation of ≥ 1024 values are within a few standard errors.
       const mean = v.reduce((a, b) => a + b, 0) / v.length;

@@ -35,10 +35,17 @@ export function randTensor(shape: number[], seed: number, lo = 0.1, hi = 1): Ten
 }
 
 /** Assert that two arrays agree within |a − b| ≤ atol + rtol·|b|, naming the first bad index. */
-export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, atol: number, rtol = 0, what = "values"): void {
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol: number,
+  rtol = 0,
+  what = "values",
+): void {
   assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
   for (let i = 0; i < actual.length; i++) {
-    const a = actual[i]!, e = expected[i]!;
+    const a = actual[i]!,
+      e = expected[i]!;
     if (Number.isNaN(e) && Number.isNaN(a)) continue;
     if (!(Math.abs(a - e) <= atol + rtol * Math.abs(e))) {
       assert.fail(`${what}[${i}]: ${a} vs expected ${e} (|diff| ${Math.abs(a - e)} > ${atol} + ${rtol}·|expected|)`);
@@ -55,7 +62,8 @@ export function values(t: Tensor): number[] {
 export function assertSame(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
   for (let i = 0; i < actual.length; i++) {
-    if (actual[i] !== expected[i]) assert.fail(`${what}[${i}]: ${actual[i]} vs ${expected[i]} (expected identical values)`);
+    if (actual[i] !== expected[i])
+      assert.fail(`${what}[${i}]: ${actual[i]} vs ${expected[i]} (expected identical values)`);
   }
 }
 
@@ -76,10 +84,11 @@ export function maxAbs(a: ArrayLike<number>): number {
 /** a [m, k] · b [k, n] in float64 (row-major flat arrays; each sum taken in order of k). */
 export function mm(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
   const out = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) {
-    const aip = a[i * k + p]!;
-    for (let j = 0; j < n; j++) out[i * n + j]! += aip * b[p * n + j]!;
-  }
+  for (let i = 0; i < m; i++)
+    for (let p = 0; p < k; p++) {
+      const aip = a[i * k + p]!;
+      for (let j = 0; j < n; j++) out[i * n + j]! += aip * b[p * n + j]!;
+    }
   return out;
 }
 
@@ -96,8 +105,14 @@ export function transposed(a: ArrayLike<number>, rows: number, cols: number): Fl
  * (~1e-7 relative) divided by 2·eps, plus the O(eps²) truncation term: with eps = 1e-2 both stay below 1e-3
  * for the O(1) functions tested, hence the default tolerance atol 2e-3, rtol 1e-2.
  */
-export function gradCheck(f: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opts: { eps?: number; atol?: number; rtol?: number; seed?: number } = {}): void {
-  const eps = opts.eps ?? 1e-2, atol = opts.atol ?? 2e-3, rtol = opts.rtol ?? 1e-2;
+export function gradCheck(
+  f: (...xs: Tensor[]) => Tensor,
+  inputs: Tensor[],
+  opts: { eps?: number; atol?: number; rtol?: number; seed?: number } = {},
+): void {
+  const eps = opts.eps ?? 1e-2,
+    atol = opts.atol ?? 2e-3,
+    rtol = opts.rtol ?? 1e-2;
   const values = inputs.map((t) => Array.from(t.dataSync()));
   const weightsFor = (n: number) => randValues(n, opts.seed ?? 99, 0.5, 1.5);
   const objective = (vals: number[][]): number =>
@@ -153,14 +168,21 @@ export function tempDirs(prefix: string): { make(): string; removeAll(): void } 
 }
 
 /** The maximum of |x·sign − y| where each row (sign per row) or column of a row-major matrix may be flipped. */
-export function diffUpToSign(ours: ArrayLike<number>, theirs: ArrayLike<number>, rows: number, cols: number, perRow: boolean): number {
+export function diffUpToSign(
+  ours: ArrayLike<number>,
+  theirs: ArrayLike<number>,
+  rows: number,
+  cols: number,
+  perRow: boolean,
+): number {
   let worst = 0;
   for (let l = 0; l < (perRow ? rows : cols); l++) {
     const at = (i: number) => (perRow ? l * cols + i : i * cols + l);
     let dot = 0;
     for (let i = 0; i < (perRow ? cols : rows); i++) dot += ours[at(i)]! * theirs[at(i)]!;
     const sign = dot < 0 ? -1 : 1;
-    for (let i = 0; i < (perRow ? cols : rows); i++) worst = Math.max(worst, Math.abs(sign * ours[at(i)]! - theirs[at(i)]!));
+    for (let i = 0; i < (perRow ? cols : rows); i++)
+      worst = Math.max(worst, Math.abs(sign * ours[at(i)]! - theirs[at(i)]!));
   }
   return worst;
 }

@@ -45,7 +45,12 @@ export interface MockHub {
   /** The requests seen so far (and clears the log). */
   takeRequests(): Promise<LoggedRequest[]>;
   /** The repos as they are now (after pushes): id → commit sha → path → bytes. */
-  repos(): Promise<Record<string, { refs: Record<string, string>; commits: Record<string, Record<string, Uint8Array>>; private: boolean }>>;
+  repos(): Promise<
+    Record<
+      string,
+      { refs: Record<string, string>; commits: Record<string, Record<string, Uint8Array>>; private: boolean }
+    >
+  >;
   stop(): Promise<void>;
 }
 
@@ -96,7 +101,12 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
   const cut = new Set<string>();
   const log: LoggedRequest[] = [];
   for (const r of input.repos) {
-    const state: RepoState = { refs: {}, commits: {}, private: false, ...(r.gatedToken ? { gatedToken: r.gatedToken } : {}) };
+    const state: RepoState = {
+      refs: {},
+      commits: {},
+      private: false,
+      ...(r.gatedToken ? { gatedToken: r.gatedToken } : {}),
+    };
     let parent = "";
     for (const c of r.commits) {
       const files = Object.fromEntries(Object.entries(c.files).map(([p, b]) => [p, new Uint8Array(b)]));
@@ -108,8 +118,19 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
     repos.set(r.id, state);
   }
 
-  const fail = (res: ServerResponse, status: number, code: string | null, message: string, extra: Record<string, string> = {}) => {
-    res.writeHead(status, { "content-type": "application/json", ...(code ? { "x-error-code": code } : {}), "x-error-message": message, ...extra });
+  const fail = (
+    res: ServerResponse,
+    status: number,
+    code: string | null,
+    message: string,
+    extra: Record<string, string> = {},
+  ) => {
+    res.writeHead(status, {
+      "content-type": "application/json",
+      ...(code ? { "x-error-code": code } : {}),
+      "x-error-message": message,
+      ...extra,
+    });
     res.end(JSON.stringify({ error: message }));
   };
   const body = (req: IncomingMessage): Promise<Buffer> =>
@@ -141,7 +162,12 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
     const url = new URL(req.url ?? "/", "http://x");
     const path = decodeURIComponent(url.pathname);
     const { range, authorization } = req.headers;
-    log.push({ method: req.method ?? "", path, ...(range ? { range } : {}), ...(authorization ? { auth: authorization } : {}) });
+    log.push({
+      method: req.method ?? "",
+      path,
+      ...(range ? { range } : {}),
+      ...(authorization ? { auth: authorization } : {}),
+    });
     const host = `http://${req.headers.host}`;
     let m: RegExpMatchArray | null;
 
@@ -149,7 +175,9 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       const found = lookup(res, m[1]!, m[2]!);
       if (!found) return;
       const [repo, sha] = found;
-      const siblings = Object.keys(repo.commits[sha]!).sort().map((rfilename) => ({ rfilename }));
+      const siblings = Object.keys(repo.commits[sha]!)
+        .sort()
+        .map((rfilename) => ({ rfilename }));
       json(res, { id: m[1], sha, private: repo.private, gated: repo.gatedToken ? "manual" : false, siblings });
       return;
     }
@@ -168,8 +196,12 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       }
       if (isLfs(m[3]!, file)) {
         res.writeHead(302, {
-          location: `${host}/cdn/${sha256(file)}`, "x-repo-commit": sha, etag: `"${gitSha1(file)}"`, "x-linked-etag": `"${sha256(file)}"`,
-          "x-linked-size": String(file.length), "content-length": "0",
+          location: `${host}/cdn/${sha256(file)}`,
+          "x-repo-commit": sha,
+          etag: `"${gitSha1(file)}"`,
+          "x-linked-etag": `"${sha256(file)}"`,
+          "x-linked-size": String(file.length),
+          "content-length": "0",
         });
         res.end();
         return;
@@ -185,7 +217,10 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       if (range) {
         const start = Number(range[1]);
         if (start >= blob.length) return fail(res, 416, null, "range not satisfiable");
-        res.writeHead(206, { "content-length": String(blob.length - start), "content-range": `bytes ${start}-${blob.length - 1}/${blob.length}` });
+        res.writeHead(206, {
+          "content-length": String(blob.length - start),
+          "content-range": `bytes ${start}-${blob.length - 1}/${blob.length}`,
+        });
         res.end(blob.subarray(start));
         return;
       }
@@ -203,7 +238,11 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
     const auth = req.headers.authorization;
     if (path === "/api/repos/create" && req.method === "POST") {
       if (!auth) return fail(res, 401, null, "Invalid username or password.");
-      const { name, organization, private: priv } = JSON.parse((await body(req)).toString()) as { name: string; organization?: string; private?: boolean };
+      const {
+        name,
+        organization,
+        private: priv,
+      } = JSON.parse((await body(req)).toString()) as { name: string; organization?: string; private?: boolean };
       const id = organization ? `${organization}/${name}` : name;
       if (repos.has(id)) return fail(res, 409, null, "You already created this model repo", {});
       repos.set(id, { refs: {}, commits: {}, private: priv === true });
@@ -213,8 +252,11 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
     if ((m = /^\/api\/models\/(.+)\/preupload\/([^/]+)$/.exec(path)) && req.method === "POST") {
       if (!auth) return fail(res, 401, null, "Invalid credentials");
       if (!repos.has(m[1]!)) return fail(res, 404, "RepoNotFound", "Repository not found");
-      const { files } = JSON.parse((await body(req)).toString()) as { files: { path: string; sample: string; size: number }[] };
-      const mode = (f: { path: string; size: number }) => (f.path.endsWith(".safetensors") && f.size > 0 ? "lfs" : "regular");
+      const { files } = JSON.parse((await body(req)).toString()) as {
+        files: { path: string; sample: string; size: number }[];
+      };
+      const mode = (f: { path: string; size: number }) =>
+        f.path.endsWith(".safetensors") && f.size > 0 ? "lfs" : "regular";
       json(res, { files: files.map((f) => ({ path: f.path, uploadMode: mode(f), shouldIgnore: false })) });
       return;
     }
@@ -222,13 +264,20 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       if (!auth) return fail(res, 401, null, "Invalid credentials");
       const { objects } = JSON.parse((await body(req)).toString()) as { objects: { oid: string; size: number }[] };
       res.writeHead(200, { "content-type": "application/vnd.git-lfs+json" });
-      res.end(JSON.stringify({
-        transfer: "basic",
-        objects: objects.map((o) => ({
-          oid: o.oid, size: o.size,
-          ...(blobs.has(o.oid) ? {} : { actions: { upload: { href: `${host}/lfs-upload/${o.oid}` }, verify: { href: `${host}/lfs-verify` } } }),
-        })),
-      }));
+      res.end(
+        JSON.stringify({
+          transfer: "basic",
+          objects: objects.map((o) => ({
+            oid: o.oid,
+            size: o.size,
+            ...(blobs.has(o.oid)
+              ? {}
+              : {
+                  actions: { upload: { href: `${host}/lfs-upload/${o.oid}` }, verify: { href: `${host}/lfs-verify` } },
+                }),
+          })),
+        }),
+      );
       return;
     }
     if ((m = /^\/lfs-upload\/([0-9a-f]{64})$/.exec(path)) && req.method === "PUT") {
@@ -249,16 +298,26 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       if (!auth) return fail(res, 401, null, "Invalid credentials");
       const repo = repos.get(m[1]!);
       if (!repo) return fail(res, 404, "RepoNotFound", "Repository not found");
-      if (req.headers["content-type"] !== "application/x-ndjson") return fail(res, 400, null, "expected application/x-ndjson");
-      const lines = (await body(req)).toString().split("\n").filter(Boolean).map((l) => JSON.parse(l) as { key: string; value: Record<string, unknown> });
-      if (lines[0]?.key !== "header" || typeof lines[0].value["summary"] !== "string") return fail(res, 400, null, "first line must be the header");
+      if (req.headers["content-type"] !== "application/x-ndjson")
+        return fail(res, 400, null, "expected application/x-ndjson");
+      const lines = (await body(req))
+        .toString()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { key: string; value: Record<string, unknown> });
+      if (lines[0]?.key !== "header" || typeof lines[0].value["summary"] !== "string")
+        return fail(res, 400, null, "first line must be the header");
       const parent = repo.refs[m[2]!] ?? "";
       const files: Record<string, Uint8Array> = parent ? { ...repo.commits[parent] } : {};
       for (const { key, value } of lines.slice(1)) {
-        if (key === "file") files[value["path"] as string] = new Uint8Array(Buffer.from(value["content"] as string, value["encoding"] as BufferEncoding));
+        if (key === "file")
+          files[value["path"] as string] = new Uint8Array(
+            Buffer.from(value["content"] as string, value["encoding"] as BufferEncoding),
+          );
         else if (key === "lfsFile") {
           const blob = blobs.get(value["oid"] as string);
-          if (!blob || blob.length !== value["size"]) return fail(res, 422, null, `LFS object ${String(value["oid"])} was not uploaded`);
+          if (!blob || blob.length !== value["size"])
+            return fail(res, 422, null, `LFS object ${String(value["oid"])} was not uploaded`);
           files[value["path"] as string] = blob;
         } else return fail(res, 400, null, `unknown key ${key}`);
       }
@@ -279,4 +338,5 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
   });
 }
 
-if (!isMainThread && (workerData as { repos?: unknown } | null)?.repos) runServer(workerData as { repos: MockRepo[]; options: MockOptions });
+if (!isMainThread && (workerData as { repos?: unknown } | null)?.repos)
+  runServer(workerData as { repos: MockRepo[]; options: MockOptions });

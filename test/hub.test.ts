@@ -8,7 +8,18 @@ import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,29 +54,53 @@ const adapterFiles = (): Record<string, Uint8Array> => {
   const dir = join(peftDir("llama-lora"), "adapter");
   const config = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
   config["base_model_name_or_path"] = "tiny/llama";
-  return { ...files(dir, ["adapter_model.safetensors", "README.md"]), "adapter_config.json": new TextEncoder().encode(JSON.stringify(config)) };
+  return {
+    ...files(dir, ["adapter_model.safetensors", "README.md"]),
+    "adapter_config.json": new TextEncoder().encode(JSON.stringify(config)),
+  };
 };
 const REPOS: MockRepo[] = [
   { id: "tiny/llama", commits: [{ files: llamaFiles(), refs: ["main", "v1.0"] }] },
   {
     id: "tiny/llama-sharded",
-    commits: [{
-      files: files(modelDir("llama-sharded"), ["config.json", "model.safetensors.index.json", ...[1, 2, 3].map((i) => `model-0000${i}-of-00003.safetensors`)]),
-      refs: ["main"],
-    }],
+    commits: [
+      {
+        files: files(modelDir("llama-sharded"), [
+          "config.json",
+          "model.safetensors.index.json",
+          ...[1, 2, 3].map((i) => `model-0000${i}-of-00003.safetensors`),
+        ]),
+        refs: ["main"],
+      },
+    ],
   },
   { id: "tiny/llama-lora", commits: [{ files: adapterFiles(), refs: ["main"] }] },
-  { id: "tiny/gated", commits: [{ files: files(LLAMA, ["config.json", "model.safetensors"]), refs: ["main"] }], gatedToken: TOKEN },
+  {
+    id: "tiny/gated",
+    commits: [{ files: files(LLAMA, ["config.json", "model.safetensors"]), refs: ["main"] }],
+    gatedToken: TOKEN,
+  },
 ];
 
-const HUB_ENV = ["HF_ENDPOINT", "HF_HUB_CACHE", "HF_HOME", "HF_TOKEN", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"];
+const HUB_ENV = [
+  "HF_ENDPOINT",
+  "HF_HUB_CACHE",
+  "HF_HOME",
+  "HF_TOKEN",
+  "HF_HUB_OFFLINE",
+  "HF_HUB_DISABLE_PROGRESS_BARS",
+];
 let hub: MockHub;
 let cache = "";
 let saved: Record<string, string | undefined> = {};
 
 function logits(model: PreTrainedModel | PeftModel): ReturnType<typeof readInputs>[string] {
   const inputs = readInputs(LLAMA);
-  return (noGrad(() => model.forward({ inputIds: inputs["inputIds"]!, attentionMask: inputs["attentionMask"]! })) as ModelOutput).logits;
+  return (
+    noGrad(() =>
+      model.forward({ inputIds: inputs["inputIds"]!, attentionMask: inputs["attentionMask"]! }),
+    ) as ModelOutput
+  ).logits;
 }
 const local = () => AutoModelForCausalLM.fromPretrained(LLAMA);
 const summary = (log: LoggedRequest[]) => log.map((r) => `${r.method} ${r.path}${r.range ? ` ${r.range}` : ""}`);
@@ -92,7 +127,9 @@ before(async () => {
 });
 after(async () => {
   await hub.stop();
-  for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v;
+  for (const [k, v] of Object.entries(saved))
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
 });
 beforeEach(async () => {
   cache = mkdtempSync(join(tmpdir(), "peft-ts-hub-"));
@@ -116,9 +153,12 @@ describe("loading by Hub id", () => {
     const weights = new Uint8Array(readFileSync(join(LLAMA, "model.safetensors")));
     assert.deepEqual(log, [
       "GET /api/models/tiny/llama/revision/main",
-      `HEAD /tiny/llama/resolve/${sha}/config.json`, `GET /tiny/llama/resolve/${sha}/config.json`,
-      `HEAD /tiny/llama/resolve/${sha}/generation_config.json`, `GET /tiny/llama/resolve/${sha}/generation_config.json`,
-      `HEAD /tiny/llama/resolve/${sha}/model.safetensors`, `GET /cdn/${sha256(weights)}`,
+      `HEAD /tiny/llama/resolve/${sha}/config.json`,
+      `GET /tiny/llama/resolve/${sha}/config.json`,
+      `HEAD /tiny/llama/resolve/${sha}/generation_config.json`,
+      `GET /tiny/llama/resolve/${sha}/generation_config.json`,
+      `HEAD /tiny/llama/resolve/${sha}/model.safetensors`,
+      `GET /cdn/${sha256(weights)}`,
     ]);
     // Python's layout: blobs named by etag (git sha1 for regular files, sha256 for LFS), relative symlinks.
     const snap = join(repoFolder("tiny/llama"), "snapshots", sha);
@@ -156,7 +196,10 @@ describe("loading by Hub id", () => {
       assert.equal(maxAbsDiff(logits(model), logits(local())), 0);
       const weights = readFileSync(join(LLAMA, "model.safetensors"));
       const cdn = summary(await cutting.takeRequests()).filter((r) => r.includes("/cdn/"));
-      assert.deepEqual(cdn, [`GET /cdn/${sha256(weights)}`, `GET /cdn/${sha256(weights)} bytes=${weights.length >> 1}-`]);
+      assert.deepEqual(cdn, [
+        `GET /cdn/${sha256(weights)}`,
+        `GET /cdn/${sha256(weights)} bytes=${weights.length >> 1}-`,
+      ]);
     } finally {
       await cutting.stop();
     }
@@ -175,22 +218,34 @@ describe("loading by Hub id", () => {
     mkdirSync(blobs, { recursive: true });
     const wrong = weights.slice(0, 1000).fill(7);
     writeFileSync(join(blobs, `${sha256(weights)}.incomplete`), wrong);
-    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/llama"), "corrupt-download", /model\.safetensors .* corrupt: its hash is/, /run again/);
+    expectHubError(
+      () => AutoModelForCausalLM.fromPretrained("tiny/llama"),
+      "corrupt-download",
+      /model\.safetensors .* corrupt: its hash is/,
+      /run again/,
+    );
     assert.ok(!existsSync(join(blobs, `${sha256(weights)}.incomplete`)), "the corrupt partial file is deleted");
     assert.ok(!existsSync(join(blobs, sha256(weights))));
   });
 
   it("offline: works from the cache; a repo that is not cached fails naming what is cached", async () => {
     process.env["HF_HUB_OFFLINE"] = "1";
-    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/llama"), "offline-not-cached",
-      /offline mode: .*tiny\/llama@main is not in the cache \(nothing is cached/, /unset HF_HUB_OFFLINE/);
+    expectHubError(
+      () => AutoModelForCausalLM.fromPretrained("tiny/llama"),
+      "offline-not-cached",
+      /offline mode: .*tiny\/llama@main is not in the cache \(nothing is cached/,
+      /unset HF_HUB_OFFLINE/,
+    );
     delete process.env["HF_HUB_OFFLINE"];
     AutoModelForCausalLM.fromPretrained("tiny/llama");
     process.env["HF_HUB_OFFLINE"] = "1";
     await hub.takeRequests();
     assert.equal(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained("tiny/llama")), logits(local())), 0);
-    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/llama", { revision: "v2" }), "offline-not-cached",
-      /tiny\/llama@v2 is not in the cache \(cached in .*models--tiny--llama: main → [0-9a-f]{40} \(config\.json, generation_config\.json, model/);
+    expectHubError(
+      () => AutoModelForCausalLM.fromPretrained("tiny/llama", { revision: "v2" }),
+      "offline-not-cached",
+      /tiny\/llama@v2 is not in the cache \(cached in .*models--tiny--llama: main → [0-9a-f]{40} \(config\.json, generation_config\.json, model/,
+    );
     assert.deepEqual(await hub.takeRequests(), []);
   });
 
@@ -206,25 +261,42 @@ describe("loading by Hub id", () => {
       const model = AutoModelForCausalLM.fromPretrained("tiny/llama", { endpoint: deadUrl });
       assert.equal(maxAbsDiff(logits(model), logits(local())), 0);
       await new Promise((r) => setImmediate(r));
-      assert.ok(warnings.some((w) => /cannot reach .*using the cached snapshot of tiny\/llama@main/.test(w)), warnings.join("\n"));
+      assert.ok(
+        warnings.some((w) => /cannot reach .*using the cached snapshot of tiny\/llama@main/.test(w)),
+        warnings.join("\n"),
+      );
     } finally {
       process.off("warning", onWarning);
     }
-    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/llama-sharded", { endpoint: deadUrl }), "network",
-      /cannot reach http:\/\/127\.0\.0\.1:\d+ .*nothing is cached for it/, /HF_HUB_OFFLINE=1/);
+    expectHubError(
+      () => AutoModelForCausalLM.fromPretrained("tiny/llama-sharded", { endpoint: deadUrl }),
+      "network",
+      /cannot reach http:\/\/127\.0\.0\.1:\d+ .*nothing is cached for it/,
+      /HF_HUB_OFFLINE=1/,
+    );
   });
 
   it("gated repos: 401 without a token and 403 with a token lacking access say how to get access; HF_TOKEN and the token file work", async () => {
-    const e401 = expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/gated"), "gated", /tiny\/gated is a gated repo and no token was sent/,
-      new RegExp(`open ${hub.url}/tiny/gated .*accept its conditions.*HF_TOKEN`));
+    const e401 = expectHubError(
+      () => AutoModelForCausalLM.fromPretrained("tiny/gated"),
+      "gated",
+      /tiny\/gated is a gated repo and no token was sent/,
+      new RegExp(`open ${hub.url}/tiny/gated .*accept its conditions.*HF_TOKEN`),
+    );
     assert.equal(e401.status, 401);
-    const e403 = expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/gated", { token: "hf_other" }), "gated", /your token has no access/,
-      /use a token of that account/);
+    const e403 = expectHubError(
+      () => AutoModelForCausalLM.fromPretrained("tiny/gated", { token: "hf_other" }),
+      "gated",
+      /your token has no access/,
+      /use a token of that account/,
+    );
     assert.equal(e403.status, 403);
     await hub.takeRequests();
     process.env["HF_TOKEN"] = TOKEN;
     assert.equal(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained("tiny/gated")), logits(local())), 0);
-    assert.ok((await hub.takeRequests()).filter((r) => r.path.includes("/resolve/")).every((r) => r.auth === `Bearer ${TOKEN}`));
+    assert.ok(
+      (await hub.takeRequests()).filter((r) => r.path.includes("/resolve/")).every((r) => r.auth === `Bearer ${TOKEN}`),
+    );
     delete process.env["HF_TOKEN"];
     rmSync(repoFolder("tiny/gated"), { recursive: true });
     mkdirSync(process.env["HF_HOME"]!, { recursive: true });
@@ -233,17 +305,32 @@ describe("loading by Hub id", () => {
   });
 
   it("404s say whether the repo, the revision or the file is missing", async () => {
-    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/nope"), "repo-not-found",
-      /tiny\/nope is not a local folder, and the Hub .* has no repo tiny\/nope/, /check the id/);
-    expectHubError(() => AutoModelForCausalLM.fromPretrained("tiny/llama", { revision: "v9" }), "revision-not-found",
-      /revision "v9" does not exist in tiny\/llama \(the repo exists\)/);
-    await assert.rejects(hfHubDownload("tiny/llama", "nope.json"), (err: unknown) =>
-      err instanceof HubError && err.reason === "entry-not-found" && /tiny\/llama has no file nope\.json at revision "main"/.test(err.message));
+    expectHubError(
+      () => AutoModelForCausalLM.fromPretrained("tiny/nope"),
+      "repo-not-found",
+      /tiny\/nope is not a local folder, and the Hub .* has no repo tiny\/nope/,
+      /check the id/,
+    );
+    expectHubError(
+      () => AutoModelForCausalLM.fromPretrained("tiny/llama", { revision: "v9" }),
+      "revision-not-found",
+      /revision "v9" does not exist in tiny\/llama \(the repo exists\)/,
+    );
+    await assert.rejects(
+      hfHubDownload("tiny/llama", "nope.json"),
+      (err: unknown) =>
+        err instanceof HubError &&
+        err.reason === "entry-not-found" &&
+        /tiny\/llama has no file nope\.json at revision "main"/.test(err.message),
+    );
     // Remembered as huggingface_hub does, so transformers (Python) skips the lookup next time.
     const sha = readFileSync(join(repoFolder("tiny/llama"), "refs", "main"), "utf8");
     assert.ok(existsSync(join(repoFolder("tiny/llama"), ".no_exist", sha, "nope.json")));
-    expectHubError(() => PeftModel.fromPretrained(local(), "tiny/llama"), "entry-not-found",
-      /tiny\/llama@main has no adapter_config\.json, so it is not an adapter repo/);
+    expectHubError(
+      () => PeftModel.fromPretrained(local(), "tiny/llama"),
+      "entry-not-found",
+      /tiny\/llama@main has no adapter_config\.json, so it is not an adapter repo/,
+    );
   });
 
   it("finds a cache folder laid out by hand as Python's snapshot_download lays it out, with no request", async () => {
@@ -262,7 +349,13 @@ describe("loading by Hub id", () => {
     process.env["HF_HUB_OFFLINE"] = "1";
     assert.equal(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained("py/llama")), logits(local())), 0);
     delete process.env["HF_HUB_OFFLINE"];
-    assert.equal(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained("py/llama", { localFilesOnly: true, revision: commit })), logits(local())), 0);
+    assert.equal(
+      maxAbsDiff(
+        logits(AutoModelForCausalLM.fromPretrained("py/llama", { localFilesOnly: true, revision: commit })),
+        logits(local()),
+      ),
+      0,
+    );
     assert.deepEqual(await hub.takeRequests(), []);
     assert.ok(lstatSync(join(folder, "snapshots", commit, "config.json")).isSymbolicLink());
   });
@@ -272,7 +365,8 @@ describe("loading by Hub id", () => {
     const root = mkdtempSync(join(tmpdir(), "peft-ts-hub-local-"));
     try {
       mkdirSync(join(root, "tiny", "llama"), { recursive: true });
-      for (const n of ["config.json", "model.safetensors"]) writeFileSync(join(root, "tiny", "llama", n), readFileSync(join(LLAMA, n)));
+      for (const n of ["config.json", "model.safetensors"])
+        writeFileSync(join(root, "tiny", "llama", n), readFileSync(join(LLAMA, n)));
       process.chdir(root);
       AutoModelForCausalLM.fromPretrained("tiny/llama");
       assert.deepEqual(await hub.takeRequests(), []);
@@ -310,15 +404,20 @@ describe("uploading through the commit API", () => {
       peft.savePretrained(saved);
       const weights = new Uint8Array(readFileSync(join(saved, "adapter_model.safetensors")));
       assert.deepEqual(log, [
-        "POST /api/repos/create", "POST /api/models/me/llama-lora/preupload/main", "POST /me/llama-lora.git/info/lfs/objects/batch",
-        `PUT /lfs-upload/${sha256(weights)}`, "POST /lfs-verify", "POST /api/models/me/llama-lora/commit/main",
+        "POST /api/repos/create",
+        "POST /api/models/me/llama-lora/preupload/main",
+        "POST /me/llama-lora.git/info/lfs/objects/batch",
+        `PUT /lfs-upload/${sha256(weights)}`,
+        "POST /lfs-verify",
+        "POST /api/models/me/llama-lora/commit/main",
       ]);
       const repo = (await hub.repos())["me/llama-lora"]!;
       assert.equal(repo.private, true);
       assert.equal(repo.refs["main"], info.commitOid);
       const uploaded = repo.commits[info.commitOid]!;
       assert.deepEqual(Object.keys(uploaded).sort(), readdirSync(saved).sort());
-      for (const name of readdirSync(saved)) assert.deepEqual(new Uint8Array(uploaded[name]!), new Uint8Array(readFileSync(join(saved, name))), name);
+      for (const name of readdirSync(saved))
+        assert.deepEqual(new Uint8Array(uploaded[name]!), new Uint8Array(readFileSync(join(saved, name))), name);
     } finally {
       rmSync(saved, { recursive: true, force: true });
     }
@@ -337,8 +436,14 @@ describe("uploading through the commit API", () => {
   });
 
   it("without a token, or with a refused one, says how to get a write token", async () => {
-    await assert.rejects(adapterModel().pushToHub("me/x"), (err: unknown) =>
-      err instanceof HubError && err.reason === "unauthorized" && /needs a token with write access/.test(err.message) && /HF_TOKEN/.test(err.hint ?? ""));
+    await assert.rejects(
+      adapterModel().pushToHub("me/x"),
+      (err: unknown) =>
+        err instanceof HubError &&
+        err.reason === "unauthorized" &&
+        /needs a token with write access/.test(err.message) &&
+        /HF_TOKEN/.test(err.hint ?? ""),
+    );
   });
 });
 
@@ -352,8 +457,15 @@ describe("the peft command with Hub ids", () => {
     resolveConfigIds(cfg);
     assert.equal(cfg.tokenizer, cfg.model_name_or_path);
     assert.match(cfg.model_name_or_path, /models--tiny--llama[\\/]snapshots[\\/][0-9a-f]{40}$/);
-    assert.ok(existsSync(join(cfg.model_name_or_path, "tokenizer.json")) && existsSync(join(cfg.model_name_or_path, "model.safetensors")));
-    assert.equal(AutoModelForCausalLM.fromPretrained(cfg.model_name_or_path).nameOrPath, "tiny/llama", "the adapter's base_model_name_or_path");
+    assert.ok(
+      existsSync(join(cfg.model_name_or_path, "tokenizer.json")) &&
+        existsSync(join(cfg.model_name_or_path, "model.safetensors")),
+    );
+    assert.equal(
+      AutoModelForCausalLM.fromPretrained(cfg.model_name_or_path).nameOrPath,
+      "tiny/llama",
+      "the adapter's base_model_name_or_path",
+    );
   });
 
   it("peft merge takes --model/--adapter ids; peft push uploads the result", async () => {
@@ -361,23 +473,34 @@ describe("the peft command with Hub ids", () => {
     try {
       const merge = peftCli(work, "merge", "--model", "tiny/llama", "--adapter", "tiny/llama-lora", "--out", "merged");
       assert.equal(merge.status, 0, merge.stderr);
-      const expected = logits(PeftModel.fromPretrained(local(), join(peftDir("llama-lora"), "adapter")).mergeAndUnload());
+      const expected = logits(
+        PeftModel.fromPretrained(local(), join(peftDir("llama-lora"), "adapter")).mergeAndUnload(),
+      );
       assert.ok(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained(join(work, "merged"))), expected) < 1e-6);
       assert.ok(existsSync(join(work, "merged", "tokenizer.json")), "the model repo's tokenizer came along");
 
       const denied = peftCli(work, "push", "merged", "me/merged-cli");
       assert.equal(denied.status, 1);
-      assert.match(denied.stderr, /^error: uploading to me\/merged-cli needs a token with write access.*\nhint: create a write token/m);
+      assert.match(
+        denied.stderr,
+        /^error: uploading to me\/merged-cli needs a token with write access.*\nhint: create a write token/m,
+      );
       process.env["HF_TOKEN"] = TOKEN;
       const pushed = peftCli(work, "push", "merged", "me/merged-cli", "--message", "merged by the CLI");
       assert.equal(pushed.status, 0, pushed.stderr);
-      assert.match(pushed.stdout, /pushed model merged to me\/merged-cli: http:\/\/127\.0\.0\.1:\d+\/me\/merged-cli\/commit\/[0-9a-f]{40}/);
+      assert.match(
+        pushed.stdout,
+        /pushed model merged to me\/merged-cli: http:\/\/127\.0\.0\.1:\d+\/me\/merged-cli\/commit\/[0-9a-f]{40}/,
+      );
       const repo = (await hub.repos())["me/merged-cli"]!;
       assert.deepEqual(Object.keys(repo.commits[repo.refs["main"]!]!).sort(), readdirSync(join(work, "merged")).sort());
 
       const missing = peftCli(work, "generate", "--model", "tiny/nope", "--prompt", "x");
       assert.equal(missing.status, 1);
-      assert.match(missing.stderr, /^error: tiny\/nope is not a local folder, and the Hub .* has no repo tiny\/nope.*\nhint: check the id/m);
+      assert.match(
+        missing.stderr,
+        /^error: tiny\/nope is not a local folder, and the Hub .* has no repo tiny\/nope.*\nhint: check the id/m,
+      );
     } finally {
       rmSync(work, { recursive: true, force: true });
     }

@@ -14,8 +14,20 @@ const [out, tokenizerDir, seed, once] = process.argv.slice(2);
 if (out !== undefined && tokenizerDir !== undefined) {
   process.emitWarning = () => undefined;
   const model = tinyPeft(Number(seed));
-  const args = TrainingArguments({ output_dir: out, learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 1, save_steps: 1, logging_steps: 1 });
-  const trainer = new Trainer({ model, args, trainDataset: patternDataset(4), dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }) });
+  const args = TrainingArguments({
+    output_dir: out,
+    learning_rate: 1e-2,
+    per_device_train_batch_size: 4,
+    max_steps: 1,
+    save_steps: 1,
+    logging_steps: 1,
+  });
+  const trainer = new Trainer({
+    model,
+    args,
+    trainDataset: patternDataset(4),
+    dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }),
+  });
   trainer.train();
   const lora = model.namedParameters().filter(([n]) => n.includes("lora_"));
   for (let i = 0; ; i++) {

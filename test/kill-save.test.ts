@@ -24,14 +24,18 @@ after(() => dirs.removeAll());
 
 /** Files under `dir` (recursively), with their sizes. */
 function files(dir: string): [string, number][] {
-  return readdirSync(dir, { recursive: true, encoding: "utf8" }).map((f) => join(dir, f)).filter((f) => statSync(f).isFile()).map((f) => [f, statSync(f).size]);
+  return readdirSync(dir, { recursive: true, encoding: "utf8" })
+    .map((f) => join(dir, f))
+    .filter((f) => statSync(f).isFile())
+    .map((f) => [f, statSync(f).size]);
 }
 
 /** Start the child, wait for its first save, kill -9 it `delayMs` later; resolves with the number of saves it reported. */
 function killDuringSaves(args: string[], delayMs: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CHILD, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let saves = 0, stderr = "";
+    let saves = 0,
+      stderr = "";
     const guard = setTimeout(() => child.kill("SIGKILL"), 60_000);
     child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
     child.stdout.on("data", (d: Buffer) => {
@@ -49,35 +53,54 @@ function killDuringSaves(args: string[], delayMs: number): Promise<number> {
 describe("kill -9 during the end-of-run save", () => {
   it("the output folder always loads, its config matches its weights, no empty files, temporaries cleaned", async () => {
     const root = dirs.make();
-    const tok = join(root, "tok"), out = join(root, "out");
+    const tok = join(root, "tok"),
+      out = join(root, "out");
     spawnSync("mkdir", [tok]);
     writeFileSync(join(tok, "tokenizer.json"), JSON.stringify(bpeTokenizerJson("qwen2")));
     writeFileSync(join(tok, "tokenizer_config.json"), JSON.stringify(qwenConfig()));
     const base = AutoModelForCausalLM.fromConfig(TRAINER_GPT2);
     const r = rng(2026);
-    let midSwap = 0, saves = 0;
+    let midSwap = 0,
+      saves = 0;
 
     const check = (what: string) => {
       if (!existsSync(out)) {
         // Killed between the two renames of the swap: the previous folder waits beside it, whole, for the next save.
-        assert.ok(readdirSync(root).some((n) => n.startsWith(".out.old-")), `${what}: out is missing and no previous folder waits`);
+        assert.ok(
+          readdirSync(root).some((n) => n.startsWith(".out.old-")),
+          `${what}: out is missing and no previous folder waits`,
+        );
         midSwap++;
         return;
       }
       const config = JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8")) as { lora_alpha: number };
       const weights = loadSafetensors(join(out, "adapter_model.safetensors"));
       for (const [name, t] of weights) {
-        assert.ok(t.dataSync().every((v) => v === config.lora_alpha / 8), `${what}: ${name} is not from the save of lora_alpha ${config.lora_alpha}`);
+        assert.ok(
+          t.dataSync().every((v) => v === config.lora_alpha / 8),
+          `${what}: ${name} is not from the save of lora_alpha ${config.lora_alpha}`,
+        );
         t.dispose();
       }
       PeftModel.fromPretrained(base, out).unload();
-      for (const f of ["tokenizer.json", "tokenizer_config.json"]) assert.deepEqual(readFileSync(join(out, f)), readFileSync(join(tok, f)), `${what}: ${f}`);
-      assert.equal((parseJson(readFileSync(join(out, "trainer_state.json"), "utf8")) as { global_step: number }).global_step, 1, what);
+      for (const f of ["tokenizer.json", "tokenizer_config.json"])
+        assert.deepEqual(readFileSync(join(out, f)), readFileSync(join(tok, f)), `${what}: ${f}`);
+      assert.equal(
+        (parseJson(readFileSync(join(out, "trainer_state.json"), "utf8")) as { global_step: number }).global_step,
+        1,
+        what,
+      );
       assert.match(readFileSync(join(out, "loss.svg"), "utf8"), /<\/svg>\s*$/, `${what}: loss.svg`);
       // checkpoint-1 (a folder) sits in out, or, right after a swap, still in the previous folder waiting to be moved over.
-      const inOld = readdirSync(root).some((n) => n.startsWith(".out.old-") && existsSync(join(root, n, "checkpoint-1")));
-      assert.ok(existsSync(join(out, "checkpoint-1", "adapter_model.safetensors")) || inOld, `${what}: checkpoint-1 lost`);
-      for (const [f, size] of files(out)) if (!f.split("/").some((part) => part.startsWith("."))) assert.ok(size > 0, `${what}: ${f} is empty`);
+      const inOld = readdirSync(root).some(
+        (n) => n.startsWith(".out.old-") && existsSync(join(root, n, "checkpoint-1")),
+      );
+      assert.ok(
+        existsSync(join(out, "checkpoint-1", "adapter_model.safetensors")) || inOld,
+        `${what}: checkpoint-1 lost`,
+      );
+      for (const [f, size] of files(out))
+        if (!f.split("/").some((part) => part.startsWith("."))) assert.ok(size > 0, `${what}: ${f} is empty`);
     };
 
     for (let kill = 0; kill < 15; kill++) {

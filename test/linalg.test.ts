@@ -2,7 +2,15 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { tensor } from "../src/tensor/index.js";
-import { orthonormalComplementVector, qrF64, quantile, svd, svdF64, svdOfProduct, type SvdF64 } from "../src/tensor/linalg.js";
+import {
+  orthonormalComplementVector,
+  qrF64,
+  quantile,
+  svd,
+  svdF64,
+  svdOfProduct,
+  type SvdF64,
+} from "../src/tensor/linalg.js";
 import { rng } from "./helpers.js";
 
 function randMatrix(m: number, n: number, seed: number): Float64Array {
@@ -12,7 +20,8 @@ function randMatrix(m: number, n: number, seed: number): Float64Array {
 
 function matmul(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
   const out = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let l = 0; l < k; l++) for (let j = 0; j < n; j++) out[i * n + j]! += a[i * k + l]! * b[l * n + j]!;
+  for (let i = 0; i < m; i++)
+    for (let l = 0; l < k; l++) for (let j = 0; j < n; j++) out[i * n + j]! += a[i * k + l]! * b[l * n + j]!;
   return out;
 }
 
@@ -58,9 +67,15 @@ function checkSvd(a: Float64Array, m: number, n: number, r: SvdF64, tol = 1e-12)
   const k = Math.min(m, n);
   assert.deepEqual([r.m, r.n, r.k, r.u.length, r.s.length, r.vh.length], [m, n, k, m * k, k, k * n]);
   const scale = Math.max(1, maxAbs(a));
-  assert.ok(maxAbsDiff(reconstruct(r), a) <= tol * scale * Math.max(m, n), `reconstruction error ${maxAbsDiff(reconstruct(r), a)}`);
+  assert.ok(
+    maxAbsDiff(reconstruct(r), a) <= tol * scale * Math.max(m, n),
+    `reconstruction error ${maxAbsDiff(reconstruct(r), a)}`,
+  );
   assert.ok(columnOrthonormalityError(r.u, m, k) <= tol * 10, `UᵀU − I: ${columnOrthonormalityError(r.u, m, k)}`);
-  assert.ok(columnOrthonormalityError(transpose(r.vh, k, n), n, k) <= tol * 10, `Vh·Vhᵀ − I: ${columnOrthonormalityError(transpose(r.vh, k, n), n, k)}`);
+  assert.ok(
+    columnOrthonormalityError(transpose(r.vh, k, n), n, k) <= tol * 10,
+    `Vh·Vhᵀ − I: ${columnOrthonormalityError(transpose(r.vh, k, n), n, k)}`,
+  );
   for (let i = 0; i < k; i++) {
     assert.ok(r.s[i]! >= 0, `S[${i}] = ${r.s[i]} < 0`);
     if (i > 0) assert.ok(r.s[i]! <= r.s[i - 1]!, `S not descending at ${i}: ${r.s[i - 1]} then ${r.s[i]}`);
@@ -74,10 +89,17 @@ describe("svd (one-sided Jacobi)", () => {
     checkSvd(a, 2, 2, r);
     assert.ok(Math.abs(r.s[0]! - 3 * Math.sqrt(5)) < 1e-14 && Math.abs(r.s[1]! - Math.sqrt(5)) < 1e-14, `S = ${r.s}`);
     // Each singular pair up to a common sign.
-    const expectU = [[1 / Math.sqrt(10), 3 / Math.sqrt(10)], [3 / Math.sqrt(10), -1 / Math.sqrt(10)]];
-    const expectV = [[Math.SQRT1_2, Math.SQRT1_2], [Math.SQRT1_2, -Math.SQRT1_2]];
+    const expectU = [
+      [1 / Math.sqrt(10), 3 / Math.sqrt(10)],
+      [3 / Math.sqrt(10), -1 / Math.sqrt(10)],
+    ];
+    const expectV = [
+      [Math.SQRT1_2, Math.SQRT1_2],
+      [Math.SQRT1_2, -Math.SQRT1_2],
+    ];
     for (let c = 0; c < 2; c++) {
-      const u = [r.u[c]!, r.u[2 + c]!], v = [r.vh[2 * c]!, r.vh[2 * c + 1]!];
+      const u = [r.u[c]!, r.u[2 + c]!],
+        v = [r.vh[2 * c]!, r.vh[2 * c + 1]!];
       const sign = Math.sign(u[0]! * expectU[c]![0]!);
       for (let i = 0; i < 2; i++) {
         assert.ok(Math.abs(u[i]! - sign * expectU[c]![i]!) < 1e-14, `U[:, ${c}] = ${u}`);
@@ -93,7 +115,15 @@ describe("svd (one-sided Jacobi)", () => {
     assert.ok(maxAbsDiff(r.s, [7, 2, 0.5]) < 1e-15, `S = ${r.s}`);
   });
 
-  for (const [m, n] of [[20, 20], [37, 11], [11, 37], [1, 9], [9, 1], [64, 32], [32, 64]] as const) {
+  for (const [m, n] of [
+    [20, 20],
+    [37, 11],
+    [11, 37],
+    [1, 9],
+    [9, 1],
+    [64, 32],
+    [32, 64],
+  ] as const) {
     it(`random ${m}×${n}: A = U·diag(S)·Vh, orthonormal U and Vh, S descending`, () => {
       const a = randMatrix(m, n, 1000 + m * 100 + n);
       checkSvd(a, m, n, svdF64(a, m, n));
@@ -101,7 +131,8 @@ describe("svd (one-sided Jacobi)", () => {
   }
 
   it("singular values agree with the eigenvalues of AᵀA (power iteration on the largest)", () => {
-    const m = 15, n = 8;
+    const m = 15,
+      n = 8;
     const a = randMatrix(m, n, 77);
     const r = svdF64(a, m, n);
     const ata = matmul(transpose(a, m, n), a, n, m, n);
@@ -119,7 +150,8 @@ describe("svd (one-sided Jacobi)", () => {
   });
 
   it("rank-deficient (rank 3 of 20×15): trailing σ vanish, U and Vh are still orthonormal", () => {
-    const b = randMatrix(20, 3, 5), c = randMatrix(3, 15, 6);
+    const b = randMatrix(20, 3, 5),
+      c = randMatrix(3, 15, 6);
     const a = matmul(b, c, 20, 3, 15);
     const r = svdF64(a, 20, 15);
     checkSvd(a, 20, 15, r);
@@ -139,7 +171,8 @@ describe("svd (one-sided Jacobi)", () => {
     assert.equal(r.s[3], 0);
 
     // A scaled orthogonal matrix (a rotation): every σ equals the scale.
-    const c = Math.cos(0.3), s = Math.sin(0.3);
+    const c = Math.cos(0.3),
+      s = Math.sin(0.3);
     const rot = Float64Array.from([2 * c, -2 * s, 0, 2 * s, 2 * c, 0, 0, 0, 2]);
     const rr = svdF64(rot, 3, 3);
     checkSvd(rot, 3, 3, rr);
@@ -148,7 +181,8 @@ describe("svd (one-sided Jacobi)", () => {
 
   it("badly scaled and ill-conditioned matrices keep small singular values accurate", () => {
     // diag(1, 1e-8, 1e-16) hidden behind two rotations: σ come back to high relative accuracy.
-    const q1 = svdF64(randMatrix(3, 3, 21), 3, 3).u, q2 = svdF64(randMatrix(3, 3, 22), 3, 3).vh;
+    const q1 = svdF64(randMatrix(3, 3, 21), 3, 3).u,
+      q2 = svdF64(randMatrix(3, 3, 22), 3, 3).vh;
     const d = Float64Array.from([1, 0, 0, 0, 1e-8, 0, 0, 0, 1e-12]);
     const a = matmul(matmul(q1, d, 3, 3, 3), q2, 3, 3, 3);
     const r = svdF64(a, 3, 3);
@@ -175,12 +209,20 @@ describe("svd (one-sided Jacobi)", () => {
 
 describe("svd on tensors", () => {
   it("returns float32 U [m, k], S [k], Vh [k, n] that reconstruct the input", () => {
-    const m = 7, n = 5;
+    const m = 7,
+      n = 5;
     const values = Float32Array.from(randMatrix(m, n, 42));
     const { U, S, Vh } = svd(tensor(values, [m, n]));
     assert.deepEqual([U.shape, S.shape, Vh.shape], [[m, 5], [5], [5, n]]);
     assert.deepEqual([U.dtype, S.dtype, Vh.dtype], ["float32", "float32", "float32"]);
-    const r: SvdF64 = { m, n, k: 5, u: Float64Array.from(U.dataSync()), s: Float64Array.from(S.dataSync()), vh: Float64Array.from(Vh.dataSync()) };
+    const r: SvdF64 = {
+      m,
+      n,
+      k: 5,
+      u: Float64Array.from(U.dataSync()),
+      s: Float64Array.from(S.dataSync()),
+      vh: Float64Array.from(Vh.dataSync()),
+    };
     assert.ok(maxAbsDiff(reconstruct(r), values) < 1e-6);
     for (const t of [U, S, Vh]) t.dispose();
   });
@@ -193,7 +235,11 @@ describe("svd on tensors", () => {
 
 describe("qr and svdOfProduct", () => {
   it("Householder QR: Q orthonormal, R upper triangular, Q·R = X (also rank-deficient)", () => {
-    for (const [n, r, seed] of [[12, 5, 1], [6, 6, 2], [9, 1, 3]] as const) {
+    for (const [n, r, seed] of [
+      [12, 5, 1],
+      [6, 6, 2],
+      [9, 1, 3],
+    ] as const) {
       const x = randMatrix(n, r, seed);
       if (seed === 1) for (let i = 0; i < n; i++) x[i * r + 3] = 2 * x[i * r + 1]!; // column 3 = 2 × column 1
       const { q, r: R } = qrF64(x, n, r);
@@ -204,8 +250,15 @@ describe("qr and svdOfProduct", () => {
   });
 
   it("the SVD of B·A without forming it matches the SVD of the formed product", () => {
-    for (const [m, r, n] of [[40, 6, 30], [30, 6, 40], [8, 3, 50], [5, 8, 7], [6, 6, 6]] as const) {
-      const b = randMatrix(m, r, m + r), a = randMatrix(r, n, n + r);
+    for (const [m, r, n] of [
+      [40, 6, 30],
+      [30, 6, 40],
+      [8, 3, 50],
+      [5, 8, 7],
+      [6, 6, 6],
+    ] as const) {
+      const b = randMatrix(m, r, m + r),
+        a = randMatrix(r, n, n + r);
       const prod = matmul(b, a, m, r, n);
       const low = svdOfProduct(b, a, m, r, n);
       const full = svdF64(prod, m, n);
@@ -219,8 +272,11 @@ describe("qr and svdOfProduct", () => {
   });
 
   it("a rank-deficient factorisation (B with a zero column) still gives orthonormal factors", () => {
-    const m = 20, r = 4, n = 16;
-    const b = randMatrix(m, r, 11).map((x, i) => (i % r === 1 ? 0 : x)), a = randMatrix(r, n, 12);
+    const m = 20,
+      r = 4,
+      n = 16;
+    const b = randMatrix(m, r, 11).map((x, i) => (i % r === 1 ? 0 : x)),
+      a = randMatrix(r, n, 12);
     const low = svdOfProduct(b, a, m, r, n);
     assert.ok(low.s[3]! < 1e-14 * low.s[0]!);
     assert.ok(maxAbsDiff(reconstruct(low), matmul(b, a, m, r, n)) < 1e-13);

@@ -11,7 +11,10 @@ import { modelDir, readExpected, readInputs } from "./golden.js";
 export const LORA_API = fileURLToPath(new URL("../../test/fixtures/methods-lora-api/", import.meta.url));
 
 /** cases.json: each case's arguments and the JSON results peft gave. */
-export const LORA_API_CASES = JSON.parse(readFileSync(join(LORA_API, "cases.json"), "utf8")) as Record<string, Record<string, unknown>>;
+export const LORA_API_CASES = JSON.parse(readFileSync(join(LORA_API, "cases.json"), "utf8")) as Record<
+  string,
+  Record<string, unknown>
+>;
 
 /** An adapter folder of the set ("first", "second", "third", "fourth"). */
 export function loraApiAdapter(name: string): string {
@@ -31,7 +34,10 @@ export function loraApiInputs(): { inputIds: Tensor } {
 /** The tiny GPT-2 with the named adapters loaded in order, as the script loads them (`trainable` ones with isTrainable). */
 export function loadLoraApiAdapters(names: string[], trainable: string[] = []): PeftModel {
   const [first, ...rest] = names;
-  const peft = PeftModel.fromPretrained(fromPretrained(modelDir("gpt2"), "causal-lm"), loraApiAdapter(first!), { adapterName: first!, isTrainable: trainable.includes(first!) });
+  const peft = PeftModel.fromPretrained(fromPretrained(modelDir("gpt2"), "causal-lm"), loraApiAdapter(first!), {
+    adapterName: first!,
+    isTrainable: trainable.includes(first!),
+  });
   for (const n of rest) peft.loadAdapter(loraApiAdapter(n), n, { isTrainable: trainable.includes(n) });
   return peft;
 }

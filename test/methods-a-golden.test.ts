@@ -19,8 +19,10 @@ const METHODS = ["FOURIERFT", "VERA", "OFT", "BOFT"];
 
 describe("FourierFT, VeRA, OFT and BOFT adapters saved by Python peft 0.15.2", () => {
   for (const [name, c] of casesOf(METHODS, set)) {
-    it(`${name}: logits on / off / merged, loss and greedy generation match peft`, () => checkLoadedCase(name, c, { set }));
-    it(`${name}: a fresh adapter made here saves peft's tensor names, shapes and config fields`, () => checkFreshCase(name, c, { set }));
+    it(`${name}: logits on / off / merged, loss and greedy generation match peft`, () =>
+      checkLoadedCase(name, c, { set }));
+    it(`${name}: a fresh adapter made here saves peft's tensor names, shapes and config fields`, () =>
+      checkFreshCase(name, c, { set }));
   }
 
   it("adapters made here reload to the same outputs; they go to $PEFT_TS_ADAPTERS for `make_method_fixtures_a.py --check-ts-adapters`", () => {

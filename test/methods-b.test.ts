@@ -16,7 +16,17 @@ import { writeSafetensors, loadSafetensors } from "../src/io/safetensors.js";
 import { Linear } from "../src/nn/index.js";
 import { AdamW } from "../src/optim/index.js";
 import {
-  BoneConfig, BoneLinear, HRAConfig, HRALinear, LNTuningConfig, LNTuningLayer, PeftModel, PolyConfig, PolyRouter, configFromJson, getPeftModel,
+  BoneConfig,
+  BoneLinear,
+  HRAConfig,
+  HRALinear,
+  LNTuningConfig,
+  LNTuningLayer,
+  PeftModel,
+  PolyConfig,
+  PolyRouter,
+  configFromJson,
+  getPeftModel,
   type PeftConfig,
 } from "../src/peft/index.js";
 import * as T from "../src/tensor/index.js";
@@ -34,17 +44,26 @@ const TYPES = ["LN_TUNING", "HRA", "BONE", "POLY"];
 function wave(peft: PeftModel): void {
   T.noGrad(() => {
     for (const [, p] of peft.namedParameters()) {
-      if (p.requiresGrad) p.copy_(T.tensor(Float32Array.from(p.dataSync(), (v, i) => v + Math.sin(i + 1) * 0.1), p.shape));
+      if (p.requiresGrad)
+        p.copy_(
+          T.tensor(
+            Float32Array.from(p.dataSync(), (v, i) => v + Math.sin(i + 1) * 0.1),
+            p.shape,
+          ),
+        );
     }
   });
 }
 
 describe("HRA, Bone, LN tuning and Poly against Python peft 0.15.2 (Poly through the script's hand-written forward)", () => {
   const cases = casesOf(TYPES, set);
-  it("every method has golden cases", () => assert.deepEqual([...new Set(cases.map(([, c]) => c.peft_type))].sort(), [...TYPES].sort()));
+  it("every method has golden cases", () =>
+    assert.deepEqual([...new Set(cases.map(([, c]) => c.peft_type))].sort(), [...TYPES].sort()));
   for (const [name, c] of cases) {
-    it(`${name}: Python's adapter reproduces its outputs here (on, disabled, merged, greedy)`, () => checkLoadedCase(name, c, { set }));
-    it(`${name}: an adapter made here saves Python's tensor names, shapes and config fields`, () => checkFreshCase(name, c, { set }));
+    it(`${name}: Python's adapter reproduces its outputs here (on, disabled, merged, greedy)`, () =>
+      checkLoadedCase(name, c, { set }));
+    it(`${name}: an adapter made here saves Python's tensor names, shapes and config fields`, () =>
+      checkFreshCase(name, c, { set }));
   }
 
   it("adapters made here reload to the same outputs and merge to them; they go to $PEFT_TS_ADAPTERS for `make_method_fixtures_b.py --check-ts-adapters`", () => {
@@ -58,7 +77,10 @@ describe("HRA, Bone, LN tuning and Poly against Python peft 0.15.2 (Poly through
       const got = T.noGrad(() => peft.forward(inputs)).logits;
       const reloaded = PeftModel.fromPretrained(baseModel(c, set), dir);
       assert.equal(maxAbsDiff(T.noGrad(() => reloaded.forward(inputs)).logits, got), 0, `${name}: reloaded adapter`);
-      assert.ok(maxAbsDiff(got, T.noGrad(() => reloaded.withAdapterDisabled(() => reloaded.forward(inputs))).logits) > 1e-3, `${name}: the adapter acts`);
+      assert.ok(
+        maxAbsDiff(got, T.noGrad(() => reloaded.withAdapterDisabled(() => reloaded.forward(inputs))).logits) > 1e-3,
+        `${name}: the adapter acts`,
+      );
       if (c.peft_type !== "POLY") {
         const merged = (T.noGrad(() => reloaded.mergeAndUnload().forward(inputs)) as ModelOutput).logits;
         assert.ok(maxAbsDiff(merged, got) < 1e-4, `${name}: merged logits`);
@@ -70,10 +92,13 @@ describe("HRA, Bone, LN tuning and Poly against Python peft 0.15.2 (Poly through
 
 /** The gradient of a layer's output with respect to its adapter's parameter matches finite differences. */
 function checkAdapterGradient(layer: HRALinear | BoneLinear, x: T.Tensor): void {
-  gradCheck((v) => {
-    layer.adapterWeights.registerParameter("default", v);
-    return layer.forward(x);
-  }, [T.contiguous(layer.param("default"), true)]);
+  gradCheck(
+    (v) => {
+      layer.adapterWeights.registerParameter("default", v);
+      return layer.forward(x);
+    },
+    [T.contiguous(layer.param("default"), true)],
+  );
 }
 
 describe("HRA: the math", () => {
@@ -89,16 +114,22 @@ describe("HRA: the math", () => {
       const layer = hra(3, applyGS, 1);
       const h = layer.orthogonal("default");
       const hht = T.matmul(h, T.transpose(h)).dataSync();
-      for (let i = 0; i < 6; i++) for (let j = 0; j < 6; j++) assert.ok(Math.abs(hht[i * 6 + j]! - (i === j ? 1 : 0)) < 1e-5, `GS ${applyGS}: H·Hᵀ[${i},${j}]`);
+      for (let i = 0; i < 6; i++)
+        for (let j = 0; j < 6; j++)
+          assert.ok(Math.abs(hht[i * 6 + j]! - (i === j ? 1 : 0)) < 1e-5, `GS ${applyGS}: H·Hᵀ[${i},${j}]`);
       if (applyGS) continue;
       const u = layer.param("default").dataSync();
       let want: number[] = Array.from({ length: 36 }, (_, k) => (Math.floor(k / 6) === k % 6 ? 1 : 0));
       for (let col = 0; col < 3; col++) {
         const v = Array.from({ length: 6 }, (_, i) => u[i * 3 + col]!);
         const n = Math.hypot(...v);
-        const refl = Array.from({ length: 36 }, (_, k) => (Math.floor(k / 6) === k % 6 ? 1 : 0) - (2 * v[Math.floor(k / 6)]! * v[k % 6]!) / (n * n));
+        const refl = Array.from(
+          { length: 36 },
+          (_, k) => (Math.floor(k / 6) === k % 6 ? 1 : 0) - (2 * v[Math.floor(k / 6)]! * v[k % 6]!) / (n * n),
+        );
         want = want.map((_, k) => {
-          const i = Math.floor(k / 6), j = k % 6;
+          const i = Math.floor(k / 6),
+            j = k % 6;
           let s = 0;
           for (let l = 0; l < 6; l++) s += want[i * 6 + l]! * refl[l * 6 + j]!;
           return s;
@@ -112,7 +143,15 @@ describe("HRA: the math", () => {
     T.manualSeed(3);
     const layer = new HRALinear(new Linear(6, 5));
     layer.updateLayer("default", 4, false, true);
-    assert.ok(maxAbsDiff(layer.orthogonal("default"), T.tensor(Array.from({ length: 36 }, (_, k) => (Math.floor(k / 6) === k % 6 ? 1 : 0)), [6, 6])) < 1e-5);
+    assert.ok(
+      maxAbsDiff(
+        layer.orthogonal("default"),
+        T.tensor(
+          Array.from({ length: 36 }, (_, k) => (Math.floor(k / 6) === k % 6 ? 1 : 0)),
+          [6, 6],
+        ),
+      ) < 1e-5,
+    );
     const random = hra(3, false, 4);
     const w0 = T.contiguous(random.weight, true);
     const x = randTensor([2, 6], 5, -1, 1);
@@ -141,13 +180,19 @@ describe("Bone: the math", () => {
   };
 
   it("Bone's forward is x·(W + tiled Bᵀ)ᵀ + b computed by hand, also when r does not divide in_features", () => {
-    for (const [r, inF] of [[2, 6], [4, 6]] as const) {
+    for (const [r, inF] of [
+      [2, 6],
+      [4, 6],
+    ] as const) {
       const layer = bone(r, true, inF, 3, 10 + r);
-      const w = layer.weight.dataSync(), b = layer.param("default").dataSync(), bias = (layer.base_layer as Linear).bias!.dataSync();
+      const w = layer.weight.dataSync(),
+        b = layer.param("default").dataSync(),
+        bias = (layer.base_layer as Linear).bias!.dataSync();
       const x = randTensor([2, inF], 12, -1, 1);
       const xs = x.dataSync();
       const want = Array.from({ length: 2 * 3 }, (_, k) => {
-        const row = Math.floor(k / 3), o = k % 3;
+        const row = Math.floor(k / 3),
+          o = k % 3;
         let s = bias[o]!;
         for (let c = 0; c < inF; c++) s += xs[row * inF + c]! * (w[o * inF + c]! + b[(c % r) * 3 + o]!);
         return s;
@@ -157,13 +202,19 @@ describe("Bone: the math", () => {
   });
 
   it("Bat: W'_IJ = W_IJ + W_IJ·B_I + B_I by hand; merge then unmerge restores W through (I + B_I)⁻¹", () => {
-    const r = 2, inF = 4, outF = 4;
+    const r = 2,
+      inF = 4,
+      outF = 4;
     const layer = bone(r, "bat", inF, outF, 20);
-    const w = layer.weight.dataSync(), b = layer.param("default").dataSync();
+    const w = layer.weight.dataSync(),
+      b = layer.param("default").dataSync();
     const want = new Float32Array(outF * inF);
     for (let row = 0; row < outF; row++) {
       for (let col = 0; col < inF; col++) {
-        const I = Math.floor(row / r), a = row % r, J = Math.floor(col / r), c = col % r;
+        const I = Math.floor(row / r),
+          a = row % r,
+          J = Math.floor(col / r),
+          c = col % r;
         let s = w[row * inF + col]! + b[I * r * r + a * r + c]!;
         for (let l = 0; l < r; l++) s += w[row * inF + J * r + l]! * b[I * r * r + l * r + c]!;
         want[row * inF + col] = s;
@@ -182,16 +233,20 @@ describe("Bone: the math", () => {
   it("inverseF64 inverts a matrix (A·A⁻¹ = I) and refuses a singular one", () => {
     const a = [4, 7, 2, 6, 1, 3, 5, 2, 9];
     const inv = inverseF64(a, 3);
-    for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) {
-      let s = 0;
-      for (let l = 0; l < 3; l++) s += a[i * 3 + l]! * inv[l * 3 + j]!;
-      assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-12);
-    }
+    for (let i = 0; i < 3; i++)
+      for (let j = 0; j < 3; j++) {
+        let s = 0;
+        for (let l = 0; l < 3; l++) s += a[i * 3 + l]! * inv[l * 3 + j]!;
+        assert.ok(Math.abs(s - (i === j ? 1 : 0)) < 1e-12);
+      }
     assert.throws(() => inverseF64([1, 2, 2, 4], 2), /singular/);
   });
 
   it("gradients of the blocks match finite differences (Bone with padding, Bat)", () => {
-    for (const [r, init, inF, outF] of [[4, true, 6, 3], [2, "bat", 4, 4]] as const) {
+    for (const [r, init, inF, outF] of [
+      [4, true, 6, 3],
+      [2, "bat", 4, 4],
+    ] as const) {
       const layer = bone(r, init, inF, outF, 30);
       checkAdapterGradient(layer, randTensor([3, inF], 31, -1, 1));
     }
@@ -200,25 +255,43 @@ describe("Bone: the math", () => {
 
 describe("HRA, Bone and LN tuning: what peft refuses, and other rules", () => {
   it("HRA and Bone refuse GPT-2's Conv1D as peft does, leaving the model untouched", () => {
-    for (const config of [HRAConfig({ r: 2, target_modules: ["c_attn"] }), BoneConfig({ r: 4, target_modules: ["c_attn"] })]) {
+    for (const config of [
+      HRAConfig({ r: 2, target_modules: ["c_attn"] }),
+      BoneConfig({ r: 4, target_modules: ["c_attn"] }),
+    ]) {
       assert.throws(() => getPeftModel(gpt2(), config), /Conv1D, which (HRA|Bone) does not support/);
     }
   });
 
-  it("bias other than \"none\" is refused (peft 0.15.2 would train the biases but not save them); so are bad fields", () => {
-    assert.throws(() => HRAConfig({ bias: "all" }), (e) => e instanceof ConfigError && /bias/.test(e.message));
-    assert.throws(() => BoneConfig({ bias: "bone_only" }), (e) => e instanceof ConfigError && /bias/.test(e.message));
+  it('bias other than "none" is refused (peft 0.15.2 would train the biases but not save them); so are bad fields', () => {
+    assert.throws(
+      () => HRAConfig({ bias: "all" }),
+      (e) => e instanceof ConfigError && /bias/.test(e.message),
+    );
+    assert.throws(
+      () => BoneConfig({ bias: "bone_only" }),
+      (e) => e instanceof ConfigError && /bias/.test(e.message),
+    );
     assert.throws(() => BoneConfig({ init_weights: "pissa" as never }), ConfigError);
     assert.throws(() => HRAConfig({ r: 0 }), ConfigError);
     assert.throws(() => HRAConfig({ layers_pattern: "layers" }), /layers_to_transform` must also be specified/);
-    assert.throws(() => BoneConfig({ target_modules: ".*q_proj", layers_to_transform: [0] }), /cannot be used when `target_modules` is a str/);
+    assert.throws(
+      () => BoneConfig({ target_modules: ".*q_proj", layers_to_transform: [0] }),
+      /cannot be used when `target_modules` is a str/,
+    );
     assert.throws(() => LNTuningConfig({ r: 2 } as never), ConfigError);
   });
 
   it("Bat needs r dividing both sides of the weight; Bone and Bat adapters cannot share a layer", () => {
-    assert.throws(() => getPeftModel(llama(), BoneConfig({ r: 5, init_weights: "bat", target_modules: ["q_proj"] })), /fully divisible into \[r, r\] blocks/);
+    assert.throws(
+      () => getPeftModel(llama(), BoneConfig({ r: 5, init_weights: "bat", target_modules: ["q_proj"] })),
+      /fully divisible into \[r, r\] blocks/,
+    );
     const peft = getPeftModel(llama(), BoneConfig({ r: 4, target_modules: ["q_proj"] }));
-    assert.throws(() => peft.addAdapter("bat", BoneConfig({ r: 4, init_weights: "bat", target_modules: ["q_proj"] })), /cannot be added/);
+    assert.throws(
+      () => peft.addAdapter("bat", BoneConfig({ r: 4, init_weights: "bat", target_modules: ["q_proj"] })),
+      /cannot be added/,
+    );
   });
 
   it("LN tuning: fresh copies change nothing; one adapter at a time in forward and merge; unload restores the original norms", () => {
@@ -226,13 +299,18 @@ describe("HRA, Bone and LN tuning: what peft refuses, and other rules", () => {
     const before = logits(model);
     const peft = getPeftModel(model, LNTuningConfig({ task_type: "CAUSAL_LM" }));
     assert.deepEqual(logits(peft), before);
-    assert.ok(peft.base_model.model.namedModules().some(([k, m]) => k.endsWith("model.norm") && m instanceof LNTuningLayer));
+    assert.ok(
+      peft.base_model.model.namedModules().some(([k, m]) => k.endsWith("model.norm") && m instanceof LNTuningLayer),
+    );
     peft.addAdapter("other", LNTuningConfig({ task_type: "CAUSAL_LM" }) as PeftConfig);
     wave(peft);
     const one = logits(peft);
     peft.base_model.setAdapter(["default", "other"]);
     assert.throws(() => logits(peft), /more than one adapter at a time/);
-    assert.throws(() => peft.base_model.capabilities.merge!.merge(["default", "other"]), /merging more than one adapter/);
+    assert.throws(
+      () => peft.base_model.capabilities.merge!.merge(["default", "other"]),
+      /merging more than one adapter/,
+    );
     peft.base_model.setAdapter("default");
     assert.deepEqual(logits(peft), one);
     assert.deepEqual(logits(peft.unload()), before);
@@ -245,7 +323,10 @@ describe("HRA, Bone and LN tuning: what peft refuses, and other rules", () => {
 
 describe("Poly: routing by task", () => {
   const poly = () => {
-    const peft = getPeftModel(llama(), PolyConfig({ task_type: "CAUSAL_LM", r: 2, n_tasks: 3, n_skills: 2, n_splits: 2, init_weights: false }));
+    const peft = getPeftModel(
+      llama(),
+      PolyConfig({ task_type: "CAUSAL_LM", r: 2, n_tasks: 3, n_skills: 2, n_splits: 2, init_weights: false }),
+    );
     return peft.eval();
   };
   const tasks = (...ids: number[]) => T.tensor(Int32Array.from(ids), [ids.length], "int32");
@@ -259,7 +340,8 @@ describe("Poly: routing by task", () => {
     [2, 0].forEach((task, row) => {
       for (let split = 0; split < 2; split++) {
         const g = [0, 1].map((s) => 1 / (1 + Math.exp(-logitsOf[task * 4 + split * 2 + s]!)));
-        for (let s = 0; s < 2; s++) assert.ok(Math.abs(got[row * 4 + split * 2 + s]! - g[s]! / (g[0]! + g[1]! + 1e-12)) < 1e-6);
+        for (let s = 0; s < 2; s++)
+          assert.ok(Math.abs(got[row * 4 + split * 2 + s]! - g[s]! / (g[0]! + g[1]! + 1e-12)) < 1e-6);
       }
     });
     assert.throws(() => router.forward(tasks(3)), /Only 3 tasks available\. Found task id = 3/);
@@ -271,7 +353,10 @@ describe("Poly: routing by task", () => {
     const ids = IDS();
     const run = (inputIds: T.Tensor, taskIds: T.Tensor) => T.noGrad(() => peft.forward({ inputIds, taskIds })).logits;
     const both = run(ids, tasks(2, 0));
-    for (const [row, task] of [[0, 2], [1, 0]] as const) {
+    for (const [row, task] of [
+      [0, 2],
+      [1, 0],
+    ] as const) {
       const alone = run(T.tensor(ids.dataSync().slice(row * 8, row * 8 + 8), [1, 8], "int32"), tasks(task));
       assert.ok(maxAbsDiff(T.contiguous(T.narrow(both, 0, row, 1)), alone) < 1e-5, `row ${row}`);
     }
@@ -287,20 +372,28 @@ describe("Poly: routing by task", () => {
   });
 
   it("AdamW steps with per-row tasks lower the loss, also with gradient checkpointing (layers rerun in backward)", () => {
-    const peft = getPeftModel(llama().gradientCheckpointingEnable(), PolyConfig({ task_type: "CAUSAL_LM", r: 2, n_tasks: 2, n_skills: 2 })).train();
-    const trainable = peft.namedParameters().filter(([, p]) => p.requiresGrad).map(([, p]) => p);
+    const peft = getPeftModel(
+      llama().gradientCheckpointingEnable(),
+      PolyConfig({ task_type: "CAUSAL_LM", r: 2, n_tasks: 2, n_skills: 2 }),
+    ).train();
+    const trainable = peft
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([, p]) => p);
     const opt = new AdamW(trainable, { lr: 0.05 });
     const ids = toyIds();
     const taskIds = tasks(0, 1, 0, 1, 0, 1, 0, 1);
     const losses: number[] = [];
     for (let step = 0; step < 8; step++) {
-      losses.push(T.tidy(() => {
-        const loss = peft.forward({ inputIds: ids, labels: ids, taskIds }).loss!;
-        loss.backward();
-        opt.step();
-        opt.zeroGrad();
-        return loss.item();
-      }));
+      losses.push(
+        T.tidy(() => {
+          const loss = peft.forward({ inputIds: ids, labels: ids, taskIds }).loss!;
+          loss.backward();
+          opt.step();
+          opt.zeroGrad();
+          return loss.item();
+        }),
+      );
     }
     assert.ok(losses[losses.length - 1]! < losses[0]! - 0.01, losses.map((l) => l.toFixed(4)).join(" "));
   });
@@ -315,13 +408,22 @@ describe("HRA, Bone, LN tuning and Poly train", () => {
   ] as const) {
     it(`${name}: AdamW steps on a toy batch lower the loss and touch only the adapter`, () => {
       const peft = getPeftModel(llama(), config as PeftConfig);
-      const frozen = peft.namedParameters().filter(([, p]) => !p.requiresGrad).map(([k, p]) => [k, p, Array.from(p.dataSync())] as const);
-      const trainable = peft.namedParameters().filter(([, p]) => p.requiresGrad).map(([, p]) => p);
+      const frozen = peft
+        .namedParameters()
+        .filter(([, p]) => !p.requiresGrad)
+        .map(([k, p]) => [k, p, Array.from(p.dataSync())] as const);
+      const trainable = peft
+        .namedParameters()
+        .filter(([, p]) => p.requiresGrad)
+        .map(([, p]) => p);
       assert.ok(trainable.length > 0);
       const losses = trainSteps(peft.train(), new AdamW(trainable, { lr: 0.05 }), toyIds(), 8);
       // The tiny random model starts near the uniform loss ln 64; each step must lower it.
       const shown = losses.map((l) => l.toFixed(4)).join(" ");
-      assert.ok(losses.every((l, i) => i === 0 || l < losses[i - 1]!) && losses[losses.length - 1]! < losses[0]! - 0.01, `${name}: ${shown}`);
+      assert.ok(
+        losses.every((l, i) => i === 0 || l < losses[i - 1]!) && losses[losses.length - 1]! < losses[0]! - 0.01,
+        `${name}: ${shown}`,
+      );
       for (const [k, p, v] of frozen) assert.deepEqual(Array.from(p.dataSync()), v, `${name}: ${k} changed`);
       assert.ok(logits(peft.eval(), () => ({ inputIds: IDS() })).every(Number.isFinite));
     });
@@ -330,13 +432,22 @@ describe("HRA, Bone, LN tuning and Poly train", () => {
   it("`peft train` accepts each method's config and saves its adapter; `peft merge` folds in the mergeable ones", () => {
     const ws = cliWorkspace("peft-ts-methods-b-cli-", LLAMA);
     // Poly routes each record by its task_ids; the other methods ignore the field.
-    const records = [{ instruction: "say hello", output: "hello world!", task_ids: 0 }, { instruction: "whisper", output: "hello", task_ids: 1 }];
+    const records = [
+      { instruction: "say hello", output: "hello world!", task_ids: 0 },
+      { instruction: "whisper", output: "hello", task_ids: 1 },
+    ];
     writeFileSync(join(ws.root, "train.json"), JSON.stringify(records));
     const methods: Record<string, { fields: Record<string, unknown>; key: RegExp }> = {
       HRA: { fields: { r: 2 }, key: /\.(q_proj|v_proj)\.hra_u$/ },
-      BONE: { fields: { r: 4, init_weights: "bat", target_modules: ["q_proj", "v_proj"] }, key: /\.(q_proj|v_proj)\.bone_block$/ },
+      BONE: {
+        fields: { r: 4, init_weights: "bat", target_modules: ["q_proj", "v_proj"] },
+        key: /\.(q_proj|v_proj)\.bone_block$/,
+      },
       LN_TUNING: { fields: {}, key: /\.post_attention_layernorm\.ln_tuning_layers\.weight$/ },
-      POLY: { fields: { r: 2, n_tasks: 2, n_skills: 2 }, key: /\.(q_proj|v_proj)\.(poly_lora_[AB]|poly_router\.module_logits)$/ },
+      POLY: {
+        fields: { r: 2, n_tasks: 2, n_skills: 2 },
+        key: /\.(q_proj|v_proj)\.(poly_lora_[AB]|poly_router\.module_logits)$/,
+      },
     };
     for (const [type, { fields, key }] of Object.entries(methods)) {
       trainMethod(ws, type, fields);

@@ -30,8 +30,15 @@ const SOURCE_FILE = join(SOURCE, "adapter", "adapter_model.safetensors");
 const dirs = tempDirs("peft-ts-mpt-");
 after(() => dirs.removeAll());
 
-type Case = { input_ids: number[][]; task_ids: number[]; gen_input_ids?: number[][]; max_new_tokens?: number; config: Record<string, unknown>;
-  adapter_tensors?: Record<string, [number[], string]>; adapter_config_keys?: string[] };
+type Case = {
+  input_ids: number[][];
+  task_ids: number[];
+  gen_input_ids?: number[][];
+  max_new_tokens?: number;
+  config: Record<string, unknown>;
+  adapter_tensors?: Record<string, [number[], string]>;
+  adapter_config_keys?: string[];
+};
 const readCase = (dir: string) => JSON.parse(readFileSync(join(dir, "case.json"), "utf8")) as Case;
 const ids = (rows: number[][]) => T.tensor(Int32Array.from(rows.flat()), [rows.length, rows[0]!.length]);
 const tasks = (t: number[]) => T.tensor(Int32Array.from(t), [t.length]);
@@ -51,23 +58,33 @@ describe("multitask prompt tuning against peft 0.15.2", () => {
     model.base_model.setAdaptersDisabled(true);
     assert.ok(maxAbsDiff(logitsOf(model, c), expected.get("logits_disabled")!) < 1e-4);
     model.base_model.setAdaptersDisabled(false);
-    const gen = model.generate({ inputIds: ids(c.gen_input_ids!), taskIds: tasks(c.task_ids), maxNewTokens: c.max_new_tokens!, doSample: false });
+    const gen = model.generate({
+      inputIds: ids(c.gen_input_ids!),
+      taskIds: tasks(c.task_ids),
+      maxNewTokens: c.max_new_tokens!,
+      doSample: false,
+    });
     assert.deepEqual(values(gen), values(expected.get("generate_ids")!));
   });
 
   it("the prompts are P ⊙ (cols[task] · rows[task]), written out in float64", () => {
     const model = PeftModel.fromPretrained(base(), join(SOURCE, "adapter"));
     const file = loadSafetensors(SOURCE_FILE);
-    const P = values(file.get("prompt_embeddings")!), cols = values(file.get("prefix_task_cols")!), rows = values(file.get("prefix_task_rows")!);
+    const P = values(file.get("prompt_embeddings")!),
+      cols = values(file.get("prefix_task_cols")!),
+      rows = values(file.get("prefix_task_rows")!);
     const [, V, R] = file.get("prefix_task_cols")!.shape as [number, number, number];
     const D = file.get("prompt_embeddings")!.shape[1]!;
     const prompts = values(T.noGrad(() => (model.base_model as PromptLearningModel).prompts(2, tasks([2, 0]))));
-    const want = [2, 0].flatMap((t) => Array.from({ length: V * D }, (_, i) => {
-      const v = Math.floor(i / D), d = i % D;
-      let f = 0;
-      for (let r = 0; r < R; r++) f += cols[(t * V + v) * R + r]! * rows[(t * R + r) * D + d]!;
-      return P[i]! * f;
-    }));
+    const want = [2, 0].flatMap((t) =>
+      Array.from({ length: V * D }, (_, i) => {
+        const v = Math.floor(i / D),
+          d = i % D;
+        let f = 0;
+        for (let r = 0; r < R; r++) f += cols[(t * V + v) * R + r]! * rows[(t * R + r) * D + d]!;
+        return P[i]! * f;
+      }),
+    );
     assertClose(prompts, want, 1e-5, 1e-5);
   });
 
@@ -86,11 +103,19 @@ describe("multitask prompt tuning against peft 0.15.2", () => {
     const reloaded = PeftModel.fromPretrained(base(), dir);
     assertSame(values(logitsOf(reloaded, c)), values(logitsOf(model, c)), "reloaded");
     // A freshly made adapter, trained a step, for the Python check.
-    const fresh = getPeftModel(base(), MultitaskPromptTuningConfig({ task_type: "CAUSAL_LM", num_virtual_tokens: 4, num_tasks: 3, num_ranks: 2 }));
+    const fresh = getPeftModel(
+      base(),
+      MultitaskPromptTuningConfig({ task_type: "CAUSAL_LM", num_virtual_tokens: 4, num_tasks: 3, num_ranks: 2 }),
+    );
     fresh.train();
-    const opt = new AdamW(fresh.parameters().filter((p) => p.requiresGrad), { lr: 0.5 });
+    const opt = new AdamW(
+      fresh.parameters().filter((p) => p.requiresGrad),
+      { lr: 0.5 },
+    );
     T.tidy(() => {
-      fresh.forward({ inputIds: ids(c.input_ids), labels: ids(c.input_ids), taskIds: tasks(c.task_ids) }).loss!.backward();
+      fresh
+        .forward({ inputIds: ids(c.input_ids), labels: ids(c.input_ids), taskIds: tasks(c.task_ids) })
+        .loss!.backward();
       opt.step();
     });
     fresh.eval();
@@ -108,10 +133,14 @@ describe("multitask prompt tuning against peft 0.15.2", () => {
     it(`${name}: the source → target start matches peft`, () => {
       const t = readCase(SEEDS.peftDir(name));
       const want = readExpected(SEEDS.peftDir(name));
-      const model = getPeftModel(base(), MultitaskPromptTuningConfig({ ...t.config, prompt_tuning_init_state_dict_path: SOURCE_FILE } as never));
+      const model = getPeftModel(
+        base(),
+        MultitaskPromptTuningConfig({ ...t.config, prompt_tuning_init_state_dict_path: SOURCE_FILE } as never),
+      );
       model.eval();
       const saved = model.base_model.saveAdapter("default").tensors;
-      for (const k of ["prompt_embeddings", "prefix_task_cols", "prefix_task_rows"]) assertClose(values(saved.get(k)!), values(want.get(k)!), 1e-6, 0, k); // the average: one float32 rounding apart
+      for (const k of ["prompt_embeddings", "prefix_task_cols", "prefix_task_rows"])
+        assertClose(values(saved.get(k)!), values(want.get(k)!), 1e-6, 0, k); // the average: one float32 rounding apart
       assert.ok(maxAbsDiff(logitsOf(model, t), want.get("logits_adapter")!) < 1e-4);
       // One task: task ids may be left out.
       const noIds = T.noGrad(() => (model.forward({ inputIds: ids(t.input_ids) }) as ModelOutput).logits);
@@ -120,31 +149,76 @@ describe("multitask prompt tuning against peft 0.15.2", () => {
   }
 
   it("ONLY_SOURCE_SHARED takes the source's shared prompt only; bad task ids and sources are refused by name", () => {
-    const model = getPeftModel(base(), MultitaskPromptTuningConfig({ task_type: "CAUSAL_LM", num_virtual_tokens: 4, num_ranks: 2, num_tasks: 2, prompt_tuning_init: "ONLY_SOURCE_SHARED", prompt_tuning_init_state_dict_path: SOURCE_FILE }));
+    const model = getPeftModel(
+      base(),
+      MultitaskPromptTuningConfig({
+        task_type: "CAUSAL_LM",
+        num_virtual_tokens: 4,
+        num_ranks: 2,
+        num_tasks: 2,
+        prompt_tuning_init: "ONLY_SOURCE_SHARED",
+        prompt_tuning_init_state_dict_path: SOURCE_FILE,
+      }),
+    );
     const saved = model.base_model.saveAdapter("default").tensors;
-    assertSame(values(saved.get("prompt_embeddings")!), values(loadSafetensors(SOURCE_FILE).get("prompt_embeddings")!), "shared prompt");
+    assertSame(
+      values(saved.get("prompt_embeddings")!),
+      values(loadSafetensors(SOURCE_FILE).get("prompt_embeddings")!),
+      "shared prompt",
+    );
     assert.deepEqual(saved.get("prefix_task_cols")!.shape, [2, 4, 2]);
-    assert.throws(() => model.forward({ inputIds: ids(c.input_ids) }), (e: Error) => e instanceof ConfigError && /needs taskIds/.test(e.message));
+    assert.throws(
+      () => model.forward({ inputIds: ids(c.input_ids) }),
+      (e: Error) => e instanceof ConfigError && /needs taskIds/.test(e.message),
+    );
     assert.throws(() => model.forward({ inputIds: ids(c.input_ids), taskIds: tasks([0, 5]) }), /num_tasks 2/);
-    assert.throws(() => MultitaskPromptTuningConfig({ prompt_tuning_init: "EXACT_SOURCE_TASK" }), /prompt_tuning_init_state_dict_path needs to be specified/);
-    assert.throws(() => getPeftModel(base(), MultitaskPromptTuningConfig({ task_type: "CAUSAL_LM", num_virtual_tokens: 4, num_ranks: 3, num_tasks: 1, prompt_tuning_init: "EXACT_SOURCE_TASK", prompt_tuning_init_state_dict_path: SOURCE_FILE })), /shape/);
+    assert.throws(
+      () => MultitaskPromptTuningConfig({ prompt_tuning_init: "EXACT_SOURCE_TASK" }),
+      /prompt_tuning_init_state_dict_path needs to be specified/,
+    );
+    assert.throws(
+      () =>
+        getPeftModel(
+          base(),
+          MultitaskPromptTuningConfig({
+            task_type: "CAUSAL_LM",
+            num_virtual_tokens: 4,
+            num_ranks: 3,
+            num_tasks: 1,
+            prompt_tuning_init: "EXACT_SOURCE_TASK",
+            prompt_tuning_init_state_dict_path: SOURCE_FILE,
+          }),
+        ),
+      /shape/,
+    );
   });
 
   it("learns a toy task with per-row tasks", () => {
-    const model = getPeftModel(gpt2(11, { initializer_range: 0.3 }), MultitaskPromptTuningConfig({ task_type: "CAUSAL_LM", num_virtual_tokens: 4, num_tasks: 2, num_ranks: 2 }));
+    const model = getPeftModel(
+      gpt2(11, { initializer_range: 0.3 }),
+      MultitaskPromptTuningConfig({ task_type: "CAUSAL_LM", num_virtual_tokens: 4, num_tasks: 2, num_ranks: 2 }),
+    );
     model.train();
     const cycle = [5, 9, 13, 21];
-    const x = T.tensor(Int32Array.from({ length: 4 * 16 }, (_, i) => cycle[(Math.floor(i / 16) + i) % 4]!), [4, 16]);
-    const opt = new AdamW(model.parameters().filter((p) => p.requiresGrad), { lr: 0.1 });
+    const x = T.tensor(
+      Int32Array.from({ length: 4 * 16 }, (_, i) => cycle[(Math.floor(i / 16) + i) % 4]!),
+      [4, 16],
+    );
+    const opt = new AdamW(
+      model.parameters().filter((p) => p.requiresGrad),
+      { lr: 0.1 },
+    );
     const losses: number[] = [];
     for (let s = 0; s < 40; s++) {
-      losses.push(T.tidy(() => {
-        const loss = model.forward({ inputIds: x, labels: x, taskIds: tasks([0, 1, 0, 1]) }).loss!;
-        loss.backward();
-        opt.step();
-        opt.zeroGrad();
-        return loss.item();
-      }));
+      losses.push(
+        T.tidy(() => {
+          const loss = model.forward({ inputIds: x, labels: x, taskIds: tasks([0, 1, 0, 1]) }).loss!;
+          loss.backward();
+          opt.step();
+          opt.zeroGrad();
+          return loss.item();
+        }),
+      );
     }
     assert.ok(losses[39]! < 0.75 * losses[0]!, `loss ${losses[0]} → ${losses[39]}`);
   });
@@ -154,7 +228,17 @@ describe("peft CLI with multitask prompt tuning", () => {
   it("`peft train` trains a one-task (target-stage) adapter, and `peft generate` uses it", () => {
     const ws = cliWorkspace("peft-ts-mpt-cli-", LLAMA);
     trainMethod(ws, "MULTITASK_PROMPT_TUNING", { num_virtual_tokens: 4, num_ranks: 2 });
-    const gen = ws.run("generate", "--model", "model", "--adapter", "out-MULTITASK_PROMPT_TUNING", "--prompt", "say hello", "--max-new-tokens", "3");
+    const gen = ws.run(
+      "generate",
+      "--model",
+      "model",
+      "--adapter",
+      "out-MULTITASK_PROMPT_TUNING",
+      "--prompt",
+      "say hello",
+      "--max-new-tokens",
+      "3",
+    );
     assert.equal(gen.status, 0, `peft generate failed:\n${gen.stderr}`);
   });
 });

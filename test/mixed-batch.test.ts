@@ -20,7 +20,11 @@ const ROWS = ["left", "__base__", "right", "left"];
 
 function load(name: string): PeftModel {
   const dir = join(ROOT, name);
-  const peft = PeftModel.fromPretrained(fromPretrained(join(dir, "model"), "causal-lm"), join(dir, "adapters", "left"), { adapterName: "left" });
+  const peft = PeftModel.fromPretrained(
+    fromPretrained(join(dir, "model"), "causal-lm"),
+    join(dir, "adapters", "left"),
+    { adapterName: "left" },
+  );
   peft.loadAdapter(join(dir, "adapters", "right"), "right");
   return peft.eval() as PeftModel;
 }
@@ -30,7 +34,8 @@ function expected(name: string): { ids: Tensor; logits: Float32Array } {
   return { ids: t.get("input_ids")!, logits: Float32Array.from(t.get("logits")!.dataSync()) };
 }
 
-const rowOf = (t: Tensor, r: number): Tensor => tensor(Int32Array.from(t.dataSync()).subarray(r * t.shape[1]!, (r + 1) * t.shape[1]!), [1, t.shape[1]!], "int32");
+const rowOf = (t: Tensor, r: number): Tensor =>
+  tensor(Int32Array.from(t.dataSync()).subarray(r * t.shape[1]!, (r + 1) * t.shape[1]!), [1, t.shape[1]!], "int32");
 const logitsOf = (run: () => ModelOutput) => tidy(() => Float32Array.from(noGrad(run).logits.dataSync()));
 
 function assertClose(actual: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
@@ -46,7 +51,12 @@ for (const name of ["gpt2", "llama"]) {
     const { ids, logits } = expected(name);
 
     it("logits equal Python peft's forward with adapter_names", () => {
-      assertClose(logitsOf(() => peft.forward({ inputIds: ids, adapterNames: ROWS })), logits, 1e-4, "logits");
+      assertClose(
+        logitsOf(() => peft.forward({ inputIds: ids, adapterNames: ROWS })),
+        logits,
+        1e-4,
+        "logits",
+      );
       assert.deepEqual(peft.activeAdapters, ["left"]);
     });
 
@@ -55,32 +65,49 @@ for (const name of ["gpt2", "llama"]) {
       const base = fromPretrained(join(ROOT, name, "model"), "causal-lm").eval();
       const per = mixed.length / ROWS.length;
       ROWS.forEach((adapter, r) => {
-        const alone = adapter === "__base__"
-          ? logitsOf(() => base.forward({ inputIds: rowOf(ids, r) }) as ModelOutput)
-          : (peft.setAdapter(adapter), logitsOf(() => peft.forward({ inputIds: rowOf(ids, r) })));
+        const alone =
+          adapter === "__base__"
+            ? logitsOf(() => base.forward({ inputIds: rowOf(ids, r) }) as ModelOutput)
+            : (peft.setAdapter(adapter), logitsOf(() => peft.forward({ inputIds: rowOf(ids, r) })));
         assertClose(mixed.subarray(r * per, (r + 1) * per), alone, 1e-5, `row ${r} (${adapter})`);
       });
       peft.setAdapter("left");
     });
 
     it("per-row greedy generation equals each request generated alone", () => {
-      const mixed = Array.from(peft.generate({ inputIds: ids, adapterNames: ROWS, maxNewTokens: 8, eosTokenId: -1 }).dataSync());
+      const mixed = Array.from(
+        peft.generate({ inputIds: ids, adapterNames: ROWS, maxNewTokens: 8, eosTokenId: -1 }).dataSync(),
+      );
       const width = mixed.length / ROWS.length;
       ROWS.forEach((adapter, r) => {
-        const alone = adapter === "__base__"
-          ? peft.generate({ inputIds: rowOf(ids, r), adapterNames: ["__base__"], maxNewTokens: 8, eosTokenId: -1 })
-          : (peft.setAdapter(adapter), peft.generate({ inputIds: rowOf(ids, r), maxNewTokens: 8, eosTokenId: -1 }));
-        assert.deepEqual(mixed.slice(r * width, (r + 1) * width), Array.from(alone.dataSync()), `row ${r} (${adapter})`);
+        const alone =
+          adapter === "__base__"
+            ? peft.generate({ inputIds: rowOf(ids, r), adapterNames: ["__base__"], maxNewTokens: 8, eosTokenId: -1 })
+            : (peft.setAdapter(adapter), peft.generate({ inputIds: rowOf(ids, r), maxNewTokens: 8, eosTokenId: -1 }));
+        assert.deepEqual(
+          mixed.slice(r * width, (r + 1) * width),
+          Array.from(alone.dataSync()),
+          `row ${r} (${adapter})`,
+        );
       });
       peft.setAdapter("left");
     });
 
     it("an unknown adapter, a wrong row count or merged adapters are ConfigErrors", () => {
-      assert.throws(() => peft.forward({ inputIds: ids, adapterNames: ["left", "nope", "right", "left"] }), (e: Error) => e instanceof ConfigError && /"nope"/.test(e.message));
-      assert.throws(() => peft.forward({ inputIds: ids, adapterNames: ["left", "right"] }), (e: Error) => e instanceof ConfigError && /2 entries but the batch has 4/.test(e.message));
+      assert.throws(
+        () => peft.forward({ inputIds: ids, adapterNames: ["left", "nope", "right", "left"] }),
+        (e: Error) => e instanceof ConfigError && /"nope"/.test(e.message),
+      );
+      assert.throws(
+        () => peft.forward({ inputIds: ids, adapterNames: ["left", "right"] }),
+        (e: Error) => e instanceof ConfigError && /2 entries but the batch has 4/.test(e.message),
+      );
       peft.baseModel.capabilities.merge!.merge(["left"]);
       try {
-        assert.throws(() => peft.forward({ inputIds: ids, adapterNames: ROWS }), (e: Error) => e instanceof ConfigError && /merged/.test(e.message));
+        assert.throws(
+          () => peft.forward({ inputIds: ids, adapterNames: ROWS }),
+          (e: Error) => e instanceof ConfigError && /merged/.test(e.message),
+        );
       } finally {
         peft.baseModel.capabilities.merge!.unmerge();
       }

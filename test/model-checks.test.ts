@@ -21,7 +21,11 @@ import { GPT2, LLAMA, llama } from "./tiny-models.js";
 import { bpeTokenizerJson, bertConfig, bertTokenizerJson, writeFolder } from "./tokenizer-fixtures.js";
 import { cliWorkspace } from "./cli-workspace.js";
 
-function throwsTyped(fn: () => unknown, type: typeof ConfigError | typeof CheckpointError, ...patterns: RegExp[]): void {
+function throwsTyped(
+  fn: () => unknown,
+  type: typeof ConfigError | typeof CheckpointError,
+  ...patterns: RegExp[]
+): void {
   assert.throws(fn, (err: unknown) => {
     assert.ok(err instanceof type, `expected a ${type.name}, got ${String(err)}`);
     for (const p of patterns) assert.match(err.message, p);
@@ -31,46 +35,103 @@ function throwsTyped(fn: () => unknown, type: typeof ConfigError | typeof Checkp
 
 describe("model configs are checked before allocating", () => {
   it("the issue's configs give a ConfigError naming the field", () => {
-    throwsTyped(() => modelFromConfig({ ...LLAMA, hidden_size: 191, num_attention_heads: 4, num_key_value_heads: 4 }, "causal-lm"), ConfigError,
-      /`hidden_size` 191 is not a multiple of `num_attention_heads` 4/);
+    throwsTyped(
+      () =>
+        modelFromConfig({ ...LLAMA, hidden_size: 191, num_attention_heads: 4, num_key_value_heads: 4 }, "causal-lm"),
+      ConfigError,
+      /`hidden_size` 191 is not a multiple of `num_attention_heads` 4/,
+    );
     throwsTyped(
       () => modelFromConfig({ ...LLAMA, hidden_size: "192" }, "causal-lm"),
       ConfigError,
       /`hidden_size` must be an integer ≥ 1, got "192" \(a string\)/,
     );
-    throwsTyped(() => modelFromConfig({ ...LLAMA, rms_norm_eps: -1 }, "causal-lm"), ConfigError, /`rms_norm_eps` must be a number > 0, got -1/);
-    throwsTyped(() => modelFromConfig({ ...GPT2, n_embd: 30 }, "causal-lm"), ConfigError, /`n_embd` 30 is not a multiple of `n_head` 4/);
+    throwsTyped(
+      () => modelFromConfig({ ...LLAMA, rms_norm_eps: -1 }, "causal-lm"),
+      ConfigError,
+      /`rms_norm_eps` must be a number > 0, got -1/,
+    );
+    throwsTyped(
+      () => modelFromConfig({ ...GPT2, n_embd: 30 }, "causal-lm"),
+      ConfigError,
+      /`n_embd` 30 is not a multiple of `n_head` 4/,
+    );
     throwsTyped(
       () => modelFromConfig({ ...LLAMA, num_key_value_heads: 3 }, "causal-lm"),
       ConfigError,
       /`num_attention_heads` 4 is not a multiple of `num_key_value_heads` 3/,
     );
-    throwsTyped(() => modelFromConfig({ ...GPT2, attn_pdrop: 1.5 }, "causal-lm"), ConfigError, /`attn_pdrop` must be a number in \[0, 1\], got 1\.5/);
-    throwsTyped(() => modelFromConfig({ ...GPT2, eos_token_id: "2" }, "causal-lm"), ConfigError, /`eos_token_id` must be/);
+    throwsTyped(
+      () => modelFromConfig({ ...GPT2, attn_pdrop: 1.5 }, "causal-lm"),
+      ConfigError,
+      /`attn_pdrop` must be a number in \[0, 1\], got 1\.5/,
+    );
+    throwsTyped(
+      () => modelFromConfig({ ...GPT2, eos_token_id: "2" }, "causal-lm"),
+      ConfigError,
+      /`eos_token_id` must be/,
+    );
   });
 
   it("num_hidden_layers 100000 is refused before any layer is built (fast, no out-of-memory abort)", () => {
     throwsTyped(
-      () => modelFromConfig({ ...LLAMA, hidden_size: 192, num_attention_heads: 4, num_key_value_heads: 4, num_hidden_layers: 100000 }, "causal-lm"),
+      () =>
+        modelFromConfig(
+          { ...LLAMA, hidden_size: 192, num_attention_heads: 4, num_key_value_heads: 4, num_hidden_layers: 100000 },
+          "causal-lm",
+        ),
       ConfigError,
       /100000/,
       /free/,
     );
-    throwsTyped(() => modelFromConfig({ ...GPT2, vocab_size: 4e12 }, "causal-lm"), ConfigError, /vocab_size 4000000000000/, /even at 4 bits each/);
+    throwsTyped(
+      () => modelFromConfig({ ...GPT2, vocab_size: 4e12 }, "causal-lm"),
+      ConfigError,
+      /vocab_size 4000000000000/,
+      /even at 4 bits each/,
+    );
   });
 
   it("the parameter estimate is a lower bound within a factor 2 of the real count, for every family", () => {
     const configs: [Record<string, unknown>, "causal-lm" | "base" | "seq2seq-lm"][] = [
-      [GPT2, "causal-lm"], [LLAMA, "causal-lm"], [{ ...LLAMA, model_type: "qwen2", tie_word_embeddings: true }, "causal-lm"],
+      [GPT2, "causal-lm"],
+      [LLAMA, "causal-lm"],
+      [{ ...LLAMA, model_type: "qwen2", tie_word_embeddings: true }, "causal-lm"],
       [{ ...LLAMA, model_type: "bert", num_key_value_heads: undefined }, "base"],
-      [{ model_type: "distilbert", vocab_size: 64, dim: 32, n_layers: 2, n_heads: 4, hidden_dim: 64, max_position_embeddings: 32 }, "base"],
-      [{ model_type: "t5", vocab_size: 64, d_model: 32, d_kv: 8, d_ff: 64, num_layers: 2, num_heads: 4, is_encoder_decoder: true }, "seq2seq-lm"],
+      [
+        {
+          model_type: "distilbert",
+          vocab_size: 64,
+          dim: 32,
+          n_layers: 2,
+          n_heads: 4,
+          hidden_dim: 64,
+          max_position_embeddings: 32,
+        },
+        "base",
+      ],
+      [
+        {
+          model_type: "t5",
+          vocab_size: 64,
+          d_model: 32,
+          d_kv: 8,
+          d_ff: 64,
+          num_layers: 2,
+          num_heads: 4,
+          is_encoder_decoder: true,
+        },
+        "seq2seq-lm",
+      ],
     ];
     for (const [config, task] of configs) {
       const model = modelFromConfig(config, task);
       const actual = model.parameters().reduce((n, p) => n + p.size, 0);
       const estimate = estimateParameterCount(model.config);
-      assert.ok(estimate <= actual && estimate >= actual / 2, `${String(config["model_type"])}: estimate ${estimate}, actual ${actual}`);
+      assert.ok(
+        estimate <= actual && estimate >= actual / 2,
+        `${String(config["model_type"])}: estimate ${estimate}, actual ${actual}`,
+      );
     }
   });
 
@@ -98,7 +159,11 @@ describe("bad weights and tokenizer files", () => {
     try {
       const weights = join(dir, "model.safetensors");
       mkdirSync(weights);
-      throwsTyped(() => loadSafetensors(weights), CheckpointError, new RegExp(`${weights.replace(/[.]/g, "\\.")} is a directory, not a safetensors file`));
+      throwsTyped(
+        () => loadSafetensors(weights),
+        CheckpointError,
+        new RegExp(`${weights.replace(/[.]/g, "\\.")} is a directory, not a safetensors file`),
+      );
       writeFileSync(join(dir, "config.json"), JSON.stringify(GPT2));
       throwsTyped(() => fromPretrained(dir, "causal-lm"), CheckpointError, /model\.safetensors is a directory/);
     } finally {
@@ -109,10 +174,17 @@ describe("bad weights and tokenizer files", () => {
   it("a corrupt tokenizer.json is a CheckpointError at load time, naming the entry", () => {
     const cases: [string, (json: Record<string, any>) => void, RegExp][] = [
       ["a non-integer id", (j) => void (j.model.vocab["a"] = 1.5), /model\.vocab\["a"\] is 1\.5, not a token id/],
-      ["a string id", (j) => void (j.model.vocab["a"] = "3"), /model\.vocab\["a"\] is "3" \(a string\), not a token id/],
+      [
+        "a string id",
+        (j) => void (j.model.vocab["a"] = "3"),
+        /model\.vocab\["a"\] is "3" \(a string\), not a token id/,
+      ],
       ["an empty vocabulary", (j) => void (j.model.vocab = {}), /has an empty model\.vocab/],
-      ["an added token without an id (NaN in Python's JSON)", (j) => void (j.added_tokens[0].id = null),
-        /added_tokens\[0\] \("<\|endoftext\|>"\) has id null, not a token id/],
+      [
+        "an added token without an id (NaN in Python's JSON)",
+        (j) => void (j.added_tokens[0].id = null),
+        /added_tokens\[0\] \("<\|endoftext\|>"\) has id null, not a token id/,
+      ],
     ];
     for (const [what, corrupt, pattern] of cases) {
       const json = structuredClone(bpeTokenizerJson("qwen2")) as Record<string, any>;
@@ -126,10 +198,24 @@ describe("bad weights and tokenizer files", () => {
         rmSync(dir, { recursive: true, force: true });
       }
     }
-    const unigram = { ...bertTokenizerJson(), model: { type: "Unigram", unk_id: 0, vocab: [["<unk>", 0], ["a", "x"]] } };
+    const unigram = {
+      ...bertTokenizerJson(),
+      model: {
+        type: "Unigram",
+        unk_id: 0,
+        vocab: [
+          ["<unk>", 0],
+          ["a", "x"],
+        ],
+      },
+    };
     const dir = writeFolder({ "tokenizer.json": unigram, "tokenizer_config.json": bertConfig() });
     try {
-      throwsTyped(() => AutoTokenizer.fromPretrainedSync(dir), CheckpointError, /model\.vocab\[1\] is \["a","x"\] \(a list\), not a \[piece, score\] pair/);
+      throwsTyped(
+        () => AutoTokenizer.fromPretrainedSync(dir),
+        CheckpointError,
+        /model\.vocab\[1\] is \["a","x"\] \(a list\), not a \[piece, score\] pair/,
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -141,8 +227,11 @@ describe("NaN logits in generation", () => {
     const model = asGenerative(llama());
     const norm = model.namedParameters().find(([n]) => n.endsWith("layers.0.input_layernorm.weight"))![1];
     T.noGrad(() => norm.copy_(T.full(norm.shape, Number.NaN)));
-    throwsTyped(() => model.generate({ inputIds: T.tensor(Int32Array.from([1, 2, 3]), [1, 3]), maxNewTokens: 2 }), CheckpointError,
-      /logits are NaN at step 1 \(batch row 0\)/);
+    throwsTyped(
+      () => model.generate({ inputIds: T.tensor(Int32Array.from([1, 2, 3]), [1, 3]), maxNewTokens: 2 }),
+      CheckpointError,
+      /logits are NaN at step 1 \(batch row 0\)/,
+    );
     assert.throws(
       () => model.generate({ inputIds: T.tensor(Int32Array.from([1, 2, 3]), [1, 3]), maxNewTokens: 2 }),
       (e: CheckpointError) => /rms_norm_eps/.test(e.hint ?? ""),

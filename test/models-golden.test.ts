@@ -14,10 +14,21 @@ import type { ModelOutput } from "../src/models/outputs.js";
 import { asGenerative } from "../src/models/generation/index.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
 import { noGrad, tensor } from "../src/tensor/index.js";
-import { REFERENCE, compareOutputs, maxAbsDiff, modelDir, readCase, readExpected, readInputs, taskOfClass } from "./golden.js";
+import {
+  REFERENCE,
+  compareOutputs,
+  maxAbsDiff,
+  modelDir,
+  readCase,
+  readExpected,
+  readInputs,
+  taskOfClass,
+} from "./golden.js";
 import { randTensor } from "./helpers.js";
 
-const index = JSON.parse(readFileSync(join(REFERENCE, "index.json"), "utf8")) as { models: Record<string, { class: string }> };
+const index = JSON.parse(readFileSync(join(REFERENCE, "index.json"), "utf8")) as {
+  models: Record<string, { class: string }>;
+};
 
 /** Reload the model `model` saved to `out` as `task`: no missing or unexpected keys, and logits identical to `model`'s on the inputs of golden folder `dir`. */
 function assertReloadsIdentically(model: PreTrainedModel, out: string, task: Task, dir: string, name: string): void {
@@ -77,18 +88,46 @@ describe("encoder and encoder-decoder families", () => {
     const { inputIds, attentionMask } = readInputs(dir);
     const [batch, length] = inputIds!.shape as [number, number];
     const P = 5;
-    const past = [0, 1].map((l) => ({ key: randTensor([batch, 4, P, 16], 10 + l), value: randTensor([batch, 4, P, 16], 20 + l) }));
+    const past = [0, 1].map((l) => ({
+      key: randTensor([batch, 4, P, 16], 10 + l),
+      value: randTensor([batch, 4, P, 16], 20 + l),
+    }));
     const mask = Array.from(attentionMask!.dataSync());
     const withPrefix = (prefixMask: number) =>
-      tensor(Int32Array.from({ length: batch * (P + length) }, (_, i) => (i % (P + length) < P ? prefixMask : mask[Math.floor(i / (P + length)) * length + (i % (P + length)) - P]!)), [batch, P + length], "int32");
-    const positions = tensor(Int32Array.from({ length: batch * length }, (_, i) => P + (i % length)), [batch, length], "int32");
+      tensor(
+        Int32Array.from({ length: batch * (P + length) }, (_, i) =>
+          i % (P + length) < P ? prefixMask : mask[Math.floor(i / (P + length)) * length + (i % (P + length)) - P]!,
+        ),
+        [batch, P + length],
+        "int32",
+      );
+    const positions = tensor(
+      Int32Array.from({ length: batch * length }, (_, i) => P + (i % length)),
+      [batch, length],
+      "int32",
+    );
     noGrad(() => {
-      const hidden = model.forward({ inputIds: inputIds!, attentionMask: withPrefix(0), pastKeyValues: past }) as ModelOutput;
-      const shifted = model.forward({ inputIds: inputIds!, attentionMask: attentionMask!, positionIds: positions }) as ModelOutput;
+      const hidden = model.forward({
+        inputIds: inputIds!,
+        attentionMask: withPrefix(0),
+        pastKeyValues: past,
+      }) as ModelOutput;
+      const shifted = model.forward({
+        inputIds: inputIds!,
+        attentionMask: attentionMask!,
+        positionIds: positions,
+      }) as ModelOutput;
       assert.ok(maxAbsDiff(hidden.logits, shifted.logits) < 1e-5, "a fully masked prefix only offsets the positions");
-      const attended = model.forward({ inputIds: inputIds!, attentionMask: withPrefix(1), pastKeyValues: past }) as ModelOutput;
+      const attended = model.forward({
+        inputIds: inputIds!,
+        attentionMask: withPrefix(1),
+        pastKeyValues: past,
+      }) as ModelOutput;
       assert.ok(maxAbsDiff(attended.logits, shifted.logits) > 1e-3, "an attended prefix changes the output");
-      assert.throws(() => model.forward({ inputIds: inputIds!, attentionMask: attentionMask!, pastKeyValues: past }), /past \+ current/);
+      assert.throws(
+        () => model.forward({ inputIds: inputIds!, attentionMask: attentionMask!, pastKeyValues: past }),
+        /past \+ current/,
+      );
     });
   });
 
@@ -96,20 +135,47 @@ describe("encoder and encoder-decoder families", () => {
     const dir = modelDir("t5");
     const model = fromPretrained(dir, "seq2seq-lm");
     const { inputIds, attentionMask, decoderInputIds } = readInputs(dir);
-    const batch = inputIds!.shape[0]!, source = inputIds!.shape[1]!;
+    const batch = inputIds!.shape[0]!,
+      source = inputIds!.shape[1]!;
     const P = 5;
-    const self = [0, 1].map((l) => ({ key: randTensor([batch, 4, P, 16], 30 + l), value: randTensor([batch, 4, P, 16], 40 + l) }));
-    const cross = (len: number) => self.map((kv, l) => ({ ...kv, crossKey: randTensor([batch, 4, len, 16], 50 + l), crossValue: randTensor([batch, 4, len, 16], 60 + l) }));
+    const self = [0, 1].map((l) => ({
+      key: randTensor([batch, 4, P, 16], 30 + l),
+      value: randTensor([batch, 4, P, 16], 40 + l),
+    }));
+    const cross = (len: number) =>
+      self.map((kv, l) => ({
+        ...kv,
+        crossKey: randTensor([batch, 4, len, 16], 50 + l),
+        crossValue: randTensor([batch, 4, len, 16], 60 + l),
+      }));
     noGrad(() => {
-      const run = (pastKeyValues: typeof self) => model.forward({ inputIds: inputIds!, attentionMask: attentionMask!, decoderInputIds: decoderInputIds!, pastKeyValues, useCache: true }) as ModelOutput;
-      const plain = model.forward({ inputIds: inputIds!, attentionMask: attentionMask!, decoderInputIds: decoderInputIds! }) as ModelOutput;
+      const run = (pastKeyValues: typeof self) =>
+        model.forward({
+          inputIds: inputIds!,
+          attentionMask: attentionMask!,
+          decoderInputIds: decoderInputIds!,
+          pastKeyValues,
+          useCache: true,
+        }) as ModelOutput;
+      const plain = model.forward({
+        inputIds: inputIds!,
+        attentionMask: attentionMask!,
+        decoderInputIds: decoderInputIds!,
+      }) as ModelOutput;
       const prefixed = run(self);
       assert.deepEqual(prefixed.logits.shape, plain.logits.shape);
       assert.ok(maxAbsDiff(prefixed.logits, plain.logits) > 1e-3, "the prefix changes the decoder");
       assert.equal(maxAbsDiff(run(cross(P)).logits, prefixed.logits), 0, "a cross pair of another length is ignored");
-      assert.ok(maxAbsDiff(run(cross(source)).logits, prefixed.logits) > 1e-3, "a cross pair of the encoder length is used");
+      assert.ok(
+        maxAbsDiff(run(cross(source)).logits, prefixed.logits) > 1e-3,
+        "a cross pair of the encoder length is used",
+      );
       const present = prefixed.pastKeyValues![0]!;
-      assert.deepEqual(present.key.shape, [batch, 4, P + decoderInputIds!.shape[1]!, 16], "self-attention cache = prefix + tokens");
+      assert.deepEqual(
+        present.key.shape,
+        [batch, 4, P + decoderInputIds!.shape[1]!, 16],
+        "self-attention cache = prefix + tokens",
+      );
       assert.deepEqual(present.crossKey!.shape, [batch, 4, source, 16], "cross-attention cache = encoder length");
     });
   });
@@ -123,7 +189,11 @@ describe("greedy generation goldens (transformers' generate, max_new_tokens 6, l
       const model = asGenerative(fromPretrained(dir, taskOfClass(info.class)));
       const inputs = readInputs(dir);
       const want = readExpected(dir).get("generate_greedy")!;
-      const got = model.generate({ inputIds: inputs["genInputIds"]!, attentionMask: inputs["genAttentionMask"]!, maxNewTokens: 6 });
+      const got = model.generate({
+        inputIds: inputs["genInputIds"]!,
+        attentionMask: inputs["genAttentionMask"]!,
+        maxNewTokens: 6,
+      });
       assert.deepEqual(got.shape, want.shape, "decoder-only: prompt + 6 new tokens; seq2seq: decoder start + 6");
       assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()));
     });

@@ -35,8 +35,18 @@ const GRADS = [
 ];
 
 /** torch.optim.AdamW's update for a flat parameter, in doubles. */
-function adamwReference(p0: number[], grads: number[][], lr: number, wd: number, b1 = 0.9, b2 = 0.999, eps = 1e-8): number[] {
-  const p = [...p0], m = p0.map(() => 0), v = p0.map(() => 0);
+function adamwReference(
+  p0: number[],
+  grads: number[][],
+  lr: number,
+  wd: number,
+  b1 = 0.9,
+  b2 = 0.999,
+  eps = 1e-8,
+): number[] {
+  const p = [...p0],
+    m = p0.map(() => 0),
+    v = p0.map(() => 0);
   grads.forEach((g, k) => {
     const t = k + 1;
     for (let i = 0; i < p.length; i++) {
@@ -45,14 +55,18 @@ function adamwReference(p0: number[], grads: number[][], lr: number, wd: number,
       v[i] = b2 * v[i]! + (1 - b2) * g[i]! * g[i]!;
       const mHat = m[i]! / (1 - b1 ** t);
       const denom = Math.sqrt(v[i]!) / Math.sqrt(1 - b2 ** t) + eps;
-      p[i]! -= lr * mHat / denom;
+      p[i]! -= (lr * mHat) / denom;
     }
   });
   return p;
 }
 
 /** torch.optim.SGD's update for a flat parameter, in doubles. */
-function sgdReference(p0: number[], grads: number[][], o: { lr: number; momentum: number; dampening: number; wd: number; nesterov: boolean }): number[] {
+function sgdReference(
+  p0: number[],
+  grads: number[][],
+  o: { lr: number; momentum: number; dampening: number; wd: number; nesterov: boolean },
+): number[] {
   const p = [...p0];
   let buf: number[] | null = null;
   for (const g of grads) {
@@ -83,7 +97,12 @@ describe("training", () => {
     const b1 = T.parameter(T.zeros([hidden]));
     const w2 = T.parameter(T.tensor(randValues(2 * hidden, 12, 0.2, 0.8), [2, hidden]));
     const b2 = T.parameter(T.zeros([2]));
-    const x = T.tensor([[0, 0], [0, 1], [1, 0], [1, 1]]);
+    const x = T.tensor([
+      [0, 0],
+      [0, 1],
+      [1, 0],
+      [1, 1],
+    ]);
     const y = T.tensor(new Int32Array([0, 1, 1, 0]));
     const opt = new AdamW([w1, b1, w2, b2], { lr: 0.05, weightDecay: 0 });
     const trainStep = () =>
@@ -112,7 +131,10 @@ describe("training", () => {
 describe("AdamW", () => {
   it("uses PyTorch's defaults", () => {
     const opt = new AdamW([param([1])]);
-    assert.deepEqual({ ...opt.paramGroups[0], params: undefined }, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, params: undefined });
+    assert.deepEqual(
+      { ...opt.paramGroups[0], params: undefined },
+      { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, params: undefined },
+    );
   });
 
   it("first step moves each weight by lr against the sign of its gradient (after decay)", () => {
@@ -120,7 +142,7 @@ describe("AdamW", () => {
     const opt = new AdamW([p], { lr: 0.1, weightDecay: 0.1 });
     run(opt, p, GRADS.slice(0, 1));
     // Step 1: m̂ = g and √v̂ = |g|, so the Adam direction is g/(|g| + eps) ≈ sign(g).
-    const expected = P0.map((x, i) => x * (1 - 0.1 * 0.1) - 0.1 * GRADS[0]![i]! / (Math.abs(GRADS[0]![i]!) + 1e-8));
+    const expected = P0.map((x, i) => x * (1 - 0.1 * 0.1) - (0.1 * GRADS[0]![i]!) / (Math.abs(GRADS[0]![i]!) + 1e-8));
     assertClose(p.dataSync(), expected, ATOL);
   });
 
@@ -135,7 +157,13 @@ describe("AdamW", () => {
       const p = param(P0, [2, 2]);
       const opt = new AdamW([p], { lr: 0.1, ...c });
       run(opt, p, GRADS);
-      assertClose(p.dataSync(), adamwReference(P0, GRADS, 0.1, c.weightDecay, ...c.betas, c.eps), ATOL, 0, `AdamW ${JSON.stringify(c)}`);
+      assertClose(
+        p.dataSync(),
+        adamwReference(P0, GRADS, 0.1, c.weightDecay, ...c.betas, c.eps),
+        ATOL,
+        0,
+        `AdamW ${JSON.stringify(c)}`,
+      );
       assert.equal(opt.getState(p)!["step"], 3);
     }
   });
@@ -143,14 +171,29 @@ describe("AdamW", () => {
   it("decays weights decoupled from the gradient: zero gradients shrink p by (1 − lr·wd) per step", () => {
     const p = param(P0);
     const opt = new AdamW([p], { lr: 0.1, weightDecay: 0.1 });
-    run(opt, p, [0, 0, 0].map(() => [0, 0, 0, 0]));
+    run(
+      opt,
+      p,
+      [0, 0, 0].map(() => [0, 0, 0, 0]),
+    );
     // With L2 (coupled) decay the gradient would be wd·p and Adam would move each weight by ≈ lr per step instead.
-    assertClose(p.dataSync(), P0.map((x) => x * 0.99 ** 3), ATOL);
+    assertClose(
+      p.dataSync(),
+      P0.map((x) => x * 0.99 ** 3),
+      ATOL,
+    );
   });
 
   it("parameter groups get their own lr and weight decay, other options from the defaults", () => {
-    const a = param(P0), b = param(P0.map((x) => -x));
-    const opt = new AdamW([{ params: [a], lr: 0.1, weightDecay: 0 }, { params: [b], weightDecay: 0.5 }], { lr: 0.01, betas: [0.8, 0.99] });
+    const a = param(P0),
+      b = param(P0.map((x) => -x));
+    const opt = new AdamW(
+      [
+        { params: [a], lr: 0.1, weightDecay: 0 },
+        { params: [b], weightDecay: 0.5 },
+      ],
+      { lr: 0.01, betas: [0.8, 0.99] },
+    );
     assert.equal(opt.paramGroups[1]!.lr, 0.01);
     assert.deepEqual(opt.paramGroups[0]!.betas, [0.8, 0.99]);
     for (const g of GRADS) {
@@ -159,12 +202,27 @@ describe("AdamW", () => {
       opt.step();
     }
     assertClose(a.dataSync(), adamwReference(P0, GRADS, 0.1, 0, 0.8, 0.99), ATOL, 0, "group 0");
-    assertClose(b.dataSync(), adamwReference(P0.map((x) => -x), GRADS, 0.01, 0.5, 0.8, 0.99), ATOL, 0, "group 1");
+    assertClose(
+      b.dataSync(),
+      adamwReference(
+        P0.map((x) => -x),
+        GRADS,
+        0.01,
+        0.5,
+        0.8,
+        0.99,
+      ),
+      ATOL,
+      0,
+      "group 1",
+    );
     assert.throws(() => new AdamW([{ params: [a] }, { params: [a] }]), /more than one parameter group/);
   });
 
   it("frozen parameters and parameters without a gradient are not updated and get no state", () => {
-    const trained = param([1, 2]), frozen = T.parameter(T.tensor([3, 4])).requiresGrad_(false), unused = param([5, 6]);
+    const trained = param([1, 2]),
+      frozen = T.parameter(T.tensor([3, 4])).requiresGrad_(false),
+      unused = param([5, 6]);
     const opt = new AdamW([trained, frozen, unused], { lr: 0.1, weightDecay: 0.1 });
     for (let i = 0; i < 3; i++) {
       T.tidy(() => {
@@ -182,7 +240,20 @@ describe("AdamW", () => {
     assert.equal(opt.getState(unused), undefined);
     assert.equal(opt.stateSize, 1);
     assert.deepEqual(Object.keys(opt.stateDict().state), ["0"]);
-    assertClose(trained.dataSync(), adamwReference([1, 2], [[0.5, -1], [0.5, -1], [0.5, -1]], 0.1, 0.1), ATOL);
+    assertClose(
+      trained.dataSync(),
+      adamwReference(
+        [1, 2],
+        [
+          [0.5, -1],
+          [0.5, -1],
+          [0.5, -1],
+        ],
+        0.1,
+        0.1,
+      ),
+      ATOL,
+    );
   });
 
   it("state tensors survive the tidy scope the first step runs in", () => {
@@ -204,21 +275,31 @@ describe("SGD", () => {
   for (const c of cases) {
     it(`matches torch.optim.SGD over 3 steps (momentum ${c.momentum}, dampening ${c.dampening}, wd ${c.wd}, nesterov ${c.nesterov})`, () => {
       const p = param(P0, [2, 2]);
-      const opt = new SGD([p], { lr: c.lr, momentum: c.momentum, dampening: c.dampening, weightDecay: c.wd, nesterov: c.nesterov });
+      const opt = new SGD([p], {
+        lr: c.lr,
+        momentum: c.momentum,
+        dampening: c.dampening,
+        weightDecay: c.wd,
+        nesterov: c.nesterov,
+      });
       run(opt, p, GRADS);
       assertClose(p.dataSync(), sgdReference(P0, GRADS, c), ATOL);
     });
   }
 
   it("rejects Nesterov without momentum or with dampening", () => {
-    assert.throws(() => new SGD([param([1])], { nesterov: true }), /Nesterov momentum requires a momentum and zero dampening/);
+    assert.throws(
+      () => new SGD([param([1])], { nesterov: true }),
+      /Nesterov momentum requires a momentum and zero dampening/,
+    );
     assert.throws(() => new SGD([param([1])], { nesterov: true, momentum: 0.9, dampening: 0.1 }), /zero dampening/);
   });
 });
 
 describe("Optimizer bookkeeping", () => {
   it("zeroGrad sets gradients to null and frees them; zeroGrad(false) zeroes them in place", () => {
-    const a = param([1, 2]), b = param([3]);
+    const a = param([1, 2]),
+      b = param([3]);
     const opt = new SGD([a, b], { lr: 0.1 });
     T.tidy(() => T.add(T.sum(T.square(a)), T.sum(b)).backward());
     assert.ok(a.grad && b.grad);
@@ -239,9 +320,16 @@ describe("Optimizer bookkeeping", () => {
     (ps: T.Tensor[]) => new SGD(ps, { lr: 0.1, momentum: 0.9 }),
   ]) {
     it(`${make([param([0])]).constructor.name}: stateDict → JSON → loadStateDict continues exactly like the original`, () => {
-      const a1 = param(P0, [2, 2]), b1 = param([0.3, -0.3]), frozen = param([9]).requiresGrad_(false);
+      const a1 = param(P0, [2, 2]),
+        b1 = param([0.3, -0.3]),
+        frozen = param([9]).requiresGrad_(false);
       const opt1 = make([a1, frozen, b1]);
-      const gradsB = [[0.1, 0.2], [0.3, -0.1], [-0.2, 0.5], [0.05, 0.05]];
+      const gradsB = [
+        [0.1, 0.2],
+        [0.3, -0.1],
+        [-0.2, 0.5],
+        [0.05, 0.05],
+      ];
       const stepBoth = (opt: Optimizer<any>, a: T.Tensor, b: T.Tensor, k: number) => {
         setGrad(a, GRADS[k % 3]!);
         setGrad(b, gradsB[k]!);
@@ -255,7 +343,8 @@ describe("Optimizer bookkeeping", () => {
       assert.deepEqual(sd.paramGroups[0]!.params, [0, 1, 2]);
       assert.deepEqual(Object.keys(sd.state), ["0", "2"], "the frozen parameter (index 1) has no state");
 
-      const a2 = param(Array.from(a1.dataSync()), [2, 2]), b2 = param(Array.from(b1.dataSync()));
+      const a2 = param(Array.from(a1.dataSync()), [2, 2]),
+        b2 = param(Array.from(b1.dataSync()));
       const opt2 = make([a2, param([9]).requiresGrad_(false), b2]);
       opt2.loadStateDict(sd);
       assert.equal(opt2.paramGroups[0]!.lr, 0.05);
@@ -272,16 +361,24 @@ describe("Optimizer bookkeeping", () => {
   it("loadStateDict rejects a different group structure", () => {
     const opt = new AdamW([param([1, 2])]);
     const sd = opt.stateDict();
-    assert.throws(() => new AdamW([param([1]), param([2])]).loadStateDict(sd), /group 0 has 1 parameters, the optimizer's has 2/);
+    assert.throws(
+      () => new AdamW([param([1]), param([2])]).loadStateDict(sd),
+      /group 0 has 1 parameters, the optimizer's has 2/,
+    );
     setGrad(opt.paramGroups[0]!.params[0]!, [1, 1]);
     opt.step();
-    assert.throws(() => new AdamW([param([1, 2, 3])]).loadStateDict(opt.stateDict()), /has 2 values, the parameter has 3/);
+    assert.throws(
+      () => new AdamW([param([1, 2, 3])]).loadStateDict(opt.stateDict()),
+      /has 2 values, the parameter has 3/,
+    );
   });
 });
 
 describe("clipGradNorm", () => {
   it("returns the joint 2-norm and scales every gradient by maxNorm/(norm + 1e-6) when it is larger", () => {
-    const a = param([0, 0]), b = param([0, 0, 0, 0], [2, 2]), noGrad = param([7]);
+    const a = param([0, 0]),
+      b = param([0, 0, 0, 0], [2, 2]),
+      noGrad = param([7]);
     setGrad(a, [3, 4]);
     setGrad(b, [1, 2, 2, 0]);
     const total = Math.sqrt(9 + 16 + 1 + 4 + 4);
@@ -295,12 +392,13 @@ describe("clipGradNorm", () => {
   });
 
   it("supports the 1-norm and the max norm", () => {
-    const a = param([0, 0]), b = param([0, 0]);
+    const a = param([0, 0]),
+      b = param([0, 0]);
     setGrad(a, [3, -4]);
     setGrad(b, [1, -2]);
     assertClose([clipGradNorm([a, b], 100, 1)], [10], 1e-6);
     assertClose([clipGradNorm([a, b], 2, Infinity)], [4], 1e-6);
-    assertClose(a.grad!.dataSync(), [3 * 2 / (4 + 1e-6), -4 * 2 / (4 + 1e-6)], 1e-6);
+    assertClose(a.grad!.dataSync(), [(3 * 2) / (4 + 1e-6), (-4 * 2) / (4 + 1e-6)], 1e-6);
     assert.equal(clipGradNorm([param([1])], 1), 0, "no gradients: norm 0");
   });
 });
@@ -320,14 +418,20 @@ describe("LR schedules (HF transformers get_scheduler)", () => {
   }
 
   it("linear: warmup 2, total 10", () => {
-    assertClose(lrs("linear", 12, { numWarmupSteps: 2, numTrainingSteps: 10 }), [0, 0.5, 1, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125, 0, 0], 1e-12);
+    assertClose(
+      lrs("linear", 12, { numWarmupSteps: 2, numTrainingSteps: 10 }),
+      [0, 0.5, 1, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125, 0, 0],
+      1e-12,
+    );
   });
 
   it("cosine: warmup 2, total 10 (half cosine from 1 to 0)", () => {
     const got = lrs("cosine", 11, { numWarmupSteps: 2, numTrainingSteps: 10 });
     // progress p = (s − 2)/8, factor ½(1 + cos πp): p = 1/8 → 0.9619397662556434, 1/4 → 0.8535533905932737, …
-    const expected = [0, 0.5, 1, 0.9619397662556434, 0.8535533905932737, 0.6913417161825449, 0.5, 0.3086582838174551,
-      0.14644660940672627, 0.038060233744356624, 0];
+    const expected = [
+      0, 0.5, 1, 0.9619397662556434, 0.8535533905932737, 0.6913417161825449, 0.5, 0.3086582838174551,
+      0.14644660940672627, 0.038060233744356624, 0,
+    ];
     assertClose(got, expected, 1e-12);
   });
 
@@ -345,7 +449,11 @@ describe("LR schedules (HF transformers get_scheduler)", () => {
 
   it("cosine_with_restarts, polynomial and inverse_sqrt", () => {
     const restarts = lrs("cosine_with_restarts", 11, { numTrainingSteps: 10, numCycles: 2 });
-    assertClose([restarts[0]!, restarts[3]!, restarts[5]!, restarts[10]!], [1, 0.5 * (1 + Math.cos(0.6 * Math.PI)), 1, 0], 1e-12);
+    assertClose(
+      [restarts[0]!, restarts[3]!, restarts[5]!, restarts[10]!],
+      [1, 0.5 * (1 + Math.cos(0.6 * Math.PI)), 1, 0],
+      1e-12,
+    );
     const poly = lrs("polynomial", 13, { numTrainingSteps: 10, lrEnd: 0.01, power: 2 });
     assertClose([poly[5]!, poly[10]!, poly[12]!], [(0.09 * 0.25 + 0.01) / 0.1, 0.1, 0.1], 1e-12);
     const isq = lrs("inverse_sqrt", 17, { numWarmupSteps: 4 });
@@ -354,13 +462,23 @@ describe("LR schedules (HF transformers get_scheduler)", () => {
 
   it("gives clear errors for unknown names and missing arguments", () => {
     const opt = new SGD([param([1])], { lr: 0.1 });
-    assert.throws(() => getScheduler("cosine_annealing", opt, {}), /unknown lr scheduler "cosine_annealing"; supported: linear, cosine/);
+    assert.throws(
+      () => getScheduler("cosine_annealing", opt, {}),
+      /unknown lr scheduler "cosine_annealing"; supported: linear, cosine/,
+    );
     assert.throws(() => getScheduler("linear", opt, { numWarmupSteps: 2 }), /linear requires numTrainingSteps/);
-    assert.throws(() => getScheduler("cosine_with_min_lr", opt, { numTrainingSteps: 4 }), /exactly one of minLr or minLrRate/);
+    assert.throws(
+      () => getScheduler("cosine_with_min_lr", opt, { numTrainingSteps: 4 }),
+      /exactly one of minLr or minLrRate/,
+    );
   });
 
   it("scales every group's own initial lr, and resumes from a state dict", () => {
-    const make = () => new SGD([{ params: [param([1])], lr: 0.1 }, { params: [param([1])], lr: 0.01 }]);
+    const make = () =>
+      new SGD([
+        { params: [param([1])], lr: 0.1 },
+        { params: [param([1])], lr: 0.01 },
+      ]);
     const opt = make();
     const sched = getScheduler("linear", opt, { numWarmupSteps: 2, numTrainingSteps: 10 });
     assert.deepEqual(sched.getLastLr(), [0, 0]);
@@ -369,7 +487,10 @@ describe("LR schedules (HF transformers get_scheduler)", () => {
     const opt2 = make();
     const sched2 = getScheduler("linear", opt2, { numWarmupSteps: 2, numTrainingSteps: 10 });
     sched2.loadStateDict(JSON.parse(JSON.stringify(sched.stateDict())));
-    assert.deepEqual(opt2.paramGroups.map((g) => g.lr), opt.paramGroups.map((g) => g.lr));
+    assert.deepEqual(
+      opt2.paramGroups.map((g) => g.lr),
+      opt.paramGroups.map((g) => g.lr),
+    );
     sched.step();
     sched2.step();
     assert.deepEqual(sched2.getLastLr(), sched.getLastLr());
@@ -379,6 +500,9 @@ describe("LR schedules (HF transformers get_scheduler)", () => {
   it("LRScheduler takes any lambda, one per group or shared (PyTorch's LambdaLR)", () => {
     const opt = new SGD([param([1])], { lr: 2 });
     const sched = new LRScheduler(opt, (s) => 0.5 ** s);
-    assert.deepEqual([sched.getLastLr()[0], (sched.step(), sched.getLastLr()[0]), (sched.step(), opt.paramGroups[0]!.lr)], [2, 1, 0.5]);
+    assert.deepEqual(
+      [sched.getLastLr()[0], (sched.step(), sched.getLastLr()[0]), (sched.step(), opt.paramGroups[0]!.lr)],
+      [2, 1, 0.5],
+    );
   });
 });

@@ -27,7 +27,10 @@ export interface PeftCase {
 /** Cases of the methods this build supports (more are added as methods land). */
 export function casesOf(peftTypes: string[], set = REFERENCE_SET): [string, PeftCase][] {
   return Object.keys(set.index.cases)
-    .map((name): [string, PeftCase] => [name, JSON.parse(readFileSync(join(set.peftDir(name), "case.json"), "utf8")) as PeftCase])
+    .map((name): [string, PeftCase] => [
+      name,
+      JSON.parse(readFileSync(join(set.peftDir(name), "case.json"), "utf8")) as PeftCase,
+    ])
     .filter(([, c]) => peftTypes.includes(c.peft_type));
 }
 
@@ -39,7 +42,9 @@ export function baseModel(c: PeftCase, set = REFERENCE_SET) {
 
 /** The case's own inputs.json when it has one, else its base model's. */
 export function inputsFor(name: string, c: PeftCase, set = REFERENCE_SET): Record<string, Tensor> {
-  return existsSync(join(set.peftDir(name), "inputs.json")) ? readInputs(set.peftDir(name)) : readInputs(set.modelDir(c.base.replace(/^models\//, "")));
+  return existsSync(join(set.peftDir(name), "inputs.json"))
+    ? readInputs(set.peftDir(name))
+    : readInputs(set.modelDir(c.base.replace(/^models\//, "")));
 }
 
 /** Assert |got − want| ≤ 1e-4 everywhere. */
@@ -53,7 +58,8 @@ export function close(got: Tensor | undefined, want: Tensor | undefined, what: s
 /** The forward inputs of a golden batch (no generation prompts; labels and positions only when asked). */
 export function forwardInputs(inputs: Record<string, Tensor>, labels: boolean): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
-  for (const [k, v] of Object.entries(inputs)) if (!k.startsWith("gen") && (labels || (k !== "labels" && !k.endsWith("Positions")))) out[k] = v;
+  for (const [k, v] of Object.entries(inputs))
+    if (!k.startsWith("gen") && (labels || (k !== "labels" && !k.endsWith("Positions")))) out[k] = v;
   return out;
 }
 
@@ -82,8 +88,14 @@ export function checkLoadedCase(name: string, c: PeftCase, opts: LoadedCaseOptio
   }
   if (expected.has("loss_adapter")) {
     if (opts.lossFromTrainableLoad) {
-      const trainable = PeftModel.fromPretrained(baseModel(c, set), join(set.peftDir(name), "adapter"), { isTrainable: true }).eval();
-      close(noGrad(() => trainable.forward(forwardInputs(inputs, true))).loss, expected.get("loss_adapter"), "loss_adapter (trainable load)");
+      const trainable = PeftModel.fromPretrained(baseModel(c, set), join(set.peftDir(name), "adapter"), {
+        isTrainable: true,
+      }).eval();
+      close(
+        noGrad(() => trainable.forward(forwardInputs(inputs, true))).loss,
+        expected.get("loss_adapter"),
+        "loss_adapter (trainable load)",
+      );
     } else {
       close(run(true).loss, expected.get("loss_adapter"), "loss_adapter");
     }
@@ -98,8 +110,17 @@ export function checkLoadedCase(name: string, c: PeftCase, opts: LoadedCaseOptio
   }
   if (expected.has("generate_greedy_adapter")) {
     const taskIds = inputs["taskIds"] ? { taskIds: inputs["taskIds"] } : {};
-    const gen = model.generate({ inputIds: inputs["genInputIds"]!, attentionMask: inputs["genAttentionMask"]!, maxNewTokens: 6, ...taskIds });
-    assert.deepEqual(Array.from(gen.dataSync()), Array.from(expected.get("generate_greedy_adapter")!.dataSync()), "generate_greedy_adapter");
+    const gen = model.generate({
+      inputIds: inputs["genInputIds"]!,
+      attentionMask: inputs["genAttentionMask"]!,
+      maxNewTokens: 6,
+      ...taskIds,
+    });
+    assert.deepEqual(
+      Array.from(gen.dataSync()),
+      Array.from(expected.get("generate_greedy_adapter")!.dataSync()),
+      "generate_greedy_adapter",
+    );
   }
   if (expected.has("logits_merged") || expected.has("start_logits_merged")) {
     const merged = model.mergeAndUnload();
@@ -130,10 +151,15 @@ export function checkFreshCase(name: string, c: PeftCase, opts: FreshCaseOptions
   peft.savePretrained(dir);
   const saved = loadSafetensors(join(dir, "adapter_model.safetensors"));
   const shapes = Object.fromEntries([...saved].map(([k, t]) => [k, t.shape]));
-  const want = Object.fromEntries(Object.entries(c.adapter_tensors).map(([k, [shape]]) => [k, opts.shapes?.[k] ?? shape]));
+  const want = Object.fromEntries(
+    Object.entries(c.adapter_tensors).map(([k, [shape]]) => [k, opts.shapes?.[k] ?? shape]),
+  );
   assert.deepEqual(shapes, want, "saved tensor names and shapes");
   const ours = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
-  const theirs = JSON.parse(readFileSync(join(set.peftDir(name), "adapter", "adapter_config.json"), "utf8")) as Record<string, unknown>;
+  const theirs = JSON.parse(readFileSync(join(set.peftDir(name), "adapter", "adapter_config.json"), "utf8")) as Record<
+    string,
+    unknown
+  >;
   assert.deepEqual(Object.keys(ours).sort(), [...c.adapter_config_keys].sort(), "adapter_config.json keys");
   for (const key of c.adapter_config_keys) {
     if (key === "base_model_name_or_path") continue;
@@ -142,7 +168,6 @@ export function checkFreshCase(name: string, c: PeftCase, opts: FreshCaseOptions
     assert.deepEqual(norm(ours[key]), norm(wanted), `adapter_config.json field ${key}`);
   }
 }
-
 
 /**
  * For each case of `peftTypes`, an adapter made here (its trainable tensors set to amplitude·sin(i + 1)) saved under
@@ -153,7 +178,11 @@ export function saveTsAdapters(set: GoldenSet, peftTypes: string[], out: string,
   for (const [name, c] of casesOf(peftTypes, set)) {
     const peft = getPeftModel(baseModel(c, set), configFromJson({ ...c.config, peft_type: c.peft_type }));
     noGrad(() => {
-      const wave = (p: Tensor) => tensor(Float32Array.from(p.dataSync(), (_, i) => Math.sin(i + 1) * amplitude), p.shape);
+      const wave = (p: Tensor) =>
+        tensor(
+          Float32Array.from(p.dataSync(), (_, i) => Math.sin(i + 1) * amplitude),
+          p.shape,
+        );
       for (const [, p] of peft.namedParameters()) if (p.requiresGrad) p.copy_(wave(p));
     });
     const dir = join(out, name);
@@ -162,7 +191,10 @@ export function saveTsAdapters(set: GoldenSet, peftTypes: string[], out: string,
     const logits = noGrad(() => peft.forward(inputs)).logits;
     const reloaded = PeftModel.fromPretrained(baseModel(c, set), dir);
     assert.equal(maxAbsDiff(noGrad(() => reloaded.forward(inputs)).logits, logits), 0, `${name}: reloaded adapter`);
-    assert.ok(maxAbsDiff(logits, noGrad(() => reloaded.withAdapterDisabled(() => reloaded.forward(inputs))).logits) > 1e-3, `${name}: the adapter acts`);
+    assert.ok(
+      maxAbsDiff(logits, noGrad(() => reloaded.withAdapterDisabled(() => reloaded.forward(inputs))).logits) > 1e-3,
+      `${name}: the adapter acts`,
+    );
     writeSafetensors(join(dir, "logits.safetensors"), new Map([["logits", logits]]), { format: "pt" });
   }
 }

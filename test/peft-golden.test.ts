@@ -17,7 +17,8 @@ import { baseModel, casesOf, checkFreshCase, checkLoadedCase, close, forwardInpu
 describe("LoRA adapters against Python peft 0.15", () => {
   for (const [name, c] of casesOf(["LORA"])) {
     it(`${name}: loads and reproduces Python's outputs`, () => checkLoadedCase(name, c));
-    if (name !== "llama-multi-adapter") it(`${name}: a fresh adapter saves what Python saves`, () => checkFreshCase(name, c));
+    if (name !== "llama-multi-adapter")
+      it(`${name}: a fresh adapter saves what Python saves`, () => checkFreshCase(name, c));
   }
 });
 
@@ -34,8 +35,14 @@ describe("AdaLoRA adapters against Python peft 0.15", () => {
       checkLoadedCase(name, c, { lossFromTrainableLoad: true }));
     // A fresh adapter has init_r everywhere and no rank_pattern yet: Python's recorded files are pruned after training.
     const initR = c.config["init_r"] as number;
-    const shapes = Object.fromEntries(Object.entries(c.adapter_tensors).map(([k, [[d0, d1]]]) => [k, k.endsWith("lora_B") ? [d0!, initR] : [initR, d1!]]));
-    it(`${name}: a fresh adapter saves what Python saves (unpruned init_r shapes, no rank_pattern)`, () => checkFreshCase(name, c, { shapes, fields: { rank_pattern: null } }));
+    const shapes = Object.fromEntries(
+      Object.entries(c.adapter_tensors).map(([k, [[d0, d1]]]) => [
+        k,
+        k.endsWith("lora_B") ? [d0!, initR] : [initR, d1!],
+      ]),
+    );
+    it(`${name}: a fresh adapter saves what Python saves (unpruned init_r shapes, no rank_pattern)`, () =>
+      checkFreshCase(name, c, { shapes, fields: { rank_pattern: null } }));
   }
 });
 
@@ -89,7 +96,11 @@ describe("LoRA add_weighted_adapter against Python peft 0.15", () => {
       assert.deepEqual([...ours.keys()].sort(), [...theirs.keys()].sort(), `${adapterName}: saved tensor names`);
       for (const [k, t] of theirs) assert.deepEqual(ours.get(k)!.shape, t.shape, `${adapterName}: shape of ${k}`);
       if (type !== "svd") {
-        for (const [k, t] of theirs) assert.ok(maxAbsDiff(ours.get(k)!, t) <= 1e-6, `${adapterName}: ${k} differs by ${maxAbsDiff(ours.get(k)!, t)}`);
+        for (const [k, t] of theirs)
+          assert.ok(
+            maxAbsDiff(ours.get(k)!, t) <= 1e-6,
+            `${adapterName}: ${k} differs by ${maxAbsDiff(ours.get(k)!, t)}`,
+          );
       } else {
         for (const k of [...theirs.keys()].filter((key) => key.endsWith("lora_A.weight"))) {
           const kb = k.replace("lora_A", "lora_B");
@@ -98,10 +109,17 @@ describe("LoRA add_weighted_adapter against Python peft 0.15", () => {
           assert.ok(diff <= 1e-5, `${adapterName}: B·A of ${k.replace(".lora_A.weight", "")} differs by ${diff}`);
         }
       }
-      const config = JSON.parse(readFileSync(join(peftDir(name), "weighted", adapterName, "adapter_config.json"), "utf8")) as Record<string, unknown>;
+      const config = JSON.parse(
+        readFileSync(join(peftDir(name), "weighted", adapterName, "adapter_config.json"), "utf8"),
+      ) as Record<string, unknown>;
       const mine = model.peftConfig[adapterName]!;
-      for (const key of ["r", "lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern", "task_type"]) assert.deepEqual(mine[key], config[key], `${adapterName}: config ${key}`);
-      assert.deepEqual([...(mine["target_modules"] as string[])].sort(), [...(config["target_modules"] as string[])].sort(), `${adapterName}: target_modules`);
+      for (const key of ["r", "lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern", "task_type"])
+        assert.deepEqual(mine[key], config[key], `${adapterName}: config ${key}`);
+      assert.deepEqual(
+        [...(mine["target_modules"] as string[])].sort(),
+        [...(config["target_modules"] as string[])].sort(),
+        `${adapterName}: target_modules`,
+      );
       for (const t of theirs.values()) t.dispose();
     }
 
@@ -111,6 +129,10 @@ describe("LoRA add_weighted_adapter against Python peft 0.15", () => {
     const out = mkdtempSync(join(tmpdir(), "peft-ts-weighted-"));
     model.savePretrained(out, { selectedAdapters: ["weighted_svd"] });
     const reloaded = PeftModel.fromPretrained(baseModel(c), join(out, "weighted_svd"));
-    close(noGrad(() => reloaded.forward(inputs)).logits, expected.get("logits_weighted_svd"), "logits_weighted_svd after save/load");
+    close(
+      noGrad(() => reloaded.forward(inputs)).logits,
+      expected.get("logits_weighted_svd"),
+      "logits_weighted_svd after save/load",
+    );
   });
 });

@@ -21,18 +21,30 @@ function model(): PeftModel {
   manualSeed(1234);
   const base = fromPretrained(modelDir("gpt2"), "causal-lm");
   const common = { task_type: TaskType.CAUSAL_LM, init_lora_weights: false, fan_in_fan_out: true } as const;
-  const peft = getPeftModel(base, LoraConfig({ ...common, r: 4, lora_alpha: 8, target_modules: ["c_attn", "wte"] }), "a");
+  const peft = getPeftModel(
+    base,
+    LoraConfig({ ...common, r: 4, lora_alpha: 8, target_modules: ["c_attn", "wte"] }),
+    "a",
+  );
   peft.addAdapter("b", LoraConfig({ ...common, r: 2, lora_alpha: 3, target_modules: ["c_attn", "c_proj"] }));
   peft.addAdapter("c", LoraConfig({ ...common, r: 4, lora_alpha: 2, target_modules: ["c_attn"] }));
   return peft;
 }
 
 function loraLayers(peft: PeftModel): [string, LoraLinear | LoraEmbedding][] {
-  return (peft.base_model as LoraModel).tunerLayers().filter((e): e is [string, LoraLinear | LoraEmbedding] => e[1] instanceof LoraLinear || e[1] instanceof LoraEmbedding);
+  return (peft.base_model as LoraModel)
+    .tunerLayers()
+    .filter(
+      (e): e is [string, LoraLinear | LoraEmbedding] => e[1] instanceof LoraLinear || e[1] instanceof LoraEmbedding,
+    );
 }
 
 /** Σ coefᵢ·getDeltaWeight(adapterᵢ) over the adapters present in the layer (base-weight layout). */
-function weightedDelta(layer: LoraLinear | LoraEmbedding, adapters: string[], coef: (a: string, i: number) => number): number[] {
+function weightedDelta(
+  layer: LoraLinear | LoraEmbedding,
+  adapters: string[],
+  coef: (a: string, i: number) => number,
+): number[] {
   let sum: number[] | null = null;
   adapters.forEach((a, i) => {
     if (!layer.hasAdapter(a)) return;
@@ -49,19 +61,32 @@ describe("addWeightedAdapter on Conv1D and embedding layers", () => {
     const peft = model();
     peft.addWeightedAdapter(["a", "b"], W, "cat", { combinationType: "cat" });
     const config = peft.peftConfig["cat"]!;
-    assert.deepEqual([config["r"], config["lora_alpha"], config["target_modules"], config["fan_in_fan_out"]], [6, 6, ["c_attn", "wte", "c_proj"], true]);
+    assert.deepEqual(
+      [config["r"], config["lora_alpha"], config["target_modules"], config["fan_in_fan_out"]],
+      [6, 6, ["c_attn", "wte", "c_proj"], true],
+    );
     const kinds = new Set<string>();
     for (const [key, layer] of loraLayers(peft)) {
       if (!layer.hasAdapter("cat")) continue;
       kinds.add(layer instanceof LoraEmbedding ? "embedding" : layer.fanInFanOut ? "conv1d" : "linear");
       assert.equal(layer.r.get("cat"), 6, key);
       assert.equal(layer.scaling.get("cat"), 1, key);
-      assertClose(values(noGrad(() => layer.getDeltaWeight("cat"))), weightedDelta(layer, ["a", "b"], (_, i) => W[i]!), 1e-6, 1e-5, `${key} ΔW`);
+      assertClose(
+        values(noGrad(() => layer.getDeltaWeight("cat"))),
+        weightedDelta(layer, ["a", "b"], (_, i) => W[i]!),
+        1e-6,
+        1e-5,
+        `${key} ΔW`,
+      );
     }
     assert.deepEqual([...kinds].sort(), ["conv1d", "embedding"]);
     // Rows of A past the present adapters' ranks are zero (c_proj only has "b", rank 2).
     const cproj = loraLayers(peft).find(([k]) => k.endsWith("attn.c_proj"))![1] as LoraLinear;
-    assert.ok(values(cproj.loraFactors("cat").A).slice(2 * cproj.inFeatures).every((x) => x === 0));
+    assert.ok(
+      values(cproj.loraFactors("cat").A)
+        .slice(2 * cproj.inFeatures)
+        .every((x) => x === 0),
+    );
 
     // With weights 1, 1 the cat adapter is the two adapters applied together.
     peft.addWeightedAdapter(["a", "b"], [1, 1], "sum", { combinationType: "cat" });
@@ -97,7 +122,10 @@ describe("addWeightedAdapter on Conv1D and embedding layers", () => {
     const peft = model();
     peft.addWeightedAdapter(["a", "b"], W, "full", { combinationType: "svd", svdRank: 6 });
     peft.addWeightedAdapter(["a", "b"], W, "trunc", { combinationType: "svd" });
-    assert.deepEqual([peft.peftConfig["full"]!["r"], peft.peftConfig["trunc"]!["r"], peft.peftConfig["trunc"]!["lora_alpha"]], [6, 4, 4]);
+    assert.deepEqual(
+      [peft.peftConfig["full"]!["r"], peft.peftConfig["trunc"]!["r"], peft.peftConfig["trunc"]!["lora_alpha"]],
+      [6, 4, 4],
+    );
     for (const [key, layer] of loraLayers(peft)) {
       if (!layer.hasAdapter("full")) continue;
       // peft weights the already-scaled delta by weight·scaling again.
@@ -107,15 +135,26 @@ describe("addWeightedAdapter on Conv1D and embedding layers", () => {
       const shape = noGrad(() => layer.getDeltaWeight("trunc")).shape as [number, number];
       const d = svdF64(want, shape[0], shape[1]);
       const best = new Float64Array(shape[0] * shape[1]);
-      for (let i = 0; i < shape[0]; i++) for (let t = 0; t < 4; t++) for (let j = 0; j < shape[1]; j++) best[i * shape[1] + j]! += d.u[i * d.k + t]! * d.s[t]! * d.vh[t * shape[1] + j]!;
-      assertClose(values(noGrad(() => layer.getDeltaWeight("trunc"))), Array.from(best), 1e-5, 1e-4, `${key} ΔW (rank 4)`);
+      for (let i = 0; i < shape[0]; i++)
+        for (let t = 0; t < 4; t++)
+          for (let j = 0; j < shape[1]; j++)
+            best[i * shape[1] + j]! += d.u[i * d.k + t]! * d.s[t]! * d.vh[t * shape[1] + j]!;
+      assertClose(
+        values(noGrad(() => layer.getDeltaWeight("trunc"))),
+        Array.from(best),
+        1e-5,
+        1e-4,
+        `${key} ΔW (rank 4)`,
+      );
       // Vh rows are orthonormal: A·Aᵀ = I.
-      const A = values(layer.loraFactors("trunc").A), n = A.length / 4;
-      for (let p = 0; p < 4; p++) for (let q = 0; q < 4; q++) {
-        let s = 0;
-        for (let j = 0; j < n; j++) s += A[p * n + j]! * A[q * n + j]!;
-        assert.ok(Math.abs(s - (p === q ? 1 : 0)) < 1e-5, `${key}: A·Aᵀ[${p}][${q}] = ${s}`);
-      }
+      const A = values(layer.loraFactors("trunc").A),
+        n = A.length / 4;
+      for (let p = 0; p < 4; p++)
+        for (let q = 0; q < 4; q++) {
+          let s = 0;
+          for (let j = 0; j < n; j++) s += A[p * n + j]! * A[q * n + j]!;
+          assert.ok(Math.abs(s - (p === q ? 1 : 0)) < 1e-5, `${key}: A·Aᵀ[${p}][${q}] = ${s}`);
+        }
     }
   });
 
@@ -124,7 +163,13 @@ describe("addWeightedAdapter on Conv1D and embedding layers", () => {
     peft.addWeightedAdapter(["a", "b"], W, "big", { combinationType: "svd", svdRank: 80 });
     const wte = loraLayers(peft).find(([k]) => k.endsWith("wte"))![1];
     assert.equal(wte.r.get("big"), 80);
-    assertClose(values(noGrad(() => wte.getDeltaWeight("big"))), weightedDelta(wte, ["a"], () => W[0]! * wte.scaling.get("a")!), 1e-5, 1e-4, "wte ΔW");
+    assertClose(
+      values(noGrad(() => wte.getDeltaWeight("big"))),
+      weightedDelta(wte, ["a"], () => W[0]! * wte.scaling.get("a")!),
+      1e-5,
+      1e-4,
+      "wte ΔW",
+    );
     const { B } = wte.loraFactors("big"); // [64, 80]: columns past 64 are zero
     const b = values(B);
     for (let i = 0; i < 64; i++) for (let t = 64; t < 80; t++) assert.equal(b[i * 80 + t], 0);
@@ -133,10 +178,17 @@ describe("addWeightedAdapter on Conv1D and embedding layers", () => {
     peft.addWeightedAdapter(["a", "b"], W, "clamped", { combinationType: "svd", svdClamp: 0.9 });
     for (const [key, layer] of loraLayers(peft)) {
       if (!layer.hasAdapter("plain")) continue;
-      const plain = layer.loraFactors("plain"), clamped = layer.loraFactors("clamped");
+      const plain = layer.loraFactors("plain"),
+        clamped = layer.loraFactors("clamped");
       const hi = quantile([...values(plain.B), ...values(plain.A)], 0.9);
       for (const which of ["A", "B"] as const) {
-        assertClose(values(clamped[which]), values(plain[which]).map((x) => Math.min(Math.max(x, -hi), hi)), 1e-6, 1e-6, `${key} ${which} clamped`);
+        assertClose(
+          values(clamped[which]),
+          values(plain[which]).map((x) => Math.min(Math.max(x, -hi), hi)),
+          1e-6,
+          1e-6,
+          `${key} ${which} clamped`,
+        );
       }
     }
   });
@@ -147,15 +199,30 @@ describe("addWeightedAdapter on Conv1D and embedding layers", () => {
     assert.deepEqual(peft.activeAdapters, ["a"]);
     for (const p of (peft.base_model as LoraModel).adapterParameters("solo")) assert.equal(p.requiresGrad, false);
     const layer = loraLayers(peft).find(([k]) => k.endsWith("attn.c_attn"))![1];
-    assertClose(values(layer.loraFactors("solo").A), values(layer.loraFactors("b").A).map((x) => Math.sqrt(2 * 1.5) * x), 1e-6, 1e-6, "A");
+    assertClose(
+      values(layer.loraFactors("solo").A),
+      values(layer.loraFactors("b").A).map((x) => Math.sqrt(2 * 1.5) * x),
+      1e-6,
+      1e-6,
+      "A",
+    );
     assert.deepEqual([peft.peftConfig["solo"]!["r"], peft.peftConfig["solo"]!["lora_alpha"]], [2, 2]);
   });
 
   it("rank_pattern: per-layer ranks are honoured and recorded in the new config", () => {
     manualSeed(5);
     const base = fromPretrained(modelDir("gpt2"), "causal-lm");
-    const common: Fields = { task_type: TaskType.CAUSAL_LM, init_lora_weights: false, fan_in_fan_out: true, target_modules: ["c_attn"] };
-    const peft = getPeftModel(base, LoraConfig({ ...common, r: 4, lora_alpha: 4, rank_pattern: { "h.1.attn.c_attn": 2 } }), "x");
+    const common: Fields = {
+      task_type: TaskType.CAUSAL_LM,
+      init_lora_weights: false,
+      fan_in_fan_out: true,
+      target_modules: ["c_attn"],
+    };
+    const peft = getPeftModel(
+      base,
+      LoraConfig({ ...common, r: 4, lora_alpha: 4, rank_pattern: { "h.1.attn.c_attn": 2 } }),
+      "x",
+    );
     peft.addAdapter("y", LoraConfig({ ...common, r: 4, lora_alpha: 8 }));
     peft.addWeightedAdapter(["x", "y"], [1, 1], "xy", { combinationType: "cat" });
     const config = peft.peftConfig["xy"]!;
@@ -165,9 +232,18 @@ describe("addWeightedAdapter on Conv1D and embedding layers", () => {
     for (const [key, layer] of loraLayers(peft)) {
       assert.equal(layer.r.get("xy"), key.includes("h.1.") ? 6 : 8, key);
       assert.equal(layer.scaling.get("xy"), 1, key);
-      assertClose(values(noGrad(() => layer.getDeltaWeight("xy"))), weightedDelta(layer, ["x", "y"], () => 1), 1e-6, 1e-5, `${key} ΔW`);
+      assertClose(
+        values(noGrad(() => layer.getDeltaWeight("xy"))),
+        weightedDelta(layer, ["x", "y"], () => 1),
+        1e-6,
+        1e-5,
+        `${key} ΔW`,
+      );
     }
-    assert.throws(() => peft.addWeightedAdapter(["x", "y"], [1, 1], "lin", { combinationType: "linear" }), /needs equal ranks, but in transformer\.h\.1\.attn\.c_attn the adapters have ranks x: 2, y: 4/);
+    assert.throws(
+      () => peft.addWeightedAdapter(["x", "y"], [1, 1], "lin", { combinationType: "linear" }),
+      /needs equal ranks, but in transformer\.h\.1\.attn\.c_attn the adapters have ranks x: 2, y: 4/,
+    );
   });
 
   it("string target_modules are joined as regexes", () => {
@@ -179,26 +255,65 @@ describe("addWeightedAdapter on Conv1D and embedding layers", () => {
     peft.addWeightedAdapter(["p", "q"], [1, 1], "pq", { combinationType: "cat" });
     assert.equal(peft.peftConfig["pq"]!["target_modules"], "(.*h\\.0\\.attn\\.c_attn)|(.*h\\.1\\.attn\\.c_attn)");
     assert.equal(loraLayers(peft).filter(([, l]) => l.hasAdapter("pq")).length, 2);
-    const other = getPeftModel(fromPretrained(modelDir("gpt2"), "causal-lm"), LoraConfig({ ...common, target_modules: ".*c_attn" }), "s");
+    const other = getPeftModel(
+      fromPretrained(modelDir("gpt2"), "causal-lm"),
+      LoraConfig({ ...common, target_modules: ".*c_attn" }),
+      "s",
+    );
     other.addAdapter("l", LoraConfig({ ...common, target_modules: ["c_attn"] }));
-    assert.throws(() => other.addWeightedAdapter(["s", "l"], [1, 1], "sl", { combinationType: "cat" }), /same target modules type/);
+    assert.throws(
+      () => other.addWeightedAdapter(["s", "l"], [1, 1], "sl", { combinationType: "cat" }),
+      /same target modules type/,
+    );
   });
 });
 
 describe("addWeightedAdapter errors", () => {
   const peft = model();
   const cases: [string, () => void, RegExp][] = [
-    ["unknown adapter", () => peft.addWeightedAdapter(["a", "nope"], [1, 1], "n"), /adapter "nope" does not exist; adapters: "a", "b", "c"/],
+    [
+      "unknown adapter",
+      () => peft.addWeightedAdapter(["a", "nope"], [1, 1], "n"),
+      /adapter "nope" does not exist; adapters: "a", "b", "c"/,
+    ],
     ["existing name", () => peft.addWeightedAdapter(["a", "b"], [1, 1], "c"), /an adapter named "c" already exists/],
-    ["unequal ranks for linear", () => peft.addWeightedAdapter(["a", "b"], [1, 1], "n", { combinationType: "linear" }), /same r value when using combination_type "linear" \(got a: r=4, b: r=2\)/],
+    [
+      "unequal ranks for linear",
+      () => peft.addWeightedAdapter(["a", "b"], [1, 1], "n", { combinationType: "linear" }),
+      /same r value when using combination_type "linear" \(got a: r=4, b: r=2\)/,
+    ],
     ["weights count", () => peft.addWeightedAdapter(["a", "b"], [1], "n"), /2 adapter\(s\) but 1 weights/],
-    ["non-finite weight", () => peft.addWeightedAdapter(["a", "b"], [1, NaN], "n"), /weight of adapter "b" must be a finite number, got NaN/],
+    [
+      "non-finite weight",
+      () => peft.addWeightedAdapter(["a", "b"], [1, NaN], "n"),
+      /weight of adapter "b" must be a finite number, got NaN/,
+    ],
     ["no adapters", () => peft.addWeightedAdapter([], [], "n"), /at least one adapter/],
-    ["ties without density", () => peft.addWeightedAdapter(["a", "b"], [1, 1], "n", { combinationType: "ties_svd" }), /combination_type "ties_svd" needs a density/],
-    ["invalid type", () => peft.addWeightedAdapter(["a", "b"], [1, 1], "n", { combinationType: "mean" as never }), /invalid combination_type "mean"/],
-    ["svdRank", () => peft.addWeightedAdapter(["a", "b"], [1, 1], "n", { svdRank: 0 }), /svdRank must be a positive integer, got 0/],
-    ["svdClamp", () => peft.addWeightedAdapter(["a", "b"], [1, 1], "n", { svdClamp: 1.5 }), /svdClamp is a quantile and must be in \[0, 1\], got 1.5/],
-    ["negative weight for linear", () => peft.addWeightedAdapter(["a", "c"], [1, -1], "n", { combinationType: "linear" }), /takes √\(weight·scaling\), but adapter "c" has weight -1/],
+    [
+      "ties without density",
+      () => peft.addWeightedAdapter(["a", "b"], [1, 1], "n", { combinationType: "ties_svd" }),
+      /combination_type "ties_svd" needs a density/,
+    ],
+    [
+      "invalid type",
+      () => peft.addWeightedAdapter(["a", "b"], [1, 1], "n", { combinationType: "mean" as never }),
+      /invalid combination_type "mean"/,
+    ],
+    [
+      "svdRank",
+      () => peft.addWeightedAdapter(["a", "b"], [1, 1], "n", { svdRank: 0 }),
+      /svdRank must be a positive integer, got 0/,
+    ],
+    [
+      "svdClamp",
+      () => peft.addWeightedAdapter(["a", "b"], [1, 1], "n", { svdClamp: 1.5 }),
+      /svdClamp is a quantile and must be in \[0, 1\], got 1.5/,
+    ],
+    [
+      "negative weight for linear",
+      () => peft.addWeightedAdapter(["a", "c"], [1, -1], "n", { combinationType: "linear" }),
+      /takes √\(weight·scaling\), but adapter "c" has weight -1/,
+    ],
   ];
   for (const [what, fn, message] of cases) {
     it(`${what}: a clear error, and no adapter is left behind`, () => {
@@ -211,10 +326,18 @@ describe("addWeightedAdapter errors", () => {
   it("DoRA adapters and a bias copied from the first adapter are refused", () => {
     manualSeed(7);
     const common: Fields = { task_type: TaskType.CAUSAL_LM, fan_in_fan_out: true, r: 2, target_modules: ["c_attn"] };
-    const dora = getPeftModel(fromPretrained(modelDir("gpt2"), "causal-lm"), LoraConfig({ ...common, use_dora: true }), "d");
+    const dora = getPeftModel(
+      fromPretrained(modelDir("gpt2"), "causal-lm"),
+      LoraConfig({ ...common, use_dora: true }),
+      "d",
+    );
     dora.addAdapter("e", LoraConfig({ ...common }));
     assert.throws(() => dora.addWeightedAdapter(["e", "d"], [1, 1], "n"), /adapter "d" uses DoRA/);
-    const biased = getPeftModel(fromPretrained(modelDir("gpt2"), "causal-lm"), LoraConfig({ ...common, bias: "lora_only" }), "f");
+    const biased = getPeftModel(
+      fromPretrained(modelDir("gpt2"), "causal-lm"),
+      LoraConfig({ ...common, bias: "lora_only" }),
+      "f",
+    );
     biased.addAdapter("g", LoraConfig({ ...common }));
     assert.throws(() => biased.addWeightedAdapter(["f", "g"], [1, 1], "n"), /would copy bias="lora_only" from "f"/);
   });

@@ -19,4 +19,3 @@ export function floatInput(t: RawTensor): Float32Array {
   float16BitsToFloat32(t.data as Uint16Array, out);
   return out;
 }
-

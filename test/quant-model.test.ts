@@ -40,13 +40,18 @@ function dequantizedTwin(quantized: PreTrainedModel, float: PreTrainedModel): Pr
 
 describe("quantization_config: fields", () => {
   it("unknown fields are an error naming them", () => {
-    assert.throws(() => parseQuantizationConfig({ load_in_4bit: true, bnb_4bit_quant_typ: "nf4" }), (e: Error) =>
-      e instanceof ConfigError && /bnb_4bit_quant_typ/.test(e.message));
+    assert.throws(
+      () => parseQuantizationConfig({ load_in_4bit: true, bnb_4bit_quant_typ: "nf4" }),
+      (e: Error) => e instanceof ConfigError && /bnb_4bit_quant_typ/.test(e.message),
+    );
   });
   it("exactly one of load_in_4bit / load_in_8bit; bad values name the field", () => {
     assert.throws(() => parseQuantizationConfig({}), /exactly one of load_in_4bit and load_in_8bit/);
     assert.throws(() => parseQuantizationConfig({ load_in_4bit: true, load_in_8bit: true }), /exactly one/);
-    assert.throws(() => parseQuantizationConfig({ load_in_4bit: true, bnb_4bit_quant_type: "int4" }), /bnb_4bit_quant_type must be "nf4" or "fp4"/);
+    assert.throws(
+      () => parseQuantizationConfig({ load_in_4bit: true, bnb_4bit_quant_type: "int4" }),
+      /bnb_4bit_quant_type must be "nf4" or "fp4"/,
+    );
   });
   it("transformers' defaults (fp4, no double quant, threshold 6) and its to_dict form", () => {
     const s = parseQuantizationConfig({ load_in_4bit: true });
@@ -72,8 +77,11 @@ describe("quantization_config: building and loading", () => {
     T.noGrad(() => expected.loadStateDict(float.stateDict()));
     quantizeModel(expected, parseQuantizationConfig(NF4_DQ));
     for (const path of k.q4) {
-      assert.deepEqual(Array.from((q.getSubmodule(path) as Linear4bit).quantized.packed),
-        Array.from((expected.getSubmodule(path) as Linear4bit).quantized.packed), path);
+      assert.deepEqual(
+        Array.from((q.getSubmodule(path) as Linear4bit).quantized.packed),
+        Array.from((expected.getSubmodule(path) as Linear4bit).quantized.packed),
+        path,
+      );
     }
     assertClose(logits(q.eval()), logits(dequantizedTwin(q, float).eval()), 1e-4, 1e-4, "logits");
     assert.equal((q.config["quantization_config"] as Record<string, unknown>)["bnb_4bit_quant_type"], "nf4");
@@ -81,13 +89,16 @@ describe("quantization_config: building and loading", () => {
 
   it("GPT-2's Conv1D layers are quantised as [out, in]; its tied lm_head stays float", () => {
     T.manualSeed(6);
-    const q = AutoModelForCausalLM.fromConfig(GPT2, { quantizationConfig: { load_in_4bit: true, bnb_4bit_quant_type: "fp4" } });
+    const q = AutoModelForCausalLM.fromConfig(GPT2, {
+      quantizationConfig: { load_in_4bit: true, bnb_4bit_quant_type: "fp4" },
+    });
     T.manualSeed(6);
     const float = AutoModelForCausalLM.fromConfig(GPT2);
     assert.deepEqual(kinds(q).float, ["lm_head"]);
     T.noGrad(() => {
       for (const [path, m] of q.namedModules()) {
-        if (m instanceof QuantizedLinear) (float.getSubmodule(path).getTensor("weight")).copy_(T.transpose(m.dequantizeWeight()));
+        if (m instanceof QuantizedLinear)
+          float.getSubmodule(path).getTensor("weight").copy_(T.transpose(m.dequantizeWeight()));
       }
     });
     assertClose(logits(q.eval()), logits(float.eval()), 1e-4, 1e-4, "logits");
@@ -95,13 +106,16 @@ describe("quantization_config: building and loading", () => {
 
   it("fromPretrained(dir, { quantizationConfig }): 8-bit with llm_int8_skip_modules keeps the named modules float", () => {
     const dir = modelDir("llama");
-    const q = AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: { load_in_8bit: true, llm_int8_skip_modules: ["mlp"], llm_int8_threshold: 0 } });
+    const q = AutoModelForCausalLM.fromPretrained(dir, {
+      quantizationConfig: { load_in_8bit: true, llm_int8_skip_modules: ["mlp"], llm_int8_threshold: 0 },
+    });
     const k = kinds(q);
     assert.ok(k.float.length === 6 && k.float.every((p) => p.includes("mlp")), k.float.join());
     assert.ok(k.q8.includes("lm_head")); // the skip list replaces the default (lm_head), as in transformers
     // threshold 0: no outlier columns, so the int8 product's error is bounded by both sides' 8-bit rounding
     const float = AutoModelForCausalLM.fromPretrained(dir);
-    const ref = logits(float), got = logits(q);
+    const ref = logits(float),
+      got = logits(q);
     const scale = Math.max(...ref.map(Math.abs));
     assertClose(got, ref, 0.05 * scale, 0, "logits");
   });
@@ -117,14 +131,20 @@ describe("quantization_config: building and loading", () => {
     const q = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16", quantizationConfig: NF4_DQ });
     T.manualSeed(7);
     const half = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16" });
-    const floats = q.namedParameters().filter(([, p]) => p.dtype !== "bfloat16").map(([k]) => k);
+    const floats = q
+      .namedParameters()
+      .filter(([, p]) => p.dtype !== "bfloat16")
+      .map(([k]) => k);
     assert.deepEqual(floats, [], "every parameter left outside the quantised layers is bfloat16");
     const expected = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16" }); // structure only; overwritten below
     T.noGrad(() => expected.loadStateDict(half.stateDict()));
     quantizeModel(expected, parseQuantizationConfig(NF4_DQ));
     for (const path of kinds(q).q4) {
-      assert.deepEqual(Array.from((q.getSubmodule(path) as Linear4bit).quantized.packed),
-        Array.from((expected.getSubmodule(path) as Linear4bit).quantized.packed), path);
+      assert.deepEqual(
+        Array.from((q.getSubmodule(path) as Linear4bit).quantized.packed),
+        Array.from((expected.getSubmodule(path) as Linear4bit).quantized.packed),
+        path,
+      );
     }
     assertClose(logits(q.eval()), logits(expected.eval()), 0, 0, "logits");
   });
@@ -134,14 +154,17 @@ describe("quantization_config: building and loading", () => {
     const q16 = AutoModelForCausalLM.fromPretrained(dir, { dtype: "bfloat16", quantizationConfig: NF4_DQ });
     const q32 = AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: NF4_DQ });
     assertClose(logits(q16), logits(q32), 1e-6, 1e-6, "logits");
-    const bytes = (m: PreTrainedModel) => m.parameters().reduce((n, p) => n + p.size * (p.dtype === "float32" ? 4 : 2), 0);
+    const bytes = (m: PreTrainedModel) =>
+      m.parameters().reduce((n, p) => n + p.size * (p.dtype === "float32" ? 4 : 2), 0);
     assert.equal(bytes(q16) * 2, bytes(q32));
   });
 
   it("quantisation on load reads one Linear weight at a time: the float weights of the layers never coexist", () => {
     const dir = modelDir("llama");
     const float = AutoModelForCausalLM.fromPretrained(dir);
-    const linearBytes = kinds(float).float.filter((p) => p !== "lm_head").map((p) => (float.getSubmodule(p) as Linear).weight.size * 4);
+    const linearBytes = kinds(float)
+      .float.filter((p) => p !== "lm_head")
+      .map((p) => (float.getSubmodule(p) as Linear).weight.size * 4);
     const otherBytes = float.parameters().reduce((n, p) => n + p.size * 4, 0) - linearBytes.reduce((a, b) => a + b, 0);
     T.resetPeakBytes();
     const before = T.memory().liveBytes;
@@ -149,7 +172,9 @@ describe("quantization_config: building and loading", () => {
     // the model's float modules and their checkpoint copies, plus the largest Linear and its quantiser's scratch
     const bound = 2 * otherBytes + 2 * Math.max(...linearBytes);
     assert.ok(T.memory().peakBytes - before <= bound, `peak ${T.memory().peakBytes - before} B > ${bound} B`);
-    assert.ok(bound < otherBytes + linearBytes.reduce((a, b) => a + b, 0) * 2, "the bound is below what a whole float load takes");
+    assert.ok(
+      bound < otherBytes + linearBytes.reduce((a, b) => a + b, 0) * 2,
+      "the bound is below what a whole float load takes",
+    );
   });
 });
-

@@ -5,18 +5,30 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
-  FP4_CODE, NF4_CODE, blockAbsmax, dequantize4bit, dequantizeInt8Rows, dynamicMap, quantize4bit, quantizeInt8Rows,
-  quantizeInt8Weight, roundToFloat16, type QuantType4,
+  FP4_CODE,
+  NF4_CODE,
+  blockAbsmax,
+  dequantize4bit,
+  dequantizeInt8Rows,
+  dynamicMap,
+  quantize4bit,
+  quantizeInt8Rows,
+  quantizeInt8Weight,
+  roundToFloat16,
+  type QuantType4,
 } from "../src/backend/quant.js";
 import { floatInput, readQuantFixture } from "./quant-fixtures.js";
 
 /** Equal bit patterns (so -0 ≠ +0 and NaN = NaN), reporting the first difference. */
 function assertSameBits(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
-  const a = new Float32Array(actual), e = new Float32Array(expected);
-  const ab = new Uint32Array(a.buffer), eb = new Uint32Array(e.buffer);
+  const a = new Float32Array(actual),
+    e = new Float32Array(expected);
+  const ab = new Uint32Array(a.buffer),
+    eb = new Uint32Array(e.buffer);
   for (let i = 0; i < ab.length; i++) {
-    if (ab[i] !== eb[i]) assert.fail(`${what}[${i}]: ${a[i]} (0x${ab[i]!.toString(16)}) vs expected ${e[i]} (0x${eb[i]!.toString(16)})`);
+    if (ab[i] !== eb[i])
+      assert.fail(`${what}[${i}]: ${a[i]} (0x${ab[i]!.toString(16)}) vs expected ${e[i]} (0x${eb[i]!.toString(16)})`);
   }
 }
 
@@ -29,7 +41,10 @@ describe("quant: code tables", () => {
   });
 
   it("FP4 codes are sign | 2-bit exponent | 1-bit mantissa over 12, NF4 is sorted from -1 to 1", () => {
-    assert.deepEqual(Array.from(FP4_CODE.slice(0, 8), (v) => Math.round(v * 12 * 16) / 16), [0, 0.0625, 8, 12, 4, 6, 2, 3]);
+    assert.deepEqual(
+      Array.from(FP4_CODE.slice(0, 8), (v) => Math.round(v * 12 * 16) / 16),
+      [0, 0.0625, 8, 12, 4, 6, 2, 3],
+    );
     assert.equal(NF4_CODE[0], -1);
     assert.equal(NF4_CODE[7], 0);
     assert.equal(NF4_CODE[15], 1);
@@ -39,13 +54,20 @@ describe("quant: code tables", () => {
 
 for (const type of ["nf4", "fp4"] as QuantType4[]) {
   describe(`quant: ${type} against the golden files`, () => {
-    for (const [label, doubleQuant] of [["small", false], ["dq", true]] as const) {
+    for (const [label, doubleQuant] of [
+      ["small", false],
+      ["dq", true],
+    ] as const) {
       it(`${label}: packed bytes, absmax${doubleQuant ? ", nested absmax, offset" : ""} and dequantised values`, () => {
         const g = readQuantFixture(`${type}_${label}.safetensors`);
         const q = quantize4bit(floatInput(g.get("input")!), type, { doubleQuant });
         assert.deepEqual(Array.from(q.packed), Array.from(g.get("packed")!.data as Uint8Array), "packed");
         if (doubleQuant) {
-          assert.deepEqual(Array.from(q.nested!.codes), Array.from(g.get("absmax")!.data as Uint8Array), "absmax codes");
+          assert.deepEqual(
+            Array.from(q.nested!.codes),
+            Array.from(g.get("absmax")!.data as Uint8Array),
+            "absmax codes",
+          );
           assertSameBits(q.nested!.absmax, g.get("nested_absmax")!.data as Float32Array, "nested_absmax");
           assertSameBits(q.nested!.code, g.get("nested_quant_map")!.data as Float32Array, "nested_quant_map");
           assertSameBits([q.nested!.offset], g.get("offset")!.data as Float32Array, "offset");
@@ -61,8 +83,13 @@ for (const type of ["nf4", "fp4"] as QuantType4[]) {
 describe("quant: 4-bit by hand", () => {
   // Two blocks of 64: block 0 has absmax 2 (at index 1), block 1 absmax 0.5 (at index 64, negative).
   const x = new Float32Array(128);
-  x[0] = 0.5; x[1] = 2; x[2] = -1; x[3] = 0.1;
-  x[64] = -0.5; x[65] = 0.25; x[66] = 0.1;
+  x[0] = 0.5;
+  x[1] = 2;
+  x[2] = -1;
+  x[3] = 0.1;
+  x[64] = -0.5;
+  x[65] = 0.25;
+  x[66] = 0.1;
 
   it("NF4: scaled values fall between the tree's pivots; high nibble first", () => {
     const q = quantize4bit(x, "nf4");
@@ -90,7 +117,10 @@ describe("quant: 4-bit by hand", () => {
   });
 
   it("a zero block keeps absmax 0 and dequantises to zeros; an odd count pads the last low nibble", () => {
-    const q = quantize4bit(new Float32Array(65).fill(0).map((_, i) => (i === 64 ? 3 : 0)), "nf4");
+    const q = quantize4bit(
+      new Float32Array(65).fill(0).map((_, i) => (i === 64 ? 3 : 0)),
+      "nf4",
+    );
     assert.deepEqual(Array.from(q.absmax!), [0, 3]);
     assert.equal(q.packed.length, 33);
     assert.equal(q.packed[32], (15 << 4) | 7); // 3/3 → 15, the pad 0 → 7
@@ -139,9 +169,9 @@ describe("quant: LLM.int8", () => {
   });
 
   it("float16 rounding: ties to even, subnormals, overflow", () => {
-    assert.equal(roundToFloat16(1 + 2 ** -11), 1);             // a tie rounds to the even 1
+    assert.equal(roundToFloat16(1 + 2 ** -11), 1); // a tie rounds to the even 1
     assert.equal(roundToFloat16(1 + 3 * 2 ** -11), 1 + 2 ** -9);
-    assert.equal(roundToFloat16(2 ** -25 * 3), 2 ** -24 * 2);   // subnormal step 2^-24, 1.5 ulps → 2
+    assert.equal(roundToFloat16(2 ** -25 * 3), 2 ** -24 * 2); // subnormal step 2^-24, 1.5 ulps → 2
     assert.equal(roundToFloat16(65519), 65504);
     assert.equal(roundToFloat16(65520), Infinity);
     assert.equal(roundToFloat16(0.1), 0.0999755859375);

@@ -19,7 +19,9 @@ import { startMockHub, type MockHub } from "./hub-server.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 const sources = join(root, "examples", "readme");
-const examples = readdirSync(sources).filter((f) => f.endsWith(".ts")).sort();
+const examples = readdirSync(sources)
+  .filter((f) => f.endsWith(".ts"))
+  .sort();
 const texts = new Map(examples.map((f) => [f, readFileSync(join(sources, f), "utf8")]));
 
 /** The ```<lang> blocks of a markdown file, with the line each starts on. */
@@ -56,7 +58,10 @@ describe("README snippets", () => {
     assert.ok(blocks.length >= 5, `found ${blocks.length} blocks`);
     for (const { line, code } of blocks) {
       const home = examples.find((f) => texts.get(f)!.includes(code));
-      assert.ok(home, `README.md:${line}: this snippet is in no file of examples/readme/; put it in one so that it is compiled and run:\n${code}`);
+      assert.ok(
+        home,
+        `README.md:${line}: this snippet is in no file of examples/readme/; put it in one so that it is compiled and run:\n${code}`,
+      );
     }
   });
 
@@ -64,15 +69,30 @@ describe("README snippets", () => {
   symlinkSync(join(root, "assets"), join(cwd, "assets"));
   let hub: MockHub;
   before(async () => {
-    const folder = (dir: string, names: string[]) => Object.fromEntries(names.map((n) => [n, new Uint8Array(readFileSync(join(dir, n)))]));
+    const folder = (dir: string, names: string[]) =>
+      Object.fromEntries(names.map((n) => [n, new Uint8Array(readFileSync(join(dir, n)))]));
     const model = join(root, "assets", "tiny-bard");
     const adapter = join(cwd, "adapter");
-    const peft = getPeftModel(AutoModelForCausalLM.fromPretrained(model), LoraConfig({ task_type: "CAUSAL_LM", r: 8, target_modules: ["q_proj", "v_proj"] }));
+    const peft = getPeftModel(
+      AutoModelForCausalLM.fromPretrained(model),
+      LoraConfig({ task_type: "CAUSAL_LM", r: 8, target_modules: ["q_proj", "v_proj"] }),
+    );
     peft.peftConfig["default"]!.base_model_name_or_path = "Qwen/Qwen2.5-0.5B-Instruct";
     peft.savePretrained(adapter);
     hub = await startMockHub([
-      { id: "Qwen/Qwen2.5-0.5B-Instruct", commits: [{ refs: ["main"], files: folder(model, ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]) }] },
-      { id: "someone/qwen2.5-lora", commits: [{ refs: ["main"], files: folder(adapter, ["adapter_config.json", "adapter_model.safetensors"]) }] },
+      {
+        id: "Qwen/Qwen2.5-0.5B-Instruct",
+        commits: [
+          {
+            refs: ["main"],
+            files: folder(model, ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]),
+          },
+        ],
+      },
+      {
+        id: "someone/qwen2.5-lora",
+        commits: [{ refs: ["main"], files: folder(adapter, ["adapter_config.json", "adapter_model.safetensors"]) }],
+      },
     ]);
   });
   after(async () => {
@@ -82,8 +102,15 @@ describe("README snippets", () => {
   for (const file of examples) {
     it(`examples/readme/${file} runs`, () => {
       const script = join(root, "dist", "examples", "readme", file.replace(/\.ts$/, ".js"));
-      const env: NodeJS.ProcessEnv = { ...process.env, HF_ENDPOINT: hub.url, HF_HOME: join(cwd, "hf-home"), HF_TOKEN: "hf_readme", HF_HUB_DISABLE_PROGRESS_BARS: "1" };
-      for (const k of ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"]) delete env[k];
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        HF_ENDPOINT: hub.url,
+        HF_HOME: join(cwd, "hf-home"),
+        HF_TOKEN: "hf_readme",
+        HF_HUB_DISABLE_PROGRESS_BARS: "1",
+      };
+      for (const k of ["HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"])
+        delete env[k];
       execFileSync(process.execPath, [script], { cwd, env, stdio: "pipe", timeout: 120_000 });
     });
   }

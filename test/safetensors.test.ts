@@ -7,14 +7,32 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as T from "../src/tensor/index.js";
 import {
-  readSafetensors, loadSafetensors, loadSafetensorsSharded, readSafetensorsFolder, readSafetensorsHeader,
-  writeSafetensors, serializeSafetensors, parseSafetensors, rawToTensor, openSafetensors, resolveCheckpointFiles,
-  SafetensorsError, MAX_HEADER_SIZE,
+  readSafetensors,
+  loadSafetensors,
+  loadSafetensorsSharded,
+  readSafetensorsFolder,
+  readSafetensorsHeader,
+  writeSafetensors,
+  serializeSafetensors,
+  parseSafetensors,
+  rawToTensor,
+  openSafetensors,
+  resolveCheckpointFiles,
+  SafetensorsError,
+  MAX_HEADER_SIZE,
 } from "../src/io/safetensors.js";
 import type { RawTensor, SafetensorsDType } from "../src/io/safetensors.js";
 import {
-  f32BitsToF16Bits, f32BitsToBf16Bits, float16BitsToFloat32, bfloat16BitsToFloat32, float8BitsToFloat32,
-  toFloat16Bits, fromFloat16Bits, toBfloat16Bits, fromBfloat16Bits, DTYPES,
+  f32BitsToF16Bits,
+  f32BitsToBf16Bits,
+  float16BitsToFloat32,
+  bfloat16BitsToFloat32,
+  float8BitsToFloat32,
+  toFloat16Bits,
+  fromFloat16Bits,
+  toBfloat16Bits,
+  fromBfloat16Bits,
+  DTYPES,
 } from "../src/io/dtypes.js";
 import { writeFileAtomic } from "../src/io/atomic.js";
 import { rng } from "./helpers.js";
@@ -50,7 +68,8 @@ function refF16Bits(bits: number): number {
 
 /** Independent reference: nearest half by searching the sorted list of half values, ties to the even code. */
 function halfValue(h: number): number {
-  const e = (h >> 10) & 31, m = h & 1023;
+  const e = (h >> 10) & 31,
+    m = h & 1023;
   return e === 0 ? m * 2 ** -24 : (1 + m / 1024) * 2 ** (e - 15);
 }
 function refF16(x: number): number {
@@ -58,7 +77,8 @@ function refF16(x: number): number {
   const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
   const a = Math.abs(x);
   if (a >= 65520) return sign | 0x7c00;
-  let lo = 0, hi = 0x7bff;
+  let lo = 0,
+    hi = 0x7bff;
   while (lo < hi) {
     const mid = (lo + hi + 1) >> 1;
     if (halfValue(mid) <= a) lo = mid;
@@ -66,19 +86,23 @@ function refF16(x: number): number {
   }
   if (halfValue(lo) === a) return sign | lo;
   const up = lo + 1;
-  const dl = a - halfValue(lo), du = (up === 0x7c00 ? 65536 : halfValue(up)) - a;
+  const dl = a - halfValue(lo),
+    du = (up === 0x7c00 ? 65536 : halfValue(up)) - a;
   return sign | (dl < du ? lo : du < dl ? up : (lo & 1) === 0 ? lo : up);
 }
 /** Independent reference for bfloat16: compare distances to the two truncation neighbours. */
 function refBf16(x: number): number {
   const b = bitsOf(x);
   if (Number.isNaN(x)) return 0x7fc0;
-  const t = b >>> 16, sign = t & 0x8000, mag = t & 0x7fff;
+  const t = b >>> 16,
+    sign = t & 0x8000,
+    mag = t & 0x7fff;
   const a = Math.abs(x);
   const lo = fromBits((mag << 16) >>> 0);
   if (lo === a) return t;
   const hiVal = mag + 1 === 0x7f80 ? 2 ** 128 : fromBits(((mag + 1) << 16) >>> 0);
-  const dl = a - lo, du = hiVal - a;
+  const dl = a - lo,
+    du = hiVal - a;
   return sign | (dl < du ? mag : du < dl ? mag + 1 : (mag & 1) === 0 ? mag : mag + 1);
 }
 
@@ -89,7 +113,9 @@ describe("half-precision conversions", () => {
     float16BitsToFloat32(all, out);
     for (let h = 0; h < 65536; h++) {
       const v = out[h]!;
-      const e = (h >> 10) & 31, m = h & 1023, s = h & 0x8000 ? -1 : 1;
+      const e = (h >> 10) & 31,
+        m = h & 1023,
+        s = h & 0x8000 ? -1 : 1;
       if (e === 31) assert.ok(m ? Number.isNaN(v) : v === s * Infinity, `f16 ${h.toString(16)}`);
       else assert.ok(Object.is(v, s * halfValue(h)), `f16 ${h.toString(16)}: ${v}`);
       // NaNs are written as PyTorch writes them (sign | 0x7E00); every other pattern survives.
@@ -107,13 +133,33 @@ describe("half-precision conversions", () => {
 
   it("f16: edge values (subnormals, max, inf, nan, signed zero) and ties to even", () => {
     const cases: [number, number][] = [
-      [0, 0x0000], [-0, 0x8000], [2 ** -24, 0x0001], [-(2 ** -24), 0x8001], [1023 * 2 ** -24, 0x03ff],
-      [2 ** -14, 0x0400], [65504, 0x7bff], [-65504, 0xfbff], [Infinity, 0x7c00], [-Infinity, 0xfc00],
-      [NaN, 0x7e00], [1, 0x3c00], [0.1, 0x2e66], [1e-8, 0x0000], [1e6, 0x7c00],
+      [0, 0x0000],
+      [-0, 0x8000],
+      [2 ** -24, 0x0001],
+      [-(2 ** -24), 0x8001],
+      [1023 * 2 ** -24, 0x03ff],
+      [2 ** -14, 0x0400],
+      [65504, 0x7bff],
+      [-65504, 0xfbff],
+      [Infinity, 0x7c00],
+      [-Infinity, 0xfc00],
+      [NaN, 0x7e00],
+      [1, 0x3c00],
+      [0.1, 0x2e66],
+      [1e-8, 0x0000],
+      [1e6, 0x7c00],
       // ties: exactly halfway between two halves → the even one
-      [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02], [2 ** -25, 0x0000], [3 * 2 ** -25, 0x0002],
-      [5 * 2 ** -25, 0x0002], [65520, 0x7c00], [65519.99609375, 0x7bff], [2 ** -14 - 2 ** -25, 0x0400],
-      [2047.5 * 2 ** -11 * 2 ** -14, 0x0400], [4097 / 2, 0x6800], [2 ** -25 * (1 + 2 ** -23), 0x0001],
+      [1 + 2 ** -11, 0x3c00],
+      [1 + 3 * 2 ** -11, 0x3c02],
+      [2 ** -25, 0x0000],
+      [3 * 2 ** -25, 0x0002],
+      [5 * 2 ** -25, 0x0002],
+      [65520, 0x7c00],
+      [65519.99609375, 0x7bff],
+      [2 ** -14 - 2 ** -25, 0x0400],
+      [2047.5 * 2 ** -11 * 2 ** -14, 0x0400],
+      [4097 / 2, 0x6800],
+      [2 ** -25 * (1 + 2 ** -23), 0x0001],
     ];
     for (const [x, bits] of cases) {
       assert.equal(toFloat16Bits(x), bits, `f16(${x}) = ${toFloat16Bits(x).toString(16)}, want ${bits.toString(16)}`);
@@ -143,9 +189,21 @@ describe("half-precision conversions", () => {
 
   it("bf16: edge values and ties to even; matches an independent reference on random floats", () => {
     const cases: [number, number][] = [
-      [0, 0], [-0, 0x8000], [1, 0x3f80], [1 + 2 ** -8, 0x3f80], [1 + 3 * 2 ** -8, 0x3f82], [Infinity, 0x7f80],
-      [-Infinity, 0xff80], [NaN, 0x7fc0], [-NaN, 0x7fc0], [3.3895313892515355e38, 0x7f7f], [fromBits(0x7f7fffff), 0x7f80],
-      [2 ** -133, 0x0001], [2 ** -126, 0x0080], [2 ** -134, 0x0000], [3 * 2 ** -134, 0x0002],
+      [0, 0],
+      [-0, 0x8000],
+      [1, 0x3f80],
+      [1 + 2 ** -8, 0x3f80],
+      [1 + 3 * 2 ** -8, 0x3f82],
+      [Infinity, 0x7f80],
+      [-Infinity, 0xff80],
+      [NaN, 0x7fc0],
+      [-NaN, 0x7fc0],
+      [3.3895313892515355e38, 0x7f7f],
+      [fromBits(0x7f7fffff), 0x7f80],
+      [2 ** -133, 0x0001],
+      [2 ** -126, 0x0080],
+      [2 ** -134, 0x0000],
+      [3 * 2 ** -134, 0x0002],
     ];
     for (const [x, bits] of cases) assert.equal(toBfloat16Bits(x), bits, `bf16(${x})`);
     assert.equal(fromBfloat16Bits(0x3f80), 1);
@@ -174,7 +232,11 @@ function everyDtype(): Map<string, RawTensor> {
   const m = new Map<string, RawTensor>();
   m.set("f64", { dtype: "F64", shape: [2, 3], data: Float64Array.of(0, -0, Math.PI, 1e300, -Infinity, NaN) });
   m.set("f32", { dtype: "F32", shape: [5], data: Float32Array.of(1.5, -0, 3.4028234663852886e38, 1e-45, NaN) });
-  m.set("f16", { dtype: "F16", shape: [8], data: Uint16Array.of(0x0001, 0x03ff, 0x0400, 0x7bff, 0x7c00, 0xfc00, 0x7e00, 0x8000) });
+  m.set("f16", {
+    dtype: "F16",
+    shape: [8],
+    data: Uint16Array.of(0x0001, 0x03ff, 0x0400, 0x7bff, 0x7c00, 0xfc00, 0x7e00, 0x8000),
+  });
   m.set("bf16", { dtype: "BF16", shape: [2, 3], data: Uint16Array.of(0x0001, 0x3f80, 0x7f7f, 0x7f80, 0x7fc0, 0xbf80) });
   m.set("i64", { dtype: "I64", shape: [4], data: BigInt64Array.of(0n, -1n, 2147483647n, -2147483648n) });
   m.set("i32", { dtype: "I32", shape: [3], data: Int32Array.of(-2147483648, 0, 2147483647) });
@@ -200,7 +262,7 @@ describe("round trips", () => {
   it("every dtype survives write → read exactly (bytes, shapes, metadata)", async () => {
     const path = join(tmp, "every.safetensors");
     const tensors = everyDtype();
-    const metadata = { format: "pt", "ünïcode ✓": "line\nbreak \"quoted\" 🤗", empty: "" };
+    const metadata = { format: "pt", "ünïcode ✓": 'line\nbreak "quoted" 🤗', empty: "" };
     writeSafetensors(path, tensors, metadata);
     const back = readSafetensors(path);
     assert.deepEqual(back.metadata, metadata);
@@ -255,61 +317,155 @@ describe("round trips", () => {
 
   it("I64 values outside int32 raise a clear error in the engine conversion (raw read still works)", async () => {
     const path = join(tmp, "big-i64.safetensors");
-    writeSafetensors(path, new Map([["ids", { dtype: "I64", shape: [3], data: BigInt64Array.of(1n, 2n ** 40n, 3n) } as RawTensor]]));
-    assert.throws(() => loadSafetensors(path), (e: SafetensorsError) => e.code === "VALUE_OUT_OF_RANGE" && e.message.includes(path) && /"ids" \(I64\) holds 1099511627776 at flat index 1, outside the int32 range/.test(e.message) && e.message.includes("Hint:"));
+    writeSafetensors(
+      path,
+      new Map([["ids", { dtype: "I64", shape: [3], data: BigInt64Array.of(1n, 2n ** 40n, 3n) } as RawTensor]]),
+    );
+    assert.throws(
+      () => loadSafetensors(path),
+      (e: SafetensorsError) =>
+        e.code === "VALUE_OUT_OF_RANGE" &&
+        e.message.includes(path) &&
+        /"ids" \(I64\) holds 1099511627776 at flat index 1, outside the int32 range/.test(e.message) &&
+        e.message.includes("Hint:"),
+    );
     assert.equal((readSafetensors(path).tensors.get("ids")!.data as BigInt64Array)[1], 2n ** 40n);
-    for (const [dtype, v] of [["I64", -(2n ** 31n) - 1n], ["I64", 2n ** 31n], ["U64", 2n ** 63n], ["U64", 2n ** 32n]] as const) {
+    for (const [dtype, v] of [
+      ["I64", -(2n ** 31n) - 1n],
+      ["I64", 2n ** 31n],
+      ["U64", 2n ** 63n],
+      ["U64", 2n ** 32n],
+    ] as const) {
       const data = dtype === "I64" ? BigInt64Array.of(v) : BigUint64Array.of(v);
       assert.throws(() => rawToTensor({ dtype, shape: [1], data }), new RegExp(`holds ${v} at flat index 0`));
     }
-    assert.deepEqual([...rawToTensor({ dtype: "I64", shape: [2], data: BigInt64Array.of(-(2n ** 31n), 2n ** 31n - 1n) }).dataSync()], [-(2 ** 31), 2 ** 31 - 1]);
-    assert.deepEqual([...rawToTensor({ dtype: "U64", shape: [1], data: BigUint64Array.of(2n ** 31n - 1n) }).dataSync()], [2 ** 31 - 1]);
+    assert.deepEqual(
+      [...rawToTensor({ dtype: "I64", shape: [2], data: BigInt64Array.of(-(2n ** 31n), 2n ** 31n - 1n) }).dataSync()],
+      [-(2 ** 31), 2 ** 31 - 1],
+    );
+    assert.deepEqual(
+      [...rawToTensor({ dtype: "U64", shape: [1], data: BigUint64Array.of(2n ** 31n - 1n) }).dataSync()],
+      [2 ** 31 - 1],
+    );
   });
 
   it("saves engine tensors as F32/I32, F16/BF16 (round to nearest even) and I64 on request", async () => {
-    const vals = Float32Array.of(1 + 2 ** -11, 1 + 3 * 2 ** -11, 65520, 2 ** -25, 3 * 2 ** -25, -0, NaN, 1 + 2 ** -8, 0.1);
+    const vals = Float32Array.of(
+      1 + 2 ** -11,
+      1 + 3 * 2 ** -11,
+      65520,
+      2 ** -25,
+      3 * 2 ** -25,
+      -0,
+      NaN,
+      1 + 2 ** -8,
+      0.1,
+    );
     const x = T.tensor(vals, [3, 3]);
     const ids = T.tensor(Int32Array.of(-5, 0, 7));
     const path = join(tmp, "engine.safetensors");
-    writeSafetensors(path, new Map([["x", x], ["ids", ids]]), { a: "b" });
+    writeSafetensors(
+      path,
+      new Map([
+        ["x", x],
+        ["ids", ids],
+      ]),
+      { a: "b" },
+    );
     const raw = readSafetensors(path);
     assert.equal(raw.tensors.get("x")!.dtype, "F32");
     assert.ok(rawBytes(raw.tensors.get("x")!).equals(Buffer.from(vals.buffer)));
     assert.equal(raw.tensors.get("ids")!.dtype, "I32");
 
-    writeSafetensors(path, new Map([["x", x], ["ids", ids]]), null, { dtype: "F16", intDtype: "I64" });
+    writeSafetensors(
+      path,
+      new Map([
+        ["x", x],
+        ["ids", ids],
+      ]),
+      null,
+      { dtype: "F16", intDtype: "I64" },
+    );
     const h = readSafetensors(path);
     assert.equal(h.metadata, null);
-    assert.deepEqual([...(h.tensors.get("x")!.data as Uint16Array)], [0x3c00, 0x3c02, 0x7c00, 0x0000, 0x0002, 0x8000, 0x7e00, 0x3c04, 0x2e66]);
+    assert.deepEqual(
+      [...(h.tensors.get("x")!.data as Uint16Array)],
+      [0x3c00, 0x3c02, 0x7c00, 0x0000, 0x0002, 0x8000, 0x7e00, 0x3c04, 0x2e66],
+    );
     assert.deepEqual([...(h.tensors.get("ids")!.data as BigInt64Array)], [-5n, 0n, 7n]);
 
     writeSafetensors(path, new Map([["x", x]]), null, { dtype: "BF16" });
     const b = readSafetensors(path);
-    assert.deepEqual([...(b.tensors.get("x")!.data as Uint16Array)], [...vals].map((v) => toBfloat16Bits(v)));
+    assert.deepEqual(
+      [...(b.tensors.get("x")!.data as Uint16Array)],
+      [...vals].map((v) => toBfloat16Bits(v)),
+    );
     assert.equal((b.tensors.get("x")!.data as Uint16Array)[7], 0x3f80); // 1 + 2^-8 is a tie → 1.0
   });
 
   it("saves non-contiguous views in row-major order", async () => {
-    const x = T.tensor([[1, 2, 3], [4, 5, 6]]);
+    const x = T.tensor([
+      [1, 2, 3],
+      [4, 5, 6],
+    ]);
     const path = join(tmp, "view.safetensors");
-    writeSafetensors(path, new Map([["t", T.transpose(x)], ["n", T.narrow(x, 1, 1, 2)]]));
+    writeSafetensors(
+      path,
+      new Map([
+        ["t", T.transpose(x)],
+        ["n", T.narrow(x, 1, 1, 2)],
+      ]),
+    );
     const back = loadSafetensors(path);
-    assert.deepEqual(back.get("t")!.toArray(), [[1, 4], [2, 5], [3, 6]]);
-    assert.deepEqual(back.get("n")!.toArray(), [[2, 3], [5, 6]]);
+    assert.deepEqual(back.get("t")!.toArray(), [
+      [1, 4],
+      [2, 5],
+      [3, 6],
+    ]);
+    assert.deepEqual(back.get("n")!.toArray(), [
+      [2, 3],
+      [5, 6],
+    ]);
   });
 
   it("lays tensors out like the Rust/Python writer: descending dtype alignment, then name as UTF-8 bytes", () => {
-    const t = (dtype: SafetensorsDType, n: number): RawTensor => ({ dtype, shape: [n], data: new (DTYPES[dtype].array)(n) });
+    const t = (dtype: SafetensorsDType, n: number): RawTensor => ({
+      dtype,
+      shape: [n],
+      data: new DTYPES[dtype].array(n),
+    });
     // "\u{1F600}" sorts after "\uFFFD" in UTF-8/code-point order although its first UTF-16 unit is smaller.
-    const bytes = serializeSafetensors(new Map([
-      ["b", t("U8", 3)], ["a", t("F32", 1)], ["c", t("I64", 1)], ["\u{1F600}", t("F16", 1)], ["\uFFFD", t("F16", 1)],
-      ["z", t("BOOL", 1)], ["m", t("BF16", 1)], ["d", t("F64", 1)],
-    ]), { format: "pt" });
+    const bytes = serializeSafetensors(
+      new Map([
+        ["b", t("U8", 3)],
+        ["a", t("F32", 1)],
+        ["c", t("I64", 1)],
+        ["\u{1F600}", t("F16", 1)],
+        ["\uFFFD", t("F16", 1)],
+        ["z", t("BOOL", 1)],
+        ["m", t("BF16", 1)],
+        ["d", t("F64", 1)],
+      ]),
+      { format: "pt" },
+    );
     const len = Number(Buffer.from(bytes).readBigUInt64LE(0));
     assert.equal(len % 8, 0);
     const header = Buffer.from(bytes.subarray(8, 8 + len)).toString();
-    assert.deepEqual(Object.keys(JSON.parse(header)), ["__metadata__", "c", "d", "a", "m", "\uFFFD", "\u{1F600}", "b", "z"]);
-    assert.match(header, /^\{"__metadata__":\{"format":"pt"\},"c":\{"dtype":"I64","shape":\[1\],"data_offsets":\[0,8\]\},"d":/);
+    assert.deepEqual(Object.keys(JSON.parse(header)), [
+      "__metadata__",
+      "c",
+      "d",
+      "a",
+      "m",
+      "\uFFFD",
+      "\u{1F600}",
+      "b",
+      "z",
+    ]);
+    assert.match(
+      header,
+      /^\{"__metadata__":\{"format":"pt"\},"c":\{"dtype":"I64","shape":\[1\],"data_offsets":\[0,8\]\},"d":/,
+    );
     assert.match(header, / *$/);
   });
 
@@ -320,7 +476,10 @@ describe("round trips", () => {
     assert.deepEqual([...some.tensors.keys()].sort(), ["f16", "i8"]);
     const one = loadSafetensors(path, { names: ["bool"] });
     assert.deepEqual([...one.keys()], ["bool"]);
-    assert.throws(() => loadSafetensors(path, { names: ["nope"] }), (e: SafetensorsError) => e.code === "MISSING_TENSOR" && /has no tensor "nope"/.test(e.message));
+    assert.throws(
+      () => loadSafetensors(path, { names: ["nope"] }),
+      (e: SafetensorsError) => e.code === "MISSING_TENSOR" && /has no tensor "nope"/.test(e.message),
+    );
     const f = openSafetensors(path);
     try {
       assert.equal(f.readTensor("i32").dataSync()[2], 2147483647);
@@ -332,16 +491,39 @@ describe("round trips", () => {
 
   it("rejects bad save requests before touching the disk", () => {
     const bad: [string, Map<string, T.Tensor | RawTensor>, RegExp][] = [
-      ["length", new Map([["x", { dtype: "F32", shape: [3], data: new Float32Array(2) } as RawTensor]]), /"x": data has 8 bytes but shape \[3\] × F32 needs 12/],
-      ["dtype", new Map([["x", { dtype: "F128" as SafetensorsDType, shape: [1], data: new Float32Array(1) }]]), /unknown dtype "F128"/],
-      ["shape", new Map([["x", { dtype: "F32", shape: [-1], data: new Float32Array(1) } as RawTensor]]), /shape \[-1\] is not a list of integers/],
-      ["bool", new Map([["x", { dtype: "BOOL", shape: [2], data: Uint8Array.of(1, 2) } as RawTensor]]), /BOOL byte 2 at index 1/],
+      [
+        "length",
+        new Map([["x", { dtype: "F32", shape: [3], data: new Float32Array(2) } as RawTensor]]),
+        /"x": data has 8 bytes but shape \[3\] × F32 needs 12/,
+      ],
+      [
+        "dtype",
+        new Map([["x", { dtype: "F128" as SafetensorsDType, shape: [1], data: new Float32Array(1) }]]),
+        /unknown dtype "F128"/,
+      ],
+      [
+        "shape",
+        new Map([["x", { dtype: "F32", shape: [-1], data: new Float32Array(1) } as RawTensor]]),
+        /shape \[-1\] is not a list of integers/,
+      ],
+      [
+        "bool",
+        new Map([["x", { dtype: "BOOL", shape: [2], data: Uint8Array.of(1, 2) } as RawTensor]]),
+        /BOOL byte 2 at index 1/,
+      ],
       ["reserved", new Map([["__metadata__", T.tensor([1])]]), /"__metadata__" is reserved/],
     ];
     for (const [what, tensors, re] of bad) {
-      assert.throws(() => serializeSafetensors(tensors), (e: SafetensorsError) => e.code === "BAD_ARGUMENT" && re.test(e.message) && e.message.includes("Hint:"), what);
+      assert.throws(
+        () => serializeSafetensors(tensors),
+        (e: SafetensorsError) => e.code === "BAD_ARGUMENT" && re.test(e.message) && e.message.includes("Hint:"),
+        what,
+      );
     }
-    assert.throws(() => serializeSafetensors(new Map(), { n: 1 as unknown as string }), /metadata\["n"\] is 1, not a string/);
+    assert.throws(
+      () => serializeSafetensors(new Map(), { n: 1 as unknown as string }),
+      /metadata\["n"\] is 1, not a string/,
+    );
     const gone = T.tensor([1]);
     gone.dispose();
     assert.throws(() => serializeSafetensors(new Map([["g", gone]])), /"g" was disposed/);
@@ -355,7 +537,10 @@ describe("golden Hugging Face files", () => {
 
   it("gpt2: header names, shapes and dtypes match the model's config", async () => {
     const header = readSafetensorsHeader(model("gpt2"));
-    const c = JSON.parse(readFileSync(join(REF, "gpt2", "case.json"), "utf8")) as { num_parameters: number; config_kwargs: { vocab_size: number; n_embd: number; n_layer: number; n_positions: number } };
+    const c = JSON.parse(readFileSync(join(REF, "gpt2", "case.json"), "utf8")) as {
+      num_parameters: number;
+      config_kwargs: { vocab_size: number; n_embd: number; n_layer: number; n_positions: number };
+    };
     const { vocab_size: V, n_embd: D, n_layer: L, n_positions: P } = c.config_kwargs;
     assert.deepEqual(header.metadata, { format: "pt" });
     const shapes = Object.fromEntries([...header.tensors].map(([k, v]) => [k, v.shape]));
@@ -373,7 +558,10 @@ describe("golden Hugging Face files", () => {
     const ts = loadSafetensors(model("gpt2"));
     assert.deepEqual(ts.get("transformer.wte.weight")!.shape, [256, 64]);
     const raw = readSafetensors(model("gpt2"), { names: ["transformer.ln_f.bias"] });
-    assert.deepEqual([...ts.get("transformer.ln_f.bias")!.dataSync()], [...(raw.tensors.get("transformer.ln_f.bias")!.data as Float32Array)]);
+    assert.deepEqual(
+      [...ts.get("transformer.ln_f.bias")!.dataSync()],
+      [...(raw.tensors.get("transformer.ln_f.bias")!.data as Float32Array)],
+    );
   });
 
   for (const [half, full, dtype, toBits, relErr] of [
@@ -393,7 +581,10 @@ describe("golden Hugging Face files", () => {
         assert.deepEqual(up.get(name)!.shape, f.get(name)!.shape);
         for (let i = 0; i < ref.length; i++) {
           assert.equal(bits[i], toBits(ref[i]!), `${name}[${i}]`);
-          assert.ok(Math.abs(u[i]! - ref[i]!) <= relErr * Math.abs(ref[i]!) + 2 ** -24, `${name}[${i}]: ${u[i]} vs ${ref[i]}`);
+          assert.ok(
+            Math.abs(u[i]! - ref[i]!) <= relErr * Math.abs(ref[i]!) + 2 ** -24,
+            `${name}[${i}]: ${u[i]} vs ${ref[i]}`,
+          );
         }
       }
       const out = join(tmp, `${half}.safetensors`);
@@ -427,7 +618,10 @@ describe("golden Hugging Face files", () => {
 
   it("llama-sharded: the index's 3 shards load completely", async () => {
     const dir = join(REF, "llama-sharded");
-    const index = JSON.parse(readFileSync(join(dir, "model.safetensors.index.json"), "utf8")) as { weight_map: Record<string, string>; metadata: { total_size: number } };
+    const index = JSON.parse(readFileSync(join(dir, "model.safetensors.index.json"), "utf8")) as {
+      weight_map: Record<string, string>;
+      metadata: { total_size: number };
+    };
     const resolved = resolveCheckpointFiles(dir);
     assert.equal(resolved.files.length, 3);
     assert.equal(new Set(Object.values(index.weight_map)).size, 3);
@@ -442,9 +636,12 @@ describe("golden Hugging Face files", () => {
     assert.deepEqual(ts.get("model.layers.0.self_attn.k_proj.weight")!.shape, [32, 64]); // 2 kv heads × 16
     const raw = readSafetensorsFolder(dir, { names: ["lm_head.weight"] });
     assert.deepEqual([...raw.tensors.keys()], ["lm_head.weight"]);
-    assert.deepEqual([...(raw.tensors.get("lm_head.weight")!.data as Float32Array)], [...ts.get("lm_head.weight")!.dataSync()]);
+    assert.deepEqual(
+      [...(raw.tensors.get("lm_head.weight")!.data as Float32Array)],
+      [...ts.get("lm_head.weight")!.dataSync()],
+    );
     // A single-file folder goes through the same entry point.
-    assert.equal((loadSafetensorsSharded(join(REF, "gpt2"))).size, 28);
+    assert.equal(loadSafetensorsSharded(join(REF, "gpt2")).size, 28);
   });
 
   it("sharded checkpoints: missing shard, index/shard disagreements, bad index, empty folder", async () => {
@@ -455,12 +652,15 @@ describe("golden Hugging Face files", () => {
       return d;
     };
     const expectErr = (dir: string, code: string, re: RegExp) =>
-      assert.throws(() => loadSafetensorsSharded(dir), (e: SafetensorsError) => {
-        assert.equal(e.code, code, e.message);
-        assert.match(e.message, re);
-        assert.match(e.message, /Hint: /);
-        return true;
-      });
+      assert.throws(
+        () => loadSafetensorsSharded(dir),
+        (e: SafetensorsError) => {
+          assert.equal(e.code, code, e.message);
+          assert.match(e.message, re);
+          assert.match(e.message, /Hint: /);
+          return true;
+        },
+      );
     const idx = (d: string) => join(d, "model.safetensors.index.json");
     const edit = async (d: string, f: (j: { weight_map: Record<string, string> }) => void) => {
       const j = JSON.parse(await readFile(idx(d), "utf8"));
@@ -474,7 +674,11 @@ describe("golden Hugging Face files", () => {
 
     const b = await fresh("phantom-tensor");
     await edit(b, (j) => (j.weight_map["model.extra.weight"] = "model-00001-of-00003.safetensors"));
-    expectErr(b, "INDEX_MISMATCH", /model-00001-of-00003\.safetensors: has no tensor "model\.extra\.weight" although the index lists it there/);
+    expectErr(
+      b,
+      "INDEX_MISMATCH",
+      /model-00001-of-00003\.safetensors: has no tensor "model\.extra\.weight" although the index lists it there/,
+    );
 
     const c = await fresh("unlisted-tensor");
     await edit(c, (j) => delete j.weight_map["lm_head.weight"]);
@@ -485,7 +689,7 @@ describe("golden Hugging Face files", () => {
     expectErr(d, "INDEX_MISMATCH", /index assigns it to .*model-00001-of-00003/);
 
     const e = await fresh("bad-index");
-    await writeFile(idx(e), "{\"weight_map\": ");
+    await writeFile(idx(e), '{"weight_map": ');
     expectErr(e, "BAD_INDEX", /index\.json: is not valid JSON/);
     await writeFile(idx(e), JSON.stringify({ weight_map: { x: "../../etc/passwd" } }));
     expectErr(e, "BAD_INDEX", /not a file name inside the folder/);
@@ -499,8 +703,14 @@ describe("golden Hugging Face files", () => {
 // ---------------------------------------------------------------------------------------------------------------
 
 /** A file from a header (object or literal text), padded like the writer does unless told otherwise. */
-function fileBytes(header: object | string | Buffer, data: Uint8Array, opts: { length?: bigint; pad?: boolean } = {}): Buffer {
-  let h = Buffer.isBuffer(header) ? header : Buffer.from(typeof header === "string" ? header : JSON.stringify(header), "utf8");
+function fileBytes(
+  header: object | string | Buffer,
+  data: Uint8Array,
+  opts: { length?: bigint; pad?: boolean } = {},
+): Buffer {
+  let h = Buffer.isBuffer(header)
+    ? header
+    : Buffer.from(typeof header === "string" ? header : JSON.stringify(header), "utf8");
   if (opts.pad !== false) h = Buffer.concat([h, Buffer.alloc((8 - (h.length % 8)) % 8, 0x20)]);
   const len = Buffer.alloc(8);
   len.writeBigUInt64LE(opts.length ?? BigInt(h.length));
@@ -508,38 +718,179 @@ function fileBytes(header: object | string | Buffer, data: Uint8Array, opts: { l
 }
 
 describe("corrupted files fail with specific, clear errors", () => {
-  const ok = { a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [2], data_offsets: [8, 16] } };
+  const ok = {
+    a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+    b: { dtype: "F32", shape: [2], data_offsets: [8, 16] },
+  };
   const data16 = new Uint8Array(16);
   const good = fileBytes(ok, data16);
   const cases: [string, Buffer, string, RegExp][] = [
     ["empty file", Buffer.alloc(0), "FILE_TOO_SMALL", /file is 0 bytes long, shorter than the 8-byte header length/],
     ["5-byte file", Buffer.alloc(5), "FILE_TOO_SMALL", /file is 5 bytes long/],
-    ["huge header length", fileBytes(ok, data16, { length: 2n ** 40n }), "HEADER_TOO_LARGE", /header length 1099511627776 is above the 100000000-byte limit/],
-    ["git-lfs pointer", Buffer.from("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"), "HEADER_TOO_LARGE", /git lfs pull/],
-    ["header length > file", fileBytes(ok, data16, { length: 1000n }), "HEADER_PAST_EOF", /header length 1000 is larger than the \d+ bytes that follow it/],
+    [
+      "huge header length",
+      fileBytes(ok, data16, { length: 2n ** 40n }),
+      "HEADER_TOO_LARGE",
+      /header length 1099511627776 is above the 100000000-byte limit/,
+    ],
+    [
+      "git-lfs pointer",
+      Buffer.from("version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 123\n"),
+      "HEADER_TOO_LARGE",
+      /git lfs pull/,
+    ],
+    [
+      "header length > file",
+      fileBytes(ok, data16, { length: 1000n }),
+      "HEADER_PAST_EOF",
+      /header length 1000 is larger than the \d+ bytes that follow it/,
+    ],
     ["bad JSON", fileBytes('{"a": {"dtype": "F32",', data16), "HEADER_NOT_JSON", /header is not valid JSON/],
-    ["header not an object", fileBytes("[1, 2]", new Uint8Array(0)), "HEADER_NOT_OBJECT", /header does not start with '\{'/],
-    ["header not UTF-8", fileBytes(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), new Uint8Array(0)), "HEADER_NOT_UTF8", /header is not valid UTF-8/],
-    ["metadata not str→str", fileBytes({ __metadata__: { n: 1 }, ...ok }, data16), "BAD_METADATA", /__metadata__\["n"\] is 1, not a string/],
+    [
+      "header not an object",
+      fileBytes("[1, 2]", new Uint8Array(0)),
+      "HEADER_NOT_OBJECT",
+      /header does not start with '\{'/,
+    ],
+    [
+      "header not UTF-8",
+      fileBytes(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), new Uint8Array(0)),
+      "HEADER_NOT_UTF8",
+      /header is not valid UTF-8/,
+    ],
+    [
+      "metadata not str→str",
+      fileBytes({ __metadata__: { n: 1 }, ...ok }, data16),
+      "BAD_METADATA",
+      /__metadata__\["n"\] is 1, not a string/,
+    ],
     ["entry not an object", fileBytes({ a: [1] }, new Uint8Array(0)), "BAD_ENTRY", /header entry "a" is not an object/],
-    ["missing dtype", fileBytes({ a: { shape: [2], data_offsets: [0, 8] } }, new Uint8Array(8)), "BAD_ENTRY", /tensor "a" has no "dtype"/],
-    ["missing shape", fileBytes({ a: { dtype: "F32", data_offsets: [0, 8] } }, new Uint8Array(8)), "BAD_ENTRY", /tensor "a" has no "shape"/],
-    ["missing data_offsets", fileBytes({ a: { dtype: "F32", shape: [2] } }, new Uint8Array(8)), "BAD_ENTRY", /tensor "a" has no "data_offsets"/],
-    ["dtype not a string", fileBytes({ a: { dtype: 4, shape: [2], data_offsets: [0, 8] } }, new Uint8Array(8)), "BAD_ENTRY", /tensor "a": dtype is 4, not a string/],
-    ["shape not a list", fileBytes({ a: { dtype: "F32", shape: 2, data_offsets: [0, 8] } }, new Uint8Array(8)), "BAD_ENTRY", /tensor "a": shape is 2, not a list/],
-    ["unknown dtype", fileBytes({ a: { dtype: "F128", shape: [2], data_offsets: [0, 8] } }, new Uint8Array(8)), "UNKNOWN_DTYPE", /tensor "a" has unknown dtype "F128" \(known: .*BF16/],
-    ["negative dim", fileBytes({ a: { dtype: "F32", shape: [-2], data_offsets: [0, 8] } }, new Uint8Array(8)), "BAD_SHAPE", /shape \[-2\] has dimension -2, not an integer ≥ 0/],
-    ["fractional dim", fileBytes({ a: { dtype: "F32", shape: [1.5, 2], data_offsets: [0, 12] } }, new Uint8Array(12)), "BAD_SHAPE", /has dimension 1\.5/],
-    ["offsets not a pair", fileBytes({ a: { dtype: "F32", shape: [2], data_offsets: [0, 4, 8] } }, new Uint8Array(8)), "BAD_OFFSETS", /data_offsets \[0,4,8\] is not a pair of integers/],
-    ["negative offset", fileBytes({ a: { dtype: "F32", shape: [2], data_offsets: [-8, 0] } }, new Uint8Array(8)), "BAD_OFFSETS", /not a pair of integers ≥ 0/],
-    ["offsets reversed", fileBytes({ a: { dtype: "F32", shape: [2], data_offsets: [8, 0] } }, new Uint8Array(8)), "BAD_OFFSETS", /end before they begin/],
-    ["shape/length mismatch", fileBytes({ a: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8)), "LENGTH_MISMATCH", /tensor "a": data_offsets \[0, 8\] span 8 bytes but shape \[3\] × F32 \(4 bytes\) needs 12/],
-    ["overlapping tensors", fileBytes({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12)), "OVERLAP", /tensor "b" \(data_offsets \[4, 12\]\) overlaps tensor "a" which ends at byte 8/],
-    ["gap between tensors", fileBytes({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [2], data_offsets: [12, 20] } }, new Uint8Array(20)), "GAP", /bytes \[8, 12\) of the data section belong to no tensor \(gap before "b"\)/],
-    ["gap at the start", fileBytes({ a: { dtype: "F32", shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12)), "GAP", /bytes \[0, 4\) .*gap before "a"/],
-    ["truncated data", good.subarray(0, good.length - 3), "TRUNCATED", /file is truncated: the header describes 16 bytes of tensor data but only 13 follow it/],
-    ["offsets past the end", fileBytes({ a: { dtype: "F32", shape: [2], data_offsets: [0, 8] }, b: { dtype: "F32", shape: [256], data_offsets: [8, 1032] } }, data16), "TRUNCATED", /tensor "b" has data_offsets \[8, 1032\]/],
-    ["trailing bytes", Buffer.concat([good, Buffer.alloc(4)]), "TRAILING_BYTES", /4 bytes after the last tensor belong to no tensor/],
+    [
+      "missing dtype",
+      fileBytes({ a: { shape: [2], data_offsets: [0, 8] } }, new Uint8Array(8)),
+      "BAD_ENTRY",
+      /tensor "a" has no "dtype"/,
+    ],
+    [
+      "missing shape",
+      fileBytes({ a: { dtype: "F32", data_offsets: [0, 8] } }, new Uint8Array(8)),
+      "BAD_ENTRY",
+      /tensor "a" has no "shape"/,
+    ],
+    [
+      "missing data_offsets",
+      fileBytes({ a: { dtype: "F32", shape: [2] } }, new Uint8Array(8)),
+      "BAD_ENTRY",
+      /tensor "a" has no "data_offsets"/,
+    ],
+    [
+      "dtype not a string",
+      fileBytes({ a: { dtype: 4, shape: [2], data_offsets: [0, 8] } }, new Uint8Array(8)),
+      "BAD_ENTRY",
+      /tensor "a": dtype is 4, not a string/,
+    ],
+    [
+      "shape not a list",
+      fileBytes({ a: { dtype: "F32", shape: 2, data_offsets: [0, 8] } }, new Uint8Array(8)),
+      "BAD_ENTRY",
+      /tensor "a": shape is 2, not a list/,
+    ],
+    [
+      "unknown dtype",
+      fileBytes({ a: { dtype: "F128", shape: [2], data_offsets: [0, 8] } }, new Uint8Array(8)),
+      "UNKNOWN_DTYPE",
+      /tensor "a" has unknown dtype "F128" \(known: .*BF16/,
+    ],
+    [
+      "negative dim",
+      fileBytes({ a: { dtype: "F32", shape: [-2], data_offsets: [0, 8] } }, new Uint8Array(8)),
+      "BAD_SHAPE",
+      /shape \[-2\] has dimension -2, not an integer ≥ 0/,
+    ],
+    [
+      "fractional dim",
+      fileBytes({ a: { dtype: "F32", shape: [1.5, 2], data_offsets: [0, 12] } }, new Uint8Array(12)),
+      "BAD_SHAPE",
+      /has dimension 1\.5/,
+    ],
+    [
+      "offsets not a pair",
+      fileBytes({ a: { dtype: "F32", shape: [2], data_offsets: [0, 4, 8] } }, new Uint8Array(8)),
+      "BAD_OFFSETS",
+      /data_offsets \[0,4,8\] is not a pair of integers/,
+    ],
+    [
+      "negative offset",
+      fileBytes({ a: { dtype: "F32", shape: [2], data_offsets: [-8, 0] } }, new Uint8Array(8)),
+      "BAD_OFFSETS",
+      /not a pair of integers ≥ 0/,
+    ],
+    [
+      "offsets reversed",
+      fileBytes({ a: { dtype: "F32", shape: [2], data_offsets: [8, 0] } }, new Uint8Array(8)),
+      "BAD_OFFSETS",
+      /end before they begin/,
+    ],
+    [
+      "shape/length mismatch",
+      fileBytes({ a: { dtype: "F32", shape: [3], data_offsets: [0, 8] } }, new Uint8Array(8)),
+      "LENGTH_MISMATCH",
+      /tensor "a": data_offsets \[0, 8\] span 8 bytes but shape \[3\] × F32 \(4 bytes\) needs 12/,
+    ],
+    [
+      "overlapping tensors",
+      fileBytes(
+        {
+          a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+          b: { dtype: "F32", shape: [2], data_offsets: [4, 12] },
+        },
+        new Uint8Array(12),
+      ),
+      "OVERLAP",
+      /tensor "b" \(data_offsets \[4, 12\]\) overlaps tensor "a" which ends at byte 8/,
+    ],
+    [
+      "gap between tensors",
+      fileBytes(
+        {
+          a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+          b: { dtype: "F32", shape: [2], data_offsets: [12, 20] },
+        },
+        new Uint8Array(20),
+      ),
+      "GAP",
+      /bytes \[8, 12\) of the data section belong to no tensor \(gap before "b"\)/,
+    ],
+    [
+      "gap at the start",
+      fileBytes({ a: { dtype: "F32", shape: [2], data_offsets: [4, 12] } }, new Uint8Array(12)),
+      "GAP",
+      /bytes \[0, 4\) .*gap before "a"/,
+    ],
+    [
+      "truncated data",
+      good.subarray(0, good.length - 3),
+      "TRUNCATED",
+      /file is truncated: the header describes 16 bytes of tensor data but only 13 follow it/,
+    ],
+    [
+      "offsets past the end",
+      fileBytes(
+        {
+          a: { dtype: "F32", shape: [2], data_offsets: [0, 8] },
+          b: { dtype: "F32", shape: [256], data_offsets: [8, 1032] },
+        },
+        data16,
+      ),
+      "TRUNCATED",
+      /tensor "b" has data_offsets \[8, 1032\]/,
+    ],
+    [
+      "trailing bytes",
+      Buffer.concat([good, Buffer.alloc(4)]),
+      "TRAILING_BYTES",
+      /4 bytes after the last tensor belong to no tensor/,
+    ],
   ];
 
   for (const [what, bytes, code, re] of cases) {
@@ -562,7 +913,13 @@ describe("corrupted files fail with specific, clear errors", () => {
 
   it("a missing file", async () => {
     const path = join(tmp, "does-not-exist.safetensors");
-    assert.throws(() => loadSafetensors(path), (e: SafetensorsError) => e.code === "CANNOT_OPEN" && e.message.startsWith(`${path}: cannot open the file (ENOENT`) && /Hint: check the path/.test(e.message));
+    assert.throws(
+      () => loadSafetensors(path),
+      (e: SafetensorsError) =>
+        e.code === "CANNOT_OPEN" &&
+        e.message.startsWith(`${path}: cannot open the file (ENOENT`) &&
+        /Hint: check the path/.test(e.message),
+    );
   });
 
   it("the well-formed base case and a header with no tensors parse", async () => {
@@ -586,7 +943,10 @@ describe("atomic writes", () => {
       yield Buffer.from('{"new": ');
       throw new Error("disk on fire");
     }
-    assert.throws(() => writeFileAtomic(path, failing()), /saving .*config\.json failed: disk on fire\. The previous config\.json \(if any\) is unchanged/);
+    assert.throws(
+      () => writeFileAtomic(path, failing()),
+      /saving .*config\.json failed: disk on fire\. The previous config\.json \(if any\) is unchanged/,
+    );
     assert.equal(await readFile(path, "utf8"), '{"old": true}');
     assert.deepEqual(await tmpFiles(dir), []);
     writeFileAtomic(path, [Buffer.from("a"), Buffer.from("b")]);
@@ -594,7 +954,10 @@ describe("atomic writes", () => {
   });
 
   it("a failing temp-file creation (missing directory) is reported with a hint", async () => {
-    assert.throws(() => writeFileAtomic(join(tmp, "no", "such", "dir", "x.bin"), new Uint8Array(4)), /creating the temporary file .* failed .*Hint: check that the directory .* exists/);
+    assert.throws(
+      () => writeFileAtomic(join(tmp, "no", "such", "dir", "x.bin"), new Uint8Array(4)),
+      /creating the temporary file .* failed .*Hint: check that the directory .* exists/,
+    );
   });
 
   it("writeSafetensors: a failing rename keeps what was there; bad arguments never create a temp file", async () => {
@@ -611,10 +974,14 @@ describe("atomic writes", () => {
     const path = join(dir, "adapter.safetensors");
     writeSafetensors(path, new Map([["x", T.tensor([1, 2, 3])]]));
     const before = await readFile(path);
-    assert.throws(() => writeSafetensors(path, new Map([["x", { dtype: "F32", shape: [9], data: new Float32Array(1) } as RawTensor]])), /needs 36/);
+    assert.throws(
+      () =>
+        writeSafetensors(path, new Map([["x", { dtype: "F32", shape: [9], data: new Float32Array(1) } as RawTensor]])),
+      /needs 36/,
+    );
     assert.ok((await readFile(path)).equals(before));
     assert.deepEqual(await tmpFiles(dir), []);
     writeSafetensors(path, new Map([["x", T.tensor([4, 5])]]));
-    assert.deepEqual([...(loadSafetensors(path)).get("x")!.dataSync()], [4, 5]);
+    assert.deepEqual([...loadSafetensors(path).get("x")!.dataSync()], [4, 5]);
   });
 });

@@ -25,35 +25,55 @@ function served(name: string): ServedModel {
 function alone(name: string, prompt: number[], adapter: string, n: number): number[] {
   const base = fromPretrained(join(ROOT, name, "model"), "causal-lm");
   const ids = tensor(Int32Array.from(prompt), [1, prompt.length], "int32");
-  if (adapter === "__base__") return Array.from(base.generate({ inputIds: ids, maxNewTokens: n, eosTokenId: -1 }).dataSync()).slice(prompt.length);
+  if (adapter === "__base__")
+    return Array.from(base.generate({ inputIds: ids, maxNewTokens: n, eosTokenId: -1 }).dataSync()).slice(
+      prompt.length,
+    );
   const peft = PeftModel.fromPretrained(base, join(ROOT, name, "adapters", adapter), { adapterName: adapter });
   return Array.from(peft.generate({ inputIds: ids, maxNewTokens: n, eosTokenId: -1 }).dataSync()).slice(prompt.length);
 }
 
 const REQUESTS: [number[], string, number][] = [
-  [[3, 17, 42, 5], "left", 12], [[9, 1], "__base__", 7], [[60, 2, 33, 8, 21, 4, 4], "right", 10],
-  [[11, 12, 13], "left", 5], [[40], "right", 9], [[7, 7, 7, 7, 7], "__base__", 11],
+  [[3, 17, 42, 5], "left", 12],
+  [[9, 1], "__base__", 7],
+  [[60, 2, 33, 8, 21, 4, 4], "right", 10],
+  [[11, 12, 13], "left", 5],
+  [[40], "right", 9],
+  [[7, 7, 7, 7, 7], "__base__", 11],
 ];
 
 for (const name of ["gpt2", "llama"]) {
   describe(`decode engine: ${name}`, () => {
     it("requests joining and leaving a mixed-adapter batch get exactly their greedy tokens alone", async () => {
       const engine = new DecodeEngine(served(name));
-      const request = ([promptIds, adapter, maxNewTokens]: [number[], string, number]): SequenceRequest => ({ promptIds, adapter, maxNewTokens, ignoreEos: true });
+      const request = ([promptIds, adapter, maxNewTokens]: [number[], string, number]): SequenceRequest => ({
+        promptIds,
+        adapter,
+        maxNewTokens,
+        ignoreEos: true,
+      });
       // The first three start together; each of the others joins when the previous one has produced 2 tokens.
       const results: Promise<number[]>[] = [];
       const submit = (i: number): void => {
         let produced = 0;
-        results[i] = engine.submit({
-          ...request(REQUESTS[i]!),
-          onToken: () => { if (++produced === 2 && i >= 2 && i + 1 < REQUESTS.length) submit(i + 1); },
-        }).done.then((r) => r.tokens);
+        results[i] = engine
+          .submit({
+            ...request(REQUESTS[i]!),
+            onToken: () => {
+              if (++produced === 2 && i >= 2 && i + 1 < REQUESTS.length) submit(i + 1);
+            },
+          })
+          .done.then((r) => r.tokens);
       };
-      submit(0); submit(1); submit(2);
+      submit(0);
+      submit(1);
+      submit(2);
       await Promise.all([results[0], results[1], results[2]]);
       const got = await Promise.all(results);
       assert.equal(got.length, REQUESTS.length);
-      REQUESTS.forEach(([prompt, adapter, n], i) => assert.deepEqual(got[i], alone(name, prompt, adapter, n), `request ${i} (${adapter})`));
+      REQUESTS.forEach(([prompt, adapter, n], i) =>
+        assert.deepEqual(got[i], alone(name, prompt, adapter, n), `request ${i} (${adapter})`),
+      );
     });
   });
 }
@@ -63,7 +83,15 @@ describe("decode engine: behaviour", () => {
 
   it("seeded sampling gives the same tokens alone and in a batch", async () => {
     const engine = new DecodeEngine(model);
-    const req: SequenceRequest = { promptIds: [5, 6, 7], adapter: "right", maxNewTokens: 8, doSample: true, temperature: 1.3, seed: 99, ignoreEos: true };
+    const req: SequenceRequest = {
+      promptIds: [5, 6, 7],
+      adapter: "right",
+      maxNewTokens: 8,
+      doSample: true,
+      temperature: 1.3,
+      seed: 99,
+      ignoreEos: true,
+    };
     const single = (await engine.submit(req).done).tokens;
     const others = [1, 2, 3].map((seed) => engine.submit({ ...req, seed, adapter: "left" }).done);
     const batched = (await engine.submit(req).done).tokens;
@@ -77,8 +105,17 @@ describe("decode engine: behaviour", () => {
     const keep = engine.submit({ promptIds: [1, 2, 3], maxNewTokens: 6, ignoreEos: true });
     let cancelledAt = -1;
     const victim = engine.submit({
-      promptIds: [4, 5, 6], adapter: "left", maxNewTokens: 100, ignoreEos: true,
-      onToken: () => { if (victim && victim.tokens.length === 3) setImmediate(() => { victim.cancel(); cancelledAt = engine.stats().running; }); },
+      promptIds: [4, 5, 6],
+      adapter: "left",
+      maxNewTokens: 100,
+      ignoreEos: true,
+      onToken: () => {
+        if (victim && victim.tokens.length === 3)
+          setImmediate(() => {
+            victim.cancel();
+            cancelledAt = engine.stats().running;
+          });
+      },
     });
     const result = await victim.done;
     assert.equal(result.finishReason, "abort");
@@ -93,12 +130,19 @@ describe("decode engine: behaviour", () => {
     const engine = new DecodeEngine(model);
     const free = (await engine.submit({ promptIds: [8, 9], maxNewTokens: 8, ignoreEos: true }).done).tokens;
     const stopId = free[4]!;
-    const byId = await engine.submit({ promptIds: [8, 9], maxNewTokens: 8, ignoreEos: true, stopTokenIds: [stopId] }).done;
+    const byId = await engine.submit({ promptIds: [8, 9], maxNewTokens: 8, ignoreEos: true, stopTokenIds: [stopId] })
+      .done;
     assert.deepEqual(byId.tokens, free.slice(0, free.indexOf(stopId) + 1));
     assert.equal(byId.finishReason, "stop");
     const letters = { decode: (t: number[]) => t.map((i) => String.fromCharCode(97 + (i % 26))).join("") };
     const stop = letters.decode(free.slice(1, 3));
-    const byText = await engine.submit({ promptIds: [8, 9], maxNewTokens: 8, ignoreEos: true, stopStrings: [stop], tokenizer: letters }).done;
+    const byText = await engine.submit({
+      promptIds: [8, 9],
+      maxNewTokens: 8,
+      ignoreEos: true,
+      stopStrings: [stop],
+      tokenizer: letters,
+    }).done;
     assert.deepEqual(byText.tokens, free.slice(0, letters.decode(free).indexOf(stop) + 2));
     assert.equal(engine.stats().generatedTokens, free.length + byId.tokens.length + byText.tokens.length);
     assert.deepEqual([engine.stats().running, engine.stats().waiting], [0, 0]);

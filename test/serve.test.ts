@@ -21,9 +21,15 @@ import { gpt2 } from "./tiny-models.js";
 
 const ROOT = fileURLToPath(new URL("../../test/fixtures/mixed-batch/gpt2/", import.meta.url));
 /** A short chat template: the tiny models have 32 positions, too few for Qwen2's default system prompt. */
-const TEMPLATE = "{% for m in messages %}{{ m['role'][0] + ':' + m['content'] + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ 'a:' }}{% endif %}";
+const TEMPLATE =
+  "{% for m in messages %}{{ m['role'][0] + ':' + m['content'] + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ 'a:' }}{% endif %}";
 const tokenizer = (): PreTrainedTokenizer =>
-  AutoTokenizer.fromPretrainedSync(writeFolder({ "tokenizer.json": bpeTokenizerJson("qwen2"), "tokenizer_config.json": { ...qwenConfig(), chat_template: TEMPLATE } }));
+  AutoTokenizer.fromPretrainedSync(
+    writeFolder({
+      "tokenizer.json": bpeTokenizerJson("qwen2"),
+      "tokenizer_config.json": { ...qwenConfig(), chat_template: TEMPLATE },
+    }),
+  );
 
 function fixtureModel(): ServedModel {
   const m = new ServedModel(fromPretrained(join(ROOT, "model"), "causal-lm"));
@@ -34,18 +40,34 @@ function fixtureModel(): ServedModel {
 /** Greedy continuation of ids by generate() alone: the base model, or it with one adapter (independent of the server). */
 function greedyAlone(ids: number[], adapter: string | null, n: number): number[] {
   const base = fromPretrained(join(ROOT, "model"), "causal-lm");
-  const model = adapter ? PeftModel.fromPretrained(base, join(ROOT, "adapters", adapter), { adapterName: adapter }) : base;
-  return Array.from(model.generate({ inputIds: tensor(Int32Array.from(ids), [1, ids.length], "int32"), maxNewTokens: n, eosTokenId: -1 }).dataSync()).slice(ids.length);
+  const model = adapter
+    ? PeftModel.fromPretrained(base, join(ROOT, "adapters", adapter), { adapterName: adapter })
+    : base;
+  return Array.from(
+    model
+      .generate({ inputIds: tensor(Int32Array.from(ids), [1, ids.length], "int32"), maxNewTokens: n, eosTokenId: -1 })
+      .dataSync(),
+  ).slice(ids.length);
 }
 
 async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+  return fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
 }
 
 /** The JSON events of a server-sent event stream, and whether it ended with [DONE]. */
 function events(text: string): { chunks: any[]; done: boolean } {
-  const data = text.split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
-  return { chunks: data.filter((d) => d !== "[DONE]").map((d) => JSON.parse(d)), done: data[data.length - 1] === "[DONE]" };
+  const data = text
+    .split("\n\n")
+    .filter((e) => e.startsWith("data: "))
+    .map((e) => e.slice(6));
+  return {
+    chunks: data.filter((d) => d !== "[DONE]").map((d) => JSON.parse(d)),
+    done: data[data.length - 1] === "[DONE]",
+  };
 }
 
 describe("peft serve", () => {
@@ -62,7 +84,10 @@ describe("peft serve", () => {
   it("/health, /v1/models and the page at /", async () => {
     assert.equal((await fetch(`${url}/health`)).status, 200);
     const models = await (await fetch(`${url}/v1/models`)).json();
-    assert.deepEqual(models.data.map((m: { id: string }) => m.id), ["tiny", "left", "right"]);
+    assert.deepEqual(
+      models.data.map((m: { id: string }) => m.id),
+      ["tiny", "left", "right"],
+    );
     assert.equal(models.data[1].parent, "tiny");
     const page = await fetch(`${url}/`);
     assert.match(page.headers.get("content-type")!, /text\/html/);
@@ -73,7 +98,14 @@ describe("peft serve", () => {
     const prompt = "hello world";
     const ids = tok.encode(prompt);
     for (const model of ["tiny", "left", "right"]) {
-      const res = await post(`${url}/v1/completions`, { model, prompt, max_tokens: 8, temperature: 0, logprobs: 1, ignore_eos: true });
+      const res = await post(`${url}/v1/completions`, {
+        model,
+        prompt,
+        max_tokens: 8,
+        temperature: 0,
+        logprobs: 1,
+        ignore_eos: true,
+      });
       assert.equal(res.status, 200);
       const body = await res.json();
       const expected = greedyAlone(ids, model === "tiny" ? null : model, 8);
@@ -92,7 +124,13 @@ describe("peft serve", () => {
     assert.match(res.headers.get("content-type")!, /text\/event-stream/);
     const { chunks, done } = events(await res.text());
     assert.ok(done);
-    assert.equal(chunks.filter((c) => c.choices.length).map((c) => c.choices[0].text).join(""), whole);
+    assert.equal(
+      chunks
+        .filter((c) => c.choices.length)
+        .map((c) => c.choices[0].text)
+        .join(""),
+      whole,
+    );
     assert.equal(chunks.at(-2).choices[0].finish_reason, "length");
     assert.equal(chunks.at(-1).usage.completion_tokens, 10);
     assert.ok(chunks.every((c) => c.object === "text_completion"));
@@ -109,7 +147,14 @@ describe("peft serve", () => {
 
     const stop = expected.slice(3, 5);
     const cut = expected.slice(0, expected.indexOf(stop));
-    const stream = await client.chat.completions.create({ model: "right", messages, max_tokens: 12, temperature: 0, stream: true, stop: [stop] });
+    const stream = await client.chat.completions.create({
+      model: "right",
+      messages,
+      max_tokens: 12,
+      temperature: 0,
+      stream: true,
+      stop: [stop],
+    });
     let text = "";
     let finish: string | null = null;
     for await (const chunk of stream) {
@@ -118,9 +163,18 @@ describe("peft serve", () => {
     }
     assert.equal(text, cut);
     assert.equal(finish, "stop");
-    const stopped = await client.completions.create({ model: "tiny", prompt: "hello", max_tokens: 8, temperature: 0, stop: "zz" });
+    const stopped = await client.completions.create({
+      model: "tiny",
+      prompt: "hello",
+      max_tokens: 8,
+      temperature: 0,
+      stop: "zz",
+    });
     assert.equal(typeof stopped.choices[0]!.text, "string");
-    assert.deepEqual((await client.models.list()).data.map((m) => m.id), ["tiny", "left", "right"]);
+    assert.deepEqual(
+      (await client.models.list()).data.map((m) => m.id),
+      ["tiny", "left", "right"],
+    );
   });
 
   it("seeded sampling is reproducible per request", async () => {
@@ -130,14 +184,28 @@ describe("peft serve", () => {
   });
 
   it("adapters load and unload at run time (vLLM's endpoints)", async () => {
-    let res = await post(`${url}/v1/load_lora_adapter`, { lora_name: "again", lora_path: join(ROOT, "adapters", "right") });
+    let res = await post(`${url}/v1/load_lora_adapter`, {
+      lora_name: "again",
+      lora_path: join(ROOT, "adapters", "right"),
+    });
     assert.equal(res.status, 200, await res.clone().text());
     assert.match(await res.text(), /Success/);
-    const viaNew = await (await post(`${url}/v1/completions`, { model: "again", prompt: "hello", max_tokens: 6, temperature: 0 })).json();
-    const viaOld = await (await post(`${url}/v1/completions`, { model: "right", prompt: "hello", max_tokens: 6, temperature: 0 })).json();
+    const viaNew = await (
+      await post(`${url}/v1/completions`, { model: "again", prompt: "hello", max_tokens: 6, temperature: 0 })
+    ).json();
+    const viaOld = await (
+      await post(`${url}/v1/completions`, { model: "right", prompt: "hello", max_tokens: 6, temperature: 0 })
+    ).json();
     assert.equal(viaNew.choices[0].text, viaOld.choices[0].text);
-    assert.equal((await post(`${url}/v1/load_lora_adapter`, { lora_name: "again", lora_path: join(ROOT, "adapters", "right") })).status, 400);
-    assert.equal((await post(`${url}/v1/load_lora_adapter`, { lora_name: "bad", lora_path: "/nonexistent/adapter" })).status, 400);
+    assert.equal(
+      (await post(`${url}/v1/load_lora_adapter`, { lora_name: "again", lora_path: join(ROOT, "adapters", "right") }))
+        .status,
+      400,
+    );
+    assert.equal(
+      (await post(`${url}/v1/load_lora_adapter`, { lora_name: "bad", lora_path: "/nonexistent/adapter" })).status,
+      400,
+    );
     res = await post(`${url}/v1/unload_lora_adapter`, { lora_name: "again" });
     assert.equal(res.status, 200);
     assert.equal((await post(`${url}/v1/completions`, { model: "again", prompt: "hello" })).status, 404);
@@ -157,7 +225,13 @@ describe("peft serve", () => {
       ["/v1/completions", { model: "nope", prompt: "hi" }, 404, "model", "model_not_found"],
       ["/v1/completions", { model: "tiny", prompt: "hello ".repeat(40) }, 400, "prompt", "context_length_exceeded"],
       ["/v1/completions", { model: "tiny", prompt: "hi", max_tokens: 21 }, 400, "max_tokens", "invalid_value"],
-      ["/v1/chat/completions", { model: "tiny", messages: [{ role: "user", content: "hello ".repeat(40) }] }, 400, "messages", "context_length_exceeded"],
+      [
+        "/v1/chat/completions",
+        { model: "tiny", messages: [{ role: "user", content: "hello ".repeat(40) }] },
+        400,
+        "messages",
+        "context_length_exceeded",
+      ],
       ["/v1/chat/completions", { model: "tiny", messages: [{ role: "user" }] }, 400, "messages", "invalid_type"],
       ["/v1/chat/completions", { model: "tiny", messages: "hi" }, 400, "messages", "invalid_type"],
       ["/v1/load_lora_adapter", { lora_name: "x" }, 400, "lora_path", "missing_field"],
@@ -166,7 +240,11 @@ describe("peft serve", () => {
       const res = await post(`${url}${path}`, body);
       const json = await res.json();
       assert.equal(res.status, status, `${JSON.stringify(body)}: ${JSON.stringify(json)}`);
-      assert.deepEqual([json.error.param, json.error.code, typeof json.error.message, typeof json.error.type], [param, code, "string", "string"], JSON.stringify(body));
+      assert.deepEqual(
+        [json.error.param, json.error.code, typeof json.error.message, typeof json.error.type],
+        [param, code, "string", "string"],
+        JSON.stringify(body),
+      );
     }
     assert.equal((await fetch(`${url}/v1/completions`)).status, 405);
     assert.equal((await fetch(`${url}/v1/nothing`)).status, 404);
@@ -175,13 +253,24 @@ describe("peft serve", () => {
 
   it("/metrics reports queue length, tokens/s, loaded and active adapters", async () => {
     const text = await (await fetch(`${url}/metrics`)).text();
-    for (const name of ["peft_queue_length 0", "peft_running_sequences 0", "peft_loaded_adapters 2", "peft_tokens_per_second ", "peft_generated_tokens_total "]) assert.ok(text.includes(name), name);
+    for (const name of [
+      "peft_queue_length 0",
+      "peft_running_sequences 0",
+      "peft_loaded_adapters 2",
+      "peft_tokens_per_second ",
+      "peft_generated_tokens_total ",
+    ])
+      assert.ok(text.includes(name), name);
     assert.match(text, /peft_requests_total\{path="\/v1\/completions",status="200"\} \d+/);
   });
 });
 
 describe("peft serve: API key, a model without adapters, disconnects", () => {
-  const server = new PeftServer(new ServedModel(gpt2(11, { n_positions: 4096 })), tokenizer(), { modelName: "base", apiKey: "sekret", maxTokens: 4000 });
+  const server = new PeftServer(new ServedModel(gpt2(11, { n_positions: 4096 })), tokenizer(), {
+    modelName: "base",
+    apiKey: "sekret",
+    maxTokens: 4000,
+  });
   let url = "";
   const auth = { authorization: "Bearer sekret" };
   before(async () => (url = await server.listen(0)));
@@ -193,12 +282,28 @@ describe("peft serve: API key, a model without adapters, disconnects", () => {
     assert.equal((await fetch(`${url}/v1/models`, { headers: auth })).status, 200);
     assert.equal((await fetch(`${url}/health`)).status, 200);
     const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: "sekret", maxRetries: 0 });
-    assert.deepEqual((await openai.models.list()).data.map((m) => m.id), ["base"]);
+    assert.deepEqual(
+      (await openai.models.list()).data.map((m) => m.id),
+      ["base"],
+    );
   });
 
   it("an adapter loads into a model served without one", async () => {
-    assert.equal((await post(`${url}/v1/load_lora_adapter`, { lora_name: "left", lora_path: join(ROOT, "adapters", "left") }, auth)).status, 200);
-    const res = await post(`${url}/v1/completions`, { model: "left", prompt: "hello", max_tokens: 4, temperature: 0 }, auth);
+    assert.equal(
+      (
+        await post(
+          `${url}/v1/load_lora_adapter`,
+          { lora_name: "left", lora_path: join(ROOT, "adapters", "left") },
+          auth,
+        )
+      ).status,
+      200,
+    );
+    const res = await post(
+      `${url}/v1/completions`,
+      { model: "left", prompt: "hello", max_tokens: 4, temperature: 0 },
+      auth,
+    );
     assert.equal(res.status, 200);
     assert.equal((await post(`${url}/v1/unload_lora_adapter`, { lora_name: "left" }, auth)).status, 200);
   });
@@ -206,8 +311,17 @@ describe("peft serve: API key, a model without adapters, disconnects", () => {
   it("a client that disconnects mid-stream frees its slot at once", async () => {
     const abort = new AbortController();
     const res = await fetch(`${url}/v1/completions`, {
-      method: "POST", headers: { "content-type": "application/json", ...auth }, signal: abort.signal,
-      body: JSON.stringify({ model: "base", prompt: "hello", max_tokens: 4000, temperature: 0, ignore_eos: true, stream: true }),
+      method: "POST",
+      headers: { "content-type": "application/json", ...auth },
+      signal: abort.signal,
+      body: JSON.stringify({
+        model: "base",
+        prompt: "hello",
+        max_tokens: 4000,
+        temperature: 0,
+        ignore_eos: true,
+        stream: true,
+      }),
     });
     const reader = res.body!.getReader();
     await reader.read();
@@ -217,7 +331,11 @@ describe("peft serve: API key, a model without adapters, disconnects", () => {
     while (server.engine.stats().running > 0 && Date.now() - started < 2000) await new Promise((r) => setTimeout(r, 5));
     assert.equal(server.engine.stats().running, 0, "the sequence left the batch");
     assert.ok(server.engine.stats().generatedTokens < 4000, "it stopped long before max_tokens");
-    const ok = await post(`${url}/v1/completions`, { model: "base", prompt: "hello", max_tokens: 3, temperature: 0 }, auth);
+    const ok = await post(
+      `${url}/v1/completions`,
+      { model: "base", prompt: "hello", max_tokens: 3, temperature: 0 },
+      auth,
+    );
     assert.equal(ok.status, 200);
   });
 });
@@ -226,8 +344,28 @@ describe("peft serve: the command", () => {
   const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 
   it("starts on a free port with NAME=DIR adapters, serves, and stops on SIGTERM", async () => {
-    const tokenizerDir = writeFolder({ "tokenizer.json": bpeTokenizerJson("qwen2"), "tokenizer_config.json": qwenConfig() });
-    const child = spawn(process.execPath, [cli, "serve", "--model", join(ROOT, "model"), "--tokenizer", tokenizerDir, "--adapter", `left=${join(ROOT, "adapters", "left")}`, "--port", "0", "--served-model-name", "tiny"], { stdio: ["ignore", "ignore", "pipe"] });
+    const tokenizerDir = writeFolder({
+      "tokenizer.json": bpeTokenizerJson("qwen2"),
+      "tokenizer_config.json": qwenConfig(),
+    });
+    const child = spawn(
+      process.execPath,
+      [
+        cli,
+        "serve",
+        "--model",
+        join(ROOT, "model"),
+        "--tokenizer",
+        tokenizerDir,
+        "--adapter",
+        `left=${join(ROOT, "adapters", "left")}`,
+        "--port",
+        "0",
+        "--served-model-name",
+        "tiny",
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
     try {
       const url = await new Promise<string>((resolve, reject) => {
         let err = "";
@@ -239,8 +377,16 @@ describe("peft serve: the command", () => {
         child.once("exit", (code) => reject(new Error(`peft serve exited with ${code}: ${err}`)));
       });
       const models = await (await fetch(`${url}/v1/models`)).json();
-      assert.deepEqual(models.data.map((m: { id: string }) => m.id), ["tiny", "left"]);
-      const res = await post(`${url}/v1/completions`, { model: "left", prompt: "hello", max_tokens: 3, temperature: 0 });
+      assert.deepEqual(
+        models.data.map((m: { id: string }) => m.id),
+        ["tiny", "left"],
+      );
+      const res = await post(`${url}/v1/completions`, {
+        model: "left",
+        prompt: "hello",
+        max_tokens: 3,
+        temperature: 0,
+      });
       assert.equal(res.status, 200);
     } finally {
       child.kill("SIGTERM");
@@ -249,7 +395,11 @@ describe("peft serve: the command", () => {
   });
 
   it("refuses an --adapter without NAME=", () => {
-    const r = spawnSync(process.execPath, [cli, "serve", "--model", join(ROOT, "model"), "--adapter", join(ROOT, "adapters", "left")], { encoding: "utf8" });
+    const r = spawnSync(
+      process.execPath,
+      [cli, "serve", "--model", join(ROOT, "model"), "--adapter", join(ROOT, "adapters", "left")],
+      { encoding: "utf8" },
+    );
     assert.equal(r.status, 1);
     assert.match(r.stderr, /expected NAME=DIR/);
   });

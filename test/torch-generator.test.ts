@@ -15,7 +15,9 @@ import { fileURLToPath } from "node:url";
 import { TorchGenerator } from "../src/tensor/torch-generator.js";
 import { tensor } from "../src/tensor/index.js";
 
-const GOLDEN = JSON.parse(readFileSync(fileURLToPath(new URL("../../test/fixtures/methods-a/torch-generator.json", import.meta.url)), "utf8"));
+const GOLDEN = JSON.parse(
+  readFileSync(fileURLToPath(new URL("../../test/fixtures/methods-a/torch-generator.json", import.meta.url)), "utf8"),
+);
 
 function assertNormalsClose(got: ArrayLike<number>, want: number[], what: string): void {
   assert.equal(got.length, want.length, `${what}: length`);
@@ -29,17 +31,34 @@ describe("TorchGenerator (torch's CPU mt19937)", () => {
   it("gives torch's 32-bit draws for each seed (seeds above 2^32 keep their low 32 bits, as torch does)", () => {
     for (const { seed, values } of GOLDEN.random as { seed: number; values: number[] }[]) {
       const g = new TorchGenerator().manualSeed(seed);
-      assert.deepEqual(values.map(() => g.random() % 2 ** 31), values, `seed ${seed}`);
+      assert.deepEqual(
+        values.map(() => g.random() % 2 ** 31),
+        values,
+        `seed ${seed}`,
+      );
     }
   });
 
   it("randperm(n) matches torch for n from 1 to 100000", () => {
-    for (const { seed, n, head, sum_sq_pos } of GOLDEN.randperm as { seed: number; n: number; head: number[]; sum_sq_pos: number }[]) {
+    for (const { seed, n, head, sum_sq_pos } of GOLDEN.randperm as {
+      seed: number;
+      n: number;
+      head: number[];
+      sum_sq_pos: number;
+    }[]) {
       const perm = new TorchGenerator(seed).randperm(n);
       assert.deepEqual(perm.slice(0, 64), head, `seed ${seed} n ${n}`);
       // The whole permutation through Σ perm[i]·i (exact in float64 for n ≤ 1e5: below 2^53).
-      assert.equal(perm.reduce((s, v, i) => s + v * i, 0), sum_sq_pos, `seed ${seed} n ${n} (whole permutation)`);
-      assert.deepEqual([...perm].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i), "a permutation");
+      assert.equal(
+        perm.reduce((s, v, i) => s + v * i, 0),
+        sum_sq_pos,
+        `seed ${seed} n ${n} (whole permutation)`,
+      );
+      assert.deepEqual(
+        [...perm].sort((a, b) => a - b),
+        Array.from({ length: n }, (_, i) => i),
+        "a permutation",
+      );
     }
   });
 
@@ -47,7 +66,12 @@ describe("TorchGenerator (torch's CPU mt19937)", () => {
     for (const { seed, n, values } of GOLDEN.rand as { seed: number; n: number; values: number[] }[]) {
       assert.deepEqual(Array.from(new TorchGenerator(seed).rand([n]).dataSync()), values, `rand seed ${seed}`);
     }
-    for (const { seed, shape, bound, values } of GOLDEN.uniform as { seed: number; shape: number[]; bound: number; values: number[] }[]) {
+    for (const { seed, shape, bound, values } of GOLDEN.uniform as {
+      seed: number;
+      shape: number[];
+      bound: number;
+      values: number[];
+    }[]) {
       const t = new TorchGenerator(seed).uniform(shape, -bound, bound);
       assert.deepEqual(t.shape, shape);
       assert.deepEqual(Array.from(t.dataSync()), values, `uniform seed ${seed}`);
@@ -69,7 +93,11 @@ describe("TorchGenerator (torch's CPU mt19937)", () => {
   });
 
   it("one generator through a chain of calls keeps torch's state between them (the cached second normal included)", () => {
-    for (const { seed, calls, values } of GOLDEN.chained as { seed: number; calls: [string, number][]; values: number[][] }[]) {
+    for (const { seed, calls, values } of GOLDEN.chained as {
+      seed: number;
+      calls: [string, number][];
+      values: number[][];
+    }[]) {
       const g = new TorchGenerator(seed);
       calls.forEach(([op, n], i) => {
         if (op === "randperm") assert.deepEqual(g.randperm(n), values[i], `call ${i} randperm`);

@@ -8,7 +8,14 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import * as T from "../src/tensor/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
-import { DataCollatorForSeq2Seq, Dataset, Trainer, TrainingArguments, listCheckpoints, type TrainOutput } from "../src/train/index.js";
+import {
+  DataCollatorForSeq2Seq,
+  Dataset,
+  Trainer,
+  TrainingArguments,
+  listCheckpoints,
+  type TrainOutput,
+} from "../src/train/index.js";
 import { CheckpointError } from "../src/errors.js";
 import { parseJson } from "../src/io/json.js";
 import { JsonlLogCallback } from "../src/train/progress.js";
@@ -37,7 +44,8 @@ function poisonedPeft(seed: number) {
 function captureWarnings(fn: () => void): string[] {
   const seen: string[] = [];
   const original = process.emitWarning;
-  process.emitWarning = ((w: string | Error) => void seen.push(typeof w === "string" ? w : w.message)) as typeof process.emitWarning;
+  process.emitWarning = ((w: string | Error) =>
+    void seen.push(typeof w === "string" ? w : w.message)) as typeof process.emitWarning;
   try {
     fn();
   } finally {
@@ -47,7 +55,10 @@ function captureWarnings(fn: () => void): string[] {
 }
 
 function savedState(checkpoint: string): { log_history: LogEntries; global_step: number } {
-  return parseJson(readFileSync(join(checkpoint, "trainer_state.json"), "utf8")) as { log_history: LogEntries; global_step: number };
+  return parseJson(readFileSync(join(checkpoint, "trainer_state.json"), "utf8")) as {
+    log_history: LogEntries;
+    global_step: number;
+  };
 }
 
 describe("Trainer: non-finite numbers", () => {
@@ -55,7 +66,13 @@ describe("Trainer: non-finite numbers", () => {
     const data = patternDataset(4);
     const dir = dirs.make();
     const args = TrainingArguments({
-      output_dir: dir, learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 1, logging_steps: 1, save_steps: 1, max_grad_norm: 0,
+      output_dir: dir,
+      learning_rate: 1e-2,
+      per_device_train_batch_size: 4,
+      max_steps: 1,
+      logging_steps: 1,
+      save_steps: 1,
+      max_grad_norm: 0,
     });
     new Trainer({ model: tinyPeft(4), args, trainDataset: data, dataCollator: collator }).train();
     const logged = savedState(listCheckpoints(dir)[0]!).log_history[0]!;
@@ -65,7 +82,8 @@ describe("Trainer: non-finite numbers", () => {
     const batch = collator(data.examples);
     T.tidy(() => (model.forward({ ...batch }) as ModelOutput).loss!.backward());
     let squares = 0;
-    for (const [, p] of model.namedParameters()) if (p.requiresGrad) for (const g of p.grad!.dataSync()) squares += g * g;
+    for (const [, p] of model.namedParameters())
+      if (p.requiresGrad) for (const g of p.grad!.dataSync()) squares += g * g;
     const norm = Math.sqrt(squares);
     assert.ok(norm > 0);
     assert.ok(Math.abs(logged["grad_norm"]! - norm) <= 1e-5 * norm, `grad_norm ${logged["grad_norm"]} vs ${norm}`);
@@ -75,8 +93,17 @@ describe("Trainer: non-finite numbers", () => {
     const dir = dirs.make();
     const model = poisonedPeft(5);
     const log = new JsonlLogCallback(join(dir, "training_log.jsonl"));
-    const args = TrainingArguments({ output_dir: dir, learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, logging_steps: 1, save_steps: 1 });
-    const warnings = captureWarnings(() => new Trainer({ model, args, trainDataset: patternDataset(8), dataCollator: collator, callbacks: [log] }).train());
+    const args = TrainingArguments({
+      output_dir: dir,
+      learning_rate: 1e-2,
+      per_device_train_batch_size: 4,
+      max_steps: 2,
+      logging_steps: 1,
+      save_steps: 1,
+    });
+    const warnings = captureWarnings(() =>
+      new Trainer({ model, args, trainDataset: patternDataset(8), dataCollator: collator, callbacks: [log] }).train(),
+    );
     const lines = readFileSync(log.path, "utf8").trim().split("\n");
     assert.equal(lines.length, 2);
     for (const line of lines) {
@@ -93,18 +120,27 @@ describe("Trainer: non-finite numbers", () => {
     const run = (examples: Dataset["examples"]) => {
       const model = tinyPeft(6);
       const args = TrainingArguments({
-        output_dir: dirs.make(), learning_rate: 1e-2, per_device_train_batch_size: 1, max_steps: examples.length, logging_steps: 1, save_steps: 1,
+        output_dir: dirs.make(),
+        learning_rate: 1e-2,
+        per_device_train_batch_size: 1,
+        max_steps: examples.length,
+        logging_steps: 1,
+        save_steps: 1,
         lr_scheduler_type: "constant",
       });
       new Trainer({ model, args, trainDataset: new Dataset([...examples]), dataCollator: collator }).train();
-      const weights = model.namedParameters().filter(([, p]) => p.requiresGrad).flatMap(([, p]) => Array.from(p.dataSync()));
+      const weights = model
+        .namedParameters()
+        .filter(([, p]) => p.requiresGrad)
+        .flatMap(([, p]) => Array.from(p.dataSync()));
       return { weights, state: savedState(listCheckpoints(args.output_dir).pop()!) };
     };
     // Two copies of one example, so the shuffle cannot change what the two learning steps see.
     const mixed = run([good!, good!, ignored]);
     const losses = mixed.state.log_history.filter((e) => e["loss"] !== undefined);
     assert.equal(losses.length, 2, "the step that only saw the ignored batch logs no loss");
-    for (const e of mixed.state.log_history) for (const v of Object.values(e)) assert.ok(Number.isFinite(v), JSON.stringify(e));
+    for (const e of mixed.state.log_history)
+      for (const v of Object.values(e)) assert.ok(Number.isFinite(v), JSON.stringify(e));
     // A skipped batch leaves no gradient, so AdamW leaves the weights (and their step counts) alone on that step.
     assert.deepEqual(mixed.weights, run([good!, good!]).weights);
   });
@@ -113,8 +149,14 @@ describe("Trainer: non-finite numbers", () => {
 describe("Trainer: divergence", () => {
   it("warns at the step the loss or gradient norm stops being finite, reports it, and keeps a good adapter", () => {
     const dir = dirs.make();
-    const args = TrainingArguments({ output_dir: dir, learning_rate: 1e30, per_device_train_batch_size: 4, max_steps: 4, logging_steps: 1,
-      save_strategy: "no" });
+    const args = TrainingArguments({
+      output_dir: dir,
+      learning_rate: 1e30,
+      per_device_train_batch_size: 4,
+      max_steps: 4,
+      logging_steps: 1,
+      save_strategy: "no",
+    });
     const trainer = new Trainer({ model: tinyPeft(8), args, trainDataset: patternDataset(8), dataCollator: collator });
     // A good adapter from an earlier run in the same folder.
     const good = tinyPeft(8);
@@ -123,55 +165,100 @@ describe("Trainer: divergence", () => {
     let result: TrainOutput | undefined;
     const warnings = captureWarnings(() => void (result = trainer.train()));
     // The first logged step whose loss or grad_norm is not finite, found independently in the log history.
-    const first = trainer.state.log_history.find((e) => !Number.isFinite(e["loss"]) || !Number.isFinite(e["grad_norm"]))!;
+    const first = trainer.state.log_history.find(
+      (e) => !Number.isFinite(e["loss"]) || !Number.isFinite(e["grad_norm"]),
+    )!;
     assert.ok(first, "lr 1e30 diverges within 4 steps");
     assert.equal(result!.divergedAtStep, first["step"]);
     const warned = warnings.filter((w) => w.startsWith("training diverged"));
     assert.equal(warned.length, 1, warnings.join("\n"));
-    assert.match(warned[0]!, new RegExp(`^training diverged at step ${first["step"]}: .*learning_rate 1e\\+30 is too high, float16 overflow, or bad data`));
+    assert.match(
+      warned[0]!,
+      new RegExp(
+        `^training diverged at step ${first["step"]}: .*learning_rate 1e\\+30 is too high, float16 overflow, or bad data`,
+      ),
+    );
 
     const notReplaced = /not replacing .*adapter_model\.safetensors with non-finite weights/;
-    assert.throws(() => trainer.saveModel(dir), (err: Error) => err instanceof CheckpointError && notReplaced.test(err.message));
+    assert.throws(
+      () => trainer.saveModel(dir),
+      (err: Error) => err instanceof CheckpointError && notReplaced.test(err.message),
+    );
     assert.deepEqual(readFileSync(join(dir, "adapter_model.safetensors")), before, "the good adapter is untouched");
     const fresh = join(dirs.make(), "diverged");
     assert.match(captureWarnings(() => trainer.saveModel(fresh)).join("\n"), /saving non-finite weights to .*diverged/);
   });
 
   it("a run that stays finite reports no divergence", () => {
-    const args = TrainingArguments({ output_dir: dirs.make(), learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, logging_steps: 1,
-      save_strategy: "no" });
-    const result = new Trainer({ model: tinyPeft(8), args, trainDataset: patternDataset(8), dataCollator: collator }).train();
+    const args = TrainingArguments({
+      output_dir: dirs.make(),
+      learning_rate: 1e-2,
+      per_device_train_batch_size: 4,
+      max_steps: 2,
+      logging_steps: 1,
+      save_strategy: "no",
+    });
+    const result = new Trainer({
+      model: tinyPeft(8),
+      args,
+      trainDataset: patternDataset(8),
+      dataCollator: collator,
+    }).train();
     assert.equal(result.divergedAtStep, null);
   });
 });
 
 describe("Trainer: resume checks what made the checkpoint", () => {
-  const argsIn = (dir: string, fields: Partial<TrainingArguments> = {}) => TrainingArguments({
-    output_dir: dir, learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, logging_steps: 1, save_steps: 1, seed: 1, ...fields,
-  });
+  const argsIn = (dir: string, fields: Partial<TrainingArguments> = {}) =>
+    TrainingArguments({
+      output_dir: dir,
+      learning_rate: 1e-2,
+      per_device_train_batch_size: 4,
+      max_steps: 2,
+      logging_steps: 1,
+      save_steps: 1,
+      seed: 1,
+      ...fields,
+    });
   /** Run A: two steps in a fresh folder, checkpoints 1 and 2. */
   const runA = () => {
     const dir = dirs.make();
-    new Trainer({ model: tinyPeft(10), args: argsIn(dir), trainDataset: patternDataset(8), dataCollator: collator }).train();
+    new Trainer({
+      model: tinyPeft(10),
+      args: argsIn(dir),
+      trainDataset: patternDataset(8),
+      dataCollator: collator,
+    }).train();
     return dir;
   };
   const resume = (dir: string, opts: { args?: Partial<TrainingArguments>; model?: PeftModel; data?: Dataset } = {}) =>
-    new Trainer({ model: opts.model ?? tinyPeft(10), args: argsIn(dir, opts.args), trainDataset: opts.data ?? patternDataset(8), dataCollator: collator })
-      .train({ resumeFromCheckpoint: true });
+    new Trainer({
+      model: opts.model ?? tinyPeft(10),
+      args: argsIn(dir, opts.args),
+      trainDataset: opts.data ?? patternDataset(8),
+      dataCollator: collator,
+    }).train({ resumeFromCheckpoint: true });
   const refused = (pattern: RegExp) => (err: Error) => err instanceof CheckpointError && pattern.test(err.message);
 
   it("refuses another run's checkpoint, listing what differs", () => {
     const dir = runA();
-    assert.throws(() => resume(dir, { args: { learning_rate: 2e-2, seed: 3, max_steps: 5 } }),
-      refused(/checkpoint-2 was made by a different run; these differ: learning_rate 0\.01 → 0\.02; seed 1 → 3$/));
-    assert.throws(() => resume(dir, { data: patternDataset(8, 12, 6) }),
-      refused(/these differ: the training data \(8 examples, sha256 [0-9a-f]{12}… → 8 examples/));
+    assert.throws(
+      () => resume(dir, { args: { learning_rate: 2e-2, seed: 3, max_steps: 5 } }),
+      refused(/checkpoint-2 was made by a different run; these differ: learning_rate 0\.01 → 0\.02; seed 1 → 3$/),
+    );
+    assert.throws(
+      () => resume(dir, { data: patternDataset(8, 12, 6) }),
+      refused(/these differ: the training data \(8 examples, sha256 [0-9a-f]{12}… → 8 examples/),
+    );
     assert.throws(() => resume(dir, { model: tinyPeft(11) }), refused(/these differ: the model weights/));
     assert.throws(() => resume(dir, { model: tinyPeft(10, { n_layer: 3 }) }), refused(/model config\.n_layer 2 → 3/));
     T.manualSeed(10);
     const rank2 = LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: "all-linear", fan_in_fan_out: true });
     const otherRank = getPeftModel(AutoModelForCausalLM.fromConfig(TRAINER_GPT2), rank2);
-    assert.throws(() => resume(dir, { model: otherRank }), refused(/these differ: peft\.init_lora_weights "gaussian" → true; peft\.r 4 → 2$/));
+    assert.throws(
+      () => resume(dir, { model: otherRank }),
+      refused(/these differ: peft\.init_lora_weights "gaussian" → true; peft\.r 4 → 2$/),
+    );
   });
 
   it("resumes when only fields that may change differ (max_steps, saving, logging, output_dir)", () => {
@@ -184,7 +271,12 @@ describe("Trainer: resume checks what made the checkpoint", () => {
     const dir = runA();
     rmSync(join(dir, "checkpoint-2", "run_fingerprint.json"));
     const warnings = captureWarnings(() => assert.equal(resume(dir, { args: { max_steps: 3 } }).globalStep, 3));
-    assert.ok(warnings.some((w) => /checkpoint-2 has no run_fingerprint\.json \(made by an older peft-ts\): cannot check/.test(w)), warnings.join("\n"));
+    assert.ok(
+      warnings.some((w) =>
+        /checkpoint-2 has no run_fingerprint\.json \(made by an older peft-ts\): cannot check/.test(w),
+      ),
+      warnings.join("\n"),
+    );
   });
 });
 
@@ -192,10 +284,16 @@ describe("Trainer: progress", () => {
   /** What train() writes to stderr while stderr claims to be a terminal. */
   const stderrOnTerminal = (fields: Partial<TrainingArguments>): string => {
     const args = TrainingArguments({
-      output_dir: dirs.make(), learning_rate: 1e-2, per_device_train_batch_size: 4, max_steps: 2, save_strategy: "no", ...fields,
+      output_dir: dirs.make(),
+      learning_rate: 1e-2,
+      per_device_train_batch_size: 4,
+      max_steps: 2,
+      save_strategy: "no",
+      ...fields,
     });
     const model = tinyPeft(12);
-    const { isTTY } = process.stderr, write = process.stderr.write;
+    const { isTTY } = process.stderr,
+      write = process.stderr.write;
     let text = "";
     process.stderr.isTTY = true;
     process.stderr.write = ((chunk: string) => ((text += chunk), true)) as typeof process.stderr.write;

@@ -33,8 +33,14 @@ const inputs = () => {
 
 /** The case's saved config with the experts' folders made absolute (peft's from_pretrained takes them as `adapters`). */
 function caseConfig(name: string): XLoraConfig {
-  const fields = JSON.parse(readFileSync(join(set.peftDir(name), "adapter", "adapter_config.json"), "utf8")) as Record<string, unknown>;
-  return configFromJson({ ...fields, adapters: Object.fromEntries(EXPERTS.map((p, i) => [String(i), p])) }) as XLoraConfig;
+  const fields = JSON.parse(readFileSync(join(set.peftDir(name), "adapter", "adapter_config.json"), "utf8")) as Record<
+    string,
+    unknown
+  >;
+  return configFromJson({
+    ...fields,
+    adapters: Object.fromEntries(EXPERTS.map((p, i) => [String(i), p])),
+  }) as XLoraConfig;
 }
 
 /** Python's X-LoRA adapter of a case, loaded here. */
@@ -70,7 +76,10 @@ describe("X-LoRA against Python peft 0.15.2 (through the script's hand-written h
     const logits = CASES.map((n) => readExpected(set.peftDir(n)).get("logits")!.dataSync());
     const plain = T.noGrad(() => base().forward(inputs())).logits!.dataSync();
     for (const [i, l] of logits.entries()) {
-      assert.ok(l.some((v, j) => Math.abs(v - plain[j]!) > 1e-3), `${CASES[i]} equals the base model`);
+      assert.ok(
+        l.some((v, j) => Math.abs(v - plain[j]!) > 1e-3),
+        `${CASES[i]} equals the base model`,
+      );
       for (const other of logits.slice(i + 1)) assert.ok(l.some((v, j) => Math.abs(v - other[j]!) > 1e-3));
     }
   });
@@ -86,11 +95,14 @@ describe("X-LoRA against Python peft 0.15.2 (through the script's hand-written h
       assert.deepEqual(shapes(ours), shapes(python), name);
       assert.ok([...ours.keys()].every((k) => k.startsWith("base_model.internal_xlora_classifier.layers.")));
       const savedConfig = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
-      const pythonConfig = JSON.parse(readFileSync(join(set.peftDir(name), "adapter", "adapter_config.json"), "utf8")) as Record<string, unknown>;
+      const pythonConfig = JSON.parse(
+        readFileSync(join(set.peftDir(name), "adapter", "adapter_config.json"), "utf8"),
+      ) as Record<string, unknown>;
       assert.deepEqual(Object.keys(savedConfig).sort(), Object.keys(pythonConfig).sort());
       const reloaded = getPeftModel(base(), caseConfig(name));
       reloaded.loadAdapterWeights(dir, "default");
-      const a = T.noGrad(() => peft.forward(inputs())).logits!, b = T.noGrad(() => reloaded.eval().forward(inputs())).logits!;
+      const a = T.noGrad(() => peft.forward(inputs())).logits!,
+        b = T.noGrad(() => reloaded.eval().forward(inputs())).logits!;
       close(a, b, `${name} reloaded`);
     }
   });
@@ -132,11 +144,18 @@ describe("X-LoRA scalings by hand", () => {
 
   it("top_k_lora keeps each token's k largest and zeroes the rest", () => {
     const got = [...layerScalings(s(), 0, config({ top_k_lora: 2, enable_softmax: false })).dataSync()];
-    assert.deepEqual(got.map((v) => Math.round(v * 1e6) / 1e6 + 0), [0, 0.5, 0.2, 0.9, 0, 0.4]);
+    assert.deepEqual(
+      got.map((v) => Math.round(v * 1e6) / 1e6 + 0),
+      [0, 0.5, 0.2, 0.9, 0, 0.4],
+    );
   });
 
   it("enable_softmax_topk takes one softmax over all the layer's kept entries, across tokens (as peft does)", () => {
-    const got = layerScalings(s(), 0, config({ top_k_lora: 2, enable_softmax: false, enable_softmax_topk: true })).dataSync();
+    const got = layerScalings(
+      s(),
+      0,
+      config({ top_k_lora: 2, enable_softmax: false, enable_softmax_topk: true }),
+    ).dataSync();
     const kept = [0.5, 0.2, 0.9, 0.4];
     const z = kept.reduce((a, v) => a + Math.exp(v), 0);
     const want = [0, Math.exp(0.5) / z, Math.exp(0.2) / z, Math.exp(0.9) / z, 0, Math.exp(0.4) / z];
@@ -147,29 +166,60 @@ describe("X-LoRA scalings by hand", () => {
 describe("X-LoRA trains its gating", () => {
   const fresh = (fields: Partial<XLoraConfig> = {}) => {
     T.manualSeed(3);
-    return getPeftModel(base(), XLoraConfig({
-      task_type: "CAUSAL_LM", hidden_size: 16, adapters: Object.fromEntries(EXPERTS.map((p, i) => [String(i), p])), ...fields,
-    }));
+    return getPeftModel(
+      base(),
+      XLoraConfig({
+        task_type: "CAUSAL_LM",
+        hidden_size: 16,
+        adapters: Object.fromEntries(EXPERTS.map((p, i) => [String(i), p])),
+        ...fields,
+      }),
+    );
   };
 
   it("only the classifier is trainable; training lowers the loss and leaves the experts unchanged", () => {
     const peft = fresh({ xlora_depth: 2, xlora_size: 8, xlora_dropout_p: 0 }).train();
-    const trainable = peft.namedParameters().filter(([, p]) => p.requiresGrad).map(([k]) => k);
-    assert.deepEqual(trainable, ["base_model.internal_xlora_classifier.layers.0.weight", "base_model.internal_xlora_classifier.layers.0.bias",
-      "base_model.internal_xlora_classifier.layers.2.weight", "base_model.internal_xlora_classifier.layers.2.bias"]);
+    const trainable = peft
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad)
+      .map(([k]) => k);
+    assert.deepEqual(trainable, [
+      "base_model.internal_xlora_classifier.layers.0.weight",
+      "base_model.internal_xlora_classifier.layers.0.bias",
+      "base_model.internal_xlora_classifier.layers.2.weight",
+      "base_model.internal_xlora_classifier.layers.2.bias",
+    ]);
     const experts = peft.namedParameters().filter(([k]) => /\.lora_[AB]\./.test(k));
     const before = experts.map(([, p]) => Float32Array.from(p.dataSync()));
     const ids = T.tensor(Int32Array.from([5, 9, 13, 5, 9, 13, 5, 9, 5, 9, 13, 5, 9, 13, 5, 9]), [2, 8]);
-    const losses = trainSteps(peft, new AdamW(peft.parameters().filter((p) => p.requiresGrad), { lr: 0.05 }), ids, 25);
+    const losses = trainSteps(
+      peft,
+      new AdamW(
+        peft.parameters().filter((p) => p.requiresGrad),
+        { lr: 0.05 },
+      ),
+      ids,
+      25,
+    );
     assert.ok(losses[losses.length - 1]! < losses[0]! - 0.05, `losses ${losses[0]} → ${losses[losses.length - 1]}`);
     experts.forEach(([k, p], i) => assert.deepEqual(p.dataSync(), before[i], `${k} changed`));
   });
 
   it("gradient checkpointing is refused while training (a recomputed layer would give the classifier no gradient)", () => {
-    const peft = getPeftModel(base().gradientCheckpointingEnable(), { ...caseConfig("topk"), inference_mode: false } as XLoraConfig).train();
+    const peft = getPeftModel(base().gradientCheckpointingEnable(), {
+      ...caseConfig("topk"),
+      inference_mode: false,
+    } as XLoraConfig).train();
     const { inputIds } = inputs();
-    assert.throws(() => peft.forward({ inputIds, labels: inputIds }), (e: Error) => e instanceof ConfigError && /gradient checkpointing/.test(e.message));
-    assert.ok(T.noGrad(() => peft.forward({ inputIds })).logits!.dataSync().every(Number.isFinite));
+    assert.throws(
+      () => peft.forward({ inputIds, labels: inputIds }),
+      (e: Error) => e instanceof ConfigError && /gradient checkpointing/.test(e.message),
+    );
+    assert.ok(
+      T.noGrad(() => peft.forward({ inputIds }))
+        .logits!.dataSync()
+        .every(Number.isFinite),
+    );
   });
 
   it("use_trainable_adapters makes the experts trainable too", () => {
@@ -182,14 +232,22 @@ describe("X-LoRA trains its gating", () => {
 describe("X-LoRA from `peft train`", () => {
   it("a config naming two LoRA experts trains the classifier and saves it under peft's names", () => {
     const ws = cliWorkspace("peft-ts-xlora-cli-", LLAMA);
-    for (const [i, targets] of [["q_proj", "v_proj"], ["q_proj", "v_proj"]].entries()) {
+    for (const [i, targets] of [
+      ["q_proj", "v_proj"],
+      ["q_proj", "v_proj"],
+    ].entries()) {
       T.manualSeed(20 + i);
-      getPeftModel(fromPretrained(join(ws.root, "model"), "causal-lm"), LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: targets, init_lora_weights: false }))
-        .savePretrained(join(ws.root, `expert-${i}`));
+      getPeftModel(
+        fromPretrained(join(ws.root, "model"), "causal-lm"),
+        LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: targets, init_lora_weights: false }),
+      ).savePretrained(join(ws.root, `expert-${i}`));
     }
     trainMethod(ws, "XLORA", { hidden_size: LLAMA.hidden_size, adapters: { "0": "expert-0", "1": "expert-1" } });
     const saved = loadSafetensors(join(ws.root, "out-XLORA", "adapter_model.safetensors"));
-    assert.deepEqual([...saved.keys()].sort(), ["base_model.internal_xlora_classifier.layers.0.bias", "base_model.internal_xlora_classifier.layers.0.weight"]);
+    assert.deepEqual([...saved.keys()].sort(), [
+      "base_model.internal_xlora_classifier.layers.0.bias",
+      "base_model.internal_xlora_classifier.layers.0.weight",
+    ]);
     assert.deepEqual(saved.get("base_model.internal_xlora_classifier.layers.0.weight")!.shape, [2, LLAMA.hidden_size]);
   });
 });
@@ -198,14 +256,20 @@ describe("X-LoRA refusals", () => {
   it("experts with different targets (peft fails with a KeyError), a wrong hidden_size, a mismatched file", () => {
     const dir = mkdtempSync(join(tmpdir(), "peft-ts-xlora-expert-"));
     getPeftModel(base(), LoraConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: ["q_proj"] })).savePretrained(dir);
-    assert.throws(() => getPeftModel(base(), XLoraConfig({ hidden_size: 16, adapters: { "0": EXPERTS[0]!, "1": dir } })),
-      (e: Error) => e instanceof ConfigError && /do not adapt .*v_proj/.test(e.message));
-    assert.throws(() => getPeftModel(base(), XLoraConfig({ hidden_size: 32, adapters: { "0": EXPERTS[0]! } })),
-      (e: Error) => e instanceof ConfigError && /hidden size is 16/.test(e.message));
+    assert.throws(
+      () => getPeftModel(base(), XLoraConfig({ hidden_size: 16, adapters: { "0": EXPERTS[0]!, "1": dir } })),
+      (e: Error) => e instanceof ConfigError && /do not adapt .*v_proj/.test(e.message),
+    );
+    assert.throws(
+      () => getPeftModel(base(), XLoraConfig({ hidden_size: 32, adapters: { "0": EXPERTS[0]! } })),
+      (e: Error) => e instanceof ConfigError && /hidden size is 16/.test(e.message),
+    );
     assert.throws(() => XLoraConfig({ hidden_size: 16, adapters: {}, top_k_lora: 0 }), ConfigError);
     const peft = getPeftModel(base(), { ...caseConfig("deep"), xlora_dropout_p: 0 } as XLoraConfig);
-    assert.throws(() => peft.loadAdapterWeights(join(set.peftDir("deep"), "adapter"), "default"),
-      (e: Error) => e instanceof CheckpointError && /layers\.3\.weight/.test(e.message));
+    assert.throws(
+      () => peft.loadAdapterWeights(join(set.peftDir("deep"), "adapter"), "default"),
+      (e: Error) => e instanceof CheckpointError && /layers\.3\.weight/.test(e.message),
+    );
     const bad = mkdtempSync(join(tmpdir(), "peft-ts-xlora-bad-"));
     writeSafetensors(join(bad, "adapter_model.safetensors"), new Map([["x", T.zeros([1])]]));
     assert.throws(() => loadCase("dense").loadAdapterWeights(bad, "default"), CheckpointError);

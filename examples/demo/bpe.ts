@@ -46,8 +46,10 @@ export function trainBpe(texts: Iterable<string>, opts: BpeOptions): Record<stri
         pairs.set(key, (pairs.get(key) ?? 0) + count);
       }
     }
-    let best = "", bestCount = 1;
-    for (const [k, c] of pairs) if (c > bestCount || (c === bestCount && best !== "" && k < best)) [best, bestCount] = [k, c];
+    let best = "",
+      bestCount = 1;
+    for (const [k, c] of pairs)
+      if (c > bestCount || (c === bestCount && best !== "" && k < best)) [best, bestCount] = [k, c];
     if (best === "") break;
     const [a, b] = best.split(" ") as [string, string];
     const merged = a + b;
@@ -65,7 +67,13 @@ export function trainBpe(texts: Iterable<string>, opts: BpeOptions): Record<stri
     }
   }
   const added = opts.specialTokens.map((content, i) => ({
-    id: vocab.size + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+    id: vocab.size + i,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
   }));
   return {
     version: "1.0",
@@ -77,8 +85,16 @@ export function trainBpe(texts: Iterable<string>, opts: BpeOptions): Record<stri
     post_processor: { type: "ByteLevel", add_prefix_space: true, trim_offsets: false, use_regex: true },
     decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: {
-      type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "", end_of_word_suffix: "", fuse_unk: false,
-      byte_fallback: false, ignore_merges: false, vocab: Object.fromEntries(vocab), merges,
+      type: "BPE",
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: "",
+      end_of_word_suffix: "",
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab: Object.fromEntries(vocab),
+      merges,
     },
   };
 }

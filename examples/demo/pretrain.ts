@@ -46,13 +46,26 @@ const chats = syntheticChat(9000, 1234, lines).map(renderChat);
 
 console.log(`training the tokenizer on ${paragraphs.length} paragraphs and ${chats.length} chats…`);
 mkdirSync(MODEL_DIR, { recursive: true });
-const tokenizerJson = trainBpe([...paragraphs, ...chats.map((c) => c.replace(/<\|im_(start|end)\|>/g, " "))], { merges: 1200, specialTokens: SPECIAL });
+const tokenizerJson = trainBpe([...paragraphs, ...chats.map((c) => c.replace(/<\|im_(start|end)\|>/g, " "))], {
+  merges: 1200,
+  specialTokens: SPECIAL,
+});
 writeFileSync(join(MODEL_DIR, "tokenizer.json"), JSON.stringify(tokenizerJson));
-writeFileSync(join(MODEL_DIR, "tokenizer_config.json"), pythonJson({
-  bos_token: null, eos_token: "<|im_end|>", pad_token: "<|endoftext|>", unk_token: null, chat_template: CHAT_TEMPLATE,
-  additional_special_tokens: ["<|im_start|>", "<|im_end|>"], clean_up_tokenization_spaces: false, model_max_length: 512,
-  padding_side: "right", tokenizer_class: "Qwen2Tokenizer",
-}) + "\n");
+writeFileSync(
+  join(MODEL_DIR, "tokenizer_config.json"),
+  pythonJson({
+    bos_token: null,
+    eos_token: "<|im_end|>",
+    pad_token: "<|endoftext|>",
+    unk_token: null,
+    chat_template: CHAT_TEMPLATE,
+    additional_special_tokens: ["<|im_start|>", "<|im_end|>"],
+    clean_up_tokenization_spaces: false,
+    model_max_length: 512,
+    padding_side: "right",
+    tokenizer_class: "Qwen2Tokenizer",
+  }) + "\n",
+);
 const tokenizer = await AutoTokenizer.fromPretrained(MODEL_DIR);
 const eot = tokenizer.convertTokensToIds("<|endoftext|>") as number;
 
@@ -60,28 +73,57 @@ const eot = tokenizer.convertTokensToIds("<|endoftext|>") as number;
 const docs = shuffle([...paragraphs, ...chats], 7);
 const stream: number[] = [];
 for (const d of docs) stream.push(...tokenizer.encode(d, { addSpecialTokens: false }), eot);
-const blocks = new Dataset(Array.from({ length: Math.floor(stream.length / SEQ_LEN) }, (_, i) => {
-  const ids = stream.slice(i * SEQ_LEN, (i + 1) * SEQ_LEN);
-  return { input_ids: ids, labels: ids };
-}));
+const blocks = new Dataset(
+  Array.from({ length: Math.floor(stream.length / SEQ_LEN) }, (_, i) => {
+    const ids = stream.slice(i * SEQ_LEN, (i + 1) * SEQ_LEN);
+    return { input_ids: ids, labels: ids };
+  }),
+);
 console.log(`${stream.length} tokens → ${blocks.length} blocks of ${SEQ_LEN}; vocabulary ${tokenizer.length}`);
 
 manualSeed(42);
 const model = AutoModelForCausalLM.fromConfig({
-  model_type: "qwen2", vocab_size: tokenizer.length, hidden_size: 192, intermediate_size: 512, num_hidden_layers: 4,
-  num_attention_heads: 6, num_key_value_heads: 2, max_position_embeddings: 512, rope_theta: 10000, rms_norm_eps: 1e-6,
-  tie_word_embeddings: true, initializer_range: 0.02, bos_token_id: null, eos_token_id: tokenizer.eosTokenId, pad_token_id: eot,
+  model_type: "qwen2",
+  vocab_size: tokenizer.length,
+  hidden_size: 192,
+  intermediate_size: 512,
+  num_hidden_layers: 4,
+  num_attention_heads: 6,
+  num_key_value_heads: 2,
+  max_position_embeddings: 512,
+  rope_theta: 10000,
+  rms_norm_eps: 1e-6,
+  tie_word_embeddings: true,
+  initializer_range: 0.02,
+  bos_token_id: null,
+  eos_token_id: tokenizer.eosTokenId,
+  pad_token_id: eot,
 });
 console.log(`model: ${model.numParameters().toLocaleString("en-US")} parameters`);
 const trainer = new Trainer({
   model,
   args: TrainingArguments({
-    output_dir: join(MODEL_DIR, ".pretrain"), learning_rate: 3e-3, per_device_train_batch_size: 16, max_steps: Number(values.steps),
-    lr_scheduler_type: "cosine", warmup_steps: 100, weight_decay: 0.1, logging_steps: 50, save_strategy: "no", seed: 42,
+    output_dir: join(MODEL_DIR, ".pretrain"),
+    learning_rate: 3e-3,
+    per_device_train_batch_size: 16,
+    max_steps: Number(values.steps),
+    lr_scheduler_type: "cosine",
+    warmup_steps: 100,
+    weight_decay: 0.1,
+    logging_steps: 50,
+    save_strategy: "no",
+    seed: 42,
   }),
   trainDataset: blocks,
   dataCollator: DataCollatorForSeq2Seq({ padTokenId: eot }),
-  callbacks: [{ onLog: (_a, s, logs) => console.log(`step ${s.global_step}/${s.max_steps} loss ${logs["loss"]?.toFixed(3)} (${logs["tokens_per_second"]?.toFixed(0)} tokens/s)`) }],
+  callbacks: [
+    {
+      onLog: (_a, s, logs) =>
+        console.log(
+          `step ${s.global_step}/${s.max_steps} loss ${logs["loss"]?.toFixed(3)} (${logs["tokens_per_second"]?.toFixed(0)} tokens/s)`,
+        ),
+    },
+  ],
 });
 trainer.train();
 model.savePretrained(MODEL_DIR, { dtype: "float16" });

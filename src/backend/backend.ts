@@ -50,8 +50,22 @@ export interface View {
 
 /** Element-wise functions of one argument. */
 export type UnaryOp =
-  | "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "abs" | "square" | "reciprocal"
-  | "tanh" | "sigmoid" | "relu" | "gelu" | "gelu_tanh" | "silu" | "sin" | "cos";
+  | "neg"
+  | "exp"
+  | "log"
+  | "sqrt"
+  | "rsqrt"
+  | "abs"
+  | "square"
+  | "reciprocal"
+  | "tanh"
+  | "sigmoid"
+  | "relu"
+  | "gelu"
+  | "gelu_tanh"
+  | "silu"
+  | "sin"
+  | "cos";
 
 /** Unary ops whose derivative a kernel computes directly: out = dy · f'(x). */
 export type UnaryGradOp = "tanh" | "sigmoid" | "relu" | "gelu" | "gelu_tanh" | "silu";
@@ -154,7 +168,14 @@ export interface Backend {
    * Counter-based random numbers (reproducible on every backend): element i depends only on (seed, counter + i).
    * "uniform": a + (b − a)·u with u in [0, 1); "normal": a + b·z with z ~ N(0, 1); "bernoulli": (u < a ? b : 0).
    */
-  random(out: Storage, kind: "uniform" | "normal" | "bernoulli", a: number, b: number, seed: number, counter: number): void;
+  random(
+    out: Storage,
+    kind: "uniform" | "normal" | "bernoulli",
+    a: number,
+    b: number,
+    seed: number,
+    counter: number,
+  ): void;
 
   /** out = f(x), element-wise, out contiguous in x's shape. */
   unary(op: UnaryOp, x: View, out: Storage): void;
@@ -181,16 +202,51 @@ export interface Backend {
    * Layer norm over the last axis of contiguous [rows, cols]; weight/bias may be null.
    * Also writes the per-row mean and reciprocal standard deviation for the backward pass.
    */
-  layerNorm(x: Storage, weight: Storage | null, bias: Storage | null, rows: number, cols: number, eps: number,
-    out: Storage, mean: Storage, rstd: Storage): void;
+  layerNorm(
+    x: Storage,
+    weight: Storage | null,
+    bias: Storage | null,
+    rows: number,
+    cols: number,
+    eps: number,
+    out: Storage,
+    mean: Storage,
+    rstd: Storage,
+  ): void;
   /** Gradients of layerNorm: dx always; dWeight and dBias (overwritten) when not null. */
-  layerNormGrad(x: Storage, weight: Storage | null, mean: Storage, rstd: Storage, dy: Storage, rows: number, cols: number,
-    dx: Storage, dWeight: Storage | null, dBias: Storage | null): void;
+  layerNormGrad(
+    x: Storage,
+    weight: Storage | null,
+    mean: Storage,
+    rstd: Storage,
+    dy: Storage,
+    rows: number,
+    cols: number,
+    dx: Storage,
+    dWeight: Storage | null,
+    dBias: Storage | null,
+  ): void;
   /** RMS norm over the last axis: out = x · rsqrt(mean(x²) + eps) · weight; writes rstd per row. */
-  rmsNorm(x: Storage, weight: Storage | null, rows: number, cols: number, eps: number, out: Storage, rstd: Storage): void;
+  rmsNorm(
+    x: Storage,
+    weight: Storage | null,
+    rows: number,
+    cols: number,
+    eps: number,
+    out: Storage,
+    rstd: Storage,
+  ): void;
   /** Gradients of rmsNorm: dx always; dWeight (overwritten) when not null. */
-  rmsNormGrad(x: Storage, weight: Storage | null, rstd: Storage, dy: Storage, rows: number, cols: number,
-    dx: Storage, dWeight: Storage | null): void;
+  rmsNormGrad(
+    x: Storage,
+    weight: Storage | null,
+    rstd: Storage,
+    dy: Storage,
+    rows: number,
+    cols: number,
+    dx: Storage,
+    dWeight: Storage | null,
+  ): void;
 
   /**
    * Gather along the middle axis: src is contiguous [outer, n, inner], ids (int32) has `count` entries in [0, n),
@@ -206,11 +262,26 @@ export interface Backend {
    * 0 where target = ignoreIndex. lse[r] receives the log-sum-exp for the backward pass. Targets outside
    * [0, cols) other than ignoreIndex are an error.
    */
-  crossEntropy(logits: Storage, targets: Storage, rows: number, cols: number, ignoreIndex: number,
-    loss: Storage, lse: Storage): void;
+  crossEntropy(
+    logits: Storage,
+    targets: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+    loss: Storage,
+    lse: Storage,
+  ): void;
   /** dLogits[r] = (softmax(logits[r]) − onehot(target[r])) · dLoss[r], 0 for ignored rows. */
-  crossEntropyGrad(logits: Storage, targets: Storage, lse: Storage, dLoss: Storage, rows: number, cols: number,
-    ignoreIndex: number, out: Storage): void;
+  crossEntropyGrad(
+    logits: Storage,
+    targets: Storage,
+    lse: Storage,
+    dLoss: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+    out: Storage,
+  ): void;
 
   /**
    * dst = src, or dst += src when accumulate (float32 only); both views have the same shape. dst is a strided view
@@ -249,7 +320,13 @@ export interface Backend {
    */
   int8Linear(x: Storage, rows: number, w: QuantizedInt8, threshold: number, bias: Storage | null, out: Storage): void;
   /** bitsandbytes' 4-bit quantisation of `values` (quant.ts' Quantize4bitKernel): codes into packed, block absmax into absmax. */
-  quantize4bit(values: Float32Array, quantType: QuantType4, blocksize: number, packed: Uint8Array, absmax: Float32Array): void;
+  quantize4bit(
+    values: Float32Array,
+    quantType: QuantType4,
+    blocksize: number,
+    packed: Uint8Array,
+    absmax: Float32Array,
+  ): void;
 
   /** One AdamW update in place: param, expAvg, expAvgSq (all contiguous, same size as grad). */
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void;

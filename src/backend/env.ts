@@ -16,8 +16,10 @@ export function envInteger(name: string, min: number, max: number, meaning: stri
   if (v === undefined) return undefined;
   const n = /^[+]?\d+$/.test(v) ? Number(v) : Number.NaN;
   if (!(n >= min && n <= max)) {
-    throw new EnvironmentError(`${name}=${JSON.stringify(process.env[name])} is not valid: ${meaning} must be an integer from ${min} to ${max}`,
-      `set ${name} to an integer in [${min}, ${max}], or unset it`);
+    throw new EnvironmentError(
+      `${name}=${JSON.stringify(process.env[name])} is not valid: ${meaning} must be an integer from ${min} to ${max}`,
+      `set ${name} to an integer in [${min}, ${max}], or unset it`,
+    );
   }
   return n;
 }
@@ -28,8 +30,10 @@ export function envNumber(name: string, meaning: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   if (!(Number.isFinite(n) && n >= 0)) {
-    throw new EnvironmentError(`${name}=${JSON.stringify(process.env[name])} is not valid: ${meaning} must be a non-negative number`,
-      `set ${name} to a number such as 1024, or unset it`);
+    throw new EnvironmentError(
+      `${name}=${JSON.stringify(process.env[name])} is not valid: ${meaning} must be a non-negative number`,
+      `set ${name} to a number such as 1024, or unset it`,
+    );
   }
   return n;
 }
@@ -39,8 +43,10 @@ export function envChoice<C extends string>(name: string, choices: readonly C[],
   const v = read(name);
   if (v === undefined) return undefined;
   if (!(choices as readonly string[]).includes(v)) {
-    throw new EnvironmentError(`${name}=${JSON.stringify(process.env[name])} is not valid: ${meaning} is one of ${choices.map((c) => `"${c}"`).join(", ")}`,
-      `set ${name} to ${choices.join(" or ")}, or unset it`);
+    throw new EnvironmentError(
+      `${name}=${JSON.stringify(process.env[name])} is not valid: ${meaning} is one of ${choices.map((c) => `"${c}"`).join(", ")}`,
+      `set ${name} to ${choices.join(" or ")}, or unset it`,
+    );
   }
   return v as C;
 }

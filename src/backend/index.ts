@@ -7,7 +7,15 @@ import { envChoice } from "./env.js";
 import { EnvironmentError } from "../errors.js";
 
 export type { Backend, DType, Storage, View } from "./backend.js";
-export { isProfiling, setProfiling, profileReport, profileReset, profileEntries, profileAdd, profiledBackend } from "./profile.js";
+export {
+  isProfiling,
+  setProfiling,
+  profileReport,
+  profileReset,
+  profileEntries,
+  profileAdd,
+  profiledBackend,
+} from "./profile.js";
 
 let active: Backend | null = null;
 

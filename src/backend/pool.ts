@@ -9,7 +9,10 @@ import { envNumber } from "./env.js";
 /** A storage whose values live in a typed array on the host. */
 export class CpuStorage implements Storage {
   readonly size: number;
-  constructor(readonly dtype: DType, readonly data: StorageData) {
+  constructor(
+    readonly dtype: DType,
+    readonly data: StorageData,
+  ) {
     this.size = data.length;
   }
 }
@@ -61,9 +64,14 @@ function key(dtype: DType, size: number): string {
 /** A zero-filled typed array for `size` elements of dtype. */
 export function newArray(dtype: DType, size: number): StorageData {
   switch (dtype) {
-    case "float32": return new Float32Array(size);
-    case "int32": return new Int32Array(size);
-    case "bfloat16": case "float16": return new Uint16Array(size);
-    case "uint8": return new Uint8Array(size);
+    case "float32":
+      return new Float32Array(size);
+    case "int32":
+      return new Int32Array(size);
+    case "bfloat16":
+    case "float16":
+      return new Uint16Array(size);
+    case "uint8":
+      return new Uint8Array(size);
   }
 }

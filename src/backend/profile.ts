@@ -14,7 +14,8 @@ interface Entry {
 
 const table = new Map<string, Entry>();
 /** PEFT_TS_PROFILE: "0" (or unset) off, "1" on, "2" on with element-wise kernels keyed by shape too. */
-const level = typeof process !== "undefined" ? envChoice("PEFT_TS_PROFILE", ["0", "1", "2"], "the profiler level") : undefined;
+const level =
+  typeof process !== "undefined" ? envChoice("PEFT_TS_PROFILE", ["0", "1", "2"], "the profiler level") : undefined;
 let enabled = level === "1" || level === "2";
 
 /** Whether the profiler records. */
@@ -62,9 +63,13 @@ export function profileReport(opts: { wallMs?: number; top?: number; title?: str
     `  ${r.name.padEnd(44)} ${String(r.calls).padStart(7)} ${r.ms.toFixed(1).padStart(10)} ${share.toFixed(1).padStart(6)}%`;
   lines.push(`  ${"kernel (self time)".padEnd(44)} ${"calls".padStart(7)} ${"ms".padStart(10)} ${"share".padStart(7)}`);
   for (const r of kernels.slice(0, opts.top ?? 40)) lines.push(fmt(r, (100 * r.ms) / Math.max(kernelMs, 1e-9)));
-  lines.push(`  ${"all kernels".padEnd(44)} ${String(kernels.reduce((s, r) => s + r.calls, 0)).padStart(7)} ${kernelMs.toFixed(1).padStart(10)}`);
+  lines.push(
+    `  ${"all kernels".padEnd(44)} ${String(kernels.reduce((s, r) => s + r.calls, 0)).padStart(7)} ${kernelMs.toFixed(1).padStart(10)}`,
+  );
   if (opts.wallMs !== undefined) {
-    lines.push(`  ${"outside kernels (JS, allocation, GC)".padEnd(44)} ${"".padStart(7)} ${(opts.wallMs - kernelMs).toFixed(1).padStart(10)} ${((100 * (opts.wallMs - kernelMs)) / opts.wallMs).toFixed(1).padStart(6)}% of wall`);
+    lines.push(
+      `  ${"outside kernels (JS, allocation, GC)".padEnd(44)} ${"".padStart(7)} ${(opts.wallMs - kernelMs).toFixed(1).padStart(10)} ${((100 * (opts.wallMs - kernelMs)) / opts.wallMs).toFixed(1).padStart(6)}% of wall`,
+    );
   }
   const bwd = rows.filter((r) => r.name.startsWith("backward "));
   if (bwd.length > 0) {
@@ -89,7 +94,15 @@ function keyOf(method: string, args: unknown[]): string {
     case "fill":
       return `fill${detail ? ` ${(args[0] as { size: number }).size}` : ""}`;
     case "gemm": {
-      const g = args[0] as { m: number; n: number; k: number; batchShape: readonly number[]; accumulate: boolean; transA: boolean; transB: boolean };
+      const g = args[0] as {
+        m: number;
+        n: number;
+        k: number;
+        batchShape: readonly number[];
+        accumulate: boolean;
+        transA: boolean;
+        transB: boolean;
+      };
       const batch = g.batchShape.reduce((a, b) => a * b, 1);
       return `gemm ${batch > 1 ? `${batch}×` : ""}${g.m}x${g.k}x${g.n}${g.transA ? " tA" : ""}${g.transB ? " tB" : ""}${g.accumulate ? " +=" : ""}`;
     }

@@ -41,7 +41,9 @@ export function code4bit(type: QuantType4): Float32Array {
  * each vector's first value that way and adds lane·step in float32.
  */
 function torchLinspace(start: number, end: number, steps: number): Float32Array {
-  const step = (end - start) / (steps - 1), half = steps >> 1, width = 8;
+  const step = (end - start) / (steps - 1),
+    half = steps >> 1,
+    width = 8;
   const scalar = (i: number) => f(i < half ? start + step * i : end - step * (steps - i - 1));
   const out = Float32Array.from({ length: steps }, (_, i) => scalar(i));
   for (let idx = 0; idx < steps - (steps % (2 * width)); idx += width) {
@@ -70,9 +72,9 @@ export function dynamicMap(): Float32Array {
 // decimal through a double would give the other neighbour, so they are written as their exact float32 values.
 const NF4_PIVOTS = Float32Array.from([
   0.03979014977812767, 0.3893125355243683, 0.6427869200706482, 0.8614783883094788 /* 0.8614784181118011f */,
-  0.5016633868217468 /* 0.5016634166240692f */, 0.2035212516784668, 0.2920137718319893, 0.1202552542090416 /* 0.1202552504837513f */,
-  -0.33967943489551544, -0.13791173323988914, -0.045525018125772476, -0.23460740596055984, -0.6106329262256622,
-  -0.4599952697753906, -0.8480964303016663 /* -0.8480964004993439f */,
+  0.5016633868217468 /* 0.5016634166240692f */, 0.2035212516784668, 0.2920137718319893,
+  0.1202552542090416 /* 0.1202552504837513f */, -0.33967943489551544, -0.13791173323988914, -0.045525018125772476,
+  -0.23460740596055984, -0.6106329262256622, -0.4599952697753906, -0.8480964303016663 /* -0.8480964004993439f */,
 ]);
 
 /** dQuantizeNF4: the decision tree of the CUDA kernel (strict comparisons; NaN, from a zero block, gives 0). */
@@ -111,8 +113,11 @@ export function quantizeFP4(x: number): number {
 
 /** dQuantize<0>: the kernel's 7-step binary search over a sorted 256-value map, then rounding at the midpoint. */
 export function quantizeDynamic(code: Float32Array, x: number): number {
-  let pivot = 127, upperPivot = 255, lowerPivot = 0;
-  let lower = -1, upper = 1;
+  let pivot = 127,
+    upperPivot = 255,
+    lowerPivot = 0;
+  let lower = -1,
+    upper = 1;
   let val = code[pivot]!;
   for (let i = 64; i > 0; i >>= 1) {
     if (x > val) {
@@ -171,10 +176,15 @@ export interface Quantized4bit {
 }
 
 /** functional.quantize_blockwise with the dynamic map: 8-bit codes and absmax per block (kQuantizeBlockwise<General8bit>). */
-export function quantizeBlockwise(values: Float32Array, code: Float32Array, blocksize: number): { codes: Uint8Array; absmax: Float32Array } {
+export function quantizeBlockwise(
+  values: Float32Array,
+  code: Float32Array,
+  blocksize: number,
+): { codes: Uint8Array; absmax: Float32Array } {
   const absmax = absmaxPerBlock(values, blocksize);
   const codes = new Uint8Array(values.length);
-  for (let i = 0; i < values.length; i++) codes[i] = quantizeDynamic(code, f(values[i]! * f(1 / absmax[(i / blocksize) | 0]!)));
+  for (let i = 0; i < values.length; i++)
+    codes[i] = quantizeDynamic(code, f(values[i]! * f(1 / absmax[(i / blocksize) | 0]!)));
   return { codes, absmax };
 }
 
@@ -201,7 +211,13 @@ export function blockAbsmax(q: Quantized4bit): Float32Array {
 }
 
 /** kQuantizeBlockwise<NF4|FP4>: absmax per block into `absmax`, x·(1/absmax) through the tree, two codes per byte into `packed`. */
-export type Quantize4bitKernel = (values: Float32Array, quantType: QuantType4, blocksize: number, packed: Uint8Array, absmax: Float32Array) => void;
+export type Quantize4bitKernel = (
+  values: Float32Array,
+  quantType: QuantType4,
+  blocksize: number,
+  packed: Uint8Array,
+  absmax: Float32Array,
+) => void;
 
 /** The reference Quantize4bitKernel (backends may bring a faster one with the same results). */
 export const quantize4bitJs: Quantize4bitKernel = (values, quantType, blocksize, packed, absmax) => {
@@ -218,8 +234,11 @@ export const quantize4bitJs: Quantize4bitKernel = (values, quantType, blocksize,
 };
 
 /** functional.quantize_4bit: absmax per block, x·(1/absmax) through the NF4/FP4 tree, two codes per byte. */
-export function quantize4bit(values: Float32Array, quantType: QuantType4,
-  opts: { blocksize?: number; doubleQuant?: boolean; kernel?: Quantize4bitKernel } = {}): Quantized4bit {
+export function quantize4bit(
+  values: Float32Array,
+  quantType: QuantType4,
+  opts: { blocksize?: number; doubleQuant?: boolean; kernel?: Quantize4bitKernel } = {},
+): Quantized4bit {
   const blocksize = opts.blocksize ?? 64;
   if (blocksize % 2 !== 0) throw new Error(`quantize4bit: blocksize must be even, got ${blocksize}`);
   const n = values.length;
@@ -231,9 +250,16 @@ export function quantize4bit(values: Float32Array, quantType: QuantType4,
 }
 
 /** Dequantise values [start, start + count) of a 4-bit tensor into out[outOffset…]: code[q]·absmax in float32. */
-export function dequantize4bitRange(q: Quantized4bit, start: number, count: number, out: Float32Array, outOffset = 0): void {
+export function dequantize4bitRange(
+  q: Quantized4bit,
+  start: number,
+  count: number,
+  out: Float32Array,
+  outOffset = 0,
+): void {
   const { packed, code, blocksize } = q;
-  let block = -1, absmax = 0;
+  let block = -1,
+    absmax = 0;
   for (let i = start, o = outOffset; i < start + count; i++, o++) {
     if (((i / blocksize) | 0) !== block) absmax = absmaxOfBlock(q, (block = (i / blocksize) | 0));
     const byte = packed[i >> 1]!;
@@ -268,7 +294,8 @@ export function roundToFloat16(x: number): number {
   if (!(a < 65520)) return Number.isNaN(x) ? x : x > 0 ? Infinity : -Infinity;
   const exp = Math.max(Math.floor(Math.log2(a || 1)), -14);
   let ulp = 2 ** (exp - 10);
-  if (a / ulp >= 2048) ulp *= 2; // Math.log2 can be off by one next to a power of two
+  if (a / ulp >= 2048)
+    ulp *= 2; // Math.log2 can be off by one next to a power of two
   else if (exp > -14 && a / ulp < 1024) ulp /= 2;
   return roundHalfEven(x / ulp) * ulp;
 }
@@ -278,7 +305,12 @@ export function roundToFloat16(x: number): number {
  * threshold is 0), q = round(x·(127/absmax)); entries of outlier columns (any |x| ≥ threshold) are 0 when rows > 1,
  * the outliers themselves always. Returns the outlier columns too. A zero row quantises to zeros.
  */
-export function quantizeInt8Rows(values: Float32Array, rows: number, cols: number, threshold = 0): QuantizedInt8 & { outlierCols: number[] } {
+export function quantizeInt8Rows(
+  values: Float32Array,
+  rows: number,
+  cols: number,
+  threshold = 0,
+): QuantizedInt8 & { outlierCols: number[] } {
   const isOutlier = (v: number) => threshold > 0 && Math.abs(v) >= threshold;
   const outlierCol = new Uint8Array(cols);
   const scb = new Float32Array(rows);
@@ -312,10 +344,16 @@ export function quantizeInt8Weight(values: Float32Array, rows: number, cols: num
 
 /** int8_vectorwise_dequant's 1/127 and the int8 product's 1/127² (MM_DEQUANT_CONST), as float32. */
 export const INV_127 = f(7.874015718698502e-3);
-export const MM_DEQUANT = f(6.200012e-05);
+export const MM_DEQUANT = f(6.200012e-5);
 
 /** Dequantise rows [row0, row0 + count) of an int8 weight into out: (q·SCB)·(1/127) in float32. */
-export function dequantizeInt8Rows(w: QuantizedInt8, row0: number, count: number, out: Float32Array, outOffset = 0): void {
+export function dequantizeInt8Rows(
+  w: QuantizedInt8,
+  row0: number,
+  count: number,
+  out: Float32Array,
+  outOffset = 0,
+): void {
   for (let r = row0, o = outOffset; r < row0 + count; r++) {
     const s = w.scb[r]!;
     for (let c = 0; c < w.cols; c++, o++) out[o] = f(f(w.data[r * w.cols + c]! * s) * INV_127);

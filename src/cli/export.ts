@@ -33,7 +33,10 @@ function baseOf(adapterDir: string, model: string | undefined): string {
   if (model) return model;
   const recorded = readJsonObject(join(adapterDir, "adapter_config.json"))["base_model_name_or_path"];
   if (typeof recorded !== "string" || !existsSync(join(recorded, "config.json"))) {
-    throw new CliError(`the adapter's base model (${String(recorded)}) is not a local folder`, "pass it with --model DIR");
+    throw new CliError(
+      `the adapter's base model (${String(recorded)}) is not a local folder`,
+      "pass it with --model DIR",
+    );
   }
   return recorded;
 }
@@ -42,12 +45,16 @@ function writeModel(modelDir: string, adapterDir: string | undefined, outType: G
   const base = loadModel(modelDir, "causal-lm");
   const model = adapterDir ? PeftModel.fromPretrained(base, adapterDir).mergeAndUnload() : base;
   const tokenizerDir = findTokenizerDir(undefined, [adapterDir, modelDir]);
-  const names = exportModelToGguf(model, loadTokenizer(tokenizerDir), tokenizerDir, out, { outType, name: basename(resolve(modelDir)) });
+  const names = exportModelToGguf(model, loadTokenizer(tokenizerDir), tokenizerDir, out, {
+    outType,
+    name: basename(resolve(modelDir)),
+  });
   console.log(`wrote ${out}: ${names.length} tensors (${outType})${adapterDir ? `, ${adapterDir} merged in` : ""}`);
 }
 
 function writeAdapter(adapterDir: string, modelDir: string, outType: GgufOutType, out: string): void {
-  if (outType === "q8_0") throw new CliError("--outtype q8_0 is for models; adapters are f32, f16 or bf16", "drop --outtype or pick f16");
+  if (outType === "q8_0")
+    throw new CliError("--outtype q8_0 is for models; adapters are f32, f16 or bf16", "drop --outtype or pick f16");
   const names = exportLoraToGguf(adapterDir, readJsonObject(join(modelDir, "config.json")), out, { outType });
   console.log(`wrote ${out}: ${names.length / 2} LoRA layers (${outType})`);
 }
@@ -57,15 +64,31 @@ export function exportCommand(argv: string[]): void {
   const { values: v, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { model: { type: "string" }, adapter: { type: "string" }, merge: { type: "boolean" }, outtype: { type: "string" }, out: { type: "string" } },
+    options: {
+      model: { type: "string" },
+      adapter: { type: "string" },
+      merge: { type: "boolean" },
+      outtype: { type: "string" },
+      out: { type: "string" },
+    },
   });
   const [format, extra] = positionals;
-  if (format !== "gguf" && format !== "ollama") throw new CliError(`peft export needs a format: gguf or ollama${format ? `, got "${format}"` : ""}`, "usage: peft export gguf|ollama … (peft export --help)");
+  if (format !== "gguf" && format !== "ollama")
+    throw new CliError(
+      `peft export needs a format: gguf or ollama${format ? `, got "${format}"` : ""}`,
+      "usage: peft export gguf|ollama … (peft export --help)",
+    );
   if (extra !== undefined) throw new CliError(`unexpected argument "${extra}"`, "see peft export --help");
   if (!v.out) throw new CliError("peft export needs --out", format === "gguf" ? "--out FILE.gguf" : "--out DIR");
-  if (!v.model && !v.adapter) throw new CliError("peft export needs --model DIR, --adapter DIR, or both", "see peft export --help");
-  if (v.merge && !(v.model && v.adapter)) throw new CliError("--merge needs both --model and --adapter", "see peft export --help");
-  if (v.outtype !== undefined && !(OUT_TYPES as readonly string[]).includes(v.outtype)) throw new CliError(`--outtype must be one of ${OUT_TYPES.join(", ")}, got "${v.outtype}"`, "f16 halves the file; q8_0 quarters it");
+  if (!v.model && !v.adapter)
+    throw new CliError("peft export needs --model DIR, --adapter DIR, or both", "see peft export --help");
+  if (v.merge && !(v.model && v.adapter))
+    throw new CliError("--merge needs both --model and --adapter", "see peft export --help");
+  if (v.outtype !== undefined && !(OUT_TYPES as readonly string[]).includes(v.outtype))
+    throw new CliError(
+      `--outtype must be one of ${OUT_TYPES.join(", ")}, got "${v.outtype}"`,
+      "f16 halves the file; q8_0 quarters it",
+    );
   if (v.model) requireModelDir(v.model);
   if (v.adapter) requireAdapterDir(v.adapter);
   const outType = v.outtype as GgufOutType | undefined;
@@ -76,14 +99,28 @@ export function exportCommand(argv: string[]): void {
     else writeModel(v.model!, v.merge ? v.adapter : undefined, outType ?? "f16", v.out);
     return;
   }
-  if (!v.model) throw new CliError("peft export ollama needs --model DIR (the base model is part of what Ollama runs)", "add --model DIR");
+  if (!v.model)
+    throw new CliError(
+      "peft export ollama needs --model DIR (the base model is part of what Ollama runs)",
+      "add --model DIR",
+    );
   mkdirSync(v.out, { recursive: true });
   writeModel(v.model, v.merge ? v.adapter : undefined, outType ?? "f16", join(v.out, "model.gguf"));
   const separateAdapter = v.adapter && !v.merge;
   if (separateAdapter) writeAdapter(v.adapter!, v.model, "f32", join(v.out, "adapter.gguf"));
   const tokenizer = loadTokenizer(findTokenizerDir(undefined, [v.adapter, v.model]));
-  const stops = [tokenizer.eosToken, ...tokenizer.additionalSpecialTokens.filter((t) => /end|eot/i.test(t))].filter((t): t is string => !!t);
+  const stops = [tokenizer.eosToken, ...tokenizer.additionalSpecialTokens.filter((t) => /end|eot/i.test(t))].filter(
+    (t): t is string => !!t,
+  );
   const template = typeof tokenizer.chatTemplate === "string" ? tokenizer.chatTemplate : null;
-  writeFileAtomic(join(v.out, "Modelfile"), modelfile({ model: "model.gguf", adapter: separateAdapter ? "adapter.gguf" : undefined, chatTemplate: template, stops }));
+  writeFileAtomic(
+    join(v.out, "Modelfile"),
+    modelfile({
+      model: "model.gguf",
+      adapter: separateAdapter ? "adapter.gguf" : undefined,
+      chatTemplate: template,
+      stops,
+    }),
+  );
   console.log(`wrote ${join(v.out, "Modelfile")}: ollama create NAME -f ${join(v.out, "Modelfile")}`);
 }

@@ -12,8 +12,18 @@ import { CliError } from "./errors.js";
 
 /** The files that make up a tokenizer folder (copied next to adapters and merged models). */
 export const TOKENIZER_FILES = [
-  "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "added_tokens.json",
-  "vocab.json", "merges.txt", "vocab.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model", "generation_config.json",
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "chat_template.jinja",
+  "added_tokens.json",
+  "vocab.json",
+  "merges.txt",
+  "vocab.txt",
+  "tokenizer.model",
+  "spiece.model",
+  "sentencepiece.bpe.model",
+  "generation_config.json",
 ];
 
 /** What a folder holds. */
@@ -30,37 +40,70 @@ export function folderKind(dir: string): FolderKind {
 
 function listing(dir: string): string {
   const files = readdirSync(dir).sort();
-  return files.length === 0 ? "it is empty" : `found: ${files.slice(0, 8).join(", ")}${files.length > 8 ? `, … (${files.length} entries)` : ""}`;
+  return files.length === 0
+    ? "it is empty"
+    : `found: ${files.slice(0, 8).join(", ")}${files.length > 8 ? `, … (${files.length} entries)` : ""}`;
 }
 
 /** Throw a CliError unless dir is a model folder (config.json); `what` names the option for messages. */
 export function requireModelDir(dir: string, what = "--model"): void {
   const kind = folderKind(dir);
   if (kind === "model") return;
-  if (kind === "missing") throw new CliError(`${what}: model folder ${dir} does not exist`, "pass a local Hugging Face model folder (config.json + model.safetensors)");
-  if (kind === "not-a-folder") throw new CliError(`${what}: ${dir} is a file, not a model folder`, "pass the folder that holds config.json and model.safetensors");
+  if (kind === "missing")
+    throw new CliError(
+      `${what}: model folder ${dir} does not exist`,
+      "pass a local Hugging Face model folder (config.json + model.safetensors)",
+    );
+  if (kind === "not-a-folder")
+    throw new CliError(
+      `${what}: ${dir} is a file, not a model folder`,
+      "pass the folder that holds config.json and model.safetensors",
+    );
   if (kind === "adapter") {
-    throw new CliError(`${what}: ${dir} is an adapter folder, not a model folder (it has adapter_config.json, no config.json)`,
-      "pass the base model folder as --model and this folder as --adapter");
+    throw new CliError(
+      `${what}: ${dir} is an adapter folder, not a model folder (it has adapter_config.json, no config.json)`,
+      "pass the base model folder as --model and this folder as --adapter",
+    );
   }
-  throw new CliError(`${what}: ${dir} has no config.json (${listing(dir)})`, "pass a Hugging Face model folder (config.json + model.safetensors)");
+  throw new CliError(
+    `${what}: ${dir} has no config.json (${listing(dir)})`,
+    "pass a Hugging Face model folder (config.json + model.safetensors)",
+  );
 }
 
 /** Throw a CliError unless dir is an adapter folder (adapter_config.json). */
 export function requireAdapterDir(dir: string, what = "--adapter"): void {
   const kind = folderKind(dir);
   if (kind === "adapter") return;
-  if (kind === "missing") throw new CliError(`${what}: adapter folder ${dir} does not exist`, "pass the output_dir of `peft train` or another PEFT adapter folder");
-  if (kind === "model") throw new CliError(`${what}: ${dir} is a model folder, not an adapter (it has config.json, no adapter_config.json)`, "pass it as --model; --adapter takes a folder with adapter_config.json");
-  if (kind === "not-a-folder") throw new CliError(`${what}: ${dir} is a file, not an adapter folder`, "pass the folder that holds adapter_config.json");
-  throw new CliError(`${what}: ${dir} has no adapter_config.json (${listing(dir)})`, "pass a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)");
+  if (kind === "missing")
+    throw new CliError(
+      `${what}: adapter folder ${dir} does not exist`,
+      "pass the output_dir of `peft train` or another PEFT adapter folder",
+    );
+  if (kind === "model")
+    throw new CliError(
+      `${what}: ${dir} is a model folder, not an adapter (it has config.json, no adapter_config.json)`,
+      "pass it as --model; --adapter takes a folder with adapter_config.json",
+    );
+  if (kind === "not-a-folder")
+    throw new CliError(
+      `${what}: ${dir} is a file, not an adapter folder`,
+      "pass the folder that holds adapter_config.json",
+    );
+  throw new CliError(
+    `${what}: ${dir} has no adapter_config.json (${listing(dir)})`,
+    "pass a PEFT adapter folder (adapter_config.json + adapter_model.safetensors)",
+  );
 }
 
 /** A tokenizer folder: the explicit one, else the first candidate holding tokenizer.json. */
 export function findTokenizerDir(explicit: string | undefined, candidates: (string | undefined)[]): string {
   if (explicit) {
     if (!existsSync(join(explicit, "tokenizer.json"))) {
-      throw new CliError(`--tokenizer: ${explicit} has no tokenizer.json`, "pass a folder with tokenizer.json (a Hugging Face \"fast\" tokenizer)");
+      throw new CliError(
+        `--tokenizer: ${explicit} has no tokenizer.json`,
+        'pass a folder with tokenizer.json (a Hugging Face "fast" tokenizer)',
+      );
     }
     return explicit;
   }
@@ -93,12 +136,18 @@ export function copyTokenizerFiles(from: string, to: string): string[] {
 /** The model head for an adapter's task_type. */
 export function taskOf(taskType: unknown): Task {
   switch (taskType) {
-    case "SEQ_CLS": return "sequence-classification";
-    case "TOKEN_CLS": return "token-classification";
-    case "QUESTION_ANS": return "question-answering";
-    case "SEQ_2_SEQ_LM": return "seq2seq-lm";
-    case "FEATURE_EXTRACTION": return "base";
-    default: return "causal-lm";
+    case "SEQ_CLS":
+      return "sequence-classification";
+    case "TOKEN_CLS":
+      return "token-classification";
+    case "QUESTION_ANS":
+      return "question-answering";
+    case "SEQ_2_SEQ_LM":
+      return "seq2seq-lm";
+    case "FEATURE_EXTRACTION":
+      return "base";
+    default:
+      return "causal-lm";
   }
 }
 
@@ -113,19 +162,26 @@ export interface ModelLoadOptions {
  * head). Weights missing from the folder are warned about unless `warnMissing` is false (merge: the adapter has them).
  * `opts` are fromPretrained's dtype and quantizationConfig.
  */
-export function loadModel(dir: string, task: Task, overrides: Record<string, unknown> = {}, warnMissing = true,
-  opts: ModelLoadOptions = {}): PreTrainedModel {
+export function loadModel(
+  dir: string,
+  task: Task,
+  overrides: Record<string, unknown> = {},
+  warnMissing = true,
+  opts: ModelLoadOptions = {},
+): PreTrainedModel {
   requireModelDir(dir);
   const dtype = opts.dtype ?? "float32";
   const quantizationConfig = opts.quantizationConfig ?? undefined;
-  if (Object.keys(overrides).length === 0) return fromPretrained(dir, task, { dtype, ...(quantizationConfig ? { quantizationConfig } : {}) });
+  if (Object.keys(overrides).length === 0)
+    return fromPretrained(dir, task, { dtype, ...(quantizationConfig ? { quantizationConfig } : {}) });
   const raw = readJsonObject(join(dir, "config.json"));
   const resolved = resolveModelDType(dtype, raw, dir);
   const model = modelFromConfig({ ...raw, ...overrides }, task, { dtype: resolved });
   const weights = loadModelWeights(dir, { floatDtype: resolved });
   try {
     const report = model.loadWeights(weights);
-    if (warnMissing && report.missingKeys.length > 0) process.emitWarning(`weights not in ${dir} (newly initialised): ${report.missingKeys.join(", ")}`);
+    if (warnMissing && report.missingKeys.length > 0)
+      process.emitWarning(`weights not in ${dir} (newly initialised): ${report.missingKeys.join(", ")}`);
   } finally {
     for (const t of weights.values()) t.dispose();
   }

@@ -42,14 +42,30 @@ interface Prompt {
 }
 
 function readPrompts(file: string): Prompt[] {
-  if (!existsSync(file)) throw new CliError(`--prompts-file: ${file} does not exist`, "pass a text file with one prompt per line (or .json/.jsonl records)");
+  if (!existsSync(file))
+    throw new CliError(
+      `--prompts-file: ${file} does not exist`,
+      "pass a text file with one prompt per line (or .json/.jsonl records)",
+    );
   const text = readFileSync(file, "utf8");
-  if (!/\.jsonl?$/i.test(file)) return text.split(/\r?\n/).filter((l) => l.trim() !== "").map((l) => ({ text: l }));
+  if (!/\.jsonl?$/i.test(file))
+    return text
+      .split(/\r?\n/)
+      .filter((l) => l.trim() !== "")
+      .map((l) => ({ text: l }));
   let items: unknown[];
   try {
-    items = text.trimStart().startsWith("[") ? (JSON.parse(text) as unknown[]) : text.split(/\r?\n/).filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as unknown);
+    items = text.trimStart().startsWith("[")
+      ? (JSON.parse(text) as unknown[])
+      : text
+          .split(/\r?\n/)
+          .filter((l) => l.trim() !== "")
+          .map((l) => JSON.parse(l) as unknown);
   } catch (err) {
-    throw new CliError(`--prompts-file: ${file} is not valid JSON/JSONL: ${(err as Error).message}`, "one JSON string or object per line, or a JSON array");
+    throw new CliError(
+      `--prompts-file: ${file} is not valid JSON/JSONL: ${(err as Error).message}`,
+      "one JSON string or object per line, or a JSON array",
+    );
   }
   return items.map((it, i) => {
     if (typeof it === "string") return { text: it };
@@ -57,17 +73,33 @@ function readPrompts(file: string): Prompt[] {
     if (typeof o["prompt"] === "string") return { text: o["prompt"] };
     if (typeof o["instruction"] === "string") {
       const input = typeof o["input"] === "string" ? o["input"] : "";
-      const record = { instruction: o["instruction"], output: "", ...(input ? { input } : {}), ...(typeof o["system"] === "string" ? { system: o["system"] } : {}) };
+      const record = {
+        instruction: o["instruction"],
+        output: "",
+        ...(input ? { input } : {}),
+        ...(typeof o["system"] === "string" ? { system: o["system"] } : {}),
+      };
       return { text: input ? `${o["instruction"]}\n${input}` : o["instruction"], record };
     }
-    throw new CliError(`--prompts-file: ${file}: item ${i + 1} has neither "prompt" nor "instruction"`, 'use strings, {"prompt": ...} or {"instruction": ..., "input": ...}');
+    throw new CliError(
+      `--prompts-file: ${file}: item ${i + 1} has neither "prompt" nor "instruction"`,
+      'use strings, {"prompt": ...} or {"instruction": ..., "input": ...}',
+    );
   });
 }
 
 /** Token ids of each prompt (chat-wrapped or plain). */
-function encodePrompts(tok: PreTrainedTokenizer, prompts: Prompt[], chat: boolean, system: string | undefined): number[][] {
+function encodePrompts(
+  tok: PreTrainedTokenizer,
+  prompts: Prompt[],
+  chat: boolean,
+  system: string | undefined,
+): number[][] {
   if (chat && tok.chatTemplate === null) {
-    throw new CliError(`--chat: the tokenizer (${tok.nameOrPath}) has no chat template`, "drop --chat, or pass --tokenizer with a folder whose tokenizer_config.json has chat_template");
+    throw new CliError(
+      `--chat: the tokenizer (${tok.nameOrPath}) has no chat template`,
+      "drop --chat, or pass --tokenizer with a folder whose tokenizer_config.json has chat_template",
+    );
   }
   return prompts.map((p) => {
     if (!chat) return tok.encode(p.text);
@@ -106,14 +138,34 @@ export function generate(argv: string[]): void {
       json: { type: "boolean" },
     },
   });
-  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"`, "prompts go after --prompt (quote them), e.g. peft generate --model DIR --prompt \"Hello\"");
-  if (!v.model && !v.adapter) throw new CliError("peft generate needs --model DIR (or --adapter DIR whose config names its base model)", "e.g. peft generate --model ./model --prompt \"Hello\"");
-  if (v.prompt && v["prompts-file"]) throw new CliError("give either --prompt or --prompts-file, not both", "put all prompts in the file, or pass several --prompt");
-  const prompts: Prompt[] = v["prompts-file"] ? readPrompts(v["prompts-file"]) : (v.prompt ?? []).map((text) => ({ text }));
-  if (prompts.length === 0) throw new CliError("no prompts given", "pass --prompt TEXT (repeatable) or --prompts-file FILE");
-  if (v.system !== undefined && !v.chat) throw new CliError("--system needs --chat", "add --chat to wrap prompts with the chat template");
+  if (positionals.length > 0)
+    throw new CliError(
+      `unexpected argument "${positionals[0]}"`,
+      'prompts go after --prompt (quote them), e.g. peft generate --model DIR --prompt "Hello"',
+    );
+  if (!v.model && !v.adapter)
+    throw new CliError(
+      "peft generate needs --model DIR (or --adapter DIR whose config names its base model)",
+      'e.g. peft generate --model ./model --prompt "Hello"',
+    );
+  if (v.prompt && v["prompts-file"])
+    throw new CliError(
+      "give either --prompt or --prompts-file, not both",
+      "put all prompts in the file, or pass several --prompt",
+    );
+  const prompts: Prompt[] = v["prompts-file"]
+    ? readPrompts(v["prompts-file"])
+    : (v.prompt ?? []).map((text) => ({ text }));
+  if (prompts.length === 0)
+    throw new CliError("no prompts given", "pass --prompt TEXT (repeatable) or --prompts-file FILE");
+  if (v.system !== undefined && !v.chat)
+    throw new CliError("--system needs --chat", "add --chat to wrap prompts with the chat template");
   const sampling = ["temperature", "top-p", "top-k", "seed"].filter((k) => v[k as keyof typeof v] !== undefined);
-  if (sampling.length > 0 && !v["do-sample"]) throw new CliError(`--${sampling[0]} only applies with --do-sample`, "add --do-sample (greedy decoding ignores sampling options)");
+  if (sampling.length > 0 && !v["do-sample"])
+    throw new CliError(
+      `--${sampling[0]} only applies with --do-sample`,
+      "add --do-sample (greedy decoding ignores sampling options)",
+    );
   const opts: Omit<GenerateOptions, "inputIds"> = {
     maxNewTokens: v["max-new-tokens"] !== undefined ? intOption("--max-new-tokens", v["max-new-tokens"], 1) : 64,
     doSample: v["do-sample"] ?? false,
@@ -121,7 +173,9 @@ export function generate(argv: string[]): void {
     ...(v["top-p"] !== undefined ? { topP: numOption("--top-p", v["top-p"], 0, 1) } : {}),
     ...(v["top-k"] !== undefined ? { topK: intOption("--top-k", v["top-k"], 0) } : {}),
     ...(v.seed !== undefined ? { seed: intOption("--seed", v.seed, 0) } : {}),
-    ...(v["repetition-penalty"] !== undefined ? { repetitionPenalty: numOption("--repetition-penalty", v["repetition-penalty"], 1e-6) } : {}),
+    ...(v["repetition-penalty"] !== undefined
+      ? { repetitionPenalty: numOption("--repetition-penalty", v["repetition-penalty"], 1e-6) }
+      : {}),
   };
 
   if (v.model) requireModelDir(v.model);
@@ -136,7 +190,9 @@ export function generate(argv: string[]): void {
     peft = PeftModel.fromPretrained(model, v.adapter);
   } else if (v.adapter) {
     const taskType = readJsonObject(join(v.adapter, "adapter_config.json"))["task_type"];
-    peft = (taskType === "SEQ_2_SEQ_LM" ? AutoPeftModelForSeq2SeqLM : AutoPeftModelForCausalLM).fromPretrained(v.adapter);
+    peft = (taskType === "SEQ_2_SEQ_LM" ? AutoPeftModelForSeq2SeqLM : AutoPeftModelForCausalLM).fromPretrained(
+      v.adapter,
+    );
     model = peft.getBaseModel();
   } else {
     model = loadModel(v.model!, isEncoderDecoder(v.model!) ? "seq2seq-lm" : "causal-lm");
@@ -147,9 +203,21 @@ export function generate(argv: string[]): void {
   const pad = tok.padTokenId ?? model.config.pad_token_id ?? eos[0] ?? 0;
   const len = Math.max(...ids.map((r) => r.length));
   if (len === 0) throw new CliError("the prompts encode to no tokens", "pass a non-empty prompt");
-  const inputIds = tensor(Int32Array.from(ids.flatMap((r) => [...new Array<number>(len - r.length).fill(pad), ...r])), [ids.length, len]);
-  const attentionMask = tensor(Int32Array.from(ids.flatMap((r) => [...new Array<number>(len - r.length).fill(0), ...r.map(() => 1)])), [ids.length, len]);
-  const full: GenerateOptions = { ...opts, inputIds, attentionMask, padTokenId: pad, ...(eos.length > 0 ? { eosTokenId: eos } : {}) };
+  const inputIds = tensor(Int32Array.from(ids.flatMap((r) => [...new Array<number>(len - r.length).fill(pad), ...r])), [
+    ids.length,
+    len,
+  ]);
+  const attentionMask = tensor(
+    Int32Array.from(ids.flatMap((r) => [...new Array<number>(len - r.length).fill(0), ...r.map(() => 1)])),
+    [ids.length, len],
+  );
+  const full: GenerateOptions = {
+    ...opts,
+    inputIds,
+    attentionMask,
+    padTokenId: pad,
+    ...(eos.length > 0 ? { eosTokenId: eos } : {}),
+  };
   const run = () => (peft ? peft.generate(full) : asGenerative(model).generate(full));
   const out = peft && v["no-adapter"] ? peft.withAdapterDisabled(run) : run();
   const [rows, cols] = out.shape as [number, number];
@@ -165,7 +233,13 @@ export function generate(argv: string[]): void {
   const texts = tok.batchDecode(newIds, { skipSpecialTokens: true });
 
   if (v.json) {
-    console.log(JSON.stringify(prompts.map((p, i) => ({ prompt: p.text, output: texts[i] })), null, 2));
+    console.log(
+      JSON.stringify(
+        prompts.map((p, i) => ({ prompt: p.text, output: texts[i] })),
+        null,
+        2,
+      ),
+    );
   } else if (texts.length === 1) {
     console.log(texts[0]);
   } else {

@@ -29,7 +29,13 @@ interface TensorSummary {
 }
 
 function summarise(headers: SafetensorsHeader[]): TensorSummary & { shapes: Record<string, number[]> } {
-  const s = { parameters: 0, tensors: 0, dtypes: {} as Record<string, number>, bytes: 0, shapes: {} as Record<string, number[]> };
+  const s = {
+    parameters: 0,
+    tensors: 0,
+    dtypes: {} as Record<string, number>,
+    bytes: 0,
+    shapes: {} as Record<string, number[]>,
+  };
   for (const h of headers) {
     for (const [name, info] of h.tensors) {
       const n = info.shape.reduce((a, b) => a * b, 1);
@@ -43,7 +49,8 @@ function summarise(headers: SafetensorsHeader[]): TensorSummary & { shapes: Reco
   return s;
 }
 
-const first = (raw: Record<string, unknown>, ...keys: string[]): unknown => keys.map((k) => raw[k]).find((v) => v !== undefined && v !== null);
+const first = (raw: Record<string, unknown>, ...keys: string[]): unknown =>
+  keys.map((k) => raw[k]).find((v) => v !== undefined && v !== null);
 
 function fmtCount(n: number): string {
   const exact = n.toLocaleString("en-US");
@@ -61,7 +68,11 @@ function fmtBytes(n: number): string {
 }
 
 function fmtDtypes(d: Record<string, number>): string {
-  return Object.entries(d).map(([k, v]) => `${k}${Object.keys(d).length > 1 ? ` (${fmtCount(v)})` : ""}`).join(", ") || "-";
+  return (
+    Object.entries(d)
+      .map(([k, v]) => `${k}${Object.keys(d).length > 1 ? ` (${fmtCount(v)})` : ""}`)
+      .join(", ") || "-"
+  );
 }
 
 function tokenizerSummary(dir: string): { present: boolean; chat_template: boolean } {
@@ -70,7 +81,9 @@ function tokenizerSummary(dir: string): { present: boolean; chat_template: boole
   if (!chat && existsSync(join(dir, "tokenizer_config.json"))) {
     try {
       chat = JSON.parse(readFileSync(join(dir, "tokenizer_config.json"), "utf8"))?.chat_template != null;
-    } catch { /* a broken tokenizer_config.json is reported when the tokenizer is loaded */ }
+    } catch {
+      /* a broken tokenizer_config.json is reported when the tokenizer is loaded */
+    }
   }
   return { present, chat_template: chat };
 }
@@ -110,7 +123,10 @@ export function modelInfo(dir: string): Record<string, unknown> {
     // loads as stored (its packed weights count bytes, not parameters).
     dtype: weights ? resolveModelDType("auto", raw, dir) : null,
     quantization: quantizationSummary(raw["quantization_config"]),
-    memory: weights && !raw["quantization_config"] ? { float32: weights.parameters * 4, bfloat16: weights.parameters * 2 } : null,
+    memory:
+      weights && !raw["quantization_config"]
+        ? { float32: weights.parameters * 4, bfloat16: weights.parameters * 2 }
+        : null,
     ...(weightsError ? { weights_error: weightsError } : {}),
     tokenizer: tokenizerSummary(dir),
   };
@@ -121,19 +137,33 @@ function quantizationSummary(config: unknown): Record<string, unknown> | null {
   if (!config || typeof config !== "object") return null;
   const s = parseQuantizationConfig(config as Record<string, unknown>);
   return s.bits === 4
-    ? { method: "bitsandbytes", bits: 4, quant_type: s.quantType, double_quant: s.doubleQuant, compute_dtype: s.dict["bnb_4bit_compute_dtype"] }
+    ? {
+        method: "bitsandbytes",
+        bits: 4,
+        quant_type: s.quantType,
+        double_quant: s.doubleQuant,
+        compute_dtype: s.dict["bnb_4bit_compute_dtype"],
+      }
     : { method: "bitsandbytes", bits: 8, threshold: s.threshold };
 }
 
 /** "bitsandbytes nf4 (4-bit, double quantisation)" or "bitsandbytes LLM.int8 (threshold 6)". */
 function quantizationText(q: Record<string, unknown> | null): string {
   if (!q) return "none";
-  return q["bits"] === 4 ? `bitsandbytes ${String(q["quant_type"])} (4-bit${q["double_quant"] ? ", double quantisation" : ""})`
+  return q["bits"] === 4
+    ? `bitsandbytes ${String(q["quant_type"])} (4-bit${q["double_quant"] ? ", double quantisation" : ""})`
     : `bitsandbytes LLM.int8 (threshold ${String(q["threshold"])})`;
 }
 
 /** Fields every PEFT config has (shown separately from the method's own fields). */
-const COMMON = new Set(["peft_type", "task_type", "base_model_name_or_path", "revision", "inference_mode", "auto_mapping"]);
+const COMMON = new Set([
+  "peft_type",
+  "task_type",
+  "base_model_name_or_path",
+  "revision",
+  "inference_mode",
+  "auto_mapping",
+]);
 /** Method fields always shown, whatever their value. */
 const ALWAYS = ["r", "lora_alpha", "target_modules", "num_virtual_tokens", "init_r", "target_r"];
 
@@ -145,14 +175,18 @@ export function adapterInfo(dir: string): Record<string, unknown> {
   let defaults: Record<string, unknown> = {};
   try {
     defaults = configFromJson({ peft_type: type });
-  } catch { /* an unknown method: show every field */ }
+  } catch {
+    /* an unknown method: show every field */
+  }
   const fields: Record<string, unknown> = {};
   for (const k of Object.keys(config).sort()) {
     if (COMMON.has(k)) continue;
     if (ALWAYS.includes(k) || JSON.stringify(config[k]) !== JSON.stringify(defaults[k])) fields[k] = config[k];
   }
   if (type === "LORA" && typeof config["r"] === "number" && typeof config["lora_alpha"] === "number") {
-    fields["scaling"] = config["use_rslora"] ? config["lora_alpha"] / Math.sqrt(config["r"]) : config["lora_alpha"] / config["r"];
+    fields["scaling"] = config["use_rslora"]
+      ? config["lora_alpha"] / Math.sqrt(config["r"])
+      : config["lora_alpha"] / config["r"];
   }
   const file = join(dir, "adapter_model.safetensors");
   let tensors: ReturnType<typeof summarise> | null = null;
@@ -164,8 +198,15 @@ export function adapterInfo(dir: string): Record<string, unknown> {
       weightsError = (err as Error).message.split("\n")[0]!;
     }
   } else weightsError = "adapter_model.safetensors is missing";
-  const subAdapters = readdirSync(dir).filter((n) => statSync(join(dir, n)).isDirectory() && existsSync(join(dir, n, "adapter_config.json")) && !/^checkpoint-\d+$/.test(n));
-  const checkpoints = readdirSync(dir).filter((n) => /^checkpoint-\d+$/.test(n)).sort((a, b) => Number(a.slice(11)) - Number(b.slice(11)));
+  const subAdapters = readdirSync(dir).filter(
+    (n) =>
+      statSync(join(dir, n)).isDirectory() &&
+      existsSync(join(dir, n, "adapter_config.json")) &&
+      !/^checkpoint-\d+$/.test(n),
+  );
+  const checkpoints = readdirSync(dir)
+    .filter((n) => /^checkpoint-\d+$/.test(n))
+    .sort((a, b) => Number(a.slice(11)) - Number(b.slice(11)));
   let training: Record<string, unknown> | null = null;
   if (existsSync(join(dir, "trainer_state.json"))) {
     try {
@@ -173,8 +214,15 @@ export function adapterInfo(dir: string): Record<string, unknown> {
       const log = (state["log_history"] as Record<string, number>[] | undefined) ?? [];
       const lastLoss = [...log].reverse().find((e) => e["loss"] !== undefined)?.["loss"];
       const lastEval = [...log].reverse().find((e) => e["eval_loss"] !== undefined)?.["eval_loss"];
-      training = { global_step: state["global_step"] ?? null, epoch: state["epoch"] ?? null, last_loss: lastLoss ?? null, last_eval_loss: lastEval ?? null };
-    } catch { /* not ours */ }
+      training = {
+        global_step: state["global_step"] ?? null,
+        epoch: state["epoch"] ?? null,
+        last_loss: lastLoss ?? null,
+        last_eval_loss: lastEval ?? null,
+      };
+    } catch {
+      /* not ours */
+    }
   }
   return {
     kind: "adapter",
@@ -218,7 +266,8 @@ function round(v: unknown): string {
 function memoryText(i: Record<string, unknown>): string {
   const m = i["memory"] as { float32: number; bfloat16: number } | null;
   if (!m) return "-";
-  return i["dtype"] === "float32" ? `float32: ${fmtBytes(m.float32)} (bfloat16: ${fmtBytes(m.bfloat16)})`
+  return i["dtype"] === "float32"
+    ? `float32: ${fmtBytes(m.float32)} (bfloat16: ${fmtBytes(m.bfloat16)})`
     : `${i["dtype"]}: ${fmtBytes(m.bfloat16)} (float32: ${fmtBytes(m.float32)})`;
 }
 
@@ -263,7 +312,9 @@ function adapterText(i: Record<string, unknown>): string[] {
     for (const [k, v] of fields) lines.push(`    ${k.padEnd(w)}  ${round(v)}`);
   }
   if (i["parameters"] !== null) {
-    lines.push(`  parameters:  ${fmtCount(i["parameters"] as number)} in ${i["tensors"]} tensors, ${fmtDtypes(i["dtypes"] as Record<string, number>)} (${fmtBytes(i["weight_bytes"] as number)})`);
+    lines.push(
+      `  parameters:  ${fmtCount(i["parameters"] as number)} in ${i["tensors"]} tensors, ${fmtDtypes(i["dtypes"] as Record<string, number>)} (${fmtBytes(i["weight_bytes"] as number)})`,
+    );
     const shapes = Object.entries(i["tensor_shapes"] as Record<string, number[]>);
     for (const [name, shape] of shapes.slice(0, 4)) lines.push(`    ${name} [${shape.join(", ")}]`);
     if (shapes.length > 4) lines.push(`    … ${shapes.length - 4} more`);
@@ -272,7 +323,10 @@ function adapterText(i: Record<string, unknown>): string[] {
   const others = i["other_adapters"] as string[];
   if (others.length > 0) lines.push(`  other adapters (subfolders): ${others.join(", ")}`);
   const training = i["training"] as Record<string, unknown> | null;
-  if (training) lines.push(`  training:    step ${show(training["global_step"])}, last loss ${round(training["last_loss"])}${training["last_eval_loss"] !== null ? `, last eval loss ${round(training["last_eval_loss"])}` : ""}`);
+  if (training)
+    lines.push(
+      `  training:    step ${show(training["global_step"])}, last loss ${round(training["last_loss"])}${training["last_eval_loss"] !== null ? `, last eval loss ${round(training["last_eval_loss"])}` : ""}`,
+    );
   const ckpts = i["checkpoints"] as string[];
   if (ckpts.length > 0) lines.push(`  checkpoints: ${ckpts.join(", ")}`);
   lines.push(`  tokenizer:   ${tok.present ? `yes${tok.chat_template ? " (with chat template)" : ""}` : "no"}`);
@@ -281,17 +335,37 @@ function adapterText(i: Record<string, unknown>): string[] {
 
 /** Run `peft info`. */
 export function info(argv: string[]): void {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: "boolean" } } });
-  if (positionals.length !== 1) throw new CliError(positionals.length === 0 ? "peft info needs a folder" : `peft info takes one folder, got ${positionals.length}`, "usage: peft info DIR [--json]");
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { json: { type: "boolean" } },
+  });
+  if (positionals.length !== 1)
+    throw new CliError(
+      positionals.length === 0 ? "peft info needs a folder" : `peft info takes one folder, got ${positionals.length}`,
+      "usage: peft info DIR [--json]",
+    );
   const dir = positionals[0]!;
   const kind = folderKind(dir);
-  if (kind === "missing") throw new CliError(`${dir} does not exist`, "pass a model folder (config.json) or an adapter folder (adapter_config.json)");
-  if (kind === "not-a-folder") throw new CliError(`${dir} is a file, not a folder`, "pass the folder that holds config.json or adapter_config.json");
+  if (kind === "missing")
+    throw new CliError(
+      `${dir} does not exist`,
+      "pass a model folder (config.json) or an adapter folder (adapter_config.json)",
+    );
+  if (kind === "not-a-folder")
+    throw new CliError(
+      `${dir} is a file, not a folder`,
+      "pass the folder that holds config.json or adapter_config.json",
+    );
   if (kind === "other") {
     const entries = readdirSync(dir);
     const adapters = entries.filter((n) => existsSync(join(dir, n, "adapter_config.json")));
-    throw new CliError(`${dir} has neither config.json nor adapter_config.json (${entries.length ? `found: ${entries.slice(0, 8).join(", ")}` : "it is empty"})`,
-      adapters.length ? `it holds adapter folders: try peft info ${join(dir, adapters[0]!)}` : "pass a model folder (config.json) or an adapter folder (adapter_config.json)");
+    throw new CliError(
+      `${dir} has neither config.json nor adapter_config.json (${entries.length ? `found: ${entries.slice(0, 8).join(", ")}` : "it is empty"})`,
+      adapters.length
+        ? `it holds adapter folders: try peft info ${join(dir, adapters[0]!)}`
+        : "pass a model folder (config.json) or an adapter folder (adapter_config.json)",
+    );
   }
   const result = kind === "model" ? modelInfo(dir) : adapterInfo(dir);
   if (values.json) console.log(JSON.stringify(result, null, 2));

@@ -32,7 +32,9 @@ global options:
 
 function version(): string {
   try {
-    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as { version?: string };
+    const pkg = JSON.parse(readFileSync(new URL("../../../package.json", import.meta.url), "utf8")) as {
+      version?: string;
+    };
     return pkg.version ?? "unknown";
   } catch {
     return "unknown";
@@ -104,7 +106,10 @@ export async function main(argv: string[]): Promise<number> {
   try {
     if (!(COMMANDS as readonly string[]).includes(cmd)) {
       const guess = COMMANDS.find((c) => c.startsWith(cmd.slice(0, 2)));
-      throw new CliError(`unknown command "${cmd}"${guess ? ` (did you mean "${guess}"?)` : ""}`, `commands: ${COMMANDS.join(", ")} (peft --help)`);
+      throw new CliError(
+        `unknown command "${cmd}"${guess ? ` (did you mean "${guess}"?)` : ""}`,
+        `commands: ${COMMANDS.join(", ")} (peft --help)`,
+      );
     }
     const { run, usage } = await load(cmd as Command);
     const rest = joinNegativeValues(args.slice(1));
@@ -117,7 +122,8 @@ export async function main(argv: string[]): Promise<number> {
     } catch (err) {
       // node:util parseArgs errors (unknown option, missing value) name the option; point at the usage.
       const code = (err as { code?: string }).code;
-      if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS")) throw new CliError(oneLine(err), `see peft ${cmd} --help`);
+      if (typeof code === "string" && code.startsWith("ERR_PARSE_ARGS"))
+        throw new CliError(oneLine(err), `see peft ${cmd} --help`);
       throw err;
     }
     return 0;

@@ -38,18 +38,32 @@ const LAYER = /\.(?:layers|h|layer|blocks?)\.(\d+)\./;
  * Refuse a model with another layer count than the adapter's: an adapter for all layers of a 2-layer model would
  * leave a 3-layer model's third layer untrained (and one for 3 layers does not load into 2).
  */
-function checkLayerCount(adapterDir: string, adapterConfig: Record<string, unknown>, modelDir: string, config: Record<string, unknown>, hint: string): void {
-  const modelLayers = [config["num_hidden_layers"], config["n_layer"], config["num_layers"]].find((n): n is number => typeof n === "number");
+function checkLayerCount(
+  adapterDir: string,
+  adapterConfig: Record<string, unknown>,
+  modelDir: string,
+  config: Record<string, unknown>,
+  hint: string,
+): void {
+  const modelLayers = [config["num_hidden_layers"], config["n_layer"], config["num_layers"]].find(
+    (n): n is number => typeof n === "number",
+  );
   const file = join(adapterDir, "adapter_model.safetensors");
   if (modelLayers === undefined || !existsSync(file)) return;
-  const indices = [...readSafetensorsHeader(file).tensors.keys()].map((k) => LAYER.exec(k)?.[1]).filter((i) => i !== undefined).map(Number);
+  const indices = [...readSafetensorsHeader(file).tensors.keys()]
+    .map((k) => LAYER.exec(k)?.[1])
+    .filter((i) => i !== undefined)
+    .map(Number);
   if (indices.length === 0) return;
   const adapterLayers = Math.max(...indices) + 1;
   // An adapter limited to some layers (layers_to_transform) legitimately covers fewer than the model has.
   const partial = adapterConfig["layers_to_transform"] !== null && adapterConfig["layers_to_transform"] !== undefined;
   if (adapterLayers > modelLayers || (adapterLayers < modelLayers && !partial)) {
-    throw new ModelMismatchError(`the adapter ${adapterDir} has weights for ${adapterLayers} layers but --model ${modelDir} has ${modelLayers}: ` +
-      "it was trained on another base model", hint);
+    throw new ModelMismatchError(
+      `the adapter ${adapterDir} has weights for ${adapterLayers} layers but --model ${modelDir} has ${modelLayers}: ` +
+        "it was trained on another base model",
+      hint,
+    );
   }
 }
 
@@ -57,7 +71,10 @@ function checkLayerCount(adapterDir: string, adapterConfig: Record<string, unkno
 function sameModel(a: string, b: string): boolean {
   if (resolve(a) === resolve(b)) return true;
   if (!readFileSync(join(a, "config.json")).equals(readFileSync(join(b, "config.json")))) return false;
-  const weights = (d: string) => readdirSync(d).filter((f) => f.endsWith(".safetensors")).sort();
+  const weights = (d: string) =>
+    readdirSync(d)
+      .filter((f) => f.endsWith(".safetensors"))
+      .sort();
   const [wa, wb] = [weights(a), weights(b)];
   return wa.length === wb.length && wa.every((f, i) => f === wb[i] && sameBytes(join(a, f), join(b, f)));
 }
@@ -86,28 +103,57 @@ export function merge(argv: string[]): void {
   const { values: v, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { model: { type: "string" }, adapter: { type: "string" }, out: { type: "string" }, dtype: { type: "string" } },
+    options: {
+      model: { type: "string" },
+      adapter: { type: "string" },
+      out: { type: "string" },
+      dtype: { type: "string" },
+    },
   });
-  if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"`, "usage: peft merge --model DIR --adapter DIR --out DIR");
+  if (positionals.length > 0)
+    throw new CliError(
+      `unexpected argument "${positionals[0]}"`,
+      "usage: peft merge --model DIR --adapter DIR --out DIR",
+    );
   for (const k of ["model", "adapter", "out"] as const) {
-    if (!v[k]) throw new CliError(`peft merge needs --${k} DIR`, "usage: peft merge --model DIR --adapter DIR --out DIR");
+    if (!v[k])
+      throw new CliError(`peft merge needs --${k} DIR`, "usage: peft merge --model DIR --adapter DIR --out DIR");
   }
   const dtype = v.dtype ?? "float32";
-  if (!["float32", "float16", "bfloat16"].includes(dtype)) throw new CliError(`--dtype must be float32, float16 or bfloat16, got "${dtype}"`, "float16/bfloat16 halve the file; weights load back as float32");
+  if (!["float32", "float16", "bfloat16"].includes(dtype))
+    throw new CliError(
+      `--dtype must be float32, float16 or bfloat16, got "${dtype}"`,
+      "float16/bfloat16 halve the file; weights load back as float32",
+    );
   const [modelDir, adapterDir, out] = [v.model!, v.adapter!, v.out!];
   requireModelDir(modelDir);
   requireAdapterDir(adapterDir);
   if ([resolve(modelDir), resolve(adapterDir)].includes(resolve(out))) {
-    throw new CliError(`--out ${out} is the model or adapter folder; merging would overwrite its inputs`, "pass a new folder as --out");
+    throw new CliError(
+      `--out ${out} is the model or adapter folder; merging would overwrite its inputs`,
+      "pass a new folder as --out",
+    );
   }
   const adapterConfig = readJsonObject(join(adapterDir, "adapter_config.json"));
   const task = taskOf(adapterConfig["task_type"]);
-  const base = loadModel(modelDir, task, task === "sequence-classification" || task === "token-classification" ? headOverrides(adapterDir) : {}, false);
-  const recorded = typeof adapterConfig["base_model_name_or_path"] === "string" ? adapterConfig["base_model_name_or_path"] : null;
-  const recordedDir = recorded === null ? undefined : [recorded, join(adapterDir, recorded)].find((d) => existsSync(join(d, "config.json")));
+  const base = loadModel(
+    modelDir,
+    task,
+    task === "sequence-classification" || task === "token-classification" ? headOverrides(adapterDir) : {},
+    false,
+  );
+  const recorded =
+    typeof adapterConfig["base_model_name_or_path"] === "string" ? adapterConfig["base_model_name_or_path"] : null;
+  const recordedDir =
+    recorded === null
+      ? undefined
+      : [recorded, join(adapterDir, recorded)].find((d) => existsSync(join(d, "config.json")));
   const named = "(base_model_name_or_path in adapter_config.json)";
-  const rightModel = recordedDir ? `pass --model ${recordedDir} ${named}`
-    : recorded ? `pass the folder of "${recorded}" as --model ${named}` : "pass the base model the adapter was trained on as --model";
+  const rightModel = recordedDir
+    ? `pass --model ${recordedDir} ${named}`
+    : recorded
+      ? `pass the folder of "${recorded}" as --model ${named}`
+      : "pass the base model the adapter was trained on as --model";
   checkLayerCount(adapterDir, adapterConfig, modelDir, base.config, rightModel);
   let peft: PeftModel;
   try {
@@ -116,14 +162,23 @@ export function merge(argv: string[]): void {
     if (!/size mismatch/.test((err as Error).message)) throw err;
     throw new ModelMismatchError(`the adapter does not fit --model ${modelDir}: ${(err as Error).message}`, rightModel);
   }
-  if (recordedDir ? !sameModel(recordedDir, modelDir) : recorded !== null && basename(recorded) !== basename(resolve(modelDir))) {
-    process.emitWarning(`--model ${modelDir} is not the adapter's base model "${recorded}" (base_model_name_or_path in adapter_config.json), ` +
-      "though the shapes fit: the merge is only meaningful on the weights the adapter was trained on; if they differ, " + rightModel);
+  if (
+    recordedDir
+      ? !sameModel(recordedDir, modelDir)
+      : recorded !== null && basename(recorded) !== basename(resolve(modelDir))
+  ) {
+    process.emitWarning(
+      `--model ${modelDir} is not the adapter's base model "${recorded}" (base_model_name_or_path in adapter_config.json), ` +
+        "though the shapes fit: the merge is only meaningful on the weights the adapter was trained on; if they differ, " +
+        rightModel,
+    );
   }
   const merged = peft.mergeAndUnload();
   merged.savePretrained(out, { dtype: dtype as "float32" | "float16" | "bfloat16" });
   const tokenizerFrom = existsSync(join(adapterDir, "tokenizer.json")) ? adapterDir : modelDir;
   const copied = copyTokenizerFiles(tokenizerFrom, out);
   console.log(`merged ${String(adapterConfig["peft_type"])} adapter ${adapterDir} into ${modelDir}`);
-  console.log(`saved to ${out}: config.json, model.safetensors${copied.length ? `, ${copied.join(", ")}` : " (no tokenizer files found to copy)"}`);
+  console.log(
+    `saved to ${out}: config.json, model.safetensors${copied.length ? `, ${copied.join(", ")}` : " (no tokenizer files found to copy)"}`,
+  );
 }

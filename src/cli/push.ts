@@ -17,20 +17,28 @@ if needed, in one commit. The token comes from HF_TOKEN (or \`huggingface-cli lo
 /** Run `peft push`. */
 export async function push(argv: string[]): Promise<void> {
   const { values: v, positionals } = parseArgs({
-    args: argv, allowPositionals: true,
+    args: argv,
+    allowPositionals: true,
     options: { private: { type: "boolean" }, message: { type: "string" }, revision: { type: "string" } },
   });
   if (positionals.length !== 2) {
-    throw new CliError(`peft push takes a folder and a repo id, got ${positionals.length} argument(s)`, "usage: peft push DIR REPO_ID");
+    throw new CliError(
+      `peft push takes a folder and a repo id, got ${positionals.length} argument(s)`,
+      "usage: peft push DIR REPO_ID",
+    );
   }
   const [dir, repoId] = positionals as [string, string];
   const kind = folderKind(dir);
   if (kind !== "adapter" && kind !== "model") {
-    throw new CliError(`${dir} is not an adapter or model folder (${kind === "missing" ? "it does not exist" : "no adapter_config.json or config.json"})`,
-      "pass the output_dir of `peft train` or `peft merge`");
+    throw new CliError(
+      `${dir} is not an adapter or model folder (${kind === "missing" ? "it does not exist" : "no adapter_config.json or config.json"})`,
+      "pass the output_dir of `peft train` or `peft merge`",
+    );
   }
   const info = await uploadFolder(repoId, dir, {
-    ...(v.private ? { private: true } : {}), ...(v.message ? { commitMessage: v.message } : {}), ...(v.revision ? { revision: v.revision } : {}),
+    ...(v.private ? { private: true } : {}),
+    ...(v.message ? { commitMessage: v.message } : {}),
+    ...(v.revision ? { revision: v.revision } : {}),
   });
   console.log(`pushed ${kind} ${dir} to ${repoId}: ${info.commitUrl}`);
 }

@@ -34,13 +34,22 @@ export async function serve(argv: string[]): Promise<void> {
     args: argv,
     allowPositionals: true,
     options: {
-      model: { type: "string" }, adapter: { type: "string", multiple: true }, tokenizer: { type: "string" },
-      port: { type: "string" }, host: { type: "string" }, "served-model-name": { type: "string" }, "api-key": { type: "string" },
-      "max-batch": { type: "string" }, "max-queue": { type: "string" }, "max-tokens": { type: "string" }, "max-model-len": { type: "string" },
+      model: { type: "string" },
+      adapter: { type: "string", multiple: true },
+      tokenizer: { type: "string" },
+      port: { type: "string" },
+      host: { type: "string" },
+      "served-model-name": { type: "string" },
+      "api-key": { type: "string" },
+      "max-batch": { type: "string" },
+      "max-queue": { type: "string" },
+      "max-tokens": { type: "string" },
+      "max-model-len": { type: "string" },
     },
   });
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"`, "see peft serve --help");
-  if (!v.model) throw new CliError("peft serve needs --model DIR", "e.g. peft serve --model ./model --adapter sql=./sql-lora");
+  if (!v.model)
+    throw new CliError("peft serve needs --model DIR", "e.g. peft serve --model ./model --adapter sql=./sql-lora");
   const adapters = (v.adapter ?? []).map((spec) => {
     const eq = spec.indexOf("=");
     if (eq <= 0) throw new CliError(`--adapter ${spec}: expected NAME=DIR`, "e.g. --adapter sql=./sql-lora");
@@ -51,14 +60,20 @@ export async function serve(argv: string[]): Promise<void> {
   const model = new ServedModel(loadModel(v.model, "causal-lm"));
   for (const { name, dir } of adapters) model.loadAdapter(name, dir);
   const tokenizer = loadTokenizer(findTokenizerDir(v.tokenizer, [v.model]));
-  const opt = (name: "max-batch" | "max-queue" | "max-tokens" | "max-model-len") => (v[name] !== undefined ? intOption(`--${name}`, v[name]!, 1) : undefined);
+  const opt = (name: "max-batch" | "max-queue" | "max-tokens" | "max-model-len") =>
+    v[name] !== undefined ? intOption(`--${name}`, v[name]!, 1) : undefined;
   const server = new PeftServer(model, tokenizer, {
     modelName: v["served-model-name"] ?? basename(resolve(v.model)),
     ...(v["api-key"] !== undefined ? { apiKey: v["api-key"] } : {}),
-    maxBatch: opt("max-batch"), maxQueue: opt("max-queue"), maxTokens: opt("max-tokens"), maxModelLen: opt("max-model-len"),
+    maxBatch: opt("max-batch"),
+    maxQueue: opt("max-queue"),
+    maxTokens: opt("max-tokens"),
+    maxModelLen: opt("max-model-len"),
   });
   const url = await server.listen(v.port !== undefined ? intOption("--port", v.port, 0) : 8000, v.host ?? "127.0.0.1");
-  process.stderr.write(`peft serve: listening on ${url} (models: ${[server.modelName, ...model.adapters()].join(", ")})\n`);
+  process.stderr.write(
+    `peft serve: listening on ${url} (models: ${[server.modelName, ...model.adapters()].join(", ")})\n`,
+  );
   await new Promise<void>((done) => {
     const stop = () => void server.close().then(done);
     process.once("SIGINT", stop);

@@ -43,22 +43,37 @@ export interface HandoffOptions {
   launcher: Launcher;
 }
 
-type OptionValues = { [K in keyof typeof HANDOFF_OPTIONS]?: (typeof HANDOFF_OPTIONS)[K]["type"] extends "boolean" ? boolean : string };
+type OptionValues = {
+  [K in keyof typeof HANDOFF_OPTIONS]?: (typeof HANDOFF_OPTIONS)[K]["type"] extends "boolean" ? boolean : string;
+};
 
 function launcherOf(value: string | undefined): Launcher {
   if (value === undefined || value === "accelerate" || value === "torchrun") return value ?? "accelerate";
-  throw new CliError(`--launcher must be accelerate or torchrun, got "${value}"`, "accelerate runs accelerate launch; torchrun runs python -m torch.distributed.run");
+  throw new CliError(
+    `--launcher must be accelerate or torchrun, got "${value}"`,
+    "accelerate runs accelerate launch; torchrun runs python -m torch.distributed.run",
+  );
 }
 
 /** The hand-off options, or null for peft-ts' own engine (where the accelerate-only options are errors). */
 export function handoffOptions(values: OptionValues): HandoffOptions | null {
   const engine = values.engine ?? "peft-ts";
   if (engine === "peft-ts") {
-    const stray = Object.keys(HANDOFF_OPTIONS).find((k) => k !== "engine" && values[k as keyof OptionValues] !== undefined);
-    if (stray) throw new CliError(`--${stray} is an option of --engine accelerate`, `add --engine accelerate, or drop --${stray}`);
+    const stray = Object.keys(HANDOFF_OPTIONS).find(
+      (k) => k !== "engine" && values[k as keyof OptionValues] !== undefined,
+    );
+    if (stray)
+      throw new CliError(
+        `--${stray} is an option of --engine accelerate`,
+        `add --engine accelerate, or drop --${stray}`,
+      );
     return null;
   }
-  if (engine !== "accelerate") throw new CliError(`--engine must be peft-ts or accelerate, got "${engine}"`, "peft-ts trains here; accelerate hands the run to Python's transformers and peft");
+  if (engine !== "accelerate")
+    throw new CliError(
+      `--engine must be peft-ts or accelerate, got "${engine}"`,
+      "peft-ts trains here; accelerate hands the run to Python's transformers and peft",
+    );
   return {
     numProcesses: values["num-processes"] === undefined ? 1 : intOption("--num-processes", values["num-processes"], 1),
     python: values.python ?? process.env["PEFT_TS_PYTHON"] ?? "python3",
@@ -72,7 +87,10 @@ export function handoffOptions(values: OptionValues): HandoffOptions | null {
 /** Write the hand-off folder for a prepared run and, unless a dry run, train with it through `accelerate launch`. */
 export function handOffToAccelerate(run: PreparedRun, opts: HandoffOptions): void {
   if (run.cfg.dataset_format === "classification") {
-    throw new CliError('--engine accelerate trains causal language models; dataset_format "classification" is not handed off yet', "train classification with peft-ts' own engine (drop --engine)");
+    throw new CliError(
+      '--engine accelerate trains causal language models; dataset_format "classification" is not handed off yet',
+      "train classification with peft-ts' own engine (drop --engine)",
+    );
   }
   if (!opts.dryRun) checkPythonEnvironment(opts.python);
   const dir = opts.dir ?? join(run.args.output_dir, "accelerate");
@@ -93,12 +111,20 @@ export function handOffToAccelerate(run: PreparedRun, opts: HandoffOptions): voi
     ...(opts.sameInit ? { writeInitialAdapter: (to: string) => buildPeftModel(run).savePretrained(to) } : {}),
   });
   const launch = `accelerate launch --config_file ${join(dir, "accelerate_config.yaml")} ${join(dir, "train.py")}`;
-  console.log(`wrote ${dir}: train.py, train.jsonl (${run.trainSet.length} examples)${run.evalSet ? `, eval.jsonl (${run.evalSet.length})` : ""}, accelerate_config.yaml, README.txt`);
+  console.log(
+    `wrote ${dir}: train.py, train.jsonl (${run.trainSet.length} examples)${run.evalSet ? `, eval.jsonl (${run.evalSet.length})` : ""}, accelerate_config.yaml, README.txt`,
+  );
   if (opts.dryRun) {
     console.log(`run it with: ${launch}   (README.txt: several GPUs, machines, DeepSpeed, FSDP)`);
     return;
   }
   const status = launchHandoff(dir, opts.python, opts.numProcesses, opts.launcher);
-  if (status !== 0) throw new CliError(`${opts.launcher === "torchrun" ? "torchrun" : "accelerate launch"} exited with status ${status}`, `see its output above; the script is ${join(dir, "train.py")}`);
-  console.log(`adapter saved to ${run.args.output_dir} by transformers' Trainer; load it with peft generate --adapter ${run.args.output_dir}`);
+  if (status !== 0)
+    throw new CliError(
+      `${opts.launcher === "torchrun" ? "torchrun" : "accelerate launch"} exited with status ${status}`,
+      `see its output above; the script is ${join(dir, "train.py")}`,
+    );
+  console.log(
+    `adapter saved to ${run.args.output_dir} by transformers' Trainer; load it with peft generate --adapter ${run.args.output_dir}`,
+  );
 }

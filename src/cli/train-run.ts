@@ -9,7 +9,14 @@ import { manualSeed } from "../tensor/index.js";
 import { PeftError } from "../errors.js";
 import { configFromJson, getPeftModel, type PeftConfig, type PeftModel } from "../peft/index.js";
 import {
-  Dataset, TrainingArguments, listCheckpoints, loadDataset, tokenizeClassification, tokenizeInstruction, tokenizeText, type Example,
+  Dataset,
+  TrainingArguments,
+  listCheckpoints,
+  loadDataset,
+  tokenizeClassification,
+  tokenizeInstruction,
+  tokenizeText,
+  type Example,
 } from "../train/index.js";
 import type { PreTrainedTokenizer } from "../tokenizers/index.js";
 import { CliError } from "./errors.js";
@@ -26,11 +33,18 @@ function tokenizeDataset(ds: Dataset, cfg: TrainConfig, tok: PreTrainedTokenizer
   ds.examples.forEach((record, i) => {
     let e: Example;
     try {
-      if (cfg.dataset_format === "instruction") e = tokenizeInstruction(tok, record, { ...opts, ...(cfg.system_prompt ? { defaultSystem: cfg.system_prompt } : {}) });
+      if (cfg.dataset_format === "instruction")
+        e = tokenizeInstruction(tok, record, {
+          ...opts,
+          ...(cfg.system_prompt ? { defaultSystem: cfg.system_prompt } : {}),
+        });
       else if (cfg.dataset_format === "text") e = tokenizeText(tok, record, { ...opts, field: cfg.text_field });
       else e = tokenizeClassification(tok, record, opts);
     } catch (err) {
-      throw new CliError(`${file}: record ${i + 1}: ${(err as Error).message}`, `every record must fit dataset_format "${cfg.dataset_format}"`);
+      throw new CliError(
+        `${file}: record ${i + 1}: ${(err as Error).message}`,
+        `every record must fit dataset_format "${cfg.dataset_format}"`,
+      );
     }
     // Poly routes each record by its task.
     if (typeof record["task_ids"] === "number") e = { ...e, task_ids: record["task_ids"] };
@@ -38,8 +52,15 @@ function tokenizeDataset(ds: Dataset, cfg: TrainConfig, tok: PreTrainedTokenizer
     if (Array.isArray(labels) && !labels.some((l) => l !== -100)) dropped++;
     else examples.push(e);
   });
-  if (dropped > 0) process.emitWarning(`${file}: ${dropped} record(s) dropped: their prompt fills max_length (${cfg.max_length}) and leaves no response tokens to learn`);
-  if (examples.length === 0) throw new CliError(`${file}: no record has tokens to learn within max_length ${cfg.max_length}`, "raise max_length or shorten the prompts");
+  if (dropped > 0)
+    process.emitWarning(
+      `${file}: ${dropped} record(s) dropped: their prompt fills max_length (${cfg.max_length}) and leaves no response tokens to learn`,
+    );
+  if (examples.length === 0)
+    throw new CliError(
+      `${file}: no record has tokens to learn within max_length ${cfg.max_length}`,
+      "raise max_length or shorten the prompts",
+    );
   return new Dataset(examples);
 }
 
@@ -67,7 +88,10 @@ export interface PreparedRun {
 }
 
 /** Check the config and every path, then tokenise the data: everything before the model is loaded. */
-export function prepareRun(configPath: string, values: { resume?: boolean; "max-steps"?: string; "output-dir"?: string }): PreparedRun {
+export function prepareRun(
+  configPath: string,
+  values: { resume?: boolean; "max-steps"?: string; "output-dir"?: string },
+): PreparedRun {
   const cfg = parseTrainConfig(readConfigFile(configPath), configPath);
   const modelAsGiven = cfg.model_name_or_path;
   const argFields = { ...cfg.training_args };
@@ -79,27 +103,45 @@ export function prepareRun(configPath: string, values: { resume?: boolean; "max-
   resolveConfigIds(cfg);
   requireModelDir(cfg.model_name_or_path, "model_name_or_path");
   if (!existsSync(join(cfg.tokenizer, "tokenizer.json"))) {
-    throw new CliError(`${cfg.tokenizer === cfg.model_name_or_path ? "model_name_or_path" : "tokenizer"}: no tokenizer.json in ${cfg.tokenizer}`,
-      'set "tokenizer" in the config to a folder with tokenizer.json');
+    throw new CliError(
+      `${cfg.tokenizer === cfg.model_name_or_path ? "model_name_or_path" : "tokenizer"}: no tokenizer.json in ${cfg.tokenizer}`,
+      'set "tokenizer" in the config to a folder with tokenizer.json',
+    );
   }
-  for (const [field, path] of [["dataset", cfg.dataset], ["eval_dataset", cfg.eval_dataset]] as const) {
-    if (path !== null && !existsSync(path)) throw new CliError(`${field}: file ${path} does not exist`, `set "${field}" to a JSON array or JSONL file (relative paths are relative to the working directory)`);
+  for (const [field, path] of [
+    ["dataset", cfg.dataset],
+    ["eval_dataset", cfg.eval_dataset],
+  ] as const) {
+    if (path !== null && !existsSync(path))
+      throw new CliError(
+        `${field}: file ${path} does not exist`,
+        `set "${field}" to a JSON array or JSONL file (relative paths are relative to the working directory)`,
+      );
   }
   if (values.resume && listCheckpoints(args.output_dir).length === 0) {
-    throw new CliError(`--resume: no checkpoint-N folder in ${args.output_dir}`, "checkpoints are written every save_steps steps; run without --resume to start over");
+    throw new CliError(
+      `--resume: no checkpoint-N folder in ${args.output_dir}`,
+      "checkpoints are written every save_steps steps; run without --resume to start over",
+    );
   }
   const peftFields = { ...cfg.peft };
   const wantedTask = taskTypeFor(cfg.dataset_format);
   peftFields["task_type"] ??= wantedTask;
   if (peftFields["task_type"] !== wantedTask) {
-    throw new CliError(`peft.task_type is ${JSON.stringify(peftFields["task_type"])} but dataset_format "${cfg.dataset_format}" trains ${wantedTask}`, `set peft.task_type to "${wantedTask}" or leave it out`);
+    throw new CliError(
+      `peft.task_type is ${JSON.stringify(peftFields["task_type"])} but dataset_format "${cfg.dataset_format}" trains ${wantedTask}`,
+      `set peft.task_type to "${wantedTask}" or leave it out`,
+    );
   }
   let peftConfig: PeftConfig;
   try {
     peftConfig = configFromJson(peftFields, false);
   } catch (err) {
     const hint = err instanceof PeftError ? err.hint : undefined;
-    throw new CliError(`peft: ${(err as Error).message}`, hint ?? `fix the "peft" object of ${configPath} (the method's config in HF field names)`);
+    throw new CliError(
+      `peft: ${(err as Error).message}`,
+      hint ?? `fix the "peft" object of ${configPath} (the method's config in HF field names)`,
+    );
   }
 
   const tok = loadTokenizer(cfg.tokenizer);
@@ -117,15 +159,24 @@ export function prepareRun(configPath: string, values: { resume?: boolean; "max-
     [trainSet, evalSet] = [split.train, split.test];
   }
   if (args.eval_strategy !== "no" && !evalSet) {
-    throw new CliError(`training_args.eval_strategy is "${args.eval_strategy}" but there is no eval data`, 'add "eval_dataset" (a file) or "eval_split" (e.g. 0.1) to the config, or set eval_strategy "no"');
+    throw new CliError(
+      `training_args.eval_strategy is "${args.eval_strategy}" but there is no eval data`,
+      'add "eval_dataset" (a file) or "eval_split" (e.g. 0.1) to the config, or set eval_strategy "no"',
+    );
   }
 
   const overrides: Record<string, unknown> = {};
   if (cfg.dataset_format === "classification") {
     const labels = trainSet.examples.map((e) => e["label"] as number);
     const numLabels = cfg.num_labels ?? Math.max(...labels) + 1;
-    const bad = [...labels, ...(evalSet?.examples.map((e) => e["label"] as number) ?? [])].find((l) => !Number.isInteger(l) || l < 0 || l >= numLabels);
-    if (bad !== undefined) throw new CliError(`classification label ${bad} is not a class id in 0..${numLabels - 1}`, "labels must be integers from 0 to num_labels - 1");
+    const bad = [...labels, ...(evalSet?.examples.map((e) => e["label"] as number) ?? [])].find(
+      (l) => !Number.isInteger(l) || l < 0 || l >= numLabels,
+    );
+    if (bad !== undefined)
+      throw new CliError(
+        `classification label ${bad} is not a class id in 0..${numLabels - 1}`,
+        "labels must be integers from 0 to num_labels - 1",
+      );
     overrides["num_labels"] = numLabels;
   }
   return { cfg, configPath, argFields, args, peftConfig, tokenizer: tok, trainSet, evalSet, overrides, modelAsGiven };
@@ -140,8 +191,11 @@ export function padIdOf(run: PreparedRun): number {
 export function buildPeftModel(run: PreparedRun): PeftModel {
   manualSeed(run.args.seed);
   const task = run.cfg.dataset_format === "classification" ? "sequence-classification" : "causal-lm";
-  const base = loadModel(run.cfg.model_name_or_path, task, run.overrides, true, { dtype: run.cfg.model.dtype, quantizationConfig: run.cfg.model.quantization_config });
-  if (base.config.pad_token_id === null || base.config.pad_token_id === undefined) base.config.pad_token_id = padIdOf(run);
+  const base = loadModel(run.cfg.model_name_or_path, task, run.overrides, true, {
+    dtype: run.cfg.model.dtype,
+    quantizationConfig: run.cfg.model.quantization_config,
+  });
+  if (base.config.pad_token_id === null || base.config.pad_token_id === undefined)
+    base.config.pad_token_id = padIdOf(run);
   return getPeftModel(base, run.peftConfig);
 }
-

@@ -51,7 +51,12 @@ ${HANDOFF_USAGE}`;
  * tokenizer files, trainer_state.json and loss.svg. When the run diverged, the CheckpointError of an adapter that was
  * kept rather than replaced by non-finite weights is returned instead of thrown (the log, state and curve are written).
  */
-export function saveRunOutputs(trainer: Trainer, tokenizerDir: string, plotTitle: string, diverged: boolean): CheckpointError | null {
+export function saveRunOutputs(
+  trainer: Trainer,
+  tokenizerDir: string,
+  plotTitle: string,
+  diverged: boolean,
+): CheckpointError | null {
   const dir = trainer.args.output_dir;
   let kept: CheckpointError | null = null;
   try {
@@ -79,10 +84,19 @@ export function train(argv: string[]): void {
     },
   });
   if (positionals.length !== 1) {
-    throw new CliError(positionals.length === 0 ? "peft train needs a config file" : `peft train takes one config file, got ${positionals.length}: ${positionals.join(" ")}`, "usage: peft train CONFIG.{json,yaml} (see peft train --help)");
+    throw new CliError(
+      positionals.length === 0
+        ? "peft train needs a config file"
+        : `peft train takes one config file, got ${positionals.length}: ${positionals.join(" ")}`,
+      "usage: peft train CONFIG.{json,yaml} (see peft train --help)",
+    );
   }
   const handoff = handoffOptions(values);
-  if (handoff && values.resume) throw new CliError("--resume is not available with --engine accelerate", "resume a hand-off run with transformers' own resume_from_checkpoint, or train with peft-ts");
+  if (handoff && values.resume)
+    throw new CliError(
+      "--resume is not available with --engine accelerate",
+      "resume a hand-off run with transformers' own resume_from_checkpoint, or train with peft-ts",
+    );
   const run = prepareRun(positionals[0]!, values);
   if (handoff) {
     handOffToAccelerate(run, handoff);
@@ -92,31 +106,50 @@ export function train(argv: string[]): void {
   const model = buildPeftModel(run);
   const padId = padIdOf(run);
   model.printTrainableParameters();
-  console.log(`train examples: ${trainSet.length}${evalSet ? ` | eval examples: ${evalSet.length}` : ""} | output_dir: ${args.output_dir}`);
+  console.log(
+    `train examples: ${trainSet.length}${evalSet ? ` | eval examples: ${evalSet.length}` : ""} | output_dir: ${args.output_dir}`,
+  );
 
   const logPath = join(args.output_dir, "training_log.jsonl");
   const trainer = new Trainer({
-    model, args, trainDataset: trainSet, ...(evalSet ? { evalDataset: evalSet } : {}),
+    model,
+    args,
+    trainDataset: trainSet,
+    ...(evalSet ? { evalDataset: evalSet } : {}),
     dataCollator: DataCollatorForSeq2Seq({ padTokenId: padId }),
     callbacks: [...(args.disable_tqdm ? [] : [new ProgressCallback()]), new JsonlLogCallback(logPath)],
   });
   const result = trainer.train(values.resume ? { resumeFromCheckpoint: true } : {});
   const history = trainer.state.log_history;
-  if (evalSet && !history.some((e) => e["eval_loss"] !== undefined && e["step"] === trainer.state.global_step)) trainer.evaluate();
+  if (evalSet && !history.some((e) => e["eval_loss"] !== undefined && e["step"] === trainer.state.global_step))
+    trainer.evaluate();
 
-  const kept = saveRunOutputs(trainer, cfg.tokenizer, `Training loss (${peftConfig.peft_type})`, result.divergedAtStep !== null);
+  const kept = saveRunOutputs(
+    trainer,
+    cfg.tokenizer,
+    `Training loss (${peftConfig.peft_type})`,
+    result.divergedAtStep !== null,
+  );
   if (result.divergedAtStep !== null) {
-    throw new CliError(`training diverged at step ${result.divergedAtStep} (the loss or gradient norm became NaN or infinite); ` +
-      (kept ? `the adapter already in ${args.output_dir} was kept, not replaced` : `the adapter saved to ${args.output_dir} holds NaN or infinite weights`),
-    `lower training_args.learning_rate (now ${args.learning_rate}), keep max_grad_norm > 0, or check the dataset; see ${logPath}`);
+    throw new CliError(
+      `training diverged at step ${result.divergedAtStep} (the loss or gradient norm became NaN or infinite); ` +
+        (kept
+          ? `the adapter already in ${args.output_dir} was kept, not replaced`
+          : `the adapter saved to ${args.output_dir} holds NaN or infinite weights`),
+      `lower training_args.learning_rate (now ${args.learning_rate}), keep max_grad_norm > 0, or check the dataset; see ${logPath}`,
+    );
   }
   const evalLoss = [...trainer.state.log_history].reverse().find((e) => e["eval_loss"] !== undefined)?.["eval_loss"];
   if (result.stepsRun === 0) {
-    console.log(`nothing to train: the run in ${args.output_dir} is already at step ${result.globalStep} of ${trainer.state.max_steps} ` +
-      "(raise --max-steps to train further)");
+    console.log(
+      `nothing to train: the run in ${args.output_dir} is already at step ${result.globalStep} of ${trainer.state.max_steps} ` +
+        "(raise --max-steps to train further)",
+    );
   }
   const trainLoss = `${result.trainingLoss.toFixed(4)}${result.stepsRun === 0 ? " (last logged)" : ""}`;
-  console.log(`train_loss: ${trainLoss}${evalLoss !== undefined ? ` | eval_loss: ${evalLoss.toFixed(4)}` : ""} | steps: ${result.globalStep}`);
+  console.log(
+    `train_loss: ${trainLoss}${evalLoss !== undefined ? ` | eval_loss: ${evalLoss.toFixed(4)}` : ""} | steps: ${result.globalStep}`,
+  );
   console.log(`adapter saved to ${args.output_dir} (adapter_config.json, adapter_model.safetensors, tokenizer files)`);
   console.log(`log: ${logPath} | loss curve: ${join(args.output_dir, "loss.svg")}`);
 }

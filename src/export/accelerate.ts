@@ -243,13 +243,20 @@ for name in ${JSON.stringify(PYTHON_MODULES)}:
         print(name)`;
   const r = spawnSync(python, ["-c", probe], { encoding: "utf8" });
   if (r.error) {
-    throw new EnvironmentError(`cannot run the Python interpreter "${python}" (${(r.error as NodeJS.ErrnoException).code ?? r.error.message})`,
-      "install Python 3 and then: pip install torch transformers peft accelerate; or pass --python PATH (or set PEFT_TS_PYTHON); --dry-run writes the script without Python");
+    throw new EnvironmentError(
+      `cannot run the Python interpreter "${python}" (${(r.error as NodeJS.ErrnoException).code ?? r.error.message})`,
+      "install Python 3 and then: pip install torch transformers peft accelerate; or pass --python PATH (or set PEFT_TS_PYTHON); --dry-run writes the script without Python",
+    );
   }
-  const missing = r.stdout.split("\n").map((l) => l.trim()).filter((l) => (PYTHON_MODULES as readonly string[]).includes(l));
+  const missing = r.stdout
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => (PYTHON_MODULES as readonly string[]).includes(l));
   if (r.status !== 0 || missing.length > 0) {
-    throw new EnvironmentError(`${python} lacks the Python package(s) ${missing.length > 0 ? missing.join(", ") : "(the import check failed: " + r.stderr.trim() + ")"}`,
-      `pip install ${missing.length > 0 ? missing.join(" ") : PYTHON_MODULES.join(" ")} (for that interpreter), or pass --python PATH of one that has them; --dry-run writes the script without Python`);
+    throw new EnvironmentError(
+      `${python} lacks the Python package(s) ${missing.length > 0 ? missing.join(", ") : "(the import check failed: " + r.stderr.trim() + ")"}`,
+      `pip install ${missing.length > 0 ? missing.join(" ") : PYTHON_MODULES.join(" ")} (for that interpreter), or pass --python PATH of one that has them; --dry-run writes the script without Python`,
+    );
   }
 }
 
@@ -262,15 +269,39 @@ export function launchArgs(dir: string, numProcesses: number, launcher: Launcher
   if (launcher === "torchrun") {
     // --standalone picks a free port. stderr is teed (console and logs/, each line marked with its rank): the default
     // "0" (no redirection) is not parsed by torch < 2 on Python >= 3.11.
-    return ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", String(numProcesses), "--redirects", "2", "--tee", "2", "--log_dir", join(dir, "logs"), script];
+    return [
+      "-m",
+      "torch.distributed.run",
+      "--standalone",
+      "--nproc_per_node",
+      String(numProcesses),
+      "--redirects",
+      "2",
+      "--tee",
+      "2",
+      "--log_dir",
+      join(dir, "logs"),
+      script,
+    ];
   }
-  const args = ["-m", "accelerate.commands.launch", "--config_file", join(dir, "accelerate_config.yaml"), "--num_processes", String(numProcesses)];
+  const args = [
+    "-m",
+    "accelerate.commands.launch",
+    "--config_file",
+    join(dir, "accelerate_config.yaml"),
+    "--num_processes",
+    String(numProcesses),
+  ];
   return [...args, ...(numProcesses > 1 ? ["--multi_gpu"] : []), script];
 }
 
 /** Run the hand-off's train.py with the launcher and `numProcesses` processes; the exit status. */
 export function launchHandoff(dir: string, python: string, numProcesses: number, launcher: Launcher): number {
   const r = spawnSync(python, launchArgs(dir, numProcesses, launcher), { stdio: "inherit" });
-  if (r.error) throw new EnvironmentError(`cannot run ${python}: ${r.error.message}`, "pass --python PATH of an interpreter with torch, transformers, peft and accelerate");
+  if (r.error)
+    throw new EnvironmentError(
+      `cannot run ${python}: ${r.error.message}`,
+      "pass --python PATH of an interpreter with torch, transformers, peft and accelerate",
+    );
   return r.status ?? 1;
 }

@@ -75,7 +75,9 @@ function llamaFamily(arch: "llama" | "qwen2"): GgufArchitecture {
       const scaling = c["rope_scaling"] as { type?: string; rope_type?: string; factor?: number } | null | undefined;
       const ropeType = scaling?.rope_type ?? scaling?.type;
       if (scaling && ropeType !== "linear") {
-        throw new ConfigError(`GGUF export: rope_scaling type "${String(ropeType)}" is not supported yet (only none and "linear")`);
+        throw new ConfigError(
+          `GGUF export: rope_scaling type "${String(ropeType)}" is not supported yet (only none and "linear")`,
+        );
       }
       return [
         [`${arch}.vocab_size`, u32(num(c, "vocab_size"))],
@@ -83,12 +85,23 @@ function llamaFamily(arch: "llama" | "qwen2"): GgufArchitecture {
         [`${arch}.embedding_length`, u32(num(c, "hidden_size"))],
         [`${arch}.block_count`, u32(num(c, "num_hidden_layers"))],
         [`${arch}.feed_forward_length`, u32(num(c, "intermediate_size"))],
-        [`${arch}.rope.dimension_count`, u32(typeof c["head_dim"] === "number" ? c["head_dim"] : num(c, "hidden_size") / heads)],
+        [
+          `${arch}.rope.dimension_count`,
+          u32(typeof c["head_dim"] === "number" ? c["head_dim"] : num(c, "hidden_size") / heads),
+        ],
         [`${arch}.attention.head_count`, u32(heads)],
-        [`${arch}.attention.head_count_kv`, u32(typeof c["num_key_value_heads"] === "number" ? c["num_key_value_heads"] : heads)],
+        [
+          `${arch}.attention.head_count_kv`,
+          u32(typeof c["num_key_value_heads"] === "number" ? c["num_key_value_heads"] : heads),
+        ],
         [`${arch}.attention.layer_norm_rms_epsilon`, f32(num(c, "rms_norm_eps"))],
         [`${arch}.rope.freq_base`, f32(typeof c["rope_theta"] === "number" ? c["rope_theta"] : 10000)],
-        ...(scaling ? ([[`${arch}.rope.scaling.type`, { type: "string", value: "linear" }], [`${arch}.rope.scaling.factor`, f32(scaling.factor ?? 1)]] as [string, GgufValue][]) : []),
+        ...(scaling
+          ? ([
+              [`${arch}.rope.scaling.type`, { type: "string", value: "linear" }],
+              [`${arch}.rope.scaling.factor`, f32(scaling.factor ?? 1)],
+            ] as [string, GgufValue][])
+          : []),
       ];
     },
     tensorName: LLAMA_TENSORS,
@@ -97,7 +110,8 @@ function llamaFamily(arch: "llama" | "qwen2"): GgufArchitecture {
     permutedHeads: (hfName, c) => {
       if (arch !== "llama") return null;
       if (/\.q_proj\.(weight|bias)$/.test(hfName)) return num(c, "num_attention_heads");
-      if (/\.k_proj\.(weight|bias)$/.test(hfName)) return typeof c["num_key_value_heads"] === "number" ? c["num_key_value_heads"] : num(c, "num_attention_heads");
+      if (/\.k_proj\.(weight|bias)$/.test(hfName))
+        return typeof c["num_key_value_heads"] === "number" ? c["num_key_value_heads"] : num(c, "num_attention_heads");
       return null;
     },
     writesOutput: (c) => c["tie_word_embeddings"] !== true,
@@ -142,7 +156,10 @@ const ARCHITECTURES: Record<string, GgufArchitecture> = {
 function architectureOf(c: HfConfig): GgufArchitecture {
   const name = (c["architectures"] as string[] | undefined)?.[0];
   const a = name ? ARCHITECTURES[name] : undefined;
-  if (!a) throw new ConfigError(`GGUF export supports ${Object.keys(ARCHITECTURES).join(", ")}; this model is ${name ?? "of unknown architecture"}`);
+  if (!a)
+    throw new ConfigError(
+      `GGUF export supports ${Object.keys(ARCHITECTURES).join(", ")}; this model is ${name ?? "of unknown architecture"}`,
+    );
   return a;
 }
 
@@ -170,7 +187,13 @@ function transpose(data: Float32Array, rows: number, cols: number): Float32Array
 }
 
 /** An HF tensor in llama.cpp's orientation and row order: shape [out, in] (or 1-D). */
-function toLlamaLayout(a: GgufArchitecture, c: HfConfig, hfName: string, shape: readonly number[], data: Float32Array): { shape: number[]; data: Float32Array } {
+function toLlamaLayout(
+  a: GgufArchitecture,
+  c: HfConfig,
+  hfName: string,
+  shape: readonly number[],
+  data: Float32Array,
+): { shape: number[]; data: Float32Array } {
   let s = [...shape];
   let d = data;
   if (a.transposed?.(hfName) && s.length === 2) {
@@ -183,7 +206,12 @@ function toLlamaLayout(a: GgufArchitecture, c: HfConfig, hfName: string, shape: 
 }
 
 /** general.* keys shared by models and adapters. */
-function generalKeys(a: GgufArchitecture, type: "model" | "adapter", name: string, outType: GgufOutType): [string, GgufValue][] {
+function generalKeys(
+  a: GgufArchitecture,
+  type: "model" | "adapter",
+  name: string,
+  outType: GgufOutType,
+): [string, GgufValue][] {
   return [
     ["general.architecture", { type: "string", value: a.arch }],
     ["general.type", { type: "string", value: type }],
@@ -201,7 +229,11 @@ const LLAMA3_SPLIT =
 
 /** tokenizer.ggml.pre for a byte-level BPE tokenizer.json: which of llama.cpp's pre-tokenizers it uses. */
 function preTokenizerName(tokenizerJson: Record<string, unknown>): string {
-  const pre = tokenizerJson["pre_tokenizer"] as { type?: string; use_regex?: boolean; pretokenizers?: { type?: string; pattern?: { Regex?: string } }[] } | null;
+  const pre = tokenizerJson["pre_tokenizer"] as {
+    type?: string;
+    use_regex?: boolean;
+    pretokenizers?: { type?: string; pattern?: { Regex?: string } }[];
+  } | null;
   if (pre?.type === "ByteLevel" && pre.use_regex !== false) return "gpt-2";
   const split = pre?.pretokenizers?.find((p) => p.type === "Split")?.pattern?.Regex;
   if (split === QWEN2_SPLIT) return "qwen2";
@@ -213,10 +245,20 @@ function preTokenizerName(tokenizerJson: Record<string, unknown>): string {
 }
 
 /** tokenizer.ggml.* keys of a byte-level BPE tokenizer (tokenizer.json "model.type" BPE), as convert_hf_to_gguf writes them. */
-function tokenizerKeys(tokenizer: PreTrainedTokenizer, tokenizerJson: Record<string, unknown>, vocabSize: number): [string, GgufValue][] {
-  const model = tokenizerJson["model"] as { type?: string; merges?: (string | [string, string])[]; byte_fallback?: boolean };
+function tokenizerKeys(
+  tokenizer: PreTrainedTokenizer,
+  tokenizerJson: Record<string, unknown>,
+  vocabSize: number,
+): [string, GgufValue][] {
+  const model = tokenizerJson["model"] as {
+    type?: string;
+    merges?: (string | [string, string])[];
+    byte_fallback?: boolean;
+  };
   if (model?.type !== "BPE" || model.byte_fallback) {
-    throw new ConfigError("GGUF export supports byte-level BPE tokenizers (GPT-2, Qwen2, Llama 3 style); this tokenizer.json is not one");
+    throw new ConfigError(
+      "GGUF export supports byte-level BPE tokenizers (GPT-2, Qwen2, Llama 3 style); this tokenizer.json is not one",
+    );
   }
   const vocab = tokenizer.getVocab();
   const special = new Set(tokenizer.allSpecialIds);
@@ -225,7 +267,10 @@ function tokenizerKeys(tokenizer: PreTrainedTokenizer, tokenizerJson: Record<str
   const types = new Int32Array(vocabSize).fill(5); // UNUSED, for ids past the tokenizer's (padding rows of the embedding)
   for (let i = 0; i < vocabSize; i++) tokens[i] = `[PAD${i}]`;
   for (const [token, id] of vocab) {
-    if (id >= vocabSize) throw new ModelMismatchError(`GGUF export: token id ${id} ("${token}") is outside the model's vocab_size ${vocabSize}`);
+    if (id >= vocabSize)
+      throw new ModelMismatchError(
+        `GGUF export: token id ${id} ("${token}") is outside the model's vocab_size ${vocabSize}`,
+      );
     tokens[id] = token;
     types[id] = special.has(id) || added.has(id) ? 3 /* CONTROL */ : 1 /* NORMAL */;
   }
@@ -240,7 +285,12 @@ function tokenizerKeys(tokenizer: PreTrainedTokenizer, tokenizerJson: Record<str
     ["tokenizer.ggml.token_type", { type: "int32[]", value: types }],
     ["tokenizer.ggml.merges", { type: "string[]", value: merges }],
   ];
-  const keyName = { bos: "bos_token_id", eos: "eos_token_id", unk: "unknown_token_id", pad: "padding_token_id" } as const;
+  const keyName = {
+    bos: "bos_token_id",
+    eos: "eos_token_id",
+    unk: "unknown_token_id",
+    pad: "padding_token_id",
+  } as const;
   for (const [k, id] of ids) if (id !== null && id >= 0) keys.push([`tokenizer.ggml.${keyName[k]}`, u32(id)]);
   keys.push(["tokenizer.ggml.add_bos_token", { type: "bool", value: addsBos }]);
   const template = tokenizer.chatTemplate;
@@ -260,13 +310,30 @@ export interface GgufModelExportOptions {
  * Write a causal LM (LLaMA, Mistral, Qwen2, GPT-2) with its tokenizer as a GGUF model file for llama.cpp/Ollama.
  * `tokenizerDir` holds the tokenizer.json the tokenizer was loaded from. Returns the tensor names written.
  */
-export function exportModelToGguf(model: PreTrainedModel, tokenizer: PreTrainedTokenizer, tokenizerDir: string, path: string, opts: GgufModelExportOptions = {}): string[] {
+export function exportModelToGguf(
+  model: PreTrainedModel,
+  tokenizer: PreTrainedTokenizer,
+  tokenizerDir: string,
+  path: string,
+  opts: GgufModelExportOptions = {},
+): string[] {
   const config = { ...model.config, architectures: [model.architecture] };
   const a = architectureOf(config);
   const outType = opts.outType ?? "f16";
-  const tokenizerJson = JSON.parse(readFileSync(join(tokenizerDir, "tokenizer.json"), "utf8")) as Record<string, unknown>;
+  const tokenizerJson = JSON.parse(readFileSync(join(tokenizerDir, "tokenizer.json"), "utf8")) as Record<
+    string,
+    unknown
+  >;
   const metadata = new Map<string, GgufValue>([
-    ...generalKeys(a, "model", opts.name ?? String(model.nameOrPath ?? "peft-ts model").split("/").pop()!, outType),
+    ...generalKeys(
+      a,
+      "model",
+      opts.name ??
+        String(model.nameOrPath ?? "peft-ts model")
+          .split("/")
+          .pop()!,
+      outType,
+    ),
     ...a.hparams(config),
     ...tokenizerKeys(tokenizer, tokenizerJson, num(config, "vocab_size")),
   ]);
@@ -274,7 +341,12 @@ export function exportModelToGguf(model: PreTrainedModel, tokenizer: PreTrainedT
   for (const [hfName, t] of model.stateDict()) {
     if (hfName === "lm_head.weight" && !a.writesOutput(config)) continue;
     const { shape, data } = toLlamaLayout(a, config, hfName, t.shape, Float32Array.from(t.dataSync()));
-    const type: GgmlType = shape.length < 2 ? "F32" : outType === "q8_0" && shape[shape.length - 1]! % 32 !== 0 ? "F16" : TENSOR_TYPE[outType];
+    const type: GgmlType =
+      shape.length < 2
+        ? "F32"
+        : outType === "q8_0" && shape[shape.length - 1]! % 32 !== 0
+          ? "F16"
+          : TENSOR_TYPE[outType];
     tensors.push({ name: a.tensorName(hfName), shape, type, data });
   }
   writeGguf(path, metadata, tensors);
@@ -295,16 +367,25 @@ export interface GgufAdapterExportOptions {
  * `baseConfig`. llama.cpp scales every layer by adapter.lora.alpha / rank; layers whose peft scaling differs
  * (rsLoRA, rank_pattern, alpha_pattern) get the difference folded into lora_b, so the product is peft's.
  */
-export function exportLoraToGguf(adapterDir: string, baseConfig: HfConfig, path: string, opts: GgufAdapterExportOptions = {}): string[] {
+export function exportLoraToGguf(
+  adapterDir: string,
+  baseConfig: HfConfig,
+  path: string,
+  opts: GgufAdapterExportOptions = {},
+): string[] {
   const a = architectureOf(baseConfig);
   const cfg = readJsonObject(join(adapterDir, "adapter_config.json"));
-  if (cfg["peft_type"] !== "LORA") throw new ConfigError(`GGUF adapters hold LoRA only; this adapter is ${String(cfg["peft_type"])}`);
+  if (cfg["peft_type"] !== "LORA")
+    throw new ConfigError(`GGUF adapters hold LoRA only; this adapter is ${String(cfg["peft_type"])}`);
   for (const [field, ok] of [
     ["use_dora", !cfg["use_dora"]],
     ["bias", (cfg["bias"] ?? "none") === "none"],
     ["modules_to_save", !(cfg["modules_to_save"] as unknown[] | null)?.length],
   ] as const) {
-    if (!ok) throw new ConfigError(`GGUF export: llama.cpp adapters cannot hold "${field}": ${JSON.stringify(cfg[field])}; merge the adapter instead (peft export gguf --model … --adapter … --merge)`);
+    if (!ok)
+      throw new ConfigError(
+        `GGUF export: llama.cpp adapters cannot hold "${field}": ${JSON.stringify(cfg[field])}; merge the adapter instead (peft export gguf --model … --adapter … --merge)`,
+      );
   }
   const alpha = Number(cfg["lora_alpha"]);
   const r = Number(cfg["r"]);
@@ -319,7 +400,10 @@ export function exportLoraToGguf(adapterDir: string, baseConfig: HfConfig, path:
   try {
     for (const [key, t] of weights) {
       const m = /^base_model\.model\.(.+)\.lora_([AB])\.weight$/.exec(key);
-      if (!m) throw new ConfigError(`GGUF export: tensor "${key}" is not a LoRA A/B matrix of a Linear layer (embedding LoRA cannot be exported)`);
+      if (!m)
+        throw new ConfigError(
+          `GGUF export: tensor "${key}" is not a LoRA A/B matrix of a Linear layer (embedding LoRA cannot be exported)`,
+        );
       const entry = pairs.get(m[1]!) ?? {};
       entry[m[2] as "A" | "B"] = Float32Array.from(t.dataSync());
       entry[m[2] === "A" ? "aShape" : "bShape"] = [...t.shape];

@@ -41,7 +41,10 @@ export function modelfile(inputs: ModelfileInputs): string {
   if (inputs.adapter) lines.push(`ADAPTER ./${inputs.adapter}`);
   const template = ollamaTemplate(inputs.chatTemplate);
   if (template) lines.push(`TEMPLATE """${template}"""`);
-  else if (inputs.chatTemplate) lines.push("# The chat template's family was not recognised: Ollama reads tokenizer.chat_template from the GGUF file.");
+  else if (inputs.chatTemplate)
+    lines.push(
+      "# The chat template's family was not recognised: Ollama reads tokenizer.chat_template from the GGUF file.",
+    );
   for (const stop of new Set(inputs.stops)) lines.push(`PARAMETER stop ${JSON.stringify(stop)}`);
   return `${lines.join("\n")}\n`;
 }

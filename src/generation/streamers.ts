@@ -23,13 +23,19 @@ export class TextStreamer implements Streamer {
   private printed = 0;
   private readonly onText: (text: string, streamEnd: boolean) => void;
 
-  constructor(private readonly tokenizer: StreamingDecoder, private readonly options: TextStreamerOptions = {}) {
+  constructor(
+    private readonly tokenizer: StreamingDecoder,
+    private readonly options: TextStreamerOptions = {},
+  ) {
     this.onText = options.onText ?? ((text, end) => process.stdout.write(end ? `${text}\n` : text));
   }
 
   /** Add the step's token and emit the text that is now complete. */
   put(tokens: number[]): void {
-    if (tokens.length !== 1) throw new Error(`TextStreamer streams one sequence; got a batch of ${tokens.length} (use generateStream for batches)`);
+    if (tokens.length !== 1)
+      throw new Error(
+        `TextStreamer streams one sequence; got a batch of ${tokens.length} (use generateStream for batches)`,
+      );
     this.ids.push(tokens[0]!);
     const text = this.decode();
     // A trailing U+FFFD is a character whose bytes have not all arrived yet (byte-level BPE): wait for the rest.

@@ -7,7 +7,20 @@
  * saves. Temporaries of a killed save are cleaned up (and an interrupted swap finished or undone) on the next save.
  */
 import {
-  closeSync, existsSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync,
+  closeSync,
+  existsSync,
+  fsyncSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  renameSync,
+  rmSync,
+  statSync,
+  unlinkSync,
+  writeSync,
 } from "node:fs";
 import { basename, dirname, join, resolve, sep } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -126,7 +139,8 @@ export interface FolderWriteOptions {
  */
 export function writeFolderAtomic(dir: string, fill: (tmpDir: string) => void, opts: FolderWriteOptions = {}): void {
   const target = existsSync(dir) ? realpathSync(dir) : resolve(dir);
-  const parent = dirname(target), name = basename(target);
+  const parent = dirname(target),
+    name = basename(target);
   mkdirSync(parent, { recursive: true });
   recoverInterruptedSaves(parent);
   const suffix = `${process.pid}-${randomBytes(6).toString("hex")}`;
@@ -206,7 +220,8 @@ function replaceInPlace(tmp: string, target: string, carryOver: (name: string) =
     renameSync(join(tmp, e), dst);
   }
   rmSync(tmp, { recursive: true, force: true });
-  for (const e of readdirSync(target)) if (!carryOver(e) && !fresh.has(e)) rmSync(join(target, e), { recursive: true, force: true });
+  for (const e of readdirSync(target))
+    if (!carryOver(e) && !fresh.has(e)) rmSync(join(target, e), { recursive: true, force: true });
   syncDir(target);
 }
 

@@ -30,7 +30,9 @@ function pythonJsonDumps(value: Record<string, unknown>, floats: ReadonlySet<str
     if (Array.isArray(v)) return `[${v.map((e) => item("", e)).join(", ")}]`;
     return JSON.stringify(v);
   };
-  return `{${Object.entries(value).map(([k, v]) => `${JSON.stringify(k)}: ${item(k, v)}`).join(", ")}}`;
+  return `{${Object.entries(value)
+    .map(([k, v]) => `${JSON.stringify(k)}: ${item(k, v)}`)
+    .join(", ")}}`;
 }
 
 function u8(bytes: Uint8Array, shape: number[]): RawTensor {
@@ -52,15 +54,22 @@ export function quantizedLayerTensors(prefix: string, m: QuantizedLinear): [stri
     ];
   }
   const l = m as Linear4bit;
-  const q = l.quantized, n = q.nested;
-  const state: Record<string, unknown> = { quant_type: q.quantType, blocksize: q.blocksize, dtype: l.weightDtype, shape: [l.outFeatures, l.inFeatures] };
+  const q = l.quantized,
+    n = q.nested;
+  const state: Record<string, unknown> = {
+    quant_type: q.quantType,
+    blocksize: q.blocksize,
+    dtype: l.weightDtype,
+    shape: [l.outFeatures, l.inFeatures],
+  };
   if (n) Object.assign(state, { nested_blocksize: n.blocksize, nested_dtype: "float32", nested_offset: n.offset });
   const out: [string, RawTensor][] = [
     [`${prefix}.weight`, u8(q.packed, [q.packed.length, 1])],
     [`${prefix}.weight.absmax`, n ? u8(n.codes, [n.codes.length]) : f32(q.absmax!)],
     [`${prefix}.weight.quant_map`, f32(q.code)],
   ];
-  if (n) out.push([`${prefix}.weight.nested_absmax`, f32(n.absmax)], [`${prefix}.weight.nested_quant_map`, f32(n.code)]);
+  if (n)
+    out.push([`${prefix}.weight.nested_absmax`, f32(n.absmax)], [`${prefix}.weight.nested_quant_map`, f32(n.code)]);
   const json = new TextEncoder().encode(pythonJsonDumps(state, new Set(["nested_offset"])));
   out.push([`${prefix}.weight.quant_state.bitsandbytes__${q.quantType}`, u8(json, [json.length])]);
   return out;
@@ -69,7 +78,11 @@ export function quantizedLayerTensors(prefix: string, m: QuantizedLinear): [stri
 /** Take (and remove) the tensor `key` of the dtype wanted from the checkpoint's tensors. */
 function take(tensors: Map<string, RawTensor>, key: string, dtype: RawTensor["dtype"]): RawTensor {
   const t = tensors.get(key);
-  if (!t) throw new CheckpointError(`the bitsandbytes checkpoint has no tensor "${key}"`, "save it again with bitsandbytes, or load the float checkpoint with a quantizationConfig");
+  if (!t)
+    throw new CheckpointError(
+      `the bitsandbytes checkpoint has no tensor "${key}"`,
+      "save it again with bitsandbytes, or load the float checkpoint with a quantizationConfig",
+    );
   if (t.dtype !== dtype) throw new CheckpointError(`"${key}" is ${t.dtype}, bitsandbytes stores it as ${dtype}`);
   tensors.delete(key);
   return t;
@@ -80,44 +93,91 @@ function typed<T>(t: RawTensor): T {
 }
 
 /** A Linear4bit from its checkpoint tensors at `prefix` (consumed from `tensors`); its shape is checked against [out, in]. */
-export function linear4bitFromTensors(prefix: string, tensors: Map<string, RawTensor>, inFeatures: number, outFeatures: number): Linear4bit {
+export function linear4bitFromTensors(
+  prefix: string,
+  tensors: Map<string, RawTensor>,
+  inFeatures: number,
+  outFeatures: number,
+): Linear4bit {
   const stateKey = [...tensors.keys()].find((k) => k.startsWith(`${prefix}.weight.quant_state.bitsandbytes__`));
-  if (!stateKey) throw new CheckpointError(`the bitsandbytes checkpoint has no "${prefix}.weight.quant_state.bitsandbytes__nf4" (or __fp4)`, "is this a 4-bit checkpoint?");
-  const state = JSON.parse(new TextDecoder().decode(typed<Uint8Array>(take(tensors, stateKey, "U8")))) as Record<string, unknown>;
+  if (!stateKey)
+    throw new CheckpointError(
+      `the bitsandbytes checkpoint has no "${prefix}.weight.quant_state.bitsandbytes__nf4" (or __fp4)`,
+      "is this a 4-bit checkpoint?",
+    );
+  const state = JSON.parse(new TextDecoder().decode(typed<Uint8Array>(take(tensors, stateKey, "U8")))) as Record<
+    string,
+    unknown
+  >;
   const shape = state["shape"] as number[];
   if (shape?.[0] !== outFeatures || shape[1] !== inFeatures) {
-    throw new CheckpointError(`"${prefix}" holds a [${shape}] weight but the model expects [${outFeatures}, ${inFeatures}]`);
+    throw new CheckpointError(
+      `"${prefix}" holds a [${shape}] weight but the model expects [${outFeatures}, ${inFeatures}]`,
+    );
   }
   const quantType = state["quant_type"];
-  if (quantType !== "nf4" && quantType !== "fp4") throw new CheckpointError(`"${stateKey}": quant_type ${JSON.stringify(quantType)} is not nf4 or fp4`);
+  if (quantType !== "nf4" && quantType !== "fp4")
+    throw new CheckpointError(`"${stateKey}": quant_type ${JSON.stringify(quantType)} is not nf4 or fp4`);
   const blocksize = Number(state["blocksize"]);
   const packed = typed<Uint8Array>(take(tensors, `${prefix}.weight`, "U8"));
   const nestedOffset = state["nested_offset"];
   const absmaxT = take(tensors, `${prefix}.weight.absmax`, nestedOffset === undefined ? "F32" : "U8");
   const code = typed<Float32Array>(take(tensors, `${prefix}.weight.quant_map`, "F32"));
-  const nested = nestedOffset === undefined ? null : {
-    codes: typed<Uint8Array>(absmaxT),
-    absmax: typed<Float32Array>(take(tensors, `${prefix}.weight.nested_absmax`, "F32")),
-    code: typed<Float32Array>(take(tensors, `${prefix}.weight.nested_quant_map`, "F32")),
-    blocksize: Number(state["nested_blocksize"]),
-    offset: Math.fround(Number(nestedOffset)),
-  };
+  const nested =
+    nestedOffset === undefined
+      ? null
+      : {
+          codes: typed<Uint8Array>(absmaxT),
+          absmax: typed<Float32Array>(take(tensors, `${prefix}.weight.nested_absmax`, "F32")),
+          code: typed<Float32Array>(take(tensors, `${prefix}.weight.nested_quant_map`, "F32")),
+          blocksize: Number(state["nested_blocksize"]),
+          offset: Math.fround(Number(nestedOffset)),
+        };
   const numel = inFeatures * outFeatures;
-  if (packed.length !== Math.ceil(numel / 2)) throw new CheckpointError(`"${prefix}.weight" has ${packed.length} bytes; [${shape}] in 4 bits needs ${Math.ceil(numel / 2)}`);
-  const q: Quantized4bit = { quantType, blocksize, numel, packed, absmax: nested ? null : typed<Float32Array>(absmaxT), nested, code };
+  if (packed.length !== Math.ceil(numel / 2))
+    throw new CheckpointError(
+      `"${prefix}.weight" has ${packed.length} bytes; [${shape}] in 4 bits needs ${Math.ceil(numel / 2)}`,
+    );
+  const q: Quantized4bit = {
+    quantType,
+    blocksize,
+    numel,
+    packed,
+    absmax: nested ? null : typed<Float32Array>(absmaxT),
+    nested,
+    code,
+  };
   const layer = new Linear4bit(inFeatures, outFeatures, q);
   layer.weightDtype = String(state["dtype"]);
   return layer;
 }
 
 /** A Linear8bitLt from its checkpoint tensors at `prefix` (consumed from `tensors`). */
-export function linear8bitFromTensors(prefix: string, tensors: Map<string, RawTensor>, inFeatures: number, outFeatures: number, threshold: number): Linear8bitLt {
+export function linear8bitFromTensors(
+  prefix: string,
+  tensors: Map<string, RawTensor>,
+  inFeatures: number,
+  outFeatures: number,
+  threshold: number,
+): Linear8bitLt {
   const w = take(tensors, `${prefix}.weight`, "I8");
-  if (w.shape[0] !== outFeatures || w.shape[1] !== inFeatures) throw new CheckpointError(`"${prefix}.weight" is [${w.shape}] but the model expects [${outFeatures}, ${inFeatures}]`);
+  if (w.shape[0] !== outFeatures || w.shape[1] !== inFeatures)
+    throw new CheckpointError(
+      `"${prefix}.weight" is [${w.shape}] but the model expects [${outFeatures}, ${inFeatures}]`,
+    );
   const scb = typed<Float32Array>(take(tensors, `${prefix}.SCB`, "F32"));
   if (tensors.has(`${prefix}.weight_format`)) {
     const format = typed<Uint8Array>(take(tensors, `${prefix}.weight_format`, "U8"))[0];
-    if (format !== 0) throw new CheckpointError(`"${prefix}.weight_format" is ${format}; only the row-major format (0) is supported, as in bitsandbytes today`);
+    if (format !== 0)
+      throw new CheckpointError(
+        `"${prefix}.weight_format" is ${format}; only the row-major format (0) is supported, as in bitsandbytes today`,
+      );
   }
-  return new Linear8bitLt(inFeatures, outFeatures, { rows: outFeatures, cols: inFeatures, data: typed<Int8Array>(w), scb }, null, threshold);
+  return new Linear8bitLt(
+    inFeatures,
+    outFeatures,
+    { rows: outFeatures, cols: inFeatures, data: typed<Int8Array>(w), scb },
+    null,
+    threshold,
+  );
 }

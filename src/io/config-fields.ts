@@ -41,13 +41,19 @@ export interface Range {
 }
 
 function inRange(v: number, r: Range): boolean {
-  return (r.min === undefined || v >= r.min) && (r.max === undefined || v <= r.max)
-    && (r.above === undefined || v > r.above) && (r.below === undefined || v < r.below);
+  return (
+    (r.min === undefined || v >= r.min) &&
+    (r.max === undefined || v <= r.max) &&
+    (r.above === undefined || v > r.above) &&
+    (r.below === undefined || v < r.below)
+  );
 }
 
 function describeRange(r: Range): string {
-  const lo = r.min ?? r.above, hi = r.max ?? r.below;
-  if (lo !== undefined && hi !== undefined) return ` in ${r.min !== undefined ? "[" : "("}${lo}, ${hi}${r.max !== undefined ? "]" : ")"}`;
+  const lo = r.min ?? r.above,
+    hi = r.max ?? r.below;
+  if (lo !== undefined && hi !== undefined)
+    return ` in ${r.min !== undefined ? "[" : "("}${lo}, ${hi}${r.max !== undefined ? "]" : ")"}`;
   if (r.min !== undefined) return ` ≥ ${r.min}`;
   if (r.above !== undefined) return ` > ${r.above}`;
   if (r.max !== undefined) return ` ≤ ${r.max}`;
@@ -57,12 +63,18 @@ function describeRange(r: Range): string {
 
 /** A finite number (JSON has no NaN or Infinity) within `range`. */
 export function number(range: Range = {}): FieldType {
-  return fieldType(`a number${describeRange(range)}`, (v) => typeof v === "number" && Number.isFinite(v) && inRange(v, range));
+  return fieldType(
+    `a number${describeRange(range)}`,
+    (v) => typeof v === "number" && Number.isFinite(v) && inRange(v, range),
+  );
 }
 
 /** A whole number within `range` (and a safe integer, so that counts and sizes stay exact). */
 export function integer(range: Range = {}): FieldType {
-  return fieldType(`an integer${describeRange(range)}`, (v) => typeof v === "number" && Number.isSafeInteger(v) && inRange(v, range));
+  return fieldType(
+    `an integer${describeRange(range)}`,
+    (v) => typeof v === "number" && Number.isSafeInteger(v) && inRange(v, range),
+  );
 }
 
 /** One of the listed values. */
@@ -85,7 +97,10 @@ export function listOf(item: FieldType): FieldType {
 
 /** An object whose values are each of type `item`. */
 export function recordOf(item: FieldType): FieldType {
-  return fieldType(`an object whose values are each ${item.expected}`, (v) => isPlainObject(v) && Object.values(v).every((x) => item.accepts(x)));
+  return fieldType(
+    `an object whose values are each ${item.expected}`,
+    (v) => isPlainObject(v) && Object.values(v).every((x) => item.accepts(x)),
+  );
 }
 
 /** Any of the given types. */
@@ -116,7 +131,12 @@ export interface FieldSpec<T = unknown> {
 }
 
 /** A field: type, default, help text and, optionally, which values are not implemented. */
-export function field<T>(type: FieldType, defaultValue: T, help: string, extra: Pick<FieldSpec, "notImplemented" | "implemented"> = {}): FieldSpec<T> {
+export function field<T>(
+  type: FieldType,
+  defaultValue: T,
+  help: string,
+  extra: Pick<FieldSpec, "notImplemented" | "implemented"> = {},
+): FieldSpec<T> {
   return { type, default: defaultValue, help, ...extra };
 }
 
@@ -156,15 +176,26 @@ export function showValue(value: unknown): string {
  * Check every field of `values` against the table: the type and range, then whether peft-ts implements the value.
  * With `presentOnly`, fields that `values` lacks are skipped.
  */
-export function checkFields(owner: string, table: FieldTable, values: Record<string, unknown>, presentOnly = false): void {
+export function checkFields(
+  owner: string,
+  table: FieldTable,
+  values: Record<string, unknown>,
+  presentOnly = false,
+): void {
   for (const [name, spec] of Object.entries(table)) {
     const value = values[name];
     if (presentOnly && value === undefined) continue;
     if (!spec.type.accepts(value)) {
-      throw new ConfigError(`${owner}: \`${name}\` must be ${spec.type.expected}, got ${showValue(value)}`, `${name}: ${spec.help}`);
+      throw new ConfigError(
+        `${owner}: \`${name}\` must be ${spec.type.expected}, got ${showValue(value)}`,
+        `${name}: ${spec.help}`,
+      );
     }
     if (spec.notImplemented !== undefined && !(spec.implemented ?? ((v) => sameValue(v, spec.default)))(value)) {
-      throw new ConfigError(`${owner}: \`${name}\` = ${showValue(value)} is not implemented by peft-ts`, spec.notImplemented);
+      throw new ConfigError(
+        `${owner}: \`${name}\` = ${showValue(value)} is not implemented by peft-ts`,
+        spec.notImplemented,
+      );
     }
   }
 }
@@ -184,7 +215,8 @@ function editDistance(a: string, b: string): number {
   let row = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
     const next = [i];
-    for (let j = 1; j <= b.length; j++) next.push(Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
+    for (let j = 1; j <= b.length; j++)
+      next.push(Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)));
     row = next;
   }
   return row[b.length]!;
@@ -192,7 +224,8 @@ function editDistance(a: string, b: string): number {
 
 /** The closest of `names` to `word`, when it is close enough to be a likely typo. */
 export function closest(word: string, names: readonly string[]): string | null {
-  let best: string | null = null, bestD = Infinity;
+  let best: string | null = null,
+    bestD = Infinity;
   for (const n of names) {
     const d = editDistance(word.toLowerCase(), n.toLowerCase());
     if (d < bestD) [best, bestD] = [n, d];
@@ -224,16 +257,25 @@ export function checkFieldNames(
     if (other) {
       if (other.inert || values[name] === null || sameValue(values[name], other.default)) continue;
       const message = `${owner}: \`${name}\` = ${showValue(values[name])} (a field of ${library} ${other.versions}) is not implemented by peft-ts`;
-      if (source === "code") throw new ConfigError(message, `remove \`${name}\` (or set it to ${JSON.stringify(other.default)}): peft-ts would not apply it`);
+      if (source === "code")
+        throw new ConfigError(
+          message,
+          `remove \`${name}\` (or set it to ${JSON.stringify(other.default)}): peft-ts would not apply it`,
+        );
       process.emitWarning(`${message}; it is kept in the config but ignored`);
       continue;
     }
     const guess = closest(name, [...known, ...Object.keys(foreign)]);
     const suggestion = guess ? ` (did you mean \`${guess}\`?)` : "";
     if (source === "code") {
-      throw new ConfigError(`${owner}: unknown field \`${name}\`${suggestion}; no version of ${library} has it`, `the fields are: ${known.join(", ")}`);
+      throw new ConfigError(
+        `${owner}: unknown field \`${name}\`${suggestion}; no version of ${library} has it`,
+        `the fields are: ${known.join(", ")}`,
+      );
     }
-    process.emitWarning(`${owner}: unknown field \`${name}\`${suggestion}; it is kept in the config but ignored (written by another ${library} version?)`);
+    process.emitWarning(
+      `${owner}: unknown field \`${name}\`${suggestion}; it is kept in the config but ignored (written by another ${library} version?)`,
+    );
   }
 }
 

@@ -5,16 +5,35 @@
 import { minifloatToF32Bits, u32View } from "../backend/half.js";
 
 export {
-  float16BitsToFloat32, bfloat16BitsToFloat32, f32BitsToF16Bits, f32BitsToBf16Bits, float32ToFloat16Bits, float32ToBfloat16Bits,
-  toFloat16Bits, fromFloat16Bits, toBfloat16Bits, fromBfloat16Bits,
+  float16BitsToFloat32,
+  bfloat16BitsToFloat32,
+  f32BitsToF16Bits,
+  f32BitsToBf16Bits,
+  float32ToFloat16Bits,
+  float32ToBfloat16Bits,
+  toFloat16Bits,
+  fromFloat16Bits,
+  toBfloat16Bits,
+  fromBfloat16Bits,
 } from "../backend/half.js";
 
 /** Every dtype the safetensors format (v0.4.5) defines. */
 export type SafetensorsDType =
-  | "F64" | "F32" | "F16" | "BF16"
-  | "I64" | "I32" | "I16" | "I8"
-  | "U64" | "U32" | "U16" | "U8"
-  | "BOOL" | "F8_E4M3" | "F8_E5M2";
+  | "F64"
+  | "F32"
+  | "F16"
+  | "BF16"
+  | "I64"
+  | "I32"
+  | "I16"
+  | "I8"
+  | "U64"
+  | "U32"
+  | "U16"
+  | "U8"
+  | "BOOL"
+  | "F8_E4M3"
+  | "F8_E5M2";
 
 /** The typed array a raw tensor of each dtype is held in (half and 8-bit floats as their raw bits). */
 export interface RawDataOf {
@@ -89,7 +108,8 @@ function f8ToF32Table(dtype: "F8_E4M3" | "F8_E5M2"): Uint32Array {
   if (!t) {
     t = new Uint32Array(256);
     // E4M3 is PyTorch's float8_e4m3fn: no infinities, only S.1111.111 is NaN.
-    for (let b = 0; b < 256; b++) t[b] = dtype === "F8_E4M3" ? minifloatToF32Bits(b, 4, 3, true) : minifloatToF32Bits(b, 5, 2, false);
+    for (let b = 0; b < 256; b++)
+      t[b] = dtype === "F8_E4M3" ? minifloatToF32Bits(b, 4, 3, true) : minifloatToF32Bits(b, 5, 2, false);
     f8Tables.set(dtype, t);
   }
   return t;
@@ -101,4 +121,3 @@ export function float8BitsToFloat32(dtype: "F8_E4M3" | "F8_E5M2", src: Uint8Arra
   const out = u32View(dst);
   for (let i = 0; i < src.length; i++) out[i] = table[src[i]!]!;
 }
-

@@ -7,7 +7,21 @@ import { writeFileAtomic } from "./atomic.js";
 import { float32ToBfloat16Bits, float32ToFloat16Bits, fromFloat16Bits, toFloat16Bits } from "./dtypes.js";
 
 /** GGUF metadata value types (gguf_type). */
-const VALUE_TYPE = { UINT8: 0, INT8: 1, UINT16: 2, INT16: 3, UINT32: 4, INT32: 5, FLOAT32: 6, BOOL: 7, STRING: 8, ARRAY: 9, UINT64: 10, INT64: 11, FLOAT64: 12 } as const;
+const VALUE_TYPE = {
+  UINT8: 0,
+  INT8: 1,
+  UINT16: 2,
+  INT16: 3,
+  UINT32: 4,
+  INT32: 5,
+  FLOAT32: 6,
+  BOOL: 7,
+  STRING: 8,
+  ARRAY: 9,
+  UINT64: 10,
+  INT64: 11,
+  FLOAT64: 12,
+} as const;
 
 /** A metadata value with its GGUF type. */
 export type GgufValue =
@@ -53,19 +67,41 @@ class ByteWriter {
     return at;
   }
   // reserve() may replace the buffer, so it runs before the buffer is read.
-  u8(v: number): void { const at = this.reserve(1); this.view.setUint8(at, v); }
-  u32(v: number): void { const at = this.reserve(4); this.view.setUint32(at, v, true); }
-  i32(v: number): void { const at = this.reserve(4); this.view.setInt32(at, v, true); }
-  f32(v: number): void { const at = this.reserve(4); this.view.setFloat32(at, v, true); }
-  u64(v: number): void { const at = this.reserve(8); this.view.setBigUint64(at, BigInt(v), true); }
-  bytes(b: Uint8Array): void { const at = this.reserve(b.length); this.buf.set(b, at); }
+  u8(v: number): void {
+    const at = this.reserve(1);
+    this.view.setUint8(at, v);
+  }
+  u32(v: number): void {
+    const at = this.reserve(4);
+    this.view.setUint32(at, v, true);
+  }
+  i32(v: number): void {
+    const at = this.reserve(4);
+    this.view.setInt32(at, v, true);
+  }
+  f32(v: number): void {
+    const at = this.reserve(4);
+    this.view.setFloat32(at, v, true);
+  }
+  u64(v: number): void {
+    const at = this.reserve(8);
+    this.view.setBigUint64(at, BigInt(v), true);
+  }
+  bytes(b: Uint8Array): void {
+    const at = this.reserve(b.length);
+    this.buf.set(b, at);
+  }
   string(s: string): void {
     const b = new TextEncoder().encode(s);
     this.u64(b.length);
     this.bytes(b);
   }
-  padTo(alignment: number): void { while (this.length % alignment !== 0) this.u8(0); }
-  result(): Uint8Array { return this.buf.subarray(0, this.length); }
+  padTo(alignment: number): void {
+    while (this.length % alignment !== 0) this.u8(0);
+  }
+  result(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
 }
 
 function writeValue(w: ByteWriter, v: GgufValue): void {
@@ -76,14 +112,35 @@ function writeValue(w: ByteWriter, v: GgufValue): void {
     for (let i = 0; i < n; i++) each(i);
   };
   switch (v.type) {
-    case "uint32": w.u32(VALUE_TYPE.UINT32); w.u32(v.value); break;
-    case "int32": w.u32(VALUE_TYPE.INT32); w.i32(v.value); break;
-    case "float32": w.u32(VALUE_TYPE.FLOAT32); w.f32(v.value); break;
-    case "bool": w.u32(VALUE_TYPE.BOOL); w.u8(v.value ? 1 : 0); break;
-    case "string": w.u32(VALUE_TYPE.STRING); w.string(v.value); break;
-    case "string[]": array(VALUE_TYPE.STRING, v.value.length, (i) => w.string(v.value[i]!)); break;
-    case "int32[]": array(VALUE_TYPE.INT32, v.value.length, (i) => w.i32(v.value[i]!)); break;
-    case "float32[]": array(VALUE_TYPE.FLOAT32, v.value.length, (i) => w.f32(v.value[i]!)); break;
+    case "uint32":
+      w.u32(VALUE_TYPE.UINT32);
+      w.u32(v.value);
+      break;
+    case "int32":
+      w.u32(VALUE_TYPE.INT32);
+      w.i32(v.value);
+      break;
+    case "float32":
+      w.u32(VALUE_TYPE.FLOAT32);
+      w.f32(v.value);
+      break;
+    case "bool":
+      w.u32(VALUE_TYPE.BOOL);
+      w.u8(v.value ? 1 : 0);
+      break;
+    case "string":
+      w.u32(VALUE_TYPE.STRING);
+      w.string(v.value);
+      break;
+    case "string[]":
+      array(VALUE_TYPE.STRING, v.value.length, (i) => w.string(v.value[i]!));
+      break;
+    case "int32[]":
+      array(VALUE_TYPE.INT32, v.value.length, (i) => w.i32(v.value[i]!));
+      break;
+    case "float32[]":
+      array(VALUE_TYPE.FLOAT32, v.value.length, (i) => w.f32(v.value[i]!));
+      break;
   }
 }
 
@@ -92,7 +149,8 @@ function writeValue(w: ByteWriter, v: GgufValue): void {
  * as float16, q = round-half-away(x / d).
  */
 export function quantizeQ8_0(values: Float32Array): Uint8Array {
-  if (values.length % Q8_0_BLOCK !== 0) throw new Error(`Q8_0 needs a multiple of ${Q8_0_BLOCK} values per row, got ${values.length}`);
+  if (values.length % Q8_0_BLOCK !== 0)
+    throw new Error(`Q8_0 needs a multiple of ${Q8_0_BLOCK} values per row, got ${values.length}`);
   const blocks = values.length / Q8_0_BLOCK;
   const out = new Uint8Array(blocks * (2 + Q8_0_BLOCK));
   const view = new DataView(out.buffer);
@@ -127,9 +185,13 @@ export function dequantizeQ8_0(bytes: Uint8Array): Float32Array {
 /** A tensor's bytes in its GGUF type. */
 function encodeTensor(t: GgufTensor): Uint8Array {
   const size = t.shape.reduce((a, b) => a * b, 1);
-  if (size !== t.data.length) throw new Error(`GGUF tensor ${t.name}: shape [${t.shape.join(", ")}] holds ${size} values, data has ${t.data.length}`);
+  if (size !== t.data.length)
+    throw new Error(
+      `GGUF tensor ${t.name}: shape [${t.shape.join(", ")}] holds ${size} values, data has ${t.data.length}`,
+    );
   switch (t.type) {
-    case "F32": return new Uint8Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
+    case "F32":
+      return new Uint8Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
     case "F16":
     case "BF16": {
       const bits = new Uint16Array(t.data.length);
@@ -137,7 +199,8 @@ function encodeTensor(t: GgufTensor): Uint8Array {
       return new Uint8Array(bits.buffer);
     }
     case "Q8_0":
-      if (t.shape[t.shape.length - 1]! % Q8_0_BLOCK !== 0) throw new Error(`GGUF tensor ${t.name}: Q8_0 rows must hold a multiple of ${Q8_0_BLOCK} values`);
+      if (t.shape[t.shape.length - 1]! % Q8_0_BLOCK !== 0)
+        throw new Error(`GGUF tensor ${t.name}: Q8_0 rows must hold a multiple of ${Q8_0_BLOCK} values`);
       return quantizeQ8_0(t.data);
   }
 }
@@ -172,7 +235,11 @@ export function serializeGguf(metadata: ReadonlyMap<string, GgufValue>, tensors:
 }
 
 /** Write a GGUF file atomically. */
-export function writeGguf(path: string, metadata: ReadonlyMap<string, GgufValue>, tensors: readonly GgufTensor[]): void {
+export function writeGguf(
+  path: string,
+  metadata: ReadonlyMap<string, GgufValue>,
+  tensors: readonly GgufTensor[],
+): void {
   writeFileAtomic(path, serializeGguf(metadata, tensors));
 }
 
@@ -188,25 +255,73 @@ export interface GgufTensorInfo {
 export function parseGguf(bytes: Uint8Array): { metadata: Map<string, unknown>; tensors: Map<string, GgufTensorInfo> } {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let at = 0;
-  const u32 = () => { const v = view.getUint32(at, true); at += 4; return v; };
-  const u64 = () => { const v = Number(view.getBigUint64(at, true)); at += 8; return v; };
-  const str = () => { const n = u64(); const s = new TextDecoder().decode(bytes.subarray(at, at + n)); at += n; return s; };
+  const u32 = () => {
+    const v = view.getUint32(at, true);
+    at += 4;
+    return v;
+  };
+  const u64 = () => {
+    const v = Number(view.getBigUint64(at, true));
+    at += 8;
+    return v;
+  };
+  const str = () => {
+    const n = u64();
+    const s = new TextDecoder().decode(bytes.subarray(at, at + n));
+    at += n;
+    return s;
+  };
   const scalar = (type: number): unknown => {
     switch (type) {
-      case VALUE_TYPE.UINT8: return view.getUint8(at++);
-      case VALUE_TYPE.INT8: return view.getInt8(at++);
-      case VALUE_TYPE.UINT16: { const v = view.getUint16(at, true); at += 2; return v; }
-      case VALUE_TYPE.INT16: { const v = view.getInt16(at, true); at += 2; return v; }
-      case VALUE_TYPE.UINT32: return u32();
-      case VALUE_TYPE.INT32: { const v = view.getInt32(at, true); at += 4; return v; }
-      case VALUE_TYPE.FLOAT32: { const v = view.getFloat32(at, true); at += 4; return v; }
-      case VALUE_TYPE.BOOL: return view.getUint8(at++) !== 0;
-      case VALUE_TYPE.STRING: return str();
-      case VALUE_TYPE.UINT64: return u64();
-      case VALUE_TYPE.INT64: { const v = Number(view.getBigInt64(at, true)); at += 8; return v; }
-      case VALUE_TYPE.FLOAT64: { const v = view.getFloat64(at, true); at += 8; return v; }
-      case VALUE_TYPE.ARRAY: { const et = u32(); const n = u64(); return Array.from({ length: n }, () => scalar(et)); }
-      default: throw new Error(`GGUF: unknown value type ${type} at byte ${at}`);
+      case VALUE_TYPE.UINT8:
+        return view.getUint8(at++);
+      case VALUE_TYPE.INT8:
+        return view.getInt8(at++);
+      case VALUE_TYPE.UINT16: {
+        const v = view.getUint16(at, true);
+        at += 2;
+        return v;
+      }
+      case VALUE_TYPE.INT16: {
+        const v = view.getInt16(at, true);
+        at += 2;
+        return v;
+      }
+      case VALUE_TYPE.UINT32:
+        return u32();
+      case VALUE_TYPE.INT32: {
+        const v = view.getInt32(at, true);
+        at += 4;
+        return v;
+      }
+      case VALUE_TYPE.FLOAT32: {
+        const v = view.getFloat32(at, true);
+        at += 4;
+        return v;
+      }
+      case VALUE_TYPE.BOOL:
+        return view.getUint8(at++) !== 0;
+      case VALUE_TYPE.STRING:
+        return str();
+      case VALUE_TYPE.UINT64:
+        return u64();
+      case VALUE_TYPE.INT64: {
+        const v = Number(view.getBigInt64(at, true));
+        at += 8;
+        return v;
+      }
+      case VALUE_TYPE.FLOAT64: {
+        const v = view.getFloat64(at, true);
+        at += 8;
+        return v;
+      }
+      case VALUE_TYPE.ARRAY: {
+        const et = u32();
+        const n = u64();
+        return Array.from({ length: n }, () => scalar(et));
+      }
+      default:
+        throw new Error(`GGUF: unknown value type ${type} at byte ${at}`);
     }
   };
   if (u32() !== MAGIC) throw new Error("not a GGUF file (bad magic)");

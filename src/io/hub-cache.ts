@@ -26,7 +26,9 @@ export interface HubOptions {
 /** Only the Hub fields of a wider options object (fromPretrained's), so that they can cross to a worker thread. */
 export function hubOptionsOf(opts: HubOptions): HubOptions {
   const { revision, cacheDir, token, localFilesOnly, endpoint } = opts;
-  return Object.fromEntries(Object.entries({ revision, cacheDir, token, localFilesOnly, endpoint }).filter(([, v]) => v !== undefined));
+  return Object.fromEntries(
+    Object.entries({ revision, cacheDir, token, localFilesOnly, endpoint }).filter(([, v]) => v !== undefined),
+  );
 }
 
 const TRUE_VALUES = new Set(["1", "ON", "YES", "TRUE"]);
@@ -80,7 +82,9 @@ export const COMMIT_HASH = /^[0-9a-f]{40}$/;
 
 /** Whether `name` is a valid Hub repo id ("name" or "org/name", as huggingface_hub's validate_repo_id). */
 export function isRepoId(name: string): boolean {
-  return name.length <= 96 && REPO_ID.test(name) && !name.includes("--") && !name.includes("..") && !/^[.-]|[.-]$/.test(name);
+  return (
+    name.length <= 96 && REPO_ID.test(name) && !name.includes("--") && !name.includes("..") && !/^[.-]|[.-]$/.test(name)
+  );
 }
 
 /** The cache folder of one model repo, `<cache>/models--org--name`. */
@@ -131,10 +135,14 @@ export function describeCache(repoFolder: string): string {
   if (!existsSync(snapshots)) return `nothing is cached for it in ${repoFolder}`;
   const refsDir = join(repoFolder, "refs");
   const refs = existsSync(refsDir) ? snapshotFiles(refsDir) : [];
-  const lines = readdirSync(snapshots).sort().map((commit) => {
-    const names = refs.filter((r) => cachedCommit(repoFolder, r) === commit);
-    const files = snapshotFiles(join(snapshots, commit));
-    return `${names.length > 0 ? `${names.join(", ")} → ` : ""}${commit} (${files.join(", ") || "no files"})`;
-  });
-  return lines.length > 0 ? `cached in ${repoFolder}: ${lines.join("; ")}` : `nothing is cached for it in ${repoFolder}`;
+  const lines = readdirSync(snapshots)
+    .sort()
+    .map((commit) => {
+      const names = refs.filter((r) => cachedCommit(repoFolder, r) === commit);
+      const files = snapshotFiles(join(snapshots, commit));
+      return `${names.length > 0 ? `${names.join(", ")} → ` : ""}${commit} (${files.join(", ") || "no files"})`;
+    });
+  return lines.length > 0
+    ? `cached in ${repoFolder}: ${lines.join("; ")}`
+    : `nothing is cached for it in ${repoFolder}`;
 }

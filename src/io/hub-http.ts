@@ -4,7 +4,17 @@
  * resume (.incomplete + Range), verify (size, and the LFS sha256 or git blob sha1 the etag is) and land atomically.
  */
 import { createHash, type Hash } from "node:crypto";
-import { closeSync, existsSync, ftruncateSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from "node:fs";
 import { isatty } from "node:tty";
 import { HubError } from "../errors.js";
 import { envIsTrue } from "./hub-cache.js";
@@ -22,7 +32,11 @@ export interface HubTarget {
 
 /** The headers huggingface_hub sends: a user agent and, with a token, its bearer authorisation. */
 export function hubHeaders(token: string | undefined, extra: Record<string, string> = {}): Record<string, string> {
-  return { "user-agent": `peft-ts; node/${process.versions.node}`, ...(token ? { authorization: `Bearer ${token}` } : {}), ...extra };
+  return {
+    "user-agent": `peft-ts; node/${process.versions.node}`,
+    ...(token ? { authorization: `Bearer ${token}` } : {}),
+    ...extra,
+  };
 }
 
 /** The page where a user accepts a gated repo's conditions. */
@@ -30,7 +44,8 @@ function repoPage(t: HubTarget): string {
   return `${t.endpoint}/${t.repoId}`;
 }
 
-const TOKEN_HINT = "create a token at https://huggingface.co/settings/tokens and set HF_TOKEN=hf_… (or pass { token }, or run `huggingface-cli login`)";
+const TOKEN_HINT =
+  "create a token at https://huggingface.co/settings/tokens and set HF_TOKEN=hf_… (or pass { token }, or run `huggingface-cli login`)";
 
 /** The HubError for a failed response, named after huggingface_hub's X-Error-Code cases. */
 export function errorFromResponse(res: Response, t: HubTarget): HubError {
@@ -40,36 +55,64 @@ export function errorFromResponse(res: Response, t: HubTarget): HubError {
   const what = t.filename ? `${t.filename} from ${t.repoId}` : t.repoId;
   if (code === "GatedRepo") {
     const why = t.token ? "your token has no access to it" : "no token was sent";
-    return new HubError("gated", `${t.repoId} is a gated repo and ${why}: cannot download ${what}${detail}`,
+    return new HubError(
+      "gated",
+      `${t.repoId} is a gated repo and ${why}: cannot download ${what}${detail}`,
       `open ${repoPage(t)} while logged in and accept its conditions (access may need the owners' approval); ` +
-        `then ${t.token ? "use a token of that account" : TOKEN_HINT}`, res.status);
+        `then ${t.token ? "use a token of that account" : TOKEN_HINT}`,
+      res.status,
+    );
   }
   if (code === "RevisionNotFound") {
-    return new HubError("revision-not-found", `revision "${t.revision}" does not exist in ${t.repoId} (the repo exists)${detail}`,
-      `pass an existing branch, tag or commit as revision (see ${repoPage(t)}/tree/main); the default is "main"`, res.status);
+    return new HubError(
+      "revision-not-found",
+      `revision "${t.revision}" does not exist in ${t.repoId} (the repo exists)${detail}`,
+      `pass an existing branch, tag or commit as revision (see ${repoPage(t)}/tree/main); the default is "main"`,
+      res.status,
+    );
   }
   if (code === "EntryNotFound") {
-    return new HubError("entry-not-found",
+    return new HubError(
+      "entry-not-found",
       `${t.repoId} has no file ${t.filename ?? "?"} at revision "${t.revision}" (the repo and revision exist)${detail}`,
-      `check the file name against ${repoPage(t)}/tree/${t.revision}`, res.status, res.headers.get("x-repo-commit") ?? undefined);
+      `check the file name against ${repoPage(t)}/tree/${t.revision}`,
+      res.status,
+      res.headers.get("x-repo-commit") ?? undefined,
+    );
   }
   if (t.upload && res.status === 401) {
-    return new HubError("unauthorized", `the Hub at ${t.endpoint} refused the token for ${t.repoId} (HTTP 401: invalid or expired)${detail}`,
-      `create a write token at https://huggingface.co/settings/tokens and set HF_TOKEN=hf_… (or pass { token })`, res.status);
+    return new HubError(
+      "unauthorized",
+      `the Hub at ${t.endpoint} refused the token for ${t.repoId} (HTTP 401: invalid or expired)${detail}`,
+      `create a write token at https://huggingface.co/settings/tokens and set HF_TOKEN=hf_… (or pass { token })`,
+      res.status,
+    );
   }
   if (code === "RepoNotFound" || res.status === 401 || res.status === 404) {
     const reason = res.status === 401 && !t.token ? "unauthorized" : "repo-not-found";
     const local = t.upload ? "" : `${t.repoId} is not a local folder, and `;
     const visible = t.token ? "your token can see" : "is public";
-    return new HubError(reason, `${local}the Hub at ${t.endpoint} has no repo ${t.repoId} that ${visible} (HTTP ${res.status})${detail}`,
-      `check the id (org/name); if the repo is private or gated, ${t.token ? "use a token with access to it" : TOKEN_HINT}`, res.status);
+    return new HubError(
+      reason,
+      `${local}the Hub at ${t.endpoint} has no repo ${t.repoId} that ${visible} (HTTP ${res.status})${detail}`,
+      `check the id (org/name); if the repo is private or gated, ${t.token ? "use a token with access to it" : TOKEN_HINT}`,
+      res.status,
+    );
   }
   if (res.status === 403) {
-    return new HubError("unauthorized", `access to ${what} was refused (HTTP 403)${detail}`,
-      `make sure your token has the needed permission (read for downloads, write for uploads): ${TOKEN_HINT}`, res.status);
+    return new HubError(
+      "unauthorized",
+      `access to ${what} was refused (HTTP 403)${detail}`,
+      `make sure your token has the needed permission (read for downloads, write for uploads): ${TOKEN_HINT}`,
+      res.status,
+    );
   }
-  return new HubError("http", `the Hub answered HTTP ${res.status} for ${what}${detail}`,
-    "retry later; if it persists, check https://status.huggingface.co", res.status);
+  return new HubError(
+    "http",
+    `the Hub answered HTTP ${res.status} for ${what}${detail}`,
+    "retry later; if it persists, check https://status.huggingface.co",
+    res.status,
+  );
 }
 
 /** A fetch that turns connection failures into HubError("network") naming the endpoint. */
@@ -78,8 +121,11 @@ export async function hubFetch(url: string, init: RequestInit, t: HubTarget): Pr
     return await fetch(url, init);
   } catch (err) {
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-    throw new HubError("network", `cannot reach ${t.endpoint} for ${t.repoId} (${cause?.code ?? cause?.message ?? (err as Error).message})`,
-      "check your connection (and HF_ENDPOINT); to work from the cache only, set HF_HUB_OFFLINE=1");
+    throw new HubError(
+      "network",
+      `cannot reach ${t.endpoint} for ${t.repoId} (${cause?.code ?? cause?.message ?? (err as Error).message})`,
+      "check your connection (and HF_ENDPOINT); to work from the cache only, set HF_HUB_OFFLINE=1",
+    );
   }
 }
 
@@ -101,9 +147,16 @@ function normalizeEtag(etag: string | null): string | null {
 export async function fileMetadata(url: string, t: HubTarget): Promise<FileMetadata> {
   let current = url;
   for (let hop = 0; ; hop++) {
-    const res = await hubFetch(current, {
-      method: "HEAD", redirect: "manual", headers: hubHeaders(t.token, { "accept-encoding": "identity" }), signal: AbortSignal.timeout(10_000),
-    }, t);
+    const res = await hubFetch(
+      current,
+      {
+        method: "HEAD",
+        redirect: "manual",
+        headers: hubHeaders(t.token, { "accept-encoding": "identity" }),
+        signal: AbortSignal.timeout(10_000),
+      },
+      t,
+    );
     const location = res.headers.get("location");
     if (res.status >= 300 && res.status < 400 && location && location.startsWith("/") && hop < 10) {
       current = new URL(location, current).toString();
@@ -114,8 +167,11 @@ export async function fileMetadata(url: string, t: HubTarget): Promise<FileMetad
     const etag = normalizeEtag(res.headers.get("x-linked-etag") ?? res.headers.get("etag"));
     const size = Number(res.headers.get("x-linked-size") ?? res.headers.get("content-length") ?? Number.NaN);
     if (!commit || !etag || !Number.isFinite(size)) {
-      throw new HubError("http", `${current} did not answer like the Hugging Face Hub (no X-Repo-Commit, ETag or size header)`,
-        "check HF_ENDPOINT and any proxy or firewall between you and the Hub");
+      throw new HubError(
+        "http",
+        `${current} did not answer like the Hugging Face Hub (no X-Repo-Commit, ETag or size header)`,
+        "check HF_ENDPOINT and any proxy or firewall between you and the Hub",
+      );
     }
     return { commit, etag, size, location: location ? new URL(location, current).toString() : current };
   }
@@ -134,7 +190,11 @@ class Progress {
   private last = 0;
   private readonly started = Date.now();
 
-  constructor(private readonly label: string, private readonly total: number, private readonly initial: number) {}
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+    private readonly initial: number,
+  ) {}
 
   update(done: number, final = false): void {
     if (!this.enabled || (!final && Date.now() - this.last < 100)) return;
@@ -144,7 +204,10 @@ class Progress {
     const pct = this.total > 0 ? Math.floor((100 * done) / this.total) : 100;
     const width = 24;
     const bar = "#".repeat(Math.round((pct / 100) * width)).padEnd(width, ".");
-    writeSync(2, `\r${this.label.slice(-40)} ${String(pct).padStart(3)}% [${bar}] ${mb(done)}/${mb(this.total)} MB ${mb(rate)} MB/s${final ? "\n" : ""}`);
+    writeSync(
+      2,
+      `\r${this.label.slice(-40)} ${String(pct).padStart(3)}% [${bar}] ${mb(done)}/${mb(this.total)} MB ${mb(rate)} MB/s${final ? "\n" : ""}`,
+    );
   }
 }
 
@@ -155,7 +218,13 @@ const RETRIES = 5;
  * run (Python's or ours) is continued with a Range request, a connection lost mid-body is resumed up to 5 times,
  * and the finished bytes are checked (size, hash) before the rename makes them visible.
  */
-export async function downloadBlob(location: string, blobPath: string, meta: FileMetadata, t: HubTarget, sameHost: boolean): Promise<void> {
+export async function downloadBlob(
+  location: string,
+  blobPath: string,
+  meta: FileMetadata,
+  t: HubTarget,
+  sameHost: boolean,
+): Promise<void> {
   const incomplete = `${blobPath}.incomplete`;
   const fd = openSync(incomplete, "a+");
   const check = verifier(meta.etag, meta.size);
@@ -169,7 +238,10 @@ export async function downloadBlob(location: string, blobPath: string, meta: Fil
     const progress = new Progress(t.filename ?? blobPath, meta.size, have);
     for (let attempt = 0; have < meta.size; attempt++) {
       // A CDN address is signed: the token goes only to the Hub itself (huggingface_hub drops it on another host).
-      const headers = hubHeaders(sameHost ? t.token : undefined, { "accept-encoding": "identity", ...(have > 0 ? { range: `bytes=${have}-` } : {}) });
+      const headers = hubHeaders(sameHost ? t.token : undefined, {
+        "accept-encoding": "identity",
+        ...(have > 0 ? { range: `bytes=${have}-` } : {}),
+      });
       const res = await hubFetch(location, { headers }, t);
       if (res.status >= 400) throw errorFromResponse(res, t);
       if (have > 0 && res.status !== 206) {
@@ -187,9 +259,12 @@ export async function downloadBlob(location: string, blobPath: string, meta: Fil
         }
       } catch (err) {
         if (attempt + 1 >= RETRIES) {
-          throw new HubError("network", `the download of ${t.filename} from ${t.repoId} broke off ${RETRIES} times (${(err as Error).message}); ` +
-            `${have} of ${meta.size} bytes are kept in ${incomplete}`,
-            "run again to resume where it stopped; to work from the cache only, set HF_HUB_OFFLINE=1");
+          throw new HubError(
+            "network",
+            `the download of ${t.filename} from ${t.repoId} broke off ${RETRIES} times (${(err as Error).message}); ` +
+              `${have} of ${meta.size} bytes are kept in ${incomplete}`,
+            "run again to resume where it stopped; to work from the cache only, set HF_HUB_OFFLINE=1",
+          );
         }
         continue;
       }
@@ -199,7 +274,8 @@ export async function downloadBlob(location: string, blobPath: string, meta: Fil
     if (have !== meta.size) throw corrupt(t, incomplete, `${have} bytes arrived, the Hub announced ${meta.size}`);
     if (check) {
       const got = check.hash.digest("hex");
-      if (got !== check.expected) throw corrupt(t, incomplete, `its hash is ${got}, the Hub's etag says ${check.expected}`);
+      if (got !== check.expected)
+        throw corrupt(t, incomplete, `its hash is ${got}, the Hub's etag says ${check.expected}`);
     }
   } finally {
     closeSync(fd);
@@ -219,6 +295,9 @@ function hashExisting(fd: number, length: number, hash: Hash): void {
 
 function corrupt(t: HubTarget, incomplete: string, why: string): HubError {
   if (existsSync(incomplete)) unlinkSync(incomplete);
-  return new HubError("corrupt-download", `the download of ${t.filename} from ${t.repoId} is corrupt: ${why}; it was deleted`,
-    "run again to download it anew; if it fails again, check any proxy between you and the Hub");
+  return new HubError(
+    "corrupt-download",
+    `the download of ${t.filename} from ${t.repoId} is corrupt: ${why}; it was deleted`,
+    "run again to download it anew; if it fails again, check any proxy between you and the Hub",
+  );
 }

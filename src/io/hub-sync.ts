@@ -19,7 +19,11 @@ export interface WorkerAnswer {
  * The local folder for a `fromPretrained` name, synchronously: a local folder (or a name that is no repo id) as
  * it is, else the repo's snapshot folder with the files `kind` needs, downloaded into the shared cache if missing.
  */
-export function resolvePretrainedSync(nameOrPath: string, kind: PretrainedKind | readonly PretrainedKind[], opts: HubOptions = {}): string {
+export function resolvePretrainedSync(
+  nameOrPath: string,
+  kind: PretrainedKind | readonly PretrainedKind[],
+  opts: HubOptions = {},
+): string {
   if (isLocalPath(nameOrPath) || !isRepoId(nameOrPath)) return nameOrPath;
   const done = new Int32Array(new SharedArrayBuffer(4));
   const { port1, port2 } = new MessageChannel();

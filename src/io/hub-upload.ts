@@ -38,14 +38,30 @@ export interface CommitFile {
 function writeTarget(repoId: string, opts: PushOptions): HubTarget {
   const token = hubToken(opts);
   if (!token) {
-    throw new HubError("unauthorized", `uploading to ${repoId} needs a token with write access, and none was found`,
-      "create a write token at https://huggingface.co/settings/tokens and set HF_TOKEN=hf_… (or pass { token }, or run `huggingface-cli login`)");
+    throw new HubError(
+      "unauthorized",
+      `uploading to ${repoId} needs a token with write access, and none was found`,
+      "create a write token at https://huggingface.co/settings/tokens and set HF_TOKEN=hf_… (or pass { token }, or run `huggingface-cli login`)",
+    );
   }
   return { repoId, revision: opts.revision ?? "main", endpoint: hubEndpoint(opts), token, upload: true };
 }
 
-async function postJson(url: string, body: unknown, t: HubTarget, extra: Record<string, string> = {}): Promise<Response> {
-  return hubFetch(url, { method: "POST", headers: hubHeaders(t.token, { "content-type": "application/json", ...extra }), body: JSON.stringify(body) }, t);
+async function postJson(
+  url: string,
+  body: unknown,
+  t: HubTarget,
+  extra: Record<string, string> = {},
+): Promise<Response> {
+  return hubFetch(
+    url,
+    {
+      method: "POST",
+      headers: hubHeaders(t.token, { "content-type": "application/json", ...extra }),
+      body: JSON.stringify(body),
+    },
+    t,
+  );
 }
 
 async function expectOk(res: Response, t: HubTarget): Promise<unknown> {
@@ -58,7 +74,11 @@ async function expectOk(res: Response, t: HubTarget): Promise<unknown> {
 export async function createRepo(repoId: string, opts: PushOptions = {}): Promise<string> {
   const t = writeTarget(repoId, opts);
   const [organization, name] = repoId.includes("/") ? repoId.split("/", 2) : [undefined, repoId];
-  const res = await postJson(`${t.endpoint}/api/repos/create`, { name, organization, private: opts.private ?? false }, t);
+  const res = await postJson(
+    `${t.endpoint}/api/repos/create`,
+    { name, organization, private: opts.private ?? false },
+    t,
+  );
   if (res.status !== 409) await expectOk(res, t);
   return `${t.endpoint}/${repoId}`;
 }
@@ -66,32 +86,58 @@ export async function createRepo(repoId: string, opts: PushOptions = {}): Promis
 interface LfsObject {
   oid: string;
   size: number;
-  actions?: { upload?: { href: string; header?: Record<string, string> }; verify?: { href: string; header?: Record<string, string> } };
+  actions?: {
+    upload?: { href: string; header?: Record<string, string> };
+    verify?: { href: string; header?: Record<string, string> };
+  };
   error?: { code: number; message: string };
 }
 
 /** Upload the LFS files through the batch API (basic transfer); objects the Hub already has get no upload action. */
 async function uploadLfs(files: CommitFile[], oids: Map<string, string>, t: HubTarget): Promise<void> {
   if (files.length === 0) return;
-  const res = await postJson(`${t.endpoint}/${t.repoId}.git/info/lfs/objects/batch`, {
-    operation: "upload", transfers: ["basic", "multipart"], hash_algo: "sha256", ref: { name: t.revision },
-    objects: files.map((f) => ({ oid: oids.get(f.path)!, size: f.bytes.length })),
-  }, t, { accept: "application/vnd.git-lfs+json" });
+  const res = await postJson(
+    `${t.endpoint}/${t.repoId}.git/info/lfs/objects/batch`,
+    {
+      operation: "upload",
+      transfers: ["basic", "multipart"],
+      hash_algo: "sha256",
+      ref: { name: t.revision },
+      objects: files.map((f) => ({ oid: oids.get(f.path)!, size: f.bytes.length })),
+    },
+    t,
+    { accept: "application/vnd.git-lfs+json" },
+  );
   const { objects } = (await expectOk(res, t)) as { objects: LfsObject[] };
   for (const o of objects) {
     const file = files.find((f) => oids.get(f.path) === o.oid)!;
-    if (o.error) throw new HubError("http", `the Hub refused the LFS upload of ${file.path}: ${o.error.message} (${o.error.code})`, "check the file and retry");
+    if (o.error)
+      throw new HubError(
+        "http",
+        `the Hub refused the LFS upload of ${file.path}: ${o.error.message} (${o.error.code})`,
+        "check the file and retry",
+      );
     const upload = o.actions?.upload;
     if (!upload) continue;
     if (upload.header?.["chunk_size"] !== undefined) {
-      throw new HubError("http", `the Hub asked for a multipart upload of ${file.path} (${file.bytes.length} bytes), which peft-ts does not do`,
-        "upload this file with huggingface_hub (huggingface-cli upload); smaller files go through peft-ts");
+      throw new HubError(
+        "http",
+        `the Hub asked for a multipart upload of ${file.path} (${file.bytes.length} bytes), which peft-ts does not do`,
+        "upload this file with huggingface_hub (huggingface-cli upload); smaller files go through peft-ts",
+      );
     }
     // The upload address is signed: no token (huggingface_hub sends none there either).
-    const put = await hubFetch(upload.href, { method: "PUT", headers: { ...upload.header }, body: Buffer.from(file.bytes) }, t);
+    const put = await hubFetch(
+      upload.href,
+      { method: "PUT", headers: { ...upload.header }, body: Buffer.from(file.bytes) },
+      t,
+    );
     await expectOk(put, { ...t, filename: file.path });
     if (o.actions?.verify) {
-      await expectOk(await postJson(o.actions.verify.href, { oid: o.oid, size: o.size }, t, o.actions.verify.header ?? {}), { ...t, filename: file.path });
+      await expectOk(
+        await postJson(o.actions.verify.href, { oid: o.oid, size: o.size }, t, o.actions.verify.header ?? {}),
+        { ...t, filename: file.path },
+      );
     }
   }
 }
@@ -100,24 +146,53 @@ async function uploadLfs(files: CommitFile[], oids: Map<string, string>, t: HubT
 export async function createCommit(repoId: string, files: CommitFile[], opts: PushOptions = {}): Promise<CommitInfo> {
   const t = writeTarget(repoId, opts);
   const rev = encodeURIComponent(t.revision);
-  const pre = await postJson(`${t.endpoint}/api/models/${repoId}/preupload/${rev}`, {
-    files: files.map((f) => ({ path: f.path, sample: Buffer.from(f.bytes.subarray(0, 512)).toString("base64"), size: f.bytes.length })),
-  }, t);
-  const modes = new Map(((await expectOk(pre, t)) as { files: { path: string; uploadMode: string; shouldIgnore?: boolean }[] }).files.map((f) => [f.path, f]));
+  const pre = await postJson(
+    `${t.endpoint}/api/models/${repoId}/preupload/${rev}`,
+    {
+      files: files.map((f) => ({
+        path: f.path,
+        sample: Buffer.from(f.bytes.subarray(0, 512)).toString("base64"),
+        size: f.bytes.length,
+      })),
+    },
+    t,
+  );
+  const modes = new Map(
+    ((await expectOk(pre, t)) as { files: { path: string; uploadMode: string; shouldIgnore?: boolean }[] }).files.map(
+      (f) => [f.path, f],
+    ),
+  );
   const kept = files.filter((f) => !modes.get(f.path)?.shouldIgnore);
   // Empty files cannot go through LFS (huggingface_hub sends them as regular files too).
   const lfs = kept.filter((f) => modes.get(f.path)?.uploadMode === "lfs" && f.bytes.length > 0);
   const oids = new Map(lfs.map((f) => [f.path, createHash("sha256").update(f.bytes).digest("hex")]));
   await uploadLfs(lfs, oids, t);
   const lines = [
-    { key: "header", value: { summary: opts.commitMessage ?? "Upload folder using peft-ts", description: opts.commitDescription ?? "" } },
-    ...kept.map((f) => oids.has(f.path)
-      ? { key: "lfsFile", value: { path: f.path, algo: "sha256", oid: oids.get(f.path), size: f.bytes.length } }
-      : { key: "file", value: { content: Buffer.from(f.bytes).toString("base64"), path: f.path, encoding: "base64" } }),
+    {
+      key: "header",
+      value: {
+        summary: opts.commitMessage ?? "Upload folder using peft-ts",
+        description: opts.commitDescription ?? "",
+      },
+    },
+    ...kept.map((f) =>
+      oids.has(f.path)
+        ? { key: "lfsFile", value: { path: f.path, algo: "sha256", oid: oids.get(f.path), size: f.bytes.length } }
+        : {
+            key: "file",
+            value: { content: Buffer.from(f.bytes).toString("base64"), path: f.path, encoding: "base64" },
+          },
+    ),
   ];
-  const res = await hubFetch(`${t.endpoint}/api/models/${repoId}/commit/${rev}`, {
-    method: "POST", headers: hubHeaders(t.token, { "content-type": "application/x-ndjson" }), body: lines.map((l) => JSON.stringify(l)).join("\n") + "\n",
-  }, t);
+  const res = await hubFetch(
+    `${t.endpoint}/api/models/${repoId}/commit/${rev}`,
+    {
+      method: "POST",
+      headers: hubHeaders(t.token, { "content-type": "application/x-ndjson" }),
+      body: lines.map((l) => JSON.stringify(l)).join("\n") + "\n",
+    },
+    t,
+  );
   const answer = (await expectOk(res, t)) as { commitOid?: string; commitUrl?: string };
   return { commitOid: String(answer.commitOid ?? ""), commitUrl: String(answer.commitUrl ?? "") };
 }
@@ -125,13 +200,26 @@ export async function createCommit(repoId: string, files: CommitFile[], opts: Pu
 /** Upload every file of a local folder (dot files left out) to a repo, creating the repo when needed. */
 export async function uploadFolder(repoId: string, folder: string, opts: PushOptions = {}): Promise<CommitInfo> {
   const files = snapshotFiles(folder).filter((p) => !p.split("/").some((part) => part.startsWith(".")));
-  if (files.length === 0) throw new HubError("entry-not-found", `nothing to upload: ${folder} has no files`, "save the model or adapter into the folder first");
+  if (files.length === 0)
+    throw new HubError(
+      "entry-not-found",
+      `nothing to upload: ${folder} has no files`,
+      "save the model or adapter into the folder first",
+    );
   await createRepo(repoId, opts);
-  return createCommit(repoId, files.map((path) => ({ path, bytes: new Uint8Array(readFileSync(join(folder, path))) })), opts);
+  return createCommit(
+    repoId,
+    files.map((path) => ({ path, bytes: new Uint8Array(readFileSync(join(folder, path))) })),
+    opts,
+  );
 }
 
 /** Save something into a temporary folder with `save`, upload the folder, remove it (what pushToHub methods do). */
-export async function pushSaved(repoId: string, save: (dir: string) => void, opts: PushOptions = {}): Promise<CommitInfo> {
+export async function pushSaved(
+  repoId: string,
+  save: (dir: string) => void,
+  opts: PushOptions = {},
+): Promise<CommitInfo> {
   const dir = mkdtempSync(join(tmpdir(), "peft-ts-push-"));
   try {
     save(dir);

@@ -8,7 +8,15 @@ import { copyFileSync, existsSync, mkdirSync, statSync, symlinkSync, writeFileSy
 import { dirname, join, relative } from "node:path";
 import { HubError } from "../errors.js";
 import {
-  COMMIT_HASH, cachedCommit, describeCache, hubEndpoint, hubToken, isOffline, isRepoId, repoCacheFolder, writeRef,
+  COMMIT_HASH,
+  cachedCommit,
+  describeCache,
+  hubEndpoint,
+  hubToken,
+  isOffline,
+  isRepoId,
+  repoCacheFolder,
+  writeRef,
   type HubOptions,
 } from "./hub-cache.js";
 import { downloadBlob, errorFromResponse, fileMetadata, hubFetch, hubHeaders, type HubTarget } from "./hub-http.js";
@@ -21,10 +29,19 @@ export type PretrainedKind = "model" | "tokenizer" | "adapter";
 /** The files each kind needs (fnmatch patterns, as snapshot_download's allow_patterns) and the one it cannot do without. */
 export const PRETRAINED_FILES: Record<PretrainedKind, { patterns: readonly string[]; required: string }> = {
   model: {
-    patterns: ["config.json", "generation_config.json", "model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"],
+    patterns: [
+      "config.json",
+      "generation_config.json",
+      "model.safetensors",
+      "model.safetensors.index.json",
+      "model-*-of-*.safetensors",
+    ],
     required: "config.json",
   },
-  tokenizer: { patterns: ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"], required: "tokenizer.json" },
+  tokenizer: {
+    patterns: ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"],
+    required: "tokenizer.json",
+  },
   adapter: { patterns: ["adapter_config.json", "adapter_model.safetensors"], required: "adapter_config.json" },
 };
 
@@ -33,7 +50,13 @@ export type WarningSink = (message: string) => void;
 
 function target(repoId: string, revision: string, opts: HubOptions, filename?: string): HubTarget {
   const token = hubToken(opts);
-  return { repoId, revision, endpoint: hubEndpoint(opts), ...(filename !== undefined ? { filename } : {}), ...(token ? { token } : {}) };
+  return {
+    repoId,
+    revision,
+    endpoint: hubEndpoint(opts),
+    ...(filename !== undefined ? { filename } : {}),
+    ...(token ? { token } : {}),
+  };
 }
 
 /** The resolve URL of a file, `{endpoint}/{repo}/resolve/{revision}/{file}` (huggingface_hub's hf_hub_url). */
@@ -55,10 +78,18 @@ function linkPointer(blob: string, pointer: string): void {
 function notCached(repoId: string, revision: string, what: string, opts: HubOptions, cause?: HubError): HubError {
   const cache = describeCache(repoCacheFolder(repoId, opts));
   if (cause) {
-    return new HubError(cause.reason, `${cause.message}, and ${what} of ${repoId}@${revision} is not in the cache (${cache})`, cause.hint, cause.status);
+    return new HubError(
+      cause.reason,
+      `${cause.message}, and ${what} of ${repoId}@${revision} is not in the cache (${cache})`,
+      cause.hint,
+      cause.status,
+    );
   }
-  return new HubError("offline-not-cached", `offline mode: ${what} of ${repoId}@${revision} is not in the cache (${cache})`,
-    "download it once while online (unset HF_HUB_OFFLINE, drop localFilesOnly), or pick a revision listed as cached");
+  return new HubError(
+    "offline-not-cached",
+    `offline mode: ${what} of ${repoId}@${revision} is not in the cache (${cache})`,
+    "download it once while online (unset HF_HUB_OFFLINE, drop localFilesOnly), or pick a revision listed as cached",
+  );
 }
 
 /** A cached file of a revision, if there is one. */
@@ -73,10 +104,16 @@ function cachedFile(folder: string, revision: string, filename: string): string 
  * path. A commit revision already cached makes no request; offline, the cache answers; otherwise a HEAD says
  * which commit and blob the revision has now, and only a missing blob is downloaded.
  */
-export async function hfHubDownload(repoId: string, filename: string, opts: HubOptions = {}, warn: WarningSink = () => {}): Promise<string> {
+export async function hfHubDownload(
+  repoId: string,
+  filename: string,
+  opts: HubOptions = {},
+  warn: WarningSink = () => {},
+): Promise<string> {
   const revision = opts.revision ?? "main";
   const folder = repoCacheFolder(repoId, opts);
-  if (COMMIT_HASH.test(revision) && existsSync(join(folder, "snapshots", revision, filename))) return join(folder, "snapshots", revision, filename);
+  if (COMMIT_HASH.test(revision) && existsSync(join(folder, "snapshots", revision, filename)))
+    return join(folder, "snapshots", revision, filename);
   if (isOffline(opts)) {
     const cached = cachedFile(folder, revision, filename);
     if (cached) return cached;
@@ -126,19 +163,29 @@ function rememberMissing(folder: string, revision: string, filename: string, err
 export async function repoInfo(repoId: string, opts: HubOptions = {}): Promise<{ sha: string; files: string[] }> {
   const revision = opts.revision ?? "main";
   const t = target(repoId, revision, opts);
-  const res = await hubFetch(`${t.endpoint}/api/models/${repoId}/revision/${encodeURIComponent(revision)}`, { headers: hubHeaders(t.token) }, t);
+  const res = await hubFetch(
+    `${t.endpoint}/api/models/${repoId}/revision/${encodeURIComponent(revision)}`,
+    { headers: hubHeaders(t.token) },
+    t,
+  );
   if (!res.ok) throw errorFromResponse(res, t);
   const body = (await res.json()) as { sha?: unknown; siblings?: { rfilename?: unknown }[] };
   if (typeof body.sha !== "string" || !Array.isArray(body.siblings)) {
-    throw new HubError("http", `${t.endpoint} answered the repo info of ${repoId} without "sha" and "siblings"`,
-      "check HF_ENDPOINT: it must point at a Hugging Face Hub");
+    throw new HubError(
+      "http",
+      `${t.endpoint} answered the repo info of ${repoId} without "sha" and "siblings"`,
+      "check HF_ENDPOINT: it must point at a Hugging Face Hub",
+    );
   }
   return { sha: body.sha, files: body.siblings.map((s) => String(s.rfilename)) };
 }
 
 /** fnmatch as huggingface_hub's filter_repo_objects uses it: `*` matches any run of characters (slashes too). */
 function matches(name: string, pattern: string): boolean {
-  const source = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  const source = pattern
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
   return new RegExp(`^${source}$`).test(name);
 }
 
@@ -153,7 +200,11 @@ export interface SnapshotOptions extends HubOptions {
  * repo-info request says the commit and the files; files already in that snapshot are not requested again.
  * Offline (or when the Hub cannot be reached) the cached snapshot of the revision is returned.
  */
-export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {}, warn: WarningSink = () => {}): Promise<string> {
+export async function snapshotDownload(
+  repoId: string,
+  opts: SnapshotOptions = {},
+  warn: WarningSink = () => {},
+): Promise<string> {
   const revision = opts.revision ?? "main";
   const folder = repoCacheFolder(repoId, opts);
   const cachedSnapshot = (): string | undefined => {
@@ -174,11 +225,15 @@ export async function snapshotDownload(repoId: string, opts: SnapshotOptions = {
       warn(`${err.message}; using the cached snapshot of ${repoId}@${revision}`);
       return cached;
     }
-    throw err instanceof HubError && err.reason === "network" ? notCached(repoId, revision, "the snapshot", opts, err) : err;
+    throw err instanceof HubError && err.reason === "network"
+      ? notCached(repoId, revision, "the snapshot", opts, err)
+      : err;
   }
   writeRef(folder, revision, info.sha);
   const snapshot = join(folder, "snapshots", info.sha);
-  const wanted = opts.allowPatterns ? info.files.filter((f) => opts.allowPatterns!.some((p) => matches(f, p))) : info.files;
+  const wanted = opts.allowPatterns
+    ? info.files.filter((f) => opts.allowPatterns!.some((p) => matches(f, p)))
+    : info.files;
   for (const file of wanted) {
     if (!existsSync(join(snapshot, file))) await hfHubDownload(repoId, file, { ...opts, revision: info.sha }, warn);
   }
@@ -197,7 +252,10 @@ export function isLocalPath(nameOrPath: string): boolean {
  * kinds fetch the union of their files (a model and its tokenizer); the first kind's key file must be there.
  */
 export async function resolvePretrained(
-  nameOrPath: string, kind: PretrainedKind | readonly PretrainedKind[], opts: HubOptions = {}, warn?: WarningSink,
+  nameOrPath: string,
+  kind: PretrainedKind | readonly PretrainedKind[],
+  opts: HubOptions = {},
+  warn?: WarningSink,
 ): Promise<string> {
   if (isLocalPath(nameOrPath) || !isRepoId(nameOrPath)) return nameOrPath;
   const kinds = typeof kind === "string" ? [kind] : kind;
@@ -207,8 +265,11 @@ export async function resolvePretrained(
   if (!existsSync(join(snapshot, required))) {
     const revision = opts.revision ?? "main";
     if (isOffline(opts)) throw notCached(nameOrPath, revision, required, opts);
-    throw new HubError("entry-not-found", `${nameOrPath}@${revision} has no ${required}, so it is not ${kinds[0] === "adapter" ? "an" : "a"} ${kinds[0]} repo`,
-      `check the id: a ${kinds[0]} repo holds ${required}${kinds[0] === "adapter" ? " (pass a base model with --model, an adapter with --adapter)" : ""}`);
+    throw new HubError(
+      "entry-not-found",
+      `${nameOrPath}@${revision} has no ${required}, so it is not ${kinds[0] === "adapter" ? "an" : "a"} ${kinds[0]} repo`,
+      `check the id: a ${kinds[0]} repo holds ${required}${kinds[0] === "adapter" ? " (pass a base model with --model, an adapter with --adapter)" : ""}`,
+    );
   }
   return snapshot;
 }

@@ -15,7 +15,8 @@ export function readJsonObject(path: string): Record<string, unknown> {
   } catch (err) {
     throw new Error(`${path} is not valid JSON: ${(err as Error).message}`);
   }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error(`${path} must hold a JSON object`);
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    throw new Error(`${path} must hold a JSON object`);
   return value as Record<string, unknown>;
 }
 
@@ -44,7 +45,8 @@ export function toJson(value: unknown, opts: { indent?: number; sortKeys?: boole
 
 function serialize(v: unknown, indent: string, depth: string, sortKeys: boolean): string | undefined {
   if (v === null) return "null";
-  if (typeof v === "number") return Number.isFinite(v) ? JSON.stringify(v) : Number.isNaN(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity";
+  if (typeof v === "number")
+    return Number.isFinite(v) ? JSON.stringify(v) : Number.isNaN(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity";
   if (typeof v === "string" || typeof v === "boolean") return JSON.stringify(v);
   if (typeof v !== "object") return undefined; // undefined, functions and symbols are left out, as JSON.stringify does
   const toJSON = (v as { toJSON?: () => unknown }).toJSON;
@@ -65,7 +67,14 @@ function serialize(v: unknown, indent: string, depth: string, sortKeys: boolean)
   return items.length === 0 ? "{}" : `{${open}${items.join(sep)}${close}}`;
 }
 
-const LITERALS: [string, unknown][] = [["true", true], ["false", false], ["null", null], ["NaN", NaN], ["Infinity", Infinity], ["-Infinity", -Infinity]];
+const LITERALS: [string, unknown][] = [
+  ["true", true],
+  ["false", false],
+  ["null", null],
+  ["NaN", NaN],
+  ["Infinity", Infinity],
+  ["-Infinity", -Infinity],
+];
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
 const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
 
@@ -84,9 +93,12 @@ class PythonJsonParser {
 
   private fail(what: string): never {
     const before = this.s.slice(0, this.i);
-    const line = before.split("\n").length, column = this.i - before.lastIndexOf("\n");
+    const line = before.split("\n").length,
+      column = this.i - before.lastIndexOf("\n");
     const c = this.s[this.i];
-    throw new SyntaxError(`line ${line}, column ${column}: ${what}, found ${c === undefined ? "the end of the text" : JSON.stringify(c)}`);
+    throw new SyntaxError(
+      `line ${line}, column ${column}: ${what}, found ${c === undefined ? "the end of the text" : JSON.stringify(c)}`,
+    );
   }
 
   private space(): void {
@@ -137,7 +149,8 @@ class PythonJsonParser {
     if (this.eat("}")) return out;
     for (;;) {
       this.space();
-      if (this.s[this.i] !== '"') this.fail(`expected a double-quoted property name${this.s[this.i] === "}" ? " (a trailing comma?)" : ""}`);
+      if (this.s[this.i] !== '"')
+        this.fail(`expected a double-quoted property name${this.s[this.i] === "}" ? " (a trailing comma?)" : ""}`);
       const key = this.string();
       this.space();
       if (!this.eat(":")) this.fail(`expected ':' after the property name ${JSON.stringify(key)}`);

@@ -61,11 +61,31 @@ export interface SafetensorsHeader {
 
 /** What the problem with a file was, for programs that react to specific failures. */
 export type SafetensorsErrorCode =
-  | "FILE_TOO_SMALL" | "HEADER_TOO_LARGE" | "HEADER_PAST_EOF" | "HEADER_NOT_UTF8" | "HEADER_NOT_JSON"
-  | "HEADER_NOT_OBJECT" | "BAD_METADATA" | "BAD_ENTRY" | "UNKNOWN_DTYPE" | "BAD_SHAPE" | "BAD_OFFSETS"
-  | "LENGTH_MISMATCH" | "OVERLAP" | "GAP" | "TRUNCATED" | "TRAILING_BYTES" | "MISSING_TENSOR"
-  | "VALUE_OUT_OF_RANGE" | "BAD_INDEX" | "MISSING_SHARD" | "INDEX_MISMATCH" | "NO_CHECKPOINT" | "BAD_ARGUMENT"
-  | "UNSUPPORTED_HOST" | "CANNOT_OPEN";
+  | "FILE_TOO_SMALL"
+  | "HEADER_TOO_LARGE"
+  | "HEADER_PAST_EOF"
+  | "HEADER_NOT_UTF8"
+  | "HEADER_NOT_JSON"
+  | "HEADER_NOT_OBJECT"
+  | "BAD_METADATA"
+  | "BAD_ENTRY"
+  | "UNKNOWN_DTYPE"
+  | "BAD_SHAPE"
+  | "BAD_OFFSETS"
+  | "LENGTH_MISMATCH"
+  | "OVERLAP"
+  | "GAP"
+  | "TRUNCATED"
+  | "TRAILING_BYTES"
+  | "MISSING_TENSOR"
+  | "VALUE_OUT_OF_RANGE"
+  | "BAD_INDEX"
+  | "MISSING_SHARD"
+  | "INDEX_MISMATCH"
+  | "NO_CHECKPOINT"
+  | "BAD_ARGUMENT"
+  | "UNSUPPORTED_HOST"
+  | "CANNOT_OPEN";
 
 /** A malformed or inconsistent safetensors file, checkpoint folder or save request. */
 export class SafetensorsError extends Error {
@@ -88,27 +108,48 @@ export const MAX_HEADER_SIZE = 100_000_000;
 // practice. Refuse clearly rather than produce byte-swapped tensors on a big-endian machine.
 function checkHost(file: string): void {
   if (endianness() !== "LE") {
-    throw new SafetensorsError("UNSUPPORTED_HOST", file, "this host is big-endian; peft-ts reads and writes safetensors only on little-endian hosts", "run on x86-64 or ARM64 (little-endian)");
+    throw new SafetensorsError(
+      "UNSUPPORTED_HOST",
+      file,
+      "this host is big-endian; peft-ts reads and writes safetensors only on little-endian hosts",
+      "run on x86-64 or ARM64 (little-endian)",
+    );
   }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // Header parsing and validation (shared by the file and in-memory readers).
 
-const REDOWNLOAD = "the file is damaged or was not written completely (an interrupted download, copy or save?); download or save it again";
+const REDOWNLOAD =
+  "the file is damaged or was not written completely (an interrupted download, copy or save?); download or save it again";
 
 /** The header length from the first 8 bytes, after checking it against the file size and the cap. */
 function headerLength(file: string, fileSize: number, prefix: Uint8Array): number {
   if (fileSize < 8) {
-    throw new SafetensorsError("FILE_TOO_SMALL", file, `file is ${fileSize} bytes long, shorter than the 8-byte header length that starts every safetensors file`, REDOWNLOAD);
+    throw new SafetensorsError(
+      "FILE_TOO_SMALL",
+      file,
+      `file is ${fileSize} bytes long, shorter than the 8-byte header length that starts every safetensors file`,
+      REDOWNLOAD,
+    );
   }
   const n = new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true);
   if (n > BigInt(MAX_HEADER_SIZE)) {
-    throw new SafetensorsError("HEADER_TOO_LARGE", file, `header length ${n} is above the ${MAX_HEADER_SIZE}-byte limit (Hugging Face's MAX_HEADER_SIZE)`, notSafetensorsHint(prefix));
+    throw new SafetensorsError(
+      "HEADER_TOO_LARGE",
+      file,
+      `header length ${n} is above the ${MAX_HEADER_SIZE}-byte limit (Hugging Face's MAX_HEADER_SIZE)`,
+      notSafetensorsHint(prefix),
+    );
   }
   const len = Number(n);
   if (8 + len > fileSize) {
-    throw new SafetensorsError("HEADER_PAST_EOF", file, `header length ${len} is larger than the ${fileSize - 8} bytes that follow it`, `${REDOWNLOAD}; or it is not a safetensors file`);
+    throw new SafetensorsError(
+      "HEADER_PAST_EOF",
+      file,
+      `header length ${len} is larger than the ${fileSize - 8} bytes that follow it`,
+      `${REDOWNLOAD}; or it is not a safetensors file`,
+    );
   }
   return len;
 }
@@ -116,9 +157,12 @@ function headerLength(file: string, fileSize: number, prefix: Uint8Array): numbe
 /** Recognise the usual non-safetensors files someone points a loader at. */
 function notSafetensorsHint(prefix: Uint8Array): string {
   const text = Buffer.from(prefix.buffer, prefix.byteOffset, prefix.length).toString("latin1");
-  if (text.startsWith("version ")) return "this looks like a Git LFS pointer file, not the weights: run `git lfs pull` in the model repository";
-  if (text.startsWith("PK\x03\x04")) return "this looks like a zip archive (a PyTorch .bin/.pt checkpoint?): convert it to safetensors in Python first";
-  if (prefix[0] === 0x80) return "this looks like a pickle (a PyTorch .bin checkpoint?): convert it to safetensors in Python first";
+  if (text.startsWith("version "))
+    return "this looks like a Git LFS pointer file, not the weights: run `git lfs pull` in the model repository";
+  if (text.startsWith("PK\x03\x04"))
+    return "this looks like a zip archive (a PyTorch .bin/.pt checkpoint?): convert it to safetensors in Python first";
+  if (prefix[0] === 0x80)
+    return "this looks like a pickle (a PyTorch .bin checkpoint?): convert it to safetensors in Python first";
   return "the file is not in safetensors format, or its first 8 bytes are damaged";
 }
 
@@ -138,13 +182,23 @@ function parseHeader(file: string, fileSize: number, headerLen: number, bytes: U
   }
   // Like the Rust reader, require '{' first: this rejects random binary files early with a specific message.
   if (!text.startsWith("{")) {
-    throw new SafetensorsError("HEADER_NOT_OBJECT", file, `header does not start with '{' (it starts with ${JSON.stringify(text.slice(0, 20))})`, `${REDOWNLOAD}; or it is not a safetensors file`);
+    throw new SafetensorsError(
+      "HEADER_NOT_OBJECT",
+      file,
+      `header does not start with '{' (it starts with ${JSON.stringify(text.slice(0, 20))})`,
+      `${REDOWNLOAD}; or it is not a safetensors file`,
+    );
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new SafetensorsError("HEADER_NOT_JSON", file, `header is not valid JSON (${(err as Error).message})`, REDOWNLOAD);
+    throw new SafetensorsError(
+      "HEADER_NOT_JSON",
+      file,
+      `header is not valid JSON (${(err as Error).message})`,
+      REDOWNLOAD,
+    );
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     throw new SafetensorsError("HEADER_NOT_OBJECT", file, "header JSON is not an object", REDOWNLOAD);
@@ -161,27 +215,49 @@ function parseHeader(file: string, fileSize: number, headerLen: number, bytes: U
 
   // HF requires the tensors, in offset order, to tile the data section exactly: anything else is either a
   // damaged header or bytes no tensor accounts for.
-  entries.sort((a, b) => a.info.dataOffsets[0] - b.info.dataOffsets[0] || a.info.dataOffsets[1] - b.info.dataOffsets[1]);
+  entries.sort(
+    (a, b) => a.info.dataOffsets[0] - b.info.dataOffsets[0] || a.info.dataOffsets[1] - b.info.dataOffsets[1],
+  );
   const dataSize = fileSize - 8 - headerLen;
   let pos = 0;
   let prev = "";
   for (const { name, info } of entries) {
     const [begin, end] = info.dataOffsets;
     if (begin < pos) {
-      throw new SafetensorsError("OVERLAP", file, `tensor ${q(name)} (data_offsets [${begin}, ${end}]) overlaps tensor ${q(prev)} which ends at byte ${pos}`, "the header is corrupt: each byte of the data section belongs to exactly one tensor");
+      throw new SafetensorsError(
+        "OVERLAP",
+        file,
+        `tensor ${q(name)} (data_offsets [${begin}, ${end}]) overlaps tensor ${q(prev)} which ends at byte ${pos}`,
+        "the header is corrupt: each byte of the data section belongs to exactly one tensor",
+      );
     }
     if (begin > pos) {
-      throw new SafetensorsError("GAP", file, `bytes [${pos}, ${begin}) of the data section belong to no tensor (gap before ${q(name)})`, "the header is corrupt or lists a tensor twice under one name; safetensors requires the tensors to cover the data section without gaps");
+      throw new SafetensorsError(
+        "GAP",
+        file,
+        `bytes [${pos}, ${begin}) of the data section belong to no tensor (gap before ${q(name)})`,
+        "the header is corrupt or lists a tensor twice under one name; safetensors requires the tensors to cover the data section without gaps",
+      );
     }
     pos = end;
     prev = name;
   }
   if (pos > dataSize) {
     const last = entries[entries.length - 1]!;
-    throw new SafetensorsError("TRUNCATED", file, `file is truncated: the header describes ${pos} bytes of tensor data but only ${dataSize} follow it (tensor ${q(last.name)} has data_offsets [${last.info.dataOffsets.join(", ")}]; file size ${fileSize}, expected ${8 + headerLen + pos})`, REDOWNLOAD);
+    throw new SafetensorsError(
+      "TRUNCATED",
+      file,
+      `file is truncated: the header describes ${pos} bytes of tensor data but only ${dataSize} follow it (tensor ${q(last.name)} has data_offsets [${last.info.dataOffsets.join(", ")}]; file size ${fileSize}, expected ${8 + headerLen + pos})`,
+      REDOWNLOAD,
+    );
   }
   if (pos < dataSize) {
-    throw new SafetensorsError("TRAILING_BYTES", file, `${dataSize - pos} bytes after the last tensor belong to no tensor (the header describes ${pos} bytes of data, the file has ${dataSize})`, "the file was modified or the header is corrupt");
+    throw new SafetensorsError(
+      "TRAILING_BYTES",
+      file,
+      `${dataSize - pos} bytes after the last tensor belong to no tensor (the header describes ${pos} bytes of data, the file has ${dataSize})`,
+      "the file was modified or the header is corrupt",
+    );
   }
   return {
     metadata,
@@ -192,12 +268,22 @@ function parseHeader(file: string, fileSize: number, headerLen: number, bytes: U
 
 function checkMetadata(file: string, value: unknown): Record<string, string> {
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new SafetensorsError("BAD_METADATA", file, "__metadata__ is not an object", "safetensors metadata must map strings to strings");
+    throw new SafetensorsError(
+      "BAD_METADATA",
+      file,
+      "__metadata__ is not an object",
+      "safetensors metadata must map strings to strings",
+    );
   }
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(value)) {
     if (typeof v !== "string") {
-      throw new SafetensorsError("BAD_METADATA", file, `__metadata__[${q(k)}] is ${JSON.stringify(v)}, not a string`, "safetensors metadata must map strings to strings");
+      throw new SafetensorsError(
+        "BAD_METADATA",
+        file,
+        `__metadata__[${q(k)}] is ${JSON.stringify(v)}, not a string`,
+        "safetensors metadata must map strings to strings",
+      );
     }
     out[k] = v;
   }
@@ -205,7 +291,8 @@ function checkMetadata(file: string, value: unknown): Record<string, string> {
 }
 
 function checkEntry(file: string, name: string, value: unknown): TensorInfo {
-  const fix = "the header is corrupt; every tensor entry needs dtype (string), shape (list of integers ≥ 0) and data_offsets ([begin, end])";
+  const fix =
+    "the header is corrupt; every tensor entry needs dtype (string), shape (list of integers ≥ 0) and data_offsets ([begin, end])";
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
     throw new SafetensorsError("BAD_ENTRY", file, `header entry ${q(name)} is not an object`, fix);
   }
@@ -214,24 +301,63 @@ function checkEntry(file: string, name: string, value: unknown): TensorInfo {
     if (!(field in v)) throw new SafetensorsError("BAD_ENTRY", file, `tensor ${q(name)} has no "${field}"`, fix);
   }
   const dtype = v["dtype"];
-  if (typeof dtype !== "string") throw new SafetensorsError("BAD_ENTRY", file, `tensor ${q(name)}: dtype is ${JSON.stringify(dtype)}, not a string`, fix);
+  if (typeof dtype !== "string")
+    throw new SafetensorsError(
+      "BAD_ENTRY",
+      file,
+      `tensor ${q(name)}: dtype is ${JSON.stringify(dtype)}, not a string`,
+      fix,
+    );
   if (!isSafetensorsDType(dtype)) {
-    throw new SafetensorsError("UNKNOWN_DTYPE", file, `tensor ${q(name)} has unknown dtype ${q(dtype)} (known: ${Object.keys(DTYPES).join(", ")})`, "the file was written by a newer safetensors version with a dtype peft-ts does not know, or the header is corrupt");
+    throw new SafetensorsError(
+      "UNKNOWN_DTYPE",
+      file,
+      `tensor ${q(name)} has unknown dtype ${q(dtype)} (known: ${Object.keys(DTYPES).join(", ")})`,
+      "the file was written by a newer safetensors version with a dtype peft-ts does not know, or the header is corrupt",
+    );
   }
   const shape = v["shape"];
-  if (!Array.isArray(shape)) throw new SafetensorsError("BAD_ENTRY", file, `tensor ${q(name)}: shape is ${JSON.stringify(shape)}, not a list`, fix);
+  if (!Array.isArray(shape))
+    throw new SafetensorsError(
+      "BAD_ENTRY",
+      file,
+      `tensor ${q(name)}: shape is ${JSON.stringify(shape)}, not a list`,
+      fix,
+    );
   for (const d of shape) {
-    if (!isSafeNonNegInt(d)) throw new SafetensorsError("BAD_SHAPE", file, `tensor ${q(name)}: shape [${shape.map((x) => JSON.stringify(x)).join(", ")}] has dimension ${JSON.stringify(d)}, not an integer ≥ 0`, fix);
+    if (!isSafeNonNegInt(d))
+      throw new SafetensorsError(
+        "BAD_SHAPE",
+        file,
+        `tensor ${q(name)}: shape [${shape.map((x) => JSON.stringify(x)).join(", ")}] has dimension ${JSON.stringify(d)}, not an integer ≥ 0`,
+        fix,
+      );
   }
   const offsets = v["data_offsets"];
   if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isSafeNonNegInt)) {
-    throw new SafetensorsError("BAD_OFFSETS", file, `tensor ${q(name)}: data_offsets ${JSON.stringify(offsets)} is not a pair of integers ≥ 0`, fix);
+    throw new SafetensorsError(
+      "BAD_OFFSETS",
+      file,
+      `tensor ${q(name)}: data_offsets ${JSON.stringify(offsets)} is not a pair of integers ≥ 0`,
+      fix,
+    );
   }
   const [begin, end] = offsets as [number, number];
-  if (end < begin) throw new SafetensorsError("BAD_OFFSETS", file, `tensor ${q(name)}: data_offsets [${begin}, ${end}] end before they begin`, fix);
+  if (end < begin)
+    throw new SafetensorsError(
+      "BAD_OFFSETS",
+      file,
+      `tensor ${q(name)}: data_offsets [${begin}, ${end}] end before they begin`,
+      fix,
+    );
   const expected = byteLength(shape as number[], dtype);
   if (expected !== end - begin) {
-    throw new SafetensorsError("LENGTH_MISMATCH", file, `tensor ${q(name)}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape.join(", ")}] × ${dtype} (${DTYPES[dtype].size} bytes) needs ${expected}`, "the header is corrupt (its shape, dtype and offsets disagree)");
+    throw new SafetensorsError(
+      "LENGTH_MISMATCH",
+      file,
+      `tensor ${q(name)}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but shape [${shape.join(", ")}] × ${dtype} (${DTYPES[dtype].size} bytes) needs ${expected}`,
+      "the header is corrupt (its shape, dtype and offsets disagree)",
+    );
   }
   return { dtype, shape: [...(shape as number[])], dataOffsets: [begin, end] };
 }
@@ -251,7 +377,12 @@ function unknownNames(file: string, wanted: Iterable<string>, have: ReadonlyMap<
   for (const name of wanted) {
     if (!have.has(name)) {
       const some = [...have.keys()].slice(0, 8).join(", ");
-      throw new SafetensorsError("MISSING_TENSOR", file, `has no tensor ${q(name)} (it has ${have.size}: ${some}${have.size > 8 ? ", …" : ""})`, "check the tensor name (Hugging Face names, e.g. transformer.h.0.attn.c_attn.weight)");
+      throw new SafetensorsError(
+        "MISSING_TENSOR",
+        file,
+        `has no tensor ${q(name)} (it has ${have.size}: ${some}${have.size > 8 ? ", …" : ""})`,
+        "check the tensor name (Hugging Face names, e.g. transformer.h.0.attn.c_attn.weight)",
+      );
     }
   }
 }
@@ -287,7 +418,14 @@ export class SafetensorsFile {
       fd = openSync(path, "r");
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new SafetensorsError("CANNOT_OPEN", path, `cannot open the file (${(err as Error).message})`, code === "ENOENT" ? "check the path; for a model folder use loadSafetensorsSharded(dir), which also finds sharded checkpoints" : "check the path and its permissions");
+      throw new SafetensorsError(
+        "CANNOT_OPEN",
+        path,
+        `cannot open the file (${(err as Error).message})`,
+        code === "ENOENT"
+          ? "check the path; for a model folder use loadSafetensorsSharded(dir), which also finds sharded checkpoints"
+          : "check the path and its permissions",
+      );
     }
     try {
       const size = fstatSync(fd).size;
@@ -369,7 +507,13 @@ export class SafetensorsFile {
   }
 
   private handle(): number {
-    if (this.fd === null) throw new SafetensorsError("BAD_ARGUMENT", this.path, "the file was closed", "read tensors before calling close()");
+    if (this.fd === null)
+      throw new SafetensorsError(
+        "BAD_ARGUMENT",
+        this.path,
+        "the file was closed",
+        "read tensors before calling close()",
+      );
     return this.fd;
   }
 
@@ -387,7 +531,12 @@ function readExactly(file: string, fd: number, into: Uint8Array, position: numbe
     const want = Math.min(into.length - done, 1 << 30);
     const bytesRead = readSync(fd, into, done, want, position + done);
     if (bytesRead === 0) {
-      throw new SafetensorsError("TRUNCATED", file, `unexpected end of file at byte ${position + done} (the file shrank while being read?)`, REDOWNLOAD);
+      throw new SafetensorsError(
+        "TRUNCATED",
+        file,
+        `unexpected end of file at byte ${position + done} (the file shrank while being read?)`,
+        REDOWNLOAD,
+      );
     }
     done += bytesRead;
   }
@@ -407,10 +556,18 @@ const INT32_MAX = 2 ** 31 - 1;
  * Convert raw values of `dtype` into a storage from element `at` on: a plain copy where the engine dtype holds the
  * same bits, 16-bit targets rounded through float32, everything else as convertInto converts it.
  */
-function decodeInto(file: string, name: string, dtype: SafetensorsDType, bytes: Uint8Array, storage: Storage, at: number): void {
+function decodeInto(
+  file: string,
+  name: string,
+  dtype: SafetensorsDType,
+  bytes: Uint8Array,
+  storage: Storage,
+  at: number,
+): void {
   const src = typed(dtype, bytes);
   if (STORED_AS[dtype] === storage.dtype) return storage.data.set(src as ArrayLike<number>, at);
-  if (!isHalf(storage.dtype)) return convertInto(file, name, dtype, bytes, storage.data as Float32Array | Int32Array, at);
+  if (!isHalf(storage.dtype))
+    return convertInto(file, name, dtype, bytes, storage.data as Float32Array | Int32Array, at);
   const values = new Float32Array(src.length);
   convertInto(file, name, dtype, bytes, values, 0);
   const round = storage.dtype === "bfloat16" ? float32ToBfloat16Bits : float32ToFloat16Bits;
@@ -418,7 +575,14 @@ function decodeInto(file: string, name: string, dtype: SafetensorsDType, bytes: 
 }
 
 /** Convert raw values of `dtype` into engine values at out[at…] (float32 or int32). */
-function convertInto(file: string, name: string, dtype: SafetensorsDType, bytes: Uint8Array, out: Float32Array | Int32Array, at: number): void {
+function convertInto(
+  file: string,
+  name: string,
+  dtype: SafetensorsDType,
+  bytes: Uint8Array,
+  out: Float32Array | Int32Array,
+  at: number,
+): void {
   const src = typed(dtype, bytes);
   const dst = out.subarray(at, at + src.length);
   switch (dtype) {
@@ -445,8 +609,10 @@ function convertInto(file: string, name: string, dtype: SafetensorsDType, bytes:
       const w = new Int32Array(src.buffer, src.byteOffset, src.length * 2);
       const unsigned = dtype === "U64";
       for (let i = 0; i < src.length; i++) {
-        const lo = w[2 * i]!, hi = w[2 * i + 1]!;
-        if (hi !== lo >> 31 || (unsigned && hi !== 0)) throw outOfRange(file, name, dtype, at + i, (src as BigInt64Array | BigUint64Array)[i]!);
+        const lo = w[2 * i]!,
+          hi = w[2 * i + 1]!;
+        if (hi !== lo >> 31 || (unsigned && hi !== 0))
+          throw outOfRange(file, name, dtype, at + i, (src as BigInt64Array | BigUint64Array)[i]!);
         dst[i] = lo;
       }
       return;
@@ -466,8 +632,19 @@ function convertInto(file: string, name: string, dtype: SafetensorsDType, bytes:
   }
 }
 
-function outOfRange(file: string, name: string, dtype: SafetensorsDType, index: number, v: bigint | number): SafetensorsError {
-  return new SafetensorsError("VALUE_OUT_OF_RANGE", file, `tensor ${q(name)} (${dtype}) holds ${v} at flat index ${index}, outside the int32 range of engine tensors`, "peft-ts integer tensors are int32; read it with readSafetensors() to get the raw 64-bit values");
+function outOfRange(
+  file: string,
+  name: string,
+  dtype: SafetensorsDType,
+  index: number,
+  v: bigint | number,
+): SafetensorsError {
+  return new SafetensorsError(
+    "VALUE_OUT_OF_RANGE",
+    file,
+    `tensor ${q(name)} (${dtype}) holds ${v} at flat index ${index}, outside the int32 range of engine tensors`,
+    "peft-ts integer tensors are int32; read it with readSafetensors() to get the raw 64-bit values",
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -491,7 +668,13 @@ export interface ReadOptions extends TensorReadOptions {
 }
 
 /** The engine dtype whose elements have exactly the bits of a stored dtype. */
-const STORED_AS: Partial<Record<SafetensorsDType, DType>> = { F32: "float32", I32: "int32", BF16: "bfloat16", F16: "float16", U8: "uint8" };
+const STORED_AS: Partial<Record<SafetensorsDType, DType>> = {
+  F32: "float32",
+  I32: "int32",
+  BF16: "bfloat16",
+  F16: "float16",
+  U8: "uint8",
+};
 
 /** The engine dtype a stored tensor of `dtype` is read into. */
 function engineDType(dtype: SafetensorsDType, opts: TensorReadOptions): DType {
@@ -514,7 +697,10 @@ export function openSafetensors(path: string): SafetensorsFile {
 }
 
 /** Read a file's metadata and tensors as stored (raw dtype and values), optionally only some of them. */
-export function readSafetensors(path: string, opts: ReadOptions = {}): { metadata: Record<string, string> | null; tensors: Map<string, RawTensor> } {
+export function readSafetensors(
+  path: string,
+  opts: ReadOptions = {},
+): { metadata: Record<string, string> | null; tensors: Map<string, RawTensor> } {
   const f = SafetensorsFile.open(path);
   try {
     const names = selectNames(f, opts.names);
@@ -558,7 +744,10 @@ function loadFrom(f: SafetensorsFile, names: string[], opts: TensorReadOptions):
 }
 
 /** Parse an in-memory file; raw tensors are zero-copy views into `bytes` where alignment allows. */
-export function parseSafetensors(bytes: Uint8Array, opts: ReadOptions & { file?: string } = {}): { metadata: Record<string, string> | null; tensors: Map<string, RawTensor> } {
+export function parseSafetensors(
+  bytes: Uint8Array,
+  opts: ReadOptions & { file?: string } = {},
+): { metadata: Record<string, string> | null; tensors: Map<string, RawTensor> } {
   const file = opts.file ?? "<buffer>";
   checkHost(file);
   const len = headerLength(file, bytes.length, bytes.subarray(0, 8));
@@ -618,7 +807,14 @@ export function resolveCheckpointFiles(dir: string, fileName = "model.safetensor
   const indexPath = `${single}.index.json`;
   if (!existsSync(indexPath)) {
     const isDir = existsSync(dir) && statSync(dir).isDirectory();
-    throw new SafetensorsError("NO_CHECKPOINT", dir, isDir ? `has neither ${fileName} nor ${fileName}.index.json` : "is not a directory", isDir ? "pass a Hugging Face model folder saved with safe_serialization (PyTorch .bin checkpoints must be converted to safetensors first)" : "pass the path of a Hugging Face model folder");
+    throw new SafetensorsError(
+      "NO_CHECKPOINT",
+      dir,
+      isDir ? `has neither ${fileName} nor ${fileName}.index.json` : "is not a directory",
+      isDir
+        ? "pass a Hugging Face model folder saved with safe_serialization (PyTorch .bin checkpoints must be converted to safetensors first)"
+        : "pass the path of a Hugging Face model folder",
+    );
   }
   let index: unknown;
   try {
@@ -628,13 +824,23 @@ export function resolveCheckpointFiles(dir: string, fileName = "model.safetensor
   }
   const wm = (index as { weight_map?: unknown } | null)?.weight_map;
   if (typeof index !== "object" || index === null || typeof wm !== "object" || wm === null || Array.isArray(wm)) {
-    throw new SafetensorsError("BAD_INDEX", indexPath, 'has no "weight_map" object', "a sharded checkpoint index maps each tensor name to its shard file under \"weight_map\"");
+    throw new SafetensorsError(
+      "BAD_INDEX",
+      indexPath,
+      'has no "weight_map" object',
+      'a sharded checkpoint index maps each tensor name to its shard file under "weight_map"',
+    );
   }
   const weightMap = new Map<string, string>();
   const files: string[] = [];
   for (const [name, shard] of Object.entries(wm as Record<string, unknown>)) {
     if (typeof shard !== "string" || shard === "" || isAbsolute(shard) || normalize(shard).split(sep).includes("..")) {
-      throw new SafetensorsError("BAD_INDEX", indexPath, `weight_map[${q(name)}] is ${JSON.stringify(shard)}, not a file name inside the folder`, "shard names must be relative file names such as model-00001-of-00003.safetensors");
+      throw new SafetensorsError(
+        "BAD_INDEX",
+        indexPath,
+        `weight_map[${q(name)}] is ${JSON.stringify(shard)}, not a file name inside the folder`,
+        "shard names must be relative file names such as model-00001-of-00003.safetensors",
+      );
     }
     const path = join(dir, shard);
     if (!files.includes(path)) files.push(path);
@@ -642,15 +848,27 @@ export function resolveCheckpointFiles(dir: string, fileName = "model.safetensor
   }
   for (const path of files) {
     if (!existsSync(path)) {
-      throw new SafetensorsError("MISSING_SHARD", indexPath, `lists shard ${path} which does not exist`, "the download is incomplete: fetch every model-XXXXX-of-YYYYY.safetensors file of the checkpoint");
+      throw new SafetensorsError(
+        "MISSING_SHARD",
+        indexPath,
+        `lists shard ${path} which does not exist`,
+        "the download is incomplete: fetch every model-XXXXX-of-YYYYY.safetensors file of the checkpoint",
+      );
     }
   }
   const meta = (index as { metadata?: unknown }).metadata;
-  return { files, weightMap, indexMetadata: typeof meta === "object" && meta !== null ? (meta as Record<string, unknown>) : null };
+  return {
+    files,
+    weightMap,
+    indexMetadata: typeof meta === "object" && meta !== null ? (meta as Record<string, unknown>) : null,
+  };
 }
 
 /** Open every file of a checkpoint folder and check the index against the shards' headers. */
-function openCheckpoint(dir: string, opts: FolderOptions): { files: SafetensorsFile[]; plan: Map<SafetensorsFile, string[]> } {
+function openCheckpoint(
+  dir: string,
+  opts: FolderOptions,
+): { files: SafetensorsFile[]; plan: Map<SafetensorsFile, string[]> } {
   const { files: paths, weightMap } = resolveCheckpointFiles(dir, opts.fileName);
   const files: SafetensorsFile[] = [];
   try {
@@ -661,7 +879,12 @@ function openCheckpoint(dir: string, opts: FolderOptions): { files: SafetensorsF
         if (weightMap) {
           const listed = weightMap.get(name);
           if (listed !== f.path) {
-            throw new SafetensorsError("INDEX_MISMATCH", f.path, `holds tensor ${q(name)} but the index ${listed === undefined ? "does not list it" : `assigns it to ${listed}`}`, "the index and the shards come from different saves; download the checkpoint again");
+            throw new SafetensorsError(
+              "INDEX_MISMATCH",
+              f.path,
+              `holds tensor ${q(name)} but the index ${listed === undefined ? "does not list it" : `assigns it to ${listed}`}`,
+              "the index and the shards come from different saves; download the checkpoint again",
+            );
           }
         }
         owner.set(name, f);
@@ -670,7 +893,12 @@ function openCheckpoint(dir: string, opts: FolderOptions): { files: SafetensorsF
     if (weightMap) {
       for (const [name, path] of weightMap) {
         if (!owner.has(name)) {
-          throw new SafetensorsError("INDEX_MISMATCH", path, `has no tensor ${q(name)} although the index lists it there`, "the index and the shards come from different saves; download the checkpoint again");
+          throw new SafetensorsError(
+            "INDEX_MISMATCH",
+            path,
+            `has no tensor ${q(name)} although the index lists it there`,
+            "the index and the shards come from different saves; download the checkpoint again",
+          );
         }
       }
     }
@@ -682,7 +910,11 @@ function openCheckpoint(dir: string, opts: FolderOptions): { files: SafetensorsF
     }
     const plan = new Map<SafetensorsFile, string[]>(files.map((f) => [f, []]));
     const wanted = new Set(names);
-    for (const f of files) plan.set(f, f.keys().filter((k) => wanted.has(k)));
+    for (const f of files)
+      plan.set(
+        f,
+        f.keys().filter((k) => wanted.has(k)),
+      );
     return { files, plan };
   } catch (err) {
     for (const f of files) f.close();
@@ -691,7 +923,10 @@ function openCheckpoint(dir: string, opts: FolderOptions): { files: SafetensorsF
 }
 
 /** Read a model folder's tensors as stored, from `model.safetensors` or from every shard of its index. */
-export function readSafetensorsFolder(dir: string, opts: FolderOptions = {}): { metadata: Record<string, string> | null; tensors: Map<string, RawTensor>; files: string[] } {
+export function readSafetensorsFolder(
+  dir: string,
+  opts: FolderOptions = {},
+): { metadata: Record<string, string> | null; tensors: Map<string, RawTensor>; files: string[] } {
   const { files, plan } = openCheckpoint(dir, opts);
   try {
     const tensors = new Map<string, RawTensor>();
@@ -748,12 +983,20 @@ function bytesOf(v: ArrayBufferView): Uint8Array {
 }
 
 function checkRaw(file: string, name: string, raw: RawTensor): { dtype: SafetensorsDType; shape: number[] } {
-  const bad = (problem: string) => new SafetensorsError("BAD_ARGUMENT", file, `tensor ${q(name)}: ${problem}`, "a RawTensor is {dtype: a safetensors dtype, shape: integers ≥ 0, data: a typed array of numel × dtype-size bytes}");
+  const bad = (problem: string) =>
+    new SafetensorsError(
+      "BAD_ARGUMENT",
+      file,
+      `tensor ${q(name)}: ${problem}`,
+      "a RawTensor is {dtype: a safetensors dtype, shape: integers ≥ 0, data: a typed array of numel × dtype-size bytes}",
+    );
   if (!isSafetensorsDType(raw.dtype)) throw bad(`unknown dtype ${JSON.stringify(raw.dtype)}`);
-  if (!Array.isArray(raw.shape) || !raw.shape.every(isSafeNonNegInt)) throw bad(`shape ${JSON.stringify(raw.shape)} is not a list of integers ≥ 0`);
+  if (!Array.isArray(raw.shape) || !raw.shape.every(isSafeNonNegInt))
+    throw bad(`shape ${JSON.stringify(raw.shape)} is not a list of integers ≥ 0`);
   if (!ArrayBuffer.isView(raw.data)) throw bad("data is not a typed array");
   const n = byteLength(raw.shape, raw.dtype);
-  if (raw.data.byteLength !== n) throw bad(`data has ${raw.data.byteLength} bytes but shape [${raw.shape.join(", ")}] × ${raw.dtype} needs ${n}`);
+  if (raw.data.byteLength !== n)
+    throw bad(`data has ${raw.data.byteLength} bytes but shape [${raw.shape.join(", ")}] × ${raw.dtype} needs ${n}`);
   if (raw.dtype === "BOOL") {
     const b = bytesOf(raw.data);
     const i = b.findIndex((x) => x > 1);
@@ -775,7 +1018,7 @@ function* convertedChunks(values: StorageData, dtype: SafetensorsDType): Iterabl
   const size = DTYPES[dtype].size;
   const per = Math.max(1, Math.floor(CHUNK_BYTES / size));
   // One scratch buffer reused for every chunk: the writer consumes each chunk before asking for the next.
-  const scratch = new (DTYPES[dtype].array)(Math.min(values.length, per));
+  const scratch = new DTYPES[dtype].array(Math.min(values.length, per));
   for (let i = 0; i < values.length; i += per) {
     const src = values.subarray(i, Math.min(values.length, i + per));
     const dst = scratch.subarray(0, src.length);
@@ -792,22 +1035,57 @@ function* convertedChunks(values: StorageData, dtype: SafetensorsDType): Iterabl
 function plan(file: string, tensors: TensorsToWrite, opts: WriteOptions): PlannedTensor[] {
   const floatDtype = opts.dtype ?? "F32";
   const intDtype = opts.intDtype ?? "I32";
-  if (!["F32", "F16", "BF16"].includes(floatDtype)) throw new SafetensorsError("BAD_ARGUMENT", file, `dtype option ${JSON.stringify(floatDtype)} is not F32, F16 or BF16`, "float32 tensors can be saved as F32, F16 or BF16");
-  if (!["I32", "I64"].includes(intDtype)) throw new SafetensorsError("BAD_ARGUMENT", file, `intDtype option ${JSON.stringify(intDtype)} is not I32 or I64`, "int32 tensors can be saved as I32 or I64");
+  if (!["F32", "F16", "BF16"].includes(floatDtype))
+    throw new SafetensorsError(
+      "BAD_ARGUMENT",
+      file,
+      `dtype option ${JSON.stringify(floatDtype)} is not F32, F16 or BF16`,
+      "float32 tensors can be saved as F32, F16 or BF16",
+    );
+  if (!["I32", "I64"].includes(intDtype))
+    throw new SafetensorsError(
+      "BAD_ARGUMENT",
+      file,
+      `intDtype option ${JSON.stringify(intDtype)} is not I32 or I64`,
+      "int32 tensors can be saved as I32 or I64",
+    );
   const out: PlannedTensor[] = [];
   const seen = new Set<string>();
   for (const [name, value] of tensors) {
-    if (typeof name !== "string") throw new SafetensorsError("BAD_ARGUMENT", file, `tensor name ${String(name)} is not a string`, "name tensors with strings");
-    if (name === "__metadata__") throw new SafetensorsError("BAD_ARGUMENT", file, '"__metadata__" is reserved and cannot name a tensor', "rename the tensor");
-    if (seen.has(name)) throw new SafetensorsError("BAD_ARGUMENT", file, `tensor ${q(name)} is given twice`, "names must be unique");
+    if (typeof name !== "string")
+      throw new SafetensorsError(
+        "BAD_ARGUMENT",
+        file,
+        `tensor name ${String(name)} is not a string`,
+        "name tensors with strings",
+      );
+    if (name === "__metadata__")
+      throw new SafetensorsError(
+        "BAD_ARGUMENT",
+        file,
+        '"__metadata__" is reserved and cannot name a tensor',
+        "rename the tensor",
+      );
+    if (seen.has(name))
+      throw new SafetensorsError("BAD_ARGUMENT", file, `tensor ${q(name)} is given twice`, "names must be unique");
     seen.add(name);
     const nameBytes = Buffer.from(name, "utf8");
     if (value instanceof Tensor) {
-      if (value.isDisposed) throw new SafetensorsError("BAD_ARGUMENT", file, `tensor ${q(name)} was disposed`, "keep() tensors you want to save, or save them inside the scope that made them");
+      if (value.isDisposed)
+        throw new SafetensorsError(
+          "BAD_ARGUMENT",
+          file,
+          `tensor ${q(name)} was disposed`,
+          "keep() tensors you want to save, or save them inside the scope that made them",
+        );
       const dtype: SafetensorsDType = FILE_DTYPE[value.dtype] ?? (value.dtype === "float32" ? floatDtype : intDtype);
       const native = STORED_AS[dtype] === value.dtype;
       out.push({
-        name, nameBytes, dtype, shape: [...value.shape], nbytes: value.size * DTYPES[dtype].size,
+        name,
+        nameBytes,
+        dtype,
+        shape: [...value.shape],
+        nbytes: value.size * DTYPES[dtype].size,
         chunks: () => (native ? [bytesOf(hostValues(value))] : convertedChunks(hostValues(value), dtype)),
       });
     } else {
@@ -823,19 +1101,31 @@ function plan(file: string, tensors: TensorsToWrite, opts: WriteOptions): Planne
 }
 
 /** The 8-byte length + header JSON exactly as the Rust/Python writer produces it (compact, space-padded). */
-function headerBytes(file: string, planned: PlannedTensor[], metadata: Record<string, string> | null | undefined): Buffer {
+function headerBytes(
+  file: string,
+  planned: PlannedTensor[],
+  metadata: Record<string, string> | null | undefined,
+): Buffer {
   const parts: string[] = [];
   if (metadata !== undefined && metadata !== null) {
     const m: string[] = [];
     for (const [k, v] of Object.entries(metadata)) {
-      if (typeof v !== "string") throw new SafetensorsError("BAD_ARGUMENT", file, `metadata[${q(k)}] is ${JSON.stringify(v)}, not a string`, "safetensors metadata maps strings to strings; JSON.stringify other values");
+      if (typeof v !== "string")
+        throw new SafetensorsError(
+          "BAD_ARGUMENT",
+          file,
+          `metadata[${q(k)}] is ${JSON.stringify(v)}, not a string`,
+          "safetensors metadata maps strings to strings; JSON.stringify other values",
+        );
       m.push(`${JSON.stringify(k)}:${JSON.stringify(v)}`);
     }
     parts.push(`"__metadata__":{${m.join(",")}}`);
   }
   let offset = 0;
   for (const t of planned) {
-    parts.push(`${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${offset + t.nbytes}]}`);
+    parts.push(
+      `${JSON.stringify(t.name)}:{"dtype":"${t.dtype}","shape":[${t.shape.join(",")}],"data_offsets":[${offset},${offset + t.nbytes}]}`,
+    );
     offset += t.nbytes;
   }
   const json = Buffer.from(`{${parts.join(",")}}`, "utf8");
@@ -847,7 +1137,12 @@ function headerBytes(file: string, planned: PlannedTensor[], metadata: Record<st
 }
 
 /** Validate everything and build the header; no byte is produced before every argument has been checked. */
-function prepareWrite(file: string, tensors: TensorsToWrite, metadata: Record<string, string> | null | undefined, opts: WriteOptions): { head: Buffer; planned: PlannedTensor[] } {
+function prepareWrite(
+  file: string,
+  tensors: TensorsToWrite,
+  metadata: Record<string, string> | null | undefined,
+  opts: WriteOptions,
+): { head: Buffer; planned: PlannedTensor[] } {
   const planned = plan(file, tensors, opts);
   return { head: headerBytes(file, planned, metadata), planned };
 }
@@ -858,7 +1153,11 @@ function* chunksOf(prep: { head: Buffer; planned: PlannedTensor[] }): Generator<
 }
 
 /** Serialize tensors to the bytes of a safetensors file, laid out exactly like the Python writer's. */
-export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<string, string> | null, opts: WriteOptions = {}): Uint8Array {
+export function serializeSafetensors(
+  tensors: TensorsToWrite,
+  metadata?: Record<string, string> | null,
+  opts: WriteOptions = {},
+): Uint8Array {
   checkHost("<buffer>");
   const prep = prepareWrite("<buffer>", tensors, metadata, opts);
   const out = new Uint8Array(prep.head.length + prep.planned.reduce((s, t) => s + t.nbytes, 0));
@@ -876,7 +1175,12 @@ export function serializeSafetensors(tensors: TensorsToWrite, metadata?: Record<
  * rounded to nearest even), int32 as I32 (or opts.intDtype), raw tensors in their own dtype.
  * Values are streamed from the tensors into the file chunk by chunk, so no second copy of the model is made.
  */
-export function writeSafetensors(path: string, tensors: TensorsToWrite, metadata?: Record<string, string> | null, opts: WriteOptions = {}): void {
+export function writeSafetensors(
+  path: string,
+  tensors: TensorsToWrite,
+  metadata?: Record<string, string> | null,
+  opts: WriteOptions = {},
+): void {
   checkHost(path);
   // Argument errors throw here, before a temporary file exists.
   const prep = prepareWrite(path, tensors, metadata, opts);

@@ -1,6 +1,18 @@
 /** Attention shared by the architectures: mask construction and multi-head / grouped-query attention. */
 import {
-  Tensor, add, attention, div, dropout, matmul, mul, reshape, softmax, tanh, tensor, transpose, MASK_VALUE,
+  Tensor,
+  add,
+  attention,
+  div,
+  dropout,
+  matmul,
+  mul,
+  reshape,
+  softmax,
+  tanh,
+  tensor,
+  transpose,
+  MASK_VALUE,
 } from "../tensor/index.js";
 
 /**
@@ -8,10 +20,19 @@ import {
  * the key is padding (attentionMask 0) or, when causal, lies after the query (or, with a sliding window w,
  * w or more positions before it); 0 elsewhere. Null when nothing is masked.
  */
-export function buildAttentionMask(attentionMask: Tensor | undefined, batch: number, q: number, k: number, causal: boolean, slidingWindow?: number | null): Tensor | null {
+export function buildAttentionMask(
+  attentionMask: Tensor | undefined,
+  batch: number,
+  q: number,
+  k: number,
+  causal: boolean,
+  slidingWindow?: number | null,
+): Tensor | null {
   const pad = attentionMask ? Array.from(attentionMask.dataSync()) : null;
   if (pad && pad.length !== batch * k) {
-    throw new Error(`attentionMask has ${pad.length / batch} positions per row but the keys span ${k} (past + current tokens)`);
+    throw new Error(
+      `attentionMask has ${pad.length / batch} positions per row but the keys span ${k} (past + current tokens)`,
+    );
   }
   const hasPadding = pad?.some((v) => v === 0) ?? false;
   const window = causal && slidingWindow && k > slidingWindow ? slidingWindow : null;
@@ -64,10 +85,16 @@ export function attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, opt
   // The fused op (one kernel for mask and softmax, no copies of heads, dropout mask regenerated in the backward pass)
   // unless a bias that needs gradients joins the scores.
   if (!opts.positionBias && !opts.softcap && !mask?.requiresGrad) {
-    return attention(q, k, v, { mask, ...(opts.scale !== undefined ? { scale: opts.scale } : {}), dropoutP: opts.dropoutP ?? 0, training: opts.training ?? false });
+    return attention(q, k, v, {
+      mask,
+      ...(opts.scale !== undefined ? { scale: opts.scale } : {}),
+      dropoutP: opts.dropoutP ?? 0,
+      training: opts.training ?? false,
+    });
   }
   const [b, h, tq, d] = q.shape as [number, number, number, number];
-  const hkv = k.shape[1]!, tk = k.shape[2]!;
+  const hkv = k.shape[1]!,
+    tk = k.shape[2]!;
   if (h % hkv !== 0) throw new Error(`attention: ${h} query heads cannot share ${hkv} key/value heads`);
   const rep = h / hkv;
   const scale = opts.scale ?? 1 / Math.sqrt(d);
@@ -76,7 +103,11 @@ export function attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | null, opt
   if (scale !== 1) scores = mul(scores, scale);
   if (opts.softcap) scores = mul(tanh(div(scores, opts.softcap)), opts.softcap);
   if (rep !== 1) scores = reshape(scores, [b, hkv, rep, tq, tk]);
-  if (opts.positionBias) scores = add(scores, rep === 1 ? opts.positionBias : reshape(opts.positionBias, [opts.positionBias.shape[0]!, hkv, rep, tq, tk]));
+  if (opts.positionBias)
+    scores = add(
+      scores,
+      rep === 1 ? opts.positionBias : reshape(opts.positionBias, [opts.positionBias.shape[0]!, hkv, rep, tq, tk]),
+    );
   if (mask) scores = add(scores, rep === 1 ? mask : reshape(mask, [mask.shape[0]!, 1, 1, tq, tk]));
   let probs = softmax(scores);
   if (opts.dropoutP) probs = dropout(probs, opts.dropoutP, opts.training ?? false);

@@ -8,9 +8,21 @@ import { resolvePretrainedSync } from "../io/hub-sync.js";
 import { repoIdOfSnapshot } from "../io/hub-cache.js";
 import { ConfigError } from "../errors.js";
 import type { PretrainedConfig } from "./config.js";
-import { buildDeferred, loadPretrained, resolveModelDType, type FromPretrainedOptions, type ModelClass, type PreTrainedModel } from "./pretrained.js";
+import {
+  buildDeferred,
+  loadPretrained,
+  resolveModelDType,
+  type FromPretrainedOptions,
+  type ModelClass,
+  type PreTrainedModel,
+} from "./pretrained.js";
 import { buildModules, type ParameterDType } from "../nn/index.js";
-import { convertLinear, modulesToNotConvert, parseQuantizationConfig, type BitsAndBytesConfig } from "./quantization.js";
+import {
+  convertLinear,
+  modulesToNotConvert,
+  parseQuantizationConfig,
+  type BitsAndBytesConfig,
+} from "./quantization.js";
 import { defaultGenerator } from "../tensor/index.js";
 import { backend } from "../backend/index.js";
 import { gpt2Config } from "./gpt2/config.js";
@@ -18,7 +30,12 @@ import { GPT2ForSequenceClassification, GPT2LMHeadModel, GPT2Model } from "./gpt
 import { DECODER_MODEL_TYPES, llamaConfig } from "./llama/config.js";
 import { LlamaForCausalLM, LlamaForSequenceClassification, LlamaModel } from "./llama/modeling.js";
 import { bertConfig } from "./bert/config.js";
-import { BertForQuestionAnswering, BertForSequenceClassification, BertForTokenClassification, BertModel } from "./bert/modeling.js";
+import {
+  BertForQuestionAnswering,
+  BertForSequenceClassification,
+  BertForTokenClassification,
+  BertModel,
+} from "./bert/modeling.js";
 import { bloomConfig } from "./bloom/config.js";
 import { BloomForCausalLM, BloomForSequenceClassification, BloomModel } from "./bloom/modeling.js";
 import { gptNeoXConfig } from "./gpt_neox/config.js";
@@ -28,14 +45,23 @@ import { OPTForCausalLM, OPTForSequenceClassification, OPTModel } from "./opt/mo
 import { RobertaForSequenceClassification } from "./roberta/modeling.js";
 import { distilBertConfig } from "./distilbert/config.js";
 import {
-  DistilBertForQuestionAnswering, DistilBertForSequenceClassification, DistilBertForTokenClassification, DistilBertModel,
+  DistilBertForQuestionAnswering,
+  DistilBertForSequenceClassification,
+  DistilBertForTokenClassification,
+  DistilBertModel,
 } from "./distilbert/modeling.js";
 import { t5Config } from "./t5/config.js";
 import { T5ForConditionalGeneration, T5Model } from "./t5/modeling.js";
 import { asGenerative, type GenerativeModel } from "./generation/generative-model.js";
 
 /** The head a model carries, named after transformers' Auto classes. */
-export type Task = "base" | "causal-lm" | "seq2seq-lm" | "sequence-classification" | "token-classification" | "question-answering";
+export type Task =
+  | "base"
+  | "causal-lm"
+  | "seq2seq-lm"
+  | "sequence-classification"
+  | "token-classification"
+  | "question-answering";
 
 interface Family {
   parseConfig: (raw: Record<string, unknown>) => PretrainedConfig;
@@ -48,13 +74,19 @@ const gpt2: Family = {
 };
 const llama: Family = {
   parseConfig: llamaConfig,
-  classes: { base: LlamaModel, "causal-lm": LlamaForCausalLM, "sequence-classification": LlamaForSequenceClassification },
+  classes: {
+    base: LlamaModel,
+    "causal-lm": LlamaForCausalLM,
+    "sequence-classification": LlamaForSequenceClassification,
+  },
 };
 
 const bert: Family = {
   parseConfig: bertConfig,
   classes: {
-    base: BertModel, "sequence-classification": BertForSequenceClassification, "token-classification": BertForTokenClassification,
+    base: BertModel,
+    "sequence-classification": BertForSequenceClassification,
+    "token-classification": BertForTokenClassification,
     "question-answering": BertForQuestionAnswering,
   },
 };
@@ -64,25 +96,37 @@ const opt: Family = {
 };
 const bloom: Family = {
   parseConfig: bloomConfig,
-  classes: { base: BloomModel, "causal-lm": BloomForCausalLM, "sequence-classification": BloomForSequenceClassification },
+  classes: {
+    base: BloomModel,
+    "causal-lm": BloomForCausalLM,
+    "sequence-classification": BloomForSequenceClassification,
+  },
 };
 const gptNeoX: Family = {
   parseConfig: gptNeoXConfig,
-  classes: { base: GPTNeoXModel, "causal-lm": GPTNeoXForCausalLM, "sequence-classification": GPTNeoXForSequenceClassification },
+  classes: {
+    base: GPTNeoXModel,
+    "causal-lm": GPTNeoXForCausalLM,
+    "sequence-classification": GPTNeoXForSequenceClassification,
+  },
 };
 const roberta: Family = {
   // RoBERTa's defaults are BERT's but for the special tokens.
   parseConfig: (raw) => bertConfig({ pad_token_id: 1, bos_token_id: 0, eos_token_id: 2, ...raw }),
   classes: {
-    base: BertModel, "sequence-classification": RobertaForSequenceClassification, "token-classification": BertForTokenClassification,
+    base: BertModel,
+    "sequence-classification": RobertaForSequenceClassification,
+    "token-classification": BertForTokenClassification,
     "question-answering": BertForQuestionAnswering,
   },
 };
 const distilbert: Family = {
   parseConfig: distilBertConfig,
   classes: {
-    base: DistilBertModel, "sequence-classification": DistilBertForSequenceClassification,
-    "token-classification": DistilBertForTokenClassification, "question-answering": DistilBertForQuestionAnswering,
+    base: DistilBertModel,
+    "sequence-classification": DistilBertForSequenceClassification,
+    "token-classification": DistilBertForTokenClassification,
+    "question-answering": DistilBertForQuestionAnswering,
   },
 };
 
@@ -92,8 +136,17 @@ const t5: Family = {
 };
 
 const FAMILIES: Record<string, Family> = {
-  gpt2, ...Object.fromEntries(DECODER_MODEL_TYPES.map((t) => [t, llama])), opt, bloom, gpt_neox: gptNeoX,
-  bert, roberta, "xlm-roberta": roberta, distilbert, t5, mt5: t5,
+  gpt2,
+  ...Object.fromEntries(DECODER_MODEL_TYPES.map((t) => [t, llama])),
+  opt,
+  bloom,
+  gpt_neox: gptNeoX,
+  bert,
+  roberta,
+  "xlm-roberta": roberta,
+  distilbert,
+  t5,
+  mt5: t5,
 };
 
 /** Register another family (used by the family modules that live outside this file). */
@@ -103,14 +156,19 @@ export function registerFamily(modelTypes: readonly string[], family: Family): v
 
 function familyOf(modelType: string, where: string): Family {
   const f = FAMILIES[modelType];
-  if (!f) throw new ConfigError(`${where}: model_type "${modelType}" is not supported; supported: ${Object.keys(FAMILIES).join(", ")}`);
+  if (!f)
+    throw new ConfigError(
+      `${where}: model_type "${modelType}" is not supported; supported: ${Object.keys(FAMILIES).join(", ")}`,
+    );
   return f;
 }
 
 function classFor(family: Family, modelType: string, task: Task): ModelClass {
   const cls = family.classes[task];
   if (!cls) {
-    throw new Error(`model_type "${modelType}" has no ${task} model; available: ${Object.keys(family.classes).join(", ")}`);
+    throw new Error(
+      `model_type "${modelType}" has no ${task} model; available: ${Object.keys(family.classes).join(", ")}`,
+    );
   }
   return cls;
 }
@@ -145,7 +203,11 @@ export interface FromConfigOptions {
  * With a half dtype each layer's weights are made in that dtype as the layer is built (zeros, then drawn module by
  * module through float32 scratch), so a model never exists whole in float32: an 8B-shaped bf16 model needs 16 GB.
  */
-export function modelFromConfig<T extends Task>(config: Record<string, unknown>, task: T, opts: FromConfigOptions = {}): ModelFor<T> {
+export function modelFromConfig<T extends Task>(
+  config: Record<string, unknown>,
+  task: T,
+  opts: FromConfigOptions = {},
+): ModelFor<T> {
   const parsed = parseConfig(config);
   const cls = classFor(familyOf(parsed.model_type, "config"), parsed.model_type, task);
   const dtype = resolveModelDType(opts.dtype ?? "float32", config);
@@ -155,18 +217,26 @@ export function modelFromConfig<T extends Task>(config: Record<string, unknown>,
     const settings = parseQuantizationConfig(opts.quantizationConfig);
     const built = buildDeferred(cls, parsed, dtype);
     const notConvert = modulesToNotConvert(settings, built);
-    buildModules({ dtype }, () => built.initWeights(defaultGenerator, undefined, (path, m) => convertLinear(built, path, m, settings, notConvert)));
+    buildModules({ dtype }, () =>
+      built.initWeights(defaultGenerator, undefined, (path, m) => convertLinear(built, path, m, settings, notConvert)),
+    );
     built.config["quantization_config"] = settings.dict;
     model = built;
   } else {
-    model = (dtype === "float32" ? new cls(parsed) : buildModules({ dtype, init: false }, () => new cls(parsed))).initWeights();
+    model = (
+      dtype === "float32" ? new cls(parsed) : buildModules({ dtype, init: false }, () => new cls(parsed))
+    ).initWeights();
   }
   backend().trimPool(); // the build's scratch buffers come in one-off sizes
   return typed(model, task);
 }
 
 /** Load the model with the given head from an HF folder, or from a Hub repo id (downloaded into the shared cache). */
-export function fromPretrained<T extends Task>(nameOrPath: string, task: T, opts: FromPretrainedOptions = {}): ModelFor<T> {
+export function fromPretrained<T extends Task>(
+  nameOrPath: string,
+  task: T,
+  opts: FromPretrainedOptions = {},
+): ModelFor<T> {
   const dir = resolvePretrainedSync(nameOrPath, "model", opts);
   const raw = readJsonObject(join(dir, "config.json"));
   const type = String(raw["model_type"] ?? "");

@@ -2,7 +2,23 @@
 import type { Module, TensorLayer } from "../nn/index.js";
 import type { PreTrainedModel } from "./pretrained.js";
 import {
-  Tensor, add, crossEntropy, exp, indexSelect, log, mean, mul, relu, reshape, select, square, sub, abs, neg, tensor, toFloat,
+  Tensor,
+  add,
+  crossEntropy,
+  exp,
+  indexSelect,
+  log,
+  mean,
+  mul,
+  relu,
+  reshape,
+  select,
+  square,
+  sub,
+  abs,
+  neg,
+  tensor,
+  toFloat,
 } from "../tensor/index.js";
 import type { PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "./outputs.js";
@@ -51,22 +67,34 @@ export function tokenLoss(logits: Tensor, labels: Tensor): Tensor {
  * classifiers: the position before the first pad id, the last position when there is none or when
  * inputsEmbeds are given), and compute the loss for the config's problem type.
  */
-export function sequenceClassification(tokenLogits: Tensor, inputs: ModelInputs, config: PretrainedConfig): Pick<ModelOutput, "logits" | "loss"> {
+export function sequenceClassification(
+  tokenLogits: Tensor,
+  inputs: ModelInputs,
+  config: PretrainedConfig,
+): Pick<ModelOutput, "logits" | "loss"> {
   const [b, t, n] = tokenLogits.shape as [number, number, number];
   const last = new Int32Array(b).fill(t - 1);
   if (inputs.inputIds) {
     const pad = config.pad_token_id;
-    if ((pad === null || pad === undefined) && b > 1) throw new Error("Cannot handle batch sizes > 1 if no padding token is defined (set pad_token_id in the config)");
+    if ((pad === null || pad === undefined) && b > 1)
+      throw new Error("Cannot handle batch sizes > 1 if no padding token is defined (set pad_token_id in the config)");
     if (pad !== null && pad !== undefined) {
       const ids = inputs.inputIds.dataSync();
       for (let r = 0; r < b; r++) {
         let first = 0;
-        for (let j = 0; j < t; j++) if (ids[r * t + j] === pad) { first = j; break; }
+        for (let j = 0; j < t; j++)
+          if (ids[r * t + j] === pad) {
+            first = j;
+            break;
+          }
         last[r] = (((first - 1) % t) + t) % t;
       }
     }
   }
-  const rows = tensor(Int32Array.from(last, (p, r) => r * t + p), [b]);
+  const rows = tensor(
+    Int32Array.from(last, (p, r) => r * t + p),
+    [b],
+  );
   const logits = indexSelect(reshape(tokenLogits, [b * t, n]), 0, rows);
   return { logits, ...(inputs.labels ? { loss: classificationLoss(logits, inputs.labels, config) } : {}) };
 }
@@ -74,7 +102,9 @@ export function sequenceClassification(tokenLogits: Tensor, inputs: ModelInputs,
 /** HF's loss for classification heads: MSE for one label, cross-entropy for int labels, BCE-with-logits otherwise. */
 export function classificationLoss(logits: Tensor, labels: Tensor, config: PretrainedConfig): Tensor {
   const n = logits.shape[logits.rank - 1]!;
-  const problem = config.problem_type ?? (n === 1 ? "regression" : labels.dtype === "int32" ? "single_label_classification" : "multi_label_classification");
+  const problem =
+    config.problem_type ??
+    (n === 1 ? "regression" : labels.dtype === "int32" ? "single_label_classification" : "multi_label_classification");
   if (problem === "regression") return mean(square(sub(reshape(logits, [-1]), reshape(toFloat(labels), [-1]))));
   if (problem === "single_label_classification") return crossEntropy(reshape(logits, [-1, n]), reshape(labels, [-1]));
   // Stable BCE with logits: max(x, 0) − x·y + log(1 + e^(−|x|)).
@@ -87,24 +117,42 @@ export function classificationLoss(logits: Tensor, labels: Tensor, config: Pretr
  * startPositions and endPositions ([batch]), loss = (CE(start) + CE(end)) / 2 where positions are clamped to
  * [0, length] and those equal to length (outside the input) are ignored.
  */
-export function questionAnswering(spanLogits: Tensor, inputs: ModelInputs): Pick<ModelOutput, "logits" | "startLogits" | "endLogits" | "loss"> {
+export function questionAnswering(
+  spanLogits: Tensor,
+  inputs: ModelInputs,
+): Pick<ModelOutput, "logits" | "startLogits" | "endLogits" | "loss"> {
   const [b, t, n] = spanLogits.shape as [number, number, number];
   if (n !== 2) throw new Error(`question answering needs num_labels = 2 (start and end), got ${n}`);
-  const startLogits = select(spanLogits, 2, 0), endLogits = select(spanLogits, 2, 1);
+  const startLogits = select(spanLogits, 2, 0),
+    endLogits = select(spanLogits, 2, 1);
   const out = { logits: spanLogits, startLogits, endLogits };
   if (inputs.startPositions === undefined || inputs.endPositions === undefined) return out;
   const clamped = (p: Tensor) => {
     const v = p.dataSync();
     if (v.length !== b) throw new Error(`start/end positions must have one entry per row (${b}), got ${v.length}`);
-    return tensor(Int32Array.from(v, (x) => Math.min(Math.max(x, 0), t)), [b], "int32");
+    return tensor(
+      Int32Array.from(v, (x) => Math.min(Math.max(x, 0), t)),
+      [b],
+      "int32",
+    );
   };
   const opts = { ignoreIndex: t };
-  const loss = mul(add(crossEntropy(startLogits, clamped(inputs.startPositions), opts), crossEntropy(endLogits, clamped(inputs.endPositions), opts)), 0.5);
+  const loss = mul(
+    add(
+      crossEntropy(startLogits, clamped(inputs.startPositions), opts),
+      crossEntropy(endLogits, clamped(inputs.endPositions), opts),
+    ),
+    0.5,
+  );
   return { ...out, loss };
 }
 
 /** One decoder layer as runDecoderStack calls it: hidden states and the layer's cache entry in, new ones out. */
-export type DecoderStep = (hidden: Tensor, past: LayerKV | undefined, index: number) => { out: Tensor; present: LayerKV };
+export type DecoderStep = (
+  hidden: Tensor,
+  past: LayerKV | undefined,
+  index: number,
+) => { out: Tensor; present: LayerKV };
 
 /**
  * Run a decoder's layers as HF's models do: hidden states recorded before every layer and after `finish` (the final
@@ -112,13 +160,23 @@ export type DecoderStep = (hidden: Tensor, past: LayerKV | undefined, index: num
  * memory scope without a tape, recomputed in backward under gradient checkpointing.
  */
 export function runDecoderStack(
-  model: PreTrainedModel, layers: readonly Module[], hidden: Tensor, inputs: ModelInputs, step: DecoderStep, finish: (h: Tensor) => Tensor,
+  model: PreTrainedModel,
+  layers: readonly Module[],
+  hidden: Tensor,
+  inputs: ModelInputs,
+  step: DecoderStep,
+  finish: (h: Tensor) => Tensor,
 ): BaseModelOutput {
   const hiddenStates: Tensor[] = [];
   const presents: PastKeyValues = [];
   layers.forEach((layer, i) => {
     if (inputs.outputHiddenStates) hiddenStates.push(hidden);
-    const { out, present } = model.runLayer(layer, hidden, (h) => step(h, inputs.pastKeyValues?.[i], i), inputs.useCache === true);
+    const { out, present } = model.runLayer(
+      layer,
+      hidden,
+      (h) => step(h, inputs.pastKeyValues?.[i], i),
+      inputs.useCache === true,
+    );
     hidden = out;
     if (present) presents.push(present);
   });

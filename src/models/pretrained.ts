@@ -5,16 +5,45 @@
  */
 import { join } from "node:path";
 import {
-  Conv1D, Embedding, LayerNorm, Linear, Module, QuantizedLinear, RMSNorm, buildModules, isDeferredWeight, zeroParameter, withDeferredLinearWeights,
-  type EmbeddingLayer, type LoadResult, type ParameterDType,
+  Conv1D,
+  Embedding,
+  LayerNorm,
+  Linear,
+  Module,
+  QuantizedLinear,
+  RMSNorm,
+  buildModules,
+  isDeferredWeight,
+  zeroParameter,
+  withDeferredLinearWeights,
+  type EmbeddingLayer,
+  type LoadResult,
+  type ParameterDType,
 } from "../nn/index.js";
-import { Generator, Tensor, checkpoint, defaultGenerator, isGradEnabled, noGrad, ones, tidy, toDtype, zeros } from "../tensor/index.js";
+import {
+  Generator,
+  Tensor,
+  checkpoint,
+  defaultGenerator,
+  isGradEnabled,
+  noGrad,
+  ones,
+  tidy,
+  toDtype,
+  zeros,
+} from "../tensor/index.js";
 import { DTYPE_BYTES, isHalf } from "../backend/backend.js";
 import { backend } from "../backend/index.js";
 import { CpuStorage } from "../backend/pool.js";
 import { readJsonObject, writeJsonAtomic } from "../io/json.js";
 import {
-  loadModelWeights, rawToTensor, readSafetensorsFolder, readSafetensorsHeader, resolveCheckpointFiles, writeSafetensors, type RawTensor,
+  loadModelWeights,
+  rawToTensor,
+  readSafetensorsFolder,
+  readSafetensorsHeader,
+  resolveCheckpointFiles,
+  writeSafetensors,
+  type RawTensor,
 } from "../io/safetensors.js";
 import { linear4bitFromTensors, linear8bitFromTensors, quantizedLayerTensors } from "../io/bnb.js";
 import { DTYPES } from "../io/dtypes.js";
@@ -25,7 +54,12 @@ import { writeFolderAtomic } from "../io/atomic.js";
 import { checkModelConfig, checkModelFitsInMemory, type PretrainedConfig } from "./config.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "./outputs.js";
 import {
-  convertLinear, isConverted, modulesToNotConvert, parseQuantizationConfig, type BitsAndBytesConfig, type QuantizationSettings,
+  convertLinear,
+  isConverted,
+  modulesToNotConvert,
+  parseQuantizationConfig,
+  type BitsAndBytesConfig,
+  type QuantizationSettings,
 } from "./quantization.js";
 
 /** What `dtype` of fromPretrained accepts: a parameter dtype, or "auto" for the checkpoint's own. */
@@ -130,7 +164,10 @@ export abstract class PreTrainedModel extends Module {
     for (const [k, t] of weights) renamed.set(names.get(k)!, t);
     const tied = new Set(this.tiedWeightKeys());
     const result = noGrad(() => this.loadStateDict(renamed, { strict: false }));
-    this.loadReport = { missingKeys: result.missingKeys.filter((k) => !tied.has(k)), unexpectedKeys: result.unexpectedKeys };
+    this.loadReport = {
+      missingKeys: result.missingKeys.filter((k) => !tied.has(k)),
+      unexpectedKeys: result.unexpectedKeys,
+    };
     return this.loadReport;
   }
 
@@ -141,7 +178,11 @@ export abstract class PreTrainedModel extends Module {
    * Deferred Linear weights (withDeferredLinearWeights) get their values here, and `afterLinear` sees each
    * Linear/Conv1D right after its initialisation (to quantise it).
    */
-  initWeights(gen: Generator = defaultGenerator, only?: ReadonlySet<string>, afterLinear?: (path: string, m: Linear | Conv1D) => void): this {
+  initWeights(
+    gen: Generator = defaultGenerator,
+    only?: ReadonlySet<string>,
+    afterLinear?: (path: string, m: Linear | Conv1D) => void,
+  ): this {
     // initializer_range, or OPT's name for it.
     const given = this.config["initializer_range"] ?? this.config["init_std"];
     const std = typeof given === "number" ? given : 0.02;
@@ -175,8 +216,10 @@ export abstract class PreTrainedModel extends Module {
    */
   gradientCheckpointingEnable(): this {
     if (!this.modules().some((m) => m instanceof PreTrainedModel && m.supportsGradientCheckpointing)) {
-      throw new ConfigError(`${this.constructor.name} does not support gradient checkpointing`,
-        "gradient checkpointing works on the decoder layers of the GPT-2 and LLaMA-family models; turn it off for this model");
+      throw new ConfigError(
+        `${this.constructor.name} does not support gradient checkpointing`,
+        "gradient checkpointing works on the decoder layers of the GPT-2 and LLaMA-family models; turn it off for this model",
+      );
     }
     return this.setCheckpointing(true);
   }
@@ -191,7 +234,10 @@ export abstract class PreTrainedModel extends Module {
    * replicate_layers); models whose stack supports it override this.
    */
   replicateLayers(_ranges: readonly (readonly number[])[]): void {
-    throw new ConfigError(`layer_replication is not supported for ${this.constructor.name}`, "peft replicates the layers of LLaMA-style models (model.layers); remove layer_replication for this model");
+    throw new ConfigError(
+      `layer_replication is not supported for ${this.constructor.name}`,
+      "peft replicates the layers of LLaMA-style models (model.layers); remove layer_replication for this model",
+    );
   }
 
   /** Turn gradient checkpointing off again (HF's gradient_checkpointing_disable). */
@@ -214,7 +260,11 @@ export abstract class PreTrainedModel extends Module {
    * at a time); while training under gradient checkpointing, recomputed during backward; otherwise recorded as usual
    * (the tape keeps its activations). The KV cache it returns is kept only with `useCache` (never checkpointed, as HF).
    */
-  runLayer<P>(layer: Module, hidden: Tensor, forward: (h: Tensor) => { out: Tensor; present: P }, useCache: boolean,
+  runLayer<P>(
+    layer: Module,
+    hidden: Tensor,
+    forward: (h: Tensor) => { out: Tensor; present: P },
+    useCache: boolean,
   ): { out: Tensor; present: P | undefined } {
     const run = () => {
       const r = forward(hidden);
@@ -255,17 +305,30 @@ export abstract class PreTrainedModel extends Module {
     const tied = new Set(this.tiedWeightKeys());
     const dtype = opts.dtype ?? this.dtype;
     const own = this.stateDict();
-    const tensors = new Map<string, Tensor | RawTensor>([...own].filter(([k]) => !tied.has(k)).map(([k, t]) => [k, toSaveDtype(t, dtype)] as const));
+    const tensors = new Map<string, Tensor | RawTensor>(
+      [...own].filter(([k]) => !tied.has(k)).map(([k, t]) => [k, toSaveDtype(t, dtype)] as const),
+    );
     for (const [path, m] of this.namedModules()) {
       if (m instanceof QuantizedLinear) for (const [k, t] of quantizedLayerTensors(path, m)) tensors.set(k, t);
     }
     const onDisk = { float32: "F32", float16: "F16", bfloat16: "BF16" } as const;
     // The folder is replaced as a whole (weights and config never from two saves); files other than weights are kept.
     try {
-      writeFolderAtomic(dir, (tmp) => {
-        writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" }, { dtype: onDisk[dtype] });
-        writeJsonAtomic(join(tmp, "config.json"), { ...this.config, architectures: [this.architecture], torch_dtype: dtype });
-      }, { carryOver: (f) => !/^(config\.json|(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?)$/.test(f) });
+      writeFolderAtomic(
+        dir,
+        (tmp) => {
+          writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" }, { dtype: onDisk[dtype] });
+          writeJsonAtomic(join(tmp, "config.json"), {
+            ...this.config,
+            architectures: [this.architecture],
+            torch_dtype: dtype,
+          });
+        },
+        {
+          carryOver: (f) =>
+            !/^(config\.json|(model|pytorch_model)(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?)$/.test(f),
+        },
+      );
     } finally {
       for (const [k, t] of tensors) if (t instanceof Tensor && t !== own.get(k)) t.dispose();
     }
@@ -293,22 +356,32 @@ export function loadPretrained<M extends PreTrainedModel>(
   const dtype = resolveModelDType(opts.dtype ?? "float32", raw, dir);
   const stored = config["quantization_config"] as BitsAndBytesConfig | null | undefined;
   if (stored && opts.quantizationConfig) {
-    process.emitWarning(`${dir} holds a quantised checkpoint; its own quantization_config is used and the one passed is ignored`);
+    process.emitWarning(
+      `${dir} holds a quantised checkpoint; its own quantization_config is used and the one passed is ignored`,
+    );
   }
   // Half models are built in their dtype with zero weights (the checkpoint fills them), as HF's low_cpu_mem_usage.
   const { model, weights } = stored
     ? loadQuantizedLayers(cls, config, dir, parseQuantizationConfig(stored), dtype)
     : opts.quantizationConfig
       ? quantizeOnLoad(cls, config, dir, parseQuantizationConfig(opts.quantizationConfig), dtype)
-      : { model: dtype === "float32" ? new cls(config) : buildModules({ dtype, init: false }, () => new cls(config)), weights: loadModelWeights(dir, { floatDtype: dtype }) };
+      : {
+          model: dtype === "float32" ? new cls(config) : buildModules({ dtype, init: false }, () => new cls(config)),
+          weights: loadModelWeights(dir, { floatDtype: dtype }),
+        };
   try {
     const report = model.loadWeights(weights);
-    if (dtype !== "float32" && report.missingKeys.length > 0) model.initWeights(defaultGenerator, new Set(report.missingKeys));
+    if (dtype !== "float32" && report.missingKeys.length > 0)
+      model.initWeights(defaultGenerator, new Set(report.missingKeys));
     if (report.missingKeys.length > 0) {
-      process.emitWarning(`${cls.name}: weights not found in ${dir} (newly initialised): ${report.missingKeys.join(", ")}`);
+      process.emitWarning(
+        `${cls.name}: weights not found in ${dir} (newly initialised): ${report.missingKeys.join(", ")}`,
+      );
     }
     if (report.unexpectedKeys.length > 0) {
-      process.emitWarning(`${cls.name}: checkpoint weights not used by this model: ${report.unexpectedKeys.join(", ")}`);
+      process.emitWarning(
+        `${cls.name}: checkpoint weights not used by this model: ${report.unexpectedKeys.join(", ")}`,
+      );
     }
   } finally {
     for (const t of weights.values()) t.dispose();
@@ -331,7 +404,8 @@ function initModule(m: Module, gen: Generator, std: number, afterLinear: () => v
     if (b) b.copy_(zeros(b.shape));
     if (!(m instanceof Embedding)) afterLinear();
   } else if (m instanceof LayerNorm || m instanceof RMSNorm) {
-    const w = m.ownParameter("weight"), b = m.ownParameter("bias");
+    const w = m.ownParameter("weight"),
+      b = m.ownParameter("bias");
     // Gemma's norms scale by (1 + weight): their neutral weight is 0.
     if (w) w.copy_(m instanceof RMSNorm && m.unitOffset ? zeros(w.shape) : ones(w.shape));
     if (b) b.copy_(zeros(b.shape));
@@ -346,7 +420,8 @@ const DRAW_BLOCK = 1 << 22;
  * The values equal one draw of the whole weight (the generator is counter-based).
  */
 function fillNormal(w: Tensor, gen: Generator, std: number): void {
-  const rows = w.rank === 0 ? 1 : w.shape[0]!, rowSize = rows === 0 ? 1 : w.size / rows;
+  const rows = w.rank === 0 ? 1 : w.shape[0]!,
+    rowSize = rows === 0 ? 1 : w.size / rows;
   const per = Math.max(1, Math.floor(DRAW_BLOCK / Math.max(rowSize, 1)));
   for (let r = 0; r < rows; r += per) {
     tidy(() => {
@@ -354,7 +429,8 @@ function fillNormal(w: Tensor, gen: Generator, std: number): void {
       const block = toDtype(gen.normal([n * rowSize], 0, std), w.dtype);
       const at = w.offset + r * rowSize;
       // Host buffers of one dtype: a plain typed-array copy (the generic assign has no native path for 16-bit floats).
-      if (w.storage instanceof CpuStorage && block.storage instanceof CpuStorage) (w.storage.data as Float32Array).set(block.storage.data as Float32Array, at);
+      if (w.storage instanceof CpuStorage && block.storage instanceof CpuStorage)
+        (w.storage.data as Float32Array).set(block.storage.data as Float32Array, at);
       else backend().assign(block, { storage: w.storage, shape: [n * rowSize], strides: [1], offset: at }, false);
     });
   }
@@ -364,7 +440,10 @@ function fillNormal(w: Tensor, gen: Generator, std: number): void {
 export function setGradientCheckpointing(root: Module, on: boolean): void {
   const models = root.modules().filter((m): m is PreTrainedModel => m instanceof PreTrainedModel);
   if (models.length === 0) {
-    throw new ConfigError("gradient checkpointing needs a model with decoder layers", "pass a PreTrainedModel or a PeftModel wrapping one");
+    throw new ConfigError(
+      "gradient checkpointing needs a model with decoder layers",
+      "pass a PreTrainedModel or a PeftModel wrapping one",
+    );
   }
   const outer = models[0]!;
   if (on) outer.gradientCheckpointingEnable();
@@ -382,7 +461,10 @@ function toSaveDtype(t: Tensor, dtype: ParameterDType): Tensor {
  */
 export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown>, dir?: string): ParameterDType {
   if (!MODEL_DTYPES.includes(dtype)) {
-    throw new ConfigError(`dtype ${JSON.stringify(dtype)} is not a model dtype`, `use one of ${MODEL_DTYPES.join(", ")}`);
+    throw new ConfigError(
+      `dtype ${JSON.stringify(dtype)} is not a model dtype`,
+      `use one of ${MODEL_DTYPES.join(", ")}`,
+    );
   }
   if (dtype !== "auto") return dtype;
   const fromConfig = raw["torch_dtype"];
@@ -397,14 +479,22 @@ export function resolveModelDType(dtype: ModelDType, raw: Record<string, unknown
 }
 
 /** A model built in `dtype` around deferred Linear weights (each gets its values, or is quantised, in turn). */
-export function buildDeferred<M extends PreTrainedModel>(cls: ModelClass<M>, config: PretrainedConfig, dtype: ParameterDType): M {
+export function buildDeferred<M extends PreTrainedModel>(
+  cls: ModelClass<M>,
+  config: PretrainedConfig,
+  dtype: ParameterDType,
+): M {
   const build = () => withDeferredLinearWeights(() => new cls(config));
   return dtype === "float32" ? build() : buildModules({ dtype, init: false }, build);
 }
 
 /** Give a Linear/Conv1D still holding a deferred placeholder a zero weight in `dtype`, for the checkpoint to fill. */
 function materialiseDeferred(m: Linear | Conv1D, dtype: ParameterDType): void {
-  if (isDeferredWeight(m.weight)) m.weight = m.registerParameter("weight", buildModules({ dtype }, () => zeroParameter(m.weight.shape)));
+  if (isDeferredWeight(m.weight))
+    m.weight = m.registerParameter(
+      "weight",
+      buildModules({ dtype }, () => zeroParameter(m.weight.shape)),
+    );
 }
 
 /**
@@ -413,7 +503,11 @@ function materialiseDeferred(m: Linear | Conv1D, dtype: ParameterDType): void {
  * weights are returned to load; `quantization_config` is recorded in the model's config.
  */
 function quantizeOnLoad<M extends PreTrainedModel>(
-  cls: ModelClass<M>, config: PretrainedConfig, dir: string, s: QuantizationSettings, dtype: ParameterDType,
+  cls: ModelClass<M>,
+  config: PretrainedConfig,
+  dir: string,
+  s: QuantizationSettings,
+  dtype: ParameterDType,
 ): { model: M; weights: Map<string, Tensor> } {
   const model = buildDeferred(cls, config, dtype);
   const keys = resolveCheckpointFiles(dir).files.flatMap((f) => [...readSafetensorsHeader(f).tensors.keys()]);
@@ -440,7 +534,11 @@ function quantizeOnLoad<M extends PreTrainedModel>(
  * the converted layers are built from their packed tensors, never in float32; the other weights are returned to load.
  */
 function loadQuantizedLayers<M extends PreTrainedModel>(
-  cls: ModelClass<M>, config: PretrainedConfig, dir: string, s: QuantizationSettings, dtype: ParameterDType,
+  cls: ModelClass<M>,
+  config: PretrainedConfig,
+  dir: string,
+  s: QuantizationSettings,
+  dtype: ParameterDType,
 ): { model: M; weights: Map<string, Tensor> } {
   const model = buildDeferred(cls, config, dtype);
   const { tensors } = readSafetensorsFolder(dir);
@@ -449,7 +547,10 @@ function loadQuantizedLayers<M extends PreTrainedModel>(
     if (!(m instanceof Linear || m instanceof Conv1D)) continue;
     if (isConverted(path, notConvert)) {
       const [inF, outF] = m instanceof Conv1D ? [m.nx, m.nf] : [m.inFeatures, m.outFeatures];
-      const layer = s.bits === 4 ? linear4bitFromTensors(path, tensors, inF, outF) : linear8bitFromTensors(path, tensors, inF, outF, s.threshold);
+      const layer =
+        s.bits === 4
+          ? linear4bitFromTensors(path, tensors, inF, outF)
+          : linear8bitFromTensors(path, tensors, inF, outF, s.threshold);
       const bias = m.ownParameter("bias");
       if (bias) layer.bias = layer.registerParameter("bias", bias); // loaded below with the other weights
       model.setSubmodule(path, layer);

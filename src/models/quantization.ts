@@ -5,7 +5,15 @@
  * `llm_int8_skip_modules` when given — matched as transformers does, by substring of the module's dotted name.
  */
 import { ConfigError } from "../errors.js";
-import { Conv1D, Linear, Linear4bit, Linear8bitLt, QuantizedLinear, withDeferredLinearWeights, type Module } from "../nn/index.js";
+import {
+  Conv1D,
+  Linear,
+  Linear4bit,
+  Linear8bitLt,
+  QuantizedLinear,
+  withDeferredLinearWeights,
+  type Module,
+} from "../nn/index.js";
 import { Generator, parameter, transpose, type Tensor } from "../tensor/index.js";
 
 /** BitsAndBytesConfig's fields (snake_case, as in config.json's quantization_config). */
@@ -38,12 +46,28 @@ export interface QuantizationSettings {
 }
 
 const KNOWN = new Set([
-  "load_in_4bit", "load_in_8bit", "llm_int8_threshold", "llm_int8_skip_modules", "llm_int8_enable_fp32_cpu_offload",
-  "llm_int8_has_fp16_weight", "bnb_4bit_compute_dtype", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant",
-  "bnb_4bit_quant_storage", "quant_method", "_load_in_4bit", "_load_in_8bit",
+  "load_in_4bit",
+  "load_in_8bit",
+  "llm_int8_threshold",
+  "llm_int8_skip_modules",
+  "llm_int8_enable_fp32_cpu_offload",
+  "llm_int8_has_fp16_weight",
+  "bnb_4bit_compute_dtype",
+  "bnb_4bit_quant_type",
+  "bnb_4bit_use_double_quant",
+  "bnb_4bit_quant_storage",
+  "quant_method",
+  "_load_in_4bit",
+  "_load_in_8bit",
 ]);
 
-function field<T>(raw: Record<string, unknown>, name: string, fallback: T, ok: (v: unknown) => boolean, expected: string): T {
+function field<T>(
+  raw: Record<string, unknown>,
+  name: string,
+  fallback: T,
+  ok: (v: unknown) => boolean,
+  expected: string,
+): T {
   const v = raw[name];
   if (v === undefined) return fallback;
   if (!ok(v)) throw new ConfigError(`quantization_config.${name} must be ${expected}, got ${JSON.stringify(v)}`);
@@ -57,41 +81,115 @@ export function parseQuantizationConfig(config: BitsAndBytesConfig | Record<stri
   const raw = config as Record<string, unknown>;
   const unknown = Object.keys(raw).filter((k) => !KNOWN.has(k));
   if (unknown.length > 0) {
-    throw new ConfigError(`quantization_config has unknown field(s) ${unknown.join(", ")}`, `BitsAndBytesConfig's fields are ${[...KNOWN].filter((k) => !k.startsWith("_")).join(", ")}`);
+    throw new ConfigError(
+      `quantization_config has unknown field(s) ${unknown.join(", ")}`,
+      `BitsAndBytesConfig's fields are ${[...KNOWN].filter((k) => !k.startsWith("_")).join(", ")}`,
+    );
   }
   if (raw["quant_method"] !== undefined && raw["quant_method"] !== "bitsandbytes") {
-    throw new ConfigError(`quantization_config.quant_method "${String(raw["quant_method"])}" is not supported; only "bitsandbytes" is`);
+    throw new ConfigError(
+      `quantization_config.quant_method "${String(raw["quant_method"])}" is not supported; only "bitsandbytes" is`,
+    );
   }
-  const in4 = field(raw, "load_in_4bit", field(raw, "_load_in_4bit", false, isBool, "true or false"), isBool, "true or false");
-  const in8 = field(raw, "load_in_8bit", field(raw, "_load_in_8bit", false, isBool, "true or false"), isBool, "true or false");
-  if (in4 === in8) throw new ConfigError(`quantization_config needs exactly one of load_in_4bit and load_in_8bit set to true (got ${in4} and ${in8})`);
-  const quantType = field(raw, "bnb_4bit_quant_type", "fp4" as "nf4" | "fp4", (v) => v === "nf4" || v === "fp4", `"nf4" or "fp4"`);
+  const in4 = field(
+    raw,
+    "load_in_4bit",
+    field(raw, "_load_in_4bit", false, isBool, "true or false"),
+    isBool,
+    "true or false",
+  );
+  const in8 = field(
+    raw,
+    "load_in_8bit",
+    field(raw, "_load_in_8bit", false, isBool, "true or false"),
+    isBool,
+    "true or false",
+  );
+  if (in4 === in8)
+    throw new ConfigError(
+      `quantization_config needs exactly one of load_in_4bit and load_in_8bit set to true (got ${in4} and ${in8})`,
+    );
+  const quantType = field(
+    raw,
+    "bnb_4bit_quant_type",
+    "fp4" as "nf4" | "fp4",
+    (v) => v === "nf4" || v === "fp4",
+    `"nf4" or "fp4"`,
+  );
   const doubleQuant = field(raw, "bnb_4bit_use_double_quant", false, isBool, "true or false");
-  const threshold = field(raw, "llm_int8_threshold", 6.0, (v) => typeof v === "number" && v >= 0 && Number.isFinite(v), "a number ≥ 0");
-  const skipModules = field(raw, "llm_int8_skip_modules", null as string[] | null,
-    (v) => v === null || (Array.isArray(v) && v.every((s) => typeof s === "string")), "a list of module names or null");
-  const computeDtype = field(raw, "bnb_4bit_compute_dtype", null as string | null, (v) => v === null || typeof v === "string", "a dtype name");
+  const threshold = field(
+    raw,
+    "llm_int8_threshold",
+    6.0,
+    (v) => typeof v === "number" && v >= 0 && Number.isFinite(v),
+    "a number ≥ 0",
+  );
+  const skipModules = field(
+    raw,
+    "llm_int8_skip_modules",
+    null as string[] | null,
+    (v) => v === null || (Array.isArray(v) && v.every((s) => typeof s === "string")),
+    "a list of module names or null",
+  );
+  const computeDtype = field(
+    raw,
+    "bnb_4bit_compute_dtype",
+    null as string | null,
+    (v) => v === null || typeof v === "string",
+    "a dtype name",
+  );
   if (computeDtype !== null && computeDtype !== "float32") {
-    throw new ConfigError(`quantization_config.bnb_4bit_compute_dtype "${computeDtype}" is not supported yet`, `use "float32" (the default): products with the dequantised weights run in float32`);
+    throw new ConfigError(
+      `quantization_config.bnb_4bit_compute_dtype "${computeDtype}" is not supported yet`,
+      `use "float32" (the default): products with the dequantised weights run in float32`,
+    );
   }
-  const storage = field(raw, "bnb_4bit_quant_storage", null as string | null, (v) => v === null || typeof v === "string", "a dtype name");
-  if (storage !== null && storage !== "uint8") throw new ConfigError(`quantization_config.bnb_4bit_quant_storage "${storage}" is not supported`, `use "uint8" (the default)`);
+  const storage = field(
+    raw,
+    "bnb_4bit_quant_storage",
+    null as string | null,
+    (v) => v === null || typeof v === "string",
+    "a dtype name",
+  );
+  if (storage !== null && storage !== "uint8")
+    throw new ConfigError(
+      `quantization_config.bnb_4bit_quant_storage "${storage}" is not supported`,
+      `use "uint8" (the default)`,
+    );
   if (field(raw, "llm_int8_has_fp16_weight", false, isBool, "true or false")) {
-    throw new ConfigError("quantization_config.llm_int8_has_fp16_weight is not supported (peft-ts keeps 8-bit weights frozen in int8)", "leave it false");
+    throw new ConfigError(
+      "quantization_config.llm_int8_has_fp16_weight is not supported (peft-ts keeps 8-bit weights frozen in int8)",
+      "leave it false",
+    );
   }
   const offload = field(raw, "llm_int8_enable_fp32_cpu_offload", false, isBool, "true or false");
   const dict: Record<string, unknown> = {
-    _load_in_4bit: in4, _load_in_8bit: in8, bnb_4bit_compute_dtype: computeDtype ?? "float32", bnb_4bit_quant_storage: "uint8",
-    bnb_4bit_quant_type: quantType, bnb_4bit_use_double_quant: doubleQuant, llm_int8_enable_fp32_cpu_offload: offload,
-    llm_int8_has_fp16_weight: false, llm_int8_skip_modules: skipModules, llm_int8_threshold: threshold,
-    load_in_4bit: in4, load_in_8bit: in8, quant_method: "bitsandbytes",
+    _load_in_4bit: in4,
+    _load_in_8bit: in8,
+    bnb_4bit_compute_dtype: computeDtype ?? "float32",
+    bnb_4bit_quant_storage: "uint8",
+    bnb_4bit_quant_type: quantType,
+    bnb_4bit_use_double_quant: doubleQuant,
+    llm_int8_enable_fp32_cpu_offload: offload,
+    llm_int8_has_fp16_weight: false,
+    llm_int8_skip_modules: skipModules,
+    llm_int8_threshold: threshold,
+    load_in_4bit: in4,
+    load_in_8bit: in8,
+    quant_method: "bitsandbytes",
   };
   return { bits: in4 ? 4 : 8, quantType, doubleQuant, threshold, skipModules, dict };
 }
 
 /** transformers' modules_to_not_convert: llm_int8_skip_modules when given, else the model's last child (lm_head, score, …). */
 export function modulesToNotConvert(s: QuantizationSettings, root: Module): readonly string[] {
-  return s.skipModules ?? root.namedChildren().slice(-1).map(([name]) => name);
+  return (
+    s.skipModules ??
+    root
+      .namedChildren()
+      .slice(-1)
+      .map(([name]) => name)
+  );
 }
 
 /** Whether the module at `path` is converted (no key of modulesToNotConvert occurs in its dotted name). */
@@ -109,7 +207,13 @@ export function quantizeLinear(m: Linear | Conv1D, s: QuantizationSettings): Qua
 }
 
 /** Swap one Linear/Conv1D of `root` for its quantised form (when converted), freeing its float weight. */
-export function convertLinear(root: Module, path: string, m: Linear | Conv1D, s: QuantizationSettings, notConvert: readonly string[]): void {
+export function convertLinear(
+  root: Module,
+  path: string,
+  m: Linear | Conv1D,
+  s: QuantizationSettings,
+  notConvert: readonly string[],
+): void {
   if (!isConverted(path, notConvert)) return;
   root.setSubmodule(path, quantizeLinear(m, s));
   if (![...root.stateDict().values()].includes(m.weight)) m.weight.dispose(); // a tied weight lives on elsewhere
@@ -130,7 +234,9 @@ export function quantizeModel(root: Module, s: QuantizationSettings): void {
 export function dequantizeModel<M extends Module>(root: M): M {
   for (const [path, m] of root.namedModules()) {
     if (!(m instanceof QuantizedLinear)) continue;
-    const linear = withDeferredLinearWeights(() => new Linear(m.inFeatures, m.outFeatures, { bias: false, generator: new Generator() }));
+    const linear = withDeferredLinearWeights(
+      () => new Linear(m.inFeatures, m.outFeatures, { bias: false, generator: new Generator() }),
+    );
     linear.weight = linear.registerParameter("weight", parameter(m.dequantizeWeight()));
     if (m.bias) linear.bias = linear.registerParameter("bias", m.bias);
     root.setSubmodule(path, linear);

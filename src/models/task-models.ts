@@ -15,7 +15,9 @@ export interface DecoderFamily<C extends PretrainedConfig> {
   /** transformers' class-name prefix ("Bloom"). */
   prefix: string;
   /** The base model class (its forward returns hidden states). */
-  base: new (config: C) => FamilyBase;
+  base: new (
+    config: C,
+  ) => FamilyBase;
   /** The attribute holding the base model ("transformer", "gpt_neox", "model"). */
   baseName: string;
   /** The LM head's name ("lm_head"; GPT-NeoX: "embed_out"). */
@@ -28,7 +30,11 @@ export interface DecoderFamily<C extends PretrainedConfig> {
 type FamilyBase = PreTrainedModel & { forward(inputs: ModelInputs): BaseModelOutput };
 
 /** Register the family's base model under its name: the task model's first child. */
-function registerBase<C extends PretrainedConfig>(model: PreTrainedModel, config: C, family: DecoderFamily<C>): FamilyBase {
+function registerBase<C extends PretrainedConfig>(
+  model: PreTrainedModel,
+  config: C,
+  family: DecoderFamily<C>,
+): FamilyBase {
   return model.registerModule(family.baseName, new family.base(config));
 }
 
@@ -43,7 +49,8 @@ export function causalLmClass<C extends PretrainedConfig>(family: DecoderFamily<
       super(config);
       this.base = registerBase(this, config, family);
       const head = new Linear(family.headInput(config), config.vocab_size, { bias: false });
-      if (config.tie_word_embeddings) head.weight = head.registerParameter("weight", this.base.getInputEmbeddings().weight);
+      if (config.tie_word_embeddings)
+        head.weight = head.registerParameter("weight", this.base.getInputEmbeddings().weight);
       this.head = this.registerModule(family.lmHeadName ?? "lm_head", head);
     }
 
@@ -75,7 +82,10 @@ export function sequenceClassificationClass<C extends PretrainedConfig>(family: 
     constructor(override readonly config: C) {
       super(config);
       this.base = registerBase(this, config, family);
-      this.score = this.registerModule("score", new Linear(family.headInput(config), config.num_labels, { bias: false }));
+      this.score = this.registerModule(
+        "score",
+        new Linear(family.headInput(config), config.num_labels, { bias: false }),
+      );
     }
 
     get baseModelPrefix(): string {

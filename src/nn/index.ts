@@ -7,7 +7,17 @@ export { Embedding } from "./layers/embedding.js";
 export type { EmbeddingOptions } from "./layers/embedding.js";
 export { LayerNorm, RMSNorm } from "./layers/norm.js";
 export type { LayerNormOptions } from "./layers/norm.js";
-export { Activation, activation, activationFn, ReLU, GELU, Tanh, SiLU, Sigmoid, Dropout } from "./layers/activations.js";
+export {
+  Activation,
+  activation,
+  activationFn,
+  ReLU,
+  GELU,
+  Tanh,
+  SiLU,
+  Sigmoid,
+  Dropout,
+} from "./layers/activations.js";
 export type { TensorModule } from "./layers/activations.js";
 export { Sequential, ModuleList, ModuleDict } from "./layers/containers.js";
 export { LSTM } from "./layers/lstm.js";

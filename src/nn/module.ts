@@ -84,7 +84,12 @@ export class Module {
    */
   cloneSharingWeights(): this {
     const copy = Object.assign(Object.create(Object.getPrototypeOf(this) as object) as object, this) as this;
-    Object.assign(copy, { params: new Map(this.params), buffers: new Map(this.buffers), nonPersistent: new Set(this.nonPersistent), children: new Map() });
+    Object.assign(copy, {
+      params: new Map(this.params),
+      buffers: new Map(this.buffers),
+      nonPersistent: new Set(this.nonPersistent),
+      children: new Map(),
+    });
     const fields = copy as unknown as Record<string, unknown>;
     for (const [name, child] of this.children) {
       const cloned = child && child.cloneSharingWeights();
@@ -159,7 +164,8 @@ export class Module {
     const parent = this.getSubmodule(dot < 0 ? "" : path.slice(0, dot));
     const name = path.slice(dot + 1);
     const old = parent.children.get(name);
-    if (old === undefined) throw new Error(`${parent.constructor.name} has no submodule "${name}" to replace (path "${path}")`);
+    if (old === undefined)
+      throw new Error(`${parent.constructor.name} has no submodule "${name}" to replace (path "${path}")`);
     parent.children.set(name, replacement);
     const fields = parent as unknown as Record<string, unknown>;
     for (const key of Object.keys(fields)) if (old !== null && fields[key] === old) fields[key] = replacement;
@@ -209,7 +215,9 @@ export class Module {
         const src = sd.get(key);
         if (!src) continue;
         if (!sameShape(src.shape, target.shape)) {
-          throw new Error(`loadStateDict: "${key}" has shape ${fmtShape(src.shape)} in the state dict but ${fmtShape(target.shape)} in the model`);
+          throw new Error(
+            `loadStateDict: "${key}" has shape ${fmtShape(src.shape)} in the state dict but ${fmtShape(target.shape)} in the model`,
+          );
         }
         target.copy_(src);
       }
@@ -258,7 +266,8 @@ export class Module {
 }
 
 function checkName(name: string): void {
-  if (name === "" || name.includes(".")) throw new Error(`invalid module/parameter name "${name}": it must be non-empty and contain no "."`);
+  if (name === "" || name.includes("."))
+    throw new Error(`invalid module/parameter name "${name}": it must be non-empty and contain no "."`);
 }
 
 /**

@@ -19,7 +19,10 @@ export interface AdamWOptions {
  * State per parameter: step (number), expAvg and expAvgSq (tensors shaped like the parameter).
  */
 export class AdamW extends Optimizer<AdamWOptions> {
-  constructor(params: readonly Tensor[] | readonly ParamGroupInput<AdamWOptions>[], options: Partial<AdamWOptions> = {}) {
+  constructor(
+    params: readonly Tensor[] | readonly ParamGroupInput<AdamWOptions>[],
+    options: Partial<AdamWOptions> = {},
+  ) {
     super(params, { lr: 1e-3, betas: [0.9, 0.999], eps: 1e-8, weightDecay: 1e-2, ...options });
   }
 
@@ -34,7 +37,9 @@ export class AdamW extends Optimizer<AdamWOptions> {
 
   protected override update(p: Tensor, grad: Tensor, g: ParamGroup<AdamWOptions>, st: ParamState): void {
     if (!ownsStorage(p)) {
-      throw new Error("AdamW updates parameters in place and needs each to own its storage contiguously (not a view of another tensor)");
+      throw new Error(
+        "AdamW updates parameters in place and needs each to own its storage contiguously (not a view of another tensor)",
+      );
     }
     if (st["step"] === undefined) {
       st["step"] = 0;
@@ -46,7 +51,12 @@ export class AdamW extends Optimizer<AdamWOptions> {
     // The fused kernel reads the gradient as a flat buffer: a strided gradient is copied first (freed by step's tidy).
     const gFlat = ownsStorage(grad) ? grad : contiguous(grad, true);
     backend().adamw(p.storage, gFlat.storage, (st["expAvg"] as Tensor).storage, (st["expAvgSq"] as Tensor).storage, {
-      lr: g.lr, beta1: g.betas[0], beta2: g.betas[1], eps: g.eps, weightDecay: g.weightDecay, step,
+      lr: g.lr,
+      beta1: g.betas[0],
+      beta2: g.betas[1],
+      eps: g.eps,
+      weightDecay: g.weightDecay,
+      step,
     });
   }
 }

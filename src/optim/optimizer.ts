@@ -53,7 +53,10 @@ export abstract class Optimizer<O extends BaseOptions = BaseOptions> {
   constructor(params: readonly Tensor[] | readonly ParamGroupInput<O>[], defaults: O) {
     this.defaults = Object.freeze({ ...defaults });
     if (params.length === 0) throw new Error("optimizer got an empty parameter list");
-    const groups = params[0] instanceof Tensor ? [{ params: [...(params as Tensor[])] } as ParamGroupInput<O>] : (params as ParamGroupInput<O>[]);
+    const groups =
+      params[0] instanceof Tensor
+        ? [{ params: [...(params as Tensor[])] } as ParamGroupInput<O>]
+        : (params as ParamGroupInput<O>[]);
     for (const g of groups) this.addParamGroup(g);
   }
 
@@ -67,7 +70,8 @@ export abstract class Optimizer<O extends BaseOptions = BaseOptions> {
       seen.add(p);
     }
     const full = { ...this.defaults } as ParamGroup<O>;
-    for (const [k, v] of Object.entries(group)) if (v !== undefined) (full as unknown as Record<string, unknown>)[k] = v;
+    for (const [k, v] of Object.entries(group))
+      if (v !== undefined) (full as unknown as Record<string, unknown>)[k] = v;
     full.params = [...group.params];
     this.validate(full);
     this.paramGroups.push(full);
@@ -109,7 +113,9 @@ export abstract class Optimizer<O extends BaseOptions = BaseOptions> {
           for (const p of group.params) {
             if (!p.requiresGrad || p.grad === null) continue;
             if (p.grad.size !== p.size) {
-              throw new Error(`gradient of shape ${fmtShape(p.grad.shape)} does not match parameter of shape ${fmtShape(p.shape)}`);
+              throw new Error(
+                `gradient of shape ${fmtShape(p.grad.shape)} does not match parameter of shape ${fmtShape(p.shape)}`,
+              );
             }
             let st = this.state.get(p);
             if (!st) this.state.set(p, (st = {}));
@@ -154,7 +160,8 @@ export abstract class Optimizer<O extends BaseOptions = BaseOptions> {
     let next = 0;
     const paramGroups = this.paramGroups.map((g) => {
       const out: Record<string, HyperValue> = {};
-      for (const [k, v] of Object.entries(g)) if (k !== "params") out[k] = Array.isArray(v) ? [...(v as number[])] : (v as HyperValue);
+      for (const [k, v] of Object.entries(g))
+        if (k !== "params") out[k] = Array.isArray(v) ? [...(v as number[])] : (v as HyperValue);
       return { ...out, params: g.params.map(() => next++) };
     });
     return { state, paramGroups };
@@ -163,11 +170,15 @@ export abstract class Optimizer<O extends BaseOptions = BaseOptions> {
   /** Restore a snapshot taken from an optimizer over parameters of the same shapes, in the same group order. */
   loadStateDict(sd: OptimizerStateDict): void {
     if (sd.paramGroups.length !== this.paramGroups.length) {
-      throw new Error(`loaded state dict has ${sd.paramGroups.length} parameter groups, the optimizer has ${this.paramGroups.length}`);
+      throw new Error(
+        `loaded state dict has ${sd.paramGroups.length} parameter groups, the optimizer has ${this.paramGroups.length}`,
+      );
     }
     sd.paramGroups.forEach((g, i) => {
       if (g.params.length !== this.paramGroups[i]!.params.length) {
-        throw new Error(`loaded parameter group ${i} has ${g.params.length} parameters, the optimizer's has ${this.paramGroups[i]!.params.length}`);
+        throw new Error(
+          `loaded parameter group ${i} has ${g.params.length} parameters, the optimizer's has ${this.paramGroups[i]!.params.length}`,
+        );
       }
     });
     // Map saved indices to this optimizer's tensors through the group structure, as PyTorch does.
@@ -182,7 +193,8 @@ export abstract class Optimizer<O extends BaseOptions = BaseOptions> {
         for (const [k, v] of Object.entries(entry)) {
           if (typeof v === "number") st[k] = v;
           else {
-            if (v.length !== p.size) throw new Error(`state "${k}" of parameter ${id} has ${v.length} values, the parameter has ${p.size}`);
+            if (v.length !== p.size)
+              throw new Error(`state "${k}" of parameter ${id} has ${v.length} values, the parameter has ${p.size}`);
             st[k] = keep(tensor(Float32Array.from(v), p.shape));
           }
         }

@@ -26,10 +26,14 @@ export class LRScheduler {
   private lambdas: LrLambda[];
   private lastLr: number[] = [];
 
-  constructor(readonly optimizer: Optimizer<BaseOptions>, lrLambda: LrLambda | readonly LrLambda[]) {
+  constructor(
+    readonly optimizer: Optimizer<BaseOptions>,
+    lrLambda: LrLambda | readonly LrLambda[],
+  ) {
     const n = optimizer.paramGroups.length;
     this.lambdas = typeof lrLambda === "function" ? Array(n).fill(lrLambda) : [...lrLambda];
-    if (this.lambdas.length !== n) throw new Error(`expected ${n} lr lambdas (one per parameter group), got ${this.lambdas.length}`);
+    if (this.lambdas.length !== n)
+      throw new Error(`expected ${n} lr lambdas (one per parameter group), got ${this.lambdas.length}`);
     this.baseLrs = optimizer.paramGroups.map((g) => g.lr);
     this.step();
   }
@@ -83,15 +87,22 @@ export function constantWithWarmupLambda(numWarmupSteps: number): LrLambda {
 
 /** Warmup, then linear decay to 0 at numTrainingSteps (HF get_linear_schedule_with_warmup). */
 export function linearLambda(numWarmupSteps: number, numTrainingSteps: number): LrLambda {
-  return (s) => (s < numWarmupSteps ? warmup(s, numWarmupSteps)
-    : Math.max(0, (numTrainingSteps - s) / Math.max(1, numTrainingSteps - numWarmupSteps)));
+  return (s) =>
+    s < numWarmupSteps
+      ? warmup(s, numWarmupSteps)
+      : Math.max(0, (numTrainingSteps - s) / Math.max(1, numTrainingSteps - numWarmupSteps));
 }
 
 /**
  * Warmup, then cosine decay (HF get_cosine_schedule_with_warmup, and with minLrRate > 0 the cosine_with_min_lr
  * variant, which decays to minLrRate instead of 0). numCycles 0.5 is a half cosine from 1 to the floor.
  */
-export function cosineLambda(numWarmupSteps: number, numTrainingSteps: number, numCycles = 0.5, minLrRate = 0): LrLambda {
+export function cosineLambda(
+  numWarmupSteps: number,
+  numTrainingSteps: number,
+  numCycles = 0.5,
+  minLrRate = 0,
+): LrLambda {
   return (s) => {
     if (s < numWarmupSteps) return warmup(s, numWarmupSteps);
     const progress = (s - numWarmupSteps) / Math.max(1, numTrainingSteps - numWarmupSteps);
@@ -117,7 +128,13 @@ export function inverseSqrtLambda(numWarmupSteps: number, timescale?: number): L
 }
 
 /** Warmup, then polynomial decay from the initial lr to lrEnd (HF get_polynomial_decay_schedule_with_warmup). */
-export function polynomialLambda(numWarmupSteps: number, numTrainingSteps: number, lrInit: number, lrEnd = 1e-7, power = 1): LrLambda {
+export function polynomialLambda(
+  numWarmupSteps: number,
+  numTrainingSteps: number,
+  lrInit: number,
+  lrEnd = 1e-7,
+  power = 1,
+): LrLambda {
   if (!(lrInit > lrEnd)) throw new Error(`lrEnd (${lrEnd}) must be smaller than initial lr (${lrInit})`);
   return (s) => {
     if (s < numWarmupSteps) return warmup(s, numWarmupSteps);
@@ -129,7 +146,14 @@ export function polynomialLambda(numWarmupSteps: number, numTrainingSteps: numbe
 
 /** Names accepted by getScheduler (HF's SchedulerType values that are implemented here). */
 export const SCHEDULER_NAMES = [
-  "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt", "cosine_with_min_lr",
+  "linear",
+  "cosine",
+  "cosine_with_restarts",
+  "polynomial",
+  "constant",
+  "constant_with_warmup",
+  "inverse_sqrt",
+  "cosine_with_min_lr",
 ] as const;
 
 /** A schedule name accepted by getScheduler. */
@@ -155,12 +179,17 @@ export interface SchedulerOptions {
 }
 
 /** The scheduler HF transformers' get_scheduler(name, optimizer, …) returns, as an LRScheduler. */
-export function getScheduler(name: string, optimizer: Optimizer<BaseOptions>, opts: SchedulerOptions = {}): LRScheduler {
+export function getScheduler(
+  name: string,
+  optimizer: Optimizer<BaseOptions>,
+  opts: SchedulerOptions = {},
+): LRScheduler {
   if (!(SCHEDULER_NAMES as readonly string[]).includes(name)) {
     throw new Error(`unknown lr scheduler "${name}"; supported: ${SCHEDULER_NAMES.join(", ")}`);
   }
   const warm = opts.numWarmupSteps ?? 0;
-  if (!(Number.isInteger(warm) && warm >= 0)) throw new Error(`numWarmupSteps must be a non-negative integer, got ${warm}`);
+  if (!(Number.isInteger(warm) && warm >= 0))
+    throw new Error(`numWarmupSteps must be a non-negative integer, got ${warm}`);
   const total = (): number => {
     const t = opts.numTrainingSteps;
     if (t === undefined) throw new Error(`${name} requires numTrainingSteps, please provide that argument`);
@@ -169,13 +198,20 @@ export function getScheduler(name: string, optimizer: Optimizer<BaseOptions>, op
   };
   const make = (f: LrLambda) => new LRScheduler(optimizer, f);
   switch (name as SchedulerName) {
-    case "constant": return make(constantLambda());
-    case "constant_with_warmup": return make(constantWithWarmupLambda(warm));
-    case "inverse_sqrt": return make(inverseSqrtLambda(warm, opts.timescale));
-    case "linear": return make(linearLambda(warm, total()));
-    case "cosine": return make(cosineLambda(warm, total(), opts.numCycles ?? 0.5));
-    case "cosine_with_restarts": return make(cosineWithRestartsLambda(warm, total(), opts.numCycles ?? 1));
-    case "polynomial": return make(polynomialLambda(warm, total(), optimizer.defaults.lr, opts.lrEnd, opts.power));
+    case "constant":
+      return make(constantLambda());
+    case "constant_with_warmup":
+      return make(constantWithWarmupLambda(warm));
+    case "inverse_sqrt":
+      return make(inverseSqrtLambda(warm, opts.timescale));
+    case "linear":
+      return make(linearLambda(warm, total()));
+    case "cosine":
+      return make(cosineLambda(warm, total(), opts.numCycles ?? 0.5));
+    case "cosine_with_restarts":
+      return make(cosineWithRestartsLambda(warm, total(), opts.numCycles ?? 1));
+    case "polynomial":
+      return make(polynomialLambda(warm, total(), optimizer.defaults.lr, opts.lrEnd, opts.power));
     case "cosine_with_min_lr": {
       if ((opts.minLr === undefined) === (opts.minLrRate === undefined)) {
         throw new Error("cosine_with_min_lr needs exactly one of minLr or minLrRate");

@@ -28,11 +28,13 @@ export class SGD extends Optimizer<SGDOptions> {
     super.validate(g);
     if (!(g.momentum >= 0)) throw new Error(`invalid momentum value: ${g.momentum}`);
     if (!(g.weightDecay >= 0)) throw new Error(`invalid weightDecay value: ${g.weightDecay}`);
-    if (g.nesterov && (g.momentum <= 0 || g.dampening !== 0)) throw new Error("Nesterov momentum requires a momentum and zero dampening");
+    if (g.nesterov && (g.momentum <= 0 || g.dampening !== 0))
+      throw new Error("Nesterov momentum requires a momentum and zero dampening");
   }
 
   protected override update(p: Tensor, grad: Tensor, g: ParamGroup<SGDOptions>, st: ParamState): void {
-    if (!ownsStorage(p)) throw new Error("SGD updates parameters in place and needs each to own its storage contiguously (not a view)");
+    if (!ownsStorage(p))
+      throw new Error("SGD updates parameters in place and needs each to own its storage contiguously (not a view)");
     // Temporaries below are freed by the tidy scope of step().
     let d = g.weightDecay !== 0 ? addScaled(contiguous(grad, true), p, g.weightDecay) : grad;
     if (g.momentum !== 0) {

@@ -4,8 +4,23 @@
  * builds and checks its configs.
  */
 import {
-  anyObject, bool, checkFieldNames, checkFields, defaultsOf, either, field, integer, listOf, moduleNames, nullable, oneOf, showValue, string,
-  type FieldSpec, type FieldTable, type ForeignField,
+  anyObject,
+  bool,
+  checkFieldNames,
+  checkFields,
+  defaultsOf,
+  either,
+  field,
+  integer,
+  listOf,
+  moduleNames,
+  nullable,
+  oneOf,
+  showValue,
+  string,
+  type FieldSpec,
+  type FieldTable,
+  type ForeignField,
 } from "../io/config-fields.js";
 import { ConfigError } from "../errors.js";
 
@@ -67,15 +82,29 @@ export interface PeftConfig {
 type DeclaredKeys<T> = keyof { [K in keyof T as string extends K ? never : number extends K ? never : K]: T[K] };
 
 /** A method's own fields (those of PeftConfig excluded), each with its spec: the table must list every one. */
-export type MethodFields<C extends PeftConfig> = { readonly [K in Exclude<DeclaredKeys<C>, DeclaredKeys<PeftConfig>>]-?: FieldSpec<C[K]> };
+export type MethodFields<C extends PeftConfig> = {
+  readonly [K in Exclude<DeclaredKeys<C>, DeclaredKeys<PeftConfig>>]-?: FieldSpec<C[K]>;
+};
 
 /** The fields every method shares (peft's PeftConfig), but peft_type, which the method fixes. */
 export const COMMON_FIELDS = {
-  task_type: field<TaskType | null>(nullable(oneOf(...Object.values(TaskType))), null, "The task the model is adapted for; it selects the PeftModel class."),
-  base_model_name_or_path: field<string | null>(nullable(string), null, "The base model the adapter was made for (filled in on save)."),
+  task_type: field<TaskType | null>(
+    nullable(oneOf(...Object.values(TaskType))),
+    null,
+    "The task the model is adapted for; it selects the PeftModel class.",
+  ),
+  base_model_name_or_path: field<string | null>(
+    nullable(string),
+    null,
+    "The base model the adapter was made for (filled in on save).",
+  ),
   revision: field<string | null>(nullable(string), null, "The Hub revision of the base model."),
   inference_mode: field(bool, false, "Load the adapter frozen, for inference only (set to true on save)."),
-  auto_mapping: field<Record<string, unknown> | null>(nullable(anyObject), null, "Which classes saved the base model (written by peft for custom models)."),
+  auto_mapping: field<Record<string, unknown> | null>(
+    nullable(anyObject),
+    null,
+    "Which classes saved the base model (written by peft for custom models).",
+  ),
 } as const;
 
 /** The fields several injected-layer methods share (LoRA, AdaLoRA, IA3, LoHa, LoKr): one spec each. */
@@ -85,7 +114,11 @@ export const TARGETING_FIELDS = {
     null,
     'Modules to adapt: a list of names (matched at the end of module paths), a full-match regex string, or "all-linear"; null: the model type\'s default.',
   ),
-  exclude_modules: field<string | string[] | null>(nullable(moduleNames), null, "Modules not to adapt: a list of names or a full-match regex string."),
+  exclude_modules: field<string | string[] | null>(
+    nullable(moduleNames),
+    null,
+    "Modules not to adapt: a list of names or a full-match regex string.",
+  ),
   modules_to_save: field<string[] | null>(
     nullable(listOf(string)),
     null,
@@ -96,8 +129,16 @@ export const TARGETING_FIELDS = {
     null,
     "Adapt only the layers with these indices (with layers_pattern naming the layer list).",
   ),
-  layers_pattern: field<string | string[] | null>(nullable(moduleNames), null, 'The name of the layer list that layers_to_transform indexes ("layers", "h").'),
-  fan_in_fan_out: field(bool, false, "The layer stores its weight as [in, out] (GPT-2's Conv1D; forced to true there)."),
+  layers_pattern: field<string | string[] | null>(
+    nullable(moduleNames),
+    null,
+    'The name of the layer list that layers_to_transform indexes ("layers", "h").',
+  ),
+  fan_in_fan_out: field(
+    bool,
+    false,
+    "The layer stores its weight as [in, out] (GPT-2's Conv1D; forced to true there).",
+  ),
 } as const;
 
 /** Fields every config of newer peft releases may hold that change nothing here. */
@@ -117,7 +158,10 @@ export function checkConfigValues(config: PeftConfig): void {
 }
 
 /** A method's config builder: fields (from code, a CLI config or a file) → a complete, checked config. */
-export type ConfigBuilder<C extends PeftConfig> = (fields: Partial<C> | Record<string, unknown>, fromFile: boolean) => C;
+export type ConfigBuilder<C extends PeftConfig> = (
+  fields: Partial<C> | Record<string, unknown>,
+  fromFile: boolean,
+) => C;
 
 /**
  * The builder of a method's config from its field table: the fields' names are checked (unknown ones are an error

@@ -29,12 +29,27 @@ export type PeftInputs = Seq2SeqInputs & {
 };
 
 /** Which of peft's task forwards (PeftModelForCausalLM.forward, …) a PeftModel runs. */
-export type PeftTask = "causal-lm" | "seq2seq-lm" | "sequence-classification" | "token-classification" | "question-answering" | "feature-extraction";
+export type PeftTask =
+  | "causal-lm"
+  | "seq2seq-lm"
+  | "sequence-classification"
+  | "token-classification"
+  | "question-answering"
+  | "feature-extraction";
 
 /** How add_weighted_adapter combines LoRA adapters (peft 0.15.2's combination types). */
 export type CombinationType =
-  | "linear" | "cat" | "svd" | "ties" | "ties_svd" | "dare_linear" | "dare_linear_svd" | "dare_ties" | "dare_ties_svd"
-  | "magnitude_prune" | "magnitude_prune_svd";
+  | "linear"
+  | "cat"
+  | "svd"
+  | "ties"
+  | "ties_svd"
+  | "dare_linear"
+  | "dare_linear_svd"
+  | "dare_ties"
+  | "dare_ties_svd"
+  | "magnitude_prune"
+  | "magnitude_prune_svd";
 
 /** Options of addWeightedAdapter (peft's keyword arguments; LoRA only). */
 export interface WeightedAdapterOptions {
@@ -70,7 +85,12 @@ export interface Merging {
 /** Capability: a new adapter from a weighted combination of existing ones (peft's add_weighted_adapter). */
 export interface WeightedCombination {
   /** Add `adapterName` combining `adapters` with `weights`; returns its config. It is added inactive and frozen. */
-  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, opts: WeightedAdapterOptions): PeftConfig;
+  addWeightedAdapter(
+    adapters: readonly string[],
+    weights: readonly number[],
+    adapterName: string,
+    opts: WeightedAdapterOptions,
+  ): PeftConfig;
 }
 
 /** Capability: work after every optimizer step, before the gradients are zeroed (AdaLoRA's rank allocation). */

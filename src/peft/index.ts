@@ -27,10 +27,23 @@ import "./tuners/xlora/index.js";
 export { PeftType, TaskType } from "./config.js";
 export type { PeftConfig } from "./config.js";
 export {
-  PeftModel, PeftModelForCausalLM, PeftModelForSeq2SeqLM, PeftModelForSequenceClassification, PeftModelForTokenClassification,
-  PeftModelForQuestionAnswering, PeftModelForFeatureExtraction, getPeftModel, readAdapterConfig, injectAdapterInModel, countTrainableParameters,
-  AutoPeftModel, AutoPeftModelForCausalLM, AutoPeftModelForSeq2SeqLM, AutoPeftModelForSequenceClassification,
-  AutoPeftModelForTokenClassification, AutoPeftModelForQuestionAnswering,
+  PeftModel,
+  PeftModelForCausalLM,
+  PeftModelForSeq2SeqLM,
+  PeftModelForSequenceClassification,
+  PeftModelForTokenClassification,
+  PeftModelForQuestionAnswering,
+  PeftModelForFeatureExtraction,
+  getPeftModel,
+  readAdapterConfig,
+  injectAdapterInModel,
+  countTrainableParameters,
+  AutoPeftModel,
+  AutoPeftModelForCausalLM,
+  AutoPeftModelForSeq2SeqLM,
+  AutoPeftModelForSequenceClassification,
+  AutoPeftModelForTokenClassification,
+  AutoPeftModelForQuestionAnswering,
 } from "./peft-model.js";
 export type { SaveOptions, LoadOptions, PeftGenerateOptions } from "./peft-model.js";
 export { BASE_ROW, withAdapterNames } from "./mixed-batch.js";
@@ -38,10 +51,28 @@ export { configFromJson, registerMethod, hostFactory } from "./registry.js";
 export type { PeftMethod, InjectedLayersMethod, VirtualTokensMethod, PromptEncoderContext } from "./registry.js";
 export { HOST_NAME } from "./contract.js";
 export type {
-  AdapterHost, AdapterCapabilities, Merging, WeightedCombination, OptimizerStepHook, SavedAdapter, AdapterFiles, PeftTask, PeftInputs,
+  AdapterHost,
+  AdapterCapabilities,
+  Merging,
+  WeightedCombination,
+  OptimizerStepHook,
+  SavedAdapter,
+  AdapterFiles,
+  PeftTask,
+  PeftInputs,
 } from "./contract.js";
 export {
-  LoraConfig, LoraModel, LoraLayer, LoraLinear, LoraEmbedding, DoraLayer, DoraLinearVariant, plainLora, LORA_DISPATCHERS, dispatchLinear, dispatchEmbedding,
+  LoraConfig,
+  LoraModel,
+  LoraLayer,
+  LoraLinear,
+  LoraEmbedding,
+  DoraLayer,
+  DoraLinearVariant,
+  plainLora,
+  LORA_DISPATCHERS,
+  dispatchLinear,
+  dispatchEmbedding,
 } from "./tuners/lora/index.js";
 export type { LoraVariant, LoraDispatcher } from "./tuners/lora/index.js";
 export { hotswapAdapter, hotswapAdapterFromStateDict, checkHotswapConfigsCompatible } from "./tuners/lora/index.js";
@@ -80,8 +111,27 @@ export type { ParameterSelection } from "./tuners/selection.js";
 export { BitFitConfig, bitFitParameters } from "./tuners/bitfit/index.js";
 export { FreezeConfig, freezeParameters } from "./tuners/freeze/index.js";
 export { layerLists } from "./layer-lists.js";
-export { DiffPruningConfig, DiffPruningModel, DiffPruningLinear, hardConcreteGate, expectedL0, HC_BETA, HC_GAMMA, HC_ZETA } from "./tuners/diff_pruning/index.js";
-export { SeqBnConfig, DoubleSeqBnConfig, BottleneckModel, BottleneckAdapter, BottleneckSite } from "./tuners/bottleneck/index.js";
+export {
+  DiffPruningConfig,
+  DiffPruningModel,
+  DiffPruningLinear,
+  hardConcreteGate,
+  expectedL0,
+  HC_BETA,
+  HC_GAMMA,
+  HC_ZETA,
+} from "./tuners/diff_pruning/index.js";
+export {
+  SeqBnConfig,
+  DoubleSeqBnConfig,
+  BottleneckModel,
+  BottleneckAdapter,
+  BottleneckSite,
+} from "./tuners/bottleneck/index.js";
 export type { BottleneckConfig } from "./tuners/bottleneck/index.js";
-export { MultitaskPromptTuningConfig, MultitaskPromptTuningInit, MultitaskPromptEmbedding } from "./tuners/multitask_prompt_tuning/index.js";
+export {
+  MultitaskPromptTuningConfig,
+  MultitaskPromptTuningInit,
+  MultitaskPromptEmbedding,
+} from "./tuners/multitask_prompt_tuning/index.js";
 export { XLoraConfig, XLoraModel, XLoraClassifier } from "./tuners/xlora/index.js";

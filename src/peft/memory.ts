@@ -15,7 +15,10 @@ function largestRank(config: PeftConfig): number | null {
   const base = config.peft_type === "ADALORA" ? config["init_r"] : config["r"];
   if (typeof base !== "number") return null;
   const pattern = config["rank_pattern"];
-  const overrides = pattern !== null && typeof pattern === "object" ? Object.values(pattern).filter((v): v is number => typeof v === "number") : [];
+  const overrides =
+    pattern !== null && typeof pattern === "object"
+      ? Object.values(pattern).filter((v): v is number => typeof v === "number")
+      : [];
   return Math.max(base, ...overrides);
 }
 
@@ -40,7 +43,8 @@ export function checkAdapterFitsInMemory(model: Module & { config: { model_type:
   const modules = new Map(model.namedModules());
   let values = 0;
   for (const name of linearModuleNames(model)) {
-    if (all || checkTarget({ ...fields, target_modules: targets }, name) === true) values += rank * fanSum(modules.get(name)!);
+    if (all || checkTarget({ ...fields, target_modules: targets }, name) === true)
+      values += rank * fanSum(modules.get(name)!);
   }
   const needed = 4 * values;
   const free = freemem();
@@ -48,6 +52,7 @@ export function checkAdapterFitsInMemory(model: Module & { config: { model_type:
     throw new ConfigError(
       `${config.peft_type} config: r ${rank} on these target modules needs at least ${(needed / 1e9).toFixed(1)} GB for the adapter weights, ` +
         `but only ${(free / 1e9).toFixed(1)} GB of memory is free`,
-      "r is the rank of the update (typically 4–64): lower r (or rank_pattern), or target fewer modules");
+      "r is the rank of the update (typically 4–64): lower r (or rank_pattern), or target fewer modules",
+    );
   }
 }

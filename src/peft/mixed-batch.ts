@@ -44,7 +44,10 @@ export function checkMixedBatch(names: readonly string[], batch: number, merged:
  * adapter's rows. Rows of "__base__" or of adapters this layer lacks keep the base output.
  */
 export function mixedBatchForward(
-  x: Tensor, base: Tensor, names: readonly string[], holds: (adapter: string) => boolean,
+  x: Tensor,
+  base: Tensor,
+  names: readonly string[],
+  holds: (adapter: string) => boolean,
   delta: (adapter: string, rows: Tensor) => Tensor,
 ): Tensor {
   const rows = names.map((_, r) => narrow(base, 0, r, 1));

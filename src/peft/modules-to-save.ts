@@ -39,7 +39,9 @@ export class ModulesToSaveWrapper extends Module {
 
   /** The module that forward uses now. */
   activeModule(): Module {
-    return this.disableAdapters || !this.modules_to_save.has(this.activeAdapter) ? this.original_module : this.modules_to_save.get(this.activeAdapter);
+    return this.disableAdapters || !this.modules_to_save.has(this.activeAdapter)
+      ? this.original_module
+      : this.modules_to_save.get(this.activeAdapter);
   }
 
   /** Forward through the active copy (the original when disabled). */

@@ -8,7 +8,14 @@ import { Module, quantizedWeightElements } from "../nn/index.js";
 import type { PreTrainedModel } from "../models/pretrained.js";
 import type { ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
 import { fromPretrained as loadModel, type Task } from "../models/auto.js";
-import { generate, generateDetailed, generateStream, type GenerateOptions, type GenerateOutput, type GenerationStep } from "../generation/index.js";
+import {
+  generate,
+  generateDetailed,
+  generateStream,
+  type GenerateOptions,
+  type GenerateOutput,
+  type GenerationStep,
+} from "../generation/index.js";
 import type { Tensor } from "../tensor/index.js";
 import { loadSafetensors, writeSafetensors } from "../io/safetensors.js";
 import { readJsonObject } from "../io/json.js";
@@ -23,7 +30,14 @@ import { checkAdapterFitsInMemory } from "./memory.js";
 import { TASK_HEADS } from "./mapping.js";
 import { BASE_ROW, withAdapterNames } from "./mixed-batch.js";
 import type { Generative } from "../generation/index.js";
-import { HOST_NAME, type AdapterHost, type Merging, type PeftInputs, type PeftTask, type WeightedAdapterOptions } from "./contract.js";
+import {
+  HOST_NAME,
+  type AdapterHost,
+  type Merging,
+  type PeftInputs,
+  type PeftTask,
+  type WeightedAdapterOptions,
+} from "./contract.js";
 import { adapterModelCard } from "./model-card.js";
 import { ConfigError } from "../errors.js";
 import { mutatedAdapterAsLora } from "./tuners/lora/convert.js";
@@ -55,7 +69,8 @@ export interface LoadOptions extends HubOptions {
 
 /** [trainable, all] parameter counts of any module (peft's get_nb_trainable_parameters; shared tensors counted once). */
 export function countTrainableParameters(module: Module): [number, number] {
-  let trainable = 0, all = 0;
+  let trainable = 0,
+    all = 0;
   for (const p of module.parameters()) {
     all += p.size;
     if (p.requiresGrad) trainable += p.size;
@@ -87,7 +102,10 @@ export class PeftModel extends Module {
     super();
     checkBeforeInjecting(model, config);
     const prepared = this.prepareConfig(config);
-    this.base_model = this.registerModule(HOST_NAME, methodFor(prepared.peft_type).createHost(model, prepared, adapterName));
+    this.base_model = this.registerModule(
+      HOST_NAME,
+      methodFor(prepared.peft_type).createHost(model, prepared, adapterName),
+    );
     this.peftConfig[adapterName] = this.base_model.peftConfig.get(adapterName)!;
     this.activeAdapter = adapterName;
     this.peftConfig[adapterName]!.base_model_name_or_path ??= model.nameOrPath;
@@ -160,9 +178,15 @@ export class PeftModel extends Module {
     this.checkAdapterNames(adapterNames);
     const encode = inner.encode;
     return {
-      get config() { return inner.config; },
-      get isEncoderDecoder() { return inner.isEncoderDecoder; },
-      get training() { return inner.training; },
+      get config() {
+        return inner.config;
+      },
+      get isEncoderDecoder() {
+        return inner.isEncoderDecoder;
+      },
+      get training() {
+        return inner.training;
+      },
       forward: (i) => withAdapterNames(adapterNames, () => inner.forward(i)),
       ...(encode ? { encode: (i: Seq2SeqInputs) => withAdapterNames(adapterNames, () => encode.call(inner, i)) } : {}),
       eval: () => inner.eval(),
@@ -175,8 +199,16 @@ export class PeftModel extends Module {
     for (const name of new Set(names)) {
       if (name === BASE_ROW) continue;
       const config = this.peftConfig[name];
-      if (!config) throw new ConfigError(`adapterNames: no adapter named "${name}"`, `loaded adapters: ${Object.keys(this.peftConfig).join(", ")}; "${BASE_ROW}" means none`);
-      if (config.peft_type !== "LORA") throw new ConfigError(`adapterNames: adapter "${name}" is ${config.peft_type}; mixed-adapter batches work with LoRA adapters only`, "run it alone with setAdapter");
+      if (!config)
+        throw new ConfigError(
+          `adapterNames: no adapter named "${name}"`,
+          `loaded adapters: ${Object.keys(this.peftConfig).join(", ")}; "${BASE_ROW}" means none`,
+        );
+      if (config.peft_type !== "LORA")
+        throw new ConfigError(
+          `adapterNames: adapter "${name}" is ${config.peft_type}; mixed-adapter batches work with LoRA adapters only`,
+          "run it alone with setAdapter",
+        );
     }
   }
 
@@ -208,7 +240,9 @@ export class PeftModel extends Module {
   /** Add another adapter (not made active). */
   addAdapter(adapterName: string, config: PeftConfig): void {
     if (config.peft_type !== this.activePeftConfig.peft_type) {
-      throw new Error(`cannot add a ${config.peft_type} adapter to a model whose adapters are ${this.activePeftConfig.peft_type}`);
+      throw new Error(
+        `cannot add a ${config.peft_type} adapter to a model whose adapters are ${this.activePeftConfig.peft_type}`,
+      );
     }
     checkBeforeInjecting(this.getBaseModel(), config);
     const prepared = this.base_model.injectAdapter(this.prepareConfig(config), adapterName);
@@ -218,7 +252,8 @@ export class PeftModel extends Module {
 
   /** Make an adapter the active one. */
   setAdapter(adapterName: string): void {
-    if (!(adapterName in this.peftConfig)) throw new Error(`adapter "${adapterName}" not found; adapters: ${Object.keys(this.peftConfig).join(", ")}`);
+    if (!(adapterName in this.peftConfig))
+      throw new Error(`adapter "${adapterName}" not found; adapters: ${Object.keys(this.peftConfig).join(", ")}`);
     this.base_model.setAdapter(adapterName);
     this.activeAdapter = adapterName;
   }
@@ -230,7 +265,11 @@ export class PeftModel extends Module {
   setRequiresGrad(adapterNames: string | string[], requiresGrad = true): void {
     const names = typeof adapterNames === "string" ? [adapterNames] : adapterNames;
     const unknown = names.filter((n) => !(n in this.peftConfig));
-    if (unknown.length > 0) throw new ConfigError(`setRequiresGrad: no adapter named ${unknown.map((n) => `"${n}"`).join(", ")}`, `adapters: ${Object.keys(this.peftConfig).join(", ")}`);
+    if (unknown.length > 0)
+      throw new ConfigError(
+        `setRequiresGrad: no adapter named ${unknown.map((n) => `"${n}"`).join(", ")}`,
+        `adapters: ${Object.keys(this.peftConfig).join(", ")}`,
+      );
     for (const n of names) for (const p of this.base_model.adapterParameters(n)) p.requiresGrad = requiresGrad;
   }
 
@@ -247,10 +286,17 @@ export class PeftModel extends Module {
    * rank svdRank or max r). IA3 adapters combine as Σ weightᵢ·lᵢ (no options). The new adapter is not made
    * active; call setAdapter(adapterName).
    */
-  addWeightedAdapter(adapters: string[], weights: number[], adapterName: string, opts: WeightedAdapterOptions = {}): void {
+  addWeightedAdapter(
+    adapters: string[],
+    weights: number[],
+    adapterName: string,
+    opts: WeightedAdapterOptions = {},
+  ): void {
     const combiner = this.base_model.capabilities.weightedCombination;
     if (!combiner) {
-      throw new Error(`addWeightedAdapter combines LoRA adapters only (and IA3 adapters); this model's adapters are ${this.activePeftConfig.peft_type}`);
+      throw new Error(
+        `addWeightedAdapter combines LoRA adapters only (and IA3 adapters); this model's adapters are ${this.activePeftConfig.peft_type}`,
+      );
     }
     this.peftConfig[adapterName] = combiner.addWeightedAdapter(adapters, weights, adapterName, opts);
   }
@@ -275,7 +321,9 @@ export class PeftModel extends Module {
     const merging = this.base_model.capabilities.merge;
     if (!merging) {
       const type = this.activePeftConfig.peft_type;
-      throw new Error(`${type} adapters cannot be merged into the weights: they are extra inputs or attention, not weight changes; use unload() to remove them`);
+      throw new Error(
+        `${type} adapters cannot be merged into the weights: they are extra inputs or attention, not weight changes; use unload() to remove them`,
+      );
     }
     return merging;
   }
@@ -312,25 +360,40 @@ export class PeftModel extends Module {
    * Files are written atomically.
    */
   savePretrained(dir: string, opts: SaveOptions = {}): void {
-    if (opts.safeSerialization === false) throw new Error("only safetensors serialization is supported (safeSerialization: true)");
+    if (opts.safeSerialization === false)
+      throw new Error("only safetensors serialization is supported (safeSerialization: true)");
     const names = opts.selectedAdapters ?? Object.keys(this.peftConfig);
     for (const name of names) {
       const config = this.peftConfig[name];
-      if (!config) throw new Error(`cannot save adapter "${name}": no such adapter; adapters: ${Object.keys(this.peftConfig).join(", ")}`);
+      if (!config)
+        throw new Error(
+          `cannot save adapter "${name}": no such adapter; adapters: ${Object.keys(this.peftConfig).join(", ")}`,
+        );
       const out = name === "default" ? dir : join(dir, name);
       const state = this.base_model.saveAdapter(name);
       const initialDir = opts.pathInitialModelForWeightConversion;
-      const { config: savedConfig, tensors } = initialDir ? mutatedAdapterAsLora(config, state.tensors, initialDir) : { config, tensors: state.tensors };
+      const { config: savedConfig, tensors } = initialDir
+        ? mutatedAdapterAsLora(config, state.tensors, initialDir)
+        : { config, tensors: state.tensors };
       // The folder is replaced as a whole (weights and config never from two saves); other files in it are kept.
-      writeFolderAtomic(out, (tmp) => {
-        writeSafetensors(join(tmp, "adapter_model.safetensors"), tensors, { format: "pt" });
-        // Side files (P-tuning / projected prefixes: the encoder network's weights, so that training can resume
-        // exactly; Python peft ignores them).
-        for (const [file, tensors] of state.sideFiles) writeSafetensors(join(tmp, file), tensors, { format: "pt" });
-        const saved = { ...savedConfig, inference_mode: true, base_model_name_or_path: config.base_model_name_or_path ?? this.getBaseModel().nameOrPath };
-        writeFileAtomic(join(tmp, "adapter_config.json"), pythonJson(saved));
-        if (!existsSync(join(out, "README.md"))) writeFileAtomic(join(tmp, "README.md"), adapterModelCard(saved.base_model_name_or_path));
-      }, { carryOver: (f) => !/^adapter_(config\.json|model\.(safetensors|bin))$/.test(f) && !state.sideFiles.has(f) });
+      writeFolderAtomic(
+        out,
+        (tmp) => {
+          writeSafetensors(join(tmp, "adapter_model.safetensors"), tensors, { format: "pt" });
+          // Side files (P-tuning / projected prefixes: the encoder network's weights, so that training can resume
+          // exactly; Python peft ignores them).
+          for (const [file, tensors] of state.sideFiles) writeSafetensors(join(tmp, file), tensors, { format: "pt" });
+          const saved = {
+            ...savedConfig,
+            inference_mode: true,
+            base_model_name_or_path: config.base_model_name_or_path ?? this.getBaseModel().nameOrPath,
+          };
+          writeFileAtomic(join(tmp, "adapter_config.json"), pythonJson(saved));
+          if (!existsSync(join(out, "README.md")))
+            writeFileAtomic(join(tmp, "README.md"), adapterModelCard(saved.base_model_name_or_path));
+        },
+        { carryOver: (f) => !/^adapter_(config\.json|model\.(safetensors|bin))$/.test(f) && !state.sideFiles.has(f) },
+      );
     }
   }
 
@@ -411,14 +474,15 @@ export class PeftModelForFeatureExtraction extends PeftModel {
   protected override readonly peftTask: PeftTask = "feature-extraction";
 }
 
-const TASK_CLASSES: Record<string, new (model: PreTrainedModel, config: PeftConfig, adapterName: string) => PeftModel> = {
-  [TaskType.CAUSAL_LM]: PeftModelForCausalLM,
-  [TaskType.SEQ_2_SEQ_LM]: PeftModelForSeq2SeqLM,
-  [TaskType.SEQ_CLS]: PeftModelForSequenceClassification,
-  [TaskType.TOKEN_CLS]: PeftModelForTokenClassification,
-  [TaskType.QUESTION_ANS]: PeftModelForQuestionAnswering,
-  [TaskType.FEATURE_EXTRACTION]: PeftModelForFeatureExtraction,
-};
+const TASK_CLASSES: Record<string, new (model: PreTrainedModel, config: PeftConfig, adapterName: string) => PeftModel> =
+  {
+    [TaskType.CAUSAL_LM]: PeftModelForCausalLM,
+    [TaskType.SEQ_2_SEQ_LM]: PeftModelForSeq2SeqLM,
+    [TaskType.SEQ_CLS]: PeftModelForSequenceClassification,
+    [TaskType.TOKEN_CLS]: PeftModelForTokenClassification,
+    [TaskType.QUESTION_ANS]: PeftModelForQuestionAnswering,
+    [TaskType.FEATURE_EXTRACTION]: PeftModelForFeatureExtraction,
+  };
 
 /** Wrap a transformers model with a PEFT method: only the adapter (and modules_to_save) parameters stay trainable. */
 export function getPeftModel(model: PreTrainedModel, config: PeftConfig, adapterName = "default"): PeftModel {
@@ -430,15 +494,24 @@ export function getPeftModel(model: PreTrainedModel, config: PeftConfig, adapter
  * Inject a new adapter's layers into `model` in place, without a PeftModel around it (peft's inject_adapter_in_model);
  * returns the model. Injected-layers methods only (not LLaMA-Adapter, as in peft).
  */
-export function injectAdapterInModel(config: PeftConfig, model: PreTrainedModel, adapterName = "default"): PreTrainedModel {
+export function injectAdapterInModel(
+  config: PeftConfig,
+  model: PreTrainedModel,
+  adapterName = "default",
+): PreTrainedModel {
   const method = methodFor(config.peft_type);
   if (method.family !== "injected-layers" || config.peft_type === "ADAPTION_PROMPT") {
-    throw new ConfigError(`injectAdapterInModel does not support ${config.peft_type}: prompt learning methods and adaption prompt need a PeftModel`, "use getPeftModel(model, config)");
+    throw new ConfigError(
+      `injectAdapterInModel does not support ${config.peft_type}: prompt learning methods and adaption prompt need a PeftModel`,
+      "use getPeftModel(model, config)",
+    );
   }
   checkBeforeInjecting(model, config);
   const host = injectedHosts.get(model);
   if (host && host.peftConfig.values().next().value?.peft_type !== config.peft_type) {
-    throw new ConfigError(`injectAdapterInModel: this model already has adapters of another method; cannot add a ${config.peft_type} adapter`);
+    throw new ConfigError(
+      `injectAdapterInModel: this model already has adapters of another method; cannot add a ${config.peft_type} adapter`,
+    );
   }
   if (host) host.injectAdapter(config, adapterName);
   else injectedHosts.set(model, method.createHost(model, config, adapterName));
@@ -457,7 +530,9 @@ export function injectedHost(model: PreTrainedModel): AdapterHost | undefined {
 export function readAdapterConfig(dir: string, isTrainable: boolean): PeftConfig {
   const path = join(dir, "adapter_config.json");
   if (!existsSync(path)) {
-    const found = existsSync(dir) ? readdirSync(dir).join(", ") || "an empty folder" : "nothing (the folder does not exist)";
+    const found = existsSync(dir)
+      ? readdirSync(dir).join(", ") || "an empty folder"
+      : "nothing (the folder does not exist)";
     throw new Error(`${dir} is not a PEFT adapter folder: adapter_config.json is missing (found ${found})`);
   }
   const config = configFromJson(readJsonObject(path));
@@ -477,11 +552,18 @@ const TASK_OF_TYPE: Record<string, Task> = {
 /** Where base_model_name_or_path points: absolute, relative to the working directory, or to the adapter folder. */
 function resolveBasePath(adapterDir: string, recorded: string): string {
   if (isAbsolute(recorded)) return recorded;
-  for (const candidate of [resolve(recorded), resolve(adapterDir, recorded), resolve(adapterDir, "..", recorded), resolve(adapterDir, "../..", recorded)]) {
+  for (const candidate of [
+    resolve(recorded),
+    resolve(adapterDir, recorded),
+    resolve(adapterDir, "..", recorded),
+    resolve(adapterDir, "../..", recorded),
+  ]) {
     if (existsSync(join(candidate, "config.json"))) return candidate;
   }
   if (isRepoId(recorded)) return recorded; // a Hub id: fromPretrained downloads it
-  throw new Error(`the adapter's base model "${recorded}" was not found (looked relative to the working directory and to ${adapterDir}); pass the base model explicitly with PeftModel.fromPretrained(model, dir)`);
+  throw new Error(
+    `the adapter's base model "${recorded}" was not found (looked relative to the working directory and to ${adapterDir}); pass the base model explicitly with PeftModel.fromPretrained(model, dir)`,
+  );
 }
 
 function autoPeft(task: Task) {
@@ -491,9 +573,12 @@ function autoPeft(task: Task) {
       const dir = resolvePretrainedSync(nameOrPath, "adapter", opts);
       const config = readJsonObject(join(dir, "adapter_config.json"));
       const recorded = opts.baseModelPath ?? config["base_model_name_or_path"];
-      if (typeof recorded !== "string") throw new Error(`${dir}/adapter_config.json has no base_model_name_or_path; load the base model yourself and use PeftModel.fromPretrained`);
+      if (typeof recorded !== "string")
+        throw new Error(
+          `${dir}/adapter_config.json has no base_model_name_or_path; load the base model yourself and use PeftModel.fromPretrained`,
+        );
       const taskType = config["task_type"];
-      const wanted = typeof taskType === "string" ? TASK_OF_TYPE[taskType] ?? task : task;
+      const wanted = typeof taskType === "string" ? (TASK_OF_TYPE[taskType] ?? task) : task;
       // The base model's revision is the config's "revision" (peft's AutoPeftModel), not the adapter's.
       const { revision: _adapterRevision, ...hub } = opts;
       const baseRevision = typeof config["revision"] === "string" ? { revision: config["revision"] } : {};

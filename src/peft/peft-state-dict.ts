@@ -25,17 +25,30 @@ export interface StateDictLoadResult {
 function adapterSite(model: PeftModel | PreTrainedModel): { host: AdapterHost; root: Module; keyPrefix: string } {
   if (model instanceof PeftModel) return { host: model.base_model, root: model, keyPrefix: `${HOST_NAME}.` };
   const host = injectedHost(model);
-  if (!host) throw new ConfigError("this model has no adapters", "add them with injectAdapterInModel(config, model), or use getPeftModel");
+  if (!host)
+    throw new ConfigError(
+      "this model has no adapters",
+      "add them with injectAdapterInModel(config, model), or use getPeftModel",
+    );
   return { host, root: model, keyPrefix: "" };
 }
 
 /** One adapter's tensors, keyed as peft saves them (`base_model.model.<path>.lora_A.weight` for a PeftModel); they are the live parameters. */
-export function getPeftModelStateDict(model: PeftModel | PreTrainedModel, adapterName = "default"): Map<string, Tensor> {
+export function getPeftModelStateDict(
+  model: PeftModel | PreTrainedModel,
+  adapterName = "default",
+): Map<string, Tensor> {
   const { host, keyPrefix } = adapterSite(model);
-  if (!host.peftConfig.has(adapterName)) throw new ConfigError(`getPeftModelStateDict: no adapter named "${adapterName}"`, `adapters: ${[...host.peftConfig.keys()].join(", ")}`);
+  if (!host.peftConfig.has(adapterName))
+    throw new ConfigError(
+      `getPeftModelStateDict: no adapter named "${adapterName}"`,
+      `adapters: ${[...host.peftConfig.keys()].join(", ")}`,
+    );
   // The host saves with PeftModel keys; a bare model's keys are its own paths.
   const saved = `${HOST_NAME}.model.`;
-  return new Map([...host.saveAdapter(adapterName).tensors].map(([k, t]) => [keyPrefix ? k : k.slice(saved.length), t]));
+  return new Map(
+    [...host.saveAdapter(adapterName).tensors].map(([k, t]) => [keyPrefix ? k : k.slice(saved.length), t]),
+  );
 }
 
 /**
@@ -44,21 +57,39 @@ export function getPeftModelStateDict(model: PeftModel | PreTrainedModel, adapte
  * warning. Injected-layers methods only (prompt learning adapters load with loadAdapter).
  */
 export function setPeftModelStateDict(
-  model: PeftModel | PreTrainedModel, stateDict: ReadonlyMap<string, Tensor>, adapterName = "default", opts: { ignoreMismatchedSizes?: boolean } = {},
+  model: PeftModel | PreTrainedModel,
+  stateDict: ReadonlyMap<string, Tensor>,
+  adapterName = "default",
+  opts: { ignoreMismatchedSizes?: boolean } = {},
 ): StateDictLoadResult {
   const { host, root, keyPrefix } = adapterSite(model);
   const config = host.peftConfig.get(adapterName);
-  if (!config) throw new ConfigError(`setPeftModelStateDict: no adapter named "${adapterName}"`, `adapters: ${[...host.peftConfig.keys()].join(", ")}`);
+  if (!config)
+    throw new ConfigError(
+      `setPeftModelStateDict: no adapter named "${adapterName}"`,
+      `adapters: ${[...host.peftConfig.keys()].join(", ")}`,
+    );
   const method = methodFor(config.peft_type);
-  if (method.family !== "injected-layers") throw new ConfigError(`setPeftModelStateDict supports injected-layers methods; ${config.peft_type} adapters load with loadAdapter`);
+  if (method.family !== "injected-layers")
+    throw new ConfigError(
+      `setPeftModelStateDict supports injected-layers methods; ${config.peft_type} adapters load with loadAdapter`,
+    );
   const mapped = mapSavedKeys(keyPrefix ? host : root, method, stateDict, adapterName, keyPrefix);
   const own = root.stateDict();
   const mismatched = [...mapped].filter(([k, t]) => own.has(k) && !sameShape(t.shape, own.get(k)!.shape));
   if (mismatched.length > 0 && !opts.ignoreMismatchedSizes) {
-    const list = mismatched.map(([k, t]) => `${k}: ${fmtShape(t.shape)} in the state dict, ${fmtShape(own.get(k)!.shape)} in the model`).join("; ");
-    throw new ModelMismatchError(`setPeftModelStateDict: size mismatch for ${list}`, "was the state dict made for another base model or rank? pass ignoreMismatchedSizes to skip these tensors");
+    const list = mismatched
+      .map(([k, t]) => `${k}: ${fmtShape(t.shape)} in the state dict, ${fmtShape(own.get(k)!.shape)} in the model`)
+      .join("; ");
+    throw new ModelMismatchError(
+      `setPeftModelStateDict: size mismatch for ${list}`,
+      "was the state dict made for another base model or rank? pass ignoreMismatchedSizes to skip these tensors",
+    );
   }
-  if (mismatched.length > 0) process.emitWarning(`setPeftModelStateDict: tensors of other shapes were skipped: ${mismatched.map(([k]) => k).join(", ")}`);
+  if (mismatched.length > 0)
+    process.emitWarning(
+      `setPeftModelStateDict: tensors of other shapes were skipped: ${mismatched.map(([k]) => k).join(", ")}`,
+    );
   const skipped = new Set(mismatched.map(([k]) => k));
   noGrad(() => {
     for (const [k, t] of mapped) if (own.has(k) && !skipped.has(k)) own.get(k)!.copy_(t);

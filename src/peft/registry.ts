@@ -54,7 +54,9 @@ export interface VirtualTokensMethod<C extends PeftConfig = PeftConfig> extends 
 export type PeftMethod<C extends PeftConfig = PeftConfig> = InjectedLayersMethod<C> | VirtualTokensMethod<C>;
 
 /** A createHost for a host class: wrap the model in a new host and add the first adapter to it. */
-export function hostFactory<C extends PeftConfig>(Host: new (model: PreTrainedModel) => AdapterHost): MethodBase<C>["createHost"] {
+export function hostFactory<C extends PeftConfig>(
+  Host: new (model: PreTrainedModel) => AdapterHost,
+): MethodBase<C>["createHost"] {
   return (model, config, adapterName) => {
     const host = new Host(model);
     host.injectAdapter(config, adapterName);
@@ -75,7 +77,9 @@ export function methodFor(peftType: string): PeftMethod {
   if (!m) {
     const guess = closest(peftType, [...METHODS.keys()]);
     const suggestion = guess ? ` (did you mean "${guess}"?)` : "";
-    throw new ConfigError(`peft_type "${peftType}" is not supported${suggestion}; supported: ${[...METHODS.keys()].join(", ")}`);
+    throw new ConfigError(
+      `peft_type "${peftType}" is not supported${suggestion}; supported: ${[...METHODS.keys()].join(", ")}`,
+    );
   }
   return m;
 }
@@ -86,6 +90,7 @@ export function methodFor(peftType: string): PeftMethod {
  */
 export function configFromJson(fields: Record<string, unknown>, fromFile = true): PeftConfig {
   const type = fields["peft_type"];
-  if (typeof type !== "string") throw new ConfigError("adapter_config.json has no \"peft_type\" field; is this a PEFT adapter folder?");
+  if (typeof type !== "string")
+    throw new ConfigError('adapter_config.json has no "peft_type" field; is this a PEFT adapter folder?');
   return methodFor(type).configFromJson(fields, fromFile);
 }

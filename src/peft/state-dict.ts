@@ -11,7 +11,8 @@ import type { InjectedLayersMethod } from "./registry.js";
 import { ModulesToSaveWrapper } from "./modules-to-save.js";
 
 function wrappers(root: Module, keyPrefix: string): [string, ModulesToSaveWrapper][] {
-  return root.namedModules()
+  return root
+    .namedModules()
     .filter((e): e is [string, ModulesToSaveWrapper] => e[1] instanceof ModulesToSaveWrapper)
     .map(([path, w]) => [keyPrefix + path, w]);
 }
@@ -21,7 +22,13 @@ function prefixedStateDict(root: Module, keyPrefix: string): Map<string, Tensor>
 }
 
 /** The tensors saved for one adapter of an injected-layers method, keyed as in adapter_model.safetensors. */
-export function adapterStateDict(root: Module, method: InjectedLayersMethod, adapterName: string, bias: string, keyPrefix: string): Map<string, Tensor> {
+export function adapterStateDict(
+  root: Module,
+  method: InjectedLayersMethod,
+  adapterName: string,
+  bias: string,
+  keyPrefix: string,
+): Map<string, Tensor> {
   const sd = prefixedStateDict(root, keyPrefix);
   const prefix = method.prefix;
   const selected = new Map<string, Tensor>();
@@ -65,12 +72,21 @@ export function insertAdapterName(key: string, prefix: string, adapterName: stri
  * Saved keys → the model's own keys for adapter `adapterName` (peft's set_peft_model_state_dict mapping): the
  * adapter name inserted after the method's prefix, modules_to_save copies under their wrapper.
  */
-export function mapSavedKeys(root: Module, method: InjectedLayersMethod, saved: ReadonlyMap<string, Tensor>, adapterName: string, keyPrefix: string): Map<string, Tensor> {
+export function mapSavedKeys(
+  root: Module,
+  method: InjectedLayersMethod,
+  saved: ReadonlyMap<string, Tensor>,
+  adapterName: string,
+  keyPrefix: string,
+): Map<string, Tensor> {
   const wrapperPaths = wrappers(root, keyPrefix).map(([p]) => p);
   const mapped = new Map<string, Tensor>();
   for (const [k, t] of saved) {
     const wrapper = wrapperPaths.find((p) => k.startsWith(`${p}.`));
-    let key = wrapper !== undefined ? `${wrapper}.modules_to_save.${adapterName}.${k.slice(wrapper.length + 1)}` : insertAdapterName(k, method.prefix, adapterName);
+    let key =
+      wrapper !== undefined
+        ? `${wrapper}.modules_to_save.${adapterName}.${k.slice(wrapper.length + 1)}`
+        : insertAdapterName(k, method.prefix, adapterName);
     if (method.renameOnLoad) key = method.renameOnLoad(key, adapterName);
     mapped.set(key, t);
   }
@@ -82,22 +98,33 @@ export function mapSavedKeys(root: Module, method: InjectedLayersMethod, saved: 
  * made for another base model (or another config): that is an error naming the keys.
  */
 export function loadAdapterStateDict(
-  root: Module, method: InjectedLayersMethod, saved: ReadonlyMap<string, Tensor>, adapterName: string, where: string, keyPrefix: string,
+  root: Module,
+  method: InjectedLayersMethod,
+  saved: ReadonlyMap<string, Tensor>,
+  adapterName: string,
+  where: string,
+  keyPrefix: string,
 ): { missingKeys: string[] } {
   const own = prefixedStateDict(root, keyPrefix);
   const mapped = mapSavedKeys(root, method, saved, adapterName, keyPrefix);
   const unexpected = [...mapped.keys()].filter((k) => !own.has(k));
   if (unexpected.length > 0) {
-    throw new Error(`${where}: the adapter does not fit this model: ${unexpected.length} tensor(s) have no place in it, e.g. ${unexpected.slice(0, 3).join(", ")}. Was it trained on another base model, or with another config?`);
+    throw new Error(
+      `${where}: the adapter does not fit this model: ${unexpected.length} tensor(s) have no place in it, e.g. ${unexpected.slice(0, 3).join(", ")}. Was it trained on another base model, or with another config?`,
+    );
   }
   for (const [k, t] of mapped) {
     const target = own.get(k)!;
     if (!sameShape(t.shape, target.shape)) {
-      throw new Error(`${where}: size mismatch for ${k}: the adapter has shape ${fmtShape(t.shape)} but the model expects ${fmtShape(target.shape)} (different base model or rank?)`);
+      throw new Error(
+        `${where}: size mismatch for ${k}: the adapter has shape ${fmtShape(t.shape)} but the model expects ${fmtShape(target.shape)} (different base model or rank?)`,
+      );
     }
   }
   for (const [k, t] of mapped) own.get(k)!.copy_(t);
   // The adapter's own keys: `<…prefix…>.<adapterName>.…` (a bare ".<name>" test would also catch layer indices: X-LoRA's experts are "0", "1", …).
-  const adapterKeys = [...own.keys()].filter((k) => k.split(".").some((part, i, parts) => part.includes(method.prefix) && parts[i + 1] === adapterName));
+  const adapterKeys = [...own.keys()].filter((k) =>
+    k.split(".").some((part, i, parts) => part.includes(method.prefix) && parts[i + 1] === adapterName),
+  );
   return { missingKeys: adapterKeys.filter((k) => !mapped.has(k)) };
 }

@@ -60,14 +60,17 @@ function collect<T>(into: Map<string, T[]>, key: string, ...value: T[]): void {
 /** The status of each adapter layer of a PeftModel (injected-layers methods) or of a model with injected adapters. */
 export function getLayerStatus(model: PeftModel | Module): TunerLayerStatus[] {
   if (model instanceof PeftModel && model.base_model.family !== "injected-layers") {
-    throw new ConfigError(`getLayerStatus() got a ${model.activePeftConfig.peft_type} model; prompt learning methods have no adapter layers`);
+    throw new ConfigError(
+      `getLayerStatus() got a ${model.activePeftConfig.peft_type} model; prompt learning methods have no adapter layers`,
+    );
   }
   const root: Module = model instanceof PeftModel ? model.base_model : model;
   const out: TunerLayerStatus[] = [];
   for (const [name, layer] of root.namedModules()) {
     if (!(layer instanceof BaseTunerLayer)) continue;
     const grads = new Map<string, boolean[]>();
-    for (const adapter of layer.adapterNames()) collect(grads, adapter, ...layer.adapterParameters(adapter).map((p) => p.requiresGrad));
+    for (const adapter of layer.adapterNames())
+      collect(grads, adapter, ...layer.adapterParameters(adapter).map((p) => p.requiresGrad));
     const available = layer.adapterNames().sort();
     out.push({
       name,
@@ -81,7 +84,9 @@ export function getLayerStatus(model: PeftModel | Module): TunerLayerStatus[] {
     });
   }
   if (out.length === 0) {
-    throw new ConfigError("No adapter layers found in the model, please ensure that it's a PEFT model or that you have PEFT adapters injected in the model.");
+    throw new ConfigError(
+      "No adapter layers found in the model, please ensure that it's a PEFT model or that you have PEFT adapters injected in the model.",
+    );
   }
   return out;
 }

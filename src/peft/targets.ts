@@ -29,7 +29,12 @@ export function matchesNames(spec: string | readonly string[], key: string): boo
 
 /** The layer index in a module path, found with layers_pattern (any "<name>.<index>." when empty). */
 function layerIndex(key: string, pattern: string | readonly string[] | null | undefined): number | null {
-  const patterns = pattern === null || pattern === undefined || pattern.length === 0 ? ["[^.]*"] : typeof pattern === "string" ? [pattern] : pattern;
+  const patterns =
+    pattern === null || pattern === undefined || pattern.length === 0
+      ? ["[^.]*"]
+      : typeof pattern === "string"
+        ? [pattern]
+        : pattern;
   for (const p of patterns) {
     const m = new RegExp(`^.*\\.${p}\\.(\\d+)\\.`).exec(key);
     if (m) return Number(m[1]);
@@ -81,7 +86,8 @@ export function allLinearTargets(model: PreTrainedModel, taskType: string | null
   const exclude = new Set<string>();
   const output = model.getOutputEmbeddings();
   if (output) for (const [n, m] of model.namedModules()) if (m === output) exclude.add(n);
-  if (!output && taskType === "SEQ_CLS") for (const head of ["score", "classifier"]) if (model.namedChildren().some(([n]) => n === head)) exclude.add(head);
+  if (!output && taskType === "SEQ_CLS")
+    for (const head of ["score", "classifier"]) if (model.namedChildren().some(([n]) => n === head)) exclude.add(head);
   return linearModuleNames(model).filter((n) => !exclude.has(n));
 }
 
@@ -89,7 +95,9 @@ export function allLinearTargets(model: PreTrainedModel, taskType: string | null
 export function defaultTargets(table: Record<string, string[]>, modelType: string, method: string): string[] {
   const t = table[modelType];
   if (!t) {
-    throw new Error(`Please specify \`target_modules\` in the ${method} config: there is no default for model_type "${modelType}"`);
+    throw new Error(
+      `Please specify \`target_modules\` in the ${method} config: there is no default for model_type "${modelType}"`,
+    );
   }
   return [...t];
 }
@@ -99,7 +107,12 @@ export function defaultTargets(table: Record<string, string[]>, modelType: strin
  * listing the model's linear modules. `excluded` are the module paths that exclude_modules removed: an entry
  * that only matched excluded modules was found (it is what "all-linear" plus exclude_modules gives).
  */
-export function checkAllTargetsFound(fields: TargetFields, matched: readonly string[], model: Module, excluded: readonly string[] = []): void {
+export function checkAllTargetsFound(
+  fields: TargetFields,
+  matched: readonly string[],
+  model: Module,
+  excluded: readonly string[] = [],
+): void {
   const targets = fields.target_modules;
   const hint = () => {
     const names = linearModuleNames(model);
@@ -109,9 +122,13 @@ export function checkAllTargetsFound(fields: TargetFields, matched: readonly str
   if (matched.length === 0) {
     const wouldMatch = excluded.filter((k) => checkTarget({ ...fields, exclude_modules: null }, k) === true);
     if (wouldMatch.length > 0) {
-      throw new Error(`All modules were excluded: exclude_modules ${JSON.stringify(fields.exclude_modules)} removed every module that target_modules ${JSON.stringify(targets)} selects (${wouldMatch.slice(0, 3).join(", ")}${wouldMatch.length > 3 ? ", …" : ""}). This is likely unintended; check target_modules and exclude_modules.`);
+      throw new Error(
+        `All modules were excluded: exclude_modules ${JSON.stringify(fields.exclude_modules)} removed every module that target_modules ${JSON.stringify(targets)} selects (${wouldMatch.slice(0, 3).join(", ")}${wouldMatch.length > 3 ? ", …" : ""}). This is likely unintended; check target_modules and exclude_modules.`,
+      );
     }
-    throw new Error(`Target modules ${JSON.stringify(targets)} not found in the base model. ${hint()}. Please check the target modules and try again.`);
+    throw new Error(
+      `Target modules ${JSON.stringify(targets)} not found in the base model. ${hint()}. Please check the target modules and try again.`,
+    );
   }
   if (Array.isArray(targets) && !(fields.layers_to_transform !== null && fields.layers_to_transform !== undefined)) {
     const found = [...matched, ...excluded];

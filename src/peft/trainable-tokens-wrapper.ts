@@ -33,15 +33,33 @@ export class TrainableTokensWrapper extends Module {
  * Wrap (or add adapter `adapterName` to) the embeddings named by trainable_token_indices — a list for the input
  * embeddings, or module name → list — and a tied LM head; refuses modules also in modules_to_save, as peft does.
  */
-export function wrapTrainableTokens(model: PreTrainedModel, adapterName: string, spec: number[] | Record<string, number[]>, modulesToSave: readonly string[] | null): void {
+export function wrapTrainableTokens(
+  model: PreTrainedModel,
+  adapterName: string,
+  spec: number[] | Record<string, number[]>,
+  modulesToSave: readonly string[] | null,
+): void {
   const inputPath = () => model.namedModules().find(([, m]) => m === model.getInputEmbeddings())?.[0] ?? "embed_tokens";
   const targets = Array.isArray(spec) ? { [inputPath()]: spec } : spec;
   for (const [name, indices] of Object.entries(targets)) {
     if (modulesToSave?.includes(name)) {
-      throw new ConfigError(`The embedding layer is already marked to be trained fully, either specify \`modules_to_save=[..., "${name}", ...]\` or \`trainable_tokens={'${name}': x}\` but not both.`);
+      throw new ConfigError(
+        `The embedding layer is already marked to be trained fully, either specify \`modules_to_save=[..., "${name}", ...]\` or \`trainable_tokens={'${name}': x}\` but not both.`,
+      );
     }
-    const found = model.namedModules().filter(([key, m]) => key.endsWith(name) && !key.includes("token_adapter") && (m instanceof TrainableTokensWrapper || m instanceof Embedding));
-    if (found.length === 0) throw new ConfigError(`trainable_token_indices: Target modules {'${name}'} not found in the base model. Please check the target modules and try again.`, "name an Embedding layer of the model");
+    const found = model
+      .namedModules()
+      .filter(
+        ([key, m]) =>
+          key.endsWith(name) &&
+          !key.includes("token_adapter") &&
+          (m instanceof TrainableTokensWrapper || m instanceof Embedding),
+      );
+    if (found.length === 0)
+      throw new ConfigError(
+        `trainable_token_indices: Target modules {'${name}'} not found in the base model. Please check the target modules and try again.`,
+        "name an Embedding layer of the model",
+      );
     for (const [key, m] of found) {
       const wrapper = m instanceof TrainableTokensWrapper ? m : new TrainableTokensWrapper(m as Embedding, null);
       wrapper.token_adapter.updateLayer(adapterName, indices, true);

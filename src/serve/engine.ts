@@ -4,11 +4,28 @@
  * it at once and its cache is freed. Each decode step runs every running sequence in one forward pass, with its own
  * LoRA adapter per row (peft's adapter_names), caches left-padded to the longest and the padding masked out.
  */
-import { Generator, cat, contiguous, narrow, noGrad, select, tensor, tidy, zeros, type Tensor } from "../tensor/index.js";
+import {
+  Generator,
+  cat,
+  contiguous,
+  narrow,
+  noGrad,
+  select,
+  tensor,
+  tidy,
+  zeros,
+  type Tensor,
+} from "../tensor/index.js";
 import type { ModelInputs, ModelOutput, PastKeyValues } from "../models/outputs.js";
 import { eosIds, type PretrainedConfig } from "../models/config.js";
 import {
-  StopStrings, chooseToken, nanLogits, uniformDraw, type FinishReason, type SamplingOptions, type TokenDecoder,
+  StopStrings,
+  chooseToken,
+  nanLogits,
+  uniformDraw,
+  type FinishReason,
+  type SamplingOptions,
+  type TokenDecoder,
 } from "../generation/index.js";
 import { BASE_ROW } from "../peft/index.js";
 
@@ -74,7 +91,11 @@ export class Sequence {
   private readonly stopStrings: StopStrings | null;
   finishReason: SequenceFinish | null = null;
 
-  constructor(readonly request: SequenceRequest, config: PretrainedConfig, private readonly release: (s: Sequence) => void) {
+  constructor(
+    readonly request: SequenceRequest,
+    config: PretrainedConfig,
+    private readonly release: (s: Sequence) => void,
+  ) {
     this.adapter = request.adapter ?? BASE_ROW;
     this.generator = new Generator(request.seed ?? 0);
     this.stopIds = [...(request.ignoreEos ? [] : eosIds(config)), ...(request.stopTokenIds ?? [])];
@@ -95,7 +116,9 @@ export class Sequence {
   /** Pick the next token from this sequence's logits row; finishes the sequence when it should stop. */
   accept(logits: Float64Array, step: number): void {
     if (logits.some(Number.isNaN)) throw nanLogits(step, 0);
-    const { token, logprob } = chooseToken(logits, [...this.request.promptIds, ...this.tokens], this.request, () => uniformDraw(this.generator));
+    const { token, logprob } = chooseToken(logits, [...this.request.promptIds, ...this.tokens], this.request, () =>
+      uniformDraw(this.generator),
+    );
     this.tokens.push(token);
     this.logprobs.push(logprob);
     this.request.onToken?.(token, logprob);
@@ -135,7 +158,10 @@ export class DecodeEngine {
   /** A step that failed (the model threw): the sequences of that step end with the error; the engine keeps going. */
   onError: (err: unknown) => void = () => {};
 
-  constructor(private readonly model: EngineModel, opts: EngineOptions = {}) {
+  constructor(
+    private readonly model: EngineModel,
+    opts: EngineOptions = {},
+  ) {
     this.maxBatch = opts.maxBatch ?? 32;
   }
 
@@ -156,7 +182,13 @@ export class DecodeEngine {
     this.forgetOld(Date.now());
     const activeAdapters: Record<string, number> = {};
     for (const s of this.running) activeAdapters[s.adapter] = (activeAdapters[s.adapter] ?? 0) + 1;
-    return { waiting: this.waiting.length, running: this.running.length, generatedTokens: this.generated, tokensPerSecond: this.recent.length / 5, activeAdapters };
+    return {
+      waiting: this.waiting.length,
+      running: this.running.length,
+      generatedTokens: this.generated,
+      tokensPerSecond: this.recent.length / 5,
+      activeAdapters,
+    };
   }
 
   /** Whether a sequence using this adapter is queued or running (an adapter is not unloaded under it). */
@@ -188,7 +220,8 @@ export class DecodeEngine {
   private async loop(): Promise<void> {
     try {
       while (this.waiting.length || this.running.length) {
-        while (this.waiting.length && this.running.length < this.maxBatch) this.guard([this.waiting[0]!], () => this.prefill(this.waiting[0]!));
+        while (this.waiting.length && this.running.length < this.maxBatch)
+          this.guard([this.waiting[0]!], () => this.prefill(this.waiting[0]!));
         if (this.running.length) this.guard([...this.running], () => this.decode());
         // Let the HTTP side read requests, write tokens and notice disconnects between steps.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -212,10 +245,18 @@ export class DecodeEngine {
   private prefill(seq: Sequence): void {
     this.remove(seq);
     const prompt = seq.request.promptIds;
-    const { logits, cache } = noGrad(() => tidy(() => {
-      const out = this.model.forward({ inputIds: tensor(Int32Array.from(prompt), [1, prompt.length], "int32"), useCache: true }, [seq.adapter]);
-      return { logits: Float64Array.from(select(out.logits, 1, prompt.length - 1).dataSync()), cache: out.pastKeyValues! };
-    }));
+    const { logits, cache } = noGrad(() =>
+      tidy(() => {
+        const out = this.model.forward(
+          { inputIds: tensor(Int32Array.from(prompt), [1, prompt.length], "int32"), useCache: true },
+          [seq.adapter],
+        );
+        return {
+          logits: Float64Array.from(select(out.logits, 1, prompt.length - 1).dataSync()),
+          cache: out.pastKeyValues!,
+        };
+      }),
+    );
     seq.cache = cache;
     if (seq.finishReason !== null) return disposeCache(cache);
     this.running.push(seq);
@@ -228,23 +269,46 @@ export class DecodeEngine {
     this.step++;
     const batch = [...this.running];
     const longest = Math.max(...batch.map((s) => s.cachedLength));
-    const { logits, caches } = noGrad(() => tidy(() => {
-      const past = batch.length === 1 ? batch[0]!.cache! : padCaches(batch, longest);
-      const mask = batch.flatMap((s) => [...new Array<number>(longest - s.cachedLength).fill(0), ...new Array<number>(s.cachedLength + 1).fill(1)]);
-      const out = this.model.forward({
-        inputIds: tensor(Int32Array.from(batch.map((s) => s.tokens[s.tokens.length - 1]!)), [batch.length, 1], "int32"),
-        attentionMask: tensor(Int32Array.from(mask), [batch.length, longest + 1], "int32"),
-        positionIds: tensor(Int32Array.from(batch.map((s) => s.cachedLength)), [batch.length, 1], "int32"),
-        pastKeyValues: past,
-        useCache: true,
-      }, batch.map((s) => s.adapter));
-      const next = out.pastKeyValues!;
-      const caches = batch.length === 1 ? [next] : batch.map((s, r) => next.map((layer) => ({
-        key: contiguous(narrow(narrow(layer.key, 0, r, 1), 2, longest - s.cachedLength, s.cachedLength + 1), true),
-        value: contiguous(narrow(narrow(layer.value, 0, r, 1), 2, longest - s.cachedLength, s.cachedLength + 1), true),
-      })));
-      return { logits: out.logits.dataSync().slice(), caches };
-    }));
+    const { logits, caches } = noGrad(() =>
+      tidy(() => {
+        const past = batch.length === 1 ? batch[0]!.cache! : padCaches(batch, longest);
+        const mask = batch.flatMap((s) => [
+          ...new Array<number>(longest - s.cachedLength).fill(0),
+          ...new Array<number>(s.cachedLength + 1).fill(1),
+        ]);
+        const out = this.model.forward(
+          {
+            inputIds: tensor(
+              Int32Array.from(batch.map((s) => s.tokens[s.tokens.length - 1]!)),
+              [batch.length, 1],
+              "int32",
+            ),
+            attentionMask: tensor(Int32Array.from(mask), [batch.length, longest + 1], "int32"),
+            positionIds: tensor(Int32Array.from(batch.map((s) => s.cachedLength)), [batch.length, 1], "int32"),
+            pastKeyValues: past,
+            useCache: true,
+          },
+          batch.map((s) => s.adapter),
+        );
+        const next = out.pastKeyValues!;
+        const caches =
+          batch.length === 1
+            ? [next]
+            : batch.map((s, r) =>
+                next.map((layer) => ({
+                  key: contiguous(
+                    narrow(narrow(layer.key, 0, r, 1), 2, longest - s.cachedLength, s.cachedLength + 1),
+                    true,
+                  ),
+                  value: contiguous(
+                    narrow(narrow(layer.value, 0, r, 1), 2, longest - s.cachedLength, s.cachedLength + 1),
+                    true,
+                  ),
+                })),
+              );
+        return { logits: out.logits.dataSync().slice(), caches };
+      }),
+    );
     const vocab = logits.length / batch.length;
     batch.forEach((s, r) => {
       disposeCache(s.cache); // the step's cache is new tensors (the past is concatenated with the new position)
@@ -259,13 +323,17 @@ export class DecodeEngine {
 /** The running sequences' caches as one batch, each left-padded with zeros to `longest` positions. */
 function padCaches(batch: Sequence[], longest: number): PastKeyValues {
   return batch[0]!.cache!.map((_, l) => {
-    const side = (name: "key" | "value") => cat(batch.map((s) => {
-      const t = s.cache![l]![name];
-      const pad = longest - s.cachedLength;
-      if (pad === 0) return t;
-      const [, heads, , dim] = t.shape as [number, number, number, number];
-      return cat([zeros([1, heads, pad, dim], t.dtype), t], 2);
-    }), 0);
+    const side = (name: "key" | "value") =>
+      cat(
+        batch.map((s) => {
+          const t = s.cache![l]![name];
+          const pad = longest - s.cachedLength;
+          if (pad === 0) return t;
+          const [, heads, , dim] = t.shape as [number, number, number, number];
+          return cat([zeros([1, heads, pad, dim], t.dtype), t], 2);
+        }),
+        0,
+      );
     return { key: side("key"), value: side("value") };
   });
 }

@@ -46,7 +46,8 @@ export class ServedModel implements EngineModel {
   forward(inputs: ModelInputs, rowAdapters: readonly string[]): ModelOutput {
     if (!this.peft) return this.base.forward(inputs);
     // With no adapter in the batch the LoRA layers are skipped altogether (the base model's own speed).
-    if (rowAdapters.every((a) => a === BASE_ROW)) return this.peft.withAdapterDisabled(() => this.peft!.forward(inputs));
+    if (rowAdapters.every((a) => a === BASE_ROW))
+      return this.peft.withAdapterDisabled(() => this.peft!.forward(inputs));
     return this.peft.forward({ ...inputs, adapterNames: rowAdapters });
   }
 }

@@ -59,9 +59,18 @@ const COMMON: Record<string, Field> = {
   frequency_penalty: { kind: "number", only: [0] },
 };
 
-const COMPLETION_FIELDS: Record<string, Field> = { ...COMMON, prompt: { kind: "prompt" }, logprobs: { kind: "integer", only: [0, 1] }, echo: { kind: "boolean", only: [false] } };
+const COMPLETION_FIELDS: Record<string, Field> = {
+  ...COMMON,
+  prompt: { kind: "prompt" },
+  logprobs: { kind: "integer", only: [0, 1] },
+  echo: { kind: "boolean", only: [false] },
+};
 const CHAT_FIELDS: Record<string, Field> = {
-  ...COMMON, messages: { kind: "messages" }, max_completion_tokens: { kind: "integer", min: 1 }, logprobs: { kind: "boolean" }, top_logprobs: { kind: "integer", only: [0] },
+  ...COMMON,
+  messages: { kind: "messages" },
+  max_completion_tokens: { kind: "integer", min: 1 },
+  logprobs: { kind: "boolean" },
+  top_logprobs: { kind: "integer", only: [0] },
 };
 
 /** A generation request as the server runs it, whichever endpoint it came through. */
@@ -96,21 +105,48 @@ function describe(value: unknown): string {
 }
 
 function checkField(name: string, f: Field, v: unknown): void {
-  const wrong = (expected: string) => new ApiError(400, `'${name}' must be ${expected}, got ${describe(v)}${typeof v === "number" || typeof v === "string" ? ` (${JSON.stringify(v)})` : ""}`, name, "invalid_type");
+  const wrong = (expected: string) =>
+    new ApiError(
+      400,
+      `'${name}' must be ${expected}, got ${describe(v)}${typeof v === "number" || typeof v === "string" ? ` (${JSON.stringify(v)})` : ""}`,
+      name,
+      "invalid_type",
+    );
   switch (f.kind) {
-    case "string": if (typeof v !== "string") throw wrong("a string"); break;
-    case "boolean": if (typeof v !== "boolean") throw wrong("a boolean"); break;
-    case "integer": if (!Number.isInteger(v)) throw wrong("an integer"); break;
-    case "number": if (typeof v !== "number" || !Number.isFinite(v)) throw wrong("a number"); break;
-    case "object": if (v === null || typeof v !== "object") throw wrong("an object or array"); break;
+    case "string":
+      if (typeof v !== "string") throw wrong("a string");
+      break;
+    case "boolean":
+      if (typeof v !== "boolean") throw wrong("a boolean");
+      break;
+    case "integer":
+      if (!Number.isInteger(v)) throw wrong("an integer");
+      break;
+    case "number":
+      if (typeof v !== "number" || !Number.isFinite(v)) throw wrong("a number");
+      break;
+    case "object":
+      if (v === null || typeof v !== "object") throw wrong("an object or array");
+      break;
     case "prompt":
-      if (!(typeof v === "string" || (Array.isArray(v) && v.length === 1 && typeof v[0] === "string"))) throw wrong("a string (one prompt per request)");
+      if (!(typeof v === "string" || (Array.isArray(v) && v.length === 1 && typeof v[0] === "string")))
+        throw wrong("a string (one prompt per request)");
       break;
     case "stop":
-      if (!(typeof v === "string" || (Array.isArray(v) && v.length <= 4 && v.every((s) => typeof s === "string" && s.length > 0)))) throw wrong("a string or up to 4 non-empty strings");
+      if (
+        !(
+          typeof v === "string" ||
+          (Array.isArray(v) && v.length <= 4 && v.every((s) => typeof s === "string" && s.length > 0))
+        )
+      )
+        throw wrong("a string or up to 4 non-empty strings");
       break;
     case "messages":
-      if (!Array.isArray(v) || v.length === 0 || !v.every((m) => m && typeof m === "object" && typeof m.role === "string" && typeof m.content === "string")) {
+      if (
+        !Array.isArray(v) ||
+        v.length === 0 ||
+        !v.every((m) => m && typeof m === "object" && typeof m.role === "string" && typeof m.content === "string")
+      ) {
         throw wrong("a non-empty array of {role, content} messages with string content");
       }
       for (const m of v as Record<string, unknown>[]) {
@@ -120,29 +156,42 @@ function checkField(name: string, f: Field, v: unknown): void {
       break;
   }
   if (typeof v === "number") {
-    if (f.min !== undefined && v < f.min) throw new ApiError(400, `'${name}' must be ≥ ${f.min}, got ${v}`, name, "invalid_value");
-    if (f.max !== undefined && v > f.max) throw new ApiError(400, `'${name}' must be ≤ ${f.max}, got ${v}`, name, "invalid_value");
+    if (f.min !== undefined && v < f.min)
+      throw new ApiError(400, `'${name}' must be ≥ ${f.min}, got ${v}`, name, "invalid_value");
+    if (f.max !== undefined && v > f.max)
+      throw new ApiError(400, `'${name}' must be ≤ ${f.max}, got ${v}`, name, "invalid_value");
   }
-  if (f.only && !f.only.includes(v)) throw new ApiError(400, `'${name}' = ${JSON.stringify(v)} is not supported by peft serve (supported: ${f.only.map((o) => JSON.stringify(o)).join(", ")})`, name, "unsupported_value");
+  if (f.only && !f.only.includes(v))
+    throw new ApiError(
+      400,
+      `'${name}' = ${JSON.stringify(v)} is not supported by peft serve (supported: ${f.only.map((o) => JSON.stringify(o)).join(", ")})`,
+      name,
+      "unsupported_value",
+    );
 }
 
 function checkBody(body: unknown, fields: Record<string, Field>, required: string[]): Record<string, unknown> {
-  if (body === null || typeof body !== "object" || Array.isArray(body)) throw new ApiError(400, "the request body must be a JSON object", null, "invalid_body");
+  if (body === null || typeof body !== "object" || Array.isArray(body))
+    throw new ApiError(400, "the request body must be a JSON object", null, "invalid_body");
   const b = body as Record<string, unknown>;
   for (const [name, v] of Object.entries(b)) {
     const f = fields[name];
     if (!f) throw new ApiError(400, `unknown field '${name}'`, name, "unknown_field");
     if (v !== null) checkField(name, f, v);
   }
-  for (const name of required) if (b[name] === undefined || b[name] === null) throw new ApiError(400, `'${name}' is required`, name, "missing_field");
+  for (const name of required)
+    if (b[name] === undefined || b[name] === null)
+      throw new ApiError(400, `'${name}' is required`, name, "missing_field");
   const streamOptions = b["stream_options"] as Record<string, unknown> | undefined | null;
   if (streamOptions) {
     const extra = Object.keys(streamOptions).find((k) => k !== "include_usage");
     if (extra) throw new ApiError(400, `stream_options: unknown field '${extra}'`, "stream_options", "unknown_field");
-    if (streamOptions["include_usage"] !== undefined && typeof streamOptions["include_usage"] !== "boolean") throw new ApiError(400, "'stream_options.include_usage' must be a boolean", "stream_options", "invalid_type");
+    if (streamOptions["include_usage"] !== undefined && typeof streamOptions["include_usage"] !== "boolean")
+      throw new ApiError(400, "'stream_options.include_usage' must be a boolean", "stream_options", "invalid_type");
   }
   const stopIds = b["stop_token_ids"];
-  if (stopIds != null && !(Array.isArray(stopIds) && stopIds.every(Number.isInteger))) throw new ApiError(400, "'stop_token_ids' must be an array of integers", "stop_token_ids", "invalid_type");
+  if (stopIds != null && !(Array.isArray(stopIds) && stopIds.every(Number.isInteger)))
+    throw new ApiError(400, "'stop_token_ids' must be an array of integers", "stop_token_ids", "invalid_type");
   return b;
 }
 
@@ -156,7 +205,7 @@ function params(b: Record<string, unknown>, maxTokens: unknown): GenerationParam
     topK: (b["top_k"] ?? -1) as number,
     repetitionPenalty: (b["repetition_penalty"] ?? 1) as number,
     stream: (b["stream"] ?? false) as boolean,
-    includeUsage: ((b["stream_options"] as { include_usage?: boolean } | null)?.include_usage ?? false),
+    includeUsage: (b["stream_options"] as { include_usage?: boolean } | null)?.include_usage ?? false,
     stop: stop == null ? [] : typeof stop === "string" ? [stop] : (stop as string[]),
     stopTokenIds: (b["stop_token_ids"] ?? []) as number[],
     ignoreEos: (b["ignore_eos"] ?? false) as boolean,
@@ -175,12 +224,17 @@ export function parseCompletion(body: unknown): CompletionRequest {
 /** Check a /v1/chat/completions body. */
 export function parseChat(body: unknown): ChatRequest {
   const b = checkBody(body, CHAT_FIELDS, ["model", "messages"]);
-  return { ...params(b, b["max_completion_tokens"] ?? b["max_tokens"]), messages: b["messages"] as { role: string; content: string }[] };
+  return {
+    ...params(b, b["max_completion_tokens"] ?? b["max_tokens"]),
+    messages: b["messages"] as { role: string; content: string }[],
+  };
 }
 
 /** Check a body of vLLM's /v1/load_lora_adapter or /v1/unload_lora_adapter. */
 export function parseAdapterRequest(body: unknown, load: boolean): { name: string; path: string } {
-  const fields: Record<string, Field> = load ? { lora_name: { kind: "string" }, lora_path: { kind: "string" } } : { lora_name: { kind: "string" }, lora_int_id: { kind: "integer" } };
+  const fields: Record<string, Field> = load
+    ? { lora_name: { kind: "string" }, lora_path: { kind: "string" } }
+    : { lora_name: { kind: "string" }, lora_int_id: { kind: "integer" } };
   const b = checkBody(body, fields, load ? ["lora_name", "lora_path"] : ["lora_name"]);
   return { name: b["lora_name"] as string, path: (b["lora_path"] ?? "") as string };
 }

@@ -39,14 +39,18 @@ const FINISH = { stop: "stop", length: "length", abort: "abort" } as const;
 /** The longest end of text that could still grow into a stop string (held back while streaming). */
 function heldBack(text: string, stops: string[]): number {
   let hold = 0;
-  for (const s of stops) for (let k = Math.min(s.length - 1, text.length); k > hold; k--) if (text.endsWith(s.slice(0, k))) hold = k;
+  for (const s of stops)
+    for (let k = Math.min(s.length - 1, text.length); k > hold; k--) if (text.endsWith(s.slice(0, k))) hold = k;
   return hold;
 }
 
 /** The text of generated tokens as it may be sent so far: cut at a stop string, without incomplete characters. */
 class TextAccumulator {
   private sent = 0;
-  constructor(private readonly tokenizer: PreTrainedTokenizer, private readonly stops: string[]) {}
+  constructor(
+    private readonly tokenizer: PreTrainedTokenizer,
+    private readonly stops: string[],
+  ) {}
 
   /** The full text (final: cut at the first stop string). */
   final(tokens: number[]): string {
@@ -79,7 +83,11 @@ export class PeftServer {
   /** Requests served, by endpoint and status (for /metrics). */
   private readonly served = new Map<string, number>();
 
-  constructor(readonly model: ServedModel, readonly tokenizer: PreTrainedTokenizer, private readonly opts: ServeOptions = {}) {
+  constructor(
+    readonly model: ServedModel,
+    readonly tokenizer: PreTrainedTokenizer,
+    private readonly opts: ServeOptions = {},
+  ) {
     this.engine = new DecodeEngine(model, { maxBatch: opts.maxBatch ?? 32 });
     this.engine.onError = (err) => process.emitWarning(`peft serve: a decode step failed: ${(err as Error).message}`);
     this.modelName = opts.modelName ?? "base";
@@ -109,7 +117,8 @@ export class PeftServer {
     try {
       await this.route(req, res, path);
     } catch (err) {
-      const api = err instanceof ApiError ? err : new ApiError(500, `internal error: ${(err as Error)?.message ?? String(err)}`);
+      const api =
+        err instanceof ApiError ? err : new ApiError(500, `internal error: ${(err as Error)?.message ?? String(err)}`);
       if (!res.headersSent) this.json(res, api.status, api.body());
       else res.end();
     } finally {
@@ -127,18 +136,31 @@ export class PeftServer {
       "/v1/models": ["GET", () => this.json(res, 200, this.modelList())],
       "/v1/completions": ["POST", async () => this.completion(res, parseCompletion(await this.body(req)), false)],
       "/v1/chat/completions": ["POST", async () => this.completion(res, parseChat(await this.body(req)), true)],
-      "/v1/load_lora_adapter": ["POST", async () => this.loadAdapter(res, parseAdapterRequest(await this.body(req), true))],
-      "/v1/unload_lora_adapter": ["POST", async () => this.unloadAdapter(res, parseAdapterRequest(await this.body(req), false).name)],
+      "/v1/load_lora_adapter": [
+        "POST",
+        async () => this.loadAdapter(res, parseAdapterRequest(await this.body(req), true)),
+      ],
+      "/v1/unload_lora_adapter": [
+        "POST",
+        async () => this.unloadAdapter(res, parseAdapterRequest(await this.body(req), false).name),
+      ],
     };
     const route = routes[path];
     if (!route) throw new ApiError(404, `no route ${method} ${path}`, null, "not_found");
-    if (route[0] !== method) throw new ApiError(405, `${path} takes ${route[0]}, not ${method}`, null, "method_not_allowed");
+    if (route[0] !== method)
+      throw new ApiError(405, `${path} takes ${route[0]}, not ${method}`, null, "method_not_allowed");
     if ((path.startsWith("/v1/") || path === "/metrics") && this.opts.apiKey !== undefined) this.authorize(req);
     await route[1]();
   }
 
   private authorize(req: IncomingMessage): void {
-    if (req.headers.authorization !== `Bearer ${this.opts.apiKey}`) throw new ApiError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'", null, "invalid_api_key");
+    if (req.headers.authorization !== `Bearer ${this.opts.apiKey}`)
+      throw new ApiError(
+        401,
+        "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+        null,
+        "invalid_api_key",
+      );
   }
 
   private async body(req: IncomingMessage): Promise<unknown> {
@@ -167,60 +189,125 @@ export class PeftServer {
   }
 
   private modelList(): unknown {
-    const entry = (id: string, parent: string | null) => ({ id, object: "model", created: this.created, owned_by: "peft-ts", root: id, parent });
-    return { object: "list", data: [entry(this.modelName, null), ...this.model.adapters().map((a) => entry(a, this.modelName))] };
+    const entry = (id: string, parent: string | null) => ({
+      id,
+      object: "model",
+      created: this.created,
+      owned_by: "peft-ts",
+      root: id,
+      parent,
+    });
+    return {
+      object: "list",
+      data: [entry(this.modelName, null), ...this.model.adapters().map((a) => entry(a, this.modelName))],
+    };
   }
 
   /** The adapter row name of a request's model field. */
   private adapterOf(model: string): string {
     if (model === this.modelName) return BASE_ROW;
     if (this.model.adapters().includes(model)) return model;
-    throw new ApiError(404, `the model '${model}' does not exist: use '${this.modelName}' or a loaded adapter (GET /v1/models)`, "model", "model_not_found");
+    throw new ApiError(
+      404,
+      `the model '${model}' does not exist: use '${this.modelName}' or a loaded adapter (GET /v1/models)`,
+      "model",
+      "model_not_found",
+    );
   }
 
-  private promptIds(request: GenerationParams & { prompt?: string; messages?: { role: string; content: string }[] }): number[] {
+  private promptIds(
+    request: GenerationParams & { prompt?: string; messages?: { role: string; content: string }[] },
+  ): number[] {
     if (request.messages) {
       try {
         return this.tokenizer.applyChatTemplate(request.messages, { addGenerationPrompt: true });
       } catch (err) {
-        throw new ApiError(400, `the chat template failed on these messages: ${(err as Error).message}`, "messages", "chat_template_error");
+        throw new ApiError(
+          400,
+          `the chat template failed on these messages: ${(err as Error).message}`,
+          "messages",
+          "chat_template_error",
+        );
       }
     }
     return this.tokenizer.encode(request.prompt!);
   }
 
-  private async completion(res: ServerResponse, request: GenerationParams & { prompt?: string; messages?: { role: string; content: string }[] }, chat: boolean): Promise<void> {
+  private async completion(
+    res: ServerResponse,
+    request: GenerationParams & { prompt?: string; messages?: { role: string; content: string }[] },
+    chat: boolean,
+  ): Promise<void> {
     const adapter = this.adapterOf(request.model);
     const promptIds = this.promptIds(request);
-    if (promptIds.length === 0) throw new ApiError(400, "the prompt is empty", chat ? "messages" : "prompt", "empty_prompt");
+    if (promptIds.length === 0)
+      throw new ApiError(400, "the prompt is empty", chat ? "messages" : "prompt", "empty_prompt");
     const cap = this.opts.maxTokens ?? 1024;
-    if (request.maxTokens !== undefined && request.maxTokens > cap) throw new ApiError(400, `max_tokens ${request.maxTokens} is over this server's limit of ${cap}`, "max_tokens", "invalid_value");
+    if (request.maxTokens !== undefined && request.maxTokens > cap)
+      throw new ApiError(
+        400,
+        `max_tokens ${request.maxTokens} is over this server's limit of ${cap}`,
+        "max_tokens",
+        "invalid_value",
+      );
     const room = this.maxModelLen - promptIds.length;
     const maxTokens = request.maxTokens ?? Math.max(1, Math.min(cap, room));
     if (promptIds.length + maxTokens > this.maxModelLen) {
-      throw new ApiError(400, `this model's maximum context length is ${this.maxModelLen} tokens; the prompt has ${promptIds.length} and max_tokens asks for ${maxTokens}: shorten the prompt or lower max_tokens`, chat ? "messages" : "prompt", "context_length_exceeded");
+      throw new ApiError(
+        400,
+        `this model's maximum context length is ${this.maxModelLen} tokens; the prompt has ${promptIds.length} and max_tokens asks for ${maxTokens}: shorten the prompt or lower max_tokens`,
+        chat ? "messages" : "prompt",
+        "context_length_exceeded",
+      );
     }
     const stats = this.engine.stats();
-    if (stats.waiting >= (this.opts.maxQueue ?? 256)) throw new ApiError(429, `the server is busy (${stats.waiting} requests waiting); retry later`, null, "queue_full");
+    if (stats.waiting >= (this.opts.maxQueue ?? 256))
+      throw new ApiError(
+        429,
+        `the server is busy (${stats.waiting} requests waiting); retry later`,
+        null,
+        "queue_full",
+      );
 
     const id = `${chat ? "chatcmpl" : "cmpl"}-${randomUUID()}`;
     const text = new TextAccumulator(this.tokenizer, request.stop);
     let seq: Sequence | null = null;
-    const onToken = request.stream ? () => {
-      const delta = text.delta(seq!.tokens, false);
-      if (delta) this.sse(res, this.chunk(id, request, chat, delta, null, seq!.tokens.slice(-1), seq!.logprobs.slice(-1)));
-    } : undefined;
+    const onToken = request.stream
+      ? () => {
+          const delta = text.delta(seq!.tokens, false);
+          if (delta)
+            this.sse(res, this.chunk(id, request, chat, delta, null, seq!.tokens.slice(-1), seq!.logprobs.slice(-1)));
+        }
+      : undefined;
     seq = this.engine.submit({
-      promptIds, adapter, maxNewTokens: maxTokens, seed: request.seed, doSample: request.temperature > 0, temperature: request.temperature || 1,
-      topP: request.topP, topK: request.topK > 0 ? request.topK : 0, repetitionPenalty: request.repetitionPenalty,
-      stopTokenIds: request.stopTokenIds, ignoreEos: request.ignoreEos, stopStrings: request.stop, tokenizer: { decode: (t) => this.tokenizer.decode(t, { skipSpecialTokens: true }) },
+      promptIds,
+      adapter,
+      maxNewTokens: maxTokens,
+      seed: request.seed,
+      doSample: request.temperature > 0,
+      temperature: request.temperature || 1,
+      topP: request.topP,
+      topK: request.topK > 0 ? request.topK : 0,
+      repetitionPenalty: request.repetitionPenalty,
+      stopTokenIds: request.stopTokenIds,
+      ignoreEos: request.ignoreEos,
+      stopStrings: request.stop,
+      tokenizer: { decode: (t) => this.tokenizer.decode(t, { skipSpecialTokens: true }) },
       ...(onToken ? { onToken } : {}),
     });
     // A client that goes away frees its slot at once.
     res.on("close", () => seq!.cancel());
     if (request.stream) {
-      res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" });
-      if (chat) this.sse(res, { ...this.chunkBase(id, request.model, chat), choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }] });
+      res.writeHead(200, {
+        "content-type": "text/event-stream",
+        "cache-control": "no-cache",
+        connection: "keep-alive",
+      });
+      if (chat)
+        this.sse(res, {
+          ...this.chunkBase(id, request.model, chat),
+          choices: [{ index: 0, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }],
+        });
       res.flushHeaders();
     }
     const result = await seq.done;
@@ -228,7 +315,11 @@ export class PeftServer {
       if (res.destroyed) return;
       throw new ApiError(500, "generation failed on the server (see its log)", null, "generation_failed");
     }
-    const usage = { prompt_tokens: promptIds.length, completion_tokens: result.tokens.length, total_tokens: promptIds.length + result.tokens.length };
+    const usage = {
+      prompt_tokens: promptIds.length,
+      completion_tokens: result.tokens.length,
+      total_tokens: promptIds.length + result.tokens.length,
+    };
     if (request.stream) {
       const rest = text.delta(result.tokens, true);
       this.sse(res, this.chunk(id, request, chat, rest, result.finishReason, [], []));
@@ -240,10 +331,23 @@ export class PeftServer {
   }
 
   private chunkBase(id: string, model: string, chat: boolean): Record<string, unknown> {
-    return { id, object: chat ? "chat.completion.chunk" : "text_completion", created: Math.floor(Date.now() / 1000), model };
+    return {
+      id,
+      object: chat ? "chat.completion.chunk" : "text_completion",
+      created: Math.floor(Date.now() / 1000),
+      model,
+    };
   }
 
-  private chunk(id: string, request: GenerationParams, chat: boolean, delta: string, finish: string | null, tokens: number[], logprobs: number[]): Record<string, unknown> {
+  private chunk(
+    id: string,
+    request: GenerationParams,
+    chat: boolean,
+    delta: string,
+    finish: string | null,
+    tokens: number[],
+    logprobs: number[],
+  ): Record<string, unknown> {
     const lp = request.logprobs ? this.logprobsOf(chat, tokens, logprobs) : null;
     const choice = chat
       ? { index: 0, delta: delta || finish === null ? { content: delta } : {}, logprobs: lp, finish_reason: finish }
@@ -254,16 +358,38 @@ export class PeftServer {
   /** Log-probabilities in each endpoint's shape (the chosen tokens only: top alternatives are not offered). */
   private logprobsOf(chat: boolean, tokens: number[], logprobs: number[]): unknown {
     const pieces = tokens.map((t) => this.tokenizer.decode([t]));
-    if (chat) return { content: pieces.map((token, i) => ({ token, logprob: logprobs[i]!, bytes: [...Buffer.from(token)], top_logprobs: [] })) };
+    if (chat)
+      return {
+        content: pieces.map((token, i) => ({
+          token,
+          logprob: logprobs[i]!,
+          bytes: [...Buffer.from(token)],
+          top_logprobs: [],
+        })),
+      };
     return { tokens: pieces, token_logprobs: logprobs, top_logprobs: null, text_offset: null };
   }
 
-  private response(id: string, request: GenerationParams, chat: boolean, text: string, result: SequenceResult, usage: unknown): unknown {
+  private response(
+    id: string,
+    request: GenerationParams,
+    chat: boolean,
+    text: string,
+    result: SequenceResult,
+    usage: unknown,
+  ): unknown {
     const lp = request.logprobs ? this.logprobsOf(chat, result.tokens, result.logprobs) : null;
     const choice = chat
       ? { index: 0, message: { role: "assistant", content: text }, logprobs: lp, finish_reason: result.finishReason }
       : { index: 0, text, logprobs: lp, finish_reason: result.finishReason };
-    return { id, object: chat ? "chat.completion" : "text_completion", created: Math.floor(Date.now() / 1000), model: request.model, choices: [choice], usage };
+    return {
+      id,
+      object: chat ? "chat.completion" : "text_completion",
+      created: Math.floor(Date.now() / 1000),
+      model: request.model,
+      choices: [choice],
+      usage,
+    };
   }
 
   private sse(res: ServerResponse, value: unknown): void {
@@ -271,19 +397,43 @@ export class PeftServer {
   }
 
   private loadAdapter(res: ServerResponse, { name, path }: { name: string; path: string }): void {
-    if (name === this.modelName || name === BASE_ROW) throw new ApiError(400, `'${name}' is the base model's name; choose another lora_name`, "lora_name", "invalid_value");
-    if (this.model.adapters().includes(name)) throw new ApiError(400, `the adapter '${name}' is already loaded; unload it first`, "lora_name", "adapter_exists");
+    if (name === this.modelName || name === BASE_ROW)
+      throw new ApiError(
+        400,
+        `'${name}' is the base model's name; choose another lora_name`,
+        "lora_name",
+        "invalid_value",
+      );
+    if (this.model.adapters().includes(name))
+      throw new ApiError(
+        400,
+        `the adapter '${name}' is already loaded; unload it first`,
+        "lora_name",
+        "adapter_exists",
+      );
     try {
       this.model.loadAdapter(name, path);
     } catch (err) {
-      throw new ApiError(400, `could not load the adapter '${name}' from ${path}: ${(err as Error).message}`, "lora_path", "invalid_adapter");
+      throw new ApiError(
+        400,
+        `could not load the adapter '${name}' from ${path}: ${(err as Error).message}`,
+        "lora_path",
+        "invalid_adapter",
+      );
     }
     this.send(res, 200, "text/plain", `Success: LoRA adapter '${name}' added successfully.`);
   }
 
   private unloadAdapter(res: ServerResponse, name: string): void {
-    if (!this.model.adapters().includes(name)) throw new ApiError(404, `the adapter '${name}' is not loaded`, "lora_name", "adapter_not_found");
-    if (this.engine.adapterInUse(name)) throw new ApiError(409, `the adapter '${name}' is serving requests; unload it when they are done`, "lora_name", "adapter_in_use");
+    if (!this.model.adapters().includes(name))
+      throw new ApiError(404, `the adapter '${name}' is not loaded`, "lora_name", "adapter_not_found");
+    if (this.engine.adapterInUse(name))
+      throw new ApiError(
+        409,
+        `the adapter '${name}' is serving requests; unload it when they are done`,
+        "lora_name",
+        "adapter_in_use",
+      );
     this.model.unloadAdapter(name);
     this.send(res, 200, "text/plain", `Success: LoRA adapter '${name}' removed successfully.`);
   }
@@ -291,15 +441,31 @@ export class PeftServer {
   private metrics(res: ServerResponse): void {
     const s = this.engine.stats();
     const lines = [
-      "# HELP peft_queue_length Requests waiting for a batch slot.", "# TYPE peft_queue_length gauge", `peft_queue_length ${s.waiting}`,
-      "# HELP peft_running_sequences Sequences in the decode batch.", "# TYPE peft_running_sequences gauge", `peft_running_sequences ${s.running}`,
-      "# HELP peft_tokens_per_second Generated tokens per second over the last 5 s.", "# TYPE peft_tokens_per_second gauge", `peft_tokens_per_second ${s.tokensPerSecond}`,
-      "# HELP peft_generated_tokens_total Tokens generated.", "# TYPE peft_generated_tokens_total counter", `peft_generated_tokens_total ${s.generatedTokens}`,
-      "# HELP peft_process_resident_bytes Resident memory of the server process.", "# TYPE peft_process_resident_bytes gauge", `peft_process_resident_bytes ${process.memoryUsage.rss()}`,
-      "# HELP peft_loaded_adapters LoRA adapters loaded.", "# TYPE peft_loaded_adapters gauge", `peft_loaded_adapters ${this.model.adapters().length}`,
-      "# HELP peft_active_adapter_sequences Running sequences per adapter.", "# TYPE peft_active_adapter_sequences gauge",
-      ...Object.entries(s.activeAdapters).map(([a, n]) => `peft_active_adapter_sequences{adapter="${a === BASE_ROW ? this.modelName : a}"} ${n}`),
-      "# HELP peft_requests_total Requests answered, by path and status.", "# TYPE peft_requests_total counter",
+      "# HELP peft_queue_length Requests waiting for a batch slot.",
+      "# TYPE peft_queue_length gauge",
+      `peft_queue_length ${s.waiting}`,
+      "# HELP peft_running_sequences Sequences in the decode batch.",
+      "# TYPE peft_running_sequences gauge",
+      `peft_running_sequences ${s.running}`,
+      "# HELP peft_tokens_per_second Generated tokens per second over the last 5 s.",
+      "# TYPE peft_tokens_per_second gauge",
+      `peft_tokens_per_second ${s.tokensPerSecond}`,
+      "# HELP peft_generated_tokens_total Tokens generated.",
+      "# TYPE peft_generated_tokens_total counter",
+      `peft_generated_tokens_total ${s.generatedTokens}`,
+      "# HELP peft_process_resident_bytes Resident memory of the server process.",
+      "# TYPE peft_process_resident_bytes gauge",
+      `peft_process_resident_bytes ${process.memoryUsage.rss()}`,
+      "# HELP peft_loaded_adapters LoRA adapters loaded.",
+      "# TYPE peft_loaded_adapters gauge",
+      `peft_loaded_adapters ${this.model.adapters().length}`,
+      "# HELP peft_active_adapter_sequences Running sequences per adapter.",
+      "# TYPE peft_active_adapter_sequences gauge",
+      ...Object.entries(s.activeAdapters).map(
+        ([a, n]) => `peft_active_adapter_sequences{adapter="${a === BASE_ROW ? this.modelName : a}"} ${n}`,
+      ),
+      "# HELP peft_requests_total Requests answered, by path and status.",
+      "# TYPE peft_requests_total counter",
       ...[...this.served].map(([k, n]) => {
         const [path, status] = k.split(" ");
         return `peft_requests_total{path="${path}",status="${status}"} ${n}`;

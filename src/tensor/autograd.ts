@@ -27,8 +27,13 @@ export interface GradFn {
  * Attach a GradFn to `out` when gradients are being recorded and some input requires them.
  * `backward` receives dOut and returns one gradient per input, in input order, each shaped like its input.
  */
-export function record(name: string, out: Tensor, inputs: readonly Tensor[], backward: (dy: Tensor) => readonly (Tensor | null)[],
-  slice?: { axis: number; start: number }): Tensor {
+export function record(
+  name: string,
+  out: Tensor,
+  inputs: readonly Tensor[],
+  backward: (dy: Tensor) => readonly (Tensor | null)[],
+  slice?: { axis: number; start: number },
+): Tensor {
   if (!isGradEnabled() || !inputs.some((t) => t.requiresGrad)) return out;
   out.gradFn = slice ? { name, inputs, backward, slice } : { name, inputs, backward };
   out.requiresGrad = true;
@@ -61,8 +66,12 @@ function topoOrder(root: Tensor): Tensor[] {
 
 /** The body of Tensor.backward(). */
 export function runBackward(root: Tensor, seed?: Tensor): void {
-  if (!root.requiresGrad) throw new Error("backward(): this tensor does not require gradients (no input had requiresGrad, or it was computed under noGrad)");
-  if (!seed && root.size !== 1) throw new Error(`backward(): a gradient is needed for a non-scalar output of shape ${fmtShape(root.shape)}`);
+  if (!root.requiresGrad)
+    throw new Error(
+      "backward(): this tensor does not require gradients (no input had requiresGrad, or it was computed under noGrad)",
+    );
+  if (!seed && root.size !== 1)
+    throw new Error(`backward(): a gradient is needed for a non-scalar output of shape ${fmtShape(root.shape)}`);
   noGrad(() => {
     const start = seed ?? onesLike(root);
     const pending = new Map<Tensor, Tensor>();
@@ -121,7 +130,9 @@ export function runBackward(root: Tensor, seed?: Tensor): void {
         const gi = grads[i];
         if (!gi || !input.requiresGrad) return;
         if (!sameShape(gi.shape, input.shape)) {
-          throw new Error(`internal: ${node.gradFn!.name} produced a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(input.shape)}`);
+          throw new Error(
+            `internal: ${node.gradFn!.name} produced a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(input.shape)}`,
+          );
         }
         const prev = pending.get(input);
         const next = prev ? add(prev, gi) : gi;

@@ -19,7 +19,11 @@ import type { Tensor } from "./tensor.js";
  * fn(...inputs), keeping none of fn's intermediates for backward: they are recomputed when gradients are needed.
  * `params`: the trainable parameters fn uses.
  */
-export function checkpoint(fn: (...inputs: Tensor[]) => Tensor, inputs: readonly Tensor[], params: readonly Tensor[] = []): Tensor {
+export function checkpoint(
+  fn: (...inputs: Tensor[]) => Tensor,
+  inputs: readonly Tensor[],
+  params: readonly Tensor[] = [],
+): Tensor {
   if (!isGradEnabled()) return fn(...inputs);
   const rng = defaultGenerator.getState();
   const out = tidy(() => noGrad(() => fn(...inputs.map((t) => t.detach()))));

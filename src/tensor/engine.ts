@@ -17,7 +17,10 @@ export class Buffer {
   private released = false;
   private readonly bytes: number;
 
-  constructor(readonly storage: Storage, readonly backend: Backend) {
+  constructor(
+    readonly storage: Storage,
+    readonly backend: Backend,
+  ) {
     stats.liveStorages++;
     this.bytes = storage.size * DTYPE_BYTES[storage.dtype];
     stats.liveBytes += this.bytes;

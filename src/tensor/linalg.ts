@@ -67,7 +67,8 @@ function orthogonalise(v: Float64Array, basis: readonly Float64Array[]): number 
  * for the best i, so the choice is well conditioned), orthogonalised and normalised. O(dim·|basis|).
  */
 export function orthonormalComplementVector(basis: readonly Float64Array[], dim: number): Float64Array {
-  if (basis.length >= dim) throw new Error(`no unit vector of length ${dim} is orthogonal to ${basis.length} orthonormal vectors`);
+  if (basis.length >= dim)
+    throw new Error(`no unit vector of length ${dim} is orthogonal to ${basis.length} orthonormal vectors`);
   const left = new Float64Array(dim).fill(1);
   for (const b of basis) for (let i = 0; i < dim; i++) left[i]! -= b[i]! * b[i]!;
   let best = 0;
@@ -84,7 +85,10 @@ export function orthonormalComplementVector(basis: readonly Float64Array[], dim:
  * all are mutually orthogonal, accumulating the rotations in V (p×p). Returns the columns' norms (σ), the
  * normalised columns (U, completed to an orthonormal set where σ = 0) and V's columns, sorted by σ descending.
  */
-function jacobi(cols: Float64Array[], q: number): { sigma: Float64Array; ucols: Float64Array[]; vcols: Float64Array[] } {
+function jacobi(
+  cols: Float64Array[],
+  q: number,
+): { sigma: Float64Array; ucols: Float64Array[]; vcols: Float64Array[] } {
   const p = cols.length;
   const vcols = Array.from({ length: p }, (_, j) => {
     const v = new Float64Array(p);
@@ -97,12 +101,17 @@ function jacobi(cols: Float64Array[], q: number): { sigma: Float64Array; ucols: 
   for (let sweep = 0; sweep < MAX_SWEEPS && !converged; sweep++) {
     converged = true;
     for (let i = 0; i < p - 1; i++) {
-      const gi = cols[i]!, vi = vcols[i]!;
+      const gi = cols[i]!,
+        vi = vcols[i]!;
       for (let j = i + 1; j < p; j++) {
-        const gj = cols[j]!, vj = vcols[j]!;
-        let alpha = 0, beta = 0, gamma = 0;
+        const gj = cols[j]!,
+          vj = vcols[j]!;
+        let alpha = 0,
+          beta = 0,
+          gamma = 0;
         for (let t = 0; t < q; t++) {
-          const x = gi[t]!, y = gj[t]!;
+          const x = gi[t]!,
+            y = gj[t]!;
           alpha += x * x;
           beta += y * y;
           gamma += x * y;
@@ -111,22 +120,31 @@ function jacobi(cols: Float64Array[], q: number): { sigma: Float64Array; ucols: 
         converged = false;
         // Rutishauser's rotation: the smaller root t of t² + 2ζt − 1 = 0 zeroes the pair's inner product.
         const zeta = (beta - alpha) / (2 * gamma);
-        const t = Math.abs(zeta) > 1e150 ? 1 / (2 * zeta) : (zeta >= 0 ? 1 : -1) / (Math.abs(zeta) + Math.sqrt(1 + zeta * zeta));
-        const c = 1 / Math.sqrt(1 + t * t), s = c * t;
+        const t =
+          Math.abs(zeta) > 1e150
+            ? 1 / (2 * zeta)
+            : (zeta >= 0 ? 1 : -1) / (Math.abs(zeta) + Math.sqrt(1 + zeta * zeta));
+        const c = 1 / Math.sqrt(1 + t * t),
+          s = c * t;
         for (let r = 0; r < q; r++) {
-          const x = gi[r]!, y = gj[r]!;
+          const x = gi[r]!,
+            y = gj[r]!;
           gi[r] = c * x - s * y;
           gj[r] = s * x + c * y;
         }
         for (let r = 0; r < p; r++) {
-          const x = vi[r]!, y = vj[r]!;
+          const x = vi[r]!,
+            y = vj[r]!;
           vi[r] = c * x - s * y;
           vj[r] = s * x + c * y;
         }
       }
     }
   }
-  if (!converged) throw new Error(`svd: one-sided Jacobi did not converge in ${MAX_SWEEPS} sweeps (non-finite values in the matrix?)`);
+  if (!converged)
+    throw new Error(
+      `svd: one-sided Jacobi did not converge in ${MAX_SWEEPS} sweeps (non-finite values in the matrix?)`,
+    );
   const norms = cols.map((g) => Math.sqrt(dot(g, g)));
   const order = norms.map((_, i) => i).sort((a, b) => norms[b]! - norms[a]! || a - b);
   const sigma = Float64Array.from(order, (i) => norms[i]!);
@@ -162,9 +180,13 @@ function jacobi(cols: Float64Array[], q: number): { sigma: Float64Array; ucols: 
 export function svdF64(a: ArrayLike<number>, m: number, n: number): SvdF64 {
   if (!Number.isInteger(m) || !Number.isInteger(n) || m < 0 || n < 0) throw new Error(`svd: bad matrix size ${m}×${n}`);
   if (a.length !== m * n) throw new Error(`svd: ${a.length} values do not make a ${m}×${n} matrix`);
-  for (let i = 0; i < a.length; i++) if (!Number.isFinite(a[i]!)) throw new Error(`svd: the matrix has a non-finite value (${a[i]}) at [${Math.floor(i / n)}, ${i % n}]`);
+  for (let i = 0; i < a.length; i++)
+    if (!Number.isFinite(a[i]!))
+      throw new Error(`svd: the matrix has a non-finite value (${a[i]}) at [${Math.floor(i / n)}, ${i % n}]`);
   const k = Math.min(m, n);
-  const u = new Float64Array(m * k), s = new Float64Array(k), vh = new Float64Array(k * n);
+  const u = new Float64Array(m * k),
+    s = new Float64Array(k),
+    vh = new Float64Array(k * n);
   if (k === 0) return { m, n, k, u, s, vh };
   if (m >= n) {
     // Columns of A (n of length m): A·V = U·Σ.
@@ -172,7 +194,8 @@ export function svdF64(a: ArrayLike<number>, m: number, n: number): SvdF64 {
     const { sigma, ucols, vcols } = jacobi(cols, m);
     for (let r = 0; r < k; r++) {
       s[r] = sigma[r]!;
-      const uc = ucols[r]!, vc = vcols[r]!;
+      const uc = ucols[r]!,
+        vc = vcols[r]!;
       for (let i = 0; i < m; i++) u[i * k + r] = uc[i]!;
       for (let j = 0; j < n; j++) vh[r * n + j] = vc[j]!;
     }
@@ -182,7 +205,8 @@ export function svdF64(a: ArrayLike<number>, m: number, n: number): SvdF64 {
     const { sigma, ucols, vcols } = jacobi(cols, n);
     for (let r = 0; r < k; r++) {
       s[r] = sigma[r]!;
-      const uc = ucols[r]!, vc = vcols[r]!;
+      const uc = ucols[r]!,
+        vc = vcols[r]!;
       for (let i = 0; i < m; i++) u[i * k + r] = vc[i]!;
       for (let j = 0; j < n; j++) vh[r * n + j] = uc[j]!;
     }
@@ -204,7 +228,12 @@ export function qrF64(x: ArrayLike<number>, n: number, r: number): { q: Float64A
  * (k ≤ min(m, n)): torch.linalg.qr(X)'s Q[:, :k] (m×k) and R[:k] (k×n), with LAPACK's sign convention
  * (each reflector sends its column to −sign(x_jj)·‖x‖). Both row-major.
  */
-export function qrLeadingF64(x: ArrayLike<number>, m: number, n: number, k: number): { q: Float64Array; r: Float64Array } {
+export function qrLeadingF64(
+  x: ArrayLike<number>,
+  m: number,
+  n: number,
+  k: number,
+): { q: Float64Array; r: Float64Array } {
   if (!(k <= Math.min(m, n))) throw new Error(`qr: cannot take ${k} leading columns of a ${m}×${n} matrix`);
   if (x.length !== m * n) throw new Error(`qr: ${x.length} values do not make a ${m}×${n} matrix`);
   const cols = Array.from({ length: n }, (_, j) => Float64Array.from({ length: m }, (_, i) => x[i * n + j]!));
@@ -242,7 +271,8 @@ export function qrLeadingF64(x: ArrayLike<number>, m: number, n: number, k: numb
     for (let j = k - 1; j >= 0; j--) {
       const v = reflectors[j];
       if (!v) continue;
-      let d = 0, vv = 0;
+      let d = 0,
+        vv = 0;
       for (let i = j; i < m; i++) {
         d += v[i - j]! * e[i]!;
         vv += v[i - j]! * v[i - j]!;
@@ -256,7 +286,15 @@ export function qrLeadingF64(x: ArrayLike<number>, m: number, n: number, k: numb
 }
 
 /** Row-major (m×p)·(p×n), with either operand read transposed from its stored layout. */
-function matmulF64(a: Float64Array, aT: boolean, b: Float64Array, bT: boolean, m: number, p: number, n: number): Float64Array {
+function matmulF64(
+  a: Float64Array,
+  aT: boolean,
+  b: Float64Array,
+  bT: boolean,
+  m: number,
+  p: number,
+  n: number,
+): Float64Array {
   const out = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
     for (let l = 0; l < p; l++) {
@@ -275,16 +313,24 @@ function matmulF64(a: Float64Array, aT: boolean, b: Float64Array, bT: boolean, m
  * span once converged). Like torch, the basis is built for Aᵀ when m < n or n > q.
  */
 export function svdLowRankF64(
-  a: ArrayLike<number>, m: number, n: number, q: number, niter: number, randn: (rows: number, cols: number) => Float64Array,
+  a: ArrayLike<number>,
+  m: number,
+  n: number,
+  q: number,
+  niter: number,
+  randn: (rows: number, cols: number) => Float64Array,
 ): { u: Float64Array; s: Float64Array; v: Float64Array } {
-  if (!(Number.isInteger(q) && q > 0 && q <= Math.min(m, n))) throw new Error(`svd_lowrank: q must be in [1, ${Math.min(m, n)}] for a ${m}×${n} matrix, got ${q}`);
+  if (!(Number.isInteger(q) && q > 0 && q <= Math.min(m, n)))
+    throw new Error(`svd_lowrank: q must be in [1, ${Math.min(m, n)}] for a ${m}×${n} matrix, got ${q}`);
   const A = Float64Array.from(a);
   const transposed = m < n || n > q;
   // The basis is found for M = Aᵀ (rows = n) or M = A (rows = m).
   const [rows, cols] = transposed ? [n, m] : [m, n];
   const mul = (left: boolean, x: Float64Array, width: number) =>
     // M·x (left) or Mᵀ·x, with M = Aᵀ or A read from A's storage.
-    left ? matmulF64(A, transposed, x, false, rows, cols, width) : matmulF64(A, !transposed, x, false, cols, rows, width);
+    left
+      ? matmulF64(A, transposed, x, false, rows, cols, width)
+      : matmulF64(A, !transposed, x, false, cols, rows, width);
   let Q = qrF64(mul(true, randn(cols, q), q), rows, q).q;
   for (let i = 0; i < niter; i++) {
     Q = qrF64(mul(false, Q, q), cols, q).q;
@@ -348,7 +394,8 @@ export function quantile(values: ArrayLike<number>, q: number): number {
   if (values.length === 0) throw new Error("quantile: no values");
   const sorted = Float64Array.from(values).sort();
   const pos = q * (sorted.length - 1);
-  const lo = Math.floor(pos), hi = Math.ceil(pos);
+  const lo = Math.floor(pos),
+    hi = Math.ceil(pos);
   return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
 }
 
@@ -407,7 +454,8 @@ export function inverseF64(a: ArrayLike<number>, n: number): Float64Array {
  */
 export function inverse(t: Tensor): Tensor {
   const n = t.shape[t.rank - 1]!;
-  if (t.rank < 2 || t.shape[t.rank - 2] !== n) throw new Error(`inverse needs square matrices [..., n, n], got shape ${fmtShape(t.shape)}`);
+  if (t.rank < 2 || t.shape[t.rank - 2] !== n)
+    throw new Error(`inverse needs square matrices [..., n, n], got shape ${fmtShape(t.shape)}`);
   const data = t.dataSync();
   const out = new Float32Array(data.length);
   for (let at = 0; at < data.length; at += n * n) out.set(inverseF64(data.subarray(at, at + n * n), n), at);

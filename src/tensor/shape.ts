@@ -26,7 +26,9 @@ export function broadcastShapes(a: readonly number[], b: readonly number[]): num
     const da = a[a.length - n + i] ?? 1;
     const db = b[b.length - n + i] ?? 1;
     if (da !== db && da !== 1 && db !== 1) {
-      throw new Error(`shapes [${a.join(", ")}] and [${b.join(", ")}] cannot be broadcast together (axis ${i - n}: ${da} vs ${db})`);
+      throw new Error(
+        `shapes [${a.join(", ")}] and [${b.join(", ")}] cannot be broadcast together (axis ${i - n}: ${da} vs ${db})`,
+      );
     }
     out[i] = da === 1 ? db : da;
   }
@@ -34,7 +36,11 @@ export function broadcastShapes(a: readonly number[], b: readonly number[]): num
 }
 
 /** Strides that read a tensor of `shape`/`strides` as if it had the (broadcast) shape `target`. */
-export function broadcastStrides(shape: readonly number[], strides: readonly number[], target: readonly number[]): number[] {
+export function broadcastStrides(
+  shape: readonly number[],
+  strides: readonly number[],
+  target: readonly number[],
+): number[] {
   const out = new Array<number>(target.length).fill(0);
   const lead = target.length - shape.length;
   for (let i = 0; i < shape.length; i++) out[lead + i] = shape[i] === 1 ? 0 : strides[i]!;
@@ -63,12 +69,17 @@ export function fmtShape(shape: readonly number[]): string {
  * no such strides exist (PyTorch's computeStride: each group of old axes that is contiguous in memory may be split
  * or merged freely).
  */
-export function viewStrides(shape: readonly number[], strides: readonly number[], target: readonly number[]): number[] | null {
+export function viewStrides(
+  shape: readonly number[],
+  strides: readonly number[],
+  target: readonly number[],
+): number[] | null {
   if (numel(shape) === 0 || shape.length === 0) return contiguousStrides(target);
   const out = new Array<number>(target.length);
   let viewD = target.length - 1;
   let chunkBase = strides[strides.length - 1]!;
-  let tensorNumel = 1, viewNumel = 1;
+  let tensorNumel = 1,
+    viewNumel = 1;
   for (let d = shape.length - 1; d >= 0; d--) {
     tensorNumel *= shape[d]!;
     if (d === 0 || (shape[d - 1] !== 1 && strides[d - 1] !== tensorNumel * chunkBase)) {

@@ -64,7 +64,8 @@ export class Tensor implements View {
   }
 
   set requiresGrad(value: boolean) {
-    if (value && this.dtype !== "float32") throw new Error(`only float32 tensors can require gradients (this one is ${this.dtype})`);
+    if (value && this.dtype !== "float32")
+      throw new Error(`only float32 tensors can require gradients (this one is ${this.dtype})`);
     if (this.gradFn && !value) throw new Error("requiresGrad cannot be turned off on a non-leaf tensor; use detach()");
     this.requiresGradFlag = value;
   }
@@ -134,7 +135,8 @@ export class Tensor implements View {
 
   private readAs(dtype: DType): StorageData {
     const b = this.buffer.backend;
-    if (dtype === this.dtype && this.isContiguous() && this.offset === 0 && this.size === this.storage.size) return b.read(this.storage);
+    if (dtype === this.dtype && this.isContiguous() && this.offset === 0 && this.size === this.storage.size)
+      return b.read(this.storage);
     const out = b.alloc(dtype, this.size);
     try {
       b.copy(this, out);
@@ -181,7 +183,9 @@ export class Tensor implements View {
   /** Overwrite this (contiguous) tensor's values in place from another tensor of the same shape, without autograd. */
   copy_(src: Tensor): this {
     if (numel(src.shape) !== this.size) {
-      throw new Error(`copy_: source shape ${fmtShape(src.shape)} does not match destination shape ${fmtShape(this.shape)}`);
+      throw new Error(
+        `copy_: source shape ${fmtShape(src.shape)} does not match destination shape ${fmtShape(this.shape)}`,
+      );
     }
     if (!this.isContiguous() || this.offset !== 0 || this.size !== this.storage.size) {
       throw new Error("copy_ needs a destination that owns its whole storage contiguously (call contiguous() first)");
@@ -207,7 +211,12 @@ export function empty(shape: readonly number[], dtype: DType = "float32"): Tenso
  * in another order than row-major (attention writes [batch, heads, length, dim] in [batch, length, heads, dim] order,
  * so that merging heads is a view).
  */
-export function emptyStrided(shape: readonly number[], strides: readonly number[], size: number, dtype: DType = "float32"): Tensor {
+export function emptyStrided(
+  shape: readonly number[],
+  strides: readonly number[],
+  size: number,
+  dtype: DType = "float32",
+): Tensor {
   const b = backend();
   return new Tensor(new Buffer(b.alloc(dtype, size), b), [...shape], [...strides], 0);
 }
@@ -216,7 +225,10 @@ export function emptyStrided(shape: readonly number[], strides: readonly number[
  * A new uninitialised tensor shaped like t, laid out in the same axis order when t is dense (a permutation of a
  * row-major layout), row-major otherwise: an op whose output has its input's layout lets later reshapes stay views.
  */
-export function emptyLike(t: { shape: readonly number[]; strides: readonly number[] }, dtype: DType = "float32"): Tensor {
+export function emptyLike(
+  t: { shape: readonly number[]; strides: readonly number[] },
+  dtype: DType = "float32",
+): Tensor {
   const nd = t.shape.length;
   const order = [...Array(nd).keys()].sort((a, b) => t.strides[b]! - t.strides[a]! || a - b);
   let acc = 1;
@@ -246,12 +258,16 @@ function inferShape(data: NestedArray): number[] {
  * A tensor from values: nested arrays (shape inferred) or a flat array/typed array with an explicit shape.
  * dtype defaults to int32 for an Int32Array, float32 otherwise; values for bfloat16/float16 are rounded to nearest even.
  */
-export function tensor(data: NestedArray | Float32Array | Int32Array | readonly number[], shape?: readonly number[], dtype?: DType): Tensor {
+export function tensor(
+  data: NestedArray | Float32Array | Int32Array | readonly number[],
+  shape?: readonly number[],
+  dtype?: DType,
+): Tensor {
   const flat: ArrayLike<number> = ArrayBuffer.isView(data)
     ? (data as Float32Array | Int32Array)
     : typeof data === "number"
       ? [data]
-      : (data as readonly NestedArray[]).flat(Infinity as 1) as number[];
+      : ((data as readonly NestedArray[]).flat(Infinity as 1) as number[]);
   const s = shape ?? (ArrayBuffer.isView(data) ? [data.length] : inferShape(data as NestedArray));
   if (numel(s) !== flat.length) throw new Error(`tensor(): ${flat.length} values do not fill shape ${fmtShape(s)}`);
   const t = empty(s, dtype ?? (data instanceof Int32Array ? "int32" : "float32"));

@@ -109,7 +109,8 @@ export class TorchGenerator {
    * rounded to float32 and their difference taken in float32, the scaling and shift in float64, then rounded.
    */
   uniformValues(count: number, low = 0, high = 1): Float32Array {
-    const from = f32(low), span = f32(f32(high) - from);
+    const from = f32(low),
+      span = f32(f32(high) - from);
     const out = new Float32Array(count);
     for (let i = 0; i < count; i++) out[i] = this.unitFloat() * span + from;
     return out;
@@ -185,7 +186,8 @@ export class TorchGenerator {
     const out = new Float32Array(p.length);
     for (let i = 0; i < p.length; i++) {
       const pi = p[i]!;
-      if (!(pi >= 0 && pi <= 1)) throw new RangeError(`bernoulli: probabilities must lie in [0, 1], got ${pi} at index ${i}`);
+      if (!(pi >= 0 && pi <= 1))
+        throw new RangeError(`bernoulli: probabilities must lie in [0, 1], got ${pi} at index ${i}`);
       out[i] = this.unitFloat() < pi ? 1 : 0;
     }
     return out;
@@ -194,7 +196,8 @@ export class TorchGenerator {
 
 /** Box–Muller over data[at .. at+16) in place, in float32 as torch's normal_fill_16 computes it. */
 function boxMuller16(data: Float32Array, at: number, mean: number, std: number): void {
-  const m = f32(mean), s = f32(std);
+  const m = f32(mean),
+    s = f32(std);
   for (let j = 0; j < 8; j++) {
     const u1 = f32(1 - data[at + j]!);
     const u2 = data[at + j + 8]!;

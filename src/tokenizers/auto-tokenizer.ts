@@ -9,7 +9,10 @@ import { PreTrainedTokenizer } from "./pretrained-tokenizer.js";
 /** Entry point for loading tokenizers from local Hugging Face folders. */
 export class AutoTokenizer {
   /** Loads tokenizer.json (+ tokenizer_config.json, special_tokens_map.json, chat_template.jinja) from a folder or a Hub repo id. */
-  static async fromPretrained(nameOrPath: string, overrides: TokenizerOverrides & HubOptions = {}): Promise<PreTrainedTokenizer> {
+  static async fromPretrained(
+    nameOrPath: string,
+    overrides: TokenizerOverrides & HubOptions = {},
+  ): Promise<PreTrainedTokenizer> {
     return AutoTokenizer.load(await resolvePretrained(nameOrPath, "tokenizer", hubOptionsOf(overrides)), overrides);
   }
 
@@ -20,7 +23,9 @@ export class AutoTokenizer {
 
   private static load(dir: string, options: TokenizerOverrides & HubOptions): PreTrainedTokenizer {
     const hubKeys = new Set(Object.keys(hubOptionsOf(options)));
-    const overrides = Object.fromEntries(Object.entries(options).filter(([k]) => !hubKeys.has(k))) as TokenizerOverrides;
+    const overrides = Object.fromEntries(
+      Object.entries(options).filter(([k]) => !hubKeys.has(k)),
+    ) as TokenizerOverrides;
     return new PreTrainedTokenizer(readTokenizerFolder(dir), overrides);
   }
 }

@@ -14,7 +14,10 @@ export interface PostProcessed {
 /** The part of the package's Tokenizer that peft-ts uses. Its .d.ts files import each other without file extensions,
  * which NodeNext resolution cannot follow, so the package's own types arrive as `any`: this restates them. */
 export interface BackendTokenizer {
-  encode(text: string, options?: { text_pair?: string | null; add_special_tokens?: boolean }): { ids: (number | undefined)[]; tokens: string[] };
+  encode(
+    text: string,
+    options?: { text_pair?: string | null; add_special_tokens?: boolean },
+  ): { ids: (number | undefined)[]; tokens: string[] };
   decode(ids: number[], options?: { skip_special_tokens?: boolean; clean_up_tokenization_spaces?: boolean }): string;
   tokenize(text: string, options?: { text_pair?: string | null; add_special_tokens?: boolean }): string[];
   token_to_id(token: string): number | undefined;
@@ -50,7 +53,8 @@ export function modelVocabId(model: Json, token: string): number | undefined {
     const i = vocab.findIndex((entry) => Array.isArray(entry) && entry[0] === token);
     return i >= 0 ? i : undefined;
   }
-  if (vocab !== null && typeof vocab === "object" && Object.hasOwn(vocab, token)) return (vocab as Record<string, number>)[token];
+  if (vocab !== null && typeof vocab === "object" && Object.hasOwn(vocab, token))
+    return (vocab as Record<string, number>)[token];
   return undefined;
 }
 
@@ -78,13 +82,25 @@ function completeAddedTokens(json: Json, config: Json, specials: SpecialTokens):
   for (const content of wanted) {
     if (has(content)) continue;
     const nextId = Math.max(modelVocabSize(model), ...added.map((t) => t.id + 1));
-    added.push({ id: modelVocabId(model, content) ?? nextId, content, special: true, normalized: false, lstrip: false, rstrip: false, single_word: false });
+    added.push({
+      id: modelVocabId(model, content) ?? nextId,
+      content,
+      special: true,
+      normalized: false,
+      lstrip: false,
+      rstrip: false,
+      single_word: false,
+    });
   }
   return added;
 }
 
 /** The TemplateProcessing post-processor that LlamaTokenizerFast.update_post_processor builds, or null for other classes. */
-function bosEosPostProcessor(config: Json, specials: SpecialTokens, idOf: (t: string) => number | undefined): Json | null {
+function bosEosPostProcessor(
+  config: Json,
+  specials: SpecialTokens,
+  idOf: (t: string) => number | undefined,
+): Json | null {
   const cls = String(config.tokenizer_class ?? "").replace(/Fast$/, "");
   const defaults = BOS_EOS_CLASSES[cls];
   if (defaults === undefined) return null;
@@ -113,8 +129,16 @@ function bosEosPostProcessor(config: Json, specials: SpecialTokens, idOf: (t: st
 export function createBackend(json: Json, config: Json, specials: SpecialTokens): BackendTokenizer {
   if (json.model === null || typeof json.model !== "object") throw new Error("tokenizer.json has no `model` section");
   const added = completeAddedTokens(json, config, specials);
-  const prepared: Json = { normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...json, added_tokens: added };
-  const idOf = (t: string): number | undefined => added.find((a) => a.content === t)?.id ?? modelVocabId(json.model as Json, t);
+  const prepared: Json = {
+    normalizer: null,
+    pre_tokenizer: null,
+    post_processor: null,
+    decoder: null,
+    ...json,
+    added_tokens: added,
+  };
+  const idOf = (t: string): number | undefined =>
+    added.find((a) => a.content === t)?.id ?? modelVocabId(json.model as Json, t);
   const postProcessor = bosEosPostProcessor(config, specials, idOf);
   if (postProcessor !== null) prepared.post_processor = postProcessor;
   // The package reads special tokens from its config as plain strings (AddedToken objects would break it).

@@ -20,7 +20,11 @@ export function parseChatTemplate(value: unknown): ChatTemplates | null {
 }
 
 /** Picks the template to render, as transformers' get_chat_template: a requested name or string, else tool_use/default. */
-export function selectChatTemplate(templates: ChatTemplates | null, requested: string | undefined, hasTools: boolean): string {
+export function selectChatTemplate(
+  templates: ChatTemplates | null,
+  requested: string | undefined,
+  hasTools: boolean,
+): string {
   if (templates !== null && typeof templates === "object") {
     if (requested !== undefined) return templates[requested] ?? requested;
     if (hasTools && templates.tool_use !== undefined) return templates.tool_use;

@@ -29,8 +29,18 @@ export interface ResolvedConfig {
 
 /** Tokenizer classes whose models take token_type_ids (transformers' model_input_names). */
 const TOKEN_TYPE_CLASSES = new Set([
-  "BertTokenizer", "AlbertTokenizer", "ElectraTokenizer", "MobileBertTokenizer", "ConvBertTokenizer", "DebertaTokenizer",
-  "DebertaV2Tokenizer", "FunnelTokenizer", "XLNetTokenizer", "LayoutLMTokenizer", "SqueezeBertTokenizer", "RoFormerTokenizer",
+  "BertTokenizer",
+  "AlbertTokenizer",
+  "ElectraTokenizer",
+  "MobileBertTokenizer",
+  "ConvBertTokenizer",
+  "DebertaTokenizer",
+  "DebertaV2Tokenizer",
+  "FunnelTokenizer",
+  "XLNetTokenizer",
+  "LayoutLMTokenizer",
+  "SqueezeBertTokenizer",
+  "RoFormerTokenizer",
 ]);
 
 /** camelCase override name → snake_case config key. */
@@ -47,13 +57,20 @@ export function resolveConfig(files: TokenizerFiles, overrides: TokenizerOverrid
   for (const [key, value] of Object.entries(overrides)) {
     if (value === undefined) continue;
     config[snakeCase(key)] = value;
-    if (key.endsWith("Token") && key !== "addBosToken" && key !== "addEosToken") specialTokensMap[snakeCase(key)] = value;
+    if (key.endsWith("Token") && key !== "addBosToken" && key !== "addEosToken")
+      specialTokensMap[snakeCase(key)] = value;
   }
   const padding = files.tokenizerJson.padding as { pad_token?: unknown; direction?: unknown } | null | undefined;
-  if (padding && config.pad_token === undefined && specialTokensMap.pad_token === undefined && typeof padding.pad_token === "string") {
+  if (
+    padding &&
+    config.pad_token === undefined &&
+    specialTokensMap.pad_token === undefined &&
+    typeof padding.pad_token === "string"
+  ) {
     config.pad_token = padding.pad_token;
   }
-  if (padding && config.padding_side === undefined && typeof padding.direction === "string") config.padding_side = padding.direction.toLowerCase();
+  if (padding && config.padding_side === undefined && typeof padding.direction === "string")
+    config.padding_side = padding.direction.toLowerCase();
   return { config, specials: resolveSpecialTokens(config, specialTokensMap) };
 }
 
@@ -61,5 +78,7 @@ export function resolveConfig(files: TokenizerFiles, overrides: TokenizerOverrid
 export function modelInputNames(config: Record<string, unknown>): string[] {
   if (Array.isArray(config.model_input_names)) return config.model_input_names.map(String);
   const cls = String(config.tokenizer_class ?? "").replace(/Fast$/, "");
-  return TOKEN_TYPE_CLASSES.has(cls) ? ["input_ids", "token_type_ids", "attention_mask"] : ["input_ids", "attention_mask"];
+  return TOKEN_TYPE_CLASSES.has(cls)
+    ? ["input_ids", "token_type_ids", "attention_mask"]
+    : ["input_ids", "attention_mask"];
 }

@@ -19,7 +19,14 @@ export interface TokenizerFiles {
 }
 
 /** Files that mean "a slow tokenizer is here, but no tokenizer.json". */
-const SLOW_TOKENIZER_FILES = ["vocab.json", "merges.txt", "vocab.txt", "tokenizer.model", "spiece.model", "sentencepiece.bpe.model"];
+const SLOW_TOKENIZER_FILES = [
+  "vocab.json",
+  "merges.txt",
+  "vocab.txt",
+  "tokenizer.model",
+  "spiece.model",
+  "sentencepiece.bpe.model",
+];
 
 /** Parses one JSON file, naming it in the error. */
 function readJson(path: string): Record<string, unknown> {
@@ -29,7 +36,8 @@ function readJson(path: string): Record<string, unknown> {
   } catch (e) {
     throw new Error(`Cannot read ${path}: ${(e as Error).message}`);
   }
-  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new Error(`${path} does not hold a JSON object`);
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    throw new Error(`${path} does not hold a JSON object`);
   return value as Record<string, unknown>;
 }
 
@@ -39,11 +47,14 @@ export function readTokenizerFolder(dir: string): TokenizerFiles {
   const found = readdirSync(dir).sort();
   if (!found.includes("tokenizer.json")) {
     const slow = found.filter((f) => SLOW_TOKENIZER_FILES.includes(f));
-    const hint = slow.length > 0
-      ? ` It has a slow tokenizer (${slow.join(", ")}) only: convert it once in Python with ` +
-        `AutoTokenizer.from_pretrained(dir).save_pretrained(dir), which writes tokenizer.json.`
-      : "";
-    throw new Error(`No tokenizer.json in ${dir} (files found: ${found.length > 0 ? found.join(", ") : "none"}).${hint}`);
+    const hint =
+      slow.length > 0
+        ? ` It has a slow tokenizer (${slow.join(", ")}) only: convert it once in Python with ` +
+          `AutoTokenizer.from_pretrained(dir).save_pretrained(dir), which writes tokenizer.json.`
+        : "";
+    throw new Error(
+      `No tokenizer.json in ${dir} (files found: ${found.length > 0 ? found.join(", ") : "none"}).${hint}`,
+    );
   }
   const optional = (name: string): Record<string, unknown> => (found.includes(name) ? readJson(join(dir, name)) : {});
   const files: TokenizerFiles = {
@@ -52,7 +63,8 @@ export function readTokenizerFolder(dir: string): TokenizerFiles {
     specialTokensMap: optional("special_tokens_map.json"),
     nameOrPath: dir,
   };
-  if (found.includes("chat_template.jinja")) files.chatTemplate = readFileSync(join(dir, "chat_template.jinja"), "utf8");
+  if (found.includes("chat_template.jinja"))
+    files.chatTemplate = readFileSync(join(dir, "chat_template.jinja"), "utf8");
   return files;
 }
 
@@ -81,16 +93,23 @@ export function checkTokenizerJson(json: Record<string, unknown>, where: string)
   if (Array.isArray(vocab)) {
     if (vocab.length === 0) corrupt(where, "has an empty model.vocab");
     vocab.forEach((entry, i) => {
-      const ok = Array.isArray(entry) && entry.length === 2 && typeof entry[0] === "string" && typeof entry[1] === "number" && Number.isFinite(entry[1]);
+      const ok =
+        Array.isArray(entry) &&
+        entry.length === 2 &&
+        typeof entry[0] === "string" &&
+        typeof entry[1] === "number" &&
+        Number.isFinite(entry[1]);
       if (!ok) corrupt(where, `model.vocab[${i}] is ${showValue(entry)}, not a [piece, score] pair`);
     });
   } else if (vocab !== null && typeof vocab === "object") {
     const entries = Object.entries(vocab);
     if (entries.length === 0) corrupt(where, "has an empty model.vocab");
-    for (const [token, id] of entries) if (!isTokenId(id)) corrupt(
-      where,
-      `model.vocab[${JSON.stringify(token)}] is ${showValue(id)}, not a token id (a non-negative integer)`,
-    );
+    for (const [token, id] of entries)
+      if (!isTokenId(id))
+        corrupt(
+          where,
+          `model.vocab[${JSON.stringify(token)}] is ${showValue(id)}, not a token id (a non-negative integer)`,
+        );
   } else {
     corrupt(where, "has no model.vocab (an object of token → id, or a list of [piece, score])");
   }
@@ -98,10 +117,12 @@ export function checkTokenizerJson(json: Record<string, unknown>, where: string)
   if (!Array.isArray(added)) corrupt(where, "added_tokens is not a list");
   added.forEach((t: unknown, i) => {
     const entry = t as Record<string, unknown> | null;
-    if (entry === null || typeof entry !== "object" || typeof entry["content"] !== "string") corrupt(where, `added_tokens[${i}] has no string "content"`);
-    if (!isTokenId(entry["id"])) corrupt(
-      where,
-      `added_tokens[${i}] (${JSON.stringify(entry["content"])}) has id ${showValue(entry["id"])}, not a token id (a non-negative integer)`,
-    );
+    if (entry === null || typeof entry !== "object" || typeof entry["content"] !== "string")
+      corrupt(where, `added_tokens[${i}] has no string "content"`);
+    if (!isTokenId(entry["id"]))
+      corrupt(
+        where,
+        `added_tokens[${i}] (${JSON.stringify(entry["content"])}) has id ${showValue(entry["id"])}, not a token id (a non-negative integer)`,
+      );
   });
 }

@@ -14,7 +14,8 @@ export function padSequences(
   opts: { length: number | null; multipleOf?: number; side: Side; padId: number; typeIds?: number[][] },
 ): Padded {
   let target = opts.length ?? Math.max(0, ...ids.map((s) => s.length));
-  if (opts.multipleOf !== undefined && target % opts.multipleOf !== 0) target = (Math.floor(target / opts.multipleOf) + 1) * opts.multipleOf;
+  if (opts.multipleOf !== undefined && target % opts.multipleOf !== 0)
+    target = (Math.floor(target / opts.multipleOf) + 1) * opts.multipleOf;
   const pad = <T>(seq: T[], value: T): T[] => {
     const n = Math.max(0, target - seq.length);
     const fill = new Array<T>(n).fill(value);

@@ -14,13 +14,23 @@ const MARK_A = "\u0000peft-ts:A:";
 const MARK_B = "\u0000peft-ts:B:";
 
 /** Runs the post-processor (template, BERT, RoBERTa, byte-level, sequence) on ids; `add` false keeps only the sequences. */
-export function postProcessIds(tokenizer: BackendTokenizer, a: number[], b: number[] | null, add: boolean, unkId: number | null): WithTypes {
+export function postProcessIds(
+  tokenizer: BackendTokenizer,
+  a: number[],
+  b: number[] | null,
+  add: boolean,
+  unkId: number | null,
+): WithTypes {
   const processor = tokenizer.post_processor;
   if (processor === null) {
     const ids = b === null ? [...a] : [...a, ...b];
     return { ids, typeIds: ids.map((_, i) => (i < a.length ? 0 : 1)) };
   }
-  const out: PostProcessed = processor(a.map((id) => MARK_A + id), b === null ? null : b.map((id) => MARK_B + id), add);
+  const out: PostProcessed = processor(
+    a.map((id) => MARK_A + id),
+    b === null ? null : b.map((id) => MARK_B + id),
+    add,
+  );
   // The package's ByteLevel post-processor returns the pair apart (tokens_pair) instead of appending it as tokenizers does.
   const tokens: string[] = out.tokens_pair ? [...out.tokens, ...out.tokens_pair] : out.tokens;
   const given = out.token_type_ids;
@@ -34,7 +44,8 @@ export function postProcessIds(tokenizer: BackendTokenizer, a: number[], b: numb
       ids.push(Number(token.slice(MARK_A.length)));
     } else {
       const id = tokenizer.token_to_id(token) ?? unkId;
-      if (id === null) throw new Error(`The post-processor adds the token ${JSON.stringify(token)}, which is not in the vocabulary`);
+      if (id === null)
+        throw new Error(`The post-processor adds the token ${JSON.stringify(token)}, which is not in the vocabulary`);
       ids.push(id);
     }
     typeIds.push(useGiven ? (given as number[])[i] : currentType);

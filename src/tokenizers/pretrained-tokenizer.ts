@@ -1,6 +1,12 @@
 /** A Hugging Face tokenizer with transformers' PreTrainedTokenizerFast behaviour, built on @huggingface/tokenizers. */
 import { createBackend, modelVocabSize, type BackendTokenizer } from "./backend.js";
-import { cutAfterFinalMessage, parseChatTemplate, renderChatTemplate, selectChatTemplate, type ChatTemplates } from "./chat-template.js";
+import {
+  cutAfterFinalMessage,
+  parseChatTemplate,
+  renderChatTemplate,
+  selectChatTemplate,
+  type ChatTemplates,
+} from "./chat-template.js";
 import { modelInputNames, resolveConfig, type TokenizerOverrides } from "./config.js";
 import { checkTokenizerJson, type TokenizerFiles } from "./files.js";
 import { CheckpointError } from "../errors.js";
@@ -10,13 +16,23 @@ import { SPECIAL_TOKEN_KEYS, type SpecialTokenKey } from "./special-tokens.js";
 import { resolveStrategies, VERY_LARGE_INTEGER, type Strategies } from "./strategies.js";
 import { truncatePair } from "./truncation.js";
 import type {
-  BatchEncodeOptions, BatchEncoding, ChatMessage, ChatTemplateOptions, DecodeOptions, EncodeOptions, Encoding, PadOptions, Side, TensorEncoding,
+  BatchEncodeOptions,
+  BatchEncoding,
+  ChatMessage,
+  ChatTemplateOptions,
+  DecodeOptions,
+  EncodeOptions,
+  Encoding,
+  PadOptions,
+  Side,
+  TensorEncoding,
 } from "./types.js";
 import { tensor } from "../tensor/index.js";
 
 /** Checks a padding/truncation side. */
 function checkSide(value: unknown, what: string): Side {
-  if (value !== "left" && value !== "right") throw new Error(`${what} should be "left" or "right", got ${JSON.stringify(value)}`);
+  if (value !== "left" && value !== "right")
+    throw new Error(`${what} should be "left" or "right", got ${JSON.stringify(value)}`);
   return value;
 }
 
@@ -65,8 +81,10 @@ export class PreTrainedTokenizer {
     try {
       this.backendTokenizer = createBackend(files.tokenizerJson, config, specials);
     } catch (e) {
-      throw new CheckpointError(`Cannot build the tokenizer of ${files.nameOrPath ?? "the given files"} from tokenizer.json: ${(e as Error).message}`,
-        "the file is corrupt or written by a tokenizers version with features this one lacks: re-save it with tokenizer.save_pretrained(dir)");
+      throw new CheckpointError(
+        `Cannot build the tokenizer of ${files.nameOrPath ?? "the given files"} from tokenizer.json: ${(e as Error).message}`,
+        "the file is corrupt or written by a tokenizers version with features this one lacks: re-save it with tokenizer.save_pretrained(dir)",
+      );
     }
     this.initKwargs = config;
     this.nameOrPath = files.nameOrPath ?? String(config.name_or_path ?? "");
@@ -76,13 +94,19 @@ export class PreTrainedTokenizer {
     this._truncationSide = checkSide(config.truncation_side ?? "right", "truncation_side");
     this.modelMaxLength = typeof config.model_max_length === "number" ? config.model_max_length : VERY_LARGE_INTEGER;
     this.chatTemplate = parseChatTemplate(config.chat_template);
-    this.cleanUpTokenizationSpaces = typeof config.clean_up_tokenization_spaces === "boolean" ? config.clean_up_tokenization_spaces : true;
+    this.cleanUpTokenizationSpaces =
+      typeof config.clean_up_tokenization_spaces === "boolean" ? config.clean_up_tokenization_spaces : true;
     this.modelInputNames = modelInputNames(config);
     this.baseVocabSize = modelVocabSize(files.tokenizerJson.model as Record<string, unknown>);
     // A class instance cannot be called; return a function that is one (same prototype, same fields), so that
     // `tokenizer(texts)` works as in transformers. The function's own `length`/`name` would hide ours: drop them.
-    const callable = ((texts: string | (string | [string, string])[], options?: BatchEncodeOptions & { returnTensors?: boolean }) =>
-      options?.returnTensors ? callable.tensors(texts, options) : callable.call(texts as string, options)) as PreTrainedTokenizer;
+    const callable = ((
+      texts: string | (string | [string, string])[],
+      options?: BatchEncodeOptions & { returnTensors?: boolean },
+    ) =>
+      options?.returnTensors
+        ? callable.tensors(texts, options)
+        : callable.call(texts as string, options)) as PreTrainedTokenizer;
     Object.setPrototypeOf(callable, new.target.prototype);
     delete (callable as { length?: number }).length;
     delete (callable as { name?: string }).name;
@@ -92,49 +116,101 @@ export class PreTrainedTokenizer {
   // ---- special tokens ----
 
   /** Side padding goes to ("right" by default; "left" for batched generation). */
-  get paddingSide(): Side { return this._paddingSide; }
-  set paddingSide(side: Side) { this._paddingSide = checkSide(side, "paddingSide"); }
+  get paddingSide(): Side {
+    return this._paddingSide;
+  }
+  set paddingSide(side: Side) {
+    this._paddingSide = checkSide(side, "paddingSide");
+  }
   /** Side truncation cuts from ("right" by default). */
-  get truncationSide(): Side { return this._truncationSide; }
-  set truncationSide(side: Side) { this._truncationSide = checkSide(side, "truncationSide"); }
+  get truncationSide(): Side {
+    return this._truncationSide;
+  }
+  set truncationSide(side: Side) {
+    this._truncationSide = checkSide(side, "truncationSide");
+  }
 
   /** Beginning-of-sequence token. */
-  get bosToken(): string | null { return this.special.bos_token; }
-  set bosToken(t: string | null) { this.special.bos_token = t; }
+  get bosToken(): string | null {
+    return this.special.bos_token;
+  }
+  set bosToken(t: string | null) {
+    this.special.bos_token = t;
+  }
   /** End-of-sequence token. */
-  get eosToken(): string | null { return this.special.eos_token; }
-  set eosToken(t: string | null) { this.special.eos_token = t; }
+  get eosToken(): string | null {
+    return this.special.eos_token;
+  }
+  set eosToken(t: string | null) {
+    this.special.eos_token = t;
+  }
   /** Unknown-token token. */
-  get unkToken(): string | null { return this.special.unk_token; }
-  set unkToken(t: string | null) { this.special.unk_token = t; }
+  get unkToken(): string | null {
+    return this.special.unk_token;
+  }
+  set unkToken(t: string | null) {
+    this.special.unk_token = t;
+  }
   /** Separator token (BERT's [SEP]). */
-  get sepToken(): string | null { return this.special.sep_token; }
-  set sepToken(t: string | null) { this.special.sep_token = t; }
+  get sepToken(): string | null {
+    return this.special.sep_token;
+  }
+  set sepToken(t: string | null) {
+    this.special.sep_token = t;
+  }
   /** Padding token; often set with `tokenizer.padToken = tokenizer.eosToken`. */
-  get padToken(): string | null { return this.special.pad_token; }
-  set padToken(t: string | null) { this.special.pad_token = t; }
+  get padToken(): string | null {
+    return this.special.pad_token;
+  }
+  set padToken(t: string | null) {
+    this.special.pad_token = t;
+  }
   /** Classifier token (BERT's [CLS]). */
-  get clsToken(): string | null { return this.special.cls_token; }
-  set clsToken(t: string | null) { this.special.cls_token = t; }
+  get clsToken(): string | null {
+    return this.special.cls_token;
+  }
+  set clsToken(t: string | null) {
+    this.special.cls_token = t;
+  }
   /** Mask token (BERT's [MASK]). */
-  get maskToken(): string | null { return this.special.mask_token; }
-  set maskToken(t: string | null) { this.special.mask_token = t; }
+  get maskToken(): string | null {
+    return this.special.mask_token;
+  }
+  set maskToken(t: string | null) {
+    this.special.mask_token = t;
+  }
 
   /** Id of the beginning-of-sequence token. */
-  get bosTokenId(): number | null { return this.idOfSpecial("bos_token"); }
+  get bosTokenId(): number | null {
+    return this.idOfSpecial("bos_token");
+  }
   /** Id of the end-of-sequence token. */
-  get eosTokenId(): number | null { return this.idOfSpecial("eos_token"); }
+  get eosTokenId(): number | null {
+    return this.idOfSpecial("eos_token");
+  }
   /** Id of the unknown token. */
-  get unkTokenId(): number | null { return this.idOfSpecial("unk_token"); }
+  get unkTokenId(): number | null {
+    return this.idOfSpecial("unk_token");
+  }
   /** Id of the separator token. */
-  get sepTokenId(): number | null { return this.idOfSpecial("sep_token"); }
+  get sepTokenId(): number | null {
+    return this.idOfSpecial("sep_token");
+  }
   /** Id of the padding token. */
-  get padTokenId(): number | null { return this.idOfSpecial("pad_token"); }
-  set padTokenId(id: number | null) { this.special.pad_token = id === null ? null : this.convertIdsToTokens(id); }
+  get padTokenId(): number | null {
+    return this.idOfSpecial("pad_token");
+  }
+  set padTokenId(id: number | null) {
+    this.special.pad_token = id === null ? null : this.convertIdsToTokens(id);
+  }
   /** Id of the classifier token. */
-  get clsTokenId(): number | null { return this.idOfSpecial("cls_token"); }
+  get clsTokenId(): number | null {
+    return this.idOfSpecial("cls_token");
+  }
   /** Id of the mask token. */
-  get maskTokenId(): number | null { return this.idOfSpecial("mask_token"); }
+  get maskTokenId(): number | null {
+    return this.idOfSpecial("mask_token");
+  }
 
   /** Named special tokens that are set, plus additional_special_tokens (the variables chat templates get). */
   get specialTokensMap(): Record<string, string | string[]> {
@@ -163,7 +239,9 @@ export class PreTrainedTokenizer {
   // ---- vocabulary ----
 
   /** Size of the model vocabulary without added tokens (transformers' `vocab_size`). */
-  get vocabSize(): number { return this.baseVocabSize; }
+  get vocabSize(): number {
+    return this.baseVocabSize;
+  }
 
   /** Size of the vocabulary with added tokens (transformers' `len(tokenizer)`). */
   get length(): number {
@@ -195,7 +273,9 @@ export class PreTrainedTokenizer {
   convertIdsToTokens(ids: number | ArrayLike<number>, skipSpecialTokens = false): string | null | (string | null)[] {
     if (typeof ids === "number") return this.backendTokenizer.id_to_token(ids) ?? null;
     const special = new Set(skipSpecialTokens ? this.allSpecialIds : []);
-    return Array.from(ids).filter((id) => !special.has(id)).map((id) => this.backendTokenizer.id_to_token(id) ?? null);
+    return Array.from(ids)
+      .filter((id) => !special.has(id))
+      .map((id) => this.backendTokenizer.id_to_token(id) ?? null);
   }
 
   /** Token strings of a text (transformers' tokenize: no special tokens unless asked). */
@@ -220,7 +300,10 @@ export class PreTrainedTokenizer {
   /** Like transformers' `tokenizer(text)`: one text gives one Encoding, a list gives a BatchEncoding. */
   call(text: string, options?: BatchEncodeOptions & { textPair?: string }): Encoding;
   call(texts: (string | [string, string])[], options?: BatchEncodeOptions): BatchEncoding;
-  call(texts: string | (string | [string, string])[], options: BatchEncodeOptions & { textPair?: string } = {}): Encoding | BatchEncoding {
+  call(
+    texts: string | (string | [string, string])[],
+    options: BatchEncodeOptions & { textPair?: string } = {},
+  ): Encoding | BatchEncoding {
     if (typeof texts !== "string") return this.encodeBatch(texts, options);
     const batch = this.encodeBatch([options.textPair === undefined ? texts : [texts, options.textPair]], options);
     const one: Encoding = { inputIds: batch.inputIds[0], attentionMask: batch.attentionMask[0] };
@@ -235,29 +318,45 @@ export class PreTrainedTokenizer {
     const toTensor = (rows: number[][], what: string) => {
       const length = rows[0]?.length ?? 0;
       if (rows.some((r) => r.length !== length)) {
-        throw new Error(`returnTensors: the ${rows.length} sequences have different lengths; pass padding: true (or "max_length") to make ${what} rectangular`);
+        throw new Error(
+          `returnTensors: the ${rows.length} sequences have different lengths; pass padding: true (or "max_length") to make ${what} rectangular`,
+        );
       }
       return tensor(Int32Array.from(rows.flat()), [rows.length, length], "int32");
     };
-    const out: TensorEncoding = { inputIds: toTensor(batch.inputIds, "inputIds"), attentionMask: toTensor(batch.attentionMask, "attentionMask") };
+    const out: TensorEncoding = {
+      inputIds: toTensor(batch.inputIds, "inputIds"),
+      attentionMask: toTensor(batch.attentionMask, "attentionMask"),
+    };
     if (batch.tokenTypeIds) out.tokenTypeIds = toTensor(batch.tokenTypeIds, "tokenTypeIds");
     return out;
   }
 
   /** Encodes texts (or [textA, textB] pairs) with optional truncation and left/right padding, plus attention masks. */
-  encodeBatch(texts: (string | [string, string])[], options: BatchEncodeOptions & { returnAttentionMask: false }): Omit<BatchEncoding, "attentionMask">;
+  encodeBatch(
+    texts: (string | [string, string])[],
+    options: BatchEncodeOptions & { returnAttentionMask: false },
+  ): Omit<BatchEncoding, "attentionMask">;
   encodeBatch(texts: (string | [string, string])[], options?: BatchEncodeOptions): BatchEncoding;
-  encodeBatch(texts: (string | [string, string])[], options: BatchEncodeOptions = {}): BatchEncoding | Omit<BatchEncoding, "attentionMask"> {
+  encodeBatch(
+    texts: (string | [string, string])[],
+    options: BatchEncodeOptions = {},
+  ): BatchEncoding | Omit<BatchEncoding, "attentionMask"> {
     if (!Array.isArray(texts)) throw new TypeError("encodeBatch expects an array of texts or of [textA, textB] pairs");
     const strategies = resolveStrategies(options, this.modelMaxLength);
     if (strategies.padding !== "none") this.requirePadToken();
     const side = checkSide(options.truncationSide ?? this._truncationSide, "truncationSide");
     const add = options.addSpecialTokens ?? true;
     const encoded: WithTypes[] = texts.map((t) =>
-      Array.isArray(t) ? this.encodeOne(t[0], t[1], add, strategies, side) : this.encodeOne(t, null, add, strategies, side),
+      Array.isArray(t)
+        ? this.encodeOne(t[0], t[1], add, strategies, side)
+        : this.encodeOne(t, null, add, strategies, side),
     );
     const ids = encoded.map((e) => e.ids);
-    const typeIds = (options.returnTokenTypeIds ?? this.modelInputNames.includes("token_type_ids")) ? encoded.map((e) => e.typeIds) : undefined;
+    const typeIds =
+      (options.returnTokenTypeIds ?? this.modelInputNames.includes("token_type_ids"))
+        ? encoded.map((e) => e.typeIds)
+        : undefined;
     let out: Padded;
     if (strategies.padding === "none") {
       out = { inputIds: ids, attentionMask: ids.map((s) => s.map(() => 1)) };
@@ -280,8 +379,12 @@ export class PreTrainedTokenizer {
 
   /** Pads already-encoded sequences (default: to the longest) and builds their attention masks. */
   pad(inputIds: number[][], options: PadOptions = {}): BatchEncoding {
-    const strategies = resolveStrategies({ padding: options.padding ?? true, maxLength: options.maxLength, truncation: false }, this.modelMaxLength);
-    if (strategies.padding === "none") return { inputIds: inputIds.map((s) => [...s]), attentionMask: inputIds.map((s) => s.map(() => 1)) };
+    const strategies = resolveStrategies(
+      { padding: options.padding ?? true, maxLength: options.maxLength, truncation: false },
+      this.modelMaxLength,
+    );
+    if (strategies.padding === "none")
+      return { inputIds: inputIds.map((s) => [...s]), attentionMask: inputIds.map((s) => s.map(() => 1)) };
     this.requirePadToken();
     return padSequences(inputIds, {
       length: strategies.padding === "max_length" ? strategies.maxLength : null,
@@ -308,7 +411,9 @@ export class PreTrainedTokenizer {
     if (strategies.truncation !== null && strategies.maxLength !== null) {
       const special = add ? numSpecialTokensToAdd(this.backendTokenizer, b !== null) : 0;
       if (strategies.maxLength < special) {
-        throw new Error(`maxLength ${strategies.maxLength} is too small: ${special} special tokens are added to each sequence`);
+        throw new Error(
+          `maxLength ${strategies.maxLength} is too small: ${special} special tokens are added to each sequence`,
+        );
       }
       [a, b] = truncatePair(a, b, strategies.maxLength - special, strategies.truncation, side);
     }
@@ -317,7 +422,8 @@ export class PreTrainedTokenizer {
 
   /** Ids of a text without special tokens (ids the vocabulary lacks, with no unk token, are dropped as tokenizers does). */
   private pieces(text: string): number[] {
-    if (typeof text !== "string") throw new TypeError(`Text to encode must be a string, got ${text === null ? "null" : typeof text}`);
+    if (typeof text !== "string")
+      throw new TypeError(`Text to encode must be a string, got ${text === null ? "null" : typeof text}`);
     const ids = this.backendTokenizer.encode(text, { add_special_tokens: false }).ids;
     return ids.filter((id): id is number => typeof id === "number");
   }
@@ -326,11 +432,15 @@ export class PreTrainedTokenizer {
 
   /** Text of ids; skipSpecialTokens drops special tokens; ids outside the vocabulary are ignored (as tokenizers does). */
   decode(ids: number | ArrayLike<number | bigint>, options: DecodeOptions = {}): string {
-    const list = (typeof ids === "number" ? [ids] : Array.from(ids, Number)).filter((id) => this.backendTokenizer.id_to_token(id) !== undefined);
+    const list = (typeof ids === "number" ? [ids] : Array.from(ids, Number)).filter(
+      (id) => this.backendTokenizer.id_to_token(id) !== undefined,
+    );
     if (list.length === 0) return "";
     if (options.skipSpecialTokens) {
       // As tokenizers' decode: drop the added tokens marked special (which include the config's special tokens).
-      this.specialAddedIds ??= new Set([...this.backendTokenizer.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id));
+      this.specialAddedIds ??= new Set(
+        [...this.backendTokenizer.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id),
+      );
       const additional = new Set(this.convertTokensToIds(this.additionalSpecialTokens));
       const kept = list.filter((id) => !this.specialAddedIds?.has(id) && !additional.has(id));
       if (kept.length === 0) return ""; // the package refuses an empty list
@@ -360,7 +470,9 @@ export class PreTrainedTokenizer {
     if (!Array.isArray(messages)) throw new TypeError("applyChatTemplate expects an array of {role, content} messages");
     const addGenerationPrompt = options.addGenerationPrompt ?? false;
     if (addGenerationPrompt && options.continueFinalMessage) {
-      throw new Error("continueFinalMessage and addGenerationPrompt are not compatible: use continueFinalMessage to extend the last message, addGenerationPrompt to start a new assistant turn");
+      throw new Error(
+        "continueFinalMessage and addGenerationPrompt are not compatible: use continueFinalMessage to extend the last message, addGenerationPrompt to start a new assistant turn",
+      );
     }
     const template = selectChatTemplate(this.chatTemplate, options.chatTemplate, options.tools !== undefined);
     let rendered = renderChatTemplate(template, {
@@ -373,6 +485,10 @@ export class PreTrainedTokenizer {
     });
     if (options.continueFinalMessage) rendered = cutAfterFinalMessage(rendered, messages);
     if (options.tokenize === false) return rendered;
-    return this.encode(rendered, { addSpecialTokens: false, truncation: options.truncation, maxLength: options.maxLength });
+    return this.encode(rendered, {
+      addSpecialTokens: false,
+      truncation: options.truncation,
+      maxLength: options.maxLength,
+    });
   }
 }

@@ -1,7 +1,15 @@
 /** Special tokens of a tokenizer folder: names, AddedToken-like values, and how tokenizer_config.json and special_tokens_map.json combine. */
 
 /** The named special-token slots of transformers' tokenizers, in transformers' order. */
-export const SPECIAL_TOKEN_KEYS = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"] as const;
+export const SPECIAL_TOKEN_KEYS = [
+  "bos_token",
+  "eos_token",
+  "unk_token",
+  "sep_token",
+  "pad_token",
+  "cls_token",
+  "mask_token",
+] as const;
 
 /** One named special-token slot (`bos_token`, `pad_token`, …). */
 export type SpecialTokenKey = (typeof SPECIAL_TOKEN_KEYS)[number];
@@ -28,7 +36,10 @@ export function tokenTexts(value: unknown): string[] {
 }
 
 /** Resolves the special tokens: special_tokens_map.json wins over tokenizer_config.json, as in transformers' from_pretrained. */
-export function resolveSpecialTokens(config: Record<string, unknown>, specialTokensMap: Record<string, unknown>): SpecialTokens {
+export function resolveSpecialTokens(
+  config: Record<string, unknown>,
+  specialTokensMap: Record<string, unknown>,
+): SpecialTokens {
   const named = {} as Record<SpecialTokenKey, string | null>;
   for (const key of SPECIAL_TOKEN_KEYS) {
     named[key] = key in specialTokensMap ? tokenText(specialTokensMap[key]) : tokenText(config[key]);

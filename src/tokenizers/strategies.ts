@@ -28,7 +28,9 @@ function truncationMode(truncation: TruncationStrategy | undefined): TruncationM
   if (truncation === true || truncation === "longest_first") return "longest_first";
   if (truncation === "only_first" || truncation === "only_second") return truncation;
   if (truncation === undefined || truncation === false || truncation === "do_not_truncate") return null;
-  throw new Error(`Unknown truncation ${JSON.stringify(truncation)}: use true, "longest_first", "only_first", "only_second" or false`);
+  throw new Error(
+    `Unknown truncation ${JSON.stringify(truncation)}: use true, "longest_first", "only_first", "only_second" or false`,
+  );
 }
 
 /** Resolves padding/truncation/maxLength: maxLength alone truncates (longest_first); a missing maxLength falls back to modelMaxLength unless that is unset (huge). */
@@ -37,9 +39,13 @@ export function resolveStrategies(
   modelMaxLength: number,
 ): Strategies {
   let padding = paddingMode(args.padding);
-  let truncation = args.truncation === undefined && args.maxLength !== undefined && padding === "none" ? "longest_first" : truncationMode(args.truncation);
+  let truncation =
+    args.truncation === undefined && args.maxLength !== undefined && padding === "none"
+      ? "longest_first"
+      : truncationMode(args.truncation);
   let maxLength = args.maxLength ?? null;
-  if (maxLength !== null && (!Number.isInteger(maxLength) || maxLength < 0)) throw new Error(`maxLength must be a non-negative integer, got ${maxLength}`);
+  if (maxLength !== null && (!Number.isInteger(maxLength) || maxLength < 0))
+    throw new Error(`maxLength must be a non-negative integer, got ${maxLength}`);
   if (maxLength === null) {
     const limited = modelMaxLength <= LARGE_INTEGER;
     if (padding === "max_length") {
@@ -52,9 +58,18 @@ export function resolveStrategies(
     }
   }
   const multiple = args.padToMultipleOf;
-  if (multiple !== undefined && (!Number.isInteger(multiple) || multiple <= 0)) throw new Error(`padToMultipleOf must be a positive integer, got ${multiple}`);
-  if (truncation !== null && padding !== "none" && multiple !== undefined && maxLength !== null && maxLength % multiple !== 0) {
-    throw new Error(`Truncation and padding are both activated but truncation length (${maxLength}) is not a multiple of padToMultipleOf (${multiple}).`);
+  if (multiple !== undefined && (!Number.isInteger(multiple) || multiple <= 0))
+    throw new Error(`padToMultipleOf must be a positive integer, got ${multiple}`);
+  if (
+    truncation !== null &&
+    padding !== "none" &&
+    multiple !== undefined &&
+    maxLength !== null &&
+    maxLength % multiple !== 0
+  ) {
+    throw new Error(
+      `Truncation and padding are both activated but truncation length (${maxLength}) is not a multiple of padToMultipleOf (${multiple}).`,
+    );
   }
   return { padding, truncation, maxLength };
 }

@@ -11,7 +11,13 @@ function keep(ids: number[], n: number, side: Side): number[] {
 }
 
 /** Truncates a sequence and its optional pair to at most `maxLength` ids together, as tokenizers' `truncate_encodings`. */
-export function truncatePair(a: number[], b: number[] | null, maxLength: number, mode: TruncationMode, side: Side): [number[], number[] | null] {
+export function truncatePair(
+  a: number[],
+  b: number[] | null,
+  maxLength: number,
+  mode: TruncationMode,
+  side: Side,
+): [number[], number[] | null] {
   const total = a.length + (b?.length ?? 0);
   if (total <= maxLength) return [a, b];
   if (mode === "longest_first") {
@@ -27,7 +33,8 @@ export function truncatePair(a: number[], b: number[] | null, maxLength: number,
     return [keep(a, na, side), keep(b, nb, side)];
   }
   const toRemove = total - maxLength;
-  if (mode === "only_second" && b === null) throw new Error('Truncation "only_second" needs a pair of texts, but only one was given');
+  if (mode === "only_second" && b === null)
+    throw new Error('Truncation "only_second" needs a pair of texts, but only one was given');
   const target = mode === "only_first" ? a : (b as number[]);
   if (target.length <= toRemove) {
     throw new Error(

@@ -24,7 +24,9 @@ export interface InstructionOptions {
 
 function asRecord(e: Example): InstructionRecord {
   if (typeof e["instruction"] !== "string" || typeof e["output"] !== "string") {
-    throw new Error(`instruction data needs string fields "instruction" and "output"; got fields ${Object.keys(e).join(", ")}`);
+    throw new Error(
+      `instruction data needs string fields "instruction" and "output"; got fields ${Object.keys(e).join(", ")}`,
+    );
   }
   return e as unknown as InstructionRecord;
 }
@@ -37,11 +39,18 @@ export function promptMessages(r: InstructionRecord, defaultSystem?: string): { 
 }
 
 /** input_ids / attention_mask / labels of one instruction record (prompt tokens labelled -100). */
-export function tokenizeInstruction(tokenizer: PreTrainedTokenizer, example: Example, opts: InstructionOptions = {}): Example {
+export function tokenizeInstruction(
+  tokenizer: PreTrainedTokenizer,
+  example: Example,
+  opts: InstructionOptions = {},
+): Example {
   const r = asRecord(example);
   const eos = tokenizer.eosTokenId;
   if (eos === null) throw new Error("the tokenizer has no eos token; instruction tuning appends one to every response");
-  const promptText = tokenizer.applyChatTemplate(promptMessages(r, opts.defaultSystem), { addGenerationPrompt: true, tokenize: false }) as string;
+  const promptText = tokenizer.applyChatTemplate(promptMessages(r, opts.defaultSystem), {
+    addGenerationPrompt: true,
+    tokenize: false,
+  }) as string;
   const prompt = tokenizer.encode(promptText, { addSpecialTokens: false });
   const response = [...tokenizer.encode(r.output, { addSpecialTokens: false }), eos];
   const maxLength = opts.maxLength ?? 512;
@@ -51,7 +60,11 @@ export function tokenizeInstruction(tokenizer: PreTrainedTokenizer, example: Exa
 }
 
 /** Plain text for causal-LM training: every token is learned. */
-export function tokenizeText(tokenizer: PreTrainedTokenizer, example: Example, opts: { maxLength?: number; field?: string } = {}): Example {
+export function tokenizeText(
+  tokenizer: PreTrainedTokenizer,
+  example: Example,
+  opts: { maxLength?: number; field?: string } = {},
+): Example {
   const text = example[opts.field ?? "text"];
   if (typeof text !== "string") throw new Error(`text data needs a string field "${opts.field ?? "text"}"`);
   const eos = tokenizer.eosTokenId;
@@ -60,9 +73,15 @@ export function tokenizeText(tokenizer: PreTrainedTokenizer, example: Example, o
 }
 
 /** Classification records ({text, label}) tokenised for a sequence classifier. */
-export function tokenizeClassification(tokenizer: PreTrainedTokenizer, example: Example, opts: { maxLength?: number } = {}): Example {
-  const text = example["text"], label = example["label"];
-  if (typeof text !== "string" || typeof label !== "number") throw new Error('classification data needs "text" (string) and "label" (integer class id)');
+export function tokenizeClassification(
+  tokenizer: PreTrainedTokenizer,
+  example: Example,
+  opts: { maxLength?: number } = {},
+): Example {
+  const text = example["text"],
+    label = example["label"];
+  if (typeof text !== "string" || typeof label !== "number")
+    throw new Error('classification data needs "text" (string) and "label" (integer class id)');
   const ids = tokenizer.encode(text).slice(0, opts.maxLength ?? 512);
   return { input_ids: ids, attention_mask: ids.map(() => 1), label };
 }

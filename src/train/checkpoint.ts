@@ -44,16 +44,23 @@ export interface RunFingerprint {
 
 const FINGERPRINT_FILE = "run_fingerprint.json";
 /** TrainingArguments that may change between a run and its resume (length, saving, logging, evaluation, display). */
-const MAY_CHANGE = new RegExp("^(output_dir|max_steps|num_train_epochs|save_.*|logging_.*|eval_.*|evaluation_strategy|per_device_eval_batch_size|" +
-  "load_best_model_at_end|metric_for_best_model|greater_is_better|disable_tqdm)$");
+const MAY_CHANGE = new RegExp(
+  "^(output_dir|max_steps|num_train_epochs|save_.*|logging_.*|eval_.*|evaluation_strategy|per_device_eval_batch_size|" +
+    "load_best_model_at_end|metric_for_best_model|greater_is_better|disable_tqdm)$",
+);
 /** Fields that name where things are rather than what they are. */
 const LOCATION_FIELDS = /^(_name_or_path|base_model_name_or_path|transformers_version|inference_mode|revision)$/;
 // Values sampled per weight tensor for the model hash: enough to tell two checkpoints apart, cheap for billions of weights.
 const SAMPLES_PER_TENSOR = 256;
 
 /** The fingerprint of a run: `frozen` are the model's weights that training does not change (all of them for full fine-tuning). */
-export function runFingerprint(args: TrainingArguments, peftConfig: Record<string, unknown> | null, examples: readonly Example[],
-  model: { nameOrPath: string | null; config: Record<string, unknown> }, frozen: [string, Tensor][]): RunFingerprint {
+export function runFingerprint(
+  args: TrainingArguments,
+  peftConfig: Record<string, unknown> | null,
+  examples: readonly Example[],
+  model: { nameOrPath: string | null; config: Record<string, unknown> },
+  frozen: [string, Tensor][],
+): RunFingerprint {
   const data = createHash("sha256");
   for (const e of examples) data.update(JSON.stringify(e)).update("\n");
   const weights = createHash("sha256");
@@ -68,7 +75,11 @@ export function runFingerprint(args: TrainingArguments, peftConfig: Record<strin
     training_args: withoutFields(args, MAY_CHANGE),
     peft_config: peftConfig && withoutFields(peftConfig, LOCATION_FIELDS),
     dataset: { examples: examples.length, sha256: data.digest("hex") },
-    model: { name_or_path: model.nameOrPath, config: withoutFields(model.config, LOCATION_FIELDS), weights_sha256: weights.digest("hex") },
+    model: {
+      name_or_path: model.nameOrPath,
+      config: withoutFields(model.config, LOCATION_FIELDS),
+      weights_sha256: weights.digest("hex"),
+    },
   };
 }
 
@@ -83,7 +94,9 @@ function withoutFields(fields: Record<string, unknown>, drop: RegExp): Record<st
 export function checkRunFingerprint(dir: string, current: RunFingerprint): void {
   const file = join(dir, FINGERPRINT_FILE);
   if (!existsSync(file)) {
-    process.emitWarning(`${dir} has no ${FINGERPRINT_FILE} (made by an older peft-ts): cannot check that it belongs to this run; resuming anyway`);
+    process.emitWarning(
+      `${dir} has no ${FINGERPRINT_FILE} (made by an older peft-ts): cannot check that it belongs to this run; resuming anyway`,
+    );
     return;
   }
   const saved = readJsonObject(file) as unknown as RunFingerprint;
@@ -97,18 +110,22 @@ export function checkRunFingerprint(dir: string, current: RunFingerprint): void 
     const data = (d: RunFingerprint["dataset"]) => `${d.examples} examples, sha256 ${d.sha256.slice(0, 12)}…`;
     diffs.push(`the training data (${data(a)} → ${data(current.dataset)})`);
   }
-  if (m.weights_sha256 !== current.model.weights_sha256) diffs.push(`the model weights (${m.name_or_path ?? "?"} → ${current.model.name_or_path ?? "?"})`);
+  if (m.weights_sha256 !== current.model.weights_sha256)
+    diffs.push(`the model weights (${m.name_or_path ?? "?"} → ${current.model.name_or_path ?? "?"})`);
   if (diffs.length > 0) {
-    throw new CheckpointError(`${dir} was made by a different run; these differ: ${diffs.join("; ")}`,
+    throw new CheckpointError(
+      `${dir} was made by a different run; these differ: ${diffs.join("; ")}`,
       "resume with the config, data and model that made the checkpoint, or train in a new output_dir (max_steps, num_train_epochs, " +
-      "save_*, logging_* and eval_* may change on resume)");
+        "save_*, logging_* and eval_* may change on resume)",
+    );
   }
 }
 
 /** "field a → b" for each field whose value differs between two objects. */
 function fieldDiffs(prefix: string, before: Record<string, unknown>, after: Record<string, unknown>): string[] {
   const show = (v: unknown) => (v === undefined ? "(absent)" : toJson(v));
-  return [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()
+  return [...new Set([...Object.keys(before), ...Object.keys(after)])]
+    .sort()
     .filter((k) => show(before[k]) !== show(after[k]))
     .map((k) => `${prefix}${k} ${show(before[k])} → ${show(after[k])}`);
 }
@@ -126,11 +143,16 @@ export function listCheckpoints(outputDir: string): string[] {
 export function removeStaleTemporaries(outputDir: string): void {
   recoverInterruptedSaves(outputDir);
   // Temporary checkpoint folders of peft-ts versions before writeFolderAtomic.
-  for (const n of readdirSync(outputDir)) if (n.startsWith(".tmp-checkpoint-")) rmSync(join(outputDir, n), { recursive: true, force: true });
+  for (const n of readdirSync(outputDir))
+    if (n.startsWith(".tmp-checkpoint-")) rmSync(join(outputDir, n), { recursive: true, force: true });
 }
 
 /** Write checkpoint-<global_step> atomically (a temporary folder renamed into place); returns its path. */
-export function saveCheckpoint(outputDir: string, parts: CheckpointParts, beforeRename?: (tmpDir: string) => void): string {
+export function saveCheckpoint(
+  outputDir: string,
+  parts: CheckpointParts,
+  beforeRename?: (tmpDir: string) => void,
+): string {
   const final = join(outputDir, `checkpoint-${parts.state.global_step}`);
   writeFolderAtomic(final, (tmp) => {
     parts.saveModel(tmp);
@@ -158,10 +180,19 @@ export function saveCheckpoint(outputDir: string, parts: CheckpointParts, before
 
 /** Restore optimizer, scheduler and RNG state from a checkpoint; returns its trainer state. */
 export function loadCheckpointState(dir: string, optimizer: Optimizer, scheduler: LRScheduler): TrainerState {
-  for (const f of ["optimizer.safetensors", "optimizer.json", "scheduler.json", "rng_state.json", "trainer_state.json"]) {
+  for (const f of [
+    "optimizer.safetensors",
+    "optimizer.json",
+    "scheduler.json",
+    "rng_state.json",
+    "trainer_state.json",
+  ]) {
     if (!existsSync(join(dir, f))) throw new Error(`${dir} is not a complete checkpoint: ${f} is missing`);
   }
-  const meta = readJsonObject(join(dir, "optimizer.json")) as { param_groups: OptimizerStateDict["paramGroups"]; numbers: Record<string, Record<string, number>> };
+  const meta = readJsonObject(join(dir, "optimizer.json")) as {
+    param_groups: OptimizerStateDict["paramGroups"];
+    numbers: Record<string, Record<string, number>>;
+  };
   const saved = loadSafetensors(join(dir, "optimizer.safetensors"));
   const state: OptimizerStateDict["state"] = {};
   for (const [key, t] of saved) {

@@ -29,7 +29,8 @@ export interface PaddingOptions {
 
 function ids(e: Example, field: string): number[] {
   const v = e[field];
-  if (!Array.isArray(v)) throw new Error(`collator: every example needs "${field}" as an array of token ids (got ${typeof v})`);
+  if (!Array.isArray(v))
+    throw new Error(`collator: every example needs "${field}" as an array of token ids (got ${typeof v})`);
   return v as number[];
 }
 
@@ -54,7 +55,9 @@ export function DataCollatorForSeq2Seq(opts: PaddingOptions): DataCollator {
   return (examples) => {
     if (examples.length === 0) throw new Error("collator: empty batch");
     const inputs = examples.map((e) => ids(e, "input_ids"));
-    const masks = examples.map((e, i) => (Array.isArray(e["attention_mask"]) ? (e["attention_mask"] as number[]) : inputs[i]!.map(() => 1)));
+    const masks = examples.map((e, i) =>
+      Array.isArray(e["attention_mask"]) ? (e["attention_mask"] as number[]) : inputs[i]!.map(() => 1),
+    );
     const len = batchLength(inputs, opts.padToMultipleOf);
     const b = examples.length;
     const batch: Batch = {
@@ -68,7 +71,8 @@ export function DataCollatorForSeq2Seq(opts: PaddingOptions): DataCollator {
     } else if (examples.every((e) => typeof e["labels"] === "number" || typeof e["label"] === "number")) {
       batch.labels = tensor(Int32Array.from(examples.map((e) => (e["labels"] ?? e["label"]) as number)), [b]);
     }
-    if (examples.every((e) => typeof e["task_ids"] === "number")) batch.taskIds = tensor(Int32Array.from(examples.map((e) => e["task_ids"] as number)), [b]);
+    if (examples.every((e) => typeof e["task_ids"] === "number"))
+      batch.taskIds = tensor(Int32Array.from(examples.map((e) => e["task_ids"] as number)), [b]);
     return batch;
   };
 }

@@ -47,7 +47,8 @@ export class Dataset<E extends Example = Example> {
   /** Split off a test set of `testSize` examples (a count, or a fraction when < 1), after a seeded shuffle. */
   trainTestSplit(testSize: number, seed = 42): { train: Dataset<E>; test: Dataset<E> } {
     const n = testSize < 1 ? Math.round(this.length * testSize) : testSize;
-    if (n <= 0 || n >= this.length) throw new Error(`testSize ${testSize} leaves no training or no test examples out of ${this.length}`);
+    if (n <= 0 || n >= this.length)
+      throw new Error(`testSize ${testSize} leaves no training or no test examples out of ${this.length}`);
     const order = shuffledIndices(this.length, new Generator(seed));
     return { train: this.select(order.slice(n)), test: this.select(order.slice(0, n)) };
   }
@@ -86,7 +87,8 @@ export function loadDataset(path: string): Dataset {
     });
   }
   records.forEach((r, i) => {
-    if (r === null || typeof r !== "object" || Array.isArray(r)) throw new Error(`${path}: record ${i + 1} is not a JSON object`);
+    if (r === null || typeof r !== "object" || Array.isArray(r))
+      throw new Error(`${path}: record ${i + 1} is not a JSON object`);
   });
   if (records.length === 0) throw new Error(`${path} holds no records`);
   return new Dataset(records as Example[]);

@@ -12,5 +12,11 @@ export { DataCollatorForSeq2Seq, DataCollatorWithPadding } from "./collators.js"
 export type { Batch, DataCollator, PaddingOptions } from "./collators.js";
 export { tokenizeInstruction, tokenizeText, tokenizeClassification, promptMessages } from "./chat.js";
 export type { InstructionRecord, InstructionOptions } from "./chat.js";
-export { listCheckpoints, saveCheckpoint, loadCheckpointState, runFingerprint, checkRunFingerprint } from "./checkpoint.js";
+export {
+  listCheckpoints,
+  saveCheckpoint,
+  loadCheckpointState,
+  runFingerprint,
+  checkRunFingerprint,
+} from "./checkpoint.js";
 export type { CheckpointParts, RunFingerprint } from "./checkpoint.js";

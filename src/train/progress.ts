@@ -15,7 +15,9 @@ import { writeFileAtomic } from "../io/atomic.js";
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "?";
   const s = Math.round(seconds);
-  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60), r = s % 60;
+  const h = Math.floor(s / 3600),
+    m = Math.floor((s % 3600) / 60),
+    r = s % 60;
   const pad = (n: number) => String(n).padStart(2, "0");
   return h > 0 ? `${h}:${pad(m)}:${pad(r)}` : `${m}:${pad(r)}`;
 }
@@ -46,7 +48,10 @@ export class ProgressCallback implements TrainerCallback {
   private ended = false;
   private readonly tty: boolean;
 
-  constructor(private readonly out: ProgressStream = process.stderr, tty?: boolean) {
+  constructor(
+    private readonly out: ProgressStream = process.stderr,
+    tty?: boolean,
+  ) {
     this.tty = tty ?? out.isTTY === true;
   }
 
@@ -58,7 +63,10 @@ export class ProgressCallback implements TrainerCallback {
     const last = [...state.log_history].reverse().find((e) => e["loss"] !== undefined);
     this.loss = last?.["loss"];
     this.lr = last?.["learning_rate"];
-    if (!this.tty) this.out.write(`training: ${state.max_steps} steps${state.global_step > 0 ? `, resuming at step ${state.global_step}` : ""}\n`);
+    if (!this.tty)
+      this.out.write(
+        `training: ${state.max_steps} steps${state.global_step > 0 ? `, resuming at step ${state.global_step}` : ""}\n`,
+      );
     else this.draw(state);
   }
 

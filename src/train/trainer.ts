@@ -19,7 +19,13 @@ import { Dataset, shuffledIndices, type Example } from "./data.js";
 import type { Batch, DataCollator } from "./collators.js";
 import { ProgressCallback } from "./progress.js";
 import {
-  checkRunFingerprint, listCheckpoints, loadCheckpointState, removeStaleTemporaries, runFingerprint, saveCheckpoint, type RunFingerprint,
+  checkRunFingerprint,
+  listCheckpoints,
+  loadCheckpointState,
+  removeStaleTemporaries,
+  runFingerprint,
+  saveCheckpoint,
+  type RunFingerprint,
 } from "./checkpoint.js";
 import { GradScaler, autocastFormat } from "./mixed-precision.js";
 
@@ -70,9 +76,15 @@ function describeNonFinite(names: string[]): string {
 
 /** Names of parameters that get weight decay: everything but biases and LayerNorm/RMSNorm weights (HF's rule). */
 export function decayParameterNames(model: Module): Set<string> {
-  const normPaths = new Set(model.namedModules().filter(([, m]) => m instanceof LayerNorm || m instanceof RMSNorm).map(([n]) => n));
+  const normPaths = new Set(
+    model
+      .namedModules()
+      .filter(([, m]) => m instanceof LayerNorm || m instanceof RMSNorm)
+      .map(([n]) => n),
+  );
   return new Set(
-    model.namedParameters()
+    model
+      .namedParameters()
       .filter(([name]) => !name.endsWith("bias") && !normPaths.has(name.slice(0, name.lastIndexOf("."))))
       .map(([name]) => name),
   );
@@ -124,14 +136,24 @@ export class Trainer {
   private freshState(maxSteps: number): TrainerState {
     const a = this.args;
     return {
-      epoch: 0, global_step: 0, max_steps: maxSteps, num_train_epochs: a.num_train_epochs, logging_steps: a.logging_steps,
-      eval_steps: a.eval_steps, save_steps: a.save_steps, train_batch_size: a.per_device_train_batch_size, num_input_tokens_seen: 0,
-      best_metric: null, best_model_checkpoint: null, log_history: [],
+      epoch: 0,
+      global_step: 0,
+      max_steps: maxSteps,
+      num_train_epochs: a.num_train_epochs,
+      logging_steps: a.logging_steps,
+      eval_steps: a.eval_steps,
+      save_steps: a.save_steps,
+      train_batch_size: a.per_device_train_batch_size,
+      num_input_tokens_seen: 0,
+      best_metric: null,
+      best_model_checkpoint: null,
+      log_history: [],
     };
   }
 
   private emit<K extends keyof TrainerCallback>(hook: K, ...rest: unknown[]): void {
-    for (const cb of this.callbacks) (cb[hook] as ((...a: unknown[]) => void) | undefined)?.call(cb, this.args, this.state, ...rest);
+    for (const cb of this.callbacks)
+      (cb[hook] as ((...a: unknown[]) => void) | undefined)?.call(cb, this.args, this.state, ...rest);
   }
 
   /** Micro-batches per epoch (HF's dataloader length). */
@@ -147,13 +169,18 @@ export class Trainer {
 
   /** Total optimizer steps of the run. */
   totalSteps(n: number): number {
-    return this.args.max_steps > 0 ? this.args.max_steps : Math.ceil(this.args.num_train_epochs * this.updatesPerEpoch(n));
+    return this.args.max_steps > 0
+      ? this.args.max_steps
+      : Math.ceil(this.args.num_train_epochs * this.updatesPerEpoch(n));
   }
 
   private createOptimizer(totalSteps: number): void {
     const decay = decayParameterNames(this.model);
     const trainable = this.model.namedParameters().filter(([, p]) => p.requiresGrad);
-    if (trainable.length === 0) throw new Error("the model has no trainable parameters (did you freeze everything? getPeftModel makes the adapter trainable)");
+    if (trainable.length === 0)
+      throw new Error(
+        "the model has no trainable parameters (did you freeze everything? getPeftModel makes the adapter trainable)",
+      );
     const a = this.args;
     this.optimizer = new AdamW(
       [
@@ -163,7 +190,10 @@ export class Trainer {
       { lr: a.learning_rate, betas: [a.adam_beta1, a.adam_beta2], eps: a.adam_epsilon },
     );
     const warmup = a.warmup_steps > 0 ? a.warmup_steps : Math.ceil(totalSteps * a.warmup_ratio);
-    this.scheduler = getScheduler(a.lr_scheduler_type, this.optimizer, { numWarmupSteps: warmup, numTrainingSteps: totalSteps });
+    this.scheduler = getScheduler(a.lr_scheduler_type, this.optimizer, {
+      numWarmupSteps: warmup,
+      numTrainingSteps: totalSteps,
+    });
   }
 
   /** The micro-batches of one epoch in training order (a seeded shuffle per epoch, so resume sees the same order). */
@@ -171,7 +201,8 @@ export class Trainer {
     const order = shuffledIndices(dataset.length, new Generator(this.args.seed + epoch));
     const bs = this.args.per_device_train_batch_size;
     const batches: Example[][] = [];
-    for (let i = 0; i < this.batchesPerEpoch(dataset.length); i++) batches.push(order.slice(i * bs, (i + 1) * bs).map((j) => dataset.get(j)));
+    for (let i = 0; i < this.batchesPerEpoch(dataset.length); i++)
+      batches.push(order.slice(i * bs, (i + 1) * bs).map((j) => dataset.get(j)));
     return batches;
   }
 
@@ -185,17 +216,21 @@ export class Trainer {
     for (const v of batch.attentionMask.dataSync()) tokens += v;
     if (batch.labels && batch.labels.dataSync().every((l) => l === -100)) {
       if (this.skippedBatches++ === 0) {
-        process.emitWarning(`step ${this.state.global_step + 1}: a batch whose labels are all -100 (no tokens to learn) was skipped; ` +
-          "later ones are counted and reported at the end");
+        process.emitWarning(
+          `step ${this.state.global_step + 1}: a batch whose labels are all -100 (no tokens to learn) was skipped; ` +
+            "later ones are counted and reported at the end",
+        );
       }
       return { loss: null, tokens };
     }
-    const loss = tidy(() => autocast(autocastFormat(this.args), () => {
-      const out = this.model.forward({ ...batch } as Seq2SeqInputs) as Partial<ModelOutput>;
-      if (!out.loss) throw new Error("the model returned no loss: training batches need labels");
-      mul(out.loss, scale * (scaler?.scale ?? 1)).backward();
-      return out.loss.item();
-    }));
+    const loss = tidy(() =>
+      autocast(autocastFormat(this.args), () => {
+        const out = this.model.forward({ ...batch } as Seq2SeqInputs) as Partial<ModelOutput>;
+        if (!out.loss) throw new Error("the model returned no loss: training batches need labels");
+        mul(out.loss, scale * (scaler?.scale ?? 1)).backward();
+        return out.loss.item();
+      }),
+    );
     return { loss, tokens };
   }
 
@@ -221,7 +256,11 @@ export class Trainer {
       // The saved state keeps the saved run's length and intervals; this run's arguments may change them (as in HF).
       this.state = {
         ...loadCheckpointState(resumeDir, this.optimizer!, this.scheduler!),
-        max_steps: total, num_train_epochs: a.num_train_epochs, logging_steps: a.logging_steps, eval_steps: a.eval_steps, save_steps: a.save_steps,
+        max_steps: total,
+        num_train_epochs: a.num_train_epochs,
+        logging_steps: a.logging_steps,
+        eval_steps: a.eval_steps,
+        save_steps: a.save_steps,
       };
     }
     const startStep = this.state.global_step;
@@ -229,18 +268,31 @@ export class Trainer {
     this.model.train();
     this.emit("onTrainBegin");
     let sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
-    let totalLoss = 0, lossSteps = 0;
+    let totalLoss = 0,
+      lossSteps = 0;
     this.skippedBatches = 0;
     this.divergedAtStep = null;
     const accum = a.gradient_accumulation_steps;
     const scaler = a.fp16 ? new GradScaler() : null;
-    for (let epoch = Math.floor(this.state.global_step / perEpoch); epoch < epochs && this.state.global_step < total; epoch++) {
+    for (
+      let epoch = Math.floor(this.state.global_step / perEpoch);
+      epoch < epochs && this.state.global_step < total;
+      epoch++
+    ) {
       this.emit("onEpochBegin");
       const batches = this.epochBatches(dataset, epoch);
-      const groups = batches.length < accum ? [batches] : Array.from({ length: perEpoch }, (_, i) => batches.slice(i * accum, (i + 1) * accum));
-      for (let u = this.state.global_step - epoch * perEpoch; u < groups.length && this.state.global_step < total; u++) {
+      const groups =
+        batches.length < accum
+          ? [batches]
+          : Array.from({ length: perEpoch }, (_, i) => batches.slice(i * accum, (i + 1) * accum));
+      for (
+        let u = this.state.global_step - epoch * perEpoch;
+        u < groups.length && this.state.global_step < total;
+        u++
+      ) {
         const group = groups[u]!;
-        let lossSum = 0, lossCount = 0;
+        let lossSum = 0,
+          lossCount = 0;
         for (const examples of group) {
           const batch = this.opts.dataCollator(examples);
           const { loss, tokens } = this.microStep(batch, 1 / group.length, scaler);
@@ -261,7 +313,8 @@ export class Trainer {
         this.state.global_step++;
         this.state.epoch = epoch + (u + 1) / groups.length;
         const stepLoss = lossCount > 0 ? lossSum / lossCount : 0;
-        if (this.divergedAtStep === null && !(Number.isFinite(stepLoss) && Number.isFinite(gradNorm))) this.reportDivergence(stepLoss, gradNorm);
+        if (this.divergedAtStep === null && !(Number.isFinite(stepLoss) && Number.isFinite(gradNorm)))
+          this.reportDivergence(stepLoss, gradNorm);
         if (lossCount > 0) {
           sinceLog.loss += stepLoss;
           sinceLog.steps++;
@@ -272,27 +325,42 @@ export class Trainer {
         if (this.state.global_step % a.logging_steps === 0 || this.state.global_step === total) {
           const seconds = (performance.now() - sinceLog.start) / 1000;
           this.log({
-            ...(sinceLog.steps > 0 ? { loss: sinceLog.loss / sinceLog.steps } : {}), grad_norm: gradNorm,
-            learning_rate: this.scheduler!.getLastLr()[0]!, epoch: this.state.epoch, tokens_per_second: sinceLog.tokens / seconds,
+            ...(sinceLog.steps > 0 ? { loss: sinceLog.loss / sinceLog.steps } : {}),
+            grad_norm: gradNorm,
+            learning_rate: this.scheduler!.getLastLr()[0]!,
+            epoch: this.state.epoch,
+            tokens_per_second: sinceLog.tokens / seconds,
           });
           sinceLog = { loss: 0, steps: 0, tokens: 0, start: performance.now() };
         }
         const epochEnd = u === groups.length - 1;
-        const evalNow = a.eval_strategy === "steps" ? this.state.global_step % a.eval_steps! === 0 : a.eval_strategy === "epoch" && epochEnd;
+        const evalNow =
+          a.eval_strategy === "steps"
+            ? this.state.global_step % a.eval_steps! === 0
+            : a.eval_strategy === "epoch" && epochEnd;
         const metrics = evalNow && this.opts.evalDataset ? this.evaluate() : null;
-        const saveNow = a.save_strategy === "steps" ? this.state.global_step % a.save_steps === 0 : a.save_strategy === "epoch" && epochEnd;
+        const saveNow =
+          a.save_strategy === "steps"
+            ? this.state.global_step % a.save_steps === 0
+            : a.save_strategy === "epoch" && epochEnd;
         if (saveNow) this.saveCheckpoint(metrics);
       }
       this.emit("onEpochEnd");
     }
-    if (this.skippedBatches > 1) process.emitWarning(`${this.skippedBatches} batches had labels all -100 and were skipped`);
-    if (a.load_best_model_at_end && this.state.best_model_checkpoint) this.loadWeights(this.state.best_model_checkpoint);
+    if (this.skippedBatches > 1)
+      process.emitWarning(`${this.skippedBatches} batches had labels all -100 and were skipped`);
+    if (a.load_best_model_at_end && this.state.best_model_checkpoint)
+      this.loadWeights(this.state.best_model_checkpoint);
     this.emit("onTrainEnd");
     // No step run (a finished run resumed): report the loss the run ended with rather than an empty average.
-    const lastLogged = [...this.state.log_history].reverse().find((e) => e["loss"] !== undefined)?.["loss"] ?? Number.NaN;
+    const lastLogged =
+      [...this.state.log_history].reverse().find((e) => e["loss"] !== undefined)?.["loss"] ?? Number.NaN;
     const trainingLoss = lossSteps > 0 ? totalLoss / lossSteps : lastLogged;
     return {
-      globalStep: this.state.global_step, trainingLoss, metrics: { train_loss: trainingLoss }, divergedAtStep: this.divergedAtStep,
+      globalStep: this.state.global_step,
+      trainingLoss,
+      metrics: { train_loss: trainingLoss },
+      divergedAtStep: this.divergedAtStep,
       stepsRun: this.state.global_step - startStep,
     };
   }
@@ -312,7 +380,10 @@ export class Trainer {
   /** Names of trainable parameters holding NaN or ±Infinity. */
   nonFiniteParameters(): string[] {
     const bad = (p: Tensor) => p.dataSync().some((v) => !Number.isFinite(v));
-    return this.model.namedParameters().filter(([, p]) => p.requiresGrad && bad(p)).map(([n]) => n);
+    return this.model
+      .namedParameters()
+      .filter(([, p]) => p.requiresGrad && bad(p))
+      .map(([n]) => n);
   }
 
   /** The per-step hook of methods that declare one (AdaLoRA's rank allocation). */
@@ -326,8 +397,13 @@ export class Trainer {
     const base = m instanceof PeftModel ? m.getBaseModel() : m instanceof PreTrainedModel ? m : null;
     const params = m.namedParameters();
     const peftConfig = m instanceof PeftModel ? { ...m.peftConfig[m.activeAdapter] } : null;
-    return runFingerprint(this.args, peftConfig, dataset.examples, { nameOrPath: base?.nameOrPath ?? null, config: { ...base?.config } },
-      m instanceof PeftModel ? params.filter(([, p]) => !p.requiresGrad) : params);
+    return runFingerprint(
+      this.args,
+      peftConfig,
+      dataset.examples,
+      { nameOrPath: base?.nameOrPath ?? null, config: { ...base?.config } },
+      m instanceof PeftModel ? params.filter(([, p]) => !p.requiresGrad) : params,
+    );
   }
 
   private resolveResume(resume: string | boolean | undefined): string | null {
@@ -353,29 +429,41 @@ export class Trainer {
     const wasTraining = this.model.training;
     this.model.eval();
     const bs = this.args.per_device_eval_batch_size;
-    let lossSum = 0, count = 0;
-    const predictions: Float32Array[] = [], labelIds: Int32Array[] = [];
+    let lossSum = 0,
+      count = 0;
+    const predictions: Float32Array[] = [],
+      labelIds: Int32Array[] = [];
     const start = performance.now();
     for (let i = 0; i < dataset.length; i += bs) {
       const batch = this.opts.dataCollator(dataset.examples.slice(i, i + bs));
-      noGrad(() => tidy(() => {
-        const out = this.model.forward({ ...batch } as Seq2SeqInputs) as Partial<ModelOutput>;
-        const n = batch.inputIds.shape[0]!;
-        if (out.loss) { lossSum += out.loss.item() * n; count += n; }
-        if (this.opts.computeMetrics && out.logits && batch.labels) {
-          const rows = out.logits.shape[0]!, per = out.logits.size / rows, values = out.logits.dataSync() as Float32Array;
-          const labels = batch.labels.dataSync() as Int32Array, perLabel = batch.labels.size / rows;
-          for (let r = 0; r < rows; r++) {
-            predictions.push(values.slice(r * per, (r + 1) * per));
-            labelIds.push(labels.slice(r * perLabel, (r + 1) * perLabel));
+      noGrad(() =>
+        tidy(() => {
+          const out = this.model.forward({ ...batch } as Seq2SeqInputs) as Partial<ModelOutput>;
+          const n = batch.inputIds.shape[0]!;
+          if (out.loss) {
+            lossSum += out.loss.item() * n;
+            count += n;
           }
-        }
-      }));
+          if (this.opts.computeMetrics && out.logits && batch.labels) {
+            const rows = out.logits.shape[0]!,
+              per = out.logits.size / rows,
+              values = out.logits.dataSync() as Float32Array;
+            const labels = batch.labels.dataSync() as Int32Array,
+              perLabel = batch.labels.size / rows;
+            for (let r = 0; r < rows; r++) {
+              predictions.push(values.slice(r * per, (r + 1) * per));
+              labelIds.push(labels.slice(r * perLabel, (r + 1) * perLabel));
+            }
+          }
+        }),
+      );
       for (const t of Object.values(batch)) (t as Tensor).dispose();
     }
     if (wasTraining) this.model.train();
     const metrics: Record<string, number> = { ...(count > 0 ? { eval_loss: lossSum / count } : {}) };
-    if (this.opts.computeMetrics) for (const [k, v] of Object.entries(this.opts.computeMetrics({ predictions, labelIds }))) metrics[k.startsWith("eval_") ? k : `eval_${k}`] = v;
+    if (this.opts.computeMetrics)
+      for (const [k, v] of Object.entries(this.opts.computeMetrics({ predictions, labelIds })))
+        metrics[k.startsWith("eval_") ? k : `eval_${k}`] = v;
     metrics["eval_runtime"] = (performance.now() - start) / 1000;
     this.log({ ...metrics, epoch: this.state.epoch });
     this.emit("onEvaluate", metrics);
@@ -388,18 +476,31 @@ export class Trainer {
     if (bad.length > 0) {
       // Such a checkpoint cannot be resumed from, and rotation would delete good ones to make room for it.
       const lastGood = listCheckpoints(a.output_dir).pop() ?? "none";
-      process.emitWarning(`checkpoint-${this.state.global_step} not written: ${describeNonFinite(bad)}; the last good checkpoint is ${lastGood}`);
+      process.emitWarning(
+        `checkpoint-${this.state.global_step} not written: ${describeNonFinite(bad)}; the last good checkpoint is ${lastGood}`,
+      );
       return;
     }
     const dir = saveCheckpoint(a.output_dir, {
-      saveModel: (d) => this.model.savePretrained(d), optimizer: this.optimizer!, scheduler: this.scheduler!, state: this.state, args: a,
+      saveModel: (d) => this.model.savePretrained(d),
+      optimizer: this.optimizer!,
+      scheduler: this.scheduler!,
+      state: this.state,
+      args: a,
       ...(this.fingerprint ? { fingerprint: this.fingerprint } : {}),
     });
     if (metrics && a.metric_for_best_model) {
-      const key = a.metric_for_best_model.startsWith("eval_") ? a.metric_for_best_model : `eval_${a.metric_for_best_model}`;
+      const key = a.metric_for_best_model.startsWith("eval_")
+        ? a.metric_for_best_model
+        : `eval_${a.metric_for_best_model}`;
       const value = metrics[key];
-      if (value === undefined) throw new Error(`metric_for_best_model "${a.metric_for_best_model}" is not among the eval metrics (${Object.keys(metrics).join(", ")})`);
-      const better = this.state.best_metric === null || (a.greater_is_better ? value > this.state.best_metric : value < this.state.best_metric);
+      if (value === undefined)
+        throw new Error(
+          `metric_for_best_model "${a.metric_for_best_model}" is not among the eval metrics (${Object.keys(metrics).join(", ")})`,
+        );
+      const better =
+        this.state.best_metric === null ||
+        (a.greater_is_better ? value > this.state.best_metric : value < this.state.best_metric);
       if (better) {
         this.state.best_metric = value;
         this.state.best_model_checkpoint = dir;
@@ -416,7 +517,8 @@ export class Trainer {
     const all = listCheckpoints(this.args.output_dir);
     const removable = all.filter((d) => d !== this.state.best_model_checkpoint);
     const keep = limit - (all.length - removable.length);
-    for (const d of removable.slice(0, Math.max(0, removable.length - keep))) rmSync(d, { recursive: true, force: true });
+    for (const d of removable.slice(0, Math.max(0, removable.length - keep)))
+      rmSync(d, { recursive: true, force: true });
   }
 
   /**
@@ -428,9 +530,11 @@ export class Trainer {
     if (bad.length > 0) {
       const existing = SAVED_WEIGHTS.find((f) => existsSync(join(dir, f)));
       if (existing) {
-        throw new CheckpointError(`not replacing ${join(dir, existing)} with non-finite weights: ${describeNonFinite(bad)}`,
+        throw new CheckpointError(
+          `not replacing ${join(dir, existing)} with non-finite weights: ${describeNonFinite(bad)}`,
           "the folder keeps its earlier weights; lower learning_rate (or fix the data) and train again, " +
-          "or save to a new folder to inspect the diverged weights");
+            "or save to a new folder to inspect the diverged weights",
+        );
       }
       process.emitWarning(`saving non-finite weights to ${dir}: ${describeNonFinite(bad)}`);
     }

@@ -1,10 +1,24 @@
 /** The js backend's quantised products: the reference the native kernels are tested against. */
-import { MM_DEQUANT, dequantizeInt8Rows, dequantizeRows, panelRows, quantizeInt8Rows, type QuantizedInt8, type QuantizedMatrix } from "../quant.js";
+import {
+  MM_DEQUANT,
+  dequantizeInt8Rows,
+  dequantizeRows,
+  panelRows,
+  quantizeInt8Rows,
+  type QuantizedInt8,
+  type QuantizedMatrix,
+} from "../quant.js";
 
 const f = Math.fround;
 
 /** out = x·Wᵀ ([rows, k] → [rows, n]) or, transposed, x·W ([rows, n] → [rows, k]), one dequantised panel of W at a time. */
-export function quantMatmulJs(x: Float32Array, rows: number, w: QuantizedMatrix, transpose: boolean, out: Float32Array): void {
+export function quantMatmulJs(
+  x: Float32Array,
+  rows: number,
+  w: QuantizedMatrix,
+  transpose: boolean,
+  out: Float32Array,
+): void {
   const { n, k } = w;
   const step = panelRows(k);
   const panel = new Float32Array(step * k);
@@ -45,8 +59,15 @@ export const int8ProductJs: Int8Product = (a, rows, b, n, k, acc) => {
 };
 
 /** LLM.int8's product (Backend.int8Linear), in bitsandbytes' order of float32 operations; `product` does the int8 part. */
-export function int8LinearJs(x: Float32Array, rows: number, w: QuantizedInt8, threshold: number, bias: Float32Array | null, out: Float32Array,
-  product: Int8Product = int8ProductJs): void {
+export function int8LinearJs(
+  x: Float32Array,
+  rows: number,
+  w: QuantizedInt8,
+  threshold: number,
+  bias: Float32Array | null,
+  out: Float32Array,
+  product: Int8Product = int8ProductJs,
+): void {
   const { rows: n, cols: k } = w;
   const a = quantizeInt8Rows(x.subarray(0, rows * k), rows, k, threshold);
   const acc = new Int32Array(rows * n);

@@ -46,7 +46,8 @@ export function innerAxis(view: View): [length: number, stride: number] {
 export function erf(x: number): number {
   const ax = Math.abs(x);
   if (ax < 3) {
-    let term = x, total = x;
+    let term = x,
+      total = x;
     const x2 = x * x;
     for (let n = 1; n < 60 && Math.abs(term) > 1e-17 * Math.abs(total); n++) {
       term *= -x2 / n;

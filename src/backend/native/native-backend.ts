@@ -14,7 +14,17 @@ import { existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type {
-  AdamWStep, Backend, BinaryOp, DType, GemmSpec, ReduceOp, Storage, StorageData, UnaryGradOp, UnaryOp, View,
+  AdamWStep,
+  Backend,
+  BinaryOp,
+  DType,
+  GemmSpec,
+  ReduceOp,
+  Storage,
+  StorageData,
+  UnaryGradOp,
+  UnaryOp,
+  View,
 } from "../backend.js";
 import { contiguousOutStrides, isHalf } from "../backend.js";
 import { JsBackend } from "../js/js-backend.js";
@@ -42,25 +52,85 @@ interface Addon {
   gemm(a: Data, b: Data, out: Data, meta: Float64Array, alpha: number, bias: Nullable): void;
   softmax(x: Data, rows: number, cols: number, log: boolean, out: Data): void;
   softmaxGrad(y: Data, dy: Data, rows: number, cols: number, log: boolean, out: Data): void;
-  layerNorm(x: Data, w: Nullable, b: Nullable, rows: number, cols: number, eps: number, out: Data, mean: Data, rstd: Data): void;
-  layerNormGrad(x: Data, w: Nullable, mean: Data, rstd: Data, dy: Data, rows: number, cols: number,
-    dx: Data, dw: Nullable, db: Nullable): void;
+  layerNorm(
+    x: Data,
+    w: Nullable,
+    b: Nullable,
+    rows: number,
+    cols: number,
+    eps: number,
+    out: Data,
+    mean: Data,
+    rstd: Data,
+  ): void;
+  layerNormGrad(
+    x: Data,
+    w: Nullable,
+    mean: Data,
+    rstd: Data,
+    dy: Data,
+    rows: number,
+    cols: number,
+    dx: Data,
+    dw: Nullable,
+    db: Nullable,
+  ): void;
   rmsNorm(x: Data, w: Nullable, rows: number, cols: number, eps: number, out: Data, rstd: Data): void;
   rmsNormGrad(x: Data, w: Nullable, rstd: Data, dy: Data, rows: number, cols: number, dx: Data, dw: Nullable): void;
   gather(src: Data, outer: number, n: number, inner: number, ids: Data, out: Data): void;
   scatterAdd(src: Data, outer: number, n: number, inner: number, ids: Data, out: Data): void;
-  crossEntropy(logits: Data, targets: Data, rows: number, cols: number, ignoreIndex: number, loss: Data, lse: Data): void;
-  crossEntropyGrad(logits: Data, targets: Data, lse: Data, dLoss: Data, rows: number, cols: number,
-    ignoreIndex: number, out: Data): void;
-  adamw(p: Data, g: Data, m: Data, v: Data, beta1: number, beta2: number, eps: number,
-    stepSize: number, bc2Sqrt: number, decay: number): void;
+  crossEntropy(
+    logits: Data,
+    targets: Data,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+    loss: Data,
+    lse: Data,
+  ): void;
+  crossEntropyGrad(
+    logits: Data,
+    targets: Data,
+    lse: Data,
+    dLoss: Data,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+    out: Data,
+  ): void;
+  adamw(
+    p: Data,
+    g: Data,
+    m: Data,
+    v: Data,
+    beta1: number,
+    beta2: number,
+    eps: number,
+    stepSize: number,
+    bc2Sqrt: number,
+    decay: number,
+  ): void;
   assign(src: Data, dst: Data, meta: Float64Array, accumulate: boolean): void;
   dropout(x: Data, meta: Float64Array, out: Data, keep: number, scale: number, seed: number, counter: number): void;
   maskedSoftmax(x: Data, mask: Nullable, meta: Float64Array, out: Data): void;
   rotary(x: Data, cos: Data, sin: Data, out: Data, meta: Float64Array, transpose: boolean): void;
-  quantMatmul(x: Data, rows: number, transpose: boolean, out: Data, n: number, k: number, packedOrInt8: Uint8Array | Int8Array,
-    absmaxOrScb: Float32Array | null, code: Float32Array | null, blocksize: number, nestedCodes: Uint8Array | null,
-    nestedAbsmax: Float32Array | null, nestedCode: Float32Array | null, nestedBlocksize: number, offset: number): void;
+  quantMatmul(
+    x: Data,
+    rows: number,
+    transpose: boolean,
+    out: Data,
+    n: number,
+    k: number,
+    packedOrInt8: Uint8Array | Int8Array,
+    absmaxOrScb: Float32Array | null,
+    code: Float32Array | null,
+    blocksize: number,
+    nestedCodes: Uint8Array | null,
+    nestedAbsmax: Float32Array | null,
+    nestedCode: Float32Array | null,
+    nestedBlocksize: number,
+    offset: number,
+  ): void;
   int8Product(a: Int8Array, rows: number, b: Int8Array, n: number, k: number, acc: Int32Array): void;
   quantize4bit(values: Float32Array, nf4: boolean, blocksize: number, packed: Uint8Array, absmax: Float32Array): void;
   threads(): number;
@@ -212,16 +282,29 @@ export class NativeBackend implements Backend {
     this.randomKinds = indexOf(addon.randomKinds);
   }
 
-  alloc(dtype: DType, size: number): Storage { return this.pool.take(dtype, size); }
-  release(storage: Storage): void { this.pool.give(storage); }
-  trimPool(): void { this.pool.clear(); }
-  pooledBytes(): number { return this.pool.bytes; }
-  write(storage: Storage, values: ArrayLike<number>, offset = 0): void { this.js.write(storage, values, offset); }
-  read(storage: Storage): StorageData { return storage.data.slice(); }
+  alloc(dtype: DType, size: number): Storage {
+    return this.pool.take(dtype, size);
+  }
+  release(storage: Storage): void {
+    this.pool.give(storage);
+  }
+  trimPool(): void {
+    this.pool.clear();
+  }
+  pooledBytes(): number {
+    return this.pool.bytes;
+  }
+  write(storage: Storage, values: ArrayLike<number>, offset = 0): void {
+    this.js.write(storage, values, offset);
+  }
+  read(storage: Storage): StorageData {
+    return storage.data.slice();
+  }
 
   /** Packs views that share views[0]'s shape as [nd, shape…, then per view: offset, strides…], then `extra`. */
   private pack(views: readonly View[], extra?: readonly boolean[]): Float64Array {
-    const shape = views[0]!.shape, nd = shape.length;
+    const shape = views[0]!.shape,
+      nd = shape.length;
     const len = 1 + nd + views.length * (1 + nd) + (extra ? nd : 0);
     if (this.meta.length < len) this.meta = new Float64Array(Math.max(len, 2 * this.meta.length));
     const m = this.meta;
@@ -239,7 +322,13 @@ export class NativeBackend implements Backend {
   copy(x: View, out: Storage): void {
     const kind = HALF_KIND[x.storage.dtype] ?? HALF_KIND[out.dtype];
     if (kind && (isF32(x.storage) || isF32(out)) && isDense(x)) {
-      return this.addon.convertHalf(x.storage.data, x.offset, out.data, x.shape.reduce((a, b) => a * b, 1), kind);
+      return this.addon.convertHalf(
+        x.storage.data,
+        x.offset,
+        out.data,
+        x.shape.reduce((a, b) => a * b, 1),
+        kind,
+      );
     }
     if (!isWord(x.storage) || !isWord(out)) return this.js.copy(x, out);
     this.addon.copy(x.storage.data, this.pack([x]), out.data);
@@ -255,7 +344,14 @@ export class NativeBackend implements Backend {
     this.addon.arange(out.data, start, step);
   }
 
-  random(out: Storage, kind: "uniform" | "normal" | "bernoulli", a: number, b: number, seed: number, counter: number): void {
+  random(
+    out: Storage,
+    kind: "uniform" | "normal" | "bernoulli",
+    a: number,
+    b: number,
+    seed: number,
+    counter: number,
+  ): void {
     if (!isWord(out)) return this.js.random(out, kind, a, b, seed, counter);
     this.addon.random(out.data, opIndex(this.randomKinds, kind, "random kind"), a, b, seed, counter);
   }
@@ -267,13 +363,24 @@ export class NativeBackend implements Backend {
 
   unaryGrad(op: UnaryGradOp, x: View, dy: View, out: Storage): void {
     if (!isF32(x.storage) || !isF32(dy.storage) || !isF32(out)) return this.js.unaryGrad(op, x, dy, out);
-    this.addon.unaryGrad(opIndex(this.unaryGradOps, op, "unaryGrad op"), x.storage.data, dy.storage.data,
-      this.pack([x, dy]), out.data);
+    this.addon.unaryGrad(
+      opIndex(this.unaryGradOps, op, "unaryGrad op"),
+      x.storage.data,
+      dy.storage.data,
+      this.pack([x, dy]),
+      out.data,
+    );
   }
 
   binary(op: BinaryOp, a: View, b: View, out: Storage): void {
     if (!isF32(a.storage) || !isF32(b.storage) || !isF32(out)) return this.js.binary(op, a, b, out);
-    this.addon.binary(opIndex(this.binaryOps, op, "binary op"), a.storage.data, b.storage.data, this.pack([a, b]), out.data);
+    this.addon.binary(
+      opIndex(this.binaryOps, op, "binary op"),
+      a.storage.data,
+      b.storage.data,
+      this.pack([a, b]),
+      out.data,
+    );
   }
 
   where(cond: View, a: View, b: View, out: Storage): void {
@@ -292,15 +399,26 @@ export class NativeBackend implements Backend {
   }
 
   gemm(g: GemmSpec): void {
-    const operand = (s: Storage) => (isF32(s) || isHalf(s.dtype));
+    const operand = (s: Storage) => isF32(s) || isHalf(s.dtype);
     if (!operand(g.a) || !operand(g.b) || !isF32(g.out) || (g.bias && !isF32(g.bias))) return this.js.gemm(g);
-    const nb = g.batchShape.length, len = 16 + 4 * nb;
+    const nb = g.batchShape.length,
+      len = 16 + 4 * nb;
     if (this.meta.length < len) this.meta = new Float64Array(Math.max(len, 2 * this.meta.length));
     const m = this.meta;
-    m[0] = g.aOffset; m[1] = g.transA ? 1 : 0; m[2] = g.lda;
-    m[3] = g.bOffset; m[4] = g.transB ? 1 : 0; m[5] = g.ldb;
-    m[6] = g.m; m[7] = g.n; m[8] = g.k; m[9] = g.accumulate ? 1 : 0;
-    m[10] = g.outOffset ?? 0; m[11] = g.ldc ?? g.n; m[12] = g.biasOffset ?? 0; m[13] = nb;
+    m[0] = g.aOffset;
+    m[1] = g.transA ? 1 : 0;
+    m[2] = g.lda;
+    m[3] = g.bOffset;
+    m[4] = g.transB ? 1 : 0;
+    m[5] = g.ldb;
+    m[6] = g.m;
+    m[7] = g.n;
+    m[8] = g.k;
+    m[9] = g.accumulate ? 1 : 0;
+    m[10] = g.outOffset ?? 0;
+    m[11] = g.ldc ?? g.n;
+    m[12] = g.biasOffset ?? 0;
+    m[13] = nb;
     const outStrides = g.outBatchStrides ?? contiguousOutStrides(g.batchShape, g.m, g.n);
     for (let d = 0; d < nb; d++) {
       m[14 + d] = g.batchShape[d]!;
@@ -323,56 +441,138 @@ export class NativeBackend implements Backend {
     this.addon.softmaxGrad(y.data, dy.data, rows, cols, log, out.data);
   }
 
-  layerNorm(x: Storage, weight: Storage | null, bias: Storage | null, rows: number, cols: number, eps: number,
-    out: Storage, mean: Storage, rstd: Storage): void {
+  layerNorm(
+    x: Storage,
+    weight: Storage | null,
+    bias: Storage | null,
+    rows: number,
+    cols: number,
+    eps: number,
+    out: Storage,
+    mean: Storage,
+    rstd: Storage,
+  ): void {
     if (![x, weight, bias, out, mean, rstd].every((s) => !s || isF32(s))) {
       return this.js.layerNorm(x, weight, bias, rows, cols, eps, out, mean, rstd);
     }
-    this.addon.layerNorm(x.data, weight?.data ?? null, bias?.data ?? null, rows, cols, eps, out.data, mean.data, rstd.data);
+    this.addon.layerNorm(
+      x.data,
+      weight?.data ?? null,
+      bias?.data ?? null,
+      rows,
+      cols,
+      eps,
+      out.data,
+      mean.data,
+      rstd.data,
+    );
   }
 
-  layerNormGrad(x: Storage, weight: Storage | null, mean: Storage, rstd: Storage, dy: Storage, rows: number, cols: number,
-    dx: Storage, dWeight: Storage | null, dBias: Storage | null): void {
+  layerNormGrad(
+    x: Storage,
+    weight: Storage | null,
+    mean: Storage,
+    rstd: Storage,
+    dy: Storage,
+    rows: number,
+    cols: number,
+    dx: Storage,
+    dWeight: Storage | null,
+    dBias: Storage | null,
+  ): void {
     if (![x, weight, mean, rstd, dy, dx, dWeight, dBias].every((s) => !s || isF32(s))) {
       return this.js.layerNormGrad(x, weight, mean, rstd, dy, rows, cols, dx, dWeight, dBias);
     }
-    this.addon.layerNormGrad(x.data, weight?.data ?? null, mean.data, rstd.data, dy.data, rows, cols, dx.data,
-      dWeight?.data ?? null, dBias?.data ?? null);
+    this.addon.layerNormGrad(
+      x.data,
+      weight?.data ?? null,
+      mean.data,
+      rstd.data,
+      dy.data,
+      rows,
+      cols,
+      dx.data,
+      dWeight?.data ?? null,
+      dBias?.data ?? null,
+    );
   }
 
-  rmsNorm(x: Storage, weight: Storage | null, rows: number, cols: number, eps: number, out: Storage, rstd: Storage): void {
-    if (![x, weight, out, rstd].every((s) => !s || isF32(s))) return this.js.rmsNorm(x, weight, rows, cols, eps, out, rstd);
+  rmsNorm(
+    x: Storage,
+    weight: Storage | null,
+    rows: number,
+    cols: number,
+    eps: number,
+    out: Storage,
+    rstd: Storage,
+  ): void {
+    if (![x, weight, out, rstd].every((s) => !s || isF32(s)))
+      return this.js.rmsNorm(x, weight, rows, cols, eps, out, rstd);
     this.addon.rmsNorm(x.data, weight?.data ?? null, rows, cols, eps, out.data, rstd.data);
   }
 
-  rmsNormGrad(x: Storage, weight: Storage | null, rstd: Storage, dy: Storage, rows: number, cols: number,
-    dx: Storage, dWeight: Storage | null): void {
+  rmsNormGrad(
+    x: Storage,
+    weight: Storage | null,
+    rstd: Storage,
+    dy: Storage,
+    rows: number,
+    cols: number,
+    dx: Storage,
+    dWeight: Storage | null,
+  ): void {
     if (![x, weight, rstd, dy, dx, dWeight].every((s) => !s || isF32(s))) {
       return this.js.rmsNormGrad(x, weight, rstd, dy, rows, cols, dx, dWeight);
     }
-    this.addon.rmsNormGrad(x.data, weight?.data ?? null, rstd.data, dy.data, rows, cols, dx.data, dWeight?.data ?? null);
+    this.addon.rmsNormGrad(
+      x.data,
+      weight?.data ?? null,
+      rstd.data,
+      dy.data,
+      rows,
+      cols,
+      dx.data,
+      dWeight?.data ?? null,
+    );
   }
 
   gather(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void {
-    if (src.dtype !== out.dtype || !isWord(src) || ids.dtype !== "int32") return this.js.gather(src, outer, n, inner, ids, out);
+    if (src.dtype !== out.dtype || !isWord(src) || ids.dtype !== "int32")
+      return this.js.gather(src, outer, n, inner, ids, out);
     this.addon.gather(src.data, outer, n, inner, ids.data, out.data);
   }
 
   scatterAdd(src: Storage, outer: number, n: number, inner: number, ids: Storage, out: Storage): void {
-    if (src.dtype !== out.dtype || !isWord(src) || ids.dtype !== "int32") return this.js.scatterAdd(src, outer, n, inner, ids, out);
+    if (src.dtype !== out.dtype || !isWord(src) || ids.dtype !== "int32")
+      return this.js.scatterAdd(src, outer, n, inner, ids, out);
     this.addon.scatterAdd(src.data, outer, n, inner, ids.data, out.data);
   }
 
-  crossEntropy(logits: Storage, targets: Storage, rows: number, cols: number, ignoreIndex: number,
-    loss: Storage, lse: Storage): void {
+  crossEntropy(
+    logits: Storage,
+    targets: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+    loss: Storage,
+    lse: Storage,
+  ): void {
     if (!isF32(logits) || targets.dtype !== "int32" || !isF32(loss) || !isF32(lse)) {
       return this.js.crossEntropy(logits, targets, rows, cols, ignoreIndex, loss, lse);
     }
     this.addon.crossEntropy(logits.data, targets.data, rows, cols, ignoreIndex, loss.data, lse.data);
   }
 
-  crossEntropyGrad(logits: Storage, targets: Storage, lse: Storage, dLoss: Storage, rows: number, cols: number,
-    ignoreIndex: number, out: Storage): void {
+  crossEntropyGrad(
+    logits: Storage,
+    targets: Storage,
+    lse: Storage,
+    dLoss: Storage,
+    rows: number,
+    cols: number,
+    ignoreIndex: number,
+    out: Storage,
+  ): void {
     if (!isF32(logits) || targets.dtype !== "int32" || !isF32(lse) || !isF32(dLoss) || !isF32(out)) {
       return this.js.crossEntropyGrad(logits, targets, lse, dLoss, rows, cols, ignoreIndex, out);
     }
@@ -380,7 +580,8 @@ export class NativeBackend implements Backend {
   }
 
   assign(src: View, dst: View, accumulate: boolean): void {
-    if (src.storage.dtype !== dst.storage.dtype || !isWord(dst.storage) || (accumulate && !isF32(dst.storage))) return this.js.assign(src, dst, accumulate);
+    if (src.storage.dtype !== dst.storage.dtype || !isWord(dst.storage) || (accumulate && !isF32(dst.storage)))
+      return this.js.assign(src, dst, accumulate);
     this.addon.assign(src.storage.data, dst.storage.data, this.pack([dst, src]), accumulate);
   }
 
@@ -397,34 +598,97 @@ export class NativeBackend implements Backend {
 
   rotary(x: View, cos: View, sin: View, out: View, transpose: boolean): void {
     if (![x, cos, sin, out].every((v) => isF32(v.storage))) return this.js.rotary(x, cos, sin, out, transpose);
-    this.addon.rotary(x.storage.data, cos.storage.data, sin.storage.data, out.storage.data, this.pack([x, cos, sin, out]), transpose);
+    this.addon.rotary(
+      x.storage.data,
+      cos.storage.data,
+      sin.storage.data,
+      out.storage.data,
+      this.pack([x, cos, sin, out]),
+      transpose,
+    );
   }
 
   quantMatmul(x: Storage, rows: number, w: QuantizedMatrix, transpose: boolean, out: Storage): void {
     if (!isF32(x) || !isF32(out)) return this.js.quantMatmul(x, rows, w, transpose, out);
     if (w.format === "int8") {
-      return this.addon.quantMatmul(x.data, rows, transpose, out.data, w.n, w.k, w.w.data, w.w.scb, null, 0, null, null, null, 0, 0);
+      return this.addon.quantMatmul(
+        x.data,
+        rows,
+        transpose,
+        out.data,
+        w.n,
+        w.k,
+        w.w.data,
+        w.w.scb,
+        null,
+        0,
+        null,
+        null,
+        null,
+        0,
+        0,
+      );
     }
-    const q = w.q, nested = q.nested;
-    this.addon.quantMatmul(x.data, rows, transpose, out.data, w.n, w.k, q.packed, q.absmax, q.code, q.blocksize,
-      nested?.codes ?? null, nested?.absmax ?? null, nested?.code ?? null, nested?.blocksize ?? 0, nested?.offset ?? 0);
+    const q = w.q,
+      nested = q.nested;
+    this.addon.quantMatmul(
+      x.data,
+      rows,
+      transpose,
+      out.data,
+      w.n,
+      w.k,
+      q.packed,
+      q.absmax,
+      q.code,
+      q.blocksize,
+      nested?.codes ?? null,
+      nested?.absmax ?? null,
+      nested?.code ?? null,
+      nested?.blocksize ?? 0,
+      nested?.offset ?? 0,
+    );
   }
 
   int8Linear(x: Storage, rows: number, w: QuantizedInt8, threshold: number, bias: Storage | null, out: Storage): void {
     if (!isF32(x) || !isF32(out) || (bias && !isF32(bias))) return this.js.int8Linear(x, rows, w, threshold, bias, out);
-    int8LinearJs(x.data as Float32Array, rows, w, threshold, (bias?.data as Float32Array | undefined) ?? null, out.data as Float32Array,
-      (a, r, b, n, k, acc) => this.addon.int8Product(a, r, b, n, k, acc));
+    int8LinearJs(
+      x.data as Float32Array,
+      rows,
+      w,
+      threshold,
+      (bias?.data as Float32Array | undefined) ?? null,
+      out.data as Float32Array,
+      (a, r, b, n, k, acc) => this.addon.int8Product(a, r, b, n, k, acc),
+    );
   }
 
-  quantize4bit(values: Float32Array, quantType: QuantType4, blocksize: number, packed: Uint8Array, absmax: Float32Array): void {
+  quantize4bit(
+    values: Float32Array,
+    quantType: QuantType4,
+    blocksize: number,
+    packed: Uint8Array,
+    absmax: Float32Array,
+  ): void {
     this.addon.quantize4bit(values, quantType === "nf4", blocksize, packed, absmax);
   }
 
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void {
     if (![param, grad, expAvg, expAvgSq].every(isF32)) return this.js.adamw(param, grad, expAvg, expAvgSq, hp);
     // The step's scalars exactly as the reference computes them (Math.pow and friends), so the kernel matches it.
-    const bc1 = 1 - Math.pow(hp.beta1, hp.step), bc2 = 1 - Math.pow(hp.beta2, hp.step);
-    this.addon.adamw(param.data, grad.data, expAvg.data, expAvgSq.data, hp.beta1, hp.beta2, hp.eps,
-      hp.lr / bc1, Math.sqrt(bc2), 1 - hp.lr * hp.weightDecay);
+    const bc1 = 1 - Math.pow(hp.beta1, hp.step),
+      bc2 = 1 - Math.pow(hp.beta2, hp.step);
+    this.addon.adamw(
+      param.data,
+      grad.data,
+      expAvg.data,
+      expAvgSq.data,
+      hp.beta1,
+      hp.beta2,
+      hp.eps,
+      hp.lr / bc1,
+      Math.sqrt(bc2),
+      1 - hp.lr * hp.weightDecay,
+    );
   }
 }

@@ -2,7 +2,17 @@
  * BERT (transformers' modeling_bert, eager attention, encoder only) with HF module and parameter names. RoBERTa and
  * XLM-RoBERTa are the same encoder under the prefix "roberta", with positions counted from padding_idx + 1.
  */
-import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
+import {
+  Dropout,
+  Embedding,
+  LayerNorm,
+  Linear,
+  Module,
+  ModuleList,
+  activationFn,
+  type EmbeddingLayer,
+  type TensorLayer,
+} from "../../nn/index.js";
 import { Tensor, add, arange, cat, expand, reshape, select, tanh, tensor, zeros } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
@@ -57,12 +67,24 @@ class BertEmbeddings extends Module {
   constructor(private readonly config: BertConfig) {
     super();
     const pad = config.pad_token_id ?? undefined;
-    this.word_embeddings = this.registerModule("word_embeddings", new Embedding(config.vocab_size, config.hidden_size, pad === undefined ? {} : { paddingIdx: pad }));
+    this.word_embeddings = this.registerModule(
+      "word_embeddings",
+      new Embedding(config.vocab_size, config.hidden_size, pad === undefined ? {} : { paddingIdx: pad }),
+    );
     // RoBERTa's padding positions sit at padding_idx (their row gets no gradient, as in PyTorch).
     const positionPad = isRoberta(config) && pad !== undefined ? { paddingIdx: pad } : {};
-    this.position_embeddings = this.registerModule("position_embeddings", new Embedding(config.max_position_embeddings, config.hidden_size, positionPad));
-    this.token_type_embeddings = this.registerModule("token_type_embeddings", new Embedding(config.type_vocab_size, config.hidden_size));
-    this.LayerNorm = this.registerModule("LayerNorm", new LayerNorm(config.hidden_size, { eps: config.layer_norm_eps }));
+    this.position_embeddings = this.registerModule(
+      "position_embeddings",
+      new Embedding(config.max_position_embeddings, config.hidden_size, positionPad),
+    );
+    this.token_type_embeddings = this.registerModule(
+      "token_type_embeddings",
+      new Embedding(config.type_vocab_size, config.hidden_size),
+    );
+    this.LayerNorm = this.registerModule(
+      "LayerNorm",
+      new LayerNorm(config.hidden_size, { eps: config.layer_norm_eps }),
+    );
     this.dropout = this.registerModule("dropout", new Dropout(config.hidden_dropout_prob));
   }
 
@@ -74,12 +96,20 @@ class BertEmbeddings extends Module {
     const first = isRoberta(this.config) ? pad + 1 : 0;
     if (inputs.positionIds === undefined && first + past + length > this.config.max_position_embeddings) {
       const max = this.config.max_position_embeddings;
-      throw new Error(`sequence of ${past + length} positions (past ${past} + ${length}, numbered from ${first}) exceeds max_position_embeddings ${max}`);
+      throw new Error(
+        `sequence of ${past + length} positions (past ${past} + ${length}, numbered from ${first}) exceeds max_position_embeddings ${max}`,
+      );
     }
-    const positions = inputs.positionIds
-      ?? (isRoberta(this.config) ? robertaPositions(inputs, pad, batch, length, past) : expand(reshape(arange(length, past), [1, length]), [batch, length]));
+    const positions =
+      inputs.positionIds ??
+      (isRoberta(this.config)
+        ? robertaPositions(inputs, pad, batch, length, past)
+        : expand(reshape(arange(length, past), [1, length]), [batch, length]));
     const tokenTypes = inputs.tokenTypeIds ?? zeros([batch, length], "int32");
-    const summed = add(add(embeds, this.token_type_embeddings.forward(tokenTypes)), this.position_embeddings.forward(positions));
+    const summed = add(
+      add(embeds, this.token_type_embeddings.forward(tokenTypes)),
+      this.position_embeddings.forward(positions),
+    );
     return this.dropout.forward(this.LayerNorm.forward(summed));
   }
 }
@@ -102,12 +132,16 @@ class BertSelfAttention extends Module {
   /** Bidirectional self-attention; past keys/values (a prefix) are prepended as HF's BertSelfAttention does. */
   forward(x: Tensor, mask: Tensor | null, past: LayerKV | undefined): { out: Tensor; present: LayerKV } {
     const heads = this.config.num_attention_heads;
-    let key = splitHeads(this.key.forward(x), heads), value = splitHeads(this.value.forward(x), heads);
+    let key = splitHeads(this.key.forward(x), heads),
+      value = splitHeads(this.value.forward(x), heads);
     if (past) {
       key = cat([past.key, key], 2);
       value = cat([past.value, value], 2);
     }
-    const attn = attend(splitHeads(this.query.forward(x), heads), key, value, mask, { dropoutP: this.dropout.p, training: this.training });
+    const attn = attend(splitHeads(this.query.forward(x), heads), key, value, mask, {
+      dropoutP: this.dropout.p,
+      training: this.training,
+    });
     return { out: mergeHeads(attn), present: { key, value } };
   }
 }
@@ -121,7 +155,10 @@ class BertResidualOutput extends Module {
   constructor(config: BertConfig, inFeatures: number) {
     super();
     this.dense = this.registerModule("dense", new Linear(inFeatures, config.hidden_size));
-    this.LayerNorm = this.registerModule("LayerNorm", new LayerNorm(config.hidden_size, { eps: config.layer_norm_eps }));
+    this.LayerNorm = this.registerModule(
+      "LayerNorm",
+      new LayerNorm(config.hidden_size, { eps: config.layer_norm_eps }),
+    );
     this.dropout = this.registerModule("dropout", new Dropout(config.hidden_dropout_prob));
   }
 
@@ -184,7 +221,10 @@ class BertEncoder extends Module {
 
   constructor(config: BertConfig) {
     super();
-    this.layer = this.registerModule("layer", new ModuleList([...Array(config.num_hidden_layers)].map(() => new BertLayer(config))));
+    this.layer = this.registerModule(
+      "layer",
+      new ModuleList([...Array(config.num_hidden_layers)].map(() => new BertLayer(config))),
+    );
   }
 }
 
@@ -213,7 +253,10 @@ export class BertModel extends PreTrainedModel {
   encoder: BertEncoder;
   pooler: BertPooler | null;
 
-  constructor(override readonly config: BertConfig, addPoolingLayer = true) {
+  constructor(
+    override readonly config: BertConfig,
+    addPoolingLayer = true,
+  ) {
     super(config);
     this.embeddings = this.registerModule("embeddings", new BertEmbeddings(config));
     this.encoder = this.registerModule("encoder", new BertEncoder(config));
@@ -262,7 +305,10 @@ export class BertModel extends PreTrainedModel {
 
 /** Fields of a BERT output that task heads pass on. */
 function passOn(out: BertModelOutput): Pick<ModelOutput, "hiddenStates" | "pastKeyValues"> {
-  return { ...(out.hiddenStates ? { hiddenStates: out.hiddenStates } : {}), ...(out.pastKeyValues ? { pastKeyValues: out.pastKeyValues } : {}) };
+  return {
+    ...(out.hiddenStates ? { hiddenStates: out.hiddenStates } : {}),
+    ...(out.pastKeyValues ? { pastKeyValues: out.pastKeyValues } : {}),
+  };
 }
 
 /** Dropout rate of BERT's classifier heads: classifier_dropout, else hidden_dropout_prob. */
@@ -291,12 +337,15 @@ export class BertForSequenceClassification extends PreTrainedModel {
     return encoderClassName(this.constructor.name, this.config);
   }
 
-
   /** Class logits [batch, num_labels]; loss (by the config's problem type) when labels are given. */
   forward(inputs: ModelInputs): ModelOutput {
     const out = this.bert.forward(inputs);
     const logits = this.classifier.forward(this.dropout.forward(out.poolerOutput!));
-    return { ...passOn(out), logits, ...(inputs.labels ? { loss: classificationLoss(logits, inputs.labels, this.config) } : {}) };
+    return {
+      ...passOn(out),
+      logits,
+      ...(inputs.labels ? { loss: classificationLoss(logits, inputs.labels, this.config) } : {}),
+    };
   }
 }
 
@@ -320,7 +369,6 @@ export class BertForTokenClassification extends PreTrainedModel {
   override get architecture(): string {
     return encoderClassName(this.constructor.name, this.config);
   }
-
 
   /** Logits [batch, length, num_labels]; mean cross-entropy over labels ≠ -100 when labels are given. */
   forward(inputs: ModelInputs): ModelOutput {
@@ -348,7 +396,6 @@ export class BertForQuestionAnswering extends PreTrainedModel {
   override get architecture(): string {
     return encoderClassName(this.constructor.name, this.config);
   }
-
 
   /**
    * startLogits / endLogits [batch, length] (logits: the raw [batch, length, 2]); with startPositions and

@@ -20,11 +20,27 @@ export interface BloomConfig extends PretrainedConfig {
 export function bloomConfig(raw: Record<string, unknown>): BloomConfig {
   const named = { ...raw };
   if (named["n_embed"] !== undefined) named["hidden_size"] ??= named["n_embed"];
-  const config = resolveConfig<BloomConfig>(named, {
-    model_type: "bloom", vocab_size: 250880, hidden_size: 64, n_layer: 2, n_head: 8, layer_norm_epsilon: 1e-5, initializer_range: 0.02,
-    apply_residual_connection_post_layernorm: false, hidden_dropout: 0, attention_dropout: 0, pretraining_tp: 1, slow_but_exact: false,
-    bos_token_id: 1, eos_token_id: 2,
-  }, []);
-  if (config.hidden_size % config.n_head !== 0) throw new ConfigError(`bloom: hidden_size ${config.hidden_size} is not a multiple of n_head ${config.n_head}`);
+  const config = resolveConfig<BloomConfig>(
+    named,
+    {
+      model_type: "bloom",
+      vocab_size: 250880,
+      hidden_size: 64,
+      n_layer: 2,
+      n_head: 8,
+      layer_norm_epsilon: 1e-5,
+      initializer_range: 0.02,
+      apply_residual_connection_post_layernorm: false,
+      hidden_dropout: 0,
+      attention_dropout: 0,
+      pretraining_tp: 1,
+      slow_but_exact: false,
+      bos_token_id: 1,
+      eos_token_id: 2,
+    },
+    [],
+  );
+  if (config.hidden_size % config.n_head !== 0)
+    throw new ConfigError(`bloom: hidden_size ${config.hidden_size} is not a multiple of n_head ${config.n_head}`);
   return config;
 }

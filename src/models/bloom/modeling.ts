@@ -23,7 +23,8 @@ export function alibiSlopes(heads: number): number[] {
 /** The ALiBi bias [batch, heads, 1, keys]: slope · (index of the key among the row's real tokens), 0 at pads. */
 function alibiBias(mask: Tensor, heads: number): Tensor {
   const [batch, keys] = mask.shape as [number, number];
-  const m = mask.dataSync(), slopes = alibiSlopes(heads);
+  const m = mask.dataSync(),
+    slopes = alibiSlopes(heads);
   const out = new Float32Array(batch * heads * keys);
   for (let b = 0; b < batch; b++) {
     let count = 0;
@@ -49,17 +50,23 @@ class BloomAttention extends Module {
   }
 
   forward(x: Tensor, alibi: Tensor, mask: Tensor | null, past: LayerKV | undefined): { out: Tensor; present: LayerKV } {
-    const heads = this.config.n_head, d = this.config.hidden_size / heads;
+    const heads = this.config.n_head,
+      d = this.config.hidden_size / heads;
     const [b, t] = x.shape as [number, number];
     // The fused projection is laid out per head: [q_h, k_h, v_h] for each head h.
     const fused = reshape(this.query_key_value.forward(x), [b, t, heads, 3, d]);
     const part = (i: number) => transpose(reshape(narrow(fused, 3, i, 1), [b, t, heads, d]), 1, 2); // (B, H, T, D)
-    let key = part(1), value = part(2);
+    let key = part(1),
+      value = part(2);
     if (past) {
       key = appendAlong(past.key, key, 2);
       value = appendAlong(past.value, value, 2);
     }
-    const attn = attend(part(0), key, value, mask, { positionBias: alibi, dropoutP: this.config.attention_dropout, training: this.training });
+    const attn = attend(part(0), key, value, mask, {
+      positionBias: alibi,
+      dropoutP: this.config.attention_dropout,
+      training: this.training,
+    });
     return { out: this.dense.forward(mergeHeads(attn)), present: { key, value } };
   }
 }
@@ -142,11 +149,23 @@ export class BloomModel extends PreTrainedModel {
     const alibi = alibiBias(attentionMask, this.config.n_head);
     const mask = buildAttentionMask(attentionMask, batch, length, past + length, true);
     const hidden = this.word_embeddings_layernorm.forward(embeds);
-    return runDecoderStack(this, [...this.h], hidden, inputs, (h, past, i) => this.h.get(i).forward(h, alibi, mask, past), (h) => this.ln_f.forward(h));
+    return runDecoderStack(
+      this,
+      [...this.h],
+      hidden,
+      inputs,
+      (h, past, i) => this.h.get(i).forward(h, alibi, mask, past),
+      (h) => this.ln_f.forward(h),
+    );
   }
 }
 
-const BLOOM: DecoderFamily<BloomConfig> = { prefix: "Bloom", base: BloomModel, baseName: "transformer", headInput: (c) => c.hidden_size };
+const BLOOM: DecoderFamily<BloomConfig> = {
+  prefix: "Bloom",
+  base: BloomModel,
+  baseName: "transformer",
+  headInput: (c) => c.hidden_size,
+};
 /** BLOOM with the language-modelling head (tied to the embeddings). */
 export const BloomForCausalLM = causalLmClass(BLOOM);
 /** BLOOM with a classification head on the last non-padding token. */

@@ -1,5 +1,15 @@
 /** DistilBERT (transformers' modeling_distilbert, eager attention) with HF module and parameter names. */
-import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
+import {
+  Dropout,
+  Embedding,
+  LayerNorm,
+  Linear,
+  Module,
+  ModuleList,
+  activationFn,
+  type EmbeddingLayer,
+  type TensorLayer,
+} from "../../nn/index.js";
 import { Tensor, add, arange, expand, noGrad, relu, reshape, select, tensor } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, ModelInputs, ModelOutput } from "../outputs.js";
@@ -28,8 +38,14 @@ class Embeddings extends Module {
   constructor(private readonly config: DistilBertConfig) {
     super();
     const pad = config.pad_token_id ?? undefined;
-    this.word_embeddings = this.registerModule("word_embeddings", new Embedding(config.vocab_size, config.dim, pad === undefined ? {} : { paddingIdx: pad }));
-    this.position_embeddings = this.registerModule("position_embeddings", new Embedding(config.max_position_embeddings, config.dim));
+    this.word_embeddings = this.registerModule(
+      "word_embeddings",
+      new Embedding(config.vocab_size, config.dim, pad === undefined ? {} : { paddingIdx: pad }),
+    );
+    this.position_embeddings = this.registerModule(
+      "position_embeddings",
+      new Embedding(config.max_position_embeddings, config.dim),
+    );
     if (config.sinusoidal_pos_embds) {
       noGrad(() => this.position_embeddings.weight.copy_(sinusoidalTable(config.max_position_embeddings, config.dim)));
       this.position_embeddings.weight.requiresGrad = false;
@@ -43,7 +59,9 @@ class Embeddings extends Module {
     const embeds = embedOrUse(inputs, this.word_embeddings);
     const [batch, length] = embeds.shape as [number, number];
     if (length > this.config.max_position_embeddings) {
-      throw new Error(`sequence of ${length} tokens exceeds DistilBERT's max_position_embeddings ${this.config.max_position_embeddings}`);
+      throw new Error(
+        `sequence of ${length} tokens exceeds DistilBERT's max_position_embeddings ${this.config.max_position_embeddings}`,
+      );
     }
     const positions = expand(reshape(arange(length), [1, length]), [batch, length]);
     return this.dropout.forward(this.LayerNorm.forward(add(embeds, this.position_embeddings.forward(positions))));
@@ -69,7 +87,9 @@ class MultiHeadSelfAttention extends Module {
 
   forward(x: Tensor, mask: Tensor | null): Tensor {
     const h = this.config.n_heads;
-    const q = splitHeads(this.q_lin.forward(x), h), k = splitHeads(this.k_lin.forward(x), h), v = splitHeads(this.v_lin.forward(x), h);
+    const q = splitHeads(this.q_lin.forward(x), h),
+      k = splitHeads(this.k_lin.forward(x), h),
+      v = splitHeads(this.v_lin.forward(x), h);
     const attn = attend(q, k, v, mask, { dropoutP: this.dropout.p, training: this.training });
     return this.out_lin.forward(mergeHeads(attn));
   }
@@ -119,7 +139,10 @@ class Transformer extends Module {
 
   constructor(config: DistilBertConfig) {
     super();
-    this.layer = this.registerModule("layer", new ModuleList([...Array(config.n_layers)].map(() => new TransformerBlock(config))));
+    this.layer = this.registerModule(
+      "layer",
+      new ModuleList([...Array(config.n_layers)].map(() => new TransformerBlock(config))),
+    );
   }
 }
 
@@ -145,7 +168,9 @@ export class DistilBertModel extends PreTrainedModel {
   /** Hidden states for ids or embeddings with a padding mask (bidirectional; masked scores set to finfo.min). */
   forward(inputs: ModelInputs): BaseModelOutput {
     if (inputs.pastKeyValues && inputs.pastKeyValues.length > 0) {
-      throw new Error("DistilBertModel does not take pastKeyValues (transformers' DistilBERT has no past_key_values; prefix tuning is not supported)");
+      throw new Error(
+        "DistilBertModel does not take pastKeyValues (transformers' DistilBERT has no past_key_values; prefix tuning is not supported)",
+      );
     }
     if (inputs.tokenTypeIds) throw new Error("DistilBertModel has no token type embeddings; do not pass tokenTypeIds");
     let hidden = this.embeddings.forward(inputs);
@@ -180,7 +205,6 @@ export class DistilBertForSequenceClassification extends PreTrainedModel {
     return "distilbert";
   }
 
-
   /** Class logits [batch, num_labels]; loss (by the config's problem type) when labels are given. */
   forward(inputs: ModelInputs): ModelOutput {
     const out = this.distilbert.forward(inputs);
@@ -211,7 +235,6 @@ export class DistilBertForTokenClassification extends PreTrainedModel {
     return "distilbert";
   }
 
-
   /** Logits [batch, length, num_labels]; mean cross-entropy over labels ≠ -100 when labels are given. */
   forward(inputs: ModelInputs): ModelOutput {
     const out = this.distilbert.forward(inputs);
@@ -240,7 +263,6 @@ export class DistilBertForQuestionAnswering extends PreTrainedModel {
   get baseModelPrefix(): string {
     return "distilbert";
   }
-
 
   /** startLogits / endLogits [batch, length]; HF's span loss with startPositions / endPositions. */
   forward(inputs: ModelInputs): ModelOutput {

@@ -9,7 +9,16 @@ import { Generator, Tensor, keep, noGrad, ones, select, tensor, tidy } from "../
 import { eosIds, type PretrainedConfig } from "../config.js";
 import type { ModelOutput, PastKeyValues, Seq2SeqInputs } from "../outputs.js";
 import { CheckpointError, ConfigError } from "../../errors.js";
-import { applyRepetitionPenalty, applyTemperature, applyTopK, applyTopP, argmax, logSoftmaxAt, sampleIndex, softmax } from "./logits.js";
+import {
+  applyRepetitionPenalty,
+  applyTemperature,
+  applyTopK,
+  applyTopP,
+  argmax,
+  logSoftmaxAt,
+  sampleIndex,
+  softmax,
+} from "./logits.js";
 import { StopStrings, type TokenDecoder } from "./stopping.js";
 
 /** How the next token is picked (transformers' names in camelCase). */
@@ -23,7 +32,12 @@ export interface SamplingOptions {
 }
 
 /** Pick the next token from one row of the model's logits (greedy or sampled with `uniform`), with its log-probability under the model. */
-export function chooseToken(logits: Float64Array, previous: readonly number[], opts: SamplingOptions, uniform: () => number): { token: number; logprob: number } {
+export function chooseToken(
+  logits: Float64Array,
+  previous: readonly number[],
+  opts: SamplingOptions,
+  uniform: () => number,
+): { token: number; logprob: number } {
   const scores = Float64Array.from(logits);
   applyRepetitionPenalty(scores, previous, opts.repetitionPenalty ?? 1);
   let token: number;
@@ -181,7 +195,12 @@ function encoderDecoderStepper(model: Generative, inputIds: Tensor, attentionMas
   return {
     next(tokens) {
       const out = model.forward({
-        attentionMask, encoderOutputs, decoderInputIds: tokens, ...(past ? { pastKeyValues: past } : {}), ...(taskIds ? { taskIds } : {}), useCache: true,
+        attentionMask,
+        encoderOutputs,
+        decoderInputIds: tokens,
+        ...(past ? { pastKeyValues: past } : {}),
+        ...(taskIds ? { taskIds } : {}),
+        useCache: true,
       });
       replaceCache(past, out.pastKeyValues);
       past = out.pastKeyValues;
@@ -208,7 +227,7 @@ function replaceCache(previous: PastKeyValues | undefined, next: PastKeyValues |
   for (const layer of previous ?? []) {
     for (const [name, t] of Object.entries(layer)) {
       // Cross-attention keys are computed once and carried over unchanged.
-      if (t && !(next.some((l) => (l as unknown as Record<string, Tensor>)[name] === t))) t.dispose();
+      if (t && !next.some((l) => (l as unknown as Record<string, Tensor>)[name] === t)) t.dispose();
     }
   }
 }
@@ -229,7 +248,11 @@ function newTokenBudget(opts: GenerateOptions, promptLength: number): number {
 
 function rowGenerators(seed: number | number[] | undefined, batch: number): Generator[] {
   if (!Array.isArray(seed)) return new Array<Generator>(batch).fill(new Generator(seed ?? 0));
-  if (seed.length !== batch) throw new ConfigError(`generate: ${seed.length} seeds for a batch of ${batch} rows`, "pass one seed, or one per row");
+  if (seed.length !== batch)
+    throw new ConfigError(
+      `generate: ${seed.length} seeds for a batch of ${batch} rows`,
+      "pass one seed, or one per row",
+    );
   return seed.map((s) => new Generator(s));
 }
 
@@ -249,12 +272,16 @@ class Decoding {
   /** Decoder-only models: the attention mask, one column longer after each step. */
   private maskRows: number[][] | null = null;
 
-  constructor(model: Generative, private readonly opts: GenerateOptions) {
+  constructor(
+    model: Generative,
+    private readonly opts: GenerateOptions,
+  ) {
     const [batch, length] = opts.inputIds.shape as [number, number];
     const eos = opts.eosTokenId === undefined ? eosIds(model.config) : [opts.eosTokenId].flat();
     this.stopIds = [...eos, ...(opts.stopTokenIds ?? [])];
     const pad = opts.padTokenId ?? model.config.pad_token_id ?? eos[0];
-    if (pad === undefined || pad === null) throw new Error("generate: no padTokenId given and the config has neither pad_token_id nor eos_token_id");
+    if (pad === undefined || pad === null)
+      throw new Error("generate: no padTokenId given and the config has neither pad_token_id nor eos_token_id");
     this.pad = pad;
     this.generators = rowGenerators(opts.seed, batch);
     this.stopStrings = opts.stopStrings?.length ? new StopStrings(opts.stopStrings, opts.tokenizer, batch) : null;
@@ -268,7 +295,9 @@ class Decoding {
       this.feed = tensor(Int32Array.from(this.sequences.flat()), [batch, 1]);
     } else {
       this.sequences = intRows(opts.inputIds);
-      const maskRows = opts.attentionMask ? intRows(opts.attentionMask) : Array.from({ length: batch }, () => new Array<number>(length).fill(1));
+      const maskRows = opts.attentionMask
+        ? intRows(opts.attentionMask)
+        : Array.from({ length: batch }, () => new Array<number>(length).fill(1));
       this.maskRows = maskRows;
       this.stepper = decoderOnlyStepper(model, maskRows, opts.taskIds);
       this.feed = opts.inputIds;
@@ -293,7 +322,9 @@ class Decoding {
   }
 
   private step(step: number): GenerationStep {
-    const logits = noGrad(() => tidy(() => ({ logits: this.stepper.next(this.feed).dataSync(), cache: this.stepper.cache() }))).logits;
+    const logits = noGrad(() =>
+      tidy(() => ({ logits: this.stepper.next(this.feed).dataSync(), cache: this.stepper.cache() })),
+    ).logits;
     const batch = this.sequences.length;
     const vocab = logits.length / batch;
     const done = this.reasons.map((r) => r !== null);
@@ -310,7 +341,8 @@ class Decoding {
       if (done[r]) return null;
       this.sequences[r]!.push(tok);
       this.logprobs[r]!.push(logprobs[r]!);
-      const stopped = this.stopIds.includes(tok) || (this.stopStrings?.hit(r, this.sequences[r]!.slice(this.promptLength)) ?? false);
+      const stopped =
+        this.stopIds.includes(tok) || (this.stopStrings?.hit(r, this.sequences[r]!.slice(this.promptLength)) ?? false);
       const reason = stopped ? "stop" : step + 1 >= this.maxNew ? "length" : null;
       this.reasons[r] = reason;
       return reason;
@@ -348,11 +380,13 @@ function inEval<T>(model: Generative, fn: () => T): T {
 export function generateDetailed(model: Generative, opts: GenerateOptions): GenerateOutput {
   // One memory scope for the whole generation: only the returned sequences survive it. Tensors passed in (inputs,
   // prefixes, parameters) are not owned here.
-  return inEval(model, () => tidy(() => {
-    const decoding = new Decoding(model, opts);
-    for (const _ of decoding.steps());
-    return decoding.output();
-  }));
+  return inEval(model, () =>
+    tidy(() => {
+      const decoding = new Decoding(model, opts);
+      for (const _ of decoding.steps());
+      return decoding.output();
+    }),
+  );
 }
 
 /** Generate continuations; returns [batch, length + new] for decoder-only models, decoder ids for seq2seq ones. */

@@ -6,7 +6,15 @@
 import type { Tensor } from "../../tensor/index.js";
 import type { ModelOutput, Seq2SeqInputs } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
-import { generate, generateDetailed, generateStream, type GenerateOptions, type GenerateOutput, type Generative, type GenerationStep } from "./generate.js";
+import {
+  generate,
+  generateDetailed,
+  generateStream,
+  type GenerateOptions,
+  type GenerateOutput,
+  type Generative,
+  type GenerationStep,
+} from "./generate.js";
 
 /** A model with a language-modelling head that generate() can drive. */
 export abstract class GenerativeModel extends PreTrainedModel implements Generative {
@@ -32,7 +40,9 @@ export abstract class GenerativeModel extends PreTrainedModel implements Generat
 /** The model as a GenerativeModel, or an error saying that its class has no language-modelling head. */
 export function asGenerative(model: PreTrainedModel): GenerativeModel {
   if (model instanceof GenerativeModel) return model;
-  throw new Error(`${model.constructor.name} cannot generate text: it has no language-modelling head; load it as a causal LM or seq2seq LM`);
+  throw new Error(
+    `${model.constructor.name} cannot generate text: it has no language-modelling head; load it as a causal LM or seq2seq LM`,
+  );
 }
 
 /** `model` as generate() drives it, with each step's forward run by `forward` instead (a host that wraps its passes). */

@@ -14,9 +14,18 @@ export class StopStrings {
   private readonly searchedUpTo: number[];
   private readonly longest: number;
 
-  constructor(private readonly strings: string[], private readonly tokenizer: TokenDecoder | undefined, batch: number) {
-    if (!tokenizer) throw new ConfigError("generate: stopStrings need a tokenizer to decode the generated tokens", "pass tokenizer: the model's tokenizer");
-    if (strings.some((s) => typeof s !== "string" || s.length === 0)) throw new ConfigError("generate: stopStrings must be non-empty strings", "remove empty stop strings");
+  constructor(
+    private readonly strings: string[],
+    private readonly tokenizer: TokenDecoder | undefined,
+    batch: number,
+  ) {
+    if (!tokenizer)
+      throw new ConfigError(
+        "generate: stopStrings need a tokenizer to decode the generated tokens",
+        "pass tokenizer: the model's tokenizer",
+      );
+    if (strings.some((s) => typeof s !== "string" || s.length === 0))
+      throw new ConfigError("generate: stopStrings must be non-empty strings", "remove empty stop strings");
     this.searchedUpTo = new Array<number>(batch).fill(0);
     this.longest = Math.max(...strings.map((s) => s.length));
   }

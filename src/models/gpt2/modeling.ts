@@ -1,5 +1,16 @@
 /** GPT-2 (transformers' modeling_gpt2, eager attention) with HF module and parameter names. */
-import { Conv1D, Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
+import {
+  Conv1D,
+  Dropout,
+  Embedding,
+  LayerNorm,
+  Linear,
+  Module,
+  ModuleList,
+  activationFn,
+  type EmbeddingLayer,
+  type TensorLayer,
+} from "../../nn/index.js";
 import { Tensor, add, appendAlong, arange, expand, reshape, split } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput } from "../outputs.js";
@@ -14,7 +25,10 @@ class GPT2Attention extends Module {
   private readonly attnDropout: number;
   private readonly residDropout: Dropout;
 
-  constructor(private readonly config: GPT2Config, private readonly layerIdx: number) {
+  constructor(
+    private readonly config: GPT2Config,
+    private readonly layerIdx: number,
+  ) {
     super();
     this.c_attn = this.registerModule("c_attn", new Conv1D(3 * config.n_embd, config.n_embd));
     this.c_proj = this.registerModule("c_proj", new Conv1D(config.n_embd, config.n_embd));
@@ -23,9 +37,11 @@ class GPT2Attention extends Module {
   }
 
   forward(x: Tensor, mask: Tensor | null, past: LayerKV | undefined): { out: Tensor; present: LayerKV } {
-    const heads = this.config.n_head, c = this.config.n_embd;
+    const heads = this.config.n_head,
+      c = this.config.n_embd;
     const [q, k, v] = split(this.c_attn.forward(x), [c, c, c], 2) as [Tensor, Tensor, Tensor];
-    let key = splitHeads(k, heads), value = splitHeads(v, heads);
+    let key = splitHeads(k, heads),
+      value = splitHeads(v, heads);
     if (past) {
       // Grows the cache in place when past is its latest extension (generation), else copies (see appendAlong).
       key = appendAlong(past.key, key, 2);
@@ -33,7 +49,11 @@ class GPT2Attention extends Module {
     }
     let scale = this.config.scale_attn_weights ? 1 / Math.sqrt(c / heads) : 1;
     if (this.config.scale_attn_by_inverse_layer_idx) scale /= this.layerIdx + 1;
-    const attn = attend(splitHeads(q, heads), key, value, mask, { scale, dropoutP: this.attnDropout, training: this.training });
+    const attn = attend(splitHeads(q, heads), key, value, mask, {
+      scale,
+      dropoutP: this.attnDropout,
+      training: this.training,
+    });
     return { out: this.residDropout.forward(this.c_proj.forward(mergeHeads(attn))), present: { key, value } };
   }
 }
@@ -92,7 +112,10 @@ export class GPT2Model extends PreTrainedModel {
     this.wte = this.registerModule("wte", new Embedding(config.vocab_size, config.n_embd));
     this.wpe = this.registerModule("wpe", new Embedding(config.n_positions, config.n_embd));
     this.drop = this.registerModule("drop", new Dropout(config.embd_pdrop));
-    this.h = this.registerModule("h", new ModuleList([...Array(config.n_layer).keys()].map((i) => new GPT2Block(config, i))));
+    this.h = this.registerModule(
+      "h",
+      new ModuleList([...Array(config.n_layer).keys()].map((i) => new GPT2Block(config, i))),
+    );
     this.ln_f = this.registerModule("ln_f", new LayerNorm(config.n_embd, { eps: config.layer_norm_epsilon }));
   }
 
@@ -119,7 +142,14 @@ export class GPT2Model extends PreTrainedModel {
     const positions = inputs.positionIds ?? expand(reshape(arange(length, past), [1, length]), [batch, length]);
     const hidden = this.drop.forward(add(embeds, this.wpe.forward(positions)));
     const mask = buildAttentionMask(inputs.attentionMask, batch, length, past + length, true);
-    return runDecoderStack(this, [...this.h], hidden, inputs, (h, past, i) => this.h.get(i).forward(h, mask, past), (h) => this.ln_f.forward(h));
+    return runDecoderStack(
+      this,
+      [...this.h],
+      hidden,
+      inputs,
+      (h, past, i) => this.h.get(i).forward(h, mask, past),
+      (h) => this.ln_f.forward(h),
+    );
   }
 }
 
@@ -144,7 +174,6 @@ export class GPT2LMHeadModel extends GenerativeModel {
     return this.lm_head;
   }
 
-
   /** Logits for every position; loss when labels are given (shifted inside). */
   forward(inputs: ModelInputs): ModelOutput {
     const out = this.transformer.forward(inputs);
@@ -167,7 +196,6 @@ export class GPT2ForSequenceClassification extends PreTrainedModel {
   get baseModelPrefix(): string {
     return "transformer";
   }
-
 
   /** Class logits [batch, num_labels]; loss when labels are given. */
   forward(inputs: ModelInputs): ModelOutput {

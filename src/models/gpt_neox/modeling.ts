@@ -20,23 +20,30 @@ class GPTNeoXAttention extends Module {
 
   constructor(private readonly config: GPTNeoXConfig) {
     super();
-    const h = config.hidden_size, bias = { bias: config.attention_bias };
+    const h = config.hidden_size,
+      bias = { bias: config.attention_bias };
     this.query_key_value = this.registerModule("query_key_value", new Linear(h, 3 * h, bias));
     this.dense = this.registerModule("dense", new Linear(h, h, bias));
   }
 
   forward(x: Tensor, rope: Rope, mask: Tensor | null, past: LayerKV | undefined): { out: Tensor; present: LayerKV } {
-    const heads = this.config.num_attention_heads, d = this.config.hidden_size / heads;
+    const heads = this.config.num_attention_heads,
+      d = this.config.hidden_size / heads;
     const [b, t] = x.shape as [number, number];
     // The fused projection is laid out per head: [q_h, k_h, v_h] for each head h.
     const fused = transpose(reshape(this.query_key_value.forward(x), [b, t, heads, 3 * d]), 1, 2); // (B, H, T, 3D)
-    const cos = unsqueeze(rope.cos, 1), sin = unsqueeze(rope.sin, 1);
-    let key = applyRope(narrow(fused, 3, d, d), cos, sin), value = narrow(fused, 3, 2 * d, d);
+    const cos = unsqueeze(rope.cos, 1),
+      sin = unsqueeze(rope.sin, 1);
+    let key = applyRope(narrow(fused, 3, d, d), cos, sin),
+      value = narrow(fused, 3, 2 * d, d);
     if (past) {
       key = appendAlong(past.key, key, 2);
       value = appendAlong(past.value, value, 2);
     }
-    const attn = attend(applyRope(narrow(fused, 3, 0, d), cos, sin), key, value, mask, { dropoutP: this.config.attention_dropout, training: this.training });
+    const attn = attend(applyRope(narrow(fused, 3, 0, d), cos, sin), key, value, mask, {
+      dropoutP: this.config.attention_dropout,
+      training: this.training,
+    });
     return { out: this.dense.forward(mergeHeads(attn)), present: { key, value } };
   }
 }
@@ -81,7 +88,8 @@ class GPTNeoXLayer extends Module {
   forward(x: Tensor, rope: Rope, mask: Tensor | null, past: LayerKV | undefined): { out: Tensor; present: LayerKV } {
     const { out, present } = this.attention.forward(this.input_layernorm.forward(x), rope, mask, past);
     const a = this.post_attention_dropout.forward(out);
-    const mlp = (h: Tensor) => this.post_mlp_dropout.forward(this.mlp.forward(this.post_attention_layernorm.forward(h)));
+    const mlp = (h: Tensor) =>
+      this.post_mlp_dropout.forward(this.mlp.forward(this.post_attention_layernorm.forward(h)));
     if (this.config.use_parallel_residual) return { out: add(add(mlp(x), a), x), present };
     const h = add(a, x);
     return { out: add(mlp(h), h), present };
@@ -100,13 +108,22 @@ export class GPTNeoXModel extends PreTrainedModel {
     super(config);
     const headDim = config.hidden_size / config.num_attention_heads;
     this.rope = new RotaryEmbedding({
-      dim: Math.floor(headDim * config.rotary_pct), theta: config.rotary_emb_base, maxPositions: config.max_position_embeddings,
-      scaling: config.rope_scaling, modelType: config.model_type,
+      dim: Math.floor(headDim * config.rotary_pct),
+      theta: config.rotary_emb_base,
+      maxPositions: config.max_position_embeddings,
+      scaling: config.rope_scaling,
+      modelType: config.model_type,
     });
     this.embed_in = this.registerModule("embed_in", new Embedding(config.vocab_size, config.hidden_size));
     this.emb_dropout = this.registerModule("emb_dropout", new Dropout(config.hidden_dropout));
-    this.layers = this.registerModule("layers", new ModuleList([...Array(config.num_hidden_layers)].map(() => new GPTNeoXLayer(config))));
-    this.final_layer_norm = this.registerModule("final_layer_norm", new LayerNorm(config.hidden_size, { eps: config.layer_norm_eps }));
+    this.layers = this.registerModule(
+      "layers",
+      new ModuleList([...Array(config.num_hidden_layers)].map(() => new GPTNeoXLayer(config))),
+    );
+    this.final_layer_norm = this.registerModule(
+      "final_layer_norm",
+      new LayerNorm(config.hidden_size, { eps: config.layer_norm_eps }),
+    );
   }
 
   get baseModelPrefix(): string {
@@ -132,7 +149,11 @@ export class GPTNeoXModel extends PreTrainedModel {
 }
 
 const GPT_NEOX: DecoderFamily<GPTNeoXConfig> = {
-  prefix: "GPTNeoX", base: GPTNeoXModel, baseName: "gpt_neox", lmHeadName: "embed_out", headInput: (c) => c.hidden_size,
+  prefix: "GPTNeoX",
+  base: GPTNeoXModel,
+  baseName: "gpt_neox",
+  lmHeadName: "embed_out",
+  headInput: (c) => c.hidden_size,
 };
 /** GPT-NeoX with its output projection embed_out (untied by default). */
 export const GPTNeoXForCausalLM = causalLmClass(GPT_NEOX);

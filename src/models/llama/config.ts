@@ -45,39 +45,120 @@ export interface LlamaConfig extends PretrainedConfig {
 }
 
 const COMMON: Partial<LlamaConfig> = {
-  hidden_act: "silu", rms_norm_eps: 1e-6, rope_theta: 10000, rope_scaling: null, attention_bias: false, attention_dropout: 0,
-  mlp_bias: false, initializer_range: 0.02, tie_word_embeddings: false,
+  hidden_act: "silu",
+  rms_norm_eps: 1e-6,
+  rope_theta: 10000,
+  rope_scaling: null,
+  attention_bias: false,
+  attention_dropout: 0,
+  mlp_bias: false,
+  initializer_range: 0.02,
+  tie_word_embeddings: false,
 };
 
 const QWEN: Partial<LlamaConfig> = {
-  vocab_size: 151936, hidden_size: 4096, intermediate_size: 22016, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 32,
-  max_position_embeddings: 32768, sliding_window: 4096, use_sliding_window: false, max_window_layers: 28,
+  vocab_size: 151936,
+  hidden_size: 4096,
+  intermediate_size: 22016,
+  num_hidden_layers: 32,
+  num_attention_heads: 32,
+  num_key_value_heads: 32,
+  max_position_embeddings: 32768,
+  sliding_window: 4096,
+  use_sliding_window: false,
+  max_window_layers: 28,
 };
 
 const GEMMA: Partial<LlamaConfig> = {
-  hidden_act: "gelu_pytorch_tanh", pad_token_id: 0, eos_token_id: 1, bos_token_id: 2, tie_word_embeddings: true, head_dim: 256,
-  max_position_embeddings: 8192, vocab_size: 256000,
+  hidden_act: "gelu_pytorch_tanh",
+  pad_token_id: 0,
+  eos_token_id: 1,
+  bos_token_id: 2,
+  tie_word_embeddings: true,
+  head_dim: 256,
+  max_position_embeddings: 8192,
+  vocab_size: 256000,
 };
 
 /** transformers' config defaults per model_type. */
 const DEFAULTS: Record<string, Partial<LlamaConfig>> = {
-  llama: { vocab_size: 32000, hidden_size: 4096, intermediate_size: 11008, num_hidden_layers: 32, num_attention_heads: 32, max_position_embeddings: 2048, bos_token_id: 1, eos_token_id: 2 },
-  mistral: { vocab_size: 32000, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_attention_heads: 32, num_key_value_heads: 8, max_position_embeddings: 4096 * 32, sliding_window: 4096, bos_token_id: 1, eos_token_id: 2 },
+  llama: {
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 11008,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    max_position_embeddings: 2048,
+    bos_token_id: 1,
+    eos_token_id: 2,
+  },
+  mistral: {
+    vocab_size: 32000,
+    hidden_size: 4096,
+    intermediate_size: 14336,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    num_key_value_heads: 8,
+    max_position_embeddings: 4096 * 32,
+    sliding_window: 4096,
+    bos_token_id: 1,
+    eos_token_id: 2,
+  },
   qwen2: { ...QWEN },
   qwen3: { ...QWEN, head_dim: 128 },
-  gemma: { ...GEMMA, hidden_size: 3072, intermediate_size: 24576, num_hidden_layers: 28, num_attention_heads: 16, num_key_value_heads: 16 },
+  gemma: {
+    ...GEMMA,
+    hidden_size: 3072,
+    intermediate_size: 24576,
+    num_hidden_layers: 28,
+    num_attention_heads: 16,
+    num_key_value_heads: 16,
+  },
   gemma2: {
-    ...GEMMA, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8, num_key_value_heads: 4,
-    hidden_activation: "gelu_pytorch_tanh", query_pre_attn_scalar: 256, sliding_window: 4096, final_logit_softcapping: 30, attn_logit_softcapping: 50,
+    ...GEMMA,
+    hidden_size: 2304,
+    intermediate_size: 9216,
+    num_hidden_layers: 26,
+    num_attention_heads: 8,
+    num_key_value_heads: 4,
+    hidden_activation: "gelu_pytorch_tanh",
+    query_pre_attn_scalar: 256,
+    sliding_window: 4096,
+    final_logit_softcapping: 30,
+    attn_logit_softcapping: 50,
   },
   gemma3_text: {
-    ...GEMMA, vocab_size: 262208, hidden_size: 2304, intermediate_size: 9216, num_hidden_layers: 26, num_attention_heads: 8, num_key_value_heads: 4,
-    hidden_activation: "gelu_pytorch_tanh", max_position_embeddings: 131072, rope_theta: 1_000_000, query_pre_attn_scalar: 256, sliding_window: 4096,
-    final_logit_softcapping: null, attn_logit_softcapping: null, rope_local_base_freq: 10000, sliding_window_pattern: 6,
+    ...GEMMA,
+    vocab_size: 262208,
+    hidden_size: 2304,
+    intermediate_size: 9216,
+    num_hidden_layers: 26,
+    num_attention_heads: 8,
+    num_key_value_heads: 4,
+    hidden_activation: "gelu_pytorch_tanh",
+    max_position_embeddings: 131072,
+    rope_theta: 1_000_000,
+    query_pre_attn_scalar: 256,
+    sliding_window: 4096,
+    final_logit_softcapping: null,
+    attn_logit_softcapping: null,
+    rope_local_base_freq: 10000,
+    sliding_window_pattern: 6,
   },
   phi3: {
-    vocab_size: 32064, hidden_size: 3072, intermediate_size: 8192, num_hidden_layers: 32, num_attention_heads: 32, max_position_embeddings: 4096,
-    original_max_position_embeddings: 4096, rms_norm_eps: 1e-5, bos_token_id: 1, eos_token_id: 32000, pad_token_id: 32000, sliding_window: null, resid_pdrop: 0,
+    vocab_size: 32064,
+    hidden_size: 3072,
+    intermediate_size: 8192,
+    num_hidden_layers: 32,
+    num_attention_heads: 32,
+    max_position_embeddings: 4096,
+    original_max_position_embeddings: 4096,
+    rms_norm_eps: 1e-5,
+    bos_token_id: 1,
+    eos_token_id: 32000,
+    pad_token_id: 32000,
+    sliding_window: null,
+    resid_pdrop: 0,
   },
 };
 
@@ -86,7 +167,14 @@ export const DECODER_MODEL_TYPES = Object.keys(DEFAULTS);
 
 /** transformers' class-name prefix per model type (Gemma 3's text-only classes differ, see decoderClassName). */
 const PREFIX: Record<string, string> = {
-  llama: "Llama", mistral: "Mistral", qwen2: "Qwen2", qwen3: "Qwen3", gemma: "Gemma", gemma2: "Gemma2", gemma3_text: "Gemma3", phi3: "Phi3",
+  llama: "Llama",
+  mistral: "Mistral",
+  qwen2: "Qwen2",
+  qwen3: "Qwen3",
+  gemma: "Gemma",
+  gemma2: "Gemma2",
+  gemma3_text: "Gemma3",
+  phi3: "Phi3",
 };
 
 /** transformers' class name for a LLaMA-style class of this model type ("Qwen2ForCausalLM" for a qwen2 LlamaForCausalLM). */
@@ -129,7 +217,9 @@ function positiveOrNull(config: LlamaConfig, name: keyof LlamaConfig): number | 
   const v = config[name];
   if (v === null || v === undefined) return null;
   if (typeof v !== "number" || !(v > 0)) {
-    throw new ConfigError(`${config.model_type}: ${String(name)} must be a positive number or null, got ${JSON.stringify(v)}`);
+    throw new ConfigError(
+      `${config.model_type}: ${String(name)} must be a positive number or null, got ${JSON.stringify(v)}`,
+    );
   }
   return v;
 }
@@ -138,8 +228,13 @@ function positiveOrNull(config: LlamaConfig, name: keyof LlamaConfig): number | 
 function slidingLayers(c: LlamaConfig): boolean[] {
   const n = c.num_hidden_layers;
   if (Array.isArray(c.layer_types)) {
-    if (c.layer_types.length !== n || !c.layer_types.every((t) => t === "sliding_attention" || t === "full_attention")) {
-      throw new ConfigError(`${c.model_type}: layer_types must list "sliding_attention" or "full_attention" for each of the ${n} layers`);
+    if (
+      c.layer_types.length !== n ||
+      !c.layer_types.every((t) => t === "sliding_attention" || t === "full_attention")
+    ) {
+      throw new ConfigError(
+        `${c.model_type}: layer_types must list "sliding_attention" or "full_attention" for each of the ${n} layers`,
+      );
     }
     return c.layer_types.map((t) => t === "sliding_attention");
   }
@@ -169,11 +264,18 @@ export function decoderTraits(c: LlamaConfig): DecoderTraits {
   const gemma = type.startsWith("gemma");
   const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
   if (!Number.isInteger(headDim)) {
-    throw new ConfigError(`${type}: hidden_size ${c.hidden_size} is not a multiple of num_attention_heads ${c.num_attention_heads}; set head_dim`);
+    throw new ConfigError(
+      `${type}: hidden_size ${c.hidden_size} is not a multiple of num_attention_heads ${c.num_attention_heads}; set head_dim`,
+    );
   }
   const rotaryDim = Math.floor(headDim * (c.partial_rotary_factor ?? 1));
   const rope = (theta: number, scaling: Record<string, unknown> | null): RopeSettings => ({
-    dim: rotaryDim, theta, maxPositions: c.max_position_embeddings, originalMaxPositions: c.original_max_position_embeddings, scaling, modelType: type,
+    dim: rotaryDim,
+    theta,
+    maxPositions: c.max_position_embeddings,
+    originalMaxPositions: c.original_max_position_embeddings,
+    scaling,
+    modelType: type,
   });
   const ropes = [rope(c.rope_theta, c.rope_scaling)];
   // Gemma 3's sliding layers rotate with their own base and no scaling.
@@ -185,8 +287,12 @@ export function decoderTraits(c: LlamaConfig): DecoderTraits {
   const scalar = gemma && type !== "gemma" ? positiveOrNull(c, "query_pre_attn_scalar") : null;
   return {
     headDim,
-    bias: type === "qwen2" ? { qkv: true, o: false, mlp: false } : type === "phi3" ? { qkv: false, o: false, mlp: false }
-      : { qkv: c.attention_bias, o: c.attention_bias, mlp: c.mlp_bias },
+    bias:
+      type === "qwen2"
+        ? { qkv: true, o: false, mlp: false }
+        : type === "phi3"
+          ? { qkv: false, o: false, mlp: false }
+          : { qkv: c.attention_bias, o: c.attention_bias, mlp: c.mlp_bias },
     // Gemma uses hidden_activation and falls back to tanh-GELU, never hidden_act (transformers warns and does so too).
     activation: gemma ? (c.hidden_activation ?? "gelu_pytorch_tanh") : c.hidden_act,
     unitOffsetNorm: gemma,
@@ -207,7 +313,11 @@ export function decoderTraits(c: LlamaConfig): DecoderTraits {
 export function llamaConfig(raw: Record<string, unknown>): LlamaConfig {
   const type = String(raw["model_type"] ?? "llama");
   const defaults = DEFAULTS[type];
-  if (!defaults) throw new ConfigError(`model_type "${type}" is not a LLaMA-style decoder`, `supported: ${DECODER_MODEL_TYPES.join(", ")}`);
+  if (!defaults)
+    throw new ConfigError(
+      `model_type "${type}" is not a LLaMA-style decoder`,
+      `supported: ${DECODER_MODEL_TYPES.join(", ")}`,
+    );
   const config = resolveConfig<LlamaConfig>(raw, { ...COMMON, ...defaults, model_type: type }, []);
   config.num_key_value_heads ??= config.num_attention_heads;
   for (const rope of decoderTraits(config).ropes) new RotaryEmbedding(rope);

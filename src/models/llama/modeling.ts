@@ -3,9 +3,30 @@
  * LLaMA, Mistral, Qwen2/3, Gemma 1/2/3 text and Phi-3; the per-model-type differences (norm kind, rope kind,
  * soft-capping, sliding windows, fused projections, extra norms) come from decoderTraits.
  */
-import { Embedding, Linear, Module, ModuleList, RMSNorm, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
 import {
-  Tensor, add, appendAlong, arange, div, dropout, expand, mul, narrow, reshape, tanh, transpose, unsqueeze,
+  Embedding,
+  Linear,
+  Module,
+  ModuleList,
+  RMSNorm,
+  activationFn,
+  type EmbeddingLayer,
+  type TensorLayer,
+} from "../../nn/index.js";
+import {
+  Tensor,
+  add,
+  appendAlong,
+  arange,
+  div,
+  dropout,
+  expand,
+  mul,
+  narrow,
+  reshape,
+  tanh,
+  transpose,
+  unsqueeze,
 } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput } from "../outputs.js";
@@ -50,7 +71,10 @@ class LlamaAttention extends Module implements LlamaAttentionLayer {
   constructor(private readonly config: LlamaConfig) {
     super();
     const t = (this.traits = decoderTraits(config));
-    const d = t.headDim, h = config.num_attention_heads, kv = config.num_key_value_heads, hidden = config.hidden_size;
+    const d = t.headDim,
+      h = config.num_attention_heads,
+      kv = config.num_key_value_heads,
+      hidden = config.hidden_size;
     const qkv = { bias: t.bias.qkv };
     if (t.fused) {
       this.qkv_proj = this.registerModule("qkv_proj", new Linear(hidden, (h + 2 * kv) * d, qkv));
@@ -69,9 +93,11 @@ class LlamaAttention extends Module implements LlamaAttentionLayer {
   /** Queries, keys and values [batch, length, heads·headDim] from the separate or the fused projection. */
   private project(x: Tensor): [Tensor, Tensor, Tensor] {
     if (this.qkv_proj) {
-      const c = this.config, d = this.traits.headDim;
+      const c = this.config,
+        d = this.traits.headDim;
       const fused = this.qkv_proj.forward(x);
-      const q = c.num_attention_heads * d, kv = c.num_key_value_heads * d;
+      const q = c.num_attention_heads * d,
+        kv = c.num_key_value_heads * d;
       return [narrow(fused, -1, 0, q), narrow(fused, -1, q, kv), narrow(fused, -1, q + kv, kv)];
     }
     return [this.q_proj!.forward(x), this.k_proj!.forward(x), this.v_proj!.forward(x)];
@@ -86,7 +112,8 @@ class LlamaAttention extends Module implements LlamaAttentionLayer {
 
   forward(x: Tensor, rope: Rope, mask: Tensor | null, past: LayerKV | undefined): { out: Tensor; present: LayerKV } {
     const c = this.config;
-    const cos = unsqueeze(rope.cos, 1), sin = unsqueeze(rope.sin, 1);
+    const cos = unsqueeze(rope.cos, 1),
+      sin = unsqueeze(rope.sin, 1);
     const [qx, kx, vx] = this.project(x);
     const q = applyRope(this.heads(qx, c.num_attention_heads, this.q_norm), cos, sin);
     let key = applyRope(this.heads(kx, c.num_key_value_heads, this.k_norm), cos, sin);
@@ -97,7 +124,10 @@ class LlamaAttention extends Module implements LlamaAttentionLayer {
       value = appendAlong(past.value, value, 2);
     }
     const attn = attend(q, key, value, mask, {
-      scale: this.traits.attnScale, softcap: this.traits.attnSoftcap, dropoutP: c.attention_dropout, training: this.training,
+      scale: this.traits.attnScale,
+      softcap: this.traits.attnSoftcap,
+      dropoutP: c.attention_dropout,
+      training: this.training,
     });
     return { out: this.o_proj.forward(mergeHeads(attn)), present: { key, value } };
   }
@@ -114,7 +144,8 @@ class LlamaMLP extends Module {
 
   constructor(config: LlamaConfig, traits: DecoderTraits) {
     super();
-    const bias = { bias: traits.bias.mlp }, hidden = config.hidden_size;
+    const bias = { bias: traits.bias.mlp },
+      hidden = config.hidden_size;
     this.intermediate = config.intermediate_size;
     if (traits.fused) {
       this.gate_up_proj = this.registerModule("gate_up_proj", new Linear(hidden, 2 * this.intermediate, bias));
@@ -149,7 +180,10 @@ class LlamaDecoderLayer extends Module {
   pre_feedforward_layernorm: RMSNorm | null = null;
   post_feedforward_layernorm: RMSNorm | null = null;
 
-  constructor(config: LlamaConfig, private readonly traits: DecoderTraits) {
+  constructor(
+    config: LlamaConfig,
+    private readonly traits: DecoderTraits,
+  ) {
     super();
     const norm = () => new RMSNorm(config.hidden_size, config.rms_norm_eps, traits.unitOffsetNorm);
     this.self_attn = this.registerModule("self_attn", new LlamaAttention(config));
@@ -166,9 +200,16 @@ class LlamaDecoderLayer extends Module {
     const { out: a, present } = this.self_attn.forward(this.input_layernorm.forward(x), rope, mask, past);
     if (this.pre_feedforward_layernorm && this.post_feedforward_layernorm) {
       const h = add(x, this.post_attention_layernorm.forward(a));
-      return { out: add(h, this.post_feedforward_layernorm.forward(this.mlp.forward(this.pre_feedforward_layernorm.forward(h)))), present };
+      return {
+        out: add(
+          h,
+          this.post_feedforward_layernorm.forward(this.mlp.forward(this.pre_feedforward_layernorm.forward(h))),
+        ),
+        present,
+      };
     }
-    const p = this.traits.residDropout, drop = (t: Tensor) => (p ? dropout(t, p, this.training) : t);
+    const p = this.traits.residDropout,
+      drop = (t: Tensor) => (p ? dropout(t, p, this.training) : t);
     const h = add(x, drop(a));
     return { out: add(h, drop(this.mlp.forward(this.post_attention_layernorm.forward(h)))), present };
   }
@@ -187,8 +228,14 @@ export class LlamaModel extends PreTrainedModel {
     const traits = (this.traits = decoderTraits(config));
     this.ropes = traits.ropes.map((s) => new RotaryEmbedding(s));
     this.embed_tokens = this.registerModule("embed_tokens", new Embedding(config.vocab_size, config.hidden_size));
-    this.layers = this.registerModule("layers", new ModuleList([...Array(config.num_hidden_layers)].map(() => new LlamaDecoderLayer(config, traits))));
-    this.norm = this.registerModule("norm", new RMSNorm(config.hidden_size, config.rms_norm_eps, traits.unitOffsetNorm));
+    this.layers = this.registerModule(
+      "layers",
+      new ModuleList([...Array(config.num_hidden_layers)].map(() => new LlamaDecoderLayer(config, traits))),
+    );
+    this.norm = this.registerModule(
+      "norm",
+      new RMSNorm(config.hidden_size, config.rms_norm_eps, traits.unitOffsetNorm),
+    );
   }
 
   override get architecture(): string {
@@ -209,7 +256,10 @@ export class LlamaModel extends PreTrainedModel {
     const picks = ranges.flatMap((range) => {
       const [start, end] = range;
       if (range.length !== 2 || !(start! <= end! && end! <= n)) {
-        throw new ConfigError(`layer_replication: ${JSON.stringify(range)} is not a range [start, end) of the ${n} layers`, "give pairs [start, end] with start ≤ end ≤ the number of layers");
+        throw new ConfigError(
+          `layer_replication: ${JSON.stringify(range)} is not a range [start, end) of the ${n} layers`,
+          "give pairs [start, end] with start ≤ end ≤ the number of layers",
+        );
       }
       return Array.from({ length: end! - start! }, (_, i) => start! + i);
     });
@@ -226,7 +276,8 @@ export class LlamaModel extends PreTrainedModel {
   /** Token embeddings, scaled by √hidden (rounded to float32, as Gemma does in the embeddings' dtype) where the model does. */
   private embed(inputs: ModelInputs): Tensor {
     const embeds = embedOrUse(inputs, this.embed_tokens);
-    const scaled = this.traits.embedScale === "inputs" || (this.traits.embedScale === "embedding" && !inputs.inputsEmbeds);
+    const scaled =
+      this.traits.embedScale === "inputs" || (this.traits.embedScale === "embedding" && !inputs.inputsEmbeds);
     return scaled ? mul(embeds, Math.fround(Math.sqrt(this.config.hidden_size))) : embeds;
   }
 
@@ -239,11 +290,19 @@ export class LlamaModel extends PreTrainedModel {
     const ropes = this.ropes.map((r) => r.tables(positions));
     // One mask per distinct window (full-attention layers share the null one), built before the layers' memory scopes.
     const masks = new Map(this.traits.layers.map(({ window }) => [window, null as Tensor | null]));
-    for (const window of masks.keys()) masks.set(window, buildAttentionMask(inputs.attentionMask, batch, length, past + length, true, window));
-    return runDecoderStack(this, [...this.layers], embeds, inputs, (h, past, i) => {
-      const { window, rope } = this.traits.layers[i]!;
-      return this.layers.get(i).forward(h, ropes[rope]!, masks.get(window) ?? null, past);
-    }, (h) => this.norm.forward(h));
+    for (const window of masks.keys())
+      masks.set(window, buildAttentionMask(inputs.attentionMask, batch, length, past + length, true, window));
+    return runDecoderStack(
+      this,
+      [...this.layers],
+      embeds,
+      inputs,
+      (h, past, i) => {
+        const { window, rope } = this.traits.layers[i]!;
+        return this.layers.get(i).forward(h, ropes[rope]!, masks.get(window) ?? null, past);
+      },
+      (h) => this.norm.forward(h),
+    );
   }
 }
 

@@ -19,7 +19,8 @@ class OPTAttention extends Module {
 
   constructor(private readonly config: OPTConfig) {
     super();
-    const h = config.hidden_size, bias = { bias: config.enable_bias };
+    const h = config.hidden_size,
+      bias = { bias: config.enable_bias };
     this.k_proj = this.registerModule("k_proj", new Linear(h, h, bias));
     this.v_proj = this.registerModule("v_proj", new Linear(h, h, bias));
     this.q_proj = this.registerModule("q_proj", new Linear(h, h, bias));
@@ -28,12 +29,16 @@ class OPTAttention extends Module {
 
   forward(x: Tensor, mask: Tensor | null, past: LayerKV | undefined): { out: Tensor; present: LayerKV } {
     const heads = this.config.num_attention_heads;
-    let key = splitHeads(this.k_proj.forward(x), heads), value = splitHeads(this.v_proj.forward(x), heads);
+    let key = splitHeads(this.k_proj.forward(x), heads),
+      value = splitHeads(this.v_proj.forward(x), heads);
     if (past) {
       key = appendAlong(past.key, key, 2);
       value = appendAlong(past.value, value, 2);
     }
-    const attn = attend(splitHeads(this.q_proj.forward(x), heads), key, value, mask, { dropoutP: this.config.attention_dropout, training: this.training });
+    const attn = attend(splitHeads(this.q_proj.forward(x), heads), key, value, mask, {
+      dropoutP: this.config.attention_dropout,
+      training: this.training,
+    });
     return { out: this.out_proj.forward(mergeHeads(attn)), present: { key, value } };
   }
 }
@@ -49,7 +54,8 @@ class OPTDecoderLayer extends Module {
 
   constructor(private readonly config: OPTConfig) {
     super();
-    const h = config.hidden_size, bias = { bias: config.enable_bias };
+    const h = config.hidden_size,
+      bias = { bias: config.enable_bias };
     const norm = () => new LayerNorm(h, { elementwiseAffine: config.layer_norm_elementwise_affine });
     this.self_attn = this.registerModule("self_attn", new OPTAttention(config));
     this.self_attn_layer_norm = this.registerModule("self_attn_layer_norm", norm());
@@ -102,16 +108,26 @@ class OPTDecoder extends Module {
 
   constructor(config: OPTConfig) {
     super();
-    const h = config.hidden_size, proj = config.word_embed_proj_dim;
+    const h = config.hidden_size,
+      proj = config.word_embed_proj_dim;
     const pad = config.pad_token_id ?? undefined;
-    this.embed_tokens = this.registerModule("embed_tokens", new Embedding(config.vocab_size, proj, pad === undefined ? {} : { paddingIdx: pad }));
-    this.embed_positions = this.registerModule("embed_positions", new Embedding(config.max_position_embeddings + POSITION_OFFSET, h));
+    this.embed_tokens = this.registerModule(
+      "embed_tokens",
+      new Embedding(config.vocab_size, proj, pad === undefined ? {} : { paddingIdx: pad }),
+    );
+    this.embed_positions = this.registerModule(
+      "embed_positions",
+      new Embedding(config.max_position_embeddings + POSITION_OFFSET, h),
+    );
     this.project_out = this.registerModule("project_out", proj !== h ? new Linear(h, proj, { bias: false }) : null);
     this.project_in = this.registerModule("project_in", proj !== h ? new Linear(proj, h, { bias: false }) : null);
     const finalNorm = config.do_layer_norm_before && !config._remove_final_layer_norm;
     const affine = { elementwiseAffine: config.layer_norm_elementwise_affine };
     this.final_layer_norm = this.registerModule("final_layer_norm", finalNorm ? new LayerNorm(h, affine) : null);
-    this.layers = this.registerModule("layers", new ModuleList([...Array(config.num_hidden_layers)].map(() => new OPTDecoderLayer(config))));
+    this.layers = this.registerModule(
+      "layers",
+      new ModuleList([...Array(config.num_hidden_layers)].map(() => new OPTDecoderLayer(config))),
+    );
     this.dropout = this.registerModule("dropout", new Dropout(config.dropout));
   }
 
@@ -122,12 +138,21 @@ class OPTDecoder extends Module {
     const past = pastLength(inputs.pastKeyValues);
     const attentionMask = inputs.attentionMask ?? ones([batch, past + length], "int32");
     if (this.project_in) embeds = this.project_in.forward(embeds);
-    const hidden = this.dropout.forward(add(embeds, this.embed_positions.forward(optPositions(attentionMask, past, length))));
+    const hidden = this.dropout.forward(
+      add(embeds, this.embed_positions.forward(optPositions(attentionMask, past, length))),
+    );
     const mask = buildAttentionMask(attentionMask, batch, length, past + length, true);
-    return runDecoderStack(owner, [...this.layers], hidden, inputs, (h, past, i) => this.layers.get(i).forward(h, mask, past), (h) => {
-      const normed = this.final_layer_norm ? this.final_layer_norm.forward(h) : h;
-      return this.project_out ? this.project_out.forward(normed) : normed;
-    });
+    return runDecoderStack(
+      owner,
+      [...this.layers],
+      hidden,
+      inputs,
+      (h, past, i) => this.layers.get(i).forward(h, mask, past),
+      (h) => {
+        const normed = this.final_layer_norm ? this.final_layer_norm.forward(h) : h;
+        return this.project_out ? this.project_out.forward(normed) : normed;
+      },
+    );
   }
 }
 
@@ -154,7 +179,12 @@ export class OPTModel extends PreTrainedModel {
   }
 }
 
-const OPT: DecoderFamily<OPTConfig> = { prefix: "OPT", base: OPTModel, baseName: "model", headInput: (c) => c.word_embed_proj_dim };
+const OPT: DecoderFamily<OPTConfig> = {
+  prefix: "OPT",
+  base: OPTModel,
+  baseName: "model",
+  headInput: (c) => c.word_embed_proj_dim,
+};
 /** OPT with the language-modelling head (tied to the embeddings by default). */
 export const OPTForCausalLM = causalLmClass(OPT);
 /** OPT with a classification head on the last non-padding token. */

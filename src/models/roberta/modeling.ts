@@ -54,7 +54,8 @@ export class RobertaForSequenceClassification extends PreTrainedModel {
     const out = this.roberta.forward(inputs);
     const logits = this.classifier.forward(out.lastHiddenState);
     return {
-      ...(out.hiddenStates ? { hiddenStates: out.hiddenStates } : {}), logits,
+      ...(out.hiddenStates ? { hiddenStates: out.hiddenStates } : {}),
+      logits,
       ...(inputs.labels ? { loss: classificationLoss(logits, inputs.labels, this.config) } : {}),
     };
   }

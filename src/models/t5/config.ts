@@ -25,16 +25,38 @@ export interface T5Config extends PretrainedConfig {
 }
 
 const COMMON: Partial<T5Config> = {
-  d_model: 512, d_kv: 64, relative_attention_num_buckets: 32, relative_attention_max_distance: 128, dropout_rate: 0.1,
-  layer_norm_epsilon: 1e-6, initializer_factor: 1.0, is_encoder_decoder: true, use_cache: true, pad_token_id: 0, eos_token_id: 1,
+  d_model: 512,
+  d_kv: 64,
+  relative_attention_num_buckets: 32,
+  relative_attention_max_distance: 128,
+  dropout_rate: 0.1,
+  layer_norm_epsilon: 1e-6,
+  initializer_factor: 1.0,
+  is_encoder_decoder: true,
+  use_cache: true,
+  pad_token_id: 0,
+  eos_token_id: 1,
   classifier_dropout: 0.0,
 };
 
 const DEFAULTS: Record<string, Partial<T5Config>> = {
-  t5: { vocab_size: 32128, d_ff: 2048, num_layers: 6, num_heads: 8, feed_forward_proj: "relu", tie_word_embeddings: true },
+  t5: {
+    vocab_size: 32128,
+    d_ff: 2048,
+    num_layers: 6,
+    num_heads: 8,
+    feed_forward_proj: "relu",
+    tie_word_embeddings: true,
+  },
   mt5: {
-    vocab_size: 250112, d_ff: 1024, num_layers: 8, num_heads: 6, feed_forward_proj: "gated-gelu", tie_word_embeddings: false,
-    decoder_start_token_id: 0, tokenizer_class: "T5Tokenizer",
+    vocab_size: 250112,
+    d_ff: 1024,
+    num_layers: 8,
+    num_heads: 6,
+    feed_forward_proj: "gated-gelu",
+    tie_word_embeddings: false,
+    decoder_start_token_id: 0,
+    tokenizer_class: "T5Tokenizer",
   },
 };
 
@@ -50,7 +72,10 @@ export function parseFeedForwardProj(proj: string): { denseActFn: string; isGate
         "is of the format `gated-{ACT_FN}` or `{ACT_FN}`, e.g. 'gated-gelu' or 'relu'",
     );
   }
-  return { denseActFn: proj === "gated-gelu" ? "gelu_new" : parts[parts.length - 1]!, isGatedAct: parts[0] === "gated" };
+  return {
+    denseActFn: proj === "gated-gelu" ? "gelu_new" : parts[parts.length - 1]!,
+    isGatedAct: parts[0] === "gated",
+  };
 }
 
 /**

@@ -3,7 +3,17 @@
  * relative-position-bias attention without 1/√d scaling, RMS layer norms without mean or bias, encoder and decoder
  * stacks sharing one embedding table, and a language-modelling head (tied to it unless the config unties it).
  */
-import { Dropout, Embedding, Linear, Module, ModuleList, RMSNorm, activationFn, type EmbeddingLayer, type TensorLayer } from "../../nn/index.js";
+import {
+  Dropout,
+  Embedding,
+  Linear,
+  Module,
+  ModuleList,
+  RMSNorm,
+  activationFn,
+  type EmbeddingLayer,
+  type TensorLayer,
+} from "../../nn/index.js";
 import { Tensor, add, cat, crossEntropy, mul, permute, reshape, tensor, unsqueeze } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelOutput, PastKeyValues, Seq2SeqInputs } from "../outputs.js";
@@ -24,7 +34,12 @@ function familyClassName(name: string, config: T5Config): string {
  * (of each direction when bidirectional) are exact offsets, the rest logarithmic up to maxDistance. The
  * logarithmic part is computed in float32 step by step, as torch does, so that bucket boundaries agree exactly.
  */
-export function relativePositionBucket(relativePosition: number, bidirectional: boolean, numBuckets: number, maxDistance: number): number {
+export function relativePositionBucket(
+  relativePosition: number,
+  bidirectional: boolean,
+  numBuckets: number,
+  maxDistance: number,
+): number {
   let bucket = 0;
   let n = numBuckets;
   let rel = relativePosition;
@@ -89,7 +104,10 @@ class T5LayerFF extends Module {
 
   constructor(config: T5Config) {
     super();
-    this.DenseReluDense = this.registerModule("DenseReluDense", config.is_gated_act ? new T5DenseGatedActDense(config) : new T5DenseActDense(config));
+    this.DenseReluDense = this.registerModule(
+      "DenseReluDense",
+      config.is_gated_act ? new T5DenseGatedActDense(config) : new T5DenseActDense(config),
+    );
     this.layer_norm = this.registerModule("layer_norm", new RMSNorm(config.d_model, config.layer_norm_epsilon));
     this.dropout = this.registerModule("dropout", new Dropout(config.dropout_rate));
   }
@@ -113,7 +131,11 @@ class T5Attention extends Module {
   o: TensorLayer;
   relative_attention_bias: Embedding | null;
 
-  constructor(private readonly config: T5Config, private readonly isDecoder: boolean, hasRelativeAttentionBias: boolean) {
+  constructor(
+    private readonly config: T5Config,
+    private readonly isDecoder: boolean,
+    hasRelativeAttentionBias: boolean,
+  ) {
     super();
     const inner = config.num_heads * config.d_kv;
     this.q = this.registerModule("q", new Linear(config.d_model, inner, { bias: false }));
@@ -138,7 +160,12 @@ class T5Attention extends Module {
     const offset = keyLength - queryLength;
     for (let i = 0; i < queryLength; i++) {
       for (let j = 0; j < keyLength; j++) {
-        ids[i * keyLength + j] = relativePositionBucket(j - (i + offset), !this.isDecoder, c.relative_attention_num_buckets, c.relative_attention_max_distance);
+        ids[i * keyLength + j] = relativePositionBucket(
+          j - (i + offset),
+          !this.isDecoder,
+          c.relative_attention_num_buckets,
+          c.relative_attention_max_distance,
+        );
       }
     }
     const values = this.relative_attention_bias.forward(tensor(ids, [queryLength, keyLength], "int32"));
@@ -150,7 +177,12 @@ class T5Attention extends Module {
    * output) reusing `past` when it spans exactly the encoder length, as HF does. `positionBias` holds the relative
    * bias plus the additive mask; scores are not scaled by 1/√d.
    */
-  forward(x: Tensor, positionBias: Tensor | null, past: { key: Tensor; value: Tensor } | undefined, keyValueStates?: Tensor): AttentionResult {
+  forward(
+    x: Tensor,
+    positionBias: Tensor | null,
+    past: { key: Tensor; value: Tensor } | undefined,
+    keyValueStates?: Tensor,
+  ): AttentionResult {
     const h = this.config.num_heads;
     const query = splitHeads(this.q.forward(x), h);
     let key: Tensor, value: Tensor;
@@ -167,7 +199,12 @@ class T5Attention extends Module {
       key = splitHeads(this.k.forward(keyValueStates), h);
       value = splitHeads(this.v.forward(keyValueStates), h);
     }
-    const attn = attend(query, key, value, null, { scale: 1, positionBias, dropoutP: this.config.dropout_rate, training: this.training });
+    const attn = attend(query, key, value, null, {
+      scale: 1,
+      positionBias,
+      dropoutP: this.config.dropout_rate,
+      training: this.training,
+    });
     return { out: this.o.forward(mergeHeads(attn)), key, value };
   }
 }
@@ -179,7 +216,10 @@ class T5LayerSelfAttention extends Module {
 
   constructor(config: T5Config, isDecoder: boolean, hasRelativeAttentionBias: boolean) {
     super();
-    this.SelfAttention = this.registerModule("SelfAttention", new T5Attention(config, isDecoder, hasRelativeAttentionBias));
+    this.SelfAttention = this.registerModule(
+      "SelfAttention",
+      new T5Attention(config, isDecoder, hasRelativeAttentionBias),
+    );
     this.layer_norm = this.registerModule("layer_norm", new RMSNorm(config.d_model, config.layer_norm_epsilon));
     this.dropout = this.registerModule("dropout", new Dropout(config.dropout_rate));
   }
@@ -202,7 +242,12 @@ class T5LayerCrossAttention extends Module {
     this.dropout = this.registerModule("dropout", new Dropout(config.dropout_rate));
   }
 
-  forward(x: Tensor, encoderStates: Tensor, mask: Tensor | null, past: { key: Tensor; value: Tensor } | undefined): AttentionResult {
+  forward(
+    x: Tensor,
+    encoderStates: Tensor,
+    mask: Tensor | null,
+    past: { key: Tensor; value: Tensor } | undefined,
+  ): AttentionResult {
     const r = this.EncDecAttention.forward(this.layer_norm.forward(x), mask, past, encoderStates);
     return { ...r, out: add(x, this.dropout.forward(r.out)) };
   }
@@ -211,9 +256,15 @@ class T5LayerCrossAttention extends Module {
 class T5Block extends Module {
   layer: ModuleList<T5LayerSelfAttention | T5LayerCrossAttention | T5LayerFF>;
 
-  constructor(config: T5Config, private readonly isDecoder: boolean, hasRelativeAttentionBias: boolean) {
+  constructor(
+    config: T5Config,
+    private readonly isDecoder: boolean,
+    hasRelativeAttentionBias: boolean,
+  ) {
     super();
-    const layers: (T5LayerSelfAttention | T5LayerCrossAttention | T5LayerFF)[] = [new T5LayerSelfAttention(config, isDecoder, hasRelativeAttentionBias)];
+    const layers: (T5LayerSelfAttention | T5LayerCrossAttention | T5LayerFF)[] = [
+      new T5LayerSelfAttention(config, isDecoder, hasRelativeAttentionBias),
+    ];
     if (isDecoder) layers.push(new T5LayerCrossAttention(config));
     layers.push(new T5LayerFF(config));
     this.layer = this.registerModule("layer", new ModuleList(layers));
@@ -235,7 +286,12 @@ class T5Block extends Module {
     const present: LayerKV = { key: sa.key, value: sa.value };
     if (this.isDecoder && encoder) {
       const crossPast = past?.crossKey && past.crossValue ? { key: past.crossKey, value: past.crossValue } : undefined;
-      const cross = (this.layer.get(1) as T5LayerCrossAttention).forward(hidden, encoder.states, encoder.bias, crossPast);
+      const cross = (this.layer.get(1) as T5LayerCrossAttention).forward(
+        hidden,
+        encoder.states,
+        encoder.bias,
+        crossPast,
+      );
       hidden = cross.out;
       present.crossKey = cross.key;
       present.crossValue = cross.value;
@@ -267,12 +323,22 @@ export class T5Stack extends Module {
   final_layer_norm: RMSNorm;
   dropout: Dropout;
 
-  constructor(config: T5Config, embedTokens: EmbeddingLayer, readonly isDecoder: boolean) {
+  constructor(
+    config: T5Config,
+    embedTokens: EmbeddingLayer,
+    readonly isDecoder: boolean,
+  ) {
     super();
     this.embed_tokens = this.registerModule("embed_tokens", embedTokens);
     const n = isDecoder ? config.num_decoder_layers : config.num_layers;
-    this.block = this.registerModule("block", new ModuleList([...Array(n).keys()].map((i) => new T5Block(config, isDecoder, i === 0))));
-    this.final_layer_norm = this.registerModule("final_layer_norm", new RMSNorm(config.d_model, config.layer_norm_epsilon));
+    this.block = this.registerModule(
+      "block",
+      new ModuleList([...Array(n).keys()].map((i) => new T5Block(config, isDecoder, i === 0))),
+    );
+    this.final_layer_norm = this.registerModule(
+      "final_layer_norm",
+      new RMSNorm(config.d_model, config.layer_norm_epsilon),
+    );
     this.dropout = this.registerModule("dropout", new Dropout(config.dropout_rate));
   }
 
@@ -288,7 +354,9 @@ export class T5Stack extends Module {
     const pastKv = inputs.pastKeyValues && inputs.pastKeyValues.length > 0 ? inputs.pastKeyValues : undefined;
     if (pastKv && !this.isDecoder) throw new Error("T5 encoder: pastKeyValues are only used by the decoder");
     if (pastKv && pastKv.length !== this.block.length) {
-      throw new Error(`T5 decoder: pastKeyValues has ${pastKv.length} layers but the decoder has ${this.block.length} blocks`);
+      throw new Error(
+        `T5 decoder: pastKeyValues has ${pastKv.length} layers but the decoder has ${this.block.length} blocks`,
+      );
     }
     if (inputs.useCache && !this.isDecoder) throw new Error("T5 encoder: useCache can only be set for the decoder");
     const past = pastLength(pastKv);
@@ -299,7 +367,10 @@ export class T5Stack extends Module {
     let encoder: { states: Tensor; bias: Tensor | null } | undefined;
     if (this.isDecoder && inputs.encoderHiddenStates) {
       const source = inputs.encoderHiddenStates.shape[1]!;
-      encoder = { states: inputs.encoderHiddenStates, bias: buildAttentionMask(inputs.encoderAttentionMask, batch, length, source, false) };
+      encoder = {
+        states: inputs.encoderHiddenStates,
+        bias: buildAttentionMask(inputs.encoderAttentionMask, batch, length, source, false),
+      };
     }
     let hidden = this.dropout.forward(embeds);
     const hiddenStates: Tensor[] = [];
@@ -324,10 +395,13 @@ export class T5Stack extends Module {
 export function shiftRight(labels: Tensor, config: T5Config): Tensor {
   const start = config.decoder_start_token_id;
   if (start === null || start === undefined) {
-    throw new Error("config.decoder_start_token_id has to be defined to build decoder inputs from labels. In T5 it is usually set to the pad_token_id.");
+    throw new Error(
+      "config.decoder_start_token_id has to be defined to build decoder inputs from labels. In T5 it is usually set to the pad_token_id.",
+    );
   }
   const pad = config.pad_token_id;
-  if (pad === null || pad === undefined) throw new Error("config.pad_token_id has to be defined to build decoder inputs from labels");
+  if (pad === null || pad === undefined)
+    throw new Error("config.pad_token_id has to be defined to build decoder inputs from labels");
   const [b, t] = labels.shape as [number, number];
   const src = labels.dataSync();
   const out = new Int32Array(b * t);
@@ -372,9 +446,12 @@ function runSeq2Seq(encoderStack: T5Stack, decoderStack: T5Stack, config: T5Conf
     encoderHiddenStates = enc.hiddenStates;
   }
   let decoderInputIds = inputs.decoderInputIds;
-  if (inputs.labels && !decoderInputIds && !inputs.decoderInputsEmbeds) decoderInputIds = shiftRight(inputs.labels, config);
+  if (inputs.labels && !decoderInputIds && !inputs.decoderInputsEmbeds)
+    decoderInputIds = shiftRight(inputs.labels, config);
   if (!decoderInputIds && !inputs.decoderInputsEmbeds) {
-    throw new Error("T5: pass decoderInputIds or decoderInputsEmbeds (or labels, from which decoder inputs are built by shifting right)");
+    throw new Error(
+      "T5: pass decoderInputIds or decoderInputsEmbeds (or labels, from which decoder inputs are built by shifting right)",
+    );
   }
   const decoder = decoderStack.forward({
     ...(decoderInputIds ? { inputIds: decoderInputIds } : {}),
@@ -465,7 +542,9 @@ export class T5Model extends PreTrainedModel {
       lastHiddenState: run.decoder.lastHiddenState,
       encoderLastHiddenState: run.encoderLastHiddenState,
       ...(run.decoder.pastKeyValues ? { pastKeyValues: run.decoder.pastKeyValues } : {}),
-      ...(run.decoder.hiddenStates ? { hiddenStates: run.decoder.hiddenStates, decoderHiddenStates: run.decoder.hiddenStates } : {}),
+      ...(run.decoder.hiddenStates
+        ? { hiddenStates: run.decoder.hiddenStates, decoderHiddenStates: run.decoder.hiddenStates }
+        : {}),
       ...(run.encoderHiddenStates ? { encoderHiddenStates: run.encoderHiddenStates } : {}),
     };
   }

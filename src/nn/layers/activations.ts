@@ -9,7 +9,10 @@ export interface TensorModule extends Module {
 
 /** Wraps an element-wise function as a module (ReLU, GELU, …). */
 export class Activation extends Module implements TensorModule {
-  constructor(readonly kind: string, private readonly fn: (x: Tensor) => Tensor) {
+  constructor(
+    readonly kind: string,
+    private readonly fn: (x: Tensor) => Tensor,
+  ) {
     super();
   }
 
@@ -50,7 +53,8 @@ export function activation(name: string): Activation {
 /** max(x, 0). */
 export const ReLU = (): Activation => activation("relu");
 /** Exact GELU, or the tanh approximation with approximate = "tanh". */
-export const GELU = (approximate: "none" | "tanh" = "none"): Activation => activation(approximate === "tanh" ? "gelu_new" : "gelu");
+export const GELU = (approximate: "none" | "tanh" = "none"): Activation =>
+  activation(approximate === "tanh" ? "gelu_new" : "gelu");
 /** tanh. */
 export const Tanh = (): Activation => activation("tanh");
 /** x·sigmoid(x). */
@@ -60,7 +64,10 @@ export const Sigmoid = (): Activation => activation("sigmoid");
 
 /** Zeroes elements with probability p in train mode, scaling the rest by 1/(1−p). */
 export class Dropout extends Module implements TensorModule {
-  constructor(readonly p = 0.5, private readonly generator?: Generator) {
+  constructor(
+    readonly p = 0.5,
+    private readonly generator?: Generator,
+  ) {
     super();
     if (p < 0 || p >= 1) throw new Error(`Dropout probability must be in [0, 1), got ${p}`);
   }

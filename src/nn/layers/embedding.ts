@@ -14,7 +14,11 @@ export interface EmbeddingOptions {
 export class Embedding extends Module {
   weight: Tensor;
 
-  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, opts: EmbeddingOptions = {}) {
+  constructor(
+    readonly numEmbeddings: number,
+    readonly embeddingDim: number,
+    opts: EmbeddingOptions = {},
+  ) {
     super();
     let w = normal([numEmbeddings, embeddingDim], 1, 0, opts.generator);
     if (opts.paddingIdx !== undefined) {

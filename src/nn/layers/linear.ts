@@ -28,7 +28,6 @@ export function withDeferredLinearWeights<T>(fn: () => T): T {
   }
 }
 
-
 function initialWeight(outFeatures: number, inFeatures: number, generator?: Generator): Tensor {
   if (!deferWeights) return kaimingUniformA5([outFeatures, inFeatures], inFeatures, generator);
   skipInitialValues(generator ?? defaultGenerator, outFeatures * inFeatures);
@@ -40,12 +39,18 @@ export class Linear extends Module {
   weight: Tensor;
   bias: Tensor | null;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: LinearOptions = {}) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    opts: LinearOptions = {},
+  ) {
     super();
     this.weight = this.registerParameter("weight", parameter(initialWeight(outFeatures, inFeatures, opts.generator)));
     this.bias = this.registerParameter(
       "bias",
-      opts.bias === false ? null : parameter(uniform([outFeatures], inFeatures > 0 ? 1 / Math.sqrt(inFeatures) : 0, opts.generator)),
+      opts.bias === false
+        ? null
+        : parameter(uniform([outFeatures], inFeatures > 0 ? 1 / Math.sqrt(inFeatures) : 0, opts.generator)),
     );
   }
 
@@ -64,7 +69,11 @@ export class Conv1D extends Module {
   weight: Tensor;
   bias: Tensor;
 
-  constructor(readonly nf: number, readonly nx: number, generator?: Generator) {
+  constructor(
+    readonly nf: number,
+    readonly nx: number,
+    generator?: Generator,
+  ) {
     super();
     this.weight = this.registerParameter("weight", parameter(normal([nx, nf], 0.02, 0, generator)));
     this.bias = this.registerParameter("bias", parameter(zeros([nf])));

@@ -1,5 +1,22 @@
 /** Multi-layer, optionally bidirectional LSTM with PyTorch's parameter names, gate order and initialisation. */
-import { Generator, Tensor, add, cat, chunk, dropout, linear, matmul, mul, select, sigmoid, stack, tanh, transpose, zeros, parameter } from "../../tensor/index.js";
+import {
+  Generator,
+  Tensor,
+  add,
+  cat,
+  chunk,
+  dropout,
+  linear,
+  matmul,
+  mul,
+  select,
+  sigmoid,
+  stack,
+  tanh,
+  transpose,
+  zeros,
+  parameter,
+} from "../../tensor/index.js";
 import { Module } from "../module.js";
 import { uniform } from "../init.js";
 
@@ -23,7 +40,11 @@ export class LSTM extends Module {
   readonly dropoutP: number;
   private readonly hasBias: boolean;
 
-  constructor(readonly inputSize: number, readonly hiddenSize: number, opts: LSTMOptions = {}) {
+  constructor(
+    readonly inputSize: number,
+    readonly hiddenSize: number,
+    opts: LSTMOptions = {},
+  ) {
     super();
     this.numLayers = opts.numLayers ?? 1;
     this.batchFirst = opts.batchFirst ?? false;
@@ -37,7 +58,10 @@ export class LSTM extends Module {
       for (const sfx of this.suffixes()) {
         const name = (w: string) => `${w}_l${l}${sfx}`;
         this.registerParameter(name("weight_ih"), parameter(uniform([4 * hiddenSize, inF], bound, opts.generator)));
-        this.registerParameter(name("weight_hh"), parameter(uniform([4 * hiddenSize, hiddenSize], bound, opts.generator)));
+        this.registerParameter(
+          name("weight_hh"),
+          parameter(uniform([4 * hiddenSize, hiddenSize], bound, opts.generator)),
+        );
         if (this.hasBias) {
           this.registerParameter(name("bias_ih"), parameter(uniform([4 * hiddenSize], bound, opts.generator)));
           this.registerParameter(name("bias_hh"), parameter(uniform([4 * hiddenSize], bound, opts.generator)));
@@ -53,11 +77,19 @@ export class LSTM extends Module {
   /** Run the sequence from zero initial states; returns the output sequence and the final (h, c) per layer and direction. */
   forward(input: Tensor): { output: Tensor; hN: Tensor; cN: Tensor } {
     let x = this.batchFirst ? input : transpose(input, 0, 1); // [B, T, F]
-    const hs: Tensor[] = [], cs: Tensor[] = [];
+    const hs: Tensor[] = [],
+      cs: Tensor[] = [];
     for (let l = 0; l < this.numLayers; l++) {
       const outs = this.suffixes().map((sfx) => {
         const p = (w: string) => this.ownParameter(`${w}_l${l}${sfx}`);
-        const r = this.runDirection(x, p("weight_ih")!, p("weight_hh")!, p("bias_ih"), p("bias_hh"), sfx === "_reverse");
+        const r = this.runDirection(
+          x,
+          p("weight_ih")!,
+          p("weight_hh")!,
+          p("bias_ih"),
+          p("bias_hh"),
+          sfx === "_reverse",
+        );
         hs.push(r.h);
         cs.push(r.c);
         return r.output;

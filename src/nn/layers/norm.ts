@@ -17,12 +17,18 @@ export class LayerNorm extends Module {
   bias: Tensor | null;
   readonly eps: number;
 
-  constructor(readonly normalizedShape: number, opts: LayerNormOptions = {}) {
+  constructor(
+    readonly normalizedShape: number,
+    opts: LayerNormOptions = {},
+  ) {
     super();
     this.eps = opts.eps ?? 1e-5;
     const affine = opts.elementwiseAffine ?? true;
     this.weight = this.registerParameter("weight", affine ? parameter(ones([normalizedShape])) : null);
-    this.bias = this.registerParameter("bias", affine && (opts.bias ?? true) ? parameter(zeros([normalizedShape])) : null);
+    this.bias = this.registerParameter(
+      "bias",
+      affine && (opts.bias ?? true) ? parameter(zeros([normalizedShape])) : null,
+    );
   }
 
   /** Normalise the last axis. */
@@ -42,7 +48,11 @@ export class LayerNorm extends Module {
 export class RMSNorm extends Module {
   weight: Tensor;
 
-  constructor(readonly hiddenSize: number, readonly eps = 1e-6, readonly unitOffset = false) {
+  constructor(
+    readonly hiddenSize: number,
+    readonly eps = 1e-6,
+    readonly unitOffset = false,
+  ) {
     super();
     this.weight = this.registerParameter("weight", parameter(unitOffset ? zeros([hiddenSize]) : ones([hiddenSize])));
   }

@@ -7,14 +7,22 @@
 import { Tensor, contiguous, noGrad, parameter, quantizedLinear, tensor, tidy, toFloat } from "../../tensor/index.js";
 import { CpuStorage } from "../../backend/pool.js";
 import {
-  dequantize4bit, dequantizeInt8Rows, quantize4bit, quantizeInt8Weight,
-  type QuantType4, type Quantize4bitKernel, type Quantized4bit, type QuantizedInt8, type QuantizedMatrix,
+  dequantize4bit,
+  dequantizeInt8Rows,
+  quantize4bit,
+  quantizeInt8Weight,
+  type QuantType4,
+  type Quantize4bitKernel,
+  type Quantized4bit,
+  type QuantizedInt8,
+  type QuantizedMatrix,
 } from "../../backend/quant.js";
 import { backend } from "../../backend/index.js";
 import { Module } from "../module.js";
 
 /** The active backend's 4-bit quantiser. */
-const nativeOrJs: Quantize4bitKernel = (values, type, blocksize, packed, absmax) => backend().quantize4bit(values, type, blocksize, packed, absmax);
+const nativeOrJs: Quantize4bitKernel = (values, type, blocksize, packed, absmax) =>
+  backend().quantize4bit(values, type, blocksize, packed, absmax);
 
 /**
  * fn applied to the float32 values of a [out, in] weight, read in place from an engine tensor (a half weight through a
@@ -25,18 +33,24 @@ function withWeightValues<T>(w: Tensor, outFeatures: number, inFeatures: number,
   if (w.rank !== 2 || w.shape[0] !== outFeatures || w.shape[1] !== inFeatures) {
     throw new Error(`quantized linear: a weight of shape [${w.shape}] does not fit [${outFeatures}, ${inFeatures}]`);
   }
-  return noGrad(() => tidy(() => {
-    const f = contiguous(toFloat(w));
-    if (!(f.storage instanceof CpuStorage)) return fn(Float32Array.from(f.dataSync()));
-    return fn((f.storage.data as Float32Array).subarray(f.offset, f.offset + f.size));
-  }));
+  return noGrad(() =>
+    tidy(() => {
+      const f = contiguous(toFloat(w));
+      if (!(f.storage instanceof CpuStorage)) return fn(Float32Array.from(f.dataSync()));
+      return fn((f.storage.data as Float32Array).subarray(f.offset, f.offset + f.size));
+    }),
+  );
 }
 
 /** What both quantised Linear kinds share: sizes, the float32 bias, the forward through the quantised product. */
 export abstract class QuantizedLinear extends Module {
   bias: Tensor | null;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, bias: Tensor | null) {
+  constructor(
+    readonly inFeatures: number,
+    readonly outFeatures: number,
+    bias: Tensor | null,
+  ) {
     super();
     this.bias = this.registerParameter("bias", bias ? parameter(bias) : null); // a half bias stays frozen
   }
@@ -76,14 +90,17 @@ export class Linear4bit extends QuantizedLinear {
 
   constructor(inFeatures: number, outFeatures: number, weight: Quantized4bit, bias: Tensor | null = null) {
     super(inFeatures, outFeatures, bias);
-    if (weight.numel !== inFeatures * outFeatures) throw new Error(`Linear4bit: ${weight.numel} quantised values do not fit [${outFeatures}, ${inFeatures}]`);
+    if (weight.numel !== inFeatures * outFeatures)
+      throw new Error(`Linear4bit: ${weight.numel} quantised values do not fit [${outFeatures}, ${inFeatures}]`);
     this.q = weight;
   }
 
   /** Quantise a float32 [out, in] weight (and keep the bias). */
   static fromFloat(weight: Tensor, bias: Tensor | null, opts: Linear4bitOptions): Linear4bit {
     const [outF, inF] = weight.shape as [number, number];
-    const q = withWeightValues(weight, outF, inF, (values) => quantize4bit(values, opts.quantType, { doubleQuant: opts.doubleQuant, kernel: nativeOrJs }));
+    const q = withWeightValues(weight, outF, inF, (values) =>
+      quantize4bit(values, opts.quantType, { doubleQuant: opts.doubleQuant, kernel: nativeOrJs }),
+    );
     return new Linear4bit(inF, outF, q, bias);
   }
 
@@ -102,12 +119,19 @@ export class Linear4bit extends QuantizedLinear {
 
   setWeight(w: Tensor): void {
     const { quantType, nested } = this.q;
-    this.q = withWeightValues(w, this.outFeatures, this.inFeatures, (values) => quantize4bit(values, quantType, { doubleQuant: nested !== null, kernel: nativeOrJs }));
+    this.q = withWeightValues(w, this.outFeatures, this.inFeatures, (values) =>
+      quantize4bit(values, quantType, { doubleQuant: nested !== null, kernel: nativeOrJs }),
+    );
   }
 
   weightBytes(): number {
     const n = this.q.nested;
-    return this.q.packed.byteLength + (this.q.absmax?.byteLength ?? 0) + (n ? n.codes.byteLength + n.absmax.byteLength + n.code.byteLength : 0) + this.q.code.byteLength;
+    return (
+      this.q.packed.byteLength +
+      (this.q.absmax?.byteLength ?? 0) +
+      (n ? n.codes.byteLength + n.absmax.byteLength + n.code.byteLength : 0) +
+      this.q.code.byteLength
+    );
   }
 
   protected override extraRepr(): string {
@@ -119,16 +143,31 @@ export class Linear4bit extends QuantizedLinear {
 export class Linear8bitLt extends QuantizedLinear {
   private w: QuantizedInt8;
 
-  constructor(inFeatures: number, outFeatures: number, weight: QuantizedInt8, bias: Tensor | null = null, readonly llmInt8Threshold = 6.0) {
+  constructor(
+    inFeatures: number,
+    outFeatures: number,
+    weight: QuantizedInt8,
+    bias: Tensor | null = null,
+    readonly llmInt8Threshold = 6.0,
+  ) {
     super(inFeatures, outFeatures, bias);
-    if (weight.rows !== outFeatures || weight.cols !== inFeatures) throw new Error(`Linear8bitLt: int8 rows [${weight.rows}, ${weight.cols}] do not fit [${outFeatures}, ${inFeatures}]`);
+    if (weight.rows !== outFeatures || weight.cols !== inFeatures)
+      throw new Error(
+        `Linear8bitLt: int8 rows [${weight.rows}, ${weight.cols}] do not fit [${outFeatures}, ${inFeatures}]`,
+      );
     this.w = weight;
   }
 
   /** Quantise a float32 [out, in] weight (rounded to float16 first, as bitsandbytes does). */
   static fromFloat(weight: Tensor, bias: Tensor | null, threshold = 6.0): Linear8bitLt {
     const [outF, inF] = weight.shape as [number, number];
-    return new Linear8bitLt(inF, outF, withWeightValues(weight, outF, inF, (values) => quantizeInt8Weight(values, outF, inF)), bias, threshold);
+    return new Linear8bitLt(
+      inF,
+      outF,
+      withWeightValues(weight, outF, inF, (values) => quantizeInt8Weight(values, outF, inF)),
+      bias,
+      threshold,
+    );
   }
 
   /** The int8 rows (CB) and their absmax (SCB). */
@@ -152,7 +191,9 @@ export class Linear8bitLt extends QuantizedLinear {
 
   setWeight(w: Tensor): void {
     const { outFeatures, inFeatures } = this;
-    this.w = withWeightValues(w, outFeatures, inFeatures, (values) => quantizeInt8Weight(values, outFeatures, inFeatures));
+    this.w = withWeightValues(w, outFeatures, inFeatures, (values) =>
+      quantizeInt8Weight(values, outFeatures, inFeatures),
+    );
   }
 
   weightBytes(): number {

@@ -29,7 +29,10 @@ export abstract class LinearTargetsTuner<C extends LinearTargetsConfig> extends 
     if (config.target_modules !== null) return { ...config };
     const modelType = this.model.config.model_type;
     const targets = LORA_TARGETS[modelType];
-    if (!targets) throw new ConfigError(`Please specify \`target_modules\` in the ${this.methodName} config: there is no default for model_type "${modelType}"`);
+    if (!targets)
+      throw new ConfigError(
+        `Please specify \`target_modules\` in the ${this.methodName} config: there is no default for model_type "${modelType}"`,
+      );
     return { ...config, target_modules: [...targets] };
   }
 
@@ -38,10 +41,17 @@ export abstract class LinearTargetsTuner<C extends LinearTargetsConfig> extends 
     const base = target instanceof BaseTunerLayer ? target.base_layer : target;
     if (base instanceof Linear) return;
     if (base instanceof Conv1D) {
-      throw new Error(`Target module ${key} is GPT-2's Conv1D, which ${this.methodName} does not support (peft 0.15.2 adapts only torch.nn.Linear here); use LoRA or IA3 for GPT-2, or target Linear layers`);
+      throw new Error(
+        `Target module ${key} is GPT-2's Conv1D, which ${this.methodName} does not support (peft 0.15.2 adapts only torch.nn.Linear here); use LoRA or IA3 for GPT-2, or target Linear layers`,
+      );
     }
-    if (base instanceof QuantizedLinear) throw new Error(`Target module ${key} is quantised; ${this.methodName} rewrites the full-precision weight and cannot adapt it`);
-    throw new Error(`Target module ${key} (${base.constructor.name}) is not supported. Currently, only \`torch.nn.Linear\` is supported by ${this.methodName}.`);
+    if (base instanceof QuantizedLinear)
+      throw new Error(
+        `Target module ${key} is quantised; ${this.methodName} rewrites the full-precision weight and cannot adapt it`,
+      );
+    throw new Error(
+      `Target module ${key} (${base.constructor.name}) is not supported. Currently, only \`torch.nn.Linear\` is supported by ${this.methodName}.`,
+    );
   }
 
   /** A new adapter layer of this method around a Linear. */

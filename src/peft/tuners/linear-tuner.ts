@@ -43,7 +43,9 @@ export abstract class AdditiveLayer extends BaseTunerLayer {
 }
 
 /** An injection method whose config has target_modules and a bias field with its own "<method>_only" value. */
-export abstract class LinearTuner<C extends TunerConfig & { target_modules: string | string[] | null }> extends BaseTuner<C> {
+export abstract class LinearTuner<
+  C extends TunerConfig & { target_modules: string | string[] | null },
+> extends BaseTuner<C> {
   /** The method's name in messages ("FourierFT"). */
   protected abstract readonly methodName: string;
   /** Default target_modules by model_type. */
@@ -57,10 +59,14 @@ export abstract class LinearTuner<C extends TunerConfig & { target_modules: stri
     const modelType = this.model.config.model_type;
     if (c.target_modules === null) {
       const t = this.defaultTargets[modelType];
-      if (!t) throw new Error(`Please specify \`target_modules\` in \`peft_config\`: ${this.methodName} has no default for model_type "${modelType}"`);
+      if (!t)
+        throw new Error(
+          `Please specify \`target_modules\` in \`peft_config\`: ${this.methodName} has no default for model_type "${modelType}"`,
+        );
       c.target_modules = [...t];
     }
-    if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear") c.target_modules = allLinearTargets(this.model, c.task_type);
+    if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear")
+      c.target_modules = allLinearTargets(this.model, c.task_type);
     return c;
   }
 

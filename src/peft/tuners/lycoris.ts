@@ -41,20 +41,43 @@ const probability = number({ min: 0, max: 1 });
 
 /** The fields LoHa and LoKr share (peft 0.15.2): type and range, default, and what each does. */
 export const LYCORIS_FIELDS = {
-  ...pick(TARGETING_FIELDS, "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern", "modules_to_save"),
+  ...pick(
+    TARGETING_FIELDS,
+    "target_modules",
+    "exclude_modules",
+    "layers_to_transform",
+    "layers_pattern",
+    "modules_to_save",
+  ),
   r: field(integer({ min: 1 }), 8, "The rank of the factors."),
   alpha: field(number(), 8, "ΔW is scaled by alpha / r."),
   rank_dropout: field(probability, 0, "Probability of dropping each row of ΔW while training."),
   module_dropout: field(probability, 0, "Probability of skipping the whole adapter in a training forward."),
-  use_effective_conv2d: field(bool, false, "Conv2d layers only (which no model here has): factor the kernel dimensions too."),
-  rank_pattern: field<Record<string, number>>(recordOf(integer({ min: 1 })), {}, "Module-name pattern → rank, overriding r."),
-  alpha_pattern: field<Record<string, number>>(recordOf(number()), {}, "Module-name pattern → alpha, overriding alpha."),
+  use_effective_conv2d: field(
+    bool,
+    false,
+    "Conv2d layers only (which no model here has): factor the kernel dimensions too.",
+  ),
+  rank_pattern: field<Record<string, number>>(
+    recordOf(integer({ min: 1 })),
+    {},
+    "Module-name pattern → rank, overriding r.",
+  ),
+  alpha_pattern: field<Record<string, number>>(
+    recordOf(number()),
+    {},
+    "Module-name pattern → alpha, overriding alpha.",
+  ),
 } as const;
 
 /** The shared check that spans two fields (peft's __post_init__), with a clear error. */
 export function validateLycorisFields(c: LycorisConfig): void {
-  const noLayers = c.layers_to_transform === null || (Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0);
-  check(!(c.layers_pattern && noLayers), "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
+  const noLayers =
+    c.layers_to_transform === null || (Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0);
+  check(
+    !(c.layers_pattern && noLayers),
+    "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ",
+  );
 }
 
 /** How one adapter is set up in a layer (peft's update_layer arguments). */
@@ -99,7 +122,8 @@ export abstract class LycorisLayer extends BaseTunerLayer {
 
   /** Record an adapter's settings (scaling = alpha / r). */
   protected recordSettings(name: string, s: LycorisSettings): void {
-    if (!Number.isInteger(s.r) || s.r <= 0) throw new Error(`\`r\` should be a positive integer value but the value passed is ${s.r}`);
+    if (!Number.isInteger(s.r) || s.r <= 0)
+      throw new Error(`\`r\` should be a positive integer value but the value passed is ${s.r}`);
     this.r.set(name, s.r);
     this.alpha.set(name, s.alpha);
     this.scaling.set(name, s.alpha / s.r);
@@ -162,7 +186,8 @@ export abstract class LycorisLayer extends BaseTunerLayer {
   }
 
   protected forgetAdapter(name: string): void {
-    for (const m of [this.r, this.alpha, this.scaling, this.rankDropout, this.moduleDropout, this.rankDropoutScale]) m.delete(name);
+    for (const m of [this.r, this.alpha, this.scaling, this.rankDropout, this.moduleDropout, this.rankDropoutScale])
+      m.delete(name);
   }
 
   /** peft's set_scale: scaling = scale · alpha / r. */
@@ -197,7 +222,9 @@ export abstract class LycorisTuner<C extends LycorisConfig, L extends LycorisLay
   /** The method's config builder (makeXConfig): defaults filled in and checks run on plain objects passed to injectAdapter too. */
   protected abstract readonly makeConfig: (fields: C, warnUnknown: boolean) => C;
   /** This method's layer class (wraps a Linear). */
-  protected abstract readonly layerClass: new (base: Linear) => L;
+  protected abstract readonly layerClass: new (
+    base: Linear,
+  ) => L;
   /** The layer settings of the adapter for one module path. */
   protected abstract settingsFor(config: C, key: string): LycorisSettings;
 
@@ -208,8 +235,12 @@ export abstract class LycorisTuner<C extends LycorisConfig, L extends LycorisLay
   /** No default targets (peft asks for them); "all-linear" expanded. */
   protected prepareConfig(config: C): C {
     const c: C = { ...config };
-    if (c.target_modules === null) throw new Error(`Please specify \`target_modules\` in the ${this.methodName} config (LyCORIS methods have no per-model default), e.g. ["q_proj", "v_proj"] or "all-linear"`);
-    if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear") c.target_modules = allLinearTargets(this.model, c.task_type);
+    if (c.target_modules === null)
+      throw new Error(
+        `Please specify \`target_modules\` in the ${this.methodName} config (LyCORIS methods have no per-model default), e.g. ["q_proj", "v_proj"] or "all-linear"`,
+      );
+    if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear")
+      c.target_modules = allLinearTargets(this.model, c.task_type);
     return c;
   }
 
@@ -232,9 +263,13 @@ export abstract class LycorisTuner<C extends LycorisConfig, L extends LycorisLay
   protected override checkTargetModule(key: string, target: Module): void {
     if (this.isOwnLayer(target) || target instanceof Linear) return;
     if (target instanceof Conv1D) {
-      throw new Error(`Target module ${key} is GPT-2's Conv1D, which ${this.methodName} does not support (peft 0.15 adapts only Linear and Conv2d layers with LyCORIS methods); use LoRA or IA3 for GPT-2, or target Linear layers`);
+      throw new Error(
+        `Target module ${key} is GPT-2's Conv1D, which ${this.methodName} does not support (peft 0.15 adapts only Linear and Conv2d layers with LyCORIS methods); use LoRA or IA3 for GPT-2, or target Linear layers`,
+      );
     }
-    throw new Error(`Target module ${key} (${target.constructor.name}) is not supported by ${this.methodName}; currently only Linear layers are supported`);
+    throw new Error(
+      `Target module ${key} (${target.constructor.name}) is not supported by ${this.methodName}; currently only Linear layers are supported`,
+    );
   }
 
   protected createOrUpdate(config: C, adapterName: string, target: Module, key: string): void {

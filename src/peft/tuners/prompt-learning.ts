@@ -19,10 +19,31 @@ import type { LayerKV, ModelOutput, PastKeyValues, Seq2SeqInputs } from "../../m
 import { tokenLoss } from "../../models/heads.js";
 import { asGenerative, type Generative } from "../../models/generation/index.js";
 import {
-  Tensor, cat, contiguous, expand, full, narrow, noGrad, ones, permute, reshape, select, unsqueeze, zeros, fmtShape, sameShape,
+  Tensor,
+  cat,
+  contiguous,
+  expand,
+  full,
+  narrow,
+  noGrad,
+  ones,
+  permute,
+  reshape,
+  select,
+  unsqueeze,
+  zeros,
+  fmtShape,
+  sameShape,
 } from "../../tensor/index.js";
 import { check, PeftType, TaskType, type PeftConfig } from "../config.js";
-import type { AdapterCapabilities, AdapterFiles, AdapterHost, PeftInputs, PeftTask, SavedAdapter } from "../contract.js";
+import type {
+  AdapterCapabilities,
+  AdapterFiles,
+  AdapterHost,
+  PeftInputs,
+  PeftTask,
+  SavedAdapter,
+} from "../contract.js";
 import { methodFor } from "../registry.js";
 import { field, integer, nullable, oneOf, type ForeignField } from "../../io/config-fields.js";
 
@@ -43,7 +64,11 @@ const positive = integer({ min: 1 });
 
 /** The fields every prompt-learning method shares (peft 0.15.2): type and range, default, and what each does. */
 export const PROMPT_LEARNING_FIELDS = {
-  num_virtual_tokens: field<number | null>(nullable(positive), null, "The number of virtual tokens (required before the config is used)."),
+  num_virtual_tokens: field<number | null>(
+    nullable(positive),
+    null,
+    "The number of virtual tokens (required before the config is used).",
+  ),
   token_dim: field<number | null>(
     nullable(positive),
     null,
@@ -86,15 +111,24 @@ export function requireVirtualTokens(c: PromptLearningConfig): void {
  * width (token_dim / heads · kv heads); encoder_hidden_size (P-tuning, prefix tuning) defaults to token_dim;
  * num_transformer_submodules is 2 for SEQ_2_SEQ_LM, else 1.
  */
-export function preparePromptLearningConfig<C extends PromptLearningConfig>(config: C, modelConfig: PretrainedConfig): C {
+export function preparePromptLearningConfig<C extends PromptLearningConfig>(
+  config: C,
+  modelConfig: PretrainedConfig,
+): C {
   const c: C = { ...config };
   const need = (value: number | null, field: string) => {
-    if (value === null) throw new Error(`${c.peft_type}: cannot find ${field} in the model's config (model_type "${modelConfig.model_type}"); please specify \`${field}\` in the config`);
+    if (value === null)
+      throw new Error(
+        `${c.peft_type}: cannot find ${field} in the model's config (model_type "${modelConfig.model_type}"); please specify \`${field}\` in the config`,
+      );
     return value;
   };
   c.num_layers ??= need(firstNumber(modelConfig, ["num_hidden_layers", "num_layers", "n_layer"]), "num_layers");
   c.token_dim ??= need(firstNumber(modelConfig, ["hidden_size", "n_embd", "d_model"]), "token_dim");
-  c.num_attention_heads ??= need(firstNumber(modelConfig, ["num_attention_heads", "n_head", "num_heads", "encoder_attention_heads"]), "num_attention_heads");
+  c.num_attention_heads ??= need(
+    firstNumber(modelConfig, ["num_attention_heads", "n_head", "num_heads", "encoder_attention_heads"]),
+    "num_attention_heads",
+  );
   const kvHeads = modelConfig["num_key_value_heads"];
   if (c.peft_type === PeftType.PREFIX_TUNING && typeof kvHeads === "number") {
     c.token_dim = Math.floor(c.token_dim / c.num_attention_heads) * kvHeads;
@@ -122,7 +156,12 @@ export abstract class PromptLearningEncoder extends Module {
    * @param inputDim width of the embedding when a network follows it
    * @param outputDim width of the encoder output (token_dim, or num_layers·2·token_dim for prefixes)
    */
-  constructor(readonly rows: number, inputDim: number, readonly outputDim: number, direct: boolean) {
+  constructor(
+    readonly rows: number,
+    inputDim: number,
+    readonly outputDim: number,
+    direct: boolean,
+  ) {
     super();
     this.direct = direct;
     this.embedding = this.registerModule("embedding", new Embedding(rows, direct ? outputDim : inputDim));
@@ -161,14 +200,18 @@ export abstract class PromptLearningEncoder extends Module {
    */
   loadEncoded(saved: Tensor): boolean {
     if (!sameShape(saved.shape, [this.rows, this.outputDim])) {
-      throw new Error(`prompt_embeddings has shape ${fmtShape(saved.shape)} but this adapter's encoder outputs ${fmtShape([this.rows, this.outputDim])} (different base model or num_virtual_tokens?)`);
+      throw new Error(
+        `prompt_embeddings has shape ${fmtShape(saved.shape)} but this adapter's encoder outputs ${fmtShape([this.rows, this.outputDim])} (different base model or num_virtual_tokens?)`,
+      );
     }
     const dropped = !this.direct;
     if (dropped) {
       const trainable = this.embedding.weight.requiresGrad;
       this.embedding.dispose();
       for (const name of this.networkNames()) {
-        (this.namedChildren().find(([n]) => n === name)?.[1])?.dispose();
+        this.namedChildren()
+          .find(([n]) => n === name)?.[1]
+          ?.dispose();
         this.registerModule(name, null);
       }
       this.embedding = this.registerModule("embedding", new Embedding(this.rows, this.outputDim));
@@ -182,7 +225,12 @@ export abstract class PromptLearningEncoder extends Module {
 
 /** The batch size of a forward's inputs. */
 function batchOf(inputs: Seq2SeqInputs): number {
-  const t = inputs.inputIds ?? inputs.inputsEmbeds ?? inputs.encoderOutputs ?? inputs.decoderInputIds ?? inputs.decoderInputsEmbeds;
+  const t =
+    inputs.inputIds ??
+    inputs.inputsEmbeds ??
+    inputs.encoderOutputs ??
+    inputs.decoderInputIds ??
+    inputs.decoderInputsEmbeds;
   if (!t) throw new Error("prompt learning: pass inputIds or inputsEmbeds");
   return t.shape[0]!;
 }
@@ -223,14 +271,18 @@ export class PromptLearningModel extends Module implements AdapterHost {
 
   /** Add a prompt encoder for an adapter; the model's own parameters are frozen. */
   injectAdapter(config: PromptLearningConfig, adapterName: string): PromptLearningConfig {
-    if (this.peftConfig.has(adapterName)) throw new Error(`an adapter named "${adapterName}" already exists; pick another name or delete it first`);
+    if (this.peftConfig.has(adapterName))
+      throw new Error(`an adapter named "${adapterName}" already exists; pick another name or delete it first`);
     requireVirtualTokens(config);
     const prepared = preparePromptLearningConfig(config, this.model.config);
     const method = methodFor(prepared.peft_type);
     if (method.family !== "virtual-tokens") throw new Error(`${prepared.peft_type} is not a prompt-learning method`);
     this.checkFitsModel(prepared);
     this.model.requiresGrad_(false);
-    const encoder = method.createPromptEncoder(prepared, { model: this.model, wordEmbeddings: this.model.getInputEmbeddings() });
+    const encoder = method.createPromptEncoder(prepared, {
+      model: this.model,
+      wordEmbeddings: this.model.getInputEmbeddings(),
+    });
     encoder.train(this.training);
     if (prepared.inference_mode) encoder.requiresGrad_(false);
     this.prompt_encoder.set(adapterName, encoder);
@@ -244,12 +296,17 @@ export class PromptLearningModel extends Module implements AdapterHost {
    * that does not fit this model (the prompts or prefixes would not line up with its embeddings or layers).
    */
   private checkFitsModel(config: PromptLearningConfig): void {
-    const own = preparePromptLearningConfig({ ...config, token_dim: null, num_layers: null, num_attention_heads: null }, this.model.config);
+    const own = preparePromptLearningConfig(
+      { ...config, token_dim: null, num_layers: null, num_attention_heads: null },
+      this.model.config,
+    );
     const prefix = config.peft_type === PeftType.PREFIX_TUNING;
     const fields = prefix ? (["token_dim", "num_layers", "num_attention_heads"] as const) : (["token_dim"] as const);
     for (const field of fields) {
       if (config[field] !== own[field]) {
-        throw new Error(`${config.peft_type}: ${field} ${config[field]} does not fit this model (the model's ${own[field]}${prefix && field !== "num_layers" ? ", counting key/value heads" : ""}); was the adapter made for another base model?`);
+        throw new Error(
+          `${config.peft_type}: ${field} ${config[field]} does not fit this model (the model's ${own[field]}${prefix && field !== "num_layers" ? ", counting key/value heads" : ""}); was the adapter made for another base model?`,
+        );
       }
     }
   }
@@ -257,8 +314,10 @@ export class PromptLearningModel extends Module implements AdapterHost {
   /** Make one adapter the active one (prompt learning runs one prompt at a time). */
   setAdapter(names: string | string[]): void {
     const list = typeof names === "string" ? [names] : names;
-    if (list.length !== 1) throw new Error(`prompt learning uses one adapter at a time; got ${list.length} (${list.join(", ")})`);
-    if (!this.peftConfig.has(list[0]!)) throw new Error(`adapter "${list[0]}" not found; adapters: ${[...this.peftConfig.keys()].join(", ")}`);
+    if (list.length !== 1)
+      throw new Error(`prompt learning uses one adapter at a time; got ${list.length} (${list.join(", ")})`);
+    if (!this.peftConfig.has(list[0]!))
+      throw new Error(`adapter "${list[0]}" not found; adapters: ${[...this.peftConfig.keys()].join(", ")}`);
     this.activeAdapters = [list[0]!];
   }
 
@@ -270,7 +329,8 @@ export class PromptLearningModel extends Module implements AdapterHost {
     this.prompt_encoder.remove(name);
     this.activeAdapters = this.activeAdapters.filter((a) => a !== name);
     const remaining = [...this.peftConfig.keys()];
-    if (this.activeAdapters.length === 0 && remaining.length > 0) this.activeAdapters = [remaining[remaining.length - 1]!];
+    if (this.activeAdapters.length === 0 && remaining.length > 0)
+      this.activeAdapters = [remaining[remaining.length - 1]!];
   }
 
   /** The parameters of an adapter's encoder. */
@@ -297,7 +357,10 @@ export class PromptLearningModel extends Module implements AdapterHost {
   /** Save hook: `prompt_embeddings` (the encoder's output) and, for encoders with a network, its weights beside it. */
   saveAdapter(adapterName: string): SavedAdapter {
     const encoder = this.encoderTensors(adapterName);
-    return { tensors: this.savedTensors(adapterName), sideFiles: new Map(encoder ? [[PROMPT_ENCODER_FILE, encoder]] : []) };
+    return {
+      tensors: this.savedTensors(adapterName),
+      sideFiles: new Map(encoder ? [[PROMPT_ENCODER_FILE, encoder]] : []),
+    };
   }
 
   /** Load hook: see loadSaved. */
@@ -340,18 +403,34 @@ export class PromptLearningModel extends Module implements AdapterHost {
    * when given, in place, so that training resumes exactly; otherwise, as peft's inference path does, the encoder
    * becomes the saved output itself.
    */
-  private loadSaved(weights: ReadonlyMap<string, Tensor>, adapterName: string, where: string, encoderWeights: ReadonlyMap<string, Tensor> | null = null): void {
+  private loadSaved(
+    weights: ReadonlyMap<string, Tensor>,
+    adapterName: string,
+    where: string,
+    encoderWeights: ReadonlyMap<string, Tensor> | null = null,
+  ): void {
     const extra = this.prompt_encoder.get(adapterName).extraSavedTensors();
     const unexpected = [...weights.keys()].filter((k) => k !== "prompt_embeddings" && !extra.has(k));
-    if (unexpected.length > 0) throw new Error(`${where}: a prompt-learning adapter holds only "prompt_embeddings", but this file also has ${unexpected.slice(0, 3).join(", ")}`);
+    if (unexpected.length > 0)
+      throw new Error(
+        `${where}: a prompt-learning adapter holds only "prompt_embeddings", but this file also has ${unexpected.slice(0, 3).join(", ")}`,
+      );
     const saved = weights.get("prompt_embeddings");
-    if (!saved) throw new Error(`${where}: "prompt_embeddings" is missing; is this a ${this.peftConfig.get(adapterName)?.peft_type} adapter?`);
+    if (!saved)
+      throw new Error(
+        `${where}: "prompt_embeddings" is missing; is this a ${this.peftConfig.get(adapterName)?.peft_type} adapter?`,
+      );
     const encoder = this.prompt_encoder.get(adapterName);
     if (!encoder.direct && encoderWeights) {
       const own = encoder.stateDict();
       const keys = (m: ReadonlyMap<string, Tensor>) => [...m.keys()].sort().join(", ");
-      if (keys(own) !== keys(encoderWeights) || [...own].some(([k, t]) => !sameShape(t.shape, encoderWeights.get(k)!.shape))) {
-        throw new Error(`${where}: the prompt encoder weights beside it (${keys(encoderWeights)}) do not fit this adapter's encoder (${keys(own)})`);
+      if (
+        keys(own) !== keys(encoderWeights) ||
+        [...own].some(([k, t]) => !sameShape(t.shape, encoderWeights.get(k)!.shape))
+      ) {
+        throw new Error(
+          `${where}: the prompt encoder weights beside it (${keys(encoderWeights)}) do not fit this adapter's encoder (${keys(own)})`,
+        );
       }
       for (const [k, t] of own) t.copy_(contiguous(encoderWeights.get(k)!));
       return;
@@ -364,11 +443,16 @@ export class PromptLearningModel extends Module implements AdapterHost {
     }
     for (const [k, own] of encoder.extraSavedTensors()) {
       const t = weights.get(k);
-      if (!t || !sameShape(t.shape, own.shape)) throw new Error(`${where}: "${k}" is ${t ? `of shape [${t.shape.join(", ")}]` : "missing"}; this adapter's is [${own.shape.join(", ")}]`);
+      if (!t || !sameShape(t.shape, own.shape))
+        throw new Error(
+          `${where}: "${k}" is ${t ? `of shape [${t.shape.join(", ")}]` : "missing"}; this adapter's is [${own.shape.join(", ")}]`,
+        );
       own.copy_(contiguous(t));
     }
     if (dropped && !this.peftConfig.get(adapterName)!.inference_mode) {
-      process.emitWarning(`${where}: the adapter stores the prompt encoder's output only (as peft saves it), so training continues on those embeddings directly; the encoder network is not restored`);
+      process.emitWarning(
+        `${where}: the adapter stores the prompt encoder's output only (as peft saves it), so training continues on those embeddings directly; the encoder network is not restored`,
+      );
     }
   }
 
@@ -385,11 +469,16 @@ export class PromptLearningModel extends Module implements AdapterHost {
    */
   prefixPastKeyValues(batch: number): PastKeyValues {
     const c = this.activeConfig;
-    const P = c.num_virtual_tokens!, L = c.num_layers!, H = c.num_attention_heads!, D = c.token_dim!;
+    const P = c.num_virtual_tokens!,
+      L = c.num_layers!,
+      H = c.num_attention_heads!,
+      D = c.token_dim!;
     if (D % H !== 0) throw new Error(`prefix tuning: token_dim ${D} is not divisible by num_attention_heads ${H}`);
     const out = this.activeEncoder.encode();
     const view = reshape(out, [P, 2 * L, H, D / H]);
-    const entries = Array.from({ length: 2 * L }, (_, j) => expand(unsqueeze(permute(select(view, 1, j), [1, 0, 2]), 0), [batch, H, P, D / H]));
+    const entries = Array.from({ length: 2 * L }, (_, j) =>
+      expand(unsqueeze(permute(select(view, 1, j), [1, 0, 2]), 0), [batch, H, P, D / H]),
+    );
     const all = c.num_transformer_submodules === 2 ? [...entries, ...entries] : entries;
     const per = 2 * (c.num_transformer_submodules ?? 1);
     const layers: PastKeyValues = [];
@@ -406,14 +495,16 @@ export class PromptLearningModel extends Module implements AdapterHost {
 
   private dropPositionIds(inputs: Seq2SeqInputs): void {
     if (inputs.positionIds === undefined) return;
-    if (!this.warnedPositionIds) process.emitWarning("Position ids are not supported for parameter efficient tuning. Ignoring position ids.");
+    if (!this.warnedPositionIds)
+      process.emitWarning("Position ids are not supported for parameter efficient tuning. Ignoring position ids.");
     this.warnedPositionIds = true;
     delete inputs.positionIds;
   }
 
   private dropTokenTypeIds(inputs: Seq2SeqInputs): void {
     if (inputs.tokenTypeIds === undefined) return;
-    if (!this.warnedTokenTypeIds) process.emitWarning("Token type ids are not supported for parameter efficient tuning. Ignoring token type ids");
+    if (!this.warnedTokenTypeIds)
+      process.emitWarning("Token type ids are not supported for parameter efficient tuning. Ignoring token type ids");
     this.warnedTokenTypeIds = true;
     delete inputs.tokenTypeIds;
   }
@@ -520,25 +611,46 @@ export class PromptLearningModel extends Module implements AdapterHost {
             ...(inputs.attentionMask ? { attentionMask: extendMask(inputs.attentionMask, P) } : {}),
             ...(inputs.useCache !== undefined ? { useCache: inputs.useCache } : {}),
           };
-          if (inputs.pastKeyValues) return model.forward({ ...step, inputIds: ids, pastKeyValues: inputs.pastKeyValues }) as ModelOutput;
-          if (prefix) return model.forward({ ...step, inputIds: ids, pastKeyValues: self.prefixPastKeyValues(batch) }) as ModelOutput;
-          return model.forward({ ...step, inputsEmbeds: self.withPrompts({ inputIds: ids }, batch, taskIds) }) as ModelOutput;
+          if (inputs.pastKeyValues)
+            return model.forward({ ...step, inputIds: ids, pastKeyValues: inputs.pastKeyValues }) as ModelOutput;
+          if (prefix)
+            return model.forward({
+              ...step,
+              inputIds: ids,
+              pastKeyValues: self.prefixPastKeyValues(batch),
+            }) as ModelOutput;
+          return model.forward({
+            ...step,
+            inputsEmbeds: self.withPrompts({ inputIds: ids }, batch, taskIds),
+          }) as ModelOutput;
         },
       });
     }
-    if (!model.encode) throw new Error(`${model.constructor.name} has no encode(); generation with prompt learning needs an encoder-decoder model that has one`);
+    if (!model.encode)
+      throw new Error(
+        `${model.constructor.name} has no encode(); generation with prompt learning needs an encoder-decoder model that has one`,
+      );
     const encode = model.encode.bind(model);
     return Object.assign(target, {
       encode(inputs: Seq2SeqInputs): Tensor {
         if (prefix) return encode(inputs);
         const batch = batchOf(inputs);
-        return encode({ inputsEmbeds: self.withPrompts(inputs, batch, taskIds), ...(inputs.attentionMask ? { attentionMask: extendMask(inputs.attentionMask, P) } : {}) });
+        return encode({
+          inputsEmbeds: self.withPrompts(inputs, batch, taskIds),
+          ...(inputs.attentionMask ? { attentionMask: extendMask(inputs.attentionMask, P) } : {}),
+        });
       },
       forward(inputs: Seq2SeqInputs): ModelOutput {
         if (prefix) {
-          return model.forward({ ...inputs, pastKeyValues: inputs.pastKeyValues ?? self.prefixPastKeyValues(batchOf(inputs)) }) as ModelOutput;
+          return model.forward({
+            ...inputs,
+            pastKeyValues: inputs.pastKeyValues ?? self.prefixPastKeyValues(batchOf(inputs)),
+          }) as ModelOutput;
         }
-        return model.forward({ ...inputs, ...(inputs.attentionMask ? { attentionMask: extendMask(inputs.attentionMask, P) } : {}) }) as ModelOutput;
+        return model.forward({
+          ...inputs,
+          ...(inputs.attentionMask ? { attentionMask: extendMask(inputs.attentionMask, P) } : {}),
+        }) as ModelOutput;
       },
     });
   }

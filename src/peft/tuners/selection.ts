@@ -36,7 +36,10 @@ export class SelectionHost<C extends PeftConfig> extends Module implements Adapt
   private readonly aside = new Map<string, Tensor>();
   private disabled = false;
 
-  constructor(model: PreTrainedModel, private readonly selection: ParameterSelection<C>) {
+  constructor(
+    model: PreTrainedModel,
+    private readonly selection: ParameterSelection<C>,
+  ) {
     super();
     this.model = this.registerModule("model", model);
   }
@@ -68,7 +71,8 @@ export class SelectionHost<C extends PeftConfig> extends Module implements Adapt
   setAdapter(names: string | string[]): void {
     const list = typeof names === "string" ? [names] : names;
     const known = [...this.peftConfig.keys()];
-    if (list.length !== 1 || list[0] !== known[0]) throw new Error(`this model holds one adapter, "${known[0]}"; cannot activate ${list.join(", ")}`);
+    if (list.length !== 1 || list[0] !== known[0])
+      throw new Error(`this model holds one adapter, "${known[0]}"; cannot activate ${list.join(", ")}`);
   }
 
   /** Deleting puts the original values back and leaves no adapter. */
@@ -140,7 +144,11 @@ export class SelectionHost<C extends PeftConfig> extends Module implements Adapt
   saveAdapter(adapterName: string): SavedAdapter {
     if (!this.peftConfig.has(adapterName)) throw new Error(`adapter "${adapterName}" not found`);
     const tensors = new Map<string, Tensor>();
-    for (const [name, p] of this.trained) tensors.set(name, noGrad(() => contiguous(this.disabled ? this.aside.get(name)! : p, true)));
+    for (const [name, p] of this.trained)
+      tensors.set(
+        name,
+        noGrad(() => contiguous(this.disabled ? this.aside.get(name)! : p, true)),
+      );
     return { tensors, sideFiles: new Map() };
   }
 
@@ -160,7 +168,10 @@ export class SelectionHost<C extends PeftConfig> extends Module implements Adapt
       for (const [name, p] of this.trained) {
         const t = files.tensors.get(name)!;
         if (t.shape.join(",") !== p.shape.join(",")) {
-          throw new CheckpointError(`${files.where}: ${name} has shape [${t.shape.join(", ")}] but the model's is [${p.shape.join(", ")}]`, "use the base model the adapter was trained from");
+          throw new CheckpointError(
+            `${files.where}: ${name} has shape [${t.shape.join(", ")}] but the model's is [${p.shape.join(", ")}]`,
+            "use the base model the adapter was trained from",
+          );
         }
         (this.disabled ? this.aside.get(name)! : p).copy_(contiguous(t));
       }
@@ -181,11 +192,16 @@ export function parametersOfModules(model: PreTrainedModel, spec: string | reado
 /** Keep the names that are (deduplicated) parameters of the model: a tied weight counts under its first name. */
 export function ownParameterNames(model: PreTrainedModel, names: Iterable<string>): string[] {
   const wanted = new Set(names);
-  return model.namedParameters().map(([n]) => n).filter((n) => wanted.has(n));
+  return model
+    .namedParameters()
+    .map(([n]) => n)
+    .filter((n) => wanted.has(n));
 }
 
 /** A registry createHost for a parameter-selection method. */
-export function selectionHostFactory<C extends PeftConfig>(selection: ParameterSelection<C>): (model: PreTrainedModel, config: C, adapterName: string) => AdapterHost {
+export function selectionHostFactory<C extends PeftConfig>(
+  selection: ParameterSelection<C>,
+): (model: PreTrainedModel, config: C, adapterName: string) => AdapterHost {
   return (model, config, adapterName) => {
     const host = new SelectionHost(model, selection);
     host.injectAdapter(config, adapterName);

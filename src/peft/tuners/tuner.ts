@@ -11,7 +11,15 @@ import type { PreTrainedModel } from "../../models/pretrained.js";
 import type { ModelOutput, Seq2SeqInputs, BaseModelOutput } from "../../models/outputs.js";
 import { asGenerative, type Generative } from "../../models/generation/index.js";
 import type { PeftConfig } from "../config.js";
-import { HOST_NAME, type AdapterCapabilities, type AdapterFiles, type AdapterHost, type Merging, type PeftTask, type SavedAdapter } from "../contract.js";
+import {
+  HOST_NAME,
+  type AdapterCapabilities,
+  type AdapterFiles,
+  type AdapterHost,
+  type Merging,
+  type PeftTask,
+  type SavedAdapter,
+} from "../contract.js";
 import { methodFor, type InjectedLayersMethod } from "../registry.js";
 import { adapterStateDict, loadAdapterStateDict } from "../state-dict.js";
 import { checkAllTargetsFound, checkTarget, type TargetFields } from "../targets.js";
@@ -22,12 +30,18 @@ import { BaseTunerLayer } from "./tuner-layer.js";
 export type TunerConfig = PeftConfig & TargetFields & { modules_to_save?: string[] | null; bias?: string };
 
 /** A Linear/Conv1D target's fan_in_fan_out (true for Conv1D); a config saying otherwise gets peft's warning (naming Linear `linearName`) and is corrected. */
-export function fanInFanOutFor(config: { fan_in_fan_out: boolean }, target: Linear | Conv1D, linearName = "Linear"): boolean {
+export function fanInFanOutFor(
+  config: { fan_in_fan_out: boolean },
+  target: Linear | Conv1D,
+  linearName = "Linear",
+): boolean {
   const conv1d = target instanceof Conv1D;
   if (!!config.fan_in_fan_out !== conv1d) {
-    process.emitWarning(conv1d
-      ? "fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True."
-      : `fan_in_fan_out is set to True but the target module is \`${linearName}\`. Setting fan_in_fan_out to False.`);
+    process.emitWarning(
+      conv1d
+        ? "fan_in_fan_out is set to False but the target module is `Conv1D`. Setting fan_in_fan_out to True."
+        : `fan_in_fan_out is set to True but the target module is \`${linearName}\`. Setting fan_in_fan_out to False.`,
+    );
     config.fan_in_fan_out = conv1d;
   }
   return conv1d;
@@ -60,7 +74,8 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
 
   /** Add an adapter: wrap every matching module, freeze the rest, set up modules_to_save. */
   injectAdapter(config: C, adapterName: string): C {
-    if (this.peftConfig.has(adapterName)) throw new Error(`an adapter named "${adapterName}" already exists; pick another name or delete it first`);
+    if (this.peftConfig.has(adapterName))
+      throw new Error(`an adapter named "${adapterName}" already exists; pick another name or delete it first`);
     const prepared = this.prepareConfig(config);
     // Match first, inject after the checks: a config that matches badly leaves the model untouched.
     const matched: [string, Module][] = [];
@@ -70,7 +85,12 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
       if (hit === "excluded") excluded.push(key);
       else if (hit) matched.push([key, module]);
     }
-    checkAllTargetsFound(prepared, matched.map(([key]) => key), this.model, excluded);
+    checkAllTargetsFound(
+      prepared,
+      matched.map(([key]) => key),
+      this.model,
+      excluded,
+    );
     for (const [key, module] of matched) this.checkTargetModule(key, module);
     if (this.activeAdapters.length === 0) this.activeAdapters = [adapterName];
     for (const [key, module] of matched) this.createOrUpdate(prepared, adapterName, module, key);
@@ -114,7 +134,12 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
     const names = config.modules_to_save;
     if (!names || names.length === 0) return;
     for (const [key, m] of [...this.model.namedModules()]) {
-      if (key === "" || !isModuleToSave(key, names) || key.split(".").some((part) => part === "modules_to_save" || part === "original_module")) continue;
+      if (
+        key === "" ||
+        !isModuleToSave(key, names) ||
+        key.split(".").some((part) => part === "modules_to_save" || part === "original_module")
+      )
+        continue;
       if (m instanceof ModulesToSaveWrapper) m.update(adapterName);
       else this.model.setSubmodule(key, new ModulesToSaveWrapper(m, adapterName));
     }
@@ -124,18 +149,34 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
    * addWeightedAdapter's argument checks (LoRA, IA3): `adapterName` is new and not empty, `adapters` are one or more
    * existing adapters, and `weights` holds one finite number per adapter.
    */
-  protected checkWeightedAdapterArguments(adapters: readonly string[], weights: readonly number[], adapterName: string): void {
+  protected checkWeightedAdapterArguments(
+    adapters: readonly string[],
+    weights: readonly number[],
+    adapterName: string,
+  ): void {
     const names = () => [...this.peftConfig.keys()].map((n) => `"${n}"`).join(", ");
-    if (typeof adapterName !== "string" || adapterName === "") throw new Error("addWeightedAdapter: the new adapter needs a non-empty name");
-    if (this.peftConfig.has(adapterName)) throw new Error(`addWeightedAdapter: an adapter named "${adapterName}" already exists; pick another name or delete it first`);
-    if (!Array.isArray(adapters) || adapters.length === 0) throw new Error("addWeightedAdapter: give at least one adapter to combine");
+    if (typeof adapterName !== "string" || adapterName === "")
+      throw new Error("addWeightedAdapter: the new adapter needs a non-empty name");
+    if (this.peftConfig.has(adapterName))
+      throw new Error(
+        `addWeightedAdapter: an adapter named "${adapterName}" already exists; pick another name or delete it first`,
+      );
+    if (!Array.isArray(adapters) || adapters.length === 0)
+      throw new Error("addWeightedAdapter: give at least one adapter to combine");
     if (!Array.isArray(weights) || weights.length !== adapters.length) {
-      throw new Error(`addWeightedAdapter: ${adapters.length} adapter(s) but ${Array.isArray(weights) ? weights.length : "no"} weights; give one weight per adapter`);
+      throw new Error(
+        `addWeightedAdapter: ${adapters.length} adapter(s) but ${Array.isArray(weights) ? weights.length : "no"} weights; give one weight per adapter`,
+      );
     }
     weights.forEach((w, i) => {
-      if (typeof w !== "number" || !Number.isFinite(w)) throw new Error(`addWeightedAdapter: the weight of adapter "${adapters[i]}" must be a finite number, got ${String(w)}`);
+      if (typeof w !== "number" || !Number.isFinite(w))
+        throw new Error(
+          `addWeightedAdapter: the weight of adapter "${adapters[i]}" must be a finite number, got ${String(w)}`,
+        );
     });
-    for (const a of adapters) if (!this.peftConfig.has(a)) throw new Error(`addWeightedAdapter: adapter "${a}" does not exist; adapters: ${names()}`);
+    for (const a of adapters)
+      if (!this.peftConfig.has(a))
+        throw new Error(`addWeightedAdapter: adapter "${a}" does not exist; adapters: ${names()}`);
   }
 
   /** Adapter layers by path. */
@@ -145,26 +186,33 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
 
   /** modules_to_save wrappers by path. */
   savedModules(): [string, ModulesToSaveWrapper][] {
-    return this.model.namedModules().filter((e): e is [string, ModulesToSaveWrapper] => e[1] instanceof ModulesToSaveWrapper);
+    return this.model
+      .namedModules()
+      .filter((e): e is [string, ModulesToSaveWrapper] => e[1] instanceof ModulesToSaveWrapper);
   }
 
   /** Parameters belonging to one adapter (adapter layers and modules_to_save copies). */
   adapterParameters(adapterName: string) {
     const fromLayers = this.tunerLayers().flatMap(([, l]) => l.adapterParameters(adapterName));
-    const fromCopies = this.savedModules().flatMap(([, w]) => (w.modules_to_save.has(adapterName) ? w.modules_to_save.get(adapterName).parameters() : []));
+    const fromCopies = this.savedModules().flatMap(([, w]) =>
+      w.modules_to_save.has(adapterName) ? w.modules_to_save.get(adapterName).parameters() : [],
+    );
     return [...fromLayers, ...fromCopies];
   }
 
   /** Make adapters active (their parameters trainable unless in inference mode, the others frozen). */
   setAdapter(names: string | string[]): void {
     const list = typeof names === "string" ? [names] : names;
-    for (const n of list) if (!this.peftConfig.has(n)) throw new Error(`adapter "${n}" not found; adapters: ${[...this.peftConfig.keys()].join(", ")}`);
+    for (const n of list)
+      if (!this.peftConfig.has(n))
+        throw new Error(`adapter "${n}" not found; adapters: ${[...this.peftConfig.keys()].join(", ")}`);
     for (const [, layer] of this.tunerLayers()) {
       if (layer.merged) layer.unmerge();
       layer.setAdapter(list);
     }
     for (const [, w] of this.savedModules()) w.setAdapter(list[0]!);
-    for (const n of list) if (this.peftConfig.get(n)!.inference_mode) for (const p of this.adapterParameters(n)) p.requiresGrad = false;
+    for (const n of list)
+      if (this.peftConfig.get(n)!.inference_mode) for (const p of this.adapterParameters(n)) p.requiresGrad = false;
     this.activeAdapters = [...list];
   }
 
@@ -224,7 +272,8 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
   /** This host's registry entry. */
   private method(adapterName: string): InjectedLayersMethod {
     const config = this.peftConfig.get(adapterName);
-    if (!config) throw new Error(`adapter "${adapterName}" not found; adapters: ${[...this.peftConfig.keys()].join(", ")}`);
+    if (!config)
+      throw new Error(`adapter "${adapterName}" not found; adapters: ${[...this.peftConfig.keys()].join(", ")}`);
     const method = methodFor(config.peft_type);
     if (method.family !== "injected-layers") throw new Error(`${config.peft_type} is not an injected-layers method`);
     return method;
@@ -241,8 +290,13 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
   loadAdapter(adapterName: string, files: AdapterFiles): void {
     const method = this.method(adapterName);
     this.beforeLoadWeights(adapterName);
-    const { missingKeys } = noGrad(() => loadAdapterStateDict(this, method, files.tensors, adapterName, files.where, `${HOST_NAME}.`));
-    if (missingKeys.length > 0) process.emitWarning(`${files.where}: adapter weights missing (left at their initial values): ${missingKeys.join(", ")}`);
+    const { missingKeys } = noGrad(() =>
+      loadAdapterStateDict(this, method, files.tensors, adapterName, files.where, `${HOST_NAME}.`),
+    );
+    if (missingKeys.length > 0)
+      process.emitWarning(
+        `${files.where}: adapter weights missing (left at their initial values): ${missingKeys.join(", ")}`,
+      );
   }
 
   /** Called before an adapter's saved tensors are copied in (AdaLoRA resizes its layers to the saved ranks). */

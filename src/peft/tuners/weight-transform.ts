@@ -25,10 +25,18 @@ export interface WeightTransformConfig extends PeftConfig {
 /** The shared fields of a method whose bias-training value is `ownBias` ("hra_only", "bone_only"). */
 export function weightTransformFields(ownBias: string, defaultR: number) {
   return {
-    ...pick(TARGETING_FIELDS, "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern", "modules_to_save"),
+    ...pick(
+      TARGETING_FIELDS,
+      "target_modules",
+      "exclude_modules",
+      "layers_to_transform",
+      "layers_pattern",
+      "modules_to_save",
+    ),
     r: field(integer({ min: 1 }), defaultR, "Number of reflections (HRA) or block size (Bone)."),
     bias: field(oneOf("none", "all", ownBias), "none", "Which biases to train.", {
-      notImplemented: "peft 0.15.2 trains these biases but does not save them, so the trained biases would be lost on save; keep bias \"none\"",
+      notImplemented:
+        'peft 0.15.2 trains these biases but does not save them, so the trained biases would be lost on save; keep bias "none"',
       implemented: (v) => v === "none",
     }),
   } as const;
@@ -36,10 +44,20 @@ export function weightTransformFields(ownBias: string, defaultR: number) {
 
 /** peft's __post_init__ checks of layer selection (HRA also needs layers_to_transform with layers_pattern). */
 export function validateLayerSelection(c: WeightTransformConfig, patternNeedsLayers: boolean): void {
-  check(!(typeof c.target_modules === "string" && c.layers_to_transform !== null), "`layers_to_transform` cannot be used when `target_modules` is a str.");
-  check(!(typeof c.target_modules === "string" && c.layers_pattern !== null), "`layers_pattern` cannot be used when `target_modules` is a str.");
-  const noLayers = c.layers_to_transform === null || (Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0);
-  check(!(patternNeedsLayers && c.layers_pattern && noLayers), "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
+  check(
+    !(typeof c.target_modules === "string" && c.layers_to_transform !== null),
+    "`layers_to_transform` cannot be used when `target_modules` is a str.",
+  );
+  check(
+    !(typeof c.target_modules === "string" && c.layers_pattern !== null),
+    "`layers_pattern` cannot be used when `target_modules` is a str.",
+  );
+  const noLayers =
+    c.layers_to_transform === null || (Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0);
+  check(
+    !(patternNeedsLayers && c.layers_pattern && noLayers),
+    "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ",
+  );
 }
 
 /** A layer around a Linear holding one parameter per adapter in `params` (hra_u, bone_block). */

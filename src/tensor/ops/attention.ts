@@ -29,8 +29,10 @@ export interface AttentionOptions {
 
 /** How BLAS reads the last two axes of a view [rows, cols] with strides sr, sc; null when it cannot. */
 function matSpec(rows: number, cols: number, sr: number, sc: number): { trans: boolean; ld: number } | null {
-  if ((sc === 1 || cols === 1) && (rows === 1 || sr >= Math.max(cols, 1))) return { trans: false, ld: rows === 1 ? Math.max(cols, 1) : sr };
-  if ((sr === 1 || rows === 1) && (cols === 1 || sc >= Math.max(rows, 1))) return { trans: true, ld: cols === 1 ? Math.max(rows, 1) : sc };
+  if ((sc === 1 || cols === 1) && (rows === 1 || sr >= Math.max(cols, 1)))
+    return { trans: false, ld: rows === 1 ? Math.max(cols, 1) : sr };
+  if ((sr === 1 || rows === 1) && (cols === 1 || sc >= Math.max(rows, 1)))
+    return { trans: true, ld: cols === 1 ? Math.max(rows, 1) : sc };
   return null;
 }
 
@@ -50,21 +52,52 @@ interface Mat {
 }
 
 /** One batched GEMM over [B, Hkv, rep] (or [B, Hkv]) items. */
-function gemm(A: Mat, B: Mat, batchShape: number[], m: number, n: number, k: number, out: Tensor,
-  outBatch: number[], ldc: number, alpha: number, accumulate: boolean): void {
+function gemm(
+  A: Mat,
+  B: Mat,
+  batchShape: number[],
+  m: number,
+  n: number,
+  k: number,
+  out: Tensor,
+  outBatch: number[],
+  ldc: number,
+  alpha: number,
+  accumulate: boolean,
+): void {
   const spec = (x: Mat, rows: number, cols: number) => {
     const r = x.t.rank;
     // op(M) is rows × cols; the stored matrix of the view is its transpose when `transposed`.
-    const [sr, sc] = x.transposed ? [x.t.strides[r - 1]!, x.t.strides[r - 2]!] : [x.t.strides[r - 2]!, x.t.strides[r - 1]!];
+    const [sr, sc] = x.transposed
+      ? [x.t.strides[r - 1]!, x.t.strides[r - 2]!]
+      : [x.t.strides[r - 2]!, x.t.strides[r - 1]!];
     const s = matSpec(rows, cols, sr, sc);
     if (!s) throw new Error("internal: attention operand not readable by BLAS");
     return s;
   };
-  const a = spec(A, m, k), b = spec(B, k, n);
+  const a = spec(A, m, k),
+    b = spec(B, k, n);
   backend().gemm({
-    a: A.t.storage, aOffset: A.t.offset + (A.offset ?? 0), transA: a.trans, lda: a.ld, aBatchStrides: A.batch,
-    b: B.t.storage, bOffset: B.t.offset + (B.offset ?? 0), transB: b.trans, ldb: b.ld, bBatchStrides: B.batch,
-    batchShape, m, n, k, out: out.storage, accumulate, alpha, outOffset: out.offset, ldc, outBatchStrides: outBatch,
+    a: A.t.storage,
+    aOffset: A.t.offset + (A.offset ?? 0),
+    transA: a.trans,
+    lda: a.ld,
+    aBatchStrides: A.batch,
+    b: B.t.storage,
+    bOffset: B.t.offset + (B.offset ?? 0),
+    transB: b.trans,
+    ldb: b.ld,
+    bBatchStrides: B.batch,
+    batchShape,
+    m,
+    n,
+    k,
+    out: out.storage,
+    accumulate,
+    alpha,
+    outOffset: out.offset,
+    ldc,
+    outBatchStrides: outBatch,
   });
 }
 
@@ -74,32 +107,56 @@ function gemm(A: Mat, B: Mat, batchShape: number[], m: number, n: number, k: num
  */
 export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
   if (q.rank !== 4 || k.rank !== 4 || v.rank !== 4) {
-    throw new Error(`attention expects q, k, v of rank 4, got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`);
+    throw new Error(
+      `attention expects q, k, v of rank 4, got ${fmtShape(q.shape)}, ${fmtShape(k.shape)}, ${fmtShape(v.shape)}`,
+    );
   }
   const [B, H, Tq, D] = q.shape as [number, number, number, number];
   const [, Hkv, Tk] = k.shape as [number, number, number, number];
   const Dv = v.shape[3]!;
   if (k.shape[0] !== B || v.shape[0] !== B || v.shape[1] !== Hkv || v.shape[2] !== Tk || k.shape[3] !== D) {
-    throw new Error(`attention: q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} do not fit together`);
+    throw new Error(
+      `attention: q ${fmtShape(q.shape)}, k ${fmtShape(k.shape)} and v ${fmtShape(v.shape)} do not fit together`,
+    );
   }
   if (H % Hkv !== 0) throw new Error(`attention: ${H} query heads cannot share ${Hkv} key/value heads`);
   if ([q, k, v].some((t) => t.dtype !== "float32")) throw new Error("attention needs float32 q, k, v");
   if (opts.mask && !sameShape(broadcastShapes(opts.mask.shape, [B, H, Tq, Tk]), [B, H, Tq, Tk])) {
-    throw new Error(`attention: a mask of shape ${fmtShape(opts.mask.shape)} does not broadcast to the scores [${[B, H, Tq, Tk].join(", ")}]`);
+    throw new Error(
+      `attention: a mask of shape ${fmtShape(opts.mask.shape)} does not broadcast to the scores [${[B, H, Tq, Tk].join(", ")}]`,
+    );
   }
   const rep = H / Hkv;
   const scale = opts.scale ?? 1 / Math.sqrt(D);
   const mask = opts.mask ? toFloat(opts.mask) : null;
-  const fq = readable(q), fk = readable(k), fv = readable(v);
-  const sq = fq.strides, sk = fk.strides, sv = fv.strides;
+  const fq = readable(q),
+    fk = readable(k),
+    fv = readable(v);
+  const sq = fq.strides,
+    sk = fk.strides,
+    sv = fv.strides;
   const items = [B, Hkv, rep];
-  const S = [H * Tq * Tk, rep * Tq * Tk, Tq * Tk];  // batch strides of the contiguous [B, H, Tq, Tk] scores
-  const qBatch = [sq[0]!, rep * sq[1]!, sq[1]!], kBatch = [sk[0]!, sk[1]!, 0], vBatch = [sv[0]!, sv[1]!, 0];
+  const S = [H * Tq * Tk, rep * Tq * Tk, Tq * Tk]; // batch strides of the contiguous [B, H, Tq, Tk] scores
+  const qBatch = [sq[0]!, rep * sq[1]!, sq[1]!],
+    kBatch = [sk[0]!, sk[1]!, 0],
+    vBatch = [sv[0]!, sv[1]!, 0];
 
   // Scores, then probabilities in place.
   const probs = empty([B, H, Tq, Tk]);
   if (probs.size > 0 && D > 0) {
-    gemm({ t: fq, transposed: false, batch: qBatch }, { t: fk, transposed: true, batch: kBatch }, items, Tq, Tk, D, probs, S, Tk, scale, false);
+    gemm(
+      { t: fq, transposed: false, batch: qBatch },
+      { t: fk, transposed: true, batch: kBatch },
+      items,
+      Tq,
+      Tk,
+      D,
+      probs,
+      S,
+      Tk,
+      scale,
+      false,
+    );
   } else if (probs.size > 0) {
     backend().fill(probs.storage, 0);
   }
@@ -122,7 +179,19 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const outBatch = [Tq * H * Dv, rep * Dv, Dv];
   const pd = dropped(probs);
   if (out.size > 0 && Tk > 0) {
-    gemm({ t: pd, transposed: false, batch: S }, { t: fv, transposed: false, batch: vBatch }, items, Tq, Dv, Tk, out, outBatch, H * Dv, 1, false);
+    gemm(
+      { t: pd, transposed: false, batch: S },
+      { t: fv, transposed: false, batch: vBatch },
+      items,
+      Tq,
+      Dv,
+      Tk,
+      out,
+      outBatch,
+      H * Dv,
+      1,
+      false,
+    );
   } else if (out.size > 0) {
     backend().fill(out.storage, 0);
   }
@@ -134,7 +203,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     const dyBatch = [sd[0]!, rep * sd[1]!, sd[1]!];
     const dq = fq.requiresGrad ? emptyStrided([B, H, Tq, D], [Tq * H * D, D, H * D, 1], B * Tq * H * D) : null;
     const dk = fk.requiresGrad ? emptyStrided([B, Hkv, Tk, D], [Tk * Hkv * D, D, Hkv * D, 1], B * Tk * Hkv * D) : null;
-    const dv = fv.requiresGrad ? emptyStrided([B, Hkv, Tk, Dv], [Tk * Hkv * Dv, Dv, Hkv * Dv, 1], B * Tk * Hkv * Dv) : null;
+    const dv = fv.requiresGrad
+      ? emptyStrided([B, Hkv, Tk, Dv], [Tk * Hkv * Dv, Dv, Hkv * Dv, 1], B * Tk * Hkv * Dv)
+      : null;
     const zero = (t: Tensor | null) => t && t.size > 0 && backend().fill(t.storage, 0);
     if (probs.size === 0) {
       [dq, dk, dv].forEach(zero);
@@ -145,9 +216,19 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
       const pdB = dropped(probs);
       for (let r = 0; r < rep; r++) {
         if (Tq === 0) break;
-        gemm({ t: pdB, transposed: true, batch: [S[0]!, S[1]!], offset: r * Tq * Tk },
+        gemm(
+          { t: pdB, transposed: true, batch: [S[0]!, S[1]!], offset: r * Tq * Tk },
           { t: dy, transposed: false, batch: [dyBatch[0]!, dyBatch[1]!], offset: r * sd[1]! },
-          [B, Hkv], Tk, Dv, Tq, dv, [Tk * Hkv * Dv, Dv], Hkv * Dv, 1, r > 0);
+          [B, Hkv],
+          Tk,
+          Dv,
+          Tq,
+          dv,
+          [Tk * Hkv * Dv, Dv],
+          Hkv * Dv,
+          1,
+          r > 0,
+        );
       }
       if (Tq === 0) zero(dv);
       if (pdB !== probs) pdB.dispose();
@@ -156,7 +237,19 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     // dS = softmaxGrad(P, dropout(dO · vᵀ)), in one buffer.
     const ds = empty([B, H, Tq, Tk]);
     if (Dv > 0) {
-      gemm({ t: dy, transposed: false, batch: dyBatch }, { t: fv, transposed: true, batch: vBatch }, items, Tq, Tk, Dv, ds, S, Tk, 1, false);
+      gemm(
+        { t: dy, transposed: false, batch: dyBatch },
+        { t: fv, transposed: true, batch: vBatch },
+        items,
+        Tq,
+        Tk,
+        Dv,
+        ds,
+        S,
+        Tk,
+        1,
+        false,
+      );
     } else {
       backend().fill(ds.storage, 0);
     }
@@ -165,8 +258,19 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     // dQ[b, h] = scale · dS[b, h] · k[b, h / rep];  dK[b, g] = scale · Σ_r dS[b, g·rep + r]ᵀ · q[b, g·rep + r]
     if (dq) {
       if (Tk > 0) {
-        gemm({ t: ds, transposed: false, batch: S }, { t: fk, transposed: false, batch: kBatch }, items, Tq, D, Tk, dq,
-          [Tq * H * D, rep * D, D], H * D, scale, false);
+        gemm(
+          { t: ds, transposed: false, batch: S },
+          { t: fk, transposed: false, batch: kBatch },
+          items,
+          Tq,
+          D,
+          Tk,
+          dq,
+          [Tq * H * D, rep * D, D],
+          H * D,
+          scale,
+          false,
+        );
       } else {
         zero(dq);
       }
@@ -174,9 +278,19 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     if (dk) {
       for (let r = 0; r < rep; r++) {
         if (Tq === 0) break;
-        gemm({ t: ds, transposed: true, batch: [S[0]!, S[1]!], offset: r * Tq * Tk },
+        gemm(
+          { t: ds, transposed: true, batch: [S[0]!, S[1]!], offset: r * Tq * Tk },
           { t: fq, transposed: false, batch: [qBatch[0]!, qBatch[1]!], offset: r * sq[1]! },
-          [B, Hkv], Tk, D, Tq, dk, [Tk * Hkv * D, D], Hkv * D, scale, r > 0);
+          [B, Hkv],
+          Tk,
+          D,
+          Tq,
+          dk,
+          [Tk * Hkv * D, D],
+          Hkv * D,
+          scale,
+          r > 0,
+        );
       }
       if (Tq === 0) zero(dk);
     }

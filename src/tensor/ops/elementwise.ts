@@ -66,20 +66,39 @@ function binary(op: BinaryOp, a: Operand, b: Operand): Tensor {
 /** a + b */
 export function add(a: Operand, b: Operand): Tensor {
   const out = binary("add", a, b);
-  return record("add", out, operands(a, b), (dy) => grads(a, b, () => sumTo(dy, shapeOf(a)), () => sumTo(dy, shapeOf(b))));
+  return record("add", out, operands(a, b), (dy) =>
+    grads(
+      a,
+      b,
+      () => sumTo(dy, shapeOf(a)),
+      () => sumTo(dy, shapeOf(b)),
+    ),
+  );
 }
 
 /** a − b */
 export function sub(a: Operand, b: Operand): Tensor {
   const out = binary("sub", a, b);
-  return record("sub", out, operands(a, b), (dy) => grads(a, b, () => sumTo(dy, shapeOf(a)), () => sumTo(neg(dy), shapeOf(b))));
+  return record("sub", out, operands(a, b), (dy) =>
+    grads(
+      a,
+      b,
+      () => sumTo(dy, shapeOf(a)),
+      () => sumTo(neg(dy), shapeOf(b)),
+    ),
+  );
 }
 
 /** a · b (element-wise) */
 export function mul(a: Operand, b: Operand): Tensor {
   const out = binary("mul", a, b);
   return record("mul", out, operands(a, b), (dy) =>
-    grads(a, b, () => sumTo(mul(dy, b), shapeOf(a)), () => sumTo(mul(dy, a), shapeOf(b))),
+    grads(
+      a,
+      b,
+      () => sumTo(mul(dy, b), shapeOf(a)),
+      () => sumTo(mul(dy, a), shapeOf(b)),
+    ),
   );
 }
 
@@ -87,7 +106,12 @@ export function mul(a: Operand, b: Operand): Tensor {
 export function div(a: Operand, b: Operand): Tensor {
   const out = binary("div", a, b);
   return record("div", out, operands(a, b), (dy) =>
-    grads(a, b, () => sumTo(div(dy, b), shapeOf(a)), () => sumTo(neg(div(mul(dy, out), b)), shapeOf(b))),
+    grads(
+      a,
+      b,
+      () => sumTo(div(dy, b), shapeOf(a)),
+      () => sumTo(neg(div(mul(dy, out), b)), shapeOf(b)),
+    ),
   );
 }
 
@@ -109,7 +133,12 @@ export function maximum(a: Operand, b: Operand): Tensor {
   const out = binary("max", a, b);
   return record("maximum", out, operands(a, b), (dy) => {
     const aWins = binary("ge", a, b);
-    return grads(a, b, () => sumTo(mul(dy, aWins), shapeOf(a)), () => sumTo(mul(dy, sub(1, aWins)), shapeOf(b)));
+    return grads(
+      a,
+      b,
+      () => sumTo(mul(dy, aWins), shapeOf(a)),
+      () => sumTo(mul(dy, sub(1, aWins)), shapeOf(b)),
+    );
   });
 }
 
@@ -118,7 +147,12 @@ export function minimum(a: Operand, b: Operand): Tensor {
   const out = binary("min", a, b);
   return record("minimum", out, operands(a, b), (dy) => {
     const aWins = binary("le", a, b);
-    return grads(a, b, () => sumTo(mul(dy, aWins), shapeOf(a)), () => sumTo(mul(dy, sub(1, aWins)), shapeOf(b)));
+    return grads(
+      a,
+      b,
+      () => sumTo(mul(dy, aWins), shapeOf(a)),
+      () => sumTo(mul(dy, sub(1, aWins)), shapeOf(b)),
+    );
   });
 }
 
@@ -237,7 +271,12 @@ export function where(cond: Tensor, a: Operand, b: Operand): Tensor {
   const out = empty(shape);
   backend().where(broadcastView(c, shape), broadcastView(ta, shape), broadcastView(tb, shape), out.storage);
   return record("where", out, operands(a, b), (dy) =>
-    grads(a, b, () => sumTo(where(c, dy, 0), shapeOf(a)), () => sumTo(where(c, 0, dy), shapeOf(b))),
+    grads(
+      a,
+      b,
+      () => sumTo(where(c, dy, 0), shapeOf(a)),
+      () => sumTo(where(c, 0, dy), shapeOf(b)),
+    ),
   );
 }
 
@@ -249,7 +288,8 @@ export function maskedFill(x: Tensor, mask: Tensor, value: number): Tensor {
 /** In place: target += src (same number of elements; no autograd). Used to accumulate gradients. */
 export function addInPlace(target: Tensor, src: Tensor): void {
   assertOwnsStorage(target, "addInPlace");
-  if (numel(src.shape) !== target.size) throw new Error(`addInPlace: cannot add ${fmtShape(src.shape)} into ${fmtShape(target.shape)}`);
+  if (numel(src.shape) !== target.size)
+    throw new Error(`addInPlace: cannot add ${fmtShape(src.shape)} into ${fmtShape(target.shape)}`);
   const v = sameShape(src.shape, target.shape) ? src : reshape(src, target.shape);
   backend().binary("add", target, v, target.storage);
   if (v !== src) v.dispose();

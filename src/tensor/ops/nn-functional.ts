@@ -47,17 +47,40 @@ export function layerNorm(x: Tensor, weight: Tensor | null, bias: Tensor | null,
   const [rows, cols] = lastAxisRows(src);
   checkNormParam(weight, cols, "layerNorm weight");
   checkNormParam(bias, cols, "layerNorm bias");
-  const out = empty(src.shape), meanT = empty([rows]), rstdT = empty([rows]);
-  const w = weight && contiguous(toFloat(weight)), b = bias && contiguous(toFloat(bias));
-  backend().layerNorm(src.storage, w?.storage ?? null, b?.storage ?? null, rows, cols, eps, out.storage, meanT.storage, rstdT.storage);
+  const out = empty(src.shape),
+    meanT = empty([rows]),
+    rstdT = empty([rows]);
+  const w = weight && contiguous(toFloat(weight)),
+    b = bias && contiguous(toFloat(bias));
+  backend().layerNorm(
+    src.storage,
+    w?.storage ?? null,
+    b?.storage ?? null,
+    rows,
+    cols,
+    eps,
+    out.storage,
+    meanT.storage,
+    rstdT.storage,
+  );
   const inputs = [src, ...(w ? [w] : []), ...(b ? [b] : [])];
   return record("layerNorm", out, inputs, (dy) => {
     const g = contiguous(dy);
     const dx = empty(src.shape);
     const dw = w?.requiresGrad ? empty([cols]) : null;
     const db = b?.requiresGrad ? empty([cols]) : null;
-    backend().layerNormGrad(src.storage, w?.storage ?? null, meanT.storage, rstdT.storage, g.storage, rows, cols,
-      dx.storage, dw?.storage ?? null, db?.storage ?? null);
+    backend().layerNormGrad(
+      src.storage,
+      w?.storage ?? null,
+      meanT.storage,
+      rstdT.storage,
+      g.storage,
+      rows,
+      cols,
+      dx.storage,
+      dw?.storage ?? null,
+      db?.storage ?? null,
+    );
     return [dx, ...(w ? [dw] : []), ...(b ? [db] : [])];
   });
 }
@@ -68,19 +91,30 @@ export function rmsNorm(x: Tensor, weight: Tensor | null, eps = 1e-6): Tensor {
   const [rows, cols] = lastAxisRows(src);
   checkNormParam(weight, cols, "rmsNorm weight");
   const w = weight && contiguous(toFloat(weight));
-  const out = empty(src.shape), rstdT = empty([rows]);
+  const out = empty(src.shape),
+    rstdT = empty([rows]);
   backend().rmsNorm(src.storage, w?.storage ?? null, rows, cols, eps, out.storage, rstdT.storage);
   return record("rmsNorm", out, w ? [src, w] : [src], (dy) => {
     const g = contiguous(dy);
     const dx = empty(src.shape);
     const dw = w?.requiresGrad ? empty([cols]) : null;
-    backend().rmsNormGrad(src.storage, w?.storage ?? null, rstdT.storage, g.storage, rows, cols, dx.storage, dw?.storage ?? null);
+    backend().rmsNormGrad(
+      src.storage,
+      w?.storage ?? null,
+      rstdT.storage,
+      g.storage,
+      rows,
+      cols,
+      dx.storage,
+      dw?.storage ?? null,
+    );
     return w ? [dx, dw] : [dx];
   });
 }
 
 function checkNormParam(p: Tensor | null, cols: number, what: string): void {
-  if (p && (p.rank !== 1 || p.shape[0] !== cols)) throw new Error(`${what} has shape ${fmtShape(p.shape)}, expected [${cols}]`);
+  if (p && (p.rank !== 1 || p.shape[0] !== cols))
+    throw new Error(`${what} has shape ${fmtShape(p.shape)}, expected [${cols}]`);
 }
 
 /** Rows of `table` ([vocab, dim]) picked by integer ids of any shape; output is [...ids.shape, dim]. */
@@ -100,13 +134,18 @@ export interface CrossEntropyOptions {
 
 /** Cross-entropy of logits [N, C] against int targets [N], fused (no [N, C] log-probabilities are kept). */
 export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropyOptions = {}): Tensor {
-  const ignoreIndex = opts.ignoreIndex ?? -100, reduction = opts.reduction ?? "mean";
+  const ignoreIndex = opts.ignoreIndex ?? -100,
+    reduction = opts.reduction ?? "mean";
   if (logits.rank !== 2 || targets.rank !== 1 || targets.shape[0] !== logits.shape[0]) {
-    throw new Error(`crossEntropy expects logits [N, C] and targets [N], got ${fmtShape(logits.shape)} and ${fmtShape(targets.shape)}`);
+    throw new Error(
+      `crossEntropy expects logits [N, C] and targets [N], got ${fmtShape(logits.shape)} and ${fmtShape(targets.shape)}`,
+    );
   }
-  const src = contiguous(logits), tgt = contiguous(toInt(targets));
+  const src = contiguous(logits),
+    tgt = contiguous(toInt(targets));
   const [rows, cols] = [src.shape[0]!, src.shape[1]!];
-  const perRow = empty([rows]), lse = empty([rows]);
+  const perRow = empty([rows]),
+    lse = empty([rows]);
   backend().crossEntropy(src.storage, tgt.storage, rows, cols, ignoreIndex, perRow.storage, lse.storage);
   const lossRows = record("crossEntropy", perRow, [src], (dy) => {
     const g = contiguous(dy);
@@ -132,7 +171,8 @@ export function dropout(x: Tensor, p: number, training: boolean, generator: Gene
   if (!training || p === 0) return x;
   const fx = toFloat(x);
   const [seed, counter] = generator.next(fx.size);
-  const keepP = 1 - p, scale = 1 / (1 - p);
+  const keepP = 1 - p,
+    scale = 1 / (1 - p);
   const out = empty(fx.shape);
   backend().dropout(fx, keepP, scale, seed, counter, out.storage);
   return record("dropout", out, [fx], (dy) => {
@@ -146,7 +186,13 @@ export function dropout(x: Tensor, p: number, training: boolean, generator: Gene
  * softmax(q·kᵀ·scale + mask)·v for q [..., Lq, d], k/v [..., Lk, d]. `mask` is additive (0 or a large negative
  * number) and broadcasts against the [..., Lq, Lk] scores.
  */
-export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, mask?: Tensor | null, scale?: number): Tensor {
+export function scaledDotProductAttention(
+  q: Tensor,
+  k: Tensor,
+  v: Tensor,
+  mask?: Tensor | null,
+  scale?: number,
+): Tensor {
   const d = q.shape[q.rank - 1]!;
   if (q.rank === 4 && k.rank === 4 && v.rank === 4 && !mask?.requiresGrad && q.shape[1] === k.shape[1]) {
     return attention(q, k, v, { mask: mask ?? null, scale: scale ?? 1 / Math.sqrt(d) });
@@ -187,11 +233,18 @@ export function rotateHalf(x: Tensor): Tensor {
 export function applyRotary(x: Tensor, cosT: Tensor, sinT: Tensor): Tensor {
   const d = x.shape[x.rank - 1]!;
   const shape = broadcastShapes(x.shape, broadcastShapes(cosT.shape, sinT.shape));
-  if (!sameShape(shape, x.shape) || d % 2 !== 0 || x.dtype !== "float32" || (isGradEnabled() && (cosT.requiresGrad || sinT.requiresGrad))) {
+  if (
+    !sameShape(shape, x.shape) ||
+    d % 2 !== 0 ||
+    x.dtype !== "float32" ||
+    (isGradEnabled() && (cosT.requiresGrad || sinT.requiresGrad))
+  ) {
     return add(mul(x, cosT), mul(rotateHalf(x), sinT));
   }
-  const c = toFloat(cosT), s = toFloat(sinT);
-  const cv = broadcastView(c, shape), sv = broadcastView(s, shape);
+  const c = toFloat(cosT),
+    s = toFloat(sinT);
+  const cv = broadcastView(c, shape),
+    sv = broadcastView(s, shape);
   const out = emptyLike(x);
   backend().rotary(x, cv, sv, out, false);
   return record("rotary", out, [x], (dy) => {

@@ -26,8 +26,12 @@ function inputGrad(dy: Tensor, w: QuantizedMatrix): Tensor {
  * outlier columns; its input gradient uses the dequantised weight, as bitsandbytes' backward does.
  */
 export function quantizedLinear(x: Tensor, w: QuantizedMatrix, bias: Tensor | null, threshold = 0): Tensor {
-  if (x.shape[x.rank - 1] !== w.k) throw new Error(`quantized linear: input has ${x.shape[x.rank - 1]} features but the weight [${w.n}, ${w.k}] expects ${w.k}`);
-  if (bias && (bias.rank !== 1 || bias.shape[0] !== w.n)) throw new Error(`quantized linear: bias of shape ${fmtShape(bias.shape)} does not match ${w.n} outputs`);
+  if (x.shape[x.rank - 1] !== w.k)
+    throw new Error(
+      `quantized linear: input has ${x.shape[x.rank - 1]} features but the weight [${w.n}, ${w.k}] expects ${w.k}`,
+    );
+  if (bias && (bias.rank !== 1 || bias.shape[0] !== w.n))
+    throw new Error(`quantized linear: bias of shape ${fmtShape(bias.shape)} does not match ${w.n} outputs`);
   const lead = x.shape.slice(0, -1);
   const fx = contiguous(toFloat(reshape(x, [-1, w.k])));
   const m = fx.shape[0]!;

@@ -18,7 +18,12 @@ function reduceRaw(op: ReduceOp, t: Tensor, axes: readonly number[], keepdim: bo
   const kept = x.shape.map((d, i) => (keep[i] ? d : 1));
   const out = empty(kept);
   backend().reduce(op, x, keep, out.storage);
-  return keepdim ? out : reshape(out, x.shape.filter((_, i) => keep[i]));
+  return keepdim
+    ? out
+    : reshape(
+        out,
+        x.shape.filter((_, i) => keep[i]),
+      );
 }
 
 /** Sum over the given axes (all by default). */
@@ -41,9 +46,26 @@ export function max(t: Tensor, axis: number, keepdim = false): { values: Tensor;
   const x = contiguous(toFloat(t));
   const indices = argmax(x, a, true);
   const values = reduceRaw("max", x, [a], true);
-  const onehot = eq(reshape(arange(x.shape[a]!, 0, 1, "float32"), x.shape.map((d, i) => (i === a ? d : 1))), indices);
+  const onehot = eq(
+    reshape(
+      arange(x.shape[a]!, 0, 1, "float32"),
+      x.shape.map((d, i) => (i === a ? d : 1)),
+    ),
+    indices,
+  );
   const out = record("max", values, [t], (dy) => [mul(expand(dy, x.shape), onehot)]);
-  return keepdim ? { values: out, indices } : { values: reshape(out, out.shape.filter((_, i) => i !== a)), indices: reshape(indices, indices.shape.filter((_, i) => i !== a)) };
+  return keepdim
+    ? { values: out, indices }
+    : {
+        values: reshape(
+          out,
+          out.shape.filter((_, i) => i !== a),
+        ),
+        indices: reshape(
+          indices,
+          indices.shape.filter((_, i) => i !== a),
+        ),
+      };
 }
 
 /** Maximum over axes without indices (no gradient; for masks and numerics). */
@@ -65,7 +87,12 @@ export function argmax(t: Tensor, axis: number, keepdim = false): Tensor {
   const shape = x.shape.map((d, i) => (i === a ? 1 : d));
   const out = empty(shape, "int32");
   backend().argmax(x.storage, outer, x.shape[a]!, inner, out.storage);
-  return keepdim ? out : reshape(out, shape.filter((_, i) => i !== a));
+  return keepdim
+    ? out
+    : reshape(
+        out,
+        shape.filter((_, i) => i !== a),
+      );
 }
 
 function restoreAxes(t: Tensor, axes: readonly number[], rank: number): Tensor {

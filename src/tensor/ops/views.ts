@@ -52,10 +52,16 @@ export function reshape(t: Tensor, shape: readonly number[]): Tensor {
 /** Reorder axes (a view). */
 export function permute(t: Tensor, axes: readonly number[]): Tensor {
   if (axes.length !== t.rank || new Set(axes.map((a) => normAxis(a, t.rank))).size !== t.rank) {
-    throw new Error(`permute: ${fmtShape(axes)} is not a permutation of the ${t.rank} axes of a tensor of shape ${fmtShape(t.shape)}`);
+    throw new Error(
+      `permute: ${fmtShape(axes)} is not a permutation of the ${t.rank} axes of a tensor of shape ${fmtShape(t.shape)}`,
+    );
   }
   const ax = axes.map((a) => normAxis(a, t.rank));
-  const out = t.view_(ax.map((a) => t.shape[a]!), ax.map((a) => t.strides[a]!), t.offset);
+  const out = t.view_(
+    ax.map((a) => t.shape[a]!),
+    ax.map((a) => t.strides[a]!),
+    t.offset,
+  );
   const inverse = new Array<number>(ax.length);
   ax.forEach((a, i) => (inverse[a] = i));
   return record("permute", out, [t], (dy) => [permute(dy, inverse)]);
@@ -64,7 +70,8 @@ export function permute(t: Tensor, axes: readonly number[]): Tensor {
 /** Swap two axes (a view). */
 export function transpose(t: Tensor, a = -2, b = -1): Tensor {
   const axes = [...Array(t.rank).keys()];
-  const i = normAxis(a, t.rank), j = normAxis(b, t.rank);
+  const i = normAxis(a, t.rank),
+    j = normAxis(b, t.rank);
   [axes[i], axes[j]] = [axes[j]!, axes[i]!];
   return permute(t, axes);
 }
@@ -79,10 +86,17 @@ export function unsqueeze(t: Tensor, axis: number): Tensor {
 
 /** Remove an axis of length 1 (or every such axis when none is given). */
 export function squeeze(t: Tensor, axis?: number): Tensor {
-  if (axis === undefined) return reshape(t, t.shape.filter((d) => d !== 1));
+  if (axis === undefined)
+    return reshape(
+      t,
+      t.shape.filter((d) => d !== 1),
+    );
   const a = normAxis(axis, t.rank);
   if (t.shape[a] !== 1) throw new Error(`squeeze: axis ${axis} has length ${t.shape[a]}, not 1`);
-  return reshape(t, t.shape.filter((_, i) => i !== a));
+  return reshape(
+    t,
+    t.shape.filter((_, i) => i !== a),
+  );
 }
 
 /** Broadcast to a larger shape (a view with stride 0 on expanded axes; -1 keeps an axis). */
@@ -114,11 +128,17 @@ export function narrow(t: Tensor, axis: number, start: number, length: number): 
   const out = t.view_(shape, t.strides, t.offset + start * t.strides[a]!);
   // The tape accumulates the gradient of a slice straight into a slice of the input's gradient (see autograd.ts);
   // this backward (zeros with dy written into the slice) is for other callers.
-  return record("narrow", out, [t], (dy) => {
-    const g = zeros(t.shape);
-    backend().assign(dy, sliceView(g, a, start, length), false);
-    return [g];
-  }, { axis: a, start });
+  return record(
+    "narrow",
+    out,
+    [t],
+    (dy) => {
+      const g = zeros(t.shape);
+      backend().assign(dy, sliceView(g, a, start, length), false);
+      return [g];
+    },
+    { axis: a, start },
+  );
 }
 
 /** The view of elements start … start+length−1 along an axis of t (no tensor, no autograd). */
@@ -202,11 +222,16 @@ const growable = new WeakMap<object, { axis: number; used: number; capacity: num
  */
 export function appendAlong(past: Tensor, x: Tensor, axis: number): Tensor {
   const a = normAxis(axis, past.rank);
-  if ((isGradEnabled() && (past.requiresGrad || x.requiresGrad)) || past.dtype !== x.dtype || past.rank !== x.rank ||
-    past.shape.some((d, i) => i !== a && d !== x.shape[i])) {
+  if (
+    (isGradEnabled() && (past.requiresGrad || x.requiresGrad)) ||
+    past.dtype !== x.dtype ||
+    past.rank !== x.rank ||
+    past.shape.some((d, i) => i !== a && d !== x.shape[i])
+  ) {
     return cat([past, x], a);
   }
-  const tp = past.shape[a]!, total = tp + x.shape[a]!;
+  const tp = past.shape[a]!,
+    total = tp + x.shape[a]!;
   const info = growable.get(past.bufferRef);
   if (info && info.axis === a && info.used === tp && total <= info.capacity && past.offset === 0) {
     const full = [...past.shape];
@@ -257,5 +282,8 @@ export function chunk(t: Tensor, n: number, axis = 0): Tensor[] {
 export function stack(tensors: readonly Tensor[], axis = 0): Tensor {
   if (tensors.length === 0) throw new Error("stack: needs at least one tensor");
   const a = normAxis(axis, tensors[0]!.rank + 1);
-  return cat(tensors.map((t) => unsqueeze(t, a)), a);
+  return cat(
+    tensors.map((t) => unsqueeze(t, a)),
+    a,
+  );
 }

@@ -21,12 +21,20 @@ export type NamedLayer = readonly [string, AdaLoraLinear];
 export type RankPattern = Record<string, boolean[]>;
 
 /** The budget and whether to mask at a step (peft's budget_schedule). */
-export function budgetSchedule(step: number, c: Pick<AdaLoraConfig, "tinit" | "tfinal" | "total_step" | "deltaT">, initBudget: number, targetBudget: number): { budget: number; mask: boolean } {
+export function budgetSchedule(
+  step: number,
+  c: Pick<AdaLoraConfig, "tinit" | "tfinal" | "total_step" | "deltaT">,
+  initBudget: number,
+  targetBudget: number,
+): { budget: number; mask: boolean } {
   const totalStep = c.total_step!;
   if (step <= c.tinit) return { budget: initBudget, mask: false };
   if (step > totalStep - c.tfinal) return { budget: targetBudget, mask: true };
   const mulCoeff = 1 - (step - c.tinit) / (totalStep - c.tfinal - c.tinit);
-  return { budget: Math.trunc((initBudget - targetBudget) * mulCoeff ** 3 + targetBudget), mask: step % c.deltaT === 0 };
+  return {
+    budget: Math.trunc((initBudget - targetBudget) * mulCoeff ** 3 + targetBudget),
+    mask: step % c.deltaT === 0,
+  };
 }
 
 /** Importance state of one parameter (same layout as the parameter). */
@@ -47,7 +55,11 @@ export class RankAllocator {
   /** Sensitivity state per parameter name ("<path>.lora_A.<adapter>", …). */
   private state = new Map<string, Importance>();
 
-  constructor(readonly config: AdaLoraConfig, readonly adapterName: string, layers: readonly NamedLayer[]) {
+  constructor(
+    readonly config: AdaLoraConfig,
+    readonly adapterName: string,
+    layers: readonly NamedLayer[],
+  ) {
     const { beta1, beta2 } = config;
     if (!(beta1 > 0 && beta1 < 1)) throw new Error(`AdaLoRA's beta1 must be in (0, 1), got ${beta1}`);
     if (!(beta2 > 0 && beta2 < 1)) throw new Error(`AdaLoRA's beta2 must be in (0, 1), got ${beta2}`);
@@ -90,18 +102,28 @@ export class RankAllocator {
     for (const [name, p] of this.params(layers)) {
       let st = this.state.get(name);
       if (!st || st.ipt.length !== p.size) {
-        st = { ipt: new Float32Array(p.size), expAvgIpt: new Float32Array(p.size), expAvgUnc: new Float32Array(p.size) };
+        st = {
+          ipt: new Float32Array(p.size),
+          expAvgIpt: new Float32Array(p.size),
+          expAvgUnc: new Float32Array(p.size),
+        };
         this.state.set(name, st);
       }
       if (p.size === 0) continue;
-      if (!p.grad) throw new Error(`AdaLoRA's rank allocation needs the gradient of ${name}, but it has none: call updateAndAllocate after loss.backward() and before zeroGrad()`);
-      const w = p.dataSync(), g = p.grad.dataSync();
+      if (!p.grad)
+        throw new Error(
+          `AdaLoRA's rank allocation needs the gradient of ${name}, but it has none: call updateAndAllocate after loss.backward() and before zeroGrad()`,
+        );
+      const w = p.dataSync(),
+        g = p.grad.dataSync();
       for (let i = 0; i < w.length; i++) {
         const ipt = Math.fround(Math.abs(Math.fround(w[i]! * g[i]!)));
         st.ipt[i] = ipt;
         const avg = Math.fround(Math.fround(b1 * st.expAvgIpt[i]!) + Math.fround((1 - b1) * ipt));
         st.expAvgIpt[i] = avg;
-        st.expAvgUnc[i] = Math.fround(Math.fround(b2 * st.expAvgUnc[i]!) + Math.fround((1 - b2) * Math.abs(Math.fround(ipt - avg))));
+        st.expAvgUnc[i] = Math.fround(
+          Math.fround(b2 * st.expAvgUnc[i]!) + Math.fround((1 - b2) * Math.abs(Math.fround(ipt - avg))),
+        );
       }
     }
   }
@@ -118,11 +140,16 @@ export class RankAllocator {
     };
     for (const [path, l] of layers) {
       if (!l.hasAdapter(a)) continue;
-      const r = l.r.get(a)!, n = l.inFeatures, m = l.outFeatures;
-      const sA = score(`${path}.lora_A.${a}`, r * n), sB = score(`${path}.lora_B.${a}`, m * r), sE = score(`${path}.lora_E.${a}`, r);
+      const r = l.r.get(a)!,
+        n = l.inFeatures,
+        m = l.outFeatures;
+      const sA = score(`${path}.lora_A.${a}`, r * n),
+        sB = score(`${path}.lora_B.${a}`, m * r),
+        sE = score(`${path}.lora_E.${a}`, r);
       const triplet = new Float32Array(r);
       for (let i = 0; i < r; i++) {
-        let rowA = 0, colB = 0;
+        let rowA = 0,
+          colB = 0;
         for (let j = 0; j < n; j++) rowA += sA[i * n + j]!;
         for (let j = 0; j < m; j++) colB += sB[j * r + i]!;
         triplet[i] = Math.fround(sE[i]! + Math.fround(Math.fround(rowA / n) + Math.fround(colB / m)));
@@ -140,7 +167,10 @@ export class RankAllocator {
     const scores = this.tripletScores(layers);
     const all = Float32Array.from([...scores.values()].flatMap((s) => [...s])).sort();
     const k = this.initBudget - budget;
-    if (k > all.length) throw new Error(`AdaLoRA: cannot prune ${k} triplets, the adapter has only ${all.length} (was it resized after the allocator was set up?)`);
+    if (k > all.length)
+      throw new Error(
+        `AdaLoRA: cannot prune ${k} triplets, the adapter has only ${all.length} (was it resized after the allocator was set up?)`,
+      );
     const threshold = k <= 0 ? -Infinity : all[k - 1]!;
     const pattern: RankPattern = {};
     for (const [path, l] of layers) {
@@ -154,7 +184,11 @@ export class RankAllocator {
   }
 
   /** One allocation step (peft's RankAllocator.update_and_allocate). */
-  updateAndAllocate(layers: readonly NamedLayer[], globalStep: number, forceMask = false): { budget: number; rankPattern: RankPattern | null } {
+  updateAndAllocate(
+    layers: readonly NamedLayer[],
+    globalStep: number,
+    forceMask = false,
+  ): { budget: number; rankPattern: RankPattern | null } {
     const c = this.config;
     if (globalStep < c.total_step! - c.tfinal) this.updateIpt(layers);
     const { budget, mask } = this.budgetSchedule(globalStep);
@@ -164,7 +198,8 @@ export class RankAllocator {
 
 /** Zero the entries of E [r, 1] whose keep flag is false. */
 export function applyMask(e: Tensor, keep: readonly boolean[]): void {
-  if (keep.length !== e.shape[0]) throw new Error(`rank pattern has ${keep.length} entries but lora_E has ${e.shape[0]} rows`);
+  if (keep.length !== e.shape[0])
+    throw new Error(`rank pattern has ${keep.length} entries but lora_E has ${e.shape[0]} rows`);
   if (keep.every((k) => k)) return;
   const values = Float32Array.from(e.dataSync());
   keep.forEach((k, i) => {

@@ -54,7 +54,11 @@ export const ADALORA_FIELDS: MethodFields<AdaLoraConfig> = {
   beta1: field(ema, 0.85, "EMA coefficient of the sensitivity smoothing."),
   beta2: field(ema, 0.85, "EMA coefficient of the uncertainty."),
   orth_reg_weight: field(number(), 0.5, "Weight of the orthogonality penalty added to the training loss."),
-  total_step: field<number | null>(nullable(integer({ min: 1 })), null, "Total training steps (required): the rank budget is scheduled over them."),
+  total_step: field<number | null>(
+    nullable(integer({ min: 1 })),
+    null,
+    "Total training steps (required): the rank budget is scheduled over them.",
+  ),
   rank_pattern: field<Record<string, boolean[]> | null>(
     nullable(recordOf(listOf(bool))),
     null,
@@ -71,12 +75,23 @@ export function validateAdaLoraFields(c: AdaLoraConfig): void {
   check(!c.use_dora, "ADALORA does not support DoRA.");
   check(Object.keys(c.loftq_config).length === 0, "ADALORA does not support LOFTQ.");
   // peft 0.15.2's AdaLoRA layers take neither (they would be silently ignored there).
-  check(!initUsesBaseWeight(c.init_lora_weights), `AdaLoRA does not support init_lora_weights "${String(c.init_lora_weights)}" (peft 0.15.2's AdaLoRA layers ignore it); use true, false or "gaussian"`);
-  check(!c.lora_bias, "AdaLoRA does not support lora_bias (peft 0.15.2's AdaLoRA layers ignore it); set lora_bias false");
+  check(
+    !initUsesBaseWeight(c.init_lora_weights),
+    `AdaLoRA does not support init_lora_weights "${String(c.init_lora_weights)}" (peft 0.15.2's AdaLoRA layers ignore it); use true, false or "gaussian"`,
+  );
+  check(
+    !c.lora_bias,
+    "AdaLoRA does not support lora_bias (peft 0.15.2's AdaLoRA layers ignore it); set lora_bias false",
+  );
   if (c.r !== 8) {
-    process.emitWarning("Note that `r` is not used in AdaLora and will be ignored. If you intended to set the initial rank, use `init_r` instead.");
+    process.emitWarning(
+      "Note that `r` is not used in AdaLora and will be ignored. If you intended to set the initial rank, use `init_r` instead.",
+    );
   }
-  check(c.total_step !== null, "AdaLoRA needs `total_step`, the total number of training steps, to schedule its rank budget: supply an integer > 0 (got null)");
+  check(
+    c.total_step !== null,
+    "AdaLoRA needs `total_step`, the total number of training steps, to schedule its rank budget: supply an integer > 0 (got null)",
+  );
   check(
     c.tinit < c.total_step! - c.tfinal,
     `The supplied schedule values don't allow for a budgeting phase (tinit ${c.tinit} ≥ total_step ${c.total_step} − tfinal ${c.tfinal}). Decrease \`tfinal\`/\`tinit\` or increase \`total_step\`.`,
@@ -84,7 +99,12 @@ export function validateAdaLoraFields(c: AdaLoraConfig): void {
 }
 
 /** Build an AdaLoRA config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export const makeAdaLoraConfig = configBuilder<AdaLoraConfig>(PeftType.ADALORA, ADALORA_FIELDS, validateAdaLoraFields, LORA_FOREIGN);
+export const makeAdaLoraConfig = configBuilder<AdaLoraConfig>(
+  PeftType.ADALORA,
+  ADALORA_FIELDS,
+  validateAdaLoraFields,
+  LORA_FOREIGN,
+);
 
 /** An AdaLoRA config from user fields (TypeScript users) — defaults filled in, validated. */
 export function AdaLoraConfig(fields: Partial<AdaLoraConfig> = {}): AdaLoraConfig {

@@ -10,7 +10,19 @@
  */
 import { Conv1D, Dropout, Linear, ModuleDict } from "../../../nn/index.js";
 import {
-  Tensor, add, addInPlace, defaultGenerator, div, linear, matmul, mul, noGrad, parameter, tensor, transpose, zeros,
+  Tensor,
+  add,
+  addInPlace,
+  defaultGenerator,
+  div,
+  linear,
+  matmul,
+  mul,
+  noGrad,
+  parameter,
+  tensor,
+  transpose,
+  zeros,
 } from "../../../tensor/index.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
 
@@ -44,9 +56,13 @@ export class AdaLoraLinear extends BaseTunerLayer {
   /** ranknum's value, read without a device sync. */
   private readonly ranknumValue = new Map<string, number>();
 
-  constructor(base: Linear | Conv1D, readonly fanInFanOut: boolean) {
+  constructor(
+    base: Linear | Conv1D,
+    readonly fanInFanOut: boolean,
+  ) {
     super(base);
-    [this.inFeatures, this.outFeatures] = base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
+    [this.inFeatures, this.outFeatures] =
+      base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
     this.lora_dropout = this.registerModule("lora_dropout", new ModuleDict<Dropout>());
     this.lora_A = this.registerModule("lora_A", new ParameterDict());
     this.lora_B = this.registerModule("lora_B", new ParameterDict());
@@ -81,7 +97,8 @@ export class AdaLoraLinear extends BaseTunerLayer {
    * N(0, 0.02²), so a fresh adapter changes nothing; without, all three ~ N(0, 1). ranknum is set to r.
    */
   updateLayer(name: string, s: AdaLoraSettings): void {
-    if (!Number.isInteger(s.r) || s.r < 0) throw new Error(`\`r\` should be a positive integer or 0, but the value passed is ${s.r}`);
+    if (!Number.isInteger(s.r) || s.r < 0)
+      throw new Error(`\`r\` should be a positive integer or 0, but the value passed is ${s.r}`);
     const init = s.initWeights !== false;
     const std = init ? 0.02 : 1;
     const a = defaultGenerator.normal([s.r, this.inFeatures], 0, std);
@@ -117,9 +134,15 @@ export class AdaLoraLinear extends BaseTunerLayer {
     if (r === undefined) throw new Error(`adapter "${name}" is not in this layer`);
     if (keep.length !== r) throw new Error(`rank_pattern has ${keep.length} entries for a layer of rank ${r}`);
     const idx = keep.flatMap((k, i) => (k ? [i] : []));
-    const a = this.A(name).dataSync(), e = this.E(name).dataSync(), b = this.B(name).dataSync();
-    const n = this.inFeatures, m = this.outFeatures, k = idx.length;
-    const newA = new Float32Array(k * n), newE = new Float32Array(k), newB = new Float32Array(m * k);
+    const a = this.A(name).dataSync(),
+      e = this.E(name).dataSync(),
+      b = this.B(name).dataSync();
+    const n = this.inFeatures,
+      m = this.outFeatures,
+      k = idx.length;
+    const newA = new Float32Array(k * n),
+      newE = new Float32Array(k),
+      newB = new Float32Array(m * k);
     idx.forEach((src, dst) => {
       newA.set(a.subarray(src * n, (src + 1) * n), dst * n);
       newE[dst] = e[src]!;
@@ -145,7 +168,8 @@ export class AdaLoraLinear extends BaseTunerLayer {
   /** ΔW of one adapter in the base weight's layout: (B·(A ⊙ E))ᵀ? · scaling / (ranknum + 1e-5). */
   getDeltaWeight(name: string): Tensor {
     const { scaling, ranknum } = this.factorParts(name);
-    if (this.r.get(name) === 0) return zeros(this.fanInFanOut ? [this.inFeatures, this.outFeatures] : [this.outFeatures, this.inFeatures]);
+    if (this.r.get(name) === 0)
+      return zeros(this.fanInFanOut ? [this.inFeatures, this.outFeatures] : [this.outFeatures, this.inFeatures]);
     const d = matmul(this.B(name), mul(this.A(name), this.E(name)));
     return div(mul(this.fanInFanOut ? transpose(d) : d, scaling), ranknum);
   }

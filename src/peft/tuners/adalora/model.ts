@@ -5,7 +5,19 @@
  */
 import { Conv1D, Linear, type Module } from "../../../nn/index.js";
 import type { ModelOutput, BaseModelOutput, Seq2SeqInputs } from "../../../models/outputs.js";
-import { add, div, matmul, mul, sqrt, square, sub, sum, tensor, transpose, type Tensor } from "../../../tensor/index.js";
+import {
+  add,
+  div,
+  matmul,
+  mul,
+  sqrt,
+  square,
+  sub,
+  sum,
+  tensor,
+  transpose,
+  type Tensor,
+} from "../../../tensor/index.js";
 import type { AdapterCapabilities, OptimizerStepHook } from "../../contract.js";
 import { BaseTuner, fanInFanOutFor } from "../tuner.js";
 import { allLinearTargets, defaultTargets } from "../../targets.js";
@@ -15,23 +27,39 @@ import { RankAllocator, applyMask, type NamedLayer, type RankPattern } from "./a
 
 /** peft's TRANSFORMERS_MODELS_TO_ADALORA_TARGET_MODULES_MAPPING (not LoRA's: e.g. t5 adapts q, k, v, o, wi, wo). */
 export const ADALORA_TARGETS: Record<string, string[]> = {
-  t5: ["q", "k", "v", "o", "wi", "wo"], mt5: ["q", "k", "v", "o", "wi_0", "wi_1", "wo"],
-  bart: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"], gpt2: ["c_attn"], bloom: ["query_key_value"],
-  opt: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"], gptj: ["q_proj", "v_proj"], gpt_neox: ["query_key_value"],
-  gpt_neo: ["q_proj", "v_proj"], llama: ["q_proj", "v_proj"], bert: ["query", "value"], roberta: ["query", "key", "value", "dense"],
-  "deberta-v2": ["query_proj", "key_proj", "value_proj", "dense"], gpt_bigcode: ["c_attn"], deberta: ["in_proj"], qwen2: ["q_proj", "v_proj"],
+  t5: ["q", "k", "v", "o", "wi", "wo"],
+  mt5: ["q", "k", "v", "o", "wi_0", "wi_1", "wo"],
+  bart: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+  gpt2: ["c_attn"],
+  bloom: ["query_key_value"],
+  opt: ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+  gptj: ["q_proj", "v_proj"],
+  gpt_neox: ["query_key_value"],
+  gpt_neo: ["q_proj", "v_proj"],
+  llama: ["q_proj", "v_proj"],
+  bert: ["query", "value"],
+  roberta: ["query", "key", "value", "dense"],
+  "deberta-v2": ["query_proj", "key_proj", "value_proj", "dense"],
+  gpt_bigcode: ["c_attn"],
+  deberta: ["in_proj"],
+  qwen2: ["q_proj", "v_proj"],
 };
 
 /** The module path of a rank_pattern key: "<path>.lora_E" or "<path>.lora_E.<adapter>". */
 export function rankPatternModule(key: string, adapterName: string): string {
-  for (const suffix of [`.lora_E.${adapterName}`, ".lora_E"]) if (key.endsWith(suffix)) return key.slice(0, -suffix.length);
+  for (const suffix of [`.lora_E.${adapterName}`, ".lora_E"])
+    if (key.endsWith(suffix)) return key.slice(0, -suffix.length);
   throw new Error(`rank_pattern key "${key}" does not name a lora_E ("<module path>.lora_E")`);
 }
 
 /** AdaLoRA injected into a model; it declares the per-step hook that drives its rank allocation. */
 export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerStepHook {
   readonly prefix = "lora_";
-  override readonly capabilities: AdapterCapabilities = { merge: this, weightedCombination: null, optimizerStepHook: this };
+  override readonly capabilities: AdapterCapabilities = {
+    merge: this,
+    weightedCombination: null,
+    optimizerStepHook: this,
+  };
   /** The adapter being trained (AdaLoRA trains one adapter at a time), or null when all are loaded for inference. */
   trainableAdapterName: string | null = null;
   /** The rank allocator of the trainable adapter. */
@@ -39,7 +67,8 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
 
   protected prepareConfig(config: AdaLoraConfig): AdaLoraConfig {
     const c: AdaLoraConfig = { ...config };
-    if (c.target_modules === null) c.target_modules = defaultTargets(ADALORA_TARGETS, this.model.config.model_type, "AdaLoRA");
+    if (c.target_modules === null)
+      c.target_modules = defaultTargets(ADALORA_TARGETS, this.model.config.model_type, "AdaLoRA");
     else if (c.target_modules === "all-linear") c.target_modules = allLinearTargets(this.model, c.task_type);
     return c;
   }
@@ -48,12 +77,17 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
   override injectAdapter(fields: AdaLoraConfig, adapterName: string): AdaLoraConfig {
     // Plain objects (not made by AdaLoraConfig()) get the defaults and checks too.
     const config = makeAdaLoraConfig(fields, false);
-    const trainable = [...this.peftConfig.values()].filter((c) => !c.inference_mode).length + (config.inference_mode ? 0 : 1);
+    const trainable =
+      [...this.peftConfig.values()].filter((c) => !c.inference_mode).length + (config.inference_mode ? 0 : 1);
     if (trainable > 1) {
-      throw new Error("AdaLoraModel supports only 1 trainable adapter. When using multiple adapters, set inference_mode to True for all adapters except the one you want to train.");
+      throw new Error(
+        "AdaLoraModel supports only 1 trainable adapter. When using multiple adapters, set inference_mode to True for all adapters except the one you want to train.",
+      );
     }
     if (this.peftConfig.size > 0 && config.bias !== "none") {
-      throw new Error("AdaLoraModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters.");
+      throw new Error(
+        "AdaLoraModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters.",
+      );
     }
     const prepared = super.injectAdapter(config, adapterName);
     if (!prepared.inference_mode) {
@@ -87,7 +121,9 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
       return;
     }
     if (!(target instanceof Conv1D || target instanceof Linear)) {
-      throw new Error(`Target module ${key} (${target.constructor.name}) is not supported by AdaLoRA. Currently, only Linear and GPT-2's Conv1D are supported.`);
+      throw new Error(
+        `Target module ${key} (${target.constructor.name}) is not supported by AdaLoRA. Currently, only Linear and GPT-2's Conv1D are supported.`,
+      );
     }
     // peft's AdaLoRA warning names Linear "torch.nn.Linear".
     const layer = new AdaLoraLinear(target, fanInFanOutFor(config, target, "torch.nn.Linear"));
@@ -143,7 +179,9 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
   private requireTrainable(what: string): { name: string; config: AdaLoraConfig; allocator: RankAllocator } {
     const name = this.trainableAdapterName;
     if (name === null || !this.rankAllocator) {
-      throw new Error(`${what} needs a trainable AdaLoRA adapter, but every adapter was added with inference_mode (load with { isTrainable: true } to train)`);
+      throw new Error(
+        `${what} needs a trainable AdaLoRA adapter, but every adapter was added with inference_mode (load with { isTrainable: true } to train)`,
+      );
     }
     return { name, config: this.peftConfig.get(name)!, allocator: this.rankAllocator };
   }
@@ -157,7 +195,8 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
    */
   updateAndAllocate(globalStep: number): void {
     const { config, allocator } = this.requireTrainable("updateAndAllocate");
-    if (!Number.isInteger(globalStep) || globalStep < 0) throw new Error(`updateAndAllocate: the global step must be an integer ≥ 0, got ${globalStep}`);
+    if (!Number.isInteger(globalStep) || globalStep < 0)
+      throw new Error(`updateAndAllocate: the global step must be an integer ≥ 0, got ${globalStep}`);
     const layers = this.adaLoraLayers();
     const end = config.total_step! - config.tfinal;
     if (globalStep < end) {
@@ -179,7 +218,8 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
   /** Set the total number of training steps of the schedule (peft's set_total_step). */
   setTotalStep(totalStep: number): void {
     const { config } = this.requireTrainable("setTotalStep");
-    if (!Number.isInteger(totalStep) || totalStep <= 0) throw new Error(`total_step must be an integer > 0, got ${totalStep}`);
+    if (!Number.isInteger(totalStep) || totalStep <= 0)
+      throw new Error(`total_step must be an integer > 0, got ${totalStep}`);
     config.total_step = totalStep;
   }
 
@@ -194,7 +234,8 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
 
   private layerAt(path: string): AdaLoraLinear {
     const m = this.model.getSubmodule(path);
-    if (!(m instanceof AdaLoraLinear)) throw new Error(`rank_pattern names ${path}, which is not an AdaLoRA layer of this model`);
+    if (!(m instanceof AdaLoraLinear))
+      throw new Error(`rank_pattern names ${path}, which is not an AdaLoRA layer of this model`);
     return m;
   }
 
@@ -213,15 +254,21 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
       if (r === undefined || r === kept) continue;
       layer.resize(adapterName, keep, this.settings(config, kept));
     }
-    for (const p of this.adapterParameters(adapterName)) p.requiresGrad = !config.inference_mode && this.activeAdapters.includes(adapterName);
-    if (this.trainableAdapterName === adapterName) this.rankAllocator = new RankAllocator(config, adapterName, this.adaLoraLayers());
+    for (const p of this.adapterParameters(adapterName))
+      p.requiresGrad = !config.inference_mode && this.activeAdapters.includes(adapterName);
+    if (this.trainableAdapterName === adapterName)
+      this.rankAllocator = new RankAllocator(config, adapterName, this.adaLoraLayers());
   }
 
   /**
    * Prune an adapter's saved tensors ("base_model.model.<path>.lora_A" …) to the kept ranks (peft's
    * resize_state_dict_by_rank_pattern): rows of lora_A and lora_E, columns of lora_B.
    */
-  resizeStateDictByRankPattern(pattern: RankPattern, state: Map<string, Tensor>, adapterName: string): Map<string, Tensor> {
+  resizeStateDictByRankPattern(
+    pattern: RankPattern,
+    state: Map<string, Tensor>,
+    adapterName: string,
+  ): Map<string, Tensor> {
     for (const [key, keep] of Object.entries(pattern)) {
       const prefix = rankPatternModule(key, adapterName);
       const kept = keep.flatMap((k, i) => (k ? [i] : []));
@@ -231,7 +278,8 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
         if (!t) continue;
         const axis = part === "lora_B" ? 1 : 0;
         if (t.shape[axis] === kept.length) continue;
-        if (t.shape[axis] !== keep.length) throw new Error(`rank_pattern["${key}"] has ${keep.length} entries but ${k} has rank ${t.shape[axis]}`);
+        if (t.shape[axis] !== keep.length)
+          throw new Error(`rank_pattern["${key}"] has ${keep.length} entries but ${k} has rank ${t.shape[axis]}`);
         state.set(k, selectRanks(t, axis, kept));
       }
     }
@@ -252,7 +300,8 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
     const config = this.peftConfig.get(adapterName);
     if (!config?.rank_pattern) return state;
     const stripped: RankPattern = {};
-    for (const [k, v] of Object.entries(config.rank_pattern)) stripped[`${rankPatternModule(k, adapterName)}.lora_E`] = v;
+    for (const [k, v] of Object.entries(config.rank_pattern))
+      stripped[`${rankPatternModule(k, adapterName)}.lora_E`] = v;
     config.rank_pattern = stripped;
     return this.resizeStateDictByRankPattern(stripped, state, adapterName);
   }

@@ -19,8 +19,16 @@ export const ADAPTION_PROMPT_FIELDS: MethodFields<AdaptionPromptConfig> = {
     null,
     'The name of the attention submodules that get adaption prompts; null: "self_attn" (LLaMA family).',
   ),
-  adapter_len: field<number | null>(nullable(integer({ min: 1 })), null, "The number of learned prompt tokens per adapted layer (required)."),
-  adapter_layers: field<number | null>(nullable(integer({ min: 1 })), null, "The number of adapted layers, counted from the top (required)."),
+  adapter_len: field<number | null>(
+    nullable(integer({ min: 1 })),
+    null,
+    "The number of learned prompt tokens per adapted layer (required).",
+  ),
+  adapter_layers: field<number | null>(
+    nullable(integer({ min: 1 })),
+    null,
+    "The number of adapted layers, counted from the top (required).",
+  ),
 };
 
 /**
@@ -31,12 +39,19 @@ export function validateAdaptionPromptFields(c: AdaptionPromptConfig, complete =
   checkFields("ADAPTION_PROMPT config", ADAPTION_PROMPT_FIELDS, c);
   if (!complete) return;
   for (const name of ["adapter_len", "adapter_layers"] as const) {
-    check(c[name] !== null && c[name] !== undefined, `ADAPTION_PROMPT: ${name} must be a positive integer, got ${String(c[name])}`);
+    check(
+      c[name] !== null && c[name] !== undefined,
+      `ADAPTION_PROMPT: ${name} must be a positive integer, got ${String(c[name])}`,
+    );
   }
 }
 
 /** Build an adaption-prompt config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export const makeAdaptionPromptConfig = configBuilder<AdaptionPromptConfig>(PeftType.ADAPTION_PROMPT, ADAPTION_PROMPT_FIELDS, () => {});
+export const makeAdaptionPromptConfig = configBuilder<AdaptionPromptConfig>(
+  PeftType.ADAPTION_PROMPT,
+  ADAPTION_PROMPT_FIELDS,
+  () => {},
+);
 
 /** An adaption-prompt config from user fields (TypeScript users) — defaults filled in, validated. */
 export function AdaptionPromptConfig(fields: Partial<AdaptionPromptConfig> = {}): AdaptionPromptConfig {

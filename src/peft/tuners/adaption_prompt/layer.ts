@@ -5,7 +5,17 @@
  * scaled by a gate that starts at zero, projected by o_proj and added to the attention output.
  */
 import type { Module, TensorLayer } from "../../../nn/index.js";
-import { Tensor, add, applyRotary, defaultGenerator, expand, mul, parameter, unsqueeze, zeros } from "../../../tensor/index.js";
+import {
+  Tensor,
+  add,
+  applyRotary,
+  defaultGenerator,
+  expand,
+  mul,
+  parameter,
+  unsqueeze,
+  zeros,
+} from "../../../tensor/index.js";
 import { attend, mergeHeads, splitHeads } from "../../../models/attention.js";
 import type { LayerKV } from "../../../models/outputs.js";
 import type { LlamaAttentionLayer } from "../../../models/llama/modeling.js";
@@ -33,10 +43,16 @@ export class AdaptedAttention extends BaseTunerLayer implements LlamaAttentionLa
   adaption_prompt: ParameterDict;
   adaption_gate: ParameterDict;
 
-  constructor(base: Module, readonly dims: AttentionDims) {
+  constructor(
+    base: Module,
+    readonly dims: AttentionDims,
+  ) {
     super(base);
     for (const p of ["q_proj", "k_proj", "v_proj", "o_proj"]) {
-      if (!base.namedChildren().some(([n]) => n === p)) throw new Error(`adaption prompt: the attention module ${base.constructor.name} has no ${p}; only LLaMA-family attentions are supported`);
+      if (!base.namedChildren().some(([n]) => n === p))
+        throw new Error(
+          `adaption prompt: the attention module ${base.constructor.name} has no ${p}; only LLaMA-family attentions are supported`,
+        );
     }
     this.adaption_prompt = this.registerModule("adaption_prompt", new ParameterDict());
     this.adaption_gate = this.registerModule("adaption_gate", new ParameterDict());
@@ -44,11 +60,19 @@ export class AdaptedAttention extends BaseTunerLayer implements LlamaAttentionLa
 
   /** Add an adapter: prompt ~ N(0, 1) (as peft, after the official LLaMA-Adapter), gate 0 (zero-init). */
   updateLayer(adapterName: string, adapterLen: number): void {
-    this.adaption_prompt.registerParameter(adapterName, parameter(defaultGenerator.normal([1, adapterLen, this.dims.hidden])));
+    this.adaption_prompt.registerParameter(
+      adapterName,
+      parameter(defaultGenerator.normal([1, adapterLen, this.dims.hidden])),
+    );
     this.adaption_gate.registerParameter(adapterName, parameter(zeros([1])));
   }
 
-  forward(x: Tensor, rope: { cos: Tensor; sin: Tensor }, mask: Tensor | null, past: LayerKV | undefined): { out: Tensor; present: LayerKV } {
+  forward(
+    x: Tensor,
+    rope: { cos: Tensor; sin: Tensor },
+    mask: Tensor | null,
+    past: LayerKV | undefined,
+  ): { out: Tensor; present: LayerKV } {
     const base = this.base_layer as LlamaLikeAttention;
     const result = base.forward(x, rope, mask, past);
     const adapters = this.adaptersToApply();
@@ -71,7 +95,9 @@ export class AdaptedAttention extends BaseTunerLayer implements LlamaAttentionLa
   }
 
   protected mergeOne(): void {
-    throw new Error("adaption prompts cannot be merged into the weights (they add attention over learned tokens); use unload() to remove them");
+    throw new Error(
+      "adaption prompts cannot be merged into the weights (they add attention over learned tokens); use unload() to remove them",
+    );
   }
 
   protected unmergeOne(): void {}

@@ -18,11 +18,16 @@ const SUPPORTED = ["llama", "mistral", "qwen2"];
 export class AdaptionPromptModel extends BaseTuner<AdaptionPromptConfig> {
   readonly prefix = "adaption_";
   /** Adaption prompts add attention over learned tokens: there is no weight change to merge. */
-  override readonly capabilities: AdapterCapabilities = { merge: null, weightedCombination: null, optimizerStepHook: null };
+  override readonly capabilities: AdapterCapabilities = {
+    merge: null,
+    weightedCombination: null,
+    optimizerStepHook: null,
+  };
 
   protected prepareConfig(config: AdaptionPromptConfig): AdaptionPromptConfig {
     const type = this.model.config.model_type;
-    if (!SUPPORTED.includes(type)) throw new Error(`Unsupported model type for adaption prompt: '${type}' (supported: ${SUPPORTED.join(", ")})`);
+    if (!SUPPORTED.includes(type))
+      throw new Error(`Unsupported model type for adaption prompt: '${type}' (supported: ${SUPPORTED.join(", ")})`);
     return { ...config, target_modules: config.target_modules ?? "self_attn" };
   }
 
@@ -33,7 +38,12 @@ export class AdaptionPromptModel extends BaseTuner<AdaptionPromptConfig> {
     }
     const c = this.model.config as LlamaConfig;
     const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
-    const wrapped = new AdaptedAttention(target, { hidden: c.hidden_size, heads: c.num_attention_heads, kvHeads: c.num_key_value_heads ?? c.num_attention_heads, headDim });
+    const wrapped = new AdaptedAttention(target, {
+      hidden: c.hidden_size,
+      heads: c.num_attention_heads,
+      kvHeads: c.num_key_value_heads ?? c.num_attention_heads,
+      headDim,
+    });
     wrapped.updateLayer(adapterName, config.adapter_len!);
     wrapped.train(target.training);
     this.model.setSubmodule(key, wrapped);
@@ -41,18 +51,23 @@ export class AdaptionPromptModel extends BaseTuner<AdaptionPromptConfig> {
 
   /** Wrap the top adapter_layers attentions (or add this adapter to the existing wrappers); freeze the rest. */
   override injectAdapter(config: AdaptionPromptConfig, adapterName: string): AdaptionPromptConfig {
-    if (this.peftConfig.has(adapterName)) throw new Error(`an adapter named "${adapterName}" already exists; pick another name or delete it first`);
+    if (this.peftConfig.has(adapterName))
+      throw new Error(`an adapter named "${adapterName}" already exists; pick another name or delete it first`);
     validateAdaptionPromptFields(config, true);
     const prepared = this.prepareConfig(config);
     const target = prepared.target_modules!;
     const candidates = this.model.namedModules().filter(([key]) => key === target || key.endsWith(`.${target}`));
     if (candidates.length < prepared.adapter_layers!) {
-      throw new Error(`Config specifies more adapter layers '${prepared.adapter_layers}' than the model has '${candidates.length}' (modules named "${target}").`);
+      throw new Error(
+        `Config specifies more adapter layers '${prepared.adapter_layers}' than the model has '${candidates.length}' (modules named "${target}").`,
+      );
     }
-    for (const [key, module] of candidates.slice(-prepared.adapter_layers!)) this.createOrUpdate(prepared, adapterName, module, key);
+    for (const [key, module] of candidates.slice(-prepared.adapter_layers!))
+      this.createOrUpdate(prepared, adapterName, module, key);
     if (this.activeAdapters.length === 0) this.activeAdapters = [adapterName];
     this.peftConfig.set(adapterName, prepared);
-    for (const [name, p] of this.model.namedParameters()) if (!name.split(".").some((part) => part.startsWith(this.prefix))) p.requiresGrad = false;
+    for (const [name, p] of this.model.namedParameters())
+      if (!name.split(".").some((part) => part.startsWith(this.prefix))) p.requiresGrad = false;
     this.setAdapter(this.activeAdapters);
     if (prepared.inference_mode) for (const p of this.adapterParameters(adapterName)) p.requiresGrad = false;
     return prepared;

@@ -17,17 +17,29 @@ export function bitFitParameters(model: PreTrainedModel, config: BitFitConfig): 
   const biases: string[] = [];
   for (const [path, module] of model.namedModules()) {
     if (!module.ownParameter("bias")) continue;
-    const hit = config.target_modules === null ? !(config.exclude_modules && checkTarget(config, path) === "excluded") : checkTarget(config, path) === true;
+    const hit =
+      config.target_modules === null
+        ? !(config.exclude_modules && checkTarget(config, path) === "excluded")
+        : checkTarget(config, path) === true;
     if (hit) biases.push(path === "" ? "bias" : `${path}.bias`);
   }
   if (biases.length === 0) {
-    const which = config.target_modules === null ? "the model" : `the modules matching target_modules ${JSON.stringify(config.target_modules)}`;
-    throw new ConfigError(`BITFIT: ${which} ha${config.target_modules === null ? "s" : "ve"} no bias to train`, "target modules that have a bias (LLaMA-style models have none; GPT-2, BERT and Qwen2's q/k/v do)");
+    const which =
+      config.target_modules === null
+        ? "the model"
+        : `the modules matching target_modules ${JSON.stringify(config.target_modules)}`;
+    throw new ConfigError(
+      `BITFIT: ${which} ha${config.target_modules === null ? "s" : "ve"} no bias to train`,
+      "target modules that have a bias (LLaMA-style models have none; GPT-2, BERT and Qwen2's q/k/v do)",
+    );
   }
   return ownParameterNames(model, [...biases, ...parametersOfModules(model, config.modules_to_save ?? [])]);
 }
 
-const BITFIT: ParameterSelection<BitFitConfig> = { complete: (c) => makeBitFitConfig(c, false), select: bitFitParameters };
+const BITFIT: ParameterSelection<BitFitConfig> = {
+  complete: (c) => makeBitFitConfig(c, false),
+  select: bitFitParameters,
+};
 
 registerMethod<BitFitConfig>({
   peftType: PeftType.BITFIT,

@@ -29,13 +29,41 @@ export interface BOFTConfig extends PeftConfig {
 
 /** Every BOFT field (peft 0.15.2): type and range, default, and what it does. */
 export const BOFT_FIELDS: MethodFields<BOFTConfig> = {
-  ...pick(TARGETING_FIELDS, "target_modules", "exclude_modules", "fan_in_fan_out", "modules_to_save", "layers_to_transform", "layers_pattern"),
-  boft_block_size: field(integer({ min: 0 }), 4, "Size of each BOFT block (0: derived from boft_block_num); give exactly one of the two."),
+  ...pick(
+    TARGETING_FIELDS,
+    "target_modules",
+    "exclude_modules",
+    "fan_in_fan_out",
+    "modules_to_save",
+    "layers_to_transform",
+    "layers_pattern",
+  ),
+  boft_block_size: field(
+    integer({ min: 0 }),
+    4,
+    "Size of each BOFT block (0: derived from boft_block_num); give exactly one of the two.",
+  ),
   boft_block_num: field(integer({ min: 0 }), 0, "Number of BOFT blocks per factor (0: derived from boft_block_size)."),
-  boft_n_butterfly_factor: field(integer({ min: 1 }), 1, "Number of butterfly factors (1: a single block-diagonal rotation)."),
-  boft_dropout: field(number({ min: 0, max: 1 }), 0.0, "Probability of replacing blocks of a random factor by the identity while training."),
-  bias: field<"none" | "all" | "boft_only">(oneOf("none", "all", "boft_only"), "none", "Which biases train: none, all, or those of the adapted layers."),
-  init_weights: field(bool, true, "true: identity rotation and unit scale (a fresh adapter changes nothing); false: random."),
+  boft_n_butterfly_factor: field(
+    integer({ min: 1 }),
+    1,
+    "Number of butterfly factors (1: a single block-diagonal rotation).",
+  ),
+  boft_dropout: field(
+    number({ min: 0, max: 1 }),
+    0.0,
+    "Probability of replacing blocks of a random factor by the identity while training.",
+  ),
+  bias: field<"none" | "all" | "boft_only">(
+    oneOf("none", "all", "boft_only"),
+    "none",
+    "Which biases train: none, all, or those of the adapted layers.",
+  ),
+  init_weights: field(
+    bool,
+    true,
+    "true: identity rotation and unit scale (a fresh adapter changes nothing); false: random.",
+  ),
 };
 
 /** Defaults of every BOFT field (peft 0.15.2). */
@@ -43,8 +71,12 @@ export const BOFT_DEFAULTS = defaultsOf(BOFT_FIELDS);
 
 /** BOFTConfig.__post_init__'s checks that span fields, with clear errors. */
 export function validateBOFTFields(c: BOFTConfig): void {
-  const noLayers = c.layers_to_transform === null || (Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0);
-  check(!(c.layers_pattern && noLayers), "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
+  const noLayers =
+    c.layers_to_transform === null || (Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0);
+  check(
+    !(c.layers_pattern && noLayers),
+    "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ",
+  );
   check(
     !(c.boft_block_size === 0 && c.boft_block_num === 0),
     `Either \`boft_block_size\` or \`boft_block_num\` must be non-zero. Currently, boft_block_size = ${c.boft_block_size} and boft_block_num = ${c.boft_block_num}.`,

@@ -14,7 +14,18 @@
  * config says boft_n_butterfly_factor 1.
  */
 import { Linear } from "../../../nn/index.js";
-import { Tensor, defaultGenerator, indexSelect, keep, narrow, ones, reshape, tensor, transpose, zeros } from "../../../tensor/index.js";
+import {
+  Tensor,
+  defaultGenerator,
+  indexSelect,
+  keep,
+  narrow,
+  ones,
+  reshape,
+  tensor,
+  transpose,
+  zeros,
+} from "../../../tensor/index.js";
 import { ConfigError } from "../../../errors.js";
 import { ParameterDict } from "../tuner-layer.js";
 import { setAdapterParameter } from "../linear-tuner.js";
@@ -38,7 +49,8 @@ export function blockButterflyPerm(n: number, b: number, r: number, factors: num
     for (let j = 0; j < r; j++) sortedOrder[i * r + j] = pos * r + j;
   });
   const out = [...indices];
-  for (let start = 0; start < n; start += blockSize) for (let j = 0; j < blockSize; j++) out[start + j] = indices[start + sortedOrder[j]!]!;
+  for (let start = 0; start < n; start += blockSize)
+    for (let j = 0; j < blockSize; j++) out[start + j] = indices[start + sortedOrder[j]!]!;
   return out;
 }
 
@@ -80,33 +92,49 @@ export class BOFTLinear extends OrthogonalLayer {
   /** Add (or re-create) an adapter (peft's update_layer), with peft's checks of block size, number and factors. */
   updateLayer(name: string, s: BOFTSettings): void {
     const m = s.nButterflyFactor - 1;
-    if (m < 0) throw new ConfigError(`You can only specify boft_n_butterfly_factor ${m + 1} to be a positive integer number.`);
+    if (m < 0)
+      throw new ConfigError(`You can only specify boft_n_butterfly_factor ${m + 1} to be a positive integer number.`);
     const inF = this.inFeatures;
     let { blockSize, blockNum } = s;
     if (blockSize === 0 && blockNum !== 0) {
-      if (inF % blockNum !== 0) throw new ConfigError(`in_features (${inF}) must be divisible by boft_block_num (${blockNum})!`);
-      if (m !== 0 && m > Math.floor(Math.log2(blockNum))) throw new ConfigError(`Invalid combination of boft_n_butterfly_factor (${m + 1}) and boft_block_num (${blockNum})!`);
-      if (m !== 0 && blockNum % 2 ** m !== 0) throw new ConfigError(`boft_block_num (${blockNum}) must be a multiple of 2 raised to the power of boft_n_butterfly_factor (${m + 1})!`);
+      if (inF % blockNum !== 0)
+        throw new ConfigError(`in_features (${inF}) must be divisible by boft_block_num (${blockNum})!`);
+      if (m !== 0 && m > Math.floor(Math.log2(blockNum)))
+        throw new ConfigError(
+          `Invalid combination of boft_n_butterfly_factor (${m + 1}) and boft_block_num (${blockNum})!`,
+        );
+      if (m !== 0 && blockNum % 2 ** m !== 0)
+        throw new ConfigError(
+          `boft_block_num (${blockNum}) must be a multiple of 2 raised to the power of boft_n_butterfly_factor (${m + 1})!`,
+        );
       blockSize = inF / blockNum;
     } else if (blockSize !== 0 && blockNum === 0) {
-      if (inF % blockSize !== 0) throw new ConfigError(`in_features (${inF}) must be divisible by boft_block_size (${blockSize})!`);
+      if (inF % blockSize !== 0)
+        throw new ConfigError(`in_features (${inF}) must be divisible by boft_block_size (${blockSize})!`);
       if (m !== 0 && (inF < blockSize * 2 ** m || inF % (blockSize * 2 ** m) !== 0)) {
-        throw new ConfigError(`Invalid combination of in_features (${inF}), boft_n_butterfly_factor (${m + 1}) and boft_block_size (${blockSize})!`);
+        throw new ConfigError(
+          `Invalid combination of in_features (${inF}), boft_n_butterfly_factor (${m + 1}) and boft_block_size (${blockSize})!`,
+        );
       }
       blockNum = inF / blockSize;
     } else {
-      throw new ConfigError(`BOFT needs exactly one of boft_block_size (${blockSize}) and boft_block_num (${blockNum}) non-zero`);
+      throw new ConfigError(
+        `BOFT needs exactly one of boft_block_size (${blockSize}) and boft_block_num (${blockNum}) non-zero`,
+      );
     }
     if (m !== 0 && blockNum % 2 !== 0) throw new ConfigError(`boft_block_num (${blockNum}) must be an even number!`);
     if (m !== 0 && blockSize % 2 !== 0) throw new ConfigError(`boft_block_size (${blockSize}) must be an even number!`);
     this.dropPerms(name);
-    this.perms.set(name, Array.from({ length: m + 1 }, (_, i) => {
-      const perm = blockButterflyPerm(inF, Math.floor(blockNum / 2 ** i), Math.floor(blockSize / 2), m);
-      if (perm.every((v, k) => v === k)) return null;
-      const inverse = new Int32Array(inF);
-      perm.forEach((v, k) => (inverse[v] = k));
-      return { forward: keep(tensor(Int32Array.from(perm), [inF])), inverse: keep(tensor(inverse, [inF])) };
-    }));
+    this.perms.set(
+      name,
+      Array.from({ length: m + 1 }, (_, i) => {
+        const perm = blockButterflyPerm(inF, Math.floor(blockNum / 2 ** i), Math.floor(blockSize / 2), m);
+        if (perm.every((v, k) => v === k)) return null;
+        const inverse = new Int32Array(inF);
+        perm.forEach((v, k) => (inverse[v] = k));
+        return { forward: keep(tensor(Int32Array.from(perm), [inF])), inverse: keep(tensor(inverse, [inF])) };
+      }),
+    );
     this.settings.set(name, { ...s, blockSize, blockNum });
     const shape = [m + 1, blockNum, blockSize, blockSize];
     const rot = s.initWeights ? zeros(shape) : defaultGenerator.normal(shape, 0, 0.1);
@@ -122,7 +150,8 @@ export class BOFTLinear extends OrthogonalLayer {
   }
 
   private factors(name: string): { r: Tensor; s: Tensor } {
-    const r = this.boft_R.ownParameter(name), s = this.boft_s.ownParameter(name);
+    const r = this.boft_R.ownParameter(name),
+      s = this.boft_s.ownParameter(name);
     if (!r || !s) throw new Error(`adapter "${name}" is not in this BOFT layer`);
     return { r, s };
   }

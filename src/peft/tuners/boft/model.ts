@@ -17,11 +17,20 @@ export class BOFTModel extends OrthogonalTuner<BOFTConfig, BOFTSettings> {
   /** Add an adapter (peft's check: a bias setting only with a single adapter); plain config objects get the defaults and checks too. */
   override injectAdapter(fields: BOFTConfig, adapterName: string): BOFTConfig {
     const config = makeBOFTConfig(fields, false);
-    if (this.peftConfig.size > 0 && config.bias !== "none") throw new ConfigError("BOFTModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters.");
+    if (this.peftConfig.size > 0 && config.bias !== "none")
+      throw new ConfigError(
+        "BOFTModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters.",
+      );
     return super.injectAdapter(config, adapterName);
   }
 
   protected settingsOf(c: BOFTConfig): BOFTSettings {
-    return { blockSize: c.boft_block_size, blockNum: c.boft_block_num, nButterflyFactor: c.boft_n_butterfly_factor, dropout: c.boft_dropout, initWeights: c.init_weights };
+    return {
+      blockSize: c.boft_block_size,
+      blockNum: c.boft_block_num,
+      nButterflyFactor: c.boft_n_butterfly_factor,
+      dropout: c.boft_dropout,
+      initWeights: c.init_weights,
+    };
   }
 }

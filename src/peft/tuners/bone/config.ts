@@ -26,7 +26,9 @@ export const BONE_FIELDS: MethodFields<BoneConfig> = {
 export const BONE_DEFAULTS = defaultsOf(BONE_FIELDS);
 
 /** Build a Bone config from fields over the defaults (`fromFile`: lenient with fields of other peft versions). */
-export const makeBoneConfig = configBuilder<BoneConfig>(PeftType.BONE, BONE_FIELDS, (c) => validateLayerSelection(c, false));
+export const makeBoneConfig = configBuilder<BoneConfig>(PeftType.BONE, BONE_FIELDS, (c) =>
+  validateLayerSelection(c, false),
+);
 
 /** A Bone config from user fields (TypeScript users) — defaults filled in, validated. */
 export function BoneConfig(fields: Partial<BoneConfig> = {}): BoneConfig {

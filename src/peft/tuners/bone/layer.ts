@@ -14,7 +14,22 @@
 import type { Linear } from "../../../nn/index.js";
 import { kaimingUniformA5 } from "../../../nn/init.js";
 import {
-  Tensor, add, cat, linear, matmul, narrow, noGrad, parameter, permute, reshape, sub, sum, tensor, tidy, transpose, zeros,
+  Tensor,
+  add,
+  cat,
+  linear,
+  matmul,
+  narrow,
+  noGrad,
+  parameter,
+  permute,
+  reshape,
+  sub,
+  sum,
+  tensor,
+  tidy,
+  transpose,
+  zeros,
 } from "../../../tensor/index.js";
 import { inverseF64 } from "../../../tensor/linalg.js";
 import { ParameterDict } from "../tuner-layer.js";
@@ -40,14 +55,22 @@ export class BoneLinear extends WeightTransformLayer {
   updateLayer(name: string, r: number, initWeights: boolean | "bat"): void {
     const bat = initWeights === "bat";
     if (this.bat !== null && this.bat !== bat && this.adapterNames().some((n) => n !== name)) {
-      throw new Error(`this Bone layer holds ${this.bat ? '"bat"' : "Bone"} adapters; adapter "${name}" (init_weights ${JSON.stringify(initWeights)}) cannot be added to it (peft would run it with the other kind's formula)`);
+      throw new Error(
+        `this Bone layer holds ${this.bat ? '"bat"' : "Bone"} adapters; adapter "${name}" (init_weights ${JSON.stringify(initWeights)}) cannot be added to it (peft would run it with the other kind's formula)`,
+      );
     }
     if (bat && (this.inFeatures % r !== 0 || this.outFeatures % r !== 0)) {
-      throw new Error(`The weight matrix must be fully divisible into [r, r] blocks: [${this.outFeatures}, ${this.inFeatures}] with r = ${r}; pick an r dividing both`);
+      throw new Error(
+        `The weight matrix must be fully divisible into [r, r] blocks: [${this.outFeatures}, ${this.inFeatures}] with r = ${r}; pick an r dividing both`,
+      );
     }
     this.bat = bat;
     this.r.set(name, r);
-    const value = bat ? zeros([this.outFeatures / r, r, r]) : initWeights ? zeros([r, this.outFeatures]) : kaimingUniformA5([r, this.outFeatures], this.outFeatures);
+    const value = bat
+      ? zeros([this.outFeatures / r, r, r])
+      : initWeights
+        ? zeros([r, this.outFeatures])
+        : kaimingUniformA5([r, this.outFeatures], this.outFeatures);
     const old = this.bone_block.ownParameter(name);
     this.bone_block.registerParameter(name, parameter(value));
     if (old) old.dispose();
@@ -99,29 +122,33 @@ export class BoneLinear extends WeightTransformLayer {
   }
 
   protected mergeOne(name: string): void {
-    noGrad(() => tidy(() => {
-      const w = this.linearBase.weight;
-      w.copy_(add(w, this.bat ? this.batDelta(name, w) : this.boneDelta(name)));
-    }));
+    noGrad(() =>
+      tidy(() => {
+        const w = this.linearBase.weight;
+        w.copy_(add(w, this.bat ? this.batDelta(name, w) : this.boneDelta(name)));
+      }),
+    );
   }
 
   protected unmergeOne(name: string): void {
-    noGrad(() => tidy(() => {
-      const w = this.linearBase.weight;
-      if (!this.bat) {
-        w.copy_(sub(w, this.boneDelta(name)));
-        return;
-      }
-      const r = this.r.get(name)!;
-      const b = this.param(name);
-      const values = b.dataSync();
-      const inverses = new Float32Array(values.length);
-      for (let i = 0; i < this.outFeatures / r; i++) {
-        const block = Float64Array.from(values.subarray(i * r * r, (i + 1) * r * r));
-        for (let d = 0; d < r; d++) block[d * r + d]! += 1;
-        inverses.set(inverseF64(block, r), i * r * r);
-      }
-      w.copy_(this.unblock(matmul(sub(this.blocks(w, r), b), tensor(inverses, b.shape))));
-    }));
+    noGrad(() =>
+      tidy(() => {
+        const w = this.linearBase.weight;
+        if (!this.bat) {
+          w.copy_(sub(w, this.boneDelta(name)));
+          return;
+        }
+        const r = this.r.get(name)!;
+        const b = this.param(name);
+        const values = b.dataSync();
+        const inverses = new Float32Array(values.length);
+        for (let i = 0; i < this.outFeatures / r; i++) {
+          const block = Float64Array.from(values.subarray(i * r * r, (i + 1) * r * r));
+          for (let d = 0; d < r; d++) block[d * r + d]! += 1;
+          inverses.set(inverseF64(block, r), i * r * r);
+        }
+        w.copy_(this.unblock(matmul(sub(this.blocks(w, r), b), tensor(inverses, b.shape))));
+      }),
+    );
   }
 }

@@ -24,15 +24,26 @@ export class BottleneckAdapter extends Module {
   readonly adapter_up: Linear;
   private readonly drop: Dropout;
 
-  constructor(hidden: number, bottleneck: number, nonLinearity: string, initWeights: string, readonly scaling: number, dropout: number) {
+  constructor(
+    hidden: number,
+    bottleneck: number,
+    nonLinearity: string,
+    initWeights: string,
+    readonly scaling: number,
+    dropout: number,
+  ) {
     super();
     const down = new Linear(hidden, bottleneck);
     this.adapter_down = this.registerModule("adapter_down", new Sequential(down, activation(nonLinearity)));
     this.adapter_up = this.registerModule("adapter_up", new Linear(bottleneck, hidden));
     this.drop = this.registerModule("dropout", new Dropout(dropout));
     const bert = initWeights === "bert";
-    down.weight.copy_(bert ? defaultGenerator.normal([bottleneck, hidden], 0, 0.02) : kaimingUniform2d([bottleneck, hidden]));
-    this.adapter_up.weight.copy_(bert ? defaultGenerator.normal([hidden, bottleneck], 0, 0.02) : zeros([hidden, bottleneck]));
+    down.weight.copy_(
+      bert ? defaultGenerator.normal([bottleneck, hidden], 0, 0.02) : kaimingUniform2d([bottleneck, hidden]),
+    );
+    this.adapter_up.weight.copy_(
+      bert ? defaultGenerator.normal([hidden, bottleneck], 0, 0.02) : zeros([hidden, bottleneck]),
+    );
     down.bias!.copy_(zeros([bottleneck]));
     this.adapter_up.bias!.copy_(zeros([hidden]));
   }
@@ -77,7 +88,10 @@ abstract class TakeOver<M extends Module> extends Module {
 
 /** A sublayer's output projection whose output h becomes h + A(h) (Houlsby). */
 export class SublayerOutputWithAdapters extends TakeOver<TensorLayer> implements TensorLayer {
-  constructor(inner: TensorLayer, readonly site: BottleneckSite) {
+  constructor(
+    inner: TensorLayer,
+    readonly site: BottleneckSite,
+  ) {
     super(inner);
   }
 
@@ -96,7 +110,10 @@ export type DecoderLayer = Module & { forward(...args: never[]): LayerResult };
 
 /** A decoder layer whose output y becomes y + A(y) (Pfeiffer's output adapter). */
 export class LayerOutputWithAdapters extends TakeOver<DecoderLayer> {
-  constructor(inner: DecoderLayer, readonly site: BottleneckSite) {
+  constructor(
+    inner: DecoderLayer,
+    readonly site: BottleneckSite,
+  ) {
     super(inner);
   }
 

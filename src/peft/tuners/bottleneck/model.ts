@@ -13,7 +13,13 @@ import { CheckpointError, ConfigError } from "../../../errors.js";
 import type { AdapterCapabilities, AdapterFiles, AdapterHost, PeftTask, SavedAdapter } from "../../contract.js";
 import { layerLists } from "../../layer-lists.js";
 import { makeBottleneckConfig, type BottleneckConfig } from "./config.js";
-import { BottleneckAdapter, BottleneckSite, LayerOutputWithAdapters, SublayerOutputWithAdapters, type DecoderLayer } from "./layer.js";
+import {
+  BottleneckAdapter,
+  BottleneckSite,
+  LayerOutputWithAdapters,
+  SublayerOutputWithAdapters,
+  type DecoderLayer,
+} from "./layer.js";
 
 /** Where each family's attention and feed-forward blocks end (their output projections), relative to a layer. */
 const ATTENTION_OUTPUT = ["attn.c_proj", "self_attn.o_proj", "self_attention.dense", "attention.dense"];
@@ -38,16 +44,42 @@ export class BottleneckModel extends Module implements AdapterHost {
   /** Add the adapter to every layer but those in leave_out; freeze the model's own weights. */
   injectAdapter(fields: BottleneckConfig, adapterName: string): BottleneckConfig {
     const config = makeBottleneckConfig(fields, false);
-    if (this.peftConfig.size > 0) throw new ConfigError(`this model already holds the bottleneck adapter "${[...this.peftConfig.keys()][0]}"; a model holds one`, "load the other adapter into a fresh copy of the base model");
+    if (this.peftConfig.size > 0)
+      throw new ConfigError(
+        `this model already holds the bottleneck adapter "${[...this.peftConfig.keys()][0]}"; a model holds one`,
+        "load the other adapter into a fresh copy of the base model",
+      );
     const lists = [...layerLists(this.model, null)];
-    if (lists.length !== 1) throw new ConfigError(`BOTTLENECK: expected one list of decoder layers, found ${lists.length === 0 ? "none" : lists.map(([l]) => l).join(", ")}`, "use a decoder-only model (GPT-2, LLaMA-style)");
+    if (lists.length !== 1)
+      throw new ConfigError(
+        `BOTTLENECK: expected one list of decoder layers, found ${lists.length === 0 ? "none" : lists.map(([l]) => l).join(", ")}`,
+        "use a decoder-only model (GPT-2, LLaMA-style)",
+      );
     const hidden = Number(this.model.config["hidden_size"] ?? this.model.config["n_embd"]);
-    if (!Number.isInteger(hidden) || hidden <= 0) throw new ConfigError("BOTTLENECK: the model config has no hidden_size (or n_embd)", "use a decoder-only model (GPT-2, LLaMA-style)");
+    if (!Number.isInteger(hidden) || hidden <= 0)
+      throw new ConfigError(
+        "BOTTLENECK: the model config has no hidden_size (or n_embd)",
+        "use a decoder-only model (GPT-2, LLaMA-style)",
+      );
     for (const p of this.model.parameters()) p.requiresGrad = false;
     lists[0]![1].forEach((path, i) => {
       if (config.leave_out.includes(i)) return;
-      const rf = typeof config.reduction_factor === "number" ? config.reduction_factor : (config.reduction_factor[String(i)] ?? config.reduction_factor["default"]!);
-      const make = () => this.newSite(adapterName, new BottleneckAdapter(hidden, Math.max(1, Math.floor(hidden / rf)), config.non_linearity, config.init_weights, config.scaling as number, config.dropout));
+      const rf =
+        typeof config.reduction_factor === "number"
+          ? config.reduction_factor
+          : (config.reduction_factor[String(i)] ?? config.reduction_factor["default"]!);
+      const make = () =>
+        this.newSite(
+          adapterName,
+          new BottleneckAdapter(
+            hidden,
+            Math.max(1, Math.floor(hidden / rf)),
+            config.non_linearity,
+            config.init_weights,
+            config.scaling as number,
+            config.dropout,
+          ),
+        );
       if (config.original_ln_before) this.wrapLayer(path, make());
       else {
         if (config.mh_adapter) this.wrapSublayerOutput(path, ATTENTION_OUTPUT, "attention_adapters", make());
@@ -78,11 +110,20 @@ export class BottleneckModel extends Module implements AdapterHost {
   }
 
   /** Houlsby: the sublayer output projection under `layerPath` is wrapped; the site is registered on the layer as `siteName`. */
-  private wrapSublayerOutput(layerPath: string, candidates: readonly string[], siteName: string, site: BottleneckSite): void {
+  private wrapSublayerOutput(
+    layerPath: string,
+    candidates: readonly string[],
+    siteName: string,
+    site: BottleneckSite,
+  ): void {
     const layer = this.model.getSubmodule(layerPath);
     const names = new Set(layer.namedModules().map(([n]) => n));
     const rel = candidates.find((c) => names.has(c));
-    if (!rel) throw new ConfigError(`BOTTLENECK: ${layerPath} has none of ${candidates.join(", ")}; this model family is not supported`, "use GPT-2 or a LLaMA-style model");
+    if (!rel)
+      throw new ConfigError(
+        `BOTTLENECK: ${layerPath} has none of ${candidates.join(", ")}; this model family is not supported`,
+        "use GPT-2 or a LLaMA-style model",
+      );
     const projection = layer.getSubmodule(rel) as TensorLayer;
     layer.registerModule(siteName, site);
     layer.setSubmodule(rel, new SublayerOutputWithAdapters(projection, site));
@@ -95,7 +136,10 @@ export class BottleneckModel extends Module implements AdapterHost {
   /** The one adapter is always the active one. */
   setAdapter(names: string | string[]): void {
     const list = typeof names === "string" ? [names] : names;
-    if (list.length !== 1 || !this.peftConfig.has(list[0]!)) throw new Error(`this model holds one bottleneck adapter, "${[...this.peftConfig.keys()][0]}"; cannot activate ${list.join(", ")}`);
+    if (list.length !== 1 || !this.peftConfig.has(list[0]!))
+      throw new Error(
+        `this model holds one bottleneck adapter, "${[...this.peftConfig.keys()][0]}"; cannot activate ${list.join(", ")}`,
+      );
   }
 
   /** Remove the adapter: the model goes back to its own layers. */
@@ -142,7 +186,12 @@ export class BottleneckModel extends Module implements AdapterHost {
   /** Save hook: the adapter's tensors under AdapterHub's names. */
   saveAdapter(adapterName: string): SavedAdapter {
     if (!this.peftConfig.has(adapterName)) throw new Error(`adapter "${adapterName}" not found`);
-    return { tensors: new Map(this.namedAdapterParameters(adapterName).map(([n, p]) => [n, noGrad(() => contiguous(p, true))])), sideFiles: new Map() };
+    return {
+      tensors: new Map(
+        this.namedAdapterParameters(adapterName).map(([n, p]) => [n, noGrad(() => contiguous(p, true))]),
+      ),
+      sideFiles: new Map(),
+    };
   }
 
   /** Load hook: the file must hold exactly this adapter's tensors, with their shapes. */
@@ -159,7 +208,11 @@ export class BottleneckModel extends Module implements AdapterHost {
     noGrad(() => {
       for (const [name, p] of own) {
         const t = files.tensors.get(name)!;
-        if (t.shape.join(",") !== p.shape.join(",")) throw new CheckpointError(`${files.where}: ${name} has shape [${t.shape.join(", ")}], the adapter's is [${p.shape.join(", ")}]`, "use the config saved with it");
+        if (t.shape.join(",") !== p.shape.join(","))
+          throw new CheckpointError(
+            `${files.where}: ${name} has shape [${t.shape.join(", ")}], the adapter's is [${p.shape.join(", ")}]`,
+            "use the config saved with it",
+          );
         p.copy_(contiguous(t));
       }
     });

@@ -27,15 +27,38 @@ export interface DiffPruningConfig extends PeftConfig {
 
 /** Every DiffPruning field: type and range, default, and what it does. */
 export const DIFF_PRUNING_FIELDS: MethodFields<DiffPruningConfig> = {
-  ...pick(TARGETING_FIELDS, "target_modules", "exclude_modules", "layers_to_transform", "layers_pattern", "modules_to_save"),
+  ...pick(
+    TARGETING_FIELDS,
+    "target_modules",
+    "exclude_modules",
+    "layers_to_transform",
+    "layers_pattern",
+    "modules_to_save",
+  ),
   log_alpha_init: field(number(), 5, "The gates' log α at the start (5: gates open, as Guo et al. start them)."),
-  l0_lambda: field(number({ min: 0 }), 1, "Weight of the expected-L0 penalty (the expected fraction of open gates) in the training loss."),
-  target_sparsity: field(number({ min: 0, max: 1 }), 0.99, "The fraction of difference entries magnitude pruning sets to zero."),
-  total_step: field<number | null>(nullable(integer({ min: 1 })), null, "Prune after this many optimizer steps (null: only when pruneToSparsity is called)."),
+  l0_lambda: field(
+    number({ min: 0 }),
+    1,
+    "Weight of the expected-L0 penalty (the expected fraction of open gates) in the training loss.",
+  ),
+  target_sparsity: field(
+    number({ min: 0, max: 1 }),
+    0.99,
+    "The fraction of difference entries magnitude pruning sets to zero.",
+  ),
+  total_step: field<number | null>(
+    nullable(integer({ min: 1 })),
+    null,
+    "Prune after this many optimizer steps (null: only when pruneToSparsity is called).",
+  ),
 };
 
 /** Build a DiffPruning config from fields over the defaults. */
-export const makeDiffPruningConfig = configBuilder<DiffPruningConfig>(PeftType.DIFF_PRUNING, DIFF_PRUNING_FIELDS, () => {});
+export const makeDiffPruningConfig = configBuilder<DiffPruningConfig>(
+  PeftType.DIFF_PRUNING,
+  DIFF_PRUNING_FIELDS,
+  () => {},
+);
 
 /** A DiffPruning config from user fields (TypeScript users) — defaults filled in, validated. */
 export function DiffPruningConfig(fields: Partial<DiffPruningConfig> = {}): DiffPruningConfig {

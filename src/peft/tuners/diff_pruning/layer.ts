@@ -10,7 +10,25 @@
  */
 import { Conv1D, Linear } from "../../../nn/index.js";
 import {
-  Tensor, add, addInPlace, defaultGenerator, full, linear, log, matmul, maximum, minimum, mul, neg, noGrad, parameter, sigmoid, sub, sum, tidy, zeros,
+  Tensor,
+  add,
+  addInPlace,
+  defaultGenerator,
+  full,
+  linear,
+  log,
+  matmul,
+  maximum,
+  minimum,
+  mul,
+  neg,
+  noGrad,
+  parameter,
+  sigmoid,
+  sub,
+  sum,
+  tidy,
+  zeros,
 } from "../../../tensor/index.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
 
@@ -49,7 +67,10 @@ export class DiffPruningLinear extends BaseTunerLayer {
   /** Add (or re-create) an adapter: δ = 0 (the layer starts as the base layer), log α = logAlphaInit. */
   updateLayer(name: string, logAlphaInit: number): void {
     const shape = this.base_layer.getTensor("weight").shape;
-    for (const [holder, value] of [[this.diff_delta, zeros(shape)], [this.diff_log_alpha, full(shape, logAlphaInit)]] as const) {
+    for (const [holder, value] of [
+      [this.diff_delta, zeros(shape)],
+      [this.diff_log_alpha, full(shape, logAlphaInit)],
+    ] as const) {
       const old = holder.ownParameter(name);
       holder.registerParameter(name, parameter(value));
       old?.dispose();
@@ -64,7 +85,8 @@ export class DiffPruningLinear extends BaseTunerLayer {
 
   /** An adapter's δ and log α. */
   parts(name: string): { delta: Tensor; logAlpha: Tensor } {
-    const delta = this.diff_delta.ownParameter(name), logAlpha = this.diff_log_alpha.ownParameter(name);
+    const delta = this.diff_delta.ownParameter(name),
+      logAlpha = this.diff_log_alpha.ownParameter(name);
     if (!delta || !logAlpha) throw new Error(`adapter "${name}" is not in this diff-pruning layer`);
     return { delta, logAlpha };
   }

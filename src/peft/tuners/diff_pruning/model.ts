@@ -16,20 +16,32 @@ import { DiffPruningLinear, PRUNED_LOG_ALPHA, expectedL0 } from "./layer.js";
 /** Diff pruning injected into a model. */
 export class DiffPruningModel extends BaseTuner<DiffPruningConfig> implements OptimizerStepHook {
   readonly prefix = "diff_";
-  override readonly capabilities: AdapterCapabilities = { merge: this, weightedCombination: null, optimizerStepHook: this };
+  override readonly capabilities: AdapterCapabilities = {
+    merge: this,
+    weightedCombination: null,
+    optimizerStepHook: this,
+  };
 
   /** Defaults and checks (plain config objects too); target_modules is required ("all-linear" is expanded). */
   protected prepareConfig(config: DiffPruningConfig): DiffPruningConfig {
     const c = makeDiffPruningConfig(config, false);
-    if (c.target_modules === null) throw new ConfigError("DIFF_PRUNING needs target_modules", 'name the Linear modules to adapt, or use "all-linear"');
-    if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear") c.target_modules = allLinearTargets(this.model, c.task_type);
+    if (c.target_modules === null)
+      throw new ConfigError(
+        "DIFF_PRUNING needs target_modules",
+        'name the Linear modules to adapt, or use "all-linear"',
+      );
+    if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear")
+      c.target_modules = allLinearTargets(this.model, c.task_type);
     return c;
   }
 
   /** Only Linear and GPT-2's Conv1D layers can be adapted. */
   protected override checkTargetModule(key: string, target: Module): void {
     if (target instanceof DiffPruningLinear || target instanceof Linear || target instanceof Conv1D) return;
-    throw new ConfigError(`Target module ${key} (${target.constructor.name}) is not supported by DIFF_PRUNING`, "target Linear or GPT-2 Conv1D modules");
+    throw new ConfigError(
+      `Target module ${key} (${target.constructor.name}) is not supported by DIFF_PRUNING`,
+      "target Linear or GPT-2 Conv1D modules",
+    );
   }
 
   protected createOrUpdate(config: DiffPruningConfig, adapterName: string, target: Module, key: string): void {
@@ -42,7 +54,9 @@ export class DiffPruningModel extends BaseTuner<DiffPruningConfig> implements Op
 
   /** The diff-pruning layers holding an adapter. */
   private layersOf(adapterName: string): DiffPruningLinear[] {
-    return this.tunerLayers().map(([, l]) => l).filter((l): l is DiffPruningLinear => l instanceof DiffPruningLinear && l.hasAdapter(adapterName));
+    return this.tunerLayers()
+      .map(([, l]) => l)
+      .filter((l): l is DiffPruningLinear => l instanceof DiffPruningLinear && l.hasAdapter(adapterName));
   }
 
   /** The penalty l0_lambda · E[‖z‖₀] / (number of gates) of the active adapters. */
@@ -70,8 +84,12 @@ export class DiffPruningModel extends BaseTuner<DiffPruningConfig> implements Op
    * kept as δ with its gate fixed open (log α = +10), the rest becomes δ = 0 with the gate shut (log α = −10).
    * Returns the number of entries kept.
    */
-  pruneToSparsity(sparsity = this.peftConfig.get(this.activeAdapters[0]!)!.target_sparsity, adapterName = this.activeAdapters[0]!): number {
-    if (!(sparsity >= 0 && sparsity <= 1)) throw new ConfigError(`pruneToSparsity: sparsity must be in [0, 1], got ${sparsity}`);
+  pruneToSparsity(
+    sparsity = this.peftConfig.get(this.activeAdapters[0]!)!.target_sparsity,
+    adapterName = this.activeAdapters[0]!,
+  ): number {
+    if (!(sparsity >= 0 && sparsity <= 1))
+      throw new ConfigError(`pruneToSparsity: sparsity must be in [0, 1], got ${sparsity}`);
     const layers = this.layersOf(adapterName);
     const gated = layers.map((l) => noGrad(() => tidy(() => l.gatedDelta(adapterName, false).dataSync().slice())));
     const magnitudes = gated.flatMap((g, li) => Array.from(g, (v, i) => [Math.abs(v), li, i] as const));
@@ -79,12 +97,24 @@ export class DiffPruningModel extends BaseTuner<DiffPruningConfig> implements Op
     magnitudes.sort((a, b) => b[0] - a[0] || a[1] - b[1] || a[2] - b[2]);
     const kept = layers.map((l) => new Uint8Array(l.parts(adapterName).delta.size));
     for (const [, li, i] of magnitudes.slice(0, keep)) kept[li]![i] = 1;
-    noGrad(() => layers.forEach((l, li) => {
-      const { delta, logAlpha } = l.parts(adapterName);
-      const mask = kept[li]!;
-      delta.copy_(tensor(Float32Array.from(gated[li]!, (v, i) => (mask[i] ? v : 0)), delta.shape));
-      logAlpha.copy_(tensor(Float32Array.from(mask, (m) => (m ? PRUNED_LOG_ALPHA : -PRUNED_LOG_ALPHA)), logAlpha.shape));
-    }));
+    noGrad(() =>
+      layers.forEach((l, li) => {
+        const { delta, logAlpha } = l.parts(adapterName);
+        const mask = kept[li]!;
+        delta.copy_(
+          tensor(
+            Float32Array.from(gated[li]!, (v, i) => (mask[i] ? v : 0)),
+            delta.shape,
+          ),
+        );
+        logAlpha.copy_(
+          tensor(
+            Float32Array.from(mask, (m) => (m ? PRUNED_LOG_ALPHA : -PRUNED_LOG_ALPHA)),
+            logAlpha.shape,
+          ),
+        );
+      }),
+    );
     return keep;
   }
 

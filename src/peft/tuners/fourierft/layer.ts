@@ -13,7 +13,19 @@
  * The cosine/sine tables depend only on the positions and are built once per adapter.
  */
 import { Conv1D, Linear } from "../../../nn/index.js";
-import { Tensor, TorchGenerator, add, defaultGenerator, keep, linear, matmul, mul, sub, tensor, zeros } from "../../../tensor/index.js";
+import {
+  Tensor,
+  TorchGenerator,
+  add,
+  defaultGenerator,
+  keep,
+  linear,
+  matmul,
+  mul,
+  sub,
+  tensor,
+  zeros,
+} from "../../../tensor/index.js";
 import { ConfigError } from "../../../errors.js";
 import { ParameterDict } from "../tuner-layer.js";
 import { AdditiveLayer, setAdapterParameter } from "../linear-tuner.js";
@@ -27,7 +39,12 @@ interface Tables {
 }
 
 /** The n positions of a FourierFT adapter, as peft draws them: the first n of torch's randperm(out · in). */
-export function frequencyPositions(outFeatures: number, inFeatures: number, n: number, seed: number): { rows: number[]; cols: number[] } {
+export function frequencyPositions(
+  outFeatures: number,
+  inFeatures: number,
+  n: number,
+  seed: number,
+): { rows: number[]; cols: number[] } {
   const perm = new TorchGenerator(seed).randperm(outFeatures * inFeatures).slice(0, n);
   return { rows: perm.map((i) => Math.floor(i / inFeatures)), cols: perm.map((i) => i % inFeatures) };
 }
@@ -35,7 +52,8 @@ export function frequencyPositions(outFeatures: number, inFeatures: number, n: n
 /** cos and sin of 2π·pos·index/size as [size, n] (transposed: [n, size]) float32 tables. */
 function trigTables(positions: number[], size: number, transposed: boolean): [Tensor, Tensor] {
   const n = positions.length;
-  const c = new Float32Array(n * size), s = new Float32Array(n * size);
+  const c = new Float32Array(n * size),
+    s = new Float32Array(n * size);
   for (let k = 0; k < n; k++) {
     for (let p = 0; p < size; p++) {
       // (pos·p) mod size keeps the angle in [0, 2π) so that float64 trig stays exact for large layers.
@@ -64,7 +82,8 @@ export class FourierFTLinear extends AdditiveLayer {
 
   constructor(base: Linear | Conv1D) {
     super(base);
-    [this.inFeatures, this.outFeatures] = base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
+    [this.inFeatures, this.outFeatures] =
+      base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
     this.fourierft_spectrum = this.registerModule("fourierft_spectrum", new ParameterDict());
   }
 
@@ -74,21 +93,36 @@ export class FourierFTLinear extends AdditiveLayer {
   }
 
   /** Add (or re-create) an adapter (peft's update_layer): positions from torch's randperm, spectrum N(0, 1) or 0 with initWeights. */
-  updateLayer(name: string, nFrequency: number, scaling: number, initWeights: boolean, randomLocSeed: number | null): void {
-    if (!Number.isInteger(nFrequency) || nFrequency <= 0) throw new ConfigError(`\`n_frequency\` should be a positive integer value but the value passed is ${nFrequency}`);
+  updateLayer(
+    name: string,
+    nFrequency: number,
+    scaling: number,
+    initWeights: boolean,
+    randomLocSeed: number | null,
+  ): void {
+    if (!Number.isInteger(nFrequency) || nFrequency <= 0)
+      throw new ConfigError(`\`n_frequency\` should be a positive integer value but the value passed is ${nFrequency}`);
     if (nFrequency > this.inFeatures * this.outFeatures) {
       throw new ConfigError(
         `\`n_frequency\` should be less than or equal to the product of the input and output dimensions but the value passed is ${nFrequency} and the product is ${this.inFeatures * this.outFeatures}`,
         "lower n_frequency (or n_frequency_pattern for this layer)",
       );
     }
-    if (randomLocSeed === null) throw new ConfigError("FourierFT needs `random_loc_seed` (peft seeds torch's generator with it); null is not a seed", "remove it to use the default 777");
+    if (randomLocSeed === null)
+      throw new ConfigError(
+        "FourierFT needs `random_loc_seed` (peft seeds torch's generator with it); null is not a seed",
+        "remove it to use the default 777",
+      );
     this.nFrequency.set(name, nFrequency);
     this.scaling.set(name, scaling);
     this.randomLocSeed.set(name, randomLocSeed);
     this.indices.set(name, frequencyPositions(this.outFeatures, this.inFeatures, nFrequency, randomLocSeed));
     this.dropTables(name);
-    setAdapterParameter(this.fourierft_spectrum, name, initWeights ? zeros([nFrequency]) : defaultGenerator.normal([nFrequency]));
+    setAdapterParameter(
+      this.fourierft_spectrum,
+      name,
+      initWeights ? zeros([nFrequency]) : defaultGenerator.normal([nFrequency]),
+    );
     this.setAdapter(this.activeAdapters);
   }
 

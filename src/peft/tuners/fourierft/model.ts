@@ -30,7 +30,9 @@ export class FourierFTModel extends LinearTuner<FourierFTConfig> {
   /** Only Linear and GPT-2's Conv1D (or FourierFT layers, which get another adapter) can be adapted. */
   protected override checkTargetModule(key: string, target: Module): void {
     if (target instanceof FourierFTLinear || target instanceof Linear || target instanceof Conv1D) return;
-    throw new Error(`Target module ${key} (${target.constructor.name}) is not supported. Currently, only the following modules are supported: \`torch.nn.Linear\`.`);
+    throw new Error(
+      `Target module ${key} (${target.constructor.name}) is not supported. Currently, only the following modules are supported: \`torch.nn.Linear\`.`,
+    );
   }
 
   protected createOrUpdate(config: FourierFTConfig, adapterName: string, target: Module, key: string): void {

@@ -19,16 +19,31 @@ export interface FreezeConfig extends PeftConfig {
 
 /** Every Freeze field: type and range, default, and what it does. */
 export const FREEZE_FIELDS: MethodFields<FreezeConfig> = {
-  num_trainable_layers: field(integer({ min: 0 }), 2, "How many of the last layers of each layer list train (0: only trainable_modules)."),
-  layers_pattern: field<string | null>(nullable(string), null, 'The name of the layer list ("layers", "h", "block"); null: every list of numbered layers.'),
-  trainable_modules: field<string | string[] | null>(nullable(moduleNames), null, "Further modules that train entirely: a list of names or a full-match regex."),
+  num_trainable_layers: field(
+    integer({ min: 0 }),
+    2,
+    "How many of the last layers of each layer list train (0: only trainable_modules).",
+  ),
+  layers_pattern: field<string | null>(
+    nullable(string),
+    null,
+    'The name of the layer list ("layers", "h", "block"); null: every list of numbered layers.',
+  ),
+  trainable_modules: field<string | string[] | null>(
+    nullable(moduleNames),
+    null,
+    "Further modules that train entirely: a list of names or a full-match regex.",
+  ),
   ...pick(TARGETING_FIELDS, "modules_to_save"),
 };
 
 /** Something must train. */
 function validateFreezeFields(c: FreezeConfig): void {
   const named = c.trainable_modules !== null && c.trainable_modules.length > 0;
-  check(c.num_trainable_layers > 0 || named || (c.modules_to_save?.length ?? 0) > 0, "FREEZE config trains nothing: set num_trainable_layers above 0 or name trainable_modules");
+  check(
+    c.num_trainable_layers > 0 || named || (c.modules_to_save?.length ?? 0) > 0,
+    "FREEZE config trains nothing: set num_trainable_layers above 0 or name trainable_modules",
+  );
 }
 
 /** Build a Freeze config from fields over the defaults. */

@@ -18,25 +18,39 @@ export function freezeParameters(model: PreTrainedModel, config: FreezeConfig): 
   if (config.num_trainable_layers > 0) {
     const lists = layerLists(model, config.layers_pattern);
     if (lists.size === 0) {
-      throw new ConfigError(`FREEZE: no list of numbered layers named ${config.layers_pattern ?? LAYER_LIST_NAMES.join("/")} in this model`, "set layers_pattern to the name of the model's layer list");
+      throw new ConfigError(
+        `FREEZE: no list of numbered layers named ${config.layers_pattern ?? LAYER_LIST_NAMES.join("/")} in this model`,
+        "set layers_pattern to the name of the model's layer list",
+      );
     }
     for (const [list, layers] of lists) {
       if (config.num_trainable_layers > layers.length) {
-        throw new ConfigError(`FREEZE: num_trainable_layers ${config.num_trainable_layers} but ${list} has ${layers.length} layers`, `use at most ${layers.length}`);
+        throw new ConfigError(
+          `FREEZE: num_trainable_layers ${config.num_trainable_layers} but ${list} has ${layers.length} layers`,
+          `use at most ${layers.length}`,
+        );
       }
-      for (const path of layers.slice(layers.length - config.num_trainable_layers)) chosen.push(...parametersOfModules(model, [path]));
+      for (const path of layers.slice(layers.length - config.num_trainable_layers))
+        chosen.push(...parametersOfModules(model, [path]));
     }
   }
   for (const spec of [config.trainable_modules, config.modules_to_save]) {
     if (spec === null || spec.length === 0) continue;
     const found = parametersOfModules(model, spec);
-    if (found.length === 0 && spec === config.trainable_modules) throw new ConfigError(`FREEZE: no module matches trainable_modules ${JSON.stringify(spec)}`, "name modules the model has (e.g. \"lm_head\", \"norm\")");
+    if (found.length === 0 && spec === config.trainable_modules)
+      throw new ConfigError(
+        `FREEZE: no module matches trainable_modules ${JSON.stringify(spec)}`,
+        'name modules the model has (e.g. "lm_head", "norm")',
+      );
     chosen.push(...found);
   }
   return ownParameterNames(model, chosen);
 }
 
-const FREEZE: ParameterSelection<FreezeConfig> = { complete: (c) => makeFreezeConfig(c, false), select: freezeParameters };
+const FREEZE: ParameterSelection<FreezeConfig> = {
+  complete: (c) => makeFreezeConfig(c, false),
+  select: freezeParameters,
+};
 
 registerMethod<FreezeConfig>({
   peftType: PeftType.FREEZE,

@@ -15,7 +15,11 @@ export interface HRAConfig extends WeightTransformConfig {
 export const HRA_FIELDS: MethodFields<HRAConfig> = {
   ...weightTransformFields("hra_only", 8),
   apply_GS: field(bool, false, "Orthogonalise the reflection vectors (Gram–Schmidt) into one reflection I − 2UUᵀ."),
-  init_weights: field(bool, true, "true: vectors in equal pairs (even r), so a fresh adapter changes nothing; false: random."),
+  init_weights: field(
+    bool,
+    true,
+    "true: vectors in equal pairs (even r), so a fresh adapter changes nothing; false: random.",
+  ),
 };
 
 /** Defaults of every HRA field (peft 0.15.2). */

@@ -12,7 +12,24 @@
 import type { Linear } from "../../../nn/index.js";
 import { kaimingUniformA5 } from "../../../nn/init.js";
 import {
-  Tensor, cat, div, linear, matmul, mul, narrow, noGrad, parameter, reshape, sqrt, square, stack, sub, sum, tensor, tidy, transpose,
+  Tensor,
+  cat,
+  div,
+  linear,
+  matmul,
+  mul,
+  narrow,
+  noGrad,
+  parameter,
+  reshape,
+  sqrt,
+  square,
+  stack,
+  sub,
+  sum,
+  tensor,
+  tidy,
+  transpose,
 } from "../../../tensor/index.js";
 import { ParameterDict } from "../tuner-layer.js";
 import { WeightTransformLayer } from "../weight-transform.js";
@@ -107,16 +124,20 @@ export class HRALinear extends WeightTransformLayer {
   }
 
   protected mergeOne(name: string): void {
-    noGrad(() => tidy(() => {
-      const w = this.linearBase.weight;
-      w.copy_(matmul(w, this.orthogonal(name)));
-    }));
+    noGrad(() =>
+      tidy(() => {
+        const w = this.linearBase.weight;
+        w.copy_(matmul(w, this.orthogonal(name)));
+      }),
+    );
   }
 
   protected unmergeOne(name: string): void {
-    noGrad(() => tidy(() => {
-      const w = this.linearBase.weight;
-      w.copy_(matmul(w, this.orthogonal(name, true)));
-    }));
+    noGrad(() =>
+      tidy(() => {
+        const w = this.linearBase.weight;
+        w.copy_(matmul(w, this.orthogonal(name, true)));
+      }),
+    );
   }
 }

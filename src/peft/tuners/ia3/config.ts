@@ -31,7 +31,11 @@ export const IA3_FIELDS: MethodFields<IA3Config> = {
     null,
     "Which targets are feed-forward modules, scaled on their input (a subset of target_modules).",
   ),
-  init_ia3_weights: field(bool, true, "Start the vectors at 1 (the adapter then changes nothing); false draws them from N(0, 1)."),
+  init_ia3_weights: field(
+    bool,
+    true,
+    "Start the vectors at 1 (the adapter then changes nothing); false draws them from N(0, 1).",
+  ),
 };
 
 /** Defaults of every IA3 field (peft 0.15.2). */
@@ -42,7 +46,10 @@ export function validateIA3Fields(c: IA3Config): void {
   if (Array.isArray(c.feedforward_modules) && Array.isArray(c.target_modules)) {
     const targets = c.target_modules;
     const extra = c.feedforward_modules.filter((f) => !targets.includes(f));
-    check(extra.length === 0, `\`feedforward_modules\` should be a subset of \`target_modules\` (not in target_modules: ${JSON.stringify(extra)})`);
+    check(
+      extra.length === 0,
+      `\`feedforward_modules\` should be a subset of \`target_modules\` (not in target_modules: ${JSON.stringify(extra)})`,
+    );
   }
 }
 

@@ -9,7 +9,19 @@
  * by l + 1e-8, as peft does, so it is exact only up to that tolerance (peft warns "Unmerge result can be inaccurate").
  */
 import { Conv1D, Linear, QuantizedLinear } from "../../../nn/index.js";
-import { Tensor, defaultGenerator, div, mul, noGrad, ones, parameter, reshape, tidy, add, transpose } from "../../../tensor/index.js";
+import {
+  Tensor,
+  defaultGenerator,
+  div,
+  mul,
+  noGrad,
+  ones,
+  parameter,
+  reshape,
+  tidy,
+  add,
+  transpose,
+} from "../../../tensor/index.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
 
 let warnedUnmerge = false;
@@ -27,9 +39,14 @@ export class IA3Linear extends BaseTunerLayer {
   ia3_l: ParameterDict;
 
   /** `isFeedforward` is fixed when the layer is created (later adapters added to it keep it, as in peft). */
-  constructor(base: Linear | Conv1D | QuantizedLinear, readonly fanInFanOut: boolean, readonly isFeedforward: boolean) {
+  constructor(
+    base: Linear | Conv1D | QuantizedLinear,
+    readonly fanInFanOut: boolean,
+    readonly isFeedforward: boolean,
+  ) {
     super(base);
-    [this.inFeatures, this.outFeatures] = base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
+    [this.inFeatures, this.outFeatures] =
+      base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
     this.ia3_l = this.registerModule("ia3_l", new ParameterDict());
   }
 
@@ -80,13 +97,18 @@ export class IA3Linear extends BaseTunerLayer {
   }
 
   protected mergeOne(name: string): void {
-    if (this.base_layer instanceof QuantizedLinear) throw new Error("merging (IA)³ into a quantised layer is not supported (peft's bnb (IA)³ layers cannot merge either)");
-    noGrad(() => tidy(() => {
-      const w = this.base_layer.getTensor("weight");
-      w.copy_(mul(w, this.weightFactor(name)));
-      const bias = this.base_layer.ownParameter("bias");
-      if (!this.isFeedforward && bias) bias.copy_(mul(bias, reshape(this.vector(name), bias.shape)));
-    }));
+    if (this.base_layer instanceof QuantizedLinear)
+      throw new Error(
+        "merging (IA)³ into a quantised layer is not supported (peft's bnb (IA)³ layers cannot merge either)",
+      );
+    noGrad(() =>
+      tidy(() => {
+        const w = this.base_layer.getTensor("weight");
+        w.copy_(mul(w, this.weightFactor(name)));
+        const bias = this.base_layer.ownParameter("bias");
+        if (!this.isFeedforward && bias) bias.copy_(mul(bias, reshape(this.vector(name), bias.shape)));
+      }),
+    );
   }
 
   protected unmergeOne(name: string): void {
@@ -94,12 +116,14 @@ export class IA3Linear extends BaseTunerLayer {
       warnedUnmerge = true;
       process.emitWarning("Unmerge result can be inaccurate for (IA)^3.");
     }
-    noGrad(() => tidy(() => {
-      const w = this.base_layer.getTensor("weight");
-      w.copy_(div(w, add(this.weightFactor(name), 1e-8)));
-      const bias = this.base_layer.ownParameter("bias");
-      if (!this.isFeedforward && bias) bias.copy_(div(bias, add(reshape(this.vector(name), bias.shape), 1e-8)));
-    }));
+    noGrad(() =>
+      tidy(() => {
+        const w = this.base_layer.getTensor("weight");
+        w.copy_(div(w, add(this.weightFactor(name), 1e-8)));
+        const bias = this.base_layer.ownParameter("bias");
+        if (!this.isFeedforward && bias) bias.copy_(div(bias, add(reshape(this.vector(name), bias.shape), 1e-8)));
+      }),
+    );
   }
 
   protected forgetAdapter(_name: string): void {}

@@ -22,7 +22,11 @@ export function isFeedforwardModule(feedforward: string | readonly string[] | nu
 /** (IA)³ injected into a model. */
 export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombination {
   readonly prefix = "ia3_";
-  override readonly capabilities: AdapterCapabilities = { merge: this, weightedCombination: this, optimizerStepHook: null };
+  override readonly capabilities: AdapterCapabilities = {
+    merge: this,
+    weightedCombination: this,
+    optimizerStepHook: null,
+  };
 
   /** Add an adapter; plain config objects (not made by IA3Config()) get the defaults and checks too. */
   override injectAdapter(fields: IA3Config, adapterName: string): IA3Config {
@@ -35,22 +39,37 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
     const modelType = this.model.config.model_type;
     if (c.target_modules === null) {
       const t = IA3_TARGETS[modelType];
-      if (!t) throw new Error(`Please specify \`target_modules\` in the IA3 config: there is no default for model_type "${modelType}"`);
+      if (!t)
+        throw new Error(
+          `Please specify \`target_modules\` in the IA3 config: there is no default for model_type "${modelType}"`,
+        );
       c.target_modules = [...t];
     }
     if (c.feedforward_modules === null) {
       const f = IA3_FEEDFORWARD[modelType];
-      if (!f) throw new Error(`Please specify \`feedforward_modules\` in the IA3 config: there is no default for model_type "${modelType}" (list the targets that are feed-forward layers, or [] for none)`);
+      if (!f)
+        throw new Error(
+          `Please specify \`feedforward_modules\` in the IA3 config: there is no default for model_type "${modelType}" (list the targets that are feed-forward layers, or [] for none)`,
+        );
       c.feedforward_modules = [...f];
     }
-    if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear") c.target_modules = allLinearTargets(this.model, c.task_type);
+    if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear")
+      c.target_modules = allLinearTargets(this.model, c.task_type);
     return c;
   }
 
   /** Only Linear and GPT-2's Conv1D layers (or (IA)³ layers, which get another adapter) can be adapted. */
   protected override checkTargetModule(key: string, target: Module): void {
-    if (target instanceof IA3Linear || target instanceof Linear || target instanceof Conv1D || target instanceof QuantizedLinear) return;
-    throw new Error(`Target module ${key} (${target.constructor.name}) is not supported by IA3. Currently, only Linear and GPT-2's Conv1D are supported.`);
+    if (
+      target instanceof IA3Linear ||
+      target instanceof Linear ||
+      target instanceof Conv1D ||
+      target instanceof QuantizedLinear
+    )
+      return;
+    throw new Error(
+      `Target module ${key} (${target.constructor.name}) is not supported by IA3. Currently, only Linear and GPT-2's Conv1D are supported.`,
+    );
   }
 
   protected createOrUpdate(config: IA3Config, adapterName: string, target: Module, key: string): void {
@@ -61,7 +80,11 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
     const isFeedforward = isFeedforwardModule(config.feedforward_modules, key);
     this.checkTargetModule(key, target);
     const base = target as Linear | Conv1D | QuantizedLinear;
-    const layer = new IA3Linear(base, base instanceof QuantizedLinear ? false : fanInFanOutFor(config, base), isFeedforward);
+    const layer = new IA3Linear(
+      base,
+      base instanceof QuantizedLinear ? false : fanInFanOutFor(config, base),
+      isFeedforward,
+    );
     layer.activeAdapters = [...this.activeAdapters];
     layer.updateLayer(adapterName, config.init_ia3_weights);
     this.model.setSubmodule(key, layer);
@@ -80,9 +103,17 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
    * does nothing), and weights must be one finite number per adapter (peft zips, dropping extras). LoRA's options
    * do not apply. Returns the new config.
    */
-  addWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string, opts: WeightedAdapterOptions = {}): IA3Config {
+  addWeightedAdapter(
+    adapters: readonly string[],
+    weights: readonly number[],
+    adapterName: string,
+    opts: WeightedAdapterOptions = {},
+  ): IA3Config {
     const options = Object.keys(opts);
-    if (options.length > 0) throw new Error(`addWeightedAdapter: options (${options.join(", ")}) apply to LoRA only; IA3 adapters are combined as a weighted sum`);
+    if (options.length > 0)
+      throw new Error(
+        `addWeightedAdapter: options (${options.join(", ")}) apply to LoRA only; IA3 adapters are combined as a weighted sum`,
+      );
     const config = this.checkWeightedAdapter(adapters, weights, adapterName);
     this.injectAdapter(config, adapterName);
     noGrad(() => {
@@ -104,18 +135,32 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
   }
 
   /** peft's _check_add_weighted_adapter plus argument checks; the new adapter's config. */
-  private checkWeightedAdapter(adapters: readonly string[], weights: readonly number[], adapterName: string): IA3Config {
+  private checkWeightedAdapter(
+    adapters: readonly string[],
+    weights: readonly number[],
+    adapterName: string,
+  ): IA3Config {
     this.checkWeightedAdapterArguments(adapters, weights, adapterName);
     const wrappers = this.savedModules().filter(([, w]) => adapters.filter((a) => w.modules_to_save.has(a)).length > 1);
-    if (wrappers.length > 0) throw new Error(`addWeightedAdapter: cannot add weighted adapters targeting the same module with modules_to_save (${wrappers.map(([k]) => k).join(", ")})`);
+    if (wrappers.length > 0)
+      throw new Error(
+        `addWeightedAdapter: cannot add weighted adapters targeting the same module with modules_to_save (${wrappers.map(([k]) => k).join(", ")})`,
+      );
     const configs = adapters.map((a) => this.peftConfig.get(a)!);
     const union = (field: "target_modules" | "feedforward_modules"): string | string[] => {
       const specs = configs.map((c) => c[field]);
       const kinds = new Set(specs.map((s) => (typeof s === "string" ? "string" : "list")));
-      if (kinds.size > 1) throw new Error("addWeightedAdapter: all adapter configs should have the same type for target and feedforward modules (all lists or all regex strings).");
+      if (kinds.size > 1)
+        throw new Error(
+          "addWeightedAdapter: all adapter configs should have the same type for target and feedforward modules (all lists or all regex strings).",
+        );
       if (kinds.has("string")) return (specs as string[]).map((s) => `(${s})`).join("|");
       return [...new Set((specs as (string[] | null)[]).flatMap((s) => s ?? []))];
     };
-    return { ...structuredClone(configs[0]!), target_modules: union("target_modules"), feedforward_modules: union("feedforward_modules") };
+    return {
+      ...structuredClone(configs[0]!),
+      target_modules: union("target_modules"),
+      feedforward_modules: union("feedforward_modules"),
+    };
   }
 }

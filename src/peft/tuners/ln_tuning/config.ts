@@ -14,7 +14,12 @@ export interface LNTuningConfig extends PeftConfig {
 }
 
 /** Every LN tuning field (peft 0.15.2). */
-export const LN_TUNING_FIELDS: MethodFields<LNTuningConfig> = pick(TARGETING_FIELDS, "target_modules", "exclude_modules", "modules_to_save");
+export const LN_TUNING_FIELDS: MethodFields<LNTuningConfig> = pick(
+  TARGETING_FIELDS,
+  "target_modules",
+  "exclude_modules",
+  "modules_to_save",
+);
 
 /** Defaults of every LN tuning field (peft 0.15.2). */
 export const LN_TUNING_DEFAULTS = defaultsOf(LN_TUNING_FIELDS);

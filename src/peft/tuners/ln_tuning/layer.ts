@@ -29,7 +29,9 @@ export class LNTuningLayer extends BaseTunerLayer {
     const names = this.adaptersToApply();
     if (names.length === 0) return this.baseForward(x);
     if (names.length > 1) {
-      throw new Error(`Trying to run forward with ${names.length} active adapters, but LN tuning does not allow inference with more than one adapter at a time; activate one with setAdapter`);
+      throw new Error(
+        `Trying to run forward with ${names.length} active adapters, but LN tuning does not allow inference with more than one adapter at a time; activate one with setAdapter`,
+      );
     }
     return this.ln_tuning_layers.get(names[0]!).forward(x);
   }
@@ -39,7 +41,10 @@ export class LNTuningLayer extends BaseTunerLayer {
     const present = this.adapterNames();
     const toMerge = names.filter((n) => present.includes(n) && !this.mergedAdapters.includes(n));
     if (toMerge.length === 0) return;
-    if (toMerge.length > 1) throw new Error(`Trying to merge ${toMerge.length} adapters, but LN tuning does not allow merging more than one adapter at a time`);
+    if (toMerge.length > 1)
+      throw new Error(
+        `Trying to merge ${toMerge.length} adapters, but LN tuning does not allow merging more than one adapter at a time`,
+      );
     if (this.merged) this.unmerge();
     super.merge(toMerge);
   }

@@ -23,14 +23,19 @@ export class LNTuningModel extends BaseTuner<LNTuningConfig> {
     if (config.target_modules !== null) return { ...config };
     const modelType = this.model.config.model_type;
     const targets = LN_TUNING_TARGETS[modelType];
-    if (!targets) throw new ConfigError(`Please specify \`target_modules\` in the LN_TUNING config: there is no default for model_type "${modelType}"`);
+    if (!targets)
+      throw new ConfigError(
+        `Please specify \`target_modules\` in the LN_TUNING config: there is no default for model_type "${modelType}"`,
+      );
     return { ...config, target_modules: [...targets] };
   }
 
   /** A module without a forward of its own (a list of layers) cannot be run in its copy's place. */
   protected override checkTargetModule(key: string, target: Module): void {
     if (typeof (target as unknown as Partial<TensorLayer>).forward !== "function") {
-      throw new Error(`Target module ${key} (${target.constructor.name}) cannot be LN-tuned: it has no forward; target the normalisation layers themselves`);
+      throw new Error(
+        `Target module ${key} (${target.constructor.name}) cannot be LN-tuned: it has no forward; target the normalisation layers themselves`,
+      );
     }
   }
 

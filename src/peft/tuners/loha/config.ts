@@ -12,7 +12,11 @@ export interface LoHaConfig extends LycorisConfig {
 /** Every LoHa field (peft 0.15.2). */
 export const LOHA_FIELDS: MethodFields<LoHaConfig> = {
   ...LYCORIS_FIELDS,
-  init_weights: field(bool, true, "true: hada_w2_b starts at 0, so a fresh adapter changes nothing; false: all four factors random."),
+  init_weights: field(
+    bool,
+    true,
+    "true: hada_w2_b starts at 0, so a fresh adapter changes nothing; false: all four factors random.",
+  ),
 };
 
 /** Defaults of every LoHa field (peft 0.15.2). */

@@ -40,11 +40,16 @@ export class LoHaLinear extends LycorisLayer {
   updateLayer(name: string, s: LycorisSettings): void {
     this.recordSettings(name, { ...s, rankDropoutScale: true });
     const r = s.r;
-    const out = this.outFeatures, inp = this.inFeatures;
+    const out = this.outFeatures,
+      inp = this.inFeatures;
     this.setParameter(this.hada_w1_a, name, parameter(kaimingUniform2d([out, r])));
     this.setParameter(this.hada_w1_b, name, parameter(kaimingUniform2d([r, inp])));
     this.setParameter(this.hada_w2_a, name, parameter(kaimingUniform2d([out, r])));
-    this.setParameter(this.hada_w2_b, name, parameter(s.initWeights === false ? kaimingUniform2d([r, inp]) : zeros([r, inp])));
+    this.setParameter(
+      this.hada_w2_b,
+      name,
+      parameter(s.initWeights === false ? kaimingUniform2d([r, inp]) : zeros([r, inp])),
+    );
     this.setAdapter(this.activeAdapters);
   }
 

@@ -11,6 +11,12 @@ export class LoHaModel extends LycorisTuner<LoHaConfig, LoHaLinear> {
   protected readonly methodName = "LoHa";
 
   protected settingsFor(config: LoHaConfig, key: string): LycorisSettings {
-    return { ...this.rankAndAlpha(config, key), rankDropout: config.rank_dropout, moduleDropout: config.module_dropout, initWeights: config.init_weights, rankDropoutScale: true };
+    return {
+      ...this.rankAndAlpha(config, key),
+      rankDropout: config.rank_dropout,
+      moduleDropout: config.module_dropout,
+      initWeights: config.init_weights,
+      rankDropoutScale: true,
+    };
   }
 }

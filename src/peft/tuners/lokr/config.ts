@@ -22,7 +22,11 @@ export interface LoKrConfig extends LycorisConfig {
 export const LOKR_FIELDS: MethodFields<LoKrConfig> = {
   ...LYCORIS_FIELDS,
   decompose_both: field(bool, false, "Also factor the left Kronecker factor w1 as w1_a·w1_b."),
-  decompose_factor: field(either(oneOf(-1), integer({ min: 1 })), -1, "Split the dimensions as factor × dim/factor; -1: the split closest to a square."),
+  decompose_factor: field(
+    either(oneOf(-1), integer({ min: 1 })),
+    -1,
+    "Split the dimensions as factor × dim/factor; -1: the split closest to a square.",
+  ),
   rank_dropout_scale: field(bool, false, "Divide the rows kept by rank dropout by their fraction."),
   init_weights: field<boolean | "lycoris">(
     either(bool, oneOf("lycoris")),

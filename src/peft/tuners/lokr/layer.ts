@@ -22,7 +22,8 @@ import { kaimingUniform2d } from "../../../nn/init.js";
 export function factorization(dimension: number, factor = -1): [number, number] {
   if (factor > 0 && dimension % factor === 0) return [factor, dimension / factor];
   if (factor === -1) factor = dimension;
-  let m = 1, n = dimension;
+  let m = 1,
+    n = dimension;
   const length = m + n;
   while (m < n) {
     let newM = m + 1;
@@ -62,7 +63,13 @@ export interface LoKrSettings extends LycorisSettings {
 }
 
 /** peft's LoKr update_layer shape rules for a Linear [out, in] at rank r. */
-export function lokrShape(outFeatures: number, inFeatures: number, r: number, decomposeBoth: boolean, decomposeFactor: number): LoKrShape {
+export function lokrShape(
+  outFeatures: number,
+  inFeatures: number,
+  r: number,
+  decomposeBoth: boolean,
+  decomposeFactor: number,
+): LoKrShape {
   const [c, d] = factorization(inFeatures, decomposeFactor);
   const [a, b] = factorization(outFeatures, decomposeFactor);
   return { a, b, c, d, useW1: !(decomposeBoth && r < Math.max(a, c) / 2), useW2: !(r < Math.max(b, d) / 2) };
@@ -102,11 +109,18 @@ export class LoKrLinear extends LycorisLayer {
   updateLayer(name: string, s: LycorisSettings): void {
     const ks = s as LoKrSettings;
     this.recordSettings(name, s);
-    const shape = lokrShape(this.outFeatures, this.inFeatures, s.r, ks.decomposeBoth ?? false, ks.decomposeFactor ?? -1);
+    const shape = lokrShape(
+      this.outFeatures,
+      this.inFeatures,
+      s.r,
+      ks.decomposeBoth ?? false,
+      ks.decomposeFactor ?? -1,
+    );
     this.shapes.set(name, shape);
     const { a, b, c, d, useW1, useW2 } = shape;
     const r = s.r;
-    const zeroW1 = s.initWeights === true, zeroW2 = s.initWeights === "lycoris";
+    const zeroW1 = s.initWeights === true,
+      zeroW2 = s.initWeights === "lycoris";
     const init = (dims: [number, number], zero: boolean) => parameter(zero ? zeros(dims) : kaimingUniform2d(dims));
     if (useW1) {
       this.setParameter(this.lokr_w1, name, init([a, c], zeroW1));
@@ -133,7 +147,8 @@ export class LoKrLinear extends LycorisLayer {
   w1(name: string): Tensor {
     const whole = this.lokr_w1.ownParameter(name);
     if (whole) return whole;
-    const fa = this.lokr_w1_a.ownParameter(name), fb = this.lokr_w1_b.ownParameter(name);
+    const fa = this.lokr_w1_a.ownParameter(name),
+      fb = this.lokr_w1_b.ownParameter(name);
     if (!fa || !fb) throw new Error(`adapter "${name}" is not in this LoKr layer`);
     return matmul(fa, fb);
   }
@@ -142,7 +157,8 @@ export class LoKrLinear extends LycorisLayer {
   w2(name: string): Tensor {
     const whole = this.lokr_w2.ownParameter(name);
     if (whole) return whole;
-    const fa = this.lokr_w2_a.ownParameter(name), fb = this.lokr_w2_b.ownParameter(name);
+    const fa = this.lokr_w2_a.ownParameter(name),
+      fb = this.lokr_w2_b.ownParameter(name);
     if (!fa || !fb) throw new Error(`adapter "${name}" is not in this LoKr layer`);
     return matmul(fa, fb);
   }

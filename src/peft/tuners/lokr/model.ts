@@ -12,8 +12,13 @@ export class LoKrModel extends LycorisTuner<LoKrConfig, LoKrLinear> {
 
   protected settingsFor(config: LoKrConfig, key: string): LoKrSettings {
     return {
-      ...this.rankAndAlpha(config, key), rankDropout: config.rank_dropout, moduleDropout: config.module_dropout, initWeights: config.init_weights,
-      rankDropoutScale: config.rank_dropout_scale, decomposeBoth: config.decompose_both, decomposeFactor: config.decompose_factor,
+      ...this.rankAndAlpha(config, key),
+      rankDropout: config.rank_dropout,
+      moduleDropout: config.module_dropout,
+      initWeights: config.init_weights,
+      rankDropoutScale: config.rank_dropout_scale,
+      decomposeBoth: config.decompose_both,
+      decomposeFactor: config.decompose_factor,
     };
   }
 }

@@ -16,10 +16,12 @@ export const dispatchLinear: LoraDispatcher = (target, config) =>
   target instanceof Linear || target instanceof Conv1D ? new LoraLinear(target, fanInFanOutFor(config, target)) : null;
 
 /** bitsandbytes' Linear4bit / Linear8bitLt (peft's dispatch_bnb_4bit / dispatch_bnb_8bit): merging re-quantises. */
-export const dispatchQuantized: LoraDispatcher = (target) => (target instanceof QuantizedLinear ? new LoraLinear(target, false) : null);
+export const dispatchQuantized: LoraDispatcher = (target) =>
+  target instanceof QuantizedLinear ? new LoraLinear(target, false) : null;
 
 /** Token embeddings. */
-export const dispatchEmbedding: LoraDispatcher = (target) => (target instanceof Embedding ? new LoraEmbedding(target) : null);
+export const dispatchEmbedding: LoraDispatcher = (target) =>
+  target instanceof Embedding ? new LoraEmbedding(target) : null;
 
 /** The module kinds LoRA adapts, tried in order. */
 export const LORA_DISPATCHERS: LoraDispatcher[] = [dispatchLinear, dispatchQuantized, dispatchEmbedding];
@@ -30,5 +32,7 @@ export function dispatchLora(target: Module, config: LoraConfig, key: string): L
     const layer = dispatch(target, config, key);
     if (layer) return layer;
   }
-  throw new Error(`Target module ${key} (${target.constructor.name}) is not supported. Currently, only Linear, Embedding and GPT-2's Conv1D are supported.`);
+  throw new Error(
+    `Target module ${key} (${target.constructor.name}) is not supported. Currently, only Linear, Embedding and GPT-2's Conv1D are supported.`,
+  );
 }

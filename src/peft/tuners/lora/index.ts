@@ -20,8 +20,13 @@ registerMethod<LoraConfig>({
   family: "injected-layers",
   createHost: hostFactory(LoraModel),
   // DoRA's magnitude is a module holding "weight" in the model but a bare tensor in the file (as in peft).
-  renameOnSave: (key, adapter) => (key.endsWith(`lora_magnitude_vector.${adapter}.weight`) ? key.slice(0, -".weight".length) : key),
+  renameOnSave: (key, adapter) =>
+    key.endsWith(`lora_magnitude_vector.${adapter}.weight`) ? key.slice(0, -".weight".length) : key,
   // trainable_token_indices' rows: "<embedding>.token_adapter.trainable_tokens_delta" in the file.
   renameOnLoad: (key, adapter) =>
-    key.endsWith(`lora_magnitude_vector.${adapter}`) ? `${key}.weight` : key.endsWith("token_adapter.trainable_tokens_delta") ? `${key}.${adapter}` : key,
+    key.endsWith(`lora_magnitude_vector.${adapter}`)
+      ? `${key}.weight`
+      : key.endsWith("token_adapter.trainable_tokens_delta")
+        ? `${key}.${adapter}`
+        : key,
 });

@@ -7,7 +7,20 @@
  */
 import { Conv1D, Dropout, Embedding, Linear, ModuleDict, QuantizedLinear } from "../../../nn/index.js";
 import {
-  Tensor, add, embedding, matmul, mul, noGrad, parameter, sqrt, sum, square, transpose, zeros, defaultGenerator, addInPlace,
+  Tensor,
+  add,
+  embedding,
+  matmul,
+  mul,
+  noGrad,
+  parameter,
+  sqrt,
+  sum,
+  square,
+  transpose,
+  zeros,
+  defaultGenerator,
+  addInPlace,
 } from "../../../tensor/index.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
 import { DoraLinearVariant, plainLora, type DoraLayer, type LoraVariant } from "./variants.js";
@@ -69,7 +82,8 @@ export abstract class LoraLayer extends BaseTunerLayer {
   abstract loraFactors(adapter: string): { A: Tensor; B: Tensor };
 
   protected recordSettings(name: string, s: LoraSettings): void {
-    if (!Number.isInteger(s.r) || s.r <= 0) throw new Error(`\`r\` should be a positive integer value but the value passed is ${s.r}`);
+    if (!Number.isInteger(s.r) || s.r <= 0)
+      throw new Error(`\`r\` should be a positive integer value but the value passed is ${s.r}`);
     this.r.set(name, s.r);
     this.loraAlpha.set(name, s.alpha);
     this.scaling.set(name, loraScaling(s));
@@ -88,9 +102,13 @@ export class LoraLinear extends LoraLayer {
   /** Each adapter's variant (plain LoRA unless the config asks for another). */
   private readonly variants = new Map<string, LoraVariant>();
 
-  constructor(base: Linear | Conv1D | QuantizedLinear, readonly fanInFanOut: boolean) {
+  constructor(
+    base: Linear | Conv1D | QuantizedLinear,
+    readonly fanInFanOut: boolean,
+  ) {
     super(base);
-    [this.inFeatures, this.outFeatures] = base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
+    [this.inFeatures, this.outFeatures] =
+      base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
     this.lora_dropout = this.registerModule("lora_dropout", new ModuleDict<Dropout>());
     this.lora_A = this.registerModule("lora_A", new ModuleDict<Linear>());
     this.lora_B = this.registerModule("lora_B", new ModuleDict<Linear>());
@@ -104,15 +122,28 @@ export class LoraLinear extends LoraLayer {
 
   /** Add (or re-create) an adapter (HF's update_layer): its factors, then its variant's own state. */
   updateLayer(name: string, s: LoraSettings): void {
-    if (s.useDora && this.base_layer instanceof QuantizedLinear) throw new Error("DoRA on quantised (4-bit/8-bit) layers is not supported yet; use plain LoRA");
+    if (s.useDora && this.base_layer instanceof QuantizedLinear)
+      throw new Error("DoRA on quantised (4-bit/8-bit) layers is not supported yet; use plain LoRA");
     if (initUsesBaseWeight(s.initWeights) && this.base_layer instanceof QuantizedLinear) {
-      throw new ConfigError(`init_lora_weights "${String(s.initWeights)}" on ${s.key ?? "a layer"}: the base weight is quantised; initialise on the float model, then quantise the residual model (as peft advises)`);
+      throw new ConfigError(
+        `init_lora_weights "${String(s.initWeights)}" on ${s.key ?? "a layer"}: the base weight is quantised; initialise on the float model, then quantise the residual model (as peft advises)`,
+      );
     }
     this.recordSettings(name, s);
     this.lora_dropout.set(name, new Dropout(s.dropout));
     const a = new Linear(this.inFeatures, s.r, { bias: false });
     const b = new Linear(s.r, this.outFeatures, { bias: s.loraBias === true });
-    if (initUsesBaseWeight(s.initWeights)) initFromBaseWeight(this, a.weight, b.weight, String(s.initWeights), s.r, this.scaling.get(name)!, s.key ?? name, s.loftq);
+    if (initUsesBaseWeight(s.initWeights))
+      initFromBaseWeight(
+        this,
+        a.weight,
+        b.weight,
+        String(s.initWeights),
+        s.r,
+        this.scaling.get(name)!,
+        s.key ?? name,
+        s.loftq,
+      );
     else noGrad(() => initFactors(a.weight, b.weight, s));
     if (b.bias && s.initWeights !== false) noGrad(() => b.bias!.copy_(zeros(b.bias!.shape)));
     this.lora_A.set(name, a);
@@ -171,9 +202,18 @@ export class LoraLinear extends LoraLayer {
   private mixedForward(x: Tensor, names: readonly string[]): Tensor {
     checkMixedBatch(names, x.shape[0]!, this.merged);
     if (names.some((n) => this.variants.get(n) instanceof DoraLinearVariant)) {
-      throw new ConfigError("cannot pass adapterNames when DoRA is enabled (peft refuses it too)", "serve DoRA adapters one at a time with setAdapter");
+      throw new ConfigError(
+        "cannot pass adapterNames when DoRA is enabled (peft refuses it too)",
+        "serve DoRA adapters one at a time with setAdapter",
+      );
     }
-    return mixedBatchForward(x, this.baseForward(x), names, (n) => this.hasAdapter(n), (n, rows) => this.loraOutput(n, this.lora_dropout.get(n).forward(rows)));
+    return mixedBatchForward(
+      x,
+      this.baseForward(x),
+      names,
+      (n) => this.hasAdapter(n),
+      (n, rows) => this.loraOutput(n, this.lora_dropout.get(n).forward(rows)),
+    );
   }
 
   /** A quantised base is dequantised, changed and quantised again (peft's bnb merge). */
@@ -199,7 +239,10 @@ export class LoraLinear extends LoraLayer {
     const loraBias = this.lora_B.get(name).bias;
     if (!loraBias) return;
     const bias = this.base_layer.ownParameter("bias");
-    if (!bias) throw new ConfigError(`cannot merge adapter "${name}": it has lora_bias but its base layer has no bias to merge it into (peft fails here too); keep the adapter unmerged`);
+    if (!bias)
+      throw new ConfigError(
+        `cannot merge adapter "${name}": it has lora_bias but its base layer has no bias to merge it into (peft fails here too); keep the adapter unmerged`,
+      );
     noGrad(() => addInPlace(bias, sign === 1 ? loraBias : mul(loraBias, -1)));
   }
 
@@ -255,8 +298,14 @@ export class LoraEmbedding extends LoraLayer {
   /** Add (or re-create) an adapter: A starts at 0 and B ~ N(0, 1), so a fresh adapter changes nothing. */
   updateLayer(name: string, s: LoraSettings): void {
     if (s.useDora) throw new Error("DoRA is not supported on embedding layers");
-    if (s.initWeights === "loftq") throw new ConfigError(`init_lora_weights "loftq" on the Embedding ${s.key ?? "layer"}: peft 0.15.2's LoftQ fails on embeddings; leave embeddings out of target_modules`);
-    if (s.loraBias) throw new ConfigError(`lora_bias=true is not supported for Embedding layers (${s.key ?? "embedding"}), as in peft; target only Linear layers or set lora_bias false`);
+    if (s.initWeights === "loftq")
+      throw new ConfigError(
+        `init_lora_weights "loftq" on the Embedding ${s.key ?? "layer"}: peft 0.15.2's LoftQ fails on embeddings; leave embeddings out of target_modules`,
+      );
+    if (s.loraBias)
+      throw new ConfigError(
+        `lora_bias=true is not supported for Embedding layers (${s.key ?? "embedding"}), as in peft; target only Linear layers or set lora_bias false`,
+      );
     this.recordSettings(name, s);
     this.lora_dropout.set(name, new Dropout(s.dropout));
     const { numEmbeddings, embeddingDim } = this.baseEmbedding;
@@ -271,7 +320,8 @@ export class LoraEmbedding extends LoraLayer {
   }
 
   getDeltaWeight(adapter: string): Tensor {
-    const a = this.lora_embedding_A.ownParameter(adapter)!, b = this.lora_embedding_B.ownParameter(adapter)!;
+    const a = this.lora_embedding_A.ownParameter(adapter)!,
+      b = this.lora_embedding_B.ownParameter(adapter)!;
     return mul(transpose(matmul(b, a)), this.scaling.get(adapter)!);
   }
 
@@ -280,7 +330,13 @@ export class LoraEmbedding extends LoraLayer {
     const rowAdapters = currentAdapterNames();
     if (rowAdapters && !this.disableAdapters) {
       checkMixedBatch(rowAdapters, ids.shape[0]!, this.merged);
-      return mixedBatchForward(ids, this.baseForward(ids), rowAdapters, (n) => this.hasAdapter(n), (n, rows) => this.embeddingDelta(n, rows));
+      return mixedBatchForward(
+        ids,
+        this.baseForward(ids),
+        rowAdapters,
+        (n) => this.hasAdapter(n),
+        (n, rows) => this.embeddingDelta(n, rows),
+      );
     }
     let result = this.baseForward(ids);
     for (const name of this.adaptersToApply()) result = add(result, this.embeddingDelta(name, ids));
@@ -289,7 +345,8 @@ export class LoraEmbedding extends LoraLayer {
 
   /** One adapter's low-rank rows for ids. */
   private embeddingDelta(name: string, ids: Tensor): Tensor {
-    const a = this.lora_embedding_A.ownParameter(name)!, b = this.lora_embedding_B.ownParameter(name)!;
+    const a = this.lora_embedding_A.ownParameter(name)!,
+      b = this.lora_embedding_B.ownParameter(name)!;
     return mul(matmul(embedding(ids, transpose(a)), transpose(b)), this.scaling.get(name)!);
   }
 

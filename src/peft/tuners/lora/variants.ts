@@ -28,7 +28,8 @@ export const plainLora: LoraVariant = {
   init() {},
   merge: (layer, adapter, w) => add(w, layer.deltaOutIn(adapter)),
   unmerge: (layer, adapter, w) => sub(w, layer.deltaOutIn(adapter)),
-  forward: (layer, adapter, x, result) => add(result, layer.loraOutput(adapter, layer.lora_dropout.get(adapter).forward(x))),
+  forward: (layer, adapter, x, result) =>
+    add(result, layer.loraOutput(adapter, layer.lora_dropout.get(adapter).forward(x))),
 };
 
 /** The per-output-row magnitude of DoRA (a module holding one parameter "weight", as in HF). */
@@ -73,7 +74,8 @@ export class DoraLinearVariant implements LoraVariant {
     const dropped = layer.lora_dropout.get(adapter).forward(x);
     const w = layer.baseWeightOutIn();
     const bias = layer.base_layer.ownParameter("bias");
-    const baseResult = dropped === x ? (bias ? sub(base, bias) : base) : matmul(reshape(dropped, [-1, layer.inFeatures]), transpose(w));
+    const baseResult =
+      dropped === x ? (bias ? sub(base, bias) : base) : matmul(reshape(dropped, [-1, layer.inFeatures]), transpose(w));
     const magScale = div(layer.lora_magnitude_vector.get(adapter).weight, layer.weightNorm(w, adapter));
     const shapedBase = reshape(baseResult, base.shape);
     return add(result, add(mul(sub(magScale, 1), shapedBase), mul(magScale, layer.loraOutput(adapter, dropped))));

@@ -139,11 +139,17 @@ export function magnitudePruned(t: Float64Array, density: number): Float64Array 
  * peft's prune: "magnitude" keeps the largest entries, "random" multiplies by a Bernoulli(density) mask. peft
  * 0.15.2 does not rescale DARE's survivors by 1/density (its torch.div result is discarded), so neither does this.
  */
-function pruned(t: Float64Array, density: number, method: "magnitude" | "random", mask: BernoulliMaskSource): Float64Array {
+function pruned(
+  t: Float64Array,
+  density: number,
+  method: "magnitude" | "random",
+  mask: BernoulliMaskSource,
+): Float64Array {
   if (density >= 1) return t;
   if (method === "magnitude") return magnitudePruned(t, density);
   const keep = mask(t.length, density);
-  if (keep.length !== t.length) throw new Error(`the DARE mask source returned ${keep.length} values for a tensor of ${t.length}`);
+  if (keep.length !== t.length)
+    throw new Error(`the DARE mask source returned ${keep.length} values for a tensor of ${t.length}`);
   return t.map((x, i) => x * keep[i]!);
 }
 
@@ -152,25 +158,37 @@ function pruned(t: Float64Array, density: number, method: "magnitude" | "random"
  * magnitude_prune, random for DARE), then either the weighted sum or, for the ties kinds, the disjoint merge —
  * per entry, the mean of the weighted values whose sign agrees with the elected majority sign.
  */
-export function mergeTaskTensors(kind: TaskMerge, tensors: readonly Float64Array[], weights: readonly number[], opts: TaskMergeOptions): Float64Array {
+export function mergeTaskTensors(
+  kind: TaskMerge,
+  tensors: readonly Float64Array[],
+  weights: readonly number[],
+  opts: TaskMergeOptions,
+): Float64Array {
   let ts = tensors;
   if (kind !== "linear") {
     const density = opts.density;
-    if (density === null || !(density >= 0)) throw new ConfigError(`combination type "${kind}" needs a density in [0, 1], got ${density}`, "pass density (the fraction of values kept), e.g. { density: 0.5 }");
+    if (density === null || !(density >= 0))
+      throw new ConfigError(
+        `combination type "${kind}" needs a density in [0, 1], got ${density}`,
+        "pass density (the fraction of values kept), e.g. { density: 0.5 }",
+      );
     const method = kind === "dare_linear" || kind === "dare_ties" ? "random" : "magnitude";
     ts = ts.map((t) => pruned(t, density, method, opts.mask));
   }
   const size = ts[0]!.length;
   const out = new Float64Array(size);
   if (kind !== "ties" && kind !== "dare_ties") {
-    ts.forEach((t, k) => { for (let i = 0; i < size; i++) out[i]! += weights[k]! * t[i]!; });
+    ts.forEach((t, k) => {
+      for (let i = 0; i < size; i++) out[i]! += weights[k]! * t[i]!;
+    });
     return out;
   }
   for (let i = 0; i < size; i++) {
     let elect = 0;
     for (const t of ts) elect += opts.majoritySignMethod === "total" ? t[i]! : Math.sign(t[i]!);
     const majority = elect >= 0 ? 1 : -1;
-    let sum = 0, count = 0;
+    let sum = 0,
+      count = 0;
     ts.forEach((t, k) => {
       if (Math.sign(t[i]!) !== majority) return;
       sum += weights[k]! * t[i]!;
@@ -185,12 +203,26 @@ export function mergeTaskTensors(kind: TaskMerge, tensors: readonly Float64Array
  * linear, ties, dare_linear, dare_ties, magnitude_prune: A and B each merged by `kind` with weights √(wᵢ·sᵢ)
  * (all ranks equal; w·s ≥ 0, checked by the caller).
  */
-export function combineFactorwise(kind: TaskMerge, parts: readonly LoraPart[], opts: TaskMergeOptions): CombinedFactors {
+export function combineFactorwise(
+  kind: TaskMerge,
+  parts: readonly LoraPart[],
+  opts: TaskMergeOptions,
+): CombinedFactors {
   const r = parts[0]!.r;
   for (const p of parts) if (p.r !== r) throw new Error(`"${kind}" combination needs equal ranks, got ${r} and ${p.r}`);
   const weights = parts.map((p) => Math.sqrt(p.weight * p.scaling));
-  const a = mergeTaskTensors(kind, parts.map((p) => Float64Array.from(p.a)), weights, opts);
-  const b = mergeTaskTensors(kind, parts.map((p) => Float64Array.from(p.b)), weights, opts);
+  const a = mergeTaskTensors(
+    kind,
+    parts.map((p) => Float64Array.from(p.a)),
+    weights,
+    opts,
+  );
+  const b = mergeTaskTensors(
+    kind,
+    parts.map((p) => Float64Array.from(p.b)),
+    weights,
+    opts,
+  );
   return { a: Float32Array.from(a), b: Float32Array.from(b) };
 }
 
@@ -198,7 +230,8 @@ export function combineFactorwise(kind: TaskMerge, parts: readonly LoraPart[], o
 export function combineCat(parts: readonly LoraPart[], m: number, n: number, rank: number): CombinedFactors {
   const total = parts.reduce((s, p) => s + p.r, 0);
   if (total > rank) throw new Error(`cat combination needs rank ≥ ${total} (the sum of the ranks), got ${rank}`);
-  const a = new Float32Array(rank * n), b = new Float32Array(m * rank);
+  const a = new Float32Array(rank * n),
+    b = new Float32Array(m * rank);
   let row = 0;
   for (const p of parts) {
     const f = p.weight * p.scaling;
@@ -215,25 +248,41 @@ export function combineCat(parts: readonly LoraPart[], m: number, n: number, ran
  * is below min(m, n); the other kinds merge the dense deltas sᵢ·Bᵢ·Aᵢ with weights wᵢ·sᵢ first. `deltaTransposed`:
  * peft's get_delta_weight is [n, m] (Conv1D, embeddings), so DARE's masks are drawn in that order.
  */
-export function combineSvd(kind: TaskMerge, parts: readonly LoraPart[], m: number, n: number, rank: number, clamp: number | null, opts: TaskMergeOptions, deltaTransposed: boolean): CombinedFactors {
+export function combineSvd(
+  kind: TaskMerge,
+  parts: readonly LoraPart[],
+  m: number,
+  n: number,
+  rank: number,
+  clamp: number | null,
+  opts: TaskMergeOptions,
+  deltaTransposed: boolean,
+): CombinedFactors {
   if (kind === "linear") return truncatedFactors(svdOfWeightedProduct(parts, m, n), m, n, rank, clamp);
   const deltas = parts.map((p) => {
     const d = new Float64Array(m * n);
-    for (let i = 0; i < m; i++) for (let l = 0; l < p.r; l++) {
-      const bil = p.scaling * p.b[i * p.r + l]!;
-      for (let j = 0; j < n; j++) d[i * n + j]! += bil * p.a[l * n + j]!;
-    }
+    for (let i = 0; i < m; i++)
+      for (let l = 0; l < p.r; l++) {
+        const bil = p.scaling * p.b[i * p.r + l]!;
+        for (let j = 0; j < n; j++) d[i * n + j]! += bil * p.a[l * n + j]!;
+      }
     return d;
   });
   const mergeOpts = deltaTransposed ? { ...opts, mask: transposedMask(opts.mask, m, n) } : opts;
-  const merged = mergeTaskTensors(kind, deltas, parts.map((p) => p.weight * p.scaling), mergeOpts);
+  const merged = mergeTaskTensors(
+    kind,
+    deltas,
+    parts.map((p) => p.weight * p.scaling),
+    mergeOpts,
+  );
   return truncatedFactors(svdF64(merged, m, n), m, n, rank, clamp);
 }
 
 /** The SVD of Σ wᵢ·sᵢ²·Bᵢ·Aᵢ from the stacked factors. */
 function svdOfWeightedProduct(parts: readonly LoraPart[], m: number, n: number): SvdF64 {
   const total = parts.reduce((s, p) => s + p.r, 0);
-  const bcat = new Float64Array(m * total), acat = new Float64Array(total * n);
+  const bcat = new Float64Array(m * total),
+    acat = new Float64Array(total * n);
   let off = 0;
   for (const p of parts) {
     const f = p.weight * p.scaling * p.scaling;
@@ -250,7 +299,8 @@ function svdOfWeightedProduct(parts: readonly LoraPart[], m: number, n: number):
  * there), and zero rows past n.
  */
 function truncatedFactors(d: SvdF64, m: number, n: number, rank: number, clamp: number | null): CombinedFactors {
-  const us = new Float64Array(m * rank), vh = new Float64Array(rank * n);
+  const us = new Float64Array(m * rank),
+    vh = new Float64Array(rank * n);
   const kept = Math.min(rank, d.k);
   for (let i = 0; i < m; i++) for (let t = 0; t < kept; t++) us[i * rank + t] = d.u[i * d.k + t]! * d.s[t]!;
   const rows: Float64Array[] = [];
@@ -263,7 +313,8 @@ function truncatedFactors(d: SvdF64, m: number, n: number, rank: number, clamp: 
     const all = new Float64Array(us.length + vh.length);
     all.set(us);
     all.set(vh, us.length);
-    const hi = quantile(all, clamp), lo = -hi;
+    const hi = quantile(all, clamp),
+      lo = -hi;
     // torch.clamp(x, lo, hi) = min(max(x, lo), hi), also when lo > hi.
     for (const arr of [us, vh]) for (let i = 0; i < arr.length; i++) arr[i] = Math.min(Math.max(arr[i]!, lo), hi);
   }

@@ -39,10 +39,21 @@ export interface MultitaskPromptTuningConfig extends PromptLearningConfig {
 /** Every MultitaskPromptTuning field (peft 0.15.2). */
 export const MULTITASK_PROMPT_TUNING_FIELDS: MethodFields<MultitaskPromptTuningConfig> = {
   ...PROMPT_TUNING_FIELDS,
-  prompt_tuning_init: field<MultitaskPromptTuningInit>(oneOf(...Object.values(MultitaskPromptTuningInit)), "RANDOM",
-    "How the prompt starts: TEXT, RANDOM, or from a source adapter (AVERAGE_SOURCE_TASKS, EXACT_SOURCE_TASK, ONLY_SOURCE_SHARED)."),
-  prompt_tuning_init_state_dict_path: field<string | null>(nullable(string), null, "The source adapter's adapter_model.safetensors (source inits)."),
-  prompt_tuning_init_task: field<number | null>(nullable(integer({ min: 0 })), 0, "The source task EXACT_SOURCE_TASK starts from."),
+  prompt_tuning_init: field<MultitaskPromptTuningInit>(
+    oneOf(...Object.values(MultitaskPromptTuningInit)),
+    "RANDOM",
+    "How the prompt starts: TEXT, RANDOM, or from a source adapter (AVERAGE_SOURCE_TASKS, EXACT_SOURCE_TASK, ONLY_SOURCE_SHARED).",
+  ),
+  prompt_tuning_init_state_dict_path: field<string | null>(
+    nullable(string),
+    null,
+    "The source adapter's adapter_model.safetensors (source inits).",
+  ),
+  prompt_tuning_init_task: field<number | null>(
+    nullable(integer({ min: 0 })),
+    0,
+    "The source task EXACT_SOURCE_TASK starts from.",
+  ),
   num_ranks: field<number | null>(nullable(integer({ min: 1 })), 1, "Rank of each task's prompt factor."),
   num_tasks: field<number | null>(nullable(integer({ min: 1 })), 1, "Number of tasks."),
 };
@@ -50,8 +61,10 @@ export const MULTITASK_PROMPT_TUNING_FIELDS: MethodFields<MultitaskPromptTuningC
 /** Prompt tuning's checks, and a source path for the source inits (peft checks it when the encoder is built). */
 function validateMultitaskFields(c: MultitaskPromptTuningConfig): void {
   validatePromptTuningFields(c as unknown as PromptTuningConfig);
-  check(!SOURCE_INITS.includes(c.prompt_tuning_init) || c.prompt_tuning_init_state_dict_path !== null,
-    `prompt_tuning_init_state_dict_path needs to be specified with ${c.prompt_tuning_init} init method`);
+  check(
+    !SOURCE_INITS.includes(c.prompt_tuning_init) || c.prompt_tuning_init_state_dict_path !== null,
+    `prompt_tuning_init_state_dict_path needs to be specified with ${c.prompt_tuning_init} init method`,
+  );
 }
 
 /** Build a multitask prompt tuning config from fields over the defaults. */
@@ -63,6 +76,8 @@ export const makeMultitaskPromptTuningConfig = configBuilder<MultitaskPromptTuni
 );
 
 /** A multitask prompt tuning config from user fields — defaults filled in, validated. */
-export function MultitaskPromptTuningConfig(fields: Partial<MultitaskPromptTuningConfig> = {}): MultitaskPromptTuningConfig {
+export function MultitaskPromptTuningConfig(
+  fields: Partial<MultitaskPromptTuningConfig> = {},
+): MultitaskPromptTuningConfig {
   return makeMultitaskPromptTuningConfig(fields, false);
 }

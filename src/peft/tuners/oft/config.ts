@@ -33,12 +33,36 @@ export interface OFTConfig extends PeftConfig {
 
 /** Every OFT field (peft 0.15.2): type and range, default, and what it does. */
 export const OFT_FIELDS: MethodFields<OFTConfig> = {
-  ...pick(TARGETING_FIELDS, "target_modules", "exclude_modules", "fan_in_fan_out", "modules_to_save", "layers_to_transform", "layers_pattern"),
+  ...pick(
+    TARGETING_FIELDS,
+    "target_modules",
+    "exclude_modules",
+    "fan_in_fan_out",
+    "modules_to_save",
+    "layers_to_transform",
+    "layers_pattern",
+  ),
   r: field(integer({ min: 0 }), 8, "Number of OFT blocks per layer (0: derived from oft_block_size)."),
-  oft_block_size: field(integer({ min: 0 }), 0, "Size of each OFT block (0: derived from r); give exactly one of the two."),
-  module_dropout: field(number({ min: 0, max: 1 }), 0.0, "Probability of replacing a block by the identity while training."),
-  bias: field<"none" | "all" | "oft_only">(oneOf("none", "all", "oft_only"), "none", "Which biases train: none, all, or those of the adapted layers."),
-  init_weights: field(bool, true, "true: identity rotation and unit scale (a fresh adapter changes nothing); false: random."),
+  oft_block_size: field(
+    integer({ min: 0 }),
+    0,
+    "Size of each OFT block (0: derived from r); give exactly one of the two.",
+  ),
+  module_dropout: field(
+    number({ min: 0, max: 1 }),
+    0.0,
+    "Probability of replacing a block by the identity while training.",
+  ),
+  bias: field<"none" | "all" | "oft_only">(
+    oneOf("none", "all", "oft_only"),
+    "none",
+    "Which biases train: none, all, or those of the adapted layers.",
+  ),
+  init_weights: field(
+    bool,
+    true,
+    "true: identity rotation and unit scale (a fresh adapter changes nothing); false: random.",
+  ),
   coft: field(bool, false, "Constrained OFT: keep each block's matrix within eps of 0."),
   eps: field(number({ min: 0 }), 6e-5, "COFT's radius (scaled by ceil(out / r)²)."),
   block_share: field(bool, false, "Share one block across all block positions."),
@@ -49,9 +73,16 @@ export const OFT_DEFAULTS = defaultsOf(OFT_FIELDS);
 
 /** OFTConfig.__post_init__'s checks that span fields, with clear errors. */
 export function validateOFTFields(c: OFTConfig): void {
-  const noLayers = c.layers_to_transform === null || (Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0);
-  check(!(c.layers_pattern && noLayers), "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
-  check(!(c.r === 0 && c.oft_block_size === 0), `Either \`r\` or \`oft_block_size\` must be non-zero. Currently, r = ${c.r} and oft_block_size = ${c.oft_block_size}.`);
+  const noLayers =
+    c.layers_to_transform === null || (Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0);
+  check(
+    !(c.layers_pattern && noLayers),
+    "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ",
+  );
+  check(
+    !(c.r === 0 && c.oft_block_size === 0),
+    `Either \`r\` or \`oft_block_size\` must be non-zero. Currently, r = ${c.r} and oft_block_size = ${c.oft_block_size}.`,
+  );
   check(
     (c.r !== 0) !== (c.oft_block_size !== 0),
     `You can only specify either r (${c.r}) or oft_block_size (${c.oft_block_size}), but not both simultaneously, because r x oft_block_size == in_features.`,

@@ -12,7 +12,22 @@
  */
 import { Linear } from "../../../nn/index.js";
 import {
-  Tensor, add, defaultGenerator, div, linear, matmul, mul, noGrad, ones, permute, reshape, sub, tensor, tidy, transpose, zeros,
+  Tensor,
+  add,
+  defaultGenerator,
+  div,
+  linear,
+  matmul,
+  mul,
+  noGrad,
+  ones,
+  permute,
+  reshape,
+  sub,
+  tensor,
+  tidy,
+  transpose,
+  zeros,
 } from "../../../tensor/index.js";
 import { inverse } from "../../../tensor/linalg.js";
 import { ConfigError } from "../../../errors.js";
@@ -53,7 +68,8 @@ export function rotateColumns(w: Tensor, q: Tensor): Tensor {
 
 /** peft's MultiplicativeDropoutLayer on blocks Q [n, b, b]: int(p · n) random blocks become the identity (none when n is 1). */
 export function dropBlocks(q: Tensor, p: number): Tensor {
-  const n = q.shape[0]!, b = q.shape[1]!;
+  const n = q.shape[0]!,
+    b = q.shape[1]!;
   if (n === 1) return q;
   const order = Array.from({ length: n }, (_, i) => i);
   for (let i = n - 1; i > 0; i--) {
@@ -109,10 +125,12 @@ export abstract class OrthogonalLayer extends BaseTunerLayer {
   }
 
   protected unmergeOne(name: string): void {
-    noGrad(() => tidy(() => {
-      const w = this.base_layer.getTensor("weight");
-      w.copy_(div(this.unrotate(w, name), this.scale(name)));
-    }));
+    noGrad(() =>
+      tidy(() => {
+        const w = this.base_layer.getTensor("weight");
+        w.copy_(div(this.unrotate(w, name), this.scale(name)));
+      }),
+    );
   }
 }
 
@@ -176,7 +194,8 @@ export class OFTLinear extends OrthogonalLayer {
   }
 
   private factors(name: string): { r: Tensor; s: Tensor } {
-    const r = this.oft_r.ownParameter(name), s = this.oft_s.ownParameter(name);
+    const r = this.oft_r.ownParameter(name),
+      s = this.oft_s.ownParameter(name);
     if (!r || !s) throw new Error(`adapter "${name}" is not in this OFT layer`);
     return { r, s };
   }

@@ -15,10 +15,15 @@ interface RotationLayer<S> extends OrthogonalLayer {
 }
 
 /** OFT and BOFT injected into a model: Linear targets only (peft 0.15.2 refuses GPT-2's Conv1D), LoRA's default targets. */
-export abstract class OrthogonalTuner<C extends TunerConfig & { target_modules: string | string[] | null; fan_in_fan_out: boolean }, S> extends LinearTuner<C> {
+export abstract class OrthogonalTuner<
+  C extends TunerConfig & { target_modules: string | string[] | null; fan_in_fan_out: boolean },
+  S,
+> extends LinearTuner<C> {
   protected readonly defaultTargets = LORA_TARGETS;
   /** This method's layer class. */
-  protected abstract readonly layerClass: new (base: Linear) => RotationLayer<S>;
+  protected abstract readonly layerClass: new (
+    base: Linear,
+  ) => RotationLayer<S>;
   /** The layer settings of a config. */
   protected abstract settingsOf(config: C): S;
 
@@ -27,7 +32,7 @@ export abstract class OrthogonalTuner<C extends TunerConfig & { target_modules: 
     if (target instanceof this.layerClass || target instanceof Linear) return;
     throw new Error(
       `Target module ${key} (${target.constructor.name}) is not supported. Currently, only \`torch.nn.Linear\` and \`torch.nn.Conv2d\` are supported` +
-      ` (peft 0.15.2's ${this.methodName} refuses GPT-2's Conv1D too); use LoRA, IA3, VeRA or FourierFT for GPT-2, or target Linear layers.`,
+        ` (peft 0.15.2's ${this.methodName} refuses GPT-2's Conv1D too); use LoRA, IA3, VeRA or FourierFT for GPT-2, or target Linear layers.`,
     );
   }
 
@@ -37,7 +42,9 @@ export abstract class OrthogonalTuner<C extends TunerConfig & { target_modules: 
       return;
     }
     if (config.fan_in_fan_out) {
-      process.emitWarning("fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False.");
+      process.emitWarning(
+        "fan_in_fan_out is set to True but the target module is `torch.nn.Linear`. Setting fan_in_fan_out to False.",
+      );
       config.fan_in_fan_out = false;
     }
     const layer = new this.layerClass(target as Linear);
@@ -60,6 +67,14 @@ export class OFTModel extends OrthogonalTuner<OFTConfig, OFTSettings> {
   }
 
   protected settingsOf(c: OFTConfig): OFTSettings {
-    return { r: c.r, blockSize: c.oft_block_size, moduleDropout: c.module_dropout, coft: c.coft, eps: c.eps, blockShare: c.block_share, initWeights: c.init_weights };
+    return {
+      r: c.r,
+      blockSize: c.oft_block_size,
+      moduleDropout: c.module_dropout,
+      coft: c.coft,
+      eps: c.eps,
+      blockShare: c.block_share,
+      initWeights: c.init_weights,
+    };
   }
 }

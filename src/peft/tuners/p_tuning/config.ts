@@ -11,7 +11,8 @@ export const PromptEncoderReparameterizationType = {
   LSTM: "LSTM",
 } as const;
 /** A P-tuning encoder type. */
-export type PromptEncoderReparameterizationType = (typeof PromptEncoderReparameterizationType)[keyof typeof PromptEncoderReparameterizationType];
+export type PromptEncoderReparameterizationType =
+  (typeof PromptEncoderReparameterizationType)[keyof typeof PromptEncoderReparameterizationType];
 
 /** P-tuning configuration (HF field names). */
 export interface PromptEncoderConfig extends PromptLearningConfig {
@@ -32,13 +33,22 @@ export const PROMPT_ENCODER_FIELDS: MethodFields<PromptEncoderConfig> = {
     "MLP",
     "The prompt encoder's network: MLP (recommended) or LSTM.",
   ),
-  encoder_hidden_size: field<number | null>(nullable(integer({ min: 1 })), null, "Hidden size of the encoder network; null: token_dim."),
+  encoder_hidden_size: field<number | null>(
+    nullable(integer({ min: 1 })),
+    null,
+    "Hidden size of the encoder network; null: token_dim.",
+  ),
   encoder_num_layers: field(integer({ min: 1 }), 2, "LSTM layers (the MLP always has 3 linear layers)."),
   encoder_dropout: field(number({ min: 0, below: 1 }), 0, "Dropout between LSTM layers."),
 };
 
 /** Build a P-tuning config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export const makePromptEncoderConfig = configBuilder<PromptEncoderConfig>(PeftType.P_TUNING, PROMPT_ENCODER_FIELDS, () => {}, PROMPT_LEARNING_FOREIGN);
+export const makePromptEncoderConfig = configBuilder<PromptEncoderConfig>(
+  PeftType.P_TUNING,
+  PROMPT_ENCODER_FIELDS,
+  () => {},
+  PROMPT_LEARNING_FOREIGN,
+);
 
 /** A P-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
 export function PromptEncoderConfig(fields: Partial<PromptEncoderConfig> = {}): PromptEncoderConfig {

@@ -22,13 +22,27 @@ export class PromptEncoder extends PromptLearningEncoder {
     if (config.inference_mode) return;
     const hidden = config.encoder_hidden_size ?? dim;
     if (this.encoderType === PromptEncoderReparameterizationType.LSTM) {
-      this.lstm_head = this.registerModule("lstm_head", new LSTM(dim, hidden, { numLayers: config.encoder_num_layers, dropout: config.encoder_dropout, bidirectional: true, batchFirst: true }));
-      this.mlp_head = this.registerModule("mlp_head", new Sequential(new Linear(2 * hidden, 2 * hidden), ReLU(), new Linear(2 * hidden, dim)));
+      this.lstm_head = this.registerModule(
+        "lstm_head",
+        new LSTM(dim, hidden, {
+          numLayers: config.encoder_num_layers,
+          dropout: config.encoder_dropout,
+          bidirectional: true,
+          batchFirst: true,
+        }),
+      );
+      this.mlp_head = this.registerModule(
+        "mlp_head",
+        new Sequential(new Linear(2 * hidden, 2 * hidden), ReLU(), new Linear(2 * hidden, dim)),
+      );
     } else {
       if (config.encoder_num_layers !== 2) {
         process.emitWarning(`for MLP, the argument \`encoder_num_layers\` is ignored. Exactly 2 MLP layers are used.`);
       }
-      this.mlp_head = this.registerModule("mlp_head", new Sequential(new Linear(dim, hidden), ReLU(), new Linear(hidden, hidden), ReLU(), new Linear(hidden, dim)));
+      this.mlp_head = this.registerModule(
+        "mlp_head",
+        new Sequential(new Linear(dim, hidden), ReLU(), new Linear(hidden, hidden), ReLU(), new Linear(hidden, dim)),
+      );
     }
   }
 

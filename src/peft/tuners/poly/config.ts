@@ -26,10 +26,18 @@ export const POLY_FIELDS: MethodFields<PolyConfig> = {
   ...pick(TARGETING_FIELDS, "target_modules", "exclude_modules", "modules_to_save"),
   r: field(integer({ min: 1 }), 8, "Rank of each skill's LoRA factors."),
   init_weights: field(bool, true, "true: the B factors start at 0 (a fresh adapter changes nothing); false: random."),
-  poly_type: field<"poly">(oneOf("poly"), "poly", 'The router type; "poly" (a learned per-task mixture of skills) is the only one.'),
+  poly_type: field<"poly">(
+    oneOf("poly"),
+    "poly",
+    'The router type; "poly" (a learned per-task mixture of skills) is the only one.',
+  ),
   n_tasks: field(integer({ min: 1 }), 1, "Number of tasks (task ids 0 … n_tasks − 1)."),
   n_skills: field(integer({ min: 1 }), 4, "Number of skills (LoRA modules) per split."),
-  n_splits: field(integer({ min: 1 }), 1, "Number of splits of the features, each routed separately (Multi-Head Routing)."),
+  n_splits: field(
+    integer({ min: 1 }),
+    1,
+    "Number of splits of the features, each routed separately (Multi-Head Routing).",
+  ),
 };
 
 /** Defaults of every Poly field (peft 0.15.2). */

@@ -13,7 +13,20 @@ import type { Linear } from "../../../nn/index.js";
 import { Module, ModuleDict } from "../../../nn/index.js";
 import { kaimingUniformA5, uniform } from "../../../nn/init.js";
 import {
-  Tensor, add, defaultGenerator, div, indexSelect, log, matmul, parameter, permute, reshape, sigmoid, sub, sum, zeros,
+  Tensor,
+  add,
+  defaultGenerator,
+  div,
+  indexSelect,
+  log,
+  matmul,
+  parameter,
+  permute,
+  reshape,
+  sigmoid,
+  sub,
+  sum,
+  zeros,
 } from "../../../tensor/index.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
 import type { PolyConfig } from "./config.js";
@@ -24,9 +37,16 @@ const EPS = 1e-12;
 export class PolyRouter extends Module {
   module_logits: Tensor;
 
-  constructor(readonly nTasks: number, readonly nSplits: number, readonly nSkills: number) {
+  constructor(
+    readonly nTasks: number,
+    readonly nSplits: number,
+    readonly nSkills: number,
+  ) {
     super();
-    this.module_logits = this.registerParameter("module_logits", parameter(uniform([nTasks, nSplits * nSkills], 0.001)));
+    this.module_logits = this.registerParameter(
+      "module_logits",
+      parameter(uniform([nTasks, nSplits * nSkills], 0.001)),
+    );
   }
 
   /** Mixing weights [batch, splits, skills] of the rows' tasks. */
@@ -74,13 +94,21 @@ export class PolyLinear extends BaseTunerLayer {
    */
   updateLayer(name: string, c: PolyConfig): void {
     if (this.inFeatures % c.n_splits !== 0 || this.outFeatures % c.n_splits !== 0) {
-      throw new Error(`n_splits ${c.n_splits} must divide the layer's in and out features (${this.inFeatures}, ${this.outFeatures})`);
+      throw new Error(
+        `n_splits ${c.n_splits} must divide the layer's in and out features (${this.inFeatures}, ${this.outFeatures})`,
+      );
     }
-    const d = this.inFeatures / c.n_splits, dOut = this.outFeatures / c.n_splits;
+    const d = this.inFeatures / c.n_splits,
+      dOut = this.outFeatures / c.n_splits;
     this.r.set(name, c.r);
     for (const [dict, value] of [
       [this.poly_lora_A, kaimingUniformA5([c.n_splits, c.n_skills, d, c.r], d)],
-      [this.poly_lora_B, c.init_weights ? zeros([c.n_splits, c.n_skills, c.r, dOut]) : kaimingUniformA5([c.n_splits, c.n_skills, c.r, dOut], c.r)],
+      [
+        this.poly_lora_B,
+        c.init_weights
+          ? zeros([c.n_splits, c.n_skills, c.r, dOut])
+          : kaimingUniformA5([c.n_splits, c.n_skills, c.r, dOut], c.r),
+      ],
     ] as const) {
       const old = dict.ownParameter(name);
       dict.registerParameter(name, parameter(value));
@@ -96,15 +124,20 @@ export class PolyLinear extends BaseTunerLayer {
     const names = this.adaptersToApply();
     let y = this.baseForward(x);
     if (names.length === 0) return y;
-    if (!this.taskIds) throw new Error("Poly needs the task of each batch row: pass taskIds ([batch] int32) to forward or generate");
+    if (!this.taskIds)
+      throw new Error("Poly needs the task of each batch row: pass taskIds ([batch] int32) to forward or generate");
     for (const name of names) {
       const r = this.r.get(name)!;
       const weights = this.poly_router.get(name).forward(this.taskIds);
       const [bs, splits, skills] = weights.shape as [number, number, number];
       const w = reshape(weights, [bs, splits, 1, skills]);
-      const a = this.poly_lora_A.ownParameter(name)!, b = this.poly_lora_B.ownParameter(name)!;
+      const a = this.poly_lora_A.ownParameter(name)!,
+        b = this.poly_lora_B.ownParameter(name)!;
       const mixedA = reshape(matmul(w, reshape(a, [splits, skills, -1])), [bs, this.inFeatures, r]);
-      const mixedB = reshape(permute(reshape(matmul(w, reshape(b, [splits, skills, -1])), [bs, splits, r, -1]), [0, 2, 1, 3]), [bs, r, this.outFeatures]);
+      const mixedB = reshape(
+        permute(reshape(matmul(w, reshape(b, [splits, skills, -1])), [bs, splits, r, -1]), [0, 2, 1, 3]),
+        [bs, r, this.outFeatures],
+      );
       y = add(y, div(matmul(matmul(x, mixedA), mixedB), r));
     }
     return y;

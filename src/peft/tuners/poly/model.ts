@@ -16,7 +16,11 @@ import { PolyLinear } from "./layer.js";
 export class PolyModel extends LinearTargetsTuner<PolyConfig> {
   readonly prefix = "poly_";
   protected readonly methodName = "Poly";
-  override readonly capabilities: AdapterCapabilities = { merge: null, weightedCombination: null, optimizerStepHook: null };
+  override readonly capabilities: AdapterCapabilities = {
+    merge: null,
+    weightedCombination: null,
+    optimizerStepHook: null,
+  };
 
   protected readonly buildConfig = makePolyConfig;
 
@@ -40,6 +44,9 @@ export class PolyModel extends LinearTargetsTuner<PolyConfig> {
 
   /** The model generates through this host, so that each step gets the task ids (given here, or in the step's inputs). */
   override generative(taskIds?: Tensor): Generative {
-    return withForward(super.generative(), (inputs) => this.forward(taskIds ? { ...inputs, taskIds } : inputs) as ModelOutput);
+    return withForward(
+      super.generative(),
+      (inputs) => this.forward(taskIds ? { ...inputs, taskIds } : inputs) as ModelOutput,
+    );
   }
 }

@@ -14,8 +14,16 @@ export interface PrefixTuningConfig extends PromptLearningConfig {
 /** Every prefix-tuning field (peft 0.15.2). */
 export const PREFIX_TUNING_FIELDS: MethodFields<PrefixTuningConfig> = {
   ...PROMPT_LEARNING_FIELDS,
-  encoder_hidden_size: field<number | null>(nullable(integer({ min: 1 })), null, "Hidden size of the projection MLP; null: token_dim."),
-  prefix_projection: field(bool, false, "Embedding → Linear-Tanh-Linear (prefix tuning) instead of a plain Embedding (P-tuning v2)."),
+  encoder_hidden_size: field<number | null>(
+    nullable(integer({ min: 1 })),
+    null,
+    "Hidden size of the projection MLP; null: token_dim.",
+  ),
+  prefix_projection: field(
+    bool,
+    false,
+    "Embedding → Linear-Tanh-Linear (prefix tuning) instead of a plain Embedding (P-tuning v2).",
+  ),
 };
 
 /** Fields of other peft versions that prefix tuning here does not implement. */
@@ -26,7 +34,12 @@ const PREFIX_TUNING_FOREIGN: Record<string, ForeignField> = {
 };
 
 /** Build a prefix-tuning config from fields over the defaults; `warnUnknown` for files written by other peft versions. */
-export const makePrefixTuningConfig = configBuilder<PrefixTuningConfig>(PeftType.PREFIX_TUNING, PREFIX_TUNING_FIELDS, () => {}, PREFIX_TUNING_FOREIGN);
+export const makePrefixTuningConfig = configBuilder<PrefixTuningConfig>(
+  PeftType.PREFIX_TUNING,
+  PREFIX_TUNING_FIELDS,
+  () => {},
+  PREFIX_TUNING_FOREIGN,
+);
 
 /** A prefix-tuning config from user fields (TypeScript users) — defaults filled in, validated. */
 export function PrefixTuningConfig(fields: Partial<PrefixTuningConfig> = {}): PrefixTuningConfig {

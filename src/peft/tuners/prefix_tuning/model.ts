@@ -14,12 +14,16 @@ export class PrefixEncoder extends PromptLearningEncoder {
 
   /** @param config a prepared config (token_dim, num_layers, encoder_hidden_size filled in) */
   constructor(config: PrefixTuningConfig) {
-    const dim = config.token_dim!, out = config.num_layers! * 2 * dim;
+    const dim = config.token_dim!,
+      out = config.num_layers! * 2 * dim;
     const project = config.prefix_projection && !config.inference_mode;
     super(config.num_virtual_tokens!, dim, out, !project);
     if (!project) return;
     const hidden = config.encoder_hidden_size ?? dim;
-    this.transform = this.registerModule("transform", new Sequential(new Linear(dim, hidden), Tanh(), new Linear(hidden, out)));
+    this.transform = this.registerModule(
+      "transform",
+      new Sequential(new Linear(dim, hidden), Tanh(), new Linear(hidden, out)),
+    );
   }
 
   override get isPrefix(): boolean {

@@ -33,18 +33,43 @@ export const PROMPT_TUNING_FIELDS: MethodFields<PromptTuningConfig> = {
     "RANDOM",
     "How the virtual-token embeddings start: RANDOM, TEXT (the embeddings of prompt_tuning_init_text) or SAMPLE_VOCAB.",
   ),
-  prompt_tuning_init_text: field<string | null>(nullable(string), null, "The text whose token embeddings start the prompt (TEXT init)."),
-  tokenizer_name_or_path: field<string | null>(nullable(string), null, "The tokenizer folder that tokenizes prompt_tuning_init_text (TEXT init)."),
-  tokenizer_kwargs: field<Record<string, unknown> | null>(nullable(anyObject), null, "Options for that tokenizer (TEXT init only)."),
+  prompt_tuning_init_text: field<string | null>(
+    nullable(string),
+    null,
+    "The text whose token embeddings start the prompt (TEXT init).",
+  ),
+  tokenizer_name_or_path: field<string | null>(
+    nullable(string),
+    null,
+    "The tokenizer folder that tokenizes prompt_tuning_init_text (TEXT init).",
+  ),
+  tokenizer_kwargs: field<Record<string, unknown> | null>(
+    nullable(anyObject),
+    null,
+    "Options for that tokenizer (TEXT init only).",
+  ),
 };
 
 /** peft's PromptTuningConfig.__post_init__ checks that span several fields. */
 export function validatePromptTuningFields(c: PromptTuningConfig): void {
   if (c.prompt_tuning_init === PromptTuningInit.TEXT) {
-    check(!!c.tokenizer_name_or_path, `When prompt_tuning_init='TEXT', tokenizer_name_or_path can't be ${String(c.tokenizer_name_or_path)}.`);
-    check(c.prompt_tuning_init_text !== null, `When prompt_tuning_init='TEXT', prompt_tuning_init_text can't be ${String(c.prompt_tuning_init_text)}.`);
+    check(
+      !!c.tokenizer_name_or_path,
+      `When prompt_tuning_init='TEXT', tokenizer_name_or_path can't be ${String(c.tokenizer_name_or_path)}.`,
+    );
+    check(
+      c.prompt_tuning_init_text !== null,
+      `When prompt_tuning_init='TEXT', prompt_tuning_init_text can't be ${String(c.prompt_tuning_init_text)}.`,
+    );
   }
-  check(!(c.tokenizer_kwargs && Object.keys(c.tokenizer_kwargs).length > 0 && c.prompt_tuning_init !== PromptTuningInit.TEXT), "tokenizer_kwargs only valid when using prompt_tuning_init='TEXT'.");
+  check(
+    !(
+      c.tokenizer_kwargs &&
+      Object.keys(c.tokenizer_kwargs).length > 0 &&
+      c.prompt_tuning_init !== PromptTuningInit.TEXT
+    ),
+    "tokenizer_kwargs only valid when using prompt_tuning_init='TEXT'.",
+  );
 }
 
 /** Build a prompt-tuning config from fields over the defaults; `warnUnknown` for files written by other peft versions. */

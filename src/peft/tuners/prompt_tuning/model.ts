@@ -8,7 +8,8 @@ import { PromptTuningInit, type PromptTuningConfig } from "./config.js";
 /** tokenizer_kwargs (transformers' snake_case keyword arguments) as this library's tokenizer overrides. */
 function tokenizerOverrides(kwargs: Record<string, unknown> | null): TokenizerOverrides {
   const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(kwargs ?? {})) out[k.replace(/_([a-z])/g, (_, ch: string) => ch.toUpperCase())] = v;
+  for (const [k, v] of Object.entries(kwargs ?? {}))
+    out[k.replace(/_([a-z])/g, (_, ch: string) => ch.toUpperCase())] = v;
   return out as TokenizerOverrides;
 }
 
@@ -19,7 +20,9 @@ function tokenizerOverrides(kwargs: Record<string, unknown> | null): TokenizerOv
 export function initTokenIds(textIds: readonly number[], rows: number): number[] {
   if (textIds.length === 0) throw new Error("prompt_tuning_init_text tokenizes to no tokens; give a non-empty text");
   const reps = Math.ceil(rows / textIds.length);
-  return Array.from({ length: reps }, () => textIds).flat().slice(0, rows);
+  return Array.from({ length: reps }, () => textIds)
+    .flat()
+    .slice(0, rows);
 }
 
 /** One learned vector per virtual token: an Embedding of num_virtual_tokens · num_transformer_submodules rows. */
@@ -38,10 +41,16 @@ export class PromptEmbedding extends PromptLearningEncoder {
     }
     let ids: number[];
     if (config.prompt_tuning_init === PromptTuningInit.TEXT) {
-      const tokenizer = AutoTokenizer.fromPretrainedSync(config.tokenizer_name_or_path!, tokenizerOverrides(config.tokenizer_kwargs));
+      const tokenizer = AutoTokenizer.fromPretrainedSync(
+        config.tokenizer_name_or_path!,
+        tokenizerOverrides(config.tokenizer_kwargs),
+      );
       ids = initTokenIds(tokenizer.encode(config.prompt_tuning_init_text!), rows);
       const bad = ids.find((id) => id < 0 || id >= vocab);
-      if (bad !== undefined) throw new Error(`prompt_tuning_init_text: the tokenizer at ${config.tokenizer_name_or_path} gives id ${bad}, outside the model's vocabulary of ${vocab}; is it the model's tokenizer?`);
+      if (bad !== undefined)
+        throw new Error(
+          `prompt_tuning_init_text: the tokenizer at ${config.tokenizer_name_or_path} gives id ${bad}, outside the model's vocabulary of ${vocab}; is it the model's tokenizer?`,
+        );
     } else {
       ids = Array.from({ length: rows }, () => generator.int(vocab));
     }

@@ -17,13 +17,25 @@ export interface TrainableTokensConfig extends PeftConfig {
 
 /** Every trainable-tokens field (peft 0.15.2): type and range, default, and what it does. */
 export const TRAINABLE_TOKENS_FIELDS: MethodFields<TrainableTokensConfig> = {
-  token_indices: field<number[]>(listOf(integer({ min: 0 })), [], "Token ids whose embedding rows are trained (the others stay frozen)."),
+  token_indices: field<number[]>(
+    listOf(integer({ min: 0 })),
+    [],
+    "Token ids whose embedding rows are trained (the others stay frozen).",
+  ),
   ...pick(TARGETING_FIELDS, "target_modules"),
-  init_weights: field(bool, true, "Start the trained rows at the embeddings' values (true) or at uniform [0, 1) noise (false)."),
+  init_weights: field(
+    bool,
+    true,
+    "Start the trained rows at the embeddings' values (true) or at uniform [0, 1) noise (false).",
+  ),
 };
 
 /** Build a trainable-tokens config from fields over the defaults (`fromFile`: lenient with other peft versions' fields). */
-export const makeTrainableTokensConfig = configBuilder<TrainableTokensConfig>(PeftType.TRAINABLE_TOKENS, TRAINABLE_TOKENS_FIELDS, () => {});
+export const makeTrainableTokensConfig = configBuilder<TrainableTokensConfig>(
+  PeftType.TRAINABLE_TOKENS,
+  TRAINABLE_TOKENS_FIELDS,
+  () => {},
+);
 
 /** A trainable-tokens config from user fields (TypeScript users) — defaults filled in, validated. */
 export function TrainableTokensConfig(fields: Partial<TrainableTokensConfig> = {}): TrainableTokensConfig {

@@ -5,7 +5,20 @@
  * gradients reach only Δ. A tied layer (the LM head sharing the embedding table) holds the same delta tensors.
  */
 import { Embedding, Linear } from "../../../nn/index.js";
-import { Tensor, add, embedding, keep, linear, matmul, mul, noGrad, parameter, tensor, transpose, defaultGenerator } from "../../../tensor/index.js";
+import {
+  Tensor,
+  add,
+  embedding,
+  keep,
+  linear,
+  matmul,
+  mul,
+  noGrad,
+  parameter,
+  tensor,
+  transpose,
+  defaultGenerator,
+} from "../../../tensor/index.js";
 import { BaseTunerLayer, ParameterDict } from "../tuner-layer.js";
 
 /** Trainable token rows on an Embedding or a tied Linear head. */
@@ -17,7 +30,10 @@ export class TrainableTokensLayer extends BaseTunerLayer {
   /** The rows before merging, to unmerge (not saved, as in peft). */
   private readonly originals: Map<string, Tensor>;
 
-  constructor(base: Embedding | Linear, readonly tiedTo: TrainableTokensLayer | null = null) {
+  constructor(
+    base: Embedding | Linear,
+    readonly tiedTo: TrainableTokensLayer | null = null,
+  ) {
     super(base);
     this.trainable_tokens_delta = this.registerModule("trainable_tokens_delta", new ParameterDict());
     this.tokenIndices = tiedTo ? tiedTo.tokenIndices : new Map();
@@ -34,7 +50,10 @@ export class TrainableTokensLayer extends BaseTunerLayer {
     const weight = this.base_layer.getTensor("weight");
     const [vocab, dim] = weight.shape as [number, number];
     const bad = tokenIndices.filter((i) => i >= vocab);
-    if (bad.length > 0) throw new Error(`trainable tokens: token_indices ${JSON.stringify(bad)} are out of range for the ${vocab}-row embedding; use ids below ${vocab}`);
+    if (bad.length > 0)
+      throw new Error(
+        `trainable tokens: token_indices ${JSON.stringify(bad)} are out of range for the ${vocab}-row embedding; use ids below ${vocab}`,
+      );
     const rows = noGrad(() => matmul(transpose(this.selection(tokenIndices)), weight));
     this.tokenIndices.set(name, [...tokenIndices]);
     this.originals.set(name, keep(rows));
@@ -67,7 +86,10 @@ export class TrainableTokensLayer extends BaseTunerLayer {
     const seen = new Set<number>();
     for (const name of new Set([...adapters, ...this.mergedAdapters])) {
       const indices = this.tokenIndices.get(name)!;
-      if (indices.some((i) => seen.has(i))) throw new Error(`Token indices of adapter ${name} are already defined and would result in undefined merging behavior. Only disjunct token indices are currently supported.`);
+      if (indices.some((i) => seen.has(i)))
+        throw new Error(
+          `Token indices of adapter ${name} are already defined and would result in undefined merging behavior. Only disjunct token indices are currently supported.`,
+        );
       indices.forEach((i) => seen.add(i));
     }
   }
@@ -77,7 +99,11 @@ export class TrainableTokensLayer extends BaseTunerLayer {
     const adapters = this.adaptersToApply();
     if (adapters.length === 0) return this.baseForward(x);
     if (adapters.length > 1) this.checkDisjoint(adapters);
-    const w = this.replacedWeight(this.base_layer.getTensor("weight"), adapters, (n) => this.trainable_tokens_delta.ownParameter(n)!);
+    const w = this.replacedWeight(
+      this.base_layer.getTensor("weight"),
+      adapters,
+      (n) => this.trainable_tokens_delta.ownParameter(n)!,
+    );
     return this.base_layer instanceof Embedding ? embedding(x, w) : linear(x, w);
   }
 

@@ -40,7 +40,9 @@ export class TrainableTokensModel extends BaseTuner<TrainableTokensConfig> {
   /** Only embeddings (or trainable-tokens layers, which get another adapter) are adapted. */
   protected override checkTargetModule(key: string, target: Module): void {
     if (target instanceof TrainableTokensLayer || target instanceof Embedding) return;
-    throw new Error(`Target module ${key} (${target.constructor.name}) is not supported by trainable tokens: target an embedding layer (e.g. embed_tokens)`);
+    throw new Error(
+      `Target module ${key} (${target.constructor.name}) is not supported by trainable tokens: target an embedding layer (e.g. embed_tokens)`,
+    );
   }
 
   protected createOrUpdate(config: TrainableTokensConfig, adapterName: string, target: Module, key: string): void {

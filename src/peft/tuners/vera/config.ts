@@ -31,14 +31,37 @@ export interface VeraConfig extends PeftConfig {
 
 /** Every VeRA field (peft 0.15.2): type and range, default, and what it does. */
 export const VERA_FIELDS: MethodFields<VeraConfig> = {
-  ...pick(TARGETING_FIELDS, "target_modules", "fan_in_fan_out", "modules_to_save", "layers_to_transform", "layers_pattern"),
+  ...pick(
+    TARGETING_FIELDS,
+    "target_modules",
+    "fan_in_fan_out",
+    "modules_to_save",
+    "layers_to_transform",
+    "layers_pattern",
+  ),
   r: field(integer({ min: 1 }), 256, "Rank of the shared random projections."),
-  projection_prng_key: field(integer(), 0, "Seed of torch's generator that draws vera_A and vera_B (the same for all adapters)."),
-  save_projection: field(bool, true, "Save vera_A/vera_B in the adapter file; false: redraw them from projection_prng_key on load."),
+  projection_prng_key: field(
+    integer(),
+    0,
+    "Seed of torch's generator that draws vera_A and vera_B (the same for all adapters).",
+  ),
+  save_projection: field(
+    bool,
+    true,
+    "Save vera_A/vera_B in the adapter file; false: redraw them from projection_prng_key on load.",
+  ),
   vera_dropout: field(number({ min: 0, max: 1 }), 0.0, "Dropout on the adapter path's input while training."),
   d_initial: field(number(), 0.1, "Initial value of vera_lambda_d (with init_weights)."),
-  bias: field<"none" | "all" | "vera_only">(oneOf("none", "all", "vera_only"), "none", "Which biases train: none, all, or those of the adapted layers."),
-  init_weights: field(bool, true, "true: vera_lambda_b = 0, vera_lambda_d = d_initial (a fresh adapter changes nothing); false: b = 1, d ~ N(0, 1)."),
+  bias: field<"none" | "all" | "vera_only">(
+    oneOf("none", "all", "vera_only"),
+    "none",
+    "Which biases train: none, all, or those of the adapted layers.",
+  ),
+  init_weights: field(
+    bool,
+    true,
+    "true: vera_lambda_b = 0, vera_lambda_d = d_initial (a fresh adapter changes nothing); false: b = 1, d ~ N(0, 1).",
+  ),
 };
 
 /** Defaults of every VeRA field (peft 0.15.2). */
@@ -46,8 +69,12 @@ export const VERA_DEFAULTS = defaultsOf(VERA_FIELDS);
 
 /** VeraConfig.__post_init__'s check that spans fields, with a clear error. */
 export function validateVeraFields(c: VeraConfig): void {
-  const noLayers = c.layers_to_transform === null || (Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0);
-  check(!(c.layers_pattern && noLayers), "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ");
+  const noLayers =
+    c.layers_to_transform === null || (Array.isArray(c.layers_to_transform) && c.layers_to_transform.length === 0);
+  check(
+    !(c.layers_pattern && noLayers),
+    "When `layers_pattern` is specified, `layers_to_transform` must also be specified. ",
+  );
 }
 
 /** Build a VeRA config from fields over the defaults (`fromFile`: lenient with fields of other peft versions). */

@@ -8,7 +8,20 @@
  * this layer's trainable vectors, parameter dicts as in peft (saved without ".weight").
  */
 import { Conv1D, Linear, Module } from "../../../nn/index.js";
-import { Tensor, add, defaultGenerator, dropout, full, linear, matmul, mul, narrow, ones, reshape, zeros } from "../../../tensor/index.js";
+import {
+  Tensor,
+  add,
+  defaultGenerator,
+  dropout,
+  full,
+  linear,
+  matmul,
+  mul,
+  narrow,
+  ones,
+  reshape,
+  zeros,
+} from "../../../tensor/index.js";
 import { ConfigError } from "../../../errors.js";
 import { ParameterDict } from "../tuner-layer.js";
 import { AdditiveLayer, setAdapterParameter } from "../linear-tuner.js";
@@ -30,9 +43,13 @@ export class VeraLinear extends AdditiveLayer {
   vera_lambda_d: ParameterDict;
 
   /** `projections` are the host's shared dicts (not registered here: they are saved once, under the host). */
-  constructor(base: Linear | Conv1D, private readonly projections: VeraProjections) {
+  constructor(
+    base: Linear | Conv1D,
+    private readonly projections: VeraProjections,
+  ) {
     super(base);
-    [this.inFeatures, this.outFeatures] = base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
+    [this.inFeatures, this.outFeatures] =
+      base instanceof Conv1D ? [base.nx, base.nf] : [base.inFeatures, base.outFeatures];
     this.vera_lambda_b = this.registerModule("vera_lambda_b", new ParameterDict());
     this.vera_lambda_d = this.registerModule("vera_lambda_d", new ParameterDict());
   }
@@ -44,10 +61,13 @@ export class VeraLinear extends AdditiveLayer {
 
   /** Add (or re-create) an adapter (peft's update_layer); the projections must cover this layer and rank. */
   updateLayer(name: string, r: number, dropoutP: number, initWeights: boolean, dInitial: number): void {
-    if (!Number.isInteger(r) || r <= 0) throw new ConfigError(`\`r\` should be a positive integer value but the value passed is ${r}`);
+    if (!Number.isInteger(r) || r <= 0)
+      throw new ConfigError(`\`r\` should be a positive integer value but the value passed is ${r}`);
     const { a, b } = this.projectionsOf(name);
     if (a.shape[1]! < this.inFeatures || b.shape[0]! < this.outFeatures || a.shape[0]! < r || b.shape[1]! < r) {
-      throw new ConfigError(`vera_A ${JSON.stringify(a.shape)} / vera_B ${JSON.stringify(b.shape)} do not cover this layer (in ${this.inFeatures}, out ${this.outFeatures}, r ${r})`);
+      throw new ConfigError(
+        `vera_A ${JSON.stringify(a.shape)} / vera_B ${JSON.stringify(b.shape)} do not cover this layer (in ${this.inFeatures}, out ${this.outFeatures}, r ${r})`,
+      );
     }
     this.r.set(name, r);
     this.dropoutP.set(name, dropoutP);
@@ -67,7 +87,8 @@ export class VeraLinear extends AdditiveLayer {
   }
 
   private lambdas(name: string): { lambdaB: Tensor; lambdaD: Tensor } {
-    const lambdaB = this.vera_lambda_b.ownParameter(name), lambdaD = this.vera_lambda_d.ownParameter(name);
+    const lambdaB = this.vera_lambda_b.ownParameter(name),
+      lambdaD = this.vera_lambda_d.ownParameter(name);
     if (!lambdaB || !lambdaD) throw new Error(`adapter "${name}" is not in this VeRA layer`);
     return { lambdaB, lambdaD };
   }

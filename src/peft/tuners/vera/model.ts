@@ -59,12 +59,20 @@ export class VeraModel extends LinearTuner<VeraConfig> implements VeraProjection
   /** peft's _check_new_adapter_config: one projection key and one save_projection for all adapters, bias only with one. */
   private checkNewAdapterConfig(config: VeraConfig): void {
     const existing = [...this.peftConfig.values()];
-    if (existing.length > 0 && config.bias !== "none") throw new ConfigError("VeraModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters.");
+    if (existing.length > 0 && config.bias !== "none")
+      throw new ConfigError(
+        "VeraModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters.",
+      );
     for (const c of existing) {
       if (c.projection_prng_key !== config.projection_prng_key) {
-        throw new ConfigError(`Vera PRNG initialisation key must be the same for all adapters. Got config.projection_prng_key=${config.projection_prng_key} but previous config had ${c.projection_prng_key}.`);
+        throw new ConfigError(
+          `Vera PRNG initialisation key must be the same for all adapters. Got config.projection_prng_key=${config.projection_prng_key} but previous config had ${c.projection_prng_key}.`,
+        );
       }
-      if (c.save_projection !== config.save_projection) throw new ConfigError("VeRA projection weights must be saved for all adapters or none, but got both values of save_projection");
+      if (c.save_projection !== config.save_projection)
+        throw new ConfigError(
+          "VeRA projection weights must be saved for all adapters or none, but got both values of save_projection",
+        );
     }
   }
 
@@ -80,14 +88,19 @@ export class VeraModel extends LinearTuner<VeraConfig> implements VeraProjection
       else continue;
       largest = largest === null ? shape : [Math.max(largest[0], shape[0]), Math.max(largest[1], shape[1])];
     }
-    if (largest === null) throw new ConfigError("No layers types compatible with VeRA were found. Please check `peft_config.target_modules`.");
+    if (largest === null)
+      throw new ConfigError(
+        "No layers types compatible with VeRA were found. Please check `peft_config.target_modules`.",
+      );
     return largest;
   }
 
   /** Only Linear and GPT-2's Conv1D (or VeRA layers, which get another adapter) can be adapted. */
   protected override checkTargetModule(key: string, target: Module): void {
     if (target instanceof VeraLinear || target instanceof Linear || target instanceof Conv1D) return;
-    throw new Error(`Target module ${key} (${target.constructor.name}) is not supported. Currently, only the following modules are supported: \`torch.nn.Linear\`, \`transformers.pytorch_utils.Conv1D\`.`);
+    throw new Error(
+      `Target module ${key} (${target.constructor.name}) is not supported. Currently, only the following modules are supported: \`torch.nn.Linear\`, \`transformers.pytorch_utils.Conv1D\`.`,
+    );
   }
 
   protected createOrUpdate(config: VeraConfig, adapterName: string, target: Module, key: string): void {
@@ -117,11 +130,18 @@ export class VeraModel extends LinearTuner<VeraConfig> implements VeraProjection
     const saveProjection = this.peftConfig.get(adapterName)?.save_projection;
     const present = PROJECTION_KEYS.filter((k) => files.tensors.has(k));
     if (saveProjection && present.length < 2) {
-      throw new CheckpointError(`${files.where}: Specified to load vera_A and vera_B from state dictionary however they were not present!`, "set save_projection to false in adapter_config.json to redraw them from projection_prng_key");
+      throw new CheckpointError(
+        `${files.where}: Specified to load vera_A and vera_B from state dictionary however they were not present!`,
+        "set save_projection to false in adapter_config.json to redraw them from projection_prng_key",
+      );
     }
     if (!saveProjection && present.length > 0) {
-      process.emitWarning(`${files.where}: save_projection is false but vera_A/vera_B are in the file; they are ignored and redrawn from projection_prng_key, as peft does`);
-      const tensors = new Map([...files.tensors].filter(([k]) => !present.includes(k as (typeof PROJECTION_KEYS)[number])));
+      process.emitWarning(
+        `${files.where}: save_projection is false but vera_A/vera_B are in the file; they are ignored and redrawn from projection_prng_key, as peft does`,
+      );
+      const tensors = new Map(
+        [...files.tensors].filter(([k]) => !present.includes(k as (typeof PROJECTION_KEYS)[number])),
+      );
       return super.loadAdapter(adapterName, { ...files, tensors, sideFile: files.sideFile });
     }
     super.loadAdapter(adapterName, files);
@@ -138,7 +158,10 @@ export class VeraModel extends LinearTuner<VeraConfig> implements VeraProjection
 
   private dropProjections(name: string): void {
     for (const holder of [this.vera_A, this.vera_B]) {
-      holder.namedBuffers().find(([k]) => k === name)?.[1].dispose();
+      holder
+        .namedBuffers()
+        .find(([k]) => k === name)?.[1]
+        .dispose();
       holder.registerBuffer(name, null);
     }
   }

@@ -35,14 +35,22 @@ export interface XLoraConfig extends PeftConfig {
 
 /** Every X-LoRA field (peft 0.15.2). */
 export const XLORA_FIELDS: MethodFields<XLoraConfig> = {
-  hidden_size: field(nullable(integer({ min: 1 })), null, "Hidden size of the base model (null: 4096, with a warning, as in peft)."),
+  hidden_size: field(
+    nullable(integer({ min: 1 })),
+    null,
+    "Hidden size of the base model (null: 4096, with a warning, as in peft).",
+  ),
   adapters: field(nullable(recordOf(string)), null, "Expert name → LoRA adapter folder (the experts, in order)."),
   enable_softmax: field(bool, true, "Softmax over the classifier's logits."),
   enable_softmax_topk: field(bool, false, "Softmax over the entries kept by top_k_lora."),
   layerwise_scalings: field(bool, false, "One set of logits per LoRA layer instead of one for all."),
   xlora_depth: field(integer({ min: 1 }), 1, "Number of Linear layers in the classifier."),
   xlora_size: field(integer({ min: 1 }), 2048, "Width of the classifier's hidden layers (depth > 1)."),
-  xlora_dropout_p: field(number({ min: 0, below: 1 }), 0.2, "Dropout after the classifier's hidden layers (depth > 1)."),
+  xlora_dropout_p: field(
+    number({ min: 0, below: 1 }),
+    0.2,
+    "Dropout after the classifier's hidden layers (depth > 1).",
+  ),
   use_trainable_adapters: field(bool, false, "Train the LoRA experts too (frozen otherwise)."),
   softmax_temperature: field(number({ above: 0 }), 1.0, "Softmax temperature (lower: sharper)."),
   top_k_lora: field(nullable(integer()), null, "Keep only the top k experts per token (null: all)."),
@@ -56,18 +64,29 @@ export const XLORA_DEFAULTS = defaultsOf(XLORA_FIELDS);
 /** peft's __post_init__: fallbacks and warnings; top_k_lora below 1 (a warning in peft, a failure later) is an error. */
 function validate(c: XLoraConfig): void {
   if (c.hidden_size === null) {
-    process.emitWarning("No value was provided for `hidden_size`. This will be set to 4096 by default, please ensure that this is correct.");
+    process.emitWarning(
+      "No value was provided for `hidden_size`. This will be set to 4096 by default, please ensure that this is correct.",
+    );
     c.hidden_size = 4096;
   }
   if (c.adapters === null) {
-    process.emitWarning("No value was provided for for `adapters`. This will be set to empty, please ensure that this is correct.");
+    process.emitWarning(
+      "No value was provided for for `adapters`. This will be set to empty, please ensure that this is correct.",
+    );
     c.adapters = {};
   }
-  if (c.enable_softmax_topk && c.top_k_lora === null) process.emitWarning("`enable_softmax_topk` enabled `top_k_lora` is not set");
+  if (c.enable_softmax_topk && c.top_k_lora === null)
+    process.emitWarning("`enable_softmax_topk` enabled `top_k_lora` is not set");
   if (c.enable_softmax_topk && c.enable_softmax) {
-    process.emitWarning("`enable_softmax_topk` and `enable_softmax` are both enabled. This will result in worse performance.");
+    process.emitWarning(
+      "`enable_softmax_topk` and `enable_softmax` are both enabled. This will result in worse performance.",
+    );
   }
-  if (c.top_k_lora !== null && c.top_k_lora < 1) throw new ConfigError(`top_k_lora must be at least 1, got ${c.top_k_lora}`, "set top_k_lora to a number of experts ≥ 1, or null for all");
+  if (c.top_k_lora !== null && c.top_k_lora < 1)
+    throw new ConfigError(
+      `top_k_lora must be at least 1, got ${c.top_k_lora}`,
+      "set top_k_lora to a number of experts ≥ 1, or null for all",
+    );
 }
 
 /** Build an X-LoRA config from fields over the defaults (`fromFile`: lenient with fields of other peft versions). */

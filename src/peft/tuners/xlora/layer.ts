@@ -9,7 +9,21 @@
  */
 import { Dropout, Linear, Module, ReLU, Sequential, type TensorModule } from "../../../nn/index.js";
 import {
-  Tensor, div, exp, expand, full, mul, narrow, reshape, select, softmax, sub, sum, tensor, unsqueeze, add,
+  Tensor,
+  div,
+  exp,
+  expand,
+  full,
+  mul,
+  narrow,
+  reshape,
+  select,
+  softmax,
+  sub,
+  sum,
+  tensor,
+  unsqueeze,
+  add,
 } from "../../../tensor/index.js";
 import type { LoraLinear } from "../lora/layer.js";
 import type { XLoraConfig } from "./config.js";
@@ -18,7 +32,11 @@ import type { XLoraConfig } from "./config.js";
 export class XLoraClassifier extends Module {
   layers: Sequential;
 
-  constructor(readonly config: XLoraConfig, readonly nExperts: number, readonly nLayers: number) {
+  constructor(
+    readonly config: XLoraConfig,
+    readonly nExperts: number,
+    readonly nLayers: number,
+  ) {
     super();
     const hidden = config.hidden_size!;
     const out = config.layerwise_scalings ? nExperts * nLayers : nExperts;
@@ -43,7 +61,8 @@ export class XLoraClassifier extends Module {
   forward(hidden: Tensor): Tensor {
     const [batch, length] = hidden.shape as [number, number];
     let logits = this.layers.forward(hidden);
-    if (!this.config.layerwise_scalings) logits = expand(unsqueeze(logits, 2), [batch, length, this.nLayers, this.nExperts]);
+    if (!this.config.layerwise_scalings)
+      logits = expand(unsqueeze(logits, 2), [batch, length, this.nLayers, this.nExperts]);
     const scalings = reshape(logits, [batch, length, this.nLayers, this.nExperts]);
     return this.config.enable_softmax ? softmax(div(scalings, this.config.softmax_temperature), -1) : scalings;
   }
@@ -81,7 +100,13 @@ export function layerScalings(scalings: Tensor, layerNumber: number, config: XLo
 }
 
 /** peft's XLoraLinearLayer.forward for one LoRA layer: the experts weighted by `scalings` (null: each at weight 1). */
-export function xloraLinearForward(layer: LoraLinear, x: Tensor, scalings: Tensor | null, layerNumber: number, config: XLoraConfig): Tensor {
+export function xloraLinearForward(
+  layer: LoraLinear,
+  x: Tensor,
+  scalings: Tensor | null,
+  layerNumber: number,
+  config: XLoraConfig,
+): Tensor {
   const s = scalings === null ? null : layerScalings(scalings, layerNumber, config);
   let result = (layer.base_layer as TensorModule).forward(x);
   if (layer.merged) return result;
@@ -89,7 +114,9 @@ export function xloraLinearForward(layer: LoraLinear, x: Tensor, scalings: Tenso
     if (!layer.hasAdapter(name)) return;
     const input = s === null ? x : mul(x, narrow(s, 2, n, 1));
     const weight = s === null ? 1 : config.global_scaling_weight;
-    const lora = layer.lora_B.get(name).forward(layer.lora_A.get(name).forward(layer.lora_dropout.get(name).forward(input)));
+    const lora = layer.lora_B
+      .get(name)
+      .forward(layer.lora_A.get(name).forward(layer.lora_dropout.get(name).forward(input)));
     result = add(result, mul(lora, layer.scaling.get(name)! * weight));
   });
   return result;
