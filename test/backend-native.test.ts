@@ -393,7 +393,7 @@ nativeTest("reduce (sum/max/min over every axis subset, layouts, sizes)", (nb) =
     for (const keep of [
       [true, false],
       [false, true],
-    ]) {
+    ] as const) {
       compare(
         nb,
         `reduce ${op} specials keep=[${keep}]`,
@@ -414,7 +414,7 @@ nativeTest("argmax (ties pick the first, inner axes, sizes)", (nb) => {
     [3, 10, 1000],
     [2000, 50, 1],
     [1, 0, 3],
-  ]) {
+  ] as const) {
     const x = randF32(outer * n * inner, -1, 1, 0.125);
     compare(nb, `argmax [${outer}, ${n}, ${inner}]`, [outI32(outer * inner)], (b, [o]) =>
       b.argmax(x, outer, n, inner, o!),
@@ -770,7 +770,7 @@ nativeTest("maskedSoftmax: additive broadcast masks (causal, padding), no mask, 
     [2, 3, 5, 7],
     [4, 12, 128, 128],
     [1, 14, 1, 40],
-  ]) {
+  ] as const) {
     const shape = [B, H, Tq, Tk],
       n = numel(shape);
     const x = randF32(n, -8, 8);
@@ -802,7 +802,7 @@ nativeTest("rotary and its adjoint: strided and broadcast views, bit-exact", (nb
     [2, 3, 5, 8],
     [2, 14, 128, 64],
     [1, 2, 3, 6],
-  ]) {
+  ] as const) {
     const shape = [B, H, T, D],
       n = numel(shape);
     // x as a [B, H, T, D] view of a [B, T, H, D] buffer (what splitting heads gives); cos/sin [B, 1, T, D] broadcast.
@@ -932,7 +932,7 @@ nativeTest("gather and scatterAdd (float32 and int32, repeated ids), exact", (nb
     [2, 100, 1000, 300],
     [1, 30000, 1, 5000],
     [0, 4, 2, 3],
-  ]) {
+  ] as const) {
     const ids = i32(Array.from(values(count, 0, n), Math.floor));
     for (const dtype of ["float32", "int32"] as const) {
       const gen = (m: number) => (dtype === "float32" ? randF32(m, -1, 1, 1 / 1024) : i32(values(m, -1e9, 1e9)));

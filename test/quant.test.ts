@@ -101,7 +101,7 @@ describe("quant: 4-bit by hand", () => {
     // block 1: -1 → 0; 0.5 → 13 (0.5626; 0.5017 < 0.5 is false → 12 (0.4407))
     assert.equal(q.packed[32], (0 << 4) | 12);
     // 0.2 → 9 (0.1609; 0.1203 < 0.2 ≤ 0.2035)
-    assert.equal(q.packed[33] >> 4, 9);
+    assert.equal(q.packed[33]! >> 4, 9);
     const d = dequantize4bit(q);
     assert.equal(d[0], Math.fround(NF4_CODE[10]! * 2));
     assert.equal(d[1], 2);

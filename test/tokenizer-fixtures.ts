@@ -138,7 +138,7 @@ export function bertTokenizerJson(): Json {
     version: "1.0",
     truncation: null,
     padding: null,
-    added_tokens: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].map((t) => special(WP_VOCAB[t], t)),
+    added_tokens: ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].map((t) => special(WP_VOCAB[t]!, t)),
     normalizer: {
       type: "BertNormalizer",
       clean_text: true,

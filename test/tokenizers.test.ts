@@ -355,7 +355,7 @@ describe("Unigram (T5)", () => {
     assert.deepEqual(tok.encode("hello worlds.", { maxLength: 3, truncationSide: "left" }), [14, 15, 1]);
     assert.throws(() => tok.encode("hello", { maxLength: 0, truncation: true }), /too small/);
     // padding="max_length" without maxLength uses model_max_length (512)
-    assert.equal(tok.encodeBatch(["hello"], { padding: "max_length" }).inputIds[0].length, 512);
+    assert.equal(tok.encodeBatch(["hello"], { padding: "max_length" }).inputIds[0]!.length, 512);
   });
 });
 

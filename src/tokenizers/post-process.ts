@@ -48,7 +48,7 @@ export function postProcessIds(
         throw new Error(`The post-processor adds the token ${JSON.stringify(token)}, which is not in the vocabulary`);
       ids.push(id);
     }
-    typeIds.push(useGiven ? (given as number[])[i] : currentType);
+    typeIds.push(useGiven ? (given as number[])[i]! : currentType);
   });
   return { ids, typeIds };
 }

@@ -306,7 +306,7 @@ export class PreTrainedTokenizer {
   ): Encoding | BatchEncoding {
     if (typeof texts !== "string") return this.encodeBatch(texts, options);
     const batch = this.encodeBatch([options.textPair === undefined ? texts : [texts, options.textPair]], options);
-    const one: Encoding = { inputIds: batch.inputIds[0], attentionMask: batch.attentionMask[0] };
+    const one: Encoding = { inputIds: batch.inputIds[0]!, attentionMask: batch.attentionMask[0]! };
     if (batch.tokenTypeIds) one.tokenTypeIds = batch.tokenTypeIds[0];
     return one;
   }
