@@ -3,7 +3,7 @@ import { AutoModelForCausalLM, AutoPeftModelForCausalLM, AutoTokenizer, PeftMode
 
 const model = AutoModelForCausalLM.fromPretrained("Qwen/Qwen2.5-0.5B-Instruct", { revision: "main" });
 const tok = await AutoTokenizer.fromPretrained("Qwen/Qwen2.5-0.5B-Instruct");
-const peft = PeftModel.fromPretrained(model, "someone/qwen2.5-lora"); // adapter by id
+const peft = PeftModel.fromPretrained(model, "someone/qwen2.5-lora");        // adapter by id
 const auto = AutoPeftModelForCausalLM.fromPretrained("someone/qwen2.5-lora"); // base_model_name_or_path may be an id
 console.log(tok.length, peft.activeAdapter, auto.getBaseModel().nameOrPath);
 
