@@ -126,7 +126,7 @@ async function oursCase(name: string, extra: string[], dir = here): Promise<Case
       [script, "--case", name, ...extra, ...(profile ? ["--profile"] : [])],
       { env, maxBuffer: 1 << 26, timeout: 1800e3 },
     );
-    if (profile && stderr.trim()) console.log("\n```\n" + stderr.trim() + "\n```");
+    if (profile && stderr.trim()) console.log(`\n\`\`\`\n${stderr.trim()}\n\`\`\``);
     const line = stdout.split("\n").find((l) => l.startsWith("RESULT "));
     if (!line) return `no result (stderr: ${stderr.trim().split("\n").pop()})`;
     return JSON.parse(line.slice(7)) as CaseResult;
@@ -166,8 +166,10 @@ async function torchCase(name: string, batch: number, seq: number, steps: number
   const out = join(dir, "pyref.txt");
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const cmd =
-    `source ${q(join(pyrefDir, "env.sh"))} && /usr/bin/python3 ${q(join(pyrefDir, "bench_peft_cpu.py"))} --cases ${name} ` +
-    `--steps ${steps} --infer-steps ${steps} --warmup ${warmup} --threads ${threads()} --batch ${batch} --seq ${seq} --out ${q(out)}`;
+    `source ${q(join(pyrefDir, "env.sh"))} && /usr/bin/python3 ` +
+    `${q(join(pyrefDir, "bench_peft_cpu.py"))} --cases ${name} ` +
+    `--steps ${steps} --infer-steps ${steps} --warmup ${warmup} --threads ${threads()} --batch ` +
+    `${batch} --seq ${seq} --out ${q(out)}`;
   log(`pytorch ${name} …`);
   try {
     await run("bash", ["-c", cmd], { maxBuffer: 1 << 26, timeout: 1800e3 });
@@ -194,7 +196,8 @@ async function torchMemoryCase(
   writeFileSync(config, JSON.stringify(CONFIGS[model]));
   const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
   const cmd =
-    `source ${q(join(pyrefDir, "env.sh"))} && /usr/bin/python3 ${q(join(root, "bench", "pytorch_memory.py"))} --config ${q(config)} ` +
+    `source ${q(join(pyrefDir, "env.sh"))} && /usr/bin/python3 ` +
+    `${q(join(root, "bench", "pytorch_memory.py"))} --config ${q(config)} ` +
     `--batch ${batch} --seq ${seq} --steps ${steps} --warmup 1 --threads ${threads()} ${flags.join(" ")}`;
   log(`pytorch ${model} ${flags.join(" ")} …`);
   try {
@@ -257,7 +260,7 @@ if (only.includes("forward") || only.includes("training")) {
       else if (before)
         beforeRows.push(
           `| ${name} | ${f1(typeof ours === "string" ? NaN : ours.tokensPerS)} | ${f1(before.tokensPerS)} | ` +
-            `${typeof ours === "string" ? "–" : (ours.tokensPerS / before.tokensPerS).toFixed(2) + "×"} |`,
+            `${typeof ours === "string" ? "–" : `${(ours.tokensPerS / before.tokensPerS).toFixed(2)}×`} |`,
         );
       const shape = typeof ours === "string" ? [0, 0] : [ours.batch, ours.seq];
       const torch = typeof ours === "string" ? "not run" : await torchCase(name, shape[0]!, shape[1]!, steps);
@@ -268,7 +271,8 @@ if (only.includes("forward") || only.includes("training")) {
       if (ours.threads && ours.threads.parallel + ours.threads.serial > 0) {
         const th = ours.threads;
         notes.push(
-          `${name}: peft-ts ran ${th.parallel} parallel regions (${th.late} with a thread > 1 ms late: a core held by ` +
+          `${name}: peft-ts ran ${th.parallel} parallel regions (${th.late} with a thread > 1 ms ` +
+            `late: a core held by ` +
             `another process) and ${th.serial} on one thread because of that`,
         );
       }
@@ -285,23 +289,30 @@ if (only.includes("forward") || only.includes("training")) {
         : "–";
       rows.push(
         `| ${name} | ${ours.batch}×${ours.seq} | ${f1(ours.tokensPerS)} | ${t ? f1(t.tokens_per_s) : "–"} | ` +
-          `${t ? (ours.tokensPerS / t.tokens_per_s).toFixed(2) + "×" : "–"} | ${mib(ours.peakRssMiB)} | ${t ? mib(t.peak_rss_mib) : "–"} | ` +
-          `${ours.gemmShare !== undefined ? (100 * ours.gemmShare).toFixed(0) + "% of " + ours.gemmGflops!.toFixed(0) : "–"} | ${phases} (torch: ${tPhases}) |`,
+          `${t ? `${(ours.tokensPerS / t.tokens_per_s).toFixed(2)}×` : "–"} | ` +
+          `${mib(ours.peakRssMiB)} | ${t ? mib(t.peak_rss_mib) : "–"} | ` +
+          `${ours.gemmShare !== undefined ? `${(100 * ours.gemmShare).toFixed(0)}% of ${ours.gemmGflops!.toFixed(0)}` : "–"} ` +
+          `| ${phases} (torch: ${tPhases}) |`,
       );
       log(rows[rows.length - 1]!);
     }
   }
   console.log("\n### LoRA training and forward (tokens/s; peft-ts and PyTorch+peft side by side in this run)\n");
   console.log(
-    "| case | batch×seq | peft-ts tok/s | PyTorch tok/s | ratio | peft-ts peak RSS | PyTorch peak RSS | GEMM limit share (% of GFLOP/s) | s/step by phase |",
+    "| case | batch×seq | peft-ts tok/s | PyTorch tok/s | ratio | peft-ts peak RSS | PyTorch " +
+      "peak RSS | GEMM limit share (% of GFLOP/s) | s/step by phase |",
   );
   console.log("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |");
   for (const r of rows) console.log(r);
   console.log(
-    "\nGEMM limit share: FLOPs per step (4·P·tokens for training — forward plus input gradients, frozen weights get no " +
-      "weight gradient — plus attention; 2·P·tokens plus attention for a forward) ÷ (s/step × the native GEMM GFLOP/s on " +
-      "512×768×3072 measured in the same process right after the steps, with as many threads as the machine allowed then: on a " +
-      "contended machine that is the one-thread rate). LoRA r=8 alpha=16 on c_attn (GPT-2) / q_proj,v_proj (Qwen2), AdamW, train mode.",
+    "\nGEMM limit share: FLOPs per step (4·P·tokens for training — forward plus input " +
+      "gradients, frozen weights get no " +
+      "weight gradient — plus attention; 2·P·tokens plus attention for a forward) ÷ (s/step × " +
+      "the native GEMM GFLOP/s on " +
+      "512×768×3072 measured in the same process right after the steps, with as many threads as " +
+      "the machine allowed then: on a " +
+      "contended machine that is the one-thread rate). LoRA r=8 alpha=16 on c_attn (GPT-2) / " +
+      "q_proj,v_proj (Qwen2), AdamW, train mode.",
   );
   for (const n of notes) console.log(`- ${n}`);
   if (beforeRows.length > 0) {
@@ -373,18 +384,24 @@ if (only.includes("memory")) {
     }
   }
   console.log(
-    "\n### Memory: LoRA training (r=8 on q/v or c_attn; AdamW) by weight format, with and without gradient checkpointing\n",
+    "\n### Memory: LoRA training (r=8 on q/v or c_attn; AdamW) by weight format, with and " +
+      "without gradient checkpointing\n",
   );
   console.log(
-    "| model | frozen weights | batch×seq | peft-ts tok/s | vs float32 | peft-ts peak RSS | PyTorch tok/s | PyTorch peak RSS |",
+    "| model | frozen weights | batch×seq | peft-ts tok/s | vs float32 | peft-ts peak RSS | " +
+      "PyTorch tok/s | PyTorch peak RSS |",
   );
   console.log("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
   for (const r of rows) console.log(r);
   console.log(
-    "\nbf16: frozen weights stored in bfloat16, products under bf16 autocast (inputs rounded, float32 accumulation); NF4: " +
-      "every Linear but lm_head in NF4 with double quantisation, embeddings, norms and lm_head in bfloat16. LoRA weights and " +
-      'AdamW state are float32 throughout. PyTorch columns: float32 rows in float32, bf16 rows under torch.autocast("cpu", ' +
-      "bfloat16) with float32 weights. This CPU has no bfloat16 arithmetic (AVX2, no AVX-512 BF16): bf16 saves memory, not time.",
+    "\nbf16: frozen weights stored in bfloat16, products under bf16 autocast (inputs rounded, " +
+      "float32 accumulation); NF4: " +
+      "every Linear but lm_head in NF4 with double quantisation, embeddings, norms and lm_head " +
+      "in bfloat16. LoRA weights and " +
+      "AdamW state are float32 throughout. PyTorch columns: float32 rows in float32, bf16 rows " +
+      'under torch.autocast("cpu", ' +
+      "bfloat16) with float32 weights. This CPU has no bfloat16 arithmetic (AVX2, no AVX-512 " +
+      "BF16): bf16 saves memory, not time.",
   );
 }
 
@@ -407,7 +424,8 @@ if (only.includes("generation")) {
       rows.push(
         typeof r === "string"
           ? `| ${model} | ${batch} | ${r} | | |`
-          : `| ${model} | ${batch} | ${r.seq} + ${r.newTokens} | ${f1(r.tokensPerS)} | ${f1(r.sPerStepMean)} s | ${mib(r.peakRssMiB)} |`,
+          : `| ${model} | ${batch} | ${r.seq} + ${r.newTokens} | ${f1(r.tokensPerS)} | ` +
+              `${f1(r.sPerStepMean)} s | ${mib(r.peakRssMiB)} |`,
       );
       log(rows[rows.length - 1]!);
     }

@@ -274,13 +274,16 @@ export function formatBenchTable(rows: readonly BenchRow[]): string {
   const f = (v: number | undefined, digits = 1) => (v === undefined ? "–" : v.toFixed(digits));
   const withBefore = rows.some((r) => r.before !== undefined);
   const lines = [
-    `| kernel | shape (M×K×N) | unit | native |${withBefore ? " before (baseline build) | native/before |" : ""} direct C OpenBLAS | native/direct | js |`,
+    `| kernel | shape (M×K×N) | unit | native ` +
+      `|${withBefore ? " before (baseline build) | native/before |" : ""} direct C OpenBLAS | ` +
+      `native/direct | js |`,
     `| --- | --- | --- | ---: |${withBefore ? " ---: | ---: |" : ""} ---: | ---: | ---: |`,
   ];
   for (const r of rows) {
     const before = withBefore ? ` ${f(r.before)} | ${r.before ? f(r.native / r.before, 2) : "–"} |` : "";
     lines.push(
-      `| ${r.kernel} | ${r.shape} | ${r.unit} | ${f(r.native)} |${before} ${f(r.direct)} | ${f(r.ratio, 2)} | ${f(r.js, 2)} |`,
+      `| ${r.kernel} | ${r.shape} | ${r.unit} | ${f(r.native)} |${before} ${f(r.direct)} | ` +
+        `${f(r.ratio, 2)} | ${f(r.js, 2)} |`,
     );
   }
   return lines.join("\n");

@@ -412,5 +412,5 @@ function parseArgs(argv: string[]): CaseOptions {
 if (process.argv[1] && /models\.js$/.test(process.argv[1]) && process.argv.includes("--case")) {
   const res = runCase(parseArgs(process.argv.slice(2)));
   if (res.profile) console.error(res.profile);
-  console.log("RESULT " + JSON.stringify(res));
+  console.log(`RESULT ${JSON.stringify(res)}`);
 }

@@ -106,7 +106,8 @@ export async function serveBench(o: {
   requests: number;
 }): Promise<string> {
   const rows = [
-    "| model | clients | adapters | requests | p50 TTFT ms | p99 TTFT ms | p50 ITL ms | tokens/s | vs 1 client | vs base |",
+    "| model | clients | adapters | requests | p50 TTFT ms | p99 TTFT ms | p50 ITL ms | " +
+      "tokens/s | vs 1 client | vs base |",
     "|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const model of o.models) {
@@ -122,7 +123,11 @@ export async function serveBench(o: {
           const tps = t.tokens / t.seconds;
           if (adapters === 0) base = tps;
           if (clients === 1 && adapters === 0) sequential = tps;
-          const row = `| ${model} | ${clients} | ${adapters === 0 ? "base" : adapters} | ${t.requests} | ${pct(t.ttft, 50).toFixed(0)} | ${pct(t.ttft, 99).toFixed(0)} | ${pct(t.itl, 50).toFixed(1)} | ${tps.toFixed(1)} | ${(tps / sequential).toFixed(2)}× | ${(tps / base).toFixed(2)} |`;
+          const row =
+            `| ${model} | ${clients} | ${adapters === 0 ? "base" : adapters} | ${t.requests} | ` +
+            `${pct(t.ttft, 50).toFixed(0)} | ${pct(t.ttft, 99).toFixed(0)} | ` +
+            `${pct(t.itl, 50).toFixed(1)} | ${tps.toFixed(1)} | ${(tps / sequential).toFixed(2)}× | ` +
+            `${(tps / base).toFixed(2)} |`;
           o.log(row);
           rows.push(row);
         }
@@ -150,5 +155,8 @@ export async function serveBench(o: {
     child.kill();
   }
   o.log(`RSS ${rss.join(", ")}`);
-  return `${rows.join("\n")}\n\nServer RSS over ${o.requests} short requests (tiny model, 8 clients, 4 adapters + base), after request n: ${rss.join(", ")}\n`;
+  return (
+    `${rows.join("\n")}\n\nServer RSS over ${o.requests} short requests (tiny model, 8 ` +
+    `clients, 4 adapters + base), after request n: ${rss.join(", ")}\n`
+  );
 }

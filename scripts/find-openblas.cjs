@@ -72,8 +72,8 @@ if (!found) {
   );
   process.exit(1);
 }
-if (what === "json") process.stdout.write(JSON.stringify(found, null, 2) + "\n");
-else if (what in found) process.stdout.write(String(found[what]) + "\n");
+if (what === "json") process.stdout.write(`${JSON.stringify(found, null, 2)}\n`);
+else if (what in found) process.stdout.write(`${String(found[what])}\n`);
 else {
   process.stderr.write(`find-openblas: unknown request "${what}" (use include, libdir, libs, defines or json)\n`);
   process.exit(2);

@@ -296,7 +296,11 @@ function pythonStack(): { python: string; env: Record<string, string> } | string
     env: { ...process.env, ...env },
   });
   if (probe.error || probe.status !== 0) {
-    return `${python} cannot import torch, transformers, peft and accelerate (${probe.error?.message ?? probe.stderr.trim().split("\n").at(-1)}); set PEFT_TS_PYTHON to one that can`;
+    return (
+      `${python} cannot import torch, transformers, peft and accelerate ` +
+      `(${probe.error?.message ?? probe.stderr.trim().split("\n").at(-1)}); set PEFT_TS_PYTHON ` +
+      `to one that can`
+    );
   }
   return { python, env };
 }
@@ -330,20 +334,16 @@ describe("peft train --engine accelerate with transformers' Trainer", {
     const expected = readJsonl(join(ws.root, "out-same", "training_log.jsonl")).map((e) => e["loss"] as number);
     const got = readJsonl(join(ws.root, "out-same-hf", "step_losses.jsonl")).map((e) => e["loss"] as number);
     t.diagnostic(
-      `first-step loss: peft-ts ${expected[0]} | transformers ${got[0]}; later steps: ${expected.slice(1).join(", ")} | ${got.slice(1).join(", ")}`,
+      `first-step loss: peft-ts ${expected[0]} | transformers ${got[0]}; later steps: ` +
+        `${expected.slice(1).join(", ")} | ${got.slice(1).join(", ")}`,
     );
     assert.equal(got.length, 3);
     // The same weights and batch: equal up to float32 rounding. After AdamW steps (divided by √v̂ + ε) the
     // difference may grow a little.
     assert.ok(Math.abs(got[0]! - expected[0]!) <= 1e-5 * expected[0]!, `first-step loss ${got[0]} vs ${expected[0]}`);
-    got
-      .slice(1)
-      .forEach((l, i) =>
-        assert.ok(
-          Math.abs(l - expected[i + 1]!) <= 1e-3 * expected[i + 1]!,
-          `step ${i + 2}: ${l} vs ${expected[i + 1]}`,
-        ),
-      );
+    got.slice(1).forEach((l, i) => {
+      assert.ok(Math.abs(l - expected[i + 1]!) <= 1e-3 * expected[i + 1]!, `step ${i + 2}: ${l} vs ${expected[i + 1]}`);
+    });
   });
 
   it("on two processes (gloo on CPU) trains an adapter that loads back into peft-ts and generates", (t) => {
@@ -374,7 +374,8 @@ describe("peft train --engine accelerate with transformers' Trainer", {
     };
     assert.equal(state.global_step, 4);
     t.diagnostic(
-      `transformers' train_runtime: ${state.log_history.find((e) => e["train_runtime"] !== undefined)?.["train_runtime"]} s`,
+      `transformers' train_runtime: ` +
+        `${state.log_history.find((e) => e["train_runtime"] !== undefined)?.["train_runtime"]} s`,
     );
 
     const base = AutoModelForCausalLM.fromPretrained(join(ws.root, "model"));

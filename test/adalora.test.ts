@@ -14,7 +14,7 @@ import { AutoModelForCausalLM } from "../src/models/auto.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import {
   AdaLoraConfig,
-  AdaLoraModel,
+  type AdaLoraModel,
   LoraConfig,
   PeftModel,
   TaskType,
@@ -233,158 +233,166 @@ function snapshot(m: PeftModel): Map<string, { w: Float64Array; g: Float64Array 
 }
 
 describe("AdaLoRA rank allocation", () => {
-  it("after training past tinit, keeps exactly the budget and the highest-scoring triplets (independent computation)", () => {
-    const beta1 = 0.8,
-      beta2 = 0.9;
-    const m = tinyAdaLora(
-      {
-        target_modules: ["c_attn", "c_proj", "c_fc"],
-        init_r: 4,
-        target_r: 2,
-        tinit: 2,
-        tfinal: 2,
-        total_step: 10,
-        deltaT: 2,
-        beta1,
-        beta2,
-      },
-      4,
-    );
-    const t = tuner(m);
-    const layers = t.adaLoraLayers();
-    assert.equal(layers.length, 8);
-    assert.equal(t.rankAllocator!.initBudget, 32);
-    assert.equal(t.rankAllocator!.targetBudget, 16);
-    const opt = new AdamW(
-      m.parameters().filter((p) => p.requiresGrad),
-      { lr: 1e-2 },
-    );
-
-    // Independent state: EMA of |w·g| and of |ipt − EMA|, in double.
-    const avg = new Map<string, Float64Array>(),
-      unc = new Map<string, Float64Array>();
-    const expectedPattern = (budget: number): Record<string, boolean[]> => {
-      const scoreOf = (name: string, i: number) => avg.get(name)![i]! * unc.get(name)![i]!;
-      const triplets: [string, number[]][] = layers.map(([path, l]) => {
-        const r = 4,
-          n = l.inFeatures,
-          mOut = l.outFeatures;
-        return [
-          `${path}.lora_E.default`,
-          Array.from({ length: r }, (_, i) => {
-            let a = 0,
-              bsum = 0;
-            for (let j = 0; j < n; j++) a += scoreOf(`${path}.lora_A.default`, i * n + j);
-            for (let j = 0; j < mOut; j++) bsum += scoreOf(`${path}.lora_B.default`, j * r + i);
-            return scoreOf(`${path}.lora_E.default`, i) + a / n + bsum / mOut;
-          }),
-        ];
-      });
-      const all = triplets.flatMap(([, s]) => s).sort((x, y) => x - y);
-      const threshold = all[32 - budget - 1]!;
-      // No near-ties, so float32 rounding in the implementation cannot flip the order.
-      assert.ok(
-        all[32 - budget]! - threshold > 1e-6 * Math.abs(threshold),
-        "test setup: the cut falls between well-separated scores",
+  it(
+    "after training past tinit, keeps exactly the budget and the highest-scoring triplets " +
+      "(independent computation)",
+    () => {
+      const beta1 = 0.8,
+        beta2 = 0.9;
+      const m = tinyAdaLora(
+        {
+          target_modules: ["c_attn", "c_proj", "c_fc"],
+          init_r: 4,
+          target_r: 2,
+          tinit: 2,
+          tfinal: 2,
+          total_step: 10,
+          deltaT: 2,
+          beta1,
+          beta2,
+        },
+        4,
       );
-      return Object.fromEntries(triplets.map(([k, s]) => [k, s.map((v) => v > threshold)]));
-    };
+      const t = tuner(m);
+      const layers = t.adaLoraLayers();
+      assert.equal(layers.length, 8);
+      assert.equal(t.rankAllocator!.initBudget, 32);
+      assert.equal(t.rankAllocator!.targetBudget, 16);
+      const opt = new AdamW(
+        m.parameters().filter((p) => p.requiresGrad),
+        { lr: 1e-2 },
+      );
 
-    const budgets: Record<number, number> = { 4: 20, 6: 16, 8: 16 }; // ⌊16·(1 − (s − 2)/6)³ + 16⌋ at s = 4, 6; target at s = 8
-    for (let step = 0; step < 10; step++) {
-      T.tidy(() => {
-        const out = m.forward(batch(100 + step)) as ModelOutput;
-        out.loss!.backward();
-      });
-      opt.step();
-      const snap = snapshot(m);
-      if (step < 8) {
-        for (const [name, { w, g }] of snap) {
-          if (!avg.has(name)) {
-            avg.set(name, new Float64Array(w.length));
-            unc.set(name, new Float64Array(w.length));
-          }
-          const a = avg.get(name)!,
-            u = unc.get(name)!;
-          for (let i = 0; i < w.length; i++) {
-            const ipt = Math.abs(w[i]! * g![i]!);
-            a[i] = beta1 * a[i]! + (1 - beta1) * ipt;
-            u[i] = beta2 * u[i]! + (1 - beta2) * Math.abs(ipt - a[i]!);
+      // Independent state: EMA of |w·g| and of |ipt − EMA|, in double.
+      const avg = new Map<string, Float64Array>(),
+        unc = new Map<string, Float64Array>();
+      const expectedPattern = (budget: number): Record<string, boolean[]> => {
+        const scoreOf = (name: string, i: number) => avg.get(name)![i]! * unc.get(name)![i]!;
+        const triplets: [string, number[]][] = layers.map(([path, l]) => {
+          const r = 4,
+            n = l.inFeatures,
+            mOut = l.outFeatures;
+          return [
+            `${path}.lora_E.default`,
+            Array.from({ length: r }, (_, i) => {
+              let a = 0,
+                bsum = 0;
+              for (let j = 0; j < n; j++) a += scoreOf(`${path}.lora_A.default`, i * n + j);
+              for (let j = 0; j < mOut; j++) bsum += scoreOf(`${path}.lora_B.default`, j * r + i);
+              return scoreOf(`${path}.lora_E.default`, i) + a / n + bsum / mOut;
+            }),
+          ];
+        });
+        const all = triplets.flatMap(([, s]) => s).sort((x, y) => x - y);
+        const threshold = all[32 - budget - 1]!;
+        // No near-ties, so float32 rounding in the implementation cannot flip the order.
+        assert.ok(
+          all[32 - budget]! - threshold > 1e-6 * Math.abs(threshold),
+          "test setup: the cut falls between well-separated scores",
+        );
+        return Object.fromEntries(triplets.map(([k, s]) => [k, s.map((v) => v > threshold)]));
+      };
+
+      const budgets: Record<number, number> = { 4: 20, 6: 16, 8: 16 }; // ⌊16·(1 − (s − 2)/6)³ + 16⌋ at s = 4, 6; target at s = 8
+      for (let step = 0; step < 10; step++) {
+        T.tidy(() => {
+          const out = m.forward(batch(100 + step)) as ModelOutput;
+          out.loss!.backward();
+        });
+        opt.step();
+        const snap = snapshot(m);
+        if (step < 8) {
+          for (const [name, { w, g }] of snap) {
+            if (!avg.has(name)) {
+              avg.set(name, new Float64Array(w.length));
+              unc.set(name, new Float64Array(w.length));
+            }
+            const a = avg.get(name)!,
+              u = unc.get(name)!;
+            for (let i = 0; i < w.length; i++) {
+              const ipt = Math.abs(w[i]! * g![i]!);
+              a[i] = beta1 * a[i]! + (1 - beta1) * ipt;
+              u[i] = beta2 * u[i]! + (1 - beta2) * Math.abs(ipt - a[i]!);
+            }
           }
         }
-      }
-      const before = m.peftConfig["default"]!["rank_pattern"];
-      t.updateAndAllocate(step);
-      const pattern = m.peftConfig["default"]!["rank_pattern"] as Record<string, boolean[]> | null;
-      if (step in budgets) {
-        const want = expectedPattern(budgets[step]!);
-        assert.deepEqual(pattern, want, `rank pattern after step ${step}`);
-        const kept = Object.values(pattern!)
-          .flat()
-          .filter((k) => k).length;
-        assert.equal(kept, budgets[step], `kept rank after step ${step}`);
-      } else {
-        assert.equal(pattern, before, `no new allocation at step ${step}`);
-      }
-      // Masked E entries are 0 right after an allocation (the optimizer revives them in between, as in peft) and
-      // stay 0 in the final phase, where the final pattern is re-applied every step.
-      if (step in budgets || step > 8) {
-        for (const [path, l] of layers) {
-          const e = l.E("default").dataSync();
-          pattern![`${path}.lora_E.default`]!.forEach((keep, i) => {
-            if (!keep) assert.equal(e[i], 0, `E[${i}] of ${path} is masked after step ${step}`);
-          });
+        const before = m.peftConfig["default"]!["rank_pattern"];
+        t.updateAndAllocate(step);
+        const pattern = m.peftConfig["default"]!["rank_pattern"] as Record<string, boolean[]> | null;
+        if (step in budgets) {
+          const want = expectedPattern(budgets[step]!);
+          assert.deepEqual(pattern, want, `rank pattern after step ${step}`);
+          const kept = Object.values(pattern!)
+            .flat()
+            .filter((k) => k).length;
+          assert.equal(kept, budgets[step], `kept rank after step ${step}`);
+        } else {
+          assert.equal(pattern, before, `no new allocation at step ${step}`);
         }
+        // Masked E entries are 0 right after an allocation (the optimizer revives them in between, as in peft) and
+        // stay 0 in the final phase, where the final pattern is re-applied every step.
+        if (step in budgets || step > 8) {
+          for (const [path, l] of layers) {
+            const e = l.E("default").dataSync();
+            pattern![`${path}.lora_E.default`]!.forEach((keep, i) => {
+              if (!keep) assert.equal(e[i], 0, `E[${i}] of ${path} is masked after step ${step}`);
+            });
+          }
+        }
+        opt.zeroGrad();
       }
-      opt.zeroGrad();
-    }
-    assert.equal(
-      t.rankAllocator!.importance("transformer.h.0.attn.c_attn.lora_A.default"),
-      null,
-      "scores are reset once the final ranks are fixed",
-    );
-  });
+      assert.equal(
+        t.rankAllocator!.importance("transformer.h.0.attn.c_attn.lora_A.default"),
+        null,
+        "scores are reset once the final ranks are fixed",
+      );
+    },
+  );
 
   it("needs the gradients: called after zeroGrad it says so", () => {
     const m = tinyAdaLora({ target_modules: ["c_attn"], tinit: 0 });
     assert.throws(() => tuner(m).updateAndAllocate(0), /gradient.*after loss\.backward\(\) and before zeroGrad\(\)/);
   });
 
-  it("the Trainer calls updateAndAllocate after each optimizer step (before zeroGrad) and ends at the target budget", () => {
-    const m = tinyAdaLora({ target_modules: ["c_attn", "c_fc"], tinit: 1, tfinal: 1, total_step: 6 }, 2);
-    const r = rng(9);
-    const data = new Dataset(
-      Array.from({ length: 8 }, () => {
-        const ids = Array.from({ length: 10 }, () => 3 + Math.floor(r() * 40));
-        return { input_ids: ids, labels: ids };
-      }),
-    );
-    const args = TrainingArguments({
-      output_dir: tmp(),
-      learning_rate: 1e-2,
-      per_device_train_batch_size: 2,
-      max_steps: 6,
-      save_strategy: "no",
-      logging_steps: 1,
-      lr_scheduler_type: "constant",
-    });
-    new Trainer({
-      model: m,
-      args,
-      trainDataset: data,
-      dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }),
-    }).train();
-    const pattern = m.peftConfig["default"]!["rank_pattern"] as Record<string, boolean[]>;
-    assert.ok(pattern, "rank_pattern was allocated");
-    assert.equal(Object.keys(pattern).length, 4);
-    assert.equal(
-      Object.values(pattern)
-        .flat()
-        .filter((k) => k).length,
-      2 * 4,
-      "kept rank = target_r × layers",
-    );
-  });
+  it(
+    "the Trainer calls updateAndAllocate after each optimizer step (before zeroGrad) and ends " +
+      "at the target budget",
+    () => {
+      const m = tinyAdaLora({ target_modules: ["c_attn", "c_fc"], tinit: 1, tfinal: 1, total_step: 6 }, 2);
+      const r = rng(9);
+      const data = new Dataset(
+        Array.from({ length: 8 }, () => {
+          const ids = Array.from({ length: 10 }, () => 3 + Math.floor(r() * 40));
+          return { input_ids: ids, labels: ids };
+        }),
+      );
+      const args = TrainingArguments({
+        output_dir: tmp(),
+        learning_rate: 1e-2,
+        per_device_train_batch_size: 2,
+        max_steps: 6,
+        save_strategy: "no",
+        logging_steps: 1,
+        lr_scheduler_type: "constant",
+      });
+      new Trainer({
+        model: m,
+        args,
+        trainDataset: data,
+        dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }),
+      }).train();
+      const pattern = m.peftConfig["default"]!["rank_pattern"] as Record<string, boolean[]>;
+      assert.ok(pattern, "rank_pattern was allocated");
+      assert.equal(Object.keys(pattern).length, 4);
+      assert.equal(
+        Object.values(pattern)
+          .flat()
+          .filter((k) => k).length,
+        2 * 4,
+        "kept rank = target_r × layers",
+      );
+    },
+  );
 });
 
 describe("AdaLoRA save / load / merge", () => {
@@ -513,34 +521,39 @@ describe("AdaLoRA save / load / merge", () => {
 });
 
 describe("AdaLoRA errors", () => {
-  it("refuses a loss without a trainable adapter, updateAndAllocate when loaded for inference, a second trainable adapter, embeddings, weighted adapters", () => {
-    const m = tinyAdaLora({ target_modules: ["c_attn"] });
-    const dir = tmp();
-    m.savePretrained(dir);
-    T.manualSeed(1);
-    const frozen = PeftModel.fromPretrained(AutoModelForCausalLM.fromConfig(CONFIG), dir);
-    assert.throws(() => T.noGrad(() => frozen.forward(batch(1))), /isTrainable: true/);
-    assert.doesNotThrow(() => logits(frozen, batch(1)));
-    assert.throws(() => tuner(frozen).updateAndAllocate(0), /trainable AdaLoRA adapter/);
-    assert.throws(
-      () => m.addAdapter("other", AdaLoraConfig({ target_modules: ["c_attn"], total_step: 5 })),
-      /only 1 trainable adapter/,
-    );
-    m.addAdapter("other", AdaLoraConfig({ target_modules: ["c_attn"], total_step: 5, inference_mode: true }));
-    assert.throws(() => m.addWeightedAdapter(["default", "other"], [0.5, 0.5], "mix"), /LoRA adapters only/);
-    T.manualSeed(1);
-    assert.throws(
-      () =>
-        getPeftModel(
-          AutoModelForCausalLM.fromConfig(CONFIG),
-          AdaLoraConfig({ target_modules: ["wte"], total_step: 5 }),
-        ),
-      /not supported by AdaLoRA/,
-    );
-    T.manualSeed(1);
-    assert.throws(
-      () => getPeftModel(AutoModelForCausalLM.fromConfig(CONFIG), { ...LoraConfig({}), peft_type: "ADALORA" } as never),
-      /total_step/,
-    );
-  });
+  it(
+    "refuses a loss without a trainable adapter, updateAndAllocate when loaded for inference, " +
+      "a second trainable adapter, embeddings, weighted adapters",
+    () => {
+      const m = tinyAdaLora({ target_modules: ["c_attn"] });
+      const dir = tmp();
+      m.savePretrained(dir);
+      T.manualSeed(1);
+      const frozen = PeftModel.fromPretrained(AutoModelForCausalLM.fromConfig(CONFIG), dir);
+      assert.throws(() => T.noGrad(() => frozen.forward(batch(1))), /isTrainable: true/);
+      assert.doesNotThrow(() => logits(frozen, batch(1)));
+      assert.throws(() => tuner(frozen).updateAndAllocate(0), /trainable AdaLoRA adapter/);
+      assert.throws(
+        () => m.addAdapter("other", AdaLoraConfig({ target_modules: ["c_attn"], total_step: 5 })),
+        /only 1 trainable adapter/,
+      );
+      m.addAdapter("other", AdaLoraConfig({ target_modules: ["c_attn"], total_step: 5, inference_mode: true }));
+      assert.throws(() => m.addWeightedAdapter(["default", "other"], [0.5, 0.5], "mix"), /LoRA adapters only/);
+      T.manualSeed(1);
+      assert.throws(
+        () =>
+          getPeftModel(
+            AutoModelForCausalLM.fromConfig(CONFIG),
+            AdaLoraConfig({ target_modules: ["wte"], total_step: 5 }),
+          ),
+        /not supported by AdaLoRA/,
+      );
+      T.manualSeed(1);
+      assert.throws(
+        () =>
+          getPeftModel(AutoModelForCausalLM.fromConfig(CONFIG), { ...LoraConfig({}), peft_type: "ADALORA" } as never),
+        /total_step/,
+      );
+    },
+  );
 });

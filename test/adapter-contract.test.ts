@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { AutoModelForCausalLM } from "../src/models/auto.js";
 import {
   AdaLoraConfig,
-  AdaLoraModel,
+  type AdaLoraModel,
   AdaptionPromptConfig,
   IA3Config,
   LoHaConfig,
@@ -45,53 +45,61 @@ const METHODS: [string, () => PeftConfig, [boolean, boolean, boolean]][] = [
 
 describe("adapter contract: declared capabilities", () => {
   for (const [name, config, [merge, weighted, stepHook]] of METHODS) {
-    it(`${name}: merge ${merge}, weighted combination ${weighted}, per-step hook ${stepHook}; PeftModel follows the declaration`, () => {
-      const peft = getPeftModel(llama(), config());
-      const { capabilities, family } = peft.base_model;
-      assert.equal(family, name.endsWith("_TUNING") ? "virtual-tokens" : "injected-layers");
-      const declared = [capabilities.merge, capabilities.weightedCombination, capabilities.optimizerStepHook].map(
-        (c) => c !== null,
-      );
-      assert.deepEqual(declared, [merge, weighted, stepHook]);
-      if (!merge) {
-        assert.throws(() => peft.mergeAdapter(), new RegExp(`${name} adapters cannot be merged`));
-        assert.throws(() => peft.mergeAndUnload(), /cannot be merged/);
-      }
-      if (!weighted)
-        assert.throws(
-          () => peft.addWeightedAdapter(["default"], [1], "mix"),
-          new RegExp(`LoRA adapters only.*${name}`),
+    it(
+      `${name}: merge ${merge}, weighted combination ${weighted}, per-step hook ${stepHook}; ` +
+        `PeftModel follows the declaration`,
+      () => {
+        const peft = getPeftModel(llama(), config());
+        const { capabilities, family } = peft.base_model;
+        assert.equal(family, name.endsWith("_TUNING") ? "virtual-tokens" : "injected-layers");
+        const declared = [capabilities.merge, capabilities.weightedCombination, capabilities.optimizerStepHook].map(
+          (c) => c !== null,
         );
-      if (!stepHook) {
-        // No hook: a step changes nothing (the adapter's parameters are not touched).
-        const before = peft.base_model.adapterParameters("default").map((p) => values(p));
-        peft.afterOptimizerStep(0);
-        assert.deepEqual(
-          peft.base_model.adapterParameters("default").map((p) => values(p)),
-          before,
-        );
-      }
-    });
+        assert.deepEqual(declared, [merge, weighted, stepHook]);
+        if (!merge) {
+          assert.throws(() => peft.mergeAdapter(), new RegExp(`${name} adapters cannot be merged`));
+          assert.throws(() => peft.mergeAndUnload(), /cannot be merged/);
+        }
+        if (!weighted)
+          assert.throws(
+            () => peft.addWeightedAdapter(["default"], [1], "mix"),
+            new RegExp(`LoRA adapters only.*${name}`),
+          );
+        if (!stepHook) {
+          // No hook: a step changes nothing (the adapter's parameters are not touched).
+          const before = peft.base_model.adapterParameters("default").map((p) => values(p));
+          peft.afterOptimizerStep(0);
+          assert.deepEqual(
+            peft.base_model.adapterParameters("default").map((p) => values(p)),
+            before,
+          );
+        }
+      },
+    );
   }
 
-  it("ADALORA: PeftModel.afterOptimizerStep runs the rank allocation: the importance |w·∂L/∂w| of lora_A after one step", () => {
-    const peft = getPeftModel(llama(), AdaLoraConfig({ ...CAUSAL, init_r: 4, target_r: 2, total_step: 10 }));
-    assert.throws(() => peft.afterOptimizerStep(0), /gradient.*after loss\.backward\(\) and before zeroGrad\(\)/);
-    peft.forward({ inputIds: IDS(), labels: IDS() }).loss!.backward();
-    peft.afterOptimizerStep(0);
-    const tuner = peft.base_model as AdaLoraModel;
-    const name = "model.layers.0.self_attn.q_proj";
-    const A = tuner
-      .adaLoraLayers()
-      .find(([path]) => path === name)![1]
-      .A("default");
-    const want = values(A).map((w, i) => Math.fround(Math.abs(w * values(A.grad!)[i]!)));
-    assert.ok(
-      want.some((v) => v > 0),
-      "A starts random, so its importance is not all zero",
-    );
-    assert.deepEqual(Array.from(tuner.rankAllocator!.importance(`${name}.lora_A.default`)!.ipt), want);
-  });
+  it(
+    "ADALORA: PeftModel.afterOptimizerStep runs the rank allocation: the importance |w·∂L/∂w| " +
+      "of lora_A after one step",
+    () => {
+      const peft = getPeftModel(llama(), AdaLoraConfig({ ...CAUSAL, init_r: 4, target_r: 2, total_step: 10 }));
+      assert.throws(() => peft.afterOptimizerStep(0), /gradient.*after loss\.backward\(\) and before zeroGrad\(\)/);
+      peft.forward({ inputIds: IDS(), labels: IDS() }).loss!.backward();
+      peft.afterOptimizerStep(0);
+      const tuner = peft.base_model as AdaLoraModel;
+      const name = "model.layers.0.self_attn.q_proj";
+      const A = tuner
+        .adaLoraLayers()
+        .find(([path]) => path === name)![1]
+        .A("default");
+      const want = values(A).map((w, i) => Math.fround(Math.abs(w * values(A.grad!)[i]!)));
+      assert.ok(
+        want.some((v) => v > 0),
+        "A starts random, so its importance is not all zero",
+      );
+      assert.deepEqual(Array.from(tuner.rankAllocator!.importance(`${name}.lora_A.default`)!.ipt), want);
+    },
+  );
 });
 
 describe("generate is a method of the generative model classes", () => {

@@ -50,29 +50,32 @@ describe("writeFolderAtomic", () => {
     assert.deepEqual(readdirSync(parent), ["m"]);
   });
 
-  it("recovery restores a folder killed between the two renames and finishes a swap killed before its carry-over", () => {
-    const parent = dirs.make(),
-      pid = deadPid();
-    // Killed between renames: only the previous folder (renamed aside) and the new one (still temporary) exist.
-    mkdirSync(join(parent, `.a.old-${pid}-0123456789ab`));
-    writeFileSync(join(parent, `.a.old-${pid}-0123456789ab`, "weights"), "old");
-    mkdirSync(join(parent, `.a.tmp-${pid}-0123456789ab`));
-    // Killed after the swap: the new folder lists what it still has to take over from the previous one.
-    mkdirSync(join(parent, "b"));
-    writeFileSync(join(parent, "b", "weights"), "new");
-    writeFileSync(join(parent, "b", ".carry-over.json"), JSON.stringify(["notes.txt"]));
-    mkdirSync(join(parent, `.b.old-${pid}-0123456789ab`));
-    writeFileSync(join(parent, `.b.old-${pid}-0123456789ab`, "notes.txt"), "mine");
-    writeFileSync(join(parent, `.b.old-${pid}-0123456789ab`, "weights"), "old");
-    // A file write killed before its rename.
-    writeFileSync(join(parent, `.c.${pid}.0123456789ab.tmp`), "");
-    // A live writer's temporaries are not touched.
-    mkdirSync(join(parent, `.d.tmp-${process.pid}-0123456789ab`));
-    recoverInterruptedSaves(parent);
-    assert.deepEqual(readdirSync(parent).sort(), [`.d.tmp-${process.pid}-0123456789ab`, "a", "b"]);
-    assert.deepEqual(folder(join(parent, "a")), { weights: "old" });
-    assert.deepEqual(folder(join(parent, "b")), { "notes.txt": "mine", weights: "new" });
-  });
+  it(
+    "recovery restores a folder killed between the two renames and finishes a swap killed " + "before its carry-over",
+    () => {
+      const parent = dirs.make(),
+        pid = deadPid();
+      // Killed between renames: only the previous folder (renamed aside) and the new one (still temporary) exist.
+      mkdirSync(join(parent, `.a.old-${pid}-0123456789ab`));
+      writeFileSync(join(parent, `.a.old-${pid}-0123456789ab`, "weights"), "old");
+      mkdirSync(join(parent, `.a.tmp-${pid}-0123456789ab`));
+      // Killed after the swap: the new folder lists what it still has to take over from the previous one.
+      mkdirSync(join(parent, "b"));
+      writeFileSync(join(parent, "b", "weights"), "new");
+      writeFileSync(join(parent, "b", ".carry-over.json"), JSON.stringify(["notes.txt"]));
+      mkdirSync(join(parent, `.b.old-${pid}-0123456789ab`));
+      writeFileSync(join(parent, `.b.old-${pid}-0123456789ab`, "notes.txt"), "mine");
+      writeFileSync(join(parent, `.b.old-${pid}-0123456789ab`, "weights"), "old");
+      // A file write killed before its rename.
+      writeFileSync(join(parent, `.c.${pid}.0123456789ab.tmp`), "");
+      // A live writer's temporaries are not touched.
+      mkdirSync(join(parent, `.d.tmp-${process.pid}-0123456789ab`));
+      recoverInterruptedSaves(parent);
+      assert.deepEqual(readdirSync(parent).sort(), [`.d.tmp-${process.pid}-0123456789ab`, "a", "b"]);
+      assert.deepEqual(folder(join(parent, "a")), { weights: "old" });
+      assert.deepEqual(folder(join(parent, "b")), { "notes.txt": "mine", weights: "new" });
+    },
+  );
 
   it("a folder that cannot be renamed (the working directory) is updated in place", () => {
     const dir = dirs.make(),

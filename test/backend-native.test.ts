@@ -1054,13 +1054,15 @@ nativeTest("adamw matches bit for bit over several steps", (nb) => {
       const p = new CpuStorage("float32", p0.data.slice()),
         m = new CpuStorage("float32", m0.slice());
       const v = new CpuStorage("float32", v0.slice());
-      grads.forEach((g, i) =>
-        b.adamw(p, g, m, v, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: i + 1 }),
-      );
+      grads.forEach((g, i) => {
+        b.adamw(p, g, m, v, { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: i + 1 });
+      });
       return [p, m, v];
     };
     const want = run(js),
       got = run(nb);
-    got.forEach((s, i) => assertExact(s.data, want[i]!.data, `adamw n=${n} state ${i}`));
+    got.forEach((s, i) => {
+      assertExact(s.data, want[i]!.data, `adamw n=${n} state ${i}`);
+    });
   }
 });

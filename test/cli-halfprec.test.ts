@@ -72,64 +72,70 @@ test("peft train configs take model.quantization_config (BitsAndBytesConfig fiel
   );
 });
 
-test("peft train with model.quantization_config trains LoRA on an NF4 model with bf16 around it; the adapter loads in float32", () => {
-  const ws = cliWorkspace("peft-ts-qlora-cli-", {
-    vocab_size: 100,
-    hidden_size: 32,
-    intermediate_size: 64,
-    num_hidden_layers: 2,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-  });
-  try {
-    writeFileSync(
-      join(ws.root, "qlora.json"),
-      JSON.stringify({
-        model_name_or_path: "model",
-        dataset: "train.json",
-        max_length: 64,
-        model: {
-          dtype: "bfloat16",
-          quantization_config: { load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true },
-        },
-        peft: {
-          peft_type: "LORA",
-          task_type: "CAUSAL_LM",
-          r: 4,
-          lora_alpha: 8,
-          target_modules: ["q_proj", "v_proj", "up_proj"],
-        },
-        training_args: {
-          output_dir: "out",
-          learning_rate: 0.05,
-          per_device_train_batch_size: 2,
-          max_steps: 12,
-          logging_steps: 1,
-          save_strategy: "no",
-          gradient_checkpointing: true,
-        },
-      }),
-    );
-    const run = ws.run("train", "qlora.json");
-    assert.equal(run.status, 0, run.stderr);
-    const losses = readFileSync(join(ws.root, "out", "training_log.jsonl"), "utf8")
-      .trim()
-      .split("\n")
-      .map((l) => JSON.parse(l) as Record<string, unknown>)
-      .filter((e) => typeof e["loss"] === "number")
-      .map((e) => e["loss"] as number);
-    // Two examples seen again and again: every step lowers the loss.
-    assert.ok(
-      losses.length === 12 && losses.every((l, i) => i === 0 || l < losses[i - 1]!) && losses[11]! < 0.95 * losses[0]!,
-      `loss should fall: ${losses.join(", ")}`,
-    );
-    const float = AutoModelForCausalLM.fromPretrained(join(ws.root, "model"));
-    const peft = PeftModel.fromPretrained(float, join(ws.root, "out"));
-    assert.ok(peft.namedParameters().some(([k]) => k.includes("lora_B")));
-  } finally {
-    rmSync(ws.root, { recursive: true, force: true });
-  }
-});
+test(
+  "peft train with model.quantization_config trains LoRA on an NF4 model with bf16 around " +
+    "it; the adapter loads in float32",
+  () => {
+    const ws = cliWorkspace("peft-ts-qlora-cli-", {
+      vocab_size: 100,
+      hidden_size: 32,
+      intermediate_size: 64,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+    });
+    try {
+      writeFileSync(
+        join(ws.root, "qlora.json"),
+        JSON.stringify({
+          model_name_or_path: "model",
+          dataset: "train.json",
+          max_length: 64,
+          model: {
+            dtype: "bfloat16",
+            quantization_config: { load_in_4bit: true, bnb_4bit_quant_type: "nf4", bnb_4bit_use_double_quant: true },
+          },
+          peft: {
+            peft_type: "LORA",
+            task_type: "CAUSAL_LM",
+            r: 4,
+            lora_alpha: 8,
+            target_modules: ["q_proj", "v_proj", "up_proj"],
+          },
+          training_args: {
+            output_dir: "out",
+            learning_rate: 0.05,
+            per_device_train_batch_size: 2,
+            max_steps: 12,
+            logging_steps: 1,
+            save_strategy: "no",
+            gradient_checkpointing: true,
+          },
+        }),
+      );
+      const run = ws.run("train", "qlora.json");
+      assert.equal(run.status, 0, run.stderr);
+      const losses = readFileSync(join(ws.root, "out", "training_log.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l) as Record<string, unknown>)
+        .filter((e) => typeof e["loss"] === "number")
+        .map((e) => e["loss"] as number);
+      // Two examples seen again and again: every step lowers the loss.
+      assert.ok(
+        losses.length === 12 &&
+          losses.every((l, i) => i === 0 || l < losses[i - 1]!) &&
+          losses[11]! < 0.95 * losses[0]!,
+        `loss should fall: ${losses.join(", ")}`,
+      );
+      const float = AutoModelForCausalLM.fromPretrained(join(ws.root, "model"));
+      const peft = PeftModel.fromPretrained(float, join(ws.root, "out"));
+      assert.ok(peft.namedParameters().some(([k]) => k.includes("lora_B")));
+    } finally {
+      rmSync(ws.root, { recursive: true, force: true });
+    }
+  },
+);
 
 test("peft info shows a bitsandbytes checkpoint's quantisation", () => {
   const info = modelInfo(join(QUANT_FIXTURES, "bnb-nf4-llama"));

@@ -98,28 +98,32 @@ describe("peft train --resume", () => {
 });
 
 describe("peft train: the first hour", () => {
-  it("--resume with a larger --max-steps shows the new total; resuming a finished run says so and reports its last loss", () => {
-    assert.equal(ws.run("train", config("len", {}), "--max-steps", "2").status, 0);
-    const more = ws.run("train", config("len", {}), "--resume", "--max-steps", "3");
-    assert.equal(more.status, 0, more.stderr);
-    assert.match(more.stderr, /training: 3 steps, resuming at step 2/);
-    assert.match(more.stderr, /^step 3\/3 \| loss \d/m);
-    assert.doesNotMatch(more.stderr, /step \d+\/2\b/);
-    const log = readFileSync(join(ws.root, "out-len", "training_log.jsonl"), "utf8")
-      .trim()
-      .split("\n")
-      .map((l) => parseJson(l) as Record<string, number>);
-    const again = ws.run("train", config("len", {}), "--resume", "--max-steps", "3");
-    assert.equal(again.status, 0, again.stderr);
-    assert.match(
-      again.stdout,
-      /nothing to train: the run in out-len is already at step 3 of 3 \(raise --max-steps to train further\)/,
-    );
-    assert.match(
-      again.stdout,
-      new RegExp(`^train_loss: ${log[log.length - 1]!["loss"]!.toFixed(4)} \\(last logged\\)`, "m"),
-    );
-  });
+  it(
+    "--resume with a larger --max-steps shows the new total; resuming a finished run says so " +
+      "and reports its last loss",
+    () => {
+      assert.equal(ws.run("train", config("len", {}), "--max-steps", "2").status, 0);
+      const more = ws.run("train", config("len", {}), "--resume", "--max-steps", "3");
+      assert.equal(more.status, 0, more.stderr);
+      assert.match(more.stderr, /training: 3 steps, resuming at step 2/);
+      assert.match(more.stderr, /^step 3\/3 \| loss \d/m);
+      assert.doesNotMatch(more.stderr, /step \d+\/2\b/);
+      const log = readFileSync(join(ws.root, "out-len", "training_log.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => parseJson(l) as Record<string, number>);
+      const again = ws.run("train", config("len", {}), "--resume", "--max-steps", "3");
+      assert.equal(again.status, 0, again.stderr);
+      assert.match(
+        again.stdout,
+        /nothing to train: the run in out-len is already at step 3 of 3 \(raise --max-steps to train further\)/,
+      );
+      assert.match(
+        again.stdout,
+        new RegExp(`^train_loss: ${log[log.length - 1]!["loss"]!.toFixed(4)} \\(last logged\\)`, "m"),
+      );
+    },
+  );
 
   it("a negative --max-steps is refused by its own check, not as an ambiguous argument", () => {
     const r = ws.run("train", config("neg", {}), "--max-steps", "-5");
@@ -138,60 +142,64 @@ describe("peft train: the first hour", () => {
 });
 
 describe("peft merge: the wrong base model", () => {
-  it("refuses another layer count or other shapes, warns for same-shaped other weights, naming the adapter's base model", () => {
-    const modelDir = join(ws.root, "model");
-    const config = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8")) as Record<string, unknown>;
-    const variant = (name: string, fields: Record<string, unknown>, seed: number) => {
-      T.manualSeed(seed);
-      AutoModelForCausalLM.fromConfig({ ...config, ...fields }).savePretrained(join(ws.root, name));
-    };
-    variant("model-3-layers", { num_hidden_layers: 3 }, 7);
-    variant("model-wider", { hidden_size: 48, intermediate_size: 96 }, 7);
-    variant("model-other-weights", {}, 99);
-    cpSync(modelDir, join(ws.root, "model-copy"), { recursive: true });
-    T.manualSeed(3);
-    const lora = LoraConfig({
-      task_type: "CAUSAL_LM",
-      r: 2,
-      target_modules: ["q_proj"],
-      init_lora_weights: "gaussian",
-    });
-    getPeftModel(AutoModelForCausalLM.fromPretrained(modelDir), lora).savePretrained(join(ws.root, "adapter-merge"));
-    const merge = (model: string) =>
-      ws.run("merge", "--model", model, "--adapter", "adapter-merge", "--out", `merged-${model}`);
-    const hint = new RegExp(
-      `^hint: pass --model ${modelDir} \\(base_model_name_or_path in adapter_config\\.json\\)$`,
-      "m",
-    );
-
-    const layers = merge("model-3-layers");
-    assert.equal(layers.status, 1);
-    assert.match(
-      layers.stderr,
-      /^error: the adapter adapter-merge has weights for 2 layers but --model model-3-layers has 3: it was trained on another/m,
-    );
-    assert.match(layers.stderr, hint);
-    const wider = merge("model-wider");
-    assert.equal(wider.status, 1);
-    assert.match(
-      wider.stderr,
-      /^error: the adapter does not fit --model model-wider: .*size mismatch .*\[2, 32\] but the model expects \[2, 48\]/m,
-    );
-    assert.match(wider.stderr, hint);
-    const other = merge("model-other-weights");
-    assert.equal(other.status, 0, other.stderr);
-    assert.match(
-      other.stderr,
-      /^warning: --model model-other-weights is not the adapter's base model ".*\/model" .*though the shapes fit/m,
-    );
-    for (const same of ["model", "model-copy"]) {
-      const r = merge(same);
-      assert.equal(r.status, 0, r.stderr);
-      assert.doesNotMatch(
-        r.stderr,
-        /warning/,
-        `${same}: the adapter's own base model (or a copy) merges without a word`,
+  it(
+    "refuses another layer count or other shapes, warns for same-shaped other weights, naming " +
+      "the adapter's base model",
+    () => {
+      const modelDir = join(ws.root, "model");
+      const config = JSON.parse(readFileSync(join(modelDir, "config.json"), "utf8")) as Record<string, unknown>;
+      const variant = (name: string, fields: Record<string, unknown>, seed: number) => {
+        T.manualSeed(seed);
+        AutoModelForCausalLM.fromConfig({ ...config, ...fields }).savePretrained(join(ws.root, name));
+      };
+      variant("model-3-layers", { num_hidden_layers: 3 }, 7);
+      variant("model-wider", { hidden_size: 48, intermediate_size: 96 }, 7);
+      variant("model-other-weights", {}, 99);
+      cpSync(modelDir, join(ws.root, "model-copy"), { recursive: true });
+      T.manualSeed(3);
+      const lora = LoraConfig({
+        task_type: "CAUSAL_LM",
+        r: 2,
+        target_modules: ["q_proj"],
+        init_lora_weights: "gaussian",
+      });
+      getPeftModel(AutoModelForCausalLM.fromPretrained(modelDir), lora).savePretrained(join(ws.root, "adapter-merge"));
+      const merge = (model: string) =>
+        ws.run("merge", "--model", model, "--adapter", "adapter-merge", "--out", `merged-${model}`);
+      const hint = new RegExp(
+        `^hint: pass --model ${modelDir} \\(base_model_name_or_path in adapter_config\\.json\\)$`,
+        "m",
       );
-    }
-  });
+
+      const layers = merge("model-3-layers");
+      assert.equal(layers.status, 1);
+      assert.match(
+        layers.stderr,
+        /^error: the adapter adapter-merge has weights for 2 layers but --model model-3-layers has 3: it was trained on another/m,
+      );
+      assert.match(layers.stderr, hint);
+      const wider = merge("model-wider");
+      assert.equal(wider.status, 1);
+      assert.match(
+        wider.stderr,
+        /^error: the adapter does not fit --model model-wider: .*size mismatch .*\[2, 32\] but the model expects \[2, 48\]/m,
+      );
+      assert.match(wider.stderr, hint);
+      const other = merge("model-other-weights");
+      assert.equal(other.status, 0, other.stderr);
+      assert.match(
+        other.stderr,
+        /^warning: --model model-other-weights is not the adapter's base model ".*\/model" .*though the shapes fit/m,
+      );
+      for (const same of ["model", "model-copy"]) {
+        const r = merge(same);
+        assert.equal(r.status, 0, r.stderr);
+        assert.doesNotMatch(
+          r.stderr,
+          /warning/,
+          `${same}: the adapter's own base model (or a copy) merges without a word`,
+        );
+      }
+    },
+  );
 });

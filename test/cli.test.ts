@@ -112,7 +112,7 @@ describe("peft CLI", () => {
     model.savePretrained(modelDir);
     writeFileSync(join(modelDir, "tokenizer.json"), JSON.stringify(bpeTokenizerJson("qwen2")));
     writeFileSync(join(modelDir, "tokenizer_config.json"), JSON.stringify(qwenConfig()));
-    writeFileSync(join(root, "train.jsonl"), RECORDS.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    writeFileSync(join(root, "train.jsonl"), `${RECORDS.map((r) => JSON.stringify(r)).join("\n")}\n`);
     writeFileSync(join(root, "eval.json"), JSON.stringify(RECORDS.slice(0, 2)));
     emptyDir = join(root, "empty");
     mkdirSync(emptyDir);
@@ -157,53 +157,56 @@ describe("peft CLI", () => {
 
   after(() => rmSync(root, { recursive: true, force: true }));
 
-  it("train: prints the trainable parameters, shows progress, writes the adapter, tokenizer, log and loss curve", () => {
-    const r = ok(peft("train", "config.json"), "peft train");
-    assert.match(r.stdout, /trainable params: 896 \|\| all params: [\d,]+ \|\| trainable%: \d+\.\d{4}/);
-    assert.match(r.stderr, /step 6\/6 \| loss \d/, "progress lines on stderr");
-    for (const f of [
-      "adapter_config.json",
-      "adapter_model.safetensors",
-      "tokenizer.json",
-      "tokenizer_config.json",
-      "training_log.jsonl",
-      "loss.svg",
-      "checkpoint-3",
-      "checkpoint-6",
-    ]) {
-      assert.ok(existsSync(join(out, f)), `${f} in output_dir`);
-    }
-    const config = JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8")) as Record<string, unknown>;
-    assert.equal(config["peft_type"], "LORA");
-    assert.equal(config["r"], 4);
+  it(
+    "train: prints the trainable parameters, shows progress, writes the adapter, tokenizer, " + "log and loss curve",
+    () => {
+      const r = ok(peft("train", "config.json"), "peft train");
+      assert.match(r.stdout, /trainable params: 896 \|\| all params: [\d,]+ \|\| trainable%: \d+\.\d{4}/);
+      assert.match(r.stderr, /step 6\/6 \| loss \d/, "progress lines on stderr");
+      for (const f of [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "training_log.jsonl",
+        "loss.svg",
+        "checkpoint-3",
+        "checkpoint-6",
+      ]) {
+        assert.ok(existsSync(join(out, f)), `${f} in output_dir`);
+      }
+      const config = JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8")) as Record<string, unknown>;
+      assert.equal(config["peft_type"], "LORA");
+      assert.equal(config["r"], 4);
 
-    const log = readJsonl(join(out, "training_log.jsonl"));
-    const losses = log.filter((e) => e["loss"] !== undefined);
-    assert.deepEqual(
-      losses.map((e) => e["step"]),
-      [1, 2, 3, 4, 5, 6],
-    );
-    for (const e of losses)
-      assert.ok(Number.isFinite(e["loss"]) && Number.isFinite(e["learning_rate"]), JSON.stringify(e));
-    assert.deepEqual(
-      log.filter((e) => e["eval_loss"] !== undefined).map((e) => e["step"]),
-      [3, 6],
-    );
+      const log = readJsonl(join(out, "training_log.jsonl"));
+      const losses = log.filter((e) => e["loss"] !== undefined);
+      assert.deepEqual(
+        losses.map((e) => e["step"]),
+        [1, 2, 3, 4, 5, 6],
+      );
+      for (const e of losses)
+        assert.ok(Number.isFinite(e["loss"]) && Number.isFinite(e["learning_rate"]), JSON.stringify(e));
+      assert.deepEqual(
+        log.filter((e) => e["eval_loss"] !== undefined).map((e) => e["step"]),
+        [3, 6],
+      );
 
-    const svg = readFileSync(join(out, "loss.svg"), "utf8");
-    assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
-    const tags = xmlTags(svg);
-    const lines = tags.filter((t) => t.name === "polyline");
-    assert.equal(lines.length, 1);
-    const points = /points="([^"]*)"/.exec(lines[0]!.attrs)![1]!.trim().split(/\s+/);
-    assert.equal(points.length, losses.length, "one polyline point per logged loss");
-    for (const p of points) assert.ok(p.split(",").map(Number).every(Number.isFinite), `point ${p}`);
-    assert.equal(
-      tags.filter((t) => t.name === "circle" && t.attrs.includes("eval-loss")).length,
-      2,
-      "eval loss points",
-    );
-  });
+      const svg = readFileSync(join(out, "loss.svg"), "utf8");
+      assert.match(svg, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+      const tags = xmlTags(svg);
+      const lines = tags.filter((t) => t.name === "polyline");
+      assert.equal(lines.length, 1);
+      const points = /points="([^"]*)"/.exec(lines[0]!.attrs)![1]!.trim().split(/\s+/);
+      assert.equal(points.length, losses.length, "one polyline point per logged loss");
+      for (const p of points) assert.ok(p.split(",").map(Number).every(Number.isFinite), `point ${p}`);
+      assert.equal(
+        tags.filter((t) => t.name === "circle" && t.attrs.includes("eval-loss")).length,
+        2,
+        "eval loss points",
+      );
+    },
+  );
 
   it("info describes the adapter and the model, as text and as JSON", () => {
     const text = ok(peft("info", "out"), "peft info adapter").stdout;
@@ -325,7 +328,7 @@ describe("peft CLI", () => {
   it("train --resume continues from the latest checkpoint without repeating logged steps (YAML config)", () => {
     writeFileSync(
       join(root, "resume.yaml"),
-      [
+      `${[
         "# the same run, written as YAML",
         "model_name_or_path: model",
         "dataset: train.jsonl",
@@ -342,7 +345,7 @@ describe("peft CLI", () => {
         "  logging_steps: 1",
         "  save_steps: 2",
         "  lr_scheduler_type: constant",
-      ].join("\n") + "\n",
+      ].join("\n")}\n`,
     );
     ok(peft("train", "resume.yaml", "--max-steps", "2"), "first part");
     assert.deepEqual(

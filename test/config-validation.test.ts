@@ -340,7 +340,8 @@ describe("unknown and unimplemented fields (item 7)", () => {
     );
     const warnings = warningsOf(() => TrainingArguments({ report_to: "wandb", dataloader_num_workers: 4 } as never));
     assert.deepEqual(warnings, [
-      "TrainingArguments: report_to, dataloader_num_workers concern(s) infrastructure that peft-ts's Trainer does not have (ignored)",
+      "TrainingArguments: report_to, dataloader_num_workers concern(s) infrastructure that " +
+        "peft-ts's Trainer does not have (ignored)",
     ]);
   });
 
@@ -353,40 +354,44 @@ describe("unknown and unimplemented fields (item 7)", () => {
     }
   });
 
-  it("peft train refuses typos in the peft and training_args objects, with a did-you-mean, before loading the model", () => {
-    const ws = cliWorkspace("peft-ts-typos-", {
-      vocab_size: 64,
-      hidden_size: 16,
-      intermediate_size: 32,
-      num_hidden_layers: 1,
-      num_attention_heads: 2,
-      num_key_value_heads: 2,
-    });
-    try {
-      const write = (name: string, peft: Record<string, unknown>, args: Record<string, unknown>) =>
-        writeFileSync(
-          join(ws.root, name),
-          JSON.stringify({
-            model_name_or_path: "model",
-            dataset: "train.json",
-            peft: { peft_type: "LORA", ...peft },
-            training_args: { output_dir: "out", max_steps: 1, ...args },
-          }),
-        );
-      write("peft-typo.json", { lora_alpah: 16 }, {});
-      let r = ws.run("train", "peft-typo.json");
-      assert.notEqual(r.status, 0);
-      assert.match(r.stderr, /unknown field `lora_alpah` \(did you mean `lora_alpha`\?\)/);
-      write("args-typo.json", {}, { learning_rat: 0.1 });
-      r = ws.run("train", "args-typo.json");
-      assert.notEqual(r.status, 0);
-      assert.match(r.stderr, /unknown field `learning_rat` \(did you mean `learning_rate`\?\)/);
-      write("bad-type.json", { use_rslora: "false" }, {});
-      r = ws.run("train", "bad-type.json");
-      assert.notEqual(r.status, 0);
-      assert.match(r.stderr, /`use_rslora` must be a boolean \(true or false\), got "false" \(a string\)/);
-    } finally {
-      rmSync(ws.root, { recursive: true, force: true });
-    }
-  });
+  it(
+    "peft train refuses typos in the peft and training_args objects, with a did-you-mean, " +
+      "before loading the model",
+    () => {
+      const ws = cliWorkspace("peft-ts-typos-", {
+        vocab_size: 64,
+        hidden_size: 16,
+        intermediate_size: 32,
+        num_hidden_layers: 1,
+        num_attention_heads: 2,
+        num_key_value_heads: 2,
+      });
+      try {
+        const write = (name: string, peft: Record<string, unknown>, args: Record<string, unknown>) =>
+          writeFileSync(
+            join(ws.root, name),
+            JSON.stringify({
+              model_name_or_path: "model",
+              dataset: "train.json",
+              peft: { peft_type: "LORA", ...peft },
+              training_args: { output_dir: "out", max_steps: 1, ...args },
+            }),
+          );
+        write("peft-typo.json", { lora_alpah: 16 }, {});
+        let r = ws.run("train", "peft-typo.json");
+        assert.notEqual(r.status, 0);
+        assert.match(r.stderr, /unknown field `lora_alpah` \(did you mean `lora_alpha`\?\)/);
+        write("args-typo.json", {}, { learning_rat: 0.1 });
+        r = ws.run("train", "args-typo.json");
+        assert.notEqual(r.status, 0);
+        assert.match(r.stderr, /unknown field `learning_rat` \(did you mean `learning_rate`\?\)/);
+        write("bad-type.json", { use_rslora: "false" }, {});
+        r = ws.run("train", "bad-type.json");
+        assert.notEqual(r.status, 0);
+        assert.match(r.stderr, /`use_rslora` must be a boolean \(true or false\), got "false" \(a string\)/);
+      } finally {
+        rmSync(ws.root, { recursive: true, force: true });
+      }
+    },
+  );
 });

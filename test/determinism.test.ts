@@ -108,44 +108,47 @@ if (process.env[CHILD_ENV] === "1") {
 function parentTests(): void {
   const { native, loadError } = nativeOrReason();
 
-  test("training runs are bit-identical with 1 thread, 2 threads, and 2 adaptive threads beside a busy neighbour", async (t) => {
-    if (!native) return t.skip(`native addon not built: ${loadError}`);
-    const run = promisify(execFile);
-    const script = fileURLToPath(import.meta.url);
-    const trainRun = async (env: Record<string, string>) => {
-      const { stdout } = await run(process.execPath, [script], {
-        env: { ...process.env, PEFT_TS_BACKEND: "native", [CHILD_ENV]: "1", ...env },
-        timeout: 120e3,
+  test(
+    "training runs are bit-identical with 1 thread, 2 threads, and 2 adaptive threads beside a " + "busy neighbour",
+    async (t) => {
+      if (!native) return t.skip(`native addon not built: ${loadError}`);
+      const run = promisify(execFile);
+      const script = fileURLToPath(import.meta.url);
+      const trainRun = async (env: Record<string, string>) => {
+        const { stdout } = await run(process.execPath, [script], {
+          env: { ...process.env, PEFT_TS_BACKEND: "native", [CHILD_ENV]: "1", ...env },
+          timeout: 120e3,
+        });
+        return JSON.parse(stdout.trim().split("\n").pop()!) as Record<string, { losses: number[]; adapter: string }>;
+      };
+      const one = await trainRun({ PEFT_TS_THREADS: "1" });
+      const two = await trainRun({ PEFT_TS_THREADS: "2", PEFT_TS_ADAPTIVE_THREADS: "0" });
+      // The neighbour spins on one core (for at most 60 s, in case this process dies) while the adaptive run trains.
+      const neighbour = spawn(process.execPath, ["-e", "const t = Date.now(); while (Date.now() - t < 60e3) {}"], {
+        stdio: "ignore",
       });
-      return JSON.parse(stdout.trim().split("\n").pop()!) as Record<string, { losses: number[]; adapter: string }>;
-    };
-    const one = await trainRun({ PEFT_TS_THREADS: "1" });
-    const two = await trainRun({ PEFT_TS_THREADS: "2", PEFT_TS_ADAPTIVE_THREADS: "0" });
-    // The neighbour spins on one core (for at most 60 s, in case this process dies) while the adaptive run trains.
-    const neighbour = spawn(process.execPath, ["-e", "const t = Date.now(); while (Date.now() - t < 60e3) {}"], {
-      stdio: "ignore",
-    });
-    let adaptive;
-    try {
-      adaptive = await trainRun({ PEFT_TS_THREADS: "2", PEFT_TS_ADAPTIVE_THREADS: "1" });
-    } finally {
-      neighbour.kill();
-    }
-    for (const model of ["gpt2", "llama"]) {
-      const a = one[model]!;
-      assert.ok(
-        a.losses.every(Number.isFinite) && a.losses[3]! < a.losses[0]!,
-        `${model}: training should lower the loss (${a.losses})`,
-      );
-      for (const [what, b] of [
-        ["2 threads", two[model]!],
-        ["2 adaptive threads with a busy neighbour", adaptive[model]!],
-      ] as const) {
-        assert.deepEqual(b.losses, a.losses, `${model}: losses with ${what} vs 1 thread`);
-        assert.equal(b.adapter, a.adapter, `${model}: adapter_model.safetensors with ${what} vs 1 thread`);
+      let adaptive: Awaited<ReturnType<typeof trainRun>>;
+      try {
+        adaptive = await trainRun({ PEFT_TS_THREADS: "2", PEFT_TS_ADAPTIVE_THREADS: "1" });
+      } finally {
+        neighbour.kill();
       }
-    }
-  });
+      for (const model of ["gpt2", "llama"]) {
+        const a = one[model]!;
+        assert.ok(
+          a.losses.every(Number.isFinite) && a.losses[3]! < a.losses[0]!,
+          `${model}: training should lower the loss (${a.losses})`,
+        );
+        for (const [what, b] of [
+          ["2 threads", two[model]!],
+          ["2 adaptive threads with a busy neighbour", adaptive[model]!],
+        ] as const) {
+          assert.deepEqual(b.losses, a.losses, `${model}: losses with ${what} vs 1 thread`);
+          assert.equal(b.adapter, a.adapter, `${model}: adapter_model.safetensors with ${what} vs 1 thread`);
+        }
+      }
+    },
+  );
 
   /**
    * Makes the inputs once, then runs the computation with 1, 2 and 3 threads and asserts bit-identical outputs.
@@ -164,9 +167,9 @@ function parentTests(): void {
         });
         for (const [i, r] of results.entries()) {
           if (i === 0) continue;
-          r.forEach((out, j) =>
-            assertBitIdentical(out, results[0]![j]!, `${name}: output ${j} with ${i + 1} threads vs 1 thread`),
-          );
+          r.forEach((out, j) => {
+            assertBitIdentical(out, results[0]![j]!, `${name}: output ${j} with ${i + 1} threads vs 1 thread`);
+          });
         }
       } finally {
         setThreads(before);

@@ -53,19 +53,22 @@ function assertRejected(o: Outcome, variable: string, value: string, range: RegE
   assert.match(o.error.message, range);
 }
 
-test("PEFT_TS_THREADS: 0, -1, abc, 1.5, 2x and values above 4 × the cores are rejected, naming the range", async (t) => {
-  if (nativeError) return t.skip(`native addon not built: ${nativeError}`);
-  const limit = threadLimit();
-  assert.equal(limit, 4 * cpus().length, "the limit is 4 threads per core");
-  for (const value of ["0", "-1", "abc", "1.5", "2x", String(limit + 1), "1025"]) {
-    assertRejected(
-      await loadWith({ PEFT_TS_THREADS: value }),
-      "PEFT_TS_THREADS",
-      value,
-      new RegExp(`integer from 1 to ${limit}\\b`),
-    );
-  }
-});
+test(
+  "PEFT_TS_THREADS: 0, -1, abc, 1.5, 2x and values above 4 × the cores are rejected, naming " + "the range",
+  async (t) => {
+    if (nativeError) return t.skip(`native addon not built: ${nativeError}`);
+    const limit = threadLimit();
+    assert.equal(limit, 4 * cpus().length, "the limit is 4 threads per core");
+    for (const value of ["0", "-1", "abc", "1.5", "2x", String(limit + 1), "1025"]) {
+      assertRejected(
+        await loadWith({ PEFT_TS_THREADS: value }),
+        "PEFT_TS_THREADS",
+        value,
+        new RegExp(`integer from 1 to ${limit}\\b`),
+      );
+    }
+  },
+);
 
 test("PEFT_TS_THREADS: 1 and the limit are accepted; unset or empty leaves the default", async (t) => {
   if (nativeError) return t.skip(`native addon not built: ${nativeError}`);

@@ -60,25 +60,29 @@ describe("newer model families against transformers goldens", () => {
 });
 
 describe("newer families: saving and gradients", () => {
-  it("savePretrained then fromPretrained gives identical logits, HF's architecture name and no extra or missing keys", () => {
-    for (const [name, info] of Object.entries(set.index.models)) {
-      const dir = set.modelDir(name),
-        task = taskOfClass(info.class);
-      const model = fromPretrained(dir, task);
-      const out = mkdtempSync(join(tmpdir(), `peft-ts-${name}-`));
-      model.savePretrained(out);
-      assert.deepEqual(
-        (JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as { architectures: string[] }).architectures,
-        [info.class],
-        name,
-      );
-      const again = fromPretrained(out, task);
-      assert.deepEqual(again.loadReport, { missingKeys: [], unexpectedKeys: [] }, name);
-      const inputs = forwardInputs(readInputs(dir), false);
-      const logits = (m: typeof model) => (noGrad(() => m.forward(inputs)) as ModelOutput).logits;
-      assert.equal(maxAbsDiff(logits(again), logits(model)), 0, name);
-    }
-  });
+  it(
+    "savePretrained then fromPretrained gives identical logits, HF's architecture name and no " +
+      "extra or missing keys",
+    () => {
+      for (const [name, info] of Object.entries(set.index.models)) {
+        const dir = set.modelDir(name),
+          task = taskOfClass(info.class);
+        const model = fromPretrained(dir, task);
+        const out = mkdtempSync(join(tmpdir(), `peft-ts-${name}-`));
+        model.savePretrained(out);
+        assert.deepEqual(
+          (JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as { architectures: string[] }).architectures,
+          [info.class],
+          name,
+        );
+        const again = fromPretrained(out, task);
+        assert.deepEqual(again.loadReport, { missingKeys: [], unexpectedKeys: [] }, name);
+        const inputs = forwardInputs(readInputs(dir), false);
+        const logits = (m: typeof model) => (noGrad(() => m.forward(inputs)) as ModelOutput).logits;
+        assert.equal(maxAbsDiff(logits(again), logits(model)), 0, name);
+      }
+    },
+  );
 
   // Through every special path: soft-capping and sandwich norms, fused projections, ALiBi, partial rotary, q/k norms.
   for (const name of [
@@ -112,11 +116,15 @@ describe("LoRA with default targets on the newer families against Python peft 0.
       checkFreshCase(name, c, { set }));
   }
 
-  it("adapters made here reload to the same outputs; they go to $PEFT_TS_ADAPTERS for `make_family_fixtures.py --check-ts-adapters`", () => {
-    // With PEFT_TS_ADAPTERS set, the Python script then loads each folder in peft and compares with logits.safetensors.
-    const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-family-adapters-"));
-    saveTsAdapters(set, ["LORA"], out, 0.1);
-  });
+  it(
+    "adapters made here reload to the same outputs; they go to $PEFT_TS_ADAPTERS for " +
+      "`make_family_fixtures.py --check-ts-adapters`",
+    () => {
+      // With PEFT_TS_ADAPTERS set, the Python script then loads each folder in peft and compares with logits.safetensors.
+      const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-family-adapters-"));
+      saveTsAdapters(set, ["LORA"], out, 0.1);
+    },
+  );
 });
 
 describe("decoder traits per model type", () => {
@@ -129,48 +137,56 @@ describe("decoder traits per model type", () => {
     vocab_size: 32,
   };
 
-  it("sliding layers follow current transformers: Qwen2 from max_window_layers on (only with use_sliding_window), Gemma 2 even, Gemma 3 by pattern", () => {
-    const windows = (raw: Record<string, unknown>) =>
-      decoderTraits(llamaConfig({ ...base, ...raw })).layers.map((l) => l.window);
-    assert.deepEqual(
-      windows({ model_type: "qwen2", use_sliding_window: true, sliding_window: 3, max_window_layers: 2 }),
-      [null, null, 3, 3],
-    );
-    assert.deepEqual(
-      windows({ model_type: "qwen2", use_sliding_window: false, sliding_window: 3, max_window_layers: 2 }),
-      [null, null, null, null],
-    );
-    assert.deepEqual(windows({ model_type: "gemma2", sliding_window: 5 }), [5, null, 5, null]);
-    assert.deepEqual(windows({ model_type: "gemma3_text", sliding_window: 5, sliding_window_pattern: 3 }), [
-      5,
-      5,
-      null,
-      5,
-    ]);
-    const types = ["full_attention", "sliding_attention", "full_attention", "sliding_attention"];
-    assert.deepEqual(
-      windows({ model_type: "qwen3", use_sliding_window: true, sliding_window: 2, layer_types: types }),
-      [null, 2, null, 2],
-    );
-    const gemma3 = { ...base, model_type: "gemma3_text", num_hidden_layers: 7 };
-    assert.deepEqual(
-      decoderTraits(llamaConfig(gemma3)).layers.map((l) => l.rope),
-      [1, 1, 1, 1, 1, 0, 1],
-      "local rope on sliding layers, every 6th global",
-    );
-  });
+  it(
+    "sliding layers follow current transformers: Qwen2 from max_window_layers on (only with " +
+      "use_sliding_window), Gemma 2 even, Gemma 3 by pattern",
+    () => {
+      const windows = (raw: Record<string, unknown>) =>
+        decoderTraits(llamaConfig({ ...base, ...raw })).layers.map((l) => l.window);
+      assert.deepEqual(
+        windows({ model_type: "qwen2", use_sliding_window: true, sliding_window: 3, max_window_layers: 2 }),
+        [null, null, 3, 3],
+      );
+      assert.deepEqual(
+        windows({ model_type: "qwen2", use_sliding_window: false, sliding_window: 3, max_window_layers: 2 }),
+        [null, null, null, null],
+      );
+      assert.deepEqual(windows({ model_type: "gemma2", sliding_window: 5 }), [5, null, 5, null]);
+      assert.deepEqual(windows({ model_type: "gemma3_text", sliding_window: 5, sliding_window_pattern: 3 }), [
+        5,
+        5,
+        null,
+        5,
+      ]);
+      const types = ["full_attention", "sliding_attention", "full_attention", "sliding_attention"];
+      assert.deepEqual(
+        windows({ model_type: "qwen3", use_sliding_window: true, sliding_window: 2, layer_types: types }),
+        [null, 2, null, 2],
+      );
+      const gemma3 = { ...base, model_type: "gemma3_text", num_hidden_layers: 7 };
+      assert.deepEqual(
+        decoderTraits(llamaConfig(gemma3)).layers.map((l) => l.rope),
+        [1, 1, 1, 1, 1, 0, 1],
+        "local rope on sliding layers, every 6th global",
+      );
+    },
+  );
 
-  it("a window mask equals the hand-built one: query at position p sees keys p-w+1 … p (prefill and one decode step)", () => {
-    const w = 3;
-    const hand = (q: number, k: number) =>
-      Array.from({ length: q * k }, (_, n) => {
-        const p = Math.floor(n / k) + k - q,
-          j = n % k;
-        return j > p || j <= p - w ? MASK_VALUE : 0;
-      });
-    assert.deepEqual(Array.from(buildAttentionMask(undefined, 1, 7, 7, true, w)!.dataSync()), hand(7, 7));
-    assert.deepEqual(Array.from(buildAttentionMask(undefined, 1, 1, 9, true, w)!.dataSync()), hand(1, 9));
-  });
+  it(
+    "a window mask equals the hand-built one: query at position p sees keys p-w+1 … p (prefill " +
+      "and one decode step)",
+    () => {
+      const w = 3;
+      const hand = (q: number, k: number) =>
+        Array.from({ length: q * k }, (_, n) => {
+          const p = Math.floor(n / k) + k - q,
+            j = n % k;
+          return j > p || j <= p - w ? MASK_VALUE : 0;
+        });
+      assert.deepEqual(Array.from(buildAttentionMask(undefined, 1, 7, 7, true, w)!.dataSync()), hand(7, 7));
+      assert.deepEqual(Array.from(buildAttentionMask(undefined, 1, 1, 9, true, w)!.dataSync()), hand(1, 9));
+    },
+  );
 
   it("bad rope_scaling and layer_types are ConfigErrors that name the field", () => {
     const llama = (rope_scaling: Record<string, unknown>) =>
@@ -198,25 +214,29 @@ describe("decoder traits per model type", () => {
     assert.throws(() => parseConfig({ model_type: "gemma3" }), /model_type "gemma3" is not supported/);
   });
 
-  it("dynamic NTK keeps the base up to max_position_embeddings, then grows it with the sequence (hand-computed base)", () => {
-    const s = {
-      dim: 8,
-      theta: 10000,
-      maxPositions: 16,
-      scaling: { rope_type: "dynamic", factor: 2 },
-      modelType: "llama",
-    };
-    assert.deepEqual(ropeParameters(s, 10).invFreq, ropeParameters({ ...s, scaling: null }, 10).invFreq);
-    const grown = 10000 * Math.pow((2 * 32) / 16 - 1, 8 / 6);
-    const want = 1 / Math.pow(grown, 2 / 8);
-    assert.ok(
-      Math.abs(ropeParameters(s, 32).invFreq[1]! - want) < 1e-6 * want,
-      "float32 inverse frequency of the grown base",
-    );
-    const tables = new RotaryEmbedding(s).tables(tensor(Int32Array.from([0, 31]), [1, 2], "int32"));
-    assert.ok(
-      Math.abs(tables.cos.dataSync()[8 + 1]! - Math.cos(31 * ropeParameters(s, 32).invFreq[1]!)) < 1e-6,
-      "position 31 uses the grown base",
-    );
-  });
+  it(
+    "dynamic NTK keeps the base up to max_position_embeddings, then grows it with the sequence " +
+      "(hand-computed base)",
+    () => {
+      const s = {
+        dim: 8,
+        theta: 10000,
+        maxPositions: 16,
+        scaling: { rope_type: "dynamic", factor: 2 },
+        modelType: "llama",
+      };
+      assert.deepEqual(ropeParameters(s, 10).invFreq, ropeParameters({ ...s, scaling: null }, 10).invFreq);
+      const grown = 10000 * ((2 * 32) / 16 - 1) ** (8 / 6);
+      const want = 1 / grown ** (2 / 8);
+      assert.ok(
+        Math.abs(ropeParameters(s, 32).invFreq[1]! - want) < 1e-6 * want,
+        "float32 inverse frequency of the grown base",
+      );
+      const tables = new RotaryEmbedding(s).tables(tensor(Int32Array.from([0, 31]), [1, 2], "int32"));
+      assert.ok(
+        Math.abs(tables.cos.dataSync()[8 + 1]! - Math.cos(31 * ropeParameters(s, 32).invFreq[1]!)) < 1e-6,
+        "position 31 uses the grown base",
+      );
+    },
+  );
 });

@@ -227,7 +227,7 @@ describe("fuzzed files load or fail with a clear error", { timeout: 120_000 }, (
     const array = join(dir, "train.json");
     const lines = join(dir, "train.jsonl");
     const loadedArray = fuzz(encode(records), 300, SEED + 4, array, () => void loadDataset(array));
-    const jsonl = new TextEncoder().encode(records.map((r) => JSON.stringify(r)).join("\n") + "\n");
+    const jsonl = new TextEncoder().encode(`${records.map((r) => JSON.stringify(r)).join("\n")}\n`);
     const loadedLines = fuzz(jsonl, 300, SEED + 5, lines, () => void loadDataset(lines));
     assert.ok(loadedArray > 0 && loadedLines > 0, "some mutants load");
     rmSync(dir, { recursive: true, force: true });

@@ -46,9 +46,9 @@ describe("generate: log-probabilities", () => {
         });
       });
       assert.equal(out.logprobs[0]!.length, 6);
-      out.logprobs[0]!.forEach((lp, i) =>
-        assert.ok(Math.abs(lp - expected[i]!) < 1e-4, `token ${i}: ${lp} vs ${expected[i]}`),
-      );
+      out.logprobs[0]!.forEach((lp, i) => {
+        assert.ok(Math.abs(lp - expected[i]!) < 1e-4, `token ${i}: ${lp} vs ${expected[i]}`);
+      });
       assert.deepEqual(out.finishReasons, ["length"]);
     });
   }
@@ -179,9 +179,9 @@ describe("generate: seeds per row", () => {
     const both = row0(model.generate({ ...opts, inputIds: ids([PROMPT, PROMPT]), seed: [11, 12] }));
     const n = both.length / 2;
     // A row that ends early (eos) is shorter alone; in the batch it is padded after that.
-    alone.forEach((seq, r) =>
-      assert.deepEqual(both.slice(r * n + PROMPT.length, r * n + PROMPT.length + seq.length), seq),
-    );
+    alone.forEach((seq, r) => {
+      assert.deepEqual(both.slice(r * n + PROMPT.length, r * n + PROMPT.length + seq.length), seq);
+    });
     assert.throws(() => model.generate({ ...opts, inputIds: ids([PROMPT]), seed: [1, 2] }), ConfigError);
   });
 });

@@ -17,7 +17,7 @@ import {
   sampleIndex,
   softmax,
 } from "../src/generation/index.js";
-import { Tensor, memory, noGrad, tensor, tidy } from "../src/tensor/index.js";
+import { type Tensor, memory, noGrad, tensor, tidy } from "../src/tensor/index.js";
 import { modelDir, readInputs } from "./golden.js";
 
 function rows(t: Tensor): number[][] {

@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
-import { Tensor, tensor } from "../src/tensor/index.js";
+import { type Tensor, tensor } from "../src/tensor/index.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
 import type { Task } from "../src/models/auto.js";
 import type { ModelOutput } from "../src/models/outputs.js";

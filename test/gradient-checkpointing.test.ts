@@ -105,53 +105,56 @@ test("checkpoint() alone: the gradient of the input and of a parameter match the
   assertSame(ckpt.w, plain.w, "dw");
 });
 
-test("Trainer with gradient_checkpointing: the same losses as without, and a model without decoder layers is refused", () => {
-  const run = (ckpt: boolean) => {
-    const dir = mkdtempSync(join(tmpdir(), "peft-ts-ckpt-"));
-    const model = gpt2(5, { resid_pdrop: 0.1, embd_pdrop: 0.1, attn_pdrop: 0.1 });
-    const peft = getPeftModel(
-      model,
-      LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, target_modules: ["c_attn"] }),
+test(
+  "Trainer with gradient_checkpointing: the same losses as without, and a model without " + "decoder layers is refused",
+  () => {
+    const run = (ckpt: boolean) => {
+      const dir = mkdtempSync(join(tmpdir(), "peft-ts-ckpt-"));
+      const model = gpt2(5, { resid_pdrop: 0.1, embd_pdrop: 0.1, attn_pdrop: 0.1 });
+      const peft = getPeftModel(
+        model,
+        LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 4, lora_alpha: 8, target_modules: ["c_attn"] }),
+      );
+      const ids = toyIds();
+      const rows = Array.from({ length: 8 }, (_, i) => {
+        const row = Array.from(ids.dataSync().slice(i * 16, (i + 1) * 16));
+        return { input_ids: row, labels: row };
+      });
+      const args = TrainingArguments({
+        output_dir: dir,
+        max_steps: 3,
+        per_device_train_batch_size: 4,
+        learning_rate: 1e-2,
+        logging_steps: 1,
+        save_strategy: "no",
+        gradient_checkpointing: ckpt,
+      });
+      const trainer = new Trainer({
+        model: peft,
+        args,
+        trainDataset: new Dataset(rows),
+        dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }),
+      });
+      trainer.train();
+      rmSync(dir, { recursive: true, force: true });
+      assert.equal(model.isGradientCheckpointing, ckpt);
+      return trainer.state.log_history.map((e) => e["loss"]);
+    };
+    const plain = run(false),
+      ckpt = run(true);
+    assert.equal(plain.length, 3);
+    assert.deepEqual(ckpt, plain);
+    const bert = AutoModelForSequenceClassification.fromConfig({
+      model_type: "bert",
+      vocab_size: 32,
+      hidden_size: 16,
+      num_hidden_layers: 1,
+      num_attention_heads: 2,
+      intermediate_size: 32,
+    });
+    assert.throws(
+      () => setGradientCheckpointing(bert, true),
+      (err: unknown) => err instanceof ConfigError && /does not support/.test(err.message),
     );
-    const ids = toyIds();
-    const rows = Array.from({ length: 8 }, (_, i) => {
-      const row = Array.from(ids.dataSync().slice(i * 16, (i + 1) * 16));
-      return { input_ids: row, labels: row };
-    });
-    const args = TrainingArguments({
-      output_dir: dir,
-      max_steps: 3,
-      per_device_train_batch_size: 4,
-      learning_rate: 1e-2,
-      logging_steps: 1,
-      save_strategy: "no",
-      gradient_checkpointing: ckpt,
-    });
-    const trainer = new Trainer({
-      model: peft,
-      args,
-      trainDataset: new Dataset(rows),
-      dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }),
-    });
-    trainer.train();
-    rmSync(dir, { recursive: true, force: true });
-    assert.equal(model.isGradientCheckpointing, ckpt);
-    return trainer.state.log_history.map((e) => e["loss"]);
-  };
-  const plain = run(false),
-    ckpt = run(true);
-  assert.equal(plain.length, 3);
-  assert.deepEqual(ckpt, plain);
-  const bert = AutoModelForSequenceClassification.fromConfig({
-    model_type: "bert",
-    vocab_size: 32,
-    hidden_size: 16,
-    num_hidden_layers: 1,
-    num_attention_heads: 2,
-    intermediate_size: 32,
-  });
-  assert.throws(
-    () => setGradientCheckpointing(bert, true),
-    (err: unknown) => err instanceof ConfigError && /does not support/.test(err.message),
-  );
-});
+  },
+);

@@ -34,29 +34,33 @@ for (const [family, make] of [
   ["llama", llama],
 ] as const) {
   for (const dtype of ["bfloat16", "float16"] as const) {
-    test(`${family} ${dtype}: weights stay ${dtype} in memory, compute like float32 on the same values, save the same bytes`, () =>
-      inTmp((dir) => {
-        make().savePretrained(dir, { dtype });
-        const half = AutoModelForCausalLM.fromPretrained(dir, { dtype: "auto" });
-        assert.equal(half.dtype, dtype);
-        for (const [name, p] of half.namedParameters()) {
-          assert.equal(p.dtype, dtype, `${name} is ${p.dtype}`);
-          assert.equal(p.requiresGrad, false, `${name} is frozen`);
-        }
-        const wide = AutoModelForCausalLM.fromPretrained(dir);
-        assert.equal(wide.dtype, "float32");
-        assert.equal(half.memoryFootprint() * 2, wide.memoryFootprint());
-        // Same values, same products up to sgemm's summation order.
-        assertClose(logits(half), logits(wide), 1e-5, 1e-5, "logits");
-        // Saved again: the same tensors, bit for bit, and the same dtype in config.json.
-        const again = join(dir, "again");
-        half.savePretrained(again);
-        const a = readSafetensors(join(dir, "model.safetensors")).tensors,
-          b = readSafetensors(join(again, "model.safetensors")).tensors;
-        assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort());
-        for (const [k, t] of a) assert.deepEqual(Buffer.from(b.get(k)!.data.buffer), Buffer.from(t.data.buffer), k);
-        assert.equal(JSON.parse(readFileSync(join(again, "config.json"), "utf8")).torch_dtype, dtype);
-      }));
+    test(
+      `${family} ${dtype}: weights stay ${dtype} in memory, compute like float32 on the same ` +
+        `values, save the same bytes`,
+      () =>
+        inTmp((dir) => {
+          make().savePretrained(dir, { dtype });
+          const half = AutoModelForCausalLM.fromPretrained(dir, { dtype: "auto" });
+          assert.equal(half.dtype, dtype);
+          for (const [name, p] of half.namedParameters()) {
+            assert.equal(p.dtype, dtype, `${name} is ${p.dtype}`);
+            assert.equal(p.requiresGrad, false, `${name} is frozen`);
+          }
+          const wide = AutoModelForCausalLM.fromPretrained(dir);
+          assert.equal(wide.dtype, "float32");
+          assert.equal(half.memoryFootprint() * 2, wide.memoryFootprint());
+          // Same values, same products up to sgemm's summation order.
+          assertClose(logits(half), logits(wide), 1e-5, 1e-5, "logits");
+          // Saved again: the same tensors, bit for bit, and the same dtype in config.json.
+          const again = join(dir, "again");
+          half.savePretrained(again);
+          const a = readSafetensors(join(dir, "model.safetensors")).tensors,
+            b = readSafetensors(join(again, "model.safetensors")).tensors;
+          assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort());
+          for (const [k, t] of a) assert.deepEqual(Buffer.from(b.get(k)!.data.buffer), Buffer.from(t.data.buffer), k);
+          assert.equal(JSON.parse(readFileSync(join(again, "config.json"), "utf8")).torch_dtype, dtype);
+        }),
+    );
   }
 }
 

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Tensor, tensor, noGrad, tidy } from "../src/tensor/index.js";
+import { type Tensor, tensor, noGrad, tidy } from "../src/tensor/index.js";
 import type { Backend } from "../src/backend/backend.js";
 import { loadNativeBackend } from "../src/backend/native/native-backend.js";
 

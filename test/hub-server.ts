@@ -152,7 +152,7 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
     }
     const sha = repo.refs[rev] ?? (repo.commits[rev] ? rev : undefined);
     if (!sha) {
-      fail(res, 404, "RevisionNotFound", "Invalid rev id: " + rev);
+      fail(res, 404, "RevisionNotFound", `Invalid rev id: ${rev}`);
       return null;
     }
     return [repo, sha];
@@ -171,7 +171,8 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
     const host = `http://${req.headers.host}`;
     let m: RegExpMatchArray | null;
 
-    if ((m = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(path)) && req.method === "GET") {
+    m = /^\/api\/models\/(.+)\/revision\/([^/]+)$/.exec(path);
+    if (m && req.method === "GET") {
       const found = lookup(res, m[1]!, m[2]!);
       if (!found) return;
       const [repo, sha] = found;
@@ -181,7 +182,8 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       json(res, { id: m[1], sha, private: repo.private, gated: repo.gatedToken ? "manual" : false, siblings });
       return;
     }
-    if ((m = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(path)) && (req.method === "HEAD" || req.method === "GET")) {
+    m = /^\/(.+?)\/resolve\/([^/]+)\/(.+)$/.exec(path);
+    if (m && (req.method === "HEAD" || req.method === "GET")) {
       const found = lookup(res, m[1]!, m[2]!);
       if (!found) return;
       const [repo, sha] = found;
@@ -210,7 +212,8 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       res.end(req.method === "GET" ? file : undefined);
       return;
     }
-    if ((m = /^\/cdn\/([0-9a-f]{64})$/.exec(path)) && req.method === "GET") {
+    m = /^\/cdn\/([0-9a-f]{64})$/.exec(path);
+    if (m && req.method === "GET") {
       const blob = blobs.get(m[1]!);
       if (!blob) return fail(res, 404, null, "no such object");
       const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? "");
@@ -249,7 +252,8 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       json(res, { url: `${host}/${id}`, name: id });
       return;
     }
-    if ((m = /^\/api\/models\/(.+)\/preupload\/([^/]+)$/.exec(path)) && req.method === "POST") {
+    m = /^\/api\/models\/(.+)\/preupload\/([^/]+)$/.exec(path);
+    if (m && req.method === "POST") {
       if (!auth) return fail(res, 401, null, "Invalid credentials");
       if (!repos.has(m[1]!)) return fail(res, 404, "RepoNotFound", "Repository not found");
       const { files } = JSON.parse((await body(req)).toString()) as {
@@ -260,7 +264,8 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       json(res, { files: files.map((f) => ({ path: f.path, uploadMode: mode(f), shouldIgnore: false })) });
       return;
     }
-    if ((m = /^\/(.+)\.git\/info\/lfs\/objects\/batch$/.exec(path)) && req.method === "POST") {
+    m = /^\/(.+)\.git\/info\/lfs\/objects\/batch$/.exec(path);
+    if (m && req.method === "POST") {
       if (!auth) return fail(res, 401, null, "Invalid credentials");
       const { objects } = JSON.parse((await body(req)).toString()) as { objects: { oid: string; size: number }[] };
       res.writeHead(200, { "content-type": "application/vnd.git-lfs+json" });
@@ -280,7 +285,8 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       );
       return;
     }
-    if ((m = /^\/lfs-upload\/([0-9a-f]{64})$/.exec(path)) && req.method === "PUT") {
+    m = /^\/lfs-upload\/([0-9a-f]{64})$/.exec(path);
+    if (m && req.method === "PUT") {
       const bytes = await body(req);
       if (sha256(bytes) !== m[1]) return fail(res, 400, null, "sha256 mismatch");
       blobs.set(m[1]!, new Uint8Array(bytes));
@@ -294,7 +300,8 @@ function runServer(input: { repos: MockRepo[]; options: MockOptions }): void {
       json(res, { ok: true });
       return;
     }
-    if ((m = /^\/api\/models\/(.+)\/commit\/([^/]+)$/.exec(path)) && req.method === "POST") {
+    m = /^\/api\/models\/(.+)\/commit\/([^/]+)$/.exec(path);
+    if (m && req.method === "POST") {
       if (!auth) return fail(res, 401, null, "Invalid credentials");
       const repo = repos.get(m[1]!);
       if (!repo) return fail(res, 404, "RepoNotFound", "Repository not found");

@@ -92,7 +92,7 @@ const HUB_ENV = [
 ];
 let hub: MockHub;
 let cache = "";
-let saved: Record<string, string | undefined> = {};
+const saved: Record<string, string | undefined> = {};
 
 function logits(model: PreTrainedModel | PeftModel): ReturnType<typeof readInputs>[string] {
   const inputs = readInputs(LLAMA);
@@ -249,60 +249,69 @@ describe("loading by Hub id", () => {
     assert.deepEqual(await hub.takeRequests(), []);
   });
 
-  it("no network: uses the cached revision with a warning, else points to offline mode and lists the cache", async () => {
-    AutoModelForCausalLM.fromPretrained("tiny/llama");
-    const closed = await startMockHub([]);
-    const deadUrl = closed.url;
-    await closed.stop();
-    const warnings: string[] = [];
-    const onWarning = (w: Error) => warnings.push(w.message);
-    process.on("warning", onWarning);
-    try {
-      const model = AutoModelForCausalLM.fromPretrained("tiny/llama", { endpoint: deadUrl });
-      assert.equal(maxAbsDiff(logits(model), logits(local())), 0);
-      await new Promise((r) => setImmediate(r));
-      assert.ok(
-        warnings.some((w) => /cannot reach .*using the cached snapshot of tiny\/llama@main/.test(w)),
-        warnings.join("\n"),
+  it(
+    "no network: uses the cached revision with a warning, else points to offline mode and " + "lists the cache",
+    async () => {
+      AutoModelForCausalLM.fromPretrained("tiny/llama");
+      const closed = await startMockHub([]);
+      const deadUrl = closed.url;
+      await closed.stop();
+      const warnings: string[] = [];
+      const onWarning = (w: Error) => warnings.push(w.message);
+      process.on("warning", onWarning);
+      try {
+        const model = AutoModelForCausalLM.fromPretrained("tiny/llama", { endpoint: deadUrl });
+        assert.equal(maxAbsDiff(logits(model), logits(local())), 0);
+        await new Promise((r) => setImmediate(r));
+        assert.ok(
+          warnings.some((w) => /cannot reach .*using the cached snapshot of tiny\/llama@main/.test(w)),
+          warnings.join("\n"),
+        );
+      } finally {
+        process.off("warning", onWarning);
+      }
+      expectHubError(
+        () => AutoModelForCausalLM.fromPretrained("tiny/llama-sharded", { endpoint: deadUrl }),
+        "network",
+        /cannot reach http:\/\/127\.0\.0\.1:\d+ .*nothing is cached for it/,
+        /HF_HUB_OFFLINE=1/,
       );
-    } finally {
-      process.off("warning", onWarning);
-    }
-    expectHubError(
-      () => AutoModelForCausalLM.fromPretrained("tiny/llama-sharded", { endpoint: deadUrl }),
-      "network",
-      /cannot reach http:\/\/127\.0\.0\.1:\d+ .*nothing is cached for it/,
-      /HF_HUB_OFFLINE=1/,
-    );
-  });
+    },
+  );
 
-  it("gated repos: 401 without a token and 403 with a token lacking access say how to get access; HF_TOKEN and the token file work", async () => {
-    const e401 = expectHubError(
-      () => AutoModelForCausalLM.fromPretrained("tiny/gated"),
-      "gated",
-      /tiny\/gated is a gated repo and no token was sent/,
-      new RegExp(`open ${hub.url}/tiny/gated .*accept its conditions.*HF_TOKEN`),
-    );
-    assert.equal(e401.status, 401);
-    const e403 = expectHubError(
-      () => AutoModelForCausalLM.fromPretrained("tiny/gated", { token: "hf_other" }),
-      "gated",
-      /your token has no access/,
-      /use a token of that account/,
-    );
-    assert.equal(e403.status, 403);
-    await hub.takeRequests();
-    process.env["HF_TOKEN"] = TOKEN;
-    assert.equal(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained("tiny/gated")), logits(local())), 0);
-    assert.ok(
-      (await hub.takeRequests()).filter((r) => r.path.includes("/resolve/")).every((r) => r.auth === `Bearer ${TOKEN}`),
-    );
-    delete process.env["HF_TOKEN"];
-    rmSync(repoFolder("tiny/gated"), { recursive: true });
-    mkdirSync(process.env["HF_HOME"]!, { recursive: true });
-    writeFileSync(join(process.env["HF_HOME"]!, "token"), `${TOKEN}\n`);
-    assert.equal(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained("tiny/gated")), logits(local())), 0);
-  });
+  it(
+    "gated repos: 401 without a token and 403 with a token lacking access say how to get " +
+      "access; HF_TOKEN and the token file work",
+    async () => {
+      const e401 = expectHubError(
+        () => AutoModelForCausalLM.fromPretrained("tiny/gated"),
+        "gated",
+        /tiny\/gated is a gated repo and no token was sent/,
+        new RegExp(`open ${hub.url}/tiny/gated .*accept its conditions.*HF_TOKEN`),
+      );
+      assert.equal(e401.status, 401);
+      const e403 = expectHubError(
+        () => AutoModelForCausalLM.fromPretrained("tiny/gated", { token: "hf_other" }),
+        "gated",
+        /your token has no access/,
+        /use a token of that account/,
+      );
+      assert.equal(e403.status, 403);
+      await hub.takeRequests();
+      process.env["HF_TOKEN"] = TOKEN;
+      assert.equal(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained("tiny/gated")), logits(local())), 0);
+      assert.ok(
+        (await hub.takeRequests())
+          .filter((r) => r.path.includes("/resolve/"))
+          .every((r) => r.auth === `Bearer ${TOKEN}`),
+      );
+      delete process.env["HF_TOKEN"];
+      rmSync(repoFolder("tiny/gated"), { recursive: true });
+      mkdirSync(process.env["HF_HOME"]!, { recursive: true });
+      writeFileSync(join(process.env["HF_HOME"]!, "token"), `${TOKEN}\n`);
+      assert.equal(maxAbsDiff(logits(AutoModelForCausalLM.fromPretrained("tiny/gated")), logits(local())), 0);
+    },
+  );
 
   it("404s say whether the repo, the revision or the file is missing", async () => {
     expectHubError(
@@ -394,36 +403,44 @@ describe("loading by Hub id", () => {
 describe("uploading through the commit API", () => {
   const adapterModel = () => PeftModel.fromPretrained(local(), join(peftDir("llama-lora"), "adapter"));
 
-  it("PeftModel.pushToHub creates the repo, uploads the weights through LFS and commits the files savePretrained writes", async () => {
-    // IA3, not the LoRA adapter the mock Hub already holds: its weights must really travel.
-    const peft = PeftModel.fromPretrained(local(), join(peftDir("llama-ia3"), "adapter"));
-    const info = await peft.pushToHub("me/llama-lora", { token: TOKEN, private: true, commitMessage: "first adapter" });
-    const log = summary(await hub.takeRequests());
-    const saved = mkdtempSync(join(tmpdir(), "peft-ts-hub-saved-"));
-    try {
-      peft.savePretrained(saved);
-      const weights = new Uint8Array(readFileSync(join(saved, "adapter_model.safetensors")));
-      assert.deepEqual(log, [
-        "POST /api/repos/create",
-        "POST /api/models/me/llama-lora/preupload/main",
-        "POST /me/llama-lora.git/info/lfs/objects/batch",
-        `PUT /lfs-upload/${sha256(weights)}`,
-        "POST /lfs-verify",
-        "POST /api/models/me/llama-lora/commit/main",
-      ]);
-      const repo = (await hub.repos())["me/llama-lora"]!;
-      assert.equal(repo.private, true);
-      assert.equal(repo.refs["main"], info.commitOid);
-      const uploaded = repo.commits[info.commitOid]!;
-      assert.deepEqual(Object.keys(uploaded).sort(), readdirSync(saved).sort());
-      for (const name of readdirSync(saved))
-        assert.deepEqual(new Uint8Array(uploaded[name]!), new Uint8Array(readFileSync(join(saved, name))), name);
-    } finally {
-      rmSync(saved, { recursive: true, force: true });
-    }
-    // And back down: the uploaded adapter gives the same logits.
-    assert.equal(maxAbsDiff(logits(PeftModel.fromPretrained(local(), "me/llama-lora")), logits(peft)), 0);
-  });
+  it(
+    "PeftModel.pushToHub creates the repo, uploads the weights through LFS and commits the " +
+      "files savePretrained writes",
+    async () => {
+      // IA3, not the LoRA adapter the mock Hub already holds: its weights must really travel.
+      const peft = PeftModel.fromPretrained(local(), join(peftDir("llama-ia3"), "adapter"));
+      const info = await peft.pushToHub("me/llama-lora", {
+        token: TOKEN,
+        private: true,
+        commitMessage: "first adapter",
+      });
+      const log = summary(await hub.takeRequests());
+      const saved = mkdtempSync(join(tmpdir(), "peft-ts-hub-saved-"));
+      try {
+        peft.savePretrained(saved);
+        const weights = new Uint8Array(readFileSync(join(saved, "adapter_model.safetensors")));
+        assert.deepEqual(log, [
+          "POST /api/repos/create",
+          "POST /api/models/me/llama-lora/preupload/main",
+          "POST /me/llama-lora.git/info/lfs/objects/batch",
+          `PUT /lfs-upload/${sha256(weights)}`,
+          "POST /lfs-verify",
+          "POST /api/models/me/llama-lora/commit/main",
+        ]);
+        const repo = (await hub.repos())["me/llama-lora"]!;
+        assert.equal(repo.private, true);
+        assert.equal(repo.refs["main"], info.commitOid);
+        const uploaded = repo.commits[info.commitOid]!;
+        assert.deepEqual(Object.keys(uploaded).sort(), readdirSync(saved).sort());
+        for (const name of readdirSync(saved))
+          assert.deepEqual(new Uint8Array(uploaded[name]!), new Uint8Array(readFileSync(join(saved, name))), name);
+      } finally {
+        rmSync(saved, { recursive: true, force: true });
+      }
+      // And back down: the uploaded adapter gives the same logits.
+      assert.equal(maxAbsDiff(logits(PeftModel.fromPretrained(local(), "me/llama-lora")), logits(peft)), 0);
+    },
+  );
 
   it("a merged model pushes as a plain checkpoint; pushing it again uploads no LFS bytes", async () => {
     process.env["HF_TOKEN"] = TOKEN;
@@ -452,21 +469,24 @@ describe("the peft command with Hub ids", () => {
   const peftCli = (cwd: string, ...args: string[]) =>
     spawnSync(process.execPath, [CLI, ...args], { cwd, encoding: "utf8", timeout: 120_000, env: process.env });
 
-  it("a train config's model_name_or_path id becomes its snapshot folder; models loaded from it record the id", async () => {
-    const cfg = { model_name_or_path: "tiny/llama", tokenizer: "tiny/llama" };
-    resolveConfigIds(cfg);
-    assert.equal(cfg.tokenizer, cfg.model_name_or_path);
-    assert.match(cfg.model_name_or_path, /models--tiny--llama[\\/]snapshots[\\/][0-9a-f]{40}$/);
-    assert.ok(
-      existsSync(join(cfg.model_name_or_path, "tokenizer.json")) &&
-        existsSync(join(cfg.model_name_or_path, "model.safetensors")),
-    );
-    assert.equal(
-      AutoModelForCausalLM.fromPretrained(cfg.model_name_or_path).nameOrPath,
-      "tiny/llama",
-      "the adapter's base_model_name_or_path",
-    );
-  });
+  it(
+    "a train config's model_name_or_path id becomes its snapshot folder; models loaded from it " + "record the id",
+    async () => {
+      const cfg = { model_name_or_path: "tiny/llama", tokenizer: "tiny/llama" };
+      resolveConfigIds(cfg);
+      assert.equal(cfg.tokenizer, cfg.model_name_or_path);
+      assert.match(cfg.model_name_or_path, /models--tiny--llama[\\/]snapshots[\\/][0-9a-f]{40}$/);
+      assert.ok(
+        existsSync(join(cfg.model_name_or_path, "tokenizer.json")) &&
+          existsSync(join(cfg.model_name_or_path, "model.safetensors")),
+      );
+      assert.equal(
+        AutoModelForCausalLM.fromPretrained(cfg.model_name_or_path).nameOrPath,
+        "tiny/llama",
+        "the adapter's base_model_name_or_path",
+      );
+    },
+  );
 
   it("peft merge takes --model/--adapter ids; peft push uploads the result", async () => {
     const work = mkdtempSync(join(tmpdir(), "peft-ts-hub-cli-"));

@@ -96,29 +96,33 @@ describe("IA3: the scaling formula", () => {
   }
 
   for (const kind of ["linear", "conv1d"] as const) {
-    it(`${kind}: attention target out = base(x) ⊙ l, feed-forward target out = base(x ⊙ l), bit for bit; vectors [out, 1] / [1, in]`, () => {
-      for (const feedforward of [false, true]) {
-        const base = baseLayer(kind, 30);
-        const reference = cloneModule(base);
-        const layer = new IA3Linear(base, kind === "conv1d", feedforward);
-        layer.updateLayer("default", false);
-        const l = layer.vector("default");
-        assert.deepEqual(l.shape, feedforward ? [1, 6] : [4, 1]);
-        const lv = values(l);
-        const xv = values(x());
-        let expected: number[];
-        if (feedforward) {
-          const scaled = T.tensor(
-            xv.map((v, i) => Math.fround(v * lv[i % 6]!)),
-            [3, 6],
-          );
-          expected = run(reference as Linear, scaled);
-        } else {
-          expected = run(reference as Linear, x()).map((v, i) => Math.fround(v * lv[i % 4]!));
+    it(
+      `${kind}: attention target out = base(x) ⊙ l, feed-forward target out = base(x ⊙ l), bit ` +
+        `for bit; vectors [out, 1] / [1, in]`,
+      () => {
+        for (const feedforward of [false, true]) {
+          const base = baseLayer(kind, 30);
+          const reference = cloneModule(base);
+          const layer = new IA3Linear(base, kind === "conv1d", feedforward);
+          layer.updateLayer("default", false);
+          const l = layer.vector("default");
+          assert.deepEqual(l.shape, feedforward ? [1, 6] : [4, 1]);
+          const lv = values(l);
+          const xv = values(x());
+          let expected: number[];
+          if (feedforward) {
+            const scaled = T.tensor(
+              xv.map((v, i) => Math.fround(v * lv[i % 6]!)),
+              [3, 6],
+            );
+            expected = run(reference as Linear, scaled);
+          } else {
+            expected = run(reference as Linear, x()).map((v, i) => Math.fround(v * lv[i % 4]!));
+          }
+          assertSame(run(layer, x()), expected, `${kind} ${feedforward ? "feed-forward" : "attention"} output`);
         }
-        assertSame(run(layer, x()), expected, `${kind} ${feedforward ? "feed-forward" : "attention"} output`);
-      }
-    });
+      },
+    );
   }
 
   it("several active adapters multiply their vectors; an adapter absent from the layer is skipped", () => {
@@ -142,216 +146,242 @@ describe("IA3: the scaling formula", () => {
     );
   });
 
-  it("merge: W ⊙ l on output rows and the bias (attention), on input columns (feed-forward), transposed for Conv1D; same outputs; unmerge divides back", () => {
-    for (const kind of ["linear", "conv1d"] as const) {
-      for (const feedforward of [false, true]) {
-        const what = `${kind} ${feedforward ? "feed-forward" : "attention"}`;
-        const base = baseLayer(kind, 50);
-        const w0 = values(base.weight),
-          b0 = values(base.bias!);
-        const layer = new IA3Linear(base, kind === "conv1d", feedforward);
-        layer.updateLayer("default", false);
-        const l = values(layer.vector("default"));
-        const unmerged = run(layer, x());
-        layer.merge();
-        assert.ok(layer.merged);
-        // Stored layout: Linear [out 4, in 6], Conv1D [in 6, out 4].
-        const expectedW = w0.map((w, idx) => {
-          const [row, col] = [Math.floor(idx / (kind === "linear" ? 6 : 4)), idx % (kind === "linear" ? 6 : 4)];
-          const [o, i] = kind === "linear" ? [row, col] : [col, row];
-          return Math.fround(w * l[feedforward ? i : o]!);
-        });
-        assertSame(values(base.weight), expectedW, `${what}: merged weight`);
-        assertSame(
-          values(base.bias!),
-          feedforward ? b0 : b0.map((b, o) => Math.fround(b * l[o]!)),
-          `${what}: merged bias`,
-        );
-        // Merged: x·(W⊙l) vs (x·W)⊙l (or (x⊙l)·W) — the same products summed in another rounding order.
-        assertClose(run(layer, x()), unmerged, 1e-5, 1e-5, `${what}: merged output`);
-        layer.unmerge();
-        assert.ok(!layer.merged);
-        // W⊙l/(l + 1e-8): two roundings and the 1e-8 tolerance, relative to each entry.
-        assertClose(
-          values(base.weight),
-          w0,
-          0,
-          4 * EPS + 1e-7 / Math.min(...l.map(Math.abs)),
-          `${what}: unmerged weight`,
-        );
-        assertClose(values(base.bias!), b0, 0, 4 * EPS + 1e-7 / Math.min(...l.map(Math.abs)), `${what}: unmerged bias`);
+  it(
+    "merge: W ⊙ l on output rows and the bias (attention), on input columns (feed-forward), " +
+      "transposed for Conv1D; same outputs; unmerge divides back",
+    () => {
+      for (const kind of ["linear", "conv1d"] as const) {
+        for (const feedforward of [false, true]) {
+          const what = `${kind} ${feedforward ? "feed-forward" : "attention"}`;
+          const base = baseLayer(kind, 50);
+          const w0 = values(base.weight),
+            b0 = values(base.bias!);
+          const layer = new IA3Linear(base, kind === "conv1d", feedforward);
+          layer.updateLayer("default", false);
+          const l = values(layer.vector("default"));
+          const unmerged = run(layer, x());
+          layer.merge();
+          assert.ok(layer.merged);
+          // Stored layout: Linear [out 4, in 6], Conv1D [in 6, out 4].
+          const expectedW = w0.map((w, idx) => {
+            const [row, col] = [Math.floor(idx / (kind === "linear" ? 6 : 4)), idx % (kind === "linear" ? 6 : 4)];
+            const [o, i] = kind === "linear" ? [row, col] : [col, row];
+            return Math.fround(w * l[feedforward ? i : o]!);
+          });
+          assertSame(values(base.weight), expectedW, `${what}: merged weight`);
+          assertSame(
+            values(base.bias!),
+            feedforward ? b0 : b0.map((b, o) => Math.fround(b * l[o]!)),
+            `${what}: merged bias`,
+          );
+          // Merged: x·(W⊙l) vs (x·W)⊙l (or (x⊙l)·W) — the same products summed in another rounding order.
+          assertClose(run(layer, x()), unmerged, 1e-5, 1e-5, `${what}: merged output`);
+          layer.unmerge();
+          assert.ok(!layer.merged);
+          // W⊙l/(l + 1e-8): two roundings and the 1e-8 tolerance, relative to each entry.
+          assertClose(
+            values(base.weight),
+            w0,
+            0,
+            4 * EPS + 1e-7 / Math.min(...l.map(Math.abs)),
+            `${what}: unmerged weight`,
+          );
+          assertClose(
+            values(base.bias!),
+            b0,
+            0,
+            4 * EPS + 1e-7 / Math.min(...l.map(Math.abs)),
+            `${what}: unmerged bias`,
+          );
+        }
       }
-    }
-  });
+    },
+  );
 
-  it("init_ia3_weights true gives vectors of ones and the base model's outputs exactly (GPT-2 Conv1D, LLaMA, BERT, T5); false draws N(0, 1)", () => {
-    const checkModel = (
-      model: PreTrainedModel,
-      inputs: (() => Record<string, T.Tensor>) | undefined,
-      config: PeftConfig,
-      what: string,
-    ) => {
-      const before = logits(model as unknown as Forwardable, inputs);
-      const peft = getPeftModel(model, config);
-      const layers = adapterLayers(peft, IA3Linear);
-      assert.ok(layers.length > 0, what);
-      for (const [path, layer] of layers)
-        assert.ok(
-          values(layer.vector("default")).every((v) => v === 1),
-          `${what}: ${path} starts at ones`,
-        );
-      assertSame(logits(peft, inputs), before, `${what}: outputs with a fresh adapter`);
-    };
-    checkModel(gpt2(), undefined, IA3Config({ task_type: "CAUSAL_LM" }), "gpt2");
-    checkModel(llama(), undefined, IA3Config({ task_type: "CAUSAL_LM" }), "llama");
-    const forwardOnly = (name: string) => () => {
-      const all = readInputs(modelDir(name));
-      return Object.fromEntries(Object.entries(all).filter(([k]) => !k.startsWith("gen") && k !== "labels"));
-    };
-    checkModel(
-      fromPretrained(modelDir("bert-seqcls"), "sequence-classification"),
-      forwardOnly("bert-seqcls"),
-      IA3Config({ task_type: "SEQ_CLS" }),
-      "bert-seqcls",
-    );
-    checkModel(
-      fromPretrained(modelDir("t5"), "seq2seq-lm"),
-      forwardOnly("t5"),
-      IA3Config({ task_type: "SEQ_2_SEQ_LM" }),
-      "t5",
-    );
-
-    T.manualSeed(3);
-    const random = getPeftModel(llama(), IA3Config({ task_type: "CAUSAL_LM", init_ia3_weights: false }));
-    const v = adapterLayers(random, IA3Linear).flatMap(([, l]) => values(l.vector("default")));
-    const mean = v.reduce((s, a) => s + a, 0) / v.length;
-    const variance = v.reduce((s, a) => s + (a - mean) ** 2, 0) / v.length;
-    // 192 draws of N(0, 1): the sample mean is within ±0.3 and the variance within [0.6, 1.5] with overwhelming probability.
-    assert.ok(Math.abs(mean) < 0.3 && variance > 0.6 && variance < 1.5, `mean ${mean}, variance ${variance}`);
-  });
-
-  it("default targets and feed-forward modules by model type; feed-forward matched by plain suffix (BERT's attention.output.dense too)", () => {
-    const g = getPeftModel(gpt2(), IA3Config({ task_type: "CAUSAL_LM" }));
-    const shapes = (peft: PeftModel) =>
-      Object.fromEntries(
-        adapterLayers(peft, IA3Linear).map(([k, l]) => [k, [l.isFeedforward, ...l.vector("default").shape]]),
+  it(
+    "init_ia3_weights true gives vectors of ones and the base model's outputs exactly (GPT-2 " +
+      "Conv1D, LLaMA, BERT, T5); false draws N(0, 1)",
+    () => {
+      const checkModel = (
+        model: PreTrainedModel,
+        inputs: (() => Record<string, T.Tensor>) | undefined,
+        config: PeftConfig,
+        what: string,
+      ) => {
+        const before = logits(model as unknown as Forwardable, inputs);
+        const peft = getPeftModel(model, config);
+        const layers = adapterLayers(peft, IA3Linear);
+        assert.ok(layers.length > 0, what);
+        for (const [path, layer] of layers)
+          assert.ok(
+            values(layer.vector("default")).every((v) => v === 1),
+            `${what}: ${path} starts at ones`,
+          );
+        assertSame(logits(peft, inputs), before, `${what}: outputs with a fresh adapter`);
+      };
+      checkModel(gpt2(), undefined, IA3Config({ task_type: "CAUSAL_LM" }), "gpt2");
+      checkModel(llama(), undefined, IA3Config({ task_type: "CAUSAL_LM" }), "llama");
+      const forwardOnly = (name: string) => () => {
+        const all = readInputs(modelDir(name));
+        return Object.fromEntries(Object.entries(all).filter(([k]) => !k.startsWith("gen") && k !== "labels"));
+      };
+      checkModel(
+        fromPretrained(modelDir("bert-seqcls"), "sequence-classification"),
+        forwardOnly("bert-seqcls"),
+        IA3Config({ task_type: "SEQ_CLS" }),
+        "bert-seqcls",
       );
-    assert.deepEqual(shapes(g), {
-      "transformer.h.0.attn.c_attn": [false, 96, 1],
-      "transformer.h.0.mlp.c_proj": [true, 1, 128],
-      "transformer.h.1.attn.c_attn": [false, 96, 1],
-      "transformer.h.1.mlp.c_proj": [true, 1, 128],
-    });
-    assert.equal(g.peftConfig["default"]!["fan_in_fan_out"], true, "Conv1D targets force fan_in_fan_out");
-    const l = getPeftModel(llama(), IA3Config({ task_type: "CAUSAL_LM" }));
-    assert.deepEqual(shapes(l), {
-      "model.layers.0.self_attn.k_proj": [false, 16, 1],
-      "model.layers.0.self_attn.v_proj": [false, 16, 1],
-      "model.layers.0.mlp.down_proj": [true, 1, 64],
-      "model.layers.1.self_attn.k_proj": [false, 16, 1],
-      "model.layers.1.self_attn.v_proj": [false, 16, 1],
-      "model.layers.1.mlp.down_proj": [true, 1, 64],
-    });
-    assert.deepEqual(l.peftConfig["default"]!["feedforward_modules"], ["down_proj"]);
-    // BERT: "output.dense" is feed-forward, and by plain suffix so is attention.output.dense (as in peft).
-    const b = getPeftModel(
-      fromPretrained(modelDir("bert-seqcls"), "sequence-classification"),
-      IA3Config({ task_type: "SEQ_CLS" }),
-    );
-    const bs = shapes(b);
-    assert.deepEqual(bs["bert.encoder.layer.0.attention.output.dense"], [true, 1, 64]);
-    assert.deepEqual(bs["bert.encoder.layer.0.output.dense"], [true, 1, 128]);
-    assert.deepEqual(bs["bert.encoder.layer.0.attention.self.key"], [false, 64, 1]);
-    // A regex feedforward_modules full-matches the module path.
-    const r = getPeftModel(
-      llama(),
-      IA3Config({
-        task_type: "CAUSAL_LM",
-        target_modules: ["q_proj", "o_proj"],
-        feedforward_modules: ".*layers\\.1\\.self_attn\\.o_proj",
-      }),
-    );
-    const rs = shapes(r);
-    assert.deepEqual(
-      [rs["model.layers.0.self_attn.o_proj"], rs["model.layers.1.self_attn.o_proj"]],
-      [
-        [false, 32, 1],
-        [true, 1, 32],
-      ],
-    );
-  });
+      checkModel(
+        fromPretrained(modelDir("t5"), "seq2seq-lm"),
+        forwardOnly("t5"),
+        IA3Config({ task_type: "SEQ_2_SEQ_LM" }),
+        "t5",
+      );
 
-  it("config errors: feed-forward modules outside the targets; no default for an unknown model type; unsupported layers leave the model untouched", () => {
-    assert.throws(
-      () => IA3Config({ target_modules: ["k_proj"], feedforward_modules: ["down_proj"] }),
-      /`feedforward_modules` should be a subset of `target_modules`.*down_proj/,
-    );
-    assert.throws(() => IA3Config({ init_ia3_weights: "yes" as unknown as boolean }), /init_ia3_weights/);
-    const unknown = llama(12);
-    unknown.config.model_type = "mystery";
-    assert.throws(() => getPeftModel(unknown, IA3Config({})), /Please specify `target_modules`.*mystery/);
-    const unknown2 = llama(12);
-    unknown2.config.model_type = "mystery";
-    assert.throws(
-      () => getPeftModel(unknown2, IA3Config({ target_modules: ["q_proj"] })),
-      /Please specify `feedforward_modules`.*mystery/,
-    );
-    assert.ok(getPeftModel(unknown2, IA3Config({ target_modules: ["q_proj"], feedforward_modules: [] })));
-    const model = llama();
-    const before = model.namedModules().map(([k, m]) => `${k}:${m.constructor.name}`);
-    assert.throws(
-      () => getPeftModel(model, IA3Config({ target_modules: ["q_proj", "embed_tokens"], feedforward_modules: [] })),
-      /model\.embed_tokens \(Embedding\) is not supported by IA3/,
-    );
-    assert.deepEqual(
-      model.namedModules().map(([k, m]) => `${k}:${m.constructor.name}`),
-      before,
-      "no layer was wrapped",
-    );
-    assert.ok(!model.namedModules().some(([, m]) => m instanceof IA3Linear));
-  });
+      T.manualSeed(3);
+      const random = getPeftModel(llama(), IA3Config({ task_type: "CAUSAL_LM", init_ia3_weights: false }));
+      const v = adapterLayers(random, IA3Linear).flatMap(([, l]) => values(l.vector("default")));
+      const mean = v.reduce((s, a) => s + a, 0) / v.length;
+      const variance = v.reduce((s, a) => s + (a - mean) ** 2, 0) / v.length;
+      // 192 draws of N(0, 1): the sample mean is within ±0.3 and the variance within [0.6, 1.5] with overwhelming probability.
+      assert.ok(Math.abs(mean) < 0.3 && variance > 0.6 && variance < 1.5, `mean ${mean}, variance ${variance}`);
+    },
+  );
 
-  it("addWeightedAdapter: each layer's vector is Σ wᵢ·lᵢ (0 where no adapter is); inactive and frozen; saves and reloads", () => {
-    const peft = getPeftModel(
-      llama(),
-      IA3Config({
-        task_type: "CAUSAL_LM",
-        target_modules: ["k_proj", "down_proj"],
-        feedforward_modules: ["down_proj"],
-        init_ia3_weights: false,
-      }),
-      "a",
-    );
-    peft.addAdapter(
-      "b",
-      IA3Config({
-        task_type: "CAUSAL_LM",
-        target_modules: ["v_proj", "down_proj"],
-        feedforward_modules: ["down_proj"],
-        init_ia3_weights: false,
-      }),
-    );
-    peft.addWeightedAdapter(["a", "b"], [0.7, -0.4], "mix");
-    const config = peft.peftConfig["mix"]!;
-    assert.deepEqual([...(config["target_modules"] as string[])].sort(), ["down_proj", "k_proj", "v_proj"]);
-    assert.deepEqual(config["feedforward_modules"], ["down_proj"]);
-    assert.deepEqual(peft.activeAdapters, ["a"]);
-    for (const [path, layer] of adapterLayers(peft, IA3Linear)) {
-      const part = (n: string, w: number) => (layer.hasAdapter(n) ? values(layer.vector(n)).map((v) => w * v) : null);
-      const parts = [part("a", 0.7), part("b", -0.4)].filter((p): p is number[] => p !== null);
-      const expected = parts.reduce((s, p) => s.map((v, i) => v + p[i]!));
-      assertClose(values(layer.vector("mix")), expected, 1e-6, 1e-6, `${path}: mix`);
-      assert.equal(layer.vector("mix").requiresGrad, false, `${path}: mix is frozen`);
-    }
-    assert.throws(() => peft.addWeightedAdapter(["a", "nope"], [1, 1], "x"), /adapter "nope" does not exist/);
-    assert.throws(() => peft.addWeightedAdapter(["a", "b"], [1], "x"), /2 adapter\(s\) but 1 weights/);
-    assert.throws(() => peft.addWeightedAdapter(["a"], [1], "x", { combinationType: "svd" }), /apply to LoRA only/);
-    peft.setAdapter("mix");
-    const mixed = logits(peft);
-    const dir = mkdtempSync(join(tmpdir(), "peft-ts-ia3-mix-"));
-    peft.savePretrained(dir, { selectedAdapters: ["mix"] });
-    assertSame(logits(PeftModel.fromPretrained(llama(), join(dir, "mix"))), mixed, "reloaded mix");
-  });
+  it(
+    "default targets and feed-forward modules by model type; feed-forward matched by plain " +
+      "suffix (BERT's attention.output.dense too)",
+    () => {
+      const g = getPeftModel(gpt2(), IA3Config({ task_type: "CAUSAL_LM" }));
+      const shapes = (peft: PeftModel) =>
+        Object.fromEntries(
+          adapterLayers(peft, IA3Linear).map(([k, l]) => [k, [l.isFeedforward, ...l.vector("default").shape]]),
+        );
+      assert.deepEqual(shapes(g), {
+        "transformer.h.0.attn.c_attn": [false, 96, 1],
+        "transformer.h.0.mlp.c_proj": [true, 1, 128],
+        "transformer.h.1.attn.c_attn": [false, 96, 1],
+        "transformer.h.1.mlp.c_proj": [true, 1, 128],
+      });
+      assert.equal(g.peftConfig["default"]!["fan_in_fan_out"], true, "Conv1D targets force fan_in_fan_out");
+      const l = getPeftModel(llama(), IA3Config({ task_type: "CAUSAL_LM" }));
+      assert.deepEqual(shapes(l), {
+        "model.layers.0.self_attn.k_proj": [false, 16, 1],
+        "model.layers.0.self_attn.v_proj": [false, 16, 1],
+        "model.layers.0.mlp.down_proj": [true, 1, 64],
+        "model.layers.1.self_attn.k_proj": [false, 16, 1],
+        "model.layers.1.self_attn.v_proj": [false, 16, 1],
+        "model.layers.1.mlp.down_proj": [true, 1, 64],
+      });
+      assert.deepEqual(l.peftConfig["default"]!["feedforward_modules"], ["down_proj"]);
+      // BERT: "output.dense" is feed-forward, and by plain suffix so is attention.output.dense (as in peft).
+      const b = getPeftModel(
+        fromPretrained(modelDir("bert-seqcls"), "sequence-classification"),
+        IA3Config({ task_type: "SEQ_CLS" }),
+      );
+      const bs = shapes(b);
+      assert.deepEqual(bs["bert.encoder.layer.0.attention.output.dense"], [true, 1, 64]);
+      assert.deepEqual(bs["bert.encoder.layer.0.output.dense"], [true, 1, 128]);
+      assert.deepEqual(bs["bert.encoder.layer.0.attention.self.key"], [false, 64, 1]);
+      // A regex feedforward_modules full-matches the module path.
+      const r = getPeftModel(
+        llama(),
+        IA3Config({
+          task_type: "CAUSAL_LM",
+          target_modules: ["q_proj", "o_proj"],
+          feedforward_modules: ".*layers\\.1\\.self_attn\\.o_proj",
+        }),
+      );
+      const rs = shapes(r);
+      assert.deepEqual(
+        [rs["model.layers.0.self_attn.o_proj"], rs["model.layers.1.self_attn.o_proj"]],
+        [
+          [false, 32, 1],
+          [true, 1, 32],
+        ],
+      );
+    },
+  );
+
+  it(
+    "config errors: feed-forward modules outside the targets; no default for an unknown model " +
+      "type; unsupported layers leave the model untouched",
+    () => {
+      assert.throws(
+        () => IA3Config({ target_modules: ["k_proj"], feedforward_modules: ["down_proj"] }),
+        /`feedforward_modules` should be a subset of `target_modules`.*down_proj/,
+      );
+      assert.throws(() => IA3Config({ init_ia3_weights: "yes" as unknown as boolean }), /init_ia3_weights/);
+      const unknown = llama(12);
+      unknown.config.model_type = "mystery";
+      assert.throws(() => getPeftModel(unknown, IA3Config({})), /Please specify `target_modules`.*mystery/);
+      const unknown2 = llama(12);
+      unknown2.config.model_type = "mystery";
+      assert.throws(
+        () => getPeftModel(unknown2, IA3Config({ target_modules: ["q_proj"] })),
+        /Please specify `feedforward_modules`.*mystery/,
+      );
+      assert.ok(getPeftModel(unknown2, IA3Config({ target_modules: ["q_proj"], feedforward_modules: [] })));
+      const model = llama();
+      const before = model.namedModules().map(([k, m]) => `${k}:${m.constructor.name}`);
+      assert.throws(
+        () => getPeftModel(model, IA3Config({ target_modules: ["q_proj", "embed_tokens"], feedforward_modules: [] })),
+        /model\.embed_tokens \(Embedding\) is not supported by IA3/,
+      );
+      assert.deepEqual(
+        model.namedModules().map(([k, m]) => `${k}:${m.constructor.name}`),
+        before,
+        "no layer was wrapped",
+      );
+      assert.ok(!model.namedModules().some(([, m]) => m instanceof IA3Linear));
+    },
+  );
+
+  it(
+    "addWeightedAdapter: each layer's vector is Σ wᵢ·lᵢ (0 where no adapter is); inactive and " +
+      "frozen; saves and reloads",
+    () => {
+      const peft = getPeftModel(
+        llama(),
+        IA3Config({
+          task_type: "CAUSAL_LM",
+          target_modules: ["k_proj", "down_proj"],
+          feedforward_modules: ["down_proj"],
+          init_ia3_weights: false,
+        }),
+        "a",
+      );
+      peft.addAdapter(
+        "b",
+        IA3Config({
+          task_type: "CAUSAL_LM",
+          target_modules: ["v_proj", "down_proj"],
+          feedforward_modules: ["down_proj"],
+          init_ia3_weights: false,
+        }),
+      );
+      peft.addWeightedAdapter(["a", "b"], [0.7, -0.4], "mix");
+      const config = peft.peftConfig["mix"]!;
+      assert.deepEqual([...(config["target_modules"] as string[])].sort(), ["down_proj", "k_proj", "v_proj"]);
+      assert.deepEqual(config["feedforward_modules"], ["down_proj"]);
+      assert.deepEqual(peft.activeAdapters, ["a"]);
+      for (const [path, layer] of adapterLayers(peft, IA3Linear)) {
+        const part = (n: string, w: number) => (layer.hasAdapter(n) ? values(layer.vector(n)).map((v) => w * v) : null);
+        const parts = [part("a", 0.7), part("b", -0.4)].filter((p): p is number[] => p !== null);
+        const expected = parts.reduce((s, p) => s.map((v, i) => v + p[i]!));
+        assertClose(values(layer.vector("mix")), expected, 1e-6, 1e-6, `${path}: mix`);
+        assert.equal(layer.vector("mix").requiresGrad, false, `${path}: mix is frozen`);
+      }
+      assert.throws(() => peft.addWeightedAdapter(["a", "nope"], [1, 1], "x"), /adapter "nope" does not exist/);
+      assert.throws(() => peft.addWeightedAdapter(["a", "b"], [1], "x"), /2 adapter\(s\) but 1 weights/);
+      assert.throws(() => peft.addWeightedAdapter(["a"], [1], "x", { combinationType: "svd" }), /apply to LoRA only/);
+      peft.setAdapter("mix");
+      const mixed = logits(peft);
+      const dir = mkdtempSync(join(tmpdir(), "peft-ts-ia3-mix-"));
+      peft.savePretrained(dir, { selectedAdapters: ["mix"] });
+      assertSame(logits(PeftModel.fromPretrained(llama(), join(dir, "mix"))), mixed, "reloaded mix");
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -385,7 +415,9 @@ describe("LoHa: ΔW = (w1a·w1b) ⊙ (w2a·w2b) · α/r", () => {
         [2, 6],
       ],
     );
-    names.forEach((n, i) => randomize(layer.getTensor(`${n}.default`), 80 + i));
+    names.forEach((n, i) => {
+      randomize(layer.getTensor(`${n}.default`), 80 + i);
+    });
     const delta = lohaDelta(layer, "default", 3 / 2);
     assert.ok(maxAbs(delta) > 0.05, "a non-trivial ΔW");
     const baseOut = run(base, x());
@@ -405,52 +437,60 @@ describe("LoHa: ΔW = (w1a·w1b) ⊙ (w2a·w2b) · α/r", () => {
     assertClose(values(base.weight), w0, 4 * EPS * maxAbs(w0) + 4 * EPS * maxAbs(delta), 0, "unmerged weight");
   });
 
-  it("init_weights true: w2b = 0 so ΔW = 0 (a fresh adapter gives the base outputs exactly); w1a, w1b, w2a Kaiming-uniform U(±1/√fan_in)", () => {
-    T.manualSeed(61);
-    const base = new Linear(6, 4);
-    const layer = new LoHaLinear(base).eval();
-    layer.updateLayer("default", settings({ r: 2, alpha: 3, initWeights: true }));
-    const f = layer.factors("default");
-    assert.ok(values(f.w2b).every((v) => v === 0));
-    for (const [t, fanIn] of [
-      [f.w1a, 2],
-      [f.w1b, 6],
-      [f.w2a, 2],
-    ] as const) {
-      const v = values(t);
-      assert.ok(v.some((a) => a !== 0) && maxAbs(v) <= 1 / Math.sqrt(fanIn), `bound 1/√${fanIn}`);
-    }
-    assertSame(run(layer, x()), run(base, x()), "fresh LoHa output");
-  });
-
-  it("module_dropout 1 skips the adapter while training (never in eval); rank_dropout drops whole rows of ΔW and rescales the kept ones", () => {
-    T.manualSeed(62);
-    const base = new Linear(6, 16);
-    const layer = new LoHaLinear(base);
-    layer.updateLayer("default", settings({ r: 2, alpha: 2, moduleDropout: 1 }));
-    const baseOut = run(base, x());
-    layer.train();
-    assertSame(run(layer, x()), baseOut, "training with module_dropout 1");
-    layer.eval();
-    assert.ok(maxAbsDiff(run(layer, x()), baseOut) > 1e-3, "eval applies the adapter");
-
-    layer.updateLayer("default", settings({ r: 2, alpha: 2, rankDropout: 0.5 }));
-    const full = xDeltaT(values(x()), lohaDelta(layer, "default", 1), 3, 6, 16);
-    layer.train();
-    const diff = run(layer, x()).map((v, i) => v - baseOut[i]!);
-    // Each output column o is ΔW's row o: dropped (0) or kept and divided by the kept fraction (LoHa always rescales).
-    const kept = [...Array(16).keys()].filter((o) => [0, 1, 2].some((r) => Math.abs(diff[r * 16 + o]!) > 1e-6));
-    assert.ok(kept.length > 0 && kept.length < 16, `${kept.length} of 16 rows kept`);
-    const factor = 16 / kept.length;
-    for (let r = 0; r < 3; r++)
-      for (let o = 0; o < 16; o++) {
-        const want = kept.includes(o) ? full[r * 16 + o]! * factor : 0;
-        assert.ok(
-          Math.abs(diff[r * 16 + o]! - want) <= 1e-5 * Math.max(1, Math.abs(want)),
-          `row ${o}: ${diff[r * 16 + o]} vs ${want}`,
-        );
+  it(
+    "init_weights true: w2b = 0 so ΔW = 0 (a fresh adapter gives the base outputs exactly); " +
+      "w1a, w1b, w2a Kaiming-uniform U(±1/√fan_in)",
+    () => {
+      T.manualSeed(61);
+      const base = new Linear(6, 4);
+      const layer = new LoHaLinear(base).eval();
+      layer.updateLayer("default", settings({ r: 2, alpha: 3, initWeights: true }));
+      const f = layer.factors("default");
+      assert.ok(values(f.w2b).every((v) => v === 0));
+      for (const [t, fanIn] of [
+        [f.w1a, 2],
+        [f.w1b, 6],
+        [f.w2a, 2],
+      ] as const) {
+        const v = values(t);
+        assert.ok(v.some((a) => a !== 0) && maxAbs(v) <= 1 / Math.sqrt(fanIn), `bound 1/√${fanIn}`);
       }
-  });
+      assertSame(run(layer, x()), run(base, x()), "fresh LoHa output");
+    },
+  );
+
+  it(
+    "module_dropout 1 skips the adapter while training (never in eval); rank_dropout drops " +
+      "whole rows of ΔW and rescales the kept ones",
+    () => {
+      T.manualSeed(62);
+      const base = new Linear(6, 16);
+      const layer = new LoHaLinear(base);
+      layer.updateLayer("default", settings({ r: 2, alpha: 2, moduleDropout: 1 }));
+      const baseOut = run(base, x());
+      layer.train();
+      assertSame(run(layer, x()), baseOut, "training with module_dropout 1");
+      layer.eval();
+      assert.ok(maxAbsDiff(run(layer, x()), baseOut) > 1e-3, "eval applies the adapter");
+
+      layer.updateLayer("default", settings({ r: 2, alpha: 2, rankDropout: 0.5 }));
+      const full = xDeltaT(values(x()), lohaDelta(layer, "default", 1), 3, 6, 16);
+      layer.train();
+      const diff = run(layer, x()).map((v, i) => v - baseOut[i]!);
+      // Each output column o is ΔW's row o: dropped (0) or kept and divided by the kept fraction (LoHa always rescales).
+      const kept = [...Array(16).keys()].filter((o) => [0, 1, 2].some((r) => Math.abs(diff[r * 16 + o]!) > 1e-6));
+      assert.ok(kept.length > 0 && kept.length < 16, `${kept.length} of 16 rows kept`);
+      const factor = 16 / kept.length;
+      for (let r = 0; r < 3; r++)
+        for (let o = 0; o < 16; o++) {
+          const want = kept.includes(o) ? full[r * 16 + o]! * factor : 0;
+          assert.ok(
+            Math.abs(diff[r * 16 + o]! - want) <= 1e-5 * Math.max(1, Math.abs(want)),
+            `row ${o}: ${diff[r * 16 + o]} vs ${want}`,
+          );
+        }
+    },
+  );
 });
 
 describe("LoKr: ΔW = kron(w1, w2) · α/r", () => {
@@ -582,31 +622,35 @@ describe("LoKr: ΔW = kron(w1, w2) · α/r", () => {
     });
   }
 
-  it('init_weights: true zeroes w1 (or w1_a), "lycoris" zeroes w2 (or w2_b) — both give ΔW = 0 — false leaves all random', () => {
-    const zeroOf = (init: boolean | string, r: number) => {
-      T.manualSeed(71);
-      const base = new Linear(16, 8);
-      const layer = new LoKrLinear(base).eval();
-      layer.updateLayer("default", {
-        ...settings({ r, alpha: 1, initWeights: init }),
-        decomposeBoth: true,
-        decomposeFactor: -1,
-      } as LycorisSettings);
-      const x = randTensor([2, 16], 9);
-      const sameAsBase = maxAbsDiff(run(layer, x), run(base, x)) === 0;
-      const zero = layer
-        .namedParameters()
-        .filter(([, t]) => values(t).every((v) => v === 0))
-        .map(([n]) => n.replace(".default", ""))
-        .sort();
-      return { zero, sameAsBase };
-    };
-    assert.deepEqual(zeroOf(true, 8), { zero: ["lokr_w1"], sameAsBase: true });
-    assert.deepEqual(zeroOf("lycoris", 8), { zero: ["lokr_w2"], sameAsBase: true });
-    assert.deepEqual(zeroOf(true, 1), { zero: ["lokr_w1_a"], sameAsBase: true });
-    assert.deepEqual(zeroOf("lycoris", 1), { zero: ["lokr_w2_b"], sameAsBase: true });
-    assert.deepEqual(zeroOf(false, 1), { zero: [], sameAsBase: false });
-  });
+  it(
+    'init_weights: true zeroes w1 (or w1_a), "lycoris" zeroes w2 (or w2_b) — both give ΔW = 0 ' +
+      "— false leaves all random",
+    () => {
+      const zeroOf = (init: boolean | string, r: number) => {
+        T.manualSeed(71);
+        const base = new Linear(16, 8);
+        const layer = new LoKrLinear(base).eval();
+        layer.updateLayer("default", {
+          ...settings({ r, alpha: 1, initWeights: init }),
+          decomposeBoth: true,
+          decomposeFactor: -1,
+        } as LycorisSettings);
+        const x = randTensor([2, 16], 9);
+        const sameAsBase = maxAbsDiff(run(layer, x), run(base, x)) === 0;
+        const zero = layer
+          .namedParameters()
+          .filter(([, t]) => values(t).every((v) => v === 0))
+          .map(([n]) => n.replace(".default", ""))
+          .sort();
+        return { zero, sameAsBase };
+      };
+      assert.deepEqual(zeroOf(true, 8), { zero: ["lokr_w1"], sameAsBase: true });
+      assert.deepEqual(zeroOf("lycoris", 8), { zero: ["lokr_w2"], sameAsBase: true });
+      assert.deepEqual(zeroOf(true, 1), { zero: ["lokr_w1_a"], sameAsBase: true });
+      assert.deepEqual(zeroOf("lycoris", 1), { zero: ["lokr_w2_b"], sameAsBase: true });
+      assert.deepEqual(zeroOf(false, 1), { zero: [], sameAsBase: false });
+    },
+  );
 
   it("rank_dropout without rank_dropout_scale drops rows of ΔW and leaves the kept ones as they are", () => {
     T.manualSeed(72);
@@ -676,82 +720,89 @@ describe("LoHa / LoKr: injection", () => {
     assert.deepEqual(lokrShapes["base_model.model.model.layers.0.self_attn.v_proj.lokr_w2.default"], [4, 8]);
   });
 
-  it("fresh adapters give the base outputs exactly; GPT-2's Conv1D and missing target_modules are clear errors that leave the model untouched", () => {
-    for (const config of [
-      LoHaConfig({ task_type: "CAUSAL_LM", r: 4, target_modules: "all-linear" }),
-      LoKrConfig({ task_type: "CAUSAL_LM", r: 4, target_modules: "all-linear" }),
-    ]) {
-      const model = llama();
-      const before = logits(model as unknown as Forwardable);
-      const peft = getPeftModel(model, config);
-      assert.equal(
-        peft
-          .getBaseModel()
-          .namedModules()
-          .filter(([, m]) => m instanceof LoHaLinear || m instanceof LoKrLinear).length,
-        14,
-        `${config.peft_type}: 7 linear layers × 2 (not lm_head)`,
-      );
-      assertSame(logits(peft), before, `${config.peft_type}: fresh adapter`);
-    }
-    for (const [config, name] of [
-      [LoHaConfig({ target_modules: ["c_attn"] }), "LoHa"],
-      [LoKrConfig({ target_modules: ["c_attn"] }), "LoKr"],
-    ] as const) {
-      const model = gpt2();
+  it(
+    "fresh adapters give the base outputs exactly; GPT-2's Conv1D and missing target_modules " +
+      "are clear errors that leave the model untouched",
+    () => {
+      for (const config of [
+        LoHaConfig({ task_type: "CAUSAL_LM", r: 4, target_modules: "all-linear" }),
+        LoKrConfig({ task_type: "CAUSAL_LM", r: 4, target_modules: "all-linear" }),
+      ]) {
+        const model = llama();
+        const before = logits(model as unknown as Forwardable);
+        const peft = getPeftModel(model, config);
+        assert.equal(
+          peft
+            .getBaseModel()
+            .namedModules()
+            .filter(([, m]) => m instanceof LoHaLinear || m instanceof LoKrLinear).length,
+          14,
+          `${config.peft_type}: 7 linear layers × 2 (not lm_head)`,
+        );
+        assertSame(logits(peft), before, `${config.peft_type}: fresh adapter`);
+      }
+      for (const [config, name] of [
+        [LoHaConfig({ target_modules: ["c_attn"] }), "LoHa"],
+        [LoKrConfig({ target_modules: ["c_attn"] }), "LoKr"],
+      ] as const) {
+        const model = gpt2();
+        assert.throws(
+          () => getPeftModel(model, config),
+          new RegExp(`transformer\\.h\\.0\\.attn\\.c_attn is GPT-2's Conv1D, which ${name} does not support`),
+        );
+        assert.ok(!model.namedModules().some(([, m]) => m instanceof LoHaLinear || m instanceof LoKrLinear));
+        assert.throws(
+          () => getPeftModel(llama(), { ...config, target_modules: null }),
+          new RegExp(`Please specify \`target_modules\` in the ${name} config`),
+        );
+      }
+      assert.throws(() => LoHaConfig({ r: 0 }), /`r` must be an integer ≥ 1, got 0/);
+      assert.throws(() => LoKrConfig({ init_weights: "olora" as never }), /init_weights/);
       assert.throws(
-        () => getPeftModel(model, config),
-        new RegExp(`transformer\\.h\\.0\\.attn\\.c_attn is GPT-2's Conv1D, which ${name} does not support`),
+        () => LoHaConfig({ layers_pattern: "layers" }),
+        /When `layers_pattern` is specified, `layers_to_transform` must also be specified/,
       );
-      assert.ok(!model.namedModules().some(([, m]) => m instanceof LoHaLinear || m instanceof LoKrLinear));
       assert.throws(
-        () => getPeftModel(llama(), { ...config, target_modules: null }),
-        new RegExp(`Please specify \`target_modules\` in the ${name} config`),
+        () => LoKrConfig({ rank_pattern: { q_proj: 0 } }),
+        /`rank_pattern` must be an object whose values are each an integer ≥ 1, got \{"q_proj":0\}/,
       );
-    }
-    assert.throws(() => LoHaConfig({ r: 0 }), /`r` must be an integer ≥ 1, got 0/);
-    assert.throws(() => LoKrConfig({ init_weights: "olora" as never }), /init_weights/);
-    assert.throws(
-      () => LoHaConfig({ layers_pattern: "layers" }),
-      /When `layers_pattern` is specified, `layers_to_transform` must also be specified/,
-    );
-    assert.throws(
-      () => LoKrConfig({ rank_pattern: { q_proj: 0 } }),
-      /`rank_pattern` must be an object whose values are each an integer ≥ 1, got \{"q_proj":0\}/,
-    );
-  });
+    },
+  );
 
-  it("configFromJson fills defaults and keeps unknown fields; several adapters switch; deleteAdapter removes one", () => {
-    const c = configFromJson({ peft_type: "LOKR", target_modules: ["q_proj"], future_field: 1 });
-    assert.equal(c["decompose_factor"], -1);
-    assert.equal(c["future_field"], 1);
-    const peft = getPeftModel(
-      llama(),
-      LoHaConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: ["q_proj"], init_weights: false }),
-      "a",
-    );
-    const onlyA = logits(peft);
-    peft.addAdapter(
-      "b",
-      LoHaConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: ["q_proj", "v_proj"], init_weights: false }),
-    );
-    assertSame(logits(peft), onlyA, "b added inactive");
-    peft.setAdapter("b");
-    const onlyB = logits(peft);
-    assert.ok(maxAbsDiff(onlyA, onlyB) > 1e-3);
-    const trainable = peft
-      .namedParameters()
-      .filter(([, p]) => p.requiresGrad)
-      .map(([n]) => n);
-    assert.ok(
-      trainable.length === 16 && trainable.every((n) => n.includes("hada_") && n.endsWith(".b")),
-      trainable.join(", "),
-    );
-    peft.deleteAdapter("b");
-    assert.deepEqual(peft.activeAdapters, ["a"]);
-    assertSame(logits(peft), onlyA, "after deleting b");
-    assert.ok(!peft.namedParameters().some(([n]) => n.endsWith(".b")));
-  });
+  it(
+    "configFromJson fills defaults and keeps unknown fields; several adapters switch; " + "deleteAdapter removes one",
+    () => {
+      const c = configFromJson({ peft_type: "LOKR", target_modules: ["q_proj"], future_field: 1 });
+      assert.equal(c["decompose_factor"], -1);
+      assert.equal(c["future_field"], 1);
+      const peft = getPeftModel(
+        llama(),
+        LoHaConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: ["q_proj"], init_weights: false }),
+        "a",
+      );
+      const onlyA = logits(peft);
+      peft.addAdapter(
+        "b",
+        LoHaConfig({ task_type: "CAUSAL_LM", r: 2, target_modules: ["q_proj", "v_proj"], init_weights: false }),
+      );
+      assertSame(logits(peft), onlyA, "b added inactive");
+      peft.setAdapter("b");
+      const onlyB = logits(peft);
+      assert.ok(maxAbsDiff(onlyA, onlyB) > 1e-3);
+      const trainable = peft
+        .namedParameters()
+        .filter(([, p]) => p.requiresGrad)
+        .map(([n]) => n);
+      assert.ok(
+        trainable.length === 16 && trainable.every((n) => n.includes("hada_") && n.endsWith(".b")),
+        trainable.join(", "),
+      );
+      peft.deleteAdapter("b");
+      assert.deepEqual(peft.activeAdapters, ["a"]);
+      assertSame(logits(peft), onlyA, "after deleting b");
+      assert.ok(!peft.namedParameters().some(([n]) => n.endsWith(".b")));
+    },
+  );
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -801,112 +852,121 @@ const METHODS: {
 
 describe("IA3, LoHa, LoKr: training", () => {
   for (const m of METHODS) {
-    it(`${m.name}: only adapter parameters are trainable, get gradients and AdamW state; frozen weights stay bit-identical`, () => {
-      const peft = getPeftModel(m.model(), m.config());
-      const named = peft.namedParameters();
-      for (const [name, p] of named) assert.equal(p.requiresGrad, m.isAdapter.test(name), `requiresGrad of ${name}`);
-      assert.equal(peft.getNbTrainableParameters()[0], m.trainable);
-      const all = named.reduce((s, [, p]) => s + p.size, 0);
-      assert.equal(
-        peft.trainableParametersLine(),
-        `trainable params: ${m.trainable.toLocaleString("en-US")} || all params: ${all.toLocaleString("en-US")} || trainable%: ${((100 * m.trainable) / all).toFixed(4)}`,
-      );
-      const before = new Map(named.map(([n, p]) => [n, values(p)]));
-      const opt = new AdamW(peft.parameters(), { lr: 1e-2 });
-      peft.train();
-      T.tidy(() => peft.forward({ inputIds: IDS(), labels: IDS() }).loss!.backward());
-      for (const [name, p] of named) assert.equal(p.grad !== null, m.isAdapter.test(name), `gradient of ${name}`);
-      // The factors that start at zero (LoHa's w2_b, LoKr's w1) get a gradient through the others, so training starts.
-      const zeroStart = named.filter(([n]) => m.isAdapter.test(n) && before.get(n)!.every((v) => v === 0));
-      assert.equal(zeroStart.length, m.name === "IA3" ? 0 : m.name === "LoHa" ? 4 : 14);
-      for (const [name, p] of zeroStart)
-        assert.ok(
-          values(p.grad!).some((v) => v !== 0),
-          `non-zero gradient of ${name}`,
+    it(
+      `${m.name}: only adapter parameters are trainable, get gradients and AdamW state; frozen ` +
+        `weights stay bit-identical`,
+      () => {
+        const peft = getPeftModel(m.model(), m.config());
+        const named = peft.namedParameters();
+        for (const [name, p] of named) assert.equal(p.requiresGrad, m.isAdapter.test(name), `requiresGrad of ${name}`);
+        assert.equal(peft.getNbTrainableParameters()[0], m.trainable);
+        const all = named.reduce((s, [, p]) => s + p.size, 0);
+        assert.equal(
+          peft.trainableParametersLine(),
+          `trainable params: ${m.trainable.toLocaleString("en-US")} || all params: ` +
+            `${all.toLocaleString("en-US")} || trainable%: ${((100 * m.trainable) / all).toFixed(4)}`,
         );
-      opt.step();
-      for (const [name, p] of named) {
-        assert.equal(opt.getState(p) !== undefined, m.isAdapter.test(name), `AdamW state of ${name}`);
-        if (!m.isAdapter.test(name)) assertSame(values(p), before.get(name)!, `frozen ${name}`);
-      }
-      for (const [name, p] of zeroStart)
-        assert.ok(
-          values(p).some((v) => v !== 0),
-          `${name} moved off zero`,
+        const before = new Map(named.map(([n, p]) => [n, values(p)]));
+        const opt = new AdamW(peft.parameters(), { lr: 1e-2 });
+        peft.train();
+        T.tidy(() => peft.forward({ inputIds: IDS(), labels: IDS() }).loss!.backward());
+        for (const [name, p] of named) assert.equal(p.grad !== null, m.isAdapter.test(name), `gradient of ${name}`);
+        // The factors that start at zero (LoHa's w2_b, LoKr's w1) get a gradient through the others, so training starts.
+        const zeroStart = named.filter(([n]) => m.isAdapter.test(n) && before.get(n)!.every((v) => v === 0));
+        assert.equal(zeroStart.length, m.name === "IA3" ? 0 : m.name === "LoHa" ? 4 : 14);
+        for (const [name, p] of zeroStart)
+          assert.ok(
+            values(p.grad!).some((v) => v !== 0),
+            `non-zero gradient of ${name}`,
+          );
+        opt.step();
+        for (const [name, p] of named) {
+          assert.equal(opt.getState(p) !== undefined, m.isAdapter.test(name), `AdamW state of ${name}`);
+          if (!m.isAdapter.test(name)) assertSame(values(p), before.get(name)!, `frozen ${name}`);
+        }
+        for (const [name, p] of zeroStart)
+          assert.ok(
+            values(p).some((v) => v !== 0),
+            `${name} moved off zero`,
+          );
+        opt.zeroGrad();
+        opt.dispose();
+      },
+    );
+
+    it(
+      `${m.name}: learns a fixed toy dataset (loss < ${m.ratio} of its start in 60 AdamW steps); ` +
+        `disabled = base; merged ≈ adapter; saved adapter reloads to the same outputs`,
+      () => {
+        const base = m.model();
+        const fresh = cloneModule(base);
+        const baseLogits = logits(base as unknown as Forwardable);
+        const peft = getPeftModel(base, m.config());
+        peft.train();
+        const ids = toyIds();
+        const opt = new AdamW(peft.parameters(), { lr: m.lr });
+        const losses = trainSteps(peft, opt, ids, 60);
+        opt.dispose();
+        assert.ok(losses.every(Number.isFinite));
+        assert.ok(losses[59]! < m.ratio * losses[0]!, `loss ${losses[0]} → ${losses[59]}`);
+        peft.eval();
+        const trained = logits(peft);
+        assert.ok(maxAbsDiff(trained, baseLogits) > 0.1);
+        assertSame(
+          peft.withAdapterDisabled(() => logits(peft)),
+          baseLogits,
+          "disabled",
         );
-      opt.zeroGrad();
-      opt.dispose();
-    });
 
-    it(`${m.name}: learns a fixed toy dataset (loss < ${m.ratio} of its start in 60 AdamW steps); disabled = base; merged ≈ adapter; saved adapter reloads to the same outputs`, () => {
-      const base = m.model();
-      const fresh = cloneModule(base);
-      const baseLogits = logits(base as unknown as Forwardable);
-      const peft = getPeftModel(base, m.config());
-      peft.train();
-      const ids = toyIds();
-      const opt = new AdamW(peft.parameters(), { lr: m.lr });
-      const losses = trainSteps(peft, opt, ids, 60);
-      opt.dispose();
-      assert.ok(losses.every(Number.isFinite));
-      assert.ok(losses[59]! < m.ratio * losses[0]!, `loss ${losses[0]} → ${losses[59]}`);
-      peft.eval();
-      const trained = logits(peft);
-      assert.ok(maxAbsDiff(trained, baseLogits) > 0.1);
-      assertSame(
-        peft.withAdapterDisabled(() => logits(peft)),
-        baseLogits,
-        "disabled",
-      );
+        const dir = mkdtempSync(join(tmpdir(), `peft-ts-${m.name}-`));
+        peft.savePretrained(dir);
+        const saved = loadSafetensors(join(dir, "adapter_model.safetensors"));
+        assert.equal([...saved.keys()].length, peft.namedParameters().filter(([n]) => m.isAdapter.test(n)).length);
+        for (const k of saved.keys())
+          assert.ok(k.startsWith("base_model.model.") && !k.includes(".default") && !k.endsWith(".weight"), k);
+        const config = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
+        assert.equal(config["peft_type"], m.config().peft_type);
+        assert.equal(config["inference_mode"], true);
+        const loaded = PeftModel.fromPretrained(cloneModule(fresh), dir);
+        assertSame(logits(loaded), trained, "reloaded adapter");
+        assert.equal(loaded.getNbTrainableParameters()[0], 0, "loaded frozen");
+        assert.equal(
+          PeftModel.fromPretrained(cloneModule(fresh), dir, { isTrainable: true }).getNbTrainableParameters()[0],
+          m.trainable,
+        );
 
-      const dir = mkdtempSync(join(tmpdir(), `peft-ts-${m.name}-`));
-      peft.savePretrained(dir);
-      const saved = loadSafetensors(join(dir, "adapter_model.safetensors"));
-      assert.equal([...saved.keys()].length, peft.namedParameters().filter(([n]) => m.isAdapter.test(n)).length);
-      for (const k of saved.keys())
-        assert.ok(k.startsWith("base_model.model.") && !k.includes(".default") && !k.endsWith(".weight"), k);
-      const config = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
-      assert.equal(config["peft_type"], m.config().peft_type);
-      assert.equal(config["inference_mode"], true);
-      const loaded = PeftModel.fromPretrained(cloneModule(fresh), dir);
-      assertSame(logits(loaded), trained, "reloaded adapter");
-      assert.equal(loaded.getNbTrainableParameters()[0], 0, "loaded frozen");
-      assert.equal(
-        PeftModel.fromPretrained(cloneModule(fresh), dir, { isTrainable: true }).getNbTrainableParameters()[0],
-        m.trainable,
-      );
-
-      // Merged: the same products in another rounding order (IA3: (x·W)⊙l vs x·(W⊙l)); the logits' scale is O(10).
-      peft.mergeAdapter();
-      assertClose(logits(peft), trained, 1e-5 * Math.max(1, maxAbs(trained)), 1e-4, "merged");
-      // Disabling a merged model unmerges it first (as in HF): the base outputs up to the unmerge's rounding.
-      assertClose(
-        peft.withAdapterDisabled(() => logits(peft)),
-        baseLogits,
-        1e-5 * Math.max(1, maxAbs(baseLogits)),
-        1e-4,
-        "disabled after merging",
-      );
-      assertClose(logits(peft), trained, 1e-5 * Math.max(1, maxAbs(trained)), 1e-4, "unmerged again");
-      const plain = loaded.mergeAndUnload();
-      assert.ok(
-        !plain
-          .namedModules()
-          .some(([, mod]) => mod instanceof IA3Linear || mod instanceof LoHaLinear || mod instanceof LoKrLinear),
-      );
-      assert.deepEqual(
-        [...plain.stateDict().keys()].sort(),
-        [...fresh.stateDict().keys()].sort(),
-        "merged model has the base's keys",
-      );
-      assertClose(
-        logits(plain as unknown as Forwardable),
-        trained,
-        1e-5 * Math.max(1, maxAbs(trained)),
-        1e-4,
-        "mergeAndUnload",
-      );
-    });
+        // Merged: the same products in another rounding order (IA3: (x·W)⊙l vs x·(W⊙l)); the logits' scale is O(10).
+        peft.mergeAdapter();
+        assertClose(logits(peft), trained, 1e-5 * Math.max(1, maxAbs(trained)), 1e-4, "merged");
+        // Disabling a merged model unmerges it first (as in HF): the base outputs up to the unmerge's rounding.
+        assertClose(
+          peft.withAdapterDisabled(() => logits(peft)),
+          baseLogits,
+          1e-5 * Math.max(1, maxAbs(baseLogits)),
+          1e-4,
+          "disabled after merging",
+        );
+        assertClose(logits(peft), trained, 1e-5 * Math.max(1, maxAbs(trained)), 1e-4, "unmerged again");
+        const plain = loaded.mergeAndUnload();
+        assert.ok(
+          !plain
+            .namedModules()
+            .some(([, mod]) => mod instanceof IA3Linear || mod instanceof LoHaLinear || mod instanceof LoKrLinear),
+        );
+        assert.deepEqual(
+          [...plain.stateDict().keys()].sort(),
+          [...fresh.stateDict().keys()].sort(),
+          "merged model has the base's keys",
+        );
+        assertClose(
+          logits(plain as unknown as Forwardable),
+          trained,
+          1e-5 * Math.max(1, maxAbs(trained)),
+          1e-4,
+          "mergeAndUnload",
+        );
+      },
+    );
   }
 
   it("IA3Model is the tuner of an IA3 PeftModel (HF's base_model)", () => {

@@ -36,7 +36,7 @@ describe("JSON with non-finite numbers", () => {
     const value = parseJson(python);
     // The values Python itself read back from its file (non-finite ones spelled out by the generator script).
     assert.deepEqual(spelled(value), JSON.parse(readFileSync(`${FIXTURES}nonfinite_state.expected.json`, "utf8")));
-    assert.equal(pythonJson(value) + "\n", python);
+    assert.equal(`${pythonJson(value)}\n`, python);
   });
 
   it("gives JSON.stringify's text for finite values, and reads back what it writes", () => {

@@ -263,7 +263,7 @@ describe("qr and svdOfProduct", () => {
       const low = svdOfProduct(b, a, m, r, n);
       const full = svdF64(prod, m, n);
       const k = Math.min(m, n, r);
-      assert.equal(low.k, r >= Math.min(m, n) ? Math.min(m, n) : r);
+      assert.equal(low.k, k);
       assert.ok(maxAbsDiff(low.s.subarray(0, k), full.s.subarray(0, k)) < 1e-12, `${m}×${r}×${n}: S differ`);
       assert.ok(maxAbsDiff(reconstruct(low), prod) < 1e-12, `${m}×${r}×${n}: B·A not reconstructed`);
       assert.ok(columnOrthonormalityError(low.u, m, low.k) < 1e-13);
@@ -291,7 +291,9 @@ describe("orthonormalComplementVector", () => {
     const basis: Float64Array[] = [0, 1].map((c) => Float64Array.from({ length: 5 }, (_, i) => u[i * 2 + c]!));
     while (basis.length < 5) basis.push(orthonormalComplementVector(basis, 5));
     const flat = new Float64Array(25);
-    basis.forEach((b, j) => b.forEach((x, i) => (flat[i * 5 + j] = x)));
+    for (const [j, b] of basis.entries()) {
+      for (const [i, x] of b.entries()) flat[i * 5 + j] = x;
+    }
     assert.ok(columnOrthonormalityError(flat, 5, 5) < 1e-14);
     assert.throws(() => orthonormalComplementVector(basis, 5), /no unit vector of length 5/);
   });

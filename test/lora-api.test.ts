@@ -87,19 +87,23 @@ describe("getModelStatus / getLayerStatus equal peft's", () => {
     });
   }
 
-  it("disabled: enabled false everywhere (peft also freezes every adapter while disabled; peft-ts keeps requiresGrad)", () => {
-    peft.unmergeAdapter();
-    const want = golden["disabled"]!;
-    peft.withAdapterDisabled(() => {
-      const { requires_grad: _got, ...got } = snake(getModelStatus(peft));
-      const { requires_grad: _want, ...rest } = want.model;
-      assert.deepEqual(got, { ...rest, trainable_params: 8960 });
-      assert.deepEqual(
-        getLayerStatus(peft).map((l) => l.enabled),
-        want.layers.map((l) => l["enabled"]),
-      );
-    });
-  });
+  it(
+    "disabled: enabled false everywhere (peft also freezes every adapter while disabled; " +
+      "peft-ts keeps requiresGrad)",
+    () => {
+      peft.unmergeAdapter();
+      const want = golden["disabled"]!;
+      peft.withAdapterDisabled(() => {
+        const { requires_grad: _got, ...got } = snake(getModelStatus(peft));
+        const { requires_grad: _want, ...rest } = want.model;
+        assert.deepEqual(got, { ...rest, trainable_params: 8960 });
+        assert.deepEqual(
+          getLayerStatus(peft).map((l) => l.enabled),
+          want.layers.map((l) => l["enabled"]),
+        );
+      });
+    },
+  );
 
   it("each method's layers name themselves as peft's do", () => {
     const configs = {
@@ -152,23 +156,26 @@ describe("getPeftModelStateDict / setPeftModelStateDict", () => {
     }
   });
 
-  it("loading second's file as first: unexpected and missing keys as peft reports them, matching tensors copied", () => {
-    const peft = loadLoraApiAdapters(["first", "second", "third"]);
-    const file = loadSafetensors(`${loraApiAdapter("second")}/adapter_model.safetensors`);
-    const result = setPeftModelStateDict(peft, file, "first");
-    const want = golden["set_second_as_first"] as { unexpected_keys: string[]; missing_lora_keys: string[] };
-    assert.deepEqual([...result.unexpectedKeys].sort(), want.unexpected_keys);
-    assert.deepEqual(
-      result.missingKeys.filter((k) => k.includes("lora_") && /\.first(\.|$)/.test(k)).sort(),
-      want.missing_lora_keys,
-    );
-    assert.ok(result.missingKeys.includes("base_model.model.transformer.h.0.attn.c_attn.base_layer.weight"));
-    const layer = (peft.base_model as LoraModel).model.getSubmodule("transformer.h.1.attn.c_attn") as LoraLinear;
-    assert.deepEqual(
-      values(layer.loraFactors("first").B),
-      values(file.get("base_model.model.transformer.h.1.attn.c_attn.lora_B.weight")!),
-    );
-  });
+  it(
+    "loading second's file as first: unexpected and missing keys as peft reports them, " + "matching tensors copied",
+    () => {
+      const peft = loadLoraApiAdapters(["first", "second", "third"]);
+      const file = loadSafetensors(`${loraApiAdapter("second")}/adapter_model.safetensors`);
+      const result = setPeftModelStateDict(peft, file, "first");
+      const want = golden["set_second_as_first"] as { unexpected_keys: string[]; missing_lora_keys: string[] };
+      assert.deepEqual([...result.unexpectedKeys].sort(), want.unexpected_keys);
+      assert.deepEqual(
+        result.missingKeys.filter((k) => k.includes("lora_") && /\.first(\.|$)/.test(k)).sort(),
+        want.missing_lora_keys,
+      );
+      assert.ok(result.missingKeys.includes("base_model.model.transformer.h.0.attn.c_attn.base_layer.weight"));
+      const layer = (peft.base_model as LoraModel).model.getSubmodule("transformer.h.1.attn.c_attn") as LoraLinear;
+      assert.deepEqual(
+        values(layer.loraFactors("first").B),
+        values(file.get("base_model.model.transformer.h.1.attn.c_attn.lora_B.weight")!),
+      );
+    },
+  );
 
   it("a shape that differs is an error, or skipped and reported missing with ignoreMismatchedSizes", () => {
     const peft = loadLoraApiAdapters(["first", "fourth"]);
@@ -202,65 +209,79 @@ describe("getPeftModelStateDict / setPeftModelStateDict", () => {
 });
 
 describe("state dicts of a model given adapters by injectAdapterInModel", () => {
-  it("keys are the model's own paths, as peft's; a round trip through setPeftModelStateDict restores the values", () => {
-    const config = LoraConfig({
-      r: 2,
-      target_modules: ["c_attn"],
-      modules_to_save: ["ln_f"],
-      init_lora_weights: false,
-      fan_in_fan_out: true,
-    });
-    const model = injectAdapterInModel(config, fromPretrained(modelDir("gpt2"), "causal-lm"), "mine");
-    const sd = getPeftModelStateDict(model, "mine");
-    assert.deepEqual([...sd.keys()].sort(), (LORA_API_CASES["state_dict"] as Record<string, unknown>)["injected_mine"]);
-    const wanted = [...sd].map(([k, t]) => [k, values(t)] as const);
-    const saved = new Map(wanted.map(([k, v]) => [k, tensor(Float32Array.from(v), sd.get(k)!.shape)]));
-    noGrad(() => {
-      for (const t of sd.values()) t.copy_(zeros(t.shape));
-    });
-    assert.ok(values(sd.get("transformer.ln_f.weight")!).every((x) => x === 0));
-    const result = setPeftModelStateDict(model, saved, "mine");
-    assert.deepEqual(result.unexpectedKeys, []);
-    const after = getPeftModelStateDict(model, "mine");
-    for (const [k, v] of wanted) assert.deepEqual(values(after.get(k)!), v, k);
-    // A second adapter goes into the same model and has its own keys.
-    injectAdapterInModel(LoraConfig({ r: 2, target_modules: ["c_attn"], fan_in_fan_out: true }), model, "other");
-    assert.ok(model.getSubmodule("transformer.h.0.attn.c_attn") instanceof LoraLinear);
-    assert.deepEqual(getModelStatus(model).availableAdapters, ["mine", "other"]);
-    assert.throws(() => getPeftModelStateDict(model, "nope"), /no adapter named "nope"/);
-  });
+  it(
+    "keys are the model's own paths, as peft's; a round trip through setPeftModelStateDict " + "restores the values",
+    () => {
+      const config = LoraConfig({
+        r: 2,
+        target_modules: ["c_attn"],
+        modules_to_save: ["ln_f"],
+        init_lora_weights: false,
+        fan_in_fan_out: true,
+      });
+      const model = injectAdapterInModel(config, fromPretrained(modelDir("gpt2"), "causal-lm"), "mine");
+      const sd = getPeftModelStateDict(model, "mine");
+      assert.deepEqual(
+        [...sd.keys()].sort(),
+        (LORA_API_CASES["state_dict"] as Record<string, unknown>)["injected_mine"],
+      );
+      const wanted = [...sd].map(([k, t]) => [k, values(t)] as const);
+      const saved = new Map(wanted.map(([k, v]) => [k, tensor(Float32Array.from(v), sd.get(k)!.shape)]));
+      noGrad(() => {
+        for (const t of sd.values()) t.copy_(zeros(t.shape));
+      });
+      assert.ok(values(sd.get("transformer.ln_f.weight")!).every((x) => x === 0));
+      const result = setPeftModelStateDict(model, saved, "mine");
+      assert.deepEqual(result.unexpectedKeys, []);
+      const after = getPeftModelStateDict(model, "mine");
+      for (const [k, v] of wanted) assert.deepEqual(values(after.get(k)!), v, k);
+      // A second adapter goes into the same model and has its own keys.
+      injectAdapterInModel(LoraConfig({ r: 2, target_modules: ["c_attn"], fan_in_fan_out: true }), model, "other");
+      assert.ok(model.getSubmodule("transformer.h.0.attn.c_attn") instanceof LoraLinear);
+      assert.deepEqual(getModelStatus(model).availableAdapters, ["mine", "other"]);
+      assert.throws(() => getPeftModelStateDict(model, "nope"), /no adapter named "nope"/);
+    },
+  );
 });
 
 describe("hotswapAdapter", () => {
   const golden = LORA_API_CASES["hotswap"] as Record<string, unknown>;
 
-  it("fourth (rank 2, c_attn only) into first: logits and scaling as peft, the smaller rank zero-padded, wte zeroed", () => {
-    const peft = loadLoraApiAdapters(["first"]);
-    hotswapAdapter(peft, loraApiAdapter("fourth"), "first");
-    assertClose(logits(peft), values(expected.get("hotswap_fourth_into_first.logits")!), TOL, 0, "logits");
-    const layer = (peft.base_model as LoraModel).model.getSubmodule("transformer.h.0.attn.c_attn") as LoraLinear;
-    const want = golden["fourth_into_first"] as { scaling: number; lora_A_shape: number[] };
-    assert.equal(layer.scaling.get("first"), want.scaling);
-    assert.deepEqual(layer.loraFactors("first").A.shape, want.lora_A_shape);
-    // The swapped-in adapter equals loading it directly.
-    assertClose(logits(peft), logits(loadLoraApiAdapters(["fourth"])), 1e-5, 0, "vs fourth loaded");
-  });
+  it(
+    "fourth (rank 2, c_attn only) into first: logits and scaling as peft, the smaller rank " +
+      "zero-padded, wte zeroed",
+    () => {
+      const peft = loadLoraApiAdapters(["first"]);
+      hotswapAdapter(peft, loraApiAdapter("fourth"), "first");
+      assertClose(logits(peft), values(expected.get("hotswap_fourth_into_first.logits")!), TOL, 0, "logits");
+      const layer = (peft.base_model as LoraModel).model.getSubmodule("transformer.h.0.attn.c_attn") as LoraLinear;
+      const want = golden["fourth_into_first"] as { scaling: number; lora_A_shape: number[] };
+      assert.equal(layer.scaling.get("first"), want.scaling);
+      assert.deepEqual(layer.loraFactors("first").A.shape, want.lora_A_shape);
+      // The swapped-in adapter equals loading it directly.
+      assertClose(logits(peft), logits(loadLoraApiAdapters(["fourth"])), 1e-5, 0, "vs fourth loaded");
+    },
+  );
 
-  it("third into first is accepted like peft; second (new c_proj layers) is refused with peft's message, the model untouched", () => {
-    assert.equal(golden["third_into_first"], "ok");
-    const peft = loadLoraApiAdapters(["first"]);
-    hotswapAdapter(peft, loraApiAdapter("third"), "first");
-    assertClose(logits(peft), logits(loadLoraApiAdapters(["third"])), 1e-5, 0, "vs third loaded");
+  it(
+    "third into first is accepted like peft; second (new c_proj layers) is refused with peft's " +
+      "message, the model untouched",
+    () => {
+      assert.equal(golden["third_into_first"], "ok");
+      const peft = loadLoraApiAdapters(["first"]);
+      hotswapAdapter(peft, loraApiAdapter("third"), "first");
+      assertClose(logits(peft), logits(loadLoraApiAdapters(["third"])), 1e-5, 0, "vs third loaded");
 
-    const other = loadLoraApiAdapters(["first"]);
-    const before = logits(other);
-    const message = (golden["second_into_first"] as string).replace(/^RuntimeError: /, "");
-    assert.throws(
-      () => hotswapAdapter(other, loraApiAdapter("second"), "first"),
-      (e: unknown) => e instanceof ModelMismatchError && e.message === message,
-    );
-    assert.deepEqual(logits(other), before);
-  });
+      const other = loadLoraApiAdapters(["first"]);
+      const before = logits(other);
+      const message = (golden["second_into_first"] as string).replace(/^RuntimeError: /, "");
+      assert.throws(
+        () => hotswapAdapter(other, loraApiAdapter("second"), "first"),
+        (e: unknown) => e instanceof ModelMismatchError && e.message === message,
+      );
+      assert.deepEqual(logits(other), before);
+    },
+  );
 
   it("a larger rank replaces the factors (as peft's swap_tensors); swapping back pads again", () => {
     const peft = loadLoraApiAdapters(["fourth"], ["fourth"]);

@@ -6,7 +6,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { ConfigError } from "../src/errors.js";
-import { LoraLinear, type LoraModel } from "../src/peft/index.js";
+import type { LoraLinear, LoraModel } from "../src/peft/index.js";
 import { noGrad, TorchGenerator } from "../src/tensor/index.js";
 import { mergeTaskTensors, magnitudePruned, type TaskMergeOptions } from "../src/peft/tuners/lora/weighted.js";
 import { assertClose, values } from "./helpers.js";
@@ -31,7 +31,13 @@ interface WeightedCase {
 
 describe("addWeightedAdapter: pruning merges against peft 0.15.2", () => {
   for (const [name, c] of Object.entries(LORA_API_CASES.weighted as Record<string, WeightedCase>)) {
-    it(`${name}: ${c.combination_type} (density ${c.density}${c.majority_sign_method ? `, ${c.majority_sign_method}` : ""}${c.seed === undefined ? "" : `, seed ${c.seed}`}${c.init_lora_weights === undefined ? "" : `, init_lora_weights ${c.init_lora_weights}`})`, () => {
+    const options = [
+      `density ${c.density}`,
+      ...(c.majority_sign_method ? [c.majority_sign_method] : []),
+      ...(c.seed === undefined ? [] : [`seed ${c.seed}`]),
+      ...(c.init_lora_weights === undefined ? [] : [`init_lora_weights ${c.init_lora_weights}`]),
+    ];
+    it(`${name}: ${c.combination_type} (${options.join(", ")})`, () => {
       const peft = loadLoraApiAdapters(["first", "second", "third"]);
       if (c.init_lora_weights !== undefined)
         peft.peftConfig[c.adapters[0]!]!["init_lora_weights"] = c.init_lora_weights;

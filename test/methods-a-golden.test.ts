@@ -25,8 +25,12 @@ describe("FourierFT, VeRA, OFT and BOFT adapters saved by Python peft 0.15.2", (
       checkFreshCase(name, c, { set }));
   }
 
-  it("adapters made here reload to the same outputs; they go to $PEFT_TS_ADAPTERS for `make_method_fixtures_a.py --check-ts-adapters`", () => {
-    const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-methods-a-adapters-"));
-    saveTsAdapters(set, METHODS, out, 0.3);
-  });
+  it(
+    "adapters made here reload to the same outputs; they go to $PEFT_TS_ADAPTERS for " +
+      "`make_method_fixtures_a.py --check-ts-adapters`",
+    () => {
+      const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-methods-a-adapters-"));
+      saveTsAdapters(set, METHODS, out, 0.3);
+    },
+  );
 });

@@ -55,40 +55,51 @@ function wave(peft: PeftModel): void {
   });
 }
 
-describe("HRA, Bone, LN tuning and Poly against Python peft 0.15.2 (Poly through the script's hand-written forward)", () => {
-  const cases = casesOf(TYPES, set);
-  it("every method has golden cases", () =>
-    assert.deepEqual([...new Set(cases.map(([, c]) => c.peft_type))].sort(), [...TYPES].sort()));
-  for (const [name, c] of cases) {
-    it(`${name}: Python's adapter reproduces its outputs here (on, disabled, merged, greedy)`, () =>
-      checkLoadedCase(name, c, { set }));
-    it(`${name}: an adapter made here saves Python's tensor names, shapes and config fields`, () =>
-      checkFreshCase(name, c, { set }));
-  }
-
-  it("adapters made here reload to the same outputs and merge to them; they go to $PEFT_TS_ADAPTERS for `make_method_fixtures_b.py --check-ts-adapters`", () => {
-    const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-methods-b-"));
+describe(
+  "HRA, Bone, LN tuning and Poly against Python peft 0.15.2 (Poly through the script's " + "hand-written forward)",
+  () => {
+    const cases = casesOf(TYPES, set);
+    it("every method has golden cases", () =>
+      assert.deepEqual([...new Set(cases.map(([, c]) => c.peft_type))].sort(), [...TYPES].sort()));
     for (const [name, c] of cases) {
-      const peft = getPeftModel(baseModel(c, set), configFromJson({ ...c.config, peft_type: c.peft_type }));
-      wave(peft);
-      const dir = join(out, name);
-      peft.eval().savePretrained(dir);
-      const inputs = forwardInputs(inputsFor(name, c, set), false);
-      const got = T.noGrad(() => peft.forward(inputs)).logits;
-      const reloaded = PeftModel.fromPretrained(baseModel(c, set), dir);
-      assert.equal(maxAbsDiff(T.noGrad(() => reloaded.forward(inputs)).logits, got), 0, `${name}: reloaded adapter`);
-      assert.ok(
-        maxAbsDiff(got, T.noGrad(() => reloaded.withAdapterDisabled(() => reloaded.forward(inputs))).logits) > 1e-3,
-        `${name}: the adapter acts`,
-      );
-      if (c.peft_type !== "POLY") {
-        const merged = (T.noGrad(() => reloaded.mergeAndUnload().forward(inputs)) as ModelOutput).logits;
-        assert.ok(maxAbsDiff(merged, got) < 1e-4, `${name}: merged logits`);
-      }
-      writeSafetensors(join(dir, "logits.safetensors"), new Map([["logits", got]]), { format: "pt" });
+      it(`${name}: Python's adapter reproduces its outputs here (on, disabled, merged, greedy)`, () =>
+        checkLoadedCase(name, c, { set }));
+      it(`${name}: an adapter made here saves Python's tensor names, shapes and config fields`, () =>
+        checkFreshCase(name, c, { set }));
     }
-  });
-});
+
+    it(
+      "adapters made here reload to the same outputs and merge to them; they go to " +
+        "$PEFT_TS_ADAPTERS for `make_method_fixtures_b.py --check-ts-adapters`",
+      () => {
+        const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-methods-b-"));
+        for (const [name, c] of cases) {
+          const peft = getPeftModel(baseModel(c, set), configFromJson({ ...c.config, peft_type: c.peft_type }));
+          wave(peft);
+          const dir = join(out, name);
+          peft.eval().savePretrained(dir);
+          const inputs = forwardInputs(inputsFor(name, c, set), false);
+          const got = T.noGrad(() => peft.forward(inputs)).logits;
+          const reloaded = PeftModel.fromPretrained(baseModel(c, set), dir);
+          assert.equal(
+            maxAbsDiff(T.noGrad(() => reloaded.forward(inputs)).logits, got),
+            0,
+            `${name}: reloaded adapter`,
+          );
+          assert.ok(
+            maxAbsDiff(got, T.noGrad(() => reloaded.withAdapterDisabled(() => reloaded.forward(inputs))).logits) > 1e-3,
+            `${name}: the adapter acts`,
+          );
+          if (c.peft_type !== "POLY") {
+            const merged = (T.noGrad(() => reloaded.mergeAndUnload().forward(inputs)) as ModelOutput).logits;
+            assert.ok(maxAbsDiff(merged, got) < 1e-4, `${name}: merged logits`);
+          }
+          writeSafetensors(join(dir, "logits.safetensors"), new Map([["logits", got]]), { format: "pt" });
+        }
+      },
+    );
+  },
+);
 
 /** The gradient of a layer's output with respect to its adapter's parameter matches finite differences. */
 function checkAdapterGradient(layer: HRALinear | BoneLinear, x: T.Tensor): void {
@@ -263,24 +274,27 @@ describe("HRA, Bone and LN tuning: what peft refuses, and other rules", () => {
     }
   });
 
-  it('bias other than "none" is refused (peft 0.15.2 would train the biases but not save them); so are bad fields', () => {
-    assert.throws(
-      () => HRAConfig({ bias: "all" }),
-      (e) => e instanceof ConfigError && /bias/.test(e.message),
-    );
-    assert.throws(
-      () => BoneConfig({ bias: "bone_only" }),
-      (e) => e instanceof ConfigError && /bias/.test(e.message),
-    );
-    assert.throws(() => BoneConfig({ init_weights: "pissa" as never }), ConfigError);
-    assert.throws(() => HRAConfig({ r: 0 }), ConfigError);
-    assert.throws(() => HRAConfig({ layers_pattern: "layers" }), /layers_to_transform` must also be specified/);
-    assert.throws(
-      () => BoneConfig({ target_modules: ".*q_proj", layers_to_transform: [0] }),
-      /cannot be used when `target_modules` is a str/,
-    );
-    assert.throws(() => LNTuningConfig({ r: 2 } as never), ConfigError);
-  });
+  it(
+    'bias other than "none" is refused (peft 0.15.2 would train the biases but not save them); ' + "so are bad fields",
+    () => {
+      assert.throws(
+        () => HRAConfig({ bias: "all" }),
+        (e) => e instanceof ConfigError && /bias/.test(e.message),
+      );
+      assert.throws(
+        () => BoneConfig({ bias: "bone_only" }),
+        (e) => e instanceof ConfigError && /bias/.test(e.message),
+      );
+      assert.throws(() => BoneConfig({ init_weights: "pissa" as never }), ConfigError);
+      assert.throws(() => HRAConfig({ r: 0 }), ConfigError);
+      assert.throws(() => HRAConfig({ layers_pattern: "layers" }), /layers_to_transform` must also be specified/);
+      assert.throws(
+        () => BoneConfig({ target_modules: ".*q_proj", layers_to_transform: [0] }),
+        /cannot be used when `target_modules` is a str/,
+      );
+      assert.throws(() => LNTuningConfig({ r: 2 } as never), ConfigError);
+    },
+  );
 
   it("Bat needs r dividing both sides of the weight; Bone and Bat adapters cannot share a layer", () => {
     assert.throws(
@@ -294,27 +308,31 @@ describe("HRA, Bone and LN tuning: what peft refuses, and other rules", () => {
     );
   });
 
-  it("LN tuning: fresh copies change nothing; one adapter at a time in forward and merge; unload restores the original norms", () => {
-    const model = llama();
-    const before = logits(model);
-    const peft = getPeftModel(model, LNTuningConfig({ task_type: "CAUSAL_LM" }));
-    assert.deepEqual(logits(peft), before);
-    assert.ok(
-      peft.base_model.model.namedModules().some(([k, m]) => k.endsWith("model.norm") && m instanceof LNTuningLayer),
-    );
-    peft.addAdapter("other", LNTuningConfig({ task_type: "CAUSAL_LM" }) as PeftConfig);
-    wave(peft);
-    const one = logits(peft);
-    peft.base_model.setAdapter(["default", "other"]);
-    assert.throws(() => logits(peft), /more than one adapter at a time/);
-    assert.throws(
-      () => peft.base_model.capabilities.merge!.merge(["default", "other"]),
-      /merging more than one adapter/,
-    );
-    peft.base_model.setAdapter("default");
-    assert.deepEqual(logits(peft), one);
-    assert.deepEqual(logits(peft.unload()), before);
-  });
+  it(
+    "LN tuning: fresh copies change nothing; one adapter at a time in forward and merge; " +
+      "unload restores the original norms",
+    () => {
+      const model = llama();
+      const before = logits(model);
+      const peft = getPeftModel(model, LNTuningConfig({ task_type: "CAUSAL_LM" }));
+      assert.deepEqual(logits(peft), before);
+      assert.ok(
+        peft.base_model.model.namedModules().some(([k, m]) => k.endsWith("model.norm") && m instanceof LNTuningLayer),
+      );
+      peft.addAdapter("other", LNTuningConfig({ task_type: "CAUSAL_LM" }) as PeftConfig);
+      wave(peft);
+      const one = logits(peft);
+      peft.base_model.setAdapter(["default", "other"]);
+      assert.throws(() => logits(peft), /more than one adapter at a time/);
+      assert.throws(
+        () => peft.base_model.capabilities.merge!.merge(["default", "other"]),
+        /merging more than one adapter/,
+      );
+      peft.base_model.setAdapter("default");
+      assert.deepEqual(logits(peft), one);
+      assert.deepEqual(logits(peft.unload()), before);
+    },
+  );
 
   it("an LN tuning default exists only for known model types", () => {
     assert.throws(() => getPeftModel(llama(), LNTuningConfig({ target_modules: ["nope"] })), /nope/);
@@ -371,32 +389,35 @@ describe("Poly: routing by task", () => {
     assert.throws(() => peft.mergeAndUnload(), /POLY adapters cannot be merged|cannot be merged/);
   });
 
-  it("AdamW steps with per-row tasks lower the loss, also with gradient checkpointing (layers rerun in backward)", () => {
-    const peft = getPeftModel(
-      llama().gradientCheckpointingEnable(),
-      PolyConfig({ task_type: "CAUSAL_LM", r: 2, n_tasks: 2, n_skills: 2 }),
-    ).train();
-    const trainable = peft
-      .namedParameters()
-      .filter(([, p]) => p.requiresGrad)
-      .map(([, p]) => p);
-    const opt = new AdamW(trainable, { lr: 0.05 });
-    const ids = toyIds();
-    const taskIds = tasks(0, 1, 0, 1, 0, 1, 0, 1);
-    const losses: number[] = [];
-    for (let step = 0; step < 8; step++) {
-      losses.push(
-        T.tidy(() => {
-          const loss = peft.forward({ inputIds: ids, labels: ids, taskIds }).loss!;
-          loss.backward();
-          opt.step();
-          opt.zeroGrad();
-          return loss.item();
-        }),
-      );
-    }
-    assert.ok(losses[losses.length - 1]! < losses[0]! - 0.01, losses.map((l) => l.toFixed(4)).join(" "));
-  });
+  it(
+    "AdamW steps with per-row tasks lower the loss, also with gradient checkpointing (layers " + "rerun in backward)",
+    () => {
+      const peft = getPeftModel(
+        llama().gradientCheckpointingEnable(),
+        PolyConfig({ task_type: "CAUSAL_LM", r: 2, n_tasks: 2, n_skills: 2 }),
+      ).train();
+      const trainable = peft
+        .namedParameters()
+        .filter(([, p]) => p.requiresGrad)
+        .map(([, p]) => p);
+      const opt = new AdamW(trainable, { lr: 0.05 });
+      const ids = toyIds();
+      const taskIds = tasks(0, 1, 0, 1, 0, 1, 0, 1);
+      const losses: number[] = [];
+      for (let step = 0; step < 8; step++) {
+        losses.push(
+          T.tidy(() => {
+            const loss = peft.forward({ inputIds: ids, labels: ids, taskIds }).loss!;
+            loss.backward();
+            opt.step();
+            opt.zeroGrad();
+            return loss.item();
+          }),
+        );
+      }
+      assert.ok(losses[losses.length - 1]! < losses[0]! - 0.01, losses.map((l) => l.toFixed(4)).join(" "));
+    },
+  );
 });
 
 describe("HRA, Bone, LN tuning and Poly train", () => {
@@ -429,33 +450,36 @@ describe("HRA, Bone, LN tuning and Poly train", () => {
     });
   }
 
-  it("`peft train` accepts each method's config and saves its adapter; `peft merge` folds in the mergeable ones", () => {
-    const ws = cliWorkspace("peft-ts-methods-b-cli-", LLAMA);
-    // Poly routes each record by its task_ids; the other methods ignore the field.
-    const records = [
-      { instruction: "say hello", output: "hello world!", task_ids: 0 },
-      { instruction: "whisper", output: "hello", task_ids: 1 },
-    ];
-    writeFileSync(join(ws.root, "train.json"), JSON.stringify(records));
-    const methods: Record<string, { fields: Record<string, unknown>; key: RegExp }> = {
-      HRA: { fields: { r: 2 }, key: /\.(q_proj|v_proj)\.hra_u$/ },
-      BONE: {
-        fields: { r: 4, init_weights: "bat", target_modules: ["q_proj", "v_proj"] },
-        key: /\.(q_proj|v_proj)\.bone_block$/,
-      },
-      LN_TUNING: { fields: {}, key: /\.post_attention_layernorm\.ln_tuning_layers\.weight$/ },
-      POLY: {
-        fields: { r: 2, n_tasks: 2, n_skills: 2 },
-        key: /\.(q_proj|v_proj)\.(poly_lora_[AB]|poly_router\.module_logits)$/,
-      },
-    };
-    for (const [type, { fields, key }] of Object.entries(methods)) {
-      trainMethod(ws, type, fields);
-      const tensors = [...loadSafetensors(join(ws.root, `out-${type}`, "adapter_model.safetensors")).keys()];
-      assert.ok(tensors.length > 0 && tensors.every((k) => key.test(k)), `${type}: ${tensors.join(", ")}`);
-      if (type === "POLY") continue; // not mergeable
-      const merged = ws.run("merge", "--model", "model", "--adapter", `out-${type}`, "--out", `merged-${type}`);
-      assert.equal(merged.status, 0, `${type}: peft merge failed:\n${merged.stderr}`);
-    }
-  });
+  it(
+    "`peft train` accepts each method's config and saves its adapter; `peft merge` folds in " + "the mergeable ones",
+    () => {
+      const ws = cliWorkspace("peft-ts-methods-b-cli-", LLAMA);
+      // Poly routes each record by its task_ids; the other methods ignore the field.
+      const records = [
+        { instruction: "say hello", output: "hello world!", task_ids: 0 },
+        { instruction: "whisper", output: "hello", task_ids: 1 },
+      ];
+      writeFileSync(join(ws.root, "train.json"), JSON.stringify(records));
+      const methods: Record<string, { fields: Record<string, unknown>; key: RegExp }> = {
+        HRA: { fields: { r: 2 }, key: /\.(q_proj|v_proj)\.hra_u$/ },
+        BONE: {
+          fields: { r: 4, init_weights: "bat", target_modules: ["q_proj", "v_proj"] },
+          key: /\.(q_proj|v_proj)\.bone_block$/,
+        },
+        LN_TUNING: { fields: {}, key: /\.post_attention_layernorm\.ln_tuning_layers\.weight$/ },
+        POLY: {
+          fields: { r: 2, n_tasks: 2, n_skills: 2 },
+          key: /\.(q_proj|v_proj)\.(poly_lora_[AB]|poly_router\.module_logits)$/,
+        },
+      };
+      for (const [type, { fields, key }] of Object.entries(methods)) {
+        trainMethod(ws, type, fields);
+        const tensors = [...loadSafetensors(join(ws.root, `out-${type}`, "adapter_model.safetensors")).keys()];
+        assert.ok(tensors.length > 0 && tensors.every((k) => key.test(k)), `${type}: ${tensors.join(", ")}`);
+        if (type === "POLY") continue; // not mergeable
+        const merged = ws.run("merge", "--model", "model", "--adapter", `out-${type}`, "--out", `merged-${type}`);
+        assert.equal(merged.status, 0, `${type}: peft merge failed:\n${merged.stderr}`);
+      }
+    },
+  );
 });

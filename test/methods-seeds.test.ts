@@ -52,20 +52,23 @@ describe("multitask prompt tuning against peft 0.15.2", () => {
   const c = readCase(SOURCE);
   const expected = readExpected(SOURCE);
 
-  it("a peft adapter gives peft's logits with the adapter on (per-row tasks) and off, and peft's greedy generation", () => {
-    const model = PeftModel.fromPretrained(base(), join(SOURCE, "adapter"));
-    assert.ok(maxAbsDiff(logitsOf(model, c), expected.get("logits_adapter")!) < 1e-4);
-    model.base_model.setAdaptersDisabled(true);
-    assert.ok(maxAbsDiff(logitsOf(model, c), expected.get("logits_disabled")!) < 1e-4);
-    model.base_model.setAdaptersDisabled(false);
-    const gen = model.generate({
-      inputIds: ids(c.gen_input_ids!),
-      taskIds: tasks(c.task_ids),
-      maxNewTokens: c.max_new_tokens!,
-      doSample: false,
-    });
-    assert.deepEqual(values(gen), values(expected.get("generate_ids")!));
-  });
+  it(
+    "a peft adapter gives peft's logits with the adapter on (per-row tasks) and off, and " + "peft's greedy generation",
+    () => {
+      const model = PeftModel.fromPretrained(base(), join(SOURCE, "adapter"));
+      assert.ok(maxAbsDiff(logitsOf(model, c), expected.get("logits_adapter")!) < 1e-4);
+      model.base_model.setAdaptersDisabled(true);
+      assert.ok(maxAbsDiff(logitsOf(model, c), expected.get("logits_disabled")!) < 1e-4);
+      model.base_model.setAdaptersDisabled(false);
+      const gen = model.generate({
+        inputIds: ids(c.gen_input_ids!),
+        taskIds: tasks(c.task_ids),
+        maxNewTokens: c.max_new_tokens!,
+        doSample: false,
+      });
+      assert.deepEqual(values(gen), values(expected.get("generate_ids")!));
+    },
+  );
 
   it("the prompts are P ⊙ (cols[task] · rows[task]), written out in float64", () => {
     const model = PeftModel.fromPretrained(base(), join(SOURCE, "adapter"));

@@ -13,7 +13,7 @@ import type { ModelOutput } from "../src/models/outputs.js";
 import { PeftModel } from "../src/peft/index.js";
 import { ConfigError } from "../src/errors.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
-import { Tensor, noGrad, tensor, tidy } from "../src/tensor/index.js";
+import { type Tensor, noGrad, tensor, tidy } from "../src/tensor/index.js";
 
 const ROOT = fileURLToPath(new URL("../../test/fixtures/mixed-batch/", import.meta.url));
 const ROWS = ["left", "__base__", "right", "left"];
@@ -36,6 +36,11 @@ function expected(name: string): { ids: Tensor; logits: Float32Array } {
 
 const rowOf = (t: Tensor, r: number): Tensor =>
   tensor(Int32Array.from(t.dataSync()).subarray(r * t.shape[1]!, (r + 1) * t.shape[1]!), [1, t.shape[1]!], "int32");
+/** The model with one adapter active, as running a request alone does. */
+function activated(peft: PeftModel, adapter: string): PeftModel {
+  peft.setAdapter(adapter);
+  return peft;
+}
 const logitsOf = (run: () => ModelOutput) => tidy(() => Float32Array.from(noGrad(run).logits.dataSync()));
 
 function assertClose(actual: ArrayLike<number>, want: ArrayLike<number>, tol: number, what: string): void {
@@ -68,7 +73,7 @@ for (const name of ["gpt2", "llama"]) {
         const alone =
           adapter === "__base__"
             ? logitsOf(() => base.forward({ inputIds: rowOf(ids, r) }) as ModelOutput)
-            : (peft.setAdapter(adapter), logitsOf(() => peft.forward({ inputIds: rowOf(ids, r) })));
+            : logitsOf(() => activated(peft, adapter).forward({ inputIds: rowOf(ids, r) }));
         assertClose(mixed.subarray(r * per, (r + 1) * per), alone, 1e-5, `row ${r} (${adapter})`);
       });
       peft.setAdapter("left");
@@ -83,7 +88,7 @@ for (const name of ["gpt2", "llama"]) {
         const alone =
           adapter === "__base__"
             ? peft.generate({ inputIds: rowOf(ids, r), adapterNames: ["__base__"], maxNewTokens: 8, eosTokenId: -1 })
-            : (peft.setAdapter(adapter), peft.generate({ inputIds: rowOf(ids, r), maxNewTokens: 8, eosTokenId: -1 }));
+            : activated(peft, adapter).generate({ inputIds: rowOf(ids, r), maxNewTokens: 8, eosTokenId: -1 });
         assert.deepEqual(
           mixed.slice(r * width, (r + 1) * width),
           Array.from(alone.dataSync()),

@@ -131,12 +131,12 @@ test("Trainer bf16/fp16: the loss curve stays within 3% of float32's, and is not
   for (const flags of [{ bf16: true }, { fp16: true }]) {
     const mixed = lossCurve(flags);
     assert.equal(mixed.length, full.length);
-    mixed.forEach((l, i) =>
+    mixed.forEach((l, i) => {
       assert.ok(
         Math.abs(l - full[i]!) <= 0.03 * full[i]!,
         `${JSON.stringify(flags)} step ${i + 1}: ${l} vs float32 ${full[i]}`,
-      ),
-    );
+      );
+    });
     assert.ok(
       mixed.some((l, i) => l !== full[i]),
       `${JSON.stringify(flags)} gave float32's exact losses`,

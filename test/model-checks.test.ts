@@ -172,21 +172,39 @@ describe("bad weights and tokenizer files", () => {
   });
 
   it("a corrupt tokenizer.json is a CheckpointError at load time, naming the entry", () => {
+    // biome-ignore lint/suspicious/noExplicitAny: the cases corrupt an untyped tokenizer.json at any depth
     const cases: [string, (json: Record<string, any>) => void, RegExp][] = [
-      ["a non-integer id", (j) => void (j.model.vocab["a"] = 1.5), /model\.vocab\["a"\] is 1\.5, not a token id/],
+      [
+        "a non-integer id",
+        (j) => {
+          j.model.vocab["a"] = 1.5;
+        },
+        /model\.vocab\["a"\] is 1\.5, not a token id/,
+      ],
       [
         "a string id",
-        (j) => void (j.model.vocab["a"] = "3"),
+        (j) => {
+          j.model.vocab["a"] = "3";
+        },
         /model\.vocab\["a"\] is "3" \(a string\), not a token id/,
       ],
-      ["an empty vocabulary", (j) => void (j.model.vocab = {}), /has an empty model\.vocab/],
+      [
+        "an empty vocabulary",
+        (j) => {
+          j.model.vocab = {};
+        },
+        /has an empty model\.vocab/,
+      ],
       [
         "an added token without an id (NaN in Python's JSON)",
-        (j) => void (j.added_tokens[0].id = null),
+        (j) => {
+          j.added_tokens[0].id = null;
+        },
         /added_tokens\[0\] \("<\|endoftext\|>"\) has id null, not a token id/,
       ],
     ];
     for (const [what, corrupt, pattern] of cases) {
+      // biome-ignore lint/suspicious/noExplicitAny: as above
       const json = structuredClone(bpeTokenizerJson("qwen2")) as Record<string, any>;
       corrupt(json);
       const dir = writeFolder({ "tokenizer.json": json });

@@ -65,22 +65,25 @@ describe("golden models from Python transformers 4.44", () => {
 });
 
 describe("encoder and encoder-decoder families", () => {
-  it("savePretrained then fromPretrained round-trips BERT, DistilBERT, T5 (tied head not stored) and mT5 (untied)", () => {
-    for (const name of ["bert-seqcls", "bert-qa", "distilbert-seqcls", "t5", "mt5"]) {
-      const dir = modelDir(name);
-      const cls = readCase(dir).class!;
-      const model = fromPretrained(dir, taskOfClass(cls));
-      const out = mkdtempSync(join(tmpdir(), "peft-ts-save-"));
-      model.savePretrained(out);
-      const config = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as { architectures: string[] };
-      assert.deepEqual(config.architectures, [cls], name);
-      const keys = [...loadSafetensors(join(out, "model.safetensors")).keys()];
-      assert.ok(!keys.some((k) => k.includes("embed_tokens")), `${name}: the stacks' embed_tokens are shared.weight`);
-      if (name === "t5") assert.ok(!keys.includes("lm_head.weight"), "t5: the tied lm_head is not written");
-      if (name === "mt5") assert.ok(keys.includes("lm_head.weight"), "mt5: the untied lm_head is written");
-      assertReloadsIdentically(model, out, taskOfClass(cls), dir, name);
-    }
-  });
+  it(
+    "savePretrained then fromPretrained round-trips BERT, DistilBERT, T5 (tied head not " + "stored) and mT5 (untied)",
+    () => {
+      for (const name of ["bert-seqcls", "bert-qa", "distilbert-seqcls", "t5", "mt5"]) {
+        const dir = modelDir(name);
+        const cls = readCase(dir).class!;
+        const model = fromPretrained(dir, taskOfClass(cls));
+        const out = mkdtempSync(join(tmpdir(), "peft-ts-save-"));
+        model.savePretrained(out);
+        const config = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as { architectures: string[] };
+        assert.deepEqual(config.architectures, [cls], name);
+        const keys = [...loadSafetensors(join(out, "model.safetensors")).keys()];
+        assert.ok(!keys.some((k) => k.includes("embed_tokens")), `${name}: the stacks' embed_tokens are shared.weight`);
+        if (name === "t5") assert.ok(!keys.includes("lm_head.weight"), "t5: the tied lm_head is not written");
+        if (name === "mt5") assert.ok(keys.includes("lm_head.weight"), "mt5: the untied lm_head is written");
+        assertReloadsIdentically(model, out, taskOfClass(cls), dir, name);
+      }
+    },
+  );
 
   it("BERT: a prefix in pastKeyValues is attended to and shifts positions (masked out, it only shifts them)", () => {
     const dir = modelDir("bert-seqcls");
@@ -131,54 +134,58 @@ describe("encoder and encoder-decoder families", () => {
     });
   });
 
-  it("T5: decoder prefix keys/values; a cross-attention pair is used only when it spans the encoder length (transformers 4.44)", () => {
-    const dir = modelDir("t5");
-    const model = fromPretrained(dir, "seq2seq-lm");
-    const { inputIds, attentionMask, decoderInputIds } = readInputs(dir);
-    const batch = inputIds!.shape[0]!,
-      source = inputIds!.shape[1]!;
-    const P = 5;
-    const self = [0, 1].map((l) => ({
-      key: randTensor([batch, 4, P, 16], 30 + l),
-      value: randTensor([batch, 4, P, 16], 40 + l),
-    }));
-    const cross = (len: number) =>
-      self.map((kv, l) => ({
-        ...kv,
-        crossKey: randTensor([batch, 4, len, 16], 50 + l),
-        crossValue: randTensor([batch, 4, len, 16], 60 + l),
+  it(
+    "T5: decoder prefix keys/values; a cross-attention pair is used only when it spans the " +
+      "encoder length (transformers 4.44)",
+    () => {
+      const dir = modelDir("t5");
+      const model = fromPretrained(dir, "seq2seq-lm");
+      const { inputIds, attentionMask, decoderInputIds } = readInputs(dir);
+      const batch = inputIds!.shape[0]!,
+        source = inputIds!.shape[1]!;
+      const P = 5;
+      const self = [0, 1].map((l) => ({
+        key: randTensor([batch, 4, P, 16], 30 + l),
+        value: randTensor([batch, 4, P, 16], 40 + l),
       }));
-    noGrad(() => {
-      const run = (pastKeyValues: typeof self) =>
-        model.forward({
+      const cross = (len: number) =>
+        self.map((kv, l) => ({
+          ...kv,
+          crossKey: randTensor([batch, 4, len, 16], 50 + l),
+          crossValue: randTensor([batch, 4, len, 16], 60 + l),
+        }));
+      noGrad(() => {
+        const run = (pastKeyValues: typeof self) =>
+          model.forward({
+            inputIds: inputIds!,
+            attentionMask: attentionMask!,
+            decoderInputIds: decoderInputIds!,
+            pastKeyValues,
+            useCache: true,
+          }) as ModelOutput;
+        const plain = model.forward({
           inputIds: inputIds!,
           attentionMask: attentionMask!,
           decoderInputIds: decoderInputIds!,
-          pastKeyValues,
-          useCache: true,
         }) as ModelOutput;
-      const plain = model.forward({
-        inputIds: inputIds!,
-        attentionMask: attentionMask!,
-        decoderInputIds: decoderInputIds!,
-      }) as ModelOutput;
-      const prefixed = run(self);
-      assert.deepEqual(prefixed.logits.shape, plain.logits.shape);
-      assert.ok(maxAbsDiff(prefixed.logits, plain.logits) > 1e-3, "the prefix changes the decoder");
-      assert.equal(maxAbsDiff(run(cross(P)).logits, prefixed.logits), 0, "a cross pair of another length is ignored");
-      assert.ok(
-        maxAbsDiff(run(cross(source)).logits, prefixed.logits) > 1e-3,
-        "a cross pair of the encoder length is used",
-      );
-      const present = prefixed.pastKeyValues![0]!;
-      assert.deepEqual(
-        present.key.shape,
-        [batch, 4, P + decoderInputIds!.shape[1]!, 16],
-        "self-attention cache = prefix + tokens",
-      );
-      assert.deepEqual(present.crossKey!.shape, [batch, 4, source, 16], "cross-attention cache = encoder length");
-    });
-  });
+        const prefixed = run(self);
+        assert.deepEqual(prefixed.logits.shape, plain.logits.shape);
+        assert.ok(maxAbsDiff(prefixed.logits, plain.logits) > 1e-3, "the prefix changes the decoder");
+        assert.equal(maxAbsDiff(run(cross(P)).logits, prefixed.logits), 0, "a cross pair of another length is ignored");
+        assert.ok(
+          maxAbsDiff(run(cross(source)).logits, prefixed.logits) > 1e-3,
+          "a cross pair of the encoder length is used",
+        );
+        const present = prefixed.pastKeyValues![0]!;
+        assert.deepEqual(
+          present.key.shape,
+          [batch, 4, P + decoderInputIds!.shape[1]!, 16],
+          "self-attention cache = prefix + tokens",
+        );
+        assert.deepEqual(present.crossKey!.shape, [batch, 4, source, 16], "cross-attention cache = encoder length");
+      });
+    },
+  );
 });
 
 describe("greedy generation goldens (transformers' generate, max_new_tokens 6, left-padded batch)", () => {

@@ -8,7 +8,15 @@ import { PeftModel, getPeftModel, configFromJson } from "../src/peft/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import { noGrad, tensor, type Tensor } from "../src/tensor/index.js";
 import { loadSafetensors, writeSafetensors } from "../src/io/safetensors.js";
-import { GoldenSet, REFERENCE_SET, TOLERANCE, maxAbsDiff, readExpected, readInputs, taskOfClass } from "./golden.js";
+import {
+  type GoldenSet,
+  REFERENCE_SET,
+  TOLERANCE,
+  maxAbsDiff,
+  readExpected,
+  readInputs,
+  taskOfClass,
+} from "./golden.js";
 
 /** A peft/<case>/case.json. */
 export interface PeftCase {

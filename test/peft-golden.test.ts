@@ -31,8 +31,11 @@ describe("prompt learning and LLaMA-Adapter against Python peft 0.15", () => {
 
 describe("AdaLoRA adapters against Python peft 0.15", () => {
   for (const [name, c] of casesOf(["ADALORA"])) {
-    it(`${name}: loads (resized to rank_pattern) and reproduces Python's outputs, loss with the orthogonal regulariser`, () =>
-      checkLoadedCase(name, c, { lossFromTrainableLoad: true }));
+    it(
+      `${name}: loads (resized to rank_pattern) and reproduces Python's outputs, loss with the ` +
+        `orthogonal regulariser`,
+      () => checkLoadedCase(name, c, { lossFromTrainableLoad: true }),
+    );
     // A fresh adapter has init_r everywhere and no rank_pattern yet: Python's recorded files are pruned after training.
     const initR = c.config["init_r"] as number;
     const shapes = Object.fromEntries(

@@ -5,7 +5,7 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { fromPretrained } from "../src/models/auto.js";
-import { LoraConfig, LoraEmbedding, LoraLinear, PeftModel, getPeftModel, TaskType } from "../src/peft/index.js";
+import { LoraConfig, LoraEmbedding, LoraLinear, type PeftModel, getPeftModel, TaskType } from "../src/peft/index.js";
 import type { LoraModel } from "../src/peft/index.js";
 
 type Fields = Partial<LoraConfig>;
@@ -158,40 +158,43 @@ describe("addWeightedAdapter on Conv1D and embedding layers", () => {
     }
   });
 
-  it("svd with a rank above min(out, in) pads with zeros; svdClamp clips both factors at ±quantile as torch does", () => {
-    const peft = model();
-    peft.addWeightedAdapter(["a", "b"], W, "big", { combinationType: "svd", svdRank: 80 });
-    const wte = loraLayers(peft).find(([k]) => k.endsWith("wte"))![1];
-    assert.equal(wte.r.get("big"), 80);
-    assertClose(
-      values(noGrad(() => wte.getDeltaWeight("big"))),
-      weightedDelta(wte, ["a"], () => W[0]! * wte.scaling.get("a")!),
-      1e-5,
-      1e-4,
-      "wte ΔW",
-    );
-    const { B } = wte.loraFactors("big"); // [64, 80]: columns past 64 are zero
-    const b = values(B);
-    for (let i = 0; i < 64; i++) for (let t = 64; t < 80; t++) assert.equal(b[i * 80 + t], 0);
+  it(
+    "svd with a rank above min(out, in) pads with zeros; svdClamp clips both factors at " + "±quantile as torch does",
+    () => {
+      const peft = model();
+      peft.addWeightedAdapter(["a", "b"], W, "big", { combinationType: "svd", svdRank: 80 });
+      const wte = loraLayers(peft).find(([k]) => k.endsWith("wte"))![1];
+      assert.equal(wte.r.get("big"), 80);
+      assertClose(
+        values(noGrad(() => wte.getDeltaWeight("big"))),
+        weightedDelta(wte, ["a"], () => W[0]! * wte.scaling.get("a")!),
+        1e-5,
+        1e-4,
+        "wte ΔW",
+      );
+      const { B } = wte.loraFactors("big"); // [64, 80]: columns past 64 are zero
+      const b = values(B);
+      for (let i = 0; i < 64; i++) for (let t = 64; t < 80; t++) assert.equal(b[i * 80 + t], 0);
 
-    peft.addWeightedAdapter(["a", "b"], W, "plain", { combinationType: "svd" });
-    peft.addWeightedAdapter(["a", "b"], W, "clamped", { combinationType: "svd", svdClamp: 0.9 });
-    for (const [key, layer] of loraLayers(peft)) {
-      if (!layer.hasAdapter("plain")) continue;
-      const plain = layer.loraFactors("plain"),
-        clamped = layer.loraFactors("clamped");
-      const hi = quantile([...values(plain.B), ...values(plain.A)], 0.9);
-      for (const which of ["A", "B"] as const) {
-        assertClose(
-          values(clamped[which]),
-          values(plain[which]).map((x) => Math.min(Math.max(x, -hi), hi)),
-          1e-6,
-          1e-6,
-          `${key} ${which} clamped`,
-        );
+      peft.addWeightedAdapter(["a", "b"], W, "plain", { combinationType: "svd" });
+      peft.addWeightedAdapter(["a", "b"], W, "clamped", { combinationType: "svd", svdClamp: 0.9 });
+      for (const [key, layer] of loraLayers(peft)) {
+        if (!layer.hasAdapter("plain")) continue;
+        const plain = layer.loraFactors("plain"),
+          clamped = layer.loraFactors("clamped");
+        const hi = quantile([...values(plain.B), ...values(plain.A)], 0.9);
+        for (const which of ["A", "B"] as const) {
+          assertClose(
+            values(clamped[which]),
+            values(plain[which]).map((x) => Math.min(Math.max(x, -hi), hi)),
+            1e-6,
+            1e-6,
+            `${key} ${which} clamped`,
+          );
+        }
       }
-    }
-  });
+    },
+  );
 
   it("the new adapter is inactive and frozen; a single adapter is always combined linearly", () => {
     const peft = model();

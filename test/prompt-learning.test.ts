@@ -22,7 +22,7 @@ import {
   PromptTuningConfig,
   TaskType,
   getPeftModel,
-  PromptLearningModel,
+  type PromptLearningModel,
   configFromJson,
   type PeftConfig,
 } from "../src/peft/index.js";
@@ -231,48 +231,52 @@ function handLstmDirection(
 
 describe("P-tuning encoders", () => {
   for (const layers of [1, 2]) {
-    it(`the LSTM encoder (bidirectional, ${layers} layer${layers > 1 ? "s" : ""}, then Linear-ReLU-Linear) equals a hand-computed LSTM`, () => {
-      T.manualSeed(11);
-      const enc = new PromptEncoder(
-        PromptEncoderConfig({
-          task_type: TaskType.CAUSAL_LM,
-          num_virtual_tokens: 4,
-          token_dim: 6,
-          num_transformer_submodules: 1,
-          encoder_hidden_size: 3,
-          encoder_reparameterization_type: "LSTM",
-          encoder_num_layers: layers,
-        }),
-      );
-      const p = (name: string) => values(enc.getTensor(name));
-      let xs: number[][] = Array.from({ length: 4 }, (_, r) => p("embedding.weight").slice(r * 6, (r + 1) * 6));
-      for (let l = 0; l < layers; l++) {
-        const dir = (sfx: string, reverse: boolean) =>
-          handLstmDirection(
-            xs,
-            p(`lstm_head.weight_ih_l${l}${sfx}`),
-            p(`lstm_head.weight_hh_l${l}${sfx}`),
-            p(`lstm_head.bias_ih_l${l}${sfx}`),
-            p(`lstm_head.bias_hh_l${l}${sfx}`),
-            3,
-            reverse,
-          );
-        const fwd = dir("", false),
-          bwd = dir("_reverse", true);
-        xs = xs.map((_, t) => [...fwd[t]!, ...bwd[t]!]);
-      }
-      const linear = (x: number[], w: number[], b: number[], out: number) =>
-        Array.from({ length: out }, (_, o) => b[o]! + x.reduce((s, v, j) => s + w[o * x.length + j]! * v, 0));
-      const expected = xs.flatMap((x) =>
-        linear(
-          linear(x, p("mlp_head.0.weight"), p("mlp_head.0.bias"), 6).map((v) => Math.max(v, 0)),
-          p("mlp_head.2.weight"),
-          p("mlp_head.2.bias"),
-          6,
-        ),
-      );
-      assertClose(values(T.noGrad(() => enc.encode())), expected, 1e-5, 1e-5, "LSTM encoder output");
-    });
+    it(
+      `the LSTM encoder (bidirectional, ${layers} layer${layers > 1 ? "s" : ""}, then ` +
+        `Linear-ReLU-Linear) equals a hand-computed LSTM`,
+      () => {
+        T.manualSeed(11);
+        const enc = new PromptEncoder(
+          PromptEncoderConfig({
+            task_type: TaskType.CAUSAL_LM,
+            num_virtual_tokens: 4,
+            token_dim: 6,
+            num_transformer_submodules: 1,
+            encoder_hidden_size: 3,
+            encoder_reparameterization_type: "LSTM",
+            encoder_num_layers: layers,
+          }),
+        );
+        const p = (name: string) => values(enc.getTensor(name));
+        let xs: number[][] = Array.from({ length: 4 }, (_, r) => p("embedding.weight").slice(r * 6, (r + 1) * 6));
+        for (let l = 0; l < layers; l++) {
+          const dir = (sfx: string, reverse: boolean) =>
+            handLstmDirection(
+              xs,
+              p(`lstm_head.weight_ih_l${l}${sfx}`),
+              p(`lstm_head.weight_hh_l${l}${sfx}`),
+              p(`lstm_head.bias_ih_l${l}${sfx}`),
+              p(`lstm_head.bias_hh_l${l}${sfx}`),
+              3,
+              reverse,
+            );
+          const fwd = dir("", false),
+            bwd = dir("_reverse", true);
+          xs = xs.map((_, t) => [...fwd[t]!, ...bwd[t]!]);
+        }
+        const linear = (x: number[], w: number[], b: number[], out: number) =>
+          Array.from({ length: out }, (_, o) => b[o]! + x.reduce((s, v, j) => s + w[o * x.length + j]! * v, 0));
+        const expected = xs.flatMap((x) =>
+          linear(
+            linear(x, p("mlp_head.0.weight"), p("mlp_head.0.bias"), 6).map((v) => Math.max(v, 0)),
+            p("mlp_head.2.weight"),
+            p("mlp_head.2.bias"),
+            6,
+          ),
+        );
+        assertClose(values(T.noGrad(() => enc.encode())), expected, 1e-5, 1e-5, "LSTM encoder output");
+      },
+    );
   }
 
   it("the MLP encoder is Linear-ReLU-Linear-ReLU-Linear on the embedding", () => {
@@ -623,70 +627,78 @@ describe("saving and loading prompt adapters", () => {
         }),
     ],
   ] as const) {
-    it(`${name}: prompt_embeddings is the encoder's output; the reloaded adapter reproduces the logits without the encoder`, () => {
-      const peft = getPeftModel(tinyCausal(GPT2, 5), config());
-      const before = T.noGrad(() => peft.forward(BATCH)).logits;
-      const dir = tmp();
-      peft.savePretrained(dir);
-      const saved = peft.adapterStateDict();
-      assert.deepEqual([...saved.keys()], ["prompt_embeddings"]);
-      assertClose(
-        values(saved.get("prompt_embeddings")!),
-        values(T.noGrad(() => (peft.base_model as PromptLearningModel).activeEncoder.encode())),
-        0,
-      );
+    it(
+      `${name}: prompt_embeddings is the encoder's output; the reloaded adapter reproduces the ` +
+        `logits without the encoder`,
+      () => {
+        const peft = getPeftModel(tinyCausal(GPT2, 5), config());
+        const before = T.noGrad(() => peft.forward(BATCH)).logits;
+        const dir = tmp();
+        peft.savePretrained(dir);
+        const saved = peft.adapterStateDict();
+        assert.deepEqual([...saved.keys()], ["prompt_embeddings"]);
+        assertClose(
+          values(saved.get("prompt_embeddings")!),
+          values(T.noGrad(() => (peft.base_model as PromptLearningModel).activeEncoder.encode())),
+          0,
+        );
 
-      const loaded = PeftModel.fromPretrained(tinyCausal(GPT2, 5), dir);
-      const enc = (loaded.base_model as PromptLearningModel).activeEncoder;
-      assert.deepEqual(
-        enc.namedParameters().map(([n, p]) => [n, p.shape]),
-        [["embedding.weight", saved.get("prompt_embeddings")!.shape]],
-        "only the embedding, holding the output",
-      );
-      assert.equal(loaded.getNbTrainableParameters()[0], 0, "frozen for inference");
-      assertClose(values(T.noGrad(() => loaded.forward(BATCH)).logits), values(before), 1e-5);
-      const config2 = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
-      assert.equal(config2["inference_mode"], true);
+        const loaded = PeftModel.fromPretrained(tinyCausal(GPT2, 5), dir);
+        const enc = (loaded.base_model as PromptLearningModel).activeEncoder;
+        assert.deepEqual(
+          enc.namedParameters().map(([n, p]) => [n, p.shape]),
+          [["embedding.weight", saved.get("prompt_embeddings")!.shape]],
+          "only the embedding, holding the output",
+        );
+        assert.equal(loaded.getNbTrainableParameters()[0], 0, "frozen for inference");
+        assertClose(values(T.noGrad(() => loaded.forward(BATCH)).logits), values(before), 1e-5);
+        const config2 = JSON.parse(readFileSync(join(dir, "adapter_config.json"), "utf8")) as Record<string, unknown>;
+        assert.equal(config2["inference_mode"], true);
 
-      // Loaded for training: the encoder network comes back from peft-ts's prompt_encoder.safetensors.
-      assert.ok(existsSync(join(dir, "prompt_encoder.safetensors")));
-      const trainable = PeftModel.fromPretrained(tinyCausal(GPT2, 5), dir, { isTrainable: true });
-      assert.deepEqual(trainable.getNbTrainableParameters(), peft.getNbTrainableParameters());
-      assertClose(values(T.noGrad(() => trainable.forward(BATCH)).logits), values(before), 1e-5);
-      // A folder without it (as Python peft writes): the saved output is trained directly.
-      rmSync(join(dir, "prompt_encoder.safetensors"));
-      const direct = PeftModel.fromPretrained(tinyCausal(GPT2, 5), dir, { isTrainable: true });
-      assert.equal(direct.getNbTrainableParameters()[0], saved.get("prompt_embeddings")!.size);
-      assertClose(values(T.noGrad(() => direct.forward(BATCH)).logits), values(before), 1e-5);
-    });
+        // Loaded for training: the encoder network comes back from peft-ts's prompt_encoder.safetensors.
+        assert.ok(existsSync(join(dir, "prompt_encoder.safetensors")));
+        const trainable = PeftModel.fromPretrained(tinyCausal(GPT2, 5), dir, { isTrainable: true });
+        assert.deepEqual(trainable.getNbTrainableParameters(), peft.getNbTrainableParameters());
+        assertClose(values(T.noGrad(() => trainable.forward(BATCH)).logits), values(before), 1e-5);
+        // A folder without it (as Python peft writes): the saved output is trained directly.
+        rmSync(join(dir, "prompt_encoder.safetensors"));
+        const direct = PeftModel.fromPretrained(tinyCausal(GPT2, 5), dir, { isTrainable: true });
+        assert.equal(direct.getNbTrainableParameters()[0], saved.get("prompt_embeddings")!.size);
+        assertClose(values(T.noGrad(() => direct.forward(BATCH)).logits), values(before), 1e-5);
+      },
+    );
   }
 
-  it("several prompt adapters: setAdapter switches the prompt; a second adapter saves to its subfolder and loads back", () => {
-    const peft = getPeftModel(
-      tinyCausal(GPT2, 6),
-      PromptTuningConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 3 }),
-    );
-    peft.addAdapter("other", PromptTuningConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 5 }));
-    const first = values(T.noGrad(() => peft.forward(BATCH)).logits);
-    peft.setAdapter("other");
-    const out = T.noGrad(() => peft.forward(BATCH)).logits;
-    assert.deepEqual(out.shape, [2, 5 + 8, GPT2.vocab_size]);
-    const second = values(out);
-    assert.throws(
-      () => peft.addAdapter("lora", configFromJson({ peft_type: "LORA", task_type: "CAUSAL_LM" })),
-      /cannot add a LORA adapter/,
-    );
-    const dir = tmp();
-    peft.savePretrained(dir);
-    const reloaded = PeftModel.fromPretrained(tinyCausal(GPT2, 6), dir);
-    reloaded.loadAdapter(join(dir, "other"), "other");
-    assertClose(values(T.noGrad(() => reloaded.forward(BATCH)).logits), first, 1e-5);
-    reloaded.setAdapter("other");
-    assertClose(values(T.noGrad(() => reloaded.forward(BATCH)).logits), second, 1e-5);
-    reloaded.deleteAdapter("other");
-    assert.deepEqual(Object.keys(reloaded.peftConfig), ["default"]);
-    assertClose(values(T.noGrad(() => reloaded.forward(BATCH)).logits), first, 1e-5);
-  });
+  it(
+    "several prompt adapters: setAdapter switches the prompt; a second adapter saves to its " +
+      "subfolder and loads back",
+    () => {
+      const peft = getPeftModel(
+        tinyCausal(GPT2, 6),
+        PromptTuningConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 3 }),
+      );
+      peft.addAdapter("other", PromptTuningConfig({ task_type: TaskType.CAUSAL_LM, num_virtual_tokens: 5 }));
+      const first = values(T.noGrad(() => peft.forward(BATCH)).logits);
+      peft.setAdapter("other");
+      const out = T.noGrad(() => peft.forward(BATCH)).logits;
+      assert.deepEqual(out.shape, [2, 5 + 8, GPT2.vocab_size]);
+      const second = values(out);
+      assert.throws(
+        () => peft.addAdapter("lora", configFromJson({ peft_type: "LORA", task_type: "CAUSAL_LM" })),
+        /cannot add a LORA adapter/,
+      );
+      const dir = tmp();
+      peft.savePretrained(dir);
+      const reloaded = PeftModel.fromPretrained(tinyCausal(GPT2, 6), dir);
+      reloaded.loadAdapter(join(dir, "other"), "other");
+      assertClose(values(T.noGrad(() => reloaded.forward(BATCH)).logits), first, 1e-5);
+      reloaded.setAdapter("other");
+      assertClose(values(T.noGrad(() => reloaded.forward(BATCH)).logits), second, 1e-5);
+      reloaded.deleteAdapter("other");
+      assert.deepEqual(Object.keys(reloaded.peftConfig), ["default"]);
+      assertClose(values(T.noGrad(() => reloaded.forward(BATCH)).logits), first, 1e-5);
+    },
+  );
 
   it("a prompt adapter made for another model size is refused, naming the mismatch", () => {
     const peft = getPeftModel(
@@ -780,51 +792,59 @@ describe("prompt learning per task", () => {
     assert.deepEqual(T.noGrad(() => prefix.forward({ ...bertIds, labels })).logits.shape, [2, 6, 5]);
   });
 
-  it("question answering (as peft 0.15): start/end logits cover the virtual tokens too and the loss uses the positions as given", () => {
-    const peft = getPeftModel(
-      fromPretrained(modelDir("bert-qa"), "question-answering"),
-      PromptEncoderConfig({ task_type: TaskType.QUESTION_ANS, num_virtual_tokens: 4, encoder_hidden_size: 8 }),
-    );
-    // Row 1's end position 20 is past the 4 + 6 positions: it is clamped to 10, the ignored index (transformers' rule).
-    const start = [1, 2],
-      end = [3, 20];
-    const out = T.noGrad(() =>
-      peft.forward({
-        ...bertIds,
-        startPositions: ids([start]).view_([2], [1], 0),
-        endPositions: ids([end]).view_([2], [1], 0),
-      }),
-    );
-    assert.deepEqual(out.startLogits!.shape, [2, 10]);
-    assert.deepEqual(out.endLogits!.shape, [2, 10]);
-    // By hand: the mean over rows of −log softmax(logits)[position], start and end averaged, ignored rows left out.
-    const nll = (logits: T.Tensor, positions: number[]): number => {
-      const v = values(logits);
-      const terms = positions.flatMap((p, r) => {
-        if (p >= 10) return [];
-        const row = v.slice(r * 10, (r + 1) * 10);
-        const max = Math.max(...row);
-        return [-(row[p]! - max - Math.log(row.reduce((acc, x) => acc + Math.exp(x - max), 0)))];
-      });
-      return terms.reduce((a, x) => a + x, 0) / terms.length;
-    };
-    assertClose(values(out.loss!), [(nll(out.startLogits!, start) + nll(out.endLogits!, end)) / 2], 1e-5);
-  });
+  it(
+    "question answering (as peft 0.15): start/end logits cover the virtual tokens too and the " +
+      "loss uses the positions as given",
+    () => {
+      const peft = getPeftModel(
+        fromPretrained(modelDir("bert-qa"), "question-answering"),
+        PromptEncoderConfig({ task_type: TaskType.QUESTION_ANS, num_virtual_tokens: 4, encoder_hidden_size: 8 }),
+      );
+      // Row 1's end position 20 is past the 4 + 6 positions: it is clamped to 10, the ignored index (transformers' rule).
+      const start = [1, 2],
+        end = [3, 20];
+      const out = T.noGrad(() =>
+        peft.forward({
+          ...bertIds,
+          startPositions: ids([start]).view_([2], [1], 0),
+          endPositions: ids([end]).view_([2], [1], 0),
+        }),
+      );
+      assert.deepEqual(out.startLogits!.shape, [2, 10]);
+      assert.deepEqual(out.endLogits!.shape, [2, 10]);
+      // By hand: the mean over rows of −log softmax(logits)[position], start and end averaged, ignored rows left out.
+      const nll = (logits: T.Tensor, positions: number[]): number => {
+        const v = values(logits);
+        const terms = positions.flatMap((p, r) => {
+          if (p >= 10) return [];
+          const row = v.slice(r * 10, (r + 1) * 10);
+          const max = Math.max(...row);
+          return [-(row[p]! - max - Math.log(row.reduce((acc, x) => acc + Math.exp(x - max), 0)))];
+        });
+        return terms.reduce((a, x) => a + x, 0) / terms.length;
+      };
+      assertClose(values(out.loss!), [(nll(out.startLogits!, start) + nll(out.endLogits!, end)) / 2], 1e-5);
+    },
+  );
 
-  it("sequence classification: the head is not trained (as in peft 0.15) and the classifier sees the prompted input", () => {
-    const model = fromPretrained(modelDir("bert-seqcls"), "sequence-classification");
-    const peft = getPeftModel(
-      model,
-      PrefixTuningConfig({ task_type: TaskType.SEQ_CLS, num_virtual_tokens: 4, prefix_projection: true }),
-    );
-    assert.ok(!("modules_to_save" in peft.activePeftConfig));
-    const { withGrad, trainable } = gradientNames(
-      peft,
-      peft.forward({ ...bertIds, labels: ids([[1], [0]]).view_([2], [1], 0) }).loss!,
-    );
-    assert.deepEqual(withGrad.sort(), trainable.sort());
-    assert.ok(trainable.every((n) => n.startsWith("base_model.prompt_encoder.")));
-  });
+  it(
+    "sequence classification: the head is not trained (as in peft 0.15) and the classifier " +
+      "sees the prompted input",
+    () => {
+      const model = fromPretrained(modelDir("bert-seqcls"), "sequence-classification");
+      const peft = getPeftModel(
+        model,
+        PrefixTuningConfig({ task_type: TaskType.SEQ_CLS, num_virtual_tokens: 4, prefix_projection: true }),
+      );
+      assert.ok(!("modules_to_save" in peft.activePeftConfig));
+      const { withGrad, trainable } = gradientNames(
+        peft,
+        peft.forward({ ...bertIds, labels: ids([[1], [0]]).view_([2], [1], 0) }).loss!,
+      );
+      assert.deepEqual(withGrad.sort(), trainable.sort());
+      assert.ok(trainable.every((n) => n.startsWith("base_model.prompt_encoder.")));
+    },
+  );
 
   it("the Trainer trains a prompt-tuned model (the path `peft train` takes)", () => {
     const peft = getPeftModel(
@@ -855,54 +875,57 @@ describe("prompt learning per task", () => {
     assert.ok(losses[losses.length - 1]! < 0.7 * losses[0]!, `losses ${losses.map((l) => l.toFixed(3)).join(" ")}`);
   });
 
-  it("the Trainer resumes a P-tuning (LSTM) run from a checkpoint exactly (the encoder network is checkpointed)", () => {
-    const rows = Array.from({ length: 8 }, (_, i) => {
-      const r = Array.from({ length: 8 }, (_, j) => 3 + 10 * (i % 2) + j);
-      return { input_ids: r, labels: r };
-    });
-    const config = () =>
-      PromptEncoderConfig({
-        task_type: TaskType.CAUSAL_LM,
-        num_virtual_tokens: 3,
-        encoder_reparameterization_type: "LSTM",
-        encoder_hidden_size: 8,
+  it(
+    "the Trainer resumes a P-tuning (LSTM) run from a checkpoint exactly (the encoder network " + "is checkpointed)",
+    () => {
+      const rows = Array.from({ length: 8 }, (_, i) => {
+        const r = Array.from({ length: 8 }, (_, j) => 3 + 10 * (i % 2) + j);
+        return { input_ids: r, labels: r };
       });
-    const argsFor = (dir: string) =>
-      TrainingArguments({
-        output_dir: dir,
-        learning_rate: 1e-2,
-        per_device_train_batch_size: 4,
-        max_steps: 4,
-        save_steps: 2,
-        logging_steps: 1,
-        lr_scheduler_type: "cosine",
-      });
-    const encoderValues = (m: PeftModel) =>
-      m
-        .namedParameters()
-        .filter(([n]) => n.includes("prompt_encoder"))
-        .flatMap(([, p]) => values(p));
-    const fullDir = mkdtempSync(join(tmpdir(), "peft-ts-prompt-resume-"));
-    const full = getPeftModel(tinyCausal(GPT2, 10), config());
-    new Trainer({
-      model: full,
-      args: argsFor(fullDir),
-      trainDataset: new Dataset(rows),
-      dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }),
-    }).train();
-    assert.deepEqual(
-      listCheckpoints(fullDir).map((d) => d.split("/").pop()),
-      ["checkpoint-2", "checkpoint-4"],
-    );
-    const resumed = getPeftModel(tinyCausal(GPT2, 10), config());
-    new Trainer({
-      model: resumed,
-      args: argsFor(mkdtempSync(join(tmpdir(), "peft-ts-prompt-resume-"))),
-      trainDataset: new Dataset(rows),
-      dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }),
-    }).train({ resumeFromCheckpoint: join(fullDir, "checkpoint-2") });
-    assert.deepEqual(encoderValues(resumed), encoderValues(full));
-  });
+      const config = () =>
+        PromptEncoderConfig({
+          task_type: TaskType.CAUSAL_LM,
+          num_virtual_tokens: 3,
+          encoder_reparameterization_type: "LSTM",
+          encoder_hidden_size: 8,
+        });
+      const argsFor = (dir: string) =>
+        TrainingArguments({
+          output_dir: dir,
+          learning_rate: 1e-2,
+          per_device_train_batch_size: 4,
+          max_steps: 4,
+          save_steps: 2,
+          logging_steps: 1,
+          lr_scheduler_type: "cosine",
+        });
+      const encoderValues = (m: PeftModel) =>
+        m
+          .namedParameters()
+          .filter(([n]) => n.includes("prompt_encoder"))
+          .flatMap(([, p]) => values(p));
+      const fullDir = mkdtempSync(join(tmpdir(), "peft-ts-prompt-resume-"));
+      const full = getPeftModel(tinyCausal(GPT2, 10), config());
+      new Trainer({
+        model: full,
+        args: argsFor(fullDir),
+        trainDataset: new Dataset(rows),
+        dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }),
+      }).train();
+      assert.deepEqual(
+        listCheckpoints(fullDir).map((d) => d.split("/").pop()),
+        ["checkpoint-2", "checkpoint-4"],
+      );
+      const resumed = getPeftModel(tinyCausal(GPT2, 10), config());
+      new Trainer({
+        model: resumed,
+        args: argsFor(mkdtempSync(join(tmpdir(), "peft-ts-prompt-resume-"))),
+        trainDataset: new Dataset(rows),
+        dataCollator: DataCollatorForSeq2Seq({ padTokenId: 0 }),
+      }).train({ resumeFromCheckpoint: join(fullDir, "checkpoint-2") });
+      assert.deepEqual(encoderValues(resumed), encoderValues(full));
+    },
+  );
 
   it("configFromJson accepts every prompt method's adapter_config.json fields", () => {
     for (const peft_type of ["PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING"]) {

@@ -57,30 +57,34 @@ after(async () => {
 });
 
 describe("QLoRA", () => {
-  it("LoRA on a 4-bit model trains, and the adapter gives the same logits on the float32 model of the dequantised weights", () => {
-    const [q, twin] = quantizedAndTwin(21);
-    const peft = getPeftModel(
-      prepareModelForKbitTraining(q),
-      LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 8, lora_alpha: 16, target_modules: "all-linear" }),
-    );
-    assert.ok(peft.getBaseModel().getSubmodule("model.layers.0.mlp.down_proj") instanceof LoraLinear);
-    // all params count the 4-bit weights unpacked, as peft does: 14 quantised layers of the tiny Llama
-    const quantized = 2 * (32 * 32 + 16 * 32 * 2 + 32 * 32 + 3 * 32 * 64);
-    const [trainable, all] = peft.getNbTrainableParameters();
-    assert.equal(all, trainable + quantized + 64 * 32 * 2 + 32 * 5);
-    peft.train();
-    const opt = new AdamW(
-      peft.parameters().filter((p) => p.requiresGrad),
-      { lr: 2e-2 },
-    );
-    const losses = trainSteps(peft, opt, toyIds(), 20);
-    assert.ok(losses[losses.length - 1]! < losses[0]! - 0.3, `losses ${losses.map((l) => l.toFixed(3)).join(", ")}`);
-    peft.eval();
-    const dir = join(tmp, "adapter");
-    peft.savePretrained(dir);
-    const onFloat = PeftModel.fromPretrained(twin, dir);
-    assertClose(logits(onFloat), logits(peft), 1e-4, 1e-4, "logits");
-  });
+  it(
+    "LoRA on a 4-bit model trains, and the adapter gives the same logits on the float32 model " +
+      "of the dequantised weights",
+    () => {
+      const [q, twin] = quantizedAndTwin(21);
+      const peft = getPeftModel(
+        prepareModelForKbitTraining(q),
+        LoraConfig({ task_type: TaskType.CAUSAL_LM, r: 8, lora_alpha: 16, target_modules: "all-linear" }),
+      );
+      assert.ok(peft.getBaseModel().getSubmodule("model.layers.0.mlp.down_proj") instanceof LoraLinear);
+      // all params count the 4-bit weights unpacked, as peft does: 14 quantised layers of the tiny Llama
+      const quantized = 2 * (32 * 32 + 16 * 32 * 2 + 32 * 32 + 3 * 32 * 64);
+      const [trainable, all] = peft.getNbTrainableParameters();
+      assert.equal(all, trainable + quantized + 64 * 32 * 2 + 32 * 5);
+      peft.train();
+      const opt = new AdamW(
+        peft.parameters().filter((p) => p.requiresGrad),
+        { lr: 2e-2 },
+      );
+      const losses = trainSteps(peft, opt, toyIds(), 20);
+      assert.ok(losses[losses.length - 1]! < losses[0]! - 0.3, `losses ${losses.map((l) => l.toFixed(3)).join(", ")}`);
+      peft.eval();
+      const dir = join(tmp, "adapter");
+      peft.savePretrained(dir);
+      const onFloat = PeftModel.fromPretrained(twin, dir);
+      assertClose(logits(onFloat), logits(peft), 1e-4, 1e-4, "logits");
+    },
+  );
 
   it("mergeAndUnload re-quantises W + ΔW (peft's bnb merge); after dequantizeModel it gives a float32 model", () => {
     const [q] = quantizedAndTwin(22);
@@ -146,11 +150,14 @@ describe("QLoRA", () => {
     assert.throws(() => ia3.mergeAndUnload(), /quantised layer is not supported/);
   });
 
-  it("prepareModelForKbitTraining freezes every parameter and turns the embeddings' output into a gradient leaf", () => {
-    const [q] = quantizedAndTwin(24);
-    prepareModelForKbitTraining(q);
-    assert.ok(q.parameters().every((p) => !p.requiresGrad && p.dtype === "float32"));
-    const out = q.getInputEmbeddings().forward(toyIds());
-    assert.equal(out.requiresGrad, true);
-  });
+  it(
+    "prepareModelForKbitTraining freezes every parameter and turns the embeddings' output into " + "a gradient leaf",
+    () => {
+      const [q] = quantizedAndTwin(24);
+      prepareModelForKbitTraining(q);
+      assert.ok(q.parameters().every((p) => !p.requiresGrad && p.dtype === "float32"));
+      const out = q.getInputEmbeddings().forward(toyIds());
+      assert.equal(out.requiresGrad, true);
+    },
+  );
 });

@@ -68,22 +68,26 @@ describe("bitsandbytes checkpoints", () => {
     });
   }
 
-  it("nf4 with dtype bfloat16: the float modules load in bf16, with the logits of the float32 load rounded to bf16 there", () => {
-    const dir = join(QUANT_FIXTURES, "bnb-nf4-llama");
-    const half = AutoModelForCausalLM.fromPretrained(dir, { dtype: "bfloat16" });
-    assert.deepEqual(
-      half
-        .namedParameters()
-        .filter(([, p]) => p.dtype !== "bfloat16")
-        .map(([k]) => k),
-      [],
-    );
-    const rounded = AutoModelForCausalLM.fromPretrained(dir);
-    T.noGrad(() => {
-      for (const p of rounded.parameters()) p.copy_(T.toDtype(T.toDtype(p, "bfloat16"), "float32"));
-    });
-    assertClose(logits(half), logits(rounded), 1e-6, 1e-6, "logits");
-  });
+  it(
+    "nf4 with dtype bfloat16: the float modules load in bf16, with the logits of the float32 " +
+      "load rounded to bf16 there",
+    () => {
+      const dir = join(QUANT_FIXTURES, "bnb-nf4-llama");
+      const half = AutoModelForCausalLM.fromPretrained(dir, { dtype: "bfloat16" });
+      assert.deepEqual(
+        half
+          .namedParameters()
+          .filter(([, p]) => p.dtype !== "bfloat16")
+          .map(([k]) => k),
+        [],
+      );
+      const rounded = AutoModelForCausalLM.fromPretrained(dir);
+      T.noGrad(() => {
+        for (const p of rounded.parameters()) p.copy_(T.toDtype(T.toDtype(p, "bfloat16"), "float32"));
+      });
+      assertClose(logits(half), logits(rounded), 1e-6, 1e-6, "logits");
+    },
+  );
 
   it("a model quantised here saves and loads back with the same outputs", () => {
     T.manualSeed(3);

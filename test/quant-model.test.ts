@@ -104,21 +104,24 @@ describe("quantization_config: building and loading", () => {
     assertClose(logits(q.eval()), logits(float.eval()), 1e-4, 1e-4, "logits");
   });
 
-  it("fromPretrained(dir, { quantizationConfig }): 8-bit with llm_int8_skip_modules keeps the named modules float", () => {
-    const dir = modelDir("llama");
-    const q = AutoModelForCausalLM.fromPretrained(dir, {
-      quantizationConfig: { load_in_8bit: true, llm_int8_skip_modules: ["mlp"], llm_int8_threshold: 0 },
-    });
-    const k = kinds(q);
-    assert.ok(k.float.length === 6 && k.float.every((p) => p.includes("mlp")), k.float.join());
-    assert.ok(k.q8.includes("lm_head")); // the skip list replaces the default (lm_head), as in transformers
-    // threshold 0: no outlier columns, so the int8 product's error is bounded by both sides' 8-bit rounding
-    const float = AutoModelForCausalLM.fromPretrained(dir);
-    const ref = logits(float),
-      got = logits(q);
-    const scale = Math.max(...ref.map(Math.abs));
-    assertClose(got, ref, 0.05 * scale, 0, "logits");
-  });
+  it(
+    "fromPretrained(dir, { quantizationConfig }): 8-bit with llm_int8_skip_modules keeps the " + "named modules float",
+    () => {
+      const dir = modelDir("llama");
+      const q = AutoModelForCausalLM.fromPretrained(dir, {
+        quantizationConfig: { load_in_8bit: true, llm_int8_skip_modules: ["mlp"], llm_int8_threshold: 0 },
+      });
+      const k = kinds(q);
+      assert.ok(k.float.length === 6 && k.float.every((p) => p.includes("mlp")), k.float.join());
+      assert.ok(k.q8.includes("lm_head")); // the skip list replaces the default (lm_head), as in transformers
+      // threshold 0: no outlier columns, so the int8 product's error is bounded by both sides' 8-bit rounding
+      const float = AutoModelForCausalLM.fromPretrained(dir);
+      const ref = logits(float),
+        got = logits(q);
+      const scale = Math.max(...ref.map(Math.abs));
+      assertClose(got, ref, 0.05 * scale, 0, "logits");
+    },
+  );
 
   it("fromPretrained(dir, { quantizationConfig }): NF4 logits equal the float model with dequantised weights", () => {
     const dir = modelDir("llama");
@@ -126,38 +129,45 @@ describe("quantization_config: building and loading", () => {
     assertClose(logits(q), logits(dequantizedTwin(q, AutoModelForCausalLM.fromPretrained(dir))), 1e-4, 1e-4, "logits");
   });
 
-  it("fromConfig with dtype bfloat16: the other modules are bf16, the quantised codes those of the bf16 weights", () => {
-    T.manualSeed(7);
-    const q = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16", quantizationConfig: NF4_DQ });
-    T.manualSeed(7);
-    const half = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16" });
-    const floats = q
-      .namedParameters()
-      .filter(([, p]) => p.dtype !== "bfloat16")
-      .map(([k]) => k);
-    assert.deepEqual(floats, [], "every parameter left outside the quantised layers is bfloat16");
-    const expected = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16" }); // structure only; overwritten below
-    T.noGrad(() => expected.loadStateDict(half.stateDict()));
-    quantizeModel(expected, parseQuantizationConfig(NF4_DQ));
-    for (const path of kinds(q).q4) {
-      assert.deepEqual(
-        Array.from((q.getSubmodule(path) as Linear4bit).quantized.packed),
-        Array.from((expected.getSubmodule(path) as Linear4bit).quantized.packed),
-        path,
-      );
-    }
-    assertClose(logits(q.eval()), logits(expected.eval()), 0, 0, "logits");
-  });
+  it(
+    "fromConfig with dtype bfloat16: the other modules are bf16, the quantised codes those of " + "the bf16 weights",
+    () => {
+      T.manualSeed(7);
+      const q = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16", quantizationConfig: NF4_DQ });
+      T.manualSeed(7);
+      const half = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16" });
+      const floats = q
+        .namedParameters()
+        .filter(([, p]) => p.dtype !== "bfloat16")
+        .map(([k]) => k);
+      assert.deepEqual(floats, [], "every parameter left outside the quantised layers is bfloat16");
+      const expected = AutoModelForCausalLM.fromConfig(LLAMA, { dtype: "bfloat16" }); // structure only; overwritten below
+      T.noGrad(() => expected.loadStateDict(half.stateDict()));
+      quantizeModel(expected, parseQuantizationConfig(NF4_DQ));
+      for (const path of kinds(q).q4) {
+        assert.deepEqual(
+          Array.from((q.getSubmodule(path) as Linear4bit).quantized.packed),
+          Array.from((expected.getSubmodule(path) as Linear4bit).quantized.packed),
+          path,
+        );
+      }
+      assertClose(logits(q.eval()), logits(expected.eval()), 0, 0, "logits");
+    },
+  );
 
-  it("fromPretrained(bf16 checkpoint, { dtype: bfloat16, quantizationConfig }): logits equal the float32 load's, in less memory", () => {
-    const dir = modelDir("llama-bf16"); // bf16 values: float32 holds them exactly, so both loads quantise the same numbers
-    const q16 = AutoModelForCausalLM.fromPretrained(dir, { dtype: "bfloat16", quantizationConfig: NF4_DQ });
-    const q32 = AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: NF4_DQ });
-    assertClose(logits(q16), logits(q32), 1e-6, 1e-6, "logits");
-    const bytes = (m: PreTrainedModel) =>
-      m.parameters().reduce((n, p) => n + p.size * (p.dtype === "float32" ? 4 : 2), 0);
-    assert.equal(bytes(q16) * 2, bytes(q32));
-  });
+  it(
+    "fromPretrained(bf16 checkpoint, { dtype: bfloat16, quantizationConfig }): logits equal " +
+      "the float32 load's, in less memory",
+    () => {
+      const dir = modelDir("llama-bf16"); // bf16 values: float32 holds them exactly, so both loads quantise the same numbers
+      const q16 = AutoModelForCausalLM.fromPretrained(dir, { dtype: "bfloat16", quantizationConfig: NF4_DQ });
+      const q32 = AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: NF4_DQ });
+      assertClose(logits(q16), logits(q32), 1e-6, 1e-6, "logits");
+      const bytes = (m: PreTrainedModel) =>
+        m.parameters().reduce((n, p) => n + p.size * (p.dtype === "float32" ? 4 : 2), 0);
+      assert.equal(bytes(q16) * 2, bytes(q32));
+    },
+  );
 
   it("quantisation on load reads one Linear weight at a time: the float weights of the layers never coexist", () => {
     const dir = modelDir("llama");

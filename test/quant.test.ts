@@ -130,7 +130,9 @@ describe("quant: 4-bit by hand", () => {
   it("double quantisation: absmax − mean through the dynamic map, restored within its 8-bit resolution", () => {
     const absmax = Float32Array.from({ length: 300 }, (_, i) => 0.01 + (i % 17) * 0.003);
     const values = new Float32Array(300 * 64);
-    absmax.forEach((a, b) => (values[b * 64] = a));
+    absmax.forEach((a, b) => {
+      values[b * 64] = a;
+    });
     const q = quantize4bit(values, "nf4", { doubleQuant: true });
     let mean = 0;
     for (const a of absmax) mean += a;

@@ -29,7 +29,7 @@ function codeBlocks(markdown: string, lang = "ts"): { line: number; code: string
   const out: { line: number; code: string }[] = [];
   const lines = markdown.split("\n");
   for (let i = 0; i < lines.length; i++) {
-    if (lines[i] !== "```" + lang) continue;
+    if (lines[i] !== `\`\`\`${lang}`) continue;
     const end = lines.indexOf("```", i + 1);
     out.push({ line: i + 1, code: lines.slice(i + 1, end).join("\n") });
     i = end;
@@ -60,7 +60,8 @@ describe("README snippets", () => {
       const home = examples.find((f) => texts.get(f)!.includes(code));
       assert.ok(
         home,
-        `README.md:${line}: this snippet is in no file of examples/readme/; put it in one so that it is compiled and run:\n${code}`,
+        `README.md:${line}: this snippet is in no file of examples/readme/; put it in one so that ` +
+          `it is compiled and run:\n${code}`,
       );
     }
   });

@@ -568,29 +568,33 @@ describe("golden Hugging Face files", () => {
     ["gpt2-f16", "gpt2", "F16", toFloat16Bits, 2 ** -11],
     ["llama-bf16", "llama", "BF16", toBfloat16Bits, 2 ** -8],
   ] as const) {
-    it(`${half}: the upcast weights are ${full}'s rounded to ${dtype} (bit for bit), and writing ${full}'s as ${dtype} reproduces the file`, async () => {
-      const h = readSafetensors(model(half));
-      const f = loadSafetensors(model(full));
-      const up = loadSafetensors(model(half));
-      assert.deepEqual([...h.tensors.keys()].sort(), [...f.keys()].sort());
-      for (const [name, r] of h.tensors) {
-        assert.equal(r.dtype, dtype, name);
-        const ref = f.get(name)!.dataSync();
-        const bits = r.data as Uint16Array;
-        const u = up.get(name)!.dataSync();
-        assert.deepEqual(up.get(name)!.shape, f.get(name)!.shape);
-        for (let i = 0; i < ref.length; i++) {
-          assert.equal(bits[i], toBits(ref[i]!), `${name}[${i}]`);
-          assert.ok(
-            Math.abs(u[i]! - ref[i]!) <= relErr * Math.abs(ref[i]!) + 2 ** -24,
-            `${name}[${i}]: ${u[i]} vs ${ref[i]}`,
-          );
+    it(
+      `${half}: the upcast weights are ${full}'s rounded to ${dtype} (bit for bit), and writing ` +
+        `${full}'s as ${dtype} reproduces the file`,
+      async () => {
+        const h = readSafetensors(model(half));
+        const f = loadSafetensors(model(full));
+        const up = loadSafetensors(model(half));
+        assert.deepEqual([...h.tensors.keys()].sort(), [...f.keys()].sort());
+        for (const [name, r] of h.tensors) {
+          assert.equal(r.dtype, dtype, name);
+          const ref = f.get(name)!.dataSync();
+          const bits = r.data as Uint16Array;
+          const u = up.get(name)!.dataSync();
+          assert.deepEqual(up.get(name)!.shape, f.get(name)!.shape);
+          for (let i = 0; i < ref.length; i++) {
+            assert.equal(bits[i], toBits(ref[i]!), `${name}[${i}]`);
+            assert.ok(
+              Math.abs(u[i]! - ref[i]!) <= relErr * Math.abs(ref[i]!) + 2 ** -24,
+              `${name}[${i}]: ${u[i]} vs ${ref[i]}`,
+            );
+          }
         }
-      }
-      const out = join(tmp, `${half}.safetensors`);
-      writeSafetensors(out, f, { format: "pt" }, { dtype });
-      assert.ok((await readFile(out)).equals(await readFile(model(half))), "byte-identical to the Python file");
-    });
+        const out = join(tmp, `${half}.safetensors`);
+        writeSafetensors(out, f, { format: "pt" }, { dtype });
+        assert.ok((await readFile(out)).equals(await readFile(model(half))), "byte-identical to the Python file");
+      },
+    );
   }
 
   it("gpt2: engine tensors written with {format: pt} are byte-identical to the Python file", async () => {

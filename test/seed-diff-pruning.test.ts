@@ -10,7 +10,7 @@ import { Linear } from "../src/nn/index.js";
 import {
   DiffPruningConfig,
   DiffPruningLinear,
-  DiffPruningModel,
+  type DiffPruningModel,
   PeftModel,
   expectedL0,
   getPeftModel,

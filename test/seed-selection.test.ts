@@ -105,38 +105,42 @@ describe("BitFit", () => {
     );
   });
 
-  it("disabling gives the base model's logits; the saved file holds only the biases, under the model's key names, and loads back", () => {
-    const base = logits(gpt2());
-    const peft = getPeftModel(gpt2(), BitFitConfig({}));
-    trainSteps(
-      peft,
-      new AdamW(
-        peft.parameters().filter((p) => p.requiresGrad),
-        { lr: 0.05 },
-      ),
-      toyIds(),
-      3,
-    );
-    peft.eval();
-    const trained = logits(peft);
-    assert.ok(
-      trained.some((v, i) => v !== base[i]),
-      "training changed the logits",
-    );
-    peft.base_model.setAdaptersDisabled(true);
-    assertSame(logits(peft), base, "disabled");
-    const dir = dirs.make();
-    peft.savePretrained(dir);
-    peft.base_model.setAdaptersDisabled(false);
-    assertSame(logits(peft), trained, "enabled again");
-    const file = loadSafetensors(join(dir, "adapter_model.safetensors"));
-    assert.deepEqual([...file.keys()].sort(), GPT2_BIASES.map(([n]) => n).sort());
-    for (const [n, size] of GPT2_BIASES) assert.deepEqual(file.get(n)!.shape, [size], n);
-    assert.equal(readJsonObject(join(dir, "adapter_config.json"))["peft_type"], "BITFIT");
-    const loaded = PeftModel.fromPretrained(gpt2(), dir);
-    assertSame(logits(loaded), trained, "reloaded");
-    assertSame(logits(loaded.unload()), base, "unloaded");
-  });
+  it(
+    "disabling gives the base model's logits; the saved file holds only the biases, under the " +
+      "model's key names, and loads back",
+    () => {
+      const base = logits(gpt2());
+      const peft = getPeftModel(gpt2(), BitFitConfig({}));
+      trainSteps(
+        peft,
+        new AdamW(
+          peft.parameters().filter((p) => p.requiresGrad),
+          { lr: 0.05 },
+        ),
+        toyIds(),
+        3,
+      );
+      peft.eval();
+      const trained = logits(peft);
+      assert.ok(
+        trained.some((v, i) => v !== base[i]),
+        "training changed the logits",
+      );
+      peft.base_model.setAdaptersDisabled(true);
+      assertSame(logits(peft), base, "disabled");
+      const dir = dirs.make();
+      peft.savePretrained(dir);
+      peft.base_model.setAdaptersDisabled(false);
+      assertSame(logits(peft), trained, "enabled again");
+      const file = loadSafetensors(join(dir, "adapter_model.safetensors"));
+      assert.deepEqual([...file.keys()].sort(), GPT2_BIASES.map(([n]) => n).sort());
+      for (const [n, size] of GPT2_BIASES) assert.deepEqual(file.get(n)!.shape, [size], n);
+      assert.equal(readJsonObject(join(dir, "adapter_config.json"))["peft_type"], "BITFIT");
+      const loaded = PeftModel.fromPretrained(gpt2(), dir);
+      assertSame(logits(loaded), trained, "reloaded");
+      assertSame(logits(loaded.unload()), base, "unloaded");
+    },
+  );
 
   it("learns a toy task", () => {
     const peft = getPeftModel(gpt2(11, { initializer_range: 0.3 }), BitFitConfig({}));

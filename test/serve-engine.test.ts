@@ -71,9 +71,9 @@ for (const name of ["gpt2", "llama"]) {
       await Promise.all([results[0], results[1], results[2]]);
       const got = await Promise.all(results);
       assert.equal(got.length, REQUESTS.length);
-      REQUESTS.forEach(([prompt, adapter, n], i) =>
-        assert.deepEqual(got[i], alone(name, prompt, adapter, n), `request ${i} (${adapter})`),
-      );
+      REQUESTS.forEach(([prompt, adapter, n], i) => {
+        assert.deepEqual(got[i], alone(name, prompt, adapter, n), `request ${i} (${adapter})`);
+      });
     });
   });
 }

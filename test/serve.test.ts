@@ -22,7 +22,8 @@ import { gpt2 } from "./tiny-models.js";
 const ROOT = fileURLToPath(new URL("../../test/fixtures/mixed-batch/gpt2/", import.meta.url));
 /** A short chat template: the tiny models have 32 positions, too few for Qwen2's default system prompt. */
 const TEMPLATE =
-  "{% for m in messages %}{{ m['role'][0] + ':' + m['content'] + '\n' }}{% endfor %}{% if add_generation_prompt %}{{ 'a:' }}{% endif %}";
+  "{% for m in messages %}{{ m['role'][0] + ':' + m['content'] + '\n' }}{% endfor %}{% if " +
+  "add_generation_prompt %}{{ 'a:' }}{% endif %}";
 const tokenizer = (): PreTrainedTokenizer =>
   AutoTokenizer.fromPretrainedSync(
     writeFolder({
@@ -59,6 +60,7 @@ async function post(url: string, body: unknown, headers: Record<string, string> 
 }
 
 /** The JSON events of a server-sent event stream, and whether it ended with [DONE]. */
+// biome-ignore lint/suspicious/noExplicitAny: the tests read OpenAI chunks of several shapes
 function events(text: string): { chunks: any[]; done: boolean } {
   const data = text
     .split("\n\n")

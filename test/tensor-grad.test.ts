@@ -183,13 +183,16 @@ describe("gradients agree with finite differences", () => {
         [randTensor([2, 3, 12], 95)],
       );
     });
-    it("attention: grouped-query heads (4 query heads on 2 key/value heads), padding mask, queries after a cache", () => {
-      const pad = T.tensor([0, 0, 0, 0, 0, -1e9, 0, 0, 0, 0], [2, 1, 1, 5]);
-      gradCheck(
-        (q, k, v) => T.attention(q, k, v, { mask: pad }),
-        [randTensor([2, 4, 2, 3], 96), randTensor([2, 2, 5, 3], 97), randTensor([2, 2, 5, 2], 98)],
-      );
-    });
+    it(
+      "attention: grouped-query heads (4 query heads on 2 key/value heads), padding mask, " + "queries after a cache",
+      () => {
+        const pad = T.tensor([0, 0, 0, 0, 0, -1e9, 0, 0, 0, 0], [2, 1, 1, 5]);
+        gradCheck(
+          (q, k, v) => T.attention(q, k, v, { mask: pad }),
+          [randTensor([2, 4, 2, 3], 96), randTensor([2, 2, 5, 3], 97), randTensor([2, 2, 5, 2], 98)],
+        );
+      },
+    );
     it("attention with dropout (a fixed mask from a seeded generator)", () => {
       gradCheck(
         (q, k, v) => T.attention(q, k, v, { dropoutP: 0.3, training: true, generator: new T.Generator(11) }),
@@ -233,7 +236,9 @@ describe("contiguous views at an offset", () => {
     const s = Array.from(T.softmax(T.mul(k, k)).dataSync());
     const e = [9, 16, 25].map((v) => Math.exp(v - 25)),
       z = e.reduce((a, b) => a + b);
-    s.forEach((v, i) => assert.ok(Math.abs(v - e[i]! / z) < 1e-6));
+    s.forEach((v, i) => {
+      assert.ok(Math.abs(v - e[i]! / z) < 1e-6);
+    });
     gradCheck((t) => T.cat([T.narrow(t, 2, 3, 3), T.narrow(t, 2, 0, 2)], 2), [randTensor([1, 1, 6], 81)]);
   });
 });

@@ -75,7 +75,7 @@ export function toyIds(): T.Tensor {
 /** `steps` language-modelling steps of `opt` on `ids` (labels = inputs); the losses. `afterStep` runs after each step's tidy scope. */
 export function trainSteps(
   peft: PeftModel,
-  opt: Optimizer<any>,
+  opt: Optimizer,
   ids: T.Tensor,
   steps: number,
   afterStep?: () => void,

@@ -21,12 +21,15 @@ function special(id: number, content: string): Json {
 
 /** Qwen2's pre-tokenizer regex (tokenizer.json of Qwen/Qwen2.5-0.5B). */
 export const QWEN_PATTERN =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| " +
+  "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 /** Byte-level BPE vocabulary: a..z = 0..25, "Ġ" (space) 26, "Ċ" (newline) 27, "!" 28, then the merge results. */
 export const BPE_VOCAB: Record<string, number> = (() => {
   const v: Record<string, number> = {};
-  "abcdefghijklmnopqrstuvwxyz".split("").forEach((c, i) => (v[c] = i));
+  "abcdefghijklmnopqrstuvwxyz".split("").forEach((c, i) => {
+    v[c] = i;
+  });
   Object.assign(v, { Ġ: 26, Ċ: 27, "!": 28, he: 29, ll: 30, hell: 31, hello: 32, Ġw: 33, or: 34, Ġwor: 35 });
   return v;
 })();
@@ -78,7 +81,10 @@ export function bpeTokenizerJson(style: "qwen2" | "gpt2"): Json {
 
 /** Qwen2's chat template, verbatim. */
 export const QWEN2_TEMPLATE =
-  "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+  "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ " +
+  "'<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif " +
+  "%}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + " +
+  "'\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 /** tokenizer_config.json in Qwen2's shape (pad <|endoftext|>, eos <|im_end|>, AddedToken entries in added_tokens_decoder). */
 export function qwenConfig(): Json {

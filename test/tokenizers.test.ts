@@ -191,7 +191,8 @@ describe("chat templates (Qwen2 template through @huggingface/jinja)", () => {
     );
     assert.equal(
       tok.applyChatTemplate(messages, { tokenize: false, addGenerationPrompt: true }),
-      "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n",
+      "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nHi " +
+        "there<|im_end|>\n<|im_start|>assistant\n",
     );
     const turns = [
       { role: "system", content: "Be brief." },
@@ -200,7 +201,8 @@ describe("chat templates (Qwen2 template through @huggingface/jinja)", () => {
     ];
     assert.equal(
       tok.applyChatTemplate(turns, { tokenize: false }),
-      "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n",
+      "<|im_start|>system\nBe " +
+        "brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n",
     );
     assert.equal(
       tok.applyChatTemplate(turns, { tokenize: false, continueFinalMessage: true }),
@@ -239,7 +241,8 @@ describe("chat templates (Qwen2 template through @huggingface/jinja)", () => {
   it("passes special tokens and raise_exception to the template", async () => {
     const tok = await AutoTokenizer.fromPretrained(qwenDir);
     const template =
-      "{{ eos_token }}|{{ pad_token }}|{{ bos_token is defined }}{% if messages|length > 1 %}{{ raise_exception('one message only') }}{% endif %}";
+      "{{ eos_token }}|{{ pad_token }}|{{ bos_token is defined }}{% if messages|length > 1 %}{{ " +
+      "raise_exception('one message only') }}{% endif %}";
     assert.equal(
       tok.applyChatTemplate([{ role: "user", content: "x" }], { chatTemplate: template, tokenize: false }),
       "<|im_end|>|<|endoftext|>|false",
@@ -371,7 +374,7 @@ describe("loading errors and configs", () => {
         return true;
       },
     );
-    assert.throws(() => AutoTokenizer.fromPretrainedSync(dir + "-nope"), /Tokenizer folder not found/);
+    assert.throws(() => AutoTokenizer.fromPretrainedSync(`${dir}-nope`), /Tokenizer folder not found/);
   });
 
   it("lets special_tokens_map.json win, adds missing special tokens, and reads chat_template.jinja", () => {

@@ -78,11 +78,14 @@ describe("TorchGenerator (torch's CPU mt19937)", () => {
     }
   });
 
-  it("randn follows torch's scalar path below 16 values and its blocked Box–Muller from 16 on (ragged tails too)", () => {
-    for (const { seed, n, values } of GOLDEN.randn as { seed: number; n: number; values: number[] }[]) {
-      assertNormalsClose(new TorchGenerator(seed).randn([n]).dataSync(), values, `randn seed ${seed} n ${n}`);
-    }
-  });
+  it(
+    "randn follows torch's scalar path below 16 values and its blocked Box–Muller from 16 on " + "(ragged tails too)",
+    () => {
+      for (const { seed, n, values } of GOLDEN.randn as { seed: number; n: number; values: number[] }[]) {
+        assertNormalsClose(new TorchGenerator(seed).randn([n]).dataSync(), values, `randn seed ${seed} n ${n}`);
+      }
+    },
+  );
 
   it("bernoulli(p) on a float tensor of probabilities gives torch's mask exactly", () => {
     for (const { seed, p, values } of GOLDEN.bernoulli as { seed: number; p: number[]; values: number[] }[]) {
@@ -92,18 +95,21 @@ describe("TorchGenerator (torch's CPU mt19937)", () => {
     assert.throws(() => new TorchGenerator(0).bernoulli(tensor([0.5, 1.5], [2])), /\[0, 1\].*1\.5/);
   });
 
-  it("one generator through a chain of calls keeps torch's state between them (the cached second normal included)", () => {
-    for (const { seed, calls, values } of GOLDEN.chained as {
-      seed: number;
-      calls: [string, number][];
-      values: number[][];
-    }[]) {
-      const g = new TorchGenerator(seed);
-      calls.forEach(([op, n], i) => {
-        if (op === "randperm") assert.deepEqual(g.randperm(n), values[i], `call ${i} randperm`);
-        else if (op === "rand") assert.deepEqual(Array.from(g.rand([n]).dataSync()), values[i], `call ${i} rand`);
-        else assertNormalsClose(g.randn([n]).dataSync(), values[i]!, `call ${i} randn(${n})`);
-      });
-    }
-  });
+  it(
+    "one generator through a chain of calls keeps torch's state between them (the cached " + "second normal included)",
+    () => {
+      for (const { seed, calls, values } of GOLDEN.chained as {
+        seed: number;
+        calls: [string, number][];
+        values: number[][];
+      }[]) {
+        const g = new TorchGenerator(seed);
+        calls.forEach(([op, n], i) => {
+          if (op === "randperm") assert.deepEqual(g.randperm(n), values[i], `call ${i} randperm`);
+          else if (op === "rand") assert.deepEqual(Array.from(g.rand([n]).dataSync()), values[i], `call ${i} rand`);
+          else assertNormalsClose(g.randn([n]).dataSync(), values[i]!, `call ${i} randn(${n})`);
+        });
+      }
+    },
+  );
 });

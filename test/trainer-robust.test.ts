@@ -114,36 +114,39 @@ describe("Trainer: non-finite numbers", () => {
     assert.equal(warnings.filter((w) => /checkpoint-\d not written: NaN or infinite values/.test(w)).length, 2);
   });
 
-  it("a batch whose labels are all -100 is skipped: no NaN in the logs, and the same weights as a run without it", () => {
-    const [good] = patternDataset(1).examples;
-    const ignored = { input_ids: good!["input_ids"], labels: (good!["input_ids"] as number[]).map(() => -100) };
-    const run = (examples: Dataset["examples"]) => {
-      const model = tinyPeft(6);
-      const args = TrainingArguments({
-        output_dir: dirs.make(),
-        learning_rate: 1e-2,
-        per_device_train_batch_size: 1,
-        max_steps: examples.length,
-        logging_steps: 1,
-        save_steps: 1,
-        lr_scheduler_type: "constant",
-      });
-      new Trainer({ model, args, trainDataset: new Dataset([...examples]), dataCollator: collator }).train();
-      const weights = model
-        .namedParameters()
-        .filter(([, p]) => p.requiresGrad)
-        .flatMap(([, p]) => Array.from(p.dataSync()));
-      return { weights, state: savedState(listCheckpoints(args.output_dir).pop()!) };
-    };
-    // Two copies of one example, so the shuffle cannot change what the two learning steps see.
-    const mixed = run([good!, good!, ignored]);
-    const losses = mixed.state.log_history.filter((e) => e["loss"] !== undefined);
-    assert.equal(losses.length, 2, "the step that only saw the ignored batch logs no loss");
-    for (const e of mixed.state.log_history)
-      for (const v of Object.values(e)) assert.ok(Number.isFinite(v), JSON.stringify(e));
-    // A skipped batch leaves no gradient, so AdamW leaves the weights (and their step counts) alone on that step.
-    assert.deepEqual(mixed.weights, run([good!, good!]).weights);
-  });
+  it(
+    "a batch whose labels are all -100 is skipped: no NaN in the logs, and the same weights as " + "a run without it",
+    () => {
+      const [good] = patternDataset(1).examples;
+      const ignored = { input_ids: good!["input_ids"], labels: (good!["input_ids"] as number[]).map(() => -100) };
+      const run = (examples: Dataset["examples"]) => {
+        const model = tinyPeft(6);
+        const args = TrainingArguments({
+          output_dir: dirs.make(),
+          learning_rate: 1e-2,
+          per_device_train_batch_size: 1,
+          max_steps: examples.length,
+          logging_steps: 1,
+          save_steps: 1,
+          lr_scheduler_type: "constant",
+        });
+        new Trainer({ model, args, trainDataset: new Dataset([...examples]), dataCollator: collator }).train();
+        const weights = model
+          .namedParameters()
+          .filter(([, p]) => p.requiresGrad)
+          .flatMap(([, p]) => Array.from(p.dataSync()));
+        return { weights, state: savedState(listCheckpoints(args.output_dir).pop()!) };
+      };
+      // Two copies of one example, so the shuffle cannot change what the two learning steps see.
+      const mixed = run([good!, good!, ignored]);
+      const losses = mixed.state.log_history.filter((e) => e["loss"] !== undefined);
+      assert.equal(losses.length, 2, "the step that only saw the ignored batch logs no loss");
+      for (const e of mixed.state.log_history)
+        for (const v of Object.values(e)) assert.ok(Number.isFinite(v), JSON.stringify(e));
+      // A skipped batch leaves no gradient, so AdamW leaves the weights (and their step counts) alone on that step.
+      assert.deepEqual(mixed.weights, run([good!, good!]).weights);
+    },
+  );
 });
 
 describe("Trainer: divergence", () => {
@@ -163,7 +166,9 @@ describe("Trainer: divergence", () => {
     good.savePretrained(dir);
     const before = readFileSync(join(dir, "adapter_model.safetensors"));
     let result: TrainOutput | undefined;
-    const warnings = captureWarnings(() => void (result = trainer.train()));
+    const warnings = captureWarnings(() => {
+      result = trainer.train();
+    });
     // The first logged step whose loss or grad_norm is not finite, found independently in the log history.
     const first = trainer.state.log_history.find(
       (e) => !Number.isFinite(e["loss"]) || !Number.isFinite(e["grad_norm"]),
@@ -175,7 +180,8 @@ describe("Trainer: divergence", () => {
     assert.match(
       warned[0]!,
       new RegExp(
-        `^training diverged at step ${first["step"]}: .*learning_rate 1e\\+30 is too high, float16 overflow, or bad data`,
+        `^training diverged at step ${first["step"]}: .*learning_rate 1e\\+30 is too high, float16 ` +
+          `overflow, or bad data`,
       ),
     );
 
@@ -296,7 +302,10 @@ describe("Trainer: progress", () => {
       write = process.stderr.write;
     let text = "";
     process.stderr.isTTY = true;
-    process.stderr.write = ((chunk: string) => ((text += chunk), true)) as typeof process.stderr.write;
+    process.stderr.write = ((chunk: string) => {
+      text += chunk;
+      return true;
+    }) as typeof process.stderr.write;
     try {
       new Trainer({ model, args, trainDataset: patternDataset(8), dataCollator: collator }).train();
     } finally {
@@ -307,6 +316,7 @@ describe("Trainer: progress", () => {
   };
 
   it("shows a progress bar on a terminal by default, and none with disable_tqdm", () => {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the progress bar's terminal escape is what is tested
     assert.match(stderrOnTerminal({}), /\r\x1b\[K\[#{24}\] step 2\/2 \| loss \d/);
     assert.equal(stderrOnTerminal({ disable_tqdm: true }), "");
   });

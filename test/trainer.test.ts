@@ -184,7 +184,8 @@ describe("instruction data", () => {
     const ex = tokenizeInstruction(tok, { instruction: "hello", output: "hello world" });
     // The prompt exactly as Qwen2's template renders it, written out by hand.
     const prompt = tok.encode(
-      "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n",
+      "<|im_start|>system\nYou are a helpful " +
+        "assistant.<|im_end|>\n<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n",
       { addSpecialTokens: false },
     );
     const response = [...tok.encode("hello world", { addSpecialTokens: false }), IM_END];

@@ -14,7 +14,14 @@ import { CheckpointError, ConfigError } from "../src/errors.js";
 import { fromPretrained } from "../src/models/auto.js";
 import { loadSafetensors, writeSafetensors } from "../src/io/safetensors.js";
 import { AdamW } from "../src/optim/index.js";
-import { LoraConfig, PeftModel, XLoraConfig, XLoraModel, configFromJson, getPeftModel } from "../src/peft/index.js";
+import {
+  LoraConfig,
+  PeftModel,
+  XLoraConfig,
+  type XLoraModel,
+  configFromJson,
+  getPeftModel,
+} from "../src/peft/index.js";
 import { layerScalings } from "../src/peft/tuners/xlora/layer.js";
 import * as T from "../src/tensor/index.js";
 import { GoldenSet, maxAbsDiff, readExpected, readInputs } from "./golden.js";
@@ -109,32 +116,40 @@ describe("X-LoRA against Python peft 0.15.2 (through the script's hand-written h
 });
 
 describe("X-LoRA adapters made here", () => {
-  it("a fresh classifier saves and reloads to the same logits; they go to $PEFT_TS_ADAPTERS for `make_method_fixtures_xlora.py --check-ts-adapters`", () => {
-    const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-xlora-made-"));
-    for (const name of CASES) {
-      T.manualSeed(40 + name.length);
-      const peft = getPeftModel(base(), caseConfig(name)).eval();
-      const dir = join(out, name);
-      peft.savePretrained(dir);
-      const got = T.noGrad(() => peft.forward(inputs())).logits!;
-      writeSafetensors(join(dir, "logits.safetensors"), new Map([["logits", got]]), { format: "pt" });
-      const reloaded = getPeftModel(base(), caseConfig(name));
-      reloaded.loadAdapterWeights(dir, "default");
-      assert.equal(maxAbsDiff(T.noGrad(() => reloaded.eval().forward(inputs())).logits!, got), 0, name);
-    }
-  });
+  it(
+    "a fresh classifier saves and reloads to the same logits; they go to $PEFT_TS_ADAPTERS for " +
+      "`make_method_fixtures_xlora.py --check-ts-adapters`",
+    () => {
+      const out = process.env["PEFT_TS_ADAPTERS"] ?? mkdtempSync(join(tmpdir(), "peft-ts-xlora-made-"));
+      for (const name of CASES) {
+        T.manualSeed(40 + name.length);
+        const peft = getPeftModel(base(), caseConfig(name)).eval();
+        const dir = join(out, name);
+        peft.savePretrained(dir);
+        const got = T.noGrad(() => peft.forward(inputs())).logits!;
+        writeSafetensors(join(dir, "logits.safetensors"), new Map([["logits", got]]), { format: "pt" });
+        const reloaded = getPeftModel(base(), caseConfig(name));
+        reloaded.loadAdapterWeights(dir, "default");
+        assert.equal(maxAbsDiff(T.noGrad(() => reloaded.eval().forward(inputs())).logits!, got), 0, name);
+      }
+    },
+  );
 });
 
 describe("X-LoRA disabled (peft's behaviour)", () => {
-  it("withAdapterDisabled skips the classifier and every expert adds its full output, as plain LoRA with all experts active", () => {
-    const xlora = loadCase("deep");
-    const got = xlora.withAdapterDisabled(() => T.noGrad(() => xlora.forward(inputs())).logits!);
-    const lora = PeftModel.fromPretrained(base(), EXPERTS[0]!, { adapterName: "0" });
-    lora.loadAdapter(EXPERTS[1]!, "1");
-    lora.loadAdapter(EXPERTS[2]!, "2");
-    lora.baseModel.setAdapter(["0", "1", "2"]);
-    close(got, T.noGrad(() => lora.forward(inputs())).logits!, "disabled X-LoRA vs plain LoRA");
-  });
+  it(
+    "withAdapterDisabled skips the classifier and every expert adds its full output, as plain " +
+      "LoRA with all experts active",
+    () => {
+      const xlora = loadCase("deep");
+      const got = xlora.withAdapterDisabled(() => T.noGrad(() => xlora.forward(inputs())).logits!);
+      const lora = PeftModel.fromPretrained(base(), EXPERTS[0]!, { adapterName: "0" });
+      lora.loadAdapter(EXPERTS[1]!, "1");
+      lora.loadAdapter(EXPERTS[2]!, "2");
+      lora.baseModel.setAdapter(["0", "1", "2"]);
+      close(got, T.noGrad(() => lora.forward(inputs())).logits!, "disabled X-LoRA vs plain LoRA");
+    },
+  );
 });
 
 describe("X-LoRA scalings by hand", () => {
@@ -159,7 +174,9 @@ describe("X-LoRA scalings by hand", () => {
     const kept = [0.5, 0.2, 0.9, 0.4];
     const z = kept.reduce((a, v) => a + Math.exp(v), 0);
     const want = [0, Math.exp(0.5) / z, Math.exp(0.2) / z, Math.exp(0.9) / z, 0, Math.exp(0.4) / z];
-    want.forEach((w, i) => assert.ok(Math.abs(got[i]! - w) < 1e-6, `${i}: ${got[i]} vs ${w}`));
+    want.forEach((w, i) => {
+      assert.ok(Math.abs(got[i]! - w) < 1e-6, `${i}: ${got[i]} vs ${w}`);
+    });
   });
 });
 
@@ -202,25 +219,30 @@ describe("X-LoRA trains its gating", () => {
       25,
     );
     assert.ok(losses[losses.length - 1]! < losses[0]! - 0.05, `losses ${losses[0]} → ${losses[losses.length - 1]}`);
-    experts.forEach(([k, p], i) => assert.deepEqual(p.dataSync(), before[i], `${k} changed`));
+    experts.forEach(([k, p], i) => {
+      assert.deepEqual(p.dataSync(), before[i], `${k} changed`);
+    });
   });
 
-  it("gradient checkpointing is refused while training (a recomputed layer would give the classifier no gradient)", () => {
-    const peft = getPeftModel(base().gradientCheckpointingEnable(), {
-      ...caseConfig("topk"),
-      inference_mode: false,
-    } as XLoraConfig).train();
-    const { inputIds } = inputs();
-    assert.throws(
-      () => peft.forward({ inputIds, labels: inputIds }),
-      (e: Error) => e instanceof ConfigError && /gradient checkpointing/.test(e.message),
-    );
-    assert.ok(
-      T.noGrad(() => peft.forward({ inputIds }))
-        .logits!.dataSync()
-        .every(Number.isFinite),
-    );
-  });
+  it(
+    "gradient checkpointing is refused while training (a recomputed layer would give the " + "classifier no gradient)",
+    () => {
+      const peft = getPeftModel(base().gradientCheckpointingEnable(), {
+        ...caseConfig("topk"),
+        inference_mode: false,
+      } as XLoraConfig).train();
+      const { inputIds } = inputs();
+      assert.throws(
+        () => peft.forward({ inputIds, labels: inputIds }),
+        (e: Error) => e instanceof ConfigError && /gradient checkpointing/.test(e.message),
+      );
+      assert.ok(
+        T.noGrad(() => peft.forward({ inputIds }))
+          .logits!.dataSync()
+          .every(Number.isFinite),
+      );
+    },
+  );
 
   it("use_trainable_adapters makes the experts trainable too", () => {
     const peft = fresh({ use_trainable_adapters: true });

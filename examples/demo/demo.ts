@@ -93,7 +93,9 @@ const trainer = new Trainer({
     {
       onLog: (_a, s, logs) =>
         console.log(
-          `  step ${String(s.global_step).padStart(4)}/${s.max_steps}  loss ${logs["loss"]!.toFixed(4)}  lr ${logs["learning_rate"]!.toExponential(2)}  ${logs["tokens_per_second"]!.toFixed(0)} tokens/s`,
+          `  step ${String(s.global_step).padStart(4)}/${s.max_steps}  loss ` +
+            `${logs["loss"]!.toFixed(4)}  lr ${logs["learning_rate"]!.toExponential(2)}  ` +
+            `${logs["tokens_per_second"]!.toFixed(0)} tokens/s`,
         ),
     },
   ],
@@ -111,7 +113,10 @@ model.eval();
 const adapted = answer(model, tokenizer, PROMPTS);
 const original = model.withAdapterDisabled(() => answer(model, tokenizer, PROMPTS));
 console.log("\nheld-out question → base model | with the LoRA adapter");
-PROMPTS.forEach((p, i) => console.log(`\n> ${p}\n  base:    ${original[i]}\n  adapted: ${adapted[i]}`));
+PROMPTS.forEach((p, i) => {
+  console.log(`\n> ${p}\n  base:    ${original[i]}\n  adapted: ${adapted[i]}`);
+});
 console.log(
-  `\nadapter (HF PEFT format): ${adapterDir}\nloss curve: ${curve}\ntotal time: ${((performance.now() - start) / 1000).toFixed(1)} s`,
+  `\nadapter (HF PEFT format): ${adapterDir}\nloss curve: ${curve}\ntotal time: ` +
+    `${((performance.now() - start) / 1000).toFixed(1)} s`,
 );

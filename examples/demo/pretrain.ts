@@ -22,7 +22,8 @@ const SEQ_LEN = 128;
 const SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 /** The chat template shipped with the model (Qwen2's layout without a default system prompt). */
 export const CHAT_TEMPLATE =
-  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}" +
+  "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + " +
+  "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}" +
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 function renderChat(e: Exchange): string {
@@ -53,7 +54,7 @@ const tokenizerJson = trainBpe([...paragraphs, ...chats.map((c) => c.replace(/<\
 writeFileSync(join(MODEL_DIR, "tokenizer.json"), JSON.stringify(tokenizerJson));
 writeFileSync(
   join(MODEL_DIR, "tokenizer_config.json"),
-  pythonJson({
+  `${pythonJson({
     bos_token: null,
     eos_token: "<|im_end|>",
     pad_token: "<|endoftext|>",
@@ -64,7 +65,7 @@ writeFileSync(
     model_max_length: 512,
     padding_side: "right",
     tokenizer_class: "Qwen2Tokenizer",
-  }) + "\n",
+  })}\n`,
 );
 const tokenizer = await AutoTokenizer.fromPretrained(MODEL_DIR);
 const eot = tokenizer.convertTokensToIds("<|endoftext|>") as number;
@@ -120,7 +121,8 @@ const trainer = new Trainer({
     {
       onLog: (_a, s, logs) =>
         console.log(
-          `step ${s.global_step}/${s.max_steps} loss ${logs["loss"]?.toFixed(3)} (${logs["tokens_per_second"]?.toFixed(0)} tokens/s)`,
+          `step ${s.global_step}/${s.max_steps} loss ${logs["loss"]?.toFixed(3)} ` +
+            `(${logs["tokens_per_second"]?.toFixed(0)} tokens/s)`,
         ),
     },
   ],

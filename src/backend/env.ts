@@ -44,7 +44,8 @@ export function envChoice<C extends string>(name: string, choices: readonly C[],
   if (v === undefined) return undefined;
   if (!(choices as readonly string[]).includes(v)) {
     throw new EnvironmentError(
-      `${name}=${JSON.stringify(process.env[name])} is not valid: ${meaning} is one of ${choices.map((c) => `"${c}"`).join(", ")}`,
+      `${name}=${JSON.stringify(process.env[name])} is not valid: ${meaning} is one of ` +
+        `${choices.map((c) => `"${c}"`).join(", ")}`,
       `set ${name} to ${choices.join(" or ")}, or unset it`,
     );
   }

@@ -37,7 +37,8 @@ function choose(): Backend {
 
 /** The backend every new tensor uses. */
 export function backend(): Backend {
-  return (active ??= isProfiling() ? profiledBackend(choose()) : choose());
+  active ??= isProfiling() ? profiledBackend(choose()) : choose();
+  return active;
 }
 
 /** Replace the active backend (tests compare backends; existing tensors keep the storages of the old one). */

@@ -44,9 +44,9 @@ export class StoragePool {
     const bytes = storage.size * DTYPE_BYTES[storage.dtype];
     if (!(storage instanceof CpuStorage) || this.bytes + bytes > this.limitBytes) return;
     const k = key(storage.dtype, storage.size);
-    let bucket = this.free.get(k);
-    if (!bucket) this.free.set(k, (bucket = []));
-    bucket.push(storage);
+    const bucket = this.free.get(k);
+    if (bucket) bucket.push(storage);
+    else this.free.set(k, [storage]);
     this.bytes += bytes;
   }
 

@@ -60,15 +60,20 @@ export function profileReport(opts: { wallMs?: number; top?: number; title?: str
   const lines: string[] = [];
   if (opts.title) lines.push(opts.title);
   const fmt = (r: { name: string; calls: number; ms: number }, share: number) =>
-    `  ${r.name.padEnd(44)} ${String(r.calls).padStart(7)} ${r.ms.toFixed(1).padStart(10)} ${share.toFixed(1).padStart(6)}%`;
+    `  ${r.name.padEnd(44)} ${String(r.calls).padStart(7)} ${r.ms.toFixed(1).padStart(10)} ` +
+    `${share.toFixed(1).padStart(6)}%`;
   lines.push(`  ${"kernel (self time)".padEnd(44)} ${"calls".padStart(7)} ${"ms".padStart(10)} ${"share".padStart(7)}`);
   for (const r of kernels.slice(0, opts.top ?? 40)) lines.push(fmt(r, (100 * r.ms) / Math.max(kernelMs, 1e-9)));
   lines.push(
-    `  ${"all kernels".padEnd(44)} ${String(kernels.reduce((s, r) => s + r.calls, 0)).padStart(7)} ${kernelMs.toFixed(1).padStart(10)}`,
+    `  ${"all kernels".padEnd(44)} ` +
+      `${String(kernels.reduce((s, r) => s + r.calls, 0)).padStart(7)} ` +
+      `${kernelMs.toFixed(1).padStart(10)}`,
   );
   if (opts.wallMs !== undefined) {
     lines.push(
-      `  ${"outside kernels (JS, allocation, GC)".padEnd(44)} ${"".padStart(7)} ${(opts.wallMs - kernelMs).toFixed(1).padStart(10)} ${((100 * (opts.wallMs - kernelMs)) / opts.wallMs).toFixed(1).padStart(6)}% of wall`,
+      `  ${"outside kernels (JS, allocation, GC)".padEnd(44)} ${"".padStart(7)} ` +
+        `${(opts.wallMs - kernelMs).toFixed(1).padStart(10)} ` +
+        `${((100 * (opts.wallMs - kernelMs)) / opts.wallMs).toFixed(1).padStart(6)}% of wall`,
     );
   }
   const bwd = rows.filter((r) => r.name.startsWith("backward "));
@@ -104,7 +109,10 @@ function keyOf(method: string, args: unknown[]): string {
         transB: boolean;
       };
       const batch = g.batchShape.reduce((a, b) => a * b, 1);
-      return `gemm ${batch > 1 ? `${batch}×` : ""}${g.m}x${g.k}x${g.n}${g.transA ? " tA" : ""}${g.transB ? " tB" : ""}${g.accumulate ? " +=" : ""}`;
+      return (
+        `gemm ` +
+        `${batch > 1 ? `${batch}×` : ""}${g.m}x${g.k}x${g.n}${g.transA ? " tA" : ""}${g.transB ? " tB" : ""}${g.accumulate ? " +=" : ""}`
+      );
     }
     case "softmax":
       return `${method}${args[3] ? " log" : ""}`;

@@ -261,7 +261,10 @@ export function dequantize4bitRange(
   let block = -1,
     absmax = 0;
   for (let i = start, o = outOffset; i < start + count; i++, o++) {
-    if (((i / blocksize) | 0) !== block) absmax = absmaxOfBlock(q, (block = (i / blocksize) | 0));
+    if (((i / blocksize) | 0) !== block) {
+      block = (i / blocksize) | 0;
+      absmax = absmaxOfBlock(q, block);
+    }
     const byte = packed[i >> 1]!;
     out[o] = f(code[(i & 1) === 0 ? byte >> 4 : byte & 0x0f]! * absmax);
   }
@@ -331,7 +334,9 @@ export function quantizeInt8Rows(
     }
   }
   const outlierCols: number[] = [];
-  outlierCol.forEach((o, c) => o && outlierCols.push(c));
+  outlierCol.forEach((o, c) => {
+    o && outlierCols.push(c);
+  });
   if (rows > 1) for (const c of outlierCols) for (let r = 0; r < rows; r++) data[r * cols + c] = 0;
   return { rows, cols, data, scb, outlierCols };
 }

@@ -33,11 +33,13 @@ const LIBRARY_HINTS: [RegExp, string][] = [
   ],
   [
     /resumeFromCheckpoint: no checkpoint/,
-    'checkpoints are written every save_steps steps (save_strategy "steps" or "epoch"); run without --resume to start over',
+    'checkpoints are written every save_steps steps (save_strategy "steps" or "epoch"); run ' +
+      "without --resume to start over",
   ],
   [
     /chat template|chat_template/i,
-    "the tokenizer has no chat template: drop --chat, or use a tokenizer folder whose tokenizer_config.json has chat_template",
+    "the tokenizer has no chat template: drop --chat, or use a tokenizer folder whose " +
+      "tokenizer_config.json has chat_template",
   ],
 ];
 

@@ -274,23 +274,31 @@ function memoryText(i: Record<string, unknown>): string {
 /** The lines `peft info` prints for a model folder. */
 export function modelText(i: Record<string, unknown>): string[] {
   const tok = i["tokenizer"] as { present: boolean; chat_template: boolean };
+  const parameters = i["parameters"] === null ? "-" : fmtCount(i["parameters"] as number);
+  const tensors = i["tensors"] !== null ? ` in ${i["tensors"]} tensors` : "";
+  const dtypes = i["dtypes"] ? fmtDtypes(i["dtypes"] as Record<string, number>) : "-";
+  const files = i["weight_files"] === 1 ? "1 file" : `${i["weight_files"]} files`;
+  const stored = i["weight_bytes"] !== null ? ` (${fmtBytes(i["weight_bytes"] as number)} in ${files})` : "";
+  const memory = i["quantization"] ? `${fmtBytes(i["weight_bytes"] as number)} (as stored)` : memoryText(i);
+  const kvHeads = i["num_key_value_heads"] !== null ? ` (${i["num_key_value_heads"]} key/value)` : "";
+  const tokenizer = tok.present ? `yes${tok.chat_template ? " (with chat template)" : ""}` : "no tokenizer.json";
   const lines = [
     `${i["path"]}: model`,
     `  model_type:        ${show(i["model_type"])}`,
     `  architecture:      ${Array.isArray(i["architectures"]) ? (i["architectures"] as string[]).join(", ") : "-"}`,
-    `  parameters:        ${i["parameters"] === null ? "-" : fmtCount(i["parameters"] as number)}${i["tensors"] !== null ? ` in ${i["tensors"]} tensors` : ""}`,
-    `  stored dtype:      ${i["dtypes"] ? fmtDtypes(i["dtypes"] as Record<string, number>) : "-"}${i["weight_bytes"] !== null ? ` (${fmtBytes(i["weight_bytes"] as number)} in ${i["weight_files"]} file${i["weight_files"] === 1 ? "" : "s"})` : ""}`,
+    `  parameters:        ${parameters}${tensors}`,
+    `  stored dtype:      ${dtypes}${stored}`,
     `  torch_dtype:       ${show(i["torch_dtype"])}`,
     `  quantization:      ${quantizationText(i["quantization"] as Record<string, unknown> | null)}`,
-    `  memory:            ${i["quantization"] ? `${fmtBytes(i["weight_bytes"] as number)} (as stored)` : memoryText(i)}`,
+    `  memory:            ${memory}`,
     `  vocab_size:        ${show(i["vocab_size"])}`,
     `  layers:            ${show(i["num_layers"])}`,
     `  hidden_size:       ${show(i["hidden_size"])}`,
-    `  attention heads:   ${show(i["num_attention_heads"])}${i["num_key_value_heads"] !== null ? ` (${i["num_key_value_heads"]} key/value)` : ""}`,
+    `  attention heads:   ${show(i["num_attention_heads"])}${kvHeads}`,
     `  intermediate_size: ${show(i["intermediate_size"])}`,
     `  max positions:     ${show(i["max_position_embeddings"])}`,
     `  tied embeddings:   ${show(i["tie_word_embeddings"])}`,
-    `  tokenizer:         ${tok.present ? `yes${tok.chat_template ? " (with chat template)" : ""}` : "no tokenizer.json"}`,
+    `  tokenizer:         ${tokenizer}`,
   ];
   if (i["weights_error"]) lines.push(`  weights:           ${i["weights_error"]}`);
   return lines;
@@ -313,7 +321,9 @@ function adapterText(i: Record<string, unknown>): string[] {
   }
   if (i["parameters"] !== null) {
     lines.push(
-      `  parameters:  ${fmtCount(i["parameters"] as number)} in ${i["tensors"]} tensors, ${fmtDtypes(i["dtypes"] as Record<string, number>)} (${fmtBytes(i["weight_bytes"] as number)})`,
+      `  parameters:  ${fmtCount(i["parameters"] as number)} in ${i["tensors"]} tensors, ` +
+        `${fmtDtypes(i["dtypes"] as Record<string, number>)} ` +
+        `(${fmtBytes(i["weight_bytes"] as number)})`,
     );
     const shapes = Object.entries(i["tensor_shapes"] as Record<string, number[]>);
     for (const [name, shape] of shapes.slice(0, 4)) lines.push(`    ${name} [${shape.join(", ")}]`);
@@ -325,7 +335,8 @@ function adapterText(i: Record<string, unknown>): string[] {
   const training = i["training"] as Record<string, unknown> | null;
   if (training)
     lines.push(
-      `  training:    step ${show(training["global_step"])}, last loss ${round(training["last_loss"])}${training["last_eval_loss"] !== null ? `, last eval loss ${round(training["last_eval_loss"])}` : ""}`,
+      `  training:    step ${show(training["global_step"])}, last loss ` +
+        `${round(training["last_loss"])}${training["last_eval_loss"] !== null ? `, last eval loss ${round(training["last_eval_loss"])}` : ""}`,
     );
   const ckpts = i["checkpoints"] as string[];
   if (ckpts.length > 0) lines.push(`  checkpoints: ${ckpts.join(", ")}`);
@@ -361,7 +372,8 @@ export function info(argv: string[]): void {
     const entries = readdirSync(dir);
     const adapters = entries.filter((n) => existsSync(join(dir, n, "adapter_config.json")));
     throw new CliError(
-      `${dir} has neither config.json nor adapter_config.json (${entries.length ? `found: ${entries.slice(0, 8).join(", ")}` : "it is empty"})`,
+      `${dir} has neither config.json nor adapter_config.json ` +
+        `(${entries.length ? `found: ${entries.slice(0, 8).join(", ")}` : "it is empty"})`,
       adapters.length
         ? `it holds adapter folders: try peft info ${join(dir, adapters[0]!)}`
         : "pass a model folder (config.json) or an adapter folder (adapter_config.json)",

@@ -70,11 +70,13 @@ export function lossCurveSvg(history: readonly LogRecord[], opts: LossPlotOption
   const Y = (l: number) => (m.top + ph - ((l - y0) / (y1 - y0)) * ph).toFixed(2);
   const out: string[] = [];
   out.push(
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ` +
+      `${H}" font-family="sans-serif" font-size="12">`,
   );
   out.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="white"/>`);
   out.push(
-    `<text x="${W / 2}" y="${m.top / 2 + 6}" text-anchor="middle" font-size="14">${esc(opts.title ?? "Training loss")}</text>`,
+    `<text x="${W / 2}" y="${m.top / 2 + 6}" text-anchor="middle" ` +
+      `font-size="14">${esc(opts.title ?? "Training loss")}</text>`,
   );
   // grid and ticks
   for (const t of xt) {
@@ -99,7 +101,8 @@ export function lossCurveSvg(history: readonly LogRecord[], opts: LossPlotOption
   // data
   if (train.length > 0) {
     out.push(
-      `<polyline class="train-loss" fill="none" stroke="#1f77b4" stroke-width="2" points="${train.map(([s, l]) => `${X(s)},${Y(l)}`).join(" ")}"/>`,
+      `<polyline class="train-loss" fill="none" stroke="#1f77b4" stroke-width="2" ` +
+        `points="${train.map(([s, l]) => `${X(s)},${Y(l)}`).join(" ")}"/>`,
     );
     if (train.length === 1)
       out.push(
@@ -121,5 +124,5 @@ export function lossCurveSvg(history: readonly LogRecord[], opts: LossPlotOption
     out.push(`<text x="${lx + 26}" y="${ly + 22}">eval loss</text>`);
   }
   out.push("</svg>");
-  return out.join("\n") + "\n";
+  return `${out.join("\n")}\n`;
 }

@@ -168,8 +168,10 @@ export function merge(argv: string[]): void {
       : recorded !== null && basename(recorded) !== basename(resolve(modelDir))
   ) {
     process.emitWarning(
-      `--model ${modelDir} is not the adapter's base model "${recorded}" (base_model_name_or_path in adapter_config.json), ` +
-        "though the shapes fit: the merge is only meaningful on the weights the adapter was trained on; if they differ, " +
+      `--model ${modelDir} is not the adapter's base model "${recorded}" ` +
+        `(base_model_name_or_path in adapter_config.json), ` +
+        "though the shapes fit: the merge is only meaningful on the weights the adapter was " +
+        "trained on; if they differ, " +
         rightModel,
     );
   }
@@ -179,6 +181,7 @@ export function merge(argv: string[]): void {
   const copied = copyTokenizerFiles(tokenizerFrom, out);
   console.log(`merged ${String(adapterConfig["peft_type"])} adapter ${adapterDir} into ${modelDir}`);
   console.log(
-    `saved to ${out}: config.json, model.safetensors${copied.length ? `, ${copied.join(", ")}` : " (no tokenizer files found to copy)"}`,
+    `saved to ${out}: config.json, ` +
+      `model.safetensors${copied.length ? `, ${copied.join(", ")}` : " (no tokenizer files found to copy)"}`,
   );
 }

@@ -25,7 +25,9 @@ export function numOption(name: string, value: string, min?: number, max?: numbe
     throw new CliError(`${name} expects a number, got "${value}"`, `e.g. ${name} 0.7`);
   if ((min !== undefined && v < min) || (max !== undefined && v > max)) {
     throw new CliError(
-      `${name} must be ${min !== undefined && max !== undefined ? `between ${min} and ${max}` : min !== undefined ? `≥ ${min}` : `≤ ${max}`}, got ${v}`,
+      `${name} must be ` +
+        `${min !== undefined && max !== undefined ? `between ${min} and ${max}` : min !== undefined ? `≥ ${min}` : `≤ ${max}`}, ` +
+        `got ${v}`,
       `pass a value in range to ${name}`,
     );
   }

@@ -31,7 +31,8 @@ export async function push(argv: string[]): Promise<void> {
   const kind = folderKind(dir);
   if (kind !== "adapter" && kind !== "model") {
     throw new CliError(
-      `${dir} is not an adapter or model folder (${kind === "missing" ? "it does not exist" : "no adapter_config.json or config.json"})`,
+      `${dir} is not an adapter or model folder ` +
+        `(${kind === "missing" ? "it does not exist" : "no adapter_config.json or config.json"})`,
       "pass the output_dir of `peft train` or `peft merge`",
     );
   }

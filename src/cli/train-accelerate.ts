@@ -112,7 +112,9 @@ export function handOffToAccelerate(run: PreparedRun, opts: HandoffOptions): voi
   });
   const launch = `accelerate launch --config_file ${join(dir, "accelerate_config.yaml")} ${join(dir, "train.py")}`;
   console.log(
-    `wrote ${dir}: train.py, train.jsonl (${run.trainSet.length} examples)${run.evalSet ? `, eval.jsonl (${run.evalSet.length})` : ""}, accelerate_config.yaml, README.txt`,
+    `wrote ${dir}: train.py, train.jsonl (${run.trainSet.length} ` +
+      `examples)${run.evalSet ? `, eval.jsonl (${run.evalSet.length})` : ""}, ` +
+      `accelerate_config.yaml, README.txt`,
   );
   if (opts.dryRun) {
     console.log(`run it with: ${launch}   (README.txt: several GPUs, machines, DeepSpeed, FSDP)`);
@@ -125,6 +127,7 @@ export function handOffToAccelerate(run: PreparedRun, opts: HandoffOptions): voi
       `see its output above; the script is ${join(dir, "train.py")}`,
     );
   console.log(
-    `adapter saved to ${run.args.output_dir} by transformers' Trainer; load it with peft generate --adapter ${run.args.output_dir}`,
+    `adapter saved to ${run.args.output_dir} by transformers' Trainer; load it with peft ` +
+      `generate --adapter ${run.args.output_dir}`,
   );
 }

@@ -135,7 +135,8 @@ export function parseTrainConfig(raw: Record<string, unknown>, path: string): Tr
     const guess = typeof format === "string" ? closest(format, FORMATS) : null;
     throw new CliError(
       `${path}: unknown dataset_format ${JSON.stringify(format)}${guess ? ` (did you mean "${guess}"?)` : ""}`,
-      'use "instruction" ({instruction, input?, output, system?} records), "text" ({text}) or "classification" ({text, label})',
+      'use "instruction" ({instruction, input?, output, system?} records), "text" ({text}) or ' +
+        '"classification" ({text, label})',
     );
   }
   const peft = obj(raw, "peft", path);
@@ -167,7 +168,8 @@ export function parseTrainConfig(raw: Record<string, unknown>, path: string): Tr
     (typeof evalSplit !== "number" || !(evalSplit > 0) || (evalSplit >= 1 && !Number.isInteger(evalSplit)))
   ) {
     throw new CliError(
-      `${path}: "eval_split" must be a fraction in (0, 1) or a whole number of records, got ${JSON.stringify(evalSplit)}`,
+      `${path}: "eval_split" must be a fraction in (0, 1) or a whole number of records, got ` +
+        `${JSON.stringify(evalSplit)}`,
       'e.g. "eval_split": 0.1 holds out 10% of the records',
     );
   }

@@ -54,7 +54,8 @@ function tokenizeDataset(ds: Dataset, cfg: TrainConfig, tok: PreTrainedTokenizer
   });
   if (dropped > 0)
     process.emitWarning(
-      `${file}: ${dropped} record(s) dropped: their prompt fills max_length (${cfg.max_length}) and leaves no response tokens to learn`,
+      `${file}: ${dropped} record(s) dropped: their prompt fills max_length (${cfg.max_length}) ` +
+        `and leaves no response tokens to learn`,
     );
   if (examples.length === 0)
     throw new CliError(
@@ -104,7 +105,8 @@ export function prepareRun(
   requireModelDir(cfg.model_name_or_path, "model_name_or_path");
   if (!existsSync(join(cfg.tokenizer, "tokenizer.json"))) {
     throw new CliError(
-      `${cfg.tokenizer === cfg.model_name_or_path ? "model_name_or_path" : "tokenizer"}: no tokenizer.json in ${cfg.tokenizer}`,
+      `${cfg.tokenizer === cfg.model_name_or_path ? "model_name_or_path" : "tokenizer"}: no ` +
+        `tokenizer.json in ${cfg.tokenizer}`,
       'set "tokenizer" in the config to a folder with tokenizer.json',
     );
   }
@@ -129,7 +131,8 @@ export function prepareRun(
   peftFields["task_type"] ??= wantedTask;
   if (peftFields["task_type"] !== wantedTask) {
     throw new CliError(
-      `peft.task_type is ${JSON.stringify(peftFields["task_type"])} but dataset_format "${cfg.dataset_format}" trains ${wantedTask}`,
+      `peft.task_type is ${JSON.stringify(peftFields["task_type"])} but dataset_format ` +
+        `"${cfg.dataset_format}" trains ${wantedTask}`,
       `set peft.task_type to "${wantedTask}" or leave it out`,
     );
   }
@@ -150,7 +153,7 @@ export function prepareRun(
   let evalSet: Dataset | undefined;
   if (cfg.eval_dataset !== null) evalSet = tokenizeDataset(loadDataset(cfg.eval_dataset), cfg, tok, cfg.eval_dataset);
   else if (cfg.eval_split !== null) {
-    let split;
+    let split: { train: Dataset; test: Dataset };
     try {
       split = trainSet.trainTestSplit(cfg.eval_split, args.seed);
     } catch (err) {

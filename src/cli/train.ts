@@ -107,7 +107,8 @@ export function train(argv: string[]): void {
   const padId = padIdOf(run);
   model.printTrainableParameters();
   console.log(
-    `train examples: ${trainSet.length}${evalSet ? ` | eval examples: ${evalSet.length}` : ""} | output_dir: ${args.output_dir}`,
+    `train examples: ${trainSet.length}${evalSet ? ` | eval examples: ${evalSet.length}` : ""} ` +
+      `| output_dir: ${args.output_dir}`,
   );
 
   const logPath = join(args.output_dir, "training_log.jsonl");
@@ -136,19 +137,23 @@ export function train(argv: string[]): void {
         (kept
           ? `the adapter already in ${args.output_dir} was kept, not replaced`
           : `the adapter saved to ${args.output_dir} holds NaN or infinite weights`),
-      `lower training_args.learning_rate (now ${args.learning_rate}), keep max_grad_norm > 0, or check the dataset; see ${logPath}`,
+      `lower training_args.learning_rate (now ${args.learning_rate}), keep max_grad_norm > 0, or ` +
+        `check the dataset; see ${logPath}`,
     );
   }
   const evalLoss = [...trainer.state.log_history].reverse().find((e) => e["eval_loss"] !== undefined)?.["eval_loss"];
   if (result.stepsRun === 0) {
     console.log(
-      `nothing to train: the run in ${args.output_dir} is already at step ${result.globalStep} of ${trainer.state.max_steps} ` +
+      `nothing to train: the run in ${args.output_dir} is already at step ${result.globalStep} ` +
+        `of ${trainer.state.max_steps} ` +
         "(raise --max-steps to train further)",
     );
   }
   const trainLoss = `${result.trainingLoss.toFixed(4)}${result.stepsRun === 0 ? " (last logged)" : ""}`;
   console.log(
-    `train_loss: ${trainLoss}${evalLoss !== undefined ? ` | eval_loss: ${evalLoss.toFixed(4)}` : ""} | steps: ${result.globalStep}`,
+    `train_loss: ` +
+      `${trainLoss}${evalLoss !== undefined ? ` | eval_loss: ${evalLoss.toFixed(4)}` : ""} | ` +
+      `steps: ${result.globalStep}`,
   );
   console.log(`adapter saved to ${args.output_dir} (adapter_config.json, adapter_model.safetensors, tokenizer files)`);
   console.log(`log: ${logPath} | loss curve: ${join(args.output_dir, "loss.svg")}`);

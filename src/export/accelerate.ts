@@ -170,7 +170,8 @@ if __name__ == "__main__":
 /** accelerate's config file for one machine with `numProcesses` processes (torch.distributed's launcher when more than one). */
 export function accelerateConfig(numProcesses: number): string {
   return [
-    "# accelerate launch --config_file accelerate_config.yaml train.py   (README.txt shows DeepSpeed, FSDP and several machines)",
+    "# accelerate launch --config_file accelerate_config.yaml train.py   (README.txt shows " +
+      "DeepSpeed, FSDP and several machines)",
     "compute_environment: LOCAL_MACHINE",
     `distributed_type: ${numProcesses > 1 ? "MULTI_GPU" : "NO"}`,
     "num_machines: 1",
@@ -188,13 +189,17 @@ export function accelerateConfig(numProcesses: number): string {
 
 /** README.txt: what the folder holds and how to run it on one machine, several GPUs or several machines. */
 export function handoffReadme(h: AccelerateHandoff): string {
+  const examples = (h.eval ? "train.jsonl, eval.jsonl" : "train.jsonl").padEnd(25);
+  const initial = h.writeInitialAdapter
+    ? "\n  initial_adapter/         peft-ts' initial adapter weights (training starts from them)"
+    : "";
   return `Made by \`peft train CONFIG --engine accelerate\` (peft-ts): the same fine-tuning on Hugging Face's Trainer and peft.
 
 Files
   train.py                 the training script; MODEL, ADAPTER_CONFIG and TRAINING_ARGS at its top come from the config
-  ${(h.eval ? "train.jsonl, eval.jsonl" : "train.jsonl").padEnd(25)}the examples as peft-ts tokenised them: input_ids, attention_mask, labels (-100: not learned)
+  ${examples}the examples as peft-ts tokenised them: input_ids, attention_mask, labels (-100: not learned)
   accelerate_config.yaml   ${h.numProcesses} process(es) on one machine
-  tokenizer/               tokenizer files, copied beside the trained adapter${h.writeInitialAdapter ? "\n  initial_adapter/         peft-ts' initial adapter weights (training starts from them)" : ""}
+  tokenizer/               tokenizer files, copied beside the trained adapter${initial}
 
 Needs Python 3 with: pip install torch transformers peft accelerate
 
@@ -245,7 +250,8 @@ for name in ${JSON.stringify(PYTHON_MODULES)}:
   if (r.error) {
     throw new EnvironmentError(
       `cannot run the Python interpreter "${python}" (${(r.error as NodeJS.ErrnoException).code ?? r.error.message})`,
-      "install Python 3 and then: pip install torch transformers peft accelerate; or pass --python PATH (or set PEFT_TS_PYTHON); --dry-run writes the script without Python",
+      "install Python 3 and then: pip install torch transformers peft accelerate; or pass " +
+        "--python PATH (or set PEFT_TS_PYTHON); --dry-run writes the script without Python",
     );
   }
   const missing = r.stdout
@@ -254,8 +260,11 @@ for name in ${JSON.stringify(PYTHON_MODULES)}:
     .filter((l) => (PYTHON_MODULES as readonly string[]).includes(l));
   if (r.status !== 0 || missing.length > 0) {
     throw new EnvironmentError(
-      `${python} lacks the Python package(s) ${missing.length > 0 ? missing.join(", ") : "(the import check failed: " + r.stderr.trim() + ")"}`,
-      `pip install ${missing.length > 0 ? missing.join(" ") : PYTHON_MODULES.join(" ")} (for that interpreter), or pass --python PATH of one that has them; --dry-run writes the script without Python`,
+      `${python} lacks the Python package(s) ` +
+        `${missing.length > 0 ? missing.join(", ") : `(the import check failed: ${r.stderr.trim()})`}`,
+      `pip install ${missing.length > 0 ? missing.join(" ") : PYTHON_MODULES.join(" ")} (for ` +
+        `that interpreter), or pass --python PATH of one that has them; --dry-run writes the ` +
+        `script without Python`,
     );
   }
 }

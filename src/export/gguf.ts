@@ -158,7 +158,8 @@ function architectureOf(c: HfConfig): GgufArchitecture {
   const a = name ? ARCHITECTURES[name] : undefined;
   if (!a)
     throw new ConfigError(
-      `GGUF export supports ${Object.keys(ARCHITECTURES).join(", ")}; this model is ${name ?? "of unknown architecture"}`,
+      `GGUF export supports ${Object.keys(ARCHITECTURES).join(", ")}; this model is ` +
+        `${name ?? "of unknown architecture"}`,
     );
   return a;
 }
@@ -223,9 +224,11 @@ function generalKeys(
 
 // The pre-tokenizer regexes llama.cpp knows by name (tokenizer.ggml.pre), as tokenizer.json files spell them.
 const QWEN2_SPLIT =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| " +
+  "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const LLAMA3_SPLIT =
-  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+  "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| " +
+  "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 /** tokenizer.ggml.pre for a byte-level BPE tokenizer.json: which of llama.cpp's pre-tokenizers it uses. */
 function preTokenizerName(tokenizerJson: Record<string, unknown>): string {
@@ -239,7 +242,8 @@ function preTokenizerName(tokenizerJson: Record<string, unknown>): string {
   if (split === QWEN2_SPLIT) return "qwen2";
   if (split === LLAMA3_SPLIT) return "llama-bpe";
   throw new ConfigError(
-    "GGUF export: the tokenizer's pre-tokenizer is none that llama.cpp knows by name (GPT-2 byte-level, Qwen2 or Llama 3 split); " +
+    "GGUF export: the tokenizer's pre-tokenizer is none that llama.cpp knows by name (GPT-2 " +
+      "byte-level, Qwen2 or Llama 3 split); " +
       "llama.cpp would tokenize text differently",
   );
 }
@@ -384,7 +388,8 @@ export function exportLoraToGguf(
   ] as const) {
     if (!ok)
       throw new ConfigError(
-        `GGUF export: llama.cpp adapters cannot hold "${field}": ${JSON.stringify(cfg[field])}; merge the adapter instead (peft export gguf --model … --adapter … --merge)`,
+        `GGUF export: llama.cpp adapters cannot hold "${field}": ${JSON.stringify(cfg[field])}; ` +
+          `merge the adapter instead (peft export gguf --model … --adapter … --merge)`,
       );
   }
   const alpha = Number(cfg["lora_alpha"]);

@@ -53,7 +53,8 @@ export function writeFileAtomic(path: string, data: AtomicData, opts: AtomicWrit
   } catch (err) {
     throw new Error(
       `cannot save ${path}: creating the temporary file ${tmp} failed (${(err as Error).message}). ` +
-        `Hint: check that the directory ${dir} exists and is writable; the previous ${basename(path)} (if any) is unchanged.`,
+        `Hint: check that the directory ${dir} exists and is writable; the previous ` +
+        `${basename(path)} (if any) is unchanged.`,
       { cause: err },
     );
   }

@@ -256,7 +256,9 @@ export function checkFieldNames(
     const other = foreign[name];
     if (other) {
       if (other.inert || values[name] === null || sameValue(values[name], other.default)) continue;
-      const message = `${owner}: \`${name}\` = ${showValue(values[name])} (a field of ${library} ${other.versions}) is not implemented by peft-ts`;
+      const message =
+        `${owner}: \`${name}\` = ${showValue(values[name])} (a field of ${library} ` +
+        `${other.versions}) is not implemented by peft-ts`;
       if (source === "code")
         throw new ConfigError(
           message,
@@ -274,7 +276,8 @@ export function checkFieldNames(
       );
     }
     process.emitWarning(
-      `${owner}: unknown field \`${name}\`${suggestion}; it is kept in the config but ignored (written by another ${library} version?)`,
+      `${owner}: unknown field \`${name}\`${suggestion}; it is kept in the config but ignored ` +
+        `(written by another ${library} version?)`,
     );
   }
 }

@@ -96,7 +96,7 @@ export const DTYPES: Readonly<Record<SafetensorsDType, DTypeInfo>> = {
 
 /** Whether a string names a safetensors dtype. */
 export function isSafetensorsDType(s: unknown): s is SafetensorsDType {
-  return typeof s === "string" && Object.prototype.hasOwnProperty.call(DTYPES, s);
+  return typeof s === "string" && Object.hasOwn(DTYPES, s);
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -45,7 +45,8 @@ function repoPage(t: HubTarget): string {
 }
 
 const TOKEN_HINT =
-  "create a token at https://huggingface.co/settings/tokens and set HF_TOKEN=hf_… (or pass { token }, or run `huggingface-cli login`)";
+  "create a token at https://huggingface.co/settings/tokens and set HF_TOKEN=hf_… (or pass { " +
+  "token }, or run `huggingface-cli login`)";
 
 /** The HubError for a failed response, named after huggingface_hub's X-Error-Code cases. */
 export function errorFromResponse(res: Response, t: HubTarget): HubError {
@@ -95,7 +96,8 @@ export function errorFromResponse(res: Response, t: HubTarget): HubError {
     return new HubError(
       reason,
       `${local}the Hub at ${t.endpoint} has no repo ${t.repoId} that ${visible} (HTTP ${res.status})${detail}`,
-      `check the id (org/name); if the repo is private or gated, ${t.token ? "use a token with access to it" : TOKEN_HINT}`,
+      `check the id (org/name); if the repo is private or gated, ` +
+        `${t.token ? "use a token with access to it" : TOKEN_HINT}`,
       res.status,
     );
   }
@@ -158,7 +160,7 @@ export async function fileMetadata(url: string, t: HubTarget): Promise<FileMetad
       t,
     );
     const location = res.headers.get("location");
-    if (res.status >= 300 && res.status < 400 && location && location.startsWith("/") && hop < 10) {
+    if (res.status >= 300 && res.status < 400 && location?.startsWith("/") && hop < 10) {
       current = new URL(location, current).toString();
       continue;
     }
@@ -206,7 +208,8 @@ class Progress {
     const bar = "#".repeat(Math.round((pct / 100) * width)).padEnd(width, ".");
     writeSync(
       2,
-      `\r${this.label.slice(-40)} ${String(pct).padStart(3)}% [${bar}] ${mb(done)}/${mb(this.total)} MB ${mb(rate)} MB/s${final ? "\n" : ""}`,
+      `\r${this.label.slice(-40)} ${String(pct).padStart(3)}% [${bar}] ` +
+        `${mb(done)}/${mb(this.total)} MB ${mb(rate)} MB/s${final ? "\n" : ""}`,
     );
   }
 }

@@ -41,7 +41,8 @@ function writeTarget(repoId: string, opts: PushOptions): HubTarget {
     throw new HubError(
       "unauthorized",
       `uploading to ${repoId} needs a token with write access, and none was found`,
-      "create a write token at https://huggingface.co/settings/tokens and set HF_TOKEN=hf_… (or pass { token }, or run `huggingface-cli login`)",
+      "create a write token at https://huggingface.co/settings/tokens and set HF_TOKEN=hf_… (or " +
+        "pass { token }, or run `huggingface-cli login`)",
     );
   }
   return { repoId, revision: opts.revision ?? "main", endpoint: hubEndpoint(opts), token, upload: true };
@@ -189,7 +190,7 @@ export async function createCommit(repoId: string, files: CommitFile[], opts: Pu
     {
       method: "POST",
       headers: hubHeaders(t.token, { "content-type": "application/x-ndjson" }),
-      body: lines.map((l) => JSON.stringify(l)).join("\n") + "\n",
+      body: `${lines.map((l) => JSON.stringify(l)).join("\n")}\n`,
     },
     t,
   );

@@ -19,7 +19,15 @@ import {
   writeRef,
   type HubOptions,
 } from "./hub-cache.js";
-import { downloadBlob, errorFromResponse, fileMetadata, hubFetch, hubHeaders, type HubTarget } from "./hub-http.js";
+import {
+  downloadBlob,
+  errorFromResponse,
+  fileMetadata,
+  hubFetch,
+  hubHeaders,
+  type FileMetadata,
+  type HubTarget,
+} from "./hub-http.js";
 
 export { hubCacheDir, type HubOptions } from "./hub-cache.js";
 
@@ -121,7 +129,7 @@ export async function hfHubDownload(
   }
   const t = target(repoId, revision, opts, filename);
   const url = hubFileUrl(repoId, filename, revision, t.endpoint);
-  let meta;
+  let meta: FileMetadata;
   try {
     meta = await fileMetadata(url, t);
   } catch (err) {
@@ -216,7 +224,7 @@ export async function snapshotDownload(
     if (cached) return cached;
     throw notCached(repoId, revision, "the snapshot", opts);
   }
-  let info;
+  let info: { sha: string; files: string[] };
   try {
     info = await repoInfo(repoId, opts);
   } catch (err) {
@@ -267,8 +275,10 @@ export async function resolvePretrained(
     if (isOffline(opts)) throw notCached(nameOrPath, revision, required, opts);
     throw new HubError(
       "entry-not-found",
-      `${nameOrPath}@${revision} has no ${required}, so it is not ${kinds[0] === "adapter" ? "an" : "a"} ${kinds[0]} repo`,
-      `check the id: a ${kinds[0]} repo holds ${required}${kinds[0] === "adapter" ? " (pass a base model with --model, an adapter with --adapter)" : ""}`,
+      `${nameOrPath}@${revision} has no ${required}, so it is not ` +
+        `${kinds[0] === "adapter" ? "an" : "a"} ${kinds[0]} repo`,
+      `check the id: a ${kinds[0]} repo holds ` +
+        `${required}${kinds[0] === "adapter" ? " (pass a base model with --model, an adapter with --adapter)" : ""}`,
     );
   }
   return snapshot;

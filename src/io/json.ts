@@ -76,6 +76,7 @@ const LITERALS: [string, unknown][] = [
   ["-Infinity", -Infinity],
 ];
 const NUMBER = /-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: JSON strings may not hold raw U+0000–U+001F
 const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
 
 /** A strict JSON parser plus Python's three literals; errors name the line and column. */

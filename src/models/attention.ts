@@ -1,6 +1,6 @@
 /** Attention shared by the architectures: mask construction and multi-head / grouped-query attention. */
 import {
-  Tensor,
+  type Tensor,
   add,
   attention,
   div,

@@ -188,7 +188,8 @@ export function checkModelConfig(config: PretrainedConfig): void {
       continue;
     throw new ConfigError(
       `${owner}: \`${width}\` ${w} is not a multiple of \`${heads}\` ${h}, so the heads cannot split it`,
-      `each attention head gets ${width} / ${heads} units: pick sizes that divide (e.g. ${width} ${Math.max(h, Math.round(w / h) * h)}), ` +
+      `each attention head gets ${width} / ${heads} units: pick sizes that divide (e.g. ${width} ` +
+        `${Math.max(h, Math.round(w / h) * h)}), ` +
         "or check the file for a typo",
     );
   }
@@ -264,7 +265,8 @@ export function checkModelFitsInMemory(config: PretrainedConfig): void {
   const free = freemem();
   if (needed > free) {
     throw new ConfigError(
-      `config.json for model_type "${config.model_type}" (${sizes}) needs at least ${bytes(needed)} for its weights even at 4 bits each (float32: ${bytes(4 * params)}), ` +
+      `config.json for model_type "${config.model_type}" (${sizes}) needs at least ` +
+        `${bytes(needed)} for its weights even at 4 bits each (float32: ${bytes(4 * params)}), ` +
         `but only ${bytes(free)} of memory is free`,
       "check these sizes in config.json for a typo, or free memory (close other programs) before loading the model",
     );
@@ -273,7 +275,8 @@ export function checkModelFitsInMemory(config: PretrainedConfig): void {
   const heapFree = heap.heap_size_limit - heap.used_heap_size;
   if (layers * HEAP_BYTES_PER_LAYER > heapFree) {
     throw new ConfigError(
-      `config.json for model_type "${config.model_type}" has ${layers} layers, which need about ${bytes(layers * HEAP_BYTES_PER_LAYER)} ` +
+      `config.json for model_type "${config.model_type}" has ${layers} layers, which need about ` +
+        `${bytes(layers * HEAP_BYTES_PER_LAYER)} ` +
         `of JavaScript heap to be built and trained, but only ${bytes(heapFree)} is free`,
       "check num_hidden_layers (n_layer, num_layers) in config.json, or raise the heap with node --max-old-space-size",
     );

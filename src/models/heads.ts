@@ -2,7 +2,7 @@
 import type { Module, TensorLayer } from "../nn/index.js";
 import type { PreTrainedModel } from "./pretrained.js";
 import {
-  Tensor,
+  type Tensor,
   add,
   crossEntropy,
   exp,

@@ -21,7 +21,7 @@ import {
   type ParameterDType,
 } from "../nn/index.js";
 import {
-  Generator,
+  type Generator,
   Tensor,
   checkpoint,
   defaultGenerator,
@@ -85,7 +85,7 @@ export interface FromPretrainedOptions extends HubOptions {
  * family's parseConfig produced, so the parameter is typed loosely here.
  */
 export type ModelClass<M extends PreTrainedModel = PreTrainedModel> = {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  // biome-ignore lint/suspicious/noExplicitAny: each family takes its own config type (see above)
   new (config: any): M;
 };
 
@@ -218,7 +218,8 @@ export abstract class PreTrainedModel extends Module {
     if (!this.modules().some((m) => m instanceof PreTrainedModel && m.supportsGradientCheckpointing)) {
       throw new ConfigError(
         `${this.constructor.name} does not support gradient checkpointing`,
-        "gradient checkpointing works on the decoder layers of the GPT-2 and LLaMA-family models; turn it off for this model",
+        "gradient checkpointing works on the decoder layers of the GPT-2 and LLaMA-family models; " +
+          "turn it off for this model",
       );
     }
     return this.setCheckpointing(true);

@@ -3,7 +3,7 @@
  * dynamic NTK, YaRN, Llama 3 and LongRoPE (Phi-3's "su"), computed in float32 as PyTorch does.
  */
 import { ConfigError } from "../errors.js";
-import { Tensor, applyRotary, cat, narrow, tensor } from "../tensor/index.js";
+import { type Tensor, applyRotary, cat, narrow, tensor } from "../tensor/index.js";
 
 /** What a rotary embedding is computed from (a model config's rope fields, resolved). */
 export interface RopeSettings {
@@ -62,9 +62,7 @@ function factorList(s: RopeSettings, name: string): number[] {
 
 /** PyTorch's `1 / base ** (arange(0, dim, 2) / dim)` in float32, each factor optionally divided first. */
 function baseInvFreq(dim: number, base: number): number[] {
-  return Array.from({ length: dim / 2 }, (_, i) =>
-    Math.fround(1 / Math.fround(Math.pow(base, Math.fround((2 * i) / dim)))),
-  );
+  return Array.from({ length: dim / 2 }, (_, i) => Math.fround(1 / Math.fround(base ** Math.fround((2 * i) / dim))));
 }
 
 /** Inverse frequencies and the cos/sin scale for a sequence of `seqLen` positions (transformers' rope init functions). */
@@ -82,8 +80,8 @@ export function ropeParameters(s: RopeSettings, seqLen: number): { invFreq: numb
       // NTK: the base grows with the sequence once it passes max_position_embeddings.
       const factor = field(s, "factor"),
         max = s.maxPositions;
-      const len = seqLen > max ? seqLen : max;
-      const base = s.theta * Math.pow((factor * len) / max - (factor - 1), dim / (dim - 2));
+      const len = Math.max(seqLen, max);
+      const base = s.theta * ((factor * len) / max - (factor - 1)) ** (dim / (dim - 2));
       return { invFreq: baseInvFreq(dim, base), attentionFactor: 1 };
     }
     case "yarn":
@@ -128,7 +126,7 @@ function yarn(s: RopeSettings): { invFreq: number[]; attentionFactor: number } {
   if (low === high) high += 0.001;
   return {
     invFreq: Array.from({ length: dim / 2 }, (_, i) => {
-      const posFreq = Math.fround(Math.pow(base, Math.fround((2 * i) / dim)));
+      const posFreq = Math.fround(base ** Math.fround((2 * i) / dim));
       const extrapolated = Math.fround(1 / posFreq),
         interpolated = Math.fround(1 / Math.fround(factor * posFreq));
       const keep = Math.fround(1 - Math.min(Math.max(Math.fround((i - low) / (high - low)), 0), 1));
@@ -168,7 +166,7 @@ function longrope(s: RopeSettings, seqLen: number): { invFreq: number[]; attenti
   const ext = factorList(s, seqLen > original ? "long_factor" : "short_factor");
   return {
     invFreq: ext.map((e, i) =>
-      Math.fround(1 / Math.fround(Math.fround(e) * Math.fround(Math.pow(s.theta, Math.fround((2 * i) / s.dim))))),
+      Math.fround(1 / Math.fround(Math.fround(e) * Math.fround(s.theta ** Math.fround((2 * i) / s.dim)))),
     ),
     attentionFactor,
   };

@@ -5,7 +5,7 @@
  * built (no float32 copy of the model ever exists) and left at zero for the checkpoint to fill.
  */
 import type { DType } from "../backend/backend.js";
-import { Tensor, parameter, toDtype, zeros, type Generator } from "../tensor/index.js";
+import { type Tensor, parameter, toDtype, zeros, type Generator } from "../tensor/index.js";
 
 /** Dtypes parameters can be built in; anything but float32 is frozen (only float32 tensors take gradients). */
 export type ParameterDType = "float32" | "bfloat16" | "float16";

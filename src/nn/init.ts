@@ -2,7 +2,7 @@
  * Parameter initialisations matching PyTorch's defaults, drawn from a seedable Generator (zeros, without drawing,
  * inside buildModules({ init: false })).
  */
-import { defaultGenerator, Generator, Tensor, zeros, full } from "../tensor/index.js";
+import { defaultGenerator, type Generator, type Tensor, zeros, full } from "../tensor/index.js";
 import { initialValues } from "./build.js";
 
 /** Kaiming-uniform with a = √5, PyTorch's default for Linear weights: U(−1/√fanIn, 1/√fanIn). */

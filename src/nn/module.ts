@@ -92,7 +92,7 @@ export class Module {
     });
     const fields = copy as unknown as Record<string, unknown>;
     for (const [name, child] of this.children) {
-      const cloned = child && child.cloneSharingWeights();
+      const cloned = child === null ? null : child.cloneSharingWeights();
       copy.children.set(name, cloned);
       for (const key of Object.keys(fields)) if (child !== null && fields[key] === child) fields[key] = cloned;
     }
@@ -205,8 +205,10 @@ export class Module {
     const unexpectedKeys = [...sd.keys()].filter((k) => !own.has(k));
     if ((opts.strict ?? true) && (missingKeys.length > 0 || unexpectedKeys.length > 0)) {
       throw new Error(
-        `loadStateDict: ${missingKeys.length} missing key(s) [${missingKeys.slice(0, 5).join(", ")}${missingKeys.length > 5 ? ", …" : ""}] ` +
-          `and ${unexpectedKeys.length} unexpected key(s) [${unexpectedKeys.slice(0, 5).join(", ")}${unexpectedKeys.length > 5 ? ", …" : ""}]; ` +
+        `loadStateDict: ${missingKeys.length} missing key(s) ` +
+          `[${missingKeys.slice(0, 5).join(", ")}${missingKeys.length > 5 ? ", …" : ""}] ` +
+          `and ${unexpectedKeys.length} unexpected key(s) ` +
+          `[${unexpectedKeys.slice(0, 5).join(", ")}${unexpectedKeys.length > 5 ? ", …" : ""}]; ` +
           `pass { strict: false } to load the matching keys only`,
       );
     }
@@ -216,7 +218,8 @@ export class Module {
         if (!src) continue;
         if (!sameShape(src.shape, target.shape)) {
           throw new Error(
-            `loadStateDict: "${key}" has shape ${fmtShape(src.shape)} in the state dict but ${fmtShape(target.shape)} in the model`,
+            `loadStateDict: "${key}" has shape ${fmtShape(src.shape)} in the state dict but ` +
+              `${fmtShape(target.shape)} in the model`,
           );
         }
         target.copy_(src);

@@ -1,7 +1,7 @@
 /** AdamW (Loshchilov & Hutter) with PyTorch's torch.optim.AdamW semantics, on the backend's fused kernel. */
 import { backend } from "../backend/index.js";
 import { contiguous } from "../tensor/ops/views.js";
-import { zeros, Tensor } from "../tensor/tensor.js";
+import { zeros, type Tensor } from "../tensor/tensor.js";
 import { Optimizer, ownsStorage } from "./optimizer.js";
 import type { ParamGroup, ParamGroupInput, ParamState } from "./optimizer.js";
 
@@ -38,7 +38,8 @@ export class AdamW extends Optimizer<AdamWOptions> {
   protected override update(p: Tensor, grad: Tensor, g: ParamGroup<AdamWOptions>, st: ParamState): void {
     if (!ownsStorage(p)) {
       throw new Error(
-        "AdamW updates parameters in place and needs each to own its storage contiguously (not a view of another tensor)",
+        "AdamW updates parameters in place and needs each to own its storage contiguously (not a " +
+          "view of another tensor)",
       );
     }
     if (st["step"] === undefined) {

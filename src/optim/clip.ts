@@ -32,10 +32,7 @@ export function clipGradNorm(params: Iterable<Tensor>, maxNorm: number, normType
       ? Math.max(...partials)
       : normType === 1
         ? partials.reduce((a, b) => a + b, 0)
-        : Math.pow(
-            partials.reduce((a, b) => a + b, 0),
-            1 / normType,
-          );
+        : partials.reduce((a, b) => a + b, 0) ** (1 / normType);
   const coef = maxNorm / (total + 1e-6);
   if (coef < 1) {
     noGrad(() => {

@@ -117,8 +117,8 @@ export abstract class Optimizer<O extends BaseOptions = BaseOptions> {
                 `gradient of shape ${fmtShape(p.grad.shape)} does not match parameter of shape ${fmtShape(p.shape)}`,
               );
             }
-            let st = this.state.get(p);
-            if (!st) this.state.set(p, (st = {}));
+            const st = this.state.get(p) ?? {};
+            this.state.set(p, st);
             this.update(p, p.grad, group, st);
           }
         }
@@ -177,13 +177,16 @@ export abstract class Optimizer<O extends BaseOptions = BaseOptions> {
     sd.paramGroups.forEach((g, i) => {
       if (g.params.length !== this.paramGroups[i]!.params.length) {
         throw new Error(
-          `loaded parameter group ${i} has ${g.params.length} parameters, the optimizer's has ${this.paramGroups[i]!.params.length}`,
+          `loaded parameter group ${i} has ${g.params.length} parameters, the optimizer's has ` +
+            `${this.paramGroups[i]!.params.length}`,
         );
       }
     });
     // Map saved indices to this optimizer's tensors through the group structure, as PyTorch does.
     const byIndex = new Map<number, Tensor>();
-    sd.paramGroups.forEach((g, i) => g.params.forEach((id, j) => byIndex.set(id, this.paramGroups[i]!.params[j]!)));
+    for (const [i, g] of sd.paramGroups.entries()) {
+      for (const [j, id] of g.params.entries()) byIndex.set(id, this.paramGroups[i]!.params[j]!);
+    }
     const restored = new Map<Tensor, ParamState>();
     try {
       for (const [id, entry] of Object.entries(sd.state)) {

@@ -45,7 +45,9 @@ export class LRScheduler {
   }
 
   private apply(lrs: number[]): void {
-    this.optimizer.paramGroups.forEach((g, i) => (g.lr = lrs[i]!));
+    this.optimizer.paramGroups.forEach((g, i) => {
+      g.lr = lrs[i]!;
+    });
     this.lastLr = lrs;
   }
 

@@ -112,7 +112,8 @@ export const TARGETING_FIELDS = {
   target_modules: field<string | string[] | null>(
     nullable(moduleNames),
     null,
-    'Modules to adapt: a list of names (matched at the end of module paths), a full-match regex string, or "all-linear"; null: the model type\'s default.',
+    "Modules to adapt: a list of names (matched at the end of module paths), a full-match " +
+      'regex string, or "all-linear"; null: the model type\'s default.',
   ),
   exclude_modules: field<string | string[] | null>(
     nullable(moduleNames),

@@ -50,7 +50,8 @@ export function checkAdapterFitsInMemory(model: Module & { config: { model_type:
   const free = freemem();
   if (needed > free) {
     throw new ConfigError(
-      `${config.peft_type} config: r ${rank} on these target modules needs at least ${(needed / 1e9).toFixed(1)} GB for the adapter weights, ` +
+      `${config.peft_type} config: r ${rank} on these target modules needs at least ` +
+        `${(needed / 1e9).toFixed(1)} GB for the adapter weights, ` +
         `but only ${(free / 1e9).toFixed(1)} GB of memory is free`,
       "r is the rank of the update (typically 4–64): lower r (or rank_pattern), or target fewer modules",
     );

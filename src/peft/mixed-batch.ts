@@ -5,7 +5,7 @@
  * read by the adapter layers (LoRA), as peft passes them to its layers through forward hooks.
  */
 import { ConfigError } from "../errors.js";
-import { Tensor, add, cat, indexSelect, narrow, tensor } from "../tensor/index.js";
+import { type Tensor, add, cat, indexSelect, narrow, tensor } from "../tensor/index.js";
 
 /** The row name that means "no adapter" (peft's "__base__"). */
 export const BASE_ROW = "__base__";
@@ -56,7 +56,9 @@ export function mixedBatchForward(
     const members = names.flatMap((n, r) => (n === adapter ? [r] : []));
     const index = tensor(Int32Array.from(members), [members.length], "int32");
     const updated = add(indexSelect(base, 0, index), delta(adapter, indexSelect(x, 0, index)));
-    members.forEach((r, i) => (rows[r] = narrow(updated, 0, i, 1)));
+    members.forEach((r, i) => {
+      rows[r] = narrow(updated, 0, i, 1);
+    });
   }
   return cat(rows, 0);
 }

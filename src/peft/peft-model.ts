@@ -229,7 +229,10 @@ export class PeftModel extends Module {
   trainableParametersLine(): string {
     const [trainable, all] = this.getNbTrainableParameters();
     const fmt = (n: number) => n.toLocaleString("en-US");
-    return `trainable params: ${fmt(trainable)} || all params: ${fmt(all)} || trainable%: ${((100 * trainable) / all).toFixed(4)}`;
+    return (
+      `trainable params: ${fmt(trainable)} || all params: ${fmt(all)} || trainable%: ` +
+      `${((100 * trainable) / all).toFixed(4)}`
+    );
   }
 
   /** Print the trainable-parameter line. */
@@ -295,7 +298,8 @@ export class PeftModel extends Module {
     const combiner = this.base_model.capabilities.weightedCombination;
     if (!combiner) {
       throw new Error(
-        `addWeightedAdapter combines LoRA adapters only (and IA3 adapters); this model's adapters are ${this.activePeftConfig.peft_type}`,
+        `addWeightedAdapter combines LoRA adapters only (and IA3 adapters); this model's adapters ` +
+          `are ${this.activePeftConfig.peft_type}`,
       );
     }
     this.peftConfig[adapterName] = combiner.addWeightedAdapter(adapters, weights, adapterName, opts);
@@ -322,7 +326,8 @@ export class PeftModel extends Module {
     if (!merging) {
       const type = this.activePeftConfig.peft_type;
       throw new Error(
-        `${type} adapters cannot be merged into the weights: they are extra inputs or attention, not weight changes; use unload() to remove them`,
+        `${type} adapters cannot be merged into the weights: they are extra inputs or attention, ` +
+          `not weight changes; use unload() to remove them`,
       );
     }
     return merging;
@@ -502,7 +507,8 @@ export function injectAdapterInModel(
   const method = methodFor(config.peft_type);
   if (method.family !== "injected-layers" || config.peft_type === "ADAPTION_PROMPT") {
     throw new ConfigError(
-      `injectAdapterInModel does not support ${config.peft_type}: prompt learning methods and adaption prompt need a PeftModel`,
+      `injectAdapterInModel does not support ${config.peft_type}: prompt learning methods and ` +
+        `adaption prompt need a PeftModel`,
       "use getPeftModel(model, config)",
     );
   }
@@ -510,7 +516,8 @@ export function injectAdapterInModel(
   const host = injectedHosts.get(model);
   if (host && host.peftConfig.values().next().value?.peft_type !== config.peft_type) {
     throw new ConfigError(
-      `injectAdapterInModel: this model already has adapters of another method; cannot add a ${config.peft_type} adapter`,
+      `injectAdapterInModel: this model already has adapters of another method; cannot add a ` +
+        `${config.peft_type} adapter`,
     );
   }
   if (host) host.injectAdapter(config, adapterName);
@@ -562,7 +569,9 @@ function resolveBasePath(adapterDir: string, recorded: string): string {
   }
   if (isRepoId(recorded)) return recorded; // a Hub id: fromPretrained downloads it
   throw new Error(
-    `the adapter's base model "${recorded}" was not found (looked relative to the working directory and to ${adapterDir}); pass the base model explicitly with PeftModel.fromPretrained(model, dir)`,
+    `the adapter's base model "${recorded}" was not found (looked relative to the working ` +
+      `directory and to ${adapterDir}); pass the base model explicitly with ` +
+      `PeftModel.fromPretrained(model, dir)`,
   );
 }
 
@@ -575,7 +584,8 @@ function autoPeft(task: Task) {
       const recorded = opts.baseModelPath ?? config["base_model_name_or_path"];
       if (typeof recorded !== "string")
         throw new Error(
-          `${dir}/adapter_config.json has no base_model_name_or_path; load the base model yourself and use PeftModel.fromPretrained`,
+          `${dir}/adapter_config.json has no base_model_name_or_path; load the base model yourself ` +
+            `and use PeftModel.fromPretrained`,
         );
       const taskType = config["task_type"];
       const wanted = typeof taskType === "string" ? (TASK_OF_TYPE[taskType] ?? task) : task;

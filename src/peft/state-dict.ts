@@ -110,14 +110,17 @@ export function loadAdapterStateDict(
   const unexpected = [...mapped.keys()].filter((k) => !own.has(k));
   if (unexpected.length > 0) {
     throw new Error(
-      `${where}: the adapter does not fit this model: ${unexpected.length} tensor(s) have no place in it, e.g. ${unexpected.slice(0, 3).join(", ")}. Was it trained on another base model, or with another config?`,
+      `${where}: the adapter does not fit this model: ${unexpected.length} tensor(s) have no ` +
+        `place in it, e.g. ${unexpected.slice(0, 3).join(", ")}. Was it trained on another base ` +
+        `model, or with another config?`,
     );
   }
   for (const [k, t] of mapped) {
     const target = own.get(k)!;
     if (!sameShape(t.shape, target.shape)) {
       throw new Error(
-        `${where}: size mismatch for ${k}: the adapter has shape ${fmtShape(t.shape)} but the model expects ${fmtShape(target.shape)} (different base model or rank?)`,
+        `${where}: size mismatch for ${k}: the adapter has shape ${fmtShape(t.shape)} but the ` +
+          `model expects ${fmtShape(target.shape)} (different base model or rank?)`,
       );
     }
   }

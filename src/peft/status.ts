@@ -61,7 +61,8 @@ function collect<T>(into: Map<string, T[]>, key: string, ...value: T[]): void {
 export function getLayerStatus(model: PeftModel | Module): TunerLayerStatus[] {
   if (model instanceof PeftModel && model.base_model.family !== "injected-layers") {
     throw new ConfigError(
-      `getLayerStatus() got a ${model.activePeftConfig.peft_type} model; prompt learning methods have no adapter layers`,
+      `getLayerStatus() got a ${model.activePeftConfig.peft_type} model; prompt learning methods ` +
+        `have no adapter layers`,
     );
   }
   const root: Module = model instanceof PeftModel ? model.base_model : model;
@@ -85,7 +86,8 @@ export function getLayerStatus(model: PeftModel | Module): TunerLayerStatus[] {
   }
   if (out.length === 0) {
     throw new ConfigError(
-      "No adapter layers found in the model, please ensure that it's a PEFT model or that you have PEFT adapters injected in the model.",
+      "No adapter layers found in the model, please ensure that it's a PEFT model or that you " +
+        "have PEFT adapters injected in the model.",
     );
   }
   return out;

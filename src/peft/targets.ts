@@ -123,11 +123,15 @@ export function checkAllTargetsFound(
     const wouldMatch = excluded.filter((k) => checkTarget({ ...fields, exclude_modules: null }, k) === true);
     if (wouldMatch.length > 0) {
       throw new Error(
-        `All modules were excluded: exclude_modules ${JSON.stringify(fields.exclude_modules)} removed every module that target_modules ${JSON.stringify(targets)} selects (${wouldMatch.slice(0, 3).join(", ")}${wouldMatch.length > 3 ? ", …" : ""}). This is likely unintended; check target_modules and exclude_modules.`,
+        `All modules were excluded: exclude_modules ${JSON.stringify(fields.exclude_modules)} ` +
+          `removed every module that target_modules ${JSON.stringify(targets)} selects ` +
+          `(${wouldMatch.slice(0, 3).join(", ")}${wouldMatch.length > 3 ? ", …" : ""}). This is ` +
+          `likely unintended; check target_modules and exclude_modules.`,
       );
     }
     throw new Error(
-      `Target modules ${JSON.stringify(targets)} not found in the base model. ${hint()}. Please check the target modules and try again.`,
+      `Target modules ${JSON.stringify(targets)} not found in the base model. ${hint()}. Please ` +
+        `check the target modules and try again.`,
     );
   }
   if (Array.isArray(targets) && !(fields.layers_to_transform !== null && fields.layers_to_transform !== undefined)) {

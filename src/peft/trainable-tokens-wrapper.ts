@@ -44,7 +44,9 @@ export function wrapTrainableTokens(
   for (const [name, indices] of Object.entries(targets)) {
     if (modulesToSave?.includes(name)) {
       throw new ConfigError(
-        `The embedding layer is already marked to be trained fully, either specify \`modules_to_save=[..., "${name}", ...]\` or \`trainable_tokens={'${name}': x}\` but not both.`,
+        `The embedding layer is already marked to be trained fully, either specify ` +
+          `\`modules_to_save=[..., "${name}", ...]\` or \`trainable_tokens={'${name}': x}\` but not ` +
+          `both.`,
       );
     }
     const found = model
@@ -57,7 +59,8 @@ export function wrapTrainableTokens(
       );
     if (found.length === 0)
       throw new ConfigError(
-        `trainable_token_indices: Target modules {'${name}'} not found in the base model. Please check the target modules and try again.`,
+        `trainable_token_indices: Target modules {'${name}'} not found in the base model. Please ` +
+          `check the target modules and try again.`,
         "name an Embedding layer of the model",
       );
     for (const [key, m] of found) {

@@ -313,8 +313,9 @@ export class DecodeEngine {
     batch.forEach((s, r) => {
       disposeCache(s.cache); // the step's cache is new tensors (the past is concatenated with the new position)
       s.cache = caches[r]!;
-      if (s.finishReason !== null) return disposeCache(s.cache); // cancelled during the step
-      s.accept(Float64Array.from(logits.subarray(r * vocab, (r + 1) * vocab)), this.step);
+      if (s.finishReason !== null)
+        disposeCache(s.cache); // cancelled during the step
+      else s.accept(Float64Array.from(logits.subarray(r * vocab, (r + 1) * vocab)), this.step);
     });
     this.count(batch.length);
   }

@@ -108,7 +108,8 @@ function checkField(name: string, f: Field, v: unknown): void {
   const wrong = (expected: string) =>
     new ApiError(
       400,
-      `'${name}' must be ${expected}, got ${describe(v)}${typeof v === "number" || typeof v === "string" ? ` (${JSON.stringify(v)})` : ""}`,
+      `'${name}' must be ${expected}, got ` +
+        `${describe(v)}${typeof v === "number" || typeof v === "string" ? ` (${JSON.stringify(v)})` : ""}`,
       name,
       "invalid_type",
     );
@@ -164,7 +165,8 @@ function checkField(name: string, f: Field, v: unknown): void {
   if (f.only && !f.only.includes(v))
     throw new ApiError(
       400,
-      `'${name}' = ${JSON.stringify(v)} is not supported by peft serve (supported: ${f.only.map((o) => JSON.stringify(o)).join(", ")})`,
+      `'${name}' = ${JSON.stringify(v)} is not supported by peft serve (supported: ` +
+        `${f.only.map((o) => JSON.stringify(o)).join(", ")})`,
       name,
       "unsupported_value",
     );

@@ -255,7 +255,9 @@ export class PeftServer {
     if (promptIds.length + maxTokens > this.maxModelLen) {
       throw new ApiError(
         400,
-        `this model's maximum context length is ${this.maxModelLen} tokens; the prompt has ${promptIds.length} and max_tokens asks for ${maxTokens}: shorten the prompt or lower max_tokens`,
+        `this model's maximum context length is ${this.maxModelLen} tokens; the prompt has ` +
+          `${promptIds.length} and max_tokens asks for ${maxTokens}: shorten the prompt or lower ` +
+          `max_tokens`,
         chat ? "messages" : "prompt",
         "context_length_exceeded",
       );
@@ -287,7 +289,7 @@ export class PeftServer {
       doSample: request.temperature > 0,
       temperature: request.temperature || 1,
       topP: request.topP,
-      topK: request.topK > 0 ? request.topK : 0,
+      topK: Math.max(request.topK, 0),
       repetitionPenalty: request.repetitionPenalty,
       stopTokenIds: request.stopTokenIds,
       ignoreEos: request.ignoreEos,

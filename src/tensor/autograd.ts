@@ -125,13 +125,16 @@ export function runBackward(root: Tensor, seed?: Tensor): void {
       } else {
         grads = node.gradFn.backward(g);
       }
-      grads.forEach((gi) => gi && hold(gi));
+      grads.forEach((gi) => {
+        gi && hold(gi);
+      });
       node.gradFn.inputs.forEach((input, i) => {
         const gi = grads[i];
         if (!gi || !input.requiresGrad) return;
         if (!sameShape(gi.shape, input.shape)) {
           throw new Error(
-            `internal: ${node.gradFn!.name} produced a gradient of shape ${fmtShape(gi.shape)} for an input of shape ${fmtShape(input.shape)}`,
+            `internal: ${node.gradFn!.name} produced a gradient of shape ${fmtShape(gi.shape)} for an ` +
+              `input of shape ${fmtShape(input.shape)}`,
           );
         }
         const prev = pending.get(input);
@@ -140,7 +143,9 @@ export function runBackward(root: Tensor, seed?: Tensor): void {
         if (prev) drop(prev);
         pending.set(input, next);
       });
-      grads.forEach((gi) => gi && drop(gi));
+      grads.forEach((gi) => {
+        gi && drop(gi);
+      });
       drop(g);
     }
   });

@@ -14,7 +14,7 @@
  * singular vectors are orthonormal to ~1e-14. Their signs (and, for repeated singular values, the basis of the
  * subspace) differ from LAPACK's, as they may between any two implementations: products U·diag(S)·Vh agree.
  */
-import { Tensor, tensor } from "./tensor.js";
+import { type Tensor, tensor } from "./tensor.js";
 import { fmtShape } from "./shape.js";
 import { record } from "./autograd.js";
 import { matmul, mul, transpose } from "./ops/index.js";

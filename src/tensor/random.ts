@@ -3,7 +3,7 @@
  * counter-based stream (see backend/js/random.ts), so results are reproducible and identical on every backend.
  */
 import { backend } from "../backend/index.js";
-import { empty, Tensor } from "./tensor.js";
+import { empty, type Tensor } from "./tensor.js";
 
 /** A reproducible source of random tensors (PyTorch's torch.Generator). */
 export class Generator {

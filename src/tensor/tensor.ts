@@ -37,7 +37,8 @@ export class Tensor implements View {
   get storage() {
     if (this.disposed) {
       throw new Error(
-        "this tensor was disposed: it was created inside a tidy() scope that has ended (return it from the scope or keep() it) or dispose() was called",
+        "this tensor was disposed: it was created inside a tidy() scope that has ended (return it " +
+          "from the scope or keep() it) or dispose() was called",
       );
     }
     return this.buffer.storage;
@@ -240,7 +241,9 @@ export function emptyLike(
   const permShape = order.map((a) => t.shape[a]!);
   const ps = contiguousStrides(permShape);
   const strides = new Array<number>(nd);
-  order.forEach((ax, i) => (strides[ax] = ps[i]!));
+  order.forEach((ax, i) => {
+    strides[ax] = ps[i]!;
+  });
   return emptyStrided(t.shape, strides, numel(t.shape), dtype);
 }
 

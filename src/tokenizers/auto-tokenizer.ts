@@ -7,6 +7,7 @@ import type { TokenizerOverrides } from "./config.js";
 import { PreTrainedTokenizer } from "./pretrained-tokenizer.js";
 
 /** Entry point for loading tokenizers from local Hugging Face folders. */
+// biome-ignore lint/complexity/noStaticOnlyClass: transformers' API shape, AutoTokenizer.fromPretrained
 export class AutoTokenizer {
   /** Loads tokenizer.json (+ tokenizer_config.json, special_tokens_map.json, chat_template.jinja) from a folder or a Hub repo id. */
   static async fromPretrained(

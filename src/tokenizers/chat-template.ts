@@ -38,7 +38,8 @@ export function selectChatTemplate(
   if (templates !== null) return templates;
   throw new Error(
     "Cannot use applyChatTemplate() because tokenizer.chatTemplate is not set and no template argument was passed! " +
-      "The tokenizer folder has no chat_template (tokenizer_config.json or chat_template.jinja): set tokenizer.chatTemplate " +
+      "The tokenizer folder has no chat_template (tokenizer_config.json or chat_template.jinja): " +
+      "set tokenizer.chatTemplate " +
       "or pass {chatTemplate}. See https://huggingface.co/docs/transformers/main/en/chat_templating",
   );
 }

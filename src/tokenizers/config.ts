@@ -45,7 +45,7 @@ const TOKEN_TYPE_CLASSES = new Set([
 
 /** camelCase override name → snake_case config key. */
 function snakeCase(key: string): string {
-  return key.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
+  return key.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
 /** Merges the files and overrides with transformers' precedence: overrides > special_tokens_map.json > tokenizer_config.json

@@ -122,7 +122,8 @@ export function checkTokenizerJson(json: Record<string, unknown>, where: string)
     if (!isTokenId(entry["id"]))
       corrupt(
         where,
-        `added_tokens[${i}] (${JSON.stringify(entry["content"])}) has id ${showValue(entry["id"])}, not a token id (a non-negative integer)`,
+        `added_tokens[${i}] (${JSON.stringify(entry["content"])}) has id ` +
+          `${showValue(entry["id"])}, not a token id (a non-negative integer)`,
       );
   });
 }

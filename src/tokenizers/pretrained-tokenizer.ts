@@ -50,6 +50,7 @@ export interface PreTrainedTokenizer {
 }
 
 /** A tokenizer loaded from tokenizer.json (+ tokenizer_config.json, special_tokens_map.json); ids are plain number arrays. */
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the interface above declares the call signatures the constructor's callable provides
 export class PreTrainedTokenizer {
   /** The @huggingface/tokenizers Tokenizer doing the work (transformers' `backend_tokenizer`). */
   readonly backendTokenizer: BackendTokenizer;
@@ -82,8 +83,10 @@ export class PreTrainedTokenizer {
       this.backendTokenizer = createBackend(files.tokenizerJson, config, specials);
     } catch (e) {
       throw new CheckpointError(
-        `Cannot build the tokenizer of ${files.nameOrPath ?? "the given files"} from tokenizer.json: ${(e as Error).message}`,
-        "the file is corrupt or written by a tokenizers version with features this one lacks: re-save it with tokenizer.save_pretrained(dir)",
+        `Cannot build the tokenizer of ${files.nameOrPath ?? "the given files"} from ` +
+          `tokenizer.json: ${(e as Error).message}`,
+        "the file is corrupt or written by a tokenizers version with features this one lacks: " +
+          "re-save it with tokenizer.save_pretrained(dir)",
       );
     }
     this.initKwargs = config;
@@ -110,6 +113,7 @@ export class PreTrainedTokenizer {
     Object.setPrototypeOf(callable, new.target.prototype);
     delete (callable as { length?: number }).length;
     delete (callable as { name?: string }).name;
+    // biome-ignore lint/correctness/noConstructorReturn: the callable instance is the point (transformers' call shape)
     return Object.assign(callable, this);
   }
 
@@ -319,7 +323,8 @@ export class PreTrainedTokenizer {
       const length = rows[0]?.length ?? 0;
       if (rows.some((r) => r.length !== length)) {
         throw new Error(
-          `returnTensors: the ${rows.length} sequences have different lengths; pass padding: true (or "max_length") to make ${what} rectangular`,
+          `returnTensors: the ${rows.length} sequences have different lengths; pass padding: true ` +
+            `(or "max_length") to make ${what} rectangular`,
         );
       }
       return tensor(Int32Array.from(rows.flat()), [rows.length, length], "int32");
@@ -398,7 +403,8 @@ export class PreTrainedTokenizer {
     if (this.padToken === null || this.padTokenId === null || this.padTokenId < 0) {
       throw new Error(
         "Asking to pad but the tokenizer does not have a padding token. Please select a token to use as `padToken` " +
-          "(`tokenizer.padToken = tokenizer.eosToken` e.g., as `tokenizer.pad_token = tokenizer.eos_token` in Python) " +
+          "(`tokenizer.padToken = tokenizer.eosToken` e.g., as `tokenizer.pad_token = " +
+          "tokenizer.eos_token` in Python) " +
           "or pass `padToken` to AutoTokenizer.fromPretrained.",
       );
     }
@@ -471,7 +477,8 @@ export class PreTrainedTokenizer {
     const addGenerationPrompt = options.addGenerationPrompt ?? false;
     if (addGenerationPrompt && options.continueFinalMessage) {
       throw new Error(
-        "continueFinalMessage and addGenerationPrompt are not compatible: use continueFinalMessage to extend the last message, addGenerationPrompt to start a new assistant turn",
+        "continueFinalMessage and addGenerationPrompt are not compatible: use continueFinalMessage " +
+          "to extend the last message, addGenerationPrompt to start a new assistant turn",
       );
     }
     const template = selectChatTemplate(this.chatTemplate, options.chatTemplate, options.tools !== undefined);

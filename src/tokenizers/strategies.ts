@@ -33,7 +33,10 @@ function truncationMode(truncation: TruncationStrategy | undefined): TruncationM
   );
 }
 
-/** Resolves padding/truncation/maxLength: maxLength alone truncates (longest_first); a missing maxLength falls back to modelMaxLength unless that is unset (huge). */
+/**
+ * Resolves padding/truncation/maxLength: maxLength alone truncates (longest_first); a missing maxLength falls back to
+ * modelMaxLength unless that is unset (huge).
+ */
 export function resolveStrategies(
   args: { padding?: PaddingStrategy; truncation?: TruncationStrategy; maxLength?: number; padToMultipleOf?: number },
   modelMaxLength: number,
@@ -68,7 +71,8 @@ export function resolveStrategies(
     maxLength % multiple !== 0
   ) {
     throw new Error(
-      `Truncation and padding are both activated but truncation length (${maxLength}) is not a multiple of padToMultipleOf (${multiple}).`,
+      `Truncation and padding are both activated but truncation length (${maxLength}) is not a ` +
+        `multiple of padToMultipleOf (${multiple}).`,
     );
   }
   return { padding, truncation, maxLength };

@@ -38,7 +38,8 @@ export function truncatePair(
   const target = mode === "only_first" ? a : (b as number[]);
   if (target.length <= toRemove) {
     throw new Error(
-      `Truncation "${mode}": the ${mode === "only_first" ? "first" : "second"} sequence (${target.length} tokens) is too short ` +
+      `Truncation "${mode}": the ${mode === "only_first" ? "first" : "second"} sequence ` +
+        `(${target.length} tokens) is too short ` +
         `to bring the total (${total}) down to max length ${maxLength}; use truncation "longest_first"`,
     );
   }

@@ -299,7 +299,8 @@ export function TrainingArguments(
   const infrastructure = Object.keys(given).filter((k) => TRANSFORMERS_INFRASTRUCTURE.includes(k));
   if (infrastructure.length > 0) {
     process.emitWarning(
-      `TrainingArguments: ${infrastructure.join(", ")} concern(s) infrastructure that peft-ts's Trainer does not have (ignored)`,
+      `TrainingArguments: ${infrastructure.join(", ")} concern(s) infrastructure that peft-ts's ` +
+        `Trainer does not have (ignored)`,
     );
   }
   const a = { ...defaultsOf(TRAINING_FIELDS), ...given } as TrainingArguments;
@@ -313,7 +314,8 @@ export function TrainingArguments(
       fail('load_best_model_at_end needs an eval_strategy ("steps" or "epoch") to know which checkpoint is best');
     if (a.save_strategy !== a.eval_strategy)
       fail(
-        `load_best_model_at_end needs save_strategy to equal eval_strategy (got "${a.save_strategy}" and "${a.eval_strategy}")`,
+        `load_best_model_at_end needs save_strategy to equal eval_strategy (got ` +
+          `"${a.save_strategy}" and "${a.eval_strategy}")`,
       );
     if (a.eval_strategy === "steps" && a.save_steps % a.eval_steps! !== 0)
       fail(

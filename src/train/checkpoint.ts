@@ -95,7 +95,8 @@ export function checkRunFingerprint(dir: string, current: RunFingerprint): void 
   const file = join(dir, FINGERPRINT_FILE);
   if (!existsSync(file)) {
     process.emitWarning(
-      `${dir} has no ${FINGERPRINT_FILE} (made by an older peft-ts): cannot check that it belongs to this run; resuming anyway`,
+      `${dir} has no ${FINGERPRINT_FILE} (made by an older peft-ts): cannot check that it ` +
+        `belongs to this run; resuming anyway`,
     );
     return;
   }
@@ -115,7 +116,8 @@ export function checkRunFingerprint(dir: string, current: RunFingerprint): void 
   if (diffs.length > 0) {
     throw new CheckpointError(
       `${dir} was made by a different run; these differ: ${diffs.join("; ")}`,
-      "resume with the config, data and model that made the checkpoint, or train in a new output_dir (max_steps, num_train_epochs, " +
+      "resume with the config, data and model that made the checkpoint, or train in a new " +
+        "output_dir (max_steps, num_train_epochs, " +
         "save_*, logging_* and eval_* may change on resume)",
     );
   }
@@ -161,7 +163,7 @@ export function saveCheckpoint(
     const numbers: Record<string, Record<string, number>> = {};
     for (const [id, entry] of Object.entries(opt.state)) {
       for (const [k, v] of Object.entries(entry)) {
-        if (typeof v === "number") (numbers[id] ??= {})[k] = v;
+        if (typeof v === "number") numbers[id] = { ...numbers[id], [k]: v };
         else tensors.set(`state.${id}.${k}`, tensor(Float32Array.from(v)));
       }
     }
@@ -197,10 +199,10 @@ export function loadCheckpointState(dir: string, optimizer: Optimizer, scheduler
   const state: OptimizerStateDict["state"] = {};
   for (const [key, t] of saved) {
     const [, id, name] = key.split(".") as [string, string, string];
-    (state[Number(id)] ??= {})[name] = t.dataSync() as Float32Array;
+    state[Number(id)] = { ...state[Number(id)], [name]: t.dataSync() as Float32Array };
     t.dispose();
   }
-  for (const [id, nums] of Object.entries(meta.numbers)) Object.assign((state[Number(id)] ??= {}), nums);
+  for (const [id, nums] of Object.entries(meta.numbers)) state[Number(id)] = { ...state[Number(id)], ...nums };
   optimizer.loadStateDict({ state, paramGroups: meta.param_groups });
   scheduler.loadStateDict(readJsonObject(join(dir, "scheduler.json")) as unknown as SchedulerStateDict);
   defaultGenerator.setState(readJsonObject(join(dir, "rng_state.json")) as { seed: number; counter: number });

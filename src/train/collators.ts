@@ -2,7 +2,7 @@
  * Data collators: turn a list of tokenised examples into a padded batch of tensors, as transformers'
  * DataCollatorForSeq2Seq (labels padded with -100) and DataCollatorWithPadding do.
  */
-import { Tensor, tensor } from "../tensor/index.js";
+import { type Tensor, tensor } from "../tensor/index.js";
 import type { Example } from "./data.js";
 
 /** A model-ready batch. */

@@ -6,7 +6,7 @@
 import { existsSync, mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { CheckpointError } from "../errors.js";
-import { Tensor, Generator, autocast, manualSeed, mul, noGrad, tidy } from "../tensor/index.js";
+import { type Tensor, Generator, autocast, manualSeed, mul, noGrad, tidy } from "../tensor/index.js";
 import { LayerNorm, RMSNorm, type Module } from "../nn/index.js";
 import { AdamW, clipGradNorm, getScheduler, type LRScheduler } from "../optim/index.js";
 import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
@@ -15,7 +15,7 @@ import { PeftModel } from "../peft/index.js";
 import { loadModelWeights } from "../io/safetensors.js";
 import type { TrainingArguments } from "./arguments.js";
 import type { LogEntry, TrainerCallback, TrainerState } from "./callbacks.js";
-import { Dataset, shuffledIndices, type Example } from "./data.js";
+import { type Dataset, shuffledIndices, type Example } from "./data.js";
 import type { Batch, DataCollator } from "./collators.js";
 import { ProgressCallback } from "./progress.js";
 import {
@@ -71,7 +71,10 @@ const SAVED_WEIGHTS = ["adapter_model.safetensors", "model.safetensors", "model.
 
 /** "NaN or ±Infinity in N tensors (a, b, …)" for messages. */
 function describeNonFinite(names: string[]): string {
-  return `NaN or infinite values in ${names.length} trainable tensor(s) (${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""})`;
+  return (
+    `NaN or infinite values in ${names.length} trainable tensor(s) ` +
+    `(${names.slice(0, 3).join(", ")}${names.length > 3 ? ", …" : ""})`
+  );
 }
 
 /** Names of parameters that get weight decay: everything but biases and LayerNorm/RMSNorm weights (HF's rule). */
@@ -208,13 +211,14 @@ export class Trainer {
 
   /**
    * Forward + backward of one micro-batch (under autocast with bf16/fp16), scaled for accumulation (and by the fp16
-   * loss scale); returns the unscaled loss and token count. A batch whose labels are all -100 has nothing to learn (its mean loss is 0/0): it is skipped and its loss is
-   * null, which gives the same zero gradient as PyTorch without a NaN in the logs.
+   * loss scale); returns the unscaled loss and token count. A batch whose labels are all -100 has nothing to learn
+   * (its mean loss is 0/0): it is skipped and its loss is null, which gives the same zero gradient as PyTorch without
+   * a NaN in the logs.
    */
   private microStep(batch: Batch, scale: number, scaler: GradScaler | null): { loss: number | null; tokens: number } {
     let tokens = 0;
     for (const v of batch.attentionMask.dataSync()) tokens += v;
-    if (batch.labels && batch.labels.dataSync().every((l) => l === -100)) {
+    if (batch.labels?.dataSync().every((l) => l === -100)) {
       if (this.skippedBatches++ === 0) {
         process.emitWarning(
           `step ${this.state.global_step + 1}: a batch whose labels are all -100 (no tokens to learn) was skipped; ` +
@@ -370,8 +374,10 @@ export class Trainer {
     const a = this.args;
     this.divergedAtStep = this.state.global_step;
     process.emitWarning(
-      `training diverged at step ${this.state.global_step}: the loss is ${loss} and the gradient norm is ${gradNorm}. Likely causes: ` +
-        `learning_rate ${a.learning_rate} is too high, float16 overflow, or bad data (extreme values, labels out of range). ` +
+      `training diverged at step ${this.state.global_step}: the loss is ${loss} and the gradient ` +
+        `norm is ${gradNorm}. Likely causes: ` +
+        `learning_rate ${a.learning_rate} is too high, float16 overflow, or bad data (extreme ` +
+        `values, labels out of range). ` +
         `Lower learning_rate, keep max_grad_norm > 0 (it is ${a.max_grad_norm}) or check the data; ` +
         "checkpoints are not written while the weights are NaN or infinite.",
     );
@@ -477,7 +483,8 @@ export class Trainer {
       // Such a checkpoint cannot be resumed from, and rotation would delete good ones to make room for it.
       const lastGood = listCheckpoints(a.output_dir).pop() ?? "none";
       process.emitWarning(
-        `checkpoint-${this.state.global_step} not written: ${describeNonFinite(bad)}; the last good checkpoint is ${lastGood}`,
+        `checkpoint-${this.state.global_step} not written: ${describeNonFinite(bad)}; the last ` +
+          `good checkpoint is ${lastGood}`,
       );
       return;
     }
@@ -496,7 +503,8 @@ export class Trainer {
       const value = metrics[key];
       if (value === undefined)
         throw new Error(
-          `metric_for_best_model "${a.metric_for_best_model}" is not among the eval metrics (${Object.keys(metrics).join(", ")})`,
+          `metric_for_best_model "${a.metric_for_best_model}" is not among the eval metrics ` +
+            `(${Object.keys(metrics).join(", ")})`,
         );
       const better =
         this.state.best_metric === null ||

@@ -47,6 +47,7 @@ function unaryFn(op: UnaryOp): (x: number) => number {
     case "sigmoid":
       return (x) => 1 / (1 + Math.exp(-x));
     case "relu":
+      // biome-ignore lint/complexity/useMathMinMax: NaN gives 0 here, as in the native kernel; Math.max would give NaN
       return (x) => (x > 0 ? x : 0);
     case "gelu":
       return (x) => 0.5 * x * (1 + erf(x * INV_SQRT_2));
@@ -727,8 +728,8 @@ export class JsBackend implements Backend {
       G = grad.data,
       M = expAvg.data,
       V = expAvgSq.data;
-    const bc1 = 1 - Math.pow(hp.beta1, hp.step),
-      bc2 = 1 - Math.pow(hp.beta2, hp.step);
+    const bc1 = 1 - hp.beta1 ** hp.step,
+      bc2 = 1 - hp.beta2 ** hp.step;
     const stepSize = hp.lr / bc1,
       bc2Sqrt = Math.sqrt(bc2),
       decay = 1 - hp.lr * hp.weightDecay;

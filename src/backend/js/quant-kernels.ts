@@ -78,7 +78,9 @@ export function int8LinearJs(
     const row = new Float32Array(k);
     for (let j = 0; j < n; j++) {
       dequantizeInt8Rows(w, j, 1, row);
-      outliers.forEach((c, t) => (wOut[j * outliers.length + t] = row[c]!));
+      outliers.forEach((c, t) => {
+        wOut[j * outliers.length + t] = row[c]!;
+      });
     }
   }
   for (let i = 0; i < rows; i++) {
@@ -87,7 +89,9 @@ export function int8LinearJs(
       if (bias) y = f(y + bias[j]!);
       if (outliers.length > 0) {
         let extra = 0;
-        outliers.forEach((c, t) => (extra += x[i * k + c]! * wOut[j * outliers.length + t]!));
+        outliers.forEach((c, t) => {
+          extra += x[i * k + c]! * wOut[j * outliers.length + t]!;
+        });
         y = f(y + f(extra));
       }
       out[i * n + j] = y;

@@ -175,7 +175,8 @@ function loadAddon(): Addon {
     throw new Error(`the addon ${path} failed to load: ${(err as Error).message}`);
   }
   applyThreadEnvironment(loaded);
-  return (addon = loaded);
+  addon = loaded;
+  return loaded;
 }
 
 /**
@@ -676,8 +677,8 @@ export class NativeBackend implements Backend {
   adamw(param: Storage, grad: Storage, expAvg: Storage, expAvgSq: Storage, hp: AdamWStep): void {
     if (![param, grad, expAvg, expAvgSq].every(isF32)) return this.js.adamw(param, grad, expAvg, expAvgSq, hp);
     // The step's scalars exactly as the reference computes them (Math.pow and friends), so the kernel matches it.
-    const bc1 = 1 - Math.pow(hp.beta1, hp.step),
-      bc2 = 1 - Math.pow(hp.beta2, hp.step);
+    const bc1 = 1 - hp.beta1 ** hp.step,
+      bc2 = 1 - hp.beta2 ** hp.step;
     this.addon.adamw(
       param.data,
       grad.data,

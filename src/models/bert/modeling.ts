@@ -13,7 +13,7 @@ import {
   type EmbeddingLayer,
   type TensorLayer,
 } from "../../nn/index.js";
-import { Tensor, add, arange, cat, expand, reshape, select, tanh, tensor, zeros } from "../../tensor/index.js";
+import { type Tensor, add, arange, cat, expand, reshape, select, tanh, tensor, zeros } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput, PastKeyValues } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
@@ -97,7 +97,8 @@ class BertEmbeddings extends Module {
     if (inputs.positionIds === undefined && first + past + length > this.config.max_position_embeddings) {
       const max = this.config.max_position_embeddings;
       throw new Error(
-        `sequence of ${past + length} positions (past ${past} + ${length}, numbered from ${first}) exceeds max_position_embeddings ${max}`,
+        `sequence of ${past + length} positions (past ${past} + ${length}, numbered from ${first}) ` +
+          `exceeds max_position_embeddings ${max}`,
       );
     }
     const positions =

@@ -1,6 +1,6 @@
 /** BLOOM (transformers' modeling_bloom, eager attention, ALiBi positions) with HF module and parameter names. */
 import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn } from "../../nn/index.js";
-import { Tensor, add, appendAlong, narrow, ones, reshape, tensor, transpose } from "../../tensor/index.js";
+import { type Tensor, add, appendAlong, narrow, ones, reshape, tensor, transpose } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";

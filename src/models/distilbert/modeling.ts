@@ -10,7 +10,7 @@ import {
   type EmbeddingLayer,
   type TensorLayer,
 } from "../../nn/index.js";
-import { Tensor, add, arange, expand, noGrad, relu, reshape, select, tensor } from "../../tensor/index.js";
+import { type Tensor, add, arange, expand, noGrad, relu, reshape, select, tensor } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, ModelInputs, ModelOutput } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
@@ -22,7 +22,7 @@ function sinusoidalTable(positions: number, dim: number): Tensor {
   const values = new Float32Array(positions * dim);
   for (let pos = 0; pos < positions; pos++) {
     for (let j = 0; j < dim; j++) {
-      const angle = pos / Math.pow(10000, (2 * Math.floor(j / 2)) / dim);
+      const angle = pos / 10000 ** ((2 * Math.floor(j / 2)) / dim);
       values[pos * dim + j] = j % 2 === 0 ? Math.sin(angle) : Math.cos(angle);
     }
   }
@@ -60,7 +60,8 @@ class Embeddings extends Module {
     const [batch, length] = embeds.shape as [number, number];
     if (length > this.config.max_position_embeddings) {
       throw new Error(
-        `sequence of ${length} tokens exceeds DistilBERT's max_position_embeddings ${this.config.max_position_embeddings}`,
+        `sequence of ${length} tokens exceeds DistilBERT's max_position_embeddings ` +
+          `${this.config.max_position_embeddings}`,
       );
     }
     const positions = expand(reshape(arange(length), [1, length]), [batch, length]);
@@ -169,7 +170,8 @@ export class DistilBertModel extends PreTrainedModel {
   forward(inputs: ModelInputs): BaseModelOutput {
     if (inputs.pastKeyValues && inputs.pastKeyValues.length > 0) {
       throw new Error(
-        "DistilBertModel does not take pastKeyValues (transformers' DistilBERT has no past_key_values; prefix tuning is not supported)",
+        "DistilBertModel does not take pastKeyValues (transformers' DistilBERT has no " +
+          "past_key_values; prefix tuning is not supported)",
       );
     }
     if (inputs.tokenTypeIds) throw new Error("DistilBertModel has no token type embeddings; do not pass tokenTypeIds");

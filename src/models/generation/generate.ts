@@ -5,7 +5,7 @@
  * finished rows continued with pad ids). The loop is one step at a time (decodeSteps), so that generate, streamers
  * and the async iterator generateStream share it.
  */
-import { Generator, Tensor, keep, noGrad, ones, select, tensor, tidy } from "../../tensor/index.js";
+import { Generator, type Tensor, keep, noGrad, ones, select, tensor, tidy } from "../../tensor/index.js";
 import { eosIds, type PretrainedConfig } from "../config.js";
 import type { ModelOutput, PastKeyValues, Seq2SeqInputs } from "../outputs.js";
 import { CheckpointError, ConfigError } from "../../errors.js";
@@ -149,7 +149,8 @@ export function uniformDraw(gen: Generator): number {
 export function nanLogits(step: number, row: number): CheckpointError {
   return new CheckpointError(
     `generate: the model's logits are NaN at step ${step + 1} (batch row ${row}), so no token can be chosen`,
-    "likely causes: NaN or infinite weights in the model or adapter (e.g. saved by a diverged training run: retrain with a lower learning_rate), " +
+    "likely causes: NaN or infinite weights in the model or adapter (e.g. saved by a diverged " +
+      "training run: retrain with a lower learning_rate), " +
       "or a broken config value such as rms_norm_eps/layer_norm_eps ≤ 0",
   );
 }
@@ -347,8 +348,12 @@ class Decoding {
       this.reasons[r] = reason;
       return reason;
     });
-    done.forEach((d, r) => d && this.sequences[r]!.push(this.pad));
-    this.maskRows?.forEach((row) => row.push(1));
+    done.forEach((d, r) => {
+      d && this.sequences[r]!.push(this.pad);
+    });
+    this.maskRows?.forEach((row) => {
+      row.push(1);
+    });
     if (this.feed !== this.opts.inputIds) this.feed.dispose();
     this.feed = tensor(Int32Array.from(tokens), [batch, 1]);
     return { tokens, logprobs, finishReasons, done };

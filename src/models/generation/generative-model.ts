@@ -41,7 +41,8 @@ export abstract class GenerativeModel extends PreTrainedModel implements Generat
 export function asGenerative(model: PreTrainedModel): GenerativeModel {
   if (model instanceof GenerativeModel) return model;
   throw new Error(
-    `${model.constructor.name} cannot generate text: it has no language-modelling head; load it as a causal LM or seq2seq LM`,
+    `${model.constructor.name} cannot generate text: it has no language-modelling head; load ` +
+      `it as a causal LM or seq2seq LM`,
   );
 }
 

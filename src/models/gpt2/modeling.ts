@@ -11,7 +11,7 @@ import {
   type EmbeddingLayer,
   type TensorLayer,
 } from "../../nn/index.js";
-import { Tensor, add, appendAlong, arange, expand, reshape, split } from "../../tensor/index.js";
+import { type Tensor, add, appendAlong, arange, expand, reshape, split } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";

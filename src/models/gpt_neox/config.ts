@@ -51,7 +51,8 @@ export function gptNeoXConfig(raw: Record<string, unknown>): GPTNeoXConfig {
   );
   if (config.hidden_size % config.num_attention_heads !== 0) {
     throw new ConfigError(
-      `gpt_neox: hidden_size ${config.hidden_size} is not a multiple of num_attention_heads ${config.num_attention_heads}`,
+      `gpt_neox: hidden_size ${config.hidden_size} is not a multiple of num_attention_heads ` +
+        `${config.num_attention_heads}`,
     );
   }
   return config;

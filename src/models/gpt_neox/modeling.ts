@@ -1,6 +1,16 @@
 /** GPT-NeoX / Pythia (transformers' modeling_gpt_neox, eager attention) with HF module and parameter names. */
 import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn } from "../../nn/index.js";
-import { Tensor, add, appendAlong, arange, expand, narrow, reshape, transpose, unsqueeze } from "../../tensor/index.js";
+import {
+  type Tensor,
+  add,
+  appendAlong,
+  arange,
+  expand,
+  narrow,
+  reshape,
+  transpose,
+  unsqueeze,
+} from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";

@@ -265,7 +265,8 @@ export function decoderTraits(c: LlamaConfig): DecoderTraits {
   const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
   if (!Number.isInteger(headDim)) {
     throw new ConfigError(
-      `${type}: hidden_size ${c.hidden_size} is not a multiple of num_attention_heads ${c.num_attention_heads}; set head_dim`,
+      `${type}: hidden_size ${c.hidden_size} is not a multiple of num_attention_heads ` +
+        `${c.num_attention_heads}; set head_dim`,
     );
   }
   const rotaryDim = Math.floor(headDim * (c.partial_rotary_factor ?? 1));

@@ -14,7 +14,7 @@ import {
   type TensorLayer,
 } from "../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   add,
   appendAlong,
   arange,
@@ -70,7 +70,8 @@ class LlamaAttention extends Module implements LlamaAttentionLayer {
 
   constructor(private readonly config: LlamaConfig) {
     super();
-    const t = (this.traits = decoderTraits(config));
+    const t = decoderTraits(config);
+    this.traits = t;
     const d = t.headDim,
       h = config.num_attention_heads,
       kv = config.num_key_value_heads,
@@ -225,7 +226,8 @@ export class LlamaModel extends PreTrainedModel {
 
   constructor(override readonly config: LlamaConfig) {
     super(config);
-    const traits = (this.traits = decoderTraits(config));
+    const traits = decoderTraits(config);
+    this.traits = traits;
     this.ropes = traits.ropes.map((s) => new RotaryEmbedding(s));
     this.embed_tokens = this.registerModule("embed_tokens", new Embedding(config.vocab_size, config.hidden_size));
     this.layers = this.registerModule(

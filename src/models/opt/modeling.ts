@@ -1,6 +1,6 @@
 /** OPT (transformers' modeling_opt, eager attention) with HF module and parameter names. */
 import { Dropout, Embedding, LayerNorm, Linear, Module, ModuleList, activationFn } from "../../nn/index.js";
-import { Tensor, add, appendAlong, ones, tensor } from "../../tensor/index.js";
+import { type Tensor, add, appendAlong, ones, tensor } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";

@@ -3,7 +3,7 @@
  * the token-classification and the question-answering models are BERT's classes under the "roberta" prefix.
  */
 import { Dropout, Linear, Module } from "../../nn/index.js";
-import { Tensor, select, tanh } from "../../tensor/index.js";
+import { type Tensor, select, tanh } from "../../tensor/index.js";
 import type { ModelInputs, ModelOutput } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
 import { classificationLoss } from "../heads.js";

@@ -68,7 +68,8 @@ export function parseFeedForwardProj(proj: string): { denseActFn: string; isGate
   const parts = proj.split("-");
   if ((parts.length > 1 && parts[0] !== "gated") || parts.length > 2) {
     throw new Error(
-      `\`feed_forward_proj\`: ${proj} is not a valid activation function of the dense layer. Please make sure \`feed_forward_proj\` ` +
+      `\`feed_forward_proj\`: ${proj} is not a valid activation function of the dense layer. ` +
+        `Please make sure \`feed_forward_proj\` ` +
         "is of the format `gated-{ACT_FN}` or `{ACT_FN}`, e.g. 'gated-gelu' or 'relu'",
     );
   }

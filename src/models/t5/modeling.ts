@@ -14,7 +14,7 @@ import {
   type EmbeddingLayer,
   type TensorLayer,
 } from "../../nn/index.js";
-import { Tensor, add, cat, crossEntropy, mul, permute, reshape, tensor, unsqueeze } from "../../tensor/index.js";
+import { type Tensor, add, cat, crossEntropy, mul, permute, reshape, tensor, unsqueeze } from "../../tensor/index.js";
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelOutput, PastKeyValues, Seq2SeqInputs } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
@@ -396,7 +396,8 @@ export function shiftRight(labels: Tensor, config: T5Config): Tensor {
   const start = config.decoder_start_token_id;
   if (start === null || start === undefined) {
     throw new Error(
-      "config.decoder_start_token_id has to be defined to build decoder inputs from labels. In T5 it is usually set to the pad_token_id.",
+      "config.decoder_start_token_id has to be defined to build decoder inputs from labels. In " +
+        "T5 it is usually set to the pad_token_id.",
     );
   }
   const pad = config.pad_token_id;
@@ -450,7 +451,8 @@ function runSeq2Seq(encoderStack: T5Stack, decoderStack: T5Stack, config: T5Conf
     decoderInputIds = shiftRight(inputs.labels, config);
   if (!decoderInputIds && !inputs.decoderInputsEmbeds) {
     throw new Error(
-      "T5: pass decoderInputIds or decoderInputsEmbeds (or labels, from which decoder inputs are built by shifting right)",
+      "T5: pass decoderInputIds or decoderInputsEmbeds (or labels, from which decoder inputs are " +
+        "built by shifting right)",
     );
   }
   const decoder = decoderStack.forward({

@@ -1,5 +1,5 @@
 /** Activation layers, Dropout, and HF's activation names (ACT2FN). */
-import { Generator, Tensor, dropout, gelu, geluTanh, relu, sigmoid, silu, tanh } from "../../tensor/index.js";
+import { type Generator, type Tensor, dropout, gelu, geluTanh, relu, sigmoid, silu, tanh } from "../../tensor/index.js";
 import { Module } from "../module.js";
 
 /** A module that maps one tensor to one tensor. */

@@ -7,7 +7,9 @@ import type { TensorModule } from "./activations.js";
 export class Sequential extends Module implements TensorModule {
   constructor(...layers: TensorModule[]) {
     super();
-    layers.forEach((m, i) => this.registerModule(String(i), m));
+    layers.forEach((m, i) => {
+      this.registerModule(String(i), m);
+    });
   }
 
   /** x through every child in order. */
@@ -22,7 +24,9 @@ export class Sequential extends Module implements TensorModule {
 export class ModuleList<M extends Module = Module> extends Module {
   constructor(items: M[] = []) {
     super();
-    items.forEach((m) => this.push(m));
+    items.forEach((m) => {
+      this.push(m);
+    });
   }
 
   /** Append a module. */

@@ -1,5 +1,5 @@
 /** Lookup table of vectors indexed by integer ids. */
-import { Generator, Tensor, arange, embedding, eq, parameter, reshape, where } from "../../tensor/index.js";
+import { type Generator, type Tensor, arange, embedding, eq, parameter, reshape, where } from "../../tensor/index.js";
 import { Module } from "../module.js";
 import { normal } from "../init.js";
 

@@ -1,5 +1,13 @@
 /** Fully connected layers: PyTorch's Linear ([out, in] weight) and GPT-2's Conv1D ([in, out] weight). */
-import { Generator, Tensor, addmm, defaultGenerator, emptyStrided, linear, parameter } from "../../tensor/index.js";
+import {
+  type Generator,
+  type Tensor,
+  addmm,
+  defaultGenerator,
+  emptyStrided,
+  linear,
+  parameter,
+} from "../../tensor/index.js";
 import { Module } from "../module.js";
 import { skipInitialValues } from "../build.js";
 import { kaimingUniformA5, normal, uniform, zeros } from "../init.js";

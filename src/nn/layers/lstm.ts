@@ -1,7 +1,7 @@
 /** Multi-layer, optionally bidirectional LSTM with PyTorch's parameter names, gate order and initialisation. */
 import {
-  Generator,
-  Tensor,
+  type Generator,
+  type Tensor,
   add,
   cat,
   chunk,
@@ -120,6 +120,9 @@ export class LSTM extends Module {
   }
 
   protected override extraRepr(): string {
-    return `${this.inputSize}, ${this.hiddenSize}, num_layers=${this.numLayers}, batch_first=${this.batchFirst}, bidirectional=${this.bidirectional}`;
+    return (
+      `${this.inputSize}, ${this.hiddenSize}, num_layers=${this.numLayers}, ` +
+      `batch_first=${this.batchFirst}, bidirectional=${this.bidirectional}`
+    );
   }
 }

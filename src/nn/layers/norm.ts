@@ -1,5 +1,5 @@
 /** Normalisation layers over the last axis. */
-import { Tensor, add, layerNorm, rmsNorm, parameter, ones, zeros } from "../../tensor/index.js";
+import { type Tensor, add, layerNorm, rmsNorm, parameter, ones, zeros } from "../../tensor/index.js";
 import { Module } from "../module.js";
 
 /** Options of LayerNorm. */

@@ -4,7 +4,16 @@
  * no Parameter: it never trains, never has a gradient, and the float32 matrix exists only panel by panel inside the
  * kernels. The bias keeps its dtype (a float32 parameter, or frozen half). `dequantizeWeight()` and `setWeight()` are for merging adapters.
  */
-import { Tensor, contiguous, noGrad, parameter, quantizedLinear, tensor, tidy, toFloat } from "../../tensor/index.js";
+import {
+  type Tensor,
+  contiguous,
+  noGrad,
+  parameter,
+  quantizedLinear,
+  tensor,
+  tidy,
+  toFloat,
+} from "../../tensor/index.js";
 import { CpuStorage } from "../../backend/pool.js";
 import {
   dequantize4bit,
@@ -135,7 +144,11 @@ export class Linear4bit extends QuantizedLinear {
   }
 
   protected override extraRepr(): string {
-    return `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias !== null}, quant_type=${this.q.quantType}, double_quant=${this.q.nested !== null}`;
+    return (
+      `in_features=${this.inFeatures}, out_features=${this.outFeatures}, ` +
+      `bias=${this.bias !== null}, quant_type=${this.q.quantType}, ` +
+      `double_quant=${this.q.nested !== null}`
+    );
   }
 }
 
@@ -201,7 +214,10 @@ export class Linear8bitLt extends QuantizedLinear {
   }
 
   protected override extraRepr(): string {
-    return `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias !== null}, threshold=${this.llmInt8Threshold}`;
+    return (
+      `in_features=${this.inFeatures}, out_features=${this.outFeatures}, ` +
+      `bias=${this.bias !== null}, threshold=${this.llmInt8Threshold}`
+    );
   }
 }
 

@@ -31,7 +31,8 @@ export abstract class LinearTargetsTuner<C extends LinearTargetsConfig> extends 
     const targets = LORA_TARGETS[modelType];
     if (!targets)
       throw new ConfigError(
-        `Please specify \`target_modules\` in the ${this.methodName} config: there is no default for model_type "${modelType}"`,
+        `Please specify \`target_modules\` in the ${this.methodName} config: there is no default ` +
+          `for model_type "${modelType}"`,
       );
     return { ...config, target_modules: [...targets] };
   }
@@ -42,7 +43,9 @@ export abstract class LinearTargetsTuner<C extends LinearTargetsConfig> extends 
     if (base instanceof Linear) return;
     if (base instanceof Conv1D) {
       throw new Error(
-        `Target module ${key} is GPT-2's Conv1D, which ${this.methodName} does not support (peft 0.15.2 adapts only torch.nn.Linear here); use LoRA or IA3 for GPT-2, or target Linear layers`,
+        `Target module ${key} is GPT-2's Conv1D, which ${this.methodName} does not support (peft ` +
+          `0.15.2 adapts only torch.nn.Linear here); use LoRA or IA3 for GPT-2, or target Linear ` +
+          `layers`,
       );
     }
     if (base instanceof QuantizedLinear)
@@ -50,7 +53,8 @@ export abstract class LinearTargetsTuner<C extends LinearTargetsConfig> extends 
         `Target module ${key} is quantised; ${this.methodName} rewrites the full-precision weight and cannot adapt it`,
       );
     throw new Error(
-      `Target module ${key} (${base.constructor.name}) is not supported. Currently, only \`torch.nn.Linear\` is supported by ${this.methodName}.`,
+      `Target module ${key} (${base.constructor.name}) is not supported. Currently, only ` +
+        `\`torch.nn.Linear\` is supported by ${this.methodName}.`,
     );
   }
 

@@ -61,7 +61,8 @@ export abstract class LinearTuner<
       const t = this.defaultTargets[modelType];
       if (!t)
         throw new Error(
-          `Please specify \`target_modules\` in \`peft_config\`: ${this.methodName} has no default for model_type "${modelType}"`,
+          `Please specify \`target_modules\` in \`peft_config\`: ${this.methodName} has no default ` +
+            `for model_type "${modelType}"`,
         );
       c.target_modules = [...t];
     }

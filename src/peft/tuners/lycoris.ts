@@ -7,12 +7,22 @@
  * refused, as in peft 0.15, and target_modules has no per-model default.
  */
 import { Conv1D, Linear, type Module } from "../../nn/index.js";
-import { Tensor, addInPlace, add, defaultGenerator, linear, mul, noGrad, tensor, tidy } from "../../tensor/index.js";
+import {
+  type Tensor,
+  addInPlace,
+  add,
+  defaultGenerator,
+  linear,
+  mul,
+  noGrad,
+  tensor,
+  tidy,
+} from "../../tensor/index.js";
 import { check, TARGETING_FIELDS, type PeftConfig } from "../config.js";
 import { bool, field, integer, number, pick, recordOf } from "../../io/config-fields.js";
 import { allLinearTargets, patternKey } from "../targets.js";
 import { BaseTuner } from "./tuner.js";
-import { BaseTunerLayer, ParameterDict } from "./tuner-layer.js";
+import { BaseTunerLayer, type ParameterDict } from "./tuner-layer.js";
 
 /** The fields LoHa and LoKr share (HF names). */
 export interface LycorisConfig extends PeftConfig {
@@ -152,7 +162,12 @@ export abstract class LycorisLayer extends BaseTunerLayer {
     u.dispose();
     const drop = new Float32Array(this.outFeatures);
     let kept = 0;
-    for (let i = 0; i < drop.length; i++) if (draws[i]! > p) (drop[i] = 1), kept++;
+    for (let i = 0; i < drop.length; i++) {
+      if (draws[i]! > p) {
+        drop[i] = 1;
+        kept++;
+      }
+    }
     if (this.rankDropoutScale.get(name)) {
       const meanKept = kept / drop.length;
       for (let i = 0; i < drop.length; i++) drop[i] = drop[i]! / meanKept;
@@ -211,7 +226,9 @@ export abstract class LycorisLayer extends BaseTunerLayer {
   }
 
   protected override extraRepr(): string {
-    return `in=${this.inFeatures}, out=${this.outFeatures}, r={${[...this.r].map(([k, v]) => `${k}: ${v}`).join(", ")}}`;
+    return (
+      `in=${this.inFeatures}, out=${this.outFeatures}, ` + `r={${[...this.r].map(([k, v]) => `${k}: ${v}`).join(", ")}}`
+    );
   }
 }
 
@@ -237,7 +254,8 @@ export abstract class LycorisTuner<C extends LycorisConfig, L extends LycorisLay
     const c: C = { ...config };
     if (c.target_modules === null)
       throw new Error(
-        `Please specify \`target_modules\` in the ${this.methodName} config (LyCORIS methods have no per-model default), e.g. ["q_proj", "v_proj"] or "all-linear"`,
+        `Please specify \`target_modules\` in the ${this.methodName} config (LyCORIS methods have ` +
+          `no per-model default), e.g. ["q_proj", "v_proj"] or "all-linear"`,
       );
     if (typeof c.target_modules === "string" && c.target_modules.toLowerCase() === "all-linear")
       c.target_modules = allLinearTargets(this.model, c.task_type);
@@ -264,11 +282,14 @@ export abstract class LycorisTuner<C extends LycorisConfig, L extends LycorisLay
     if (this.isOwnLayer(target) || target instanceof Linear) return;
     if (target instanceof Conv1D) {
       throw new Error(
-        `Target module ${key} is GPT-2's Conv1D, which ${this.methodName} does not support (peft 0.15 adapts only Linear and Conv2d layers with LyCORIS methods); use LoRA or IA3 for GPT-2, or target Linear layers`,
+        `Target module ${key} is GPT-2's Conv1D, which ${this.methodName} does not support (peft ` +
+          `0.15 adapts only Linear and Conv2d layers with LyCORIS methods); use LoRA or IA3 for ` +
+          `GPT-2, or target Linear layers`,
       );
     }
     throw new Error(
-      `Target module ${key} (${target.constructor.name}) is not supported by ${this.methodName}; currently only Linear layers are supported`,
+      `Target module ${key} (${target.constructor.name}) is not supported by ${this.methodName}; ` +
+        `currently only Linear layers are supported`,
     );
   }
 

@@ -19,7 +19,7 @@ import type { LayerKV, ModelOutput, PastKeyValues, Seq2SeqInputs } from "../../m
 import { tokenLoss } from "../../models/heads.js";
 import { asGenerative, type Generative } from "../../models/generation/index.js";
 import {
-  Tensor,
+  type Tensor,
   cat,
   contiguous,
   expand,
@@ -101,7 +101,8 @@ function firstNumber(config: PretrainedConfig, keys: readonly string[]): number 
 export function requireVirtualTokens(c: PromptLearningConfig): void {
   check(
     positive.accepts(c.num_virtual_tokens),
-    `${c.peft_type}: num_virtual_tokens must be a positive integer (the number of virtual tokens), got ${String(c.num_virtual_tokens)}`,
+    `${c.peft_type}: num_virtual_tokens must be a positive integer (the number of virtual ` +
+      `tokens), got ${String(c.num_virtual_tokens)}`,
   );
 }
 
@@ -119,7 +120,8 @@ export function preparePromptLearningConfig<C extends PromptLearningConfig>(
   const need = (value: number | null, field: string) => {
     if (value === null)
       throw new Error(
-        `${c.peft_type}: cannot find ${field} in the model's config (model_type "${modelConfig.model_type}"); please specify \`${field}\` in the config`,
+        `${c.peft_type}: cannot find ${field} in the model's config (model_type ` +
+          `"${modelConfig.model_type}"); please specify \`${field}\` in the config`,
       );
     return value;
   };
@@ -201,7 +203,8 @@ export abstract class PromptLearningEncoder extends Module {
   loadEncoded(saved: Tensor): boolean {
     if (!sameShape(saved.shape, [this.rows, this.outputDim])) {
       throw new Error(
-        `prompt_embeddings has shape ${fmtShape(saved.shape)} but this adapter's encoder outputs ${fmtShape([this.rows, this.outputDim])} (different base model or num_virtual_tokens?)`,
+        `prompt_embeddings has shape ${fmtShape(saved.shape)} but this adapter's encoder outputs ` +
+          `${fmtShape([this.rows, this.outputDim])} (different base model or num_virtual_tokens?)`,
       );
     }
     const dropped = !this.direct;
@@ -305,7 +308,9 @@ export class PromptLearningModel extends Module implements AdapterHost {
     for (const field of fields) {
       if (config[field] !== own[field]) {
         throw new Error(
-          `${config.peft_type}: ${field} ${config[field]} does not fit this model (the model's ${own[field]}${prefix && field !== "num_layers" ? ", counting key/value heads" : ""}); was the adapter made for another base model?`,
+          `${config.peft_type}: ${field} ${config[field]} does not fit this model (the model's ` +
+            `${own[field]}${prefix && field !== "num_layers" ? ", counting key/value heads" : ""}); ` +
+            `was the adapter made for another base model?`,
         );
       }
     }
@@ -413,7 +418,8 @@ export class PromptLearningModel extends Module implements AdapterHost {
     const unexpected = [...weights.keys()].filter((k) => k !== "prompt_embeddings" && !extra.has(k));
     if (unexpected.length > 0)
       throw new Error(
-        `${where}: a prompt-learning adapter holds only "prompt_embeddings", but this file also has ${unexpected.slice(0, 3).join(", ")}`,
+        `${where}: a prompt-learning adapter holds only "prompt_embeddings", but this file also ` +
+          `has ${unexpected.slice(0, 3).join(", ")}`,
       );
     const saved = weights.get("prompt_embeddings");
     if (!saved)
@@ -429,7 +435,8 @@ export class PromptLearningModel extends Module implements AdapterHost {
         [...own].some(([k, t]) => !sameShape(t.shape, encoderWeights.get(k)!.shape))
       ) {
         throw new Error(
-          `${where}: the prompt encoder weights beside it (${keys(encoderWeights)}) do not fit this adapter's encoder (${keys(own)})`,
+          `${where}: the prompt encoder weights beside it (${keys(encoderWeights)}) do not fit this ` +
+            `adapter's encoder (${keys(own)})`,
         );
       }
       for (const [k, t] of own) t.copy_(contiguous(encoderWeights.get(k)!));
@@ -445,13 +452,15 @@ export class PromptLearningModel extends Module implements AdapterHost {
       const t = weights.get(k);
       if (!t || !sameShape(t.shape, own.shape))
         throw new Error(
-          `${where}: "${k}" is ${t ? `of shape [${t.shape.join(", ")}]` : "missing"}; this adapter's is [${own.shape.join(", ")}]`,
+          `${where}: "${k}" is ${t ? `of shape [${t.shape.join(", ")}]` : "missing"}; this adapter's ` +
+            `is [${own.shape.join(", ")}]`,
         );
       own.copy_(contiguous(t));
     }
     if (dropped && !this.peftConfig.get(adapterName)!.inference_mode) {
       process.emitWarning(
-        `${where}: the adapter stores the prompt encoder's output only (as peft saves it), so training continues on those embeddings directly; the encoder network is not restored`,
+        `${where}: the adapter stores the prompt encoder's output only (as peft saves it), so ` +
+          `training continues on those embeddings directly; the encoder network is not restored`,
       );
     }
   }
@@ -628,7 +637,8 @@ export class PromptLearningModel extends Module implements AdapterHost {
     }
     if (!model.encode)
       throw new Error(
-        `${model.constructor.name} has no encode(); generation with prompt learning needs an encoder-decoder model that has one`,
+        `${model.constructor.name} has no encode(); generation with prompt learning needs an ` +
+          `encoder-decoder model that has one`,
       );
     const encode = model.encode.bind(model);
     return Object.assign(target, {

@@ -49,7 +49,8 @@ export class SelectionHost<C extends PeftConfig> extends Module implements Adapt
     const config = this.selection.complete(fields);
     if (this.peftConfig.size > 0) {
       throw new ConfigError(
-        `${config.peft_type} trains the model's own parameters in place, so a model holds one such adapter; "${[...this.peftConfig.keys()][0]}" is already there`,
+        `${config.peft_type} trains the model's own parameters in place, so a model holds one such ` +
+          `adapter; "${[...this.peftConfig.keys()][0]}" is already there`,
         "load the adapter into a fresh copy of the base model",
       );
     }
@@ -160,7 +161,8 @@ export class SelectionHost<C extends PeftConfig> extends Module implements Adapt
     if (unexpected.length > 0 || missing.length > 0) {
       const list = (ks: string[]) => (ks.length ? ks.slice(0, 3).join(", ") + (ks.length > 3 ? ", …" : "") : "none");
       throw new CheckpointError(
-        `${files.where}: the ${type} config selects other parameters than the file holds (unexpected: ${list(unexpected)}; missing: ${list(missing)})`,
+        `${files.where}: the ${type} config selects other parameters than the file holds ` +
+          `(unexpected: ${list(unexpected)}; missing: ${list(missing)})`,
         "load it with the adapter_config.json saved beside it, on the base model it was trained from",
       );
     }

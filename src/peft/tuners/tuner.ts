@@ -165,7 +165,8 @@ export abstract class BaseTuner<C extends TunerConfig = TunerConfig> extends Mod
       throw new Error("addWeightedAdapter: give at least one adapter to combine");
     if (!Array.isArray(weights) || weights.length !== adapters.length) {
       throw new Error(
-        `addWeightedAdapter: ${adapters.length} adapter(s) but ${Array.isArray(weights) ? weights.length : "no"} weights; give one weight per adapter`,
+        `addWeightedAdapter: ${adapters.length} adapter(s) but ` +
+          `${Array.isArray(weights) ? weights.length : "no"} weights; give one weight per adapter`,
       );
     }
     weights.forEach((w, i) => {

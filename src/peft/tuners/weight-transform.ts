@@ -7,7 +7,7 @@ import type { Linear } from "../../nn/index.js";
 import type { Tensor } from "../../tensor/index.js";
 import { check, TARGETING_FIELDS, type PeftConfig } from "../config.js";
 import { field, integer, oneOf, pick } from "../../io/config-fields.js";
-import { BaseTunerLayer, ParameterDict } from "./tuner-layer.js";
+import { BaseTunerLayer, type ParameterDict } from "./tuner-layer.js";
 
 /** The fields HRA and Bone share (HF names). */
 export interface WeightTransformConfig extends PeftConfig {
@@ -36,7 +36,8 @@ export function weightTransformFields(ownBias: string, defaultR: number) {
     r: field(integer({ min: 1 }), defaultR, "Number of reflections (HRA) or block size (Bone)."),
     bias: field(oneOf("none", "all", ownBias), "none", "Which biases to train.", {
       notImplemented:
-        'peft 0.15.2 trains these biases but does not save them, so the trained biases would be lost on save; keep bias "none"',
+        "peft 0.15.2 trains these biases but does not save them, so the trained biases would be " +
+        'lost on save; keep bias "none"',
       implemented: (v) => v === "none",
     }),
   } as const;

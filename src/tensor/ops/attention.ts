@@ -10,8 +10,8 @@
 import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
 import { broadcastShapes, fmtShape, sameShape } from "../shape.js";
-import { empty, emptyStrided, Tensor } from "../tensor.js";
-import { defaultGenerator, Generator } from "../random.js";
+import { empty, emptyStrided, type Tensor } from "../tensor.js";
+import { defaultGenerator, type Generator } from "../random.js";
 import { broadcastView, toFloat } from "./elementwise.js";
 import { contiguous } from "./views.js";
 
@@ -123,7 +123,8 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   if ([q, k, v].some((t) => t.dtype !== "float32")) throw new Error("attention needs float32 q, k, v");
   if (opts.mask && !sameShape(broadcastShapes(opts.mask.shape, [B, H, Tq, Tk]), [B, H, Tq, Tk])) {
     throw new Error(
-      `attention: a mask of shape ${fmtShape(opts.mask.shape)} does not broadcast to the scores [${[B, H, Tq, Tk].join(", ")}]`,
+      `attention: a mask of shape ${fmtShape(opts.mask.shape)} does not broadcast to the scores ` +
+        `[${[B, H, Tq, Tk].join(", ")}]`,
     );
   }
   const rep = H / Hkv;

@@ -3,7 +3,7 @@ import type { BinaryOp, DType, UnaryGradOp, UnaryOp, View } from "../../backend/
 import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
 import { broadcastShapes, broadcastStrides, fmtShape, numel, sameShape } from "../shape.js";
-import { empty, full, Tensor } from "../tensor.js";
+import { empty, full, type Tensor } from "../tensor.js";
 import { reshape } from "./views.js";
 import { sum } from "./reduce.js";
 

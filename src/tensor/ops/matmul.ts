@@ -3,7 +3,7 @@ import { isHalf } from "../../backend/backend.js";
 import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
 import { broadcastShapes, fmtShape, numel } from "../shape.js";
-import { empty, Tensor } from "../tensor.js";
+import { empty, type Tensor } from "../tensor.js";
 import { sumTo, toDtype, toFloat } from "./elementwise.js";
 import { autocastDtype, type AutocastDType } from "../engine.js";
 import { sum } from "./reduce.js";
@@ -121,7 +121,8 @@ export function addmm(x: Tensor, w: Tensor, bias?: Tensor | null): Tensor {
     n = w.shape[1]!;
   if (x.shape[x.rank - 1] !== k) {
     throw new Error(
-      `linear: input has ${x.shape[x.rank - 1]} features but the weight expects ${k} (weight as [in, out]: ${fmtShape(w.shape)})`,
+      `linear: input has ${x.shape[x.rank - 1]} features but the weight expects ${k} (weight as ` +
+        `[in, out]: ${fmtShape(w.shape)})`,
     );
   }
   if (bias && (bias.rank !== 1 || bias.shape[0] !== n))

@@ -2,10 +2,10 @@
 import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
 import { broadcastShapes, fmtShape, normAxis, sameShape } from "../shape.js";
-import { empty, emptyLike, Tensor } from "../tensor.js";
+import { empty, emptyLike, type Tensor } from "../tensor.js";
 import { isGradEnabled } from "../engine.js";
 import { attention } from "./attention.js";
-import { defaultGenerator, Generator } from "../random.js";
+import { defaultGenerator, type Generator } from "../random.js";
 import { add, broadcastView, mul, neg, toFloat, toInt, where } from "./elementwise.js";
 import { matmul } from "./matmul.js";
 import { cat, contiguous, indexSelect, narrow, reshape, transpose } from "./views.js";
@@ -138,7 +138,8 @@ export function crossEntropy(logits: Tensor, targets: Tensor, opts: CrossEntropy
     reduction = opts.reduction ?? "mean";
   if (logits.rank !== 2 || targets.rank !== 1 || targets.shape[0] !== logits.shape[0]) {
     throw new Error(
-      `crossEntropy expects logits [N, C] and targets [N], got ${fmtShape(logits.shape)} and ${fmtShape(targets.shape)}`,
+      `crossEntropy expects logits [N, C] and targets [N], got ${fmtShape(logits.shape)} and ` +
+        `${fmtShape(targets.shape)}`,
     );
   }
   const src = contiguous(logits),

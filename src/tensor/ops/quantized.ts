@@ -7,7 +7,7 @@ import { backend } from "../../backend/index.js";
 import type { QuantizedMatrix } from "../../backend/quant.js";
 import { record } from "../autograd.js";
 import { fmtShape } from "../shape.js";
-import { empty, Tensor } from "../tensor.js";
+import { empty, type Tensor } from "../tensor.js";
 import { add, toFloat } from "./elementwise.js";
 import { sum } from "./reduce.js";
 import { contiguous, reshape } from "./views.js";

@@ -3,7 +3,7 @@ import type { ReduceOp } from "../../backend/backend.js";
 import { backend } from "../../backend/index.js";
 import { record } from "../autograd.js";
 import { normAxis } from "../shape.js";
-import { arange, empty, Tensor } from "../tensor.js";
+import { arange, empty, type Tensor } from "../tensor.js";
 import { eq, mul, toFloat } from "./elementwise.js";
 import { contiguous, expand, reshape, unsqueeze } from "./views.js";
 

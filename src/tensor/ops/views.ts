@@ -5,7 +5,7 @@ import type { View } from "../../backend/backend.js";
 import { isHalf } from "../../backend/backend.js";
 import { isGradEnabled } from "../engine.js";
 import { contiguousStrides, fmtShape, normAxis, numel, viewStrides } from "../shape.js";
-import { empty, emptyStrided, Tensor, zeros } from "../tensor.js";
+import { empty, emptyStrided, type Tensor, zeros } from "../tensor.js";
 import { sumTo, toInt } from "./elementwise.js";
 
 /**
@@ -63,7 +63,9 @@ export function permute(t: Tensor, axes: readonly number[]): Tensor {
     t.offset,
   );
   const inverse = new Array<number>(ax.length);
-  ax.forEach((a, i) => (inverse[a] = i));
+  ax.forEach((a, i) => {
+    inverse[a] = i;
+  });
   return record("permute", out, [t], (dy) => [permute(dy, inverse)]);
 }
 

@@ -112,7 +112,8 @@ export class RankAllocator {
       if (p.size === 0) continue;
       if (!p.grad)
         throw new Error(
-          `AdaLoRA's rank allocation needs the gradient of ${name}, but it has none: call updateAndAllocate after loss.backward() and before zeroGrad()`,
+          `AdaLoRA's rank allocation needs the gradient of ${name}, but it has none: call ` +
+            `updateAndAllocate after loss.backward() and before zeroGrad()`,
         );
       const w = p.dataSync(),
         g = p.grad.dataSync();
@@ -169,7 +170,8 @@ export class RankAllocator {
     const k = this.initBudget - budget;
     if (k > all.length)
       throw new Error(
-        `AdaLoRA: cannot prune ${k} triplets, the adapter has only ${all.length} (was it resized after the allocator was set up?)`,
+        `AdaLoRA: cannot prune ${k} triplets, the adapter has only ${all.length} (was it resized ` +
+          `after the allocator was set up?)`,
       );
     const threshold = k <= 0 ? -Infinity : all[k - 1]!;
     const pattern: RankPattern = {};

@@ -77,7 +77,8 @@ export function validateAdaLoraFields(c: AdaLoraConfig): void {
   // peft 0.15.2's AdaLoRA layers take neither (they would be silently ignored there).
   check(
     !initUsesBaseWeight(c.init_lora_weights),
-    `AdaLoRA does not support init_lora_weights "${String(c.init_lora_weights)}" (peft 0.15.2's AdaLoRA layers ignore it); use true, false or "gaussian"`,
+    `AdaLoRA does not support init_lora_weights "${String(c.init_lora_weights)}" (peft ` +
+      `0.15.2's AdaLoRA layers ignore it); use true, false or "gaussian"`,
   );
   check(
     !c.lora_bias,
@@ -85,16 +86,20 @@ export function validateAdaLoraFields(c: AdaLoraConfig): void {
   );
   if (c.r !== 8) {
     process.emitWarning(
-      "Note that `r` is not used in AdaLora and will be ignored. If you intended to set the initial rank, use `init_r` instead.",
+      "Note that `r` is not used in AdaLora and will be ignored. If you intended to set the " +
+        "initial rank, use `init_r` instead.",
     );
   }
   check(
     c.total_step !== null,
-    "AdaLoRA needs `total_step`, the total number of training steps, to schedule its rank budget: supply an integer > 0 (got null)",
+    "AdaLoRA needs `total_step`, the total number of training steps, to schedule its rank " +
+      "budget: supply an integer > 0 (got null)",
   );
   check(
     c.tinit < c.total_step! - c.tfinal,
-    `The supplied schedule values don't allow for a budgeting phase (tinit ${c.tinit} ≥ total_step ${c.total_step} − tfinal ${c.tfinal}). Decrease \`tfinal\`/\`tinit\` or increase \`total_step\`.`,
+    `The supplied schedule values don't allow for a budgeting phase (tinit ${c.tinit} ≥ ` +
+      `total_step ${c.total_step} − tfinal ${c.tfinal}). Decrease \`tfinal\`/\`tinit\` or ` +
+      `increase \`total_step\`.`,
   );
 }
 

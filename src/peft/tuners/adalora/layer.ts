@@ -8,9 +8,9 @@
  * (not alpha / r), and ranknum — a frozen one-element parameter holding the initial rank — divides it, so
  * pruning triplets (zeroing E, or dropping rows) never changes the scale of the kept ones.
  */
-import { Conv1D, Dropout, Linear, ModuleDict } from "../../../nn/index.js";
+import { Conv1D, Dropout, type Linear, ModuleDict } from "../../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   add,
   addInPlace,
   defaultGenerator,
@@ -204,6 +204,8 @@ export class AdaLoraLinear extends BaseTunerLayer {
   }
 
   protected override extraRepr(): string {
-    return `in=${this.inFeatures}, out=${this.outFeatures}, r={${[...this.r].map(([k, v]) => `${k}: ${v}`).join(", ")}}`;
+    return (
+      `in=${this.inFeatures}, out=${this.outFeatures}, ` + `r={${[...this.r].map(([k, v]) => `${k}: ${v}`).join(", ")}}`
+    );
   }
 }

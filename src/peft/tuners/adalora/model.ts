@@ -81,12 +81,14 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
       [...this.peftConfig.values()].filter((c) => !c.inference_mode).length + (config.inference_mode ? 0 : 1);
     if (trainable > 1) {
       throw new Error(
-        "AdaLoraModel supports only 1 trainable adapter. When using multiple adapters, set inference_mode to True for all adapters except the one you want to train.",
+        "AdaLoraModel supports only 1 trainable adapter. When using multiple adapters, set " +
+          "inference_mode to True for all adapters except the one you want to train.",
       );
     }
     if (this.peftConfig.size > 0 && config.bias !== "none") {
       throw new Error(
-        "AdaLoraModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters.",
+        "AdaLoraModel supports only 1 adapter with bias. When using multiple adapters, set bias to " +
+          "'none' for all adapters.",
       );
     }
     const prepared = super.injectAdapter(config, adapterName);
@@ -122,7 +124,8 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
     }
     if (!(target instanceof Conv1D || target instanceof Linear)) {
       throw new Error(
-        `Target module ${key} (${target.constructor.name}) is not supported by AdaLoRA. Currently, only Linear and GPT-2's Conv1D are supported.`,
+        `Target module ${key} (${target.constructor.name}) is not supported by AdaLoRA. Currently, ` +
+          `only Linear and GPT-2's Conv1D are supported.`,
       );
     }
     // peft's AdaLoRA warning names Linear "torch.nn.Linear".
@@ -164,8 +167,10 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
       const name = this.trainableAdapterName;
       if (name === null) {
         throw new Error(
-          "AdaLoRA adds its orthogonality penalty to the loss of the trainable adapter, and this model has none (it was loaded for inference): " +
-            "load it with { isTrainable: true } to compute a loss, or call forward without labels and compute the loss from the logits",
+          "AdaLoRA adds its orthogonality penalty to the loss of the trainable adapter, and this " +
+            "model has none (it was loaded for inference): " +
+            "load it with { isTrainable: true } to compute a loss, or call forward without labels and " +
+            "compute the loss from the logits",
         );
       }
       const weight = this.peftConfig.get(name)!.orth_reg_weight;
@@ -180,7 +185,8 @@ export class AdaLoraModel extends BaseTuner<AdaLoraConfig> implements OptimizerS
     const name = this.trainableAdapterName;
     if (name === null || !this.rankAllocator) {
       throw new Error(
-        `${what} needs a trainable AdaLoRA adapter, but every adapter was added with inference_mode (load with { isTrainable: true } to train)`,
+        `${what} needs a trainable AdaLoRA adapter, but every adapter was added with ` +
+          `inference_mode (load with { isTrainable: true } to train)`,
       );
     }
     return { name, config: this.peftConfig.get(name)!, allocator: this.rankAllocator };
@@ -320,7 +326,14 @@ function selectRanks(t: Tensor, axis: 0 | 1, indices: readonly number[]): Tensor
   const data = t.dataSync();
   const k = indices.length;
   const out = new Float32Array(axis === 0 ? k * cols : rows * k);
-  if (axis === 0) indices.forEach((src, dst) => out.set(data.subarray(src * cols, (src + 1) * cols), dst * cols));
-  else for (let i = 0; i < rows; i++) indices.forEach((src, dst) => (out[i * k + dst] = data[i * cols + src]!));
+  if (axis === 0)
+    indices.forEach((src, dst) => {
+      out.set(data.subarray(src * cols, (src + 1) * cols), dst * cols);
+    });
+  else
+    for (let i = 0; i < rows; i++)
+      indices.forEach((src, dst) => {
+        out[i * k + dst] = data[i * cols + src]!;
+      });
   return tensor(out, axis === 0 ? [k, cols] : [rows, k]);
 }

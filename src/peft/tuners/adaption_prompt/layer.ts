@@ -6,7 +6,7 @@
  */
 import type { Module, TensorLayer } from "../../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   add,
   applyRotary,
   defaultGenerator,
@@ -51,7 +51,8 @@ export class AdaptedAttention extends BaseTunerLayer implements LlamaAttentionLa
     for (const p of ["q_proj", "k_proj", "v_proj", "o_proj"]) {
       if (!base.namedChildren().some(([n]) => n === p))
         throw new Error(
-          `adaption prompt: the attention module ${base.constructor.name} has no ${p}; only LLaMA-family attentions are supported`,
+          `adaption prompt: the attention module ${base.constructor.name} has no ${p}; only ` +
+            `LLaMA-family attentions are supported`,
         );
     }
     this.adaption_prompt = this.registerModule("adaption_prompt", new ParameterDict());
@@ -96,7 +97,8 @@ export class AdaptedAttention extends BaseTunerLayer implements LlamaAttentionLa
 
   protected mergeOne(): void {
     throw new Error(
-      "adaption prompts cannot be merged into the weights (they add attention over learned tokens); use unload() to remove them",
+      "adaption prompts cannot be merged into the weights (they add attention over learned " +
+        "tokens); use unload() to remove them",
     );
   }
 

@@ -59,7 +59,8 @@ export class AdaptionPromptModel extends BaseTuner<AdaptionPromptConfig> {
     const candidates = this.model.namedModules().filter(([key]) => key === target || key.endsWith(`.${target}`));
     if (candidates.length < prepared.adapter_layers!) {
       throw new Error(
-        `Config specifies more adapter layers '${prepared.adapter_layers}' than the model has '${candidates.length}' (modules named "${target}").`,
+        `Config specifies more adapter layers '${prepared.adapter_layers}' than the model has ` +
+          `'${candidates.length}' (modules named "${target}").`,
       );
     }
     for (const [key, module] of candidates.slice(-prepared.adapter_layers!))

@@ -79,11 +79,14 @@ export function validateBOFTFields(c: BOFTConfig): void {
   );
   check(
     !(c.boft_block_size === 0 && c.boft_block_num === 0),
-    `Either \`boft_block_size\` or \`boft_block_num\` must be non-zero. Currently, boft_block_size = ${c.boft_block_size} and boft_block_num = ${c.boft_block_num}.`,
+    `Either \`boft_block_size\` or \`boft_block_num\` must be non-zero. Currently, ` +
+      `boft_block_size = ${c.boft_block_size} and boft_block_num = ${c.boft_block_num}.`,
   );
   check(
     (c.boft_block_size !== 0) !== (c.boft_block_num !== 0),
-    `You can only specify either boft_block_size (${c.boft_block_size}) or boft_block_num (${c.boft_block_num}), but not both simultaneously, because boft_block_size x boft_block_num == in_features.`,
+    `You can only specify either boft_block_size (${c.boft_block_size}) or boft_block_num ` +
+      `(${c.boft_block_num}), but not both simultaneously, because boft_block_size x ` +
+      `boft_block_num == in_features.`,
   );
 }
 

@@ -13,9 +13,9 @@
  * behaviour with the extension); an adapter saved by a CPU-only peft has boft_R [1, …] and loads as such when its
  * config says boft_n_butterfly_factor 1.
  */
-import { Linear } from "../../../nn/index.js";
+import type { Linear } from "../../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   defaultGenerator,
   indexSelect,
   keep,
@@ -105,7 +105,8 @@ export class BOFTLinear extends OrthogonalLayer {
         );
       if (m !== 0 && blockNum % 2 ** m !== 0)
         throw new ConfigError(
-          `boft_block_num (${blockNum}) must be a multiple of 2 raised to the power of boft_n_butterfly_factor (${m + 1})!`,
+          `boft_block_num (${blockNum}) must be a multiple of 2 raised to the power of ` +
+            `boft_n_butterfly_factor (${m + 1})!`,
         );
       blockSize = inF / blockNum;
     } else if (blockSize !== 0 && blockNum === 0) {
@@ -113,7 +114,8 @@ export class BOFTLinear extends OrthogonalLayer {
         throw new ConfigError(`in_features (${inF}) must be divisible by boft_block_size (${blockSize})!`);
       if (m !== 0 && (inF < blockSize * 2 ** m || inF % (blockSize * 2 ** m) !== 0)) {
         throw new ConfigError(
-          `Invalid combination of in_features (${inF}), boft_n_butterfly_factor (${m + 1}) and boft_block_size (${blockSize})!`,
+          `Invalid combination of in_features (${inF}), boft_n_butterfly_factor (${m + 1}) and ` +
+            `boft_block_size (${blockSize})!`,
         );
       }
       blockNum = inF / blockSize;
@@ -131,7 +133,9 @@ export class BOFTLinear extends OrthogonalLayer {
         const perm = blockButterflyPerm(inF, Math.floor(blockNum / 2 ** i), Math.floor(blockSize / 2), m);
         if (perm.every((v, k) => v === k)) return null;
         const inverse = new Int32Array(inF);
-        perm.forEach((v, k) => (inverse[v] = k));
+        perm.forEach((v, k) => {
+          inverse[v] = k;
+        });
         return { forward: keep(tensor(Int32Array.from(perm), [inF])), inverse: keep(tensor(inverse, [inF])) };
       }),
     );
@@ -200,6 +204,9 @@ export class BOFTLinear extends OrthogonalLayer {
   }
 
   protected override extraRepr(): string {
-    return `in=${this.inFeatures}, out=${this.outFeatures}, blocks={${[...this.settings].map(([k, v]) => `${k}: ${v.nButterflyFactor}×${v.blockNum}×${v.blockSize}`).join(", ")}}`;
+    return (
+      `in=${this.inFeatures}, out=${this.outFeatures}, ` +
+      `blocks={${[...this.settings].map(([k, v]) => `${k}: ${v.nButterflyFactor}×${v.blockNum}×${v.blockSize}`).join(", ")}}`
+    );
   }
 }

@@ -19,7 +19,8 @@ export class BOFTModel extends OrthogonalTuner<BOFTConfig, BOFTSettings> {
     const config = makeBOFTConfig(fields, false);
     if (this.peftConfig.size > 0 && config.bias !== "none")
       throw new ConfigError(
-        "BOFTModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters.",
+        "BOFTModel supports only 1 adapter with bias. When using multiple adapters, set bias to " +
+          "'none' for all adapters.",
       );
     return super.injectAdapter(config, adapterName);
   }

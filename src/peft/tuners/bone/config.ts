@@ -18,7 +18,8 @@ export const BONE_FIELDS: MethodFields<BoneConfig> = {
   init_weights: field<boolean | "bat">(
     either(bool, oneOf("bat")),
     true,
-    'true: blocks start at 0 (a fresh adapter changes nothing); false: random; "bat": blocks that also multiply the weight\'s own [r, r] blocks.',
+    'true: blocks start at 0 (a fresh adapter changes nothing); false: random; "bat": blocks ' +
+      "that also multiply the weight's own [r, r] blocks.",
   ),
 };
 

@@ -14,7 +14,7 @@
 import type { Linear } from "../../../nn/index.js";
 import { kaimingUniformA5 } from "../../../nn/init.js";
 import {
-  Tensor,
+  type Tensor,
   add,
   cat,
   linear,
@@ -56,12 +56,15 @@ export class BoneLinear extends WeightTransformLayer {
     const bat = initWeights === "bat";
     if (this.bat !== null && this.bat !== bat && this.adapterNames().some((n) => n !== name)) {
       throw new Error(
-        `this Bone layer holds ${this.bat ? '"bat"' : "Bone"} adapters; adapter "${name}" (init_weights ${JSON.stringify(initWeights)}) cannot be added to it (peft would run it with the other kind's formula)`,
+        `this Bone layer holds ${this.bat ? '"bat"' : "Bone"} adapters; adapter "${name}" ` +
+          `(init_weights ${JSON.stringify(initWeights)}) cannot be added to it (peft would run it ` +
+          `with the other kind's formula)`,
       );
     }
     if (bat && (this.inFeatures % r !== 0 || this.outFeatures % r !== 0)) {
       throw new Error(
-        `The weight matrix must be fully divisible into [r, r] blocks: [${this.outFeatures}, ${this.inFeatures}] with r = ${r}; pick an r dividing both`,
+        `The weight matrix must be fully divisible into [r, r] blocks: [${this.outFeatures}, ` +
+          `${this.inFeatures}] with r = ${r}; pick an r dividing both`,
       );
     }
     this.bat = bat;

@@ -139,7 +139,8 @@ function validateBottleneckFields(c: BottleneckConfig): void {
   );
   check(
     !(c.mh_adapter && c.original_ln_before),
-    "BOTTLENECK: mh_adapter with original_ln_before true is not implemented; use original_ln_before false (Houlsby, DoubleSeqBnConfig) for attention adapters",
+    "BOTTLENECK: mh_adapter with original_ln_before true is not implemented; use " +
+      "original_ln_before false (Houlsby, DoubleSeqBnConfig) for attention adapters",
   );
   if (typeof c.reduction_factor === "object")
     check("default" in c.reduction_factor, 'BOTTLENECK: a reduction_factor mapping needs a "default" entry');

@@ -52,7 +52,8 @@ export class BottleneckModel extends Module implements AdapterHost {
     const lists = [...layerLists(this.model, null)];
     if (lists.length !== 1)
       throw new ConfigError(
-        `BOTTLENECK: expected one list of decoder layers, found ${lists.length === 0 ? "none" : lists.map(([l]) => l).join(", ")}`,
+        `BOTTLENECK: expected one list of decoder layers, found ` +
+          `${lists.length === 0 ? "none" : lists.map(([l]) => l).join(", ")}`,
         "use a decoder-only model (GPT-2, LLaMA-style)",
       );
     const hidden = Number(this.model.config["hidden_size"] ?? this.model.config["n_embd"]);
@@ -138,7 +139,8 @@ export class BottleneckModel extends Module implements AdapterHost {
     const list = typeof names === "string" ? [names] : names;
     if (list.length !== 1 || !this.peftConfig.has(list[0]!))
       throw new Error(
-        `this model holds one bottleneck adapter, "${[...this.peftConfig.keys()][0]}"; cannot activate ${list.join(", ")}`,
+        `this model holds one bottleneck adapter, "${[...this.peftConfig.keys()][0]}"; cannot ` +
+          `activate ${list.join(", ")}`,
       );
   }
 
@@ -201,7 +203,9 @@ export class BottleneckModel extends Module implements AdapterHost {
     const missing = [...own.keys()].filter((k) => !files.tensors.has(k));
     if (unexpected.length > 0 || missing.length > 0) {
       throw new CheckpointError(
-        `${files.where}: the file does not fit this bottleneck adapter (unexpected: ${unexpected.slice(0, 3).join(", ") || "none"}; missing: ${missing.slice(0, 3).join(", ") || "none"})`,
+        `${files.where}: the file does not fit this bottleneck adapter (unexpected: ` +
+          `${unexpected.slice(0, 3).join(", ") || "none"}; missing: ` +
+          `${missing.slice(0, 3).join(", ") || "none"})`,
         "load it with the adapter_config.json saved beside it, on the base model it was trained from",
       );
     }

@@ -8,9 +8,9 @@
  * with β = 2/3, γ = −0.1, ζ = 1.1. δ (diff_delta) and log α (diff_log_alpha) have the stored weight's shape and
  * are parameter dicts, so they are saved as `<path>.diff_delta.<adapter>` without ".weight".
  */
-import { Conv1D, Linear } from "../../../nn/index.js";
+import { Conv1D, type Linear } from "../../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   add,
   addInPlace,
   defaultGenerator,

@@ -12,9 +12,9 @@
  * so ΔW = (Cu·diag(s)·Cv − Su·diag(s)·Sv) · scaling / (out · in): two products, differentiable in s, no FFT needed.
  * The cosine/sine tables depend only on the positions and are built once per adapter.
  */
-import { Conv1D, Linear } from "../../../nn/index.js";
+import { Conv1D, type Linear } from "../../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   TorchGenerator,
   add,
   defaultGenerator,
@@ -104,7 +104,9 @@ export class FourierFTLinear extends AdditiveLayer {
       throw new ConfigError(`\`n_frequency\` should be a positive integer value but the value passed is ${nFrequency}`);
     if (nFrequency > this.inFeatures * this.outFeatures) {
       throw new ConfigError(
-        `\`n_frequency\` should be less than or equal to the product of the input and output dimensions but the value passed is ${nFrequency} and the product is ${this.inFeatures * this.outFeatures}`,
+        `\`n_frequency\` should be less than or equal to the product of the input and output ` +
+          `dimensions but the value passed is ${nFrequency} and the product is ` +
+          `${this.inFeatures * this.outFeatures}`,
         "lower n_frequency (or n_frequency_pattern for this layer)",
       );
     }
@@ -174,6 +176,9 @@ export class FourierFTLinear extends AdditiveLayer {
   }
 
   protected override extraRepr(): string {
-    return `in=${this.inFeatures}, out=${this.outFeatures}, n_frequency={${[...this.nFrequency].map(([k, v]) => `${k}: ${v}`).join(", ")}}`;
+    return (
+      `in=${this.inFeatures}, out=${this.outFeatures}, ` +
+      `n_frequency={${[...this.nFrequency].map(([k, v]) => `${k}: ${v}`).join(", ")}}`
+    );
   }
 }

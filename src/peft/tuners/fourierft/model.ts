@@ -31,7 +31,8 @@ export class FourierFTModel extends LinearTuner<FourierFTConfig> {
   protected override checkTargetModule(key: string, target: Module): void {
     if (target instanceof FourierFTLinear || target instanceof Linear || target instanceof Conv1D) return;
     throw new Error(
-      `Target module ${key} (${target.constructor.name}) is not supported. Currently, only the following modules are supported: \`torch.nn.Linear\`.`,
+      `Target module ${key} (${target.constructor.name}) is not supported. Currently, only the ` +
+        `following modules are supported: \`torch.nn.Linear\`.`,
     );
   }
 

@@ -12,7 +12,7 @@
 import type { Linear } from "../../../nn/index.js";
 import { kaimingUniformA5 } from "../../../nn/init.js";
 import {
-  Tensor,
+  type Tensor,
   cat,
   div,
   linear,

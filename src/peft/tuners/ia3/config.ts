@@ -48,7 +48,8 @@ export function validateIA3Fields(c: IA3Config): void {
     const extra = c.feedforward_modules.filter((f) => !targets.includes(f));
     check(
       extra.length === 0,
-      `\`feedforward_modules\` should be a subset of \`target_modules\` (not in target_modules: ${JSON.stringify(extra)})`,
+      `\`feedforward_modules\` should be a subset of \`target_modules\` (not in target_modules: ` +
+        `${JSON.stringify(extra)})`,
     );
   }
 }

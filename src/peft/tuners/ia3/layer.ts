@@ -8,9 +8,9 @@
  * ".weight"). Merging multiplies the weight's output rows (and the bias) or input columns by l; unmerging divides
  * by l + 1e-8, as peft does, so it is exact only up to that tolerance (peft warns "Unmerge result can be inaccurate").
  */
-import { Conv1D, Linear, QuantizedLinear } from "../../../nn/index.js";
+import { Conv1D, type Linear, QuantizedLinear } from "../../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   defaultGenerator,
   div,
   mul,
@@ -129,6 +129,9 @@ export class IA3Linear extends BaseTunerLayer {
   protected forgetAdapter(_name: string): void {}
 
   protected override extraRepr(): string {
-    return `in=${this.inFeatures}, out=${this.outFeatures}, feedforward=${this.isFeedforward}, adapters=[${this.adapterNames().join(", ")}]`;
+    return (
+      `in=${this.inFeatures}, out=${this.outFeatures}, feedforward=${this.isFeedforward}, ` +
+      `adapters=[${this.adapterNames().join(", ")}]`
+    );
   }
 }

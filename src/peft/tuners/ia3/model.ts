@@ -49,7 +49,8 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
       const f = IA3_FEEDFORWARD[modelType];
       if (!f)
         throw new Error(
-          `Please specify \`feedforward_modules\` in the IA3 config: there is no default for model_type "${modelType}" (list the targets that are feed-forward layers, or [] for none)`,
+          `Please specify \`feedforward_modules\` in the IA3 config: there is no default for ` +
+            `model_type "${modelType}" (list the targets that are feed-forward layers, or [] for none)`,
         );
       c.feedforward_modules = [...f];
     }
@@ -68,7 +69,8 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
     )
       return;
     throw new Error(
-      `Target module ${key} (${target.constructor.name}) is not supported by IA3. Currently, only Linear and GPT-2's Conv1D are supported.`,
+      `Target module ${key} (${target.constructor.name}) is not supported by IA3. Currently, ` +
+        `only Linear and GPT-2's Conv1D are supported.`,
     );
   }
 
@@ -112,7 +114,8 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
     const options = Object.keys(opts);
     if (options.length > 0)
       throw new Error(
-        `addWeightedAdapter: options (${options.join(", ")}) apply to LoRA only; IA3 adapters are combined as a weighted sum`,
+        `addWeightedAdapter: options (${options.join(", ")}) apply to LoRA only; IA3 adapters are ` +
+          `combined as a weighted sum`,
       );
     const config = this.checkWeightedAdapter(adapters, weights, adapterName);
     this.injectAdapter(config, adapterName);
@@ -144,7 +147,8 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
     const wrappers = this.savedModules().filter(([, w]) => adapters.filter((a) => w.modules_to_save.has(a)).length > 1);
     if (wrappers.length > 0)
       throw new Error(
-        `addWeightedAdapter: cannot add weighted adapters targeting the same module with modules_to_save (${wrappers.map(([k]) => k).join(", ")})`,
+        `addWeightedAdapter: cannot add weighted adapters targeting the same module with ` +
+          `modules_to_save (${wrappers.map(([k]) => k).join(", ")})`,
       );
     const configs = adapters.map((a) => this.peftConfig.get(a)!);
     const union = (field: "target_modules" | "feedforward_modules"): string | string[] => {
@@ -152,7 +156,8 @@ export class IA3Model extends BaseTuner<IA3Config> implements WeightedCombinatio
       const kinds = new Set(specs.map((s) => (typeof s === "string" ? "string" : "list")));
       if (kinds.size > 1)
         throw new Error(
-          "addWeightedAdapter: all adapter configs should have the same type for target and feedforward modules (all lists or all regex strings).",
+          "addWeightedAdapter: all adapter configs should have the same type for target and " +
+            "feedforward modules (all lists or all regex strings).",
         );
       if (kinds.has("string")) return (specs as string[]).map((s) => `(${s})`).join("|");
       return [...new Set((specs as (string[] | null)[]).flatMap((s) => s ?? []))];

@@ -3,7 +3,7 @@
  * RMSNorm), run in its place. Only one adapter can be active or merged at a time, as in peft. Merging swaps the copy
  * with the base module, so it is exact both ways and merge_and_unload leaves the trained copy in the model.
  */
-import { Module, ModuleDict, cloneModule, type TensorLayer } from "../../../nn/index.js";
+import { type Module, ModuleDict, cloneModule, type TensorLayer } from "../../../nn/index.js";
 import type { Tensor } from "../../../tensor/index.js";
 import { BaseTunerLayer } from "../tuner-layer.js";
 
@@ -30,7 +30,8 @@ export class LNTuningLayer extends BaseTunerLayer {
     if (names.length === 0) return this.baseForward(x);
     if (names.length > 1) {
       throw new Error(
-        `Trying to run forward with ${names.length} active adapters, but LN tuning does not allow inference with more than one adapter at a time; activate one with setAdapter`,
+        `Trying to run forward with ${names.length} active adapters, but LN tuning does not allow ` +
+          `inference with more than one adapter at a time; activate one with setAdapter`,
       );
     }
     return this.ln_tuning_layers.get(names[0]!).forward(x);
@@ -43,7 +44,8 @@ export class LNTuningLayer extends BaseTunerLayer {
     if (toMerge.length === 0) return;
     if (toMerge.length > 1)
       throw new Error(
-        `Trying to merge ${toMerge.length} adapters, but LN tuning does not allow merging more than one adapter at a time`,
+        `Trying to merge ${toMerge.length} adapters, but LN tuning does not allow merging more ` +
+          `than one adapter at a time`,
       );
     if (this.merged) this.unmerge();
     super.merge(toMerge);

@@ -34,7 +34,8 @@ export class LNTuningModel extends BaseTuner<LNTuningConfig> {
   protected override checkTargetModule(key: string, target: Module): void {
     if (typeof (target as unknown as Partial<TensorLayer>).forward !== "function") {
       throw new Error(
-        `Target module ${key} (${target.constructor.name}) cannot be LN-tuned: it has no forward; target the normalisation layers themselves`,
+        `Target module ${key} (${target.constructor.name}) cannot be LN-tuned: it has no forward; ` +
+          `target the normalisation layers themselves`,
       );
     }
   }

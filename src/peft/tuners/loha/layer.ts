@@ -6,8 +6,8 @@
  * with hada_w1_a, hada_w2_a [out, r] and hada_w1_b, hada_w2_b [r, in], parameter dicts as in peft (saved without
  * ".weight"). The Hadamard product of two rank-r matrices has rank up to r², from 2·r·(out + in) parameters.
  */
-import { Linear } from "../../../nn/index.js";
-import { Tensor, matmul, mul, parameter, zeros } from "../../../tensor/index.js";
+import type { Linear } from "../../../nn/index.js";
+import { type Tensor, matmul, mul, parameter, zeros } from "../../../tensor/index.js";
 import { kaimingUniform2d } from "../../../nn/init.js";
 import { ParameterDict } from "../tuner-layer.js";
 import { LycorisLayer, type LycorisSettings } from "../lycoris.js";

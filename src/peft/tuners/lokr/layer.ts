@@ -8,8 +8,8 @@
  * lokr_w2_b [r, d]): w2 is factored when r < max(b, d) / 2, w1 only with decompose_both and r < max(a, c) / 2.
  * Parameter dicts as in peft (saved without ".weight").
  */
-import { Linear } from "../../../nn/index.js";
-import { Tensor, matmul, mul, parameter, reshape, zeros } from "../../../tensor/index.js";
+import type { Linear } from "../../../nn/index.js";
+import { type Tensor, matmul, mul, parameter, reshape, zeros } from "../../../tensor/index.js";
 import { ParameterDict } from "../tuner-layer.js";
 import { LycorisLayer, type LycorisSettings } from "../lycoris.js";
 import { kaimingUniform2d } from "../../../nn/init.js";

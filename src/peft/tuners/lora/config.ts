@@ -70,10 +70,12 @@ export const LORA_FIELDS: MethodFields<LoraConfig> = {
       matching(/^pissa_niter_\d+$/, '"pissa_niter_<n>"'),
     ),
     true,
-    'How A and B start: true (Kaiming-uniform A, zero B), "gaussian" (normal A), false (random B too), or a data- or SVD-based method.',
+    'How A and B start: true (Kaiming-uniform A, zero B), "gaussian" (normal A), false (random ' +
+      "B too), or a data- or SVD-based method.",
     {
       notImplemented:
-        'peft-ts implements init_lora_weights true, false, "gaussian", "pissa", "pissa_niter_<n>", "olora" and "loftq"; EVA, CorDA and orthogonal are not yet',
+        'peft-ts implements init_lora_weights true, false, "gaussian", "pissa", "pissa_niter_<n>", ' +
+        '"olora" and "loftq"; EVA, CorDA and orthogonal are not yet',
       implemented: (v) => v === true || v === false || v === "gaussian" || initUsesBaseWeight(v),
     },
   ),
@@ -120,7 +122,8 @@ export const LORA_FIELDS: MethodFields<LoraConfig> = {
   layer_replication: field<[number, number][] | null>(
     nullable(listOf(listOf(index))),
     null,
-    "Build a deeper model by repeating ranges [start, end) of the base layers (the copies share weights, each gets its own LoRA).",
+    "Build a deeper model by repeating ranges [start, end) of the base layers (the copies " +
+      "share weights, each gets its own LoRA).",
   ),
   lora_bias: field(bool, false, "Give the B matrix a trainable bias (merged into the base layer's bias)."),
 };
@@ -159,7 +162,8 @@ export function validateLoraFields(c: LoraConfig): void {
   );
   check(
     !(c.lora_bias && c.init_lora_weights !== true && c.init_lora_weights !== false),
-    `The argument lora_bias=True is only supported with init_lora_weights=True or False, got init_lora_weights=${JSON.stringify(c.init_lora_weights)} instead.`,
+    `The argument lora_bias=True is only supported with init_lora_weights=True or False, got ` +
+      `init_lora_weights=${JSON.stringify(c.init_lora_weights)} instead.`,
   );
   check(
     !(c.lora_bias && c.use_dora),

@@ -26,27 +26,32 @@ export function mutatedAdapterAsLora(
 ): { config: LoraConfig; tensors: Map<string, Tensor> } {
   if (config.peft_type !== PeftType.LORA)
     throw new ConfigError(
-      `pathInitialModelForWeightConversion converts PiSSA/OLoRA LoRA adapters, but this adapter is ${config.peft_type}; save without it`,
+      `pathInitialModelForWeightConversion converts PiSSA/OLoRA LoRA adapters, but this adapter ` +
+        `is ${config.peft_type}; save without it`,
     );
   const lora = config as LoraConfig;
   if (lora.use_rslora && (Object.keys(lora.rank_pattern).length > 0 || Object.keys(lora.alpha_pattern).length > 0)) {
     throw new ConfigError(
-      "Passing `path_initial_model_for_weight_conversion` to `save_pretrained` is not supported when using `rank_pattern` or `alpha_pattern` at the same time as `use_rslora=True`.",
+      "Passing `path_initial_model_for_weight_conversion` to `save_pretrained` is not supported " +
+        "when using `rank_pattern` or `alpha_pattern` at the same time as `use_rslora=True`.",
     );
   }
   if (lora.lora_bias)
     throw new ConfigError(
-      "pathInitialModelForWeightConversion cannot convert an adapter with lora_bias (its bias has no rank to concatenate; peft 0.15.2 fails on it too); save without it",
+      "pathInitialModelForWeightConversion cannot convert an adapter with lora_bias (its bias " +
+        "has no rank to concatenate; peft 0.15.2 fails on it too); save without it",
     );
   if (!/^(pissa|corda|olora|true)/.test(String(lora.init_lora_weights).toLowerCase())) {
     process.emitWarning(
-      "`path_initial_model_for_weight_conversion` only works for converting a PiSSA/CorDA/OLoRA adapter to a LoRA adapter",
+      "`path_initial_model_for_weight_conversion` only works for converting a PiSSA/CorDA/OLoRA " +
+        "adapter to a LoRA adapter",
     );
   }
   const file = join(initialDir, "adapter_model.safetensors");
   if (!existsSync(file))
     throw new CheckpointError(
-      `pathInitialModelForWeightConversion: ${initialDir} has no adapter_model.safetensors; save the adapter right after getPeftModel (before training) to that folder first`,
+      `pathInitialModelForWeightConversion: ${initialDir} has no adapter_model.safetensors; save ` +
+        `the adapter right after getPeftModel (before training) to that folder first`,
     );
   writeFileAtomic(
     join(initialDir, "adapter_config.json"),
@@ -64,7 +69,8 @@ export function mutatedAdapterAsLora(
     const t0 = initial.get(key);
     if (!t0)
       throw new CheckpointError(
-        `pathInitialModelForWeightConversion: the initial adapter in ${initialDir} has no ${key}; was it saved from this adapter before training?`,
+        `pathInitialModelForWeightConversion: the initial adapter in ${initialDir} has no ${key}; ` +
+          `was it saved from this adapter before training?`,
       );
     out.set(key, isA ? cat([t, t0], 0) : cat([t, neg(t0)], 1));
   }

@@ -33,6 +33,7 @@ export function dispatchLora(target: Module, config: LoraConfig, key: string): L
     if (layer) return layer;
   }
   throw new Error(
-    `Target module ${key} (${target.constructor.name}) is not supported. Currently, only Linear, Embedding and GPT-2's Conv1D are supported.`,
+    `Target module ${key} (${target.constructor.name}) is not supported. Currently, only ` +
+      `Linear, Embedding and GPT-2's Conv1D are supported.`,
   );
 }

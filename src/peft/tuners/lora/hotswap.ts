@@ -42,7 +42,8 @@ export function checkHotswapConfigsCompatible(config0: PeftConfig, config1: Peft
     if (v0 !== v1)
       throw new ConfigError(
         `Configs are incompatible: for ${key}, ${v0} != ${v1}`,
-        "only adapters trained with the same settings for these fields can be hot-swapped; load the adapter with loadAdapter instead",
+        "only adapters trained with the same settings for these fields can be hot-swapped; load " +
+          "the adapter with loadAdapter instead",
       );
   }
 }
@@ -104,7 +105,8 @@ export function hotswapAdapterFromStateDict(
     );
     if (!grown.has(partner))
       throw new ModelMismatchError(
-        `Hot swapping the adapter did not succeed: ${k} has a larger rank than the loaded adapter but ${partner} does not`,
+        `Hot swapping the adapter did not succeed: ${k} has a larger rank than the loaded adapter ` +
+          `but ${partner} does not`,
         "a larger rank needs both factors, A and B, in the new adapter",
       );
   }

@@ -5,9 +5,9 @@
  * is the dispatcher list (dispatch.ts).
  * Parameter names and layouts are HF peft's: lora_A.<adapter> is a Linear(in, r) ([r, in]), lora_B a Linear(r, out).
  */
-import { Conv1D, Dropout, Embedding, Linear, ModuleDict, QuantizedLinear } from "../../../nn/index.js";
+import { Conv1D, Dropout, type Embedding, Linear, ModuleDict, QuantizedLinear } from "../../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   add,
   embedding,
   matmul,
@@ -126,7 +126,9 @@ export class LoraLinear extends LoraLayer {
       throw new Error("DoRA on quantised (4-bit/8-bit) layers is not supported yet; use plain LoRA");
     if (initUsesBaseWeight(s.initWeights) && this.base_layer instanceof QuantizedLinear) {
       throw new ConfigError(
-        `init_lora_weights "${String(s.initWeights)}" on ${s.key ?? "a layer"}: the base weight is quantised; initialise on the float model, then quantise the residual model (as peft advises)`,
+        `init_lora_weights "${String(s.initWeights)}" on ${s.key ?? "a layer"}: the base weight is ` +
+          `quantised; initialise on the float model, then quantise the residual model (as peft ` +
+          `advises)`,
       );
     }
     this.recordSettings(name, s);
@@ -241,7 +243,8 @@ export class LoraLinear extends LoraLayer {
     const bias = this.base_layer.ownParameter("bias");
     if (!bias)
       throw new ConfigError(
-        `cannot merge adapter "${name}": it has lora_bias but its base layer has no bias to merge it into (peft fails here too); keep the adapter unmerged`,
+        `cannot merge adapter "${name}": it has lora_bias but its base layer has no bias to merge ` +
+          `it into (peft fails here too); keep the adapter unmerged`,
       );
     noGrad(() => addInPlace(bias, sign === 1 ? loraBias : mul(loraBias, -1)));
   }
@@ -300,11 +303,13 @@ export class LoraEmbedding extends LoraLayer {
     if (s.useDora) throw new Error("DoRA is not supported on embedding layers");
     if (s.initWeights === "loftq")
       throw new ConfigError(
-        `init_lora_weights "loftq" on the Embedding ${s.key ?? "layer"}: peft 0.15.2's LoftQ fails on embeddings; leave embeddings out of target_modules`,
+        `init_lora_weights "loftq" on the Embedding ${s.key ?? "layer"}: peft 0.15.2's LoftQ fails ` +
+          `on embeddings; leave embeddings out of target_modules`,
       );
     if (s.loraBias)
       throw new ConfigError(
-        `lora_bias=true is not supported for Embedding layers (${s.key ?? "embedding"}), as in peft; target only Linear layers or set lora_bias false`,
+        `lora_bias=true is not supported for Embedding layers (${s.key ?? "embedding"}), as in ` +
+          `peft; target only Linear layers or set lora_bias false`,
       );
     this.recordSettings(name, s);
     this.lora_dropout.set(name, new Dropout(s.dropout));

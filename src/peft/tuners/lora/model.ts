@@ -88,7 +88,8 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     const replicated = [...this.peftConfig].filter(([, c]) => c.layer_replication).map(([name]) => name);
     if (replicated.length > 0) {
       throw new ConfigError(
-        `Cannot merge LORA layers when base model layers are replicated (adapter ${replicated.join(", ")} has layer_replication)`,
+        `Cannot merge LORA layers when base model layers are replicated (adapter ` +
+          `${replicated.join(", ")} has layer_replication)`,
         "run the model unmerged, or train without layer_replication to merge",
       );
     }
@@ -155,14 +156,19 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
         const ranks = [...new Set(present.map((i) => layer.r.get(adapters[i]!)!))];
         if (ranks.length > 1)
           throw new Error(
-            `addWeightedAdapter: combination_type "${combinationType}" needs equal ranks, but in ${key} the adapters have ranks ${present.map((i) => `${adapters[i]}: ${layer.r.get(adapters[i]!)}`).join(", ")}; use "cat" or "svd"`,
+            `addWeightedAdapter: combination_type "${combinationType}" needs equal ranks, but in ` +
+              `${key} the adapters have ranks ` +
+              `${present.map((i) => `${adapters[i]}: ${layer.r.get(adapters[i]!)}`).join(", ")}; use ` +
+              `"cat" or "svd"`,
           );
         rank = ranks[0]!;
         for (const i of present) {
           const ws = weights[i]! * layer.scaling.get(adapters[i]!)!;
           if (ws < 0)
             throw new Error(
-              `addWeightedAdapter: combination_type "${combinationType}" takes √(weight·scaling), but adapter "${adapters[i]}" has weight ${weights[i]} and scaling ${layer.scaling.get(adapters[i]!)} in ${key}; use "cat" or "svd" for negative weights`,
+              `addWeightedAdapter: combination_type "${combinationType}" takes √(weight·scaling), but ` +
+                `adapter "${adapters[i]}" has weight ${weights[i]} and scaling ` +
+                `${layer.scaling.get(adapters[i]!)} in ${key}; use "cat" or "svd" for negative weights`,
             );
         }
       } else if (combinationType === "cat") {
@@ -191,7 +197,9 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
           const plan = plans.get(key);
           if (!plan)
             throw new Error(
-              `addWeightedAdapter: none of the adapters ${adapters.join(", ")} is in ${key}, where the new adapter's config puts "${adapterName}" (do the adapters use different layers_to_transform or exclude_modules?)`,
+              `addWeightedAdapter: none of the adapters ${adapters.join(", ")} is in ${key}, where the ` +
+                `new adapter's config puts "${adapterName}" (do the adapters use different ` +
+                `layers_to_transform or exclude_modules?)`,
             );
           const target = layer.loraFactors(adapterName);
           const [m, rank] = target.B.shape as [number, number];
@@ -245,17 +253,21 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     configs.forEach((c, i) => {
       if (c.peft_type !== PeftType.LORA)
         throw new Error(
-          `addWeightedAdapter: adapter "${adapters[i]}" is a ${c.peft_type} adapter; only LoRA adapters can be combined`,
+          `addWeightedAdapter: adapter "${adapters[i]}" is a ${c.peft_type} adapter; only LoRA ` +
+            `adapters can be combined`,
         );
       if (c.use_dora)
         throw new Error(
-          `addWeightedAdapter: adapter "${adapters[i]}" uses DoRA, whose magnitude vectors cannot be combined this way; combine plain LoRA adapters`,
+          `addWeightedAdapter: adapter "${adapters[i]}" uses DoRA, whose magnitude vectors cannot be ` +
+            `combined this way; combine plain LoRA adapters`,
         );
     });
     const wrappers = this.savedModules().filter(([, w]) => adapters.filter((a) => w.modules_to_save.has(a)).length > 1);
     if (wrappers.length > 0) {
       throw new Error(
-        `addWeightedAdapter: cannot add weighted adapters if they target the same module with modules_to_save, but found ${wrappers.length} such instance(s): ${wrappers.map(([k]) => k).join(", ")}`,
+        `addWeightedAdapter: cannot add weighted adapters if they target the same module with ` +
+          `modules_to_save, but found ${wrappers.length} such instance(s): ` +
+          `${wrappers.map(([k]) => k).join(", ")}`,
       );
     }
 
@@ -281,7 +293,9 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     if (FACTORWISE_TYPES.includes(combinationType)) {
       if (new Set(ranks).size !== 1) {
         throw new Error(
-          `addWeightedAdapter: all adapters must have the same r value when using combination_type "${combinationType}" (got ${adapters.map((a, i) => `${a}: r=${ranks[i]}`).join(", ")}); use "cat" or "svd"`,
+          `addWeightedAdapter: all adapters must have the same r value when using combination_type ` +
+            `"${combinationType}" (got ${adapters.map((a, i) => `${a}: r=${ranks[i]}`).join(", ")}); ` +
+            `use "cat" or "svd"`,
         );
       }
       newRank = ranks[0]!;
@@ -295,11 +309,15 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     const kinds = new Set(targets.map((t) => (typeof t === "string" ? "string" : Array.isArray(t) ? "list" : "none")));
     if (kinds.has("none"))
       throw new Error(
-        `addWeightedAdapter: adapter "${adapters[targets.findIndex((t) => typeof t !== "string" && !Array.isArray(t))]}" has no target_modules`,
+        `addWeightedAdapter: adapter ` +
+          `"${adapters[targets.findIndex((t) => typeof t !== "string" && !Array.isArray(t))]}" has ` +
+          `no target_modules`,
       );
     if (kinds.size > 1) {
       throw new Error(
-        "addWeightedAdapter: all adapter configs should follow the same target modules type. Combining adapters with `target_modules` type being a mix of list and string is not supported.",
+        "addWeightedAdapter: all adapter configs should follow the same target modules type. " +
+          "Combining adapters with `target_modules` type being a mix of list and string is not " +
+          "supported.",
       );
     }
     const targetModules = kinds.has("string")
@@ -310,7 +328,9 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     // peft's _check_new_adapter_config: only one adapter may train biases.
     if (first.bias !== "none") {
       throw new Error(
-        `addWeightedAdapter: the new adapter would copy bias="${first.bias}" from "${adapters[0]}", but LoRA supports only 1 adapter with bias; when using multiple adapters, set bias to "none" for all adapters`,
+        `addWeightedAdapter: the new adapter would copy bias="${first.bias}" from ` +
+          `"${adapters[0]}", but LoRA supports only 1 adapter with bias; when using multiple ` +
+          `adapters, set bias to "none" for all adapters`,
       );
     }
     const config: LoraConfig = {
@@ -324,7 +344,9 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
     };
     if (opts.generator && !replaysInitDraws(config.init_lora_weights)) {
       throw new ConfigError(
-        `addWeightedAdapter: the generator option follows torch's draws for a new adapter with init_lora_weights true, false or "gaussian", but "${adapters[0]}" (whose config the new adapter copies) has ${JSON.stringify(config.init_lora_weights)}`,
+        `addWeightedAdapter: the generator option follows torch's draws for a new adapter with ` +
+          `init_lora_weights true, false or "gaussian", but "${adapters[0]}" (whose config the new ` +
+          `adapter copies) has ${JSON.stringify(config.init_lora_weights)}`,
         "combine without a generator, or list an adapter with one of those init_lora_weights first",
       );
     }
@@ -400,7 +422,8 @@ export class LoraModel extends BaseTuner<LoraConfig> implements WeightedCombinat
 function writeInto(param: Tensor, values: Float32Array, shape: number[], key: string): void {
   if (param.shape.length !== shape.length || param.shape.some((d, i) => d !== shape[i])) {
     throw new Error(
-      `addWeightedAdapter: internal shape mismatch in ${key}: the new adapter's parameter is ${fmtShape(param.shape)} but the combination is ${fmtShape(shape)}`,
+      `addWeightedAdapter: internal shape mismatch in ${key}: the new adapter's parameter is ` +
+        `${fmtShape(param.shape)} but the combination is ${fmtShape(shape)}`,
     );
   }
   const t = tensor(values, shape);

@@ -5,7 +5,7 @@
  * quantised base layers, whose merge must dequantise) plug in here and in the dispatcher list (dispatch.ts).
  */
 import { Module } from "../../../nn/index.js";
-import { Tensor, add, div, keep, matmul, mul, parameter, reshape, sub, transpose } from "../../../tensor/index.js";
+import { type Tensor, add, div, keep, matmul, mul, parameter, reshape, sub, transpose } from "../../../tensor/index.js";
 import type { LoraLinear } from "./layer.js";
 
 /** What a variant supplies for one adapter of a LoraLinear. */

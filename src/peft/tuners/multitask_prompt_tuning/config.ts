@@ -42,7 +42,8 @@ export const MULTITASK_PROMPT_TUNING_FIELDS: MethodFields<MultitaskPromptTuningC
   prompt_tuning_init: field<MultitaskPromptTuningInit>(
     oneOf(...Object.values(MultitaskPromptTuningInit)),
     "RANDOM",
-    "How the prompt starts: TEXT, RANDOM, or from a source adapter (AVERAGE_SOURCE_TASKS, EXACT_SOURCE_TASK, ONLY_SOURCE_SHARED).",
+    "How the prompt starts: TEXT, RANDOM, or from a source adapter (AVERAGE_SOURCE_TASKS, " +
+      "EXACT_SOURCE_TASK, ONLY_SOURCE_SHARED).",
   ),
   prompt_tuning_init_state_dict_path: field<string | null>(
     nullable(string),

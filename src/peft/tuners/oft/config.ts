@@ -81,11 +81,13 @@ export function validateOFTFields(c: OFTConfig): void {
   );
   check(
     !(c.r === 0 && c.oft_block_size === 0),
-    `Either \`r\` or \`oft_block_size\` must be non-zero. Currently, r = ${c.r} and oft_block_size = ${c.oft_block_size}.`,
+    `Either \`r\` or \`oft_block_size\` must be non-zero. Currently, r = ${c.r} and ` +
+      `oft_block_size = ${c.oft_block_size}.`,
   );
   check(
     (c.r !== 0) !== (c.oft_block_size !== 0),
-    `You can only specify either r (${c.r}) or oft_block_size (${c.oft_block_size}), but not both simultaneously, because r x oft_block_size == in_features.`,
+    `You can only specify either r (${c.r}) or oft_block_size (${c.oft_block_size}), but not ` +
+      `both simultaneously, because r x oft_block_size == in_features.`,
   );
 }
 

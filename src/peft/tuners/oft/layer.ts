@@ -10,9 +10,9 @@
  * eps / √(blocks) before use, in place (as peft does); module_dropout swaps a random int(p · r) of the blocks for
  * the identity while training. Merging writes W' into the weight; unmerging applies Mᵀ's inverse (M) and divides by s.
  */
-import { Linear } from "../../../nn/index.js";
+import type { Linear } from "../../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   add,
   defaultGenerator,
   div,
@@ -240,6 +240,9 @@ export class OFTLinear extends OrthogonalLayer {
   }
 
   protected override extraRepr(): string {
-    return `in=${this.inFeatures}, out=${this.outFeatures}, r={${[...this.settings].map(([k, v]) => `${k}: ${v.r}`).join(", ")}}`;
+    return (
+      `in=${this.inFeatures}, out=${this.outFeatures}, ` +
+      `r={${[...this.settings].map(([k, v]) => `${k}: ${v.r}`).join(", ")}}`
+    );
   }
 }

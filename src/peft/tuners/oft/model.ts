@@ -31,8 +31,10 @@ export abstract class OrthogonalTuner<
   protected override checkTargetModule(key: string, target: Module): void {
     if (target instanceof this.layerClass || target instanceof Linear) return;
     throw new Error(
-      `Target module ${key} (${target.constructor.name}) is not supported. Currently, only \`torch.nn.Linear\` and \`torch.nn.Conv2d\` are supported` +
-        ` (peft 0.15.2's ${this.methodName} refuses GPT-2's Conv1D too); use LoRA, IA3, VeRA or FourierFT for GPT-2, or target Linear layers.`,
+      `Target module ${key} (${target.constructor.name}) is not supported. Currently, only ` +
+        `\`torch.nn.Linear\` and \`torch.nn.Conv2d\` are supported` +
+        ` (peft 0.15.2's ${this.methodName} refuses GPT-2's Conv1D too); use LoRA, IA3, VeRA or ` +
+        `FourierFT for GPT-2, or target Linear layers.`,
     );
   }
 

@@ -13,7 +13,7 @@ import type { Linear } from "../../../nn/index.js";
 import { Module, ModuleDict } from "../../../nn/index.js";
 import { kaimingUniformA5, uniform } from "../../../nn/init.js";
 import {
-  Tensor,
+  type Tensor,
   add,
   defaultGenerator,
   div,

@@ -1,6 +1,6 @@
 /** PromptEmbedding: prompt tuning's virtual-token embeddings (HF's PromptEmbedding), with RANDOM / TEXT / SAMPLE_VOCAB init. */
 import type { EmbeddingLayer } from "../../../nn/index.js";
-import { Generator, defaultGenerator, indexSelect, noGrad, tensor, type Tensor } from "../../../tensor/index.js";
+import { type Generator, defaultGenerator, indexSelect, noGrad, tensor, type Tensor } from "../../../tensor/index.js";
 import { AutoTokenizer, type TokenizerOverrides } from "../../../tokenizers/index.js";
 import { PromptLearningEncoder } from "../prompt-learning.js";
 import { PromptTuningInit, type PromptTuningConfig } from "./config.js";
@@ -49,7 +49,8 @@ export class PromptEmbedding extends PromptLearningEncoder {
       const bad = ids.find((id) => id < 0 || id >= vocab);
       if (bad !== undefined)
         throw new Error(
-          `prompt_tuning_init_text: the tokenizer at ${config.tokenizer_name_or_path} gives id ${bad}, outside the model's vocabulary of ${vocab}; is it the model's tokenizer?`,
+          `prompt_tuning_init_text: the tokenizer at ${config.tokenizer_name_or_path} gives id ` +
+            `${bad}, outside the model's vocabulary of ${vocab}; is it the model's tokenizer?`,
         );
     } else {
       ids = Array.from({ length: rows }, () => generator.int(vocab));

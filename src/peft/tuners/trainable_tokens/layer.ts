@@ -4,9 +4,9 @@
  * difference). The replaced table is W·(1 − m) + S·Δ, with m the row mask and S the one-hot row selection, so that
  * gradients reach only Δ. A tied layer (the LM head sharing the embedding table) holds the same delta tensors.
  */
-import { Embedding, Linear } from "../../../nn/index.js";
+import { Embedding, type Linear } from "../../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   add,
   embedding,
   keep,
@@ -52,7 +52,8 @@ export class TrainableTokensLayer extends BaseTunerLayer {
     const bad = tokenIndices.filter((i) => i >= vocab);
     if (bad.length > 0)
       throw new Error(
-        `trainable tokens: token_indices ${JSON.stringify(bad)} are out of range for the ${vocab}-row embedding; use ids below ${vocab}`,
+        `trainable tokens: token_indices ${JSON.stringify(bad)} are out of range for the ` +
+          `${vocab}-row embedding; use ids below ${vocab}`,
       );
     const rows = noGrad(() => matmul(transpose(this.selection(tokenIndices)), weight));
     this.tokenIndices.set(name, [...tokenIndices]);
@@ -66,7 +67,9 @@ export class TrainableTokensLayer extends BaseTunerLayer {
   private selection(indices: readonly number[]): Tensor {
     const vocab = this.base_layer.getTensor("weight").shape[0]!;
     const s = new Float32Array(vocab * indices.length);
-    indices.forEach((row, j) => (s[row * indices.length + j] = 1));
+    indices.forEach((row, j) => {
+      s[row * indices.length + j] = 1;
+    });
     return tensor(s, [vocab, indices.length]);
   }
 
@@ -88,9 +91,12 @@ export class TrainableTokensLayer extends BaseTunerLayer {
       const indices = this.tokenIndices.get(name)!;
       if (indices.some((i) => seen.has(i)))
         throw new Error(
-          `Token indices of adapter ${name} are already defined and would result in undefined merging behavior. Only disjunct token indices are currently supported.`,
+          `Token indices of adapter ${name} are already defined and would result in undefined ` +
+            `merging behavior. Only disjunct token indices are currently supported.`,
         );
-      indices.forEach((i) => seen.add(i));
+      indices.forEach((i) => {
+        seen.add(i);
+      });
     }
   }
 

@@ -41,7 +41,8 @@ export class TrainableTokensModel extends BaseTuner<TrainableTokensConfig> {
   protected override checkTargetModule(key: string, target: Module): void {
     if (target instanceof TrainableTokensLayer || target instanceof Embedding) return;
     throw new Error(
-      `Target module ${key} (${target.constructor.name}) is not supported by trainable tokens: target an embedding layer (e.g. embed_tokens)`,
+      `Target module ${key} (${target.constructor.name}) is not supported by trainable tokens: ` +
+        `target an embedding layer (e.g. embed_tokens)`,
     );
   }
 

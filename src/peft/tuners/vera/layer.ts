@@ -7,9 +7,9 @@
  * largest adapted layer; each layer uses their top-left corner); vera_lambda_b [out] and vera_lambda_d [r] are
  * this layer's trainable vectors, parameter dicts as in peft (saved without ".weight").
  */
-import { Conv1D, Linear, Module } from "../../../nn/index.js";
+import { Conv1D, type Linear, type Module } from "../../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   add,
   defaultGenerator,
   dropout,
@@ -66,7 +66,8 @@ export class VeraLinear extends AdditiveLayer {
     const { a, b } = this.projectionsOf(name);
     if (a.shape[1]! < this.inFeatures || b.shape[0]! < this.outFeatures || a.shape[0]! < r || b.shape[1]! < r) {
       throw new ConfigError(
-        `vera_A ${JSON.stringify(a.shape)} / vera_B ${JSON.stringify(b.shape)} do not cover this layer (in ${this.inFeatures}, out ${this.outFeatures}, r ${r})`,
+        `vera_A ${JSON.stringify(a.shape)} / vera_B ${JSON.stringify(b.shape)} do not cover this ` +
+          `layer (in ${this.inFeatures}, out ${this.outFeatures}, r ${r})`,
       );
     }
     this.r.set(name, r);
@@ -125,6 +126,8 @@ export class VeraLinear extends AdditiveLayer {
   }
 
   protected override extraRepr(): string {
-    return `in=${this.inFeatures}, out=${this.outFeatures}, r={${[...this.r].map(([k, v]) => `${k}: ${v}`).join(", ")}}`;
+    return (
+      `in=${this.inFeatures}, out=${this.outFeatures}, ` + `r={${[...this.r].map(([k, v]) => `${k}: ${v}`).join(", ")}}`
+    );
   }
 }

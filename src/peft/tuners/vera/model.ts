@@ -61,12 +61,15 @@ export class VeraModel extends LinearTuner<VeraConfig> implements VeraProjection
     const existing = [...this.peftConfig.values()];
     if (existing.length > 0 && config.bias !== "none")
       throw new ConfigError(
-        "VeraModel supports only 1 adapter with bias. When using multiple adapters, set bias to 'none' for all adapters.",
+        "VeraModel supports only 1 adapter with bias. When using multiple adapters, set bias to " +
+          "'none' for all adapters.",
       );
     for (const c of existing) {
       if (c.projection_prng_key !== config.projection_prng_key) {
         throw new ConfigError(
-          `Vera PRNG initialisation key must be the same for all adapters. Got config.projection_prng_key=${config.projection_prng_key} but previous config had ${c.projection_prng_key}.`,
+          `Vera PRNG initialisation key must be the same for all adapters. Got ` +
+            `config.projection_prng_key=${config.projection_prng_key} but previous config had ` +
+            `${c.projection_prng_key}.`,
         );
       }
       if (c.save_projection !== config.save_projection)
@@ -99,7 +102,9 @@ export class VeraModel extends LinearTuner<VeraConfig> implements VeraProjection
   protected override checkTargetModule(key: string, target: Module): void {
     if (target instanceof VeraLinear || target instanceof Linear || target instanceof Conv1D) return;
     throw new Error(
-      `Target module ${key} (${target.constructor.name}) is not supported. Currently, only the following modules are supported: \`torch.nn.Linear\`, \`transformers.pytorch_utils.Conv1D\`.`,
+      `Target module ${key} (${target.constructor.name}) is not supported. Currently, only the ` +
+        `following modules are supported: \`torch.nn.Linear\`, ` +
+        `\`transformers.pytorch_utils.Conv1D\`.`,
     );
   }
 
@@ -137,7 +142,8 @@ export class VeraModel extends LinearTuner<VeraConfig> implements VeraProjection
     }
     if (!saveProjection && present.length > 0) {
       process.emitWarning(
-        `${files.where}: save_projection is false but vera_A/vera_B are in the file; they are ignored and redrawn from projection_prng_key, as peft does`,
+        `${files.where}: save_projection is false but vera_A/vera_B are in the file; they are ` +
+          `ignored and redrawn from projection_prng_key, as peft does`,
       );
       const tensors = new Map(
         [...files.tensors].filter(([k]) => !present.includes(k as (typeof PROJECTION_KEYS)[number])),

@@ -65,7 +65,8 @@ export const XLORA_DEFAULTS = defaultsOf(XLORA_FIELDS);
 function validate(c: XLoraConfig): void {
   if (c.hidden_size === null) {
     process.emitWarning(
-      "No value was provided for `hidden_size`. This will be set to 4096 by default, please ensure that this is correct.",
+      "No value was provided for `hidden_size`. This will be set to 4096 by default, please " +
+        "ensure that this is correct.",
     );
     c.hidden_size = 4096;
   }

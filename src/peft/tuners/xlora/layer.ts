@@ -9,7 +9,7 @@
  */
 import { Dropout, Linear, Module, ReLU, Sequential, type TensorModule } from "../../../nn/index.js";
 import {
-  Tensor,
+  type Tensor,
   div,
   exp,
   expand,

@@ -58,7 +58,9 @@ export class XLoraModel extends LoraModel {
         "X-LoRA needs LoRA experts: `adapters` is empty",
         'set adapters to {"0": "path/to/lora", …}',
       );
-    experts.forEach(([, dir], i) => this.loadExpert(dir, String(i), xc.use_trainable_adapters));
+    experts.forEach(([, dir], i) => {
+      this.loadExpert(dir, String(i), xc.use_trainable_adapters);
+    });
     // By position, as peft loads them. (peft then activates the `adapters` keys themselves, so with keys other than
     // "0", "1", … its experts silently stay unused; here they are always mixed.)
     super.setAdapter(experts.map((_, i) => String(i)));
@@ -146,7 +148,8 @@ export class XLoraModel extends LoraModel {
     // A checkpointed layer gets gradients only for its input and its own parameters; the scalings come from outside.
     if (this.model.isGradientCheckpointing && this.model.training && isGradEnabled()) {
       throw new ConfigError(
-        "X-LoRA cannot train with gradient checkpointing: the classifier's scalings reach every layer from outside it, so a recomputed layer would pass them no gradient",
+        "X-LoRA cannot train with gradient checkpointing: the classifier's scalings reach every " +
+          "layer from outside it, so a recomputed layer would pass them no gradient",
         "turn gradient_checkpointing off for X-LoRA",
       );
     }
@@ -196,7 +199,8 @@ export class XLoraModel extends LoraModel {
     const missing = [...expected].filter((k) => !files.tensors.has(k));
     if (missing.length > 0 || unexpected.length > 0) {
       throw new CheckpointError(
-        `${files.where}: the X-LoRA classifier does not match the config (missing: ${missing.join(", ") || "none"}; unexpected: ${unexpected.join(", ") || "none"})`,
+        `${files.where}: the X-LoRA classifier does not match the config (missing: ` +
+          `${missing.join(", ") || "none"}; unexpected: ${unexpected.join(", ") || "none"})`,
         "check xlora_depth, xlora_dropout_p, layerwise_scalings and the experts against the saved adapter",
       );
     }
