@@ -14,6 +14,8 @@ import { ConfigError } from "../src/errors.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import { writeSafetensors, loadSafetensors } from "../src/io/safetensors.js";
 import { Linear } from "../src/nn/index.js";
+import { AutoModelForCausalLM } from "../src/models/auto.js";
+import { BaseTunerLayer } from "../src/peft/tuners/tuner-layer.js";
 import { AdamW } from "../src/optim/index.js";
 import {
   BoneConfig,
@@ -25,6 +27,10 @@ import {
   PeftModel,
   PolyConfig,
   PolyRouter,
+  FourierFTConfig,
+  VeraConfig,
+  OFTConfig,
+  BOFTConfig,
   configFromJson,
   getPeftModel,
   type PeftConfig,
@@ -260,6 +266,40 @@ describe("Bone: the math", () => {
     ] as const) {
       const layer = bone(r, init, inF, outF, 30);
       checkAdapterGradient(layer, randTensor([3, inF], 31, -1, 1));
+    }
+  });
+});
+
+describe("the Linear-layer methods share one host's rules", () => {
+  const configs = (targets: string | string[]): [string, PeftConfig][] => [
+    ["FourierFT", FourierFTConfig({ n_frequency: 64, target_modules: targets })],
+    ["VeRA", VeraConfig({ r: 4, target_modules: targets })],
+    ["OFT", OFTConfig({ r: 4, target_modules: targets })],
+    ["BOFT", BOFTConfig({ boft_block_size: 4, target_modules: targets })],
+    ["HRA", HRAConfig({ r: 2, target_modules: targets })],
+    ["Bone", BoneConfig({ r: 4, target_modules: targets })],
+    ["Poly", PolyConfig({ r: 2, n_tasks: 2, target_modules: targets })],
+  ];
+
+  it('"all-linear" adapts every Linear but the output head, for each of them', () => {
+    const linears = [...llama().namedModules()].filter(([k, m]) => m instanceof Linear && k !== "lm_head");
+    assert.equal(linears.length, 14, "7 projections in each of 2 layers");
+    for (const [name, config] of configs("all-linear")) {
+      const peft = getPeftModel(llama(), config);
+      const adapted = [...peft.namedModules()].filter(([, m]) => m instanceof BaseTunerLayer);
+      assert.equal(adapted.length, linears.length, name);
+    }
+  });
+
+  it("each refuses a quantised Linear by name, leaving the model untouched", () => {
+    const nf4 = { load_in_4bit: true, bnb_4bit_quant_type: "nf4" } as const;
+    for (const [name, config] of configs(["q_proj"])) {
+      const model = AutoModelForCausalLM.fromConfig(LLAMA, { quantizationConfig: nf4 });
+      const before = [...model.namedModules()].length;
+      // VeRA sizes its shared projections first, and finds no layer it can take (peft's message).
+      const refusal = name === "VeRA" ? /No layers types compatible with VeRA/ : /q_proj is quantised/;
+      assert.throws(() => getPeftModel(model, config), refusal, name);
+      assert.equal([...model.namedModules()].length, before, `${name} changed the model`);
     }
   });
 });

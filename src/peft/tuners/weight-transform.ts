@@ -1,7 +1,7 @@
 /**
  * What HRA and Bone share (peft 0.15.2): config fields (targets, layer selection, r, init_weights, bias) and a layer
  * around a Linear that keeps one parameter per adapter. Both rewrite the weight W itself (HRA: W·H, Bone: block
- * updates); their hosts are LinearTargetsTuners.
+ * updates); their hosts are LinearTuners.
  */
 import type { Linear } from "../../nn/index.js";
 import type { Tensor } from "../../tensor/index.js";

@@ -2,8 +2,7 @@
  * FourierFTModel (peft 0.15.2): FourierFT layers injected into Linear and GPT-2 Conv1D targets, n_frequency per
  * module from n_frequency_pattern, default targets by model type, and bias "fourier_only".
  */
-import { Conv1D, Linear, type Module } from "../../../nn/index.js";
-import { fanInFanOutFor } from "../tuner.js";
+import type { Conv1D, Linear } from "../../../nn/index.js";
 import { LinearTuner } from "../linear-tuner.js";
 import { FOURIERFT_TARGETS } from "../../mapping.js";
 import { makeFourierFTConfig, type FourierFTConfig } from "./config.js";
@@ -16,37 +15,26 @@ export function nFrequencyFor(config: FourierFTConfig, key: string): number {
 }
 
 /** FourierFT injected into a model. */
-export class FourierFTModel extends LinearTuner<FourierFTConfig> {
+export class FourierFTModel extends LinearTuner<FourierFTConfig, FourierFTLinear> {
   readonly prefix = "fourierft_";
   protected readonly methodName = "FourierFT";
   protected readonly defaultTargets = FOURIERFT_TARGETS;
-  protected readonly ownBias = "fourier_only";
+  protected override readonly ownBias = "fourier_only";
+  protected override readonly acceptsConv1D = true;
+  protected readonly buildConfig = makeFourierFTConfig;
+  protected readonly layerClass = FourierFTLinear;
 
-  /** Add an adapter; plain config objects (not made by FourierFTConfig()) get the defaults and checks too. */
-  override injectAdapter(fields: FourierFTConfig, adapterName: string): FourierFTConfig {
-    return super.injectAdapter(makeFourierFTConfig(fields, false), adapterName);
+  protected makeLayer(base: Linear | Conv1D): FourierFTLinear {
+    return new FourierFTLinear(base);
   }
 
-  /** Only Linear and GPT-2's Conv1D (or FourierFT layers, which get another adapter) can be adapted. */
-  protected override checkTargetModule(key: string, target: Module): void {
-    if (target instanceof FourierFTLinear || target instanceof Linear || target instanceof Conv1D) return;
-    throw new Error(
-      `Target module ${key} (${target.constructor.name}) is not supported. Currently, only the ` +
-        `following modules are supported: \`torch.nn.Linear\`.`,
+  protected addAdapter(layer: FourierFTLinear, config: FourierFTConfig, adapterName: string, key: string): void {
+    layer.updateLayer(
+      adapterName,
+      nFrequencyFor(config, key),
+      config.scaling,
+      config.init_weights,
+      config.random_loc_seed,
     );
-  }
-
-  protected createOrUpdate(config: FourierFTConfig, adapterName: string, target: Module, key: string): void {
-    const n = nFrequencyFor(config, key);
-    if (target instanceof FourierFTLinear) {
-      target.updateLayer(adapterName, n, config.scaling, config.init_weights, config.random_loc_seed);
-      return;
-    }
-    const base = target as Linear | Conv1D;
-    fanInFanOutFor(config, base, "torch.nn.Linear");
-    const layer = new FourierFTLinear(base);
-    layer.activeAdapters = [...this.activeAdapters];
-    layer.updateLayer(adapterName, n, config.scaling, config.init_weights, config.random_loc_seed);
-    this.model.setSubmodule(key, layer);
   }
 }

@@ -8,14 +8,17 @@ import type { BaseModelOutput, ModelOutput, Seq2SeqInputs } from "../../../model
 import { withForward, type Generative } from "../../../models/generation/index.js";
 import type { Tensor } from "../../../tensor/index.js";
 import type { AdapterCapabilities } from "../../contract.js";
-import { LinearTargetsTuner } from "../linear-targets-tuner.js";
+import { LinearTuner } from "../linear-tuner.js";
+import { LORA_TARGETS } from "../../mapping.js";
 import { makePolyConfig, type PolyConfig } from "./config.js";
 import { PolyLinear } from "./layer.js";
 
 /** Poly injected into a model. */
-export class PolyModel extends LinearTargetsTuner<PolyConfig> {
+export class PolyModel extends LinearTuner<PolyConfig, PolyLinear> {
   readonly prefix = "poly_";
   protected readonly methodName = "Poly";
+  protected readonly defaultTargets = LORA_TARGETS;
+  protected readonly layerClass = PolyLinear;
   override readonly capabilities: AdapterCapabilities = {
     merge: null,
     weightedCombination: null,

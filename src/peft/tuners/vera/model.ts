@@ -8,7 +8,6 @@ import { Conv1D, Linear, Module } from "../../../nn/index.js";
 import { TorchGenerator, type Tensor } from "../../../tensor/index.js";
 import { ConfigError, CheckpointError } from "../../../errors.js";
 import { HOST_NAME, type AdapterFiles } from "../../contract.js";
-import { fanInFanOutFor } from "../tuner.js";
 import type { PreTrainedModel } from "../../../models/pretrained.js";
 import { LinearTuner } from "../linear-tuner.js";
 import { checkTarget } from "../../targets.js";
@@ -25,11 +24,14 @@ export function projectionKeyOnLoad(key: string, adapterName: string): string {
 }
 
 /** VeRA injected into a model. */
-export class VeraModel extends LinearTuner<VeraConfig> implements VeraProjections {
+export class VeraModel extends LinearTuner<VeraConfig, VeraLinear> implements VeraProjections {
   readonly prefix = "vera_lambda_";
   protected readonly methodName = "VeRA";
   protected readonly defaultTargets = VERA_TARGETS;
-  protected readonly ownBias = "vera_only";
+  protected override readonly ownBias = "vera_only";
+  protected override readonly acceptsConv1D = true;
+  protected readonly buildConfig = makeVeraConfig;
+  protected readonly layerClass = VeraLinear;
   /** The shared projections, one buffer per adapter (persistent only with save_projection). */
   readonly vera_A: Module;
   readonly vera_B: Module;
@@ -41,15 +43,14 @@ export class VeraModel extends LinearTuner<VeraConfig> implements VeraProjection
   }
 
   /** Add an adapter: peft's checks against the existing adapters, the projections drawn, then the layers. */
-  override injectAdapter(fields: VeraConfig, adapterName: string): VeraConfig {
-    const config = makeVeraConfig(fields, false);
+  protected override injectBuilt(config: VeraConfig, adapterName: string): VeraConfig {
     this.checkNewAdapterConfig(config);
     const [outDim, inDim] = this.largestTargetShape(this.prepareConfig(config));
     const generator = new TorchGenerator(config.projection_prng_key);
     this.vera_A.registerBuffer(adapterName, generator.kaimingUniform([config.r, inDim]), config.save_projection);
     this.vera_B.registerBuffer(adapterName, generator.kaimingUniform([outDim, config.r]), config.save_projection);
     try {
-      return super.injectAdapter(config, adapterName);
+      return super.injectBuilt(config, adapterName);
     } catch (err) {
       this.dropProjections(adapterName);
       throw err;
@@ -98,27 +99,12 @@ export class VeraModel extends LinearTuner<VeraConfig> implements VeraProjection
     return largest;
   }
 
-  /** Only Linear and GPT-2's Conv1D (or VeRA layers, which get another adapter) can be adapted. */
-  protected override checkTargetModule(key: string, target: Module): void {
-    if (target instanceof VeraLinear || target instanceof Linear || target instanceof Conv1D) return;
-    throw new Error(
-      `Target module ${key} (${target.constructor.name}) is not supported. Currently, only the ` +
-        `following modules are supported: \`torch.nn.Linear\`, ` +
-        `\`transformers.pytorch_utils.Conv1D\`.`,
-    );
+  protected makeLayer(base: Linear | Conv1D): VeraLinear {
+    return new VeraLinear(base, this);
   }
 
-  protected createOrUpdate(config: VeraConfig, adapterName: string, target: Module, key: string): void {
-    if (target instanceof VeraLinear) {
-      target.updateLayer(adapterName, config.r, config.vera_dropout, config.init_weights, config.d_initial);
-      return;
-    }
-    const base = target as Linear | Conv1D;
-    fanInFanOutFor(config, base, "torch.nn.Linear");
-    const layer = new VeraLinear(base, this);
-    layer.activeAdapters = [...this.activeAdapters];
+  protected addAdapter(layer: VeraLinear, config: VeraConfig, adapterName: string): void {
     layer.updateLayer(adapterName, config.r, config.vera_dropout, config.init_weights, config.d_initial);
-    this.model.setSubmodule(key, layer);
   }
 
   /** With save_projection, the projections are saved beside the layers' vectors. */
