@@ -10,5 +10,6 @@ const lowMemArgs = TrainingArguments({ output_dir: "output/bf16", bf16: true, gr
 
 const tokenizer = await AutoTokenizer.fromPretrained("assets/tiny-bard");
 const data = loadDataset("assets/identity.json").map((e) => tokenizeInstruction(tokenizer, e));
-const out = new Trainer({ model: lowMem, args: lowMemArgs, trainDataset: data, dataCollator: DataCollatorForSeq2Seq({ padTokenId: tokenizer.padTokenId! }) }).train();
+const collator = DataCollatorForSeq2Seq({ padTokenId: tokenizer.padTokenId! });
+const out = new Trainer({ model: lowMem, args: lowMemArgs, trainDataset: data, dataCollator: collator }).train();
 console.log(base.dtype, out.trainingLoss);

@@ -14,7 +14,8 @@ const out = peft.generateDetailed({ inputIds: prompts, adapterNames: ["sql", "ch
 console.log(out.finishReasons, out.logprobs[0]);
 
 // Streaming: an async iterator of steps; stop strings end a row.
-for await (const step of peft.generateStream({ inputIds: prompts, adapterNames: ["sql", "chat", "__base__"], maxNewTokens: 8, stopStrings: ["."], tokenizer })) {
+const rows = { inputIds: prompts, adapterNames: ["sql", "chat", "__base__"], maxNewTokens: 8, stopStrings: ["."], tokenizer };
+for await (const step of peft.generateStream(rows)) {
   console.log(step.tokens.map((t) => tokenizer.decode([t])));
 }
 
