@@ -38,8 +38,10 @@ export function chooseToken(
   opts: SamplingOptions,
   uniform: () => number,
 ): { token: number; logprob: number } {
-  const scores = Float64Array.from(logits);
-  applyRepetitionPenalty(scores, previous, opts.repetitionPenalty ?? 1);
+  // Greedy decoding without a penalty reads the logits as they are (no copy of a vocabulary-sized row).
+  const penalty = opts.repetitionPenalty ?? 1;
+  const scores = opts.doSample || penalty !== 1 ? Float64Array.from(logits) : logits;
+  applyRepetitionPenalty(scores, previous, penalty);
   let token: number;
   if (!opts.doSample) token = argmax(scores);
   else {
