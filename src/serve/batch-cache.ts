@@ -4,13 +4,14 @@
  * Every row's positions end at the same column (the frontier, `length`): a row shorter than the longest is
  * left-padded, its padding masked out. A decode step passes views of the buffers as the past, and the model's
  * appendAlong writes the new column in place; joining rows are copied in once, a leaving row is replaced by the
- * last one, and columns that no row uses any more are dropped now and then.
+ * last one, and when the longest row leaves, the columns no row uses any more are dropped (so the frontier is
+ * always the longest row's length, and a model's position limit holds for the batch as for each row alone).
  */
 import { contiguous, copyInto, growableView, keep, narrow, tidy, zeros, type Tensor } from "../tensor/index.js";
 import type { PastKeyValues } from "../models/outputs.js";
 
-/** Columns of padding that every row has (left of the longest row) before they are dropped. */
-const SLACK = 16;
+/** Columns of room added when the buffers grow, beyond twice what is asked. */
+const HEADROOM = 16;
 
 /** Per-layer KV buffers shared by the rows of the decode batch. */
 export class BatchCache {
@@ -106,7 +107,7 @@ export class BatchCache {
     this.lengths.pop();
     const longest = Math.max(0, ...this.lengths);
     if (this.rows === 0) this.clear();
-    else if (this.length - longest > SLACK) this.shiftLeft(this.length - longest);
+    else if (longest < this.length) this.shiftLeft(this.length - longest);
   }
 
   /** Free the buffers. */
@@ -127,7 +128,7 @@ export class BatchCache {
     const buffer = (t: Tensor) => {
       const [, heads, , dim] = t.shape as [number, number, number, number];
       // Zeros, not pooled garbage: padding columns are multiplied by zero attention weights, and 0·NaN is NaN.
-      return keep(zeros([2 * rows, heads, 2 * columns + SLACK, dim], t.dtype));
+      return keep(zeros([2 * rows, heads, 2 * columns + HEADROOM, dim], t.dtype));
     };
     this.buffers = like.map((kv) => ({ key: buffer(kv.key), value: buffer(kv.value) }));
   }
@@ -137,7 +138,7 @@ export class BatchCache {
     const current = this.buffers[0]?.key;
     if (!current || (current.shape[0]! >= rows && current.shape[2]! >= columns)) return;
     const slots = Math.max(current.shape[0]!, 2 * rows),
-      capacity = Math.max(current.shape[2]!, 2 * columns + SLACK);
+      capacity = Math.max(current.shape[2]!, 2 * columns + HEADROOM);
     this.buffers = this.buffers.map((b) => {
       const grow = (old: Tensor) => {
         const [, heads, , dim] = old.shape as [number, number, number, number];

@@ -5,6 +5,7 @@
  * decode step runs every running sequence in one forward pass, with its own LoRA adapter per row (peft's
  * adapter_names), the cache extended in place and each row's padding masked out.
  */
+import { backend } from "../backend/index.js";
 import { Generator, contiguous, noGrad, tensor, tidy } from "../tensor/index.js";
 import type { ModelInputs, ModelOutput } from "../models/outputs.js";
 import { eosIds, type PretrainedConfig } from "../models/config.js";
@@ -129,6 +130,12 @@ export interface EngineOptions {
   maxBatch?: number;
   /** Most prompt positions (rows × the longest prompt) prefilled in one forward pass (default 2048). */
   maxPrefillTokens?: number;
+  /**
+   * Most bytes of free buffers the backend's pool keeps between steps (default 256 MiB). The pool keeps buffers by
+   * exact size, and requests of varied lengths free ever new sizes: without a bound a server's memory only grows.
+   * Past the bound the pool is emptied; it is emptied too whenever the engine falls idle.
+   */
+  poolLimitBytes?: number;
 }
 
 /** Continuous batching over an EngineModel. */
@@ -143,6 +150,7 @@ export class DecodeEngine {
   private readonly recent: number[] = [];
   readonly maxBatch: number;
   readonly maxPrefillTokens: number;
+  readonly poolLimitBytes: number;
   /** A step that failed (the model threw): the sequences of that step end with the error; the engine keeps going. */
   onError: (err: unknown) => void = () => {};
 
@@ -152,6 +160,7 @@ export class DecodeEngine {
   ) {
     this.maxBatch = opts.maxBatch ?? 32;
     this.maxPrefillTokens = opts.maxPrefillTokens ?? 2048;
+    this.poolLimitBytes = opts.poolLimitBytes ?? 256 * 2 ** 20;
   }
 
   /** Queue a request; it starts at the next step. */
@@ -218,11 +227,13 @@ export class DecodeEngine {
           this.guard(joining, () => this.prefill(joining));
         }
         if (this.running.length) this.guard([...this.running], () => this.decode());
+        if (backend().pooledBytes() > this.poolLimitBytes) backend().trimPool();
         // Let the HTTP side read requests, write tokens and notice disconnects between steps.
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } finally {
       this.looping = false;
+      backend().trimPool(); // idle: give the step buffers back to the system
     }
   }
 
