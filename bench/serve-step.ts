@@ -6,13 +6,10 @@
  *
  *   node dist/bench/serve-step.js --model gpt2 --batch 1,8 [--adapters 0] [--prompt 16] [--new 16]
  */
-import { AutoModelForCausalLM } from "../src/models/auto.js";
-import { LoraConfig, TaskType, getPeftModel } from "../src/peft/index.js";
-import { manualSeed } from "../src/tensor/index.js";
 import { isProfiling, profileReport, profileReset } from "../src/backend/index.js";
 import { DecodeEngine } from "../src/serve/engine.js";
-import { ServedModel } from "../src/serve/model.js";
 import { CONFIGS } from "./models.js";
+import { randomServedModel } from "./serve-model.js";
 
 const argv = process.argv.slice(2);
 const opt = (name: string, fallback: string) => {
@@ -23,21 +20,7 @@ const config = CONFIGS[opt("model", "gpt2") as "gpt2" | "qwen2"];
 const adapters = Number(opt("adapters", "0"));
 const promptLength = Number(opt("prompt", "16")),
   newTokens = Number(opt("new", "16"));
-manualSeed(0);
-const base = AutoModelForCausalLM.fromConfig(config);
-const lora = LoraConfig({
-  task_type: TaskType.CAUSAL_LM,
-  r: 8,
-  lora_alpha: 16,
-  lora_dropout: 0,
-  init_lora_weights: "gaussian",
-  ...(config.model_type === "gpt2"
-    ? { target_modules: ["c_attn"], fan_in_fan_out: true }
-    : { target_modules: ["q_proj", "v_proj"] }),
-});
-const model = adapters > 0 ? getPeftModel(base, lora, "a0") : base;
-for (let i = 1; i < adapters; i++) (model as ReturnType<typeof getPeftModel>).addAdapter(`a${i}`, lora);
-const engine = new DecodeEngine(new ServedModel(model));
+const engine = new DecodeEngine(randomServedModel(config, adapters));
 
 /** Run `batch` requests together; returns wall ms of the whole run and of its decode steps. */
 async function run(batch: number): Promise<{ wall: number; steps: number; cpuSteps: number }> {

@@ -115,6 +115,9 @@ export async function serveBench(o: {
       await load(url, 1, ["base"], 0.5, 4); // warm-up
       let sequential = NaN;
       for (const clients of o.clients) {
+        // Warm up this batch size first (its buffer sizes, the JIT): otherwise the first row measured, the base
+        // model's, pays for it and the adapters' cost reads low.
+        await load(url, clients, ["base"], 1, 4);
         let base = NaN;
         for (const adapters of [0, 1, 4, 16]) {
           const names = adapters === 0 ? ["base"] : Array.from({ length: adapters }, (_, i) => `a${i}`);

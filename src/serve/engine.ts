@@ -131,18 +131,12 @@ export interface EngineOptions {
   /** Most prompt positions (rows × the longest prompt) prefilled in one forward pass (default 2048). */
   maxPrefillTokens?: number;
   /**
-   * Most bytes of free buffers the backend's pool keeps between steps (default 256 MiB). The pool keeps buffers by
-   * exact size, and requests of varied lengths free ever new sizes: without a bound a server's memory only grows.
-   * Past the bound the pool is emptied; it is emptied too every few hundred steps and whenever the engine falls idle.
+   * The bound the engine sets on the backend's buffer pool (setPoolLimit; default 64 MiB). The pool keeps freed
+   * buffers by exact size, and requests of varied lengths free ever new sizes: unbounded, a server's memory grows
+   * with every new size. The pool is also emptied whenever the engine falls idle.
    */
   poolLimitBytes?: number;
 }
-
-/**
- * Steps between two emptyings of the pool while the engine is busy: buffers of sizes no longer used (a KV length or
- * prompt width past) go back to the system, and those every step uses are allocated again once per period.
- */
-const TRIM_EVERY_STEPS = 256;
 
 /** Continuous batching over an EngineModel. */
 export class DecodeEngine {
@@ -153,8 +147,6 @@ export class DecodeEngine {
   private looping = false;
   private generated = 0;
   private step = 0;
-  /** The step at which the pool was last emptied. */
-  private trimmedAt = 0;
   private readonly recent: number[] = [];
   readonly maxBatch: number;
   readonly maxPrefillTokens: number;
@@ -168,7 +160,8 @@ export class DecodeEngine {
   ) {
     this.maxBatch = opts.maxBatch ?? 32;
     this.maxPrefillTokens = opts.maxPrefillTokens ?? 2048;
-    this.poolLimitBytes = opts.poolLimitBytes ?? 256 * 2 ** 20;
+    this.poolLimitBytes = opts.poolLimitBytes ?? 64 * 2 ** 20;
+    backend().setPoolLimit(this.poolLimitBytes);
   }
 
   /** Queue a request; it starts at the next step. */
@@ -235,10 +228,6 @@ export class DecodeEngine {
           this.guard(joining, () => this.prefill(joining));
         }
         if (this.running.length) this.guard([...this.running], () => this.decode());
-        if (backend().pooledBytes() > this.poolLimitBytes || this.step - this.trimmedAt >= TRIM_EVERY_STEPS) {
-          backend().trimPool();
-          this.trimmedAt = this.step;
-        }
         // Let the HTTP side read requests, write tokens and notice disconnects between steps.
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
