@@ -26,7 +26,7 @@ Adapters load and unload at run time with POST /v1/load_lora_adapter {"lora_name
   --max-queue N             most waiting requests before 429 (default 256)
   --max-tokens N            largest max_tokens a request may ask for (default 1024)
   --max-model-len N         longest prompt + completion (default: the model's position limit)
-  --pool-mb N               most MiB of free buffers kept for reuse (default 64), so that memory stays flat
+  --pool-mb N               most MiB of free buffers kept for reuse (default 16), so that memory stays flat
                             over many requests of varied lengths
 `;
 

@@ -131,7 +131,7 @@ export interface EngineOptions {
   /** Most prompt positions (rows × the longest prompt) prefilled in one forward pass (default 2048). */
   maxPrefillTokens?: number;
   /**
-   * The bound the engine sets on the backend's buffer pool (setPoolLimit; default 64 MiB). The pool keeps freed
+   * The bound the engine sets on the backend's buffer pool (setPoolLimit; default 16 MiB). The pool keeps freed
    * buffers by exact size, and requests of varied lengths free ever new sizes: unbounded, a server's memory grows
    * with every new size. The pool is also emptied whenever the engine falls idle.
    */
@@ -160,7 +160,7 @@ export class DecodeEngine {
   ) {
     this.maxBatch = opts.maxBatch ?? 32;
     this.maxPrefillTokens = opts.maxPrefillTokens ?? 2048;
-    this.poolLimitBytes = opts.poolLimitBytes ?? 64 * 2 ** 20;
+    this.poolLimitBytes = opts.poolLimitBytes ?? 16 * 2 ** 20;
     backend().setPoolLimit(this.poolLimitBytes);
   }
 

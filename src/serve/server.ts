@@ -32,7 +32,7 @@ export interface ServeOptions {
   maxModelLen?: number;
   /** Largest request body in bytes (default 1 MiB). */
   maxBodyBytes?: number;
-  /** Most bytes of free buffers kept for reuse (default 64 MiB; see EngineOptions.poolLimitBytes). */
+  /** Most bytes of free buffers kept for reuse (default 16 MiB; see EngineOptions.poolLimitBytes). */
   poolLimitBytes?: number;
 }
 
