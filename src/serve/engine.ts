@@ -133,7 +133,8 @@ export interface EngineOptions {
   /**
    * The bound the engine sets on the backend's buffer pool (setPoolLimit; default 16 MiB). The pool keeps freed
    * buffers by exact size, and requests of varied lengths free ever new sizes: unbounded, a server's memory grows
-   * with every new size. The pool is also emptied whenever the engine falls idle.
+   * with every new size. (Emptying it whenever the engine fell idle made RSS creep instead: 99 → 136 MiB over
+   * 10,000 short requests, against 103 → 108 MiB with the bound alone.)
    */
   poolLimitBytes?: number;
 }
@@ -233,7 +234,6 @@ export class DecodeEngine {
       }
     } finally {
       this.looping = false;
-      backend().trimPool(); // idle: give the step buffers back to the system
     }
   }
 
