@@ -93,11 +93,6 @@ export class Sequence {
     this.done = new Promise((resolve) => (this.resolve = resolve));
   }
 
-  /** Tokens whose keys/values are in the cache (the newest token is not yet). */
-  get cachedLength(): number {
-    return this.request.promptIds.length + this.tokens.length - 1;
-  }
-
   /** Stop now: its rows of the cache are freed at once and done resolves with finishReason "abort". */
   cancel(): void {
     if (this.finishReason === null) this.finish("abort");
@@ -293,11 +288,12 @@ export class DecodeEngine {
           },
           joining.map((s) => s.adapter),
         );
+        // The cache's rows and the running list change together (a failure after this leaves both consistent).
         this.cache.join(out.pastKeyValues!, lengths);
+        this.running.push(...joining);
         return lastLogits(out, joining.length);
       }),
     );
-    this.running.push(...joining);
     this.pick(joining, logits);
   }
 
