@@ -99,7 +99,7 @@ export class Sequence {
   }
 
   /** Pick the next token from this sequence's logits row; finishes the sequence when it should stop. */
-  accept(logits: Float64Array, step: number): void {
+  accept(logits: Float32Array, step: number): void {
     // An indexed loop: some(Number.isNaN) over a vocabulary-sized row costs ~8× more, at every row of every step.
     for (let i = 0; i < logits.length; i++) if (Number.isNaN(logits[i])) throw nanLogits(step, 0);
     const { token, logprob } = chooseToken(logits, [...this.request.promptIds, ...this.tokens], this.request, () =>
@@ -328,7 +328,7 @@ export class DecodeEngine {
   }
 
   /** Each sequence's next token from its row of logits (sequences cancelled meanwhile are skipped). */
-  private pick(batch: readonly Sequence[], logits: Float64Array[]): void {
+  private pick(batch: readonly Sequence[], logits: Float32Array[]): void {
     batch.forEach((s, r) => {
       if (s.finishReason === null) s.accept(logits[r]!, this.step);
     });
@@ -336,11 +336,9 @@ export class DecodeEngine {
   }
 }
 
-/** The last position's logits of each row, as float64 rows (the forward may have kept every position's). */
-function lastLogits(out: ModelOutput, rows: number): Float64Array[] {
+/** The last position's logits of each row (the forward may have kept every position's). */
+function lastLogits(out: ModelOutput, rows: number): Float32Array[] {
   const [, length, vocab] = out.logits.shape as [number, number, number];
-  const data = contiguous(out.logits).dataSync();
-  return Array.from({ length: rows }, (_, r) =>
-    Float64Array.from(data.subarray(((r + 1) * length - 1) * vocab, (r + 1) * length * vocab)),
-  );
+  const data = contiguous(out.logits).dataSync() as Float32Array;
+  return Array.from({ length: rows }, (_, r) => data.slice(((r + 1) * length - 1) * vocab, (r + 1) * length * vocab));
 }
