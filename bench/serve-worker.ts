@@ -9,13 +9,10 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AutoModelForCausalLM } from "../src/models/auto.js";
-import { LoraConfig, TaskType, getPeftModel } from "../src/peft/index.js";
 import { AutoTokenizer } from "../src/tokenizers/index.js";
-import { manualSeed } from "../src/tensor/index.js";
 import { PeftServer } from "../src/serve/server.js";
-import { ServedModel } from "../src/serve/model.js";
 import { CONFIGS } from "./models.js";
+import { randomServedModel } from "./serve-model.js";
 
 const TINY = { model_type: "gpt2", vocab_size: 256, n_embd: 32, n_layer: 2, n_head: 4, n_positions: 64 };
 
@@ -52,22 +49,8 @@ const opt = (name: string, fallback: string) => {
 const name = opt("model", "gpt2");
 const adapters = Number(opt("adapters", "16"));
 const config = name === "tiny" ? TINY : CONFIGS[name as "gpt2" | "qwen2"];
-manualSeed(0);
-const base = AutoModelForCausalLM.fromConfig(config);
-const lora = LoraConfig({
-  task_type: TaskType.CAUSAL_LM,
-  r: 8,
-  lora_alpha: 16,
-  lora_dropout: 0,
-  init_lora_weights: "gaussian",
-  ...(config.model_type === "gpt2"
-    ? { target_modules: ["c_attn"], fan_in_fan_out: true }
-    : { target_modules: ["q_proj", "v_proj"] }),
-});
-const model = adapters > 0 ? getPeftModel(base, lora, "a0") : base;
-for (let i = 1; i < adapters; i++) (model as ReturnType<typeof getPeftModel>).addAdapter(`a${i}`, lora);
 const tokenizer = AutoTokenizer.fromPretrainedSync(wordTokenizer(config.vocab_size as number));
-const server = new PeftServer(new ServedModel(model), tokenizer, {
+const server = new PeftServer(randomServedModel(config, adapters), tokenizer, {
   modelName: "base",
   maxModelLen: 1024,
   maxQueue: 4096,

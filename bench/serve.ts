@@ -2,7 +2,7 @@
  * `npm run bench -- --only serve`: a load generator against `peft serve` on 127.0.0.1 (the server runs in its own
  * process, bench/serve-worker.ts). Closed-loop clients stream completions for a fixed time; reported: p50/p99 time
  * to first token, p50 inter-token latency, total tokens/s, for 1/8/32 clients over 1/4/16 adapters and over the base
- * model alone. Then the memory run: 10,000 short requests on a tiny model, the server's RSS at start/middle/end.
+ * model alone. Then the memory run: 10,000 short requests on a tiny model, the server's RSS every tenth of the run.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -116,6 +116,9 @@ export async function serveBench(o: {
       await load(url, 1, ["base"], 0.5, 4); // warm-up
       let sequential = NaN;
       for (const clients of o.clients) {
+        // Warm up this batch size first (its buffer sizes, the JIT): otherwise the first row measured, the base
+        // model's, pays for it and the adapters' cost reads low.
+        await load(url, clients, ["base"], 1, 4);
         let base = NaN;
         for (const adapters of [0, 1, 4, 16]) {
           const names = adapters === 0 ? ["base"] : Array.from({ length: adapters }, (_, i) => `a${i}`);
@@ -146,7 +149,8 @@ export async function serveBench(o: {
         const t: Timing = { ttft: [], itl: [], tokens: 0, seconds: 0, requests: 0 };
         for (let k = 0; k < per; k++) {
           await streamOne(url, i % 2 ? `a${i % 4}` : "base", "t1 t2 t3 t4", 2, t);
-          if (++done === 100 || done === Math.floor(o.requests / 2) || done === o.requests)
+          // The RSS curve: after the first 100 requests, then every tenth of the run.
+          if (++done === 100 || done % Math.max(1, Math.floor(o.requests / 10)) === 0)
             rss.push(`${done}: ${(await rssOf(url)).toFixed(0)} MiB`);
         }
       }),

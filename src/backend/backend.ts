@@ -150,6 +150,11 @@ export interface Backend {
   trimPool(): void;
   /** Bytes currently held by the pool, ready for reuse. */
   pooledBytes(): number;
+  /**
+   * Keep at most `bytes` of free buffers in the pool (default PEFT_TS_POOL_MB, else 2 GiB): a long-running server,
+   * which frees buffers of ever new sizes, bounds its memory so.
+   */
+  setPoolLimit(bytes: number): void;
   /** Copy values from the host into a storage (rounded to nearest even for 16-bit floats). */
   write(storage: Storage, values: ArrayLike<number>, offset?: number): void;
   /** The elements of a storage (a copy; 16-bit floats as their bits). */

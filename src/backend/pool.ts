@@ -26,7 +26,13 @@ export class StoragePool {
   /** Bytes held by free buffers. */
   bytes = 0;
 
-  constructor(private readonly limitBytes = DEFAULT_POOL_LIMIT) {}
+  constructor(private limitBytes = DEFAULT_POOL_LIMIT) {}
+
+  /** Keep at most `bytes` of free buffers from now on (those held beyond it are dropped). */
+  setLimit(bytes: number): void {
+    this.limitBytes = bytes;
+    if (this.bytes > bytes) this.clear();
+  }
 
   /** A storage of `size` elements, reused when one is free. */
   take(dtype: DType, size: number): CpuStorage {

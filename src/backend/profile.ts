@@ -123,7 +123,7 @@ function keyOf(method: string, args: unknown[]): string {
   }
 }
 
-const UNTIMED = new Set(["name", "alloc", "release", "pooledBytes", "read", "write"]);
+const UNTIMED = new Set(["name", "alloc", "release", "pooledBytes", "setPoolLimit", "read", "write"]);
 
 /** The backend with every kernel call timed into the profile table. */
 export function profiledBackend(b: Backend): Backend {

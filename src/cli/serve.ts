@@ -26,6 +26,8 @@ Adapters load and unload at run time with POST /v1/load_lora_adapter {"lora_name
   --max-queue N             most waiting requests before 429 (default 256)
   --max-tokens N            largest max_tokens a request may ask for (default 1024)
   --max-model-len N         longest prompt + completion (default: the model's position limit)
+  --pool-mb N               most MiB of free buffers kept for reuse (default 16), so that memory stays flat
+                            over many requests of varied lengths
 `;
 
 /** Run `peft serve`; resolves when the server stops (SIGINT/SIGTERM). */
@@ -45,6 +47,7 @@ export async function serve(argv: string[]): Promise<void> {
       "max-queue": { type: "string" },
       "max-tokens": { type: "string" },
       "max-model-len": { type: "string" },
+      "pool-mb": { type: "string" },
     },
   });
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"`, "see peft serve --help");
@@ -69,6 +72,7 @@ export async function serve(argv: string[]): Promise<void> {
     maxQueue: opt("max-queue"),
     maxTokens: opt("max-tokens"),
     maxModelLen: opt("max-model-len"),
+    ...(v["pool-mb"] !== undefined ? { poolLimitBytes: intOption("--pool-mb", v["pool-mb"], 0) * 2 ** 20 } : {}),
   });
   const url = await server.listen(v.port !== undefined ? intOption("--port", v.port, 0) : 8000, v.host ?? "127.0.0.1");
   process.stderr.write(

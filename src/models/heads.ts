@@ -10,6 +10,7 @@ import {
   log,
   mean,
   mul,
+  narrow,
   relu,
   reshape,
   select,
@@ -32,6 +33,15 @@ export function embedOrUse(inputs: ModelInputs, table: TensorLayer): Tensor {
   const ids = inputs.inputIds!;
   if (ids.rank !== 2) throw new Error(`inputIds must be [batch, length], got rank ${ids.rank}`);
   return table.forward(ids);
+}
+
+/** The hidden states the LM head reads: the last `numLogitsToKeep` positions when the inputs ask for fewer than all. */
+export function keptPositions(hidden: Tensor, inputs: ModelInputs): Tensor {
+  const keep = inputs.numLogitsToKeep ?? 0,
+    length = hidden.shape[1]!;
+  if (keep === 0 || keep >= length) return hidden;
+  if (inputs.labels) throw new Error("numLogitsToKeep cannot be combined with labels: the loss needs every position");
+  return narrow(hidden, 1, length - keep, keep);
 }
 
 /** Number of cached/prefix positions before the current tokens. */

@@ -27,6 +27,11 @@ export interface ModelInputs {
   pastKeyValues?: PastKeyValues;
   /** Return the keys/values of all positions for the next step. */
   useCache?: boolean;
+  /**
+   * Causal LMs: compute the logits of the last n positions only (transformers' num_logits_to_keep; 0 or absent:
+   * all). Generation needs only the last one, and the head over every prompt position costs more than the layers.
+   */
+  numLogitsToKeep?: number;
   /** Return the hidden state after the embeddings and after every layer. */
   outputHiddenStates?: boolean;
   /** Targets: token ids (-100 ignored) for LMs, class ids [batch] for sequence classification. */

@@ -32,6 +32,8 @@ export interface ServeOptions {
   maxModelLen?: number;
   /** Largest request body in bytes (default 1 MiB). */
   maxBodyBytes?: number;
+  /** Most bytes of free buffers kept for reuse (default 16 MiB; see EngineOptions.poolLimitBytes). */
+  poolLimitBytes?: number;
 }
 
 const FINISH = { stop: "stop", length: "length", abort: "abort" } as const;
@@ -88,7 +90,10 @@ export class PeftServer {
     readonly tokenizer: PreTrainedTokenizer,
     private readonly opts: ServeOptions = {},
   ) {
-    this.engine = new DecodeEngine(model, { maxBatch: opts.maxBatch ?? 32 });
+    this.engine = new DecodeEngine(model, {
+      maxBatch: opts.maxBatch ?? 32,
+      ...(opts.poolLimitBytes !== undefined ? { poolLimitBytes: opts.poolLimitBytes } : {}),
+    });
     this.engine.onError = (err) => process.emitWarning(`peft serve: a decode step failed: ${(err as Error).message}`);
     this.modelName = opts.modelName ?? "base";
     const cfg = model.config as unknown as Record<string, unknown>;

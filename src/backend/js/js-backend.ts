@@ -188,6 +188,9 @@ export class JsBackend implements Backend {
   pooledBytes(): number {
     return this.pool.bytes;
   }
+  setPoolLimit(bytes: number): void {
+    this.pool.setLimit(bytes);
+  }
   write(storage: Storage, values: ArrayLike<number>, offset = 0): void {
     const d = storage.data;
     if (!isHalf(storage.dtype)) return d.set(values, offset);

@@ -65,6 +65,8 @@ constexpr int64_t kSmallM = 8;
 constexpr int64_t kTile = 2048;
 // The most ranges of k a few-row product that sums whole rows of B is cut into (bounds the partial sums kept).
 constexpr int64_t kSmallChunks = 16;
+// The most partial sums (floats) those ranges may keep; wider products take column tiles instead.
+constexpr int64_t kMaxPartials = 1 << 22;
 
 // out[i, j0 + t] for t < w: alpha·Σ_p A[i, p]·B[p, j0 + t] + (out if accumulate) + bias, B not transposed
 // (row p of B at p·ldb). Accumulates in float over p in order.
@@ -94,73 +96,146 @@ PEFT_SIMD_CLONES void smallTileN(const Gemm& g, const float* a, const float* b, 
   }
 }
 
-// Σ_{p ∈ [p0, p1)} A[i, p]·B[p, :] into acc[i·n …] for all m rows, B not transposed: whole rows of B, read in order
-// (one sequential stream; reading column tiles of a wider B interleaves streams and halves the bandwidth).
+// Eight floats as one value: GCC lowers it to one AVX register in the AVX2 clone and to two SSE registers in the
+// baseline one, with the same per-lane arithmetic, so both clones compute the same values.
+typedef float v8 __attribute__((vector_size(32)));
+__attribute__((always_inline)) inline v8 load8(const float* p) {
+  v8 v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+__attribute__((always_inline)) inline void store8(float* p, v8 v) { __builtin_memcpy(p, &v, sizeof v); }
+__attribute__((always_inline)) inline float laneSum(v8 v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+
+// Rows of B summed per pass over the few-row accumulators (each accumulator is loaded and stored once per group).
+constexpr int64_t kRowGroup = 8;
+// Columns per pass: a group's pieces of B and the m rows of sums (8 KiB each) stay in L1 while every row of A uses them.
+constexpr int64_t kColBlock = 256;
+
+// acc[i, t] += Σ_{q < P} x[i·P + q]·B[p + q, t] for t in [t0, t1), added one q after another (so every element is a
+// sequential sum over p whatever m or P is: a row's result does not depend on the other rows of the product). Four
+// vectors of columns advance together, so that four independent chains of additions hide the adder's latency.
+template <int P>
+__attribute__((always_inline)) inline void addRowGroup(const float* x, const float* const* brows, int64_t m, int64_t n,
+                                                       int64_t t0, int64_t t1, float* acc) {
+  for (int64_t i = 0; i < m; i++) {
+    float* ai = acc + i * n;
+    const float* xi = x + i * P;
+    int64_t t = t0;
+    for (; t + 32 <= t1; t += 32) {
+      v8 s0 = load8(ai + t), s1 = load8(ai + t + 8), s2 = load8(ai + t + 16), s3 = load8(ai + t + 24);
+      for (int q = 0; q < P; q++) {
+        const float* bq = brows[q] + t;
+        const v8 xq = v8{} + xi[q];
+        s0 += xq * load8(bq);
+        s1 += xq * load8(bq + 8);
+        s2 += xq * load8(bq + 16);
+        s3 += xq * load8(bq + 24);
+      }
+      store8(ai + t, s0), store8(ai + t + 8, s1), store8(ai + t + 16, s2), store8(ai + t + 24, s3);
+    }
+    for (; t < t1; t++) {
+      float v = ai[t];
+      for (int q = 0; q < P; q++) v += xi[q] * brows[q][t];
+      ai[t] = v;
+    }
+  }
+}
+
+// Σ_{p ∈ [p0, p1)} A[i, p]·B[p, :] into acc[i·n …] for all m rows, B not transposed: rows of B read in order, a group
+// of kRowGroup at a time (parallel sequential streams), each piece of the group reused from L1 by every row of A.
 PEFT_SIMD_CLONES void smallRowsN(const Gemm& g, const float* a, const float* b, int64_t p0, int64_t p1, float* acc) {
   const int64_t m = g.m, n = g.n;
   for (int64_t q = 0; q < m * n; q++) acc[q] = 0.0f;
-  for (int64_t p = p0; p < p1; p++) {
-    const float* brow = b + p * g.ldb;
-    for (int64_t i = 0; i < m; i++) {
-      const float av = g.transA ? a[p * g.lda + i] : a[i * g.lda + p];
-      float* ai = acc + i * n;
-#pragma omp simd
-      for (int64_t t = 0; t < n; t++) ai[t] += av * brow[t];
+  float x[kSmallM * kRowGroup];
+  const float* brows[kRowGroup];
+  for (int64_t p = p0; p < p1; p += kRowGroup) {
+    const int64_t rows = std::min(kRowGroup, p1 - p);
+    for (int64_t q = 0; q < rows; q++) {
+      brows[q] = b + (p + q) * g.ldb;
+      for (int64_t i = 0; i < m; i++) x[i * rows + q] = g.transA ? a[(p + q) * g.lda + i] : a[i * g.lda + p + q];
+    }
+    for (int64_t t0 = 0; t0 < n; t0 += kColBlock) {
+      const int64_t t1 = std::min(n, t0 + kColBlock);
+      if (rows == kRowGroup) addRowGroup<kRowGroup>(x, brows, m, n, t0, t1, acc);
+      else
+        for (int64_t q = 0; q < rows; q++) {
+          float xq[kSmallM];
+          for (int64_t i = 0; i < m; i++) xq[i] = x[i * rows + q];
+          addRowGroup<1>(xq, brows + q, m, n, t0, t1, acc);
+        }
     }
   }
 }
 
-// R dot products of rows of A (row i at a + i·lda) with one row of B, sharing the loads of B.
-template <int R>
-inline void dots(const float* a, int64_t lda, const float* brow, int64_t k, float* s) {
-  float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  const float* a0 = a;
-  const float* a1 = a + (R > 1 ? lda : 0);
-  const float* a2 = a + (R > 2 ? 2 * lda : 0);
-  const float* a3 = a + (R > 3 ? 3 * lda : 0);
-#pragma omp simd reduction(+ : s0, s1, s2, s3)
-  for (int64_t p = 0; p < k; p++) {
-    const float bv = brow[p];
-    s0 += a0[p] * bv;
-    if (R > 1) s1 += a1[p] * bv;
-    if (R > 2) s2 += a2[p] * bv;
-    if (R > 3) s3 += a3[p] * bv;
+// s[r][c] = Σ_p A[r, p]·B[c, p] for R rows of A (row r at a + r·lda) and C rows of B (at b + c·ldb): eight lanes of
+// partial sums over p, added in a fixed order, then the tail. Every (r, c) takes the same steps whatever R and C, so
+// a row's result does not depend on how many rows the product has.
+template <int R, int C>
+__attribute__((always_inline)) inline void dotBlock(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t k, float* s, int64_t lds) {
+  v8 acc[R][C] = {};
+  int64_t p = 0;
+  for (; p + 8 <= k; p += 8) {
+    // The next C rows of B are fetched while these are summed (the hardware prefetcher alone leaves the adders idle).
+    if ((p & 15) == 0)
+      for (int c = 0; c < C; c++) __builtin_prefetch(b + (C + c) * ldb + p);
+    v8 bv[C];
+    for (int c = 0; c < C; c++) bv[c] = load8(b + c * ldb + p);
+    for (int r = 0; r < R; r++) {
+      const v8 av = load8(a + r * lda + p);
+      for (int c = 0; c < C; c++) acc[r][c] += av * bv[c];
+    }
   }
-  s[0] = s0;
-  if (R > 1) s[1] = s1;
-  if (R > 2) s[2] = s2;
-  if (R > 3) s[3] = s3;
+  for (int r = 0; r < R; r++) {
+    for (int c = 0; c < C; c++) {
+      float x = laneSum(acc[r][c]);
+      for (int64_t q = p; q < k; q++) x += a[r * lda + q] * b[c * ldb + q];
+      s[r * lds + c] = x;
+    }
+  }
 }
 
-// The same with B transposed (row j of B, k long, at j·ldb): one dot product per output, B's row read once for all
-// m rows of A (four at a time).
+// dotBlock for the rows [i, m) of A, four at a time, against C rows of B.
+template <int C>
+__attribute__((always_inline)) inline void dotRows(const float* a, int64_t lda, int64_t m, const float* b, int64_t ldb, int64_t k, float* s) {
+  int64_t i = 0;
+  for (; i + 4 <= m; i += 4) dotBlock<4, C>(a + i * lda, lda, b, ldb, k, s + i * C, C);
+  switch (m - i) {
+    case 3: dotBlock<3, C>(a + i * lda, lda, b, ldb, k, s + i * C, C); break;
+    case 2: dotBlock<2, C>(a + i * lda, lda, b, ldb, k, s + i * C, C); break;
+    case 1: dotBlock<1, C>(a + i * lda, lda, b, ldb, k, s + i * C, C); break;
+    default: break;
+  }
+}
+
+// The same with B transposed (row j of B, k long, at j·ldb): one dot product per output, two rows of B at a time,
+// each read once for all m rows of A.
 PEFT_SIMD_CLONES void smallTileT(const Gemm& g, const float* a, const float* b, float* c, int64_t j0, int64_t w) {
   const float alpha = static_cast<float>(g.alpha);
   const int64_t m = g.m, k = g.k;
-  float s[kSmallM];
-  for (int64_t t = 0; t < w; t++) {
+  float s[kSmallM * 2];
+  for (int64_t t = 0; t < w; t += 2) {
+    const int64_t cols = std::min<int64_t>(2, w - t);
     const float* brow = b + (j0 + t) * g.ldb;
     if (!g.transA) {
-      int64_t i = 0;
-      for (; i + 4 <= m; i += 4) dots<4>(a + i * g.lda, g.lda, brow, k, s + i);
-      switch (m - i) {
-        case 3: dots<3>(a + i * g.lda, g.lda, brow, k, s + i); break;
-        case 2: dots<2>(a + i * g.lda, g.lda, brow, k, s + i); break;
-        case 1: dots<1>(a + i * g.lda, g.lda, brow, k, s + i); break;
-        default: break;
-      }
+      if (cols == 2) dotRows<2>(a, g.lda, m, brow, g.ldb, k, s);
+      else dotRows<1>(a, g.lda, m, brow, g.ldb, k, s);
     } else {
       for (int64_t i = 0; i < m; i++) {
-        float acc = 0.0f;
-        for (int64_t p = 0; p < k; p++) acc += a[p * g.lda + i] * brow[p];
-        s[i] = acc;
+        for (int64_t cc = 0; cc < cols; cc++) {
+          float acc = 0.0f;
+          for (int64_t p = 0; p < k; p++) acc += a[p * g.lda + i] * brow[cc * g.ldb + p];
+          s[i * cols + cc] = acc;
+        }
       }
     }
     for (int64_t i = 0; i < m; i++) {
-      float* o = c + i * g.ldc + j0 + t;
-      float base = g.accumulate ? *o : 0.0f;
-      if (g.bias) base += g.bias[j0 + t];
-      *o = alpha * s[i] + base;
+      for (int64_t cc = 0; cc < cols; cc++) {
+        float* o = c + i * g.ldc + j0 + t + cc;
+        float base = g.accumulate ? *o : 0.0f;
+        if (g.bias) base += g.bias[j0 + t + cc];
+        *o = alpha * s[i * cols + cc] + base;
+      }
     }
   }
 }
@@ -305,10 +380,11 @@ void gemmKernel(const Gemm& g) {
     // (≥ 2 MiB) for a second thread's bandwidth to pay for its wake-up.
     const double bytes = 4.0 * static_cast<double>(g.k) * static_cast<double>(g.n) * static_cast<double>(batch);
     const bool split = T > 1 && bytes >= 2.0 * (1 << 20);
-    if (!g.transB && g.m * g.n <= kSmallM * kTile) {
-      // Whole rows of B in order, in ranges of k (rows of B) fixed by the shape alone: one per MiB of B, at most
-      // kSmallChunks. Threads take ranges, and the ranges' partial sums are added in range order.
-      const int64_t chunks = std::clamp<int64_t>((4 * g.k * g.n) >> 20, 1, std::min<int64_t>(kSmallChunks, g.k));
+    // Whole rows of B in order, in ranges of k (rows of B) fixed by the shape alone: one per MiB of B, at most
+    // kSmallChunks. Threads take ranges, and the ranges' partial sums are added in range order. The choice depends
+    // on k and n only, so a row of A gets the same result in a product of one row as in one of kSmallM.
+    const int64_t chunks = std::clamp<int64_t>((4 * g.k * g.n) >> 20, 1, std::min<int64_t>(kSmallChunks, g.k));
+    if (!g.transB && chunks * kSmallM * g.n <= kMaxPartials) {
       const int64_t rowsPerChunk = (g.k + chunks - 1) / chunks;
       std::vector<float> partial(static_cast<size_t>(chunks * g.m * g.n));
       const float alpha = static_cast<float>(g.alpha);

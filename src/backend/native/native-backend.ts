@@ -295,6 +295,9 @@ export class NativeBackend implements Backend {
   pooledBytes(): number {
     return this.pool.bytes;
   }
+  setPoolLimit(bytes: number): void {
+    this.pool.setLimit(bytes);
+  }
   write(storage: Storage, values: ArrayLike<number>, offset = 0): void {
     this.js.write(storage, values, offset);
   }

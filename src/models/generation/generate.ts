@@ -33,20 +33,25 @@ export interface SamplingOptions {
 
 /** Pick the next token from one row of the model's logits (greedy or sampled with `uniform`), with its log-probability under the model. */
 export function chooseToken(
-  logits: Float64Array,
+  logits: Float32Array | Float64Array,
   previous: readonly number[],
   opts: SamplingOptions,
   uniform: () => number,
 ): { token: number; logprob: number } {
-  const scores = Float64Array.from(logits);
-  applyRepetitionPenalty(scores, previous, opts.repetitionPenalty ?? 1);
+  const penalty = opts.repetitionPenalty ?? 1;
   let token: number;
-  if (!opts.doSample) token = argmax(scores);
+  // Greedy decoding without a penalty reads the logits as they are (no float64 copy of a vocabulary-sized row).
+  if (!opts.doSample && penalty === 1) token = argmax(logits);
   else {
-    applyTemperature(scores, opts.temperature ?? 1);
-    applyTopK(scores, opts.topK ?? 50);
-    applyTopP(scores, opts.topP ?? 1);
-    token = sampleIndex(softmax(scores), uniform());
+    const scores = Float64Array.from(logits);
+    applyRepetitionPenalty(scores, previous, penalty);
+    if (!opts.doSample) token = argmax(scores);
+    else {
+      applyTemperature(scores, opts.temperature ?? 1);
+      applyTopK(scores, opts.topK ?? 50);
+      applyTopP(scores, opts.topP ?? 1);
+      token = sampleIndex(softmax(scores), uniform());
+    }
   }
   return { token, logprob: logSoftmaxAt(logits, token) };
 }

@@ -53,7 +53,7 @@ export function softmax(scores: Float64Array): Float64Array {
 }
 
 /** Index of the highest score (the first one on ties, like torch.argmax). */
-export function argmax(scores: Float64Array): number {
+export function argmax(scores: Float32Array | Float64Array): number {
   let best = 0;
   for (let i = 1; i < scores.length; i++) if (scores[i]! > scores[best]!) best = i;
   return best;
@@ -73,10 +73,11 @@ export function sampleIndex(probs: Float64Array, u: number): number {
 }
 
 /** log softmax(scores)[index], computed stably (max subtracted before the exponentials). */
-export function logSoftmaxAt(scores: Float64Array, index: number): number {
+export function logSoftmaxAt(scores: Float32Array | Float64Array, index: number): number {
+  // Indexed loops: for-of over a vocabulary-sized typed array costs several times more (it runs for every token).
   let max = -Infinity;
-  for (const s of scores) max = Math.max(max, s);
+  for (let i = 0; i < scores.length; i++) max = Math.max(max, scores[i]!);
   let sum = 0;
-  for (const s of scores) sum += Math.exp(s - max);
+  for (let i = 0; i < scores.length; i++) sum += Math.exp(scores[i]! - max);
   return scores[index]! - max - Math.log(sum);
 }

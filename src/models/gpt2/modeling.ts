@@ -15,7 +15,14 @@ import { type Tensor, add, appendAlong, arange, expand, reshape, split } from ".
 import { attend, buildAttentionMask, mergeHeads, splitHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
-import { causalLmLoss, embedOrUse, pastLength, runDecoderStack, sequenceClassification } from "../heads.js";
+import {
+  causalLmLoss,
+  embedOrUse,
+  keptPositions,
+  pastLength,
+  runDecoderStack,
+  sequenceClassification,
+} from "../heads.js";
 import { GenerativeModel } from "../generation/generative-model.js";
 import type { GPT2Config } from "./config.js";
 
@@ -177,7 +184,7 @@ export class GPT2LMHeadModel extends GenerativeModel {
   /** Logits for every position; loss when labels are given (shifted inside). */
   forward(inputs: ModelInputs): ModelOutput {
     const out = this.transformer.forward(inputs);
-    const logits = this.lm_head.forward(out.lastHiddenState);
+    const logits = this.lm_head.forward(keptPositions(out.lastHiddenState, inputs));
     return { ...out, logits, ...(inputs.labels ? { loss: causalLmLoss(logits, inputs.labels) } : {}) };
   }
 }

@@ -32,7 +32,14 @@ import { attend, buildAttentionMask, mergeHeads } from "../attention.js";
 import type { BaseModelOutput, LayerKV, ModelInputs, ModelOutput } from "../outputs.js";
 import { PreTrainedModel } from "../pretrained.js";
 import { GenerativeModel } from "../generation/generative-model.js";
-import { causalLmLoss, embedOrUse, pastLength, runDecoderStack, sequenceClassification } from "../heads.js";
+import {
+  causalLmLoss,
+  embedOrUse,
+  keptPositions,
+  pastLength,
+  runDecoderStack,
+  sequenceClassification,
+} from "../heads.js";
 import { RotaryEmbedding, applyRope } from "../rotary.js";
 import { decoderClassName, decoderTraits, type DecoderTraits, type LlamaConfig } from "./config.js";
 import { ConfigError } from "../../errors.js";
@@ -338,7 +345,7 @@ export class LlamaForCausalLM extends GenerativeModel {
   /** Logits for every position (soft-capped where the model does); loss when labels are given (shifted inside). */
   forward(inputs: ModelInputs): ModelOutput {
     const out = this.model.forward(inputs);
-    const raw = this.lm_head.forward(out.lastHiddenState);
+    const raw = this.lm_head.forward(keptPositions(out.lastHiddenState, inputs));
     const logits = this.finalSoftcap ? softcap(raw, this.finalSoftcap) : raw;
     return { ...out, logits, ...(inputs.labels ? { loss: causalLmLoss(logits, inputs.labels) } : {}) };
   }

@@ -259,6 +259,28 @@ export function appendAlong(past: Tensor, x: Tensor, axis: number): Tensor {
   return out;
 }
 
+/**
+ * The first `used` positions along `axis` of `buffer` (contiguous, at offset 0) as a view that appendAlong grows in
+ * place, up to the buffer's length along that axis: a cache whose owner keeps one buffer across many steps.
+ */
+export function growableView(buffer: Tensor, axis: number, used: number): Tensor {
+  const a = normAxis(axis, buffer.rank);
+  if (!buffer.isContiguous() || buffer.offset !== 0) {
+    throw new Error("growableView: the buffer must be contiguous and start at element 0 of its storage");
+  }
+  growable.set(buffer.bufferRef, { axis: a, used, capacity: buffer.shape[a]! });
+  return narrow(buffer, a, 0, used);
+}
+
+/** Overwrite the values of the view dst with those of src (same shape), in place and without autograd. */
+export function copyInto(dst: Tensor, src: Tensor): void {
+  if (dst.shape.length !== src.shape.length || dst.shape.some((d, i) => d !== src.shape[i])) {
+    throw new Error(`copyInto: shapes ${fmtShape(src.shape)} and ${fmtShape(dst.shape)} differ`);
+  }
+  if (dst.dtype !== src.dtype) throw new Error(`copyInto: dtypes ${src.dtype} and ${dst.dtype} differ`);
+  if (src.size > 0) backend().assign(src, dst, false);
+}
+
 /** Split along an axis into pieces of the given sizes (views). */
 export function split(t: Tensor, sizes: readonly number[], axis = 0): Tensor[] {
   const a = normAxis(axis, t.rank);

@@ -1,0 +1,80 @@
+/**
+ * Few-row products (decoding: one row per sequence) give each row the same bits whatever the other rows: a batch of
+ * 8 sequences decodes exactly as each sequence alone. Checked on both backends, for weights stored as they are
+ * (GPT-2's Conv1D) and transposed (Linear), with a bias, on the native backend's chunked and tiled paths; the
+ * values themselves against float64 dot products.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { backend, setBackend } from "../src/backend/index.js";
+import { JsBackend } from "../src/backend/js/js-backend.js";
+import { linear, matmul, narrow, reshape, tensor, tidy, type Tensor } from "../src/tensor/index.js";
+import { nativeOrReason, rng } from "./helpers.js";
+
+/** [rows, cols] of seeded values in (-1, 1). */
+function random(rows: number, cols: number, seed: number): Tensor {
+  const next = rng(seed);
+  return tensor(
+    Float32Array.from({ length: rows * cols }, () => 2 * next() - 1),
+    [rows, cols],
+  );
+}
+
+const SHAPES: { k: number; n: number; transposed: boolean }[] = [
+  { k: 768, n: 3072, transposed: false }, // B of 9 MiB: ranges of k summed on threads
+  { k: 77, n: 40000, transposed: false }, // too wide for the ranges' partial sums: column tiles
+  { k: 768, n: 1001, transposed: true },
+  { k: 61, n: 33, transposed: true },
+];
+
+function checkRows(name: string): void {
+  for (const { k, n, transposed } of SHAPES) {
+    tidy(() => {
+      const w = transposed ? random(n, k, 1) : random(k, n, 1);
+      const bias = reshape(random(1, n, 2), [n]);
+      const x = random(8, k, 3);
+      const product = (rows: Tensor) => (transposed ? linear(rows, w, bias) : matmul(rows, w));
+      const batch = product(x).dataSync();
+      for (let r = 0; r < 8; r++) {
+        const alone = product(narrow(x, 0, r, 1)).dataSync();
+        const row = batch.subarray(r * n, (r + 1) * n);
+        assert.deepEqual(row, alone, `${name} k=${k} n=${n}${transposed ? " tB" : ""}: row ${r} alone differs`);
+      }
+      // Spot-check values against float64 sums.
+      const xs = x.dataSync(),
+        ws = w.dataSync(),
+        bs = bias.dataSync();
+      for (const [r, j] of [
+        [0, 0],
+        [7, n - 1],
+        [3, n >> 1],
+      ] as const) {
+        let sum = transposed ? bs[j]! : 0;
+        for (let p = 0; p < k; p++) sum += xs[r * k + p]! * ws[transposed ? j * k + p : p * n + j]!;
+        assert.ok(Math.abs(batch[r * n + j]! - sum) <= 1e-4 * (1 + Math.abs(sum)), `${name}: value (${r}, ${j})`);
+      }
+    });
+  }
+}
+
+test("few-row products: each row's result does not depend on the other rows (native backend)", (t) => {
+  const { native, loadError } = nativeOrReason();
+  if (!native) return t.skip(`native addon not built: ${loadError}`);
+  const previous = backend();
+  setBackend(native);
+  try {
+    checkRows("native");
+  } finally {
+    setBackend(previous);
+  }
+});
+
+test("few-row products: each row's result does not depend on the other rows (js backend)", () => {
+  const previous = backend();
+  setBackend(new JsBackend());
+  try {
+    checkRows("js");
+  } finally {
+    setBackend(previous);
+  }
+});
