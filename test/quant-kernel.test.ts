@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import type { Backend } from "../src/backend/backend.js";
 import { fromBfloat16Bits, fromFloat16Bits, toBfloat16Bits, toFloat16Bits } from "../src/backend/half.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
-import { loadNativeBackend, setAdaptiveThreads, setThreads, threads } from "../src/backend/native/native-backend.js";
+import { setAdaptiveThreads, setThreads, threads } from "../src/backend/native/native-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
 import {
   dequantize4bit,
@@ -18,14 +18,9 @@ import {
   type QuantizedMatrix,
   type QuantType4,
 } from "../src/backend/quant.js";
-import { mm, randValues, transposed } from "./helpers.js";
+import { mm, nativeOrReason, randValues, transposed } from "./helpers.js";
 
-let native: Backend | null = null;
-try {
-  native = loadNativeBackend();
-} catch {
-  native = null; // the native cases skip themselves
-}
+const { native } = nativeOrReason(); // null: the native cases skip themselves
 const backends: [string, Backend | null][] = [
   ["js", new JsBackend()],
   ["native", native],
