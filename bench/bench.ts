@@ -378,7 +378,8 @@ if (only.includes("memory")) {
       const weights = approximateParams(CONFIGS[model]) * v.bytesPerWeight;
       if (weights > 0.6 * ram) {
         rows.push(
-          `| ${model} | ${v.label} | ${batch}×${seq} | not run: weights alone ≈ ${gib(weights)} of ${gib(ram)} | | | | |`,
+          `| ${model} | ${v.label} | ${batch}×${seq} | not run: weights alone ≈ ${gib(weights)} of ${gib(ram)} ` +
+            "| | | | |",
         );
         continue;
       }
@@ -404,7 +405,8 @@ if (only.includes("memory")) {
     "\n### Memory: LoRA training (r=8 on q/v or c_attn; AdamW) by weight format, with and without gradient checkpointing\n",
   );
   console.log(
-    "| model | frozen weights | batch×seq | peft-ts tok/s | vs float32 | peft-ts peak RSS | PyTorch tok/s | PyTorch peak RSS | vs PyTorch |",
+    "| model | frozen weights | batch×seq | peft-ts tok/s | vs float32 | peft-ts peak RSS | PyTorch tok/s | " +
+      "PyTorch peak RSS | vs PyTorch |",
   );
   console.log("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const r of rows) console.log(r);

@@ -142,7 +142,10 @@ export class Linear4bit extends QuantizedLinear {
   }
 
   protected override extraRepr(): string {
-    return `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias !== null}, quant_type=${this.q.quantType}, double_quant=${this.q.nested !== null}, compute_dtype=${this.computeDtype}`;
+    return (
+      `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias !== null}, ` +
+      `quant_type=${this.q.quantType}, double_quant=${this.q.nested !== null}, compute_dtype=${this.computeDtype}`
+    );
   }
 }
 
