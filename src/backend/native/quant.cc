@@ -30,9 +30,10 @@ namespace {
 
 constexpr float kInv127 = 7.874015718698502e-3f;  // int8_vectorwise_dequant's 1/127
 
-// Elements of W dequantised per panel: 2 Mi floats (8 MiB; one per thread, both fit the 32 MiB L3). Measured with 128
-// rows on Qwen2 shapes (the MLP's 8960×1536 included): 0.85–1.0× float32 sgemm, against 0.65–0.95× at 4 MiB and
-// 0.55–1.0× at 1 MiB (narrower panels repack x once more each, and sgemm runs on thinner operands).
+// Elements of W dequantised per panel: 2 Mi floats (8 MiB; one per thread, both fit the 32 MiB L3). With 128 rows on
+// Qwen2 MLP shapes this ran at 0.77–0.92× float32 sgemm's speed (bench/gemm.ts's nf4 rows, a quiet moment); 4 MiB
+// and 1 MiB panels were slower on the wide 8960×1536 input gradient (each panel repacks x once more, and sgemm runs
+// on thinner operands).
 constexpr int64_t kPanelElems = int64_t(1) << 21;
 // Panels a product is cut into at least (when W has enough rows or columns), so that both threads get work.
 constexpr int64_t kMinPanels = 4;
