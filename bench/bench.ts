@@ -5,6 +5,9 @@
  *   --memory-models gpt2,qwen2,qwen2.5-1.5b,llama3-8b   models of the memory section (default: all four; the 8B cases
  *                                             take tens of minutes each on 2 cores)
  *   --memory-steps N                          timed steps of each memory case after one warm-up step (default 3)
+ *   --memory-variants float32,bf16,nf4        weight formats of the memory section (default: all six, float32, bf16
+ *                                             and nf4 each also with "-ckpt" for gradient checkpointing). The GPT-2 row
+ *                                             of the issue: --memory-models gpt2 --memory-variants float32,bf16,nf4
  *   --serve-models gpt2,qwen2 --serve-clients 1,8,32 --serve-seconds S --serve-requests N   the serve section's
  *                                             models (none: only the memory run), client counts, seconds per load point
  *                                             (default 3) and requests of its memory run (default 10000)
@@ -292,6 +295,8 @@ if (only.includes("forward") || only.includes("training")) {
           `${t ? `${(ours.tokensPerS / t.tokens_per_s).toFixed(2)}×` : "–"} | ` +
           `${mib(ours.peakRssMiB)} | ${t ? mib(t.peak_rss_mib) : "–"} | ` +
           `${ours.gemmShare !== undefined ? `${(100 * ours.gemmShare).toFixed(0)}% of ${ours.gemmGflops!.toFixed(0)}` : "–"} ` +
+          `` +
+          `` +
           `| ${phases} (torch: ${tPhases}) |`,
       );
       log(rows[rows.length - 1]!);
@@ -334,24 +339,45 @@ if (only.includes("memory")) {
     .split(",")
     .map((s) => s.trim()) as ModelName[];
   const steps = Number(opt("memory-steps") ?? 3);
-  const variants: { label: string; flags: string[]; bytesPerWeight: number; torch: string[] | null }[] = [
-    { label: "float32", flags: [], bytesPerWeight: 4, torch: [] },
-    { label: "float32 + ckpt", flags: ["--checkpointing"], bytesPerWeight: 4, torch: ["--checkpointing"] },
-    { label: "bf16", flags: ["--dtype", "bfloat16", "--bf16"], bytesPerWeight: 2, torch: ["--bf16-autocast"] },
-    {
-      label: "bf16 + ckpt",
-      flags: ["--dtype", "bfloat16", "--bf16", "--checkpointing"],
-      bytesPerWeight: 2,
-      torch: ["--bf16-autocast", "--checkpointing"],
-    },
-    { label: "NF4", flags: ["--nf4", "--dtype", "bfloat16"], bytesPerWeight: 0.6, torch: null },
-    {
-      label: "NF4 + ckpt",
-      flags: ["--nf4", "--dtype", "bfloat16", "--checkpointing"],
-      bytesPerWeight: 0.6,
-      torch: null,
-    },
-  ];
+  const allVariants: { key: string; label: string; flags: string[]; bytesPerWeight: number; torch: string[] | null }[] =
+    [
+      { key: "float32", label: "float32", flags: [], bytesPerWeight: 4, torch: [] },
+      {
+        key: "float32-ckpt",
+        label: "float32 + ckpt",
+        flags: ["--checkpointing"],
+        bytesPerWeight: 4,
+        torch: ["--checkpointing"],
+      },
+      {
+        key: "bf16",
+        label: "bf16",
+        flags: ["--dtype", "bfloat16", "--bf16"],
+        bytesPerWeight: 2,
+        torch: ["--bf16-autocast"],
+      },
+      {
+        key: "bf16-ckpt",
+        label: "bf16 + ckpt",
+        flags: ["--dtype", "bfloat16", "--bf16", "--checkpointing"],
+        bytesPerWeight: 2,
+        torch: ["--bf16-autocast", "--checkpointing"],
+      },
+      { key: "nf4", label: "NF4", flags: ["--nf4", "--dtype", "bfloat16"], bytesPerWeight: 0.6, torch: null },
+      {
+        key: "nf4-ckpt",
+        label: "NF4 + ckpt",
+        flags: ["--nf4", "--dtype", "bfloat16", "--checkpointing"],
+        bytesPerWeight: 0.6,
+        torch: null,
+      },
+    ];
+  const chosen = (opt("memory-variants") ?? allVariants.map((v) => v.key).join(",")).split(",").map((s) => s.trim());
+  for (const key of chosen) {
+    if (!allVariants.some((v) => v.key === key))
+      throw new Error(`--memory-variants: unknown "${key}"; variants: ${allVariants.map((v) => v.key).join(", ")}`);
+  }
+  const variants = allVariants.filter((v) => chosen.includes(v.key));
   const rows: string[] = [];
   const ram = totalmem();
   for (const model of memoryModels) {
@@ -365,7 +391,8 @@ if (only.includes("memory")) {
       const weights = approximateParams(CONFIGS[model]) * v.bytesPerWeight;
       if (weights > 0.6 * ram) {
         rows.push(
-          `| ${model} | ${v.label} | ${batch}×${seq} | not run: weights alone ≈ ${gib(weights)} of ${gib(ram)} | | | |`,
+          `| ${model} | ${v.label} | ${batch}×${seq} | not run: weights alone ≈ ${gib(weights)} of ${gib(ram)} ` +
+            "| | | | |",
         );
         continue;
       }
@@ -373,12 +400,16 @@ if (only.includes("memory")) {
       if (typeof ours !== "string" && v.label === "float32") f32Speed = ours.tokensPerS;
       const torch =
         v.torch === null ? "– (bitsandbytes is GPU-only)" : await torchMemoryCase(model, batch!, seq!, steps, v.torch);
+      const ratio = (a: number, b: number) => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : "–");
       const oursCols =
         typeof ours === "string"
           ? `${ours} | | `
-          : `${f1(ours.tokensPerS)} | ${(ours.tokensPerS / f32Speed).toFixed(2)}× | ${mib(ours.peakRssMiB)}`;
+          : `${f1(ours.tokensPerS)} | ${ratio(ours.tokensPerS, f32Speed)} | ${mib(ours.peakRssMiB)}`;
       const torchCols =
-        typeof torch === "string" ? `${torch} | ` : `${f1(torch.tokens_per_s)} | ${mib(torch.peak_rss_mib)}`;
+        typeof torch === "string"
+          ? `${torch} | | `
+          : `${f1(torch.tokens_per_s)} | ${mib(torch.peak_rss_mib)} | ` +
+            (typeof ours === "string" ? "" : ratio(ours.tokensPerS, torch.tokens_per_s));
       rows.push(`| ${model} | ${v.label} | ${batch}×${seq} | ${oursCols} | ${torchCols} |`);
       log(rows[rows.length - 1]!);
     }
@@ -388,10 +419,10 @@ if (only.includes("memory")) {
       "without gradient checkpointing\n",
   );
   console.log(
-    "| model | frozen weights | batch×seq | peft-ts tok/s | vs float32 | peft-ts peak RSS | " +
-      "PyTorch tok/s | PyTorch peak RSS |",
+    "| model | frozen weights | batch×seq | peft-ts tok/s | vs float32 | peft-ts peak RSS | PyTorch tok/s | " +
+      "PyTorch peak RSS | vs PyTorch |",
   );
-  console.log("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |");
+  console.log("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const r of rows) console.log(r);
   console.log(
     "\nbf16: frozen weights stored in bfloat16, products under bf16 autocast (inputs rounded, " +

@@ -18,6 +18,7 @@ import type { Backend, GemmSpec, Storage } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { loadNativeBackend, threads } from "../src/backend/native/native-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
+import { quantize4bit, type QuantizedMatrix } from "../src/backend/quant.js";
 import { backend, setBackend } from "../src/backend/index.js";
 import * as T from "../src/tensor/index.js";
 import { Linear } from "../src/nn/index.js";
@@ -53,6 +54,13 @@ export interface GemmBenchOptions {
 }
 
 const SQUARE = [256, 512, 1024, 2048];
+/** NF4 weights [out, in]: Qwen2-0.5B's MLP up and down projections, Qwen2.5-1.5B's. */
+const NF4_WEIGHTS: [number, number][] = [
+  [4864, 896],
+  [896, 4864],
+  [8960, 1536],
+  [1536, 8960],
+];
 /** Transformer-sized products M×K×N: the QKV projection, the MLP's down projection, the attention output. */
 const TRANSFORMER: [number, number, number][] = [
   [512, 768, 2304],
@@ -196,6 +204,8 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
     rows.push(row);
   }
 
+  rows.push(...(await nf4Rows(exe, native, rounds, repeats, nThreads, log, opts.baseline)));
+
   // Bandwidth: bytes each kernel must move (inputs read + output written) per second.
   const N = 1 << 24; // 16 Mi floats = 64 MiB per tensor, well beyond the caches
   const a = randomStorage(N, 3),
@@ -237,6 +247,64 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
     }
   }
   rows.push(linear);
+  return rows;
+}
+
+/**
+ * The NF4 (double-quantised) products of QLoRA training, forward x·Wᵀ and input gradient g·W, with 128 rows on the
+ * Qwen2 / Qwen2.5-1.5B projections; "direct" is float32 sgemm of the same shape, so the ratio is NF4 ÷ float32.
+ */
+async function nf4Rows(
+  exe: string,
+  native: Backend,
+  rounds: number,
+  repeats: number,
+  nThreads: number,
+  log: (line: string) => void,
+  baseline?: Backend,
+): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  const m = 128;
+  for (const [n, k] of NF4_WEIGHTS) {
+    const q = quantize4bit(
+      (randomStorage(n * k, 5).data as Float32Array).map((v) => v * 0.1),
+      "nf4",
+      {
+        doubleQuant: true,
+        kernel: (...a) => native.quantize4bit(...a),
+      },
+    );
+    const w: QuantizedMatrix = { format: "4bit", n, k, q };
+    for (const transpose of [false, true]) {
+      const [inner, outer] = transpose ? [n, k] : [k, n];
+      const x = randomStorage(m * inner, 6),
+        out = new CpuStorage("float32", new Float32Array(m * outer));
+      const flops = 2 * m * n * k;
+      let best = 0,
+        bestDirect = 0,
+        bestBefore = 0;
+      for (let r = 0; r < rounds; r++) {
+        bestDirect = Math.max(bestDirect, await direct(exe, m, inner, outer, repeats, nThreads));
+        best = Math.max(best, flops / bestTime(() => native.quantMatmul(x, m, w, transpose, out), repeats) / 1e9);
+        if (baseline)
+          bestBefore = Math.max(
+            bestBefore,
+            flops / bestTime(() => baseline.quantMatmul(x, m, w, transpose, out), repeats) / 1e9,
+          );
+      }
+      const row: BenchRow = {
+        kernel: transpose ? "nf4 g·W" : "nf4 x·Wᵀ",
+        shape: `${m}×${inner}×${outer}`,
+        unit: "GFLOP/s",
+        native: best,
+        direct: bestDirect,
+        ratio: best / bestDirect,
+        ...(baseline ? { before: bestBefore } : {}),
+      };
+      log(`${row.kernel} ${row.shape}: native ${best.toFixed(1)}, float32 sgemm ${bestDirect.toFixed(1)} GFLOP/s`);
+      rows.push(row);
+    }
+  }
   return rows;
 }
 

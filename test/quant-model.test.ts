@@ -5,6 +5,9 @@
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { AutoModelForCausalLM } from "../src/models/auto.js";
 import type { PreTrainedModel } from "../src/models/pretrained.js";
 import { parseQuantizationConfig, quantizeModel } from "../src/models/quantization.js";
@@ -61,6 +64,18 @@ describe("quantization_config: fields", () => {
     assert.equal(s.dict["quant_method"], "bitsandbytes");
     assert.equal(s.dict["_load_in_4bit"], true);
     assert.deepEqual(parseQuantizationConfig(s.dict).dict, s.dict); // config.json's form reads back
+  });
+  it("bnb_4bit_compute_dtype: float32 (default), bfloat16 and float16 are kept; other names are an error", () => {
+    assert.equal(parseQuantizationConfig({ load_in_4bit: true }).computeDtype, "float32");
+    for (const dtype of ["bfloat16", "float16"]) {
+      const s = parseQuantizationConfig({ load_in_4bit: true, bnb_4bit_compute_dtype: dtype });
+      assert.equal(s.computeDtype, dtype);
+      assert.equal(s.dict["bnb_4bit_compute_dtype"], dtype);
+    }
+    assert.throws(
+      () => parseQuantizationConfig({ load_in_4bit: true, bnb_4bit_compute_dtype: "float64" }),
+      (e: Error) => e instanceof ConfigError && /bnb_4bit_compute_dtype "float64"/.test(e.message),
+    );
   });
 });
 
@@ -127,6 +142,37 @@ describe("quantization_config: building and loading", () => {
     const dir = modelDir("llama");
     const q = AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: NF4_DQ });
     assertClose(logits(q), logits(dequantizedTwin(q, AutoModelForCausalLM.fromPretrained(dir))), 1e-4, 1e-4, "logits");
+  });
+
+  it("bnb_4bit_compute_dtype bfloat16: layers round to it, config.json records it, a reload keeps it", () => {
+    const dir = modelDir("llama");
+    const cfg = { ...NF4_DQ, bnb_4bit_compute_dtype: "bfloat16" };
+    const q = AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: cfg });
+    const layers = [...q.namedModules()].flatMap(([, m]) => (m instanceof Linear4bit ? [m] : []));
+    assert.ok(layers.length > 0 && layers.every((m) => m.computeDtype === "bfloat16"));
+    // The same weights in float32 compute give other logits: the rounding reaches the model's products.
+    const f32 = AutoModelForCausalLM.fromPretrained(dir, { quantizationConfig: NF4_DQ });
+    const a = logits(q),
+      b = logits(f32);
+    assert.ok(
+      a.some((v, i) => v !== b[i]),
+      "bf16 compute changes the logits",
+    );
+    assertClose(a, b, 0.05, 0.05, "bf16-compute logits stay near float32's");
+    const out = mkdtempSync(join(tmpdir(), "peft-ts-compute-"));
+    try {
+      q.savePretrained(out);
+      const saved = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as Record<
+        string,
+        Record<string, unknown>
+      >;
+      assert.equal(saved["quantization_config"]!["bnb_4bit_compute_dtype"], "bfloat16");
+      const back = AutoModelForCausalLM.fromPretrained(out);
+      assert.ok([...back.namedModules()].every(([, m]) => !(m instanceof Linear4bit) || m.computeDtype === "bfloat16"));
+      assert.deepEqual(logits(back), a);
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
   });
 
   it(

@@ -114,6 +114,17 @@ export function float32ToBfloat16Bits(src: Float32Array, dst: Uint16Array): void
   for (let i = 0; i < bits.length; i++) dst[i] = f32BitsToBf16Bits(bits[i]!);
 }
 
+/** Round float32 values in place to the nearest bfloat16 or float16 value (ties to even), keeping them float32. */
+export function roundToHalfInPlace(values: Float32Array, dtype: "bfloat16" | "float16"): void {
+  const bits = u32View(values);
+  if (dtype === "bfloat16") {
+    for (let i = 0; i < bits.length; i++) bits[i] = f32BitsToBf16Bits(bits[i]!) << 16;
+    return;
+  }
+  const table = f16ToF32Table();
+  for (let i = 0; i < bits.length; i++) bits[i] = table[f32BitsToF16Bits(bits[i]!)]!;
+}
+
 const scalarF32 = new Float32Array(1);
 const scalarU32 = new Uint32Array(scalarF32.buffer);
 

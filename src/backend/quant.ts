@@ -366,8 +366,18 @@ export function dequantizeInt8Rows(
 }
 
 /** A frozen quantised weight [n, k] (PyTorch's Linear layout: n outputs, k inputs) as the quantised products read it. */
+/** bnb_4bit_compute_dtype: the dtype the input and the dequantised 4-bit weight are rounded to before the product. */
+export type ComputeDType = "float32" | "bfloat16" | "float16";
+
 export type QuantizedMatrix =
-  | { readonly format: "4bit"; readonly n: number; readonly k: number; readonly q: Quantized4bit }
+  | {
+      readonly format: "4bit";
+      readonly n: number;
+      readonly k: number;
+      readonly q: Quantized4bit;
+      /** Products see x and W rounded to this dtype, summed in float32 (default float32: no rounding). */
+      readonly compute?: ComputeDType;
+    }
   | { readonly format: "int8"; readonly n: number; readonly k: number; readonly w: QuantizedInt8 };
 
 /** Dequantise rows [r0, r1) of a quantised matrix into out (row-major, (r1 − r0)·k values). */

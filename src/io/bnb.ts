@@ -9,7 +9,7 @@
  */
 import { CheckpointError } from "../errors.js";
 import { Linear4bit, Linear8bitLt, type QuantizedLinear } from "../nn/index.js";
-import type { Quantized4bit } from "../backend/quant.js";
+import type { ComputeDType, Quantized4bit } from "../backend/quant.js";
 import type { RawTensor } from "./safetensors.js";
 
 /** Python's repr of a float (what json.dumps writes): shortest round-trip digits, "1.0", "1e-05", "1.5e+16". */
@@ -92,12 +92,16 @@ function typed<T>(t: RawTensor): T {
   return t.data as T;
 }
 
-/** A Linear4bit from its checkpoint tensors at `prefix` (consumed from `tensors`); its shape is checked against [out, in]. */
+/**
+ * A Linear4bit from its checkpoint tensors at `prefix` (consumed from `tensors`); its shape is checked against
+ * [out, in]. `computeDtype` is the config's bnb_4bit_compute_dtype (it is not stored with the tensors).
+ */
 export function linear4bitFromTensors(
   prefix: string,
   tensors: Map<string, RawTensor>,
   inFeatures: number,
   outFeatures: number,
+  computeDtype: ComputeDType = "float32",
 ): Linear4bit {
   const stateKey = [...tensors.keys()].find((k) => k.startsWith(`${prefix}.weight.quant_state.bitsandbytes__`));
   if (!stateKey)
@@ -149,6 +153,7 @@ export function linear4bitFromTensors(
   };
   const layer = new Linear4bit(inFeatures, outFeatures, q);
   layer.weightDtype = String(state["dtype"]);
+  layer.computeDtype = computeDtype;
   return layer;
 }
 

@@ -550,7 +550,7 @@ function loadQuantizedLayers<M extends PreTrainedModel>(
       const [inF, outF] = m instanceof Conv1D ? [m.nx, m.nf] : [m.inFeatures, m.outFeatures];
       const layer =
         s.bits === 4
-          ? linear4bitFromTensors(path, tensors, inF, outF)
+          ? linear4bitFromTensors(path, tensors, inF, outF, s.computeDtype)
           : linear8bitFromTensors(path, tensors, inF, outF, s.threshold);
       const bias = m.ownParameter("bias");
       if (bias) layer.bias = layer.registerParameter("bias", bias); // loaded below with the other weights

@@ -14,6 +14,7 @@ import {
   withDeferredLinearWeights,
   type Module,
 } from "../nn/index.js";
+import type { ComputeDType } from "../backend/quant.js";
 import { Generator, parameter, transpose, type Tensor } from "../tensor/index.js";
 
 /** BitsAndBytesConfig's fields (snake_case, as in config.json's quantization_config). */
@@ -41,6 +42,8 @@ export interface QuantizationSettings {
   readonly doubleQuant: boolean;
   readonly threshold: number;
   readonly skipModules: readonly string[] | null;
+  /** bnb_4bit_compute_dtype: 4-bit products round x and the dequantised weight to it (float32 sums). */
+  readonly computeDtype: ComputeDType;
   /** The config as transformers' BitsAndBytesConfig.to_dict() writes it into config.json. */
   readonly dict: Record<string, unknown>;
 }
@@ -75,6 +78,9 @@ function field<T>(
 }
 
 const isBool = (v: unknown) => typeof v === "boolean";
+
+/** The bnb_4bit_compute_dtype values bitsandbytes' 4-bit product runs in on CPU-class hardware. */
+const COMPUTE_DTYPES: readonly ComputeDType[] = ["float32", "bfloat16", "float16"];
 
 /** Check a quantization_config (BitsAndBytesConfig fields); errors name the field and the fix. */
 export function parseQuantizationConfig(config: BitsAndBytesConfig | Record<string, unknown>): QuantizationSettings {
@@ -138,10 +144,10 @@ export function parseQuantizationConfig(config: BitsAndBytesConfig | Record<stri
     (v) => v === null || typeof v === "string",
     "a dtype name",
   );
-  if (computeDtype !== null && computeDtype !== "float32") {
+  if (computeDtype !== null && !COMPUTE_DTYPES.includes(computeDtype as ComputeDType)) {
     throw new ConfigError(
-      `quantization_config.bnb_4bit_compute_dtype "${computeDtype}" is not supported yet`,
-      `use "float32" (the default): products with the dequantised weights run in float32`,
+      `quantization_config.bnb_4bit_compute_dtype "${computeDtype}" is not supported`,
+      `use one of ${COMPUTE_DTYPES.join(", ")} (float32, the default, leaves the products unrounded)`,
     );
   }
   const storage = field(
@@ -178,7 +184,15 @@ export function parseQuantizationConfig(config: BitsAndBytesConfig | Record<stri
     load_in_8bit: in8,
     quant_method: "bitsandbytes",
   };
-  return { bits: in4 ? 4 : 8, quantType, doubleQuant, threshold, skipModules, dict };
+  return {
+    bits: in4 ? 4 : 8,
+    quantType,
+    doubleQuant,
+    threshold,
+    skipModules,
+    computeDtype: (computeDtype ?? "float32") as ComputeDType,
+    dict,
+  };
 }
 
 /** transformers' modules_to_not_convert: llm_int8_skip_modules when given, else the model's last child (lm_head, score, …). */
@@ -202,7 +216,11 @@ export function quantizeLinear(m: Linear | Conv1D, s: QuantizationSettings): Qua
   const w: Tensor = m instanceof Conv1D ? transpose(m.weight) : m.weight;
   const bias = m.ownParameter("bias");
   return s.bits === 4
-    ? Linear4bit.fromFloat(w, bias, { quantType: s.quantType, doubleQuant: s.doubleQuant })
+    ? Linear4bit.fromFloat(w, bias, {
+        quantType: s.quantType,
+        doubleQuant: s.doubleQuant,
+        computeDtype: s.computeDtype,
+      })
     : Linear8bitLt.fromFloat(w, bias, s.threshold);
 }
 

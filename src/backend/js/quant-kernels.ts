@@ -1,4 +1,5 @@
 /** The js backend's quantised products: the reference the native kernels are tested against. */
+import { roundToHalfInPlace } from "../half.js";
 import {
   MM_DEQUANT,
   dequantizeInt8Rows,
@@ -11,21 +12,31 @@ import {
 
 const f = Math.fround;
 
-/** out = x·Wᵀ ([rows, k] → [rows, n]) or, transposed, x·W ([rows, n] → [rows, k]), one dequantised panel of W at a time. */
+/**
+ * out = x·Wᵀ ([rows, k] → [rows, n]) or, transposed, x·W ([rows, n] → [rows, k]), one dequantised panel of W at a
+ * time; with a 4-bit compute dtype, x and the panel are rounded to it first (bitsandbytes' casts).
+ */
 export function quantMatmulJs(
-  x: Float32Array,
+  input: Float32Array,
   rows: number,
   w: QuantizedMatrix,
   transpose: boolean,
   out: Float32Array,
 ): void {
   const { n, k } = w;
+  const compute = w.format === "4bit" ? (w.compute ?? "float32") : "float32";
+  let x = input;
+  if (compute !== "float32") {
+    x = input.slice(0, rows * (transpose ? n : k));
+    roundToHalfInPlace(x, compute);
+  }
   const step = panelRows(k);
   const panel = new Float32Array(step * k);
   if (transpose) out.fill(0, 0, rows * k);
   for (let r0 = 0; r0 < n; r0 += step) {
     const r1 = Math.min(n, r0 + step);
     dequantizeRows(w, r0, r1, panel);
+    if (compute !== "float32") roundToHalfInPlace(panel, compute);
     for (let i = 0; i < rows; i++) {
       if (!transpose) {
         for (let j = r0; j < r1; j++) {

@@ -610,12 +610,16 @@ void Adamw(const Napi::CallbackInfo& info) {
 }
 
 // quantMatmul(x, rows, transpose, out, n, k, packedOrInt8, absmaxOrScb, code, blocksize, nestedCodes, nestedAbsmax,
-//             nestedCode, nestedBlocksize, offset): a 4-bit weight when code is not null, else int8 rows.
+//             nestedCode, nestedBlocksize, offset, compute): a 4-bit weight when code is not null, else int8 rows;
+//             compute 0 (float32), 1 (bfloat16) or 2 (float16) is the dtype x and W are rounded to.
 void QuantMatmul(const Napi::CallbackInfo& info) {
   Args args(info, "quantMatmul");
   peft::QuantMatrix w;
   const int64_t rows = args.count(1, "rows");
   const bool transpose = args.flag(2);
+  const int64_t computeKind = args.count(15, "compute");
+  if (computeKind > 2) args.rangeError("compute must be 0 (float32), 1 (bfloat16) or 2 (float16)");
+  const auto compute = static_cast<peft::HalfKind>(computeKind);
   w.n = args.count(4, "n"), w.k = args.count(5, "k");
   const double numel = double(w.n) * double(w.k);
   const float* x = args.f32(0, "x", double(rows) * double(transpose ? w.n : w.k));
@@ -624,7 +628,7 @@ void QuantMatmul(const Napi::CallbackInfo& info) {
   if (!w.code) {
     w.int8 = static_cast<const int8_t*>(args.bytes(6, "int8", numel, napi_int8_array));
     w.scb = args.f32(7, "scb", double(w.n));
-    return peft::quantMatmulKernel(x, rows, w, transpose, out);
+    return peft::quantMatmulKernel(x, rows, w, transpose, compute, out);
   }
   w.blocksize = args.count(9, "blocksize");
   if (w.blocksize < 2 || w.blocksize % 2 != 0) args.rangeError("blocksize must be even and at least 2");
@@ -639,7 +643,7 @@ void QuantMatmul(const Napi::CallbackInfo& info) {
     w.nestedCode = args.f32(12, "nestedCode", 256);
     w.offset = float(args.number(14, "offset"));
   }
-  peft::quantMatmulKernel(x, rows, w, transpose, out);
+  peft::quantMatmulKernel(x, rows, w, transpose, compute, out);
 }
 
 // int8Product(a, rows, b, n, k, acc): acc [rows, n] = a [rows, k]·bᵀ in int32.

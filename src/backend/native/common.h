@@ -102,6 +102,25 @@ void parallelFor(int64_t n, int64_t grain, F&& f) {
   parallelRegion(T, [&](int c) { f(n * c / T, n * (c + 1) / T); });
 }
 
+// Runs BLAS single-threaded for the lifetime of the guard. The OpenMP build of OpenBLAS reads the OpenMP thread count
+// on every call (our parallel regions inherit the setting for nested calls); the pthreads build was told once, in
+// setThreads.
+class SingleThreadedBlas {
+ public:
+  SingleThreadedBlas() {
+#if defined(PEFT_BLAS_OPENMP)
+    omp_set_num_threads(1);
+#endif
+  }
+  ~SingleThreadedBlas() {
+#if defined(PEFT_BLAS_OPENMP)
+    omp_set_num_threads(maxThreads());
+#endif
+  }
+  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
+  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
+};
+
 // Fixed chunks for reductions: [0, n) cut into chunks of `size` (the last one shorter), their number a function of
 // n and size alone. f(c, begin, end) runs once per chunk, on some thread (in parallel from two grains of work on);
 // partial results kept per chunk and combined in chunk order are the same whatever the thread count.

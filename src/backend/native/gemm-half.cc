@@ -127,7 +127,39 @@ void f16Narrow(const float* src, uint16_t* dst, int64_t n) {
   for (int64_t i = 0; i < n; i++) dst[i] = f16FromBits(in[i]);
 }
 
+PEFT_SIMD_CLONES void bf16RoundRun(float* v, int64_t n) {
+  uint32_t* bits = reinterpret_cast<uint32_t*>(v);
+#pragma omp simd
+  for (int64_t i = 0; i < n; i++) {
+    const uint32_t x = bits[i];
+    bits[i] = (x & 0x7fffffffu) > 0x7f800000u ? 0x7fc00000u : (x + 0x7fffu + ((x >> 16) & 1u)) & 0xffff0000u;
+  }
+}
+
+void f16RoundRunScalar(float* v, int64_t n) {
+  const uint32_t* bits = reinterpret_cast<const uint32_t*>(v);
+  for (int64_t i = 0; i < n; i++) v[i] = f16Scalar(f16FromBits(bits[i]));
+}
+
+#ifdef PEFT_HAVE_F16C_PATH
+__attribute__((target("avx,f16c"))) void f16RoundRunF16C(float* v, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(v + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(v + i), _MM_FROUND_TO_NEAREST_INT)));
+  }
+  f16RoundRunScalar(v + i, n - i);
+}
+#endif
+
 }  // namespace
+
+void roundToHalf(float* v, int64_t n, HalfKind kind) {
+  if (kind == HalfKind::bf16) return bf16RoundRun(v, n);
+#ifdef PEFT_HAVE_F16C_PATH
+  if (kHasF16C) return f16RoundRunF16C(v, n);
+#endif
+  f16RoundRunScalar(v, n);
+}
 
 void floatToHalf(const float* src, int64_t n, HalfKind kind, uint16_t* dst) {
   parallelFor(n, kConvertGrain, [&](int64_t b, int64_t e) {

@@ -279,25 +279,6 @@ int64_t pieceLimit() {
   return limit;
 }
 
-// Runs BLAS single-threaded for the lifetime of the guard. The OpenMP build of OpenBLAS reads the OpenMP thread count
-// on every call (our parallel regions inherit the setting for nested calls); the pthreads build was told once, in
-// setThreads.
-class SingleThreadedBlas {
- public:
-  SingleThreadedBlas() {
-#if defined(PEFT_BLAS_OPENMP)
-    omp_set_num_threads(1);
-#endif
-  }
-  ~SingleThreadedBlas() {
-#if defined(PEFT_BLAS_OPENMP)
-    omp_set_num_threads(maxThreads());
-#endif
-  }
-  SingleThreadedBlas(const SingleThreadedBlas&) = delete;
-  SingleThreadedBlas& operator=(const SingleThreadedBlas&) = delete;
-};
-
 }  // namespace
 
 void gemmItemOffsets(const Gemm& g, int64_t batch, std::vector<int64_t>& aOff, std::vector<int64_t>& bOff, std::vector<int64_t>& cOff) {

@@ -78,6 +78,8 @@ void gemmHalfKernel(const Gemm& g, const uint16_t* a16, HalfKind aKind, const ui
 void halfToFloat(const uint16_t* src, int64_t n, HalfKind kind, float* dst);
 // n float32 values rounded to half bits (nearest even; NaN as PyTorch writes it).
 void floatToHalf(const float* src, int64_t n, HalfKind kind, uint16_t* dst);
+// n float32 values rounded in place to the nearest bfloat16/float16 value (nearest even), kept as float32.
+void roundToHalf(float* v, int64_t n, HalfKind kind);
 
 // rows.cc — row-wise kernels of contiguous [rows, cols] matrices.
 void softmaxKernel(const float* x, int64_t rows, int64_t cols, bool log, float* out);
@@ -139,12 +141,10 @@ struct QuantMatrix {
   const int8_t* int8 = nullptr;
   const float* scb = nullptr;
 };
-// Rows of W dequantised at once (a panel of about 256 KiB).
-int64_t quantPanelRows(int64_t k);
-// Rows [r0, r1) of W, dequantised into out (row-major).
-void dequantRowsKernel(const QuantMatrix& w, int64_t r0, int64_t r1, float* out);
-// out [rows, n] = x [rows, k]·Wᵀ, or with transpose out [rows, k] = x [rows, n]·W, one panel of W at a time.
-void quantMatmulKernel(const float* x, int64_t rows, const QuantMatrix& w, bool transpose, float* out);
+// out [rows, n] = x [rows, k]·Wᵀ, or with transpose out [rows, k] = x [rows, n]·W, one panel of W at a time. With a
+// compute dtype (bnb_4bit_compute_dtype), x and the dequantised W are rounded to it first; sums stay float32.
+void quantMatmulKernel(const float* x, int64_t rows, const QuantMatrix& w, bool transpose, HalfKind compute,
+                       float* out);
 // bitsandbytes' 4-bit quantisation (kQuantizeBlockwise<NF4|FP4>): absmax per block, codes two per byte (high nibble first).
 void quantize4bitKernel(const float* x, int64_t n, bool nf4, int64_t blocksize, uint8_t* packed, float* absmax);
 // acc [rows, n] = a [rows, k]·bᵀ (b [n, k]) exactly, in int32.

@@ -130,6 +130,7 @@ interface Addon {
     nestedCode: Float32Array | null,
     nestedBlocksize: number,
     offset: number,
+    compute: number,
   ): void;
   int8Product(a: Int8Array, rows: number, b: Int8Array, n: number, k: number, acc: Int32Array): void;
   quantize4bit(values: Float32Array, nf4: boolean, blocksize: number, packed: Uint8Array, absmax: Float32Array): void;
@@ -631,6 +632,7 @@ export class NativeBackend implements Backend {
         null,
         0,
         0,
+        0,
       );
     }
     const q = w.q,
@@ -651,6 +653,7 @@ export class NativeBackend implements Backend {
       nested?.code ?? null,
       nested?.blocksize ?? 0,
       nested?.offset ?? 0,
+      HALF_KIND[w.compute ?? "float32"] ?? 0,
     );
   }
 

@@ -1,10 +1,26 @@
 // Products with frozen quantised weights (bitsandbytes' NF4/FP4 and LLM.int8 layouts; src/backend/quant.ts is the
-// reference). W [n, k] is dequantised one panel of rows at a time into a buffer of about 256 KiB (it stays in cache)
-// and multiplied there by BLAS, so the whole float32 matrix never exists. Dequantisation is the reference's float32
-// arithmetic (no FMA contraction: -ffp-contract=off), so a panel holds exactly the values the js backend computes.
+// reference). The product is cut into panels of W fixed by the shape alone: rows of W for x·Wᵀ, columns of W for
+// x·W. Each thread takes whole panels: it dequantises one into its own buffer (a few MiB, so it is still in cache
+// when BLAS reads it) and multiplies it there with one single-threaded sgemm over the full inner dimension. The whole
+// float32 matrix never exists, and every output element comes from the same BLAS call whatever the thread count.
+// Dequantisation is the reference's float32 arithmetic (code·absmax, one rounding; no FMA contraction), in AVX2 where
+// the CPU has it, so a panel holds exactly the values the js backend computes.
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <stdexcept>
 #include <vector>
+
+#if defined(PEFT_BLAS_ACCELERATE)
+#include <Accelerate/Accelerate.h>
+#else
+#include <cblas.h>
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define PEFT_HAVE_AVX2_PATH 1
+#endif
 
 #include "kernels.h"
 
@@ -14,61 +30,124 @@ namespace {
 
 constexpr float kInv127 = 7.874015718698502e-3f;  // int8_vectorwise_dequant's 1/127
 
+// Elements of W dequantised per panel: 2 Mi floats (8 MiB; one per thread, both fit the 32 MiB L3). With 128 rows on
+// Qwen2 MLP shapes this ran at 0.77–0.92× float32 sgemm's speed (bench/gemm.ts's nf4 rows, a quiet moment); 4 MiB
+// and 1 MiB panels were slower on the wide 8960×1536 input gradient (each panel repacks x once more, and sgemm runs
+// on thinner operands).
+constexpr int64_t kPanelElems = int64_t(1) << 21;
+// Panels a product is cut into at least (when W has enough rows or columns), so that both threads get work.
+constexpr int64_t kMinPanels = 4;
+// The least work worth a thread of its own (≈ 20 µs at 100 GFLOP/s), as in gemm.cc.
+constexpr double kMinTaskFlops = 2e6;
+
 float absmaxOfBlock(const QuantMatrix& w, int64_t b) {
   if (w.absmax) return w.absmax[b];
   return w.nestedCode[w.nestedCodes[b]] * w.nestedAbsmax[b / w.nestedBlocksize] + w.offset;
 }
 
-// Values [start, start + count) of a 4-bit matrix: code[nibble]·absmax, value 2j in the high nibble of byte j.
-void dequant4bit(const QuantMatrix& w, int64_t start, int64_t count, float* out) {
-  int64_t block = -1;
-  float absmax = 0;
-  for (int64_t i = start; i < start + count; i++) {
-    if (i / w.blocksize != block) absmax = absmaxOfBlock(w, block = i / w.blocksize);
+// Values [i, end) of one block of a 4-bit matrix: code[nibble]·absmax, value 2j in the high nibble of byte j.
+void dequantRunScalar(const QuantMatrix& w, int64_t i, int64_t end, float absmax, float* out) {
+  for (; i < end; i++) {
     const uint8_t byte = w.packed[i >> 1];
     *out++ = w.code[(i & 1) == 0 ? byte >> 4 : byte & 0x0f] * absmax;
   }
 }
 
-}  // namespace
-
-int64_t quantPanelRows(int64_t k) { return std::max<int64_t>(1, 65536 / std::max<int64_t>(k, 1)); }
-
-void dequantRowsKernel(const QuantMatrix& w, int64_t r0, int64_t r1, float* out) {
-  parallelFor(r1 - r0, std::max<int64_t>(1, 16384 / std::max<int64_t>(w.k, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t r = r0 + b; r < r0 + e; r++) {
-      float* row = out + (r - r0) * w.k;
-      if (w.packed) {
-        dequant4bit(w, r * w.k, w.k, row);
-        continue;
-      }
-      const int8_t* q = w.int8 + r * w.k;
-      const float s = w.scb[r];
-      for (int64_t c = 0; c < w.k; c++) row[c] = (float(q[c]) * s) * kInv127;
-    }
-  });
+#ifdef PEFT_HAVE_AVX2_PATH
+// code[idx]·scale for 8 nibbles: vpermps reads the low 3 bits of each index from the 8-entry halves of the code, and
+// bit 3, moved to the sign bit, picks the half.
+__attribute__((target("avx2"))) inline __m256 lookupScaled(__m256 low, __m256 high, __m256i idx, __m256 scale) {
+  const __m256 pick = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));
+  return _mm256_mul_ps(
+      _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, idx), _mm256_permutevar8x32_ps(high, idx), pick), scale);
 }
 
-void quantMatmulKernel(const float* x, int64_t rows, const QuantMatrix& w, bool transpose, float* out) {
-  const int64_t step = quantPanelRows(w.k);
-  std::vector<float> panel(size_t(std::min(step, std::max<int64_t>(w.n, 1)) * w.k));
-  if (transpose && w.n == 0) std::fill(out, out + rows * w.k, 0.0f);
-  for (int64_t r0 = 0; r0 < w.n; r0 += step) {
-    const int64_t r1 = std::min(w.n, r0 + step);
-    dequantRowsKernel(w, r0, r1, panel.data());
-    Gemm g{};
-    g.alpha = 1;
-    if (!transpose) {  // out[:, r0:r1] = x · panelᵀ
-      g.a = x, g.lda = w.k, g.m = rows, g.k = w.k;
-      g.b = panel.data(), g.transB = true, g.ldb = w.k, g.n = r1 - r0;
-      g.out = out, g.outOffset = r0, g.ldc = w.n;
-    } else {  // out (+)= x[:, r0:r1] · panel
-      g.a = x, g.aOffset = r0, g.lda = w.n, g.m = rows, g.k = r1 - r0;
-      g.b = panel.data(), g.ldb = w.k, g.n = w.k;
-      g.out = out, g.ldc = w.k, g.accumulate = r0 > 0;
-    }
-    gemmKernel(g);
+// dequantRunScalar, 16 values (8 bytes) per step; high and low nibbles are looked up apart, then interleaved.
+__attribute__((target("avx2"))) void dequantRunAvx2(const QuantMatrix& w, int64_t i, int64_t end, float absmax,
+                                                     float* out) {
+  if (i < end && (i & 1) != 0) dequantRunScalar(w, i, i + 1, absmax, out++), i++;
+  const __m256 low = _mm256_loadu_ps(w.code), high = _mm256_loadu_ps(w.code + 8), scale = _mm256_set1_ps(absmax);
+  const __m256i mask = _mm256_set1_epi32(0x0f);
+  for (; i + 16 <= end; i += 16, out += 16) {
+    const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.packed + (i >> 1))));
+    const __m256 hi = lookupScaled(low, high, _mm256_srli_epi32(bytes, 4), scale);
+    const __m256 lo = lookupScaled(low, high, _mm256_and_si256(bytes, mask), scale);
+    const __m256 a = _mm256_unpacklo_ps(hi, lo), b = _mm256_unpackhi_ps(hi, lo);
+    _mm256_storeu_ps(out, _mm256_permute2f128_ps(a, b, 0x20));
+    _mm256_storeu_ps(out + 8, _mm256_permute2f128_ps(a, b, 0x31));
   }
+  dequantRunScalar(w, i, end, absmax, out);
+}
+const bool kHasAvx2 = __builtin_cpu_supports("avx2");
+#endif
+
+// Values [start, start + count) of W in storage order, block by block (the absmax decoded once per block).
+void dequantRange(const QuantMatrix& w, int64_t start, int64_t count, float* out) {
+  if (!w.packed) {  // int8 rows: (q·SCB[row])·1/127
+    for (int64_t i = start, end = start + count; i < end;) {
+      const int64_t stop = std::min(end, (i / w.k + 1) * w.k);
+      const float s = w.scb[i / w.k];
+      for (; i < stop; i++) *out++ = (float(w.int8[i]) * s) * kInv127;
+    }
+    return;
+  }
+  for (int64_t i = start, end = start + count; i < end;) {
+    const int64_t b = i / w.blocksize, stop = std::min(end, (b + 1) * w.blocksize);
+    const float absmax = absmaxOfBlock(w, b);
+#ifdef PEFT_HAVE_AVX2_PATH
+    if (kHasAvx2) dequantRunAvx2(w, i, stop, absmax, out);
+    else dequantRunScalar(w, i, stop, absmax, out);
+#else
+    dequantRunScalar(w, i, stop, absmax, out);
+#endif
+    out += stop - i;
+    i = stop;
+  }
+}
+
+// Panels of `extent` rows (or columns) of W: a multiple of `unit` wide, about kPanelElems each, at least kMinPanels.
+int64_t panelWidth(int64_t extent, int64_t depth, int64_t unit) {
+  const int64_t byCache = kPanelElems / std::max<int64_t>(depth, 1);
+  const int64_t byCount = (extent + kMinPanels - 1) / kMinPanels;
+  const int64_t w = (std::min(byCache, byCount) + unit - 1) / unit * unit;
+  return std::min(std::max(w, unit), std::max<int64_t>(extent, 1));
+}
+
+}  // namespace
+
+void quantMatmulKernel(const float* x, int64_t rows, const QuantMatrix& w, bool transpose, HalfKind compute,
+                       float* out) {
+  const int64_t outCols = transpose ? w.k : w.n, depth = transpose ? w.n : w.k;
+  if (rows == 0 || outCols == 0) return;
+  if (rows > INT_MAX || outCols > INT_MAX || depth > INT_MAX) {
+    throw std::length_error("quantMatmul: a dimension exceeds BLAS's 32-bit integers");
+  }
+  if (depth == 0) return std::fill(out, out + rows * outCols, 0.0f);
+  std::vector<float> rounded;
+  if (compute != HalfKind::none) {  // the input in the compute dtype, as bitsandbytes casts it
+    rounded.assign(x, x + rows * depth);
+    roundToHalf(rounded.data(), rows * depth, compute);
+    x = rounded.data();
+  }
+  // x·Wᵀ: panels of whole rows of W. x·W: panels of columns of W, whole blocks of 64 where rows hold whole blocks.
+  const int64_t width = panelWidth(outCols, depth, transpose ? 64 : 16);
+  const int64_t panels = (outCols + width - 1) / width;
+  const double panelFlops = 2.0 * double(rows) * double(depth) * double(width);
+  SingleThreadedBlas single;
+  parallelFor(panels, std::max<int64_t>(1, int64_t(kMinTaskFlops / panelFlops)), [&](int64_t p0, int64_t p1) {
+    std::vector<float> panel(size_t(width * depth));
+    for (int64_t p = p0; p < p1; p++) {
+      const int64_t c0 = p * width, cw = std::min(width, outCols - c0);
+      if (transpose) {  // W[:, c0:c0+cw] as [n, cw]
+        for (int64_t r = 0; r < w.n; r++) dequantRange(w, r * w.k + c0, cw, panel.data() + r * cw);
+      } else {  // W[c0:c0+cw, :] as [cw, k]
+        dequantRange(w, c0 * w.k, cw * w.k, panel.data());
+      }
+      if (compute != HalfKind::none) roundToHalf(panel.data(), cw * depth, compute);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, transpose ? CblasNoTrans : CblasTrans, int(rows), int(cw), int(depth),
+                  1.0f, x, int(depth), panel.data(), transpose ? int(cw) : int(depth), 0.0f, out + c0, int(outCols));
+    }
+  });
 }
 
 // dQuantizeNF4 / dQuantizeFP4 of csrc/kernels.cu (strict comparisons: NaN, from a zero block, gives code 0).

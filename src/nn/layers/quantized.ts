@@ -20,6 +20,7 @@ import {
   dequantizeInt8Rows,
   quantize4bit,
   quantizeInt8Weight,
+  type ComputeDType,
   type QuantType4,
   type Quantize4bitKernel,
   type Quantized4bit,
@@ -89,6 +90,8 @@ export interface Linear4bitOptions {
   quantType: QuantType4;
   /** Double quantisation of the absmax (bnb_4bit_use_double_quant / compress_statistics). */
   doubleQuant: boolean;
+  /** bnb_4bit_compute_dtype (default float32). */
+  computeDtype?: ComputeDType;
 }
 
 /** bitsandbytes' Linear4bit: y = x·dequant(W)ᵀ + b. */
@@ -96,6 +99,8 @@ export class Linear4bit extends QuantizedLinear {
   private q: Quantized4bit;
   /** The dtype of the weight before quantisation (the `dtype` of bitsandbytes' quant_state, kept for saving). */
   weightDtype = "float32";
+  /** bnb_4bit_compute_dtype: products round the input and the dequantised weight to it, and sum in float32. */
+  computeDtype: ComputeDType = "float32";
 
   constructor(inFeatures: number, outFeatures: number, weight: Quantized4bit, bias: Tensor | null = null) {
     super(inFeatures, outFeatures, bias);
@@ -110,7 +115,9 @@ export class Linear4bit extends QuantizedLinear {
     const q = withWeightValues(weight, outF, inF, (values) =>
       quantize4bit(values, opts.quantType, { doubleQuant: opts.doubleQuant, kernel: nativeOrJs }),
     );
-    return new Linear4bit(inF, outF, q, bias);
+    const layer = new Linear4bit(inF, outF, q, bias);
+    layer.computeDtype = opts.computeDtype ?? "float32";
+    return layer;
   }
 
   /** The quantised weight (packed values, absmax or nested absmax, code). */
@@ -119,7 +126,7 @@ export class Linear4bit extends QuantizedLinear {
   }
 
   get matrix(): QuantizedMatrix {
-    return { format: "4bit", n: this.outFeatures, k: this.inFeatures, q: this.q };
+    return { format: "4bit", n: this.outFeatures, k: this.inFeatures, q: this.q, compute: this.computeDtype };
   }
 
   dequantizeWeight(): Tensor {
@@ -145,9 +152,8 @@ export class Linear4bit extends QuantizedLinear {
 
   protected override extraRepr(): string {
     return (
-      `in_features=${this.inFeatures}, out_features=${this.outFeatures}, ` +
-      `bias=${this.bias !== null}, quant_type=${this.q.quantType}, ` +
-      `double_quant=${this.q.nested !== null}`
+      `in_features=${this.inFeatures}, out_features=${this.outFeatures}, bias=${this.bias !== null}, ` +
+      `quant_type=${this.q.quantType}, double_quant=${this.q.nested !== null}, compute_dtype=${this.computeDtype}`
     );
   }
 }
