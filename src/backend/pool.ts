@@ -81,3 +81,29 @@ export function newArray(dtype: DType, size: number): StorageData {
       return new Uint8Array(size);
   }
 }
+
+/** What both CPU backends share: storages come from, and go back to, their own StoragePool. */
+export abstract class PooledBackend {
+  protected readonly pool = new StoragePool();
+
+  /** A storage of `size` elements, reused from the pool when one of that size is free. */
+  alloc(dtype: DType, size: number): Storage {
+    return this.pool.take(dtype, size);
+  }
+  /** Give a storage back for reuse. */
+  release(storage: Storage): void {
+    this.pool.give(storage);
+  }
+  /** Drop every pooled buffer. */
+  trimPool(): void {
+    this.pool.clear();
+  }
+  /** Bytes held by the pool. */
+  pooledBytes(): number {
+    return this.pool.bytes;
+  }
+  /** Keep at most `bytes` of freed buffers. */
+  setPoolLimit(bytes: number): void {
+    this.pool.setLimit(bytes);
+  }
+}

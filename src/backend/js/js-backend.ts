@@ -16,7 +16,7 @@ import { contiguousOutStrides, isHalf } from "../backend.js";
 import { fromBfloat16Bits, fromFloat16Bits, toBfloat16Bits, toFloat16Bits } from "../half.js";
 import { innerAxis, numel, rowOffsets, erf } from "./strided.js";
 import { normalAt, uniformAt } from "./random.js";
-import { CpuStorage, StoragePool } from "../pool.js";
+import { CpuStorage, PooledBackend } from "../pool.js";
 import { quantize4bitJs, type QuantType4, type QuantizedInt8, type QuantizedMatrix } from "../quant.js";
 import { int8LinearJs, quantMatmulJs } from "./quant-kernels.js";
 
@@ -172,25 +172,9 @@ function floats(s: Storage, kernel: string): Float32Array {
   return s.data;
 }
 
-export class JsBackend implements Backend {
+export class JsBackend extends PooledBackend implements Backend {
   readonly name = "js";
-  private readonly pool = new StoragePool();
 
-  alloc(dtype: DType, size: number): Storage {
-    return this.pool.take(dtype, size);
-  }
-  release(storage: Storage): void {
-    this.pool.give(storage);
-  }
-  trimPool(): void {
-    this.pool.clear();
-  }
-  pooledBytes(): number {
-    return this.pool.bytes;
-  }
-  setPoolLimit(bytes: number): void {
-    this.pool.setLimit(bytes);
-  }
   write(storage: Storage, values: ArrayLike<number>, offset = 0): void {
     const d = storage.data;
     if (!isHalf(storage.dtype)) return d.set(values, offset);

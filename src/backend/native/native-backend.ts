@@ -30,7 +30,7 @@ import { contiguousOutStrides, isHalf } from "../backend.js";
 import { JsBackend } from "../js/js-backend.js";
 import { int8LinearJs } from "../js/quant-kernels.js";
 import type { QuantType4, QuantizedInt8, QuantizedMatrix } from "../quant.js";
-import { StoragePool } from "../pool.js";
+import { PooledBackend } from "../pool.js";
 import { envChoice, envInteger } from "../env.js";
 
 type Data = StorageData;
@@ -263,9 +263,8 @@ const HALF_KIND: Partial<Record<DType, number>> = { bfloat16: 1, float16: 2 };
 const isWord = (s: Storage): boolean => s.dtype === "float32" || s.dtype === "int32";
 
 /** The Backend implemented by the addon. */
-export class NativeBackend implements Backend {
+export class NativeBackend extends PooledBackend implements Backend {
   readonly name = "native";
-  private readonly pool = new StoragePool();
   /** Kernels for dtype combinations the addon does not specialise (int32 operands of float kernels). */
   private readonly js = new JsBackend();
   private readonly unaryOps: Map<string, number>;
@@ -277,6 +276,7 @@ export class NativeBackend implements Backend {
   private meta = new Float64Array(64);
 
   constructor(private readonly addon: Addon) {
+    super();
     this.unaryOps = indexOf(addon.unaryOps);
     this.unaryGradOps = indexOf(addon.unaryGradOps);
     this.binaryOps = indexOf(addon.binaryOps);
@@ -284,21 +284,6 @@ export class NativeBackend implements Backend {
     this.randomKinds = indexOf(addon.randomKinds);
   }
 
-  alloc(dtype: DType, size: number): Storage {
-    return this.pool.take(dtype, size);
-  }
-  release(storage: Storage): void {
-    this.pool.give(storage);
-  }
-  trimPool(): void {
-    this.pool.clear();
-  }
-  pooledBytes(): number {
-    return this.pool.bytes;
-  }
-  setPoolLimit(bytes: number): void {
-    this.pool.setLimit(bytes);
-  }
   write(storage: Storage, values: ArrayLike<number>, offset = 0): void {
     this.js.write(storage, values, offset);
   }
