@@ -17,7 +17,7 @@ import { ConfigError } from "../src/errors.js";
 import { decoderTraits, llamaConfig } from "../src/models/llama/config.js";
 import { buildAttentionMask } from "../src/models/attention.js";
 import { RotaryEmbedding, ropeParameters } from "../src/models/rotary.js";
-import { MASK_VALUE, noGrad, tensor } from "../src/tensor/index.js";
+import { MASK_VALUE, narrow, noGrad, tensor } from "../src/tensor/index.js";
 import {
   FAMILIES,
   GoldenSet,
@@ -45,6 +45,18 @@ describe("newer model families against transformers goldens", () => {
       ) as ModelOutput;
       compareOutputs(out, readExpected(dir), readCase(dir).expected);
     });
+    if (info.class.endsWith("ForCausalLM")) {
+      it(`${name}: numLogitsToKeep 1 gives transformers' logits of the last position only`, () => {
+        const model = fromPretrained(dir, "causal-lm");
+        const { labels: _, ...inputs } = forwardInputs(readInputs(dir), true);
+        const out = noGrad(() => model.forward({ ...inputs, numLogitsToKeep: 1 })) as ModelOutput;
+        const want = readExpected(dir).get("logits")!;
+        const [batch, length, vocab] = want.shape as [number, number, number];
+        assert.deepEqual(out.logits.shape, [batch, 1, vocab]);
+        assert.ok(maxAbsDiff(out.logits, narrow(want, 1, length - 1, 1)) <= 1e-4);
+        assert.throws(() => model.forward({ ...forwardInputs(readInputs(dir), true), numLogitsToKeep: 1 }), /labels/);
+      });
+    }
     if (!("generate_greedy" in readCase(dir).expected)) continue;
     it(`${name} generates exactly the stored greedy tokens (left-padded batch, KV cache)`, () => {
       const model = asGenerative(fromPretrained(dir, taskOfClass(info.class)));

@@ -5,7 +5,7 @@
  */
 import { Linear, type TensorLayer } from "../nn/index.js";
 import type { PretrainedConfig } from "./config.js";
-import { causalLmLoss, sequenceClassification } from "./heads.js";
+import { causalLmLoss, keptPositions, sequenceClassification } from "./heads.js";
 import type { BaseModelOutput, ModelInputs, ModelOutput } from "./outputs.js";
 import { PreTrainedModel, type ModelClass } from "./pretrained.js";
 import { GenerativeModel } from "./generation/generative-model.js";
@@ -38,7 +38,7 @@ function registerBase<C extends PretrainedConfig>(
   return model.registerModule(family.baseName, new family.base(config));
 }
 
-/** `<prefix>ForCausalLM`: logits for every position; loss when labels are given (shifted inside). */
+/** `<prefix>ForCausalLM`: logits for every position (or the last `numLogitsToKeep`); loss when labels are given (shifted inside). */
 export function causalLmClass<C extends PretrainedConfig>(family: DecoderFamily<C>): ModelClass {
   const name = `${family.prefix}ForCausalLM`;
   const cls = class extends GenerativeModel {
@@ -64,7 +64,7 @@ export function causalLmClass<C extends PretrainedConfig>(family: DecoderFamily<
 
     forward(inputs: ModelInputs): ModelOutput {
       const out = this.base.forward(inputs);
-      const logits = this.head.forward(out.lastHiddenState);
+      const logits = this.head.forward(keptPositions(out.lastHiddenState, inputs));
       return { ...out, logits, ...(inputs.labels ? { loss: causalLmLoss(logits, inputs.labels) } : {}) };
     }
   };
