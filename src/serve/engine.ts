@@ -6,15 +6,16 @@
  * adapter_names), the cache extended in place and each row's padding masked out.
  */
 import { backend } from "../backend/index.js";
-import { Generator, contiguous, noGrad, tensor, tidy } from "../tensor/index.js";
+import { Generator, type Tensor, narrow, noGrad, reshape, tensor, tidy } from "../tensor/index.js";
 import type { ModelInputs, ModelOutput } from "../models/outputs.js";
 import { eosIds, type PretrainedConfig } from "../models/config.js";
 import {
   StopStrings,
-  chooseToken,
-  nanLogits,
+  chooseTokens,
   uniformDraw,
   type FinishReason,
+  type RowChoice,
+  type TokenChoice,
   type SamplingOptions,
   type TokenDecoder,
 } from "../generation/index.js";
@@ -73,6 +74,8 @@ export interface EngineStats {
 export class Sequence {
   readonly tokens: number[] = [];
   readonly logprobs: number[] = [];
+  /** The prompt and the tokens so far (for the repetition penalty). */
+  private readonly history: number[];
   readonly adapter: string;
   readonly done: Promise<SequenceResult>;
   private resolve!: (r: SequenceResult) => void;
@@ -87,6 +90,7 @@ export class Sequence {
     private readonly release: (s: Sequence) => void,
   ) {
     this.adapter = request.adapter ?? BASE_ROW;
+    this.history = [...request.promptIds];
     this.generator = new Generator(request.seed ?? 0);
     this.stopIds = [...(request.ignoreEos ? [] : eosIds(config)), ...(request.stopTokenIds ?? [])];
     this.stopStrings = request.stopStrings?.length ? new StopStrings(request.stopStrings, request.tokenizer, 1) : null;
@@ -98,14 +102,16 @@ export class Sequence {
     if (this.finishReason === null) this.finish("abort");
   }
 
-  /** Pick the next token from this sequence's logits row; finishes the sequence when it should stop. */
-  accept(logits: Float32Array, step: number): void {
-    // An indexed loop: some(Number.isNaN) over a vocabulary-sized row costs ~8× more, at every row of every step.
-    for (let i = 0; i < logits.length; i++) if (Number.isNaN(logits[i])) throw nanLogits(step, 0);
-    const { token, logprob } = chooseToken(logits, [...this.request.promptIds, ...this.tokens], this.request, () =>
-      uniformDraw(this.generator),
-    );
+  /** How this sequence's next token is picked (null once it has finished or was cancelled). */
+  choice(): RowChoice | null {
+    if (this.finishReason !== null) return null;
+    return { opts: this.request, previous: this.history, uniform: () => uniformDraw(this.generator) };
+  }
+
+  /** Take the chosen next token; finishes the sequence when it should stop. */
+  accept(token: number, logprob: number): void {
     this.tokens.push(token);
+    this.history.push(token);
     this.logprobs.push(logprob);
     this.request.onToken?.(token, logprob);
     if (this.finishReason !== null) return; // cancelled from onToken
@@ -275,7 +281,7 @@ export class DecodeEngine {
       for (let j = 0; j < lengths[r]!; j++) positions[r * width + pad + j] = j;
     });
     const padded = lengths.some((len) => len < width);
-    const logits = noGrad(() =>
+    const choices = noGrad(() =>
       tidy(() => {
         const shape = [joining.length, width];
         const out = this.model.forward(
@@ -292,10 +298,14 @@ export class DecodeEngine {
         // The cache's rows and the running list change together (a failure after this leaves both consistent).
         this.cache.join(out.pastKeyValues!, lengths);
         this.running.push(...joining);
-        return lastLogits(out, joining.length);
+        return chooseTokens(
+          lastLogits(out),
+          joining.map((seq) => seq.choice()),
+          this.step,
+        );
       }),
     );
-    this.pick(joining, logits);
+    this.pick(joining, choices);
   }
 
   /** One decode step of every running sequence. */
@@ -303,7 +313,7 @@ export class DecodeEngine {
     this.step++;
     const batch = [...this.running];
     const cache = this.cache;
-    const logits = noGrad(() =>
+    const choices = noGrad(() =>
       tidy(() => {
         const rows = batch.length;
         const out = this.model.forward(
@@ -321,22 +331,25 @@ export class DecodeEngine {
           batch.map((s) => s.adapter),
         );
         cache.advance(out.pastKeyValues!);
-        return lastLogits(out, rows);
+        return chooseTokens(
+          lastLogits(out),
+          batch.map((seq) => seq.choice()),
+          this.step,
+        );
       }),
     );
-    this.pick(batch, logits);
+    this.pick(batch, choices);
   }
 
-  /** Each sequence's next token from its row of logits (sequences cancelled meanwhile are skipped). */
-  private pick(batch: readonly Sequence[], logits: Float32Array[]): void {
-    for (const [r, s] of batch.entries()) if (s.finishReason === null) s.accept(logits[r]!, this.step);
+  /** Give each sequence its chosen token (sequences cancelled meanwhile are skipped). */
+  private pick(batch: readonly Sequence[], choices: readonly TokenChoice[]): void {
+    for (const [r, s] of batch.entries()) if (s.finishReason === null) s.accept(choices[r]!.token, choices[r]!.logprob);
     this.count(batch.length);
   }
 }
 
-/** The last position's logits of each row (the forward may have kept every position's). */
-function lastLogits(out: ModelOutput, rows: number): Float32Array[] {
-  const [, length, vocab] = out.logits.shape as [number, number, number];
-  const data = contiguous(out.logits).dataSync() as Float32Array;
-  return Array.from({ length: rows }, (_, r) => data.slice(((r + 1) * length - 1) * vocab, (r + 1) * length * vocab));
+/** The last position's logits [rows, vocab] (the forward may have kept every position's). */
+function lastLogits(out: ModelOutput): Tensor {
+  const [rows, length, vocab] = out.logits.shape as [number, number, number];
+  return reshape(narrow(out.logits, 1, length - 1, 1), [rows, vocab]);
 }

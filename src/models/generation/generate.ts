@@ -5,7 +5,20 @@
  * finished rows continued with pad ids). The loop is one step at a time (decodeSteps), so that generate, streamers
  * and the async iterator generateStream share it.
  */
-import { Generator, type Tensor, keep, noGrad, ones, select, tensor, tidy } from "../../tensor/index.js";
+import {
+  Generator,
+  type Tensor,
+  argmax as argmaxAlong,
+  indexSelect,
+  keep,
+  logSoftmax,
+  noGrad,
+  ones,
+  reshape,
+  select,
+  tensor,
+  tidy,
+} from "../../tensor/index.js";
 import { eosIds, type PretrainedConfig } from "../config.js";
 import type { ModelOutput, PastKeyValues, Seq2SeqInputs } from "../outputs.js";
 import { CheckpointError, ConfigError } from "../../errors.js";
@@ -15,7 +28,6 @@ import {
   applyTopK,
   applyTopP,
   argmax,
-  logSoftmaxAt,
   sampleIndex,
   softmax,
 } from "./logits.js";
@@ -31,29 +43,61 @@ export interface SamplingOptions {
   repetitionPenalty?: number;
 }
 
-/** Pick the next token from one row of the model's logits (greedy or sampled with `uniform`), with its log-probability under the model. */
-export function chooseToken(
-  logits: Float32Array | Float64Array,
-  previous: readonly number[],
-  opts: SamplingOptions,
-  uniform: () => number,
-): { token: number; logprob: number } {
-  const penalty = opts.repetitionPenalty ?? 1;
-  let token: number;
-  // Greedy decoding without a penalty reads the logits as they are (no float64 copy of a vocabulary-sized row).
-  if (!opts.doSample && penalty === 1) token = argmax(logits);
-  else {
-    const scores = Float64Array.from(logits);
-    applyRepetitionPenalty(scores, previous, penalty);
-    if (!opts.doSample) token = argmax(scores);
-    else {
-      applyTemperature(scores, opts.temperature ?? 1);
-      applyTopK(scores, opts.topK ?? 50);
-      applyTopP(scores, opts.topP ?? 1);
-      token = sampleIndex(softmax(scores), uniform());
-    }
-  }
-  return { token, logprob: logSoftmaxAt(logits, token) };
+/** How one row's next token is picked: its sampling options, its ids so far (for the repetition penalty), a uniform draw. */
+export interface RowChoice {
+  opts: SamplingOptions;
+  previous: readonly number[];
+  uniform: () => number;
+}
+
+/** A chosen token and its log-probability under the model (before penalty, temperature, top-k/top-p). */
+export interface TokenChoice {
+  token: number;
+  logprob: number;
+}
+
+/**
+ * Each row's next token from logits [rows, vocab] (greedy or sampled), with its log-probability; null rows are
+ * skipped (token -1). The log-softmax and greedy argmax run on the backend over all rows at once, so a
+ * vocabulary-sized row reaches JS only when it is sampled or penalised. NaN logits throw nanLogits(step, row).
+ */
+export function chooseTokens(logits: Tensor, rows: readonly (RowChoice | null)[], step: number): TokenChoice[] {
+  return tidy(() => {
+    const vocab = logits.shape[logits.rank - 1]!;
+    const best = argmaxAlong(logits, -1).dataSync() as Int32Array;
+    let data: ArrayLike<number> | null = null;
+    const tokens = rows.map((row, r) => {
+      if (row === null) return -1;
+      const penalty = row.opts.repetitionPenalty ?? 1;
+      if (!row.opts.doSample && penalty === 1) return best[r]!;
+      data ??= logits.dataSync();
+      return pickFromScores(
+        Float64Array.from({ length: vocab }, (_, j) => data![r * vocab + j]!),
+        row,
+        penalty,
+      );
+    });
+    // Only each row's chosen entry of the log-softmax comes back (not a vocabulary-sized row per step).
+    const at = Int32Array.from(tokens, (t, r) => r * vocab + Math.max(t, 0));
+    const flat = reshape(logSoftmax(logits), [rows.length * vocab]);
+    const logprobs = indexSelect(flat, 0, tensor(at, [at.length], "int32")).dataSync();
+    return tokens.map((token, r) => {
+      const logprob = token < 0 ? 0 : logprobs[r]!;
+      // One NaN logit makes the row's log-sum-exp, so every log-probability of the row, NaN.
+      if (Number.isNaN(logprob)) throw nanLogits(step, r);
+      return { token, logprob };
+    });
+  });
+}
+
+/** A row's token from its float64 scores: repetition penalty, then argmax or temperature/top-k/top-p sampling. */
+function pickFromScores(scores: Float64Array, row: RowChoice, penalty: number): number {
+  applyRepetitionPenalty(scores, row.previous, penalty);
+  if (!row.opts.doSample) return argmax(scores);
+  applyTemperature(scores, row.opts.temperature ?? 1);
+  applyTopK(scores, row.opts.topK ?? 50);
+  applyTopP(scores, row.opts.topP ?? 1);
+  return sampleIndex(softmax(scores), row.uniform());
 }
 
 /** Options of generate (transformers' names in camelCase). */
@@ -151,7 +195,7 @@ export function uniformDraw(gen: Generator): number {
 }
 
 /** The error for NaN logits: decoding them would print garbage (argmax of NaN is token 0) and look like success. */
-export function nanLogits(step: number, row: number): CheckpointError {
+function nanLogits(step: number, row: number): CheckpointError {
   return new CheckpointError(
     `generate: the model's logits are NaN at step ${step + 1} (batch row ${row}), so no token can be chosen`,
     "likely causes: NaN or infinite weights in the model or adapter (e.g. saved by a diverged " +
@@ -328,21 +372,16 @@ class Decoding {
   }
 
   private step(step: number): GenerationStep {
-    const logits = noGrad(() =>
-      tidy(() => ({ logits: this.stepper.next(this.feed).dataSync(), cache: this.stepper.cache() })),
-    ).logits;
-    const batch = this.sequences.length;
-    const vocab = logits.length / batch;
     const done = this.reasons.map((r) => r !== null);
-    const logprobs = new Array<number>(batch).fill(0);
-    const tokens = this.sequences.map((seq, r) => {
-      if (done[r]) return this.pad;
-      const scores = Float64Array.from(logits.subarray(r * vocab, (r + 1) * vocab));
-      if (scores.some(Number.isNaN)) throw nanLogits(step, r);
-      const { token, logprob } = chooseToken(scores, seq, this.opts, () => uniformDraw(this.generators[r]!));
-      logprobs[r] = logprob;
-      return token;
-    });
+    const rows = this.sequences.map((seq, r): RowChoice | null =>
+      done[r] ? null : { opts: this.opts, previous: seq, uniform: () => uniformDraw(this.generators[r]!) },
+    );
+    // The cache is returned from the step's memory scope so that it outlives it.
+    const { choices } = noGrad(() =>
+      tidy(() => ({ choices: chooseTokens(this.stepper.next(this.feed), rows, step), cache: this.stepper.cache() })),
+    );
+    const tokens = choices.map((c, r) => (done[r] ? this.pad : c.token));
+    const logprobs = choices.map((c) => c.logprob);
     const finishReasons = tokens.map((tok, r): FinishReason | null => {
       if (done[r]) return null;
       this.sequences[r]!.push(tok);
@@ -360,7 +399,7 @@ class Decoding {
       row.push(1);
     });
     if (this.feed !== this.opts.inputIds) this.feed.dispose();
-    this.feed = tensor(Int32Array.from(tokens), [batch, 1]);
+    this.feed = tensor(Int32Array.from(tokens), [tokens.length, 1]);
     return { tokens, logprobs, finishReasons, done };
   }
 

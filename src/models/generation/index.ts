@@ -1,13 +1,15 @@
 /** The decoding loop, its logits processors and the generative model base class. */
-export { chooseToken, generate, generateDetailed, generateStream, nanLogits, uniformDraw } from "./generate.js";
+export { chooseTokens, generate, generateDetailed, generateStream, uniformDraw } from "./generate.js";
 export type {
   FinishReason,
   GenerateOptions,
   GenerateOutput,
   GenerationStep,
   Generative,
+  RowChoice,
   SamplingOptions,
   Streamer,
+  TokenChoice,
 } from "./generate.js";
 export * from "./logits.js";
 export { StopStrings, stopStringIndex, type TokenDecoder } from "./stopping.js";
