@@ -10,6 +10,7 @@
         "src/backend/native/elementwise.cc",
         "src/backend/native/fused.cc",
         "src/backend/native/gemm.cc",
+        "src/backend/native/gemm-few.cc",
         "src/backend/native/gemm-half.cc",
         "src/backend/native/generate.cc",
         "src/backend/native/indexing.cc",

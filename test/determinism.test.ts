@@ -245,6 +245,8 @@ function parentTests(): void {
   gemmCase("a few big batch items", 256, 256, 256, { batch: 3 });
   gemmCase("decoding rows, whole rows of B", 4, 4096, 256);
   gemmCase("decoding rows, B transposed", 2, 1024, 4096, { transB: true });
+  gemmCase("decoding rows, odd sizes (partial vectors of columns)", 5, 201, 3001);
+  gemmCase("decoding rows, odd sizes, B transposed (partial vectors of k)", 7, 61, 20001, { transB: true });
 
   // Sizes: just above two grains of a kernel's work (common.h), where the old code split the work by thread count.
   sameAcrossThreads("sum, max and min of everything", () => {

@@ -1,14 +1,24 @@
 /**
  * Few-row products (decoding: one row per sequence) give each row the same bits whatever the other rows: a batch of
  * 8 sequences decodes exactly as each sequence alone. Checked on both backends, for weights stored as they are
- * (GPT-2's Conv1D) and transposed (Linear), with a bias, on the native backend's chunked and tiled paths; the
- * values themselves against float64 dot products.
+ * (GPT-2's Conv1D) and transposed (Linear), with a bias, at shapes that reach every block and tail of the native
+ * backend's few-row kernels; the values themselves against float64 dot products.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { backend, setBackend } from "../src/backend/index.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
-import { linear, matmul, narrow, reshape, tensor, tidy, type Tensor } from "../src/tensor/index.js";
+import {
+  contiguous,
+  linear,
+  matmul,
+  narrow,
+  reshape,
+  tensor,
+  tidy,
+  transpose,
+  type Tensor,
+} from "../src/tensor/index.js";
 import { nativeOrReason, rng } from "./helpers.js";
 
 /** [rows, cols] of seeded values in (-1, 1). */
@@ -21,8 +31,9 @@ function random(rows: number, cols: number, seed: number): Tensor {
 }
 
 const SHAPES: { k: number; n: number; transposed: boolean }[] = [
-  { k: 768, n: 3072, transposed: false }, // B of 9 MiB: ranges of k summed on threads
-  { k: 77, n: 40000, transposed: false }, // too wide for the ranges' partial sums: column tiles
+  { k: 768, n: 3072, transposed: false }, // B of 9 MiB, split over threads; rows of B 12 KiB apart (shorter passes)
+  { k: 77, n: 1001, transposed: false }, // a short last pass, and columns after the last whole vectors
+  { k: 5, n: 40000, transposed: false },
   { k: 768, n: 1001, transposed: true },
   { k: 61, n: 33, transposed: true },
 ];
@@ -35,10 +46,16 @@ function checkRows(name: string): void {
       const x = random(8, k, 3);
       const product = (rows: Tensor) => (transposed ? linear(rows, w, bias) : matmul(rows, w));
       const batch = product(x).dataSync();
+      // Alone, in a block of 4 with a row left over (5 rows), and read through a transposed view of x.
+      const five = product(narrow(x, 0, 0, 5)).dataSync();
+      const viaView = product(transpose(contiguous(transpose(x, 0, 1)), 0, 1)).dataSync();
       for (let r = 0; r < 8; r++) {
         const alone = product(narrow(x, 0, r, 1)).dataSync();
         const row = batch.subarray(r * n, (r + 1) * n);
-        assert.deepEqual(row, alone, `${name} k=${k} n=${n}${transposed ? " tB" : ""}: row ${r} alone differs`);
+        const shape = `${name} k=${k} n=${n}${transposed ? " tB" : ""}`;
+        assert.deepEqual(row, alone, `${shape}: row ${r} alone differs`);
+        if (r < 5) assert.deepEqual(five.subarray(r * n, (r + 1) * n), alone, `${shape}: row ${r} of 5 differs`);
+        assert.deepEqual(viaView.subarray(r * n, (r + 1) * n), alone, `${shape}: row ${r} of x transposed differs`);
       }
       // Spot-check values against float64 sums.
       const xs = x.dataSync(),

@@ -71,6 +71,11 @@ void gemmKernel(const Gemm& g);
 // Storage offsets of A, B and the output for each of the `batch` items (batchShape walked row-major).
 void gemmItemOffsets(const Gemm& g, int64_t batch, std::vector<int64_t>& aOff, std::vector<int64_t>& bOff, std::vector<int64_t>& cOff);
 
+// gemm-few.cc — gemmKernel's products with at most kFewRows rows (one row gives the same bits as in a batch).
+constexpr int64_t kFewRows = 8;
+void gemmFewRows(const Gemm& g, int64_t batch, const std::vector<int64_t>& aOff, const std::vector<int64_t>& bOff,
+                 const std::vector<int64_t>& cOff);
+
 // gemm-half.cc — products with bfloat16/float16 operands (a16/b16 replace g.a/g.b where not null), float32 accumulation.
 enum class HalfKind { none = 0, bf16 = 1, f16 = 2 };
 void gemmHalfKernel(const Gemm& g, const uint16_t* a16, HalfKind aKind, const uint16_t* b16, HalfKind bKind);
