@@ -11,7 +11,7 @@ import { fileURLToPath } from "node:url";
 import { backend } from "../src/backend/index.js";
 import { fromPretrained } from "../src/models/auto.js";
 import type { PastKeyValues } from "../src/models/outputs.js";
-import { appendAlong, cat, contiguous, memory, tensor, tidy } from "../src/tensor/index.js";
+import { appendAlong, cat, contiguous, full, memory, tensor, tidy } from "../src/tensor/index.js";
 import { BatchCache } from "../src/serve/batch-cache.js";
 import { DecodeEngine, type SequenceRequest } from "../src/serve/engine.js";
 import { ServedModel } from "../src/serve/model.js";
@@ -83,6 +83,11 @@ function check(cache: BatchCache, rows: Row[], what: string): void {
               for (let d = 0; d < DIM; d++) values.push(got[((r * HEADS + h) * width + at) * DIM + d]);
             assert.deepEqual(values, col, `${what}: row ${r} layer ${l} ${name} position ${j}`);
           });
+          // Padding is multiplied by zero attention weights: it has to be finite (0·NaN is NaN).
+          for (let at = 0; at < width - cols.length; at++)
+            for (let h = 0; h < HEADS; h++)
+              for (let d = 0; d < DIM; d++)
+                assert.ok(Number.isFinite(got[((r * HEADS + h) * width + at) * DIM + d]), `${what}: row ${r} padding`);
         });
       }
     });
@@ -115,6 +120,12 @@ function step(cache: BatchCache, rows: Row[], inPlace: boolean): void {
 
 describe("BatchCache", () => {
   it("holds each row's keys/values through joins, in-place and copied steps, and leaves", () => {
+    // Free buffers of every size the cache will ask for, full of NaN: its buffers are not zeroed when made.
+    for (let slots = 2; slots <= 12; slots++)
+      for (let capacity = 16; capacity <= 120; capacity++)
+        tidy(() => {
+          full([slots, HEADS, capacity, DIM], Number.NaN);
+        });
     const before = memory().liveBytes;
     const cache = new BatchCache();
     const rows: Row[] = [];

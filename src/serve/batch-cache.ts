@@ -7,7 +7,7 @@
  * last one, and when the longest row leaves, the columns no row uses any more are dropped (so the frontier is
  * always the longest row's length, and a model's position limit holds for the batch as for each row alone).
  */
-import { contiguous, copyInto, growableView, keep, narrow, tidy, zeros, type Tensor } from "../tensor/index.js";
+import { contiguous, copyInto, empty, growableView, keep, narrow, tidy, zeros, type Tensor } from "../tensor/index.js";
 import type { PastKeyValues } from "../models/outputs.js";
 
 /** Columns of room added when the buffers grow, beyond twice what is asked. */
@@ -86,6 +86,7 @@ export class BatchCache {
           copyInto(this.region(this.buffers[l]![side], first, lengths.length, this.length - width, width), kv[side]);
       }),
     );
+    this.zeroPadding(first, lengths.length, this.length - width);
     this.lengths.push(...lengths);
   }
 
@@ -103,6 +104,7 @@ export class BatchCache {
             );
       });
       this.lengths[r] = len;
+      this.zeroPadding(r, 1, this.length - len);
     }
     this.lengths.pop();
     const longest = Math.max(0, ...this.lengths);
@@ -118,6 +120,22 @@ export class BatchCache {
     this.length = 0;
   }
 
+  /**
+   * Zero columns [0, columns) of rows [row, row + rows): padding that no copy wrote. The buffers are not zeroed when
+   * made (a fresh buffer faults in a page per 4 KiB it is written: ~30 ms for GPT-2's first batch of 8), and a
+   * padding column is multiplied by a zero attention weight, which only gives 0 when the column is finite.
+   */
+  private zeroPadding(row: number, rows: number, columns: number): void {
+    if (columns <= 0 || rows <= 0) return;
+    tidy(() => {
+      for (const b of this.buffers)
+        for (const side of [b.key, b.value]) {
+          const region = this.region(side, row, rows, 0, columns);
+          copyInto(region, zeros(region.shape, side.dtype));
+        }
+    });
+  }
+
   /** Rows [row, row + rows) × columns [column, column + columns) of a buffer. */
   private region(buffer: Tensor, row: number, rows: number, column: number, columns: number): Tensor {
     return narrow(narrow(buffer, 0, row, rows), 2, column, columns);
@@ -127,8 +145,8 @@ export class BatchCache {
   private allocate(like: PastKeyValues, rows: number, columns: number): void {
     const buffer = (t: Tensor) => {
       const [, heads, , dim] = t.shape as [number, number, number, number];
-      // Zeros, not pooled garbage: padding columns are multiplied by zero attention weights, and 0·NaN is NaN.
-      return keep(zeros([2 * rows, heads, 2 * columns + HEADROOM, dim], t.dtype));
+      // Not zeroed (see zeroPadding): every column a step reads is written first.
+      return keep(empty([2 * rows, heads, 2 * columns + HEADROOM, dim], t.dtype));
     };
     this.buffers = like.map((kv) => ({ key: buffer(kv.key), value: buffer(kv.value) }));
   }
@@ -142,7 +160,7 @@ export class BatchCache {
     this.buffers = this.buffers.map((b) => {
       const grow = (old: Tensor) => {
         const [, heads, , dim] = old.shape as [number, number, number, number];
-        const fresh = keep(zeros([slots, heads, capacity, dim], old.dtype));
+        const fresh = keep(empty([slots, heads, capacity, dim], old.dtype));
         tidy(() =>
           copyInto(this.region(fresh, 0, this.rows, 0, this.length), this.region(old, 0, this.rows, 0, this.length)),
         );
@@ -157,6 +175,7 @@ export class BatchCache {
   private shiftRight(by: number): void {
     this.reserve(this.rows, this.length + by);
     this.shift(0, by);
+    this.zeroPadding(0, this.rows, by);
     this.length += by;
   }
 
