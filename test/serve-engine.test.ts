@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { fromPretrained } from "../src/models/auto.js";
 import { PeftModel } from "../src/peft/index.js";
 import { memory, tensor } from "../src/tensor/index.js";
-import { DecodeEngine, type SequenceRequest } from "../src/serve/engine.js";
+import { DecodeEngine, type EngineModel, type Sequence, type SequenceRequest } from "../src/serve/engine.js";
 import { ServedModel } from "../src/serve/model.js";
 
 const ROOT = fileURLToPath(new URL("../../test/fixtures/mixed-batch/", import.meta.url));
@@ -45,7 +45,8 @@ const REQUESTS: [number[], string, number][] = [
 for (const name of ["gpt2", "llama"]) {
   describe(`decode engine: ${name}`, () => {
     it("requests joining and leaving a mixed-adapter batch get exactly their greedy tokens alone", async () => {
-      const engine = new DecodeEngine(served(name));
+      // Every arrival joins at the next step (no waiting for company), so that requests join mid-batch.
+      const engine = new DecodeEngine(served(name), { waitingServedRatio: 0 });
       const request = ([promptIds, adapter, maxNewTokens]: [number[], string, number]): SequenceRequest => ({
         promptIds,
         adapter,
@@ -145,5 +146,75 @@ describe("decode engine: behaviour", () => {
     assert.deepEqual(byText.tokens, free.slice(0, letters.decode(free).indexOf(stop) + 2));
     assert.equal(engine.stats().generatedTokens, free.length + byId.tokens.length + byText.tokens.length);
     assert.deepEqual([engine.stats().running, engine.stats().waiting], [0, 0]);
+  });
+});
+
+describe("decode engine: scheduling", () => {
+  /** The served model, recording the rows of every prefill (a forward pass over more than one position). */
+  function recording(): { model: EngineModel; prefills: number[] } {
+    const inner = served("gpt2");
+    const prefills: number[] = [];
+    const model: EngineModel = {
+      config: inner.config,
+      forward: (inputs, rows) => {
+        if (inputs.inputIds!.shape[1]! > 1) prefills.push(inputs.inputIds!.shape[0]!);
+        return inner.forward(inputs, rows);
+      },
+    };
+    return { model, prefills };
+  }
+  const request = (maxNewTokens: number, onToken?: () => void): SequenceRequest => ({
+    promptIds: [4, 8, 15],
+    maxNewTokens,
+    ignoreEos: true,
+    ...(onToken ? { onToken } : {}),
+  });
+
+  it("while a batch decodes, a lone arrival waits maxWaitingTokens steps; enough arrivals join at the next step", async () => {
+    const { model, prefills } = recording();
+    const engine = new DecodeEngine(model, { maxWaitingTokens: 4, maxQueueDelayMs: 0 });
+    /** The lead's token count when `seq` got its first token. */
+    const leadAtFirst = new Map<string, number>();
+    const tracked = (name: string, n: number): SequenceRequest =>
+      request(n, () => {
+        if (!leadAtFirst.has(name)) leadAtFirst.set(name, lead.tokens.length);
+      });
+    const others: Sequence[] = [];
+    // At the lead's first token, one arrival (1 < 1.2 × 3 running): it waits 4 decode steps. At its 8th (the lone
+    // one has ended), five arrivals against three running (5 ≥ 3.6): they join before the next decode step.
+    const lead: Sequence = engine.submit(
+      request(30, () => {
+        if (lead.tokens.length === 1) others.push(engine.submit(tracked("lone", 3)));
+        if (lead.tokens.length === 8) for (let i = 0; i < 5; i++) others.push(engine.submit(tracked(`five${i}`, 2)));
+      }),
+    );
+    const first = [lead, engine.submit(request(30)), engine.submit(request(30))];
+    await Promise.all(first.map((s) => s.done));
+    await Promise.all(others.map((s) => s.done));
+    assert.equal(leadAtFirst.get("lone"), 1 + 4, "the lone arrival joined after 4 decode steps");
+    for (let i = 0; i < 5; i++) assert.equal(leadAtFirst.get(`five${i}`), 8, "the five joined at once");
+    assert.deepEqual(prefills, [3, 1, 5]);
+  });
+
+  it("after the batch drains, arrivals within maxQueueDelayMs are prefilled together", async () => {
+    for (const [delay, expected] of [
+      [500, [3, 3]],
+      [0, [3, 1, 2]],
+    ] as const) {
+      const { model, prefills } = recording();
+      const engine = new DecodeEngine(model, { maxQueueDelayMs: delay });
+      await Promise.all([0, 1, 2].map(() => engine.submit(request(3)).done));
+      // One client comes back at once, the other two 30 ms later (the batch held 3).
+      const again = [engine.submit(request(2)).done];
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      again.push(engine.submit(request(2)).done, engine.submit(request(2)).done);
+      await Promise.all(again);
+      assert.deepEqual(prefills, expected, `maxQueueDelayMs ${delay}`);
+    }
+  });
+
+  it("refuses negative scheduling options", () => {
+    assert.throws(() => new DecodeEngine(served("gpt2"), { waitingServedRatio: -1 }), /waitingServedRatio must be/);
+    assert.throws(() => new DecodeEngine(served("gpt2"), { maxQueueDelayMs: Number.NaN }), /maxQueueDelayMs must be/);
   });
 });

@@ -8,7 +8,7 @@ import { PeftServer } from "../serve/server.js";
 import { ServedModel } from "../serve/model.js";
 import { CliError } from "./errors.js";
 import { findTokenizerDir, loadModel, loadTokenizer, requireAdapterDir } from "./folders.js";
-import { intOption } from "./options.js";
+import { intOption, numOption } from "./options.js";
 
 export const SERVE_USAGE = `usage: peft serve --model DIR [--adapter NAME=DIR ...] [--port 8000] [options]
 
@@ -28,6 +28,12 @@ Adapters load and unload at run time with POST /v1/load_lora_adapter {"lora_name
   --max-model-len N         longest prompt + completion (default: the model's position limit)
   --pool-mb N               most MiB of free buffers kept for reuse (default 16), so that memory stays flat
                             over many requests of varied lengths
+Scheduling (each forward pass streams all the weights, so arrivals that share a prefill cost little more than one):
+  --waiting-served-ratio F  while decoding, prefill arrivals once they are F times the running requests
+                            (default 1.2, as text-generation-inference)
+  --max-waiting-tokens N    ... or once N decode steps have passed since the last prefill (default 20)
+  --max-queue-delay-ms N    after the batch drains, wait up to N ms for the rest of its clients to come back
+                            (default 30; 0: start at once)
 `;
 
 /** Run `peft serve`; resolves when the server stops (SIGINT/SIGTERM). */
@@ -48,6 +54,9 @@ export async function serve(argv: string[]): Promise<void> {
       "max-tokens": { type: "string" },
       "max-model-len": { type: "string" },
       "pool-mb": { type: "string" },
+      "waiting-served-ratio": { type: "string" },
+      "max-waiting-tokens": { type: "string" },
+      "max-queue-delay-ms": { type: "string" },
     },
   });
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"`, "see peft serve --help");
@@ -73,6 +82,15 @@ export async function serve(argv: string[]): Promise<void> {
     maxTokens: opt("max-tokens"),
     maxModelLen: opt("max-model-len"),
     ...(v["pool-mb"] !== undefined ? { poolLimitBytes: intOption("--pool-mb", v["pool-mb"], 0) * 2 ** 20 } : {}),
+    ...(v["waiting-served-ratio"] !== undefined
+      ? { waitingServedRatio: numOption("--waiting-served-ratio", v["waiting-served-ratio"], 0) }
+      : {}),
+    ...(v["max-waiting-tokens"] !== undefined
+      ? { maxWaitingTokens: intOption("--max-waiting-tokens", v["max-waiting-tokens"], 0) }
+      : {}),
+    ...(v["max-queue-delay-ms"] !== undefined
+      ? { maxQueueDelayMs: numOption("--max-queue-delay-ms", v["max-queue-delay-ms"], 0) }
+      : {}),
   });
   const url = await server.listen(v.port !== undefined ? intOption("--port", v.port, 0) : 8000, v.host ?? "127.0.0.1");
   process.stderr.write(

@@ -77,6 +77,8 @@ export class Sequence {
   /** The prompt and the tokens so far (for the repetition penalty). */
   private readonly history: number[];
   readonly adapter: string;
+  /** When it was submitted (performance.now()). */
+  readonly submittedAt = performance.now();
   readonly done: Promise<SequenceResult>;
   private resolve!: (r: SequenceResult) => void;
   private readonly generator: Generator;
@@ -139,6 +141,25 @@ export interface EngineOptions {
    * 10,000 short requests, against 103 → 108 MiB with the bound alone.)
    */
   poolLimitBytes?: number;
+  /**
+   * While sequences are decoding, waiting requests are prefilled once there are at least this many times as many
+   * of them as running sequences (text-generation-inference's waiting_served_ratio, default 1.2, compared without
+   * rounding down), once they would fill the batch, or once maxWaitingTokens decode steps have passed since the
+   * last prefill. With nothing decoding they start at once. On a CPU every forward pass streams all the weights,
+   * so a prefill of one prompt costs nearly as much as one of eight, and each stalls the whole decode batch: a few
+   * arrivals waiting for more share one pass, and a batch split into out-of-step groups merges again. 0: every
+   * arrival joins at the next step.
+   */
+  waitingServedRatio?: number;
+  /** The most decode steps between prefills while requests wait (text-generation-inference's default: 20). */
+  maxWaitingTokens?: number;
+  /**
+   * After the decode batch has drained, while fewer requests wait than it held, the first waits up to this long
+   * (ms) for the others before the prefill (default 30; 0: at once). Clients that resubmit as their requests end
+   * (agents, batch jobs) come back over a few milliseconds; prefilled as they come, they would split into groups
+   * that stay out of step. (Triton's max_queue_delay, applied only after a batch has drained.)
+   */
+  maxQueueDelayMs?: number;
 }
 
 /** Continuous batching over an EngineModel. */
@@ -154,6 +175,13 @@ export class DecodeEngine {
   readonly maxBatch: number;
   readonly maxPrefillTokens: number;
   readonly poolLimitBytes: number;
+  readonly waitingServedRatio: number;
+  readonly maxWaitingTokens: number;
+  readonly maxQueueDelayMs: number;
+  /** The decode step count at the last prefill. */
+  private lastPrefillStep = 0;
+  /** Rows of the last decode step. */
+  private lastBatch = 0;
   /** A step that failed (the model threw): the sequences of that step end with the error; the engine keeps going. */
   onError: (err: unknown) => void = () => {};
 
@@ -164,6 +192,9 @@ export class DecodeEngine {
     this.maxBatch = opts.maxBatch ?? 32;
     this.maxPrefillTokens = opts.maxPrefillTokens ?? 2048;
     this.poolLimitBytes = opts.poolLimitBytes ?? 16 * 2 ** 20;
+    this.waitingServedRatio = nonNegative("waitingServedRatio", opts.waitingServedRatio ?? 1.2);
+    this.maxWaitingTokens = nonNegative("maxWaitingTokens", opts.maxWaitingTokens ?? 20);
+    this.maxQueueDelayMs = nonNegative("maxQueueDelayMs", opts.maxQueueDelayMs ?? 30);
     backend().setPoolLimit(this.poolLimitBytes);
   }
 
@@ -226,17 +257,43 @@ export class DecodeEngine {
   private async loop(): Promise<void> {
     try {
       while (this.waiting.length || this.running.length) {
-        if (this.waiting.length && this.running.length < this.maxBatch) {
+        const hold = this.holdForArrivals();
+        if (hold > 0) {
+          await new Promise<void>((resolve) => setTimeout(resolve, Math.min(hold, 1)));
+          continue;
+        }
+        if (this.prefillDue()) {
           const joining = this.joining();
+          this.lastPrefillStep = this.step;
           this.guard(joining, () => this.prefill(joining));
         }
-        if (this.running.length) this.guard([...this.running], () => this.decode());
+        if (this.running.length) {
+          this.lastBatch = this.running.length;
+          this.guard([...this.running], () => this.decode());
+        }
         // Let the HTTP side read requests, write tokens and notice disconnects between steps.
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } finally {
       this.looping = false;
     }
+  }
+
+  /** With the decode batch empty, how much longer (ms) the waiting requests hold for the rest of the last batch. */
+  private holdForArrivals(): number {
+    if (this.running.length || !this.waiting.length || this.waiting.length >= this.lastBatch) return 0;
+    return this.maxQueueDelayMs - (performance.now() - this.waiting[0]!.submittedAt);
+  }
+
+  /** Whether waiting requests are prefilled before the next decode step (see EngineOptions.waitingServedRatio). */
+  private prefillDue(): boolean {
+    if (!this.waiting.length || this.running.length >= this.maxBatch) return false;
+    return (
+      this.running.length === 0 ||
+      this.waiting.length >= this.maxBatch - this.running.length ||
+      this.waiting.length >= this.waitingServedRatio * this.running.length ||
+      this.step - this.lastPrefillStep >= this.maxWaitingTokens
+    );
   }
 
   /** The waiting requests prefilled next: in arrival order, as many as the batch and the prefill budget take. */
@@ -346,6 +403,12 @@ export class DecodeEngine {
     for (const [r, s] of batch.entries()) if (s.finishReason === null) s.accept(choices[r]!.token, choices[r]!.logprob);
     this.count(batch.length);
   }
+}
+
+/** An engine option's value, checked to be a number ≥ 0. */
+function nonNegative(name: string, value: number): number {
+  if (!(value >= 0)) throw new RangeError(`DecodeEngine: ${name} must be a number ≥ 0, got ${value}`);
+  return value;
 }
 
 /** The last position's logits [rows, vocab] (the forward may have kept every position's). */

@@ -34,6 +34,12 @@ export interface ServeOptions {
   maxBodyBytes?: number;
   /** Most bytes of free buffers kept for reuse (default 16 MiB; see EngineOptions.poolLimitBytes). */
   poolLimitBytes?: number;
+  /** Waiting ÷ running requests at which arrivals join the batch (default 1.2; see EngineOptions). */
+  waitingServedRatio?: number;
+  /** Most decode steps arrivals wait to join the batch (default 20; see EngineOptions). */
+  maxWaitingTokens?: number;
+  /** Most ms arrivals wait for the rest of a drained batch (default 30; see EngineOptions). */
+  maxQueueDelayMs?: number;
 }
 
 const FINISH = { stop: "stop", length: "length", abort: "abort" } as const;
@@ -92,6 +98,9 @@ export class PeftServer {
   ) {
     this.engine = new DecodeEngine(model, {
       maxBatch: opts.maxBatch ?? 32,
+      ...(opts.waitingServedRatio !== undefined ? { waitingServedRatio: opts.waitingServedRatio } : {}),
+      ...(opts.maxWaitingTokens !== undefined ? { maxWaitingTokens: opts.maxWaitingTokens } : {}),
+      ...(opts.maxQueueDelayMs !== undefined ? { maxQueueDelayMs: opts.maxQueueDelayMs } : {}),
       ...(opts.poolLimitBytes !== undefined ? { poolLimitBytes: opts.poolLimitBytes } : {}),
     });
     this.engine.onError = (err) => process.emitWarning(`peft serve: a decode step failed: ${(err as Error).message}`);
