@@ -31,7 +31,7 @@ Adapters load and unload at run time with POST /v1/load_lora_adapter {"lora_name
 Scheduling (each forward pass streams all the weights, so arrivals that share a prefill cost little more than one):
   --waiting-served-ratio F  while decoding, prefill arrivals once they are F times the running requests
                             (default 1.2, as text-generation-inference)
-  --max-waiting-tokens N    ... or once N decode steps have passed since the last prefill (default 20)
+  --max-waiting-tokens N    ... or once N decode steps have passed since the last prefill (default 4)
   --max-queue-delay-ms N    after the batch drains, wait up to N ms for the rest of its clients to come back
                             (default 30; 0: start at once)
 `;

@@ -151,7 +151,10 @@ export interface EngineOptions {
    * arrival joins at the next step.
    */
   waitingServedRatio?: number;
-  /** The most decode steps between prefills while requests wait (text-generation-inference's default: 20). */
+  /**
+   * The most decode steps between prefills while requests wait (default 4; text-generation-inference's is 20, but
+   * a decode step on a CPU takes ~10× as long as on a GPU, and this is the latency an arrival may pay).
+   */
   maxWaitingTokens?: number;
   /**
    * After the decode batch has drained, while fewer requests wait than it held, the first waits up to this long
@@ -193,7 +196,7 @@ export class DecodeEngine {
     this.maxPrefillTokens = opts.maxPrefillTokens ?? 2048;
     this.poolLimitBytes = opts.poolLimitBytes ?? 16 * 2 ** 20;
     this.waitingServedRatio = nonNegative("waitingServedRatio", opts.waitingServedRatio ?? 1.2);
-    this.maxWaitingTokens = nonNegative("maxWaitingTokens", opts.maxWaitingTokens ?? 20);
+    this.maxWaitingTokens = nonNegative("maxWaitingTokens", opts.maxWaitingTokens ?? 4);
     this.maxQueueDelayMs = nonNegative("maxQueueDelayMs", opts.maxQueueDelayMs ?? 30);
     backend().setPoolLimit(this.poolLimitBytes);
   }

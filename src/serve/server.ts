@@ -36,7 +36,7 @@ export interface ServeOptions {
   poolLimitBytes?: number;
   /** Waiting ÷ running requests at which arrivals join the batch (default 1.2; see EngineOptions). */
   waitingServedRatio?: number;
-  /** Most decode steps arrivals wait to join the batch (default 20; see EngineOptions). */
+  /** Most decode steps arrivals wait to join the batch (default 4; see EngineOptions). */
   maxWaitingTokens?: number;
   /** Most ms arrivals wait for the rest of a drained batch (default 30; see EngineOptions). */
   maxQueueDelayMs?: number;
