@@ -33,7 +33,7 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { formatBenchTable, gemmBench } from "./gemm.js";
 import { CONFIGS, DEFAULT_SHAPES, type CaseResult, type ModelName } from "./models.js";
-import { blasInfo, NativeBackend, threads } from "../src/backend/native/native-backend.js";
+import { applyThreadEnvironment, blasInfo, NativeBackend, threads } from "../src/backend/native/native-backend.js";
 import { createRequire } from "node:module";
 
 const run = promisify(execFile);
@@ -108,10 +108,16 @@ if (only.includes("serve")) {
 }
 
 if (only.includes("gemm")) {
-  // The baseline's addon, loaded beside ours (another file, so another module), behind this build's NativeBackend.
+  // The baseline's addon, loaded beside ours (another file, so another module), behind this build's NativeBackend,
+  // with the same thread settings (PEFT_TS_ADAPTIVE_THREADS=0 keeps both on every thread: adaptive threading is
+  // per addon, and the one measured after an idle moment may run serially for its whole round).
   type Addon = ConstructorParameters<typeof NativeBackend>[0];
   const baseline = baselineAddon
-    ? new NativeBackend(createRequire(import.meta.url)(baselineAddon) as Addon)
+    ? (() => {
+        const addon = createRequire(import.meta.url)(baselineAddon) as Addon;
+        applyThreadEnvironment(addon);
+        return new NativeBackend(addon);
+      })()
     : undefined;
   const rows = await gemmBench({ log, ...(baseline ? { baseline } : {}) });
   console.log("\n### GEMM and bandwidth\n");

@@ -61,6 +61,18 @@ const NF4_WEIGHTS: [number, number][] = [
   [8960, 1536],
   [1536, 8960],
 ];
+/**
+ * Decoding products [K, N] (weight as stored: GPT-2's Conv1D) and [N, K] (transposed: Linear, the LM head), at 1
+ * and 8 rows (one row per sequence in the batch).
+ */
+const DECODE: { k: number; n: number; transB: boolean }[] = [
+  { k: 768, n: 3072, transB: false },
+  { k: 3072, n: 768, transB: false },
+  { k: 896, n: 4864, transB: true },
+  { k: 4864, n: 896, transB: true },
+  { k: 768, n: 50257, transB: true },
+];
+
 /** Transformer-sized products M×K×N: the QKV projection, the MLP's down projection, the attention output. */
 const TRANSFORMER: [number, number, number][] = [
   [512, 768, 2304],
@@ -205,6 +217,7 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
   }
 
   rows.push(...(await nf4Rows(exe, native, rounds, repeats, nThreads, log, opts.baseline)));
+  rows.push(...(await decodeRows(exe, native, rounds, repeats, nThreads, log, opts.baseline)));
 
   // Bandwidth: bytes each kernel must move (inputs read + output written) per second.
   const N = 1 << 24; // 16 Mi floats = 64 MiB per tensor, well beyond the caches
@@ -355,4 +368,54 @@ export function formatBenchTable(rows: readonly BenchRow[]): string {
     );
   }
   return lines.join("\n");
+}
+
+/**
+ * Few-row products as decoding runs them: the weight streamed from memory (calls rotate over copies filling
+ * ~96 MiB, beyond the caches), at 1 and 8 rows. "direct" is cblas_sgemm of the same shape with the weight as
+ * stored, kept in cache by its C loop, so the ratio understates ours.
+ */
+async function decodeRows(
+  exe: string,
+  native: Backend,
+  rounds: number,
+  repeats: number,
+  nThreads: number,
+  log: (line: string) => void,
+  baseline?: Backend,
+): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
+  for (const { k, n, transB } of DECODE) {
+    const weights = Array.from({ length: Math.max(2, Math.ceil((96 * 2 ** 20) / (4 * k * n))) }, (_, c) =>
+      randomStorage(k * n, 10 + c),
+    );
+    for (const m of [1, 8]) {
+      const base = { ...gemmSpec(m, k, n), transB, ldb: transB ? k : n };
+      let next = 0;
+      const call = (be: Backend) => () => {
+        for (let c = 0; c < weights.length; c++) be.gemm({ ...base, b: weights[next++ % weights.length]! });
+      };
+      const flops = 2 * m * n * k * weights.length;
+      let best = 0,
+        bestDirect = 0,
+        bestBefore = 0;
+      for (let r = 0; r < rounds; r++) {
+        bestDirect = Math.max(bestDirect, await direct(exe, m, k, n, repeats, nThreads));
+        best = Math.max(best, flops / bestTime(call(native), repeats) / 1e9);
+        if (baseline) bestBefore = Math.max(bestBefore, flops / bestTime(call(baseline), repeats) / 1e9);
+      }
+      const row: BenchRow = {
+        kernel: transB ? "decode x·Wᵀ" : "decode x·W",
+        shape: `${m}×${k}×${n}`,
+        unit: "GFLOP/s",
+        native: best,
+        direct: bestDirect,
+        ratio: best / bestDirect,
+        ...(baseline ? { before: bestBefore } : {}),
+      };
+      log(`${row.kernel} ${row.shape}: native ${best.toFixed(1)}, sgemm ${bestDirect.toFixed(1)} GFLOP/s`);
+      rows.push(row);
+    }
+  }
+  return rows;
 }

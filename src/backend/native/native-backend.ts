@@ -184,7 +184,7 @@ function loadAddon(): Addon {
  * PEFT_TS_THREADS (1 to 4 × the machine's cores: more threads than that only wait for cores) and
  * PEFT_TS_ADAPTIVE_THREADS ("0" or "1"); an EnvironmentError for anything else.
  */
-function applyThreadEnvironment(a: Addon): void {
+export function applyThreadEnvironment(a: Addon): void {
   const n = envInteger("PEFT_TS_THREADS", 1, a.threadLimit(), "the thread count (at most 4 per core of this machine)");
   const adaptive = envChoice("PEFT_TS_ADAPTIVE_THREADS", ["0", "1"], "the adaptive thread count switch");
   if (n !== undefined) a.setThreads(n);
