@@ -185,39 +185,21 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
   const exe = await buildDirect(root);
   const rows: BenchRow[] = [];
 
+  const section: Section = { exe, native, baseline: opts.baseline, rounds, repeats, nThreads, log };
   const sizes: [number, number, number][] = [...SQUARE.map((s): [number, number, number] => [s, s, s]), ...TRANSFORMER];
   for (const [m, k, n] of sizes) {
     const spec = gemmSpec(m, k, n),
       flops = 2 * m * n * k;
-    let bestNative = 0,
-      bestDirect = 0,
-      bestBefore = 0;
-    for (let r = 0; r < rounds; r++) {
-      bestDirect = Math.max(bestDirect, await direct(exe, m, k, n, repeats, nThreads));
-      bestNative = Math.max(bestNative, flops / bestTime(() => native.gemm(spec), repeats) / 1e9);
-      if (opts.baseline)
-        bestBefore = Math.max(bestBefore, flops / bestTime(() => opts.baseline!.gemm(spec), repeats) / 1e9);
-    }
-    const row: BenchRow = {
-      kernel: "gemm",
-      shape: `${m}×${k}×${n}`,
-      unit: "GFLOP/s",
-      native: bestNative,
-      direct: bestDirect,
-      ratio: bestNative / bestDirect,
-      ...(opts.baseline ? { before: bestBefore } : {}),
-    };
+    const row = await measuredRow(section, "gemm", [m, k, n], flops, (be) => () => be.gemm(spec));
     if (withJs) {
       // The reference is ~100× slower: best of 2 for the small squares, a single timed call for the others.
       const jsRepeats = Math.max(m, k, n) <= 512 ? 2 : 1;
       if (m * n * k <= 512 * 768 * 3072) row.js = flops / bestTime(() => js.gemm(spec), jsRepeats) / 1e9;
     }
-    log(`gemm ${row.shape}: native ${bestNative.toFixed(1)}, direct ${bestDirect.toFixed(1)} GFLOP/s`);
     rows.push(row);
   }
 
-  rows.push(...(await nf4Rows(exe, native, rounds, repeats, nThreads, log, opts.baseline)));
-  rows.push(...(await decodeRows(exe, native, rounds, repeats, nThreads, log, opts.baseline)));
+  rows.push(...(await nf4Rows(section)), ...(await decodeRows(section)));
 
   // Bandwidth: bytes each kernel must move (inputs read + output written) per second.
   const N = 1 << 24; // 16 Mi floats = 64 MiB per tensor, well beyond the caches
@@ -263,19 +245,54 @@ export async function gemmBench(opts: GemmBenchOptions = {}): Promise<BenchRow[]
   return rows;
 }
 
+/** What the extra GEMM sections share: the C program, the backends, and the rounds and repeats of each case. */
+interface Section {
+  exe: string;
+  native: Backend;
+  baseline: Backend | undefined;
+  rounds: number;
+  repeats: number;
+  nThreads: number;
+  log: (line: string) => void;
+}
+
+/**
+ * One GFLOP/s row: `flops` per call of `run(backend)`, the best of alternating rounds of cblas_sgemm (m×k×n, the
+ * "direct" column), this build and the baseline build.
+ */
+async function measuredRow(
+  s: Section,
+  kernel: string,
+  [m, k, n]: [number, number, number],
+  flops: number,
+  run: (be: Backend) => () => void,
+): Promise<BenchRow> {
+  let best = 0,
+    bestDirect = 0,
+    bestBefore = 0;
+  for (let r = 0; r < s.rounds; r++) {
+    bestDirect = Math.max(bestDirect, await direct(s.exe, m, k, n, s.repeats, s.nThreads));
+    best = Math.max(best, flops / bestTime(run(s.native), s.repeats) / 1e9);
+    if (s.baseline) bestBefore = Math.max(bestBefore, flops / bestTime(run(s.baseline), s.repeats) / 1e9);
+  }
+  const row: BenchRow = {
+    kernel,
+    shape: `${m}×${k}×${n}`,
+    unit: "GFLOP/s",
+    native: best,
+    direct: bestDirect,
+    ratio: best / bestDirect,
+    ...(s.baseline ? { before: bestBefore } : {}),
+  };
+  s.log(`${kernel} ${row.shape}: native ${best.toFixed(1)}, sgemm ${bestDirect.toFixed(1)} GFLOP/s`);
+  return row;
+}
+
 /**
  * The NF4 (double-quantised) products of QLoRA training, forward x·Wᵀ and input gradient g·W, with 128 rows on the
  * Qwen2 / Qwen2.5-1.5B projections; "direct" is float32 sgemm of the same shape, so the ratio is NF4 ÷ float32.
  */
-async function nf4Rows(
-  exe: string,
-  native: Backend,
-  rounds: number,
-  repeats: number,
-  nThreads: number,
-  log: (line: string) => void,
-  baseline?: Backend,
-): Promise<BenchRow[]> {
+async function nf4Rows(s: Section): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const m = 128;
   for (const [n, k] of NF4_WEIGHTS) {
@@ -284,7 +301,7 @@ async function nf4Rows(
       "nf4",
       {
         doubleQuant: true,
-        kernel: (...a) => native.quantize4bit(...a),
+        kernel: (...a) => s.native.quantize4bit(...a),
       },
     );
     const w: QuantizedMatrix = { format: "4bit", n, k, q };
@@ -292,30 +309,16 @@ async function nf4Rows(
       const [inner, outer] = transpose ? [n, k] : [k, n];
       const x = randomStorage(m * inner, 6),
         out = new CpuStorage("float32", new Float32Array(m * outer));
-      const flops = 2 * m * n * k;
-      let best = 0,
-        bestDirect = 0,
-        bestBefore = 0;
-      for (let r = 0; r < rounds; r++) {
-        bestDirect = Math.max(bestDirect, await direct(exe, m, inner, outer, repeats, nThreads));
-        best = Math.max(best, flops / bestTime(() => native.quantMatmul(x, m, w, transpose, out), repeats) / 1e9);
-        if (baseline)
-          bestBefore = Math.max(
-            bestBefore,
-            flops / bestTime(() => baseline.quantMatmul(x, m, w, transpose, out), repeats) / 1e9,
-          );
-      }
-      const row: BenchRow = {
-        kernel: transpose ? "nf4 g·W" : "nf4 x·Wᵀ",
-        shape: `${m}×${inner}×${outer}`,
-        unit: "GFLOP/s",
-        native: best,
-        direct: bestDirect,
-        ratio: best / bestDirect,
-        ...(baseline ? { before: bestBefore } : {}),
-      };
-      log(`${row.kernel} ${row.shape}: native ${best.toFixed(1)}, float32 sgemm ${bestDirect.toFixed(1)} GFLOP/s`);
-      rows.push(row);
+      const kernel = transpose ? "nf4 g·W" : "nf4 x·Wᵀ";
+      rows.push(
+        await measuredRow(
+          s,
+          kernel,
+          [m, inner, outer],
+          2 * m * n * k,
+          (be) => () => be.quantMatmul(x, m, w, transpose, out),
+        ),
+      );
     }
   }
   return rows;
@@ -375,15 +378,7 @@ export function formatBenchTable(rows: readonly BenchRow[]): string {
  * ~96 MiB, beyond the caches), at 1 and 8 rows. "direct" is cblas_sgemm of the same shape with the weight as
  * stored, kept in cache by its C loop, so the ratio understates ours.
  */
-async function decodeRows(
-  exe: string,
-  native: Backend,
-  rounds: number,
-  repeats: number,
-  nThreads: number,
-  log: (line: string) => void,
-  baseline?: Backend,
-): Promise<BenchRow[]> {
+async function decodeRows(s: Section): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   for (const { k, n, transB } of DECODE) {
     const weights = Array.from({ length: Math.max(2, Math.ceil((96 * 2 ** 20) / (4 * k * n))) }, (_, c) =>
@@ -392,29 +387,11 @@ async function decodeRows(
     for (const m of [1, 8]) {
       const base = { ...gemmSpec(m, k, n), transB, ldb: transB ? k : n };
       let next = 0;
-      const call = (be: Backend) => () => {
+      const run = (be: Backend) => () => {
         for (let c = 0; c < weights.length; c++) be.gemm({ ...base, b: weights[next++ % weights.length]! });
       };
-      const flops = 2 * m * n * k * weights.length;
-      let best = 0,
-        bestDirect = 0,
-        bestBefore = 0;
-      for (let r = 0; r < rounds; r++) {
-        bestDirect = Math.max(bestDirect, await direct(exe, m, k, n, repeats, nThreads));
-        best = Math.max(best, flops / bestTime(call(native), repeats) / 1e9);
-        if (baseline) bestBefore = Math.max(bestBefore, flops / bestTime(call(baseline), repeats) / 1e9);
-      }
-      const row: BenchRow = {
-        kernel: transB ? "decode x·Wᵀ" : "decode x·W",
-        shape: `${m}×${k}×${n}`,
-        unit: "GFLOP/s",
-        native: best,
-        direct: bestDirect,
-        ratio: best / bestDirect,
-        ...(baseline ? { before: bestBefore } : {}),
-      };
-      log(`${row.kernel} ${row.shape}: native ${best.toFixed(1)}, sgemm ${bestDirect.toFixed(1)} GFLOP/s`);
-      rows.push(row);
+      const kernel = transB ? "decode x·Wᵀ" : "decode x·W";
+      rows.push(await measuredRow(s, kernel, [m, k, n], 2 * m * n * k * weights.length, run));
     }
   }
   return rows;
