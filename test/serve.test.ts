@@ -405,4 +405,12 @@ describe("peft serve: the command", () => {
     assert.equal(r.status, 1);
     assert.match(r.stderr, /expected NAME=DIR/);
   });
+
+  it("refuses a negative scheduling option by name", () => {
+    const r = spawnSync(process.execPath, [cli, "serve", "--model", join(ROOT, "model"), "--waiting-served-ratio=-1"], {
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /--waiting-served-ratio must be ≥ 0, got -1/);
+  });
 });

@@ -4,7 +4,7 @@
  */
 import { basename, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { PeftServer } from "../serve/server.js";
+import { PeftServer, type ServeOptions } from "../serve/server.js";
 import { ServedModel } from "../serve/model.js";
 import { CliError } from "./errors.js";
 import { findTokenizerDir, loadModel, loadTokenizer, requireAdapterDir } from "./folders.js";
@@ -69,12 +69,10 @@ export async function serve(argv: string[]): Promise<void> {
     requireAdapterDir(dir, `--adapter ${name}`);
     return { name, dir };
   });
-  const model = new ServedModel(loadModel(v.model, "causal-lm"));
-  for (const { name, dir } of adapters) model.loadAdapter(name, dir);
-  const tokenizer = loadTokenizer(findTokenizerDir(v.tokenizer, [v.model]));
   const opt = (name: "max-batch" | "max-queue" | "max-tokens" | "max-model-len") =>
     v[name] !== undefined ? intOption(`--${name}`, v[name]!, 1) : undefined;
-  const server = new PeftServer(model, tokenizer, {
+  // Every option is checked before the model loads (seconds for a large one).
+  const options: ServeOptions = {
     modelName: v["served-model-name"] ?? basename(resolve(v.model)),
     ...(v["api-key"] !== undefined ? { apiKey: v["api-key"] } : {}),
     maxBatch: opt("max-batch"),
@@ -91,8 +89,13 @@ export async function serve(argv: string[]): Promise<void> {
     ...(v["max-queue-delay-ms"] !== undefined
       ? { maxQueueDelayMs: numOption("--max-queue-delay-ms", v["max-queue-delay-ms"], 0) }
       : {}),
-  });
-  const url = await server.listen(v.port !== undefined ? intOption("--port", v.port, 0) : 8000, v.host ?? "127.0.0.1");
+  };
+  const port = v.port !== undefined ? intOption("--port", v.port, 0) : 8000;
+  const model = new ServedModel(loadModel(v.model, "causal-lm"));
+  for (const { name, dir } of adapters) model.loadAdapter(name, dir);
+  const tokenizer = loadTokenizer(findTokenizerDir(v.tokenizer, [v.model]));
+  const server = new PeftServer(model, tokenizer, options);
+  const url = await server.listen(port, v.host ?? "127.0.0.1");
   process.stderr.write(
     `peft serve: listening on ${url} (models: ${[server.modelName, ...model.adapters()].join(", ")})\n`,
   );
