@@ -9,12 +9,10 @@ import {
   Generator,
   type Tensor,
   argmax as argmaxAlong,
-  indexSelect,
+  crossEntropy,
   keep,
-  logSoftmax,
   noGrad,
   ones,
-  reshape,
   select,
   tensor,
   tidy,
@@ -58,8 +56,9 @@ export interface TokenChoice {
 
 /**
  * Each row's next token from logits [rows, vocab] (greedy or sampled), with its log-probability; null rows are
- * skipped (token -1). The log-softmax and greedy argmax run on the backend over all rows at once, so a
- * vocabulary-sized row reaches JS only when it is sampled or penalised. NaN logits throw nanLogits(step, row).
+ * skipped (token -1). The greedy argmax and the log-probability (the cross-entropy at the pick) run on the
+ * backend over all rows at once, so a vocabulary-sized row reaches JS only when it is sampled or penalised. NaN
+ * logits throw nanLogits(step, row).
  */
 export function chooseTokens(logits: Tensor, rows: readonly (RowChoice | null)[], step: number): TokenChoice[] {
   return tidy(() => {
@@ -77,12 +76,11 @@ export function chooseTokens(logits: Tensor, rows: readonly (RowChoice | null)[]
         penalty,
       );
     });
-    // Only each row's chosen entry of the log-softmax comes back (not a vocabulary-sized row per step).
-    const at = Int32Array.from(tokens, (t, r) => r * vocab + Math.max(t, 0));
-    const flat = reshape(logSoftmax(logits), [rows.length * vocab]);
-    const logprobs = indexSelect(flat, 0, tensor(at, [at.length], "int32")).dataSync();
+    // −log p(token) per row is the cross-entropy at the token: no vocabulary-sized row is written or read back.
+    const picked = tensor(Int32Array.from(tokens), [tokens.length], "int32");
+    const losses = crossEntropy(logits, picked, { reduction: "none", ignoreIndex: -1 }).dataSync();
     return tokens.map((token, r) => {
-      const logprob = token < 0 ? 0 : logprobs[r]!;
+      const logprob = token < 0 ? 0 : -losses[r]!;
       // One NaN logit makes the row's log-sum-exp, so every log-probability of the row, NaN.
       if (Number.isNaN(logprob)) throw nanLogits(step, r);
       return { token, logprob };
