@@ -7,6 +7,7 @@ import { type Tensor, tensor } from "../src/tensor/index.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
 import type { Task } from "../src/models/auto.js";
 import type { ModelOutput } from "../src/models/outputs.js";
+import { diffUpToSign } from "./helpers.js";
 
 /** test/fixtures/reference, resolved from the compiled tests (dist/test). */
 export const REFERENCE = fileURLToPath(new URL("../../test/fixtures/reference/", import.meta.url));
@@ -128,4 +129,36 @@ function pick(out: ModelOutput, key: string) {
     end_logits: "endLogits",
   };
   return out[map[key]!] as Tensor | undefined;
+}
+
+/**
+ * Compare a fresh adapter's parameters with the tensors Python peft saved for it (keyed without
+ * "base_model.model." and the adapter name): LoRA A/B up to the sign of each singular pair when `upToSign` (SVD
+ * inits), the rest within `tol` as they are. Returns how many factors and other weights were compared.
+ */
+export function compareWithSaved(
+  model: { namedParameters(): [string, Tensor][] },
+  saved: Map<string, Tensor>,
+  upToSign: boolean,
+  tol: number,
+): { factors: number; weights: number } {
+  const ours = new Map(
+    model.namedParameters().map(([k, p]) => [k.replace(/^base_model\.model\./, "").replace(".default", ""), p]),
+  );
+  let factors = 0,
+    weights = 0;
+  for (const [key, want] of saved) {
+    const got = ours.get(key);
+    assert.ok(got, `${key} exists here`);
+    const [rows, cols] = want.shape as [number, number];
+    const factor = /lora_[AB]\.weight$/.test(key);
+    const diff =
+      factor && upToSign
+        ? diffUpToSign(got.dataSync(), want.dataSync(), rows, cols, key.includes("lora_A"))
+        : maxAbsDiff(got, want);
+    assert.ok(diff < tol, `${key}: max |diff| ${diff}`);
+    if (factor) factors++;
+    else weights++;
+  }
+  return { factors, weights };
 }

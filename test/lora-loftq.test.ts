@@ -11,8 +11,7 @@ import { loadSafetensors } from "../src/io/safetensors.js";
 import { AdaLoraConfig, LoraConfig, configFromJson, getPeftModel } from "../src/peft/index.js";
 import { loftqFactors, nfQuantizeDequantize, normalFloatTable, normalQuantile } from "../src/peft/tuners/lora/init.js";
 import { svdF64 } from "../src/tensor/linalg.js";
-import type { Tensor } from "../src/tensor/index.js";
-import { GoldenSet, maxAbsDiff } from "./golden.js";
+import { GoldenSet, compareWithSaved } from "./golden.js";
 import { diffUpToSign, maxAbsDiff as maxArrayDiff, mm, randValues } from "./helpers.js";
 import { baseModel, casesOf, checkFreshCase, checkLoadedCase, type PeftCase } from "./peft-cases.js";
 import { gpt2, llama } from "./tiny-models.js";
@@ -50,25 +49,7 @@ describe("LoftQ against Python peft 0.15.2", () => {
       () => {
         const model = freshModel(c);
         const init = loadSafetensors(join(set.peftDir(name), "init.safetensors"));
-        const ours = new Map(
-          model
-            .namedParameters()
-            .map(([k, p]) => [k.replace(/^base_model\.model\./, "").replace(".default", ""), p] as [string, Tensor]),
-        );
-        let factors = 0,
-          weights = 0;
-        for (const [key, want] of init) {
-          const got = ours.get(key);
-          assert.ok(got, `${key} exists here`);
-          const [rows, cols] = want.shape as [number, number];
-          const factor = /lora_[AB]\.weight$/.test(key);
-          const diff = factor
-            ? diffUpToSign(got.dataSync(), want.dataSync(), rows, cols, key.includes("lora_A"))
-            : maxAbsDiff(got, want);
-          assert.ok(diff < 1e-4, `${key}: max |diff| ${diff}`);
-          if (factor) factors++;
-          else weights++;
-        }
+        const { factors, weights } = compareWithSaved(model, init, true, 1e-4);
         assert.ok(factors >= 4 && weights >= 2, "A, B and the base weight of at least two layers were compared");
       },
     );
