@@ -64,17 +64,13 @@ export function chooseTokens(logits: Tensor, rows: readonly (RowChoice | null)[]
   return tidy(() => {
     const vocab = logits.shape[logits.rank - 1]!;
     const best = argmaxAlong(logits, -1).dataSync() as Int32Array;
-    let data: ArrayLike<number> | null = null;
+    let data: Float32Array | Int32Array | null = null;
     const tokens = rows.map((row, r) => {
       if (row === null) return -1;
       const penalty = row.opts.repetitionPenalty ?? 1;
       if (!row.opts.doSample && penalty === 1) return best[r]!;
       data ??= logits.dataSync();
-      return pickFromScores(
-        Float64Array.from({ length: vocab }, (_, j) => data![r * vocab + j]!),
-        row,
-        penalty,
-      );
+      return pickFromScores(Float64Array.from(data.subarray(r * vocab, (r + 1) * vocab)), row, penalty);
     });
     // −log p(token) per row is the cross-entropy at the token: no vocabulary-sized row is written or read back.
     const picked = tensor(Int32Array.from(tokens), [tokens.length], "int32");
