@@ -32,10 +32,9 @@ import { cayley, nearestDivisor } from "../src/peft/tuners/oft/index.js";
 import { inverse } from "../src/tensor/linalg.js";
 import { frequencyPositions } from "../src/peft/tuners/fourierft/index.js";
 import { loadSafetensors, writeSafetensors } from "../src/io/safetensors.js";
-import { AdamW } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
 import { assertClose, gradCheck, maxAbsDiff, mm, randTensor, transposed, values } from "./helpers.js";
-import { IDS, LLAMA, gpt2, llama, logits, toyIds, trainSteps } from "./tiny-models.js";
+import { IDS, LLAMA, gpt2, llama, logits, trainToy } from "./tiny-models.js";
 import { cliWorkspace, trainGenerateMerge } from "./cli-workspace.js";
 
 const GENERATOR_GOLDEN = JSON.parse(
@@ -184,15 +183,7 @@ describe("FourierFT", () => {
       .namedParameters()
       .filter(([, p]) => !p.requiresGrad)
       .map(([k, p]) => [k, values(p)] as const);
-    const losses = trainSteps(
-      peft,
-      new AdamW(
-        peft.parameters().filter((p) => p.requiresGrad),
-        { lr: 0.05 },
-      ),
-      toyIds(),
-      6,
-    );
+    const losses = trainToy(peft, 6);
     assert.ok(losses[5]! < losses[0]! - 0.05, `losses ${losses.join(", ")}`);
     for (const [k, v] of frozen.slice(0, 5))
       assert.deepEqual(values(peft.namedParameters().find(([n]) => n === k)![1]), v, `${k} frozen`);
@@ -288,15 +279,7 @@ describe("VeRA", () => {
       const base = logits(llama(5));
       const peft = getPeftModel(llama(5), VeraConfig({ r: 8, target_modules: ["q_proj", "v_proj", "down_proj"] }));
       assert.equal(maxAbsDiff(logits(peft), base), 0);
-      const losses = trainSteps(
-        peft,
-        new AdamW(
-          peft.parameters().filter((p) => p.requiresGrad),
-          { lr: 0.05 },
-        ),
-        toyIds(),
-        6,
-      );
+      const losses = trainToy(peft, 6);
       // λ_b starts at 0, so the first steps move the loss little: it must fall at every step.
       assert.ok(
         losses.every((l, i) => i === 0 || l < losses[i - 1]!) && losses[5]! < losses[0]! - 0.01,
@@ -504,15 +487,7 @@ describe("OFT and BOFT", () => {
     ]) {
       const peft = getPeftModel(llama(5), config);
       assert.ok(maxAbsDiff(logits(peft), base) < 1e-6, `${config.peft_type}: identity at init`);
-      const losses = trainSteps(
-        peft,
-        new AdamW(
-          peft.parameters().filter((p) => p.requiresGrad),
-          { lr: 0.05 },
-        ),
-        toyIds(),
-        6,
-      );
+      const losses = trainToy(peft, 6);
       assert.ok(
         losses.every((l, i) => i === 0 || l < losses[i - 1]!) && losses[5]! < losses[0]! - 0.03,
         `${config.peft_type} losses ${losses.join(", ")}`,

@@ -18,11 +18,10 @@ import {
 } from "../src/peft/index.js";
 import { LayerOutputWithAdapters, SublayerOutputWithAdapters } from "../src/peft/tuners/bottleneck/layer.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
-import { AdamW } from "../src/optim/index.js";
 import { ConfigError } from "../src/errors.js";
 import * as T from "../src/tensor/index.js";
 import { assertClose, assertSame, mm, tempDirs, transposed, values } from "./helpers.js";
-import { LLAMA, gpt2, llama, logits, trainSteps } from "./tiny-models.js";
+import { LLAMA, gpt2, llama, logits, trainToy } from "./tiny-models.js";
 import { cliWorkspace, trainMethod } from "./cli-workspace.js";
 
 const dirs = tempDirs("peft-ts-bottleneck-");
@@ -185,15 +184,7 @@ describe("bottleneck adapters on a model", () => {
     for (const config of [SeqBnConfig({ reduction_factor: 4 }), DoubleSeqBnConfig({ reduction_factor: 4 })]) {
       const p = getPeftModel(gpt2(11, { initializer_range: 0.3 }), config);
       p.train();
-      const losses = trainSteps(
-        p,
-        new AdamW(
-          p.parameters().filter((t) => t.requiresGrad),
-          { lr: 0.01 },
-        ),
-        cycleIds(),
-        30,
-      );
+      const losses = trainToy(p, 30, 0.01, cycleIds());
       assert.ok(losses[29]! < 0.5 * losses[0]!, `loss ${losses[0]} → ${losses[29]}`);
       p.eval();
       const trained = logits(p);

@@ -9,11 +9,11 @@ import { join } from "node:path";
 import { BitFitConfig, FreezeConfig, PeftModel, TaskType, getPeftModel, configFromJson } from "../src/peft/index.js";
 import { loadSafetensors } from "../src/io/safetensors.js";
 import { readJsonObject } from "../src/io/json.js";
-import { AdamW, SGD } from "../src/optim/index.js";
+import { SGD } from "../src/optim/index.js";
 import { ConfigError, CheckpointError } from "../src/errors.js";
 import * as T from "../src/tensor/index.js";
 import { assertSame, tempDirs, values } from "./helpers.js";
-import { IDS, LLAMA, gpt2, llama, logits, toyIds, trainSteps } from "./tiny-models.js";
+import { IDS, LLAMA, gpt2, llama, logits, trainToy } from "./tiny-models.js";
 import { cliWorkspace, trainMethod } from "./cli-workspace.js";
 
 const dirs = tempDirs("peft-ts-selection-");
@@ -111,15 +111,7 @@ describe("BitFit", () => {
     () => {
       const base = logits(gpt2());
       const peft = getPeftModel(gpt2(), BitFitConfig({}));
-      trainSteps(
-        peft,
-        new AdamW(
-          peft.parameters().filter((p) => p.requiresGrad),
-          { lr: 0.05 },
-        ),
-        toyIds(),
-        3,
-      );
+      trainToy(peft, 3);
       peft.eval();
       const trained = logits(peft);
       assert.ok(
@@ -145,15 +137,7 @@ describe("BitFit", () => {
   it("learns a toy task", () => {
     const peft = getPeftModel(gpt2(11, { initializer_range: 0.3 }), BitFitConfig({}));
     peft.train();
-    const losses = trainSteps(
-      peft,
-      new AdamW(
-        peft.parameters().filter((p) => p.requiresGrad),
-        { lr: 0.05 },
-      ),
-      cycleIds(),
-      40,
-    );
+    const losses = trainToy(peft, 40, 0.05, cycleIds());
     assert.ok(losses[39]! < 0.5 * losses[0]!, `loss ${losses[0]} → ${losses[39]}`);
   });
 
@@ -194,15 +178,7 @@ describe("Freeze", () => {
   it("saves only the trained layer, under the model's key names, and loads back", () => {
     const base = logits(gpt2());
     const peft = getPeftModel(gpt2(), FreezeConfig({ num_trainable_layers: 1 }));
-    trainSteps(
-      peft,
-      new AdamW(
-        peft.parameters().filter((p) => p.requiresGrad),
-        { lr: 0.05 },
-      ),
-      toyIds(),
-      2,
-    );
+    trainToy(peft, 2);
     peft.eval();
     const trained = logits(peft);
     const dir = dirs.make();
@@ -219,15 +195,7 @@ describe("Freeze", () => {
   it("learns a toy task", () => {
     const peft = getPeftModel(gpt2(11, { initializer_range: 0.3 }), FreezeConfig({ num_trainable_layers: 1 }));
     peft.train();
-    const losses = trainSteps(
-      peft,
-      new AdamW(
-        peft.parameters().filter((p) => p.requiresGrad),
-        { lr: 0.01 },
-      ),
-      cycleIds(),
-      30,
-    );
+    const losses = trainToy(peft, 30, 0.01, cycleIds());
     assert.ok(losses[29]! < 0.5 * losses[0]!, `loss ${losses[0]} → ${losses[29]}`);
   });
 

@@ -8,7 +8,7 @@ import type { ModelOutput } from "../src/models/outputs.js";
 import type { Module } from "../src/nn/index.js";
 import { LoraConfig, getPeftModel, TaskType, type PeftModel } from "../src/peft/index.js";
 import { Dataset } from "../src/train/index.js";
-import type { Optimizer } from "../src/optim/index.js";
+import { AdamW, type Optimizer } from "../src/optim/index.js";
 import * as T from "../src/tensor/index.js";
 import { rng } from "./helpers.js";
 
@@ -94,6 +94,19 @@ export function trainSteps(
     afterStep?.();
   }
   return losses;
+}
+
+/** `steps` of trainSteps with AdamW over the model's trainable parameters (on toyIds() by default); the losses. */
+export function trainToy(peft: PeftModel, steps: number, lr = 0.05, ids: T.Tensor = toyIds()): number[] {
+  return trainSteps(
+    peft,
+    new AdamW(
+      peft.parameters().filter((p) => p.requiresGrad),
+      { lr },
+    ),
+    ids,
+    steps,
+  );
 }
 
 /** Config of the Trainer tests' GPT-2: vocabulary 48, initializer_range 0.3 (so that a few steps visibly lower the loss). */
