@@ -18,6 +18,7 @@ import type { Backend, GemmSpec, Storage } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { loadNativeBackend, threads } from "../src/backend/native/native-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
+import { float32ToBfloat16Bits } from "../src/backend/half.js";
 import { quantize4bit, type QuantizedMatrix } from "../src/backend/quant.js";
 import { backend, setBackend } from "../src/backend/index.js";
 import * as T from "../src/tensor/index.js";
@@ -375,24 +376,36 @@ export function formatBenchTable(rows: readonly BenchRow[]): string {
 
 /**
  * Few-row products as decoding runs them: the weight streamed from memory (calls rotate over copies filling
- * ~96 MiB, beyond the caches), at 1 and 8 rows. "direct" is cblas_sgemm of the same shape with the weight as
- * stored, kept in cache by its C loop, so the ratio understates ours.
+ * ~96 MiB, beyond the caches), at 1 and 8 rows, with the weight in float32 and in bfloat16 (a half-precision model's,
+ * widened as it is read). "direct" is float32 cblas_sgemm of the same shape with the weight as stored, kept in cache
+ * by its C loop, so the ratio understates ours.
  */
 async function decodeRows(s: Section): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   for (const { k, n, transB } of DECODE) {
-    const weights = Array.from({ length: Math.max(2, Math.ceil((96 * 2 ** 20) / (4 * k * n))) }, (_, c) =>
-      randomStorage(k * n, 10 + c),
-    );
-    for (const m of [1, 8]) {
-      const base = { ...gemmSpec(m, k, n), transB, ldb: transB ? k : n };
-      let next = 0;
-      const run = (be: Backend) => () => {
-        for (let c = 0; c < weights.length; c++) be.gemm({ ...base, b: weights[next++ % weights.length]! });
-      };
-      const kernel = transB ? "decode x·Wᵀ" : "decode x·W";
-      rows.push(await measuredRow(s, kernel, [m, k, n], 2 * m * n * k * weights.length, run));
+    for (const dtype of ["float32", "bfloat16"] as const) {
+      const bytes = dtype === "float32" ? 4 : 2;
+      const weights = Array.from({ length: Math.max(2, Math.ceil((96 * 2 ** 20) / (bytes * k * n))) }, (_, c) =>
+        inDtype(randomStorage(k * n, 10 + c), dtype),
+      );
+      for (const m of [1, 8]) {
+        const base = { ...gemmSpec(m, k, n), transB, ldb: transB ? k : n };
+        let next = 0;
+        const run = (be: Backend) => () => {
+          for (let c = 0; c < weights.length; c++) be.gemm({ ...base, b: weights[next++ % weights.length]! });
+        };
+        const kernel = `decode ${transB ? "x·Wᵀ" : "x·W"}${dtype === "float32" ? "" : " bf16"}`;
+        rows.push(await measuredRow(s, kernel, [m, k, n], 2 * m * n * k * weights.length, run));
+      }
     }
   }
   return rows;
+}
+
+/** A float32 storage as it is, or rounded to bfloat16 bits. */
+function inDtype(storage: Storage, dtype: "float32" | "bfloat16"): Storage {
+  if (dtype === "float32") return storage;
+  const bits = new Uint16Array(storage.data.length);
+  float32ToBfloat16Bits(storage.data as Float32Array, bits);
+  return new CpuStorage("bfloat16", bits);
 }

@@ -4,9 +4,10 @@
  * size, in wall time and in this process's CPU time (steadier on a shared machine; run with PEFT_TS_THREADS=1 to
  * compare changes). With PEFT_TS_PROFILE=1 it prints the per-kernel profile of the decode steps.
  *
- *   node dist/bench/serve-step.js --model gpt2 --batch 1,8 [--adapters 0] [--prompt 16] [--new 16]
+ *   node dist/bench/serve-step.js --model gpt2 --batch 1,8 [--adapters 0] [--prompt 16] [--new 16] [--dtype float32]
  */
 import { isProfiling, profileReport, profileReset } from "../src/backend/index.js";
+import type { ParameterDType } from "../src/nn/index.js";
 import { DecodeEngine } from "../src/serve/engine.js";
 import { CONFIGS } from "./models.js";
 import { randomServedModel } from "./serve-model.js";
@@ -20,7 +21,8 @@ const config = CONFIGS[opt("model", "gpt2") as "gpt2" | "qwen2"];
 const adapters = Number(opt("adapters", "0"));
 const promptLength = Number(opt("prompt", "16")),
   newTokens = Number(opt("new", "16"));
-const engine = new DecodeEngine(randomServedModel(config, adapters));
+const dtype = opt("dtype", "float32") as ParameterDType;
+const engine = new DecodeEngine(randomServedModel(config, adapters, dtype));
 
 /** Run `batch` requests together; returns wall ms of the whole run and of its decode steps. */
 async function run(batch: number): Promise<{ wall: number; steps: number; cpuSteps: number }> {

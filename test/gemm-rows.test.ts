@@ -2,7 +2,8 @@
  * Few-row products (decoding: one row per sequence) give each row the same bits whatever the other rows: a batch of
  * 8 sequences decodes exactly as each sequence alone. Checked on both backends, for weights stored as they are
  * (GPT-2's Conv1D) and transposed (Linear), with a bias, at shapes that reach every block and tail of the native
- * backend's few-row kernels; the values themselves against float64 dot products.
+ * backend's few-row kernels; the values themselves against float64 dot products. Weights in bfloat16/float16 (read
+ * in place and widened as they are loaded) give exactly the float32 product of the widened weight.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -16,6 +17,7 @@ import {
   reshape,
   tensor,
   tidy,
+  toDtype,
   transpose,
   type Tensor,
 } from "../src/tensor/index.js";
@@ -38,21 +40,27 @@ const SHAPES: { k: number; n: number; transposed: boolean }[] = [
   { k: 61, n: 33, transposed: true },
 ];
 
-function checkRows(name: string): void {
+const WEIGHT_DTYPES = ["float32", "bfloat16", "float16"] as const;
+
+function checkRows(name: string, weights: "float32" | "bfloat16" | "float16"): void {
   for (const { k, n, transposed } of SHAPES) {
     tidy(() => {
-      const w = transposed ? random(n, k, 1) : random(k, n, 1);
+      const w = toDtype(transposed ? random(n, k, 1) : random(k, n, 1), weights);
       const bias = reshape(random(1, n, 2), [n]);
       const x = random(8, k, 3);
-      const product = (rows: Tensor) => (transposed ? linear(rows, w, bias) : matmul(rows, w));
+      const productWith = (rows: Tensor, weight: Tensor) =>
+        transposed ? linear(rows, weight, bias) : matmul(rows, weight);
+      const product = (rows: Tensor) => productWith(rows, w);
       const batch = product(x).dataSync();
+      const shape = `${name} ${weights} k=${k} n=${n}${transposed ? " tB" : ""}`;
+      if (weights !== "float32")
+        assert.deepEqual(batch, productWith(x, toDtype(w, "float32")).dataSync(), `${shape}: widened weight differs`);
       // Alone, in a block of 4 with a row left over (5 rows), and read through a transposed view of x.
       const five = product(narrow(x, 0, 0, 5)).dataSync();
       const viaView = product(transpose(contiguous(transpose(x, 0, 1)), 0, 1)).dataSync();
       for (let r = 0; r < 8; r++) {
         const alone = product(narrow(x, 0, r, 1)).dataSync();
         const row = batch.subarray(r * n, (r + 1) * n);
-        const shape = `${name} k=${k} n=${n}${transposed ? " tB" : ""}`;
         assert.deepEqual(row, alone, `${shape}: row ${r} alone differs`);
         if (r < 5) assert.deepEqual(five.subarray(r * n, (r + 1) * n), alone, `${shape}: row ${r} of 5 differs`);
         assert.deepEqual(viaView.subarray(r * n, (r + 1) * n), alone, `${shape}: row ${r} of x transposed differs`);
@@ -68,7 +76,7 @@ function checkRows(name: string): void {
       ] as const) {
         let sum = transposed ? bs[j]! : 0;
         for (let p = 0; p < k; p++) sum += xs[r * k + p]! * ws[transposed ? j * k + p : p * n + j]!;
-        assert.ok(Math.abs(batch[r * n + j]! - sum) <= 1e-4 * (1 + Math.abs(sum)), `${name}: value (${r}, ${j})`);
+        assert.ok(Math.abs(batch[r * n + j]! - sum) <= 1e-4 * (1 + Math.abs(sum)), `${shape}: value (${r}, ${j})`);
       }
     });
   }
@@ -80,7 +88,7 @@ test("few-row products: each row's result does not depend on the other rows (nat
   const previous = backend();
   setBackend(native);
   try {
-    checkRows("native");
+    for (const weights of WEIGHT_DTYPES) checkRows("native", weights);
   } finally {
     setBackend(previous);
   }
@@ -90,7 +98,7 @@ test("few-row products: each row's result does not depend on the other rows (js 
   const previous = backend();
   setBackend(new JsBackend());
   try {
-    checkRows("js");
+    for (const weights of WEIGHT_DTYPES) checkRows("js", weights);
   } finally {
     setBackend(previous);
   }

@@ -2,7 +2,9 @@
 //
 // Such a product streams the weight B with little arithmetic per element, so BLAS's panel packing costs more than
 // it saves. These kernels read B once, in place, and keep blocks of up to 4 rows × 24 columns of sums in registers,
-// so each element of B loaded feeds every row of A in the block.
+// so each element of B loaded feeds every row of A in the block. B may be bfloat16 or float16 (a half-precision
+// model's frozen weights): its vectors are widened in registers as they are loaded, so decoding streams half the
+// bytes, and the sums are those of the float32 product of the widened values (widening is exact).
 //
 // Determinism: every output element is computed the same way whatever the number of rows, the blocking or the
 // thread count, so a row gets the same bits alone as in a batch of eight. With B not transposed an element is one
@@ -43,6 +45,48 @@ __attribute__((always_inline)) inline v8 load8(const float* p) {
   return v;
 }
 __attribute__((always_inline)) inline void store8(float* p, v8 v) { __builtin_memcpy(p, &v, sizeof v); }
+
+// How eight consecutive elements of B become a v8: float32 as they are, half formats widened (exactly).
+struct F32 {
+  using T = float;
+  static v8 load(const float* p) { return load8(p); }
+  static float one(float x) { return x; }
+};
+typedef uint16_t h8 __attribute__((vector_size(16)));
+struct BF16 {
+  using T = uint16_t;
+  // bfloat16 is the top half of a float32.
+  static v8 load(const uint16_t* p) {
+    typedef uint32_t u8 __attribute__((vector_size(32)));
+    h8 h;
+    __builtin_memcpy(&h, p, sizeof h);
+    const u8 wide = __builtin_convertvector(h, u8) << 16;
+    v8 v;
+    __builtin_memcpy(&v, &wide, sizeof v);
+    return v;
+  }
+  static float one(uint16_t x) {
+    const uint32_t bits = uint32_t(x) << 16;
+    float f;
+    __builtin_memcpy(&f, &bits, 4);
+    return f;
+  }
+};
+struct F16 {
+  using T = uint16_t;
+  typedef _Float16 f16x8 __attribute__((vector_size(16)));
+  // One F16C instruction in the x86-64-v3 clone; element by element in the baseline one.
+  static v8 load(const uint16_t* p) {
+    f16x8 h;
+    __builtin_memcpy(&h, p, sizeof h);
+    return __builtin_convertvector(h, v8);
+  }
+  static float one(uint16_t x) {
+    _Float16 h;
+    __builtin_memcpy(&h, &x, 2);
+    return static_cast<float>(h);
+  }
+};
 // x in every lane (a shuffle, which GCC lowers to one broadcast; an initialiser it builds lane by lane).
 __attribute__((always_inline)) inline v8 broadcast8(float x) {
   typedef int32_t i8 __attribute__((vector_size(32)));
@@ -57,30 +101,35 @@ __attribute__((always_inline)) inline float laneSum(v8 v) {
 constexpr int64_t kPassRows = 8;
 constexpr int64_t kAliasedPassRows = 6;
 
-// A few-row product's operands, A row-major (packed when it was transposed).
+// A few-row product's operands, A row-major (packed when it was transposed), B of elements E::T.
+template <class E>
 struct Few {
   const float* a;
   int64_t lda, m, k;
-  const float* b;
+  const typename E::T* b;
   int64_t ldb;
 };
+// Elements of B per 64-byte cache line.
+template <class E>
+constexpr int64_t kLine = 64 / sizeof(typename E::T);
 
 // sums[r, j + t] += Σ_{p ∈ [p0, p1)} A[i0 + r, p]·B[p, j + t] for t < 8V (B not transposed), a multiply-add per p.
-template <int R, int V>
-__attribute__((always_inline)) inline void blockN(const Few& f, int64_t i0, int64_t j, int64_t p0, int64_t p1, float* sums,
+template <class E, int R, int V>
+__attribute__((always_inline)) inline void blockN(const Few<E>& f, int64_t i0, int64_t j, int64_t p0, int64_t p1, float* sums,
                                                   int64_t lds, int64_t prefetchRows) {
   v8 acc[R][V];
   for (int r = 0; r < R; r++)
     for (int v = 0; v < V; v++) acc[r][v] = load8(sums + (i0 + r) * lds + j + 8 * v);
   for (int64_t p = p0; p < p1; p++) {
-    const float* bp = f.b + p * f.ldb + j;
+    const auto* bp = f.b + p * f.ldb + j;
     // The same piece of the next pass's rows is fetched now, a pass ahead of its use.
     if (prefetchRows && i0 == 0) {
-      const float* next = bp + prefetchRows * f.ldb;
-      __builtin_prefetch(next, 0, 2), __builtin_prefetch(next + 16, 0, 2);
+      const auto* next = bp + prefetchRows * f.ldb;
+      __builtin_prefetch(next, 0, 2);
+      if (8 * V > kLine<E>) __builtin_prefetch(next + kLine<E>, 0, 2);
     }
     v8 bv[V];
-    for (int v = 0; v < V; v++) bv[v] = load8(bp + 8 * v);
+    for (int v = 0; v < V; v++) bv[v] = E::load(bp + 8 * v);
     for (int r = 0; r < R; r++) {
       const v8 av = broadcast8(f.a[(i0 + r) * f.lda + p]);
       for (int v = 0; v < V; v++) acc[r][v] += av * bv[v];
@@ -91,15 +140,15 @@ __attribute__((always_inline)) inline void blockN(const Few& f, int64_t i0, int6
 }
 
 // blockN over all m rows: four at a time, then the 1–3 left.
-template <int V>
-__attribute__((always_inline)) inline void rowsN(const Few& f, int64_t j, int64_t p0, int64_t p1, float* sums, int64_t lds,
+template <class E, int V>
+__attribute__((always_inline)) inline void rowsN(const Few<E>& f, int64_t j, int64_t p0, int64_t p1, float* sums, int64_t lds,
                                                  int64_t prefetchRows) {
   int64_t i = 0;
-  for (; i + 4 <= f.m; i += 4) blockN<4, V>(f, i, j, p0, p1, sums, lds, prefetchRows);
+  for (; i + 4 <= f.m; i += 4) blockN<E, 4, V>(f, i, j, p0, p1, sums, lds, prefetchRows);
   switch (f.m - i) {
-    case 3: blockN<3, V>(f, i, j, p0, p1, sums, lds, prefetchRows); break;
-    case 2: blockN<2, V>(f, i, j, p0, p1, sums, lds, prefetchRows); break;
-    case 1: blockN<1, V>(f, i, j, p0, p1, sums, lds, prefetchRows); break;
+    case 3: blockN<E, 3, V>(f, i, j, p0, p1, sums, lds, prefetchRows); break;
+    case 2: blockN<E, 2, V>(f, i, j, p0, p1, sums, lds, prefetchRows); break;
+    case 1: blockN<E, 1, V>(f, i, j, p0, p1, sums, lds, prefetchRows); break;
     default: break;
   }
 }
@@ -107,44 +156,47 @@ __attribute__((always_inline)) inline void rowsN(const Few& f, int64_t j, int64_
 // The last t < 8 columns from j: the pass's piece of B and of the sums copied into zero-padded vectors, so that
 // these columns take exactly the vector arithmetic of the others (a scalar loop may be compiled otherwise: GCC
 // vectorises the products and not the additions, which then no longer fuse).
-__attribute__((always_inline)) inline void tailN(const Few& f, int64_t j, int64_t t, int64_t p0, int64_t p1, float* sums, int64_t lds) {
+template <class E>
+__attribute__((always_inline)) inline void tailN(const Few<E>& f, int64_t j, int64_t t, int64_t p0, int64_t p1, float* sums, int64_t lds) {
   alignas(32) float b[kPassRows * 8] = {}, s[kFewRows * 8] = {};
-  for (int64_t p = p0; p < p1; p++) std::copy_n(f.b + p * f.ldb + j, t, b + (p - p0) * 8);
+  for (int64_t p = p0; p < p1; p++)
+    for (int64_t c = 0; c < t; c++) b[(p - p0) * 8 + c] = E::one(f.b[p * f.ldb + j + c]);
   for (int64_t i = 0; i < f.m; i++) std::copy_n(sums + i * lds + j, t, s + i * 8);
-  const Few piece{f.a + p0, f.lda, f.m, p1 - p0, b, 8};
-  rowsN<1>(piece, 0, 0, p1 - p0, s, 8, 0);
+  const Few<F32> piece{f.a + p0, f.lda, f.m, p1 - p0, b, 8};
+  rowsN<F32, 1>(piece, 0, 0, p1 - p0, s, 8, 0);
   for (int64_t i = 0; i < f.m; i++) std::copy_n(s + i * 8, t, sums + i * lds + j);
 }
 
 // sums[:, j0..j1) += A·B[:, j0..j1) (B not transposed): passes over a few rows of B, each sweeping the columns 24
 // at a time. Rows of B a multiple of 2 KiB apart fall into the same few L1 sets, and a pass's rows (with the next
 // pass's, prefetched) then evict each other; such passes are shorter.
-PEFT_FMA_CLONES void productN(const Few& f, int64_t j0, int64_t j1, float* sums, int64_t lds) {
-  const int64_t rows = f.ldb % 512 == 0 ? kAliasedPassRows : kPassRows;
+template <class E>
+PEFT_FMA_CLONES void productN(const Few<E>& f, int64_t j0, int64_t j1, float* sums, int64_t lds) {
+  const int64_t rows = f.ldb * int64_t(sizeof(typename E::T)) % 2048 == 0 ? kAliasedPassRows : kPassRows;
   for (int64_t p0 = 0; p0 < f.k; p0 += rows) {
     const int64_t p1 = std::min(f.k, p0 + rows), ahead = p1 < f.k ? rows : 0;
     int64_t j = j0;
-    for (; j + 24 <= j1; j += 24) rowsN<3>(f, j, p0, p1, sums, lds, ahead);
-    if (j + 16 <= j1) rowsN<2>(f, j, p0, p1, sums, lds, ahead), j += 16;
-    if (j + 8 <= j1) rowsN<1>(f, j, p0, p1, sums, lds, ahead), j += 8;
+    for (; j + 24 <= j1; j += 24) rowsN<E, 3>(f, j, p0, p1, sums, lds, ahead);
+    if (j + 16 <= j1) rowsN<E, 2>(f, j, p0, p1, sums, lds, ahead), j += 16;
+    if (j + 8 <= j1) rowsN<E, 1>(f, j, p0, p1, sums, lds, ahead), j += 8;
     if (j < j1) tailN(f, j, j1 - j, p0, p1, sums, lds);
   }
 }
 
 // s[r·C + c] = Σ_p A[i0 + r, p]·B[j + c, p] (B transposed: row j + c of B is k long): eight lanes of sums over p,
 // then added across in a fixed order.
-template <int R, int C>
-__attribute__((always_inline)) inline void blockT(const Few& f, int64_t i0, int64_t j, float* s) {
+template <class E, int R, int C>
+__attribute__((always_inline)) inline void blockT(const Few<E>& f, int64_t i0, int64_t j, float* s) {
   const float* a = f.a + i0 * f.lda;
-  const float* b = f.b + j * f.ldb;
+  const auto* b = f.b + j * f.ldb;
   v8 acc[R][C] = {};
   int64_t p = 0;
   for (; p + 8 <= f.k; p += 8) {
     // The next rows of B are fetched while these are summed (the hardware prefetcher alone leaves the adders idle).
-    if ((p & 15) == 0)
+    if ((p & (kLine<E> - 1)) == 0)
       for (int c = 0; c < C; c++) __builtin_prefetch(b + (C + c) * f.ldb + p);
     v8 bv[C];
-    for (int c = 0; c < C; c++) bv[c] = load8(b + c * f.ldb + p);
+    for (int c = 0; c < C; c++) bv[c] = E::load(b + c * f.ldb + p);
     for (int r = 0; r < R; r++) {
       const v8 av = load8(a + r * f.lda + p);
       for (int c = 0; c < C; c++) acc[r][c] += av * bv[c];
@@ -153,7 +205,8 @@ __attribute__((always_inline)) inline void blockT(const Few& f, int64_t i0, int6
   if (p < f.k) {  // the last k − p < 8 terms as one zero-padded vector (the same arithmetic as the others)
     alignas(32) float ta[R][8] = {}, tb[C][8] = {};
     for (int r = 0; r < R; r++) std::copy(a + r * f.lda + p, a + r * f.lda + f.k, ta[r]);
-    for (int c = 0; c < C; c++) std::copy(b + c * f.ldb + p, b + c * f.ldb + f.k, tb[c]);
+    for (int c = 0; c < C; c++)
+      for (int64_t q = p; q < f.k; q++) tb[c][q - p] = E::one(b[c * f.ldb + q]);
     for (int r = 0; r < R; r++)
       for (int c = 0; c < C; c++) acc[r][c] += load8(ta[r]) * load8(tb[c]);
   }
@@ -162,14 +215,14 @@ __attribute__((always_inline)) inline void blockT(const Few& f, int64_t i0, int6
 }
 
 // blockT over all m rows against C rows of B: four rows of A at a time, then the 1–3 left.
-template <int C>
-__attribute__((always_inline)) inline void rowsT(const Few& f, int64_t j, float* s) {
+template <class E, int C>
+__attribute__((always_inline)) inline void rowsT(const Few<E>& f, int64_t j, float* s) {
   int64_t i = 0;
-  for (; i + 4 <= f.m; i += 4) blockT<4, C>(f, i, j, s + i * C);
+  for (; i + 4 <= f.m; i += 4) blockT<E, 4, C>(f, i, j, s + i * C);
   switch (f.m - i) {
-    case 3: blockT<3, C>(f, i, j, s + i * C); break;
-    case 2: blockT<2, C>(f, i, j, s + i * C); break;
-    case 1: blockT<1, C>(f, i, j, s + i * C); break;
+    case 3: blockT<E, 3, C>(f, i, j, s + i * C); break;
+    case 2: blockT<E, 2, C>(f, i, j, s + i * C); break;
+    case 1: blockT<E, 1, C>(f, i, j, s + i * C); break;
     default: break;
   }
 }
@@ -189,27 +242,30 @@ struct Finish {
 };
 
 // Output columns [j0, j1) of A·Bᵀ (B transposed), three rows of B at a time, each read once for all m rows of A.
-PEFT_FMA_CLONES void productT(const Few& f, int64_t j0, int64_t j1, const Finish& finish) {
+template <class E>
+PEFT_FMA_CLONES void productT(const Few<E>& f, int64_t j0, int64_t j1, const Finish& finish) {
   float s[kFewRows * 3];
   for (int64_t j = j0; j < j1; j += 3) {
     const int64_t cols = std::min<int64_t>(3, j1 - j);
-    if (cols == 3) rowsT<3>(f, j, s);
-    else if (cols == 2) rowsT<2>(f, j, s);
-    else rowsT<1>(f, j, s);
+    if (cols == 3) rowsT<E, 3>(f, j, s);
+    else if (cols == 2) rowsT<E, 2>(f, j, s);
+    else rowsT<E, 1>(f, j, s);
     for (int64_t i = 0; i < f.m; i++)
       for (int64_t c = 0; c < cols; c++) finish(i, j + c, s[i * cols + c]);
   }
 }
 
-}  // namespace
-
-void gemmFewRows(const Gemm& g, int64_t batch, const std::vector<int64_t>& aOff, const std::vector<int64_t>& bOff, const std::vector<int64_t>& cOff) {
+// gemmFewRows with B's elements of type E::T at b.
+template <class E>
+void fewRows(const Gemm& g, const typename E::T* b, int64_t batch, const std::vector<int64_t>& aOff,
+             const std::vector<int64_t>& bOff, const std::vector<int64_t>& cOff) {
   const int64_t m = g.m, n = g.n, k = g.k;
   const float alpha = static_cast<float>(g.alpha);
   // Column pieces per item: one per thread once B is big enough (2 MiB) for a second thread's bandwidth to pay for
   // its wake-up. Results do not depend on where pieces end.
   const int T = activeThreads();
-  const bool split = T > 1 && 4.0 * static_cast<double>(k) * static_cast<double>(n) * static_cast<double>(batch) >= 2.0 * (1 << 20);
+  const double bytes = static_cast<double>(sizeof(typename E::T)) * static_cast<double>(k) * static_cast<double>(n);
+  const bool split = T > 1 && bytes * static_cast<double>(batch) >= 2.0 * (1 << 20);
   const int64_t pieces = split && batch < T ? std::min<int64_t>(T, (n + 23) / 24) : 1;
   const int64_t width = ((n + pieces - 1) / pieces + 23) / 24 * 24;  // whole blocks of columns
   // Rows of sums 8 floats longer than n, so that they are not a multiple of 2 KiB apart (such rows share cache sets).
@@ -225,8 +281,8 @@ void gemmFewRows(const Gemm& g, int64_t batch, const std::vector<int64_t>& aOff,
   parallelFor(batch * pieces, split ? 1 : batch * pieces, [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; t++) {
       const int64_t bi = t / pieces, j0 = std::min(n, (t % pieces) * width), j1 = std::min(n, j0 + width);
-      const Few f = g.transA ? Few{rowsA.data() + bi * m * k, k, m, k, g.b + bOff[bi], g.ldb}
-                             : Few{g.a + aOff[bi], g.lda, m, k, g.b + bOff[bi], g.ldb};
+      const Few<E> f = g.transA ? Few<E>{rowsA.data() + bi * m * k, k, m, k, b + bOff[bi], g.ldb}
+                                : Few<E>{g.a + aOff[bi], g.lda, m, k, b + bOff[bi], g.ldb};
       const Finish finish{g.out + cOff[bi], g.ldc, g.bias, alpha, g.accumulate};
       if (g.transB) {
         productT(f, j0, j1, finish);
@@ -238,6 +294,15 @@ void gemmFewRows(const Gemm& g, int64_t batch, const std::vector<int64_t>& aOff,
       }
     }
   });
+}
+
+}  // namespace
+
+void gemmFewRows(const Gemm& g, int64_t batch, const std::vector<int64_t>& aOff, const std::vector<int64_t>& bOff,
+                 const std::vector<int64_t>& cOff, const uint16_t* b16, HalfKind bKind) {
+  if (!b16) fewRows<F32>(g, g.b, batch, aOff, bOff, cOff);
+  else if (bKind == HalfKind::bf16) fewRows<BF16>(g, b16, batch, aOff, bOff, cOff);
+  else fewRows<F16>(g, b16, batch, aOff, bOff, cOff);
 }
 
 }  // namespace peft

@@ -5,7 +5,9 @@
 // output columns at a time, so the panel stays in cache between its conversion and its product, and no float32 copy
 // of a whole weight is ever made; a tied LM head of 150k rows would need 0.5 GB), and each panel goes through
 // gemmKernel with the same threading rules as a float32 product. Widening is exact, so the result equals the float32
-// product of the half values up to sgemm's own summation order.
+// product of the half values up to sgemm's own summation order. Products of at most kFewRows rows (decoding) are the
+// exception: gemm-few.cc reads the half weight in place and widens it in registers, since such a product is bound by
+// the bytes it streams.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -177,6 +179,12 @@ void gemmHalfKernel(const Gemm& g, const uint16_t* a16, HalfKind aKind, const ui
   std::vector<float> aWide, panel;
   std::vector<int64_t> aOff, bOff, cOff;
   gemmItemOffsets(g, batch, aOff, bOff, cOff);
+  // Few rows (decoding) read the half weight in place, widened in registers: half the bytes of a float32 weight.
+  if (!a16 && b16 && g.m <= kFewRows && g.k > 0 && !storedRowsOverlap(g.transA, g.m, g.k, g.lda) &&
+      !storedRowsOverlap(g.transB, g.k, g.n, g.ldb)) {
+    gemmFewRows(g, batch, aOff, bOff, cOff, b16, bKind);
+    return;
+  }
   // Columns of op(B) per panel: about kPanelElems widened elements, a multiple of 16.
   const int64_t width = b16 ? std::min(g.n, std::max<int64_t>(16, kPanelElems / std::max<int64_t>(g.k, 1) / 16 * 16)) : g.n;
   for (int64_t bi = 0; bi < batch; bi++) {

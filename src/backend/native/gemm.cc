@@ -42,9 +42,8 @@ struct Operand {
 
 Operand operand(const float* base, bool trans, int64_t outer, int64_t inner, int64_t ld) {
   // Stored shape: rows × cols with row stride ld; `outer × inner` is the op() shape.
-  Operand o{base, trans ? inner : outer, trans ? outer : inner, ld, false};
+  Operand o{base, trans ? inner : outer, trans ? outer : inner, ld, storedRowsOverlap(trans, outer, inner, ld)};
   if (o.rows <= 1) o.ld = std::max<int64_t>(o.cols, 1);
-  else if (o.ld < o.cols) o.pack = true;
   return o;
 }
 
@@ -97,6 +96,10 @@ int64_t pieceLimit() {
 }
 
 }  // namespace
+
+bool storedRowsOverlap(bool trans, int64_t outer, int64_t inner, int64_t ld) {
+  return (trans ? inner : outer) > 1 && ld < (trans ? outer : inner);
+}
 
 void gemmItemOffsets(const Gemm& g, int64_t batch, std::vector<int64_t>& aOff, std::vector<int64_t>& bOff, std::vector<int64_t>& cOff) {
   aOff.resize(batch), bOff.resize(batch), cOff.resize(batch);

@@ -70,14 +70,19 @@ struct Gemm {
 void gemmKernel(const Gemm& g);
 // Storage offsets of A, B and the output for each of the `batch` items (batchShape walked row-major).
 void gemmItemOffsets(const Gemm& g, int64_t batch, std::vector<int64_t>& aOff, std::vector<int64_t>& bOff, std::vector<int64_t>& cOff);
+// Whether an operand of op() shape outer × inner, stored (transposed when trans) with row stride ld, has rows that
+// overlap (ld shorter than a stored row, as a broadcast row's 0): BLAS refuses it and the few-row kernels assume not.
+bool storedRowsOverlap(bool trans, int64_t outer, int64_t inner, int64_t ld);
 
-// gemm-few.cc — gemmKernel's products with at most kFewRows rows (one row gives the same bits as in a batch).
+enum class HalfKind { none = 0, bf16 = 1, f16 = 2 };
+
+// gemm-few.cc — products with at most kFewRows rows (one row gives the same bits as in a batch), B's stored rows not
+// overlapping; B is float32 at g.b, or half bits of kind bKind at b16 when that is not null.
 constexpr int64_t kFewRows = 8;
 void gemmFewRows(const Gemm& g, int64_t batch, const std::vector<int64_t>& aOff, const std::vector<int64_t>& bOff,
-                 const std::vector<int64_t>& cOff);
+                 const std::vector<int64_t>& cOff, const uint16_t* b16 = nullptr, HalfKind bKind = HalfKind::none);
 
 // gemm-half.cc — products with bfloat16/float16 operands (a16/b16 replace g.a/g.b where not null), float32 accumulation.
-enum class HalfKind { none = 0, bf16 = 1, f16 = 2 };
 void gemmHalfKernel(const Gemm& g, const uint16_t* a16, HalfKind aKind, const uint16_t* b16, HalfKind bKind);
 // n half elements widened to float32 (exact).
 void halfToFloat(const uint16_t* src, int64_t n, HalfKind kind, float* dst);
