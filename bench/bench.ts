@@ -11,6 +11,7 @@
  *   --serve-models gpt2,qwen2 --serve-clients 1,8,32 --serve-seconds S --serve-requests N   the serve section's
  *                                             models (none: only the memory run), client counts, seconds per load point
  *                                             (default 3) and requests of its memory run (default 10000)
+ *   --serve-dtypes float32,bfloat16           the served models' weight dtypes (default float32)
  *   --models gpt2,qwen2                       models of the model sections (default: both)
  *   --steps N / --infer-steps N / --warmup N  timed training / forward steps and warm-up steps (default 10 / 20 / 2)
  *   --gen-steps N --new-tokens N              timed generate() calls and tokens each decodes (default 3, 32)
@@ -97,6 +98,7 @@ if (only.includes("serve")) {
   const table = await serveBench({
     log,
     models: list("serve-models", "gpt2,qwen2"),
+    dtypes: list("serve-dtypes", "float32"),
     clients: list("serve-clients", "1,8,32").map(Number),
     seconds: Number(opt("serve-seconds") ?? 3),
     requests: Number(opt("serve-requests") ?? 10000),

@@ -3,12 +3,13 @@
  * Qwen2-0.5B-shaped model (or a tiny one for the memory run) with N random LoRA adapters, a word-level tokenizer
  * covering its whole vocabulary (so that every token is a visible piece of text), served on a free 127.0.0.1 port.
  *
- *   node dist/bench/serve-worker.js --model gpt2|qwen2|tiny --adapters 16
+ *   node dist/bench/serve-worker.js --model gpt2|qwen2|tiny --adapters 16 [--dtype float32|bfloat16|float16]
  * Prints the URL on stdout, then serves until killed.
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { ParameterDType } from "../src/nn/index.js";
 import { AutoTokenizer } from "../src/tokenizers/index.js";
 import { PeftServer } from "../src/serve/server.js";
 import { CONFIGS } from "./models.js";
@@ -50,7 +51,8 @@ const name = opt("model", "gpt2");
 const adapters = Number(opt("adapters", "16"));
 const config = name === "tiny" ? TINY : CONFIGS[name as "gpt2" | "qwen2"];
 const tokenizer = AutoTokenizer.fromPretrainedSync(wordTokenizer(config.vocab_size as number));
-const server = new PeftServer(randomServedModel(config, adapters), tokenizer, {
+const dtype = opt("dtype", "float32") as ParameterDType;
+const server = new PeftServer(randomServedModel(config, adapters, dtype), tokenizer, {
   modelName: "base",
   maxModelLen: 1024,
   maxQueue: 4096,

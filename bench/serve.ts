@@ -2,7 +2,7 @@
  * `npm run bench -- --only serve`: a load generator against `peft serve` on 127.0.0.1 (the server runs in its own
  * process, bench/serve-worker.ts). Closed-loop clients stream completions for a fixed time; reported: p50/p99 time
  * to first token, p50 inter-token latency, total tokens/s, for 1/8/32 clients over 1/4/16 adapters and over the base
- * model alone. Then the memory run: 10,000 short requests on a tiny model, the server's RSS every tenth of the run.
+ * model alone, with the base weights in each of the given dtypes. Then the memory run: 10,000 short requests on a tiny model, the server's RSS every tenth of the run.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -11,10 +11,14 @@ import { fileURLToPath } from "node:url";
 const here = dirname(fileURLToPath(import.meta.url));
 
 /** Start a worker; resolves with its URL and the process. */
-async function startWorker(model: string, adapters: number): Promise<{ url: string; child: ChildProcess }> {
+async function startWorker(
+  model: string,
+  adapters: number,
+  dtype = "float32",
+): Promise<{ url: string; child: ChildProcess }> {
   const child = spawn(
     process.execPath,
-    [join(here, "serve-worker.js"), "--model", model, "--adapters", String(adapters)],
+    [join(here, "serve-worker.js"), "--model", model, "--adapters", String(adapters), "--dtype", dtype],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
   const url = await new Promise<string>((resolve, reject) => {
@@ -97,48 +101,58 @@ async function rssOf(url: string): Promise<number> {
   return Number(/peft_process_resident_bytes (\d+)/.exec(text)![1]) / 2 ** 20;
 }
 
+/** The rows of one model and weight dtype: 1/8/32 clients over the base model and 1/4/16 adapters. */
+async function modelRows(
+  o: { log: (line: string) => void; clients: number[]; seconds: number },
+  model: string,
+  dtype: string,
+): Promise<string[]> {
+  const rows: string[] = [];
+  const { url, child } = await startWorker(model, 16, dtype);
+  try {
+    await load(url, 1, ["base"], 0.5, 4); // warm-up
+    let sequential = NaN;
+    for (const clients of o.clients) {
+      // Warm up this batch size first (its buffer sizes, the JIT): otherwise the first row measured, the base
+      // model's, pays for it and the adapters' cost reads low.
+      await load(url, clients, ["base"], 1, 4);
+      let base = NaN;
+      for (const adapters of [0, 1, 4, 16]) {
+        const names = adapters === 0 ? ["base"] : Array.from({ length: adapters }, (_, i) => `a${i}`);
+        const t = await load(url, clients, names, o.seconds, 16);
+        const tps = t.tokens / t.seconds;
+        if (adapters === 0) base = tps;
+        if (clients === 1 && adapters === 0) sequential = tps;
+        const row =
+          `| ${model} | ${dtype} | ${clients} | ${adapters === 0 ? "base" : adapters} | ${t.requests} | ` +
+          `${pct(t.ttft, 50).toFixed(0)} | ${pct(t.ttft, 99).toFixed(0)} | ` +
+          `${pct(t.itl, 50).toFixed(1)} | ${tps.toFixed(1)} | ${(tps / sequential).toFixed(2)}× | ` +
+          `${(tps / base).toFixed(2)} |`;
+        o.log(row);
+        rows.push(row);
+      }
+    }
+  } finally {
+    child.kill();
+  }
+  return rows;
+}
+
 /** Run the serve section; returns its markdown. */
 export async function serveBench(o: {
   log: (line: string) => void;
   models: string[];
+  dtypes: string[];
   clients: number[];
   seconds: number;
   requests: number;
 }): Promise<string> {
   const rows = [
-    "| model | clients | adapters | requests | p50 TTFT ms | p99 TTFT ms | p50 ITL ms | " +
+    "| model | dtype | clients | adapters | requests | p50 TTFT ms | p99 TTFT ms | p50 ITL ms | " +
       "tokens/s | vs 1 client | vs base |",
-    "|---|---|---|---|---|---|---|---|---|---|",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
   ];
-  for (const model of o.models) {
-    const { url, child } = await startWorker(model, 16);
-    try {
-      await load(url, 1, ["base"], 0.5, 4); // warm-up
-      let sequential = NaN;
-      for (const clients of o.clients) {
-        // Warm up this batch size first (its buffer sizes, the JIT): otherwise the first row measured, the base
-        // model's, pays for it and the adapters' cost reads low.
-        await load(url, clients, ["base"], 1, 4);
-        let base = NaN;
-        for (const adapters of [0, 1, 4, 16]) {
-          const names = adapters === 0 ? ["base"] : Array.from({ length: adapters }, (_, i) => `a${i}`);
-          const t = await load(url, clients, names, o.seconds, 16);
-          const tps = t.tokens / t.seconds;
-          if (adapters === 0) base = tps;
-          if (clients === 1 && adapters === 0) sequential = tps;
-          const row =
-            `| ${model} | ${clients} | ${adapters === 0 ? "base" : adapters} | ${t.requests} | ` +
-            `${pct(t.ttft, 50).toFixed(0)} | ${pct(t.ttft, 99).toFixed(0)} | ` +
-            `${pct(t.itl, 50).toFixed(1)} | ${tps.toFixed(1)} | ${(tps / sequential).toFixed(2)}× | ` +
-            `${(tps / base).toFixed(2)} |`;
-          o.log(row);
-          rows.push(row);
-        }
-      }
-    } finally {
-      child.kill();
-    }
-  }
+  for (const model of o.models) for (const dtype of o.dtypes) rows.push(...(await modelRows(o, model, dtype)));
   const { url, child } = await startWorker("tiny", 4);
   const rss: string[] = [];
   try {

@@ -325,6 +325,21 @@ describe("peft CLI", () => {
     assert.deepEqual(fromMerged, withAdapter);
   });
 
+  it("generate --dtype bfloat16: half weights give the float32 run's output on the same rounded weights", () => {
+    ok(peft("merge", "--model", "model", "--adapter", "out", "--out", "merged-bf16", "--dtype", "bfloat16"), "merge");
+    // Loaded by default, the bfloat16 file is widened to float32; with --dtype bfloat16 the weights stay half.
+    const widened = JSON.parse(ok(peft("generate", "--model", "merged-bf16", ...prompts, ...gen), "float32").stdout);
+    const half = JSON.parse(
+      ok(peft("generate", "--model", "merged-bf16", "--dtype", "bfloat16", ...prompts, ...gen), "bfloat16").stdout,
+    );
+    assert.deepEqual(half, widened);
+    assertOneLineError(
+      peft("generate", "--model", "model", "--prompt", "x", "--dtype", "half"),
+      /--dtype must be one of auto, float32, bfloat16, float16, got "half"/,
+      "bad dtype",
+    );
+  });
+
   it("train --resume continues from the latest checkpoint without repeating logged steps (YAML config)", () => {
     writeFileSync(
       join(root, "resume.yaml"),

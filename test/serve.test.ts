@@ -13,7 +13,8 @@ import OpenAI from "openai";
 import { fromPretrained } from "../src/models/auto.js";
 import { PeftModel } from "../src/peft/index.js";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../src/tokenizers/index.js";
-import { tensor } from "../src/tensor/index.js";
+import { copyInto, noGrad, tensor } from "../src/tensor/index.js";
+import { roundToHalfInPlace } from "../src/backend/half.js";
 import { PeftServer } from "../src/serve/server.js";
 import { ServedModel } from "../src/serve/model.js";
 import { bpeTokenizerJson, qwenConfig, writeFolder } from "./tokenizer-fixtures.js";
@@ -38,17 +39,38 @@ function fixtureModel(): ServedModel {
   return m;
 }
 
-/** Greedy continuation of ids by generate() alone: the base model, or it with one adapter (independent of the server). */
-function greedyAlone(ids: number[], adapter: string | null, n: number): number[] {
+/**
+ * Greedy continuation of ids by generate() alone, with each token's log-probability: the base model, or it with one
+ * adapter (independent of the server). With `roundedTo`, the base weights are rounded to that half format but kept
+ * (and computed) in float32.
+ */
+function greedyAloneDetailed(
+  ids: number[],
+  adapter: string | null,
+  n: number,
+  roundedTo?: "bfloat16" | "float16",
+): { tokens: number[]; logprobs: number[] } {
   const base = fromPretrained(join(ROOT, "model"), "causal-lm");
+  if (roundedTo)
+    for (const p of base.parameters()) {
+      const values = p.dataSync() as Float32Array;
+      roundToHalfInPlace(values, roundedTo);
+      noGrad(() => copyInto(p, tensor(values, p.shape)));
+    }
   const model = adapter
     ? PeftModel.fromPretrained(base, join(ROOT, "adapters", adapter), { adapterName: adapter })
     : base;
-  return Array.from(
-    model
-      .generate({ inputIds: tensor(Int32Array.from(ids), [1, ids.length], "int32"), maxNewTokens: n, eosTokenId: -1 })
-      .dataSync(),
-  ).slice(ids.length);
+  const out = model.generateDetailed({
+    inputIds: tensor(Int32Array.from(ids), [1, ids.length], "int32"),
+    maxNewTokens: n,
+    eosTokenId: -1,
+  });
+  return { tokens: Array.from(out.sequences.dataSync()).slice(ids.length), logprobs: out.logprobs[0]! };
+}
+
+/** The tokens of greedyAloneDetailed. */
+function greedyAlone(ids: number[], adapter: string | null, n: number): number[] {
+  return greedyAloneDetailed(ids, adapter, n).tokens;
 }
 
 async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
@@ -345,7 +367,7 @@ describe("peft serve: API key, a model without adapters, disconnects", () => {
 describe("peft serve: the command", () => {
   const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 
-  it("starts on a free port with NAME=DIR adapters, serves, and stops on SIGTERM", async () => {
+  it("starts on a free port with NAME=DIR adapters and --dtype bfloat16, serves, and stops on SIGTERM", async () => {
     const tokenizerDir = writeFolder({
       "tokenizer.json": bpeTokenizerJson("qwen2"),
       "tokenizer_config.json": qwenConfig(),
@@ -365,6 +387,8 @@ describe("peft serve: the command", () => {
         "0",
         "--served-model-name",
         "tiny",
+        "--dtype",
+        "bfloat16",
       ],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
@@ -386,10 +410,21 @@ describe("peft serve: the command", () => {
       const res = await post(`${url}/v1/completions`, {
         model: "left",
         prompt: "hello",
-        max_tokens: 3,
+        max_tokens: 6,
         temperature: 0,
+        ignore_eos: true,
+        logprobs: 1,
       });
       assert.equal(res.status, 200);
+      // The base weights are bfloat16: float32 arithmetic on the rounded weights gives the same tokens, and the same
+      // log-probabilities up to summation order (unrounded weights move them by ~1e-3).
+      const tok = AutoTokenizer.fromPretrainedSync(tokenizerDir);
+      const expected = greedyAloneDetailed(tok.encode("hello"), "left", 6, "bfloat16");
+      const choice = (await res.json()).choices[0];
+      assert.equal(choice.text, tok.decode(expected.tokens, { skipSpecialTokens: true }));
+      choice.logprobs.token_logprobs.forEach((lp: number, i: number) =>
+        assert.ok(Math.abs(lp - expected.logprobs[i]!) < 1e-4, `token ${i}: ${lp} against ${expected.logprobs[i]}`),
+      );
     } finally {
       child.kill("SIGTERM");
     }
@@ -404,6 +439,14 @@ describe("peft serve: the command", () => {
     );
     assert.equal(r.status, 1);
     assert.match(r.stderr, /expected NAME=DIR/);
+  });
+
+  it("refuses an unknown --dtype", () => {
+    const r = spawnSync(process.execPath, [cli, "serve", "--model", join(ROOT, "model"), "--dtype", "bf16"], {
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /--dtype must be one of auto, float32, bfloat16, float16, got "bf16"/);
   });
 
   it("refuses a negative scheduling option by name", () => {

@@ -1,4 +1,5 @@
-/** Parsing numeric command-line option values with one-line errors. */
+/** Parsing command-line option values with one-line errors. */
+import { MODEL_DTYPES, type ModelDType } from "../models/pretrained.js";
 import { CliError } from "./errors.js";
 
 /**
@@ -45,4 +46,14 @@ export function intOption(name: string, value: string, min?: number): number {
   if (min !== undefined && v < min)
     throw new CliError(`${name} must be ≥ ${min}, got ${v}`, `pass a whole number ≥ ${min} to ${name}`);
   return v;
+}
+
+/** A --dtype value: the dtype a model's weights load in ("auto": the checkpoint's torch_dtype). */
+export function dtypeOption(value: string): ModelDType {
+  if (!(MODEL_DTYPES as readonly string[]).includes(value))
+    throw new CliError(
+      `--dtype must be one of ${MODEL_DTYPES.join(", ")}, got "${value}"`,
+      "bfloat16/float16 halve the weights' memory (and the bytes each decoded token reads)",
+    );
+  return value as ModelDType;
 }

@@ -5,7 +5,7 @@
 import { existsSync, readdirSync } from "node:fs";
 import { isAbsolute, join, resolve } from "node:path";
 import { Module, quantizedWeightElements } from "../nn/index.js";
-import type { PreTrainedModel } from "../models/pretrained.js";
+import type { FromPretrainedOptions, PreTrainedModel } from "../models/pretrained.js";
 import type { ModelOutput, Seq2SeqInputs } from "../models/outputs.js";
 import { fromPretrained as loadModel, type Task } from "../models/auto.js";
 import {
@@ -577,8 +577,18 @@ function resolveBasePath(adapterDir: string, recorded: string): string {
 
 function autoPeft(task: Task) {
   return {
-    /** Load the base model named in adapter_config.json's base_model_name_or_path (a folder or a Hub id), then the adapter. */
-    fromPretrained(nameOrPath: string, opts: LoadOptions & { baseModelPath?: string } = {}): PeftModel {
+    /**
+     * Load the base model named in adapter_config.json's base_model_name_or_path (a folder or a Hub id), then the
+     * adapter; dtype and quantizationConfig are the base model's (as peft passes torch_dtype on to it).
+     */
+    fromPretrained(
+      nameOrPath: string,
+      options: LoadOptions & { baseModelPath?: string } & Pick<
+          FromPretrainedOptions,
+          "dtype" | "quantizationConfig"
+        > = {},
+    ): PeftModel {
+      const { dtype, quantizationConfig, ...opts } = options;
       const dir = resolvePretrainedSync(nameOrPath, "adapter", opts);
       const config = readJsonObject(join(dir, "adapter_config.json"));
       const recorded = opts.baseModelPath ?? config["base_model_name_or_path"];
@@ -592,7 +602,12 @@ function autoPeft(task: Task) {
       // The base model's revision is the config's "revision" (peft's AutoPeftModel), not the adapter's.
       const { revision: _adapterRevision, ...hub } = opts;
       const baseRevision = typeof config["revision"] === "string" ? { revision: config["revision"] } : {};
-      const base = loadModel(opts.baseModelPath ?? resolveBasePath(dir, recorded), wanted, { ...hub, ...baseRevision });
+      const base = loadModel(opts.baseModelPath ?? resolveBasePath(dir, recorded), wanted, {
+        ...hub,
+        ...baseRevision,
+        ...(dtype ? { dtype } : {}),
+        ...(quantizationConfig ? { quantizationConfig } : {}),
+      });
       return PeftModel.fromPretrained(base, dir, opts);
     },
   };
