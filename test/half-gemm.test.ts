@@ -1,7 +1,7 @@
 /**
  * Matrix products with bfloat16/float16 operands against the float32 product of the widened values (widening is
  * exact, so only the summation order may differ: |Δ| ≤ 1e-5·(1 + |ref|) is ~100 float32 ulps, far below a wrong
- * element). Shapes cover both transposes of the half operand, panels (n above one panel's width), batches, bias and
+ * element). Shapes cover both transposes of the half operand, several panels, few rows, batches, bias and
  * accumulation, on the js and native backends.
  */
 import { test } from "node:test";
@@ -62,8 +62,12 @@ const cases: Case[] = [
   { m: 3, n: 90, k: 17, transA: true, transB: false, batch: 2, halfA: false, bias: false, accumulate: true },
   { m: 1, n: 50, k: 64, transA: false, transB: false, batch: 1, halfA: false, bias: true, accumulate: true },
   { m: 12, n: 9, k: 11, transA: true, transB: true, batch: 3, halfA: true, bias: false, accumulate: false },
-  // n·k above one panel (1 Mi elements): the product runs in several panels.
+  // n·k above one panel (1 Mi elements), more than 8 rows: the product runs in several panels (B transposed: of
+  // output columns; B as stored: of terms, each added to the output, after the bias and the accumulated output).
   { m: 9, n: 2100, k: 600, transA: false, transB: true, batch: 1, halfA: false, bias: true, accumulate: false },
+  { m: 10, n: 1800, k: 700, transA: false, transB: false, batch: 1, halfA: false, bias: false, accumulate: false },
+  { m: 20, n: 1100, k: 1000, transA: true, transB: false, batch: 2, halfA: false, bias: true, accumulate: true },
+  // At most 8 rows: the few-row kernels read the half weight in place.
   { m: 4, n: 1800, k: 700, transA: false, transB: false, batch: 1, halfA: false, bias: false, accumulate: false },
 ];
 
