@@ -2,7 +2,8 @@
  * The 4-bit dequantise-and-multiply kernel (Backend.quantMatmul) against plain references: dequantise with the exact
  * reference code path (quant.ts' dequantize4bit), round to the compute dtype with half.ts' helpers where one is set,
  * then multiply in float64. NF4 and FP4, with and without double quantisation, shapes that are no multiples of the
- * block or panel sizes, both transposes, and the native kernel's thread counts (bit-identical).
+ * block or panel sizes, both transposes, and the native kernel's thread counts (bit-identical). A few rows (decoding)
+ * on the native backend give exactly float32's few-row kernel on the dequantised W, whatever the other rows.
  */
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -156,6 +157,71 @@ describe("4-bit quantised products (Backend.quantMatmul)", () => {
       });
     }
   }
+
+  it("native: a few rows (decoding) read W in place and give float32's few-row bits on the dequantised W", (t) => {
+    if (!native) return t.skip("native addon not built");
+    const before = threads();
+    setAdaptiveThreads(false);
+    try {
+      // k a multiple of the block (the in-place kernel's case); the larger W is split over threads.
+      for (const [n, k, blocksize] of [
+        [301, 512, 64],
+        [1000, 1088, 64],
+        [50, 256, 128],
+      ] as const) {
+        for (const [type, dq] of TYPES)
+          for (const compute of ["float32", "bfloat16"] as const) {
+            const q = quantize4bit(Float32Array.from(randValues(n * k, n + k, 0, 0.3)), type, {
+              doubleQuant: dq,
+              blocksize,
+            });
+            const w: QuantizedMatrix = { format: "4bit", n, k, q, compute };
+            const x = randValues(8 * k, 7, 0, 1);
+            const what = `${type}${dq ? "+dq" : ""} ${n}×${k}/${blocksize} ${compute}`;
+            // float32's few-row product of the rounded x and the dequantised (rounded) W: the same arithmetic.
+            const out = new CpuStorage("float32", new Float32Array(8 * n));
+            native.gemm({
+              a: new CpuStorage("float32", Float32Array.from(rounded(x, compute))),
+              aOffset: 0,
+              transA: false,
+              lda: k,
+              aBatchStrides: [],
+              b: new CpuStorage("float32", Float32Array.from(rounded(dequantize4bit(q), compute))),
+              bOffset: 0,
+              transB: true,
+              ldb: k,
+              bBatchStrides: [],
+              batchShape: [],
+              m: 8,
+              n,
+              k,
+              out,
+              accumulate: false,
+              bias: null,
+              alpha: 1,
+            });
+            setThreads(2);
+            const batch = run(native, x, 8, w, false);
+            assert.deepEqual(batch, out.data, `${what}: against float32's kernel`);
+            for (const count of [1, 3]) {
+              setThreads(count);
+              assert.deepEqual(run(native, x, 8, w, false), batch, `${what}: ${count} threads`);
+            }
+            setThreads(2);
+            for (const r of [0, 3, 7])
+              assert.deepEqual(
+                run(native, x.slice(r * k, (r + 1) * k), 1, w, false),
+                batch.subarray(r * n, (r + 1) * n),
+                `${what}: row ${r} alone`,
+              );
+            assert.deepEqual(run(native, x.slice(0, 3 * k), 3, w, false), batch.subarray(0, 3 * n), `${what}: 3 rows`);
+          }
+      }
+    } finally {
+      setThreads(before);
+      setAdaptiveThreads(process.env["PEFT_TS_ADAPTIVE_THREADS"] !== "0");
+    }
+  });
 
   it("native: results are bit-identical with 1, 2 and 3 threads", (t) => {
     if (!native) return t.skip("native addon not built");

@@ -4,10 +4,12 @@
 // when BLAS reads it) and multiplies it there with one single-threaded sgemm over the full inner dimension. The whole
 // float32 matrix never exists, and every output element comes from the same BLAS call whatever the thread count.
 // Dequantisation is the reference's float32 arithmetic (code·absmax, one rounding; no FMA contraction), in AVX2 where
-// the CPU has it, so a panel holds exactly the values the js backend computes.
+// the CPU has it, so a panel holds exactly the values the js backend computes. Products of a few rows (decoding)
+// dequantise in registers instead (fewRows4bit).
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -105,6 +107,109 @@ void dequantRange(const QuantMatrix& w, int64_t start, int64_t count, float* out
   }
 }
 
+#ifdef PEFT_HAVE_AVX2_PATH
+// Few-row x·Wᵀ on a 4-bit W read in place (decoding): each row of W is dequantised 8 values at a time in registers and
+// multiplied into the sums of up to 4 rows of x, so a token streams half a byte per weight instead of a dequantised
+// panel. Each output element takes exactly the arithmetic of gemm-few.cc's float32 kernel on the dequantised W (a
+// fused multiply-add per 8 terms in order, then the lanes added ((0+4)+(1+5))+((2+6)+(3+7))), so its bits do not
+// depend on the other rows, the blocking or the threads. Needs rows of W made of whole blocks (k % blocksize == 0).
+
+// v rounded to bfloat16 values (nearest even; NaN → 0x7FC00000, as roundToHalf).
+__attribute__((target("avx2"), always_inline)) inline __m256 roundBf16(__m256 v) {
+  const __m256i bits = _mm256_castps_si256(v);
+  const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(bits, 16), _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)), odd),
+                                           _mm256_set1_epi32(int(0xffff0000u)));
+  const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+  return _mm256_blendv_ps(_mm256_castsi256_ps(rounded), _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000)), nan);
+}
+
+// A block's 16 values code[i]·absmax (rounded to bfloat16 when that is the compute dtype), as two 8-entry halves:
+// each weight of the block is one of them, so a lookup replaces a multiply per weight.
+template <bool Bf16>
+__attribute__((target("avx2"), always_inline)) inline void scaledCode(const QuantMatrix& w, int64_t block, __m256& low,
+                                                                      __m256& high) {
+  const __m256 scale = _mm256_set1_ps(absmaxOfBlock(w, block));
+  low = _mm256_mul_ps(_mm256_loadu_ps(w.code), scale);
+  high = _mm256_mul_ps(_mm256_loadu_ps(w.code + 8), scale);
+  if (Bf16) low = roundBf16(low), high = roundBf16(high);
+}
+
+// The 8 values of W from element e (e even), looked up in the block's scaled code.
+__attribute__((target("avx2"), always_inline)) inline __m256 dequant8(const QuantMatrix& w, int64_t e, __m256 low,
+                                                                      __m256 high) {
+  // Byte j holds values 2j (high nibble) and 2j + 1: each byte twice, then shifted by 4 or 0.
+  uint32_t four;
+  std::memcpy(&four, w.packed + (e >> 1), 4);
+  const __m128i pairs =
+      _mm_shuffle_epi8(_mm_cvtsi32_si128(int(four)), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1));
+  const __m256i idx = _mm256_and_si256(
+      _mm256_srlv_epi32(_mm256_cvtepu8_epi32(pairs), _mm256_setr_epi32(4, 0, 4, 0, 4, 0, 4, 0)), _mm256_set1_epi32(0x0f));
+  const __m256 pick = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));
+  return _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, idx), _mm256_permutevar8x32_ps(high, idx), pick);
+}
+
+__attribute__((target("avx2"), always_inline)) inline float laneSum8(__m256 v) {
+  const __m128 t = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));  // (0+4), (1+5), (2+6), (3+7)
+  const __m128 u = _mm_add_ps(t, _mm_shuffle_ps(t, t, _MM_SHUFFLE(2, 3, 0, 1)));       // (0+4)+(1+5), …, (2+6)+(3+7)
+  return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehl_ps(u, u)));
+}
+
+// s[r·C + c] = Σ_p x[i0 + r, p]·W[j + c, p].
+template <int R, int C, bool Bf16>
+__attribute__((target("avx2,fma"), always_inline)) inline void fewBlock4bit(const QuantMatrix& w, const float* x,
+                                                                           int64_t i0, int64_t j, float* s) {
+  __m256 acc[R][C];
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+  const int64_t k = w.k, bs = w.blocksize;
+  for (int64_t p0 = 0; p0 < k; p0 += bs) {
+    __m256 low[C], high[C];
+    for (int c = 0; c < C; c++) scaledCode<Bf16>(w, ((j + c) * k + p0) / bs, low[c], high[c]);
+    for (int64_t p = p0; p < p0 + bs; p += 8) {
+      for (int c = 0; c < C; c++) {
+        const __m256 v = dequant8(w, (j + c) * k + p, low[c], high[c]);
+        for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (i0 + r) * k + p), v, acc[r][c]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < C; c++) s[r * C + c] = laneSum8(acc[r][c]);
+}
+
+// fewBlock4bit over all m rows of x against C rows of W: the rows in one block, so each weight is looked up once.
+template <int C, bool Bf16>
+__attribute__((target("avx2,fma"), always_inline)) inline void fewColumns4bit(const QuantMatrix& w, const float* x,
+                                                                             int64_t m, int64_t j, float* s) {
+  switch (m) {
+    case 8: return fewBlock4bit<8, C, Bf16>(w, x, 0, j, s);
+    case 7: return fewBlock4bit<7, C, Bf16>(w, x, 0, j, s);
+    case 6: return fewBlock4bit<6, C, Bf16>(w, x, 0, j, s);
+    case 5: return fewBlock4bit<5, C, Bf16>(w, x, 0, j, s);
+    case 4: return fewBlock4bit<4, C, Bf16>(w, x, 0, j, s);
+    case 3: return fewBlock4bit<3, C, Bf16>(w, x, 0, j, s);
+    case 2: return fewBlock4bit<2, C, Bf16>(w, x, 0, j, s);
+    default: return fewBlock4bit<1, C, Bf16>(w, x, 0, j, s);
+  }
+}
+
+// Output columns [j0, j1) of x·Wᵀ for m ≤ kFewRows rows: all rows against one row of W at a time, or two when the
+// rows are few (at least two independent sums then hide the multiply-add latency behind the lookups).
+template <bool Bf16>
+__attribute__((target("avx2,fma"))) void fewRows4bit(const QuantMatrix& w, const float* x, int64_t m, int64_t j0,
+                                                     int64_t j1, float* out) {
+  float s[kFewRows * 2];
+  for (int64_t j = j0; j < j1;) {
+    const int64_t cols = m <= 4 && j + 2 <= j1 ? 2 : 1;
+    if (cols == 2) fewColumns4bit<2, Bf16>(w, x, m, j, s);
+    else fewColumns4bit<1, Bf16>(w, x, m, j, s);
+    for (int64_t r = 0; r < m; r++)
+      for (int64_t c = 0; c < cols; c++) out[r * w.n + j + c] = s[r * cols + c];
+    j += cols;
+  }
+}
+#endif
+
 // Panels of `extent` rows (or columns) of W: a multiple of `unit` wide, about kPanelElems each, at least kMinPanels.
 int64_t panelWidth(int64_t extent, int64_t depth, int64_t unit) {
   const int64_t byCache = kPanelElems / std::max<int64_t>(depth, 1);
@@ -129,6 +234,24 @@ void quantMatmulKernel(const float* x, int64_t rows, const QuantMatrix& w, bool 
     roundToHalf(rounded.data(), rows * depth, compute);
     x = rounded.data();
   }
+#ifdef PEFT_HAVE_AVX2_PATH
+  // Decoding (a few rows, x·Wᵀ, 4-bit rows of whole blocks, float32 or bfloat16 compute): W read in place.
+  if (kHasAvx2 && rows <= kFewRows && !transpose && w.packed && w.blocksize % 8 == 0 && depth % w.blocksize == 0 &&
+      compute != HalfKind::f16) {
+    // Column pieces per thread once W is big enough (1 Mi weights) for a second thread to pay for its wake-up.
+    const int T = activeThreads();
+    const int64_t pieces = T > 1 && outCols * depth >= (int64_t(1) << 20) ? std::min<int64_t>(T, (outCols + 3) / 4) : 1;
+    const int64_t width = ((outCols + pieces - 1) / pieces + 3) / 4 * 4;
+    parallelFor(pieces, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; t++) {
+        const int64_t j0 = std::min(outCols, t * width), j1 = std::min(outCols, j0 + width);
+        if (compute == HalfKind::bf16) fewRows4bit<true>(w, x, rows, j0, j1, out);
+        else fewRows4bit<false>(w, x, rows, j0, j1, out);
+      }
+    });
+    return;
+  }
+#endif
   // x·Wᵀ: panels of whole rows of W. x·W: panels of columns of W, whole blocks of 64 where rows hold whole blocks.
   const int64_t width = panelWidth(outCols, depth, transpose ? 64 : 16);
   const int64_t panels = (outCols + width - 1) / width;
