@@ -340,6 +340,22 @@ describe("peft CLI", () => {
     );
   });
 
+  it("generate --quantization bitsandbytes: the base model in 4-bit NF4, with the adapter found from its config", () => {
+    const quantized = JSON.parse(
+      ok(peft("generate", "--adapter", "out", "--quantization", "bitsandbytes", ...prompts, ...gen), "nf4").stdout,
+    ) as { prompt: string; output: string }[];
+    assert.deepEqual(
+      quantized.map((o) => o.prompt),
+      ["say hello", "shout\nloud"],
+    );
+    assert.ok(quantized.every((o) => typeof o.output === "string"));
+    assertOneLineError(
+      peft("generate", "--model", "model", "--prompt", "x", "--quantization", "int4"),
+      /--quantization must be bitsandbytes, got "int4"/,
+      "bad quantization",
+    );
+  });
+
   it("train --resume continues from the latest checkpoint without repeating logged steps (YAML config)", () => {
     writeFileSync(
       join(root, "resume.yaml"),

@@ -25,6 +25,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { noGrad } from "../src/tensor/index.js";
 import { AutoModelForCausalLM } from "../src/models/auto.js";
+import { Linear4bit } from "../src/nn/index.js";
 import type { ModelOutput } from "../src/models/outputs.js";
 import type { PreTrainedModel } from "../src/models/pretrained.js";
 import { AutoPeftModelForCausalLM, PeftModel } from "../src/peft/index.js";
@@ -397,6 +398,14 @@ describe("loading by Hub id", () => {
     const auto = AutoPeftModelForCausalLM.fromPretrained("tiny/llama-lora");
     assert.equal(maxAbsDiff(logits(auto), reference), 0);
     assert.equal(auto.getBaseModel().nameOrPath, "tiny/llama");
+    // The base model's load options reach it (as peft passes torch_dtype on): 4-bit Linear layers, the rest bfloat16.
+    const quantized = AutoPeftModelForCausalLM.fromPretrained("tiny/llama-lora", {
+      dtype: "bfloat16",
+      quantizationConfig: { load_in_4bit: true },
+    });
+    const base = quantized.getBaseModel();
+    assert.ok(base.modules().some((m) => m instanceof Linear4bit));
+    assert.equal(base.getInputEmbeddings().weight.dtype, "bfloat16");
   });
 });
 

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { spawn, spawnSync } from "node:child_process";
 import OpenAI from "openai";
 import { fromPretrained } from "../src/models/auto.js";
+import type { BitsAndBytesConfig } from "../src/models/quantization.js";
 import { PeftModel } from "../src/peft/index.js";
 import { AutoTokenizer, type PreTrainedTokenizer } from "../src/tokenizers/index.js";
 import { copyInto, noGrad, tensor } from "../src/tensor/index.js";
@@ -42,15 +43,16 @@ function fixtureModel(): ServedModel {
 /**
  * Greedy continuation of ids by generate() alone, with each token's log-probability: the base model, or it with one
  * adapter (independent of the server). With `roundedTo`, the base weights are rounded to that half format but kept
- * (and computed) in float32.
+ * (and computed) in float32; with `quantizationConfig`, the base model is quantised on load.
  */
 function greedyAloneDetailed(
   ids: number[],
   adapter: string | null,
   n: number,
-  roundedTo?: "bfloat16" | "float16",
+  opts: { roundedTo?: "bfloat16" | "float16"; quantizationConfig?: BitsAndBytesConfig } = {},
 ): { tokens: number[]; logprobs: number[] } {
-  const base = fromPretrained(join(ROOT, "model"), "causal-lm");
+  const { roundedTo, quantizationConfig } = opts;
+  const base = fromPretrained(join(ROOT, "model"), "causal-lm", quantizationConfig ? { quantizationConfig } : {});
   if (roundedTo)
     for (const p of base.parameters()) {
       const values = p.dataSync() as Float32Array;
@@ -367,28 +369,28 @@ describe("peft serve: API key, a model without adapters, disconnects", () => {
 describe("peft serve: the command", () => {
   const cli = fileURLToPath(new URL("../src/cli/main.js", import.meta.url));
 
-  it("starts on a free port with NAME=DIR adapters and --dtype bfloat16, serves, and stops on SIGTERM", async () => {
+  /**
+   * Run `peft serve` on a free port with the "left" adapter and `extra` options; returns its greedy completion of
+   * "hello" by "left" (6 tokens with log-probabilities) after checking /v1/models and that SIGTERM stops it cleanly.
+   */
+  async function serveCompletion(extra: string[]): Promise<{ text: string; logprobs: number[]; ids: number[] }> {
     const tokenizerDir = writeFolder({
       "tokenizer.json": bpeTokenizerJson("qwen2"),
       "tokenizer_config.json": qwenConfig(),
     });
+    const args = ["serve", "--model", join(ROOT, "model"), "--tokenizer", tokenizerDir];
     const child = spawn(
       process.execPath,
       [
         cli,
-        "serve",
-        "--model",
-        join(ROOT, "model"),
-        "--tokenizer",
-        tokenizerDir,
+        ...args,
         "--adapter",
         `left=${join(ROOT, "adapters", "left")}`,
         "--port",
         "0",
         "--served-model-name",
         "tiny",
-        "--dtype",
-        "bfloat16",
+        ...extra,
       ],
       { stdio: ["ignore", "ignore", "pipe"] },
     );
@@ -416,19 +418,44 @@ describe("peft serve: the command", () => {
         logprobs: 1,
       });
       assert.equal(res.status, 200);
-      // The base weights are bfloat16: float32 arithmetic on the rounded weights gives the same tokens, and the same
-      // log-probabilities up to summation order (unrounded weights move them by ~1e-3).
-      const tok = AutoTokenizer.fromPretrainedSync(tokenizerDir);
-      const expected = greedyAloneDetailed(tok.encode("hello"), "left", 6, "bfloat16");
       const choice = (await res.json()).choices[0];
-      assert.equal(choice.text, tok.decode(expected.tokens, { skipSpecialTokens: true }));
-      choice.logprobs.token_logprobs.forEach((lp: number, i: number) =>
-        assert.ok(Math.abs(lp - expected.logprobs[i]!) < 1e-4, `token ${i}: ${lp} against ${expected.logprobs[i]}`),
-      );
+      const ids = AutoTokenizer.fromPretrainedSync(tokenizerDir).encode("hello");
+      return { text: choice.text, logprobs: choice.logprobs.token_logprobs, ids };
     } finally {
       child.kill("SIGTERM");
+      assert.equal(await new Promise((resolve) => child.once("exit", resolve)), 0);
     }
-    assert.equal(await new Promise((resolve) => child.once("exit", resolve)), 0);
+  }
+
+  /** The served completion has the tokens of `expected`, and its log-probabilities within 1e-4. */
+  function assertSame(
+    served: { text: string; logprobs: number[] },
+    expected: { tokens: number[]; logprobs: number[] },
+  ) {
+    const tok = AutoTokenizer.fromPretrainedSync(
+      writeFolder({ "tokenizer.json": bpeTokenizerJson("qwen2"), "tokenizer_config.json": qwenConfig() }),
+    );
+    assert.equal(served.text, tok.decode(expected.tokens, { skipSpecialTokens: true }));
+    served.logprobs.forEach((lp, i) =>
+      assert.ok(Math.abs(lp - expected.logprobs[i]!) < 1e-4, `token ${i}: ${lp} against ${expected.logprobs[i]}`),
+    );
+  }
+
+  it("starts on a free port with NAME=DIR adapters and --dtype bfloat16, serves, and stops on SIGTERM", async () => {
+    const served = await serveCompletion(["--dtype", "bfloat16"]);
+    // The base weights are bfloat16: float32 arithmetic on the rounded weights gives the same tokens, and the same
+    // log-probabilities up to summation order (unrounded weights move them by ~1e-3).
+    assertSame(served, greedyAloneDetailed(served.ids, "left", 6, { roundedTo: "bfloat16" }));
+  });
+
+  it("--quantization bitsandbytes serves the base model in 4-bit NF4", async () => {
+    const served = await serveCompletion(["--quantization", "bitsandbytes"]);
+    const quantizationConfig: BitsAndBytesConfig = {
+      load_in_4bit: true,
+      bnb_4bit_quant_type: "nf4",
+      bnb_4bit_use_double_quant: true,
+    };
+    assertSame(served, greedyAloneDetailed(served.ids, "left", 6, { quantizationConfig }));
   });
 
   it("refuses an --adapter without NAME=", () => {
@@ -439,6 +466,14 @@ describe("peft serve: the command", () => {
     );
     assert.equal(r.status, 1);
     assert.match(r.stderr, /expected NAME=DIR/);
+  });
+
+  it("refuses an unknown --quantization", () => {
+    const r = spawnSync(process.execPath, [cli, "serve", "--model", join(ROOT, "model"), "--quantization", "nf4"], {
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /--quantization must be bitsandbytes, got "nf4"/);
   });
 
   it("refuses an unknown --dtype", () => {

@@ -15,7 +15,7 @@ import { promptMessages } from "../train/chat.js";
 import type { PreTrainedTokenizer } from "../tokenizers/index.js";
 import { CliError } from "./errors.js";
 import { findTokenizerDir, loadModel, loadTokenizer, requireAdapterDir, requireModelDir } from "./folders.js";
-import { dtypeOption, intOption, numOption } from "./options.js";
+import { dtypeOption, intOption, numOption, quantizationOption } from "./options.js";
 
 export const GENERATE_USAGE = `usage: peft generate --model DIR [--adapter DIR] [--no-adapter] (--prompt TEXT ... | --prompts-file FILE) [options]
 
@@ -26,6 +26,8 @@ Continue prompts and print only the new text.
   --tokenizer DIR         tokenizer folder (default: the model folder, else the adapter folder)
   --dtype T               the base weights' dtype: float32 (default), bfloat16, float16 or auto (the checkpoint's
                           torch_dtype); a half model takes half the memory and decodes about twice as fast
+  --quantization bitsandbytes  load the base model's Linear layers in 4-bit NF4 (QLoRA's format), computed in
+                          --dtype when it is bfloat16/float16, else float32
   --prompt TEXT           a prompt (repeat for a batch)
   --prompts-file FILE     prompts, one per line; .json/.jsonl: strings or {prompt} / {instruction, input?, system?} records
   --chat                  wrap each prompt as a user message with the tokenizer's chat template
@@ -127,6 +129,7 @@ export function generate(argv: string[]): void {
       "no-adapter": { type: "boolean" },
       tokenizer: { type: "string" },
       dtype: { type: "string" },
+      quantization: { type: "string" },
       prompt: { type: "string", multiple: true },
       "prompts-file": { type: "string" },
       chat: { type: "boolean" },
@@ -182,6 +185,8 @@ export function generate(argv: string[]): void {
   };
 
   const dtype = dtypeOption(v.dtype ?? "float32");
+  const quantizationConfig = v.quantization !== undefined ? quantizationOption(v.quantization, dtype) : null;
+  const load = { dtype, ...(quantizationConfig ? { quantizationConfig } : {}) };
   if (v.model) requireModelDir(v.model);
   if (v.adapter) requireAdapterDir(v.adapter);
   const tokDir = findTokenizerDir(v.tokenizer, [v.model, v.adapter]);
@@ -190,17 +195,17 @@ export function generate(argv: string[]): void {
   let peft: PeftModel | null = null;
   let model: PreTrainedModel;
   if (v.adapter && v.model) {
-    model = loadModel(v.model, isEncoderDecoder(v.model) ? "seq2seq-lm" : "causal-lm", {}, true, { dtype });
+    model = loadModel(v.model, isEncoderDecoder(v.model) ? "seq2seq-lm" : "causal-lm", {}, true, load);
     peft = PeftModel.fromPretrained(model, v.adapter);
   } else if (v.adapter) {
     const taskType = readJsonObject(join(v.adapter, "adapter_config.json"))["task_type"];
     peft = (taskType === "SEQ_2_SEQ_LM" ? AutoPeftModelForSeq2SeqLM : AutoPeftModelForCausalLM).fromPretrained(
       v.adapter,
-      { dtype },
+      load,
     );
     model = peft.getBaseModel();
   } else {
-    model = loadModel(v.model!, isEncoderDecoder(v.model!) ? "seq2seq-lm" : "causal-lm", {}, true, { dtype });
+    model = loadModel(v.model!, isEncoderDecoder(v.model!) ? "seq2seq-lm" : "causal-lm", {}, true, load);
   }
 
   const ids = encodePrompts(tok, prompts, v.chat ?? false, v.system);

@@ -1,5 +1,6 @@
 /** Parsing command-line option values with one-line errors. */
 import { MODEL_DTYPES, type ModelDType } from "../models/pretrained.js";
+import type { BitsAndBytesConfig } from "../models/quantization.js";
 import { CliError } from "./errors.js";
 
 /**
@@ -56,4 +57,22 @@ export function dtypeOption(value: string): ModelDType {
       "bfloat16/float16 halve the weights' memory (and the bytes each decoded token reads)",
     );
   return value as ModelDType;
+}
+
+/**
+ * A --quantization value (vLLM's name): "bitsandbytes" quantises the Linear layers on load to 4-bit NF4 with double
+ * quantisation (QLoRA's recipe), computed in the --dtype when that is a half type, else in float32.
+ */
+export function quantizationOption(value: string, dtype: ModelDType): BitsAndBytesConfig {
+  if (value !== "bitsandbytes")
+    throw new CliError(
+      `--quantization must be bitsandbytes, got "${value}"`,
+      "--quantization bitsandbytes loads the Linear layers in 4-bit NF4 (a checkpoint saved quantised needs no flag)",
+    );
+  return {
+    load_in_4bit: true,
+    bnb_4bit_quant_type: "nf4",
+    bnb_4bit_use_double_quant: true,
+    bnb_4bit_compute_dtype: dtype === "bfloat16" || dtype === "float16" ? dtype : "float32",
+  };
 }

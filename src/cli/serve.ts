@@ -8,7 +8,7 @@ import { PeftServer, type ServeOptions } from "../serve/server.js";
 import { ServedModel } from "../serve/model.js";
 import { CliError } from "./errors.js";
 import { findTokenizerDir, loadModel, loadTokenizer, requireAdapterDir } from "./folders.js";
-import { dtypeOption, intOption, numOption } from "./options.js";
+import { dtypeOption, intOption, numOption, quantizationOption } from "./options.js";
 
 export const SERVE_USAGE = `usage: peft serve --model DIR [--adapter NAME=DIR ...] [--port 8000] [options]
 
@@ -21,6 +21,8 @@ Adapters load and unload at run time with POST /v1/load_lora_adapter {"lora_name
   --tokenizer DIR           tokenizer folder (default: the model folder)
   --dtype T                 the weights' dtype: auto (the checkpoint's torch_dtype, as vLLM), float32, bfloat16
                             or float16 (default auto); a half model decodes about twice as fast as float32
+  --quantization bitsandbytes  load the Linear layers in 4-bit NF4 (QLoRA's format; about 1/7 of float32's
+                            memory), computed in --dtype when it is bfloat16/float16, else float32
   --port N                  port (default 8000; 0 picks a free one)   --host H (default 127.0.0.1)
   --served-model-name NAME  the base model's name in requests (default: the model folder's name)
   --api-key KEY             require "Authorization: Bearer KEY" on /v1/ and /metrics
@@ -48,6 +50,7 @@ export async function serve(argv: string[]): Promise<void> {
       adapter: { type: "string", multiple: true },
       tokenizer: { type: "string" },
       dtype: { type: "string" },
+      quantization: { type: "string" },
       port: { type: "string" },
       host: { type: "string" },
       "served-model-name": { type: "string" },
@@ -95,7 +98,8 @@ export async function serve(argv: string[]): Promise<void> {
   };
   const port = v.port !== undefined ? intOption("--port", v.port, 0) : 8000;
   const dtype = dtypeOption(v.dtype ?? "auto");
-  const model = new ServedModel(loadModel(v.model, "causal-lm", {}, true, { dtype }));
+  const quantizationConfig = v.quantization !== undefined ? quantizationOption(v.quantization, dtype) : null;
+  const model = new ServedModel(loadModel(v.model, "causal-lm", {}, true, { dtype, quantizationConfig }));
   for (const { name, dir } of adapters) model.loadAdapter(name, dir);
   const tokenizer = loadTokenizer(findTokenizerDir(v.tokenizer, [v.model]));
   const server = new PeftServer(model, tokenizer, options);
