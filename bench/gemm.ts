@@ -130,7 +130,7 @@ async function direct(
   return Math.max(...rows.map((r) => r.gflops));
 }
 
-function randomStorage(n: number, seed: number): Storage {
+function randomStorage(n: number, seed: number): CpuStorage {
   const d = new Float32Array(n);
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {
@@ -376,36 +376,56 @@ export function formatBenchTable(rows: readonly BenchRow[]): string {
 
 /**
  * Few-row products as decoding runs them: the weight streamed from memory (calls rotate over copies filling
- * ~96 MiB, beyond the caches), at 1 and 8 rows, with the weight in float32 and in bfloat16 (a half-precision model's,
- * widened as it is read). "direct" is float32 cblas_sgemm of the same shape with the weight as stored, kept in cache
- * by its C loop, so the ratio understates ours.
+ * ~96 MiB, beyond the caches), at 1 and 8 rows, with the weight in float32, in bfloat16 (a half-precision model's,
+ * widened as it is read) and, for x·Wᵀ, in NF4 with double quantisation (a QLoRA model's). "direct" is float32
+ * cblas_sgemm of the same shape with the weight as stored, kept in cache by its C loop, so the ratio understates ours.
  */
 async function decodeRows(s: Section): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   for (const { k, n, transB } of DECODE) {
-    for (const dtype of ["float32", "bfloat16"] as const) {
-      const bytes = dtype === "float32" ? 4 : 2;
-      const weights = Array.from({ length: Math.max(2, Math.ceil((96 * 2 ** 20) / (bytes * k * n))) }, (_, c) =>
-        inDtype(randomStorage(k * n, 10 + c), dtype),
+    for (const format of ["float32", "bfloat16", ...(transB ? ["nf4" as const] : [])] as const) {
+      const bytes = format === "float32" ? 4 : format === "bfloat16" ? 2 : 0.5;
+      const copies = Math.max(2, Math.ceil((96 * 2 ** 20) / (bytes * k * n)));
+      const weights = Array.from({ length: copies }, (_, c) =>
+        decodeWeight(randomStorage(k * n, 10 + c), format, n, k, s),
       );
       for (const m of [1, 8]) {
         const base = { ...gemmSpec(m, k, n), transB, ldb: transB ? k : n };
         let next = 0;
         const run = (be: Backend) => () => {
-          for (let c = 0; c < weights.length; c++) be.gemm({ ...base, b: weights[next++ % weights.length]! });
+          for (let c = 0; c < copies; c++) {
+            const w = weights[next++ % copies]!;
+            if (w instanceof CpuStorage) be.gemm({ ...base, b: w });
+            else be.quantMatmul(base.a, m, w, false, base.out);
+          }
         };
-        const kernel = `decode ${transB ? "x·Wᵀ" : "x·W"}${dtype === "float32" ? "" : " bf16"}`;
-        rows.push(await measuredRow(s, kernel, [m, k, n], 2 * m * n * k * weights.length, run));
+        const kernel = `decode ${transB ? "x·Wᵀ" : "x·W"}${format === "float32" ? "" : ` ${format === "bfloat16" ? "bf16" : "nf4"}`}`;
+        rows.push(await measuredRow(s, kernel, [m, k, n], 2 * m * n * k * copies, run));
       }
     }
   }
   return rows;
 }
 
-/** A float32 storage as it is, or rounded to bfloat16 bits. */
-function inDtype(storage: Storage, dtype: "float32" | "bfloat16"): Storage {
-  if (dtype === "float32") return storage;
-  const bits = new Uint16Array(storage.data.length);
-  float32ToBfloat16Bits(storage.data as Float32Array, bits);
+/** A float32 weight [k·n values] as it is, rounded to bfloat16 bits, or quantised to NF4 as [n, k]. */
+function decodeWeight(
+  storage: CpuStorage,
+  format: "float32" | "bfloat16" | "nf4",
+  n: number,
+  k: number,
+  s: Section,
+): CpuStorage | QuantizedMatrix {
+  if (format === "float32") return storage;
+  const values = storage.data as Float32Array;
+  if (format === "nf4") {
+    const q = quantize4bit(
+      values.map((v) => v * 0.1),
+      "nf4",
+      { doubleQuant: true, kernel: (...a) => s.native.quantize4bit(...a) },
+    );
+    return { format: "4bit", n, k, q };
+  }
+  const bits = new Uint16Array(values.length);
+  float32ToBfloat16Bits(values, bits);
   return new CpuStorage("bfloat16", bits);
 }
