@@ -5,6 +5,7 @@
  * compare changes). With PEFT_TS_PROFILE=1 it prints the per-kernel profile of the decode steps.
  *
  *   node dist/bench/serve-step.js --model gpt2 --batch 1,8 [--adapters 0] [--prompt 16] [--new 16] [--dtype float32]
+ *     [--nf4]   (the Linear layers in NF4 with double quantisation, computed in --dtype when it is bfloat16)
  */
 import { isProfiling, profileReport, profileReset } from "../src/backend/index.js";
 import type { ParameterDType } from "../src/nn/index.js";
@@ -22,7 +23,15 @@ const adapters = Number(opt("adapters", "0"));
 const promptLength = Number(opt("prompt", "16")),
   newTokens = Number(opt("new", "16"));
 const dtype = opt("dtype", "float32") as ParameterDType;
-const engine = new DecodeEngine(randomServedModel(config, adapters, dtype));
+const nf4 = argv.includes("--nf4")
+  ? {
+      load_in_4bit: true,
+      bnb_4bit_quant_type: "nf4" as const,
+      bnb_4bit_use_double_quant: true,
+      bnb_4bit_compute_dtype: dtype === "bfloat16" ? "bfloat16" : "float32",
+    }
+  : undefined;
+const engine = new DecodeEngine(randomServedModel(config, adapters, dtype, nf4));
 
 /** Run `batch` requests together; returns wall ms of the whole run and of its decode steps. */
 async function run(batch: number): Promise<{ wall: number; steps: number; cpuSteps: number }> {
