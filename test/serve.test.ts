@@ -436,9 +436,8 @@ describe("peft serve: the command", () => {
       writeFolder({ "tokenizer.json": bpeTokenizerJson("qwen2"), "tokenizer_config.json": qwenConfig() }),
     );
     assert.equal(served.text, tok.decode(expected.tokens, { skipSpecialTokens: true }));
-    served.logprobs.forEach((lp, i) =>
-      assert.ok(Math.abs(lp - expected.logprobs[i]!) < 1e-4, `token ${i}: ${lp} against ${expected.logprobs[i]}`),
-    );
+    for (const [i, lp] of served.logprobs.entries())
+      assert.ok(Math.abs(lp - expected.logprobs[i]!) < 1e-4, `token ${i}: ${lp} against ${expected.logprobs[i]}`);
   }
 
   it("starts on a free port with NAME=DIR adapters and --dtype bfloat16, serves, and stops on SIGTERM", async () => {
