@@ -74,6 +74,7 @@ struct BF16 {
 };
 struct F16 {
   using T = uint16_t;
+#if defined(__FLT16_MAX__)
   typedef _Float16 f16x8 __attribute__((vector_size(16)));
   // One F16C instruction in the x86-64-v3 clone; element by element in the baseline one.
   static v8 load(const uint16_t* p) {
@@ -81,11 +82,14 @@ struct F16 {
     __builtin_memcpy(&h, p, sizeof h);
     return __builtin_convertvector(h, v8);
   }
-  static float one(uint16_t x) {
-    _Float16 h;
-    __builtin_memcpy(&h, &x, 2);
-    return static_cast<float>(h);
+#else  // a compiler without _Float16 (GCC before 12 on x86): element by element
+  static v8 load(const uint16_t* p) {
+    v8 v;
+    for (int i = 0; i < 8; i++) v[i] = f16ToFloat(p[i]);
+    return v;
   }
+#endif
+  static float one(uint16_t x) { return f16ToFloat(x); }
 };
 // x in every lane (a shuffle, which GCC lowers to one broadcast; an initialiser it builds lane by lane).
 __attribute__((always_inline)) inline v8 broadcast8(float x) {

@@ -22,17 +22,8 @@
 #include "kernels.h"
 
 namespace peft {
-namespace {
 
-// Elements of op(B) widened per panel: 1 Mi floats (4 MiB). Measured in CPU time on one thread (Qwen2 shapes, 512
-// rows): 0.90–0.98× float32 sgemm's speed; 256 Ki elements 0.6–0.8× (sgemm repacks A for every narrow panel);
-// widening the whole weight first 0.75–0.94× (the panel no longer fits in cache) and a full float32 copy in memory.
-constexpr int64_t kPanelElems = int64_t(1) << 20;
-// Below this many elements a conversion runs on the calling thread.
-constexpr int64_t kConvertGrain = int64_t(1) << 18;
-
-// The float32 value of IEEE half bits (exact; NaN payloads kept and quieted, as F16C does).
-float f16Scalar(uint16_t h) {
+float f16ToFloat(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000) << 16;
   uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
   if (exp == 0x1f) {
@@ -56,6 +47,15 @@ float f16Scalar(uint16_t h) {
   return f;
 }
 
+namespace {
+
+// Elements of op(B) widened per panel: 1 Mi floats (4 MiB). Measured in CPU time on one thread (Qwen2 shapes, 512
+// rows): 0.90–0.98× float32 sgemm's speed; 256 Ki elements 0.6–0.8× (sgemm repacks A for every narrow panel);
+// widening the whole weight first 0.75–0.94× (the panel no longer fits in cache) and a full float32 copy in memory.
+constexpr int64_t kPanelElems = int64_t(1) << 20;
+// Below this many elements a conversion runs on the calling thread.
+constexpr int64_t kConvertGrain = int64_t(1) << 18;
+
 PEFT_SIMD_CLONES void bf16Run(const uint16_t* src, float* dst, int64_t n) {
   uint32_t* out = reinterpret_cast<uint32_t*>(dst);
 #pragma omp simd
@@ -63,7 +63,7 @@ PEFT_SIMD_CLONES void bf16Run(const uint16_t* src, float* dst, int64_t n) {
 }
 
 void f16RunScalar(const uint16_t* src, float* dst, int64_t n) {
-  for (int64_t i = 0; i < n; i++) dst[i] = f16Scalar(src[i]);
+  for (int64_t i = 0; i < n; i++) dst[i] = f16ToFloat(src[i]);
 }
 
 #ifdef PEFT_HAVE_F16C_PATH
@@ -142,7 +142,7 @@ PEFT_SIMD_CLONES void bf16RoundRun(float* v, int64_t n) {
 
 void f16RoundRunScalar(float* v, int64_t n) {
   const uint32_t* bits = reinterpret_cast<const uint32_t*>(v);
-  for (int64_t i = 0; i < n; i++) v[i] = f16Scalar(f16FromBits(bits[i]));
+  for (int64_t i = 0; i < n; i++) v[i] = f16ToFloat(f16FromBits(bits[i]));
 }
 
 #ifdef PEFT_HAVE_F16C_PATH

@@ -84,6 +84,8 @@ void gemmFewRows(const Gemm& g, int64_t batch, const std::vector<int64_t>& aOff,
 
 // gemm-half.cc — products with bfloat16/float16 operands (a16/b16 replace g.a/g.b where not null), float32 accumulation.
 void gemmHalfKernel(const Gemm& g, const uint16_t* a16, HalfKind aKind, const uint16_t* b16, HalfKind bKind);
+// The float32 value of IEEE half bits (exact; NaN payloads kept and quieted, as F16C does).
+float f16ToFloat(uint16_t h);
 // n half elements widened to float32 (exact).
 void halfToFloat(const uint16_t* src, int64_t n, HalfKind kind, float* dst);
 // n float32 values rounded to half bits (nearest even; NaN as PyTorch writes it).
