@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
-#include <cstring>
 #include <stdexcept>
 #include <vector>
 
@@ -108,11 +107,11 @@ void dequantRange(const QuantMatrix& w, int64_t start, int64_t count, float* out
 }
 
 #ifdef PEFT_HAVE_AVX2_PATH
-// Few-row x·Wᵀ on a 4-bit W read in place (decoding): each row of W is dequantised 8 values at a time in registers and
-// multiplied into the sums of up to 4 rows of x, so a token streams half a byte per weight instead of a dequantised
-// panel. Each output element takes exactly the arithmetic of gemm-few.cc's float32 kernel on the dequantised W (a
-// fused multiply-add per 8 terms in order, then the lanes added ((0+4)+(1+5))+((2+6)+(3+7))), so its bits do not
-// depend on the other rows, the blocking or the threads. Needs rows of W made of whole blocks (k % blocksize == 0).
+// Few-row x·Wᵀ on a 4-bit W read in place (decoding): each row of W is dequantised 16 values at a time in registers
+// and multiplied into the sums of every row of x, so a token streams half a byte per weight instead of a dequantised
+// panel. Each output element is one fixed sequence of fused multiply-adds (per 16 terms, lane l takes term 2l, then
+// 2l + 1), then its lanes added ((0+4)+(1+5))+((2+6)+(3+7)), so its bits do not depend on the other rows, the blocking
+// or the threads. Needs rows of W made of whole blocks (k % blocksize == 0, blocksize % 16 == 0).
 
 // v rounded to bfloat16 values (nearest even; NaN → 0x7FC00000, as roundToHalf).
 __attribute__((target("avx2"), always_inline)) inline __m256 roundBf16(__m256 v) {
@@ -135,18 +134,17 @@ __attribute__((target("avx2"), always_inline)) inline void scaledCode(const Quan
   if (Bf16) low = roundBf16(low), high = roundBf16(high);
 }
 
-// The 8 values of W from element e (e even), looked up in the block's scaled code.
-__attribute__((target("avx2"), always_inline)) inline __m256 dequant8(const QuantMatrix& w, int64_t e, __m256 low,
-                                                                      __m256 high) {
-  // Byte j holds values 2j (high nibble) and 2j + 1: each byte twice, then shifted by 4 or 0.
-  uint32_t four;
-  std::memcpy(&four, w.packed + (e >> 1), 4);
-  const __m128i pairs =
-      _mm_shuffle_epi8(_mm_cvtsi32_si128(int(four)), _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1));
-  const __m256i idx = _mm256_and_si256(
-      _mm256_srlv_epi32(_mm256_cvtepu8_epi32(pairs), _mm256_setr_epi32(4, 0, 4, 0, 4, 0, 4, 0)), _mm256_set1_epi32(0x0f));
-  const __m256 pick = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));
-  return _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, idx), _mm256_permutevar8x32_ps(high, idx), pick);
+// The 16 values of W from element e (e a multiple of 16), looked up in the block's scaled code: the even-numbered
+// ones (high nibbles) into `even`, the odd-numbered ones into `odd`. vpermps reads the low 3 bits of each index and
+// bit 3, shifted to the sign, picks the half of the code; the higher bits of a byte drop out of both.
+__attribute__((target("avx2"), always_inline)) inline void dequant16(const QuantMatrix& w, int64_t e, __m256 low,
+                                                                     __m256 high, __m256& even, __m256& odd) {
+  const __m256i bytes = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w.packed + (e >> 1))));
+  const __m256i hi = _mm256_srli_epi32(bytes, 4);
+  even = _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, hi), _mm256_permutevar8x32_ps(high, hi),
+                          _mm256_castsi256_ps(_mm256_slli_epi32(hi, 28)));
+  odd = _mm256_blendv_ps(_mm256_permutevar8x32_ps(low, bytes), _mm256_permutevar8x32_ps(high, bytes),
+                         _mm256_castsi256_ps(_mm256_slli_epi32(bytes, 28)));
 }
 
 __attribute__((target("avx2"), always_inline)) inline float laneSum8(__m256 v) {
@@ -155,7 +153,8 @@ __attribute__((target("avx2"), always_inline)) inline float laneSum8(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(u, _mm_movehl_ps(u, u)));
 }
 
-// s[r·C + c] = Σ_p x[i0 + r, p]·W[j + c, p].
+// s[r·C + c] = Σ_p x[i0 + r, p]·W[j + c, p], x's rows in pairs order (pairedRows): per 16 terms, lane l sums term 2l
+// and then term 2l + 1.
 template <int R, int C, bool Bf16>
 __attribute__((target("avx2,fma"), always_inline)) inline void fewBlock4bit(const QuantMatrix& w, const float* x,
                                                                            int64_t i0, int64_t j, float* s) {
@@ -166,15 +165,28 @@ __attribute__((target("avx2,fma"), always_inline)) inline void fewBlock4bit(cons
   for (int64_t p0 = 0; p0 < k; p0 += bs) {
     __m256 low[C], high[C];
     for (int c = 0; c < C; c++) scaledCode<Bf16>(w, ((j + c) * k + p0) / bs, low[c], high[c]);
-    for (int64_t p = p0; p < p0 + bs; p += 8) {
+    for (int64_t p = p0; p < p0 + bs; p += 16) {
       for (int c = 0; c < C; c++) {
-        const __m256 v = dequant8(w, (j + c) * k + p, low[c], high[c]);
-        for (int r = 0; r < R; r++) acc[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(x + (i0 + r) * k + p), v, acc[r][c]);
+        __m256 even, odd;
+        dequant16(w, (j + c) * k + p, low[c], high[c], even, odd);
+        for (int r = 0; r < R; r++) {
+          const float* xr = x + (i0 + r) * k + p;
+          acc[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(xr), even, acc[r][c]);
+          acc[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 8), odd, acc[r][c]);
+        }
       }
     }
   }
   for (int r = 0; r < R; r++)
     for (int c = 0; c < C; c++) s[r * C + c] = laneSum8(acc[r][c]);
+}
+
+// x's m rows with each 16 terms reordered as dequant16 gives them: the 8 even-numbered, then the 8 odd-numbered.
+std::vector<float> pairedRows(const float* x, int64_t m, int64_t k) {
+  std::vector<float> out(static_cast<size_t>(m * k));
+  for (int64_t i = 0; i < m * k; i += 16)
+    for (int64_t l = 0; l < 8; l++) out[i + l] = x[i + 2 * l], out[i + 8 + l] = x[i + 2 * l + 1];
+  return out;
 }
 
 // fewBlock4bit over all m rows of x against C rows of W: the rows in one block, so each weight is looked up once.
@@ -236,8 +248,9 @@ void quantMatmulKernel(const float* x, int64_t rows, const QuantMatrix& w, bool 
   }
 #ifdef PEFT_HAVE_AVX2_PATH
   // Decoding (a few rows, x·Wᵀ, 4-bit rows of whole blocks, float32 or bfloat16 compute): W read in place.
-  if (kHasAvx2 && rows <= kFewRows && !transpose && w.packed && w.blocksize % 8 == 0 && depth % w.blocksize == 0 &&
+  if (kHasAvx2 && rows <= kFewRows && !transpose && w.packed && w.blocksize % 16 == 0 && depth % w.blocksize == 0 &&
       compute != HalfKind::f16) {
+    const std::vector<float> paired = pairedRows(x, rows, depth);
     // Column pieces per thread once W is big enough (1 Mi weights) for a second thread to pay for its wake-up.
     const int T = activeThreads();
     const int64_t pieces = T > 1 && outCols * depth >= (int64_t(1) << 20) ? std::min<int64_t>(T, (outCols + 3) / 4) : 1;
@@ -245,8 +258,8 @@ void quantMatmulKernel(const float* x, int64_t rows, const QuantMatrix& w, bool 
     parallelFor(pieces, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t t = lo; t < hi; t++) {
         const int64_t j0 = std::min(outCols, t * width), j1 = std::min(outCols, j0 + width);
-        if (compute == HalfKind::bf16) fewRows4bit<true>(w, x, rows, j0, j1, out);
-        else fewRows4bit<false>(w, x, rows, j0, j1, out);
+        if (compute == HalfKind::bf16) fewRows4bit<true>(w, paired.data(), rows, j0, j1, out);
+        else fewRows4bit<false>(w, paired.data(), rows, j0, j1, out);
       }
     });
     return;
