@@ -251,9 +251,10 @@ void quantMatmulKernel(const float* x, int64_t rows, const QuantMatrix& w, bool 
   if (kHasAvx2 && rows <= kFewRows && !transpose && w.packed && w.blocksize % 16 == 0 && depth % w.blocksize == 0 &&
       compute != HalfKind::f16) {
     const std::vector<float> paired = pairedRows(x, rows, depth);
-    // Column pieces per thread once W is big enough (1 Mi weights) for a second thread to pay for its wake-up.
+    // Column pieces per thread once W is big enough (256 Ki weights: the lookups, not the bytes, bound this product) for
+    // a second thread to pay for its wake-up.
     const int T = activeThreads();
-    const int64_t pieces = T > 1 && outCols * depth >= (int64_t(1) << 20) ? std::min<int64_t>(T, (outCols + 3) / 4) : 1;
+    const int64_t pieces = T > 1 && outCols * depth >= (int64_t(1) << 18) ? std::min<int64_t>(T, (outCols + 3) / 4) : 1;
     const int64_t width = ((outCols + pieces - 1) / pieces + 3) / 4 * 4;
     parallelFor(pieces, 1, [&](int64_t lo, int64_t hi) {
       for (int64_t t = lo; t < hi; t++) {
