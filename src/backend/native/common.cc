@@ -43,6 +43,7 @@ constexpr int64_t kMaxSerialRegions = 512;
 // Kernels run on the thread that calls the addon (JavaScript's), one at a time: plain variables suffice.
 int64_t serialLeft = 0;       // regions still to run on one thread
 int64_t backoff = kMinSerialRegions;
+bool lastLate = false;        // whether the previous parallel region started late
 bool adaptive = true;
 }  // namespace
 
@@ -66,12 +67,16 @@ void noteRegion(double late) {
   if (late > kLateSeconds) adaptiveStats.late++;
   if (late > adaptiveStats.lateMax) adaptiveStats.lateMax = late;
   if (!adaptive) return;
-  if (late > kLateSeconds) {
+  // Two late regions in a row: a single one is a burst of other work (a server's clients, a thread woken from sleep
+  // after an idle moment) that is gone by the next region, and going serial for it costs more than it saves.
+  const bool isLate = late > kLateSeconds;
+  if (isLate && lastLate) {
     serialLeft = backoff;
     backoff = backoff * 2 > kMaxSerialRegions ? kMaxSerialRegions : backoff * 2;
-  } else {
+  } else if (!isLate) {
     backoff = kMinSerialRegions;
   }
+  lastLate = isLate;
 }
 
 void setThreads(int n) {
