@@ -25,7 +25,7 @@ Continue prompts and print only the new text.
   --no-adapter            with --adapter: run with the adapter switched off (compare with and without)
   --tokenizer DIR         tokenizer folder (default: the model folder, else the adapter folder)
   --dtype T               the base weights' dtype: float32 (default), bfloat16, float16 or auto (the checkpoint's
-                          torch_dtype); a half model takes half the memory and decodes about twice as fast
+                          torch_dtype); a half model takes half the memory and decodes about 1.5× as fast
   --quantization bitsandbytes  load the base model's Linear layers in 4-bit NF4 (QLoRA's format), computed in
                           --dtype when it is bfloat16/float16, else float32
   --prompt TEXT           a prompt (repeat for a batch)

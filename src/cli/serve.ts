@@ -20,9 +20,9 @@ Adapters load and unload at run time with POST /v1/load_lora_adapter {"lora_name
   --adapter NAME=DIR        a LoRA adapter folder served as NAME (repeatable)
   --tokenizer DIR           tokenizer folder (default: the model folder)
   --dtype T                 the weights' dtype: auto (the checkpoint's torch_dtype, as vLLM), float32, bfloat16
-                            or float16 (default auto); a half model decodes about twice as fast as float32
-  --quantization bitsandbytes  load the Linear layers in 4-bit NF4 (QLoRA's format; about 1/7 of float32's
-                            memory), computed in --dtype when it is bfloat16/float16, else float32
+                            or float16 (default auto); a half model decodes about 1.5× as fast as float32
+  --quantization bitsandbytes  load the Linear layers in 4-bit NF4 (QLoRA's format; about 1/7 of their
+                            float32 memory), computed in --dtype when it is bfloat16/float16, else float32
   --port N                  port (default 8000; 0 picks a free one)   --host H (default 127.0.0.1)
   --served-model-name NAME  the base model's name in requests (default: the model folder's name)
   --api-key KEY             require "Authorization: Bearer KEY" on /v1/ and /metrics
