@@ -30,12 +30,6 @@ import { nativeOrReason, rng } from "./helpers.js";
 const { native, loadError } = nativeOrReason();
 const js = new JsBackend();
 
-test("native addon loads (required when PEFT_TS_REQUIRE_NATIVE=1)", (t) => {
-  if (native) return;
-  if (process.env["PEFT_TS_REQUIRE_NATIVE"] === "1") assert.fail(`PEFT_TS_REQUIRE_NATIVE=1 but ${loadError}`);
-  t.skip(`native addon not built: ${loadError}`);
-});
-
 /** A test that needs the addon: skipped with the reason when it is not built. */
 function nativeTest(name: string, fn: (nb: Backend) => void): void {
   test(`native vs js: ${name}`, (t) => {

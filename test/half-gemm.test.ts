@@ -7,7 +7,6 @@
 import { test } from "node:test";
 import type { Backend, GemmSpec, Storage } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
-import { loadNativeBackend } from "../src/backend/native/native-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
 import {
   float32ToBfloat16Bits,
@@ -15,15 +14,13 @@ import {
   bfloat16BitsToFloat32,
   float16BitsToFloat32,
 } from "../src/backend/half.js";
-import { assertClose, rng } from "./helpers.js";
+import { assertClose, nativeOrReason, rng } from "./helpers.js";
 
-const backends: [string, () => Backend][] = [["js", () => new JsBackend()]];
-try {
-  loadNativeBackend();
-  backends.push(["native", loadNativeBackend]);
-} catch {
-  // the native addon is not built: the js rows still run
-}
+const { native } = nativeOrReason(); // null: the js rows still run
+const backends: [string, () => Backend][] = [
+  ["js", () => new JsBackend()],
+  ...(native ? [["native", () => native] as [string, () => Backend]] : []),
+];
 
 function randomF32(n: number, seed: number): Float32Array {
   const r = rng(seed);

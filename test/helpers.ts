@@ -143,11 +143,17 @@ export function gradCheck(
   });
 }
 
-/** The native backend, or null and the reason it did not load (tests that need it skip with that reason). */
+/**
+ * The native backend, or null and the reason it did not load: a contributor without a compiler runs the js cases, and
+ * the native ones skip with that reason. With PEFT_TS_REQUIRE_NATIVE=1 (CI) a missing addon throws here instead, so
+ * no native case can skip there.
+ */
 export function nativeOrReason(): { native: Backend | null; loadError: string } {
   try {
     return { native: loadNativeBackend(), loadError: "" };
   } catch (err) {
+    if (process.env["PEFT_TS_REQUIRE_NATIVE"] === "1")
+      throw new Error(`PEFT_TS_REQUIRE_NATIVE=1 but the native addon does not load: ${(err as Error).message}`);
     return { native: null, loadError: (err as Error).message };
   }
 }

@@ -7,21 +7,15 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Backend } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
-import { loadNativeBackend } from "../src/backend/native/native-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
 import { panelRows, quantize4bit, quantizeInt8Weight, type QuantizedMatrix } from "../src/backend/quant.js";
 import { backend, setBackend } from "../src/backend/index.js";
 import { Linear4bit, Linear8bitLt } from "../src/nn/index.js";
 import { tensor, sum, mul } from "../src/tensor/index.js";
-import { assertClose, mm, randValues, transposed } from "./helpers.js";
+import { assertClose, mm, nativeOrReason, randValues, transposed } from "./helpers.js";
 import { floatInput, readQuantFixture } from "./quant-fixtures.js";
 
-let native: Backend | null = null;
-try {
-  native = loadNativeBackend();
-} catch {
-  native = null; // the native cases skip themselves
-}
+const { native } = nativeOrReason(); // null: the native cases skip themselves
 const backends: [string, Backend | null][] = [
   ["js", new JsBackend()],
   ["native", native],

@@ -11,18 +11,16 @@ import { join } from "node:path";
 import type { Backend, DType } from "../src/backend/backend.js";
 import { JsBackend } from "../src/backend/js/js-backend.js";
 import { CpuStorage } from "../src/backend/pool.js";
-import { loadNativeBackend } from "../src/backend/native/native-backend.js";
 import { backend, setBackend } from "../src/backend/index.js";
 import { tensor, memory, add, contiguous, transpose, narrow, keep } from "../src/tensor/index.js";
 import { loadSafetensors, writeSafetensors, readSafetensors } from "../src/io/safetensors.js";
+import { nativeOrReason } from "./helpers.js";
 
-const backends: [string, () => Backend][] = [["js", () => new JsBackend()]];
-try {
-  loadNativeBackend();
-  backends.push(["native", loadNativeBackend]);
-} catch {
-  // the native addon is not built: the js rows still run
-}
+const { native } = nativeOrReason(); // null: the js rows still run
+const backends: [string, () => Backend][] = [
+  ["js", () => new JsBackend()],
+  ...(native ? [["native", () => native] as [string, () => Backend]] : []),
+];
 
 /** Run fn with backend b active, restoring the previous one. */
 function withBackend(b: Backend, fn: () => void): void {
