@@ -373,7 +373,9 @@ describe("peft serve: the command", () => {
    * Run `peft serve` on a free port with the "left" adapter and `extra` options; returns its greedy completion of
    * "hello" by "left" (6 tokens with log-probabilities) after checking /v1/models and that SIGTERM stops it cleanly.
    */
-  async function serveCompletion(extra: string[]): Promise<{ text: string; logprobs: number[]; ids: number[] }> {
+  async function serveCompletion(
+    extra: string[],
+  ): Promise<{ text: string; logprobs: number[]; ids: number[]; tok: PreTrainedTokenizer }> {
     const tokenizerDir = writeFolder({
       "tokenizer.json": bpeTokenizerJson("qwen2"),
       "tokenizer_config.json": qwenConfig(),
@@ -419,8 +421,8 @@ describe("peft serve: the command", () => {
       });
       assert.equal(res.status, 200);
       const choice = (await res.json()).choices[0];
-      const ids = AutoTokenizer.fromPretrainedSync(tokenizerDir).encode("hello");
-      return { text: choice.text, logprobs: choice.logprobs.token_logprobs, ids };
+      const tok = AutoTokenizer.fromPretrainedSync(tokenizerDir);
+      return { text: choice.text, logprobs: choice.logprobs.token_logprobs, ids: tok.encode("hello"), tok };
     } finally {
       child.kill("SIGTERM");
       assert.equal(await new Promise((resolve) => child.once("exit", resolve)), 0);
@@ -429,13 +431,10 @@ describe("peft serve: the command", () => {
 
   /** The served completion has the tokens of `expected`, and its log-probabilities within 1e-4. */
   function assertSame(
-    served: { text: string; logprobs: number[] },
+    served: { text: string; logprobs: number[]; tok: PreTrainedTokenizer },
     expected: { tokens: number[]; logprobs: number[] },
   ) {
-    const tok = AutoTokenizer.fromPretrainedSync(
-      writeFolder({ "tokenizer.json": bpeTokenizerJson("qwen2"), "tokenizer_config.json": qwenConfig() }),
-    );
-    assert.equal(served.text, tok.decode(expected.tokens, { skipSpecialTokens: true }));
+    assert.equal(served.text, served.tok.decode(expected.tokens, { skipSpecialTokens: true }));
     for (const [i, lp] of served.logprobs.entries())
       assert.ok(Math.abs(lp - expected.logprobs[i]!) < 1e-4, `token ${i}: ${lp} against ${expected.logprobs[i]}`);
   }
