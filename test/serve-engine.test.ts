@@ -213,8 +213,39 @@ describe("decode engine: scheduling", () => {
     }
   });
 
+  it("while every running request ends within drainWaitSteps, arrivals start with the next batch", async () => {
+    for (const [drainWaitSteps, expected] of [
+      [8, [1, 4]],
+      [0, [1, 3, 1]],
+    ] as const) {
+      const { model, prefills } = recording();
+      const engine = new DecodeEngine(model, { drainWaitSteps, maxWaitingTokens: 4, maxQueueDelayMs: 500 });
+      /** The lead's token count when each arrival got its first token. */
+      const leadAtFirst: number[] = [];
+      const arrivals: Promise<unknown>[] = [];
+      // At the lead's 2nd token (4 steps left), three arrivals: 3 ≥ 1.2 × 1 would prefill them at once.
+      const lead: Sequence = engine.submit(
+        request(6, () => {
+          if (lead.tokens.length === 2)
+            for (let i = 0; i < 3; i++)
+              arrivals.push(engine.submit(request(6, () => void leadAtFirst.push(lead.tokens.length))).done);
+        }),
+      );
+      await lead.done;
+      // The lead's client comes back 20 ms after its request ended.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      arrivals.push(engine.submit(request(2)).done);
+      await Promise.all(arrivals);
+      const waited = drainWaitSteps > 0;
+      assert.equal(leadAtFirst.length, 3 * 6);
+      assert.equal(leadAtFirst[0], waited ? 6 : 2, `drainWaitSteps ${drainWaitSteps}: when the arrivals started`);
+      assert.deepEqual(prefills, expected, `drainWaitSteps ${drainWaitSteps}`);
+    }
+  });
+
   it("refuses negative scheduling options", () => {
     assert.throws(() => new DecodeEngine(served("gpt2"), { waitingServedRatio: -1 }), /waitingServedRatio must be/);
     assert.throws(() => new DecodeEngine(served("gpt2"), { maxQueueDelayMs: Number.NaN }), /maxQueueDelayMs must be/);
+    assert.throws(() => new DecodeEngine(served("gpt2"), { drainWaitSteps: -1 }), /drainWaitSteps must be/);
   });
 });

@@ -483,10 +483,12 @@ describe("peft serve: the command", () => {
   });
 
   it("refuses a negative scheduling option by name", () => {
-    const r = spawnSync(process.execPath, [cli, "serve", "--model", join(ROOT, "model"), "--waiting-served-ratio=-1"], {
-      encoding: "utf8",
-    });
-    assert.equal(r.status, 1);
-    assert.match(r.stderr, /--waiting-served-ratio must be ≥ 0, got -1/);
+    for (const flag of ["--waiting-served-ratio", "--drain-wait-steps"]) {
+      const r = spawnSync(process.execPath, [cli, "serve", "--model", join(ROOT, "model"), `${flag}=-1`], {
+        encoding: "utf8",
+      });
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, new RegExp(`${flag} must be .*≥ 0, got -1`));
+    }
   });
 });

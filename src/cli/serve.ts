@@ -38,6 +38,8 @@ Scheduling (each forward pass streams all the weights, so arrivals that share a 
   --max-waiting-tokens N    ... or once N decode steps have passed since the last prefill (default 4)
   --max-queue-delay-ms N    after the batch drains, wait up to N ms for the rest of its clients to come back
                             (default 30; 0: start at once)
+  --drain-wait-steps N      while every running request ends within N steps, arrivals wait and start with the
+                            next batch, so that closed-loop clients stay in step (default 8; 0: off)
 `;
 
 /** Run `peft serve`; resolves when the server stops (SIGINT/SIGTERM). */
@@ -63,6 +65,7 @@ export async function serve(argv: string[]): Promise<void> {
       "waiting-served-ratio": { type: "string" },
       "max-waiting-tokens": { type: "string" },
       "max-queue-delay-ms": { type: "string" },
+      "drain-wait-steps": { type: "string" },
     },
   });
   if (positionals.length > 0) throw new CliError(`unexpected argument "${positionals[0]}"`, "see peft serve --help");
@@ -94,6 +97,9 @@ export async function serve(argv: string[]): Promise<void> {
       : {}),
     ...(v["max-queue-delay-ms"] !== undefined
       ? { maxQueueDelayMs: numOption("--max-queue-delay-ms", v["max-queue-delay-ms"], 0) }
+      : {}),
+    ...(v["drain-wait-steps"] !== undefined
+      ? { drainWaitSteps: intOption("--drain-wait-steps", v["drain-wait-steps"], 0) }
       : {}),
   };
   const port = v.port !== undefined ? intOption("--port", v.port, 0) : 8000;

@@ -77,8 +77,6 @@ export class Sequence {
   /** The prompt and the tokens so far (for the repetition penalty). */
   private readonly history: number[];
   readonly adapter: string;
-  /** When it was submitted (performance.now()). */
-  readonly submittedAt = performance.now();
   readonly done: Promise<SequenceResult>;
   private resolve!: (r: SequenceResult) => void;
   private readonly generator: Generator;
@@ -157,12 +155,20 @@ export interface EngineOptions {
    */
   maxWaitingTokens?: number;
   /**
-   * After the decode batch has drained, while fewer requests wait than it held, the first waits up to this long
-   * (ms) for the others before the prefill (default 30; 0: at once). Clients that resubmit as their requests end
-   * (agents, batch jobs) come back over a few milliseconds; prefilled as they come, they would split into groups
-   * that stay out of step. (Triton's max_queue_delay, applied only after a batch has drained.)
+   * After the decode batch has drained, until as many requests have arrived as it held, the waiting ones wait up to
+   * this long (ms) from the drain before the prefill (default 30; 0: at once). Clients that resubmit as their
+   * requests end (agents, batch jobs) come back over a few milliseconds; prefilled as they come, they would split
+   * into groups that stay out of step. (Triton's max_queue_delay, applied only after a batch has drained.)
    */
   maxQueueDelayMs?: number;
+  /**
+   * While every running sequence will reach its max_tokens within this many decode steps, waiting requests are not
+   * prefilled: they start when the batch drains, with the requests its clients send next (default 8; 0: off).
+   * Requests of one length that started a few steps apart (a client late for the batch, an arrival that waited
+   * maxWaitingTokens) would otherwise stay out of step for good, each group's prefill stalling the other's decode:
+   * 8 closed-loop clients then ran 1.3–1.5× slower than in step.
+   */
+  drainWaitSteps?: number;
 }
 
 /** Continuous batching over an EngineModel. */
@@ -181,10 +187,13 @@ export class DecodeEngine {
   readonly waitingServedRatio: number;
   readonly maxWaitingTokens: number;
   readonly maxQueueDelayMs: number;
+  readonly drainWaitSteps: number;
   /** The decode step count at the last prefill. */
   private lastPrefillStep = 0;
   /** Rows of the last decode step. */
   private lastBatch = 0;
+  /** When the decode batch last drained (performance.now()), its rows, and the requests submitted since. */
+  private drain = { at: 0, rows: 0, arrivals: 0 };
   /** A step that failed (the model threw): the sequences of that step end with the error; the engine keeps going. */
   onError: (err: unknown) => void = () => {};
 
@@ -198,6 +207,7 @@ export class DecodeEngine {
     this.waitingServedRatio = nonNegative("waitingServedRatio", opts.waitingServedRatio ?? 1.2);
     this.maxWaitingTokens = nonNegative("maxWaitingTokens", opts.maxWaitingTokens ?? 4);
     this.maxQueueDelayMs = nonNegative("maxQueueDelayMs", opts.maxQueueDelayMs ?? 30);
+    this.drainWaitSteps = nonNegative("drainWaitSteps", opts.drainWaitSteps ?? 8);
     backend().setPoolLimit(this.poolLimitBytes);
   }
 
@@ -205,6 +215,7 @@ export class DecodeEngine {
   submit(request: SequenceRequest): Sequence {
     const seq = new Sequence(request, this.model.config, (s) => this.remove(s));
     this.waiting.push(seq);
+    this.drain.arrivals++;
     if (!this.looping) {
       // Start on a later tick, so that the caller holds the Sequence before its first token is reported.
       this.looping = true;
@@ -273,6 +284,7 @@ export class DecodeEngine {
         if (this.running.length) {
           this.lastBatch = this.running.length;
           this.guard([...this.running], () => this.decode());
+          if (!this.running.length) this.drain = { at: performance.now(), rows: this.lastBatch, arrivals: 0 };
         }
         // Let the HTTP side read requests, write tokens and notice disconnects between steps.
         await new Promise<void>((resolve) => setImmediate(resolve));
@@ -284,15 +296,19 @@ export class DecodeEngine {
 
   /** With the decode batch empty, how much longer (ms) the waiting requests hold for the rest of the last batch. */
   private holdForArrivals(): number {
-    if (this.running.length || !this.waiting.length || this.waiting.length >= this.lastBatch) return 0;
-    return this.maxQueueDelayMs - (performance.now() - this.waiting[0]!.submittedAt);
+    if (this.running.length || !this.waiting.length || this.drain.arrivals >= this.drain.rows) return 0;
+    return this.maxQueueDelayMs - (performance.now() - this.drain.at);
   }
 
-  /** Whether waiting requests are prefilled before the next decode step (see EngineOptions.waitingServedRatio). */
+  /**
+   * Whether waiting requests are prefilled before the next decode step (see EngineOptions.waitingServedRatio and
+   * drainWaitSteps).
+   */
   private prefillDue(): boolean {
     if (!this.waiting.length || this.running.length >= this.maxBatch) return false;
+    if (this.running.length === 0) return true;
+    if (this.running.every((s) => s.request.maxNewTokens - s.tokens.length <= this.drainWaitSteps)) return false;
     return (
-      this.running.length === 0 ||
       this.waiting.length >= this.maxBatch - this.running.length ||
       this.waiting.length >= this.waitingServedRatio * this.running.length ||
       this.step - this.lastPrefillStep >= this.maxWaitingTokens

@@ -40,6 +40,8 @@ export interface ServeOptions {
   maxWaitingTokens?: number;
   /** Most ms arrivals wait for the rest of a drained batch (default 30; see EngineOptions). */
   maxQueueDelayMs?: number;
+  /** Arrivals wait for a batch that ends within this many steps (default 8; see EngineOptions). */
+  drainWaitSteps?: number;
 }
 
 const FINISH = { stop: "stop", length: "length", abort: "abort" } as const;
@@ -101,6 +103,7 @@ export class PeftServer {
       ...(opts.waitingServedRatio !== undefined ? { waitingServedRatio: opts.waitingServedRatio } : {}),
       ...(opts.maxWaitingTokens !== undefined ? { maxWaitingTokens: opts.maxWaitingTokens } : {}),
       ...(opts.maxQueueDelayMs !== undefined ? { maxQueueDelayMs: opts.maxQueueDelayMs } : {}),
+      ...(opts.drainWaitSteps !== undefined ? { drainWaitSteps: opts.drainWaitSteps } : {}),
       ...(opts.poolLimitBytes !== undefined ? { poolLimitBytes: opts.poolLimitBytes } : {}),
     });
     this.engine.onError = (err) => process.emitWarning(`peft serve: a decode step failed: ${(err as Error).message}`);
