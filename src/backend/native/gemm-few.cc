@@ -24,6 +24,8 @@
 #pragma GCC optimize("fp-contract=fast")
 // v8 values only pass between always-inlined helpers, never across a call, so the baseline ABI note is moot.
 #pragma GCC diagnostic ignored "-Wpsabi"
+#elif defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
 #endif
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && __GNUC__ >= 12
 // x86-64-v3 is AVX2 + FMA (and BMI, F16C); the clone is picked by those features, not by CPU model.
@@ -93,8 +95,13 @@ struct F16 {
 };
 // x in every lane (a shuffle, which GCC lowers to one broadcast; an initialiser it builds lane by lane).
 __attribute__((always_inline)) inline v8 broadcast8(float x) {
+#if defined(__clang__)
+  const v8 v{x};
+  return __builtin_shufflevector(v, v, 0, 0, 0, 0, 0, 0, 0, 0);
+#else
   typedef int32_t i8 __attribute__((vector_size(32)));
   return __builtin_shuffle(v8{x}, i8{});
+#endif
 }
 __attribute__((always_inline)) inline float laneSum(v8 v) {
   return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define PEFT_HAVE_F16C_PATH 1
 #endif
@@ -74,7 +75,12 @@ __attribute__((target("avx,f16c"))) void f16RunF16C(const uint16_t* src, float* 
   }
   f16RunScalar(src + i, dst + i, n - i);
 }
-const bool kHasF16C = __builtin_cpu_supports("f16c");
+// CPUID leaf 1, ECX bit 29 (clang before 15 has no "f16c" for __builtin_cpu_supports).
+bool cpuHasF16C() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+}
+const bool kHasF16C = cpuHasF16C();
 #endif
 
 void f16Run(const uint16_t* src, float* dst, int64_t n) {
