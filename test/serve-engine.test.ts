@@ -101,6 +101,10 @@ describe("decode engine: behaviour", () => {
   });
 
   it("cancel frees the sequence's cache at once and resolves with abort; the others go on", async () => {
+    // An engine's cache outlives its last batch by maxQueueDelayMs (30 ms), for the clients that come back: the
+    // earlier tests' engines have freed theirs after 60 ms, and so has this one at the end.
+    const idle = () => new Promise((resolve) => setTimeout(resolve, 60));
+    await idle();
     const engine = new DecodeEngine(model);
     const before = memory().liveBytes;
     const keep = engine.submit({ promptIds: [1, 2, 3], maxNewTokens: 6, ignoreEos: true });
@@ -123,6 +127,7 @@ describe("decode engine: behaviour", () => {
     assert.ok(result.tokens.length < 10);
     assert.equal(cancelledAt, 1, "only the other sequence is still running right after the cancel");
     assert.equal((await keep.done).tokens.length, 6);
+    await idle();
     assert.equal(memory().liveBytes, before, "every cache is freed");
   });
 

@@ -178,6 +178,8 @@ export class DecodeEngine {
   private readonly running: Sequence[] = [];
   private readonly cache = new BatchCache();
   private looping = false;
+  /** Frees the cache's buffers once the engine has been idle for maxQueueDelayMs (see loop). */
+  private idleRelease: NodeJS.Timeout | null = null;
   private generated = 0;
   private step = 0;
   private readonly recent: number[] = [];
@@ -219,6 +221,8 @@ export class DecodeEngine {
     if (!this.looping) {
       // Start on a later tick, so that the caller holds the Sequence before its first token is reported.
       this.looping = true;
+      if (this.idleRelease) clearTimeout(this.idleRelease);
+      this.idleRelease = null;
       setImmediate(() => void this.loop());
     }
     return seq;
@@ -291,6 +295,12 @@ export class DecodeEngine {
       }
     } finally {
       this.looping = false;
+      // The next batch reuses the cache's buffers; the clients of this one come back within maxQueueDelayMs.
+      this.idleRelease = setTimeout(() => {
+        this.idleRelease = null;
+        this.cache.clear();
+      }, this.maxQueueDelayMs);
+      this.idleRelease.unref();
     }
   }
 
