@@ -2,7 +2,9 @@
  * `npm run bench -- --only serve`: a load generator against `peft serve` on 127.0.0.1 (the server runs in its own
  * process, bench/serve-worker.ts). Closed-loop clients stream completions for a fixed time; reported: p50/p99 time
  * to first token, p50 inter-token latency, total tokens/s, for 1/8/32 clients over 1/4/16 adapters and over the base
- * model alone, with the base weights in each of the given dtypes. Then the memory run: 10,000 short requests on a tiny model, the server's RSS every tenth of the run.
+ * model alone, with the base weights in each of the given dtypes; then the goal's ratio (8 clients over one) from
+ * alternating windows. Then the memory run: 10,000 short requests on a tiny model, the server's RSS every tenth of
+ * the run.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { dirname, join } from "node:path";
@@ -101,9 +103,24 @@ async function rssOf(url: string): Promise<number> {
   return Number(/peft_process_resident_bytes (\d+)/.exec(text)![1]) / 2 ** 20;
 }
 
+/**
+ * The goal's ratio, 8 clients' tokens/s over one client's on the base model, from alternating windows (the load of
+ * a shared machine drifts between the table's rows): the median ratio of `rounds` pairs, and its range.
+ */
+async function alternatingRatio(url: string, seconds: number, rounds: number): Promise<string> {
+  const ratios: number[] = [];
+  for (let r = 0; r < rounds; r++) {
+    const one = await load(url, 1, ["base"], seconds, 16);
+    const eight = await load(url, 8, ["base"], seconds, 16);
+    ratios.push(eight.tokens / eight.seconds / (one.tokens / one.seconds));
+  }
+  ratios.sort((a, b) => a - b);
+  return `${pct(ratios, 50).toFixed(2)}× (${ratios[0]!.toFixed(2)}–${ratios[ratios.length - 1]!.toFixed(2)}× over ${rounds} alternating pairs of ${seconds} s windows)`;
+}
+
 /** The rows of one model and weight dtype: 1/8/32 clients over the base model and 1/4/16 adapters. */
 async function modelRows(
-  o: { log: (line: string) => void; clients: number[]; seconds: number },
+  o: { log: (line: string) => void; clients: number[]; seconds: number; ratios: string[] },
   model: string,
   dtype: string,
 ): Promise<string[]> {
@@ -132,6 +149,9 @@ async function modelRows(
         rows.push(row);
       }
     }
+    const ratio = `${model} ${dtype}: 8 clients ÷ 1 client, base model: ${await alternatingRatio(url, o.seconds, 4)}`;
+    o.log(ratio);
+    o.ratios.push(ratio);
   } finally {
     child.kill();
   }
@@ -152,7 +172,9 @@ export async function serveBench(o: {
       "tokens/s | vs 1 client | vs base |",
     "|---|---|---|---|---|---|---|---|---|---|---|",
   ];
-  for (const model of o.models) for (const dtype of o.dtypes) rows.push(...(await modelRows(o, model, dtype)));
+  const ratios: string[] = [];
+  for (const model of o.models)
+    for (const dtype of o.dtypes) rows.push(...(await modelRows({ ...o, ratios }, model, dtype)));
   const { url, child } = await startWorker("tiny", 4);
   const rss: string[] = [];
   try {
@@ -174,7 +196,7 @@ export async function serveBench(o: {
   }
   o.log(`RSS ${rss.join(", ")}`);
   return (
-    `${rows.join("\n")}\n\nServer RSS over ${o.requests} short requests (tiny model, 8 ` +
+    `${rows.join("\n")}\n\n${ratios.map((r) => `- ${r}`).join("\n")}\n\nServer RSS over ${o.requests} short requests (tiny model, 8 ` +
     `clients, 4 adapters + base), after request n: ${rss.join(", ")}\n`
   );
 }
