@@ -2,7 +2,7 @@
  * TextStreamer (transformers' streamer for one sequence): turns the tokens generate() puts into text pieces as
  * soon as they decode to whole characters, for printing or sending while generation runs.
  */
-import type { Streamer } from "../models/generation/index.js";
+import { IncrementalText, type Streamer } from "../models/generation/index.js";
 
 /** What a TextStreamer needs from a tokenizer. */
 export interface StreamingDecoder {
@@ -20,6 +20,7 @@ export interface TextStreamerOptions {
 /** Streams the text of a single generated sequence (batch size 1). */
 export class TextStreamer implements Streamer {
   private ids: number[] = [];
+  private text: IncrementalText;
   private printed = 0;
   private readonly onText: (text: string, streamEnd: boolean) => void;
 
@@ -28,6 +29,7 @@ export class TextStreamer implements Streamer {
     private readonly options: TextStreamerOptions = {},
   ) {
     this.onText = options.onText ?? ((text, end) => process.stdout.write(end ? `${text}\n` : text));
+    this.text = this.freshText();
   }
 
   /** Add the step's token and emit the text that is now complete. */
@@ -37,9 +39,7 @@ export class TextStreamer implements Streamer {
         `TextStreamer streams one sequence; got a batch of ${tokens.length} (use generateStream for batches)`,
       );
     this.ids.push(tokens[0]!);
-    const text = this.decode();
-    // A trailing U+FFFD is a character whose bytes have not all arrived yet (byte-level BPE): wait for the rest.
-    const complete = text.endsWith("\uFFFD") ? text.slice(0, -1) : text;
+    const complete = this.text.update(this.ids);
     if (complete.length > this.printed) {
       this.onText(complete.slice(this.printed), false);
       this.printed = complete.length;
@@ -48,13 +48,19 @@ export class TextStreamer implements Streamer {
 
   /** Emit what is left and reset for the next generation. */
   end(): void {
-    const rest = this.decode().slice(this.printed);
+    const rest = this.decode(this.ids).slice(this.printed);
     this.ids = [];
+    this.text = this.freshText();
     this.printed = 0;
     this.onText(rest, true);
   }
 
-  private decode(): string {
-    return this.tokenizer.decode(this.ids, { skipSpecialTokens: this.options.skipSpecialTokens ?? false });
+  private decode(ids: number[]): string {
+    return this.tokenizer.decode(ids, { skipSpecialTokens: this.options.skipSpecialTokens ?? false });
+  }
+
+  /** The text of the next generation, decoded a few tokens at a time. */
+  private freshText(): IncrementalText {
+    return new IncrementalText((ids) => this.decode(ids));
   }
 }

@@ -8,7 +8,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { randomUUID } from "node:crypto";
-import { stopStringIndex } from "../generation/index.js";
+import { IncrementalText, stopStringIndex } from "../generation/index.js";
 import type { PreTrainedTokenizer } from "../tokenizers/index.js";
 import { BASE_ROW } from "../peft/index.js";
 import { DecodeEngine, type Sequence, type SequenceResult } from "./engine.js";
@@ -46,6 +46,12 @@ export interface ServeOptions {
 
 const FINISH = { stop: "stop", length: "length", abort: "abort" } as const;
 
+/** text up to its first stop string at or after `from`. */
+function cutAtStop(text: string, stops: string[], from: number): string {
+  const cut = stopStringIndex(text, stops, from);
+  return cut >= 0 ? text.slice(0, cut) : text;
+}
+
 /** The longest end of text that could still grow into a stop string (held back while streaming). */
 function heldBack(text: string, stops: string[]): number {
   let hold = 0;
@@ -54,26 +60,32 @@ function heldBack(text: string, stops: string[]): number {
   return hold;
 }
 
-/** The text of generated tokens as it may be sent so far: cut at a stop string, without incomplete characters. */
+/**
+ * The text of generated tokens as it may be sent so far: cut at a stop string, without incomplete characters. While
+ * streaming, the text grows a few tokens' decode at a time (IncrementalText); the finished text is decoded whole.
+ */
 class TextAccumulator {
   private sent = 0;
+  private readonly streamed: IncrementalText;
   constructor(
     private readonly tokenizer: PreTrainedTokenizer,
     private readonly stops: string[],
-  ) {}
+  ) {
+    this.streamed = new IncrementalText((ids) => tokenizer.decode(ids, { skipSpecialTokens: true }));
+  }
 
   /** The full text (final: cut at the first stop string). */
   final(tokens: number[]): string {
-    const text = this.tokenizer.decode(tokens, { skipSpecialTokens: true });
-    const cut = stopStringIndex(text, this.stops);
-    return cut >= 0 ? text.slice(0, cut) : text;
+    return cutAtStop(this.tokenizer.decode(tokens, { skipSpecialTokens: true }), this.stops, 0);
   }
 
   /** The text that can be sent now and was not sent before. */
   delta(tokens: number[], finished: boolean): string {
-    let text = this.final(tokens);
-    if (!finished) {
-      if (text.endsWith("\uFFFD")) text = text.slice(0, -1);
+    let text: string;
+    if (finished) text = this.final(tokens);
+    else {
+      // The text sent holds no stop string, nor the start of one (heldBack), so the search starts where it ends.
+      text = cutAtStop(this.streamed.update(tokens), this.stops, this.sent);
       text = text.slice(0, text.length - heldBack(text, this.stops));
     }
     if (text.length <= this.sent) return "";

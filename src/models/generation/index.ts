@@ -13,4 +13,5 @@ export type {
 } from "./generate.js";
 export * from "./logits.js";
 export { StopStrings, stopStringIndex, type TokenDecoder } from "./stopping.js";
+export { IncrementalText, type IdsDecoder } from "./incremental-text.js";
 export { GenerativeModel, asGenerative, withForward } from "./generative-model.js";
