@@ -55,7 +55,9 @@ function checkRows(name: string, weights: "float32" | "bfloat16" | "float16"): v
       const shape = `${name} ${weights} k=${k} n=${n}${transposed ? " tB" : ""}`;
       if (weights !== "float32")
         assert.deepEqual(batch, productWith(x, toDtype(w, "float32")).dataSync(), `${shape}: widened weight differs`);
-      // Alone, in a block of 4 with a row left over (5 rows), and read through a transposed view of x.
+      // Alone, two together (B transposed: six rows of B at a time), in a block of 4 with a row left over (5 rows),
+      // and read through a transposed view of x.
+      const two = product(narrow(x, 0, 2, 2)).dataSync();
       const five = product(narrow(x, 0, 0, 5)).dataSync();
       const viaView = product(transpose(contiguous(transpose(x, 0, 1)), 0, 1)).dataSync();
       for (let r = 0; r < 8; r++) {
@@ -63,6 +65,8 @@ function checkRows(name: string, weights: "float32" | "bfloat16" | "float16"): v
         const row = batch.subarray(r * n, (r + 1) * n);
         assert.deepEqual(row, alone, `${shape}: row ${r} alone differs`);
         if (r < 5) assert.deepEqual(five.subarray(r * n, (r + 1) * n), alone, `${shape}: row ${r} of 5 differs`);
+        if (r === 2 || r === 3)
+          assert.deepEqual(two.subarray((r - 2) * n, (r - 1) * n), alone, `${shape}: row ${r} of 2 differs`);
         assert.deepEqual(viaView.subarray(r * n, (r + 1) * n), alone, `${shape}: row ${r} of x transposed differs`);
       }
       // Spot-check values against float64 sums.

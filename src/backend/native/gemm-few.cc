@@ -252,17 +252,22 @@ struct Finish {
   }
 };
 
-// Output columns [j0, j1) of A·Bᵀ (B transposed), three rows of B at a time, each read once for all m rows of A.
+// Output columns [j0, j1) of A·Bᵀ (B transposed), each row of B read once for all m rows of A: three rows of B at a
+// time, or six for one or two rows of A (twice the sums in flight and the streams for the prefetcher: 8–20% faster
+// at one row, where three leave the loads waiting; more rows of A would not fit the registers).
 template <class E>
 PEFT_FMA_CLONES void productT(const Few<E>& f, int64_t j0, int64_t j1, const Finish& finish) {
-  float s[kFewRows * 3];
-  for (int64_t j = j0; j < j1; j += 3) {
-    const int64_t cols = std::min<int64_t>(3, j1 - j);
-    if (cols == 3) rowsT<E, 3>(f, j, s);
+  float s[kFewRows * 6];
+  for (int64_t j = j0; j < j1;) {
+    const int64_t cols = f.m <= 2 && j1 - j >= 6 ? 6 : std::min<int64_t>(3, j1 - j);
+    if (cols == 6 && f.m == 2) blockT<E, 2, 6>(f, 0, j, s);
+    else if (cols == 6) blockT<E, 1, 6>(f, 0, j, s);
+    else if (cols == 3) rowsT<E, 3>(f, j, s);
     else if (cols == 2) rowsT<E, 2>(f, j, s);
     else rowsT<E, 1>(f, j, s);
     for (int64_t i = 0; i < f.m; i++)
       for (int64_t c = 0; c < cols; c++) finish(i, j + c, s[i * cols + c]);
+    j += cols;
   }
 }
 
