@@ -105,13 +105,18 @@ async function rssOf(url: string): Promise<number> {
 
 /**
  * The goal's ratio, 8 clients' tokens/s over one client's on the base model, from alternating windows (the load of
- * a shared machine drifts between the table's rows): the median ratio of `rounds` pairs, and its range.
+ * a shared machine drifts between the table's rows): the median ratio of `rounds` pairs, and its range. Each window
+ * follows a second of the same load, so that it measures the steady state, not the change from the other.
  */
 async function alternatingRatio(url: string, seconds: number, rounds: number): Promise<string> {
   const ratios: number[] = [];
+  const steady = async (clients: number) => {
+    await load(url, clients, ["base"], 1, 16);
+    return load(url, clients, ["base"], seconds, 16);
+  };
   for (let r = 0; r < rounds; r++) {
-    const one = await load(url, 1, ["base"], seconds, 16);
-    const eight = await load(url, 8, ["base"], seconds, 16);
+    const one = await steady(1);
+    const eight = await steady(8);
     ratios.push(eight.tokens / eight.seconds / (one.tokens / one.seconds));
   }
   ratios.sort((a, b) => a - b);
