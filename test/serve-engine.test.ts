@@ -131,6 +131,22 @@ describe("decode engine: behaviour", () => {
     assert.equal(memory().liveBytes, before, "every cache is freed");
   });
 
+  it("the event loop gets a turn between the prefill's first tokens and the next decode step", async () => {
+    const engine = new DecodeEngine(model);
+    /** The sequence's token count when a callback queued at its first token ran (a socket write's turn). */
+    let tokensAtTurn = 0;
+    const seq: Sequence = engine.submit({
+      promptIds: [1, 2, 3],
+      maxNewTokens: 4,
+      ignoreEos: true,
+      onToken: () => {
+        if (seq.tokens.length === 1) setImmediate(() => (tokensAtTurn = seq.tokens.length));
+      },
+    });
+    await seq.done;
+    assert.equal(tokensAtTurn, 1, "the first token went out before the second was computed");
+  });
+
   it("stop token ids and stop strings end a request with reason stop; counters count tokens", async () => {
     const engine = new DecodeEngine(model);
     const free = (await engine.submit({ promptIds: [8, 9], maxNewTokens: 8, ignoreEos: true }).done).tokens;

@@ -284,6 +284,8 @@ export class DecodeEngine {
           const joining = this.joining();
           this.lastPrefillStep = this.step;
           this.guard(joining, () => this.prefill(joining));
+          // The first tokens go out now, not a decode step later (a client's time to first token).
+          await nextTurn();
         }
         if (this.running.length) {
           this.lastBatch = this.running.length;
@@ -291,7 +293,7 @@ export class DecodeEngine {
           if (!this.running.length) this.drain = { at: performance.now(), rows: this.lastBatch, arrivals: 0 };
         }
         // Let the HTTP side read requests, write tokens and notice disconnects between steps.
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await nextTurn();
       }
     } finally {
       this.looping = false;
@@ -432,6 +434,11 @@ export class DecodeEngine {
     for (const [r, s] of batch.entries()) if (s.finishReason === null) s.accept(choices[r]!.token, choices[r]!.logprob);
     this.count(batch.length);
   }
+}
+
+/** Resolves on the event loop's next turn (after pending I/O callbacks). */
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** An engine option's value, checked to be a number ≥ 0. */
