@@ -13,7 +13,7 @@ if ! node scripts/find-openblas.cjs json >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-openmp-dev >/dev/null
   else
     echo "peft-ts setup: OpenBLAS not found and apt-get is not usable here; install libopenblas-dev (or Accelerate on macOS)." >&2
-    echo "peft-ts setup: continuing; the slow pure-TypeScript backend will be used." >&2
+    echo "peft-ts setup: continuing; the slow pure-TypeScript backend will be used (run the tests with PEFT_TS_REQUIRE_NATIVE=0)." >&2
   fi
 fi
 
