@@ -7,6 +7,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { setTimeout as sleep } from "node:timers/promises";
 import { fromPretrained } from "../src/models/auto.js";
 import { PeftModel } from "../src/peft/index.js";
 import { memory, tensor } from "../src/tensor/index.js";
@@ -103,7 +104,7 @@ describe("decode engine: behaviour", () => {
   it("cancel frees the sequence's cache at once and resolves with abort; the others go on", async () => {
     // An engine's cache outlives its last batch by maxQueueDelayMs (30 ms), for the clients that come back: the
     // earlier tests' engines have freed theirs after 60 ms, and so has this one at the end.
-    const idle = () => new Promise((resolve) => setTimeout(resolve, 60));
+    const idle = () => sleep(60);
     await idle();
     const engine = new DecodeEngine(model);
     const before = memory().liveBytes;
@@ -227,7 +228,7 @@ describe("decode engine: scheduling", () => {
       await Promise.all([0, 1, 2].map(() => engine.submit(request(3)).done));
       // One client comes back at once, the other two 30 ms later (the batch held 3).
       const again = [engine.submit(request(2)).done];
-      await new Promise((resolve) => setTimeout(resolve, 30));
+      await sleep(30);
       again.push(engine.submit(request(2)).done, engine.submit(request(2)).done);
       await Promise.all(again);
       assert.deepEqual(prefills, expected, `maxQueueDelayMs ${delay}`);
@@ -254,7 +255,7 @@ describe("decode engine: scheduling", () => {
       );
       await lead.done;
       // The lead's client comes back 20 ms after its request ended.
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await sleep(20);
       arrivals.push(engine.submit(request(2)).done);
       await Promise.all(arrivals);
       const waited = drainWaitSteps > 0;

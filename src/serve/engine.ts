@@ -165,8 +165,8 @@ export interface EngineOptions {
    * While every running sequence will reach its max_tokens within this many decode steps, waiting requests are not
    * prefilled: they start when the batch drains, with the requests its clients send next (default 8; 0: off).
    * Requests of one length that started a few steps apart (a client late for the batch, an arrival that waited
-   * maxWaitingTokens) would otherwise stay out of step for good, each group's prefill stalling the other's decode:
-   * 8 closed-loop clients then ran 1.3–1.5× slower than in step.
+   * maxWaitingTokens) would otherwise stay out of step for good, each group's prefill stalling the other's decode
+   * (8 closed-loop GPT-2 clients over HTTP: prefills of 8 8 8 8 4 4 1 5 2 without it; with it, 8 after one cycle).
    */
   drainWaitSteps?: number;
 }
